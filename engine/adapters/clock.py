@@ -1,0 +1,29 @@
+"""Clocks: the system clock, and a virtual clock that only moves when told."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+class SystemClock:
+    """Wall-clock time in UTC."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class VirtualClock:
+    """A clock for tests, the demo and backtests: 60 days pass in seconds."""
+
+    def __init__(self, start: datetime) -> None:
+        if start.tzinfo is None:
+            raise ValueError("VirtualClock needs a timezone-aware start time")
+        self._now = start
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance_to(self, moment: datetime) -> None:
+        """Move forward to ``moment``; time never runs backwards."""
+        if moment > self._now:
+            self._now = moment

@@ -1,0 +1,78 @@
+"""The embedded default transport: .eml files and an SMS JSONL file in an outbox folder.
+
+Writes are atomic (temp file + rename for e-mail; one flushed line per SMS), and the folder is
+the record of what left, so a send id found there after a crash is reconciled, not resent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from uuid import UUID
+
+from engine.adapters.email_message import build_email
+from engine.application.ports import OutgoingMessage, SendResult
+
+
+class OutboxEmailChannel:
+    """Writes each e-mail to <outbox>/email/<send_id>.eml."""
+
+    name = "email"
+
+    def __init__(self, outbox: Path, sender_name: str, sender_email: str) -> None:
+        self.folder = outbox / "email"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.sender_name = sender_name
+        self.sender_email = sender_email
+
+    def _path(self, send_id: UUID) -> Path:
+        return self.folder / f"{send_id}.eml"
+
+    def already_sent(self, send_id: UUID) -> str | None:
+        path = self._path(send_id)
+        return str(path) if path.exists() else None
+
+    def send_batch(self, messages: list[OutgoingMessage]) -> list[SendResult]:
+        results = []
+        for m in messages:
+            path = self._path(m.send_id)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(bytes(build_email(m, self.sender_name, self.sender_email)))
+            os.replace(tmp, path)
+            results.append(SendResult(m.send_id, ok=True, provider_ref=str(path)))
+        return results
+
+
+class OutboxSmsChannel:
+    """Appends each SMS as one JSON line to <outbox>/sms.jsonl."""
+
+    name = "sms"
+
+    def __init__(self, outbox: Path) -> None:
+        outbox.mkdir(parents=True, exist_ok=True)
+        self.path = outbox / "sms.jsonl"
+        self._sent: set[str] = set()
+        if self.path.exists():
+            with self.path.open(encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        self._sent.add(json.loads(line)["send_id"])
+                    except (ValueError, KeyError):
+                        continue  # a torn last line from a crash: that SMS did not leave
+
+    def already_sent(self, send_id: UUID) -> str | None:
+        return f"{self.path}#{send_id}" if str(send_id) in self._sent else None
+
+    def send_batch(self, messages: list[OutgoingMessage]) -> list[SendResult]:
+        results = []
+        with self.path.open("a", encoding="utf-8") as f:
+            for m in messages:
+                line = {"send_id": str(m.send_id), "to": m.to, "text": m.body.text.strip(),
+                        "locale": m.body.locale, "template_variant": m.body.variant}
+                f.write(json.dumps(line, ensure_ascii=False) + "\n")
+                self._sent.add(str(m.send_id))
+                results.append(SendResult(m.send_id, ok=True, provider_ref=f"{self.path}#{m.send_id}"))
+            f.flush()
+            os.fsync(f.fileno())
+        return results

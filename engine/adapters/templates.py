@@ -1,0 +1,125 @@
+"""Jinja2 renderer: sandboxed, strict, autoescaped HTML, with audience and locale fallback.
+
+Layout: templates/<channel>/<name>/<variant>.<part>.j2 where variant is
+"<audience>.<locale>" or "<locale>"; e-mail parts are subject, txt and html, SMS has txt.
+Every e-mail is wrapped in templates/email/_layout/<locale>.{txt,html}.j2 (postal address and
+unsubscribe link) and every SMS in templates/sms/_layout/<locale>.txt.j2 (opt-out line), so the
+compliance footer cannot be forgotten by a template author.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound, meta
+from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup
+
+from engine.application.ports import RenderedMessage, RenderError
+
+PARTS = {"email": ("subject", "txt", "html"), "sms": ("txt",)}
+
+
+class JinjaRenderer:
+    """Renders message templates from a folder; compiled templates are cached."""
+
+    def __init__(self, root: Path, default_locale: str = "zh-CN") -> None:
+        self.root = root
+        self.default_locale = default_locale
+        self.env = SandboxedEnvironment(
+            loader=FileSystemLoader(str(root)),
+            undefined=StrictUndefined,
+            autoescape=lambda name: bool(name and name.endswith(".html.j2")),
+            cache_size=2000,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+        )
+
+    # ---- rendering -------------------------------------------------------------------------
+
+    def render(
+        self, channel: str, template: str, audience: str, locale: str, context: dict[str, Any]
+    ) -> RenderedMessage:
+        variant = self.resolve(channel, template, audience, locale)
+        if variant is None:
+            raise RenderError(f"no {channel} template {template!r} for {locale} or {self.default_locale}")
+        used_locale = variant.split(".")[-1]
+        ctx = {**context, "locale": used_locale}
+        try:
+            parts = {part: self._render(f"{channel}/{template}/{variant}.{part}.j2", ctx) for part in PARTS[channel]}
+            text = self._render(f"{channel}/_layout/{used_locale}.txt.j2", {**ctx, "body": parts["txt"]})
+            html = None
+            if "html" in parts:
+                html = self._render(
+                    f"{channel}/_layout/{used_locale}.html.j2", {**ctx, "body": Markup(parts["html"])}
+                )
+        except TemplateError as e:
+            raise RenderError(f"{type(e).__name__}: {e}") from e
+        subject = " ".join(parts["subject"].split()) if "subject" in parts else None
+        return RenderedMessage(subject=subject, text=text.strip() + "\n", html=html,
+                               locale=used_locale, variant=variant)
+
+    def _render(self, name: str, ctx: dict[str, Any]) -> str:
+        return self.env.get_template(name).render(ctx)
+
+    def resolve(self, channel: str, template: str, audience: str, locale: str) -> str | None:
+        """The most specific variant present: audience+locale, locale, then the default locale."""
+        for variant in (f"{audience}.{locale}", locale, f"{audience}.{self.default_locale}", self.default_locale):
+            if (self.root / channel / template / f"{variant}.txt.j2").is_file():
+                return variant
+        return None
+
+    # ---- validation ------------------------------------------------------------------------
+
+    def check(self, channel: str, template: str, locales: tuple[str, ...]) -> tuple[list[str], set[str]]:
+        """Problems with a template in every promised locale, and the variables it reads."""
+        problems: list[str] = []
+        used: set[str] = set()
+        folder = self.root / channel / template
+        if not folder.is_dir():
+            return [f"unknown {channel} template {template!r} (no folder {folder})"], used
+        variants = {p.name.split(".txt.j2")[0] for p in folder.glob("*.txt.j2")}
+        for locale in locales:
+            if locale not in variants:
+                problems.append(f"{channel} template {template!r} has no {locale} version")
+        for variant in sorted(variants):
+            for part in PARTS[channel]:
+                name = f"{channel}/{template}/{variant}.{part}.j2"
+                try:
+                    found, names = self._variables(name)
+                except RenderError as e:
+                    problems.append(str(e))
+                    continue
+                if not found:
+                    problems.append(f"{name} is missing")
+                used |= names
+        for locale in locales:
+            for part in ("txt", "html") if channel == "email" else ("txt",):
+                name = f"{channel}/_layout/{locale}.{part}.j2"
+                found, names = self._variables(name)
+                if not found:
+                    problems.append(f"{name} (compliance footer) is missing")
+                used |= names - {"body"}
+        return problems, used
+
+    def _variables(self, name: str) -> tuple[bool, set[str]]:
+        try:
+            source, _, _ = self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
+        except TemplateNotFound:
+            return False, set()
+        try:
+            ast = self.env.parse(source)
+        except TemplateError as e:
+            raise RenderError(f"{name}:{getattr(e, 'lineno', 0) or 0}: template syntax: {e}") from e
+        return True, set(meta.find_undeclared_variables(ast)) - {"locale"}
+
+    def fingerprint(self) -> str:
+        """Hash of every template file: recorded with each published journey version."""
+        h = hashlib.sha256()
+        for path in sorted(self.root.rglob("*.j2")):
+            h.update(str(path.relative_to(self.root)).encode())
+            h.update(path.read_bytes())
+        return h.hexdigest()[:16]

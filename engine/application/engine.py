@@ -1,0 +1,103 @@
+"""The engine: the use cases wired together, and the loop that runs everything due."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from engine.application.deliveries import Deliveries, DispatchReport
+from engine.application.journeys import DueTimer, Journeys
+from engine.application.leads import Leads
+from engine.application.ports import Clock
+from engine.application.projecting import catch_up
+from projections.funnel import DELIVERY_TOPICS as FUNNEL_DELIVERY_TOPICS
+from projections.funnel import LEAD_TOPICS as FUNNEL_LEAD_TOPICS
+from projections.funnel import FunnelCounts
+from projections.journey_index import TOPICS as INDEX_TOPICS
+from projections.journey_index import JourneyIndex
+
+
+class MovableClock(Protocol):
+    def now(self) -> datetime: ...
+
+    def advance_to(self, moment: datetime) -> None: ...
+
+
+@dataclass
+class RunReport:
+    """What one ``run`` did, for the CLI and tests."""
+
+    lead_events: int = 0
+    timers_fired: int = 0
+    requested: int = 0
+    dispatch: DispatchReport = field(default_factory=DispatchReport)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "lead_events": self.lead_events, "timers_fired": self.timers_fired,
+            "messages_requested": self.requested, "sent": self.dispatch.sent,
+            "failed": self.dispatch.failed, "skipped": self.dispatch.skipped,
+            "reconciled": self.dispatch.reconciled, "deferred": self.dispatch.deferred,
+        }
+
+
+@dataclass
+class Engine:
+    """Everything huoke runs, built by bootstrap from settings."""
+
+    clock: Clock
+    leads: Leads
+    journeys: Journeys
+    deliveries: Deliveries
+    funnel: FunnelCounts
+    index: JourneyIndex
+
+    def run(self, until: datetime | None = None, timer_batch: int = 500) -> RunReport:
+        """Process everything pending, then fire timers due up to ``until`` (default: now).
+
+        With a virtual clock the clock moves to each batch of timers' due time, so a
+        30-day journey runs in seconds and every event carries the time it would have had.
+        """
+        report = RunReport()
+        self._settle(report)
+        while True:
+            horizon = until or self.clock.now()
+            timers = self.index.due(horizon, limit=timer_batch)
+            if not timers:
+                break
+            self._move_clock(timers[-1])
+            report.timers_fired += self.journeys.fire_timers(timers, self.leads)
+            self._settle(report)
+        if until is not None:
+            self._move_clock_to(until)
+        return report
+
+    def _settle(self, report: RunReport) -> None:
+        """React to new lead events and send what was requested, until nothing moves."""
+        while True:
+            moved = self.journeys.process_lead_events(self.leads)
+            report.lead_events += moved
+            requested = self.deliveries.request_messages(self.journeys)
+            report.requested += requested
+            d = self.deliveries.dispatch(self.leads)
+            for name in ("sent", "failed", "skipped", "reconciled", "deferred"):
+                setattr(report.dispatch, name, getattr(report.dispatch, name) + getattr(d, name))
+            self.refresh_views()
+            if not moved and not requested and not (d.sent + d.failed + d.skipped + d.reconciled):
+                return
+            if d.deferred:
+                return
+
+    def refresh_views(self) -> None:
+        catch_up(self.index, self.journeys, INDEX_TOPICS)
+        catch_up(self.funnel, self.leads, FUNNEL_LEAD_TOPICS)
+        catch_up(self.funnel, self.deliveries, FUNNEL_DELIVERY_TOPICS)
+
+    def _move_clock(self, timer: DueTimer) -> None:
+        self._move_clock_to(timer.due_at)
+
+    def _move_clock_to(self, moment: datetime) -> None:
+        advance = getattr(self.clock, "advance_to", None)
+        if advance is not None:
+            advance(moment)

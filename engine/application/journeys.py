@@ -1,0 +1,210 @@
+"""Journeys: publish versions, enrol leads from lead events, advance enrolments, fire timers.
+
+The reactor reads the Leads notification log in batches and records all resulting enrolment
+events together with the position it reached, in one transaction (exactly-once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.persistence import ProcessRecorder, Tracking
+from eventsourcing.utils import get_topic
+
+from engine.application.leads import Leads
+from engine.application.ports import Clock
+from engine.domain import interpreter
+from engine.domain.enrolment import Enrolment, enrolment_id_for
+from engine.domain.errors import UnknownJourneyError
+from engine.domain.facts import lead_facts
+from engine.domain.journey import Journey, parse_journey
+from engine.domain.lead import Lead
+from engine.domain.publication import PublishedJourney, published_journey_id
+from engine.domain.values import JSONDict
+
+#: Lead events the reactor reacts to (filtered in the database).
+LEAD_TOPICS = [
+    get_topic(cls)
+    for cls in (
+        Lead.Captured, Lead.StageChanged, Lead.Segmented, Lead.ProfileUpdated,
+        Lead.ConsentWithdrawn,
+    )
+]
+
+
+@dataclass(frozen=True)
+class DueTimer:
+    """A wait that falls due: the schedule row the timer view keeps."""
+
+    enrolment_id: UUID
+    step: str
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class LiveJourney:
+    """A journey's live version together with its definition."""
+
+    version: int
+    journey: Journey
+
+
+class Journeys(Application):
+    """Enrolments and published journey versions."""
+
+    snapshotting_intervals = {Enrolment: 50}
+
+    def __init__(self, env: dict[str, str], clock: Clock) -> None:
+        super().__init__(env)
+        self.clock = clock
+        self.live: dict[str, LiveJourney] = {}
+        self._definitions: dict[tuple[str, int], Journey] = {}
+        self._versions: dict[str, list[int]] = {}
+
+    def construct_recorder(self) -> ProcessRecorder:
+        return self.factory.process_recorder()
+
+    # ---- versions --------------------------------------------------------------------------
+
+    def publish(
+        self, journeys: Iterable[tuple[Journey, JSONDict]], templates_hash: str, author: str
+    ) -> dict[str, int]:
+        """Publish each journey whose content changed; make the latest versions live."""
+        aggregates = []
+        for journey, raw in journeys:
+            try:
+                pub: PublishedJourney = self.repository.get(published_journey_id(journey.id))
+            except AggregateNotFoundError:
+                pub = PublishedJourney(journey_id=journey.id)
+            pub.publish(journey.content_hash, raw, templates_hash, journey.source, author,
+                        self.clock.now())
+            aggregates.append(pub)
+            self._remember(pub)
+            self.live[journey.id] = LiveJourney(pub.latest, self.definition(journey.id, pub.latest))
+        self.save(*aggregates)
+        return {jid: lj.version for jid, lj in self.live.items()}
+
+    def _remember(self, pub: PublishedJourney) -> None:
+        self._versions[pub.journey_id] = sorted(pub.versions)
+        for number, raw in pub.versions.items():
+            key = (pub.journey_id, number)
+            if key not in self._definitions:
+                self._definitions[key] = parse_journey(raw, f"{pub.journey_id} v{number}")
+
+    def definition(self, journey_id: str, version: int) -> Journey:
+        """The definition of a published version (loaded once, then cached)."""
+        key = (journey_id, version)
+        if key not in self._definitions:
+            try:
+                self._remember(self.repository.get(published_journey_id(journey_id)))
+            except AggregateNotFoundError:
+                raise UnknownJourneyError(f"journey {journey_id!r} was never published") from None
+        if key not in self._definitions:
+            raise UnknownJourneyError(f"journey {journey_id!r} has no version {version}")
+        return self._definitions[key]
+
+    # ---- reacting to lead events -----------------------------------------------------------
+
+    def process_lead_events(self, leads: Leads, batch_size: int = 500) -> int:
+        """Apply every new lead event; return how many notifications were processed."""
+        done = 0
+        while True:
+            position = self.recorder.max_tracking_id(leads.name)
+            notes = leads.recorder.select_notifications(
+                start=position, limit=batch_size, topics=LEAD_TOPICS, inclusive_of_start=False
+            )
+            if not notes:
+                return done
+            touched: dict[UUID, Enrolment] = {}
+            for note in notes:
+                lead_event = leads.mapper.to_domain_event(note)
+                self._react(lead_event, leads, touched)
+            pe: ProcessingEvent[UUID] = ProcessingEvent(tracking=Tracking(leads.name, notes[-1].id))
+            pe.collect_events(*touched.values())
+            self._record(pe)
+            self._take_snapshots(pe)
+            done += len(notes)
+
+    def _react(self, lead_event: Any, leads: Leads, touched: dict[UUID, Enrolment]) -> None:
+        lead = leads.get_lead(lead_event.originator_id)
+        at = getattr(lead_event, "at", None) or getattr(lead_event, "captured_at", None) or self.clock.now()
+        facts = lead_facts(lead, at)
+        trigger = None
+        if isinstance(lead_event, Lead.Captured):
+            trigger = "lead_captured"
+        elif isinstance(lead_event, Lead.StageChanged):
+            trigger = f"stage:{lead_event.to_stage}"
+        for journey_id, live in self.live.items():
+            for version in self._versions.get(journey_id, [live.version]):
+                enrolment = self._find(touched, lead.id, journey_id, version)
+                if enrolment is not None and enrolment.is_active:
+                    ended = interpreter.exit_check(self.definition(journey_id, version), facts)
+                    if ended is not None:
+                        enrolment.apply([ended], at)
+            if trigger is None:
+                continue
+            if self._find(touched, lead.id, journey_id, live.version) is not None:
+                continue  # one enrolment per lead and version in this slice (re-entry: never)
+            verdict = interpreter.check_entry(live.journey, trigger, facts)
+            if verdict.accepted:
+                enrolment = Enrolment(lead_id=lead.id, journey_id=journey_id,
+                                      journey_version=live.version, entry_key="",
+                                      reason=verdict.reason, at=at)
+                enrolment.apply(interpreter.start(live.journey, facts, at), at)
+                touched[enrolment.id] = enrolment
+
+    def _find(
+        self, touched: dict[UUID, Enrolment], lead_id: UUID, journey_id: str, version: int
+    ) -> Enrolment | None:
+        eid = enrolment_id_for(lead_id, journey_id, version)
+        if eid in touched:
+            return touched[eid]
+        try:
+            enrolment: Enrolment = self.repository.get(eid)
+        except AggregateNotFoundError:
+            return None
+        touched[eid] = enrolment
+        return enrolment
+
+    # ---- timers ----------------------------------------------------------------------------
+
+    def fire_timers(self, timers: Sequence[DueTimer], leads: Leads) -> int:
+        """Resume enrolments whose wait is due; a timer that already fired is a no-op."""
+        fired: list[Enrolment] = []
+        for timer in timers:
+            try:
+                enrolment: Enrolment = self.repository.get(timer.enrolment_id)
+            except AggregateNotFoundError:
+                continue
+            if enrolment.waiting_step != timer.step or not enrolment.is_due(timer.due_at):
+                continue
+            journey = self.definition(enrolment.journey_id, enrolment.journey_version)
+            facts = lead_facts(leads.get_lead(enrolment.lead_id), timer.due_at)
+            ended = interpreter.exit_check(journey, facts)
+            decisions = [ended] if ended else interpreter.resume(journey, timer.step, facts, timer.due_at)
+            enrolment.apply(decisions, timer.due_at)
+            fired.append(enrolment)
+        if fired:
+            self.save(*fired)
+        return len(fired)
+
+    # ---- queries ---------------------------------------------------------------------------
+
+    def enrolment_events(self, enrolment_id: UUID) -> list[Any]:
+        """Every recorded event of one enrolment, oldest first."""
+        return list(self.events.get(enrolment_id))
+
+    def get_enrolment(self, enrolment_id: UUID) -> Enrolment | None:
+        try:
+            enrolment: Enrolment = self.repository.get(enrolment_id)
+        except AggregateNotFoundError:
+            return None
+        return enrolment
+
+    def now(self) -> datetime:
+        return self.clock.now()

@@ -1,0 +1,207 @@
+"""Leads: capture, re-capture, segment, consent and lifecycle use cases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from engine.application.commands import CaptureLead, LeadRef, RecordLifecycle
+from engine.application.ports import Clock
+from engine.domain.errors import HuokeError, InvalidLeadError, LeadNotFoundError
+from engine.domain.facts import lead_facts
+from engine.domain.lead import Lead, LeadIdentity, identity_id_for, identity_keys, lead_id_for
+from engine.domain.segments import SegmentRules, classify
+from engine.domain.values import ConsentChannel, ConsentPurpose, Stage
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one command did: the lead it touched, whether anything changed, or the error."""
+
+    lead_id: UUID | None
+    created: bool = False
+    changed: bool = False
+    error: str = ""
+
+
+class Leads(Application):
+    """The leads bounded context: every change to a lead goes through here."""
+
+    snapshotting_intervals = {Lead: 100}
+
+    def __init__(self, env: dict[str, str], rules: SegmentRules, clock: Clock) -> None:
+        super().__init__(env)
+        self.rules = rules
+        self.clock = clock
+
+    # ---- capture ---------------------------------------------------------------------------
+
+    def capture_leads(self, commands: Iterable[CaptureLead]) -> list[Outcome]:
+        """Capture a batch in one transaction; a conflicting batch is retried one by one."""
+        batch = list(commands)
+        try:
+            return self._capture(batch)
+        except IntegrityError:
+            self._forget_cache()
+            return [self._capture_one_with_retry(c) for c in batch]
+
+    def _capture_one_with_retry(self, command: CaptureLead) -> Outcome:
+        for _ in range(3):
+            try:
+                return self._capture([command])[0]
+            except IntegrityError:
+                self._forget_cache()
+        return Outcome(None, error="could not capture: concurrent writers kept conflicting")
+
+    def _capture(self, batch: list[CaptureLead]) -> list[Outcome]:
+        pending: dict[UUID, Any] = {}
+        claimed: dict[str, UUID] = {}
+        outcomes = []
+        for cmd in batch:
+            at = cmd.captured_at or self.clock.now()
+            keys = identity_keys(
+                cmd.source["channel"], cmd.source.get("external_id"),
+                cmd.contact.get("phone"), cmd.contact.get("email"),
+            )
+            lead_id = self._resolve(keys, claimed)
+            created = lead_id is None
+            if lead_id is None:
+                lead = Lead(
+                    source=cmd.source, contact=cmd.contact, profile=cmd.profile,
+                    interest=cmd.interest, contact_issues=list(cmd.contact_issues), captured_at=at,
+                )
+                lead_id = lead.id
+            else:
+                lead = pending.get(lead_id) or self.repository.get(lead_id)
+                incoming = {"contact": cmd.contact, "profile": cmd.profile,
+                            "interest": cmd.interest, "contact_issues": list(cmd.contact_issues)}
+                lead.update(incoming, cmd.source, at)
+            for key in keys:
+                if key not in claimed:
+                    claimed[key] = lead_id
+                    pending[identity_id_for(key)] = LeadIdentity(key=key, lead_id=lead_id)
+            self._segment(lead, at)
+            for channel, granted in cmd.consents.items():
+                self._consent(lead, channel, granted, cmd.origin or "capture", at)
+            changed = bool(lead.pending_events) or created
+            pending[lead_id] = lead
+            outcomes.append(Outcome(lead_id, created=created, changed=changed))
+        self.save(*pending.values())
+        return outcomes
+
+    def _resolve(self, keys: list[str], claimed: dict[str, UUID]) -> UUID | None:
+        """The lead known under the strongest of ``keys``; records every key already taken."""
+        found: UUID | None = None
+        for key in keys:
+            if key not in claimed:
+                try:
+                    identity = self.repository.get(identity_id_for(key))
+                except AggregateNotFoundError:
+                    continue
+                claimed[key] = identity.lead_id
+            if found is None:
+                found = claimed[key]
+        return found
+
+    def _segment(self, lead: Lead, at: datetime) -> None:
+        c = classify(self.rules, lead_facts(lead, at))
+        lead.segment(c.audience, c.tier, c.segments, dict(c.reasons), self.rules.version, at)
+
+    @staticmethod
+    def _consent(lead: Lead, channel: str, granted: bool, source: str, at: datetime) -> None:
+        ch = ConsentChannel(channel)
+        if granted:
+            lead.grant_consent(ch, ConsentPurpose.MARKETING, source, "opt-in recorded at capture", at)
+        else:
+            lead.withdraw_consent(ch, ConsentPurpose.MARKETING, source, "no consent at capture", at)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def record_lifecycle(self, commands: Iterable[RecordLifecycle]) -> list[Outcome]:
+        """Apply lifecycle facts in one transaction; each bad fact is reported, not stored."""
+        pending: dict[UUID, Lead] = {}
+        outcomes = []
+        for cmd in commands:
+            try:
+                lead_id = self.find_lead(cmd.lead)
+                lead = pending.get(lead_id) or self.get_lead(lead_id)
+                before = len(lead.pending_events)
+                self._apply_lifecycle(lead, cmd, cmd.at or self.clock.now())
+            except HuokeError as e:
+                outcomes.append(Outcome(None, error=str(e)))
+                continue
+            pending[lead_id] = lead
+            outcomes.append(Outcome(lead_id, changed=len(lead.pending_events) > before))
+        self.save(*pending.values())
+        return outcomes
+
+    def _apply_lifecycle(self, lead: Lead, cmd: RecordLifecycle, at: datetime) -> None:
+        match cmd.kind:
+            case "application_submitted":
+                lead.submit_application(cmd.application_id, cmd.loan_type, cmd.amount, at)
+            case "application_approved":
+                lead.approve_application(cmd.application_id, cmd.amount, at)
+            case "application_declined":
+                lead.decline_application(cmd.application_id, cmd.reason or "not stated", at)
+            case "loan_funded":
+                lead.fund_loan(cmd.application_id, cmd.amount, at)
+            case "repayment_missed":
+                lead.miss_repayment(cmd.application_id, cmd.days_past_due, at)
+            case "stage_changed":
+                lead.advance_to(Stage(cmd.stage), cmd.reason or "reported by the lender", at)
+            case "consent_granted":
+                lead.grant_consent(ConsentChannel(cmd.channel), ConsentPurpose.MARKETING,
+                                   cmd.origin or "import", cmd.reason or "consent reported", at)
+            case "consent_withdrawn":
+                lead.withdraw_consent(ConsentChannel(cmd.channel), ConsentPurpose.MARKETING,
+                                      cmd.origin or "import", cmd.reason or "opt-out reported", at)
+        self._segment(lead, at)
+
+    def mark_contacted(self, lead_ids: Iterable[UUID], at: datetime) -> None:
+        """A lead that received its first message moves from NEW to CONTACTED."""
+        leads = []
+        for lead_id in set(lead_ids):
+            lead = self.get_lead(lead_id)
+            if lead.stage is Stage.NEW and lead.advance_to(Stage.CONTACTED, "first message sent", at):
+                leads.append(lead)
+        if leads:
+            self.save(*leads)
+
+    # ---- queries ---------------------------------------------------------------------------
+
+    def get_lead(self, lead_id: UUID) -> Lead:
+        """The lead's current state (for other use cases; never returned to entrypoints)."""
+        try:
+            lead: Lead = self.repository.get(lead_id)
+        except AggregateNotFoundError:
+            raise LeadNotFoundError(lead_id) from None
+        return lead
+
+    def find_lead(self, ref: LeadRef) -> UUID:
+        """Resolve a reference to a captured lead's id."""
+        if ref.lead_id:
+            self.get_lead(ref.lead_id)
+            return ref.lead_id
+        keys = identity_keys(ref.source_channel or "", ref.external_id if ref.source_channel else None,
+                             ref.phone, ref.email)
+        found = self._resolve(keys, {})
+        if found is None:
+            raise InvalidLeadError("lead", f"no captured lead matches {_describe(ref)}")
+        return found
+
+    def _forget_cache(self) -> None:
+        self.repository = self.construct_repository()
+
+
+def _describe(ref: LeadRef) -> str:
+    parts = [f"{k}={v}" for k, v in vars(ref).items() if v]
+    return ", ".join(parts) or "nothing (give lead_id, source_channel+external_id, phone or email)"
+
+
+__all__ = ["Leads", "Outcome", "lead_id_for"]

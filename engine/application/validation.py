@@ -1,0 +1,77 @@
+"""Load-and-validate of marketers' definitions: every problem, with file and line, at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from engine.application.catalog import TemplateCatalog, check_templates
+from engine.domain.errors import JourneyValidationError
+from engine.domain.journey import Journey, parse_journey
+from engine.domain.segments import SegmentRules, parse_segment_rules
+
+SEGMENTS_FILE = "segments.yaml"
+
+
+@dataclass(frozen=True)
+class Definitions:
+    """Validated journeys (with their raw definitions) and segment rules."""
+
+    journeys: list[tuple[Journey, dict[str, Any]]]
+    rules: SegmentRules
+
+
+def load_definitions(
+    folder: Path,
+    catalog: TemplateCatalog,
+    load: Callable[[Path], Any],
+    strip: Callable[[Any], Any],
+    only: list[Path] | None = None,
+) -> Definitions:
+    """Validate segments.yaml and every journey YAML in ``folder`` (or just ``only``)."""
+    problems: list[str] = []
+    rules = SegmentRules((), (), (), "none")
+    seg_path = folder / SEGMENTS_FILE
+    if seg_path.exists():
+        try:
+            rules = parse_segment_rules(strip(load(seg_path)), str(seg_path))
+        except JourneyValidationError as e:
+            problems += e.problems
+    paths = only if only is not None else sorted(
+        p for p in folder.glob("*.y*ml") if p.name != SEGMENTS_FILE and not p.name.startswith("_")
+    )
+    journeys: list[tuple[Journey, dict[str, Any]]] = []
+    seen: dict[str, Path] = {}
+    for path in paths:
+        try:
+            data = load(path)
+            journey = parse_journey(data, str(path))
+        except JourneyValidationError as e:
+            problems += e.problems
+            continue
+        if journey.id in seen:
+            problems.append(f"{path}: journey id {journey.id!r} is also used by {seen[journey.id]}")
+        seen[journey.id] = path
+        problems += check_templates(journey, catalog)
+        problems += _check_segments(journey, rules)
+        journeys.append((journey, strip(data)))
+    if not paths:
+        problems.append(f"{folder}: no journey files (*.yaml) found")
+    if problems:
+        raise JourneyValidationError(problems)
+    return Definitions(journeys, rules)
+
+
+def _check_segments(journey: Journey, rules: SegmentRules) -> list[str]:
+    """Branches and filters may only name segments that segments.yaml defines."""
+    from engine.domain.journey import BranchStep
+
+    problems = []
+    for step in journey.steps.values():
+        if isinstance(step, BranchStep) and step.on == "segment":
+            for case in step.cases:
+                seg = case.when.get("eq")
+                if seg is not None and seg not in rules.segment_ids:
+                    problems.append(f"{journey.source}:{step.line}: step '{step.id}': unknown segment {seg!r}")
+    return problems

@@ -1,0 +1,123 @@
+"""The composition root: builds the engine from settings, with overridable adapters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.utils import Environment
+
+from engine.adapters.clock import SystemClock
+from engine.adapters.outbox import OutboxEmailChannel, OutboxSmsChannel
+from engine.adapters.smtp import SmtpEmailChannel
+from engine.adapters.templates import JinjaRenderer
+from engine.adapters.yaml_files import load_yaml, strip_lines
+from engine.application.deliveries import Deliveries, Sender
+from engine.application.engine import Engine
+from engine.application.journeys import Journeys
+from engine.application.leads import Leads
+from engine.application.ports import Channel, Clock
+from engine.application.validation import Definitions, load_definitions
+from engine.settings import Settings
+from projections.funnel import FunnelCountsPostgres, FunnelCountsSQLite
+from projections.journey_index import JourneyIndexPostgres, JourneyIndexSQLite
+
+APPS = ("leads", "journeys", "deliveries")
+VIEWS = ("funnel", "journey_index")
+
+
+def store_env(settings: Settings, name: str) -> dict[str, str]:
+    """eventsourcing settings for one application or view: its own SQLite file, or PostgreSQL."""
+    pg = settings.postgres_env()
+    if pg is not None:
+        return pg
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(settings.data_dir / f"{name}.db"),
+        "SQLITE_LOCK_TIMEOUT": "30",
+        # Embedded mode has one writer per aggregate, so a cache that is never
+        # fast-forwarded from the store is safe and saves a read per command.
+        "AGGREGATE_CACHE_MAXSIZE": "50000",
+        "AGGREGATE_CACHE_FASTFORWARD": "n",
+    }
+
+
+def ensure_schema(settings: Settings) -> None:
+    """Create the PostgreSQL schema named in the database URL (eventsourcing does not)."""
+    pg = settings.postgres_env()
+    if pg is None or pg["POSTGRES_SCHEMA"] == "public":
+        return
+    import psycopg
+
+    with psycopg.connect(
+        dbname=pg["POSTGRES_DBNAME"], host=pg["POSTGRES_HOST"], port=int(pg["POSTGRES_PORT"]),
+        user=pg["POSTGRES_USER"], password=pg["POSTGRES_PASSWORD"] or None, autocommit=True,
+    ) as conn:
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{pg["POSTGRES_SCHEMA"]}"')
+
+
+def build_view(settings: Settings, name: str) -> Any:
+    pg = settings.postgres_env() is not None
+    cls = {
+        "funnel": FunnelCountsPostgres if pg else FunnelCountsSQLite,
+        "journey_index": JourneyIndexPostgres if pg else JourneyIndexSQLite,
+    }[name]
+    factory = InfrastructureFactory.construct(env=Environment(name, store_env(settings, name)))
+    return factory.tracking_recorder(cls)
+
+
+def renderer_for(settings: Settings) -> JinjaRenderer:
+    return JinjaRenderer(settings.templates_dir, settings.default_locale)
+
+
+def load_journey_definitions(settings: Settings, only: list[Path] | None = None) -> Definitions:
+    """Validate the journeys folder (raises JourneyValidationError listing every problem)."""
+    return load_definitions(settings.journeys_dir, renderer_for(settings), load_yaml, strip_lines, only)
+
+
+def default_channels(settings: Settings) -> dict[str, Channel]:
+    sms: Channel = OutboxSmsChannel(settings.outbox_dir)
+    email: Channel
+    if settings.email_transport == "smtp":
+        email = SmtpEmailChannel(
+            settings.smtp_host, settings.smtp_port, settings.smtp_tls, settings.smtp_username,
+            settings.smtp_password.get_secret_value(), settings.sender_name, settings.sender_email,
+            settings.smtp_timeout,
+        )
+    else:
+        email = OutboxEmailChannel(settings.outbox_dir, settings.sender_name, settings.sender_email)
+    return {"email": email, "sms": sms}
+
+
+def bootstrap(
+    settings: Settings | None = None,
+    clock: Clock | None = None,
+    channels: dict[str, Channel] | None = None,
+    author: str = "huoke",
+) -> Engine:
+    """Build the engine: stores, definitions (validated and published), channels and views."""
+    settings = settings or Settings()
+    clock = clock or SystemClock()
+    ensure_schema(settings)
+    definitions = load_journey_definitions(settings)
+    renderer = renderer_for(settings)
+    leads = Leads(store_env(settings, "leads"), definitions.rules, clock)
+    journeys = Journeys(store_env(settings, "journeys"), clock)
+    journeys.publish(definitions.journeys, renderer.fingerprint(), author)
+    sender = Sender(
+        name=settings.sender_name, email=settings.sender_email,
+        postal_address=settings.sender_postal_address, unsubscribe_url=settings.unsubscribe_url,
+        unsubscribe_secret=settings.unsubscribe_secret.get_secret_value(),
+        default_locale=settings.default_locale,
+    )
+    deliveries = Deliveries(
+        store_env(settings, "deliveries"), clock, renderer,
+        channels if channels is not None else default_channels(settings), sender,
+        journey_vars=lambda jid: journeys.live[jid].journey.vars if jid in journeys.live else {},
+    )
+    return Engine(
+        clock=clock, leads=leads, journeys=journeys, deliveries=deliveries,
+        funnel=build_view(settings, "funnel"), index=build_view(settings, "journey_index"),
+    )

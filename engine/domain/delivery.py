@@ -1,0 +1,134 @@
+"""The Delivery aggregate: one message's effect, recorded before it leaves and after."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+#: Transient failures (4xx, connection errors) retried on later runs before giving up.
+MAX_TRANSIENT_FAILURES = 5
+
+
+class Delivery(Aggregate):
+    """A requested message: requested → sent | failed | skipped. Its id is the send id."""
+
+    class Requested(Aggregate.Created):
+        send_id: UUID
+        lead_id: UUID
+        enrolment_id: UUID
+        journey_id: str
+        journey_version: int
+        step: str
+        channel: str
+        template: str
+        reason: str
+        at: datetime
+
+    class Sent(Aggregate.Event):
+        journey_id: str
+        step: str
+        channel: str
+        recipient: str
+        locale: str
+        variant: str
+        content_sha256: str
+        provider_ref: str
+        at: datetime
+
+    class Failed(Aggregate.Event):
+        journey_id: str
+        step: str
+        channel: str
+        reason: str
+        permanent: bool
+        at: datetime
+
+    class Skipped(Aggregate.Event):
+        journey_id: str
+        step: str
+        channel: str
+        reason: str
+        at: datetime
+
+    @event(Requested)
+    def __init__(
+        self,
+        send_id: UUID,
+        lead_id: UUID,
+        enrolment_id: UUID,
+        journey_id: str,
+        journey_version: int,
+        step: str,
+        channel: str,
+        template: str,
+        reason: str,
+        at: datetime,
+    ) -> None:
+        self.lead_id = lead_id
+        self.enrolment_id = enrolment_id
+        self.journey_id = journey_id
+        self.journey_version = journey_version
+        self.step = step
+        self.channel = channel
+        self.template = template
+        self.reason = reason
+        self.requested_at = at
+        self.outcome: str | None = None
+        self.transient_failures = 0
+
+    @staticmethod
+    def create_id(send_id: UUID, **_: Any) -> UUID:
+        return send_id
+
+    @property
+    def is_settled(self) -> bool:
+        return self.outcome is not None
+
+    def mark_sent(
+        self, recipient: str, locale: str, variant: str, content_sha256: str, provider_ref: str, at: datetime
+    ) -> None:
+        """Record that the channel accepted the message (no-op once settled)."""
+        if self.is_settled:
+            return
+        self._sent(
+            journey_id=self.journey_id, step=self.step, channel=self.channel, recipient=recipient,
+            locale=locale, variant=variant, content_sha256=content_sha256,
+            provider_ref=provider_ref, at=at,
+        )
+
+    @event(Sent)
+    def _sent(self, journey_id: str, step: str, channel: str, recipient: str, locale: str,
+              variant: str, content_sha256: str, provider_ref: str, at: datetime) -> None:
+        self.outcome = "sent"
+
+    def mark_failed(self, reason: str, permanent: bool, at: datetime) -> None:
+        """Record a failure; a transient one leaves the delivery open for a retry, up to a limit."""
+        if self.is_settled:
+            return
+        if not permanent and self.transient_failures + 1 >= MAX_TRANSIENT_FAILURES:
+            permanent = True
+            reason = f"{reason} (gave up after {MAX_TRANSIENT_FAILURES} attempts)"
+        self._failed(journey_id=self.journey_id, step=self.step, channel=self.channel,
+                     reason=reason, permanent=permanent, at=at)
+
+    @event(Failed)
+    def _failed(self, journey_id: str, step: str, channel: str, reason: str, permanent: bool,
+                at: datetime) -> None:
+        if permanent:
+            self.outcome = "failed"
+        else:
+            self.transient_failures += 1
+
+    def mark_skipped(self, reason: str, at: datetime) -> None:
+        """Record that policy (consent, contact) stopped the message, with the reason."""
+        if self.is_settled:
+            return
+        self._skipped(journey_id=self.journey_id, step=self.step, channel=self.channel,
+                      reason=reason, at=at)
+
+    @event(Skipped)
+    def _skipped(self, journey_id: str, step: str, channel: str, reason: str, at: datetime) -> None:
+        self.outcome = "skipped"

@@ -1,0 +1,117 @@
+"""The flat facts about a lead that rules, branches and templates may read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from engine.domain.lead import Lead
+
+FieldType = Literal["number", "text", "list"]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One readable fact: its type, whether every lead has it, and what it means."""
+
+    type: FieldType
+    always: bool
+    doc: str
+
+
+#: Every fact a rule, branch or template can use; names here are the marketer's vocabulary.
+FIELDS: dict[str, FieldSpec] = {
+    "lead_ref": FieldSpec("text", True, "short reference of the lead"),
+    "full_name": FieldSpec("text", True, "name as captured"),
+    "first_name": FieldSpec("text", True, "given name (or the whole name if it cannot be split)"),
+    "language": FieldSpec("text", True, "preferred language, e.g. zh-CN or en"),
+    "audience": FieldSpec("text", True, "young_professional, sme, senior or general"),
+    "tier": FieldSpec("text", True, "prime, near_prime or other"),
+    "segments": FieldSpec("list", True, "ids of the segments the lead is in"),
+    "stage": FieldSpec("text", True, "new, contacted, engaged, applied, approved, funded, lost"),
+    "source_channel": FieldSpec("text", True, "where the lead came from"),
+    "partner": FieldSpec("text", False, "partner that referred the lead"),
+    "campaign": FieldSpec("text", False, "campaign / UTM campaign"),
+    "has_email": FieldSpec("text", True, "yes or no"),
+    "has_phone": FieldSpec("text", True, "yes or no"),
+    "age": FieldSpec("number", False, "age in whole years (tone and channel only, never offers)"),
+    "birth_year": FieldSpec("number", False, "year of birth"),
+    "employment_type": FieldSpec("text", False, "salaried, freelance, self_employed, ..."),
+    "employer_kind": FieldSpec("text", False, "government, state_owned, large_private, ..."),
+    "employer": FieldSpec("text", False, "employer name"),
+    "monthly_income": FieldSpec("number", False, "monthly income"),
+    "monthly_debt": FieldSpec("number", False, "monthly debt payments"),
+    "dti": FieldSpec("number", False, "monthly debt / monthly income, as a fraction"),
+    "currency": FieldSpec("text", False, "currency of income and amounts"),
+    "region": FieldSpec("text", False, "province / state"),
+    "city": FieldSpec("text", False, "city"),
+    "industry": FieldSpec("text", False, "industry (of the employer or business)"),
+    "business_name": FieldSpec("text", False, "SME: registered business name"),
+    "business_years": FieldSpec("number", False, "SME: years trading"),
+    "business_revenue": FieldSpec("number", False, "SME: annual revenue"),
+    "loan_type": FieldSpec("text", False, "mortgage, business, auto, consumer, renovation, ..."),
+    "loan_amount": FieldSpec("number", False, "amount the lead asked about"),
+    "loan_term_months": FieldSpec("number", False, "term the lead asked about"),
+    "loan_purpose": FieldSpec("text", False, "purpose in the lead's words"),
+}
+
+
+def _num(value: Any) -> Decimal | None:
+    return None if value in (None, "") else Decimal(str(value))
+
+
+def lead_facts(lead: Lead, now: datetime) -> dict[str, Any]:
+    """Flatten a lead into the facts above; absent optional facts are left out."""
+    c, p, i, s = lead.contact, lead.profile, lead.interest, lead.source
+    name = str(c.get("name") or "")
+    facts: dict[str, Any] = {
+        "lead_ref": str(lead.id)[:8],
+        "full_name": name,
+        "first_name": first_name_of(name),
+        "language": c.get("language") or "zh-CN",
+        "audience": lead.audience.value,
+        "tier": lead.tier.value,
+        "segments": list(lead.segments),
+        "stage": lead.stage.value,
+        "source_channel": s["channel"],
+        "has_email": "yes" if c.get("email") else "no",
+        "has_phone": "yes" if c.get("phone") else "no",
+        "partner": s.get("partner"),
+        "campaign": s.get("campaign"),
+        "birth_year": p.get("birth_year"),
+        "employment_type": p.get("employment_type"),
+        "employer_kind": p.get("employer_kind"),
+        "employer": p.get("employer"),
+        "monthly_income": _num(p.get("monthly_income")),
+        "monthly_debt": _num(p.get("monthly_debt")),
+        "currency": p.get("currency"),
+        "region": p.get("region"),
+        "city": p.get("city"),
+        "industry": p.get("industry"),
+        "business_name": p.get("business_name"),
+        "business_years": _num(p.get("business_years")),
+        "business_revenue": _num(p.get("business_revenue")),
+        "loan_type": i.get("loan_type"),
+        "loan_amount": _num(i.get("amount")),
+        "loan_term_months": _num(i.get("term_months")),
+        "loan_purpose": i.get("purpose"),
+    }
+    if facts["birth_year"]:
+        facts["age"] = now.year - int(facts["birth_year"])
+    income, debt = facts["monthly_income"], facts["monthly_debt"]
+    if income and debt is not None and income > 0:
+        facts["dti"] = (debt / income).quantize(Decimal("0.0001"))
+    return {k: v for k, v in facts.items() if v is not None and v != ""}
+
+
+def first_name_of(name: str) -> str:
+    """Given name for a salutation: Chinese names keep the full name, others the first word."""
+    name = name.strip()
+    if not name:
+        return ""
+    if any("\u4e00" <= ch <= "\u9fff" for ch in name):
+        return name
+    return name.split()[0]

@@ -1,0 +1,67 @@
+"""All settings, from environment variables prefixed HUOKE_ (read by bootstrap and entrypoints only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import parse_qs, urlparse
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """huoke's configuration; every field is HUOKE_<FIELD> in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="HUOKE_", extra="ignore")
+
+    database_url: str = Field(
+        "",
+        description="empty: SQLite files in HUOKE_DATA_DIR; or postgresql://user:pw@host:5432/db?schema=huoke",
+    )
+    data_dir: Path = Field(Path("var/data"), description="folder of the SQLite files (embedded mode)")
+    journeys_dir: Path = Field(Path("journeys"), description="journey YAML files and segments.yaml")
+    templates_dir: Path = Field(Path("templates"), description="Jinja2 message templates")
+    outbox_dir: Path = Field(Path("var/outbox"), description="where the outbox transport writes .eml and sms.jsonl")
+    email_transport: Literal["outbox", "smtp"] = Field("outbox", description="outbox (files) or smtp")
+    smtp_host: str = Field("127.0.0.1", description="SMTP server host")
+    smtp_port: int = Field(1025, description="SMTP server port")
+    smtp_tls: Literal["none", "starttls", "tls"] = Field("none", description="none, starttls or tls")
+    smtp_username: str = Field("", description="SMTP user (empty: no AUTH)")
+    smtp_password: SecretStr = Field(SecretStr(""), description="SMTP password")
+    smtp_timeout: float = Field(30.0, description="seconds before an SMTP command times out")
+    sender_name: str = Field("Huoke Lending", description="display name of the sender")
+    sender_email: str = Field("marketing@lender.example", description="From address")
+    sender_postal_address: str = Field(
+        "1 Finance Street, Xicheng District, Beijing 100033, China",
+        description="postal address printed in every marketing e-mail",
+    )
+    unsubscribe_url: str = Field(
+        "https://lender.example/unsubscribe", description="base of the signed one-click unsubscribe link"
+    )
+    unsubscribe_secret: SecretStr = Field(
+        SecretStr("change-me"), description="key that signs unsubscribe links"
+    )
+    timezone: str = Field("Asia/Shanghai", description="the lender's time zone for reports and the demo")
+    default_locale: str = Field("zh-CN", description="locale used when a lead's language has no template")
+    default_phone_region: str = Field("CN", description="region for phone numbers written without +country")
+
+    def postgres_env(self) -> dict[str, str] | None:
+        """eventsourcing's POSTGRES_* settings from the database URL, or None for SQLite."""
+        if not self.database_url:
+            return None
+        url = urlparse(self.database_url)
+        if url.scheme not in ("postgresql", "postgres"):
+            raise ValueError(f"HUOKE_DATABASE_URL must start with postgresql://, got {url.scheme}://")
+        query = parse_qs(url.query)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": (url.path or "/huoke").lstrip("/") or "huoke",
+            "POSTGRES_HOST": url.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(url.port or 5432),
+            "POSTGRES_USER": url.username or "postgres",
+            "POSTGRES_PASSWORD": url.password or "",
+            "POSTGRES_SCHEMA": query.get("schema", ["public"])[0],
+            "POSTGRES_POOL_SIZE": "4",
+            "POSTGRES_MAX_OVERFLOW": "4",
+        }

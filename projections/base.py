@@ -1,0 +1,94 @@
+"""Shared machinery for read models: one SQL dialect layer, batched exactly-once apply.
+
+A view is a TrackingRecorder (SQLite or PostgreSQL) that owns a few tables. Each batch of
+events is applied in one transaction together with the tracking record of its last
+notification, so each event is applied exactly once, and a rebuild starts from nothing.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from eventsourcing.persistence import Tracking, TrackingRecorder
+from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.projection import Projection
+from eventsourcing.sqlite import SQLiteTrackingRecorder
+
+
+class SqlView(TrackingRecorder):
+    """Mixin for views; subclasses write SQL with {t_<table>} names and ? parameters."""
+
+    tables: Sequence[str] = ()
+
+    @property
+    def is_postgres(self) -> bool:
+        return isinstance(self, PostgresTrackingRecorder)
+
+    def q(self, sql: str) -> str:
+        """Qualify table names and convert parameter markers for this dialect."""
+        names = {}
+        for t in self.tables:
+            names[f"t_{t}"] = f'"{self.datastore.schema}"."{t}"' if self.is_postgres else t  # type: ignore[attr-defined]
+        sql = sql.format(**names)
+        return sql.replace("?", "%s") if self.is_postgres else sql
+
+    @abstractmethod
+    def ddl(self) -> list[str]:
+        """CREATE TABLE / INDEX statements (IF NOT EXISTS)."""
+
+    @abstractmethod
+    def apply(self, event: Any, cursor: Any) -> None:
+        """Update the tables for one event (inside the batch transaction)."""
+
+    def create_table(self) -> None:
+        super().create_table()  # type: ignore[safe-super]
+        with self.transaction() as c:
+            for statement in self.ddl():
+                c.execute(self.q(statement))
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
+            yield c
+
+    def apply_batch(self, events: Sequence[Any], tracking: Tracking) -> None:
+        """Apply events and record ``tracking`` atomically; a replayed position is refused."""
+        with self.transaction() as c:
+            self._insert_tracking(c, tracking)  # type: ignore[attr-defined]
+            for event in events:
+                self.apply(event, c)
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self.datastore.transaction(commit=False) as c:  # type: ignore[attr-defined]
+            c.execute(self.q(sql), tuple(params))
+            return [dict(r) for r in c.fetchall()]
+
+    def reset(self) -> None:
+        """Forget everything, tracking included, in one transaction (for a rebuild)."""
+        tracking = (
+            f'"{self.datastore.schema}"."{self.tracking_table_name}"'  # type: ignore[attr-defined]
+            if self.is_postgres
+            else "tracking"
+        )
+        with self.transaction() as c:
+            for t in self.tables:
+                c.execute(self.q(f"DELETE FROM {{t_{t}}}"))
+            c.execute(f"DELETE FROM {tracking} WHERE application_name <> '__migration__'")
+
+
+class ViewProjection(Projection[Any]):
+    """An eventsourcing Projection that hands each event to its SqlView (for the runners)."""
+
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        self.view.apply_batch([domain_event], tracking)
+
+
+def sqlite_and_postgres(mixin: type[SqlView]) -> tuple[type[SqlView], type[SqlView]]:
+    """The concrete SQLite and PostgreSQL classes of a view mixin."""
+    attrs = {"__module__": mixin.__module__}
+    lite = type(f"{mixin.__name__}SQLite", (mixin, SQLiteTrackingRecorder), attrs)
+    pg = type(f"{mixin.__name__}Postgres", (mixin, PostgresTrackingRecorder), attrs)
+    return lite, pg
