@@ -1,0 +1,342 @@
+"""The ``huoke`` command line: thin translation between a marketer's terminal and the engine."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from engine.adapters.clock import SystemClock, VirtualClock
+from engine.application.engine import Engine
+from engine.application.reports import funnel_report
+from engine.application.timeline import lead_timeline
+from engine.bootstrap import bootstrap, build_view, load_journey_definitions
+from engine.domain.errors import HuokeError, JourneyValidationError, LeadNotFoundError
+from engine.entrypoints.importing import ImportReport, count_rows, import_leads, import_lifecycle
+from engine.settings import Settings
+
+app = typer.Typer(help="huoke 获客 — event-sourced marketing automation for lenders.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+journeys_app = typer.Typer(help="Check and inspect journey definitions.", no_args_is_help=True)
+leads_app = typer.Typer(help="Import and inspect leads.", no_args_is_help=True)
+events_app = typer.Typer(help="Import lifecycle events from the lender's systems.", no_args_is_help=True)
+report_app = typer.Typer(help="Reports for marketers and analysts.", no_args_is_help=True)
+projections_app = typer.Typer(help="Read models (views) of the event log.", no_args_is_help=True)
+app.add_typer(journeys_app, name="journeys")
+app.add_typer(leads_app, name="leads")
+app.add_typer(events_app, name="events")
+app.add_typer(report_app, name="report")
+app.add_typer(projections_app, name="projections")
+
+console = Console()
+err = Console(stderr=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="print a JSON document instead of tables")]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as e:
+        fail(f"bad HUOKE_ setting: {e}")
+
+
+def engine_for(s: Settings, clock: Any = None) -> Engine:
+    try:
+        return bootstrap(s, clock or SystemClock())
+    except JourneyValidationError as e:
+        fail("journeys are invalid; nothing was run:\n  " + "\n  ".join(e.problems))
+
+
+def emit_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+# ---- journeys ----------------------------------------------------------------------------
+
+@journeys_app.command("validate")
+def journeys_validate(
+    paths: Annotated[list[Path] | None, typer.Argument(help="journey files (default: the journeys folder)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate journeys, segments and templates; list every problem with file and line."""
+    s = settings()
+    try:
+        defs = load_journey_definitions(s, only=paths or None)
+    except JourneyValidationError as e:
+        if as_json:
+            emit_json({"valid": False, "problems": e.problems})
+            raise typer.Exit(1) from None
+        fail(f"{len(e.problems)} problem(s):\n  " + "\n  ".join(e.problems))
+    rows = [{"id": j.id, "name": j.name, "file": j.source, "steps": len(j.steps),
+             "sends": len(j.sends()), "locales": list(j.locales)} for j, _ in defs.journeys]
+    if as_json:
+        emit_json({"valid": True, "journeys": rows, "segment_rules": defs.rules.version})
+        return
+    table = Table(title="Valid journeys")
+    for col in ("id", "name", "steps", "sends", "locales", "file"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["id"], r["name"], str(r["steps"]), str(r["sends"]), ", ".join(r["locales"]), r["file"])
+    console.print(table)
+    console.print(f"[green]✓[/] segments.yaml valid (rules {defs.rules.version})")
+
+
+# ---- import ------------------------------------------------------------------------------
+
+def _with_progress(total: int, label: str, run: Any) -> ImportReport:
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=False) as progress:
+        task = progress.add_task(label, total=total)
+        report: ImportReport = run(lambda n: progress.advance(task, n))
+        return report
+
+
+def _print_import(report: ImportReport, as_json: bool) -> None:
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    console.print(f"{report.file}: {report.rows} rows — [green]{report.created} new[/], "
+                  f"{report.updated} updated, {report.unchanged} unchanged, "
+                  f"[red]{len({e.line for e in report.errors})} refused[/]")
+    if report.errors:
+        table = Table(title="Refused rows (nothing of them was stored)")
+        for col in ("line", "field", "problem"):
+            table.add_column(col)
+        for e in report.errors[:50]:
+            table.add_row(str(e.line), e.field, e.problem)
+        console.print(table)
+        if len(report.errors) > 50:
+            console.print(f"… and {len(report.errors) - 50} more (use --json for all)")
+    if report.flagged:
+        console.print(f"[yellow]{len(report.flagged)} contact detail(s) flagged and not used[/] "
+                      "(see huoke leads show)")
+
+
+@leads_app.command("import")
+def leads_import(file: Path, as_json: JsonOpt = False) -> None:
+    """Import leads from CSV or JSONL; valid rows are kept, bad rows listed with line numbers."""
+    if not file.is_file():
+        fail(f"{file}: no such file")
+    s = settings()
+    engine = engine_for(s)
+    run = lambda adv: import_leads(engine, file, s.default_phone_region, ZoneInfo(s.timezone), adv)  # noqa: E731
+    try:
+        report = run(lambda _: None) if as_json else _with_progress(count_rows(file), "importing leads", run)
+    except ValueError as e:
+        fail(str(e))
+    _print_import(report, as_json)
+    if report.errors and not report.rows - len({e.line for e in report.errors}):
+        raise typer.Exit(1)
+
+
+@events_app.command("import")
+def events_import(file: Path, as_json: JsonOpt = False) -> None:
+    """Import lifecycle events (applications, approvals, funding, opt-outs…) from CSV or JSONL."""
+    if not file.is_file():
+        fail(f"{file}: no such file")
+    s = settings()
+    engine = engine_for(s)
+    run = lambda adv: import_lifecycle(engine, file, s.default_phone_region, ZoneInfo(s.timezone), adv)  # noqa: E731
+    try:
+        report = run(lambda _: None) if as_json else _with_progress(count_rows(file), "importing events", run)
+    except ValueError as e:
+        fail(str(e))
+    _print_import(report, as_json)
+
+
+def _resolve_lead(engine: Engine, ref: str) -> UUID:
+    """A lead id from a UUID, a phone number, an e-mail or source_channel:external_id."""
+    from engine.application.commands import LeadRef
+    from engine.entrypoints.schemas import normalise_phone
+
+    try:
+        lead_ref = LeadRef(lead_id=UUID(ref))
+    except ValueError:
+        if "@" in ref:
+            lead_ref = LeadRef(email=ref.lower())
+        elif ref.startswith("+") or ref.isdigit():
+            lead_ref = LeadRef(phone=normalise_phone(ref, settings().default_phone_region, []) or ref)
+        elif ":" in ref:
+            channel, _, external = ref.partition(":")
+            lead_ref = LeadRef(source_channel=channel, external_id=external)
+        else:
+            fail(f"{ref!r} is not a lead id, phone, e-mail or source_channel:external_id")
+    return engine.leads.find_lead(lead_ref)
+
+
+@leads_app.command("show")
+def leads_show(
+    ref: Annotated[str, typer.Argument(help="lead id, phone, e-mail or source_channel:external_id")],
+    as_json: JsonOpt = False,
+) -> None:
+    """A lead's timeline: every event with its reason, including why each message was sent."""
+    engine = engine_for(settings())
+    engine.refresh_views()
+    try:
+        doc = lead_timeline(engine, _resolve_lead(engine, ref))
+    except LeadNotFoundError as e:
+        fail(str(e))
+    if as_json:
+        emit_json({"schema": "huoke.lead/1", **doc})
+        return
+    lead = doc["lead"]
+    console.print(f"[bold]{lead['name']}[/] {lead['id']}  stage [cyan]{lead['stage']}[/]  "
+                  f"audience {lead['audience']}  tier {lead['tier']}  language {lead['language']}")
+    console.print(f"source {lead['source'].get('channel')} {lead['source'].get('partner') or ''}  "
+                  f"segments {', '.join(lead['segments']) or '—'}  consents "
+                  + (", ".join(f"{k}={'yes' if v else 'no'}" for k, v in lead["consents"].items()) or "none"))
+    table = Table(show_lines=False)
+    for col in ("when", "", "what", "why"):
+        table.add_column(col, overflow="fold")
+    for item in doc["timeline"]:
+        if item["event"] == "Enrolment.StepReached":
+            continue
+        table.add_row(item["at"][:16].replace("T", " "), item["source"][0].upper(), item["what"], item["why"])
+    console.print(table)
+
+
+# ---- running -----------------------------------------------------------------------------
+
+def _parse_until(text: str, tz: ZoneInfo) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"--until {text!r} is not a date/time like 2026-03-01 or 2026-03-01T09:00")
+    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
+
+
+@app.command("run")
+def run(
+    until: Annotated[str | None, typer.Option(help="simulate up to this date/time on a virtual clock")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Process everything pending up to now (or --until, on a virtual clock): enrol, wait, send."""
+    s = settings()
+    if until:
+        moment = _parse_until(until, ZoneInfo(s.timezone))
+        engine = engine_for(s, VirtualClock(min(datetime.now(UTC), moment)))
+        report = engine.run(until=moment)
+    else:
+        engine = engine_for(s)
+        report = engine.run()
+    if as_json:
+        emit_json({"schema": "huoke.run/1", **report.as_dict()})
+        return
+    d = report.as_dict()
+    console.print(" · ".join(f"{k.replace('_', ' ')} {v}" for k, v in d.items()))
+
+
+# ---- reports -----------------------------------------------------------------------------
+
+def print_funnel(doc: dict[str, Any]) -> None:
+    audiences = list(doc["funnel"][0]["by_audience"]) if doc["funnel"] else []
+    table = Table(title=f"Conversion funnel — {doc['leads']} leads (ever reached each stage)")
+    table.add_column("stage")
+    for a in audiences:
+        table.add_column(a.replace("_", " "), justify="right")
+    table.add_column("total", justify="right")
+    table.add_column("of leads", justify="right")
+    for row in doc["funnel"]:
+        table.add_row(row["stage"], *[str(row["by_audience"][a]) for a in audiences], str(row["total"]),
+                      f"{row['rate']:.1%}")
+    console.print(table)
+    stages = ["new", "contacted", "engaged", "applied", "approved", "funded", "lost"]
+    src = Table(title="Leads now at each stage, by source channel")
+    src.add_column("source channel")
+    for st in stages:
+        src.add_column(st, justify="right")
+    src.add_column("total", justify="right")
+    for row in doc["by_source_channel"]:
+        src.add_row(row["source_channel"], *[str(row["stages"].get(st, 0)) for st in stages], str(row["total"]))
+    console.print(src)
+    msg = Table(title="Messages per journey step")
+    for col in ("journey", "step", "channel", "sent", "skipped", "failed"):
+        msg.add_column(col, justify="right" if col in ("sent", "skipped", "failed") else "left")
+    for row in doc["messages"]:
+        msg.add_row(row["journey_id"], row["step"], row["channel"], str(row["sent"]), str(row["skipped"]),
+                    str(row["failed"] + row["retrying"]))
+    console.print(msg)
+
+
+@report_app.command("funnel")
+def report_funnel(as_json: JsonOpt = False) -> None:
+    """Leads by stage × audience × source channel, and messages sent per journey step."""
+    engine = engine_for(settings())
+    engine.refresh_views()
+    doc = funnel_report(engine)
+    if as_json:
+        emit_json(doc)
+    else:
+        print_funnel(doc)
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(
+    name: Annotated[str | None, typer.Argument(help="funnel or journey_index (default: both)")] = None,
+) -> None:
+    """Rebuild read models from the event log (nothing is sent: sends are never projections)."""
+    s = settings()
+    names = [name] if name else ["funnel", "journey_index"]
+    for n in names:
+        if n not in ("funnel", "journey_index"):
+            fail(f"unknown projection {n!r} (funnel, journey_index)")
+    engine = engine_for(s)
+    started = time.perf_counter()
+    for n in names:
+        build_view(s, n).reset()
+    engine.funnel, engine.index = build_view(s, "funnel"), build_view(s, "journey_index")
+    engine.refresh_views()
+    console.print(f"rebuilt {', '.join(names)} in {time.perf_counter() - started:.1f}s")
+
+
+# ---- demo --------------------------------------------------------------------------------
+
+@app.command("demo")
+def demo(
+    leads: Annotated[int, typer.Option(help="how many leads to simulate")] = 3000,
+    days: Annotated[int, typer.Option(help="how many days to simulate")] = 60,
+    folder: Annotated[Path, typer.Option("--dir", help="where the demo keeps its data and outbox")] = Path("var/demo"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the bundled journeys over a realistic sample for 60 simulated days; print the funnel."""
+    from engine.entrypoints.demo_runner import run_demo
+
+    base = settings()
+    if folder.exists():
+        shutil.rmtree(folder)
+    s = base.model_copy(update={"data_dir": folder / "data", "outbox_dir": folder / "outbox",
+                                "database_url": "", "email_transport": "outbox"})
+    doc = run_demo(s, leads, days, folder, quiet=as_json, console=err)
+    if as_json:
+        emit_json(doc)
+        return
+    print_funnel(doc["funnel"])
+    console.print(f"\noutbox: {doc['outbox']['emails']} e-mails in {folder / 'outbox' / 'email'}, "
+                  f"{doc['outbox']['sms']} SMS in {folder / 'outbox' / 'sms.jsonl'}")
+    console.print(f"try: HUOKE_DATA_DIR={folder / 'data'} huoke leads show {doc['example_lead']}")
+    console.print(f"simulated {days} days for {leads} leads in {doc['seconds']:.1f}s")
+
+
+def main() -> None:
+    try:
+        app()
+    except HuokeError as e:
+        fail(str(e))
+
+

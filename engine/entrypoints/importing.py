@@ -1,0 +1,168 @@
+"""Import lead and lifecycle files (CSV or JSONL): validate every row, keep the valid ones.
+
+Rows are validated into commands first; a bad row is reported with file, line, field and
+problem and nothing of it is stored. Valid rows are applied in batches (one transaction each).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+
+from engine.application.engine import Engine
+from engine.entrypoints.schemas import LeadRow, LifecycleRow, RowError, validation_problems
+
+BATCH = 500
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """One refused row: where it is and what is wrong, field by field."""
+
+    file: str
+    line: int
+    field: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.field}: {self.problem}"
+
+
+@dataclass
+class ImportReport:
+    """What an import did; ``errors`` lists every refused row."""
+
+    file: str
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[RowProblem] = field(default_factory=list)
+    flagged: list[RowProblem] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file, "rows": self.rows, "created": self.created, "updated": self.updated,
+            "unchanged": self.unchanged, "refused": len({(e.line) for e in self.errors}),
+            "errors": [vars(e) for e in self.errors], "flagged": [vars(e) for e in self.flagged],
+        }
+
+
+def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line, row) for each record; a row that cannot be parsed at all comes as a message."""
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        with path.open(encoding="utf-8-sig") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    value = json.loads(line)
+                except json.JSONDecodeError as e:
+                    yield n, f"not valid JSON ({e.msg} at column {e.colno})"
+                    continue
+                yield n, value if isinstance(value, dict) else "each line must be a JSON object"
+    elif path.suffix.lower() == ".csv":
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            reader = csv.DictReader(f)
+            for row in reader:
+                if None in row:
+                    yield reader.line_num, "more values than header columns"
+                    continue
+                yield reader.line_num, {k.strip(): v for k, v in row.items() if k is not None}
+    else:
+        raise ValueError(f"{path}: unsupported file type {path.suffix!r} (use .csv or .jsonl)")
+
+
+def count_rows(path: Path) -> int:
+    with path.open(encoding="utf-8-sig") as f:
+        n = sum(1 for line in f if line.strip())
+    return max(n - 1, 0) if path.suffix.lower() == ".csv" else n
+
+
+Batch = list[tuple[int, Any]]
+
+
+def _import(
+    path: Path,
+    parse: Callable[[dict[str, Any], str], Any],
+    apply: Callable[[Batch, ImportReport], None],
+    progress: Callable[[int], None],
+) -> ImportReport:
+    """Validate each row into a command; apply valid ones in batches; report the rest."""
+    report = ImportReport(str(path))
+    batch: Batch = []
+    for line, raw in read_rows(path):
+        report.rows += 1
+        try:
+            if isinstance(raw, str):
+                raise RowError([("row", raw)])
+            command = parse(raw, f"{path.name}:{line}")
+        except ValidationError as e:
+            report.errors += [RowProblem(str(path), line, f, m) for f, m in validation_problems(e)]
+            progress(1)
+            continue
+        except RowError as e:
+            report.errors += [RowProblem(str(path), line, f, m) for f, m in e.problems]
+            progress(1)
+            continue
+        batch.append((line, command))
+        if len(batch) >= BATCH:
+            apply(batch, report)
+            progress(len(batch))
+            batch = []
+    if batch:
+        apply(batch, report)
+        progress(len(batch))
+    return report
+
+
+def import_leads(
+    engine: Engine, path: Path, phone_region: str, tz: ZoneInfo,
+    progress: Callable[[int], None] = lambda _: None,
+) -> ImportReport:
+    """Capture every valid lead row of ``path``; invalid contact details are flagged."""
+
+    def parse(raw: dict[str, Any], origin: str) -> Any:
+        return LeadRow.model_validate(raw).to_command(phone_region, tz, origin)
+
+    def apply(batch: Batch, report: ImportReport) -> None:
+        for (line, command), outcome in zip(batch, engine.leads.capture_leads([c for _, c in batch]), strict=True):
+            report.flagged += [RowProblem(str(path), line, "contact", i) for i in command.contact_issues]
+            if outcome.error:
+                report.errors.append(RowProblem(str(path), line, "lead", outcome.error))
+            elif outcome.created:
+                report.created += 1
+            elif outcome.changed:
+                report.updated += 1
+            else:
+                report.unchanged += 1
+
+    return _import(path, parse, apply, progress)
+
+
+def import_lifecycle(
+    engine: Engine, path: Path, phone_region: str, tz: ZoneInfo,
+    progress: Callable[[int], None] = lambda _: None,
+) -> ImportReport:
+    """Record every valid lifecycle row of ``path``; facts the domain refuses are reported."""
+
+    def parse(raw: dict[str, Any], origin: str) -> Any:
+        return LifecycleRow.model_validate(raw).to_command(phone_region, tz, origin)
+
+    def apply(batch: Batch, report: ImportReport) -> None:
+        for (line, _), outcome in zip(batch, engine.leads.record_lifecycle([c for _, c in batch]), strict=True):
+            if outcome.error:
+                report.errors.append(RowProblem(str(path), line, "event", outcome.error))
+            elif outcome.changed:
+                report.updated += 1
+            else:
+                report.unchanged += 1
+
+    return _import(path, parse, apply, progress)

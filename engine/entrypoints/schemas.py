@@ -1,0 +1,246 @@
+"""Wire schemas: rows of lead and lifecycle files, validated before any command is made.
+
+A row's problems name its field; the importer adds the file and line. Contact details are
+checked with phonenumbers and email-validator: an invalid one is dropped and flagged on the
+lead (contact_issues), and a row left with no way to reach the lead is refused.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from engine.application.commands import CaptureLead, LeadRef, RecordLifecycle
+from engine.domain.values import EmployerKind, EmploymentType, LoanType, SourceChannel, Stage
+
+_TRUE = {"1", "true", "yes", "y", "t", "是"}
+_FALSE = {"0", "false", "no", "n", "f", "否", ""}
+
+
+def _blank_to_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+class RowError(Exception):
+    """Raised when a row cannot become a command; ``problems`` are (field, message) pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{f}: {m}" for f, m in problems))
+        self.problems = problems
+
+
+class LeadRow(BaseModel):
+    """One lead as a partner, a form or a fair sends it (CSV column = field)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    source_channel: SourceChannel
+    external_id: str | None = None
+    partner: str | None = None
+    campaign: str | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+    name: str = Field(min_length=1, max_length=200)
+    phone: str | None = None
+    email: str | None = None
+    language: Literal["zh-CN", "en"] = "zh-CN"
+    birth_year: int | None = Field(None, ge=1900, le=2015)
+    employment_type: EmploymentType | None = None
+    employer_kind: EmployerKind | None = None
+    employer: str | None = None
+    monthly_income: Decimal | None = Field(None, ge=0)
+    monthly_debt: Decimal | None = Field(None, ge=0)
+    currency: str = "CNY"
+    region: str | None = None
+    city: str | None = None
+    industry: str | None = None
+    business_name: str | None = None
+    business_years: Decimal | None = Field(None, ge=0)
+    business_revenue: Decimal | None = Field(None, ge=0)
+    loan_type: LoanType | None = None
+    loan_amount: Decimal | None = Field(None, gt=0)
+    loan_term_months: int | None = Field(None, gt=0, le=480)
+    loan_purpose: str | None = None
+    consent_email: bool = False
+    consent_sms: bool = False
+    captured_at: datetime | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blanks(cls, value: Any) -> Any:
+        return _blank_to_none(value)
+
+    @field_validator("consent_email", "consent_sms", mode="before")
+    @classmethod
+    def _flag(cls, value: Any) -> Any:
+        if value is None:
+            return False
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ValueError(f"expected yes/no, got {value!r}")
+
+    @field_validator("language", mode="before")
+    @classmethod
+    def _language(cls, value: Any) -> Any:
+        if value is None:
+            return "zh-CN"
+        return {"zh": "zh-CN", "zh-cn": "zh-CN", "cn": "zh-CN", "en": "en", "en-us": "en",
+                "en-gb": "en"}.get(str(value).strip().lower(), value)
+
+    def to_command(self, phone_region: str, tz: ZoneInfo, origin: str) -> CaptureLead:
+        """Normalise contact details and build the capture command."""
+        issues: list[str] = []
+        phone = normalise_phone(self.phone, phone_region, issues)
+        email = normalise_email(self.email, issues)
+        if not phone and not email:
+            raise RowError([("phone/email", "no valid phone number or e-mail address: " +
+                             ("; ".join(issues) if issues else "both are empty"))])
+        captured = self.captured_at
+        if captured is not None and captured.tzinfo is None:
+            captured = captured.replace(tzinfo=tz)
+
+        def num(v: Decimal | None) -> str | None:
+            return None if v is None else str(v)
+
+        source = {"channel": self.source_channel.value, "external_id": self.external_id,
+                  "partner": self.partner, "campaign": self.campaign or self.utm_campaign,
+                  "utm": {k: v for k, v in (("source", self.utm_source), ("medium", self.utm_medium),
+                                            ("campaign", self.utm_campaign)) if v}}
+        profile = {"birth_year": self.birth_year,
+                   "employment_type": self.employment_type.value if self.employment_type else None,
+                   "employer_kind": self.employer_kind.value if self.employer_kind else None,
+                   "employer": self.employer, "monthly_income": num(self.monthly_income),
+                   "monthly_debt": num(self.monthly_debt), "currency": self.currency,
+                   "region": self.region, "city": self.city, "industry": self.industry,
+                   "business_name": self.business_name, "business_years": num(self.business_years),
+                   "business_revenue": num(self.business_revenue)}
+        interest = {"loan_type": self.loan_type.value if self.loan_type else None,
+                    "amount": num(self.loan_amount), "term_months": self.loan_term_months,
+                    "purpose": self.loan_purpose}
+        consents = {}
+        if self.consent_email and email:
+            consents["email"] = True
+        if self.consent_sms and phone:
+            consents["sms"] = True
+        return CaptureLead(
+            source={k: v for k, v in source.items() if v is not None},
+            contact={"name": self.name, "phone": phone, "email": email, "language": self.language},
+            profile={k: v for k, v in profile.items() if v is not None},
+            interest={k: v for k, v in interest.items() if v is not None},
+            consents=consents, contact_issues=tuple(issues), captured_at=captured, origin=origin,
+        )
+
+
+def normalise_phone(raw: str | None, region: str, issues: list[str]) -> str | None:
+    """E.164 form of a valid number, else None with the reason added to ``issues``."""
+    if not raw:
+        return None
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException as e:
+        issues.append(f"phone {raw!r} is not a phone number ({e})")
+        return None
+    if not phonenumbers.is_valid_number(number):
+        issues.append(f"phone {raw!r} is not a valid number")
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise_email(raw: str | None, issues: list[str]) -> str | None:
+    """Normalised address if the syntax is valid (no DNS look-up at import)."""
+    if not raw:
+        return None
+    try:
+        return validate_email(raw, check_deliverability=False).normalized
+    except EmailNotValidError as e:
+        issues.append(f"e-mail {raw!r} is invalid ({e})")
+        return None
+
+
+LifecycleType = Literal[
+    "application_submitted", "application_approved", "application_declined", "loan_funded",
+    "repayment_missed", "stage_changed", "consent_granted", "consent_withdrawn",
+]
+
+
+class LifecycleRow(BaseModel):
+    """One lifecycle fact from the lender's systems, naming its lead one of several ways."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    type: LifecycleType
+    at: datetime | None = None
+    lead_id: UUID | None = None
+    source_channel: SourceChannel | None = None
+    external_id: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    application_id: str | None = None
+    loan_type: LoanType | None = None
+    amount: Decimal | None = Field(None, gt=0)
+    reason: str | None = None
+    days_past_due: int | None = Field(None, ge=1)
+    stage: Stage | None = None
+    channel: Literal["email", "sms", "phone"] | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blanks(cls, value: Any) -> Any:
+        return _blank_to_none(value)
+
+    def to_command(self, phone_region: str, tz: ZoneInfo, origin: str) -> RecordLifecycle:
+        problems: list[tuple[str, str]] = []
+        needs = {
+            "application_submitted": ["application_id"], "application_approved": ["application_id"],
+            "application_declined": ["application_id"], "loan_funded": ["application_id"],
+            "repayment_missed": ["application_id", "days_past_due"], "stage_changed": ["stage"],
+            "consent_granted": ["channel"], "consent_withdrawn": ["channel"],
+        }[self.type]
+        for f in needs:
+            if getattr(self, f) is None:
+                problems.append((f, f"required for {self.type}"))
+        if not (self.lead_id or (self.source_channel and self.external_id) or self.phone or self.email):
+            problems.append(("lead", "name the lead: lead_id, source_channel+external_id, phone or email"))
+        issues: list[str] = []
+        phone = normalise_phone(self.phone, phone_region, issues)
+        email = normalise_email(self.email, issues)
+        problems += [("phone/email", i) for i in issues]
+        if problems:
+            raise RowError(problems)
+        at = self.at.replace(tzinfo=tz) if self.at and self.at.tzinfo is None else self.at
+        return RecordLifecycle(
+            lead=LeadRef(self.lead_id, self.source_channel.value if self.source_channel else None,
+                         self.external_id, phone, email),
+            kind=self.type, at=at, application_id=self.application_id or "",
+            loan_type=self.loan_type.value if self.loan_type else "",
+            amount=str(self.amount) if self.amount is not None else "", reason=self.reason or "",
+            days_past_due=self.days_past_due or 0, stage=self.stage.value if self.stage else "",
+            channel=self.channel or "", origin=origin,
+        )
+
+
+def validation_problems(e: ValidationError) -> list[tuple[str, str]]:
+    """Field-by-field messages from a pydantic error, in words a marketer reads."""
+    out = []
+    for err in e.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "row"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown column"
+        elif err["type"] == "missing":
+            msg = "required"
+        elif "input" in err and err["type"] not in ("missing",):
+            msg = f"{msg} (got {err['input']!r})"
+        out.append((field, msg))
+    return out
