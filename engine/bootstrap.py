@@ -34,13 +34,16 @@ def store_env(settings: Settings, name: str) -> dict[str, str]:
         return pg
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "PERSISTENCE_MODULE": "engine.adapters.sqlite_store:TunedSQLiteFactory",
         "SQLITE_DBNAME": str(settings.data_dir / f"{name}.db"),
         "SQLITE_LOCK_TIMEOUT": "30",
         # Embedded mode has one writer per aggregate, so a cache that is never
         # fast-forwarded from the store is safe and saves a read per command.
         "AGGREGATE_CACHE_MAXSIZE": "50000",
         "AGGREGATE_CACHE_FASTFORWARD": "n",
+        # Use cases never mutate a loaded aggregate without saving it, and reset their
+        # repository when a batch fails (see Leads/Journeys/Deliveries), so no deep copy.
+        "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
     }
 
 

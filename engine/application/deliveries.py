@@ -124,14 +124,18 @@ class Deliveries(Application):
             if not notes:
                 return report
             deliveries: list[Delivery] = [self.repository.get(n.originator_id) for n in notes]
-            self._dispatch_batch([d for d in deliveries if not d.is_settled], leads, report)
-            open_ = [d for d in deliveries if not d.is_settled]
-            # Only advance past a batch once every delivery in it is settled: transient
-            # failures stay in the log position and are retried on the next run.
-            tracking = None if open_ else Tracking(self.name, notes[-1].id)
-            pe: ProcessingEvent[UUID] = ProcessingEvent(tracking=tracking)
-            pe.collect_events(*deliveries)
-            self._record(pe)
+            try:
+                self._dispatch_batch([d for d in deliveries if not d.is_settled], leads, report)
+                open_ = [d for d in deliveries if not d.is_settled]
+                # Only advance past a batch once every delivery in it is settled: transient
+                # failures keep the log position and are retried on the next run.
+                tracking = None if open_ else Tracking(self.name, notes[-1].id)
+                pe: ProcessingEvent[UUID] = ProcessingEvent(tracking=tracking)
+                pe.collect_events(*deliveries)
+                self._record(pe)
+            except Exception:
+                self.repository = self.construct_repository()
+                raise
             sent_to = [d.lead_id for d in deliveries if d.outcome == "sent"]
             if sent_to:
                 leads.mark_contacted(sent_to, self.clock.now())

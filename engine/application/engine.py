@@ -89,6 +89,13 @@ class Engine:
             if d.deferred:
                 return
 
+    def close(self) -> None:
+        """Release database connections."""
+        for app in (self.leads, self.journeys, self.deliveries):
+            app.close()
+        for view in (self.funnel, self.index):
+            view.datastore.close()  # type: ignore[attr-defined]
+
     def refresh_views(self) -> None:
         catch_up(self.index, self.journeys, INDEX_TOPICS)
         catch_up(self.funnel, self.leads, FUNNEL_LEAD_TOPICS)

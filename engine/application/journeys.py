@@ -65,6 +65,9 @@ class Journeys(Application):
         self.live: dict[str, LiveJourney] = {}
         self._definitions: dict[tuple[str, int], Journey] = {}
         self._versions: dict[str, list[int]] = {}
+        # Enrolment ids known not to exist. Only this reactor creates enrolments and it runs
+        # sequentially (one per Journeys store), so a miss stays a miss until it creates one.
+        self._absent: set[UUID] = set()
 
     def construct_recorder(self) -> ProcessRecorder:
         return self.factory.process_recorder()
@@ -121,14 +124,23 @@ class Journeys(Application):
             if not notes:
                 return done
             touched: dict[UUID, Enrolment] = {}
-            for note in notes:
-                lead_event = leads.mapper.to_domain_event(note)
-                self._react(lead_event, leads, touched)
-            pe: ProcessingEvent[UUID] = ProcessingEvent(tracking=Tracking(leads.name, notes[-1].id))
-            pe.collect_events(*touched.values())
-            self._record(pe)
+            try:
+                for note in notes:
+                    lead_event = leads.mapper.to_domain_event(note)
+                    self._react(lead_event, leads, touched)
+                pe: ProcessingEvent[UUID] = ProcessingEvent(tracking=Tracking(leads.name, notes[-1].id))
+                pe.collect_events(*touched.values())
+                self._record(pe)
+            except Exception:
+                self.forget_cached_state()
+                raise
             self._take_snapshots(pe)
             done += len(notes)
+
+    def forget_cached_state(self) -> None:
+        """Drop cached aggregates (after a failed batch their state may be unsaved)."""
+        self.repository = self.construct_repository()
+        self._absent.clear()
 
     def _react(self, lead_event: Any, leads: Leads, touched: dict[UUID, Enrolment]) -> None:
         lead = leads.get_lead(lead_event.originator_id)
@@ -139,16 +151,18 @@ class Journeys(Application):
             trigger = "lead_captured"
         elif isinstance(lead_event, Lead.StageChanged):
             trigger = f"stage:{lead_event.to_stage}"
+        # A lead's first event: no enrolment can exist yet beyond this batch's own.
+        first = isinstance(lead_event, Lead.Captured)
         for journey_id, live in self.live.items():
             for version in self._versions.get(journey_id, [live.version]):
-                enrolment = self._find(touched, lead.id, journey_id, version)
+                enrolment = self._find(touched, lead.id, journey_id, version, look=not first)
                 if enrolment is not None and enrolment.is_active:
                     ended = interpreter.exit_check(self.definition(journey_id, version), facts)
                     if ended is not None:
                         enrolment.apply([ended], at)
             if trigger is None:
                 continue
-            if self._find(touched, lead.id, journey_id, live.version) is not None:
+            if self._find(touched, lead.id, journey_id, live.version, look=not first) is not None:
                 continue  # one enrolment per lead and version in this slice (re-entry: never)
             verdict = interpreter.check_entry(live.journey, trigger, facts)
             if verdict.accepted:
@@ -157,16 +171,23 @@ class Journeys(Application):
                                       reason=verdict.reason, at=at)
                 enrolment.apply(interpreter.start(live.journey, facts, at), at)
                 touched[enrolment.id] = enrolment
+                self._absent.discard(enrolment.id)
 
     def _find(
-        self, touched: dict[UUID, Enrolment], lead_id: UUID, journey_id: str, version: int
+        self, touched: dict[UUID, Enrolment], lead_id: UUID, journey_id: str, version: int,
+        look: bool = True,
     ) -> Enrolment | None:
         eid = enrolment_id_for(lead_id, journey_id, version)
         if eid in touched:
             return touched[eid]
+        if not look or eid in self._absent:
+            return None
         try:
             enrolment: Enrolment = self.repository.get(eid)
         except AggregateNotFoundError:
+            if len(self._absent) > 1_000_000:
+                self._absent.clear()
+            self._absent.add(eid)
             return None
         touched[eid] = enrolment
         return enrolment
@@ -190,7 +211,11 @@ class Journeys(Application):
             enrolment.apply(decisions, timer.due_at)
             fired.append(enrolment)
         if fired:
-            self.save(*fired)
+            try:
+                self.save(*fired)
+            except Exception:
+                self.forget_cached_state()
+                raise
         return len(fired)
 
     # ---- queries ---------------------------------------------------------------------------

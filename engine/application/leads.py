@@ -50,6 +50,9 @@ class Leads(Application):
         except IntegrityError:
             self._forget_cache()
             return [self._capture_one_with_retry(c) for c in batch]
+        except Exception:
+            self._forget_cache()
+            raise
 
     def _capture_one_with_retry(self, command: CaptureLead) -> Outcome:
         for _ in range(3):
@@ -138,7 +141,11 @@ class Leads(Application):
                 continue
             pending[lead_id] = lead
             outcomes.append(Outcome(lead_id, changed=len(lead.pending_events) > before))
-        self.save(*pending.values())
+        try:
+            self.save(*pending.values())
+        except Exception:
+            self._forget_cache()
+            raise
         return outcomes
 
     def _apply_lifecycle(self, lead: Lead, cmd: RecordLifecycle, at: datetime) -> None:

@@ -242,6 +242,32 @@ def run(
     console.print(" · ".join(f"{k.replace('_', ' ')} {v}" for k, v in d.items()))
 
 
+@app.command("worker")
+def worker(
+    every: Annotated[float, typer.Option(help="seconds between runs")] = 30.0,
+) -> None:
+    """Service mode: run everything due every few seconds (one APScheduler interval job)."""
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    engine = engine_for(settings())
+    scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1,
+                                                "misfire_grace_time": 3600})
+
+    def tick() -> None:
+        report = engine.run()
+        if any(report.as_dict().values()):
+            err.print(" · ".join(f"{k} {v}" for k, v in report.as_dict().items() if v))
+
+    scheduler.add_job(tick, "interval", seconds=every, next_run_time=datetime.now(UTC))
+    err.print(f"huoke worker: running every {every:g}s (Ctrl-C stops)")
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        engine.close()
+
+
 # ---- reports -----------------------------------------------------------------------------
 
 def print_funnel(doc: dict[str, Any]) -> None:

@@ -1,0 +1,125 @@
+"""The whole loop — capture, segment, enrol, send, wait, follow up, exit, report — on SQLite
+files and on PostgreSQL (the `store` fixture runs each test on both)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from uuid import UUID
+
+from engine.adapters.clock import VirtualClock
+from engine.application.reports import funnel_report
+from engine.application.timeline import lead_timeline
+from tests.conftest import MakeEngine
+from tests.helpers import emails, lifecycle, senior, sms_lines, young_pro
+
+
+def test_young_professional_gets_welcome_then_follow_ups_then_completes(
+    store: str, make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
+    engine = make_engine()
+    [outcome] = engine.leads.capture_leads([young_pro()])
+    engine.run()
+    outbox = tmp_path / "outbox"
+    assert [s["text"][:30] for s in sms_lines(outbox)] == ["Huoke Lending: Hi Alex! Apply "]
+    assert len(emails(outbox)) == 1
+
+    engine.run(until=clock.now() + timedelta(days=2, hours=23))
+    assert len(sms_lines(outbox)) == 1  # the wait is 3 days
+    engine.run(until=clock.now() + timedelta(days=30))
+    assert len(sms_lines(outbox)) == 2 and len(emails(outbox)) == 2
+
+    doc = lead_timeline(engine, outcome.lead_id)  # type: ignore[arg-type]
+    assert doc["enrolments"] == [{"journey_id": "young-professionals", "version": 1,
+                                  "status": "exited: completed"}]
+    whats = [t["what"] for t in doc["timeline"]]
+    assert "stage new → contacted" in whats
+    reasons = [t["why"] for t in doc["timeline"] if t["event"] == "Enrolment.BranchTaken"]
+    assert reasons == ["case 'default' because stage=contacted"]
+    requested = [t["why"] for t in doc["timeline"] if t["event"] == "Enrolment.MessageRequested"]
+    assert requested[0] == "journey 'young-professionals' v1 step 'welcome_sms' (entered on lead captured)"
+    assert "after waiting at 'wait_3d'" not in requested[2] and "branch 'engaged_yet'" in requested[2]
+
+    report = funnel_report(engine)
+    sent = {(m["step"], m["channel"]): m["sent"] for m in report["messages"]}
+    assert sent == {("welcome_sms", "sms"): 1, ("welcome_email", "email"): 1,
+                    ("reminder_sms", "sms"): 1, ("last_call", "email"): 1}
+    assert report["funnel"][1] == {"stage": "contacted", "total": 1, "rate": 1.0,
+                                   "by_audience": {"young_professional": 1, "sme": 0, "senior": 0, "general": 0}}
+
+
+def test_lead_leaves_journey_when_it_applies(store: str, make_engine: MakeEngine, clock: VirtualClock,
+                                             tmp_path: Path) -> None:
+    engine = make_engine()
+    lead = young_pro()
+    engine.leads.capture_leads([lead])
+    engine.run()
+    [out] = engine.leads.record_lifecycle([lifecycle("application_submitted", lead, clock.now() + timedelta(days=1),
+                                                     application_id="A1", loan_type="consumer", amount="80000")])
+    assert out.changed and not out.error
+    engine.run(until=clock.now() + timedelta(days=30))
+    assert len(sms_lines(tmp_path / "outbox")) == 1  # no reminder after applying
+    doc = lead_timeline(engine, out.lead_id)  # type: ignore[arg-type]
+    assert doc["enrolments"][0]["status"] == "exited: goal_reached"
+    assert doc["lead"]["stage"] == "applied"
+    assert engine.index.pending_count() == 0
+
+
+def test_withdrawn_consent_skips_the_follow_up_with_a_reason(
+    store: str, make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
+    engine = make_engine()
+    lead = senior(email=None)
+    [outcome] = engine.leads.capture_leads([lead])
+    engine.run()
+    assert len(sms_lines(tmp_path / "outbox")) == 1
+    engine.leads.record_lifecycle([lifecycle("consent_withdrawn", lead, clock.now() + timedelta(days=1),
+                                             channel="sms", reason="replied TD")])
+    engine.run(until=clock.now() + timedelta(days=30))
+    assert len(sms_lines(tmp_path / "outbox")) == 1
+    doc = lead_timeline(engine, outcome.lead_id)  # type: ignore[arg-type]
+    skipped = [t for t in doc["timeline"] if t["event"] == "Delivery.Skipped"]
+    assert [(s["what"], s["why"]) for s in skipped] == [("sms not sent", "consent withdrawn")]
+    assert {m["step"]: m["skipped"] for m in funnel_report(engine)["messages"]}["reminder"] == 1
+
+
+def test_reimporting_the_same_lead_never_duplicates(store: str, make_engine: MakeEngine) -> None:
+    engine = make_engine()
+    first = engine.leads.capture_leads([young_pro(1)])[0]
+    again = engine.leads.capture_leads([young_pro(1)])[0]
+    assert (again.lead_id, again.created, again.changed) == (first.lead_id, False, False)
+    # Same phone from another source (a partner) is the same person: updated, not duplicated.
+    partner_copy = young_pro(1, source={"channel": "car_dealer", "external_id": "D-77", "partner": "BYD"},
+                             profile={"city": "Shenzhen"})
+    moved = engine.leads.capture_leads([partner_copy])[0]
+    assert (moved.lead_id, moved.created, moved.changed) == (first.lead_id, False, True)
+    engine.run()
+    assert funnel_report(engine)["leads"] == 1
+
+
+def test_rebuilt_projections_match(store: str, make_engine: MakeEngine, clock: VirtualClock) -> None:
+    engine = make_engine()
+    engine.leads.capture_leads([young_pro(n) for n in range(1, 6)] + [senior(n, f"s{n}@example.com") for n in range(1, 4)])
+    engine.run(until=clock.now() + timedelta(days=20))
+    before = funnel_report(engine)
+    timers = engine.index.pending_count()
+    engine.funnel.reset()
+    engine.index.reset()
+    assert funnel_report(engine)["leads"] == 0
+    engine.refresh_views()
+    assert funnel_report(engine) == before
+    assert engine.index.pending_count() == timers
+
+
+def test_bad_lifecycle_fact_is_reported_and_the_rest_kept(store: str, make_engine: MakeEngine,
+                                                           clock: VirtualClock) -> None:
+    engine = make_engine()
+    lead = young_pro()
+    engine.leads.capture_leads([lead])
+    outcomes = engine.leads.record_lifecycle([
+        lifecycle("application_approved", lead, clock.now(), application_id="NOPE", amount="1"),
+        lifecycle("stage_changed", lead, clock.now(), stage="engaged"),
+    ])
+    assert "no application 'NOPE'" in outcomes[0].error
+    assert outcomes[1].changed
+    assert engine.leads.get_lead(UUID(str(outcomes[1].lead_id))).stage.value == "engaged"

@@ -1,0 +1,76 @@
+"""Shared fixtures: each test gets its own SQLite files or PostgreSQL schema, a virtual clock,
+and (where it sends e-mail) a real aiosmtpd server on loopback."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from engine.adapters.clock import VirtualClock
+from engine.application.engine import Engine
+from engine.bootstrap import bootstrap
+from engine.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_URL = os.environ.get("HUOKE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+START = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
+
+
+def base_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": tmp_path / "data", "outbox_dir": tmp_path / "outbox",
+        "journeys_dir": ROOT / "journeys", "templates_dir": ROOT / "templates",
+        "database_url": "", "email_transport": "outbox",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock(START)
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    """A fresh PostgreSQL schema, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield name
+    with psycopg.connect(POSTGRES_URL.replace("postgresql://", "postgres://"), autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest) -> str:
+    """Run a test once on SQLite files and once on PostgreSQL."""
+    return str(request.param)
+
+
+MakeEngine = Callable[..., Engine]
+
+
+@pytest.fixture
+def make_engine(tmp_path: Path, clock: VirtualClock, request: pytest.FixtureRequest) -> Iterator[MakeEngine]:
+    """Build engines on the test's store; several calls share the store (like restarts)."""
+    engines: list[Engine] = []
+    store_kind = request.getfixturevalue("store") if "store" in request.fixturenames else "sqlite"
+    schema = request.getfixturevalue("pg_schema") if store_kind == "postgres" else ""
+
+    def make(**kwargs: Any) -> Engine:
+        overrides = kwargs.pop("settings", {})
+        if store_kind == "postgres":
+            overrides.setdefault("database_url", f"{POSTGRES_URL}?schema={schema}")
+        engine = bootstrap(base_settings(tmp_path, **overrides), kwargs.pop("clock", clock), **kwargs)
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        engine.close()

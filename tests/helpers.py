@@ -1,0 +1,48 @@
+"""Small builders shared by tests."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from engine.application.commands import CaptureLead, LeadRef, RecordLifecycle
+
+
+def young_pro(n: int = 1, **overrides: Any) -> CaptureLead:
+    fields: dict[str, Any] = {
+        "source": {"channel": "web_form", "external_id": f"W{n}"},
+        "contact": {"name": f"Alex Chen{n}", "phone": f"+861380013{n:04d}", "email": f"alex{n}@example.com",
+                    "language": "en"},
+        "profile": {"birth_year": 1996, "employment_type": "salaried", "employer_kind": "large_private",
+                    "monthly_income": "25000"},
+        "interest": {"loan_type": "consumer", "amount": "80000"},
+        "consents": {"email": True, "sms": True},
+    }
+    fields.update(overrides)
+    return CaptureLead(**fields)
+
+
+def senior(n: int = 1, email: str | None = None) -> CaptureLead:
+    return CaptureLead(
+        source={"channel": "offline_fair", "external_id": f"F{n}"},
+        contact={"name": f"王建国{n}", "phone": f"+861390013{n:04d}", "email": email, "language": "zh-CN"},
+        profile={"birth_year": 1956, "employment_type": "retired"}, interest={"loan_type": "renovation"},
+        consents={"sms": True, **({"email": True} if email else {})},
+    )
+
+
+def lifecycle(kind: str, ref: CaptureLead, at: datetime, **fields: Any) -> RecordLifecycle:
+    return RecordLifecycle(lead=LeadRef(source_channel=ref.source["channel"],
+                                        external_id=ref.source["external_id"]),
+                           kind=kind, at=at, **fields)  # type: ignore[arg-type]
+
+
+def sms_lines(outbox: Path) -> list[dict[str, Any]]:
+    path = outbox / "sms.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+
+
+def emails(outbox: Path) -> list[Path]:
+    return sorted((outbox / "email").glob("*.eml")) if (outbox / "email").exists() else []

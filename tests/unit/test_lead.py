@@ -1,0 +1,77 @@
+"""The Lead aggregate, given / when / then."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from engine.domain.errors import InvalidLeadError
+from engine.domain.lead import Lead
+from engine.domain.values import ConsentChannel, ConsentPurpose, Stage
+
+AT = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def new_lead() -> Lead:
+    return Lead(source={"channel": "web_form", "external_id": "W1"},
+                contact={"name": "Li Wei", "phone": "+8613800138000"}, profile={}, interest={},
+                contact_issues=[], captured_at=AT)
+
+
+def test_id_is_deterministic_from_source_and_external_id() -> None:
+    assert new_lead().id == new_lead().id
+
+
+def test_stage_moves_forward_only_except_lost() -> None:
+    lead = new_lead()
+    assert lead.advance_to(Stage.ENGAGED, "clicked", AT)
+    assert not lead.advance_to(Stage.CONTACTED, "late message", AT)
+    assert lead.stage is Stage.ENGAGED
+    assert lead.advance_to(Stage.LOST, "declined", AT)
+    assert lead.advance_to(Stage.APPLIED, "applied again", AT)
+
+
+def test_application_lifecycle_moves_stage() -> None:
+    lead = new_lead()
+    lead.submit_application("A1", "consumer", "50000", AT)
+    lead.approve_application("A1", "50000", AT)
+    lead.fund_loan("A1", "50000", AT)
+    assert lead.stage is Stage.FUNDED
+    assert [type(e).__name__ for e in lead.collect_events()][-6:] == [
+        "ApplicationSubmitted", "StageChanged", "ApplicationApproved", "StageChanged", "LoanFunded", "StageChanged"]
+
+
+def test_approving_unknown_application_is_refused_without_events() -> None:
+    lead = new_lead()
+    lead.collect_events()
+    with pytest.raises(InvalidLeadError, match="no application 'A9'"):
+        lead.approve_application("A9", "1", AT)
+    assert lead.collect_events() == []
+
+
+def test_decline_loses_the_lead_unless_another_application_is_open() -> None:
+    lead = new_lead()
+    lead.submit_application("A1", "consumer", "1", AT)
+    lead.submit_application("A2", "auto", "1", AT)
+    lead.decline_application("A1", "DTI", AT)
+    assert lead.stage is Stage.APPLIED
+    lead.decline_application("A2", "DTI", AT)
+    assert lead.stage is Stage.LOST
+
+
+def test_consent_grant_and_withdraw_are_idempotent() -> None:
+    lead = new_lead()
+    assert lead.grant_consent(ConsentChannel.SMS, ConsentPurpose.MARKETING, "form", "ticked", AT)
+    assert not lead.grant_consent(ConsentChannel.SMS, ConsentPurpose.MARKETING, "form", "ticked", AT)
+    assert lead.withdraw_consent(ConsentChannel.SMS, ConsentPurpose.MARKETING, "sms", "TD", AT)
+    assert not lead.has_consent(ConsentChannel.SMS, ConsentPurpose.MARKETING)
+    assert not lead.withdraw_consent(ConsentChannel.SMS, ConsentPurpose.MARKETING, "sms", "TD", AT)
+
+
+def test_update_records_only_changes() -> None:
+    lead = new_lead()
+    lead.collect_events()
+    assert not lead.update({"contact": {"name": "Li Wei"}}, {"channel": "web_form"}, AT)
+    assert lead.update({"profile": {"city": "Beijing"}}, {"channel": "web_form"}, AT)
+    assert lead.profile == {"city": "Beijing"}
