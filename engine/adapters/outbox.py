@@ -53,6 +53,7 @@ class OutboxSmsChannel:
         outbox.mkdir(parents=True, exist_ok=True)
         self.path = outbox / "sms.jsonl"
         self._sent: set[str] = set()
+        self._drop_torn_tail()
         if self.path.exists():
             with self.path.open(encoding="utf-8") as f:
                 for line in f:
@@ -60,6 +61,15 @@ class OutboxSmsChannel:
                         self._sent.add(json.loads(line)["send_id"])
                     except (ValueError, KeyError):
                         continue  # a torn last line from a crash: that SMS did not leave
+
+    def _drop_torn_tail(self) -> None:
+        """A process killed mid-write leaves a partial last line: that SMS never left."""
+        if not self.path.exists():
+            return
+        with self.path.open("rb+") as f:
+            data = f.read()
+            if data and not data.endswith(b"\n"):
+                f.truncate(data.rfind(b"\n") + 1)
 
     def already_sent(self, send_id: UUID) -> str | None:
         return f"{self.path}#{send_id}" if str(send_id) in self._sent else None

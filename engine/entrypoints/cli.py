@@ -45,7 +45,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print a JSON document ins
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
     raise typer.Exit(code)
 
 
@@ -366,3 +366,7 @@ def main() -> None:
         fail(str(e))
 
 
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""The huoke CLI as a marketer uses it: import with errors, run, report, show, validate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from engine.entrypoints.cli import app
+from tests.conftest import ROOT
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for key, value in {"HUOKE_DATA_DIR": tmp_path / "data", "HUOKE_OUTBOX_DIR": tmp_path / "outbox",
+                       "HUOKE_JOURNEYS_DIR": ROOT / "journeys", "HUOKE_TEMPLATES_DIR": ROOT / "templates",
+                       "HUOKE_DATABASE_URL": "", "HUOKE_EMAIL_TRANSPORT": "outbox"}.items():
+        monkeypatch.setenv(key, str(value))
+    return tmp_path
+
+
+LEADS_CSV = """source_channel,external_id,name,phone,email,language,birth_year,employment_type,consent_email,consent_sms,captured_at
+web_form,W1,Alex Chen,13800138001,alex@example.com,en,1996,salaried,yes,yes,2026-03-02T10:00
+car_dealer,D1,张三,12345,not-an-email,zh-CN,1980,salaried,yes,yes,2026-03-02T10:00
+web_form,W2,Li Na,13800138002,lina@example,zh-CN,1994,salaried,yes,yes,2026-03-02T10:00
+fax,X1,Bob,,bob@example.com,en,1990,salaried,yes,no,2026-03-02T10:00
+offline_fair,F1,王建国,13900139001,,zh-CN,1955,retired,no,yes,2026-03-02T10:00
+"""
+
+
+def test_import_keeps_valid_rows_and_names_line_and_field_of_bad_ones(env: Path) -> None:
+    path = env / "leads.csv"
+    path.write_text(LEADS_CSV, encoding="utf-8")
+    result = runner.invoke(app, ["leads", "import", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert (doc["rows"], doc["created"], doc["refused"]) == (5, 3, 2)
+    errors = {(e["line"], e["field"]) for e in doc["errors"]}
+    assert errors == {(3, "phone/email"), (5, "source_channel")}
+    assert doc["flagged"][0]["line"] == 4 and "e-mail 'lina@example' is invalid" in doc["flagged"][0]["problem"]
+    again = json.loads(runner.invoke(app, ["leads", "import", str(path), "--json"]).stdout)
+    assert (again["created"], again["unchanged"]) == (0, 3)
+
+
+def test_import_table_output_and_unknown_file(env: Path) -> None:
+    path = env / "leads.csv"
+    path.write_text(LEADS_CSV, encoding="utf-8")
+    result = runner.invoke(app, ["leads", "import", str(path)])
+    assert "3 new" in result.stdout and "Refused rows" in result.stdout
+    missing = runner.invoke(app, ["leads", "import", str(env / "nope.csv")])
+    assert missing.exit_code == 1 and "no such file" in missing.stderr
+
+
+def test_run_report_and_show(env: Path) -> None:
+    path = env / "leads.csv"
+    path.write_text(LEADS_CSV, encoding="utf-8")
+    runner.invoke(app, ["leads", "import", str(path)])
+    assert runner.invoke(app, ["run", "--until", "2026-03-03"]).exit_code == 0
+    events = env / "events.jsonl"
+    events.write_text(
+        json.dumps({"type": "application_submitted", "phone": "13800138001", "application_id": "A1",
+                    "amount": 50000, "at": "2026-03-04T09:00"}) + "\n"
+        + "{broken json\n"
+        + json.dumps({"type": "loan_funded", "source_channel": "web_form", "external_id": "W9",
+                      "application_id": "A1"}) + "\n", encoding="utf-8")
+    imported = json.loads(runner.invoke(app, ["events", "import", str(events), "--json"]).stdout)
+    assert imported["updated"] == 1
+    assert [(e["line"], e["field"]) for e in imported["errors"]] == [(2, "row"), (3, "event")]
+    ran = runner.invoke(app, ["run", "--until", "2026-04-15", "--json"])
+    assert ran.exit_code == 0, ran.output
+    assert json.loads(ran.stdout)["sent"] > 0
+    report = json.loads(runner.invoke(app, ["report", "funnel", "--json"]).stdout)
+    assert report["schema"] == "huoke.report.funnel/1" and report["leads"] == 3
+    applied = next(r for r in report["funnel"] if r["stage"] == "applied")
+    assert applied["total"] == 1
+    shown = json.loads(runner.invoke(app, ["leads", "show", "web_form:W1", "--json"]).stdout)
+    assert shown["schema"] == "huoke.lead/1" and shown["lead"]["stage"] == "applied"
+    assert shown["enrolments"][0]["status"] == "exited: goal_reached"
+    table = runner.invoke(app, ["leads", "show", "+8613800138001"])
+    assert "left journey: goal_reached" in table.stdout
+    assert runner.invoke(app, ["report", "funnel"]).stdout.count("Conversion funnel") == 1
+    rebuilt = runner.invoke(app, ["projections", "rebuild"])
+    assert rebuilt.exit_code == 0 and "rebuilt funnel, journey_index" in rebuilt.stdout
+    assert json.loads(runner.invoke(app, ["report", "funnel", "--json"]).stdout) == report
+
+
+def test_validate_lists_every_problem(env: Path, tmp_path: Path) -> None:
+    ok = runner.invoke(app, ["journeys", "validate", "--json"])
+    assert ok.exit_code == 0 and len(json.loads(ok.stdout)["journeys"]) == 3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: bad\nentry: {on: lead_captured}\nsteps:\n  - id: a\n    send: {channel: sms, template: gone}\n"
+                   "    next: b\n  - id: c\n    wait: 1d\n")
+    result = runner.invoke(app, ["journeys", "validate", str(bad)])
+    assert result.exit_code == 1
+    assert f"{bad}:4: step 'a': leads to unknown step 'b'" in result.stderr
+
+
+def test_show_unknown_lead_is_a_clear_error(env: Path) -> None:
+    result = runner.invoke(app, ["leads", "show", "web_form:nobody"])
+    assert result.exit_code == 1 and "no captured lead matches" in result.stderr

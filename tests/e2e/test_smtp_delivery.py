@@ -1,0 +1,92 @@
+"""End to end through a real SMTP server on loopback: send, read back, check headers and copy."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from engine.adapters.clock import VirtualClock
+from engine.application.deliveries import check_unsubscribe_token
+from engine.application.reports import funnel_report
+from engine.application.timeline import lead_timeline
+from tests.conftest import MakeEngine
+from tests.e2e.smtp_server import RecordingHandler, smtp_server
+from tests.helpers import sms_lines, young_pro
+
+pytestmark = pytest.mark.smtp
+
+
+def smtp_settings(port: int) -> dict[str, object]:
+    return {"email_transport": "smtp", "smtp_host": "127.0.0.1", "smtp_port": port,
+            "sender_email": "news@bank.example", "unsubscribe_secret": "s3cret"}
+
+
+def test_emails_arrive_with_message_id_unsubscribe_and_postal_address(
+    store: str, make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
+    handler = RecordingHandler()
+    with smtp_server(handler) as port:
+        engine = make_engine(settings=smtp_settings(port))
+        out, _ = engine.leads.capture_leads([young_pro(1), young_pro(2, contact={
+            "name": "李娜", "phone": "+8613800130002", "email": "lina@example.com", "language": "zh-CN"})])
+        engine.run(until=clock.now() + timedelta(days=30))
+    assert len(handler.received) == 4  # welcome + last call, for each of the two leads
+    by_to = {m["To"]: m for m in handler.received if "3 steps" in m["Subject"] or "3步" in m["Subject"]}
+    english, chinese = by_to["alex1@example.com"], by_to["lina@example.com"]
+    assert english["Subject"] == "Alex, apply in 3 steps — no branch visit"
+    assert chinese["Subject"] == "李娜，3步在线申请，无需跑网点"
+    assert english["From"] == "Huoke Lending <news@bank.example>"
+    assert english["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    send_id = english["X-Huoke-Send-Id"]
+    assert english["Message-ID"] == f"<{send_id}@bank.example>"
+    url = english["List-Unsubscribe"].strip("<>")
+    lead_id, channel, token = url.split("/")[-3:]
+    assert check_unsubscribe_token("s3cret", out.lead_id, channel, token) and lead_id == str(out.lead_id)  # type: ignore[arg-type]
+    text = english.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    html = english.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "1 Finance Street" in text and url in text
+    assert "<ol><li>" in html and "Unsubscribe</a>" in html
+    # The Message-ID is the id recorded on the Delivery: the timeline links to it.
+    doc = lead_timeline(engine, out.lead_id)  # type: ignore[arg-type]
+    assert any(t["event"] == "Delivery.Sent" and "alex1@example.com" in t["what"] for t in doc["timeline"])
+    assert len(sms_lines(tmp_path / "outbox")) == 4
+
+
+def test_hard_bounce_is_recorded_failed_and_greylisting_is_retried(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    handler = RecordingHandler(reject={"alex1@example.com": "550 5.1.1 mailbox unknown"},
+                               greylist_once={"alex2@example.com"})
+    with smtp_server(handler) as port:
+        engine = make_engine(settings=smtp_settings(port))
+        engine.leads.capture_leads([young_pro(1), young_pro(2)])
+        first = engine.run()
+        assert (first.dispatch.failed, first.dispatch.deferred) == (2, 1)  # 550, and the 451 counted once
+        assert [m["To"] for m in handler.received] == []
+        second = engine.run()  # the greylisted one is retried, the bounce is not
+        assert second.dispatch.sent >= 1
+    assert [m["To"] for m in handler.received] == ["alex2@example.com"]
+    rows = {(m["step"], m["channel"]): m for m in funnel_report(engine)["messages"]}
+    assert rows[("welcome_email", "email")]["failed"] == 1
+    assert rows[("welcome_email", "email")]["sent"] == 1
+
+
+def test_unreachable_server_loses_nothing(make_engine: MakeEngine, clock: VirtualClock) -> None:
+    from tests.e2e.smtp_server import free_port
+
+    port = free_port()  # nothing listens here yet
+    engine = make_engine(settings=smtp_settings(port))
+    engine.leads.capture_leads([young_pro(1)])
+    assert engine.run().dispatch.deferred == 1
+    handler = RecordingHandler()
+    from aiosmtpd.controller import Controller
+
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        engine.run()
+    finally:
+        controller.stop()
+    assert [m["To"] for m in handler.received] == ["alex1@example.com"]
