@@ -177,7 +177,10 @@ def _resolve_lead(engine: Engine, ref: str) -> UUID:
             lead_ref = LeadRef(source_channel=channel, external_id=external)
         else:
             fail(f"{ref!r} is not a lead id, phone, e-mail or source_channel:external_id")
-    return engine.leads.find_lead(lead_ref)
+    try:
+        return engine.leads.find_lead(lead_ref)
+    except HuokeError as e:
+        fail(str(e))
 
 
 @leads_app.command("show")
