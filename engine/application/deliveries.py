@@ -15,6 +15,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -136,17 +137,21 @@ class Deliveries(Application):
             except Exception:
                 self.repository = self.construct_repository()
                 raise
-            sent_to = [d.lead_id for d in deliveries if d.outcome == "sent"]
-            if sent_to:
-                leads.mark_contacted(sent_to, self.clock.now())
+            sent = [d for d in deliveries if d.outcome == "sent"]
+            if sent:
+                leads.mark_contacted([d.lead_id for d in sent], max(self._now_for(d) for d in sent))
             if open_:
                 report.deferred += len(open_)
                 return report
 
+    def _now_for(self, d: Delivery) -> datetime:
+        """Never record an outcome before its request (a virtual clock may lag an import)."""
+        return max(self.clock.now(), d.requested_at)
+
     def _dispatch_batch(self, batch: list[Delivery], leads: Leads, report: DispatchReport) -> None:
-        now = self.clock.now()
         outgoing: dict[str, list[tuple[Delivery, OutgoingMessage]]] = {}
         for d in batch:
+            now = self._now_for(d)
             channel = self.channels.get(d.channel)
             if channel is None:
                 d.mark_failed(f"no {d.channel} channel is configured", permanent=True, at=now)
@@ -177,10 +182,10 @@ class Deliveries(Application):
                 if result.ok:
                     digest = hashlib.sha256((m.body.text + (m.body.html or "")).encode()).hexdigest()
                     d.mark_sent(m.to, m.body.locale, m.body.variant, digest, result.provider_ref,
-                                self.clock.now())
+                                self._now_for(d))
                     report.sent += 1
                 else:
-                    d.mark_failed(result.reason, result.permanent, self.clock.now())
+                    d.mark_failed(result.reason, result.permanent, self._now_for(d))
                     report.failed += 1
 
     @staticmethod
@@ -195,7 +200,7 @@ class Deliveries(Application):
             return f"no valid {'e-mail address' if channel == 'email' else 'phone number'}"
         return ""
 
-    def _compose(self, d: Delivery, lead: Lead, now: Any) -> OutgoingMessage:
+    def _compose(self, d: Delivery, lead: Lead, now: datetime) -> OutgoingMessage:
         facts = lead_facts(lead, now)
         token = unsubscribe_token(self.sender.unsubscribe_secret, lead.id, d.channel)
         unsubscribe = f"{self.sender.unsubscribe_url}/{lead.id}/{d.channel}/{token}"

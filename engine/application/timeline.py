@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -51,7 +51,7 @@ def describe(e: Any) -> tuple[str, str]:
         case Enrolment.StepReached():
             return f"reached step {e.step}", ""
         case Enrolment.WaitStarted():
-            return f"waiting at {e.step} until {e.due_at.isoformat()}", "wait step"
+            return f"waiting at {e.step} until {e.due_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC", "wait step"
         case Enrolment.WaitEnded():
             return f"wait at {e.step} ended", "timer fired"
         case Enrolment.BranchTaken():
@@ -86,7 +86,7 @@ def lead_timeline(engine: Engine, lead_id: UUID) -> dict[str, Any]:
     timeline = []
     for origin, e in events:
         what, why = describe(e)
-        timeline.append({"at": _when(e).isoformat(), "source": origin,
+        timeline.append({"at": _when(e).astimezone(UTC).isoformat(), "source": origin,
                          "event": type(e).__qualname__, "what": what, "why": why})
     return {
         "lead": {

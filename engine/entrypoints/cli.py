@@ -189,7 +189,9 @@ def leads_show(
     as_json: JsonOpt = False,
 ) -> None:
     """A lead's timeline: every event with its reason, including why each message was sent."""
-    engine = engine_for(settings())
+    s = settings()
+    tz = ZoneInfo(s.timezone)
+    engine = engine_for(s)
     engine.refresh_views()
     try:
         doc = lead_timeline(engine, _resolve_lead(engine, ref))
@@ -204,13 +206,14 @@ def leads_show(
     console.print(f"source {lead['source'].get('channel')} {lead['source'].get('partner') or ''}  "
                   f"segments {', '.join(lead['segments']) or '—'}  consents "
                   + (", ".join(f"{k}={'yes' if v else 'no'}" for k, v in lead["consents"].items()) or "none"))
-    table = Table(show_lines=False)
+    table = Table(show_lines=False, caption=f"times in {s.timezone}; L lead, J journey, D delivery")
     for col in ("when", "", "what", "why"):
         table.add_column(col, overflow="fold")
     for item in doc["timeline"]:
         if item["event"] == "Enrolment.StepReached":
             continue
-        table.add_row(item["at"][:16].replace("T", " "), item["source"][0].upper(), item["what"], item["why"])
+        when = datetime.fromisoformat(item["at"]).astimezone(tz)
+        table.add_row(f"{when:%Y-%m-%d %H:%M}", item["source"][0].upper(), item["what"], item["why"])
     console.print(table)
 
 

@@ -80,8 +80,8 @@ def test_run_report_and_show(env: Path) -> None:
     shown = json.loads(runner.invoke(app, ["leads", "show", "web_form:W1", "--json"]).stdout)
     assert shown["schema"] == "huoke.lead/1" and shown["lead"]["stage"] == "applied"
     assert shown["enrolments"][0]["status"] == "exited: goal_reached"
-    table = runner.invoke(app, ["leads", "show", "+8613800138001"], env={"COLUMNS": "200"})
-    assert "left journey: goal_reached" in table.stdout
+    table = runner.invoke(app, ["leads", "show", "+8613800138001"])
+    assert "left journey" in table.stdout and "goal_reached" in table.stdout.replace("\n", "")
     assert runner.invoke(app, ["report", "funnel"]).stdout.count("Conversion funnel") == 1
     rebuilt = runner.invoke(app, ["projections", "rebuild"])
     assert rebuilt.exit_code == 0 and "rebuilt funnel, journey_index" in rebuilt.stdout
