@@ -38,7 +38,7 @@ class OutboxEmailChannel:
         for m in messages:
             path = self._path(m.send_id)
             tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(bytes(build_email(m, self.sender_name, self.sender_email)))
+            tmp.write_bytes(build_email(m, self.sender_name, self.sender_email).as_bytes())
             os.replace(tmp, path)
             results.append(SendResult(m.send_id, ok=True, provider_ref=str(path)))
         return results

@@ -41,7 +41,7 @@ def test_emails_arrive_with_message_id_unsubscribe_and_postal_address(
     assert english["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     send_id = english["X-Huoke-Send-Id"]
     assert english["Message-ID"] == f"<{send_id}@bank.example>"
-    url = english["List-Unsubscribe"].strip("<>")
+    url = english["List-Unsubscribe"].strip().strip("<>")
     lead_id, channel, token = url.split("/")[-3:]
     assert check_unsubscribe_token("s3cret", out.lead_id, channel, token) and lead_id == str(out.lead_id)  # type: ignore[arg-type]
     text = english.get_body(("plain",)).get_content()  # type: ignore[union-attr]
