@@ -19,13 +19,14 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.application import Application
 from eventsourcing.persistence import ProcessRecorder, Tracking
 from eventsourcing.utils import get_topic
 
 from engine.application.journeys import Journeys
 from engine.application.leads import Leads
 from engine.application.ports import Channel, Clock, OutgoingMessage, RenderError, Renderer
+from engine.application.saving import save_batch
 from engine.domain.delivery import Delivery
 from engine.domain.enrolment import Enrolment
 from engine.domain.facts import lead_facts
@@ -101,17 +102,17 @@ class Deliveries(Application):
             )
             if not notes:
                 return done
-            pe: ProcessingEvent[UUID] = ProcessingEvent(tracking=Tracking(journeys.name, notes[-1].id))
+            requested: list[Delivery] = []
             for note in notes:
                 e = journeys.mapper.to_domain_event(note)
                 enrolment = journeys.get_enrolment(e.originator_id)
                 assert enrolment is not None
-                pe.collect_events(Delivery(
+                requested.append(Delivery(
                     send_id=e.send_id, lead_id=enrolment.lead_id, enrolment_id=e.originator_id,
                     journey_id=enrolment.journey_id, journey_version=enrolment.journey_version,
                     step=e.step, channel=e.channel, template=e.template, reason=e.reason, at=e.at,
                 ))
-            self._record(pe)
+            save_batch(self, requested, Tracking(journeys.name, notes[-1].id))
             done += len(notes)
 
     def dispatch(self, leads: Leads, batch_size: int = 200) -> DispatchReport:
@@ -130,12 +131,9 @@ class Deliveries(Application):
                 open_ = [d for d in deliveries if not d.is_settled]
                 # Only advance past a batch once every delivery in it is settled: transient
                 # failures keep the log position and are retried on the next run.
-                tracking = None if open_ else Tracking(self.name, notes[-1].id)
-                pe: ProcessingEvent[UUID] = ProcessingEvent(tracking=tracking)
-                pe.collect_events(*deliveries)
-                self._record(pe)
+                save_batch(self, deliveries, None if open_ else Tracking(self.name, notes[-1].id))
             except Exception:
-                self.repository = self.construct_repository()
+                self._repository = self.construct_repository()
                 raise
             sent = [d for d in deliveries if d.outcome == "sent"]
             if sent:

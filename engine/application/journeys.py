@@ -12,12 +12,13 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import ProcessRecorder, Tracking
 from eventsourcing.utils import get_topic
 
 from engine.application.leads import Leads
 from engine.application.ports import Clock
+from engine.application.saving import save_batch
 from engine.domain import interpreter
 from engine.domain.enrolment import Enrolment, enrolment_id_for
 from engine.domain.errors import UnknownJourneyError
@@ -89,7 +90,7 @@ class Journeys(Application):
             aggregates.append(pub)
             self._remember(pub)
             self.live[journey.id] = LiveJourney(pub.latest, self.definition(journey.id, pub.latest))
-        self.save(*aggregates)
+        save_batch(self, aggregates)
         return {jid: lj.version for jid, lj in self.live.items()}
 
     def _remember(self, pub: PublishedJourney) -> None:
@@ -128,18 +129,15 @@ class Journeys(Application):
                 for note in notes:
                     lead_event = leads.mapper.to_domain_event(note)
                     self._react(lead_event, leads, touched)
-                pe: ProcessingEvent[UUID] = ProcessingEvent(tracking=Tracking(leads.name, notes[-1].id))
-                pe.collect_events(*touched.values())
-                self._record(pe)
+                save_batch(self, touched.values(), Tracking(leads.name, notes[-1].id))
             except Exception:
                 self.forget_cached_state()
                 raise
-            self._take_snapshots(pe)
             done += len(notes)
 
     def forget_cached_state(self) -> None:
         """Drop cached aggregates (after a failed batch their state may be unsaved)."""
-        self.repository = self.construct_repository()
+        self._repository = self.construct_repository()
         self._absent.clear()
 
     def _react(self, lead_event: Any, leads: Leads, touched: dict[UUID, Enrolment]) -> None:
@@ -212,7 +210,7 @@ class Journeys(Application):
             fired.append(enrolment)
         if fired:
             try:
-                self.save(*fired)
+                save_batch(self, fired)
             except Exception:
                 self.forget_cached_state()
                 raise

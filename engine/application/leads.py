@@ -13,6 +13,7 @@ from eventsourcing.persistence import IntegrityError
 
 from engine.application.commands import CaptureLead, LeadRef, RecordLifecycle
 from engine.application.ports import Clock
+from engine.application.saving import save_batch
 from engine.domain.errors import HuokeError, InvalidLeadError, LeadNotFoundError
 from engine.domain.facts import lead_facts
 from engine.domain.lead import Lead, LeadIdentity, identity_id_for, identity_keys, lead_id_for
@@ -46,7 +47,13 @@ class Leads(Application):
         """Capture a batch in one transaction; a conflicting batch is retried one by one."""
         batch = list(commands)
         try:
-            return self._capture(batch)
+            # Fast path: assume every identity is new. Identity ids are deterministic, so a
+            # known phone, e-mail or source id makes the insert fail and nothing is written.
+            return self._capture(batch, look_up=False)
+        except IntegrityError:
+            self._forget_cache()
+        try:
+            return self._capture(batch, look_up=True)
         except IntegrityError:
             self._forget_cache()
             return [self._capture_one_with_retry(c) for c in batch]
@@ -57,12 +64,12 @@ class Leads(Application):
     def _capture_one_with_retry(self, command: CaptureLead) -> Outcome:
         for _ in range(3):
             try:
-                return self._capture([command])[0]
+                return self._capture([command], look_up=True)[0]
             except IntegrityError:
                 self._forget_cache()
         return Outcome(None, error="could not capture: concurrent writers kept conflicting")
 
-    def _capture(self, batch: list[CaptureLead]) -> list[Outcome]:
+    def _capture(self, batch: list[CaptureLead], look_up: bool) -> list[Outcome]:
         pending: dict[UUID, Any] = {}
         claimed: dict[str, UUID] = {}
         outcomes = []
@@ -72,7 +79,7 @@ class Leads(Application):
                 cmd.source["channel"], cmd.source.get("external_id"),
                 cmd.contact.get("phone"), cmd.contact.get("email"),
             )
-            lead_id = self._resolve(keys, claimed)
+            lead_id = self._resolve(keys, claimed, look_up)
             created = lead_id is None
             if lead_id is None:
                 lead = Lead(
@@ -95,20 +102,20 @@ class Leads(Application):
             changed = bool(lead.pending_events) or created
             pending[lead_id] = lead
             outcomes.append(Outcome(lead_id, created=created, changed=changed))
-        self.save(*pending.values())
+        save_batch(self, pending.values())
         return outcomes
 
-    def _resolve(self, keys: list[str], claimed: dict[str, UUID]) -> UUID | None:
+    def _resolve(self, keys: list[str], claimed: dict[str, UUID], look_up: bool = True) -> UUID | None:
         """The lead known under the strongest of ``keys``; records every key already taken."""
         found: UUID | None = None
         for key in keys:
-            if key not in claimed:
+            if key not in claimed and look_up:
                 try:
                     identity = self.repository.get(identity_id_for(key))
                 except AggregateNotFoundError:
                     continue
                 claimed[key] = identity.lead_id
-            if found is None:
+            if found is None and key in claimed:
                 found = claimed[key]
         return found
 
@@ -142,7 +149,7 @@ class Leads(Application):
             pending[lead_id] = lead
             outcomes.append(Outcome(lead_id, changed=len(lead.pending_events) > before))
         try:
-            self.save(*pending.values())
+            save_batch(self, pending.values())
         except Exception:
             self._forget_cache()
             raise
@@ -177,8 +184,7 @@ class Leads(Application):
             lead = self.get_lead(lead_id)
             if lead.stage is Stage.NEW and lead.advance_to(Stage.CONTACTED, "first message sent", at):
                 leads.append(lead)
-        if leads:
-            self.save(*leads)
+        save_batch(self, leads)
 
     # ---- queries ---------------------------------------------------------------------------
 
@@ -203,7 +209,7 @@ class Leads(Application):
         return found
 
     def _forget_cache(self) -> None:
-        self.repository = self.construct_repository()
+        self._repository = self.construct_repository()
 
 
 def _describe(ref: LeadRef) -> str:

@@ -1,0 +1,137 @@
+"""make bench — huoke's hot paths next to raw library baselines measured in the same run.
+
+The machine is shared and noisy, so absolute rates drift between runs; the ratio to the raw
+baseline measured minutes apart in the same process is the figure to compare over time.
+
+    python -m bench.run [--leads 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate, event
+
+from engine.adapters.clock import VirtualClock
+from engine.bootstrap import bootstrap
+from engine.entrypoints.demo_data import generate
+from engine.entrypoints.schemas import LeadRow, RowError
+from engine.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Probe(Aggregate):
+    """A minimal aggregate for the raw baseline: one ~300-byte creation event."""
+
+    class Opened(Aggregate.Created):
+        name: str
+        payload: dict[str, Any]
+
+    @event(Opened)
+    def __init__(self, name: str, payload: dict[str, Any]) -> None:
+        self.name = name
+        self.payload = payload
+
+
+def raw_eventsourcing(folder: Path, n: int, batch: int) -> float:
+    """Events/s saving ``n`` aggregates ``batch`` at a time with plain eventsourcing on SQLite."""
+    app: Application = Application(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                                        "SQLITE_DBNAME": str(folder / f"raw_{batch}.db")})
+    payload = {"channel": "web_form", "city": "Shenzhen", "income": "25000", "loan": "consumer",
+               "text": "x" * 120}
+    started = time.perf_counter()
+    for i in range(0, n, batch):
+        app.save(*[Probe(name=f"p{j}", payload=payload) for j in range(i, min(i + batch, n))])
+    elapsed = time.perf_counter() - started
+    app.close()
+    return n / elapsed
+
+
+def events_in(engine: Any) -> int:
+    return sum(app.recorder.max_notification_id() or 0 for app in (engine.leads, engine.journeys, engine.deliveries))
+
+
+def bench_huoke(folder: Path, n: int) -> dict[str, float]:
+    settings = Settings(data_dir=folder / "data", outbox_dir=folder / "outbox", journeys_dir=ROOT / "journeys",
+                        templates_dir=ROOT / "templates", database_url="", email_transport="outbox")
+    tz = ZoneInfo(settings.timezone)
+    start = datetime(2026, 3, 2, 9, tzinfo=tz)
+    rows, _ = generate(n, start, capture_days=1, sim_days=1)
+    clock = VirtualClock(start.astimezone(UTC))
+    engine = bootstrap(settings, clock)
+    t0 = time.perf_counter()
+    commands = []
+    for line, row in enumerate(rows, 2):
+        try:
+            commands.append(LeadRow.model_validate(row).to_command("CN", tz, f"bench:{line}"))
+        except (ValueError, RowError):
+            continue  # the few rows with no valid contact, as an import would refuse them
+    t1 = time.perf_counter()
+    for i in range(0, len(commands), 500):
+        engine.leads.capture_leads(commands[i:i + 500])
+    t2 = time.perf_counter()
+    captured_events = events_in(engine)
+    engine.run(until=start + timedelta(days=1))  # enrol, first sends (outbox), first waits
+    t3 = time.perf_counter()
+    run_events = events_in(engine) - captured_events
+    engine.run(until=start + timedelta(days=30))  # every follow-up of a 30-day horizon
+    t4 = time.perf_counter()
+    follow_events = events_in(engine) - captured_events - run_events
+    engine.close()
+    return {
+        "leads": len(commands),
+        "validate_rows_per_s": len(commands) / (t1 - t0),
+        "import_leads_per_s": len(commands) / (t2 - t1),
+        "import_events_per_s": captured_events / (t2 - t1),
+        "journey_leads_per_s": len(commands) / (t3 - t2),
+        "journey_events_per_s": run_events / (t3 - t2),
+        "followup_events_per_s": follow_events / (t4 - t3),
+        "total_events": float(captured_events + run_events + follow_events),
+        "total_seconds": t4 - t0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--leads", type=int, default=100_000)
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="huoke-bench-"))
+    try:
+        print(f"huoke bench: {args.leads} leads; SQLite files in {folder}")
+        raw_single = raw_eventsourcing(folder, 5_000, 1)
+        raw_batched = raw_eventsourcing(folder, 50_000, 100)
+        h = bench_huoke(folder, args.leads)
+        raw_after = raw_eventsourcing(folder, 50_000, 100)  # the machine may have changed pace
+        baseline = (raw_batched + raw_after) / 2
+        rows = [
+            ("raw eventsourcing, one aggregate per save", "events/s", raw_single),
+            ("raw eventsourcing, 100 aggregates per save (baseline)", "events/s", baseline),
+            ("huoke: validate import rows (pydantic, phonenumbers, email-validator)", "rows/s",
+             h["validate_rows_per_s"]),
+            ("huoke: capture leads (identity, segment, consent; 500 per batch)", "leads/s", h["import_leads_per_s"]),
+            ("huoke: capture leads", "events/s", h["import_events_per_s"]),
+            ("huoke: journeys — enrol, render, send to outbox, start waits", "leads/s", h["journey_leads_per_s"]),
+            ("huoke: journeys — enrol, render, send to outbox, start waits", "events/s", h["journey_events_per_s"]),
+            ("huoke: 30 days of follow-ups (timers, branches, sends)", "events/s", h["followup_events_per_s"]),
+        ]
+        print(f"\n{'what':<72} {'rate':>12}  {'unit':<9} {'× baseline':>10}")
+        for what, unit, rate in rows:
+            ratio = f"{rate / baseline:10.2f}" if unit == "events/s" else ""
+            print(f"{what:<72} {rate:>12,.0f}  {unit:<9} {ratio:>10}")
+        print(f"\n{h['leads']:.0f} leads, {h['total_events']:,.0f} events in {h['total_seconds']:.1f}s "
+              f"(baseline measured before and after: {raw_batched:,.0f} and {raw_after:,.0f} events/s)")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
