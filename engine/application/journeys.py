@@ -178,7 +178,10 @@ class Journeys(Application):
         eid = enrolment_id_for(lead_id, journey_id, version)
         if eid in touched:
             return touched[eid]
-        if not look or eid in self._absent:
+        if not look:
+            self._absent.add(eid)  # a brand-new lead has no enrolment outside this batch
+            return None
+        if eid in self._absent:
             return None
         try:
             enrolment: Enrolment = self.repository.get(eid)
