@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from eventsourcing.application import Application
-from eventsourcing.domain import Aggregate, event
-
 from engine.adapters.clock import VirtualClock
 from engine.bootstrap import bootstrap
 from engine.entrypoints.demo_data import generate
 from engine.entrypoints.schemas import LeadRow, RowError
 from engine.settings import Settings
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate, event
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,10 +43,10 @@ class Probe(Aggregate):
 
 def raw_eventsourcing(folder: Path, n: int, batch: int) -> float:
     """Events/s saving ``n`` aggregates ``batch`` at a time with plain eventsourcing on SQLite."""
-    app: Application = Application(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite",
-                                        "SQLITE_DBNAME": str(folder / f"raw_{batch}.db")})
-    payload = {"channel": "web_form", "city": "Shenzhen", "income": "25000", "loan": "consumer",
-               "text": "x" * 120}
+    app: Application = Application(
+        env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(folder / f"raw_{batch}.db")}
+    )
+    payload = {"channel": "web_form", "city": "Shenzhen", "income": "25000", "loan": "consumer", "text": "x" * 120}
     started = time.perf_counter()
     for i in range(0, n, batch):
         app.save(*[Probe(name=f"p{j}", payload=payload) for j in range(i, min(i + batch, n))])
@@ -61,8 +60,14 @@ def events_in(engine: Any) -> int:
 
 
 def bench_huoke(folder: Path, n: int) -> dict[str, float]:
-    settings = Settings(data_dir=folder / "data", outbox_dir=folder / "outbox", journeys_dir=ROOT / "journeys",
-                        templates_dir=ROOT / "templates", database_url="", email_transport="outbox")
+    settings = Settings(
+        data_dir=folder / "data",
+        outbox_dir=folder / "outbox",
+        journeys_dir=ROOT / "journeys",
+        templates_dir=ROOT / "templates",
+        database_url="",
+        email_transport="outbox",
+    )
     tz = ZoneInfo(settings.timezone)
     start = datetime(2026, 3, 2, 9, tzinfo=tz)
     rows, _ = generate(n, start, capture_days=1, sim_days=1)
@@ -77,7 +82,7 @@ def bench_huoke(folder: Path, n: int) -> dict[str, float]:
             continue  # the few rows with no valid contact, as an import would refuse them
     t1 = time.perf_counter()
     for i in range(0, len(commands), 500):
-        engine.leads.capture_leads(commands[i:i + 500])
+        engine.leads.capture_leads(commands[i : i + 500])
     t2 = time.perf_counter()
     captured_events = events_in(engine)
     engine.run(until=start + timedelta(days=1))  # enrol, first sends (outbox), first waits
@@ -115,8 +120,11 @@ def main() -> None:
         rows = [
             ("raw eventsourcing, one aggregate per save", "events/s", raw_single),
             ("raw eventsourcing, 100 aggregates per save (baseline)", "events/s", baseline),
-            ("huoke: validate import rows (pydantic, phonenumbers, email-validator)", "rows/s",
-             h["validate_rows_per_s"]),
+            (
+                "huoke: validate import rows (pydantic, phonenumbers, email-validator)",
+                "rows/s",
+                h["validate_rows_per_s"],
+            ),
             ("huoke: capture leads (identity, segment, consent; 500 per batch)", "leads/s", h["import_leads_per_s"]),
             ("huoke: capture leads", "events/s", h["import_events_per_s"]),
             ("huoke: journeys — enrol, render, send to outbox, start waits", "leads/s", h["journey_leads_per_s"]),
@@ -127,8 +135,10 @@ def main() -> None:
         for what, unit, rate in rows:
             ratio = f"{rate / baseline:10.2f}" if unit == "events/s" else ""
             print(f"{what:<72} {rate:>12,.0f}  {unit:<9} {ratio:>10}")
-        print(f"\n{h['leads']:.0f} leads, {h['total_events']:,.0f} events in {h['total_seconds']:.1f}s "
-              f"(baseline measured before and after: {raw_batched:,.0f} and {raw_after:,.0f} events/s)")
+        print(
+            f"\n{h['leads']:.0f} leads, {h['total_events']:,.0f} events in {h['total_seconds']:.1f}s "
+            f"(baseline measured before and after: {raw_batched:,.0f} and {raw_after:,.0f} events/s)"
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
+from projections.funnel import FunnelCountsPostgres, FunnelCountsSQLite
+from projections.journey_index import JourneyIndexPostgres, JourneyIndexSQLite
 
 from engine.adapters.clock import SystemClock
 from engine.adapters.outbox import OutboxEmailChannel, OutboxSmsChannel
@@ -20,8 +22,6 @@ from engine.application.leads import Leads
 from engine.application.ports import Channel, Clock
 from engine.application.validation import Definitions, load_definitions
 from engine.settings import Settings
-from projections.funnel import FunnelCountsPostgres, FunnelCountsSQLite
-from projections.journey_index import JourneyIndexPostgres, JourneyIndexSQLite
 
 APPS = ("leads", "journeys", "deliveries")
 VIEWS = ("funnel", "journey_index")
@@ -55,8 +55,12 @@ def ensure_schema(settings: Settings) -> None:
     import psycopg
 
     with psycopg.connect(
-        dbname=pg["POSTGRES_DBNAME"], host=pg["POSTGRES_HOST"], port=int(pg["POSTGRES_PORT"]),
-        user=pg["POSTGRES_USER"], password=pg["POSTGRES_PASSWORD"] or None, autocommit=True,
+        dbname=pg["POSTGRES_DBNAME"],
+        host=pg["POSTGRES_HOST"],
+        port=int(pg["POSTGRES_PORT"]),
+        user=pg["POSTGRES_USER"],
+        password=pg["POSTGRES_PASSWORD"] or None,
+        autocommit=True,
     ) as conn:
         conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{pg["POSTGRES_SCHEMA"]}"')
 
@@ -85,8 +89,13 @@ def default_channels(settings: Settings) -> dict[str, Channel]:
     email: Channel
     if settings.email_transport == "smtp":
         email = SmtpEmailChannel(
-            settings.smtp_host, settings.smtp_port, settings.smtp_tls, settings.smtp_username,
-            settings.smtp_password.get_secret_value(), settings.sender_name, settings.sender_email,
+            settings.smtp_host,
+            settings.smtp_port,
+            settings.smtp_tls,
+            settings.smtp_username,
+            settings.smtp_password.get_secret_value(),
+            settings.sender_name,
+            settings.sender_email,
             settings.smtp_timeout,
         )
     else:
@@ -110,17 +119,26 @@ def bootstrap(
     journeys = Journeys(store_env(settings, "journeys"), clock)
     journeys.publish(definitions.journeys, renderer.fingerprint(), author)
     sender = Sender(
-        name=settings.sender_name, email=settings.sender_email,
-        postal_address=settings.sender_postal_address, unsubscribe_url=settings.unsubscribe_url,
+        name=settings.sender_name,
+        email=settings.sender_email,
+        postal_address=settings.sender_postal_address,
+        unsubscribe_url=settings.unsubscribe_url,
         unsubscribe_secret=settings.unsubscribe_secret.get_secret_value(),
         default_locale=settings.default_locale,
     )
     deliveries = Deliveries(
-        store_env(settings, "deliveries"), clock, renderer,
-        channels if channels is not None else default_channels(settings), sender,
+        store_env(settings, "deliveries"),
+        clock,
+        renderer,
+        channels if channels is not None else default_channels(settings),
+        sender,
         journey_vars=lambda jid: journeys.live[jid].journey.vars if jid in journeys.live else {},
     )
     return Engine(
-        clock=clock, leads=leads, journeys=journeys, deliveries=deliveries,
-        funnel=build_view(settings, "funnel"), index=build_view(settings, "journey_index"),
+        clock=clock,
+        leads=leads,
+        journeys=journeys,
+        deliveries=deliveries,
+        funnel=build_view(settings, "funnel"),
+        index=build_view(settings, "journey_index"),
     )

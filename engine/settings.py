@@ -39,9 +39,7 @@ class Settings(BaseSettings):
     unsubscribe_url: str = Field(
         "https://lender.example/unsubscribe", description="base of the signed one-click unsubscribe link"
     )
-    unsubscribe_secret: SecretStr = Field(
-        SecretStr("change-me"), description="key that signs unsubscribe links"
-    )
+    unsubscribe_secret: SecretStr = Field(SecretStr("change-me"), description="key that signs unsubscribe links")
     timezone: str = Field("Asia/Shanghai", description="the lender's time zone for reports and the demo")
     default_locale: str = Field("zh-CN", description="locale used when a lead's language has no template")
     default_phone_region: str = Field("CN", description="region for phone numbers written without +country")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from functools import singledispatchmethod
 from typing import Any
 
-from eventsourcing.utils import get_topic
-
 from engine.domain.delivery import Delivery
 from engine.domain.lead import Lead
 from engine.domain.values import STAGE_ORDER, Stage
+from eventsourcing.utils import get_topic
+
 from projections.base import SqlView, ViewProjection, sqlite_and_postgres
 
 LEAD_TOPICS = [get_topic(c) for c in (Lead.Captured, Lead.Segmented, Lead.StageChanged)]
@@ -38,24 +38,25 @@ class FunnelCounts(SqlView):
 
     @apply.register
     def _(self, e: Lead.Captured, c: Any) -> None:
-        c.execute(self.q("INSERT INTO {t_funnel_leads} VALUES (?, ?, 'general', 'new') "
-                         "ON CONFLICT (lead_id) DO NOTHING"), (str(e.originator_id), e.source["channel"]))
+        c.execute(
+            self.q("INSERT INTO {t_funnel_leads} VALUES (?, ?, 'general', 'new') ON CONFLICT (lead_id) DO NOTHING"),
+            (str(e.originator_id), e.source["channel"]),
+        )
         self._reached(c, e.originator_id, Stage.NEW.value)
 
     @apply.register
     def _(self, e: Lead.Segmented, c: Any) -> None:
-        c.execute(self.q("UPDATE {t_funnel_leads} SET audience = ? WHERE lead_id = ?"),
-                  (e.audience, str(e.originator_id)))
+        c.execute(
+            self.q("UPDATE {t_funnel_leads} SET audience = ? WHERE lead_id = ?"), (e.audience, str(e.originator_id))
+        )
 
     @apply.register
     def _(self, e: Lead.StageChanged, c: Any) -> None:
-        c.execute(self.q("UPDATE {t_funnel_leads} SET stage = ? WHERE lead_id = ?"),
-                  (e.to_stage, str(e.originator_id)))
+        c.execute(self.q("UPDATE {t_funnel_leads} SET stage = ? WHERE lead_id = ?"), (e.to_stage, str(e.originator_id)))
         self._reached(c, e.originator_id, e.to_stage)
 
     def _reached(self, c: Any, lead_id: Any, stage: str) -> None:
-        c.execute(self.q("INSERT INTO {t_funnel_reached} VALUES (?, ?) ON CONFLICT DO NOTHING"),
-                  (str(lead_id), stage))
+        c.execute(self.q("INSERT INTO {t_funnel_reached} VALUES (?, ?) ON CONFLICT DO NOTHING"), (str(lead_id), stage))
 
     @apply.register
     def _(self, e: Delivery.Sent, c: Any) -> None:
@@ -70,28 +71,38 @@ class FunnelCounts(SqlView):
         self._message(c, e, "skipped")
 
     def _message(self, c: Any, e: Any, outcome: str) -> None:
-        c.execute(self.q("INSERT INTO {t_funnel_messages} VALUES (?, ?, ?, ?, 1) "
-                         "ON CONFLICT (journey_id, step, channel, outcome) "
-                         "DO UPDATE SET n = {t_funnel_messages}.n + 1"),
-                  (e.journey_id, e.step, e.channel, outcome))
+        c.execute(
+            self.q(
+                "INSERT INTO {t_funnel_messages} VALUES (?, ?, ?, ?, 1) "
+                "ON CONFLICT (journey_id, step, channel, outcome) "
+                "DO UPDATE SET n = {t_funnel_messages}.n + 1"
+            ),
+            (e.journey_id, e.step, e.channel, outcome),
+        )
 
     # ---- queries (plain values) ------------------------------------------------------------
 
     def stages(self) -> list[dict[str, Any]]:
         """Leads now at each stage, by audience and source channel."""
-        return self.rows("SELECT stage, audience, source_channel, COUNT(*) AS leads "
-                         "FROM {t_funnel_leads} GROUP BY stage, audience, source_channel "
-                         "ORDER BY stage, audience, source_channel")
+        return self.rows(
+            "SELECT stage, audience, source_channel, COUNT(*) AS leads "
+            "FROM {t_funnel_leads} GROUP BY stage, audience, source_channel "
+            "ORDER BY stage, audience, source_channel"
+        )
 
     def reached(self) -> list[dict[str, Any]]:
         """Leads that ever reached each stage, by audience (the conversion funnel)."""
-        return self.rows("SELECT r.stage AS stage, l.audience AS audience, COUNT(*) AS leads "
-                         "FROM {t_funnel_reached} r JOIN {t_funnel_leads} l ON l.lead_id = r.lead_id "
-                         "GROUP BY r.stage, l.audience")
+        return self.rows(
+            "SELECT r.stage AS stage, l.audience AS audience, COUNT(*) AS leads "
+            "FROM {t_funnel_reached} r JOIN {t_funnel_leads} l ON l.lead_id = r.lead_id "
+            "GROUP BY r.stage, l.audience"
+        )
 
     def messages(self) -> list[dict[str, Any]]:
-        return self.rows("SELECT journey_id, step, channel, outcome, n FROM {t_funnel_messages} "
-                         "ORDER BY journey_id, step, channel, outcome")
+        return self.rows(
+            "SELECT journey_id, step, channel, outcome, n FROM {t_funnel_messages} "
+            "ORDER BY journey_id, step, channel, outcome"
+        )
 
 
 def stage_sort_key(stage: str) -> int:

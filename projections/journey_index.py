@@ -7,14 +7,13 @@ from functools import singledispatchmethod
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.utils import get_topic
-
 from engine.application.journeys import DueTimer
 from engine.domain.enrolment import Enrolment
+from eventsourcing.utils import get_topic
+
 from projections.base import SqlView, ViewProjection, sqlite_and_postgres
 
-TOPICS = [get_topic(c) for c in (Enrolment.Started, Enrolment.WaitStarted, Enrolment.WaitEnded,
-                                 Enrolment.Exited)]
+TOPICS = [get_topic(c) for c in (Enrolment.Started, Enrolment.WaitStarted, Enrolment.WaitEnded, Enrolment.Exited)]
 
 
 def _ts(moment: datetime) -> str:
@@ -44,48 +43,70 @@ class JourneyIndex(SqlView):
 
     @apply.register
     def _(self, e: Enrolment.Started, c: Any) -> None:
-        c.execute(self.q("INSERT INTO {t_lead_enrolments} VALUES (?, ?, ?, ?, ?, 'active') "
-                         "ON CONFLICT (enrolment_id) DO NOTHING"),
-                  (str(e.originator_id), str(e.lead_id), e.journey_id, e.journey_version, _ts(e.at)))
+        c.execute(
+            self.q(
+                "INSERT INTO {t_lead_enrolments} VALUES (?, ?, ?, ?, ?, 'active') ON CONFLICT (enrolment_id) DO NOTHING"
+            ),
+            (str(e.originator_id), str(e.lead_id), e.journey_id, e.journey_version, _ts(e.at)),
+        )
 
     @apply.register
     def _(self, e: Enrolment.WaitStarted, c: Any) -> None:
-        c.execute(self.q("INSERT INTO {t_due_timers} VALUES (?, ?, ?) ON CONFLICT (enrolment_id) "
-                         "DO UPDATE SET step = excluded.step, due_at = excluded.due_at"),
-                  (str(e.originator_id), e.step, _ts(e.due_at)))
+        c.execute(
+            self.q(
+                "INSERT INTO {t_due_timers} VALUES (?, ?, ?) ON CONFLICT (enrolment_id) "
+                "DO UPDATE SET step = excluded.step, due_at = excluded.due_at"
+            ),
+            (str(e.originator_id), e.step, _ts(e.due_at)),
+        )
 
     @apply.register
     def _(self, e: Enrolment.WaitEnded, c: Any) -> None:
-        c.execute(self.q("DELETE FROM {t_due_timers} WHERE enrolment_id = ? AND step = ?"),
-                  (str(e.originator_id), e.step))
+        c.execute(
+            self.q("DELETE FROM {t_due_timers} WHERE enrolment_id = ? AND step = ?"), (str(e.originator_id), e.step)
+        )
 
     @apply.register
     def _(self, e: Enrolment.Exited, c: Any) -> None:
         c.execute(self.q("DELETE FROM {t_due_timers} WHERE enrolment_id = ?"), (str(e.originator_id),))
-        c.execute(self.q("UPDATE {t_lead_enrolments} SET status = ? WHERE enrolment_id = ?"),
-                  (f"exited: {e.reason}", str(e.originator_id)))
+        c.execute(
+            self.q("UPDATE {t_lead_enrolments} SET status = ? WHERE enrolment_id = ?"),
+            (f"exited: {e.reason}", str(e.originator_id)),
+        )
 
     # ---- queries ---------------------------------------------------------------------------
 
     def due(self, until: datetime, limit: int = 500) -> list[DueTimer]:
         """The earliest timers due at or before ``until``."""
-        rows = self.rows("SELECT enrolment_id, step, due_at FROM {t_due_timers} WHERE due_at <= ? "
-                         "ORDER BY due_at, enrolment_id LIMIT ?", (_ts(until), limit))
-        return [DueTimer(UUID(r["enrolment_id"]), r["step"],
-                         datetime.strptime(r["due_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC))
-                for r in rows]
+        rows = self.rows(
+            "SELECT enrolment_id, step, due_at FROM {t_due_timers} WHERE due_at <= ? "
+            "ORDER BY due_at, enrolment_id LIMIT ?",
+            (_ts(until), limit),
+        )
+        return [
+            DueTimer(
+                UUID(r["enrolment_id"]),
+                r["step"],
+                datetime.strptime(r["due_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC),
+            )
+            for r in rows
+        ]
 
     def pending_count(self) -> int:
         return int(self.rows("SELECT COUNT(*) AS n FROM {t_due_timers}")[0]["n"])
 
     def enrolments_of(self, lead_id: UUID) -> list[dict[str, Any]]:
-        return self.rows("SELECT enrolment_id, journey_id, journey_version, started_at, status "
-                         "FROM {t_lead_enrolments} WHERE lead_id = ? ORDER BY started_at",
-                         (str(lead_id),))
+        return self.rows(
+            "SELECT enrolment_id, journey_id, journey_version, started_at, status "
+            "FROM {t_lead_enrolments} WHERE lead_id = ? ORDER BY started_at",
+            (str(lead_id),),
+        )
 
     def step_counts(self) -> list[dict[str, Any]]:
-        return self.rows("SELECT journey_id, status, COUNT(*) AS n FROM {t_lead_enrolments} "
-                         "GROUP BY journey_id, status ORDER BY journey_id, status")
+        return self.rows(
+            "SELECT journey_id, status, COUNT(*) AS n FROM {t_lead_enrolments} "
+            "GROUP BY journey_id, status ORDER BY journey_id, status"
+        )
 
 
 class JourneyIndexProjection(ViewProjection):

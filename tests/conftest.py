@@ -12,7 +12,6 @@ from typing import Any
 
 import psycopg
 import pytest
-
 from engine.adapters.clock import VirtualClock
 from engine.application.engine import Engine
 from engine.bootstrap import bootstrap
@@ -25,9 +24,12 @@ START = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
 
 def base_settings(tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "data_dir": tmp_path / "data", "outbox_dir": tmp_path / "outbox",
-        "journeys_dir": ROOT / "journeys", "templates_dir": ROOT / "templates",
-        "database_url": "", "email_transport": "outbox",
+        "data_dir": tmp_path / "data",
+        "outbox_dir": tmp_path / "outbox",
+        "journeys_dir": ROOT / "journeys",
+        "templates_dir": ROOT / "templates",
+        "database_url": "",
+        "email_transport": "outbox",
     }
     values.update(overrides)
     return Settings(**values)

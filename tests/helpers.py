@@ -13,10 +13,18 @@ from engine.application.commands import CaptureLead, LeadRef, RecordLifecycle
 def young_pro(n: int = 1, **overrides: Any) -> CaptureLead:
     fields: dict[str, Any] = {
         "source": {"channel": "web_form", "external_id": f"W{n}"},
-        "contact": {"name": f"Alex Chen{n}", "phone": f"+861380013{n:04d}", "email": f"alex{n}@example.com",
-                    "language": "en"},
-        "profile": {"birth_year": 1996, "employment_type": "salaried", "employer_kind": "large_private",
-                    "monthly_income": "25000"},
+        "contact": {
+            "name": f"Alex Chen{n}",
+            "phone": f"+861380013{n:04d}",
+            "email": f"alex{n}@example.com",
+            "language": "en",
+        },
+        "profile": {
+            "birth_year": 1996,
+            "employment_type": "salaried",
+            "employer_kind": "large_private",
+            "monthly_income": "25000",
+        },
         "interest": {"loan_type": "consumer", "amount": "80000"},
         "consents": {"email": True, "sms": True},
     }
@@ -28,15 +36,19 @@ def senior(n: int = 1, email: str | None = None) -> CaptureLead:
     return CaptureLead(
         source={"channel": "offline_fair", "external_id": f"F{n}"},
         contact={"name": f"王建国{n}", "phone": f"+861390013{n:04d}", "email": email, "language": "zh-CN"},
-        profile={"birth_year": 1956, "employment_type": "retired"}, interest={"loan_type": "renovation"},
+        profile={"birth_year": 1956, "employment_type": "retired"},
+        interest={"loan_type": "renovation"},
         consents={"sms": True, **({"email": True} if email else {})},
     )
 
 
 def lifecycle(kind: str, ref: CaptureLead, at: datetime, **fields: Any) -> RecordLifecycle:
-    return RecordLifecycle(lead=LeadRef(source_channel=ref.source["channel"],
-                                        external_id=ref.source["external_id"]),
-                           kind=kind, at=at, **fields)  # type: ignore[arg-type]
+    return RecordLifecycle(
+        lead=LeadRef(source_channel=ref.source["channel"], external_id=ref.source["external_id"]),
+        kind=kind,
+        at=at,
+        **fields,
+    )  # type: ignore[arg-type]
 
 
 def sms_lines(outbox: Path) -> list[dict[str, Any]]:

@@ -25,5 +25,4 @@ class VirtualClock:
 
     def advance_to(self, moment: datetime) -> None:
         """Move forward to ``moment``; time never runs backwards."""
-        if moment > self._now:
-            self._now = moment
+        self._now = max(self._now, moment)

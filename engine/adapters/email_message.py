@@ -21,9 +21,7 @@ def message_id(send_id: object, sender_email: str) -> str:
     return f"<{send_id}@{domain}>"
 
 
-def build_email(
-    m: OutgoingMessage, sender_name: str, sender_email: str, now: datetime | None = None
-) -> MIMEMultipart:
+def build_email(m: OutgoingMessage, sender_name: str, sender_email: str, now: datetime | None = None) -> MIMEMultipart:
     """Multipart text+HTML with one-click unsubscribe headers (RFC 8058)."""
     msg = MIMEMultipart("alternative")
     msg["From"] = formataddr((sender_name, sender_email), charset="utf-8")

@@ -78,8 +78,13 @@ class OutboxSmsChannel:
         results = []
         with self.path.open("a", encoding="utf-8") as f:
             for m in messages:
-                line = {"send_id": str(m.send_id), "to": m.to, "text": m.body.text.strip(),
-                        "locale": m.body.locale, "template_variant": m.body.variant}
+                line = {
+                    "send_id": str(m.send_id),
+                    "to": m.to,
+                    "text": m.body.text.strip(),
+                    "locale": m.body.locale,
+                    "template_variant": m.body.variant,
+                }
                 f.write(json.dumps(line, ensure_ascii=False) + "\n")
                 self._sent.add(str(m.send_id))
                 results.append(SendResult(m.send_id, ok=True, provider_ref=f"{self.path}#{m.send_id}"))

@@ -13,8 +13,13 @@ from engine.application.ports import OutgoingMessage, SendResult
 
 log = logging.getLogger(__name__)
 
-_TRANSIENT = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError,
-              aiosmtplib.SMTPTimeoutError, ConnectionError, OSError)
+_TRANSIENT = (
+    aiosmtplib.SMTPServerDisconnected,
+    aiosmtplib.SMTPConnectError,
+    aiosmtplib.SMTPTimeoutError,
+    ConnectionError,
+    OSError,
+)
 
 
 class SmtpEmailChannel:
@@ -48,9 +53,13 @@ class SmtpEmailChannel:
 
     def _client(self) -> aiosmtplib.SMTP:
         return aiosmtplib.SMTP(
-            hostname=self.host, port=self.port, timeout=self.timeout,
-            use_tls=self.tls == "tls", start_tls=True if self.tls == "starttls" else False,
-            username=self.username or None, password=self.password or None,
+            hostname=self.host,
+            port=self.port,
+            timeout=self.timeout,
+            use_tls=self.tls == "tls",
+            start_tls=self.tls == "starttls",
+            username=self.username or None,
+            password=self.password or None,
         )
 
     async def _send_all(self, messages: list[OutgoingMessage]) -> list[SendResult]:

@@ -53,14 +53,15 @@ class JinjaRenderer:
             text = self._render(f"{channel}/_layout/{used_locale}.txt.j2", {**ctx, "body": parts["txt"]})
             html = None
             if "html" in parts:
-                html = self._render(
-                    f"{channel}/_layout/{used_locale}.html.j2", {**ctx, "body": Markup(parts["html"])}
-                )
+                # The body was rendered by the autoescaping sandbox: it is safe HTML already.
+                body = Markup(parts["html"])  # noqa: S704
+                html = self._render(f"{channel}/_layout/{used_locale}.html.j2", {**ctx, "body": body})
         except TemplateError as e:
             raise RenderError(f"{type(e).__name__}: {e}") from e
         subject = " ".join(parts["subject"].split()) if "subject" in parts else None
-        return RenderedMessage(subject=subject, text=text.strip() + "\n", html=html,
-                               locale=used_locale, variant=variant)
+        return RenderedMessage(
+            subject=subject, text=text.strip() + "\n", html=html, locale=used_locale, variant=variant
+        )
 
     def _render(self, name: str, ctx: dict[str, Any]) -> str:
         return self.env.get_template(name).render(ctx)

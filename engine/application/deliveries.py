@@ -16,7 +16,6 @@ import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application
@@ -25,7 +24,7 @@ from eventsourcing.utils import get_topic
 
 from engine.application.journeys import Journeys
 from engine.application.leads import Leads
-from engine.application.ports import Channel, Clock, OutgoingMessage, RenderError, Renderer
+from engine.application.ports import Channel, Clock, OutgoingMessage, Renderer, RenderError
 from engine.application.saving import save_batch
 from engine.domain.delivery import Delivery
 from engine.domain.enrolment import Enrolment
@@ -97,8 +96,10 @@ class Deliveries(Application):
         done = 0
         while True:
             notes = journeys.recorder.select_notifications(
-                start=self.recorder.max_tracking_id(journeys.name), limit=batch_size,
-                topics=REQUESTED_TOPICS, inclusive_of_start=False,
+                start=self.recorder.max_tracking_id(journeys.name),
+                limit=batch_size,
+                topics=REQUESTED_TOPICS,
+                inclusive_of_start=False,
             )
             if not notes:
                 return done
@@ -106,12 +107,22 @@ class Deliveries(Application):
             for note in notes:
                 e = journeys.mapper.to_domain_event(note)
                 enrolment = journeys.get_enrolment(e.originator_id)
-                assert enrolment is not None
-                requested.append(Delivery(
-                    send_id=e.send_id, lead_id=enrolment.lead_id, enrolment_id=e.originator_id,
-                    journey_id=enrolment.journey_id, journey_version=enrolment.journey_version,
-                    step=e.step, channel=e.channel, template=e.template, reason=e.reason, at=e.at,
-                ))
+                if enrolment is None:  # cannot happen: the request was recorded on it
+                    raise LookupError(f"enrolment {e.originator_id} vanished")
+                requested.append(
+                    Delivery(
+                        send_id=e.send_id,
+                        lead_id=enrolment.lead_id,
+                        enrolment_id=e.originator_id,
+                        journey_id=enrolment.journey_id,
+                        journey_version=enrolment.journey_version,
+                        step=e.step,
+                        channel=e.channel,
+                        template=e.template,
+                        reason=e.reason,
+                        at=e.at,
+                    )
+                )
             save_batch(self, requested, Tracking(journeys.name, notes[-1].id))
             done += len(notes)
 
@@ -120,8 +131,10 @@ class Deliveries(Application):
         report = DispatchReport()
         while True:
             notes = self.recorder.select_notifications(
-                start=self.recorder.max_tracking_id(self.name), limit=batch_size,
-                topics=DELIVERY_TOPICS, inclusive_of_start=False,
+                start=self.recorder.max_tracking_id(self.name),
+                limit=batch_size,
+                topics=DELIVERY_TOPICS,
+                inclusive_of_start=False,
             )
             if not notes:
                 return report
@@ -179,8 +192,7 @@ class Deliveries(Application):
             for (d, m), result in zip(items, results, strict=True):
                 if result.ok:
                     digest = hashlib.sha256((m.body.text + (m.body.html or "")).encode()).hexdigest()
-                    d.mark_sent(m.to, m.body.locale, m.body.variant, digest, result.provider_ref,
-                                self._now_for(d))
+                    d.mark_sent(m.to, m.body.locale, m.body.variant, digest, result.provider_ref, self._now_for(d))
                     report.sent += 1
                 else:
                     d.mark_failed(result.reason, result.permanent, self._now_for(d))
@@ -211,8 +223,7 @@ class Deliveries(Application):
         }
         body = self.renderer.render(d.channel, d.template, facts["audience"], facts["language"], context)
         to = lead.contact["email"] if d.channel == "email" else lead.contact["phone"]
-        return OutgoingMessage(send_id=d.id, channel=d.channel, to=to, body=body,
-                               unsubscribe_url=unsubscribe)
+        return OutgoingMessage(send_id=d.id, channel=d.channel, to=to, body=body, unsubscribe_url=unsubscribe)
 
     def get_delivery(self, send_id: UUID) -> Delivery | None:
         from eventsourcing.application import AggregateNotFoundError

@@ -6,16 +6,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from engine.application.deliveries import Deliveries, DispatchReport
-from engine.application.journeys import DueTimer, Journeys
-from engine.application.leads import Leads
-from engine.application.ports import Clock
-from engine.application.projecting import catch_up
 from projections.funnel import DELIVERY_TOPICS as FUNNEL_DELIVERY_TOPICS
 from projections.funnel import LEAD_TOPICS as FUNNEL_LEAD_TOPICS
 from projections.funnel import FunnelCounts
 from projections.journey_index import TOPICS as INDEX_TOPICS
 from projections.journey_index import JourneyIndex
+
+from engine.application.deliveries import Deliveries, DispatchReport
+from engine.application.journeys import DueTimer, Journeys
+from engine.application.leads import Leads
+from engine.application.ports import Clock
+from engine.application.projecting import catch_up
 
 
 class MovableClock(Protocol):
@@ -35,10 +36,14 @@ class RunReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "lead_events": self.lead_events, "timers_fired": self.timers_fired,
-            "messages_requested": self.requested, "sent": self.dispatch.sent,
-            "failed": self.dispatch.failed, "skipped": self.dispatch.skipped,
-            "reconciled": self.dispatch.reconciled, "deferred": self.dispatch.deferred,
+            "lead_events": self.lead_events,
+            "timers_fired": self.timers_fired,
+            "messages_requested": self.requested,
+            "sent": self.dispatch.sent,
+            "failed": self.dispatch.failed,
+            "skipped": self.dispatch.skipped,
+            "reconciled": self.dispatch.reconciled,
+            "deferred": self.dispatch.deferred,
         }
 
 

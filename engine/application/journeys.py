@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -32,7 +32,10 @@ from engine.domain.values import JSONDict
 LEAD_TOPICS = [
     get_topic(cls)
     for cls in (
-        Lead.Captured, Lead.StageChanged, Lead.Segmented, Lead.ProfileUpdated,
+        Lead.Captured,
+        Lead.StageChanged,
+        Lead.Segmented,
+        Lead.ProfileUpdated,
         Lead.ConsentWithdrawn,
     )
 ]
@@ -58,7 +61,7 @@ class LiveJourney:
 class Journeys(Application):
     """Enrolments and published journey versions."""
 
-    snapshotting_intervals = {Enrolment: 50}
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Enrolment: 50}
 
     def __init__(self, env: dict[str, str], clock: Clock) -> None:
         super().__init__(env)
@@ -75,9 +78,7 @@ class Journeys(Application):
 
     # ---- versions --------------------------------------------------------------------------
 
-    def publish(
-        self, journeys: Iterable[tuple[Journey, JSONDict]], templates_hash: str, author: str
-    ) -> dict[str, int]:
+    def publish(self, journeys: Iterable[tuple[Journey, JSONDict]], templates_hash: str, author: str) -> dict[str, int]:
         """Publish each journey whose content changed; make the latest versions live."""
         aggregates = []
         for journey, raw in journeys:
@@ -85,8 +86,7 @@ class Journeys(Application):
                 pub: PublishedJourney = self.repository.get(published_journey_id(journey.id))
             except AggregateNotFoundError:
                 pub = PublishedJourney(journey_id=journey.id)
-            pub.publish(journey.content_hash, raw, templates_hash, journey.source, author,
-                        self.clock.now())
+            pub.publish(journey.content_hash, raw, templates_hash, journey.source, author, self.clock.now())
             aggregates.append(pub)
             self._remember(pub)
             self.live[journey.id] = LiveJourney(pub.latest, self.definition(journey.id, pub.latest))
@@ -164,15 +164,24 @@ class Journeys(Application):
                 continue  # one enrolment per lead and version in this slice (re-entry: never)
             verdict = interpreter.check_entry(live.journey, trigger, facts)
             if verdict.accepted:
-                enrolment = Enrolment(lead_id=lead.id, journey_id=journey_id,
-                                      journey_version=live.version, entry_key="",
-                                      reason=verdict.reason, at=at)
+                enrolment = Enrolment(
+                    lead_id=lead.id,
+                    journey_id=journey_id,
+                    journey_version=live.version,
+                    entry_key="",
+                    reason=verdict.reason,
+                    at=at,
+                )
                 enrolment.apply(interpreter.start(live.journey, facts, at), at)
                 touched[enrolment.id] = enrolment
                 self._absent.discard(enrolment.id)
 
     def _find(
-        self, touched: dict[UUID, Enrolment], lead_id: UUID, journey_id: str, version: int,
+        self,
+        touched: dict[UUID, Enrolment],
+        lead_id: UUID,
+        journey_id: str,
+        version: int,
         look: bool = True,
     ) -> Enrolment | None:
         eid = enrolment_id_for(lead_id, journey_id, version)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -34,7 +34,7 @@ class Outcome:
 class Leads(Application):
     """The leads bounded context: every change to a lead goes through here."""
 
-    snapshotting_intervals = {Lead: 100}
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Lead: 100}
 
     def __init__(self, env: dict[str, str], rules: SegmentRules, clock: Clock) -> None:
         super().__init__(env)
@@ -76,21 +76,31 @@ class Leads(Application):
         for cmd in batch:
             at = cmd.captured_at or self.clock.now()
             keys = identity_keys(
-                cmd.source["channel"], cmd.source.get("external_id"),
-                cmd.contact.get("phone"), cmd.contact.get("email"),
+                cmd.source["channel"],
+                cmd.source.get("external_id"),
+                cmd.contact.get("phone"),
+                cmd.contact.get("email"),
             )
             lead_id = self._resolve(keys, claimed, look_up)
             created = lead_id is None
             if lead_id is None:
                 lead = Lead(
-                    source=cmd.source, contact=cmd.contact, profile=cmd.profile,
-                    interest=cmd.interest, contact_issues=list(cmd.contact_issues), captured_at=at,
+                    source=cmd.source,
+                    contact=cmd.contact,
+                    profile=cmd.profile,
+                    interest=cmd.interest,
+                    contact_issues=list(cmd.contact_issues),
+                    captured_at=at,
                 )
                 lead_id = lead.id
             else:
                 lead = pending.get(lead_id) or self.repository.get(lead_id)
-                incoming = {"contact": cmd.contact, "profile": cmd.profile,
-                            "interest": cmd.interest, "contact_issues": list(cmd.contact_issues)}
+                incoming = {
+                    "contact": cmd.contact,
+                    "profile": cmd.profile,
+                    "interest": cmd.interest,
+                    "contact_issues": list(cmd.contact_issues),
+                }
                 lead.update(incoming, cmd.source, at)
             for key in keys:
                 if key not in claimed:
@@ -170,11 +180,21 @@ class Leads(Application):
             case "stage_changed":
                 lead.advance_to(Stage(cmd.stage), cmd.reason or "reported by the lender", at)
             case "consent_granted":
-                lead.grant_consent(ConsentChannel(cmd.channel), ConsentPurpose.MARKETING,
-                                   cmd.origin or "import", cmd.reason or "consent reported", at)
+                lead.grant_consent(
+                    ConsentChannel(cmd.channel),
+                    ConsentPurpose.MARKETING,
+                    cmd.origin or "import",
+                    cmd.reason or "consent reported",
+                    at,
+                )
             case "consent_withdrawn":
-                lead.withdraw_consent(ConsentChannel(cmd.channel), ConsentPurpose.MARKETING,
-                                      cmd.origin or "import", cmd.reason or "opt-out reported", at)
+                lead.withdraw_consent(
+                    ConsentChannel(cmd.channel),
+                    ConsentPurpose.MARKETING,
+                    cmd.origin or "import",
+                    cmd.reason or "opt-out reported",
+                    at,
+                )
         self._segment(lead, at)
 
     def mark_contacted(self, lead_ids: Iterable[UUID], at: datetime) -> None:
@@ -201,8 +221,9 @@ class Leads(Application):
         if ref.lead_id:
             self.get_lead(ref.lead_id)
             return ref.lead_id
-        keys = identity_keys(ref.source_channel or "", ref.external_id if ref.source_channel else None,
-                             ref.phone, ref.email)
+        keys = identity_keys(
+            ref.source_channel or "", ref.external_id if ref.source_channel else None, ref.phone, ref.email
+        )
         found = self._resolve(keys, {})
         if found is None:
             raise InvalidLeadError("lead", f"no captured lead matches {_describe(ref)}")

@@ -22,7 +22,9 @@ def catch_up(view: BatchView, upstream: Application, topics: Sequence[str], page
     done = 0
     while True:
         notes = upstream.recorder.select_notifications(
-            start=view.max_tracking_id(upstream.name), limit=page, topics=topics,
+            start=view.max_tracking_id(upstream.name),
+            limit=page,
+            topics=topics,
             inclusive_of_start=False,
         )
         if not notes:

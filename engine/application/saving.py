@@ -23,6 +23,6 @@ def save_batch(app: Application, aggregates: Iterable[Any], tracking: Tracking |
         pe.aggregates[aggregate.id] = aggregate
     if not pe.events and tracking is None:
         return 0
-    app._record(pe)  # noqa: SLF001 - the documented extension point for process applications
-    app._take_snapshots(pe)  # noqa: SLF001
+    app._record(pe)
+    app._take_snapshots(pe)
     return len(pe.events)

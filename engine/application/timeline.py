@@ -28,8 +28,10 @@ def describe(e: Any) -> tuple[str, str]:
             return f"profile updated ({fields or 'contact issues'})", f"re-captured from {e.source.get('channel')}"
         case Lead.Segmented():
             segs = ", ".join(e.segments) or "none"
-            return (f"segmented: audience {e.audience}, tier {e.tier}, segments {segs}",
-                    f"rules {e.rules_version}: " + "; ".join(f"{k} by {v}" for k, v in e.reasons.items()))
+            return (
+                f"segmented: audience {e.audience}, tier {e.tier}, segments {segs}",
+                f"rules {e.rules_version}: " + "; ".join(f"{k} by {v}" for k, v in e.reasons.items()),
+            )
         case Lead.ConsentGranted():
             return f"{e.channel} {e.purpose} consent granted", f"{e.source}: {e.evidence}"
         case Lead.ConsentWithdrawn():
@@ -80,23 +82,41 @@ def lead_timeline(engine: Engine, lead_id: UUID) -> dict[str, Any]:
         for e in engine.journeys.enrolment_events(UUID(row["enrolment_id"])):
             events.append(("journey", e))
             if isinstance(e, Enrolment.MessageRequested):
-                events += [("delivery", d) for d in engine.deliveries.events.get(e.send_id)
-                           if not isinstance(d, Delivery.Requested)]
+                events += [
+                    ("delivery", d)
+                    for d in engine.deliveries.events.get(e.send_id)
+                    if not isinstance(d, Delivery.Requested)
+                ]
     events.sort(key=lambda pair: _when(pair[1]))
     timeline = []
     for origin, e in events:
         what, why = describe(e)
-        timeline.append({"at": _when(e).astimezone(UTC).isoformat(), "source": origin,
-                         "event": type(e).__qualname__, "what": what, "why": why})
+        timeline.append(
+            {
+                "at": _when(e).astimezone(UTC).isoformat(),
+                "source": origin,
+                "event": type(e).__qualname__,
+                "what": what,
+                "why": why,
+            }
+        )
     return {
         "lead": {
-            "id": str(lead.id), "name": lead.contact.get("name"), "stage": lead.stage.value,
-            "audience": lead.audience.value, "tier": lead.tier.value, "segments": list(lead.segments),
-            "source": lead.source, "language": lead.contact.get("language"),
-            "email": lead.contact.get("email"), "phone": lead.contact.get("phone"),
-            "consents": dict(sorted(lead.consents.items())), "contact_issues": lead.contact_issues,
+            "id": str(lead.id),
+            "name": lead.contact.get("name"),
+            "stage": lead.stage.value,
+            "audience": lead.audience.value,
+            "tier": lead.tier.value,
+            "segments": list(lead.segments),
+            "source": lead.source,
+            "language": lead.contact.get("language"),
+            "email": lead.contact.get("email"),
+            "phone": lead.contact.get("phone"),
+            "consents": dict(sorted(lead.consents.items())),
+            "contact_issues": lead.contact_issues,
         },
-        "enrolments": [{"journey_id": r["journey_id"], "version": r["journey_version"],
-                        "status": r["status"]} for r in enrolments],
+        "enrolments": [
+            {"journey_id": r["journey_id"], "version": r["journey_version"], "status": r["status"]} for r in enrolments
+        ],
         "timeline": timeline,
     }

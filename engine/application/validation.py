@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from engine.application.catalog import TemplateCatalog, check_templates
 from engine.domain.errors import JourneyValidationError
@@ -38,8 +39,10 @@ def load_definitions(
             rules = parse_segment_rules(strip(load(seg_path)), str(seg_path))
         except JourneyValidationError as e:
             problems += e.problems
-    paths = only if only is not None else sorted(
-        p for p in folder.glob("*.y*ml") if p.name != SEGMENTS_FILE and not p.name.startswith("_")
+    paths = (
+        only
+        if only is not None
+        else sorted(p for p in folder.glob("*.y*ml") if p.name != SEGMENTS_FILE and not p.name.startswith("_"))
     )
     journeys: list[tuple[Journey, dict[str, Any]]] = []
     seen: dict[str, Path] = {}

@@ -13,7 +13,7 @@ NUMERIC_OPERATORS = {"gte", "gt", "lte", "lt", "between"}
 
 def check_condition(cond: Any, where: str, forbidden: frozenset[str] = frozenset()) -> list[str]:
     """Return every problem with ``cond``; ``where`` prefixes each message."""
-    if cond == "always" or cond == {"always": True}:
+    if cond in ("always", {"always": True}):
         return []
     if not isinstance(cond, dict):
         return [f"{where}: a condition must be a mapping or 'always', got {cond!r}"]
@@ -50,7 +50,7 @@ def check_condition(cond: Any, where: str, forbidden: frozenset[str] = frozenset
 
 def evaluate(cond: Any, facts: dict[str, Any]) -> bool:
     """Whether ``facts`` satisfy an already-checked condition; a missing fact never matches."""
-    if cond == "always" or cond == {"always": True}:
+    if cond in ("always", {"always": True}):
         return True
     if "all" in cond:
         return all(evaluate(c, facts) for c in cond["all"])

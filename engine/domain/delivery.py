@@ -94,14 +94,30 @@ class Delivery(Aggregate):
         if self.is_settled:
             return
         self._sent(
-            journey_id=self.journey_id, step=self.step, channel=self.channel, recipient=recipient,
-            locale=locale, variant=variant, content_sha256=content_sha256,
-            provider_ref=provider_ref, at=at,
+            journey_id=self.journey_id,
+            step=self.step,
+            channel=self.channel,
+            recipient=recipient,
+            locale=locale,
+            variant=variant,
+            content_sha256=content_sha256,
+            provider_ref=provider_ref,
+            at=at,
         )
 
     @event(Sent)
-    def _sent(self, journey_id: str, step: str, channel: str, recipient: str, locale: str,
-              variant: str, content_sha256: str, provider_ref: str, at: datetime) -> None:
+    def _sent(
+        self,
+        journey_id: str,
+        step: str,
+        channel: str,
+        recipient: str,
+        locale: str,
+        variant: str,
+        content_sha256: str,
+        provider_ref: str,
+        at: datetime,
+    ) -> None:
         self.outcome = "sent"
 
     def mark_failed(self, reason: str, permanent: bool, at: datetime) -> None:
@@ -111,12 +127,12 @@ class Delivery(Aggregate):
         if not permanent and self.transient_failures + 1 >= MAX_TRANSIENT_FAILURES:
             permanent = True
             reason = f"{reason} (gave up after {MAX_TRANSIENT_FAILURES} attempts)"
-        self._failed(journey_id=self.journey_id, step=self.step, channel=self.channel,
-                     reason=reason, permanent=permanent, at=at)
+        self._failed(
+            journey_id=self.journey_id, step=self.step, channel=self.channel, reason=reason, permanent=permanent, at=at
+        )
 
     @event(Failed)
-    def _failed(self, journey_id: str, step: str, channel: str, reason: str, permanent: bool,
-                at: datetime) -> None:
+    def _failed(self, journey_id: str, step: str, channel: str, reason: str, permanent: bool, at: datetime) -> None:
         if permanent:
             self.outcome = "failed"
         else:
@@ -126,8 +142,7 @@ class Delivery(Aggregate):
         """Record that policy (consent, contact) stopped the message, with the reason."""
         if self.is_settled:
             return
-        self._skipped(journey_id=self.journey_id, step=self.step, channel=self.channel,
-                      reason=reason, at=at)
+        self._skipped(journey_id=self.journey_id, step=self.step, channel=self.channel, reason=reason, at=at)
 
     @event(Skipped)
     def _skipped(self, journey_id: str, step: str, channel: str, reason: str, at: datetime) -> None:

@@ -158,9 +158,7 @@ class Enrolment(Aggregate):
         self.last_decision = f"after waiting at '{step}'"
 
     @event(BranchTaken)
-    def _branch_taken(
-        self, step: str, to: str, case: str, values: dict[str, Any], at: datetime
-    ) -> None:
+    def _branch_taken(self, step: str, to: str, case: str, values: dict[str, Any], at: datetime) -> None:
         shown = ", ".join(f"{k}={v}" for k, v in values.items())
         self.last_decision = f"branch '{step}' took '{case}' because {shown}"
 

@@ -88,15 +88,14 @@ def start(journey: Journey, facts: dict[str, Any], now: datetime) -> list[Decisi
     return run_from(journey, journey.start, facts, now)
 
 
-def resume(
-    journey: Journey, waiting_step: str, facts: dict[str, Any], now: datetime
-) -> list[Decision]:
+def resume(journey: Journey, waiting_step: str, facts: dict[str, Any], now: datetime) -> list[Decision]:
     """Decisions when the wait at ``waiting_step`` has come due."""
     step = journey.step(waiting_step)
-    assert isinstance(step, WaitStep)
+    if not isinstance(step, WaitStep):
+        raise TypeError(f"step {waiting_step!r} of {journey.id} is not a wait")
     decisions: list[Decision] = [EndWait(step.id)]
     if step.next is None:
-        return decisions + [Exit("completed", f"journey ended after step '{step.id}'")]
+        return [*decisions, Exit("completed", f"journey ended after step '{step.id}'")]
     return decisions + run_from(journey, step.next, facts, now)
 
 
@@ -110,9 +109,7 @@ def exit_check(journey: Journey, facts: dict[str, Any]) -> Exit | None:
     return None
 
 
-def run_from(
-    journey: Journey, step_id: str, facts: dict[str, Any], now: datetime
-) -> list[Decision]:
+def run_from(journey: Journey, step_id: str, facts: dict[str, Any], now: datetime) -> list[Decision]:
     """Walk steps from ``step_id`` until a wait or an end."""
     decisions: list[Decision] = []
     current: str | None = step_id

@@ -148,8 +148,20 @@ def parse_journey(data: Any, source: str = "<journey>") -> Journey:
     p = _Problems(source)
     if not isinstance(data, dict):
         raise JourneyValidationError([f"{source}: expected a mapping at the top level"])
-    known = {"id", "name", "description", "audience", "entry", "goals", "exit_when", "start",
-             "steps", "locales", "vars", LINE_KEY}
+    known = {
+        "id",
+        "name",
+        "description",
+        "audience",
+        "entry",
+        "goals",
+        "exit_when",
+        "start",
+        "steps",
+        "locales",
+        "vars",
+        LINE_KEY,
+    }
     for key in sorted(set(data) - known):
         p.add("journey", f"unknown key {key!r}", data.get(LINE_KEY, 0))
     jid = str(data.get("id") or "")
@@ -193,7 +205,9 @@ def parse_journey(data: Any, source: str = "<journey>") -> Journey:
         entry=entry or Entry(on="lead_captured"),
         goals=tuple(goals),
         exit_when=_strip(exit_when) if exit_when is not None else None,
-        start=str(data.get("start") or (raw_steps[0].get("id") if raw_steps and isinstance(raw_steps[0], dict) else "")),
+        start=str(
+            data.get("start") or (raw_steps[0].get("id") if raw_steps and isinstance(raw_steps[0], dict) else "")
+        ),
         steps=steps,
         locales=locales,
         vars={str(k): str(v) for k, v in (data.get("vars") or {}).items() if k != LINE_KEY},
@@ -358,7 +372,7 @@ def _check_graph(j: Journey, p: _Problems) -> None:
 
 def _cycles_without_wait(j: Journey) -> set[str]:
     """Steps on a cycle made only of non-wait steps (would spin forever)."""
-    graph = {s.id: [t for t in j.successors(s)] for s in j.steps.values() if not isinstance(s, WaitStep)}
+    graph = {s.id: list(j.successors(s)) for s in j.steps.values() if not isinstance(s, WaitStep)}
     on_cycle: set[str] = set()
     for start in graph:
         stack, seen = [start], set()

@@ -21,9 +21,7 @@ from engine.domain.values import (
 )
 
 
-def identity_keys(
-    source_channel: str, external_id: str | None, phone: str | None, email: str | None
-) -> list[str]:
+def identity_keys(source_channel: str, external_id: str | None, phone: str | None, email: str | None) -> list[str]:
     """The keys that identify one person; any match means the same lead (strongest first)."""
     keys = []
     if external_id:
@@ -135,9 +133,7 @@ class Lead(Aggregate):
     def create_id(
         source: JSONDict, contact: JSONDict, **_: Any
     ) -> UUID:  # eventsourcing calls this with the Captured kwargs
-        keys = identity_keys(
-            source["channel"], source.get("external_id"), contact.get("phone"), contact.get("email")
-        )
+        keys = identity_keys(source["channel"], source.get("external_id"), contact.get("phone"), contact.get("email"))
         return lead_id_for(keys[0])
 
     # ---- profile ---------------------------------------------------------------------------
@@ -147,11 +143,7 @@ class Lead(Aggregate):
         changes: JSONDict = {}
         for section in ("contact", "profile", "interest"):
             current: JSONDict = getattr(self, section)
-            delta = {
-                k: v
-                for k, v in incoming.get(section, {}).items()
-                if v is not None and current.get(k) != v
-            }
+            delta = {k: v for k, v in incoming.get(section, {}).items() if v is not None and current.get(k) != v}
             if delta:
                 changes[section] = delta
         issues = sorted(set(incoming.get("contact_issues", [])) - set(self.contact_issues))
@@ -222,15 +214,11 @@ class Lead(Aggregate):
         """Record a grant unless consent is already in force."""
         if self.has_consent(channel, purpose):
             return False
-        self._consent_granted(
-            channel=channel.value, purpose=purpose.value, source=source, evidence=evidence, at=at
-        )
+        self._consent_granted(channel=channel.value, purpose=purpose.value, source=source, evidence=evidence, at=at)
         return True
 
     @event(ConsentGranted)
-    def _consent_granted(
-        self, channel: str, purpose: str, source: str, evidence: str, at: datetime
-    ) -> None:
+    def _consent_granted(self, channel: str, purpose: str, source: str, evidence: str, at: datetime) -> None:
         self.consents[f"{channel}:{purpose}"] = True
 
     def withdraw_consent(
@@ -244,15 +232,11 @@ class Lead(Aggregate):
         """Record a withdrawal; an opt-out is recorded even if no grant was on file."""
         if self.consents.get(f"{channel.value}:{purpose.value}") is False:
             return False
-        self._consent_withdrawn(
-            channel=channel.value, purpose=purpose.value, source=source, evidence=evidence, at=at
-        )
+        self._consent_withdrawn(channel=channel.value, purpose=purpose.value, source=source, evidence=evidence, at=at)
         return True
 
     @event(ConsentWithdrawn)
-    def _consent_withdrawn(
-        self, channel: str, purpose: str, source: str, evidence: str, at: datetime
-    ) -> None:
+    def _consent_withdrawn(self, channel: str, purpose: str, source: str, evidence: str, at: datetime) -> None:
         self.consents[f"{channel}:{purpose}"] = False
 
     # ---- stage and lifecycle ---------------------------------------------------------------
@@ -261,9 +245,9 @@ class Lead(Aggregate):
         """Move forward in the funnel (or to LOST); moving backwards is ignored."""
         if stage == self.stage:
             return False
-        if stage is not Stage.LOST and self.stage is not Stage.LOST:
-            if stage_rank(stage) < stage_rank(self.stage):
-                return False
+        backwards = stage_rank(stage) < stage_rank(self.stage)
+        if Stage.LOST not in (stage, self.stage) and backwards:
+            return False
         self._stage_changed(from_stage=self.stage.value, to_stage=stage.value, reason=reason, at=at)
         return True
 
@@ -271,22 +255,16 @@ class Lead(Aggregate):
     def _stage_changed(self, from_stage: str, to_stage: str, reason: str, at: datetime) -> None:
         self.stage = Stage(to_stage)
 
-    def submit_application(
-        self, application_id: str, loan_type: str, amount: str, at: datetime
-    ) -> bool:
+    def submit_application(self, application_id: str, loan_type: str, amount: str, at: datetime) -> bool:
         """Record an application (once per application id) and move the lead to APPLIED."""
         if application_id in self.applications:
             return False
-        self._application_submitted(
-            application_id=application_id, loan_type=loan_type, amount=amount, at=at
-        )
+        self._application_submitted(application_id=application_id, loan_type=loan_type, amount=amount, at=at)
         self.advance_to(Stage.APPLIED, f"application {application_id} submitted", at)
         return True
 
     @event(ApplicationSubmitted)
-    def _application_submitted(
-        self, application_id: str, loan_type: str, amount: str, at: datetime
-    ) -> None:
+    def _application_submitted(self, application_id: str, loan_type: str, amount: str, at: datetime) -> None:
         self.applications[application_id] = "submitted"
 
     def approve_application(self, application_id: str, amount: str, at: datetime) -> bool:
@@ -344,9 +322,7 @@ class Lead(Aggregate):
     def check_application(self, application_id: str) -> None:
         """Raise unless this lead has submitted ``application_id``."""
         if application_id not in self.applications:
-            raise InvalidLeadError(
-                "application_id", f"no application {application_id!r} was submitted by this lead"
-            )
+            raise InvalidLeadError("application_id", f"no application {application_id!r} was submitted by this lead")
 
 
 class LeadIdentity(Aggregate):

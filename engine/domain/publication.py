@@ -54,13 +54,26 @@ class PublishedJourney(Aggregate):
         if self.latest and self.hashes[self.latest] == content_hash:
             return self.latest
         self._version_published(
-            number=self.latest + 1, content_hash=content_hash, definition=definition,
-            templates_hash=templates_hash, source=source, author=author, at=at,
+            number=self.latest + 1,
+            content_hash=content_hash,
+            definition=definition,
+            templates_hash=templates_hash,
+            source=source,
+            author=author,
+            at=at,
         )
         return self.latest
 
     @event(VersionPublished)
-    def _version_published(self, number: int, content_hash: str, definition: JSONDict,
-                           templates_hash: str, source: str, author: str, at: datetime) -> None:
+    def _version_published(
+        self,
+        number: int,
+        content_hash: str,
+        definition: JSONDict,
+        templates_hash: str,
+        source: str,
+        author: str,
+        at: datetime,
+    ) -> None:
         self.versions[number] = definition
         self.hashes[number] = content_hash

@@ -26,8 +26,11 @@ from engine.domain.errors import HuokeError, JourneyValidationError, LeadNotFoun
 from engine.entrypoints.importing import ImportReport, count_rows, import_leads, import_lifecycle
 from engine.settings import Settings
 
-app = typer.Typer(help="huoke 获客 — event-sourced marketing automation for lenders.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="huoke 获客 — event-sourced marketing automation for lenders.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 journeys_app = typer.Typer(help="Check and inspect journey definitions.", no_args_is_help=True)
 leads_app = typer.Typer(help="Import and inspect leads.", no_args_is_help=True)
 events_app = typer.Typer(help="Import lifecycle events from the lender's systems.", no_args_is_help=True)
@@ -69,6 +72,7 @@ def emit_json(doc: Any) -> None:
 
 # ---- journeys ----------------------------------------------------------------------------
 
+
 @journeys_app.command("validate")
 def journeys_validate(
     paths: Annotated[list[Path] | None, typer.Argument(help="journey files (default: the journeys folder)")] = None,
@@ -83,8 +87,17 @@ def journeys_validate(
             emit_json({"valid": False, "problems": e.problems})
             raise typer.Exit(1) from None
         fail(f"{len(e.problems)} problem(s):\n  " + "\n  ".join(e.problems))
-    rows = [{"id": j.id, "name": j.name, "file": j.source, "steps": len(j.steps),
-             "sends": len(j.sends()), "locales": list(j.locales)} for j, _ in defs.journeys]
+    rows = [
+        {
+            "id": j.id,
+            "name": j.name,
+            "file": j.source,
+            "steps": len(j.steps),
+            "sends": len(j.sends()),
+            "locales": list(j.locales),
+        }
+        for j, _ in defs.journeys
+    ]
     if as_json:
         emit_json({"valid": True, "journeys": rows, "segment_rules": defs.rules.version})
         return
@@ -99,9 +112,16 @@ def journeys_validate(
 
 # ---- import ------------------------------------------------------------------------------
 
+
 def _with_progress(total: int, label: str, run: Any) -> ImportReport:
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=False) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as progress:
         task = progress.add_task(label, total=total)
         report: ImportReport = run(lambda n: progress.advance(task, n))
         return report
@@ -111,9 +131,11 @@ def _print_import(report: ImportReport, as_json: bool) -> None:
     if as_json:
         emit_json(report.as_dict())
         return
-    console.print(f"{report.file}: {report.rows} rows — [green]{report.created} new[/], "
-                  f"{report.updated} updated, {report.unchanged} unchanged, "
-                  f"[red]{len({e.line for e in report.errors})} refused[/]")
+    console.print(
+        f"{report.file}: {report.rows} rows — [green]{report.created} new[/], "
+        f"{report.updated} updated, {report.unchanged} unchanged, "
+        f"[red]{len({e.line for e in report.errors})} refused[/]"
+    )
     if report.errors:
         table = Table(title="Refused rows (nothing of them was stored)")
         for col in ("line", "field", "problem"):
@@ -124,8 +146,7 @@ def _print_import(report: ImportReport, as_json: bool) -> None:
         if len(report.errors) > 50:
             console.print(f"… and {len(report.errors) - 50} more (use --json for all)")
     if report.flagged:
-        console.print(f"[yellow]{len(report.flagged)} contact detail(s) flagged and not used[/] "
-                      "(see huoke leads show)")
+        console.print(f"[yellow]{len(report.flagged)} contact detail(s) flagged and not used[/] (see huoke leads show)")
 
 
 @leads_app.command("import")
@@ -201,11 +222,15 @@ def leads_show(
         emit_json({"schema": "huoke.lead/1", **doc})
         return
     lead = doc["lead"]
-    console.print(f"[bold]{lead['name']}[/] {lead['id']}  stage [cyan]{lead['stage']}[/]  "
-                  f"audience {lead['audience']}  tier {lead['tier']}  language {lead['language']}")
-    console.print(f"source {lead['source'].get('channel')} {lead['source'].get('partner') or ''}  "
-                  f"segments {', '.join(lead['segments']) or '—'}  consents "
-                  + (", ".join(f"{k}={'yes' if v else 'no'}" for k, v in lead["consents"].items()) or "none"))
+    console.print(
+        f"[bold]{lead['name']}[/] {lead['id']}  stage [cyan]{lead['stage']}[/]  "
+        f"audience {lead['audience']}  tier {lead['tier']}  language {lead['language']}"
+    )
+    console.print(
+        f"source {lead['source'].get('channel')} {lead['source'].get('partner') or ''}  "
+        f"segments {', '.join(lead['segments']) or '—'}  consents "
+        + (", ".join(f"{k}={'yes' if v else 'no'}" for k, v in lead["consents"].items()) or "none")
+    )
     table = Table(show_lines=False, caption=f"times in {s.timezone}; L lead, J journey, D delivery")
     for col in ("when", "", "what", "why"):
         table.add_column(col, overflow="fold")
@@ -218,6 +243,7 @@ def leads_show(
 
 
 # ---- running -----------------------------------------------------------------------------
+
 
 def _parse_until(text: str, tz: ZoneInfo) -> datetime:
     try:
@@ -256,8 +282,7 @@ def worker(
     from apscheduler.schedulers.blocking import BlockingScheduler
 
     engine = engine_for(settings())
-    scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1,
-                                                "misfire_grace_time": 3600})
+    scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
 
     def tick() -> None:
         report = engine.run()
@@ -276,6 +301,7 @@ def worker(
 
 # ---- reports -----------------------------------------------------------------------------
 
+
 def print_funnel(doc: dict[str, Any]) -> None:
     audiences = list(doc["funnel"][0]["by_audience"]) if doc["funnel"] else []
     table = Table(title=f"Conversion funnel — {doc['leads']} leads (ever reached each stage)")
@@ -285,8 +311,9 @@ def print_funnel(doc: dict[str, Any]) -> None:
     table.add_column("total", justify="right")
     table.add_column("of leads", justify="right")
     for row in doc["funnel"]:
-        table.add_row(row["stage"], *[str(row["by_audience"][a]) for a in audiences], str(row["total"]),
-                      f"{row['rate']:.1%}")
+        table.add_row(
+            row["stage"], *[str(row["by_audience"][a]) for a in audiences], str(row["total"]), f"{row['rate']:.1%}"
+        )
     console.print(table)
     stages = ["new", "contacted", "engaged", "applied", "approved", "funded", "lost"]
     src = Table(title="Leads now at each stage, by source channel")
@@ -301,8 +328,14 @@ def print_funnel(doc: dict[str, Any]) -> None:
     for col in ("journey", "step", "channel", "sent", "skipped", "failed"):
         msg.add_column(col, justify="right" if col in ("sent", "skipped", "failed") else "left")
     for row in doc["messages"]:
-        msg.add_row(row["journey_id"], row["step"], row["channel"], str(row["sent"]), str(row["skipped"]),
-                    str(row["failed"] + row["retrying"]))
+        msg.add_row(
+            row["journey_id"],
+            row["step"],
+            row["channel"],
+            str(row["sent"]),
+            str(row["skipped"]),
+            str(row["failed"] + row["retrying"]),
+        )
     console.print(msg)
 
 
@@ -339,6 +372,7 @@ def projections_rebuild(
 
 # ---- demo --------------------------------------------------------------------------------
 
+
 @app.command("demo")
 def demo(
     leads: Annotated[int, typer.Option(help="how many leads to simulate")] = 3000,
@@ -352,15 +386,23 @@ def demo(
     base = settings()
     if folder.exists():
         shutil.rmtree(folder)
-    s = base.model_copy(update={"data_dir": folder / "data", "outbox_dir": folder / "outbox",
-                                "database_url": "", "email_transport": "outbox"})
+    s = base.model_copy(
+        update={
+            "data_dir": folder / "data",
+            "outbox_dir": folder / "outbox",
+            "database_url": "",
+            "email_transport": "outbox",
+        }
+    )
     doc = run_demo(s, leads, days, folder, quiet=as_json, console=err)
     if as_json:
         emit_json(doc)
         return
     print_funnel(doc["funnel"])
-    console.print(f"\noutbox: {doc['outbox']['emails']} e-mails in {folder / 'outbox' / 'email'}, "
-                  f"{doc['outbox']['sms']} SMS in {folder / 'outbox' / 'sms.jsonl'}")
+    console.print(
+        f"\noutbox: {doc['outbox']['emails']} e-mails in {folder / 'outbox' / 'email'}, "
+        f"{doc['outbox']['sms']} SMS in {folder / 'outbox' / 'sms.jsonl'}"
+    )
     console.print(f"try: HUOKE_DATA_DIR={folder / 'data'} huoke leads show {doc['example_lead']}")
     console.print(f"simulated {days} days for {leads} leads in {doc['seconds']:.1f}s")
 
@@ -370,8 +412,6 @@ def main() -> None:
         app()
     except HuokeError as e:
         fail(str(e))
-
-
 
 
 if __name__ == "__main__":

@@ -8,17 +8,70 @@ from datetime import datetime, timedelta
 from typing import Any
 
 ZH_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐"
-ZH_GIVEN = ["伟", "芳", "娜", "敏", "静", "磊", "洋", "勇", "艳", "杰", "军", "强", "丽", "涛", "明", "超",
-            "秀英", "建国", "志强", "海燕", "晓明", "佳怡", "子涵", "浩然", "雨桐", "桂兰", "淑珍"]
-EN_FIRST = ["Alex", "Grace", "Daniel", "Emily", "Jason", "Linda", "Kevin", "Sophie", "Michael",
-            "Helen", "David", "Rachel", "Tom", "Mary", "Peter", "Susan"]
+ZH_GIVEN = [
+    "伟",
+    "芳",
+    "娜",
+    "敏",
+    "静",
+    "磊",
+    "洋",
+    "勇",
+    "艳",
+    "杰",
+    "军",
+    "强",
+    "丽",
+    "涛",
+    "明",
+    "超",
+    "秀英",
+    "建国",
+    "志强",
+    "海燕",
+    "晓明",
+    "佳怡",
+    "子涵",
+    "浩然",
+    "雨桐",
+    "桂兰",
+    "淑珍",
+]
+EN_FIRST = [
+    "Alex",
+    "Grace",
+    "Daniel",
+    "Emily",
+    "Jason",
+    "Linda",
+    "Kevin",
+    "Sophie",
+    "Michael",
+    "Helen",
+    "David",
+    "Rachel",
+    "Tom",
+    "Mary",
+    "Peter",
+    "Susan",
+]
 EN_LAST = ["Chen", "Wong", "Smith", "Lee", "Brown", "Liu", "Taylor", "Ng", "Wilson", "Zhao"]
-CITIES = [("Beijing", "Beijing"), ("Shanghai", "Shanghai"), ("Guangdong", "Shenzhen"),
-          ("Guangdong", "Guangzhou"), ("Zhejiang", "Hangzhou"), ("Sichuan", "Chengdu"),
-          ("Henan", "Zhengzhou"), ("Gansu", "Lanzhou"), ("Jiangsu", "Suzhou")]
+CITIES = [
+    ("Beijing", "Beijing"),
+    ("Shanghai", "Shanghai"),
+    ("Guangdong", "Shenzhen"),
+    ("Guangdong", "Guangzhou"),
+    ("Zhejiang", "Hangzhou"),
+    ("Sichuan", "Chengdu"),
+    ("Henan", "Zhengzhou"),
+    ("Gansu", "Lanzhou"),
+    ("Jiangsu", "Suzhou"),
+]
 INDUSTRIES = ["manufacturing", "retail", "catering", "logistics", "software", "construction"]
-PARTNERS = {"partner_estate_agent": ["Lianjia Xicheng", "Centaline Pudong", "5i5j Nanshan"],
-            "car_dealer": ["BYD Chaoyang 4S", "Geely Hangzhou Auto City", "Toyota Tianhe"]}
+PARTNERS = {
+    "partner_estate_agent": ["Lianjia Xicheng", "Centaline Pudong", "5i5j Nanshan"],
+    "car_dealer": ["BYD Chaoyang 4S", "Geely Hangzhou Auto City", "Toyota Tianhe"],
+}
 
 
 @dataclass(frozen=True)
@@ -43,40 +96,61 @@ def _lead(rng: random.Random, n: int, start: datetime, days: int) -> dict[str, A
     year = start.year
     region, city = rng.choice(CITIES)
     row: dict[str, Any] = {
-        "name": name, "language": "en" if english else "zh-CN", "region": region, "city": city,
+        "name": name,
+        "language": "en" if english else "zh-CN",
+        "region": region,
+        "city": city,
         "phone": _phone(rng) if rng.random() < 0.95 else "",
         "consent_sms": "yes" if rng.random() < 0.85 else "no",
     }
-    row["email"] = (f"lead{n}@{rng.choice(['qq.com', '163.com', 'example.com', 'outlook.com'])}"
-                    if rng.random() < (0.9 if kind != "senior" else 0.45) else "")
+    row["email"] = (
+        f"lead{n}@{rng.choice(['qq.com', '163.com', 'example.com', 'outlook.com'])}"
+        if rng.random() < (0.9 if kind != "senior" else 0.45)
+        else ""
+    )
     row["consent_email"] = "yes" if row["email"] and rng.random() < 0.9 else "no"
     if kind == "young":
-        row.update(birth_year=year - rng.randint(23, 36),
-                   employment_type=rng.choice(["salaried", "salaried", "freelance"]),
-                   monthly_income=rng.randrange(9000, 35000, 500),
-                   loan_type=rng.choice(["consumer", "consumer", "auto", "mortgage"]))
+        row.update(
+            birth_year=year - rng.randint(23, 36),
+            employment_type=rng.choice(["salaried", "salaried", "freelance"]),
+            monthly_income=rng.randrange(9000, 35000, 500),
+            loan_type=rng.choice(["consumer", "consumer", "auto", "mortgage"]),
+        )
         if row["employment_type"] == "salaried":
             row["employer_kind"] = rng.choice(["large_private", "state_owned", "small_private", "government"])
     elif kind == "sme":
-        row.update(birth_year=year - rng.randint(30, 58), employment_type="business_owner",
-                   employer_kind="own_business", industry=rng.choice(INDUSTRIES),
-                   business_name=f"{city} {rng.choice(['Trading', 'Tech', 'Foods', 'Machinery'])} Co. {n}",
-                   business_years=rng.randint(1, 20), business_revenue=rng.randrange(500_000, 20_000_000, 100_000),
-                   monthly_income=rng.randrange(20000, 120000, 1000), loan_type="business")
+        row.update(
+            birth_year=year - rng.randint(30, 58),
+            employment_type="business_owner",
+            employer_kind="own_business",
+            industry=rng.choice(INDUSTRIES),
+            business_name=f"{city} {rng.choice(['Trading', 'Tech', 'Foods', 'Machinery'])} Co. {n}",
+            business_years=rng.randint(1, 20),
+            business_revenue=rng.randrange(500_000, 20_000_000, 100_000),
+            monthly_income=rng.randrange(20000, 120000, 1000),
+            loan_type="business",
+        )
     elif kind == "senior":
-        row.update(birth_year=year - rng.randint(60, 76), employment_type="retired",
-                   monthly_income=rng.randrange(3000, 12000, 500),
-                   loan_type=rng.choice(["renovation", "consumer"]))
+        row.update(
+            birth_year=year - rng.randint(60, 76),
+            employment_type="retired",
+            monthly_income=rng.randrange(3000, 12000, 500),
+            loan_type=rng.choice(["renovation", "consumer"]),
+        )
     else:
-        row.update(birth_year=year - rng.randint(39, 58), employment_type="salaried",
-                   employer_kind=rng.choice(["government", "state_owned", "large_private", "small_private"]),
-                   monthly_income=rng.randrange(8000, 60000, 1000),
-                   loan_type=rng.choice(["mortgage", "auto", "renovation", "consumer"]))
+        row.update(
+            birth_year=year - rng.randint(39, 58),
+            employment_type="salaried",
+            employer_kind=rng.choice(["government", "state_owned", "large_private", "small_private"]),
+            monthly_income=rng.randrange(8000, 60000, 1000),
+            loan_type=rng.choice(["mortgage", "auto", "renovation", "consumer"]),
+        )
     row["monthly_debt"] = int(row["monthly_income"] * rng.uniform(0, 0.6))
     channel = {"mortgage": "partner_estate_agent", "auto": "car_dealer"}.get(row["loan_type"])
     if channel is None or rng.random() < 0.3:
-        channel = rng.choices(["web_form", "offline_fair", "past_borrower", "loan_platform"],
-                              weights=[45, 20, 20, 15])[0]
+        channel = rng.choices(["web_form", "offline_fair", "past_borrower", "loan_platform"], weights=[45, 20, 20, 15])[
+            0
+        ]
     if kind == "senior" and rng.random() < 0.5:
         channel = rng.choice(["offline_fair", "past_borrower"])
     row["source_channel"] = channel
@@ -86,8 +160,13 @@ def _lead(rng: random.Random, n: int, start: datetime, days: int) -> dict[str, A
     if channel in ("web_form", "loan_platform"):
         row["utm_source"], row["utm_medium"] = rng.choice([("baidu", "cpc"), ("wechat", "social"), ("douyin", "video")])
         row["utm_campaign"] = "spring-2026"
-    amounts = {"mortgage": (500_000, 3_000_000), "auto": (80_000, 400_000), "business": (200_000, 5_000_000),
-               "consumer": (10_000, 200_000), "renovation": (50_000, 300_000)}
+    amounts = {
+        "mortgage": (500_000, 3_000_000),
+        "auto": (80_000, 400_000),
+        "business": (200_000, 5_000_000),
+        "consumer": (10_000, 200_000),
+        "renovation": (50_000, 300_000),
+    }
     lo, hi = amounts[row["loan_type"]]
     row["loan_amount"] = rng.randrange(lo, hi, 10_000)
     row["loan_term_months"] = rng.choice([12, 24, 36, 60] if row["loan_type"] != "mortgage" else [240, 360])
@@ -112,28 +191,45 @@ def _lifecycle(rng: random.Random, row: dict[str, Any], end: datetime) -> list[D
     if rng.random() < 0.04 and row.get("phone"):
         add(rng.uniform(0.5, 9), type="consent_withdrawn", channel="sms", reason="replied TD")
         return out
-    if rng.random() < 0.30 and not add(rng.uniform(0.5, 5), type="stage_changed", stage="engaged",
-                                      reason="clicked the application link"):
+    if rng.random() < 0.30 and not add(
+        rng.uniform(0.5, 5), type="stage_changed", stage="engaged", reason="clicked the application link"
+    ):
         return out
     if rng.random() < (0.45 if out else 0.08):
         app = f"APP-{row['external_id']}"
-        if not add(rng.uniform(0.5, 8), type="application_submitted", application_id=app,
-                   loan_type=row["loan_type"], amount=row["loan_amount"]):
+        if not add(
+            rng.uniform(0.5, 8),
+            type="application_submitted",
+            application_id=app,
+            loan_type=row["loan_type"],
+            amount=row["loan_amount"],
+        ):
             return out
         roll = rng.random()
         if roll < 0.62:
-            if add(rng.uniform(1, 4), type="application_approved", application_id=app, amount=row["loan_amount"]):
-                if rng.random() < 0.85 and add(rng.uniform(1, 6), type="loan_funded", application_id=app,
-                                               amount=row["loan_amount"]) and rng.random() < 0.05:
-                    add(rng.uniform(30, 40), type="repayment_missed", application_id=app, days_past_due=5)
+            approved = add(
+                rng.uniform(1, 4), type="application_approved", application_id=app, amount=row["loan_amount"]
+            )
+            funded = (
+                approved
+                and rng.random() < 0.85
+                and add(rng.uniform(1, 6), type="loan_funded", application_id=app, amount=row["loan_amount"])
+            )
+            if funded and rng.random() < 0.05:
+                add(rng.uniform(30, 40), type="repayment_missed", application_id=app, days_past_due=5)
         elif roll < 0.92:
-            add(rng.uniform(1, 4), type="application_declined", application_id=app,
-                reason=rng.choice(["DTI above policy", "insufficient credit history", "income not verified"]))
+            add(
+                rng.uniform(1, 4),
+                type="application_declined",
+                application_id=app,
+                reason=rng.choice(["DTI above policy", "insufficient credit history", "income not verified"]),
+            )
     return out
 
 
-def generate(n: int, start: datetime, capture_days: int, sim_days: int, seed: int = 2026
-             ) -> tuple[list[dict[str, Any]], list[DemoEvent]]:
+def generate(
+    n: int, start: datetime, capture_days: int, sim_days: int, seed: int = 2026
+) -> tuple[list[dict[str, Any]], list[DemoEvent]]:
     """``n`` lead rows captured over ``capture_days`` and their lifecycle over ``sim_days``."""
     rng = random.Random(seed)
     end = start + timedelta(days=sim_days)
@@ -146,9 +242,19 @@ def generate(n: int, start: datetime, capture_days: int, sim_days: int, seed: in
 def bad_rows() -> list[dict[str, Any]]:
     """Rows a real partner file contains: each is refused with a clear reason."""
     return [
-        {"source_channel": "car_dealer", "external_id": "BAD-1", "name": "张三", "phone": "12345",
-         "email": "not-an-email"},
-        {"source_channel": "web_form", "external_id": "BAD-2", "name": "李四", "phone": "13800138123",
-         "loan_type": "yacht"},
+        {
+            "source_channel": "car_dealer",
+            "external_id": "BAD-1",
+            "name": "张三",
+            "phone": "12345",
+            "email": "not-an-email",
+        },
+        {
+            "source_channel": "web_form",
+            "external_id": "BAD-2",
+            "name": "李四",
+            "phone": "13800138123",
+            "loan_type": "yacht",
+        },
         {"source_channel": "fax", "external_id": "BAD-3", "name": "Bob", "email": "bob@example.com"},
     ]

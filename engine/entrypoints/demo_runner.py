@@ -61,8 +61,14 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
         cmd = LifecycleRow.model_validate(e.row).to_command(s.default_phone_region, tz, f"events.jsonl:{line}")
         by_day_events[(e.at - start).days].append(cmd)
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, disable=quiet) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+    ) as progress:
         task = progress.add_task("simulating days", total=days)
         for day in range(days):
             # Within a day, leads and lifecycle facts arrive in time order, the engine runs hourly.
@@ -75,7 +81,7 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
             for hour in range(24):
                 cutoff = day_start + timedelta(hours=hour + 1)
                 due = [a for a in arrivals if a[0] < cutoff]
-                arrivals = arrivals[len(due):]
+                arrivals = arrivals[len(due) :]
                 new_leads = [c for _, kind, c in due if kind == 0]
                 facts = [c for _, kind, c in due if kind == 1]
                 if new_leads:
@@ -91,8 +97,12 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
     example = next((r for r in leads if r["source_channel"] == "car_dealer" and r.get("email")), leads[0])
     return {
         "schema": "huoke.demo/1",
-        "leads": n, "days": days, "lifecycle_events": len(events), "refused_rows": refused,
-        "funnel": funnel_report(engine), "outbox": {"emails": emails, "sms": sms},
+        "leads": n,
+        "days": days,
+        "lifecycle_events": len(events),
+        "refused_rows": refused,
+        "funnel": funnel_report(engine),
+        "outbox": {"emails": emails, "sms": sms},
         "example_lead": f"{example['source_channel']}:{example['external_id']}",
         "seconds": round(time.perf_counter() - started, 2),
     }

@@ -49,9 +49,14 @@ class ImportReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "file": self.file, "rows": self.rows, "created": self.created, "updated": self.updated,
-            "unchanged": self.unchanged, "refused": len({(e.line) for e in self.errors}),
-            "errors": [vars(e) for e in self.errors], "flagged": [vars(e) for e in self.flagged],
+            "file": self.file,
+            "rows": self.rows,
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "refused": len({(e.line) for e in self.errors}),
+            "errors": [vars(e) for e in self.errors],
+            "flagged": [vars(e) for e in self.flagged],
         }
 
 
@@ -124,7 +129,10 @@ def _import(
 
 
 def import_leads(
-    engine: Engine, path: Path, phone_region: str, tz: ZoneInfo,
+    engine: Engine,
+    path: Path,
+    phone_region: str,
+    tz: ZoneInfo,
     progress: Callable[[int], None] = lambda _: None,
 ) -> ImportReport:
     """Capture every valid lead row of ``path``; invalid contact details are flagged."""
@@ -148,7 +156,10 @@ def import_leads(
 
 
 def import_lifecycle(
-    engine: Engine, path: Path, phone_region: str, tz: ZoneInfo,
+    engine: Engine,
+    path: Path,
+    phone_region: str,
+    tz: ZoneInfo,
     progress: Callable[[int], None] = lambda _: None,
 ) -> ImportReport:
     """Record every valid lifecycle row of ``path``; facts the domain refuses are reported."""

@@ -95,8 +95,9 @@ class LeadRow(BaseModel):
     def _language(cls, value: Any) -> Any:
         if value is None:
             return "zh-CN"
-        return {"zh": "zh-CN", "zh-cn": "zh-CN", "cn": "zh-CN", "en": "en", "en-us": "en",
-                "en-gb": "en"}.get(str(value).strip().lower(), value)
+        return {"zh": "zh-CN", "zh-cn": "zh-CN", "cn": "zh-CN", "en": "en", "en-us": "en", "en-gb": "en"}.get(
+            str(value).strip().lower(), value
+        )
 
     def to_command(self, phone_region: str, tz: ZoneInfo, origin: str) -> CaptureLead:
         """Normalise contact details and build the capture command."""
@@ -104,8 +105,15 @@ class LeadRow(BaseModel):
         phone = normalise_phone(self.phone, phone_region, issues)
         email = normalise_email(self.email, issues)
         if not phone and not email:
-            raise RowError([("phone/email", "no valid phone number or e-mail address: " +
-                             ("; ".join(issues) if issues else "both are empty"))])
+            raise RowError(
+                [
+                    (
+                        "phone/email",
+                        "no valid phone number or e-mail address: "
+                        + ("; ".join(issues) if issues else "both are empty"),
+                    )
+                ]
+            )
         captured = self.captured_at
         if captured is not None and captured.tzinfo is None:
             captured = captured.replace(tzinfo=tz)
@@ -113,21 +121,38 @@ class LeadRow(BaseModel):
         def num(v: Decimal | None) -> str | None:
             return None if v is None else str(v)
 
-        source = {"channel": self.source_channel.value, "external_id": self.external_id,
-                  "partner": self.partner, "campaign": self.campaign or self.utm_campaign,
-                  "utm": {k: v for k, v in (("source", self.utm_source), ("medium", self.utm_medium),
-                                            ("campaign", self.utm_campaign)) if v}}
-        profile = {"birth_year": self.birth_year,
-                   "employment_type": self.employment_type.value if self.employment_type else None,
-                   "employer_kind": self.employer_kind.value if self.employer_kind else None,
-                   "employer": self.employer, "monthly_income": num(self.monthly_income),
-                   "monthly_debt": num(self.monthly_debt), "currency": self.currency,
-                   "region": self.region, "city": self.city, "industry": self.industry,
-                   "business_name": self.business_name, "business_years": num(self.business_years),
-                   "business_revenue": num(self.business_revenue)}
-        interest = {"loan_type": self.loan_type.value if self.loan_type else None,
-                    "amount": num(self.loan_amount), "term_months": self.loan_term_months,
-                    "purpose": self.loan_purpose}
+        source = {
+            "channel": self.source_channel.value,
+            "external_id": self.external_id,
+            "partner": self.partner,
+            "campaign": self.campaign or self.utm_campaign,
+            "utm": {
+                k: v
+                for k, v in (("source", self.utm_source), ("medium", self.utm_medium), ("campaign", self.utm_campaign))
+                if v
+            },
+        }
+        profile = {
+            "birth_year": self.birth_year,
+            "employment_type": self.employment_type.value if self.employment_type else None,
+            "employer_kind": self.employer_kind.value if self.employer_kind else None,
+            "employer": self.employer,
+            "monthly_income": num(self.monthly_income),
+            "monthly_debt": num(self.monthly_debt),
+            "currency": self.currency,
+            "region": self.region,
+            "city": self.city,
+            "industry": self.industry,
+            "business_name": self.business_name,
+            "business_years": num(self.business_years),
+            "business_revenue": num(self.business_revenue),
+        }
+        interest = {
+            "loan_type": self.loan_type.value if self.loan_type else None,
+            "amount": num(self.loan_amount),
+            "term_months": self.loan_term_months,
+            "purpose": self.loan_purpose,
+        }
         consents = {}
         if self.consent_email and email:
             consents["email"] = True
@@ -138,7 +163,10 @@ class LeadRow(BaseModel):
             contact={"name": self.name, "phone": phone, "email": email, "language": self.language},
             profile={k: v for k, v in profile.items() if v is not None},
             interest={k: v for k, v in interest.items() if v is not None},
-            consents=consents, contact_issues=tuple(issues), captured_at=captured, origin=origin,
+            consents=consents,
+            contact_issues=tuple(issues),
+            captured_at=captured,
+            origin=origin,
         )
 
 
@@ -169,8 +197,14 @@ def normalise_email(raw: str | None, issues: list[str]) -> str | None:
 
 
 LifecycleType = Literal[
-    "application_submitted", "application_approved", "application_declined", "loan_funded",
-    "repayment_missed", "stage_changed", "consent_granted", "consent_withdrawn",
+    "application_submitted",
+    "application_approved",
+    "application_declined",
+    "loan_funded",
+    "repayment_missed",
+    "stage_changed",
+    "consent_granted",
+    "consent_withdrawn",
 ]
 
 
@@ -202,10 +236,14 @@ class LifecycleRow(BaseModel):
     def to_command(self, phone_region: str, tz: ZoneInfo, origin: str) -> RecordLifecycle:
         problems: list[tuple[str, str]] = []
         needs = {
-            "application_submitted": ["application_id"], "application_approved": ["application_id"],
-            "application_declined": ["application_id"], "loan_funded": ["application_id"],
-            "repayment_missed": ["application_id", "days_past_due"], "stage_changed": ["stage"],
-            "consent_granted": ["channel"], "consent_withdrawn": ["channel"],
+            "application_submitted": ["application_id"],
+            "application_approved": ["application_id"],
+            "application_declined": ["application_id"],
+            "loan_funded": ["application_id"],
+            "repayment_missed": ["application_id", "days_past_due"],
+            "stage_changed": ["stage"],
+            "consent_granted": ["channel"],
+            "consent_withdrawn": ["channel"],
         }[self.type]
         for f in needs:
             if getattr(self, f) is None:
@@ -220,13 +258,19 @@ class LifecycleRow(BaseModel):
             raise RowError(problems)
         at = self.at.replace(tzinfo=tz) if self.at and self.at.tzinfo is None else self.at
         return RecordLifecycle(
-            lead=LeadRef(self.lead_id, self.source_channel.value if self.source_channel else None,
-                         self.external_id, phone, email),
-            kind=self.type, at=at, application_id=self.application_id or "",
+            lead=LeadRef(
+                self.lead_id, self.source_channel.value if self.source_channel else None, self.external_id, phone, email
+            ),
+            kind=self.type,
+            at=at,
+            application_id=self.application_id or "",
             loan_type=self.loan_type.value if self.loan_type else "",
-            amount=str(self.amount) if self.amount is not None else "", reason=self.reason or "",
-            days_past_due=self.days_past_due or 0, stage=self.stage.value if self.stage else "",
-            channel=self.channel or "", origin=origin,
+            amount=str(self.amount) if self.amount is not None else "",
+            reason=self.reason or "",
+            days_past_due=self.days_past_due or 0,
+            stage=self.stage.value if self.stage else "",
+            channel=self.channel or "",
+            origin=origin,
         )
 
 

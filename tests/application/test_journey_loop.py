@@ -30,8 +30,7 @@ def test_young_professional_gets_welcome_then_follow_ups_then_completes(
     assert len(sms_lines(outbox)) == 2 and len(emails(outbox)) == 2
 
     doc = lead_timeline(engine, outcome.lead_id)  # type: ignore[arg-type]
-    assert doc["enrolments"] == [{"journey_id": "young-professionals", "version": 1,
-                                  "status": "exited: completed"}]
+    assert doc["enrolments"] == [{"journey_id": "young-professionals", "version": 1, "status": "exited: completed"}]
     whats = [t["what"] for t in doc["timeline"]]
     assert "stage new → contacted" in whats
     reasons = [t["why"] for t in doc["timeline"] if t["event"] == "Enrolment.BranchTaken"]
@@ -42,20 +41,39 @@ def test_young_professional_gets_welcome_then_follow_ups_then_completes(
 
     report = funnel_report(engine)
     sent = {(m["step"], m["channel"]): m["sent"] for m in report["messages"]}
-    assert sent == {("welcome_sms", "sms"): 1, ("welcome_email", "email"): 1,
-                    ("reminder_sms", "sms"): 1, ("last_call", "email"): 1}
-    assert report["funnel"][1] == {"stage": "contacted", "total": 1, "rate": 1.0,
-                                   "by_audience": {"young_professional": 1, "sme": 0, "senior": 0, "general": 0}}
+    assert sent == {
+        ("welcome_sms", "sms"): 1,
+        ("welcome_email", "email"): 1,
+        ("reminder_sms", "sms"): 1,
+        ("last_call", "email"): 1,
+    }
+    assert report["funnel"][1] == {
+        "stage": "contacted",
+        "total": 1,
+        "rate": 1.0,
+        "by_audience": {"young_professional": 1, "sme": 0, "senior": 0, "general": 0},
+    }
 
 
-def test_lead_leaves_journey_when_it_applies(store: str, make_engine: MakeEngine, clock: VirtualClock,
-                                             tmp_path: Path) -> None:
+def test_lead_leaves_journey_when_it_applies(
+    store: str, make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
     engine = make_engine()
     lead = young_pro()
     engine.leads.capture_leads([lead])
     engine.run()
-    [out] = engine.leads.record_lifecycle([lifecycle("application_submitted", lead, clock.now() + timedelta(days=1),
-                                                     application_id="A1", loan_type="consumer", amount="80000")])
+    [out] = engine.leads.record_lifecycle(
+        [
+            lifecycle(
+                "application_submitted",
+                lead,
+                clock.now() + timedelta(days=1),
+                application_id="A1",
+                loan_type="consumer",
+                amount="80000",
+            )
+        ]
+    )
     assert out.changed and not out.error
     engine.run(until=clock.now() + timedelta(days=30))
     assert len(sms_lines(tmp_path / "outbox")) == 1  # no reminder after applying
@@ -73,8 +91,9 @@ def test_withdrawn_consent_skips_the_follow_up_with_a_reason(
     [outcome] = engine.leads.capture_leads([lead])
     engine.run()
     assert len(sms_lines(tmp_path / "outbox")) == 1
-    engine.leads.record_lifecycle([lifecycle("consent_withdrawn", lead, clock.now() + timedelta(days=1),
-                                             channel="sms", reason="replied TD")])
+    engine.leads.record_lifecycle(
+        [lifecycle("consent_withdrawn", lead, clock.now() + timedelta(days=1), channel="sms", reason="replied TD")]
+    )
     engine.run(until=clock.now() + timedelta(days=30))
     assert len(sms_lines(tmp_path / "outbox")) == 1
     doc = lead_timeline(engine, outcome.lead_id)  # type: ignore[arg-type]
@@ -89,8 +108,9 @@ def test_reimporting_the_same_lead_never_duplicates(store: str, make_engine: Mak
     again = engine.leads.capture_leads([young_pro(1)])[0]
     assert (again.lead_id, again.created, again.changed) == (first.lead_id, False, False)
     # Same phone from another source (a partner) is the same person: updated, not duplicated.
-    partner_copy = young_pro(1, source={"channel": "car_dealer", "external_id": "D-77", "partner": "BYD"},
-                             profile={"city": "Shenzhen"})
+    partner_copy = young_pro(
+        1, source={"channel": "car_dealer", "external_id": "D-77", "partner": "BYD"}, profile={"city": "Shenzhen"}
+    )
     moved = engine.leads.capture_leads([partner_copy])[0]
     assert (moved.lead_id, moved.created, moved.changed) == (first.lead_id, False, True)
     engine.run()
@@ -99,7 +119,9 @@ def test_reimporting_the_same_lead_never_duplicates(store: str, make_engine: Mak
 
 def test_rebuilt_projections_match(store: str, make_engine: MakeEngine, clock: VirtualClock) -> None:
     engine = make_engine()
-    engine.leads.capture_leads([young_pro(n) for n in range(1, 6)] + [senior(n, f"s{n}@example.com") for n in range(1, 4)])
+    engine.leads.capture_leads(
+        [young_pro(n) for n in range(1, 6)] + [senior(n, f"s{n}@example.com") for n in range(1, 4)]
+    )
     engine.run(until=clock.now() + timedelta(days=20))
     before = funnel_report(engine)
     timers = engine.index.pending_count()
@@ -111,15 +133,18 @@ def test_rebuilt_projections_match(store: str, make_engine: MakeEngine, clock: V
     assert engine.index.pending_count() == timers
 
 
-def test_bad_lifecycle_fact_is_reported_and_the_rest_kept(store: str, make_engine: MakeEngine,
-                                                           clock: VirtualClock) -> None:
+def test_bad_lifecycle_fact_is_reported_and_the_rest_kept(
+    store: str, make_engine: MakeEngine, clock: VirtualClock
+) -> None:
     engine = make_engine()
     lead = young_pro()
     engine.leads.capture_leads([lead])
-    outcomes = engine.leads.record_lifecycle([
-        lifecycle("application_approved", lead, clock.now(), application_id="NOPE", amount="1"),
-        lifecycle("stage_changed", lead, clock.now(), stage="engaged"),
-    ])
+    outcomes = engine.leads.record_lifecycle(
+        [
+            lifecycle("application_approved", lead, clock.now(), application_id="NOPE", amount="1"),
+            lifecycle("stage_changed", lead, clock.now(), stage="engaged"),
+        ]
+    )
     assert "no application 'NOPE'" in outcomes[0].error
     assert outcomes[1].changed
     assert engine.leads.get_lead(UUID(str(outcomes[1].lead_id))).stage.value == "engaged"

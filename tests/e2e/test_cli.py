@@ -6,30 +6,38 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from engine.entrypoints.cli import app
 from tests.conftest import ROOT
+from typer.testing import CliRunner
 
 runner = CliRunner()
 
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for key, value in {"HUOKE_DATA_DIR": tmp_path / "data", "HUOKE_OUTBOX_DIR": tmp_path / "outbox",
-                       "HUOKE_JOURNEYS_DIR": ROOT / "journeys", "HUOKE_TEMPLATES_DIR": ROOT / "templates",
-                       "HUOKE_DATABASE_URL": "", "HUOKE_EMAIL_TRANSPORT": "outbox"}.items():
+    for key, value in {
+        "HUOKE_DATA_DIR": tmp_path / "data",
+        "HUOKE_OUTBOX_DIR": tmp_path / "outbox",
+        "HUOKE_JOURNEYS_DIR": ROOT / "journeys",
+        "HUOKE_TEMPLATES_DIR": ROOT / "templates",
+        "HUOKE_DATABASE_URL": "",
+        "HUOKE_EMAIL_TRANSPORT": "outbox",
+    }.items():
         monkeypatch.setenv(key, str(value))
     return tmp_path
 
 
-LEADS_CSV = """source_channel,external_id,name,phone,email,language,birth_year,employment_type,consent_email,consent_sms,captured_at
+HEADER = "source_channel,external_id,name,phone,email,language,birth_year,employment_type,consent_email,consent_sms,"
+LEADS_CSV = (
+    HEADER
+    + """captured_at
 web_form,W1,Alex Chen,13800138001,alex@example.com,en,1996,salaried,yes,yes,2026-03-02T10:00
 car_dealer,D1,张三,12345,not-an-email,zh-CN,1980,salaried,yes,yes,2026-03-02T10:00
 web_form,W2,Li Na,13800138002,lina@example,zh-CN,1994,salaried,yes,yes,2026-03-02T10:00
 fax,X1,Bob,,bob@example.com,en,1990,salaried,yes,no,2026-03-02T10:00
 offline_fair,F1,王建国,13900139001,,zh-CN,1955,retired,no,yes,2026-03-02T10:00
 """
+)
 
 
 def test_import_keeps_valid_rows_and_names_line_and_field_of_bad_ones(env: Path) -> None:
@@ -62,11 +70,21 @@ def test_run_report_and_show(env: Path) -> None:
     assert runner.invoke(app, ["run", "--until", "2026-03-03"]).exit_code == 0
     events = env / "events.jsonl"
     events.write_text(
-        json.dumps({"type": "application_submitted", "phone": "13800138001", "application_id": "A1",
-                    "amount": 50000, "at": "2026-03-04T09:00"}) + "\n"
+        json.dumps(
+            {
+                "type": "application_submitted",
+                "phone": "13800138001",
+                "application_id": "A1",
+                "amount": 50000,
+                "at": "2026-03-04T09:00",
+            }
+        )
+        + "\n"
         + "{broken json\n"
-        + json.dumps({"type": "loan_funded", "source_channel": "web_form", "external_id": "W9",
-                      "application_id": "A1"}) + "\n", encoding="utf-8")
+        + json.dumps({"type": "loan_funded", "source_channel": "web_form", "external_id": "W9", "application_id": "A1"})
+        + "\n",
+        encoding="utf-8",
+    )
     imported = json.loads(runner.invoke(app, ["events", "import", str(events), "--json"]).stdout)
     assert imported["updated"] == 1
     assert [(e["line"], e["field"]) for e in imported["errors"]] == [(2, "row"), (3, "event")]
@@ -92,8 +110,10 @@ def test_validate_lists_every_problem(env: Path, tmp_path: Path) -> None:
     ok = runner.invoke(app, ["journeys", "validate", "--json"])
     assert ok.exit_code == 0 and len(json.loads(ok.stdout)["journeys"]) == 3
     bad = tmp_path / "bad.yaml"
-    bad.write_text("id: bad\nentry: {on: lead_captured}\nsteps:\n  - id: a\n    send: {channel: sms, template: gone}\n"
-                   "    next: b\n  - id: c\n    wait: 1d\n")
+    bad.write_text(
+        "id: bad\nentry: {on: lead_captured}\nsteps:\n  - id: a\n    send: {channel: sms, template: gone}\n"
+        "    next: b\n  - id: c\n    wait: 1d\n"
+    )
     result = runner.invoke(app, ["journeys", "validate", str(bad)])
     assert result.exit_code == 1
     assert f"{bad}:4: step 'a': leads to unknown step 'b'" in result.stderr

@@ -22,22 +22,54 @@ def write_leads(path: Path, n: int) -> None:
     rng = random.Random(7)
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["source_channel", "external_id", "name", "phone", "email", "language", "birth_year",
-                    "employment_type", "business_name", "loan_type", "consent_email", "consent_sms", "captured_at"])
+        w.writerow(
+            [
+                "source_channel",
+                "external_id",
+                "name",
+                "phone",
+                "email",
+                "language",
+                "birth_year",
+                "employment_type",
+                "business_name",
+                "loan_type",
+                "consent_email",
+                "consent_sms",
+                "captured_at",
+            ]
+        )
         for i in range(n):
             kind = rng.choice(["young", "sme", "senior"])
-            w.writerow(["web_form", f"K{i}", f"Lead {i}", f"+8613{rng.randint(100_000_000, 999_999_999)}",
-                        f"k{i}@example.com", rng.choice(["en", "zh-CN"]),
-                        {"young": 1995, "sme": 1980, "senior": 1955}[kind],
-                        {"young": "salaried", "sme": "business_owner", "senior": "retired"}[kind],
-                        "Acme Ltd" if kind == "sme" else "", "consumer", "yes", "yes",
-                        f"2026-03-0{2 + i % 5}T10:00:00+08:00"])
+            w.writerow(
+                [
+                    "web_form",
+                    f"K{i}",
+                    f"Lead {i}",
+                    f"+8613{rng.randint(100_000_000, 999_999_999)}",
+                    f"k{i}@example.com",
+                    rng.choice(["en", "zh-CN"]),
+                    {"young": 1995, "sme": 1980, "senior": 1955}[kind],
+                    {"young": "salaried", "sme": "business_owner", "senior": "retired"}[kind],
+                    "Acme Ltd" if kind == "sme" else "",
+                    "consumer",
+                    "yes",
+                    "yes",
+                    f"2026-03-0{2 + i % 5}T10:00:00+08:00",
+                ]
+            )
 
 
 def env_for(folder: Path) -> dict[str, str]:
-    return {**os.environ, "HUOKE_DATA_DIR": str(folder / "data"), "HUOKE_OUTBOX_DIR": str(folder / "outbox"),
-            "HUOKE_JOURNEYS_DIR": str(ROOT / "journeys"), "HUOKE_TEMPLATES_DIR": str(ROOT / "templates"),
-            "HUOKE_DATABASE_URL": "", "HUOKE_EMAIL_TRANSPORT": "outbox"}
+    return {
+        **os.environ,
+        "HUOKE_DATA_DIR": str(folder / "data"),
+        "HUOKE_OUTBOX_DIR": str(folder / "outbox"),
+        "HUOKE_JOURNEYS_DIR": str(ROOT / "journeys"),
+        "HUOKE_TEMPLATES_DIR": str(ROOT / "templates"),
+        "HUOKE_DATABASE_URL": "",
+        "HUOKE_EMAIL_TRANSPORT": "outbox",
+    }
 
 
 def command(*args: str) -> list[str]:
@@ -46,8 +78,7 @@ def command(*args: str) -> list[str]:
 
 def huoke(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run to completion; fail the test with huoke's own message if it fails."""
-    done = subprocess.run(command(*args), env=env_for(folder), capture_output=True, text=True, timeout=180,
-                          check=False)
+    done = subprocess.run(command(*args), env=env_for(folder), capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, done.stderr
     return done
 
@@ -71,8 +102,9 @@ def test_sigkill_at_random_points_loses_nothing_and_sends_nothing_twice(tmp_path
     rng = random.Random(11)
     kills = 0
     for _ in range(12):
-        proc = subprocess.Popen(command("run", "--until", UNTIL), env=env_for(crashed),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            command("run", "--until", UNTIL), env=env_for(crashed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         time.sleep(rng.uniform(0.8, 2.5))
         if proc.poll() is not None:
             assert proc.returncode == 0

@@ -6,7 +6,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
 from engine.adapters.clock import VirtualClock
 from engine.application.deliveries import check_unsubscribe_token
 from engine.application.reports import funnel_report
@@ -19,8 +18,13 @@ pytestmark = pytest.mark.smtp
 
 
 def smtp_settings(port: int) -> dict[str, object]:
-    return {"email_transport": "smtp", "smtp_host": "127.0.0.1", "smtp_port": port,
-            "sender_email": "news@bank.example", "unsubscribe_secret": "s3cret"}
+    return {
+        "email_transport": "smtp",
+        "smtp_host": "127.0.0.1",
+        "smtp_port": port,
+        "sender_email": "news@bank.example",
+        "unsubscribe_secret": "s3cret",
+    }
 
 
 def test_emails_arrive_with_message_id_unsubscribe_and_postal_address(
@@ -29,8 +33,20 @@ def test_emails_arrive_with_message_id_unsubscribe_and_postal_address(
     handler = RecordingHandler()
     with smtp_server(handler) as port:
         engine = make_engine(settings=smtp_settings(port))
-        out, _ = engine.leads.capture_leads([young_pro(1), young_pro(2, contact={
-            "name": "李娜", "phone": "+8613800130002", "email": "lina@example.com", "language": "zh-CN"})])
+        out, _ = engine.leads.capture_leads(
+            [
+                young_pro(1),
+                young_pro(
+                    2,
+                    contact={
+                        "name": "李娜",
+                        "phone": "+8613800130002",
+                        "email": "lina@example.com",
+                        "language": "zh-CN",
+                    },
+                ),
+            ]
+        )
         engine.run(until=clock.now() + timedelta(days=30))
     assert len(handler.received) == 4  # welcome + last call, for each of the two leads
     by_to = {m["To"]: m for m in handler.received if "3 steps" in m["Subject"] or "3步" in m["Subject"]}
@@ -57,8 +73,9 @@ def test_emails_arrive_with_message_id_unsubscribe_and_postal_address(
 def test_hard_bounce_is_recorded_failed_and_greylisting_is_retried(
     make_engine: MakeEngine, clock: VirtualClock
 ) -> None:
-    handler = RecordingHandler(reject={"alex1@example.com": "550 5.1.1 mailbox unknown"},
-                               greylist_once={"alex2@example.com"})
+    handler = RecordingHandler(
+        reject={"alex1@example.com": "550 5.1.1 mailbox unknown"}, greylist_once={"alex2@example.com"}
+    )
     with smtp_server(handler) as port:
         engine = make_engine(settings=smtp_settings(port))
         engine.leads.capture_leads([young_pro(1), young_pro(2)])

@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
 from engine.domain import interpreter
 from engine.domain.interpreter import Branch, EndWait, Exit, Reach, Send, Wait
 from engine.domain.journey import Journey, parse_journey
@@ -16,13 +15,14 @@ NOW = datetime(2026, 3, 2, 9, tzinfo=UTC)
 
 def journey(**overrides: Any) -> Journey:
     data: dict[str, Any] = {
-        "id": "j", "entry": {"on": "lead_captured", "when": {"field": "audience", "eq": "sme"}},
-        "goals": ["applied", "funded"], "exit_when": {"field": "stage", "eq": "lost"},
+        "id": "j",
+        "entry": {"on": "lead_captured", "when": {"field": "audience", "eq": "sme"}},
+        "goals": ["applied", "funded"],
+        "exit_when": {"field": "stage", "eq": "lost"},
         "steps": [
             {"id": "hello", "send": {"channel": "email", "template": "t1"}, "next": "pause"},
             {"id": "pause", "wait": "2d", "next": "check"},
-            {"id": "check", "branch": {"on": "tier", "cases": [{"when": "prime", "next": "vip"}],
-                                        "default": "done"}},
+            {"id": "check", "branch": {"on": "tier", "cases": [{"when": "prime", "next": "vip"}], "default": "done"}},
             {"id": "vip", "send": {"channel": "sms", "template": "t2"}},
             {"id": "done", "exit": "completed"},
         ],
@@ -33,14 +33,17 @@ def journey(**overrides: Any) -> Journey:
 
 def test_start_sends_then_waits_with_due_time() -> None:
     decisions = interpreter.start(journey(), {"stage": "new"}, NOW)
-    assert decisions == [Reach("hello"), Send("hello", "email", "t1"), Reach("pause"),
-                         Wait("pause", NOW + timedelta(days=2))]
+    assert decisions == [
+        Reach("hello"),
+        Send("hello", "email", "t1"),
+        Reach("pause"),
+        Wait("pause", NOW + timedelta(days=2)),
+    ]
 
 
 def test_resume_takes_branch_and_records_deciding_value() -> None:
     decisions = interpreter.resume(journey(), "pause", {"tier": "prime", "stage": "new"}, NOW)
-    assert decisions[:3] == [EndWait("pause"), Reach("check"),
-                             Branch("check", "vip", "prime", {"tier": "prime"})]
+    assert decisions[:3] == [EndWait("pause"), Reach("check"), Branch("check", "vip", "prime", {"tier": "prime"})]
     assert decisions[-1] == Exit("completed", "end of journey")
 
 
@@ -55,11 +58,14 @@ def test_missing_fact_takes_default_branch() -> None:
     assert Branch("check", "done", "default", {"tier": None}) in decisions
 
 
-@pytest.mark.parametrize(("facts", "reason"), [
-    ({"stage": "applied"}, "goal_reached"),
-    ({"stage": "funded"}, "goal_reached"),
-    ({"stage": "lost"}, "exit_criteria"),
-])
+@pytest.mark.parametrize(
+    ("facts", "reason"),
+    [
+        ({"stage": "applied"}, "goal_reached"),
+        ({"stage": "funded"}, "goal_reached"),
+        ({"stage": "lost"}, "exit_criteria"),
+    ],
+)
 def test_exit_check_ends_wherever_the_lead_is(facts: dict[str, Any], reason: str) -> None:
     ended = interpreter.exit_check(journey(), facts)
     assert ended is not None and ended.reason == reason
@@ -69,12 +75,15 @@ def test_no_exit_while_in_progress() -> None:
     assert interpreter.exit_check(journey(), {"stage": "engaged"}) is None
 
 
-@pytest.mark.parametrize(("trigger", "facts", "accepted", "why"), [
-    ("lead_captured", {"audience": "sme", "stage": "new"}, True, "entered on lead captured"),
-    ("lead_captured", {"audience": "senior", "stage": "new"}, False, "entry filter did not match"),
-    ("stage:engaged", {"audience": "sme", "stage": "engaged"}, False, "not an entry trigger"),
-    ("lead_captured", {"audience": "sme", "stage": "applied"}, False, "already meets exit: stage applied"),
-])
+@pytest.mark.parametrize(
+    ("trigger", "facts", "accepted", "why"),
+    [
+        ("lead_captured", {"audience": "sme", "stage": "new"}, True, "entered on lead captured"),
+        ("lead_captured", {"audience": "senior", "stage": "new"}, False, "entry filter did not match"),
+        ("stage:engaged", {"audience": "sme", "stage": "engaged"}, False, "not an entry trigger"),
+        ("lead_captured", {"audience": "sme", "stage": "applied"}, False, "already meets exit: stage applied"),
+    ],
+)
 def test_entry_verdicts_carry_reasons(trigger: str, facts: dict[str, Any], accepted: bool, why: str) -> None:
     verdict = interpreter.check_entry(journey(), trigger, facts)
     assert (verdict.accepted, verdict.reason) == (accepted, why)
@@ -93,12 +102,21 @@ def test_entry_requires_fields() -> None:
 
 
 def test_field_branch_with_numeric_operator() -> None:
-    j = journey(steps=[
-        {"id": "size", "branch": {"on": "field", "field": "loan_amount",
-                                  "cases": [{"when": {"gte": 1000000}, "next": "big"}], "default": "small"}},
-        {"id": "big", "exit": "big"},
-        {"id": "small", "exit": "small"},
-    ])
+    j = journey(
+        steps=[
+            {
+                "id": "size",
+                "branch": {
+                    "on": "field",
+                    "field": "loan_amount",
+                    "cases": [{"when": {"gte": 1000000}, "next": "big"}],
+                    "default": "small",
+                },
+            },
+            {"id": "big", "exit": "big"},
+            {"id": "small", "exit": "small"},
+        ]
+    )
     from decimal import Decimal
 
     assert interpreter.start(j, {"loan_amount": Decimal("2000000")}, NOW)[-1].reason == "big"  # type: ignore[union-attr]

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from engine.adapters.templates import JinjaRenderer
 from engine.adapters.yaml_files import load_yaml, strip_lines
 from engine.application.validation import load_definitions
@@ -29,32 +28,60 @@ def problems_of(data: dict[str, Any]) -> list[str]:
     return info.value.problems
 
 
-@pytest.mark.parametrize(("data", "expected"), [
-    ({"steps": [{"id": "a", "send": {"channel": "email", "template": "t"}, "next": "nowhere"}]},
-     "step 'a': leads to unknown step 'nowhere'"),
-    ({"steps": [{"id": "a", "wait": "soon", "next": None}]}, "wait needs a positive duration"),
-    ({"steps": [{"id": "a", "send": {"channel": "fax", "template": "t"}}]}, "unknown channel 'fax'"),
-    ({"steps": [{"id": "a", "exit": "x"}, {"id": "b", "exit": "y"}]}, "step 'b': is unreachable"),
-    ({"steps": [{"id": "a", "send": {"channel": "sms", "template": "t"}, "next": "b"},
-                {"id": "b", "send": {"channel": "sms", "template": "t"}, "next": "a"}]},
-     "is on a loop without a wait step"),
-    ({"entry": {"on": "lead_captured", "when": {"field": "shoe_size", "eq": 42}}}, "unknown field 'shoe_size'"),
-    ({"entry": {"on": "whenever"}}, "'on' must be lead_captured or stage_reached"),
-    ({"goals": ["rich"]}, "unknown stage 'rich'"),
-    ({"steps": [{"id": "a", "send": {"channel": "sms", "template": "t"}, "wait": "1d"}]},
-     "a step needs exactly one of send, wait, branch, exit"),
-    ({"steps": [{"id": "a", "branch": {"on": "field", "field": "income",
-                                         "cases": [{"when": 1, "next": "a"}], "default": "a"}}]},
-     "unknown field 'income'"),
-])
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            {"steps": [{"id": "a", "send": {"channel": "email", "template": "t"}, "next": "nowhere"}]},
+            "step 'a': leads to unknown step 'nowhere'",
+        ),
+        ({"steps": [{"id": "a", "wait": "soon", "next": None}]}, "wait needs a positive duration"),
+        ({"steps": [{"id": "a", "send": {"channel": "fax", "template": "t"}}]}, "unknown channel 'fax'"),
+        ({"steps": [{"id": "a", "exit": "x"}, {"id": "b", "exit": "y"}]}, "step 'b': is unreachable"),
+        (
+            {
+                "steps": [
+                    {"id": "a", "send": {"channel": "sms", "template": "t"}, "next": "b"},
+                    {"id": "b", "send": {"channel": "sms", "template": "t"}, "next": "a"},
+                ]
+            },
+            "is on a loop without a wait step",
+        ),
+        ({"entry": {"on": "lead_captured", "when": {"field": "shoe_size", "eq": 42}}}, "unknown field 'shoe_size'"),
+        ({"entry": {"on": "whenever"}}, "'on' must be lead_captured or stage_reached"),
+        ({"goals": ["rich"]}, "unknown stage 'rich'"),
+        (
+            {"steps": [{"id": "a", "send": {"channel": "sms", "template": "t"}, "wait": "1d"}]},
+            "a step needs exactly one of send, wait, branch, exit",
+        ),
+        (
+            {
+                "steps": [
+                    {
+                        "id": "a",
+                        "branch": {
+                            "on": "field",
+                            "field": "income",
+                            "cases": [{"when": 1, "next": "a"}],
+                            "default": "a",
+                        },
+                    }
+                ]
+            },
+            "unknown field 'income'",
+        ),
+    ],
+)
 def test_refuses_bad_journey_with_clear_problem(data: dict[str, Any], expected: str) -> None:
     assert any(expected in p for p in problems_of(data)), problems_of(data)
 
 
 def test_problem_names_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
-    path.write_text("id: bad\nentry: {on: lead_captured}\nsteps:\n  - id: a\n    send: {channel: sms, template: t}\n"
-                    "    next: ghost\n")
+    path.write_text(
+        "id: bad\nentry: {on: lead_captured}\nsteps:\n  - id: a\n    send: {channel: sms, template: t}\n"
+        "    next: ghost\n"
+    )
     with pytest.raises(JourneyValidationError) as info:
         parse_journey(load_yaml(path), str(path))
     assert info.value.problems == [f"{path}:4: step 'a': leads to unknown step 'ghost'"]
@@ -77,8 +104,10 @@ def _folder_with(tmp_path: Path, journey_yaml: str) -> Path:
 
 
 def test_unknown_template_is_refused(tmp_path: Path) -> None:
-    folder = _folder_with(tmp_path, "id: j\nentry: {on: lead_captured}\nsteps:\n"
-                                    "  - id: a\n    send: {channel: email, template: no_such}\n")
+    folder = _folder_with(
+        tmp_path,
+        "id: j\nentry: {on: lead_captured}\nsteps:\n  - id: a\n    send: {channel: email, template: no_such}\n",
+    )
     with pytest.raises(JourneyValidationError) as info:
         load_definitions(folder, JinjaRenderer(ROOT / "templates"), load_yaml, strip_lines)
     assert any("unknown email template 'no_such'" in p for p in info.value.problems)
@@ -92,20 +121,26 @@ def test_template_needing_optional_field_is_refused(tmp_path: Path) -> None:
     for locale in ("zh-CN", "en"):
         (templates / "sms" / "amount" / f"{locale}.txt.j2").parent.mkdir(parents=True, exist_ok=True)
         (templates / "sms" / "amount" / f"{locale}.txt.j2").write_text("{{ first_name }}: {{ loan_amount }}")
-    folder = _folder_with(tmp_path, "id: j\nentry: {on: lead_captured}\nsteps:\n"
-                                    "  - id: a\n    send: {channel: sms, template: amount}\n")
+    folder = _folder_with(
+        tmp_path, "id: j\nentry: {on: lead_captured}\nsteps:\n  - id: a\n    send: {channel: sms, template: amount}\n"
+    )
     with pytest.raises(JourneyValidationError) as info:
         load_definitions(folder, JinjaRenderer(templates), load_yaml, strip_lines)
     assert any("uses 'loan_amount', which a lead may not have" in p for p in info.value.problems)
     # Requiring the field at entry makes the same template acceptable.
-    (folder / "j.yaml").write_text("id: j\nentry: {on: lead_captured, requires: [loan_amount]}\nsteps:\n"
-                                   "  - id: a\n    send: {channel: sms, template: amount}\n")
+    (folder / "j.yaml").write_text(
+        "id: j\nentry: {on: lead_captured, requires: [loan_amount]}\nsteps:\n"
+        "  - id: a\n    send: {channel: sms, template: amount}\n"
+    )
     assert load_definitions(folder, JinjaRenderer(templates), load_yaml, strip_lines).journeys
 
 
 def test_missing_locale_is_refused(tmp_path: Path) -> None:
-    folder = _folder_with(tmp_path, "id: j\nlocales: [zh-CN, en, fr]\nentry: {on: lead_captured}\nsteps:\n"
-                                    "  - id: a\n    send: {channel: sms, template: yp_welcome}\n")
+    folder = _folder_with(
+        tmp_path,
+        "id: j\nlocales: [zh-CN, en, fr]\nentry: {on: lead_captured}\nsteps:\n"
+        "  - id: a\n    send: {channel: sms, template: yp_welcome}\n",
+    )
     with pytest.raises(JourneyValidationError) as info:
         load_definitions(folder, JinjaRenderer(ROOT / "templates"), load_yaml, strip_lines)
     assert any("has no fr version" in p for p in info.value.problems)

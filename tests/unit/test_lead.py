@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-
 from engine.domain.errors import InvalidLeadError
 from engine.domain.lead import Lead
 from engine.domain.values import ConsentChannel, ConsentPurpose, Stage
@@ -14,9 +13,14 @@ AT = datetime(2026, 3, 2, tzinfo=UTC)
 
 
 def new_lead() -> Lead:
-    return Lead(source={"channel": "web_form", "external_id": "W1"},
-                contact={"name": "Li Wei", "phone": "+8613800138000"}, profile={}, interest={},
-                contact_issues=[], captured_at=AT)
+    return Lead(
+        source={"channel": "web_form", "external_id": "W1"},
+        contact={"name": "Li Wei", "phone": "+8613800138000"},
+        profile={},
+        interest={},
+        contact_issues=[],
+        captured_at=AT,
+    )
 
 
 def test_id_is_deterministic_from_source_and_external_id() -> None:
@@ -39,7 +43,13 @@ def test_application_lifecycle_moves_stage() -> None:
     lead.fund_loan("A1", "50000", AT)
     assert lead.stage is Stage.FUNDED
     assert [type(e).__name__ for e in lead.collect_events()][-6:] == [
-        "ApplicationSubmitted", "StageChanged", "ApplicationApproved", "StageChanged", "LoanFunded", "StageChanged"]
+        "ApplicationSubmitted",
+        "StageChanged",
+        "ApplicationApproved",
+        "StageChanged",
+        "LoanFunded",
+        "StageChanged",
+    ]
 
 
 def test_approving_unknown_application_is_refused_without_events() -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 import pytest
-from pydantic import ValidationError
-
 from engine.entrypoints.schemas import LeadRow, LifecycleRow, RowError
+from pydantic import ValidationError
 
 TZ = ZoneInfo("Asia/Shanghai")
 
@@ -17,8 +16,9 @@ def row(**fields: str) -> dict[str, str]:
 
 
 def test_normalises_phone_and_email() -> None:
-    cmd = LeadRow.model_validate(row(phone="138 0013 8000", email="Li.Wei@Example.COM", consent_sms="是")
-                                 ).to_command("CN", TZ, "f:2")
+    cmd = LeadRow.model_validate(row(phone="138 0013 8000", email="Li.Wei@Example.COM", consent_sms="是")).to_command(
+        "CN", TZ, "f:2"
+    )
     assert cmd.contact["phone"] == "+8613800138000"
     assert cmd.contact["email"] == "Li.Wei@example.com"
     assert cmd.consents == {"sms": True}

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from engine.adapters.yaml_files import load_yaml, strip_lines
 from engine.domain.errors import JourneyValidationError
 from engine.domain.segments import classify, parse_segment_rules
@@ -15,15 +14,18 @@ from engine.domain.segments import classify, parse_segment_rules
 RULES = parse_segment_rules(strip_lines(load_yaml(Path(__file__).resolve().parents[2] / "journeys" / "segments.yaml")))
 
 
-@pytest.mark.parametrize(("facts", "audience", "tier"), [
-    ({"age": 28, "employment_type": "salaried", "employer_kind": "state_owned"}, "young_professional", "prime"),
-    ({"age": 30, "employment_type": "freelance"}, "young_professional", "near_prime"),
-    ({"age": 45, "employment_type": "business_owner", "business_name": "Acme"}, "sme", "near_prime"),
-    ({"age": 67, "employment_type": "retired"}, "senior", "other"),
-    ({"age": 62, "employment_type": "salaried", "employer_kind": "government"}, "senior", "prime"),
-    ({"age": 50, "employment_type": "salaried", "employer_kind": "small_private"}, "general", "near_prime"),
-    ({}, "general", "other"),
-])
+@pytest.mark.parametrize(
+    ("facts", "audience", "tier"),
+    [
+        ({"age": 28, "employment_type": "salaried", "employer_kind": "state_owned"}, "young_professional", "prime"),
+        ({"age": 30, "employment_type": "freelance"}, "young_professional", "near_prime"),
+        ({"age": 45, "employment_type": "business_owner", "business_name": "Acme"}, "sme", "near_prime"),
+        ({"age": 67, "employment_type": "retired"}, "senior", "other"),
+        ({"age": 62, "employment_type": "salaried", "employer_kind": "government"}, "senior", "prime"),
+        ({"age": 50, "employment_type": "salaried", "employer_kind": "small_private"}, "general", "near_prime"),
+        ({}, "general", "other"),
+    ],
+)
 def test_audience_and_tier(facts: dict[str, Any], audience: str, tier: str) -> None:
     c = classify(RULES, facts)
     assert (c.audience.value, c.tier.value) == (audience, tier)
