@@ -44,7 +44,7 @@ class SqlView(TrackingRecorder):
         """Update the tables for one event (inside the batch transaction)."""
 
     def create_table(self) -> None:
-        super().create_table()  # type: ignore[safe-super]
+        super().create_table()  # type: ignore[misc]  # the concrete recorder is mixed in
         with self.transaction() as c:
             for statement in self.ddl():
                 c.execute(self.q(statement))
@@ -86,7 +86,7 @@ class ViewProjection(Projection[Any]):
         self.view.apply_batch([domain_event], tracking)
 
 
-def sqlite_and_postgres(mixin: type[SqlView]) -> tuple[type[SqlView], type[SqlView]]:
+def sqlite_and_postgres(mixin: type[Any]) -> tuple[type[Any], type[Any]]:
     """The concrete SQLite and PostgreSQL classes of a view mixin."""
     attrs = {"__module__": mixin.__module__}
     lite = type(f"{mixin.__name__}SQLite", (mixin, SQLiteTrackingRecorder), attrs)

@@ -16,6 +16,7 @@ import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 from uuid import UUID
 
 from eventsourcing.application import Application
@@ -69,7 +70,7 @@ class DispatchReport:
     deferred: int = 0
 
 
-class Deliveries(Application):
+class Deliveries(Application[UUID]):
     """One Delivery aggregate per send id; its log is the outbox of record."""
 
     def __init__(
@@ -88,6 +89,8 @@ class Deliveries(Application):
         self.sender = sender
         self.journey_vars = journey_vars
 
+    recorder: ProcessRecorder
+
     def construct_recorder(self) -> ProcessRecorder:
         return self.factory.process_recorder()
 
@@ -105,7 +108,7 @@ class Deliveries(Application):
                 return done
             requested: list[Delivery] = []
             for note in notes:
-                e = journeys.mapper.to_domain_event(note)
+                e = cast(Enrolment.MessageRequested, journeys.mapper.to_domain_event(note))
                 enrolment = journeys.get_enrolment(e.originator_id)
                 if enrolment is None:  # cannot happen: the request was recorded on it
                     raise LookupError(f"enrolment {e.originator_id} vanished")
@@ -138,7 +141,7 @@ class Deliveries(Application):
             )
             if not notes:
                 return report
-            deliveries: list[Delivery] = [self.repository.get(n.originator_id) for n in notes]
+            deliveries: list[Delivery] = [self.repository.get(UUID(str(n.originator_id))) for n in notes]
             try:
                 self._dispatch_batch([d for d in deliveries if not d.is_settled], leads, report)
                 open_ = [d for d in deliveries if not d.is_settled]

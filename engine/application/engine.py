@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from projections.funnel import DELIVERY_TOPICS as FUNNEL_DELIVERY_TOPICS
 from projections.funnel import LEAD_TOPICS as FUNNEL_LEAD_TOPICS
@@ -99,7 +99,7 @@ class Engine:
         for app in (self.leads, self.journeys, self.deliveries):
             app.close()
         for view in (self.funnel, self.index):
-            view.datastore.close()  # type: ignore[attr-defined]
+            cast(Any, view).datastore.close()
 
     def refresh_views(self) -> None:
         catch_up(self.index, self.journeys, INDEX_TOPICS)

@@ -58,7 +58,7 @@ class LiveJourney:
     journey: Journey
 
 
-class Journeys(Application):
+class Journeys(Application[UUID]):
     """Enrolments and published journey versions."""
 
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Enrolment: 50}
@@ -72,6 +72,8 @@ class Journeys(Application):
         # Enrolment ids known not to exist. Only this reactor creates enrolments and it runs
         # sequentially (one per Journeys store), so a miss stays a miss until it creates one.
         self._absent: set[UUID] = set()
+
+    recorder: ProcessRecorder
 
     def construct_recorder(self) -> ProcessRecorder:
         return self.factory.process_recorder()
@@ -217,7 +219,9 @@ class Journeys(Application):
             journey = self.definition(enrolment.journey_id, enrolment.journey_version)
             facts = lead_facts(leads.get_lead(enrolment.lead_id), timer.due_at)
             ended = interpreter.exit_check(journey, facts)
-            decisions = [ended] if ended else interpreter.resume(journey, timer.step, facts, timer.due_at)
+            decisions: list[interpreter.Decision] = (
+                [ended] if ended else interpreter.resume(journey, timer.step, facts, timer.due_at)
+            )
             enrolment.apply(decisions, timer.due_at)
             fired.append(enrolment)
         if fired:

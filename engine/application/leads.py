@@ -31,7 +31,7 @@ class Outcome:
     error: str = ""
 
 
-class Leads(Application):
+class Leads(Application[UUID]):
     """The leads bounded context: every change to a lead goes through here."""
 
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Lead: 100}
@@ -121,7 +121,7 @@ class Leads(Application):
         for key in keys:
             if key not in claimed and look_up:
                 try:
-                    identity = self.repository.get(identity_id_for(key))
+                    identity: LeadIdentity = self.repository.get(identity_id_for(key))
                 except AggregateNotFoundError:
                     continue
                 claimed[key] = identity.lead_id

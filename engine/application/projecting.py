@@ -17,7 +17,7 @@ class BatchView(Protocol):
     def apply_batch(self, events: Sequence[Any], tracking: Tracking) -> None: ...
 
 
-def catch_up(view: BatchView, upstream: Application, topics: Sequence[str], page: int = 1000) -> int:
+def catch_up(view: BatchView, upstream: Application[Any], topics: Sequence[str], page: int = 1000) -> int:
     """Apply every new matching event of ``upstream`` to ``view``; return how many."""
     done = 0
     while True:

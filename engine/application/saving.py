@@ -15,7 +15,7 @@ from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import Tracking
 
 
-def save_batch(app: Application, aggregates: Iterable[Any], tracking: Tracking | None = None) -> int:
+def save_batch(app: Application[Any], aggregates: Iterable[Any], tracking: Tracking | None = None) -> int:
     """Record every pending event of ``aggregates`` (and ``tracking``) atomically; return the count."""
     pe: ProcessingEvent[UUID] = ProcessingEvent(tracking=tracking)
     for aggregate in aggregates:

@@ -13,7 +13,8 @@ from engine.domain.lead import Lead
 
 
 def _when(e: Any) -> datetime:
-    return getattr(e, "at", None) or getattr(e, "captured_at", None) or e.timestamp
+    moment: datetime = getattr(e, "at", None) or getattr(e, "captured_at", None) or e.timestamp
+    return moment
 
 
 def describe(e: Any) -> tuple[str, str]:

@@ -246,7 +246,7 @@ def _parse_entry(raw: Any, p: _Problems) -> Entry | None:
     stage = None
     if on == "stage_reached":
         try:
-            stage = Stage(raw.get("stage"))
+            stage = Stage(str(raw.get("stage")))
         except ValueError:
             p.add("entry", f"stage_reached needs a valid 'stage', got {raw.get('stage')!r}", line)
     when = _strip(raw.get("when", "always"))
@@ -308,7 +308,7 @@ def _parse_branch(sid: str, body: Any, line: int, where: str, p: _Problems) -> B
         p.add(where, "branch needs 'on': audience | segment | stage | tier | field", line)
         return None
     on = body["on"]
-    fieldname = {"segment": "segments"}.get(on, on)
+    fieldname = "segments" if on == "segment" else str(on)
     if on == "field":
         fieldname = str(body.get("field") or "")
     if "default" not in body:

@@ -6,6 +6,7 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -87,7 +88,7 @@ def journeys_validate(
             emit_json({"valid": False, "problems": e.problems})
             raise typer.Exit(1) from None
         fail(f"{len(e.problems)} problem(s):\n  " + "\n  ".join(e.problems))
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": j.id,
             "name": j.name,
@@ -113,7 +114,7 @@ def journeys_validate(
 # ---- import ------------------------------------------------------------------------------
 
 
-def _with_progress(total: int, label: str, run: Any) -> ImportReport:
+def _with_progress(total: int, label: str, run: Callable[[Callable[[int], None]], ImportReport]) -> ImportReport:
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -149,36 +150,41 @@ def _print_import(report: ImportReport, as_json: bool) -> None:
         console.print(f"[yellow]{len(report.flagged)} contact detail(s) flagged and not used[/] (see huoke leads show)")
 
 
-@leads_app.command("import")
-def leads_import(file: Path, as_json: JsonOpt = False) -> None:
-    """Import leads from CSV or JSONL; valid rows are kept, bad rows listed with line numbers."""
+Importer = Callable[[Engine, Path, str, ZoneInfo, Callable[[int], None]], ImportReport]
+
+
+def _import_file(file: Path, as_json: bool, importer: Importer, label: str) -> ImportReport:
+    """Run one importer over ``file`` with a progress bar (or quietly for --json)."""
     if not file.is_file():
         fail(f"{file}: no such file")
     s = settings()
     engine = engine_for(s)
-    run = lambda adv: import_leads(engine, file, s.default_phone_region, ZoneInfo(s.timezone), adv)  # noqa: E731
+
+    def run(advance: Callable[[int], None]) -> ImportReport:
+        return importer(engine, file, s.default_phone_region, ZoneInfo(s.timezone), advance)
+
     try:
-        report = run(lambda _: None) if as_json else _with_progress(count_rows(file), "importing leads", run)
+        report = run(lambda _: None) if as_json else _with_progress(count_rows(file), label, run)
     except ValueError as e:
         fail(str(e))
+    finally:
+        engine.close()
     _print_import(report, as_json)
-    if report.errors and not report.rows - len({e.line for e in report.errors}):
-        raise typer.Exit(1)
+    return report
+
+
+@leads_app.command("import")
+def leads_import(file: Path, as_json: JsonOpt = False) -> None:
+    """Import leads from CSV or JSONL; valid rows are kept, bad rows listed with line numbers."""
+    report = _import_file(file, as_json, import_leads, "importing leads")
+    if report.errors and report.rows == len({e.line for e in report.errors}):
+        raise typer.Exit(1)  # nothing in the file was usable
 
 
 @events_app.command("import")
 def events_import(file: Path, as_json: JsonOpt = False) -> None:
     """Import lifecycle events (applications, approvals, funding, opt-outs…) from CSV or JSONL."""
-    if not file.is_file():
-        fail(f"{file}: no such file")
-    s = settings()
-    engine = engine_for(s)
-    run = lambda adv: import_lifecycle(engine, file, s.default_phone_region, ZoneInfo(s.timezone), adv)  # noqa: E731
-    try:
-        report = run(lambda _: None) if as_json else _with_progress(count_rows(file), "importing events", run)
-    except ValueError as e:
-        fail(str(e))
-    _print_import(report, as_json)
+    _import_file(file, as_json, import_lifecycle, "importing events")
 
 
 def _resolve_lead(engine: Engine, ref: str) -> UUID:

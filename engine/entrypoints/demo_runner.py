@@ -51,15 +51,15 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
     for line, row in enumerate([*leads, *bad_rows()], 2):
         try:
             cmd = LeadRow.model_validate(row).to_command(s.default_phone_region, tz, f"leads.csv:{line}")
-        except (ValidationError, RowError) as e:
-            refused.append(f"leads.csv:{line}: {e}".splitlines()[0])
+        except (ValidationError, RowError) as problem:
+            refused.append(f"leads.csv:{line}: {problem}".splitlines()[0])
             continue
         day = ((cmd.captured_at or start) - start).days
         by_day_leads[day].append(cmd)
     by_day_events: dict[int, list[Any]] = defaultdict(list)
-    for line, e in enumerate(events, 1):
-        cmd = LifecycleRow.model_validate(e.row).to_command(s.default_phone_region, tz, f"events.jsonl:{line}")
-        by_day_events[(e.at - start).days].append(cmd)
+    for line, fact in enumerate(events, 1):
+        record = LifecycleRow.model_validate(fact.row).to_command(s.default_phone_region, tz, f"events.jsonl:{line}")
+        by_day_events[(fact.at - start).days].append(record)
 
     with Progress(
         TextColumn("{task.description}"),
