@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate, event
+
 from engine.adapters.clock import VirtualClock
 from engine.bootstrap import bootstrap
 from engine.entrypoints.demo_data import generate
 from engine.entrypoints.schemas import LeadRow, RowError
 from engine.settings import Settings
-from eventsourcing.application import Application
-from eventsourcing.domain import Aggregate, event
 
 ROOT = Path(__file__).resolve().parent.parent
 

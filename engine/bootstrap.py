@@ -7,8 +7,6 @@ from typing import Any
 
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
-from projections.funnel import FunnelCountsPostgres, FunnelCountsSQLite
-from projections.journey_index import JourneyIndexPostgres, JourneyIndexSQLite
 
 from engine.adapters.clock import SystemClock
 from engine.adapters.outbox import OutboxEmailChannel, OutboxSmsChannel
@@ -22,6 +20,8 @@ from engine.application.leads import Leads
 from engine.application.ports import Channel, Clock
 from engine.application.validation import Definitions, load_definitions
 from engine.settings import Settings
+from projections.funnel import FunnelCountsPostgres, FunnelCountsSQLite
+from projections.journey_index import JourneyIndexPostgres, JourneyIndexSQLite
 
 APPS = ("leads", "journeys", "deliveries")
 VIEWS = ("funnel", "journey_index")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from functools import singledispatchmethod
 from typing import Any
 
+from eventsourcing.utils import get_topic
+
 from engine.domain.delivery import Delivery
 from engine.domain.lead import Lead
 from engine.domain.values import STAGE_ORDER, Stage
-from eventsourcing.utils import get_topic
-
 from projections.base import SqlView, ViewProjection, sqlite_and_postgres
 
 LEAD_TOPICS = [get_topic(c) for c in (Lead.Captured, Lead.Segmented, Lead.StageChanged)]

@@ -7,10 +7,10 @@ from functools import singledispatchmethod
 from typing import Any
 from uuid import UUID
 
-from engine.application.journeys import DueTimer
-from engine.domain.enrolment import Enrolment
 from eventsourcing.utils import get_topic
 
+from engine.application.journeys import DueTimer
+from engine.domain.enrolment import Enrolment
 from projections.base import SqlView, ViewProjection, sqlite_and_postgres
 
 TOPICS = [get_topic(c) for c in (Enrolment.Started, Enrolment.WaitStarted, Enrolment.WaitEnded, Enrolment.Exited)]

@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
+
 from engine.adapters.clock import VirtualClock
 from engine.application.engine import Engine
 from engine.bootstrap import bootstrap

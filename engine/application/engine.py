@@ -6,17 +6,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from projections.funnel import DELIVERY_TOPICS as FUNNEL_DELIVERY_TOPICS
-from projections.funnel import LEAD_TOPICS as FUNNEL_LEAD_TOPICS
-from projections.funnel import FunnelCounts
-from projections.journey_index import TOPICS as INDEX_TOPICS
-from projections.journey_index import JourneyIndex
-
 from engine.application.deliveries import Deliveries, DispatchReport
 from engine.application.journeys import DueTimer, Journeys
 from engine.application.leads import Leads
 from engine.application.ports import Clock
 from engine.application.projecting import catch_up
+from projections.funnel import DELIVERY_TOPICS as FUNNEL_DELIVERY_TOPICS
+from projections.funnel import LEAD_TOPICS as FUNNEL_LEAD_TOPICS
+from projections.funnel import FunnelCounts
+from projections.journey_index import TOPICS as INDEX_TOPICS
+from projections.journey_index import JourneyIndex
 
 
 class MovableClock(Protocol):

@@ -376,6 +376,30 @@ def projections_rebuild(
     console.print(f"rebuilt {', '.join(names)} in {time.perf_counter() - started:.1f}s")
 
 
+@projections_app.command("run")
+def projections_run() -> None:
+    """Distributed mode (PostgreSQL): keep every view up to date from the logs, until Ctrl-C."""
+    import threading
+
+    from engine.bootstrap import ensure_schema
+    from projections.runners import start_runners
+
+    s = settings()
+    env = s.postgres_env()
+    if env is None:
+        fail("projections run needs HUOKE_DATABASE_URL=postgresql://… (SQLite views are caught up by huoke run)")
+    ensure_schema(s)
+    runners = start_runners(env)
+    err.print(f"huoke projections: {len(runners)} runners following Leads, Journeys and Deliveries (Ctrl-C stops)")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for runner in runners:
+            runner.stop()
+
+
 # ---- demo --------------------------------------------------------------------------------
 
 

@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
 from engine.entrypoints.cli import app
 from tests.conftest import ROOT
-from typer.testing import CliRunner
 
 runner = CliRunner()
 

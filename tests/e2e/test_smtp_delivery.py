@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+
 from engine.adapters.clock import VirtualClock
 from engine.application.deliveries import check_unsubscribe_token
 from engine.application.reports import funnel_report

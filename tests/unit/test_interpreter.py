@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from engine.domain import interpreter
 from engine.domain.interpreter import Branch, EndWait, Exit, Reach, Send, Wait
 from engine.domain.journey import Journey, parse_journey

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from engine.adapters.templates import JinjaRenderer
 from engine.adapters.yaml_files import load_yaml, strip_lines
 from engine.application.validation import load_definitions

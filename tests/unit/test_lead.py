@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+
 from engine.domain.errors import InvalidLeadError
 from engine.domain.lead import Lead
 from engine.domain.values import ConsentChannel, ConsentPurpose, Stage

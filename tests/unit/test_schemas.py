@@ -5,8 +5,9 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 import pytest
-from engine.entrypoints.schemas import LeadRow, LifecycleRow, RowError
 from pydantic import ValidationError
+
+from engine.entrypoints.schemas import LeadRow, LifecycleRow, RowError
 
 TZ = ZoneInfo("Asia/Shanghai")
 

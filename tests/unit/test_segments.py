@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from engine.adapters.yaml_files import load_yaml, strip_lines
 from engine.domain.errors import JourneyValidationError
 from engine.domain.segments import classify, parse_segment_rules

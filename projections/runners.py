@@ -1,0 +1,59 @@
+"""Distributed mode: each view follows its upstream applications in its own runner threads.
+
+eventsourcing's ProjectionRunner subscribes to an application's notification log (PostgreSQL
+LISTEN/NOTIFY) and applies each event with its tracking record, exactly once; the runners
+resume from the view's tracking after a restart. SQLite cannot be subscribed to: embedded
+mode catches views up in-process instead (engine.application.projecting.catch_up).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.projection import ProjectionRunner
+
+from projections.funnel import FunnelCountsPostgres, FunnelDeliveriesProjection, FunnelProjection
+from projections.journey_index import JourneyIndexPostgres, JourneyIndexProjection
+
+
+class LeadsLog(Application[UUID]):
+    """Read-only handle on the Leads application's log (same name, so the same tables)."""
+
+    name = "Leads"
+
+
+class JourneysLog(Application[UUID]):
+    name = "Journeys"
+
+
+class DeliveriesLog(Application[UUID]):
+    name = "Deliveries"
+
+
+#: (upstream log, projection, view class) for every runner of every view.
+RUNNERS: Sequence[tuple[type[Application[UUID]], type[Any], type[Any]]] = (
+    (LeadsLog, FunnelProjection, FunnelCountsPostgres),
+    (DeliveriesLog, FunnelDeliveriesProjection, FunnelCountsPostgres),
+    (JourneysLog, JourneyIndexProjection, JourneyIndexPostgres),
+)
+
+
+def start_runners(env: dict[str, str]) -> list[ProjectionRunner[Any, Any]]:
+    """Start one runner per (view, upstream); each runs in its own threads until stopped."""
+    return [
+        ProjectionRunner(application_class=app, projection_class=projection, view_class=view, env=env)
+        for app, projection, view in RUNNERS
+    ]
+
+
+def last_matching_id(app: Application[Any], topics: Sequence[str]) -> int:
+    """The position of the newest notification a runner with ``topics`` will apply."""
+    last, start = 0, None
+    while True:
+        notes = app.recorder.select_notifications(start=start, limit=1000, topics=topics, inclusive_of_start=False)
+        if not notes:
+            return last
+        last = start = notes[-1].id
