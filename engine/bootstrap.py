@@ -12,12 +12,14 @@ from engine.adapters.clock import SystemClock
 from engine.adapters.outbox import OutboxEmailChannel, OutboxSmsChannel
 from engine.adapters.smtp import SmtpEmailChannel
 from engine.adapters.templates import JinjaRenderer
+from engine.adapters.webhook import WebhookChannel
 from engine.adapters.yaml_files import load_yaml, strip_lines
 from engine.application.deliveries import Deliveries, Sender
 from engine.application.engine import Engine
 from engine.application.journeys import Journeys
 from engine.application.leads import Leads
 from engine.application.ports import Channel, Clock
+from engine.application.publishing import publish_first_versions
 from engine.application.validation import Definitions, load_definitions
 from engine.settings import Settings
 from projections.funnel import FunnelCountsPostgres, FunnelCountsSQLite
@@ -100,7 +102,10 @@ def default_channels(settings: Settings) -> dict[str, Channel]:
         )
     else:
         email = OutboxEmailChannel(settings.outbox_dir, settings.sender_name, settings.sender_email)
-    return {"email": email, "sms": sms}
+    channels: dict[str, Channel] = {"email": email, "sms": sms}
+    if settings.webhook_url:
+        channels["webhook"] = WebhookChannel(settings.webhook_url)
+    return channels
 
 
 def bootstrap(
@@ -116,8 +121,7 @@ def bootstrap(
     definitions = load_journey_definitions(settings)
     renderer = renderer_for(settings)
     leads = Leads(store_env(settings, "leads"), definitions.rules, clock)
-    journeys = Journeys(store_env(settings, "journeys"), clock)
-    journeys.publish(definitions.journeys, renderer.fingerprint(), author)
+    journeys = Journeys(store_env(settings, "journeys"), clock, settings.timezone)
     sender = Sender(
         name=settings.sender_name,
         email=settings.sender_email,
@@ -132,9 +136,9 @@ def bootstrap(
         renderer,
         channels if channels is not None else default_channels(settings),
         sender,
-        journey_vars=lambda jid: journeys.live[jid].journey.vars if jid in journeys.live else {},
+        journey_vars=lambda jid, version: journeys.definition(jid, version).vars,
     )
-    return Engine(
+    engine = Engine(
         clock=clock,
         leads=leads,
         journeys=journeys,
@@ -142,3 +146,5 @@ def bootstrap(
         funnel=build_view(settings, "funnel"),
         index=build_view(settings, "journey_index"),
     )
+    engine.unpublished = publish_first_versions(engine, definitions.journeys, renderer.fingerprint(), author)
+    return engine

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
         "https://lender.example/unsubscribe", description="base of the signed one-click unsubscribe link"
     )
     unsubscribe_secret: SecretStr = Field(SecretStr("change-me"), description="key that signs unsubscribe links")
+    webhook_url: str = Field("", description="where webhook steps POST their JSON (empty: webhook steps fail)")
     timezone: str = Field("Asia/Shanghai", description="the lender's time zone for reports and the demo")
     default_locale: str = Field("zh-CN", description="locale used when a lead's language has no template")
     default_phone_region: str = Field("CN", description="region for phone numbers written without +country")

@@ -1,7 +1,9 @@
-"""JourneyIndex: the due-timer schedule and each lead's enrolments (a view of Journeys)."""
+"""JourneyIndex: the due-timer schedule, enrolments by lead and by step, agent tasks and
+journey outcomes (goals, exits, split arms) — a view of the Journeys log."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import singledispatchmethod
 from typing import Any
@@ -13,28 +15,55 @@ from engine.application.journeys import DueTimer
 from engine.domain.enrolment import Enrolment
 from projections.base import SqlView, ViewProjection, sqlite_and_postgres
 
-TOPICS = [get_topic(c) for c in (Enrolment.Started, Enrolment.WaitStarted, Enrolment.WaitEnded, Enrolment.Exited)]
+TOPICS = [
+    get_topic(c)
+    for c in (
+        Enrolment.Started,
+        Enrolment.StepReached,
+        Enrolment.WaitStarted,
+        Enrolment.WaitEnded,
+        Enrolment.Exited,
+        Enrolment.TaskCreated,
+        Enrolment.GoalReached,
+        Enrolment.SplitAssigned,
+        Enrolment.Migrated,
+        Enrolment.MessageRequested,
+        Enrolment.MessageSkipped,
+    )
+]
+TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
-def _ts(moment: datetime) -> str:
+def ts(moment: datetime) -> str:
     """UTC ISO text with fixed width: sorts in time order in both dialects."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime(TS_FORMAT)
+
+
+def parse_ts(text: str) -> datetime:
+    return datetime.strptime(text, TS_FORMAT).replace(tzinfo=UTC)
 
 
 class JourneyIndex(SqlView):
-    """Due timers (indexed by due time) and enrolments by lead."""
+    """Due timers (indexed by due time), enrolments, agent tasks and outcome counts."""
 
-    tables = ("due_timers", "lead_enrolments")
+    tables = ("due_timers", "lead_enrolments", "agent_tasks", "journey_outcomes")
 
     def ddl(self) -> list[str]:
         return [
-            "CREATE TABLE IF NOT EXISTS {t_due_timers} (enrolment_id TEXT PRIMARY KEY, "
+            "CREATE TABLE IF NOT EXISTS {t_due_timers} (enrolment_id TEXT PRIMARY KEY, journey_id TEXT NOT NULL, "
             "step TEXT NOT NULL, due_at TEXT NOT NULL)",
             "CREATE INDEX IF NOT EXISTS due_timers_due_at ON {t_due_timers} (due_at)",
             "CREATE TABLE IF NOT EXISTS {t_lead_enrolments} (enrolment_id TEXT PRIMARY KEY, "
             "lead_id TEXT NOT NULL, journey_id TEXT NOT NULL, journey_version INTEGER NOT NULL, "
-            "started_at TEXT NOT NULL, status TEXT NOT NULL)",
+            "started_at TEXT NOT NULL, status TEXT NOT NULL, current_step TEXT)",
             "CREATE INDEX IF NOT EXISTS lead_enrolments_lead ON {t_lead_enrolments} (lead_id)",
+            "CREATE INDEX IF NOT EXISTS lead_enrolments_journey ON {t_lead_enrolments} (journey_id, status)",
+            "CREATE TABLE IF NOT EXISTS {t_agent_tasks} (task_id TEXT PRIMARY KEY, lead_id TEXT NOT NULL, "
+            "journey_id TEXT NOT NULL, step TEXT NOT NULL, kind TEXT NOT NULL, queue TEXT NOT NULL, "
+            "note TEXT NOT NULL, due_at TEXT NOT NULL, created_at TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS {t_journey_outcomes} (journey_id TEXT NOT NULL, journey_version INTEGER "
+            "NOT NULL, kind TEXT NOT NULL, label TEXT NOT NULL, n BIGINT NOT NULL, "
+            "PRIMARY KEY (journey_id, journey_version, kind, label))",
         ]
 
     @singledispatchmethod
@@ -45,19 +74,28 @@ class JourneyIndex(SqlView):
     def _(self, e: Enrolment.Started, c: Any) -> None:
         c.execute(
             self.q(
-                "INSERT INTO {t_lead_enrolments} VALUES (?, ?, ?, ?, ?, 'active') ON CONFLICT (enrolment_id) DO NOTHING"
+                "INSERT INTO {t_lead_enrolments} VALUES (?, ?, ?, ?, ?, 'active', NULL) "
+                "ON CONFLICT (enrolment_id) DO NOTHING"
             ),
-            (str(e.originator_id), str(e.lead_id), e.journey_id, e.journey_version, _ts(e.at)),
+            (str(e.originator_id), str(e.lead_id), e.journey_id, e.journey_version, ts(e.at)),
+        )
+
+    @apply.register
+    def _(self, e: Enrolment.StepReached, c: Any) -> None:
+        c.execute(
+            self.q("UPDATE {t_lead_enrolments} SET current_step = ? WHERE enrolment_id = ?"),
+            (e.step, str(e.originator_id)),
         )
 
     @apply.register
     def _(self, e: Enrolment.WaitStarted, c: Any) -> None:
         c.execute(
             self.q(
-                "INSERT INTO {t_due_timers} VALUES (?, ?, ?) ON CONFLICT (enrolment_id) "
+                "INSERT INTO {t_due_timers} SELECT ?, journey_id, ?, ? FROM {t_lead_enrolments} "
+                "WHERE enrolment_id = ? ON CONFLICT (enrolment_id) "
                 "DO UPDATE SET step = excluded.step, due_at = excluded.due_at"
             ),
-            (str(e.originator_id), e.step, _ts(e.due_at)),
+            (str(e.originator_id), e.step, ts(e.due_at), str(e.originator_id)),
         )
 
     @apply.register
@@ -67,46 +105,113 @@ class JourneyIndex(SqlView):
         )
 
     @apply.register
+    def _(self, e: Enrolment.Migrated, c: Any) -> None:
+        c.execute(self.q("DELETE FROM {t_due_timers} WHERE enrolment_id = ?"), (str(e.originator_id),))
+        c.execute(
+            self.q("UPDATE {t_lead_enrolments} SET journey_version = ? WHERE enrolment_id = ?"),
+            (e.to_version, str(e.originator_id)),
+        )
+
+    @apply.register
     def _(self, e: Enrolment.Exited, c: Any) -> None:
         c.execute(self.q("DELETE FROM {t_due_timers} WHERE enrolment_id = ?"), (str(e.originator_id),))
         c.execute(
             self.q("UPDATE {t_lead_enrolments} SET status = ? WHERE enrolment_id = ?"),
             (f"exited: {e.reason}", str(e.originator_id)),
         )
+        self._outcome(c, e.originator_id, "exit", e.reason)
+
+    @apply.register
+    def _(self, e: Enrolment.GoalReached, c: Any) -> None:
+        self._outcome(c, e.originator_id, "goal", f"{e.stage}{'' if e.within_window else ' (late)'}")
+
+    @apply.register
+    def _(self, e: Enrolment.SplitAssigned, c: Any) -> None:
+        self._outcome(c, e.originator_id, "split", f"{e.step}: {e.arm}")
+
+    @apply.register
+    def _(self, e: Enrolment.MessageRequested, c: Any) -> None:
+        self._outcome(c, e.originator_id, "message", f"{e.channel} {e.template}")
+
+    @apply.register
+    def _(self, e: Enrolment.MessageSkipped, c: Any) -> None:
+        self._outcome(c, e.originator_id, "message skipped", e.step)
+
+    @apply.register
+    def _(self, e: Enrolment.TaskCreated, c: Any) -> None:
+        c.execute(
+            self.q(
+                "INSERT INTO {t_agent_tasks} SELECT ?, lead_id, journey_id, ?, ?, ?, ?, ?, ? "
+                "FROM {t_lead_enrolments} WHERE enrolment_id = ? ON CONFLICT (task_id) DO NOTHING"
+            ),
+            (str(e.task_id), e.step, e.kind, e.queue, e.note, ts(e.due_at), ts(e.at), str(e.originator_id)),
+        )
+        self._outcome(c, e.originator_id, "task", f"{e.kind} {e.queue}")
+
+    def _outcome(self, c: Any, enrolment_id: Any, kind: str, label: str) -> None:
+        c.execute(
+            self.q(
+                "INSERT INTO {t_journey_outcomes} SELECT journey_id, journey_version, ?, ?, 1 "
+                "FROM {t_lead_enrolments} WHERE enrolment_id = ? "
+                "ON CONFLICT (journey_id, journey_version, kind, label) "
+                "DO UPDATE SET n = {t_journey_outcomes}.n + 1"
+            ),
+            (kind, label, str(enrolment_id)),
+        )
 
     # ---- queries ---------------------------------------------------------------------------
 
-    def due(self, until: datetime, limit: int = 500) -> list[DueTimer]:
-        """The earliest timers due at or before ``until``."""
+    def due(self, until: datetime, limit: int = 500, exclude: Sequence[str] = ()) -> list[DueTimer]:
+        """The earliest timers due at or before ``until`` (paused journeys excluded)."""
+        marks = ", ".join("?" for _ in exclude)
+        where = f" AND journey_id NOT IN ({marks})" if exclude else ""
         rows = self.rows(
-            "SELECT enrolment_id, step, due_at FROM {t_due_timers} WHERE due_at <= ? "
-            "ORDER BY due_at, enrolment_id LIMIT ?",
-            (_ts(until), limit),
+            "SELECT enrolment_id, step, due_at FROM {t_due_timers} WHERE due_at <= ?"
+            + where
+            + " ORDER BY due_at, enrolment_id LIMIT ?",
+            (ts(until), *exclude, limit),
         )
-        return [
-            DueTimer(
-                UUID(r["enrolment_id"]),
-                r["step"],
-                datetime.strptime(r["due_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC),
-            )
-            for r in rows
-        ]
+        return [DueTimer(UUID(r["enrolment_id"]), r["step"], parse_ts(r["due_at"])) for r in rows]
 
     def pending_count(self) -> int:
         return int(self.rows("SELECT COUNT(*) AS n FROM {t_due_timers}")[0]["n"])
 
     def enrolments_of(self, lead_id: UUID) -> list[dict[str, Any]]:
         return self.rows(
-            "SELECT enrolment_id, journey_id, journey_version, started_at, status "
+            "SELECT enrolment_id, journey_id, journey_version, started_at, status, current_step "
             "FROM {t_lead_enrolments} WHERE lead_id = ? ORDER BY started_at",
             (str(lead_id),),
         )
 
-    def step_counts(self) -> list[dict[str, Any]]:
+    def active_in(self, journey_id: str) -> list[dict[str, Any]]:
         return self.rows(
-            "SELECT journey_id, status, COUNT(*) AS n FROM {t_lead_enrolments} "
-            "GROUP BY journey_id, status ORDER BY journey_id, status"
+            "SELECT enrolment_id, journey_version, current_step FROM {t_lead_enrolments} "
+            "WHERE journey_id = ? AND status = 'active' ORDER BY enrolment_id",
+            (journey_id,),
         )
+
+    def step_counts(self, journey_id: str, version: int | None = None) -> dict[str, int]:
+        """Active enrolments now at each step."""
+        sql = "SELECT current_step, COUNT(*) AS n FROM {t_lead_enrolments} WHERE journey_id = ? AND status = 'active'"
+        params: list[Any] = [journey_id]
+        if version is not None:
+            sql += " AND journey_version = ?"
+            params.append(version)
+        return {r["current_step"]: int(r["n"]) for r in self.rows(sql + " GROUP BY current_step", params)}
+
+    def outcomes(self, journey_id: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT journey_id, journey_version, kind, label, n FROM {t_journey_outcomes}"
+        params: tuple[Any, ...] = ()
+        if journey_id:
+            sql, params = sql + " WHERE journey_id = ?", (journey_id,)
+        return self.rows(sql + " ORDER BY journey_id, journey_version, kind, label", params)
+
+    def tasks(self, queue: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT task_id, lead_id, journey_id, step, kind, queue, note, due_at, created_at FROM {t_agent_tasks}"
+        params: tuple[Any, ...] = ()
+        if queue:
+            sql, params = sql + " WHERE queue = ?", (queue,)
+        return self.rows(sql + " ORDER BY due_at, task_id", params)
 
 
 class JourneyIndexProjection(ViewProjection):

@@ -10,6 +10,7 @@ compliance footer cannot be forgotten by a template author.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from markupsafe import Markup
 
 from engine.application.ports import RenderedMessage, RenderError
 
-PARTS = {"email": ("subject", "txt", "html"), "sms": ("txt",)}
+PARTS = {"email": ("subject", "txt", "html"), "sms": ("txt",), "webhook": ("txt",)}
 
 
 class JinjaRenderer:
@@ -50,6 +51,8 @@ class JinjaRenderer:
         ctx = {**context, "locale": used_locale}
         try:
             parts = {part: self._render(f"{channel}/{template}/{variant}.{part}.j2", ctx) for part in PARTS[channel]}
+            if channel == "webhook":
+                return self._webhook(parts["txt"], used_locale, variant)
             text = self._render(f"{channel}/_layout/{used_locale}.txt.j2", {**ctx, "body": parts["txt"]})
             html = None
             if "html" in parts:
@@ -62,6 +65,15 @@ class JinjaRenderer:
         return RenderedMessage(
             subject=subject, text=text.strip() + "\n", html=html, locale=used_locale, variant=variant
         )
+
+    @staticmethod
+    def _webhook(body: str, locale: str, variant: str) -> RenderedMessage:
+        """A webhook body is JSON (use the tojson filter for values); refuse anything else."""
+        try:
+            json.loads(body)
+        except ValueError as e:
+            raise RenderError(f"webhook body is not JSON ({e}); use {{{{ value|tojson }}}}") from e
+        return RenderedMessage(subject=None, text=body, html=None, locale=locale, variant=variant)
 
     def _render(self, name: str, ctx: dict[str, Any]) -> str:
         return self.env.get_template(name).render(ctx)
@@ -97,7 +109,7 @@ class JinjaRenderer:
                 if not found:
                     problems.append(f"{name} is missing")
                 used |= names
-        for locale in locales:
+        for locale in locales if channel != "webhook" else ():
             for part in ("txt", "html") if channel == "email" else ("txt",):
                 name = f"{channel}/_layout/{locale}.{part}.j2"
                 found, names = self._variables(name)

@@ -22,7 +22,7 @@ def check_templates(journey: Journey, catalog: TemplateCatalog) -> list[str]:
     guaranteed = {f for f, spec in FIELDS.items() if spec.always} | set(journey.entry.requires)
     for step in journey.sends():
         where = f"{journey.source}:{step.line}: step '{step.id}'"
-        found, used = catalog.check(step.channel.value, step.template, journey.locales)
+        found, used = catalog.check(step.channel, step.template, journey.locales)
         problems += [f"{where}: {p}" for p in found]
         for name in sorted(used - SYSTEM_VARS - set(journey.vars)):
             if name not in FIELDS:

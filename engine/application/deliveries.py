@@ -80,7 +80,7 @@ class Deliveries(Application[UUID]):
         renderer: Renderer,
         channels: Mapping[str, Channel],
         sender: Sender,
-        journey_vars: Callable[[str], dict[str, str]] = lambda _: {},
+        journey_vars: Callable[[str, int], dict[str, str]] = lambda _j, _v: {},
     ) -> None:
         super().__init__(env)
         self.clock = clock
@@ -204,6 +204,8 @@ class Deliveries(Application[UUID]):
     @staticmethod
     def _policy_refusal(lead: Lead, channel: str) -> str:
         """Why this message may not go out now ('' when it may). Checked at send time."""
+        if channel == "webhook":
+            return ""  # goes to the lender's own systems, not to the lead
         consent_channel = ConsentChannel(channel)
         if not lead.has_consent(consent_channel, ConsentPurpose.MARKETING):
             state = lead.consents.get(f"{channel}:marketing")
@@ -218,14 +220,14 @@ class Deliveries(Application[UUID]):
         token = unsubscribe_token(self.sender.unsubscribe_secret, lead.id, d.channel)
         unsubscribe = f"{self.sender.unsubscribe_url}/{lead.id}/{d.channel}/{token}"
         context = {
-            **self.journey_vars(d.journey_id),
+            **self.journey_vars(d.journey_id, d.journey_version),
             **facts,
             "sender_name": self.sender.name,
             "postal_address": self.sender.postal_address,
             "unsubscribe_url": unsubscribe,
         }
         body = self.renderer.render(d.channel, d.template, facts["audience"], facts["language"], context)
-        to = lead.contact["email"] if d.channel == "email" else lead.contact["phone"]
+        to = {"email": lead.contact.get("email"), "sms": lead.contact.get("phone")}.get(d.channel) or ""
         return OutgoingMessage(send_id=d.id, channel=d.channel, to=to, body=body, unsubscribe_url=unsubscribe)
 
     def get_delivery(self, send_id: UUID) -> Delivery | None:

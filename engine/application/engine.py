@@ -56,6 +56,7 @@ class Engine:
     deliveries: Deliveries
     funnel: FunnelCounts
     index: JourneyIndex
+    unpublished: list[str] = field(default_factory=list)  # journey files changed since their last publish
 
     def run(self, until: datetime | None = None, timer_batch: int = 500) -> RunReport:
         """Process everything pending, then fire timers due up to ``until`` (default: now).
@@ -67,7 +68,7 @@ class Engine:
         self._settle(report)
         while True:
             horizon = until or self.clock.now()
-            timers = self.index.due(horizon, limit=timer_batch)
+            timers = self.index.due(horizon, limit=timer_batch, exclude=self.journeys.paused_journeys())
             if not timers:
                 break
             self._move_clock(timers[-1])
@@ -81,6 +82,7 @@ class Engine:
         """React to new lead events and send what was requested, until nothing moves."""
         while True:
             moved = self.journeys.process_lead_events(self.leads)
+            moved += self.leads.apply_journey_updates(self.journeys)
             report.lead_events += moved
             requested = self.deliveries.request_messages(self.journeys)
             report.requested += requested

@@ -1,16 +1,18 @@
-"""Journeys: publish versions, enrol leads from lead events, advance enrolments, fire timers.
+"""Journeys: enrol leads from lead events, advance enrolments, fire timers — exactly once.
 
-The reactor reads the Leads notification log in batches and records all resulting enrolment
-events together with the position it reached, in one transaction (exactly-once).
+The reactor reads the Leads notification log in batches and records all resulting events
+(enrolments, each lead's journey history, entry counts) together with the position it reached,
+in one transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 from typing import Any, ClassVar
 from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import ProcessRecorder, Tracking
@@ -20,13 +22,23 @@ from engine.application.leads import Leads
 from engine.application.ports import Clock
 from engine.application.saving import save_batch
 from engine.domain import interpreter
-from engine.domain.enrolment import Enrolment, enrolment_id_for
+from engine.domain.enrolment import Enrolment
 from engine.domain.errors import UnknownJourneyError
 from engine.domain.facts import lead_facts
-from engine.domain.journey import Journey, parse_journey
+from engine.domain.interpreter import Context, Decision, Exit, Observed
+from engine.domain.journey import Journey
+from engine.domain.journey_parsing import parse_journey
 from engine.domain.lead import Lead
+from engine.domain.lead_journeys import LeadJourneys, lead_journeys_id
 from engine.domain.publication import PublishedJourney, published_journey_id
-from engine.domain.values import JSONDict
+
+LIFECYCLE: dict[type[Any], str] = {
+    Lead.ApplicationSubmitted: "application_submitted",
+    Lead.ApplicationApproved: "application_approved",
+    Lead.ApplicationDeclined: "application_declined",
+    Lead.LoanFunded: "loan_funded",
+    Lead.RepaymentMissed: "repayment_missed",
+}
 
 #: Lead events the reactor reacts to (filtered in the database).
 LEAD_TOPICS = [
@@ -37,6 +49,8 @@ LEAD_TOPICS = [
         Lead.Segmented,
         Lead.ProfileUpdated,
         Lead.ConsentWithdrawn,
+        Lead.Tagged,
+        *LIFECYCLE,
     )
 ]
 
@@ -52,67 +66,72 @@ class DueTimer:
 
 @dataclass(frozen=True)
 class LiveJourney:
-    """A journey's live version together with its definition."""
+    """A journey's live version, its definition and status."""
 
     version: int
     journey: Journey
+    status: str = "live"
+
+
+@dataclass
+class Batch:
+    """Aggregates touched while processing one batch; saved together."""
+
+    enrolments: dict[UUID, Enrolment] = field(default_factory=dict)
+    histories: dict[UUID, LeadJourneys] = field(default_factory=dict)
+    publications: dict[str, PublishedJourney] = field(default_factory=dict)
+    new_entries: dict[str, int] = field(default_factory=dict)
+
+    def aggregates(self) -> Iterable[Any]:
+        yield from self.enrolments.values()
+        yield from self.histories.values()
+        yield from self.publications.values()
 
 
 class Journeys(Application[UUID]):
-    """Enrolments and published journey versions."""
+    """Enrolments, each lead's journey history, and published journey versions."""
 
-    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Enrolment: 50}
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Enrolment: 50, LeadJourneys: 50}
+    recorder: ProcessRecorder
 
-    def __init__(self, env: dict[str, str], clock: Clock) -> None:
+    def __init__(self, env: dict[str, str], clock: Clock, default_tz: str = "Asia/Shanghai") -> None:
         super().__init__(env)
         self.clock = clock
+        self.default_tz = ZoneInfo(default_tz)
         self.live: dict[str, LiveJourney] = {}
         self._definitions: dict[tuple[str, int], Journey] = {}
-        self._versions: dict[str, list[int]] = {}
-        # Enrolment ids known not to exist. Only this reactor creates enrolments and it runs
-        # sequentially (one per Journeys store), so a miss stays a miss until it creates one.
-        self._absent: set[UUID] = set()
-
-    recorder: ProcessRecorder
 
     def construct_recorder(self) -> ProcessRecorder:
         return self.factory.process_recorder()
 
-    # ---- versions --------------------------------------------------------------------------
+    # ---- published versions ----------------------------------------------------------------
 
-    def publish(self, journeys: Iterable[tuple[Journey, JSONDict]], templates_hash: str, author: str) -> dict[str, int]:
-        """Publish each journey whose content changed; make the latest versions live."""
-        aggregates = []
-        for journey, raw in journeys:
-            try:
-                pub: PublishedJourney = self.repository.get(published_journey_id(journey.id))
-            except AggregateNotFoundError:
-                pub = PublishedJourney(journey_id=journey.id)
-            pub.publish(journey.content_hash, raw, templates_hash, journey.source, author, self.clock.now())
-            aggregates.append(pub)
-            self._remember(pub)
-            self.live[journey.id] = LiveJourney(pub.latest, self.definition(journey.id, pub.latest))
-        save_batch(self, aggregates)
-        return {jid: lj.version for jid, lj in self.live.items()}
+    def publication(self, journey_id: str) -> PublishedJourney | None:
+        try:
+            pub: PublishedJourney = self.repository.get(published_journey_id(journey_id))
+        except AggregateNotFoundError:
+            return None
+        return pub
 
-    def _remember(self, pub: PublishedJourney) -> None:
-        self._versions[pub.journey_id] = sorted(pub.versions)
-        for number, raw in pub.versions.items():
-            key = (pub.journey_id, number)
-            if key not in self._definitions:
-                self._definitions[key] = parse_journey(raw, f"{pub.journey_id} v{number}")
+    def go_live(self, journey_ids: Iterable[str]) -> None:
+        """Make the latest published version of each journey the one new leads enter."""
+        for jid in journey_ids:
+            pub = self.publication(jid)
+            if pub is not None and pub.latest:
+                self.live[jid] = LiveJourney(pub.latest, self.definition(jid, pub.latest), pub.status)
 
     def definition(self, journey_id: str, version: int) -> Journey:
-        """The definition of a published version (loaded once, then cached)."""
+        """The definition of a published version (parsed once, then cached)."""
         key = (journey_id, version)
         if key not in self._definitions:
-            try:
-                self._remember(self.repository.get(published_journey_id(journey_id)))
-            except AggregateNotFoundError:
-                raise UnknownJourneyError(f"journey {journey_id!r} was never published") from None
-        if key not in self._definitions:
-            raise UnknownJourneyError(f"journey {journey_id!r} has no version {version}")
+            pub = self.publication(journey_id)
+            if pub is None or version not in pub.versions:
+                raise UnknownJourneyError(f"journey {journey_id!r} has no published version {version}")
+            self._definitions[key] = parse_journey(pub.versions[version], f"{journey_id} v{version}")
         return self._definitions[key]
+
+    def paused_journeys(self) -> list[str]:
+        return [jid for jid, live in self.live.items() if live.status == "paused"]
 
     # ---- reacting to lead events -----------------------------------------------------------
 
@@ -126,12 +145,12 @@ class Journeys(Application[UUID]):
             )
             if not notes:
                 return done
-            touched: dict[UUID, Enrolment] = {}
+            batch = Batch()
             try:
                 for note in notes:
-                    lead_event = leads.mapper.to_domain_event(note)
-                    self._react(lead_event, leads, touched)
-                save_batch(self, touched.values(), Tracking(leads.name, notes[-1].id))
+                    self._react(leads.mapper.to_domain_event(note), leads, batch)
+                self._count_entries(batch)
+                save_batch(self, batch.aggregates(), Tracking(leads.name, notes[-1].id))
             except Exception:
                 self.forget_cached_state()
                 raise
@@ -140,103 +159,198 @@ class Journeys(Application[UUID]):
     def forget_cached_state(self) -> None:
         """Drop cached aggregates (after a failed batch their state may be unsaved)."""
         self._repository = self.construct_repository()
-        self._absent.clear()
+        self.go_live(list(self.live))
 
-    def _react(self, lead_event: Any, leads: Leads, touched: dict[UUID, Enrolment]) -> None:
+    def _react(self, lead_event: Any, leads: Leads, batch: Batch) -> None:
         lead = leads.get_lead(lead_event.originator_id)
         at = getattr(lead_event, "at", None) or getattr(lead_event, "captured_at", None) or self.clock.now()
         facts = lead_facts(lead, at)
-        trigger = None
-        if isinstance(lead_event, Lead.Captured):
-            trigger = "lead_captured"
-        elif isinstance(lead_event, Lead.StageChanged):
-            trigger = f"stage:{lead_event.to_stage}"
-        # A lead's first event: no enrolment can exist yet beyond this batch's own.
-        first = isinstance(lead_event, Lead.Captured)
-        for journey_id, live in self.live.items():
-            for version in self._versions.get(journey_id, [live.version]):
-                enrolment = self._find(touched, lead.id, journey_id, version, look=not first)
-                if enrolment is not None and enrolment.is_active:
-                    ended = interpreter.exit_check(self.definition(journey_id, version), facts)
-                    if ended is not None:
-                        enrolment.apply([ended], at)
-            if trigger is None:
-                continue
-            if self._find(touched, lead.id, journey_id, live.version, look=not first) is not None:
-                continue  # one enrolment per lead and version in this slice (re-entry: never)
-            verdict = interpreter.check_entry(live.journey, trigger, facts)
-            if verdict.accepted:
-                enrolment = Enrolment(
-                    lead_id=lead.id,
-                    journey_id=journey_id,
-                    journey_version=live.version,
-                    entry_key="",
-                    reason=verdict.reason,
-                    at=at,
-                )
-                enrolment.apply(interpreter.start(live.journey, facts, at), at)
-                touched[enrolment.id] = enrolment
-                self._absent.discard(enrolment.id)
+        history = self._history(batch, lead.id, new=isinstance(lead_event, Lead.Captured))
+        observed = None
+        if type(lead_event) in LIFECYCLE:
+            observed = Observed(LIFECYCLE[type(lead_event)], lead_event.application_id, at)
+        for eid in list(history.active):
+            enrolment = self._enrolment(batch, eid)
+            journey = self.definition(enrolment.journey_id, enrolment.journey_version)
+            decisions: list[Decision] = interpreter.goal_or_exit(journey, facts, enrolment.started_at, at)
+            if not decisions and observed is not None:
+                if enrolment.waiting_kind == "event" and enrolment.waiting_step:
+                    ctx = self.context(enrolment, journey, lead.id, facts, at)
+                    decisions = interpreter.on_event(journey, enrolment.waiting_step, observed, ctx)
+                if not decisions and observed.event in journey.watched_events():
+                    enrolment.observe(observed)
+            self.advance(enrolment, decisions, at, history)
+        for trigger, key in _triggers(lead_event):
+            for journey_id, live in self.live.items():
+                self._maybe_enter(live, trigger, key, lead.id, facts, at, history, batch)
 
-    def _find(
+    def _maybe_enter(
         self,
-        touched: dict[UUID, Enrolment],
+        live: LiveJourney,
+        trigger: str,
+        key: str,
         lead_id: UUID,
-        journey_id: str,
-        version: int,
-        look: bool = True,
-    ) -> Enrolment | None:
-        eid = enrolment_id_for(lead_id, journey_id, version)
-        if eid in touched:
-            return touched[eid]
-        if not look:
-            self._absent.add(eid)  # a brand-new lead has no enrolment outside this batch
-            return None
-        if eid in self._absent:
-            return None
+        facts: dict[str, Any],
+        at: datetime,
+        history: LeadJourneys,
+        batch: Batch,
+    ) -> None:
+        journey = live.journey
+        verdict = interpreter.check_entry(journey, trigger, facts)
+        if verdict.reason == "not an entry trigger":
+            return
+        key = key if journey.entry.key else ""
+        reason = verdict.reason
+        admission = history.admission(journey.id, key, journey.entry.reentry, journey.entry.cooldown, at)
+        if not verdict.accepted:
+            pass
+        elif live.status != "live":
+            reason = f"journey is {live.status}"
+        elif not admission.allowed:
+            reason = admission.reason
+        elif journey.entry.cap is not None and self._entries(batch, journey.id) >= journey.entry.cap:
+            reason = f"entry cap of {journey.entry.cap} reached"
+        else:
+            enrolment = Enrolment(
+                lead_id=lead_id,
+                journey_id=journey.id,
+                journey_version=live.version,
+                entry_key=key,
+                entry_number=admission.entry_number,
+                reason=reason,
+                at=at,
+            )
+            history.enter(enrolment.id, journey.id, key, admission.entry_number, at)
+            batch.enrolments[enrolment.id] = enrolment
+            batch.new_entries[journey.id] = batch.new_entries.get(journey.id, 0) + 1
+            ctx = self.context(enrolment, journey, lead_id, facts, at)
+            self.advance(enrolment, interpreter.start(journey, ctx), at, history)
+            return
+        history.refuse(journey.id, live.version, trigger, reason, at)
+
+    def _entries(self, batch: Batch, journey_id: str) -> int:
+        pub = batch.publications.get(journey_id) or self.publication(journey_id)
+        return (pub.entries if pub else 0) + batch.new_entries.get(journey_id, 0)
+
+    def _count_entries(self, batch: Batch) -> None:
+        for journey_id, added in batch.new_entries.items():
+            pub = self.publication(journey_id)
+            if pub is not None:
+                pub.count_entries(added, self.clock.now())
+                batch.publications[journey_id] = pub
+
+    def advance(self, enrolment: Enrolment, decisions: list[Decision], at: datetime, history: LeadJourneys) -> None:
+        enrolment.apply(decisions, at)
+        if not enrolment.is_active:
+            history.leave(enrolment.id, enrolment.exit_reason or "", at)
+
+    def context(
+        self,
+        enrolment: Enrolment,
+        journey: Journey,
+        lead_id: UUID,
+        facts: dict[str, Any],
+        now: datetime,
+        stale: bool = False,
+    ) -> Context:
+        return Context(
+            lead_id=str(lead_id),
+            journey_id=journey.id,
+            facts=facts,
+            now=now,
+            tz=self._tz(facts),
+            entered_at=enrolment.started_at,
+            entry_key=enrolment.entry_key,
+            observed=tuple(enrolment.observed),
+            stale=stale,
+            sent_templates=frozenset(enrolment.sent_templates),
+        )
+
+    def _tz(self, facts: dict[str, Any]) -> tzinfo:
         try:
-            enrolment: Enrolment = self.repository.get(eid)
-        except AggregateNotFoundError:
-            if len(self._absent) > 1_000_000:
-                self._absent.clear()
-            self._absent.add(eid)
-            return None
-        touched[eid] = enrolment
-        return enrolment
+            return ZoneInfo(facts["timezone"]) if facts.get("timezone") else self.default_tz
+        except (ZoneInfoNotFoundError, ValueError):
+            return self.default_tz
+
+    def _history(self, batch: Batch, lead_id: UUID, new: bool = False) -> LeadJourneys:
+        hid = lead_journeys_id(lead_id)
+        if new and hid not in batch.histories:
+            batch.histories[hid] = LeadJourneys(lead_id=lead_id)  # a lead's first event: no history yet
+        if hid not in batch.histories:
+            try:
+                batch.histories[hid] = self.repository.get(hid)
+            except AggregateNotFoundError:
+                batch.histories[hid] = LeadJourneys(lead_id=lead_id)
+        return batch.histories[hid]
+
+    def _history_for(self, lead_id: UUID) -> LeadJourneys:
+        """A lead's journey history, loaded or new (outside a reactor batch)."""
+        return self._history(Batch(), lead_id)
+
+    def _enrolment(self, batch: Batch, eid: UUID) -> Enrolment:
+        if eid not in batch.enrolments:
+            batch.enrolments[eid] = self.repository.get(eid)
+        return batch.enrolments[eid]
 
     # ---- timers ----------------------------------------------------------------------------
 
     def fire_timers(self, timers: Sequence[DueTimer], leads: Leads) -> int:
         """Resume enrolments whose wait is due; a timer that already fired is a no-op."""
-        fired: list[Enrolment] = []
-        for timer in timers:
-            try:
-                enrolment: Enrolment = self.repository.get(timer.enrolment_id)
-            except AggregateNotFoundError:
+        batch = Batch()
+        fired = 0
+        try:
+            for timer in timers:
+                enrolment = self.get_enrolment(timer.enrolment_id)
+                if enrolment is None or enrolment.waiting_step != timer.step or not enrolment.is_due(timer.due_at):
+                    continue
+                live = self.live.get(enrolment.journey_id)
+                if live is not None and live.status == "paused":
+                    continue
+                batch.enrolments[enrolment.id] = enrolment
+                self._fire(enrolment, timer, leads, batch)
+                fired += 1
+            save_batch(self, batch.aggregates())
+        except Exception:
+            self.forget_cached_state()
+            raise
+        return fired
+
+    def _fire(self, enrolment: Enrolment, timer: DueTimer, leads: Leads, batch: Batch) -> None:
+        journey = self.definition(enrolment.journey_id, enrolment.journey_version)
+        lead = leads.get_lead(enrolment.lead_id)
+        facts = lead_facts(lead, timer.due_at)
+        history = self._history(batch, lead.id)
+        pub = self.publication(journey.id)
+        stale = pub is not None and pub.fell_due_while_paused(timer.due_at)
+        now = max(timer.due_at, self.clock.now()) if stale else timer.due_at
+        ctx = self.context(enrolment, journey, lead.id, facts, now, stale=stale)
+        decisions = interpreter.goal_or_exit(journey, facts, enrolment.started_at, now)
+        self.advance(enrolment, decisions or interpreter.resume(journey, timer.step, ctx), now, history)
+
+    # ---- operations on live enrolments -----------------------------------------------------
+
+    def exit_all(self, enrolment_ids: Iterable[UUID], reason: str, detail: str) -> int:
+        """End enrolments (e.g. when a journey is archived)."""
+        batch = Batch()
+        now = self.clock.now()
+        for eid in enrolment_ids:
+            enrolment = self.get_enrolment(eid)
+            if enrolment is None or not enrolment.is_active:
                 continue
-            if enrolment.waiting_step != timer.step or not enrolment.is_due(timer.due_at):
-                continue
-            journey = self.definition(enrolment.journey_id, enrolment.journey_version)
-            facts = lead_facts(leads.get_lead(enrolment.lead_id), timer.due_at)
-            ended = interpreter.exit_check(journey, facts)
-            decisions: list[interpreter.Decision] = (
-                [ended] if ended else interpreter.resume(journey, timer.step, facts, timer.due_at)
-            )
-            enrolment.apply(decisions, timer.due_at)
-            fired.append(enrolment)
-        if fired:
-            try:
-                save_batch(self, fired)
-            except Exception:
-                self.forget_cached_state()
-                raise
-        return len(fired)
+            batch.enrolments[eid] = enrolment
+            self.advance(enrolment, [Exit(reason, detail)], now, self._history(batch, enrolment.lead_id))
+        save_batch(self, batch.aggregates())
+        return len(batch.enrolments)
 
     # ---- queries ---------------------------------------------------------------------------
 
     def enrolment_events(self, enrolment_id: UUID) -> list[Any]:
         """Every recorded event of one enrolment, oldest first."""
         return list(self.events.get(enrolment_id))
+
+    def history_events(self, lead_id: UUID) -> list[Any]:
+        """Every entry, refusal and exit recorded for one lead."""
+        return list(self.events.get(lead_journeys_id(lead_id)))
 
     def get_enrolment(self, enrolment_id: UUID) -> Enrolment | None:
         try:
@@ -245,5 +359,15 @@ class Journeys(Application[UUID]):
             return None
         return enrolment
 
-    def now(self) -> datetime:
-        return self.clock.now()
+
+def _triggers(e: Any) -> list[tuple[str, str]]:
+    """The entry triggers a lead event carries, with the entry key (application id)."""
+    if isinstance(e, Lead.Captured):
+        return [("lead_captured", "")]
+    if isinstance(e, Lead.StageChanged):
+        return [(f"stage:{e.to_stage}", "")]
+    if isinstance(e, Lead.Segmented):
+        return [(f"segment:{s}", "") for s in e.entered]
+    if type(e) in LIFECYCLE:
+        return [(f"event:{LIFECYCLE[type(e)]}", e.application_id)]
+    return []

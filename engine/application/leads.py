@@ -9,16 +9,20 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, ProcessRecorder, Tracking
+from eventsourcing.utils import get_topic
 
 from engine.application.commands import CaptureLead, LeadRef, RecordLifecycle
 from engine.application.ports import Clock
 from engine.application.saving import save_batch
+from engine.domain.enrolment import Enrolment
 from engine.domain.errors import HuokeError, InvalidLeadError, LeadNotFoundError
 from engine.domain.facts import lead_facts
 from engine.domain.lead import Lead, LeadIdentity, identity_id_for, identity_keys, lead_id_for
 from engine.domain.segments import SegmentRules, classify
 from engine.domain.values import ConsentChannel, ConsentPurpose, Stage
+
+UPDATE_TOPICS = [get_topic(Enrolment.LeadUpdateRequested)]
 
 
 @dataclass(frozen=True)
@@ -36,10 +40,15 @@ class Leads(Application[UUID]):
 
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Lead: 100}
 
+    recorder: ProcessRecorder
+
     def __init__(self, env: dict[str, str], rules: SegmentRules, clock: Clock) -> None:
         super().__init__(env)
         self.rules = rules
         self.clock = clock
+
+    def construct_recorder(self) -> ProcessRecorder:
+        return self.factory.process_recorder()
 
     # ---- capture ---------------------------------------------------------------------------
 
@@ -196,6 +205,35 @@ class Leads(Application[UUID]):
                     at,
                 )
         self._segment(lead, at)
+
+    def apply_journey_updates(self, journeys: Application[UUID], batch_size: int = 500) -> int:
+        """Apply every Enrolment.LeadUpdateRequested (stage, tag) exactly once."""
+        done = 0
+        while True:
+            notes = journeys.recorder.select_notifications(
+                start=self.recorder.max_tracking_id(journeys.name),
+                limit=batch_size,
+                topics=UPDATE_TOPICS,
+                inclusive_of_start=False,
+            )
+            if not notes:
+                return done
+            touched: dict[UUID, Lead] = {}
+            try:
+                for note in notes:
+                    e = journeys.mapper.to_domain_event(note)
+                    lead = touched.get(e.lead_id) or self.get_lead(e.lead_id)
+                    why = f"journey step '{e.step}'"
+                    if e.stage:
+                        lead.advance_to(Stage(e.stage), why, e.at)
+                    if e.tag:
+                        lead.tag(e.tag, why, e.at)
+                    touched[lead.id] = lead
+                save_batch(self, touched.values(), Tracking(journeys.name, notes[-1].id))
+            except Exception:
+                self._forget_cache()
+                raise
+            done += len(notes)
 
     def mark_contacted(self, lead_ids: Iterable[UUID], at: datetime) -> None:
         """A lead that received its first message moves from NEW to CONTACTED."""

@@ -10,6 +10,7 @@ from engine.application.engine import Engine
 from engine.domain.delivery import Delivery
 from engine.domain.enrolment import Enrolment
 from engine.domain.lead import Lead
+from engine.domain.lead_journeys import LeadJourneys
 
 
 def _when(e: Any) -> datetime:
@@ -54,9 +55,31 @@ def describe(e: Any) -> tuple[str, str]:
         case Enrolment.StepReached():
             return f"reached step {e.step}", ""
         case Enrolment.WaitStarted():
-            return f"waiting at {e.step} until {e.due_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC", "wait step"
+            what = "waiting for an event" if e.kind == "event" else "waiting"
+            return f"{what} at {e.step} until {e.due_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC", f"{e.kind} wait"
         case Enrolment.WaitEnded():
-            return f"wait at {e.step} ended", "timer fired"
+            return f"wait at {e.step} ended", e.outcome
+        case Enrolment.MessageSkipped():
+            return f"message at {e.step} not sent", e.reason
+        case Enrolment.SplitAssigned():
+            return f"split {e.step} → arm '{e.arm}'", f"bucket {e.bucket} of 10000 (deterministic per lead)"
+        case Enrolment.TaskCreated():
+            return f"{e.kind} task for {e.queue}", e.note
+        case Enrolment.LeadUpdateRequested():
+            changes = ", ".join(
+                x for x in (f"stage {e.stage}" if e.stage else "", f"tag {e.tag}" if e.tag else "") if x
+            )
+            return f"lead update requested: {changes}", f"step {e.step}"
+        case Enrolment.EventObserved():
+            return f"noted {e.event} {e.key}".strip(), "for a later wait_for step"
+        case Enrolment.GoalReached():
+            return f"goal reached: {e.stage}", "within the conversion window" if e.within_window else "after the window"
+        case Enrolment.Migrated():
+            return f"moved from v{e.from_version} to v{e.to_version}", f"step {e.from_step} → {e.to_step}"
+        case LeadJourneys.Refused():
+            return f"not entered into {e.journey_id} v{e.version}", e.reason
+        case Lead.Tagged():
+            return f"tagged {e.tag}", e.reason
         case Enrolment.BranchTaken():
             values = ", ".join(f"{k}={v}" for k, v in e.values.items())
             return f"branch {e.step} → {e.to}", f"case '{e.case}' because {values}"
@@ -78,6 +101,7 @@ def lead_timeline(engine: Engine, lead_id: UUID) -> dict[str, Any]:
     """The stable JSON document behind ``huoke leads show`` (see README)."""
     lead = engine.leads.get_lead(lead_id)
     events: list[tuple[str, Any]] = [("lead", e) for e in engine.leads.events.get(lead_id)]
+    events += [("journey", e) for e in engine.journeys.history_events(lead_id) if isinstance(e, LeadJourneys.Refused)]
     enrolments = engine.index.enrolments_of(lead_id)
     for row in enrolments:
         for e in engine.journeys.enrolment_events(UUID(row["enrolment_id"])):

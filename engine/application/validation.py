@@ -9,7 +9,8 @@ from typing import Any
 
 from engine.application.catalog import TemplateCatalog, check_templates
 from engine.domain.errors import JourneyValidationError
-from engine.domain.journey import Journey, parse_journey
+from engine.domain.journey import BranchStep, Journey
+from engine.domain.journey_parsing import parse_journey
 from engine.domain.segments import SegmentRules, parse_segment_rules
 
 SEGMENTS_FILE = "segments.yaml"
@@ -67,10 +68,14 @@ def load_definitions(
 
 
 def _check_segments(journey: Journey, rules: SegmentRules) -> list[str]:
-    """Branches and filters may only name segments that segments.yaml defines."""
-    from engine.domain.journey import BranchStep
-
+    """Branches and entry triggers may only name segments that segments.yaml defines."""
     problems = []
+    seg = journey.entry.segment
+    if journey.entry.on == "segment_entered" and seg not in rules.segment_ids:
+        problems.append(
+            f"{journey.source}: entry: unknown segment {seg!r} (segments.yaml defines "
+            f"{', '.join(sorted(rules.segment_ids))})"
+        )
     for step in journey.steps.values():
         if isinstance(step, BranchStep) and step.on == "segment":
             for case in step.cases:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from engine.domain.lead import Lead
 
-FieldType = Literal["number", "text", "list"]
+FieldType = Literal["number", "text", "list", "date"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,11 @@ FIELDS: dict[str, FieldSpec] = {
     "loan_amount": FieldSpec("number", False, "amount the lead asked about"),
     "loan_term_months": FieldSpec("number", False, "term the lead asked about"),
     "loan_purpose": FieldSpec("text", False, "purpose in the lead's words"),
+    "tags": FieldSpec("list", True, "tags set by journeys or agents"),
+    "timezone": FieldSpec("text", False, "the lead's IANA time zone (from the phone number or region)"),
+    "captured_at": FieldSpec("date", True, "when the lead was first captured"),
+    "last_applied_at": FieldSpec("date", False, "when the lead last submitted an application"),
+    "last_funded_at": FieldSpec("date", False, "when the lead's last loan was funded"),
 }
 
 
@@ -98,6 +103,11 @@ def lead_facts(lead: Lead, now: datetime) -> dict[str, Any]:
         "loan_amount": _num(i.get("amount")),
         "loan_term_months": _num(i.get("term_months")),
         "loan_purpose": i.get("purpose"),
+        "tags": sorted(lead.tags),
+        "timezone": c.get("timezone"),
+        "captured_at": lead.captured_at,
+        "last_applied_at": lead.last_applied_at,
+        "last_funded_at": lead.last_funded_at,
     }
     if facts["birth_year"]:
         facts["age"] = now.year - int(facts["birth_year"])

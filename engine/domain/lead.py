@@ -55,6 +55,7 @@ class Lead(Aggregate):
         audience: str
         tier: str
         segments: list[str]
+        entered: list[str]
         reasons: JSONDict
         rules_version: str
         at: datetime
@@ -100,6 +101,11 @@ class Lead(Aggregate):
         amount: str
         at: datetime
 
+    class Tagged(Aggregate.Event):
+        tag: str
+        reason: str
+        at: datetime
+
     class RepaymentMissed(Aggregate.Event):
         application_id: str
         days_past_due: int
@@ -128,6 +134,9 @@ class Lead(Aggregate):
         self.consents: dict[str, bool] = {}
         self.applications: dict[str, str] = {}
         self.missed_repayments = 0
+        self.tags: set[str] = set()
+        self.last_applied_at: datetime | None = None
+        self.last_funded_at: datetime | None = None
 
     @staticmethod
     def create_id(
@@ -177,6 +186,7 @@ class Lead(Aggregate):
             audience=audience.value,
             tier=tier.value,
             segments=list(segments),
+            entered=sorted(set(segments) - set(self.segments)),
             reasons=reasons,
             rules_version=rules_version,
             at=at,
@@ -189,6 +199,7 @@ class Lead(Aggregate):
         audience: str,
         tier: str,
         segments: list[str],
+        entered: list[str],
         reasons: JSONDict,
         rules_version: str,
         at: datetime,
@@ -266,6 +277,7 @@ class Lead(Aggregate):
     @event(ApplicationSubmitted)
     def _application_submitted(self, application_id: str, loan_type: str, amount: str, at: datetime) -> None:
         self.applications[application_id] = "submitted"
+        self.last_applied_at = at
 
     def approve_application(self, application_id: str, amount: str, at: datetime) -> bool:
         """Record an approval and move the lead to APPROVED."""
@@ -306,6 +318,7 @@ class Lead(Aggregate):
     @event(LoanFunded)
     def _loan_funded(self, application_id: str, amount: str, at: datetime) -> None:
         self.applications[application_id] = "funded"
+        self.last_funded_at = at
 
     def miss_repayment(self, application_id: str, days_past_due: int, at: datetime) -> bool:
         """Record a missed repayment on a funded loan."""
@@ -318,6 +331,17 @@ class Lead(Aggregate):
     @event(RepaymentMissed)
     def _repayment_missed(self, application_id: str, days_past_due: int, at: datetime) -> None:
         self.missed_repayments += 1
+
+    def tag(self, tag: str, reason: str, at: datetime) -> bool:
+        """Add a tag (once)."""
+        if tag in self.tags:
+            return False
+        self._tagged(tag=tag, reason=reason, at=at)
+        return True
+
+    @event(Tagged)
+    def _tagged(self, tag: str, reason: str, at: datetime) -> None:
+        self.tags.add(tag)
 
     def check_application(self, application_id: str) -> None:
         """Raise unless this lead has submitted ``application_id``."""

@@ -11,7 +11,7 @@ from engine.adapters.templates import JinjaRenderer
 from engine.adapters.yaml_files import load_yaml, strip_lines
 from engine.application.validation import load_definitions
 from engine.domain.errors import JourneyValidationError
-from engine.domain.journey import parse_journey
+from engine.domain.journey_parsing import parse_journey
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,11 +49,74 @@ def problems_of(data: dict[str, Any]) -> list[str]:
             "is on a loop without a wait step",
         ),
         ({"entry": {"on": "lead_captured", "when": {"field": "shoe_size", "eq": 42}}}, "unknown field 'shoe_size'"),
-        ({"entry": {"on": "whenever"}}, "'on' must be lead_captured or stage_reached"),
+        (
+            {"entry": {"on": "whenever"}},
+            "'on' must be lead_captured, stage_reached, segment_entered or lifecycle_event",
+        ),
+        ({"entry": {"on": "lifecycle_event", "event": "wedding"}}, "lifecycle_event needs 'event'"),
+        (
+            {"entry": {"on": "lead_captured", "key": True}},
+            "'key: true' (one run per application) needs on: lifecycle_event",
+        ),
+        ({"entry": {"on": "lead_captured", "reentry": "sometimes"}}, "'reentry' must be never, after_exit or always"),
+        ({"entry": {"on": "lead_captured", "cap": 0}}, "'cap' must be a positive whole number"),
+        (
+            {
+                "steps": [
+                    {"id": "a", "split": {"arms": [{"percent": 60, "next": "z"}, {"percent": 30, "next": "z"}]}},
+                    {"id": "z", "exit": "done"},
+                ]
+            },
+            "split percentages add up to 90, not 100",
+        ),
+        (
+            {
+                "steps": [
+                    {"id": "a", "wait_for": {"event": "loan_funded", "timeout": "7d"}, "next": "z"},
+                    {"id": "z", "exit": "done"},
+                ]
+            },
+            "wait_for needs 'next' (when the event comes) and 'on_timeout'",
+        ),
+        (
+            {
+                "steps": [
+                    {"id": "a", "wait_for": {"event": "birthday", "timeout": "7d"}, "next": "z", "on_timeout": "z"},
+                    {"id": "z", "exit": "done"},
+                ]
+            },
+            "wait_for needs 'event'",
+        ),
+        (
+            {
+                "steps": [
+                    {"id": "a", "wait": {"until_field": "last_funded_at", "offset": "3y"}, "next": "z"},
+                    {"id": "z", "exit": "done"},
+                ]
+            },
+            "waits on 'last_funded_at', which a lead may not have",
+        ),
+        (
+            {"steps": [{"id": "a", "wait": {"until": "2026-05-01T09:00"}, "next": "z"}, {"id": "z", "exit": "done"}]},
+            "'until' needs a UTC offset",
+        ),
+        (
+            {
+                "steps": [
+                    {"id": "a", "send": {"channel": "sms", "template": "t"}, "stale": "flood", "next": "z"},
+                    {"id": "z", "exit": "done"},
+                ]
+            },
+            "'stale' must be skip, send or reschedule",
+        ),
+        (
+            {"steps": [{"id": "a", "task": {"kind": "fax", "queue": "q"}, "next": "z"}, {"id": "z", "exit": "done"}]},
+            "task needs {kind: call|visit",
+        ),
         ({"goals": ["rich"]}, "unknown stage 'rich'"),
         (
             {"steps": [{"id": "a", "send": {"channel": "sms", "template": "t"}, "wait": "1d"}]},
-            "a step needs exactly one of send, wait, branch, exit",
+            "a step needs exactly one of send, wait, wait_for, branch, split, task, update, exit",
         ),
         (
             {
@@ -75,6 +138,54 @@ def problems_of(data: dict[str, Any]) -> list[str]:
 )
 def test_refuses_bad_journey_with_clear_problem(data: dict[str, Any], expected: str) -> None:
     assert any(expected in p for p in problems_of(data)), problems_of(data)
+
+
+def test_a_branch_on_age_may_not_lead_to_different_offers() -> None:
+    problems = problems_of(
+        {
+            "offers": ["low_rate_offer"],
+            "steps": [
+                {
+                    "id": "age",
+                    "branch": {
+                        "on": "field",
+                        "field": "age",
+                        "cases": [{"when": {"gte": 60}, "next": "call"}],
+                        "default": "offer",
+                    },
+                },
+                {"id": "call", "send": {"channel": "sms", "template": "advisor"}, "next": "z"},
+                {"id": "offer", "send": {"channel": "sms", "template": "low_rate_offer"}, "next": "z"},
+                {"id": "z", "exit": "done"},
+            ],
+        }
+    )
+    assert any("branches on age (a prohibited basis)" in p for p in problems), problems
+
+
+def test_a_branch_on_age_may_change_tone_and_channel() -> None:
+    parse_journey(
+        {
+            "id": "j",
+            "entry": {"on": "lead_captured"},
+            "offers": ["low_rate_offer"],
+            "steps": [
+                {
+                    "id": "age",
+                    "branch": {
+                        "on": "field",
+                        "field": "age",
+                        "cases": [{"when": {"gte": 60}, "next": "letter"}],
+                        "default": "sms",
+                    },
+                },
+                {"id": "letter", "send": {"channel": "email", "template": "low_rate_offer"}, "next": "z"},
+                {"id": "sms", "send": {"channel": "sms", "template": "low_rate_offer"}, "next": "z"},
+                {"id": "z", "exit": "done"},
+            ],
+        },
+        "ok.yaml",
+    )
 
 
 def test_problem_names_file_and_line(tmp_path: Path) -> None:
