@@ -165,12 +165,8 @@ class JourneyIndex(SqlView):
         """The earliest timers due at or before ``until`` (paused journeys excluded)."""
         marks = ", ".join("?" for _ in exclude)
         where = f" AND journey_id NOT IN ({marks})" if exclude else ""
-        rows = self.rows(
-            "SELECT enrolment_id, step, due_at FROM {t_due_timers} WHERE due_at <= ?"
-            + where
-            + " ORDER BY due_at, enrolment_id LIMIT ?",
-            (ts(until), *exclude, limit),
-        )
+        sql = f"SELECT enrolment_id, step, due_at FROM {{t_due_timers}} WHERE due_at <= ?{where}"  # noqa: S608
+        rows = self.rows(sql + " ORDER BY due_at, enrolment_id LIMIT ?", (ts(until), *exclude, limit))
         return [DueTimer(UUID(r["enrolment_id"]), r["step"], parse_ts(r["due_at"])) for r in rows]
 
     def pending_count(self) -> int:

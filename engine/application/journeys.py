@@ -41,18 +41,16 @@ LIFECYCLE: dict[type[Any], str] = {
 }
 
 #: Lead events the reactor reacts to (filtered in the database).
-LEAD_TOPICS = [
-    get_topic(cls)
-    for cls in (
-        Lead.Captured,
-        Lead.StageChanged,
-        Lead.Segmented,
-        Lead.ProfileUpdated,
-        Lead.ConsentWithdrawn,
-        Lead.Tagged,
-        *LIFECYCLE,
-    )
+_REACTS_TO: list[type[Any]] = [
+    Lead.Captured,
+    Lead.StageChanged,
+    Lead.Segmented,
+    Lead.ProfileUpdated,
+    Lead.ConsentWithdrawn,
+    Lead.Tagged,
+    *LIFECYCLE.keys(),
 ]
+LEAD_TOPICS = [get_topic(cls) for cls in _REACTS_TO]
 
 
 @dataclass(frozen=True)
@@ -181,7 +179,7 @@ class Journeys(Application[UUID]):
                     enrolment.observe(observed)
             self.advance(enrolment, decisions, at, history)
         for trigger, key in _triggers(lead_event):
-            for journey_id, live in self.live.items():
+            for live in self.live.values():
                 self._maybe_enter(live, trigger, key, lead.id, facts, at, history, batch)
 
     def _maybe_enter(

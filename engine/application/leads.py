@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -221,7 +221,7 @@ class Leads(Application[UUID]):
             touched: dict[UUID, Lead] = {}
             try:
                 for note in notes:
-                    e = journeys.mapper.to_domain_event(note)
+                    e = cast(Enrolment.LeadUpdateRequested, journeys.mapper.to_domain_event(note))
                     lead = touched.get(e.lead_id) or self.get_lead(e.lead_id)
                     why = f"journey step '{e.step}'"
                     if e.stage:

@@ -158,7 +158,7 @@ def check_entry(journey: Journey, trigger: str, facts: dict[str, Any]) -> EntryV
     if missing:
         return EntryVerdict(False, f"missing required fields: {', '.join(missing)}")
     ended = goal_or_exit(journey, facts, None, None)
-    if ended:
+    if ended and isinstance(ended[-1], Exit):
         return EntryVerdict(False, f"already meets exit: {ended[-1].detail}")
     return EntryVerdict(True, f"entered on {trigger.replace(':', ' ').replace('_', ' ')}")
 

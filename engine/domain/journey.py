@@ -6,7 +6,7 @@ Parsing and validation live in journey_parsing.py; the interpreter in interprete
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal
 
 from engine.domain.values import Audience, Stage
@@ -60,7 +60,7 @@ class CalendarOffset:
 
 
 def _days_in(year: int, month: int) -> int:
-    nxt = datetime(year + month // 12, month % 12 + 1, 1)
+    nxt = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
     return (nxt - timedelta(days=1)).day
 
 

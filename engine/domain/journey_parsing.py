@@ -163,7 +163,7 @@ def _parse_goals(raw: Any, p: Problems) -> list[Goal]:
     for g in raw:
         stage, within = (g.get("stage"), g.get("within")) if isinstance(g, dict) else (g, None)
         try:
-            goal_stage = Stage(stage)
+            goal_stage = Stage(str(stage))
         except ValueError:
             p.add("goals", f"unknown stage {stage!r} (stages: {', '.join(s.value for s in Stage)})")
             continue
