@@ -113,12 +113,13 @@ def bootstrap(
     clock: Clock | None = None,
     channels: dict[str, Channel] | None = None,
     author: str = "huoke",
+    definitions: Definitions | None = None,
 ) -> Engine:
     """Build the engine: stores, definitions (validated and published), channels and views."""
     settings = settings or Settings()
     clock = clock or SystemClock()
     ensure_schema(settings)
-    definitions = load_journey_definitions(settings)
+    definitions = definitions or load_journey_definitions(settings)
     renderer = renderer_for(settings)
     leads = Leads(store_env(settings, "leads"), definitions.rules, clock)
     journeys = Journeys(store_env(settings, "journeys"), clock, settings.timezone)

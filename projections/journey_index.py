@@ -13,6 +13,7 @@ from eventsourcing.utils import get_topic
 
 from engine.application.journeys import DueTimer
 from engine.domain.enrolment import Enrolment
+from engine.domain.lead_journeys import LeadJourneys
 from projections.base import SqlView, ViewProjection, sqlite_and_postgres
 
 TOPICS = [
@@ -29,6 +30,7 @@ TOPICS = [
         Enrolment.Migrated,
         Enrolment.MessageRequested,
         Enrolment.MessageSkipped,
+        LeadJourneys.Refused,
     )
 ]
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -79,12 +81,24 @@ class JourneyIndex(SqlView):
             ),
             (str(e.originator_id), str(e.lead_id), e.journey_id, e.journey_version, ts(e.at)),
         )
+        self._outcome(c, e.originator_id, "entered", "re-entry" if e.entry_number > 1 else "first entry")
 
     @apply.register
     def _(self, e: Enrolment.StepReached, c: Any) -> None:
         c.execute(
             self.q("UPDATE {t_lead_enrolments} SET current_step = ? WHERE enrolment_id = ?"),
             (e.step, str(e.originator_id)),
+        )
+        self._outcome(c, e.originator_id, "reached", e.step)
+
+    @apply.register
+    def _(self, e: LeadJourneys.Refused, c: Any) -> None:
+        c.execute(
+            self.q(
+                "INSERT INTO {t_journey_outcomes} VALUES (?, ?, 'refused', ?, 1) "
+                "ON CONFLICT (journey_id, journey_version, kind, label) DO UPDATE SET n = {t_journey_outcomes}.n + 1"
+            ),
+            (e.journey_id, e.version, e.reason),
         )
 
     @apply.register

@@ -25,7 +25,7 @@ from eventsourcing.utils import get_topic
 
 from engine.application.journeys import Journeys
 from engine.application.leads import Leads
-from engine.application.ports import Channel, Clock, OutgoingMessage, Renderer, RenderError
+from engine.application.ports import Channel, Clock, OutgoingMessage, RenderedMessage, Renderer, RenderError
 from engine.application.saving import save_batch
 from engine.domain.delivery import Delivery
 from engine.domain.enrolment import Enrolment
@@ -178,7 +178,7 @@ class Deliveries(Application[UUID]):
                 report.reconciled += 1
                 continue
             lead = leads.get_lead(d.lead_id)
-            reason = self._policy_refusal(lead, d.channel)
+            reason = self.policy_refusal(lead, d.channel)
             if reason:
                 d.mark_skipped(reason, now)
                 report.skipped += 1
@@ -202,7 +202,7 @@ class Deliveries(Application[UUID]):
                     report.failed += 1
 
     @staticmethod
-    def _policy_refusal(lead: Lead, channel: str) -> str:
+    def policy_refusal(lead: Lead, channel: str) -> str:
         """Why this message may not go out now ('' when it may). Checked at send time."""
         if channel == "webhook":
             return ""  # goes to the lender's own systems, not to the lead
@@ -215,18 +215,27 @@ class Deliveries(Application[UUID]):
             return f"no valid {'e-mail address' if channel == 'email' else 'phone number'}"
         return ""
 
-    def _compose(self, d: Delivery, lead: Lead, now: datetime) -> OutgoingMessage:
+    def unsubscribe_url(self, lead_id: UUID, channel: str) -> str:
+        token = unsubscribe_token(self.sender.unsubscribe_secret, lead_id, channel)
+        return f"{self.sender.unsubscribe_url}/{lead_id}/{channel}/{token}"
+
+    def render_for(
+        self, lead: Lead, channel: str, template: str, journey_vars: dict[str, str], now: datetime
+    ) -> RenderedMessage:
+        """Render one template for one lead, exactly as a send would."""
         facts = lead_facts(lead, now)
-        token = unsubscribe_token(self.sender.unsubscribe_secret, lead.id, d.channel)
-        unsubscribe = f"{self.sender.unsubscribe_url}/{lead.id}/{d.channel}/{token}"
         context = {
-            **self.journey_vars(d.journey_id, d.journey_version),
+            **journey_vars,
             **facts,
             "sender_name": self.sender.name,
             "postal_address": self.sender.postal_address,
-            "unsubscribe_url": unsubscribe,
+            "unsubscribe_url": self.unsubscribe_url(lead.id, channel),
         }
-        body = self.renderer.render(d.channel, d.template, facts["audience"], facts["language"], context)
+        return self.renderer.render(channel, template, facts["audience"], facts["language"], context)
+
+    def _compose(self, d: Delivery, lead: Lead, now: datetime) -> OutgoingMessage:
+        unsubscribe = self.unsubscribe_url(lead.id, d.channel)
+        body = self.render_for(lead, d.channel, d.template, self.journey_vars(d.journey_id, d.journey_version), now)
         to = {"email": lead.contact.get("email"), "sms": lead.contact.get("phone")}.get(d.channel) or ""
         return OutgoingMessage(send_id=d.id, channel=d.channel, to=to, body=body, unsubscribe_url=unsubscribe)
 

@@ -2,113 +2,42 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from engine.adapters.clock import SystemClock, VirtualClock
+from engine.adapters.clock import VirtualClock
 from engine.application.engine import Engine
 from engine.application.reports import funnel_report
 from engine.application.timeline import lead_timeline
-from engine.bootstrap import bootstrap, build_view, load_journey_definitions
-from engine.domain.errors import HuokeError, JourneyValidationError, LeadNotFoundError
-from engine.entrypoints.importing import ImportReport, count_rows, import_leads, import_lifecycle
-from engine.settings import Settings
-
-app = typer.Typer(
-    help="huoke 获客 — event-sourced marketing automation for lenders.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
+from engine.bootstrap import build_view
+from engine.domain.errors import HuokeError, LeadNotFoundError
+from engine.entrypoints.cli_common import (
+    JsonOpt,
+    app,
+    console,
+    emit_json,
+    engine_for,
+    err,
+    events_app,
+    fail,
+    leads_app,
+    projections_app,
+    report_app,
+    settings,
 )
-journeys_app = typer.Typer(help="Check and inspect journey definitions.", no_args_is_help=True)
-leads_app = typer.Typer(help="Import and inspect leads.", no_args_is_help=True)
-events_app = typer.Typer(help="Import lifecycle events from the lender's systems.", no_args_is_help=True)
-report_app = typer.Typer(help="Reports for marketers and analysts.", no_args_is_help=True)
-projections_app = typer.Typer(help="Read models (views) of the event log.", no_args_is_help=True)
-app.add_typer(journeys_app, name="journeys")
-app.add_typer(leads_app, name="leads")
-app.add_typer(events_app, name="events")
-app.add_typer(report_app, name="report")
-app.add_typer(projections_app, name="projections")
-
-console = Console()
-err = Console(stderr=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="print a JSON document instead of tables")]
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
-    raise typer.Exit(code)
-
-
-def settings() -> Settings:
-    try:
-        return Settings()
-    except ValueError as e:
-        fail(f"bad HUOKE_ setting: {e}")
-
-
-def engine_for(s: Settings, clock: Any = None) -> Engine:
-    try:
-        return bootstrap(s, clock or SystemClock())
-    except JourneyValidationError as e:
-        fail("journeys are invalid; nothing was run:\n  " + "\n  ".join(e.problems))
-
-
-def emit_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2, default=str) + "\n")
-
+from engine.entrypoints.importing import ImportReport, count_rows, import_leads, import_lifecycle
 
 # ---- journeys ----------------------------------------------------------------------------
-
-
-@journeys_app.command("validate")
-def journeys_validate(
-    paths: Annotated[list[Path] | None, typer.Argument(help="journey files (default: the journeys folder)")] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Validate journeys, segments and templates; list every problem with file and line."""
-    s = settings()
-    try:
-        defs = load_journey_definitions(s, only=paths or None)
-    except JourneyValidationError as e:
-        if as_json:
-            emit_json({"valid": False, "problems": e.problems})
-            raise typer.Exit(1) from None
-        fail(f"{len(e.problems)} problem(s):\n  " + "\n  ".join(e.problems))
-    rows: list[dict[str, Any]] = [
-        {
-            "id": j.id,
-            "name": j.name,
-            "file": j.source,
-            "steps": len(j.steps),
-            "sends": len(j.sends()),
-            "locales": list(j.locales),
-        }
-        for j, _ in defs.journeys
-    ]
-    if as_json:
-        emit_json({"valid": True, "journeys": rows, "segment_rules": defs.rules.version})
-        return
-    table = Table(title="Valid journeys")
-    for col in ("id", "name", "steps", "sends", "locales", "file"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["id"], r["name"], str(r["steps"]), str(r["sends"]), ", ".join(r["locales"]), r["file"])
-    console.print(table)
-    console.print(f"[green]✓[/] segments.yaml valid (rules {defs.rules.version})")
 
 
 # ---- import ------------------------------------------------------------------------------
@@ -443,6 +372,8 @@ def main() -> None:
     except HuokeError as e:
         fail(str(e))
 
+
+import engine.entrypoints.cli_journeys  # noqa: E402, F401 - registers the journeys and tasks commands
 
 if __name__ == "__main__":
     main()

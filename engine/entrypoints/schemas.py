@@ -58,7 +58,7 @@ class LeadRow(BaseModel):
     employer: str | None = None
     monthly_income: Decimal | None = Field(None, ge=0)
     monthly_debt: Decimal | None = Field(None, ge=0)
-    currency: str = "CNY"
+    currency: str | None = None
     region: str | None = None
     city: str | None = None
     industry: str | None = None
@@ -139,7 +139,7 @@ class LeadRow(BaseModel):
             "employer": self.employer,
             "monthly_income": num(self.monthly_income),
             "monthly_debt": num(self.monthly_debt),
-            "currency": self.currency,
+            "currency": self.currency or "CNY",
             "region": self.region,
             "city": self.city,
             "industry": self.industry,

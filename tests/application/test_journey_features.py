@@ -64,20 +64,24 @@ KEYED = """
 """
 
 
-def test_one_run_per_application_with_keyed_wait_for_event(make_engine: MakeEngine, clock: VirtualClock,
-                                                            tmp_path: Path) -> None:
+def test_one_run_per_application_with_keyed_wait_for_event(
+    make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
     engine = engine_with(make_engine, tmp_path, keyed=KEYED)
     lead = young_pro(consents={"sms": True})
     [out] = engine.leads.capture_leads([lead])
     t0 = clock.now()
-    engine.leads.record_lifecycle([
-        lifecycle("application_submitted", lead, t0, application_id="A1", loan_type="consumer", amount="1"),
-        lifecycle("application_submitted", lead, t0, application_id="A2", loan_type="auto", amount="1"),
-    ])
+    engine.leads.record_lifecycle(
+        [
+            lifecycle("application_submitted", lead, t0, application_id="A1", loan_type="consumer", amount="1"),
+            lifecycle("application_submitted", lead, t0, application_id="A2", loan_type="auto", amount="1"),
+        ]
+    )
     engine.run()
     # A1 is approved 12 hours in: before its enrolment reaches the wait_for step. It must count.
-    engine.leads.record_lifecycle([lifecycle("application_approved", lead, t0 + timedelta(hours=12),
-                                             application_id="A1", amount="1")])
+    engine.leads.record_lifecycle(
+        [lifecycle("application_approved", lead, t0 + timedelta(hours=12), application_id="A1", amount="1")]
+    )
     engine.run(until=t0 + timedelta(days=10))
     engine.refresh_views()
     rows = {r["status"] for r in engine.index.enrolments_of(out.lead_id)}  # type: ignore[arg-type]
@@ -106,18 +110,21 @@ REENTRY = """
 """
 
 
-def test_reentry_after_exit_respects_the_cool_down(make_engine: MakeEngine, clock: VirtualClock,
-                                                   tmp_path: Path) -> None:
+def test_reentry_after_exit_respects_the_cool_down(
+    make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
     engine = engine_with(make_engine, tmp_path, care=REENTRY)
     lead = young_pro(consents={"sms": True})
     [out] = engine.leads.capture_leads([lead])
     t0 = clock.now()
 
     def decline(app: str, at: Any) -> None:
-        engine.leads.record_lifecycle([
-            lifecycle("application_submitted", lead, at, application_id=app, loan_type="consumer", amount="1"),
-            lifecycle("application_declined", lead, at, application_id=app, reason="DTI"),
-        ])
+        engine.leads.record_lifecycle(
+            [
+                lifecycle("application_submitted", lead, at, application_id=app, loan_type="consumer", amount="1"),
+                lifecycle("application_declined", lead, at, application_id=app, reason="DTI"),
+            ]
+        )
         engine.run(until=at)
 
     decline("A1", t0)
@@ -171,7 +178,9 @@ def test_segment_entered_trigger_and_update_step(make_engine: MakeEngine, tmp_pa
     lead = engine.leads.get_lead(out.lead_id)  # type: ignore[arg-type]
     assert lead.stage.value == "engaged" and lead.tags == {"debt-advice"}
     assert ("stage contacted → engaged", "journey step 'tag'") in timeline(engine, out.lead_id) or (
-        "stage new → engaged", "journey step 'tag'") in timeline(engine, out.lead_id)
+        "stage new → engaged",
+        "journey step 'tag'",
+    ) in timeline(engine, out.lead_id)
 
 
 PAUSABLE = """
@@ -196,8 +205,9 @@ PAUSABLE = """
 """
 
 
-def test_pause_holds_timers_and_resume_applies_the_stale_policy(make_engine: MakeEngine, clock: VirtualClock,
-                                                                  tmp_path: Path) -> None:
+def test_pause_holds_timers_and_resume_applies_the_stale_policy(
+    make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
     engine = engine_with(make_engine, tmp_path, pausable=PAUSABLE)
     outs = engine.leads.capture_leads([young_pro(n, consents={"sms": True}) for n in range(1, 4)])
     engine.run()
@@ -334,15 +344,26 @@ SPLIT = """
 """
 
 
-def test_split_assignments_are_recorded_and_survive_a_rebuild(make_engine: MakeEngine, clock: VirtualClock,
-                                                               tmp_path: Path) -> None:
+def test_split_assignments_are_recorded_and_survive_a_rebuild(
+    make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
     engine = engine_with(make_engine, tmp_path, ab=SPLIT)
     leads: list[CaptureLead] = [young_pro(n, consents={"sms": True}) for n in range(1, 301)]
     engine.leads.capture_leads(leads)
     engine.run()
-    engine.leads.record_lifecycle([lifecycle("application_submitted", lead, clock.now() + timedelta(days=d),
-                                             application_id=f"A{n}", loan_type="consumer", amount="1")
-                                   for n, (lead, d) in enumerate(zip(leads[:20], [2, 20] * 10, strict=True))])
+    engine.leads.record_lifecycle(
+        [
+            lifecycle(
+                "application_submitted",
+                lead,
+                clock.now() + timedelta(days=d),
+                application_id=f"A{n}",
+                loan_type="consumer",
+                amount="1",
+            )
+            for n, (lead, d) in enumerate(zip(leads[:20], [2, 20] * 10, strict=True))
+        ]
+    )
     engine.run(until=clock.now() + timedelta(days=40))
     engine.refresh_views()
     outcomes = {(r["kind"], r["label"]): r["n"] for r in engine.index.outcomes("ab")}

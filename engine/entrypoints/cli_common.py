@@ -1,0 +1,68 @@
+"""Shared pieces of the CLI: the Typer apps, consoles, settings and error handling."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from engine.adapters.clock import SystemClock
+from engine.application.engine import Engine
+from engine.bootstrap import bootstrap
+from engine.domain.errors import JourneyValidationError
+from engine.settings import Settings
+
+app = typer.Typer(
+    help="huoke 获客 — event-sourced marketing automation for lenders.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+journeys_app = typer.Typer(help="Validate, publish, pause, draw and preview journeys.", no_args_is_help=True)
+tasks_app = typer.Typer(help="Call and visit tasks that journeys created for loan officers.", no_args_is_help=True)
+leads_app = typer.Typer(help="Import and inspect leads.", no_args_is_help=True)
+events_app = typer.Typer(help="Import lifecycle events from the lender's systems.", no_args_is_help=True)
+report_app = typer.Typer(help="Reports for marketers and analysts.", no_args_is_help=True)
+projections_app = typer.Typer(help="Read models (views) of the event log.", no_args_is_help=True)
+app.add_typer(journeys_app, name="journeys")
+app.add_typer(leads_app, name="leads")
+app.add_typer(events_app, name="events")
+app.add_typer(report_app, name="report")
+app.add_typer(projections_app, name="projections")
+app.add_typer(tasks_app, name="tasks")
+
+console = Console()
+err = Console(stderr=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="print a JSON document instead of tables")]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as e:
+        fail(f"bad HUOKE_ setting: {e}")
+
+
+def engine_for(s: Settings, clock: Any = None) -> Engine:
+    try:
+        engine = bootstrap(s, clock or SystemClock())
+    except JourneyValidationError as e:
+        fail("journeys are invalid; nothing was run:\n  " + "\n  ".join(e.problems))
+    for journey_id in engine.unpublished:
+        err.print(
+            f"[yellow]note:[/] {journey_id} has unpublished changes; running the published version "
+            f"(huoke journeys publish --dry-run shows what would change)",
+            soft_wrap=True,
+        )
+    return engine
+
+
+def emit_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2, default=str) + "\n")

@@ -1,0 +1,387 @@
+"""CLI commands for journeys (validate, list, publish, pause, resume, archive, graph, preview),
+backtests (simulate) and agent tasks."""
+
+from __future__ import annotations
+
+import getpass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from engine.adapters.yaml_files import load_yaml, strip_lines
+from engine.application.diagrams import mermaid
+from engine.application.publishing import MigrationPlan, MigrationPlanError, change_status, publish_journey
+from engine.bootstrap import load_journey_definitions, renderer_for
+from engine.domain.errors import HuokeError, JourneyValidationError
+from engine.domain.journey import Journey
+from engine.entrypoints.cli_common import (
+    JsonOpt,
+    app,
+    console,
+    emit_json,
+    engine_for,
+    err,
+    fail,
+    journeys_app,
+    settings,
+    tasks_app,
+)
+from engine.entrypoints.importing import read_rows
+from engine.entrypoints.schemas import LeadRow, LifecycleRow, RowError
+from engine.entrypoints.simulation import Arrival, arrivals_from_store, preview, simulate
+
+Author = Annotated[str, typer.Option(help="who publishes or changes the journey (recorded)")]
+
+
+def _author() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+@journeys_app.command("validate")
+def journeys_validate(
+    paths: Annotated[list[Path] | None, typer.Argument(help="journey files (default: the journeys folder)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate journeys, segments and templates; list every problem with file and line."""
+    s = settings()
+    try:
+        defs = load_journey_definitions(s, only=paths or None)
+    except JourneyValidationError as e:
+        if as_json:
+            emit_json({"valid": False, "problems": e.problems})
+            raise typer.Exit(1) from None
+        fail(f"{len(e.problems)} problem(s):\n  " + "\n  ".join(e.problems))
+    rows: list[dict[str, Any]] = [
+        {
+            "id": j.id,
+            "name": j.name,
+            "file": j.source,
+            "steps": len(j.steps),
+            "sends": len(j.sends()),
+            "locales": list(j.locales),
+        }
+        for j, _ in defs.journeys
+    ]
+    if as_json:
+        emit_json({"valid": True, "journeys": rows, "segment_rules": defs.rules.version})
+        return
+    table = Table(title="Valid journeys")
+    for col in ("id", "name", "steps", "sends", "locales", "file"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["id"], r["name"], str(r["steps"]), str(r["sends"]), ", ".join(r["locales"]), r["file"])
+    console.print(table)
+    console.print(f"[green]✓[/] segments.yaml valid (rules {defs.rules.version})")
+
+
+@journeys_app.command("list")
+def journeys_list(as_json: JsonOpt = False) -> None:
+    """Published journeys: live version, status, entries so far and leads in them now."""
+    engine = engine_for(settings())
+    engine.refresh_views()
+    rows: list[dict[str, Any]] = []
+    for jid, live in sorted(engine.journeys.live.items()):
+        pub = engine.journeys.publication(jid)
+        active = sum(engine.index.step_counts(jid).values())
+        rows.append(
+            {
+                "id": jid,
+                "name": live.journey.name,
+                "version": live.version,
+                "status": live.status,
+                "entries": pub.entries if pub else 0,
+                "active": active,
+                "unpublished_changes": jid in engine.unpublished,
+            }
+        )
+    if as_json:
+        emit_json({"schema": "huoke.journeys/1", "journeys": rows})
+        return
+    table = Table(title="Journeys")
+    for col in ("id", "name", "version", "status", "entries", "in journey now", "file changed"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["id"],
+            r["name"],
+            f"v{r['version']}",
+            r["status"],
+            str(r["entries"]),
+            str(r["active"]),
+            "yes — publish it" if r["unpublished_changes"] else "",
+        )
+    console.print(table)
+
+
+@journeys_app.command("publish")
+def journeys_publish(
+    paths: Annotated[list[Path] | None, typer.Argument(help="journey files (default: every changed journey)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would change; change nothing")] = False,
+    plan: Annotated[Path | None, typer.Option(help="migration plan YAML: {steps: {old: new|exit}, default}")] = None,
+    message: Annotated[str, typer.Option("--message", "-m", help="change summary, recorded")] = "",
+    author: Author = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Publish changed journeys as new immutable versions; in-flight leads stay unless a plan moves them."""
+    s = settings()
+    try:
+        defs = load_journey_definitions(s, only=paths or None)
+        migration = MigrationPlan.from_dict(strip_lines(load_yaml(plan))) if plan else None
+    except (JourneyValidationError, MigrationPlanError) as e:
+        fail("nothing was published:\n  " + "\n  ".join(getattr(e, "problems", [str(e)])))
+    engine = engine_for(s)
+    reports = []
+    for journey, raw in defs.journeys:
+        try:
+            reports.append(
+                publish_journey(
+                    engine,
+                    journey,
+                    raw,
+                    author or _author(),
+                    message,
+                    migration,
+                    dry_run,
+                    renderer_for(s).fingerprint(),
+                ).as_dict()
+            )
+        except HuokeError as e:
+            fail(f"{journey.id}: {e}")
+    if as_json:
+        emit_json({"schema": "huoke.publish/1", "dry_run": dry_run, "journeys": reports})
+        return
+    for r in reports:
+        if not r["changed"]:
+            console.print(f"{r['journey_id']}: unchanged (v{r['version']})")
+            continue
+        verb = "would publish" if dry_run else "published"
+        console.print(f"[bold]{r['journey_id']}[/]: {verb} v{r['version']} (was v{r['previous_version']})")
+        if r["moves"]:
+            table = Table(title="In-flight enrolments")
+            for col in ("from version", "at step", "moves to", "enrolments"):
+                table.add_column(col)
+            for m in r["moves"]:
+                table.add_row(f"v{m['from_version']}", m["from_step"], m["to"], str(m["enrolments"]))
+            console.print(table)
+            console.print(f"{r['would_receive_again']} lead(s) would receive a message they already had")
+        else:
+            console.print("in-flight enrolments stay on their version (no migration plan)")
+
+
+def _status(journey_id: str, action: str, reason: str, author: str) -> None:
+    engine = engine_for(settings())
+    try:
+        status = change_status(engine, journey_id, action, author or _author(), reason)
+    except HuokeError as e:
+        fail(str(e))
+    console.print(f"{journey_id} is {status}")
+
+
+@journeys_app.command("pause")
+def journeys_pause(journey_id: str, reason: Annotated[str, typer.Option()] = "", author: Author = "") -> None:
+    """Pause: no new entries, no timers fire; resuming applies each send step's stale policy."""
+    _status(journey_id, "pause", reason, author)
+
+
+@journeys_app.command("resume")
+def journeys_resume(journey_id: str, author: Author = "") -> None:
+    """Resume a paused journey (sends that fell due meanwhile follow their stale policy)."""
+    _status(journey_id, "resume", "", author)
+
+
+@journeys_app.command("archive")
+def journeys_archive(journey_id: str, reason: Annotated[str, typer.Option()] = "", author: Author = "") -> None:
+    """Archive: no new entries; every lead still in the journey leaves it."""
+    _status(journey_id, "archive", reason, author)
+
+
+def _definition(engine: Any, journey_id: str, version: int | None) -> tuple[Journey, int]:
+    live = engine.journeys.live.get(journey_id)
+    number = version or (live.version if live else 0)
+    try:
+        return engine.journeys.definition(journey_id, number), number
+    except HuokeError as e:
+        fail(str(e))
+
+
+@journeys_app.command("graph")
+def journeys_graph(
+    journey_id: str,
+    version: Annotated[int | None, typer.Option(help="a published version (default: live)")] = None,
+    counts: Annotated[bool, typer.Option(help="annotate each step with how many leads are there now")] = True,
+) -> None:
+    """Print the journey as a Mermaid flowchart."""
+    engine = engine_for(settings())
+    journey, number = _definition(engine, journey_id, version)
+    engine.refresh_views()
+    live = engine.index.step_counts(journey_id, number) if counts else None
+    typer.echo(mermaid(journey, live), nl=False)
+
+
+@journeys_app.command("preview")
+def journeys_preview(
+    journey_id: str,
+    lead: Annotated[str, typer.Option(help="lead id, phone, e-mail or source_channel:external_id")],
+    version: Annotated[int | None, typer.Option()] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The path one lead would take (if no event intervenes) and every message it would receive."""
+    from engine.entrypoints.cli import _resolve_lead
+
+    engine = engine_for(settings())
+    journey, number = _definition(engine, journey_id, version)
+    path = preview(engine, journey, _resolve_lead(engine, lead))
+    if as_json:
+        emit_json({"schema": "huoke.preview/1", "journey_id": journey_id, "version": number, "path": path})
+        return
+    for item in path:
+        if item["decision"] == "Reach":
+            continue
+        when = item["at"][:16].replace("T", " ")
+        console.print(f"[dim]{when}[/] {_say(item)}", soft_wrap=True, highlight=False)
+        message = item.get("message")
+        if message:
+            if message.get("error"):
+                console.print(f"   [red]would fail:[/] {message['error']}")
+                continue
+            if message.get("refusal"):
+                console.print(f"   [yellow]would not be sent now:[/] {message['refusal']}")
+            if message.get("subject"):
+                console.print(f"   subject: {message['subject']}")
+            console.print("   " + message["text"].strip().replace("\n", "\n   "), highlight=False)
+
+
+def _say(item: dict[str, Any]) -> str:
+    """One interpreter decision in a marketer's words."""
+    d = item["decision"]
+    phrases = {
+        "Send": lambda: f"[bold]send {item['channel']}[/] {item['template']} (step {item['step']})",
+        "SkipSend": lambda: f"skip {item['step']}: {item['reason']}",
+        "Wait": lambda: f"wait at {item['step']} until {item['due_at'][:16].replace('T', ' ')} UTC",
+        "EndWait": lambda: f"… {item['step']} over ({item['outcome']})",
+        "Branch": lambda: f"branch {item['step']} → {item['to']} ({item['case']}: {item['values']})",
+        "Split": lambda: f"split {item['step']} → arm {item['arm']}",
+        "Task": lambda: f"{item['kind']} task for {item['queue']}: {item['note']}",
+        "Update": lambda: f"update lead: stage {item['stage'] or '—'}, tag {item['tag'] or '—'}",
+        "GoalReached": lambda: f"goal {item['stage']}",
+        "Exit": lambda: f"[bold]leave[/]: {item['reason']} — {item['detail']}",
+    }
+    return phrases[d]() if d in phrases else d
+
+
+def _arrivals_from_files(leads: Path, events: Path | None) -> list[Arrival]:
+    s = settings()
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(s.timezone)
+    out: list[Arrival] = []
+    for line, row in read_rows(leads):
+        if isinstance(row, str):
+            continue
+        try:
+            cmd = LeadRow.model_validate(row).to_command(s.default_phone_region, tz, f"{leads.name}:{line}")
+        except (ValueError, RowError):
+            continue  # the import command reports bad rows; a backtest skips them
+        out.append(Arrival(cmd.captured_at or datetime.now(tz), cmd))
+    for line, row in read_rows(events) if events else []:
+        if isinstance(row, str):
+            continue
+        try:
+            fact = LifecycleRow.model_validate(row).to_command(s.default_phone_region, tz, f"{events}:{line}")
+        except (ValueError, RowError):
+            continue
+        out.append(Arrival(fact.at or datetime.now(tz), fact))
+    return out
+
+
+@app.command("simulate")
+def simulate_command(
+    journey_id: str,
+    version: Annotated[int | None, typer.Option(help="published version (default: live)")] = None,
+    leads: Annotated[Path | None, typer.Option(help="CSV/JSONL of leads (the import format)")] = None,
+    events: Annotated[Path | None, typer.Option(help="CSV/JSONL of lifecycle events to replay")] = None,
+    from_store: Annotated[bool, typer.Option("--from-store", help="replay leads and facts already stored")] = False,
+    since_days: Annotated[int | None, typer.Option(help="with --from-store: leads captured in the last N days")] = None,
+    days: Annotated[int, typer.Option(help="how many days to simulate")] = 30,
+    compare: Annotated[tuple[int, int] | None, typer.Option(help="two versions side by side")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Backtest a journey on a virtual clock: per-step counts, messages that would go out, goals, exits.
+
+    Nothing is sent: channels record instead of sending, in a throwaway store.
+    """
+    s = settings()
+    engine = engine_for(s)
+    if from_store == bool(leads):
+        fail("give either --leads FILE or --from-store")
+    since = engine.clock.now() - timedelta(days=since_days) if since_days else None
+    arrivals = arrivals_from_store(engine, since) if from_store else _arrivals_from_files(leads, events)  # type: ignore[arg-type]
+    versions = list(compare) if compare else [version or 0]
+    reports = []
+    for v in versions:
+        journey, number = _definition(engine, journey_id, v or None)
+        raw = engine.journeys.publication(journey_id).versions[number]  # type: ignore[union-attr]
+        reports.append(simulate(s, journey, raw, number, arrivals, days))
+    if as_json:
+        emit_json(reports[0] if len(reports) == 1 else {"schema": "huoke.simulation.compare/1", "runs": reports})
+        return
+    _print_simulation(reports)
+
+
+def _print_simulation(reports: list[dict[str, Any]]) -> None:
+    first = reports[0]
+    names = [f"v{r['version']}" for r in reports]
+    console.print(
+        f"[bold]{first['journey_id']}[/] over {first['leads']} leads, {first['days']} days (nothing was sent)"
+    )
+    table = Table(title="Per step: leads that reached it")
+    table.add_column("step")
+    for n in names:
+        table.add_column(n, justify="right")
+    for step in dict.fromkeys(s for r in reports for s in r["steps"]):
+        table.add_row(step, *[str(r["steps"].get(step, "—")) for r in reports])
+    console.print(table)
+    summary = Table(title="Outcomes")
+    summary.add_column("")
+    for n in names:
+        summary.add_column(n, justify="right")
+    summary.add_row("entered", *[str(r["entered"]) for r in reports])
+    for kind in ("refused", "goals", "exits", "splits", "tasks", "skipped"):
+        labels = dict.fromkeys(k for r in reports for k in r[kind])
+        for label in labels:
+            summary.add_row(f"{kind}: {label}", *[str(r[kind].get(label, 0)) for r in reports])
+    for key in dict.fromkeys((m["channel"], m["template"]) for r in reports for m in r["messages"]):
+        counts = [sum(m["would_send"] for m in r["messages"] if (m["channel"], m["template"]) == key) for r in reports]
+        summary.add_row(f"would send: {key[0]} {key[1]}", *[str(c) for c in counts])
+    console.print(summary)
+
+
+@tasks_app.command("list")
+def tasks_list(queue: Annotated[str | None, typer.Option()] = None, as_json: JsonOpt = False) -> None:
+    """Call and visit tasks journeys created, by due time."""
+    engine = engine_for(settings())
+    engine.refresh_views()
+    tasks = engine.index.tasks(queue)
+    if as_json:
+        emit_json({"schema": "huoke.tasks/1", "tasks": tasks})
+        return
+    table = Table(title=f"Agent tasks{f' for {queue}' if queue else ''}")
+    for col in ("due (UTC)", "kind", "queue", "lead", "journey / step", "note"):
+        table.add_column(col)
+    for t in tasks:
+        table.add_row(
+            t["due_at"][:16].replace("T", " "),
+            t["kind"],
+            t["queue"],
+            t["lead_id"][:8],
+            f"{t['journey_id']} / {t['step']}",
+            t["note"],
+        )
+    console.print(table)
+    err.print(f"{len(tasks)} task(s)")

@@ -1,0 +1,110 @@
+"""Journey commands as a marketer uses them: list, publish (dry run, plan), pause, graph,
+preview, simulate, tasks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from engine.entrypoints.cli import app
+from tests.conftest import ROOT
+from tests.e2e.test_cli import LEADS_CSV
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    journeys = tmp_path / "journeys"
+    shutil.copytree(ROOT / "journeys", journeys)
+    for key, value in {
+        "HUOKE_DATA_DIR": tmp_path / "data",
+        "HUOKE_OUTBOX_DIR": tmp_path / "outbox",
+        "HUOKE_JOURNEYS_DIR": journeys,
+        "HUOKE_TEMPLATES_DIR": ROOT / "templates",
+        "HUOKE_DATABASE_URL": "",
+        "HUOKE_EMAIL_TRANSPORT": "outbox",
+    }.items():
+        monkeypatch.setenv(key, str(value))
+    (tmp_path / "leads.csv").write_text(LEADS_CSV, encoding="utf-8")
+    assert runner.invoke(app, ["leads", "import", str(tmp_path / "leads.csv")]).exit_code == 0
+    assert runner.invoke(app, ["run", "--until", "2026-03-03"]).exit_code == 0
+    return tmp_path
+
+
+def invoke_json(*args: str) -> dict:  # type: ignore[type-arg]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_list_graph_and_preview(env: Path) -> None:
+    journeys = {j["id"]: j for j in invoke_json("journeys", "list")["journeys"]}
+    assert journeys["young-professionals"]["version"] == 1 and journeys["young-professionals"]["active"] == 2
+    graph = runner.invoke(app, ["journeys", "graph", "young-professionals"])
+    assert graph.stdout.startswith("flowchart TD") and "wait_3d<br/>wait 3d<br/><b>2 here</b>" in graph.stdout
+    assert '-->|"engaged"|' in graph.stdout
+    path = invoke_json("journeys", "preview", "seniors-advisor", "--lead", "offline_fair:F1")["path"]
+    sends = [p for p in path if p["decision"] == "Send"]
+    assert [s["template"] for s in sends] == ["senior_advisor_call", "senior_reminder"]
+    assert sends[0]["message"]["text"].startswith("【Huoke Lending】王建国您好")
+    assert path[-1]["decision"] == "Exit"
+
+
+def test_publish_dry_run_then_publish_with_a_plan(env: Path) -> None:
+    path = env / "journeys" / "young_professionals.yaml"
+    path.write_text(
+        path.read_text()
+        .replace("wait: 3d", "wait: 2d")
+        .replace("id: wait_3d", "id: wait_2d")
+        .replace("next: wait_3d", "next: wait_2d"),
+        encoding="utf-8",
+    )
+    listed = invoke_json("journeys", "list")["journeys"]
+    assert next(j for j in listed if j["id"] == "young-professionals")["unpublished_changes"] is True
+    plan = env / "plan.yaml"
+    plan.write_text("steps:\n  wait_3d: wait_2d\n", encoding="utf-8")
+    dry = invoke_json("journeys", "publish", str(path), "--dry-run", "--plan", str(plan))["journeys"][0]
+    assert (dry["dry_run"], dry["version"]) == (True, 2)
+    assert dry["moves"] == [{"from_version": 1, "from_step": "wait_3d", "to": "wait_2d", "enrolments": 2}]
+    assert invoke_json("journeys", "list")["journeys"][2]["version"] == 1
+    done = invoke_json("journeys", "publish", str(path), "--plan", str(plan), "-m", "faster nudge")["journeys"][0]
+    assert (done["dry_run"], done["version"], done["changed"]) == (False, 2, True)
+    again = invoke_json("journeys", "publish", str(path))["journeys"][0]
+    assert again["changed"] is False
+    bad_plan = env / "bad.yaml"
+    bad_plan.write_text("steps:\n  wait_3d: nowhere\n", encoding="utf-8")
+    (env / "journeys" / "young_professionals.yaml").write_text(path.read_text().replace("wait: 4d", "wait: 5d"))
+    refused = runner.invoke(app, ["journeys", "publish", str(path), "--plan", str(bad_plan)])
+    assert refused.exit_code == 1 and "nowhere" in refused.stderr
+
+
+def test_pause_resume_archive(env: Path) -> None:
+    assert "sme-one-stop is paused" in runner.invoke(app, ["journeys", "pause", "sme-one-stop"]).stdout
+    twice = runner.invoke(app, ["journeys", "pause", "sme-one-stop"])
+    assert twice.exit_code == 1 and "is paused, not live" in twice.stderr
+    assert "is live" in runner.invoke(app, ["journeys", "resume", "sme-one-stop"]).stdout
+    assert "is archived" in runner.invoke(app, ["journeys", "archive", "sme-one-stop", "--reason", "x"]).stdout
+    unknown = runner.invoke(app, ["journeys", "pause", "nope"])
+    assert unknown.exit_code == 1 and "never published" in unknown.stderr
+
+
+def test_simulate_from_a_file_and_from_the_store(env: Path) -> None:
+    sim = invoke_json("simulate", "young-professionals", "--leads", str(env / "leads.csv"), "--days", "20")
+    assert sim["schema"] == "huoke.simulation/1" and sim["entered"] == 2
+    assert sim["steps"]["welcome_sms"] == 2
+    stored = invoke_json("simulate", "young-professionals", "--from-store", "--days", "20")
+    assert stored["entered"] == sim["entered"]
+    table = runner.invoke(app, ["simulate", "young-professionals", "--from-store", "--compare", "1", "1"])
+    assert table.exit_code == 0 and "Per step" in table.stdout
+    neither = runner.invoke(app, ["simulate", "young-professionals"])
+    assert neither.exit_code == 1 and "--leads FILE or --from-store" in neither.stderr
+
+
+def test_tasks_list(env: Path) -> None:
+    doc = invoke_json("tasks", "list")
+    assert doc["schema"] == "huoke.tasks/1" and isinstance(doc["tasks"], list)
