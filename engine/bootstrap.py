@@ -137,7 +137,7 @@ def bootstrap(
         renderer,
         channels if channels is not None else default_channels(settings),
         sender,
-        journey_vars=lambda jid, version: journeys.definition(jid, version).vars,
+        definition=journeys.definition,
     )
     engine = Engine(
         clock=clock,

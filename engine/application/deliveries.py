@@ -26,10 +26,12 @@ from eventsourcing.utils import get_topic
 from engine.application.journeys import Journeys
 from engine.application.leads import Leads
 from engine.application.ports import Channel, Clock, OutgoingMessage, RenderedMessage, Renderer, RenderError
+from engine.application.projecting import next_page
 from engine.application.saving import save_batch
 from engine.domain.delivery import Delivery
 from engine.domain.enrolment import Enrolment
 from engine.domain.facts import lead_facts
+from engine.domain.journey import Journey
 from engine.domain.lead import Lead
 from engine.domain.values import ConsentChannel, ConsentPurpose
 
@@ -80,14 +82,14 @@ class Deliveries(Application[UUID]):
         renderer: Renderer,
         channels: Mapping[str, Channel],
         sender: Sender,
-        journey_vars: Callable[[str, int], dict[str, str]] = lambda _j, _v: {},
+        definition: Callable[[str, int], Journey] | None = None,
     ) -> None:
         super().__init__(env)
         self.clock = clock
         self.renderer = renderer
         self.channels = dict(channels)
         self.sender = sender
-        self.journey_vars = journey_vars
+        self.definition = definition
 
     recorder: ProcessRecorder
 
@@ -98,16 +100,13 @@ class Deliveries(Application[UUID]):
         """Record a requested Delivery for every new Enrolment.MessageRequested."""
         done = 0
         while True:
-            notes = journeys.recorder.select_notifications(
-                start=self.recorder.max_tracking_id(journeys.name),
-                limit=batch_size,
-                topics=REQUESTED_TOPICS,
-                inclusive_of_start=False,
+            page = next_page(
+                journeys.recorder, self.recorder.max_tracking_id(journeys.name), REQUESTED_TOPICS, batch_size
             )
-            if not notes:
+            if page is None:
                 return done
             requested: list[Delivery] = []
-            for note in notes:
+            for note in page.notes:
                 e = cast(Enrolment.MessageRequested, journeys.mapper.to_domain_event(note))
                 enrolment = journeys.get_enrolment(e.originator_id)
                 if enrolment is None:  # cannot happen: the request was recorded on it
@@ -126,28 +125,23 @@ class Deliveries(Application[UUID]):
                         at=e.at,
                     )
                 )
-            save_batch(self, requested, Tracking(journeys.name, notes[-1].id))
-            done += len(notes)
+            save_batch(self, requested, Tracking(journeys.name, page.last))
+            done += len(page.notes)
 
     def dispatch(self, leads: Leads, batch_size: int = 200) -> DispatchReport:
         """Send every requested, unsettled delivery; return what happened."""
         report = DispatchReport()
         while True:
-            notes = self.recorder.select_notifications(
-                start=self.recorder.max_tracking_id(self.name),
-                limit=batch_size,
-                topics=DELIVERY_TOPICS,
-                inclusive_of_start=False,
-            )
-            if not notes:
+            page = next_page(self.recorder, self.recorder.max_tracking_id(self.name), DELIVERY_TOPICS, batch_size)
+            if page is None:
                 return report
-            deliveries: list[Delivery] = [self.repository.get(UUID(str(n.originator_id))) for n in notes]
+            deliveries: list[Delivery] = [self.repository.get(UUID(str(n.originator_id))) for n in page.notes]
             try:
                 self._dispatch_batch([d for d in deliveries if not d.is_settled], leads, report)
                 open_ = [d for d in deliveries if not d.is_settled]
                 # Only advance past a batch once every delivery in it is settled: transient
                 # failures keep the log position and are retried on the next run.
-                save_batch(self, deliveries, None if open_ else Tracking(self.name, notes[-1].id))
+                save_batch(self, deliveries, None if open_ else Tracking(self.name, page.last))
             except Exception:
                 self._repository = self.construct_repository()
                 raise
@@ -178,7 +172,7 @@ class Deliveries(Application[UUID]):
                 report.reconciled += 1
                 continue
             lead = leads.get_lead(d.lead_id)
-            reason = self.policy_refusal(lead, d.channel)
+            reason = self.policy_refusal(lead, d.channel, self._purpose(d))
             if reason:
                 d.mark_skipped(reason, now)
                 report.skipped += 1
@@ -201,13 +195,23 @@ class Deliveries(Application[UUID]):
                     d.mark_failed(result.reason, result.permanent, self._now_for(d))
                     report.failed += 1
 
+    def _journey_vars(self, d: Delivery) -> dict[str, str]:
+        return self.definition(d.journey_id, d.journey_version).vars if self.definition else {}
+
+    def _purpose(self, d: Delivery) -> str:
+        return self.definition(d.journey_id, d.journey_version).purpose if self.definition else "marketing"
+
     @staticmethod
-    def policy_refusal(lead: Lead, channel: str) -> str:
-        """Why this message may not go out now ('' when it may). Checked at send time."""
+    def policy_refusal(lead: Lead, channel: str, purpose: str = "marketing") -> str:
+        """Why this message may not go out now ('' when it may). Checked at send time.
+
+        Marketing needs marketing consent on the channel; service messages (about the lead's own
+        application) need none, but still a valid contact.
+        """
         if channel == "webhook":
             return ""  # goes to the lender's own systems, not to the lead
         consent_channel = ConsentChannel(channel)
-        if not lead.has_consent(consent_channel, ConsentPurpose.MARKETING):
+        if purpose == "marketing" and not lead.has_consent(consent_channel, ConsentPurpose.MARKETING):
             state = lead.consents.get(f"{channel}:marketing")
             return "consent withdrawn" if state is False else f"no {channel} marketing consent"
         address = lead.contact.get("email" if channel == "email" else "phone")
@@ -235,7 +239,7 @@ class Deliveries(Application[UUID]):
 
     def _compose(self, d: Delivery, lead: Lead, now: datetime) -> OutgoingMessage:
         unsubscribe = self.unsubscribe_url(lead.id, d.channel)
-        body = self.render_for(lead, d.channel, d.template, self.journey_vars(d.journey_id, d.journey_version), now)
+        body = self.render_for(lead, d.channel, d.template, self._journey_vars(d), now)
         to = {"email": lead.contact.get("email"), "sms": lead.contact.get("phone")}.get(d.channel) or ""
         return OutgoingMessage(send_id=d.id, channel=d.channel, to=to, body=body, unsubscribe_url=unsubscribe)
 

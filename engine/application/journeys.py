@@ -20,6 +20,7 @@ from eventsourcing.utils import get_topic
 
 from engine.application.leads import Leads
 from engine.application.ports import Clock
+from engine.application.projecting import next_page
 from engine.application.saving import save_batch
 from engine.domain import interpreter
 from engine.domain.enrolment import Enrolment
@@ -137,22 +138,19 @@ class Journeys(Application[UUID]):
         """Apply every new lead event; return how many notifications were processed."""
         done = 0
         while True:
-            position = self.recorder.max_tracking_id(leads.name)
-            notes = leads.recorder.select_notifications(
-                start=position, limit=batch_size, topics=LEAD_TOPICS, inclusive_of_start=False
-            )
-            if not notes:
+            page = next_page(leads.recorder, self.recorder.max_tracking_id(leads.name), LEAD_TOPICS, batch_size)
+            if page is None:
                 return done
             batch = Batch()
             try:
-                for note in notes:
+                for note in page.notes:
                     self._react(leads.mapper.to_domain_event(note), leads, batch)
                 self._count_entries(batch)
-                save_batch(self, batch.aggregates(), Tracking(leads.name, notes[-1].id))
+                save_batch(self, batch.aggregates(), Tracking(leads.name, page.last))
             except Exception:
                 self.forget_cached_state()
                 raise
-            done += len(notes)
+            done += len(page.notes)
 
     def forget_cached_state(self) -> None:
         """Drop cached aggregates (after a failed batch their state may be unsaved)."""

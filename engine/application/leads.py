@@ -14,6 +14,7 @@ from eventsourcing.utils import get_topic
 
 from engine.application.commands import CaptureLead, LeadRef, RecordLifecycle
 from engine.application.ports import Clock
+from engine.application.projecting import next_page
 from engine.application.saving import save_batch
 from engine.domain.enrolment import Enrolment
 from engine.domain.errors import HuokeError, InvalidLeadError, LeadNotFoundError
@@ -210,17 +211,12 @@ class Leads(Application[UUID]):
         """Apply every Enrolment.LeadUpdateRequested (stage, tag) exactly once."""
         done = 0
         while True:
-            notes = journeys.recorder.select_notifications(
-                start=self.recorder.max_tracking_id(journeys.name),
-                limit=batch_size,
-                topics=UPDATE_TOPICS,
-                inclusive_of_start=False,
-            )
-            if not notes:
+            page = next_page(journeys.recorder, self.recorder.max_tracking_id(journeys.name), UPDATE_TOPICS, batch_size)
+            if page is None:
                 return done
             touched: dict[UUID, Lead] = {}
             try:
-                for note in notes:
+                for note in page.notes:
                     e = cast(Enrolment.LeadUpdateRequested, journeys.mapper.to_domain_event(note))
                     lead = touched.get(e.lead_id) or self.get_lead(e.lead_id)
                     why = f"journey step '{e.step}'"
@@ -229,11 +225,11 @@ class Leads(Application[UUID]):
                     if e.tag:
                         lead.tag(e.tag, why, e.at)
                     touched[lead.id] = lead
-                save_batch(self, touched.values(), Tracking(journeys.name, notes[-1].id))
+                save_batch(self, touched.values(), Tracking(journeys.name, page.last))
             except Exception:
                 self._forget_cache()
                 raise
-            done += len(notes)
+            done += len(page.notes)
 
     def mark_contacted(self, lead_ids: Iterable[UUID], at: datetime) -> None:
         """A lead that received its first message moves from NEW to CONTACTED."""

@@ -1,12 +1,36 @@
-"""Drive read models in-process: follow an application's log in pages, apply in batches."""
+"""Follow an application's notification log in pages: the shared loop of every reactor and view.
+
+Pages are read by position only and filtered by topic in Python, and the position recorded is
+the last notification *read*, not the last one that matched. (Filtering by topic in SQL and
+tracking the last match makes every later read rescan all the non-matching events after it:
+measured here as the demo's largest cost before this change.)
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import ApplicationRecorder, Notification, Tracking
+
+
+@dataclass(frozen=True)
+class Page:
+    """The matching notifications of one page, and the position to record after it."""
+
+    notes: list[Notification]
+    last: int
+
+
+def next_page(recorder: ApplicationRecorder, position: int | None, topics: Collection[str], limit: int) -> Page | None:
+    """The next ``limit`` notifications after ``position``, keeping those with ``topics``; None at the end."""
+    scanned = recorder.select_notifications(start=position, limit=limit, inclusive_of_start=False)
+    if not scanned:
+        return None
+    wanted = set(topics)
+    return Page([n for n in scanned if n.topic in wanted], scanned[-1].id)
 
 
 class BatchView(Protocol):
@@ -17,18 +41,13 @@ class BatchView(Protocol):
     def apply_batch(self, events: Sequence[Any], tracking: Tracking) -> None: ...
 
 
-def catch_up(view: BatchView, upstream: Application[Any], topics: Sequence[str], page: int = 1000) -> int:
+def catch_up(view: BatchView, upstream: Application[Any], topics: Sequence[str], page: int = 2000) -> int:
     """Apply every new matching event of ``upstream`` to ``view``; return how many."""
     done = 0
     while True:
-        notes = upstream.recorder.select_notifications(
-            start=view.max_tracking_id(upstream.name),
-            limit=page,
-            topics=topics,
-            inclusive_of_start=False,
-        )
-        if not notes:
+        found = next_page(upstream.recorder, view.max_tracking_id(upstream.name), topics, page)
+        if found is None:
             return done
-        events = [upstream.mapper.to_domain_event(n) for n in notes]
-        view.apply_batch(events, Tracking(upstream.name, notes[-1].id))
-        done += len(notes)
+        events = [upstream.mapper.to_domain_event(n) for n in found.notes]
+        view.apply_batch(events, Tracking(upstream.name, found.last))
+        done += len(events)

@@ -210,6 +210,7 @@ class Journey:
     locales: tuple[str, ...]
     vars: dict[str, str] = field(default_factory=dict)
     offers: tuple[str, ...] = ()
+    purpose: Literal["marketing", "service"] = "marketing"
     source: str = ""
     content_hash: str = ""
 

@@ -37,6 +37,7 @@ _OFFSET = re.compile(r"^(-)?(?:(\d+)y)?(?:(\d+)mo)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _STEP_KINDS = ("send", "wait", "wait_for", "branch", "split", "task", "update", "exit")
 _TOP_KEYS = {
+    "purpose",
     "id",
     "name",
     "description",
@@ -134,6 +135,10 @@ def parse_journey(data: Any, source: str = "<journey>") -> Journey:
             p.add(f"step '{step.id}'", "duplicate step id", step.line)
         steps[step.id] = step
     first = raw_steps[0].get("id") if raw_steps and isinstance(raw_steps[0], dict) else ""
+    purpose = data.get("purpose", "marketing")
+    if purpose not in ("marketing", "service"):
+        p.add("journey", f"'purpose' must be marketing or service, got {purpose!r}")
+        purpose = "marketing"
     journey = Journey(
         id=jid,
         name=str(data.get("name") or jid),
@@ -147,6 +152,7 @@ def parse_journey(data: Any, source: str = "<journey>") -> Journey:
         locales=tuple(str(x) for x in (data.get("locales") or ["zh-CN", "en"])),
         vars={str(k): str(v) for k, v in (data.get("vars") or {}).items() if k != LINE_KEY},
         offers=tuple(str(x) for x in (data.get("offers") or [])),
+        purpose=purpose,
         source=source,
         content_hash=content_hash(data),
     )

@@ -238,5 +238,5 @@ def _render(engine: Engine, lead: Lead, journey: Journey, send: Send, now: datet
         "text": body.text,
         "locale": body.locale,
         "variant": body.variant,
-        "refusal": engine.deliveries.policy_refusal(lead, send.channel),
+        "refusal": engine.deliveries.policy_refusal(lead, send.channel, journey.purpose),
     }

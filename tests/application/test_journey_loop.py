@@ -36,7 +36,9 @@ def test_young_professional_gets_welcome_then_follow_ups_then_completes(
     reasons = [t["why"] for t in doc["timeline"] if t["event"] == "Enrolment.BranchTaken"]
     assert reasons == ["case 'default' because stage=contacted"]
     requested = [t["why"] for t in doc["timeline"] if t["event"] == "Enrolment.MessageRequested"]
-    assert requested[0] == "journey 'young-professionals' v1 step 'welcome_sms' (entered on lead captured)"
+    assert requested[0] == (
+        "journey 'young-professionals' v1 step 'welcome_sms' (split 'lift_holdout' assigned arm 'journey' (bucket 7814))"
+    )
     assert "after waiting at 'wait_3d'" not in requested[2] and "branch 'engaged_yet'" in requested[2]
 
     report = funnel_report(engine)
@@ -76,11 +78,15 @@ def test_lead_leaves_journey_when_it_applies(
     )
     assert out.changed and not out.error
     engine.run(until=clock.now() + timedelta(days=30))
-    assert len(sms_lines(tmp_path / "outbox")) == 1  # no reminder after applying
+    texts = [s["text"] for s in sms_lines(tmp_path / "outbox")]
+    assert len(texts) == 2 and "we have your loan application" in texts[1]  # no reminder, an acknowledgement
     doc = lead_timeline(engine, out.lead_id)  # type: ignore[arg-type]
-    assert doc["enrolments"][0]["status"] == "exited: goal_reached"
+    statuses = {e["journey_id"]: e["status"] for e in doc["enrolments"]}
+    assert statuses["young-professionals"] == "exited: goal_reached"
     assert doc["lead"]["stage"] == "applied"
     assert engine.index.pending_count() == 0
+    # No approval came within five days: the application follow-up handed it to a loan officer.
+    assert [t["queue"] for t in engine.index.tasks()] == ["loan_officers"]
 
 
 def test_withdrawn_consent_skips_the_follow_up_with_a_reason(

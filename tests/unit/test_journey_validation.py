@@ -262,7 +262,7 @@ def test_every_bundled_journey_is_valid() -> None:
     """Templates exist in every locale, segments resolve, every step reachable, every path ends."""
     defs = load_definitions(ROOT / "journeys", JinjaRenderer(ROOT / "templates"), load_yaml, strip_lines)
     ids = {j.id for j, _ in defs.journeys}
-    assert ids == {"young-professionals", "sme-one-stop", "seniors-advisor"}
+    assert ids == {"young-professionals", "sme-one-stop", "seniors-advisor", "application-follow-up"}
     audiences = {j.audience.value for j, _ in defs.journeys if j.audience}
     assert audiences == {"young_professional", "sme", "senior"}
     for j, _ in defs.journeys:
