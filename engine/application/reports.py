@@ -56,3 +56,34 @@ def funnel_report(engine: Engine) -> dict[str, Any]:
             for (j, s, c), v in sorted(messages.items())
         ],
     }
+
+
+JOURNEYS_SCHEMA = "huoke.report.journeys/1"
+
+
+def journeys_report(engine: Engine) -> dict[str, Any]:
+    """Per journey and version: entries, refusals, goals (within their window or late), exits,
+    split arms, tasks and messages — the outcome counts of the journey index."""
+    journeys: dict[tuple[str, int], dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
+    for r in engine.index.outcomes():
+        if r["kind"] == "reached":
+            continue
+        journeys[(r["journey_id"], int(r["journey_version"]))][r["kind"]][r["label"]] = int(r["n"])
+    rows = []
+    for (journey_id, version), kinds in sorted(journeys.items()):
+        entered = sum(kinds.get("entered", {}).values())
+        goals = kinds.get("goal", {})
+        within = sum(n for label, n in goals.items() if not label.endswith("(late)"))
+        rows.append(
+            {
+                "journey_id": journey_id,
+                "version": version,
+                "entered": entered,
+                "conversion_rate": round(within / entered, 4) if entered else 0.0,
+                **{
+                    kind: dict(sorted(kinds.get(kind, {}).items()))
+                    for kind in ("refused", "goal", "exit", "split", "task", "message", "message skipped")
+                },
+            }
+        )
+    return {"schema": JOURNEYS_SCHEMA, "journeys": rows}

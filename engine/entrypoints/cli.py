@@ -286,6 +286,30 @@ def report_funnel(as_json: JsonOpt = False) -> None:
         print_funnel(doc)
 
 
+@report_app.command("journeys")
+def report_journeys(as_json: JsonOpt = False) -> None:
+    """Per journey version: entered, refused, goals within the window, exits, split arms, tasks."""
+    from engine.application.reports import journeys_report
+
+    engine = engine_for(settings())
+    engine.refresh_views()
+    doc = journeys_report(engine)
+    if as_json:
+        emit_json(doc)
+        return
+    for row in doc["journeys"]:
+        table = Table(
+            title=f"{row['journey_id']} v{row['version']}: {row['entered']} entered, "
+            f"{row['conversion_rate']:.1%} converted within the goal window"
+        )
+        table.add_column("outcome")
+        table.add_column("leads", justify="right")
+        for kind in ("goal", "exit", "split", "task", "message", "message skipped", "refused"):
+            for label, n in row[kind].items():
+                table.add_row(f"{kind}: {label}", str(n))
+        console.print(table)
+
+
 @projections_app.command("rebuild")
 def projections_rebuild(
     name: Annotated[str | None, typer.Argument(help="funnel or journey_index (default: both)")] = None,

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
+from phonenumbers import timezone as phone_timezone
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine.application.commands import CaptureLead, LeadRef, RecordLifecycle
@@ -160,7 +161,13 @@ class LeadRow(BaseModel):
             consents["sms"] = True
         return CaptureLead(
             source={k: v for k, v in source.items() if v is not None},
-            contact={"name": self.name, "phone": phone, "email": email, "language": self.language},
+            contact={
+                "name": self.name,
+                "phone": phone,
+                "email": email,
+                "language": self.language,
+                "timezone": zone_of(phone),
+            },
             profile={k: v for k, v in profile.items() if v is not None},
             interest={k: v for k, v in interest.items() if v is not None},
             consents=consents,
@@ -183,6 +190,14 @@ def normalise_phone(raw: str | None, region: str, issues: list[str]) -> str | No
         issues.append(f"phone {raw!r} is not a valid number")
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def zone_of(e164: str | None) -> str | None:
+    """The IANA time zone of a phone number when it has exactly one (else unknown)."""
+    if not e164:
+        return None
+    zones = phone_timezone.time_zones_for_number(phonenumbers.parse(e164))
+    return zones[0] if len(zones) == 1 and zones[0] != "Etc/Unknown" else None
 
 
 def normalise_email(raw: str | None, issues: list[str]) -> str | None:
