@@ -22,11 +22,12 @@ from engine.application.ports import Channel, Clock
 from engine.application.publishing import publish_first_versions
 from engine.application.validation import Definitions, load_definitions
 from engine.settings import Settings
+from projections.delivery_schedule import DeliverySchedulePostgres, DeliveryScheduleSQLite
 from projections.funnel import FunnelCountsPostgres, FunnelCountsSQLite
 from projections.journey_index import JourneyIndexPostgres, JourneyIndexSQLite
 
 APPS = ("leads", "journeys", "deliveries")
-VIEWS = ("funnel", "journey_index")
+VIEWS = ("funnel", "journey_index", "delivery_schedule")
 
 
 def store_env(settings: Settings, name: str) -> dict[str, str]:
@@ -72,6 +73,7 @@ def build_view(settings: Settings, name: str) -> Any:
     cls = {
         "funnel": FunnelCountsPostgres if pg else FunnelCountsSQLite,
         "journey_index": JourneyIndexPostgres if pg else JourneyIndexSQLite,
+        "delivery_schedule": DeliverySchedulePostgres if pg else DeliveryScheduleSQLite,
     }[name]
     factory = InfrastructureFactory.construct(env=Environment(name, store_env(settings, name)))
     return factory.tracking_recorder(cls)
@@ -138,6 +140,8 @@ def bootstrap(
         channels if channels is not None else default_channels(settings),
         sender,
         definition=journeys.definition,
+        policy=definitions.policy,
+        default_tz=settings.timezone,
     )
     engine = Engine(
         clock=clock,
@@ -146,6 +150,7 @@ def bootstrap(
         deliveries=deliveries,
         funnel=build_view(settings, "funnel"),
         index=build_view(settings, "journey_index"),
+        schedule=build_view(settings, "delivery_schedule"),
     )
     engine.unpublished = publish_first_versions(engine, definitions.journeys, renderer.fingerprint(), author)
     return engine

@@ -61,6 +61,7 @@ class Settings(BaseSettings):
             "POSTGRES_USER": url.username or "postgres",
             "POSTGRES_PASSWORD": url.password or "",
             "POSTGRES_SCHEMA": query.get("schema", ["public"])[0],
-            "POSTGRES_POOL_SIZE": "4",
+            # One idle connection per store; more only under load (a process opens ~7 stores).
+            "POSTGRES_POOL_SIZE": "1",
             "POSTGRES_MAX_OVERFLOW": "4",
         }

@@ -183,6 +183,10 @@ class JourneyIndex(SqlView):
         rows = self.rows(sql + " ORDER BY due_at, enrolment_id LIMIT ?", (ts(until), *exclude, limit))
         return [DueTimer(UUID(r["enrolment_id"]), r["step"], parse_ts(r["due_at"])) for r in rows]
 
+    def next_due(self) -> datetime | None:
+        rows = self.rows("SELECT MIN(due_at) AS due FROM {t_due_timers}")
+        return parse_ts(rows[0]["due"]) if rows and rows[0]["due"] else None
+
     def pending_count(self) -> int:
         return int(self.rows("SELECT COUNT(*) AS n FROM {t_due_timers}")[0]["n"])
 

@@ -15,6 +15,7 @@ from uuid import UUID
 from eventsourcing.application import Application
 from eventsourcing.projection import ProjectionRunner
 
+from projections.delivery_schedule import DeliverySchedulePostgres, DeliveryScheduleProjection
 from projections.funnel import FunnelCountsPostgres, FunnelDeliveriesProjection, FunnelProjection
 from projections.journey_index import JourneyIndexPostgres, JourneyIndexProjection
 
@@ -38,6 +39,7 @@ RUNNERS: Sequence[tuple[type[Application[UUID]], type[Any], type[Any]]] = (
     (LeadsLog, FunnelProjection, FunnelCountsPostgres),
     (DeliveriesLog, FunnelDeliveriesProjection, FunnelCountsPostgres),
     (JourneysLog, JourneyIndexProjection, JourneyIndexPostgres),
+    (DeliveriesLog, DeliveryScheduleProjection, DeliverySchedulePostgres),
 )
 
 

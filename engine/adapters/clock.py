@@ -23,6 +23,10 @@ class VirtualClock:
     def now(self) -> datetime:
         return self._now
 
+    def rewind_to(self, moment: datetime) -> None:
+        """Set an earlier start (only before a run begins: e.g. to the oldest pending work)."""
+        self._now = min(self._now, moment)
+
     def advance_to(self, moment: datetime) -> None:
         """Move forward to ``moment``; time never runs backwards."""
         self._now = max(self._now, moment)

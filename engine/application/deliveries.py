@@ -13,25 +13,36 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import cast
 from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from eventsourcing.application import Application
+from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import ProcessRecorder, Tracking
 from eventsourcing.utils import get_topic
 
 from engine.application.journeys import Journeys
 from engine.application.leads import Leads
-from engine.application.ports import Channel, Clock, OutgoingMessage, RenderedMessage, Renderer, RenderError
+from engine.application.ports import (
+    Channel,
+    Clock,
+    OutgoingMessage,
+    RenderedMessage,
+    Renderer,
+    RenderError,
+    SendResult,
+)
 from engine.application.projecting import next_page
 from engine.application.saving import save_batch
-from engine.domain.delivery import Delivery
+from engine.domain.contact_history import ContactHistory, contact_history_id
+from engine.domain.contact_policy import DEFAULT_POLICY, ContactPolicy
+from engine.domain.delivery import MAX_TRANSIENT_FAILURES, Delivery
 from engine.domain.enrolment import Enrolment
 from engine.domain.facts import lead_facts
-from engine.domain.journey import Journey
+from engine.domain.journey import Journey, SendStep
 from engine.domain.lead import Lead
 from engine.domain.values import ConsentChannel, ConsentPurpose
 
@@ -49,6 +60,21 @@ class Sender:
     unsubscribe_url: str
     unsubscribe_secret: str
     default_locale: str
+
+
+def backoff(send_id: UUID, attempt: int) -> timedelta:
+    """Exponential back-off with jitter: 5 min, 10, 20… capped at 6 h, ±20% (deterministic per send)."""
+    base = min(timedelta(minutes=5) * (2**attempt), timedelta(hours=6))
+    jitter = int.from_bytes(hashlib.sha256(f"{send_id}{attempt}".encode()).digest()[:2], "big") / 65535
+    delay: timedelta = base * (0.8 + 0.4 * jitter)
+    return delay
+
+
+def _zone(name: str | None) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name) if name else None
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
 
 
 def unsubscribe_token(secret: str, lead_id: UUID, channel: str) -> str:
@@ -83,6 +109,8 @@ class Deliveries(Application[UUID]):
         channels: Mapping[str, Channel],
         sender: Sender,
         definition: Callable[[str, int], Journey] | None = None,
+        policy: ContactPolicy = DEFAULT_POLICY,
+        default_tz: str = "Asia/Shanghai",
     ) -> None:
         super().__init__(env)
         self.clock = clock
@@ -90,6 +118,8 @@ class Deliveries(Application[UUID]):
         self.channels = dict(channels)
         self.sender = sender
         self.definition = definition
+        self.policy = policy
+        self.default_tz = ZoneInfo(default_tz)
 
     recorder: ProcessRecorder
 
@@ -128,36 +158,47 @@ class Deliveries(Application[UUID]):
             save_batch(self, requested, Tracking(journeys.name, page.last))
             done += len(page.notes)
 
-    def dispatch(self, leads: Leads, batch_size: int = 200) -> DispatchReport:
-        """Send every requested, unsettled delivery; return what happened."""
+    def dispatch(self, leads: Leads, due: Sequence[UUID] = (), batch_size: int = 200) -> DispatchReport:
+        """Send new requests and the deferred deliveries now ``due``; return what happened.
+
+        Every delivery ends a pass sent, skipped, failed, or deferred to a time (quiet hours,
+        a frequency cap, a retry after a transient failure): none blocks the ones after it.
+        """
         report = DispatchReport()
+        for i in range(0, len(due), batch_size):
+            self._process([self.repository.get(d) for d in due[i : i + batch_size]], leads, report, None)
         while True:
             page = next_page(self.recorder, self.recorder.max_tracking_id(self.name), DELIVERY_TOPICS, batch_size)
             if page is None:
                 return report
-            deliveries: list[Delivery] = [self.repository.get(UUID(str(n.originator_id))) for n in page.notes]
-            try:
-                self._dispatch_batch([d for d in deliveries if not d.is_settled], leads, report)
-                open_ = [d for d in deliveries if not d.is_settled]
-                # Only advance past a batch once every delivery in it is settled: transient
-                # failures keep the log position and are retried on the next run.
-                save_batch(self, deliveries, None if open_ else Tracking(self.name, page.last))
-            except Exception:
-                self._repository = self.construct_repository()
-                raise
-            sent = [d for d in deliveries if d.outcome == "sent"]
-            if sent:
-                leads.mark_contacted([d.lead_id for d in sent], max(self._now_for(d) for d in sent))
-            if open_:
-                report.deferred += len(open_)
-                return report
+            fresh: list[Delivery] = [self.repository.get(UUID(str(n.originator_id))) for n in page.notes]
+            self._process(fresh, leads, report, Tracking(self.name, page.last))
+
+    def _process(
+        self, deliveries: list[Delivery], leads: Leads, report: DispatchReport, tracking: Tracking | None
+    ) -> None:
+        histories: dict[UUID, ContactHistory] = {}
+        now = self.clock.now()
+        ready = [d for d in deliveries if not d.is_settled and (d.deferred_until is None or d.deferred_until <= now)]
+        try:
+            self._dispatch_batch(ready, leads, report, histories)
+            save_batch(self, [*deliveries, *histories.values()], tracking)
+        except Exception:
+            self._repository = self.construct_repository()
+            raise
+        sent = [d for d in ready if d.outcome == "sent"]
+        if sent:
+            leads.mark_contacted([d.lead_id for d in sent], max(self._now_for(d) for d in sent))
 
     def _now_for(self, d: Delivery) -> datetime:
         """Never record an outcome before its request (a virtual clock may lag an import)."""
         return max(self.clock.now(), d.requested_at)
 
-    def _dispatch_batch(self, batch: list[Delivery], leads: Leads, report: DispatchReport) -> None:
+    def _dispatch_batch(
+        self, batch: list[Delivery], leads: Leads, report: DispatchReport, histories: dict[UUID, ContactHistory]
+    ) -> None:
         outgoing: dict[str, list[tuple[Delivery, OutgoingMessage]]] = {}
+        planned: dict[tuple[UUID, str], int] = {}
         for d in batch:
             now = self._now_for(d)
             channel = self.channels.get(d.channel)
@@ -172,10 +213,16 @@ class Deliveries(Application[UUID]):
                 report.reconciled += 1
                 continue
             lead = leads.get_lead(d.lead_id)
-            reason = self.policy_refusal(lead, d.channel, self._purpose(d))
-            if reason:
-                d.mark_skipped(reason, now)
-                report.skipped += 1
+            purpose = self._purpose(d)
+            held = self.policy_refusal(lead, d.channel, purpose) or self._hold(
+                d, lead, purpose, now, histories, planned
+            )
+            if held:
+                if d.outcome is None and d.deferred_until is not None and d.deferred_until > now:
+                    report.deferred += 1
+                elif not d.is_settled:
+                    d.mark_skipped(held, now)
+                    report.skipped += 1
                 continue
             try:
                 message = self._compose(d, lead, now)
@@ -183,17 +230,80 @@ class Deliveries(Application[UUID]):
                 d.mark_failed(f"template {d.template!r} could not render: {e}", permanent=True, at=now)
                 report.failed += 1
                 continue
+            planned[(d.lead_id, d.channel)] = planned.get((d.lead_id, d.channel), 0) + 1
             outgoing.setdefault(d.channel, []).append((d, message))
         for channel_name, items in outgoing.items():
             results = self.channels[channel_name].send_batch([m for _, m in items])
             for (d, m), result in zip(items, results, strict=True):
-                if result.ok:
-                    digest = hashlib.sha256((m.body.text + (m.body.html or "")).encode()).hexdigest()
-                    d.mark_sent(m.to, m.body.locale, m.body.variant, digest, result.provider_ref, self._now_for(d))
-                    report.sent += 1
-                else:
-                    d.mark_failed(result.reason, result.permanent, self._now_for(d))
-                    report.failed += 1
+                self._settle(d, m, result, report, histories)
+
+    def _settle(
+        self,
+        d: Delivery,
+        m: OutgoingMessage,
+        result: SendResult,
+        report: DispatchReport,
+        histories: dict[UUID, ContactHistory],
+    ) -> None:
+        now = self._now_for(d)
+        if result.ok:
+            digest = hashlib.sha256((m.body.text + (m.body.html or "")).encode()).hexdigest()
+            d.mark_sent(m.to, m.body.locale, m.body.variant, digest, result.provider_ref, now)
+            self._history(d.lead_id, histories).record(d.channel, self._purpose(d), d.id, now)
+            report.sent += 1
+        elif result.permanent or d.transient_failures + 1 >= MAX_TRANSIENT_FAILURES:
+            d.mark_failed(result.reason, True, now)
+            report.failed += 1
+        else:
+            d.defer(now + backoff(d.id, d.transient_failures), f"retry after: {result.reason}", now, transient=True)
+            report.deferred += 1
+
+    def _hold(
+        self,
+        d: Delivery,
+        lead: Lead,
+        purpose: str,
+        now: datetime,
+        histories: dict[UUID, ContactHistory],
+        planned: dict[tuple[UUID, str], int],
+    ) -> str:
+        """Quiet hours or a frequency cap: defer (or skip, by the step's policy); '' if it may go now."""
+        step = self._step(d)
+        zone = _zone(lead.contact.get("timezone"))
+        window = self.policy.window(lead.contact.get("country"), d.channel, zone is not None)
+        if window is not None and d.channel != "webhook":
+            tz = zone or self.default_tz
+            opening = window.next_opening(now, tz)
+            if opening is not None:
+                reason = f"outside contact window {window.describe(tz)}"
+                if step is not None and step.outside_window == "skip":
+                    return reason
+                d.defer(opening, reason, now)
+                return reason
+        cap = self.policy.cap(d.channel, purpose)
+        if cap is not None:
+            sent = self._history(d.lead_id, histories).sent_since(d.channel, purpose, now - cap.per)
+            if len(sent) + planned.get((d.lead_id, d.channel), 0) >= cap.max:
+                reason = f"frequency cap: {cap.describe()}"
+                if (step is not None and step.when_capped == "skip") or len(sent) < cap.max:
+                    return reason  # skip, or capped by messages going out in this very batch
+                d.defer(sent[-cap.max] + cap.per, reason, now)
+                return reason
+        return ""
+
+    def _step(self, d: Delivery) -> SendStep | None:
+        if self.definition is None:
+            return None
+        step = self.definition(d.journey_id, d.journey_version).steps.get(d.step)
+        return step if isinstance(step, SendStep) else None
+
+    def _history(self, lead_id: UUID, histories: dict[UUID, ContactHistory]) -> ContactHistory:
+        if lead_id not in histories:
+            try:
+                histories[lead_id] = self.repository.get(contact_history_id(lead_id))
+            except AggregateNotFoundError:
+                histories[lead_id] = ContactHistory(lead_id=lead_id)
+        return histories[lead_id]
 
     def _journey_vars(self, d: Delivery) -> dict[str, str]:
         return self.definition(d.journey_id, d.journey_version).vars if self.definition else {}
@@ -244,8 +354,6 @@ class Deliveries(Application[UUID]):
         return OutgoingMessage(send_id=d.id, channel=d.channel, to=to, body=body, unsubscribe_url=unsubscribe)
 
     def get_delivery(self, send_id: UUID) -> Delivery | None:
-        from eventsourcing.application import AggregateNotFoundError
-
         try:
             delivery: Delivery = self.repository.get(send_id)
         except AggregateNotFoundError:

@@ -7,10 +7,12 @@ from datetime import datetime
 from typing import Any, Protocol, cast
 
 from engine.application.deliveries import Deliveries, DispatchReport
-from engine.application.journeys import DueTimer, Journeys
+from engine.application.journeys import LEAD_TOPICS, DueTimer, Journeys
 from engine.application.leads import Leads
 from engine.application.ports import Clock
-from engine.application.projecting import catch_up
+from engine.application.projecting import catch_up, next_page
+from projections.delivery_schedule import TOPICS as SCHEDULE_TOPICS
+from projections.delivery_schedule import DeliverySchedule
 from projections.funnel import DELIVERY_TOPICS as FUNNEL_DELIVERY_TOPICS
 from projections.funnel import LEAD_TOPICS as FUNNEL_LEAD_TOPICS
 from projections.funnel import FunnelCounts
@@ -56,6 +58,7 @@ class Engine:
     deliveries: Deliveries
     funnel: FunnelCounts
     index: JourneyIndex
+    schedule: DeliverySchedule
     unpublished: list[str] = field(default_factory=list)  # journey files changed since their last publish
 
     def run(self, until: datetime | None = None, timer_batch: int = 500) -> RunReport:
@@ -69,8 +72,15 @@ class Engine:
         while True:
             horizon = until or self.clock.now()
             timers = self.index.due(horizon, limit=timer_batch, exclude=self.journeys.paused_journeys())
+            held = self.schedule.next_due()
+            if held is not None and held <= horizon and (not timers or held < timers[0].due_at):
+                self._move_clock_to(held)  # held deliveries come due before the next timer
+                self._settle(report)
+                continue
             if not timers:
                 break
+            if held is not None and held <= horizon:
+                timers = [t for t in timers if t.due_at <= held] or timers[:1]
             self._move_clock(timers[-1])
             report.timers_fired += self.journeys.fire_timers(timers, self.leads)
             self._settle(report)
@@ -86,26 +96,36 @@ class Engine:
             report.lead_events += moved
             requested = self.deliveries.request_messages(self.journeys)
             report.requested += requested
-            d = self.deliveries.dispatch(self.leads)
+            d = self.deliveries.dispatch(self.leads, due=self.schedule.due(self.clock.now()))
             for name in ("sent", "failed", "skipped", "reconciled", "deferred"):
                 setattr(report.dispatch, name, getattr(report.dispatch, name) + getattr(d, name))
             self.refresh_views()
-            if not moved and not requested and not (d.sent + d.failed + d.skipped + d.reconciled):
+            if not moved and not requested and not (d.sent + d.failed + d.skipped + d.reconciled + d.deferred):
                 return
-            if d.deferred:
-                return
+
+    def earliest_pending(self) -> datetime | None:
+        """The time of the oldest work not yet done: an unprocessed lead event, a due timer, a held delivery."""
+        candidates = [t for t in (self.schedule.next_due(), self.index.next_due()) if t is not None]
+        page = next_page(self.leads.recorder, self.journeys.recorder.max_tracking_id(self.leads.name), LEAD_TOPICS, 1)
+        while page is not None and not page.notes:
+            page = next_page(self.leads.recorder, page.last, LEAD_TOPICS, 1000)
+        if page is not None:
+            e = self.leads.mapper.to_domain_event(page.notes[0])
+            candidates.append(getattr(e, "at", None) or getattr(e, "captured_at", None) or e.timestamp)
+        return min(candidates, default=None)
 
     def close(self) -> None:
         """Release database connections."""
         for app in (self.leads, self.journeys, self.deliveries):
             app.close()
-        for view in (self.funnel, self.index):
+        for view in (self.funnel, self.index, self.schedule):
             cast(Any, view).datastore.close()
 
     def refresh_views(self) -> None:
         catch_up(self.index, self.journeys, INDEX_TOPICS)
         catch_up(self.funnel, self.leads, FUNNEL_LEAD_TOPICS)
         catch_up(self.funnel, self.deliveries, FUNNEL_DELIVERY_TOPICS)
+        catch_up(self.schedule, self.deliveries, SCHEDULE_TOPICS)
 
     def _move_clock(self, timer: DueTimer) -> None:
         self._move_clock_to(timer.due_at)

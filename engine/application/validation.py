@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from engine.application.catalog import TemplateCatalog, check_templates
+from engine.domain.contact_policy import DEFAULT_POLICY, ContactPolicy, parse_contact_policy
 from engine.domain.errors import JourneyValidationError
 from engine.domain.journey import BranchStep, Journey
 from engine.domain.journey_parsing import parse_journey
 from engine.domain.segments import SegmentRules, parse_segment_rules
 
 SEGMENTS_FILE = "segments.yaml"
+POLICY_FILE = "contact_policy.yaml"
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,7 @@ class Definitions:
 
     journeys: list[tuple[Journey, dict[str, Any]]]
     rules: SegmentRules
+    policy: ContactPolicy = DEFAULT_POLICY
 
 
 def load_definitions(
@@ -40,10 +43,18 @@ def load_definitions(
             rules = parse_segment_rules(strip(load(seg_path)), str(seg_path))
         except JourneyValidationError as e:
             problems += e.problems
+    policy = DEFAULT_POLICY
+    policy_path = folder / POLICY_FILE
+    if policy_path.exists():
+        try:
+            policy = parse_contact_policy(strip(load(policy_path)), str(policy_path))
+        except JourneyValidationError as e:
+            problems += e.problems
+    special = {SEGMENTS_FILE, POLICY_FILE}
     paths = (
         only
         if only is not None
-        else sorted(p for p in folder.glob("*.y*ml") if p.name != SEGMENTS_FILE and not p.name.startswith("_"))
+        else sorted(p for p in folder.glob("*.y*ml") if p.name not in special and not p.name.startswith("_"))
     )
     journeys: list[tuple[Journey, dict[str, Any]]] = []
     seen: dict[str, Path] = {}
@@ -64,7 +75,7 @@ def load_definitions(
         problems.append(f"{folder}: no journey files (*.yaml) found")
     if problems:
         raise JourneyValidationError(problems)
-    return Definitions(journeys, rules)
+    return Definitions(journeys, rules, policy)
 
 
 def _check_segments(journey: Journey, rules: SegmentRules) -> list[str]:

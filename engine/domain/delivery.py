@@ -46,6 +46,15 @@ class Delivery(Aggregate):
         permanent: bool
         at: datetime
 
+    class Deferred(Aggregate.Event):
+        journey_id: str
+        step: str
+        channel: str
+        until: datetime
+        reason: str
+        transient: bool
+        at: datetime
+
     class Skipped(Aggregate.Event):
         journey_id: str
         step: str
@@ -78,6 +87,7 @@ class Delivery(Aggregate):
         self.requested_at = at
         self.outcome: str | None = None
         self.transient_failures = 0
+        self.deferred_until: datetime | None = None
 
     @staticmethod
     def create_id(send_id: UUID, **_: Any) -> UUID:
@@ -136,6 +146,28 @@ class Delivery(Aggregate):
         if permanent:
             self.outcome = "failed"
         else:
+            self.transient_failures += 1
+
+    def defer(self, until: datetime, reason: str, at: datetime, transient: bool = False) -> None:
+        """Hold the message until ``until`` (quiet hours, a cap, or a retry after a transient failure)."""
+        if self.is_settled:
+            return
+        self._deferred(
+            journey_id=self.journey_id,
+            step=self.step,
+            channel=self.channel,
+            until=until,
+            reason=reason,
+            transient=transient,
+            at=at,
+        )
+
+    @event(Deferred)
+    def _deferred(
+        self, journey_id: str, step: str, channel: str, until: datetime, reason: str, transient: bool, at: datetime
+    ) -> None:
+        self.deferred_until = until
+        if transient:
             self.transient_failures += 1
 
     def mark_skipped(self, reason: str, at: datetime) -> None:

@@ -33,7 +33,9 @@ Channel = Literal["email", "sms", "webhook"]
 class SendStep:
     """Send one message (e-mail, SMS or webhook) from a template.
 
-    ``stale`` says what happens when the send fell due while the journey was paused.
+    ``stale`` says what happens when the send fell due while the journey was paused;
+    ``outside_window`` when it falls in the lead's quiet hours; ``when_capped`` when a
+    frequency cap is reached.
     """
 
     id: str
@@ -41,6 +43,8 @@ class SendStep:
     template: str
     next: str | None
     stale: StalePolicy = "skip"
+    outside_window: Literal["wait", "skip"] = "wait"
+    when_capped: Literal["defer", "skip"] = "defer"
     line: int = 0
 
 

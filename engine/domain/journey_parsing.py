@@ -257,7 +257,7 @@ def _parse_step(raw: Any, n: int, p: Problems) -> Step | None:
         p.add(where, f"a step needs exactly one of {', '.join(_STEP_KINDS)}; found {kinds or 'none'}", line)
         return None
     kind = kinds[0]
-    extra = set(raw) - {"id", "next", "on_timeout", "stale", "label", LINE_KEY, kind}
+    extra = set(raw) - {"id", "next", "on_timeout", "stale", "outside_window", "when_capped", "label", LINE_KEY, kind}
     if extra:
         p.add(where, f"unknown keys {sorted(extra)}", line)
     nxt = str(raw["next"]) if raw.get("next") is not None else None
@@ -287,7 +287,15 @@ def _send(sid: str, body: Any, raw: dict[str, Any], nxt: str | None, line: int, 
     if stale not in ("skip", "send", "reschedule"):
         p.add(where, f"'stale' must be skip, send or reschedule, got {stale!r}", line)
         stale = "skip"
-    return SendStep(sid, body["channel"], str(body["template"]), nxt, stale, line)
+    outside = raw.get("outside_window", "wait")
+    if outside not in ("wait", "skip"):
+        p.add(where, f"'outside_window' must be wait or skip, got {outside!r}", line)
+        outside = "wait"
+    capped = raw.get("when_capped", "defer")
+    if capped not in ("defer", "skip"):
+        p.add(where, f"'when_capped' must be defer or skip, got {capped!r}", line)
+        capped = "defer"
+    return SendStep(sid, body["channel"], str(body["template"]), nxt, stale, outside, capped, line)
 
 
 def _wait(sid: str, body: Any, raw: dict[str, Any], nxt: str | None, line: int, where: str, p: Problems) -> Step | None:

@@ -19,7 +19,7 @@ from engine.adapters.clock import VirtualClock
 from engine.application.engine import Engine
 from engine.application.reports import funnel_report
 from engine.application.timeline import lead_timeline
-from engine.bootstrap import build_view
+from engine.bootstrap import VIEWS, build_view
 from engine.domain.errors import HuokeError, LeadNotFoundError
 from engine.entrypoints.cli_common import (
     JsonOpt,
@@ -197,7 +197,12 @@ def run(
     s = settings()
     if until:
         moment = _parse_until(until, ZoneInfo(s.timezone))
-        engine = engine_for(s, VirtualClock(min(datetime.now(UTC), moment)))
+        clock = VirtualClock(min(datetime.now(UTC), moment))
+        engine = engine_for(s, clock)
+        engine.refresh_views()
+        pending = engine.earliest_pending()
+        if pending is not None:
+            clock.rewind_to(pending)  # the virtual clock starts where the work starts
         report = engine.run(until=moment)
     else:
         engine = engine_for(s)
@@ -312,19 +317,20 @@ def report_journeys(as_json: JsonOpt = False) -> None:
 
 @projections_app.command("rebuild")
 def projections_rebuild(
-    name: Annotated[str | None, typer.Argument(help="funnel or journey_index (default: both)")] = None,
+    name: Annotated[str | None, typer.Argument(help=f"one of {', '.join(VIEWS)} (default: all)")] = None,
 ) -> None:
     """Rebuild read models from the event log (nothing is sent: sends are never projections)."""
     s = settings()
-    names = [name] if name else ["funnel", "journey_index"]
+    names = [name] if name else list(VIEWS)
     for n in names:
-        if n not in ("funnel", "journey_index"):
-            fail(f"unknown projection {n!r} (funnel, journey_index)")
+        if n not in VIEWS:
+            fail(f"unknown projection {n!r} ({', '.join(VIEWS)})")
     engine = engine_for(s)
     started = time.perf_counter()
     for n in names:
         build_view(s, n).reset()
     engine.funnel, engine.index = build_view(s, "funnel"), build_view(s, "journey_index")
+    engine.schedule = build_view(s, "delivery_schedule")
     engine.refresh_views()
     console.print(f"rebuilt {', '.join(names)} in {time.perf_counter() - started:.1f}s")
 

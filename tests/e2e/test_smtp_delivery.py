@@ -81,10 +81,11 @@ def test_hard_bounce_is_recorded_failed_and_greylisting_is_retried(
         engine = make_engine(settings=smtp_settings(port))
         engine.leads.capture_leads([young_pro(1), young_pro(2)])
         first = engine.run()
-        assert (first.dispatch.failed, first.dispatch.deferred) == (2, 1)  # 550, and the 451 counted once
+        assert (first.dispatch.failed, first.dispatch.deferred) == (1, 1)  # the 550 failed, the 451 held
         assert [m["To"] for m in handler.received] == []
-        second = engine.run()  # the greylisted one is retried, the bounce is not
-        assert second.dispatch.sent >= 1
+        assert engine.run().dispatch.sent == 0  # not before its back-off (5 minutes ± 20%)
+        second = engine.run(until=clock.now() + timedelta(minutes=10))  # retried; the bounce is not
+        assert second.dispatch.sent == 1
     assert [m["To"] for m in handler.received] == ["alex2@example.com"]
     rows = {(m["step"], m["channel"]): m for m in funnel_report(engine)["messages"]}
     assert rows[("welcome_email", "email")]["failed"] == 1
@@ -98,13 +99,15 @@ def test_unreachable_server_loses_nothing(make_engine: MakeEngine, clock: Virtua
     engine = make_engine(settings=smtp_settings(port))
     engine.leads.capture_leads([young_pro(1)])
     assert engine.run().dispatch.deferred == 1
+    held = engine.schedule.held()
+    assert held[0]["channel"] == "email" and held[0]["reason"].startswith("retry after: cannot reach SMTP server")
     handler = RecordingHandler()
     from aiosmtpd.controller import Controller
 
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        engine.run()
+        engine.run(until=clock.now() + timedelta(minutes=10))
     finally:
         controller.stop()
     assert [m["To"] for m in handler.received] == ["alex1@example.com"]

@@ -1,0 +1,77 @@
+"""DeliverySchedule: deliveries held until a time (quiet hours, caps, retries) — a view of Deliveries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import singledispatchmethod
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.utils import get_topic
+
+from engine.domain.delivery import Delivery
+from projections.base import SqlView, ViewProjection, sqlite_and_postgres
+from projections.journey_index import parse_ts, ts
+
+TOPICS = [get_topic(c) for c in (Delivery.Deferred, Delivery.Sent, Delivery.Failed, Delivery.Skipped)]
+
+
+class DeliverySchedule(SqlView):
+    """Held deliveries by the time they may be tried again (indexed), and why they wait."""
+
+    tables = ("held_deliveries",)
+
+    def ddl(self) -> list[str]:
+        return [
+            "CREATE TABLE IF NOT EXISTS {t_held_deliveries} (send_id TEXT PRIMARY KEY, due_at TEXT NOT NULL, "
+            "channel TEXT NOT NULL, reason TEXT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS held_deliveries_due ON {t_held_deliveries} (due_at)",
+        ]
+
+    @singledispatchmethod
+    def apply(self, event: Any, cursor: Any) -> None:
+        """Events this view does not read are ignored."""
+
+    @apply.register
+    def _(self, e: Delivery.Deferred, c: Any) -> None:
+        c.execute(
+            self.q(
+                "INSERT INTO {t_held_deliveries} VALUES (?, ?, ?, ?) ON CONFLICT (send_id) "
+                "DO UPDATE SET due_at = excluded.due_at, reason = excluded.reason"
+            ),
+            (str(e.originator_id), ts(e.until), e.channel, e.reason),
+        )
+
+    @apply.register(Delivery.Sent)
+    @apply.register(Delivery.Failed)
+    @apply.register(Delivery.Skipped)
+    def _(self, e: Any, c: Any) -> None:
+        c.execute(self.q("DELETE FROM {t_held_deliveries} WHERE send_id = ?"), (str(e.originator_id),))
+
+    def due(self, until: datetime, limit: int = 1000) -> list[UUID]:
+        rows = self.rows(
+            "SELECT send_id FROM {t_held_deliveries} WHERE due_at <= ? ORDER BY due_at, send_id LIMIT ?",
+            (ts(until), limit),
+        )
+        return [UUID(r["send_id"]) for r in rows]
+
+    def next_due(self) -> datetime | None:
+        rows = self.rows("SELECT MIN(due_at) AS due FROM {t_held_deliveries}")
+        return parse_ts(rows[0]["due"]) if rows and rows[0]["due"] else None
+
+    def held(self) -> list[dict[str, Any]]:
+        """What is waiting and why, for operators."""
+        return self.rows(
+            "SELECT channel, reason, COUNT(*) AS n, MIN(due_at) AS next_due FROM {t_held_deliveries} "
+            "GROUP BY channel, reason ORDER BY channel, reason"
+        )
+
+
+class DeliveryScheduleProjection(ViewProjection):
+    """The eventsourcing Projection over Deliveries (for a ProjectionRunner process)."""
+
+    name = "delivery_schedule"
+    topics = tuple(TOPICS)
+
+
+DeliveryScheduleSQLite, DeliverySchedulePostgres = sqlite_and_postgres(DeliverySchedule)
