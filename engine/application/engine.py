@@ -110,7 +110,7 @@ class Engine:
         while page is not None and not page.notes:
             page = next_page(self.leads.recorder, page.last, LEAD_TOPICS, 1000)
         if page is not None:
-            e = self.leads.mapper.to_domain_event(page.notes[0])
+            e: Any = self.leads.mapper.to_domain_event(page.notes[0])
             candidates.append(getattr(e, "at", None) or getattr(e, "captured_at", None) or e.timestamp)
         return min(candidates, default=None)
 
