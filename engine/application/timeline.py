@@ -92,6 +92,8 @@ def describe(e: Any) -> tuple[str, str]:
         case Delivery.Failed():
             kind = "failed" if e.permanent else "failed, will retry"
             return f"{e.channel} {kind}", e.reason
+        case Delivery.Deferred():
+            return f"{e.channel} held until {e.until.astimezone(UTC):%Y-%m-%d %H:%M} UTC", e.reason
         case Delivery.Skipped():
             return f"{e.channel} not sent", e.reason
     return type(e).__qualname__, ""

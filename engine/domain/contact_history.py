@@ -44,5 +44,5 @@ class ContactHistory(Aggregate):
         self.sends.append((channel, purpose, at))
 
     def sent_since(self, channel: str, purpose: str, since: datetime) -> list[datetime]:
-        """Times of the messages on ``channel`` for ``purpose`` at or after ``since``, oldest first."""
-        return sorted(at for ch, p, at in self.sends if ch == channel and p == purpose and at >= since)
+        """Times of the messages on ``channel`` for ``purpose`` after ``since``, oldest first."""
+        return sorted(at for ch, p, at in self.sends if ch == channel and p == purpose and at > since)

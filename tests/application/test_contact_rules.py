@@ -1,0 +1,130 @@
+"""Contact windows in the lead's time zone (DST included) and frequency caps with deferral."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from engine.adapters.clock import VirtualClock
+from engine.application.timeline import lead_timeline
+from tests.conftest import MakeEngine
+from tests.helpers import sms_lines, young_pro
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+ONE_SMS = """
+    id: one-sms
+    locales: [zh-CN, en]
+    vars: {apply_url: "https://lender.example/apply", hotline: 400-800-8888}
+    entry: {on: lead_captured}
+    steps:
+      - id: hello
+        send: {channel: sms, template: yp_welcome}
+        next: done
+      - id: done
+        exit: completed
+"""
+
+THREE_SMS = """
+    id: three-sms
+    locales: [zh-CN, en]
+    vars: {apply_url: "https://lender.example/apply", hotline: 400-800-8888}
+    entry: {on: lead_captured}
+    steps:
+      - id: first
+        send: {channel: sms, template: yp_welcome}
+        next: gap
+      - id: gap
+        wait: 1h
+        next: second
+      - id: second
+        send: {channel: sms, template: yp_reminder}
+        next: gap2
+      - id: gap2
+        wait: 1h
+        next: third
+      - id: third
+        send: {channel: sms, template: yp_welcome}
+        when_capped: WHEN
+        next: done
+      - id: done
+        exit: completed
+"""
+
+
+def new_yorker(n: int = 1) -> dict[str, object]:
+    return {
+        "contact": {
+            "name": f"Ann Lee{n}",
+            "phone": f"+1212555{n:04d}",
+            "email": None,
+            "language": "en",
+            "timezone": "America/New_York",
+            "country": "US",
+        },
+        "consents": {"sms": True},
+    }
+
+
+def sms_times(tmp_path: Path, engine: object) -> list[datetime]:
+    e = engine  # the Sent events carry the moment each SMS left
+    out = []
+    for item in sms_lines(tmp_path / "outbox"):
+        delivery = e.deliveries.get_delivery(__import__("uuid").UUID(item["send_id"]))  # type: ignore[attr-defined]
+        out.append(next(ev.at for ev in e.deliveries.events.get(delivery.id) if type(ev).__name__ == "Sent"))  # type: ignore[attr-defined]
+    return out
+
+
+def test_sms_at_night_in_new_york_waits_for_8am_there_across_the_dst_change(
+    make_engine: MakeEngine, tmp_path: Path
+) -> None:
+    saturday_11pm = datetime(2026, 3, 7, 23, 0, tzinfo=NEW_YORK)  # EST; clocks go forward at 2am Sunday
+    clock = VirtualClock(saturday_11pm.astimezone(UTC))
+    engine = make_engine(clock=clock, settings={"journeys_dir": _folder(tmp_path, one=ONE_SMS)})
+    [out] = engine.leads.capture_leads([young_pro(1, captured_at=clock.now(), **new_yorker())])
+    engine.run()
+    assert sms_lines(tmp_path / "outbox") == []
+    engine.run(until=clock.now() + timedelta(days=1))
+    [sent_at] = sms_times(tmp_path, engine)
+    assert sent_at == datetime(2026, 3, 8, 8, 0, tzinfo=NEW_YORK)  # 08:00 EDT = 12:00 UTC
+    assert sent_at.astimezone(UTC).hour == 12
+    whats = [(t["what"], t["why"]) for t in lead_timeline(engine, out.lead_id)["timeline"]]  # type: ignore[arg-type]
+    assert any(w.startswith("sms held until") and "08:00-21:00 America/New_York" in y for w, y in whats)
+
+
+def test_unknown_time_zone_gets_the_most_restrictive_window(make_engine: MakeEngine, tmp_path: Path) -> None:
+    eight_pm_shanghai = datetime(2026, 3, 2, 12, 30, tzinfo=UTC)  # 20:30 in the lender's zone
+    clock = VirtualClock(eight_pm_shanghai)
+    engine = make_engine(clock=clock, settings={"journeys_dir": _folder(tmp_path, one=ONE_SMS)})
+    engine.leads.capture_leads([young_pro(1, captured_at=clock.now(), consents={"sms": True})])
+    engine.run(until=clock.now() + timedelta(days=1))
+    [sent_at] = sms_times(tmp_path, engine)
+    assert sent_at == datetime(2026, 3, 3, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+def test_third_marketing_sms_in_a_week_is_deferred_by_the_cap(
+    make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
+    engine = make_engine(settings={"journeys_dir": _folder(tmp_path, three=THREE_SMS.replace("WHEN", "defer"))})
+    engine.leads.capture_leads([young_pro(1, captured_at=clock.now(), consents={"sms": True})])
+    engine.run(until=clock.now() + timedelta(days=3))
+    assert len(sms_lines(tmp_path / "outbox")) == 2
+    engine.run(until=clock.now() + timedelta(days=8))
+    times = sms_times(tmp_path, engine)
+    assert len(times) == 3 and times[2] == times[0] + timedelta(days=7)
+
+
+def test_capped_sms_can_be_skipped_with_a_reason(make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path) -> None:
+    engine = make_engine(settings={"journeys_dir": _folder(tmp_path, three=THREE_SMS.replace("WHEN", "skip"))})
+    [out] = engine.leads.capture_leads([young_pro(1, captured_at=clock.now(), consents={"sms": True})])
+    engine.run(until=clock.now() + timedelta(days=10))
+    assert len(sms_lines(tmp_path / "outbox")) == 2
+    whys = [t["why"] for t in lead_timeline(engine, out.lead_id)["timeline"] if t["event"] == "Delivery.Skipped"]  # type: ignore[arg-type]
+    assert whys == ["frequency cap: at most 2 marketing sms per 7d"]
+
+
+def _folder(tmp_path: Path, **files: str) -> Path:
+    from tests.application.test_journey_features import journeys_folder
+
+    return journeys_folder(tmp_path, **files)
