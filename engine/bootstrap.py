@@ -12,6 +12,7 @@ from engine.adapters.clock import SystemClock
 from engine.adapters.outbox import OutboxEmailChannel, OutboxSmsChannel
 from engine.adapters.smtp import SmtpEmailChannel
 from engine.adapters.templates import JinjaRenderer
+from engine.adapters.twilio_sms import TwilioSmsChannel
 from engine.adapters.webhook import WebhookChannel
 from engine.adapters.yaml_files import load_yaml, strip_lines
 from engine.application.deliveries import Deliveries, Sender
@@ -90,6 +91,15 @@ def load_journey_definitions(settings: Settings, only: list[Path] | None = None)
 
 def default_channels(settings: Settings) -> dict[str, Channel]:
     sms: Channel = OutboxSmsChannel(settings.outbox_dir)
+    if settings.sms_transport == "twilio":
+        callback = f"{settings.public_url.rstrip('/')}/sms/status" if settings.public_url else ""
+        sms = TwilioSmsChannel(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token.get_secret_value(),
+            settings.twilio_from,
+            settings.twilio_base_url,
+            callback,
+        )
     email: Channel
     if settings.email_transport == "smtp":
         email = SmtpEmailChannel(
@@ -123,7 +133,9 @@ def bootstrap(
     ensure_schema(settings)
     definitions = definitions or load_journey_definitions(settings)
     renderer = renderer_for(settings)
-    leads = Leads(store_env(settings, "leads"), definitions.rules, clock)
+    leads = Leads(
+        store_env(settings, "leads"), definitions.rules, clock, settings.suppression_pepper.get_secret_value()
+    )
     journeys = Journeys(store_env(settings, "journeys"), clock, settings.timezone)
     sender = Sender(
         name=settings.sender_name,

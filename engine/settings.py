@@ -39,7 +39,16 @@ class Settings(BaseSettings):
     unsubscribe_url: str = Field(
         "https://lender.example/unsubscribe", description="base of the signed one-click unsubscribe link"
     )
+    suppression_pepper: SecretStr = Field(
+        SecretStr("huoke-suppression"), description="key of the hashed suppression list (keep it stable)"
+    )
     unsubscribe_secret: SecretStr = Field(SecretStr("change-me"), description="key that signs unsubscribe links")
+    sms_transport: Literal["outbox", "twilio"] = Field("outbox", description="outbox (sms.jsonl) or twilio")
+    twilio_account_sid: str = Field("", description="Twilio account SID")
+    twilio_auth_token: SecretStr = Field(SecretStr(""), description="Twilio auth token")
+    twilio_from: str = Field("", description="the sending number or messaging service")
+    twilio_base_url: str = Field("https://api.twilio.com", description="Twilio API base URL")
+    public_url: str = Field("", description="where huoke serve is reachable (SMS status callbacks)")
     webhook_url: str = Field("", description="where webhook steps POST their JSON (empty: webhook steps fail)")
     timezone: str = Field("Asia/Shanghai", description="the lender's time zone for reports and the demo")
     default_locale: str = Field("zh-CN", description="locale used when a lead's language has no template")

@@ -353,6 +353,15 @@ class Deliveries(Application[UUID]):
         to = {"email": lead.contact.get("email"), "sms": lead.contact.get("phone")}.get(d.channel) or ""
         return OutgoingMessage(send_id=d.id, channel=d.channel, to=to, body=body, unsubscribe_url=unsubscribe)
 
+    def record_receipt(self, send_id: UUID, status: str, error_code: str, at: datetime) -> bool:
+        """Record a provider's delivery receipt; False for an unknown send id."""
+        delivery = self.get_delivery(send_id)
+        if delivery is None:
+            return False
+        delivery.record_receipt(status, error_code, at)
+        save_batch(self, [delivery])
+        return True
+
     def get_delivery(self, send_id: UUID) -> Delivery | None:
         try:
             delivery: Delivery = self.repository.get(send_id)

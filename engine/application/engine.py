@@ -103,6 +103,17 @@ class Engine:
             if not moved and not requested and not (d.sent + d.failed + d.skipped + d.reconciled + d.deferred):
                 return
 
+    def sms_reply_opt_out(self, phone: str, text: str, at: datetime) -> None:
+        """An SMS reply that is an opt-out keyword: withdraw SMS consent, list the number."""
+        from engine.application.commands import LeadRef
+        from engine.domain.errors import HuokeError
+
+        try:
+            lead_id = self.leads.find_lead(LeadRef(phone=phone))
+        except HuokeError:
+            lead_id = None  # not a lead (yet): the number is still listed
+        self.leads.opt_out(lead_id, "sms", "sms reply", f"replied {text.strip()!r}", at, phone=phone)
+
     def earliest_pending(self) -> datetime | None:
         """The time of the oldest work not yet done: an unprocessed lead event, a due timer, a held delivery."""
         candidates = [t for t in (self.schedule.next_due(), self.index.next_due()) if t is not None]

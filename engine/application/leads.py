@@ -21,7 +21,8 @@ from engine.domain.errors import HuokeError, InvalidLeadError, LeadNotFoundError
 from engine.domain.facts import lead_facts
 from engine.domain.lead import Lead, LeadIdentity, identity_id_for, identity_keys, lead_id_for
 from engine.domain.segments import SegmentRules, classify
-from engine.domain.values import ConsentChannel, ConsentPurpose, Stage
+from engine.domain.suppression import Suppression, contact_hash, suppression_id
+from engine.domain.values import ConsentChannel, ConsentPurpose, JSONDict, Stage
 
 UPDATE_TOPICS = [get_topic(Enrolment.LeadUpdateRequested)]
 
@@ -43,10 +44,11 @@ class Leads(Application[UUID]):
 
     recorder: ProcessRecorder
 
-    def __init__(self, env: dict[str, str], rules: SegmentRules, clock: Clock) -> None:
+    def __init__(self, env: dict[str, str], rules: SegmentRules, clock: Clock, pepper: str = "huoke") -> None:
         super().__init__(env)
         self.rules = rules
         self.clock = clock
+        self.pepper = pepper
 
     def construct_recorder(self) -> ProcessRecorder:
         return self.factory.process_recorder()
@@ -93,6 +95,11 @@ class Leads(Application[UUID]):
             )
             lead_id = self._resolve(keys, claimed, look_up)
             created = lead_id is None
+            if created and self._suppressed(cmd.contact):
+                outcomes.append(
+                    Outcome(None, error="this phone or e-mail opted out earlier (suppression list); not re-imported")
+                )
+                continue
             if lead_id is None:
                 lead = Lead(
                     source=cmd.source,
@@ -230,6 +237,69 @@ class Leads(Application[UUID]):
                 self._forget_cache()
                 raise
             done += len(page.notes)
+
+    # ---- opt-out and suppression ------------------------------------------------------------
+
+    def _suppressed(self, contact: JSONDict) -> bool:
+        for kind in ("phone", "email"):
+            if contact.get(kind):
+                try:
+                    self.repository.get(suppression_id(contact_hash(self.pepper, kind, contact[kind])))
+                except AggregateNotFoundError:
+                    continue
+                return True
+        return False
+
+    def opt_out(
+        self,
+        lead_id: UUID | None,
+        channel: str,
+        source: str,
+        evidence: str,
+        at: datetime | None = None,
+        phone: str | None = None,
+        email: str | None = None,
+    ) -> Outcome:
+        """Withdraw marketing consent on ``channel`` ('all' for every channel), effective before the next
+        send, and list the contact so no import brings it back. Works even for an unknown contact."""
+        at = at or self.clock.now()
+        for _ in range(3):
+            try:
+                return self._opt_out(lead_id, channel, source, evidence, at, phone, email)
+            except IntegrityError:
+                self._forget_cache()
+        return Outcome(lead_id, error="could not record the opt-out: concurrent writers kept conflicting")
+
+    def _opt_out(
+        self,
+        lead_id: UUID | None,
+        channel: str,
+        source: str,
+        evidence: str,
+        at: datetime,
+        phone: str | None,
+        email: str | None,
+    ) -> Outcome:
+        lead = self.get_lead(lead_id) if lead_id else None
+        channels = [c.value for c in ConsentChannel] if channel == "all" else [channel]
+        touched: list[Any] = []
+        if lead is not None:
+            for ch in channels:
+                lead.withdraw_consent(ConsentChannel(ch), ConsentPurpose.MARKETING, source, evidence, at)
+            phone, email = phone or lead.contact.get("phone"), email or lead.contact.get("email")
+            touched.append(lead)
+        for kind, value, kind_channels in (("phone", phone, {"sms", "phone"}), ("email", email, {"email"})):
+            if value and kind_channels & set(channels):
+                digest = contact_hash(self.pepper, kind, value)
+                try:
+                    entry: Suppression = self.repository.get(suppression_id(digest))
+                except AggregateNotFoundError:
+                    entry = Suppression(digest=digest)
+                for ch in sorted(kind_channels & set(channels)):
+                    entry.suppress(ch, evidence, source, at)
+                touched.append(entry)
+        save_batch(self, touched)
+        return Outcome(lead.id if lead else None, changed=bool(touched))
 
     def mark_contacted(self, lead_ids: Iterable[UUID], at: datetime) -> None:
         """A lead that received its first message moves from NEW to CONTACTED."""

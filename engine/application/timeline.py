@@ -94,6 +94,8 @@ def describe(e: Any) -> tuple[str, str]:
             return f"{e.channel} {kind}", e.reason
         case Delivery.Deferred():
             return f"{e.channel} held until {e.until.astimezone(UTC):%Y-%m-%d %H:%M} UTC", e.reason
+        case Delivery.ReceiptRecorded():
+            return f"delivery receipt: {e.status}", f"provider error {e.error_code}" if e.error_code else "provider"
         case Delivery.Skipped():
             return f"{e.channel} not sent", e.reason
     return type(e).__qualname__, ""

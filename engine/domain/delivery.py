@@ -55,6 +55,11 @@ class Delivery(Aggregate):
         transient: bool
         at: datetime
 
+    class ReceiptRecorded(Aggregate.Event):
+        status: str
+        error_code: str
+        at: datetime
+
     class Skipped(Aggregate.Event):
         journey_id: str
         step: str
@@ -169,6 +174,14 @@ class Delivery(Aggregate):
         self.deferred_until = until
         if transient:
             self.transient_failures += 1
+
+    def record_receipt(self, status: str, error_code: str, at: datetime) -> None:
+        """What the provider later said about delivery (delivered, undelivered, failed …)."""
+        self._receipt_recorded(status=status, error_code=error_code, at=at)
+
+    @event(ReceiptRecorded)
+    def _receipt_recorded(self, status: str, error_code: str, at: datetime) -> None:
+        self.receipt = status
 
     def mark_skipped(self, reason: str, at: datetime) -> None:
         """Record that policy (consent, contact) stopped the message, with the reason."""

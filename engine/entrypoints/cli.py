@@ -24,6 +24,7 @@ from engine.domain.errors import HuokeError, LeadNotFoundError
 from engine.entrypoints.cli_common import (
     JsonOpt,
     app,
+    consent_app,
     console,
     emit_json,
     engine_for,
@@ -34,6 +35,7 @@ from engine.entrypoints.cli_common import (
     projections_app,
     report_app,
     settings,
+    sms_app,
 )
 from engine.entrypoints.importing import ImportReport, count_rows, import_leads, import_lifecycle
 
@@ -237,6 +239,66 @@ def worker(
         pass
     finally:
         engine.close()
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8080,
+) -> None:
+    """HTTP endpoints: one-click unsubscribe links, inbound SMS replies, SMS delivery receipts."""
+    import uvicorn
+
+    from engine.entrypoints.http import create_app
+
+    s = settings()
+    engine = engine_for(s)
+    uvicorn.run(create_app(engine, s.unsubscribe_secret.get_secret_value()), host=host, port=port)
+
+
+@consent_app.command("opt-out")
+def consent_opt_out(
+    ref: Annotated[str, typer.Argument(help="lead id, phone, e-mail or source_channel:external_id")],
+    channel: Annotated[str, typer.Option(help="email, sms, phone or all")] = "all",
+    note: Annotated[str, typer.Option(help="what the lead said, for the record")] = "asked an agent",
+    agent: Annotated[str, typer.Option(help="who took the request")] = "agent",
+) -> None:
+    """Record an opt-out an agent took (call, branch, letter); it applies before the next send."""
+    if channel not in ("email", "sms", "phone", "all"):
+        fail(f"--channel must be email, sms, phone or all, not {channel!r}")
+    engine = engine_for(settings())
+    lead_id = _resolve_lead(engine, ref)
+    engine.leads.opt_out(lead_id, channel, f"agent {agent}", note)
+    console.print(f"opted out of {channel} marketing: {ref}")
+
+
+@sms_app.command("import-replies")
+def sms_import_replies(file: Path, as_json: JsonOpt = False) -> None:
+    """Replies from a provider export (CSV/JSONL with from, body): opt-out keywords take effect."""
+    from engine.domain.suppression import is_opt_out
+    from engine.entrypoints.importing import read_rows
+    from engine.entrypoints.schemas import normalise_phone
+
+    s = settings()
+    engine = engine_for(s)
+    done, problems = 0, []
+    for line, row in read_rows(file):
+        if isinstance(row, str) or not row.get("from") or row.get("body") is None:
+            problems.append({"line": line, "problem": "needs 'from' and 'body'"})
+            continue
+        phone = normalise_phone(str(row["from"]), s.default_phone_region, [])
+        if phone is None:
+            problems.append({"line": line, "problem": f"not a phone number: {row['from']!r}"})
+            continue
+        if is_opt_out(str(row["body"])):
+            engine.sms_reply_opt_out(phone, str(row["body"]), engine.clock.now())
+            done += 1
+    if as_json:
+        emit_json({"schema": "huoke.sms.replies/1", "opt_outs": done, "errors": problems})
+        return
+    console.print(f"{done} opt-out(s) recorded; {len(problems)} row(s) refused")
+    for p in problems:
+        err.print(f"{file}:{p['line']}: {p['problem']}")
 
 
 # ---- reports -----------------------------------------------------------------------------

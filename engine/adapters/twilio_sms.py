@@ -1,0 +1,80 @@
+"""SMS through Twilio's REST API (Messages resource), with the send id as idempotency token.
+
+POST {base}/2010-04-01/Accounts/{AccountSid}/Messages.json, HTTP Basic auth, form fields To,
+From, Body and StatusCallback. Tests point ``base_url`` at a local server speaking this API.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from uuid import UUID
+
+from engine.application.ports import OutgoingMessage, SendResult
+
+#: Twilio error codes that will not succeed on retry (invalid or unreachable numbers, opted out).
+PERMANENT_CODES = {21211, 21408, 21610, 21612, 21614, 30003, 30005, 30006}
+
+
+class TwilioSmsChannel:
+    """Sends each SMS with one POST; 201 is sent, 4xx refused (unless 429), 5xx retried."""
+
+    name = "sms"
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        from_number: str,
+        base_url: str = "https://api.twilio.com",
+        status_callback: str = "",
+        timeout: float = 15.0,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"SMS provider URL must start with http:// or https://, got {base_url!r}")
+        self.url = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
+        self.auth = "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
+        self.from_number = from_number
+        self.status_callback = status_callback
+        self.timeout = timeout
+
+    def already_sent(self, send_id: UUID) -> str | None:
+        return None  # a repeated request carries the same idempotency token: the provider drops it
+
+    def send_batch(self, messages: list[OutgoingMessage]) -> list[SendResult]:
+        return [self._send(m) for m in messages]
+
+    def _send(self, m: OutgoingMessage) -> SendResult:
+        fields = {"To": m.to, "From": self.from_number, "Body": m.body.text.strip()}
+        if self.status_callback:
+            fields["StatusCallback"] = f"{self.status_callback}?send_id={m.send_id}"
+        request = urllib.request.Request(  # noqa: S310 - the scheme is checked in __init__
+            self.url,
+            data=urllib.parse.urlencode(fields).encode(),
+            method="POST",
+            headers={
+                "Authorization": self.auth,
+                "Content-Type": "application/x-www-form-urlencoded",
+                "I-Twilio-Idempotency-Token": str(m.send_id),
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                sid = json.loads(response.read() or b"{}").get("sid", "")
+                return SendResult(m.send_id, True, provider_ref=f"twilio:{sid}")
+        except urllib.error.HTTPError as e:
+            try:
+                detail = json.loads(e.read() or b"{}")
+            except ValueError:
+                detail = {}
+            code = int(detail.get("code") or 0)
+            reason = f"SMS provider HTTP {e.code}: {detail.get('message') or e.reason} (code {code})"
+            if e.code == 401:
+                reason += "; check HUOKE_TWILIO_ACCOUNT_SID / HUOKE_TWILIO_AUTH_TOKEN"
+            permanent = code in PERMANENT_CODES or (400 <= e.code < 500 and e.code not in (401, 429))
+            return SendResult(m.send_id, False, reason=reason, permanent=permanent)
+        except (urllib.error.URLError, TimeoutError, OSError) as e:
+            return SendResult(m.send_id, False, reason=f"SMS provider unreachable: {e}")

@@ -1,0 +1,82 @@
+"""HTTP endpoints: one-click unsubscribe (RFC 8058), inbound SMS replies and delivery receipts.
+
+Run with `huoke serve`. The links in every marketing e-mail point here; the SMS provider is
+configured to post replies and status callbacks here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from html import escape
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import FastAPI, Form, HTTPException
+from fastapi.responses import HTMLResponse, Response
+
+from engine.application.deliveries import check_unsubscribe_token
+from engine.application.engine import Engine
+from engine.domain.errors import LeadNotFoundError
+from engine.domain.suppression import is_opt_out
+
+PAGE = """<!doctype html><html lang="{lang}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title></head>
+<body style="font-family: sans-serif; max-width: 32rem; margin: 3rem auto; line-height: 1.5">
+<h1 style="font-size: 1.4rem">{title}</h1>{body}</body></html>"""
+
+
+def create_app(engine: Engine, secret: str) -> FastAPI:
+    """The HTTP API around one engine."""
+    app = FastAPI(title="huoke", docs_url=None, redoc_url=None)
+
+    def verify(lead_id: UUID, channel: str, token: str) -> None:
+        if channel not in ("email", "sms", "phone") or not check_unsubscribe_token(secret, lead_id, channel, token):
+            raise HTTPException(status_code=404, detail="This link is not valid.")
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/unsubscribe/{lead_id}/{channel}/{token}", response_class=HTMLResponse)
+    def confirm_page(lead_id: UUID, channel: str, token: str) -> str:
+        verify(lead_id, channel, token)
+        form = (
+            f"<p>Stop marketing {escape(channel)} messages from us? / 不再接收营销信息？</p>"
+            f'<form method="post"><button type="submit" style="font-size: 1.1rem; padding: .6rem 1.2rem">'
+            f"Unsubscribe / 退订</button></form>"
+        )
+        return PAGE.format(lang="en", title="Unsubscribe", body=form)
+
+    @app.post("/unsubscribe/{lead_id}/{channel}/{token}", response_class=HTMLResponse)
+    def unsubscribe(lead_id: UUID, channel: str, token: str) -> str:
+        """One click: the List-Unsubscribe-Post request of a mail client, or the page's button."""
+        verify(lead_id, channel, token)
+        try:
+            engine.leads.opt_out(lead_id, channel, "unsubscribe link", "one-click unsubscribe", datetime.now(UTC))
+        except LeadNotFoundError:
+            raise HTTPException(status_code=404, detail="This link is not valid.") from None
+        return PAGE.format(
+            lang="en",
+            title="You are unsubscribed / 已退订",
+            body="<p>You will not receive marketing messages on this channel again. 您将不再收到此渠道的营销信息。</p>",
+        )
+
+    @app.post("/sms/inbound")
+    def sms_inbound(from_: Annotated[str, Form(alias="From")], body: Annotated[str, Form(alias="Body")]) -> Response:
+        """A reply from a lead (Twilio's webhook form). Opt-out keywords take effect at once."""
+        if is_opt_out(body):
+            engine.sms_reply_opt_out(from_, body, datetime.now(UTC))
+        return Response('<?xml version="1.0" encoding="UTF-8"?><Response/>', media_type="application/xml")
+
+    @app.post("/sms/status")
+    def sms_status(
+        send_id: UUID,
+        status: Annotated[str, Form(alias="MessageStatus")],
+        error: Annotated[str, Form(alias="ErrorCode")] = "",
+    ) -> dict[str, str]:
+        """A delivery receipt for the SMS with ``send_id`` (in the StatusCallback URL)."""
+        if not engine.deliveries.record_receipt(send_id, status, error, datetime.now(UTC)):
+            raise HTTPException(status_code=404, detail="unknown send id")
+        return {"recorded": status}
+
+    return app

@@ -1,0 +1,176 @@
+"""Opt-out from any channel stops the next send: the one-click link (over HTTP), an SMS reply
+keyword, an agent's note. Opted-out contacts are not re-imported. SMS through a local server
+speaking Twilio's API, with delivery receipts."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from engine.adapters.clock import VirtualClock
+from engine.domain.suppression import is_opt_out
+from engine.entrypoints.http import create_app
+from tests.conftest import MakeEngine
+from tests.helpers import emails, sms_lines, young_pro
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "STOP",
+        "stop",
+        " Stop. ",
+        "ＳＴＯＰ",
+        "opt out",
+        "Opt-Out",
+        "T",
+        "td",
+        "Ｔ",
+        "退订",
+        " 取消 ",
+        "unsubscribe",
+        "REVOKE",
+        "quit",
+        "END",
+        "cancel",
+    ],
+)
+def test_opt_out_keywords(text: str) -> None:
+    assert is_opt_out(text)
+
+
+@pytest.mark.parametrize("text", ["Stop calling me maybe", "thanks", "TT", "好的", "yes"])
+def test_ordinary_replies_are_not_opt_outs(text: str) -> None:
+    assert not is_opt_out(text)
+
+
+def follow_ups(make_engine: MakeEngine, clock: VirtualClock) -> Any:
+    engine = make_engine(settings={"unsubscribe_secret": "s3cret"})
+    [out] = engine.leads.capture_leads([young_pro(1, captured_at=clock.now())])
+    engine.run()
+    return engine, out.lead_id
+
+
+def test_one_click_unsubscribe_link_stops_the_next_email(
+    make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
+    engine, lead_id = follow_ups(make_engine, clock)
+    assert len(emails(tmp_path / "outbox")) == 1
+    link = engine.deliveries.unsubscribe_url(lead_id, "email")
+    path = urllib.parse.urlparse(link).path
+    client = TestClient(create_app(engine, "s3cret"))
+    assert "Unsubscribe / 退订" in client.get(path).text
+    forged = client.post(path[:-3] + "xyz", data={"List-Unsubscribe": "One-Click"})
+    assert forged.status_code == 404
+    assert client.post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    engine.run(until=clock.now() + timedelta(days=30))
+    assert len(emails(tmp_path / "outbox")) == 1  # the last-call e-mail was not sent
+    assert len(sms_lines(tmp_path / "outbox")) == 2  # SMS consent is untouched
+
+
+def test_sms_reply_keyword_stops_the_next_sms_and_blocks_reimport(
+    make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
+    engine, _ = follow_ups(make_engine, clock)
+    client = TestClient(create_app(engine, "s3cret"))
+    reply = client.post("/sms/inbound", data={"From": "+8613800130001", "Body": "退订", "MessageSid": "SM1"})
+    assert reply.status_code == 200 and "<Response/>" in reply.text
+    engine.run(until=clock.now() + timedelta(days=30))
+    assert len(sms_lines(tmp_path / "outbox")) == 1  # no reminder SMS
+    again = engine.leads.capture_leads(
+        [young_pro(77, contact={"name": "Alex", "phone": "+8613800130001", "email": None, "language": "en"})]
+    )
+    assert "opted out earlier (suppression list)" in again[0].error
+
+
+def test_agent_note_opt_out_applies_before_the_next_send(
+    make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
+    engine, lead_id = follow_ups(make_engine, clock)
+    engine.leads.opt_out(lead_id, "all", "agent Wang", "asked on the phone not to be contacted")
+    engine.run(until=clock.now() + timedelta(days=30))
+    assert (len(sms_lines(tmp_path / "outbox")), len(emails(tmp_path / "outbox"))) == (1, 1)
+
+
+class FakeTwilio(BaseHTTPRequestHandler):
+    """Speaks the Messages resource of Twilio's REST API on loopback; records what it got."""
+
+    received: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:
+        body = urllib.parse.parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+        record = {
+            "path": self.path,
+            "auth": self.headers["Authorization"],
+            "token": self.headers["I-Twilio-Idempotency-Token"],
+            **{k: v[0] for k, v in body.items()},
+        }
+        if record["To"] == "+8613800130009":
+            self._reply(400, {"code": 21211, "message": "The 'To' number is not a valid phone number."})
+            return
+        type(self).received.append(record)
+        self._reply(201, {"sid": f"SM{len(type(self).received):032d}", "status": "queued"})
+
+    def _reply(self, status: int, doc: dict[str, Any]) -> None:
+        data = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def twilio() -> Iterator[str]:
+    FakeTwilio.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeTwilio)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_sms_through_the_twilio_api_with_idempotency_and_receipts(
+    make_engine: MakeEngine, clock: VirtualClock, twilio: str
+) -> None:
+    engine = make_engine(
+        settings={
+            "sms_transport": "twilio",
+            "twilio_account_sid": "AC123",
+            "twilio_auth_token": "tok",
+            "twilio_from": "+15005550006",
+            "twilio_base_url": twilio,
+            "public_url": "https://huoke.example",
+        }
+    )
+    outs = engine.leads.capture_leads([young_pro(1), young_pro(9)])
+    report = engine.run()
+    assert report.dispatch.failed == 1  # +8613800130009 is refused by the provider: permanent
+    [sent] = FakeTwilio.received
+    assert sent["path"] == "/2010-04-01/Accounts/AC123/Messages.json"
+    assert sent["auth"].startswith("Basic ") and sent["From"] == "+15005550006" and sent["To"] == "+8613800130001"
+    assert sent["Body"].endswith("Reply STOP to opt out.")
+    assert sent["StatusCallback"] == f"https://huoke.example/sms/status?send_id={sent['token']}"
+    client = TestClient(create_app(engine, "x"))
+    receipt = client.post(f"/sms/status?send_id={sent['token']}", data={"MessageStatus": "delivered"})
+    assert receipt.status_code == 200
+    from engine.application.timeline import lead_timeline
+
+    engine.refresh_views()
+    whats = [t["what"] for t in lead_timeline(engine, outs[0].lead_id)["timeline"]]  # type: ignore[arg-type]
+    assert "delivery receipt: delivered" in whats
+    refused = lead_timeline(engine, outs[1].lead_id)["timeline"]  # type: ignore[arg-type]
+    assert any("code 21211" in t["why"] for t in refused if t["event"] == "Delivery.Failed")
