@@ -37,7 +37,8 @@ def test_young_professional_gets_welcome_then_follow_ups_then_completes(
     assert reasons == ["case 'default' because stage=contacted"]
     requested = [t["why"] for t in doc["timeline"] if t["event"] == "Enrolment.MessageRequested"]
     assert requested[0] == (
-        "journey 'young-professionals' v1 step 'welcome_sms' (split 'lift_holdout' assigned arm 'journey' (bucket 7814))"
+        "journey 'young-professionals' v1 step 'welcome_sms' "
+        "(split 'lift_holdout' assigned arm 'journey' (bucket 7814))"
     )
     assert "after waiting at 'wait_3d'" not in requested[2] and "branch 'engaged_yet'" in requested[2]
 

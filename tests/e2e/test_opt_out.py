@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from fastapi.testclient import TestClient
@@ -104,7 +104,7 @@ def test_agent_note_opt_out_applies_before_the_next_send(
 class FakeTwilio(BaseHTTPRequestHandler):
     """Speaks the Messages resource of Twilio's REST API on loopback; records what it got."""
 
-    received: list[dict[str, Any]] = []
+    received: ClassVar[list[dict[str, Any]]] = []
 
     def do_POST(self) -> None:
         body = urllib.parse.parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
