@@ -111,6 +111,8 @@ def default_channels(settings: Settings) -> dict[str, Channel]:
             settings.sender_name,
             settings.sender_email,
             settings.smtp_timeout,
+            settings.smtp_connections,
+            settings.email_rate,
         )
     else:
         email = OutboxEmailChannel(settings.outbox_dir, settings.sender_name, settings.sender_email)

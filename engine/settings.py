@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     smtp_username: str = Field("", description="SMTP user (empty: no AUTH)")
     smtp_password: SecretStr = Field(SecretStr(""), description="SMTP password")
     smtp_timeout: float = Field(30.0, description="seconds before an SMTP command times out")
+    smtp_connections: int = Field(4, description="concurrent SMTP connections (each reused for many messages)")
+    email_rate: float = Field(0.0, description="at most this many e-mails a second (0: no limit)")
     sender_name: str = Field("Huoke Lending", description="display name of the sender")
     sender_email: str = Field("marketing@lender.example", description="From address")
     sender_postal_address: str = Field(

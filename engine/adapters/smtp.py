@@ -1,4 +1,10 @@
-"""E-mail through an SMTP server with aiosmtplib: one reused connection per batch."""
+"""E-mail through an SMTP server with aiosmtplib: a small pool of reused connections.
+
+Each batch is spread over ``connections`` concurrent connections (one reused connection per
+worker); 4xx and connection errors are transient (the delivery is retried later with back-off),
+5xx are permanent, and a refused recipient is reported as a bounce. An authentication failure
+halts the channel for this process and says so loudly; nothing is lost (all stay deferred).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from uuid import UUID
 import aiosmtplib
 
 from engine.adapters.email_message import build_email
+from engine.adapters.rate_limit import RateLimiter
 from engine.application.ports import OutgoingMessage, SendResult
 
 log = logging.getLogger(__name__)
@@ -23,7 +30,7 @@ _TRANSIENT = (
 
 
 class SmtpEmailChannel:
-    """Sends a batch over one connection; reconnects once per dropped connection."""
+    """Sends batches over a pool of connections, at most ``rate`` messages a second (0: no limit)."""
 
     name = "email"
 
@@ -37,11 +44,16 @@ class SmtpEmailChannel:
         sender_name: str,
         sender_email: str,
         timeout: float = 30.0,
+        connections: int = 4,
+        rate: float = 0.0,
     ) -> None:
         self.host, self.port, self.tls = host, port, tls
         self.username, self.password = username, password
         self.sender_name, self.sender_email = sender_name, sender_email
         self.timeout = timeout
+        self.connections = max(connections, 1)
+        self.limiter = RateLimiter(rate, burst=self.connections)
+        self.halted = ""
 
     def already_sent(self, send_id: UUID) -> str | None:
         # An SMTP server cannot be asked; an in-doubt send is repeated with the same
@@ -49,6 +61,8 @@ class SmtpEmailChannel:
         return None
 
     def send_batch(self, messages: list[OutgoingMessage]) -> list[SendResult]:
+        if self.halted:
+            return [SendResult(m.send_id, False, reason=self.halted) for m in messages]
         return asyncio.run(self._send_all(messages))
 
     def _client(self) -> aiosmtplib.SMTP:
@@ -63,21 +77,35 @@ class SmtpEmailChannel:
         )
 
     async def _send_all(self, messages: list[OutgoingMessage]) -> list[SendResult]:
+        lanes = [messages[i :: self.connections] for i in range(self.connections)]
+        done = await asyncio.gather(*(self._lane(lane) for lane in lanes if lane))
+        by_id = {r.send_id: r for results in done for r in results}
+        return [by_id[m.send_id] for m in messages]
+
+    async def _lane(self, messages: list[OutgoingMessage]) -> list[SendResult]:
         results: list[SendResult] = []
         client: aiosmtplib.SMTP | None = None
         try:
             for n, m in enumerate(messages):
+                if self.halted:
+                    return results + [SendResult(x.send_id, False, reason=self.halted) for x in messages[n:]]
                 if client is None or not client.is_connected:
                     try:
                         client = self._client()
                         await client.connect()
                     except aiosmtplib.SMTPAuthenticationError as e:
-                        reason = f"SMTP authentication failed ({e.code}): check HUOKE_SMTP_USERNAME/PASSWORD"
-                        log.error(reason)
-                        return results + [SendResult(x.send_id, False, reason=reason) for x in messages[n:]]
+                        self.halted = (
+                            f"SMTP authentication failed ({e.code}); e-mail is halted until the "
+                            "settings are fixed (HUOKE_SMTP_USERNAME / HUOKE_SMTP_PASSWORD)"
+                        )
+                        log.error(self.halted)
+                        return results + [SendResult(x.send_id, False, reason=self.halted) for x in messages[n:]]
                     except _TRANSIENT as e:
                         reason = f"cannot reach SMTP server {self.host}:{self.port}: {e}"
                         return results + [SendResult(x.send_id, False, reason=reason) for x in messages[n:]]
+                wait = self.limiter.delay()
+                if wait:
+                    await asyncio.sleep(wait)
                 results.append(await self._send_one(client, m))
         finally:
             if client is not None and client.is_connected:
@@ -94,12 +122,14 @@ class SmtpEmailChannel:
         except aiosmtplib.SMTPRecipientsRefused as e:
             codes = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in e.recipients)
             permanent = all(r.code >= 500 for r in e.recipients)
-            return SendResult(m.send_id, False, reason=f"recipient refused: {codes}", permanent=permanent)
+            return SendResult(
+                m.send_id, False, reason=f"recipient refused: {codes}", permanent=permanent, bounced=permanent
+            )
         except aiosmtplib.SMTPResponseException as e:
             return SendResult(m.send_id, False, reason=f"SMTP {e.code} {e.message}", permanent=e.code >= 500)
         except _TRANSIENT as e:
             return SendResult(m.send_id, False, reason=f"connection lost: {e}")
         if refused:
             codes = "; ".join(f"{r}: {c[0]} {c[1]}" for r, c in refused.items())
-            return SendResult(m.send_id, False, reason=f"recipient refused: {codes}", permanent=True)
+            return SendResult(m.send_id, False, reason=f"recipient refused: {codes}", permanent=True, bounced=True)
         return SendResult(m.send_id, True, provider_ref=reply)

@@ -120,6 +120,7 @@ class Deliveries(Application[UUID]):
         self.definition = definition
         self.policy = policy
         self.default_tz = ZoneInfo(default_tz)
+        self.bounced: list[tuple[UUID, str, str, datetime]] = []
 
     recorder: ProcessRecorder
 
@@ -186,6 +187,9 @@ class Deliveries(Application[UUID]):
         except Exception:
             self._repository = self.construct_repository()
             raise
+        for lead_id, channel, reason, at in self.bounced:
+            leads.flag_bounce(lead_id, channel, reason, at)
+        self.bounced.clear()
         sent = [d for d in ready if d.outcome == "sent"]
         if sent:
             leads.mark_contacted([d.lead_id for d in sent], max(self._now_for(d) for d in sent))
@@ -254,6 +258,8 @@ class Deliveries(Application[UUID]):
         elif result.permanent or d.transient_failures + 1 >= MAX_TRANSIENT_FAILURES:
             d.mark_failed(result.reason, True, now)
             report.failed += 1
+            if result.bounced:
+                self.bounced.append((d.lead_id, d.channel, result.reason, now))
         else:
             d.defer(now + backoff(d.id, d.transient_failures), f"retry after: {result.reason}", now, transient=True)
             report.deferred += 1
@@ -325,6 +331,9 @@ class Deliveries(Application[UUID]):
             state = lead.consents.get(f"{channel}:marketing")
             return "consent withdrawn" if state is False else f"no {channel} marketing consent"
         address = lead.contact.get("email" if channel == "email" else "phone")
+        kind = "e-mail" if channel == "email" else "phone"
+        if address and any(i.startswith(f"{kind} {address} bounced") for i in lead.contact_issues):
+            return f"{kind} address bounced earlier"
         if not address:
             return f"no valid {'e-mail address' if channel == 'email' else 'phone number'}"
         return ""

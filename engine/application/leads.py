@@ -301,6 +301,16 @@ class Leads(Application[UUID]):
         save_batch(self, touched)
         return Outcome(lead.id if lead else None, changed=bool(touched))
 
+    def flag_bounce(self, lead_id: UUID, channel: str, reason: str, at: datetime) -> None:
+        """A hard bounce: flag the address on the lead so nothing more is sent to it."""
+        lead = self.get_lead(lead_id)
+        kind, key = ("e-mail", "email") if channel == "email" else ("phone", "phone")
+        address = lead.contact.get(key)
+        if address and lead.update(
+            {"contact_issues": [f"{kind} {address} bounced: {reason}"]}, {"channel": "bounce"}, at
+        ):
+            save_batch(self, [lead])
+
     def mark_contacted(self, lead_ids: Iterable[UUID], at: datetime) -> None:
         """A lead that received its first message moves from NEW to CONTACTED."""
         leads = []

@@ -58,6 +58,7 @@ class SendResult:
     provider_ref: str = ""
     reason: str = ""
     permanent: bool = False
+    bounced: bool = False  # the address itself was refused: stop using it
 
 
 class Channel(Protocol):
