@@ -115,14 +115,22 @@ class Engine:
         self.leads.opt_out(lead_id, "sms", "sms reply", f"replied {text.strip()!r}", at, phone=phone)
 
     def earliest_pending(self) -> datetime | None:
-        """The time of the oldest work not yet done: an unprocessed lead event, a due timer, a held delivery."""
+        """The time of the oldest work not yet done: an unprocessed lead event, message request or
+        delivery, a due timer, a held delivery. A virtual clock starts there."""
+        from engine.application.deliveries import DELIVERY_TOPICS, REQUESTED_TOPICS
+        from engine.application.leads import UPDATE_TOPICS
+
         candidates = [t for t in (self.schedule.next_due(), self.index.next_due()) if t is not None]
-        page = next_page(self.leads.recorder, self.journeys.recorder.max_tracking_id(self.leads.name), LEAD_TOPICS, 1)
-        while page is not None and not page.notes:
-            page = next_page(self.leads.recorder, page.last, LEAD_TOPICS, 1000)
-        if page is not None:
-            e: Any = self.leads.mapper.to_domain_event(page.notes[0])
-            candidates.append(getattr(e, "at", None) or getattr(e, "captured_at", None) or e.timestamp)
+        followers: list[tuple[Any, Any, list[str]]] = [
+            (self.leads, self.journeys, LEAD_TOPICS),
+            (self.journeys, self.deliveries, REQUESTED_TOPICS),
+            (self.journeys, self.leads, UPDATE_TOPICS),
+            (self.deliveries, self.deliveries, DELIVERY_TOPICS),
+        ]
+        for upstream, follower, topics in followers:
+            moment = _first_unprocessed(upstream, follower.recorder.max_tracking_id(upstream.name), topics)
+            if moment is not None:
+                candidates.append(moment)
         return min(candidates, default=None)
 
     def close(self) -> None:
@@ -145,3 +153,15 @@ class Engine:
         advance = getattr(self.clock, "advance_to", None)
         if advance is not None:
             advance(moment)
+
+
+def _first_unprocessed(upstream: Any, position: int | None, topics: Any) -> datetime | None:
+    """When the first matching notification after ``position`` happened, if there is one."""
+    page = next_page(upstream.recorder, position, topics, 1000)
+    while page is not None and not page.notes:
+        page = next_page(upstream.recorder, page.last, topics, 1000)
+    if page is None:
+        return None
+    e: Any = upstream.mapper.to_domain_event(page.notes[0])
+    moment: datetime = getattr(e, "at", None) or getattr(e, "captured_at", None) or e.timestamp
+    return moment
