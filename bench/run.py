@@ -109,6 +109,7 @@ def bench_huoke(folder: Path, n: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--leads", type=int, default=100_000)
+    parser.add_argument("--timers", type=int, default=1_000_000)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="huoke-bench-"))
     try:

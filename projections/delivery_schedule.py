@@ -25,7 +25,7 @@ class DeliverySchedule(SqlView):
         return [
             "CREATE TABLE IF NOT EXISTS {t_held_deliveries} (send_id TEXT PRIMARY KEY, due_at TEXT NOT NULL, "
             "channel TEXT NOT NULL, reason TEXT NOT NULL)",
-            "CREATE INDEX IF NOT EXISTS held_deliveries_due ON {t_held_deliveries} (due_at)",
+            "CREATE INDEX IF NOT EXISTS held_deliveries_order ON {t_held_deliveries} (due_at, send_id)",
         ]
 
     @singledispatchmethod

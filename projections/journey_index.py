@@ -54,7 +54,7 @@ class JourneyIndex(SqlView):
         return [
             "CREATE TABLE IF NOT EXISTS {t_due_timers} (enrolment_id TEXT PRIMARY KEY, journey_id TEXT NOT NULL, "
             "step TEXT NOT NULL, due_at TEXT NOT NULL)",
-            "CREATE INDEX IF NOT EXISTS due_timers_due_at ON {t_due_timers} (due_at)",
+            "CREATE INDEX IF NOT EXISTS due_timers_due_order ON {t_due_timers} (due_at, enrolment_id)",
             "CREATE TABLE IF NOT EXISTS {t_lead_enrolments} (enrolment_id TEXT PRIMARY KEY, "
             "lead_id TEXT NOT NULL, journey_id TEXT NOT NULL, journey_version INTEGER NOT NULL, "
             "started_at TEXT NOT NULL, status TEXT NOT NULL, current_step TEXT)",
