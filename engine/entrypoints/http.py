@@ -40,8 +40,9 @@ def create_app(engine: Engine, secret: str) -> FastAPI:
     @app.get("/unsubscribe/{lead_id}/{channel}/{token}", response_class=HTMLResponse)
     def confirm_page(lead_id: UUID, channel: str, token: str) -> str:
         verify(lead_id, channel, token)
+        what = {"email": "e-mails", "sms": "text messages", "phone": "calls"}[channel]
         form = (
-            f"<p>Stop marketing {escape(channel)} messages from us? / 不再接收营销信息？</p>"
+            f"<p>Stop marketing {escape(what)} from us? / 不再接收营销信息？</p>"
             f'<form method="post"><button type="submit" style="font-size: 1.1rem; padding: .6rem 1.2rem">'
             f"Unsubscribe / 退订</button></form>"
         )
