@@ -136,7 +136,11 @@ def bootstrap(
     definitions = definitions or load_journey_definitions(settings)
     renderer = renderer_for(settings)
     leads = Leads(
-        store_env(settings, "leads"), definitions.rules, clock, settings.suppression_pepper.get_secret_value()
+        store_env(settings, "leads"),
+        definitions.rules,
+        clock,
+        settings.suppression_pepper.get_secret_value(),
+        definitions.catalogue,
     )
     journeys = Journeys(store_env(settings, "journeys"), clock, settings.timezone)
     sender = Sender(

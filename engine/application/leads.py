@@ -20,6 +20,7 @@ from engine.domain.enrolment import Enrolment
 from engine.domain.errors import HuokeError, InvalidLeadError, LeadNotFoundError
 from engine.domain.facts import lead_facts
 from engine.domain.lead import Lead, LeadIdentity, identity_id_for, identity_keys, lead_id_for
+from engine.domain.products import Catalogue, match
 from engine.domain.segments import SegmentRules, classify
 from engine.domain.suppression import Suppression, contact_hash, suppression_id
 from engine.domain.values import ConsentChannel, ConsentPurpose, JSONDict, Stage
@@ -44,9 +45,17 @@ class Leads(Application[UUID]):
 
     recorder: ProcessRecorder
 
-    def __init__(self, env: dict[str, str], rules: SegmentRules, clock: Clock, pepper: str = "huoke") -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        rules: SegmentRules,
+        clock: Clock,
+        pepper: str = "huoke",
+        catalogue: Catalogue | None = None,
+    ) -> None:
         super().__init__(env)
         self.rules = rules
+        self.catalogue = catalogue
         self.clock = clock
         self.pepper = pepper
 
@@ -147,8 +156,32 @@ class Leads(Application[UUID]):
         return found
 
     def _segment(self, lead: Lead, at: datetime) -> None:
+        """Segment, then match products (tier first: eligibility reads it). Decided once, recorded."""
         c = classify(self.rules, lead_facts(lead, at))
         lead.segment(c.audience, c.tier, c.segments, dict(c.reasons), self.rules.version, at)
+        if self.catalogue is None:
+            return
+        found = match(self.catalogue, lead_facts(lead, at))
+        if found is None:
+            return
+        language = lead.contact.get("language") or "zh-CN"
+        offer: JSONDict = {
+            "product": "",
+            "name": "",
+            "apr": "",
+            "monthly_payment": "",
+            "dti_after": "",
+            "reasons": found.reasons,
+        }
+        if found.product is not None:
+            offer.update(
+                product=found.product.id,
+                name=found.product.name.get(language) or next(iter(found.product.name.values()), ""),
+                apr=str(found.apr),
+                monthly_payment=str(found.payment or ""),
+                dti_after=str(found.dti_after or ""),
+            )
+        lead.record_match(offer, self.catalogue.version, at)
 
     @staticmethod
     def _consent(lead: Lead, channel: str, granted: bool, source: str, at: datetime) -> None:

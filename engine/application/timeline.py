@@ -34,6 +34,14 @@ def describe(e: Any) -> tuple[str, str]:
                 f"segmented: audience {e.audience}, tier {e.tier}, segments {segs}",
                 f"rules {e.rules_version}: " + "; ".join(f"{k} by {v}" for k, v in e.reasons.items()),
             )
+        case Lead.ProductsMatched():
+            if e.product:
+                return (
+                    f"matched {e.name}: APR {float(e.apr):.2%}, {e.monthly_payment}/month",
+                    f"cheapest eligible product (catalogue {e.catalogue_version})"
+                    + (f"; not: {'; '.join(f'{k} ({v})' for k, v in e.reasons.items())}" if e.reasons else ""),
+                )
+            return "no product fits", "; ".join(f"{k}: {v}" for k, v in e.reasons.items())
         case Lead.ConsentGranted():
             return f"{e.channel} {e.purpose} consent granted", f"{e.source}: {e.evidence}"
         case Lead.ConsentWithdrawn():

@@ -12,10 +12,12 @@ from engine.domain.contact_policy import DEFAULT_POLICY, ContactPolicy, parse_co
 from engine.domain.errors import JourneyValidationError
 from engine.domain.journey import BranchStep, Journey
 from engine.domain.journey_parsing import parse_journey
+from engine.domain.products import Catalogue, parse_catalogue
 from engine.domain.segments import SegmentRules, parse_segment_rules
 
 SEGMENTS_FILE = "segments.yaml"
 POLICY_FILE = "contact_policy.yaml"
+PRODUCTS_FILE = "products.yaml"
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,7 @@ class Definitions:
     journeys: list[tuple[Journey, dict[str, Any]]]
     rules: SegmentRules
     policy: ContactPolicy = DEFAULT_POLICY
+    catalogue: Catalogue | None = None
 
 
 def load_definitions(
@@ -50,7 +53,14 @@ def load_definitions(
             policy = parse_contact_policy(strip(load(policy_path)), str(policy_path))
         except JourneyValidationError as e:
             problems += e.problems
-    special = {SEGMENTS_FILE, POLICY_FILE}
+    catalogue = None
+    products_path = folder / PRODUCTS_FILE
+    if products_path.exists():
+        try:
+            catalogue = parse_catalogue(strip(load(products_path)), str(products_path))
+        except JourneyValidationError as e:
+            problems += e.problems
+    special = {SEGMENTS_FILE, POLICY_FILE, PRODUCTS_FILE}
     paths = (
         only
         if only is not None
@@ -75,7 +85,7 @@ def load_definitions(
         problems.append(f"{folder}: no journey files (*.yaml) found")
     if problems:
         raise JourneyValidationError(problems)
-    return Definitions(journeys, rules, policy)
+    return Definitions(journeys, rules, policy, catalogue)
 
 
 def _check_segments(journey: Journey, rules: SegmentRules) -> list[str]:

@@ -60,6 +60,16 @@ class Lead(Aggregate):
         rules_version: str
         at: datetime
 
+    class ProductsMatched(Aggregate.Event):
+        product: str
+        name: str
+        apr: str
+        monthly_payment: str
+        dti_after: str
+        reasons: JSONDict
+        catalogue_version: str
+        at: datetime
+
     class ConsentGranted(Aggregate.Event):
         channel: str
         purpose: str
@@ -135,6 +145,7 @@ class Lead(Aggregate):
         self.applications: dict[str, str] = {}
         self.missed_repayments = 0
         self.tags: set[str] = set()
+        self.offer: JSONDict = {}
         self.last_applied_at: datetime | None = None
         self.last_funded_at: datetime | None = None
 
@@ -207,6 +218,43 @@ class Lead(Aggregate):
         self.audience = Audience(audience)
         self.tier = Tier(tier)
         self.segments = tuple(segments)
+
+    def record_match(self, offer: JSONDict, catalogue_version: str, at: datetime) -> bool:
+        """Record the product match when it differs from the one on file."""
+        if offer == self.offer:
+            return False
+        self._products_matched(
+            product=offer.get("product", ""),
+            name=offer.get("name", ""),
+            apr=offer.get("apr", ""),
+            monthly_payment=offer.get("monthly_payment", ""),
+            dti_after=offer.get("dti_after", ""),
+            reasons=offer.get("reasons", {}),
+            catalogue_version=catalogue_version,
+            at=at,
+        )
+        return True
+
+    @event(ProductsMatched)
+    def _products_matched(
+        self,
+        product: str,
+        name: str,
+        apr: str,
+        monthly_payment: str,
+        dti_after: str,
+        reasons: JSONDict,
+        catalogue_version: str,
+        at: datetime,
+    ) -> None:
+        self.offer = {
+            "product": product,
+            "name": name,
+            "apr": apr,
+            "monthly_payment": monthly_payment,
+            "dti_after": dti_after,
+            "reasons": reasons,
+        }
 
     # ---- consent ---------------------------------------------------------------------------
 

@@ -376,3 +376,62 @@ def test_split_assignments_are_recorded_and_survive_a_rebuild(
     engine.refresh_views()
     rebuilt = {(r["kind"], r["label"]): r["n"] for r in engine.index.outcomes("ab")}
     assert rebuilt == outcomes
+
+
+FIT = """
+    id: offer-by-fit
+    locales: [zh-CN, en]
+    entry: {on: lead_captured}
+    steps:
+      - id: fit
+        branch:
+          on: field
+          field: product_fit
+          cases:
+            - {when: fit, next: offer, label: a product fits}
+          default: advice
+      - id: offer
+        update: {tag: offer-ready}
+        next: done
+      - id: advice
+        task: {kind: call, queue: debt_advisors, note: No product fits; offer advice, due_in: 1d}
+        next: done
+      - id: done
+        exit: completed
+"""
+
+
+def test_products_are_matched_at_capture_and_journeys_branch_on_fit(make_engine: MakeEngine, tmp_path: Path) -> None:
+    folder = journeys_folder(tmp_path, fit=FIT)
+    shutil.copy(ROOT / "journeys" / "products.yaml", folder / "products.yaml")
+    engine = make_engine(settings={"journeys_dir": folder})
+    fits = young_pro(
+        1,
+        interest={"loan_type": "consumer", "amount": "50000", "term_months": 12},
+        profile={
+            "birth_year": 1996,
+            "employment_type": "salaried",
+            "employer_kind": "large_private",
+            "monthly_income": "20000",
+            "monthly_debt": "2000",
+        },
+    )
+    stretched = young_pro(
+        2,
+        interest={"loan_type": "consumer", "amount": "50000", "term_months": 12},
+        profile={
+            "birth_year": 1996,
+            "employment_type": "salaried",
+            "employer_kind": "large_private",
+            "monthly_income": "20000",
+            "monthly_debt": "9000",
+        },
+    )
+    a, b = engine.leads.capture_leads([fits, stretched])
+    engine.run()
+    lead = engine.leads.get_lead(a.lead_id)  # type: ignore[arg-type]
+    assert lead.offer["product"] == "quick-consumer" and lead.offer["apr"] == "0.0720"
+    assert lead.tags == {"offer-ready"}
+    assert [t["note"] for t in engine.index.tasks("debt_advisors")] == ["No product fits; offer advice"]
+    whats = [(t["what"], t["why"]) for t in lead_timeline(engine, b.lead_id)["timeline"]]  # type: ignore[arg-type]
+    assert ("no product fits", "quick-consumer: DTI 67% > 55%; consumer-instalment: DTI 67% > 55%") in whats

@@ -1,0 +1,82 @@
+"""Repayment, debt-to-income, maximum affordable principal, loan-to-value and APR (DOMAIN.md).
+
+Money is Decimal; rates are annual fractions (0.035 for 3.5%). Results are rounded to cents
+only where a person reads them.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, getcontext
+
+getcontext().prec = 28
+CENT = Decimal("0.01")
+
+
+def _monthly(annual_rate: Decimal) -> Decimal:
+    return annual_rate / 12
+
+
+def level_payment(principal: Decimal, annual_rate: Decimal, months: int) -> Decimal:
+    """等额本息: M = P·r(1+r)^n / ((1+r)^n − 1); r = 0 → P/n."""
+    r = _monthly(annual_rate)
+    if r == 0:
+        return (principal / months).quantize(CENT, ROUND_HALF_UP)
+    growth = (1 + r) ** months
+    return (principal * r * growth / (growth - 1)).quantize(CENT, ROUND_HALF_UP)
+
+
+def equal_principal_first_payment(principal: Decimal, annual_rate: Decimal, months: int) -> Decimal:
+    """等额本金: payment_k = P/n + (P − (k−1)P/n)·r; the first (largest) is the one to afford."""
+    return (principal / months + principal * _monthly(annual_rate)).quantize(CENT, ROUND_HALF_UP)
+
+
+def debt_to_income(monthly_debt: Decimal, monthly_income: Decimal) -> Decimal:
+    """Monthly debt payments over monthly income, as a fraction (4 places)."""
+    if monthly_income <= 0:
+        raise ValueError("monthly income must be positive to compute debt-to-income")
+    return (monthly_debt / monthly_income).quantize(Decimal("0.0001"), ROUND_HALF_UP)
+
+
+def max_affordable_principal(
+    monthly_income: Decimal, other_debt: Decimal, dti_cap: Decimal, annual_rate: Decimal, months: int
+) -> Decimal:
+    """P = (cap·income − other debt)·((1+r)^n − 1)/(r(1+r)^n); 0 when the cap is already used up."""
+    room = dti_cap * monthly_income - other_debt
+    if room <= 0:
+        return Decimal(0)
+    r = _monthly(annual_rate)
+    if r == 0:
+        return (room * months).quantize(CENT, ROUND_HALF_UP)
+    growth = (1 + r) ** months
+    return (room * (growth - 1) / (r * growth)).quantize(CENT, ROUND_HALF_UP)
+
+
+def loan_to_value(loan: Decimal, value: Decimal) -> Decimal:
+    if value <= 0:
+        raise ValueError("collateral value must be positive to compute loan-to-value")
+    return (loan / value).quantize(Decimal("0.0001"), ROUND_HALF_UP)
+
+
+def apr(net_received: Decimal, payments: list[Decimal], periods_per_year: int = 12) -> Decimal:
+    """Annual percentage rate by IRR: the rate at which the payments' present value equals what
+    the borrower actually received (principal less up-front fees), times periods per year."""
+    if net_received <= 0 or not payments or sum(payments) < net_received:
+        raise ValueError("APR needs a positive amount received and payments that repay it")
+
+    def present_value(rate: Decimal) -> Decimal:
+        return sum((p / (1 + rate) ** (k + 1) for k, p in enumerate(payments)), Decimal(0))
+
+    low, high = Decimal(0), Decimal(1)
+    for _ in range(200):  # bisection: present value falls as the rate rises
+        mid = (low + high) / 2
+        if present_value(mid) > net_received:
+            low = mid
+        else:
+            high = mid
+    return (low * periods_per_year).quantize(Decimal("0.0001"), ROUND_HALF_UP)
+
+
+def flat_fee_schedule(principal: Decimal, monthly_fee_rate: Decimal, months: int) -> list[Decimal]:
+    """Equal instalments of principal plus a flat monthly fee on the original principal."""
+    instalment = principal / months + principal * monthly_fee_rate
+    return [instalment] * months
