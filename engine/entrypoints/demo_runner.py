@@ -103,6 +103,8 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
         "refused_rows": refused,
         "funnel": funnel_report(engine),
         "outbox": {"emails": emails, "sms": sms},
+        "agent_tasks": len(engine.index.tasks()),
+        "held": engine.schedule.held(),
         "example_lead": f"{example['source_channel']}:{example['external_id']}",
         "seconds": round(time.perf_counter() - started, 2),
     }
