@@ -113,6 +113,7 @@ def default_channels(settings: Settings) -> dict[str, Channel]:
             settings.smtp_timeout,
             settings.smtp_connections,
             settings.email_rate,
+            settings.smtp_reconcile_url,
         )
     else:
         email = OutboxEmailChannel(settings.outbox_dir, settings.sender_name, settings.sender_email)

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     smtp_password: SecretStr = Field(SecretStr(""), description="SMTP password")
     smtp_timeout: float = Field(30.0, description="seconds before an SMTP command times out")
     smtp_connections: int = Field(4, description="concurrent SMTP connections (each reused for many messages)")
+    smtp_reconcile_url: str = Field(
+        "", description="Mailpit-style search API to look up in-doubt e-mails by Message-ID after a crash"
+    )
     email_rate: float = Field(0.0, description="at most this many e-mails a second (0: no limit)")
     sender_name: str = Field("Huoke Lending", description="display name of the sender")
     sender_email: str = Field("marketing@lender.example", description="From address")

@@ -9,12 +9,16 @@ halts the channel for this process and says so loudly; nothing is lost (all stay
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import urllib.parse
+import urllib.request
 from uuid import UUID
 
 import aiosmtplib
 
 from engine.adapters.email_message import build_email
+from engine.adapters.email_message import message_id as build_message_id
 from engine.adapters.rate_limit import RateLimiter
 from engine.application.ports import OutgoingMessage, SendResult
 
@@ -46,6 +50,7 @@ class SmtpEmailChannel:
         timeout: float = 30.0,
         connections: int = 4,
         rate: float = 0.0,
+        reconcile_url: str = "",
     ) -> None:
         self.host, self.port, self.tls = host, port, tls
         self.username, self.password = username, password
@@ -54,11 +59,27 @@ class SmtpEmailChannel:
         self.connections = max(connections, 1)
         self.limiter = RateLimiter(rate, burst=self.connections)
         self.halted = ""
+        self.reconcile_url = reconcile_url.rstrip("/")
 
     def already_sent(self, send_id: UUID) -> str | None:
-        # An SMTP server cannot be asked; an in-doubt send is repeated with the same
-        # Message-ID so receiving systems can drop the duplicate.
-        return None
+        """Whether an in-doubt message reached the server, by its Message-ID.
+
+        Plain SMTP cannot be asked, so this needs a server with a search API: Mailpit's
+        (``HUOKE_SMTP_RECONCILE_URL``). Without one an in-doubt message is sent again with the
+        same Message-ID, which receiving systems use to drop the duplicate.
+        """
+        if not self.reconcile_url:
+            return None
+        message_id = build_message_id(send_id, self.sender_email).strip("<>")
+        query = urllib.parse.urlencode({"query": f"message-id:{message_id}"})
+        try:
+            with urllib.request.urlopen(f"{self.reconcile_url}/api/v1/search?{query}", timeout=10) as r:  # noqa: S310
+                found = int(json.loads(r.read()).get("messages_count", 0))
+        except (OSError, ValueError) as e:
+            raise ConnectionError(
+                f"cannot reconcile in-doubt e-mail {message_id} with {self.reconcile_url}: {e}"
+            ) from e
+        return f"found by Message-ID at {self.reconcile_url}" if found else None
 
     def send_batch(self, messages: list[OutgoingMessage]) -> list[SendResult]:
         if self.halted:

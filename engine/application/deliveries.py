@@ -210,7 +210,12 @@ class Deliveries(Application[UUID]):
                 d.mark_failed(f"no {d.channel} channel is configured", permanent=True, at=now)
                 report.failed += 1
                 continue
-            ref = channel.already_sent(d.id)
+            try:
+                ref = channel.already_sent(d.id) if d.in_doubt or d.attempts == 0 else None
+            except ConnectionError as e:  # cannot tell whether it left: hold it, never guess
+                d.defer(now + backoff(d.id, d.transient_failures), str(e), now, transient=True)
+                report.deferred += 1
+                continue
             if ref is not None:
                 # Sent before a crash, outcome not recorded: reconcile, never resend.
                 d.mark_sent("", "", "", "", ref, now)
@@ -237,6 +242,9 @@ class Deliveries(Application[UUID]):
             planned[(d.lead_id, d.channel)] = planned.get((d.lead_id, d.channel), 0) + 1
             outgoing.setdefault(d.channel, []).append((d, message))
         for channel_name, items in outgoing.items():
+            for d, _ in items:
+                d.dispatching(self._now_for(d))
+            save_batch(self, [d for d, _ in items])  # committed before anything leaves
             results = self.channels[channel_name].send_batch([m for _, m in items])
             for (d, m), result in zip(items, results, strict=True):
                 self._settle(d, m, result, report, histories)

@@ -55,6 +55,10 @@ class Delivery(Aggregate):
         transient: bool
         at: datetime
 
+    class Dispatching(Aggregate.Event):
+        attempt: int
+        at: datetime
+
     class ReceiptRecorded(Aggregate.Event):
         status: str
         error_code: str
@@ -93,6 +97,7 @@ class Delivery(Aggregate):
         self.outcome: str | None = None
         self.transient_failures = 0
         self.deferred_until: datetime | None = None
+        self.attempts = 0
 
     @staticmethod
     def create_id(send_id: UUID, **_: Any) -> UUID:
@@ -174,6 +179,19 @@ class Delivery(Aggregate):
         self.deferred_until = until
         if transient:
             self.transient_failures += 1
+
+    def dispatching(self, at: datetime) -> None:
+        """Recorded just before the message is handed to the channel: after a crash, a delivery
+        with this and no outcome is *in doubt* and is reconciled by its id, not blindly resent."""
+        self._dispatching(attempt=self.attempts + 1, at=at)
+
+    @event(Dispatching)
+    def _dispatching(self, attempt: int, at: datetime) -> None:
+        self.attempts = attempt
+
+    @property
+    def in_doubt(self) -> bool:
+        return self.outcome is None and self.attempts > self.transient_failures
 
     def record_receipt(self, status: str, error_code: str, at: datetime) -> None:
         """What the provider later said about delivery (delivered, undelivered, failed …)."""

@@ -454,8 +454,10 @@ def demo(
         f"\noutbox: {doc['outbox']['emails']} e-mails in {folder / 'outbox' / 'email'}, "
         f"{doc['outbox']['sms']} SMS in {folder / 'outbox' / 'sms.jsonl'}"
     )
-    console.print(f"{doc['agent_tasks']} call/visit tasks for loan officers (huoke tasks list); "
-                  f"{sum(h['n'] for h in doc['held'])} message(s) held at the end (quiet hours, caps, retries)")
+    console.print(
+        f"{doc['agent_tasks']} call/visit tasks for loan officers (huoke tasks list); "
+        f"{sum(h['n'] for h in doc['held'])} message(s) held at the end (quiet hours, caps, retries)"
+    )
     console.print(f"try: HUOKE_DATA_DIR={folder / 'data'} huoke leads show {doc['example_lead']}")
     console.print(f"     HUOKE_DATA_DIR={folder / 'data'} huoke report journeys")
     console.print(f"simulated {days} days for {leads} leads in {doc['seconds']:.1f}s")
