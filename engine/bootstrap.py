@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,7 @@ def default_channels(settings: Settings) -> dict[str, Channel]:
             settings.twilio_from,
             settings.twilio_base_url,
             callback,
+            rate=settings.sms_rate,
         )
     email: Channel
     if settings.email_transport == "smtp":
@@ -143,7 +145,9 @@ def bootstrap(
         settings.suppression_pepper.get_secret_value(),
         definitions.catalogue,
     )
-    journeys = Journeys(store_env(settings, "journeys"), clock, settings.timezone)
+    journeys = Journeys(
+        store_env(settings, "journeys"), clock, settings.timezone, timedelta(hours=settings.stale_after_hours)
+    )
     sender = Sender(
         name=settings.sender_name,
         email=settings.sender_email,

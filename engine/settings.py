@@ -53,8 +53,12 @@ class Settings(BaseSettings):
     twilio_auth_token: SecretStr = Field(SecretStr(""), description="Twilio auth token")
     twilio_from: str = Field("", description="the sending number or messaging service")
     twilio_base_url: str = Field("https://api.twilio.com", description="Twilio API base URL")
+    sms_rate: float = Field(0.0, description="at most this many SMS a second (0: no limit)")
     public_url: str = Field("", description="where huoke serve is reachable (SMS status callbacks)")
     webhook_url: str = Field("", description="where webhook steps POST their JSON (empty: webhook steps fail)")
+    stale_after_hours: float = Field(
+        24.0, description="a follow-up firing this long after it fell due follows its step's stale policy"
+    )
     timezone: str = Field("Asia/Shanghai", description="the lender's time zone for reports and the demo")
     default_locale: str = Field("zh-CN", description="locale used when a lead's language has no template")
     default_phone_region: str = Field("CN", description="region for phone numbers written without +country")

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from uuid import UUID
 
+from engine.adapters.rate_limit import RateLimiter
 from engine.application.ports import OutgoingMessage, SendResult
 
 #: Twilio error codes that will not succeed on retry (invalid or unreachable numbers, opted out).
@@ -32,6 +34,7 @@ class TwilioSmsChannel:
         base_url: str = "https://api.twilio.com",
         status_callback: str = "",
         timeout: float = 15.0,
+        rate: float = 0.0,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"SMS provider URL must start with http:// or https://, got {base_url!r}")
@@ -40,6 +43,7 @@ class TwilioSmsChannel:
         self.from_number = from_number
         self.status_callback = status_callback
         self.timeout = timeout
+        self.limiter = RateLimiter(rate)
 
     def already_sent(self, send_id: UUID) -> str | None:
         return None  # a repeated request carries the same idempotency token: the provider drops it
@@ -48,6 +52,9 @@ class TwilioSmsChannel:
         return [self._send(m) for m in messages]
 
     def _send(self, m: OutgoingMessage) -> SendResult:
+        wait = self.limiter.delay()
+        if wait:
+            time.sleep(wait)
         fields = {"To": m.to, "From": self.from_number, "Body": m.body.text.strip()}
         if self.status_callback:
             fields["StatusCallback"] = f"{self.status_callback}?send_id={m.send_id}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
 from engine.application.deliveries import Deliveries, DispatchReport
@@ -18,6 +18,9 @@ from projections.funnel import LEAD_TOPICS as FUNNEL_LEAD_TOPICS
 from projections.funnel import FunnelCounts
 from projections.journey_index import TOPICS as INDEX_TOPICS
 from projections.journey_index import JourneyIndex
+
+
+BATCH_SPAN = timedelta(hours=1)
 
 
 class MovableClock(Protocol):
@@ -81,6 +84,9 @@ class Engine:
                 break
             if held is not None and held <= horizon:
                 timers = [t for t in timers if t.due_at <= held] or timers[:1]
+            # One batch spans at most an hour of due times, so every follow-up is decided and
+            # sent within an hour of its time (quiet hours and staleness see the right clock).
+            timers = [t for t in timers if t.due_at <= timers[0].due_at + BATCH_SPAN]
             self._move_clock(timers[-1])
             report.timers_fired += self.journeys.fire_timers(timers, self.leads)
             self._settle(report)

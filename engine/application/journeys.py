@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any, ClassVar
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -93,9 +93,16 @@ class Journeys(Application[UUID]):
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Enrolment: 50, LeadJourneys: 50}
     recorder: ProcessRecorder
 
-    def __init__(self, env: dict[str, str], clock: Clock, default_tz: str = "Asia/Shanghai") -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        clock: Clock,
+        default_tz: str = "Asia/Shanghai",
+        stale_after: timedelta = timedelta(hours=24),
+    ) -> None:
         super().__init__(env)
         self.clock = clock
+        self.stale_after = stale_after
         self.default_tz = ZoneInfo(default_tz)
         self.live: dict[str, LiveJourney] = {}
         self._definitions: dict[tuple[str, int], Journey] = {}
@@ -317,7 +324,10 @@ class Journeys(Application[UUID]):
         facts = lead_facts(lead, timer.due_at)
         history = self._history(batch, lead.id)
         pub = self.publication(journey.id)
-        stale = pub is not None and pub.fell_due_while_paused(timer.due_at)
+        # A timer that fires long after it fell due (the journey was paused, or no worker ran)
+        # follows each send step's stale policy: never a flood of old follow-ups.
+        late = self.clock.now() - timer.due_at > self.stale_after
+        stale = late or (pub is not None and pub.fell_due_while_paused(timer.due_at))
         now = max(timer.due_at, self.clock.now()) if stale else timer.due_at
         ctx = self.context(enrolment, journey, lead.id, facts, now, stale=stale)
         decisions = interpreter.goal_or_exit(journey, facts, enrolment.started_at, now)

@@ -256,7 +256,7 @@ def _step(step: Step, ctx: Context, out: list[Decision]) -> tuple[str | None, bo
 
 def _send(step: SendStep, ctx: Context, out: list[Decision]) -> tuple[str | None, bool]:
     if ctx.stale and step.stale == "skip":
-        out.append(SkipSend(step.id, "fell due while the journey was paused (stale: skip)"))
+        out.append(SkipSend(step.id, "stale: fell due while the journey was paused or no worker ran"))
     elif ctx.stale and step.stale == "reschedule":
         out.append(Wait(step.id, ctx.now + _spread(ctx, step.id), "rescheduled"))
         return None, True

@@ -128,3 +128,36 @@ def _folder(tmp_path: Path, **files: str) -> Path:
     from tests.application.test_journey_features import journeys_folder
 
     return journeys_folder(tmp_path, **files)
+
+
+STALE = """
+    id: stale
+    locales: [zh-CN, en]
+    vars: {apply_url: "https://lender.example/apply", hotline: 400-800-8888}
+    entry: {on: lead_captured}
+    steps:
+      - id: gap
+        wait: 1d
+        next: reminder
+      - id: reminder
+        send: {channel: sms, template: yp_reminder}
+        stale: skip
+        next: done
+      - id: done
+        exit: completed
+"""
+
+
+def test_a_follow_up_firing_long_after_it_fell_due_follows_the_stale_policy(
+    make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
+    engine = make_engine(settings={"journeys_dir": _folder(tmp_path, stale=STALE)})
+    [out] = engine.leads.capture_leads([young_pro(1, captured_at=clock.now(), consents={"sms": True})])
+    engine.run()
+    clock.advance_to(clock.now() + timedelta(days=4))  # no worker ran for four days
+    engine.run()
+    assert sms_lines(tmp_path / "outbox") == []
+    whys = [
+        t["why"] for t in lead_timeline(engine, out.lead_id)["timeline"] if t["event"] == "Enrolment.MessageSkipped"
+    ]  # type: ignore[arg-type]
+    assert whys == ["stale: fell due while the journey was paused or no worker ran"]

@@ -297,7 +297,7 @@ def test_task_and_update_steps() -> None:
 @pytest.mark.parametrize(
     ("policy", "expected"),
     [
-        ("skip", SkipSend("s", "fell due while the journey was paused (stale: skip)")),
+        ("skip", SkipSend("s", "stale: fell due while the journey was paused or no worker ran")),
         ("send", Send("s", "sms", "t")),
     ],
 )
