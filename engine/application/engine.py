@@ -19,7 +19,6 @@ from projections.funnel import FunnelCounts
 from projections.journey_index import TOPICS as INDEX_TOPICS
 from projections.journey_index import JourneyIndex
 
-
 BATCH_SPAN = timedelta(hours=1)
 
 
