@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.application.catalog import TemplateCatalog, check_templates
 from engine.domain.contact_policy import DEFAULT_POLICY, ContactPolicy, parse_contact_policy
@@ -14,6 +14,8 @@ from engine.domain.journey import BranchStep, Journey
 from engine.domain.journey_parsing import parse_journey
 from engine.domain.products import Catalogue, parse_catalogue
 from engine.domain.segments import SegmentRules, parse_segment_rules
+
+T = TypeVar("T")
 
 SEGMENTS_FILE = "segments.yaml"
 POLICY_FILE = "contact_policy.yaml"
@@ -39,27 +41,21 @@ def load_definitions(
 ) -> Definitions:
     """Validate segments.yaml and every journey YAML in ``folder`` (or just ``only``)."""
     problems: list[str] = []
-    rules = SegmentRules((), (), (), "none")
-    seg_path = folder / SEGMENTS_FILE
-    if seg_path.exists():
+
+    def optional(name: str, parse: Callable[[Any, str], T], default: T) -> T:
+        """A definitions file that may be absent; its problems join the others."""
+        path = folder / name
+        if not path.exists():
+            return default
         try:
-            rules = parse_segment_rules(strip(load(seg_path)), str(seg_path))
+            return parse(strip(load(path)), str(path))
         except JourneyValidationError as e:
-            problems += e.problems
-    policy = DEFAULT_POLICY
-    policy_path = folder / POLICY_FILE
-    if policy_path.exists():
-        try:
-            policy = parse_contact_policy(strip(load(policy_path)), str(policy_path))
-        except JourneyValidationError as e:
-            problems += e.problems
-    catalogue = None
-    products_path = folder / PRODUCTS_FILE
-    if products_path.exists():
-        try:
-            catalogue = parse_catalogue(strip(load(products_path)), str(products_path))
-        except JourneyValidationError as e:
-            problems += e.problems
+            problems.extend(e.problems)
+            return default
+
+    rules = optional(SEGMENTS_FILE, parse_segment_rules, SegmentRules((), (), (), "none"))
+    policy = optional(POLICY_FILE, parse_contact_policy, DEFAULT_POLICY)
+    catalogue: Catalogue | None = optional(PRODUCTS_FILE, parse_catalogue, None)
     special = {SEGMENTS_FILE, POLICY_FILE, PRODUCTS_FILE}
     paths = (
         only
