@@ -301,6 +301,36 @@ def sms_import_replies(file: Path, as_json: JsonOpt = False) -> None:
         err.print(f"{file}:{p['line']}: {p['problem']}")
 
 
+@sms_app.command("import-receipts")
+def sms_import_receipts(file: Path, as_json: JsonOpt = False) -> None:
+    """Delivery receipts from a provider export (CSV/JSONL with send_id, status, error_code)."""
+    from uuid import UUID as _UUID
+
+    from engine.entrypoints.importing import read_rows
+
+    engine = engine_for(settings())
+    done, problems = 0, []
+    for line, row in read_rows(file):
+        try:
+            if isinstance(row, str):
+                raise ValueError(row)
+            send_id = _UUID(str(row["send_id"]))
+            status = str(row["status"]).strip()
+        except (KeyError, ValueError) as e:
+            problems.append({"line": line, "problem": f"needs send_id (a UUID) and status: {e}"})
+            continue
+        if engine.deliveries.record_receipt(send_id, status, str(row.get("error_code") or ""), engine.clock.now()):
+            done += 1
+        else:
+            problems.append({"line": line, "problem": f"no message was sent with id {send_id}"})
+    if as_json:
+        emit_json({"schema": "huoke.sms.receipts/1", "recorded": done, "errors": problems})
+        return
+    console.print(f"{done} receipt(s) recorded; {len(problems)} row(s) refused")
+    for p in problems:
+        err.print(f"{file}:{p['line']}: {p['problem']}")
+
+
 # ---- reports -----------------------------------------------------------------------------
 
 

@@ -123,3 +123,23 @@ def test_validate_lists_every_problem(env: Path, tmp_path: Path) -> None:
 def test_show_unknown_lead_is_a_clear_error(env: Path) -> None:
     result = runner.invoke(app, ["leads", "show", "web_form:nobody"])
     assert result.exit_code == 1 and "no captured lead matches" in result.stderr
+
+
+def test_sms_replies_and_receipts_import(env: Path) -> None:
+    path = env / "leads.csv"
+    path.write_text(LEADS_CSV, encoding="utf-8")
+    runner.invoke(app, ["leads", "import", str(path)])
+    assert runner.invoke(app, ["run", "--until", "2026-03-03"]).exit_code == 0
+    sms = [json.loads(line) for line in (env / "outbox" / "sms.jsonl").read_text().splitlines()]
+    receipts = env / "receipts.csv"
+    receipts.write_text(
+        f"send_id,status,error_code\n{sms[0]['send_id']},delivered,\nnot-a-uuid,failed,30003\n", encoding="utf-8"
+    )
+    doc = json.loads(runner.invoke(app, ["sms", "import-receipts", str(receipts), "--json"]).stdout)
+    assert doc["recorded"] == 1 and doc["errors"][0]["line"] == 3
+    replies = env / "replies.csv"
+    replies.write_text("from,body\n13800138001,ＴＤ\n13900139001,thanks\nnobody,STOP\n", encoding="utf-8")
+    doc = json.loads(runner.invoke(app, ["sms", "import-replies", str(replies), "--json"]).stdout)
+    assert doc["opt_outs"] == 1 and doc["errors"] == [{"line": 4, "problem": "not a phone number: 'nobody'"}]
+    shown = json.loads(runner.invoke(app, ["leads", "show", "web_form:W1", "--json"]).stdout)
+    assert shown["lead"]["consents"]["sms:marketing"] is False

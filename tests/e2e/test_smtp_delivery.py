@@ -111,3 +111,46 @@ def test_unreachable_server_loses_nothing(make_engine: MakeEngine, clock: Virtua
     finally:
         controller.stop()
     assert [m["To"] for m in handler.received] == ["alex1@example.com"]
+
+
+class DisconnectOnce(RecordingHandler):
+    """Drops the connection at DATA the first time (a server restart mid-send)."""
+
+    dropped: bool = False
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        if not self.dropped:
+            self.dropped = True
+            server.transport.close()  # type: ignore[attr-defined]
+            return "421 closing"
+        return await super().handle_DATA(server, session, envelope)
+
+
+class SlowReply(RecordingHandler):
+    """Answers DATA after longer than the client waits."""
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        import asyncio
+
+        await asyncio.sleep(1.5)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_a_dropped_connection_is_retried_and_nothing_is_lost(make_engine: MakeEngine, clock: VirtualClock) -> None:
+    handler = DisconnectOnce()
+    with smtp_server(handler) as port:
+        engine = make_engine(settings={**smtp_settings(port), "smtp_connections": 1})
+        engine.leads.capture_leads([young_pro(1)])
+        first = engine.run()
+        assert first.dispatch.deferred == 1 and handler.received == []
+        engine.run(until=clock.now() + timedelta(minutes=10))
+    assert [m["To"] for m in handler.received] == ["alex1@example.com"]
+
+
+def test_a_slow_server_times_out_and_the_message_is_held(make_engine: MakeEngine, clock: VirtualClock) -> None:
+    with smtp_server(SlowReply()) as port:
+        engine = make_engine(settings={**smtp_settings(port), "smtp_timeout": 0.5})
+        engine.leads.capture_leads([young_pro(1)])
+        report = engine.run()
+    assert report.dispatch.deferred == 1 and report.dispatch.failed == 0
+    assert engine.schedule.held()[0]["reason"].startswith("retry after:")
