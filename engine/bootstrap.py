@@ -144,6 +144,7 @@ def bootstrap(
         clock,
         settings.suppression_pepper.get_secret_value(),
         definitions.catalogue,
+        settings.email_double_opt_in,
     )
     journeys = Journeys(
         store_env(settings, "journeys"), clock, settings.timezone, timedelta(hours=settings.stale_after_hours)

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     unsubscribe_url: str = Field(
         "https://lender.example/unsubscribe", description="base of the signed one-click unsubscribe link"
     )
+    email_double_opt_in: bool = Field(
+        False, description="e-mail consent starts only when the lead confirms by a link (double opt-in)"
+    )
     suppression_pepper: SecretStr = Field(
         SecretStr("huoke-suppression"), description="key of the hashed suppression list (keep it stable)"
     )

@@ -7,7 +7,7 @@ from typing import Protocol
 from engine.domain.facts import FIELDS
 from engine.domain.journey import Journey
 
-SYSTEM_VARS = frozenset({"sender_name", "postal_address", "unsubscribe_url"})
+SYSTEM_VARS = frozenset({"sender_name", "postal_address", "unsubscribe_url", "confirm_url"})
 
 
 class TemplateCatalog(Protocol):

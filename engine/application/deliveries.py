@@ -350,6 +350,12 @@ class Deliveries(Application[UUID]):
         token = unsubscribe_token(self.sender.unsubscribe_secret, lead_id, channel)
         return f"{self.sender.unsubscribe_url}/{lead_id}/{channel}/{token}"
 
+    def confirm_url(self, lead_id: UUID, channel: str) -> str:
+        """The signed double opt-in link (served by huoke serve at /confirm/…)."""
+        token = unsubscribe_token(self.sender.unsubscribe_secret, lead_id, f"confirm:{channel}")
+        base = self.sender.unsubscribe_url.rsplit("/", 1)[0]
+        return f"{base}/confirm/{lead_id}/{channel}/{token}"
+
     def render_for(
         self, lead: Lead, channel: str, template: str, journey_vars: dict[str, str], now: datetime
     ) -> RenderedMessage:
@@ -361,6 +367,7 @@ class Deliveries(Application[UUID]):
             "sender_name": self.sender.name,
             "postal_address": self.sender.postal_address,
             "unsubscribe_url": self.unsubscribe_url(lead.id, channel),
+            "confirm_url": self.confirm_url(lead.id, channel),
         }
         return self.renderer.render(channel, template, facts["audience"], facts["language"], context)
 

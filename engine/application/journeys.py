@@ -49,6 +49,7 @@ _REACTS_TO: list[type[Any]] = [
     Lead.ProfileUpdated,
     Lead.ConsentWithdrawn,
     Lead.Tagged,
+    Lead.ConsentRequested,
     *LIFECYCLE.keys(),
 ]
 LEAD_TOPICS = [get_topic(cls) for cls in _REACTS_TO]
@@ -376,4 +377,6 @@ def _triggers(e: Any) -> list[tuple[str, str]]:
         return [(f"segment:{s}", "") for s in e.entered]
     if type(e) in LIFECYCLE:
         return [(f"event:{LIFECYCLE[type(e)]}", e.application_id)]
+    if isinstance(e, Lead.ConsentRequested):
+        return [("consent_requested", "")]
     return []

@@ -52,8 +52,10 @@ class Leads(Application[UUID]):
         clock: Clock,
         pepper: str = "huoke",
         catalogue: Catalogue | None = None,
+        double_opt_in: bool = False,
     ) -> None:
         super().__init__(env)
+        self.double_opt_in = double_opt_in
         self.rules = rules
         self.catalogue = catalogue
         self.clock = clock
@@ -183,13 +185,25 @@ class Leads(Application[UUID]):
             )
         lead.record_match(offer, self.catalogue.version, at)
 
-    @staticmethod
-    def _consent(lead: Lead, channel: str, granted: bool, source: str, at: datetime) -> None:
+    def _consent(self, lead: Lead, channel: str, granted: bool, source: str, at: datetime) -> None:
         ch = ConsentChannel(channel)
-        if granted:
+        if granted and ch is ConsentChannel.EMAIL and self.double_opt_in:
+            lead.request_consent(ch, ConsentPurpose.MARKETING, source, "opt-in at capture; awaiting confirmation", at)
+        elif granted:
             lead.grant_consent(ch, ConsentPurpose.MARKETING, source, "opt-in recorded at capture", at)
         else:
             lead.withdraw_consent(ch, ConsentPurpose.MARKETING, source, "no consent at capture", at)
+
+    def confirm_consent(
+        self, lead_id: UUID, channel: str, source: str, evidence: str, at: datetime | None = None
+    ) -> bool:
+        """The lead confirmed a double opt-in (clicked the link): consent starts now."""
+        lead = self.get_lead(lead_id)
+        if f"{channel}:marketing" not in lead.pending_consents:
+            return False
+        lead.grant_consent(ConsentChannel(channel), ConsentPurpose.MARKETING, source, evidence, at or self.clock.now())
+        save_batch(self, [lead])
+        return True
 
     # ---- lifecycle -------------------------------------------------------------------------
 

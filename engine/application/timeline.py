@@ -44,6 +44,8 @@ def describe(e: Any) -> tuple[str, str]:
             return "no product fits", "; ".join(f"{k}: {v}" for k, v in e.reasons.items())
         case Lead.ConsentGranted():
             return f"{e.channel} {e.purpose} consent granted", f"{e.source}: {e.evidence}"
+        case Lead.ConsentRequested():
+            return f"{e.channel} {e.purpose} consent requested (awaiting confirmation)", f"{e.source}: {e.evidence}"
         case Lead.ConsentWithdrawn():
             return f"{e.channel} {e.purpose} consent withdrawn", f"{e.source}: {e.evidence}"
         case Lead.StageChanged():

@@ -149,6 +149,7 @@ def check_entry(journey: Journey, trigger: str, facts: dict[str, Any]) -> EntryV
         "stage_reached": f"stage:{entry.stage.value if entry.stage else ''}",
         "segment_entered": f"segment:{entry.segment}",
         "lifecycle_event": f"event:{entry.event}",
+        "consent_requested": "consent_requested",
     }[entry.on]
     if trigger != expected:
         return EntryVerdict(False, "not an entry trigger")

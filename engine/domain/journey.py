@@ -23,7 +23,7 @@ LIFECYCLE_EVENTS = (
 )
 
 BranchOn = Literal["audience", "segment", "stage", "tier", "field"]
-EntryOn = Literal["lead_captured", "stage_reached", "segment_entered", "lifecycle_event"]
+EntryOn = Literal["lead_captured", "stage_reached", "segment_entered", "lifecycle_event", "consent_requested"]
 Reentry = Literal["never", "after_exit", "always"]
 StalePolicy = Literal["skip", "send", "reschedule"]
 Channel = Literal["email", "sms", "webhook"]

@@ -189,9 +189,12 @@ def _parse_entry(raw: Any, p: Problems) -> Entry | None:
     for key in sorted(set(raw) - known):
         p.add("entry", f"unknown key {key!r}", line)
     on = raw.get("on")
-    if on not in ("lead_captured", "stage_reached", "segment_entered", "lifecycle_event"):
+    if on not in ("lead_captured", "stage_reached", "segment_entered", "lifecycle_event", "consent_requested"):
         p.add(
-            "entry", f"'on' must be lead_captured, stage_reached, segment_entered or lifecycle_event, got {on!r}", line
+            "entry",
+            "'on' must be lead_captured, stage_reached, segment_entered, lifecycle_event or consent_requested, "
+            f"got {on!r}",
+            line,
         )
         return None
     stage = None

@@ -77,6 +77,13 @@ class Lead(Aggregate):
         evidence: str
         at: datetime
 
+    class ConsentRequested(Aggregate.Event):
+        channel: str
+        purpose: str
+        source: str
+        evidence: str
+        at: datetime
+
     class ConsentWithdrawn(Aggregate.Event):
         channel: str
         purpose: str
@@ -142,6 +149,7 @@ class Lead(Aggregate):
         self.tier = Tier.OTHER
         self.segments: tuple[str, ...] = ()
         self.consents: dict[str, bool] = {}
+        self.pending_consents: set[str] = set()
         self.applications: dict[str, str] = {}
         self.missed_repayments = 0
         self.tags: set[str] = set()
@@ -279,6 +287,20 @@ class Lead(Aggregate):
     @event(ConsentGranted)
     def _consent_granted(self, channel: str, purpose: str, source: str, evidence: str, at: datetime) -> None:
         self.consents[f"{channel}:{purpose}"] = True
+        self.pending_consents.discard(f"{channel}:{purpose}")
+
+    def request_consent(
+        self, channel: ConsentChannel, purpose: ConsentPurpose, source: str, evidence: str, at: datetime
+    ) -> bool:
+        """Double opt-in: record the request; consent starts only when the lead confirms."""
+        if self.has_consent(channel, purpose) or f"{channel.value}:{purpose.value}" in self.pending_consents:
+            return False
+        self._consent_requested(channel=channel.value, purpose=purpose.value, source=source, evidence=evidence, at=at)
+        return True
+
+    @event(ConsentRequested)
+    def _consent_requested(self, channel: str, purpose: str, source: str, evidence: str, at: datetime) -> None:
+        self.pending_consents.add(f"{channel}:{purpose}")
 
     def withdraw_consent(
         self,

@@ -62,6 +62,34 @@ def create_app(engine: Engine, secret: str) -> FastAPI:
             body="<p>You will not receive marketing messages on this channel again. 您将不再收到此渠道的营销信息。</p>",
         )
 
+    @app.get("/confirm/{lead_id}/{channel}/{token}", response_class=HTMLResponse)
+    def confirm_form(lead_id: UUID, channel: str, token: str) -> str:
+        check_confirm(lead_id, channel, token)
+        body = (
+            "<p>Confirm that you want our offers by e-mail. / 确认接收我们的电子邮件信息。</p>"
+            '<form method="post"><button type="submit" style="font-size: 1.1rem; padding: .6rem 1.2rem">'
+            "Confirm / 确认</button></form>"
+        )
+        return PAGE.format(lang="en", title="Confirm your subscription / 确认订阅", body=body)
+
+    @app.post("/confirm/{lead_id}/{channel}/{token}", response_class=HTMLResponse)
+    def confirm(lead_id: UUID, channel: str, token: str) -> str:
+        """Double opt-in: consent starts when the lead confirms (a POST, so link scanners do not)."""
+        check_confirm(lead_id, channel, token)
+        try:
+            engine.leads.confirm_consent(
+                lead_id, channel, "confirmation link", "double opt-in confirmed", datetime.now(UTC)
+            )
+        except LeadNotFoundError:
+            raise HTTPException(status_code=404, detail="This link is not valid.") from None
+        return PAGE.format(
+            lang="en", title="Thank you / 谢谢", body="<p>Your subscription is confirmed. 订阅已确认。</p>"
+        )
+
+    def check_confirm(lead_id: UUID, channel: str, token: str) -> None:
+        if channel != "email" or not check_unsubscribe_token(secret, lead_id, f"confirm:{channel}", token):
+            raise HTTPException(status_code=404, detail="This link is not valid.")
+
     @app.post("/sms/inbound")
     def sms_inbound(from_: Annotated[str, Form(alias="From")], body: Annotated[str, Form(alias="Body")]) -> Response:
         """A reply from a lead (Twilio's webhook form). Opt-out keywords take effect at once."""

@@ -9,6 +9,7 @@ import threading
 import urllib.parse
 from collections.abc import Iterator
 from datetime import timedelta
+from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from engine.adapters.clock import VirtualClock
+from engine.application.timeline import lead_timeline
 from engine.domain.suppression import is_opt_out
 from engine.entrypoints.http import create_app
 from tests.conftest import MakeEngine
@@ -167,10 +169,31 @@ def test_sms_through_the_twilio_api_with_idempotency_and_receipts(
     client = TestClient(create_app(engine, "x"))
     receipt = client.post(f"/sms/status?send_id={sent['token']}", data={"MessageStatus": "delivered"})
     assert receipt.status_code == 200
-    from engine.application.timeline import lead_timeline
-
     engine.refresh_views()
     whats = [t["what"] for t in lead_timeline(engine, outs[0].lead_id)["timeline"]]  # type: ignore[arg-type]
     assert "delivery receipt: delivered" in whats
     refused = lead_timeline(engine, outs[1].lead_id)["timeline"]  # type: ignore[arg-type]
     assert any("code 21211" in t["why"] for t in refused if t["event"] == "Delivery.Failed")
+
+
+def test_double_opt_in_starts_marketing_email_only_after_the_link_is_confirmed(
+    make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
+    engine = make_engine(settings={"unsubscribe_secret": "s3cret", "email_double_opt_in": True})
+    [out] = engine.leads.capture_leads([young_pro(1, captured_at=clock.now())])
+    engine.run()
+    [confirmation] = emails(tmp_path / "outbox")  # the marketing welcome waits for consent
+    message = message_from_bytes(confirmation.read_bytes(), policy=policy.default)
+    assert str(message["Subject"]) == "Alex, please confirm your e-mail"
+    link = engine.deliveries.confirm_url(out.lead_id, "email")  # type: ignore[arg-type]
+    assert link in message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    client = TestClient(create_app(engine, "s3cret"))
+    path = urllib.parse.urlparse(link).path
+    assert client.post(path.replace("/confirm/", "/confirm/x")).status_code in (404, 422)
+    assert "Confirm / 确认" in client.get(path).text
+    assert client.post(path).status_code == 200
+    engine.run(until=clock.now() + timedelta(days=30))
+    assert len(emails(tmp_path / "outbox")) == 2  # the confirmation, then the last-call marketing e-mail
+    whats = [t["what"] for t in lead_timeline(engine, out.lead_id)["timeline"]]  # type: ignore[arg-type]
+    assert "email marketing consent requested (awaiting confirmation)" in whats
+    assert "email marketing consent granted" in whats

@@ -51,7 +51,7 @@ def problems_of(data: dict[str, Any]) -> list[str]:
         ({"entry": {"on": "lead_captured", "when": {"field": "shoe_size", "eq": 42}}}, "unknown field 'shoe_size'"),
         (
             {"entry": {"on": "whenever"}},
-            "'on' must be lead_captured, stage_reached, segment_entered or lifecycle_event",
+            "'on' must be lead_captured, stage_reached, segment_entered, lifecycle_event or consent_requested",
         ),
         ({"entry": {"on": "lifecycle_event", "event": "wedding"}}, "lifecycle_event needs 'event'"),
         (
@@ -262,7 +262,13 @@ def test_every_bundled_journey_is_valid() -> None:
     """Templates exist in every locale, segments resolve, every step reachable, every path ends."""
     defs = load_definitions(ROOT / "journeys", JinjaRenderer(ROOT / "templates"), load_yaml, strip_lines)
     ids = {j.id for j, _ in defs.journeys}
-    assert ids == {"young-professionals", "sme-one-stop", "seniors-advisor", "application-follow-up"}
+    assert ids == {
+        "young-professionals",
+        "sme-one-stop",
+        "seniors-advisor",
+        "application-follow-up",
+        "email-confirmation",
+    }
     audiences = {j.audience.value for j, _ in defs.journeys if j.audience}
     assert audiences == {"young_professional", "sme", "senior"}
     for j, _ in defs.journeys:
