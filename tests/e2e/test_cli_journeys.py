@@ -71,7 +71,8 @@ def test_publish_dry_run_then_publish_with_a_plan(env: Path) -> None:
     dry = invoke_json("journeys", "publish", str(path), "--dry-run", "--plan", str(plan))["journeys"][0]
     assert (dry["dry_run"], dry["version"]) == (True, 2)
     assert dry["moves"] == [{"from_version": 1, "from_step": "wait_3d", "to": "wait_2d", "enrolments": 2}]
-    assert invoke_json("journeys", "list")["journeys"][2]["version"] == 1
+    live = {j["id"]: j for j in invoke_json("journeys", "list")["journeys"]}
+    assert live["young-professionals"]["version"] == 1  # a dry run changes nothing
     done = invoke_json("journeys", "publish", str(path), "--plan", str(plan), "-m", "faster nudge")["journeys"][0]
     assert (done["dry_run"], done["version"], done["changed"]) == (False, 2, True)
     again = invoke_json("journeys", "publish", str(path))["journeys"][0]
