@@ -154,3 +154,41 @@ def test_a_slow_server_times_out_and_the_message_is_held(make_engine: MakeEngine
         report = engine.run()
     assert report.dispatch.deferred == 1 and report.dispatch.failed == 0
     assert engine.schedule.held()[0]["reason"].startswith("retry after:")
+
+
+def test_authentication_failure_halts_email_loudly_and_loses_nothing(
+    make_engine: MakeEngine, clock: VirtualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    from tests.e2e.smtp_server import free_port
+
+    good = {"ok": False}
+
+    def authenticator(server: object, session: object, envelope: object, mechanism: str, auth: object) -> AuthResult:
+        login = getattr(auth, "login", b"")
+        return (
+            AuthResult(success=True) if good["ok"] and login == b"huoke" else AuthResult(success=False, handled=False)
+        )
+
+    handler = RecordingHandler()
+    port = free_port()
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=port, authenticator=authenticator, auth_require_tls=False
+    )
+    controller.start()
+    try:
+        engine = make_engine(settings={**smtp_settings(port), "smtp_username": "huoke", "smtp_password": "wrong"})
+        engine.leads.capture_leads([young_pro(1), young_pro(2)])
+        with caplog.at_level("ERROR"):
+            report = engine.run()
+        assert report.dispatch.deferred == 2 and report.dispatch.failed == 0
+        assert any("SMTP authentication failed" in r.message for r in caplog.records)
+        assert all(h["reason"].startswith("retry after: SMTP authentication failed") for h in engine.schedule.held())
+        good["ok"] = True  # the operator fixes the credentials and restarts the worker
+        fixed = make_engine(settings={**smtp_settings(port), "smtp_username": "huoke", "smtp_password": "right"})
+        fixed.run(until=clock.now() + timedelta(minutes=10))
+    finally:
+        controller.stop()
+    assert sorted(m["To"] for m in handler.received) == ["alex1@example.com", "alex2@example.com"]
