@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
+from bench.delivery import due_timer_query, smtp_rates
 from engine.adapters.clock import VirtualClock
 from engine.bootstrap import bootstrap
 from engine.entrypoints.demo_data import generate
@@ -140,6 +141,18 @@ def main() -> None:
         print(
             f"\n{h['leads']:.0f} leads, {h['total_events']:,.0f} events in {h['total_seconds']:.1f}s "
             f"(baseline measured before and after: {raw_batched:,.0f} and {raw_after:,.0f} events/s)"
+        )
+        smtp = smtp_rates()
+        raw_smtp = smtp.pop("raw_one_connection")
+        print(f"\n{'e-mail to a local aiosmtpd sink':<72} {'rate':>12}  {'unit':<9} {'× raw':>10}")
+        print(f"{'raw aiosmtplib, one reused connection (baseline)':<72} {raw_smtp:>12,.0f}  {'msgs/s':<9} {1:>10.2f}")
+        for name, rate in smtp.items():
+            label = "huoke SmtpEmailChannel, " + name.removeprefix("huoke_").replace("_", " ")
+            print(f"{label:<72} {rate:>12,.0f}  {'msgs/s':<9} {rate / raw_smtp:>10.2f}")
+        timers = due_timer_query(args.timers)
+        print(
+            f"\ndue-timer query, next 500 of {timers['pending']:,.0f} pending timers (indexed): "
+            f"median {timers['median_ms']:.2f} ms, worst {timers['max_ms']:.2f} ms"
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)

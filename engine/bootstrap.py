@@ -44,7 +44,7 @@ def store_env(settings: Settings, name: str) -> dict[str, str]:
         "SQLITE_LOCK_TIMEOUT": "30",
         # Embedded mode has one writer per aggregate, so a cache that is never
         # fast-forwarded from the store is safe and saves a read per command.
-        "AGGREGATE_CACHE_MAXSIZE": "50000",
+        "AGGREGATE_CACHE_MAXSIZE": "500000",
         "AGGREGATE_CACHE_FASTFORWARD": "n",
         # Use cases never mutate a loaded aggregate without saving it, and reset their
         # repository when a batch fails (see Leads/Journeys/Deliveries), so no deep copy.
