@@ -14,7 +14,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import cast
 from uuid import UUID
@@ -97,6 +97,25 @@ class DispatchReport:
     reconciled: int = 0
     deferred: int = 0
 
+    def add(self, other: DispatchReport) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    @property
+    def moved(self) -> int:
+        return sum(getattr(self, f.name) for f in fields(self))
+
+
+@dataclass
+class _Pass:
+    """What one dispatch pass keeps while it decides: counts, contact histories, messages already
+    planned for a lead in this pass (for caps), and bounced addresses to flag afterwards."""
+
+    report: DispatchReport
+    histories: dict[UUID, ContactHistory] = field(default_factory=dict)
+    planned: dict[tuple[UUID, str], int] = field(default_factory=dict)
+    bounced: list[tuple[UUID, str, str, datetime]] = field(default_factory=list)
+
 
 class Deliveries(Application[UUID]):
     """One Delivery aggregate per send id; its log is the outbox of record."""
@@ -120,7 +139,6 @@ class Deliveries(Application[UUID]):
         self.definition = definition
         self.policy = policy
         self.default_tz = ZoneInfo(default_tz)
-        self.bounced: list[tuple[UUID, str, str, datetime]] = []
 
     recorder: ProcessRecorder
 
@@ -178,18 +196,17 @@ class Deliveries(Application[UUID]):
     def _process(
         self, deliveries: list[Delivery], leads: Leads, report: DispatchReport, tracking: Tracking | None
     ) -> None:
-        histories: dict[UUID, ContactHistory] = {}
+        state = _Pass(report)
         now = self.clock.now()
         ready = [d for d in deliveries if not d.is_settled and (d.deferred_until is None or d.deferred_until <= now)]
         try:
-            self._dispatch_batch(ready, leads, report, histories)
-            save_batch(self, [*deliveries, *histories.values()], tracking)
+            self._dispatch_batch(ready, leads, state)
+            save_batch(self, [*deliveries, *state.histories.values()], tracking)
         except Exception:
             self._repository = self.construct_repository()
             raise
-        for lead_id, channel, reason, at in self.bounced:
+        for lead_id, channel, reason, at in state.bounced:
             leads.flag_bounce(lead_id, channel, reason, at)
-        self.bounced.clear()
         sent = [d for d in ready if d.outcome == "sent"]
         if sent:
             leads.mark_contacted([d.lead_id for d in sent], max(self._now_for(d) for d in sent))
@@ -198,11 +215,9 @@ class Deliveries(Application[UUID]):
         """Never record an outcome before its request (a virtual clock may lag an import)."""
         return max(self.clock.now(), d.requested_at)
 
-    def _dispatch_batch(
-        self, batch: list[Delivery], leads: Leads, report: DispatchReport, histories: dict[UUID, ContactHistory]
-    ) -> None:
+    def _dispatch_batch(self, batch: list[Delivery], leads: Leads, state: _Pass) -> None:
+        report = state.report
         outgoing: dict[str, list[tuple[Delivery, OutgoingMessage]]] = {}
-        planned: dict[tuple[UUID, str], int] = {}
         for d in batch:
             now = self._now_for(d)
             channel = self.channels.get(d.channel)
@@ -223,9 +238,7 @@ class Deliveries(Application[UUID]):
                 continue
             lead = leads.get_lead(d.lead_id)
             purpose = self._purpose(d)
-            held = self.policy_refusal(lead, d.channel, purpose) or self._hold(
-                d, lead, purpose, now, histories, planned
-            )
+            held = self.policy_refusal(lead, d.channel, purpose) or self._hold(d, lead, purpose, now, state)
             if held:
                 if d.outcome is None and d.deferred_until is not None and d.deferred_until > now:
                     report.deferred += 1
@@ -239,7 +252,7 @@ class Deliveries(Application[UUID]):
                 d.mark_failed(f"template {d.template!r} could not render: {e}", permanent=True, at=now)
                 report.failed += 1
                 continue
-            planned[(d.lead_id, d.channel)] = planned.get((d.lead_id, d.channel), 0) + 1
+            state.planned[(d.lead_id, d.channel)] = state.planned.get((d.lead_id, d.channel), 0) + 1
             outgoing.setdefault(d.channel, []).append((d, message))
         for channel_name, items in outgoing.items():
             for d, _ in items:
@@ -247,27 +260,20 @@ class Deliveries(Application[UUID]):
             save_batch(self, [d for d, _ in items])  # committed before anything leaves
             results = self.channels[channel_name].send_batch([m for _, m in items])
             for (d, m), result in zip(items, results, strict=True):
-                self._settle(d, m, result, report, histories)
+                self._settle(d, m, result, state)
 
-    def _settle(
-        self,
-        d: Delivery,
-        m: OutgoingMessage,
-        result: SendResult,
-        report: DispatchReport,
-        histories: dict[UUID, ContactHistory],
-    ) -> None:
-        now = self._now_for(d)
+    def _settle(self, d: Delivery, m: OutgoingMessage, result: SendResult, state: _Pass) -> None:
+        now, report = self._now_for(d), state.report
         if result.ok:
             digest = hashlib.sha256((m.body.text + (m.body.html or "")).encode()).hexdigest()
             d.mark_sent(m.to, m.body.locale, m.body.variant, digest, result.provider_ref, now)
-            self._history(d.lead_id, histories).record(d.channel, self._purpose(d), d.id, now)
+            self._history(d.lead_id, state.histories).record(d.channel, self._purpose(d), d.id, now)
             report.sent += 1
         elif result.permanent or d.transient_failures + 1 >= MAX_TRANSIENT_FAILURES:
             d.mark_failed(result.reason, True, now)
             report.failed += 1
             if result.bounced:
-                self.bounced.append((d.lead_id, d.channel, result.reason, now))
+                state.bounced.append((d.lead_id, d.channel, result.reason, now))
         else:
             d.defer(now + backoff(d.id, d.transient_failures), f"retry after: {result.reason}", now, transient=True)
             report.deferred += 1
@@ -278,8 +284,7 @@ class Deliveries(Application[UUID]):
         lead: Lead,
         purpose: str,
         now: datetime,
-        histories: dict[UUID, ContactHistory],
-        planned: dict[tuple[UUID, str], int],
+        state: _Pass,
     ) -> str:
         """Quiet hours or a frequency cap: defer (or skip, by the step's policy); '' if it may go now."""
         step = self._step(d)
@@ -296,8 +301,8 @@ class Deliveries(Application[UUID]):
                 return reason
         cap = self.policy.cap(d.channel, purpose)
         if cap is not None:
-            sent = self._history(d.lead_id, histories).sent_since(d.channel, purpose, now - cap.per)
-            if len(sent) + planned.get((d.lead_id, d.channel), 0) >= cap.max:
+            sent = self._history(d.lead_id, state.histories).sent_since(d.channel, purpose, now - cap.per)
+            if len(sent) + state.planned.get((d.lead_id, d.channel), 0) >= cap.max:
                 reason = f"frequency cap: {cap.describe()}"
                 if (step is not None and step.when_capped == "skip") or len(sent) < cap.max:
                     return reason  # skip, or capped by messages going out in this very batch

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from engine.application.deliveries import Deliveries, DispatchReport
-from engine.application.journeys import LEAD_TOPICS, DueTimer, Journeys
+from engine.application.journeys import LEAD_TOPICS, Journeys
 from engine.application.leads import Leads
 from engine.application.ports import Clock
 from engine.application.projecting import catch_up, next_page
@@ -20,12 +20,6 @@ from projections.journey_index import TOPICS as INDEX_TOPICS
 from projections.journey_index import JourneyIndex
 
 BATCH_SPAN = timedelta(hours=1)
-
-
-class MovableClock(Protocol):
-    def now(self) -> datetime: ...
-
-    def advance_to(self, moment: datetime) -> None: ...
 
 
 @dataclass
@@ -86,7 +80,7 @@ class Engine:
             # One batch spans at most an hour of due times, so every follow-up is decided and
             # sent within an hour of its time (quiet hours and staleness see the right clock).
             timers = [t for t in timers if t.due_at <= timers[0].due_at + BATCH_SPAN]
-            self._move_clock(timers[-1])
+            self._move_clock_to(timers[-1].due_at)
             report.timers_fired += self.journeys.fire_timers(timers, self.leads)
             self._settle(report)
         if until is not None:
@@ -102,10 +96,9 @@ class Engine:
             requested = self.deliveries.request_messages(self.journeys)
             report.requested += requested
             d = self.deliveries.dispatch(self.leads, due=self.schedule.due(self.clock.now()))
-            for name in ("sent", "failed", "skipped", "reconciled", "deferred"):
-                setattr(report.dispatch, name, getattr(report.dispatch, name) + getattr(d, name))
+            report.dispatch.add(d)
             self.refresh_views()
-            if not moved and not requested and not (d.sent + d.failed + d.skipped + d.reconciled + d.deferred):
+            if not moved and not requested and not d.moved:
                 return
 
     def sms_reply_opt_out(self, phone: str, text: str, at: datetime) -> None:
@@ -150,9 +143,6 @@ class Engine:
         catch_up(self.funnel, self.leads, FUNNEL_LEAD_TOPICS)
         catch_up(self.funnel, self.deliveries, FUNNEL_DELIVERY_TOPICS)
         catch_up(self.schedule, self.deliveries, SCHEDULE_TOPICS)
-
-    def _move_clock(self, timer: DueTimer) -> None:
-        self._move_clock_to(timer.due_at)
 
     def _move_clock_to(self, moment: datetime) -> None:
         advance = getattr(self.clock, "advance_to", None)

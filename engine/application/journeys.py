@@ -287,7 +287,7 @@ class Journeys(Application[UUID]):
                 batch.histories[hid] = LeadJourneys(lead_id=lead_id)
         return batch.histories[hid]
 
-    def _history_for(self, lead_id: UUID) -> LeadJourneys:
+    def history_of(self, lead_id: UUID) -> LeadJourneys:
         """A lead's journey history, loaded or new (outside a reactor batch)."""
         return self._history(Batch(), lead_id)
 

@@ -152,7 +152,7 @@ def _migrate(engine: Engine, journey: Journey, version: int, plan: MigrationPlan
         report.moves[(old_version, from_step, target)] += 1
         if target == STAY:
             continue
-        history = journeys._history_for(enrolment.lead_id)
+        history = journeys.history_of(enrolment.lead_id)
         if target == EXIT:
             decisions: list[Decision] = [
                 Exit("migrated", f"v{old_version} step '{from_step}' mapped to exit in v{version}")

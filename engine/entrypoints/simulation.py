@@ -79,18 +79,17 @@ def _recapture(engine: Engine, lead: Lead) -> CaptureLead:
 
 
 def _lifecycle_of(engine: Engine, lead: Lead) -> list[Arrival]:
-    kinds = dict(LIFECYCLE)
     ref = LeadRef(lead_id=lead.id)
     out = []
     for stored in engine.leads.events.get(lead.id):
         e: Any = stored
-        if type(e) in kinds:
+        if type(e) in LIFECYCLE:
             out.append(
                 Arrival(
                     e.at,
                     RecordLifecycle(
                         lead=ref,
-                        kind=kinds[type(e)],  # type: ignore[arg-type]
+                        kind=LIFECYCLE[type(e)],  # type: ignore[arg-type]
                         at=e.at,
                         application_id=e.application_id,
                         loan_type=getattr(e, "loan_type", ""),

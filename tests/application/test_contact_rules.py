@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from engine.adapters.clock import VirtualClock
 from engine.application.timeline import lead_timeline
+from tests.application.test_journey_features import journeys_folder
 from tests.conftest import MakeEngine
 from tests.helpers import sms_lines, young_pro
 
@@ -81,7 +82,7 @@ def test_sms_at_night_in_new_york_waits_for_8am_there_across_the_dst_change(
 ) -> None:
     saturday_11pm = datetime(2026, 3, 7, 23, 0, tzinfo=NEW_YORK)  # EST; clocks go forward at 2am Sunday
     clock = VirtualClock(saturday_11pm.astimezone(UTC))
-    engine = make_engine(clock=clock, settings={"journeys_dir": _folder(tmp_path, one=ONE_SMS)})
+    engine = make_engine(clock=clock, settings={"journeys_dir": journeys_folder(tmp_path, one=ONE_SMS)})
     [out] = engine.leads.capture_leads([young_pro(1, captured_at=clock.now(), **new_yorker())])
     engine.run()
     assert sms_lines(tmp_path / "outbox") == []
@@ -96,7 +97,7 @@ def test_sms_at_night_in_new_york_waits_for_8am_there_across_the_dst_change(
 def test_unknown_time_zone_gets_the_most_restrictive_window(make_engine: MakeEngine, tmp_path: Path) -> None:
     eight_pm_shanghai = datetime(2026, 3, 2, 12, 30, tzinfo=UTC)  # 20:30 in the lender's zone
     clock = VirtualClock(eight_pm_shanghai)
-    engine = make_engine(clock=clock, settings={"journeys_dir": _folder(tmp_path, one=ONE_SMS)})
+    engine = make_engine(clock=clock, settings={"journeys_dir": journeys_folder(tmp_path, one=ONE_SMS)})
     engine.leads.capture_leads([young_pro(1, captured_at=clock.now(), consents={"sms": True})])
     engine.run(until=clock.now() + timedelta(days=1))
     [sent_at] = sms_times(tmp_path, engine)
@@ -106,7 +107,7 @@ def test_unknown_time_zone_gets_the_most_restrictive_window(make_engine: MakeEng
 def test_third_marketing_sms_in_a_week_is_deferred_by_the_cap(
     make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
 ) -> None:
-    engine = make_engine(settings={"journeys_dir": _folder(tmp_path, three=THREE_SMS.replace("WHEN", "defer"))})
+    engine = make_engine(settings={"journeys_dir": journeys_folder(tmp_path, three=THREE_SMS.replace("WHEN", "defer"))})
     engine.leads.capture_leads([young_pro(1, captured_at=clock.now(), consents={"sms": True})])
     engine.run(until=clock.now() + timedelta(days=3))
     assert len(sms_lines(tmp_path / "outbox")) == 2
@@ -116,18 +117,12 @@ def test_third_marketing_sms_in_a_week_is_deferred_by_the_cap(
 
 
 def test_capped_sms_can_be_skipped_with_a_reason(make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path) -> None:
-    engine = make_engine(settings={"journeys_dir": _folder(tmp_path, three=THREE_SMS.replace("WHEN", "skip"))})
+    engine = make_engine(settings={"journeys_dir": journeys_folder(tmp_path, three=THREE_SMS.replace("WHEN", "skip"))})
     [out] = engine.leads.capture_leads([young_pro(1, captured_at=clock.now(), consents={"sms": True})])
     engine.run(until=clock.now() + timedelta(days=10))
     assert len(sms_lines(tmp_path / "outbox")) == 2
     whys = [t["why"] for t in lead_timeline(engine, out.lead_id)["timeline"] if t["event"] == "Delivery.Skipped"]  # type: ignore[arg-type]
     assert whys == ["frequency cap: at most 2 marketing sms per 7d"]
-
-
-def _folder(tmp_path: Path, **files: str) -> Path:
-    from tests.application.test_journey_features import journeys_folder
-
-    return journeys_folder(tmp_path, **files)
 
 
 STALE = """
@@ -151,7 +146,7 @@ STALE = """
 def test_a_follow_up_firing_long_after_it_fell_due_follows_the_stale_policy(
     make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
 ) -> None:
-    engine = make_engine(settings={"journeys_dir": _folder(tmp_path, stale=STALE)})
+    engine = make_engine(settings={"journeys_dir": journeys_folder(tmp_path, stale=STALE)})
     [out] = engine.leads.capture_leads([young_pro(1, captured_at=clock.now(), consents={"sms": True})])
     engine.run()
     clock.advance_to(clock.now() + timedelta(days=4))  # no worker ran for four days
