@@ -304,9 +304,12 @@ class Deliveries(Application[UUID]):
             sent = self._history(d.lead_id, state.histories).sent_since(d.channel, purpose, now - cap.per)
             if len(sent) + state.planned.get((d.lead_id, d.channel), 0) >= cap.max:
                 reason = f"frequency cap: {cap.describe()}"
-                if (step is not None and step.when_capped == "skip") or len(sent) < cap.max:
-                    return reason  # skip, or capped by messages going out in this very batch
-                d.defer(sent[-cap.max] + cap.per, reason, now)
+                if step is not None and step.when_capped == "skip":
+                    return reason
+                # Capped by sends on record, or by messages going out in this very pass (then
+                # look again in a minute, when those are on record).
+                until = sent[-cap.max] + cap.per if len(sent) >= cap.max else now + timedelta(minutes=1)
+                d.defer(until, reason, now)
                 return reason
         return ""
 

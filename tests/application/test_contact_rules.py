@@ -156,3 +156,35 @@ def test_a_follow_up_firing_long_after_it_fell_due_follows_the_stale_policy(
         t["why"] for t in lead_timeline(engine, out.lead_id)["timeline"] if t["event"] == "Enrolment.MessageSkipped"
     ]  # type: ignore[arg-type]
     assert whys == ["stale: fell due while the journey was paused or no worker ran"]
+
+
+BURST = """
+    id: burst
+    locales: [zh-CN, en]
+    vars: {apply_url: "https://lender.example/apply", hotline: 400-800-8888}
+    entry: {on: lead_captured}
+    steps:
+      - id: first
+        send: {channel: sms, template: yp_welcome}
+        next: second
+      - id: second
+        send: {channel: sms, template: yp_reminder}
+        next: third
+      - id: third
+        send: {channel: sms, template: yp_welcome}
+        next: done
+      - id: done
+        exit: completed
+"""
+
+
+def test_a_capped_message_in_the_same_pass_waits_for_the_cap_instead_of_being_dropped(
+    make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
+    engine = make_engine(settings={"journeys_dir": journeys_folder(tmp_path, burst=BURST)})
+    engine.leads.capture_leads([young_pro(1, captured_at=clock.now(), consents={"sms": True})])
+    engine.run()
+    assert len(sms_lines(tmp_path / "outbox")) == 2
+    engine.run(until=clock.now() + timedelta(days=8))
+    times = sms_times(tmp_path, engine)
+    assert len(times) == 3 and times[2] == times[0] + timedelta(days=7)
