@@ -10,6 +10,7 @@ from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 
 from engine.adapters.clock import SystemClock
+from engine.adapters.modeling import ModelFiles
 from engine.adapters.outbox import OutboxEmailChannel, OutboxSmsChannel
 from engine.adapters.smtp import SmtpEmailChannel
 from engine.adapters.templates import JinjaRenderer
@@ -27,9 +28,10 @@ from engine.settings import Settings
 from projections.delivery_schedule import DeliverySchedulePostgres, DeliveryScheduleSQLite
 from projections.funnel import FunnelCountsPostgres, FunnelCountsSQLite
 from projections.journey_index import JourneyIndexPostgres, JourneyIndexSQLite
+from projections.screening import ScreeningPostgres, ScreeningSQLite
 
 APPS = ("leads", "journeys", "deliveries")
-VIEWS = ("funnel", "journey_index", "delivery_schedule")
+VIEWS = ("funnel", "journey_index", "delivery_schedule", "screening")
 
 
 def store_env(settings: Settings, name: str) -> dict[str, str]:
@@ -76,9 +78,15 @@ def build_view(settings: Settings, name: str) -> Any:
         "funnel": FunnelCountsPostgres if pg else FunnelCountsSQLite,
         "journey_index": JourneyIndexPostgres if pg else JourneyIndexSQLite,
         "delivery_schedule": DeliverySchedulePostgres if pg else DeliveryScheduleSQLite,
+        "screening": ScreeningPostgres if pg else ScreeningSQLite,
     }[name]
     factory = InfrastructureFactory.construct(env=Environment(name, store_env(settings, name)))
     return factory.tracking_recorder(cls)
+
+
+def models_for(settings: Settings) -> ModelFiles:
+    """Model files (scorecards, skops pipelines) live beside the data, checked by SHA-256."""
+    return ModelFiles(settings.data_dir / "models")
 
 
 def renderer_for(settings: Settings) -> JinjaRenderer:
@@ -145,6 +153,7 @@ def bootstrap(
         settings.suppression_pepper.get_secret_value(),
         definitions.catalogue,
         settings.email_double_opt_in,
+        models_for(settings),
     )
     journeys = Journeys(
         store_env(settings, "journeys"), clock, settings.timezone, timedelta(hours=settings.stale_after_hours)
@@ -175,6 +184,7 @@ def bootstrap(
         funnel=build_view(settings, "funnel"),
         index=build_view(settings, "journey_index"),
         schedule=build_view(settings, "delivery_schedule"),
+        screening=build_view(settings, "screening"),
     )
     engine.unpublished = publish_first_versions(engine, definitions.journeys, renderer.fingerprint(), author)
     return engine

@@ -18,6 +18,7 @@ from eventsourcing.projection import ProjectionRunner
 from projections.delivery_schedule import DeliverySchedulePostgres, DeliveryScheduleProjection
 from projections.funnel import FunnelCountsPostgres, FunnelDeliveriesProjection, FunnelProjection
 from projections.journey_index import JourneyIndexPostgres, JourneyIndexProjection
+from projections.screening import ScreeningPostgres, ScreeningProjection
 
 
 class LeadsLog(Application[UUID]):
@@ -40,6 +41,7 @@ RUNNERS: Sequence[tuple[type[Application[UUID]], type[Any], type[Any]]] = (
     (DeliveriesLog, FunnelDeliveriesProjection, FunnelCountsPostgres),
     (JourneysLog, JourneyIndexProjection, JourneyIndexPostgres),
     (DeliveriesLog, DeliveryScheduleProjection, DeliverySchedulePostgres),
+    (LeadsLog, ScreeningProjection, ScreeningPostgres),
 )
 
 

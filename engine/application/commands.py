@@ -59,6 +59,7 @@ class RecordLifecycle:
     amount: str = ""
     reason: str = ""
     days_past_due: int = 0
+    term_months: int = 0  # loan_funded: the loan's term, when the lender sends it
     stage: str = ""
     channel: str = ""
     origin: str = ""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any, cast
 
 from engine.application.deliveries import Deliveries, DispatchReport
@@ -18,6 +18,8 @@ from projections.funnel import LEAD_TOPICS as FUNNEL_LEAD_TOPICS
 from projections.funnel import FunnelCounts
 from projections.journey_index import TOPICS as INDEX_TOPICS
 from projections.journey_index import JourneyIndex
+from projections.screening import TOPICS as SCREENING_TOPICS
+from projections.screening import Screening
 
 BATCH_SPAN = timedelta(hours=1)
 
@@ -28,6 +30,7 @@ class RunReport:
 
     lead_events: int = 0
     timers_fired: int = 0
+    days_reviewed: int = 0
     requested: int = 0
     dispatch: DispatchReport = field(default_factory=DispatchReport)
 
@@ -35,6 +38,7 @@ class RunReport:
         return {
             "lead_events": self.lead_events,
             "timers_fired": self.timers_fired,
+            "days_reviewed": self.days_reviewed,
             "messages_requested": self.requested,
             "sent": self.dispatch.sent,
             "failed": self.dispatch.failed,
@@ -55,7 +59,10 @@ class Engine:
     funnel: FunnelCounts
     index: JourneyIndex
     schedule: DeliverySchedule
+    screening: Screening
     unpublished: list[str] = field(default_factory=list)  # journey files changed since their last publish
+    _last_reviewed: date | None = None
+    _review_known: bool = False
 
     def run(self, until: datetime | None = None, timer_batch: int = 500) -> RunReport:
         """Process everything pending, then fire timers due up to ``until`` (default: now).
@@ -69,6 +76,15 @@ class Engine:
             horizon = until or self.clock.now()
             timers = self.index.due(horizon, limit=timer_batch, exclude=self.journeys.paused_journeys())
             held = self.schedule.next_due()
+            review = self._next_review()
+            if review[1] <= horizon:
+                first_other = min([t for t in (held, timers[0].due_at if timers else None) if t is not None], default=None)
+                if first_other is None or review[1] <= first_other:
+                    # Local midnight comes first: calendar-driven segments change before the day's work.
+                    self._move_clock_to(review[1])
+                    self._review_day(review[0], report)
+                    self._settle(report)
+                    continue
             if held is not None and held <= horizon and (not timers or held < timers[0].due_at):
                 self._move_clock_to(held)  # held deliveries come due before the next timer
                 self._settle(report)
@@ -86,6 +102,29 @@ class Engine:
         if until is not None:
             self._move_clock_to(until)
         return report
+
+    def _next_review(self) -> tuple[date, datetime]:
+        """The next day to review and when (local midnight; now for a first, overdue review)."""
+        tz = self.journeys.default_tz
+        now = self.clock.now()
+        last = self._last_reviewed if self._review_known else self.leads.last_reviewed_day()
+        self._last_reviewed, self._review_known = last, True
+        today = now.astimezone(tz).date()
+        # A first review, or one after days without any, happens for today, now.
+        day = today if last is None or last + timedelta(days=1) < today else last + timedelta(days=1)
+        return day, max(datetime.combine(day, time(0), tzinfo=tz), now)
+
+    def _review_day(self, day: date, report: RunReport) -> None:
+        """Re-segment the leads whose facts move with the calendar (see CalendarReview)."""
+        self.refresh_views()
+        ids: list[Any] = []
+        after = None
+        while batch := self.screening.calendar_leads(after, 5000):
+            ids += batch
+            after = batch[-1]
+        self.leads.review_calendar(day, ids, self.clock.now())
+        self._last_reviewed = day
+        report.days_reviewed += 1
 
     def _settle(self, report: RunReport) -> None:
         """React to new lead events and send what was requested, until nothing moves."""
@@ -135,7 +174,7 @@ class Engine:
         """Release database connections."""
         for app in (self.leads, self.journeys, self.deliveries):
             app.close()
-        for view in (self.funnel, self.index, self.schedule):
+        for view in (self.funnel, self.index, self.schedule, self.screening):
             cast(Any, view).datastore.close()
 
     def refresh_views(self) -> None:
@@ -143,6 +182,7 @@ class Engine:
         catch_up(self.funnel, self.leads, FUNNEL_LEAD_TOPICS)
         catch_up(self.funnel, self.deliveries, FUNNEL_DELIVERY_TOPICS)
         catch_up(self.schedule, self.deliveries, SCHEDULE_TOPICS)
+        catch_up(self.screening, self.leads, SCREENING_TOPICS)
 
     def _move_clock_to(self, moment: datetime) -> None:
         advance = getattr(self.clock, "advance_to", None)

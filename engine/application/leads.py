@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar, cast
 from uuid import UUID
 
@@ -13,19 +13,38 @@ from eventsourcing.persistence import IntegrityError, ProcessRecorder, Tracking
 from eventsourcing.utils import get_topic
 
 from engine.application.commands import CaptureLead, LeadRef, RecordLifecycle
-from engine.application.ports import Clock
+from engine.application.ports import Clock, ModelStore, Scorer
 from engine.application.projecting import next_page
 from engine.application.saving import save_batch
+from engine.domain.calendar_review import CALENDAR_REVIEW_ID, CalendarReview
 from engine.domain.enrolment import Enrolment
 from engine.domain.errors import HuokeError, InvalidLeadError, LeadNotFoundError
 from engine.domain.facts import lead_facts
 from engine.domain.lead import Lead, LeadIdentity, identity_id_for, identity_keys, lead_id_for
+from engine.domain.model_registry import MODEL_KINDS, ModelRegistry, check_kind, registry_id
 from engine.domain.products import Catalogue, match
+from engine.domain.scoring import model_inputs
 from engine.domain.segments import SegmentRules, classify
 from engine.domain.suppression import Suppression, contact_hash, suppression_id
 from engine.domain.values import ConsentChannel, ConsentPurpose, JSONDict, Stage
 
 UPDATE_TOPICS = [get_topic(Enrolment.LeadUpdateRequested)]
+CAPTURED_TOPICS = [get_topic(Lead.Captured)]
+#: Propensity is trained on whether a lead applied within this many days of capture.
+RESPONSE_WINDOW_DAYS = 30
+#: Credit is trained on loans at least this many months on book (bad = any missed repayment).
+MIN_MONTHS_ON_BOOK = 3
+
+
+@dataclass(frozen=True)
+class TrainingRows:
+    """Model inputs with their outcomes and times, read from the store (no library needed)."""
+
+    rows: list[JSONDict]
+    outcomes: list[int]
+    times: list[datetime]
+    ids: list[dict[str, str]]
+    description: str
 
 
 @dataclass(frozen=True)
@@ -53,8 +72,12 @@ class Leads(Application[UUID]):
         pepper: str = "huoke",
         catalogue: Catalogue | None = None,
         double_opt_in: bool = False,
+        models: ModelStore | None = None,
     ) -> None:
         super().__init__(env)
+        self.models = models
+        self._scorers: dict[str, tuple[int, Scorer]] = {}
+        self._models_loaded = False
         self.double_opt_in = double_opt_in
         self.rules = rules
         self.catalogue = catalogue
@@ -137,9 +160,15 @@ class Leads(Application[UUID]):
             self._segment(lead, at)
             for channel, granted in cmd.consents.items():
                 self._consent(lead, channel, granted, cmd.origin or "capture", at)
-            changed = bool(lead.pending_events) or created
             pending[lead_id] = lead
-            outcomes.append(Outcome(lead_id, created=created, changed=changed))
+            outcomes.append(Outcome(lead_id, created=created, changed=created))
+        self.score([a for a in pending.values() if isinstance(a, Lead)], None)
+        outcomes = [
+            Outcome(o.lead_id, o.created, o.created or bool(pending[o.lead_id].pending_events), o.error)
+            if o.lead_id is not None
+            else o
+            for o in outcomes
+        ]
         save_batch(self, pending.values())
         return outcomes
 
@@ -185,6 +214,182 @@ class Leads(Application[UUID]):
             )
         lead.record_match(offer, self.catalogue.version, at)
 
+    # ---- scoring ---------------------------------------------------------------------------
+
+    def score(self, leads: list[Lead], at: datetime | None) -> int:
+        """Score leads with every registered model, in one batch per model; record a Scored
+        event only where the model version or the inputs changed. Returns events recorded."""
+        scorers = self.active_scorers()
+        recorded = 0
+        for kind, (version, scorer) in scorers.items():
+            todo: list[tuple[Lead, JSONDict, datetime]] = []
+            for lead in leads:
+                moment = at or _last_event_time(lead) or self.clock.now()
+                inputs = model_inputs(lead_facts(lead, moment), scorer.features)
+                current = lead.scores.get(kind)
+                if current and current["model_version"] == version and current["inputs"] == inputs:
+                    continue
+                todo.append((lead, inputs, moment))
+            for (lead, inputs, moment), result in zip(
+                todo, scorer.score_many([t[1] for t in todo]), strict=True
+            ):
+                recorded += lead.record_score(
+                    kind,
+                    version,
+                    result.probability,
+                    result.score,
+                    result.band,
+                    [r.as_dict() for r in result.reasons],
+                    inputs,
+                    moment,
+                )
+        return recorded
+
+    def active_scorers(self) -> dict[str, tuple[int, Scorer]]:
+        """The newest registered version of each model, loaded once (files checked by SHA-256)."""
+        if self.models is None:
+            return {}
+        if not self._models_loaded:
+            self.reload_models()
+        return self._scorers
+
+    def reload_models(self) -> None:
+        """Re-read the registry (another process may have trained a model)."""
+        scorers: dict[str, tuple[int, Scorer]] = {}
+        if self.models is not None:
+            for kind in MODEL_KINDS:
+                entry = self.registry(kind).active
+                if entry is None:
+                    continue
+                known = self._scorers.get(kind)
+                if known and known[0] == entry["version"]:
+                    scorers[kind] = known
+                else:
+                    scorers[kind] = (entry["version"], self.models.load(kind, entry["artefact"], entry["sha256"]))
+        self._scorers = scorers
+        self._models_loaded = True
+
+    def registry(self, kind: str) -> ModelRegistry:
+        """The registry of one kind of model, read fresh from the store (never the cache)."""
+        check_kind(kind)
+        try:
+            registry: ModelRegistry = self.repository.get(registry_id(kind), version=2**31)
+        except AggregateNotFoundError:
+            return ModelRegistry(kind=kind)
+        return registry
+
+    def register_model(self, kind: str, trained_by: str, **version: Any) -> int:
+        """Record a trained model as the new version of its kind, and use it from now on."""
+        registry = self.registry(kind)
+        number = registry.register(trained_by=trained_by, at=self.clock.now(), **version)
+        save_batch(self, [registry])
+        self.reload_models()
+        return number
+
+    def score_all(self, batch_size: int = 1000, progress: Any = None) -> int:
+        """Score every lead with the registered models (after a new version); returns events recorded."""
+        recorded = 0
+        ids = list(self.lead_ids())
+        for start in range(0, len(ids), batch_size):
+            leads = [self.get_lead(i) for i in ids[start : start + batch_size]]
+            try:
+                recorded += self.score(leads, self.clock.now())
+                save_batch(self, leads)
+            except Exception:
+                self._forget_cache()
+                raise
+            if progress is not None:
+                progress(len(leads))
+        return recorded
+
+    # ---- the daily review ------------------------------------------------------------------
+
+    def last_reviewed_day(self) -> date | None:
+        try:
+            review: CalendarReview = self.repository.get(CALENDAR_REVIEW_ID, version=2**31)
+        except AggregateNotFoundError:
+            return None
+        return review.last_day
+
+    def review_calendar(self, day: date, lead_ids: Iterable[UUID], at: datetime, batch_size: int = 1000) -> int:
+        """Re-segment (and rescore) leads whose facts move with the calendar, as of ``at``; record
+        the day as reviewed in the same transaction as the last batch. Returns leads changed."""
+        ids = list(lead_ids)
+        changed = 0
+        try:
+            review: CalendarReview = self.repository.get(CALENDAR_REVIEW_ID, version=2**31)
+        except AggregateNotFoundError:
+            review = CalendarReview()
+        if review.last_day is not None and day <= review.last_day:
+            return 0
+        try:
+            for start in range(0, max(len(ids), 1), batch_size):
+                leads = [self.get_lead(i) for i in ids[start : start + batch_size]]
+                for lead in leads:
+                    self._segment(lead, at)
+                self.score(leads, at)
+                touched = [lead for lead in leads if lead.pending_events]
+                changed += len(touched)
+                last = start + batch_size >= len(ids)
+                if last:
+                    review.reviewed(day, len(ids), changed, at)
+                save_batch(self, [*touched, review] if last else touched)
+        except Exception:
+            self._forget_cache()
+            raise
+        return changed
+
+    def lead_ids(self) -> list[UUID]:
+        """Every captured lead, in capture order."""
+        out: list[UUID] = []
+        position: int | None = None
+        while True:
+            page = next_page(self.recorder, position, CAPTURED_TOPICS, 5000)
+            if page is None:
+                return out
+            out += [UUID(str(n.originator_id)) for n in page.notes]
+            position = page.last
+
+    def training_rows(self, kind: str, features: list[str], now: datetime) -> TrainingRows:
+        """Outcomes from the lead history, with the inputs as they were at the time:
+        propensity — did a lead apply within RESPONSE_WINDOW_DAYS of capture (time: capture);
+        credit — did a loan funded MIN_MONTHS_ON_BOOK or more months ago miss a repayment
+        (time: funding)."""
+        from datetime import timedelta
+
+        from engine.domain.facts import whole_months
+
+        rows: list[JSONDict] = []
+        outcomes: list[int] = []
+        times: list[datetime] = []
+        ids: list[dict[str, str]] = []
+        for lead_id in self.lead_ids():
+            lead = self.get_lead(lead_id)
+            if check_kind(kind) == "propensity":
+                if lead.captured_at > now - timedelta(days=RESPONSE_WINDOW_DAYS):
+                    continue
+                applied = lead.first_applied_at
+                rows.append(model_inputs(lead_facts(lead, lead.captured_at), features))
+                outcomes.append(
+                    int(applied is not None and applied <= lead.captured_at + timedelta(days=RESPONSE_WINDOW_DAYS))
+                )
+                times.append(lead.captured_at)
+                ids.append({"lead_id": str(lead.id)})
+                continue
+            for application_id, loan in lead.loans.items():
+                if whole_months(loan["funded_at"], now) < MIN_MONTHS_ON_BOOK:
+                    continue
+                rows.append(model_inputs(lead_facts(lead, loan["funded_at"]), features))
+                outcomes.append(int(loan["missed"] > 0))
+                times.append(loan["funded_at"])
+                ids.append({"lead_id": str(lead.id), "application_id": application_id})
+        what = (
+            f"leads captured {RESPONSE_WINDOW_DAYS}+ days ago; outcome: applied within {RESPONSE_WINDOW_DAYS} days"
+            if kind == "propensity"
+            else f"loans {MIN_MONTHS_ON_BOOK}+ months on book; outcome: any missed repayment"
+        )
+        return TrainingRows(rows, outcomes, times, ids, f"store ({what})")
+
     def _consent(self, lead: Lead, channel: str, granted: bool, source: str, at: datetime) -> None:
         ch = ConsentChannel(channel)
         if granted and ch is ConsentChannel.EMAIL and self.double_opt_in:
@@ -223,6 +428,7 @@ class Leads(Application[UUID]):
             pending[lead_id] = lead
             outcomes.append(Outcome(lead_id, changed=len(lead.pending_events) > before))
         try:
+            self.score(list(pending.values()), None)
             save_batch(self, pending.values())
         except Exception:
             self._forget_cache()
@@ -238,7 +444,7 @@ class Leads(Application[UUID]):
             case "application_declined":
                 lead.decline_application(cmd.application_id, cmd.reason or "not stated", at)
             case "loan_funded":
-                lead.fund_loan(cmd.application_id, cmd.amount, at)
+                lead.fund_loan(cmd.application_id, cmd.amount, at, cmd.term_months)
             case "repayment_missed":
                 lead.miss_repayment(cmd.application_id, cmd.days_past_due, at)
             case "stage_changed":
@@ -392,6 +598,15 @@ class Leads(Application[UUID]):
 
     def _forget_cache(self) -> None:
         self._repository = self.construct_repository()
+
+
+def _last_event_time(lead: Lead) -> datetime | None:
+    """When the lead last changed: pending events first (a score is decided as of that moment)."""
+    for e in reversed(lead.pending_events):
+        moment = getattr(e, "at", None) or getattr(e, "captured_at", None)
+        if isinstance(moment, datetime):
+            return moment
+    return None
 
 
 def _describe(ref: LeadRef) -> str:

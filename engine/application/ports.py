@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
+
+from engine.domain.scoring import Scored
 
 
 class Clock(Protocol):
@@ -71,3 +74,18 @@ class Channel(Protocol):
     def already_sent(self, send_id: UUID) -> str | None:
         """The provider reference if this send id is known to have left, else None."""
         ...
+
+
+class Scorer(Protocol):
+    """A loaded scoring model: rows of model inputs in, one result per row out (in batches)."""
+
+    @property
+    def features(self) -> list[str]: ...
+
+    def score_many(self, rows: Sequence[dict[str, Any]]) -> list[Scored]: ...
+
+
+class ModelStore(Protocol):
+    """Where model files live; refuses a file whose SHA-256 is not the registered one."""
+
+    def load(self, kind: str, file_name: str, sha256: str) -> Scorer: ...

@@ -7,6 +7,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
+from engine.domain.journey import CalendarOffset
+
 if TYPE_CHECKING:
     from engine.domain.lead import Lead
 
@@ -65,7 +67,28 @@ FIELDS: dict[str, FieldSpec] = {
     "captured_at": FieldSpec("date", True, "when the lead was first captured"),
     "last_applied_at": FieldSpec("date", False, "when the lead last submitted an application"),
     "last_funded_at": FieldSpec("date", False, "when the lead's last loan was funded"),
+    "missed_repayments": FieldSpec("number", True, "repayments missed on loans with this lender"),
+    "days_since_missed": FieldSpec("number", False, "days since the last missed repayment"),
+    "days_since_declined": FieldSpec("number", False, "days since the last declined application"),
+    "funded_loans": FieldSpec("list", True, "types of the loans funded by this lender"),
+    "credit_score": FieldSpec("number", False, "credit pre-screen score (600 = 50:1 good:bad, +20 doubles)"),
+    "credit_band": FieldSpec("text", False, "credit pre-screen band, A (best) to E"),
+    "credit_reasons": FieldSpec("list", False, "reason codes: characteristics furthest below their best"),
+    "propensity": FieldSpec("number", False, "probability the lead applies (propensity model)"),
+    "propensity_band": FieldSpec("text", False, "high, medium or low propensity to apply"),
 }
+
+#: Per loan type (mortgage, auto, business, ...): the life-event facts cross-sell triggers read,
+#: from the latest funded loan of that type (DOMAIN.md cross-sell triggers).
+LOAN_TYPES = ("mortgage", "business", "auto", "consumer", "renovation", "agricultural")
+for _t in LOAN_TYPES:
+    FIELDS[f"{_t}_months_on_book"] = FieldSpec("number", False, f"whole months since the latest {_t} loan was funded")
+    FIELDS[f"{_t}_on_time_payments"] = FieldSpec(
+        "number", False, f"monthly instalments of the latest {_t} loan due so far, less those missed"
+    )
+    FIELDS[f"{_t}_days_to_maturity"] = FieldSpec(
+        "number", False, f"days until the latest {_t} loan matures (when its term is known)"
+    )
 
 
 def _num(value: Any) -> Decimal | None:
@@ -122,7 +145,57 @@ def lead_facts(lead: Lead, now: datetime) -> dict[str, Any]:
     income, debt = facts["monthly_income"], facts["monthly_debt"]
     if income and debt is not None and income > 0:
         facts["dti"] = (debt / income).quantize(Decimal("0.0001"))
+    facts.update(loan_facts(lead, now))
+    facts.update(score_facts(lead))
     return {k: v for k, v in facts.items() if v is not None and v != ""}
+
+
+def whole_months(start: datetime, end: datetime) -> int:
+    """Calendar months from ``start`` to ``end`` (a month counts once its day is reached)."""
+    months = (end.year - start.year) * 12 + end.month - start.month
+    return months - 1 if end.day < start.day else months
+
+
+def loan_facts(lead: Lead, now: datetime) -> dict[str, Any]:
+    """Life-event facts: loans on book, instalments paid, maturity, arrears and declines."""
+
+    facts: dict[str, Any] = {
+        "missed_repayments": lead.missed_repayments,
+        "funded_loans": sorted({loan["loan_type"] for loan in lead.loans.values() if loan["loan_type"]}),
+    }
+    if lead.last_missed_at is not None:
+        facts["days_since_missed"] = (now - lead.last_missed_at).days
+    if lead.last_declined_at is not None:
+        facts["days_since_declined"] = (now - lead.last_declined_at).days
+    latest: dict[str, dict[str, Any]] = {}
+    for loan in lead.loans.values():
+        kind = loan["loan_type"]
+        if kind and (kind not in latest or loan["funded_at"] > latest[kind]["funded_at"]):
+            latest[kind] = loan
+    for kind, loan in latest.items():
+        months = max(0, whole_months(loan["funded_at"], now))
+        term = int(loan["term_months"] or 0)
+        facts[f"{kind}_months_on_book"] = months
+        facts[f"{kind}_on_time_payments"] = max(0, (min(months, term) if term else months) - int(loan["missed"]))
+        if term:
+            matures = CalendarOffset(months=term).after(loan["funded_at"])
+            facts[f"{kind}_days_to_maturity"] = (matures - now).days
+    return facts
+
+
+def score_facts(lead: Lead) -> dict[str, Any]:
+    """The recorded scores, as facts journeys branch on."""
+    facts: dict[str, Any] = {}
+    credit = lead.scores.get("credit")
+    if credit:
+        facts["credit_score"] = credit["score"]
+        facts["credit_band"] = credit["band"]
+        facts["credit_reasons"] = [r["code"] + " " + r["characteristic"] for r in credit["reasons"]]
+    propensity = lead.scores.get("propensity")
+    if propensity:
+        facts["propensity"] = Decimal(propensity["probability"])
+        facts["propensity_band"] = propensity["band"]
+    return facts
 
 
 def first_name_of(name: str) -> str:

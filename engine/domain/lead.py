@@ -37,6 +37,17 @@ class Lead(Aggregate):
     """A prospective borrower: contact, profile, interest, consent, stage and lifecycle."""
 
     INITIAL_VERSION = 1
+    #: v2 keeps loans, scores and decline/arrears dates; a v1 snapshot starts them empty.
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: JSONDict) -> None:
+        state.setdefault("loans", {})
+        state.setdefault("application_types", {})
+        state.setdefault("scores", {})
+        state.setdefault("first_applied_at", state.get("last_applied_at"))
+        state.setdefault("last_declined_at", None)
+        state.setdefault("last_missed_at", None)
 
     class Captured(Aggregate.Created):
         source: JSONDict
@@ -114,8 +125,30 @@ class Lead(Aggregate):
         at: datetime
 
     class LoanFunded(Aggregate.Event):
+        """v2 adds the loan's type and term (for maturity and cross-sell triggers)."""
+
+        class_version = 2
         application_id: str
         amount: str
+        at: datetime
+        loan_type: str
+        term_months: int
+
+        @staticmethod
+        def upcast_v1_v2(state: JSONDict) -> None:
+            state["loan_type"] = ""  # taken from the application when the loan is replayed
+            state["term_months"] = 0  # unknown
+
+    class Scored(Aggregate.Event):
+        """A model's score, decided once with the inputs it saw; replay never re-scores."""
+
+        kind: str
+        model_version: int
+        probability: str
+        score: int | None
+        band: str
+        reasons: list[JSONDict]
+        inputs: JSONDict
         at: datetime
 
     class Tagged(Aggregate.Event):
@@ -156,6 +189,12 @@ class Lead(Aggregate):
         self.offer: JSONDict = {}
         self.last_applied_at: datetime | None = None
         self.last_funded_at: datetime | None = None
+        self.first_applied_at: datetime | None = None
+        self.last_declined_at: datetime | None = None
+        self.last_missed_at: datetime | None = None
+        self.application_types: dict[str, str] = {}
+        self.loans: dict[str, JSONDict] = {}
+        self.scores: dict[str, JSONDict] = {}
 
     @staticmethod
     def create_id(
@@ -264,6 +303,57 @@ class Lead(Aggregate):
             "reasons": reasons,
         }
 
+    # ---- scores ----------------------------------------------------------------------------
+
+    def record_score(
+        self,
+        kind: str,
+        model_version: int,
+        probability: float,
+        score: int | None,
+        band: str,
+        reasons: list[JSONDict],
+        inputs: JSONDict,
+        at: datetime,
+    ) -> bool:
+        """Record a score unless the same model already scored the same inputs."""
+        current = self.scores.get(kind)
+        if current and current["model_version"] == model_version and current["inputs"] == inputs:
+            return False
+        self._scored(
+            kind=kind,
+            model_version=model_version,
+            probability=f"{probability:.6f}",
+            score=score,
+            band=band,
+            reasons=reasons,
+            inputs=inputs,
+            at=at,
+        )
+        return True
+
+    @event(Scored)
+    def _scored(
+        self,
+        kind: str,
+        model_version: int,
+        probability: str,
+        score: int | None,
+        band: str,
+        reasons: list[JSONDict],
+        inputs: JSONDict,
+        at: datetime,
+    ) -> None:
+        self.scores[kind] = {
+            "model_version": model_version,
+            "probability": probability,
+            "score": score,
+            "band": band,
+            "reasons": reasons,
+            "inputs": inputs,
+            "at": at,
+        }
+
     # ---- consent ---------------------------------------------------------------------------
 
     def has_consent(self, channel: ConsentChannel, purpose: ConsentPurpose) -> bool:
@@ -347,7 +437,9 @@ class Lead(Aggregate):
     @event(ApplicationSubmitted)
     def _application_submitted(self, application_id: str, loan_type: str, amount: str, at: datetime) -> None:
         self.applications[application_id] = "submitted"
+        self.application_types[application_id] = loan_type
         self.last_applied_at = at
+        self.first_applied_at = self.first_applied_at or at
 
     def approve_application(self, application_id: str, amount: str, at: datetime) -> bool:
         """Record an approval and move the lead to APPROVED."""
@@ -375,20 +467,36 @@ class Lead(Aggregate):
     @event(ApplicationDeclined)
     def _application_declined(self, application_id: str, reason: str, at: datetime) -> None:
         self.applications[application_id] = "declined"
+        self.last_declined_at = at
 
-    def fund_loan(self, application_id: str, amount: str, at: datetime) -> bool:
-        """Record funding and move the lead to FUNDED."""
+    def fund_loan(self, application_id: str, amount: str, at: datetime, term_months: int = 0) -> bool:
+        """Record funding (with the term, when known) and move the lead to FUNDED."""
         self.check_application(application_id)
         if self.applications[application_id] == "funded":
             return False
-        self._loan_funded(application_id=application_id, amount=amount, at=at)
+        if term_months < 0:
+            raise InvalidLeadError("term_months", f"must be 0 (unknown) or more, got {term_months}")
+        self._loan_funded(
+            application_id=application_id,
+            amount=amount,
+            at=at,
+            loan_type=self.application_types.get(application_id, ""),
+            term_months=term_months,
+        )
         self.advance_to(Stage.FUNDED, f"loan {application_id} funded", at)
         return True
 
     @event(LoanFunded)
-    def _loan_funded(self, application_id: str, amount: str, at: datetime) -> None:
+    def _loan_funded(self, application_id: str, amount: str, at: datetime, loan_type: str, term_months: int) -> None:
         self.applications[application_id] = "funded"
         self.last_funded_at = at
+        self.loans[application_id] = {
+            "loan_type": loan_type or self.application_types.get(application_id, ""),
+            "amount": amount,
+            "funded_at": at,
+            "term_months": term_months,
+            "missed": 0,
+        }
 
     def miss_repayment(self, application_id: str, days_past_due: int, at: datetime) -> bool:
         """Record a missed repayment on a funded loan."""
@@ -401,6 +509,9 @@ class Lead(Aggregate):
     @event(RepaymentMissed)
     def _repayment_missed(self, application_id: str, days_past_due: int, at: datetime) -> None:
         self.missed_repayments += 1
+        self.last_missed_at = at
+        if application_id in self.loans:
+            self.loans[application_id]["missed"] += 1
 
     def tag(self, tag: str, reason: str, at: datetime) -> bool:
         """Add a tag (once)."""

@@ -422,7 +422,7 @@ def projections_rebuild(
     for n in names:
         build_view(s, n).reset()
     engine.funnel, engine.index = build_view(s, "funnel"), build_view(s, "journey_index")
-    engine.schedule = build_view(s, "delivery_schedule")
+    engine.schedule, engine.screening = build_view(s, "delivery_schedule"), build_view(s, "screening")
     engine.refresh_views()
     console.print(f"rebuilt {', '.join(names)} in {time.perf_counter() - started:.1f}s")
 

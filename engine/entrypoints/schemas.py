@@ -240,6 +240,7 @@ class LifecycleRow(BaseModel):
     amount: Decimal | None = Field(None, gt=0)
     reason: str | None = None
     days_past_due: int | None = Field(None, ge=1)
+    term_months: int | None = Field(None, ge=1, le=480)
     stage: Stage | None = None
     channel: Literal["email", "sms", "phone"] | None = None
 
@@ -283,6 +284,7 @@ class LifecycleRow(BaseModel):
             amount=str(self.amount) if self.amount is not None else "",
             reason=self.reason or "",
             days_past_due=self.days_past_due or 0,
+            term_months=self.term_months or 0,
             stage=self.stage.value if self.stage else "",
             channel=self.channel or "",
             origin=origin,

@@ -96,6 +96,7 @@ def _lifecycle_of(engine: Engine, lead: Lead) -> list[Arrival]:
                         amount=getattr(e, "amount", ""),
                         reason=getattr(e, "reason", ""),
                         days_past_due=getattr(e, "days_past_due", 0),
+                        term_months=getattr(e, "term_months", 0),
                     ),
                 )
             )

@@ -1,0 +1,593 @@
+"""Training and running the two scoring models with scikit-learn (DOMAIN.md: scorecards).
+
+* credit pre-screen: a scikit-learn Pipeline of WOE binning and logistic regression, turned into
+  a points table (600 @ 50:1, PDO 20) that the flow scores by lookup;
+* propensity: a Pipeline of imputing, one-hot encoding and gradient boosting, kept as a skops file.
+
+Both are evaluated on a later time window than they were trained on, never a random split.
+Model files are never pickles: scorecards are JSON, pipelines are skops with an allowlist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import skops.io as sio
+from numpy.typing import NDArray
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import brier_score_loss, roc_auc_score, roc_curve
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+from engine.domain.errors import HuokeError
+from engine.domain.scoring import (
+    DEFAULT_SCORE_BANDS,
+    FACTOR,
+    MISSING,
+    OFFSET,
+    OTHER,
+    Band,
+    Bin,
+    Characteristic,
+    Scorecard,
+    Scored,
+    band_of,
+    probability_to_score,
+    refuse_prohibited,
+)
+
+MIN_ROWS = 200
+MIN_CLASS = 20
+
+
+class TrainingError(HuokeError):
+    """The data cannot train a model (too few rows, one class only, no usable column)."""
+
+
+@dataclass
+class Dataset:
+    """Rows of features with a 0/1 target, their times (for the holdout) and their id columns."""
+
+    columns: list[str]
+    kinds: dict[str, str]  # column -> "numeric" | "categorical"
+    rows: list[dict[str, Any]]
+    y: NDArray[np.int_]
+    times: list[datetime] | None = None
+    ids: list[dict[str, str]] = field(default_factory=list)
+    source: str = ""
+
+    def matrix(self, rows: Sequence[dict[str, Any]] | None = None) -> NDArray[Any]:
+        return to_matrix(rows if rows is not None else self.rows, self.columns, self.kinds)
+
+    def subset(self, index: NDArray[np.int_]) -> Dataset:
+        return Dataset(
+            self.columns,
+            self.kinds,
+            [self.rows[i] for i in index],
+            self.y[index],
+            [self.times[i] for i in index] if self.times else None,
+            [self.ids[i] for i in index] if self.ids else [],
+            self.source,
+        )
+
+
+def to_matrix(rows: Sequence[dict[str, Any]], columns: Sequence[str], kinds: dict[str, str]) -> NDArray[Any]:
+    """An object matrix: floats (NaN when missing) for numeric columns, strings for the rest."""
+    out = np.empty((len(rows), len(columns)), dtype=object)
+    for j, col in enumerate(columns):
+        numeric = kinds[col] == "numeric"
+        for i, row in enumerate(rows):
+            v = row.get(col)
+            if numeric:
+                out[i, j] = _float(v)
+            else:
+                out[i, j] = MISSING if v is None or v == "" else str(v)
+    return out
+
+
+def _float(v: Any) -> float:
+    if v is None or v == "":
+        return math.nan
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def infer_kinds(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> dict[str, str]:
+    """A column is numeric when every non-empty value parses as a number."""
+    kinds = {}
+    for col in columns:
+        values = [r.get(col) for r in rows if r.get(col) not in (None, "")]
+        kinds[col] = "numeric" if values and all(not math.isnan(_float(v)) for v in values) else "categorical"
+    return kinds
+
+
+# ---- the later-window holdout ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Split:
+    train: NDArray[np.int_]
+    test: NDArray[np.int_]
+    how: str
+    train_window: tuple[str, str] = ("", "")
+    test_window: tuple[str, str] = ("", "")
+
+
+def time_split(data: Dataset, holdout: float = 0.3) -> Split:
+    """Train on the earlier rows, test on the later ``holdout`` share (by time, else file order)."""
+    n = len(data.rows)
+    if data.times:
+        order = np.array(sorted(range(n), key=lambda i: data.times[i]))  # type: ignore[index]
+        how = "later time window"
+    else:
+        order = np.arange(n)
+        how = "last rows of the file (no time column: order taken as time)"
+    cut = int(round(n * (1 - holdout)))
+    train, test = order[:cut], order[cut:]
+    if data.times:
+        t = data.times
+        return Split(
+            train,
+            test,
+            how,
+            (t[train[0]].isoformat(), t[train[-1]].isoformat()),
+            (t[test[0]].isoformat(), t[test[-1]].isoformat()),
+        )
+    return Split(train, test, how)
+
+
+def check_trainable(data: Dataset, where: str) -> None:
+    refuse_prohibited(data.columns)
+    if not data.columns:
+        raise TrainingError(f"{where}: no feature columns left to train on")
+    bad = int(data.y.sum())
+    if len(data.rows) < MIN_ROWS or bad < MIN_CLASS or len(data.rows) - bad < MIN_CLASS:
+        raise TrainingError(
+            f"{where}: {len(data.rows)} rows with {bad} positives; a model needs at least {MIN_ROWS} rows "
+            f"and {MIN_CLASS} of each outcome"
+        )
+
+
+# ---- WOE binning (a scikit-learn transformer) ---------------------------------------------
+
+
+class WoeBinning(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """Bins each column (numeric by quantiles, categorical by frequent values) and replaces each
+    value by its bin's weight of evidence, ln(share of goods / share of bads)."""
+
+    def __init__(self, kinds: tuple[str, ...] = (), max_bins: int = 5, min_share: float = 0.05) -> None:
+        self.kinds = kinds
+        self.max_bins = max_bins
+        self.min_share = min_share
+
+    def fit(self, X: NDArray[Any], y: NDArray[Any]) -> WoeBinning:
+        y = np.asarray(y).astype(int)
+        self.bins_: list[dict[str, Any]] = []
+        for j, kind in enumerate(self.kinds):
+            col = X[:, j]
+            if kind == "numeric":
+                values = col.astype(float)
+                present = values[~np.isnan(values)]
+                qs = np.quantile(present, np.linspace(0, 1, self.max_bins + 1)[1:-1]) if present.size else []
+                edges = sorted({float(q) for q in qs})
+                labels = _numeric_labels(edges)
+                keys = [_numeric_key(v, edges) for v in values]
+                spec: dict[str, Any] = {"kind": kind, "edges": edges, "labels": labels}
+            else:
+                texts = col.astype(str)
+                values_, counts = np.unique(texts[texts != MISSING], return_counts=True)
+                frequent = [str(v) for v, c in zip(values_, counts, strict=True) if c >= self.min_share * len(texts)]
+                labels = [*frequent, OTHER]
+                keys = [t if t == MISSING or t in frequent else OTHER for t in texts]
+                spec = {"kind": kind, "labels": labels}
+            names = [str(n) for n in range(len(labels))] if kind == "numeric" else list(labels)
+            spec["woe"], spec["count"], spec["bad_rate"] = _woe(keys, y, [*names, MISSING])
+            self.bins_.append(spec)
+        return self
+
+    def keys_for(self, X: NDArray[Any]) -> list[list[str]]:
+        out = []
+        for j, spec in enumerate(self.bins_):
+            col = X[:, j]
+            if spec["kind"] == "numeric":
+                out.append([_numeric_key(v, spec["edges"]) for v in col.astype(float)])
+            else:
+                labels = set(spec["labels"])
+                out.append([t if t == MISSING or t in labels else OTHER for t in col.astype(str)])
+        return out
+
+    def transform(self, X: NDArray[Any]) -> NDArray[np.float64]:
+        keys = self.keys_for(X)
+        out = np.empty((X.shape[0], len(self.bins_)), dtype=float)
+        for j, spec in enumerate(self.bins_):
+            woe = spec["woe"]
+            out[:, j] = [woe[k] for k in keys[j]]
+        return out
+
+
+def _numeric_key(v: float, edges: list[float]) -> str:
+    if math.isnan(v):
+        return MISSING
+    for n, e in enumerate(edges):
+        if v <= e:
+            return str(n)
+    return str(len(edges))
+
+
+def _numeric_labels(edges: list[float]) -> list[str]:
+    bounds = [-math.inf, *edges, math.inf]
+    return [_interval(bounds[n], bounds[n + 1]) for n in range(len(bounds) - 1)]
+
+
+def _interval(lo: float, hi: float) -> str:
+    if math.isinf(lo):
+        return f"<= {hi:g}"
+    if math.isinf(hi):
+        return f"> {lo:g}"
+    return f"{lo:g} – {hi:g}"
+
+
+def _woe(keys: list[str], y: NDArray[Any], names: list[str]) -> tuple[dict[str, float], dict[str, int], dict[str, float]]:
+    """Weight of evidence per bin, ln(share of goods / share of bads), with +0.5 smoothing so an
+    empty bin stays finite; also each bin's count and bad rate."""
+    pos = {k: n for n, k in enumerate(names)}
+    goods, bads = np.zeros(len(names)), np.zeros(len(names))
+    for k, t in zip(keys, y, strict=True):
+        (bads if t else goods)[pos[k]] += 1
+    g, b = goods.sum(), bads.sum()
+    woe = np.log((goods + 0.5) / (g + 0.5 * len(names))) - np.log((bads + 0.5) / (b + 0.5 * len(names)))
+    totals = goods + bads
+    return (
+        {k: float(woe[i]) for k, i in pos.items()},
+        {k: int(totals[i]) for k, i in pos.items()},
+        {k: float(bads[i] / max(totals[i], 1)) for k, i in pos.items()},
+    )
+
+
+# ---- training -------------------------------------------------------------------------------
+
+
+@dataclass
+class Trained:
+    """A trained model, what it was trained on, and how it did on the later window."""
+
+    kind: str
+    features: list[str]
+    kinds: dict[str, str]
+    pipeline: Pipeline
+    scorer: Any  # Scorecard (credit) or PipelineScorer (propensity)
+    metrics: dict[str, Any]
+    reference: dict[str, Any]
+    training: dict[str, Any]
+
+
+def train_credit(data: Dataset, holdout: float = 0.3) -> Trained:
+    """A credit pre-screen scorecard: WOE binning + logistic regression, as a points table."""
+    check_trainable(data, data.source)
+    split = time_split(data, holdout)
+    train = data.subset(split.train)
+    kinds = tuple(data.kinds[c] for c in data.columns)
+    pipeline = Pipeline([("woe", WoeBinning(kinds)), ("logit", LogisticRegression(C=1.0, max_iter=1000))])
+    pipeline.fit(train.matrix(), train.y)
+    card = scorecard_from(pipeline, data.columns)
+    test = data.subset(split.test)
+    metrics = evaluate(test.y, [s.probability for s in card.score_many(test.rows)], card.score_many(test.rows))
+    reference = reference_of(card, train.rows, data.columns, data.kinds)
+    return Trained(
+        "credit",
+        data.columns,
+        data.kinds,
+        pipeline,
+        card,
+        metrics,
+        reference,
+        _training(data, split, "WOE binning + logistic regression, points 600 @ 50:1, PDO 20"),
+    )
+
+
+def scorecard_from(pipeline: Pipeline, columns: list[str]) -> Scorecard:
+    """Turn a fitted WOE + logistic pipeline into points: each bin's points are
+    -(beta_j * woe + alpha / n) * factor + offset / n, so the points sum to offset + factor * ln(odds good)."""
+    binning: WoeBinning = pipeline.named_steps["woe"]
+    logit: LogisticRegression = pipeline.named_steps["logit"]
+    alpha, betas, n = float(logit.intercept_[0]), logit.coef_[0], len(columns)
+
+    def points(beta: float, woe: float) -> float:
+        return -(beta * woe + alpha / n) * FACTOR + OFFSET / n
+
+    chars = []
+    for j, (name, spec) in enumerate(zip(columns, binning.bins_, strict=True)):
+        beta = float(betas[j])
+
+        def make(key: str, label: str, upper: float | None = None, cats: tuple[str, ...] = ()) -> Bin:
+            return Bin(
+                label=label,
+                points=points(beta, spec["woe"][key]),
+                woe=spec["woe"][key],
+                upper=upper,
+                categories=cats,
+                count=spec["count"][key],
+                bad_rate=spec["bad_rate"][key],
+            )
+
+        if spec["kind"] == "numeric":
+            edges = spec["edges"]
+            bins = tuple(
+                make(str(k), label, edges[k] if k < len(edges) else None) for k, label in enumerate(spec["labels"])
+            )
+            chars.append(Characteristic(name, "numeric", bins, make(MISSING, MISSING)))
+        else:
+            frequent = spec["labels"][:-1]
+            bins = tuple(make(c, c, cats=(c,)) for c in frequent)
+            chars.append(Characteristic(name, "categorical", bins, make(MISSING, MISSING), make(OTHER, OTHER)))
+    return Scorecard(tuple(chars), DEFAULT_SCORE_BANDS)
+
+
+class PipelineScorer:
+    """A fitted pipeline behind the scorer interface: rows in, probabilities and bands out."""
+
+    def __init__(self, pipeline: Pipeline, columns: list[str], kinds: dict[str, str], bands: Sequence[Band]) -> None:
+        self.pipeline = pipeline
+        self.columns = columns
+        self.kinds = kinds
+        self.bands = tuple(bands)
+
+    @property
+    def features(self) -> list[str]:
+        return self.columns
+
+    def probabilities(self, rows: Sequence[dict[str, Any]]) -> list[float]:
+        if not rows:
+            return []
+        return [float(p) for p in self.pipeline.predict_proba(to_matrix(rows, self.columns, self.kinds))[:, 1]]
+
+    def score_many(self, rows: Sequence[dict[str, Any]]) -> list[Scored]:
+        return [Scored(p, None, band_of(self.bands, p)) for p in self.probabilities(rows)]
+
+
+def train_propensity(data: Dataset, holdout: float = 0.3) -> Trained:
+    """Propensity to apply/respond: impute + one-hot + gradient boosting; bands by training quantiles."""
+    check_trainable(data, data.source)
+    split = time_split(data, holdout)
+    train = data.subset(split.train)
+    numeric = [j for j, c in enumerate(data.columns) if data.kinds[c] == "numeric"]
+    categorical = [j for j, c in enumerate(data.columns) if data.kinds[c] != "numeric"]
+    prep = ColumnTransformer(
+        [
+            ("num", SimpleImputer(strategy="median", keep_empty_features=True), numeric),
+            (
+                "cat",
+                make_pipeline(
+                    OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=10, sparse_output=False)
+                ),
+                categorical,
+            ),
+        ]
+    )
+    model = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05, max_leaf_nodes=15, random_state=0)
+    pipeline = Pipeline([("prep", prep), ("model", model)])
+    pipeline.fit(train.matrix(), train.y)
+    p_train = pipeline.predict_proba(train.matrix())[:, 1]
+    # Bands by rank in the training sample: the top 20% high, the next 30% medium, the rest low.
+    bands = (
+        Band("high", float(np.quantile(p_train, 0.8))),
+        Band("medium", float(np.quantile(p_train, 0.5))),
+        Band("low", float("-inf")),
+    )
+    scorer = PipelineScorer(pipeline, data.columns, data.kinds, bands)
+    test = data.subset(split.test)
+    scored = scorer.score_many(test.rows)
+    metrics = evaluate(test.y, [s.probability for s in scored], scored)
+    reference = reference_of(scorer, train.rows, data.columns, data.kinds)
+    return Trained(
+        "propensity",
+        data.columns,
+        data.kinds,
+        pipeline,
+        scorer,
+        metrics,
+        reference,
+        _training(data, split, "impute + one-hot + histogram gradient boosting"),
+    )
+
+
+def _training(data: Dataset, split: Split, method: str) -> dict[str, Any]:
+    return {
+        "source": data.source,
+        "method": method,
+        "rows": len(data.rows),
+        "train_rows": len(split.train),
+        "test_rows": len(split.test),
+        "holdout": split.how,
+        "train_window": list(split.train_window),
+        "test_window": list(split.test_window),
+        "positive_rate": round(float(data.y.mean()), 4),
+    }
+
+
+# ---- evaluation -----------------------------------------------------------------------------
+
+
+def evaluate(y: NDArray[Any], p: Sequence[float], scored: Sequence[Scored]) -> dict[str, Any]:
+    """AUC, Gini, KS and Brier on held-out rows, and calibration (predicted vs observed) by band."""
+    y = np.asarray(y).astype(int)
+    probs = np.asarray(p, dtype=float)
+    out: dict[str, Any] = {"rows": len(y), "positives": int(y.sum())}
+    if 0 < y.sum() < len(y):
+        auc = float(roc_auc_score(y, probs))
+        fpr, tpr, _ = roc_curve(y, probs)
+        out.update(auc=round(auc, 4), gini=round(2 * auc - 1, 4), ks=round(float(np.max(tpr - fpr)), 4))
+    else:
+        out.update(auc=None, gini=None, ks=None)
+    out["brier"] = round(float(brier_score_loss(y, probs)), 4) if len(y) else None
+    bands: dict[str, list[int]] = {}
+    predicted: dict[str, float] = {}
+    for s, t in zip(scored, y, strict=True):
+        bands.setdefault(s.band, []).append(int(t))
+        predicted[s.band] = predicted.get(s.band, 0.0) + s.probability
+    out["calibration"] = [
+        {
+            "band": band,
+            "rows": len(ts),
+            "predicted": round(predicted[band] / len(ts), 4),
+            "observed": round(sum(ts) / len(ts), 4),
+        }
+        for band, ts in sorted(bands.items())
+    ]
+    return out
+
+
+# ---- drift reference: how the training sample was spread ------------------------------------
+
+
+def reference_of(scorer: Any, rows: Sequence[dict[str, Any]], columns: list[str], kinds: dict[str, str]) -> dict[str, Any]:
+    """Bins and counts of the score and of each characteristic in the training sample (for PSI)."""
+    scored = scorer.score_many(rows)
+    values = [s.score if s.score is not None else s.probability for s in scored]
+    ref: dict[str, Any] = {"score": _numeric_reference(values), "features": {}}
+    for col in columns:
+        column = [r.get(col) for r in rows]
+        ref["features"][col] = (
+            _numeric_reference([_float(v) for v in column])
+            if kinds[col] == "numeric"
+            else _categorical_reference(column)
+        )
+    return ref
+
+
+def _numeric_reference(values: Sequence[float]) -> dict[str, Any]:
+    present = np.array([v for v in values if not math.isnan(v)], dtype=float)
+    edges = sorted({float(q) for q in np.quantile(present, np.linspace(0, 1, 11)[1:-1])}) if present.size else []
+    return {"kind": "numeric", "edges": edges, "counts": distribution(values, {"kind": "numeric", "edges": edges})}
+
+
+def _categorical_reference(values: Sequence[Any]) -> dict[str, Any]:
+    texts = [MISSING if v in (None, "") else str(v) for v in values]
+    uniq, counts = np.unique(np.array(texts, dtype=object), return_counts=True)
+    top = [str(u) for u, _ in sorted(zip(uniq, counts, strict=True), key=lambda t: -t[1])[:20]]
+    spec = {"kind": "categorical", "categories": top}
+    return {**spec, "counts": distribution(values, spec)}
+
+
+def distribution(values: Sequence[Any], spec: dict[str, Any]) -> list[int]:
+    """Counts of ``values`` over the bins of a reference (numeric: deciles + missing; categorical:
+    its categories + other)."""
+    if spec["kind"] == "numeric":
+        edges = spec["edges"]
+        counts = [0] * (len(edges) + 2)
+        for v in values:
+            x = _float(v)
+            if math.isnan(x):
+                counts[-1] += 1
+                continue
+            counts[next((n for n, e in enumerate(edges) if x <= e), len(edges))] += 1
+        return counts
+    cats = spec["categories"]
+    index = {c: n for n, c in enumerate(cats)}
+    counts = [0] * (len(cats) + 1)
+    for v in values:
+        counts[index.get(MISSING if v in (None, "") else str(v), len(cats))] += 1
+    return counts
+
+
+# ---- model files ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Artefact:
+    path: Path
+    sha256: str
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class ModelFiles:
+    """Model files in a folder: scorecards as JSON points tables, pipelines as skops (never pickle)."""
+
+    TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.", "scipy.")
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def save(self, trained: Trained, version: int) -> Artefact:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if trained.kind == "credit":
+            path = self.folder / f"credit-v{version}.scorecard.json"
+            doc = trained.scorer.to_json()
+            doc["meta"] = {"version": version, "features": trained.features}
+            _write_atomically(path, json.dumps(doc, indent=1, ensure_ascii=False).encode())
+        else:
+            path = self.folder / f"{trained.kind}-v{version}.skops"
+            scorer: PipelineScorer = trained.scorer
+            payload = {
+                "pipeline": scorer.pipeline,
+                "columns": scorer.columns,
+                "kinds": scorer.kinds,
+                "bands": [[b.id, b.min] for b in scorer.bands],
+            }
+            _write_atomically(path, sio.dumps(payload))
+        return Artefact(path, sha256_of(path))
+
+    def load(self, kind: str, file_name: str, sha256: str) -> Any:
+        """Load a registered model file, refusing one whose SHA-256 differs from the registry's."""
+        path = self.folder / file_name
+        if not path.exists():
+            raise HuokeError(f"model file {path} is missing (registered with SHA-256 {sha256[:12]}…)")
+        data = path.read_bytes()
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha256:
+            raise HuokeError(
+                f"model file {path} has SHA-256 {actual[:12]}…, the registry says {sha256[:12]}…: "
+                "it was changed after training; retrain or restore it"
+            )
+        if file_name.endswith(".scorecard.json"):
+            return Scorecard.from_json(json.loads(data))
+        untrusted = sio.get_untrusted_types(data=data)
+        unknown = [t for t in untrusted if not t.startswith(self.TRUSTED_PREFIXES)]
+        if unknown:
+            raise HuokeError(f"model file {path} holds types huoke does not trust: {', '.join(unknown)}")
+        payload = sio.loads(data, trusted=untrusted)
+        bands = [Band(str(b[0]), float(b[1])) for b in payload["bands"]]
+        return PipelineScorer(payload["pipeline"], list(payload["columns"]), dict(payload["kinds"]), bands)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def score_values(scored: Sequence[Scored]) -> list[float]:
+    """What drift compares for the score: points for scorecards, probability otherwise."""
+    return [float(s.score) if s.score is not None else s.probability for s in scored]
+
+
+__all__ = [
+    "Dataset",
+    "ModelFiles",
+    "PipelineScorer",
+    "Trained",
+    "TrainingError",
+    "distribution",
+    "evaluate",
+    "infer_kinds",
+    "probability_to_score",
+    "train_credit",
+    "train_propensity",
+]
