@@ -152,14 +152,14 @@ def time_split(data: Dataset, holdout: float = 0.3) -> Split:
 
 def check_trainable(data: Dataset, where: str) -> None:
     refuse_prohibited(data.columns)
-    if not data.columns:
-        raise TrainingError(f"{where}: no feature columns left to train on")
     bad = int(data.y.sum())
     if len(data.rows) < MIN_ROWS or bad < MIN_CLASS or len(data.rows) - bad < MIN_CLASS:
         raise TrainingError(
             f"{where}: {len(data.rows)} rows with {bad} positives; a model needs at least {MIN_ROWS} rows "
             f"and {MIN_CLASS} of each outcome"
         )
+    if not data.columns:
+        raise TrainingError(f"{where}: no feature columns left to train on")
 
 
 # ---- WOE binning (a scikit-learn transformer) ---------------------------------------------

@@ -30,8 +30,21 @@ from engine.domain.values import ConsentChannel, ConsentPurpose, JSONDict, Stage
 
 UPDATE_TOPICS = [get_topic(Enrolment.LeadUpdateRequested)]
 CAPTURED_TOPICS = [get_topic(Lead.Captured)]
+#: The facts product matching reads, recorded with each match (affordability inputs).
+MATCH_INPUTS = (
+    "loan_type",
+    "loan_amount",
+    "loan_term_months",
+    "monthly_income",
+    "monthly_debt",
+    "dti",
+    "tier",
+    "region",
+    "credit_band",
+    "segments",
+)
 #: Propensity is trained on whether a lead applied within this many days of capture.
-RESPONSE_WINDOW_DAYS = 30
+RESPONSE_WINDOW_DAYS = 14
 #: Credit is trained on loans at least this many months on book (bad = any missed repayment).
 MIN_MONTHS_ON_BOOK = 3
 
@@ -157,12 +170,11 @@ class Leads(Application[UUID]):
                 if key not in claimed:
                     claimed[key] = lead_id
                     pending[identity_id_for(key)] = LeadIdentity(key=key, lead_id=lead_id)
-            self._segment(lead, at)
             for channel, granted in cmd.consents.items():
                 self._consent(lead, channel, granted, cmd.origin or "capture", at)
             pending[lead_id] = lead
             outcomes.append(Outcome(lead_id, created=created, changed=created))
-        self.score([a for a in pending.values() if isinstance(a, Lead)], None)
+        self.screen([a for a in pending.values() if isinstance(a, Lead)], None)
         outcomes = [
             Outcome(o.lead_id, o.created, o.created or bool(pending[o.lead_id].pending_events), o.error)
             if o.lead_id is not None
@@ -186,13 +198,23 @@ class Leads(Application[UUID]):
                 found = claimed[key]
         return found
 
-    def _segment(self, lead: Lead, at: datetime) -> None:
-        """Segment, then match products (tier first: eligibility reads it). Decided once, recorded."""
-        c = classify(self.rules, lead_facts(lead, at))
-        lead.segment(c.audience, c.tier, c.segments, dict(c.reasons), self.rules.version, at)
+    def screen(self, leads: list[Lead], at: datetime | None) -> None:
+        """Segment each lead, score the batch, then match products (eligibility reads tier,
+        segments and credit band). Each decision is recorded once, as of ``at`` (default: the
+        lead's latest change)."""
+        moments = {lead.id: at or _last_event_time(lead) or self.clock.now() for lead in leads}
+        for lead in leads:
+            c = classify(self.rules, lead_facts(lead, moments[lead.id]))
+            lead.segment(c.audience, c.tier, c.segments, dict(c.reasons), self.rules.version, moments[lead.id])
+        self.score(leads, at)
+        for lead in leads:
+            self._match(lead, moments[lead.id])
+
+    def _match(self, lead: Lead, at: datetime) -> None:
         if self.catalogue is None:
             return
-        found = match(self.catalogue, lead_facts(lead, at))
+        facts = lead_facts(lead, at)
+        found = match(self.catalogue, facts)
         if found is None:
             return
         language = lead.contact.get("language") or "zh-CN"
@@ -212,7 +234,8 @@ class Leads(Application[UUID]):
                 monthly_payment=str(found.payment or ""),
                 dti_after=str(found.dti_after or ""),
             )
-        lead.record_match(offer, self.catalogue.version, at)
+        inputs = {k: facts[k] if isinstance(facts[k], list) else str(facts[k]) for k in MATCH_INPUTS if k in facts}
+        lead.record_match(offer, inputs, self.catalogue.version, at)
 
     # ---- scoring ---------------------------------------------------------------------------
 
@@ -325,9 +348,7 @@ class Leads(Application[UUID]):
         try:
             for start in range(0, max(len(ids), 1), batch_size):
                 leads = [self.get_lead(i) for i in ids[start : start + batch_size]]
-                for lead in leads:
-                    self._segment(lead, at)
-                self.score(leads, at)
+                self.screen(leads, at)
                 touched = [lead for lead in leads if lead.pending_events]
                 changed += len(touched)
                 last = start + batch_size >= len(ids)
@@ -428,7 +449,7 @@ class Leads(Application[UUID]):
             pending[lead_id] = lead
             outcomes.append(Outcome(lead_id, changed=len(lead.pending_events) > before))
         try:
-            self.score(list(pending.values()), None)
+            self.screen(list(pending.values()), None)
             save_batch(self, pending.values())
         except Exception:
             self._forget_cache()
@@ -465,7 +486,6 @@ class Leads(Application[UUID]):
                     cmd.reason or "opt-out reported",
                     at,
                 )
-        self._segment(lead, at)
 
     def apply_journey_updates(self, journeys: Application[UUID], batch_size: int = 500) -> int:
         """Apply every Enrolment.LeadUpdateRequested (stage, tag) exactly once."""

@@ -58,6 +58,13 @@ def describe(e: Any) -> tuple[str, str]:
             return f"application {e.application_id} declined", e.reason
         case Lead.LoanFunded():
             return f"loan {e.application_id} funded {e.amount}".strip(), "lender system"
+        case Lead.Scored():
+            score = f"score {e.score}, " if e.score is not None else ""
+            reasons = "; ".join(f"{r['code']} {r['characteristic']} = {r['value']}" for r in e.reasons)
+            return (
+                f"{e.kind} model v{e.model_version}: {score}band {e.band} (p={float(e.probability):.1%})",
+                f"reasons: {reasons}" if reasons else "model inputs: " + ", ".join(f"{k}={v}" for k, v in e.inputs.items()),
+            )
         case Lead.RepaymentMissed():
             return f"repayment missed on {e.application_id} ({e.days_past_due} days past due)", "lender system"
         case Enrolment.Started():
@@ -153,6 +160,18 @@ def lead_timeline(engine: Engine, lead_id: UUID) -> dict[str, Any]:
             "phone": lead.contact.get("phone"),
             "consents": dict(sorted(lead.consents.items())),
             "contact_issues": lead.contact_issues,
+            "scores": {
+                kind: {
+                    "model_version": s["model_version"],
+                    "probability": float(s["probability"]),
+                    "score": s["score"],
+                    "band": s["band"],
+                    "reasons": s["reasons"],
+                    "at": s["at"].astimezone(UTC).isoformat(),
+                }
+                for kind, s in sorted(lead.scores.items())
+            },
+            "offer": lead.offer,
         },
         "enrolments": [
             {"journey_id": r["journey_id"], "version": r["journey_version"], "status": r["status"]} for r in enrolments

@@ -56,6 +56,10 @@ def load_definitions(
     rules = optional(SEGMENTS_FILE, parse_segment_rules, SegmentRules((), (), (), "none"))
     policy = optional(POLICY_FILE, parse_contact_policy, DEFAULT_POLICY)
     catalogue: Catalogue | None = optional(PRODUCTS_FILE, parse_catalogue, None)
+    if catalogue is not None:
+        unknown = sorted(catalogue.exclude_segments - rules.segment_ids)
+        if unknown:
+            problems.append(f"{folder / PRODUCTS_FILE}: policy: exclude_segments {unknown} are not in {SEGMENTS_FILE}")
     special = {SEGMENTS_FILE, POLICY_FILE, PRODUCTS_FILE}
     paths = (
         only

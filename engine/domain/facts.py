@@ -151,9 +151,16 @@ def lead_facts(lead: Lead, now: datetime) -> dict[str, Any]:
 
 
 def whole_months(start: datetime, end: datetime) -> int:
-    """Calendar months from ``start`` to ``end`` (a month counts once its day is reached)."""
+    """Calendar months from ``start`` to ``end`` (a month counts from the start of the day it
+    completes, on ``end``'s calendar: the review at local midnight sees it that day)."""
+    start = start.astimezone(end.tzinfo)
     months = (end.year - start.year) * 12 + end.month - start.month
     return months - 1 if end.day < start.day else months
+
+
+def days_between(start: datetime, end: datetime) -> int:
+    """Calendar days from ``start``'s date to ``end``'s, on ``end``'s calendar."""
+    return (end.date() - start.astimezone(end.tzinfo).date()).days
 
 
 def loan_facts(lead: Lead, now: datetime) -> dict[str, Any]:
@@ -164,9 +171,9 @@ def loan_facts(lead: Lead, now: datetime) -> dict[str, Any]:
         "funded_loans": sorted({loan["loan_type"] for loan in lead.loans.values() if loan["loan_type"]}),
     }
     if lead.last_missed_at is not None:
-        facts["days_since_missed"] = (now - lead.last_missed_at).days
+        facts["days_since_missed"] = days_between(lead.last_missed_at, now)
     if lead.last_declined_at is not None:
-        facts["days_since_declined"] = (now - lead.last_declined_at).days
+        facts["days_since_declined"] = days_between(lead.last_declined_at, now)
     latest: dict[str, dict[str, Any]] = {}
     for loan in lead.loans.values():
         kind = loan["loan_type"]
@@ -179,7 +186,7 @@ def loan_facts(lead: Lead, now: datetime) -> dict[str, Any]:
         facts[f"{kind}_on_time_payments"] = max(0, (min(months, term) if term else months) - int(loan["missed"]))
         if term:
             matures = CalendarOffset(months=term).after(loan["funded_at"])
-            facts[f"{kind}_days_to_maturity"] = (matures - now).days
+            facts[f"{kind}_days_to_maturity"] = (matures.astimezone(now.tzinfo).date() - now.date()).days
     return facts
 
 

@@ -72,6 +72,9 @@ class Lead(Aggregate):
         at: datetime
 
     class ProductsMatched(Aggregate.Event):
+        """v2 records the inputs the match (and its affordability figures) used."""
+
+        class_version = 2
         product: str
         name: str
         apr: str
@@ -80,6 +83,11 @@ class Lead(Aggregate):
         reasons: JSONDict
         catalogue_version: str
         at: datetime
+        inputs: JSONDict
+
+        @staticmethod
+        def upcast_v1_v2(state: JSONDict) -> None:
+            state["inputs"] = {}  # v1 did not record them
 
     class ConsentGranted(Aggregate.Event):
         channel: str
@@ -266,8 +274,8 @@ class Lead(Aggregate):
         self.tier = Tier(tier)
         self.segments = tuple(segments)
 
-    def record_match(self, offer: JSONDict, catalogue_version: str, at: datetime) -> bool:
-        """Record the product match when it differs from the one on file."""
+    def record_match(self, offer: JSONDict, inputs: JSONDict, catalogue_version: str, at: datetime) -> bool:
+        """Record the product match (with the inputs it used) when it differs from the one on file."""
         if offer == self.offer:
             return False
         self._products_matched(
@@ -279,6 +287,7 @@ class Lead(Aggregate):
             reasons=offer.get("reasons", {}),
             catalogue_version=catalogue_version,
             at=at,
+            inputs=inputs,
         )
         return True
 
@@ -293,6 +302,7 @@ class Lead(Aggregate):
         reasons: JSONDict,
         catalogue_version: str,
         at: datetime,
+        inputs: JSONDict,
     ) -> None:
         self.offer = {
             "product": product,

@@ -33,6 +33,7 @@ class Product:
     max_dti: Decimal
     tiers: frozenset[str]
     regions: frozenset[str]
+    credit_bands: frozenset[str] = frozenset()  # empty: any band, or not scored yet
 
     def apr_for(self, amount: Decimal, months: int) -> Decimal:
         payment = level_payment(amount, self.rate, months) + amount * self.monthly_fee
@@ -46,6 +47,7 @@ class Product:
 class Catalogue:
     products: tuple[Product, ...]
     version: str
+    exclude_segments: frozenset[str] = frozenset()  # credit policy: no offer to these leads
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,9 @@ def match(catalogue: Catalogue, facts: dict[str, Any]) -> Match | None:
     amount = facts.get("loan_amount")
     income, debt = facts.get("monthly_income"), facts.get("monthly_debt") or Decimal(0)
     reasons: dict[str, str] = {}
+    flagged = sorted(catalogue.exclude_segments & set(facts.get("segments") or []))
+    if flagged:
+        return Match(None, None, None, None, {"policy": f"in segment {', '.join(flagged)}: no credit offers"})
     fits: list[tuple[Decimal, Product, Decimal, Decimal | None]] = []
     for p in (p for p in catalogue.products if p.type.value == loan_type):
         months = int(facts.get("loan_term_months") or p.term_months[1])
@@ -102,6 +107,8 @@ def _refusal(p: Product, amount: Decimal | None, months: int, income: Decimal | 
         return f"tier {facts.get('tier')} not in {', '.join(sorted(p.tiers))}"
     if p.regions and facts.get("region") not in p.regions:
         return f"region {facts.get('region') or 'unknown'} not served"
+    if p.credit_bands and facts.get("credit_band") and facts["credit_band"] not in p.credit_bands:
+        return f"credit band {facts['credit_band']} not in {', '.join(sorted(p.credit_bands))}"
     return ""
 
 
@@ -127,6 +134,7 @@ def parse_catalogue(data: Any, source: str = "products.yaml") -> Catalogue:
                 max_dti=Decimal(str(eligibility.get("max_dti", "0.55"))),
                 tiers=frozenset(Tier(t).value for t in eligibility.get("tiers") or []),
                 regions=frozenset(str(r) for r in eligibility.get("regions") or []),
+                credit_bands=frozenset(str(b) for b in eligibility.get("credit_bands") or []),
             )
         except (KeyError, TypeError, ValueError, IndexError, ArithmeticError) as e:
             problems.append(
@@ -134,16 +142,20 @@ def parse_catalogue(data: Any, source: str = "products.yaml") -> Catalogue:
                 "term_months [min, max], rate; optional fees, eligibility)"
             )
             continue
-        unknown = set(raw.get("eligibility") or {}) - {"min_income", "max_dti", "tiers", "regions"}
+        unknown = set(raw.get("eligibility") or {}) - {"min_income", "max_dti", "tiers", "regions", "credit_bands"}
         if unknown:
             problems.append(
-                f"{where}: eligibility may use min_income, max_dti, tiers, regions only "
+                f"{where}: eligibility may use min_income, max_dti, tiers, regions, credit_bands only "
                 f"(never a prohibited basis); got {sorted(unknown)}"
             )
         if product.amount[0] > product.amount[1] or product.term_months[0] > product.term_months[1]:
             problems.append(f"{where}: ranges must be [min, max]")
         products.append(product)
+    policy = (data or {}).get("policy") or {}
+    if not isinstance(policy, dict) or set(policy) - {"exclude_segments"}:
+        problems.append(f"{source}: policy: may only hold exclude_segments: [segment ids]")
+        policy = {}
     if problems:
         raise JourneyValidationError(problems)
     digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return Catalogue(tuple(products), digest)
+    return Catalogue(tuple(products), digest, frozenset(str(s) for s in policy.get("exclude_segments") or []))

@@ -224,11 +224,18 @@ class Scorecard:
         return [(c, c.bin_for(row.get(c.name))) for c in self.characteristics]
 
     def score(self, row: dict[str, Any]) -> Scored:
-        """Score one row: the points add up to the score; the score gives the probability."""
+        """Score one row: the points add up to the score; the score gives the probability.
+        Reasons: up to four characteristics whose points fall furthest below their best bin;
+        each keeps its code (R + its place in the scorecard) across leads."""
         parts = self.points(row)
         total = sum(b.points for _, b in parts)
         shortfalls = sorted(
-            ((c.max_points - b.points, n, c, b) for n, (c, b) in enumerate(parts) if c.max_points - b.points > 0.5),
+            (
+                (c.max_points - b.points, n, c, b)
+                for n, (c, b) in enumerate(parts)
+                # A missing value is scored (its own bin) but is no reason: often it does not apply.
+                if c.max_points - b.points > 0.5 and b is not c.missing
+            ),
             key=lambda t: (-t[0], t[1]),
         )
         reasons = tuple(
@@ -303,8 +310,8 @@ def _shown(value: Any, b: Bin) -> str:
 def _bin_json(b: Bin) -> dict[str, Any]:
     return {
         "label": b.label,
-        "points": round(b.points, 4),
-        "woe": round(b.woe, 6),
+        "points": b.points,
+        "woe": b.woe,
         "upper": b.upper,
         "categories": list(b.categories),
         "count": b.count,

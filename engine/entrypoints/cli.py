@@ -168,6 +168,13 @@ def leads_show(
         f"segments {', '.join(lead['segments']) or '—'}  consents "
         + (", ".join(f"{k}={'yes' if v else 'no'}" for k, v in lead["consents"].items()) or "none")
     )
+    for kind, sc in lead["scores"].items():
+        score = f"score {sc['score']}, " if sc["score"] is not None else ""
+        console.print(f"{kind} v{sc['model_version']}: {score}band [bold]{sc['band']}[/] (p={sc['probability']:.1%})")
+        for r in sc["reasons"]:
+            console.print(
+                f"  {r['code']} {r['characteristic']} = {r['value']}: {r['points']:.0f} of {r['max_points']:.0f} points"
+            )
     table = Table(show_lines=False, caption=f"times in {s.timezone}; L lead, J journey, D delivery")
     for col in ("when", "", "what", "why"):
         table.add_column(col, overflow="fold")
@@ -480,6 +487,14 @@ def demo(
         emit_json(doc)
         return
     print_funnel(doc["funnel"])
+    for m in doc["models"]:
+        metrics, t = m["metrics"], m["training"]
+        console.print(
+            f"{m['kind']} model v{m['version']}: AUC {metrics['auc']}, Gini {metrics['gini']}, KS {metrics['ks']} "
+            f"on {t['test_rows']} held-out rows ({t['holdout']}; trained on {t['train_rows']} from {t['source']})"
+        )
+    bands = ", ".join(f"{b['kind']} {b['band']}: {b['leads']}" for b in doc["score_bands"])
+    console.print(f"leads by score band — {bands}")
     console.print(
         f"\noutbox: {doc['outbox']['emails']} e-mails in {folder / 'outbox' / 'email'}, "
         f"{doc['outbox']['sms']} SMS in {folder / 'outbox' / 'sms.jsonl'}"
@@ -501,6 +516,7 @@ def main() -> None:
 
 
 import engine.entrypoints.cli_journeys  # noqa: E402, F401 - registers the journeys and tasks commands
+import engine.entrypoints.cli_screening  # noqa: E402, F401 - registers the model and segments commands
 
 if __name__ == "__main__":
     main()

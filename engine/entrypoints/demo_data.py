@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -191,11 +192,14 @@ def _lifecycle(rng: random.Random, row: dict[str, Any], end: datetime) -> list[D
     if rng.random() < 0.04 and row.get("phone"):
         add(rng.uniform(0.5, 9), type="consent_withdrawn", channel="sms", reason="replied TD")
         return out
-    if rng.random() < 0.30 and not add(
+    # Who responds depends on where the lead came from and how stretched they are (what the
+    # propensity model learns); who misses a repayment depends on capacity and stability.
+    lift = CHANNEL_LIFT.get(row["source_channel"], 1.0) * (0.6 if _dti(row) > 0.45 else 1.0)
+    if rng.random() < 0.30 * lift and not add(
         rng.uniform(0.5, 5), type="stage_changed", stage="engaged", reason="clicked the application link"
     ):
         return out
-    if rng.random() < (0.45 if out else 0.08):
+    if rng.random() < min(0.9, (0.45 if out else 0.08) * lift):
         app = f"APP-{row['external_id']}"
         if not add(
             rng.uniform(0.5, 8),
@@ -213,9 +217,15 @@ def _lifecycle(rng: random.Random, row: dict[str, Any], end: datetime) -> list[D
             funded = (
                 approved
                 and rng.random() < 0.85
-                and add(rng.uniform(1, 6), type="loan_funded", application_id=app, amount=row["loan_amount"])
+                and add(
+                    rng.uniform(1, 6),
+                    type="loan_funded",
+                    application_id=app,
+                    amount=row["loan_amount"],
+                    term_months=row["loan_term_months"],
+                )
             )
-            if funded and rng.random() < 0.05:
+            if funded and rng.random() < bad_probability(row):
                 add(rng.uniform(30, 40), type="repayment_missed", application_id=app, days_past_due=5)
         elif roll < 0.92:
             add(
@@ -225,6 +235,77 @@ def _lifecycle(rng: random.Random, row: dict[str, Any], end: datetime) -> list[D
                 reason=rng.choice(["DTI above policy", "insufficient credit history", "income not verified"]),
             )
     return out
+
+
+CHANNEL_LIFT = {
+    "past_borrower": 1.7,
+    "partner_estate_agent": 1.4,
+    "car_dealer": 1.4,
+    "web_form": 1.0,
+    "offline_fair": 0.9,
+    "loan_platform": 0.7,
+}
+
+
+def _dti(row: dict[str, Any]) -> float:
+    income = float(row.get("monthly_income") or 0)
+    return float(row.get("monthly_debt") or 0) / income if income else 0.0
+
+
+def bad_probability(row: dict[str, Any]) -> float:
+    """The simulated chance a loan goes bad: debt load, income, stability and loan size drive it."""
+    income = float(row.get("monthly_income") or 1)
+    loan_to_income = float(row.get("loan_amount") or 0) / (12 * income)
+    z = -4.4 + 3.2 * _dti(row) - 0.25 * math.log(income / 10000) + 0.35 * min(loan_to_income, 4)
+    z += {"freelance": 0.7, "self_employed": 0.5, "retired": 0.2}.get(str(row.get("employment_type")), 0.0)
+    z += {"government": -0.6, "state_owned": -0.4, "small_private": 0.3}.get(str(row.get("employer_kind")), 0.0)
+    if row.get("business_years"):
+        z -= 0.04 * min(int(row["business_years"]), 15)
+    return 1 / (1 + math.exp(-z))
+
+
+BACK_BOOK_COLUMNS = [
+    "loan_id",
+    "funded_at",
+    "employment_type",
+    "employer_kind",
+    "monthly_income",
+    "dti",
+    "loan_type",
+    "loan_to_income",
+    "loan_term_months",
+    "business_years",
+    "industry",
+    "bad",
+]
+
+
+def back_book(n: int, start: datetime, months: int = 24, seed: int = 7) -> list[dict[str, Any]]:
+    """The lender's own loan history: ``n`` loans funded over ``months`` before ``start``, each
+    with its outcome (bad = missed a repayment). The credit scorecard learns from it."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        row = _lead(rng, i, start - timedelta(days=30 * months), 30 * months - 90)
+        income = float(row["monthly_income"])
+        rows.append(
+            {
+                "loan_id": f"L-{i:06d}",
+                "funded_at": row["captured_at"][:10],
+                "employment_type": row.get("employment_type", ""),
+                "employer_kind": row.get("employer_kind", ""),
+                "monthly_income": row["monthly_income"],
+                "dti": round(_dti(row), 4),
+                "loan_type": row["loan_type"],
+                "loan_to_income": round(float(row["loan_amount"]) / (12 * income), 4),
+                "loan_term_months": row["loan_term_months"],
+                "business_years": row.get("business_years", ""),
+                "industry": row.get("industry", ""),
+                "bad": int(rng.random() < bad_probability(row)),
+            }
+        )
+    rows.sort(key=lambda r: r["funded_at"])
+    return rows
 
 
 def generate(

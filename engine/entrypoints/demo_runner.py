@@ -18,7 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from engine.adapters.clock import VirtualClock
 from engine.application.reports import funnel_report
 from engine.bootstrap import bootstrap
-from engine.entrypoints.demo_data import bad_rows, generate
+from engine.entrypoints import screening
+from engine.entrypoints.demo_data import BACK_BOOK_COLUMNS, back_book, bad_rows, generate
 from engine.entrypoints.schemas import LeadRow, LifecycleRow, RowError
 from engine.settings import Settings
 
@@ -37,15 +38,33 @@ def write_samples(folder: Path, leads: list[dict[str, Any]], events: list[Any]) 
             f.write(json.dumps(e.row, ensure_ascii=False, default=str) + "\n")
 
 
+#: The demo trains the propensity model from its own history on this day (leads captured in
+#: the first days have had their response window by then).
+PROPENSITY_DAY = 30
+
+
+def write_back_book(folder: Path, start: datetime, n: int) -> Path:
+    path = folder / "back_book.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, BACK_BOOK_COLUMNS)
+        writer.writeheader()
+        writer.writerows(back_book(n, start))
+    return path
+
+
 def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console: Console) -> dict[str, Any]:
     """Simulate ``days`` days: capture each day's leads and events, then run the engine to midnight."""
     tz = ZoneInfo(s.timezone)
     start = datetime(2026, 3, 2, 8, 0, tzinfo=tz)
     leads, events = generate(n, start, capture_days=max(1, days * 2 // 3), sim_days=days)
     write_samples(folder, leads, events)
+    book = write_back_book(folder, start, max(4000, n * 2))
     started = time.perf_counter()
     clock = VirtualClock(start)
     engine = bootstrap(s, clock, author="demo")
+    # The credit scorecard learns from the lender's back book before the first lead arrives,
+    # so every lead is pre-screened as it is captured.
+    models = [screening.train(engine, "credit", screening.read_csv(book, "bad", "funded_at", ["loan_id"]), "demo", False)]
     by_day_leads: dict[int, list[Any]] = defaultdict(list)
     refused: list[str] = []
     for line, row in enumerate([*leads, *bad_rows()], 2):
@@ -90,6 +109,9 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
                     engine.leads.record_lifecycle(facts)
                 engine.run(until=cutoff)
             progress.advance(task)
+            if day + 1 == PROPENSITY_DAY and days > PROPENSITY_DAY:
+                # Enough response history: learn who applies, and rescore everyone with it.
+                models.append(screening.train(engine, "propensity", screening.dataset_from_store(engine, "propensity"), "demo"))
     engine.refresh_views()
     outbox = s.outbox_dir
     sms = sum(1 for _ in (outbox / "sms.jsonl").open(encoding="utf-8")) if (outbox / "sms.jsonl").exists() else 0
@@ -104,6 +126,11 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
         "funnel": funnel_report(engine),
         "outbox": {"emails": emails, "sms": sms},
         "agent_tasks": len(engine.index.tasks()),
+        "models": [
+            {k: m[k] for k in ("kind", "version", "metrics", "training", "leads_rescored")} for m in models
+        ],
+        "score_bands": engine.screening.bands(),
+        "segments": engine.screening.segment_sizes(),
         "held": engine.schedule.held(),
         "example_lead": f"{example['source_channel']}:{example['external_id']}",
         "seconds": round(time.perf_counter() - started, 2),

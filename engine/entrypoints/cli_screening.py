@@ -1,0 +1,262 @@
+"""CLI commands for screening: ``huoke model`` (train, evaluate, list, score, drift) and
+``huoke segments list``."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from engine.adapters.modeling import Dataset
+from engine.application.engine import Engine
+from engine.domain.errors import HuokeError
+from engine.entrypoints import screening
+from engine.entrypoints.cli_common import JsonOpt, app, console, emit_json, engine_for, err, fail, settings
+
+model_app = typer.Typer(help="Train, evaluate and apply the propensity and credit pre-screen models.", no_args_is_help=True)
+segments_app = typer.Typer(help="Segments and their sizes.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+app.add_typer(segments_app, name="segments")
+
+Kind = Annotated[str, typer.Argument(help="propensity or credit")]
+CsvOpt = Annotated[Path | None, typer.Option("--csv", help="a CSV file with one row per lead or loan")]
+TargetOpt = Annotated[str | None, typer.Option(help="the CSV's outcome column (1/0, yes/no or bad/good)")]
+TimeOpt = Annotated[
+    str | None, typer.Option("--time-column", help="the CSV's date column; the later window is held out")
+]
+IdOpt = Annotated[list[str] | None, typer.Option("--id-column", help="an id column: kept, never a feature")]
+ExcludeOpt = Annotated[list[str] | None, typer.Option("--exclude", help="a column to leave out")]
+VersionOpt = Annotated[int | None, typer.Option(help="model version (default: the one in use)")]
+
+
+def _engine() -> Engine:
+    return engine_for(settings())
+
+
+def _csv_data(csv: Path, target: str | None, time_column: str | None, ids: list[str] | None, exclude: list[str] | None) -> Dataset:
+    if target is None:
+        fail("--csv needs --target COLUMN (the outcome to learn)")
+    return screening.read_csv(csv, target, time_column, ids, exclude)
+
+
+def _progress(total: int, label: str) -> tuple[Progress, Any]:
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+    )
+    task = progress.add_task(label, total=total)
+    return progress, lambda n: progress.advance(task, n)
+
+
+def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
+    table = Table(title=title)
+    for col in ("rows", "positives", "AUC", "Gini", "KS", "Brier"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        *(str(metrics.get(k) if metrics.get(k) is not None else "—") for k in ("rows", "positives", "auc", "gini", "ks", "brier"))
+    )
+    return table
+
+
+def _calibration_table(metrics: dict[str, Any]) -> Table:
+    table = Table(title="calibration by band (held-out rows)")
+    for col in ("band", "rows", "predicted", "observed"):
+        table.add_column(col, justify="right")
+    for row in metrics.get("calibration", []):
+        table.add_row(row["band"], str(row["rows"]), f"{row['predicted']:.1%}", f"{row['observed']:.1%}")
+    return table
+
+
+@model_app.command("train")
+def model_train(
+    kind: Kind,
+    from_store: Annotated[bool, typer.Option("--from-store", help="learn from the lead history in the store")] = False,
+    csv: CsvOpt = None,
+    target: TargetOpt = None,
+    time_column: TimeOpt = None,
+    id_column: IdOpt = None,
+    exclude: ExcludeOpt = None,
+    rescore: Annotated[bool, typer.Option(help="score every lead with the new version")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a model, evaluate it on a later time window, register it, and score the leads with it."""
+    if from_store == (csv is not None):
+        fail("give exactly one of --from-store or --csv FILE --target COLUMN")
+    engine = _engine()
+    try:
+        data = screening.dataset_from_store(engine, kind) if from_store else _csv_data(csv, target, time_column, id_column, exclude)  # type: ignore[arg-type]
+        if as_json or not rescore:
+            doc = screening.train(engine, kind, data, getpass.getuser(), rescore)
+        else:
+            progress, advance = _progress(len(engine.leads.lead_ids()), "scoring leads")
+            with progress:
+                doc = screening.train(engine, kind, data, getpass.getuser(), rescore, advance)
+    except HuokeError as e:
+        fail(str(e))
+    finally:
+        engine.close()
+    if as_json:
+        emit_json({"schema": "huoke.model.trained/1", **doc})
+        return
+    t = doc["training"]
+    console.print(
+        f"[bold]{kind} v{doc['version']}[/] registered — {t['method']}\n"
+        f"trained on {t['train_rows']} rows, tested on {t['test_rows']} ({t['holdout']}) from {t['source']}"
+    )
+    console.print(_metrics_table("held-out performance", doc["metrics"]))
+    console.print(_calibration_table(doc["metrics"]))
+    console.print(f"features: {', '.join(doc['features'])}")
+    console.print(f"file {doc['artefact']}  sha256 {doc['sha256'][:16]}…  leads rescored: {doc['leads_rescored']}")
+    for w in doc["warnings"]:
+        err.print(f"[yellow]note:[/] {w}")
+
+
+@model_app.command("list")
+def model_list(as_json: JsonOpt = False) -> None:
+    """Every registered model version, with its held-out metrics."""
+    engine = _engine()
+    try:
+        rows = screening.model_list(engine)
+    finally:
+        engine.close()
+    if as_json:
+        emit_json({"schema": "huoke.models/1", "models": rows})
+        return
+    if not rows:
+        console.print("no models yet: huoke model train propensity --from-store (or credit --csv FILE --target COLUMN)")
+        return
+    table = Table(title="models")
+    for col in ("kind", "version", "in use", "trained", "by", "rows", "AUC", "Gini", "KS", "Brier", "source"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(
+            r["kind"],
+            str(r["version"]),
+            "yes" if r["active"] else "",
+            r["trained_at"][:16],
+            r["trained_by"],
+            str(r["rows"]),
+            *(str(r[k]) for k in ("auc", "gini", "ks", "brier")),
+            r["source"],
+        )
+    console.print(table)
+
+
+@model_app.command("evaluate")
+def model_evaluate(
+    kind: Kind,
+    version: VersionOpt = None,
+    csv: CsvOpt = None,
+    target: TargetOpt = None,
+    time_column: TimeOpt = None,
+    id_column: IdOpt = None,
+    exclude: ExcludeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure a registered model on outcomes it has not seen: the store's after its training
+    window (default), or a CSV's."""
+    engine = _engine()
+    try:
+        data = _csv_data(csv, target, time_column, id_column, exclude) if csv else None
+        doc = screening.evaluate_version(engine, kind, version, data)
+    except HuokeError as e:
+        fail(str(e))
+    finally:
+        engine.close()
+    if as_json:
+        emit_json({"schema": "huoke.model.evaluation/1", **doc})
+        return
+    console.print(f"[bold]{kind} v{doc['version']}[/] on {doc['data']}")
+    console.print(_metrics_table("now", doc["metrics"]))
+    console.print(_metrics_table("when trained (its held-out window)", doc["at_training"]))
+    console.print(_calibration_table(doc["metrics"]))
+
+
+@model_app.command("score")
+def model_score(
+    kind: Kind,
+    csv: Annotated[Path, typer.Option("--csv", help="the prospect list (not imported)")],
+    out: Annotated[Path, typer.Option("--out", help="where to write the scored rows")],
+    id_column: IdOpt = None,
+    version: VersionOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score a prospect list (e.g. a partner's) without importing it: ids, probability, score, band, reasons."""
+    engine = _engine()
+    try:
+        doc = screening.score_file(engine, kind, csv, out, id_column, version)
+    except HuokeError as e:
+        fail(str(e))
+    finally:
+        engine.close()
+    if as_json:
+        emit_json({"schema": "huoke.model.scored/1", **doc})
+        return
+    bands = ", ".join(f"{b} {n}" for b, n in doc["bands"].items())
+    console.print(f"scored {doc['rows']} rows with {kind} v{doc['version']} → {doc['out']}  ({bands})")
+    if doc["missing_features"]:
+        err.print(f"[yellow]note:[/] the file has no {', '.join(doc['missing_features'])}: scored as missing")
+
+
+@model_app.command("drift")
+def model_drift(
+    kind: Kind,
+    version: VersionOpt = None,
+    csv: CsvOpt = None,
+    id_column: IdOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """PSI of the score and of each characteristic, now against the training sample
+    (< 0.10 stable, 0.10–0.25 investigate, > 0.25 shifted)."""
+    engine = _engine()
+    try:
+        data = screening.read_csv(csv, None, None, id_column, []) if csv else None
+        doc = screening.drift(engine, kind, version, data)
+    except HuokeError as e:
+        fail(str(e))
+    finally:
+        engine.close()
+    if as_json:
+        emit_json({"schema": "huoke.model.drift/1", **doc})
+        return
+    table = Table(title=f"{kind} v{doc['version']}: {doc['population']} against the training sample")
+    for col in ("characteristic", "PSI", "verdict"):
+        table.add_column(col)
+    colour = {"stable": "green", "investigate": "yellow", "shifted": "red"}
+    for row in doc["psi"]:
+        table.add_row(row["characteristic"], f"{row['psi']:.3f}", f"[{colour[row['verdict']]}]{row['verdict']}[/]")
+    console.print(table)
+
+
+@segments_app.command("list")
+def segments_list(as_json: JsonOpt = False) -> None:
+    """Every segment in segments.yaml with how many leads are in it now."""
+    engine = _engine()
+    try:
+        engine.refresh_views()
+        sizes = engine.screening.segment_sizes()
+        rules = engine.leads.rules
+        rows = [{"segment": r.id, "leads": sizes.get(r.id, 0), "description": r.description} for r in rules.segments]
+        bands = engine.screening.bands()
+    finally:
+        engine.close()
+    if as_json:
+        emit_json({"schema": "huoke.segments/1", "rules_version": rules.version, "segments": rows, "bands": bands})
+        return
+    table = Table(title=f"segments (rules {rules.version})")
+    table.add_column("segment")
+    table.add_column("leads", justify="right")
+    table.add_column("what it is", overflow="fold")
+    for r in rows:
+        table.add_row(r["segment"], str(r["leads"]), r["description"])
+    console.print(table)
+    if bands:
+        t = Table(title="score bands")
+        for col in ("model", "version", "band", "leads"):
+            t.add_column(col)
+        for b in bands:
+            t.add_row(b["kind"], str(b["model_version"]), b["band"], str(b["leads"]))
+        console.print(t)
