@@ -21,6 +21,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
 from bench.delivery import due_timer_query, smtp_rates
+from bench.scoring import scoring_rates
 from engine.adapters.clock import VirtualClock
 from engine.bootstrap import bootstrap
 from engine.entrypoints.demo_data import generate
@@ -111,6 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--leads", type=int, default=100_000)
     parser.add_argument("--timers", type=int, default=1_000_000)
+    parser.add_argument("--score-leads", type=int, default=20_000)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="huoke-bench-"))
     try:
@@ -149,6 +151,18 @@ def main() -> None:
         for name, rate in smtp.items():
             label = "huoke SmtpEmailChannel, " + name.removeprefix("huoke_").replace("_", " ")
             print(f"{label:<72} {rate:>12,.0f}  {'msgs/s':<9} {rate / raw_smtp:>10.2f}")
+        scores = scoring_rates(folder, args.score_leads)
+        title = f"scoring {int(scores['leads']):,} leads, 1,000 per batch"
+        print(f"\n{title:<72} {'rate':>12}  {'unit':<9} {'× raw':>10}")
+        for kind in ("credit", "propensity"):
+            raw, flow, model = scores[f"{kind}_raw"], scores[f"{kind}_flow"], scores[f"{kind}_model_only"]
+            lines = [
+                (f"raw {kind} pipeline predict_proba, 1,000 rows per call (baseline)", raw, "rows/s"),
+                (f"huoke {kind} scorer only (scorecard lookup / pipeline), no store", model, "rows/s"),
+                (f"huoke {kind} in the flow (load, facts, score, record Lead.Scored)", flow, "leads/s"),
+            ]
+            for what, rate, unit in lines:
+                print(f"{what:<72} {rate:>12,.0f}  {unit:<9} {rate / raw:>10.2f}")
         timers = due_timer_query(args.timers)
         print(
             f"\ndue-timer query, next 500 of {timers['pending']:,.0f} pending timers (indexed): "

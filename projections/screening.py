@@ -13,8 +13,7 @@ from engine.domain.lead import Lead
 from projections.base import SqlView, ViewProjection, sqlite_and_postgres
 
 TOPICS = [
-    get_topic(c)
-    for c in (Lead.Segmented, Lead.Scored, Lead.LoanFunded, Lead.ApplicationDeclined, Lead.RepaymentMissed)
+    get_topic(c) for c in (Lead.Segmented, Lead.Scored, Lead.LoanFunded, Lead.ApplicationDeclined, Lead.RepaymentMissed)
 ]
 
 
@@ -59,9 +58,7 @@ class Screening(SqlView):
     @apply.register(Lead.ApplicationDeclined)
     @apply.register(Lead.RepaymentMissed)
     def _(self, e: Any, c: Any) -> None:
-        c.execute(
-            self.q("INSERT INTO {t_calendar_leads} VALUES (?) ON CONFLICT DO NOTHING"), (str(e.originator_id),)
-        )
+        c.execute(self.q("INSERT INTO {t_calendar_leads} VALUES (?) ON CONFLICT DO NOTHING"), (str(e.originator_id),))
 
     # ---- queries ---------------------------------------------------------------------------
 

@@ -136,7 +136,7 @@ def time_split(data: Dataset, holdout: float = 0.3) -> Split:
     else:
         order = np.arange(n)
         how = "last rows of the file (no time column: order taken as time)"
-    cut = int(round(n * (1 - holdout)))
+    cut = round(n * (1 - holdout))
     train, test = order[:cut], order[cut:]
     if data.times:
         t = data.times
@@ -241,7 +241,9 @@ def _interval(lo: float, hi: float) -> str:
     return f"{lo:g} – {hi:g}"
 
 
-def _woe(keys: list[str], y: NDArray[Any], names: list[str]) -> tuple[dict[str, float], dict[str, int], dict[str, float]]:
+def _woe(
+    keys: list[str], y: NDArray[Any], names: list[str]
+) -> tuple[dict[str, float], dict[str, int], dict[str, float]]:
     """Weight of evidence per bin, ln(share of goods / share of bads), with +0.5 smoothing so an
     empty bin stays finite; also each bin's count and bad rate."""
     pos = {k: n for n, k in enumerate(names)}
@@ -306,18 +308,23 @@ def scorecard_from(pipeline: Pipeline, columns: list[str]) -> Scorecard:
     logit: LogisticRegression = pipeline.named_steps["logit"]
     alpha, betas, n = float(logit.intercept_[0]), logit.coef_[0], len(columns)
 
-    def points(beta: float, woe: float) -> float:
-        return -(beta * woe + alpha / n) * FACTOR + OFFSET / n
-
     chars = []
     for j, (name, spec) in enumerate(zip(columns, binning.bins_, strict=True)):
         beta = float(betas[j])
 
-        def make(key: str, label: str, upper: float | None = None, cats: tuple[str, ...] = ()) -> Bin:
+        def make(
+            key: str,
+            label: str,
+            upper: float | None = None,
+            cats: tuple[str, ...] = (),
+            spec: dict[str, Any] = spec,
+            beta: float = beta,
+        ) -> Bin:
+            woe = spec["woe"][key]
             return Bin(
                 label=label,
-                points=points(beta, spec["woe"][key]),
-                woe=spec["woe"][key],
+                points=-(beta * woe + alpha / n) * FACTOR + OFFSET / n,
+                woe=woe,
                 upper=upper,
                 categories=cats,
                 count=spec["count"][key],
@@ -454,7 +461,9 @@ def evaluate(y: NDArray[Any], p: Sequence[float], scored: Sequence[Scored]) -> d
 # ---- drift reference: how the training sample was spread ------------------------------------
 
 
-def reference_of(scorer: Any, rows: Sequence[dict[str, Any]], columns: list[str], kinds: dict[str, str]) -> dict[str, Any]:
+def reference_of(
+    scorer: Any, rows: Sequence[dict[str, Any]], columns: list[str], kinds: dict[str, str]
+) -> dict[str, Any]:
     """Bins and counts of the score and of each characteristic in the training sample (for PSI)."""
     scored = scorer.score_many(rows)
     values = [s.score if s.score is not None else s.probability for s in scored]

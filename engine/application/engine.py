@@ -78,7 +78,9 @@ class Engine:
             held = self.schedule.next_due()
             review = self._next_review()
             if review[1] <= horizon:
-                first_other = min([t for t in (held, timers[0].due_at if timers else None) if t is not None], default=None)
+                first_other = min(
+                    [t for t in (held, timers[0].due_at if timers else None) if t is not None], default=None
+                )
                 if first_other is None or review[1] <= first_other:
                     # Local midnight comes first: calendar-driven segments change before the day's work.
                     self._move_clock_to(review[1])

@@ -253,9 +253,7 @@ class Leads(Application[UUID]):
                 if current and current["model_version"] == version and current["inputs"] == inputs:
                     continue
                 todo.append((lead, inputs, moment))
-            for (lead, inputs, moment), result in zip(
-                todo, scorer.score_many([t[1] for t in todo]), strict=True
-            ):
+            for (lead, inputs, moment), result in zip(todo, scorer.score_many([t[1] for t in todo]), strict=True):
                 recorded += lead.record_score(
                     kind,
                     version,

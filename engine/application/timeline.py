@@ -63,7 +63,9 @@ def describe(e: Any) -> tuple[str, str]:
             reasons = "; ".join(f"{r['code']} {r['characteristic']} = {r['value']}" for r in e.reasons)
             return (
                 f"{e.kind} model v{e.model_version}: {score}band {e.band} (p={float(e.probability):.1%})",
-                f"reasons: {reasons}" if reasons else "model inputs: " + ", ".join(f"{k}={v}" for k, v in e.inputs.items()),
+                f"reasons: {reasons}"
+                if reasons
+                else "model inputs: " + ", ".join(f"{k}={v}" for k, v in e.inputs.items()),
             )
         case Lead.RepaymentMissed():
             return f"repayment missed on {e.application_id} ({e.days_past_due} days past due)", "lender system"

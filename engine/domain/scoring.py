@@ -165,10 +165,7 @@ class Reason:
         }
 
     def text(self) -> str:
-        return (
-            f"{self.code} {self.characteristic} = {self.value}: "
-            f"{self.points:.0f} of {self.max_points:.0f} points"
-        )
+        return f"{self.code} {self.characteristic} = {self.value}: {self.points:.0f} of {self.max_points:.0f} points"
 
 
 @dataclass(frozen=True)

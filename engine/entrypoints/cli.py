@@ -515,7 +515,7 @@ def main() -> None:
         fail(str(e))
 
 
-import engine.entrypoints.cli_journeys  # noqa: E402, F401 - registers the journeys and tasks commands
+import engine.entrypoints.cli_journeys  # noqa: E402 - registers the journeys and tasks commands
 import engine.entrypoints.cli_screening  # noqa: E402, F401 - registers the model and segments commands
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ from engine.domain.errors import HuokeError
 from engine.entrypoints import screening
 from engine.entrypoints.cli_common import JsonOpt, app, console, emit_json, engine_for, err, fail, settings
 
-model_app = typer.Typer(help="Train, evaluate and apply the propensity and credit pre-screen models.", no_args_is_help=True)
+model_app = typer.Typer(
+    help="Train, evaluate and apply the propensity and credit pre-screen models.", no_args_is_help=True
+)
 segments_app = typer.Typer(help="Segments and their sizes.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 app.add_typer(segments_app, name="segments")
@@ -37,7 +39,9 @@ def _engine() -> Engine:
     return engine_for(settings())
 
 
-def _csv_data(csv: Path, target: str | None, time_column: str | None, ids: list[str] | None, exclude: list[str] | None) -> Dataset:
+def _csv_data(
+    csv: Path, target: str | None, time_column: str | None, ids: list[str] | None, exclude: list[str] | None
+) -> Dataset:
     if target is None:
         fail("--csv needs --target COLUMN (the outcome to learn)")
     return screening.read_csv(csv, target, time_column, ids, exclude)
@@ -56,7 +60,10 @@ def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
     for col in ("rows", "positives", "AUC", "Gini", "KS", "Brier"):
         table.add_column(col, justify="right")
     table.add_row(
-        *(str(metrics.get(k) if metrics.get(k) is not None else "—") for k in ("rows", "positives", "auc", "gini", "ks", "brier"))
+        *(
+            str(metrics.get(k) if metrics.get(k) is not None else "—")
+            for k in ("rows", "positives", "auc", "gini", "ks", "brier")
+        )
     )
     return table
 
@@ -87,7 +94,11 @@ def model_train(
         fail("give exactly one of --from-store or --csv FILE --target COLUMN")
     engine = _engine()
     try:
-        data = screening.dataset_from_store(engine, kind) if from_store else _csv_data(csv, target, time_column, id_column, exclude)  # type: ignore[arg-type]
+        data = (
+            screening.dataset_from_store(engine, kind)
+            if csv is None
+            else _csv_data(csv, target, time_column, id_column, exclude)
+        )
         if as_json or not rescore:
             doc = screening.train(engine, kind, data, getpass.getuser(), rescore)
         else:
@@ -128,21 +139,21 @@ def model_list(as_json: JsonOpt = False) -> None:
     if not rows:
         console.print("no models yet: huoke model train propensity --from-store (or credit --csv FILE --target COLUMN)")
         return
-    table = Table(title="models")
-    for col in ("kind", "version", "in use", "trained", "by", "rows", "AUC", "Gini", "KS", "Brier", "source"):
-        table.add_column(col, overflow="fold")
+    table = Table(title="models (metrics on each one's held-out later window)")
+    for col in ("kind", "version", "in use", "trained", "rows", "AUC", "Gini", "KS", "Brier"):
+        table.add_column(col, no_wrap=True)
     for r in rows:
         table.add_row(
             r["kind"],
             str(r["version"]),
             "yes" if r["active"] else "",
-            r["trained_at"][:16],
-            r["trained_by"],
+            r["trained_at"][:10],
             str(r["rows"]),
             *(str(r[k]) for k in ("auc", "gini", "ks", "brier")),
-            r["source"],
         )
     console.print(table)
+    for r in rows:
+        console.print(f"{r['kind']} v{r['version']}: by {r['trained_by']} from {r['source']}; file {r['artefact']}")
 
 
 @model_app.command("evaluate")
@@ -239,7 +250,9 @@ def segments_list(as_json: JsonOpt = False) -> None:
         engine.refresh_views()
         sizes = engine.screening.segment_sizes()
         rules = engine.leads.rules
-        rows = [{"segment": r.id, "leads": sizes.get(r.id, 0), "description": r.description} for r in rules.segments]
+        rows: list[dict[str, Any]] = [
+            {"segment": r.id, "leads": sizes.get(r.id, 0), "description": r.description} for r in rules.segments
+        ]
         bands = engine.screening.bands()
     finally:
         engine.close()

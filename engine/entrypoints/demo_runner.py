@@ -64,7 +64,9 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
     engine = bootstrap(s, clock, author="demo")
     # The credit scorecard learns from the lender's back book before the first lead arrives,
     # so every lead is pre-screened as it is captured.
-    models = [screening.train(engine, "credit", screening.read_csv(book, "bad", "funded_at", ["loan_id"]), "demo", False)]
+    models = [
+        screening.train(engine, "credit", screening.read_csv(book, "bad", "funded_at", ["loan_id"]), "demo", False)
+    ]
     by_day_leads: dict[int, list[Any]] = defaultdict(list)
     refused: list[str] = []
     for line, row in enumerate([*leads, *bad_rows()], 2):
@@ -111,7 +113,9 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
             progress.advance(task)
             if day + 1 == PROPENSITY_DAY and days > PROPENSITY_DAY:
                 # Enough response history: learn who applies, and rescore everyone with it.
-                models.append(screening.train(engine, "propensity", screening.dataset_from_store(engine, "propensity"), "demo"))
+                models.append(
+                    screening.train(engine, "propensity", screening.dataset_from_store(engine, "propensity"), "demo")
+                )
     engine.refresh_views()
     outbox = s.outbox_dir
     sms = sum(1 for _ in (outbox / "sms.jsonl").open(encoding="utf-8")) if (outbox / "sms.jsonl").exists() else 0
@@ -126,9 +130,7 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
         "funnel": funnel_report(engine),
         "outbox": {"emails": emails, "sms": sms},
         "agent_tasks": len(engine.index.tasks()),
-        "models": [
-            {k: m[k] for k in ("kind", "version", "metrics", "training", "leads_rescored")} for m in models
-        ],
+        "models": [{k: m[k] for k in ("kind", "version", "metrics", "training", "leads_rescored")} for m in models],
         "score_bands": engine.screening.bands(),
         "segments": engine.screening.segment_sizes(),
         "held": engine.schedule.held(),

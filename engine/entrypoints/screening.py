@@ -4,7 +4,6 @@ evaluate, score a prospect list and measure drift. Returns plain documents for t
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 
 from engine.adapters.modeling import (
     Dataset,
+    ModelFiles,
     Trained,
     TrainingError,
     distribution,
@@ -83,7 +83,7 @@ def read_csv(
                 times.append(datetime.fromisoformat((row.get(time_column) or "").strip()))
             except ValueError:
                 problems.append(f"{path}:{line}: {time_column} is {row.get(time_column)!r}, not a date like 2026-03-01")
-    rows = [{c: (r.get(c) or "").strip() for c in features} for r in raw]
+    rows: list[dict[str, Any]] = [{c: (r.get(c) or "").strip() for c in features} for r in raw]
     kinds = infer_kinds(rows, features)
     for col in features:
         distinct = len({r[col] for r in rows if r[col]})
@@ -99,7 +99,7 @@ def read_csv(
     for r in rows:
         for col in features:
             if kinds[col] == "numeric" and r[col] != "":
-                r[col] = float(r[col])  # type: ignore[assignment]
+                r[col] = float(r[col])
     return Dataset(
         features,
         kinds,
@@ -127,17 +127,26 @@ def dataset_from_store(engine: Engine, kind: str) -> Dataset:
     )
 
 
+def fit(kind: str, data: Dataset) -> Trained:
+    """Train (and evaluate on the later window) without registering anything."""
+    trainer: Callable[[Dataset], Trained] = train_credit if check_kind(kind) == "credit" else train_propensity
+    return trainer(data)
+
+
 def train(
-    engine: Engine, kind: str, data: Dataset, trained_by: str, rescore: bool = True, progress: Any = None
+    engine: Engine,
+    kind: str,
+    data: Dataset,
+    trained_by: str,
+    rescore: bool = True,
+    progress: Any = None,
+    trained: Trained | None = None,
 ) -> dict[str, Any]:
     """Train, save the file, register the version, and (by default) rescore every lead with it."""
-    trainer: Callable[[Dataset], Trained] = train_credit if check_kind(kind) == "credit" else train_propensity
-    trained = trainer(data)
+    trained = trained or fit(kind, data)
     registry = engine.leads.registry(kind)
     version = len(registry.versions) + 1
-    files = engine.leads.models
-    assert files is not None
-    artefact = files.save(trained, version)  # type: ignore[attr-defined]
+    artefact = _files(engine).save(trained, version)
     number = engine.leads.register_model(
         kind,
         trained_by,
@@ -192,9 +201,14 @@ def model_list(engine: Engine) -> list[dict[str, Any]]:
 
 def _load(engine: Engine, kind: str, version: int | None) -> tuple[dict[str, Any], Any]:
     entry = engine.leads.registry(kind).get(version)
+    return entry, _files(engine).load(kind, entry["artefact"], entry["sha256"])
+
+
+def _files(engine: Engine) -> ModelFiles:
     files = engine.leads.models
-    assert files is not None
-    return entry, files.load(kind, entry["artefact"], entry["sha256"])
+    if not isinstance(files, ModelFiles):
+        raise HuokeError("this engine was built without model files")
+    return files
 
 
 def evaluate_version(engine: Engine, kind: str, version: int | None, data: Dataset | None) -> dict[str, Any]:
@@ -287,14 +301,10 @@ def drift(engine: Engine, kind: str, version: int | None, data: Dataset | None) 
         raise HuokeError("no rows to measure drift on")
     ref = entry["reference"]
     values = score_values(scorer.score_many([{f: r.get(f) for f in entry["features"]} for r in rows]))
-    items = [("score", ref["score"], values)]
+    items: list[tuple[str, Any, list[Any]]] = [("score", ref["score"], list(values))]
     items += [(f, ref["features"][f], [r.get(f) for r in rows]) for f in entry["features"] if f in ref["features"]]
     out = []
     for name, spec, column in items:
         value = psi(spec["counts"], distribution(column, spec))
         out.append({"characteristic": name, "psi": round(value, 4), "verdict": psi_verdict(value)})
     return {"kind": kind, "version": entry["version"], "population": source, "psi": out}
-
-
-def finite(x: Any) -> Any:
-    return None if isinstance(x, float) and (math.isnan(x) or math.isinf(x)) else x

@@ -34,7 +34,8 @@ def test_young_professional_gets_welcome_then_follow_ups_then_completes(
     whats = [t["what"] for t in doc["timeline"]]
     assert "stage new → contacted" in whats
     reasons = [t["why"] for t in doc["timeline"] if t["event"] == "Enrolment.BranchTaken"]
-    assert reasons == ["case 'default' because stage=contacted"]
+    # No credit model is registered: the band branch takes its default (the quick application).
+    assert reasons == ["case 'default' because credit_band=None", "case 'default' because stage=contacted"]
     requested = [t["why"] for t in doc["timeline"] if t["event"] == "Enrolment.MessageRequested"]
     assert requested[0] == (
         "journey 'young-professionals' v1 step 'welcome_sms' "

@@ -59,7 +59,9 @@ def register_scorecard(engine: Engine) -> None:
 
 
 def stretched(n: int) -> object:
-    return young_pro(n, profile={"birth_year": 1996, "employment_type": "salaried", "monthly_income": "8000", "monthly_debt": "4000"})
+    return young_pro(
+        n, profile={"birth_year": 1996, "employment_type": "salaried", "monthly_income": "8000", "monthly_debt": "4000"}
+    )
 
 
 def test_leads_are_scored_once_as_captured_and_journeys_branch_on_the_band(make_engine: MakeEngine) -> None:
@@ -79,7 +81,9 @@ def test_leads_are_scored_once_as_captured_and_journeys_branch_on_the_band(make_
     assert engine.leads.recorder.max_notification_id() == before
 
     engine.run(until=START + timedelta(hours=2))
-    sent = {(r["step"], r["outcome"]): r["n"] for r in engine.funnel.messages() if r["journey_id"] == "young-professionals"}
+    sent = {
+        (r["step"], r["outcome"]): r["n"] for r in engine.funnel.messages() if r["journey_id"] == "young-professionals"
+    }
     assert sent[("welcome_email", "sent")] == 1  # band B: the quick application
     assert sent[("budget_first", "sent")] == 1  # band E: an affordability check first
     doc = lead_timeline(engine, ids[1])  # type: ignore[arg-type]
@@ -104,7 +108,10 @@ def test_a_better_lead_profile_is_rescored_in_the_same_batch_as_its_update(make_
     register_scorecard(engine)
     weak = stretched(4)
     lead_id = engine.leads.capture_leads([weak])[0].lead_id
-    better = young_pro(4, profile={"birth_year": 1996, "employment_type": "salaried", "monthly_income": "30000", "monthly_debt": "1000"})
+    better = young_pro(
+        4,
+        profile={"birth_year": 1996, "employment_type": "salaried", "monthly_income": "30000", "monthly_debt": "1000"},
+    )
     engine.leads.capture_leads([better])
     lead = engine.leads.get_lead(lead_id)  # type: ignore[arg-type]
     scored = [e for e in engine.leads.events.get(lead.id) if isinstance(e, Lead.Scored)]
@@ -118,7 +125,14 @@ def _mortgage_customer(engine: Engine, funded_day: int, **funded: object) -> tup
     at = START + timedelta(days=funded_day)
     engine.leads.record_lifecycle(
         [
-            lifecycle("application_submitted", cmd, at - timedelta(days=3), application_id="M1", loan_type="mortgage", amount="1500000"),
+            lifecycle(
+                "application_submitted",
+                cmd,
+                at - timedelta(days=3),
+                application_id="M1",
+                loan_type="mortgage",
+                amount="1500000",
+            ),
             lifecycle("application_approved", cmd, at - timedelta(days=1), application_id="M1", amount="1500000"),
             lifecycle("loan_funded", cmd, at, application_id="M1", amount="1500000", **funded),
         ]
@@ -136,7 +150,11 @@ def test_renovation_cross_sell_starts_on_the_day_the_mortgage_completes_a_month(
     engine.run(until=START + timedelta(days=36))  # 2026-04-07 09:00 Shanghai
     lead = engine.leads.get_lead(lead_id)
     assert "renovation_cross_sell" in lead.segments
-    entered = [e for e in engine.leads.events.get(lead_id) if isinstance(e, Lead.Segmented) and "renovation_cross_sell" in e.entered]
+    entered = [
+        e
+        for e in engine.leads.events.get(lead_id)
+        if isinstance(e, Lead.Segmented) and "renovation_cross_sell" in e.entered
+    ]
     assert len(entered) == 1
     local = entered[0].at.astimezone(engine.journeys.default_tz)
     assert (local.date().isoformat(), local.hour) == ("2026-04-07", 0)
@@ -158,16 +176,27 @@ def test_refinance_after_six_on_time_car_payments_and_renewal_ninety_days_before
         engine.leads.record_lifecycle(
             [
                 lifecycle("application_submitted", cmd, at, application_id=f"A-{kind}", loan_type=kind, amount=amount),
-                lifecycle("loan_funded", cmd, at + timedelta(hours=1), application_id=f"A-{kind}", amount=amount, term_months=term),
+                lifecycle(
+                    "loan_funded",
+                    cmd,
+                    at + timedelta(hours=1),
+                    application_id=f"A-{kind}",
+                    amount=amount,
+                    term_months=term,
+                ),
             ]
         )
     engine.run(until=START + timedelta(days=120))
     lead = engine.leads.get_lead(ids[1])  # type: ignore[arg-type]
     facts = lead_facts(lead, START + timedelta(days=120))
     assert facts["business_days_to_maturity"] == 65  # matures 2026-09-03; now 2026-06-30
-    renewal = [e for e in engine.leads.events.get(lead.id) if isinstance(e, Lead.Segmented) and "working_capital_renewal" in e.entered]
+    renewal = [
+        e
+        for e in engine.leads.events.get(lead.id)
+        if isinstance(e, Lead.Segmented) and "working_capital_renewal" in e.entered
+    ]
     assert len(renewal) == 1
-    days_before = (facts["business_days_to_maturity"] + (START + timedelta(days=120) - renewal[0].at).days)
+    days_before = facts["business_days_to_maturity"] + (START + timedelta(days=120) - renewal[0].at).days
     assert days_before == 90  # entered on the first day of the 60-90 day window
     assert "auto_refinance" not in engine.leads.get_lead(ids[0]).segments  # type: ignore[arg-type]
     engine.run(until=START + timedelta(days=186))  # six instalments due by 2026-09-03
@@ -180,7 +209,9 @@ def test_a_missed_repayment_or_a_decline_keeps_a_lead_out_of_offers(make_engine:
     engine = make_engine()
     engine.run(until=START)
     lead_id, cmd = _mortgage_customer(engine, funded_day=1)
-    engine.leads.record_lifecycle([lifecycle("repayment_missed", cmd, START + timedelta(days=20), application_id="M1", days_past_due=15)])
+    engine.leads.record_lifecycle(
+        [lifecycle("repayment_missed", cmd, START + timedelta(days=20), application_id="M1", days_past_due=15)]
+    )
     lead = engine.leads.get_lead(lead_id)
     assert "delinquent" in lead.segments
     assert lead.offer["product"] == "" and "delinquent" in lead.offer["reasons"]["policy"]
@@ -194,7 +225,14 @@ def test_a_missed_repayment_or_a_decline_keeps_a_lead_out_of_offers(make_engine:
     declined_at = START + timedelta(days=41)
     engine.leads.record_lifecycle(
         [
-            lifecycle("application_submitted", other, declined_at - timedelta(days=1), application_id="C1", loan_type="consumer", amount="80000"),
+            lifecycle(
+                "application_submitted",
+                other,
+                declined_at - timedelta(days=1),
+                application_id="C1",
+                loan_type="consumer",
+                amount="80000",
+            ),
             lifecycle("application_declined", other, declined_at, application_id="C1", reason="DTI above policy"),
         ]
     )
@@ -220,7 +258,7 @@ def test_events_stored_before_loans_had_terms_still_load(make_engine: MakeEngine
     assert lead.loans["APP-1"]["term_months"] == 0
     matched = [e for e in engine.leads.events.get(lead_id) if isinstance(e, Lead.ProductsMatched)]
     assert matched and matched[0].inputs == {}
-    funded = [e for e in engine.leads.events.get(lead_id) if isinstance(e, Lead.LoanFunded)][0]
+    funded = next(e for e in engine.leads.events.get(lead_id) if isinstance(e, Lead.LoanFunded))
     assert (funded.loan_type, funded.term_months) == ("", 0)
     later = funded.at + timedelta(days=40)
     assert lead_facts(lead, later)["mortgage_months_on_book"] == 1

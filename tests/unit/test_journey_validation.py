@@ -268,6 +268,7 @@ def test_every_bundled_journey_is_valid() -> None:
         "seniors-advisor",
         "application-follow-up",
         "email-confirmation",
+        "renovation-cross-sell",
     }
     audiences = {j.audience.value for j, _ in defs.journeys if j.audience}
     assert audiences == {"young_professional", "sme", "senior"}

@@ -72,3 +72,22 @@ def test_eligibility_may_not_use_a_prohibited_basis() -> None:
                 ]
             }
         )
+
+
+def test_credit_policy_keeps_flagged_leads_out_of_every_offer() -> None:
+    m = match(CATALOGUE, facts(segments=["consumer_interest", "delinquent"]))
+    assert m is not None and m.product is None
+    assert m.reasons == {"policy": "in segment delinquent: no credit offers"}
+
+
+def test_a_weak_credit_band_is_a_reason_and_an_unscored_lead_is_not_refused_for_it() -> None:
+    weak = match(CATALOGUE, facts(credit_band="E"))
+    assert weak is not None and weak.product is not None and weak.product.id == "consumer-instalment"
+    assert weak.reasons["quick-consumer"] == "credit band E not in A, B, C"
+    unscored = match(CATALOGUE, facts())
+    assert unscored is not None and unscored.product is not None and unscored.product.id == "quick-consumer"
+
+
+def test_policy_may_only_exclude_segments() -> None:
+    with pytest.raises(JourneyValidationError, match="policy: may only hold exclude_segments"):
+        parse_catalogue({"policy": {"exclude_ages": [70]}, "products": []})

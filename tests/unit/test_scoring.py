@@ -52,8 +52,8 @@ def credit() -> object:
 
 
 def test_scaling_is_600_at_50_to_1_with_20_points_to_double_the_odds() -> None:
-    assert FACTOR == pytest.approx(28.854, abs=1e-3)
-    assert OFFSET == pytest.approx(487.123, abs=1e-3)
+    assert pytest.approx(28.854, abs=1e-3) == FACTOR
+    assert pytest.approx(487.123, abs=1e-3) == OFFSET
     assert probability_to_score(1 / 51) == pytest.approx(600)
     assert probability_to_score(1 / 101) == pytest.approx(620, abs=0.01)  # odds 100:1 → +20 points
     assert score_to_probability(600) == pytest.approx(1 / 51)
@@ -92,7 +92,8 @@ def test_reason_codes_name_the_characteristics_furthest_below_their_best(credit:
 
 
 @pytest.mark.parametrize(
-    "column", ["age", "applicant_age", "birth_year", "Gender", "sex", "marital_status", "race", "religion", "nationality"]
+    "column",
+    ["age", "applicant_age", "birth_year", "Gender", "sex", "marital_status", "race", "religion", "nationality"],
 )
 def test_prohibited_bases_are_refused_as_features(column: str) -> None:
     data = synthetic(300)
@@ -135,7 +136,16 @@ def test_training_on_a_csv_with_a_time_column(tmp_path: Path) -> None:
         # Written newest first: the holdout must follow the dates, not the file order.
         for i in reversed(range(len(data.rows))):
             r = data.rows[i]
-            w.writerow([f"L{i}", data.times[i].date().isoformat(), r["monthly_income"], r["dti"], r["employment_type"], int(data.y[i])])  # type: ignore[index]
+            w.writerow(
+                [
+                    f"L{i}",
+                    data.times[i].date().isoformat(),
+                    r["monthly_income"],
+                    r["dti"],
+                    r["employment_type"],
+                    int(data.y[i]),
+                ]
+            )  # type: ignore[index]
     loaded = read_csv(path, "bad", "funded_at", None, None)
     assert loaded.columns == ["monthly_income", "dti", "employment_type"]  # loan_id is an id, not a feature
     assert loaded.kinds == {"monthly_income": "numeric", "dti": "numeric", "employment_type": "categorical"}
@@ -150,8 +160,8 @@ def test_a_bad_csv_names_the_line_and_column_and_trains_nothing(tmp_path: Path) 
         read_csv(path, "bad", "funded_at")
     assert f"{path}:3: bad is 'maybe'" in str(e.value)
     assert f"{path}:3: funded_at is 'yesterday'" in str(e.value)
+    path.write_text("age,dti,bad\n30,0.3,1\n", encoding="utf-8")
     with pytest.raises(ProhibitedFeatureError):
-        path.write_text("age,dti,bad\n30,0.3,1\n", encoding="utf-8")
         read_csv(path, "bad")
     assert read_csv(path, "bad", exclude=["age"]).columns == ["dti"]
 
@@ -169,7 +179,9 @@ def test_model_files_round_trip_and_a_changed_file_is_refused(tmp_path: Path, cr
     assert pipe_file.path.suffix == ".skops"
     again = files.load("propensity", pipe_file.path.name, pipe_file.sha256)
     rows = synthetic(20, seed=3).rows
-    assert [s.probability for s in again.score_many(rows)] == [s.probability for s in propensity.scorer.score_many(rows)]
+    assert [s.probability for s in again.score_many(rows)] == [
+        s.probability for s in propensity.scorer.score_many(rows)
+    ]
 
     doc = json.loads(card_file.path.read_text())
     doc["characteristics"][0]["bins"][0]["points"] += 50  # someone edits the points table

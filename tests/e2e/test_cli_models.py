@@ -1,0 +1,144 @@
+"""huoke model and huoke segments, as an analyst uses them: train from a CSV with a time
+column, list, score a partner's prospect list without importing it, evaluate, drift."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from engine.entrypoints.cli import app
+from engine.entrypoints.demo_data import BACK_BOOK_COLUMNS, back_book
+from tests.e2e.test_cli import env  # noqa: F401 - the fixture
+
+runner = CliRunner()
+
+
+def write_csv(path: Path, rows: list[dict[str, object]], columns: list[str]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def test_train_list_score_evaluate_drift(env: Path) -> None:  # noqa: F811
+    book = back_book(2000, datetime(2026, 3, 2, tzinfo=UTC))
+    path = write_csv(env / "book.csv", book, BACK_BOOK_COLUMNS)
+    result = runner.invoke(
+        app,
+        ["model", "train", "credit", "--csv", str(path), "--target", "bad", "--time-column", "funded_at", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["version"] == 1 and "loan_id" not in doc["features"] and "dti" in doc["features"]
+    assert doc["training"]["holdout"] == "later time window" and doc["training"]["test_rows"] == 600
+    assert doc["metrics"]["auc"] > 0.6
+    assert Path(doc["artefact"]).name == "credit-v1.scorecard.json"
+
+    listed = json.loads(runner.invoke(app, ["model", "list", "--json"]).stdout)["models"]
+    assert [(m["kind"], m["version"], m["active"]) for m in listed] == [("credit", 1, True)]
+    assert listed[0]["sha256"] == doc["sha256"]
+    table = runner.invoke(app, ["model", "list"])
+    assert "credit" in table.stdout and str(doc["metrics"]["auc"]) in table.stdout
+
+    # A partner's prospect list: scored, not imported.
+    prospects = write_csv(
+        env / "prospects.csv",
+        [{**r, "ref": f"P{n}"} for n, r in enumerate(book[:50])],
+        ["ref", *BACK_BOOK_COLUMNS[2:-1]],
+    )
+    out = env / "scored.csv"
+    result = runner.invoke(
+        app, ["model", "score", "credit", "--csv", str(prospects), "--out", str(out), "--id-column", "ref", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    with out.open(encoding="utf-8") as f:
+        scored = list(csv.DictReader(f))
+    assert len(scored) == 50 and list(scored[0]) == ["ref", "probability", "score", "band", "reasons"]
+    assert scored[0]["ref"] == "P0" and scored[0]["band"] in "ABCDE" and 300 < int(scored[0]["score"]) < 800
+    assert all(r["reasons"].count(";") <= 3 for r in scored)
+    funnel = json.loads(runner.invoke(app, ["report", "funnel", "--json"]).stdout)
+    assert funnel["leads"] == 0  # nothing was imported
+
+    evaluated = json.loads(
+        runner.invoke(
+            app,
+            [
+                "model",
+                "evaluate",
+                "credit",
+                "--csv",
+                str(path),
+                "--target",
+                "bad",
+                "--time-column",
+                "funded_at",
+                "--json",
+            ],
+        ).stdout
+    )
+    assert "after the training window" in evaluated["data"] and 590 < evaluated["metrics"]["rows"] <= 600
+
+    same = json.loads(
+        runner.invoke(app, ["model", "drift", "credit", "--csv", str(prospects), "--id-column", "ref", "--json"]).stdout
+    )
+    assert same["psi"][0]["characteristic"] == "score" and {r["characteristic"] for r in same["psi"]} >= {
+        "dti",
+        "monthly_income",
+    }
+    shifted_rows = [{**r, "dti": min(0.95, float(r["dti"]) + 0.35)} for r in book[:400]]
+    shifted = write_csv(env / "shifted.csv", shifted_rows, BACK_BOOK_COLUMNS[:-1])
+    drift = json.loads(runner.invoke(app, ["model", "drift", "credit", "--csv", str(shifted), "--json"]).stdout)
+    verdicts = {r["characteristic"]: r["verdict"] for r in drift["psi"]}
+    assert verdicts["dti"] == "shifted" and verdicts["loan_type"] == "stable"
+
+
+def test_training_refuses_a_prohibited_column_and_too_little_data(env: Path) -> None:  # noqa: F811
+    book = back_book(150, datetime(2026, 3, 2, tzinfo=UTC))
+    rows = [{**r, "age": 30 + n % 30} for n, r in enumerate(book)]
+    path = write_csv(env / "book.csv", rows, [*BACK_BOOK_COLUMNS, "age"])
+    result = runner.invoke(app, ["model", "train", "credit", "--csv", str(path), "--target", "bad"])
+    assert result.exit_code == 1 and "age is a prohibited basis" in result.output
+    result = runner.invoke(
+        app,
+        [
+            "model",
+            "train",
+            "credit",
+            "--csv",
+            str(path),
+            "--target",
+            "bad",
+            "--time-column",
+            "funded_at",
+            "--exclude",
+            "age",
+        ],
+    )
+    assert result.exit_code == 1 and "a model needs at least 200 rows and 20 of each outcome" in result.output
+    listed = json.loads(runner.invoke(app, ["model", "list", "--json"]).stdout)["models"]
+    assert listed == []  # nothing was registered
+    result = runner.invoke(app, ["model", "train", "propensity", "--from-store"])
+    assert result.exit_code == 1 and "0 rows" in result.output
+    assert runner.invoke(app, ["model", "train", "credit"]).exit_code == 1
+
+
+def test_segments_list_shows_sizes(env: Path) -> None:  # noqa: F811
+    leads = env / "leads.csv"
+    leads.write_text(
+        "source_channel,external_id,name,phone,loan_type,monthly_income,monthly_debt,consent_sms\n"
+        "car_dealer,D1,张三,13800138001,auto,10000,5000,yes\n"
+        "web_form,W1,李四,13800138002,mortgage,30000,1000,yes\n",
+        encoding="utf-8",
+    )
+    assert runner.invoke(app, ["leads", "import", str(leads)]).exit_code == 0
+    doc = json.loads(runner.invoke(app, ["segments", "list", "--json"]).stdout)
+    sizes = {s["segment"]: s["leads"] for s in doc["segments"]}
+    assert sizes["auto_interest"] == 1 and sizes["mortgage_interest"] == 1 and sizes["high_dti"] == 1
+    assert sizes["renovation_cross_sell"] == 0
+    table = runner.invoke(app, ["segments", "list"]).stdout
+    assert "renovation_cross_sell" in table and "high_dti" in table
