@@ -139,17 +139,16 @@ def model_list(as_json: JsonOpt = False) -> None:
     if not rows:
         console.print("no models yet: huoke model train propensity --from-store (or credit --csv FILE --target COLUMN)")
         return
-    table = Table(title="models (metrics on each one's held-out later window)")
-    for col in ("kind", "version", "in use", "trained", "rows", "AUC", "Gini", "KS", "Brier"):
+    table = Table(title="models (* in use; metrics on each one's held-out later window)")
+    for col in ("kind", "v", "trained", "rows", "AUC", "Gini", "KS", "Brier"):
         table.add_column(col, no_wrap=True)
     for r in rows:
         table.add_row(
             r["kind"],
-            str(r["version"]),
-            "yes" if r["active"] else "",
+            f"{r['version']}{' *' if r['active'] else ''}",
             r["trained_at"][:10],
             str(r["rows"]),
-            *(str(r[k]) for k in ("auc", "gini", "ks", "brier")),
+            *("—" if r[k] is None else f"{r[k]:.3f}" for k in ("auc", "gini", "ks", "brier")),
         )
     console.print(table)
     for r in rows:

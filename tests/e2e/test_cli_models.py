@@ -43,7 +43,7 @@ def test_train_list_score_evaluate_drift(env: Path) -> None:  # noqa: F811
     assert [(m["kind"], m["version"], m["active"]) for m in listed] == [("credit", 1, True)]
     assert listed[0]["sha256"] == doc["sha256"]
     table = runner.invoke(app, ["model", "list"])
-    assert "credit" in table.stdout and str(doc["metrics"]["auc"]) in table.stdout
+    assert "credit" in table.stdout and f"{doc['metrics']['auc']:.3f}" in table.stdout
 
     # A partner's prospect list: scored, not imported.
     prospects = write_csv(
