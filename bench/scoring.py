@@ -7,7 +7,6 @@ the fitted scikit-learn pipeline's predict_proba on the same inputs, 1,000 rows 
 
 from __future__ import annotations
 
-import csv
 import random
 import time
 from datetime import UTC, datetime
@@ -22,7 +21,8 @@ from engine.bootstrap import bootstrap
 from engine.domain.facts import lead_facts
 from engine.domain.scoring import DEFAULT_FEATURES, model_inputs
 from engine.entrypoints import screening
-from engine.entrypoints.demo_data import BACK_BOOK_COLUMNS, CHANNEL_LIFT, back_book, generate
+from engine.entrypoints.demo_data import CHANNEL_LIFT, generate
+from engine.entrypoints.demo_runner import write_back_book
 from engine.entrypoints.schemas import LeadRow, RowError
 from engine.settings import Settings
 
@@ -56,11 +56,7 @@ def scoring_rates(folder: Path, n: int) -> dict[str, float]:
                 continue  # the sample has a few invalid rows on purpose
         for i in range(0, len(commands), 500):
             engine.leads.capture_leads(commands[i : i + 500])
-        book = folder / "back_book.csv"
-        with book.open("w", encoding="utf-8", newline="") as f:
-            writer = csv.DictWriter(f, BACK_BOOK_COLUMNS)
-            writer.writeheader()
-            writer.writerows(back_book(20_000, START))
+        book = write_back_book(folder, START, 20_000)
         credit = screening.read_csv(book, "bad", "funded_at", ["loan_id"])
         # Propensity learns from the leads themselves with a simulated response.
         rng = random.Random(3)

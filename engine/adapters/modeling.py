@@ -28,7 +28,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, roc_auc_score, roc_curve
-from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from engine.domain.errors import HuokeError
@@ -286,18 +286,24 @@ def train_credit(data: Dataset, holdout: float = 0.3) -> Trained:
     pipeline = Pipeline([("woe", WoeBinning(kinds)), ("logit", LogisticRegression(C=1.0, max_iter=1000))])
     pipeline.fit(train.matrix(), train.y)
     card = scorecard_from(pipeline, data.columns)
+    return _trained(
+        "credit", data, split, pipeline, card, "WOE binning + logistic regression, points 600 @ 50:1, PDO 20"
+    )
+
+
+def _trained(kind: str, data: Dataset, split: Split, pipeline: Pipeline, scorer: Any, method: str) -> Trained:
+    """Evaluate a fitted model on the held-out later window and keep the training sample's
+    distributions as the drift reference."""
     test = data.subset(split.test)
-    metrics = evaluate(test.y, [s.probability for s in card.score_many(test.rows)], card.score_many(test.rows))
-    reference = reference_of(card, train.rows, data.columns, data.kinds)
     return Trained(
-        "credit",
+        kind,
         data.columns,
         data.kinds,
         pipeline,
-        card,
-        metrics,
-        reference,
-        _training(data, split, "WOE binning + logistic regression, points 600 @ 50:1, PDO 20"),
+        scorer,
+        evaluate(test.y, scorer.score_many(test.rows)),
+        reference_of(scorer, data.subset(split.train).rows, data.columns, data.kinds),
+        _training(data, split, method),
     )
 
 
@@ -378,9 +384,7 @@ def train_propensity(data: Dataset, holdout: float = 0.3) -> Trained:
             ("num", SimpleImputer(strategy="median", keep_empty_features=True), numeric),
             (
                 "cat",
-                make_pipeline(
-                    OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=10, sparse_output=False)
-                ),
+                OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=10, sparse_output=False),
                 categorical,
             ),
         ]
@@ -396,20 +400,7 @@ def train_propensity(data: Dataset, holdout: float = 0.3) -> Trained:
         Band("low", float("-inf")),
     )
     scorer = PipelineScorer(pipeline, data.columns, data.kinds, bands)
-    test = data.subset(split.test)
-    scored = scorer.score_many(test.rows)
-    metrics = evaluate(test.y, [s.probability for s in scored], scored)
-    reference = reference_of(scorer, train.rows, data.columns, data.kinds)
-    return Trained(
-        "propensity",
-        data.columns,
-        data.kinds,
-        pipeline,
-        scorer,
-        metrics,
-        reference,
-        _training(data, split, "impute + one-hot + histogram gradient boosting"),
-    )
+    return _trained("propensity", data, split, pipeline, scorer, "impute + one-hot + histogram gradient boosting")
 
 
 def _training(data: Dataset, split: Split, method: str) -> dict[str, Any]:
@@ -429,10 +420,10 @@ def _training(data: Dataset, split: Split, method: str) -> dict[str, Any]:
 # ---- evaluation -----------------------------------------------------------------------------
 
 
-def evaluate(y: NDArray[Any], p: Sequence[float], scored: Sequence[Scored]) -> dict[str, Any]:
+def evaluate(y: NDArray[Any], scored: Sequence[Scored]) -> dict[str, Any]:
     """AUC, Gini, KS and Brier on held-out rows, and calibration (predicted vs observed) by band."""
     y = np.asarray(y).astype(int)
-    probs = np.asarray(p, dtype=float)
+    probs = np.asarray([s.probability for s in scored], dtype=float)
     out: dict[str, Any] = {"rows": len(y), "positives": int(y.sum())}
     if 0 < y.sum() < len(y):
         auc = float(roc_auc_score(y, probs))

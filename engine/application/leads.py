@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
 from typing import Any, ClassVar, cast
 from uuid import UUID
 
@@ -19,7 +19,7 @@ from engine.application.saving import save_batch
 from engine.domain.calendar_review import CALENDAR_REVIEW_ID, CalendarReview
 from engine.domain.enrolment import Enrolment
 from engine.domain.errors import HuokeError, InvalidLeadError, LeadNotFoundError
-from engine.domain.facts import lead_facts
+from engine.domain.facts import lead_facts, whole_months
 from engine.domain.lead import Lead, LeadIdentity, identity_id_for, identity_keys, lead_id_for
 from engine.domain.model_registry import MODEL_KINDS, ModelRegistry, check_kind, registry_id
 from engine.domain.products import Catalogue, match
@@ -176,9 +176,7 @@ class Leads(Application[UUID]):
             outcomes.append(Outcome(lead_id, created=created, changed=created))
         self.screen([a for a in pending.values() if isinstance(a, Lead)], None)
         outcomes = [
-            Outcome(o.lead_id, o.created, o.created or bool(pending[o.lead_id].pending_events), o.error)
-            if o.lead_id is not None
-            else o
+            replace(o, changed=o.created or bool(pending[o.lead_id].pending_events)) if o.lead_id is not None else o
             for o in outcomes
         ]
         save_batch(self, pending.values())
@@ -202,11 +200,11 @@ class Leads(Application[UUID]):
         """Segment each lead, score the batch, then match products (eligibility reads tier,
         segments and credit band). Each decision is recorded once, as of ``at`` (default: the
         lead's latest change)."""
-        moments = {lead.id: at or _last_event_time(lead) or self.clock.now() for lead in leads}
+        moments = self._moments(leads, at)
         for lead in leads:
             c = classify(self.rules, lead_facts(lead, moments[lead.id]))
             lead.segment(c.audience, c.tier, c.segments, dict(c.reasons), self.rules.version, moments[lead.id])
-        self.score(leads, at)
+        self._score(leads, moments)
         for lead in leads:
             self._match(lead, moments[lead.id])
 
@@ -242,17 +240,28 @@ class Leads(Application[UUID]):
     def score(self, leads: list[Lead], at: datetime | None) -> int:
         """Score leads with every registered model, in one batch per model; record a Scored
         event only where the model version or the inputs changed. Returns events recorded."""
+        return self._score(leads, self._moments(leads, at))
+
+    def _moments(self, leads: list[Lead], at: datetime | None) -> dict[UUID, datetime]:
+        """When each lead's decisions are taken: ``at``, else its latest change, else now."""
+        return {lead.id: at or _last_event_time(lead) or self.clock.now() for lead in leads}
+
+    def _score(self, leads: list[Lead], moments: dict[UUID, datetime]) -> int:
         scorers = self.active_scorers()
+        if not scorers:
+            return 0
+        # Model inputs never include a score, so one set of facts per lead serves every model.
+        facts = {lead.id: lead_facts(lead, moments[lead.id]) for lead in leads}
         recorded = 0
         for kind, (version, scorer) in scorers.items():
             todo: list[tuple[Lead, JSONDict, datetime]] = []
             for lead in leads:
-                moment = at or _last_event_time(lead) or self.clock.now()
-                inputs = model_inputs(lead_facts(lead, moment), scorer.features)
+                inputs = model_inputs(facts[lead.id], scorer.features)
                 current = lead.scores.get(kind)
+                # Only leads whose inputs or model changed are scored (record_score checks again).
                 if current and current["model_version"] == version and current["inputs"] == inputs:
                     continue
-                todo.append((lead, inputs, moment))
+                todo.append((lead, inputs, moments[lead.id]))
             for (lead, inputs, moment), result in zip(todo, scorer.score_many([t[1] for t in todo]), strict=True):
                 recorded += lead.record_score(
                     kind,
@@ -374,10 +383,6 @@ class Leads(Application[UUID]):
         propensity — did a lead apply within RESPONSE_WINDOW_DAYS of capture (time: capture);
         credit — did a loan funded MIN_MONTHS_ON_BOOK or more months ago miss a repayment
         (time: funding)."""
-        from datetime import timedelta
-
-        from engine.domain.facts import whole_months
-
         rows: list[JSONDict] = []
         outcomes: list[int] = []
         times: list[datetime] = []

@@ -12,7 +12,6 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from engine.adapters.clock import VirtualClock
@@ -36,6 +35,7 @@ from engine.entrypoints.cli_common import (
     report_app,
     settings,
     sms_app,
+    with_progress,
 )
 from engine.entrypoints.importing import ImportReport, count_rows, import_leads, import_lifecycle
 
@@ -43,20 +43,6 @@ from engine.entrypoints.importing import ImportReport, count_rows, import_leads,
 
 
 # ---- import ------------------------------------------------------------------------------
-
-
-def _with_progress(total: int, label: str, run: Callable[[Callable[[int], None]], ImportReport]) -> ImportReport:
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=False,
-    ) as progress:
-        task = progress.add_task(label, total=total)
-        report: ImportReport = run(lambda n: progress.advance(task, n))
-        return report
 
 
 def _print_import(report: ImportReport, as_json: bool) -> None:
@@ -95,7 +81,7 @@ def _import_file(file: Path, as_json: bool, importer: Importer, label: str) -> I
         return importer(engine, file, s.default_phone_region, ZoneInfo(s.timezone), advance)
 
     try:
-        report = run(lambda _: None) if as_json else _with_progress(count_rows(file), label, run)
+        report = run(lambda _: None) if as_json else with_progress(count_rows(file), label, run)
     except ValueError as e:
         fail(str(e))
     finally:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any, NoReturn
+from collections.abc import Callable
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from engine.adapters.clock import SystemClock
 from engine.application.engine import Engine
@@ -66,6 +68,23 @@ def engine_for(s: Settings, clock: Any = None) -> Engine:
             soft_wrap=True,
         )
     return engine
+
+
+T = TypeVar("T")
+
+
+def with_progress(total: int, label: str, run: Callable[[Callable[[int], None]], T]) -> T:
+    """Run ``run(advance)`` under a progress bar on stderr counting up to ``total``."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as progress:
+        task = progress.add_task(label, total=total)
+        return run(lambda n: progress.advance(task, n))
 
 
 def emit_json(doc: Any) -> None:

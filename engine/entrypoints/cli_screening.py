@@ -4,18 +4,29 @@
 from __future__ import annotations
 
 import getpass
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from engine.adapters.modeling import Dataset
 from engine.application.engine import Engine
 from engine.domain.errors import HuokeError
 from engine.entrypoints import screening
-from engine.entrypoints.cli_common import JsonOpt, app, console, emit_json, engine_for, err, fail, settings
+from engine.entrypoints.cli_common import (
+    JsonOpt,
+    app,
+    console,
+    emit_json,
+    engine_for,
+    err,
+    fail,
+    settings,
+    with_progress,
+)
 
 model_app = typer.Typer(
     help="Train, evaluate and apply the propensity and credit pre-screen models.", no_args_is_help=True
@@ -35,8 +46,17 @@ ExcludeOpt = Annotated[list[str] | None, typer.Option("--exclude", help="a colum
 VersionOpt = Annotated[int | None, typer.Option(help="model version (default: the one in use)")]
 
 
-def _engine() -> Engine:
-    return engine_for(settings())
+@contextmanager
+def _engine() -> Iterator[Engine]:
+    """The engine for one command; a HuokeError becomes a plain error message, and the
+    engine is always closed."""
+    engine = engine_for(settings())
+    try:
+        yield engine
+    except HuokeError as e:
+        fail(str(e))
+    finally:
+        engine.close()
 
 
 def _csv_data(
@@ -45,14 +65,6 @@ def _csv_data(
     if target is None:
         fail("--csv needs --target COLUMN (the outcome to learn)")
     return screening.read_csv(csv, target, time_column, ids, exclude)
-
-
-def _progress(total: int, label: str) -> tuple[Progress, Any]:
-    progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
-    )
-    task = progress.add_task(label, total=total)
-    return progress, lambda n: progress.advance(task, n)
 
 
 def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
@@ -92,23 +104,21 @@ def model_train(
     """Train a model, evaluate it on a later time window, register it, and score the leads with it."""
     if from_store == (csv is not None):
         fail("give exactly one of --from-store or --csv FILE --target COLUMN")
-    engine = _engine()
-    try:
+    with _engine() as engine:
         data = (
             screening.dataset_from_store(engine, kind)
             if csv is None
             else _csv_data(csv, target, time_column, id_column, exclude)
         )
+        user = getpass.getuser()
         if as_json or not rescore:
-            doc = screening.train(engine, kind, data, getpass.getuser(), rescore)
+            doc = screening.train(engine, kind, data, user, rescore)
         else:
-            progress, advance = _progress(len(engine.leads.lead_ids()), "scoring leads")
-            with progress:
-                doc = screening.train(engine, kind, data, getpass.getuser(), rescore, advance)
-    except HuokeError as e:
-        fail(str(e))
-    finally:
-        engine.close()
+            doc = with_progress(
+                len(engine.leads.lead_ids()),
+                "scoring leads",
+                lambda advance: screening.train(engine, kind, data, user, rescore, advance),
+            )
     if as_json:
         emit_json({"schema": "huoke.model.trained/1", **doc})
         return
@@ -128,11 +138,8 @@ def model_train(
 @model_app.command("list")
 def model_list(as_json: JsonOpt = False) -> None:
     """Every registered model version, with its held-out metrics."""
-    engine = _engine()
-    try:
+    with _engine() as engine:
         rows = screening.model_list(engine)
-    finally:
-        engine.close()
     if as_json:
         emit_json({"schema": "huoke.models/1", "models": rows})
         return
@@ -168,14 +175,9 @@ def model_evaluate(
 ) -> None:
     """Measure a registered model on outcomes it has not seen: the store's after its training
     window (default), or a CSV's."""
-    engine = _engine()
-    try:
+    with _engine() as engine:
         data = _csv_data(csv, target, time_column, id_column, exclude) if csv else None
         doc = screening.evaluate_version(engine, kind, version, data)
-    except HuokeError as e:
-        fail(str(e))
-    finally:
-        engine.close()
     if as_json:
         emit_json({"schema": "huoke.model.evaluation/1", **doc})
         return
@@ -195,13 +197,8 @@ def model_score(
     as_json: JsonOpt = False,
 ) -> None:
     """Score a prospect list (e.g. a partner's) without importing it: ids, probability, score, band, reasons."""
-    engine = _engine()
-    try:
+    with _engine() as engine:
         doc = screening.score_file(engine, kind, csv, out, id_column, version)
-    except HuokeError as e:
-        fail(str(e))
-    finally:
-        engine.close()
     if as_json:
         emit_json({"schema": "huoke.model.scored/1", **doc})
         return
@@ -221,14 +218,9 @@ def model_drift(
 ) -> None:
     """PSI of the score and of each characteristic, now against the training sample
     (< 0.10 stable, 0.10–0.25 investigate, > 0.25 shifted)."""
-    engine = _engine()
-    try:
+    with _engine() as engine:
         data = screening.read_csv(csv, None, None, id_column, []) if csv else None
         doc = screening.drift(engine, kind, version, data)
-    except HuokeError as e:
-        fail(str(e))
-    finally:
-        engine.close()
     if as_json:
         emit_json({"schema": "huoke.model.drift/1", **doc})
         return
@@ -244,8 +236,7 @@ def model_drift(
 @segments_app.command("list")
 def segments_list(as_json: JsonOpt = False) -> None:
     """Every segment in segments.yaml with how many leads are in it now."""
-    engine = _engine()
-    try:
+    with _engine() as engine:
         engine.refresh_views()
         sizes = engine.screening.segment_sizes()
         rules = engine.leads.rules
@@ -253,8 +244,6 @@ def segments_list(as_json: JsonOpt = False) -> None:
             {"segment": r.id, "leads": sizes.get(r.id, 0), "description": r.description} for r in rules.segments
         ]
         bands = engine.screening.bands()
-    finally:
-        engine.close()
     if as_json:
         emit_json({"schema": "huoke.segments/1", "rules_version": rules.version, "segments": rows, "bands": bands})
         return

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from engine.domain.scoring import CREDIT_FEATURES
+
 ZH_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐"
 ZH_GIVEN = [
     "伟",
@@ -264,20 +266,8 @@ def bad_probability(row: dict[str, Any]) -> float:
     return 1 / (1 + math.exp(-z))
 
 
-BACK_BOOK_COLUMNS = [
-    "loan_id",
-    "funded_at",
-    "employment_type",
-    "employer_kind",
-    "monthly_income",
-    "dti",
-    "loan_type",
-    "loan_to_income",
-    "loan_term_months",
-    "business_years",
-    "industry",
-    "bad",
-]
+#: A loan id, its funding date, the credit pre-screen's characteristics, and the outcome.
+BACK_BOOK_COLUMNS = ["loan_id", "funded_at", *CREDIT_FEATURES, "bad"]
 
 
 def back_book(n: int, start: datetime, months: int = 24, seed: int = 7) -> list[dict[str, Any]]:

@@ -25,9 +25,9 @@ from engine.adapters.modeling import (
 )
 from engine.application.engine import Engine
 from engine.domain.errors import HuokeError
-from engine.domain.facts import FIELDS
+from engine.domain.facts import FIELDS, lead_facts
 from engine.domain.model_registry import check_kind
-from engine.domain.scoring import DEFAULT_FEATURES, psi, psi_verdict, refuse_prohibited
+from engine.domain.scoring import DEFAULT_FEATURES, model_inputs, psi, psi_verdict, refuse_prohibited
 
 ID_COLUMNS = ("id", "lead_id", "external_id", "application_id", "loan_id", "customer_id", "name", "phone", "email")
 _TRUE, _FALSE = {"1", "true", "yes", "y", "bad"}, {"0", "false", "no", "n", "good"}
@@ -224,14 +224,14 @@ def evaluate_version(engine: Engine, kind: str, version: int | None, data: Datas
         if len(later):
             data = data.subset(later)
             note = f"{len(later)} rows after the training window (ended {train_end[:10]}) of {data.source}"
-    scored = scorer.score_many([{f: r.get(f) for f in entry["features"]} for r in data.rows])
+    scored = scorer.score_many(data.rows)  # a scorer reads its own features and ignores other columns
     if not scored:
         raise TrainingError(f"{data.source}: no rows to evaluate on")
     return {
         "kind": kind,
         "version": entry["version"],
         "data": note,
-        "metrics": evaluate(data.y, [s.probability for s in scored], scored),
+        "metrics": evaluate(data.y, scored),
         "at_training": entry["metrics"],
     }
 
@@ -248,17 +248,14 @@ def score_file(
     """Score a prospect list without importing it: id columns, probability, score, band, reasons."""
     entry, scorer = _load(engine, kind, version)
     data = read_csv(path, None, None, id_columns, [])
-    rows = []
-    for r in data.rows:
-        rows.append({f: r.get(f) for f in entry["features"]})
     missing = [f for f in entry["features"] if f not in data.columns]
-    scored = scorer.score_many(rows)
+    scored = scorer.score_many(data.rows)
     id_cols = list(data.ids[0]) if data.ids else []
     tmp = out.with_suffix(out.suffix + ".tmp")
     with tmp.open("w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
         writer.writerow([*id_cols, "probability", "score", "band", "reasons"])
-        for ids, s in zip(data.ids or [{}] * len(scored), scored, strict=True):
+        for ids, s in zip(data.ids, scored, strict=True):
             writer.writerow(
                 [
                     *(ids.get(c, "") for c in id_cols),
@@ -288,9 +285,6 @@ def drift(engine: Engine, kind: str, version: int | None, data: Dataset | None) 
     entry, scorer = _load(engine, kind, version)
     if data is None:
         now = engine.clock.now()
-        from engine.domain.facts import lead_facts
-        from engine.domain.scoring import model_inputs
-
         rows = [
             model_inputs(lead_facts(engine.leads.get_lead(i), now), entry["features"]) for i in engine.leads.lead_ids()
         ]
@@ -300,7 +294,7 @@ def drift(engine: Engine, kind: str, version: int | None, data: Dataset | None) 
     if not rows:
         raise HuokeError("no rows to measure drift on")
     ref = entry["reference"]
-    values = score_values(scorer.score_many([{f: r.get(f) for f in entry["features"]} for r in rows]))
+    values = score_values(scorer.score_many(rows))
     items: list[tuple[str, Any, list[Any]]] = [("score", ref["score"], list(values))]
     items += [(f, ref["features"][f], [r.get(f) for r in rows]) for f in entry["features"] if f in ref["features"]]
     out = []
