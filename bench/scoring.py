@@ -45,7 +45,7 @@ def scoring_rates(folder: Path, n: int) -> dict[str, float]:
         database_url="",
         email_transport="outbox",
     )
-    engine = bootstrap(s, VirtualClock(START), author="bench")
+    engine = bootstrap(s, VirtualClock(START))
     try:
         leads, _ = generate(n, START, capture_days=30, sim_days=30, seed=11)
         commands = []

@@ -10,6 +10,7 @@ from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 
 from engine.adapters.clock import SystemClock
+from engine.adapters.coordination import Meta, init_lock
 from engine.adapters.modeling import ModelFiles
 from engine.adapters.outbox import OutboxEmailChannel, OutboxSmsChannel
 from engine.adapters.smtp import SmtpEmailChannel
@@ -21,9 +22,10 @@ from engine.application.deliveries import Deliveries, Sender
 from engine.application.engine import Engine
 from engine.application.journeys import Journeys
 from engine.application.leads import Leads
+from engine.application.partitions import Partitions
 from engine.application.ports import Channel, Clock
-from engine.application.publishing import publish_first_versions
 from engine.application.validation import Definitions, load_definitions
+from engine.domain.segments import SegmentRules
 from engine.settings import Settings
 from projections.delivery_schedule import DeliverySchedulePostgres, DeliveryScheduleSQLite
 from projections.funnel import FunnelCountsPostgres, FunnelCountsSQLite
@@ -34,45 +36,67 @@ APPS = ("leads", "journeys", "deliveries")
 VIEWS = ("funnel", "journey_index", "delivery_schedule", "screening")
 
 
-def store_env(settings: Settings, name: str) -> dict[str, str]:
-    """eventsourcing settings for one application or view: its own SQLite file, or PostgreSQL."""
+def store_env(settings: Settings, name: str, create: bool = False) -> dict[str, str]:
+    """eventsourcing settings for one application or view: its own SQLite file, or PostgreSQL.
+    Tables are created only by ``huoke db init`` (``create``), never as a side effect."""
     pg = settings.postgres_env()
     if pg is not None:
-        return pg
+        return {
+            **pg,
+            "CREATE_TABLE": "y" if create else "n",
+            "PROCESS_RECORDER_TOPIC": "engine.adapters.postgres_store:ManyTrackingPostgresProcessRecorder",
+        }
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return {
         "PERSISTENCE_MODULE": "engine.adapters.sqlite_store:TunedSQLiteFactory",
         "SQLITE_DBNAME": str(settings.data_dir / f"{name}.db"),
         "SQLITE_LOCK_TIMEOUT": "30",
-        # Embedded mode has one writer per aggregate, so a cache that is never
-        # fast-forwarded from the store is safe and saves a read per command.
+        "CREATE_TABLE": "y" if create else "n",
         "AGGREGATE_CACHE_MAXSIZE": "500000",
-        "AGGREGATE_CACHE_FASTFORWARD": "n",
+        # Leads are written by every process (serve takes opt-outs, imports capture, workers
+        # advance stages): each cached lead is brought up to date from the store before use (one
+        # indexed read), so a decision always sees what other processes committed. Enrolments
+        # and deliveries have one writer, the worker that owns their lead's partition.
+        "AGGREGATE_CACHE_FASTFORWARD": "y" if name == "leads" else "n",
         # Use cases never mutate a loaded aggregate without saving it, and reset their
         # repository when a batch fails (see Leads/Journeys/Deliveries), so no deep copy.
         "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
     }
 
 
-def ensure_schema(settings: Settings) -> None:
-    """Create the PostgreSQL schema named in the database URL (eventsourcing does not)."""
-    pg = settings.postgres_env()
-    if pg is None or pg["POSTGRES_SCHEMA"] == "public":
-        return
-    import psycopg
+def meta_for(settings: Settings) -> Meta:
+    return Meta(settings.postgres_env(), settings.data_dir)
 
-    with psycopg.connect(
-        dbname=pg["POSTGRES_DBNAME"],
-        host=pg["POSTGRES_HOST"],
-        port=int(pg["POSTGRES_PORT"]),
-        user=pg["POSTGRES_USER"],
-        password=pg["POSTGRES_PASSWORD"] or None,
-        autocommit=True,
-    ) as conn:
-        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{pg["POSTGRES_SCHEMA"]}"')
+
+def init_database(settings: Settings) -> int:
+    """Create every table and index huoke uses (idempotent; safe when several processes run it at
+    once) and fix the partition count; returns it."""
+    meta = meta_for(settings)
+    with init_lock(meta.pg) as conn:
+        meta.create(conn)
+        env = {name: store_env(settings, name, create=True) for name in (*APPS, *VIEWS)}
+        for app in (Leads, Journeys, Deliveries):
+            app(env[app.name.lower()], *_app_args(app)).close()
+        for name in VIEWS:
+            _view(settings, name, env[name]).datastore.close()
+        count = settings.partitions if meta.pg is not None else 1
+        return int(meta.put_default("partitions", str(count), conn))
+
+
+def _app_args(app: type[Any]) -> tuple[Any, ...]:
+    """Constructor arguments for an application built only to create its tables."""
+    if app is Leads:
+        return (SegmentRules((), (), (), "set-up"), SystemClock())
+    if app is Journeys:
+        return (SystemClock(),)
+    return (SystemClock(), None, {}, None)
 
 
 def build_view(settings: Settings, name: str) -> Any:
+    return _view(settings, name, store_env(settings, name))
+
+
+def _view(settings: Settings, name: str, env: dict[str, str]) -> Any:
     pg = settings.postgres_env() is not None
     cls = {
         "funnel": FunnelCountsPostgres if pg else FunnelCountsSQLite,
@@ -80,7 +104,7 @@ def build_view(settings: Settings, name: str) -> Any:
         "delivery_schedule": DeliverySchedulePostgres if pg else DeliveryScheduleSQLite,
         "screening": ScreeningPostgres if pg else ScreeningSQLite,
     }[name]
-    factory = InfrastructureFactory.construct(env=Environment(name, store_env(settings, name)))
+    factory = InfrastructureFactory.construct(env=Environment(name, env))
     return factory.tracking_recorder(cls)
 
 
@@ -137,13 +161,13 @@ def bootstrap(
     settings: Settings | None = None,
     clock: Clock | None = None,
     channels: dict[str, Channel] | None = None,
-    author: str = "huoke",
     definitions: Definitions | None = None,
 ) -> Engine:
-    """Build the engine: stores, definitions (validated and published), channels and views."""
+    """Build the engine: stores, definitions (validated), channels and views. The database must
+    have been set up (``huoke db init``); journeys run the versions published in the store."""
     settings = settings or Settings()
     clock = clock or SystemClock()
-    ensure_schema(settings)
+    count = meta_for(settings).partitions()
     definitions = definitions or load_journey_definitions(settings)
     renderer = renderer_for(settings)
     leads = Leads(
@@ -185,6 +209,7 @@ def bootstrap(
         index=build_view(settings, "journey_index"),
         schedule=build_view(settings, "delivery_schedule"),
         screening=build_view(settings, "screening"),
+        parts=Partitions.every(count),
     )
-    engine.unpublished = publish_first_versions(engine, definitions.journeys, renderer.fingerprint(), author)
+    journeys.go_live(j.id for j, _ in definitions.journeys)
     return engine

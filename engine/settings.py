@@ -65,6 +65,16 @@ class Settings(BaseSettings):
     timezone: str = Field("Asia/Shanghai", description="the lender's time zone for reports and the demo")
     default_locale: str = Field("zh-CN", description="locale used when a lead's language has no template")
     default_phone_region: str = Field("CN", description="region for phone numbers written without +country")
+    partitions: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="lead partitions workers share on PostgreSQL (fixed by `huoke db init`; SQLite uses 1)",
+    )
+    worker_advances_views: bool = Field(
+        True,
+        description="workers keep the views current (set false when `huoke projections run` does, distributed mode)",
+    )
 
     def postgres_env(self) -> dict[str, str] | None:
         """eventsourcing's POSTGRES_* settings from the database URL, or None for SQLite."""

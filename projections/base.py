@@ -17,6 +17,8 @@ from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.projection import Projection
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
+from engine.application.partitions import Partitions
+
 
 class SqlView(TrackingRecorder):
     """Mixin for views; subclasses write SQL with {t_<table>} names and ? parameters."""
@@ -77,6 +79,16 @@ class SqlView(TrackingRecorder):
             for t in self.tables:
                 c.execute(self.q(f"DELETE FROM {{t_{t}}}"))  # noqa: S608 - fixed table names
             c.execute(f"DELETE FROM {tracking} WHERE application_name <> '__migration__'")  # noqa: S608
+
+
+def partition_filter(parts: Partitions) -> tuple[str, tuple[int, ...]]:
+    """An ``AND …`` clause keeping rows of the owned partitions (by their ``bucket`` column)."""
+    if parts.everything:
+        return "", ()
+    if not parts.owned:
+        return " AND 1 = 0", ()
+    marks = ", ".join("?" for _ in parts.owned)
+    return f" AND bucket % ? IN ({marks})", (parts.count, *sorted(parts.owned))
 
 
 class ViewProjection(Projection[Any]):

@@ -9,23 +9,28 @@ from uuid import UUID
 
 from eventsourcing.utils import get_topic
 
+from engine.application.partitions import ALL, Partitions, bucket_of
 from engine.domain.delivery import Delivery
-from projections.base import SqlView, ViewProjection, sqlite_and_postgres
+from projections.base import SqlView, ViewProjection, partition_filter, sqlite_and_postgres
 from projections.journey_index import parse_ts, ts
 
-TOPICS = [get_topic(c) for c in (Delivery.Deferred, Delivery.Sent, Delivery.Failed, Delivery.Skipped)]
+TOPICS = [
+    get_topic(c) for c in (Delivery.Requested, Delivery.Deferred, Delivery.Sent, Delivery.Failed, Delivery.Skipped)
+]
 
 
 class DeliverySchedule(SqlView):
     """Held deliveries by the time they may be tried again (indexed), and why they wait."""
 
-    tables = ("held_deliveries",)
+    tables = ("held_deliveries", "delivery_buckets")
 
     def ddl(self) -> list[str]:
         return [
             "CREATE TABLE IF NOT EXISTS {t_held_deliveries} (send_id TEXT PRIMARY KEY, due_at TEXT NOT NULL, "
-            "channel TEXT NOT NULL, reason TEXT NOT NULL)",
+            "channel TEXT NOT NULL, reason TEXT NOT NULL, bucket INTEGER NOT NULL)",
             "CREATE INDEX IF NOT EXISTS held_deliveries_order ON {t_held_deliveries} (due_at, send_id)",
+            # Which lead bucket each delivery belongs to (Deferred events do not name the lead).
+            "CREATE TABLE IF NOT EXISTS {t_delivery_buckets} (send_id TEXT PRIMARY KEY, bucket INTEGER NOT NULL)",
         ]
 
     @singledispatchmethod
@@ -33,13 +38,20 @@ class DeliverySchedule(SqlView):
         """Events this view does not read are ignored."""
 
     @apply.register
+    def _(self, e: Delivery.Requested, c: Any) -> None:
+        c.execute(
+            self.q("INSERT INTO {t_delivery_buckets} VALUES (?, ?) ON CONFLICT (send_id) DO NOTHING"),
+            (str(e.originator_id), bucket_of(e.lead_id)),
+        )
+
+    @apply.register
     def _(self, e: Delivery.Deferred, c: Any) -> None:
         c.execute(
             self.q(
-                "INSERT INTO {t_held_deliveries} VALUES (?, ?, ?, ?) ON CONFLICT (send_id) "
-                "DO UPDATE SET due_at = excluded.due_at, reason = excluded.reason"
+                "INSERT INTO {t_held_deliveries} SELECT ?, ?, ?, ?, bucket FROM {t_delivery_buckets} WHERE send_id = ? "
+                "ON CONFLICT (send_id) DO UPDATE SET due_at = excluded.due_at, reason = excluded.reason"
             ),
-            (str(e.originator_id), ts(e.until), e.channel, e.reason),
+            (str(e.originator_id), ts(e.until), e.channel, e.reason, str(e.originator_id)),
         )
 
     @apply.register(Delivery.Sent)
@@ -48,16 +60,22 @@ class DeliverySchedule(SqlView):
     def _(self, e: Any, c: Any) -> None:
         c.execute(self.q("DELETE FROM {t_held_deliveries} WHERE send_id = ?"), (str(e.originator_id),))
 
-    def due(self, until: datetime, limit: int = 1000) -> list[UUID]:
+    def due(self, until: datetime, limit: int = 1000, parts: Partitions = ALL) -> list[UUID]:
+        owned, params = partition_filter(parts)
         rows = self.rows(
-            "SELECT send_id FROM {t_held_deliveries} WHERE due_at <= ? ORDER BY due_at, send_id LIMIT ?",
-            (ts(until), limit),
+            f"SELECT send_id FROM {{t_held_deliveries}} WHERE due_at <= ?{owned} "  # noqa: S608
+            "ORDER BY due_at, send_id LIMIT ?",
+            (ts(until), *params, limit),
         )
         return [UUID(r["send_id"]) for r in rows]
 
-    def next_due(self) -> datetime | None:
-        rows = self.rows("SELECT MIN(due_at) AS due FROM {t_held_deliveries}")
+    def next_due(self, parts: Partitions = ALL) -> datetime | None:
+        owned, params = partition_filter(parts)
+        rows = self.rows(f"SELECT MIN(due_at) AS due FROM {{t_held_deliveries}} WHERE 1 = 1{owned}", params)  # noqa: S608
         return parse_ts(rows[0]["due"]) if rows and rows[0]["due"] else None
+
+    def held_count(self) -> int:
+        return int(self.rows("SELECT COUNT(*) AS n FROM {t_held_deliveries}")[0]["n"])
 
     def held(self) -> list[dict[str, Any]]:
         """What is waiting and why, for operators."""

@@ -12,9 +12,10 @@ from uuid import UUID
 from eventsourcing.utils import get_topic
 
 from engine.application.journeys import DueTimer
+from engine.application.partitions import ALL, Partitions, bucket_of
 from engine.domain.enrolment import Enrolment
 from engine.domain.lead_journeys import LeadJourneys
-from projections.base import SqlView, ViewProjection, sqlite_and_postgres
+from projections.base import SqlView, ViewProjection, partition_filter, sqlite_and_postgres
 
 TOPICS = [
     get_topic(c)
@@ -53,11 +54,11 @@ class JourneyIndex(SqlView):
     def ddl(self) -> list[str]:
         return [
             "CREATE TABLE IF NOT EXISTS {t_due_timers} (enrolment_id TEXT PRIMARY KEY, journey_id TEXT NOT NULL, "
-            "step TEXT NOT NULL, due_at TEXT NOT NULL)",
+            "step TEXT NOT NULL, due_at TEXT NOT NULL, bucket INTEGER NOT NULL)",
             "CREATE INDEX IF NOT EXISTS due_timers_due_order ON {t_due_timers} (due_at, enrolment_id)",
             "CREATE TABLE IF NOT EXISTS {t_lead_enrolments} (enrolment_id TEXT PRIMARY KEY, "
             "lead_id TEXT NOT NULL, journey_id TEXT NOT NULL, journey_version INTEGER NOT NULL, "
-            "started_at TEXT NOT NULL, status TEXT NOT NULL, current_step TEXT)",
+            "started_at TEXT NOT NULL, status TEXT NOT NULL, current_step TEXT, bucket INTEGER NOT NULL)",
             "CREATE INDEX IF NOT EXISTS lead_enrolments_lead ON {t_lead_enrolments} (lead_id)",
             "CREATE INDEX IF NOT EXISTS lead_enrolments_journey ON {t_lead_enrolments} (journey_id, status)",
             "CREATE TABLE IF NOT EXISTS {t_agent_tasks} (task_id TEXT PRIMARY KEY, lead_id TEXT NOT NULL, "
@@ -76,10 +77,10 @@ class JourneyIndex(SqlView):
     def _(self, e: Enrolment.Started, c: Any) -> None:
         c.execute(
             self.q(
-                "INSERT INTO {t_lead_enrolments} VALUES (?, ?, ?, ?, ?, 'active', NULL) "
+                "INSERT INTO {t_lead_enrolments} VALUES (?, ?, ?, ?, ?, 'active', NULL, ?) "
                 "ON CONFLICT (enrolment_id) DO NOTHING"
             ),
-            (str(e.originator_id), str(e.lead_id), e.journey_id, e.journey_version, ts(e.at)),
+            (str(e.originator_id), str(e.lead_id), e.journey_id, e.journey_version, ts(e.at), bucket_of(e.lead_id)),
         )
         self._outcome(c, e.originator_id, "entered", "re-entry" if e.entry_number > 1 else "first entry")
 
@@ -105,7 +106,7 @@ class JourneyIndex(SqlView):
     def _(self, e: Enrolment.WaitStarted, c: Any) -> None:
         c.execute(
             self.q(
-                "INSERT INTO {t_due_timers} SELECT ?, journey_id, ?, ? FROM {t_lead_enrolments} "
+                "INSERT INTO {t_due_timers} SELECT ?, journey_id, ?, ?, bucket FROM {t_lead_enrolments} "
                 "WHERE enrolment_id = ? ON CONFLICT (enrolment_id) "
                 "DO UPDATE SET step = excluded.step, due_at = excluded.due_at"
             ),
@@ -175,16 +176,20 @@ class JourneyIndex(SqlView):
 
     # ---- queries ---------------------------------------------------------------------------
 
-    def due(self, until: datetime, limit: int = 500, exclude: Sequence[str] = ()) -> list[DueTimer]:
-        """The earliest timers due at or before ``until`` (paused journeys excluded)."""
+    def due(
+        self, until: datetime, limit: int = 500, exclude: Sequence[str] = (), parts: Partitions = ALL
+    ) -> list[DueTimer]:
+        """The earliest timers of ``parts`` due at or before ``until`` (paused journeys excluded)."""
         marks = ", ".join("?" for _ in exclude)
         where = f" AND journey_id NOT IN ({marks})" if exclude else ""
-        sql = f"SELECT enrolment_id, step, due_at FROM {{t_due_timers}} WHERE due_at <= ?{where}"  # noqa: S608
-        rows = self.rows(sql + " ORDER BY due_at, enrolment_id LIMIT ?", (ts(until), *exclude, limit))
+        owned, params = partition_filter(parts)
+        sql = f"SELECT enrolment_id, step, due_at FROM {{t_due_timers}} WHERE due_at <= ?{where}{owned}"  # noqa: S608
+        rows = self.rows(sql + " ORDER BY due_at, enrolment_id LIMIT ?", (ts(until), *exclude, *params, limit))
         return [DueTimer(UUID(r["enrolment_id"]), r["step"], parse_ts(r["due_at"])) for r in rows]
 
-    def next_due(self) -> datetime | None:
-        rows = self.rows("SELECT MIN(due_at) AS due FROM {t_due_timers}")
+    def next_due(self, parts: Partitions = ALL) -> datetime | None:
+        owned, params = partition_filter(parts)
+        rows = self.rows(f"SELECT MIN(due_at) AS due FROM {{t_due_timers}} WHERE 1 = 1{owned}", params)  # noqa: S608
         return parse_ts(rows[0]["due"]) if rows and rows[0]["due"] else None
 
     def pending_count(self) -> int:

@@ -15,7 +15,8 @@ import pytest
 
 from engine.adapters.clock import VirtualClock
 from engine.application.engine import Engine
-from engine.bootstrap import bootstrap
+from engine.application.publishing import publish_new
+from engine.bootstrap import bootstrap, init_database, load_journey_definitions, renderer_for
 from engine.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +71,11 @@ def make_engine(tmp_path: Path, clock: VirtualClock, request: pytest.FixtureRequ
         overrides = kwargs.pop("settings", {})
         if store_kind == "postgres":
             overrides.setdefault("database_url", f"{POSTGRES_URL}?schema={schema}")
-        engine = bootstrap(base_settings(tmp_path, **overrides), kwargs.pop("clock", clock), **kwargs)
+        settings = base_settings(tmp_path, **overrides)
+        init_database(settings)
+        engine = bootstrap(settings, kwargs.pop("clock", clock), **kwargs)
+        definitions = kwargs.get("definitions") or load_journey_definitions(settings)
+        publish_new(engine, definitions.journeys, renderer_for(settings).fingerprint(), "test")
         engines.append(engine)
         return engine
 

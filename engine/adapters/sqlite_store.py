@@ -1,4 +1,5 @@
-"""eventsourcing's SQLite persistence with synchronous=NORMAL on every connection.
+"""eventsourcing's SQLite persistence, tuned: synchronous=NORMAL on every connection, and a
+process recorder that records several tracking records with one batch of events.
 
 In WAL mode NORMAL skips the fsync per commit (×2.5 on single saves, LIBRARIES.md): a power
 cut can lose the last commits but never corrupts the file. Chosen by
@@ -7,9 +8,17 @@ PERSISTENCE_MODULE=engine.adapters.sqlite_store:TunedSQLiteFactory in embedded m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool, SQLiteFactory
+from eventsourcing.persistence import StoredEvent, Tracking
+from eventsourcing.sqlite import (
+    SQLiteConnection,
+    SQLiteConnectionPool,
+    SQLiteCursor,
+    SQLiteFactory,
+    SQLiteProcessRecorder,
+)
 
 
 class TunedSQLiteConnectionPool(SQLiteConnectionPool):
@@ -22,8 +31,25 @@ class TunedSQLiteConnectionPool(SQLiteConnectionPool):
         return connection
 
 
+class ManyTrackingSQLiteProcessRecorder(SQLiteProcessRecorder):
+    """Also records ``trackings=[...]`` (one per lead partition) in the events' transaction."""
+
+    accepts_many_trackings = True
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        returning = super()._insert_events(c, stored_events, **kwargs)
+        trackings: Sequence[Tracking] = kwargs.get("trackings", ())
+        for tracking in trackings:
+            self._insert_tracking(c, tracking)
+        return returning
+
+
 class TunedSQLiteFactory(SQLiteFactory):
-    """SQLiteFactory using the tuned pool."""
+    """SQLiteFactory using the tuned pool and the many-tracking process recorder."""
+
+    process_recorder_class = ManyTrackingSQLiteProcessRecorder
 
     def __init__(self, env: Any) -> None:
         super().__init__(env)

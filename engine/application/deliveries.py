@@ -16,7 +16,6 @@ import hmac
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import cast
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -26,6 +25,7 @@ from eventsourcing.utils import get_topic
 
 from engine.application.journeys import Journeys
 from engine.application.leads import Leads
+from engine.application.partitions import ALL, Partitions
 from engine.application.ports import (
     Channel,
     Clock,
@@ -35,13 +35,15 @@ from engine.application.ports import (
     RenderError,
     SendResult,
 )
-from engine.application.projecting import next_page
-from engine.application.saving import save_batch
+from engine.application.projecting import next_owned_page
+from engine.application.saving import forget_cache, fresh_get, retry_conflicts, save_batch
+from engine.domain import interpreter
 from engine.domain.contact_history import ContactHistory, contact_history_id
 from engine.domain.contact_policy import DEFAULT_POLICY, ContactPolicy
 from engine.domain.delivery import MAX_TRANSIENT_FAILURES, Delivery
 from engine.domain.enrolment import Enrolment
 from engine.domain.facts import lead_facts
+from engine.domain.interpreter import Exit
 from engine.domain.journey import Journey, SendStep
 from engine.domain.lead import Lead
 from engine.domain.values import ConsentChannel, ConsentPurpose
@@ -108,13 +110,12 @@ class DispatchReport:
 
 @dataclass
 class _Pass:
-    """What one dispatch pass keeps while it decides: counts, contact histories, messages already
-    planned for a lead in this pass (for caps), and bounced addresses to flag afterwards."""
+    """What one dispatch pass keeps while it decides: counts, contact histories, and messages
+    already planned for a lead in this pass (for caps)."""
 
     report: DispatchReport
     histories: dict[UUID, ContactHistory] = field(default_factory=dict)
     planned: dict[tuple[UUID, str], int] = field(default_factory=dict)
-    bounced: list[tuple[UUID, str, str, datetime]] = field(default_factory=list)
 
 
 class Deliveries(Application[UUID]):
@@ -145,18 +146,15 @@ class Deliveries(Application[UUID]):
     def construct_recorder(self) -> ProcessRecorder:
         return self.factory.process_recorder()
 
-    def request_messages(self, journeys: Journeys, batch_size: int = 1000) -> int:
-        """Record a requested Delivery for every new Enrolment.MessageRequested."""
+    def request_messages(self, journeys: Journeys, parts: Partitions = ALL, batch_size: int = 1000) -> int:
+        """Record a requested Delivery for every new Enrolment.MessageRequested (of owned partitions)."""
         done = 0
         while True:
-            page = next_page(
-                journeys.recorder, self.recorder.max_tracking_id(journeys.name), REQUESTED_TOPICS, batch_size
-            )
+            page = next_owned_page(self.recorder, journeys, REQUESTED_TOPICS, parts, batch_size)
             if page is None:
                 return done
             requested: list[Delivery] = []
-            for note in page.notes:
-                e = cast(Enrolment.MessageRequested, journeys.mapper.to_domain_event(note))
+            for e in page.events:
                 enrolment = journeys.get_enrolment(e.originator_id)
                 if enrolment is None:  # cannot happen: the request was recorded on it
                     raise LookupError(f"enrolment {e.originator_id} vanished")
@@ -174,10 +172,12 @@ class Deliveries(Application[UUID]):
                         at=e.at,
                     )
                 )
-            save_batch(self, requested, Tracking(journeys.name, page.last))
-            done += len(page.notes)
+            save_batch(self, requested, page.trackings)
+            done += len(page.events)
 
-    def dispatch(self, leads: Leads, due: Sequence[UUID] = (), batch_size: int = 200) -> DispatchReport:
+    def dispatch(
+        self, leads: Leads, due: Sequence[UUID] = (), parts: Partitions = ALL, batch_size: int = 200
+    ) -> DispatchReport:
         """Send new requests and the deferred deliveries now ``due``; return what happened.
 
         Every delivery ends a pass sent, skipped, failed, or deferred to a time (quiet hours,
@@ -185,31 +185,29 @@ class Deliveries(Application[UUID]):
         """
         report = DispatchReport()
         for i in range(0, len(due), batch_size):
-            self._process([self.repository.get(d) for d in due[i : i + batch_size]], leads, report, None)
+            held: list[Delivery] = [self.repository.get(d) for d in due[i : i + batch_size]]
+            self._process([d for d in held if parts.owns(d.lead_id)], leads, report, ())
         while True:
-            page = next_page(self.recorder, self.recorder.max_tracking_id(self.name), DELIVERY_TOPICS, batch_size)
+            page = next_owned_page(
+                self.recorder, self, DELIVERY_TOPICS, parts, batch_size, lead_of=lambda e: UUID(str(e.lead_id))
+            )
             if page is None:
                 return report
-            fresh: list[Delivery] = [self.repository.get(UUID(str(n.originator_id))) for n in page.notes]
-            self._process(fresh, leads, report, Tracking(self.name, page.last))
+            fresh: list[Delivery] = [self.repository.get(e.originator_id) for e in page.events]
+            self._process(fresh, leads, report, page.trackings)
 
     def _process(
-        self, deliveries: list[Delivery], leads: Leads, report: DispatchReport, tracking: Tracking | None
+        self, deliveries: list[Delivery], leads: Leads, report: DispatchReport, trackings: Sequence[Tracking]
     ) -> None:
         state = _Pass(report)
         now = self.clock.now()
         ready = [d for d in deliveries if not d.is_settled and (d.deferred_until is None or d.deferred_until <= now)]
         try:
             self._dispatch_batch(ready, leads, state)
-            save_batch(self, [*deliveries, *state.histories.values()], tracking)
+            save_batch(self, [*deliveries, *state.histories.values()], trackings)
         except Exception:
-            self._repository = self.construct_repository()
+            forget_cache(self)
             raise
-        for lead_id, channel, reason, at in state.bounced:
-            leads.flag_bounce(lead_id, channel, reason, at)
-        sent = [d for d in ready if d.outcome == "sent"]
-        if sent:
-            leads.mark_contacted([d.lead_id for d in sent], max(self._now_for(d) for d in sent))
 
     def _now_for(self, d: Delivery) -> datetime:
         """Never record an outcome before its request (a virtual clock may lag an import)."""
@@ -236,9 +234,9 @@ class Deliveries(Application[UUID]):
                 d.mark_sent("", "", "", "", ref, now)
                 report.reconciled += 1
                 continue
-            lead = leads.get_lead(d.lead_id)
+            lead = leads.get_lead(d.lead_id)  # as committed now: opt-outs from any process count
             purpose = self._purpose(d)
-            held = self.policy_refusal(lead, d.channel, purpose) or self._hold(d, lead, purpose, now, state)
+            held = self.refusal(d, lead, purpose, now) or self._hold(d, lead, purpose, now, state)
             if held:
                 if d.outcome is None and d.deferred_until is not None and d.deferred_until > now:
                     report.deferred += 1
@@ -258,9 +256,38 @@ class Deliveries(Application[UUID]):
             for d, _ in items:
                 d.dispatching(self._now_for(d))
             save_batch(self, [d for d, _ in items])  # committed before anything leaves
-            results = self.channels[channel_name].send_batch([m for _, m in items])
-            for (d, m), result in zip(items, results, strict=True):
+            allowed = self._still_allowed(items, leads, report)
+            results = self.channels[channel_name].send_batch([m for _, m in allowed])
+            for (d, m), result in zip(allowed, results, strict=True):
                 self._settle(d, m, result, state)
+
+    def _still_allowed(
+        self, items: list[tuple[Delivery, OutgoingMessage]], leads: Leads, report: DispatchReport
+    ) -> list[tuple[Delivery, OutgoingMessage]]:
+        """Look at each lead once more after the dispatch markers are committed: an opt-out (or a
+        goal, an exit) committed by any process before the marker stops the message."""
+        allowed = []
+        for d, m in items:
+            now = self._now_for(d)
+            refused = self.refusal(d, leads.get_lead(d.lead_id), self._purpose(d), now)
+            if refused:
+                d.mark_skipped(refused, now)
+                report.skipped += 1
+            else:
+                allowed.append((d, m))
+        return allowed
+
+    def refusal(self, d: Delivery, lead: Lead, purpose: str, now: datetime) -> str:
+        """Why this message may not go out now ('' when it may): consent and contact, then the
+        journey's goal and exit criteria on the lead as it is now."""
+        refused = self.policy_refusal(lead, d.channel, purpose)
+        if refused or self.definition is None:
+            return refused
+        journey = self.definition(d.journey_id, d.journey_version)
+        for decision in interpreter.goal_or_exit(journey, lead_facts(lead, now), None, None):
+            if isinstance(decision, Exit):
+                return f"lead left the journey before sending: {decision.reason} ({decision.detail})"
+        return ""
 
     def _settle(self, d: Delivery, m: OutgoingMessage, result: SendResult, state: _Pass) -> None:
         now, report = self._now_for(d), state.report
@@ -273,7 +300,7 @@ class Deliveries(Application[UUID]):
             d.mark_failed(result.reason, True, now)
             report.failed += 1
             if result.bounced:
-                state.bounced.append((d.lead_id, d.channel, result.reason, now))
+                d.flag_bounced(m.to, result.reason, now)
         else:
             d.defer(now + backoff(d.id, d.transient_failures), f"retry after: {result.reason}", now, transient=True)
             report.deferred += 1
@@ -387,12 +414,17 @@ class Deliveries(Application[UUID]):
 
     def record_receipt(self, send_id: UUID, status: str, error_code: str, at: datetime) -> bool:
         """Record a provider's delivery receipt; False for an unknown send id."""
-        delivery = self.get_delivery(send_id)
-        if delivery is None:
-            return False
-        delivery.record_receipt(status, error_code, at)
-        save_batch(self, [delivery])
-        return True
+
+        def record() -> bool:
+            try:
+                delivery: Delivery = fresh_get(self, send_id)  # a worker may have written it since
+            except AggregateNotFoundError:
+                return False
+            delivery.record_receipt(status, error_code, at)
+            save_batch(self, [delivery])
+            return True
+
+        return retry_conflicts(self, record)
 
     def get_delivery(self, send_id: UUID) -> Delivery | None:
         try:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any, cast
+from uuid import UUID
 
 from engine.application.deliveries import Deliveries, DispatchReport
 from engine.application.journeys import LEAD_TOPICS, Journeys
 from engine.application.leads import Leads
+from engine.application.partitions import ALL, Partitions
 from engine.application.ports import Clock
-from engine.application.projecting import catch_up, next_page
+from engine.application.projecting import catch_up, first_unread, next_page
 from projections.delivery_schedule import TOPICS as SCHEDULE_TOPICS
 from projections.delivery_schedule import DeliverySchedule
 from projections.funnel import DELIVERY_TOPICS as FUNNEL_DELIVERY_TOPICS
@@ -22,6 +24,14 @@ from projections.screening import TOPICS as SCREENING_TOPICS
 from projections.screening import Screening
 
 BATCH_SPAN = timedelta(hours=1)
+#: (engine view attribute, engine application attribute) for every log a view follows.
+VIEW_FEEDS = (
+    ("index", "journeys"),
+    ("funnel", "leads"),
+    ("funnel", "deliveries"),
+    ("schedule", "deliveries"),
+    ("screening", "leads"),
+)
 
 
 @dataclass
@@ -60,7 +70,10 @@ class Engine:
     index: JourneyIndex
     schedule: DeliverySchedule
     screening: Screening
-    unpublished: list[str] = field(default_factory=list)  # journey files changed since their last publish
+    #: The lead partitions this process works on (all of them unless workers share the work).
+    parts: Partitions = ALL
+    #: Whether this process advances the views (their one writer); readers never write.
+    owns_views: bool = True
     _last_reviewed: date | None = None
     _review_known: bool = False
 
@@ -71,13 +84,16 @@ class Engine:
         30-day journey runs in seconds and every event carries the time it would have had.
         """
         report = RunReport()
+        self.journeys.refresh_live()
         self._settle(report)
         while True:
             horizon = until or self.clock.now()
-            timers = self.index.due(horizon, limit=timer_batch, exclude=self.journeys.paused_journeys())
-            held = self.schedule.next_due()
+            timers = self.index.due(
+                horizon, limit=timer_batch, exclude=self.journeys.paused_journeys(), parts=self.parts
+            )
+            held = self.schedule.next_due(self.parts)
             review = self._next_review()
-            if review[1] <= horizon:
+            if review[1] <= horizon and self.reviews_calendar:
                 first_other = min(
                     [t for t in (held, timers[0].due_at if timers else None) if t is not None], default=None
                 )
@@ -89,7 +105,8 @@ class Engine:
                     continue
             if held is not None and held <= horizon and (not timers or held < timers[0].due_at):
                 self._move_clock_to(held)  # held deliveries come due before the next timer
-                self._settle(report)
+                if not self._settle(report) and not self.owns_views:
+                    break  # the view lags behind another process's work: look again next tick
                 continue
             if not timers:
                 break
@@ -99,8 +116,10 @@ class Engine:
             # sent within an hour of its time (quiet hours and staleness see the right clock).
             timers = [t for t in timers if t.due_at <= timers[0].due_at + BATCH_SPAN]
             self._move_clock_to(timers[-1].due_at)
-            report.timers_fired += self.journeys.fire_timers(timers, self.leads)
-            self._settle(report)
+            fired = self.journeys.fire_timers(timers, self.leads)
+            report.timers_fired += fired
+            if not self._settle(report) and not fired and not self.owns_views:
+                break
         if until is not None:
             self._move_clock_to(until)
         return report
@@ -128,19 +147,35 @@ class Engine:
         self._last_reviewed = day
         report.days_reviewed += 1
 
-    def _settle(self, report: RunReport) -> None:
-        """React to new lead events and send what was requested, until nothing moves."""
+    @property
+    def reviews_calendar(self) -> bool:
+        """The daily calendar review is one process's job: the owner of partition 0."""
+        return 0 in self.parts.owned
+
+    def _settle(self, report: RunReport) -> bool:
+        """React to new lead events and send what was requested, until nothing moves; True if
+        anything did."""
+        any_moved = False
         while True:
-            moved = self.journeys.process_lead_events(self.leads)
-            moved += self.leads.apply_journey_updates(self.journeys)
+            parts = self.parts
+            moved = self.journeys.process_lead_events(self.leads, parts)
+            moved += self.leads.apply_journey_updates(self.journeys, parts)
             report.lead_events += moved
-            requested = self.deliveries.request_messages(self.journeys)
+            requested = self.deliveries.request_messages(self.journeys, parts)
             report.requested += requested
-            d = self.deliveries.dispatch(self.leads, due=self.schedule.due(self.clock.now()))
+            d = self.deliveries.dispatch(self.leads, self.schedule.due(self.clock.now(), parts=parts), parts)
             report.dispatch.add(d)
+            effects = self.leads.apply_delivery_effects(self.deliveries, self._lead_of_send, parts)
             self.refresh_views()
-            if not moved and not requested and not d.moved:
-                return
+            if not moved and not requested and not d.moved and not effects:
+                return any_moved
+            any_moved = True
+
+    def _lead_of_send(self, send_id: UUID) -> UUID:
+        delivery = self.deliveries.get_delivery(send_id)
+        if delivery is None:  # pragma: no cover - an effect follows its own delivery's event
+            raise LookupError(f"delivery {send_id} vanished")
+        return UUID(str(delivery.lead_id))
 
     def sms_reply_opt_out(self, phone: str, text: str, at: datetime) -> None:
         """An SMS reply that is an opt-out keyword: withdraw SMS consent, list the number."""
@@ -157,17 +192,18 @@ class Engine:
         """The time of the oldest work not yet done: an unprocessed lead event, message request or
         delivery, a due timer, a held delivery. A virtual clock starts there."""
         from engine.application.deliveries import DELIVERY_TOPICS, REQUESTED_TOPICS
-        from engine.application.leads import UPDATE_TOPICS
+        from engine.application.leads import EFFECT_TOPICS, UPDATE_TOPICS
 
-        candidates = [t for t in (self.schedule.next_due(), self.index.next_due()) if t is not None]
+        candidates = [t for t in (self.schedule.next_due(self.parts), self.index.next_due(self.parts)) if t]
         followers: list[tuple[Any, Any, list[str]]] = [
             (self.leads, self.journeys, LEAD_TOPICS),
             (self.journeys, self.deliveries, REQUESTED_TOPICS),
             (self.journeys, self.leads, UPDATE_TOPICS),
             (self.deliveries, self.deliveries, DELIVERY_TOPICS),
+            (self.deliveries, self.leads, EFFECT_TOPICS),
         ]
         for upstream, follower, topics in followers:
-            moment = _first_unprocessed(upstream, follower.recorder.max_tracking_id(upstream.name), topics)
+            moment = _first_unprocessed(upstream, first_unread(follower.recorder, upstream.name, self.parts), topics)
             if moment is not None:
                 candidates.append(moment)
         return min(candidates, default=None)
@@ -180,6 +216,9 @@ class Engine:
             cast(Any, view).datastore.close()
 
     def refresh_views(self) -> None:
+        """Advance every view to the end of the log, if this process is their writer."""
+        if not self.owns_views:
+            return
         catch_up(self.index, self.journeys, INDEX_TOPICS)
         catch_up(self.funnel, self.leads, FUNNEL_LEAD_TOPICS)
         catch_up(self.funnel, self.deliveries, FUNNEL_DELIVERY_TOPICS)

@@ -10,18 +10,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import ProcessRecorder, Tracking
+from eventsourcing.persistence import ProcessRecorder
 from eventsourcing.utils import get_topic
 
 from engine.application.leads import Leads
+from engine.application.partitions import ALL, Partitions
 from engine.application.ports import Clock
-from engine.application.projecting import next_page
-from engine.application.saving import save_batch
+from engine.application.projecting import next_owned_page
+from engine.application.saving import forget_cache, fresh_get, retry_conflicts, save_batch
 from engine.domain import interpreter
 from engine.domain.enrolment import Enrolment
 from engine.domain.errors import UnknownJourneyError
@@ -53,6 +54,7 @@ _REACTS_TO: list[type[Any]] = [
     *LIFECYCLE.keys(),
 ]
 LEAD_TOPICS = [get_topic(cls) for cls in _REACTS_TO]
+PUBLICATION_TOPICS = [get_topic(PublishedJourney.Created)]
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class LiveJourney:
     version: int
     journey: Journey
     status: str = "live"
+    publication: PublishedJourney | None = None
 
 
 @dataclass
@@ -107,6 +110,8 @@ class Journeys(Application[UUID]):
         self.default_tz = ZoneInfo(default_tz)
         self.live: dict[str, LiveJourney] = {}
         self._definitions: dict[tuple[str, int], Journey] = {}
+        self._publications_seen = 0
+        self._publication_ids: set[UUID] = set()
 
     def construct_recorder(self) -> ProcessRecorder:
         return self.factory.process_recorder()
@@ -114,8 +119,9 @@ class Journeys(Application[UUID]):
     # ---- published versions ----------------------------------------------------------------
 
     def publication(self, journey_id: str) -> PublishedJourney | None:
+        """The journey's publication as committed now (another process may publish or pause)."""
         try:
-            pub: PublishedJourney = self.repository.get(published_journey_id(journey_id))
+            pub: PublishedJourney = fresh_get(self, published_journey_id(journey_id))
         except AggregateNotFoundError:
             return None
         return pub
@@ -125,7 +131,30 @@ class Journeys(Application[UUID]):
         for jid in journey_ids:
             pub = self.publication(jid)
             if pub is not None and pub.latest:
-                self.live[jid] = LiveJourney(pub.latest, self.definition(jid, pub.latest), pub.status)
+                self.live[jid] = LiveJourney(pub.latest, self.definition(jid, pub.latest), pub.status, pub)
+
+    def refresh_live(self) -> None:
+        """Pick up journeys published, paused, resumed or archived by any process since the last
+        look (publications are rare: one indexed read of the new part of the log)."""
+        top = self.recorder.max_notification_id() or 0
+        if top > self._publications_seen:
+            notes = self.recorder.select_notifications(
+                start=self._publications_seen or None,
+                limit=1_000_000,
+                stop=top,
+                topics=PUBLICATION_TOPICS,
+                inclusive_of_start=False,
+            )
+            for note in notes:
+                self._publication_ids.add(UUID(str(note.originator_id)))
+            self._publications_seen = top
+        journey_ids = []
+        for pid in self._publication_ids:
+            try:
+                journey_ids.append(cast(PublishedJourney, fresh_get(self, pid)).journey_id)
+            except AggregateNotFoundError:  # pragma: no cover - a publication is never deleted
+                continue
+        self.go_live(journey_ids)
 
     def definition(self, journey_id: str, version: int) -> Journey:
         """The definition of a published version (parsed once, then cached)."""
@@ -142,27 +171,29 @@ class Journeys(Application[UUID]):
 
     # ---- reacting to lead events -----------------------------------------------------------
 
-    def process_lead_events(self, leads: Leads, batch_size: int = 500) -> int:
-        """Apply every new lead event; return how many notifications were processed."""
+    def process_lead_events(self, leads: Leads, parts: Partitions = ALL, batch_size: int = 500) -> int:
+        """Apply every new lead event of the owned partitions; return how many were processed."""
         done = 0
         while True:
-            page = next_page(leads.recorder, self.recorder.max_tracking_id(leads.name), LEAD_TOPICS, batch_size)
+            page = retry_conflicts(self, lambda: self._react_page(leads, parts, batch_size), self.forget_cached_state)
             if page is None:
                 return done
-            batch = Batch()
-            try:
-                for note in page.notes:
-                    self._react(leads.mapper.to_domain_event(note), leads, batch)
-                self._count_entries(batch)
-                save_batch(self, batch.aggregates(), Tracking(leads.name, page.last))
-            except Exception:
-                self.forget_cached_state()
-                raise
-            done += len(page.notes)
+            done += page
+
+    def _react_page(self, leads: Leads, parts: Partitions, batch_size: int) -> int | None:
+        page = next_owned_page(self.recorder, leads, LEAD_TOPICS, parts, batch_size)
+        if page is None:
+            return None
+        batch = Batch()
+        for event in page.events:
+            self._react(event, leads, batch)
+        self._count_entries(batch)
+        save_batch(self, batch.aggregates(), page.trackings)
+        return len(page.events)
 
     def forget_cached_state(self) -> None:
         """Drop cached aggregates (after a failed batch their state may be unsaved)."""
-        self._repository = self.construct_repository()
+        forget_cache(self)
         self.go_live(list(self.live))
 
     def _react(self, lead_event: Any, leads: Leads, batch: Batch) -> None:
@@ -234,11 +265,18 @@ class Journeys(Application[UUID]):
 
     def _entries(self, batch: Batch, journey_id: str) -> int:
         pub = batch.publications.get(journey_id) or self.publication(journey_id)
+        if pub is not None:
+            batch.publications[journey_id] = pub
         return (pub.entries if pub else 0) + batch.new_entries.get(journey_id, 0)
 
     def _count_entries(self, batch: Batch) -> None:
+        """Entries are counted on the publication only where a journey caps them (a count every
+        worker would update otherwise makes them conflict; reports count entries from the index)."""
         for journey_id, added in batch.new_entries.items():
-            pub = self.publication(journey_id)
+            live = self.live.get(journey_id)
+            if live is None or live.journey.entry.cap is None:
+                continue
+            pub = batch.publications.get(journey_id) or self.publication(journey_id)
             if pub is not None:
                 pub.count_entries(added, self.clock.now())
                 batch.publications[journey_id] = pub
@@ -300,23 +338,22 @@ class Journeys(Application[UUID]):
 
     def fire_timers(self, timers: Sequence[DueTimer], leads: Leads) -> int:
         """Resume enrolments whose wait is due; a timer that already fired is a no-op."""
+        return retry_conflicts(self, lambda: self._fire_batch(timers, leads), self.forget_cached_state)
+
+    def _fire_batch(self, timers: Sequence[DueTimer], leads: Leads) -> int:
         batch = Batch()
         fired = 0
-        try:
-            for timer in timers:
-                enrolment = self.get_enrolment(timer.enrolment_id)
-                if enrolment is None or enrolment.waiting_step != timer.step or not enrolment.is_due(timer.due_at):
-                    continue
-                live = self.live.get(enrolment.journey_id)
-                if live is not None and live.status == "paused":
-                    continue
-                batch.enrolments[enrolment.id] = enrolment
-                self._fire(enrolment, timer, leads, batch)
-                fired += 1
-            save_batch(self, batch.aggregates())
-        except Exception:
-            self.forget_cached_state()
-            raise
+        for timer in timers:
+            enrolment = self.get_enrolment(timer.enrolment_id)
+            if enrolment is None or enrolment.waiting_step != timer.step or not enrolment.is_due(timer.due_at):
+                continue
+            live = self.live.get(enrolment.journey_id)
+            if live is not None and live.status == "paused":
+                continue
+            batch.enrolments[enrolment.id] = enrolment
+            self._fire(enrolment, timer, leads, batch)
+            fired += 1
+        save_batch(self, batch.aggregates())
         return fired
 
     def _fire(self, enrolment: Enrolment, timer: DueTimer, leads: Leads, batch: Batch) -> None:
@@ -324,7 +361,8 @@ class Journeys(Application[UUID]):
         lead = leads.get_lead(enrolment.lead_id)
         facts = lead_facts(lead, timer.due_at)
         history = self._history(batch, lead.id)
-        pub = self.publication(journey.id)
+        live = self.live.get(journey.id)
+        pub = live.publication if live is not None else self.publication(journey.id)
         # A timer that fires long after it fell due (the journey was paused, or no worker ran)
         # follows each send step's stale policy: never a flood of old follow-ups.
         late = self.clock.now() - timer.due_at > self.stale_after

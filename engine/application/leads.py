@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, ProcessRecorder, Tracking
+from eventsourcing.persistence import IntegrityError, ProcessRecorder
 from eventsourcing.utils import get_topic
 
 from engine.application.commands import CaptureLead, LeadRef, RecordLifecycle
+from engine.application.partitions import ALL, Partitions
 from engine.application.ports import Clock, ModelStore, Scorer
-from engine.application.projecting import next_page
-from engine.application.saving import save_batch
+from engine.application.projecting import next_owned_page, next_page
+from engine.application.saving import forget_cache, fresh_get, retry_conflicts, save_batch
 from engine.domain.calendar_review import CALENDAR_REVIEW_ID, CalendarReview
+from engine.domain.delivery import Delivery
 from engine.domain.enrolment import Enrolment
 from engine.domain.errors import HuokeError, InvalidLeadError, LeadNotFoundError
 from engine.domain.facts import lead_facts, whole_months
@@ -29,6 +31,7 @@ from engine.domain.suppression import Suppression, contact_hash, suppression_id
 from engine.domain.values import ConsentChannel, ConsentPurpose, JSONDict, Stage
 
 UPDATE_TOPICS = [get_topic(Enrolment.LeadUpdateRequested)]
+EFFECT_TOPICS = [get_topic(Delivery.Sent), get_topic(Delivery.AddressBounced)]
 CAPTURED_TOPICS = [get_topic(Lead.Captured)]
 #: The facts product matching reads, recorded with each match (affordability inputs).
 MATCH_INPUTS = (
@@ -303,7 +306,7 @@ class Leads(Application[UUID]):
         """The registry of one kind of model, read fresh from the store (never the cache)."""
         check_kind(kind)
         try:
-            registry: ModelRegistry = self.repository.get(registry_id(kind), version=2**31)
+            registry: ModelRegistry = fresh_get(self, registry_id(kind))
         except AggregateNotFoundError:
             return ModelRegistry(kind=kind)
         return registry
@@ -336,7 +339,7 @@ class Leads(Application[UUID]):
 
     def last_reviewed_day(self) -> date | None:
         try:
-            review: CalendarReview = self.repository.get(CALENDAR_REVIEW_ID, version=2**31)
+            review: CalendarReview = fresh_get(self, CALENDAR_REVIEW_ID)
         except AggregateNotFoundError:
             return None
         return review.last_day
@@ -347,7 +350,7 @@ class Leads(Application[UUID]):
         ids = list(lead_ids)
         changed = 0
         try:
-            review: CalendarReview = self.repository.get(CALENDAR_REVIEW_ID, version=2**31)
+            review: CalendarReview = fresh_get(self, CALENDAR_REVIEW_ID)
         except AggregateNotFoundError:
             review = CalendarReview()
         if review.last_day is not None and day <= review.last_day:
@@ -490,29 +493,72 @@ class Leads(Application[UUID]):
                     at,
                 )
 
-    def apply_journey_updates(self, journeys: Application[UUID], batch_size: int = 500) -> int:
-        """Apply every Enrolment.LeadUpdateRequested (stage, tag) exactly once."""
+    def apply_journey_updates(self, journeys: Application[UUID], parts: Partitions = ALL, batch_size: int = 500) -> int:
+        """Apply every Enrolment.LeadUpdateRequested (stage, tag) of owned partitions exactly once."""
         done = 0
         while True:
-            page = next_page(journeys.recorder, self.recorder.max_tracking_id(journeys.name), UPDATE_TOPICS, batch_size)
-            if page is None:
+            n = retry_conflicts(self, lambda: self._journey_updates_page(journeys, parts, batch_size))
+            if n is None:
                 return done
+            done += n
+
+    def _journey_updates_page(self, journeys: Application[UUID], parts: Partitions, batch_size: int) -> int | None:
+        page = next_owned_page(self.recorder, journeys, UPDATE_TOPICS, parts, batch_size, lambda e: e.lead_id)
+        if page is None:
+            return None
+        touched: dict[UUID, Lead] = {}
+        for e in page.events:
+            lead = touched.get(e.lead_id) or self.get_lead(e.lead_id)
+            why = f"journey step '{e.step}'"
+            if e.stage:
+                lead.advance_to(Stage(e.stage), why, e.at)
+            if e.tag:
+                lead.tag(e.tag, why, e.at)
+            touched[lead.id] = lead
+        save_batch(self, touched.values(), page.trackings)
+        return len(page.events)
+
+    def apply_delivery_effects(
+        self,
+        deliveries: Application[UUID],
+        lead_of_send: Callable[[UUID], UUID],
+        parts: Partitions = ALL,
+        batch_size: int = 500,
+    ) -> int:
+        """Follow the Deliveries log: a lead sent its first message moves from NEW to CONTACTED;
+        an address refused for good is flagged on the lead. Exactly once, across crashes."""
+        done = 0
+
+        def lead_of(e: Any) -> UUID:
+            return UUID(str(e.lead_id)) if isinstance(e, Delivery.AddressBounced) else lead_of_send(e.originator_id)
+
+        def one_page() -> int | None:
+            page = next_owned_page(self.recorder, deliveries, EFFECT_TOPICS, parts, batch_size, lead_of)
+            if page is None:
+                return None
             touched: dict[UUID, Lead] = {}
-            try:
-                for note in page.notes:
-                    e = cast(Enrolment.LeadUpdateRequested, journeys.mapper.to_domain_event(note))
-                    lead = touched.get(e.lead_id) or self.get_lead(e.lead_id)
-                    why = f"journey step '{e.step}'"
-                    if e.stage:
-                        lead.advance_to(Stage(e.stage), why, e.at)
-                    if e.tag:
-                        lead.tag(e.tag, why, e.at)
-                    touched[lead.id] = lead
-                save_batch(self, touched.values(), Tracking(journeys.name, page.last))
-            except Exception:
-                self._forget_cache()
-                raise
-            done += len(page.notes)
+            for e in page.events:
+                lead_id = lead_of(e)
+                lead = touched.get(lead_id) or self.get_lead(lead_id)
+                if isinstance(e, Delivery.AddressBounced):
+                    kind = "e-mail" if e.channel == "email" else "phone"
+                    if lead.contact.get("email" if e.channel == "email" else "phone") == e.recipient:
+                        lead.update(
+                            {"contact_issues": [f"{kind} {e.recipient} bounced: {e.reason}"]},
+                            {"channel": "bounce"},
+                            e.at,
+                        )
+                elif lead.stage is Stage.NEW:
+                    lead.advance_to(Stage.CONTACTED, "first message sent", e.at)
+                touched[lead_id] = lead
+            save_batch(self, touched.values(), page.trackings)
+            return len(page.events)
+
+        while True:
+            n = retry_conflicts(self, one_page)
+            if n is None:
+                return done
+            done += n
 
     # ---- opt-out and suppression ------------------------------------------------------------
 
@@ -577,25 +623,6 @@ class Leads(Application[UUID]):
         save_batch(self, touched)
         return Outcome(lead.id if lead else None, changed=bool(touched))
 
-    def flag_bounce(self, lead_id: UUID, channel: str, reason: str, at: datetime) -> None:
-        """A hard bounce: flag the address on the lead so nothing more is sent to it."""
-        lead = self.get_lead(lead_id)
-        kind, key = ("e-mail", "email") if channel == "email" else ("phone", "phone")
-        address = lead.contact.get(key)
-        if address and lead.update(
-            {"contact_issues": [f"{kind} {address} bounced: {reason}"]}, {"channel": "bounce"}, at
-        ):
-            save_batch(self, [lead])
-
-    def mark_contacted(self, lead_ids: Iterable[UUID], at: datetime) -> None:
-        """A lead that received its first message moves from NEW to CONTACTED."""
-        leads = []
-        for lead_id in set(lead_ids):
-            lead = self.get_lead(lead_id)
-            if lead.stage is Stage.NEW and lead.advance_to(Stage.CONTACTED, "first message sent", at):
-                leads.append(lead)
-        save_batch(self, leads)
-
     # ---- queries ---------------------------------------------------------------------------
 
     def get_lead(self, lead_id: UUID) -> Lead:
@@ -620,7 +647,7 @@ class Leads(Application[UUID]):
         return found
 
     def _forget_cache(self) -> None:
-        self._repository = self.construct_repository()
+        forget_cache(self)
 
 
 def _last_event_time(lead: Lead) -> datetime | None:

@@ -4,16 +4,23 @@ Pages are read by position only and filtered by topic in Python, and the positio
 the last notification *read*, not the last one that matched. (Filtering by topic in SQL and
 tracking the last match makes every later read rescan all the non-matching events after it:
 measured here as the demo's largest cost before this change.)
+
+Reactors that several workers share follow the log per lead partition (``next_owned_page``):
+one read serves every partition the worker owns, and each owned partition's position advances
+in the same transaction as the events the page caused.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import ApplicationRecorder, Notification, Tracking
+from eventsourcing.persistence import ApplicationRecorder, Notification, Tracking, TrackingRecorder
+
+from engine.application.partitions import Partitions
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,65 @@ def next_page(recorder: ApplicationRecorder, position: int | None, topics: Colle
         return None
     wanted = set(topics)
     return Page([n for n in scanned if n.topic in wanted], scanned[-1].id)
+
+
+@dataclass(frozen=True)
+class OwnedPage:
+    """The decoded events of one page that belong to owned partitions and are new to them, and
+    the tracking records that move every owned partition past the page."""
+
+    events: list[Any]
+    trackings: list[Tracking]
+
+
+def owned_positions(follower: TrackingRecorder, upstream: str, parts: Partitions) -> dict[int, int]:
+    return {p: follower.max_tracking_id(parts.tracking_name(upstream, p)) or 0 for p in sorted(parts.owned)}
+
+
+def next_owned_page(
+    follower: TrackingRecorder,
+    upstream: Application[Any],
+    topics: Collection[str],
+    parts: Partitions,
+    limit: int,
+    lead_of: Callable[[Any], UUID] | None = None,
+) -> OwnedPage | None:
+    """The next page of ``upstream``'s log for the partitions in ``parts``; None at the end.
+
+    An event's partition is its lead's: ``lead_of(event)``, or the notification's originator
+    (then notifications of other partitions are not even decoded).
+    """
+    positions = owned_positions(follower, upstream.name, parts)
+    if not positions:
+        return None
+    scanned = upstream.recorder.select_notifications(
+        start=min(positions.values()) or None, limit=limit, inclusive_of_start=False
+    )
+    if not scanned:
+        return None
+    wanted = set(topics)
+    events = []
+    for note in scanned:
+        if note.topic not in wanted:
+            continue
+        if lead_of is None:
+            p = parts.of(UUID(str(note.originator_id)))
+            if p in positions and note.id > positions[p]:
+                events.append(upstream.mapper.to_domain_event(note))
+            continue
+        event = upstream.mapper.to_domain_event(note)
+        p = parts.of(lead_of(event))
+        if p in positions and note.id > positions[p]:
+            events.append(event)
+    last = scanned[-1].id
+    trackings = [Tracking(parts.tracking_name(upstream.name, p), last) for p, pos in positions.items() if last > pos]
+    return OwnedPage(events, trackings)
+
+
+def first_unread(follower: TrackingRecorder, upstream: str, parts: Partitions) -> int | None:
+    """The lowest position any owned partition has reached (None: nothing read yet)."""
+    positions = owned_positions(follower, upstream, parts)
+    return min(positions.values(), default=0) or None
 
 
 class BatchView(Protocol):

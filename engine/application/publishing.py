@@ -208,16 +208,25 @@ def change_status(engine: Engine, journey_id: str, action: str, by: str, reason:
     return pub.status
 
 
-def publish_first_versions(
+def publish_new(
     engine: Engine, definitions: list[tuple[Journey, JSONDict]], templates_hash: str, author: str
 ) -> list[str]:
-    """Publish v1 of journeys never published; return the ids whose file has unpublished changes."""
-    unpublished = []
+    """Publish v1 of every journey never published (an explicit step: the demo, a first
+    ``journeys publish``); return the ids published."""
+    published = []
     for journey, raw in definitions:
-        pub = engine.journeys.publication(journey.id)
-        if pub is None:
+        if engine.journeys.publication(journey.id) is None:
             publish_journey(engine, journey, raw, author, "first version", templates_hash=templates_hash)
-        elif not pub.is_unchanged(journey.content_hash):
-            unpublished.append(journey.id)
+            published.append(journey.id)
     engine.journeys.go_live([j.id for j, _ in definitions])
-    return unpublished
+    return published
+
+
+def unpublished_changes(engine: Engine, definitions: list[tuple[Journey, JSONDict]]) -> list[str]:
+    """Journeys whose file differs from the published version, or that were never published."""
+    changed = []
+    for journey, _ in definitions:
+        pub = engine.journeys.publication(journey.id)
+        if pub is None or not pub.is_unchanged(journey.content_hash):
+            changed.append(journey.id)
+    return changed

@@ -1,28 +1,81 @@
-"""Save many aggregates in one transaction, optionally with a tracking record.
+"""The one place that uses eventsourcing beyond its public API: batch saves with one or more
+tracking records, fresh reads that bypass a process's aggregate cache, and cache resets.
 
 ``Application.save`` checks every object against a runtime Protocol, which costs more than
 the insert itself on the hot paths (measured: ~30% of a capture batch); the aggregates here
 are always huoke's own, so their pending events are collected directly.
+
+Several tracking records in one transaction let a worker that owns several lead partitions
+advance all of them with one commit (see ``engine.application.partitions``). The recorders
+that accept them are huoke's own (``engine.adapters.sqlite_store``/``postgres_store``), chosen
+by bootstrap through ``PROCESS_RECORDER_TOPIC``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
+
+T = TypeVar("T")
+
+#: A version no aggregate reaches: asking for it reads every stored event (never the cache).
+_LATEST = 2**31
 
 
-def save_batch(app: Application[Any], aggregates: Iterable[Any], tracking: Tracking | None = None) -> int:
-    """Record every pending event of ``aggregates`` (and ``tracking``) atomically; return the count."""
-    pe: ProcessingEvent[UUID] = ProcessingEvent(tracking=tracking)
+def save_batch(
+    app: Application[Any], aggregates: Iterable[Any], tracking: Tracking | Sequence[Tracking] | None = None
+) -> int:
+    """Record every pending event of ``aggregates`` (and the tracking records) atomically; return
+    the count. A tracking position already recorded raises ``IntegrityError`` and writes nothing."""
+    trackings = [tracking] if isinstance(tracking, Tracking) else list(tracking or ())
+    pe: ProcessingEvent[UUID] = ProcessingEvent(tracking=trackings[0] if len(trackings) == 1 else None)
+    if len(trackings) > 1:
+        if not getattr(app.recorder, "accepts_many_trackings", False):
+            raise TypeError(f"{type(app.recorder).__name__} cannot record several tracking records at once")
+        pe.saved_kwargs["trackings"] = trackings
     for aggregate in aggregates:
         pe.events.extend(aggregate.collect_events())
         pe.aggregates[aggregate.id] = aggregate
-    if not pe.events and tracking is None:
+    if not pe.events and not trackings:
         return 0
     app._record(pe)
     app._take_snapshots(pe)
     return len(pe.events)
+
+
+def fresh_get(app: Application[Any], aggregate_id: UUID) -> Any:
+    """The aggregate as committed now, whatever this process cached (another process may have
+    written it). Raises ``AggregateNotFoundError`` like ``repository.get``."""
+    aggregate: Any = app.repository.get(aggregate_id, version=_LATEST)
+    cache = app.repository.cache
+    if cache is not None:
+        cache.put(aggregate_id, aggregate)
+    return aggregate
+
+
+def forget_cache(app: Application[Any]) -> None:
+    """Drop every cached aggregate (after a failed batch their state may be unsaved, or after
+    another process took over some of this process's work)."""
+    app._repository = app.construct_repository()
+
+
+def retry_conflicts(
+    app: Application[Any], work: Callable[[], T], forget: Callable[[], None] | None = None, attempts: int = 5
+) -> T:
+    """Run ``work`` (load → decide → save) again after a concurrency conflict: another process
+    wrote one of its aggregates first. Any other failure drops the cache and propagates."""
+    for attempt in range(attempts):
+        try:
+            return work()
+        except IntegrityError:
+            (forget or (lambda: forget_cache(app)))()
+            if attempt + 1 == attempts:
+                raise
+        except Exception:
+            (forget or (lambda: forget_cache(app)))()
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover

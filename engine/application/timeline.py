@@ -117,6 +117,8 @@ def describe(e: Any) -> tuple[str, str]:
             return f"delivery receipt: {e.status}", f"provider error {e.error_code}" if e.error_code else "provider"
         case Delivery.Skipped():
             return f"{e.channel} not sent", e.reason
+        case Delivery.AddressBounced():
+            return f"{e.channel} address {e.recipient} refused for good", e.reason
     return type(e).__qualname__, ""
 
 

@@ -64,6 +64,16 @@ class Delivery(Aggregate):
         error_code: str
         at: datetime
 
+    class AddressBounced(Aggregate.Event):
+        """The provider refused the address itself: the lead's address is flagged (by Leads,
+        following this event), so nothing more is sent to it."""
+
+        lead_id: UUID
+        channel: str
+        recipient: str
+        reason: str
+        at: datetime
+
     class Skipped(Aggregate.Event):
         journey_id: str
         step: str
@@ -200,6 +210,14 @@ class Delivery(Aggregate):
     @event(ReceiptRecorded)
     def _receipt_recorded(self, status: str, error_code: str, at: datetime) -> None:
         self.receipt = status
+
+    def flag_bounced(self, recipient: str, reason: str, at: datetime) -> None:
+        """Record that ``recipient`` was refused for good (after a permanent failure)."""
+        self._address_bounced(lead_id=self.lead_id, channel=self.channel, recipient=recipient, reason=reason, at=at)
+
+    @event(AddressBounced)
+    def _address_bounced(self, lead_id: UUID, channel: str, recipient: str, reason: str, at: datetime) -> None:
+        self.bounced = recipient
 
     def mark_skipped(self, reason: str, at: datetime) -> None:
         """Record that policy (consent, contact) stopped the message, with the reason."""

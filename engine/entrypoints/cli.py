@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
@@ -14,11 +13,9 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.table import Table
 
-from engine.adapters.clock import VirtualClock
 from engine.application.engine import Engine
 from engine.application.reports import funnel_report
 from engine.application.timeline import lead_timeline
-from engine.bootstrap import VIEWS, build_view
 from engine.domain.errors import HuokeError, LeadNotFoundError
 from engine.entrypoints.cli_common import (
     JsonOpt,
@@ -31,7 +28,6 @@ from engine.entrypoints.cli_common import (
     events_app,
     fail,
     leads_app,
-    projections_app,
     report_app,
     settings,
     sms_app,
@@ -172,66 +168,7 @@ def leads_show(
     console.print(table)
 
 
-# ---- running -----------------------------------------------------------------------------
-
-
-def _parse_until(text: str, tz: ZoneInfo) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        fail(f"--until {text!r} is not a date/time like 2026-03-01 or 2026-03-01T09:00")
-    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
-
-
-@app.command("run")
-def run(
-    until: Annotated[str | None, typer.Option(help="simulate up to this date/time on a virtual clock")] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Process everything pending up to now (or --until, on a virtual clock): enrol, wait, send."""
-    s = settings()
-    if until:
-        moment = _parse_until(until, ZoneInfo(s.timezone))
-        clock = VirtualClock(min(datetime.now(UTC), moment))
-        engine = engine_for(s, clock)
-        engine.refresh_views()
-        pending = engine.earliest_pending()
-        if pending is not None:
-            clock.rewind_to(pending)  # the virtual clock starts where the work starts
-        report = engine.run(until=moment)
-    else:
-        engine = engine_for(s)
-        report = engine.run()
-    if as_json:
-        emit_json({"schema": "huoke.run/1", **report.as_dict()})
-        return
-    d = report.as_dict()
-    console.print(" · ".join(f"{k.replace('_', ' ')} {v}" for k, v in d.items()))
-
-
-@app.command("worker")
-def worker(
-    every: Annotated[float, typer.Option(help="seconds between runs")] = 30.0,
-) -> None:
-    """Service mode: run everything due every few seconds (one APScheduler interval job)."""
-    from apscheduler.schedulers.blocking import BlockingScheduler
-
-    engine = engine_for(settings())
-    scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
-
-    def tick() -> None:
-        report = engine.run()
-        if any(report.as_dict().values()):
-            err.print(" · ".join(f"{k} {v}" for k, v in report.as_dict().items() if v))
-
-    scheduler.add_job(tick, "interval", seconds=every, next_run_time=datetime.now(UTC))
-    err.print(f"huoke worker: running every {every:g}s (Ctrl-C stops)")
-    try:
-        scheduler.start()
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    finally:
-        engine.close()
+# ---- serving ------------------------------------------------------------------------------
 
 
 @app.command("serve")
@@ -400,50 +337,6 @@ def report_journeys(as_json: JsonOpt = False) -> None:
         console.print(table)
 
 
-@projections_app.command("rebuild")
-def projections_rebuild(
-    name: Annotated[str | None, typer.Argument(help=f"one of {', '.join(VIEWS)} (default: all)")] = None,
-) -> None:
-    """Rebuild read models from the event log (nothing is sent: sends are never projections)."""
-    s = settings()
-    names = [name] if name else list(VIEWS)
-    for n in names:
-        if n not in VIEWS:
-            fail(f"unknown projection {n!r} ({', '.join(VIEWS)})")
-    engine = engine_for(s)
-    started = time.perf_counter()
-    for n in names:
-        build_view(s, n).reset()
-    engine.funnel, engine.index = build_view(s, "funnel"), build_view(s, "journey_index")
-    engine.schedule, engine.screening = build_view(s, "delivery_schedule"), build_view(s, "screening")
-    engine.refresh_views()
-    console.print(f"rebuilt {', '.join(names)} in {time.perf_counter() - started:.1f}s")
-
-
-@projections_app.command("run")
-def projections_run() -> None:
-    """Distributed mode (PostgreSQL): keep every view up to date from the logs, until Ctrl-C."""
-    import threading
-
-    from engine.bootstrap import ensure_schema
-    from projections.runners import start_runners
-
-    s = settings()
-    env = s.postgres_env()
-    if env is None:
-        fail("projections run needs HUOKE_DATABASE_URL=postgresql://… (SQLite views are caught up by huoke run)")
-    ensure_schema(s)
-    runners = start_runners(env)
-    err.print(f"huoke projections: {len(runners)} runners following Leads, Journeys and Deliveries (Ctrl-C stops)")
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for runner in runners:
-            runner.stop()
-
-
 # ---- demo --------------------------------------------------------------------------------
 
 
@@ -502,6 +395,7 @@ def main() -> None:
 
 
 import engine.entrypoints.cli_journeys  # noqa: E402 - registers the journeys and tasks commands
+import engine.entrypoints.cli_ops  # noqa: E402 - registers db, run, worker, status, projections
 import engine.entrypoints.cli_screening  # noqa: E402, F401 - registers the model and segments commands
 
 if __name__ == "__main__":

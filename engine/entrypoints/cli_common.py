@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from engine.adapters.clock import SystemClock
+from engine.adapters.coordination import NotInitialisedError
 from engine.application.engine import Engine
 from engine.bootstrap import bootstrap
 from engine.domain.errors import JourneyValidationError
@@ -57,16 +58,15 @@ def settings() -> Settings:
 
 
 def engine_for(s: Settings, clock: Any = None) -> Engine:
+    """The engine for one command: a reader of the views (``run`` and ``worker`` take the writer's
+    role through their leases)."""
     try:
         engine = bootstrap(s, clock or SystemClock())
     except JourneyValidationError as e:
         fail("journeys are invalid; nothing was run:\n  " + "\n  ".join(e.problems))
-    for journey_id in engine.unpublished:
-        err.print(
-            f"[yellow]note:[/] {journey_id} has unpublished changes; running the published version "
-            f"(huoke journeys publish --dry-run shows what would change)",
-            soft_wrap=True,
-        )
+    except NotInitialisedError as e:
+        fail(str(e))
+    engine.owns_views = False
     return engine
 
 

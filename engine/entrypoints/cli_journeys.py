@@ -13,7 +13,13 @@ from rich.table import Table
 
 from engine.adapters.yaml_files import load_yaml, strip_lines
 from engine.application.diagrams import mermaid
-from engine.application.publishing import MigrationPlan, MigrationPlanError, change_status, publish_journey
+from engine.application.publishing import (
+    MigrationPlan,
+    MigrationPlanError,
+    change_status,
+    publish_journey,
+    unpublished_changes,
+)
 from engine.bootstrap import load_journey_definitions, renderer_for
 from engine.domain.errors import HuokeError, JourneyValidationError
 from engine.domain.journey import Journey
@@ -83,11 +89,19 @@ def journeys_validate(
 @journeys_app.command("list")
 def journeys_list(as_json: JsonOpt = False) -> None:
     """Published journeys: live version, status, entries so far and leads in them now."""
-    engine = engine_for(settings())
-    engine.refresh_views()
+    s = settings()
+    engine = engine_for(s)
+    try:
+        changed = set(unpublished_changes(engine, load_journey_definitions(s).journeys))
+    except JourneyValidationError:
+        changed = set()  # `journeys validate` says why; the published versions still run
+    engine.journeys.refresh_live()
+    entered: dict[str, int] = {}
+    for row in engine.index.outcomes():
+        if row["kind"] == "entered":
+            entered[row["journey_id"]] = entered.get(row["journey_id"], 0) + int(row["n"])
     rows: list[dict[str, Any]] = []
     for jid, live in sorted(engine.journeys.live.items()):
-        pub = engine.journeys.publication(jid)
         active = sum(engine.index.step_counts(jid).values())
         rows.append(
             {
@@ -95,9 +109,9 @@ def journeys_list(as_json: JsonOpt = False) -> None:
                 "name": live.journey.name,
                 "version": live.version,
                 "status": live.status,
-                "entries": pub.entries if pub else 0,
+                "entries": entered.get(jid, 0),
                 "active": active,
-                "unpublished_changes": jid in engine.unpublished,
+                "unpublished_changes": jid in changed,
             }
         )
     if as_json:

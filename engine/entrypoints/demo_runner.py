@@ -16,8 +16,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from engine.adapters.clock import VirtualClock
+from engine.application.publishing import publish_new
 from engine.application.reports import funnel_report
-from engine.bootstrap import bootstrap
+from engine.bootstrap import bootstrap, init_database, load_journey_definitions, renderer_for
 from engine.entrypoints import screening
 from engine.entrypoints.demo_data import BACK_BOOK_COLUMNS, back_book, bad_rows, generate
 from engine.entrypoints.schemas import LeadRow, LifecycleRow, RowError
@@ -61,7 +62,10 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
     book = write_back_book(folder, start, max(4000, n * 2))
     started = time.perf_counter()
     clock = VirtualClock(start)
-    engine = bootstrap(s, clock, author="demo")
+    init_database(s)  # set-up is explicit: tables, then the bundled journeys' first versions
+    definitions = load_journey_definitions(s)
+    engine = bootstrap(s, clock, definitions=definitions)
+    publish_new(engine, definitions.journeys, renderer_for(s).fingerprint(), "demo")
     # The credit scorecard learns from the lender's back book before the first lead arrives,
     # so every lead is pre-screened as it is captured.
     models = [

@@ -18,8 +18,9 @@ from engine.adapters.dry_run import DryRunChannel
 from engine.application.commands import CaptureLead, LeadRef, RecordLifecycle
 from engine.application.engine import Engine
 from engine.application.journeys import LIFECYCLE
+from engine.application.publishing import publish_new
 from engine.application.validation import Definitions
-from engine.bootstrap import bootstrap, load_journey_definitions
+from engine.bootstrap import bootstrap, init_database, load_journey_definitions, renderer_for
 from engine.domain import interpreter
 from engine.domain.facts import lead_facts
 from engine.domain.interpreter import Decision, Send, Wait
@@ -136,13 +137,14 @@ def simulate(
             update={"data_dir": Path(folder) / "data", "outbox_dir": Path(folder) / "out", "database_url": ""}
         )
         channels = {name: DryRunChannel(name) for name in ("email", "sms", "webhook")}
+        init_database(sandbox)
         engine = bootstrap(
             sandbox,
             VirtualClock(start),
             channels=dict(channels),
-            author="simulation",
             definitions=Definitions([(journey, raw)], rules),
         )
+        publish_new(engine, [(journey, raw)], renderer_for(sandbox).fingerprint(), "simulation")
         try:
             for arrival in ordered:
                 if arrival.at > end:

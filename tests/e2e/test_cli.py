@@ -25,7 +25,15 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "HUOKE_EMAIL_TRANSPORT": "outbox",
     }.items():
         monkeypatch.setenv(key, str(value))
+    set_up()
     return tmp_path
+
+
+def set_up() -> None:
+    """What an operator does once: create the tables, publish the bundled journeys."""
+    for args in (["db", "init"], ["journeys", "publish"]):
+        done = runner.invoke(app, args)
+        assert done.exit_code == 0, done.output
 
 
 HEADER = "source_channel,external_id,name,phone,email,language,birth_year,employment_type,consent_email,consent_sms,"

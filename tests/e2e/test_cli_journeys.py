@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from engine.entrypoints.cli import app
 from tests.conftest import ROOT
-from tests.e2e.test_cli import LEADS_CSV
+from tests.e2e.test_cli import LEADS_CSV, set_up
 
 runner = CliRunner()
 
@@ -30,6 +30,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "HUOKE_EMAIL_TRANSPORT": "outbox",
     }.items():
         monkeypatch.setenv(key, str(value))
+    set_up()
     (tmp_path / "leads.csv").write_text(LEADS_CSV, encoding="utf-8")
     assert runner.invoke(app, ["leads", "import", str(tmp_path / "leads.csv")]).exit_code == 0
     assert runner.invoke(app, ["run", "--until", "2026-03-03"]).exit_code == 0

@@ -136,6 +136,7 @@ def test_segments_list_shows_sizes(env: Path) -> None:  # noqa: F811
         encoding="utf-8",
     )
     assert runner.invoke(app, ["leads", "import", str(leads)]).exit_code == 0
+    assert runner.invoke(app, ["run"]).exit_code == 0  # the views' one writer (reports never write)
     doc = json.loads(runner.invoke(app, ["segments", "list", "--json"]).stdout)
     sizes = {s["segment"]: s["leads"] for s in doc["segments"]}
     assert sizes["auto_interest"] == 1 and sizes["mortgage_interest"] == 1 and sizes["high_dti"] == 1

@@ -94,6 +94,8 @@ def test_sigkill_at_random_points_loses_nothing_and_sends_nothing_twice(tmp_path
     write_leads(leads, 240)
     reference, crashed = tmp_path / "reference", tmp_path / "crashed"
     for folder in (reference, crashed):
+        huoke(folder, "db", "init")
+        huoke(folder, "journeys", "publish")
         huoke(folder, "leads", "import", str(leads), "--json")
     huoke(reference, "run", "--until", UNTIL)
     expected = sent_ids(reference)

@@ -83,6 +83,8 @@ def test_sigkill_while_sending_smtp_delivers_each_message_exactly_once(
     leads = tmp_path / "leads.csv"
     write_leads(leads, 240)
     reference, crashed = tmp_path / "reference", tmp_path / "crashed"
+    huoke(reference, "db", "init")
+    huoke(reference, "journeys", "publish")
     huoke(reference, "leads", "import", str(leads), "--json")
     huoke(reference, "run", "--until", UNTIL)
     expected = sorted(f"{p.stem}@lender.example" for p in (reference / "outbox" / "email").glob("*.eml"))
@@ -96,7 +98,8 @@ def test_sigkill_while_sending_smtp_delivers_each_message_exactly_once(
         "HUOKE_SMTP_CONNECTIONS": "2",
     }
     env = {**env_for(crashed), **smtp}
-    subprocess.run(command("leads", "import", str(leads), "--json"), env=env, check=True, capture_output=True)
+    for step in (("db", "init"), ("journeys", "publish"), ("leads", "import", str(leads), "--json")):
+        subprocess.run(command(*step), env=env, check=True, capture_output=True)
     rng = random.Random(5)
     kills = 0
     for _ in range(12):

@@ -1,0 +1,332 @@
+"""Coordination between huoke processes through the database itself.
+
+- ``Meta``: huoke's own small tables (set-up marker, the partition count, worker heartbeats), in
+  the PostgreSQL schema or in ``huoke.db`` beside the SQLite files.
+- ``PostgresLeases``: a worker owns lead partitions through session advisory locks, so a
+  worker that dies (its session ends) frees its share at once; live workers see each other
+  through heartbeats and take an equal share each. The views' writer holds one more lock.
+- ``FileLease``: SQLite is single-writer: one worker (or ``run``) at a time holds an exclusive
+  lock on a file beside the data; the OS releases it when the process dies.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import math
+import os
+import socket
+import sqlite3
+import uuid
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import psycopg
+from psycopg import sql
+
+#: A worker whose heartbeat is older than this (or whose session is gone) has no share.
+HEARTBEAT_TIMEOUT = timedelta(seconds=30)
+#: The advisory lock (objid) of the views' one writer; partitions use 0..count-1.
+VIEWS_LOCK = 1_000_000
+#: Serialises ``db init`` across processes.
+INIT_LOCK = 1_000_001
+
+
+class NotInitialisedError(Exception):
+    """Raised when the database has not been set up with ``huoke db init``."""
+
+
+class AlreadyRunningError(Exception):
+    """Raised when a second worker starts on a single-writer (SQLite) store."""
+
+
+def pg_connect(pg: dict[str, str]) -> psycopg.Connection[Any]:
+    return psycopg.connect(
+        dbname=pg["POSTGRES_DBNAME"],
+        host=pg["POSTGRES_HOST"],
+        port=int(pg["POSTGRES_PORT"]),
+        user=pg["POSTGRES_USER"],
+        password=pg["POSTGRES_PASSWORD"] or None,
+        autocommit=True,
+    )
+
+
+def lock_space(schema: str) -> int:
+    """The advisory-lock class id of one schema (tests and tenants share a database)."""
+    return zlib.crc32(schema.encode()) - 2**31
+
+
+@dataclass
+class Meta:
+    """huoke's own tables: where set-up is recorded and workers report."""
+
+    pg: dict[str, str] | None
+    data_dir: Path
+
+    @property
+    def schema(self) -> str:
+        return self.pg["POSTGRES_SCHEMA"] if self.pg else ""
+
+    def _table(self, name: str) -> Any:
+        return sql.Identifier(self.schema, name) if self.pg else name
+
+    @contextmanager
+    def _sqlite(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.data_dir / "huoke.db", timeout=30)
+        try:
+            with conn:
+                yield conn
+        finally:
+            conn.close()
+
+    def create(self, conn: psycopg.Connection[Any] | None = None) -> None:
+        """Create huoke's tables (idempotent)."""
+        ddl = [
+            "CREATE TABLE IF NOT EXISTS {} (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS {} (worker_id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, "
+            "backend_pid INTEGER NOT NULL, started_at TEXT NOT NULL, last_tick TEXT NOT NULL, "
+            "partitions TEXT NOT NULL, views BOOLEAN NOT NULL, report TEXT NOT NULL)",
+        ]
+        tables = ("huoke_meta", "huoke_workers")
+        if conn is not None:
+            for statement, table in zip(ddl, tables, strict=True):
+                conn.execute(sql.SQL(statement).format(self._table(table)))
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with self._sqlite() as c:
+            for statement, table in zip(ddl, tables, strict=True):
+                c.execute(statement.format(table))
+
+    def get(self, key: str) -> str | None:
+        try:
+            if self.pg is None:
+                if not (self.data_dir / "huoke.db").exists():
+                    return None
+                with self._sqlite() as c:
+                    row = c.execute("SELECT value FROM huoke_meta WHERE key = ?", (key,)).fetchone()
+            else:
+                with pg_connect(self.pg) as conn:
+                    row = conn.execute(
+                        sql.SQL("SELECT value FROM {} WHERE key = %s").format(self._table("huoke_meta")), (key,)
+                    ).fetchone()
+        except (sqlite3.OperationalError, psycopg.errors.UndefinedTable):
+            return None
+        return str(row[0]) if row else None
+
+    def put_default(self, key: str, value: str, conn: psycopg.Connection[Any] | None = None) -> str:
+        """Set ``key`` unless it is set; return the value in force."""
+        if conn is not None:
+            conn.execute(
+                sql.SQL("INSERT INTO {} VALUES (%s, %s) ON CONFLICT (key) DO NOTHING").format(
+                    self._table("huoke_meta")
+                ),
+                (key, value),
+            )
+        else:
+            with self._sqlite() as c:
+                c.execute("INSERT INTO huoke_meta VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, value))
+        return self.get(key) or value
+
+    def partitions(self) -> int:
+        """The partition count fixed at ``db init``; raises NotInitialisedError before it."""
+        value = self.get("partitions")
+        if value is None:
+            where = f"PostgreSQL schema {self.schema!r}" if self.pg else f"{self.data_dir}"
+            raise NotInitialisedError(f"the database ({where}) is not set up: run `huoke db init` first")
+        return int(value)
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Every worker that reported, newest tick first (PostgreSQL; SQLite keeps one row)."""
+        query = "SELECT worker_id, host, pid, started_at, last_tick, partitions, views, report FROM {} "
+        query += "ORDER BY last_tick DESC"
+        try:
+            if self.pg is None:
+                with self._sqlite() as c:
+                    c.row_factory = sqlite3.Row
+                    return [dict(r) for r in c.execute(query.format("huoke_workers"))]
+            with pg_connect(self.pg) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+                cur.execute(sql.SQL(query).format(self._table("huoke_workers")))
+                return list(cur.fetchall())
+        except (sqlite3.OperationalError, psycopg.errors.UndefinedTable):
+            return []
+
+    def report_sqlite(self, worker_id: str, started: datetime, partitions: str, report: str) -> None:
+        """The single SQLite worker's heartbeat."""
+        now = datetime.now(UTC).isoformat()
+        with self._sqlite() as c:
+            c.execute(
+                "INSERT INTO huoke_workers VALUES (?, ?, ?, 0, ?, ?, ?, 1, ?) ON CONFLICT (worker_id) DO UPDATE "
+                "SET last_tick = excluded.last_tick, partitions = excluded.partitions, report = excluded.report",
+                (worker_id, socket.gethostname(), os.getpid(), started.isoformat(), now, partitions, report),
+            )
+            c.execute("DELETE FROM huoke_workers WHERE worker_id <> ?", (worker_id,))
+
+
+@contextmanager
+def init_lock(pg: dict[str, str] | None) -> Iterator[psycopg.Connection[Any] | None]:
+    """Hold the set-up lock (PostgreSQL: one ``db init`` at a time, so concurrent CREATEs never
+    collide); yields the locked connection, or None for SQLite (file creation is atomic enough)."""
+    if pg is None:
+        yield None
+        return
+    with pg_connect(pg) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(pg["POSTGRES_SCHEMA"])))
+        space = lock_space(pg["POSTGRES_SCHEMA"])
+        conn.execute("SELECT pg_advisory_lock(%s, %s)", (space, INIT_LOCK))
+        try:
+            yield conn
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", (space, INIT_LOCK))
+
+
+class PostgresLeases:
+    """One worker's leases on lead partitions (and maybe the views), held by its own session."""
+
+    def __init__(self, meta: Meta, count: int, want_views: bool) -> None:
+        if meta.pg is None:
+            raise ValueError("leases on lead partitions need PostgreSQL")
+        self.meta = meta
+        self.count = count
+        self.want_views = want_views
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.started = datetime.now(UTC)
+        self.conn = pg_connect(meta.pg)
+        self.space = lock_space(meta.schema)
+        self.owned: set[int] = set()
+        self.views = False
+
+    def _try(self, objid: int) -> bool:
+        row = self.conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (self.space, objid)).fetchone()
+        return bool(row and row[0])
+
+    def _release(self, objid: int) -> None:
+        self.conn.execute("SELECT pg_advisory_unlock(%s, %s)", (self.space, objid))
+
+    def live_workers(self) -> int:
+        """Workers with a fresh heartbeat whose database session still exists (this one included)."""
+        table = self.meta._table("huoke_workers")
+        row = self.conn.execute(
+            sql.SQL(
+                "SELECT COUNT(*) FROM {} WHERE last_tick > %s AND backend_pid IN (SELECT pid FROM pg_stat_activity)"
+            ).format(table),
+            ((datetime.now(UTC) - HEARTBEAT_TIMEOUT).isoformat(),),
+        ).fetchone()
+        return max(1, int(row[0]) if row else 1)
+
+    def heartbeat(self, report: str = "") -> None:
+        table = self.meta._table("huoke_workers")
+        self.conn.execute(
+            sql.SQL(
+                "INSERT INTO {} VALUES (%s, %s, %s, pg_backend_pid(), %s, %s, %s, %s, %s) ON CONFLICT (worker_id) "
+                "DO UPDATE SET last_tick = excluded.last_tick, partitions = excluded.partitions, "
+                "views = excluded.views, report = excluded.report"
+            ).format(table),
+            (
+                self.worker_id,
+                socket.gethostname(),
+                os.getpid(),
+                self.started.isoformat(),
+                datetime.now(UTC).isoformat(),
+                ",".join(str(p) for p in sorted(self.owned)),
+                self.views,
+                report,
+            ),
+        )
+        # Rows of workers long gone are only noise in `huoke status`.
+        self.conn.execute(
+            sql.SQL("DELETE FROM {} WHERE last_tick < %s").format(table),
+            ((datetime.now(UTC) - timedelta(hours=1)).isoformat(),),
+        )
+
+    def rebalance(self) -> bool:
+        """Take or give up partitions so each live worker holds an equal share; True when this
+        worker gained a partition (its caches of that partition's aggregates are then stale)."""
+        self.heartbeat()
+        share = math.ceil(self.count / self.live_workers())
+        for p in sorted(self.owned, reverse=True):
+            if len(self.owned) <= share:
+                break
+            self._release(p)
+            self.owned.discard(p)
+        gained = False
+        # Start looking at a different place in each worker, so two workers do not chase the
+        # same free partitions.
+        offset = zlib.crc32(self.worker_id.encode()) % self.count
+        for i in range(self.count):
+            if len(self.owned) >= share:
+                break
+            p = (offset + i) % self.count
+            if p not in self.owned and self._try(p):
+                self.owned.add(p)
+                gained = True
+        if self.want_views and not self.views:
+            self.views = self._try(VIEWS_LOCK)
+        return gained
+
+    def take_free(self) -> set[int]:
+        """Every partition no one holds (a one-off ``run`` works on what no worker owns)."""
+        for p in range(self.count):
+            if p not in self.owned and self._try(p):
+                self.owned.add(p)
+        if self.want_views and not self.views:
+            self.views = self._try(VIEWS_LOCK)
+        return self.owned
+
+    def hold_views(self, wait: bool) -> bool:
+        """The views' writer lock: wait for it (the projection runner) or just try."""
+        if wait:
+            self.conn.execute("SELECT pg_advisory_lock(%s, %s)", (self.space, VIEWS_LOCK))
+            self.views = True
+        else:
+            self.views = self.views or self._try(VIEWS_LOCK)
+        return self.views
+
+    def still_holds(self) -> bool:
+        """Whether the session (and with it every lease) is alive."""
+        try:
+            self.conn.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return True
+
+    def close(self) -> None:
+        try:
+            table = self.meta._table("huoke_workers")
+            self.conn.execute(sql.SQL("DELETE FROM {} WHERE worker_id = %s").format(table), (self.worker_id,))
+        except psycopg.Error:
+            pass
+        self.conn.close()  # ending the session releases every advisory lock
+
+
+class FileLease:
+    """An exclusive lock on ``<data_dir>/worker.lock``: one writer process on SQLite."""
+
+    def __init__(self, data_dir: Path) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = data_dir / "worker.lock"
+        self.file: IO[str] | None = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the process
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            self.file = None
+            raise AlreadyRunningError(
+                f"{holder} is already running on {data_dir}: SQLite allows one worker at a time "
+                "(use PostgreSQL, HUOKE_DATABASE_URL, to run several)"
+            ) from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"huoke pid {os.getpid()} on {socket.gethostname()}")
+        self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            fcntl.flock(self.file, fcntl.LOCK_UN)
+            self.file.close()
+            self.file = None

@@ -1,0 +1,294 @@
+"""Operating huoke: set-up, the worker and one-off runs, the projection runner, status."""
+
+from __future__ import annotations
+
+import signal
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.table import Table
+
+from engine.adapters.clock import VirtualClock
+from engine.adapters.coordination import AlreadyRunningError, FileLease, PostgresLeases
+from engine.application.engine import Engine, RunReport
+from engine.application.partitions import Partitions
+from engine.application.saving import forget_cache
+from engine.bootstrap import VIEWS, build_view, init_database, meta_for
+from engine.entrypoints.cli_common import (
+    JsonOpt,
+    app,
+    console,
+    emit_json,
+    engine_for,
+    err,
+    fail,
+    projections_app,
+    settings,
+)
+from engine.settings import Settings
+
+db_app = typer.Typer(help="Set up the database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("init")
+def db_init(as_json: JsonOpt = False) -> None:
+    """Create every table and index (idempotent; safe when several processes run it at once)."""
+    s = settings()
+    count = init_database(s)
+    where = "PostgreSQL" if s.database_url else f"SQLite files in {s.data_dir}"
+    if as_json:
+        emit_json({"schema": "huoke.db.init/1", "store": where, "partitions": count})
+        return
+    console.print(f"database ready ({where}); {count} lead partition(s)")
+
+
+class Lease:
+    """What a writing process holds: on SQLite the single-writer file lock, on PostgreSQL its
+    share of the lead partitions (and maybe the views)."""
+
+    def __init__(self, s: Settings, engine: Engine, one_off: bool) -> None:
+        self.engine = engine
+        self.file: FileLease | None = None
+        self.pg: PostgresLeases | None = None
+        self.one_off = one_off
+        meta = meta_for(s)
+        if meta.pg is None:
+            try:
+                self.file = FileLease(s.data_dir)
+            except AlreadyRunningError as e:
+                fail(str(e))
+            engine.owns_views = True
+            return
+        self.pg = PostgresLeases(meta, engine.parts.count, want_views=s.worker_advances_views)
+        engine.owns_views = False
+        if one_off:
+            self.pg.take_free()
+            self._apply(gained=True)
+
+    def rebalance(self) -> None:
+        if self.pg is not None and not self.one_off:
+            self._apply(self.pg.rebalance())
+
+    def _apply(self, gained: bool) -> None:
+        owned, views = (self.pg.owned, self.pg.views) if self.pg is not None else ({0}, True)
+        self.engine.parts = Partitions(self.engine.parts.count, frozenset(owned))
+        self.engine.owns_views = views
+        if gained:  # another worker may have written these partitions' aggregates meanwhile
+            forget_cache(self.engine.deliveries)
+            self.engine.journeys.forget_cached_state()
+
+    def heartbeat(self, report: RunReport, started: datetime) -> None:
+        summary = " · ".join(f"{k} {v}" for k, v in report.as_dict().items() if v) or "idle"
+        if self.pg is not None:
+            self.pg.heartbeat(summary)
+        else:
+            meta_for(settings()).report_sqlite("worker", started, self.engine.parts.describe(), summary)
+
+    def close(self) -> None:
+        if self.pg is not None:
+            self.pg.close()
+        if self.file is not None:
+            self.file.close()
+
+
+def _parse_until(text: str, tz: ZoneInfo) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"--until {text!r} is not a date/time like 2026-03-01 or 2026-03-01T09:00")
+    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
+
+
+@app.command("run")
+def run(
+    until: Annotated[str | None, typer.Option(help="simulate up to this date/time on a virtual clock")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Process everything pending up to now (or --until, on a virtual clock): enrol, wait, send.
+    On PostgreSQL it works on the partitions no running worker owns."""
+    s = settings()
+    clock: Any = None
+    if until:
+        moment = _parse_until(until, ZoneInfo(s.timezone))
+        clock = VirtualClock(min(datetime.now(UTC), moment))
+    engine = engine_for(s, clock)
+    lease = Lease(s, engine, one_off=True)
+    try:
+        if until:
+            engine.refresh_views()
+            pending = engine.earliest_pending()
+            if pending is not None:
+                clock.rewind_to(pending)  # the virtual clock starts where the work starts
+            report = engine.run(until=moment)
+        else:
+            report = engine.run()
+        doc = report.as_dict()
+    finally:
+        lease.close()
+        engine.close()
+    if as_json:
+        emit_json({"schema": "huoke.run/1", **doc, "partitions": engine.parts.describe()})
+        return
+    console.print(" · ".join(f"{k.replace('_', ' ')} {v}" for k, v in doc.items()))
+
+
+@app.command("worker")
+def worker(
+    every: Annotated[float, typer.Option(help="seconds between runs")] = 30.0,
+) -> None:
+    """Service mode: run everything due every few seconds (one APScheduler interval job). On
+    PostgreSQL several workers share the lead partitions; on SQLite one worker runs at a time."""
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    s = settings()
+    engine = engine_for(s)
+    lease = Lease(s, engine, one_off=False)
+    started = datetime.now(UTC)
+    scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
+
+    def tick() -> None:
+        lease.rebalance()
+        try:
+            report = engine.run()
+        except Exception as e:  # a failed tick is logged and retried on the next one
+            err.print(f"[red]tick failed:[/] {type(e).__name__}: {e}", soft_wrap=True)
+            return
+        lease.heartbeat(report, started)
+        if any(report.as_dict().values()):
+            err.print(
+                f"partitions {engine.parts.describe()}: "
+                + " · ".join(f"{k} {v}" for k, v in report.as_dict().items() if v),
+                soft_wrap=True,
+            )
+
+    def stop(*_: Any) -> None:
+        scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, stop)
+    scheduler.add_job(tick, "interval", seconds=every, next_run_time=datetime.now(UTC))
+    err.print(f"huoke worker: running every {every:g}s (Ctrl-C stops)")
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        lease.close()
+        engine.close()
+
+
+@app.command("status")
+def status(as_json: JsonOpt = False) -> None:
+    """What is running and how far behind it is: each view's lag behind its logs, each worker's
+    last tick and share, pending follow-up timers and held messages."""
+    from projections.runners import view_lags
+
+    s = settings()
+    engine = engine_for(s)
+    try:
+        lags = view_lags(engine)
+        workers = meta_for(s).workers()
+        doc = {
+            "schema": "huoke.status/1",
+            "store": "postgresql" if s.database_url else "sqlite",
+            "partitions": engine.parts.count,
+            "views": lags,
+            "workers": workers,
+            "pending_timers": engine.index.pending_count(),
+            "held_messages": engine.schedule.held_count(),
+            "next_timer": engine.index.next_due(),
+        }
+    finally:
+        engine.close()
+    if as_json:
+        emit_json(doc)
+        return
+    table = Table(title="Views (events not yet applied)")
+    for col in ("view", "log", "applied up to", "log at", "behind"):
+        table.add_column(col, justify="left" if col in {"view", "log"} else "right")
+    for row in lags:
+        table.add_row(row["view"], row["log"], str(row["applied"]), str(row["head"]), str(row["behind"]))
+    console.print(table)
+    wt = Table(title="Workers")
+    for col in ("worker", "last tick", "partitions", "views", "last report"):
+        wt.add_column(col, overflow="fold")
+    for w in workers:
+        wt.add_row(w["worker_id"], w["last_tick"][:19], w["partitions"], "yes" if w["views"] else "", w["report"])
+    console.print(wt if workers else "no worker has reported")
+    console.print(f"{doc['pending_timers']} follow-up timer(s) pending; {doc['held_messages']} message(s) held")
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(
+    name: Annotated[str | None, typer.Argument(help=f"one of {', '.join(VIEWS)} (default: all)")] = None,
+) -> None:
+    """Rebuild read models from the event log (nothing is sent: sends are never projections)."""
+    names = [name] if name else list(VIEWS)
+    for n in names:
+        if n not in VIEWS:
+            fail(f"unknown projection {n!r} ({', '.join(VIEWS)})")
+    s = settings()
+    engine = engine_for(s)
+    lease = Lease(s, engine, one_off=True)  # SQLite: refuses while a worker runs
+    try:
+        if lease.pg is not None and not lease.pg.hold_views(wait=False):
+            fail("another process keeps the views current (a worker or `projections run`): stop it first")
+        started = time.perf_counter()
+        for n in names:
+            build_view(s, n).reset()
+        engine.funnel, engine.index = build_view(s, "funnel"), build_view(s, "journey_index")
+        engine.schedule, engine.screening = build_view(s, "delivery_schedule"), build_view(s, "screening")
+        engine.owns_views = True
+        engine.refresh_views()
+    finally:
+        lease.close()
+        engine.close()
+    console.print(f"rebuilt {', '.join(names)} in {time.perf_counter() - started:.1f}s")
+
+
+@projections_app.command("run")
+def projections_run() -> None:
+    """Distributed mode (PostgreSQL): keep every view current from the logs, until stopped. The
+    one writer of the views: it waits while another process holds that role. A runner thread that
+    fails stops the process with its error."""
+    import threading
+
+    from projections.runners import start_runners
+
+    s = settings()
+    env = s.postgres_env()
+    if env is None:
+        fail("projections run needs HUOKE_DATABASE_URL=postgresql://… (on SQLite the worker keeps the views)")
+    meta = meta_for(s)
+    count = meta.partitions()
+    leases = PostgresLeases(meta, count, want_views=True)
+    if not leases.hold_views(wait=False):
+        err.print(
+            "another process keeps the views current; waiting until it stops (workers: set "
+            "HUOKE_WORKER_ADVANCES_VIEWS=false when a projection runner runs)"
+        )
+        leases.hold_views(wait=True)
+    runners = start_runners({**env, "CREATE_TABLE": "n"})
+    err.print(f"huoke projections: {len(runners)} runners following Leads, Journeys and Deliveries (Ctrl-C stops)")
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    failed: BaseException | None = None
+    try:
+        while not stopping.is_set() and failed is None:
+            for runner in runners:
+                try:
+                    runner.run_forever(timeout=0.2)
+                except Exception as e:
+                    failed = e
+                    break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for runner in runners:
+            runner.stop()
+        leases.close()
+    if failed is not None:
+        fail(f"a projection runner stopped: {type(failed).__name__}: {failed}")
