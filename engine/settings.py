@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     timezone: str = Field("Asia/Shanghai", description="the lender's time zone for reports and the demo")
     default_locale: str = Field("zh-CN", description="locale used when a lead's language has no template")
     default_phone_region: str = Field("CN", description="region for phone numbers written without +country")
+    clock_speed: float = Field(
+        1.0, gt=0, description="time runs this many times faster than the wall clock (rehearsals; 1 in production)"
+    )
+    clock_origin: str = Field(
+        "", description="the instant from which a faster clock runs (ISO 8601 with offset; needed with a speed)"
+    )
     partitions: int = Field(
         8,
         ge=1,

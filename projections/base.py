@@ -35,7 +35,7 @@ class SqlView(TrackingRecorder):
         for t in self.tables:
             names[f"t_{t}"] = f'"{self.datastore.schema}"."{t}"' if self.is_postgres else t  # type: ignore[attr-defined]
         sql = sql.format(**names)
-        return sql.replace("?", "%s") if self.is_postgres else sql
+        return sql.replace("%", "%%").replace("?", "%s") if self.is_postgres else sql
 
     @abstractmethod
     def ddl(self) -> list[str]:

@@ -30,3 +30,18 @@ class VirtualClock:
     def advance_to(self, moment: datetime) -> None:
         """Move forward to ``moment``; time never runs backwards."""
         self._now = max(self._now, moment)
+
+
+class AcceleratedClock:
+    """Wall-clock time running ``speed`` times faster from ``origin``: a rehearsal of days of
+    journeys in minutes, live, with every process (serve, workers, imports) agreeing on the time
+    because they share the origin and the speed."""
+
+    def __init__(self, origin: datetime, speed: float) -> None:
+        if origin.tzinfo is None:
+            raise ValueError("AcceleratedClock needs a timezone-aware origin")
+        self.origin = origin
+        self.speed = speed
+
+    def now(self) -> datetime:
+        return self.origin + (datetime.now(UTC) - self.origin) * self.speed

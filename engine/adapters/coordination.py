@@ -141,15 +141,23 @@ class Meta:
 
     def workers(self) -> list[dict[str, Any]]:
         """Every worker that reported, newest tick first (PostgreSQL; SQLite keeps one row)."""
-        query = "SELECT worker_id, host, pid, started_at, last_tick, partitions, views, report FROM {} "
-        query += "ORDER BY last_tick DESC"
+        columns = "worker_id, host, pid, started_at, last_tick, partitions, views, report"
+        fresh = (datetime.now(UTC) - HEARTBEAT_TIMEOUT).isoformat()
         try:
             if self.pg is None:
                 with self._sqlite() as c:
                     c.row_factory = sqlite3.Row
-                    return [dict(r) for r in c.execute(query.format("huoke_workers"))]
+                    rows = c.execute(
+                        f"SELECT {columns}, last_tick > ? AS alive FROM huoke_workers ORDER BY last_tick DESC",  # noqa: S608
+                        (fresh,),
+                    )
+                    return [{**dict(r), "alive": bool(r["alive"]), "views": bool(r["views"])} for r in rows]
+            query = (
+                f"SELECT {columns}, (last_tick > %s AND backend_pid IN (SELECT pid FROM pg_stat_activity)) AS alive "
+                "FROM {} ORDER BY last_tick DESC"
+            )
             with pg_connect(self.pg) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-                cur.execute(sql.SQL(query).format(self._table("huoke_workers")))
+                cur.execute(sql.SQL(query).format(self._table("huoke_workers")), (fresh,))  # type: ignore[arg-type]
                 return list(cur.fetchall())
         except (sqlite3.OperationalError, psycopg.errors.UndefinedTable):
             return []

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from engine.adapters.clock import SystemClock
+from engine.adapters.clock import AcceleratedClock, SystemClock
 from engine.adapters.coordination import NotInitialisedError
 from engine.application.engine import Engine
 from engine.bootstrap import bootstrap
@@ -57,11 +58,26 @@ def settings() -> Settings:
         fail(f"bad HUOKE_ setting: {e}")
 
 
+def clock_for(s: Settings) -> Any:
+    """The wall clock, or a faster one for a live rehearsal (HUOKE_CLOCK_SPEED)."""
+    if s.clock_speed == 1:
+        return SystemClock()
+    if not s.clock_origin:
+        fail("HUOKE_CLOCK_SPEED needs HUOKE_CLOCK_ORIGIN: the instant the faster clock runs from")
+    try:
+        origin = datetime.fromisoformat(s.clock_origin)
+    except ValueError:
+        fail(f"HUOKE_CLOCK_ORIGIN {s.clock_origin!r} is not an ISO 8601 date/time")
+    if origin.tzinfo is None:
+        fail("HUOKE_CLOCK_ORIGIN needs a UTC offset, e.g. 2026-01-01T00:00:00+00:00")
+    return AcceleratedClock(origin, s.clock_speed)
+
+
 def engine_for(s: Settings, clock: Any = None) -> Engine:
     """The engine for one command: a reader of the views (``run`` and ``worker`` take the writer's
     role through their leases)."""
     try:
-        engine = bootstrap(s, clock or SystemClock())
+        engine = bootstrap(s, clock or clock_for(s))
     except JourneyValidationError as e:
         fail("journeys are invalid; nothing was run:\n  " + "\n  ".join(e.problems))
     except NotInitialisedError as e:

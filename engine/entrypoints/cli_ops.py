@@ -166,7 +166,7 @@ def worker(
             )
 
     def stop(*_: Any) -> None:
-        scheduler.shutdown(wait=False)
+        scheduler.shutdown(wait=True)  # the tick under way finishes first
 
     signal.signal(signal.SIGTERM, stop)
     scheduler.add_job(tick, "interval", seconds=every, next_run_time=datetime.now(UTC))
@@ -216,7 +216,10 @@ def status(as_json: JsonOpt = False) -> None:
     for col in ("worker", "last tick", "partitions", "views", "last report"):
         wt.add_column(col, overflow="fold")
     for w in workers:
-        wt.add_row(w["worker_id"], w["last_tick"][:19], w["partitions"], "yes" if w["views"] else "", w["report"])
+        state = "" if w["alive"] else " (gone)"
+        wt.add_row(
+            w["worker_id"] + state, w["last_tick"][:19], w["partitions"], "yes" if w["views"] else "", w["report"]
+        )
     console.print(wt if workers else "no worker has reported")
     console.print(f"{doc['pending_timers']} follow-up timer(s) pending; {doc['held_messages']} message(s) held")
 

@@ -6,7 +6,6 @@ configured to post replies and status callbacks here.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from html import escape
 from typing import Annotated
 from uuid import UUID
@@ -53,7 +52,7 @@ def create_app(engine: Engine, secret: str) -> FastAPI:
         """One click: the List-Unsubscribe-Post request of a mail client, or the page's button."""
         verify(lead_id, channel, token)
         try:
-            engine.leads.opt_out(lead_id, channel, "unsubscribe link", "one-click unsubscribe", datetime.now(UTC))
+            engine.leads.opt_out(lead_id, channel, "unsubscribe link", "one-click unsubscribe", engine.clock.now())
         except LeadNotFoundError:
             raise HTTPException(status_code=404, detail="This link is not valid.") from None
         return PAGE.format(
@@ -78,7 +77,7 @@ def create_app(engine: Engine, secret: str) -> FastAPI:
         check_confirm(lead_id, channel, token)
         try:
             engine.leads.confirm_consent(
-                lead_id, channel, "confirmation link", "double opt-in confirmed", datetime.now(UTC)
+                lead_id, channel, "confirmation link", "double opt-in confirmed", engine.clock.now()
             )
         except LeadNotFoundError:
             raise HTTPException(status_code=404, detail="This link is not valid.") from None
@@ -94,7 +93,7 @@ def create_app(engine: Engine, secret: str) -> FastAPI:
     def sms_inbound(from_: Annotated[str, Form(alias="From")], body: Annotated[str, Form(alias="Body")]) -> Response:
         """A reply from a lead (Twilio's webhook form). Opt-out keywords take effect at once."""
         if is_opt_out(body):
-            engine.sms_reply_opt_out(from_, body, datetime.now(UTC))
+            engine.sms_reply_opt_out(from_, body, engine.clock.now())
         return Response('<?xml version="1.0" encoding="UTF-8"?><Response/>', media_type="application/xml")
 
     @app.post("/sms/status")
@@ -104,7 +103,7 @@ def create_app(engine: Engine, secret: str) -> FastAPI:
         error: Annotated[str, Form(alias="ErrorCode")] = "",
     ) -> dict[str, str]:
         """A delivery receipt for the SMS with ``send_id`` (in the StatusCallback URL)."""
-        if not engine.deliveries.record_receipt(send_id, status, error, datetime.now(UTC)):
+        if not engine.deliveries.record_receipt(send_id, status, error, engine.clock.now()):
             raise HTTPException(status_code=404, detail="unknown send id")
         return {"recorded": status}
 

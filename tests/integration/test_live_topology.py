@@ -1,0 +1,283 @@
+"""huoke as it runs in production, as separate processes: `db init` (three at once), `serve`, two
+workers sharing the work, `projections run`, imports while they run, opt-outs by the one-click
+link, and a worker killed with SIGKILL. Against a real SMTP server on loopback and PostgreSQL (and
+the single-worker SQLite topology). Time runs 3,600× faster (HUOKE_CLOCK_SPEED), so a follow-up
+two hours after the welcome e-mail fires two seconds later.
+
+Asserted: no lead that opted out gets the follow-up; no Message-ID arrives twice; every other
+lead gets the welcome and the follow-up exactly once; no conflict error in any worker's log; the
+views the runner kept equal a rebuild from the logs.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from aiosmtpd.controller import Controller
+
+from engine.application.deliveries import unsubscribe_token
+from engine.domain.lead import lead_id_for
+from projections.delivery_schedule import DeliverySchedule
+from projections.funnel import FunnelCounts
+from projections.journey_index import JourneyIndex
+from projections.screening import Screening
+from tests.conftest import POSTGRES_URL, ROOT
+from tests.e2e.smtp_server import free_port
+from tests.e2e.test_crash_restart import command
+
+SECRET = "live-topology-secret-0123456789"
+JOURNEY = """
+id: live-check
+name: Live check — welcome, then a follow-up two hours later
+locales: [zh-CN, en]
+entry: {on: lead_captured}
+vars: {apply_url: "https://lender.example/apply", hotline: 400-800-8888}
+start: welcome
+steps:
+  - id: welcome
+    send: {channel: email, template: yp_quick_apply}
+    next: wait_2h
+  - id: wait_2h
+    wait: 2h
+    next: follow_up
+  - id: follow_up
+    send: {channel: email, template: yp_finish_application}
+"""
+
+
+class Sink:
+    """An SMTP server keeping (recipient, Message-ID, subject) of every message it accepted."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = message_from_bytes(envelope.content, policy=policy.default)  # type: ignore[arg-type]
+        with self.lock:
+            self.got.append((str(message["To"]).strip(), str(message["Message-ID"]).strip().strip("<>")))
+        return "250 OK"
+
+    def by_recipient(self) -> Counter[str]:
+        with self.lock:
+            return Counter(to for to, _ in self.got)
+
+    def ids(self) -> list[str]:
+        with self.lock:
+            return [i for _, i in self.got]
+
+
+@pytest.fixture
+def sink() -> Iterator[tuple[Sink, int]]:
+    handler, port = Sink(), free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield handler, port
+    controller.stop()
+
+
+def write_leads(path: Path, start: int, n: int) -> list[str]:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["source_channel", "external_id", "name", "phone", "email", "language", "birth_year",
+                    "employment_type", "loan_type", "consent_email", "consent_sms"])  # fmt: skip
+        for i in range(start, start + n):
+            w.writerow(["web_form", f"L{i}", f"Lead {i}", f"+86138{i:08d}", f"live{i}@example.com", "en", 1995,
+                        "salaried", "consumer", "yes", "yes"])  # fmt: skip
+    return [f"live{i}@example.com" for i in range(start, start + n)]
+
+
+def environment(tmp: Path, port: int, database_url: str) -> dict[str, str]:
+    journeys = tmp / "journeys"
+    journeys.mkdir()
+    for name in ("segments.yaml", "products.yaml", "contact_policy.yaml"):
+        shutil.copy(ROOT / "journeys" / name, journeys / name)
+    (journeys / "live_check.yaml").write_text(JOURNEY, encoding="utf-8")
+    return {
+        **os.environ,
+        "HUOKE_DATA_DIR": str(tmp / "data"),
+        "HUOKE_OUTBOX_DIR": str(tmp / "outbox"),
+        "HUOKE_JOURNEYS_DIR": str(journeys),
+        "HUOKE_TEMPLATES_DIR": str(ROOT / "templates"),
+        "HUOKE_DATABASE_URL": database_url,
+        "HUOKE_EMAIL_TRANSPORT": "smtp",
+        "HUOKE_SMTP_HOST": "127.0.0.1",
+        "HUOKE_SMTP_PORT": str(port),
+        "HUOKE_UNSUBSCRIBE_SECRET": SECRET,
+        "HUOKE_CLOCK_SPEED": "3600",
+        "HUOKE_CLOCK_ORIGIN": datetime.now(UTC).isoformat(),
+        "HUOKE_PARTITIONS": "4",
+    }
+
+
+class Topology:
+    """The processes of one live run, their logs, and clean-up."""
+
+    def __init__(self, tmp: Path, env: dict[str, str]) -> None:
+        self.tmp, self.env = tmp, env
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs: dict[str, Any] = {}
+
+    def run(self, *args: str) -> str:
+        done = subprocess.run(command(*args), env=self.env, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, f"huoke {' '.join(args)}: {done.stderr}"
+        return done.stdout
+
+    def start(self, name: str, *args: str, **extra: str) -> None:
+        log = self.logs[name] = (self.tmp / f"{name}.log").open("wb")
+        self.procs[name] = subprocess.Popen(command(*args), env={**self.env, **extra}, stdout=log, stderr=log)
+
+    def log(self, name: str) -> str:
+        return (self.tmp / f"{name}.log").read_text(encoding="utf-8", errors="replace")
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        self.logs.pop(name).close()
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+
+def wait_for(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def opt_out(base: str, emails: list[str], start: int) -> None:
+    for i, _ in enumerate(emails):
+        lead = lead_id_for(f"source:web_form:L{start + i}")
+        token = unsubscribe_token(SECRET, lead, "email")
+        request = urllib.request.Request(f"{base}/unsubscribe/{lead}/email/{token}", method="POST", data=b"")
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback
+            assert answer.status == 200
+
+
+def view_rows(database_url: str, schema: str) -> dict[str, list[tuple[Any, ...]]]:
+    tables = [t for view in (FunnelCounts, JourneyIndex, DeliverySchedule, Screening) for t in view.tables]
+    out = {}
+    with psycopg.connect(database_url.split("?", maxsplit=1)[0], autocommit=True) as conn:
+        for table in tables:
+            found = conn.execute(
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = %s", (schema, table)
+            ).fetchone()
+            if found:
+                out[table] = sorted(conn.execute(f'SELECT * FROM "{schema}"."{table}"').fetchall(), key=repr)  # noqa: S608
+    return out
+
+
+def live_run(topology: Topology, sink: Sink, workers: list[str], kill: str | None, base: str) -> None:
+    """Import, opt out a fifth of the leads after their welcome, import more, maybe kill a worker."""
+    first = write_leads(topology.tmp / "first.csv", 0, 60)
+    topology.run("leads", "import", str(topology.tmp / "first.csv"), "--json")
+    wait_for(lambda: all(sink.by_recipient()[e] >= 1 for e in first), 60, "the first welcome e-mails")
+    opted = first[:12]
+    opt_out(base, opted, 0)  # before their follow-up is due (2 virtual hours = 2 s later)
+    if kill:
+        topology.stop(kill, signal.SIGKILL)
+    second = write_leads(topology.tmp / "second.csv", 60, 60)
+    topology.run("leads", "import", str(topology.tmp / "second.csv"), "--json")
+    expected = {e: 2 for e in first + second if e not in opted} | dict.fromkeys(opted, 1)
+    wait_for(lambda: all(sink.by_recipient()[e] >= n for e, n in expected.items()), 120, "every follow-up")
+    time.sleep(3)  # anything wrongly due would go out now
+    got = sink.by_recipient()
+    assert {e: got[e] for e in expected} == expected  # opted-out leads never got their follow-up
+    ids = sink.ids()
+    assert len(ids) == len(set(ids)) == sum(expected.values())  # not one Message-ID twice
+    for name in workers:
+        log = topology.log(name)
+        assert "IntegrityError" not in log and "tick failed" not in log and "Traceback" not in log, log[-3000:]
+
+
+@pytest.mark.postgres
+def test_two_workers_serve_and_a_runner_on_postgresql(tmp_path: Path, sink: tuple[Sink, int], pg_schema: str) -> None:
+    handler, port = sink
+    url = f"{POSTGRES_URL}?schema={pg_schema}"
+    topology = Topology(tmp_path, environment(tmp_path, port, url))
+    try:
+        inits = [
+            subprocess.Popen(command("db", "init"), env=topology.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for _ in range(3)
+        ]
+        outputs = [p.communicate(timeout=120) for p in inits]  # three at once: set-up never collides
+        assert [p.returncode for p in inits] == [0, 0, 0], outputs
+        topology.run("journeys", "publish")
+        http = free_port()
+        topology.start("serve", "serve", "--port", str(http))
+        for name in ("worker1", "worker2"):
+            topology.start(name, "worker", "--every", "0.5", HUOKE_WORKER_ADVANCES_VIEWS="false")
+        topology.start("projections", "projections", "run")
+        base = f"http://127.0.0.1:{http}"
+        wait_for(lambda: _healthy(base), 30, "huoke serve")
+        wait_for(lambda: _shares(topology) == [2, 2], 30, "two workers sharing the four partitions")
+        live_run(topology, handler, ["worker1", "worker2"], kill="worker1", base=base)
+        wait_for(lambda: _shares(topology) == [4], 40, "the surviving worker taking over every partition")
+        status = topology.run("status", "--json")
+        assert '"partitions": 4' in status
+        topology.stop_all()
+        before = view_rows(url, pg_schema)
+        topology.run("projections", "rebuild")
+        assert view_rows(url, pg_schema) == before  # the runner's views equal a rebuild
+    finally:
+        topology.stop_all()
+
+
+def test_one_worker_and_serve_on_sqlite_and_a_second_worker_is_refused(tmp_path: Path, sink: tuple[Sink, int]) -> None:
+    handler, port = sink
+    topology = Topology(tmp_path, environment(tmp_path, port, ""))
+    try:
+        topology.run("db", "init")
+        topology.run("journeys", "publish")
+        http = free_port()
+        topology.start("serve", "serve", "--port", str(http))
+        topology.start("worker", "worker", "--every", "0.5")
+        base = f"http://127.0.0.1:{http}"
+        wait_for(lambda: _healthy(base), 30, "huoke serve")
+        wait_for(lambda: (tmp_path / "data" / "worker.lock").exists(), 30, "the worker's lock")
+        time.sleep(1)
+        second = subprocess.run(command("worker"), env=topology.env, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1 and "SQLite allows one worker at a time" in second.stderr
+        live_run(topology, handler, ["worker"], kill=None, base=base)
+    finally:
+        topology.stop_all()
+
+
+def _healthy(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}/health", timeout=2) as answer:  # noqa: S310 - loopback
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+def _shares(topology: Topology) -> list[int]:
+    import json
+
+    workers = json.loads(topology.run("status", "--json"))["workers"]
+    fresh = [w for w in workers if w["alive"] and w["partitions"]]
+    return sorted(len(w["partitions"].split(",")) for w in fresh)
