@@ -153,11 +153,11 @@ class Meta:
                     )
                     return [{**dict(r), "alive": bool(r["alive"]), "views": bool(r["views"])} for r in rows]
             query = (
-                f"SELECT {columns}, (last_tick > %s AND backend_pid IN (SELECT pid FROM pg_stat_activity)) AS alive "
+                f"SELECT {columns}, (last_tick > %s AND backend_pid IN (SELECT pid FROM pg_stat_activity)) AS alive "  # noqa: S608 - fixed names
                 "FROM {} ORDER BY last_tick DESC"
             )
             with pg_connect(self.pg) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-                cur.execute(sql.SQL(query).format(self._table("huoke_workers")), (fresh,))  # type: ignore[arg-type]
+                cur.execute(sql.SQL(query).format(self._table("huoke_workers")), (fresh,))
                 return list(cur.fetchall())
         except (sqlite3.OperationalError, psycopg.errors.UndefinedTable):
             return []
