@@ -17,7 +17,7 @@ from aiosmtpd.controller import Controller
 from engine.adapters.email_message import build_email
 from engine.adapters.smtp import SmtpEmailChannel
 from engine.application.ports import OutgoingMessage, RenderedMessage
-from engine.bootstrap import build_view
+from engine.bootstrap import build_view, init_database
 from engine.settings import Settings
 from projections.journey_index import ts
 
@@ -75,11 +75,14 @@ def due_timer_query(pending: int = 1_000_000) -> dict[str, float]:
     """Query time for the next 500 due timers among ``pending`` (SQLite, indexed by due time)."""
     with tempfile.TemporaryDirectory() as folder:
         settings = Settings(data_dir=Path(folder), database_url="")
+        init_database(settings)
         view = build_view(settings, "journey_index")
         start = datetime(2026, 3, 1, tzinfo=UTC)
-        rows = [(str(uuid.uuid4()), "j", "wait", ts(start + timedelta(seconds=i * 7))) for i in range(pending)]
+        rows = [
+            (str(uuid.uuid4()), "j", "wait", ts(start + timedelta(seconds=i * 7)), i % 1024) for i in range(pending)
+        ]
         with view.transaction() as c:
-            c.executemany(view.q("INSERT INTO {t_due_timers} VALUES (?, ?, ?, ?)"), rows)
+            c.executemany(view.q("INSERT INTO {t_due_timers} VALUES (?, ?, ?, ?, ?)"), rows)
         horizon = start + timedelta(days=1)
         timings = []
         for _ in range(20):

@@ -3,7 +3,9 @@
 The machine is shared and noisy, so absolute rates drift between runs; the ratio to the raw
 baseline measured minutes apart in the same process is the figure to compare over time.
 
-    python -m bench.run [--leads 100000]
+    python -m bench.run [--full] [--leads N] [--worker-leads N]
+
+The default (10k leads) takes a few minutes; --full runs 100k leads and 1M pending timers.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from eventsourcing.domain import Aggregate, event
 
 from bench.delivery import due_timer_query, smtp_rates
 from bench.scoring import scoring_rates
+from bench.workers import one_run
 from engine.adapters.clock import VirtualClock
-from engine.bootstrap import bootstrap
+from engine.application.publishing import publish_new
+from engine.bootstrap import bootstrap, init_database, load_journey_definitions, renderer_for
 from engine.entrypoints.demo_data import generate
 from engine.entrypoints.schemas import LeadRow, RowError
 from engine.settings import Settings
@@ -75,7 +79,10 @@ def bench_huoke(folder: Path, n: int) -> dict[str, float]:
     start = datetime(2026, 3, 2, 9, tzinfo=tz)
     rows, _ = generate(n, start, capture_days=1, sim_days=1)
     clock = VirtualClock(start.astimezone(UTC))
-    engine = bootstrap(settings, clock)
+    init_database(settings)
+    definitions = load_journey_definitions(settings)
+    engine = bootstrap(settings, clock, definitions=definitions)
+    publish_new(engine, definitions.journeys, renderer_for(settings).fingerprint(), "bench")
     t0 = time.perf_counter()
     commands = []
     for line, row in enumerate(rows, 2):
@@ -108,12 +115,44 @@ def bench_huoke(folder: Path, n: int) -> dict[str, float]:
     }
 
 
+def workers_section(n: int) -> None:
+    """Send and follow-up with one worker process, then two, on PostgreSQL (separate processes)."""
+    results = {}
+    for count in (1, 2):
+        print(f"\n{count} worker(s): {n} leads, {2 * n} e-mails to an SMTP sink …", flush=True)
+        sent = [0]
+
+        def progress(k: int, sent: list[int] = sent) -> None:
+            sent[0] += k
+            if k:
+                print(f"  {sent[0]:>6} / {2 * n} e-mails", flush=True)
+
+        results[count] = one_run(count, n, progress)
+    one, two = results[1], results[2]
+    print(
+        f"\n{'send and follow-up on PostgreSQL, separate worker processes':<72} {'rate':>12}  {'unit':<9} {'× one':>10}"
+    )
+    for count, r in results.items():
+        label = (
+            f"{count} worker(s): delivered {r['delivered']:.0f}, "
+            f"duplicates {r['duplicates']:.0f}, conflicts {r['conflicts']:.0f}"
+        )
+        print(
+            f"{label:<72} {r['emails_per_s']:>12,.1f}  {'msgs/s':<9} {r['emails_per_s'] / one['emails_per_s']:>10.2f}"
+        )
+    del two
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--leads", type=int, default=100_000)
-    parser.add_argument("--timers", type=int, default=1_000_000)
+    parser.add_argument("--full", action="store_true", help="100k leads and 1M pending timers (long)")
+    parser.add_argument("--leads", type=int, default=None)
+    parser.add_argument("--timers", type=int, default=None)
     parser.add_argument("--score-leads", type=int, default=20_000)
+    parser.add_argument("--worker-leads", type=int, default=1_500, help="leads in the 1-vs-2 worker run (0: skip)")
     args = parser.parse_args()
+    args.leads = args.leads or (100_000 if args.full else 10_000)
+    args.timers = args.timers or (1_000_000 if args.full else 200_000)
     folder = Path(tempfile.mkdtemp(prefix="huoke-bench-"))
     try:
         print(f"huoke bench: {args.leads} leads; SQLite files in {folder}")
@@ -163,6 +202,8 @@ def main() -> None:
             ]
             for what, rate, unit in lines:
                 print(f"{what:<72} {rate:>12,.0f}  {unit:<9} {rate / raw:>10.2f}")
+        if args.worker_leads:
+            workers_section(args.worker_leads)
         timers = due_timer_query(args.timers)
         print(
             f"\ndue-timer query, next 500 of {timers['pending']:,.0f} pending timers (indexed): "

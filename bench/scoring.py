@@ -17,7 +17,7 @@ import numpy as np
 
 from engine.adapters.clock import VirtualClock
 from engine.adapters.modeling import Dataset, infer_kinds, to_matrix
-from engine.bootstrap import bootstrap
+from engine.bootstrap import bootstrap, init_database
 from engine.domain.facts import lead_facts
 from engine.domain.scoring import DEFAULT_FEATURES, model_inputs
 from engine.entrypoints import screening
@@ -45,6 +45,7 @@ def scoring_rates(folder: Path, n: int) -> dict[str, float]:
         database_url="",
         email_transport="outbox",
     )
+    init_database(s)
     engine = bootstrap(s, VirtualClock(START))
     try:
         leads, _ = generate(n, START, capture_days=30, sim_days=30, seed=11)

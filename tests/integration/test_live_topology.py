@@ -2,7 +2,7 @@
 workers sharing the work, `projections run`, imports while they run, opt-outs by the one-click
 link, and a worker killed with SIGKILL. Against a real SMTP server on loopback and PostgreSQL (and
 the single-worker SQLite topology). Time runs 3,600× faster (HUOKE_CLOCK_SPEED), so a follow-up
-two hours after the welcome e-mail fires two seconds later.
+eight hours after the welcome e-mail fires eight seconds later.
 
 Asserted: no lead that opted out gets the follow-up; no Message-ID arrives twice; every other
 lead gets the welcome and the follow-up exactly once; no conflict error in any worker's log; the
@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from functools import partial
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,12 @@ from projections.screening import Screening
 from tests.conftest import POSTGRES_URL, ROOT
 from tests.e2e.smtp_server import free_port
 from tests.e2e.test_crash_restart import command
+from tests.e2e.test_crash_restart_smtp import search_api
 
 SECRET = "live-topology-secret-0123456789"
 JOURNEY = """
 id: live-check
-name: Live check — welcome, then a follow-up two hours later
+name: Live check — welcome, then a follow-up eight hours later
 locales: [zh-CN, en]
 entry: {on: lead_captured}
 vars: {apply_url: "https://lender.example/apply", hotline: 400-800-8888}
@@ -52,9 +54,9 @@ start: welcome
 steps:
   - id: welcome
     send: {channel: email, template: yp_quick_apply}
-    next: wait_2h
-  - id: wait_2h
-    wait: 2h
+    next: wait_8h
+  - id: wait_8h
+    wait: 8h
     next: follow_up
   - id: follow_up
     send: {channel: email, template: yp_finish_application}
@@ -66,29 +68,38 @@ class Sink:
 
     def __init__(self) -> None:
         self.got: list[tuple[str, str]] = []
+        self.ids: list[str] = []  # what the Mailpit-style search API answers from
         self.lock = threading.Lock()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = message_from_bytes(envelope.content, policy=policy.default)  # type: ignore[arg-type]
+        message_id = str(message["Message-ID"]).strip().strip("<>")
         with self.lock:
-            self.got.append((str(message["To"]).strip(), str(message["Message-ID"]).strip().strip("<>")))
+            self.got.append((str(message["To"]).strip(), message_id))
+            self.ids.append(message_id)
         return "250 OK"
 
     def by_recipient(self) -> Counter[str]:
         with self.lock:
             return Counter(to for to, _ in self.got)
 
-    def ids(self) -> list[str]:
+    def message_ids(self) -> list[str]:
         with self.lock:
-            return [i for _, i in self.got]
+            return list(self.ids)
 
 
 @pytest.fixture
-def sink() -> Iterator[tuple[Sink, int]]:
+def sink() -> Iterator[tuple[Sink, int, str]]:
+    """The SMTP sink and its search API (a killed worker's in-doubt sends are looked up there)."""
     handler, port = Sink(), free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
-    yield handler, port
+    api = ThreadingHTTPServer(("127.0.0.1", 0), search_api(handler))  # type: ignore[arg-type]
+    thread = threading.Thread(target=api.serve_forever, daemon=True)
+    thread.start()
+    yield handler, port, f"http://127.0.0.1:{api.server_address[1]}"
+    api.shutdown()
+    api.server_close()
     controller.stop()
 
 
@@ -103,7 +114,7 @@ def write_leads(path: Path, start: int, n: int) -> list[str]:
     return [f"live{i}@example.com" for i in range(start, start + n)]
 
 
-def environment(tmp: Path, port: int, database_url: str) -> dict[str, str]:
+def environment(tmp: Path, port: int, api: str, database_url: str) -> dict[str, str]:
     journeys = tmp / "journeys"
     journeys.mkdir()
     for name in ("segments.yaml", "products.yaml", "contact_policy.yaml"):
@@ -119,6 +130,7 @@ def environment(tmp: Path, port: int, database_url: str) -> dict[str, str]:
         "HUOKE_EMAIL_TRANSPORT": "smtp",
         "HUOKE_SMTP_HOST": "127.0.0.1",
         "HUOKE_SMTP_PORT": str(port),
+        "HUOKE_SMTP_RECONCILE_URL": api,
         "HUOKE_UNSUBSCRIBE_SECRET": SECRET,
         "HUOKE_CLOCK_SPEED": "3600",
         "HUOKE_CLOCK_ORIGIN": datetime.now(UTC).isoformat(),
@@ -198,7 +210,7 @@ def live_run(topology: Topology, sink: Sink, workers: list[str], kill: str | Non
     topology.run("leads", "import", str(topology.tmp / "first.csv"), "--json")
     wait_for(lambda: all(sink.by_recipient()[e] >= 1 for e in first), 60, "the first welcome e-mails")
     opted = first[:12]
-    opt_out(base, opted, 0)  # before their follow-up is due (2 virtual hours = 2 s later)
+    opt_out(base, opted, 0)  # before their follow-up is due (8 virtual hours = 8 s later)
     if kill:
         topology.stop(kill, signal.SIGKILL)
     second = write_leads(topology.tmp / "second.csv", 60, 60)
@@ -208,7 +220,7 @@ def live_run(topology: Topology, sink: Sink, workers: list[str], kill: str | Non
     time.sleep(3)  # anything wrongly due would go out now
     got = sink.by_recipient()
     assert {e: got[e] for e in expected} == expected  # opted-out leads never got their follow-up
-    ids = sink.ids()
+    ids = sink.message_ids()
     assert len(ids) == len(set(ids)) == sum(expected.values())  # not one Message-ID twice
     for name in workers:
         log = topology.log(name)
@@ -216,10 +228,12 @@ def live_run(topology: Topology, sink: Sink, workers: list[str], kill: str | Non
 
 
 @pytest.mark.postgres
-def test_two_workers_serve_and_a_runner_on_postgresql(tmp_path: Path, sink: tuple[Sink, int], pg_schema: str) -> None:
-    handler, port = sink
+def test_two_workers_serve_and_a_runner_on_postgresql(
+    tmp_path: Path, sink: tuple[Sink, int, str], pg_schema: str
+) -> None:
+    handler, port, api = sink
     url = f"{POSTGRES_URL}?schema={pg_schema}"
-    topology = Topology(tmp_path, environment(tmp_path, port, url))
+    topology = Topology(tmp_path, environment(tmp_path, port, api, url))
     try:
         inits = [
             subprocess.Popen(command("db", "init"), env=topology.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -248,9 +262,11 @@ def test_two_workers_serve_and_a_runner_on_postgresql(tmp_path: Path, sink: tupl
         topology.stop_all()
 
 
-def test_one_worker_and_serve_on_sqlite_and_a_second_worker_is_refused(tmp_path: Path, sink: tuple[Sink, int]) -> None:
-    handler, port = sink
-    topology = Topology(tmp_path, environment(tmp_path, port, ""))
+def test_one_worker_and_serve_on_sqlite_and_a_second_worker_is_refused(
+    tmp_path: Path, sink: tuple[Sink, int, str]
+) -> None:
+    handler, port, api = sink
+    topology = Topology(tmp_path, environment(tmp_path, port, api, ""))
     try:
         topology.run("db", "init")
         topology.run("journeys", "publish")

@@ -1,0 +1,144 @@
+"""Workers sharing the work on PostgreSQL: the same send-and-follow-up workload with one
+`huoke worker` process and with two, as separate processes against an SMTP sink on loopback.
+
+Each lead gets a welcome e-mail and, two (accelerated) hours later, a follow-up. The rate is
+e-mails delivered per wall-clock second from the import's end to the last follow-up; the two
+runs are measured minutes apart in the same bench, and the ratio is the figure to compare.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from aiosmtpd.controller import Controller
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_URL = os.environ.get("HUOKE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+JOURNEY = """
+id: bench-follow-up
+name: Bench — welcome, then a follow-up two hours later
+locales: [zh-CN, en]
+entry: {on: lead_captured}
+vars: {apply_url: "https://lender.example/apply", hotline: 400-800-8888}
+start: welcome
+steps:
+  - id: welcome
+    send: {channel: email, template: yp_quick_apply}
+    next: wait_2h
+  - id: wait_2h
+    wait: 2h
+    next: follow_up
+  - id: follow_up
+    send: {channel: email, template: yp_finish_application}
+"""
+
+
+class Counter:
+    """An SMTP sink that counts messages and Message-IDs."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        for line in envelope.content.split(b"\r\n"):
+            if line.lower().startswith(b"message-id:"):
+                with self.lock:
+                    self.ids.append(line.split(b":", 1)[1].strip().decode())
+                break
+        return "250 OK"
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "engine.entrypoints.cli", *args]
+
+
+def _leads(path: Path, n: int) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["source_channel", "external_id", "name", "phone", "email", "language", "consent_email"])
+        for i in range(n):
+            w.writerow(["web_form", f"B{i}", f"Lead {i}", f"+86139{i:08d}", f"bench{i}@example.com", "en", "yes"])
+
+
+def one_run(workers: int, n: int, progress: Any) -> dict[str, float]:
+    """Deliver 2·n e-mails with ``workers`` worker processes; return the rate and errors seen."""
+    folder = Path(tempfile.mkdtemp(prefix="huoke-bench-workers-"))
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    sink = Counter()
+    controller = Controller(sink, hostname="127.0.0.1", port=0)
+    controller.start()
+    port = controller.server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    journeys = folder / "journeys"
+    journeys.mkdir()
+    for name in ("segments.yaml", "products.yaml", "contact_policy.yaml"):
+        (journeys / name).write_text((ROOT / "journeys" / name).read_text(encoding="utf-8"), encoding="utf-8")
+    (journeys / "bench.yaml").write_text(JOURNEY, encoding="utf-8")
+    env = {
+        **os.environ,
+        "HUOKE_DATABASE_URL": f"{POSTGRES_URL}?schema={schema}",
+        "HUOKE_DATA_DIR": str(folder / "data"),
+        "HUOKE_JOURNEYS_DIR": str(journeys),
+        "HUOKE_TEMPLATES_DIR": str(ROOT / "templates"),
+        "HUOKE_EMAIL_TRANSPORT": "smtp",
+        "HUOKE_SMTP_HOST": "127.0.0.1",
+        "HUOKE_SMTP_PORT": str(port),
+        "HUOKE_CLOCK_SPEED": "7200",
+        "HUOKE_CLOCK_ORIGIN": datetime.now(UTC).isoformat(),
+        "HUOKE_PARTITIONS": "8",
+    }
+    procs: list[subprocess.Popen[bytes]] = []
+    logs = []
+    try:
+        for args in (("db", "init"), ("journeys", "publish")):
+            subprocess.run(_cli(*args), env=env, check=True, capture_output=True)  # noqa: S603 - huoke itself
+        _leads(folder / "leads.csv", n)
+        leads = _cli("leads", "import", str(folder / "leads.csv"), "--json")
+        subprocess.run(leads, env=env, check=True, capture_output=True)  # noqa: S603 - huoke itself
+        started = time.perf_counter()
+        for i in range(workers):
+            log = (folder / f"worker{i}.log").open("wb")
+            logs.append(log)
+            worker = _cli("worker", "--every", "0.5")
+            procs.append(subprocess.Popen(worker, env=env, stdout=log, stderr=log))  # noqa: S603 - huoke itself
+        done = 0
+        while done < 2 * n and time.perf_counter() - started < 600:
+            time.sleep(0.5)
+            with sink.lock:
+                now = len(sink.ids)
+            progress(now - done)
+            done = now
+        elapsed = time.perf_counter() - started
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for log in logs:
+            log.close()
+        controller.stop()
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    text = "".join((folder / f"worker{i}.log").read_text(errors="replace") for i in range(workers))
+    with sink.lock:
+        delivered, unique = len(sink.ids), len(set(sink.ids))
+    return {
+        "emails_per_s": delivered / elapsed,
+        "delivered": delivered,
+        "duplicates": delivered - unique,
+        "conflicts": text.count("IntegrityError") + text.count("tick failed"),
+    }
