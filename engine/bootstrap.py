@@ -168,7 +168,7 @@ def bootstrap(
     settings = settings or Settings()
     clock = clock or SystemClock()
     count = meta_for(settings).partitions()
-    definitions = definitions or load_journey_definitions(settings)
+    definitions = definitions if definitions is not None else load_journey_definitions(settings)
     renderer = renderer_for(settings)
     leads = Leads(
         store_env(settings, "leads"),

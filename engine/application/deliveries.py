@@ -257,6 +257,8 @@ class Deliveries(Application[UUID]):
                 d.dispatching(self._now_for(d))
             save_batch(self, [d for d, _ in items])  # committed before anything leaves
             allowed = self._still_allowed(items, leads, report)
+            if not allowed:
+                continue
             results = self.channels[channel_name].send_batch([m for _, m in allowed])
             for (d, m), result in zip(allowed, results, strict=True):
                 self._settle(d, m, result, state)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from time import monotonic
 from typing import Any, cast
 from uuid import UUID
 
@@ -74,19 +75,21 @@ class Engine:
     parts: Partitions = ALL
     #: Whether this process advances the views (their one writer); readers never write.
     owns_views: bool = True
+    _deadline: float | None = None
     _last_reviewed: date | None = None
     _review_known: bool = False
 
-    def run(self, until: datetime | None = None, timer_batch: int = 500) -> RunReport:
+    def run(self, until: datetime | None = None, timer_batch: int = 500, budget: float | None = None) -> RunReport:
         """Process everything pending, then fire timers due up to ``until`` (default: now).
 
         With a virtual clock the clock moves to each batch of timers' due time, so a
         30-day journey runs in seconds and every event carries the time it would have had.
         """
         report = RunReport()
+        self._deadline = None if budget is None else monotonic() + budget
         self.journeys.refresh_live()
         self._settle(report)
-        while True:
+        while not self._out_of_time():
             horizon = until or self.clock.now()
             timers = self.index.due(
                 horizon, limit=timer_batch, exclude=self.journeys.paused_journeys(), parts=self.parts
@@ -156,7 +159,7 @@ class Engine:
         """React to new lead events and send what was requested, until nothing moves; True if
         anything did."""
         any_moved = False
-        while True:
+        while not self._out_of_time():
             parts = self.parts
             moved = self.journeys.process_lead_events(self.leads, parts)
             moved += self.leads.apply_journey_updates(self.journeys, parts)
@@ -170,6 +173,12 @@ class Engine:
             if not moved and not requested and not d.moved and not effects:
                 return any_moved
             any_moved = True
+        return any_moved
+
+    def _out_of_time(self) -> bool:
+        """A worker's tick stops starting new work after its budget, so the worker can hand
+        partitions to a newly started one between ticks; what is left waits for the next tick."""
+        return self._deadline is not None and monotonic() > self._deadline
 
     def _lead_of_send(self, send_id: UUID) -> UUID:
         delivery = self.deliveries.get_delivery(send_id)

@@ -14,9 +14,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from engine.adapters.clock import AcceleratedClock, SystemClock
 from engine.adapters.coordination import NotInitialisedError
+from engine.application.validation import Definitions
 from engine.application.engine import Engine
 from engine.bootstrap import bootstrap
 from engine.domain.errors import JourneyValidationError
+from engine.domain.segments import SegmentRules
 from engine.settings import Settings
 
 app = typer.Typer(
@@ -73,11 +75,13 @@ def clock_for(s: Settings) -> Any:
     return AcceleratedClock(origin, s.clock_speed)
 
 
-def engine_for(s: Settings, clock: Any = None) -> Engine:
+def engine_for(s: Settings, clock: Any = None, journeys: bool = True) -> Engine:
     """The engine for one command: a reader of the views (``run`` and ``worker`` take the writer's
-    role through their leases)."""
+    role through their leases). Commands that need no journeys (``journeys=False``) do not read
+    the journeys folder at all."""
+    none = Definitions([], SegmentRules((), (), (), "none")) if not journeys else None
     try:
-        engine = bootstrap(s, clock or clock_for(s))
+        engine = bootstrap(s, clock or clock_for(s), definitions=none)
     except JourneyValidationError as e:
         fail("journeys are invalid; nothing was run:\n  " + "\n  ".join(e.problems))
     except NotInitialisedError as e:

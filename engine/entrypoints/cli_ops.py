@@ -30,6 +30,10 @@ from engine.entrypoints.cli_common import (
 )
 from engine.settings import Settings
 
+#: Seconds a worker's tick may start new work; then it looks at its share again (a new worker
+#: gets partitions within about this long).
+TICK_BUDGET = 5.0
+
 db_app = typer.Typer(help="Set up the database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
@@ -153,7 +157,7 @@ def worker(
     def tick() -> None:
         lease.rebalance()
         try:
-            report = engine.run()
+            report = engine.run(budget=TICK_BUDGET)
         except Exception as e:  # a failed tick is logged and retried on the next one
             err.print(f"[red]tick failed:[/] {type(e).__name__}: {e}", soft_wrap=True)
             return

@@ -47,10 +47,10 @@ VersionOpt = Annotated[int | None, typer.Option(help="model version (default: th
 
 
 @contextmanager
-def _engine() -> Iterator[Engine]:
+def _engine(definitions: bool = False) -> Iterator[Engine]:
     """The engine for one command; a HuokeError becomes a plain error message, and the
-    engine is always closed."""
-    engine = engine_for(settings())
+    engine is always closed. Only ``definitions=True`` reads the journeys folder (segments)."""
+    engine = engine_for(settings(), journeys=definitions)
     try:
         yield engine
     except HuokeError as e:
@@ -236,8 +236,7 @@ def model_drift(
 @segments_app.command("list")
 def segments_list(as_json: JsonOpt = False) -> None:
     """Every segment in segments.yaml with how many leads are in it now."""
-    with _engine() as engine:
-        engine.refresh_views()
+    with _engine(definitions=True) as engine:
         sizes = engine.screening.segment_sizes()
         rules = engine.leads.rules
         rows: list[dict[str, Any]] = [

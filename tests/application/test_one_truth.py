@@ -1,0 +1,119 @@
+"""Several processes, one truth: each engine here stands for a separate process on the same
+store (its own caches), as `huoke serve`, an agent's `consent opt-out` and a worker are."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.adapters.clock import VirtualClock
+from engine.adapters.coordination import NotInitialisedError
+from engine.application.engine import Engine
+from engine.application.timeline import lead_timeline
+from engine.bootstrap import bootstrap
+from tests.conftest import MakeEngine, base_settings
+from tests.helpers import emails, lifecycle, sms_lines, young_pro
+
+
+def test_an_opt_out_by_another_process_stops_the_follow_up(
+    store: str, make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
+    worker, serve = make_engine(), make_engine()
+    [outcome] = worker.leads.capture_leads([young_pro()])
+    worker.run()
+    assert len(emails(tmp_path / "outbox")) == 1  # the welcome; the worker has the lead cached now
+    assert outcome.lead_id is not None
+    serve.leads.opt_out(outcome.lead_id, "all", "unsubscribe link", "one-click unsubscribe", clock.now())
+    worker.run(until=clock.now() + timedelta(days=30))
+    assert len(emails(tmp_path / "outbox")) == 1  # nothing after the opt-out
+    timeline = lead_timeline(worker, outcome.lead_id)["timeline"]
+    assert [t["why"] for t in timeline if t["what"].endswith("not sent")] == ["consent withdrawn", "consent withdrawn"]
+
+
+def test_an_opt_out_committed_just_before_the_dispatch_marker_stops_the_message(
+    store: str, make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
+    """The opt-out lands after the worker decided but before its marker: the second look
+    (after the marker is committed) stops the message."""
+    worker, serve = make_engine(), make_engine()
+    [outcome] = worker.leads.capture_leads([young_pro()])
+    assert outcome.lead_id is not None
+    lead_id = outcome.lead_id
+    decide = worker.deliveries.refusal
+    looks: list[str] = []
+
+    def refusal_then_opt_out(*args: Any) -> str:
+        verdict = decide(*args)
+        looks.append(verdict)
+        if len(looks) == 1:  # another process commits an opt-out right after the first look
+            serve.leads.opt_out(lead_id, "all", "unsubscribe link", "one-click unsubscribe", clock.now())
+        return verdict
+
+    worker.deliveries.refusal = refusal_then_opt_out  # type: ignore[method-assign]
+    worker.run()
+    assert looks[0] == "" and set(looks[1:]) == {"consent withdrawn"}
+    timeline = lead_timeline(worker, lead_id)["timeline"]
+    assert [t for t in timeline if t["event"] == "Delivery.Sent"] == []
+    skipped = [t["why"] for t in timeline if t["event"] == "Delivery.Skipped"]
+    assert skipped == ["consent withdrawn", "consent withdrawn"]  # the welcome SMS and e-mail
+    assert not (tmp_path / "outbox" / "sms.jsonl").exists() and emails(tmp_path / "outbox") == []
+
+
+def test_a_goal_reached_in_another_process_stops_a_held_message(
+    store: str, make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
+    """A welcome SMS held overnight (quiet hours) is not sent once the lead has applied."""
+    night = clock.now() + timedelta(hours=13)  # 22:00 in Shanghai
+    clock.advance_to(night)
+    worker, importer = make_engine(), make_engine()
+    lead = young_pro(captured_at=night)
+    [outcome] = worker.leads.capture_leads([lead])
+    worker.run(until=night)
+    assert outcome.lead_id is not None
+    assert not (tmp_path / "outbox" / "sms.jsonl").exists()  # held until 09:00
+    applied = night + timedelta(hours=1)
+    importer.leads.record_lifecycle([lifecycle("application_submitted", lead, applied, application_id="A1")])
+    worker.run(until=night + timedelta(hours=14))
+    texts = [s["text"] for s in sms_lines(tmp_path / "outbox")]
+    assert texts == [  # only the service message about the application, never the welcome push
+        "Huoke Lending: Alex, we have your loan application and will let you know the decision soon. "
+        "Questions: 400-800-8888. Reply STOP to opt out."
+    ]
+    skipped = [t["why"] for t in lead_timeline(worker, outcome.lead_id)["timeline"] if t["what"] == "sms not sent"]
+    assert skipped == ["lead left the journey before sending: goal_reached (stage applied)"]
+
+
+def test_deliveries_move_the_lead_to_contacted_through_tracked_events(
+    store: str, make_engine: MakeEngine, tmp_path: Path
+) -> None:
+    engine = make_engine()
+    [outcome] = engine.leads.capture_leads([young_pro()])
+    engine.run()
+    assert outcome.lead_id is not None
+    assert engine.leads.get_lead(outcome.lead_id).stage.value == "contacted"
+    parts = engine.parts  # one partition on SQLite; on PostgreSQL the lead's own position
+    tracked = engine.leads.recorder.max_tracking_id(
+        parts.tracking_name(engine.deliveries.name, parts.of(outcome.lead_id))
+    )
+    assert tracked is not None and tracked > 0  # exactly once: Leads follows the Deliveries log
+
+
+def test_nothing_runs_before_db_init(tmp_path: Path, clock: VirtualClock) -> None:
+    with pytest.raises(NotInitialisedError, match="huoke db init"):
+        bootstrap(base_settings(tmp_path), clock)
+
+
+def test_opening_the_store_publishes_nothing(tmp_path: Path, clock: VirtualClock, make_engine: MakeEngine) -> None:
+    from engine.bootstrap import init_database
+
+    settings = base_settings(tmp_path / "fresh")
+    init_database(settings)
+    engine: Engine = bootstrap(settings, clock)
+    try:
+        assert engine.journeys.live == {}
+        assert all(engine.journeys.publication(j) is None for j in ("young-professionals", "seniors-advisor"))
+    finally:
+        engine.close()
