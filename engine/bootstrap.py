@@ -45,6 +45,7 @@ def store_env(settings: Settings, name: str, create: bool = False) -> dict[str, 
             **pg,
             "CREATE_TABLE": "y" if create else "n",
             "PROCESS_RECORDER_TOPIC": "engine.adapters.postgres_store:ManyTrackingPostgresProcessRecorder",
+            **_cache_env(name),
         }
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return {
@@ -52,11 +53,18 @@ def store_env(settings: Settings, name: str, create: bool = False) -> dict[str, 
         "SQLITE_DBNAME": str(settings.data_dir / f"{name}.db"),
         "SQLITE_LOCK_TIMEOUT": "30",
         "CREATE_TABLE": "y" if create else "n",
+        **_cache_env(name),
+    }
+
+
+def _cache_env(name: str) -> dict[str, str]:
+    return {
         "AGGREGATE_CACHE_MAXSIZE": "500000",
         # Leads are written by every process (serve takes opt-outs, imports capture, workers
         # advance stages): each cached lead is brought up to date from the store before use (one
         # indexed read), so a decision always sees what other processes committed. Enrolments
-        # and deliveries have one writer, the worker that owns their lead's partition.
+        # and deliveries have one writer, the worker that owns their lead's partition (it drops
+        # its caches when it gains a partition).
         "AGGREGATE_CACHE_FASTFORWARD": "y" if name == "leads" else "n",
         # Use cases never mutate a loaded aggregate without saving it, and reset their
         # repository when a batch fails (see Leads/Journeys/Deliveries), so no deep copy.

@@ -252,7 +252,20 @@ class PostgresLeases:
 
     def rebalance(self) -> bool:
         """Take or give up partitions so each live worker holds an equal share; True when this
-        worker gained a partition (its caches of that partition's aggregates are then stale)."""
+        worker gained a partition (its caches of that partition's aggregates are then stale).
+        If the session was lost (and with it every lease), start again with a new one."""
+        try:
+            return self._rebalance()
+        except psycopg.OperationalError:
+            self.owned.clear()
+            self.views = False
+            try:
+                self.conn.close()
+            finally:
+                self.conn = pg_connect(self.meta.pg)  # type: ignore[arg-type]
+            return self._rebalance()
+
+    def _rebalance(self) -> bool:
         self.heartbeat()
         share = math.ceil(self.count / self.live_workers())
         for p in sorted(self.owned, reverse=True):

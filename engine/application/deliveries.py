@@ -36,7 +36,7 @@ from engine.application.ports import (
     SendResult,
 )
 from engine.application.projecting import next_owned_page
-from engine.application.saving import forget_cache, fresh_get, retry_conflicts, save_batch
+from engine.application.saving import forget_cache, fresh_get, latest_versions, retry_conflicts, save_batch
 from engine.domain import interpreter
 from engine.domain.contact_history import ContactHistory, contact_history_id
 from engine.domain.contact_policy import DEFAULT_POLICY, ContactPolicy
@@ -116,6 +116,7 @@ class _Pass:
     report: DispatchReport
     histories: dict[UUID, ContactHistory] = field(default_factory=dict)
     planned: dict[tuple[UUID, str], int] = field(default_factory=dict)
+    lead_versions: dict[UUID, int] = field(default_factory=dict)  # per send: the lead's version decided on
 
 
 class Deliveries(Application[UUID]):
@@ -235,6 +236,7 @@ class Deliveries(Application[UUID]):
                 report.reconciled += 1
                 continue
             lead = leads.get_lead(d.lead_id)  # as committed now: opt-outs from any process count
+            state.lead_versions[d.id] = lead.version
             purpose = self._purpose(d)
             held = self.refusal(d, lead, purpose, now) or self._hold(d, lead, purpose, now, state)
             if held:
@@ -256,7 +258,7 @@ class Deliveries(Application[UUID]):
             for d, _ in items:
                 d.dispatching(self._now_for(d))
             save_batch(self, [d for d, _ in items])  # committed before anything leaves
-            allowed = self._still_allowed(items, leads, report)
+            allowed = self._still_allowed(items, leads, state)
             if not allowed:
                 continue
             results = self.channels[channel_name].send_batch([m for _, m in allowed])
@@ -264,17 +266,22 @@ class Deliveries(Application[UUID]):
                 self._settle(d, m, result, state)
 
     def _still_allowed(
-        self, items: list[tuple[Delivery, OutgoingMessage]], leads: Leads, report: DispatchReport
+        self, items: list[tuple[Delivery, OutgoingMessage]], leads: Leads, state: _Pass
     ) -> list[tuple[Delivery, OutgoingMessage]]:
         """Look at each lead once more after the dispatch markers are committed: an opt-out (or a
-        goal, an exit) committed by any process before the marker stops the message."""
+        goal, an exit) committed by any process before the marker stops the message. One query
+        tells which leads changed since the decision; only those are read again."""
+        now_at = latest_versions(leads, {d.lead_id for d, _ in items})
         allowed = []
         for d, m in items:
+            if now_at.get(d.lead_id) == state.lead_versions[d.id]:
+                allowed.append((d, m))
+                continue
             now = self._now_for(d)
-            refused = self.refusal(d, leads.get_lead(d.lead_id), self._purpose(d), now)
+            refused = self.refusal(d, leads.fresh_lead(d.lead_id), self._purpose(d), now)
             if refused:
                 d.mark_skipped(refused, now)
-                report.skipped += 1
+                state.report.skipped += 1
             else:
                 allowed.append((d, m))
         return allowed

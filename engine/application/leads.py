@@ -530,7 +530,7 @@ class Leads(Application[UUID]):
         done = 0
 
         def lead_of(e: Any) -> UUID:
-            return UUID(str(e.lead_id)) if isinstance(e, Delivery.AddressBounced) else lead_of_send(e.originator_id)
+            return UUID(str(e.lead_id)) if e.lead_id is not None else lead_of_send(e.originator_id)
 
         def one_page() -> int | None:
             page = next_owned_page(self.recorder, deliveries, EFFECT_TOPICS, parts, batch_size, lead_of)
@@ -629,6 +629,14 @@ class Leads(Application[UUID]):
         """The lead's current state (for other use cases; never returned to entrypoints)."""
         try:
             lead: Lead = self.repository.get(lead_id)
+        except AggregateNotFoundError:
+            raise LeadNotFoundError(lead_id) from None
+        return lead
+
+    def fresh_lead(self, lead_id: UUID) -> Lead:
+        """The lead as committed now, read from the store whatever this process cached."""
+        try:
+            lead: Lead = fresh_get(self, lead_id)
         except AggregateNotFoundError:
             raise LeadNotFoundError(lead_id) from None
         return lead

@@ -13,12 +13,13 @@ by bootstrap through ``PROCESS_RECORDER_TOPIC``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.postgres import PostgresApplicationRecorder
 
 T = TypeVar("T")
 
@@ -55,6 +56,28 @@ def fresh_get(app: Application[Any], aggregate_id: UUID) -> Any:
     if cache is not None:
         cache.put(aggregate_id, aggregate)
     return aggregate
+
+
+def latest_versions(app: Application[Any], aggregate_ids: Collection[UUID]) -> dict[UUID, int]:
+    """The version each aggregate has in the store now, in one query (the check that proves a
+    cached aggregate current; an id with no events is absent)."""
+    if not aggregate_ids:
+        return {}
+    recorder: Any = app.recorder
+    ids = sorted({UUID(str(i)).hex for i in aggregate_ids})  # SQLite stores ids as hex text
+    if isinstance(recorder, PostgresApplicationRecorder):
+        table = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
+        query = f"SELECT originator_id, MAX(originator_version) AS v FROM {table} WHERE originator_id = ANY(%s) "  # noqa: S608
+        query += "GROUP BY originator_id"
+        params: tuple[Any, ...] = ([UUID(i) for i in ids],)
+    else:
+        marks = ", ".join("?" for _ in ids)
+        query = f"SELECT originator_id, MAX(originator_version) AS v FROM {recorder.events_table_name} "  # noqa: S608
+        query += f"WHERE originator_id IN ({marks}) GROUP BY originator_id"
+        params = tuple(ids)
+    with recorder.datastore.transaction(commit=False) as cursor:
+        cursor.execute(query, params)
+        return {UUID(str(row["originator_id"])): int(row["v"]) for row in cursor.fetchall()}
 
 
 def forget_cache(app: Application[Any]) -> None:

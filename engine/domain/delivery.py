@@ -28,6 +28,11 @@ class Delivery(Aggregate):
         at: datetime
 
     class Sent(Aggregate.Event):
+        """v2 names the lead, so whoever follows the sends (Leads: first contact) can tell the
+        lead's partition without loading the delivery."""
+
+        class_version = 2
+        lead_id: UUID | None
         journey_id: str
         step: str
         channel: str
@@ -37,6 +42,10 @@ class Delivery(Aggregate):
         content_sha256: str
         provider_ref: str
         at: datetime
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["lead_id"] = None  # v1 did not record it: the delivery itself knows
 
     class Failed(Aggregate.Event):
         journey_id: str
@@ -124,6 +133,7 @@ class Delivery(Aggregate):
         if self.is_settled:
             return
         self._sent(
+            lead_id=self.lead_id,
             journey_id=self.journey_id,
             step=self.step,
             channel=self.channel,
@@ -138,6 +148,7 @@ class Delivery(Aggregate):
     @event(Sent)
     def _sent(
         self,
+        lead_id: UUID | None,
         journey_id: str,
         step: str,
         channel: str,

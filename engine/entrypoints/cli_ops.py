@@ -155,8 +155,8 @@ def worker(
     scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
 
     def tick() -> None:
-        lease.rebalance()
         try:
+            lease.rebalance()
             report = engine.run(budget=TICK_BUDGET)
         except Exception as e:  # a failed tick is logged and retried on the next one
             err.print(f"[red]tick failed:[/] {type(e).__name__}: {e}", soft_wrap=True)

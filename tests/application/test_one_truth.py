@@ -3,18 +3,23 @@ store (its own caches), as `huoke serve`, an agent's `consent opt-out` and a wor
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
+from eventsourcing.persistence import StoredEvent
 
 from engine.adapters.clock import VirtualClock
 from engine.adapters.coordination import NotInitialisedError
 from engine.application.engine import Engine
+from engine.application.saving import latest_versions
 from engine.application.timeline import lead_timeline
 from engine.bootstrap import bootstrap
-from tests.conftest import MakeEngine, base_settings
+from engine.domain.delivery import Delivery
+from tests.conftest import ROOT, MakeEngine, base_settings
 from tests.helpers import emails, lifecycle, sms_lines, young_pro
 
 
@@ -117,3 +122,26 @@ def test_opening_the_store_publishes_nothing(tmp_path: Path, clock: VirtualClock
         assert all(engine.journeys.publication(j) is None for j in ("young-professionals", "seniors-advisor"))
     finally:
         engine.close()
+
+
+def test_sends_stored_before_they_named_the_lead_still_count(store: str, make_engine: MakeEngine) -> None:
+    """Fixture: a delivery's events as stored at 3fa2fa8 (Delivery.Sent v1, no lead_id)."""
+    doc = json.loads((ROOT / "tests" / "fixtures" / "delivery_v1_events.json").read_text(encoding="utf-8"))
+    engine = make_engine()
+    delivery_id = UUID(doc["delivery_id"])
+    engine.deliveries.recorder.insert_events(
+        [StoredEvent(delivery_id, e["originator_version"], e["topic"], e["state"].encode()) for e in doc["events"]]
+    )
+    sent = next(e for e in engine.deliveries.events.get(delivery_id) if isinstance(e, Delivery.Sent))
+    assert sent.lead_id is None and sent.recipient
+    delivery = engine.deliveries.get_delivery(delivery_id)
+    assert delivery is not None and delivery.outcome == "sent" and str(delivery.lead_id) == doc["lead_id"]
+
+
+def test_the_version_check_sees_committed_versions(store: str, make_engine: MakeEngine) -> None:
+    engine = make_engine()
+    [outcome] = engine.leads.capture_leads([young_pro()])
+    assert outcome.lead_id is not None
+    lead = engine.leads.get_lead(outcome.lead_id)
+    assert latest_versions(engine.leads, [outcome.lead_id]) == {outcome.lead_id: lead.version}
+    assert latest_versions(engine.leads, []) == {}
