@@ -14,8 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from engine.adapters.clock import AcceleratedClock, SystemClock
 from engine.adapters.coordination import NotInitialisedError
-from engine.application.validation import Definitions
 from engine.application.engine import Engine
+from engine.application.validation import Definitions
 from engine.bootstrap import bootstrap
 from engine.domain.errors import JourneyValidationError
 from engine.domain.segments import SegmentRules
