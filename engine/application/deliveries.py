@@ -217,6 +217,7 @@ class Deliveries(Application[UUID]):
     def _dispatch_batch(self, batch: list[Delivery], leads: Leads, state: _Pass) -> None:
         report = state.report
         outgoing: dict[str, list[tuple[Delivery, OutgoingMessage]]] = {}
+        current = leads.current(d.lead_id for d in batch)  # as committed now, in any process
         for d in batch:
             now = self._now_for(d)
             channel = self.channels.get(d.channel)
@@ -235,7 +236,7 @@ class Deliveries(Application[UUID]):
                 d.mark_sent("", "", "", "", ref, now)
                 report.reconciled += 1
                 continue
-            lead = leads.get_lead(d.lead_id)  # as committed now: opt-outs from any process count
+            lead = current.get(d.lead_id) or leads.get_lead(d.lead_id)
             state.lead_versions[d.id] = lead.version
             purpose = self._purpose(d)
             held = self.refusal(d, lead, purpose, now) or self._hold(d, lead, purpose, now, state)

@@ -84,6 +84,7 @@ class Batch:
     histories: dict[UUID, LeadJourneys] = field(default_factory=dict)
     publications: dict[str, PublishedJourney] = field(default_factory=dict)
     new_entries: dict[str, int] = field(default_factory=dict)
+    leads: dict[UUID, Lead] = field(default_factory=dict)  # read as committed, once per batch
 
     def aggregates(self) -> Iterable[Any]:
         yield from self.enrolments.values()
@@ -184,7 +185,7 @@ class Journeys(Application[UUID]):
         page = next_owned_page(self.recorder, leads, LEAD_TOPICS, parts, batch_size)
         if page is None:
             return None
-        batch = Batch()
+        batch = Batch(leads=leads.current(e.originator_id for e in page.events))
         for event in page.events:
             self._react(event, leads, batch)
         self._count_entries(batch)
@@ -197,7 +198,7 @@ class Journeys(Application[UUID]):
         self.go_live(list(self.live))
 
     def _react(self, lead_event: Any, leads: Leads, batch: Batch) -> None:
-        lead = leads.get_lead(lead_event.originator_id)
+        lead = batch.leads.get(lead_event.originator_id) or leads.get_lead(lead_event.originator_id)
         at = getattr(lead_event, "at", None) or getattr(lead_event, "captured_at", None) or self.clock.now()
         facts = lead_facts(lead, at)
         history = self._history(batch, lead.id, new=isinstance(lead_event, Lead.Captured))
@@ -341,8 +342,7 @@ class Journeys(Application[UUID]):
         return retry_conflicts(self, lambda: self._fire_batch(timers, leads), self.forget_cached_state)
 
     def _fire_batch(self, timers: Sequence[DueTimer], leads: Leads) -> int:
-        batch = Batch()
-        fired = 0
+        due: list[tuple[DueTimer, Enrolment]] = []
         for timer in timers:
             enrolment = self.get_enrolment(timer.enrolment_id)
             if enrolment is None or enrolment.waiting_step != timer.step or not enrolment.is_due(timer.due_at):
@@ -350,15 +350,18 @@ class Journeys(Application[UUID]):
             live = self.live.get(enrolment.journey_id)
             if live is not None and live.status == "paused":
                 continue
+            due.append((timer, enrolment))
+        batch = Batch(leads=leads.current(e.lead_id for _, e in due))
+        for timer, enrolment in due:
             batch.enrolments[enrolment.id] = enrolment
             self._fire(enrolment, timer, leads, batch)
-            fired += 1
+        fired = len(due)
         save_batch(self, batch.aggregates())
         return fired
 
     def _fire(self, enrolment: Enrolment, timer: DueTimer, leads: Leads, batch: Batch) -> None:
         journey = self.definition(enrolment.journey_id, enrolment.journey_version)
-        lead = leads.get_lead(enrolment.lead_id)
+        lead = batch.leads.get(enrolment.lead_id) or leads.get_lead(enrolment.lead_id)
         facts = lead_facts(lead, timer.due_at)
         history = self._history(batch, lead.id)
         live = self.live.get(journey.id)

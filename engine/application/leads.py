@@ -16,7 +16,7 @@ from engine.application.commands import CaptureLead, LeadRef, RecordLifecycle
 from engine.application.partitions import ALL, Partitions
 from engine.application.ports import Clock, ModelStore, Scorer
 from engine.application.projecting import next_owned_page, next_page
-from engine.application.saving import forget_cache, fresh_get, retry_conflicts, save_batch
+from engine.application.saving import current_aggregates, forget_cache, fresh_get, retry_conflicts, save_batch
 from engine.domain.calendar_review import CALENDAR_REVIEW_ID, CalendarReview
 from engine.domain.delivery import Delivery
 from engine.domain.enrolment import Enrolment
@@ -632,6 +632,10 @@ class Leads(Application[UUID]):
         except AggregateNotFoundError:
             raise LeadNotFoundError(lead_id) from None
         return lead
+
+    def current(self, lead_ids: Iterable[UUID]) -> dict[UUID, Lead]:
+        """Leads as committed now, for a batch (one version query; only changed leads are read)."""
+        return current_aggregates(self, {UUID(str(i)) for i in lead_ids})
 
     def fresh_lead(self, lead_id: UUID) -> Lead:
         """The lead as committed now, read from the store whatever this process cached."""

@@ -80,6 +80,25 @@ def latest_versions(app: Application[Any], aggregate_ids: Collection[UUID]) -> d
         return {UUID(str(row["originator_id"])): int(row["v"]) for row in cursor.fetchall()}
 
 
+def current_aggregates(app: Application[Any], aggregate_ids: Collection[UUID]) -> dict[UUID, Any]:
+    """Aggregates as committed now, for a batch: a cached aggregate is used when one version
+    query proves it current; the others are read from the store. Missing ids are left out."""
+    versions = latest_versions(app, aggregate_ids)
+    cache = app.repository.cache
+    found: dict[UUID, Any] = {}
+    for aggregate_id, version in versions.items():
+        cached = None
+        if cache is not None:
+            try:
+                cached = cache.get(aggregate_id)
+            except KeyError:
+                cached = None
+        found[aggregate_id] = (
+            cached if cached is not None and cached.version == version else app.repository.get(aggregate_id)
+        )
+    return found
+
+
 def forget_cache(app: Application[Any]) -> None:
     """Drop every cached aggregate (after a failed batch their state may be unsaved, or after
     another process took over some of this process's work)."""
