@@ -378,17 +378,23 @@ class Journeys(Application[UUID]):
     # ---- operations on live enrolments -----------------------------------------------------
 
     def exit_all(self, enrolment_ids: Iterable[UUID], reason: str, detail: str) -> int:
-        """End enrolments (e.g. when a journey is archived)."""
-        batch = Batch()
-        now = self.clock.now()
-        for eid in enrolment_ids:
-            enrolment = self.get_enrolment(eid)
-            if enrolment is None or not enrolment.is_active:
-                continue
-            batch.enrolments[eid] = enrolment
-            self.advance(enrolment, [Exit(reason, detail)], now, self._history(batch, enrolment.lead_id))
-        save_batch(self, batch.aggregates())
-        return len(batch.enrolments)
+        """End enrolments (e.g. when a journey is archived); retried when a worker wrote one of
+        them meanwhile."""
+        ids = list(enrolment_ids)
+
+        def end() -> int:
+            batch = Batch()
+            now = self.clock.now()
+            for eid in ids:
+                enrolment = self.get_enrolment(eid)
+                if enrolment is None or not enrolment.is_active:
+                    continue
+                batch.enrolments[eid] = enrolment
+                self.advance(enrolment, [Exit(reason, detail)], now, self._history(batch, enrolment.lead_id))
+            save_batch(self, batch.aggregates())
+            return len(batch.enrolments)
+
+        return retry_conflicts(self, end, self.forget_cached_state)
 
     # ---- queries ---------------------------------------------------------------------------
 
