@@ -7,7 +7,24 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from engine.application.commands import CaptureLead, LeadRef, RecordLifecycle
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, journeys: Path = ROOT / "journeys") -> None:
+    """HUOKE_ settings for CLI tests: SQLite files and the outbox in ``tmp_path``."""
+    for key, value in {
+        "HUOKE_DATA_DIR": tmp_path / "data",
+        "HUOKE_OUTBOX_DIR": tmp_path / "outbox",
+        "HUOKE_JOURNEYS_DIR": journeys,
+        "HUOKE_TEMPLATES_DIR": ROOT / "templates",
+        "HUOKE_DATABASE_URL": "",
+        "HUOKE_EMAIL_TRANSPORT": "outbox",
+    }.items():
+        monkeypatch.setenv(key, str(value))
 
 
 def young_pro(n: int = 1, **overrides: Any) -> CaptureLead:

@@ -9,22 +9,14 @@ import pytest
 from typer.testing import CliRunner
 
 from engine.entrypoints.cli import app
-from tests.conftest import ROOT
+from tests.helpers import cli_environment
 
 runner = CliRunner()
 
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for key, value in {
-        "HUOKE_DATA_DIR": tmp_path / "data",
-        "HUOKE_OUTBOX_DIR": tmp_path / "outbox",
-        "HUOKE_JOURNEYS_DIR": ROOT / "journeys",
-        "HUOKE_TEMPLATES_DIR": ROOT / "templates",
-        "HUOKE_DATABASE_URL": "",
-        "HUOKE_EMAIL_TRANSPORT": "outbox",
-    }.items():
-        monkeypatch.setenv(key, str(value))
+    cli_environment(tmp_path, monkeypatch)
     set_up()
     return tmp_path
 

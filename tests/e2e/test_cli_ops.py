@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from engine.entrypoints.cli import app
 from engine.entrypoints.demo_data import BACK_BOOK_COLUMNS, back_book
-from tests.conftest import ROOT
+from tests.helpers import cli_environment
 
 runner = CliRunner()
 
@@ -20,15 +20,7 @@ runner = CliRunner()
 @pytest.fixture
 def bare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh folder: nothing set up, nothing published."""
-    for key, value in {
-        "HUOKE_DATA_DIR": tmp_path / "data",
-        "HUOKE_OUTBOX_DIR": tmp_path / "outbox",
-        "HUOKE_JOURNEYS_DIR": ROOT / "journeys",
-        "HUOKE_TEMPLATES_DIR": ROOT / "templates",
-        "HUOKE_DATABASE_URL": "",
-        "HUOKE_EMAIL_TRANSPORT": "outbox",
-    }.items():
-        monkeypatch.setenv(key, str(value))
+    cli_environment(tmp_path, monkeypatch)
     return tmp_path
 
 
