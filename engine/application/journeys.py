@@ -22,7 +22,7 @@ from engine.application.leads import Leads
 from engine.application.partitions import ALL, Partitions
 from engine.application.ports import Clock
 from engine.application.projecting import next_owned_page
-from engine.application.saving import forget_cache, fresh_get, retry_conflicts, save_batch
+from engine.application.saving import forget_cache, fresh_get, latest_versions, retry_conflicts, save_batch
 from engine.domain import interpreter
 from engine.domain.enrolment import Enrolment
 from engine.domain.errors import UnknownJourneyError
@@ -112,7 +112,7 @@ class Journeys(Application[UUID]):
         self.live: dict[str, LiveJourney] = {}
         self._definitions: dict[tuple[str, int], Journey] = {}
         self._publications_seen = 0
-        self._publication_ids: set[UUID] = set()
+        self._publication_versions: dict[UUID, int] = {}  # as last made live
 
     def construct_recorder(self) -> ProcessRecorder:
         return self.factory.process_recorder()
@@ -131,8 +131,14 @@ class Journeys(Application[UUID]):
         """Make the latest published version of each journey the one new leads enter."""
         for jid in journey_ids:
             pub = self.publication(jid)
-            if pub is not None and pub.latest:
-                self.live[jid] = LiveJourney(pub.latest, self.definition(jid, pub.latest), pub.status, pub)
+            if pub is not None:
+                self._make_live(pub)
+
+    def _make_live(self, pub: PublishedJourney) -> None:
+        if pub.latest:
+            jid = pub.journey_id
+            self.live[jid] = LiveJourney(pub.latest, self.definition(jid, pub.latest), pub.status, pub)
+        self._publication_versions[pub.id] = pub.version
 
     def refresh_live(self) -> None:
         """Pick up journeys published, paused, resumed or archived by any process since the last
@@ -147,15 +153,12 @@ class Journeys(Application[UUID]):
                 inclusive_of_start=False,
             )
             for note in notes:
-                self._publication_ids.add(UUID(str(note.originator_id)))
+                self._publication_versions.setdefault(UUID(str(note.originator_id)), 0)
             self._publications_seen = top
-        journey_ids = []
-        for pid in self._publication_ids:
-            try:
-                journey_ids.append(cast(PublishedJourney, fresh_get(self, pid)).journey_id)
-            except AggregateNotFoundError:  # pragma: no cover - a publication is never deleted
-                continue
-        self.go_live(journey_ids)
+        # One query tells which publications changed; only those are read again.
+        for pid, version in latest_versions(self, self._publication_versions).items():
+            if version != self._publication_versions[pid]:
+                self._make_live(cast(PublishedJourney, fresh_get(self, pid)))
 
     def definition(self, journey_id: str, version: int) -> Journey:
         """The definition of a published version (parsed once, then cached)."""
