@@ -66,6 +66,11 @@ def events_in(engine: Any) -> int:
     return sum(app.recorder.max_notification_id() or 0 for app in (engine.leads, engine.journeys, engine.deliveries))
 
 
+def step(what: str) -> None:
+    """Progress on stdout, with the time, so a long bench shows it is moving."""
+    print(f"  {time.strftime('%H:%M:%S')} {what}", flush=True)
+
+
 def bench_huoke(folder: Path, n: int) -> dict[str, float]:
     settings = Settings(
         data_dir=folder / "data",
@@ -93,11 +98,15 @@ def bench_huoke(folder: Path, n: int) -> dict[str, float]:
     t1 = time.perf_counter()
     for i in range(0, len(commands), 500):
         engine.leads.capture_leads(commands[i : i + 500])
+        if (i // 500) % 10 == 9:
+            step(f"captured {i + 500:,} of {len(commands):,} leads")
     t2 = time.perf_counter()
     captured_events = events_in(engine)
+    step(f"captured {len(commands):,} leads; enrolling and sending the first messages")
     engine.run(until=start + timedelta(days=1))  # enrol, first sends (outbox), first waits
     t3 = time.perf_counter()
     run_events = events_in(engine) - captured_events
+    step("first messages sent; running 30 days of follow-ups")
     engine.run(until=start + timedelta(days=30))  # every follow-up of a 30-day horizon
     t4 = time.perf_counter()
     follow_events = events_in(engine) - captured_events - run_events
@@ -156,6 +165,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="huoke-bench-"))
     try:
         print(f"huoke bench: {args.leads} leads; SQLite files in {folder}")
+        step("raw eventsourcing baselines")
         raw_single = raw_eventsourcing(folder, 5_000, 1)
         raw_batched = raw_eventsourcing(folder, 50_000, 100)
         h = bench_huoke(folder, args.leads)
@@ -183,6 +193,7 @@ def main() -> None:
             f"\n{h['leads']:.0f} leads, {h['total_events']:,.0f} events in {h['total_seconds']:.1f}s "
             f"(baseline measured before and after: {raw_batched:,.0f} and {raw_after:,.0f} events/s)"
         )
+        step("SMTP: pooled channel vs raw aiosmtplib")
         smtp = smtp_rates()
         raw_smtp = smtp.pop("raw_one_connection")
         print(f"\n{'e-mail to a local aiosmtpd sink':<72} {'rate':>12}  {'unit':<9} {'× raw':>10}")
@@ -190,6 +201,7 @@ def main() -> None:
         for name, rate in smtp.items():
             label = "huoke SmtpEmailChannel, " + name.removeprefix("huoke_").replace("_", " ")
             print(f"{label:<72} {rate:>12,.0f}  {'msgs/s':<9} {rate / raw_smtp:>10.2f}")
+        step(f"scoring {args.score_leads:,} leads")
         scores = scoring_rates(folder, args.score_leads)
         title = f"scoring {int(scores['leads']):,} leads, 1,000 per batch"
         print(f"\n{title:<72} {'rate':>12}  {'unit':<9} {'× raw':>10}")
@@ -204,6 +216,7 @@ def main() -> None:
                 print(f"{what:<72} {rate:>12,.0f}  {unit:<9} {rate / raw:>10.2f}")
         if args.worker_leads:
             workers_section(args.worker_leads)
+        step(f"due-timer query among {args.timers:,} pending timers")
         timers = due_timer_query(args.timers)
         print(
             f"\ndue-timer query, next 500 of {timers['pending']:,.0f} pending timers (indexed): "

@@ -25,7 +25,7 @@ from eventsourcing.utils import get_topic
 
 from engine.application.journeys import Journeys
 from engine.application.leads import Leads
-from engine.application.partitions import ALL, Partitions
+from engine.application.partitions import ALL, Partitions, Stop, never
 from engine.application.ports import (
     Channel,
     Clock,
@@ -147,7 +147,9 @@ class Deliveries(Application[UUID]):
     def construct_recorder(self) -> ProcessRecorder:
         return self.factory.process_recorder()
 
-    def request_messages(self, journeys: Journeys, parts: Partitions = ALL, batch_size: int = 1000) -> int:
+    def request_messages(
+        self, journeys: Journeys, parts: Partitions = ALL, batch_size: int = 1000, stop: Stop = never
+    ) -> int:
         """Record a requested Delivery for every new Enrolment.MessageRequested (of owned partitions)."""
         done = 0
         while True:
@@ -175,9 +177,16 @@ class Deliveries(Application[UUID]):
                 )
             save_batch(self, requested, page.trackings)
             done += len(page.events)
+            if stop():
+                return done
 
     def dispatch(
-        self, leads: Leads, due: Sequence[UUID] = (), parts: Partitions = ALL, batch_size: int = 200
+        self,
+        leads: Leads,
+        due: Sequence[UUID] = (),
+        parts: Partitions = ALL,
+        batch_size: int = 200,
+        stop: Stop = never,
     ) -> DispatchReport:
         """Send new requests and the deferred deliveries now ``due``; return what happened.
 
@@ -196,6 +205,8 @@ class Deliveries(Application[UUID]):
                 return report
             fresh: list[Delivery] = [self.repository.get(e.originator_id) for e in page.events]
             self._process(fresh, leads, report, page.trackings)
+            if stop():
+                return report
 
     def _process(
         self, deliveries: list[Delivery], leads: Leads, report: DispatchReport, trackings: Sequence[Tracking]

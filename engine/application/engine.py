@@ -160,15 +160,16 @@ class Engine:
         anything did."""
         any_moved = False
         while not self._out_of_time():
-            parts = self.parts
-            moved = self.journeys.process_lead_events(self.leads, parts)
-            moved += self.leads.apply_journey_updates(self.journeys, parts)
+            parts, stop = self.parts, self._out_of_time
+            moved = self.journeys.process_lead_events(self.leads, parts, stop=stop)
+            moved += self.leads.apply_journey_updates(self.journeys, parts, stop=stop)
             report.lead_events += moved
-            requested = self.deliveries.request_messages(self.journeys, parts)
+            requested = self.deliveries.request_messages(self.journeys, parts, stop=stop)
             report.requested += requested
-            d = self.deliveries.dispatch(self.leads, self.schedule.due(self.clock.now(), parts=parts), parts)
+            due = self.schedule.due(self.clock.now(), parts=parts)
+            d = self.deliveries.dispatch(self.leads, due, parts, stop=stop)
             report.dispatch.add(d)
-            effects = self.leads.apply_delivery_effects(self.deliveries, self._lead_of_send, parts)
+            effects = self.leads.apply_delivery_effects(self.deliveries, self._lead_of_send, parts, stop=stop)
             self.refresh_views()
             if not moved and not requested and not d.moved and not effects:
                 return any_moved

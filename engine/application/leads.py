@@ -13,7 +13,7 @@ from eventsourcing.persistence import IntegrityError, ProcessRecorder
 from eventsourcing.utils import get_topic
 
 from engine.application.commands import CaptureLead, LeadRef, RecordLifecycle
-from engine.application.partitions import ALL, Partitions
+from engine.application.partitions import ALL, Partitions, Stop, never
 from engine.application.ports import Clock, ModelStore, Scorer
 from engine.application.projecting import next_owned_page, next_page
 from engine.application.saving import current_aggregates, forget_cache, fresh_get, retry_conflicts, save_batch
@@ -493,7 +493,9 @@ class Leads(Application[UUID]):
                     at,
                 )
 
-    def apply_journey_updates(self, journeys: Application[UUID], parts: Partitions = ALL, batch_size: int = 500) -> int:
+    def apply_journey_updates(
+        self, journeys: Application[UUID], parts: Partitions = ALL, batch_size: int = 500, stop: Stop = never
+    ) -> int:
         """Apply every Enrolment.LeadUpdateRequested (stage, tag) of owned partitions exactly once."""
         done = 0
         while True:
@@ -501,6 +503,8 @@ class Leads(Application[UUID]):
             if n is None:
                 return done
             done += n
+            if stop():
+                return done
 
     def _journey_updates_page(self, journeys: Application[UUID], parts: Partitions, batch_size: int) -> int | None:
         page = next_owned_page(self.recorder, journeys, UPDATE_TOPICS, parts, batch_size, lambda e: e.lead_id)
@@ -524,6 +528,7 @@ class Leads(Application[UUID]):
         lead_of_send: Callable[[UUID], UUID],
         parts: Partitions = ALL,
         batch_size: int = 500,
+        stop: Stop = never,
     ) -> int:
         """Follow the Deliveries log: a lead sent its first message moves from NEW to CONTACTED;
         an address refused for good is flagged on the lead. Exactly once, across crashes."""
@@ -559,6 +564,8 @@ class Leads(Application[UUID]):
             if n is None:
                 return done
             done += n
+            if stop():
+                return done
 
     # ---- opt-out and suppression ------------------------------------------------------------
 

@@ -12,8 +12,17 @@ partition 3); with one partition the name is the log's own (``Leads``), as in em
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from uuid import UUID
+
+#: Asked between pages by the log followers: True ends the pass (a worker's tick is over).
+Stop = Callable[[], bool]
+
+
+def never() -> bool:
+    return False
+
 
 #: Buckets per lead id; the partition count must divide nothing in particular (bucket % count).
 BUCKETS = 1024

@@ -32,7 +32,7 @@ from engine.settings import Settings
 
 #: Seconds a worker's tick may start new work; then it looks at its share again (a new worker
 #: gets partitions within about this long).
-TICK_BUDGET = 5.0
+TICK_BUDGET = 2.0
 
 db_app = typer.Typer(help="Set up the database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
