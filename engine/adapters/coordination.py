@@ -4,7 +4,8 @@
   the PostgreSQL schema or in ``huoke.db`` beside the SQLite files.
 - ``PostgresLeases``: a worker owns lead partitions through session advisory locks, so a
   worker that dies (its session ends) frees its share at once; live workers see each other
-  through heartbeats and take an equal share each. The views' writer holds one more lock.
+  through heartbeats and take an equal share each, of the partitions and of the views (each
+  view has one writer at a time: the worker holding its lock, or `projections run`).
 - ``FileLease``: SQLite is single-writer: one worker (or ``run``) at a time holds an exclusive
   lock on a file beside the data; the OS releases it when the process dies.
 """
@@ -18,7 +19,7 @@ import socket
 import sqlite3
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,7 +31,7 @@ from psycopg import sql
 
 #: A worker whose heartbeat is older than this (or whose session is gone) has no share.
 HEARTBEAT_TIMEOUT = timedelta(seconds=30)
-#: The advisory lock (objid) of the views' one writer; partitions use 0..count-1.
+#: The advisory locks (objid) of the views' writers start here; partitions use 0..count-1.
 VIEWS_LOCK = 1_000_000
 #: Serialises ``db init`` across processes.
 INIT_LOCK = 1_000_001
@@ -89,7 +90,7 @@ class Meta:
             "CREATE TABLE IF NOT EXISTS {} (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS {} (worker_id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, "
             "backend_pid INTEGER NOT NULL, started_at TEXT NOT NULL, last_tick TEXT NOT NULL, "
-            "partitions TEXT NOT NULL, views BOOLEAN NOT NULL, report TEXT NOT NULL)",
+            "partitions TEXT NOT NULL, views TEXT NOT NULL, report TEXT NOT NULL)",
         ]
         tables = ("huoke_meta", "huoke_workers")
         if conn is not None:
@@ -151,7 +152,7 @@ class Meta:
                         f"SELECT {columns}, last_tick > ? AS alive FROM huoke_workers ORDER BY last_tick DESC",  # noqa: S608
                         (fresh,),
                     )
-                    return [{**dict(r), "alive": bool(r["alive"]), "views": bool(r["views"])} for r in rows]
+                    return [{**dict(r), "alive": bool(r["alive"])} for r in rows]
             query = (
                 f"SELECT {columns}, (last_tick > %s AND backend_pid IN (SELECT pid FROM pg_stat_activity)) AS alive "  # noqa: S608 - fixed names
                 "FROM {} ORDER BY last_tick DESC"
@@ -167,7 +168,7 @@ class Meta:
         now = datetime.now(UTC).isoformat()
         with self._sqlite() as c:
             c.execute(
-                "INSERT INTO huoke_workers VALUES (?, ?, ?, 0, ?, ?, ?, 1, ?) ON CONFLICT (worker_id) DO UPDATE "
+                "INSERT INTO huoke_workers VALUES (?, ?, ?, 0, ?, ?, ?, 'all', ?) ON CONFLICT (worker_id) DO UPDATE "
                 "SET last_tick = excluded.last_tick, partitions = excluded.partitions, report = excluded.report",
                 (worker_id, socket.gethostname(), os.getpid(), started.isoformat(), now, partitions, report),
             )
@@ -192,20 +193,21 @@ def init_lock(pg: dict[str, str] | None) -> Iterator[psycopg.Connection[Any] | N
 
 
 class PostgresLeases:
-    """One worker's leases on lead partitions (and maybe the views), held by its own session."""
+    """One worker's leases on lead partitions (and maybe views), held by its own session."""
 
-    def __init__(self, meta: Meta, count: int, want_views: bool) -> None:
+    def __init__(self, meta: Meta, count: int, want_views: bool, view_names: Sequence[str] = ()) -> None:
         if meta.pg is None:
             raise ValueError("leases on lead partitions need PostgreSQL")
         self.meta = meta
         self.count = count
         self.want_views = want_views
+        self.view_names = list(view_names)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.started = datetime.now(UTC)
         self.conn = pg_connect(meta.pg)
         self.space = lock_space(meta.schema)
         self.owned: set[int] = set()
-        self.views = False
+        self.views: set[str] = set()
 
     def _try(self, objid: int) -> bool:
         row = self.conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (self.space, objid)).fetchone()
@@ -240,7 +242,7 @@ class PostgresLeases:
                 self.started.isoformat(),
                 datetime.now(UTC).isoformat(),
                 ",".join(str(p) for p in sorted(self.owned)),
-                self.views,
+                ",".join(sorted(self.views)),
                 report,
             ),
         )
@@ -258,7 +260,7 @@ class PostgresLeases:
             return self._rebalance()
         except psycopg.OperationalError:
             self.owned.clear()
-            self.views = False
+            self.views.clear()
             try:
                 self.conn.close()
             finally:
@@ -267,25 +269,34 @@ class PostgresLeases:
 
     def _rebalance(self) -> bool:
         self.heartbeat()
-        share = math.ceil(self.count / self.live_workers())
-        for p in sorted(self.owned, reverse=True):
-            if len(self.owned) <= share:
+        workers = self.live_workers()
+        gained = self._balance(list(range(self.count)), self.owned, math.ceil(self.count / workers), lambda p: p)
+        if self.want_views and self.view_names:
+            share = math.ceil(len(self.view_names) / workers)
+            self._balance(self.view_names, self.views, share, self._view_lock)
+        return gained
+
+    def _view_lock(self, name: str) -> int:
+        return VIEWS_LOCK + self.view_names.index(name)
+
+    def _balance(self, ids: list[Any], held: set[Any], share: int, lock_of: Any) -> bool:
+        """Give up what is over ``share``, take free ones up to it; True if any was taken."""
+        for item in sorted(held, key=ids.index, reverse=True):
+            if len(held) <= share:
                 break
-            self._release(p)
-            self.owned.discard(p)
+            self._release(lock_of(item))
+            held.discard(item)
         gained = False
         # Start looking at a different place in each worker, so two workers do not chase the
-        # same free partitions.
-        offset = zlib.crc32(self.worker_id.encode()) % self.count
-        for i in range(self.count):
-            if len(self.owned) >= share:
+        # same free ones.
+        offset = zlib.crc32(self.worker_id.encode()) % len(ids)
+        for i in range(len(ids)):
+            if len(held) >= share:
                 break
-            p = (offset + i) % self.count
-            if p not in self.owned and self._try(p):
-                self.owned.add(p)
+            item = ids[(offset + i) % len(ids)]
+            if item not in held and self._try(lock_of(item)):
+                held.add(item)
                 gained = True
-        if self.want_views and not self.views:
-            self.views = self._try(VIEWS_LOCK)
         return gained
 
     def take_free(self) -> set[int]:
@@ -293,18 +304,22 @@ class PostgresLeases:
         for p in range(self.count):
             if p not in self.owned and self._try(p):
                 self.owned.add(p)
-        if self.want_views and not self.views:
-            self.views = self._try(VIEWS_LOCK)
+        if self.want_views:
+            self.views |= {v for v in self.view_names if v in self.views or self._try(self._view_lock(v))}
         return self.owned
 
     def hold_views(self, wait: bool) -> bool:
-        """The views' writer lock: wait for it (the projection runner) or just try."""
-        if wait:
-            self.conn.execute("SELECT pg_advisory_lock(%s, %s)", (self.space, VIEWS_LOCK))
-            self.views = True
-        else:
-            self.views = self.views or self._try(VIEWS_LOCK)
-        return self.views
+        """Every view's writer lock: wait for them (the projection runner) or just try; True when
+        all are held."""
+        for name in self.view_names:
+            if name in self.views:
+                continue
+            if wait:
+                self.conn.execute("SELECT pg_advisory_lock(%s, %s)", (self.space, self._view_lock(name)))
+                self.views.add(name)
+            elif self._try(self._view_lock(name)):
+                self.views.add(name)
+        return set(self.view_names) <= self.views
 
     def still_holds(self) -> bool:
         """Whether the session (and with it every lease) is alive."""

@@ -33,6 +33,7 @@ VIEW_FEEDS = (
     ("schedule", "deliveries"),
     ("screening", "leads"),
 )
+VIEW_NAMES = ("index", "funnel", "schedule", "screening")
 
 
 @dataclass
@@ -73,8 +74,8 @@ class Engine:
     screening: Screening
     #: The lead partitions this process works on (all of them unless workers share the work).
     parts: Partitions = ALL
-    #: Whether this process advances the views (their one writer); readers never write.
-    owns_views: bool = True
+    #: The views this process advances (each view has one writer); readers own none.
+    views_owned: frozenset[str] = frozenset(VIEW_NAMES)
     _deadline: float | None = None
     _last_reviewed: date | None = None
     _review_known: bool = False
@@ -108,7 +109,7 @@ class Engine:
                     continue
             if held is not None and held <= horizon and (not timers or held < timers[0].due_at):
                 self._move_clock_to(held)  # held deliveries come due before the next timer
-                if not self._settle(report) and not self.owns_views:
+                if not self._settle(report) and not self._reads_own_schedule:
                     break  # the view lags behind another process's work: look again next tick
                 continue
             if not timers:
@@ -121,7 +122,7 @@ class Engine:
             self._move_clock_to(timers[-1].due_at)
             fired = self.journeys.fire_timers(timers, self.leads)
             report.timers_fired += fired
-            if not self._settle(report) and not fired and not self.owns_views:
+            if not self._settle(report) and not fired and not self._reads_own_schedule:
                 break
         if until is not None:
             self._move_clock_to(until)
@@ -225,15 +226,33 @@ class Engine:
         for view in (self.funnel, self.index, self.schedule, self.screening):
             cast(Any, view).datastore.close()
 
+    @property
+    def owns_views(self) -> bool:
+        """Whether this process writes every view (embedded mode, tests); readers write none."""
+        return self.views_owned == frozenset(VIEW_NAMES)
+
+    @owns_views.setter
+    def owns_views(self, value: bool) -> None:
+        self.views_owned = frozenset(VIEW_NAMES) if value else frozenset()
+
+    @property
+    def _reads_own_schedule(self) -> bool:
+        """Whether the timer and held-message views this loop reads are its own (else they may
+        lag behind the work of another process, and the loop must not wait on them)."""
+        return {"index", "schedule"} <= self.views_owned
+
     def refresh_views(self) -> None:
-        """Advance every view to the end of the log, if this process is their writer."""
-        if not self.owns_views:
-            return
-        catch_up(self.index, self.journeys, INDEX_TOPICS)
-        catch_up(self.funnel, self.leads, FUNNEL_LEAD_TOPICS)
-        catch_up(self.funnel, self.deliveries, FUNNEL_DELIVERY_TOPICS)
-        catch_up(self.schedule, self.deliveries, SCHEDULE_TOPICS)
-        catch_up(self.screening, self.leads, SCREENING_TOPICS)
+        """Advance the views this process writes to the end of their logs."""
+        owned = self.views_owned
+        if "index" in owned:
+            catch_up(self.index, self.journeys, INDEX_TOPICS)
+        if "funnel" in owned:
+            catch_up(self.funnel, self.leads, FUNNEL_LEAD_TOPICS)
+            catch_up(self.funnel, self.deliveries, FUNNEL_DELIVERY_TOPICS)
+        if "schedule" in owned:
+            catch_up(self.schedule, self.deliveries, SCHEDULE_TOPICS)
+        if "screening" in owned:
+            catch_up(self.screening, self.leads, SCREENING_TOPICS)
 
     def _move_clock_to(self, moment: datetime) -> None:
         advance = getattr(self.clock, "advance_to", None)

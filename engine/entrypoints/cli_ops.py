@@ -13,7 +13,7 @@ from rich.table import Table
 
 from engine.adapters.clock import VirtualClock
 from engine.adapters.coordination import AlreadyRunningError, FileLease, PostgresLeases
-from engine.application.engine import Engine, RunReport
+from engine.application.engine import VIEW_NAMES, Engine, RunReport
 from engine.application.partitions import Partitions
 from engine.application.saving import forget_cache
 from engine.bootstrap import VIEWS, build_view, init_database, meta_for
@@ -67,7 +67,7 @@ class Lease:
                 fail(str(e))
             engine.owns_views = True
             return
-        self.pg = PostgresLeases(meta, engine.parts.count, want_views=s.worker_advances_views)
+        self.pg = PostgresLeases(meta, engine.parts.count, s.worker_advances_views, VIEW_NAMES)
         engine.owns_views = False
         if one_off:
             self.pg.take_free()
@@ -78,9 +78,9 @@ class Lease:
             self._apply(self.pg.rebalance())
 
     def _apply(self, gained: bool) -> None:
-        owned, views = (self.pg.owned, self.pg.views) if self.pg is not None else ({0}, True)
+        owned, views = (self.pg.owned, self.pg.views) if self.pg is not None else ({0}, set(VIEW_NAMES))
         self.engine.parts = Partitions(self.engine.parts.count, frozenset(owned))
-        self.engine.owns_views = views
+        self.engine.views_owned = frozenset(views)
         if gained:  # another worker may have written these partitions' aggregates meanwhile
             forget_cache(self.engine.deliveries)
             self.engine.journeys.forget_cached_state()
@@ -221,9 +221,7 @@ def status(as_json: JsonOpt = False) -> None:
         wt.add_column(col, overflow="fold")
     for w in workers:
         state = "" if w["alive"] else " (gone)"
-        wt.add_row(
-            w["worker_id"] + state, w["last_tick"][:19], w["partitions"], "yes" if w["views"] else "", w["report"]
-        )
+        wt.add_row(w["worker_id"] + state, w["last_tick"][:19], w["partitions"], w["views"], w["report"])
     console.print(wt if workers else "no worker has reported")
     console.print(f"{doc['pending_timers']} follow-up timer(s) pending; {doc['held_messages']} message(s) held")
 
@@ -271,7 +269,7 @@ def projections_run() -> None:
         fail("projections run needs HUOKE_DATABASE_URL=postgresql://… (on SQLite the worker keeps the views)")
     meta = meta_for(s)
     count = meta.partitions()
-    leases = PostgresLeases(meta, count, want_views=True)
+    leases = PostgresLeases(meta, count, True, VIEW_NAMES)
     if not leases.hold_views(wait=False):
         err.print(
             "another process keeps the views current; waiting until it stops (workers: set "
