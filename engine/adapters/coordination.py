@@ -17,6 +17,7 @@ import math
 import os
 import socket
 import sqlite3
+import time
 import uuid
 import zlib
 from collections.abc import Iterator, Sequence
@@ -33,6 +34,8 @@ from psycopg import sql
 HEARTBEAT_TIMEOUT = timedelta(seconds=30)
 #: The advisory locks (objid) of the views' writers start here; partitions use 0..count-1.
 VIEWS_LOCK = 1_000_000
+#: Seconds between a worker's first heartbeat and its first claim.
+JOIN_DELAY = 1.0
 #: Serialises ``db init`` across processes.
 INIT_LOCK = 1_000_001
 
@@ -208,6 +211,7 @@ class PostgresLeases:
         self.space = lock_space(meta.schema)
         self.owned: set[int] = set()
         self.views: set[str] = set()
+        self.joined = False
 
     def _try(self, objid: int) -> bool:
         row = self.conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (self.space, objid)).fetchone()
@@ -269,6 +273,11 @@ class PostgresLeases:
 
     def _rebalance(self) -> bool:
         self.heartbeat()
+        if not self.joined:
+            # Announce first, claim a moment later: workers started together then see each other
+            # and split the work from their first tick instead of one taking everything.
+            time.sleep(JOIN_DELAY)
+            self.joined = True
         workers = self.live_workers()
         gained = self._balance(list(range(self.count)), self.owned, math.ceil(self.count / workers), lambda p: p)
         if self.want_views and self.view_names:
