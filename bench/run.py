@@ -99,7 +99,7 @@ def bench_huoke(folder: Path, n: int) -> dict[str, float]:
     for i in range(0, len(commands), 500):
         engine.leads.capture_leads(commands[i : i + 500])
         if (i // 500) % 10 == 9:
-            step(f"captured {i + 500:,} of {len(commands):,} leads")
+            step(f"captured {min(i + 500, len(commands)):,} of {len(commands):,} leads")
     t2 = time.perf_counter()
     captured_events = events_in(engine)
     step(f"captured {len(commands):,} leads; enrolling and sending the first messages")
