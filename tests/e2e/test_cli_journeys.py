@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from engine.entrypoints.cli import app
 from tests.conftest import ROOT
 from tests.e2e.test_cli import LEADS_CSV, set_up
+from tests.helpers import cli_environment
 
 runner = CliRunner()
 
@@ -21,15 +22,7 @@ runner = CliRunner()
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     journeys = tmp_path / "journeys"
     shutil.copytree(ROOT / "journeys", journeys)
-    for key, value in {
-        "HUOKE_DATA_DIR": tmp_path / "data",
-        "HUOKE_OUTBOX_DIR": tmp_path / "outbox",
-        "HUOKE_JOURNEYS_DIR": journeys,
-        "HUOKE_TEMPLATES_DIR": ROOT / "templates",
-        "HUOKE_DATABASE_URL": "",
-        "HUOKE_EMAIL_TRANSPORT": "outbox",
-    }.items():
-        monkeypatch.setenv(key, str(value))
+    cli_environment(tmp_path, monkeypatch, journeys)
     set_up()
     (tmp_path / "leads.csv").write_text(LEADS_CSV, encoding="utf-8")
     assert runner.invoke(app, ["leads", "import", str(tmp_path / "leads.csv")]).exit_code == 0
