@@ -68,7 +68,7 @@ def view_lags(engine: Any) -> list[dict[str, Any]]:
     from engine.application.engine import VIEW_FEEDS
 
     rows = []
-    for view_name, log_name in VIEW_FEEDS:
+    for view_name, log_name, _ in VIEW_FEEDS:
         view = getattr(engine, view_name)
         app = getattr(engine, log_name)
         applied = view.max_tracking_id(app.name) or 0

@@ -34,6 +34,8 @@ from psycopg import sql
 HEARTBEAT_TIMEOUT = timedelta(seconds=30)
 #: The advisory locks (objid) of the views' writers start here; partitions use 0..count-1.
 VIEWS_LOCK = 1_000_000
+#: A worker is live while its heartbeat is fresh and its database session exists (PostgreSQL).
+ALIVE = "last_tick > %s AND backend_pid IN (SELECT pid FROM pg_stat_activity)"
 #: Seconds between a worker's first heartbeat and its first claim.
 JOIN_DELAY = 1.0
 #: Serialises ``db init`` across processes.
@@ -156,10 +158,7 @@ class Meta:
                         (fresh,),
                     )
                     return [{**dict(r), "alive": bool(r["alive"])} for r in rows]
-            query = (
-                f"SELECT {columns}, (last_tick > %s AND backend_pid IN (SELECT pid FROM pg_stat_activity)) AS alive "  # noqa: S608 - fixed names
-                "FROM {} ORDER BY last_tick DESC"
-            )
+            query = f"SELECT {columns}, ({ALIVE}) AS alive FROM {{}} ORDER BY last_tick DESC"  # noqa: S608 - fixed text
             with pg_connect(self.pg) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
                 cur.execute(sql.SQL(query).format(self._table("huoke_workers")), (fresh,))
                 return list(cur.fetchall())
@@ -224,9 +223,7 @@ class PostgresLeases:
         """Workers with a fresh heartbeat whose database session still exists (this one included)."""
         table = self.meta._table("huoke_workers")
         row = self.conn.execute(
-            sql.SQL(
-                "SELECT COUNT(*) FROM {} WHERE last_tick > %s AND backend_pid IN (SELECT pid FROM pg_stat_activity)"
-            ).format(table),
+            sql.SQL(f"SELECT COUNT(*) FROM {{}} WHERE {ALIVE}").format(table),  # noqa: S608 - fixed text
             ((datetime.now(UTC) - HEARTBEAT_TIMEOUT).isoformat(),),
         ).fetchone()
         return max(1, int(row[0]) if row else 1)
@@ -310,11 +307,9 @@ class PostgresLeases:
 
     def take_free(self) -> set[int]:
         """Every partition no one holds (a one-off ``run`` works on what no worker owns)."""
-        for p in range(self.count):
-            if p not in self.owned and self._try(p):
-                self.owned.add(p)
-        if self.want_views:
-            self.views |= {v for v in self.view_names if v in self.views or self._try(self._view_lock(v))}
+        self._balance(list(range(self.count)), self.owned, self.count, lambda p: p)
+        if self.want_views and self.view_names:
+            self._balance(self.view_names, self.views, len(self.view_names), self._view_lock)
         return self.owned
 
     def hold_views(self, wait: bool) -> bool:
@@ -329,14 +324,6 @@ class PostgresLeases:
             elif self._try(self._view_lock(name)):
                 self.views.add(name)
         return set(self.view_names) <= self.views
-
-    def still_holds(self) -> bool:
-        """Whether the session (and with it every lease) is alive."""
-        try:
-            self.conn.execute("SELECT 1")
-        except psycopg.Error:
-            return False
-        return True
 
     def close(self) -> None:
         try:

@@ -35,7 +35,7 @@ from engine.application.ports import (
     RenderError,
     SendResult,
 )
-from engine.application.projecting import next_owned_page
+from engine.application.projecting import drain, next_owned_page
 from engine.application.saving import forget_cache, fresh_get, latest_versions, retry_conflicts, save_batch
 from engine.domain import interpreter
 from engine.domain.contact_history import ContactHistory, contact_history_id
@@ -151,11 +151,11 @@ class Deliveries(Application[UUID]):
         self, journeys: Journeys, parts: Partitions = ALL, batch_size: int = 1000, stop: Stop = never
     ) -> int:
         """Record a requested Delivery for every new Enrolment.MessageRequested (of owned partitions)."""
-        done = 0
-        while True:
+
+        def one_page() -> int | None:
             page = next_owned_page(self.recorder, journeys, REQUESTED_TOPICS, parts, batch_size)
             if page is None:
-                return done
+                return None
             requested: list[Delivery] = []
             for e in page.events:
                 enrolment = journeys.get_enrolment(e.originator_id)
@@ -176,9 +176,9 @@ class Deliveries(Application[UUID]):
                     )
                 )
             save_batch(self, requested, page.trackings)
-            done += len(page.events)
-            if stop():
-                return done
+            return len(page.events)
+
+        return drain(one_page, stop)
 
     def dispatch(
         self,

@@ -25,15 +25,15 @@ from projections.screening import TOPICS as SCREENING_TOPICS
 from projections.screening import Screening
 
 BATCH_SPAN = timedelta(hours=1)
-#: (engine view attribute, engine application attribute) for every log a view follows.
-VIEW_FEEDS = (
-    ("index", "journeys"),
-    ("funnel", "leads"),
-    ("funnel", "deliveries"),
-    ("schedule", "deliveries"),
-    ("screening", "leads"),
+#: (engine view attribute, engine application attribute, topics) for every log a view follows.
+VIEW_FEEDS: tuple[tuple[str, str, list[str]], ...] = (
+    ("index", "journeys", INDEX_TOPICS),
+    ("funnel", "leads", FUNNEL_LEAD_TOPICS),
+    ("funnel", "deliveries", FUNNEL_DELIVERY_TOPICS),
+    ("schedule", "deliveries", SCHEDULE_TOPICS),
+    ("screening", "leads", SCREENING_TOPICS),
 )
-VIEW_NAMES = ("index", "funnel", "schedule", "screening")
+VIEW_NAMES = tuple(dict.fromkeys(view for view, _, _ in VIEW_FEEDS))
 
 
 @dataclass
@@ -243,16 +243,9 @@ class Engine:
 
     def refresh_views(self) -> None:
         """Advance the views this process writes to the end of their logs."""
-        owned = self.views_owned
-        if "index" in owned:
-            catch_up(self.index, self.journeys, INDEX_TOPICS)
-        if "funnel" in owned:
-            catch_up(self.funnel, self.leads, FUNNEL_LEAD_TOPICS)
-            catch_up(self.funnel, self.deliveries, FUNNEL_DELIVERY_TOPICS)
-        if "schedule" in owned:
-            catch_up(self.schedule, self.deliveries, SCHEDULE_TOPICS)
-        if "screening" in owned:
-            catch_up(self.screening, self.leads, SCREENING_TOPICS)
+        for view, log, topics in VIEW_FEEDS:
+            if view in self.views_owned:
+                catch_up(getattr(self, view), getattr(self, log), topics)
 
     def _move_clock_to(self, moment: datetime) -> None:
         advance = getattr(self.clock, "advance_to", None)

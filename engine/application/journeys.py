@@ -21,7 +21,7 @@ from eventsourcing.utils import get_topic
 from engine.application.leads import Leads
 from engine.application.partitions import ALL, Partitions, Stop, never
 from engine.application.ports import Clock
-from engine.application.projecting import next_owned_page
+from engine.application.projecting import drain, next_owned_page
 from engine.application.saving import forget_cache, fresh_get, latest_versions, retry_conflicts, save_batch
 from engine.domain import interpreter
 from engine.domain.enrolment import Enrolment
@@ -180,14 +180,10 @@ class Journeys(Application[UUID]):
     ) -> int:
         """Apply every new lead event of the owned partitions (or pages until ``stop()``); return
         how many were processed."""
-        done = 0
-        while True:
-            page = retry_conflicts(self, lambda: self._react_page(leads, parts, batch_size), self.forget_cached_state)
-            if page is None:
-                return done
-            done += page
-            if stop():
-                return done
+        return drain(
+            lambda: retry_conflicts(self, lambda: self._react_page(leads, parts, batch_size), self.forget_cached_state),
+            stop,
+        )
 
     def _react_page(self, leads: Leads, parts: Partitions, batch_size: int) -> int | None:
         page = next_owned_page(self.recorder, leads, LEAD_TOPICS, parts, batch_size)

@@ -15,7 +15,7 @@ from eventsourcing.utils import get_topic
 from engine.application.commands import CaptureLead, LeadRef, RecordLifecycle
 from engine.application.partitions import ALL, Partitions, Stop, never
 from engine.application.ports import Clock, ModelStore, Scorer
-from engine.application.projecting import next_owned_page, next_page
+from engine.application.projecting import drain, next_owned_page, next_page
 from engine.application.saving import current_aggregates, forget_cache, fresh_get, retry_conflicts, save_batch
 from engine.domain.calendar_review import CALENDAR_REVIEW_ID, CalendarReview
 from engine.domain.delivery import Delivery
@@ -497,20 +497,15 @@ class Leads(Application[UUID]):
         self, journeys: Application[UUID], parts: Partitions = ALL, batch_size: int = 500, stop: Stop = never
     ) -> int:
         """Apply every Enrolment.LeadUpdateRequested (stage, tag) of owned partitions exactly once."""
-        done = 0
-        while True:
-            n = retry_conflicts(self, lambda: self._journey_updates_page(journeys, parts, batch_size))
-            if n is None:
-                return done
-            done += n
-            if stop():
-                return done
+        return drain(
+            lambda: retry_conflicts(self, lambda: self._journey_updates_page(journeys, parts, batch_size)), stop
+        )
 
     def _journey_updates_page(self, journeys: Application[UUID], parts: Partitions, batch_size: int) -> int | None:
         page = next_owned_page(self.recorder, journeys, UPDATE_TOPICS, parts, batch_size, lambda e: e.lead_id)
         if page is None:
             return None
-        touched: dict[UUID, Lead] = {}
+        touched = self.current(e.lead_id for e in page.events)
         for e in page.events:
             lead = touched.get(e.lead_id) or self.get_lead(e.lead_id)
             why = f"journey step '{e.step}'"
@@ -532,7 +527,6 @@ class Leads(Application[UUID]):
     ) -> int:
         """Follow the Deliveries log: a lead sent its first message moves from NEW to CONTACTED;
         an address refused for good is flagged on the lead. Exactly once, across crashes."""
-        done = 0
 
         def lead_of(e: Any) -> UUID:
             return UUID(str(e.lead_id)) if e.lead_id is not None else lead_of_send(e.originator_id)
@@ -541,9 +535,9 @@ class Leads(Application[UUID]):
             page = next_owned_page(self.recorder, deliveries, EFFECT_TOPICS, parts, batch_size, lead_of)
             if page is None:
                 return None
-            touched: dict[UUID, Lead] = {}
-            for e in page.events:
-                lead_id = lead_of(e)
+            lead_ids = [lead_of(e) for e in page.events]
+            touched = self.current(lead_ids)
+            for e, lead_id in zip(page.events, lead_ids, strict=True):
                 lead = touched.get(lead_id) or self.get_lead(lead_id)
                 if isinstance(e, Delivery.AddressBounced):
                     kind = "e-mail" if e.channel == "email" else "phone"
@@ -559,13 +553,7 @@ class Leads(Application[UUID]):
             save_batch(self, touched.values(), page.trackings)
             return len(page.events)
 
-        while True:
-            n = retry_conflicts(self, one_page)
-            if n is None:
-                return done
-            done += n
-            if stop():
-                return done
+        return drain(lambda: retry_conflicts(self, one_page), stop)
 
     # ---- opt-out and suppression ------------------------------------------------------------
 

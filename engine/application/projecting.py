@@ -20,7 +20,7 @@ from uuid import UUID
 from eventsourcing.application import Application
 from eventsourcing.persistence import ApplicationRecorder, Notification, Tracking, TrackingRecorder
 
-from engine.application.partitions import Partitions
+from engine.application.partitions import Partitions, Stop, never
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,17 @@ def next_owned_page(
     last = scanned[-1].id
     trackings = [Tracking(parts.tracking_name(upstream.name, p), last) for p, pos in positions.items() if last > pos]
     return OwnedPage(events, trackings)
+
+
+def drain(one_page: Callable[[], int | None], stop: Stop = never) -> int:
+    """Run ``one_page`` until the log is read to its end (it returns None) or ``stop()`` says the
+    pass is over; return how many events the pages processed."""
+    done = 0
+    while (n := one_page()) is not None:
+        done += n
+        if stop():
+            break
+    return done
 
 
 def first_unread(follower: TrackingRecorder, upstream: str, parts: Partitions) -> int | None:

@@ -93,9 +93,12 @@ def current_aggregates(app: Application[Any], aggregate_ids: Collection[UUID]) -
                 cached = cache.get(aggregate_id)
             except KeyError:
                 cached = None
-        found[aggregate_id] = (
-            cached if cached is not None and cached.version == version else app.repository.get(aggregate_id)
-        )
+        if cached is not None and cached.version == version:
+            found[aggregate_id] = cached
+        else:  # a fast-forwarding cache catches up in one read; any other is bypassed
+            found[aggregate_id] = (
+                app.repository.get(aggregate_id) if app.repository.fastforward else fresh_get(app, aggregate_id)
+            )
     return found
 
 
@@ -110,14 +113,15 @@ def retry_conflicts(
 ) -> T:
     """Run ``work`` (load → decide → save) again after a concurrency conflict: another process
     wrote one of its aggregates first. Any other failure drops the cache and propagates."""
+    drop = forget or (lambda: forget_cache(app))
     for attempt in range(attempts):
         try:
             return work()
         except IntegrityError:
-            (forget or (lambda: forget_cache(app)))()
+            drop()
             if attempt + 1 == attempts:
                 raise
         except Exception:
-            (forget or (lambda: forget_cache(app)))()
+            drop()
             raise
     raise AssertionError("unreachable")  # pragma: no cover
