@@ -18,6 +18,7 @@ from engine.application.engine import Engine
 from engine.application.publishing import publish_new
 from engine.bootstrap import bootstrap, init_database, load_journey_definitions, renderer_for
 from engine.settings import Settings
+from tests.e2e.smtp_server import mail_server  # noqa: F401 - the SMTP sink fixture, for every test
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("HUOKE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

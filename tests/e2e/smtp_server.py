@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import threading
+import urllib.parse
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pytest
 from aiosmtpd.controller import Controller
 
 
@@ -50,3 +56,70 @@ def smtp_server(handler: RecordingHandler) -> Iterator[int]:
         yield port
     finally:
         controller.stop()
+
+
+class Sink:
+    """An SMTP server that keeps the recipient and Message-ID of everything it accepted."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, str]] = []
+        self.ids: list[str] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = message_from_bytes(envelope.content, policy=policy.default)  # type: ignore[arg-type]
+        message_id = str(message["Message-ID"]).strip().strip("<>")
+        with self.lock:
+            self.got.append((str(message["To"]).strip(), message_id))
+            self.ids.append(message_id)
+        return "250 OK"
+
+    def by_recipient(self) -> Counter[str]:
+        with self.lock:
+            return Counter(to for to, _ in self.got)
+
+    def recipients(self) -> list[str]:
+        with self.lock:
+            return [to for to, _ in self.got]
+
+    def message_ids(self) -> list[str]:
+        with self.lock:
+            return list(self.ids)
+
+
+def search_api(sink: Sink) -> type[BaseHTTPRequestHandler]:
+    class MailpitSearch(BaseHTTPRequestHandler):
+        """GET /api/v1/search?query=message-id:<id> as Mailpit answers it (count only)."""
+
+        def do_GET(self) -> None:
+            query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)["query"][0]
+            wanted = query.removeprefix("message-id:")
+            with sink.lock:
+                count = sink.ids.count(wanted)
+            body = json.dumps({"messages_count": count, "total": len(sink.ids)}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    return MailpitSearch
+
+
+@pytest.fixture
+def mail_server() -> Iterator[tuple[Sink, int, str]]:
+    """A Sink on loopback and its Mailpit-style search API (in-doubt sends are looked up there)."""
+    sink = Sink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    api = ThreadingHTTPServer(("127.0.0.1", 0), search_api(sink))
+    thread = threading.Thread(target=api.serve_forever, daemon=True)
+    thread.start()
+    yield sink, port, f"http://127.0.0.1:{api.server_address[1]}"
+    api.shutdown()
+    api.server_close()
+    controller.stop()

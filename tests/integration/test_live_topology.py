@@ -16,21 +16,15 @@ import os
 import shutil
 import signal
 import subprocess
-import threading
 import time
 import urllib.request
-from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from email import message_from_bytes, policy
 from functools import partial
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from aiosmtpd.controller import Controller
 
 from engine.application.deliveries import unsubscribe_token
 from engine.domain.lead import lead_id_for
@@ -39,9 +33,8 @@ from projections.funnel import FunnelCounts
 from projections.journey_index import JourneyIndex
 from projections.screening import Screening
 from tests.conftest import POSTGRES_URL, ROOT
-from tests.e2e.smtp_server import free_port
+from tests.e2e.smtp_server import Sink, free_port
 from tests.e2e.test_crash_restart import command
-from tests.e2e.test_crash_restart_smtp import search_api
 
 SECRET = "live-topology-secret-0123456789"
 JOURNEY = """
@@ -61,50 +54,6 @@ steps:
   - id: follow_up
     send: {channel: email, template: yp_finish_application}
 """
-
-
-class Sink:
-    """An SMTP server keeping (recipient, Message-ID, subject) of every message it accepted."""
-
-    def __init__(self) -> None:
-        self.got: list[tuple[str, str]] = []
-        self.ids: list[str] = []  # what the Mailpit-style search API answers from
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = message_from_bytes(envelope.content, policy=policy.default)  # type: ignore[arg-type]
-        message_id = str(message["Message-ID"]).strip().strip("<>")
-        with self.lock:
-            self.got.append((str(message["To"]).strip(), message_id))
-            self.ids.append(message_id)
-        return "250 OK"
-
-    def by_recipient(self) -> Counter[str]:
-        with self.lock:
-            return Counter(to for to, _ in self.got)
-
-    def recipients(self) -> list[str]:
-        with self.lock:
-            return [to for to, _ in self.got]
-
-    def message_ids(self) -> list[str]:
-        with self.lock:
-            return list(self.ids)
-
-
-@pytest.fixture
-def sink() -> Iterator[tuple[Sink, int, str]]:
-    """The SMTP sink and its search API (a killed worker's in-doubt sends are looked up there)."""
-    handler, port = Sink(), free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    api = ThreadingHTTPServer(("127.0.0.1", 0), search_api(handler))  # type: ignore[arg-type]
-    thread = threading.Thread(target=api.serve_forever, daemon=True)
-    thread.start()
-    yield handler, port, f"http://127.0.0.1:{api.server_address[1]}"
-    api.shutdown()
-    api.server_close()
-    controller.stop()
 
 
 def write_leads(path: Path, start: int, n: int) -> list[str]:
@@ -238,9 +187,9 @@ def live_run(topology: Topology, sink: Sink, workers: list[str], kill: str | Non
 
 @pytest.mark.postgres
 def test_two_workers_serve_and_a_runner_on_postgresql(
-    tmp_path: Path, sink: tuple[Sink, int, str], pg_schema: str
+    tmp_path: Path, mail_server: tuple[Sink, int, str], pg_schema: str
 ) -> None:
-    handler, port, api = sink
+    handler, port, api = mail_server
     url = f"{POSTGRES_URL}?schema={pg_schema}"
     topology = Topology(tmp_path, environment(tmp_path, port, api, url))
     try:
@@ -272,9 +221,9 @@ def test_two_workers_serve_and_a_runner_on_postgresql(
 
 
 def test_one_worker_and_serve_on_sqlite_and_a_second_worker_is_refused(
-    tmp_path: Path, sink: tuple[Sink, int, str]
+    tmp_path: Path, mail_server: tuple[Sink, int, str]
 ) -> None:
-    handler, port, api = sink
+    handler, port, api = mail_server
     topology = Topology(tmp_path, environment(tmp_path, port, api, ""))
     try:
         topology.run("db", "init")
