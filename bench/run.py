@@ -26,7 +26,7 @@ from bench.delivery import due_timer_query, smtp_rates
 from bench.scoring import scoring_rates
 from bench.workers import one_run
 from engine.adapters.clock import VirtualClock
-from engine.application.publishing import publish_new
+from engine.application.journeys.publishing import publish_new
 from engine.bootstrap import bootstrap, init_database, load_journey_definitions, renderer_for
 from engine.entrypoints.demo_data import generate
 from engine.entrypoints.schemas import LeadRow, RowError

@@ -18,8 +18,8 @@ import numpy as np
 from engine.adapters.clock import VirtualClock
 from engine.adapters.modeling import Dataset, infer_kinds, to_matrix
 from engine.bootstrap import bootstrap, init_database
-from engine.domain.facts import lead_facts
-from engine.domain.scoring import DEFAULT_FEATURES, model_inputs
+from engine.domain.leads.facts import lead_facts
+from engine.domain.screening.scoring import DEFAULT_FEATURES, model_inputs
 from engine.entrypoints import screening
 from engine.entrypoints.demo_data import CHANNEL_LIFT, generate
 from engine.entrypoints.demo_runner import write_back_book

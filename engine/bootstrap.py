@@ -18,14 +18,14 @@ from engine.adapters.templates import JinjaRenderer
 from engine.adapters.twilio_sms import TwilioSmsChannel
 from engine.adapters.webhook import WebhookChannel
 from engine.adapters.yaml_files import load_yaml, strip_lines
-from engine.application.deliveries import Deliveries, Sender
+from engine.application.delivery.app import Deliveries, Sender
 from engine.application.engine import Engine
-from engine.application.journeys import Journeys
-from engine.application.leads import Leads
+from engine.application.journeys.app import Journeys
+from engine.application.journeys.validation import Definitions, load_definitions
+from engine.application.leads.app import Leads
 from engine.application.partitions import Partitions
 from engine.application.ports import Channel, Clock
-from engine.application.validation import Definitions, load_definitions
-from engine.domain.segments import SegmentRules
+from engine.domain.leads.segments import SegmentRules
 from engine.settings import Settings
 from projections.delivery_schedule import DeliverySchedulePostgres, DeliveryScheduleSQLite
 from projections.funnel import FunnelCountsPostgres, FunnelCountsSQLite

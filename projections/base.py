@@ -24,6 +24,8 @@ class SqlView(TrackingRecorder):
     """Mixin for views; subclasses write SQL with {t_<table>} names and ? parameters."""
 
     tables: Sequence[str] = ()
+    #: (engine attribute of a log, topics read from it) for each log the view follows
+    feeds: Sequence[tuple[str, Sequence[str]]] = ()
 
     @property
     def is_postgres(self) -> bool:
@@ -62,6 +64,9 @@ class SqlView(TrackingRecorder):
             self._insert_tracking(c, tracking)  # type: ignore[attr-defined]
             for event in events:
                 self.apply(event, c)
+
+    def close(self) -> None:
+        self.datastore.close()  # type: ignore[attr-defined]
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self.datastore.transaction(commit=False) as c:  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ from uuid import UUID
 from eventsourcing.utils import get_topic
 
 from engine.application.partitions import ALL, Partitions, bucket_of
-from engine.domain.delivery import Delivery
+from engine.domain.delivery.delivery import Delivery
 from projections.base import SqlView, ViewProjection, partition_filter, sqlite_and_postgres
 from projections.journey_index import parse_ts, ts
 
@@ -23,6 +23,7 @@ class DeliverySchedule(SqlView):
     """Held deliveries by the time they may be tried again (indexed), and why they wait."""
 
     tables = ("held_deliveries", "delivery_buckets")
+    feeds = (("deliveries", TOPICS),)
 
     def ddl(self) -> list[str]:
         return [

@@ -7,9 +7,9 @@ from typing import Any
 
 from eventsourcing.utils import get_topic
 
-from engine.domain.delivery import Delivery
-from engine.domain.lead import Lead
-from engine.domain.values import STAGE_ORDER, Stage
+from engine.domain.delivery.delivery import Delivery
+from engine.domain.leads.lead import Lead
+from engine.domain.shared.values import STAGE_ORDER, Stage
 from projections.base import SqlView, ViewProjection, sqlite_and_postgres
 
 LEAD_TOPICS = [get_topic(c) for c in (Lead.Captured, Lead.Segmented, Lead.StageChanged)]
@@ -20,6 +20,7 @@ class FunnelCounts(SqlView):
     """Current stage per lead, every stage each lead ever reached, and send outcomes per step."""
 
     tables = ("funnel_leads", "funnel_reached", "funnel_messages")
+    feeds = (("leads", LEAD_TOPICS), ("deliveries", DELIVERY_TOPICS))
 
     def ddl(self) -> list[str]:
         return [

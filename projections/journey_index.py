@@ -11,10 +11,10 @@ from uuid import UUID
 
 from eventsourcing.utils import get_topic
 
-from engine.application.journeys import DueTimer
 from engine.application.partitions import ALL, Partitions, bucket_of
-from engine.domain.enrolment import Enrolment
-from engine.domain.lead_journeys import LeadJourneys
+from engine.application.ports import DueTimer
+from engine.domain.journeys.enrolment import Enrolment
+from engine.domain.journeys.lead_journeys import LeadJourneys
 from projections.base import SqlView, ViewProjection, partition_filter, sqlite_and_postgres
 
 TOPICS = [
@@ -50,6 +50,7 @@ class JourneyIndex(SqlView):
     """Due timers (indexed by due time), enrolments, agent tasks and outcome counts."""
 
     tables = ("due_timers", "lead_enrolments", "agent_tasks", "journey_outcomes")
+    feeds = (("journeys", TOPICS),)
 
     def ddl(self) -> list[str]:
         return [

@@ -65,13 +65,13 @@ def last_matching_id(app: Application[Any], topics: Sequence[str]) -> int:
 
 def view_lags(engine: Any) -> list[dict[str, Any]]:
     """How far each view is behind each log it follows (notifications not yet read)."""
-    from engine.application.engine import VIEW_FEEDS
-
     rows = []
-    for view_name, log_name, _ in VIEW_FEEDS:
-        view = getattr(engine, view_name)
-        app = getattr(engine, log_name)
-        applied = view.max_tracking_id(app.name) or 0
-        head = app.recorder.max_notification_id() or 0
-        rows.append({"view": view_name, "log": app.name, "applied": applied, "head": head, "behind": head - applied})
+    for view_name, view in engine.views.items():
+        for log_name, _ in view.feeds:
+            app = getattr(engine, log_name)
+            applied = view.max_tracking_id(app.name) or 0
+            head = app.recorder.max_notification_id() or 0
+            rows.append(
+                {"view": view_name, "log": app.name, "applied": applied, "head": head, "behind": head - applied}
+            )
     return rows

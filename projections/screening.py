@@ -9,7 +9,7 @@ from uuid import UUID
 
 from eventsourcing.utils import get_topic
 
-from engine.domain.lead import Lead
+from engine.domain.leads.lead import Lead
 from projections.base import SqlView, ViewProjection, sqlite_and_postgres
 
 TOPICS = [
@@ -22,6 +22,7 @@ class Screening(SqlView):
     have calendar-driven facts (loans on book, declines, arrears) to re-segment daily."""
 
     tables = ("segment_members", "lead_bands", "calendar_leads")
+    feeds = (("leads", TOPICS),)
 
     def ddl(self) -> list[str]:
         return [

@@ -15,7 +15,7 @@ import pytest
 
 from engine.adapters.clock import VirtualClock
 from engine.application.engine import Engine
-from engine.application.publishing import publish_new
+from engine.application.journeys.publishing import publish_new
 from engine.bootstrap import bootstrap, init_database, load_journey_definitions, renderer_for
 from engine.settings import Settings
 from tests.e2e.smtp_server import mail_server  # noqa: F401 - the SMTP sink fixture, for every test

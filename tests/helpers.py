@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from engine.application.commands import CaptureLead, LeadRef, RecordLifecycle
+from engine.application.leads.commands import CaptureLead, LeadRef, RecordLifecycle
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -31,8 +31,7 @@ from sklearn.metrics import brier_score_loss, roc_auc_score, roc_curve
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from engine.domain.errors import HuokeError
-from engine.domain.scoring import (
+from engine.domain.screening.scoring import (
     DEFAULT_SCORE_BANDS,
     FACTOR,
     MISSING,
@@ -47,6 +46,7 @@ from engine.domain.scoring import (
     probability_to_score,
     refuse_prohibited,
 )
+from engine.domain.shared.errors import HuokeError
 
 MIN_ROWS = 200
 MIN_CLASS = 20

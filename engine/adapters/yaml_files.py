@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from engine.domain.errors import JourneyValidationError
-from engine.domain.journey import LINE_KEY
+from engine.domain.journeys.journey import LINE_KEY
+from engine.domain.shared.errors import JourneyValidationError
 
 
 class _LineLoader(yaml.SafeLoader):

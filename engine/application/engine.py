@@ -5,35 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from time import monotonic
-from typing import Any, cast
+from typing import Any
 from uuid import UUID
 
-from engine.application.deliveries import Deliveries, DispatchReport
-from engine.application.journeys import LEAD_TOPICS, Journeys
-from engine.application.leads import Leads
+from engine.application.delivery.app import Deliveries, DispatchReport
+from engine.application.journeys.app import LEAD_TOPICS, Journeys
+from engine.application.leads.app import Leads
 from engine.application.partitions import ALL, Partitions
-from engine.application.ports import Clock
+from engine.application.ports import Clock, DeliveryScheduleView, FunnelView, JourneyIndexView, ScreeningView, View
 from engine.application.projecting import catch_up, first_unread, next_page
-from projections.delivery_schedule import TOPICS as SCHEDULE_TOPICS
-from projections.delivery_schedule import DeliverySchedule
-from projections.funnel import DELIVERY_TOPICS as FUNNEL_DELIVERY_TOPICS
-from projections.funnel import LEAD_TOPICS as FUNNEL_LEAD_TOPICS
-from projections.funnel import FunnelCounts
-from projections.journey_index import TOPICS as INDEX_TOPICS
-from projections.journey_index import JourneyIndex
-from projections.screening import TOPICS as SCREENING_TOPICS
-from projections.screening import Screening
 
 BATCH_SPAN = timedelta(hours=1)
-#: (engine view attribute, engine application attribute, topics) for every log a view follows.
-VIEW_FEEDS: tuple[tuple[str, str, list[str]], ...] = (
-    ("index", "journeys", INDEX_TOPICS),
-    ("funnel", "leads", FUNNEL_LEAD_TOPICS),
-    ("funnel", "deliveries", FUNNEL_DELIVERY_TOPICS),
-    ("schedule", "deliveries", SCHEDULE_TOPICS),
-    ("screening", "leads", SCREENING_TOPICS),
-)
-VIEW_NAMES = tuple(dict.fromkeys(view for view, _, _ in VIEW_FEEDS))
+#: The engine's views (each has one writer at a time).
+VIEW_NAMES = ("index", "funnel", "schedule", "screening")
 
 
 @dataclass
@@ -68,10 +52,10 @@ class Engine:
     leads: Leads
     journeys: Journeys
     deliveries: Deliveries
-    funnel: FunnelCounts
-    index: JourneyIndex
-    schedule: DeliverySchedule
-    screening: Screening
+    funnel: FunnelView
+    index: JourneyIndexView
+    schedule: DeliveryScheduleView
+    screening: ScreeningView
     #: The lead partitions this process works on (all of them unless workers share the work).
     parts: Partitions = ALL
     #: The views this process advances (each view has one writer); readers own none.
@@ -190,8 +174,8 @@ class Engine:
 
     def sms_reply_opt_out(self, phone: str, text: str, at: datetime) -> None:
         """An SMS reply that is an opt-out keyword: withdraw SMS consent, list the number."""
-        from engine.application.commands import LeadRef
-        from engine.domain.errors import HuokeError
+        from engine.application.leads.commands import LeadRef
+        from engine.domain.shared.errors import HuokeError
 
         try:
             lead_id = self.leads.find_lead(LeadRef(phone=phone))
@@ -202,8 +186,8 @@ class Engine:
     def earliest_pending(self) -> datetime | None:
         """The time of the oldest work not yet done: an unprocessed lead event, message request or
         delivery, a due timer, a held delivery. A virtual clock starts there."""
-        from engine.application.deliveries import DELIVERY_TOPICS, REQUESTED_TOPICS
-        from engine.application.leads import EFFECT_TOPICS, UPDATE_TOPICS
+        from engine.application.delivery.app import DELIVERY_TOPICS, REQUESTED_TOPICS
+        from engine.application.leads.app import EFFECT_TOPICS, UPDATE_TOPICS
 
         candidates = [t for t in (self.schedule.next_due(self.parts), self.index.next_due(self.parts)) if t]
         followers: list[tuple[Any, Any, list[str]]] = [
@@ -223,8 +207,8 @@ class Engine:
         """Release database connections."""
         for app in (self.leads, self.journeys, self.deliveries):
             app.close()
-        for view in (self.funnel, self.index, self.schedule, self.screening):
-            cast(Any, view).datastore.close()
+        for view in self.views.values():
+            view.close()
 
     @property
     def owns_views(self) -> bool:
@@ -243,9 +227,15 @@ class Engine:
 
     def refresh_views(self) -> None:
         """Advance the views this process writes to the end of their logs."""
-        for view, log, topics in VIEW_FEEDS:
-            if view in self.views_owned:
-                catch_up(getattr(self, view), getattr(self, log), topics)
+        for name, view in self.views.items():
+            if name in self.views_owned:
+                for log, topics in view.feeds:
+                    catch_up(view, getattr(self, log), topics)
+
+    @property
+    def views(self) -> dict[str, View]:
+        """The views by name."""
+        return {name: getattr(self, name) for name in VIEW_NAMES}
 
     def _move_clock_to(self, moment: datetime) -> None:
         advance = getattr(self.clock, "advance_to", None)

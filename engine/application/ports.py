@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from engine.domain.scoring import Scored
+from engine.application.partitions import ALL, Partitions
+from engine.domain.screening.scoring import Scored
 
 
 class Clock(Protocol):
@@ -89,3 +90,88 @@ class ModelStore(Protocol):
     """Where model files live; refuses a file whose SHA-256 is not the registered one."""
 
     def load(self, kind: str, file_name: str, sha256: str) -> Scorer: ...
+
+
+# The views: projections of the event logs the use cases read (implemented in ``projections``).
+# ``feeds`` names, for each log the view follows, the engine attribute of that log and the
+# topics read from it; one process at a time writes a view (see ``Engine.views_owned``).
+
+#: (engine attribute of a log, topics the view reads from it)
+Feed = tuple[str, Sequence[str]]
+
+
+class View(Protocol):
+    """What every view offers the engine: what it follows, catching up, and a rebuild."""
+
+    feeds: Sequence[Feed]
+
+    def max_tracking_id(self, application_name: str) -> int | None: ...
+
+    def apply_batch(self, events: Sequence[Any], tracking: Any) -> None: ...
+
+    def reset(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class DueTimer:
+    """A wait that falls due: the schedule row the timer view keeps."""
+
+    enrolment_id: UUID
+    step: str
+    due_at: datetime
+
+
+class FunnelView(View, Protocol):
+    """Leads per stage, audience and source; messages per journey step and outcome."""
+
+    def stages(self) -> list[dict[str, Any]]: ...
+
+    def reached(self) -> list[dict[str, Any]]: ...
+
+    def messages(self) -> list[dict[str, Any]]: ...
+
+
+class JourneyIndexView(View, Protocol):
+    """Enrolments, due timers, agent tasks and outcome counts per journey."""
+
+    def due(
+        self, until: datetime, limit: int = 500, exclude: Sequence[str] = (), parts: Partitions = ALL
+    ) -> list[DueTimer]: ...
+
+    def next_due(self, parts: Partitions = ALL) -> datetime | None: ...
+
+    def pending_count(self) -> int: ...
+
+    def enrolments_of(self, lead_id: UUID) -> list[dict[str, Any]]: ...
+
+    def active_in(self, journey_id: str) -> list[dict[str, Any]]: ...
+
+    def step_counts(self, journey_id: str, version: int | None = None) -> dict[str, int]: ...
+
+    def outcomes(self, journey_id: str | None = None) -> list[dict[str, Any]]: ...
+
+    def tasks(self, queue: str | None = None) -> list[dict[str, Any]]: ...
+
+
+class DeliveryScheduleView(View, Protocol):
+    """Deliveries held for a contact window, a cap or a retry, and when each falls due."""
+
+    def due(self, until: datetime, limit: int = 1000, parts: Partitions = ALL) -> list[UUID]: ...
+
+    def next_due(self, parts: Partitions = ALL) -> datetime | None: ...
+
+    def held_count(self) -> int: ...
+
+    def held(self) -> list[dict[str, Any]]: ...
+
+
+class ScreeningView(View, Protocol):
+    """Segment members, score bands and the leads whose facts move with the calendar."""
+
+    def segment_sizes(self) -> dict[str, int]: ...
+
+    def bands(self) -> list[dict[str, Any]]: ...
+
+    def calendar_leads(self, after: UUID | None = None, limit: int = 1000) -> list[UUID]: ...

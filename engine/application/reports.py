@@ -6,7 +6,7 @@ from collections import defaultdict
 from typing import Any
 
 from engine.application.engine import Engine
-from engine.domain.values import STAGE_ORDER, Audience, Stage
+from engine.domain.shared.values import STAGE_ORDER, Audience, Stage
 
 FUNNEL_SCHEMA = "huoke.report.funnel/1"
 

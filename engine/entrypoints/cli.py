@@ -14,9 +14,9 @@ import typer
 from rich.table import Table
 
 from engine.application.engine import Engine
+from engine.application.leads.timeline import lead_timeline
 from engine.application.reports import funnel_report
-from engine.application.timeline import lead_timeline
-from engine.domain.errors import HuokeError, LeadNotFoundError
+from engine.domain.shared.errors import HuokeError, LeadNotFoundError
 from engine.entrypoints.cli_common import (
     JsonOpt,
     app,
@@ -102,7 +102,7 @@ def events_import(file: Path, as_json: JsonOpt = False) -> None:
 
 def _resolve_lead(engine: Engine, ref: str) -> UUID:
     """A lead id from a UUID, a phone number, an e-mail or source_channel:external_id."""
-    from engine.application.commands import LeadRef
+    from engine.application.leads.commands import LeadRef
     from engine.entrypoints.schemas import normalise_phone
 
     try:
@@ -205,7 +205,7 @@ def consent_opt_out(
 @sms_app.command("import-replies")
 def sms_import_replies(file: Path, as_json: JsonOpt = False) -> None:
     """Replies from a provider export (CSV/JSONL with from, body): opt-out keywords take effect."""
-    from engine.domain.suppression import is_opt_out
+    from engine.domain.delivery.suppression import is_opt_out
     from engine.entrypoints.importing import read_rows
     from engine.entrypoints.schemas import normalise_phone
 

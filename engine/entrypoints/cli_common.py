@@ -15,10 +15,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from engine.adapters.clock import AcceleratedClock, SystemClock
 from engine.adapters.coordination import NotInitialisedError
 from engine.application.engine import Engine
-from engine.application.validation import Definitions
+from engine.application.journeys.validation import Definitions
 from engine.bootstrap import bootstrap
-from engine.domain.errors import JourneyValidationError
-from engine.domain.segments import SegmentRules
+from engine.domain.leads.segments import SegmentRules
+from engine.domain.shared.errors import JourneyValidationError
 from engine.settings import Settings
 
 app = typer.Typer(

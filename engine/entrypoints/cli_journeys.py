@@ -12,8 +12,8 @@ import typer
 from rich.table import Table
 
 from engine.adapters.yaml_files import load_yaml, strip_lines
-from engine.application.diagrams import mermaid
-from engine.application.publishing import (
+from engine.application.journeys.diagrams import mermaid
+from engine.application.journeys.publishing import (
     MigrationPlan,
     MigrationPlanError,
     change_status,
@@ -21,8 +21,8 @@ from engine.application.publishing import (
     unpublished_changes,
 )
 from engine.bootstrap import load_journey_definitions, renderer_for
-from engine.domain.errors import HuokeError, JourneyValidationError
-from engine.domain.journey import Journey
+from engine.domain.journeys.journey import Journey
+from engine.domain.shared.errors import HuokeError, JourneyValidationError
 from engine.entrypoints.cli_common import (
     JsonOpt,
     app,

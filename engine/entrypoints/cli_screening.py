@@ -14,7 +14,7 @@ from rich.table import Table
 
 from engine.adapters.modeling import Dataset
 from engine.application.engine import Engine
-from engine.domain.errors import HuokeError
+from engine.domain.shared.errors import HuokeError
 from engine.entrypoints import screening
 from engine.entrypoints.cli_common import (
     JsonOpt,

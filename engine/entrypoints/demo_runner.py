@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from engine.adapters.clock import VirtualClock
-from engine.application.publishing import publish_new
+from engine.application.journeys.publishing import publish_new
 from engine.application.reports import funnel_report
 from engine.bootstrap import bootstrap, init_database, load_journey_definitions, renderer_for
 from engine.entrypoints import screening

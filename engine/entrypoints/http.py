@@ -13,10 +13,10 @@ from uuid import UUID
 from fastapi import FastAPI, Form, HTTPException
 from fastapi.responses import HTMLResponse, Response
 
-from engine.application.deliveries import check_unsubscribe_token
+from engine.application.delivery.app import check_unsubscribe_token
 from engine.application.engine import Engine
-from engine.domain.errors import LeadNotFoundError
-from engine.domain.suppression import is_opt_out
+from engine.domain.delivery.suppression import is_opt_out
+from engine.domain.shared.errors import LeadNotFoundError
 
 PAGE = """<!doctype html><html lang="{lang}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title></head>

@@ -18,8 +18,8 @@ from email_validator import EmailNotValidError, validate_email
 from phonenumbers import timezone as phone_timezone
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from engine.application.commands import CaptureLead, LeadRef, RecordLifecycle
-from engine.domain.values import EmployerKind, EmploymentType, LoanType, SourceChannel, Stage
+from engine.application.leads.commands import CaptureLead, LeadRef, RecordLifecycle
+from engine.domain.shared.values import EmployerKind, EmploymentType, LoanType, SourceChannel, Stage
 
 _TRUE = {"1", "true", "yes", "y", "t", "是"}
 _FALSE = {"0", "false", "no", "n", "f", "否", ""}

@@ -24,10 +24,11 @@ from engine.adapters.modeling import (
     train_propensity,
 )
 from engine.application.engine import Engine
-from engine.domain.errors import HuokeError
-from engine.domain.facts import FIELDS, lead_facts
-from engine.domain.model_registry import check_kind
-from engine.domain.scoring import DEFAULT_FEATURES, model_inputs, psi, psi_verdict, refuse_prohibited
+from engine.domain.leads.facts import lead_facts
+from engine.domain.screening.model_registry import check_kind
+from engine.domain.screening.scoring import DEFAULT_FEATURES, model_inputs, psi, psi_verdict, refuse_prohibited
+from engine.domain.shared.errors import HuokeError
+from engine.domain.shared.fields import FIELDS
 
 ID_COLUMNS = ("id", "lead_id", "external_id", "application_id", "loan_id", "customer_id", "name", "phone", "email")
 _TRUE, _FALSE = {"1", "true", "yes", "y", "bad"}, {"0", "false", "no", "n", "good"}

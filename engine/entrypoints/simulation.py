@@ -15,17 +15,17 @@ from eventsourcing.utils import get_topic
 
 from engine.adapters.clock import VirtualClock
 from engine.adapters.dry_run import DryRunChannel
-from engine.application.commands import CaptureLead, LeadRef, RecordLifecycle
 from engine.application.engine import Engine
-from engine.application.journeys import LIFECYCLE
-from engine.application.publishing import publish_new
-from engine.application.validation import Definitions
+from engine.application.journeys.app import LIFECYCLE
+from engine.application.journeys.publishing import publish_new
+from engine.application.journeys.validation import Definitions
+from engine.application.leads.commands import CaptureLead, LeadRef, RecordLifecycle
 from engine.bootstrap import bootstrap, init_database, load_journey_definitions, renderer_for
-from engine.domain import interpreter
-from engine.domain.facts import lead_facts
-from engine.domain.interpreter import Decision, Send, Wait
-from engine.domain.journey import Journey
-from engine.domain.lead import Lead
+from engine.domain.journeys import interpreter
+from engine.domain.journeys.interpreter import Decision, Send, Wait
+from engine.domain.journeys.journey import Journey
+from engine.domain.leads.facts import lead_facts
+from engine.domain.leads.lead import Lead
 from engine.settings import Settings
 
 SIM_SCHEMA = "huoke.simulation/1"

@@ -7,7 +7,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from engine.adapters.clock import VirtualClock
-from engine.application.timeline import lead_timeline
+from engine.application.leads.timeline import lead_timeline
 from tests.application.test_journey_features import journeys_folder
 from tests.conftest import MakeEngine
 from tests.helpers import sms_lines, young_pro

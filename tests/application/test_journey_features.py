@@ -12,11 +12,11 @@ import pytest
 
 from engine.adapters.clock import VirtualClock
 from engine.adapters.yaml_files import load_yaml, strip_lines
-from engine.application.commands import CaptureLead
 from engine.application.engine import Engine
-from engine.application.publishing import MigrationPlan, change_status, publish_journey
-from engine.application.timeline import lead_timeline
-from engine.domain.journey_parsing import parse_journey
+from engine.application.journeys.publishing import MigrationPlan, change_status, publish_journey
+from engine.application.leads.commands import CaptureLead
+from engine.application.leads.timeline import lead_timeline
+from engine.domain.journeys.parsing import parse_journey
 from tests.conftest import ROOT, MakeEngine
 from tests.helpers import lifecycle, sms_lines, young_pro
 
@@ -230,7 +230,7 @@ def test_pause_holds_timers_and_resume_applies_the_stale_policy(
 
 
 def _ref(n: int) -> Any:
-    from engine.application.commands import LeadRef
+    from engine.application.leads.commands import LeadRef
 
     return LeadRef(source_channel="web_form", external_id=f"W{n}")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from uuid import UUID
 
 from engine.adapters.clock import VirtualClock
+from engine.application.leads.timeline import lead_timeline
 from engine.application.reports import funnel_report
-from engine.application.timeline import lead_timeline
 from tests.conftest import MakeEngine
 from tests.helpers import emails, lifecycle, senior, sms_lines, young_pro
 

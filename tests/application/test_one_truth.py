@@ -15,10 +15,10 @@ from eventsourcing.persistence import StoredEvent
 from engine.adapters.clock import VirtualClock
 from engine.adapters.coordination import NotInitialisedError
 from engine.application.engine import Engine
+from engine.application.leads.timeline import lead_timeline
 from engine.application.saving import latest_versions
-from engine.application.timeline import lead_timeline
 from engine.bootstrap import bootstrap
-from engine.domain.delivery import Delivery
+from engine.domain.delivery.delivery import Delivery
 from tests.conftest import ROOT, MakeEngine, base_settings
 from tests.helpers import emails, lifecycle, sms_lines, young_pro
 

@@ -12,10 +12,10 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 
 from engine.application.engine import Engine
-from engine.application.timeline import lead_timeline
-from engine.domain.facts import lead_facts
-from engine.domain.lead import Lead
-from engine.domain.scoring import Bin, Characteristic, Scorecard
+from engine.application.leads.timeline import lead_timeline
+from engine.domain.leads.facts import lead_facts
+from engine.domain.leads.lead import Lead
+from engine.domain.screening.scoring import Bin, Characteristic, Scorecard
 from tests.conftest import START, MakeEngine
 from tests.helpers import lifecycle, young_pro
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from engine.adapters.clock import VirtualClock
-from engine.application.commands import CaptureLead
+from engine.application.leads.commands import CaptureLead
 from engine.entrypoints.simulation import Arrival, arrivals_from_store, simulate
 from tests.conftest import MakeEngine, base_settings
 from tests.helpers import emails, lifecycle, senior, sms_lines, young_pro

@@ -18,8 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from engine.adapters.clock import VirtualClock
-from engine.application.timeline import lead_timeline
-from engine.domain.suppression import is_opt_out
+from engine.application.leads.timeline import lead_timeline
+from engine.domain.delivery.suppression import is_opt_out
 from engine.entrypoints.http import create_app
 from tests.conftest import MakeEngine
 from tests.helpers import emails, sms_lines, young_pro

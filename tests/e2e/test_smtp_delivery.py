@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from engine.adapters.clock import VirtualClock
-from engine.application.deliveries import check_unsubscribe_token
+from engine.application.delivery.app import check_unsubscribe_token
+from engine.application.leads.timeline import lead_timeline
 from engine.application.reports import funnel_report
-from engine.application.timeline import lead_timeline
 from tests.conftest import MakeEngine
 from tests.e2e.smtp_server import RecordingHandler, smtp_server
 from tests.helpers import sms_lines, young_pro

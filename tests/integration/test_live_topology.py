@@ -26,8 +26,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from engine.application.deliveries import unsubscribe_token
-from engine.domain.lead import lead_id_for
+from engine.application.delivery.app import unsubscribe_token
+from engine.domain.leads.lead import lead_id_for
 from projections.delivery_schedule import DeliverySchedule
 from projections.funnel import FunnelCounts
 from projections.journey_index import JourneyIndex

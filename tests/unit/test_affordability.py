@@ -6,7 +6,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from engine.domain.affordability import (
+from engine.domain.screening.affordability import (
     apr,
     debt_to_income,
     equal_principal_first_payment,

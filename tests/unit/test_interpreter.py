@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.domain import interpreter
-from engine.domain.interpreter import (
+from engine.domain.journeys import interpreter
+from engine.domain.journeys.interpreter import (
     Branch,
     Context,
     EndWait,
@@ -27,8 +27,8 @@ from engine.domain.interpreter import (
     Update,
     Wait,
 )
-from engine.domain.journey import Journey
-from engine.domain.journey_parsing import parse_journey
+from engine.domain.journeys.journey import Journey
+from engine.domain.journeys.parsing import parse_journey
 
 NOW = datetime(2026, 3, 2, 9, tzinfo=UTC)
 SHANGHAI = ZoneInfo("Asia/Shanghai")

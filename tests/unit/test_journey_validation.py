@@ -9,9 +9,9 @@ import pytest
 
 from engine.adapters.templates import JinjaRenderer
 from engine.adapters.yaml_files import load_yaml, strip_lines
-from engine.application.validation import load_definitions
-from engine.domain.errors import JourneyValidationError
-from engine.domain.journey_parsing import parse_journey
+from engine.application.journeys.validation import load_definitions
+from engine.domain.journeys.parsing import parse_journey
+from engine.domain.shared.errors import JourneyValidationError
 
 ROOT = Path(__file__).resolve().parents[2]
 

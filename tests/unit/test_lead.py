@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine.domain.errors import InvalidLeadError
-from engine.domain.lead import Lead
-from engine.domain.values import ConsentChannel, ConsentPurpose, Stage
+from engine.domain.leads.lead import Lead
+from engine.domain.shared.errors import InvalidLeadError
+from engine.domain.shared.values import ConsentChannel, ConsentPurpose, Stage
 
 AT = datetime(2026, 3, 2, tzinfo=UTC)
 

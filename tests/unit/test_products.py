@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from engine.adapters.yaml_files import load_yaml, strip_lines
-from engine.domain.errors import JourneyValidationError
-from engine.domain.products import match, parse_catalogue
+from engine.domain.screening.products import match, parse_catalogue
+from engine.domain.shared.errors import JourneyValidationError
 
 CATALOGUE = parse_catalogue(strip_lines(load_yaml(Path(__file__).resolve().parents[2] / "journeys" / "products.yaml")))
 

@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 
 from engine.adapters.modeling import Dataset, ModelFiles, infer_kinds, time_split, train_credit, train_propensity
-from engine.domain.errors import HuokeError
-from engine.domain.scoring import (
+from engine.domain.screening.scoring import (
     FACTOR,
     OFFSET,
     ProhibitedFeatureError,
@@ -25,6 +24,7 @@ from engine.domain.scoring import (
     psi_verdict,
     score_to_probability,
 )
+from engine.domain.shared.errors import HuokeError
 from engine.entrypoints.screening import DataError, read_csv
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

@@ -1,0 +1,455 @@
+"""Deliveries: turn message requests into sends, effectively once.
+
+Two steps, each exactly-once against a notification log:
+1. ``request_messages`` records a Delivery (requested) for each Enrolment.MessageRequested,
+   tracking the Journeys log position in the same transaction.
+2. ``dispatch`` follows the Deliveries log's own Requested events in batches: checks consent
+   and contact at send time, renders, reconciles sends already made (by send id), sends, and
+   records sent / failed / skipped with the position reached, in one transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import ProcessRecorder, Tracking
+from eventsourcing.utils import get_topic
+
+from engine.application.journeys.app import Journeys
+from engine.application.leads.app import Leads
+from engine.application.partitions import ALL, Partitions, Stop, never
+from engine.application.ports import (
+    Channel,
+    Clock,
+    OutgoingMessage,
+    RenderedMessage,
+    Renderer,
+    RenderError,
+    SendResult,
+)
+from engine.application.projecting import drain, next_owned_page
+from engine.application.saving import forget_cache, fresh_get, latest_versions, retry_conflicts, save_batch
+from engine.domain.delivery.contact_history import ContactHistory, contact_history_id
+from engine.domain.delivery.contact_policy import DEFAULT_POLICY, ContactPolicy
+from engine.domain.delivery.delivery import MAX_TRANSIENT_FAILURES, Delivery
+from engine.domain.journeys import interpreter
+from engine.domain.journeys.enrolment import Enrolment
+from engine.domain.journeys.interpreter import Exit
+from engine.domain.journeys.journey import Journey, SendStep
+from engine.domain.leads.facts import lead_facts
+from engine.domain.leads.lead import Lead
+from engine.domain.shared.values import ConsentChannel, ConsentPurpose
+
+REQUESTED_TOPICS = [get_topic(Enrolment.MessageRequested)]
+DELIVERY_TOPICS = [get_topic(Delivery.Requested)]
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who marketing comes from, and how opt-out links are made."""
+
+    name: str
+    email: str
+    postal_address: str
+    unsubscribe_url: str
+    unsubscribe_secret: str
+    default_locale: str
+
+
+def backoff(send_id: UUID, attempt: int) -> timedelta:
+    """Exponential back-off with jitter: 5 min, 10, 20… capped at 6 h, ±20% (deterministic per send)."""
+    base = min(timedelta(minutes=5) * (2**attempt), timedelta(hours=6))
+    jitter = int.from_bytes(hashlib.sha256(f"{send_id}{attempt}".encode()).digest()[:2], "big") / 65535
+    delay: timedelta = base * (0.8 + 0.4 * jitter)
+    return delay
+
+
+def _zone(name: str | None) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name) if name else None
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def unsubscribe_token(secret: str, lead_id: UUID, channel: str) -> str:
+    """A signature binding (lead, channel) so a link cannot opt out someone else."""
+    mac = hmac.new(secret.encode(), f"{lead_id}:{channel}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac[:18]).decode()
+
+
+def check_unsubscribe_token(secret: str, lead_id: UUID, channel: str, token: str) -> bool:
+    return hmac.compare_digest(unsubscribe_token(secret, lead_id, channel), token)
+
+
+@dataclass
+class DispatchReport:
+    """Counts of what one dispatch pass did."""
+
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    reconciled: int = 0
+    deferred: int = 0
+
+    def add(self, other: DispatchReport) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    @property
+    def moved(self) -> int:
+        return sum(getattr(self, f.name) for f in fields(self))
+
+
+@dataclass
+class _Pass:
+    """What one dispatch pass keeps while it decides: counts, contact histories, and messages
+    already planned for a lead in this pass (for caps)."""
+
+    report: DispatchReport
+    histories: dict[UUID, ContactHistory] = field(default_factory=dict)
+    planned: dict[tuple[UUID, str], int] = field(default_factory=dict)
+    lead_versions: dict[UUID, int] = field(default_factory=dict)  # per send: the lead's version decided on
+
+
+class Deliveries(Application[UUID]):
+    """One Delivery aggregate per send id; its log is the outbox of record."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        clock: Clock,
+        renderer: Renderer,
+        channels: Mapping[str, Channel],
+        sender: Sender,
+        definition: Callable[[str, int], Journey] | None = None,
+        policy: ContactPolicy = DEFAULT_POLICY,
+        default_tz: str = "Asia/Shanghai",
+    ) -> None:
+        super().__init__(env)
+        self.clock = clock
+        self.renderer = renderer
+        self.channels = dict(channels)
+        self.sender = sender
+        self.definition = definition
+        self.policy = policy
+        self.default_tz = ZoneInfo(default_tz)
+
+    recorder: ProcessRecorder
+
+    def construct_recorder(self) -> ProcessRecorder:
+        return self.factory.process_recorder()
+
+    def request_messages(
+        self, journeys: Journeys, parts: Partitions = ALL, batch_size: int = 1000, stop: Stop = never
+    ) -> int:
+        """Record a requested Delivery for every new Enrolment.MessageRequested (of owned partitions)."""
+
+        def one_page() -> int | None:
+            page = next_owned_page(self.recorder, journeys, REQUESTED_TOPICS, parts, batch_size)
+            if page is None:
+                return None
+            requested: list[Delivery] = []
+            for e in page.events:
+                enrolment = journeys.get_enrolment(e.originator_id)
+                if enrolment is None:  # cannot happen: the request was recorded on it
+                    raise LookupError(f"enrolment {e.originator_id} vanished")
+                requested.append(
+                    Delivery(
+                        send_id=e.send_id,
+                        lead_id=enrolment.lead_id,
+                        enrolment_id=e.originator_id,
+                        journey_id=enrolment.journey_id,
+                        journey_version=enrolment.journey_version,
+                        step=e.step,
+                        channel=e.channel,
+                        template=e.template,
+                        reason=e.reason,
+                        at=e.at,
+                    )
+                )
+            save_batch(self, requested, page.trackings)
+            return len(page.events)
+
+        return drain(one_page, stop)
+
+    def dispatch(
+        self,
+        leads: Leads,
+        due: Sequence[UUID] = (),
+        parts: Partitions = ALL,
+        batch_size: int = 200,
+        stop: Stop = never,
+    ) -> DispatchReport:
+        """Send new requests and the deferred deliveries now ``due``; return what happened.
+
+        Every delivery ends a pass sent, skipped, failed, or deferred to a time (quiet hours,
+        a frequency cap, a retry after a transient failure): none blocks the ones after it.
+        """
+        report = DispatchReport()
+        for i in range(0, len(due), batch_size):
+            held: list[Delivery] = [self.repository.get(d) for d in due[i : i + batch_size]]
+            self._process([d for d in held if parts.owns(d.lead_id)], leads, report, ())
+        while True:
+            page = next_owned_page(
+                self.recorder, self, DELIVERY_TOPICS, parts, batch_size, lead_of=lambda e: UUID(str(e.lead_id))
+            )
+            if page is None:
+                return report
+            fresh: list[Delivery] = [self.repository.get(e.originator_id) for e in page.events]
+            self._process(fresh, leads, report, page.trackings)
+            if stop():
+                return report
+
+    def _process(
+        self, deliveries: list[Delivery], leads: Leads, report: DispatchReport, trackings: Sequence[Tracking]
+    ) -> None:
+        state = _Pass(report)
+        now = self.clock.now()
+        ready = [d for d in deliveries if not d.is_settled and (d.deferred_until is None or d.deferred_until <= now)]
+        try:
+            self._dispatch_batch(ready, leads, state)
+            save_batch(self, [*deliveries, *state.histories.values()], trackings)
+        except Exception:
+            forget_cache(self)
+            raise
+
+    def _now_for(self, d: Delivery) -> datetime:
+        """Never record an outcome before its request (a virtual clock may lag an import)."""
+        return max(self.clock.now(), d.requested_at)
+
+    def _dispatch_batch(self, batch: list[Delivery], leads: Leads, state: _Pass) -> None:
+        report = state.report
+        outgoing: dict[str, list[tuple[Delivery, OutgoingMessage]]] = {}
+        current = leads.current(d.lead_id for d in batch)  # as committed now, in any process
+        for d in batch:
+            now = self._now_for(d)
+            channel = self.channels.get(d.channel)
+            if channel is None:
+                d.mark_failed(f"no {d.channel} channel is configured", permanent=True, at=now)
+                report.failed += 1
+                continue
+            try:
+                ref = channel.already_sent(d.id) if d.in_doubt or d.attempts == 0 else None
+            except ConnectionError as e:  # cannot tell whether it left: hold it, never guess
+                d.defer(now + backoff(d.id, d.transient_failures), str(e), now, transient=True)
+                report.deferred += 1
+                continue
+            if ref is not None:
+                # Sent before a crash, outcome not recorded: reconcile, never resend.
+                d.mark_sent("", "", "", "", ref, now)
+                report.reconciled += 1
+                continue
+            lead = current.get(d.lead_id) or leads.get_lead(d.lead_id)
+            state.lead_versions[d.id] = lead.version
+            purpose = self._purpose(d)
+            held = self.refusal(d, lead, purpose, now) or self._hold(d, lead, purpose, now, state)
+            if held:
+                if d.outcome is None and d.deferred_until is not None and d.deferred_until > now:
+                    report.deferred += 1
+                elif not d.is_settled:
+                    d.mark_skipped(held, now)
+                    report.skipped += 1
+                continue
+            try:
+                message = self._compose(d, lead, now)
+            except RenderError as e:
+                d.mark_failed(f"template {d.template!r} could not render: {e}", permanent=True, at=now)
+                report.failed += 1
+                continue
+            state.planned[(d.lead_id, d.channel)] = state.planned.get((d.lead_id, d.channel), 0) + 1
+            outgoing.setdefault(d.channel, []).append((d, message))
+        for channel_name, items in outgoing.items():
+            for d, _ in items:
+                d.dispatching(self._now_for(d))
+            save_batch(self, [d for d, _ in items])  # committed before anything leaves
+            allowed = self._still_allowed(items, leads, state)
+            if not allowed:
+                continue
+            results = self.channels[channel_name].send_batch([m for _, m in allowed])
+            for (d, m), result in zip(allowed, results, strict=True):
+                self._settle(d, m, result, state)
+
+    def _still_allowed(
+        self, items: list[tuple[Delivery, OutgoingMessage]], leads: Leads, state: _Pass
+    ) -> list[tuple[Delivery, OutgoingMessage]]:
+        """Look at each lead once more after the dispatch markers are committed: an opt-out (or a
+        goal, an exit) committed by any process before the marker stops the message. One query
+        tells which leads changed since the decision; only those are read again."""
+        now_at = latest_versions(leads, {d.lead_id for d, _ in items})
+        allowed = []
+        for d, m in items:
+            if now_at.get(d.lead_id) == state.lead_versions[d.id]:
+                allowed.append((d, m))
+                continue
+            now = self._now_for(d)
+            refused = self.refusal(d, leads.fresh_lead(d.lead_id), self._purpose(d), now)
+            if refused:
+                d.mark_skipped(refused, now)
+                state.report.skipped += 1
+            else:
+                allowed.append((d, m))
+        return allowed
+
+    def refusal(self, d: Delivery, lead: Lead, purpose: str, now: datetime) -> str:
+        """Why this message may not go out now ('' when it may): consent and contact, then the
+        journey's goal and exit criteria on the lead as it is now."""
+        refused = self.policy_refusal(lead, d.channel, purpose)
+        if refused or self.definition is None:
+            return refused
+        journey = self.definition(d.journey_id, d.journey_version)
+        for decision in interpreter.goal_or_exit(journey, lead_facts(lead, now), None, None):
+            if isinstance(decision, Exit):
+                return f"lead left the journey before sending: {decision.reason} ({decision.detail})"
+        return ""
+
+    def _settle(self, d: Delivery, m: OutgoingMessage, result: SendResult, state: _Pass) -> None:
+        now, report = self._now_for(d), state.report
+        if result.ok:
+            digest = hashlib.sha256((m.body.text + (m.body.html or "")).encode()).hexdigest()
+            d.mark_sent(m.to, m.body.locale, m.body.variant, digest, result.provider_ref, now)
+            self._history(d.lead_id, state.histories).record(d.channel, self._purpose(d), d.id, now)
+            report.sent += 1
+        elif result.permanent or d.transient_failures + 1 >= MAX_TRANSIENT_FAILURES:
+            d.mark_failed(result.reason, True, now)
+            report.failed += 1
+            if result.bounced:
+                d.flag_bounced(m.to, result.reason, now)
+        else:
+            d.defer(now + backoff(d.id, d.transient_failures), f"retry after: {result.reason}", now, transient=True)
+            report.deferred += 1
+
+    def _hold(
+        self,
+        d: Delivery,
+        lead: Lead,
+        purpose: str,
+        now: datetime,
+        state: _Pass,
+    ) -> str:
+        """Quiet hours or a frequency cap: defer (or skip, by the step's policy); '' if it may go now."""
+        step = self._step(d)
+        zone = _zone(lead.contact.get("timezone"))
+        window = self.policy.window(lead.contact.get("country"), d.channel, zone is not None)
+        if window is not None and d.channel != "webhook":
+            tz = zone or self.default_tz
+            opening = window.next_opening(now, tz)
+            if opening is not None:
+                reason = f"outside contact window {window.describe(tz)}"
+                if step is not None and step.outside_window == "skip":
+                    return reason
+                d.defer(opening, reason, now)
+                return reason
+        cap = self.policy.cap(d.channel, purpose)
+        if cap is not None:
+            sent = self._history(d.lead_id, state.histories).sent_since(d.channel, purpose, now - cap.per)
+            if len(sent) + state.planned.get((d.lead_id, d.channel), 0) >= cap.max:
+                reason = f"frequency cap: {cap.describe()}"
+                if step is not None and step.when_capped == "skip":
+                    return reason
+                # Capped by sends on record, or by messages going out in this very pass (then
+                # look again in a minute, when those are on record).
+                until = sent[-cap.max] + cap.per if len(sent) >= cap.max else now + timedelta(minutes=1)
+                d.defer(until, reason, now)
+                return reason
+        return ""
+
+    def _step(self, d: Delivery) -> SendStep | None:
+        if self.definition is None:
+            return None
+        step = self.definition(d.journey_id, d.journey_version).steps.get(d.step)
+        return step if isinstance(step, SendStep) else None
+
+    def _history(self, lead_id: UUID, histories: dict[UUID, ContactHistory]) -> ContactHistory:
+        if lead_id not in histories:
+            try:
+                histories[lead_id] = self.repository.get(contact_history_id(lead_id))
+            except AggregateNotFoundError:
+                histories[lead_id] = ContactHistory(lead_id=lead_id)
+        return histories[lead_id]
+
+    def _journey_vars(self, d: Delivery) -> dict[str, str]:
+        return self.definition(d.journey_id, d.journey_version).vars if self.definition else {}
+
+    def _purpose(self, d: Delivery) -> str:
+        return self.definition(d.journey_id, d.journey_version).purpose if self.definition else "marketing"
+
+    @staticmethod
+    def policy_refusal(lead: Lead, channel: str, purpose: str = "marketing") -> str:
+        """Why this message may not go out now ('' when it may). Checked at send time.
+
+        Marketing needs marketing consent on the channel; service messages (about the lead's own
+        application) need none, but still a valid contact.
+        """
+        if channel == "webhook":
+            return ""  # goes to the lender's own systems, not to the lead
+        consent_channel = ConsentChannel(channel)
+        if purpose == "marketing" and not lead.has_consent(consent_channel, ConsentPurpose.MARKETING):
+            state = lead.consents.get(f"{channel}:marketing")
+            return "consent withdrawn" if state is False else f"no {channel} marketing consent"
+        address = lead.contact.get("email" if channel == "email" else "phone")
+        kind = "e-mail" if channel == "email" else "phone"
+        if address and any(i.startswith(f"{kind} {address} bounced") for i in lead.contact_issues):
+            return f"{kind} address bounced earlier"
+        if not address:
+            return f"no valid {'e-mail address' if channel == 'email' else 'phone number'}"
+        return ""
+
+    def unsubscribe_url(self, lead_id: UUID, channel: str) -> str:
+        token = unsubscribe_token(self.sender.unsubscribe_secret, lead_id, channel)
+        return f"{self.sender.unsubscribe_url}/{lead_id}/{channel}/{token}"
+
+    def confirm_url(self, lead_id: UUID, channel: str) -> str:
+        """The signed double opt-in link (served by huoke serve at /confirm/…)."""
+        token = unsubscribe_token(self.sender.unsubscribe_secret, lead_id, f"confirm:{channel}")
+        base = self.sender.unsubscribe_url.rsplit("/", 1)[0]
+        return f"{base}/confirm/{lead_id}/{channel}/{token}"
+
+    def render_for(
+        self, lead: Lead, channel: str, template: str, journey_vars: dict[str, str], now: datetime
+    ) -> RenderedMessage:
+        """Render one template for one lead, exactly as a send would."""
+        facts = lead_facts(lead, now)
+        context = {
+            **journey_vars,
+            **facts,
+            "sender_name": self.sender.name,
+            "postal_address": self.sender.postal_address,
+            "unsubscribe_url": self.unsubscribe_url(lead.id, channel),
+            "confirm_url": self.confirm_url(lead.id, channel),
+        }
+        return self.renderer.render(channel, template, facts["audience"], facts["language"], context)
+
+    def _compose(self, d: Delivery, lead: Lead, now: datetime) -> OutgoingMessage:
+        unsubscribe = self.unsubscribe_url(lead.id, d.channel)
+        body = self.render_for(lead, d.channel, d.template, self._journey_vars(d), now)
+        to = {"email": lead.contact.get("email"), "sms": lead.contact.get("phone")}.get(d.channel) or ""
+        return OutgoingMessage(send_id=d.id, channel=d.channel, to=to, body=body, unsubscribe_url=unsubscribe)
+
+    def record_receipt(self, send_id: UUID, status: str, error_code: str, at: datetime) -> bool:
+        """Record a provider's delivery receipt; False for an unknown send id."""
+
+        def record() -> bool:
+            try:
+                delivery: Delivery = fresh_get(self, send_id)  # a worker may have written it since
+            except AggregateNotFoundError:
+                return False
+            delivery.record_receipt(status, error_code, at)
+            save_batch(self, [delivery])
+            return True
+
+        return retry_conflicts(self, record)
+
+    def get_delivery(self, send_id: UUID) -> Delivery | None:
+        try:
+            delivery: Delivery = self.repository.get(send_id)
+        except AggregateNotFoundError:
+            return None
+        return delivery

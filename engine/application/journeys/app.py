@@ -1,0 +1,424 @@
+"""Journeys: enrol leads from lead events, advance enrolments, fire timers — exactly once.
+
+The reactor reads the Leads notification log in batches and records all resulting events
+(enrolments, each lead's journey history, entry counts) together with the position it reached,
+in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from typing import Any, ClassVar, cast
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import ProcessRecorder
+from eventsourcing.utils import get_topic
+
+from engine.application.leads.app import Leads
+from engine.application.partitions import ALL, Partitions, Stop, never
+from engine.application.ports import Clock, DueTimer
+from engine.application.projecting import drain, next_owned_page
+from engine.application.saving import forget_cache, fresh_get, latest_versions, retry_conflicts, save_batch
+from engine.domain.journeys import interpreter
+from engine.domain.journeys.enrolment import Enrolment
+from engine.domain.journeys.interpreter import Context, Decision, Exit, Observed
+from engine.domain.journeys.journey import Journey
+from engine.domain.journeys.lead_journeys import LeadJourneys, lead_journeys_id
+from engine.domain.journeys.parsing import parse_journey
+from engine.domain.journeys.publication import PublishedJourney, published_journey_id
+from engine.domain.leads.facts import lead_facts
+from engine.domain.leads.lead import Lead
+from engine.domain.shared.errors import UnknownJourneyError
+
+LIFECYCLE: dict[type[Any], str] = {
+    Lead.ApplicationSubmitted: "application_submitted",
+    Lead.ApplicationApproved: "application_approved",
+    Lead.ApplicationDeclined: "application_declined",
+    Lead.LoanFunded: "loan_funded",
+    Lead.RepaymentMissed: "repayment_missed",
+}
+
+#: Lead events the reactor reacts to (filtered in the database).
+_REACTS_TO: list[type[Any]] = [
+    Lead.Captured,
+    Lead.StageChanged,
+    Lead.Segmented,
+    Lead.ProfileUpdated,
+    Lead.ConsentWithdrawn,
+    Lead.Tagged,
+    Lead.ConsentRequested,
+    *LIFECYCLE.keys(),
+]
+LEAD_TOPICS = [get_topic(cls) for cls in _REACTS_TO]
+PUBLICATION_TOPICS = [get_topic(PublishedJourney.Created)]
+
+
+@dataclass(frozen=True)
+class LiveJourney:
+    """A journey's live version, its definition and status."""
+
+    version: int
+    journey: Journey
+    status: str = "live"
+    publication: PublishedJourney | None = None
+
+
+@dataclass
+class Batch:
+    """Aggregates touched while processing one batch; saved together."""
+
+    enrolments: dict[UUID, Enrolment] = field(default_factory=dict)
+    histories: dict[UUID, LeadJourneys] = field(default_factory=dict)
+    publications: dict[str, PublishedJourney] = field(default_factory=dict)
+    new_entries: dict[str, int] = field(default_factory=dict)
+    leads: dict[UUID, Lead] = field(default_factory=dict)  # read as committed, once per batch
+
+    def aggregates(self) -> Iterable[Any]:
+        yield from self.enrolments.values()
+        yield from self.histories.values()
+        yield from self.publications.values()
+
+
+class Journeys(Application[UUID]):
+    """Enrolments, each lead's journey history, and published journey versions."""
+
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Enrolment: 50, LeadJourneys: 50}
+    recorder: ProcessRecorder
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        clock: Clock,
+        default_tz: str = "Asia/Shanghai",
+        stale_after: timedelta = timedelta(hours=24),
+    ) -> None:
+        super().__init__(env)
+        self.clock = clock
+        self.stale_after = stale_after
+        self.default_tz = ZoneInfo(default_tz)
+        self.live: dict[str, LiveJourney] = {}
+        self._definitions: dict[tuple[str, int], Journey] = {}
+        self._publications_seen = 0
+        self._publication_versions: dict[UUID, int] = {}  # as last made live
+
+    def construct_recorder(self) -> ProcessRecorder:
+        return self.factory.process_recorder()
+
+    # ---- published versions ----------------------------------------------------------------
+
+    def publication(self, journey_id: str) -> PublishedJourney | None:
+        """The journey's publication as committed now (another process may publish or pause)."""
+        try:
+            pub: PublishedJourney = fresh_get(self, published_journey_id(journey_id))
+        except AggregateNotFoundError:
+            return None
+        return pub
+
+    def go_live(self, journey_ids: Iterable[str]) -> None:
+        """Make the latest published version of each journey the one new leads enter."""
+        for jid in journey_ids:
+            pub = self.publication(jid)
+            if pub is not None:
+                self._make_live(pub)
+
+    def _make_live(self, pub: PublishedJourney) -> None:
+        if pub.latest:
+            jid = pub.journey_id
+            self.live[jid] = LiveJourney(pub.latest, self.definition(jid, pub.latest), pub.status, pub)
+        self._publication_versions[pub.id] = pub.version
+
+    def refresh_live(self) -> None:
+        """Pick up journeys published, paused, resumed or archived by any process since the last
+        look (publications are rare: one indexed read of the new part of the log)."""
+        top = self.recorder.max_notification_id() or 0
+        if top > self._publications_seen:
+            notes = self.recorder.select_notifications(
+                start=self._publications_seen or None,
+                limit=1_000_000,
+                stop=top,
+                topics=PUBLICATION_TOPICS,
+                inclusive_of_start=False,
+            )
+            for note in notes:
+                self._publication_versions.setdefault(UUID(str(note.originator_id)), 0)
+            self._publications_seen = top
+        # One query tells which publications changed; only those are read again.
+        for pid, version in latest_versions(self, self._publication_versions).items():
+            if version != self._publication_versions[pid]:
+                self._make_live(cast(PublishedJourney, fresh_get(self, pid)))
+
+    def definition(self, journey_id: str, version: int) -> Journey:
+        """The definition of a published version (parsed once, then cached)."""
+        key = (journey_id, version)
+        if key not in self._definitions:
+            pub = self.publication(journey_id)
+            if pub is None or version not in pub.versions:
+                raise UnknownJourneyError(f"journey {journey_id!r} has no published version {version}")
+            self._definitions[key] = parse_journey(pub.versions[version], f"{journey_id} v{version}")
+        return self._definitions[key]
+
+    def paused_journeys(self) -> list[str]:
+        return [jid for jid, live in self.live.items() if live.status == "paused"]
+
+    # ---- reacting to lead events -----------------------------------------------------------
+
+    def process_lead_events(
+        self, leads: Leads, parts: Partitions = ALL, batch_size: int = 500, stop: Stop = never
+    ) -> int:
+        """Apply every new lead event of the owned partitions (or pages until ``stop()``); return
+        how many were processed."""
+        return drain(
+            lambda: retry_conflicts(self, lambda: self._react_page(leads, parts, batch_size), self.forget_cached_state),
+            stop,
+        )
+
+    def _react_page(self, leads: Leads, parts: Partitions, batch_size: int) -> int | None:
+        page = next_owned_page(self.recorder, leads, LEAD_TOPICS, parts, batch_size)
+        if page is None:
+            return None
+        batch = Batch(leads=leads.current(e.originator_id for e in page.events))
+        for event in page.events:
+            self._react(event, leads, batch)
+        self._count_entries(batch)
+        save_batch(self, batch.aggregates(), page.trackings)
+        return len(page.events)
+
+    def forget_cached_state(self) -> None:
+        """Drop cached aggregates (after a failed batch their state may be unsaved)."""
+        forget_cache(self)
+        self.go_live(list(self.live))
+
+    def _react(self, lead_event: Any, leads: Leads, batch: Batch) -> None:
+        lead = batch.leads.get(lead_event.originator_id) or leads.get_lead(lead_event.originator_id)
+        at = getattr(lead_event, "at", None) or getattr(lead_event, "captured_at", None) or self.clock.now()
+        facts = lead_facts(lead, at)
+        history = self._history(batch, lead.id, new=isinstance(lead_event, Lead.Captured))
+        observed = None
+        if type(lead_event) in LIFECYCLE:
+            observed = Observed(LIFECYCLE[type(lead_event)], lead_event.application_id, at)
+        for eid in list(history.active):
+            enrolment = self._enrolment(batch, eid)
+            journey = self.definition(enrolment.journey_id, enrolment.journey_version)
+            decisions: list[Decision] = interpreter.goal_or_exit(journey, facts, enrolment.started_at, at)
+            if not decisions and observed is not None:
+                if enrolment.waiting_kind == "event" and enrolment.waiting_step:
+                    ctx = self.context(enrolment, journey, lead.id, facts, at)
+                    decisions = interpreter.on_event(journey, enrolment.waiting_step, observed, ctx)
+                if not decisions and observed.event in journey.watched_events():
+                    enrolment.observe(observed)
+            self.advance(enrolment, decisions, at, history)
+        for trigger, key in _triggers(lead_event):
+            for live in self.live.values():
+                self._maybe_enter(live, trigger, key, lead.id, facts, at, history, batch)
+
+    def _maybe_enter(
+        self,
+        live: LiveJourney,
+        trigger: str,
+        key: str,
+        lead_id: UUID,
+        facts: dict[str, Any],
+        at: datetime,
+        history: LeadJourneys,
+        batch: Batch,
+    ) -> None:
+        journey = live.journey
+        verdict = interpreter.check_entry(journey, trigger, facts)
+        if verdict.reason == "not an entry trigger":
+            return
+        key = key if journey.entry.key else ""
+        reason = verdict.reason
+        admission = history.admission(journey.id, key, journey.entry.reentry, journey.entry.cooldown, at)
+        if not verdict.accepted:
+            pass
+        elif live.status != "live":
+            reason = f"journey is {live.status}"
+        elif not admission.allowed:
+            reason = admission.reason
+        elif journey.entry.cap is not None and self._entries(batch, journey.id) >= journey.entry.cap:
+            reason = f"entry cap of {journey.entry.cap} reached"
+        else:
+            enrolment = Enrolment(
+                lead_id=lead_id,
+                journey_id=journey.id,
+                journey_version=live.version,
+                entry_key=key,
+                entry_number=admission.entry_number,
+                reason=reason,
+                at=at,
+            )
+            history.enter(enrolment.id, journey.id, key, admission.entry_number, at)
+            batch.enrolments[enrolment.id] = enrolment
+            batch.new_entries[journey.id] = batch.new_entries.get(journey.id, 0) + 1
+            ctx = self.context(enrolment, journey, lead_id, facts, at)
+            self.advance(enrolment, interpreter.start(journey, ctx), at, history)
+            return
+        history.refuse(journey.id, live.version, trigger, reason, at)
+
+    def _entries(self, batch: Batch, journey_id: str) -> int:
+        pub = batch.publications.get(journey_id) or self.publication(journey_id)
+        if pub is not None:
+            batch.publications[journey_id] = pub
+        return (pub.entries if pub else 0) + batch.new_entries.get(journey_id, 0)
+
+    def _count_entries(self, batch: Batch) -> None:
+        """Entries are counted on the publication only where a journey caps them (a count every
+        worker would update otherwise makes them conflict; reports count entries from the index)."""
+        for journey_id, added in batch.new_entries.items():
+            live = self.live.get(journey_id)
+            if live is None or live.journey.entry.cap is None:
+                continue
+            pub = batch.publications.get(journey_id) or self.publication(journey_id)
+            if pub is not None:
+                pub.count_entries(added, self.clock.now())
+                batch.publications[journey_id] = pub
+
+    def advance(self, enrolment: Enrolment, decisions: list[Decision], at: datetime, history: LeadJourneys) -> None:
+        enrolment.apply(decisions, at)
+        if not enrolment.is_active:
+            history.leave(enrolment.id, enrolment.exit_reason or "", at)
+
+    def context(
+        self,
+        enrolment: Enrolment,
+        journey: Journey,
+        lead_id: UUID,
+        facts: dict[str, Any],
+        now: datetime,
+        stale: bool = False,
+    ) -> Context:
+        return Context(
+            lead_id=str(lead_id),
+            journey_id=journey.id,
+            facts=facts,
+            now=now,
+            tz=self._tz(facts),
+            entered_at=enrolment.started_at,
+            entry_key=enrolment.entry_key,
+            observed=tuple(enrolment.observed),
+            stale=stale,
+            sent_templates=frozenset(enrolment.sent_templates),
+        )
+
+    def _tz(self, facts: dict[str, Any]) -> tzinfo:
+        try:
+            return ZoneInfo(facts["timezone"]) if facts.get("timezone") else self.default_tz
+        except (ZoneInfoNotFoundError, ValueError):
+            return self.default_tz
+
+    def _history(self, batch: Batch, lead_id: UUID, new: bool = False) -> LeadJourneys:
+        hid = lead_journeys_id(lead_id)
+        if new and hid not in batch.histories:
+            batch.histories[hid] = LeadJourneys(lead_id=lead_id)  # a lead's first event: no history yet
+        if hid not in batch.histories:
+            try:
+                batch.histories[hid] = self.repository.get(hid)
+            except AggregateNotFoundError:
+                batch.histories[hid] = LeadJourneys(lead_id=lead_id)
+        return batch.histories[hid]
+
+    def history_of(self, lead_id: UUID) -> LeadJourneys:
+        """A lead's journey history, loaded or new (outside a reactor batch)."""
+        return self._history(Batch(), lead_id)
+
+    def _enrolment(self, batch: Batch, eid: UUID) -> Enrolment:
+        if eid not in batch.enrolments:
+            batch.enrolments[eid] = self.repository.get(eid)
+        return batch.enrolments[eid]
+
+    # ---- timers ----------------------------------------------------------------------------
+
+    def fire_timers(self, timers: Sequence[DueTimer], leads: Leads) -> int:
+        """Resume enrolments whose wait is due; a timer that already fired is a no-op."""
+        return retry_conflicts(self, lambda: self._fire_batch(timers, leads), self.forget_cached_state)
+
+    def _fire_batch(self, timers: Sequence[DueTimer], leads: Leads) -> int:
+        due: list[tuple[DueTimer, Enrolment]] = []
+        for timer in timers:
+            enrolment = self.get_enrolment(timer.enrolment_id)
+            if enrolment is None or enrolment.waiting_step != timer.step or not enrolment.is_due(timer.due_at):
+                continue
+            live = self.live.get(enrolment.journey_id)
+            if live is not None and live.status == "paused":
+                continue
+            due.append((timer, enrolment))
+        batch = Batch(leads=leads.current(e.lead_id for _, e in due))
+        for timer, enrolment in due:
+            batch.enrolments[enrolment.id] = enrolment
+            self._fire(enrolment, timer, leads, batch)
+        fired = len(due)
+        save_batch(self, batch.aggregates())
+        return fired
+
+    def _fire(self, enrolment: Enrolment, timer: DueTimer, leads: Leads, batch: Batch) -> None:
+        journey = self.definition(enrolment.journey_id, enrolment.journey_version)
+        lead = batch.leads.get(enrolment.lead_id) or leads.get_lead(enrolment.lead_id)
+        facts = lead_facts(lead, timer.due_at)
+        history = self._history(batch, lead.id)
+        live = self.live.get(journey.id)
+        pub = live.publication if live is not None else self.publication(journey.id)
+        # A timer that fires long after it fell due (the journey was paused, or no worker ran)
+        # follows each send step's stale policy: never a flood of old follow-ups.
+        late = self.clock.now() - timer.due_at > self.stale_after
+        stale = late or (pub is not None and pub.fell_due_while_paused(timer.due_at))
+        now = max(timer.due_at, self.clock.now()) if stale else timer.due_at
+        ctx = self.context(enrolment, journey, lead.id, facts, now, stale=stale)
+        decisions = interpreter.goal_or_exit(journey, facts, enrolment.started_at, now)
+        self.advance(enrolment, decisions or interpreter.resume(journey, timer.step, ctx), now, history)
+
+    # ---- operations on live enrolments -----------------------------------------------------
+
+    def exit_all(self, enrolment_ids: Iterable[UUID], reason: str, detail: str) -> int:
+        """End enrolments (e.g. when a journey is archived); retried when a worker wrote one of
+        them meanwhile."""
+        ids = list(enrolment_ids)
+
+        def end() -> int:
+            batch = Batch()
+            now = self.clock.now()
+            for eid in ids:
+                enrolment = self.get_enrolment(eid)
+                if enrolment is None or not enrolment.is_active:
+                    continue
+                batch.enrolments[eid] = enrolment
+                self.advance(enrolment, [Exit(reason, detail)], now, self._history(batch, enrolment.lead_id))
+            save_batch(self, batch.aggregates())
+            return len(batch.enrolments)
+
+        return retry_conflicts(self, end, self.forget_cached_state)
+
+    # ---- queries ---------------------------------------------------------------------------
+
+    def enrolment_events(self, enrolment_id: UUID) -> list[Any]:
+        """Every recorded event of one enrolment, oldest first."""
+        return list(self.events.get(enrolment_id))
+
+    def history_events(self, lead_id: UUID) -> list[Any]:
+        """Every entry, refusal and exit recorded for one lead."""
+        return list(self.events.get(lead_journeys_id(lead_id)))
+
+    def get_enrolment(self, enrolment_id: UUID) -> Enrolment | None:
+        try:
+            enrolment: Enrolment = self.repository.get(enrolment_id)
+        except AggregateNotFoundError:
+            return None
+        return enrolment
+
+
+def _triggers(e: Any) -> list[tuple[str, str]]:
+    """The entry triggers a lead event carries, with the entry key (application id)."""
+    if isinstance(e, Lead.Captured):
+        return [("lead_captured", "")]
+    if isinstance(e, Lead.StageChanged):
+        return [(f"stage:{e.to_stage}", "")]
+    if isinstance(e, Lead.Segmented):
+        return [(f"segment:{s}", "") for s in e.entered]
+    if type(e) in LIFECYCLE:
+        return [(f"event:{LIFECYCLE[type(e)]}", e.application_id)]
+    if isinstance(e, Lead.ConsentRequested):
+        return [("consent_requested", "")]
+    return []

@@ -1,0 +1,98 @@
+"""Mermaid diagrams generated from a journey definition, optionally with live per-step counts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import assert_never
+
+from engine.domain.journeys.journey import (
+    BranchStep,
+    ExitStep,
+    Journey,
+    SendStep,
+    SplitStep,
+    Step,
+    TaskStep,
+    UpdateStep,
+    WaitForStep,
+    WaitStep,
+)
+
+
+def _span(delta: timedelta) -> str:
+    days, hours = delta.days, delta.seconds // 3600
+    return f"{days}d" if days and not hours else f"{days}d{hours}h" if days else f"{hours}h"
+
+
+def _label(step: Step) -> str:
+    match step:
+        case SendStep():
+            return f"{step.channel}: {step.template}"
+        case WaitStep():
+            if step.duration is not None:
+                return f"wait {_span(step.duration)}"
+            if step.until is not None:
+                return f"wait until {step.until:%Y-%m-%d %H:%M}"
+            if step.until_field is not None:
+                return f"wait until {step.until_field} + offset"
+            return f"wait until {step.at_local} local"
+        case WaitForStep():
+            return f"wait for {step.event} (≤ {_span(step.timeout)})"
+        case BranchStep():
+            return f"branch on {step.field}"
+        case SplitStep():
+            return "random split"
+        case TaskStep():
+            return f"{step.kind} task: {step.queue}"
+        case UpdateStep():
+            return "update lead"
+        case ExitStep():
+            return f"exit: {step.reason}"
+        case _:
+            assert_never(step)
+
+
+def _node(step: Step, text: str) -> str:
+    sid = _id(step.id)
+    match step:
+        case BranchStep() | SplitStep():
+            return f'{sid}{{"{text}"}}'
+        case WaitStep() | WaitForStep():
+            return f'{sid}{{{{"{text}"}}}}'
+        case ExitStep():
+            return f'{sid}(["{text}"])'
+        case _:
+            return f'{sid}["{text}"]'
+
+
+def _id(step_id: str) -> str:
+    return "s_" + "".join(ch if ch.isalnum() else "_" for ch in step_id)
+
+
+def mermaid(journey: Journey, counts: dict[str, int] | None = None) -> str:
+    """A flowchart of the journey; with ``counts``, each step shows how many leads are there now."""
+    lines = ["flowchart TD", f'    start(("{journey.id}")) --> {_id(journey.start)}']
+    for step in journey.steps.values():
+        text = f"{step.id}<br/>{_label(step)}".replace('"', "'")
+        if counts is not None:
+            text += f"<br/><b>{counts.get(step.id, 0)} here</b>"
+        lines.append(f"    {_node(step, text)}")
+    for step in journey.steps.values():
+        match step:
+            case BranchStep():
+                for case in step.cases:
+                    lines.append(f'    {_id(step.id)} -->|"{case.label}"| {_id(case.next)}')
+                lines.append(f'    {_id(step.id)} -->|"default"| {_id(step.default)}')
+            case SplitStep():
+                for arm in step.arms:
+                    target = _id(arm.next) if arm.next else f'{_id(step.id)}_holdout(["holdout: {arm.label}"])'
+                    lines.append(f'    {_id(step.id)} -->|"{arm.label} {arm.percent:g}%"| {target}')
+            case WaitForStep():
+                lines.append(f'    {_id(step.id)} -->|"{step.event}"| {_id(step.next)}')
+                lines.append(f'    {_id(step.id)} -->|"timeout"| {_id(step.on_timeout)}')
+            case ExitStep():
+                pass
+            case _:
+                if step.next:
+                    lines.append(f"    {_id(step.id)} --> {_id(step.next)}")
+    return "\n".join(lines) + "\n"

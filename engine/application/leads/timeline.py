@@ -1,0 +1,184 @@
+"""A lead's timeline: every recorded fact and decision about one lead, with its reason."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from engine.application.engine import Engine
+from engine.domain.delivery.delivery import Delivery
+from engine.domain.journeys.enrolment import Enrolment
+from engine.domain.journeys.lead_journeys import LeadJourneys
+from engine.domain.leads.lead import Lead
+
+
+def _when(e: Any) -> datetime:
+    moment: datetime = getattr(e, "at", None) or getattr(e, "captured_at", None) or e.timestamp
+    return moment
+
+
+def describe(e: Any) -> tuple[str, str]:
+    """(what happened, why) for one event, in a marketer's words."""
+    match e:
+        case Lead.Captured():
+            partner = f" via {e.source['partner']}" if e.source.get("partner") else ""
+            issues = f"; flagged: {'; '.join(e.contact_issues)}" if e.contact_issues else ""
+            return f"captured from {e.source['channel']}{partner}", f"source record{issues}"
+        case Lead.ProfileUpdated():
+            fields = ", ".join(f"{k}" for section in e.changes.values() if isinstance(section, dict) for k in section)
+            return f"profile updated ({fields or 'contact issues'})", f"re-captured from {e.source.get('channel')}"
+        case Lead.Segmented():
+            segs = ", ".join(e.segments) or "none"
+            return (
+                f"segmented: audience {e.audience}, tier {e.tier}, segments {segs}",
+                f"rules {e.rules_version}: " + "; ".join(f"{k} by {v}" for k, v in e.reasons.items()),
+            )
+        case Lead.ProductsMatched():
+            if e.product:
+                return (
+                    f"matched {e.name}: APR {float(e.apr):.2%}, {e.monthly_payment}/month",
+                    f"cheapest eligible product (catalogue {e.catalogue_version})"
+                    + (f"; not: {'; '.join(f'{k} ({v})' for k, v in e.reasons.items())}" if e.reasons else ""),
+                )
+            return "no product fits", "; ".join(f"{k}: {v}" for k, v in e.reasons.items())
+        case Lead.ConsentGranted():
+            return f"{e.channel} {e.purpose} consent granted", f"{e.source}: {e.evidence}"
+        case Lead.ConsentRequested():
+            return f"{e.channel} {e.purpose} consent requested (awaiting confirmation)", f"{e.source}: {e.evidence}"
+        case Lead.ConsentWithdrawn():
+            return f"{e.channel} {e.purpose} consent withdrawn", f"{e.source}: {e.evidence}"
+        case Lead.StageChanged():
+            return f"stage {e.from_stage} → {e.to_stage}", e.reason
+        case Lead.ApplicationSubmitted():
+            return f"application {e.application_id} submitted ({e.loan_type} {e.amount})".strip(), "lender system"
+        case Lead.ApplicationApproved():
+            return f"application {e.application_id} approved {e.amount}".strip(), "lender system"
+        case Lead.ApplicationDeclined():
+            return f"application {e.application_id} declined", e.reason
+        case Lead.LoanFunded():
+            return f"loan {e.application_id} funded {e.amount}".strip(), "lender system"
+        case Lead.Scored():
+            score = f"score {e.score}, " if e.score is not None else ""
+            reasons = "; ".join(f"{r['code']} {r['characteristic']} = {r['value']}" for r in e.reasons)
+            return (
+                f"{e.kind} model v{e.model_version}: {score}band {e.band} (p={float(e.probability):.1%})",
+                f"reasons: {reasons}"
+                if reasons
+                else "model inputs: " + ", ".join(f"{k}={v}" for k, v in e.inputs.items()),
+            )
+        case Lead.RepaymentMissed():
+            return f"repayment missed on {e.application_id} ({e.days_past_due} days past due)", "lender system"
+        case Enrolment.Started():
+            return f"entered journey {e.journey_id} v{e.journey_version}", e.reason
+        case Enrolment.StepReached():
+            return f"reached step {e.step}", ""
+        case Enrolment.WaitStarted():
+            what = "waiting for an event" if e.kind == "event" else "waiting"
+            return f"{what} at {e.step} until {e.due_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC", f"{e.kind} wait"
+        case Enrolment.WaitEnded():
+            return f"wait at {e.step} ended", e.outcome
+        case Enrolment.MessageSkipped():
+            return f"message at {e.step} not sent", e.reason
+        case Enrolment.SplitAssigned():
+            return f"split {e.step} → arm '{e.arm}'", f"bucket {e.bucket} of 10000 (deterministic per lead)"
+        case Enrolment.TaskCreated():
+            return f"{e.kind} task for {e.queue}", e.note
+        case Enrolment.LeadUpdateRequested():
+            changes = ", ".join(
+                x for x in (f"stage {e.stage}" if e.stage else "", f"tag {e.tag}" if e.tag else "") if x
+            )
+            return f"lead update requested: {changes}", f"step {e.step}"
+        case Enrolment.EventObserved():
+            return f"noted {e.event} {e.key}".strip(), "for a later wait_for step"
+        case Enrolment.GoalReached():
+            return f"goal reached: {e.stage}", "within the conversion window" if e.within_window else "after the window"
+        case Enrolment.Migrated():
+            return f"moved from v{e.from_version} to v{e.to_version}", f"step {e.from_step} → {e.to_step}"
+        case LeadJourneys.Refused():
+            return f"not entered into {e.journey_id} v{e.version}", e.reason
+        case Lead.Tagged():
+            return f"tagged {e.tag}", e.reason
+        case Enrolment.BranchTaken():
+            values = ", ".join(f"{k}={v}" for k, v in e.values.items())
+            return f"branch {e.step} → {e.to}", f"case '{e.case}' because {values}"
+        case Enrolment.MessageRequested():
+            return f"{e.channel} message '{e.template}' requested", e.reason
+        case Enrolment.Exited():
+            return f"left journey: {e.reason}", e.detail
+        case Delivery.Sent():
+            return f"{e.channel} sent to {e.recipient} ({e.locale})", f"step {e.step} of {e.journey_id}"
+        case Delivery.Failed():
+            kind = "failed" if e.permanent else "failed, will retry"
+            return f"{e.channel} {kind}", e.reason
+        case Delivery.Deferred():
+            return f"{e.channel} held until {e.until.astimezone(UTC):%Y-%m-%d %H:%M} UTC", e.reason
+        case Delivery.ReceiptRecorded():
+            return f"delivery receipt: {e.status}", f"provider error {e.error_code}" if e.error_code else "provider"
+        case Delivery.Skipped():
+            return f"{e.channel} not sent", e.reason
+        case Delivery.AddressBounced():
+            return f"{e.channel} address {e.recipient} refused for good", e.reason
+    return type(e).__qualname__, ""
+
+
+def lead_timeline(engine: Engine, lead_id: UUID) -> dict[str, Any]:
+    """The stable JSON document behind ``huoke leads show`` (see README)."""
+    lead = engine.leads.get_lead(lead_id)
+    events: list[tuple[str, Any]] = [("lead", e) for e in engine.leads.events.get(lead_id)]
+    events += [("journey", e) for e in engine.journeys.history_events(lead_id) if isinstance(e, LeadJourneys.Refused)]
+    enrolments = engine.index.enrolments_of(lead_id)
+    for row in enrolments:
+        for e in engine.journeys.enrolment_events(UUID(row["enrolment_id"])):
+            events.append(("journey", e))
+            if isinstance(e, Enrolment.MessageRequested):
+                events += [
+                    ("delivery", d)
+                    for d in engine.deliveries.events.get(e.send_id)
+                    if not isinstance(d, Delivery.Requested)
+                ]
+    events.sort(key=lambda pair: _when(pair[1]))
+    timeline = []
+    for origin, e in events:
+        what, why = describe(e)
+        timeline.append(
+            {
+                "at": _when(e).astimezone(UTC).isoformat(),
+                "source": origin,
+                "event": type(e).__qualname__,
+                "what": what,
+                "why": why,
+            }
+        )
+    return {
+        "lead": {
+            "id": str(lead.id),
+            "name": lead.contact.get("name"),
+            "stage": lead.stage.value,
+            "audience": lead.audience.value,
+            "tier": lead.tier.value,
+            "segments": list(lead.segments),
+            "source": lead.source,
+            "language": lead.contact.get("language"),
+            "email": lead.contact.get("email"),
+            "phone": lead.contact.get("phone"),
+            "consents": dict(sorted(lead.consents.items())),
+            "contact_issues": lead.contact_issues,
+            "scores": {
+                kind: {
+                    "model_version": s["model_version"],
+                    "probability": float(s["probability"]),
+                    "score": s["score"],
+                    "band": s["band"],
+                    "reasons": s["reasons"],
+                    "at": s["at"].astimezone(UTC).isoformat(),
+                }
+                for kind, s in sorted(lead.scores.items())
+            },
+            "offer": lead.offer,
+        },
+        "enrolments": [
+            {"journey_id": r["journey_id"], "version": r["journey_version"], "status": r["status"]} for r in enrolments
+        ],
+        "timeline": timeline,
+    }

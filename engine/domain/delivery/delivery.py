@@ -1,0 +1,246 @@
+"""The Delivery aggregate: one message's effect, recorded before it leaves and after."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from engine.domain.shared.topics import keep_topics
+
+#: Transient failures (4xx, connection errors) retried on later runs before giving up.
+MAX_TRANSIENT_FAILURES = 5
+
+
+class Delivery(Aggregate):
+    """A requested message: requested → sent | failed | skipped. Its id is the send id."""
+
+    class Requested(Aggregate.Created):
+        send_id: UUID
+        lead_id: UUID
+        enrolment_id: UUID
+        journey_id: str
+        journey_version: int
+        step: str
+        channel: str
+        template: str
+        reason: str
+        at: datetime
+
+    class Sent(Aggregate.Event):
+        """v2 names the lead, so whoever follows the sends (Leads: first contact) can tell the
+        lead's partition without loading the delivery."""
+
+        class_version = 2
+        lead_id: UUID | None
+        journey_id: str
+        step: str
+        channel: str
+        recipient: str
+        locale: str
+        variant: str
+        content_sha256: str
+        provider_ref: str
+        at: datetime
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["lead_id"] = None  # v1 did not record it: the delivery itself knows
+
+    class Failed(Aggregate.Event):
+        journey_id: str
+        step: str
+        channel: str
+        reason: str
+        permanent: bool
+        at: datetime
+
+    class Deferred(Aggregate.Event):
+        journey_id: str
+        step: str
+        channel: str
+        until: datetime
+        reason: str
+        transient: bool
+        at: datetime
+
+    class Dispatching(Aggregate.Event):
+        attempt: int
+        at: datetime
+
+    class ReceiptRecorded(Aggregate.Event):
+        status: str
+        error_code: str
+        at: datetime
+
+    class AddressBounced(Aggregate.Event):
+        """The provider refused the address itself: the lead's address is flagged (by Leads,
+        following this event), so nothing more is sent to it."""
+
+        lead_id: UUID
+        channel: str
+        recipient: str
+        reason: str
+        at: datetime
+
+    class Skipped(Aggregate.Event):
+        journey_id: str
+        step: str
+        channel: str
+        reason: str
+        at: datetime
+
+    @event(Requested)
+    def __init__(
+        self,
+        send_id: UUID,
+        lead_id: UUID,
+        enrolment_id: UUID,
+        journey_id: str,
+        journey_version: int,
+        step: str,
+        channel: str,
+        template: str,
+        reason: str,
+        at: datetime,
+    ) -> None:
+        self.lead_id = lead_id
+        self.enrolment_id = enrolment_id
+        self.journey_id = journey_id
+        self.journey_version = journey_version
+        self.step = step
+        self.channel = channel
+        self.template = template
+        self.reason = reason
+        self.requested_at = at
+        self.outcome: str | None = None
+        self.transient_failures = 0
+        self.deferred_until: datetime | None = None
+        self.attempts = 0
+
+    @staticmethod
+    def create_id(send_id: UUID, **_: Any) -> UUID:
+        return send_id
+
+    @property
+    def is_settled(self) -> bool:
+        return self.outcome is not None
+
+    def mark_sent(
+        self, recipient: str, locale: str, variant: str, content_sha256: str, provider_ref: str, at: datetime
+    ) -> None:
+        """Record that the channel accepted the message (no-op once settled)."""
+        if self.is_settled:
+            return
+        self._sent(
+            lead_id=self.lead_id,
+            journey_id=self.journey_id,
+            step=self.step,
+            channel=self.channel,
+            recipient=recipient,
+            locale=locale,
+            variant=variant,
+            content_sha256=content_sha256,
+            provider_ref=provider_ref,
+            at=at,
+        )
+
+    @event(Sent)
+    def _sent(
+        self,
+        lead_id: UUID | None,
+        journey_id: str,
+        step: str,
+        channel: str,
+        recipient: str,
+        locale: str,
+        variant: str,
+        content_sha256: str,
+        provider_ref: str,
+        at: datetime,
+    ) -> None:
+        self.outcome = "sent"
+
+    def mark_failed(self, reason: str, permanent: bool, at: datetime) -> None:
+        """Record a failure; a transient one leaves the delivery open for a retry, up to a limit."""
+        if self.is_settled:
+            return
+        if not permanent and self.transient_failures + 1 >= MAX_TRANSIENT_FAILURES:
+            permanent = True
+            reason = f"{reason} (gave up after {MAX_TRANSIENT_FAILURES} attempts)"
+        self._failed(
+            journey_id=self.journey_id, step=self.step, channel=self.channel, reason=reason, permanent=permanent, at=at
+        )
+
+    @event(Failed)
+    def _failed(self, journey_id: str, step: str, channel: str, reason: str, permanent: bool, at: datetime) -> None:
+        if permanent:
+            self.outcome = "failed"
+        else:
+            self.transient_failures += 1
+
+    def defer(self, until: datetime, reason: str, at: datetime, transient: bool = False) -> None:
+        """Hold the message until ``until`` (quiet hours, a cap, or a retry after a transient failure)."""
+        if self.is_settled:
+            return
+        self._deferred(
+            journey_id=self.journey_id,
+            step=self.step,
+            channel=self.channel,
+            until=until,
+            reason=reason,
+            transient=transient,
+            at=at,
+        )
+
+    @event(Deferred)
+    def _deferred(
+        self, journey_id: str, step: str, channel: str, until: datetime, reason: str, transient: bool, at: datetime
+    ) -> None:
+        self.deferred_until = until
+        if transient:
+            self.transient_failures += 1
+
+    def dispatching(self, at: datetime) -> None:
+        """Recorded just before the message is handed to the channel: after a crash, a delivery
+        with this and no outcome is *in doubt* and is reconciled by its id, not blindly resent."""
+        self._dispatching(attempt=self.attempts + 1, at=at)
+
+    @event(Dispatching)
+    def _dispatching(self, attempt: int, at: datetime) -> None:
+        self.attempts = attempt
+
+    @property
+    def in_doubt(self) -> bool:
+        return self.outcome is None and self.attempts > self.transient_failures
+
+    def record_receipt(self, status: str, error_code: str, at: datetime) -> None:
+        """What the provider later said about delivery (delivered, undelivered, failed …)."""
+        self._receipt_recorded(status=status, error_code=error_code, at=at)
+
+    @event(ReceiptRecorded)
+    def _receipt_recorded(self, status: str, error_code: str, at: datetime) -> None:
+        self.receipt = status
+
+    def flag_bounced(self, recipient: str, reason: str, at: datetime) -> None:
+        """Record that ``recipient`` was refused for good (after a permanent failure)."""
+        self._address_bounced(lead_id=self.lead_id, channel=self.channel, recipient=recipient, reason=reason, at=at)
+
+    @event(AddressBounced)
+    def _address_bounced(self, lead_id: UUID, channel: str, recipient: str, reason: str, at: datetime) -> None:
+        self.bounced = recipient
+
+    def mark_skipped(self, reason: str, at: datetime) -> None:
+        """Record that policy (consent, contact) stopped the message, with the reason."""
+        if self.is_settled:
+            return
+        self._skipped(journey_id=self.journey_id, step=self.step, channel=self.channel, reason=reason, at=at)
+
+    @event(Skipped)
+    def _skipped(self, journey_id: str, step: str, channel: str, reason: str, at: datetime) -> None:
+        self.outcome = "skipped"
+
+
+keep_topics(__name__, "engine.domain.delivery", Delivery)

@@ -1,0 +1,353 @@
+"""The pure journey interpreter: (definition, enrolment context, lead facts, now) → decisions.
+
+Deciding is kept apart from doing: nothing here touches storage, clocks or channels. One
+small function per step kind, dispatched exhaustively.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from typing import Any, assert_never
+
+from engine.domain.journeys.journey import (
+    BranchStep,
+    ExitStep,
+    Journey,
+    SendStep,
+    SplitStep,
+    Step,
+    TaskStep,
+    UpdateStep,
+    WaitForStep,
+    WaitStep,
+)
+from engine.domain.shared.conditions import evaluate
+
+#: A journey validated to have no wait-less loop cannot exceed this; it guards corrupt state.
+MAX_STEPS_PER_DECISION = 500
+SPLIT_BUCKETS = 10_000
+
+
+@dataclass(frozen=True)
+class Reach:
+    step: str
+
+
+@dataclass(frozen=True)
+class Send:
+    step: str
+    channel: str
+    template: str
+
+
+@dataclass(frozen=True)
+class SkipSend:
+    step: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Wait:
+    step: str
+    due_at: datetime
+    kind: str = "time"  # "time" or "event"
+
+
+@dataclass(frozen=True)
+class EndWait:
+    step: str
+    outcome: str = "elapsed"  # elapsed, event, timeout, already due
+
+
+@dataclass(frozen=True)
+class Branch:
+    step: str
+    to: str
+    case: str
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Split:
+    step: str
+    arm: str
+    bucket: int
+    to: str | None
+
+
+@dataclass(frozen=True)
+class Task:
+    step: str
+    kind: str
+    queue: str
+    note: str
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class Update:
+    step: str
+    stage: str | None
+    tag: str | None
+
+
+@dataclass(frozen=True)
+class GoalReached:
+    stage: str
+    within_window: bool
+
+
+@dataclass(frozen=True)
+class Exit:
+    reason: str
+    detail: str
+
+
+Decision = Reach | Send | SkipSend | Wait | EndWait | Branch | Split | Task | Update | GoalReached | Exit
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A lifecycle event seen by an enrolment since it entered."""
+
+    event: str
+    key: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything the interpreter may read about one enrolment at one moment."""
+
+    lead_id: str
+    journey_id: str
+    facts: dict[str, Any]
+    now: datetime
+    tz: tzinfo
+    entered_at: datetime
+    entry_key: str = ""
+    observed: tuple[Observed, ...] = ()
+    stale: bool = False  # resuming a wait that fell due while the journey was paused
+    sent_templates: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class EntryVerdict:
+    """Whether a lead may enter a journey, and why (or why not)."""
+
+    accepted: bool
+    reason: str
+
+
+def check_entry(journey: Journey, trigger: str, facts: dict[str, Any]) -> EntryVerdict:
+    """Decide entry for a trigger: lead_captured, stage:<s>, segment:<s> or event:<e>."""
+    entry = journey.entry
+    expected = {
+        "lead_captured": "lead_captured",
+        "stage_reached": f"stage:{entry.stage.value if entry.stage else ''}",
+        "segment_entered": f"segment:{entry.segment}",
+        "lifecycle_event": f"event:{entry.event}",
+        "consent_requested": "consent_requested",
+    }[entry.on]
+    if trigger != expected:
+        return EntryVerdict(False, "not an entry trigger")
+    if not evaluate(entry.when, facts):
+        return EntryVerdict(False, "entry filter did not match")
+    missing = [f for f in entry.requires if f not in facts]
+    if missing:
+        return EntryVerdict(False, f"missing required fields: {', '.join(missing)}")
+    ended = goal_or_exit(journey, facts, None, None)
+    if ended and isinstance(ended[-1], Exit):
+        return EntryVerdict(False, f"already meets exit: {ended[-1].detail}")
+    return EntryVerdict(True, f"entered on {trigger.replace(':', ' ').replace('_', ' ')}")
+
+
+def start(journey: Journey, ctx: Context) -> list[Decision]:
+    """Decisions for a freshly enrolled lead."""
+    return run_from(journey, journey.start, ctx)
+
+
+def resume(journey: Journey, waiting_step: str, ctx: Context) -> list[Decision]:
+    """Decisions when the timer of the wait at ``waiting_step`` has come due."""
+    step = journey.step(waiting_step)
+    if isinstance(step, WaitForStep):
+        return [EndWait(step.id, "timeout"), *run_from(journey, step.on_timeout, ctx)]
+    if isinstance(step, SendStep):  # a rescheduled stale send: send it now
+        return [EndWait(step.id, "rescheduled"), *run_from(journey, step.id, ctx)]
+    if not isinstance(step, WaitStep):
+        raise TypeError(f"step {waiting_step!r} of {journey.id} is not a wait")
+    if step.next is None:
+        return [EndWait(step.id), Exit("completed", f"journey ended after step '{step.id}'")]
+    return [EndWait(step.id), *run_from(journey, step.next, ctx)]
+
+
+def on_event(journey: Journey, waiting_step: str, observed: Observed, ctx: Context) -> list[Decision]:
+    """Decisions when a lifecycle event arrives; [] if the enrolment is not waiting for it."""
+    step = journey.step(waiting_step)
+    if not isinstance(step, WaitForStep) or not _matches(step, observed, ctx):
+        return []
+    return [EndWait(step.id, "event"), *run_from(journey, step.next, ctx)]
+
+
+def goal_or_exit(
+    journey: Journey, facts: dict[str, Any], entered_at: datetime | None, now: datetime | None
+) -> list[Decision]:
+    """A goal reached (counted, with its window) or an exit criterion met ends the enrolment."""
+    stage = facts.get("stage")
+    for goal in journey.goals:
+        if goal.stage.value == stage:
+            within = goal.within is None or entered_at is None or now is None or now - entered_at <= goal.within
+            return [GoalReached(stage, within), Exit("goal_reached", f"stage {stage}")]
+    if journey.exit_when is not None and evaluate(journey.exit_when, facts):
+        return [Exit("exit_criteria", "exit_when matched")]
+    return []
+
+
+def run_from(journey: Journey, step_id: str, ctx: Context) -> list[Decision]:
+    """Walk steps from ``step_id`` until a wait or an end."""
+    decisions: list[Decision] = []
+    current: str | None = step_id
+    for _ in range(MAX_STEPS_PER_DECISION):
+        if current is None:
+            decisions.append(Exit("completed", "end of journey"))
+            return decisions
+        step = journey.step(current)
+        decisions.append(Reach(step.id))
+        current, stop = _step(step, ctx, decisions)
+        if stop:
+            return decisions
+    decisions.append(Exit("error", f"more than {MAX_STEPS_PER_DECISION} steps without a wait"))
+    return decisions
+
+
+def _step(step: Step, ctx: Context, out: list[Decision]) -> tuple[str | None, bool]:
+    """Decide one step: append decisions, return (next step, whether to stop here)."""
+    match step:
+        case SendStep():
+            return _send(step, ctx, out)
+        case WaitStep():
+            return _wait(step, ctx, out)
+        case WaitForStep():
+            return _wait_for(step, ctx, out)
+        case BranchStep():
+            branch = choose(step, ctx.facts)
+            out.append(branch)
+            return branch.to, False
+        case SplitStep():
+            split = assign(step, ctx)
+            out.append(split)
+            if split.to is None:
+                out.append(Exit("holdout", f"split '{step.id}' put the lead in holdout arm '{split.arm}'"))
+                return None, True
+            return split.to, False
+        case TaskStep():
+            out.append(Task(step.id, step.kind, step.queue, step.note, ctx.now + step.due_in))
+            return step.next, False
+        case UpdateStep():
+            out.append(Update(step.id, step.stage.value if step.stage else None, step.tag))
+            return step.next, False
+        case ExitStep():
+            out.append(Exit(step.reason, f"reached exit step '{step.id}'"))
+            return None, True
+        case _:
+            assert_never(step)
+
+
+def _send(step: SendStep, ctx: Context, out: list[Decision]) -> tuple[str | None, bool]:
+    if ctx.stale and step.stale == "skip":
+        out.append(SkipSend(step.id, "stale: fell due while the journey was paused or no worker ran"))
+    elif ctx.stale and step.stale == "reschedule":
+        out.append(Wait(step.id, ctx.now + _spread(ctx, step.id), "rescheduled"))
+        return None, True
+    else:
+        out.append(Send(step.id, step.channel, step.template))
+    return step.next, False
+
+
+def _spread(ctx: Context, step_id: str) -> timedelta:
+    """Rescheduled stale sends are spread over the next 24 hours, deterministically per lead."""
+    return timedelta(minutes=_bucket(ctx.lead_id, ctx.journey_id, step_id, "reschedule") % (24 * 60))
+
+
+def _wait(step: WaitStep, ctx: Context, out: list[Decision]) -> tuple[str | None, bool]:
+    due = due_time(step, ctx)
+    if due is None:
+        out.append(Exit("error", f"wait '{step.id}': {step.until_field} is unknown for this lead"))
+        return None, True
+    out.append(Wait(step.id, due))
+    if due > ctx.now:
+        return None, True
+    out.append(EndWait(step.id, "already due"))
+    if step.next is None:
+        out.append(Exit("completed", f"journey ended after step '{step.id}'"))
+        return None, True
+    return step.next, False
+
+
+def due_time(step: WaitStep, ctx: Context) -> datetime | None:
+    """When a wait ends: after a duration, at a date, at a date field plus offset, or at the
+    next allowed local time of day in the lead's time zone."""
+    if step.duration is not None:
+        return ctx.now + step.duration
+    if step.until is not None:
+        return step.until
+    if step.until_field is not None:
+        base = ctx.facts.get(step.until_field)
+        return step.offset.after(base) if isinstance(base, datetime) else None
+    assert step.at_local is not None  # noqa: S101 - the parser sets exactly one kind
+    local = ctx.now.astimezone(ctx.tz)
+    for days in range(8):
+        day = (local + timedelta(days=days)).date()
+        candidate = datetime.combine(day, step.at_local, tzinfo=ctx.tz)
+        if candidate > local and candidate.weekday() in step.weekdays:
+            return candidate
+    return None
+
+
+def _wait_for(step: WaitForStep, ctx: Context, out: list[Decision]) -> tuple[str | None, bool]:
+    already = [o for o in ctx.observed if _matches(step, o, ctx)]
+    out.append(Wait(step.id, ctx.now + step.timeout, "event"))
+    if already:
+        out.append(EndWait(step.id, "event"))
+        return step.next, False
+    return None, True
+
+
+def _matches(step: WaitForStep, observed: Observed, ctx: Context) -> bool:
+    if observed.event != step.event or observed.at < ctx.entered_at:
+        return False
+    return not step.same_key or observed.key == ctx.entry_key
+
+
+def choose(step: BranchStep, facts: dict[str, Any]) -> Branch:
+    """The first matching case, else the default; records the value that decided it."""
+    values = {step.field: _plain(facts.get(step.field))}
+    for case in step.cases:
+        if evaluate(case.when, facts):
+            return Branch(step.id, case.next, case.label, values)
+    return Branch(step.id, step.default, "default", values)
+
+
+def assign(step: SplitStep, ctx: Context) -> Split:
+    """The arm for this lead: a pure function of (lead, journey step, salt)."""
+    bucket = _bucket(ctx.lead_id, ctx.journey_id, step.id, step.salt)
+    edge = 0.0
+    for arm in step.arms:
+        edge += arm.percent * SPLIT_BUCKETS / 100
+        if bucket < edge:
+            return Split(step.id, arm.label, bucket, arm.next)
+    last = step.arms[-1]
+    return Split(step.id, last.label, bucket, last.next)
+
+
+def _bucket(*parts: str) -> int:
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") % SPLIT_BUCKETS
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool, list)):
+        return value
+    return str(value)

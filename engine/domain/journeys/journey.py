@@ -1,0 +1,224 @@
+"""Journey definitions: a small closed vocabulary of steps (data, validated before it runs).
+
+Parsing and validation live in journey_parsing.py; the interpreter in interpreter.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Any, Literal
+
+from engine.domain.shared.durations import NO_OFFSET, CalendarOffset
+from engine.domain.shared.values import Audience, Stage
+
+LINE_KEY = "__line__"  # set by the YAML loader on every mapping, for error messages
+
+#: Lifecycle facts a lender sends in; each carries an application id (the usual entry key).
+LIFECYCLE_EVENTS = (
+    "application_submitted",
+    "application_approved",
+    "application_declined",
+    "loan_funded",
+    "repayment_missed",
+)
+
+BranchOn = Literal["audience", "segment", "stage", "tier", "field"]
+EntryOn = Literal["lead_captured", "stage_reached", "segment_entered", "lifecycle_event", "consent_requested"]
+Reentry = Literal["never", "after_exit", "always"]
+StalePolicy = Literal["skip", "send", "reschedule"]
+Channel = Literal["email", "sms", "webhook"]
+
+
+@dataclass(frozen=True)
+class SendStep:
+    """Send one message (e-mail, SMS or webhook) from a template.
+
+    ``stale`` says what happens when the send fell due while the journey was paused;
+    ``outside_window`` when it falls in the lead's quiet hours; ``when_capped`` when a
+    frequency cap is reached.
+    """
+
+    id: str
+    channel: Channel
+    template: str
+    next: str | None
+    stale: StalePolicy = "skip"
+    outside_window: Literal["wait", "skip"] = "wait"
+    when_capped: Literal["defer", "skip"] = "defer"
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class WaitStep:
+    """Wait a duration, until a date, until a date field of the lead plus an offset, or until
+    a local time of day on allowed weekdays in the lead's time zone."""
+
+    id: str
+    next: str | None
+    duration: timedelta | None = None
+    until: datetime | None = None
+    until_field: str | None = None
+    offset: CalendarOffset = NO_OFFSET
+    at_local: time | None = None
+    weekdays: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class WaitForStep:
+    """Wait for a lifecycle event (optionally with the entry key) or time out."""
+
+    id: str
+    event: str
+    same_key: bool
+    timeout: timedelta
+    next: str
+    on_timeout: str
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class BranchCase:
+    """One arm of a branch: a condition over lead facts and the step it leads to."""
+
+    when: Any
+    next: str
+    label: str
+
+
+@dataclass(frozen=True)
+class BranchStep:
+    """Choose the next step from the lead's audience, segment, stage, tier or a profile field."""
+
+    id: str
+    on: BranchOn
+    field: str
+    cases: tuple[BranchCase, ...]
+    default: str
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class SplitArm:
+    """One arm of a random split; a holdout arm leaves the journey (counted, never messaged)."""
+
+    label: str
+    percent: float
+    next: str | None
+    holdout: bool = False
+
+
+@dataclass(frozen=True)
+class SplitStep:
+    """Random split: the arm is a pure function of (lead, journey, step, salt)."""
+
+    id: str
+    salt: str
+    arms: tuple[SplitArm, ...]
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class TaskStep:
+    """Create a call or visit task for a loan officer or a branch."""
+
+    id: str
+    kind: Literal["call", "visit"]
+    queue: str
+    note: str
+    due_in: timedelta
+    next: str | None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class UpdateStep:
+    """Update the lead: move its stage forward, add a tag."""
+
+    id: str
+    stage: Stage | None
+    tag: str | None
+    next: str | None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class ExitStep:
+    """Leave the journey with a reason."""
+
+    id: str
+    reason: str
+    line: int = 0
+
+
+Step = SendStep | WaitStep | WaitForStep | BranchStep | SplitStep | TaskStep | UpdateStep | ExitStep
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Which lead events enrol a lead, which leads qualify, and how often."""
+
+    on: EntryOn
+    stage: Stage | None = None
+    segment: str | None = None
+    event: str | None = None
+    key: bool = False  # one enrolment per application id of the triggering event
+    when: Any = "always"
+    requires: tuple[str, ...] = ()
+    reentry: Reentry = "never"
+    cooldown: timedelta = timedelta(0)
+    cap: int | None = None
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A stage that counts as a conversion (within ``within`` of entry, if set) and ends the journey."""
+
+    stage: Stage
+    within: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class Journey:
+    """A validated journey definition; immutable once published."""
+
+    id: str
+    name: str
+    description: str
+    audience: Audience | None
+    entry: Entry
+    goals: tuple[Goal, ...]
+    exit_when: Any
+    start: str
+    steps: dict[str, Step]
+    locales: tuple[str, ...]
+    vars: dict[str, str] = field(default_factory=dict)
+    offers: tuple[str, ...] = ()
+    purpose: Literal["marketing", "service"] = "marketing"
+    source: str = ""
+    content_hash: str = ""
+
+    def step(self, step_id: str) -> Step:
+        return self.steps[step_id]
+
+    def successors(self, step: Step) -> list[str]:
+        """Steps directly reachable from ``step``."""
+        match step:
+            case BranchStep():
+                return [c.next for c in step.cases] + [step.default]
+            case SplitStep():
+                return [a.next for a in step.arms if a.next]
+            case WaitForStep():
+                return [step.next, step.on_timeout]
+            case ExitStep():
+                return []
+            case _:
+                return [step.next] if step.next else []
+
+    def sends(self) -> list[SendStep]:
+        return [s for s in self.steps.values() if isinstance(s, SendStep)]
+
+    def watched_events(self) -> set[str]:
+        """Lifecycle events some wait_for step of this journey listens for."""
+        return {s.event for s in self.steps.values() if isinstance(s, WaitForStep)}

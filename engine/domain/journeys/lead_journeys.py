@@ -1,0 +1,111 @@
+"""LeadJourneys: one lead's journey history — entries, refusals and exits — for entry rules.
+
+It answers, without scanning the store: which enrolments of this lead are active, how often
+the lead entered a journey (per entry key), when it last left (cool-down), and keeps every
+refused entry with its reason for `huoke leads show`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from engine.domain.shared.topics import keep_topics
+from engine.domain.shared.values import derive_id
+
+
+def lead_journeys_id(lead_id: UUID) -> UUID:
+    return derive_id("lead-journeys", lead_id)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Whether another entry is allowed, why, and the entry number it would get."""
+
+    allowed: bool
+    reason: str
+    entry_number: int
+
+
+class LeadJourneys(Aggregate):
+    """The journey history of one lead."""
+
+    class Opened(Aggregate.Created):
+        lead_id: UUID
+
+    class Entered(Aggregate.Event):
+        enrolment_id: UUID
+        journey_id: str
+        entry_key: str
+        entry_number: int
+        at: datetime
+
+    class Refused(Aggregate.Event):
+        journey_id: str
+        version: int
+        trigger: str
+        reason: str
+        at: datetime
+
+    class Left(Aggregate.Event):
+        enrolment_id: UUID
+        reason: str
+        at: datetime
+
+    @event(Opened)
+    def __init__(self, lead_id: UUID) -> None:
+        self.lead_id = lead_id
+        self.active: dict[UUID, tuple[str, str]] = {}
+        self.entries: dict[str, int] = {}
+        self.last_exit: dict[str, datetime] = {}
+
+    @staticmethod
+    def create_id(lead_id: UUID, **_: Any) -> UUID:
+        return lead_journeys_id(lead_id)
+
+    def admission(self, journey_id: str, key: str, reentry: str, cooldown: timedelta, now: datetime) -> Admission:
+        """Apply the re-entry policy and cool-down for one more entry into ``journey_id``/``key``."""
+        slot = f"{journey_id}\x1f{key}"
+        count = self.entries.get(slot, 0)
+        running = any(v == (journey_id, key) for v in self.active.values())
+        if count and reentry == "never":
+            return Admission(False, "already entered this journey once (re-entry: never)", count + 1)
+        if running and reentry != "always":
+            return Admission(False, "still in this journey", count + 1)
+        left = self.last_exit.get(slot)
+        if left is not None and cooldown and now - left < cooldown:
+            until = left + cooldown
+            return Admission(False, f"cool-down after leaving until {until:%Y-%m-%d %H:%M} UTC", count + 1)
+        return Admission(True, "", count + 1)
+
+    def enter(self, enrolment_id: UUID, journey_id: str, key: str, number: int, at: datetime) -> None:
+        self._entered(enrolment_id=enrolment_id, journey_id=journey_id, entry_key=key, entry_number=number, at=at)
+
+    @event(Entered)
+    def _entered(self, enrolment_id: UUID, journey_id: str, entry_key: str, entry_number: int, at: datetime) -> None:
+        self.active[enrolment_id] = (journey_id, entry_key)
+        slot = f"{journey_id}\x1f{entry_key}"
+        self.entries[slot] = max(self.entries.get(slot, 0), entry_number)
+
+    def refuse(self, journey_id: str, version: int, trigger: str, reason: str, at: datetime) -> None:
+        self._refused(journey_id=journey_id, version=version, trigger=trigger, reason=reason, at=at)
+
+    @event(Refused)
+    def _refused(self, journey_id: str, version: int, trigger: str, reason: str, at: datetime) -> None:
+        pass
+
+    def leave(self, enrolment_id: UUID, reason: str, at: datetime) -> None:
+        if enrolment_id in self.active:
+            self._left(enrolment_id=enrolment_id, reason=reason, at=at)
+
+    @event(Left)
+    def _left(self, enrolment_id: UUID, reason: str, at: datetime) -> None:
+        journey_id, key = self.active.pop(enrolment_id)
+        self.last_exit[f"{journey_id}\x1f{key}"] = at
+
+
+keep_topics(__name__, "engine.domain.lead_journeys", LeadJourneys)

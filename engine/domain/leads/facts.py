@@ -1,0 +1,123 @@
+"""The flat facts about a lead that rules, branches and templates may read."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from engine.domain.shared.durations import CalendarOffset, days_between, whole_months
+
+if TYPE_CHECKING:
+    from engine.domain.leads.lead import Lead
+
+
+def _num(value: Any) -> Decimal | None:
+    return None if value in (None, "") else Decimal(str(value))
+
+
+def lead_facts(lead: Lead, now: datetime) -> dict[str, Any]:
+    """Flatten a lead into the facts above; absent optional facts are left out."""
+    c, p, i, s = lead.contact, lead.profile, lead.interest, lead.source
+    name = str(c.get("name") or "")
+    facts: dict[str, Any] = {
+        "lead_ref": str(lead.id)[:8],
+        "full_name": name,
+        "first_name": first_name_of(name),
+        "language": c.get("language") or "zh-CN",
+        "audience": lead.audience.value,
+        "tier": lead.tier.value,
+        "segments": list(lead.segments),
+        "stage": lead.stage.value,
+        "source_channel": s["channel"],
+        "has_email": "yes" if c.get("email") else "no",
+        "has_phone": "yes" if c.get("phone") else "no",
+        "partner": s.get("partner"),
+        "campaign": s.get("campaign"),
+        "birth_year": p.get("birth_year"),
+        "employment_type": p.get("employment_type"),
+        "employer_kind": p.get("employer_kind"),
+        "employer": p.get("employer"),
+        "monthly_income": _num(p.get("monthly_income")),
+        "monthly_debt": _num(p.get("monthly_debt")),
+        "currency": p.get("currency"),
+        "region": p.get("region"),
+        "city": p.get("city"),
+        "industry": p.get("industry"),
+        "business_name": p.get("business_name"),
+        "business_years": _num(p.get("business_years")),
+        "business_revenue": _num(p.get("business_revenue")),
+        "loan_type": i.get("loan_type"),
+        "loan_amount": _num(i.get("amount")),
+        "loan_term_months": _num(i.get("term_months")),
+        "loan_purpose": i.get("purpose"),
+        "tags": sorted(lead.tags),
+        "product_fit": ("fit" if lead.offer.get("product") else "no_fit") if lead.offer else "unknown",
+        "matched_product": lead.offer.get("name"),
+        "matched_apr": f"{Decimal(lead.offer['apr']) * 100:.2f}%" if lead.offer.get("apr") else None,
+        "matched_payment": _num(lead.offer.get("monthly_payment")),
+        "timezone": c.get("timezone"),
+        "captured_at": lead.captured_at,
+        "last_applied_at": lead.last_applied_at,
+        "last_funded_at": lead.last_funded_at,
+    }
+    if facts["birth_year"]:
+        facts["age"] = now.year - int(facts["birth_year"])
+    income, debt = facts["monthly_income"], facts["monthly_debt"]
+    if income and debt is not None and income > 0:
+        facts["dti"] = (debt / income).quantize(Decimal("0.0001"))
+    facts.update(loan_facts(lead, now))
+    facts.update(score_facts(lead))
+    return {k: v for k, v in facts.items() if v is not None and v != ""}
+
+
+def loan_facts(lead: Lead, now: datetime) -> dict[str, Any]:
+    """Life-event facts: loans on book, instalments paid, maturity, arrears and declines."""
+
+    facts: dict[str, Any] = {
+        "missed_repayments": lead.missed_repayments,
+        "funded_loans": sorted({loan["loan_type"] for loan in lead.loans.values() if loan["loan_type"]}),
+    }
+    if lead.last_missed_at is not None:
+        facts["days_since_missed"] = days_between(lead.last_missed_at, now)
+    if lead.last_declined_at is not None:
+        facts["days_since_declined"] = days_between(lead.last_declined_at, now)
+    latest: dict[str, dict[str, Any]] = {}
+    for loan in lead.loans.values():
+        kind = loan["loan_type"]
+        if kind and (kind not in latest or loan["funded_at"] > latest[kind]["funded_at"]):
+            latest[kind] = loan
+    for kind, loan in latest.items():
+        months = max(0, whole_months(loan["funded_at"], now))
+        term = int(loan["term_months"] or 0)
+        facts[f"{kind}_months_on_book"] = months
+        facts[f"{kind}_on_time_payments"] = max(0, (min(months, term) if term else months) - int(loan["missed"]))
+        if term:
+            matures = CalendarOffset(months=term).after(loan["funded_at"])
+            facts[f"{kind}_days_to_maturity"] = (matures.astimezone(now.tzinfo).date() - now.date()).days
+    return facts
+
+
+def score_facts(lead: Lead) -> dict[str, Any]:
+    """The recorded scores, as facts journeys branch on."""
+    facts: dict[str, Any] = {}
+    credit = lead.scores.get("credit")
+    if credit:
+        facts["credit_score"] = credit["score"]
+        facts["credit_band"] = credit["band"]
+        facts["credit_reasons"] = [r["code"] + " " + r["characteristic"] for r in credit["reasons"]]
+    propensity = lead.scores.get("propensity")
+    if propensity:
+        facts["propensity"] = Decimal(propensity["probability"])
+        facts["propensity_band"] = propensity["band"]
+    return facts
+
+
+def first_name_of(name: str) -> str:
+    """Given name for a salutation: Chinese names keep the full name, others the first word."""
+    name = name.strip()
+    if not name:
+        return ""
+    if any("\u4e00" <= ch <= "\u9fff" for ch in name):
+        return name
+    return name.split()[0]

@@ -1,0 +1,571 @@
+"""The Lead aggregate: one prospective borrower and everything that happened to them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from engine.domain.shared.errors import InvalidLeadError
+from engine.domain.shared.topics import keep_topics
+from engine.domain.shared.values import (
+    Audience,
+    ConsentChannel,
+    ConsentPurpose,
+    JSONDict,
+    Stage,
+    Tier,
+    derive_id,
+    stage_rank,
+)
+
+
+def identity_keys(source_channel: str, external_id: str | None, phone: str | None, email: str | None) -> list[str]:
+    """The keys that identify one person; any match means the same lead (strongest first)."""
+    keys = []
+    if external_id:
+        keys.append(f"source:{source_channel}:{external_id}")
+    if phone:
+        keys.append(f"phone:{phone}")
+    if email:
+        keys.append(f"email:{email.lower()}")
+    return keys
+
+
+class Lead(Aggregate):
+    """A prospective borrower: contact, profile, interest, consent, stage and lifecycle."""
+
+    INITIAL_VERSION = 1
+    #: v2 keeps loans, scores and decline/arrears dates; a v1 snapshot starts them empty.
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: JSONDict) -> None:
+        state.setdefault("loans", {})
+        state.setdefault("application_types", {})
+        state.setdefault("scores", {})
+        state.setdefault("first_applied_at", state.get("last_applied_at"))
+        state.setdefault("last_declined_at", None)
+        state.setdefault("last_missed_at", None)
+
+    class Captured(Aggregate.Created):
+        source: JSONDict
+        contact: JSONDict
+        profile: JSONDict
+        interest: JSONDict
+        contact_issues: list[str]
+        captured_at: datetime
+
+    class ProfileUpdated(Aggregate.Event):
+        changes: JSONDict
+        source: JSONDict
+        at: datetime
+
+    class Segmented(Aggregate.Event):
+        audience: str
+        tier: str
+        segments: list[str]
+        entered: list[str]
+        reasons: JSONDict
+        rules_version: str
+        at: datetime
+
+    class ProductsMatched(Aggregate.Event):
+        """v2 records the inputs the match (and its affordability figures) used."""
+
+        class_version = 2
+        product: str
+        name: str
+        apr: str
+        monthly_payment: str
+        dti_after: str
+        reasons: JSONDict
+        catalogue_version: str
+        at: datetime
+        inputs: JSONDict
+
+        @staticmethod
+        def upcast_v1_v2(state: JSONDict) -> None:
+            state["inputs"] = {}  # v1 did not record them
+
+    class ConsentGranted(Aggregate.Event):
+        channel: str
+        purpose: str
+        source: str
+        evidence: str
+        at: datetime
+
+    class ConsentRequested(Aggregate.Event):
+        channel: str
+        purpose: str
+        source: str
+        evidence: str
+        at: datetime
+
+    class ConsentWithdrawn(Aggregate.Event):
+        channel: str
+        purpose: str
+        source: str
+        evidence: str
+        at: datetime
+
+    class StageChanged(Aggregate.Event):
+        from_stage: str
+        to_stage: str
+        reason: str
+        at: datetime
+
+    class ApplicationSubmitted(Aggregate.Event):
+        application_id: str
+        loan_type: str
+        amount: str
+        at: datetime
+
+    class ApplicationApproved(Aggregate.Event):
+        application_id: str
+        amount: str
+        at: datetime
+
+    class ApplicationDeclined(Aggregate.Event):
+        application_id: str
+        reason: str
+        at: datetime
+
+    class LoanFunded(Aggregate.Event):
+        """v2 adds the loan's type and term (for maturity and cross-sell triggers)."""
+
+        class_version = 2
+        application_id: str
+        amount: str
+        at: datetime
+        loan_type: str
+        term_months: int
+
+        @staticmethod
+        def upcast_v1_v2(state: JSONDict) -> None:
+            state["loan_type"] = ""  # taken from the application when the loan is replayed
+            state["term_months"] = 0  # unknown
+
+    class Scored(Aggregate.Event):
+        """A model's score, decided once with the inputs it saw; replay never re-scores."""
+
+        kind: str
+        model_version: int
+        probability: str
+        score: int | None
+        band: str
+        reasons: list[JSONDict]
+        inputs: JSONDict
+        at: datetime
+
+    class Tagged(Aggregate.Event):
+        tag: str
+        reason: str
+        at: datetime
+
+    class RepaymentMissed(Aggregate.Event):
+        application_id: str
+        days_past_due: int
+        at: datetime
+
+    @event(Captured)
+    def __init__(
+        self,
+        source: JSONDict,
+        contact: JSONDict,
+        profile: JSONDict,
+        interest: JSONDict,
+        contact_issues: list[str],
+        captured_at: datetime,
+    ) -> None:
+        self.source = source
+        self.contact = contact
+        self.profile = profile
+        self.interest = interest
+        self.contact_issues = list(contact_issues)
+        self.captured_at = captured_at
+        self.stage = Stage.NEW
+        self.audience = Audience.GENERAL
+        self.tier = Tier.OTHER
+        self.segments: tuple[str, ...] = ()
+        self.consents: dict[str, bool] = {}
+        self.pending_consents: set[str] = set()
+        self.applications: dict[str, str] = {}
+        self.missed_repayments = 0
+        self.tags: set[str] = set()
+        self.offer: JSONDict = {}
+        self.last_applied_at: datetime | None = None
+        self.last_funded_at: datetime | None = None
+        self.first_applied_at: datetime | None = None
+        self.last_declined_at: datetime | None = None
+        self.last_missed_at: datetime | None = None
+        self.application_types: dict[str, str] = {}
+        self.loans: dict[str, JSONDict] = {}
+        self.scores: dict[str, JSONDict] = {}
+
+    @staticmethod
+    def create_id(
+        source: JSONDict, contact: JSONDict, **_: Any
+    ) -> UUID:  # eventsourcing calls this with the Captured kwargs
+        keys = identity_keys(source["channel"], source.get("external_id"), contact.get("phone"), contact.get("email"))
+        return lead_id_for(keys[0])
+
+    # ---- profile ---------------------------------------------------------------------------
+
+    def update(self, incoming: JSONDict, source: JSONDict, at: datetime) -> bool:
+        """Merge newer contact/profile/interest values; record only what actually changed."""
+        changes: JSONDict = {}
+        for section in ("contact", "profile", "interest"):
+            current: JSONDict = getattr(self, section)
+            delta = {k: v for k, v in incoming.get(section, {}).items() if v is not None and current.get(k) != v}
+            if delta:
+                changes[section] = delta
+        issues = sorted(set(incoming.get("contact_issues", [])) - set(self.contact_issues))
+        if issues:
+            changes["contact_issues"] = issues
+        if not changes:
+            return False
+        self._profile_updated(changes=changes, source=source, at=at)
+        return True
+
+    @event(ProfileUpdated)
+    def _profile_updated(self, changes: JSONDict, source: JSONDict, at: datetime) -> None:
+        for section in ("contact", "profile", "interest"):
+            if section in changes:
+                setattr(self, section, {**getattr(self, section), **changes[section]})
+        self.contact_issues = sorted({*self.contact_issues, *changes.get("contact_issues", [])})
+
+    def segment(
+        self,
+        audience: Audience,
+        tier: Tier,
+        segments: list[str],
+        reasons: JSONDict,
+        rules_version: str,
+        at: datetime,
+    ) -> bool:
+        """Record segment membership when it differs from what is recorded."""
+        if (audience, tier, tuple(segments)) == (self.audience, self.tier, self.segments):
+            return False
+        self._segmented(
+            audience=audience.value,
+            tier=tier.value,
+            segments=list(segments),
+            entered=sorted(set(segments) - set(self.segments)),
+            reasons=reasons,
+            rules_version=rules_version,
+            at=at,
+        )
+        return True
+
+    @event(Segmented)
+    def _segmented(
+        self,
+        audience: str,
+        tier: str,
+        segments: list[str],
+        entered: list[str],
+        reasons: JSONDict,
+        rules_version: str,
+        at: datetime,
+    ) -> None:
+        self.audience = Audience(audience)
+        self.tier = Tier(tier)
+        self.segments = tuple(segments)
+
+    def record_match(self, offer: JSONDict, inputs: JSONDict, catalogue_version: str, at: datetime) -> bool:
+        """Record the product match (with the inputs it used) when it differs from the one on file."""
+        if offer == self.offer:
+            return False
+        self._products_matched(
+            product=offer.get("product", ""),
+            name=offer.get("name", ""),
+            apr=offer.get("apr", ""),
+            monthly_payment=offer.get("monthly_payment", ""),
+            dti_after=offer.get("dti_after", ""),
+            reasons=offer.get("reasons", {}),
+            catalogue_version=catalogue_version,
+            at=at,
+            inputs=inputs,
+        )
+        return True
+
+    @event(ProductsMatched)
+    def _products_matched(
+        self,
+        product: str,
+        name: str,
+        apr: str,
+        monthly_payment: str,
+        dti_after: str,
+        reasons: JSONDict,
+        catalogue_version: str,
+        at: datetime,
+        inputs: JSONDict,
+    ) -> None:
+        self.offer = {
+            "product": product,
+            "name": name,
+            "apr": apr,
+            "monthly_payment": monthly_payment,
+            "dti_after": dti_after,
+            "reasons": reasons,
+        }
+
+    # ---- scores ----------------------------------------------------------------------------
+
+    def record_score(
+        self,
+        kind: str,
+        model_version: int,
+        probability: float,
+        score: int | None,
+        band: str,
+        reasons: list[JSONDict],
+        inputs: JSONDict,
+        at: datetime,
+    ) -> bool:
+        """Record a score unless the same model already scored the same inputs."""
+        current = self.scores.get(kind)
+        if current and current["model_version"] == model_version and current["inputs"] == inputs:
+            return False
+        self._scored(
+            kind=kind,
+            model_version=model_version,
+            probability=f"{probability:.6f}",
+            score=score,
+            band=band,
+            reasons=reasons,
+            inputs=inputs,
+            at=at,
+        )
+        return True
+
+    @event(Scored)
+    def _scored(
+        self,
+        kind: str,
+        model_version: int,
+        probability: str,
+        score: int | None,
+        band: str,
+        reasons: list[JSONDict],
+        inputs: JSONDict,
+        at: datetime,
+    ) -> None:
+        self.scores[kind] = {
+            "model_version": model_version,
+            "probability": probability,
+            "score": score,
+            "band": band,
+            "reasons": reasons,
+            "inputs": inputs,
+            "at": at,
+        }
+
+    # ---- consent ---------------------------------------------------------------------------
+
+    def has_consent(self, channel: ConsentChannel, purpose: ConsentPurpose) -> bool:
+        """Whether the latest recorded consent for (channel, purpose) is a grant."""
+        return self.consents.get(f"{channel.value}:{purpose.value}", False)
+
+    def grant_consent(
+        self,
+        channel: ConsentChannel,
+        purpose: ConsentPurpose,
+        source: str,
+        evidence: str,
+        at: datetime,
+    ) -> bool:
+        """Record a grant unless consent is already in force."""
+        if self.has_consent(channel, purpose):
+            return False
+        self._consent_granted(channel=channel.value, purpose=purpose.value, source=source, evidence=evidence, at=at)
+        return True
+
+    @event(ConsentGranted)
+    def _consent_granted(self, channel: str, purpose: str, source: str, evidence: str, at: datetime) -> None:
+        self.consents[f"{channel}:{purpose}"] = True
+        self.pending_consents.discard(f"{channel}:{purpose}")
+
+    def request_consent(
+        self, channel: ConsentChannel, purpose: ConsentPurpose, source: str, evidence: str, at: datetime
+    ) -> bool:
+        """Double opt-in: record the request; consent starts only when the lead confirms."""
+        if self.has_consent(channel, purpose) or f"{channel.value}:{purpose.value}" in self.pending_consents:
+            return False
+        self._consent_requested(channel=channel.value, purpose=purpose.value, source=source, evidence=evidence, at=at)
+        return True
+
+    @event(ConsentRequested)
+    def _consent_requested(self, channel: str, purpose: str, source: str, evidence: str, at: datetime) -> None:
+        self.pending_consents.add(f"{channel}:{purpose}")
+
+    def withdraw_consent(
+        self,
+        channel: ConsentChannel,
+        purpose: ConsentPurpose,
+        source: str,
+        evidence: str,
+        at: datetime,
+    ) -> bool:
+        """Record a withdrawal; an opt-out is recorded even if no grant was on file."""
+        if self.consents.get(f"{channel.value}:{purpose.value}") is False:
+            return False
+        self._consent_withdrawn(channel=channel.value, purpose=purpose.value, source=source, evidence=evidence, at=at)
+        return True
+
+    @event(ConsentWithdrawn)
+    def _consent_withdrawn(self, channel: str, purpose: str, source: str, evidence: str, at: datetime) -> None:
+        self.consents[f"{channel}:{purpose}"] = False
+
+    # ---- stage and lifecycle ---------------------------------------------------------------
+
+    def advance_to(self, stage: Stage, reason: str, at: datetime) -> bool:
+        """Move forward in the funnel (or to LOST); moving backwards is ignored."""
+        if stage == self.stage:
+            return False
+        backwards = stage_rank(stage) < stage_rank(self.stage)
+        if Stage.LOST not in (stage, self.stage) and backwards:
+            return False
+        self._stage_changed(from_stage=self.stage.value, to_stage=stage.value, reason=reason, at=at)
+        return True
+
+    @event(StageChanged)
+    def _stage_changed(self, from_stage: str, to_stage: str, reason: str, at: datetime) -> None:
+        self.stage = Stage(to_stage)
+
+    def submit_application(self, application_id: str, loan_type: str, amount: str, at: datetime) -> bool:
+        """Record an application (once per application id) and move the lead to APPLIED."""
+        if application_id in self.applications:
+            return False
+        self._application_submitted(application_id=application_id, loan_type=loan_type, amount=amount, at=at)
+        self.advance_to(Stage.APPLIED, f"application {application_id} submitted", at)
+        return True
+
+    @event(ApplicationSubmitted)
+    def _application_submitted(self, application_id: str, loan_type: str, amount: str, at: datetime) -> None:
+        self.applications[application_id] = "submitted"
+        self.application_types[application_id] = loan_type
+        self.last_applied_at = at
+        self.first_applied_at = self.first_applied_at or at
+
+    def approve_application(self, application_id: str, amount: str, at: datetime) -> bool:
+        """Record an approval and move the lead to APPROVED."""
+        self.check_application(application_id)
+        if self.applications[application_id] in ("approved", "funded"):
+            return False
+        self._application_approved(application_id=application_id, amount=amount, at=at)
+        self.advance_to(Stage.APPROVED, f"application {application_id} approved", at)
+        return True
+
+    @event(ApplicationApproved)
+    def _application_approved(self, application_id: str, amount: str, at: datetime) -> None:
+        self.applications[application_id] = "approved"
+
+    def decline_application(self, application_id: str, reason: str, at: datetime) -> bool:
+        """Record a decline; the lead is LOST unless another application is still open."""
+        self.check_application(application_id)
+        if self.applications[application_id] == "declined":
+            return False
+        self._application_declined(application_id=application_id, reason=reason, at=at)
+        if not any(s in ("submitted", "approved", "funded") for s in self.applications.values()):
+            self.advance_to(Stage.LOST, f"application {application_id} declined: {reason}", at)
+        return True
+
+    @event(ApplicationDeclined)
+    def _application_declined(self, application_id: str, reason: str, at: datetime) -> None:
+        self.applications[application_id] = "declined"
+        self.last_declined_at = at
+
+    def fund_loan(self, application_id: str, amount: str, at: datetime, term_months: int = 0) -> bool:
+        """Record funding (with the term, when known) and move the lead to FUNDED."""
+        self.check_application(application_id)
+        if self.applications[application_id] == "funded":
+            return False
+        if term_months < 0:
+            raise InvalidLeadError("term_months", f"must be 0 (unknown) or more, got {term_months}")
+        self._loan_funded(
+            application_id=application_id,
+            amount=amount,
+            at=at,
+            loan_type=self.application_types.get(application_id, ""),
+            term_months=term_months,
+        )
+        self.advance_to(Stage.FUNDED, f"loan {application_id} funded", at)
+        return True
+
+    @event(LoanFunded)
+    def _loan_funded(self, application_id: str, amount: str, at: datetime, loan_type: str, term_months: int) -> None:
+        self.applications[application_id] = "funded"
+        self.last_funded_at = at
+        self.loans[application_id] = {
+            "loan_type": loan_type or self.application_types.get(application_id, ""),
+            "amount": amount,
+            "funded_at": at,
+            "term_months": term_months,
+            "missed": 0,
+        }
+
+    def miss_repayment(self, application_id: str, days_past_due: int, at: datetime) -> bool:
+        """Record a missed repayment on a funded loan."""
+        self.check_application(application_id)
+        if self.applications[application_id] != "funded":
+            raise InvalidLeadError("application_id", f"{application_id} has not been funded")
+        self._repayment_missed(application_id=application_id, days_past_due=days_past_due, at=at)
+        return True
+
+    @event(RepaymentMissed)
+    def _repayment_missed(self, application_id: str, days_past_due: int, at: datetime) -> None:
+        self.missed_repayments += 1
+        self.last_missed_at = at
+        if application_id in self.loans:
+            self.loans[application_id]["missed"] += 1
+
+    def tag(self, tag: str, reason: str, at: datetime) -> bool:
+        """Add a tag (once)."""
+        if tag in self.tags:
+            return False
+        self._tagged(tag=tag, reason=reason, at=at)
+        return True
+
+    @event(Tagged)
+    def _tagged(self, tag: str, reason: str, at: datetime) -> None:
+        self.tags.add(tag)
+
+    def check_application(self, application_id: str) -> None:
+        """Raise unless this lead has submitted ``application_id``."""
+        if application_id not in self.applications:
+            raise InvalidLeadError("application_id", f"no application {application_id!r} was submitted by this lead")
+
+
+class LeadIdentity(Aggregate):
+    """Index aggregate: one identity key (source id, phone or e-mail) → one lead."""
+
+    class Claimed(Aggregate.Created):
+        key: str
+        lead_id: UUID
+
+    @event(Claimed)
+    def __init__(self, key: str, lead_id: UUID) -> None:
+        self.key = key
+        self.lead_id = lead_id
+
+    @staticmethod
+    def create_id(key: str, **_: Any) -> UUID:
+        return identity_id_for(key)
+
+
+def identity_id_for(key: str) -> UUID:
+    """Id of the identity index aggregate for ``key``."""
+    return derive_id("identity", key)
+
+
+def lead_id_for(key: str) -> UUID:
+    """Id of a lead first seen under identity ``key``."""
+    return derive_id("lead", key)
+
+
+keep_topics(__name__, "engine.domain.lead", Lead, LeadIdentity)

@@ -1,0 +1,128 @@
+"""The model registry: every trained scoring model, as events (DESIGN.md: decide once, record)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from engine.domain.screening.scoring import refuse_prohibited
+from engine.domain.shared.errors import HuokeError
+from engine.domain.shared.topics import keep_topics
+from engine.domain.shared.values import JSONDict, derive_id
+
+MODEL_KINDS = ("propensity", "credit")
+
+
+def check_kind(kind: str) -> str:
+    if kind not in MODEL_KINDS:
+        raise HuokeError(f"unknown model kind {kind!r}: use {' or '.join(MODEL_KINDS)}")
+    return kind
+
+
+class ModelRegistry(Aggregate):
+    """All versions of one kind of model; the newest registered version is the one in use."""
+
+    class Opened(Aggregate.Created):
+        kind: str
+
+    class VersionRegistered(Aggregate.Event):
+        version: int
+        features: list[str]
+        kinds: JSONDict
+        metrics: JSONDict
+        training: JSONDict
+        reference: JSONDict
+        artefact: str
+        sha256: str
+        trained_by: str
+        at: datetime
+
+    @event(Opened)
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.versions: list[JSONDict] = []
+
+    @staticmethod
+    def create_id(kind: str, **_: Any) -> UUID:
+        return registry_id(kind)
+
+    def register(
+        self,
+        features: list[str],
+        kinds: JSONDict,
+        metrics: JSONDict,
+        training: JSONDict,
+        reference: JSONDict,
+        artefact: str,
+        sha256: str,
+        trained_by: str,
+        at: datetime,
+    ) -> int:
+        """Record a new version (features checked against the prohibited bases once more)."""
+        refuse_prohibited(features)
+        version = len(self.versions) + 1
+        self._registered(
+            version=version,
+            features=list(features),
+            kinds=kinds,
+            metrics=metrics,
+            training=training,
+            reference=reference,
+            artefact=artefact,
+            sha256=sha256,
+            trained_by=trained_by,
+            at=at,
+        )
+        return version
+
+    @event(VersionRegistered)
+    def _registered(
+        self,
+        version: int,
+        features: list[str],
+        kinds: JSONDict,
+        metrics: JSONDict,
+        training: JSONDict,
+        reference: JSONDict,
+        artefact: str,
+        sha256: str,
+        trained_by: str,
+        at: datetime,
+    ) -> None:
+        self.versions.append(
+            {
+                "version": version,
+                "features": features,
+                "kinds": kinds,
+                "metrics": metrics,
+                "training": training,
+                "reference": reference,
+                "artefact": artefact,
+                "sha256": sha256,
+                "trained_by": trained_by,
+                "at": at,
+            }
+        )
+
+    @property
+    def active(self) -> JSONDict | None:
+        return self.versions[-1] if self.versions else None
+
+    def get(self, version: int | None) -> JSONDict:
+        if not self.versions:
+            raise HuokeError(f"no {self.kind} model is registered yet: train one with huoke model train {self.kind}")
+        if version is None:
+            return self.versions[-1]
+        if not 1 <= version <= len(self.versions):
+            raise HuokeError(f"{self.kind} has versions 1-{len(self.versions)}, not {version}")
+        return self.versions[version - 1]
+
+
+def registry_id(kind: str) -> UUID:
+    return derive_id("model-registry", kind)
+
+
+keep_topics(__name__, "engine.domain.model_registry", ModelRegistry)
