@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from engine.adapters.clock import VirtualClock
 from engine.application.engine import Engine
@@ -23,6 +24,12 @@ from tests.e2e.smtp_server import mail_server  # noqa: F401 - the SMTP sink fixt
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("HUOKE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 START = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
+
+# Property tests: no deadline (this machine is shared and timing is never a test's business) and
+# derandomised, so every run is repeatable; HUOKE_HYPOTHESIS=explore searches afresh, ten times wider.
+hypothesis_settings.register_profile("huoke", deadline=None, derandomize=True, print_blob=True)
+hypothesis_settings.register_profile("explore", deadline=None, max_examples=1000, print_blob=True)
+hypothesis_settings.load_profile("explore" if os.environ.get("HUOKE_HYPOTHESIS") == "explore" else "huoke")
 
 
 def base_settings(tmp_path: Path, **overrides: Any) -> Settings:

@@ -30,6 +30,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, roc_auc_score, roc_curve
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
+from threadpoolctl import ThreadpoolController
 
 from engine.domain.screening.scoring import (
     DEFAULT_SCORE_BANDS,
@@ -277,6 +278,16 @@ class Trained:
     training: dict[str, Any]
 
 
+#: Models train and score beside workers on small machines, so BLAS and OpenMP get one thread
+#: each: HistGradientBoosting otherwise starts a thread per core in every process and they fight
+#: (a 2 s test took 30 s under pytest -n 2). The controller is made once; limiting is then cheap.
+_THREADS = ThreadpoolController()
+
+
+def _one_thread() -> Any:
+    return _THREADS.limit(limits=1)
+
+
 def train_credit(data: Dataset, holdout: float = 0.3) -> Trained:
     """A credit pre-screen scorecard: WOE binning + logistic regression, as a points table."""
     check_trainable(data, data.source)
@@ -284,11 +295,12 @@ def train_credit(data: Dataset, holdout: float = 0.3) -> Trained:
     train = data.subset(split.train)
     kinds = tuple(data.kinds[c] for c in data.columns)
     pipeline = Pipeline([("woe", WoeBinning(kinds)), ("logit", LogisticRegression(C=1.0, max_iter=1000))])
-    pipeline.fit(train.matrix(), train.y)
-    card = scorecard_from(pipeline, data.columns)
-    return _trained(
-        "credit", data, split, pipeline, card, "WOE binning + logistic regression, points 600 @ 50:1, PDO 20"
-    )
+    with _one_thread():
+        pipeline.fit(train.matrix(), train.y)
+        card = scorecard_from(pipeline, data.columns)
+        return _trained(
+            "credit", data, split, pipeline, card, "WOE binning + logistic regression, points 600 @ 50:1, PDO 20"
+        )
 
 
 def _trained(kind: str, data: Dataset, split: Split, pipeline: Pipeline, scorer: Any, method: str) -> Trained:
@@ -366,7 +378,9 @@ class PipelineScorer:
     def probabilities(self, rows: Sequence[dict[str, Any]]) -> list[float]:
         if not rows:
             return []
-        return [float(p) for p in self.pipeline.predict_proba(to_matrix(rows, self.columns, self.kinds))[:, 1]]
+        with _one_thread():
+            probabilities = self.pipeline.predict_proba(to_matrix(rows, self.columns, self.kinds))[:, 1]
+        return [float(p) for p in probabilities]
 
     def score_many(self, rows: Sequence[dict[str, Any]]) -> list[Scored]:
         return [Scored(p, None, band_of(self.bands, p)) for p in self.probabilities(rows)]
@@ -391,8 +405,9 @@ def train_propensity(data: Dataset, holdout: float = 0.3) -> Trained:
     )
     model = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05, max_leaf_nodes=15, random_state=0)
     pipeline = Pipeline([("prep", prep), ("model", model)])
-    pipeline.fit(train.matrix(), train.y)
-    p_train = pipeline.predict_proba(train.matrix())[:, 1]
+    with _one_thread():
+        pipeline.fit(train.matrix(), train.y)
+        p_train = pipeline.predict_proba(train.matrix())[:, 1]
     # Bands by rank in the training sample: the top 20% high, the next 30% medium, the rest low.
     bands = (
         Band("high", float(np.quantile(p_train, 0.8))),

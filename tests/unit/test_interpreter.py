@@ -338,3 +338,60 @@ def test_field_branch_with_numeric_operator() -> None:
     )
     assert interpreter.start(j, ctx({"loan_amount": Decimal("2000000")}))[-1] == Exit("big", "reached exit step 'big'")
     assert interpreter.start(j, ctx({"loan_amount": Decimal("5000")}))[-1] == Exit("small", "reached exit step 'small'")
+
+
+# ---- the whole entry decision and the reaction to new facts, as pure verdicts ---------------
+
+
+@pytest.mark.parametrize(
+    ("status", "admission", "entries", "verdict", "why"),
+    [
+        ("live", (True, ""), None, interpreter.Entry.ACCEPTED, "entered on lead captured"),
+        ("paused", (True, ""), None, interpreter.Entry.REFUSED, "journey is paused"),
+        ("live", (False, "still in this journey"), None, interpreter.Entry.REFUSED, "still in this journey"),
+        ("paused", (False, "still in this journey"), None, interpreter.Entry.REFUSED, "journey is paused"),
+    ],
+)
+def test_decide_entry_checks_terms_then_status_then_history(
+    status: str, admission: tuple[bool, str], entries: int | None, verdict: interpreter.Entry, why: str
+) -> None:
+    decided = interpreter.decide_entry(journey(), "lead_captured", {"audience": "sme"}, status, admission, entries)
+    assert (decided.entry, decided.reason) == (verdict, why)
+
+
+def test_decide_entry_counts_the_cap_last_and_ignores_other_triggers() -> None:
+    capped = journey(entry={"on": "lead_captured", "cap": 2})
+    full = interpreter.decide_entry(capped, "lead_captured", {"stage": "new"}, "live", (True, ""), 2)
+    assert (full.entry, full.reason) == (interpreter.Entry.REFUSED, "entry cap of 2 reached")
+    room = interpreter.decide_entry(capped, "lead_captured", {"stage": "new"}, "live", (True, ""), 1)
+    assert room.accepted
+    other = interpreter.decide_entry(capped, "stage:applied", {"stage": "new"}, "paused", (False, "x"), 9)
+    assert other.entry is interpreter.Entry.NOT_TRIGGERED
+
+
+def test_react_ends_on_a_goal_before_looking_at_the_event() -> None:
+    j = one_step(WAIT_FOR, THANKS, NUDGE)
+    event = Observed("application_submitted", "A1", NOW)
+    reacted = interpreter.react(j, "w", ctx({"stage": "applied"}, entry_key="A1"), event)
+    assert reacted.reaction is interpreter.Reaction.ENDED
+    assert reacted.decisions == [GoalReached("applied", True), Exit("goal_reached", "stage applied")]
+
+
+def test_react_resumes_a_waiting_enrolment_or_remembers_the_event_for_a_later_wait() -> None:
+    j = one_step(WAIT_FOR, THANKS, NUDGE)
+    event = Observed("application_submitted", "A1", NOW)
+    resumed = interpreter.react(j, "w", ctx(entry_key="A1"), event)
+    assert resumed.reaction is interpreter.Reaction.RESUMED
+    assert resumed.decisions[0] == EndWait("w", "event")
+    not_waiting = interpreter.react(j, None, ctx(entry_key="A1"), event)
+    assert (not_waiting.reaction, not_waiting.decisions) == (interpreter.Reaction.OBSERVED, [])
+    unrelated = interpreter.react(j, "w", ctx(entry_key="A1"), Observed("loan_funded", "A1", NOW))
+    assert (unrelated.reaction, unrelated.decisions) == (interpreter.Reaction.UNCHANGED, [])
+    assert interpreter.react(j, "w", ctx(entry_key="A1")).reaction is interpreter.Reaction.UNCHANGED
+
+
+def test_on_timer_ends_on_an_exit_met_meanwhile_else_resumes() -> None:
+    assert interpreter.on_timer(journey(), "pause", ctx({"stage": "lost"})) == [
+        Exit("exit_criteria", "exit_when matched")
+    ]
+    assert interpreter.on_timer(journey(), "pause", ctx({"stage": "new"}))[0] == EndWait("pause")

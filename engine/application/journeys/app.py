@@ -25,7 +25,7 @@ from engine.application.projecting import drain, next_owned_page
 from engine.application.saving import forget_cache, fresh_get, latest_versions, retry_conflicts, save_batch
 from engine.domain.journeys import interpreter
 from engine.domain.journeys.enrolment import Enrolment
-from engine.domain.journeys.interpreter import Context, Decision, Exit, Observed
+from engine.domain.journeys.interpreter import Context, Decision, Entry, Exit, Observed, Reaction
 from engine.domain.journeys.journey import Journey
 from engine.domain.journeys.lead_journeys import LeadJourneys, lead_journeys_id
 from engine.domain.journeys.parsing import parse_journey
@@ -203,14 +203,12 @@ class Journeys(Application[UUID]):
         for eid in list(history.active):
             enrolment = self._enrolment(batch, eid)
             journey = self.definition(enrolment.journey_id, enrolment.journey_version)
-            decisions: list[Decision] = interpreter.goal_or_exit(journey, facts, enrolment.started_at, at)
-            if not decisions and observed is not None:
-                if enrolment.waiting_kind == "event" and enrolment.waiting_step:
-                    ctx = self.context(enrolment, journey, lead.id, facts, at)
-                    decisions = interpreter.on_event(journey, enrolment.waiting_step, observed, ctx)
-                if not decisions and observed.event in journey.watched_events():
-                    enrolment.observe(observed)
-            self.advance(enrolment, decisions, at, history)
+            ctx = self.context(enrolment, journey, lead.id, facts, at)
+            waiting = enrolment.waiting_step if enrolment.waiting_kind == "event" else None
+            reacted = interpreter.react(journey, waiting or None, ctx, observed)
+            if reacted.reaction is Reaction.OBSERVED and observed is not None:
+                enrolment.observe(observed)
+            self.advance(enrolment, reacted.decisions, at, history)
         for trigger, key in _triggers(lead_event):
             for live in self.live.values():
                 self._maybe_enter(live, trigger, key, lead.id, facts, at, history, batch)
@@ -227,37 +225,31 @@ class Journeys(Application[UUID]):
         batch: Batch,
     ) -> None:
         journey = live.journey
-        verdict = interpreter.check_entry(journey, trigger, facts)
-        if verdict.reason == "not an entry trigger":
-            return
         key = key if journey.entry.key else ""
-        reason = verdict.reason
         admission = history.admission(journey.id, key, journey.entry.reentry, journey.entry.cooldown, at)
-        if not verdict.accepted:
-            pass
-        elif live.status != "live":
-            reason = f"journey is {live.status}"
-        elif not admission.allowed:
-            reason = admission.reason
-        elif journey.entry.cap is not None and self._entries(batch, journey.id) >= journey.entry.cap:
-            reason = f"entry cap of {journey.entry.cap} reached"
-        else:
-            enrolment = Enrolment(
-                lead_id=lead_id,
-                journey_id=journey.id,
-                journey_version=live.version,
-                entry_key=key,
-                entry_number=admission.entry_number,
-                reason=reason,
-                at=at,
-            )
-            history.enter(enrolment.id, journey.id, key, admission.entry_number, at)
-            batch.enrolments[enrolment.id] = enrolment
-            batch.new_entries[journey.id] = batch.new_entries.get(journey.id, 0) + 1
-            ctx = self.context(enrolment, journey, lead_id, facts, at)
-            self.advance(enrolment, interpreter.start(journey, ctx), at, history)
+        entries = self._entries(batch, journey.id) if journey.entry.cap is not None else None
+        verdict = interpreter.decide_entry(
+            journey, trigger, facts, live.status, (admission.allowed, admission.reason), entries
+        )
+        if verdict.entry is Entry.NOT_TRIGGERED:
             return
-        history.refuse(journey.id, live.version, trigger, reason, at)
+        if verdict.entry is Entry.REFUSED:
+            history.refuse(journey.id, live.version, trigger, verdict.reason, at)
+            return
+        enrolment = Enrolment(
+            lead_id=lead_id,
+            journey_id=journey.id,
+            journey_version=live.version,
+            entry_key=key,
+            entry_number=admission.entry_number,
+            reason=verdict.reason,
+            at=at,
+        )
+        history.enter(enrolment.id, journey.id, key, admission.entry_number, at)
+        batch.enrolments[enrolment.id] = enrolment
+        batch.new_entries[journey.id] = batch.new_entries.get(journey.id, 0) + 1
+        ctx = self.context(enrolment, journey, lead_id, facts, at)
+        self.advance(enrolment, interpreter.start(journey, ctx), at, history)
 
     def _entries(self, batch: Batch, journey_id: str) -> int:
         pub = batch.publications.get(journey_id) or self.publication(journey_id)
@@ -367,8 +359,7 @@ class Journeys(Application[UUID]):
         stale = late or (pub is not None and pub.fell_due_while_paused(timer.due_at))
         now = max(timer.due_at, self.clock.now()) if stale else timer.due_at
         ctx = self.context(enrolment, journey, lead.id, facts, now, stale=stale)
-        decisions = interpreter.goal_or_exit(journey, facts, enrolment.started_at, now)
-        self.advance(enrolment, decisions or interpreter.resume(journey, timer.step, ctx), now, history)
+        self.advance(enrolment, interpreter.on_timer(journey, timer.step, ctx), now, history)
 
     # ---- operations on live enrolments -----------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
+from enum import StrEnum
 from typing import Any, assert_never
 
 from engine.domain.journeys.journey import (
@@ -133,16 +134,29 @@ class Context:
     sent_templates: frozenset[str] = field(default_factory=frozenset)
 
 
+class Entry(StrEnum):
+    """What a trigger means for a journey's entry."""
+
+    NOT_TRIGGERED = "not_triggered"  # the journey does not enter on this trigger: nothing to record
+    REFUSED = "refused"  # the journey enters on it, but not this lead now (the reason says why)
+    ACCEPTED = "accepted"
+
+
 @dataclass(frozen=True)
 class EntryVerdict:
     """Whether a lead may enter a journey, and why (or why not)."""
 
-    accepted: bool
+    entry: Entry
     reason: str
+
+    @property
+    def accepted(self) -> bool:
+        return self.entry is Entry.ACCEPTED
 
 
 def check_entry(journey: Journey, trigger: str, facts: dict[str, Any]) -> EntryVerdict:
-    """Decide entry for a trigger: lead_captured, stage:<s>, segment:<s> or event:<e>."""
+    """Decide entry on the journey's own terms for a trigger: lead_captured, stage:<s>,
+    segment:<s>, event:<e> or consent_requested."""
     entry = journey.entry
     expected = {
         "lead_captured": "lead_captured",
@@ -152,16 +166,82 @@ def check_entry(journey: Journey, trigger: str, facts: dict[str, Any]) -> EntryV
         "consent_requested": "consent_requested",
     }[entry.on]
     if trigger != expected:
-        return EntryVerdict(False, "not an entry trigger")
+        return EntryVerdict(Entry.NOT_TRIGGERED, "not an entry trigger")
     if not evaluate(entry.when, facts):
-        return EntryVerdict(False, "entry filter did not match")
+        return EntryVerdict(Entry.REFUSED, "entry filter did not match")
     missing = [f for f in entry.requires if f not in facts]
     if missing:
-        return EntryVerdict(False, f"missing required fields: {', '.join(missing)}")
+        return EntryVerdict(Entry.REFUSED, f"missing required fields: {', '.join(missing)}")
     ended = goal_or_exit(journey, facts, None, None)
     if ended and isinstance(ended[-1], Exit):
-        return EntryVerdict(False, f"already meets exit: {ended[-1].detail}")
-    return EntryVerdict(True, f"entered on {trigger.replace(':', ' ').replace('_', ' ')}")
+        return EntryVerdict(Entry.REFUSED, f"already meets exit: {ended[-1].detail}")
+    return EntryVerdict(Entry.ACCEPTED, f"entered on {trigger.replace(':', ' ').replace('_', ' ')}")
+
+
+def decide_entry(
+    journey: Journey,
+    trigger: str,
+    facts: dict[str, Any],
+    status: str,
+    admission: tuple[bool, str],
+    entries: int | None = None,
+) -> EntryVerdict:
+    """The whole entry decision, in order: the journey's own terms (trigger, filter, required
+    facts, exit criteria), then its status (only a live journey takes leads), then the lead's
+    history (``admission``: re-entry policy and cool-down), then the entry cap (``entries`` so far,
+    needed only when the journey has a cap)."""
+    verdict = check_entry(journey, trigger, facts)
+    if not verdict.accepted:
+        return verdict
+    allowed, why_not = admission
+    if status != "live":
+        return EntryVerdict(Entry.REFUSED, f"journey is {status}")
+    if not allowed:
+        return EntryVerdict(Entry.REFUSED, why_not)
+    cap = journey.entry.cap
+    if cap is not None and (entries or 0) >= cap:
+        return EntryVerdict(Entry.REFUSED, f"entry cap of {cap} reached")
+    return verdict
+
+
+class Reaction(StrEnum):
+    """What a lead's new facts or lifecycle event did to an enrolment."""
+
+    ENDED = "ended"  # a goal was reached or an exit criterion met
+    RESUMED = "resumed"  # the event the enrolment waited for arrived
+    OBSERVED = "observed"  # an event a later wait_for step watches: remembered for it
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class Reacted:
+    """The verdict and the decisions that carry it out."""
+
+    reaction: Reaction
+    decisions: list[Decision]
+
+
+def react(journey: Journey, waiting_step: str | None, ctx: Context, observed: Observed | None = None) -> Reacted:
+    """An active enrolment meets the lead's current facts (and, with ``observed``, a lifecycle
+    event), in order: a goal, then an exit criterion, then the event a wait_for step waits for,
+    then an event a later step will wait for."""
+    ended = goal_or_exit(journey, ctx.facts, ctx.entered_at, ctx.now)
+    if ended:
+        return Reacted(Reaction.ENDED, ended)
+    if observed is None:
+        return Reacted(Reaction.UNCHANGED, [])
+    if waiting_step is not None:
+        decisions = on_event(journey, waiting_step, observed, ctx)
+        if decisions:
+            return Reacted(Reaction.RESUMED, decisions)
+    if observed.event in journey.watched_events():
+        return Reacted(Reaction.OBSERVED, [])
+    return Reacted(Reaction.UNCHANGED, [])
+
+
+def on_timer(journey: Journey, waiting_step: str, ctx: Context) -> list[Decision]:
+    """A wait fell due: a goal or exit met meanwhile ends the enrolment; otherwise it resumes."""
+    return goal_or_exit(journey, ctx.facts, ctx.entered_at, ctx.now) or resume(journey, waiting_step, ctx)
 
 
 def start(journey: Journey, ctx: Context) -> list[Decision]:

@@ -10,6 +10,8 @@ from decimal import ROUND_HALF_UP, Decimal, getcontext
 
 getcontext().prec = 28
 CENT = Decimal("0.01")
+#: Beyond this rate per period the APR search gives up with an error rather than a wrong figure.
+MAX_PERIODIC_RATE = 1024.0
 
 
 def _monthly(annual_rate: Decimal) -> Decimal:
@@ -62,7 +64,8 @@ def apr(net_received: Decimal, payments: list[Decimal], periods_per_year: int = 
     the borrower actually received (principal less up-front fees), times periods per year.
 
     The search runs in binary floating point (a rate to 1e-12 is far finer than the 0.01% shown);
-    level payments use the annuity formula, so one evaluation costs O(1).
+    level payments use the annuity formula, so one evaluation costs O(1). The bracket starts at
+    0–100% a period and widens until it holds the rate: no figure is ever silently capped.
     """
     if net_received <= 0 or not payments or sum(payments) < net_received:
         raise ValueError("APR needs a positive amount received and payments that repay it")
@@ -79,6 +82,10 @@ def apr(net_received: Decimal, payments: list[Decimal], periods_per_year: int = 
         return sum(f / (1 + rate) ** (k + 1) for k, f in enumerate(flows))
 
     low, high = 0.0, 1.0
+    while present_value(high) > target:  # a rate above 100% a period: widen the bracket, never cap
+        low, high = high, high * 2
+        if high > MAX_PERIODIC_RATE:
+            raise ValueError(f"APR above {MAX_PERIODIC_RATE * periods_per_year:.0%} a year: these terms are not a loan")
     for _ in range(100):  # bisection: present value falls as the rate rises
         mid = (low + high) / 2
         if present_value(mid) > target:
