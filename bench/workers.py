@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -84,9 +85,7 @@ def one_run(workers: int, n: int, progress: Any) -> dict[str, float]:
     controller = Controller(sink, hostname="127.0.0.1", port=port)
     controller.start()
     journeys = folder / "journeys"
-    journeys.mkdir()
-    for name in ("segments.yaml", "products.yaml", "contact_policy.yaml"):
-        (journeys / name).write_text((ROOT / "journeys" / name).read_text(encoding="utf-8"), encoding="utf-8")
+    shutil.copytree(ROOT / "journeys" / "config", journeys / "config")
     (journeys / "bench.yaml").write_text(JOURNEY, encoding="utf-8")
     env = {
         **os.environ,

@@ -127,7 +127,9 @@ def renderer_for(settings: Settings) -> JinjaRenderer:
 
 def load_journey_definitions(settings: Settings, only: list[Path] | None = None) -> Definitions:
     """Validate the journeys folder (raises JourneyValidationError listing every problem)."""
-    return load_definitions(settings.journeys_dir, renderer_for(settings), load_yaml, strip_lines, only)
+    return load_definitions(
+        settings.journeys_dir, renderer_for(settings), load_yaml, strip_lines, only, settings.config_dir
+    )
 
 
 def default_channels(settings: Settings) -> dict[str, Channel]:

@@ -20,7 +20,10 @@ class Settings(BaseSettings):
         description="empty: SQLite files in HUOKE_DATA_DIR; or postgresql://user:pw@host:5432/db?schema=huoke",
     )
     data_dir: Path = Field(Path("var/data"), description="folder of the SQLite files (embedded mode)")
-    journeys_dir: Path = Field(Path("journeys"), description="journey YAML files and segments.yaml")
+    journeys_dir: Path = Field(Path("journeys"), description="journey YAML files")
+    config_dir: Path | None = Field(
+        None, description="segments, products and contact policy YAML (default: config/ in HUOKE_JOURNEYS_DIR)"
+    )
     templates_dir: Path = Field(Path("templates"), description="Jinja2 message templates")
     outbox_dir: Path = Field(Path("var/outbox"), description="where the outbox transport writes .eml and sms.jsonl")
     email_transport: Literal["outbox", "smtp"] = Field("outbox", description="outbox (files) or smtp")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import textwrap
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,20 @@ import pytest
 from engine.application.leads.commands import CaptureLead, LeadRef, RecordLifecycle
 
 ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_CONFIG = ROOT / "journeys" / "config"
+ALL_CONFIG = ("segments.yaml", "products.yaml", "contact_policy.yaml")
+
+
+def journeys_folder(root: Path, config: Iterable[str] = ("segments.yaml",), **journeys: str) -> Path:
+    """A journeys folder for a test: the named bundled configuration files in ``config/`` and
+    each keyword's (dedented) YAML as ``<name>.yaml``."""
+    folder = root / "journeys"
+    (folder / "config").mkdir(parents=True, exist_ok=True)
+    for name in config:
+        shutil.copy(BUNDLED_CONFIG / name, folder / "config" / name)
+    for name, text in journeys.items():
+        (folder / f"{name}.yaml").write_text(textwrap.dedent(text), encoding="utf-8")
+    return folder
 
 
 def cli_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, journeys: Path = ROOT / "journeys") -> None:

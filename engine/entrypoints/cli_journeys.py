@@ -51,11 +51,17 @@ def _author() -> str:
 
 @journeys_app.command("validate")
 def journeys_validate(
-    paths: Annotated[list[Path] | None, typer.Argument(help="journey files (default: the journeys folder)")] = None,
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="journey files or folders (default: the journeys folder)")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Validate journeys, segments and templates; list every problem with file and line."""
+    """Validate journeys, the configuration (segments, products, contact policy) and templates;
+    list every problem with file and line."""
     s = settings()
+    if paths and len(paths) == 1 and paths[0].is_dir():
+        s = s.model_copy(update={"journeys_dir": paths[0]})  # a journeys folder, with its own config/
+        paths = None
     try:
         defs = load_journey_definitions(s, only=paths or None)
     except JourneyValidationError as e:
@@ -83,7 +89,7 @@ def journeys_validate(
     for r in rows:
         table.add_row(r["id"], r["name"], str(r["steps"]), str(r["sends"]), ", ".join(r["locales"]), r["file"])
     console.print(table)
-    console.print(f"[green]✓[/] segments.yaml valid (rules {defs.rules.version})")
+    console.print(f"[green]✓[/] configuration valid (segment rules {defs.rules.version})")
 
 
 @journeys_app.command("list")

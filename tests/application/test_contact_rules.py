@@ -8,9 +8,8 @@ from zoneinfo import ZoneInfo
 
 from engine.adapters.clock import VirtualClock
 from engine.application.leads.timeline import lead_timeline
-from tests.application.test_journey_features import journeys_folder
 from tests.conftest import MakeEngine
-from tests.helpers import sms_lines, young_pro
+from tests.helpers import journeys_folder, sms_lines, young_pro
 
 NEW_YORK = ZoneInfo("America/New_York")
 

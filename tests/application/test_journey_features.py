@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import textwrap
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,17 +15,8 @@ from engine.application.journeys.publishing import MigrationPlan, change_status,
 from engine.application.leads.commands import CaptureLead
 from engine.application.leads.timeline import lead_timeline
 from engine.domain.journeys.parsing import parse_journey
-from tests.conftest import ROOT, MakeEngine
-from tests.helpers import lifecycle, sms_lines, young_pro
-
-
-def journeys_folder(tmp_path: Path, **files: str) -> Path:
-    folder = tmp_path / "journeys"
-    folder.mkdir(exist_ok=True)
-    shutil.copy(ROOT / "journeys" / "segments.yaml", folder / "segments.yaml")
-    for name, text in files.items():
-        (folder / f"{name}.yaml").write_text(textwrap.dedent(text), encoding="utf-8")
-    return folder
+from tests.conftest import MakeEngine
+from tests.helpers import journeys_folder, lifecycle, sms_lines, young_pro
 
 
 def engine_with(make_engine: MakeEngine, tmp_path: Path, **files: str) -> Engine:
@@ -405,8 +394,7 @@ FIT = """
 
 
 def test_products_are_matched_at_capture_and_journeys_branch_on_fit(make_engine: MakeEngine, tmp_path: Path) -> None:
-    folder = journeys_folder(tmp_path, fit=FIT)
-    shutil.copy(ROOT / "journeys" / "products.yaml", folder / "products.yaml")
+    folder = journeys_folder(tmp_path, config=("segments.yaml", "products.yaml"), fit=FIT)
     engine = make_engine(settings={"journeys_dir": folder})
     fits = young_pro(
         1,

@@ -9,7 +9,16 @@ import pytest
 from typer.testing import CliRunner
 
 from engine.entrypoints.cli import app
-from tests.helpers import cli_environment
+from tests.helpers import ALL_CONFIG, ROOT, cli_environment, journeys_folder
+
+SIMPLE_JOURNEY = """
+    id: simple
+    vars: {apply_url: "https://lender.example/apply"}
+    entry: {on: lead_captured}
+    steps:
+      - id: hello
+        send: {channel: sms, template: yp_welcome}
+"""
 
 runner = CliRunner()
 
@@ -118,6 +127,25 @@ def test_validate_lists_every_problem(env: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["journeys", "validate", str(bad)])
     assert result.exit_code == 1
     assert f"{bad}:4: step 'a': leads to unknown step 'b'" in result.stderr
+
+
+def test_validate_takes_a_folder_or_its_files_and_keeps_configuration_apart(env: Path, tmp_path: Path) -> None:
+    """`validate journeys` and `validate journeys/*.yaml` agree; configuration files are not
+    mistaken for journeys; a bad configuration file is named with its line."""
+    folder = runner.invoke(app, ["journeys", "validate", str(ROOT / "journeys"), "--json"])
+    files = runner.invoke(
+        app, ["journeys", "validate", *map(str, sorted((ROOT / "journeys").glob("*.yaml"))), "--json"]
+    )
+    assert folder.exit_code == files.exit_code == 0
+    assert json.loads(folder.stdout)["journeys"] == json.loads(files.stdout)["journeys"]
+    named = runner.invoke(app, ["journeys", "validate", str(ROOT / "journeys" / "config" / "segments.yaml")])
+    assert named.exit_code == 1 and "a configuration file, not a journey" in named.stderr
+    mine = journeys_folder(tmp_path, config=ALL_CONFIG, j=SIMPLE_JOURNEY)
+    (mine / "config" / "contact_policy.yaml").write_text("unknown_zone: {start: '25:00', end: '20:00'}\n")
+    broken = runner.invoke(app, ["journeys", "validate", str(mine), "--json"])
+    assert broken.exit_code == 1
+    problems = json.loads(broken.stdout)["problems"]
+    assert problems and all(p.startswith(str(mine / "config" / "contact_policy.yaml")) for p in problems)
 
 
 def test_show_unknown_lead_is_a_clear_error(env: Path) -> None:

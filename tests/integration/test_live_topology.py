@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -35,6 +34,7 @@ from projections.screening import Screening
 from tests.conftest import POSTGRES_URL, ROOT
 from tests.e2e.smtp_server import Sink, free_port
 from tests.e2e.test_crash_restart import command
+from tests.helpers import ALL_CONFIG, journeys_folder
 
 SECRET = "live-topology-secret-0123456789"
 JOURNEY = """
@@ -68,11 +68,7 @@ def write_leads(path: Path, start: int, n: int) -> list[str]:
 
 
 def environment(tmp: Path, port: int, api: str, database_url: str) -> dict[str, str]:
-    journeys = tmp / "journeys"
-    journeys.mkdir()
-    for name in ("segments.yaml", "products.yaml", "contact_policy.yaml"):
-        shutil.copy(ROOT / "journeys" / name, journeys / name)
-    (journeys / "live_check.yaml").write_text(JOURNEY, encoding="utf-8")
+    journeys = journeys_folder(tmp, config=ALL_CONFIG, live_check=JOURNEY)
     return {
         **os.environ,
         "HUOKE_DATA_DIR": str(tmp / "data"),

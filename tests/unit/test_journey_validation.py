@@ -12,6 +12,7 @@ from engine.adapters.yaml_files import load_yaml, strip_lines
 from engine.application.journeys.validation import load_definitions
 from engine.domain.journeys.parsing import parse_journey
 from engine.domain.shared.errors import JourneyValidationError
+from tests.helpers import journeys_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -208,11 +209,7 @@ def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
 
 
 def _folder_with(tmp_path: Path, journey_yaml: str) -> Path:
-    folder = tmp_path / "journeys"
-    folder.mkdir()
-    (folder / "segments.yaml").write_text((ROOT / "journeys" / "segments.yaml").read_text())
-    (folder / "j.yaml").write_text(journey_yaml)
-    return folder
+    return journeys_folder(tmp_path, j=journey_yaml)
 
 
 def test_unknown_template_is_refused(tmp_path: Path) -> None:

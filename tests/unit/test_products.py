@@ -12,7 +12,9 @@ from engine.adapters.yaml_files import load_yaml, strip_lines
 from engine.domain.screening.products import match, parse_catalogue
 from engine.domain.shared.errors import JourneyValidationError
 
-CATALOGUE = parse_catalogue(strip_lines(load_yaml(Path(__file__).resolve().parents[2] / "journeys" / "products.yaml")))
+CATALOGUE = parse_catalogue(
+    strip_lines(load_yaml(Path(__file__).resolve().parents[2] / "journeys" / "config" / "products.yaml"))
+)
 
 
 def facts(**kw: Any) -> dict[str, Any]:

@@ -12,7 +12,9 @@ from engine.adapters.yaml_files import load_yaml, strip_lines
 from engine.domain.leads.segments import classify, parse_segment_rules
 from engine.domain.shared.errors import JourneyValidationError
 
-RULES = parse_segment_rules(strip_lines(load_yaml(Path(__file__).resolve().parents[2] / "journeys" / "segments.yaml")))
+RULES = parse_segment_rules(
+    strip_lines(load_yaml(Path(__file__).resolve().parents[2] / "journeys" / "config" / "segments.yaml"))
+)
 
 
 @pytest.mark.parametrize(

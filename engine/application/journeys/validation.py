@@ -5,21 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from engine.application.configuration import CONFIG_FILES, Configuration, load_configuration
 from engine.application.journeys.catalog import TemplateCatalog, check_templates
-from engine.domain.delivery.contact_policy import DEFAULT_POLICY, ContactPolicy, parse_contact_policy
+from engine.domain.delivery.contact_policy import DEFAULT_POLICY, ContactPolicy
 from engine.domain.journeys.journey import BranchStep, Journey
 from engine.domain.journeys.parsing import parse_journey
-from engine.domain.leads.segments import SegmentRules, parse_segment_rules
-from engine.domain.screening.products import Catalogue, parse_catalogue
+from engine.domain.leads.segments import SegmentRules
+from engine.domain.screening.products import Catalogue
 from engine.domain.shared.errors import JourneyValidationError
-
-T = TypeVar("T")
-
-SEGMENTS_FILE = "segments.yaml"
-POLICY_FILE = "contact_policy.yaml"
-PRODUCTS_FILE = "products.yaml"
 
 
 @dataclass(frozen=True)
@@ -32,43 +27,43 @@ class Definitions:
     catalogue: Catalogue | None = None
 
 
+def journey_files(paths: list[Path]) -> list[Path]:
+    """The journey files named: each file as given, each folder's ``*.yaml`` (configuration
+    files and names starting with ``_`` left out)."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.glob("*.y*ml") if p.name not in CONFIG_FILES and not p.name.startswith("_"))
+        else:
+            found.append(path)
+    return found
+
+
 def load_definitions(
     folder: Path,
     catalog: TemplateCatalog,
     load: Callable[[Path], Any],
     strip: Callable[[Any], Any],
     only: list[Path] | None = None,
+    config: Path | None = None,
 ) -> Definitions:
-    """Validate segments.yaml and every journey YAML in ``folder`` (or just ``only``)."""
+    """Validate the configuration (``config``, by default ``folder/config``) and every journey
+    in ``folder`` (or in ``only``: files and folders); raise listing every problem at once."""
     problems: list[str] = []
-
-    def optional(name: str, parse: Callable[[Any, str], T], default: T) -> T:
-        """A definitions file that may be absent; its problems join the others."""
-        path = folder / name
-        if not path.exists():
-            return default
-        try:
-            return parse(strip(load(path)), str(path))
-        except JourneyValidationError as e:
-            problems.extend(e.problems)
-            return default
-
-    rules = optional(SEGMENTS_FILE, parse_segment_rules, SegmentRules((), (), (), "none"))
-    policy = optional(POLICY_FILE, parse_contact_policy, DEFAULT_POLICY)
-    catalogue: Catalogue | None = optional(PRODUCTS_FILE, parse_catalogue, None)
-    if catalogue is not None:
-        unknown = sorted(catalogue.exclude_segments - rules.segment_ids)
-        if unknown:
-            problems.append(f"{folder / PRODUCTS_FILE}: policy: exclude_segments {unknown} are not in {SEGMENTS_FILE}")
-    special = {SEGMENTS_FILE, POLICY_FILE, PRODUCTS_FILE}
-    paths = (
-        only
-        if only is not None
-        else sorted(p for p in folder.glob("*.y*ml") if p.name not in special and not p.name.startswith("_"))
-    )
+    config_folder = config or folder / "config"
+    try:
+        configuration = load_configuration(config_folder, load, strip, legacy=folder)
+    except JourneyValidationError as e:
+        problems += e.problems
+        configuration = Configuration()
+    rules = configuration.rules
+    paths = journey_files(only if only is not None else [folder])
     journeys: list[tuple[Journey, dict[str, Any]]] = []
     seen: dict[str, Path] = {}
     for path in paths:
+        if path.name in CONFIG_FILES:
+            problems.append(f"{path}: a configuration file, not a journey (configuration is read from {config_folder})")
+            continue
         try:
             data = load(path)
             journey = parse_journey(data, str(path))
@@ -82,10 +77,10 @@ def load_definitions(
         problems += _check_segments(journey, rules)
         journeys.append((journey, strip(data)))
     if not paths:
-        problems.append(f"{folder}: no journey files (*.yaml) found")
+        problems.append(f"{', '.join(str(p) for p in only or [folder])}: no journey files (*.yaml) found")
     if problems:
         raise JourneyValidationError(problems)
-    return Definitions(journeys, rules, policy, catalogue)
+    return Definitions(journeys, rules, configuration.policy, configuration.catalogue)
 
 
 def _check_segments(journey: Journey, rules: SegmentRules) -> list[str]:
