@@ -25,6 +25,7 @@ from engine.application.journeys.validation import Definitions, load_definitions
 from engine.application.leads.app import Leads
 from engine.application.partitions import Partitions
 from engine.application.ports import Channel, Clock
+from engine.application.saving import POSTGRES_PROCESS_RECORDER_TOPIC, SQLITE_FACTORY_TOPIC
 from engine.domain.leads.segments import SegmentRules
 from engine.settings import Settings
 from projections.delivery_schedule import DeliverySchedulePostgres, DeliveryScheduleSQLite
@@ -44,12 +45,12 @@ def store_env(settings: Settings, name: str, create: bool = False) -> dict[str, 
         return {
             **pg,
             "CREATE_TABLE": "y" if create else "n",
-            "PROCESS_RECORDER_TOPIC": "engine.adapters.postgres_store:ManyTrackingPostgresProcessRecorder",
+            "PROCESS_RECORDER_TOPIC": POSTGRES_PROCESS_RECORDER_TOPIC,
             **_cache_env(name),
         }
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return {
-        "PERSISTENCE_MODULE": "engine.adapters.sqlite_store:TunedSQLiteFactory",
+        "PERSISTENCE_MODULE": SQLITE_FACTORY_TOPIC,
         "SQLITE_DBNAME": str(settings.data_dir / f"{name}.db"),
         "SQLITE_LOCK_TIMEOUT": "30",
         "CREATE_TABLE": "y" if create else "n",

@@ -18,6 +18,7 @@ from eventsourcing.projection import Projection
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
 from engine.application.partitions import Partitions
+from engine.application.saving import record_tracking
 
 
 class SqlView(TrackingRecorder):
@@ -61,7 +62,7 @@ class SqlView(TrackingRecorder):
     def apply_batch(self, events: Sequence[Any], tracking: Tracking) -> None:
         """Apply events and record ``tracking`` atomically; a replayed position is refused."""
         with self.transaction() as c:
-            self._insert_tracking(c, tracking)  # type: ignore[attr-defined]
+            record_tracking(self, c, tracking)
             for event in events:
                 self.apply(event, c)
 

@@ -1,5 +1,8 @@
-"""The one place that uses eventsourcing beyond its public API: batch saves with one or more
-tracking records, fresh reads that bypass a process's aggregate cache, and cache resets.
+"""The one module that uses eventsourcing beyond its public API: batch saves with one or more
+tracking records, fresh reads that bypass a process's aggregate cache, cache resets, the tuned
+recorders and tracking inserts for the views. ``tests/unit/test_eventsourcing_internals.py``
+pins every internal used here against the locked eventsourcing version: an upgrade that moves
+one fails there, by name, not somewhere in a worker.
 
 ``Application.save`` checks every object against a runtime Protocol, which costs more than
 the insert itself on the hot paths (measured: ~30% of a capture batch); the aggregates here
@@ -7,8 +10,11 @@ are always huoke's own, so their pending events are collected directly.
 
 Several tracking records in one transaction let a worker that owns several lead partitions
 advance all of them with one commit (see ``engine.application.partitions``). The recorders
-that accept them are huoke's own (``engine.adapters.sqlite_store``/``postgres_store``), chosen
-by bootstrap through ``PROCESS_RECORDER_TOPIC``.
+that accept them are below, chosen by bootstrap through ``PERSISTENCE_MODULE`` (SQLite) and
+``PROCESS_RECORDER_TOPIC`` (PostgreSQL).
+
+SQLite connections use synchronous=NORMAL: in WAL mode that skips the fsync per commit (x2.5 on
+single saves, LIBRARIES.md); a power cut can lose the last commits but never corrupts the file.
 """
 
 from __future__ import annotations
@@ -18,8 +24,17 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
-from eventsourcing.persistence import IntegrityError, Tracking
-from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking, TrackingRecorder
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresProcessRecorder
+from eventsourcing.sqlite import (
+    SQLiteConnection,
+    SQLiteConnectionPool,
+    SQLiteCursor,
+    SQLiteFactory,
+    SQLiteProcessRecorder,
+)
+from psycopg import Cursor
+from psycopg.rows import DictRow
 
 T = TypeVar("T")
 
@@ -125,3 +140,65 @@ def retry_conflicts(
             drop()
             raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def record_tracking(recorder: TrackingRecorder, cursor: Any, tracking: Tracking) -> None:
+    """Insert a tracking record in the caller's transaction (a view's batch): a position already
+    recorded raises ``IntegrityError``, so the batch is applied once."""
+    recorder._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]
+
+
+# ---- recorders -------------------------------------------------------------------------------
+
+
+class TunedSQLiteConnectionPool(SQLiteConnectionPool):
+    """Connection pool whose file connections use synchronous=NORMAL."""
+
+    def _create_connection(self) -> SQLiteConnection:
+        connection = super()._create_connection()
+        if not self.is_sqlite_memory_mode:
+            connection._sqlite_conn.execute("PRAGMA synchronous=NORMAL")
+        return connection
+
+
+class ManyTrackingSQLiteProcessRecorder(SQLiteProcessRecorder):
+    """Also records ``trackings=[...]`` (one per lead partition) in the events' transaction."""
+
+    accepts_many_trackings = True
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        returning = super()._insert_events(c, stored_events, **kwargs)
+        trackings: Sequence[Tracking] = kwargs.get("trackings", ())
+        for tracking in trackings:
+            self._insert_tracking(c, tracking)
+        return returning
+
+
+class TunedSQLiteFactory(SQLiteFactory):
+    """SQLiteFactory using the tuned pool and the many-tracking process recorder."""
+
+    process_recorder_class = ManyTrackingSQLiteProcessRecorder
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        old = self.datastore.pool
+        self.datastore.pool = TunedSQLiteConnectionPool(db_name=old.db_name, lock_timeout=old.lock_timeout)
+
+
+class ManyTrackingPostgresProcessRecorder(PostgresProcessRecorder):
+    """Also records ``trackings=[...]`` in the events' transaction."""
+
+    accepts_many_trackings = True
+
+    def _insert_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        trackings: Sequence[Tracking] = kwargs.get("trackings", ())
+        for tracking in trackings:
+            self._insert_tracking(curs, tracking)
+        super()._insert_events(curs, stored_events, **kwargs)
+
+
+#: The settings bootstrap gives eventsourcing to use the recorders above.
+SQLITE_FACTORY_TOPIC = "engine.application.saving:TunedSQLiteFactory"
+POSTGRES_PROCESS_RECORDER_TOPIC = "engine.application.saving:ManyTrackingPostgresProcessRecorder"

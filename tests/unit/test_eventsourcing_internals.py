@@ -1,0 +1,112 @@
+"""Pins every eventsourcing internal huoke uses (all of them in engine/application/saving.py)
+against the locked version: an upgrade that moves one fails here, by name."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import re
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.domain import Aggregate, event
+from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.postgres import PostgresProcessRecorder
+from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool, SQLiteProcessRecorder
+
+from engine.application import saving
+from tests.helpers import ROOT
+
+
+def test_the_installed_eventsourcing_is_the_locked_one() -> None:
+    locked = re.search(r"^eventsourcing==(\S+)$", (ROOT / "requirements.lock").read_text(), re.M)
+    assert locked is not None
+    assert importlib.metadata.version("eventsourcing") == locked.group(1)
+
+
+@pytest.mark.parametrize(
+    ("owner", "name", "parameters"),
+    [
+        (Application, "_record", ["self", "processing_event"]),
+        (Application, "_take_snapshots", ["self", "processing_event"]),
+        (Application, "construct_repository", ["self"]),
+        (SQLiteProcessRecorder, "_insert_tracking", ["self", "c", "tracking"]),
+        (SQLiteProcessRecorder, "_insert_events", ["self", "c", "stored_events", "kwargs"]),
+        (PostgresProcessRecorder, "_insert_tracking", ["self", "curs", "tracking"]),
+        (PostgresProcessRecorder, "_insert_events", ["self", "curs", "stored_events", "kwargs"]),
+        (SQLiteConnectionPool, "_create_connection", ["self"]),
+    ],
+)
+def test_each_internal_method_is_there_with_the_signature_used(owner: type, name: str, parameters: list[str]) -> None:
+    assert list(inspect.signature(getattr(owner, name)).parameters) == parameters
+
+
+def test_each_internal_attribute_is_there() -> None:
+    app: Application[Any] = Application(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    assert app._repository is app.repository
+    assert hasattr(app.repository, "fastforward") and hasattr(app.repository, "cache")
+    assert isinstance(ProcessingEvent().saved_kwargs, dict)
+
+
+def test_sqlite_file_connections_use_synchronous_normal(tmp_path: Path) -> None:
+    pool = saving.TunedSQLiteConnectionPool(db_name=str(tmp_path / "sync.db"))
+    connection = pool.get_connection()
+    try:
+        assert isinstance(connection, SQLiteConnection)
+        assert connection._sqlite_conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    finally:
+        pool.put_connection(connection)
+        pool.close()
+
+
+class Counter(Aggregate):
+    @event("Created")
+    def __init__(self) -> None:
+        self.n = 0
+
+    @event("Counted")
+    def count(self) -> None:
+        self.n += 1
+
+
+class Counters(Application[Any]):
+    def construct_recorder(self) -> Any:
+        return self.factory.process_recorder()
+
+
+def _app(tmp_path: Path, **env: str) -> Counters:
+    return Counters(
+        env={"PERSISTENCE_MODULE": saving.SQLITE_FACTORY_TOPIC, "SQLITE_DBNAME": str(tmp_path / "pin.db"), **env}
+    )
+
+
+def test_a_batch_with_several_tracking_records_is_one_transaction(tmp_path: Path) -> None:
+    app = _app(tmp_path)
+    counter = Counter()
+    counter.count()
+    assert saving.save_batch(app, [counter], [Tracking("Up#0", 5), Tracking("Up#1", 7)]) == 2
+    assert (app.recorder.max_tracking_id("Up#0"), app.recorder.max_tracking_id("Up#1")) == (5, 7)
+    counter.count()
+    with pytest.raises(IntegrityError):  # a replayed position writes nothing, events included
+        saving.save_batch(app, [counter], [Tracking("Up#0", 6), Tracking("Up#1", 7)])
+    assert app.recorder.max_tracking_id("Up#0") == 5
+    assert len(list(app.repository.event_store.get(counter.id))) == 2
+
+
+def test_fresh_reads_bypass_the_cache_and_forgetting_drops_it(tmp_path: Path) -> None:
+    app = _app(tmp_path, AGGREGATE_CACHE_MAXSIZE="100")
+    counter = Counter()
+    saving.save_batch(app, [counter])
+    other = _app(tmp_path, AGGREGATE_CACHE_MAXSIZE="100")  # another process
+    theirs = other.repository.get(counter.id)
+    theirs.count()
+    saving.save_batch(other, [theirs])
+    assert saving.latest_versions(app, [counter.id, uuid4()]) == {counter.id: 2}
+    assert saving.fresh_get(app, counter.id).n == 1
+    assert saving.current_aggregates(app, [counter.id])[counter.id].version == 2
+    before = app.repository
+    saving.forget_cache(app)
+    assert app.repository is not before
