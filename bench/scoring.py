@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 
 from engine.adapters.clock import VirtualClock
-from engine.adapters.modeling import Dataset, infer_kinds, to_matrix
+from engine.adapters.model_data import read_csv
+from engine.application.screening import models
+from engine.application.screening.datasets import Dataset, infer_kinds, to_matrix
 from engine.bootstrap import bootstrap, init_database
 from engine.domain.leads.facts import lead_facts
 from engine.domain.screening.scoring import DEFAULT_FEATURES, model_inputs
-from engine.entrypoints import screening
 from engine.entrypoints.demo_data import CHANNEL_LIFT, generate
 from engine.entrypoints.demo_runner import write_back_book
 from engine.entrypoints.schemas import LeadRow, RowError
@@ -58,7 +59,7 @@ def scoring_rates(folder: Path, n: int) -> dict[str, float]:
         for i in range(0, len(commands), 500):
             engine.leads.capture_leads(commands[i : i + 500])
         book = write_back_book(folder, START, 20_000)
-        credit = screening.read_csv(book, "bad", "funded_at", ["loan_id"])
+        credit = read_csv(book, "bad", "funded_at", ["loan_id"])
         # Propensity learns from the leads themselves with a simulated response.
         rng = random.Random(3)
         features = list(DEFAULT_FEATURES["propensity"])
@@ -69,8 +70,8 @@ def scoring_rates(folder: Path, n: int) -> dict[str, float]:
         propensity = Dataset(used, infer_kinds(rows, used), rows, np.array(y), None, [], "bench")
         out: dict[str, float] = {"leads": float(len(ids))}
         for kind, data in (("credit", credit), ("propensity", propensity)):
-            trained = screening.fit(kind, data)
-            screening.train(engine, kind, data, "bench", rescore=False, trained=trained)
+            trained = models.lab_of(engine).fit(kind, data)
+            models.train(engine, kind, data, "bench", rescore=False, trained=trained)
             started = time.perf_counter()
             scored = engine.leads.score_all(batch_size=1000)
             out[f"{kind}_flow"] = scored / (time.perf_counter() - started)

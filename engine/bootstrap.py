@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 
-from engine.adapters.clock import SystemClock
+from engine.adapters.clock import SystemClock, VirtualClock
 from engine.adapters.coordination import Meta, init_lock
-from engine.adapters.modeling import ModelFiles
+from engine.adapters.dry_run import DryRunChannel
+from engine.adapters.model_files import ModelLab
 from engine.adapters.outbox import OutboxEmailChannel, OutboxSmsChannel
 from engine.adapters.smtp import SmtpEmailChannel
 from engine.adapters.templates import JinjaRenderer
@@ -21,11 +25,13 @@ from engine.adapters.yaml_files import load_yaml, strip_lines
 from engine.application.delivery.app import Deliveries, Sender
 from engine.application.engine import Engine
 from engine.application.journeys.app import Journeys
+from engine.application.journeys.publishing import publish_new
 from engine.application.journeys.validation import Definitions, load_definitions
 from engine.application.leads.app import Leads
 from engine.application.partitions import Partitions
 from engine.application.ports import Channel, Clock
 from engine.application.saving import POSTGRES_PROCESS_RECORDER_TOPIC, SQLITE_FACTORY_TOPIC
+from engine.domain.journeys.journey import Journey
 from engine.domain.leads.segments import SegmentRules
 from engine.settings import Settings
 from projections.delivery_schedule import DeliverySchedulePostgres, DeliveryScheduleSQLite
@@ -34,7 +40,8 @@ from projections.journey_index import JourneyIndexPostgres, JourneyIndexSQLite
 from projections.screening import ScreeningPostgres, ScreeningSQLite
 
 APPS = ("leads", "journeys", "deliveries")
-VIEWS = ("funnel", "journey_index", "delivery_schedule", "screening")
+#: Each view's store (its tables and tracking) and the engine attribute that holds it.
+VIEWS = {"funnel": "funnel", "journey_index": "index", "delivery_schedule": "schedule", "screening": "screening"}
 
 
 def store_env(settings: Settings, name: str, create: bool = False) -> dict[str, str]:
@@ -117,9 +124,9 @@ def _view(settings: Settings, name: str, env: dict[str, str]) -> Any:
     return factory.tracking_recorder(cls)
 
 
-def models_for(settings: Settings) -> ModelFiles:
+def models_for(settings: Settings) -> ModelLab:
     """Model files (scorecards, skops pipelines) live beside the data, checked by SHA-256."""
-    return ModelFiles(settings.data_dir / "models")
+    return ModelLab(settings.data_dir / "models")
 
 
 def renderer_for(settings: Settings) -> JinjaRenderer:
@@ -224,3 +231,26 @@ def bootstrap(
     )
     journeys.go_live(j.id for j, _ in definitions.journeys)
     return engine
+
+
+@contextmanager
+def sandbox(
+    settings: Settings, journey: Journey, raw: dict[str, Any], start: datetime
+) -> Iterator[tuple[Engine, dict[str, DryRunChannel]]]:
+    """A throwaway embedded engine for a backtest: SQLite files in a temporary folder, a virtual
+    clock at ``start``, only ``journey`` published, and channels that record instead of sending."""
+    rules = load_journey_definitions(settings).rules
+    with tempfile.TemporaryDirectory(prefix="huoke-sim-") as folder:
+        scratch = settings.model_copy(
+            update={"data_dir": Path(folder) / "data", "outbox_dir": Path(folder) / "out", "database_url": ""}
+        )
+        channels = {name: DryRunChannel(name) for name in ("email", "sms", "webhook")}
+        init_database(scratch)
+        engine = bootstrap(
+            scratch, VirtualClock(start), channels=dict(channels), definitions=Definitions([(journey, raw)], rules)
+        )
+        publish_new(engine, [(journey, raw)], renderer_for(scratch).fingerprint(), "simulation")
+        try:
+            yield engine, channels
+        finally:
+            engine.close()

@@ -5,22 +5,18 @@
 * propensity: a Pipeline of imputing, one-hot encoding and gradient boosting, kept as a skops file.
 
 Both are evaluated on a later time window than they were trained on, never a random split.
-Model files are never pickles: scorecards are JSON, pipelines are skops with an allowlist.
+The data they train on is ``application.screening.datasets.Dataset``; the files they are kept in,
+``adapters.model_files``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import skops.io as sio
 from numpy.typing import NDArray
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
@@ -32,6 +28,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 from threadpoolctl import ThreadpoolController
 
+from engine.application.screening.datasets import Dataset, TrainingError, as_float, distribution, to_matrix
 from engine.domain.screening.scoring import (
     DEFAULT_SCORE_BANDS,
     FACTOR,
@@ -44,76 +41,11 @@ from engine.domain.screening.scoring import (
     Scorecard,
     Scored,
     band_of,
-    probability_to_score,
     refuse_prohibited,
 )
-from engine.domain.shared.errors import HuokeError
 
 MIN_ROWS = 200
 MIN_CLASS = 20
-
-
-class TrainingError(HuokeError):
-    """The data cannot train a model (too few rows, one class only, no usable column)."""
-
-
-@dataclass
-class Dataset:
-    """Rows of features with a 0/1 target, their times (for the holdout) and their id columns."""
-
-    columns: list[str]
-    kinds: dict[str, str]  # column -> "numeric" | "categorical"
-    rows: list[dict[str, Any]]
-    y: NDArray[np.int_]
-    times: list[datetime] | None = None
-    ids: list[dict[str, str]] = field(default_factory=list)
-    source: str = ""
-
-    def matrix(self, rows: Sequence[dict[str, Any]] | None = None) -> NDArray[Any]:
-        return to_matrix(rows if rows is not None else self.rows, self.columns, self.kinds)
-
-    def subset(self, index: NDArray[np.int_]) -> Dataset:
-        return Dataset(
-            self.columns,
-            self.kinds,
-            [self.rows[i] for i in index],
-            self.y[index],
-            [self.times[i] for i in index] if self.times else None,
-            [self.ids[i] for i in index] if self.ids else [],
-            self.source,
-        )
-
-
-def to_matrix(rows: Sequence[dict[str, Any]], columns: Sequence[str], kinds: dict[str, str]) -> NDArray[Any]:
-    """An object matrix: floats (NaN when missing) for numeric columns, strings for the rest."""
-    out = np.empty((len(rows), len(columns)), dtype=object)
-    for j, col in enumerate(columns):
-        numeric = kinds[col] == "numeric"
-        for i, row in enumerate(rows):
-            v = row.get(col)
-            if numeric:
-                out[i, j] = _float(v)
-            else:
-                out[i, j] = MISSING if v is None or v == "" else str(v)
-    return out
-
-
-def _float(v: Any) -> float:
-    if v is None or v == "":
-        return math.nan
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def infer_kinds(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> dict[str, str]:
-    """A column is numeric when every non-empty value parses as a number."""
-    kinds = {}
-    for col in columns:
-        values = [r.get(col) for r in rows if r.get(col) not in (None, "")]
-        kinds[col] = "numeric" if values and all(not math.isnan(_float(v)) for v in values) else "categorical"
-    return kinds
 
 
 # ---- the later-window holdout ---------------------------------------------------------------
@@ -477,7 +409,7 @@ def reference_of(
     for col in columns:
         column = [r.get(col) for r in rows]
         ref["features"][col] = (
-            _numeric_reference([_float(v) for v in column])
+            _numeric_reference([as_float(v) for v in column])
             if kinds[col] == "numeric"
             else _categorical_reference(column)
         )
@@ -498,111 +430,4 @@ def _categorical_reference(values: Sequence[Any]) -> dict[str, Any]:
     return {**spec, "counts": distribution(values, spec)}
 
 
-def distribution(values: Sequence[Any], spec: dict[str, Any]) -> list[int]:
-    """Counts of ``values`` over the bins of a reference (numeric: deciles + missing; categorical:
-    its categories + other)."""
-    if spec["kind"] == "numeric":
-        edges = spec["edges"]
-        counts = [0] * (len(edges) + 2)
-        for v in values:
-            x = _float(v)
-            if math.isnan(x):
-                counts[-1] += 1
-                continue
-            counts[next((n for n, e in enumerate(edges) if x <= e), len(edges))] += 1
-        return counts
-    cats = spec["categories"]
-    index = {c: n for n, c in enumerate(cats)}
-    counts = [0] * (len(cats) + 1)
-    for v in values:
-        counts[index.get(MISSING if v in (None, "") else str(v), len(cats))] += 1
-    return counts
-
-
 # ---- model files ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Artefact:
-    path: Path
-    sha256: str
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-class ModelFiles:
-    """Model files in a folder: scorecards as JSON points tables, pipelines as skops (never pickle)."""
-
-    TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.", "scipy.")
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def save(self, trained: Trained, version: int) -> Artefact:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        if trained.kind == "credit":
-            path = self.folder / f"credit-v{version}.scorecard.json"
-            doc = trained.scorer.to_json()
-            doc["meta"] = {"version": version, "features": trained.features}
-            _write_atomically(path, json.dumps(doc, indent=1, ensure_ascii=False).encode())
-        else:
-            path = self.folder / f"{trained.kind}-v{version}.skops"
-            scorer: PipelineScorer = trained.scorer
-            payload = {
-                "pipeline": scorer.pipeline,
-                "columns": scorer.columns,
-                "kinds": scorer.kinds,
-                "bands": [[b.id, b.min] for b in scorer.bands],
-            }
-            _write_atomically(path, sio.dumps(payload))
-        return Artefact(path, sha256_of(path))
-
-    def load(self, kind: str, file_name: str, sha256: str) -> Any:
-        """Load a registered model file, refusing one whose SHA-256 differs from the registry's."""
-        path = self.folder / file_name
-        if not path.exists():
-            raise HuokeError(f"model file {path} is missing (registered with SHA-256 {sha256[:12]}…)")
-        data = path.read_bytes()
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != sha256:
-            raise HuokeError(
-                f"model file {path} has SHA-256 {actual[:12]}…, the registry says {sha256[:12]}…: "
-                "it was changed after training; retrain or restore it"
-            )
-        if file_name.endswith(".scorecard.json"):
-            return Scorecard.from_json(json.loads(data))
-        untrusted = sio.get_untrusted_types(data=data)
-        unknown = [t for t in untrusted if not t.startswith(self.TRUSTED_PREFIXES)]
-        if unknown:
-            raise HuokeError(f"model file {path} holds types huoke does not trust: {', '.join(unknown)}")
-        payload = sio.loads(data, trusted=untrusted)
-        bands = [Band(str(b[0]), float(b[1])) for b in payload["bands"]]
-        return PipelineScorer(payload["pipeline"], list(payload["columns"]), dict(payload["kinds"]), bands)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
-def score_values(scored: Sequence[Scored]) -> list[float]:
-    """What drift compares for the score: points for scorecards, probability otherwise."""
-    return [float(s.score) if s.score is not None else s.probability for s in scored]
-
-
-__all__ = [
-    "Dataset",
-    "ModelFiles",
-    "PipelineScorer",
-    "Trained",
-    "TrainingError",
-    "distribution",
-    "evaluate",
-    "infer_kinds",
-    "probability_to_score",
-    "train_credit",
-    "train_propensity",
-]

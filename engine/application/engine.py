@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from time import monotonic
@@ -231,6 +232,14 @@ class Engine:
             if name in self.views_owned:
                 for log, topics in view.feeds:
                     catch_up(view, getattr(self, log), topics)
+
+    def rebuild_views(self, names: Iterable[str]) -> None:
+        """Forget the named views and rebuild them from the logs; this process becomes the
+        writer of every view (the caller holds their leases)."""
+        for name in names:
+            self.views[name].reset()
+        self.owns_views = True
+        self.refresh_views()
 
     @property
     def views(self) -> dict[str, View]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
 from engine.application.partitions import ALL, Partitions
@@ -90,6 +91,46 @@ class ModelStore(Protocol):
     """Where model files live; refuses a file whose SHA-256 is not the registered one."""
 
     def load(self, kind: str, file_name: str, sha256: str) -> Scorer: ...
+
+
+class TrainedModel(Protocol):
+    """A model fitted on a dataset, with its metrics on the later window and its drift reference."""
+
+    @property
+    def features(self) -> list[str]: ...
+
+    @property
+    def kinds(self) -> dict[str, str]: ...
+
+    @property
+    def metrics(self) -> dict[str, Any]: ...
+
+    @property
+    def training(self) -> dict[str, Any]: ...
+
+    @property
+    def reference(self) -> dict[str, Any]: ...
+
+
+class SavedModel(Protocol):
+    """A model file written, and its SHA-256 (recorded by the registry)."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def sha256(self) -> str: ...
+
+
+@runtime_checkable
+class ModelLab(ModelStore, Protocol):
+    """Training, evaluating and keeping models (scikit-learn and model files in the adapters)."""
+
+    def fit(self, kind: str, data: Any) -> TrainedModel: ...
+
+    def save(self, trained: Any, version: int) -> SavedModel: ...
+
+    def evaluate(self, y: Any, scored: Sequence[Scored]) -> dict[str, Any]: ...
 
 
 # The views: projections of the event logs the use cases read (implemented in ``projections``).

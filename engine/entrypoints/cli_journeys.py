@@ -13,6 +13,7 @@ from rich.table import Table
 
 from engine.adapters.yaml_files import load_yaml, strip_lines
 from engine.application.journeys.diagrams import mermaid
+from engine.application.journeys.preview import preview
 from engine.application.journeys.publishing import (
     MigrationPlan,
     MigrationPlanError,
@@ -20,7 +21,8 @@ from engine.application.journeys.publishing import (
     publish_journey,
     unpublished_changes,
 )
-from engine.bootstrap import load_journey_definitions, renderer_for
+from engine.application.journeys.simulation import Arrival, arrivals_from_store, first_moment, replay
+from engine.bootstrap import load_journey_definitions, renderer_for, sandbox
 from engine.domain.journeys.journey import Journey
 from engine.domain.shared.errors import HuokeError, JourneyValidationError
 from engine.entrypoints.cli_common import (
@@ -37,7 +39,6 @@ from engine.entrypoints.cli_common import (
 )
 from engine.entrypoints.importing import read_rows
 from engine.entrypoints.schemas import LeadRow, LifecycleRow, RowError
-from engine.entrypoints.simulation import Arrival, arrivals_from_store, preview, simulate
 
 Author = Annotated[str, typer.Option(help="who publishes or changes the journey (recorded)")]
 
@@ -347,7 +348,8 @@ def simulate_command(
     for v in versions:
         journey, number = _definition(engine, journey_id, v or None)
         raw = engine.journeys.publication(journey_id).versions[number]  # type: ignore[union-attr]
-        reports.append(simulate(s, journey, raw, number, arrivals, days))
+        with sandbox(s, journey, raw, first_moment(arrivals)) as (scratch, recorded):
+            reports.append(replay(scratch, journey, number, arrivals, days, recorded))
     if as_json:
         emit_json(reports[0] if len(reports) == 1 else {"schema": "huoke.simulation.compare/1", "runs": reports})
         return

@@ -16,7 +16,7 @@ from engine.adapters.coordination import AlreadyRunningError, FileLease, Postgre
 from engine.application.engine import VIEW_NAMES, Engine, RunReport
 from engine.application.partitions import Partitions
 from engine.application.saving import forget_cache
-from engine.bootstrap import VIEWS, build_view, init_database, meta_for
+from engine.bootstrap import VIEWS, init_database, meta_for
 from engine.entrypoints.cli_common import (
     JsonOpt,
     app,
@@ -242,12 +242,7 @@ def projections_rebuild(
         if lease.pg is not None and not lease.pg.hold_views(wait=False):
             fail("another process keeps the views current (a worker or `projections run`): stop it first")
         started = time.perf_counter()
-        for n in names:
-            build_view(s, n).reset()
-        engine.funnel, engine.index = build_view(s, "funnel"), build_view(s, "journey_index")
-        engine.schedule, engine.screening = build_view(s, "delivery_schedule"), build_view(s, "screening")
-        engine.owns_views = True
-        engine.refresh_views()
+        engine.rebuild_views([VIEWS[n] for n in names])
     finally:
         lease.close()
         engine.close()

@@ -12,10 +12,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from engine.adapters.modeling import Dataset
+from engine.adapters.model_data import read_csv, write_rows
 from engine.application.engine import Engine
+from engine.application.screening import models
+from engine.application.screening.datasets import Dataset
 from engine.domain.shared.errors import HuokeError
-from engine.entrypoints import screening
 from engine.entrypoints.cli_common import (
     JsonOpt,
     app,
@@ -64,7 +65,7 @@ def _csv_data(
 ) -> Dataset:
     if target is None:
         fail("--csv needs --target COLUMN (the outcome to learn)")
-    return screening.read_csv(csv, target, time_column, ids, exclude)
+    return read_csv(csv, target, time_column, ids, exclude)
 
 
 def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
@@ -106,18 +107,18 @@ def model_train(
         fail("give exactly one of --from-store or --csv FILE --target COLUMN")
     with _engine() as engine:
         data = (
-            screening.dataset_from_store(engine, kind)
+            models.dataset_from_store(engine, kind)
             if csv is None
             else _csv_data(csv, target, time_column, id_column, exclude)
         )
         user = getpass.getuser()
         if as_json or not rescore:
-            doc = screening.train(engine, kind, data, user, rescore)
+            doc = models.train(engine, kind, data, user, rescore)
         else:
             doc = with_progress(
                 len(engine.leads.lead_ids()),
                 "scoring leads",
-                lambda advance: screening.train(engine, kind, data, user, rescore, advance),
+                lambda advance: models.train(engine, kind, data, user, rescore, advance),
             )
     if as_json:
         emit_json({"schema": "huoke.model.trained/1", **doc})
@@ -139,7 +140,7 @@ def model_train(
 def model_list(as_json: JsonOpt = False) -> None:
     """Every registered model version, with its held-out metrics."""
     with _engine() as engine:
-        rows = screening.model_list(engine)
+        rows = models.model_list(engine)
     if as_json:
         emit_json({"schema": "huoke.models/1", "models": rows})
         return
@@ -177,7 +178,7 @@ def model_evaluate(
     window (default), or a CSV's."""
     with _engine() as engine:
         data = _csv_data(csv, target, time_column, id_column, exclude) if csv else None
-        doc = screening.evaluate_version(engine, kind, version, data)
+        doc = models.evaluate_version(engine, kind, version, data)
     if as_json:
         emit_json({"schema": "huoke.model.evaluation/1", **doc})
         return
@@ -198,7 +199,10 @@ def model_score(
 ) -> None:
     """Score a prospect list (e.g. a partner's) without importing it: ids, probability, score, band, reasons."""
     with _engine() as engine:
-        doc = screening.score_file(engine, kind, csv, out, id_column, version)
+        data = read_csv(csv, None, None, id_column, [])
+        doc, header, rows = models.score_dataset(engine, kind, data, version)
+        write_rows(out, header, rows)
+        doc["out"] = str(out)
     if as_json:
         emit_json({"schema": "huoke.model.scored/1", **doc})
         return
@@ -219,8 +223,8 @@ def model_drift(
     """PSI of the score and of each characteristic, now against the training sample
     (< 0.10 stable, 0.10–0.25 investigate, > 0.25 shifted)."""
     with _engine() as engine:
-        data = screening.read_csv(csv, None, None, id_column, []) if csv else None
-        doc = screening.drift(engine, kind, version, data)
+        data = read_csv(csv, None, None, id_column, []) if csv else None
+        doc = models.drift(engine, kind, version, data)
     if as_json:
         emit_json({"schema": "huoke.model.drift/1", **doc})
         return

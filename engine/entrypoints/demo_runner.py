@@ -16,10 +16,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from engine.adapters.clock import VirtualClock
+from engine.adapters.model_data import read_csv
 from engine.application.journeys.publishing import publish_new
 from engine.application.reports import funnel_report
+from engine.application.screening import models
 from engine.bootstrap import bootstrap, init_database, load_journey_definitions, renderer_for
-from engine.entrypoints import screening
 from engine.entrypoints.demo_data import BACK_BOOK_COLUMNS, back_book, bad_rows, generate
 from engine.entrypoints.schemas import LeadRow, LifecycleRow, RowError
 from engine.settings import Settings
@@ -68,9 +69,7 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
     publish_new(engine, definitions.journeys, renderer_for(s).fingerprint(), "demo")
     # The credit scorecard learns from the lender's back book before the first lead arrives,
     # so every lead is pre-screened as it is captured.
-    models = [
-        screening.train(engine, "credit", screening.read_csv(book, "bad", "funded_at", ["loan_id"]), "demo", False)
-    ]
+    trained = [models.train(engine, "credit", read_csv(book, "bad", "funded_at", ["loan_id"]), "demo", False)]
     by_day_leads: dict[int, list[Any]] = defaultdict(list)
     refused: list[str] = []
     for line, row in enumerate([*leads, *bad_rows()], 2):
@@ -117,8 +116,8 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
             progress.advance(task)
             if day + 1 == PROPENSITY_DAY and days > PROPENSITY_DAY:
                 # Enough response history: learn who applies, and rescore everyone with it.
-                models.append(
-                    screening.train(engine, "propensity", screening.dataset_from_store(engine, "propensity"), "demo")
+                trained.append(
+                    models.train(engine, "propensity", models.dataset_from_store(engine, "propensity"), "demo")
                 )
     engine.refresh_views()
     outbox = s.outbox_dir
@@ -134,7 +133,7 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
         "funnel": funnel_report(engine),
         "outbox": {"emails": emails, "sms": sms},
         "agent_tasks": len(engine.index.tasks()),
-        "models": [{k: m[k] for k in ("kind", "version", "metrics", "training", "leads_rescored")} for m in models],
+        "models": [{k: m[k] for k in ("kind", "version", "metrics", "training", "leads_rescored")} for m in trained],
         "score_bands": engine.screening.bands(),
         "segments": engine.screening.segment_sizes(),
         "held": engine.schedule.held(),

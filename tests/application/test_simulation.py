@@ -6,8 +6,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from engine.adapters.clock import VirtualClock
+from engine.application.journeys.simulation import Arrival, arrivals_from_store, first_moment, replay
 from engine.application.leads.commands import CaptureLead
-from engine.entrypoints.simulation import Arrival, arrivals_from_store, simulate
+from engine.bootstrap import sandbox
 from tests.conftest import MakeEngine, base_settings
 from tests.helpers import emails, lifecycle, senior, sms_lines, young_pro
 
@@ -55,7 +56,9 @@ def test_simulation_matches_a_real_run_on_the_same_leads(
     journey = engine.journeys.definition("young-professionals", 1)
     raw = engine.journeys.publication("young-professionals").versions[1]  # type: ignore[union-attr]
     settings = base_settings(tmp_path / "sim")
-    sim = simulate(settings, journey, raw, 1, scenario(clock), days=20)
+    arrivals = scenario(clock)
+    with sandbox(settings, journey, raw, first_moment(arrivals)) as (scratch, recorded):
+        sim = replay(scratch, journey, 1, arrivals, 20, recorded)
 
     assert sim["steps"] == {step: real.get(("reached", step), 0) for step in journey.steps}
     assert sim["exits"] == {label: n for (kind, label), n in real.items() if kind == "exit"}

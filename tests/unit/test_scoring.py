@@ -12,7 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.adapters.modeling import Dataset, ModelFiles, infer_kinds, time_split, train_credit, train_propensity
+from engine.adapters.model_data import DataError, read_csv
+from engine.adapters.model_files import ModelFiles
+from engine.adapters.modeling import time_split, train_credit, train_propensity
+from engine.application.screening.datasets import Dataset, infer_kinds
 from engine.domain.screening.scoring import (
     FACTOR,
     OFFSET,
@@ -25,7 +28,6 @@ from engine.domain.screening.scoring import (
     score_to_probability,
 )
 from engine.domain.shared.errors import HuokeError
-from engine.entrypoints.screening import DataError, read_csv
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 

@@ -63,7 +63,7 @@ class ModelRegistry(Aggregate):
     ) -> int:
         """Record a new version (features checked against the prohibited bases once more)."""
         refuse_prohibited(features)
-        version = len(self.versions) + 1
+        version = self.next_version
         self._registered(
             version=version,
             features=list(features),
@@ -106,6 +106,11 @@ class ModelRegistry(Aggregate):
                 "at": at,
             }
         )
+
+    @property
+    def next_version(self) -> int:
+        """The number the next registered version gets (its model file is named with it)."""
+        return len(self.versions) + 1
 
     @property
     def active(self) -> JSONDict | None:

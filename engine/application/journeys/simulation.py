@@ -1,32 +1,22 @@
-"""Backtests and previews: run a journey version over sample or historical leads on a virtual
-clock in a throwaway store, with channels that record instead of send."""
+"""Backtests: replay leads and their lifecycle facts (from the store or from files) through one
+journey version on a virtual clock, in a throwaway engine whose channels record instead of send
+(bootstrap's ``sandbox``), and report what would have happened."""
 
 from __future__ import annotations
 
-import tempfile
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.utils import get_topic
 
-from engine.adapters.clock import VirtualClock
-from engine.adapters.dry_run import DryRunChannel
 from engine.application.engine import Engine
 from engine.application.journeys.app import LIFECYCLE
-from engine.application.journeys.publishing import publish_new
-from engine.application.journeys.validation import Definitions
 from engine.application.leads.commands import CaptureLead, LeadRef, RecordLifecycle
-from engine.bootstrap import bootstrap, init_database, load_journey_definitions, renderer_for
-from engine.domain.journeys import interpreter
-from engine.domain.journeys.interpreter import Decision, Send, Wait
 from engine.domain.journeys.journey import Journey
-from engine.domain.leads.facts import lead_facts
 from engine.domain.leads.lead import Lead
-from engine.settings import Settings
 
 SIM_SCHEMA = "huoke.simulation/1"
 
@@ -124,46 +114,37 @@ def _lifecycle_of(engine: Engine, lead: Lead) -> list[Arrival]:
     return out
 
 
-def simulate(
-    settings: Settings, journey: Journey, raw: dict[str, Any], version: int, arrivals: list[Arrival], days: int
+def ordered(arrivals: list[Arrival]) -> list[Arrival]:
+    """Arrivals in time order, each lead before the facts recorded at the same moment."""
+    return sorted(arrivals, key=lambda a: (a.at, isinstance(a.command, RecordLifecycle)))
+
+
+def first_moment(arrivals: list[Arrival]) -> datetime:
+    """Where a simulation's virtual clock starts: the first arrival (now when there is none)."""
+    return ordered(arrivals)[0].at if arrivals else datetime.now().astimezone()
+
+
+def replay(
+    engine: Engine, journey: Journey, version: int, arrivals: list[Arrival], days: int, recorded: dict[str, Any]
 ) -> dict[str, Any]:
-    """Run one journey version over ``arrivals`` for ``days`` after the first; nothing is sent."""
-    rules = load_journey_definitions(settings).rules
-    ordered = sorted(arrivals, key=lambda a: (a.at, isinstance(a.command, RecordLifecycle)))
-    start = ordered[0].at if ordered else datetime.now().astimezone()
+    """Run the sandbox ``engine`` (one journey published, channels in ``recorded`` that record
+    instead of sending) over ``arrivals`` for ``days`` after the first; report what happened."""
+    start = first_moment(arrivals)
     end = start + timedelta(days=days)
-    with tempfile.TemporaryDirectory(prefix="huoke-sim-") as folder:
-        sandbox = settings.model_copy(
-            update={"data_dir": Path(folder) / "data", "outbox_dir": Path(folder) / "out", "database_url": ""}
-        )
-        channels = {name: DryRunChannel(name) for name in ("email", "sms", "webhook")}
-        init_database(sandbox)
-        engine = bootstrap(
-            sandbox,
-            VirtualClock(start),
-            channels=dict(channels),
-            definitions=Definitions([(journey, raw)], rules),
-        )
-        publish_new(engine, [(journey, raw)], renderer_for(sandbox).fingerprint(), "simulation")
-        try:
-            for arrival in ordered:
-                if arrival.at > end:
-                    break
-                engine.run(until=arrival.at)
-                if isinstance(arrival.command, CaptureLead):
-                    engine.leads.capture_leads([arrival.command])
-                else:
-                    engine.leads.record_lifecycle([arrival.command])
-            engine.run(until=end)
-            engine.refresh_views()
-            return _report(engine, journey, version, days, channels)
-        finally:
-            engine.close()
+    for arrival in ordered(arrivals):
+        if arrival.at > end:
+            break
+        engine.run(until=arrival.at)
+        if isinstance(arrival.command, CaptureLead):
+            engine.leads.capture_leads([arrival.command])
+        else:
+            engine.leads.record_lifecycle([arrival.command])
+    engine.run(until=end)
+    engine.refresh_views()
+    return _report(engine, journey, version, days, recorded)
 
 
-def _report(
-    engine: Engine, journey: Journey, version: int, days: int, channels: dict[str, DryRunChannel]
-) -> dict[str, Any]:
+def _report(engine: Engine, journey: Journey, version: int, days: int, channels: dict[str, Any]) -> dict[str, Any]:
     by_kind: dict[str, dict[str, int]] = defaultdict(dict)
     for row in engine.index.outcomes(journey.id):
         by_kind[row["kind"]][row["label"]] = int(row["n"])
@@ -196,49 +177,3 @@ def _report(
 
 def funnel_leads(engine: Engine) -> int:
     return sum(int(r["leads"]) for r in engine.funnel.stages())
-
-
-def preview(engine: Engine, journey: Journey, lead_id: UUID, horizon_steps: int = 50) -> list[dict[str, Any]]:
-    """The path one lead would take if no event intervened (waits elapse), with each message rendered."""
-    lead = engine.leads.get_lead(lead_id)
-    now = engine.clock.now()
-    ctx = interpreter.Context(
-        lead_id=str(lead.id),
-        journey_id=journey.id,
-        facts=lead_facts(lead, now),
-        now=now,
-        tz=engine.journeys.default_tz,
-        entered_at=now,
-    )
-    path: list[dict[str, Any]] = []
-    decisions: list[Decision] = interpreter.start(journey, ctx)
-    for _ in range(horizon_steps):
-        for d in decisions:
-            item: dict[str, Any] = {
-                "at": ctx.now.isoformat(),
-                "decision": type(d).__name__,
-                **{k: v.isoformat() if isinstance(v, datetime) else v for k, v in vars(d).items()},
-            }
-            if isinstance(d, Send):
-                item["message"] = _render(engine, lead, journey, d, ctx.now)
-            path.append(item)
-        last = decisions[-1] if decisions else None
-        if not isinstance(last, Wait):
-            break
-        ctx = replace(ctx, now=last.due_at, facts=lead_facts(lead, last.due_at))
-        decisions = interpreter.resume(journey, last.step, ctx)
-    return path
-
-
-def _render(engine: Engine, lead: Lead, journey: Journey, send: Send, now: datetime) -> dict[str, Any]:
-    try:
-        body = engine.deliveries.render_for(lead, send.channel, send.template, journey.vars, now)
-    except Exception as e:
-        return {"error": str(e)}
-    return {
-        "subject": body.subject,
-        "text": body.text,
-        "locale": body.locale,
-        "variant": body.variant,
-        "refusal": engine.deliveries.policy_refusal(lead, send.channel, journey.purpose),
-    }

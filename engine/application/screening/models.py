@@ -1,115 +1,30 @@
-"""Model jobs behind ``huoke model``: read data (store or CSV), train, register, rescore,
-evaluate, score a prospect list and measure drift. Returns plain documents for the CLI."""
+"""Model use cases behind ``huoke model``: build training data from the lead history, train and
+register a version (and rescore every lead), list versions, evaluate out of time, score a
+prospect list and measure drift. Training and model files are the ``ModelLab`` port's."""
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from engine.adapters.modeling import (
-    Dataset,
-    ModelFiles,
-    Trained,
-    TrainingError,
-    distribution,
-    evaluate,
-    infer_kinds,
-    score_values,
-    train_credit,
-    train_propensity,
-)
 from engine.application.engine import Engine
+from engine.application.ports import ModelLab, TrainedModel
+from engine.application.screening.datasets import Dataset, TrainingError, distribution, infer_kinds, score_values
 from engine.domain.leads.facts import lead_facts
 from engine.domain.screening.model_registry import check_kind
-from engine.domain.screening.scoring import DEFAULT_FEATURES, model_inputs, psi, psi_verdict, refuse_prohibited
+from engine.domain.screening.scoring import DEFAULT_FEATURES, model_inputs, psi, psi_verdict
 from engine.domain.shared.errors import HuokeError
 from engine.domain.shared.fields import FIELDS
 
-ID_COLUMNS = ("id", "lead_id", "external_id", "application_id", "loan_id", "customer_id", "name", "phone", "email")
-_TRUE, _FALSE = {"1", "true", "yes", "y", "bad"}, {"0", "false", "no", "n", "good"}
 
-
-class DataError(HuokeError):
-    """A CSV cannot be used as it is; every problem names its line and column."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        shown = problems[:12] + ([f"... and {len(problems) - 12} more"] if len(problems) > 12 else [])
-        super().__init__("the file cannot be used; nothing was trained:\n  " + "\n  ".join(shown))
-
-
-def read_csv(
-    path: Path,
-    target: str | None,
-    time_column: str | None = None,
-    id_columns: list[str] | None = None,
-    exclude: list[str] | None = None,
-) -> Dataset:
-    """A CSV as a dataset: the target as 0/1, the time column parsed, ids and exclusions set aside.
-    Refuses (naming file, line and column) a bad target or time value, or a prohibited column."""
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            reader = csv.DictReader(f)
-            header = list(reader.fieldnames or [])
-            raw = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DataError([f"{path}: cannot read ({e})"]) from None
-    problems: list[str] = []
-    for needed, what in ((target, "--target"), (time_column, "--time-column")):
-        if needed and needed not in header:
-            problems.append(f"{path}:1: {what} column {needed!r} is not in the header ({', '.join(header)})")
-    for col in [*(id_columns or []), *(exclude or [])]:
-        if col not in header:
-            problems.append(f"{path}:1: column {col!r} is not in the header")
-    if problems:
-        raise DataError(problems)
-    ids = [c for c in header if c in (id_columns or []) or (id_columns is None and c.lower() in ID_COLUMNS)]
-    features = [c for c in header if c not in {target, time_column, *ids, *(exclude or [])}]
-    refuse_prohibited(features)
-    y: list[int] = []
-    times: list[datetime] = []
-    for line, row in enumerate(raw, 2):
-        if target:
-            value = (row.get(target) or "").strip().lower()
-            if value not in _TRUE | _FALSE:
-                problems.append(f"{path}:{line}: {target} is {row.get(target)!r}; use 1/0, yes/no or bad/good")
-            y.append(int(value in _TRUE))
-        if time_column:
-            try:
-                times.append(datetime.fromisoformat((row.get(time_column) or "").strip()))
-            except ValueError:
-                problems.append(f"{path}:{line}: {time_column} is {row.get(time_column)!r}, not a date like 2026-03-01")
-    rows: list[dict[str, Any]] = [{c: (r.get(c) or "").strip() for c in features} for r in raw]
-    kinds = infer_kinds(rows, features)
-    for col in features:
-        distinct = len({r[col] for r in rows if r[col]})
-        if kinds[col] == "categorical" and len(rows) >= 50 and distinct > 0.5 * len(rows):
-            problems.append(
-                f"{path}: column {col!r} has {distinct} distinct values in {len(rows)} rows: it looks like an "
-                "identifier or free text; name it with --id-column or leave it out with --exclude"
-            )
-    if problems:
-        raise DataError(problems)
-    if times and any(t.tzinfo is None for t in times) and any(t.tzinfo is not None for t in times):
-        raise DataError([f"{path}: {time_column} mixes times with and without a time zone"])
-    for r in rows:
-        for col in features:
-            if kinds[col] == "numeric" and r[col] != "":
-                r[col] = float(r[col])
-    return Dataset(
-        features,
-        kinds,
-        rows,
-        np.array(y, dtype=int),
-        times or None,
-        [{c: r.get(c) or "" for c in ids} for r in raw],
-        str(path),
-    )
+def lab_of(engine: Engine) -> ModelLab:
+    """The engine's model lab (an engine built without model files cannot train)."""
+    lab = engine.leads.models
+    if not isinstance(lab, ModelLab):
+        raise HuokeError("this engine was built without model files")
+    return lab
 
 
 def dataset_from_store(engine: Engine, kind: str) -> Dataset:
@@ -128,12 +43,6 @@ def dataset_from_store(engine: Engine, kind: str) -> Dataset:
     )
 
 
-def fit(kind: str, data: Dataset) -> Trained:
-    """Train (and evaluate on the later window) without registering anything."""
-    trainer: Callable[[Dataset], Trained] = train_credit if check_kind(kind) == "credit" else train_propensity
-    return trainer(data)
-
-
 def train(
     engine: Engine,
     kind: str,
@@ -141,13 +50,12 @@ def train(
     trained_by: str,
     rescore: bool = True,
     progress: Any = None,
-    trained: Trained | None = None,
+    trained: TrainedModel | None = None,
 ) -> dict[str, Any]:
     """Train, save the file, register the version, and (by default) rescore every lead with it."""
-    trained = trained or fit(kind, data)
-    registry = engine.leads.registry(kind)
-    version = len(registry.versions) + 1
-    artefact = _files(engine).save(trained, version)
+    lab = lab_of(engine)
+    trained = trained or lab.fit(kind, data)
+    artefact = lab.save(trained, engine.leads.registry(kind).next_version)
     number = engine.leads.register_model(
         kind,
         trained_by,
@@ -202,14 +110,7 @@ def model_list(engine: Engine) -> list[dict[str, Any]]:
 
 def _load(engine: Engine, kind: str, version: int | None) -> tuple[dict[str, Any], Any]:
     entry = engine.leads.registry(kind).get(version)
-    return entry, _files(engine).load(kind, entry["artefact"], entry["sha256"])
-
-
-def _files(engine: Engine) -> ModelFiles:
-    files = engine.leads.models
-    if not isinstance(files, ModelFiles):
-        raise HuokeError("this engine was built without model files")
-    return files
+    return entry, lab_of(engine).load(kind, entry["artefact"], entry["sha256"])
 
 
 def evaluate_version(engine: Engine, kind: str, version: int | None, data: Dataset | None) -> dict[str, Any]:
@@ -232,7 +133,7 @@ def evaluate_version(engine: Engine, kind: str, version: int | None, data: Datas
         "kind": kind,
         "version": entry["version"],
         "data": note,
-        "metrics": evaluate(data.y, scored),
+        "metrics": lab_of(engine).evaluate(data.y, scored),
         "at_training": entry["metrics"],
     }
 
@@ -243,41 +144,36 @@ def _comparable(t: datetime, ref: datetime) -> datetime:
     return t
 
 
-def score_file(
-    engine: Engine, kind: str, path: Path, out: Path, id_columns: list[str] | None, version: int | None = None
-) -> dict[str, Any]:
-    """Score a prospect list without importing it: id columns, probability, score, band, reasons."""
+def score_dataset(
+    engine: Engine, kind: str, data: Dataset, version: int | None = None
+) -> tuple[dict[str, Any], list[str], list[list[Any]]]:
+    """Score a prospect list without importing it: the summary document, and the header and rows
+    of the scores file (id columns, probability, score, band, reasons)."""
     entry, scorer = _load(engine, kind, version)
-    data = read_csv(path, None, None, id_columns, [])
     missing = [f for f in entry["features"] if f not in data.columns]
     scored = scorer.score_many(data.rows)
     id_cols = list(data.ids[0]) if data.ids else []
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow([*id_cols, "probability", "score", "band", "reasons"])
-        for ids, s in zip(data.ids, scored, strict=True):
-            writer.writerow(
-                [
-                    *(ids.get(c, "") for c in id_cols),
-                    f"{s.probability:.4f}",
-                    "" if s.score is None else s.score,
-                    s.band,
-                    "; ".join(r.text() for r in s.reasons),
-                ]
-            )
-    tmp.replace(out)
+    rows = [
+        [
+            *(ids.get(c, "") for c in id_cols),
+            f"{s.probability:.4f}",
+            "" if s.score is None else s.score,
+            s.band,
+            "; ".join(r.text() for r in s.reasons),
+        ]
+        for ids, s in zip(data.ids, scored, strict=True)
+    ]
     bands: dict[str, int] = {}
     for s in scored:
         bands[s.band] = bands.get(s.band, 0) + 1
-    return {
+    doc = {
         "kind": kind,
         "version": entry["version"],
         "rows": len(scored),
-        "out": str(out),
         "bands": dict(sorted(bands.items())),
         "missing_features": missing,
     }
+    return doc, [*id_cols, "probability", "score", "band", "reasons"], rows
 
 
 def drift(engine: Engine, kind: str, version: int | None, data: Dataset | None) -> dict[str, Any]:

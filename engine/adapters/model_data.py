@@ -1,0 +1,107 @@
+"""Model data as files: a CSV of rows with an outcome (or a prospect list) read into a
+``Dataset``, refusing what cannot be used with file, line and column; scores written back
+atomically."""
+
+from __future__ import annotations
+
+import csv
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.application.screening.datasets import Dataset, infer_kinds
+from engine.domain.screening.scoring import refuse_prohibited
+from engine.domain.shared.errors import HuokeError
+
+ID_COLUMNS = ("id", "lead_id", "external_id", "application_id", "loan_id", "customer_id", "name", "phone", "email")
+_TRUE, _FALSE = {"1", "true", "yes", "y", "bad"}, {"0", "false", "no", "n", "good"}
+
+
+class DataError(HuokeError):
+    """A CSV cannot be used as it is; every problem names its line and column."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        shown = problems[:12] + ([f"... and {len(problems) - 12} more"] if len(problems) > 12 else [])
+        super().__init__("the file cannot be used; nothing was trained:\n  " + "\n  ".join(shown))
+
+
+def read_csv(
+    path: Path,
+    target: str | None,
+    time_column: str | None = None,
+    id_columns: list[str] | None = None,
+    exclude: list[str] | None = None,
+) -> Dataset:
+    """A CSV as a dataset: the target as 0/1, the time column parsed, ids and exclusions set aside.
+    Refuses (naming file, line and column) a bad target or time value, or a prohibited column."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            reader = csv.DictReader(f)
+            header = list(reader.fieldnames or [])
+            raw = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError([f"{path}: cannot read ({e})"]) from None
+    problems: list[str] = []
+    for needed, what in ((target, "--target"), (time_column, "--time-column")):
+        if needed and needed not in header:
+            problems.append(f"{path}:1: {what} column {needed!r} is not in the header ({', '.join(header)})")
+    for col in [*(id_columns or []), *(exclude or [])]:
+        if col not in header:
+            problems.append(f"{path}:1: column {col!r} is not in the header")
+    if problems:
+        raise DataError(problems)
+    ids = [c for c in header if c in (id_columns or []) or (id_columns is None and c.lower() in ID_COLUMNS)]
+    features = [c for c in header if c not in {target, time_column, *ids, *(exclude or [])}]
+    refuse_prohibited(features)
+    y: list[int] = []
+    times: list[datetime] = []
+    for line, row in enumerate(raw, 2):
+        if target:
+            value = (row.get(target) or "").strip().lower()
+            if value not in _TRUE | _FALSE:
+                problems.append(f"{path}:{line}: {target} is {row.get(target)!r}; use 1/0, yes/no or bad/good")
+            y.append(int(value in _TRUE))
+        if time_column:
+            try:
+                times.append(datetime.fromisoformat((row.get(time_column) or "").strip()))
+            except ValueError:
+                problems.append(f"{path}:{line}: {time_column} is {row.get(time_column)!r}, not a date like 2026-03-01")
+    rows: list[dict[str, Any]] = [{c: (r.get(c) or "").strip() for c in features} for r in raw]
+    kinds = infer_kinds(rows, features)
+    for col in features:
+        distinct = len({r[col] for r in rows if r[col]})
+        if kinds[col] == "categorical" and len(rows) >= 50 and distinct > 0.5 * len(rows):
+            problems.append(
+                f"{path}: column {col!r} has {distinct} distinct values in {len(rows)} rows: it looks like an "
+                "identifier or free text; name it with --id-column or leave it out with --exclude"
+            )
+    if problems:
+        raise DataError(problems)
+    if times and any(t.tzinfo is None for t in times) and any(t.tzinfo is not None for t in times):
+        raise DataError([f"{path}: {time_column} mixes times with and without a time zone"])
+    for r in rows:
+        for col in features:
+            if kinds[col] == "numeric" and r[col] != "":
+                r[col] = float(r[col])
+    return Dataset(
+        features,
+        kinds,
+        rows,
+        np.array(y, dtype=int),
+        times or None,
+        [{c: r.get(c) or "" for c in ids} for r in raw],
+        str(path),
+    )
+
+
+def write_rows(out: Path, header: list[str], rows: list[list[Any]]) -> None:
+    """Write a CSV atomically (a temporary file, then a rename)."""
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    tmp.replace(out)
