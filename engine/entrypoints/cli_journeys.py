@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from engine.adapters.yaml_files import load_yaml, strip_lines
@@ -265,7 +266,11 @@ def journeys_preview(
         if item["decision"] == "Reach":
             continue
         when = item["at"][:16].replace("T", " ")
-        console.print(f"[dim]{when}[/] {_say(item)}", soft_wrap=True, highlight=False)
+        text = escape(item["say"])
+        if item["decision"] in ("Send", "Exit"):  # what the lead sees, and the way out, stand out
+            verb, _, rest = text.partition(" ")
+            text = f"[bold]{verb}[/] {rest}"
+        console.print(f"[dim]{when}[/] {text}", soft_wrap=True, highlight=False)
         message = item.get("message")
         if message:
             if message.get("error"):
@@ -276,24 +281,6 @@ def journeys_preview(
             if message.get("subject"):
                 console.print(f"   subject: {message['subject']}")
             console.print("   " + message["text"].strip().replace("\n", "\n   "), highlight=False)
-
-
-def _say(item: dict[str, Any]) -> str:
-    """One interpreter decision in a marketer's words."""
-    d = item["decision"]
-    phrases = {
-        "Send": lambda: f"[bold]send {item['channel']}[/] {item['template']} (step {item['step']})",
-        "SkipSend": lambda: f"skip {item['step']}: {item['reason']}",
-        "Wait": lambda: f"wait at {item['step']} until {item['due_at'][:16].replace('T', ' ')} UTC",
-        "EndWait": lambda: f"… {item['step']} over ({item['outcome']})",
-        "Branch": lambda: f"branch {item['step']} → {item['to']} ({item['case']}: {item['values']})",
-        "Split": lambda: f"split {item['step']} → arm {item['arm']}",
-        "Task": lambda: f"{item['kind']} task for {item['queue']}: {item['note']}",
-        "Update": lambda: f"update lead: stage {item['stage'] or '—'}, tag {item['tag'] or '—'}",
-        "GoalReached": lambda: f"goal {item['stage']}",
-        "Exit": lambda: f"[bold]leave[/]: {item['reason']} — {item['detail']}",
-    }
-    return phrases[d]() if d in phrases else d
 
 
 def _arrivals_from_files(leads: Path, events: Path | None) -> list[Arrival]:

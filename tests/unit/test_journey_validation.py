@@ -271,3 +271,16 @@ def test_every_bundled_journey_is_valid() -> None:
     assert audiences == {"young_professional", "sme", "senior"}
     for j, _ in defs.journeys:
         assert set(j.locales) == {"zh-CN", "en"}
+
+
+def test_every_step_kind_has_one_parser_and_the_parser_names_the_kinds_from_the_types() -> None:
+    from typing import get_args
+
+    from engine.domain.journeys.journey import STEP_KINDS, Step
+    from engine.domain.journeys.parsing import PARSERS
+
+    assert len(STEP_KINDS) == len(get_args(Step)) == len(set(STEP_KINDS))
+    assert set(PARSERS) == set(STEP_KINDS)
+    with pytest.raises(JourneyValidationError) as info:
+        parse_journey({"id": "j", "entry": {"on": "lead_captured"}, "steps": [{"id": "a", "jump": "b"}]}, "j.yaml")
+    assert f"a step needs exactly one of {', '.join(STEP_KINDS)}" in info.value.problems[0]

@@ -16,6 +16,7 @@ from engine.domain.journeys.journey import (
     UpdateStep,
     WaitForStep,
     WaitStep,
+    edges,
 )
 
 
@@ -61,8 +62,10 @@ def _node(step: Step, text: str) -> str:
             return f'{sid}{{{{"{text}"}}}}'
         case ExitStep():
             return f'{sid}(["{text}"])'
-        case _:
+        case SendStep() | TaskStep() | UpdateStep():
             return f'{sid}["{text}"]'
+        case _:
+            assert_never(step)
 
 
 def _id(step_id: str) -> str:
@@ -78,21 +81,12 @@ def mermaid(journey: Journey, counts: dict[str, int] | None = None) -> str:
             text += f"<br/><b>{counts.get(step.id, 0)} here</b>"
         lines.append(f"    {_node(step, text)}")
     for step in journey.steps.values():
-        match step:
-            case BranchStep():
-                for case in step.cases:
-                    lines.append(f'    {_id(step.id)} -->|"{case.label}"| {_id(case.next)}')
-                lines.append(f'    {_id(step.id)} -->|"default"| {_id(step.default)}')
-            case SplitStep():
-                for arm in step.arms:
-                    target = _id(arm.next) if arm.next else f'{_id(step.id)}_holdout(["holdout: {arm.label}"])'
-                    lines.append(f'    {_id(step.id)} -->|"{arm.label} {arm.percent:g}%"| {target}')
-            case WaitForStep():
-                lines.append(f'    {_id(step.id)} -->|"{step.event}"| {_id(step.next)}')
-                lines.append(f'    {_id(step.id)} -->|"timeout"| {_id(step.on_timeout)}')
-            case ExitStep():
-                pass
-            case _:
-                if step.next:
-                    lines.append(f"    {_id(step.id)} --> {_id(step.next)}")
+        for label, target in edges(step):
+            source = _id(step.id)
+            if target is None:  # a holdout arm leaves the journey
+                lines.append(f'    {source} -->|"{label}"| {source}_holdout(["holdout: {label.rsplit(" ", 1)[0]}"])')
+            elif label:
+                lines.append(f'    {source} -->|"{label}"| {_id(target)}')
+            else:
+                lines.append(f"    {source} --> {_id(target)}")
     return "\n".join(lines) + "\n"

@@ -5,12 +5,25 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, assert_never
 from uuid import UUID
 
 from engine.application.engine import Engine
 from engine.domain.journeys import interpreter
-from engine.domain.journeys.interpreter import Decision, Send, Wait
+from engine.domain.journeys.interpreter import (
+    Branch,
+    Decision,
+    EndWait,
+    Exit,
+    GoalReached,
+    Reach,
+    Send,
+    SkipSend,
+    Split,
+    Task,
+    Update,
+    Wait,
+)
 from engine.domain.journeys.journey import Journey
 from engine.domain.leads.facts import lead_facts
 from engine.domain.leads.lead import Lead
@@ -35,6 +48,7 @@ def preview(engine: Engine, journey: Journey, lead_id: UUID, horizon_steps: int 
             item: dict[str, Any] = {
                 "at": ctx.now.isoformat(),
                 "decision": type(d).__name__,
+                "say": say(d),
                 **{k: v.isoformat() if isinstance(v, datetime) else v for k, v in vars(d).items()},
             }
             if isinstance(d, Send):
@@ -60,3 +74,32 @@ def _render(engine: Engine, lead: Lead, journey: Journey, send: Send, now: datet
         "variant": body.variant,
         "refusal": engine.deliveries.policy_refusal(lead, send.channel, journey.purpose),
     }
+
+
+def say(d: Decision) -> str:
+    """One interpreter decision in a marketer's words."""
+    match d:
+        case Reach():
+            return f"reach {d.step}"
+        case Send():
+            return f"send {d.channel} {d.template} (step {d.step})"
+        case SkipSend():
+            return f"skip {d.step}: {d.reason}"
+        case Wait():
+            return f"wait at {d.step} until {d.due_at:%Y-%m-%d %H:%M} UTC"
+        case EndWait():
+            return f"… {d.step} over ({d.outcome})"
+        case Branch():
+            return f"branch {d.step} → {d.to} ({d.case}: {d.values})"
+        case Split():
+            return f"split {d.step} → arm {d.arm}"
+        case Task():
+            return f"{d.kind} task for {d.queue}: {d.note}"
+        case Update():
+            return f"update lead: stage {d.stage or '—'}, tag {d.tag or '—'}"
+        case GoalReached():
+            return f"goal {d.stage}"
+        case Exit():
+            return f"leave: {d.reason} — {d.detail}"
+        case _:
+            assert_never(d)

@@ -252,15 +252,19 @@ def start(journey: Journey, ctx: Context) -> list[Decision]:
 def resume(journey: Journey, waiting_step: str, ctx: Context) -> list[Decision]:
     """Decisions when the timer of the wait at ``waiting_step`` has come due."""
     step = journey.step(waiting_step)
-    if isinstance(step, WaitForStep):
-        return [EndWait(step.id, "timeout"), *run_from(journey, step.on_timeout, ctx)]
-    if isinstance(step, SendStep):  # a rescheduled stale send: send it now
-        return [EndWait(step.id, "rescheduled"), *run_from(journey, step.id, ctx)]
-    if not isinstance(step, WaitStep):
-        raise TypeError(f"step {waiting_step!r} of {journey.id} is not a wait")
-    if step.next is None:
-        return [EndWait(step.id), Exit("completed", f"journey ended after step '{step.id}'")]
-    return [EndWait(step.id), *run_from(journey, step.next, ctx)]
+    match step:
+        case WaitForStep():
+            return [EndWait(step.id, "timeout"), *run_from(journey, step.on_timeout, ctx)]
+        case SendStep():  # a rescheduled stale send: send it now
+            return [EndWait(step.id, "rescheduled"), *run_from(journey, step.id, ctx)]
+        case WaitStep():
+            if step.next is None:
+                return [EndWait(step.id), Exit("completed", f"journey ended after step '{step.id}'")]
+            return [EndWait(step.id), *run_from(journey, step.next, ctx)]
+        case BranchStep() | SplitStep() | TaskStep() | UpdateStep() | ExitStep():
+            raise TypeError(f"step {waiting_step!r} of {journey.id} is not a wait")
+        case _:
+            assert_never(step)
 
 
 def on_event(journey: Journey, waiting_step: str, observed: Observed, ctx: Context) -> list[Decision]:

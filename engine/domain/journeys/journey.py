@@ -1,13 +1,17 @@
 """Journey definitions: a small closed vocabulary of steps (data, validated before it runs).
 
-Parsing and validation live in journey_parsing.py; the interpreter in interpreter.py.
+Each step kind is a dataclass here with its YAML key (``KIND``) and its outgoing edges; parsing
+is in ``parsing.py`` (one function per kind), deciding in ``interpreter.py``, describing and
+drawing in ``application/journeys/diagrams.py``. Every place that handles steps matches on the
+``Step`` union and ends in ``assert_never``, so the type checker names each place a new kind
+must be handled.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, assert_never, get_args
 
 from engine.domain.shared.durations import NO_OFFSET, CalendarOffset
 from engine.domain.shared.values import Audience, Stage
@@ -28,6 +32,10 @@ EntryOn = Literal["lead_captured", "stage_reached", "segment_entered", "lifecycl
 Reentry = Literal["never", "after_exit", "always"]
 StalePolicy = Literal["skip", "send", "reschedule"]
 Channel = Literal["email", "sms", "webhook"]
+OutsideWindow = Literal["wait", "skip"]
+WhenCapped = Literal["defer", "skip"]
+TaskKind = Literal["call", "visit"]
+Purpose = Literal["marketing", "service"]
 
 
 @dataclass(frozen=True)
@@ -39,13 +47,15 @@ class SendStep:
     frequency cap is reached.
     """
 
+    KIND: ClassVar[str] = "send"
+
     id: str
     channel: Channel
     template: str
     next: str | None
     stale: StalePolicy = "skip"
-    outside_window: Literal["wait", "skip"] = "wait"
-    when_capped: Literal["defer", "skip"] = "defer"
+    outside_window: OutsideWindow = "wait"
+    when_capped: WhenCapped = "defer"
     line: int = 0
 
 
@@ -53,6 +63,8 @@ class SendStep:
 class WaitStep:
     """Wait a duration, until a date, until a date field of the lead plus an offset, or until
     a local time of day on allowed weekdays in the lead's time zone."""
+
+    KIND: ClassVar[str] = "wait"
 
     id: str
     next: str | None
@@ -68,6 +80,8 @@ class WaitStep:
 @dataclass(frozen=True)
 class WaitForStep:
     """Wait for a lifecycle event (optionally with the entry key) or time out."""
+
+    KIND: ClassVar[str] = "wait_for"
 
     id: str
     event: str
@@ -91,6 +105,8 @@ class BranchCase:
 class BranchStep:
     """Choose the next step from the lead's audience, segment, stage, tier or a profile field."""
 
+    KIND: ClassVar[str] = "branch"
+
     id: str
     on: BranchOn
     field: str
@@ -113,6 +129,8 @@ class SplitArm:
 class SplitStep:
     """Random split: the arm is a pure function of (lead, journey, step, salt)."""
 
+    KIND: ClassVar[str] = "split"
+
     id: str
     salt: str
     arms: tuple[SplitArm, ...]
@@ -123,8 +141,10 @@ class SplitStep:
 class TaskStep:
     """Create a call or visit task for a loan officer or a branch."""
 
+    KIND: ClassVar[str] = "task"
+
     id: str
-    kind: Literal["call", "visit"]
+    kind: TaskKind
     queue: str
     note: str
     due_in: timedelta
@@ -135,6 +155,8 @@ class TaskStep:
 @dataclass(frozen=True)
 class UpdateStep:
     """Update the lead: move its stage forward, add a tag."""
+
+    KIND: ClassVar[str] = "update"
 
     id: str
     stage: Stage | None
@@ -147,12 +169,35 @@ class UpdateStep:
 class ExitStep:
     """Leave the journey with a reason."""
 
+    KIND: ClassVar[str] = "exit"
+
     id: str
     reason: str
     line: int = 0
 
 
 Step = SendStep | WaitStep | WaitForStep | BranchStep | SplitStep | TaskStep | UpdateStep | ExitStep
+#: The YAML keys of the step kinds, in the order the docs list them.
+STEP_KINDS: tuple[str, ...] = tuple(kind.KIND for kind in get_args(Step))
+
+
+def edges(step: Step) -> list[tuple[str, str | None]]:
+    """The step's outgoing edges as (label, target); a target of None leaves the journey
+    (a holdout arm, or the end after a last step)."""
+    match step:
+        case BranchStep():
+            cases: list[tuple[str, str | None]] = [(c.label, c.next) for c in step.cases]
+            return [*cases, ("default", step.default)]
+        case SplitStep():
+            return [(f"{a.label} {a.percent:g}%", a.next) for a in step.arms]
+        case WaitForStep():
+            return [(step.event, step.next), ("timeout", step.on_timeout)]
+        case ExitStep():
+            return []
+        case SendStep() | WaitStep() | TaskStep() | UpdateStep():
+            return [("", step.next)] if step.next else []
+        case _:
+            assert_never(step)
 
 
 @dataclass(frozen=True)
@@ -195,7 +240,7 @@ class Journey:
     locales: tuple[str, ...]
     vars: dict[str, str] = field(default_factory=dict)
     offers: tuple[str, ...] = ()
-    purpose: Literal["marketing", "service"] = "marketing"
+    purpose: Purpose = "marketing"
     source: str = ""
     content_hash: str = ""
 
@@ -204,17 +249,7 @@ class Journey:
 
     def successors(self, step: Step) -> list[str]:
         """Steps directly reachable from ``step``."""
-        match step:
-            case BranchStep():
-                return [c.next for c in step.cases] + [step.default]
-            case SplitStep():
-                return [a.next for a in step.arms if a.next]
-            case WaitForStep():
-                return [step.next, step.on_timeout]
-            case ExitStep():
-                return []
-            case _:
-                return [step.next] if step.next else []
+        return [target for _, target in edges(step) if target is not None]
 
     def sends(self) -> list[SendStep]:
         return [s for s in self.steps.values() if isinstance(s, SendStep)]

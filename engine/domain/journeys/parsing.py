@@ -5,26 +5,37 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, cast, get_args
 
 from engine.domain.journeys.journey import (
     LIFECYCLE_EVENTS,
     LINE_KEY,
+    STEP_KINDS,
     BranchCase,
+    BranchOn,
     BranchStep,
+    Channel,
     Entry,
+    EntryOn,
     ExitStep,
     Goal,
     Journey,
+    OutsideWindow,
+    Purpose,
+    Reentry,
     SendStep,
     SplitArm,
     SplitStep,
+    StalePolicy,
     Step,
+    TaskKind,
     TaskStep,
     UpdateStep,
     WaitForStep,
     WaitStep,
+    WhenCapped,
 )
 from engine.domain.shared.conditions import check_condition, fields_in
 from engine.domain.shared.durations import CalendarOffset, parse_duration, parse_offset
@@ -35,7 +46,6 @@ from engine.domain.shared.values import PROHIBITED_BASES, Audience, Stage
 _DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$")
 _OFFSET = re.compile(r"^(-)?(?:(\d+)y)?(?:(\d+)mo)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?$")
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_STEP_KINDS = ("send", "wait", "wait_for", "branch", "split", "task", "update", "exit")
 _TOP_KEYS = {
     "purpose",
     "id",
@@ -116,8 +126,8 @@ def parse_journey(data: Any, source: str = "<journey>") -> Journey:
         steps[step.id] = step
     first = raw_steps[0].get("id") if raw_steps and isinstance(raw_steps[0], dict) else ""
     purpose = data.get("purpose", "marketing")
-    if purpose not in ("marketing", "service"):
-        p.add("journey", f"'purpose' must be marketing or service, got {purpose!r}")
+    if purpose not in get_args(Purpose):
+        p.add("journey", f"'purpose' must be {_either(Purpose)}, got {purpose!r}")
         purpose = "marketing"
     journey = Journey(
         id=jid,
@@ -169,11 +179,10 @@ def _parse_entry(raw: Any, p: Problems) -> Entry | None:
     for key in sorted(set(raw) - known):
         p.add("entry", f"unknown key {key!r}", line)
     on = raw.get("on")
-    if on not in ("lead_captured", "stage_reached", "segment_entered", "lifecycle_event", "consent_requested"):
+    if on not in get_args(EntryOn):
         p.add(
             "entry",
-            "'on' must be lead_captured, stage_reached, segment_entered, lifecycle_event or consent_requested, "
-            f"got {on!r}",
+            f"'on' must be {_either(EntryOn)}, got {on!r}",
             line,
         )
         return None
@@ -199,8 +208,8 @@ def _parse_entry(raw: Any, p: Problems) -> Entry | None:
         if f not in FIELDS:
             p.add("entry", f"requires unknown field {f!r}", line)
     reentry = raw.get("reentry", "never")
-    if reentry not in ("never", "after_exit", "always"):
-        p.add("entry", f"'reentry' must be never, after_exit or always, got {reentry!r}", line)
+    if reentry not in get_args(Reentry):
+        p.add("entry", f"'reentry' must be {_either(Reentry)}, got {reentry!r}", line)
         reentry = "never"
     cooldown = timedelta(0)
     if raw.get("cooldown") is not None:
@@ -212,7 +221,7 @@ def _parse_entry(raw: Any, p: Problems) -> Entry | None:
         p.add("entry", f"'cap' must be a positive whole number, got {cap!r}", line)
         cap = None
     return Entry(
-        on=on,
+        on=cast(EntryOn, on),
         stage=stage,
         segment=raw.get("segment"),
         event=event,
@@ -235,9 +244,9 @@ def _parse_step(raw: Any, n: int, p: Problems) -> Step | None:
     if not sid:
         p.add(where, "every step needs an 'id'", line)
         return None
-    kinds = [k for k in _STEP_KINDS if k in raw]
+    kinds = [k for k in STEP_KINDS if k in raw]
     if len(kinds) != 1:
-        p.add(where, f"a step needs exactly one of {', '.join(_STEP_KINDS)}; found {kinds or 'none'}", line)
+        p.add(where, f"a step needs exactly one of {', '.join(STEP_KINDS)}; found {kinds or 'none'}", line)
         return None
     kind = kinds[0]
     extra = set(raw) - {"id", "next", "on_timeout", "stale", "outside_window", "when_capped", "label", LINE_KEY, kind}
@@ -245,38 +254,27 @@ def _parse_step(raw: Any, n: int, p: Problems) -> Step | None:
         p.add(where, f"unknown keys {sorted(extra)}", line)
     nxt = str(raw["next"]) if raw.get("next") is not None else None
     body = raw[kind]
-    parser = {
-        "send": _send,
-        "wait": _wait,
-        "wait_for": _wait_for,
-        "branch": _branch,
-        "split": _split,
-        "task": _task,
-        "update": _update,
-    }.get(kind)
-    if parser is None:
-        return ExitStep(sid, str(body or "completed"), line)
-    return parser(sid, body, raw, nxt, line, where, p)
+    return PARSERS[kind](sid, body, raw, nxt, line, where, p)
 
 
 def _send(sid: str, body: Any, raw: dict[str, Any], nxt: str | None, line: int, where: str, p: Problems) -> Step | None:
     if not isinstance(body, dict) or "channel" not in body or "template" not in body:
         p.add(where, "send needs {channel: email|sms|webhook, template: NAME}", line)
         return None
-    if body["channel"] not in ("email", "sms", "webhook"):
-        p.add(where, f"unknown channel {body['channel']!r} (email, sms, webhook)", line)
+    if body["channel"] not in get_args(Channel):
+        p.add(where, f"unknown channel {body['channel']!r} ({', '.join(get_args(Channel))})", line)
         return None
     stale = raw.get("stale", "skip")
-    if stale not in ("skip", "send", "reschedule"):
-        p.add(where, f"'stale' must be skip, send or reschedule, got {stale!r}", line)
+    if stale not in get_args(StalePolicy):
+        p.add(where, f"'stale' must be {_either(StalePolicy)}, got {stale!r}", line)
         stale = "skip"
     outside = raw.get("outside_window", "wait")
-    if outside not in ("wait", "skip"):
-        p.add(where, f"'outside_window' must be wait or skip, got {outside!r}", line)
+    if outside not in get_args(OutsideWindow):
+        p.add(where, f"'outside_window' must be {_either(OutsideWindow)}, got {outside!r}", line)
         outside = "wait"
     capped = raw.get("when_capped", "defer")
-    if capped not in ("defer", "skip"):
-        p.add(where, f"'when_capped' must be defer or skip, got {capped!r}", line)
+    if capped not in get_args(WhenCapped):
+        p.add(where, f"'when_capped' must be {_either(WhenCapped)}, got {capped!r}", line)
         capped = "defer"
     return SendStep(sid, body["channel"], str(body["template"]), nxt, stale, outside, capped, line)
 
@@ -351,8 +349,8 @@ def _wait_for(
 def _branch(
     sid: str, body: Any, raw: dict[str, Any], nxt: str | None, line: int, where: str, p: Problems
 ) -> Step | None:
-    if not isinstance(body, dict) or body.get("on") not in ("audience", "segment", "stage", "tier", "field"):
-        p.add(where, "branch needs 'on': audience | segment | stage | tier | field", line)
+    if not isinstance(body, dict) or body.get("on") not in get_args(BranchOn):
+        p.add(where, f"branch needs 'on': {' | '.join(get_args(BranchOn))}", line)
         return None
     on = body["on"]
     fieldname = "segments" if on == "segment" else str(on)
@@ -412,8 +410,8 @@ def _split(
 
 
 def _task(sid: str, body: Any, raw: dict[str, Any], nxt: str | None, line: int, where: str, p: Problems) -> Step | None:
-    if not isinstance(body, dict) or body.get("kind") not in ("call", "visit") or not body.get("queue"):
-        p.add(where, "task needs {kind: call|visit, queue: NAME, note: TEXT, due_in: 1d}", line)
+    if not isinstance(body, dict) or body.get("kind") not in get_args(TaskKind) or not body.get("queue"):
+        p.add(where, f"task needs {{kind: {'|'.join(get_args(TaskKind))}, queue: NAME, note: TEXT, due_in: 1d}}", line)
         return None
     due_in = parse_duration(body.get("due_in", "1d"))
     if due_in is None:
@@ -440,6 +438,30 @@ def _update(
         p.add(where, f"tag {tag!r} must be lower-case letters, digits, '-' or '_'", line)
         return None
     return UpdateStep(sid, stage, tag, nxt, line)
+
+
+def _exit(sid: str, body: Any, raw: dict[str, Any], nxt: str | None, line: int, where: str, p: Problems) -> Step:
+    return ExitStep(sid, str(body or "completed"), line)
+
+
+StepParser = Callable[[str, Any, dict[str, Any], "str | None", int, str, Problems], "Step | None"]
+#: One parser per step kind, by its YAML key (tests check it covers every kind of ``Step``).
+PARSERS: dict[str, StepParser] = {
+    SendStep.KIND: _send,
+    WaitStep.KIND: _wait,
+    WaitForStep.KIND: _wait_for,
+    BranchStep.KIND: _branch,
+    SplitStep.KIND: _split,
+    TaskStep.KIND: _task,
+    UpdateStep.KIND: _update,
+    ExitStep.KIND: _exit,
+}
+
+
+def _either(literal: Any) -> str:
+    """The allowed values of a ``Literal`` type as a marketer reads them: 'a, b or c'."""
+    values = list(get_args(literal))
+    return ", ".join(values[:-1]) + f" or {values[-1]}" if len(values) > 1 else values[0]
 
 
 def check_graph(j: Journey, p: Problems) -> None:
