@@ -30,6 +30,8 @@ from typing import IO, Any
 import psycopg
 from psycopg import sql
 
+from engine.domain.shared.errors import HuokeError
+
 #: A worker whose heartbeat is older than this (or whose session is gone) has no share.
 HEARTBEAT_TIMEOUT = timedelta(seconds=30)
 #: The advisory locks (objid) of the views' writers start here; partitions use 0..count-1.
@@ -42,11 +44,11 @@ JOIN_DELAY = 1.0
 INIT_LOCK = 1_000_001
 
 
-class NotInitialisedError(Exception):
+class NotInitialisedError(HuokeError):
     """Raised when the database has not been set up with ``huoke db init``."""
 
 
-class AlreadyRunningError(Exception):
+class AlreadyRunningError(HuokeError):
     """Raised when a second worker starts on a single-writer (SQLite) store."""
 
 

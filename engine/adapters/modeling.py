@@ -28,7 +28,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 from threadpoolctl import ThreadpoolController
 
-from engine.application.screening.datasets import Dataset, TrainingError, as_float, distribution, to_matrix
+from engine.application.screening.datasets import Dataset, as_float, distribution, to_matrix
 from engine.domain.screening.scoring import (
     DEFAULT_SCORE_BANDS,
     FACTOR,
@@ -43,6 +43,7 @@ from engine.domain.screening.scoring import (
     band_of,
     refuse_prohibited,
 )
+from engine.domain.shared.errors import TrainingError
 
 MIN_ROWS = 200
 MIN_CLASS = 20

@@ -11,6 +11,7 @@ from uuid import UUID
 
 from engine.application.partitions import ALL, Partitions
 from engine.domain.screening.scoring import Scored
+from engine.domain.shared.errors import HuokeError
 
 
 class Clock(Protocol):
@@ -30,7 +31,7 @@ class RenderedMessage:
     variant: str
 
 
-class RenderError(Exception):
+class RenderError(HuokeError):
     """Raised when a template is missing or cannot render for this lead."""
 
 

@@ -17,7 +17,6 @@ from engine.application.journeys.diagrams import mermaid
 from engine.application.journeys.preview import preview
 from engine.application.journeys.publishing import (
     MigrationPlan,
-    MigrationPlanError,
     change_status,
     publish_journey,
     unpublished_changes,
@@ -25,7 +24,7 @@ from engine.application.journeys.publishing import (
 from engine.application.journeys.simulation import Arrival, arrivals_from_store, first_moment, replay
 from engine.bootstrap import load_journey_definitions, renderer_for, sandbox
 from engine.domain.journeys.journey import Journey
-from engine.domain.shared.errors import HuokeError, JourneyValidationError
+from engine.domain.shared.errors import HuokeError, JourneyValidationError, MigrationPlanError
 from engine.entrypoints.cli_common import (
     JsonOpt,
     app,

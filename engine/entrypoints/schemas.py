@@ -19,6 +19,7 @@ from phonenumbers import timezone as phone_timezone
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine.application.leads.commands import CaptureLead, LeadRef, RecordLifecycle
+from engine.domain.shared.errors import HuokeError
 from engine.domain.shared.values import EmployerKind, EmploymentType, LoanType, SourceChannel, Stage
 
 _TRUE = {"1", "true", "yes", "y", "t", "是"}
@@ -29,7 +30,7 @@ def _blank_to_none(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
 
 
-class RowError(Exception):
+class RowError(HuokeError):
     """Raised when a row cannot become a command; ``problems`` are (field, message) pairs."""
 
     def __init__(self, problems: list[tuple[str, str]]) -> None:

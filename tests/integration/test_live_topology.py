@@ -26,7 +26,7 @@ import psycopg
 import pytest
 
 from engine.application.delivery.app import unsubscribe_token
-from engine.domain.leads.lead import lead_id_for
+from engine.domain.leads.identity import lead_id_for
 from projections.delivery_schedule import DeliverySchedule
 from projections.funnel import FunnelCounts
 from projections.journey_index import JourneyIndex

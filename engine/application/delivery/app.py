@@ -46,7 +46,7 @@ from engine.domain.journeys.interpreter import Exit
 from engine.domain.journeys.journey import Journey, SendStep
 from engine.domain.leads.facts import lead_facts
 from engine.domain.leads.lead import Lead
-from engine.domain.shared.values import ConsentChannel, ConsentPurpose
+from engine.domain.shared.values import ConsentChannel, ConsentPurpose, consent_key
 
 REQUESTED_TOPICS = [get_topic(Enrolment.MessageRequested)]
 DELIVERY_TOPICS = [get_topic(Delivery.Requested)]
@@ -392,7 +392,7 @@ class Deliveries(Application[UUID]):
             return ""  # goes to the lender's own systems, not to the lead
         consent_channel = ConsentChannel(channel)
         if purpose == "marketing" and not lead.has_consent(consent_channel, ConsentPurpose.MARKETING):
-            state = lead.consents.get(f"{channel}:marketing")
+            state = lead.consents.get(consent_key(channel, ConsentPurpose.MARKETING))
             return "consent withdrawn" if state is False else f"no {channel} marketing consent"
         address = lead.contact.get("email" if channel == "email" else "phone")
         kind = "e-mail" if channel == "email" else "phone"

@@ -33,6 +33,7 @@ from engine.domain.journeys.publication import PublishedJourney, published_journ
 from engine.domain.leads.facts import lead_facts
 from engine.domain.leads.lead import Lead
 from engine.domain.shared.errors import UnknownJourneyError
+from engine.domain.shared.values import JourneyStatus
 
 LIFECYCLE: dict[type[Any], str] = {
     Lead.ApplicationSubmitted: "application_submitted",
@@ -63,7 +64,7 @@ class LiveJourney:
 
     version: int
     journey: Journey
-    status: str = "live"
+    status: str = JourneyStatus.LIVE
     publication: PublishedJourney | None = None
 
 
@@ -162,7 +163,7 @@ class Journeys(Application[UUID]):
         return self._definitions[key]
 
     def paused_journeys(self) -> list[str]:
-        return [jid for jid, live in self.live.items() if live.status == "paused"]
+        return [jid for jid, live in self.live.items() if live.status == JourneyStatus.PAUSED]
 
     # ---- reacting to lead events -----------------------------------------------------------
 
@@ -335,7 +336,7 @@ class Journeys(Application[UUID]):
             if enrolment is None or enrolment.waiting_step != timer.step or not enrolment.is_due(timer.due_at):
                 continue
             live = self.live.get(enrolment.journey_id)
-            if live is not None and live.status == "paused":
+            if live is not None and live.status == JourneyStatus.PAUSED:
                 continue
             due.append((timer, enrolment))
         batch = Batch(leads=leads.current(e.lead_id for _, e in due))

@@ -19,14 +19,10 @@ from engine.domain.journeys.interpreter import Decision, Exit, Reach, Send, Wait
 from engine.domain.journeys.journey import Journey, WaitForStep, WaitStep
 from engine.domain.journeys.publication import PublishedJourney
 from engine.domain.leads.facts import lead_facts
-from engine.domain.shared.errors import HuokeError
+from engine.domain.shared.errors import MigrationPlanError
 from engine.domain.shared.values import JSONDict
 
 STAY, EXIT = "stay", "exit"
-
-
-class MigrationPlanError(HuokeError):
-    """Raised when a migration plan names steps that do not exist."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from engine.application.journeys.app import LIFECYCLE
 from engine.application.leads.commands import CaptureLead, LeadRef, RecordLifecycle
 from engine.domain.journeys.journey import Journey
 from engine.domain.leads.lead import Lead
+from engine.domain.shared.values import DeliveryOutcome
 
 SIM_SCHEMA = "huoke.simulation/1"
 
@@ -150,7 +151,7 @@ def _report(engine: Engine, journey: Journey, version: int, days: int, channels:
         by_kind[row["kind"]][row["label"]] = int(row["n"])
     sent: dict[tuple[str, str], int] = defaultdict(int)
     for row in engine.funnel.messages():
-        if row["outcome"] == "sent":
+        if row["outcome"] == DeliveryOutcome.SENT:
             sent[(row["channel"], row["step"])] += int(row["n"])
     templates = {s.id: s.template for s in journey.sends()}
     return {
@@ -166,7 +167,9 @@ def _report(engine: Engine, journey: Journey, version: int, days: int, channels:
             {"channel": c, "step": s, "template": templates.get(s, ""), "would_send": n}
             for (c, s), n in sorted(sent.items())
         ],
-        "skipped": {row["step"]: int(row["n"]) for row in engine.funnel.messages() if row["outcome"] == "skipped"},
+        "skipped": {
+            row["step"]: int(row["n"]) for row in engine.funnel.messages() if row["outcome"] == DeliveryOutcome.SKIPPED
+        },
         "goals": by_kind["goal"],
         "exits": by_kind["exit"],
         "splits": by_kind["split"],

@@ -22,14 +22,15 @@ from engine.domain.delivery.suppression import Suppression, contact_hash, suppre
 from engine.domain.journeys.calendar_review import CALENDAR_REVIEW_ID, CalendarReview
 from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.leads.facts import lead_facts
-from engine.domain.leads.lead import Lead, LeadIdentity, identity_id_for, identity_keys, lead_id_for
+from engine.domain.leads.identity import LeadIdentity, identity_id_for, identity_keys, lead_id_for
+from engine.domain.leads.lead import Lead
 from engine.domain.leads.segments import SegmentRules, classify
 from engine.domain.screening.model_registry import MODEL_KINDS, ModelRegistry, check_kind, registry_id
 from engine.domain.screening.products import Catalogue, match
 from engine.domain.screening.scoring import model_inputs
 from engine.domain.shared.durations import whole_months
 from engine.domain.shared.errors import HuokeError, InvalidLeadError, LeadNotFoundError
-from engine.domain.shared.values import ConsentChannel, ConsentPurpose, JSONDict, Stage
+from engine.domain.shared.values import ConsentChannel, ConsentPurpose, JSONDict, Stage, consent_key
 
 UPDATE_TOPICS = [get_topic(Enrolment.LeadUpdateRequested)]
 EFFECT_TOPICS = [get_topic(Delivery.Sent), get_topic(Delivery.AddressBounced)]
@@ -261,9 +262,9 @@ class Leads(Application[UUID]):
             todo: list[tuple[Lead, JSONDict, datetime]] = []
             for lead in leads:
                 inputs = model_inputs(facts[lead.id], scorer.features)
-                current = lead.scores.get(kind)
+                current = lead.score_of(kind)
                 # Only leads whose inputs or model changed are scored (record_score checks again).
-                if current and current["model_version"] == version and current["inputs"] == inputs:
+                if current and current.scored(version, inputs):
                     continue
                 todo.append((lead, inputs, moments[lead.id]))
             for (lead, inputs, moment), result in zip(todo, scorer.score_many([t[1] for t in todo]), strict=True):
@@ -404,13 +405,13 @@ class Leads(Application[UUID]):
                 times.append(lead.captured_at)
                 ids.append({"lead_id": str(lead.id)})
                 continue
-            for application_id, loan in lead.loans.items():
-                if whole_months(loan["funded_at"], now) < MIN_MONTHS_ON_BOOK:
+            for loan in lead.funded_loans():
+                if whole_months(loan.funded_at, now) < MIN_MONTHS_ON_BOOK:
                     continue
-                rows.append(model_inputs(lead_facts(lead, loan["funded_at"]), features))
-                outcomes.append(int(loan["missed"] > 0))
-                times.append(loan["funded_at"])
-                ids.append({"lead_id": str(lead.id), "application_id": application_id})
+                rows.append(model_inputs(lead_facts(lead, loan.funded_at), features))
+                outcomes.append(int(loan.missed > 0))
+                times.append(loan.funded_at)
+                ids.append({"lead_id": str(lead.id), "application_id": loan.application_id})
         what = (
             f"leads captured {RESPONSE_WINDOW_DAYS}+ days ago; outcome: applied within {RESPONSE_WINDOW_DAYS} days"
             if kind == "propensity"
@@ -432,7 +433,7 @@ class Leads(Application[UUID]):
     ) -> bool:
         """The lead confirmed a double opt-in (clicked the link): consent starts now."""
         lead = self.get_lead(lead_id)
-        if f"{channel}:marketing" not in lead.pending_consents:
+        if consent_key(channel, ConsentPurpose.MARKETING) not in lead.pending_consents:
             return False
         lead.grant_consent(ConsentChannel(channel), ConsentPurpose.MARKETING, source, evidence, at or self.clock.now())
         save_batch(self, [lead])

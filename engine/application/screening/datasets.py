@@ -14,11 +14,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from engine.domain.screening.scoring import MISSING, Scored
-from engine.domain.shared.errors import HuokeError
-
-
-class TrainingError(HuokeError):
-    """The data cannot train a model (too few rows, one class only, no usable column)."""
 
 
 @dataclass

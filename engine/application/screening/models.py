@@ -11,11 +11,11 @@ import numpy as np
 
 from engine.application.engine import Engine
 from engine.application.ports import ModelLab, TrainedModel
-from engine.application.screening.datasets import Dataset, TrainingError, distribution, infer_kinds, score_values
+from engine.application.screening.datasets import Dataset, distribution, infer_kinds, score_values
 from engine.domain.leads.facts import lead_facts
 from engine.domain.screening.model_registry import check_kind
 from engine.domain.screening.scoring import DEFAULT_FEATURES, model_inputs, psi, psi_verdict
-from engine.domain.shared.errors import HuokeError
+from engine.domain.shared.errors import HuokeError, TrainingError
 from engine.domain.shared.fields import FIELDS
 
 

@@ -49,4 +49,4 @@ class ContactHistory(Aggregate):
         return sorted(at for ch, p, at in self.sends if ch == channel and p == purpose and at > since)
 
 
-keep_topics(__name__, "engine.domain.contact_history", ContactHistory)
+keep_topics("engine.domain.contact_history", ContactHistory)

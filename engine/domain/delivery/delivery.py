@@ -9,6 +9,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from engine.domain.shared.topics import keep_topics
+from engine.domain.shared.values import DeliveryOutcome
 
 #: Transient failures (4xx, connection errors) retried on later runs before giving up.
 MAX_TRANSIENT_FAILURES = 5
@@ -161,7 +162,7 @@ class Delivery(Aggregate):
         provider_ref: str,
         at: datetime,
     ) -> None:
-        self.outcome = "sent"
+        self.outcome = DeliveryOutcome.SENT
 
     def mark_failed(self, reason: str, permanent: bool, at: datetime) -> None:
         """Record a failure; a transient one leaves the delivery open for a retry, up to a limit."""
@@ -177,7 +178,7 @@ class Delivery(Aggregate):
     @event(Failed)
     def _failed(self, journey_id: str, step: str, channel: str, reason: str, permanent: bool, at: datetime) -> None:
         if permanent:
-            self.outcome = "failed"
+            self.outcome = DeliveryOutcome.FAILED
         else:
             self.transient_failures += 1
 
@@ -240,7 +241,7 @@ class Delivery(Aggregate):
 
     @event(Skipped)
     def _skipped(self, journey_id: str, step: str, channel: str, reason: str, at: datetime) -> None:
-        self.outcome = "skipped"
+        self.outcome = DeliveryOutcome.SKIPPED
 
 
-keep_topics(__name__, "engine.domain.delivery", Delivery)
+keep_topics("engine.domain.delivery", Delivery)

@@ -81,4 +81,4 @@ class Suppression(Aggregate):
         self.channels.add(channel)
 
 
-keep_topics(__name__, "engine.domain.suppression", Suppression)
+keep_topics("engine.domain.suppression", Suppression)

@@ -47,4 +47,4 @@ class CalendarReview(Aggregate):
 CALENDAR_REVIEW_ID = derive_id("calendar-review")
 
 
-keep_topics(__name__, "engine.domain.calendar_review", CalendarReview)
+keep_topics("engine.domain.calendar_review", CalendarReview)

@@ -314,4 +314,4 @@ class Enrolment(Aggregate):
         self.due_at = None
 
 
-keep_topics(__name__, "engine.domain.enrolment", Enrolment)
+keep_topics("engine.domain.enrolment", Enrolment)

@@ -25,6 +25,7 @@ from engine.domain.journeys.journey import (
     WaitStep,
 )
 from engine.domain.shared.conditions import evaluate
+from engine.domain.shared.values import JourneyStatus
 
 #: A journey validated to have no wait-less loop cannot exceed this; it guards corrupt state.
 MAX_STEPS_PER_DECISION = 500
@@ -194,7 +195,7 @@ def decide_entry(
     if not verdict.accepted:
         return verdict
     allowed, why_not = admission
-    if status != "live":
+    if status != JourneyStatus.LIVE:
         return EntryVerdict(Entry.REFUSED, f"journey is {status}")
     if not allowed:
         return EntryVerdict(Entry.REFUSED, why_not)

@@ -108,4 +108,4 @@ class LeadJourneys(Aggregate):
         self.last_exit[f"{journey_id}\x1f{key}"] = at
 
 
-keep_topics(__name__, "engine.domain.lead_journeys", LeadJourneys)
+keep_topics("engine.domain.lead_journeys", LeadJourneys)

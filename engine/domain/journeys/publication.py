@@ -8,17 +8,13 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from engine.domain.shared.errors import HuokeError
+from engine.domain.shared.errors import JourneyStatusError
 from engine.domain.shared.topics import keep_topics
-from engine.domain.shared.values import JSONDict, derive_id
+from engine.domain.shared.values import JourneyStatus, JSONDict, derive_id
 
 
 def published_journey_id(journey_id: str) -> UUID:
     return derive_id("journey", journey_id)
-
-
-class JourneyStatusError(HuokeError):
-    """Raised when a journey cannot change status (e.g. resuming one that is not paused)."""
 
 
 class PublishedJourney(Aggregate):
@@ -61,7 +57,7 @@ class PublishedJourney(Aggregate):
         self.journey_id = journey_id
         self.versions: dict[int, JSONDict] = {}
         self.hashes: dict[int, str] = {}
-        self.status = "live"
+        self.status = JourneyStatus.LIVE
         self.pauses: list[tuple[datetime, datetime | None]] = []
         self.entries = 0
 
@@ -91,7 +87,7 @@ class PublishedJourney(Aggregate):
 
         ``templates_hash`` records which copy was live when this version was published.
         """
-        if self.status == "archived":
+        if self.status == JourneyStatus.ARCHIVED:
             raise JourneyStatusError(f"journey {self.journey_id!r} is archived; give it a new id")
         if self.is_unchanged(content_hash):
             return self.latest
@@ -125,34 +121,34 @@ class PublishedJourney(Aggregate):
         self.hashes[number] = content_hash
 
     def pause(self, by: str, reason: str, at: datetime) -> None:
-        if self.status != "live":
+        if self.status != JourneyStatus.LIVE:
             raise JourneyStatusError(f"journey {self.journey_id!r} is {self.status}, not live")
         self._paused(by=by, reason=reason, at=at)
 
     @event(Paused)
     def _paused(self, by: str, reason: str, at: datetime) -> None:
-        self.status = "paused"
+        self.status = JourneyStatus.PAUSED
         self.pauses.append((at, None))
 
     def resume(self, by: str, at: datetime) -> None:
-        if self.status != "paused":
+        if self.status != JourneyStatus.PAUSED:
             raise JourneyStatusError(f"journey {self.journey_id!r} is {self.status}, not paused")
         self._resumed(by=by, at=at)
 
     @event(Resumed)
     def _resumed(self, by: str, at: datetime) -> None:
-        self.status = "live"
+        self.status = JourneyStatus.LIVE
         start, _ = self.pauses[-1]
         self.pauses[-1] = (start, at)
 
     def archive(self, by: str, reason: str, at: datetime) -> None:
-        if self.status == "archived":
+        if self.status == JourneyStatus.ARCHIVED:
             raise JourneyStatusError(f"journey {self.journey_id!r} is already archived")
         self._archived(by=by, reason=reason, at=at)
 
     @event(Archived)
     def _archived(self, by: str, reason: str, at: datetime) -> None:
-        self.status = "archived"
+        self.status = JourneyStatus.ARCHIVED
 
     def fell_due_while_paused(self, due_at: datetime) -> bool:
         """Whether a timer due at ``due_at`` came due during a (now ended) pause."""
@@ -167,4 +163,4 @@ class PublishedJourney(Aggregate):
         self.entries += added
 
 
-keep_topics(__name__, "engine.domain.publication", PublishedJourney)
+keep_topics("engine.domain.publication", PublishedJourney)

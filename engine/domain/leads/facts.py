@@ -10,6 +10,7 @@ from engine.domain.shared.durations import CalendarOffset, days_between, whole_m
 
 if TYPE_CHECKING:
     from engine.domain.leads.lead import Lead
+    from engine.domain.leads.records import Loan
 
 
 def _num(value: Any) -> Decimal | None:
@@ -19,6 +20,7 @@ def _num(value: Any) -> Decimal | None:
 def lead_facts(lead: Lead, now: datetime) -> dict[str, Any]:
     """Flatten a lead into the facts above; absent optional facts are left out."""
     c, p, i, s = lead.contact, lead.profile, lead.interest, lead.source
+    offer = lead.matched_offer
     name = str(c.get("name") or "")
     facts: dict[str, Any] = {
         "lead_ref": str(lead.id)[:8],
@@ -52,10 +54,10 @@ def lead_facts(lead: Lead, now: datetime) -> dict[str, Any]:
         "loan_term_months": _num(i.get("term_months")),
         "loan_purpose": i.get("purpose"),
         "tags": sorted(lead.tags),
-        "product_fit": ("fit" if lead.offer.get("product") else "no_fit") if lead.offer else "unknown",
-        "matched_product": lead.offer.get("name"),
-        "matched_apr": f"{Decimal(lead.offer['apr']) * 100:.2f}%" if lead.offer.get("apr") else None,
-        "matched_payment": _num(lead.offer.get("monthly_payment")),
+        "product_fit": ("fit" if offer.fits else "no_fit") if offer else "unknown",
+        "matched_product": offer.name if offer else None,
+        "matched_apr": f"{Decimal(offer.apr) * 100:.2f}%" if offer and offer.apr else None,
+        "matched_payment": _num(offer.monthly_payment) if offer else None,
         "timezone": c.get("timezone"),
         "captured_at": lead.captured_at,
         "last_applied_at": lead.last_applied_at,
@@ -76,24 +78,24 @@ def loan_facts(lead: Lead, now: datetime) -> dict[str, Any]:
 
     facts: dict[str, Any] = {
         "missed_repayments": lead.missed_repayments,
-        "funded_loans": sorted({loan["loan_type"] for loan in lead.loans.values() if loan["loan_type"]}),
+        "funded_loans": sorted({loan.loan_type for loan in lead.funded_loans() if loan.loan_type}),
     }
     if lead.last_missed_at is not None:
         facts["days_since_missed"] = days_between(lead.last_missed_at, now)
     if lead.last_declined_at is not None:
         facts["days_since_declined"] = days_between(lead.last_declined_at, now)
-    latest: dict[str, dict[str, Any]] = {}
-    for loan in lead.loans.values():
-        kind = loan["loan_type"]
-        if kind and (kind not in latest or loan["funded_at"] > latest[kind]["funded_at"]):
+    latest: dict[str, Loan] = {}
+    for loan in lead.funded_loans():
+        kind = loan.loan_type
+        if kind and (kind not in latest or loan.funded_at > latest[kind].funded_at):
             latest[kind] = loan
     for kind, loan in latest.items():
-        months = max(0, whole_months(loan["funded_at"], now))
-        term = int(loan["term_months"] or 0)
+        months = max(0, whole_months(loan.funded_at, now))
+        term = loan.term_months
         facts[f"{kind}_months_on_book"] = months
-        facts[f"{kind}_on_time_payments"] = max(0, (min(months, term) if term else months) - int(loan["missed"]))
+        facts[f"{kind}_on_time_payments"] = max(0, (min(months, term) if term else months) - loan.missed)
         if term:
-            matures = CalendarOffset(months=term).after(loan["funded_at"])
+            matures = CalendarOffset(months=term).after(loan.funded_at)
             facts[f"{kind}_days_to_maturity"] = (matures.astimezone(now.tzinfo).date() - now.date()).days
     return facts
 
@@ -101,15 +103,15 @@ def loan_facts(lead: Lead, now: datetime) -> dict[str, Any]:
 def score_facts(lead: Lead) -> dict[str, Any]:
     """The recorded scores, as facts journeys branch on."""
     facts: dict[str, Any] = {}
-    credit = lead.scores.get("credit")
+    credit = lead.score_of("credit")
     if credit:
-        facts["credit_score"] = credit["score"]
-        facts["credit_band"] = credit["band"]
-        facts["credit_reasons"] = [r["code"] + " " + r["characteristic"] for r in credit["reasons"]]
-    propensity = lead.scores.get("propensity")
+        facts["credit_score"] = credit.score
+        facts["credit_band"] = credit.band
+        facts["credit_reasons"] = [r["code"] + " " + r["characteristic"] for r in credit.reasons]
+    propensity = lead.score_of("propensity")
     if propensity:
-        facts["propensity"] = Decimal(propensity["probability"])
-        facts["propensity_band"] = propensity["band"]
+        facts["propensity"] = propensity.probability
+        facts["propensity_band"] = propensity.band
     return facts
 
 

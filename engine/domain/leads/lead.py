@@ -8,30 +8,22 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from engine.domain.leads.identity import identity_keys, lead_id_for
+from engine.domain.leads.records import Loan, Offer, ScoreRecord
 from engine.domain.shared.errors import InvalidLeadError
 from engine.domain.shared.topics import keep_topics
 from engine.domain.shared.values import (
+    OPEN_APPLICATION,
+    ApplicationStatus,
     Audience,
     ConsentChannel,
     ConsentPurpose,
     JSONDict,
     Stage,
     Tier,
-    derive_id,
+    consent_key,
     stage_rank,
 )
-
-
-def identity_keys(source_channel: str, external_id: str | None, phone: str | None, email: str | None) -> list[str]:
-    """The keys that identify one person; any match means the same lead (strongest first)."""
-    keys = []
-    if external_id:
-        keys.append(f"source:{source_channel}:{external_id}")
-    if phone:
-        keys.append(f"phone:{phone}")
-    if email:
-        keys.append(f"email:{email.lower()}")
-    return keys
 
 
 class Lead(Aggregate):
@@ -328,8 +320,8 @@ class Lead(Aggregate):
         at: datetime,
     ) -> bool:
         """Record a score unless the same model already scored the same inputs."""
-        current = self.scores.get(kind)
-        if current and current["model_version"] == model_version and current["inputs"] == inputs:
+        current = self.score_of(kind)
+        if current and current.scored(model_version, inputs):
             return False
         self._scored(
             kind=kind,
@@ -365,11 +357,27 @@ class Lead(Aggregate):
             "at": at,
         }
 
+    # ---- typed views of the recorded loans, scores and offer -------------------------------
+
+    def funded_loans(self) -> list[Loan]:
+        """The loans this lender funded for the lead, in the order they were funded."""
+        return [Loan.of(application_id, state) for application_id, state in self.loans.items()]
+
+    def score_of(self, kind: str) -> ScoreRecord | None:
+        """The latest score of ``kind`` (credit or propensity), if the lead was scored."""
+        state = self.scores.get(kind)
+        return ScoreRecord.of(kind, state) if state else None
+
+    @property
+    def matched_offer(self) -> Offer | None:
+        """The product match on file (None before any match was recorded)."""
+        return Offer.of(self.offer) if self.offer else None
+
     # ---- consent ---------------------------------------------------------------------------
 
     def has_consent(self, channel: ConsentChannel, purpose: ConsentPurpose) -> bool:
         """Whether the latest recorded consent for (channel, purpose) is a grant."""
-        return self.consents.get(f"{channel.value}:{purpose.value}", False)
+        return self.consents.get(consent_key(channel, purpose), False)
 
     def grant_consent(
         self,
@@ -387,21 +395,21 @@ class Lead(Aggregate):
 
     @event(ConsentGranted)
     def _consent_granted(self, channel: str, purpose: str, source: str, evidence: str, at: datetime) -> None:
-        self.consents[f"{channel}:{purpose}"] = True
-        self.pending_consents.discard(f"{channel}:{purpose}")
+        self.consents[consent_key(channel, purpose)] = True
+        self.pending_consents.discard(consent_key(channel, purpose))
 
     def request_consent(
         self, channel: ConsentChannel, purpose: ConsentPurpose, source: str, evidence: str, at: datetime
     ) -> bool:
         """Double opt-in: record the request; consent starts only when the lead confirms."""
-        if self.has_consent(channel, purpose) or f"{channel.value}:{purpose.value}" in self.pending_consents:
+        if self.has_consent(channel, purpose) or consent_key(channel, purpose) in self.pending_consents:
             return False
         self._consent_requested(channel=channel.value, purpose=purpose.value, source=source, evidence=evidence, at=at)
         return True
 
     @event(ConsentRequested)
     def _consent_requested(self, channel: str, purpose: str, source: str, evidence: str, at: datetime) -> None:
-        self.pending_consents.add(f"{channel}:{purpose}")
+        self.pending_consents.add(consent_key(channel, purpose))
 
     def withdraw_consent(
         self,
@@ -412,14 +420,14 @@ class Lead(Aggregate):
         at: datetime,
     ) -> bool:
         """Record a withdrawal; an opt-out is recorded even if no grant was on file."""
-        if self.consents.get(f"{channel.value}:{purpose.value}") is False:
+        if self.consents.get(consent_key(channel, purpose)) is False:
             return False
         self._consent_withdrawn(channel=channel.value, purpose=purpose.value, source=source, evidence=evidence, at=at)
         return True
 
     @event(ConsentWithdrawn)
     def _consent_withdrawn(self, channel: str, purpose: str, source: str, evidence: str, at: datetime) -> None:
-        self.consents[f"{channel}:{purpose}"] = False
+        self.consents[consent_key(channel, purpose)] = False
 
     # ---- stage and lifecycle ---------------------------------------------------------------
 
@@ -447,7 +455,7 @@ class Lead(Aggregate):
 
     @event(ApplicationSubmitted)
     def _application_submitted(self, application_id: str, loan_type: str, amount: str, at: datetime) -> None:
-        self.applications[application_id] = "submitted"
+        self.applications[application_id] = ApplicationStatus.SUBMITTED
         self.application_types[application_id] = loan_type
         self.last_applied_at = at
         self.first_applied_at = self.first_applied_at or at
@@ -455,7 +463,7 @@ class Lead(Aggregate):
     def approve_application(self, application_id: str, amount: str, at: datetime) -> bool:
         """Record an approval and move the lead to APPROVED."""
         self.check_application(application_id)
-        if self.applications[application_id] in ("approved", "funded"):
+        if self.applications[application_id] in (ApplicationStatus.APPROVED, ApplicationStatus.FUNDED):
             return False
         self._application_approved(application_id=application_id, amount=amount, at=at)
         self.advance_to(Stage.APPROVED, f"application {application_id} approved", at)
@@ -463,27 +471,27 @@ class Lead(Aggregate):
 
     @event(ApplicationApproved)
     def _application_approved(self, application_id: str, amount: str, at: datetime) -> None:
-        self.applications[application_id] = "approved"
+        self.applications[application_id] = ApplicationStatus.APPROVED
 
     def decline_application(self, application_id: str, reason: str, at: datetime) -> bool:
         """Record a decline; the lead is LOST unless another application is still open."""
         self.check_application(application_id)
-        if self.applications[application_id] == "declined":
+        if self.applications[application_id] == ApplicationStatus.DECLINED:
             return False
         self._application_declined(application_id=application_id, reason=reason, at=at)
-        if not any(s in ("submitted", "approved", "funded") for s in self.applications.values()):
+        if not any(s in OPEN_APPLICATION for s in self.applications.values()):
             self.advance_to(Stage.LOST, f"application {application_id} declined: {reason}", at)
         return True
 
     @event(ApplicationDeclined)
     def _application_declined(self, application_id: str, reason: str, at: datetime) -> None:
-        self.applications[application_id] = "declined"
+        self.applications[application_id] = ApplicationStatus.DECLINED
         self.last_declined_at = at
 
     def fund_loan(self, application_id: str, amount: str, at: datetime, term_months: int = 0) -> bool:
         """Record funding (with the term, when known) and move the lead to FUNDED."""
         self.check_application(application_id)
-        if self.applications[application_id] == "funded":
+        if self.applications[application_id] == ApplicationStatus.FUNDED:
             return False
         if term_months < 0:
             raise InvalidLeadError("term_months", f"must be 0 (unknown) or more, got {term_months}")
@@ -499,7 +507,7 @@ class Lead(Aggregate):
 
     @event(LoanFunded)
     def _loan_funded(self, application_id: str, amount: str, at: datetime, loan_type: str, term_months: int) -> None:
-        self.applications[application_id] = "funded"
+        self.applications[application_id] = ApplicationStatus.FUNDED
         self.last_funded_at = at
         self.loans[application_id] = {
             "loan_type": loan_type or self.application_types.get(application_id, ""),
@@ -512,7 +520,7 @@ class Lead(Aggregate):
     def miss_repayment(self, application_id: str, days_past_due: int, at: datetime) -> bool:
         """Record a missed repayment on a funded loan."""
         self.check_application(application_id)
-        if self.applications[application_id] != "funded":
+        if self.applications[application_id] != ApplicationStatus.FUNDED:
             raise InvalidLeadError("application_id", f"{application_id} has not been funded")
         self._repayment_missed(application_id=application_id, days_past_due=days_past_due, at=at)
         return True
@@ -541,31 +549,4 @@ class Lead(Aggregate):
             raise InvalidLeadError("application_id", f"no application {application_id!r} was submitted by this lead")
 
 
-class LeadIdentity(Aggregate):
-    """Index aggregate: one identity key (source id, phone or e-mail) → one lead."""
-
-    class Claimed(Aggregate.Created):
-        key: str
-        lead_id: UUID
-
-    @event(Claimed)
-    def __init__(self, key: str, lead_id: UUID) -> None:
-        self.key = key
-        self.lead_id = lead_id
-
-    @staticmethod
-    def create_id(key: str, **_: Any) -> UUID:
-        return identity_id_for(key)
-
-
-def identity_id_for(key: str) -> UUID:
-    """Id of the identity index aggregate for ``key``."""
-    return derive_id("identity", key)
-
-
-def lead_id_for(key: str) -> UUID:
-    """Id of a lead first seen under identity ``key``."""
-    return derive_id("lead", key)
-
-
-keep_topics(__name__, "engine.domain.lead", Lead, LeadIdentity)
+keep_topics("engine.domain.lead", Lead)

@@ -130,4 +130,4 @@ def registry_id(kind: str) -> UUID:
     return derive_id("model-registry", kind)
 
 
-keep_topics(__name__, "engine.domain.model_registry", ModelRegistry)
+keep_topics("engine.domain.model_registry", ModelRegistry)

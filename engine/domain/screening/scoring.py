@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.domain.shared.errors import HuokeError
+from engine.domain.shared.errors import HuokeError, ProhibitedFeatureError
 
 #: 600 points at 50:1 good:bad odds, 20 points to double the odds (DOMAIN.md).
 BASE_SCORE = 600.0
@@ -55,19 +55,6 @@ _PROHIBITED_WORDS = frozenset(
         "hukou",
     }
 )
-
-
-class ProhibitedFeatureError(HuokeError):
-    """A model was asked to use a prohibited basis (or a column named like one)."""
-
-    def __init__(self, columns: Sequence[str]) -> None:
-        self.columns = list(columns)
-        super().__init__(
-            f"refused: {', '.join(self.columns)} "
-            f"{'is a prohibited basis' if len(self.columns) == 1 else 'are prohibited bases'} "
-            "(age, sex, marital status, race, religion, national origin) and may not feed a model; "
-            "leave the column out (--exclude) or rename it only if it means something else"
-        )
 
 
 def prohibited(columns: Iterable[str]) -> list[str]:

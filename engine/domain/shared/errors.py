@@ -1,6 +1,12 @@
-"""Every error the domain raises, in one place."""
+"""huoke's errors: one hierarchy under ``HuokeError`` (what a user is told, never a traceback).
+
+The domain's and the use cases' errors are here; an adapter or an entrypoint that has errors of
+its own (a CSV row, a model file, a database not initialised) subclasses ``HuokeError`` too.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class HuokeError(Exception):
@@ -34,3 +40,28 @@ class JourneyValidationError(HuokeError):
 
 class UnknownJourneyError(HuokeError):
     """Raised when a journey id or version has not been published."""
+
+
+class JourneyStatusError(HuokeError):
+    """Raised when a journey cannot change status (e.g. resuming one that is not paused)."""
+
+
+class ProhibitedFeatureError(HuokeError):
+    """A model was asked to use a prohibited basis (or a column named like one)."""
+
+    def __init__(self, columns: Sequence[str]) -> None:
+        self.columns = list(columns)
+        super().__init__(
+            f"refused: {', '.join(self.columns)} "
+            f"{'is a prohibited basis' if len(self.columns) == 1 else 'are prohibited bases'} "
+            "(age, sex, marital status, race, religion, national origin) and may not feed a model; "
+            "leave the column out (--exclude) or rename it only if it means something else"
+        )
+
+
+class MigrationPlanError(HuokeError):
+    """Raised when a migration plan names steps that do not exist."""
+
+
+class TrainingError(HuokeError):
+    """The data cannot train a model (too few rows, one class only, no usable column)."""

@@ -98,6 +98,40 @@ class ConsentChannel(StrEnum):
     PHONE = "phone"
 
 
+def consent_key(channel: str, purpose: str) -> str:
+    """How a lead's state keys a consent: ``"sms:marketing"`` (the one place the key is built)."""
+    return f"{channel}:{purpose}"
+
+
+class ApplicationStatus(StrEnum):
+    """Where one loan application stands."""
+
+    SUBMITTED = "submitted"
+    APPROVED = "approved"
+    DECLINED = "declined"
+    FUNDED = "funded"
+
+
+#: An application still going somewhere: a decline of another one does not lose the lead.
+OPEN_APPLICATION = frozenset({ApplicationStatus.SUBMITTED, ApplicationStatus.APPROVED, ApplicationStatus.FUNDED})
+
+
+class JourneyStatus(StrEnum):
+    """A published journey takes leads only while live."""
+
+    LIVE = "live"
+    PAUSED = "paused"
+    ARCHIVED = "archived"
+
+
+class DeliveryOutcome(StrEnum):
+    """How a message ended (a delivery still in flight has none yet)."""
+
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
 class EmploymentType(StrEnum):
     """How a lead earns their income."""
 
