@@ -1,6 +1,9 @@
 """Model files in a folder: scorecards as JSON points tables, pipelines as skops with an allowlist
 (never pickle), each checked against the SHA-256 the registry recorded; and training with
-scikit-learn (``adapters.modeling``) behind the same object, the use cases' ``ModelLab``."""
+scikit-learn (``adapters.modeling``) behind the same object, the use cases' ``ModelLab``.
+
+scikit-learn and skops load on first use (about 3 s): every CLI command builds this object, and
+most never touch a model (a scorecard loads without them)."""
 
 from __future__ import annotations
 
@@ -9,16 +12,17 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import skops.io as sio
-from numpy.typing import NDArray
-
-from engine.adapters.modeling import PipelineScorer, Trained, evaluate, train_credit, train_propensity
-from engine.application.screening.datasets import Dataset
 from engine.domain.screening.model_registry import check_kind
 from engine.domain.screening.scoring import Band, Scorecard, Scored
 from engine.domain.shared.errors import HuokeError
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from engine.adapters.modeling import PipelineScorer, Trained
+    from engine.application.screening.datasets import Dataset
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class ModelFiles:
             _write_atomically(path, json.dumps(doc, indent=1, ensure_ascii=False).encode())
         else:
             path = self.folder / f"{trained.kind}-v{version}.skops"
+            import skops.io as sio
+
             scorer: PipelineScorer = trained.scorer
             payload = {
                 "pipeline": scorer.pipeline,
@@ -72,6 +78,10 @@ class ModelFiles:
             )
         if file_name.endswith(".scorecard.json"):
             return Scorecard.from_json(json.loads(data))
+        import skops.io as sio
+
+        from engine.adapters.modeling import PipelineScorer
+
         untrusted = sio.get_untrusted_types(data=data)
         unknown = [t for t in untrusted if not t.startswith(self.TRUSTED_PREFIXES)]
         if unknown:
@@ -92,7 +102,11 @@ class ModelLab(ModelFiles):
 
     def fit(self, kind: str, data: Dataset) -> Trained:
         """Train (and evaluate on the later window) without registering anything."""
+        from engine.adapters.modeling import train_credit, train_propensity
+
         return train_credit(data) if check_kind(kind) == "credit" else train_propensity(data)
 
     def evaluate(self, y: NDArray[Any], scored: Sequence[Scored]) -> dict[str, Any]:
+        from engine.adapters.modeling import evaluate
+
         return evaluate(y, scored)

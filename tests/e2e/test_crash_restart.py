@@ -1,5 +1,8 @@
-"""Kill the engine with SIGKILL at random moments; after restarts every message has gone out
-exactly once — the same send ids, each once, as an uninterrupted run."""
+"""Kill the engine with SIGKILL at random points of its sending; after restarts every message has
+gone out exactly once — the same send ids, each once, as an uninterrupted run.
+
+Kills are timed by progress (after a random number of further messages), not by the clock, so
+the test kills mid-send the same number of times on a fast machine and on a slow one."""
 
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import ROOT
@@ -83,13 +88,41 @@ def huoke(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
+def outbox_count(folder: Path) -> int:
+    """Messages written to the outbox so far (complete SMS lines and e-mail files)."""
+    sms = folder / "outbox" / "sms.jsonl"
+    lines = sms.read_bytes().count(b"\n") if sms.exists() else 0
+    return lines + sum(1 for _ in (folder / "outbox" / "email").glob("*.eml"))
+
+
+def run_with_kills(env: dict[str, str], progress: Callable[[], int], seed: int, rounds: int = 8) -> int:
+    """Start ``huoke run`` ``rounds`` times and SIGKILL each after it has sent a random 3 to 40
+    more messages (by ``progress``); return how many runs were killed mid-send."""
+    rng = random.Random(seed)
+    kills = 0
+    for _ in range(rounds):
+        target = progress() + rng.randint(3, 40)
+        with tempfile.TemporaryFile() as errors:
+            proc = subprocess.Popen(command("run", "--until", UNTIL), env=env, stdout=subprocess.DEVNULL, stderr=errors)
+            while proc.poll() is None and progress() < target:
+                time.sleep(0.005)
+            if proc.poll() is not None:
+                errors.seek(0)
+                assert proc.returncode == 0, errors.read().decode()
+                break
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        kills += 1
+    return kills
+
+
 def sent_ids(folder: Path) -> list[str]:
     sms = [json.loads(line)["send_id"] for line in (folder / "outbox" / "sms.jsonl").read_text().splitlines()]
     mails = [p.stem for p in (folder / "outbox" / "email").glob("*.eml")]
     return sms + mails
 
 
-def test_sigkill_at_random_points_loses_nothing_and_sends_nothing_twice(tmp_path: Path) -> None:
+def test_sigkill_mid_send_loses_nothing_and_sends_nothing_twice(tmp_path: Path) -> None:
     leads = tmp_path / "leads.csv"
     write_leads(leads, 240)
     reference, crashed = tmp_path / "reference", tmp_path / "crashed"
@@ -101,20 +134,8 @@ def test_sigkill_at_random_points_loses_nothing_and_sends_nothing_twice(tmp_path
     expected = sent_ids(reference)
     assert len(expected) == len(set(expected)) > 400
 
-    rng = random.Random(11)
-    kills = 0
-    for _ in range(12):
-        proc = subprocess.Popen(
-            command("run", "--until", UNTIL), env=env_for(crashed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        time.sleep(rng.uniform(0.8, 2.5))
-        if proc.poll() is not None:
-            assert proc.returncode == 0
-            break
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        kills += 1
-    assert kills >= 1
+    # 8 kills of at most 40 messages each stay well within the run: every kill lands mid-send.
+    assert run_with_kills(env_for(crashed), lambda: outbox_count(crashed), seed=11) == 8
     huoke(crashed, "run", "--until", UNTIL)
     got = sent_ids(crashed)
     assert len(got) == len(set(got)), "a message was sent twice"
