@@ -19,10 +19,10 @@ demo: $(STAMP)  ## the main job: bundled journeys, 3,000 leads, 60 simulated day
 	$(BIN)/huoke demo
 
 test: $(STAMP)  ## the whole suite (SQLite and PostgreSQL, real SMTP and NATS)
-	$(BIN)/pytest -n 2
+	$(BIN)/pytest -n 2 --dist worksteal
 
-test-fast: $(STAMP)  ## without PostgreSQL
-	$(BIN)/pytest -n 2 -m "not postgres"
+test-fast: $(STAMP)  ## under a minute: SQLite only, without the multi-process crash and live-topology tests
+	$(BIN)/pytest -n 2 --dist worksteal -m "not postgres and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine projections tests bench

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
 
 UNTIL = "2026-04-05T00:00:00+08:00"
@@ -122,6 +124,7 @@ def sent_ids(folder: Path) -> list[str]:
     return sms + mails
 
 
+@pytest.mark.slow
 def test_sigkill_mid_send_loses_nothing_and_sends_nothing_twice(tmp_path: Path) -> None:
     leads = tmp_path / "leads.csv"
     write_leads(leads, 240)

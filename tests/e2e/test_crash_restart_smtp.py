@@ -9,10 +9,13 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.smtp_server import Sink
 from tests.e2e.test_crash_restart import UNTIL, command, env_for, huoke, run_with_kills, write_leads
 
 
+@pytest.mark.slow
 def test_sigkill_while_sending_smtp_delivers_each_message_exactly_once(
     tmp_path: Path, mail_server: tuple[Sink, int, str]
 ) -> None:

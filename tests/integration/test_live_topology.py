@@ -181,6 +181,7 @@ def live_run(topology: Topology, sink: Sink, workers: list[str], kill: str | Non
         assert "IntegrityError" not in log and "tick failed" not in log and "Traceback" not in log, log[-3000:]
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_two_workers_serve_and_a_runner_on_postgresql(
     tmp_path: Path, mail_server: tuple[Sink, int, str], pg_schema: str
@@ -216,6 +217,7 @@ def test_two_workers_serve_and_a_runner_on_postgresql(
         topology.stop_all()
 
 
+@pytest.mark.slow
 def test_one_worker_and_serve_on_sqlite_and_a_second_worker_is_refused(
     tmp_path: Path, mail_server: tuple[Sink, int, str]
 ) -> None:
