@@ -277,7 +277,7 @@ def test_every_step_kind_has_one_parser_and_the_parser_names_the_kinds_from_the_
     from typing import get_args
 
     from engine.domain.journeys.journey import STEP_KINDS, Step
-    from engine.domain.journeys.parsing import PARSERS
+    from engine.domain.journeys.step_parsers import PARSERS
 
     assert len(STEP_KINDS) == len(get_args(Step)) == len(set(STEP_KINDS))
     assert set(PARSERS) == set(STEP_KINDS)

@@ -1,7 +1,7 @@
 """Journey definitions: a small closed vocabulary of steps (data, validated before it runs).
 
 Each step kind is a dataclass here with its YAML key (``KIND``) and its outgoing edges; parsing
-is in ``parsing.py`` (one function per kind), deciding in ``interpreter.py``, describing and
+is in ``step_parsers.py`` (one function per kind), deciding in ``interpreter.py``, describing and
 drawing in ``application/journeys/diagrams.py``. Every place that handles steps matches on the
 ``Step`` union and ends in ``assert_never``, so the type checker names each place a new kind
 must be handled.
