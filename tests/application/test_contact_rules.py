@@ -8,49 +8,26 @@ from zoneinfo import ZoneInfo
 
 from engine.adapters.clock import VirtualClock
 from engine.application.leads.timeline import lead_timeline
+from tests.builders import done, journey, send, wait
 from tests.conftest import MakeEngine
 from tests.helpers import journeys_folder, sms_lines, young_pro
 
 NEW_YORK = ZoneInfo("America/New_York")
 
-ONE_SMS = """
-    id: one-sms
-    locales: [zh-CN, en]
-    vars: {apply_url: "https://lender.example/apply", hotline: 400-800-8888}
-    entry: {on: lead_captured}
-    steps:
-      - id: hello
-        send: {channel: sms, template: yp_welcome}
-        next: done
-      - id: done
-        exit: completed
-"""
+ONE_SMS = journey("one-sms", send("hello", "sms", "yp_welcome"), done())
 
-THREE_SMS = """
-    id: three-sms
-    locales: [zh-CN, en]
-    vars: {apply_url: "https://lender.example/apply", hotline: 400-800-8888}
-    entry: {on: lead_captured}
-    steps:
-      - id: first
-        send: {channel: sms, template: yp_welcome}
-        next: gap
-      - id: gap
-        wait: 1h
-        next: second
-      - id: second
-        send: {channel: sms, template: yp_reminder}
-        next: gap2
-      - id: gap2
-        wait: 1h
-        next: third
-      - id: third
-        send: {channel: sms, template: yp_welcome}
-        when_capped: WHEN
-        next: done
-      - id: done
-        exit: completed
-"""
+
+def three_sms(when_capped: str) -> str:
+    """Three marketing SMS an hour apart: the third meets the 2-in-7-days cap."""
+    return journey(
+        "three-sms",
+        send("first", "sms", "yp_welcome"),
+        wait("gap", "1h"),
+        send("second", "sms", "yp_reminder"),
+        wait("gap2", "1h"),
+        send("third", "sms", "yp_welcome", when_capped=when_capped),
+        done(),
+    )
 
 
 def new_yorker(n: int = 1) -> dict[str, object]:
@@ -106,7 +83,7 @@ def test_unknown_time_zone_gets_the_most_restrictive_window(make_engine: MakeEng
 def test_third_marketing_sms_in_a_week_is_deferred_by_the_cap(
     make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
 ) -> None:
-    engine = make_engine(settings={"journeys_dir": journeys_folder(tmp_path, three=THREE_SMS.replace("WHEN", "defer"))})
+    engine = make_engine(settings={"journeys_dir": journeys_folder(tmp_path, three=three_sms("defer"))})
     engine.leads.capture_leads([young_pro(1, captured_at=clock.now(), consents={"sms": True})])
     engine.run(until=clock.now() + timedelta(days=3))
     assert len(sms_lines(tmp_path / "outbox")) == 2
@@ -116,7 +93,7 @@ def test_third_marketing_sms_in_a_week_is_deferred_by_the_cap(
 
 
 def test_capped_sms_can_be_skipped_with_a_reason(make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path) -> None:
-    engine = make_engine(settings={"journeys_dir": journeys_folder(tmp_path, three=THREE_SMS.replace("WHEN", "skip"))})
+    engine = make_engine(settings={"journeys_dir": journeys_folder(tmp_path, three=three_sms("skip"))})
     [out] = engine.leads.capture_leads([young_pro(1, captured_at=clock.now(), consents={"sms": True})])
     engine.run(until=clock.now() + timedelta(days=10))
     assert len(sms_lines(tmp_path / "outbox")) == 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -28,7 +28,6 @@ from engine.domain.leads.segments import SegmentRules, classify
 from engine.domain.screening.model_registry import MODEL_KINDS, ModelRegistry, check_kind, registry_id
 from engine.domain.screening.products import Catalogue, match
 from engine.domain.screening.scoring import model_inputs
-from engine.domain.shared.durations import whole_months
 from engine.domain.shared.errors import HuokeError, InvalidLeadError, LeadNotFoundError
 from engine.domain.shared.values import ConsentChannel, ConsentPurpose, JSONDict, Stage, consent_key
 
@@ -49,20 +48,7 @@ MATCH_INPUTS = (
     "segments",
 )
 #: Propensity is trained on whether a lead applied within this many days of capture.
-RESPONSE_WINDOW_DAYS = 14
 #: Credit is trained on loans at least this many months on book (bad = any missed repayment).
-MIN_MONTHS_ON_BOOK = 3
-
-
-@dataclass(frozen=True)
-class TrainingRows:
-    """Model inputs with their outcomes and times, read from the store (no library needed)."""
-
-    rows: list[JSONDict]
-    outcomes: list[int]
-    times: list[datetime]
-    ids: list[dict[str, str]]
-    description: str
 
 
 @dataclass(frozen=True)
@@ -382,42 +368,6 @@ class Leads(Application[UUID]):
                 return out
             out += [UUID(str(n.originator_id)) for n in page.notes]
             position = page.last
-
-    def training_rows(self, kind: str, features: list[str], now: datetime) -> TrainingRows:
-        """Outcomes from the lead history, with the inputs as they were at the time:
-        propensity — did a lead apply within RESPONSE_WINDOW_DAYS of capture (time: capture);
-        credit — did a loan funded MIN_MONTHS_ON_BOOK or more months ago miss a repayment
-        (time: funding)."""
-        rows: list[JSONDict] = []
-        outcomes: list[int] = []
-        times: list[datetime] = []
-        ids: list[dict[str, str]] = []
-        for lead_id in self.lead_ids():
-            lead = self.get_lead(lead_id)
-            if check_kind(kind) == "propensity":
-                if lead.captured_at > now - timedelta(days=RESPONSE_WINDOW_DAYS):
-                    continue
-                applied = lead.first_applied_at
-                rows.append(model_inputs(lead_facts(lead, lead.captured_at), features))
-                outcomes.append(
-                    int(applied is not None and applied <= lead.captured_at + timedelta(days=RESPONSE_WINDOW_DAYS))
-                )
-                times.append(lead.captured_at)
-                ids.append({"lead_id": str(lead.id)})
-                continue
-            for loan in lead.funded_loans():
-                if whole_months(loan.funded_at, now) < MIN_MONTHS_ON_BOOK:
-                    continue
-                rows.append(model_inputs(lead_facts(lead, loan.funded_at), features))
-                outcomes.append(int(loan.missed > 0))
-                times.append(loan.funded_at)
-                ids.append({"lead_id": str(lead.id), "application_id": loan.application_id})
-        what = (
-            f"leads captured {RESPONSE_WINDOW_DAYS}+ days ago; outcome: applied within {RESPONSE_WINDOW_DAYS} days"
-            if kind == "propensity"
-            else f"loans {MIN_MONTHS_ON_BOOK}+ months on book; outcome: any missed repayment"
-        )
-        return TrainingRows(rows, outcomes, times, ids, f"store ({what})")
 
     def _consent(self, lead: Lead, channel: str, granted: bool, source: str, at: datetime) -> None:
         ch = ConsentChannel(channel)

@@ -12,6 +12,7 @@ import numpy as np
 from engine.application.engine import Engine
 from engine.application.ports import ModelLab, TrainedModel
 from engine.application.screening.datasets import Dataset, distribution, infer_kinds, score_values
+from engine.application.screening.training import training_rows
 from engine.domain.leads.facts import lead_facts
 from engine.domain.screening.model_registry import check_kind
 from engine.domain.screening.scoring import DEFAULT_FEATURES, model_inputs, psi, psi_verdict
@@ -28,9 +29,9 @@ def lab_of(engine: Engine) -> ModelLab:
 
 
 def dataset_from_store(engine: Engine, kind: str) -> Dataset:
-    """Outcomes from the lead history (see Leads.training_rows), on the default features."""
+    """Outcomes from the lead history (see ``training.training_rows``), on the default features."""
     features = list(DEFAULT_FEATURES[check_kind(kind)])
-    data = engine.leads.training_rows(kind, features, engine.clock.now())
+    data = training_rows(engine.leads, kind, features, engine.clock.now())
     used = [f for f in features if any(f in r for r in data.rows)]
     return Dataset(
         used,
