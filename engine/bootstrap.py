@@ -22,7 +22,7 @@ from engine.adapters.templates import JinjaRenderer
 from engine.adapters.twilio_sms import TwilioSmsChannel
 from engine.adapters.webhook import WebhookChannel
 from engine.adapters.yaml_files import load_yaml, strip_lines
-from engine.application.delivery.app import Deliveries, Sender
+from engine.application.delivery.app import Deliveries, Retries, Sender
 from engine.application.engine import Engine
 from engine.application.journeys.app import Journeys
 from engine.application.journeys.publishing import publish_new
@@ -217,6 +217,7 @@ def bootstrap(
         definition=journeys.definition,
         policy=definitions.policy,
         default_tz=settings.timezone,
+        retries=Retries(retry_for=timedelta(hours=settings.retry_hours), in_doubt=settings.in_doubt),
     )
     engine = Engine(
         clock=clock,

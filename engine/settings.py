@@ -38,6 +38,14 @@ class Settings(BaseSettings):
         "", description="Mailpit-style search API to look up in-doubt e-mails by Message-ID after a crash"
     )
     email_rate: float = Field(0.0, description="at most this many e-mails a second (0: no limit)")
+    retry_hours: float = Field(
+        24.0, description="hours a message that could not be sent (server down, 4xx) is retried before it fails"
+    )
+    in_doubt: Literal["resend", "hold"] = Field(
+        "resend",
+        description="a message handed to a channel just before a crash: resend (same Message-ID / idempotency "
+        "token, receivers drop repeats) or hold (never risk a duplicate: recorded as held for review)",
+    )
     sender_name: str = Field("Huoke Lending", description="display name of the sender")
     sender_email: str = Field("marketing@lender.example", description="From address")
     sender_postal_address: str = Field(

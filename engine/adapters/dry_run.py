@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from engine.application.ports import OutgoingMessage, SendResult
+from engine.application.ports import OutgoingMessage, Progress, SendResult, send_each
 
 
 class DryRunChannel:
@@ -17,6 +17,9 @@ class DryRunChannel:
     def already_sent(self, send_id: UUID) -> str | None:
         return None
 
-    def send_batch(self, messages: list[OutgoingMessage]) -> list[SendResult]:
-        self.messages.extend(messages)
-        return [SendResult(m.send_id, True, provider_ref="simulated: not sent") for m in messages]
+    def send_batch(self, messages: list[OutgoingMessage], progress: Progress) -> None:
+        send_each(messages, progress, self._record)
+
+    def _record(self, m: OutgoingMessage) -> SendResult:
+        self.messages.append(m)
+        return SendResult(m.send_id, True, provider_ref="simulated: not sent")

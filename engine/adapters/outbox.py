@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TextIO
 from uuid import UUID
 
 from engine.adapters.email_message import build_email
-from engine.application.ports import OutgoingMessage, SendResult
+from engine.application.ports import OutgoingMessage, Progress, SendResult, send_each
 
 
 class OutboxEmailChannel:
@@ -33,15 +34,15 @@ class OutboxEmailChannel:
         path = self._path(send_id)
         return str(path) if path.exists() else None
 
-    def send_batch(self, messages: list[OutgoingMessage]) -> list[SendResult]:
-        results = []
-        for m in messages:
-            path = self._path(m.send_id)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(build_email(m, self.sender_name, self.sender_email).as_bytes())
-            os.replace(tmp, path)
-            results.append(SendResult(m.send_id, ok=True, provider_ref=str(path)))
-        return results
+    def send_batch(self, messages: list[OutgoingMessage], progress: Progress) -> None:
+        send_each(messages, progress, self._write)
+
+    def _write(self, m: OutgoingMessage) -> SendResult:
+        path = self._path(m.send_id)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(build_email(m, self.sender_name, self.sender_email).as_bytes())
+        os.replace(tmp, path)
+        return SendResult(m.send_id, ok=True, provider_ref=str(path))
 
 
 class OutboxSmsChannel:
@@ -74,20 +75,28 @@ class OutboxSmsChannel:
     def already_sent(self, send_id: UUID) -> str | None:
         return f"{self.path}#{send_id}" if str(send_id) in self._sent else None
 
-    def send_batch(self, messages: list[OutgoingMessage]) -> list[SendResult]:
-        results = []
-        with self.path.open("a", encoding="utf-8") as f:
-            for m in messages:
-                line = {
-                    "send_id": str(m.send_id),
-                    "to": m.to,
-                    "text": m.body.text.strip(),
-                    "locale": m.body.locale,
-                    "template_variant": m.body.variant,
-                }
-                f.write(json.dumps(line, ensure_ascii=False) + "\n")
-                self._sent.add(str(m.send_id))
-                results.append(SendResult(m.send_id, ok=True, provider_ref=f"{self.path}#{m.send_id}"))
-            f.flush()
-            os.fsync(f.fileno())
-        return results
+    def send_batch(self, messages: list[OutgoingMessage], progress: Progress) -> None:
+        opened: list[TextIO] = []  # the file is opened for the first message that leaves
+
+        def append(m: OutgoingMessage) -> SendResult:
+            if not opened:
+                opened.append(self.path.open("a", encoding="utf-8"))
+            f = opened[0]
+            line = {
+                "send_id": str(m.send_id),
+                "to": m.to,
+                "text": m.body.text.strip(),
+                "locale": m.body.locale,
+                "template_variant": m.body.variant,
+            }
+            f.write(json.dumps(line, ensure_ascii=False) + "\n")
+            f.flush()  # in the file before its outcome is recorded (a kill loses nothing)
+            self._sent.add(str(m.send_id))
+            return SendResult(m.send_id, ok=True, provider_ref=f"{self.path}#{m.send_id}")
+
+        try:
+            send_each(messages, progress, append)
+        finally:
+            for f in opened:
+                os.fsync(f.fileno())
+                f.close()

@@ -20,7 +20,7 @@ import aiosmtplib
 from engine.adapters.email_message import build_email
 from engine.adapters.email_message import message_id as build_message_id
 from engine.adapters.rate_limit import RateLimiter
-from engine.application.ports import OutgoingMessage, SendResult
+from engine.application.ports import OutgoingMessage, Progress, SendResult
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +81,12 @@ class SmtpEmailChannel:
             ) from e
         return f"found by Message-ID at {self.reconcile_url}" if found else None
 
-    def send_batch(self, messages: list[OutgoingMessage]) -> list[SendResult]:
+    def send_batch(self, messages: list[OutgoingMessage], progress: Progress) -> None:
         if self.halted:
-            return [SendResult(m.send_id, False, reason=self.halted) for m in messages]
-        return asyncio.run(self._send_all(messages))
+            for m in messages:
+                progress.sent(SendResult(m.send_id, False, reason=self.halted, unreachable=True))
+            return
+        asyncio.run(self._send_all(messages, progress))
 
     def _client(self) -> aiosmtplib.SMTP:
         return aiosmtplib.SMTP(
@@ -97,19 +99,24 @@ class SmtpEmailChannel:
             password=self.password or None,
         )
 
-    async def _send_all(self, messages: list[OutgoingMessage]) -> list[SendResult]:
+    async def _send_all(self, messages: list[OutgoingMessage], progress: Progress) -> None:
         lanes = [messages[i :: self.connections] for i in range(self.connections)]
-        done = await asyncio.gather(*(self._lane(lane) for lane in lanes if lane))
-        by_id = {r.send_id: r for results in done for r in results}
-        return [by_id[m.send_id] for m in messages]
+        await asyncio.gather(*(self._lane(lane, progress) for lane in lanes if lane))
 
-    async def _lane(self, messages: list[OutgoingMessage]) -> list[SendResult]:
-        results: list[SendResult] = []
+    async def _lane(self, messages: list[OutgoingMessage], progress: Progress) -> None:
+        """One connection's share: each message is marked just before it goes on the wire and
+        its outcome recorded as soon as the server answers, so at most one message per
+        connection is in doubt at any moment."""
         client: aiosmtplib.SMTP | None = None
+
+        def never_left(rest: list[OutgoingMessage], reason: str) -> None:
+            for x in rest:
+                progress.sent(SendResult(x.send_id, False, reason=reason, unreachable=True))
+
         try:
             for n, m in enumerate(messages):
                 if self.halted:
-                    return results + [SendResult(x.send_id, False, reason=self.halted) for x in messages[n:]]
+                    return never_left(messages[n:], self.halted)
                 if client is None or not client.is_connected:
                     try:
                         client = self._client()
@@ -120,21 +127,21 @@ class SmtpEmailChannel:
                             "settings are fixed (HUOKE_SMTP_USERNAME / HUOKE_SMTP_PASSWORD)"
                         )
                         log.error(self.halted)
-                        return results + [SendResult(x.send_id, False, reason=self.halted) for x in messages[n:]]
+                        return never_left(messages[n:], self.halted)
                     except _TRANSIENT as e:
-                        reason = f"cannot reach SMTP server {self.host}:{self.port}: {e}"
-                        return results + [SendResult(x.send_id, False, reason=reason) for x in messages[n:]]
+                        return never_left(messages[n:], f"cannot reach SMTP server {self.host}:{self.port}: {e}")
                 wait = self.limiter.delay()
                 if wait:
                     await asyncio.sleep(wait)
-                results.append(await self._send_one(client, m))
+                if progress.sending(m):
+                    progress.sent(await self._send_one(client, m))
         finally:
             if client is not None and client.is_connected:
                 try:
                     await client.quit()
                 except aiosmtplib.SMTPException:
                     client.close()
-        return results
+        return None
 
     async def _send_one(self, client: aiosmtplib.SMTP, m: OutgoingMessage) -> SendResult:
         msg = build_email(m, self.sender_name, self.sender_email)

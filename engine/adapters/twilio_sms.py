@@ -15,7 +15,7 @@ import urllib.request
 from uuid import UUID
 
 from engine.adapters.rate_limit import RateLimiter
-from engine.application.ports import OutgoingMessage, SendResult
+from engine.application.ports import OutgoingMessage, Progress, SendResult, send_each
 
 #: Twilio error codes that will not succeed on retry (invalid or unreachable numbers, opted out).
 PERMANENT_CODES = {21211, 21408, 21610, 21612, 21614, 30003, 30005, 30006}
@@ -48,8 +48,8 @@ class TwilioSmsChannel:
     def already_sent(self, send_id: UUID) -> str | None:
         return None  # a repeated request carries the same idempotency token: the provider drops it
 
-    def send_batch(self, messages: list[OutgoingMessage]) -> list[SendResult]:
-        return [self._send(m) for m in messages]
+    def send_batch(self, messages: list[OutgoingMessage], progress: Progress) -> None:
+        send_each(messages, progress, self._send)
 
     def _send(self, m: OutgoingMessage) -> SendResult:
         wait = self.limiter.delay()
@@ -84,4 +84,4 @@ class TwilioSmsChannel:
             permanent = code in PERMANENT_CODES or (400 <= e.code < 500 and e.code not in (401, 429))
             return SendResult(m.send_id, False, reason=reason, permanent=permanent)
         except (urllib.error.URLError, TimeoutError, OSError) as e:
-            return SendResult(m.send_id, False, reason=f"SMS provider unreachable: {e}")
+            return SendResult(m.send_id, False, reason=f"SMS provider unreachable: {e}", unreachable=True)

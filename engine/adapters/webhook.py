@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 from uuid import UUID
 
-from engine.application.ports import OutgoingMessage, SendResult
+from engine.application.ports import OutgoingMessage, Progress, SendResult, send_each
 
 RETRYABLE = {408, 425, 429}
 
@@ -28,8 +28,8 @@ class WebhookChannel:
     def already_sent(self, send_id: UUID) -> str | None:
         return None  # the receiver de-duplicates by Idempotency-Key
 
-    def send_batch(self, messages: list[OutgoingMessage]) -> list[SendResult]:
-        return [self._post(m) for m in messages]
+    def send_batch(self, messages: list[OutgoingMessage], progress: Progress) -> None:
+        send_each(messages, progress, self._post)
 
     def _post(self, m: OutgoingMessage) -> SendResult:
         request = urllib.request.Request(  # noqa: S310 - the scheme is checked in __init__
@@ -49,4 +49,4 @@ class WebhookChannel:
             permanent = 400 <= e.code < 500 and e.code not in RETRYABLE
             return SendResult(m.send_id, False, reason=f"webhook answered HTTP {e.code}", permanent=permanent)
         except (urllib.error.URLError, TimeoutError, OSError) as e:
-            return SendResult(m.send_id, False, reason=f"webhook unreachable: {e}")
+            return SendResult(m.send_id, False, reason=f"webhook unreachable: {e}", unreachable=True)

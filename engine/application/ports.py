@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -65,18 +65,43 @@ class SendResult:
     reason: str = ""
     permanent: bool = False
     bounced: bool = False  # the address itself was refused: stop using it
+    unreachable: bool = False  # the server or provider could not be reached: it never left
+
+
+class Progress(Protocol):
+    """What a channel tells the dispatcher about each message as it goes, so that after a crash
+    at most the messages on the wire at that moment are in doubt."""
+
+    def sending(self, message: OutgoingMessage) -> bool:
+        """Just before ``message`` leaves: its dispatch marker is committed. False: drop it (the
+        lead changed since the decision; the dispatcher has recorded why)."""
+        ...
+
+    def sent(self, result: SendResult) -> None:
+        """The outcome of one message (sent or not), recorded at once."""
+        ...
 
 
 class Channel(Protocol):
-    """Sends messages of one kind (e-mail or SMS) in batches."""
+    """Sends messages of one kind (e-mail, SMS, webhook); reports each through ``progress``."""
 
     name: str
 
-    def send_batch(self, messages: list[OutgoingMessage]) -> list[SendResult]: ...
+    def send_batch(self, messages: list[OutgoingMessage], progress: Progress) -> None: ...
 
     def already_sent(self, send_id: UUID) -> str | None:
         """The provider reference if this send id is known to have left, else None."""
         ...
+
+
+def send_each(
+    messages: list[OutgoingMessage], progress: Progress, send_one: Callable[[OutgoingMessage], SendResult]
+) -> None:
+    """Send one message at a time, each between its marker and its outcome (for channels that
+    send sequentially)."""
+    for message in messages:
+        if progress.sending(message):
+            progress.sent(send_one(message))
 
 
 class Scorer(Protocol):

@@ -145,3 +145,30 @@ def test_the_version_check_sees_committed_versions(store: str, make_engine: Make
     lead = engine.leads.get_lead(outcome.lead_id)
     assert latest_versions(engine.leads, [outcome.lead_id]) == {outcome.lead_id: lead.version}
     assert latest_versions(engine.leads, []) == {}
+
+
+@pytest.mark.parametrize(("policy", "resent"), [("resend", True), ("hold", False)])
+def test_a_message_in_doubt_after_a_crash_is_resent_or_held_as_configured(
+    make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path, policy: str, resent: bool
+) -> None:
+    """A crash after a message's dispatch marker and before its outcome leaves it in doubt;
+    the outbox never saw it, so it is resent (same id) or, with HUOKE_IN_DOUBT=hold, held."""
+    engine = make_engine(settings={"in_doubt": policy})
+    [outcome] = engine.leads.capture_leads([young_pro()])
+    engine.journeys.process_lead_events(engine.leads)
+    engine.deliveries.request_messages(engine.journeys)
+    notes = engine.deliveries.recorder.select_notifications(start=None, limit=10)
+    sms = next(
+        d
+        for d in (engine.deliveries.get_delivery(UUID(str(n.originator_id))) for n in notes)
+        if d is not None and d.channel == "sms"
+    )
+    sms.dispatching(clock.now())  # ...and the process dies before the SMS leaves
+    engine.deliveries.save(sms)
+    assert engine.deliveries.get_delivery(sms.id).in_doubt  # type: ignore[union-attr]
+    engine.run()
+    sent = [line["send_id"] for line in sms_lines(tmp_path / "outbox")]
+    assert (str(sms.id) in sent) is resent
+    timeline = lead_timeline(engine, outcome.lead_id)["timeline"]  # type: ignore[arg-type]
+    held = [t["why"] for t in timeline if t["event"] == "Delivery.Skipped"]
+    assert len(held) == (0 if resent else 1) and all("held for review" in why for why in held)

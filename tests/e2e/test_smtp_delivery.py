@@ -100,7 +100,9 @@ def test_unreachable_server_loses_nothing(make_engine: MakeEngine, clock: Virtua
     engine.leads.capture_leads([young_pro(1)])
     assert engine.run().dispatch.deferred == 1
     held = engine.schedule.held()
-    assert held[0]["channel"] == "email" and held[0]["reason"].startswith("retry after: cannot reach SMTP server")
+    assert held[0]["channel"] == "email" and held[0]["reason"].startswith(
+        "email paused until it answers: cannot reach SMTP server"
+    )
     handler = RecordingHandler()
     from aiosmtpd.controller import Controller
 
@@ -185,10 +187,53 @@ def test_authentication_failure_halts_email_loudly_and_loses_nothing(
             report = engine.run()
         assert report.dispatch.deferred == 2 and report.dispatch.failed == 0
         assert any("SMTP authentication failed" in r.message for r in caplog.records)
-        assert all(h["reason"].startswith("retry after: SMTP authentication failed") for h in engine.schedule.held())
+        assert all(
+            h["reason"].startswith("email paused until it answers: SMTP authentication failed")
+            for h in engine.schedule.held()
+        )
         good["ok"] = True  # the operator fixes the credentials and restarts the worker
         fixed = make_engine(settings={**smtp_settings(port), "smtp_username": "huoke", "smtp_password": "right"})
         fixed.run(until=clock.now() + timedelta(minutes=10))
     finally:
         controller.stop()
     assert sorted(m["To"] for m in handler.received) == ["alex1@example.com", "alex2@example.com"]
+
+
+def test_a_two_hour_outage_pauses_e_mail_and_loses_nothing(make_engine: MakeEngine, clock: VirtualClock) -> None:
+    """The server is down for two hours of the virtual clock: one message probes it every two
+    minutes, nothing fails, and everything goes within minutes of its return."""
+    from aiosmtpd.controller import Controller
+
+    from tests.e2e.smtp_server import free_port
+
+    port = free_port()  # the server is down
+    engine = make_engine(settings=smtp_settings(port))
+    engine.leads.capture_leads([young_pro(n) for n in range(1, 6)])
+    outage = engine.run(until=clock.now() + timedelta(hours=2))
+    assert outage.dispatch.failed == 0
+    held = [h for h in engine.schedule.held() if h["channel"] == "email"]
+    waiting = sum(int(h["n"]) for h in held)
+    assert waiting >= 4  # the welcome e-mails, all held
+    assert all(h["reason"].startswith("email paused") for h in held)
+    assert "down since" in " ".join(h["reason"] for h in held)  # the others wait for the probe
+    handler = RecordingHandler()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        back = engine.run(until=clock.now() + timedelta(minutes=5))
+    finally:
+        controller.stop()
+    assert back.dispatch.failed == 0
+    assert len(handler.received) == waiting and [h for h in engine.schedule.held() if h["channel"] == "email"] == []
+
+
+def test_retries_end_after_the_retry_window_and_say_so(make_engine: MakeEngine, clock: VirtualClock) -> None:
+    from tests.e2e.smtp_server import free_port
+
+    engine = make_engine(settings={**smtp_settings(free_port()), "retry_hours": 1})
+    engine.leads.capture_leads([young_pro(1)])
+    report = engine.run(until=clock.now() + timedelta(hours=2))
+    assert report.dispatch.failed == 1  # the e-mail (the SMS went out through the outbox)
+    timeline = lead_timeline(engine, engine.leads.lead_ids()[0])["timeline"]
+    failed = [t["why"] for t in timeline if t["event"] == "Delivery.Failed"]
+    assert len(failed) == 1 and failed[0].startswith("gave up after 1 h of retries: cannot reach SMTP server")

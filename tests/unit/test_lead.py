@@ -86,3 +86,25 @@ def test_update_records_only_changes() -> None:
     assert not lead.update({"contact": {"name": "Li Wei"}}, {"channel": "web_form"}, AT)
     assert lead.update({"profile": {"city": "Beijing"}}, {"channel": "web_form"}, AT)
     assert lead.profile == {"city": "Beijing"}
+
+
+def test_a_delivery_is_in_doubt_only_between_its_marker_and_an_outcome_or_retry() -> None:
+    from uuid import uuid4
+
+    from engine.domain.delivery.delivery import Delivery
+
+    at = datetime(2026, 3, 2, tzinfo=UTC)
+    d = Delivery(
+        send_id=uuid4(), lead_id=uuid4(), enrolment_id=uuid4(), journey_id="j", journey_version=1,
+        step="s", channel="email", template="t", reason="", at=at,
+    )  # fmt: skip
+    d.defer(at, "server down", at, transient=True)  # never left: not in doubt, however often
+    d.defer(at, "server down", at, transient=True)
+    assert not d.in_doubt and d.trouble_since == at
+    d.dispatching(at)
+    assert d.in_doubt  # a crash now: it may have left
+    d.defer(at, "retry after: 451", at, transient=True)
+    assert not d.in_doubt
+    d.dispatching(at)
+    d.mark_sent("a@example.com", "en", "v", "sha", "ref", at)
+    assert not d.in_doubt and d.is_settled

@@ -39,7 +39,7 @@ from engine.application.projecting import drain, next_owned_page
 from engine.application.saving import forget_cache, fresh_get, latest_versions, retry_conflicts, save_batch
 from engine.domain.delivery.contact_history import ContactHistory, contact_history_id
 from engine.domain.delivery.contact_policy import DEFAULT_POLICY, ContactPolicy
-from engine.domain.delivery.delivery import MAX_TRANSIENT_FAILURES, Delivery
+from engine.domain.delivery.delivery import Delivery
 from engine.domain.journeys import interpreter
 from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.journeys.interpreter import Exit
@@ -62,6 +62,17 @@ class Sender:
     unsubscribe_url: str
     unsubscribe_secret: str
     default_locale: str
+
+
+@dataclass(frozen=True)
+class Retries:
+    """How long a message keeps being retried, how a down channel is probed, and what happens to
+    a message that may have left before a crash (``resend`` with the same Message-ID, which
+    receivers de-duplicate, or ``hold``: never risk a duplicate, record it held for review)."""
+
+    retry_for: timedelta = timedelta(hours=24)
+    probe_every: timedelta = timedelta(minutes=2)
+    in_doubt: str = "resend"
 
 
 def backoff(send_id: UUID, attempt: int) -> timedelta:
@@ -132,8 +143,12 @@ class Deliveries(Application[UUID]):
         definition: Callable[[str, int], Journey] | None = None,
         policy: ContactPolicy = DEFAULT_POLICY,
         default_tz: str = "Asia/Shanghai",
+        retries: Retries = Retries(),
     ) -> None:
         super().__init__(env)
+        self.retries = retries
+        #: Channels found unreachable: when they went down and when to try one message again.
+        self.down: dict[str, tuple[datetime, datetime, str]] = {}
         self.clock = clock
         self.renderer = renderer
         self.channels = dict(channels)
@@ -247,6 +262,14 @@ class Deliveries(Application[UUID]):
                 d.mark_sent("", "", "", "", ref, now)
                 report.reconciled += 1
                 continue
+            if d.in_doubt and self.retries.in_doubt == "hold":
+                d.mark_skipped(
+                    "in doubt: handed to the channel before a crash and not confirmed; held for review, "
+                    "not resent (HUOKE_IN_DOUBT=hold)",
+                    now,
+                )
+                report.skipped += 1
+                continue
             lead = current.get(d.lead_id) or leads.get_lead(d.lead_id)
             state.lead_versions[d.id] = lead.version
             purpose = self._purpose(d)
@@ -267,36 +290,57 @@ class Deliveries(Application[UUID]):
             state.planned[(d.lead_id, d.channel)] = state.planned.get((d.lead_id, d.channel), 0) + 1
             outgoing.setdefault(d.channel, []).append((d, message))
         for channel_name, items in outgoing.items():
-            for d, _ in items:
-                d.dispatching(self._now_for(d))
-            save_batch(self, [d for d, _ in items])  # committed before anything leaves
-            allowed = self._still_allowed(items, leads, state)
-            if not allowed:
-                continue
-            results = self.channels[channel_name].send_batch([m for _, m in allowed])
-            for (d, m), result in zip(allowed, results, strict=True):
-                self._settle(d, m, result, state)
+            self._send(channel_name, items, leads, state)
 
-    def _still_allowed(
-        self, items: list[tuple[Delivery, OutgoingMessage]], leads: Leads, state: _Pass
-    ) -> list[tuple[Delivery, OutgoingMessage]]:
-        """Look at each lead once more after the dispatch markers are committed: an opt-out (or a
-        goal, an exit) committed by any process before the marker stops the message. One query
-        tells which leads changed since the decision; only those are read again."""
-        now_at = latest_versions(leads, {d.lead_id for d, _ in items})
-        allowed = []
-        for d, m in items:
-            if now_at.get(d.lead_id) == state.lead_versions[d.id]:
-                allowed.append((d, m))
-                continue
-            now = self._now_for(d)
-            refused = self.refusal(d, leads.fresh_lead(d.lead_id), self._purpose(d), now)
-            if refused:
-                d.mark_skipped(refused, now)
-                state.report.skipped += 1
-            else:
-                allowed.append((d, m))
-        return allowed
+    def _send(
+        self, channel_name: str, items: list[tuple[Delivery, OutgoingMessage]], leads: Leads, state: _Pass
+    ) -> None:
+        """Hand the messages to the channel one by one (each marked just before it leaves, its
+        outcome recorded as soon as it is known), unless the channel is down: then one message
+        probes it every ``probe_every`` and the others wait for the probe."""
+        down = self.down.get(channel_name)
+        now = self.clock.now()
+        if down is not None:
+            since, probe_at, why = down
+            if now < probe_at:
+                for d, _ in items:
+                    self._pause(d, channel_name, since, probe_at, why, state)
+                return
+            probe, rest = items[:1], items[1:]
+            self.channels[channel_name].send_batch([m for _, m in probe], _Progress(self, leads, state, probe))
+            down = self.down.get(channel_name)
+            if down is not None:  # still down: the others wait for the next probe
+                for d, _ in rest:
+                    self._pause(d, channel_name, *down, state)
+                return
+            items = rest
+        if items:
+            self.channels[channel_name].send_batch([m for _, m in items], _Progress(self, leads, state, items))
+
+    def _pause(self, d: Delivery, channel: str, since: datetime, until: datetime, why: str, state: _Pass) -> None:
+        now = self._now_for(d)
+        if now - (d.trouble_since or since) >= self.retries.retry_for:
+            d.mark_failed(f"gave up after {_span(self.retries.retry_for)} of retries: {why}", True, now)
+            state.report.failed += 1
+            return
+        d.defer(until, f"{channel} paused: {why} (down since {since:%Y-%m-%d %H:%M} UTC)", now, transient=True)
+        state.report.deferred += 1
+
+    def _marked(self, d: Delivery, leads: Leads, state: _Pass) -> bool:
+        """Commit the dispatch marker of one message, then look at its lead once more: an
+        opt-out, goal or exit committed by any process before the marker stops it."""
+        now = self._now_for(d)
+        d.dispatching(now)
+        save_batch(self, [d])
+        if latest_versions(leads, [d.lead_id]).get(d.lead_id) == state.lead_versions[d.id]:
+            return True
+        refused = self.refusal(d, leads.fresh_lead(d.lead_id), self._purpose(d), now)
+        if not refused:
+            return True
+        d.mark_skipped(refused, now)
+        save_batch(self, [d])
+        state.report.skipped += 1
+        return False
 
     def refusal(self, d: Delivery, lead: Lead, purpose: str, now: datetime) -> str:
         """Why this message may not go out now ('' when it may): consent and contact, then the
@@ -313,15 +357,25 @@ class Deliveries(Application[UUID]):
     def _settle(self, d: Delivery, m: OutgoingMessage, result: SendResult, state: _Pass) -> None:
         now, report = self._now_for(d), state.report
         if result.ok:
+            self.down.pop(d.channel, None)  # it answered: the channel is up again
             digest = hashlib.sha256((m.body.text + (m.body.html or "")).encode()).hexdigest()
             d.mark_sent(m.to, m.body.locale, m.body.variant, digest, result.provider_ref, now)
             self._history(d.lead_id, state.histories).record(d.channel, self._purpose(d), d.id, now)
             report.sent += 1
-        elif result.permanent or d.transient_failures + 1 >= MAX_TRANSIENT_FAILURES:
+        elif result.permanent:
             d.mark_failed(result.reason, True, now)
             report.failed += 1
             if result.bounced:
                 d.flag_bounced(m.to, result.reason, now)
+        elif now - (d.trouble_since or now) >= self.retries.retry_for:
+            d.mark_failed(f"gave up after {_span(self.retries.retry_for)} of retries: {result.reason}", True, now)
+            report.failed += 1
+        elif result.unreachable:
+            since = self.down[d.channel][0] if d.channel in self.down else now
+            probe_at = now + self.retries.probe_every
+            self.down[d.channel] = (since, probe_at, result.reason)
+            d.defer(probe_at, f"{d.channel} paused until it answers: {result.reason}", now, transient=True)
+            report.deferred += 1
         else:
             d.defer(now + backoff(d.id, d.transient_failures), f"retry after: {result.reason}", now, transient=True)
             report.deferred += 1
@@ -453,3 +507,30 @@ class Deliveries(Application[UUID]):
         except AggregateNotFoundError:
             return None
         return delivery
+
+
+def _span(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours:g} h" if hours >= 1 else f"{delta.total_seconds() / 60:g} min"
+
+
+class _Progress:
+    """The dispatcher's side of a channel's sending: each message's marker is committed just
+    before it leaves and its outcome as soon as it is known, so a crash leaves at most the
+    messages on the wire in doubt (one per connection), never a whole batch."""
+
+    def __init__(
+        self, deliveries: Deliveries, leads: Leads, state: _Pass, items: list[tuple[Delivery, OutgoingMessage]]
+    ) -> None:
+        self.deliveries, self.leads, self.state = deliveries, leads, state
+        self.items = {m.send_id: (d, m) for d, m in items}
+
+    def sending(self, message: OutgoingMessage) -> bool:
+        d, _ = self.items[message.send_id]
+        return self.deliveries._marked(d, self.leads, self.state)
+
+    def sent(self, result: SendResult) -> None:
+        d, m = self.items[result.send_id]
+        self.deliveries._settle(d, m, result, self.state)
+        history = self.state.histories.get(d.lead_id)  # a sent message counts towards the caps
+        save_batch(self.deliveries, [d, history] if history is not None else [d])

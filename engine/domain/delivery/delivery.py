@@ -11,10 +11,8 @@ from eventsourcing.domain import Aggregate, event
 from engine.domain.shared.topics import keep_topics
 from engine.domain.shared.values import DeliveryOutcome
 
+
 #: Transient failures (4xx, connection errors) retried on later runs before giving up.
-MAX_TRANSIENT_FAILURES = 5
-
-
 class Delivery(Aggregate):
     """A requested message: requested → sent | failed | skipped. Its id is the send id."""
 
@@ -120,6 +118,10 @@ class Delivery(Aggregate):
         self.transient_failures = 0
         self.deferred_until: datetime | None = None
         self.attempts = 0
+        #: A dispatch marker with no outcome or retry after it: the message may be on the wire.
+        self.pending_attempt = False
+        #: When its first try failed or its channel was first found down (retries are bounded by time).
+        self.trouble_since: datetime | None = None
 
     @staticmethod
     def create_id(send_id: UUID, **_: Any) -> UUID:
@@ -163,24 +165,24 @@ class Delivery(Aggregate):
         at: datetime,
     ) -> None:
         self.outcome = DeliveryOutcome.SENT
+        self.pending_attempt = False
 
     def mark_failed(self, reason: str, permanent: bool, at: datetime) -> None:
-        """Record a failure; a transient one leaves the delivery open for a retry, up to a limit."""
+        """Record a failure; a transient one leaves the delivery open for a retry."""
         if self.is_settled:
             return
-        if not permanent and self.transient_failures + 1 >= MAX_TRANSIENT_FAILURES:
-            permanent = True
-            reason = f"{reason} (gave up after {MAX_TRANSIENT_FAILURES} attempts)"
         self._failed(
             journey_id=self.journey_id, step=self.step, channel=self.channel, reason=reason, permanent=permanent, at=at
         )
 
     @event(Failed)
     def _failed(self, journey_id: str, step: str, channel: str, reason: str, permanent: bool, at: datetime) -> None:
+        self.pending_attempt = False
         if permanent:
             self.outcome = DeliveryOutcome.FAILED
         else:
             self.transient_failures += 1
+            self.trouble_since = self.trouble_since or at
 
     def defer(self, until: datetime, reason: str, at: datetime, transient: bool = False) -> None:
         """Hold the message until ``until`` (quiet hours, a cap, or a retry after a transient failure)."""
@@ -201,8 +203,10 @@ class Delivery(Aggregate):
         self, journey_id: str, step: str, channel: str, until: datetime, reason: str, transient: bool, at: datetime
     ) -> None:
         self.deferred_until = until
+        self.pending_attempt = False
         if transient:
             self.transient_failures += 1
+            self.trouble_since = self.trouble_since or at
 
     def dispatching(self, at: datetime) -> None:
         """Recorded just before the message is handed to the channel: after a crash, a delivery
@@ -212,10 +216,12 @@ class Delivery(Aggregate):
     @event(Dispatching)
     def _dispatching(self, attempt: int, at: datetime) -> None:
         self.attempts = attempt
+        self.pending_attempt = True
 
     @property
     def in_doubt(self) -> bool:
-        return self.outcome is None and self.attempts > self.transient_failures
+        """Handed to the channel with no outcome recorded since (a crash came in between)."""
+        return self.outcome is None and self.pending_attempt
 
     def record_receipt(self, status: str, error_code: str, at: datetime) -> None:
         """What the provider later said about delivery (delivered, undelivered, failed …)."""
@@ -242,6 +248,7 @@ class Delivery(Aggregate):
     @event(Skipped)
     def _skipped(self, journey_id: str, step: str, channel: str, reason: str, at: datetime) -> None:
         self.outcome = DeliveryOutcome.SKIPPED
+        self.pending_attempt = False
 
 
 keep_topics("engine.domain.delivery", Delivery)
