@@ -164,3 +164,27 @@ def test_a_capped_message_in_the_same_pass_waits_for_the_cap_instead_of_being_dr
     engine.run(until=clock.now() + timedelta(days=8))
     times = sms_times(tmp_path, engine)
     assert len(times) == 3 and times[2] == times[0] + timedelta(days=7)
+
+
+def test_without_a_policy_file_sms_keep_quiet_hours_in_the_country_of_the_phone_number(
+    make_engine: MakeEngine, tmp_path: Path
+) -> None:
+    """No contact_policy.yaml and no country captured: the phone number says China, and the
+    built-in windows keep a marketing SMS captured at 01:53 Shanghai until 09:00 there."""
+    shanghai = ZoneInfo("Asia/Shanghai")
+    night = datetime(2026, 3, 3, 1, 53, tzinfo=shanghai)
+    clock = VirtualClock(night.astimezone(UTC))
+    folder = journeys_folder(tmp_path, config=("segments.yaml",), one=ONE_SMS)
+    assert not (folder / "config" / "contact_policy.yaml").exists()
+    engine = make_engine(clock=clock, settings={"journeys_dir": folder})
+    contact = {
+        "name": "Li Lei",
+        "phone": "+8613800138111",
+        "email": None,
+        "language": "en",
+        "timezone": "Asia/Shanghai",
+    }
+    engine.leads.capture_leads([young_pro(1, contact=contact, consents={"sms": True}, captured_at=clock.now())])
+    engine.run(until=clock.now() + timedelta(hours=12))
+    [sent_at] = sms_times(tmp_path, engine)
+    assert sent_at.astimezone(shanghai) == datetime(2026, 3, 3, 9, 0, tzinfo=shanghai)

@@ -16,9 +16,11 @@ import hmac
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import phonenumbers
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import ProcessRecorder, Tracking
 from eventsourcing.utils import get_topic
@@ -81,6 +83,20 @@ def backoff(send_id: UUID, attempt: int) -> timedelta:
     jitter = int.from_bytes(hashlib.sha256(f"{send_id}{attempt}".encode()).digest()[:2], "big") / 65535
     delay: timedelta = base * (0.8 + 0.4 * jitter)
     return delay
+
+
+def country_of(contact: dict[str, Any]) -> str | None:
+    """The lead's country for contact rules: as captured, else the phone number's (E.164)."""
+    if contact.get("country"):
+        return str(contact["country"]).upper()
+    phone = contact.get("phone")
+    if not phone:
+        return None
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(str(phone), None))
+    except phonenumbers.NumberParseException:
+        return None
+    return region if region and region != "ZZ" else None
 
 
 def _zone(name: str | None) -> ZoneInfo | None:
@@ -391,7 +407,7 @@ class Deliveries(Application[UUID]):
         """Quiet hours or a frequency cap: defer (or skip, by the step's policy); '' if it may go now."""
         step = self._step(d)
         zone = _zone(lead.contact.get("timezone"))
-        window = self.policy.window(lead.contact.get("country"), d.channel, zone is not None)
+        window = self.policy.window(country_of(lead.contact), d.channel, zone is not None)
         if window is not None and d.channel != "webhook":
             tz = zone or self.default_tz
             opening = window.next_opening(now, tz)

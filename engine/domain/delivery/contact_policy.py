@@ -119,11 +119,13 @@ def parse_contact_policy(data: Any, source: str = "contact_policy.yaml") -> Cont
     return ContactPolicy(tuple(windows), strictest, tuple(caps))
 
 
-#: Used when no contact_policy.yaml exists: DOMAIN.md's defaults.
+#: Used when no contact_policy.yaml exists: DOMAIN.md's defaults, and the strictest window for
+#: SMS and calls in every other country (a lead's country comes from its phone number).
 DEFAULT_POLICY = ContactPolicy(
     windows=(
         Window(time(8), time(21), frozenset({"US"}), frozenset({"sms", "phone"})),
         Window(time(9), time(20), frozenset({"CN"}), frozenset({"sms"})),
+        Window(time(9), time(20), frozenset({"*"}), frozenset({"sms", "phone"})),
     ),
     strictest=Window(time(9), time(20)),
     caps=(Cap("sms", "marketing", 2, timedelta(days=7)), Cap("email", "marketing", 3, timedelta(days=7))),
