@@ -183,7 +183,9 @@ def serve(
 
     s = settings()
     engine = engine_for(s)
-    uvicorn.run(create_app(engine, s.unsubscribe_secret.get_secret_value()), host=host, port=port)
+    uvicorn.run(
+        create_app(engine, s.unsubscribe_secret.get_secret_value(), s.default_phone_region), host=host, port=port
+    )
 
 
 @consent_app.command("opt-out")

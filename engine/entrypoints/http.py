@@ -17,6 +17,7 @@ from engine.application.delivery.app import check_unsubscribe_token
 from engine.application.engine import Engine
 from engine.domain.delivery.suppression import is_opt_out
 from engine.domain.shared.errors import LeadNotFoundError
+from engine.entrypoints.schemas import normalise_phone
 
 PAGE = """<!doctype html><html lang="{lang}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title></head>
@@ -24,8 +25,8 @@ PAGE = """<!doctype html><html lang="{lang}"><head><meta charset="utf-8">
 <h1 style="font-size: 1.4rem">{title}</h1>{body}</body></html>"""
 
 
-def create_app(engine: Engine, secret: str) -> FastAPI:
-    """The HTTP API around one engine."""
+def create_app(engine: Engine, secret: str, phone_region: str = "CN") -> FastAPI:
+    """The HTTP API around one engine; numbers without +country are read in ``phone_region``."""
     app = FastAPI(title="huoke", docs_url=None, redoc_url=None)
 
     def verify(lead_id: UUID, channel: str, token: str) -> None:
@@ -91,9 +92,14 @@ def create_app(engine: Engine, secret: str) -> FastAPI:
 
     @app.post("/sms/inbound")
     def sms_inbound(from_: Annotated[str, Form(alias="From")], body: Annotated[str, Form(alias="Body")]) -> Response:
-        """A reply from a lead (Twilio's webhook form). Opt-out keywords take effect at once."""
+        """A reply from a lead (Twilio's webhook form). Opt-out keywords take effect at once, for
+        the number as the import writes it (E.164), however the provider spelled it."""
+        problems: list[str] = []
+        phone = normalise_phone(from_, phone_region, problems)
+        if phone is None:
+            raise HTTPException(status_code=400, detail="; ".join(problems) or "no sender number")
         if is_opt_out(body):
-            engine.sms_reply_opt_out(from_, body, engine.clock.now())
+            engine.sms_reply_opt_out(phone, body, engine.clock.now())
         return Response('<?xml version="1.0" encoding="UTF-8"?><Response/>', media_type="application/xml")
 
     @app.post("/sms/status")

@@ -50,7 +50,9 @@ def test_opt_out_keywords(text: str) -> None:
     assert is_opt_out(text)
 
 
-@pytest.mark.parametrize("text", ["Stop calling me maybe", "thanks", "TT", "好的", "yes"])
+@pytest.mark.parametrize(
+    "text", ["When will the money stop being pending in my account", "thanks", "TT", "好的", "yes"]
+)
 def test_ordinary_replies_are_not_opt_outs(text: str) -> None:
     assert not is_opt_out(text)
 
@@ -92,6 +94,18 @@ def test_sms_reply_keyword_stops_the_next_sms_and_blocks_reimport(
         [young_pro(77, contact={"name": "Alex", "phone": "+8613800130001", "email": None, "language": "en"})]
     )
     assert "opted out earlier (suppression list)" in again[0].error
+
+
+@pytest.mark.parametrize("sender", ["13800130001", "+86 138 0013 0001", "138-0013-0001"])
+def test_a_reply_from_a_local_or_spaced_number_opts_out_the_lead(
+    make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path, sender: str
+) -> None:
+    engine, _ = follow_ups(make_engine, clock)
+    client = TestClient(create_app(engine, "s3cret", "CN"))
+    assert client.post("/sms/inbound", data={"From": sender, "Body": "STOP please"}).status_code == 200
+    engine.run(until=clock.now() + timedelta(days=30))
+    assert len(sms_lines(tmp_path / "outbox")) == 1  # no reminder SMS
+    assert client.post("/sms/inbound", data={"From": "not a number", "Body": "STOP"}).status_code == 400
 
 
 def test_agent_note_opt_out_applies_before_the_next_send(
