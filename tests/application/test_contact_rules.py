@@ -67,7 +67,9 @@ def test_sms_at_night_in_new_york_waits_for_8am_there_across_the_dst_change(
     assert sent_at == datetime(2026, 3, 8, 8, 0, tzinfo=NEW_YORK)  # 08:00 EDT = 12:00 UTC
     assert sent_at.astimezone(UTC).hour == 12
     whats = [(t["what"], t["why"]) for t in lead_timeline(engine, out.lead_id)["timeline"]]  # type: ignore[arg-type]
-    assert any(w.startswith("sms held until") and "08:00-21:00 America/New_York" in y for w, y in whats)
+    assert any(
+        w.startswith("sms at hello of one-sms held until") and "08:00-21:00 America/New_York" in y for w, y in whats
+    )
 
 
 def test_unknown_time_zone_gets_the_most_restrictive_window(make_engine: MakeEngine, tmp_path: Path) -> None:

@@ -106,7 +106,10 @@ def test_withdrawn_consent_skips_the_follow_up_with_a_reason(
     assert len(sms_lines(tmp_path / "outbox")) == 1
     doc = lead_timeline(engine, outcome.lead_id)  # type: ignore[arg-type]
     skipped = [t for t in doc["timeline"] if t["event"] == "Delivery.Skipped"]
-    assert [(s["what"], s["why"]) for s in skipped] == [("sms not sent", "consent withdrawn")]
+    assert [(s["what"], s["why"]) for s in skipped] == [
+        ("sms at reminder of seniors-advisor not sent", "consent withdrawn")
+    ]
+    assert not [t for t in doc["timeline"] if t["event"] == "Delivery.Dispatching"]  # bookkeeping, not a fact
     assert {m["step"]: m["skipped"] for m in funnel_report(engine)["messages"]}["reminder"] == 1
 
 

@@ -87,7 +87,11 @@ def test_a_goal_reached_in_another_process_stops_a_held_message(
         "Huoke Lending: Alex, we have your loan application and will let you know the decision soon. "
         "Questions: 400-800-8888. Reply STOP to opt out."
     ]
-    skipped = [t["why"] for t in lead_timeline(worker, outcome.lead_id)["timeline"] if t["what"] == "sms not sent"]
+    skipped = [
+        t["why"]
+        for t in lead_timeline(worker, outcome.lead_id)["timeline"]
+        if t["what"].startswith("sms at") and t["what"].endswith("not sent")
+    ]
     assert skipped == ["lead left the journey before sending: goal_reached (stage applied)"]
 
 
@@ -172,3 +176,30 @@ def test_a_message_in_doubt_after_a_crash_is_resent_or_held_as_configured(
     timeline = lead_timeline(engine, outcome.lead_id)["timeline"]  # type: ignore[arg-type]
     held = [t["why"] for t in timeline if t["event"] == "Delivery.Skipped"]
     assert len(held) == (0 if resent else 1) and all("held for review" in why for why in held)
+
+
+def test_a_message_that_left_just_before_a_crash_is_reconciled_with_its_recipient(
+    make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
+    """The SMS was written to the outbox, then the process died before recording it: the next
+    run finds it there and records it sent, to the lead's number, without sending it again."""
+    engine = make_engine()
+    [outcome] = engine.leads.capture_leads([young_pro()])
+    engine.journeys.process_lead_events(engine.leads)
+    engine.deliveries.request_messages(engine.journeys)
+    notes = engine.deliveries.recorder.select_notifications(start=None, limit=10)
+    deliveries = [engine.deliveries.get_delivery(UUID(str(n.originator_id))) for n in notes]
+    sms = next(d for d in deliveries if d is not None and d.channel == "sms")
+    sms.dispatching(clock.now())
+    engine.deliveries.save(sms)
+    outbox = tmp_path / "outbox"
+    outbox.mkdir(exist_ok=True)
+    line = {"send_id": str(sms.id), "to": "+8613800130001", "text": "…", "locale": "en", "template_variant": ""}
+    (outbox / "sms.jsonl").write_text(json.dumps(line) + "\n", encoding="utf-8")
+    restarted = make_engine()
+    report = restarted.run()
+    assert report.dispatch.reconciled == 1
+    assert [s["send_id"] for s in sms_lines(outbox)] == [str(sms.id)]  # not sent again
+    timeline = lead_timeline(restarted, outcome.lead_id)["timeline"]  # type: ignore[arg-type]
+    sent = [t["what"] for t in timeline if t["event"] == "Delivery.Sent" and t["what"].startswith("sms")]
+    assert sent == ["sms sent to +8613800130001"]

@@ -85,6 +85,10 @@ def backoff(send_id: UUID, attempt: int) -> timedelta:
     return delay
 
 
+#: Where a channel's messages go, in the lead's contact details.
+_ADDRESS = {"email": "email", "sms": "phone"}
+
+
 def country_of(contact: dict[str, Any]) -> str | None:
     """The lead's country for contact rules: as captured, else the phone number's (E.164)."""
     if contact.get("country"):
@@ -275,7 +279,8 @@ class Deliveries(Application[UUID]):
                 continue
             if ref is not None:
                 # Sent before a crash, outcome not recorded: reconcile, never resend.
-                d.mark_sent("", "", "", "", ref, now)
+                lead = current.get(d.lead_id) or leads.get_lead(d.lead_id)
+                d.mark_sent(lead.contact.get(_ADDRESS.get(d.channel, "")) or "", "", "", "", ref, now)
                 report.reconciled += 1
                 continue
             if d.in_doubt and self.retries.in_doubt == "hold":

@@ -20,6 +20,8 @@ def _when(e: Any) -> datetime:
 
 def describe(e: Any) -> tuple[str, str]:
     """(what happened, why) for one event, in a marketer's words."""
+    if type(e).__qualname__.startswith("Delivery."):
+        return _describe_delivery(e)
     match e:
         case Lead.Captured():
             partner = f" via {e.source['partner']}" if e.source.get("partner") else ""
@@ -106,17 +108,25 @@ def describe(e: Any) -> tuple[str, str]:
             return f"{e.channel} message '{e.template}' requested", e.reason
         case Enrolment.Exited():
             return f"left journey: {e.reason}", e.detail
+    return type(e).__qualname__, ""
+
+
+def _describe_delivery(e: Any) -> tuple[str, str]:
+    match e:
         case Delivery.Sent():
-            return f"{e.channel} sent to {e.recipient} ({e.locale})", f"step {e.step} of {e.journey_id}"
+            locale = f" ({e.locale})" if e.locale else ""
+            recovered = "" if e.locale else "; found sent after a restart, not sent again"
+            return f"{e.channel} sent to {e.recipient}{locale}", f"step {e.step} of {e.journey_id}{recovered}"
         case Delivery.Failed():
             kind = "failed" if e.permanent else "failed, will retry"
-            return f"{e.channel} {kind}", e.reason
+            return f"{e.channel} at {e.step} of {e.journey_id} {kind}", e.reason
         case Delivery.Deferred():
-            return f"{e.channel} held until {e.until.astimezone(UTC):%Y-%m-%d %H:%M} UTC", e.reason
+            until = f"{e.until.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+            return f"{e.channel} at {e.step} of {e.journey_id} held until {until}", e.reason
         case Delivery.ReceiptRecorded():
             return f"delivery receipt: {e.status}", f"provider error {e.error_code}" if e.error_code else "provider"
         case Delivery.Skipped():
-            return f"{e.channel} not sent", e.reason
+            return f"{e.channel} at {e.step} of {e.journey_id} not sent", e.reason
         case Delivery.AddressBounced():
             return f"{e.channel} address {e.recipient} refused for good", e.reason
     return type(e).__qualname__, ""
@@ -135,7 +145,7 @@ def lead_timeline(engine: Engine, lead_id: UUID) -> dict[str, Any]:
                 events += [
                     ("delivery", d)
                     for d in engine.deliveries.events.get(e.send_id)
-                    if not isinstance(d, Delivery.Requested)
+                    if not isinstance(d, Delivery.Requested | Delivery.Dispatching)  # the marker is bookkeeping
                 ]
     events.sort(key=lambda pair: _when(pair[1]))
     timeline = []
