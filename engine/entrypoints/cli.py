@@ -342,6 +342,10 @@ def report_journeys(as_json: JsonOpt = False) -> None:
 # ---- demo --------------------------------------------------------------------------------
 
 
+#: The file that marks a folder as the demo's own (so --dir never deletes anything else).
+DEMO_MARKER = ".huoke-demo"
+
+
 @app.command("demo")
 def demo(
     leads: Annotated[int, typer.Option(help="how many leads to simulate")] = 3000,
@@ -353,16 +357,16 @@ def demo(
     from engine.entrypoints.demo_runner import run_demo
 
     base = settings()
-    if folder.exists():
-        shutil.rmtree(folder)
-    s = base.model_copy(
-        update={
-            "data_dir": folder / "data",
-            "outbox_dir": folder / "outbox",
-            "database_url": "",
-            "email_transport": "outbox",
-        }
-    )
+    marker = folder / DEMO_MARKER
+    if folder.exists() and any(folder.iterdir()):
+        if not marker.exists():
+            fail(f"{folder} is not empty and was not made by huoke demo: nothing was deleted; choose another --dir")
+        shutil.rmtree(folder)  # a previous demo's folder: start afresh
+    folder.mkdir(parents=True, exist_ok=True)
+    marker.write_text("made by huoke demo; `huoke demo --dir` may delete and remake this folder\n")
+    # The demo keeps its own store; e-mail goes where HUOKE_EMAIL_TRANSPORT says (the outbox by
+    # default, or an SMTP server such as Mailpit with HUOKE_EMAIL_TRANSPORT=smtp).
+    s = base.model_copy(update={"data_dir": folder / "data", "outbox_dir": folder / "outbox", "database_url": ""})
     doc = run_demo(s, leads, days, folder, quiet=as_json, console=err)
     if as_json:
         emit_json(doc)
@@ -376,8 +380,9 @@ def demo(
         )
     bands = ", ".join(f"{b['kind']} {b['band']}: {b['leads']}" for b in doc["score_bands"])
     console.print(f"leads by score band — {bands}")
+    where = f"in {folder / 'outbox' / 'email'}" if s.email_transport == "outbox" else f"to {s.smtp_host}:{s.smtp_port}"
     console.print(
-        f"\noutbox: {doc['outbox']['emails']} e-mails in {folder / 'outbox' / 'email'}, "
+        f"\n{doc['outbox']['emails']} e-mails sent {where}, "
         f"{doc['outbox']['sms']} SMS in {folder / 'outbox' / 'sms.jsonl'}"
     )
     console.print(

@@ -121,8 +121,8 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
                 )
     engine.refresh_views()
     outbox = s.outbox_dir
-    sms = sum(1 for _ in (outbox / "sms.jsonl").open(encoding="utf-8")) if (outbox / "sms.jsonl").exists() else 0
-    emails = len(list((outbox / "email").glob("*.eml"))) if (outbox / "email").exists() else 0
+    sms = (outbox / "sms.jsonl").read_bytes().count(b"\n") if (outbox / "sms.jsonl").exists() else 0
+    emails = sum(int(r["n"]) for r in engine.funnel.messages() if r["channel"] == "email" and r["outcome"] == "sent")
     example = next((r for r in leads if r["source_channel"] == "car_dealer" and r.get("email")), leads[0])
     return {
         "schema": "huoke.demo/1",

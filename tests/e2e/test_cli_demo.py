@@ -1,0 +1,54 @@
+"""`huoke demo` as a user runs it: it never deletes a folder it did not make, and it sends
+e-mail where HUOKE_EMAIL_TRANSPORT says."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from engine.entrypoints.cli import app
+from tests.e2e.smtp_server import Sink
+from tests.helpers import cli_environment
+
+pytestmark = pytest.mark.slow  # each demo trains a model on a 20,000-loan back book
+runner = CliRunner()
+SMALL = ["--leads", "150", "--days", "4", "--json"]
+
+
+def test_demo_refuses_a_folder_it_did_not_make_and_remakes_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli_environment(tmp_path, monkeypatch)
+    theirs = tmp_path / "reports"
+    theirs.mkdir()
+    (theirs / "q3.xlsx").write_text("precious")
+    refused = runner.invoke(app, ["demo", "--dir", str(theirs), *SMALL])
+    assert refused.exit_code == 1 and "not empty and was not made by huoke demo" in refused.stderr
+    assert (theirs / "q3.xlsx").read_text() == "precious"
+    mine = tmp_path / "demo"
+    first = runner.invoke(app, ["demo", "--dir", str(mine), *SMALL])
+    assert first.exit_code == 0, first.stderr
+    again = runner.invoke(app, ["demo", "--dir", str(mine), *SMALL])
+    assert again.exit_code == 0 and json.loads(again.stdout)["funnel"] == json.loads(first.stdout)["funnel"]
+
+
+@pytest.mark.smtp
+def test_demo_sends_e_mail_over_smtp_when_told_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mail_server: tuple[Sink, int, str]
+) -> None:
+    sink, port, _ = mail_server
+    cli_environment(tmp_path, monkeypatch)
+    for key, value in {
+        "HUOKE_EMAIL_TRANSPORT": "smtp",
+        "HUOKE_SMTP_HOST": "127.0.0.1",
+        "HUOKE_SMTP_PORT": str(port),
+    }.items():
+        monkeypatch.setenv(key, value)
+    result = runner.invoke(app, ["demo", "--dir", str(tmp_path / "demo"), *SMALL])
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["outbox"]["emails"] == len(sink.ids) > 0
+    assert not list((tmp_path / "demo" / "outbox").glob("email/*.eml"))
