@@ -11,16 +11,58 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound, meta
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
+from engine.application.journeys.catalog import TemplateReport
 from engine.application.ports import RenderedMessage, RenderError
 
 PARTS = {"email": ("subject", "txt", "html"), "sms": ("txt",), "webhook": ("txt",)}
+#: Jinja tags and expressions (removed before looking at what a template's own text states).
+_JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+#: A rate stated in a template's text: a percentage figure, or the words for a rate or APR.
+_RATE = re.compile(r"\d+(?:[.,]\d+)?\s*%|\b(?:APR|interest rate|rates?)\b|年化|利率|费率", re.I)
+
+
+@dataclass(frozen=True)
+class _Read:
+    names: set[str]
+    guarded: set[str]
+    rates: list[str]
+
+
+def _guarded(ast: nodes.Template) -> set[str]:
+    """Variables read only inside ``{% if x is defined %}`` (or in that test itself): a lead may
+    lack them and the template still renders."""
+    uses: dict[str, list[bool]] = {}
+
+    def walk(node: nodes.Node, guards: frozenset[str]) -> None:
+        if isinstance(node, nodes.If):
+            tests = [node.test, *node.test.find_all(nodes.Test)]  # find_all skips the node itself
+            tested = frozenset(
+                t.node.name
+                for t in tests
+                if isinstance(t, nodes.Test) and t.name == "defined" and isinstance(t.node, nodes.Name)
+            )
+            walk(node.test, guards | tested)
+            for child in node.body:
+                walk(child, guards | tested)
+            for child in [*node.elif_, *node.else_]:
+                walk(child, guards)
+            return
+        if isinstance(node, nodes.Name) and node.ctx == "load":
+            uses.setdefault(node.name, []).append(node.name in guards)
+        for child in node.iter_child_nodes():
+            walk(child, guards)
+
+    walk(ast, frozenset())
+    return {name for name, guarded in uses.items() if all(guarded)}
 
 
 class JinjaRenderer:
@@ -87,13 +129,16 @@ class JinjaRenderer:
 
     # ---- validation ------------------------------------------------------------------------
 
-    def check(self, channel: str, template: str, locales: tuple[str, ...]) -> tuple[list[str], set[str]]:
-        """Problems with a template in every promised locale, and the variables it reads."""
+    def check(self, channel: str, template: str, locales: tuple[str, ...]) -> TemplateReport:
+        """Problems with a template in every promised locale, the variables it reads, and where
+        its text states a rate."""
         problems: list[str] = []
         used: set[str] = set()
+        unguarded: set[str] = set()
+        rates: list[str] = []
         folder = self.root / channel / template
         if not folder.is_dir():
-            return [f"unknown {channel} template {template!r} (no folder {folder})"], used
+            return TemplateReport([f"unknown {channel} template {template!r} (no folder {folder})"])
         variants = {p.name.split(".txt.j2")[0] for p in folder.glob("*.txt.j2")}
         for locale in locales:
             if locale not in variants:
@@ -102,32 +147,39 @@ class JinjaRenderer:
             for part in PARTS[channel]:
                 name = f"{channel}/{template}/{variant}.{part}.j2"
                 try:
-                    found, names = self._variables(name)
+                    read = self._read(name)
                 except RenderError as e:
                     problems.append(str(e))
                     continue
-                if not found:
+                if read is None:
                     problems.append(f"{name} is missing")
-                used |= names
+                    continue
+                used |= read.names
+                unguarded |= read.names - read.guarded
+                rates += [f"{variant}.{part}: {found!r}" for found in read.rates]
         for locale in locales if channel != "webhook" else ():
             for part in ("txt", "html") if channel == "email" else ("txt",):
                 name = f"{channel}/_layout/{locale}.{part}.j2"
-                found, names = self._variables(name)
-                if not found:
+                layout = self._read(name)
+                if layout is None:
                     problems.append(f"{name} (compliance footer) is missing")
-                used |= names - {"body"}
-        return problems, used
+                    continue
+                used |= layout.names - {"body"}
+        return TemplateReport(problems, used, used - unguarded, rates)
 
-    def _variables(self, name: str) -> tuple[bool, set[str]]:
+    def _read(self, name: str) -> _Read | None:
+        """A template's variables (and those read only under ``{% if x is defined %}``) and the
+        rates its text states; None when there is no such file."""
         try:
             source, _, _ = self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
         except TemplateNotFound:
-            return False, set()
+            return None
         try:
             ast = self.env.parse(source)
         except TemplateError as e:
             raise RenderError(f"{name}:{getattr(e, 'lineno', 0) or 0}: template syntax: {e}") from e
-        return True, set(meta.find_undeclared_variables(ast)) - {"locale"}
+        names = set(meta.find_undeclared_variables(ast)) - {"locale"}
+        return _Read(names, _guarded(ast) & names, _RATE.findall(_JINJA.sub(" ", source)))
 
     def fingerprint(self) -> str:
         """Hash of every template file: recorded with each published journey version."""

@@ -12,6 +12,7 @@ from engine.adapters.yaml_files import load_yaml, strip_lines
 from engine.application.journeys.validation import load_definitions
 from engine.domain.journeys.parsing import parse_journey
 from engine.domain.shared.errors import JourneyValidationError
+from tests.builders import journey, send
 from tests.helpers import journeys_folder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -284,3 +285,72 @@ def test_every_step_kind_has_one_parser_and_the_parser_names_the_kinds_from_the_
     with pytest.raises(JourneyValidationError) as info:
         parse_journey({"id": "j", "entry": {"on": "lead_captured"}, "steps": [{"id": "a", "jump": "b"}]}, "j.yaml")
     assert f"a step needs exactly one of {', '.join(STEP_KINDS)}" in info.value.problems[0]
+
+
+def _sms_templates(tmp_path: Path, **texts: str) -> Path:
+    """The bundled templates plus SMS templates ``name=text`` (the same text in both locales)."""
+    import shutil
+
+    templates = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates", templates)
+    for name, text in texts.items():
+        (templates / "sms" / name).mkdir(parents=True)
+        for locale in ("zh-CN", "en"):
+            (templates / "sms" / name / f"{locale}.txt.j2").write_text(text, encoding="utf-8")
+    return templates
+
+
+def _one_sms(template: str, purpose: str = "marketing", journey_id: str = "j") -> str:
+    return journey(journey_id, send("a", "sms", template), purpose=purpose)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("{{ first_name }}: rates from 3.9% a year!", "states a rate"),
+        ("{{ first_name }}: our best rate, ask us", "states a rate"),
+        ("{{ first_name }}：低至年化3.9%", "states a rate"),
+        (
+            "{{ first_name }}: 3.9%{% if matched_apr is defined %} (APR {{ matched_apr }}){% endif %}",
+            "writes a rate figure (en.txt: '3.9%')",
+        ),
+    ],
+)
+def test_a_marketing_message_that_states_a_rate_must_show_the_apr(tmp_path: Path, text: str, problem: str) -> None:
+    templates = _sms_templates(tmp_path, promo=text)
+    folder = journeys_folder(tmp_path, j=_one_sms("promo"))
+    with pytest.raises(JourneyValidationError) as info:
+        load_definitions(folder, JinjaRenderer(templates), load_yaml, strip_lines)
+    assert any(problem in p for p in info.value.problems), info.value.problems
+
+
+def test_the_matched_apr_under_a_defined_test_passes_and_service_messages_may_mention_the_apr(tmp_path: Path) -> None:
+    templates = _sms_templates(
+        tmp_path,
+        promo="{{ first_name }}{% if matched_apr is defined %}: APR {{ matched_apr }}, every fee included{% endif %}",
+        approved="{{ first_name }}: approved. Check the APR in your contract.",
+        unguarded="{{ first_name }}: APR {{ matched_apr }}",
+    )
+    ok = journeys_folder(
+        tmp_path / "ok", j=_one_sms("promo"), s=_one_sms("approved", "service").replace("id: j", "id: s")
+    )
+    assert len(load_definitions(ok, JinjaRenderer(templates), load_yaml, strip_lines).journeys) == 2
+    bad = journeys_folder(tmp_path / "bad", j=_one_sms("unguarded"))
+    with pytest.raises(JourneyValidationError) as info:
+        load_definitions(bad, JinjaRenderer(templates), load_yaml, strip_lines)
+    assert any("uses 'matched_apr', which a lead may not have" in p for p in info.value.problems)
+
+
+def test_the_bundled_rate_messages_show_the_matched_apr_or_say_where_it_is() -> None:
+    renderer = JinjaRenderer(ROOT / "templates")
+    base = {"first_name": "Ann", "apply_url": "https://lender.example/apply", "hotline": "400", "sender_name": "B"}
+    matched = {**base, "matched_apr": "7.20%", "matched_product": "Home renovation loan"}
+    sms = renderer.render("sms", "renovation_reminder", "general", "en", matched).text
+    assert "APR 7.20% incl. all fees" in sms
+    assert "APR incl. all fees" in renderer.render("sms", "renovation_reminder", "general", "en", base).text
+    for template in ("renovation_offer", "yp_finish_application"):
+        for locale in ("en", "zh-CN"):
+            mail = renderer.render(
+                "email", template, "general", locale, {**matched, "postal_address": "1 Rd", "unsubscribe_url": "u"}
+            )
+            assert "7.20%" in mail.text and "7.20%" in (mail.html or "")
