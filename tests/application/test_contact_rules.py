@@ -190,3 +190,24 @@ def test_without_a_policy_file_sms_keep_quiet_hours_in_the_country_of_the_phone_
     engine.run(until=clock.now() + timedelta(hours=12))
     [sent_at] = sms_times(tmp_path, engine)
     assert sent_at.astimezone(shanghai) == datetime(2026, 3, 3, 9, 0, tzinfo=shanghai)
+
+
+def test_two_journeys_marketing_to_one_lead_are_spaced_a_day_apart_by_priority(
+    make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
+    """Two marketing journeys both welcome a new lead: the higher-priority one goes now, the other
+    waits a day (contact policy spacing) with the reason; it went in the same minute before."""
+    first = journey("first", send("hello", "email", "yp_quick_apply"), done(), priority=80)
+    second = journey("second", send("hello", "email", "yp_quick_apply"), done(), priority=20)
+    folder = journeys_folder(tmp_path, config=("segments.yaml", "contact_policy.yaml"), a=second, b=first)
+    engine = make_engine(settings={"journeys_dir": folder})
+    [out] = engine.leads.capture_leads([young_pro(1, captured_at=clock.now(), consents={"email": True})])
+    engine.run(until=clock.now() + timedelta(hours=2))
+    timeline = lead_timeline(engine, out.lead_id)["timeline"]  # type: ignore[arg-type]
+    sent = [t["why"] for t in timeline if t["event"] == "Delivery.Sent"]
+    assert sent == ["step hello of first"]
+    held = [t["why"] for t in timeline if t["event"] == "Delivery.Deferred"]
+    assert len(held) == 1 and held[0].startswith("spacing: first sent this lead marketing at")
+    engine.run(until=clock.now() + timedelta(days=2))
+    sent = [t["what"] for t in lead_timeline(engine, out.lead_id)["timeline"] if t["event"] == "Delivery.Sent"]  # type: ignore[arg-type]
+    assert len(sent) == 2

@@ -4,7 +4,7 @@ store (its own caches), as `huoke serve`, an agent's `consent opt-out` and a wor
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -203,3 +203,25 @@ def test_a_message_that_left_just_before_a_crash_is_reconciled_with_its_recipien
     timeline = lead_timeline(restarted, outcome.lead_id)["timeline"]  # type: ignore[arg-type]
     sent = [t["what"] for t in timeline if t["event"] == "Delivery.Sent" and t["what"].startswith("sms")]
     assert sent == ["sms sent to +8613800130001"]
+
+
+def test_contact_histories_stored_before_they_named_the_journey_still_count(
+    store: str, make_engine: MakeEngine
+) -> None:
+    """Fixture: a contact history as stored at af8b470 (Contacted v1, no journey_id)."""
+    from engine.domain.delivery.contact_history import ContactHistory
+
+    doc = json.loads((ROOT / "tests" / "fixtures" / "contact_history_v1_events.json").read_text(encoding="utf-8"))
+    engine = make_engine()
+    history_id = UUID(doc["history_id"])
+    engine.deliveries.recorder.insert_events(
+        [StoredEvent(history_id, e["originator_version"], e["topic"], e["state"].encode()) for e in doc["events"]]
+    )
+    history = engine.deliveries.repository.get(history_id)
+    assert isinstance(history, ContactHistory) and str(history.lead_id) == doc["lead_id"]
+    since = datetime(2026, 3, 1, tzinfo=UTC)
+    assert history.sent_since("email", "marketing", since) == [datetime(2026, 3, 2, 1, 0, tzinfo=UTC)]
+    assert history.last_from_another_journey("any", "marketing", since) == (
+        "another journey",
+        datetime(2026, 3, 2, 1, 0, tzinfo=UTC),
+    )

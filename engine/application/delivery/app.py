@@ -148,6 +148,7 @@ class _Pass:
     histories: dict[UUID, ContactHistory] = field(default_factory=dict)
     planned: dict[tuple[UUID, str], int] = field(default_factory=dict)
     lead_versions: dict[UUID, int] = field(default_factory=dict)  # per send: the lead's version decided on
+    marketing: dict[UUID, str] = field(default_factory=dict)  # lead -> journey of a marketing message this pass
 
 
 class Deliveries(Application[UUID]):
@@ -264,7 +265,7 @@ class Deliveries(Application[UUID]):
         report = state.report
         outgoing: dict[str, list[tuple[Delivery, OutgoingMessage]]] = {}
         current = leads.current(d.lead_id for d in batch)  # as committed now, in any process
-        for d in batch:
+        for d in sorted(batch, key=self._priority, reverse=True):  # stable: equal priorities keep their order
             now = self._now_for(d)
             channel = self.channels.get(d.channel)
             if channel is None:
@@ -381,7 +382,7 @@ class Deliveries(Application[UUID]):
             self.down.pop(d.channel, None)  # it answered: the channel is up again
             digest = hashlib.sha256((m.body.text + (m.body.html or "")).encode()).hexdigest()
             d.mark_sent(m.to, m.body.locale, m.body.variant, digest, result.provider_ref, now)
-            self._history(d.lead_id, state.histories).record(d.channel, self._purpose(d), d.id, now)
+            self._history(d.lead_id, state.histories).record(d.channel, self._purpose(d), d.id, now, d.journey_id)
             report.sent += 1
         elif result.permanent:
             d.mark_failed(result.reason, True, now)
@@ -434,7 +435,35 @@ class Deliveries(Application[UUID]):
                 until = sent[-cap.max] + cap.per if len(sent) >= cap.max else now + timedelta(minutes=1)
                 d.defer(until, reason, now)
                 return reason
-        return ""
+        return self._spacing(d, purpose, now, state, step)
+
+    def _spacing(self, d: Delivery, purpose: str, now: datetime, state: _Pass, step: SendStep | None) -> str:
+        """Marketing from two journeys meets the lead at most once per ``spacing``: the later one
+        (or, in the same pass, the lower-priority one) waits, or is skipped by the step's policy."""
+        spacing = self.policy.spacing
+        if purpose != "marketing" or not spacing:
+            return ""
+        other = state.marketing.get(d.lead_id)
+        if other is not None and other != d.journey_id:
+            last: tuple[str, datetime] | None = (other, now)
+        else:
+            history = self._history(d.lead_id, state.histories)
+            last = history.last_from_another_journey(d.journey_id, purpose, now - spacing)
+        if last is None:
+            state.marketing.setdefault(d.lead_id, d.journey_id)
+            return ""
+        journey, at = last
+        reason = (
+            f"spacing: {journey} sent this lead marketing at {at:%Y-%m-%d %H:%M} UTC; "
+            f"one journey's marketing per {_span(spacing)}"
+        )
+        if step is not None and step.when_capped == "skip":
+            return reason
+        d.defer(max(at + spacing, now + timedelta(minutes=1)), reason, now)
+        return reason
+
+    def _priority(self, d: Delivery) -> int:
+        return self.definition(d.journey_id, d.journey_version).priority if self.definition else 50
 
     def _step(self, d: Delivery) -> SendStep | None:
         if self.definition is None:

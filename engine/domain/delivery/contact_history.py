@@ -23,26 +23,46 @@ class ContactHistory(Aggregate):
         lead_id: UUID
 
     class Contacted(Aggregate.Event):
+        """v2 names the journey, so marketing from different journeys can be spaced apart."""
+
+        class_version = 2
         channel: str
         purpose: str
         send_id: UUID
         at: datetime
+        journey_id: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["journey_id"] = ""  # v1 did not record it: counted as another journey's
 
     @event(Opened)
     def __init__(self, lead_id: UUID) -> None:
         self.lead_id = lead_id
         self.sends: list[tuple[str, str, datetime]] = []
+        #: (journey, purpose, time) of every message, for spacing across journeys.
+        self.by_journey: list[tuple[str, str, datetime]] = []
 
     @staticmethod
     def create_id(lead_id: UUID, **_: Any) -> UUID:
         return contact_history_id(lead_id)
 
-    def record(self, channel: str, purpose: str, send_id: UUID, at: datetime) -> None:
-        self._contacted(channel=channel, purpose=purpose, send_id=send_id, at=at)
+    def record(self, channel: str, purpose: str, send_id: UUID, at: datetime, journey_id: str = "") -> None:
+        self._contacted(channel=channel, purpose=purpose, send_id=send_id, at=at, journey_id=journey_id)
 
     @event(Contacted)
-    def _contacted(self, channel: str, purpose: str, send_id: UUID, at: datetime) -> None:
+    def _contacted(self, channel: str, purpose: str, send_id: UUID, at: datetime, journey_id: str) -> None:
         self.sends.append((channel, purpose, at))
+        self.by_journey.append((journey_id, purpose, at))
+
+    def last_from_another_journey(self, journey_id: str, purpose: str, since: datetime) -> tuple[str, datetime] | None:
+        """The latest message for ``purpose`` after ``since`` from a journey other than
+        ``journey_id`` (one recorded before journeys were named counts as another's)."""
+        found = [(at, j) for j, p, at in self.by_journey if p == purpose and at > since and (j != journey_id or not j)]
+        if not found:
+            return None
+        at, journey = max(found)
+        return journey or "another journey", at
 
     def sent_since(self, channel: str, purpose: str, since: datetime) -> list[datetime]:
         """Times of the messages on ``channel`` for ``purpose`` after ``since``, oldest first."""

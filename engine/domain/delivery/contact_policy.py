@@ -65,6 +65,8 @@ class ContactPolicy:
     windows: tuple[Window, ...]
     strictest: Window
     caps: tuple[Cap, ...]
+    #: Marketing messages from different journeys to one lead at least this far apart (0: off).
+    spacing: timedelta = timedelta(0)
 
     def window(self, country: str | None, channel: str, zone_known: bool) -> Window | None:
         if not zone_known:
@@ -114,9 +116,16 @@ def parse_contact_policy(data: Any, source: str = "contact_policy.yaml") -> Cont
             problems.append(f"{source}: caps[{n}]: expected {{channel, purpose, max: N, per: 7d}}")
             continue
         caps.append(Cap(str(raw.get("channel")), str(raw.get("purpose", "marketing")), raw["max"], per))
+    spacing = timedelta(0)
+    if data.get("spacing") is not None:
+        parsed = parse_duration(data["spacing"])
+        if parsed is None:
+            problems.append(f"{source}: spacing: expected a duration like 1d or 12h, got {data['spacing']!r}")
+        else:
+            spacing = parsed
     if problems:
         raise JourneyValidationError(problems)
-    return ContactPolicy(tuple(windows), strictest, tuple(caps))
+    return ContactPolicy(tuple(windows), strictest, tuple(caps), spacing)
 
 
 #: Used when no contact_policy.yaml exists: DOMAIN.md's defaults, and the strictest window for
@@ -129,4 +138,5 @@ DEFAULT_POLICY = ContactPolicy(
     ),
     strictest=Window(time(9), time(20)),
     caps=(Cap("sms", "marketing", 2, timedelta(days=7)), Cap("email", "marketing", 3, timedelta(days=7))),
+    spacing=timedelta(days=1),
 )

@@ -240,6 +240,8 @@ class Journey:
     locales: tuple[str, ...]
     vars: dict[str, str] = field(default_factory=dict)
     offers: tuple[str, ...] = ()
+    #: 0-100: when two journeys' marketing messages meet the spacing rule, the higher goes first.
+    priority: int = 50
     purpose: Purpose = "marketing"
     source: str = ""
     content_hash: str = ""

@@ -43,6 +43,7 @@ _TOP_KEYS = {
     "locales",
     "vars",
     "offers",
+    "priority",
     LINE_KEY,
 }
 
@@ -104,6 +105,7 @@ def parse_journey(data: Any, source: str = "<journey>") -> Journey:
         locales=tuple(str(x) for x in (data.get("locales") or ["zh-CN", "en"])),
         vars={str(k): str(v) for k, v in (data.get("vars") or {}).items() if k != LINE_KEY},
         offers=tuple(str(x) for x in (data.get("offers") or [])),
+        priority=_priority(data.get("priority", 50), p),
         purpose=purpose,
         source=source,
         content_hash=content_hash(data),
@@ -217,3 +219,10 @@ def _parse_step(raw: Any, n: int, p: Problems) -> Step | None:
     nxt = str(raw["next"]) if raw.get("next") is not None else None
     body = raw[kind]
     return PARSERS[kind](sid, body, raw, nxt, line, where, p)
+
+
+def _priority(raw: Any, p: Problems) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= 100:
+        p.add("journey", f"'priority' must be a whole number from 0 to 100, got {raw!r}")
+        return 50
+    return raw
