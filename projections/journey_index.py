@@ -13,6 +13,7 @@ from eventsourcing.utils import get_topic
 
 from engine.application.partitions import ALL, Partitions, bucket_of
 from engine.application.ports import DueTimer
+from engine.domain.journeys.agent_task import AgentTask
 from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.journeys.lead_journeys import LeadJourneys
 from projections.base import SqlView, ViewProjection, partition_filter, sqlite_and_postgres
@@ -32,6 +33,10 @@ TOPICS = [
         Enrolment.MessageRequested,
         Enrolment.MessageSkipped,
         LeadJourneys.Refused,
+        AgentTask.Opened,
+        AgentTask.Claimed,
+        AgentTask.Reassigned,
+        AgentTask.Completed,
     )
 ]
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -49,7 +54,7 @@ def parse_ts(text: str) -> datetime:
 class JourneyIndex(SqlView):
     """Due timers (indexed by due time), enrolments, agent tasks and outcome counts."""
 
-    tables = ("due_timers", "lead_enrolments", "agent_tasks", "journey_outcomes")
+    tables = ("due_timers", "lead_enrolments", "agent_tasks", "task_states", "journey_outcomes")
     feeds = (("journeys", TOPICS),)
 
     def ddl(self) -> list[str]:
@@ -65,6 +70,9 @@ class JourneyIndex(SqlView):
             "CREATE TABLE IF NOT EXISTS {t_agent_tasks} (task_id TEXT PRIMARY KEY, lead_id TEXT NOT NULL, "
             "journey_id TEXT NOT NULL, step TEXT NOT NULL, kind TEXT NOT NULL, queue TEXT NOT NULL, "
             "note TEXT NOT NULL, due_at TEXT NOT NULL, created_at TEXT NOT NULL)",
+            # How agents work each task (a table of its own, so older stores need no migration).
+            "CREATE TABLE IF NOT EXISTS {t_task_states} (task_id TEXT PRIMARY KEY, queue TEXT NOT NULL, "
+            "agent TEXT NOT NULL, outcome TEXT NOT NULL, note TEXT NOT NULL, updated_at TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS {t_journey_outcomes} (journey_id TEXT NOT NULL, journey_version INTEGER "
             "NOT NULL, kind TEXT NOT NULL, label TEXT NOT NULL, n BIGINT NOT NULL, "
             "PRIMARY KEY (journey_id, journey_version, kind, label))",
@@ -164,6 +172,37 @@ class JourneyIndex(SqlView):
         )
         self._outcome(c, e.originator_id, "task", f"{e.kind} {e.queue}")
 
+    @apply.register
+    def _(self, e: AgentTask.Opened, c: Any) -> None:
+        c.execute(
+            self.q("INSERT INTO {t_task_states} VALUES (?, ?, '', '', '', ?) ON CONFLICT (task_id) DO NOTHING"),
+            (str(e.originator_id), e.queue, ts(e.at)),
+        )
+
+    @apply.register
+    def _(self, e: AgentTask.Claimed, c: Any) -> None:
+        c.execute(
+            self.q("UPDATE {t_task_states} SET agent = ?, updated_at = ? WHERE task_id = ?"),
+            (e.agent, ts(e.at), str(e.originator_id)),
+        )
+
+    @apply.register
+    def _(self, e: AgentTask.Reassigned, c: Any) -> None:
+        c.execute(
+            self.q("UPDATE {t_task_states} SET queue = ?, agent = ?, updated_at = ? WHERE task_id = ?"),
+            (e.queue, e.agent, ts(e.at), str(e.originator_id)),
+        )
+
+    @apply.register
+    def _(self, e: AgentTask.Completed, c: Any) -> None:
+        c.execute(
+            self.q(
+                "UPDATE {t_task_states} SET outcome = ?, note = ?, agent = CASE WHEN agent = '' THEN ? ELSE agent END, "
+                "updated_at = ? WHERE task_id = ?"
+            ),
+            (e.outcome, e.note, e.by, ts(e.at), str(e.originator_id)),
+        )
+
     def _outcome(self, c: Any, enrolment_id: Any, kind: str, label: str) -> None:
         c.execute(
             self.q(
@@ -226,12 +265,23 @@ class JourneyIndex(SqlView):
             sql, params = sql + " WHERE journey_id = ?", (journey_id,)
         return self.rows(sql + " ORDER BY journey_id, journey_version, kind, label", params)
 
-    def tasks(self, queue: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT task_id, lead_id, journey_id, step, kind, queue, note, due_at, created_at FROM {t_agent_tasks}"
-        params: tuple[Any, ...] = ()
+    def tasks(self, queue: str | None = None, include_done: bool = False) -> list[dict[str, Any]]:
+        """Agent tasks by due time, with how they are being worked: status open, claimed or
+        done; the queue and agent now; the outcome when done."""
+        sql = (
+            "SELECT t.task_id, t.lead_id, t.journey_id, t.step, t.kind, COALESCE(s.queue, t.queue) AS queue, "
+            "t.note, t.due_at, t.created_at, COALESCE(s.agent, '') AS agent, COALESCE(s.outcome, '') AS outcome, "
+            "CASE WHEN COALESCE(s.outcome, '') <> '' THEN 'done' WHEN COALESCE(s.agent, '') <> '' THEN 'claimed' "
+            "ELSE 'open' END AS status "
+            "FROM {t_agent_tasks} t LEFT JOIN {t_task_states} s ON s.task_id = t.task_id WHERE 1 = 1"
+        )
+        params: list[Any] = []
         if queue:
-            sql, params = sql + " WHERE queue = ?", (queue,)
-        return self.rows(sql + " ORDER BY due_at, task_id", params)
+            sql += " AND COALESCE(s.queue, t.queue) = ?"
+            params.append(queue)
+        if not include_done:
+            sql += " AND COALESCE(s.outcome, '') = ''"
+        return self.rows(sql + " ORDER BY t.due_at, t.task_id", params)
 
 
 class JourneyIndexProjection(ViewProjection):

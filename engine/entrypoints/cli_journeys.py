@@ -22,7 +22,9 @@ from engine.application.journeys.publishing import (
     unpublished_changes,
 )
 from engine.application.journeys.simulation import Arrival, arrivals_from_store, first_moment, replay
+from engine.application.journeys.tasks import claim_task, complete_task, reassign_task, task_documents
 from engine.bootstrap import load_journey_definitions, renderer_for, sandbox
+from engine.domain.journeys.agent_task import OUTCOMES
 from engine.domain.journeys.journey import Journey
 from engine.domain.shared.errors import HuokeError, JourneyValidationError, MigrationPlanError
 from engine.entrypoints.cli_common import (
@@ -371,25 +373,78 @@ def _print_simulation(reports: list[dict[str, Any]]) -> None:
 
 
 @tasks_app.command("list")
-def tasks_list(queue: Annotated[str | None, typer.Option()] = None, as_json: JsonOpt = False) -> None:
-    """Call and visit tasks journeys created, by due time."""
+def tasks_list(
+    queue: Annotated[str | None, typer.Option()] = None,
+    include_done: Annotated[bool, typer.Option("--all", help="done tasks too")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Call and visit tasks journeys created, by due time, with who to call and why."""
     engine = engine_for(settings())
     engine.refresh_views()
-    tasks = engine.index.tasks(queue)
+    tasks = task_documents(engine, queue, include_done)
     if as_json:
         emit_json({"schema": "huoke.tasks/1", "tasks": tasks})
         return
     table = Table(title=f"Agent tasks{f' for {queue}' if queue else ''}")
-    for col in ("due (UTC)", "kind", "queue", "lead", "journey / step", "note"):
-        table.add_column(col)
+    for col in ("task", "due (UTC)", "kind / queue", "lead", "phone", "why", "status"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("task", "phone"))
     for t in tasks:
+        lead = t["lead"]
+        status = (
+            t["status"] + (f": {t['agent']}" if t["agent"] else "") + (f" ({t['outcome']})" if t["outcome"] else "")
+        )
         table.add_row(
+            str(t["task_id"])[:8],
             t["due_at"][:16].replace("T", " "),
-            t["kind"],
-            t["queue"],
-            t["lead_id"][:8],
-            f"{t['journey_id']} / {t['step']}",
-            t["note"],
+            f"{t['kind']} / {t['queue']}",
+            f"{lead['name'] or '—'} ({lead['language'] or '?'})",
+            lead["phone"] or "—",
+            f"{t['note']} [{t['journey_id']} / {t['step']}]",
+            status,
         )
     console.print(table)
     err.print(f"{len(tasks)} task(s)")
+
+
+Agent = Annotated[str, typer.Option("--agent", help="who works the task (default: you)")]
+
+
+def _task_action(run: Any) -> None:
+    engine = engine_for(settings())
+    try:
+        engine.refresh_views()
+        task = run(engine)
+    except HuokeError as e:
+        fail(str(e))
+    finally:
+        engine.close()
+    state = task.outcome or (f"claimed by {task.agent}" if task.agent else f"open in {task.queue}")
+    console.print(f"task {str(task.id)[:8]}: {state}")
+
+
+@tasks_app.command("claim")
+def tasks_claim(task: str, agent: Agent = "") -> None:
+    """Take a task (by id or the first characters of it, as tasks list shows)."""
+    _task_action(lambda engine: claim_task(engine, task, agent or _author()))
+
+
+@tasks_app.command("complete")
+def tasks_complete(
+    task: str,
+    outcome: Annotated[str, typer.Option(help=f"one of {', '.join(OUTCOMES)}")],
+    note: Annotated[str, typer.Option(help="what was said")] = "",
+    agent: Agent = "",
+) -> None:
+    """Close a task with its outcome; opted_out withdraws the lead's marketing consent at once."""
+    _task_action(lambda engine: complete_task(engine, task, outcome, note, agent or _author()))
+
+
+@tasks_app.command("reassign")
+def tasks_reassign(
+    task: str,
+    queue: Annotated[str, typer.Option(help="another queue")] = "",
+    to: Annotated[str, typer.Option("--to", help="another agent (empty: back to the queue)")] = "",
+    agent: Agent = "",
+) -> None:
+    """Hand a task to another queue or agent."""
+    _task_action(lambda engine: reassign_task(engine, task, queue, to, agent or _author()))

@@ -103,3 +103,36 @@ def test_simulate_from_a_file_and_from_the_store(env: Path) -> None:
 def test_tasks_list(env: Path) -> None:
     doc = invoke_json("tasks", "list")
     assert doc["schema"] == "huoke.tasks/1" and isinstance(doc["tasks"], list)
+
+
+def test_a_loan_officer_claims_hands_on_and_completes_a_task(env: Path) -> None:
+    assert runner.invoke(app, ["run", "--until", "2026-03-25"]).exit_code == 0
+    tasks = invoke_json("tasks", "list")["tasks"]
+    assert tasks, "the seniors' journey gives advisors call tasks"
+    task = tasks[0]
+    assert task["status"] == "open" and task["lead"]["name"] and task["lead"]["phone"] and task["note"]
+    table = runner.invoke(app, ["tasks", "list"]).stdout
+    assert task["lead"]["phone"] in table and str(task["task_id"])[:8] in table
+    ref = str(task["task_id"])[:8]
+    assert runner.invoke(app, ["tasks", "claim", ref, "--agent", "wang"]).exit_code == 0
+    taken = runner.invoke(app, ["tasks", "claim", ref, "--agent", "li"])
+    assert taken.exit_code == 1 and "claimed by wang; reassign it first" in taken.stderr
+    moved = runner.invoke(app, ["tasks", "reassign", ref, "--queue", "branch_sh", "--to", "li", "--agent", "wang"])
+    assert moved.exit_code == 0 and "claimed by li" in moved.stdout
+    wrong = runner.invoke(app, ["tasks", "complete", ref, "--outcome", "maybe", "--agent", "li"])
+    assert wrong.exit_code == 1 and "unknown outcome 'maybe'" in wrong.stderr
+    done = runner.invoke(
+        app, ["tasks", "complete", ref, "--outcome", "opted_out", "--note", "no more", "--agent", "li"]
+    )
+    assert done.exit_code == 0 and "opted_out" in done.stdout
+    assert runner.invoke(app, ["run", "--until", "2026-03-26"]).exit_code == 0
+    after = {t["task_id"]: t for t in invoke_json("tasks", "list", "--all")["tasks"]}[task["task_id"]]
+    assert (after["status"], after["agent"], after["queue"], after["outcome"]) == (
+        "done",
+        "li",
+        "branch_sh",
+        "opted_out",
+    )
+    assert task["task_id"] not in {t["task_id"] for t in invoke_json("tasks", "list")["tasks"]}
+    lead = invoke_json("leads", "show", task["lead"]["id"])["lead"]
+    assert lead["consents"] and not any(lead["consents"].values())  # opted out on every channel

@@ -65,3 +65,7 @@ class MigrationPlanError(HuokeError):
 
 class TrainingError(HuokeError):
     """The data cannot train a model (too few rows, one class only, no usable column)."""
+
+
+class TaskStateError(HuokeError):
+    """An agent task cannot do that now (already done, claimed by someone else, unknown outcome)."""
