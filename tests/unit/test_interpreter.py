@@ -395,3 +395,16 @@ def test_on_timer_ends_on_an_exit_met_meanwhile_else_resumes() -> None:
         Exit("exit_criteria", "exit_when matched")
     ]
     assert interpreter.on_timer(journey(), "pause", ctx({"stage": "new"}))[0] == EndWait("pause")
+
+
+def test_a_journey_for_a_product_does_not_enrol_a_lead_no_product_of_that_kind_fits() -> None:
+    consumer = journey(entry={"on": "lead_captured"}, product="consumer")
+    no_fit = {"stage": "new", "loan_type": "consumer", "product_fit": "no_fit"}
+    refused = interpreter.check_entry(consumer, "lead_captured", no_fit)
+    assert (refused.entry, refused.reason) == (
+        interpreter.Entry.REFUSED,
+        "no consumer product fits this lead (product matcher)",
+    )
+    assert interpreter.check_entry(consumer, "lead_captured", {**no_fit, "product_fit": "fit"}).accepted
+    assert interpreter.check_entry(consumer, "lead_captured", {**no_fit, "loan_type": "auto"}).accepted
+    assert interpreter.check_entry(journey(entry={"on": "lead_captured"}), "lead_captured", no_fit).accepted

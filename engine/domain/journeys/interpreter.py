@@ -176,6 +176,9 @@ def check_entry(journey: Journey, trigger: str, facts: dict[str, Any]) -> EntryV
     ended = goal_or_exit(journey, facts, None, None)
     if ended and isinstance(ended[-1], Exit):
         return EntryVerdict(Entry.REFUSED, f"already meets exit: {ended[-1].detail}")
+    asked_for_it = journey.product is not None and facts.get("loan_type") == journey.product
+    if journey.purpose == "marketing" and asked_for_it and facts.get("product_fit") == "no_fit":
+        return EntryVerdict(Entry.REFUSED, f"no {journey.product} product fits this lead (product matcher)")
     return EntryVerdict(Entry.ACCEPTED, f"entered on {trigger.replace(':', ' ').replace('_', ' ')}")
 
 

@@ -242,6 +242,8 @@ class Journey:
     offers: tuple[str, ...] = ()
     #: 0-100: when two journeys' marketing messages meet the spacing rule, the higher goes first.
     priority: int = 50
+    #: The loan type this journey markets: a lead who asked for it and fits no product is not enrolled.
+    product: str | None = None
     purpose: Purpose = "marketing"
     source: str = ""
     content_hash: str = ""

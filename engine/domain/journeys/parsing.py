@@ -26,7 +26,7 @@ from engine.domain.journeys.step_parsers import PARSERS
 from engine.domain.shared.conditions import check_condition
 from engine.domain.shared.durations import parse_duration
 from engine.domain.shared.errors import JourneyValidationError
-from engine.domain.shared.fields import FIELDS
+from engine.domain.shared.fields import FIELDS, LOAN_TYPES
 from engine.domain.shared.values import Audience, Stage
 
 _TOP_KEYS = {
@@ -44,6 +44,7 @@ _TOP_KEYS = {
     "vars",
     "offers",
     "priority",
+    "product",
     LINE_KEY,
 }
 
@@ -106,6 +107,7 @@ def parse_journey(data: Any, source: str = "<journey>") -> Journey:
         vars={str(k): str(v) for k, v in (data.get("vars") or {}).items() if k != LINE_KEY},
         offers=tuple(str(x) for x in (data.get("offers") or [])),
         priority=_priority(data.get("priority", 50), p),
+        product=_product(data.get("product"), p),
         purpose=purpose,
         source=source,
         content_hash=content_hash(data),
@@ -226,3 +228,12 @@ def _priority(raw: Any, p: Problems) -> int:
         p.add("journey", f"'priority' must be a whole number from 0 to 100, got {raw!r}")
         return 50
     return raw
+
+
+def _product(raw: Any, p: Problems) -> str | None:
+    if raw is None:
+        return None
+    if raw not in LOAN_TYPES:
+        p.add("journey", f"'product' must be a loan type ({', '.join(LOAN_TYPES)}), got {raw!r}")
+        return None
+    return str(raw)
