@@ -93,3 +93,15 @@ def test_a_weak_credit_band_is_a_reason_and_an_unscored_lead_is_not_refused_for_
 def test_policy_may_only_exclude_segments() -> None:
     with pytest.raises(JourneyValidationError, match="policy: may only hold exclude_segments"):
         parse_catalogue({"policy": {"exclude_ages": [70]}, "products": []})
+
+
+def test_no_fit_lists_every_rule_a_product_refuses_not_just_the_first() -> None:
+    """An officer on the call can say everything that would have to change."""
+    m = match(CATALOGUE, facts(loan_amount=D(900_000), monthly_income=D(4_000), tier="other", credit_band="E"))
+    assert m is not None and m.product is None
+    quick = m.reasons["quick-consumer"].split("; ")
+    assert quick[0] == "amount 900,000 above maximum 300,000"
+    assert "monthly income 4,000 below 5,000" in quick
+    assert "tier other not in near_prime, prime" in quick
+    assert "credit band E not in A, B, C" in quick
+    assert any(r.startswith("DTI ") for r in quick)

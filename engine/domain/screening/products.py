@@ -75,14 +75,14 @@ def match(catalogue: Catalogue, facts: dict[str, Any]) -> Match | None:
     fits: list[tuple[Decimal, Product, Decimal, Decimal | None]] = []
     for p in (p for p in catalogue.products if p.type.value == loan_type):
         months = int(facts.get("loan_term_months") or p.term_months[1])
-        why = _refusal(p, amount, months, income, facts)
+        refused = _refusals(p, amount, months, income, facts)
         dti_after = None
-        if not why and amount is not None and income:
+        if amount is not None and income:
             dti_after = ((debt + p.payment_for(amount, months)) / income).quantize(Decimal("0.0001"))
             if dti_after > p.max_dti:
-                why = f"DTI {dti_after:.0%} > {p.max_dti:.0%}"
-        if why:
-            reasons[p.id] = why
+                refused.append(f"DTI {dti_after:.0%} > {p.max_dti:.0%}")
+        if refused:  # every rule the lead fails, so an officer can say what would change it
+            reasons[p.id] = "; ".join(refused)
             continue
         price = p.apr_for(amount, months) if amount is not None else p.rate
         fits.append((price, p, p.payment_for(amount, months) if amount is not None else Decimal(0), dti_after))
@@ -94,22 +94,26 @@ def match(catalogue: Catalogue, facts: dict[str, Any]) -> Match | None:
     return Match(best, price, payment or None, dti_after, reasons)
 
 
-def _refusal(p: Product, amount: Decimal | None, months: int, income: Decimal | None, facts: dict[str, Any]) -> str:
+def _refusals(
+    p: Product, amount: Decimal | None, months: int, income: Decimal | None, facts: dict[str, Any]
+) -> list[str]:
+    """Every eligibility rule of ``p`` the lead fails (DTI is checked by the caller)."""
+    out = []
     if amount is not None and amount > p.amount[1]:
-        return f"amount {amount:,.0f} above maximum {p.amount[1]:,.0f}"
+        out.append(f"amount {amount:,.0f} above maximum {p.amount[1]:,.0f}")
     if amount is not None and amount < p.amount[0]:
-        return f"amount {amount:,.0f} below minimum {p.amount[0]:,.0f}"
+        out.append(f"amount {amount:,.0f} below minimum {p.amount[0]:,.0f}")
     if not p.term_months[0] <= months <= p.term_months[1]:
-        return f"term {months} months outside {p.term_months[0]}-{p.term_months[1]}"
+        out.append(f"term {months} months outside {p.term_months[0]}-{p.term_months[1]}")
     if p.min_income and (income is None or income < p.min_income):
-        return f"monthly income {'unknown' if income is None else f'{income:,.0f}'} below {p.min_income:,.0f}"
+        out.append(f"monthly income {'unknown' if income is None else f'{income:,.0f}'} below {p.min_income:,.0f}")
     if p.tiers and facts.get("tier") not in p.tiers:
-        return f"tier {facts.get('tier')} not in {', '.join(sorted(p.tiers))}"
+        out.append(f"tier {facts.get('tier')} not in {', '.join(sorted(p.tiers))}")
     if p.regions and facts.get("region") not in p.regions:
-        return f"region {facts.get('region') or 'unknown'} not served"
+        out.append(f"region {facts.get('region') or 'unknown'} not served")
     if p.credit_bands and facts.get("credit_band") and facts["credit_band"] not in p.credit_bands:
-        return f"credit band {facts['credit_band']} not in {', '.join(sorted(p.credit_bands))}"
-    return ""
+        out.append(f"credit band {facts['credit_band']} not in {', '.join(sorted(p.credit_bands))}")
+    return out
 
 
 def parse_catalogue(data: Any, source: str = "products.yaml") -> Catalogue:
