@@ -225,3 +225,32 @@ def test_contact_histories_stored_before_they_named_the_journey_still_count(
         "another journey",
         datetime(2026, 3, 2, 1, 0, tzinfo=UTC),
     )
+
+
+def test_the_daily_review_redoes_a_batch_when_another_process_wrote_one_of_its_leads(
+    store: str, make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """The calendar review reads leads of every partition; one written by another process
+    meanwhile (an opt-out from serve) makes the batch read again and redo, never fail."""
+    worker, serve = make_engine(), make_engine()
+    [outcome] = worker.leads.capture_leads([young_pro()])
+    lead_id = outcome.lead_id
+    assert lead_id is not None
+    screen = worker.leads.screen
+    calls: list[int] = []
+
+    def screen_while_serve_writes(leads: Any, at: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:  # between the review's read and its save, another process writes
+            serve.leads.opt_out(lead_id, "all", "unsubscribe link", "one-click", clock.now())
+        for lead in leads:
+            lead.tag("reviewed", "calendar review", clock.now())
+        screen(leads, at)
+
+    worker.leads.screen = screen_while_serve_writes  # type: ignore[method-assign]
+    day = clock.now().date()
+    assert worker.leads.review_calendar(day, [lead_id], clock.now()) == 1
+    assert len(calls) == 2  # the batch was read again and redone
+    lead = worker.leads.fresh_lead(lead_id)
+    assert "reviewed" in lead.tags and not any(lead.consents.values())  # both changes kept
+    assert worker.leads.last_reviewed_day() == day

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from functools import partial
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -334,29 +335,43 @@ class Leads(Application[UUID]):
 
     def review_calendar(self, day: date, lead_ids: Iterable[UUID], at: datetime, batch_size: int = 1000) -> int:
         """Re-segment (and rescore) leads whose facts move with the calendar, as of ``at``; record
-        the day as reviewed in the same transaction as the last batch. Returns leads changed."""
+        the day as reviewed in the same transaction as the last batch. Returns leads changed.
+
+        The leads may belong to any worker's partitions, so a batch that meets a lead another
+        process wrote meanwhile is read again and redone (never a failed tick)."""
         ids = list(lead_ids)
+        if self._reviewed(day):
+            return 0
         changed = 0
+
+        def one_batch(batch: list[UUID], last: bool) -> int:
+            current = self.current(batch)  # as committed now, in any process
+            leads = [current.get(i) or self.get_lead(i) for i in batch]
+            self.screen(leads, at)
+            touched = [lead for lead in leads if lead.pending_events]
+            if not last:
+                save_batch(self, touched)
+                return len(touched)
+            review = self._review_record()
+            review.reviewed(day, len(ids), changed + len(touched), at)
+            save_batch(self, [*touched, review])
+            return len(touched)
+
+        for start in range(0, max(len(ids), 1), batch_size):
+            batch, last = ids[start : start + batch_size], start + batch_size >= len(ids)
+            changed += retry_conflicts(self, partial(one_batch, batch, last), self._forget_cache)
+        return changed
+
+    def _review_record(self) -> CalendarReview:
         try:
             review: CalendarReview = fresh_get(self, CALENDAR_REVIEW_ID)
         except AggregateNotFoundError:
             review = CalendarReview()
-        if review.last_day is not None and day <= review.last_day:
-            return 0
-        try:
-            for start in range(0, max(len(ids), 1), batch_size):
-                leads = [self.get_lead(i) for i in ids[start : start + batch_size]]
-                self.screen(leads, at)
-                touched = [lead for lead in leads if lead.pending_events]
-                changed += len(touched)
-                last = start + batch_size >= len(ids)
-                if last:
-                    review.reviewed(day, len(ids), changed, at)
-                save_batch(self, [*touched, review] if last else touched)
-        except Exception:
-            self._forget_cache()
-            raise
-        return changed
+        return review
+
+    def _reviewed(self, day: date) -> bool:
+        last = self._review_record().last_day
+        return last is not None and day <= last
 
     def lead_ids(self) -> list[UUID]:
         """Every captured lead, in capture order."""
