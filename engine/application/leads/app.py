@@ -407,7 +407,12 @@ class Leads(Application[UUID]):
     # ---- lifecycle -------------------------------------------------------------------------
 
     def record_lifecycle(self, commands: Iterable[RecordLifecycle]) -> list[Outcome]:
-        """Apply lifecycle facts in one transaction; each bad fact is reported, not stored."""
+        """Apply lifecycle facts in one transaction; each bad fact is reported, not stored. A lead
+        another process wrote meanwhile makes the batch read again and redo (facts are idempotent)."""
+        batch = list(commands)
+        return retry_conflicts(self, lambda: self._record_lifecycle(batch), self._forget_cache)
+
+    def _record_lifecycle(self, commands: list[RecordLifecycle]) -> list[Outcome]:
         pending: dict[UUID, Lead] = {}
         outcomes = []
         for cmd in commands:
@@ -421,12 +426,8 @@ class Leads(Application[UUID]):
                 continue
             pending[lead_id] = lead
             outcomes.append(Outcome(lead_id, changed=len(lead.pending_events) > before))
-        try:
-            self.screen(list(pending.values()), None)
-            save_batch(self, pending.values())
-        except Exception:
-            self._forget_cache()
-            raise
+        self.screen(list(pending.values()), None)
+        save_batch(self, pending.values())
         return outcomes
 
     def _apply_lifecycle(self, lead: Lead, cmd: RecordLifecycle, at: datetime) -> None:
