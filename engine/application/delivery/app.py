@@ -378,8 +378,9 @@ class Deliveries(Application[UUID]):
 
     def _settle(self, d: Delivery, m: OutgoingMessage, result: SendResult, state: _Pass) -> None:
         now, report = self._now_for(d), state.report
+        if not result.unreachable:
+            self.down.pop(d.channel, None)  # it answered (even with a refusal): the channel is up again
         if result.ok:
-            self.down.pop(d.channel, None)  # it answered: the channel is up again
             digest = hashlib.sha256((m.body.text + (m.body.html or "")).encode()).hexdigest()
             d.mark_sent(m.to, m.body.locale, m.body.variant, digest, result.provider_ref, now)
             self._history(d.lead_id, state.histories).record(d.channel, self._purpose(d), d.id, now, d.journey_id)
