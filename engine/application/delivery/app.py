@@ -339,11 +339,18 @@ class Deliveries(Application[UUID]):
         if items:
             self.channels[channel_name].send_batch([m for _, m in items], _Progress(self, leads, state, items))
 
+    def _gave_up(self, d: Delivery, now: datetime, since: datetime, why: str, state: _Pass) -> bool:
+        """Fail the message for good once it has been in trouble (since ``since``, or its own
+        first failure) for the whole retry window; the reason says so."""
+        if now - (d.trouble_since or since) < self.retries.retry_for:
+            return False
+        d.mark_failed(f"gave up after {_span(self.retries.retry_for)} of retries: {why}", True, now)
+        state.report.failed += 1
+        return True
+
     def _pause(self, d: Delivery, channel: str, since: datetime, until: datetime, why: str, state: _Pass) -> None:
         now = self._now_for(d)
-        if now - (d.trouble_since or since) >= self.retries.retry_for:
-            d.mark_failed(f"gave up after {_span(self.retries.retry_for)} of retries: {why}", True, now)
-            state.report.failed += 1
+        if self._gave_up(d, now, since, why, state):
             return
         d.defer(until, f"{channel} paused: {why} (down since {since:%Y-%m-%d %H:%M} UTC)", now, transient=True)
         state.report.deferred += 1
@@ -390,9 +397,8 @@ class Deliveries(Application[UUID]):
             report.failed += 1
             if result.bounced:
                 d.flag_bounced(m.to, result.reason, now)
-        elif now - (d.trouble_since or now) >= self.retries.retry_for:
-            d.mark_failed(f"gave up after {_span(self.retries.retry_for)} of retries: {result.reason}", True, now)
-            report.failed += 1
+        elif self._gave_up(d, now, now, result.reason, state):
+            return
         elif result.unreachable:
             since = self.down[d.channel][0] if d.channel in self.down else now
             probe_at = now + self.retries.probe_every

@@ -39,9 +39,8 @@ class ContactHistory(Aggregate):
     @event(Opened)
     def __init__(self, lead_id: UUID) -> None:
         self.lead_id = lead_id
-        self.sends: list[tuple[str, str, datetime]] = []
-        #: (journey, purpose, time) of every message, for spacing across journeys.
-        self.by_journey: list[tuple[str, str, datetime]] = []
+        #: (channel, purpose, time, journey) of every message sent.
+        self.sends: list[tuple[str, str, datetime, str]] = []
 
     @staticmethod
     def create_id(lead_id: UUID, **_: Any) -> UUID:
@@ -52,13 +51,12 @@ class ContactHistory(Aggregate):
 
     @event(Contacted)
     def _contacted(self, channel: str, purpose: str, send_id: UUID, at: datetime, journey_id: str) -> None:
-        self.sends.append((channel, purpose, at))
-        self.by_journey.append((journey_id, purpose, at))
+        self.sends.append((channel, purpose, at, journey_id))
 
     def last_from_another_journey(self, journey_id: str, purpose: str, since: datetime) -> tuple[str, datetime] | None:
         """The latest message for ``purpose`` after ``since`` from a journey other than
         ``journey_id`` (one recorded before journeys were named counts as another's)."""
-        found = [(at, j) for j, p, at in self.by_journey if p == purpose and at > since and (j != journey_id or not j)]
+        found = [(at, j) for _, p, at, j in self.sends if p == purpose and at > since and (j != journey_id or not j)]
         if not found:
             return None
         at, journey = max(found)
@@ -66,7 +64,7 @@ class ContactHistory(Aggregate):
 
     def sent_since(self, channel: str, purpose: str, since: datetime) -> list[datetime]:
         """Times of the messages on ``channel`` for ``purpose`` after ``since``, oldest first."""
-        return sorted(at for ch, p, at in self.sends if ch == channel and p == purpose and at > since)
+        return sorted(at for ch, p, at, _ in self.sends if ch == channel and p == purpose and at > since)
 
 
 keep_topics("engine.domain.contact_history", ContactHistory)
