@@ -228,6 +228,7 @@ def bootstrap(
         index=build_view(settings, "journey_index"),
         schedule=build_view(settings, "delivery_schedule"),
         screening=build_view(settings, "screening"),
+        desk=definitions.desk,
         parts=Partitions.every(count),
     )
     journeys.go_live(j.id for j, _ in definitions.journeys)

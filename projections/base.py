@@ -87,14 +87,14 @@ class SqlView(TrackingRecorder):
             c.execute(f"DELETE FROM {tracking} WHERE application_name <> '__migration__'")  # noqa: S608
 
 
-def partition_filter(parts: Partitions) -> tuple[str, tuple[int, ...]]:
-    """An ``AND …`` clause keeping rows of the owned partitions (by their ``bucket`` column)."""
+def partition_filter(parts: Partitions, column: str = "bucket") -> tuple[str, tuple[int, ...]]:
+    """An ``AND …`` clause keeping rows of the owned partitions (by their bucket ``column``)."""
     if parts.everything:
         return "", ()
     if not parts.owned:
         return " AND 1 = 0", ()
     marks = ", ".join("?" for _ in parts.owned)
-    return f" AND bucket % ? IN ({marks})", (parts.count, *sorted(parts.owned))
+    return f" AND {column} % ? IN ({marks})", (parts.count, *sorted(parts.owned))
 
 
 class ViewProjection(Projection[Any]):

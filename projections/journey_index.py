@@ -37,6 +37,9 @@ TOPICS = [
         AgentTask.Claimed,
         AgentTask.Reassigned,
         AgentTask.Completed,
+        AgentTask.Routed,
+        AgentTask.RoutingHeld,
+        AgentTask.Escalated,
     )
 ]
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -54,7 +57,7 @@ def parse_ts(text: str) -> datetime:
 class JourneyIndex(SqlView):
     """Due timers (indexed by due time), enrolments, agent tasks and outcome counts."""
 
-    tables = ("due_timers", "lead_enrolments", "agent_tasks", "task_states", "journey_outcomes")
+    tables = ("due_timers", "lead_enrolments", "agent_tasks", "task_states", "task_desk", "journey_outcomes")
     feeds = (("journeys", TOPICS),)
 
     def ddl(self) -> list[str]:
@@ -73,6 +76,12 @@ class JourneyIndex(SqlView):
             # How agents work each task (a table of its own, so older stores need no migration).
             "CREATE TABLE IF NOT EXISTS {t_task_states} (task_id TEXT PRIMARY KEY, queue TEXT NOT NULL, "
             "agent TEXT NOT NULL, outcome TEXT NOT NULL, note TEXT NOT NULL, updated_at TEXT NOT NULL)",
+            # The desk's view of each task: since when it is in its queue, whom it was routed to or
+            # why nobody could take it, whether it is overdue there (stores from before the desk:
+            # `huoke projections rebuild index` fills it for older tasks).
+            "CREATE TABLE IF NOT EXISTS {t_task_desk} (task_id TEXT PRIMARY KEY, bucket INTEGER NOT NULL, "
+            "queue_since TEXT NOT NULL, routed_to TEXT NOT NULL, held_reason TEXT NOT NULL, "
+            "escalated_at TEXT NOT NULL, escalations INTEGER NOT NULL)",
             "CREATE TABLE IF NOT EXISTS {t_journey_outcomes} (journey_id TEXT NOT NULL, journey_version INTEGER "
             "NOT NULL, kind TEXT NOT NULL, label TEXT NOT NULL, n BIGINT NOT NULL, "
             "PRIMARY KEY (journey_id, journey_version, kind, label))",
@@ -170,6 +179,13 @@ class JourneyIndex(SqlView):
             ),
             (str(e.task_id), e.step, e.kind, e.queue, e.note, ts(e.due_at), ts(e.at), str(e.originator_id)),
         )
+        c.execute(
+            self.q(
+                "INSERT INTO {t_task_desk} SELECT ?, bucket, ?, '', '', '', 0 FROM {t_lead_enrolments} "
+                "WHERE enrolment_id = ? ON CONFLICT (task_id) DO NOTHING"
+            ),
+            (str(e.task_id), ts(e.at), str(e.originator_id)),
+        )
         self._outcome(c, e.originator_id, "task", f"{e.kind} {e.queue}")
 
     @apply.register
@@ -192,6 +208,7 @@ class JourneyIndex(SqlView):
             self.q("UPDATE {t_task_states} SET queue = ?, agent = ?, updated_at = ? WHERE task_id = ?"),
             (e.queue, e.agent, ts(e.at), str(e.originator_id)),
         )
+        self._new_stint(c, e.originator_id, e.at)
 
     @apply.register
     def _(self, e: AgentTask.Completed, c: Any) -> None:
@@ -201,6 +218,42 @@ class JourneyIndex(SqlView):
                 "updated_at = ? WHERE task_id = ?"
             ),
             (e.outcome, e.note, e.by, ts(e.at), str(e.originator_id)),
+        )
+
+    @apply.register
+    def _(self, e: AgentTask.Routed, c: Any) -> None:
+        c.execute(
+            self.q("UPDATE {t_task_desk} SET routed_to = ?, held_reason = '' WHERE task_id = ?"),
+            (e.agent, str(e.originator_id)),
+        )
+
+    @apply.register
+    def _(self, e: AgentTask.RoutingHeld, c: Any) -> None:
+        c.execute(
+            self.q("UPDATE {t_task_desk} SET held_reason = ? WHERE task_id = ?"), (e.reason, str(e.originator_id))
+        )
+
+    @apply.register
+    def _(self, e: AgentTask.Escalated, c: Any) -> None:
+        task = str(e.originator_id)
+        c.execute(self.q("UPDATE {t_task_desk} SET escalations = escalations + 1 WHERE task_id = ?"), (task,))
+        if e.to_queue == e.from_queue:  # flagged where it is
+            c.execute(self.q("UPDATE {t_task_desk} SET escalated_at = ? WHERE task_id = ?"), (ts(e.at), task))
+            return
+        c.execute(
+            self.q("UPDATE {t_task_states} SET queue = ?, agent = '', updated_at = ? WHERE task_id = ?"),
+            (e.to_queue, ts(e.at), task),
+        )
+        self._new_stint(c, e.originator_id, e.at)
+
+    def _new_stint(self, c: Any, task_id: Any, at: datetime) -> None:
+        """The task arrived in a queue (handed on or escalated): routed and timed afresh."""
+        c.execute(
+            self.q(
+                "UPDATE {t_task_desk} SET queue_since = ?, routed_to = '', held_reason = '', escalated_at = '' "
+                "WHERE task_id = ?"
+            ),
+            (ts(at), str(task_id)),
         )
 
     def _outcome(self, c: Any, enrolment_id: Any, kind: str, label: str) -> None:
@@ -265,23 +318,82 @@ class JourneyIndex(SqlView):
             sql, params = sql + " WHERE journey_id = ?", (journey_id,)
         return self.rows(sql + " ORDER BY journey_id, journey_version, kind, label", params)
 
+    _TASKS = (
+        "SELECT t.task_id, t.lead_id, t.journey_id, t.step, t.kind, COALESCE(s.queue, t.queue) AS queue, "
+        "t.note, t.due_at, t.created_at, COALESCE(s.agent, '') AS agent, COALESCE(s.outcome, '') AS outcome, "
+        "COALESCE(d.routed_to, '') AS routed_to, COALESCE(d.held_reason, '') AS held_reason, "
+        "COALESCE(d.queue_since, t.created_at) AS queue_since, COALESCE(d.escalated_at, '') AS escalated_at, "
+        "COALESCE(d.escalations, 0) AS escalations, "
+        "CASE WHEN COALESCE(s.outcome, '') <> '' THEN 'done' WHEN COALESCE(s.agent, '') <> '' THEN 'claimed' "
+        "WHEN COALESCE(d.routed_to, '') <> '' THEN 'assigned' ELSE 'open' END AS status "
+        "FROM {t_agent_tasks} t LEFT JOIN {t_task_states} s ON s.task_id = t.task_id "
+        "LEFT JOIN {t_task_desk} d ON d.task_id = t.task_id WHERE 1 = 1"
+    )
+
     def tasks(self, queue: str | None = None, include_done: bool = False) -> list[dict[str, Any]]:
-        """Agent tasks by due time, with how they are being worked: status open, claimed or
-        done; the queue and agent now; the outcome when done."""
-        sql = (
-            "SELECT t.task_id, t.lead_id, t.journey_id, t.step, t.kind, COALESCE(s.queue, t.queue) AS queue, "
-            "t.note, t.due_at, t.created_at, COALESCE(s.agent, '') AS agent, COALESCE(s.outcome, '') AS outcome, "
-            "CASE WHEN COALESCE(s.outcome, '') <> '' THEN 'done' WHEN COALESCE(s.agent, '') <> '' THEN 'claimed' "
-            "ELSE 'open' END AS status "
-            "FROM {t_agent_tasks} t LEFT JOIN {t_task_states} s ON s.task_id = t.task_id WHERE 1 = 1"
-        )
-        params: list[Any] = []
+        """Agent tasks by due time, with how they are being worked: status open, assigned (routed
+        to an officer), claimed or done; the queue and agent now; the outcome when done."""
+        sql, params = self._TASKS, []
         if queue:
             sql += " AND COALESCE(s.queue, t.queue) = ?"
             params.append(queue)
         if not include_done:
             sql += " AND COALESCE(s.outcome, '') = ''"
         return self.rows(sql + " ORDER BY t.due_at, t.task_id", params)
+
+    def unrouted_tasks(self, queues: Sequence[str], parts: Partitions = ALL, limit: int = 500) -> list[dict[str, Any]]:
+        """Open tasks of ``queues`` that no officer holds, oldest in their queue first."""
+        if not queues:
+            return []
+        owned, params = partition_filter(parts, "d.bucket")
+        marks = ", ".join("?" for _ in queues)
+        sql = (
+            f"{self._TASKS} AND COALESCE(s.outcome, '') = '' AND COALESCE(s.agent, '') = '' "
+            f"AND d.routed_to = '' AND COALESCE(s.queue, t.queue) IN ({marks}){owned}"
+        )
+        return self.rows(sql + " ORDER BY queue_since, t.task_id LIMIT ?", (*queues, *params, limit))
+
+    def agent_loads(self) -> dict[str, int]:
+        """Open tasks each officer holds (claimed, or routed to them and not yet claimed)."""
+        rows = self.rows(
+            "SELECT CASE WHEN COALESCE(s.agent, '') <> '' THEN s.agent ELSE d.routed_to END AS who, COUNT(*) AS n "
+            "FROM {t_task_desk} d LEFT JOIN {t_task_states} s ON s.task_id = d.task_id "
+            "WHERE COALESCE(s.outcome, '') = '' GROUP BY 1"
+        )
+        return {r["who"]: int(r["n"]) for r in rows if r["who"]}
+
+    def _overdue_clause(self, slas: dict[str, Any], now: datetime) -> tuple[str, list[Any]]:
+        cases = " OR ".join("(COALESCE(s.queue, t.queue) = ? AND d.queue_since <= ?)" for _ in slas)
+        params: list[Any] = []
+        for queue, sla in sorted(slas.items()):
+            params += [queue, ts(now - sla)]
+        return f" AND COALESCE(s.outcome, '') = '' AND d.escalated_at = '' AND ({cases})", params
+
+    def overdue_tasks(
+        self, slas: dict[str, Any], now: datetime, parts: Partitions = ALL, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """Open tasks not yet escalated in their queue whose service level (``slas``: queue →
+        timedelta) has run out by ``now``."""
+        if not slas:
+            return []
+        clause, params = self._overdue_clause(slas, now)
+        owned, owned_params = partition_filter(parts, "d.bucket")
+        sql = f"{self._TASKS}{clause}{owned}"
+        return self.rows(sql + " ORDER BY queue_since, t.task_id LIMIT ?", (*params, *owned_params, limit))
+
+    def next_task_deadline(self, slas: dict[str, Any], parts: Partitions = ALL) -> datetime | None:
+        """When the next open task runs out of its queue's service level."""
+        if not slas:
+            return None
+        owned, params = partition_filter(parts, "d.bucket")
+        sql = (
+            "SELECT COALESCE(s.queue, t.queue) AS queue, MIN(d.queue_since) AS since FROM {t_agent_tasks} t "
+            "JOIN {t_task_desk} d ON d.task_id = t.task_id LEFT JOIN {t_task_states} s ON s.task_id = t.task_id "
+            "WHERE COALESCE(s.outcome, '') = '' AND d.escalated_at = ''"
+        )
+        rows = self.rows(f"{sql}{owned} GROUP BY COALESCE(s.queue, t.queue)", params)
+        deadlines = [parse_ts(r["since"]) + slas[r["queue"]] for r in rows if r["queue"] in slas and r["since"]]
+        return min(deadlines, default=None)
 
 
 class JourneyIndexProjection(ViewProjection):

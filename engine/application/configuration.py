@@ -1,5 +1,5 @@
 """The lender's configuration beside the journeys: segment rules, the product catalogue and the
-contact policy (and, later, referral programmes). One folder (``journeys/config`` by default),
+contact policy, the agents' desk (and, later, referral programmes). One folder (``journeys/config`` by default),
 validated on its own: every problem with file and line, at once."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from engine.domain.delivery.contact_policy import DEFAULT_POLICY, ContactPolicy, parse_contact_policy
+from engine.domain.journeys.desk import NO_DESK, Desk, parse_desk
 from engine.domain.leads.segments import SegmentRules, parse_segment_rules
 from engine.domain.screening.products import Catalogue, parse_catalogue
 from engine.domain.shared.errors import JourneyValidationError
@@ -19,8 +20,9 @@ T = TypeVar("T")
 SEGMENTS_FILE = "segments.yaml"
 POLICY_FILE = "contact_policy.yaml"
 PRODUCTS_FILE = "products.yaml"
+QUEUES_FILE = "queues.yaml"
 #: The configuration files; none of them is a journey.
-CONFIG_FILES = frozenset({SEGMENTS_FILE, POLICY_FILE, PRODUCTS_FILE})
+CONFIG_FILES = frozenset({SEGMENTS_FILE, POLICY_FILE, PRODUCTS_FILE, QUEUES_FILE})
 NO_SEGMENTS = SegmentRules((), (), (), "none")
 
 
@@ -31,6 +33,8 @@ class Configuration:
     rules: SegmentRules = NO_SEGMENTS
     policy: ContactPolicy = DEFAULT_POLICY
     catalogue: Catalogue | None = None
+    #: The agents' queues and officers (none: every task queue is worked by hand).
+    desk: Desk = NO_DESK
     #: The files read, by name (for messages).
     files: tuple[Path, ...] = ()
 
@@ -59,10 +63,11 @@ def load_configuration(
     rules = optional(SEGMENTS_FILE, parse_segment_rules, NO_SEGMENTS)
     policy = optional(POLICY_FILE, parse_contact_policy, DEFAULT_POLICY)
     catalogue: Catalogue | None = optional(PRODUCTS_FILE, parse_catalogue, None)
+    desk = optional(QUEUES_FILE, parse_desk, NO_DESK)
     if catalogue is not None:
         unknown = sorted(catalogue.exclude_segments - rules.segment_ids)
         if unknown:
             problems.append(f"{folder / PRODUCTS_FILE}: policy: exclude_segments {unknown} are not in {SEGMENTS_FILE}")
     if problems:
         raise JourneyValidationError(problems)
-    return Configuration(rules, policy, catalogue, tuple(files))
+    return Configuration(rules, policy, catalogue, desk, tuple(files))

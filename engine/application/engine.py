@@ -11,10 +11,12 @@ from uuid import UUID
 
 from engine.application.delivery.app import Deliveries, DispatchReport
 from engine.application.journeys.app import LEAD_TOPICS, Journeys
+from engine.application.journeys.desk import work_desk
 from engine.application.leads.app import Leads
 from engine.application.partitions import ALL, Partitions
 from engine.application.ports import Clock, DeliveryScheduleView, FunnelView, JourneyIndexView, ScreeningView, View
 from engine.application.projecting import catch_up, first_unread, next_page
+from engine.domain.journeys.desk import NO_DESK, Desk
 
 BATCH_SPAN = timedelta(hours=1)
 #: The engine's views (each has one writer at a time).
@@ -29,6 +31,8 @@ class RunReport:
     timers_fired: int = 0
     days_reviewed: int = 0
     requested: int = 0
+    #: Agent-task events the desk wrote (routed, held, escalated).
+    task_updates: int = 0
     dispatch: DispatchReport = field(default_factory=DispatchReport)
 
     def as_dict(self) -> dict[str, Any]:
@@ -37,6 +41,7 @@ class RunReport:
             "timers_fired": self.timers_fired,
             "days_reviewed": self.days_reviewed,
             "messages_requested": self.requested,
+            "task_updates": self.task_updates,
             "sent": self.dispatch.sent,
             "failed": self.dispatch.failed,
             "skipped": self.dispatch.skipped,
@@ -57,6 +62,8 @@ class Engine:
     index: JourneyIndexView
     schedule: DeliveryScheduleView
     screening: ScreeningView
+    #: The loan officers' queues and who works them (routing, service levels).
+    desk: Desk = NO_DESK
     #: The lead partitions this process works on (all of them unless workers share the work).
     parts: Partitions = ALL
     #: The views this process advances (each view has one writer); readers own none.
@@ -75,22 +82,30 @@ class Engine:
         self._deadline = None if budget is None else monotonic() + budget
         self.journeys.refresh_live()
         self._settle(report)
+        desk_moves = True  # False once a due deadline moved nothing: the rest of the run skips them
         while not self._out_of_time():
             horizon = until or self.clock.now()
             timers = self.index.due(
                 horizon, limit=timer_batch, exclude=self.journeys.paused_journeys(), parts=self.parts
             )
             held = self.schedule.next_due(self.parts)
+            overdue = self.index.next_task_deadline(self.desk.slas, self.parts) if desk_moves else None
             review = self._next_review()
             if review[1] <= horizon and self.reviews_calendar:
                 first_other = min(
-                    [t for t in (held, timers[0].due_at if timers else None) if t is not None], default=None
+                    [t for t in (held, timers[0].due_at if timers else None, overdue) if t is not None], default=None
                 )
                 if first_other is None or review[1] <= first_other:
                     # Local midnight comes first: calendar-driven segments change before the day's work.
                     self._move_clock_to(review[1])
                     self._review_day(review[0], report)
                     self._settle(report)
+                    continue
+            if overdue is not None and overdue <= horizon:
+                first_other = min([t for t in (held, timers[0].due_at if timers else None) if t], default=None)
+                if first_other is None or overdue <= first_other:
+                    self._move_clock_to(overdue)  # a task runs out of its service level first
+                    desk_moves = self._settle(report)
                     continue
             if held is not None and held <= horizon and (not timers or held < timers[0].due_at):
                 self._move_clock_to(held)  # held deliveries come due before the next timer
@@ -157,7 +172,9 @@ class Engine:
             report.dispatch.add(d)
             effects = self.leads.apply_delivery_effects(self.deliveries, self._lead_of_send, parts, stop=stop)
             self.refresh_views()
-            if not moved and not requested and not d.moved and not effects:
+            desk = work_desk(self.desk, self.journeys, self.index, self.leads.current, parts, self.clock.now())
+            report.task_updates += desk
+            if not moved and not requested and not d.moved and not effects and not desk:
                 return any_moved
             any_moved = True
         return any_moved

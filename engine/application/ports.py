@@ -221,6 +221,18 @@ class JourneyIndexView(View, Protocol):
 
     def tasks(self, queue: str | None = None, include_done: bool = False) -> list[dict[str, Any]]: ...
 
+    def unrouted_tasks(
+        self, queues: Sequence[str], parts: Partitions = ALL, limit: int = 500
+    ) -> list[dict[str, Any]]: ...
+
+    def agent_loads(self) -> dict[str, int]: ...
+
+    def overdue_tasks(
+        self, slas: dict[str, Any], now: datetime, parts: Partitions = ALL, limit: int = 500
+    ) -> list[dict[str, Any]]: ...
+
+    def next_task_deadline(self, slas: dict[str, Any], parts: Partitions = ALL) -> datetime | None: ...
+
 
 class DeliveryScheduleView(View, Protocol):
     """Deliveries held for a contact window, a cap or a retry, and when each falls due."""

@@ -390,14 +390,24 @@ def tasks_list(
         table.add_column(col, overflow="fold", no_wrap=col in ("task", "phone"))
     for t in tasks:
         lead = t["lead"]
-        status = (
-            t["status"] + (f": {t['agent']}" if t["agent"] else "") + (f" ({t['outcome']})" if t["outcome"] else "")
-        )
+        who = t["agent"] or t["routed_to"]
+        status = t["status"] + (f": {who}" if who else "") + (f" ({t['outcome']})" if t["outcome"] else "")
+        if t["held_reason"] and not who and t["status"] != "done":
+            status += f" — nobody can take it: {t['held_reason']}"
+        if t["escalations"]:
+            status += f" [escalated ×{t['escalations']}]"
+        money = lead["affordability"]
+        figures = [
+            f"DTI {float(money['dti']):.0%}" if "dti" in money else "",
+            f"LTV {float(money['ltv']):.0%}" if "ltv" in money else "",
+        ]
+        if money.get("max_affordable"):
+            figures.append(f"max {max(float(m['amount']) for m in money['max_affordable']):,.0f}")
         table.add_row(
             str(t["task_id"])[:8],
             t["due_at"][:16].replace("T", " "),
             f"{t['kind']} / {t['queue']}",
-            f"{lead['name'] or '—'} ({lead['language'] or '?'})",
+            f"{lead['name'] or '—'} ({lead['language'] or '?'})" + "".join(f" · {f}" for f in figures if f),
             lead["phone"] or "—",
             f"{t['note']} [{t['journey_id']} / {t['step']}]",
             status,
@@ -418,7 +428,13 @@ def _task_action(run: Any) -> None:
         fail(str(e))
     finally:
         engine.close()
-    state = task.outcome or (f"claimed by {task.agent}" if task.agent else f"open in {task.queue}")
+    state = task.outcome or (
+        f"claimed by {task.agent}"
+        if task.agent
+        else f"routed to {task.assigned}"
+        if task.assigned
+        else f"open in {task.queue}"
+    )
     console.print(f"task {str(task.id)[:8]}: {state}")
 
 

@@ -71,6 +71,7 @@ class LeadRow(BaseModel):
     loan_amount: Decimal | None = Field(None, gt=0)
     loan_term_months: int | None = Field(None, gt=0, le=480)
     loan_purpose: str | None = None
+    collateral_value: Decimal | None = Field(None, gt=0)
     consent_email: bool = False
     consent_sms: bool = False
     captured_at: datetime | None = None
@@ -154,6 +155,7 @@ class LeadRow(BaseModel):
             "amount": num(self.loan_amount),
             "term_months": self.loan_term_months,
             "purpose": self.loan_purpose,
+            "collateral_value": num(self.collateral_value),
         }
         consents = {}
         if self.consent_email and email:

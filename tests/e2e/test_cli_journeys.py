@@ -106,32 +106,42 @@ def test_tasks_list(env: Path) -> None:
 
 
 def test_a_loan_officer_claims_hands_on_and_completes_a_task(env: Path) -> None:
-    assert runner.invoke(app, ["run", "--until", "2026-03-25"]).exit_code == 0
+    assert runner.invoke(app, ["run", "--until", "2026-03-03"]).exit_code == 0
     tasks = invoke_json("tasks", "list")["tasks"]
     assert tasks, "the seniors' journey gives advisors call tasks"
     task = tasks[0]
-    assert task["status"] == "open" and task["lead"]["name"] and task["lead"]["phone"] and task["note"]
+    assert task["lead"]["name"] and task["lead"]["phone"] and task["note"]
+    # The desk routed it to the senior advisor who speaks the lead's language and has room.
+    assert (task["status"], task["routed_to"], task["queue"]) == ("assigned", "sun.li", "senior_advisors")
+    assert task["overdue_at"] == "2026-03-04T02:00:00+00:00"  # created 03-02 02:00 UTC, SLA 2d
     table = runner.invoke(app, ["tasks", "list"]).stdout
     assert task["lead"]["phone"] in table and str(task["task_id"])[:8] in table
     ref = str(task["task_id"])[:8]
-    assert runner.invoke(app, ["tasks", "claim", ref, "--agent", "wang"]).exit_code == 0
-    taken = runner.invoke(app, ["tasks", "claim", ref, "--agent", "li"])
-    assert taken.exit_code == 1 and "claimed by wang; reassign it first" in taken.stderr
-    moved = runner.invoke(app, ["tasks", "reassign", ref, "--queue", "branch_sh", "--to", "li", "--agent", "wang"])
-    assert moved.exit_code == 0 and "claimed by li" in moved.stdout
-    wrong = runner.invoke(app, ["tasks", "complete", ref, "--outcome", "maybe", "--agent", "li"])
+    taken = runner.invoke(app, ["tasks", "claim", ref, "--agent", "wang"])
+    assert taken.exit_code == 1 and "routed to sun.li; reassign it first" in taken.stderr
+    assert runner.invoke(app, ["tasks", "claim", ref, "--agent", "sun.li"]).exit_code == 0
+    taken = runner.invoke(app, ["tasks", "claim", ref, "--agent", "li.na"])
+    assert taken.exit_code == 1 and "claimed by sun.li; reassign it first" in taken.stderr
+    nowhere = runner.invoke(app, ["tasks", "reassign", ref, "--queue", "branch_sh", "--agent", "sun.li"])
+    assert nowhere.exit_code == 1 and "no queue 'branch_sh' on the desk" in nowhere.stderr
+    moved = runner.invoke(
+        app, ["tasks", "reassign", ref, "--queue", "loan_officers", "--to", "li.na", "--agent", "sun.li"]
+    )
+    assert moved.exit_code == 0 and "claimed by li.na" in moved.stdout
+    wrong = runner.invoke(app, ["tasks", "complete", ref, "--outcome", "maybe", "--agent", "li.na"])
     assert wrong.exit_code == 1 and "unknown outcome 'maybe'" in wrong.stderr
     done = runner.invoke(
-        app, ["tasks", "complete", ref, "--outcome", "opted_out", "--note", "no more", "--agent", "li"]
+        app, ["tasks", "complete", ref, "--outcome", "opted_out", "--note", "no more", "--agent", "li.na"]
     )
     assert done.exit_code == 0 and "opted_out" in done.stdout
     assert runner.invoke(app, ["run", "--until", "2026-03-26"]).exit_code == 0
     after = {t["task_id"]: t for t in invoke_json("tasks", "list", "--all")["tasks"]}[task["task_id"]]
-    assert (after["status"], after["agent"], after["queue"], after["outcome"]) == (
+    assert (after["status"], after["agent"], after["queue"], after["outcome"], after["escalations"]) == (
         "done",
-        "li",
-        "branch_sh",
+        "li.na",
+        "loan_officers",
         "opted_out",
+        0,  # done within the service level: never escalated
     )
     assert task["task_id"] not in {t["task_id"] for t in invoke_json("tasks", "list")["tasks"]}
     lead = invoke_json("leads", "show", task["lead"]["id"])["lead"]

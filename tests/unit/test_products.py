@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from engine.adapters.yaml_files import load_yaml, strip_lines
-from engine.domain.screening.products import match, parse_catalogue
+from engine.domain.screening.affordability import max_affordable_principal
+from engine.domain.screening.products import affordability, match, parse_catalogue
 from engine.domain.shared.errors import JourneyValidationError
 
 CATALOGUE = parse_catalogue(
@@ -105,3 +106,32 @@ def test_no_fit_lists_every_rule_a_product_refuses_not_just_the_first() -> None:
     assert "tier other not in near_prime, prime" in quick
     assert "credit band E not in A, B, C" in quick
     assert any(r.startswith("DTI ") for r in quick)
+
+
+def test_a_secured_loan_above_its_ltv_cap_is_refused_and_an_unknown_value_is_not() -> None:
+    mortgage = facts(loan_type="mortgage", loan_amount=D(900_000), loan_term_months=D(360), monthly_income=D(40_000))
+    fits = match(CATALOGUE, mortgage)
+    assert fits is not None and fits.product is not None and fits.product.id == "home-mortgage"
+    too_high = match(CATALOGUE, {**mortgage, "collateral_value": D(1_000_000), "ltv": D("0.9")})
+    assert too_high is not None and too_high.product is None
+    assert too_high.reasons == {"home-mortgage": "LTV 90% > 80%"}
+
+
+def test_the_most_a_lead_can_borrow_keeps_the_dti_within_each_products_cap() -> None:
+    """20,000 a month, 2,000 of debts, 55% cap: 9,000 a month of room for the new loan."""
+    lead = facts(collateral_value=D(200_000), ltv=D("0.25"))
+    brief = affordability(CATALOGUE, {**lead, "dti": D("0.1")})
+    assert {k: brief[k] for k in ("monthly_income", "monthly_debt", "dti", "ltv")} == {
+        "monthly_income": "20000",
+        "monthly_debt": "2000",
+        "dti": "0.1",
+        "ltv": "0.25",
+    }
+    most = {m["product"]: (D(m["amount"]), m["term_months"]) for m in brief["max_affordable"]}
+    quick, months = most["quick-consumer"]
+    assert months == 12 and abs(quick - max_affordable_principal(D(20_000), D(2_000), D("0.55"), D("0.072"), 12)) <= 1
+    # The instalment product charges 0.6% a month on the principal: 1/12 + 0.006 per unit.
+    assert most["consumer-instalment"] == (D(100_746), 12)
+    # Debts that already use the cap leave nothing; no income, no figure.
+    assert affordability(CATALOGUE, facts(monthly_debt=D(12_000)))["max_affordable"][0]["amount"] == "0"
+    assert "max_affordable" not in affordability(CATALOGUE, facts(monthly_income=None))

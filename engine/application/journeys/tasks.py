@@ -4,6 +4,7 @@ marketing consent on every channel at once."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -47,6 +48,13 @@ def claim_task(engine: Engine, ref: str, agent: str) -> AgentTask:
 
 
 def reassign_task(engine: Engine, ref: str, queue: str, agent: str, by: str) -> AgentTask:
+    """Hand a task on; with a desk file, only to one of its queues and officers (a typo would
+    strand the task where no one looks)."""
+    desk = engine.desk
+    if queue and desk.queues and queue not in desk.queues:
+        raise HuokeError(f"no queue {queue!r} on the desk (queues: {', '.join(sorted(desk.queues))})")
+    if agent and desk.officers and agent not in {o.id for o in desk.officers}:
+        raise HuokeError(f"no officer {agent!r} on the desk (see queues.yaml)")
     return _act(engine, ref, lambda task, now: task.reassign(queue, agent, by, now))
 
 
@@ -58,12 +66,41 @@ def complete_task(engine: Engine, ref: str, outcome: str, note: str, by: str) ->
 
 
 def task_documents(engine: Engine, queue: str | None, include_done: bool) -> list[dict[str, Any]]:
-    """The tasks with what a loan officer needs on the call: name, phone, language, the reason."""
+    """The tasks with what a loan officer needs on the call: name, phone, language, the reason,
+    scores with their reason codes, affordability, the matched offer and every product rule the
+    lead fails; and how the desk handled the task (routed to whom, held why, when it is overdue)."""
     tasks = engine.index.tasks(queue, include_done)
     leads = engine.leads.current(UUID(str(t["lead_id"])) for t in tasks)  # one version query, not one read each
     out = []
     for t in tasks:
         lead = leads.get(UUID(str(t["lead_id"]))) or engine.leads.get_lead(UUID(str(t["lead_id"])))
         contact = {k: lead.contact.get(k) for k in ("name", "phone", "email", "language")}
-        out.append({**t, "lead": {"id": str(lead.id), **contact, "stage": lead.stage.value}})
+        scores = {
+            kind: {"score": s["score"], "band": s["band"], "reasons": s["reasons"]}
+            for kind, s in sorted(lead.scores.items())
+        }
+        offer = dict(lead.offer or {})
+        brief = {
+            "id": str(lead.id),
+            **contact,
+            "stage": lead.stage.value,
+            "region": lead.profile.get("region"),
+            "loan_type": lead.interest.get("loan_type"),
+            "loan_amount": lead.interest.get("amount"),
+            "scores": scores,
+            "affordability": engine.leads.affordability(lead),
+            "offer": {k: v for k, v in offer.items() if k != "reasons" and v},
+            "refusals": offer.get("reasons", {}),
+        }
+        deadline = _deadline(engine, t)
+        out.append({**t, "overdue_at": deadline, "lead": brief})
     return out
+
+
+def _deadline(engine: Engine, task: dict[str, Any]) -> str | None:
+    """When the task runs out of its queue's service level (ISO, UTC), if the queue has one."""
+    queue = engine.desk.queues.get(task["queue"])
+    if queue is None or queue.sla is None or task["status"] == "done":
+        return None
+    since = datetime.fromisoformat(str(task["queue_since"]).replace("Z", "+00:00"))
+    return (since + queue.sla).isoformat()

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.application.configuration import CONFIG_FILES, Configuration, load_configuration
+from engine.application.configuration import CONFIG_FILES, QUEUES_FILE, Configuration, load_configuration
 from engine.application.journeys.catalog import TemplateCatalog, check_templates
 from engine.domain.delivery.contact_policy import DEFAULT_POLICY, ContactPolicy
-from engine.domain.journeys.journey import BranchStep, Journey
+from engine.domain.journeys.desk import NO_DESK, Desk
+from engine.domain.journeys.journey import BranchStep, Journey, TaskStep
 from engine.domain.journeys.parsing import parse_journey
 from engine.domain.leads.segments import SegmentRules
 from engine.domain.screening.products import Catalogue
@@ -25,6 +26,7 @@ class Definitions:
     rules: SegmentRules
     policy: ContactPolicy = DEFAULT_POLICY
     catalogue: Catalogue | None = None
+    desk: Desk = NO_DESK
 
 
 def journey_files(paths: list[Path]) -> list[Path]:
@@ -75,12 +77,25 @@ def load_definitions(
         seen[journey.id] = path
         problems += check_templates(journey, catalog)
         problems += _check_segments(journey, rules)
+        problems += _check_queues(journey, configuration.desk)
         journeys.append((journey, strip(data)))
     if not paths:
         problems.append(f"{', '.join(str(p) for p in only or [folder])}: no journey files (*.yaml) found")
     if problems:
         raise JourneyValidationError(problems)
-    return Definitions(journeys, rules, configuration.policy, configuration.catalogue)
+    return Definitions(journeys, rules, configuration.policy, configuration.catalogue, configuration.desk)
+
+
+def _check_queues(journey: Journey, desk: Desk) -> list[str]:
+    """With a desk file, every task goes to a queue it lists (a typo would strand the task)."""
+    if not desk.queues:
+        return []
+    return [
+        f"{journey.source}:{step.line}: step '{step.id}': queue {step.queue!r} is not in {QUEUES_FILE} "
+        f"(queues: {', '.join(sorted(desk.queues))})"
+        for step in journey.steps.values()
+        if isinstance(step, TaskStep) and step.queue not in desk.queues
+    ]
 
 
 def _check_segments(journey: Journey, rules: SegmentRules) -> list[str]:

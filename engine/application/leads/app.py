@@ -27,7 +27,7 @@ from engine.domain.leads.identity import LeadIdentity, identity_id_for, identity
 from engine.domain.leads.lead import Lead
 from engine.domain.leads.segments import SegmentRules, classify
 from engine.domain.screening.model_registry import MODEL_KINDS, ModelRegistry, check_kind, registry_id
-from engine.domain.screening.products import Catalogue, match
+from engine.domain.screening.products import Catalogue, affordability, match
 from engine.domain.screening.scoring import model_inputs
 from engine.domain.shared.errors import HuokeError, InvalidLeadError, LeadNotFoundError
 from engine.domain.shared.values import ConsentChannel, ConsentPurpose, JSONDict, Stage, consent_key
@@ -43,6 +43,7 @@ MATCH_INPUTS = (
     "monthly_income",
     "monthly_debt",
     "dti",
+    "ltv",
     "tier",
     "region",
     "credit_band",
@@ -595,6 +596,10 @@ class Leads(Application[UUID]):
         except AggregateNotFoundError:
             raise LeadNotFoundError(lead_id) from None
         return lead
+
+    def affordability(self, lead: Lead) -> JSONDict:
+        """DTI now and after, LTV and the most each product of the lead's loan type could lend."""
+        return affordability(self.catalogue, lead_facts(lead, self.clock.now()))
 
     def current(self, lead_ids: Iterable[UUID]) -> dict[UUID, Lead]:
         """Leads as committed now, for a batch (one version query; only changed leads are read)."""

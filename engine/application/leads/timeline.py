@@ -186,6 +186,7 @@ def lead_timeline(engine: Engine, lead_id: UUID) -> dict[str, Any]:
                 for kind, s in sorted(lead.scores.items())
             },
             "offer": lead.offer,
+            "affordability": engine.leads.affordability(lead),
         },
         "enrolments": [
             {"journey_id": r["journey_id"], "version": r["journey_version"], "status": r["status"]} for r in enrolments

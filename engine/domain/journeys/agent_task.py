@@ -1,5 +1,6 @@
-"""A call or visit task a journey gave the loan officers, as they work it: claimed, handed on,
-completed with an outcome. Opened on the first action (the journey's ``TaskCreated`` is the task
+"""A call or visit task a journey gave the loan officers, as they work it: routed to an officer
+by the desk (or held with the reason nobody could take it), claimed, handed on, escalated when
+overdue, completed with an outcome. Opened on the first action (the journey's ``TaskCreated`` is the task
 itself); its id is the task's id."""
 
 from __future__ import annotations
@@ -42,12 +43,39 @@ class AgentTask(Aggregate):
         by: str
         at: datetime
 
+    class Routed(Aggregate.Event):
+        """The desk gave the task to an officer of its queue (skills and load in ``reason``)."""
+
+        agent: str
+        reason: str
+        at: datetime
+
+    class RoutingHeld(Aggregate.Event):
+        """No officer of the queue could take the task; it waits in the queue."""
+
+        reason: str
+        at: datetime
+
+    class Escalated(Aggregate.Event):
+        """Not done by its queue's service level: moved to ``to_queue`` (or flagged in place)."""
+
+        from_queue: str
+        to_queue: str
+        deadline: datetime
+        at: datetime
+
     @event(Opened)
     def __init__(self, task_id: UUID, lead_id: UUID, queue: str, at: datetime) -> None:
         self.lead_id = lead_id
         self.queue = queue
         self.agent = ""
         self.outcome = ""
+        #: The officer the desk routed the task to (they hold it until they claim it).
+        self.assigned = ""
+        self.held_reason = ""
+        self.escalations = 0
+        #: Whether the task is overdue in the queue it is in now (escalated there already).
+        self.overdue = False
 
     @staticmethod
     def create_id(task_id: UUID, **_: Any) -> UUID:
@@ -63,6 +91,8 @@ class AgentTask(Aggregate):
             raise TaskStateError(f"task {self.id} is already done ({self.outcome})")
         if self.agent and self.agent != agent:
             raise TaskStateError(f"task {self.id} is claimed by {self.agent}; reassign it first")
+        if not self.agent and self.assigned and self.assigned != agent:
+            raise TaskStateError(f"task {self.id} is routed to {self.assigned}; reassign it first")
         if self.agent != agent:
             self._claimed(agent=agent, at=at)
 
@@ -78,7 +108,45 @@ class AgentTask(Aggregate):
 
     @event(Reassigned)
     def _reassigned(self, queue: str, agent: str, by: str, at: datetime) -> None:
-        self.queue, self.agent = queue, agent
+        self.queue, self.agent, self.assigned, self.held_reason, self.overdue = queue, agent, "", "", False
+
+    def route(self, agent: str, reason: str, at: datetime) -> bool:
+        """Give the task to ``agent`` (the desk's choice); only a task nobody holds is routed."""
+        if self.done or self.agent or self.assigned:
+            return False
+        self._routed(agent=agent, reason=reason, at=at)
+        return True
+
+    @event(Routed)
+    def _routed(self, agent: str, reason: str, at: datetime) -> None:
+        self.assigned, self.held_reason = agent, ""
+
+    def hold(self, reason: str, at: datetime) -> bool:
+        """Record why nobody could take the task (once per distinct reason)."""
+        if self.done or self.agent or self.assigned or reason == self.held_reason:
+            return False
+        self._routing_held(reason=reason, at=at)
+        return True
+
+    @event(RoutingHeld)
+    def _routing_held(self, reason: str, at: datetime) -> None:
+        self.held_reason = reason
+
+    def escalate(self, in_queue: str, to_queue: str, deadline: datetime, at: datetime) -> bool:
+        """Move a task overdue in ``in_queue`` to ``to_queue`` ('' flags it where it is), once:
+        a task done, moved on or already escalated there is left alone."""
+        if self.done or self.overdue or self.queue != in_queue:
+            return False
+        self._escalated(from_queue=self.queue, to_queue=to_queue or self.queue, deadline=deadline, at=at)
+        return True
+
+    @event(Escalated)
+    def _escalated(self, from_queue: str, to_queue: str, deadline: datetime, at: datetime) -> None:
+        if to_queue != from_queue:  # a new queue routes and times it afresh
+            self.queue, self.agent, self.assigned, self.held_reason = to_queue, "", "", ""
+        else:
+            self.overdue = True
+        self.escalations += 1
 
     def complete(self, outcome: str, note: str, by: str, at: datetime) -> None:
         if outcome not in OUTCOMES:

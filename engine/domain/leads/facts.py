@@ -6,6 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from engine.domain.screening.affordability import loan_to_value
 from engine.domain.shared.durations import CalendarOffset, days_between, whole_months
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ def lead_facts(lead: Lead, now: datetime) -> dict[str, Any]:
         "loan_amount": _num(i.get("amount")),
         "loan_term_months": _num(i.get("term_months")),
         "loan_purpose": i.get("purpose"),
+        "collateral_value": _num(i.get("collateral_value")),
         "tags": sorted(lead.tags),
         "product_fit": ("fit" if offer.fits else "no_fit") if offer else "unknown",
         "matched_product": offer.name if offer else None,
@@ -68,6 +70,9 @@ def lead_facts(lead: Lead, now: datetime) -> dict[str, Any]:
     income, debt = facts["monthly_income"], facts["monthly_debt"]
     if income and debt is not None and income > 0:
         facts["dti"] = (debt / income).quantize(Decimal("0.0001"))
+    amount, value = facts["loan_amount"], facts["collateral_value"]
+    if amount and value and value > 0:
+        facts["ltv"] = loan_to_value(amount, value)
     facts.update(loan_facts(lead, now))
     facts.update(score_facts(lead))
     return {k: v for k, v in facts.items() if v is not None and v != ""}

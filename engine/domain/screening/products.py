@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 from engine.domain.screening.affordability import apr, level_payment
@@ -34,6 +34,7 @@ class Product:
     tiers: frozenset[str]
     regions: frozenset[str]
     credit_bands: frozenset[str] = frozenset()  # empty: any band, or not scored yet
+    max_ltv: Decimal | None = None  # secured loans: loan over collateral value (unknown value: not refused)
 
     def apr_for(self, amount: Decimal, months: int) -> Decimal:
         payment = level_payment(amount, self.rate, months) + amount * self.monthly_fee
@@ -113,7 +114,28 @@ def _refusals(
         out.append(f"region {facts.get('region') or 'unknown'} not served")
     if p.credit_bands and facts.get("credit_band") and facts["credit_band"] not in p.credit_bands:
         out.append(f"credit band {facts['credit_band']} not in {', '.join(sorted(p.credit_bands))}")
+    if p.max_ltv is not None and facts.get("ltv") is not None and facts["ltv"] > p.max_ltv:
+        out.append(f"LTV {facts['ltv']:.0%} > {p.max_ltv:.0%}")
     return out
+
+
+def max_affordable(p: Product, facts: dict[str, Any]) -> tuple[Decimal, int] | None:
+    """The largest principal of ``p`` whose payment (fees included) keeps the lead's DTI within
+    the product's cap, at the term asked (or the product's longest), within the product's range;
+    None without income. 0 when the lead's debts already use the cap up."""
+    income, debt = facts.get("monthly_income"), facts.get("monthly_debt") or Decimal(0)
+    if not income:
+        return None
+    months = min(max(int(facts.get("loan_term_months") or p.term_months[1]), p.term_months[0]), p.term_months[1])
+    room = p.max_dti * income - debt
+    per_unit = p.payment_for(Decimal(1_000_000), months) / Decimal(1_000_000)  # payment per unit of principal
+    if room <= 0 or per_unit <= 0:
+        return Decimal(0), months
+    return min((room / per_unit).quantize(Decimal(1), rounding=ROUND_FLOOR), p.amount[1]), months
+
+
+#: The eligibility rules a product may set (none of them a prohibited basis).
+ELIGIBILITY_RULES = ("min_income", "max_dti", "max_ltv", "tiers", "regions", "credit_bands")
 
 
 def parse_catalogue(data: Any, source: str = "products.yaml") -> Catalogue:
@@ -139,6 +161,7 @@ def parse_catalogue(data: Any, source: str = "products.yaml") -> Catalogue:
                 tiers=frozenset(Tier(t).value for t in eligibility.get("tiers") or []),
                 regions=frozenset(str(r) for r in eligibility.get("regions") or []),
                 credit_bands=frozenset(str(b) for b in eligibility.get("credit_bands") or []),
+                max_ltv=Decimal(str(eligibility["max_ltv"])) if eligibility.get("max_ltv") is not None else None,
             )
         except (KeyError, TypeError, ValueError, IndexError, ArithmeticError) as e:
             problems.append(
@@ -146,10 +169,10 @@ def parse_catalogue(data: Any, source: str = "products.yaml") -> Catalogue:
                 "term_months [min, max], rate; optional fees, eligibility)"
             )
             continue
-        unknown = set(raw.get("eligibility") or {}) - {"min_income", "max_dti", "tiers", "regions", "credit_bands"}
+        unknown = set(raw.get("eligibility") or {}) - set(ELIGIBILITY_RULES)
         if unknown:
             problems.append(
-                f"{where}: eligibility may use min_income, max_dti, tiers, regions, credit_bands only "
+                f"{where}: eligibility may use {', '.join(ELIGIBILITY_RULES)} only "
                 f"(never a prohibited basis); got {sorted(unknown)}"
             )
         if product.amount[0] > product.amount[1] or product.term_months[0] > product.term_months[1]:
@@ -163,3 +186,19 @@ def parse_catalogue(data: Any, source: str = "products.yaml") -> Catalogue:
         raise JourneyValidationError(problems)
     digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return Catalogue(tuple(products), digest, frozenset(str(s) for s in policy.get("exclude_segments") or []))
+
+
+def affordability(catalogue: Catalogue | None, facts: dict[str, Any]) -> dict[str, Any]:
+    """What a loan officer reads on the call: income, debts, DTI now and after the matched loan,
+    LTV, and the most each product of the lead's loan type could lend within its DTI cap."""
+    shown = {k: facts.get(k) for k in ("monthly_income", "monthly_debt", "dti", "collateral_value", "ltv")}
+    out: dict[str, Any] = {k: str(v) for k, v in shown.items() if v is not None}
+    products = [p for p in (catalogue.products if catalogue else ()) if p.type.value == facts.get("loan_type")]
+    most = []
+    for p in products:
+        found = max_affordable(p, facts)
+        if found is not None:
+            most.append({"product": p.id, "amount": str(found[0]), "term_months": found[1], "max_dti": str(p.max_dti)})
+    if most:
+        out["max_affordable"] = most
+    return out

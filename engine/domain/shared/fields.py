@@ -54,6 +54,8 @@ FIELDS: dict[str, FieldSpec] = {
     "loan_amount": FieldSpec("number", False, "amount the lead asked about"),
     "loan_term_months": FieldSpec("number", False, "term the lead asked about"),
     "loan_purpose": FieldSpec("text", False, "purpose in the lead's words"),
+    "collateral_value": FieldSpec("number", False, "value of the home or car a secured loan is for"),
+    "ltv": FieldSpec("number", False, "loan amount / collateral value, as a fraction"),
     "tags": FieldSpec("list", True, "tags set by journeys or agents"),
     "product_fit": FieldSpec("text", True, "fit, no_fit or unknown (no loan type given)"),
     "matched_product": FieldSpec("text", False, "name of the cheapest eligible product, in the lead's language"),

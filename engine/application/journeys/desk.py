@@ -1,0 +1,103 @@
+"""The desk at work: route each new task to an officer of its queue who may take the lead and has
+room, and escalate the tasks that outlive their queue's service level. Runs in the engine's loop
+for the partitions this process owns, so two workers never route the same task."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+
+from engine.application.partitions import Partitions
+from engine.application.ports import JourneyIndexView
+from engine.application.saving import fresh_get, retry_conflicts, save_batch
+from engine.domain.journeys.agent_task import AgentTask
+from engine.domain.journeys.desk import Desk
+from engine.domain.leads.lead import Lead
+
+P = TypeVar("P", bound=tuple[Any, ...])
+
+#: What routing reads about a lead (licence region, loan type, language).
+ROUTING_FACTS = ("region", "loan_type", "language")
+
+
+def routing_facts(lead: Lead | None) -> dict[str, Any]:
+    if lead is None:
+        return {}
+    return {
+        "region": lead.profile.get("region"),
+        "loan_type": lead.interest.get("loan_type"),
+        "language": lead.contact.get("language"),
+    }
+
+
+def work_desk(
+    desk: Desk,
+    journeys: Any,
+    index: JourneyIndexView,
+    leads_of: Callable[[list[UUID]], dict[UUID, Lead]],
+    parts: Partitions,
+    now: datetime,
+) -> int:
+    """Route and escalate what is due at ``now``; the number of task events written."""
+    if not desk.queues:
+        return 0
+    written = _escalate(desk, journeys, index, parts, now)
+    routed_queues = sorted({q for o in desk.officers for q in o.queues})
+    rows = index.unrouted_tasks(routed_queues, parts)
+    if rows:
+        leads = leads_of([UUID(str(r["lead_id"])) for r in rows])
+        loads = index.agent_loads()
+        plans: list[tuple[dict[str, Any], str, str]] = []
+        for row in rows:  # decided on the view; only tasks that change are read from the store
+            officer, reason = desk.route(row["queue"], routing_facts(leads.get(UUID(str(row["lead_id"])))), loads)
+            if officer is not None:
+                loads[officer.id] = loads.get(officer.id, 0) + 1
+                plans.append((row, officer.id, reason))
+            elif reason != row["held_reason"]:
+                plans.append((row, "", reason))
+
+        def decide(task: AgentTask, plan: tuple[dict[str, Any], str, str]) -> bool:
+            _, officer_id, reason = plan
+            return task.route(officer_id, reason, now) if officer_id else task.hold(reason, now)
+
+        written += _act_on(journeys, plans, decide, now)
+    return written
+
+
+def _escalate(desk: Desk, journeys: Any, index: JourneyIndexView, parts: Partitions, now: datetime) -> int:
+    plans = [(row,) for row in index.overdue_tasks(desk.slas, now, parts)]
+
+    def decide(task: AgentTask, plan: tuple[dict[str, Any]]) -> bool:
+        queue = desk.queues[plan[0]["queue"]]
+        since = datetime.fromisoformat(str(plan[0]["queue_since"]).replace("Z", "+00:00"))
+        return task.escalate(queue.id, queue.escalate_to, queue.deadline(since) or now, now)
+
+    return _act_on(journeys, plans, decide, now)
+
+
+def _act_on(journeys: Any, plans: list[P], decide: Callable[[AgentTask, P], bool], now: datetime) -> int:
+    """Apply ``decide`` to each plan's task (its view row first; read fresh, opened if no one acted
+    on it yet) and save the changed ones in one batch; a batch another process touched meanwhile
+    is redone (the aggregate refuses what no longer applies, e.g. routing a claimed task)."""
+    if not plans:
+        return 0
+
+    def attempt() -> int:
+        changed = []
+        for plan in plans:
+            row = plan[0]
+            task_id = UUID(str(row["task_id"]))
+            try:
+                task: AgentTask = fresh_get(journeys, task_id)
+            except AggregateNotFoundError:
+                task = AgentTask(task_id=task_id, lead_id=UUID(str(row["lead_id"])), queue=row["queue"], at=now)
+            if decide(task, plan):
+                changed.append(task)
+        save_batch(journeys, changed)
+        return len(changed)
+
+    return int(retry_conflicts(journeys, attempt))

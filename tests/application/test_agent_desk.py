@@ -1,0 +1,140 @@
+"""The loan officers' desk through the real engine (SQLite and PostgreSQL, virtual clock): tasks
+routed by licence region, loan type and language within capacity; held with the reason when
+nobody can take them; escalated as events when their queue's service level runs out."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from engine.adapters.clock import VirtualClock
+from engine.application.engine import Engine
+from engine.application.journeys.tasks import complete_task, reassign_task, task_documents
+from engine.domain.journeys.agent_task import AgentTask
+from engine.domain.journeys.desk import parse_desk
+from engine.domain.shared.errors import HuokeError, JourneyValidationError
+from tests.builders import done, journey
+from tests.conftest import MakeEngine
+from tests.helpers import journeys_folder, young_pro
+
+DESK = """
+    queues:
+      - {id: loan_officers, sla: 4h, escalate_to: team_leads}
+      - {id: team_leads, sla: 1d}
+    officers:
+      - {id: li.na, queues: [loan_officers], regions: [Shanghai], languages: [en, zh-CN], capacity: 1}
+      - {id: bob, queues: [loan_officers], regions: [Beijing], loan_types: [consumer], languages: [en], capacity: 5}
+      - {id: liu.yang, queues: [team_leads], capacity: 10}
+"""
+CALL = journey(
+    "call-them",
+    {"id": "call", "task": {"kind": "call", "queue": "loan_officers", "note": "Call about the loan", "due_in": "1d"}},
+    done(),
+)
+
+
+@pytest.fixture
+def engine(make_engine: MakeEngine, tmp_path: Path) -> Engine:
+    folder = journeys_folder(tmp_path, call=CALL)
+    (folder / "config" / "queues.yaml").write_text(textwrap.dedent(DESK), encoding="utf-8")
+    return make_engine(settings={"journeys_dir": folder})
+
+
+def lead_in(n: int, region: str, language: str = "en", loan_type: str = "consumer") -> Any:
+    lead = young_pro(n)
+    return young_pro(
+        n,
+        contact={**lead.contact, "language": language},
+        profile={**lead.profile, "region": region},
+        interest={"loan_type": loan_type, "amount": "80000"},
+    )
+
+
+def tasks_by_lead(engine: Engine) -> dict[str, dict[str, Any]]:
+    engine.refresh_views()
+    return {t["lead_id"]: t for t in engine.index.tasks(include_done=True)}
+
+
+def test_tasks_go_to_an_officer_with_the_skills_and_room_else_wait_with_the_reason(
+    engine: Engine, clock: VirtualClock, store: str
+) -> None:
+    shanghai_1, beijing, shanghai_2, chengdu = engine.leads.capture_leads(
+        [lead_in(1, "Shanghai"), lead_in(2, "Beijing"), lead_in(3, "Shanghai"), lead_in(4, "Sichuan")]
+    )
+    engine.run()
+    tasks = tasks_by_lead(engine)
+    # Both Shanghai tasks arrive together; whichever comes first takes li.na's one slot.
+    first, second = sorted(
+        (tasks[str(shanghai_1.lead_id)], tasks[str(shanghai_2.lead_id)]), key=lambda t: t["status"] != "assigned"
+    )
+    assert (first["status"], first["routed_to"]) == ("assigned", "li.na")
+    assert (tasks[str(beijing.lead_id)]["status"], tasks[str(beijing.lead_id)]["routed_to"]) == ("assigned", "bob")
+    assert second["status"] == "open" and second["held_reason"] == (
+        "li.na is at capacity (1 of 1 open); bob is not licensed in Shanghai"
+    )
+    assert tasks[str(chengdu.lead_id)]["held_reason"] == (
+        "li.na is not licensed in Sichuan; bob is not licensed in Sichuan"
+    )
+    # Running again changes nothing: a held reason is recorded once.
+    assert engine.run().task_updates == 0
+    # li.na finishes her call: the next run gives her the waiting Shanghai task.
+    complete_task(engine, first["task_id"], "reached", "", "li.na")
+    assert engine.run().task_updates == 1
+    assert tasks_by_lead(engine)[second["lead_id"]]["routed_to"] == "li.na"
+    task = engine.journeys.repository.get(UUID(second["task_id"]))
+    assert isinstance(task, AgentTask) and task.assigned == "li.na"
+    events = [type(e).__name__ for e in engine.journeys.events.get(task.id)]  # type: ignore[attr-defined]
+    assert events == ["Opened", "RoutingHeld", "Routed"]
+
+
+def test_overdue_tasks_escalate_at_their_deadline_once(engine: Engine, clock: VirtualClock, store: str) -> None:
+    t0 = clock.now()
+    [out] = engine.leads.capture_leads([lead_in(1, "Beijing")])
+    engine.run(until=t0 + timedelta(days=3))
+    [task] = tasks_by_lead(engine).values()
+    history = list(engine.journeys.events.get(UUID(task["task_id"])))  # type: ignore[attr-defined]
+    escalated = [e for e in history if isinstance(e, AgentTask.Escalated)]
+    # loan_officers: 4 h, then team_leads (1 d) flags it in place; each exactly at its deadline.
+    assert [(e.from_queue, e.to_queue, e.at - t0) for e in escalated] == [
+        ("loan_officers", "team_leads", timedelta(hours=4)),
+        ("team_leads", "team_leads", timedelta(hours=28)),
+    ]
+    assert escalated[0].deadline == t0 + timedelta(hours=4)
+    assert (task["queue"], task["routed_to"], task["escalations"]) == ("team_leads", "liu.yang", 2)
+    assert engine.run(until=t0 + timedelta(days=9)).task_updates == 0  # nothing escalates twice
+    [doc] = task_documents(engine, None, False)
+    assert doc["lead"]["id"] == str(out.lead_id) and doc["overdue_at"] == (t0 + timedelta(hours=28)).isoformat()
+
+
+def test_reassigning_names_only_queues_and_officers_on_the_desk(engine: Engine, store: str) -> None:
+    engine.leads.capture_leads([lead_in(1, "Beijing")])
+    engine.run()
+    [task] = tasks_by_lead(engine).values()
+    with pytest.raises(HuokeError, match="no queue 'loan_oficers' on the desk"):
+        reassign_task(engine, task["task_id"], "loan_oficers", "", "me")
+    with pytest.raises(HuokeError, match="no officer 'lina' on the desk"):
+        reassign_task(engine, task["task_id"], "", "lina", "me")
+    assert reassign_task(engine, task["task_id"], "loan_officers", "li.na", "me").agent == "li.na"
+
+
+def test_the_desk_file_and_the_journeys_that_name_queues_are_validated(tmp_path: Path) -> None:
+    with pytest.raises(JourneyValidationError) as e:
+        parse_desk(
+            {
+                "queues": [{"id": "a", "sla": "soon", "escalate_to": "nowhere"}, {"id": "a"}],
+                "officers": [{"id": "x", "queues": ["b"], "capacity": 0}, {"name": "no id"}],
+            },
+            "queues.yaml",
+        )
+    assert e.value.problems == [
+        "queues.yaml: queues[1]: sla: expected a duration like 4h or 1d, got 'soon'",
+        "queues.yaml: queues[2]: queue 'a' is defined twice",
+        "queues.yaml: officers[1]: capacity: expected a whole number of open tasks (1 or more), got 0",
+        "queues.yaml: officers[1]: queues: ['b'] (the queues are a)",
+        "queues.yaml: officers[2]: expected {id, name, queues: [..], regions, loan_types, languages, capacity}",
+    ]
