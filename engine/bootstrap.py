@@ -217,7 +217,11 @@ def bootstrap(
         definition=journeys.definition,
         policy=definitions.policy,
         default_tz=settings.timezone,
-        retries=Retries(retry_for=timedelta(hours=settings.retry_hours), in_doubt=settings.in_doubt),
+        retries=Retries(
+            retry_for=timedelta(hours=settings.retry_hours),
+            in_doubt=settings.in_doubt,
+            stale_after=timedelta(hours=settings.stale_after_hours),
+        ),
     )
     engine = Engine(
         clock=clock,

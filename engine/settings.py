@@ -71,7 +71,9 @@ class Settings(BaseSettings):
     public_url: str = Field("", description="where huoke serve is reachable (SMS status callbacks)")
     webhook_url: str = Field("", description="where webhook steps POST their JSON (empty: webhook steps fail)")
     stale_after_hours: float = Field(
-        24.0, description="a follow-up firing this long after it fell due follows its step's stale policy"
+        24.0,
+        description="a follow-up firing this long after it fell due, or a message held up this long by "
+        "an outage, follows its step's stale policy",
     )
     timezone: str = Field("Asia/Shanghai", description="the lender's time zone for reports and the demo")
     default_locale: str = Field("zh-CN", description="locale used when a lead's language has no template")

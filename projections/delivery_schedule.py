@@ -15,14 +15,23 @@ from projections.base import SqlView, ViewProjection, partition_filter, sqlite_a
 from projections.journey_index import parse_ts, ts
 
 TOPICS = [
-    get_topic(c) for c in (Delivery.Requested, Delivery.Deferred, Delivery.Sent, Delivery.Failed, Delivery.Skipped)
+    get_topic(c)
+    for c in (
+        Delivery.Requested,
+        Delivery.Deferred,
+        Delivery.Sent,
+        Delivery.Failed,
+        Delivery.Skipped,
+        Delivery.HeldForReview,
+        Delivery.Released,
+    )
 ]
 
 
 class DeliverySchedule(SqlView):
     """Held deliveries by the time they may be tried again (indexed), and why they wait."""
 
-    tables = ("held_deliveries", "delivery_buckets")
+    tables = ("held_deliveries", "delivery_buckets", "review_holds")
     feeds = (("deliveries", TOPICS),)
 
     def ddl(self) -> list[str]:
@@ -32,6 +41,9 @@ class DeliverySchedule(SqlView):
             "CREATE INDEX IF NOT EXISTS held_deliveries_order ON {t_held_deliveries} (due_at, send_id)",
             # Which lead bucket each delivery belongs to (Deferred events do not name the lead).
             "CREATE TABLE IF NOT EXISTS {t_delivery_buckets} (send_id TEXT PRIMARY KEY, bucket INTEGER NOT NULL)",
+            # In-doubt messages waiting for an operator's word (HUOKE_IN_DOUBT=hold).
+            "CREATE TABLE IF NOT EXISTS {t_review_holds} (send_id TEXT PRIMARY KEY, channel TEXT NOT NULL, "
+            "journey_id TEXT NOT NULL, step TEXT NOT NULL, reason TEXT NOT NULL, held_at TEXT NOT NULL)",
         ]
 
     @singledispatchmethod
@@ -55,11 +67,35 @@ class DeliverySchedule(SqlView):
             (str(e.originator_id), ts(e.until), e.channel, e.reason, str(e.originator_id)),
         )
 
+    @apply.register
+    def _(self, e: Delivery.HeldForReview, c: Any) -> None:
+        c.execute(self.q("DELETE FROM {t_held_deliveries} WHERE send_id = ?"), (str(e.originator_id),))
+        c.execute(
+            self.q("INSERT INTO {t_review_holds} VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (send_id) DO NOTHING"),
+            (str(e.originator_id), e.channel, e.journey_id, e.step, e.reason, ts(e.at)),
+        )
+
+    @apply.register
+    def _(self, e: Delivery.Released, c: Any) -> None:
+        """Released to be sent again: due at once, the dispatcher sends it on its next pass."""
+        send_id = str(e.originator_id)
+        if e.resend:
+            c.execute(
+                self.q(
+                    "INSERT INTO {t_held_deliveries} SELECT ?, ?, channel, ?, (SELECT bucket FROM "
+                    "{t_delivery_buckets} WHERE send_id = ?) FROM {t_review_holds} WHERE send_id = ? "
+                    "ON CONFLICT (send_id) DO UPDATE SET due_at = excluded.due_at, reason = excluded.reason"
+                ),
+                (send_id, ts(e.at), f"released by {e.by}", send_id, send_id),
+            )
+        c.execute(self.q("DELETE FROM {t_review_holds} WHERE send_id = ?"), (send_id,))
+
     @apply.register(Delivery.Sent)
     @apply.register(Delivery.Failed)
     @apply.register(Delivery.Skipped)
     def _(self, e: Any, c: Any) -> None:
         c.execute(self.q("DELETE FROM {t_held_deliveries} WHERE send_id = ?"), (str(e.originator_id),))
+        c.execute(self.q("DELETE FROM {t_review_holds} WHERE send_id = ?"), (str(e.originator_id),))
 
     def due(self, until: datetime, limit: int = 1000, parts: Partitions = ALL) -> list[UUID]:
         owned, params = partition_filter(parts)
@@ -77,6 +113,12 @@ class DeliverySchedule(SqlView):
 
     def held_count(self) -> int:
         return int(self.rows("SELECT COUNT(*) AS n FROM {t_held_deliveries}")[0]["n"])
+
+    def review_holds(self) -> list[dict[str, Any]]:
+        """In-doubt messages held for an operator, oldest first."""
+        return self.rows(
+            "SELECT send_id, channel, journey_id, step, reason, held_at FROM {t_review_holds} ORDER BY held_at, send_id"
+        )
 
     def held(self) -> list[dict[str, Any]]:
         """What is waiting and why, for operators."""

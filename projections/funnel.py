@@ -13,7 +13,9 @@ from engine.domain.shared.values import STAGE_ORDER, Stage
 from projections.base import SqlView, ViewProjection, sqlite_and_postgres
 
 LEAD_TOPICS = [get_topic(c) for c in (Lead.Captured, Lead.Segmented, Lead.StageChanged)]
-DELIVERY_TOPICS = [get_topic(c) for c in (Delivery.Sent, Delivery.Failed, Delivery.Skipped)]
+DELIVERY_TOPICS = [
+    get_topic(c) for c in (Delivery.Sent, Delivery.Failed, Delivery.Skipped, Delivery.HeldForReview, Delivery.Released)
+]
 
 
 class FunnelCounts(SqlView):
@@ -70,6 +72,21 @@ class FunnelCounts(SqlView):
     @apply.register
     def _(self, e: Delivery.Skipped, c: Any) -> None:
         self._message(c, e, "skipped")
+
+    @apply.register
+    def _(self, e: Delivery.HeldForReview, c: Any) -> None:
+        self._message(c, e, "held for review")
+
+    @apply.register
+    def _(self, e: Delivery.Released, c: Any) -> None:
+        """Released to be sent again: no longer held (its send counts when it happens)."""
+        c.execute(
+            self.q(
+                "UPDATE {t_funnel_messages} SET n = n - 1 "
+                "WHERE journey_id = ? AND step = ? AND channel = ? AND outcome = 'held for review'"
+            ),
+            (e.journey_id, e.step, e.channel),
+        )
 
     def _message(self, c: Any, e: Any, outcome: str) -> None:
         c.execute(

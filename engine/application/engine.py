@@ -47,6 +47,7 @@ class RunReport:
             "skipped": self.dispatch.skipped,
             "reconciled": self.dispatch.reconciled,
             "deferred": self.dispatch.deferred,
+            "held_for_review": self.dispatch.held,
         }
 
 

@@ -245,6 +245,8 @@ class DeliveryScheduleView(View, Protocol):
 
     def held(self) -> list[dict[str, Any]]: ...
 
+    def review_holds(self) -> list[dict[str, Any]]: ...
+
 
 class ScreeningView(View, Protocol):
     """Segment members, score bands and the leads whose facts move with the calendar."""

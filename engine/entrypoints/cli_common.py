@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
 from collections.abc import Callable
@@ -46,6 +47,14 @@ app.add_typer(sms_app, name="sms")
 console = Console()
 err = Console(stderr=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="print a JSON document instead of tables")]
+
+
+def current_user() -> str:
+    """Who runs the command (recorded with what they change)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -3,7 +3,6 @@ backtests (simulate) and agent tasks."""
 
 from __future__ import annotations
 
-import getpass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -31,6 +30,7 @@ from engine.entrypoints.cli_common import (
     JsonOpt,
     app,
     console,
+    current_user,
     emit_json,
     engine_for,
     err,
@@ -43,13 +43,6 @@ from engine.entrypoints.importing import read_rows
 from engine.entrypoints.schemas import LeadRow, LifecycleRow, RowError
 
 Author = Annotated[str, typer.Option(help="who publishes or changes the journey (recorded)")]
-
-
-def _author() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "cli"
 
 
 @journeys_app.command("validate")
@@ -84,7 +77,9 @@ def journeys_validate(
         for j, _ in defs.journeys
     ]
     if as_json:
-        emit_json({"valid": True, "journeys": rows, "segment_rules": defs.rules.version})
+        emit_json(
+            {"valid": True, "journeys": rows, "segment_rules": defs.rules.version, "warnings": list(defs.warnings)}
+        )
         return
     table = Table(title="Valid journeys")
     for col in ("id", "name", "steps", "sends", "locales", "file"):
@@ -93,6 +88,8 @@ def journeys_validate(
         table.add_row(r["id"], r["name"], str(r["steps"]), str(r["sends"]), ", ".join(r["locales"]), r["file"])
     console.print(table)
     console.print(f"[green]✓[/] configuration valid (segment rules {defs.rules.version})")
+    for warning in defs.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
 
 @journeys_app.command("list")
@@ -167,7 +164,7 @@ def journeys_publish(
                     engine,
                     journey,
                     raw,
-                    author or _author(),
+                    author or current_user(),
                     message,
                     migration,
                     dry_run,
@@ -200,7 +197,7 @@ def journeys_publish(
 def _status(journey_id: str, action: str, reason: str, author: str) -> None:
     engine = engine_for(settings())
     try:
-        status = change_status(engine, journey_id, action, author or _author(), reason)
+        status = change_status(engine, journey_id, action, author or current_user(), reason)
     except HuokeError as e:
         fail(str(e))
     console.print(f"{journey_id} is {status}")
@@ -441,7 +438,7 @@ def _task_action(run: Any) -> None:
 @tasks_app.command("claim")
 def tasks_claim(task: str, agent: Agent = "") -> None:
     """Take a task (by id or the first characters of it, as tasks list shows)."""
-    _task_action(lambda engine: claim_task(engine, task, agent or _author()))
+    _task_action(lambda engine: claim_task(engine, task, agent or current_user()))
 
 
 @tasks_app.command("complete")
@@ -452,7 +449,7 @@ def tasks_complete(
     agent: Agent = "",
 ) -> None:
     """Close a task with its outcome; opted_out withdraws the lead's marketing consent at once."""
-    _task_action(lambda engine: complete_task(engine, task, outcome, note, agent or _author()))
+    _task_action(lambda engine: complete_task(engine, task, outcome, note, agent or current_user()))
 
 
 @tasks_app.command("reassign")
@@ -463,4 +460,4 @@ def tasks_reassign(
     agent: Agent = "",
 ) -> None:
     """Hand a task to another queue or agent."""
-    _task_action(lambda engine: reassign_task(engine, task, queue, to, agent or _author()))
+    _task_action(lambda engine: reassign_task(engine, task, queue, to, agent or current_user()))

@@ -6,6 +6,7 @@ import signal
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import typer
@@ -17,10 +18,12 @@ from engine.application.engine import VIEW_NAMES, Engine, RunReport
 from engine.application.partitions import Partitions
 from engine.application.saving import forget_cache
 from engine.bootstrap import VIEWS, init_database, meta_for
+from engine.domain.shared.errors import HuokeError
 from engine.entrypoints.cli_common import (
     JsonOpt,
     app,
     console,
+    current_user,
     emit_json,
     engine_for,
     err,
@@ -292,3 +295,75 @@ def projections_run() -> None:
         leases.close()
     if failed is not None:
         fail(f"a projection runner stopped: {type(failed).__name__}: {failed}")
+
+
+messages_app = typer.Typer(
+    help="Messages held in doubt after a crash (HUOKE_IN_DOUBT=hold): review and release.", no_args_is_help=True
+)
+app.add_typer(messages_app, name="messages")
+
+
+def _held_messages(engine: Engine) -> list[dict[str, Any]]:
+    out = []
+    for row in engine.schedule.review_holds():
+        d = engine.deliveries.get_delivery(UUID(row["send_id"]))
+        lead = engine.leads.get_lead(d.lead_id) if d is not None else None
+        contact = lead.contact if lead is not None else {}
+        address = contact.get("email" if row["channel"] == "email" else "phone")
+        out.append({**row, "template": d.template if d else "", "lead_id": str(d.lead_id) if d else "", "to": address})
+    return out
+
+
+@messages_app.command("review")
+def messages_review(as_json: JsonOpt = False) -> None:
+    """Messages held in doubt: handed to the channel just before a crash, never confirmed. Check
+    the mail server's or SMS provider's log for each, then release it."""
+    engine = engine_for(settings())
+    try:
+        engine.refresh_views()
+        held = _held_messages(engine)
+    finally:
+        engine.close()
+    if as_json:
+        emit_json({"schema": "huoke.held_messages/1", "messages": held})
+        return
+    table = Table(title="Messages held for review")
+    for col in ("message", "held (UTC)", "channel", "to", "journey / step", "template"):
+        table.add_column(col, overflow="fold", no_wrap=col == "message")
+    for m in held:
+        table.add_row(
+            m["send_id"][:8],
+            m["held_at"][:16].replace("T", " "),
+            m["channel"],
+            m["to"] or "—",
+            f"{m['journey_id']} / {m['step']}",
+            m["template"],
+        )
+    console.print(table)
+    err.print(f"{len(held)} message(s) held; huoke messages release ID --resend | --was-sent")
+
+
+@messages_app.command("release")
+def messages_release(
+    message: Annotated[str, typer.Argument(help="the message id, or its first characters as review shows")],
+    resend: Annotated[bool, typer.Option("--resend", help="it did not leave: send it again")] = False,
+    was_sent: Annotated[bool, typer.Option("--was-sent", help="it did leave: record it sent, never resend")] = False,
+    note: Annotated[str, typer.Option(help="what the log showed")] = "",
+    by: Annotated[str, typer.Option("--by", help="who checked (default: you)")] = "",
+) -> None:
+    """Give a held message its outcome: resent (same Message-ID, consent checked again) or sent."""
+    if resend == was_sent:
+        fail("say what the log showed: --resend (it did not leave) or --was-sent (it did)")
+    engine = engine_for(settings())
+    try:
+        engine.refresh_views()
+        found = [m["send_id"] for m in engine.schedule.review_holds() if m["send_id"].startswith(message.lower())]
+        if len(found) != 1:
+            fail(f"{message!r} names {len(found)} held messages: see huoke messages review")
+        who = by or current_user()
+        engine.deliveries.review(UUID(found[0]), engine.leads, who, note, left=was_sent)
+    except HuokeError as e:
+        fail(str(e))
+    finally:
+        engine.close()
+    console.print(f"message {found[0][:8]}: " + ("recorded sent" if was_sent else "released: sends on the next run"))

@@ -161,3 +161,29 @@ def test_bad_lifecycle_fact_is_reported_and_the_rest_kept(
     assert "no application 'NOPE'" in outcomes[0].error
     assert outcomes[1].changed
     assert engine.leads.get_lead(UUID(str(outcomes[1].lead_id))).stage.value == "engaged"
+
+
+def test_a_funded_borrower_gets_a_satisfaction_check_a_month_later_or_a_call_after_a_missed_payment(
+    store: str, make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
+    engine = make_engine()
+    happy, late = young_pro(1), young_pro(2)
+    _, late_out = engine.leads.capture_leads([happy, late])
+    engine.run()
+    t0 = clock.now()
+    funded = [
+        lifecycle(kind, lead, t0 + timedelta(hours=1), application_id=f"A{n}", loan_type="consumer", amount="80000")
+        for n, lead in enumerate((happy, late), 1)
+        for kind in ("application_submitted", "application_approved", "loan_funded")
+    ]
+    engine.leads.record_lifecycle(funded)
+    engine.run(until=t0 + timedelta(days=10))
+    engine.leads.record_lifecycle(
+        [lifecycle("repayment_missed", late, t0 + timedelta(days=12), application_id="A2", days_past_due=3)]
+    )
+    engine.run(until=t0 + timedelta(days=32))
+    checks = [s for s in sms_lines(tmp_path / "outbox") if "How did we do?" in s["text"]]
+    assert [c["to"] for c in checks] == [happy.contact["phone"]]  # one check, to the borrower who paid
+    engine.refresh_views()
+    calls = [t for t in engine.index.tasks(include_done=True) if t["journey_id"] == "after-funding"]
+    assert [(t["step"], t["lead_id"]) for t in calls] == [("missed_call", str(late_out.lead_id))]

@@ -16,9 +16,11 @@ from engine.adapters.clock import VirtualClock
 from engine.adapters.coordination import NotInitialisedError
 from engine.application.engine import Engine
 from engine.application.leads.timeline import lead_timeline
+from engine.application.reports import funnel_report
 from engine.application.saving import latest_versions
 from engine.bootstrap import bootstrap
 from engine.domain.delivery.delivery import Delivery
+from engine.domain.shared.errors import HuokeError
 from tests.conftest import ROOT, MakeEngine, base_settings
 from tests.helpers import emails, lifecycle, sms_lines, young_pro
 
@@ -174,8 +176,50 @@ def test_a_message_in_doubt_after_a_crash_is_resent_or_held_as_configured(
     sent = [line["send_id"] for line in sms_lines(tmp_path / "outbox")]
     assert (str(sms.id) in sent) is resent
     timeline = lead_timeline(engine, outcome.lead_id)["timeline"]  # type: ignore[arg-type]
-    held = [t["why"] for t in timeline if t["event"] == "Delivery.Skipped"]
+    held = [t["why"] for t in timeline if t["event"] == "Delivery.HeldForReview"]
     assert len(held) == (0 if resent else 1) and all("held for review" in why for why in held)
+    if resent:
+        return
+    # The operator checks the provider's log: it never left. Released, it goes out once, same id.
+    engine.refresh_views()
+    [row] = engine.schedule.review_holds()
+    assert row["send_id"] == str(sms.id) and funnel_report(engine)["messages"]
+    assert engine.run().dispatch.moved == 0  # held: never resent by itself
+    engine.deliveries.review(sms.id, engine.leads, "ops", "not in the provider log", left=False)
+    engine.run()
+    assert [line["send_id"] for line in sms_lines(tmp_path / "outbox")].count(str(sms.id)) == 1
+    engine.refresh_views()
+    assert engine.schedule.review_holds() == []
+    counts = {(m["journey_id"], m["step"], m["outcome"]): m["n"] for m in engine.funnel.messages()}
+    step = (sms.journey_id, sms.step)
+    assert (counts[(*step, "held for review")], counts[(*step, "sent")]) == (0, 1)  # no longer held: sent
+    with pytest.raises(HuokeError, match="is not held for review"):
+        engine.deliveries.review(sms.id, engine.leads, "ops", "", left=True)
+
+
+def test_a_held_message_the_log_shows_sent_is_recorded_sent_and_never_resent(
+    make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
+    engine = make_engine(settings={"in_doubt": "hold"})
+    [outcome] = engine.leads.capture_leads([young_pro()])
+    engine.journeys.process_lead_events(engine.leads)
+    engine.deliveries.request_messages(engine.journeys)
+    notes = engine.deliveries.recorder.select_notifications(start=None, limit=10)
+    sms = next(
+        d
+        for d in (engine.deliveries.get_delivery(UUID(str(n.originator_id))) for n in notes)
+        if d is not None and d.channel == "sms"
+    )
+    sms.dispatching(clock.now())
+    engine.deliveries.save(sms)
+    engine.run()
+    engine.deliveries.review(sms.id, engine.leads, "ops", "provider id SM123", left=True)
+    engine.run(until=clock.now() + timedelta(hours=1))
+    assert str(sms.id) not in [line["send_id"] for line in sms_lines(tmp_path / "outbox")]
+    d = engine.deliveries.get_delivery(sms.id)
+    assert d is not None and d.outcome == "sent"
+    timeline = lead_timeline(engine, outcome.lead_id)["timeline"]  # type: ignore[arg-type]
+    assert any("confirmed it had left" in t["what"] and t["why"] == "ops: provider id SM123" for t in timeline)
 
 
 def test_a_message_that_left_just_before_a_crash_is_reconciled_with_its_recipient(

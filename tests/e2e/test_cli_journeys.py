@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from typer.testing import CliRunner
 
 from engine.entrypoints.cli import app
+from engine.entrypoints.cli_common import engine_for, settings
 from tests.conftest import ROOT
 from tests.e2e.test_cli import LEADS_CSV, set_up
-from tests.helpers import cli_environment
+from tests.helpers import cli_environment, sms_lines, young_pro
 
 runner = CliRunner()
 
@@ -146,3 +148,31 @@ def test_a_loan_officer_claims_hands_on_and_completes_a_task(env: Path) -> None:
     assert task["task_id"] not in {t["task_id"] for t in invoke_json("tasks", "list")["tasks"]}
     lead = invoke_json("leads", "show", task["lead"]["id"])["lead"]
     assert lead["consents"] and not any(lead["consents"].values())  # opted out on every channel
+
+
+def test_an_operator_reviews_and_releases_a_message_held_in_doubt(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With HUOKE_IN_DOUBT=hold, an SMS marked as leaving just before a crash is held; the
+    operator lists it, checks the provider's log and releases it: it goes out once."""
+    monkeypatch.setenv("HUOKE_IN_DOUBT", "hold")
+    engine = engine_for(settings())
+    try:
+        [out] = engine.leads.capture_leads([young_pro(77)])
+        engine.journeys.process_lead_events(engine.leads)
+        engine.deliveries.request_messages(engine.journeys)
+        notes = engine.deliveries.recorder.select_notifications(start=None, limit=100_000)
+        deliveries = (engine.deliveries.get_delivery(UUID(str(n.originator_id))) for n in notes)
+        sms = next(d for d in deliveries if d is not None and d.lead_id == out.lead_id and d.channel == "sms")
+        sms.dispatching(engine.clock.now())  # ...and the worker dies before the SMS leaves
+        engine.deliveries.save(sms)
+    finally:
+        engine.close()
+    assert runner.invoke(app, ["run"]).exit_code == 0
+    [held] = invoke_json("messages", "review")["messages"]
+    assert (held["send_id"], held["channel"], held["to"]) == (str(sms.id), "sms", young_pro(77).contact["phone"])
+    undecided = runner.invoke(app, ["messages", "release", held["send_id"][:8]])
+    assert undecided.exit_code == 1 and "--resend (it did not leave) or --was-sent (it did)" in undecided.stderr
+    released = runner.invoke(app, ["messages", "release", held["send_id"][:8], "--resend", "--note", "not in log"])
+    assert released.exit_code == 0 and "released" in released.stdout
+    assert runner.invoke(app, ["run"]).exit_code == 0
+    sent = [line["send_id"] for line in sms_lines(env / "outbox")]
+    assert sent.count(str(sms.id)) == 1 and invoke_json("messages", "review")["messages"] == []

@@ -237,3 +237,30 @@ def test_retries_end_after_the_retry_window_and_say_so(make_engine: MakeEngine, 
     timeline = lead_timeline(engine, engine.leads.lead_ids()[0])["timeline"]
     failed = [t["why"] for t in timeline if t["event"] == "Delivery.Failed"]
     assert len(failed) == 1 and failed[0].startswith("gave up after 1 h of retries: cannot reach SMTP server")
+
+
+def test_a_message_held_up_by_a_long_outage_follows_its_steps_stale_policy(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """Down for 25 hours (retries allowed for 48): the welcome e-mail (stale: skip, the default)
+    is not sent a day late, and says why; nothing fails."""
+    from aiosmtpd.controller import Controller
+
+    from tests.e2e.smtp_server import free_port
+
+    port = free_port()
+    engine = make_engine(settings={**smtp_settings(port), "retry_hours": 48})
+    [out] = engine.leads.capture_leads([young_pro(1)])
+    t0 = clock.now()
+    engine.run(until=t0 + timedelta(hours=25))
+    handler = RecordingHandler()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        report = engine.run(until=t0 + timedelta(hours=30))
+    finally:
+        controller.stop()
+    assert handler.received == [] and report.dispatch.failed == 0
+    skipped = [t["why"] for t in lead_timeline(engine, out.lead_id)["timeline"] if t["event"] == "Delivery.Skipped"]  # type: ignore[arg-type]
+    assert len(skipped) == 1 and skipped[0].startswith("stale: 24 h late, held up since")
+    assert skipped[0].endswith("by email trouble (limit 24 h); the step says stale: skip")

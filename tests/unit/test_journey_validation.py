@@ -267,7 +267,9 @@ def test_every_bundled_journey_is_valid() -> None:
         "application-follow-up",
         "email-confirmation",
         "renovation-cross-sell",
+        "after-funding",
     }
+    assert defs.warnings == ()  # every journey offering a product keeps out the leads none fits
     audiences = {j.audience.value for j, _ in defs.journeys if j.audience}
     assert audiences == {"young_professional", "sme", "senior"}
     for j, _ in defs.journeys:
@@ -339,6 +341,25 @@ def test_the_matched_apr_under_a_defined_test_passes_and_service_messages_may_me
     with pytest.raises(JourneyValidationError) as info:
         load_definitions(bad, JinjaRenderer(templates), load_yaml, strip_lines)
     assert any("uses 'matched_apr', which a lead may not have" in p for p in info.value.problems)
+
+
+def test_a_journey_offering_the_matched_product_to_leads_none_fits_is_warned_about(tmp_path: Path) -> None:
+    templates = _sms_templates(
+        tmp_path, promo="{{ first_name }}{% if matched_apr is defined %}: APR {{ matched_apr }}{% endif %}"
+    )
+    loose = journeys_folder(tmp_path / "loose", j=_one_sms("promo"))
+    [warning] = load_definitions(loose, JinjaRenderer(templates), load_yaml, strip_lines).warnings
+    assert "j.yaml:" in warning and "step 'a': template 'promo' offers the matched product (matched_apr)" in warning
+    assert warning.endswith("declare `product: <loan type>` or branch on product_fit")
+    declared = journeys_folder(tmp_path / "declared", j=journey("j", send("a", "sms", "promo"), product="consumer"))
+    filtered = journeys_folder(
+        tmp_path / "filtered",
+        j=journey(
+            "j", send("a", "sms", "promo"), entry={"on": "lead_captured", "when": {"field": "product_fit", "eq": "fit"}}
+        ),
+    )
+    for folder in (declared, filtered):
+        assert load_definitions(folder, JinjaRenderer(templates), load_yaml, strip_lines).warnings == ()
 
 
 def test_the_bundled_rate_messages_show_the_matched_apr_or_say_where_it_is() -> None:

@@ -48,6 +48,7 @@ from engine.domain.journeys.interpreter import Exit
 from engine.domain.journeys.journey import Journey, SendStep
 from engine.domain.leads.facts import lead_facts
 from engine.domain.leads.lead import Lead
+from engine.domain.shared.errors import DeliveryStateError
 from engine.domain.shared.values import ConsentChannel, ConsentPurpose, consent_key
 
 REQUESTED_TOPICS = [get_topic(Enrolment.MessageRequested)]
@@ -75,6 +76,8 @@ class Retries:
     retry_for: timedelta = timedelta(hours=24)
     probe_every: timedelta = timedelta(minutes=2)
     in_doubt: str = "resend"
+    #: A message held up this long by channel trouble follows its step's ``stale`` policy.
+    stale_after: timedelta = timedelta(hours=24)
 
 
 def backoff(send_id: UUID, attempt: int) -> timedelta:
@@ -129,6 +132,7 @@ class DispatchReport:
     skipped: int = 0
     reconciled: int = 0
     deferred: int = 0
+    held: int = 0  # in doubt, held for an operator (HUOKE_IN_DOUBT=hold)
 
     def add(self, other: DispatchReport) -> None:
         for f in fields(self):
@@ -249,7 +253,11 @@ class Deliveries(Application[UUID]):
     ) -> None:
         state = _Pass(report)
         now = self.clock.now()
-        ready = [d for d in deliveries if not d.is_settled and (d.deferred_until is None or d.deferred_until <= now)]
+        ready = [
+            d
+            for d in deliveries
+            if not d.is_settled and not d.held_for_review and (d.deferred_until is None or d.deferred_until <= now)
+        ]
         try:
             self._dispatch_batch(ready, leads, state)
             save_batch(self, [*deliveries, *state.histories.values()], trackings)
@@ -285,12 +293,12 @@ class Deliveries(Application[UUID]):
                 report.reconciled += 1
                 continue
             if d.in_doubt and self.retries.in_doubt == "hold":
-                d.mark_skipped(
+                d.hold_for_review(
                     "in doubt: handed to the channel before a crash and not confirmed; held for review, "
-                    "not resent (HUOKE_IN_DOUBT=hold)",
+                    "not resent (HUOKE_IN_DOUBT=hold): see huoke messages review",
                     now,
                 )
-                report.skipped += 1
+                report.held += 1
                 continue
             lead = current.get(d.lead_id) or leads.get_lead(d.lead_id)
             state.lead_versions[d.id] = lead.version
@@ -302,6 +310,11 @@ class Deliveries(Application[UUID]):
                 elif not d.is_settled:
                     d.mark_skipped(held, now)
                     report.skipped += 1
+                continue
+            stale = self._stale(d, now)
+            if stale:
+                d.mark_skipped(stale, now)
+                report.skipped += 1
                 continue
             try:
                 message = self._compose(d, lead, now)
@@ -370,6 +383,21 @@ class Deliveries(Application[UUID]):
         save_batch(self, [d])
         state.report.skipped += 1
         return False
+
+    def _stale(self, d: Delivery, now: datetime) -> str:
+        """Why a message held up by channel trouble (an outage, failed tries) is too late to send
+        ('' when it is not, or its step says ``stale: send`` or ``reschedule``)."""
+        late = now - d.requested_at
+        if d.trouble_since is None or late <= self.retries.stale_after or self.definition is None:
+            return ""
+        step = self.definition(d.journey_id, d.journey_version).steps.get(d.step)
+        if not isinstance(step, SendStep) or step.stale != "skip":
+            return ""
+        return (
+            f"stale: {late.total_seconds() / 3600:.0f} h late, held up since "
+            f"{d.trouble_since:%Y-%m-%d %H:%M} UTC by {d.channel} trouble "
+            f"(limit {_span(self.retries.stale_after)}); the step says stale: skip"
+        )
 
     def refusal(self, d: Delivery, lead: Lead, purpose: str, now: datetime) -> str:
         """Why this message may not go out now ('' when it may): consent and contact, then the
@@ -557,6 +585,28 @@ class Deliveries(Application[UUID]):
             return True
 
         return retry_conflicts(self, record)
+
+    def review(self, send_id: UUID, leads: Leads, by: str, note: str, left: bool) -> Delivery:
+        """An operator's word on a message held in doubt: it did not leave (``left`` False: send
+        it again, same Message-ID, consent checked again) or it did (recorded sent, never resent)."""
+
+        def attempt() -> Delivery:
+            try:
+                d: Delivery = fresh_get(self, send_id)
+            except AggregateNotFoundError:
+                raise DeliveryStateError(f"no message {send_id}") from None
+            if not d.held_for_review:
+                raise DeliveryStateError(f"message {send_id} is not held for review ({d.outcome or 'pending'})")
+            now = self._now_for(d)
+            d.release(by, note, not left, now)
+            if left:
+                lead = leads.fresh_lead(d.lead_id)
+                recipient = lead.contact.get(_ADDRESS.get(d.channel, "")) or ""
+                d.mark_sent(recipient, "", "", "", f"confirmed by {by}" + (f": {note}" if note else ""), now)
+            save_batch(self, [d])
+            return d
+
+        return retry_conflicts(self, attempt)
 
     def get_delivery(self, send_id: UUID) -> Delivery | None:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from engine.domain.journeys.journey import Journey
+from engine.domain.journeys.journey import BranchStep, Journey
 from engine.domain.shared.fields import FIELDS
 
 SYSTEM_VARS = frozenset({"sender_name", "postal_address", "unsubscribe_url", "confirm_url"})
@@ -28,6 +28,28 @@ class TemplateCatalog(Protocol):
     """Knows which templates exist and which variables they read."""
 
     def check(self, channel: str, template: str, locales: tuple[str, ...]) -> TemplateReport: ...
+
+
+#: Facts a template reads to offer the matched product.
+OFFER_FACTS = frozenset({"matched_product", "matched_apr", "matched_payment"})
+
+
+def offer_warnings(journey: Journey, catalog: TemplateCatalog) -> list[str]:
+    """A marketing journey whose messages offer the matched product should keep out the leads the
+    matcher found no product for: by declaring ``product:`` or testing ``product_fit``."""
+    if journey.purpose != "marketing" or journey.product is not None or "product_fit" in repr(journey.entry.when):
+        return []
+    if any(isinstance(s, BranchStep) and s.field == "product_fit" for s in journey.steps.values()):
+        return []
+    for step in journey.sends():
+        used = catalog.check(step.channel, step.template, journey.locales).used & OFFER_FACTS
+        if used:
+            return [
+                f"{journey.source}:{step.line}: step '{step.id}': template {step.template!r} offers the matched "
+                f"product ({', '.join(sorted(used))}) but the journey lets in leads no product fits: declare "
+                "`product: <loan type>` or branch on product_fit"
+            ]
+    return []
 
 
 def check_templates(journey: Journey, catalog: TemplateCatalog) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.application.configuration import CONFIG_FILES, QUEUES_FILE, Configuration, load_configuration
-from engine.application.journeys.catalog import TemplateCatalog, check_templates
+from engine.application.journeys.catalog import TemplateCatalog, check_templates, offer_warnings
 from engine.domain.delivery.contact_policy import DEFAULT_POLICY, ContactPolicy
 from engine.domain.journeys.desk import NO_DESK, Desk
 from engine.domain.journeys.journey import BranchStep, Journey, TaskStep
@@ -27,6 +27,8 @@ class Definitions:
     policy: ContactPolicy = DEFAULT_POLICY
     catalogue: Catalogue | None = None
     desk: Desk = NO_DESK
+    #: What validation lets through but a reviewer should look at (file, line, why).
+    warnings: tuple[str, ...] = ()
 
 
 def journey_files(paths: list[Path]) -> list[Path]:
@@ -52,6 +54,7 @@ def load_definitions(
     """Validate the configuration (``config``, by default ``folder/config``) and every journey
     in ``folder`` (or in ``only``: files and folders); raise listing every problem at once."""
     problems: list[str] = []
+    warnings: list[str] = []
     config_folder = config or folder / "config"
     try:
         configuration = load_configuration(config_folder, load, strip, legacy=folder)
@@ -78,12 +81,15 @@ def load_definitions(
         problems += check_templates(journey, catalog)
         problems += _check_segments(journey, rules)
         problems += _check_queues(journey, configuration.desk)
+        warnings += offer_warnings(journey, catalog)
         journeys.append((journey, strip(data)))
     if not paths:
         problems.append(f"{', '.join(str(p) for p in only or [folder])}: no journey files (*.yaml) found")
     if problems:
         raise JourneyValidationError(problems)
-    return Definitions(journeys, rules, configuration.policy, configuration.catalogue, configuration.desk)
+    return Definitions(
+        journeys, rules, configuration.policy, configuration.catalogue, configuration.desk, tuple(warnings)
+    )
 
 
 def _check_queues(journey: Journey, desk: Desk) -> list[str]:

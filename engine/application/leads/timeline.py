@@ -127,6 +127,13 @@ def _describe_delivery(e: Any) -> tuple[str, str]:
             return f"delivery receipt: {e.status}", f"provider error {e.error_code}" if e.error_code else "provider"
         case Delivery.Skipped():
             return f"{e.channel} at {e.step} of {e.journey_id} not sent", e.reason
+        case Delivery.HeldForReview():
+            return f"{e.channel} at {e.step} of {e.journey_id} held for review", e.reason
+        case Delivery.Released():
+            what = "sent again" if e.resend else "confirmed it had left: not resent"
+            return f"{e.channel} at {e.step} of {e.journey_id} released by an operator: {what}", (
+                f"{e.by}: {e.note}" if e.note else e.by
+            )
         case Delivery.AddressBounced():
             return f"{e.channel} address {e.recipient} refused for good", e.reason
     return type(e).__qualname__, ""

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from engine.domain.shared.errors import DeliveryStateError
 from engine.domain.shared.topics import keep_topics
 from engine.domain.shared.values import DeliveryOutcome
 
@@ -91,6 +92,28 @@ class Delivery(Aggregate):
         reason: str
         at: datetime
 
+    class HeldForReview(Aggregate.Event):
+        """In doubt after a crash under ``HUOKE_IN_DOUBT=hold``: nobody knows whether it left; it
+        waits for an operator (``huoke messages release`` or ``settle``), never resent by itself."""
+
+        journey_id: str
+        step: str
+        channel: str
+        reason: str
+        at: datetime
+
+    class Released(Aggregate.Event):
+        """An operator's word on a held message: it did not leave and goes out again (``resend``,
+        same Message-ID), or it did leave (recorded sent next, never resent)."""
+
+        journey_id: str
+        step: str
+        channel: str
+        by: str
+        note: str
+        resend: bool
+        at: datetime
+
     @event(Requested)
     def __init__(
         self,
@@ -122,6 +145,8 @@ class Delivery(Aggregate):
         self.pending_attempt = False
         #: When its first try failed or its channel was first found down (retries are bounded by time).
         self.trouble_since: datetime | None = None
+        #: Waiting for an operator's word on an in-doubt send (see HeldForReview).
+        self.held_for_review = False
 
     @staticmethod
     def create_id(send_id: UUID, **_: Any) -> UUID:
@@ -238,6 +263,32 @@ class Delivery(Aggregate):
     @event(AddressBounced)
     def _address_bounced(self, lead_id: UUID, channel: str, recipient: str, reason: str, at: datetime) -> None:
         self.bounced = recipient
+
+    def hold_for_review(self, reason: str, at: datetime) -> None:
+        if self.is_settled or self.held_for_review:
+            return
+        self._held_for_review(journey_id=self.journey_id, step=self.step, channel=self.channel, reason=reason, at=at)
+
+    @event(HeldForReview)
+    def _held_for_review(self, journey_id: str, step: str, channel: str, reason: str, at: datetime) -> None:
+        self.held_for_review = True
+        self.pending_attempt = False
+
+    def release(self, by: str, note: str, resend: bool, at: datetime) -> None:
+        """The operator's word: send it again (it did not leave), or not (it did: record it sent next)."""
+        if not self.held_for_review:
+            raise DeliveryStateError(f"message {self.id} is not held for review")
+        self._released(
+            journey_id=self.journey_id, step=self.step, channel=self.channel, by=by, note=note, resend=resend, at=at
+        )
+
+    @event(Released)
+    def _released(
+        self, journey_id: str, step: str, channel: str, by: str, note: str, resend: bool, at: datetime
+    ) -> None:
+        self.held_for_review = False
+        if resend:
+            self.deferred_until = at
 
     def mark_skipped(self, reason: str, at: datetime) -> None:
         """Record that policy (consent, contact) stopped the message, with the reason."""

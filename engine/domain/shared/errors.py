@@ -69,3 +69,7 @@ class TrainingError(HuokeError):
 
 class TaskStateError(HuokeError):
     """An agent task cannot do that now (already done, claimed by someone else, unknown outcome)."""
+
+
+class DeliveryStateError(HuokeError):
+    """A message cannot do that now (not held for review, already settled)."""
