@@ -11,7 +11,7 @@ from uuid import UUID
 
 from engine.application.delivery.app import Deliveries, DispatchReport
 from engine.application.journeys.app import LEAD_TOPICS, Journeys
-from engine.application.journeys.desk import work_desk
+from engine.application.journeys.desk import TaskDesk
 from engine.application.leads.app import Leads
 from engine.application.partitions import ALL, Partitions
 from engine.application.ports import Clock, DeliveryScheduleView, FunnelView, JourneyIndexView, ScreeningView, View
@@ -70,6 +70,7 @@ class Engine:
     #: The views this process advances (each view has one writer); readers own none.
     views_owned: frozenset[str] = frozenset(VIEW_NAMES)
     _deadline: float | None = None
+    _task_desk: TaskDesk | None = None
     _last_reviewed: date | None = None
     _review_known: bool = False
 
@@ -153,6 +154,13 @@ class Engine:
         report.days_reviewed += 1
 
     @property
+    def task_desk(self) -> TaskDesk:
+        """Routes and escalates agent tasks (built on first use)."""
+        if self._task_desk is None:
+            self._task_desk = TaskDesk(self.desk, self.journeys, self.index, self.leads.current)
+        return self._task_desk
+
+    @property
     def reviews_calendar(self) -> bool:
         """The daily calendar review is one process's job: the owner of partition 0."""
         return 0 in self.parts.owned
@@ -173,7 +181,7 @@ class Engine:
             report.dispatch.add(d)
             effects = self.leads.apply_delivery_effects(self.deliveries, self._lead_of_send, parts, stop=stop)
             self.refresh_views()
-            desk = work_desk(self.desk, self.journeys, self.index, self.leads.current, parts, self.clock.now())
+            desk = self.task_desk.work(parts, self.clock.now())
             report.task_updates += desk
             if not moved and not requested and not d.moved and not effects and not desk:
                 return any_moved

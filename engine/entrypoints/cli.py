@@ -386,7 +386,10 @@ def demo(
         f"{doc['outbox']['sms']} SMS in {folder / 'outbox' / 'sms.jsonl'}"
     )
     console.print(
-        f"{doc['agent_tasks']} call/visit tasks for loan officers (huoke tasks list); "
+        f"{doc['agent_tasks']} open call/visit tasks for loan officers "
+        f"({doc['agent_tasks_by_status']['assigned']} routed to an officer, "
+        f"{doc['agent_tasks_by_status']['open']} waiting in their queue, "
+        f"{doc['agent_tasks_escalated']} escalated overdue: huoke tasks list); "
         f"{sum(h['n'] for h in doc['held'])} message(s) held at the end (quiet hours, caps, retries)"
     )
     console.print(f"try: HUOKE_DATA_DIR={folder / 'data'} huoke leads show {doc['example_lead']}")

@@ -17,7 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from engine.adapters.clock import VirtualClock
 from engine.adapters.model_data import read_csv
+from engine.application.engine import Engine
 from engine.application.journeys.publishing import publish_new
+from engine.application.journeys.tasks import complete_task
 from engine.application.reports import funnel_report
 from engine.application.screening import models
 from engine.bootstrap import bootstrap, init_database, load_journey_definitions, renderer_for
@@ -113,6 +115,8 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
                 if facts:
                     engine.leads.record_lifecycle(facts)
                 engine.run(until=cutoff)
+                if hour == 17:
+                    _officers_work(engine)
             progress.advance(task)
             if day + 1 == PROPENSITY_DAY and days > PROPENSITY_DAY:
                 # Enough response history: learn who applies, and rescore everyone with it.
@@ -132,7 +136,12 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
         "refused_rows": refused,
         "funnel": funnel_report(engine),
         "outbox": {"emails": emails, "sms": sms},
-        "agent_tasks": len(engine.index.tasks()),
+        "agent_tasks": len(tasks := engine.index.tasks()),
+        "agent_tasks_by_status": {
+            status: sum(t["status"] == status for t in tasks) for status in ("open", "assigned", "claimed")
+        },
+        "agent_tasks_escalated": sum(bool(t["escalations"]) for t in tasks),
+        "agent_tasks_done": len(engine.index.tasks(include_done=True)) - len(tasks),
         "models": [{k: m[k] for k in ("kind", "version", "metrics", "training", "leads_rescored")} for m in trained],
         "score_bands": engine.screening.bands(),
         "segments": engine.screening.segment_sizes(),
@@ -140,3 +149,36 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
         "example_lead": f"{example['source_channel']}:{example['external_id']}",
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+#: Calls a demo loan officer completes a day, and how calls end (by weight).
+CALLS_A_DAY = 5
+CALL_OUTCOMES = (
+    ("reached", 50),
+    ("no_answer", 25),
+    ("callback_requested", 10),
+    ("not_interested", 12),
+    ("opted_out", 3),
+)
+
+
+def _officers_work(engine: Engine) -> None:
+    """End of the working day: each officer completes the oldest tasks the desk routed to them,
+    with outcomes that depend only on the task (the demo is reproducible)."""
+    engine.refresh_views()
+    done: dict[str, int] = defaultdict(int)
+    for t in engine.index.tasks():
+        officer = t["agent"] or t["routed_to"]
+        if not officer or done[officer] >= CALLS_A_DAY:
+            continue
+        done[officer] += 1
+        complete_task(engine, str(t["task_id"]), _outcome_of(t["task_id"]), "demo call", officer)
+
+
+def _outcome_of(task_id: Any) -> str:
+    pick = int(str(task_id).replace("-", ""), 16) % sum(w for _, w in CALL_OUTCOMES)
+    for outcome, weight in CALL_OUTCOMES:
+        if pick < weight:
+            return outcome
+        pick -= weight
+    raise AssertionError("unreachable")  # pragma: no cover

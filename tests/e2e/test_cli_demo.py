@@ -31,6 +31,8 @@ def test_demo_refuses_a_folder_it_did_not_make_and_remakes_its_own(
     mine = tmp_path / "demo"
     first = runner.invoke(app, ["demo", "--dir", str(mine), *SMALL])
     assert first.exit_code == 0, first.stderr
+    doc = json.loads(first.stdout)
+    assert doc["agent_tasks_done"] > 0  # the demo's loan officers work the tasks the desk routes them
     again = runner.invoke(app, ["demo", "--dir", str(mine), *SMALL])
     assert again.exit_code == 0 and json.loads(again.stdout)["funnel"] == json.loads(first.stdout)["funnel"]
 

@@ -5,6 +5,7 @@ for the partitions this process owns, so two workers never route the same task."
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -34,26 +35,36 @@ def routing_facts(lead: Lead | None) -> dict[str, Any]:
     }
 
 
-def work_desk(
-    desk: Desk,
-    journeys: Any,
-    index: JourneyIndexView,
-    leads_of: Callable[[list[UUID]], dict[UUID, Lead]],
-    parts: Partitions,
-    now: datetime,
-) -> int:
-    """Route and escalate what is due at ``now``; the number of task events written."""
-    if not desk.queues:
-        return 0
-    written = _escalate(desk, journeys, index, parts, now)
-    routed_queues = sorted({q for o in desk.officers for q in o.queues})
-    rows = index.unrouted_tasks(routed_queues, parts)
-    if rows:
-        leads = leads_of([UUID(str(r["lead_id"])) for r in rows])
-        loads = index.agent_loads()
+@dataclass
+class TaskDesk:
+    """Routes and escalates the tasks of the partitions a process owns (see ``work``)."""
+
+    desk: Desk
+    journeys: Any
+    index: JourneyIndexView
+    leads_of: Callable[[list[UUID]], dict[UUID, Lead]]
+    #: The officers' loads and the waiting tasks when a pass last changed nothing: until either
+    #: moves, the waiting tasks are not planned again (they would wait for the same reasons).
+    _settled: tuple[Any, ...] | None = field(default=None, repr=False)
+
+    def work(self, parts: Partitions, now: datetime) -> int:
+        """Route and escalate what is due at ``now``; the number of task events written."""
+        if not self.desk.queues:
+            return 0
+        written = _escalate(self.desk, self.journeys, self.index, parts, now)
+        routed_queues = sorted({q for o in self.desk.officers for q in o.queues})
+        rows = self.index.unrouted_tasks(routed_queues, parts)
+        if not rows:
+            return written
+        loads = self.index.agent_loads()
+        state = (tuple(sorted(loads.items())), tuple(r["task_id"] for r in rows))
+        if state == self._settled:
+            return written
+        leads = self.leads_of([UUID(str(r["lead_id"])) for r in rows])
         plans: list[tuple[dict[str, Any], str, str]] = []
         for row in rows:  # decided on the view; only tasks that change are read from the store
-            officer, reason = desk.route(row["queue"], routing_facts(leads.get(UUID(str(row["lead_id"])))), loads)
+            facts = routing_facts(leads.get(UUID(str(row["lead_id"]))))
+            officer, reason = self.desk.route(row["queue"], facts, loads)
             if officer is not None:
                 loads[officer.id] = loads.get(officer.id, 0) + 1
                 plans.append((row, officer.id, reason))
@@ -64,8 +75,9 @@ def work_desk(
             _, officer_id, reason = plan
             return task.route(officer_id, reason, now) if officer_id else task.hold(reason, now)
 
-        written += _act_on(journeys, plans, decide, now)
-    return written
+        moved = _act_on(self.journeys, plans, decide, now)
+        self._settled = None if moved else state
+        return written + moved
 
 
 def _escalate(desk: Desk, journeys: Any, index: JourneyIndexView, parts: Partitions, now: datetime) -> int:
