@@ -9,10 +9,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 
+from engine.application.engine import Engine
 from engine.application.leads.commands import CaptureLead, LeadRef, RecordLifecycle
+from engine.domain.delivery.delivery import Delivery
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_CONFIG = ROOT / "journeys" / "config"
@@ -92,3 +95,15 @@ def sms_lines(outbox: Path) -> list[dict[str, Any]]:
 
 def emails(outbox: Path) -> list[Path]:
     return sorted((outbox / "email").glob("*.eml")) if (outbox / "email").exists() else []
+
+
+def sms_in_doubt(engine: Engine, lead_id: UUID) -> Delivery:
+    """The lead's first SMS, requested and marked as leaving — and then the process dies."""
+    engine.journeys.process_lead_events(engine.leads)
+    engine.deliveries.request_messages(engine.journeys)
+    notes = engine.deliveries.recorder.select_notifications(start=None, limit=100_000)
+    deliveries = (engine.deliveries.get_delivery(UUID(str(n.originator_id))) for n in notes)
+    sms = next(d for d in deliveries if d is not None and d.lead_id == lead_id and d.channel == "sms")
+    sms.dispatching(engine.clock.now())
+    engine.deliveries.save(sms)
+    return sms

@@ -22,7 +22,7 @@ from engine.bootstrap import bootstrap
 from engine.domain.delivery.delivery import Delivery
 from engine.domain.shared.errors import HuokeError
 from tests.conftest import ROOT, MakeEngine, base_settings
-from tests.helpers import emails, lifecycle, sms_lines, young_pro
+from tests.helpers import emails, lifecycle, sms_in_doubt, sms_lines, young_pro
 
 
 def test_an_opt_out_by_another_process_stops_the_follow_up(
@@ -161,16 +161,7 @@ def test_a_message_in_doubt_after_a_crash_is_resent_or_held_as_configured(
     the outbox never saw it, so it is resent (same id) or, with HUOKE_IN_DOUBT=hold, held."""
     engine = make_engine(settings={"in_doubt": policy})
     [outcome] = engine.leads.capture_leads([young_pro()])
-    engine.journeys.process_lead_events(engine.leads)
-    engine.deliveries.request_messages(engine.journeys)
-    notes = engine.deliveries.recorder.select_notifications(start=None, limit=10)
-    sms = next(
-        d
-        for d in (engine.deliveries.get_delivery(UUID(str(n.originator_id))) for n in notes)
-        if d is not None and d.channel == "sms"
-    )
-    sms.dispatching(clock.now())  # ...and the process dies before the SMS leaves
-    engine.deliveries.save(sms)
+    sms = sms_in_doubt(engine, outcome.lead_id)  # type: ignore[arg-type]
     assert engine.deliveries.get_delivery(sms.id).in_doubt  # type: ignore[union-attr]
     engine.run()
     sent = [line["send_id"] for line in sms_lines(tmp_path / "outbox")]
@@ -202,16 +193,7 @@ def test_a_held_message_the_log_shows_sent_is_recorded_sent_and_never_resent(
 ) -> None:
     engine = make_engine(settings={"in_doubt": "hold"})
     [outcome] = engine.leads.capture_leads([young_pro()])
-    engine.journeys.process_lead_events(engine.leads)
-    engine.deliveries.request_messages(engine.journeys)
-    notes = engine.deliveries.recorder.select_notifications(start=None, limit=10)
-    sms = next(
-        d
-        for d in (engine.deliveries.get_delivery(UUID(str(n.originator_id))) for n in notes)
-        if d is not None and d.channel == "sms"
-    )
-    sms.dispatching(clock.now())
-    engine.deliveries.save(sms)
+    sms = sms_in_doubt(engine, outcome.lead_id)  # type: ignore[arg-type]
     engine.run()
     engine.deliveries.review(sms.id, engine.leads, "ops", "provider id SM123", left=True)
     engine.run(until=clock.now() + timedelta(hours=1))

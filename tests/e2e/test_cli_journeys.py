@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from uuid import UUID
 
 import pytest
 from typer.testing import CliRunner
@@ -15,7 +14,7 @@ from engine.entrypoints.cli import app
 from engine.entrypoints.cli_common import engine_for, settings
 from tests.conftest import ROOT
 from tests.e2e.test_cli import LEADS_CSV, set_up
-from tests.helpers import cli_environment, sms_lines, young_pro
+from tests.helpers import cli_environment, sms_in_doubt, sms_lines, young_pro
 
 runner = CliRunner()
 
@@ -157,13 +156,7 @@ def test_an_operator_reviews_and_releases_a_message_held_in_doubt(env: Path, mon
     engine = engine_for(settings())
     try:
         [out] = engine.leads.capture_leads([young_pro(77)])
-        engine.journeys.process_lead_events(engine.leads)
-        engine.deliveries.request_messages(engine.journeys)
-        notes = engine.deliveries.recorder.select_notifications(start=None, limit=100_000)
-        deliveries = (engine.deliveries.get_delivery(UUID(str(n.originator_id))) for n in notes)
-        sms = next(d for d in deliveries if d is not None and d.lead_id == out.lead_id and d.channel == "sms")
-        sms.dispatching(engine.clock.now())  # ...and the worker dies before the SMS leaves
-        engine.deliveries.save(sms)
+        sms = sms_in_doubt(engine, out.lead_id)  # type: ignore[arg-type]
     finally:
         engine.close()
     assert runner.invoke(app, ["run"]).exit_code == 0
