@@ -101,6 +101,9 @@ def one_run(workers: int, n: int, progress: Any) -> dict[str, float]:
         "HUOKE_CLOCK_SPEED": "600",
         "HUOKE_CLOCK_ORIGIN": datetime.now(UTC).isoformat(),
         "HUOKE_PARTITIONS": "8",
+        # Workers refuse weak secrets; these serve the benchmark only.
+        "HUOKE_UNSUBSCRIBE_SECRET": "bench-link-key-0123456789abcdefghijklmnop",
+        "HUOKE_SUPPRESSION_PEPPER": "bench-suppression-pepper-0123456789abcdef",
     }
     procs: list[subprocess.Popen[bytes]] = []
     logs = []

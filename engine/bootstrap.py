@@ -23,6 +23,7 @@ from engine.adapters.twilio_sms import TwilioSmsChannel
 from engine.adapters.webhook import WebhookChannel
 from engine.adapters.yaml_files import load_yaml, strip_lines
 from engine.application.delivery.app import Deliveries, Retries, Sender
+from engine.application.delivery.links import LinkKeys
 from engine.application.engine import Engine
 from engine.application.journeys.app import Journeys
 from engine.application.journeys.publishing import publish_new
@@ -205,7 +206,7 @@ def bootstrap(
         email=settings.sender_email,
         postal_address=settings.sender_postal_address,
         unsubscribe_url=settings.unsubscribe_url,
-        unsubscribe_secret=settings.unsubscribe_secret.get_secret_value(),
+        link_keys=LinkKeys(*settings.link_keys),
         default_locale=settings.default_locale,
     )
     deliveries = Deliveries(

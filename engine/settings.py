@@ -9,6 +9,13 @@ from urllib.parse import parse_qs, urlparse
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: Secrets shorter than this are refused by the commands that serve or send.
+MIN_SECRET = 32
+#: Values that appeared in huoke's docs or defaults: never a secret.
+WEAK_SECRETS = frozenset({"change-me", "changeme", "huoke-suppression", "secret", "s3cret", "password", "huoke"})
+#: How to make a good one (shown with the problems).
+KEY_RECIPE = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
 
 class Settings(BaseSettings):
     """huoke's configuration; every field is HUOKE_<FIELD> in the environment."""
@@ -59,9 +66,14 @@ class Settings(BaseSettings):
         False, description="e-mail consent starts only when the lead confirms by a link (double opt-in)"
     )
     suppression_pepper: SecretStr = Field(
-        SecretStr("huoke-suppression"), description="key of the hashed suppression list (keep it stable)"
+        SecretStr(""), description="key of the hashed suppression list: 32+ random characters, keep it stable"
     )
-    unsubscribe_secret: SecretStr = Field(SecretStr("change-me"), description="key that signs unsubscribe links")
+    unsubscribe_secret: SecretStr = Field(
+        SecretStr(""), description="key that signs unsubscribe and confirmation links: 32+ random characters"
+    )
+    unsubscribe_old_secrets: SecretStr = Field(
+        SecretStr(""), description="earlier link keys, comma-separated: links they signed keep working (rotation)"
+    )
     sms_transport: Literal["outbox", "twilio"] = Field("outbox", description="outbox (sms.jsonl) or twilio")
     twilio_account_sid: str = Field("", description="Twilio account SID")
     twilio_auth_token: SecretStr = Field(SecretStr(""), description="Twilio auth token")
@@ -94,6 +106,30 @@ class Settings(BaseSettings):
         True,
         description="workers keep the views current (set false when `huoke projections run` does, distributed mode)",
     )
+
+    @property
+    def link_keys(self) -> tuple[str, tuple[str, ...]]:
+        """The current link key and the older ones still accepted."""
+        old = tuple(k.strip() for k in self.unsubscribe_old_secrets.get_secret_value().split(",") if k.strip())
+        return self.unsubscribe_secret.get_secret_value(), old
+
+    def secret_problems(self) -> list[str]:
+        """Why the secrets cannot protect a live service: missing, short or published defaults."""
+        problems = []
+        current, old = self.link_keys
+        named = [
+            ("HUOKE_UNSUBSCRIBE_SECRET", current, "signs unsubscribe and confirmation links"),
+            ("HUOKE_SUPPRESSION_PEPPER", self.suppression_pepper.get_secret_value(), "keys the suppression list"),
+            *(("HUOKE_UNSUBSCRIBE_OLD_SECRETS", k, "older link key") for k in old),
+        ]
+        for name, value, role in named:
+            if not value:
+                problems.append(f"{name} is not set ({role})")
+            elif value.lower() in WEAK_SECRETS:
+                problems.append(f"{name} is a published default ({role}); choose your own")
+            elif len(value) < MIN_SECRET:
+                problems.append(f"{name} has {len(value)} characters ({role}); use at least {MIN_SECRET}")
+        return problems
 
     def postgres_env(self) -> dict[str, str] | None:
         """eventsourcing's POSTGRES_* settings from the database URL, or None for SQLite."""

@@ -34,6 +34,14 @@ def journeys_folder(root: Path, config: Iterable[str] = ("segments.yaml",), **jo
     return folder
 
 
+TEST_LINK_KEY = "test-link-key-0123456789abcdefghijklmnop"
+#: Services refuse weak secrets: tests set their own (never used outside tests).
+SERVICE_SECRETS = {
+    "HUOKE_UNSUBSCRIBE_SECRET": TEST_LINK_KEY,
+    "HUOKE_SUPPRESSION_PEPPER": "test-suppression-pepper-0123456789abcdef",
+}
+
+
 def cli_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, journeys: Path = ROOT / "journeys") -> None:
     """HUOKE_ settings for CLI tests: SQLite files and the outbox in ``tmp_path``."""
     for key, value in {
@@ -43,6 +51,7 @@ def cli_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, journeys: P
         "HUOKE_TEMPLATES_DIR": ROOT / "templates",
         "HUOKE_DATABASE_URL": "",
         "HUOKE_EMAIL_TRANSPORT": "outbox",
+        **SERVICE_SECRETS,
     }.items():
         monkeypatch.setenv(key, str(value))
 

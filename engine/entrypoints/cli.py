@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from collections.abc import Callable
 from datetime import datetime
@@ -11,8 +12,10 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import typer
+from pydantic import SecretStr
 from rich.table import Table
 
+from engine.application.delivery.links import LinkKeys
 from engine.application.engine import Engine
 from engine.application.leads.timeline import lead_timeline
 from engine.application.reports import funnel_report
@@ -29,6 +32,7 @@ from engine.entrypoints.cli_common import (
     fail,
     leads_app,
     report_app,
+    require_secrets,
     settings,
     sms_app,
     with_progress,
@@ -182,10 +186,16 @@ def serve(
     from engine.entrypoints.http import create_app
 
     s = settings()
+    require_secrets(s, "serve")
     engine = engine_for(s)
-    uvicorn.run(
-        create_app(engine, s.unsubscribe_secret.get_secret_value(), s.default_phone_region), host=host, port=port
+    app = create_app(
+        engine,
+        LinkKeys(*s.link_keys),
+        s.default_phone_region,
+        s.twilio_auth_token.get_secret_value(),
+        s.public_url,
     )
+    uvicorn.run(app, host=host, port=port)
 
 
 @consent_app.command("opt-out")
@@ -367,6 +377,14 @@ def demo(
     # The demo keeps its own store; e-mail goes where HUOKE_EMAIL_TRANSPORT says (the outbox by
     # default, or an SMTP server such as Mailpit with HUOKE_EMAIL_TRANSPORT=smtp).
     s = base.model_copy(update={"data_dir": folder / "data", "outbox_dir": folder / "outbox", "database_url": ""})
+    if s.secret_problems():  # the demo signs its links with keys of its own, never the empty or a published one
+        s = s.model_copy(
+            update={
+                "unsubscribe_secret": SecretStr(secrets.token_urlsafe(32)),
+                "suppression_pepper": SecretStr(secrets.token_urlsafe(32)),
+                "unsubscribe_old_secrets": SecretStr(""),
+            }
+        )
     doc = run_demo(s, leads, days, folder, quiet=as_json, console=err)
     if as_json:
         emit_json(doc)

@@ -20,7 +20,7 @@ from engine.application.journeys.validation import Definitions
 from engine.bootstrap import bootstrap
 from engine.domain.leads.segments import SegmentRules
 from engine.domain.shared.errors import JourneyValidationError
-from engine.settings import Settings
+from engine.settings import KEY_RECIPE, Settings
 
 app = typer.Typer(
     help="huoke 获客 — event-sourced marketing automation for lenders.",
@@ -82,6 +82,17 @@ def clock_for(s: Settings) -> Any:
     if origin.tzinfo is None:
         fail("HUOKE_CLOCK_ORIGIN needs a UTC offset, e.g. 2026-01-01T00:00:00+00:00")
     return AcceleratedClock(origin, s.clock_speed)
+
+
+def require_secrets(s: Settings, command: str) -> None:
+    """Commands that sign links, verify them or hash contacts refuse to start on weak secrets."""
+    problems = s.secret_problems()
+    if problems:
+        fail(
+            f"huoke {command} refuses to start:\n  "
+            + "\n  ".join(problems)
+            + f"\nmake one with: {KEY_RECIPE}\n(demo and tests set their own)"
+        )
 
 
 def engine_for(s: Settings, clock: Any = None, journeys: bool = True) -> Engine:

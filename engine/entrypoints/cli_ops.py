@@ -29,6 +29,7 @@ from engine.entrypoints.cli_common import (
     err,
     fail,
     projections_app,
+    require_secrets,
     settings,
 )
 from engine.settings import Settings
@@ -118,6 +119,7 @@ def run(
     """Process everything pending up to now (or --until, on a virtual clock): enrol, wait, send.
     On PostgreSQL it works on the partitions no running worker owns."""
     s = settings()
+    require_secrets(s, "run")
     clock: Any = None
     if until:
         moment = _parse_until(until, ZoneInfo(s.timezone))
@@ -152,6 +154,7 @@ def worker(
     from apscheduler.schedulers.blocking import BlockingScheduler
 
     s = settings()
+    require_secrets(s, "worker")
     engine = engine_for(s)
     lease = Lease(s, engine, one_off=False)
     started = datetime.now(UTC)

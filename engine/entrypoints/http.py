@@ -7,13 +7,13 @@ configured to post replies and status callbacks here.
 from __future__ import annotations
 
 from html import escape
-from typing import Annotated
 from uuid import UUID
 
-from fastapi import FastAPI, Form, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
+from twilio.request_validator import RequestValidator
 
-from engine.application.delivery.app import check_unsubscribe_token
+from engine.application.delivery.links import LinkCheck, LinkKeys, check_token
 from engine.application.engine import Engine
 from engine.domain.delivery.suppression import is_opt_out
 from engine.domain.shared.errors import LeadNotFoundError
@@ -25,17 +25,55 @@ PAGE = """<!doctype html><html lang="{lang}"><head><meta charset="utf-8">
 <h1 style="font-size: 1.4rem">{title}</h1>{body}</body></html>"""
 
 
-def create_app(engine: Engine, secret: str, phone_region: str = "CN") -> FastAPI:
-    """The HTTP API around one engine; numbers without +country are read in ``phone_region``."""
-    app = FastAPI(title="huoke", docs_url=None, redoc_url=None)
+#: What Twilio may report about a message (anything else is refused, never recorded).
+SMS_STATUSES = frozenset(
+    {
+        "accepted",
+        "scheduled",
+        "canceled",
+        "queued",
+        "sending",
+        "sent",
+        "failed",
+        "delivered",
+        "undelivered",
+        "receiving",
+        "received",
+        "read",
+        "partially_delivered",
+    }
+)
 
-    def verify(lead_id: UUID, channel: str, token: str) -> None:
-        if channel not in ("email", "sms", "phone") or not check_unsubscribe_token(secret, lead_id, channel, token):
-            raise HTTPException(status_code=404, detail="This link is not valid.")
+
+def create_app(
+    engine: Engine, keys: LinkKeys, phone_region: str = "CN", sms_auth_token: str = "", public_url: str = ""
+) -> FastAPI:
+    """The HTTP API around one engine; numbers without +country are read in ``phone_region``.
+    Provider callbacks are accepted only with the provider's signature (``sms_auth_token``
+    signs them; the URL signed is ``public_url`` + path where huoke sits behind a proxy)."""
+    app = FastAPI(title="huoke", docs_url=None, redoc_url=None)
 
     @app.get("/health")
     def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    _link_routes(app, engine, keys)
+    _sms_routes(app, engine, phone_region, RequestValidator(sms_auth_token) if sms_auth_token else None, public_url)
+    return app
+
+
+def _link_routes(app: FastAPI, engine: Engine, keys: LinkKeys) -> None:
+    """The pages a lead opens from a message: unsubscribe, and double opt-in confirmation."""
+
+    def verify(lead_id: UUID, channel: str, token: str, purpose: str = "unsubscribe") -> None:
+        allowed = ("email", "sms", "phone") if purpose == "unsubscribe" else ("email",)
+        verdict = LinkCheck.INVALID
+        if channel in allowed:
+            verdict = check_token(keys, purpose, lead_id, channel, token, engine.clock.now())
+        if verdict is LinkCheck.EXPIRED:
+            raise HTTPException(status_code=410, detail="This link has expired.")
+        if verdict is not LinkCheck.VALID:
+            raise HTTPException(status_code=404, detail="This link is not valid.")
 
     @app.get("/unsubscribe/{lead_id}/{channel}/{token}", response_class=HTMLResponse)
     def confirm_page(lead_id: UUID, channel: str, token: str) -> str:
@@ -87,30 +125,49 @@ def create_app(engine: Engine, secret: str, phone_region: str = "CN") -> FastAPI
         )
 
     def check_confirm(lead_id: UUID, channel: str, token: str) -> None:
-        if channel != "email" or not check_unsubscribe_token(secret, lead_id, f"confirm:{channel}", token):
-            raise HTTPException(status_code=404, detail="This link is not valid.")
+        verify(lead_id, channel, token, "confirm")
+
+
+def _sms_routes(
+    app: FastAPI, engine: Engine, phone_region: str, validator: RequestValidator | None, public_url: str
+) -> None:
+    """The SMS provider's callbacks: replies and delivery receipts, each signed by the provider."""
+
+    async def signed_form(request: Request) -> dict[str, str]:
+        """The callback's form, if the provider signed it (403 otherwise)."""
+        form = {k: str(v) for k, v in (await request.form()).items()}
+        if validator is None:
+            raise HTTPException(status_code=403, detail="SMS callbacks are off: set HUOKE_TWILIO_AUTH_TOKEN")
+        url = str(request.url)
+        if public_url:
+            query = f"?{request.url.query}" if request.url.query else ""
+            url = f"{public_url.rstrip('/')}{request.url.path}{query}"
+        if not validator.validate(url, form, request.headers.get("X-Twilio-Signature", "")):
+            raise HTTPException(status_code=403, detail="bad or missing X-Twilio-Signature")
+        return form
 
     @app.post("/sms/inbound")
-    def sms_inbound(from_: Annotated[str, Form(alias="From")], body: Annotated[str, Form(alias="Body")]) -> Response:
-        """A reply from a lead (Twilio's webhook form). Opt-out keywords take effect at once, for
-        the number as the import writes it (E.164), however the provider spelled it."""
+    async def sms_inbound(request: Request) -> Response:
+        """A reply from a lead (Twilio's webhook form, signed). Opt-out keywords take effect at
+        once, for the number as the import writes it (E.164), however the provider spelled it."""
+        form = await signed_form(request)
         problems: list[str] = []
-        phone = normalise_phone(from_, phone_region, problems)
+        phone = normalise_phone(form.get("From", ""), phone_region, problems)
         if phone is None:
             raise HTTPException(status_code=400, detail="; ".join(problems) or "no sender number")
+        body = form.get("Body", "")[:1600]
         if is_opt_out(body):
             engine.sms_reply_opt_out(phone, body, engine.clock.now())
         return Response('<?xml version="1.0" encoding="UTF-8"?><Response/>', media_type="application/xml")
 
     @app.post("/sms/status")
-    def sms_status(
-        send_id: UUID,
-        status: Annotated[str, Form(alias="MessageStatus")],
-        error: Annotated[str, Form(alias="ErrorCode")] = "",
-    ) -> dict[str, str]:
-        """A delivery receipt for the SMS with ``send_id`` (in the StatusCallback URL)."""
+    async def sms_status(send_id: UUID, request: Request) -> dict[str, str]:
+        """A delivery receipt for the SMS with ``send_id`` (in the StatusCallback URL, signed)."""
+        form = await signed_form(request)
+        status = form.get("MessageStatus", "")
+        if status not in SMS_STATUSES:
+            raise HTTPException(status_code=400, detail=f"unknown MessageStatus {status[:40]!r}")
+        error = form.get("ErrorCode", "")[:16]
         if not engine.deliveries.record_receipt(send_id, status, error, engine.clock.now()):
             raise HTTPException(status_code=404, detail="unknown send id")
         return {"recorded": status}
-
-    return app

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.helpers import SERVICE_SECRETS
 
 UNTIL = "2026-04-05T00:00:00+08:00"
 
@@ -76,6 +77,7 @@ def env_for(folder: Path) -> dict[str, str]:
         "HUOKE_TEMPLATES_DIR": str(ROOT / "templates"),
         "HUOKE_DATABASE_URL": "",
         "HUOKE_EMAIL_TRANSPORT": "outbox",
+        **SERVICE_SECRETS,
     }
 
 

@@ -16,8 +16,10 @@ from typing import Any, ClassVar
 
 import pytest
 from fastapi.testclient import TestClient
+from twilio.request_validator import RequestValidator
 
 from engine.adapters.clock import VirtualClock
+from engine.application.delivery.links import LinkKeys
 from engine.application.leads.timeline import lead_timeline
 from engine.domain.delivery.suppression import is_opt_out
 from engine.entrypoints.http import create_app
@@ -57,6 +59,20 @@ def test_ordinary_replies_are_not_opt_outs(text: str) -> None:
     assert not is_opt_out(text)
 
 
+KEYS = LinkKeys("s3cret")
+AUTH_TOKEN = "twilio-auth-token"
+
+
+def app_for(engine: Any, phone_region: str = "CN") -> TestClient:
+    return TestClient(create_app(engine, KEYS, phone_region, AUTH_TOKEN))
+
+
+def twilio_post(client: TestClient, path: str, data: dict[str, str], token: str = AUTH_TOKEN) -> Any:
+    """POST a form as Twilio does: signed over the full URL and the parameters."""
+    signature = RequestValidator(token).compute_signature(f"http://testserver{path}", data)
+    return client.post(path, data=data, headers={"X-Twilio-Signature": signature})
+
+
 def follow_ups(make_engine: MakeEngine, clock: VirtualClock) -> Any:
     engine = make_engine(settings={"unsubscribe_secret": "s3cret"})
     [out] = engine.leads.capture_leads([young_pro(1, captured_at=clock.now())])
@@ -71,7 +87,7 @@ def test_one_click_unsubscribe_link_stops_the_next_email(
     assert len(emails(tmp_path / "outbox")) == 1
     link = engine.deliveries.unsubscribe_url(lead_id, "email")
     path = urllib.parse.urlparse(link).path
-    client = TestClient(create_app(engine, "s3cret"))
+    client = app_for(engine)
     assert "Unsubscribe / 退订" in client.get(path).text
     forged = client.post(path[:-3] + "xyz", data={"List-Unsubscribe": "One-Click"})
     assert forged.status_code == 404
@@ -85,8 +101,8 @@ def test_sms_reply_keyword_stops_the_next_sms_and_blocks_reimport(
     make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
 ) -> None:
     engine, _ = follow_ups(make_engine, clock)
-    client = TestClient(create_app(engine, "s3cret"))
-    reply = client.post("/sms/inbound", data={"From": "+8613800130001", "Body": "退订", "MessageSid": "SM1"})
+    client = app_for(engine)
+    reply = twilio_post(client, "/sms/inbound", {"From": "+8613800130001", "Body": "退订", "MessageSid": "SM1"})
     assert reply.status_code == 200 and "<Response/>" in reply.text
     engine.run(until=clock.now() + timedelta(days=30))
     assert len(sms_lines(tmp_path / "outbox")) == 1  # no reminder SMS
@@ -101,11 +117,11 @@ def test_a_reply_from_a_local_or_spaced_number_opts_out_the_lead(
     make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path, sender: str
 ) -> None:
     engine, _ = follow_ups(make_engine, clock)
-    client = TestClient(create_app(engine, "s3cret", "CN"))
-    assert client.post("/sms/inbound", data={"From": sender, "Body": "STOP please"}).status_code == 200
+    client = app_for(engine, "CN")
+    assert twilio_post(client, "/sms/inbound", {"From": sender, "Body": "STOP please"}).status_code == 200
     engine.run(until=clock.now() + timedelta(days=30))
     assert len(sms_lines(tmp_path / "outbox")) == 1  # no reminder SMS
-    assert client.post("/sms/inbound", data={"From": "not a number", "Body": "STOP"}).status_code == 400
+    assert twilio_post(client, "/sms/inbound", {"From": "not a number", "Body": "STOP"}).status_code == 400
 
 
 def test_agent_note_opt_out_applies_before_the_next_send(
@@ -180,9 +196,17 @@ def test_sms_through_the_twilio_api_with_idempotency_and_receipts(
     assert sent["auth"].startswith("Basic ") and sent["From"] == "+15005550006" and sent["To"] == "+8613800130001"
     assert sent["Body"].endswith("Reply STOP to opt out.")
     assert sent["StatusCallback"] == f"https://huoke.example/sms/status?send_id={sent['token']}"
-    client = TestClient(create_app(engine, "x"))
-    receipt = client.post(f"/sms/status?send_id={sent['token']}", data={"MessageStatus": "delivered"})
+    client = TestClient(create_app(engine, KEYS, "CN", "tok", "https://huoke.example"))
+    path = f"/sms/status?send_id={sent['token']}"
+    form = {"MessageStatus": "delivered", "MessageSid": "SM1"}
+    signature = RequestValidator("tok").compute_signature(f"https://huoke.example{path}", form)
+    unsigned = client.post(path, data=form)
+    assert unsigned.status_code == 403  # anyone on the internet could post this
+    receipt = client.post(path, data=form, headers={"X-Twilio-Signature": signature})
     assert receipt.status_code == 200
+    bogus = {"MessageStatus": "delivered; DROP TABLE", "MessageSid": "SM1"}
+    signed_bogus = RequestValidator("tok").compute_signature(f"https://huoke.example{path}", bogus)
+    assert client.post(path, data=bogus, headers={"X-Twilio-Signature": signed_bogus}).status_code == 400
     engine.refresh_views()
     whats = [t["what"] for t in lead_timeline(engine, outs[0].lead_id)["timeline"]]  # type: ignore[arg-type]
     assert "delivery receipt: delivered" in whats
@@ -201,7 +225,7 @@ def test_double_opt_in_starts_marketing_email_only_after_the_link_is_confirmed(
     assert str(message["Subject"]) == "Alex, please confirm your e-mail"
     link = engine.deliveries.confirm_url(out.lead_id, "email")  # type: ignore[arg-type]
     assert link in message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    client = TestClient(create_app(engine, "s3cret"))
+    client = app_for(engine)
     path = urllib.parse.urlparse(link).path
     assert client.post(path.replace("/confirm/", "/confirm/x")).status_code in (404, 422)
     assert "Confirm / 确认" in client.get(path).text

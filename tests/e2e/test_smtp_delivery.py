@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from engine.adapters.clock import VirtualClock
-from engine.application.delivery.app import check_unsubscribe_token
+from engine.application.delivery.links import LinkCheck, LinkKeys, check_token
 from engine.application.leads.timeline import lead_timeline
 from engine.application.reports import funnel_report
 from tests.conftest import MakeEngine
@@ -60,7 +60,8 @@ def test_emails_arrive_with_message_id_unsubscribe_and_postal_address(
     assert english["Message-ID"] == f"<{send_id}@bank.example>"
     url = english["List-Unsubscribe"].strip().strip("<>")
     lead_id, channel, token = url.split("/")[-3:]
-    assert check_unsubscribe_token("s3cret", out.lead_id, channel, token) and lead_id == str(out.lead_id)  # type: ignore[arg-type]
+    verdict = check_token(LinkKeys("s3cret"), "unsubscribe", out.lead_id, channel, token, datetime.now(UTC))  # type: ignore[arg-type]
+    assert verdict is LinkCheck.VALID and lead_id == str(out.lead_id)
     text = english.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     html = english.get_body(("html",)).get_content()  # type: ignore[union-attr]
     assert "1 Finance Street" in text and url in text

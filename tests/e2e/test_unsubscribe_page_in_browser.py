@@ -13,6 +13,7 @@ import pytest
 import uvicorn
 
 from engine.adapters.clock import VirtualClock
+from engine.application.delivery.links import LinkKeys
 from engine.entrypoints.http import create_app
 from tests.conftest import MakeEngine
 from tests.e2e.smtp_server import free_port
@@ -28,7 +29,7 @@ def served(make_engine: MakeEngine, clock: VirtualClock) -> Iterator[tuple[str, 
     [out] = engine.leads.capture_leads([young_pro(1, captured_at=clock.now())])
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(engine, "s3cret"), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(create_app(engine, LinkKeys("s3cret")), host="127.0.0.1", port=port, log_level="warning")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

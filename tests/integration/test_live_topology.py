@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from engine.application.delivery.app import unsubscribe_token
+from engine.application.delivery.links import LinkKeys, make_token
 from engine.domain.leads.identity import lead_id_for
 from projections.delivery_schedule import DeliverySchedule
 from projections.funnel import FunnelCounts
@@ -34,9 +34,8 @@ from projections.screening import Screening
 from tests.conftest import POSTGRES_URL, ROOT
 from tests.e2e.smtp_server import Sink, free_port
 from tests.e2e.test_crash_restart import command
-from tests.helpers import ALL_CONFIG, journeys_folder
+from tests.helpers import ALL_CONFIG, SERVICE_SECRETS, TEST_LINK_KEY, journeys_folder
 
-SECRET = "live-topology-secret-0123456789"
 JOURNEY = """
 id: live-check
 name: Live check — welcome, then a follow-up eight hours later
@@ -80,7 +79,7 @@ def environment(tmp: Path, port: int, api: str, database_url: str) -> dict[str, 
         "HUOKE_SMTP_HOST": "127.0.0.1",
         "HUOKE_SMTP_PORT": str(port),
         "HUOKE_SMTP_RECONCILE_URL": api,
-        "HUOKE_UNSUBSCRIBE_SECRET": SECRET,
+        **SERVICE_SECRETS,
         "HUOKE_CLOCK_SPEED": "3600",
         "HUOKE_CLOCK_ORIGIN": datetime.now(UTC).isoformat(),
         "HUOKE_PARTITIONS": "4",
@@ -135,7 +134,7 @@ def opt_out(base: str, emails: list[str]) -> None:
     for email in emails:
         number = int(email.removeprefix("live").split("@")[0])
         lead = lead_id_for(f"source:web_form:L{number}")
-        token = unsubscribe_token(SECRET, lead, "email")
+        token = make_token(LinkKeys(TEST_LINK_KEY), "unsubscribe", lead, "email", datetime.now(UTC))
         request = urllib.request.Request(f"{base}/unsubscribe/{lead}/email/{token}", method="POST", data=b"")  # noqa: S310
         with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback
             assert answer.status == 200

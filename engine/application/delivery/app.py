@@ -10,9 +10,7 @@ Two steps, each exactly-once against a notification log:
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
@@ -25,6 +23,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import ProcessRecorder, Tracking
 from eventsourcing.utils import get_topic
 
+from engine.application.delivery.links import LinkKeys, make_token
 from engine.application.journeys.app import Journeys
 from engine.application.leads.app import Leads
 from engine.application.partitions import ALL, Partitions, Stop, never
@@ -63,7 +62,8 @@ class Sender:
     email: str
     postal_address: str
     unsubscribe_url: str
-    unsubscribe_secret: str
+    #: Signs the unsubscribe and confirmation links (and still accepts links of older keys).
+    link_keys: LinkKeys
     default_locale: str
 
 
@@ -111,16 +111,6 @@ def _zone(name: str | None) -> ZoneInfo | None:
         return ZoneInfo(name) if name else None
     except (ZoneInfoNotFoundError, ValueError):
         return None
-
-
-def unsubscribe_token(secret: str, lead_id: UUID, channel: str) -> str:
-    """A signature binding (lead, channel) so a link cannot opt out someone else."""
-    mac = hmac.new(secret.encode(), f"{lead_id}:{channel}".encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(mac[:18]).decode()
-
-
-def check_unsubscribe_token(secret: str, lead_id: UUID, channel: str, token: str) -> bool:
-    return hmac.compare_digest(unsubscribe_token(secret, lead_id, channel), token)
 
 
 @dataclass
@@ -542,12 +532,12 @@ class Deliveries(Application[UUID]):
         return ""
 
     def unsubscribe_url(self, lead_id: UUID, channel: str) -> str:
-        token = unsubscribe_token(self.sender.unsubscribe_secret, lead_id, channel)
+        token = make_token(self.sender.link_keys, "unsubscribe", lead_id, channel, self.clock.now())
         return f"{self.sender.unsubscribe_url}/{lead_id}/{channel}/{token}"
 
     def confirm_url(self, lead_id: UUID, channel: str) -> str:
         """The signed double opt-in link (served by huoke serve at /confirm/…)."""
-        token = unsubscribe_token(self.sender.unsubscribe_secret, lead_id, f"confirm:{channel}")
+        token = make_token(self.sender.link_keys, "confirm", lead_id, channel, self.clock.now())
         base = self.sender.unsubscribe_url.rsplit("/", 1)[0]
         return f"{base}/confirm/{lead_id}/{channel}/{token}"
 
