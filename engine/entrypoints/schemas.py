@@ -26,8 +26,35 @@ _TRUE = {"1", "true", "yes", "y", "t", "是"}
 _FALSE = {"0", "false", "no", "n", "f", "否", ""}
 
 
+#: Longest text a field may hold (a name, an employer, a purpose in the lead's words).
+MAX_TEXT = 1000
+#: Characters that reorder or hide text (Trojan Source), stripped from every text field.
+_DIRECTION = dict.fromkeys(
+    [0x061C, 0x200B, 0x200C, 0x200D, 0x200E, 0x200F, 0x2060, 0xFEFF, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+)
+
+
+def clean_text(value: Any) -> Any:
+    """Text as a person typed it: control characters (NUL, escapes, line breaks) and direction
+    or invisible formatting characters removed, so they never reach a subject line or a terminal."""
+    if not isinstance(value, str):
+        return value
+    text = value.translate(_DIRECTION)
+    return "".join(c for c in text if c.isprintable() or c == " ")
+
+
 def _blank_to_none(value: Any) -> Any:
+    value = clean_text(value)
     return None if isinstance(value, str) and not value.strip() else value
+
+
+def shown(value: Any, limit: int = 40) -> str:
+    """A value quoted in an error: at most ``limit`` characters of it, so a 50 MB field gives a
+    short message."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= limit:
+        return repr(text) if isinstance(value, str) else text
+    return f"{text[:limit]!r}… ({len(text):,} characters)"
 
 
 class RowError(HuokeError):
@@ -41,7 +68,7 @@ class RowError(HuokeError):
 class LeadRow(BaseModel):
     """One lead as a partner, a form or a fair sends it (CSV column = field)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, str_max_length=MAX_TEXT)
 
     source_channel: SourceChannel
     external_id: str | None = None
@@ -91,7 +118,7 @@ class LeadRow(BaseModel):
             return True
         if text in _FALSE:
             return False
-        raise ValueError(f"expected yes/no, got {value!r}")
+        raise ValueError(f"expected yes/no, got {shown(value)}")
 
     @field_validator("language", mode="before")
     @classmethod
@@ -187,10 +214,10 @@ def normalise_phone(raw: str | None, region: str, issues: list[str]) -> str | No
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException as e:
-        issues.append(f"phone {raw!r} is not a phone number ({e})")
+        issues.append(f"phone {shown(raw)} is not a phone number ({e})")
         return None
     if not phonenumbers.is_valid_number(number):
-        issues.append(f"phone {raw!r} is not a valid number")
+        issues.append(f"phone {shown(raw)} is not a valid number")
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
@@ -210,7 +237,7 @@ def normalise_email(raw: str | None, issues: list[str]) -> str | None:
     try:
         return validate_email(raw, check_deliverability=False).normalized
     except EmailNotValidError as e:
-        issues.append(f"e-mail {raw!r} is invalid ({e})")
+        issues.append(f"e-mail {shown(raw)} is invalid ({e})")
         return None
 
 
@@ -229,7 +256,7 @@ LifecycleType = Literal[
 class LifecycleRow(BaseModel):
     """One lifecycle fact from the lender's systems, naming its lead one of several ways."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, str_max_length=MAX_TEXT)
 
     type: LifecycleType
     at: datetime | None = None
@@ -305,6 +332,6 @@ def validation_problems(e: ValidationError) -> list[tuple[str, str]]:
         elif err["type"] == "missing":
             msg = "required"
         elif "input" in err and err["type"] not in ("missing",):
-            msg = f"{msg} (got {err['input']!r})"
+            msg = f"{msg} (got {shown(err['input'])})"
         out.append((field, msg))
     return out

@@ -1,0 +1,136 @@
+"""Hostile and careless input, as an attacker or a tired operator gives it: every bad file or row
+gets a clear, short error naming where it is; valid rows are kept; nothing hangs or grows."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from engine.adapters.yaml_files import MAX_NODES, load_yaml
+from engine.domain.shared.errors import JourneyValidationError
+from engine.entrypoints.cli import app
+from tests.e2e.test_cli import set_up
+from tests.helpers import cli_environment
+
+runner = CliRunner()
+
+BOMB = "".join(
+    f"{name}: &{name} [{', '.join([f'*{prev}'] * 9 if prev else ['lol'] * 9)}]\n"
+    for prev, name in zip(["", "a", "b", "c", "d", "e", "f", "g", "h"], "abcdefghi", strict=True)
+)
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cli_environment(tmp_path, monkeypatch)
+    set_up()
+    return tmp_path
+
+
+def problems_of(path: Path) -> list[str]:
+    with pytest.raises(JourneyValidationError) as e:
+        load_yaml(path)
+    return e.value.problems
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (BOMB, f"1:1: YAML: expands to more than {MAX_NODES:,} values (an alias bomb?)"),
+        ("a:\n" + "".join("  " * i + "b:\n" for i in range(1, 80)), "YAML: nested more than 50 levels deep"),
+        ("id: one\nname: x\nid: two\n", "3:1: YAML: key 'id' appears twice in one mapping (first on line 1)"),
+        ("steps:\n  - {id: a, id: b}\n", "key 'id' appears twice"),
+    ],
+)
+def test_hostile_yaml_is_refused_at_once_with_its_line(tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "j.yaml"
+    path.write_text(text, encoding="utf-8")
+    started = time.process_time()
+    [found] = problems_of(path)
+    assert problem in found and found.startswith(str(path))
+    assert time.process_time() - started < 5  # generous: the bomb used to grow past 1 GB and hang
+
+
+def test_yaml_that_is_not_utf8_or_too_big_is_refused(tmp_path: Path) -> None:
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("id: x\nname: caf\xe9\n".encode("latin-1"))
+    assert problems_of(latin) == [f"{latin}:2: not UTF-8 text (byte 0xe9); save the file as UTF-8"]
+    big = tmp_path / "big.yaml"
+    big.write_text("x: " + "y" * 2_000_000, encoding="utf-8")
+    assert "a definition file may have 1,048,576" in problems_of(big)[0]
+
+
+def test_journeys_validate_reports_a_bomb_as_a_problem_not_a_traceback(env: Path) -> None:
+    (env / "bomb.yaml").write_text(BOMB, encoding="utf-8")
+    result = runner.invoke(app, ["journeys", "validate", str(env / "bomb.yaml")])
+    assert result.exit_code == 1 and "alias bomb" in result.stderr and "Traceback" not in result.output
+
+
+def write_csv(path: Path, rows: list[list[str]]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)
+    return path
+
+
+HEAD = ["source_channel", "external_id", "name", "phone", "email", "consent_sms"]
+
+
+def test_an_oversized_field_fails_its_row_only_and_the_rows_after_it_are_kept(env: Path) -> None:
+    path = write_csv(
+        env / "leads.csv",
+        [
+            HEAD,
+            ["web_form", "H1", "Ann", "+8613800138000", "ann@example.com", "yes"],
+            ["web_form", "H2", "X" * 200_000, "+8613800138001", "x@example.com", "yes"],
+            ["web_form", "H3", "Y" * 5_000, "+8613800138002", "y@example.com", "yes"],
+            ["web_form", "H4", "Carl", "+8613800138003", "carl@example.com", "yes"],
+        ],
+    )
+    result = runner.invoke(app, ["leads", "import", str(path), "--json"])
+    doc = json.loads(result.stdout)
+    assert (doc["created"], doc["refused"]) == (2, 2)
+    [huge, long] = doc["errors"]
+    assert huge["line"] == 3 and "fields may hold 128 KiB" in huge["problem"]
+    assert long["line"] == 4 and long["field"] == "name" and "(5,000 characters)" in long["problem"]
+    assert len(result.stdout) < 2_000  # an error quotes a short prefix, never the whole value
+
+
+def test_duplicate_csv_headers_refuse_the_file_and_write_nothing(env: Path) -> None:
+    path = write_csv(env / "dup.csv", [[*HEAD, "name"], ["web_form", "D1", "Ann", "+8613800138000", "", "yes", "Bo"]])
+    result = runner.invoke(app, ["leads", "import", str(path)])
+    assert result.exit_code == 1 and f"{path}:1: column name appears more than once in the header" in result.stderr
+    shown = runner.invoke(app, ["leads", "show", "+8613800138000"])
+    assert shown.exit_code == 1 and "no captured lead matches" in shown.stderr  # nothing was written
+
+
+def test_control_and_direction_characters_never_reach_a_name(env: Path) -> None:
+    path = write_csv(
+        env / "leads.csv",
+        [HEAD, ["web_form", "C1", "Bob\u202egnp.exe\x00\x1b[31m Lee", "+8613800138009", "", "yes"]],
+    )
+    assert runner.invoke(app, ["leads", "import", str(path)]).exit_code == 0
+    lead = json.loads(runner.invoke(app, ["leads", "show", "web_form:C1", "--json"]).stdout)["lead"]
+    assert lead["name"] == "Bobgnp.exe[31m Lee"
+
+
+def test_a_runaway_jsonl_line_fails_alone(env: Path) -> None:
+    path = env / "leads.jsonl"
+    good = {"source_channel": "web_form", "external_id": "J1", "name": "Ann", "phone": "+8613800138000"}
+    path.write_text(
+        json.dumps(good)
+        + "\n"
+        + '{"name": "'
+        + "x" * 1_100_000
+        + '"}\n'
+        + json.dumps({**good, "external_id": "J2", "phone": "+8613800138001"})
+        + "\n",
+        encoding="utf-8",
+    )
+    doc = json.loads(runner.invoke(app, ["leads", "import", str(path), "--json"]).stdout)
+    assert doc["created"] == 2 and [e["line"] for e in doc["errors"]] == [2]
+    assert "a record may have 1,048,576" in doc["errors"][0]["problem"]
