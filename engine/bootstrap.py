@@ -56,7 +56,7 @@ def store_env(settings: Settings, name: str, create: bool = False) -> dict[str, 
             "PROCESS_RECORDER_TOPIC": POSTGRES_PROCESS_RECORDER_TOPIC,
             **_cache_env(name),
         }
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     return {
         "PERSISTENCE_MODULE": SQLITE_FACTORY_TOPIC,
         "SQLITE_DBNAME": str(settings.data_dir / f"{name}.db"),
@@ -97,7 +97,13 @@ def init_database(settings: Settings) -> int:
         for name in VIEWS:
             _view(settings, name, env[name]).datastore.close()
         count = settings.partitions if meta.pg is not None else 1
-        return int(meta.put_default("partitions", str(count), conn))
+        partitions = int(meta.put_default("partitions", str(count), conn))
+    if meta.pg is None:  # stores made before files were private become private too
+        settings.data_dir.chmod(0o700)
+        for path in settings.data_dir.iterdir():
+            if path.is_file():
+                path.chmod(0o600)
+    return partitions
 
 
 def _app_args(app: type[Any]) -> tuple[Any, ...]:

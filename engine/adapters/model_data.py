@@ -97,11 +97,30 @@ def read_csv(
     )
 
 
-def write_rows(out: Path, header: list[str], rows: list[list[Any]]) -> None:
-    """Write a CSV atomically (a temporary file, then a rename)."""
+#: A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: Any) -> Any:
+    """The value as a spreadsheet shows it but never runs: text that would start a formula gets a
+    leading apostrophe (OWASP); numbers, negative ones too, stay numbers."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_START):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
+
+
+def write_rows(out: Path, header: list[str], rows: list[list[Any]], force: bool = False) -> None:
+    """Write a CSV atomically (a temporary file, then a rename), formula cells neutralised; an
+    existing file is replaced only with ``force``."""
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} exists: choose another file, or pass --force to replace it")
     tmp = out.with_suffix(out.suffix + ".tmp")
     with tmp.open("w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
+        writer.writerow([safe_cell(h) for h in header])
+        writer.writerows([safe_cell(v) for v in row] for row in rows)
     tmp.replace(out)

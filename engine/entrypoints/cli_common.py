@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -27,6 +28,15 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _private_files() -> None:
+    """Everything huoke writes (stores, outbox, models, exports) is readable by its owner only:
+    it holds names, phone numbers, incomes."""
+    os.umask(0o077)
+
+
 journeys_app = typer.Typer(help="Validate, publish, pause, draw and preview journeys.", no_args_is_help=True)
 tasks_app = typer.Typer(help="Call and visit tasks that journeys created for loan officers.", no_args_is_help=True)
 leads_app = typer.Typer(help="Import and inspect leads.", no_args_is_help=True)

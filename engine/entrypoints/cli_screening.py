@@ -195,13 +195,16 @@ def model_score(
     out: Annotated[Path, typer.Option("--out", help="where to write the scored rows")],
     id_column: IdOpt = None,
     version: VersionOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="replace --out if it exists")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Score a prospect list (e.g. a partner's) without importing it: ids, probability, score, band, reasons."""
+    if out.exists() and not force:
+        fail(f"{out} exists: choose another file, or pass --force to replace it")
     with _engine() as engine:
         data = read_csv(csv, None, None, id_column, [])
         doc, header, rows = models.score_dataset(engine, kind, data, version)
-        write_rows(out, header, rows)
+        write_rows(out, header, rows, force=force)
         doc["out"] = str(out)
     if as_json:
         emit_json({"schema": "huoke.model.scored/1", **doc})

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from engine.adapters.model_data import write_rows
 from engine.adapters.yaml_files import MAX_NODES, load_yaml
 from engine.domain.shared.errors import JourneyValidationError
 from engine.entrypoints.cli import app
@@ -134,3 +135,29 @@ def test_a_runaway_jsonl_line_fails_alone(env: Path) -> None:
     doc = json.loads(runner.invoke(app, ["leads", "import", str(path), "--json"]).stdout)
     assert doc["created"] == 2 and [e["line"] for e in doc["errors"]] == [2]
     assert "a record may have 1,048,576" in doc["errors"][0]["problem"]
+
+
+def test_files_huoke_writes_are_readable_by_their_owner_only(env: Path) -> None:
+    path = write_csv(env / "leads.csv", [HEAD, ["web_form", "P1", "Ann", "+8613800138000", "ann@x.example", "yes"]])
+    assert runner.invoke(app, ["leads", "import", str(path)]).exit_code == 0
+    assert runner.invoke(app, ["run"]).exit_code == 0
+    folders = [f for f in (env / "data", env / "outbox") if f.exists()]
+    written = [p for folder in folders for p in folder.rglob("*")]
+    assert any(p.name == "leads.db" for p in written)
+    assert {p.stat().st_mode & 0o777 for p in written if p.is_file()} == {0o600}
+    assert {p.stat().st_mode & 0o777 for p in [*folders, *written] if p.is_dir()} == {0o700}
+
+
+def test_an_export_never_overwrites_without_force_and_never_carries_a_formula(env: Path, tmp_path: Path) -> None:
+    precious = tmp_path / "q3.csv"
+    precious.write_text("precious", encoding="utf-8")
+    refused = runner.invoke(app, ["model", "score", "credit", "--csv", str(precious), "--out", str(precious)])
+    assert refused.exit_code == 1 and "exists: choose another file, or pass --force" in refused.stderr
+    assert precious.read_text(encoding="utf-8") == "precious"
+    out = tmp_path / "scored.csv"
+    write_rows(out, ["id", "name", "amount"], [["1", "=cmd|' /C calc'!A0", "-5"], ["2", "@SUM(A1)", "+12"]])
+    with out.open(encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert rows[1:] == [["1", "'=cmd|' /C calc'!A0", "-5"], ["2", "'@SUM(A1)", "+12"]]
+    with pytest.raises(FileExistsError):
+        write_rows(out, ["id"], [])
