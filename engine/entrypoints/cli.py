@@ -65,6 +65,8 @@ def _print_import(report: ImportReport, as_json: bool) -> None:
             console.print(f"… and {len(report.errors) - 50} more (use --json for all)")
     if report.flagged:
         console.print(f"[yellow]{len(report.flagged)} contact detail(s) flagged and not used[/] (see huoke leads show)")
+    for c in report.conflicts:
+        console.print(f"[yellow]conflict[/] {Path(c.file).name}:{c.line}: {c.field}: {c.problem}", highlight=False)
 
 
 Importer = Callable[[Engine, Path, str, ZoneInfo, Callable[[int], None]], ImportReport]

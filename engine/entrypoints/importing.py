@@ -46,6 +46,8 @@ class ImportReport:
     unchanged: int = 0
     errors: list[RowProblem] = field(default_factory=list)
     flagged: list[RowProblem] = field(default_factory=list)
+    #: Rows that disagreed with a known lead's own source: recorded on the lead, not applied.
+    conflicts: list[RowProblem] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +59,7 @@ class ImportReport:
             "refused": len({(e.line) for e in self.errors}),
             "errors": [vars(e) for e in self.errors],
             "flagged": [vars(e) for e in self.flagged],
+            "conflicts": [vars(e) for e in self.conflicts],
         }
 
 
@@ -163,6 +166,16 @@ def import_leads(
     def apply(batch: Batch, report: ImportReport) -> None:
         for (line, command), outcome in zip(batch, engine.leads.capture_leads([c for _, c in batch]), strict=True):
             report.flagged += [RowProblem(str(path), line, "contact", i) for i in command.contact_issues]
+            report.conflicts += [
+                RowProblem(
+                    str(path),
+                    line,
+                    c.split("=", 1)[0],
+                    f"lead {str(outcome.lead_id)[:8]} has another value from its own source: kept it, "
+                    "recorded this one for review (huoke leads show)",
+                )
+                for c in outcome.conflicts
+            ]
             if outcome.error:
                 report.errors.append(RowProblem(str(path), line, "lead", outcome.error))
             elif outcome.created:

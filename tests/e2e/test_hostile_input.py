@@ -161,3 +161,43 @@ def test_an_export_never_overwrites_without_force_and_never_carries_a_formula(en
     assert rows[1:] == [["1", "'=cmd|' /C calc'!A0", "-5"], ["2", "'@SUM(A1)", "+12"]]
     with pytest.raises(FileExistsError):
         write_rows(out, ["id"], [])
+
+
+def test_reimporting_rows_that_share_a_phone_changes_nothing_and_never_redirects_a_leads_email(env: Path) -> None:
+    head = ["source_channel", "external_id", "name", "phone", "email", "monthly_income", "consent_sms"]
+    shared = "+8613800138100"
+    path = write_csv(
+        env / "leads.csv",
+        [
+            head,
+            ["web_form", "S1", "Ann Wu", shared, "ann@x.example", "", "yes"],
+            ["web_form", "S2", "Ann Wu", shared, "ann.wu@y.example", "18000", "yes"],
+        ],
+    )
+    first = json.loads(runner.invoke(app, ["leads", "import", str(path), "--json"]).stdout)
+    assert (first["created"], first["updated"]) == (1, 1)  # S2 is the same phone: merged, not a second lead
+    assert [(c["line"], c["field"]) for c in first["conflicts"]] == [(3, "contact.email")]
+    again = json.loads(runner.invoke(app, ["leads", "import", str(path), "--json"]).stdout)
+    assert (again["created"], again["updated"], again["unchanged"], again["conflicts"]) == (0, 0, 2, [])
+    lead = json.loads(runner.invoke(app, ["leads", "show", "web_form:S1", "--json"]).stdout)
+    assert lead["lead"]["email"] == "ann@x.example"  # never flipped to the other row's address
+    whats = [t["what"] for t in lead["timeline"]]
+    assert "conflicting data from web_form:S2, not applied (email 'ann.wu@y.example')" in whats
+    # A partner's row with the known phone fills what the lead lacked, and cannot redirect its e-mail.
+    partner = write_csv(
+        env / "partner.csv",
+        [
+            [*head, "partner"],
+            ["car_dealer", "D9", "Ann Wu", shared, "attacker@z.example", "99000", "yes", "BYD Chaoyang 4S"],
+        ],
+    )
+    doc = json.loads(runner.invoke(app, ["leads", "import", str(partner), "--json"]).stdout)
+    assert [c["field"] for c in doc["conflicts"]] == ["contact.email", "profile.monthly_income"]
+    lead = json.loads(runner.invoke(app, ["leads", "show", "web_form:S1", "--json"]).stdout)["lead"]
+    assert lead["email"] == "ann@x.example"
+    # The lead's own source may still correct it.
+    own = write_csv(env / "own.csv", [head, ["web_form", "S1", "Ann Wu", shared, "ann@new.example", "", "yes"]])
+    assert json.loads(runner.invoke(app, ["leads", "import", str(own), "--json"]).stdout)["updated"] == 1
+    assert json.loads(runner.invoke(app, ["leads", "show", "web_form:S1", "--json"]).stdout)["lead"]["email"] == (
+        "ann@new.example"
+    )

@@ -61,6 +61,8 @@ class Outcome:
     created: bool = False
     changed: bool = False
     error: str = ""
+    #: Values another source gave that disagree with the lead's own (kept for review, not applied).
+    conflicts: tuple[str, ...] = ()
 
 
 class Leads(Application[UUID]):
@@ -135,6 +137,7 @@ class Leads(Application[UUID]):
             )
             lead_id = self._resolve(keys, claimed, look_up)
             created = lead_id is None
+            conflicts: tuple[str, ...] = ()
             if created and self._suppressed(cmd.contact):
                 outcomes.append(
                     Outcome(None, error="this phone or e-mail opted out earlier (suppression list); not re-imported")
@@ -152,6 +155,7 @@ class Leads(Application[UUID]):
                 lead_id = lead.id
             else:
                 lead = pending.get(lead_id) or self.repository.get(lead_id)
+                known_conflicts = len(lead.conflicts)
                 incoming = {
                     "contact": cmd.contact,
                     "profile": cmd.profile,
@@ -159,6 +163,7 @@ class Leads(Application[UUID]):
                     "contact_issues": list(cmd.contact_issues),
                 }
                 lead.update(incoming, cmd.source, at)
+                conflicts = tuple(lead.conflicts[known_conflicts:])
             for key in keys:
                 if key not in claimed:
                     claimed[key] = lead_id
@@ -166,7 +171,7 @@ class Leads(Application[UUID]):
             for channel, granted in cmd.consents.items():
                 self._consent(lead, channel, granted, cmd.origin or "capture", at)
             pending[lead_id] = lead
-            outcomes.append(Outcome(lead_id, created=created, changed=created))
+            outcomes.append(Outcome(lead_id, created=created, changed=created, conflicts=conflicts))
         self.screen([a for a in pending.values() if isinstance(a, Lead)], None)
         outcomes = [
             replace(o, changed=o.created or bool(pending[o.lead_id].pending_events)) if o.lead_id is not None else o

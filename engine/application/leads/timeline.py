@@ -30,6 +30,10 @@ def describe(e: Any) -> tuple[str, str]:
         case Lead.ProfileUpdated():
             fields = ", ".join(f"{k}" for section in e.changes.values() if isinstance(section, dict) for k in section)
             return f"profile updated ({fields or 'contact issues'})", f"re-captured from {e.source.get('channel')}"
+        case Lead.DataConflicted():
+            fields = ", ".join(f"{k.split('.', 1)[1]} {v!r}" for k, v in e.conflicts.items())
+            where = f"{e.source.get('channel')}:{e.source.get('external_id') or '(no id)'}"
+            return f"conflicting data from {where}, not applied ({fields})", "kept the lead's own source; review it"
         case Lead.Segmented():
             segs = ", ".join(e.segments) or "none"
             return (

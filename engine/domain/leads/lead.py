@@ -55,6 +55,14 @@ class Lead(Aggregate):
         source: JSONDict
         at: datetime
 
+    class DataConflicted(Aggregate.Event):
+        """A row from another source (matched by phone, e-mail or a merged source id) disagreed
+        with what the lead's own source said: kept for review, never applied."""
+
+        source: JSONDict
+        conflicts: JSONDict  # "section.field" -> the value the other source gave
+        at: datetime
+
     class Segmented(Aggregate.Event):
         audience: str
         tier: str
@@ -206,14 +214,36 @@ class Lead(Aggregate):
 
     # ---- profile ---------------------------------------------------------------------------
 
+    #: "section.field=value" of every conflict recorded (so a re-import records none again).
+    conflicts: tuple[str, ...] = ()
+
+    def owned_by(self, source: JSONDict) -> bool:
+        """Whether ``source`` is the record this lead was captured from (its system of record)."""
+        return bool(source.get("external_id")) and (source.get("channel"), source.get("external_id")) == (
+            self.source.get("channel"),
+            self.source.get("external_id"),
+        )
+
     def update(self, incoming: JSONDict, source: JSONDict, at: datetime) -> bool:
-        """Merge newer contact/profile/interest values; record only what actually changed."""
+        """Merge what a row says about the lead. The lead's own source updates it; another source
+        (a partner's copy matched by phone or e-mail) only fills what the lead lacks, and a value
+        that disagrees is recorded as a conflict to review, once — never applied, so importing
+        the same files again changes nothing."""
+        owner = self.owned_by(source)
         changes: JSONDict = {}
+        disagreements: JSONDict = {}
         for section in ("contact", "profile", "interest"):
             current: JSONDict = getattr(self, section)
             delta = {k: v for k, v in incoming.get(section, {}).items() if v is not None and current.get(k) != v}
+            if not owner:
+                for k, v in delta.items():
+                    if current.get(k) is not None and f"{section}.{k}={v}" not in self.conflicts:
+                        disagreements[f"{section}.{k}"] = v
+                delta = {k: v for k, v in delta.items() if current.get(k) is None}
             if delta:
                 changes[section] = delta
+        if disagreements:
+            self._data_conflicted(source=source, conflicts=disagreements, at=at)
         issues = sorted(set(incoming.get("contact_issues", [])) - set(self.contact_issues))
         if issues:
             changes["contact_issues"] = issues
@@ -221,6 +251,10 @@ class Lead(Aggregate):
             return False
         self._profile_updated(changes=changes, source=source, at=at)
         return True
+
+    @event(DataConflicted)
+    def _data_conflicted(self, source: JSONDict, conflicts: JSONDict, at: datetime) -> None:
+        self.conflicts = (*self.conflicts, *(f"{k}={v}" for k, v in conflicts.items()))
 
     @event(ProfileUpdated)
     def _profile_updated(self, changes: JSONDict, source: JSONDict, at: datetime) -> None:
