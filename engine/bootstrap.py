@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +22,7 @@ from engine.adapters.outbox import OutboxEmailChannel, OutboxSmsChannel
 from engine.adapters.smtp import SmtpEmailChannel
 from engine.adapters.templates import JinjaRenderer
 from engine.adapters.twilio_sms import TwilioSmsChannel
+from engine.adapters.vault import KeyVault, MasterKeys, VaultKeyError, new_master_key, parse_master_key
 from engine.adapters.webhook import WebhookChannel
 from engine.adapters.yaml_files import load_yaml, strip_lines
 from engine.application.delivery.app import Deliveries, Retries, Sender
@@ -81,6 +84,41 @@ def _cache_env(name: str) -> dict[str, str]:
     }
 
 
+def master_keys(settings: Settings) -> MasterKeys:
+    """The master key from ``HUOKE_MASTER_KEY`` or its file (made by ``huoke db init``)."""
+    text = settings.master_key.get_secret_value()
+    where = "HUOKE_MASTER_KEY"
+    if not text:
+        path = settings.master_key_path
+        where = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError:
+            raise VaultKeyError(
+                f"no master key: set HUOKE_MASTER_KEY or run huoke db init (which writes {path})"
+            ) from None
+    old = tuple(
+        parse_master_key(k, "HUOKE_MASTER_KEY_OLD") for k in settings.master_key_old.get_secret_value().split(",") if k
+    )
+    return MasterKeys(parse_master_key(text, where), old)
+
+
+def vault_for(settings: Settings) -> KeyVault | None:
+    if not settings.encrypt_pii:
+        return None
+    return KeyVault(master_keys(settings), settings.postgres_env(), settings.data_dir)
+
+
+def _ensure_master_key(settings: Settings) -> None:
+    """Embedded set-up writes a master key file (owner-only) when none is configured."""
+    path = settings.master_key_path
+    if settings.encrypt_pii and not settings.master_key.get_secret_value() and not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as f:
+            f.write(new_master_key() + "\n")
+
+
 def meta_for(settings: Settings) -> Meta:
     return Meta(settings.postgres_env(), settings.data_dir)
 
@@ -91,9 +129,28 @@ def init_database(settings: Settings) -> int:
     meta = meta_for(settings)
     with init_lock(meta.pg) as conn:
         meta.create(conn)
+        with contextlib.suppress(FileExistsError):  # another process wrote it first
+            _ensure_master_key(settings)
+        vault = vault_for(settings)
+        if vault is not None:
+            vault.create_table()
         env = {name: store_env(settings, name, create=True) for name in (*APPS, *VIEWS)}
         for app in (Leads, Journeys, Deliveries):
             app(env[app.name.lower()], *_app_args(app)).close()
+        # Stores from before the identity index was hashed: index their people under hashed keys.
+        leads = Leads(
+            env["leads"],
+            SegmentRules((), (), (), "set-up"),
+            SystemClock(),
+            settings.suppression_pepper.get_secret_value(),
+            vault=vault,
+        )
+        try:
+            if meta.get("identities_hashed") is None:
+                leads.migrate_identities()
+                meta.put_default("identities_hashed", "yes", conn)
+        finally:
+            leads.close()
         for name in VIEWS:
             _view(settings, name, env[name]).datastore.close()
         count = settings.partitions if meta.pg is not None else 1
@@ -203,6 +260,7 @@ def bootstrap(
         definitions.catalogue,
         settings.email_double_opt_in,
         models_for(settings),
+        vault_for(settings),
     )
     journeys = Journeys(
         store_env(settings, "journeys"), clock, settings.timezone, timedelta(hours=settings.stale_after_hours)

@@ -65,6 +65,16 @@ class Settings(BaseSettings):
     email_double_opt_in: bool = Field(
         False, description="e-mail consent starts only when the lead confirms by a link (double opt-in)"
     )
+    master_key: SecretStr = Field(
+        SecretStr(""), description="key that wraps each lead's data key (32 bytes, URL-safe base64: huoke keys new)"
+    )
+    master_key_file: Path | None = Field(
+        None, description="file holding the master key instead (default: master.key in the data folder)"
+    )
+    master_key_old: SecretStr = Field(
+        SecretStr(""), description="earlier master keys, comma-separated, until huoke keys rotate has rewrapped"
+    )
+    encrypt_pii: bool = Field(True, description="seal each lead's personal data with its own key (false: plain)")
     suppression_pepper: SecretStr = Field(
         SecretStr(""), description="key of the hashed suppression list: 32+ random characters, keep it stable"
     )
@@ -106,6 +116,10 @@ class Settings(BaseSettings):
         True,
         description="workers keep the views current (set false when `huoke projections run` does, distributed mode)",
     )
+
+    @property
+    def master_key_path(self) -> Path:
+        return self.master_key_file or self.data_dir / "master.key"
 
     @property
     def link_keys(self) -> tuple[str, tuple[str, ...]]:

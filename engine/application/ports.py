@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -198,6 +198,23 @@ class FunnelView(View, Protocol):
     def reached(self) -> list[dict[str, Any]]: ...
 
     def messages(self) -> list[dict[str, Any]]: ...
+
+
+class PiiVault(Protocol):
+    """Per-lead data keys for the personal fields of lead events (envelope encryption); erasing a
+    lead deletes its key (crypto-shredding)."""
+
+    def prepare(self, lead_ids: Iterable[UUID]) -> None: ...
+
+    def seal(self, lead_id: UUID, plaintext: bytes, aad: bytes) -> bytes: ...
+
+    def open(self, lead_id: UUID, blob: bytes, aad: bytes) -> bytes | None: ...
+
+    def erase(self, lead_id: UUID, at: str) -> None: ...
+
+    def is_erased(self, lead_id: UUID) -> bool: ...
+
+    def index_key(self) -> bytes: ...
 
 
 class JourneyIndexView(View, Protocol):

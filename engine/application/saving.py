@@ -19,12 +19,13 @@ single saves, LIBRARIES.md); a power cut can lose the last commits but never cor
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
-from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking, TrackingRecorder
+from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent, Tracking, TrackingRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresProcessRecorder
 from eventsourcing.sqlite import (
     SQLiteConnection,
@@ -33,7 +34,9 @@ from eventsourcing.sqlite import (
     SQLiteFactory,
     SQLiteProcessRecorder,
 )
+from eventsourcing.utils import get_topic
 from psycopg import Cursor
+from psycopg import sql as psql
 from psycopg.rows import DictRow
 
 T = TypeVar("T")
@@ -61,6 +64,72 @@ def save_batch(
     app._record(pe)
     app._take_snapshots(pe)
     return len(pe.events)
+
+
+#: Where a stored event keeps its sealed personal fields (URL-safe base64 of nonce + ciphertext).
+SEALED = "_sealed"
+
+
+class SealingMapper(Mapper[UUID]):
+    """A mapper that seals the personal fields of some events with their originator's own data
+    key (``vault``, see ``engine.adapters.vault``) before they are stored, and opens them when
+    they are read — or, once the originator was erased, puts the placeholders in their place.
+    The rest of each event stays as eventsourcing stores it."""
+
+    def __init__(self, base: Mapper[UUID], vault: Any, fields: dict[str, dict[str, Any]]) -> None:
+        super().__init__(base.transcoder, base.compressor, base.cipher)
+        self.vault = vault
+        self.fields = fields
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        topic = get_topic(type(domain_event))
+        personal = self.fields.get(topic)
+        if not personal:
+            return super().to_stored_event(domain_event)
+        state = dict(vars(domain_event))
+        secret = {k: state.pop(k) for k in personal if k in state}
+        lead_id = state["originator_id"]
+        blob = self.vault.seal(lead_id, self.transcoder.encode(secret), _aad(topic, lead_id))
+        state[SEALED] = base64.urlsafe_b64encode(blob).decode()
+        proxy = object.__new__(type(domain_event))
+        object.__setattr__(proxy, "__dict__", state)
+        return super().to_stored_event(proxy)
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        event = super().to_domain_event(stored_event)
+        state = vars(event)
+        sealed = state.pop(SEALED, None)
+        if sealed is not None:
+            personal = self.fields.get(stored_event.topic, {})
+            lead_id = state["originator_id"]
+            opened = self.vault.open(lead_id, base64.urlsafe_b64decode(sealed), _aad(stored_event.topic, lead_id))
+            state.update(self.transcoder.decode(opened) if opened is not None else _placeholders(personal))
+        return event
+
+
+def _aad(topic: str, originator_id: Any) -> bytes:
+    """What a sealed field is bound to: it cannot be moved to another event kind or lead."""
+    return f"{topic}|{originator_id}".encode()
+
+
+def _placeholders(personal: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.copy() if isinstance(v, dict | list) else v) for k, v in personal.items()}
+
+
+def delete_snapshots(app: Application[Any], aggregate_id: UUID) -> None:
+    """Forget an aggregate's snapshots (they hold its whole state, personal data included)."""
+    recorder: Any = app.snapshots.recorder if app.snapshots is not None else None
+    if recorder is None:
+        return
+    table = recorder.events_table_name
+    with recorder.datastore.transaction(commit=True) as c:
+        if isinstance(recorder, PostgresApplicationRecorder):
+            statement = psql.SQL("DELETE FROM {}.{} WHERE originator_id = %s")
+            c.execute(
+                statement.format(psql.Identifier(recorder.datastore.schema), psql.Identifier(table)), (aggregate_id,)
+            )
+        else:
+            c.execute(f"DELETE FROM {table} WHERE originator_id = ?", (str(aggregate_id),))  # noqa: S608 - own table
 
 
 def fresh_get(app: Application[Any], aggregate_id: UUID) -> Any:

@@ -19,12 +19,14 @@ from engine.application.delivery.links import LinkKeys
 from engine.application.engine import Engine
 from engine.application.leads.timeline import lead_timeline
 from engine.application.reports import funnel_report
+from engine.domain.leads.lead import RETAINED
 from engine.domain.shared.errors import HuokeError, LeadNotFoundError
 from engine.entrypoints.cli_common import (
     JsonOpt,
     app,
     consent_app,
     console,
+    current_user,
     emit_json,
     engine_for,
     err,
@@ -129,6 +131,32 @@ def _resolve_lead(engine: Engine, ref: str) -> UUID:
         fail(str(e))
 
 
+@leads_app.command("erase")
+def leads_erase(
+    ref: Annotated[str, typer.Argument(help="lead id, phone, e-mail or source_channel:external_id")],
+    reason: Annotated[str, typer.Option(help="why (the request, its reference)")],
+    by: Annotated[str, typer.Option(help="who carried it out (default: you)")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Forget a person (right to erasure): every channel opted out, the contact kept only as a
+    keyed hash on the suppression list, then the lead's data key deleted so every personal field
+    of every event is unreadable for good. Lending and consent records stay (README)."""
+    s = settings()
+    engine = engine_for(s, journeys=False)
+    try:
+        lead_id = _resolve_lead(engine, ref)
+        lead = engine.leads.erase(lead_id, reason, by or current_user())
+    except HuokeError as e:
+        fail(str(e))
+    finally:
+        engine.close()
+    doc = {"schema": "huoke.erasure/1", "lead_id": str(lead.id), "erased": True, "retained": list(RETAINED)}
+    if as_json:
+        emit_json(doc)
+        return
+    console.print(f"lead {lead.id} erased; kept: " + "; ".join(RETAINED))
+
+
 @leads_app.command("show")
 def leads_show(
     ref: Annotated[str, typer.Argument(help="lead id, phone, e-mail or source_channel:external_id")],
@@ -147,8 +175,10 @@ def leads_show(
         emit_json({"schema": "huoke.lead/1", **doc})
         return
     lead = doc["lead"]
+    if lead["erased"]:
+        console.print("[bold red]erased[/]: this person asked to be forgotten; personal data is unreadable")
     console.print(
-        f"[bold]{lead['name']}[/] {lead['id']}  stage [cyan]{lead['stage']}[/]  "
+        f"[bold]{lead['name'] or '(erased)'}[/] {lead['id']}  stage [cyan]{lead['stage']}[/]  "
         f"audience {lead['audience']}  tier {lead['tier']}  language {lead['language']}"
     )
     console.print(

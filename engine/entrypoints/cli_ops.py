@@ -14,10 +14,11 @@ from rich.table import Table
 
 from engine.adapters.clock import VirtualClock
 from engine.adapters.coordination import AlreadyRunningError, FileLease, PostgresLeases
+from engine.adapters.vault import new_master_key
 from engine.application.engine import VIEW_NAMES, Engine, RunReport
 from engine.application.partitions import Partitions
 from engine.application.saving import forget_cache
-from engine.bootstrap import VIEWS, init_database, meta_for
+from engine.bootstrap import VIEWS, init_database, meta_for, vault_for
 from engine.domain.shared.errors import HuokeError
 from engine.entrypoints.cli_common import (
     JsonOpt,
@@ -370,3 +371,36 @@ def messages_release(
     finally:
         engine.close()
     console.print(f"message {found[0][:8]}: " + ("recorded sent" if was_sent else "released: sends on the next run"))
+
+
+keys_app = typer.Typer(help="The master key that protects each lead's personal data.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("new")
+def keys_new() -> None:
+    """Print a new random master key (for HUOKE_MASTER_KEY or its file)."""
+    console.print(new_master_key(), highlight=False)
+
+
+@keys_app.command("rotate")
+def keys_rotate(as_json: JsonOpt = False) -> None:
+    """Rewrap every lead's data key under the current master key. To rotate: put the old key in
+    HUOKE_MASTER_KEY_OLD, the new one in HUOKE_MASTER_KEY, run this, then drop the old key."""
+    s = settings()
+    try:
+        vault = vault_for(s)
+    except HuokeError as e:
+        fail(str(e))
+    if vault is None:
+        fail("HUOKE_ENCRYPT_PII is off: there are no data keys to rewrap")
+    try:
+        count = vault.rotate()
+    except HuokeError as e:
+        fail(str(e))
+    finally:
+        vault.close()
+    if as_json:
+        emit_json({"schema": "huoke.keys.rotated/1", "rewrapped": count})
+        return
+    console.print(f"{count} data key(s) rewrapped under the current master key; the old key can be retired")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import date, datetime
@@ -10,21 +12,29 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, ProcessRecorder
+from eventsourcing.persistence import IntegrityError, Mapper, ProcessRecorder
 from eventsourcing.utils import get_topic
 
 from engine.application.leads.commands import CaptureLead, LeadRef, RecordLifecycle
 from engine.application.partitions import ALL, Partitions, Stop, never
-from engine.application.ports import Clock, ModelStore, Scorer
+from engine.application.ports import Clock, ModelStore, PiiVault, Scorer
 from engine.application.projecting import drain, next_owned_page, next_page
-from engine.application.saving import current_aggregates, forget_cache, fresh_get, retry_conflicts, save_batch
+from engine.application.saving import (
+    SealingMapper,
+    current_aggregates,
+    delete_snapshots,
+    forget_cache,
+    fresh_get,
+    retry_conflicts,
+    save_batch,
+)
 from engine.domain.delivery.delivery import Delivery
 from engine.domain.delivery.suppression import Suppression, contact_hash, suppression_id
 from engine.domain.journeys.calendar_review import CALENDAR_REVIEW_ID, CalendarReview
 from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.leads.facts import lead_facts
 from engine.domain.leads.identity import LeadIdentity, identity_id_for, identity_keys, lead_id_for
-from engine.domain.leads.lead import Lead
+from engine.domain.leads.lead import PII_FIELDS, RETAINED, Lead
 from engine.domain.leads.segments import SegmentRules, classify
 from engine.domain.screening.model_registry import MODEL_KINDS, ModelRegistry, check_kind, registry_id
 from engine.domain.screening.products import Catalogue, affordability, match
@@ -68,7 +78,8 @@ class Outcome:
 class Leads(Application[UUID]):
     """The leads bounded context: every change to a lead goes through here."""
 
-    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Lead: 100}
+    #: No snapshots: a snapshot holds a lead's whole state, personal data unsealed.
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {}
 
     recorder: ProcessRecorder
 
@@ -81,7 +92,10 @@ class Leads(Application[UUID]):
         catalogue: Catalogue | None = None,
         double_opt_in: bool = False,
         models: ModelStore | None = None,
+        vault: PiiVault | None = None,
     ) -> None:
+        self.vault = vault  # before the application builds its mapper
+        self._index_key: bytes | None = None
         super().__init__(env)
         self.models = models
         self._scorers: dict[str, tuple[int, Scorer]] = {}
@@ -94,6 +108,19 @@ class Leads(Application[UUID]):
 
     def construct_recorder(self) -> ProcessRecorder:
         return self.factory.process_recorder()
+
+    def close(self) -> None:
+        super().close()
+        close_vault = getattr(self.vault, "close", None)
+        if close_vault is not None:
+            close_vault()
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        """Personal fields are sealed with each lead's own key when a vault is configured."""
+        base = super().construct_mapper()
+        if self.vault is None:
+            return base
+        return SealingMapper(base, self.vault, {get_topic(cls): fields for cls, fields in PII_FIELDS.items()})
 
     # ---- capture ---------------------------------------------------------------------------
 
@@ -138,6 +165,9 @@ class Leads(Application[UUID]):
             lead_id = self._resolve(keys, claimed, look_up)
             created = lead_id is None
             conflicts: tuple[str, ...] = ()
+            if lead_id is not None and (pending.get(lead_id) or self.repository.get(lead_id)).erased:
+                outcomes.append(Outcome(None, error="this person asked to be erased; not re-imported"))
+                continue
             if created and self._suppressed(cmd.contact):
                 outcomes.append(
                     Outcome(None, error="this phone or e-mail opted out earlier (suppression list); not re-imported")
@@ -167,11 +197,14 @@ class Leads(Application[UUID]):
             for key in keys:
                 if key not in claimed:
                     claimed[key] = lead_id
-                    pending[identity_id_for(key)] = LeadIdentity(key=key, lead_id=lead_id)
+                    hashed = self._hashed_key(key)
+                    pending[identity_id_for(hashed)] = LeadIdentity(key=hashed, lead_id=lead_id)
             for channel, granted in cmd.consents.items():
                 self._consent(lead, channel, granted, cmd.origin or "capture", at)
             pending[lead_id] = lead
             outcomes.append(Outcome(lead_id, created=created, changed=created, conflicts=conflicts))
+        if self.vault is not None:  # one transaction for the new leads' data keys
+            self.vault.prepare(a.id for a in pending.values() if isinstance(a, Lead))
         self.screen([a for a in pending.values() if isinstance(a, Lead)], None)
         outcomes = [
             replace(o, changed=o.created or bool(pending[o.lead_id].pending_events)) if o.lead_id is not None else o
@@ -185,9 +218,8 @@ class Leads(Application[UUID]):
         found: UUID | None = None
         for key in keys:
             if key not in claimed and look_up:
-                try:
-                    identity: LeadIdentity = self.repository.get(identity_id_for(key))
-                except AggregateNotFoundError:
+                identity = self._identity(key)
+                if identity is None:
                     continue
                 claimed[key] = identity.lead_id
             if found is None and key in claimed:
@@ -541,6 +573,32 @@ class Leads(Application[UUID]):
                 return True
         return False
 
+    def erase(self, lead_id: UUID, reason: str, by: str, at: datetime | None = None) -> Lead:
+        """Forget a person (right to erasure) by crypto-shredding: every channel opted out and the
+        contact kept on the suppression list as a keyed hash (never re-imported by accident), the
+        erasure recorded with its reason, then the lead's data key deleted — every personal field
+        of every event of the lead is unreadable from then on. What lending rules require stays
+        (``RETAINED``)."""
+        if self.vault is None:
+            raise HuokeError("erasure needs encryption at rest: set HUOKE_MASTER_KEY (or run huoke db init)")
+        at = at or self.clock.now()
+        lead = self.fresh_lead(lead_id)
+        if lead.erased:
+            return lead
+        self.opt_out(lead_id, "all", "erasure", "erased on request", at)
+
+        def attempt() -> Lead:
+            current = self.fresh_lead(lead_id)
+            current.erase(reason, by, list(RETAINED), at)
+            save_batch(self, [current])
+            return current
+
+        erased: Lead = retry_conflicts(self, attempt, self._forget_cache)
+        self.vault.erase(lead_id, at.isoformat())
+        delete_snapshots(self, lead_id)
+        self._forget_cache()
+        return erased
+
     def opt_out(
         self,
         lead_id: UUID | None,
@@ -617,6 +675,44 @@ class Leads(Application[UUID]):
         except AggregateNotFoundError:
             raise LeadNotFoundError(lead_id) from None
         return lead
+
+    def _hashed_key(self, key: str) -> str:
+        """The identity index holds keyed hashes, never the phone, e-mail or source id itself."""
+        if self._index_key is None:
+            self._index_key = self.vault.index_key() if self.vault is not None else self.pepper.encode()
+        kind = key.split(":", 1)[0]
+        digest = hmac.new(self._index_key, key.encode(), hashlib.sha256).hexdigest()[:40]
+        return f"{kind}#{digest}"
+
+    def _identity(self, key: str) -> LeadIdentity | None:
+        """The index entry of ``key`` (stores from before hashed keys: its plain entry)."""
+        for stored_key in (self._hashed_key(key), key):
+            try:
+                identity: LeadIdentity = self.repository.get(identity_id_for(stored_key))
+            except AggregateNotFoundError:
+                continue
+            return identity
+        return None
+
+    def migrate_identities(self) -> int:
+        """Give every identity indexed under a plain key (stores from before hashed keys) its hashed
+        entry, so look-ups and new captures find it; the number added. Idempotent."""
+        topic = get_topic(LeadIdentity.Claimed)
+        added, start = 0, 1
+        while page := self.recorder.select_notifications(start, 1000, topics=[topic]):
+            for note in page:
+                claimed = self.mapper.to_domain_event(note)
+                key = str(getattr(claimed, "key", ""))
+                if "#" in key or not key:
+                    continue
+                hashed = self._hashed_key(key)
+                try:
+                    save_batch(self, [LeadIdentity(key=hashed, lead_id=claimed.lead_id)])  # type: ignore[attr-defined]
+                    added += 1
+                except IntegrityError:
+                    self._forget_cache()  # already there
+            start = page[-1].id + 1
+        return added
 
     def find_lead(self, ref: LeadRef) -> UUID:
         """Resolve a reference to a captured lead's id."""

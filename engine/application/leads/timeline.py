@@ -30,6 +30,8 @@ def describe(e: Any) -> tuple[str, str]:
         case Lead.ProfileUpdated():
             fields = ", ".join(f"{k}" for section in e.changes.values() if isinstance(section, dict) for k in section)
             return f"profile updated ({fields or 'contact issues'})", f"re-captured from {e.source.get('channel')}"
+        case Lead.Erased():
+            return "erased on request: personal data unreadable for good", f"{e.by}: {e.reason}"
         case Lead.DataConflicted():
             fields = ", ".join(f"{k.split('.', 1)[1]} {v!r}" for k, v in e.conflicts.items())
             where = f"{e.source.get('channel')}:{e.source.get('external_id') or '(no id)'}"
@@ -198,6 +200,7 @@ def lead_timeline(engine: Engine, lead_id: UUID) -> dict[str, Any]:
             },
             "offer": lead.offer,
             "affordability": engine.leads.affordability(lead),
+            "erased": lead.erased,
         },
         "enrolments": [
             {"journey_id": r["journey_id"], "version": r["journey_version"], "status": r["status"]} for r in enrolments

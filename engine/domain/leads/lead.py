@@ -170,6 +170,15 @@ class Lead(Aggregate):
         days_past_due: int
         at: datetime
 
+    class Erased(Aggregate.Event):
+        """The person asked to be forgotten: their data key is deleted, so every personal field of
+        every event of this lead is unreadable for good; ``retained`` says what stays and why."""
+
+        reason: str
+        by: str
+        retained: list[str]
+        at: datetime
+
     @event(Captured)
     def __init__(
         self,
@@ -216,6 +225,19 @@ class Lead(Aggregate):
 
     #: "section.field=value" of every conflict recorded (so a re-import records none again).
     conflicts: tuple[str, ...] = ()
+    #: Erased on request: personal data unreadable, nothing personal recorded again.
+    erased: bool = False
+
+    def erase(self, reason: str, by: str, retained: list[str], at: datetime) -> None:
+        if not self.erased:
+            self._erased(reason=reason, by=by, retained=retained, at=at)
+
+    @event(Erased)
+    def _erased(self, reason: str, by: str, retained: list[str], at: datetime) -> None:
+        self.erased = True
+        self.contact, self.profile, self.interest, self.contact_issues = {}, {}, {}, []
+        self.conflicts = ()
+        self.scores = {k: {**v, "inputs": {}, "reasons": []} for k, v in self.scores.items()}
 
     def owned_by(self, source: JSONDict) -> bool:
         """Whether ``source`` is the record this lead was captured from (its system of record)."""
@@ -229,6 +251,8 @@ class Lead(Aggregate):
         (a partner's copy matched by phone or e-mail) only fills what the lead lacks, and a value
         that disagrees is recorded as a conflict to review, once — never applied, so importing
         the same files again changes nothing."""
+        if self.erased:
+            return False
         owner = self.owned_by(source)
         changes: JSONDict = {}
         disagreements: JSONDict = {}
@@ -584,3 +608,30 @@ class Lead(Aggregate):
 
 
 keep_topics("engine.domain.lead", Lead)
+
+
+#: What an erasure keeps, and why (lending and consent records the lender must retain; none of it
+#: names the person once the data key is gone).
+RETAINED = (
+    "stage history and lifecycle facts (applications, approvals, loans: amounts and dates) - credit records",
+    "consent and opt-out history (channel, purpose, time) - proof of consent",
+    "suppression-list entry (keyed hash of phone and e-mail) - never contacted or re-imported again",
+    "messages sent (time, channel, template, outcome) - marketing records",
+    "scores' bands and product matches (no inputs) - fair-lending monitoring",
+)
+
+#: The personal fields of each Lead event, sealed with the lead's own key in the store, and what
+#: a reader gets in their place once the lead is erased (crypto-shredding). Everything else —
+#: stages, applications, loans, consent channel and time, scores' bands — stays readable, as
+#: lending rules require it kept (README: erasure).
+PII_FIELDS: dict[type[Any], dict[str, Any]] = {
+    Lead.Captured: {"contact": {}, "profile": {}, "interest": {}, "contact_issues": []},
+    Lead.ProfileUpdated: {"changes": {}},
+    Lead.DataConflicted: {"conflicts": {}},
+    Lead.Segmented: {"reasons": {}},
+    Lead.ProductsMatched: {"inputs": {}},
+    Lead.Scored: {"inputs": {}, "reasons": []},
+    Lead.ConsentGranted: {"evidence": "(erased)"},
+    Lead.ConsentRequested: {"evidence": "(erased)"},
+    Lead.ConsentWithdrawn: {"evidence": "(erased)"},
+}
