@@ -27,6 +27,7 @@ from bench.scoring import scoring_rates
 from bench.workers import one_run
 from engine.adapters.clock import VirtualClock
 from engine.application.journeys.publishing import publish_new
+from engine.application.leads.commands import LeadRef
 from engine.bootstrap import bootstrap, init_database, load_journey_definitions, renderer_for
 from engine.entrypoints.demo_data import generate
 from engine.entrypoints.schemas import LeadRow, RowError
@@ -124,6 +125,60 @@ def bench_huoke(folder: Path, n: int) -> dict[str, float]:
     }
 
 
+def capture_rates(folder: Path, n: int, encrypt: bool) -> tuple[float, float]:
+    """Capture ``n`` leads (500 per batch) into a fresh store; then look ``n`` of them up by phone.
+    Returns (leads/s, look-ups/s)."""
+    where = folder / f"capture-{'sealed' if encrypt else 'plain'}-{time.monotonic_ns()}"
+    settings = Settings(
+        data_dir=where / "data",
+        outbox_dir=where / "outbox",
+        journeys_dir=ROOT / "journeys",
+        templates_dir=ROOT / "templates",
+        database_url="",
+        encrypt_pii=encrypt,
+        suppression_pepper="bench-suppression-pepper-0123456789abcdef",
+    )
+    tz = ZoneInfo(settings.timezone)
+    start = datetime(2026, 3, 2, 9, tzinfo=tz)
+    rows, _ = generate(n, start, capture_days=1, sim_days=1)
+    commands = []
+    for line, row in enumerate(rows, 2):
+        try:
+            commands.append(LeadRow.model_validate(row).to_command("CN", tz, f"bench:{line}"))
+        except (ValueError, RowError):
+            continue
+    init_database(settings)
+    engine = bootstrap(settings, VirtualClock(start.astimezone(UTC)), definitions=load_journey_definitions(settings))
+    t0 = time.perf_counter()
+    for i in range(0, len(commands), 500):
+        engine.leads.capture_leads(commands[i : i + 500])
+    t1 = time.perf_counter()
+    phones = [c.contact["phone"] for c in commands if c.contact.get("phone")]
+    for phone in phones:
+        engine.leads.find_lead(LeadRef(phone=phone))
+    t2 = time.perf_counter()
+    engine.close()
+    return len(commands) / (t1 - t0), len(phones) / (t2 - t1)
+
+
+def encryption_section(folder: Path, n: int) -> None:
+    """Capture with personal data sealed per lead against capture in plain, alternating runs."""
+    plain, sealed = [], []
+    for _ in range(2):
+        plain.append(capture_rates(folder, n, encrypt=False))
+        sealed.append(capture_rates(folder, n, encrypt=True))
+    p_capture, s_capture = sum(r[0] for r in plain) / 2, sum(r[0] for r in sealed) / 2
+    p_lookup, s_lookup = sum(r[1] for r in plain) / 2, sum(r[1] for r in sealed) / 2
+    print(f"\n{f'personal data at rest: {n:,} leads, two runs each':<72} {'rate':>12}  {'unit':<9} {'× plain':>10}")
+    for what, unit, base, rate in (
+        ("capture, personal data in plain (baseline)", "leads/s", p_capture, p_capture),
+        ("capture, sealed with a data key per lead (AES-GCM)", "leads/s", p_capture, s_capture),
+        ("look-up by phone, plain index (baseline)", "lookups/s", p_lookup, p_lookup),
+        ("look-up by phone, keyed-hash index, record opened", "lookups/s", p_lookup, s_lookup),
+    ):
+        print(f"{what:<72} {rate:>12,.0f}  {unit:<9} {rate / base:>10.2f}")
+
+
 def workers_section(n: int) -> None:
     """Send and follow-up with one worker process, then two, on PostgreSQL (separate processes)."""
     results = {}
@@ -193,6 +248,8 @@ def main() -> None:
             f"\n{h['leads']:.0f} leads, {h['total_events']:,.0f} events in {h['total_seconds']:.1f}s "
             f"(baseline measured before and after: {raw_batched:,.0f} and {raw_after:,.0f} events/s)"
         )
+        step("personal data at rest: sealed vs plain capture")
+        encryption_section(folder, min(args.leads, 5_000))
         step("SMTP: pooled channel vs raw aiosmtplib")
         smtp = smtp_rates()
         raw_smtp = smtp.pop("raw_one_connection")

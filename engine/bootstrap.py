@@ -287,6 +287,7 @@ def bootstrap(
             in_doubt=settings.in_doubt,
             stale_after=timedelta(hours=settings.stale_after_hours),
         ),
+        vault=leads.vault,
     )
     engine = Engine(
         clock=clock,

@@ -148,7 +148,8 @@ class SmtpEmailChannel:
         try:
             refused, reply = await client.send_message(msg)
         except aiosmtplib.SMTPRecipientsRefused as e:
-            codes = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in e.recipients)
+            # The reason is stored in the clear: it names no address (servers often echo it).
+            codes = "; ".join(f"{r.code} {r.message.replace(r.recipient, 'the recipient')}" for r in e.recipients)
             permanent = all(r.code >= 500 for r in e.recipients)
             return SendResult(
                 m.send_id, False, reason=f"recipient refused: {codes}", permanent=permanent, bounced=permanent

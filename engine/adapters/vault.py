@@ -80,7 +80,7 @@ class KeyVault:
     pg: dict[str, str] | None
     data_dir: Path
     _cache: dict[UUID, tuple[float, bytes | None]] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _conn: Any = field(default=None, repr=False)
 
     # ---- storage ---------------------------------------------------------------------------
@@ -107,6 +107,10 @@ class KeyVault:
         return sql.SQL(statement.replace("?", "%s")).format(self._table)
 
     def _execute(self, statement: str, params: Iterable[Any] = (), many: bool = False) -> list[Any]:
+        with self._lock:  # one connection, shared by the threads of a process
+            return self._run(statement, params, many)
+
+    def _run(self, statement: str, params: Iterable[Any], many: bool) -> list[Any]:
         conn = self._connection()
         if self.pg is None:
             with conn:

@@ -76,10 +76,14 @@ class SealingMapper(Mapper[UUID]):
     they are read — or, once the originator was erased, puts the placeholders in their place.
     The rest of each event stays as eventsourcing stores it."""
 
-    def __init__(self, base: Mapper[UUID], vault: Any, fields: dict[str, dict[str, Any]]) -> None:
+    def __init__(
+        self, base: Mapper[UUID], vault: Any, fields: dict[str, dict[str, Any]], owners: dict[str, str] | None = None
+    ) -> None:
         super().__init__(base.transcoder, base.compressor, base.cipher)
         self.vault = vault
         self.fields = fields
+        #: topic -> the field naming whose key seals it (default: the event's originator).
+        self.owners = owners or {}
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         topic = get_topic(type(domain_event))
@@ -87,8 +91,10 @@ class SealingMapper(Mapper[UUID]):
         if not personal:
             return super().to_stored_event(domain_event)
         state = dict(vars(domain_event))
+        lead_id = state.get(self.owners.get(topic, "originator_id"))
+        if lead_id is None:  # nobody's key to seal it with (an event from before owners were named)
+            return super().to_stored_event(domain_event)
         secret = {k: state.pop(k) for k in personal if k in state}
-        lead_id = state["originator_id"]
         blob = self.vault.seal(lead_id, self.transcoder.encode(secret), _aad(topic, lead_id))
         state[SEALED] = base64.urlsafe_b64encode(blob).decode()
         proxy = object.__new__(type(domain_event))
@@ -101,7 +107,7 @@ class SealingMapper(Mapper[UUID]):
         sealed = state.pop(SEALED, None)
         if sealed is not None:
             personal = self.fields.get(stored_event.topic, {})
-            lead_id = state["originator_id"]
+            lead_id = state[self.owners.get(stored_event.topic, "originator_id")]
             opened = self.vault.open(lead_id, base64.urlsafe_b64decode(sealed), _aad(stored_event.topic, lead_id))
             state.update(self.transcoder.decode(opened) if opened is not None else _placeholders(personal))
         return event

@@ -23,9 +23,9 @@ from tests.helpers import cli_environment, lifecycle, young_pro
 PERSONAL = ("Alex Chen1", "+8613800130001", "alex1@example.com", "25000")
 
 
-def stored_bytes(engine: Any) -> bytes:
-    """Every stored event of the leads store, as the database holds it."""
-    recorder: Any = engine.leads.recorder
+def stored_bytes(engine: Any, app: str = "leads") -> bytes:
+    """Every stored event of one store, as the database holds it."""
+    recorder: Any = getattr(engine, app).recorder
     datastore = recorder.datastore
     schema = getattr(datastore, "schema", "")
     table = f'"{schema}"."{recorder.events_table_name}"' if schema else recorder.events_table_name
@@ -43,6 +43,8 @@ def test_personal_data_is_sealed_in_the_store(make_engine: MakeEngine, store: st
     leaks = [raw[max(0, raw.find(p.encode()) - 300) : raw.find(p.encode()) + 40] for p in PERSONAL if p.encode() in raw]
     assert raw and not leaks
     assert b"_sealed" in raw and b"young_professional" in raw  # segments and stages stay readable
+    sends = stored_bytes(engine, "deliveries")
+    assert b"content_sha256" in sends and not [p for p in PERSONAL if p.encode() in sends]  # recipients sealed too
     lead = engine.leads.fresh_lead(out.lead_id)  # type: ignore[arg-type]
     assert (lead.contact["name"], lead.profile["monthly_income"]) == ("Alex Chen1", "25000")
 

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import ProcessRecorder, Tracking
+from eventsourcing.persistence import Mapper, ProcessRecorder, Tracking
 from eventsourcing.utils import get_topic
 
 from engine.application.delivery.links import LinkKeys, make_token
@@ -31,16 +31,24 @@ from engine.application.ports import (
     Channel,
     Clock,
     OutgoingMessage,
+    PiiVault,
     RenderedMessage,
     Renderer,
     RenderError,
     SendResult,
 )
 from engine.application.projecting import drain, next_owned_page
-from engine.application.saving import forget_cache, fresh_get, latest_versions, retry_conflicts, save_batch
+from engine.application.saving import (
+    SealingMapper,
+    forget_cache,
+    fresh_get,
+    latest_versions,
+    retry_conflicts,
+    save_batch,
+)
 from engine.domain.delivery.contact_history import ContactHistory, contact_history_id
 from engine.domain.delivery.contact_policy import DEFAULT_POLICY, ContactPolicy
-from engine.domain.delivery.delivery import Delivery
+from engine.domain.delivery.delivery import PII_FIELDS, Delivery
 from engine.domain.journeys import interpreter
 from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.journeys.interpreter import Exit
@@ -159,7 +167,9 @@ class Deliveries(Application[UUID]):
         policy: ContactPolicy = DEFAULT_POLICY,
         default_tz: str = "Asia/Shanghai",
         retries: Retries = Retries(),
+        vault: PiiVault | None = None,
     ) -> None:
+        self.vault = vault  # before the application builds its mapper
         super().__init__(env)
         self.retries = retries
         #: Channels found unreachable: when they went down and when to try one message again.
@@ -176,6 +186,14 @@ class Deliveries(Application[UUID]):
 
     def construct_recorder(self) -> ProcessRecorder:
         return self.factory.process_recorder()
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        """Recipients are sealed with their lead's own key when a vault is configured."""
+        base = super().construct_mapper()
+        if self.vault is None:
+            return base
+        topics = {get_topic(cls): fields for cls, fields in PII_FIELDS.items()}
+        return SealingMapper(base, self.vault, topics, dict.fromkeys(topics, "lead_id"))
 
     def request_messages(
         self, journeys: Journeys, parts: Partitions = ALL, batch_size: int = 1000, stop: Stop = never

@@ -303,3 +303,11 @@ class Delivery(Aggregate):
 
 
 keep_topics("engine.domain.delivery", Delivery)
+
+
+#: Personal fields of Delivery events, sealed with the lead's own key (named by ``lead_id``),
+#: and what a reader gets once the lead is erased.
+PII_FIELDS: dict[type[Any], dict[str, Any]] = {
+    Delivery.Sent: {"recipient": "(erased)"},
+    Delivery.AddressBounced: {"recipient": "(erased)"},
+}
