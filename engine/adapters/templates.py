@@ -101,8 +101,10 @@ class JinjaRenderer:
                 # The body was rendered by the autoescaping sandbox: it is safe HTML already.
                 body = Markup(parts["html"])  # noqa: S704
                 html = self._render(f"{channel}/_layout/{used_locale}.html.j2", {**ctx, "body": body})
-        except TemplateError as e:
-            raise RenderError(f"{type(e).__name__}: {e}") from e
+        except (TemplateError, ArithmeticError, TypeError, ValueError, LookupError, AttributeError) as e:
+            # A template's mistake (or a sandbox refusal: unsafe attribute, a range over 100,000)
+            # fails this message with the reason, never the worker.
+            raise RenderError(f"{type(e).__name__}: {str(e)[:300]}") from e
         subject = " ".join(parts["subject"].split()) if "subject" in parts else None
         return RenderedMessage(
             subject=subject, text=text.strip() + "\n", html=html, locale=used_locale, variant=variant

@@ -201,3 +201,26 @@ def test_reimporting_rows_that_share_a_phone_changes_nothing_and_never_redirects
     assert json.loads(runner.invoke(app, ["leads", "show", "web_form:S1", "--json"]).stdout)["lead"]["email"] == (
         "ann@new.example"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("{{ ''.__class__.__mro__[1].__subclasses__() }}", "SecurityError: access to attribute '__class__'"),
+        ("{% for i in range(10**9) %}x{% endfor %}", "OverflowError: Range too big"),
+        ("{{ first_name / 0 }}", "TypeError"),
+    ],
+)
+def test_a_hostile_template_fails_its_message_and_never_the_sender(tmp_path: Path, text: str, reason: str) -> None:
+    from engine.adapters.templates import JinjaRenderer
+    from engine.application.ports import RenderError
+    from tests.helpers import ROOT
+
+    folder = tmp_path / "templates" / "sms"
+    (folder / "evil").mkdir(parents=True)
+    (folder / "evil" / "en.txt.j2").write_text(text, encoding="utf-8")
+    (folder / "_layout").mkdir()
+    for layout in (ROOT / "templates" / "sms" / "_layout").iterdir():
+        (folder / "_layout" / layout.name).write_text(layout.read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(RenderError, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        JinjaRenderer(tmp_path / "templates").render("sms", "evil", "general", "en", {"first_name": "Ann"})
