@@ -12,13 +12,30 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from uuid import UUID
+
+from twilio.request_validator import RequestValidator
 
 from engine.adapters.rate_limit import RateLimiter
 from engine.application.ports import OutgoingMessage, Progress, SendResult, send_each
 
 #: Twilio error codes that will not succeed on retry (invalid or unreachable numbers, opted out).
 PERMANENT_CODES = {21211, 21408, 21610, 21612, 21614, 30003, 30005, 30006}
+
+
+class TwilioCallbacks:
+    """Verifies Twilio's callbacks: ``X-Twilio-Signature`` is the HMAC-SHA1, under the account's
+    auth token, of the full URL and the sorted form parameters (Twilio's own validator)."""
+
+    name = "Twilio"
+    header = "X-Twilio-Signature"
+
+    def __init__(self, auth_token: str) -> None:
+        self.validator = RequestValidator(auth_token)
+
+    def verify(self, url: str, params: Mapping[str, str], headers: Mapping[str, str]) -> bool:
+        return bool(self.validator.validate(url, dict(params), headers.get(self.header, "")))
 
 
 class TwilioSmsChannel:

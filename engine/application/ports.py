@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -198,6 +198,14 @@ class FunnelView(View, Protocol):
     def reached(self) -> list[dict[str, Any]]: ...
 
     def messages(self) -> list[dict[str, Any]]: ...
+
+
+class CallbackVerifier(Protocol):
+    """Tells a provider's genuine callback (delivery receipt, inbound reply) from a forgery."""
+
+    name: str
+
+    def verify(self, url: str, params: Mapping[str, str], headers: Mapping[str, str]) -> bool: ...
 
 
 class PiiVault(Protocol):

@@ -215,17 +215,15 @@ def serve(
     """HTTP endpoints: one-click unsubscribe links, inbound SMS replies, SMS delivery receipts."""
     import uvicorn
 
+    from engine.adapters.twilio_sms import TwilioCallbacks
     from engine.entrypoints.http import create_app
 
     s = settings()
     require_secrets(s, "serve")
     engine = engine_for(s)
+    token = s.twilio_auth_token.get_secret_value()
     app = create_app(
-        engine,
-        LinkKeys(*s.link_keys),
-        s.default_phone_region,
-        s.twilio_auth_token.get_secret_value(),
-        s.public_url,
+        engine, LinkKeys(*s.link_keys), s.default_phone_region, TwilioCallbacks(token) if token else None, s.public_url
     )
     uvicorn.run(app, host=host, port=port)
 

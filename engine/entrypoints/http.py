@@ -11,10 +11,10 @@ from uuid import UUID
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
-from twilio.request_validator import RequestValidator
 
 from engine.application.delivery.links import LinkCheck, LinkKeys, check_token
 from engine.application.engine import Engine
+from engine.application.ports import CallbackVerifier
 from engine.domain.delivery.suppression import is_opt_out
 from engine.domain.shared.errors import LeadNotFoundError
 from engine.entrypoints.schemas import normalise_phone
@@ -46,11 +46,16 @@ SMS_STATUSES = frozenset(
 
 
 def create_app(
-    engine: Engine, keys: LinkKeys, phone_region: str = "CN", sms_auth_token: str = "", public_url: str = ""
+    engine: Engine,
+    keys: LinkKeys,
+    phone_region: str = "CN",
+    callbacks: CallbackVerifier | None = None,
+    public_url: str = "",
 ) -> FastAPI:
     """The HTTP API around one engine; numbers without +country are read in ``phone_region``.
-    Provider callbacks are accepted only with the provider's signature (``sms_auth_token``
-    signs them; the URL signed is ``public_url`` + path where huoke sits behind a proxy)."""
+    Provider callbacks are accepted only when ``callbacks`` verifies the provider's signature
+    (the URL signed is ``public_url`` + path where huoke sits behind a proxy); without a
+    verifier they are refused."""
     app = FastAPI(title="huoke", docs_url=None, redoc_url=None)
 
     @app.get("/health")
@@ -58,7 +63,7 @@ def create_app(
         return {"status": "ok"}
 
     _link_routes(app, engine, keys)
-    _sms_routes(app, engine, phone_region, RequestValidator(sms_auth_token) if sms_auth_token else None, public_url)
+    _sms_routes(app, engine, phone_region, callbacks, public_url)
     return app
 
 
@@ -129,21 +134,21 @@ def _link_routes(app: FastAPI, engine: Engine, keys: LinkKeys) -> None:
 
 
 def _sms_routes(
-    app: FastAPI, engine: Engine, phone_region: str, validator: RequestValidator | None, public_url: str
+    app: FastAPI, engine: Engine, phone_region: str, callbacks: CallbackVerifier | None, public_url: str
 ) -> None:
     """The SMS provider's callbacks: replies and delivery receipts, each signed by the provider."""
 
     async def signed_form(request: Request) -> dict[str, str]:
         """The callback's form, if the provider signed it (403 otherwise)."""
         form = {k: str(v) for k, v in (await request.form()).items()}
-        if validator is None:
+        if callbacks is None:
             raise HTTPException(status_code=403, detail="SMS callbacks are off: set HUOKE_TWILIO_AUTH_TOKEN")
         url = str(request.url)
         if public_url:
             query = f"?{request.url.query}" if request.url.query else ""
             url = f"{public_url.rstrip('/')}{request.url.path}{query}"
-        if not validator.validate(url, form, request.headers.get("X-Twilio-Signature", "")):
-            raise HTTPException(status_code=403, detail="bad or missing X-Twilio-Signature")
+        if not callbacks.verify(url, form, request.headers):
+            raise HTTPException(status_code=403, detail=f"bad or missing {callbacks.name} signature")
         return form
 
     @app.post("/sms/inbound")

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from engine.adapters.clock import VirtualClock
+from engine.adapters.twilio_sms import TwilioCallbacks
 from engine.application.delivery.links import LinkCheck, LinkKeys, check_token, make_token
 from engine.application.leads.timeline import lead_timeline
 from engine.entrypoints.cli import app
@@ -35,7 +36,7 @@ def engine(make_engine: MakeEngine) -> Any:
 
 
 def client_for(engine: Any) -> TestClient:
-    return TestClient(create_app(engine, LinkKeys(KEY), "CN", AUTH_TOKEN))
+    return TestClient(create_app(engine, LinkKeys(KEY), "CN", TwilioCallbacks(AUTH_TOKEN)))
 
 
 def test_a_token_is_bound_to_its_purpose_lead_channel_and_key(clock: VirtualClock) -> None:

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
 from engine.adapters.clock import VirtualClock
+from engine.adapters.twilio_sms import TwilioCallbacks
 from engine.application.delivery.links import LinkKeys
 from engine.application.leads.timeline import lead_timeline
 from engine.domain.delivery.suppression import is_opt_out
@@ -64,7 +65,7 @@ AUTH_TOKEN = "twilio-auth-token"
 
 
 def app_for(engine: Any, phone_region: str = "CN") -> TestClient:
-    return TestClient(create_app(engine, KEYS, phone_region, AUTH_TOKEN))
+    return TestClient(create_app(engine, KEYS, phone_region, TwilioCallbacks(AUTH_TOKEN)))
 
 
 def twilio_post(client: TestClient, path: str, data: dict[str, str], token: str = AUTH_TOKEN) -> Any:
@@ -196,7 +197,7 @@ def test_sms_through_the_twilio_api_with_idempotency_and_receipts(
     assert sent["auth"].startswith("Basic ") and sent["From"] == "+15005550006" and sent["To"] == "+8613800130001"
     assert sent["Body"].endswith("Reply STOP to opt out.")
     assert sent["StatusCallback"] == f"https://huoke.example/sms/status?send_id={sent['token']}"
-    client = TestClient(create_app(engine, KEYS, "CN", "tok", "https://huoke.example"))
+    client = TestClient(create_app(engine, KEYS, "CN", TwilioCallbacks("tok"), "https://huoke.example"))
     path = f"/sms/status?send_id={sent['token']}"
     form = {"MessageStatus": "delivered", "MessageSid": "SM1"}
     signature = RequestValidator("tok").compute_signature(f"https://huoke.example{path}", form)
