@@ -263,7 +263,11 @@ def bootstrap(
         vault_for(settings),
     )
     journeys = Journeys(
-        store_env(settings, "journeys"), clock, settings.timezone, timedelta(hours=settings.stale_after_hours)
+        store_env(settings, "journeys"),
+        clock,
+        settings.timezone,
+        timedelta(hours=settings.stale_after_hours),
+        vault=leads.vault,
     )
     sender = Sender(
         name=settings.sender_name,

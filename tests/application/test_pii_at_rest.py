@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from typer.testing import CliRunner
@@ -156,3 +157,33 @@ def test_a_store_indexed_under_plain_keys_is_migrated_by_db_init(
     assert again.lead_id == known.lead_id and not again.created
     assert upgraded.leads.find_lead(LeadRef(phone="+8613800130001")) == known.lead_id
     assert upgraded.leads.migrate_identities() == 0  # idempotent
+
+
+def test_enrolments_stored_before_branches_named_their_lead_still_load(make_engine: MakeEngine, store: str) -> None:
+    """Fixture: an Enrolment as stored before sealing (BranchTaken v1: values in the clear)."""
+    import json
+
+    from eventsourcing.persistence import StoredEvent
+
+    from engine.domain.journeys.enrolment import Enrolment
+    from tests.helpers import ROOT
+
+    doc = json.loads((ROOT / "tests" / "fixtures" / "enrolment_v1_events.json").read_text(encoding="utf-8"))
+    engine = make_engine()
+    enrolment_id = UUID(doc["enrolment_id"])
+    engine.journeys.recorder.insert_events(
+        [StoredEvent(enrolment_id, e["originator_version"], e["topic"], e["state"].encode()) for e in doc["events"]]
+    )
+    events = list(engine.journeys.events.get(enrolment_id))  # type: ignore[attr-defined]
+    [branch] = [e for e in events if isinstance(e, Enrolment.BranchTaken)]
+    assert branch.lead_id is None and branch.values == {"credit_band": None}
+    enrolment = engine.journeys.repository.get(enrolment_id)
+    assert str(enrolment.lead_id) == doc["lead_id"] and enrolment.last_decision
+
+
+def test_branch_values_are_sealed_with_the_leads_key(make_engine: MakeEngine) -> None:
+    engine = make_engine()
+    engine.leads.capture_leads([young_pro(1)])
+    engine.run()
+    raw = stored_bytes(engine, "journeys")
+    assert b'"case":' in raw and b'"values":' not in raw  # the young-professional branch read credit_band

@@ -15,15 +15,23 @@ from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import ProcessRecorder
+from eventsourcing.persistence import Mapper, ProcessRecorder
 from eventsourcing.utils import get_topic
 
 from engine.application.leads.app import Leads
 from engine.application.partitions import ALL, Partitions, Stop, never
-from engine.application.ports import Clock, DueTimer
+from engine.application.ports import Clock, DueTimer, PiiVault
 from engine.application.projecting import drain, next_owned_page
-from engine.application.saving import forget_cache, fresh_get, latest_versions, retry_conflicts, save_batch
+from engine.application.saving import (
+    SealingMapper,
+    forget_cache,
+    fresh_get,
+    latest_versions,
+    retry_conflicts,
+    save_batch,
+)
 from engine.domain.journeys import interpreter
+from engine.domain.journeys.enrolment import PII_FIELDS as ENROLMENT_PII
 from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.journeys.interpreter import Context, Decision, Entry, Exit, Observed, Reaction
 from engine.domain.journeys.journey import Journey
@@ -96,7 +104,9 @@ class Journeys(Application[UUID]):
         clock: Clock,
         default_tz: str = "Asia/Shanghai",
         stale_after: timedelta = timedelta(hours=24),
+        vault: PiiVault | None = None,
     ) -> None:
+        self.vault = vault  # before the application builds its mapper
         super().__init__(env)
         self.clock = clock
         self.stale_after = stale_after
@@ -108,6 +118,14 @@ class Journeys(Application[UUID]):
 
     def construct_recorder(self) -> ProcessRecorder:
         return self.factory.process_recorder()
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        """Branch values are sealed with the lead's own key when a vault is configured."""
+        base = super().construct_mapper()
+        if self.vault is None:
+            return base
+        topics = {get_topic(cls): fields for cls, fields in ENROLMENT_PII.items()}
+        return SealingMapper(base, self.vault, topics, dict.fromkeys(topics, "lead_id"))
 
     # ---- published versions ----------------------------------------------------------------
 

@@ -78,11 +78,19 @@ class Enrolment(Aggregate):
         at: datetime
 
     class BranchTaken(Aggregate.Event):
+        """v2 names the lead, whose key seals ``values`` (a branch may read income)."""
+
+        class_version = 2
         step: str
         to: str
         case: str
         values: dict[str, Any]
         at: datetime
+        lead_id: UUID | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["lead_id"] = None  # v1 did not name it (its values are stored in the clear)
 
     class SplitAssigned(Aggregate.Event):
         step: str
@@ -201,7 +209,7 @@ class Enrolment(Aggregate):
                 self.check_waiting_at(d.step)
                 self._wait_ended(step=d.step, outcome=d.outcome, at=at)
             case Branch():
-                self._branch_taken(step=d.step, to=d.to, case=d.case, values=d.values, at=at)
+                self._branch_taken(step=d.step, to=d.to, case=d.case, values=d.values, at=at, lead_id=self.lead_id)
             case Split():
                 self._split_assigned(step=d.step, arm=d.arm, bucket=d.bucket, at=at)
             case Task():
@@ -268,9 +276,11 @@ class Enrolment(Aggregate):
         self.last_decision = f"after waiting at '{step}': {outcome}"
 
     @event(BranchTaken)
-    def _branch_taken(self, step: str, to: str, case: str, values: dict[str, Any], at: datetime) -> None:
-        shown = ", ".join(f"{k}={v}" for k, v in values.items())
-        self.last_decision = f"branch '{step}' took '{case}' because {shown}"
+    def _branch_taken(
+        self, step: str, to: str, case: str, values: dict[str, Any], at: datetime, lead_id: UUID | None
+    ) -> None:
+        # The values stay in the (sealed) event; the state, which snapshots keep, names none.
+        self.last_decision = f"branch '{step}' took '{case}' on {', '.join(values) or 'no value'}"
 
     @event(SplitAssigned)
     def _split_assigned(self, step: str, arm: str, bucket: int, at: datetime) -> None:
@@ -315,3 +325,7 @@ class Enrolment(Aggregate):
 
 
 keep_topics("engine.domain.enrolment", Enrolment)
+
+
+#: Personal values in Enrolment events, sealed with the lead's own key (named by ``lead_id``).
+PII_FIELDS: dict[type[Any], dict[str, Any]] = {Enrolment.BranchTaken: {"values": {}}}
