@@ -72,15 +72,21 @@ def step(what: str) -> None:
     print(f"  {time.strftime('%H:%M:%S')} {what}", flush=True)
 
 
-def bench_huoke(folder: Path, n: int) -> dict[str, float]:
-    settings = Settings(
-        data_dir=folder / "data",
-        outbox_dir=folder / "outbox",
+def bench_settings(where: Path, **overrides: Any) -> Settings:
+    """An embedded store in ``where`` with the bundled journeys, sending to the outbox."""
+    return Settings(
+        data_dir=where / "data",
+        outbox_dir=where / "outbox",
         journeys_dir=ROOT / "journeys",
         templates_dir=ROOT / "templates",
         database_url="",
         email_transport="outbox",
+        **overrides,
     )
+
+
+def bench_huoke(folder: Path, n: int) -> dict[str, float]:
+    settings = bench_settings(folder)
     tz = ZoneInfo(settings.timezone)
     start = datetime(2026, 3, 2, 9, tzinfo=tz)
     rows, _ = generate(n, start, capture_days=1, sim_days=1)
@@ -129,14 +135,8 @@ def capture_rates(folder: Path, n: int, encrypt: bool) -> tuple[float, float]:
     """Capture ``n`` leads (500 per batch) into a fresh store; then look ``n`` of them up by phone.
     Returns (leads/s, look-ups/s)."""
     where = folder / f"capture-{'sealed' if encrypt else 'plain'}-{time.monotonic_ns()}"
-    settings = Settings(
-        data_dir=where / "data",
-        outbox_dir=where / "outbox",
-        journeys_dir=ROOT / "journeys",
-        templates_dir=ROOT / "templates",
-        database_url="",
-        encrypt_pii=encrypt,
-        suppression_pepper="bench-suppression-pepper-0123456789abcdef",
+    settings = bench_settings(
+        where, encrypt_pii=encrypt, suppression_pepper="bench-suppression-pepper-0123456789abcdef"
     )
     tz = ZoneInfo(settings.timezone)
     start = datetime(2026, 3, 2, 9, tzinfo=tz)

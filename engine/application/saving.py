@@ -113,6 +113,17 @@ class SealingMapper(Mapper[UUID]):
         return event
 
 
+def sealing_mapper(
+    base: Mapper[UUID], vault: Any, personal: dict[type[Any], dict[str, Any]], owner: str | None = None
+) -> Mapper[UUID]:
+    """``base``, sealing the ``personal`` fields of those event classes when there is a vault;
+    ``owner`` names the field holding the lead whose key seals them (default: the originator)."""
+    if vault is None:
+        return base
+    topics = {get_topic(cls): fields for cls, fields in personal.items()}
+    return SealingMapper(base, vault, topics, dict.fromkeys(topics, owner) if owner else None)
+
+
 def _aad(topic: str, originator_id: Any) -> bytes:
     """What a sealed field is bound to: it cannot be moved to another event kind or lead."""
     return f"{topic}|{originator_id}".encode()

@@ -39,12 +39,12 @@ from engine.application.ports import (
 )
 from engine.application.projecting import drain, next_owned_page
 from engine.application.saving import (
-    SealingMapper,
     forget_cache,
     fresh_get,
     latest_versions,
     retry_conflicts,
     save_batch,
+    sealing_mapper,
 )
 from engine.domain.delivery.contact_history import ContactHistory, contact_history_id
 from engine.domain.delivery.contact_policy import DEFAULT_POLICY, ContactPolicy
@@ -189,11 +189,7 @@ class Deliveries(Application[UUID]):
 
     def construct_mapper(self) -> Mapper[UUID]:
         """Recipients are sealed with their lead's own key when a vault is configured."""
-        base = super().construct_mapper()
-        if self.vault is None:
-            return base
-        topics = {get_topic(cls): fields for cls, fields in PII_FIELDS.items()}
-        return SealingMapper(base, self.vault, topics, dict.fromkeys(topics, "lead_id"))
+        return sealing_mapper(super().construct_mapper(), self.vault, PII_FIELDS, owner="lead_id")
 
     def request_messages(
         self, journeys: Journeys, parts: Partitions = ALL, batch_size: int = 1000, stop: Stop = never

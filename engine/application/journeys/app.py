@@ -23,12 +23,12 @@ from engine.application.partitions import ALL, Partitions, Stop, never
 from engine.application.ports import Clock, DueTimer, PiiVault
 from engine.application.projecting import drain, next_owned_page
 from engine.application.saving import (
-    SealingMapper,
     forget_cache,
     fresh_get,
     latest_versions,
     retry_conflicts,
     save_batch,
+    sealing_mapper,
 )
 from engine.domain.journeys import interpreter
 from engine.domain.journeys.enrolment import PII_FIELDS as ENROLMENT_PII
@@ -121,11 +121,7 @@ class Journeys(Application[UUID]):
 
     def construct_mapper(self) -> Mapper[UUID]:
         """Branch values are sealed with the lead's own key when a vault is configured."""
-        base = super().construct_mapper()
-        if self.vault is None:
-            return base
-        topics = {get_topic(cls): fields for cls, fields in ENROLMENT_PII.items()}
-        return SealingMapper(base, self.vault, topics, dict.fromkeys(topics, "lead_id"))
+        return sealing_mapper(super().construct_mapper(), self.vault, ENROLMENT_PII, owner="lead_id")
 
     # ---- published versions ----------------------------------------------------------------
 

@@ -20,13 +20,13 @@ from engine.application.partitions import ALL, Partitions, Stop, never
 from engine.application.ports import Clock, ModelStore, PiiVault, Scorer
 from engine.application.projecting import drain, next_owned_page, next_page
 from engine.application.saving import (
-    SealingMapper,
     current_aggregates,
     delete_snapshots,
     forget_cache,
     fresh_get,
     retry_conflicts,
     save_batch,
+    sealing_mapper,
 )
 from engine.domain.delivery.delivery import Delivery
 from engine.domain.delivery.suppression import Suppression, contact_hash, suppression_id
@@ -117,10 +117,7 @@ class Leads(Application[UUID]):
 
     def construct_mapper(self) -> Mapper[UUID]:
         """Personal fields are sealed with each lead's own key when a vault is configured."""
-        base = super().construct_mapper()
-        if self.vault is None:
-            return base
-        return SealingMapper(base, self.vault, {get_topic(cls): fields for cls, fields in PII_FIELDS.items()})
+        return sealing_mapper(super().construct_mapper(), self.vault, PII_FIELDS)
 
     # ---- capture ---------------------------------------------------------------------------
 
