@@ -114,9 +114,13 @@ def _ensure_master_key(settings: Settings) -> None:
     path = settings.master_key_path
     if settings.encrypt_pii and not settings.master_key.get_secret_value() and not path.exists():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as f:
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".master.", delete=False) as f:
+            os.chmod(f.name, 0o600)
             f.write(new_master_key() + "\n")
+        try:
+            os.link(f.name, path)  # appears whole, or not at all; a concurrent init's key wins
+        finally:
+            os.unlink(f.name)
 
 
 def meta_for(settings: Settings) -> Meta:
@@ -127,7 +131,7 @@ def init_database(settings: Settings) -> int:
     """Create every table and index huoke uses (idempotent; safe when several processes run it at
     once) and fix the partition count; returns it."""
     meta = meta_for(settings)
-    with init_lock(meta.pg) as conn:
+    with init_lock(meta.pg, settings.data_dir) as conn:
         meta.create(conn)
         with contextlib.suppress(FileExistsError):  # another process wrote it first
             _ensure_master_key(settings)
@@ -262,6 +266,8 @@ def bootstrap(
         models_for(settings),
         vault_for(settings),
     )
+    if leads.vault is not None and settings.postgres_env() is not None:
+        leads.vault.datastore = leads.recorder.datastore  # type: ignore[attr-defined]  # share its pool
     journeys = Journeys(
         store_env(settings, "journeys"),
         clock,

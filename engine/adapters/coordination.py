@@ -180,17 +180,27 @@ class Meta:
 
 
 @contextmanager
-def init_lock(pg: dict[str, str] | None) -> Iterator[psycopg.Connection[Any] | None]:
-    """Hold the set-up lock (PostgreSQL: one ``db init`` at a time, so concurrent CREATEs never
-    collide); yields the locked connection, or None for SQLite (file creation is atomic enough)."""
+def init_lock(pg: dict[str, str] | None, data_dir: Path | None = None) -> Iterator[psycopg.Connection[Any] | None]:
+    """Hold the set-up lock, so concurrent ``db init`` runs never collide: on PostgreSQL an
+    advisory lock (yields the locked connection), on SQLite a file lock in ``data_dir``."""
     if pg is None:
-        yield None
+        if data_dir is None:
+            yield None
+            return
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with (data_dir / ".init.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield None
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
         return
     with pg_connect(pg) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(pg["POSTGRES_SCHEMA"])))
         space = lock_space(pg["POSTGRES_SCHEMA"])
         conn.execute("SELECT pg_advisory_lock(%s, %s)", (space, INIT_LOCK))
         try:
+            # Under the lock: two concurrent CREATE SCHEMA IF NOT EXISTS can collide in the catalogue.
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(pg["POSTGRES_SCHEMA"])))
             yield conn
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s, %s)", (space, INIT_LOCK))

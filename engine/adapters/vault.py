@@ -82,6 +82,8 @@ class KeyVault:
     _cache: dict[UUID, tuple[float, bytes | None]] = field(default_factory=dict, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _conn: Any = field(default=None, repr=False)
+    #: On PostgreSQL, the leads store's connection pool (no connection of the vault's own).
+    datastore: Any = field(default=None, repr=False)
 
     # ---- storage ---------------------------------------------------------------------------
 
@@ -111,6 +113,13 @@ class KeyVault:
             return self._run(statement, params, many)
 
     def _run(self, statement: str, params: Iterable[Any], many: bool) -> list[Any]:
+        if self.pg is not None and self.datastore is not None:
+            with self.datastore.transaction(commit=True) as cursor:
+                if many:
+                    cursor.executemany(self._sql(statement), list(params))
+                    return []
+                cursor.execute(self._sql(statement), tuple(params))
+                return [tuple(r.values()) for r in cursor.fetchall()] if cursor.description else []
         conn = self._connection()
         if self.pg is None:
             with conn:

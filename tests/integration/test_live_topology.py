@@ -194,7 +194,7 @@ def test_two_workers_serve_and_a_runner_on_postgresql(
             for _ in range(3)
         ]
         outputs = [p.communicate(timeout=120) for p in inits]  # three at once: set-up never collides
-        assert [p.returncode for p in inits] == [0, 0, 0], outputs
+        assert [p.returncode for p in inits] == [0, 0, 0], "\n".join(err.decode()[-3000:] for _, err in outputs)
         topology.run("journeys", "publish")
         http = free_port()
         topology.start("serve", "serve", "--port", str(http))
