@@ -21,7 +21,7 @@ def three_inits(env: dict[str, str], logs: Path) -> list[tuple[int, str]]:
     procs = []
     for n in range(3):
         with (logs / f"init{n}.log").open("w") as log:
-            procs.append(subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT))  # noqa: S603
+            procs.append(subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT))
     codes = [p.wait(timeout=120) for p in procs]
     return [(code, (logs / f"init{n}.log").read_text()[-2000:]) for n, code in enumerate(codes)]
 
