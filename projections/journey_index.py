@@ -51,7 +51,8 @@ def ts(moment: datetime) -> str:
 
 
 def parse_ts(text: str) -> datetime:
-    return datetime.strptime(text, TS_FORMAT).replace(tzinfo=UTC)
+    """The inverse of ``ts`` (fromisoformat: ten times strptime's speed on the hot timer path)."""
+    return datetime.fromisoformat(text).astimezone(UTC)
 
 
 class JourneyIndex(SqlView):
@@ -341,15 +342,19 @@ class JourneyIndex(SqlView):
             sql += " AND COALESCE(s.outcome, '') = ''"
         return self.rows(sql + " ORDER BY t.due_at, t.task_id", params)
 
-    def unrouted_tasks(self, queues: Sequence[str], parts: Partitions = ALL, limit: int = 500) -> list[dict[str, Any]]:
-        """Open tasks of ``queues`` that no officer holds, oldest in their queue first."""
+    def unrouted_tasks(
+        self, queues: Sequence[str], parts: Partitions = ALL, limit: int = 500, held: bool = False
+    ) -> list[dict[str, Any]]:
+        """Open tasks of ``queues`` that no officer holds, oldest in their queue first: the new
+        ones, or (``held``) those already waiting with a reason."""
         if not queues:
             return []
         owned, params = partition_filter(parts, "d.bucket")
         marks = ", ".join("?" for _ in queues)
+        waiting = "<>" if held else "="
         sql = (
             f"{self._TASKS} AND COALESCE(s.outcome, '') = '' AND COALESCE(s.agent, '') = '' "
-            f"AND d.routed_to = '' AND COALESCE(s.queue, t.queue) IN ({marks}){owned}"
+            f"AND d.routed_to = '' AND d.held_reason {waiting} '' AND COALESCE(s.queue, t.queue) IN ({marks}){owned}"
         )
         return self.rows(sql + " ORDER BY queue_since, t.task_id LIMIT ?", (*queues, *params, limit))
 

@@ -169,6 +169,7 @@ class Engine:
         """React to new lead events and send what was requested, until nothing moves; True if
         anything did."""
         any_moved = False
+        desk = -1  # the desk looks once per settle, then again only after something moved
         while not self._out_of_time():
             parts, stop = self.parts, self._out_of_time
             moved = self.journeys.process_lead_events(self.leads, parts, stop=stop)
@@ -181,8 +182,9 @@ class Engine:
             report.dispatch.add(d)
             effects = self.leads.apply_delivery_effects(self.deliveries, self._lead_of_send, parts, stop=stop)
             self.refresh_views()
-            desk = self.task_desk.work(parts, self.clock.now())
-            report.task_updates += desk
+            if desk != 0 or moved or requested or d.moved or effects:
+                desk = self.task_desk.work(parts, self.clock.now())
+                report.task_updates += desk
             if not moved and not requested and not d.moved and not effects and not desk:
                 return any_moved
             any_moved = True

@@ -43,9 +43,9 @@ class TaskDesk:
     journeys: Any
     index: JourneyIndexView
     leads_of: Callable[[list[UUID]], dict[UUID, Lead]]
-    #: The officers' loads and the waiting tasks when a pass last changed nothing: until either
-    #: moves, the waiting tasks are not planned again (they would wait for the same reasons).
-    _settled: tuple[Any, ...] | None = field(default=None, repr=False)
+    #: The officers' loads after the last pass: tasks already waiting are planned again only
+    #: when someone's load went down since (the reasons they wait for cannot have changed).
+    _loads: dict[str, int] | None = field(default=None, repr=False)
 
     def work(self, parts: Partitions, now: datetime) -> int:
         """Route and escalate what is due at ``now``; the number of task events written."""
@@ -54,11 +54,16 @@ class TaskDesk:
         written = _escalate(self.desk, self.journeys, self.index, parts, now)
         routed_queues = sorted({q for o in self.desk.officers for q in o.queues})
         rows = self.index.unrouted_tasks(routed_queues, parts)
-        if not rows:
-            return written
         loads = self.index.agent_loads()
-        state = (tuple(sorted(loads.items())), tuple(r["task_id"] for r in rows))
-        if state == self._settled:
+        freed = self._loads is None or any(loads.get(k, 0) < n for k, n in self._loads.items())
+        if freed:
+            # Only waiting tasks of a queue where someone has room now can move (a full queue's
+            # tasks keep waiting for the reason they have): no lead is read for the others.
+            open_queues = {q for o in self.desk.officers if loads.get(o.id, 0) < o.capacity for q in o.queues}
+            held = self.index.unrouted_tasks(sorted(open_queues), parts, held=True) if open_queues else []
+            rows = held + rows
+        self._loads = dict(loads)
+        if not rows:
             return written
         leads = self.leads_of([UUID(str(r["lead_id"])) for r in rows])
         plans: list[tuple[dict[str, Any], str, str]] = []
@@ -76,7 +81,7 @@ class TaskDesk:
             return task.route(officer_id, reason, now) if officer_id else task.hold(reason, now)
 
         moved = _act_on(self.journeys, plans, decide, now)
-        self._settled = None if moved else state
+        self._loads = dict(loads)
         return written + moved
 
 
