@@ -4,6 +4,7 @@ for the partitions this process owns, so two workers never route the same task."
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +21,9 @@ from engine.domain.journeys.desk import Desk
 from engine.domain.leads.lead import Lead
 
 P = TypeVar("P", bound=tuple[Any, ...])
+
+#: The officers a held task's reason names as full (``Desk.route`` writes "X is at capacity").
+AT_CAPACITY = re.compile(r"(\S+) is at capacity")
 
 #: What routing reads about a lead (licence region, loan type, language).
 ROUTING_FACTS = ("region", "loan_type", "language")
@@ -59,9 +63,18 @@ class TaskDesk:
         if freed:
             # Only waiting tasks of a queue where someone has room now can move (a full queue's
             # tasks keep waiting for the reason they have): no lead is read for the others.
-            open_queues = {q for o in self.desk.officers if loads.get(o.id, 0) < o.capacity for q in o.queues}
-            held = self.index.unrouted_tasks(sorted(open_queues), parts, held=True) if open_queues else []
-            rows = held + rows
+            with_room = {o.id for o in self.desk.officers if loads.get(o.id, 0) < o.capacity}
+            open_queues = {q for o in self.desk.officers if o.id in with_room for q in o.queues}
+            room = sum(o.capacity - loads.get(o.id, 0) for o in self.desk.officers if o.id in with_room)
+            # Each free slot takes one task: the oldest few waiting are enough to fill them.
+            held = (
+                self.index.unrouted_tasks(sorted(open_queues), parts, limit=min(500, 20 + 4 * room), held=True)
+                if open_queues
+                else []
+            )
+            # A task waits for officers who may take it but were full (its reason names them);
+            # only when one of them has room can it move (skills do not change between passes).
+            rows = [r for r in held if with_room & set(AT_CAPACITY.findall(r["held_reason"]))] + rows
         self._loads = dict(loads)
         if not rows:
             return written
