@@ -253,7 +253,8 @@ def bootstrap(
     have been set up (``huoke db init``); journeys run the versions published in the store."""
     settings = settings or Settings()
     clock = clock or SystemClock()
-    count = meta_for(settings).partitions()
+    meta = meta_for(settings)
+    count = meta.partitions()
     definitions = definitions if definitions is not None else load_journey_definitions(settings)
     renderer = renderer_for(settings)
     leads = Leads(
@@ -265,6 +266,7 @@ def bootstrap(
         settings.email_double_opt_in,
         models_for(settings),
         vault_for(settings),
+        legacy_identities=meta.get("identities_hashed") is None,
     )
     if leads.vault is not None and settings.postgres_env() is not None:
         leads.vault.datastore = leads.recorder.datastore  # type: ignore[attr-defined]  # share its pool

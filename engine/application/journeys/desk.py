@@ -25,11 +25,9 @@ P = TypeVar("P", bound=tuple[Any, ...])
 #: The officers a held task's reason names as full (``Desk.route`` writes "X is at capacity").
 AT_CAPACITY = re.compile(r"(\S+) is at capacity")
 
-#: What routing reads about a lead (licence region, loan type, language).
-ROUTING_FACTS = ("region", "loan_type", "language")
-
 
 def routing_facts(lead: Lead | None) -> dict[str, Any]:
+    """What routing reads about a lead: licence region, loan type, language."""
     if lead is None:
         return {}
     return {
@@ -103,8 +101,7 @@ def _escalate(desk: Desk, journeys: Any, index: JourneyIndexView, parts: Partiti
 
     def decide(task: AgentTask, plan: tuple[dict[str, Any]]) -> bool:
         queue = desk.queues[plan[0]["queue"]]
-        since = datetime.fromisoformat(str(plan[0]["queue_since"]).replace("Z", "+00:00"))
-        return task.escalate(queue.id, queue.escalate_to, queue.deadline(since) or now, now)
+        return task.escalate(queue.id, queue.escalate_to, queue.deadline(queue_since(plan[0])) or now, now)
 
     return _act_on(journeys, plans, decide, now)
 
@@ -117,17 +114,24 @@ def _act_on(journeys: Any, plans: list[P], decide: Callable[[AgentTask, P], bool
         return 0
 
     def attempt() -> int:
-        changed = []
-        for plan in plans:
-            row = plan[0]
-            task_id = UUID(str(row["task_id"]))
-            try:
-                task: AgentTask = fresh_get(journeys, task_id)
-            except AggregateNotFoundError:
-                task = AgentTask(task_id=task_id, lead_id=UUID(str(row["lead_id"])), queue=row["queue"], at=now)
-            if decide(task, plan):
-                changed.append(task)
+        changed = [task for plan in plans if decide(task := task_of(journeys, plan[0], now), plan)]
         save_batch(journeys, changed)
         return len(changed)
 
     return int(retry_conflicts(journeys, attempt))
+
+
+def task_of(journeys: Any, row: dict[str, Any], now: datetime) -> AgentTask:
+    """A task's working history as committed now (read fresh: a loan officer's command in another
+    process may have written it), opened from its view row if nobody acted on it yet."""
+    task_id = UUID(str(row["task_id"]))
+    try:
+        task: AgentTask = fresh_get(journeys, task_id)
+    except AggregateNotFoundError:
+        task = AgentTask(task_id=task_id, lead_id=UUID(str(row["lead_id"])), queue=row["queue"], at=now)
+    return task
+
+
+def queue_since(row: dict[str, Any]) -> datetime:
+    """Since when a task (a view row) has been in its queue."""
+    return datetime.fromisoformat(str(row["queue_since"]))

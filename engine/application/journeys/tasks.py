@@ -4,14 +4,12 @@ marketing consent on every channel at once."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
-
 from engine.application.engine import Engine
-from engine.application.saving import fresh_get, retry_conflicts, save_batch
+from engine.application.journeys.desk import queue_since, task_of
+from engine.application.saving import retry_conflicts, save_batch
 from engine.domain.journeys.agent_task import AgentTask
 from engine.domain.shared.errors import HuokeError
 
@@ -29,13 +27,10 @@ def find_task(engine: Engine, ref: str) -> dict[str, Any]:
 
 def _act(engine: Engine, ref: str, action: Any) -> AgentTask:
     row = find_task(engine, ref)
-    task_id, now = UUID(str(row["task_id"])), engine.clock.now()
+    now = engine.clock.now()
 
     def attempt() -> AgentTask:
-        try:
-            task: AgentTask = fresh_get(engine.journeys, task_id)
-        except AggregateNotFoundError:
-            task = AgentTask(task_id=task_id, lead_id=UUID(str(row["lead_id"])), queue=row["queue"], at=now)
+        task = task_of(engine.journeys, row, now)
         action(task, now)
         save_batch(engine.journeys, [task])
         return task
@@ -102,5 +97,4 @@ def _deadline(engine: Engine, task: dict[str, Any]) -> str | None:
     queue = engine.desk.queues.get(task["queue"])
     if queue is None or queue.sla is None or task["status"] == "done":
         return None
-    since = datetime.fromisoformat(str(task["queue_since"]).replace("Z", "+00:00"))
-    return (since + queue.sla).isoformat()
+    return (queue_since(task) + queue.sla).isoformat()

@@ -93,9 +93,13 @@ class Leads(Application[UUID]):
         double_opt_in: bool = False,
         models: ModelStore | None = None,
         vault: PiiVault | None = None,
+        legacy_identities: bool = True,
     ) -> None:
         self.vault = vault  # before the application builds its mapper
         self._index_key: bytes | None = None
+        #: Whether the identity index may still hold plain keys (a store ``db init`` has not
+        #: migrated yet): only then does a look-up that misses try the plain key too.
+        self.legacy_identities = legacy_identities
         super().__init__(env)
         self.models = models
         self._scorers: dict[str, tuple[int, Scorer]] = {}
@@ -162,7 +166,8 @@ class Leads(Application[UUID]):
             lead_id = self._resolve(keys, claimed, look_up)
             created = lead_id is None
             conflicts: tuple[str, ...] = ()
-            if lead_id is not None and (pending.get(lead_id) or self.repository.get(lead_id)).erased:
+            known: Lead | None = None if lead_id is None else (pending.get(lead_id) or self.repository.get(lead_id))
+            if known is not None and known.erased:
                 outcomes.append(Outcome(None, error="this person asked to be erased; not re-imported"))
                 continue
             if created and self._suppressed(cmd.contact):
@@ -170,7 +175,7 @@ class Leads(Application[UUID]):
                     Outcome(None, error="this phone or e-mail opted out earlier (suppression list); not re-imported")
                 )
                 continue
-            if lead_id is None:
+            if lead_id is None or known is None:
                 lead = Lead(
                     source=cmd.source,
                     contact=cmd.contact,
@@ -181,7 +186,7 @@ class Leads(Application[UUID]):
                 )
                 lead_id = lead.id
             else:
-                lead = pending.get(lead_id) or self.repository.get(lead_id)
+                lead = known
                 known_conflicts = len(lead.conflicts)
                 incoming = {
                     "contact": cmd.contact,
@@ -683,7 +688,7 @@ class Leads(Application[UUID]):
 
     def _identity(self, key: str) -> LeadIdentity | None:
         """The index entry of ``key`` (stores from before hashed keys: its plain entry)."""
-        for stored_key in (self._hashed_key(key), key):
+        for stored_key in (self._hashed_key(key), key) if self.legacy_identities else (self._hashed_key(key),):
             try:
                 identity: LeadIdentity = self.repository.get(identity_id_for(stored_key))
             except AggregateNotFoundError:
