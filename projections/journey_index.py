@@ -33,7 +33,6 @@ TOPICS = [
         Enrolment.MessageRequested,
         Enrolment.MessageSkipped,
         LeadJourneys.Refused,
-        AgentTask.Opened,
         AgentTask.Claimed,
         AgentTask.Reassigned,
         AgentTask.Completed,
@@ -58,7 +57,7 @@ def parse_ts(text: str) -> datetime:
 class JourneyIndex(SqlView):
     """Due timers (indexed by due time), enrolments, agent tasks and outcome counts."""
 
-    tables = ("due_timers", "lead_enrolments", "agent_tasks", "task_states", "task_desk", "journey_outcomes")
+    tables = ("due_timers", "lead_enrolments", "agent_tasks", "desk_tasks", "journey_outcomes")
     feeds = (("journeys", TOPICS),)
 
     def ddl(self) -> list[str]:
@@ -74,19 +73,90 @@ class JourneyIndex(SqlView):
             "CREATE TABLE IF NOT EXISTS {t_agent_tasks} (task_id TEXT PRIMARY KEY, lead_id TEXT NOT NULL, "
             "journey_id TEXT NOT NULL, step TEXT NOT NULL, kind TEXT NOT NULL, queue TEXT NOT NULL, "
             "note TEXT NOT NULL, due_at TEXT NOT NULL, created_at TEXT NOT NULL)",
-            # How agents work each task (a table of its own, so older stores need no migration).
-            "CREATE TABLE IF NOT EXISTS {t_task_states} (task_id TEXT PRIMARY KEY, queue TEXT NOT NULL, "
-            "agent TEXT NOT NULL, outcome TEXT NOT NULL, note TEXT NOT NULL, updated_at TEXT NOT NULL)",
-            # The desk's view of each task: since when it is in its queue, whom it was routed to or
-            # why nobody could take it, whether it is overdue there (stores from before the desk:
-            # `huoke projections rebuild index` fills it for older tasks).
-            "CREATE TABLE IF NOT EXISTS {t_task_desk} (task_id TEXT PRIMARY KEY, bucket INTEGER NOT NULL, "
-            "queue_since TEXT NOT NULL, routed_to TEXT NOT NULL, held_reason TEXT NOT NULL, "
-            "escalated_at TEXT NOT NULL, escalations INTEGER NOT NULL)",
+            # How each task is being worked, in one row the desk reads without joins: its queue and
+            # since when, whom it was routed to or why nobody could take it, who holds it (the
+            # officer who claimed it, else the one it was routed to), escalation, outcome.
+            "CREATE TABLE IF NOT EXISTS {t_desk_tasks} (task_id TEXT PRIMARY KEY, lead_id TEXT NOT NULL, "
+            "bucket INTEGER NOT NULL, queue TEXT NOT NULL, queue_since TEXT NOT NULL, agent TEXT NOT NULL, "
+            "routed_to TEXT NOT NULL, holder TEXT NOT NULL, held_reason TEXT NOT NULL, escalated_at TEXT NOT NULL, "
+            "escalations INTEGER NOT NULL, outcome TEXT NOT NULL, note TEXT NOT NULL, updated_at TEXT NOT NULL)",
+            # Partial indexes, one per question the desk asks on every pass: new tasks to route,
+            # waiting ones, officers' loads, and the next task to run out of its service level.
+            "CREATE INDEX IF NOT EXISTS desk_tasks_new ON {t_desk_tasks} (queue_since, task_id) "
+            "WHERE outcome = '' AND holder = '' AND held_reason = ''",
+            "CREATE INDEX IF NOT EXISTS desk_tasks_waiting ON {t_desk_tasks} (queue_since, task_id) "
+            "WHERE outcome = '' AND holder = '' AND held_reason <> ''",
+            "CREATE INDEX IF NOT EXISTS desk_tasks_held ON {t_desk_tasks} (holder) WHERE outcome = '' AND holder <> ''",
+            "CREATE INDEX IF NOT EXISTS desk_tasks_sla ON {t_desk_tasks} (queue, queue_since) "
+            "WHERE outcome = '' AND escalated_at = ''",
             "CREATE TABLE IF NOT EXISTS {t_journey_outcomes} (journey_id TEXT NOT NULL, journey_version INTEGER "
             "NOT NULL, kind TEXT NOT NULL, label TEXT NOT NULL, n BIGINT NOT NULL, "
             "PRIMARY KEY (journey_id, journey_version, kind, label))",
         ]
+
+    def create_table(self) -> None:
+        super().create_table()
+        self._fold_old_task_tables()
+
+    def _fold_old_task_tables(self) -> None:
+        """Stores from before ``desk_tasks`` kept a task's work in ``task_states`` (written once
+        someone acted on it) and ``task_desk`` (routing; absent for tasks from before the desk):
+        fold both into ``desk_tasks`` and drop them, in one transaction."""
+        with self.transaction() as c:
+            if self.is_postgres:
+                schema = self.datastore.schema  # type: ignore[attr-defined]
+                c.execute(
+                    "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = %s "
+                    "AND table_name IN ('task_states', 'task_desk')",
+                    (schema,),
+                )
+            else:
+                c.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('task_states', 'task_desk')"
+                )
+            old = {dict(r)["name"] for r in c.fetchall()}
+            if not old:
+                return
+            names = {t: (f'"{schema}"."{t}"' if self.is_postgres else t) for t in ("task_states", "task_desk")}
+            states = names["task_states"] if "task_states" in old else None
+            desk = names["task_desk"] if "task_desk" in old else None
+
+            def s(col: str, default: str) -> str:
+                return f"COALESCE(s.{col}, {default})" if states else default
+
+            def d(col: str, default: str) -> str:
+                return f"COALESCE(d.{col}, {default})" if desk else default
+
+            empty = "''"
+            agent, routed = s("agent", empty), d("routed_to", empty)
+            bucket = "(SELECT MIN(e.bucket) FROM {t_lead_enrolments} e WHERE e.lead_id = t.lead_id)"
+            columns = [
+                "t.task_id",
+                "t.lead_id",
+                f"COALESCE({d('bucket', 'NULL')}, {bucket}, 0)",
+                s("queue", "t.queue"),
+                d("queue_since", "t.created_at"),
+                agent,
+                routed,
+                f"CASE WHEN {agent} <> '' THEN {agent} ELSE {routed} END",
+                d("held_reason", empty),
+                d("escalated_at", empty),
+                d("escalations", "0"),
+                s("outcome", empty),
+                s("note", empty),
+                s("updated_at", "t.created_at"),
+            ]
+            joins = (f" LEFT JOIN {states} s ON s.task_id = t.task_id" if states else "") + (
+                f" LEFT JOIN {desk} d ON d.task_id = t.task_id" if desk else ""
+            )
+            c.execute(
+                self.q(
+                    f"INSERT INTO {{t_desk_tasks}} SELECT {', '.join(columns)} FROM {{t_agent_tasks}} t{joins} "  # noqa: S608
+                    "ON CONFLICT (task_id) DO NOTHING"
+                )
+            )
+            for name in sorted(old):
+                c.execute(f"DROP TABLE {names[name]}")
 
     @singledispatchmethod
     def apply(self, event: Any, cursor: Any) -> None:
@@ -182,31 +252,24 @@ class JourneyIndex(SqlView):
         )
         c.execute(
             self.q(
-                "INSERT INTO {t_task_desk} SELECT ?, bucket, ?, '', '', '', 0 FROM {t_lead_enrolments} "
-                "WHERE enrolment_id = ? ON CONFLICT (task_id) DO NOTHING"
+                "INSERT INTO {t_desk_tasks} SELECT ?, lead_id, bucket, ?, ?, '', '', '', '', '', 0, '', '', ? "
+                "FROM {t_lead_enrolments} WHERE enrolment_id = ? ON CONFLICT (task_id) DO NOTHING"
             ),
-            (str(e.task_id), ts(e.at), str(e.originator_id)),
+            (str(e.task_id), e.queue, ts(e.at), ts(e.at), str(e.originator_id)),
         )
         self._outcome(c, e.originator_id, "task", f"{e.kind} {e.queue}")
 
     @apply.register
-    def _(self, e: AgentTask.Opened, c: Any) -> None:
-        c.execute(
-            self.q("INSERT INTO {t_task_states} VALUES (?, ?, '', '', '', ?) ON CONFLICT (task_id) DO NOTHING"),
-            (str(e.originator_id), e.queue, ts(e.at)),
-        )
-
-    @apply.register
     def _(self, e: AgentTask.Claimed, c: Any) -> None:
         c.execute(
-            self.q("UPDATE {t_task_states} SET agent = ?, updated_at = ? WHERE task_id = ?"),
-            (e.agent, ts(e.at), str(e.originator_id)),
+            self.q("UPDATE {t_desk_tasks} SET agent = ?, holder = ?, updated_at = ? WHERE task_id = ?"),
+            (e.agent, e.agent, ts(e.at), str(e.originator_id)),
         )
 
     @apply.register
     def _(self, e: AgentTask.Reassigned, c: Any) -> None:
         c.execute(
-            self.q("UPDATE {t_task_states} SET queue = ?, agent = ?, updated_at = ? WHERE task_id = ?"),
+            self.q("UPDATE {t_desk_tasks} SET queue = ?, agent = ?, updated_at = ? WHERE task_id = ?"),
             (e.queue, e.agent, ts(e.at), str(e.originator_id)),
         )
         self._new_stint(c, e.originator_id, e.at)
@@ -215,7 +278,7 @@ class JourneyIndex(SqlView):
     def _(self, e: AgentTask.Completed, c: Any) -> None:
         c.execute(
             self.q(
-                "UPDATE {t_task_states} SET outcome = ?, note = ?, agent = CASE WHEN agent = '' THEN ? ELSE agent END, "
+                "UPDATE {t_desk_tasks} SET outcome = ?, note = ?, agent = CASE WHEN agent = '' THEN ? ELSE agent END, "
                 "updated_at = ? WHERE task_id = ?"
             ),
             (e.outcome, e.note, e.by, ts(e.at), str(e.originator_id)),
@@ -224,35 +287,39 @@ class JourneyIndex(SqlView):
     @apply.register
     def _(self, e: AgentTask.Routed, c: Any) -> None:
         c.execute(
-            self.q("UPDATE {t_task_desk} SET routed_to = ?, held_reason = '' WHERE task_id = ?"),
-            (e.agent, str(e.originator_id)),
+            self.q(
+                "UPDATE {t_desk_tasks} SET routed_to = ?, held_reason = '', "
+                "holder = CASE WHEN agent = '' THEN ? ELSE agent END WHERE task_id = ?"
+            ),
+            (e.agent, e.agent, str(e.originator_id)),
         )
 
     @apply.register
     def _(self, e: AgentTask.RoutingHeld, c: Any) -> None:
         c.execute(
-            self.q("UPDATE {t_task_desk} SET held_reason = ? WHERE task_id = ?"), (e.reason, str(e.originator_id))
+            self.q("UPDATE {t_desk_tasks} SET held_reason = ? WHERE task_id = ?"), (e.reason, str(e.originator_id))
         )
 
     @apply.register
     def _(self, e: AgentTask.Escalated, c: Any) -> None:
         task = str(e.originator_id)
-        c.execute(self.q("UPDATE {t_task_desk} SET escalations = escalations + 1 WHERE task_id = ?"), (task,))
+        c.execute(self.q("UPDATE {t_desk_tasks} SET escalations = escalations + 1 WHERE task_id = ?"), (task,))
         if e.to_queue == e.from_queue:  # flagged where it is
-            c.execute(self.q("UPDATE {t_task_desk} SET escalated_at = ? WHERE task_id = ?"), (ts(e.at), task))
+            c.execute(self.q("UPDATE {t_desk_tasks} SET escalated_at = ? WHERE task_id = ?"), (ts(e.at), task))
             return
         c.execute(
-            self.q("UPDATE {t_task_states} SET queue = ?, agent = '', updated_at = ? WHERE task_id = ?"),
+            self.q("UPDATE {t_desk_tasks} SET queue = ?, agent = '', updated_at = ? WHERE task_id = ?"),
             (e.to_queue, ts(e.at), task),
         )
         self._new_stint(c, e.originator_id, e.at)
 
     def _new_stint(self, c: Any, task_id: Any, at: datetime) -> None:
-        """The task arrived in a queue (handed on or escalated): routed and timed afresh."""
+        """The task arrived in a queue (handed on or escalated): routed and timed afresh; it is
+        held only by the officer it was handed to, if any."""
         c.execute(
             self.q(
-                "UPDATE {t_task_desk} SET queue_since = ?, routed_to = '', held_reason = '', escalated_at = '' "
-                "WHERE task_id = ?"
+                "UPDATE {t_desk_tasks} SET queue_since = ?, routed_to = '', held_reason = '', escalated_at = '', "
+                "holder = agent WHERE task_id = ?"
             ),
             (ts(at), str(task_id)),
         )
@@ -320,26 +387,24 @@ class JourneyIndex(SqlView):
         return self.rows(sql + " ORDER BY journey_id, journey_version, kind, label", params)
 
     _TASKS = (
-        "SELECT t.task_id, t.lead_id, t.journey_id, t.step, t.kind, COALESCE(s.queue, t.queue) AS queue, "
-        "t.note, t.due_at, t.created_at, COALESCE(s.agent, '') AS agent, COALESCE(s.outcome, '') AS outcome, "
-        "COALESCE(d.routed_to, '') AS routed_to, COALESCE(d.held_reason, '') AS held_reason, "
-        "COALESCE(d.queue_since, t.created_at) AS queue_since, COALESCE(d.escalated_at, '') AS escalated_at, "
-        "COALESCE(d.escalations, 0) AS escalations, "
-        "CASE WHEN COALESCE(s.outcome, '') <> '' THEN 'done' WHEN COALESCE(s.agent, '') <> '' THEN 'claimed' "
-        "WHEN COALESCE(d.routed_to, '') <> '' THEN 'assigned' ELSE 'open' END AS status "
-        "FROM {t_agent_tasks} t LEFT JOIN {t_task_states} s ON s.task_id = t.task_id "
-        "LEFT JOIN {t_task_desk} d ON d.task_id = t.task_id WHERE 1 = 1"
+        "SELECT t.task_id, t.lead_id, t.journey_id, t.step, t.kind, d.queue, t.note, t.due_at, t.created_at, "
+        "d.agent, d.outcome, d.routed_to, d.held_reason, d.queue_since, d.escalated_at, d.escalations, "
+        "CASE WHEN d.outcome <> '' THEN 'done' WHEN d.agent <> '' THEN 'claimed' "
+        "WHEN d.routed_to <> '' THEN 'assigned' ELSE 'open' END AS status "
+        "FROM {t_agent_tasks} t JOIN {t_desk_tasks} d ON d.task_id = t.task_id WHERE 1 = 1"
     )
+    #: What the desk reads of a task (one table, no joins: it asks on every pass).
+    _DESK = "SELECT task_id, lead_id, queue, queue_since, held_reason FROM {t_desk_tasks} WHERE outcome = ''"
 
     def tasks(self, queue: str | None = None, include_done: bool = False) -> list[dict[str, Any]]:
         """Agent tasks by due time, with how they are being worked: status open, assigned (routed
         to an officer), claimed or done; the queue and agent now; the outcome when done."""
         sql, params = self._TASKS, []
         if queue:
-            sql += " AND COALESCE(s.queue, t.queue) = ?"
+            sql += " AND d.queue = ?"
             params.append(queue)
         if not include_done:
-            sql += " AND COALESCE(s.outcome, '') = ''"
+            sql += " AND d.outcome = ''"
         return self.rows(sql + " ORDER BY t.due_at, t.task_id", params)
 
     def unrouted_tasks(
@@ -349,30 +414,18 @@ class JourneyIndex(SqlView):
         ones, or (``held``) those already waiting with a reason."""
         if not queues:
             return []
-        owned, params = partition_filter(parts, "d.bucket")
+        owned, params = partition_filter(parts)
         marks = ", ".join("?" for _ in queues)
         waiting = "<>" if held else "="
-        sql = (
-            f"{self._TASKS} AND COALESCE(s.outcome, '') = '' AND COALESCE(s.agent, '') = '' "
-            f"AND d.routed_to = '' AND d.held_reason {waiting} '' AND COALESCE(s.queue, t.queue) IN ({marks}){owned}"
-        )
-        return self.rows(sql + " ORDER BY queue_since, t.task_id LIMIT ?", (*queues, *params, limit))
+        sql = f"{self._DESK} AND holder = '' AND held_reason {waiting} '' AND queue IN ({marks}){owned}"
+        return self.rows(sql + " ORDER BY queue_since, task_id LIMIT ?", (*queues, *params, limit))
 
     def agent_loads(self) -> dict[str, int]:
         """Open tasks each officer holds (claimed, or routed to them and not yet claimed)."""
         rows = self.rows(
-            "SELECT CASE WHEN COALESCE(s.agent, '') <> '' THEN s.agent ELSE d.routed_to END AS who, COUNT(*) AS n "
-            "FROM {t_task_desk} d LEFT JOIN {t_task_states} s ON s.task_id = d.task_id "
-            "WHERE COALESCE(s.outcome, '') = '' GROUP BY 1"
+            "SELECT holder, COUNT(*) AS n FROM {t_desk_tasks} WHERE outcome = '' AND holder <> '' GROUP BY holder"
         )
-        return {r["who"]: int(r["n"]) for r in rows if r["who"]}
-
-    def _overdue_clause(self, slas: dict[str, Any], now: datetime) -> tuple[str, list[Any]]:
-        cases = " OR ".join("(COALESCE(s.queue, t.queue) = ? AND d.queue_since <= ?)" for _ in slas)
-        params: list[Any] = []
-        for queue, sla in sorted(slas.items()):
-            params += [queue, ts(now - sla)]
-        return f" AND COALESCE(s.outcome, '') = '' AND d.escalated_at = '' AND ({cases})", params
+        return {r["holder"]: int(r["n"]) for r in rows}
 
     def overdue_tasks(
         self, slas: dict[str, Any], now: datetime, parts: Partitions = ALL, limit: int = 500
@@ -381,24 +434,34 @@ class JourneyIndex(SqlView):
         timedelta) has run out by ``now``."""
         if not slas:
             return []
-        clause, params = self._overdue_clause(slas, now)
-        owned, owned_params = partition_filter(parts, "d.bucket")
-        sql = f"{self._TASKS}{clause}{owned}"
-        return self.rows(sql + " ORDER BY queue_since, t.task_id LIMIT ?", (*params, *owned_params, limit))
+        cases = " OR ".join("(queue = ? AND queue_since <= ?)" for _ in slas)
+        params: list[Any] = []
+        for queue, sla in sorted(slas.items()):
+            params += [queue, ts(now - sla)]
+        owned, owned_params = partition_filter(parts)
+        sql = f"{self._DESK} AND escalated_at = '' AND ({cases}){owned}"
+        return self.rows(sql + " ORDER BY queue_since, task_id LIMIT ?", (*params, *owned_params, limit))
 
     def next_task_deadline(self, slas: dict[str, Any], parts: Partitions = ALL) -> datetime | None:
         """When the next open task runs out of its queue's service level."""
-        if not slas:
-            return None
-        owned, params = partition_filter(parts, "d.bucket")
-        sql = (
-            "SELECT COALESCE(s.queue, t.queue) AS queue, MIN(d.queue_since) AS since FROM {t_agent_tasks} t "
-            "JOIN {t_task_desk} d ON d.task_id = t.task_id LEFT JOIN {t_task_states} s ON s.task_id = t.task_id "
-            "WHERE COALESCE(s.outcome, '') = '' AND d.escalated_at = ''"
-        )
-        rows = self.rows(f"{sql}{owned} GROUP BY COALESCE(s.queue, t.queue)", params)
-        deadlines = [parse_ts(r["since"]) + slas[r["queue"]] for r in rows if r["queue"] in slas and r["since"]]
-        return min(deadlines, default=None)
+        return self._deadline(slas, parts, None)
+
+    def last_task_deadline(self, slas: dict[str, Any], until: datetime, parts: Partitions = ALL) -> datetime | None:
+        """The last moment no later than ``until`` when an open task runs out of its service level."""
+        return self._deadline(slas, parts, until)
+
+    def _deadline(self, slas: dict[str, Any], parts: Partitions, until: datetime | None) -> datetime | None:
+        owned, params = partition_filter(parts)
+        sql = "SELECT queue_since FROM {t_desk_tasks} WHERE outcome = '' AND escalated_at = '' AND queue = ?"
+        deadlines = []
+        for queue, sla in sorted(slas.items()):  # one indexed look per queue
+            if until is None:  # its oldest task
+                rows = self.rows(f"{sql}{owned} ORDER BY queue_since LIMIT 1", (queue, *params))
+            else:  # its newest task due by then
+                limit = (queue, ts(until - sla), *params)
+                rows = self.rows(f"{sql} AND queue_since <= ?{owned} ORDER BY queue_since DESC LIMIT 1", limit)
+            deadlines += [parse_ts(r["queue_since"]) + sla for r in rows]
+        return (min if until is None else max)(deadlines, default=None)
 
 
 class JourneyIndexProjection(ViewProjection):

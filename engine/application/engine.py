@@ -19,6 +19,9 @@ from engine.application.projecting import catch_up, first_unread, next_page
 from engine.domain.journeys.desk import NO_DESK, Desk
 
 BATCH_SPAN = timedelta(hours=1)
+#: Tasks whose service levels run out within this of the first are escalated together, at the
+#: last one's deadline (each a little late rather than a pass of the whole loop per task).
+ESCALATION_SPAN = timedelta(minutes=15)
 #: The engine's views (each has one writer at a time).
 VIEW_NAMES = ("index", "funnel", "schedule", "screening")
 
@@ -87,9 +90,9 @@ class Engine:
         desk_moves = True  # False once a due deadline moved nothing: the rest of the run skips them
         while not self._out_of_time():
             horizon = until or self.clock.now()
-            timers = self.index.due(
-                horizon, limit=timer_batch, exclude=self.journeys.paused_journeys(), parts=self.parts
-            )
+            paused = self.journeys.paused_journeys()
+            # The next timer only: most passes of this loop move to something else first.
+            timers = self.index.due(horizon, limit=1, exclude=paused, parts=self.parts)
             held = self.schedule.next_due(self.parts)
             overdue = self.index.next_task_deadline(self.desk.slas, self.parts) if desk_moves else None
             review = self._next_review()
@@ -106,7 +109,11 @@ class Engine:
             if overdue is not None and overdue <= horizon:
                 first_other = min([t for t in (held, timers[0].due_at if timers else None) if t], default=None)
                 if first_other is None or overdue <= first_other:
-                    self._move_clock_to(overdue)  # a task runs out of its service level first
+                    # A task runs out of its service level first: with those soon after it, up to
+                    # whatever else comes first.
+                    until_ = min(t for t in (overdue + ESCALATION_SPAN, first_other, horizon) if t is not None)
+                    last = self.index.last_task_deadline(self.desk.slas, until_, self.parts)
+                    self._move_clock_to(max(overdue, last or overdue))
                     desk_moves = self._settle(report)
                     continue
             if held is not None and held <= horizon and (not timers or held < timers[0].due_at):
@@ -116,11 +123,11 @@ class Engine:
                 continue
             if not timers:
                 break
-            if held is not None and held <= horizon:
-                timers = [t for t in timers if t.due_at <= held] or timers[:1]
             # One batch spans at most an hour of due times, so every follow-up is decided and
-            # sent within an hour of its time (quiet hours and staleness see the right clock).
-            timers = [t for t in timers if t.due_at <= timers[0].due_at + BATCH_SPAN]
+            # sent within an hour of its time (quiet hours and staleness see the right clock),
+            # and ends where a held delivery comes due.
+            last = min(t for t in (horizon, timers[0].due_at + BATCH_SPAN, held) if t is not None)
+            timers = self.index.due(last, limit=timer_batch, exclude=paused, parts=self.parts) or timers
             self._move_clock_to(timers[-1].due_at)
             fired = self.journeys.fire_timers(timers, self.leads)
             report.timers_fired += fired

@@ -258,6 +258,8 @@ class JourneyIndexView(View, Protocol):
 
     def next_task_deadline(self, slas: dict[str, Any], parts: Partitions = ALL) -> datetime | None: ...
 
+    def last_task_deadline(self, slas: dict[str, Any], until: datetime, parts: Partitions = ALL) -> datetime | None: ...
+
 
 class DeliveryScheduleView(View, Protocol):
     """Deliveries held for a contact window, a cap or a retry, and when each falls due."""

@@ -14,7 +14,7 @@ import pytest
 
 from engine.adapters.clock import VirtualClock
 from engine.application.engine import Engine
-from engine.application.journeys.tasks import complete_task, reassign_task, task_documents
+from engine.application.journeys.tasks import claim_task, complete_task, reassign_task, task_documents
 from engine.domain.journeys.agent_task import AgentTask
 from engine.domain.journeys.desk import parse_desk
 from engine.domain.shared.errors import HuokeError, JourneyValidationError
@@ -138,3 +138,60 @@ def test_the_desk_file_and_the_journeys_that_name_queues_are_validated(tmp_path:
         "queues.yaml: officers[1]: queues: ['b'] (the queues are a)",
         "queues.yaml: officers[2]: expected {id, name, queues: [..], regions, loan_types, languages, capacity}",
     ]
+
+
+COPIED = {
+    "task_states": "task_id, queue, agent, outcome, note, updated_at",
+    "task_desk": "task_id, bucket, queue_since, routed_to, held_reason, escalated_at, escalations",
+}
+OLD_TASK_TABLES = {
+    "task_states": "(task_id TEXT PRIMARY KEY, queue TEXT NOT NULL, agent TEXT NOT NULL, outcome TEXT NOT NULL, "
+    "note TEXT NOT NULL, updated_at TEXT NOT NULL)",
+    "task_desk": "(task_id TEXT PRIMARY KEY, bucket INTEGER NOT NULL, queue_since TEXT NOT NULL, "
+    "routed_to TEXT NOT NULL, held_reason TEXT NOT NULL, escalated_at TEXT NOT NULL, escalations INTEGER NOT NULL)",
+}
+
+
+def test_a_store_from_before_desk_tasks_keeps_every_task_as_it_was(
+    engine: Engine, clock: VirtualClock, store: str
+) -> None:
+    """Older stores kept a task's work in two tables (task_states, task_desk): opening one folds
+    them into desk_tasks, drops them, and every task reads as before (claimed, done, held,
+    routed, escalated)."""
+    t0 = clock.now()
+    regions = ["Shanghai", "Shanghai", "Shanghai", "Beijing", "Beijing"]
+    leads = engine.leads.capture_leads([lead_in(n, region) for n, region in enumerate(regions)])
+    engine.run()
+    first = next(t for t in tasks_by_lead(engine).values() if t["routed_to"] == "li.na")
+    complete_task(engine, first["task_id"], "reached", "called back", "li.na")
+    claim_task(engine, next(t for t in tasks_by_lead(engine).values() if t["routed_to"] == "bob")["task_id"], "bob")
+    engine.run(until=t0 + timedelta(hours=3))
+    before = tasks_by_lead(engine)
+    assert len(before) == len(leads)
+    assert sorted(t["status"] for t in before.values()) == ["assigned", "assigned", "claimed", "done", "open"]
+    assert [t["held_reason"] for t in before.values() if t["status"] == "open"] == [
+        "li.na is at capacity (1 of 1 open); bob is not licensed in Shanghai"
+    ]
+    index: Any = engine.index
+    name = (lambda t: f'"{index.datastore.schema}"."{t}"') if index.is_postgres else (lambda t: t)
+    with index.transaction() as c:  # the layout of the older store, with the same tasks
+        for table, columns in OLD_TASK_TABLES.items():
+            c.execute(f"CREATE TABLE {name(table)} {columns}")
+        for table, columns in COPIED.items():
+            c.execute(f"INSERT INTO {name(table)} SELECT {columns} FROM {name('desk_tasks')}")  # noqa: S608
+        c.execute(f"DELETE FROM {name('desk_tasks')}")  # noqa: S608
+    assert tasks_by_lead(engine) == {}
+    index.create_table()  # what `huoke db init` does
+    assert tasks_by_lead(engine) == before
+    index.create_table()  # and again: nothing left to fold
+    assert tasks_by_lead(engine) == before
+    # The desk works on from the folded rows: the open tasks escalate at their deadline, once.
+    assert engine.run(until=t0 + timedelta(hours=5)).task_updates == 8  # 4 escalated, then routed
+    assert engine.run(until=t0 + timedelta(hours=6)).task_updates == 0
+    after = tasks_by_lead(engine)
+    waiting = next(lead for lead, t in before.items() if t["status"] == "open")
+    assert (after[waiting]["queue"], after[waiting]["routed_to"], after[waiting]["escalations"]) == (
+        "team_leads",
+        "liu.yang",
+        1,
+    )
