@@ -25,6 +25,7 @@ from engine.adapters.twilio_sms import TwilioSmsChannel
 from engine.adapters.vault import KeyVault, MasterKeys, VaultKeyError, new_master_key, parse_master_key
 from engine.adapters.webhook import WebhookChannel
 from engine.adapters.yaml_files import load_yaml, strip_lines
+from engine.application.access import Access
 from engine.application.delivery.app import Deliveries, Retries, Sender
 from engine.application.delivery.links import LinkKeys
 from engine.application.engine import Engine
@@ -138,9 +139,10 @@ def init_database(settings: Settings) -> int:
         vault = vault_for(settings)
         if vault is not None:
             vault.create_table()
-        env = {name: store_env(settings, name, create=True) for name in (*APPS, *VIEWS)}
+        env = {name: store_env(settings, name, create=True) for name in (*APPS, "access", *VIEWS)}
         for app in (Leads, Journeys, Deliveries):
             app(env[app.name.lower()], *_app_args(app)).close()
+        Access(env["access"], SystemClock()).close()
         # Stores from before the identity index was hashed: index their people under hashed keys.
         leads = Leads(
             env["leads"],
@@ -174,6 +176,11 @@ def _app_args(app: type[Any]) -> tuple[Any, ...]:
     if app is Journeys:
         return (SystemClock(),)
     return (SystemClock(), None, {}, None)
+
+
+def access_for(settings: Settings, clock: Clock | None = None) -> Access:
+    """API keys and the audit trail (their own store, ``access``)."""
+    return Access(store_env(settings, "access"), clock or SystemClock())
 
 
 def build_view(settings: Settings, name: str) -> Any:

@@ -25,6 +25,9 @@ class SqlView(TrackingRecorder):
     """Mixin for views; subclasses write SQL with {t_<table>} names and ? parameters."""
 
     tables: Sequence[str] = ()
+    #: Raised when a view's tables change: db init then forgets the view (rows and tracking),
+    #: and it is rebuilt from the log on its next catch-up.
+    schema_version: int = 1
     #: (engine attribute of a log, topics read from it) for each log the view follows
     feeds: Sequence[tuple[str, Sequence[str]]] = ()
 
@@ -53,6 +56,26 @@ class SqlView(TrackingRecorder):
         with self.transaction() as c:
             for statement in self.ddl():
                 c.execute(self.q(statement))
+        if self._stored_version() < self.schema_version:
+            self.reset()
+        with self.transaction() as c:
+            c.execute(self._version_table("DELETE FROM {}"))
+            c.execute(self._version_table("INSERT INTO {} VALUES (?)"), (self.schema_version,))
+
+    def _version_table(self, sql: str) -> str:
+        name = f"{self.tables[0]}_schema_version"
+        table = f'"{self.datastore.schema}"."{name}"' if self.is_postgres else name  # type: ignore[attr-defined]
+        sql = sql.format(table)
+        return sql.replace("?", "%s") if self.is_postgres else sql
+
+    def _stored_version(self) -> int:
+        """The version of this view's tables as stored (1 for stores from before versions)."""
+        with self.transaction() as c:
+            c.execute(self._version_table("CREATE TABLE IF NOT EXISTS {} (version INTEGER NOT NULL)"))
+            c.execute(self._version_table("SELECT MAX(version) AS v FROM {}"))
+            row = c.fetchone()
+        value = dict(row)["v"] if row is not None else None
+        return int(value) if value is not None else 1
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:

@@ -21,13 +21,19 @@ DELIVERY_TOPICS = [
 class FunnelCounts(SqlView):
     """Current stage per lead, every stage each lead ever reached, and send outcomes per step."""
 
-    tables = ("funnel_leads", "funnel_reached", "funnel_messages")
+    tables = ("funnel_leads", "funnel_reached", "funnel_messages", "lead_sources")
+    schema_version = 2  # 2: lead_sources
     feeds = (("leads", LEAD_TOPICS), ("deliveries", DELIVERY_TOPICS))
 
     def ddl(self) -> list[str]:
         return [
             "CREATE TABLE IF NOT EXISTS {t_funnel_leads} (lead_id TEXT PRIMARY KEY, "
             "source_channel TEXT NOT NULL, audience TEXT NOT NULL, stage TEXT NOT NULL)",
+            # Where each lead came from, for filters and attribution (the first source's values).
+            "CREATE TABLE IF NOT EXISTS {t_lead_sources} (lead_id TEXT PRIMARY KEY, partner TEXT NOT NULL, "
+            "campaign TEXT NOT NULL, utm_source TEXT NOT NULL, utm_medium TEXT NOT NULL, utm_campaign TEXT NOT NULL, "
+            "event TEXT NOT NULL, captured_at TEXT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS funnel_leads_stage ON {t_funnel_leads} (stage, lead_id)",
             "CREATE TABLE IF NOT EXISTS {t_funnel_reached} (lead_id TEXT NOT NULL, "
             "stage TEXT NOT NULL, PRIMARY KEY (lead_id, stage))",
             "CREATE TABLE IF NOT EXISTS {t_funnel_messages} (journey_id TEXT NOT NULL, "
@@ -44,6 +50,17 @@ class FunnelCounts(SqlView):
         c.execute(
             self.q("INSERT INTO {t_funnel_leads} VALUES (?, ?, 'general', 'new') ON CONFLICT (lead_id) DO NOTHING"),
             (str(e.originator_id), e.source["channel"]),
+        )
+        source, utm = e.source, e.source.get("utm") or {}
+        c.execute(
+            self.q("INSERT INTO {t_lead_sources} VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (lead_id) DO NOTHING"),
+            (
+                str(e.originator_id),
+                *(str(source.get(k) or "") for k in ("partner", "campaign")),
+                *(str(utm.get(k) or "") for k in ("source", "medium", "campaign")),
+                str(source.get("event") or ""),
+                e.captured_at.isoformat(),
+            ),
         )
         self._reached(c, e.originator_id, Stage.NEW.value)
 
@@ -99,6 +116,22 @@ class FunnelCounts(SqlView):
         )
 
     # ---- queries (plain values) ------------------------------------------------------------
+
+    def leads(self, filters: dict[str, str], after: str = "", limit: int = 100) -> list[dict[str, Any]]:
+        """Leads (id order, after ``after``) matching ``filters``: stage, audience, source (the
+        channel), partner; at most ``limit``."""
+        columns = {"stage": "l.stage", "audience": "l.audience", "source": "l.source_channel", "partner": "s.partner"}
+        where, params = "", []
+        for key, value in filters.items():
+            where += f" AND {columns[key]} = ?"
+            params.append(value)
+        return self.rows(
+            "SELECT l.lead_id, l.stage, l.audience, l.source_channel, COALESCE(s.partner, '') AS partner, "  # noqa: S608
+            "COALESCE(s.campaign, '') AS campaign, COALESCE(s.captured_at, '') AS captured_at "
+            "FROM {t_funnel_leads} l LEFT JOIN {t_lead_sources} s ON s.lead_id = l.lead_id "
+            f"WHERE l.lead_id > ?{where} ORDER BY l.lead_id LIMIT ?",
+            (after, *params, limit),
+        )
 
     def stages(self) -> list[dict[str, Any]]:
         """Leads now at each stage, by audience and source channel."""

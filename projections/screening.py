@@ -67,6 +67,21 @@ class Screening(SqlView):
         rows = self.rows("SELECT segment, COUNT(*) AS n FROM {t_segment_members} GROUP BY segment")
         return {r["segment"]: int(r["n"]) for r in rows}
 
+    def members(self, segment: str, lead_ids: list[str]) -> set[str]:
+        """Which of ``lead_ids`` are in ``segment`` now."""
+        if not lead_ids:
+            return set()
+        found: set[str] = set()
+        for i in range(0, len(lead_ids), 500):
+            chunk = lead_ids[i : i + 500]
+            marks = ", ".join("?" for _ in chunk)
+            rows = self.rows(
+                f"SELECT lead_id FROM {{t_segment_members}} WHERE segment = ? AND lead_id IN ({marks})",  # noqa: S608
+                (segment, *chunk),
+            )
+            found |= {r["lead_id"] for r in rows}
+        return found
+
     def bands(self) -> list[dict[str, Any]]:
         """Leads per model kind, version and band."""
         return self.rows(

@@ -87,3 +87,29 @@ def journeys_report(engine: Engine) -> dict[str, Any]:
             }
         )
     return {"schema": JOURNEYS_SCHEMA, "journeys": rows}
+
+
+def journeys_overview(engine: Engine, definitions: list[tuple[Any, Any]]) -> list[dict[str, Any]]:
+    """Published journeys: live version, status, entries so far, leads in them now, and whether
+    the file (``definitions``, as loaded) differs from the published version."""
+    from engine.application.journeys.publishing import unpublished_changes
+
+    changed = set(unpublished_changes(engine, definitions)) if definitions else set()
+    engine.refresh_views()
+    engine.journeys.refresh_live()
+    entered: dict[str, int] = {}
+    for row in engine.index.outcomes():
+        if row["kind"] == "entered":
+            entered[row["journey_id"]] = entered.get(row["journey_id"], 0) + int(row["n"])
+    return [
+        {
+            "id": jid,
+            "name": live.journey.name,
+            "version": live.version,
+            "status": live.status,
+            "entries": entered.get(jid, 0),
+            "active": sum(engine.index.step_counts(jid).values()),
+            "unpublished_changes": jid in changed,
+        }
+        for jid, live in sorted(engine.journeys.live.items())
+    ]

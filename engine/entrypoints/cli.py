@@ -110,24 +110,11 @@ def events_import(file: Path, as_json: JsonOpt = False) -> None:
 
 def _resolve_lead(engine: Engine, ref: str) -> UUID:
     """A lead id from a UUID, a phone number, an e-mail or source_channel:external_id."""
-    from engine.application.leads.commands import LeadRef
-    from engine.entrypoints.schemas import normalise_phone
+    from engine.entrypoints.schemas import lead_ref
 
     try:
-        lead_ref = LeadRef(lead_id=UUID(ref))
-    except ValueError:
-        if "@" in ref:
-            lead_ref = LeadRef(email=ref.lower())
-        elif ref.startswith("+") or ref.isdigit():
-            lead_ref = LeadRef(phone=normalise_phone(ref, settings().default_phone_region, []) or ref)
-        elif ":" in ref:
-            channel, _, external = ref.partition(":")
-            lead_ref = LeadRef(source_channel=channel, external_id=external)
-        else:
-            fail(f"{ref!r} is not a lead id, phone, e-mail or source_channel:external_id")
-    try:
-        return engine.leads.find_lead(lead_ref)
-    except HuokeError as e:
+        return engine.leads.find_lead(lead_ref(ref, settings().default_phone_region))
+    except (HuokeError, ValueError) as e:
         fail(str(e))
 
 
@@ -212,10 +199,12 @@ def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8080,
 ) -> None:
-    """HTTP endpoints: one-click unsubscribe links, inbound SMS replies, SMS delivery receipts."""
+    """HTTP: the API under /api/v1 (keys from huoke api-keys; OpenAPI at /openapi.json), one-click
+    unsubscribe links, inbound SMS replies, SMS delivery receipts."""
     import uvicorn
 
     from engine.adapters.twilio_sms import TwilioCallbacks
+    from engine.bootstrap import access_for
     from engine.entrypoints.http import create_app
 
     s = settings()
@@ -223,7 +212,12 @@ def serve(
     engine = engine_for(s)
     token = s.twilio_auth_token.get_secret_value()
     app = create_app(
-        engine, LinkKeys(*s.link_keys), s.default_phone_region, TwilioCallbacks(token) if token else None, s.public_url
+        engine,
+        LinkKeys(*s.link_keys),
+        s.default_phone_region,
+        TwilioCallbacks(token) if token else None,
+        s.public_url,
+        api=(access_for(s), s),
     )
     uvicorn.run(app, host=host, port=port)
 
@@ -452,6 +446,7 @@ def main() -> None:
         fail(str(e))
 
 
+import engine.entrypoints.cli_access  # noqa: E402 - registers api-keys and audit
 import engine.entrypoints.cli_journeys  # noqa: E402 - registers the journeys and tasks commands
 import engine.entrypoints.cli_ops  # noqa: E402 - registers db, run, worker, status, projections
 import engine.entrypoints.cli_screening  # noqa: E402, F401 - registers the model and segments commands

@@ -18,10 +18,10 @@ from engine.application.journeys.publishing import (
     MigrationPlan,
     change_status,
     publish_journey,
-    unpublished_changes,
 )
 from engine.application.journeys.simulation import Arrival, arrivals_from_store, first_moment, replay
 from engine.application.journeys.tasks import claim_task, complete_task, reassign_task, task_documents
+from engine.application.reports import journeys_overview
 from engine.bootstrap import load_journey_definitions, renderer_for, sandbox
 from engine.domain.journeys.agent_task import OUTCOMES
 from engine.domain.journeys.journey import Journey
@@ -98,28 +98,10 @@ def journeys_list(as_json: JsonOpt = False) -> None:
     s = settings()
     engine = engine_for(s)
     try:
-        changed = set(unpublished_changes(engine, load_journey_definitions(s).journeys))
+        defs = load_journey_definitions(s).journeys
     except JourneyValidationError:
-        changed = set()  # `journeys validate` says why; the published versions still run
-    engine.journeys.refresh_live()
-    entered: dict[str, int] = {}
-    for row in engine.index.outcomes():
-        if row["kind"] == "entered":
-            entered[row["journey_id"]] = entered.get(row["journey_id"], 0) + int(row["n"])
-    rows: list[dict[str, Any]] = []
-    for jid, live in sorted(engine.journeys.live.items()):
-        active = sum(engine.index.step_counts(jid).values())
-        rows.append(
-            {
-                "id": jid,
-                "name": live.journey.name,
-                "version": live.version,
-                "status": live.status,
-                "entries": entered.get(jid, 0),
-                "active": active,
-                "unpublished_changes": jid in changed,
-            }
-        )
+        defs = []  # `journeys validate` says why; the published versions still run
+    rows = journeys_overview(engine, defs)
     if as_json:
         emit_json({"schema": "huoke.journeys/1", "journeys": rows})
         return

@@ -12,12 +12,14 @@ from uuid import UUID
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
+from engine.application.access import Access
 from engine.application.delivery.links import LinkCheck, LinkKeys, check_token
 from engine.application.engine import Engine
 from engine.application.ports import CallbackVerifier
 from engine.domain.delivery.suppression import is_opt_out
 from engine.domain.shared.errors import LeadNotFoundError
 from engine.entrypoints.schemas import normalise_phone
+from engine.settings import Settings
 
 PAGE = """<!doctype html><html lang="{lang}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title></head>
@@ -51,12 +53,20 @@ def create_app(
     phone_region: str = "CN",
     callbacks: CallbackVerifier | None = None,
     public_url: str = "",
+    api: tuple[Access, Settings] | None = None,
 ) -> FastAPI:
     """The HTTP API around one engine; numbers without +country are read in ``phone_region``.
     Provider callbacks are accepted only when ``callbacks`` verifies the provider's signature
     (the URL signed is ``public_url`` + path where huoke sits behind a proxy); without a
-    verifier they are refused."""
-    app = FastAPI(title="huoke", docs_url=None, redoc_url=None)
+    verifier they are refused. With ``api`` (the key store and settings) the authenticated
+    API is served under ``/api/v1`` (see ``engine.entrypoints.api``)."""
+    app = FastAPI(
+        title="huoke",
+        version="1",
+        summary="Marketing automation for lenders: leads, lifecycle events, journeys, tasks, reports.",
+        docs_url=None,
+        redoc_url=None,
+    )
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -64,6 +74,10 @@ def create_app(
 
     _link_routes(app, engine, keys)
     _sms_routes(app, engine, phone_region, callbacks, public_url)
+    if api is not None:
+        from engine.entrypoints.api import add_api
+
+        add_api(app, engine, *api)
     return app
 
 

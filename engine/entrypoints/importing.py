@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,8 @@ class ImportReport:
     flagged: list[RowProblem] = field(default_factory=list)
     #: Rows that disagreed with a known lead's own source: recorded on the lead, not applied.
     conflicts: list[RowProblem] = field(default_factory=list)
+    #: (line, created|updated|unchanged, lead id) of each row applied.
+    applied: list[tuple[int, str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -117,21 +119,27 @@ def count_rows(path: Path) -> int:
 Batch = list[tuple[int, Any]]
 
 
+Rows = Iterable[tuple[int, dict[str, Any] | str]]
+
+
 def _import(
-    path: Path,
+    path: Path | str,
     parse: Callable[[dict[str, Any], str], Any],
     apply: Callable[[Batch, ImportReport], None],
     progress: Callable[[int], None],
+    rows: Rows | None = None,
 ) -> ImportReport:
-    """Validate each row into a command; apply valid ones in batches; report the rest."""
+    """Validate each row (of the file, or ``rows`` from elsewhere, numbered) into a command;
+    apply valid ones in batches; report the rest."""
     report = ImportReport(str(path))
     batch: Batch = []
-    for line, raw in read_rows(path):
+    source = Path(path).name
+    for line, raw in read_rows(Path(path)) if rows is None else rows:
         report.rows += 1
         try:
             if isinstance(raw, str):
                 raise RowError([("row", raw)])
-            command = parse(raw, f"{path.name}:{line}")
+            command = parse(raw, f"{source}:{line}")
         except ValidationError as e:
             report.errors += [RowProblem(str(path), line, f, m) for f, m in validation_problems(e)]
             progress(1)
@@ -153,12 +161,14 @@ def _import(
 
 def import_leads(
     engine: Engine,
-    path: Path,
+    path: Path | str,
     phone_region: str,
     tz: ZoneInfo,
     progress: Callable[[int], None] = lambda _: None,
+    rows: Rows | None = None,
 ) -> ImportReport:
-    """Capture every valid lead row of ``path``; invalid contact details are flagged."""
+    """Capture every valid lead row of ``path`` (or ``rows`` sent as ``path``: the API, the
+    bus); invalid contact details are flagged."""
 
     def parse(raw: dict[str, Any], origin: str) -> Any:
         return LeadRow.model_validate(raw).to_command(phone_region, tz, origin)
@@ -178,24 +188,24 @@ def import_leads(
             ]
             if outcome.error:
                 report.errors.append(RowProblem(str(path), line, "lead", outcome.error))
-            elif outcome.created:
-                report.created += 1
-            elif outcome.changed:
-                report.updated += 1
-            else:
-                report.unchanged += 1
+                continue
+            kind = "created" if outcome.created else "updated" if outcome.changed else "unchanged"
+            setattr(report, kind, getattr(report, kind) + 1)
+            report.applied.append((line, kind, str(outcome.lead_id)))
 
-    return _import(path, parse, apply, progress)
+    return _import(path, parse, apply, progress, rows)
 
 
 def import_lifecycle(
     engine: Engine,
-    path: Path,
+    path: Path | str,
     phone_region: str,
     tz: ZoneInfo,
     progress: Callable[[int], None] = lambda _: None,
+    rows: Rows | None = None,
 ) -> ImportReport:
-    """Record every valid lifecycle row of ``path``; facts the domain refuses are reported."""
+    """Record every valid lifecycle row of ``path`` (or ``rows`` sent as ``path``); facts the
+    domain refuses are reported."""
 
     def parse(raw: dict[str, Any], origin: str) -> Any:
         return LifecycleRow.model_validate(raw).to_command(phone_region, tz, origin)
@@ -204,9 +214,9 @@ def import_lifecycle(
         for (line, _), outcome in zip(batch, engine.leads.record_lifecycle([c for _, c in batch]), strict=True):
             if outcome.error:
                 report.errors.append(RowProblem(str(path), line, "event", outcome.error))
-            elif outcome.changed:
-                report.updated += 1
-            else:
-                report.unchanged += 1
+                continue
+            kind = "updated" if outcome.changed else "unchanged"
+            setattr(report, kind, getattr(report, kind) + 1)
+            report.applied.append((line, kind, str(outcome.lead_id)))
 
-    return _import(path, parse, apply, progress)
+    return _import(path, parse, apply, progress, rows)

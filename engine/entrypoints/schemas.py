@@ -335,3 +335,20 @@ def validation_problems(e: ValidationError) -> list[tuple[str, str]]:
             msg = f"{msg} (got {shown(err['input'])})"
         out.append((field, msg))
     return out
+
+
+def lead_ref(ref: str, phone_region: str) -> LeadRef:
+    """A lead reference from a UUID, a phone number, an e-mail or source_channel:external_id."""
+    ref = ref.strip()
+    try:
+        return LeadRef(lead_id=UUID(ref))
+    except ValueError:
+        pass
+    if "@" in ref:
+        return LeadRef(email=ref.lower())
+    if ref.startswith("+") or ref.isdigit():
+        return LeadRef(phone=normalise_phone(ref, phone_region, []) or ref)
+    if ":" in ref:
+        channel, _, external = ref.partition(":")
+        return LeadRef(source_channel=channel, external_id=external)
+    raise ValueError(f"{ref[:80]!r} is not a lead id, phone, e-mail or source_channel:external_id")

@@ -444,6 +444,27 @@ class Leads(Application[UUID]):
         save_batch(self, [lead])
         return True
 
+    def grant_consent(
+        self, lead_id: UUID, channel: str, source: str, evidence: str, at: datetime | None = None
+    ) -> bool:
+        """Marketing consent given with evidence (a signed form, a recorded call); False if it
+        was already in force. A contact on the suppression list stays listed (it still blocks
+        sends) until the opt-out itself is lifted."""
+        if channel not in {c.value for c in ConsentChannel}:
+            raise InvalidLeadError("channel", f"unknown channel {channel!r}: email, sms or phone")
+        if not evidence.strip():
+            raise InvalidLeadError("evidence", "consent needs its evidence (what the lead signed or said, where)")
+
+        def attempt() -> bool:
+            lead = self.fresh_lead(lead_id)
+            granted = lead.grant_consent(
+                ConsentChannel(channel), ConsentPurpose.MARKETING, source, evidence, at or self.clock.now()
+            )
+            save_batch(self, [lead])
+            return granted
+
+        return bool(retry_conflicts(self, attempt, self._forget_cache))
+
     # ---- lifecycle -------------------------------------------------------------------------
 
     def record_lifecycle(self, commands: Iterable[RecordLifecycle]) -> list[Outcome]:

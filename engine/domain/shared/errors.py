@@ -73,3 +73,7 @@ class TaskStateError(HuokeError):
 
 class DeliveryStateError(HuokeError):
     """A message cannot do that now (not held for review, already settled)."""
+
+
+class AccessError(HuokeError):
+    """An API key cannot be created or used that way (unknown role, revoked, no such key)."""

@@ -1,0 +1,500 @@
+"""The HTTP API under ``/api/v1``: what a lender's web forms, partner portals, loan origination
+system, CRM and warehouse call. Every route needs an API key (``Authorization: Bearer hk_…``)
+whose role may use it; every state-changing call is an audit entry; errors are RFC 9457
+``application/problem+json`` documents, never a stack trace.
+
+Routes and roles (admin may call every route):
+
+- integrator: ``POST /leads``, ``POST /events``, ``POST /leads/{ref}/consent``
+- agent: ``GET /leads/{ref}``, ``GET /tasks``, ``POST /tasks/{id}/claim|complete|reassign``,
+  ``POST /leads/{ref}/consent``
+- marketer: ``GET /leads``, ``GET /leads/{ref}``, ``/journeys…``, ``/reports/…``
+- admin: ``GET /audit``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from engine.application.access import Access, Caller
+from engine.application.engine import Engine
+from engine.application.journeys.publishing import MigrationPlan, change_status, publish_journey
+from engine.application.journeys.tasks import claim_task, complete_task, reassign_task, task_documents
+from engine.application.leads.timeline import lead_timeline
+from engine.application.reports import funnel_report, journeys_overview, journeys_report
+from engine.domain.access.api_key import Role
+from engine.domain.journeys.agent_task import OUTCOMES
+from engine.domain.shared.errors import (
+    AccessError,
+    HuokeError,
+    JourneyValidationError,
+    LeadNotFoundError,
+    UnknownJourneyError,
+)
+from engine.entrypoints.importing import ImportReport, import_leads, import_lifecycle
+from engine.entrypoints.schemas import lead_ref
+from engine.settings import Settings
+
+PREFIX = "/api/v1"
+#: Most items one batch call may carry.
+MAX_BATCH = 1000
+PROBLEM = "application/problem+json"
+#: Methods that change state: each call is an audit entry, whatever its outcome.
+CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+bearer = HTTPBearer(auto_error=False, description="an API key: huoke api-keys create --role ROLE --name NAME")
+
+
+class ApiProblem(HuokeError):
+    """An error the API answers with a problem document."""
+
+    def __init__(self, status: int, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.extra = status, detail, extra
+
+
+def problem(status: int, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail, **extra}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+# ---- wire models ---------------------------------------------------------------------------
+
+
+class ItemProblem(BaseModel):
+    field: str
+    problem: str
+
+
+class ItemResult(BaseModel):
+    """What became of one item of a batch (``index`` counts from 1, as lines do in a file)."""
+
+    index: int
+    status: Literal["created", "updated", "unchanged", "refused"]
+    lead_id: str | None = None
+    errors: list[ItemProblem] = []
+
+
+class BatchResult(BaseModel):
+    schema_: str = Field("huoke.batch/1", alias="schema")
+    received: int
+    created: int
+    updated: int
+    unchanged: int
+    refused: int
+    items: list[ItemResult]
+    flagged: list[dict[str, Any]] = []
+    conflicts: list[dict[str, Any]] = []
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class ConsentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, str_max_length=1000)
+
+    channel: Literal["email", "sms", "phone", "all"]
+    action: Literal["grant", "withdraw"]
+    evidence: str = Field(min_length=1, description="what the lead signed or said, and where")
+    source: str = Field("", description="the system or person that took it (default: the API key's name)")
+
+
+class CompleteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, str_max_length=1000)
+
+    outcome: Literal[OUTCOMES]  # type: ignore[valid-type]
+    note: str = ""
+
+
+class ReassignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, str_max_length=200)
+
+    queue: str = ""
+    agent: str = ""
+
+
+class PublishIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_max_length=1000)
+
+    dry_run: bool = True
+    message: str = ""
+    plan: dict[str, Any] | None = Field(None, description="migration plan: {steps: {old: new|exit|stay}, default}")
+
+
+class StatusIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_max_length=1000)
+
+    reason: str = ""
+
+
+async def refuse_nul(request: Request) -> None:
+    """No NUL character anywhere in a call: no store keeps one in text, and a view that met one
+    in an event could never apply it."""
+    body = await request.body()
+    if "\x00" in request.url.path or "%00" in request.url.query or b"\\u0000" in body or b"\x00" in body:
+        raise ApiProblem(400, "the request holds a NUL character (\\u0000), which no field may contain")
+
+
+# ---- keys and roles -----------------------------------------------------------------------
+
+
+def _caller(request: Request, creds: HTTPAuthorizationCredentials | None) -> Caller:
+    if creds is None or creds.scheme.lower() != "bearer":
+        raise ApiProblem(401, "send an API key: Authorization: Bearer <key>")
+    caller: Caller | None = request.app.state.access.authenticate(creds.credentials)
+    if caller is None:
+        raise ApiProblem(401, "the API key is unknown or revoked")
+    request.state.caller = caller
+    return caller
+
+
+def allow(*roles: Role) -> Callable[..., Caller]:
+    """A dependency: the caller, whose key's role is one of ``roles`` (or admin)."""
+    allowed = {Role.ADMIN, *roles}
+
+    def check(request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
+        caller = _caller(request, creds)
+        if caller.role not in allowed:
+            raise ApiProblem(403, f"the {caller.role} role may not do this (allowed: {', '.join(sorted(allowed))})")
+        return caller
+
+    return check
+
+
+Admin = Annotated[Caller, Depends(allow())]
+Marketer = Annotated[Caller, Depends(allow(Role.MARKETER))]
+Agent = Annotated[Caller, Depends(allow(Role.AGENT))]
+Integrator = Annotated[Caller, Depends(allow(Role.INTEGRATOR))]
+Reader = Annotated[Caller, Depends(allow(Role.MARKETER, Role.AGENT))]
+ConsentTaker = Annotated[Caller, Depends(allow(Role.INTEGRATOR, Role.AGENT))]
+Items = Annotated[
+    list[Any] | dict[str, Any],
+    Body(description=f"one object, or an array of up to {MAX_BATCH} (the columns of the file import)"),
+]
+
+
+# ---- the app -------------------------------------------------------------------------------
+
+
+def add_api(app: FastAPI, engine: Engine, access: Access, settings: Settings) -> None:
+    """Mount ``/api/v1`` on ``app``: routes, key checks, the audit trail, problem documents."""
+    router = APIRouter(prefix=PREFIX, dependencies=[Depends(refuse_nul)])
+    app.state.access = access
+    _lead_routes(router, engine, settings)
+    _task_routes(router, engine)
+    _journey_routes(router, engine, settings)
+    _report_routes(router, engine, access)
+    app.include_router(router)
+    _add_audit(app)
+    _add_problems(app)
+
+
+def _lead_routes(router: APIRouter, engine: Engine, settings: Settings) -> None:
+    """Leads in (one or a batch), out (one with its timeline; a filtered list), consent, events."""
+    tz = ZoneInfo(settings.timezone)
+    region = settings.default_phone_region
+
+    def resolve(ref: str) -> UUID:
+        try:
+            return engine.leads.find_lead(lead_ref(ref, region))
+        except ValueError as e:
+            raise ApiProblem(400, str(e)) from None
+        except HuokeError as e:
+            raise ApiProblem(404, str(e)) from None
+
+    def batch(items: list[Any] | dict[str, Any], source: str, importer: Callable[..., ImportReport]) -> BatchResult:
+        rows = items if isinstance(items, list) else [items]
+        if len(rows) > MAX_BATCH:
+            raise ApiProblem(413, f"{len(rows):,} items in one call; send at most {MAX_BATCH:,} per batch")
+        numbered: Iterable[tuple[int, dict[str, Any] | str]] = (
+            (n, row if isinstance(row, dict) else "each item must be a JSON object") for n, row in enumerate(rows, 1)
+        )
+        report = importer(engine, source, region, tz, rows=numbered)
+        return batch_result(report, len(rows))
+
+    @router.post("/leads", tags=["leads"], response_model=BatchResult, response_model_by_alias=True)
+    def create_leads(items: Items, caller: Integrator) -> BatchResult:
+        """Create or update leads: the same fields, validation and per-item errors as
+        ``huoke leads import``; valid items are kept, bad ones are listed."""
+        return batch(items, f"api:{caller.name}", import_leads)
+
+    @router.get("/leads", tags=["leads"])
+    def list_leads(
+        _: Marketer,
+        stage: str | None = None,
+        audience: str | None = None,
+        segment: str | None = None,
+        source: str | None = Query(None, description="source channel"),
+        partner: str | None = None,
+        after: str = Query("", description="the last lead id of the previous page", max_length=64),
+        limit: int = Query(100, ge=1, le=1000),
+    ) -> dict[str, Any]:
+        """Leads matching every filter, by id; page on with ``after`` = the ``next`` of a page."""
+        engine.refresh_views()
+        filters = {
+            k: v for k, v in (("stage", stage), ("audience", audience), ("source", source), ("partner", partner)) if v
+        }
+        rows = engine.funnel.leads(filters, after, limit + 1 if not segment else 10 * limit)
+        if segment:
+            members = engine.screening.members(segment, [r["lead_id"] for r in rows])
+            rows = [r for r in rows if r["lead_id"] in members]
+        page = rows[:limit]
+        more = len(rows) > limit
+        return {"schema": "huoke.leads/1", "leads": page, "next": page[-1]["lead_id"] if more and page else None}
+
+    @router.get("/leads/{ref}", tags=["leads"])
+    def get_lead(ref: str, _: Reader) -> dict[str, Any]:
+        """A lead by id, phone, e-mail or source_channel:external_id: its timeline with every reason."""
+        engine.refresh_views()
+        lead_id = resolve(ref)
+        return {"schema": "huoke.lead/1", **lead_timeline(engine, lead_id)}
+
+    @router.post("/leads/{ref}/consent", tags=["leads"])
+    def change_consent(ref: str, body: ConsentIn, caller: ConsentTaker) -> dict[str, Any]:
+        """Consent given or withdrawn, with its evidence; a withdrawal applies before the next send."""
+        lead_id = resolve(ref)
+        source = body.source or f"api:{caller.name}"
+        if body.action == "withdraw":
+            engine.leads.opt_out(lead_id, body.channel, source, body.evidence)
+            changed = True
+        elif body.channel == "all":
+            raise ApiProblem(422, "grant consent one channel at a time (email, sms or phone)")
+        else:
+            changed = engine.leads.grant_consent(lead_id, body.channel, source, body.evidence)
+        return {"lead_id": str(lead_id), "channel": body.channel, "action": body.action, "changed": changed}
+
+    @router.post("/events", tags=["events"], response_model=BatchResult, response_model_by_alias=True)
+    def record_events(items: Items, caller: Integrator) -> BatchResult:
+        """Lifecycle events (applications, approvals, funding, repayments, opt-outs…): the columns
+        of ``huoke events import``; applying the same event again changes nothing."""
+        return batch(items, f"api:{caller.name}", import_lifecycle)
+
+
+def _task_routes(router: APIRouter, engine: Engine) -> None:
+    """Loan officers' tasks: list, claim, complete, reassign."""
+
+    @router.get("/tasks", tags=["tasks"])
+    def list_tasks(
+        _: Agent,
+        queue: str | None = Query(None, max_length=200),
+        include_done: bool = False,
+    ) -> dict[str, Any]:
+        """Call and visit tasks with what an officer needs on the call (as ``huoke tasks list``)."""
+        engine.refresh_views()
+        return {"schema": "huoke.tasks/1", "tasks": task_documents(engine, queue, include_done)}
+
+    def task_doc(task: Any) -> dict[str, Any]:
+        return {
+            "task_id": str(task.id),
+            "lead_id": str(task.lead_id),
+            "queue": task.queue,
+            "agent": task.agent,
+            "outcome": task.outcome,
+        }
+
+    @router.post("/tasks/{task_id}/claim", tags=["tasks"])
+    def claim(task_id: str, caller: Agent) -> dict[str, Any]:
+        """The calling officer (the key's name) takes the task."""
+        engine.refresh_views()
+        return task_doc(claim_task(engine, task_id, caller.name))
+
+    @router.post("/tasks/{task_id}/complete", tags=["tasks"])
+    def complete(task_id: str, body: CompleteIn, caller: Agent) -> dict[str, Any]:
+        """Done, with its outcome (``opted_out`` withdraws consent on every channel)."""
+        engine.refresh_views()
+        return task_doc(complete_task(engine, task_id, body.outcome, body.note, caller.name))
+
+    @router.post("/tasks/{task_id}/reassign", tags=["tasks"])
+    def reassign(task_id: str, body: ReassignIn, caller: Agent) -> dict[str, Any]:
+        """Hand the task to another queue or officer of the desk."""
+        if not body.queue and not body.agent:
+            raise ApiProblem(422, "name a queue, an agent or both")
+        engine.refresh_views()
+        return task_doc(reassign_task(engine, task_id, body.queue, body.agent, caller.name))
+
+
+def _journey_routes(router: APIRouter, engine: Engine, settings: Settings) -> None:
+    """Journeys: list, validate, publish (dry run and plan), pause, resume."""
+
+    @router.get("/journeys", tags=["journeys"])
+    def list_journeys(_: Marketer) -> dict[str, Any]:
+        """Published journeys: live version, status, entries so far and leads in them now."""
+        return {"schema": "huoke.journeys/1", "journeys": journeys_overview(engine, _definitions(settings, None))}
+
+    @router.post("/journeys/validate", tags=["journeys"])
+    def validate_journeys(_: Marketer) -> dict[str, Any]:
+        """Validate the journeys folder, its configuration and templates (``journeys validate``)."""
+        try:
+            defs = _load(settings)
+        except JourneyValidationError as e:
+            return {"valid": False, "problems": e.problems, "warnings": []}
+        journeys = [{"id": j.id, "name": j.name, "file": j.source, "steps": len(j.steps)} for j, _ in defs.journeys]
+        return {"valid": True, "problems": [], "warnings": list(defs.warnings), "journeys": journeys}
+
+    @router.post("/journeys/publish", tags=["journeys"])
+    def publish(body: PublishIn, caller: Marketer) -> dict[str, Any]:
+        """Publish every changed journey as a new version (``dry_run`` by default: shows the plan's
+        moves and who would receive a message again, changes nothing)."""
+        from engine.bootstrap import renderer_for
+
+        try:
+            defs = _load(settings)
+            plan = MigrationPlan.from_dict(body.plan) if body.plan is not None else None
+        except JourneyValidationError as e:
+            raise ApiProblem(422, "nothing was published: the journeys are invalid", problems=e.problems) from None
+        reports = [
+            publish_journey(
+                engine,
+                journey,
+                raw,
+                f"api:{caller.name}",
+                body.message,
+                plan,
+                body.dry_run,
+                renderer_for(settings).fingerprint(),
+            ).as_dict()
+            for journey, raw in defs.journeys
+        ]
+        return {"schema": "huoke.publish/1", "dry_run": body.dry_run, "journeys": reports}
+
+    def status_route(action: str) -> Callable[..., dict[str, Any]]:
+        def change(journey_id: str, body: StatusIn, caller: Marketer) -> dict[str, Any]:
+            status = change_status(engine, journey_id, action, f"api:{caller.name}", body.reason)
+            return {"journey_id": journey_id, "status": status}
+
+        change.__doc__ = f"{action.capitalize()} a journey."
+        return change
+
+    for action in ("pause", "resume"):
+        router.add_api_route(
+            f"/journeys/{{journey_id}}/{action}",
+            status_route(action),
+            methods=["POST"],
+            tags=["journeys"],
+            name=f"{action}_journey",
+        )
+
+
+def _report_routes(router: APIRouter, engine: Engine, access: Access) -> None:
+    """The report documents and the audit trail."""
+
+    @router.get("/reports/funnel", tags=["reports"])
+    def report_funnel(_: Marketer) -> dict[str, Any]:
+        """The document of ``huoke report funnel --json``."""
+        engine.refresh_views()
+        return {"schema": "huoke.report.funnel/1", **funnel_report(engine)}
+
+    @router.get("/reports/journeys", tags=["reports"])
+    def report_journeys(_: Marketer) -> dict[str, Any]:
+        """The document of ``huoke report journeys --json``."""
+        engine.refresh_views()
+        return {"schema": "huoke.report.journeys/1", **journeys_report(engine)}
+
+    @router.get("/audit", tags=["audit"])
+    def audit(_: Admin, limit: int = Query(1000, ge=1, le=10000)) -> dict[str, Any]:
+        """The latest state-changing calls: key, role, action, target, status, client, time."""
+        return {"schema": "huoke.audit/1", "entries": access.audit(limit=limit)}
+
+
+def _load(settings: Settings) -> Any:
+    from engine.bootstrap import load_journey_definitions
+
+    return load_journey_definitions(settings)
+
+
+def _definitions(settings: Settings, only: list[Path] | None) -> list[Any]:
+    try:
+        return list(_load(settings).journeys)
+    except JourneyValidationError:
+        return []  # `journeys validate` says why; the published versions still run
+
+
+def batch_result(report: ImportReport, received: int) -> BatchResult:
+    """Per-item results of a batch, in the order the items came."""
+    errors: dict[int, list[ItemProblem]] = {}
+    for e in report.errors:
+        errors.setdefault(e.line, []).append(ItemProblem(field=e.field, problem=e.problem))
+    applied = {line: (status, lead) for line, status, lead in report.applied}
+    items = []
+    for n in range(1, received + 1):
+        if n in errors:
+            items.append(ItemResult(index=n, status="refused", errors=errors[n]))
+        elif n in applied:
+            status, lead = applied[n]
+            items.append(ItemResult(index=n, status=status, lead_id=lead))
+    return BatchResult(
+        received=received,
+        created=report.created,
+        updated=report.updated,
+        unchanged=report.unchanged,
+        refused=len(errors),
+        items=items,
+        flagged=[{"index": p.line, "field": p.field, "problem": p.problem} for p in report.flagged],
+        conflicts=[{"index": p.line, "field": p.field, "problem": p.problem} for p in report.conflicts],
+    )
+
+
+def _add_audit(app: FastAPI) -> None:
+    access: Access = app.state.access
+
+    @app.middleware("http")
+    async def audit(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        if request.method in CHANGES and request.url.path.startswith(PREFIX):
+            caller: Caller | None = getattr(request.state, "caller", None)
+            route = request.scope.get("route")
+            action = getattr(route, "name", "") or "unknown route"
+            client = request.client.host if request.client else ""
+            await run_in_threadpool(access.record, caller, action, request.url.path, response.status_code, client)
+        return response
+
+
+def _add_problems(app: FastAPI) -> None:
+    """Every error under /api/v1 as a problem document; nothing a caller sends yields a 500."""
+
+    @app.exception_handler(ApiProblem)
+    async def api_problem(request: Request, exc: ApiProblem) -> JSONResponse:
+        return problem(exc.status, exc.detail, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body" and "[" not in str(p)) or "body",
+                "problem": e.get("msg", ""),
+            }
+            for e in exc.errors()
+        ]
+        return problem(422, "the request is not valid", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Any:
+        if not request.url.path.startswith(PREFIX):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        return problem(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(LeadNotFoundError)
+    async def no_lead(request: Request, exc: LeadNotFoundError) -> JSONResponse:
+        return problem(404, str(exc))
+
+    @app.exception_handler(UnknownJourneyError)
+    async def no_journey(request: Request, exc: UnknownJourneyError) -> JSONResponse:
+        return problem(404, str(exc))
+
+    @app.exception_handler(HuokeError)
+    async def refused(request: Request, exc: HuokeError) -> JSONResponse:
+        status = 404 if str(exc).startswith("no ") else 409 if isinstance(exc, AccessError) else 422
+        return problem(status, str(exc))

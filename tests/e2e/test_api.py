@@ -1,0 +1,302 @@
+"""The HTTP API under /api/v1 with real keys on the test's store (SQLite and PostgreSQL): batches
+with per-item errors, lookups, consent, tasks, journeys and reports; every role against every
+route; problem documents for every refusal; the audit trail of every change."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from fastapi.testclient import TestClient
+
+from engine.adapters.clock import VirtualClock
+from engine.application.access import Access
+from engine.application.engine import Engine
+from engine.bootstrap import access_for
+from engine.domain.shared.values import ConsentChannel, ConsentPurpose
+from engine.entrypoints.http import create_app
+from engine.settings import Settings
+from tests.conftest import POSTGRES_URL, MakeEngine, base_settings
+from tests.helpers import TEST_LINK_KEY
+
+ROLES = ("admin", "marketer", "agent", "integrator")
+LEAD = {
+    "source_channel": "web_form",
+    "external_id": "f-1",
+    "name": "Wang Fang",
+    "phone": "13800138001",
+    "email": "wang.fang@example.com",
+    "birth_year": "1994",
+    "employment_type": "salaried",
+    "monthly_income": "18000",
+    "loan_type": "consumer",
+    "loan_amount": "50000",
+    "consent_email": "true",
+    "partner": "",
+}
+
+
+class Api:
+    """A test client and one key per role."""
+
+    def __init__(self, engine: Engine, access: Access, settings: Settings) -> None:
+        from engine.application.delivery.links import LinkKeys
+
+        self.engine, self.access = engine, access
+        self.client = TestClient(create_app(engine, LinkKeys(TEST_LINK_KEY), "CN", None, "", api=(access, settings)))
+        self.keys = {role: access.create_key(f"{role}-key", role, "test")[1] for role in ROLES}
+
+    def call(self, method: str, path: str, role: str | None = "admin", **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self.keys[role]}"} if role else {}
+        return self.client.request(method, f"/api/v1{path}", headers=headers, **kwargs)
+
+
+@pytest.fixture
+def api(make_engine: MakeEngine, tmp_path: Path, clock: VirtualClock, store: str, request: Any) -> Iterator[Api]:
+    engine = make_engine()
+    overrides = {}
+    if store == "postgres":
+        overrides["database_url"] = f"{POSTGRES_URL}?schema={request.getfixturevalue('pg_schema')}"
+    settings = base_settings(tmp_path, **overrides)
+    access = access_for(settings, clock)
+    yield Api(engine, access, settings)
+    access.close()
+
+
+def lead(n: int, **changes: Any) -> dict[str, Any]:
+    return {**LEAD, "external_id": f"f-{n}", "phone": f"138001380{n:02d}", "email": f"lead{n}@example.com", **changes}
+
+
+def test_a_batch_keeps_the_valid_items_and_says_what_is_wrong_with_each_other(api: Api) -> None:
+    items = [lead(1), lead(2, phone="12", email="not-an-email"), lead(3, loan_amount="lots"), "not an object"]
+    r = api.call("POST", "/leads", "integrator", json=items)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert (doc["schema"], doc["received"], doc["created"], doc["refused"]) == ("huoke.batch/1", 4, 1, 3)
+    by_index = {i["index"]: i for i in doc["items"]}
+    assert by_index[1]["status"] == "created" and by_index[1]["lead_id"]
+    assert by_index[2]["status"] == "refused" and by_index[2]["errors"]  # no usable contact
+    assert by_index[3]["errors"][0]["field"] == "loan_amount"
+    assert by_index[4]["errors"] == [{"field": "row", "problem": "each item must be a JSON object"}]
+    # The same item again changes nothing; one object (not an array) is a batch of one.
+    again = api.call("POST", "/leads", "integrator", json=lead(1)).json()
+    assert (again["unchanged"], again["items"][0]["lead_id"]) == (1, by_index[1]["lead_id"])
+    # Found by any reference, with its timeline and reasons.
+    for ref in (by_index[1]["lead_id"], "+8613800138001", "lead1@example.com", "web_form:f-1"):
+        shown = api.call("GET", f"/leads/{ref}", "agent")
+        assert shown.status_code == 200 and shown.json()["schema"] == "huoke.lead/1"
+        assert shown.json()["lead"]["id"] == by_index[1]["lead_id"]
+
+
+def test_too_big_a_batch_is_refused_whole_with_a_problem_document(api: Api) -> None:
+    r = api.call("POST", "/leads", "integrator", json=[lead(1)] * 1001)
+    assert r.status_code == 413 and r.headers["content-type"] == "application/problem+json"
+    assert "at most 1,000" in r.json()["detail"]
+    assert api.call("GET", "/leads", "marketer").json()["leads"] == []
+
+
+def test_leads_list_filters_and_pages(api: Api) -> None:
+    items = [lead(n, partner="lianjia" if n % 2 else "") for n in range(1, 8)]
+    assert api.call("POST", "/leads", "integrator", json=items).json()["created"] == 7
+    seen: list[str] = []
+    after = ""
+    while True:
+        page = api.call("GET", "/leads", "marketer", params={"partner": "lianjia", "limit": 2, "after": after}).json()
+        seen += [row["lead_id"] for row in page["leads"]]
+        assert all(row["partner"] == "lianjia" for row in page["leads"])
+        if page["next"] is None:
+            break
+        after = page["next"]
+    assert len(seen) == len(set(seen)) == 4 and seen == sorted(seen)
+    assert len(api.call("GET", "/leads", "marketer", params={"stage": "new"}).json()["leads"]) == 7
+    assert api.call("GET", "/leads", "marketer", params={"source": "car_dealer"}).json()["leads"] == []
+
+
+def test_events_consent_and_tasks(api: Api) -> None:
+    lead_id = api.call("POST", "/leads", "integrator", json=lead(1)).json()["items"][0]["lead_id"]
+    event = {
+        "type": "application_submitted",
+        "phone": "+8613800138001",
+        "application_id": "A1",
+        "loan_type": "consumer",
+        "amount": "50000",
+    }
+    first = api.call("POST", "/events", "integrator", json=[event]).json()
+    assert first["updated"] == 1, first
+    assert api.call("POST", "/events", "integrator", json=[event]).json()["unchanged"] == 1  # applied once
+    assert api.engine.leads.get_lead(UUID(lead_id)).stage.value == "applied"
+    # Consent withdrawn with its evidence: recorded at once.
+    body = {"channel": "email", "action": "withdraw", "evidence": "asked by phone, call 118"}
+    r = api.call("POST", f"/leads/{lead_id}/consent", "agent", json=body)
+    assert r.status_code == 200 and r.json()["changed"]
+    assert not api.engine.leads.get_lead(UUID(lead_id)).has_consent(ConsentChannel.EMAIL, ConsentPurpose.MARKETING)
+    bad = api.call("POST", f"/leads/{lead_id}/consent", "agent", json={**body, "channel": "fax"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "channel"
+
+
+def test_journeys_and_reports(api: Api) -> None:
+    journeys = api.call("GET", "/journeys", "marketer").json()["journeys"]
+    assert journeys and all(j["status"] == "live" for j in journeys)
+    assert api.call("POST", "/journeys/validate", "marketer").json()["valid"] is True
+    dry = api.call("POST", "/journeys/publish", "marketer", json={}).json()
+    assert dry["dry_run"] is True and all(not j["changed"] for j in dry["journeys"])
+    jid = journeys[0]["id"]
+    assert (
+        api.call("POST", f"/journeys/{jid}/pause", "marketer", json={"reason": "budget"}).json()["status"] == "paused"
+    )
+    assert api.call("POST", f"/journeys/{jid}/resume", "marketer", json={}).json()["status"] == "live"
+    missing = api.call("POST", "/journeys/nope/pause", "marketer", json={})
+    assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+    assert api.call("GET", "/reports/funnel", "marketer").json()["schema"] == "huoke.report.funnel/1"
+    assert api.call("GET", "/reports/journeys", "marketer").json()["schema"] == "huoke.report.journeys/1"
+
+
+#: Every route, the roles (besides admin) that may call it, and a body.
+ROUTES: list[tuple[str, str, set[str], Any]] = [
+    ("POST", "/leads", {"integrator"}, []),
+    ("GET", "/leads", {"marketer"}, None),
+    ("GET", "/leads/+8613800138001", {"marketer", "agent"}, None),
+    (
+        "POST",
+        "/leads/+8613800138001/consent",
+        {"integrator", "agent"},
+        {"channel": "sms", "action": "withdraw", "evidence": "matrix"},
+    ),
+    ("POST", "/events", {"integrator"}, []),
+    ("GET", "/tasks", {"agent"}, None),
+    ("POST", "/tasks/0000/claim", {"agent"}, None),
+    ("POST", "/tasks/0000/complete", {"agent"}, {"outcome": "reached"}),
+    ("POST", "/tasks/0000/reassign", {"agent"}, {"queue": "x"}),
+    ("GET", "/journeys", {"marketer"}, None),
+    ("POST", "/journeys/validate", {"marketer"}, None),
+    ("POST", "/journeys/publish", {"marketer"}, {"dry_run": True}),
+    ("POST", "/journeys/nope/pause", {"marketer"}, {}),
+    ("POST", "/journeys/nope/resume", {"marketer"}, {}),
+    ("GET", "/reports/funnel", {"marketer"}, None),
+    ("GET", "/reports/journeys", {"marketer"}, None),
+    ("GET", "/audit", set(), None),
+]
+
+
+def test_every_role_against_every_route(api: Api) -> None:
+    api.call("POST", "/leads", "integrator", json=lead(1))
+    api.access.revoke("integrator-key", "test", "left the company")
+    for method, path, roles, body in ROUTES:
+        kwargs = {"json": body} if body is not None else {}
+        nobody = api.call(method, path, None, **kwargs)
+        assert nobody.status_code == 401 and nobody.headers["content-type"] == "application/problem+json", path
+        forged = api.client.request(method, f"/api/v1{path}", headers={"Authorization": "Bearer hk_forged"}, **kwargs)
+        assert forged.status_code == 401, path
+        for role in ROLES:
+            r = api.call(method, path, role, **kwargs)
+            if role == "integrator":  # revoked: refused whatever the route
+                assert r.status_code == 401, (role, path)
+            elif role == "admin" or role in roles:
+                assert r.status_code not in (401, 403) and r.status_code < 500, (role, path, r.text)
+            else:
+                assert r.status_code == 403, (role, path)
+                assert r.headers["content-type"] == "application/problem+json"
+
+
+def test_every_change_is_an_audit_entry(api: Api) -> None:
+    api.call("POST", "/leads", "integrator", json=lead(1))
+    api.call("POST", "/leads", "marketer", json=lead(2))  # refused: still recorded
+    api.call("POST", "/leads", None, json=lead(3))  # no key: recorded without one
+    api.call("GET", "/leads", "marketer")  # reading changes nothing: not recorded
+    entries = api.call("GET", "/audit", "admin").json()["entries"]
+    assert [(e["key"], e["role"], e["action"], e["status"]) for e in entries] == [
+        ("integrator-key", "integrator", "create_leads", 200),
+        ("marketer-key", "marketer", "create_leads", 403),
+        ("", "", "create_leads", 401),
+    ]
+    assert all(e["target"] == "/api/v1/leads" and e["client"] for e in entries)
+
+
+def test_openapi_served_and_no_input_yields_a_server_error(api: Api) -> None:
+    """Schemathesis over /openapi.json with an admin key: generated requests to every route
+    (bounded examples), none answered with a 5xx."""
+    import schemathesis
+
+    api.call("POST", "/leads", "integrator", json=lead(1))
+    schema = schemathesis.openapi.from_asgi("/openapi.json", api.client.app)
+    headers = {"Authorization": f"Bearer {api.keys['admin']}"}
+    failures: list[str] = []
+    tried: set[str] = set()
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if operation.path.startswith("/api/v1"):
+            _fuzz(operation, headers, tried, failures)
+    assert failures == []
+    assert len(tried) == len(ROUTES)  # every route of the API was called
+
+
+def _fuzz(operation: Any, headers: dict[str, str], tried: set[str], failures: list[str]) -> None:
+    """Bounded generated requests to one operation; each 5xx is collected."""
+    import hypothesis
+    from schemathesis.checks import not_a_server_error
+
+    name = f"{operation.method.upper()} {operation.path}"
+
+    @hypothesis.settings(
+        max_examples=12,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(hypothesis.HealthCheck),
+    )
+    @hypothesis.given(case=operation.as_strategy())
+    def run(case: Any) -> None:
+        response = case.call(headers=headers)
+        tried.add(name)
+        try:
+            case.validate_response(response, checks=[not_a_server_error])
+        except Exception as e:  # collected: every route is tried
+            failures.append(f"{name}: {e}"[:400])
+
+    run()
+
+
+def test_keys_are_made_listed_and_revoked_from_the_cli_and_audited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`huoke api-keys create --json` prints the key once; the store keeps only its hash; a
+    revoked key is refused; `huoke audit list --json` shows the calls."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from engine.entrypoints.cli import app
+    from engine.settings import Settings
+    from tests.helpers import cli_environment
+
+    cli_environment(tmp_path, monkeypatch)
+    runner = CliRunner()
+    assert runner.invoke(app, ["db", "init"]).exit_code == 0
+    made = runner.invoke(app, ["api-keys", "create", "--role", "integrator", "--name", "web-forms", "--json"])
+    assert made.exit_code == 0, made.output
+    key = json.loads(made.output)["key"]
+    assert key.startswith("hk_") and len(key) > 40
+    assert key not in "".join(p.read_bytes().decode("latin-1") for p in (tmp_path / "data").glob("*.db"))
+    bad = runner.invoke(app, ["api-keys", "create", "--role", "boss", "--name", "x"])
+    assert bad.exit_code == 1 and "unknown role 'boss'" in bad.output
+    settings = Settings()
+    access = access_for(settings)
+    from engine.application.delivery.links import LinkKeys
+    from engine.bootstrap import bootstrap
+
+    engine = bootstrap(settings)
+    client = TestClient(create_app(engine, LinkKeys(TEST_LINK_KEY), "CN", None, "", api=(access, settings)))
+    headers = {"Authorization": f"Bearer {key}"}
+    assert client.post("/api/v1/leads", headers=headers, json=lead(1)).json()["created"] == 1
+    listed = json.loads(runner.invoke(app, ["api-keys", "list", "--json"]).output)["keys"]
+    assert [(k["name"], k["role"], k["revoked_at"]) for k in listed] == [("web-forms", "integrator", "")]
+    assert runner.invoke(app, ["api-keys", "revoke", "web-forms", "--reason", "rotated"]).exit_code == 0
+    assert client.post("/api/v1/leads", headers=headers, json=lead(2)).status_code == 401
+    audit = json.loads(runner.invoke(app, ["audit", "list", "--json"]).output)["entries"]
+    assert [(e["key"], e["status"]) for e in audit] == [("web-forms", 200), ("", 401)]
+    assert "web-forms" in runner.invoke(app, ["audit", "list"]).output
+    engine.close()
+    access.close()
