@@ -143,6 +143,7 @@ def init_database(settings: Settings) -> int:
         for app in (Leads, Journeys, Deliveries):
             app(env[app.name.lower()], *_app_args(app)).close()
         Access(env["access"], SystemClock()).close()
+        relay_tracker(settings, create=True).datastore.close()
         # Stores from before the identity index was hashed: index their people under hashed keys.
         leads = Leads(
             env["leads"],
@@ -181,6 +182,12 @@ def _app_args(app: type[Any]) -> tuple[Any, ...]:
 def access_for(settings: Settings, clock: Clock | None = None) -> Access:
     """API keys and the audit trail (their own store, ``access``)."""
     return Access(store_env(settings, "access"), clock or SystemClock())
+
+
+def relay_tracker(settings: Settings, create: bool = False) -> Any:
+    """Where the bus relay records how far it has published each log (store ``bus_relay``)."""
+    env = store_env(settings, "bus_relay", create=create)
+    return InfrastructureFactory.construct(env=Environment("bus_relay", env)).tracking_recorder()
 
 
 def build_view(settings: Settings, name: str) -> Any:

@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     twilio_base_url: str = Field("https://api.twilio.com", description="Twilio API base URL")
     sms_rate: float = Field(0.0, description="at most this many SMS a second (0: no limit)")
     public_url: str = Field("", description="where huoke serve is reachable (SMS status callbacks)")
+    nats_url: str = Field(
+        "", description="NATS with JetStream for the event bus, e.g. nats://127.0.0.1:4222 (empty: no bus)"
+    )
+    bus_prefix: str = Field(
+        "huoke", description="first token of every bus subject and stream name (one per installation)"
+    )
     webhook_url: str = Field("", description="where webhook steps POST their JSON (empty: webhook steps fail)")
     stale_after_hours: float = Field(
         24.0,

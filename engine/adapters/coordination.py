@@ -98,8 +98,10 @@ class Meta:
             "CREATE TABLE IF NOT EXISTS {} (worker_id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, "
             "backend_pid INTEGER NOT NULL, started_at TEXT NOT NULL, last_tick TEXT NOT NULL, "
             "partitions TEXT NOT NULL, views TEXT NOT NULL, report TEXT NOT NULL)",
+            # Inbound bus messages already applied (a redelivery changes nothing).
+            "CREATE TABLE IF NOT EXISTS {} (message_id TEXT PRIMARY KEY, subject TEXT NOT NULL, at TEXT NOT NULL)",
         ]
-        tables = ("huoke_meta", "huoke_workers")
+        tables = ("huoke_meta", "huoke_workers", "huoke_bus_inbox")
         if conn is not None:
             for statement, table in zip(ddl, tables, strict=True):
                 conn.execute(sql.SQL(statement).format(self._table(table)))
@@ -124,6 +126,35 @@ class Meta:
         except (sqlite3.OperationalError, psycopg.errors.UndefinedTable):
             return None
         return str(row[0]) if row else None
+
+    def seen_messages(self, ids: list[str]) -> list[str]:
+        """Which of ``ids`` (inbound bus messages) were applied already."""
+        if not ids:
+            return []
+        if self.pg is None:
+            marks = ", ".join("?" for _ in ids)
+            with self._sqlite() as c:
+                rows = c.execute(f"SELECT message_id FROM huoke_bus_inbox WHERE message_id IN ({marks})", ids)  # noqa: S608
+                return [r[0] for r in rows.fetchall()]
+        with pg_connect(self.pg) as conn:
+            query = sql.SQL("SELECT message_id FROM {} WHERE message_id = ANY(%s)").format(
+                self._table("huoke_bus_inbox")
+            )
+            return [r[0] for r in conn.execute(query, (ids,)).fetchall()]
+
+    def remember_messages(self, ids: list[str], subject: str) -> None:
+        """Record inbound bus messages as applied."""
+        at = datetime.now(UTC).isoformat()
+        rows = [(i, subject, at) for i in ids]
+        if self.pg is None:
+            with self._sqlite() as c:
+                c.executemany("INSERT INTO huoke_bus_inbox VALUES (?, ?, ?) ON CONFLICT DO NOTHING", rows)
+            return
+        with pg_connect(self.pg) as conn, conn.cursor() as cur:
+            query = sql.SQL("INSERT INTO {} VALUES (%s, %s, %s) ON CONFLICT DO NOTHING").format(
+                self._table("huoke_bus_inbox")
+            )
+            cur.executemany(query, rows)
 
     def put_default(self, key: str, value: str, conn: psycopg.Connection[Any] | None = None) -> str:
         """Set ``key`` unless it is set; return the value in force."""

@@ -205,6 +205,7 @@ def serve(
 
     from engine.adapters.twilio_sms import TwilioCallbacks
     from engine.bootstrap import access_for
+    from engine.entrypoints.cli_bus import bus_for
     from engine.entrypoints.http import create_app
 
     s = settings()
@@ -218,6 +219,7 @@ def serve(
         TwilioCallbacks(token) if token else None,
         s.public_url,
         api=(access_for(s), s),
+        asyncapi=bus_for(s).asyncapi(),
     )
     uvicorn.run(app, host=host, port=port)
 
@@ -447,6 +449,7 @@ def main() -> None:
 
 
 import engine.entrypoints.cli_access  # noqa: E402 - registers api-keys and audit
+import engine.entrypoints.cli_bus  # noqa: E402 - registers bus run and bus docs
 import engine.entrypoints.cli_journeys  # noqa: E402 - registers the journeys and tasks commands
 import engine.entrypoints.cli_ops  # noqa: E402 - registers db, run, worker, status, projections
 import engine.entrypoints.cli_screening  # noqa: E402, F401 - registers the model and segments commands

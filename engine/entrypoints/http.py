@@ -54,6 +54,7 @@ def create_app(
     callbacks: CallbackVerifier | None = None,
     public_url: str = "",
     api: tuple[Access, Settings] | None = None,
+    asyncapi: str = "",
 ) -> FastAPI:
     """The HTTP API around one engine; numbers without +country are read in ``phone_region``.
     Provider callbacks are accepted only when ``callbacks`` verifies the provider's signature
@@ -74,6 +75,13 @@ def create_app(
 
     _link_routes(app, engine, keys)
     _sms_routes(app, engine, phone_region, callbacks, public_url)
+    if asyncapi:
+
+        @app.get("/asyncapi", include_in_schema=False)
+        def asyncapi_document() -> Response:
+            """The event bus's AsyncAPI document (subjects, streams, message schemas)."""
+            return Response(asyncapi, media_type="application/json")
+
     if api is not None:
         from engine.entrypoints.api import add_api
 

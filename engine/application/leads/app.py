@@ -75,6 +75,10 @@ class Outcome:
     conflicts: tuple[str, ...] = ()
 
 
+#: How a lifecycle fact for a lead nobody captured is refused (the bus waits for such leads).
+UNKNOWN_LEAD = "no captured lead matches"
+
+
 class Leads(Application[UUID]):
     """The leads bounded context: every change to a lead goes through here."""
 
@@ -747,7 +751,7 @@ class Leads(Application[UUID]):
         )
         found = self._resolve(keys, {})
         if found is None:
-            raise InvalidLeadError("lead", f"no captured lead matches {_describe(ref)}")
+            raise InvalidLeadError("lead", f"{UNKNOWN_LEAD} {_describe(ref)}")
         return found
 
     def _forget_cache(self) -> None:

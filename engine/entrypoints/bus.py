@@ -1,0 +1,332 @@
+"""The event bus (FastStream on NATS JetStream), on when ``HUOKE_NATS_URL`` is set.
+
+In: ``<prefix>.in.leads`` and ``<prefix>.in.events`` carry the JSON of the API (one object or
+an array). They are consumed in pull batches, applied with the file import's validation, and
+acknowledged only after the store committed; each message id (``Nats-Msg-Id``, else the stream
+sequence) is remembered, so a redelivered message changes nothing. An item or message that
+cannot be used goes to ``<prefix>.dlq.<subject>`` with its reason and never blocks the stream.
+
+Out: a relay follows the notification logs of leads, journeys and deliveries with tracking (a
+transactional outbox) and publishes each event to ``<prefix>.out.<aggregate>.<event>`` with
+``Nats-Msg-Id`` = the event's id, so JetStream drops the repeats a crash between publishing and
+recording the position causes. Wire messages (``huoke.event/1``) are not the domain events:
+they carry no personal data (the fields sealed at rest are left out), so an erased person's
+data is never on the bus; subscribers look a lead up through the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.utils import get_topic
+from faststream import AckPolicy, FastStream
+from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, PullSub
+from faststream.specification import AsyncAPI
+from pydantic import BaseModel, Field
+
+from engine.application.engine import Engine
+from engine.application.leads.app import UNKNOWN_LEAD
+from engine.domain.delivery.delivery import PII_FIELDS as DELIVERY_PII
+from engine.domain.journeys.enrolment import PII_FIELDS as ENROLMENT_PII
+from engine.domain.leads.lead import PII_FIELDS as LEAD_PII
+from engine.entrypoints.importing import ImportReport, import_leads, import_lifecycle
+from engine.settings import Settings
+
+#: Repeats of a message id within this window are dropped by JetStream itself.
+DUPLICATE_WINDOW = timedelta(hours=2)
+#: Messages pulled at once, and how long a pull waits for a full batch.
+PULL_BATCH = 200
+PULL_TIMEOUT = 0.5
+#: Seconds before a pulled batch that was never acknowledged (its consumer died) is delivered again.
+ACK_WAIT = 10.0
+#: How often a lifecycle event for a lead not captured yet is delivered before it is dead-lettered,
+#: and the pause between deliveries (seconds).
+WAIT_FOR_LEAD = 5
+LEAD_WAIT_DELAY = 2.0
+#: Events read from a log per relay round.
+RELAY_PAGE = 500
+#: Fields never published: personal data (sealed at rest) and the store's own bookkeeping.
+PERSONAL = {
+    get_topic(cls): set(fields) for reg in (LEAD_PII, DELIVERY_PII, ENROLMENT_PII) for cls, fields in reg.items()
+}
+BOOKKEEPING = {"originator_id", "originator_version", "timestamp", "originator_topic", "_sealed"}
+
+
+class WireEvent(BaseModel):
+    """What the relay publishes for each domain event (version 1)."""
+
+    schema_: str = Field("huoke.event/1", alias="schema")
+    id: str = Field(description="<aggregate id>:<version>, also the Nats-Msg-Id")
+    type: str = Field(description="Aggregate.Event, e.g. Lead.StageChanged")
+    aggregate: str
+    aggregate_id: str
+    version: int
+    log: str = Field(description="the huoke log it comes from: leads, journeys or deliveries")
+    position: int = Field(description="its position in that log")
+    at: str = Field(description="when it happened (ISO 8601)")
+    data: dict[str, Any] = Field(description="the event's fields, personal data left out")
+
+
+class DeadLetter(BaseModel):
+    """An inbound message (or one item of it) that could not be used, and why."""
+
+    schema_: str = Field("huoke.dead-letter/1", alias="schema")
+    subject: str
+    message_id: str
+    index: int | None = Field(None, description="the item of an array (from 1); none: the whole message")
+    errors: list[dict[str, str]]
+    item: Any = None
+
+
+def snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def wire_event(app: Any, note: Any) -> tuple[str, WireEvent]:
+    """The subject and wire message of one stored event (a notification of ``app``'s log)."""
+    qualname = note.topic.partition(":")[2]
+    aggregate, _, event = qualname.partition(".")
+    state = app.mapper.transcoder.decode(note.state)
+    hidden = BOOKKEEPING | PERSONAL.get(note.topic, set())
+    data = {k: v for k, v in state.items() if k not in hidden}
+    at = data.get("at") or data.get("captured_at") or state.get("timestamp")
+    message = WireEvent(
+        id=f"{note.originator_id}:{note.originator_version}",
+        type=qualname,
+        aggregate=snake(aggregate),
+        aggregate_id=str(note.originator_id),
+        version=note.originator_version,
+        log=app.name.lower(),
+        position=note.id,
+        at=at.isoformat() if hasattr(at, "isoformat") else str(at),
+        data=json.loads(json.dumps(data, default=str)),
+    )
+    return f"{snake(aggregate)}.{snake(event)}", message
+
+
+@dataclass
+class Inbox:
+    """The ids of inbound messages already applied (kept in huoke's own table)."""
+
+    meta: Any
+
+    def seen(self, ids: list[str]) -> set[str]:
+        return set(self.meta.seen_messages(ids))
+
+    def remember(self, ids: list[str], subject: str) -> None:
+        self.meta.remember_messages(ids, subject)
+
+
+@dataclass
+class Bus:
+    """One bus process: the inbound consumers and the outbound relay around one engine."""
+
+    settings: Settings
+    engine: Engine
+    tracker: Any
+    inbox: Inbox
+    consume: bool = True
+    relay: bool = True
+    broker: NatsBroker = field(init=False)
+    _db: ThreadPoolExecutor = field(init=False)
+    counts: dict[str, int] = field(default_factory=lambda: {"applied": 0, "dead": 0, "repeats": 0, "published": 0})
+
+    def __post_init__(self) -> None:
+        p = self.settings.bus_prefix
+        self.broker = NatsBroker(self.settings.nats_url or "nats://127.0.0.1:4222", graceful_timeout=10)
+        self._db = ThreadPoolExecutor(1, thread_name_prefix="huoke-bus-db")  # one thread owns the store
+        self.stream_in = JStream(name=f"{p}_in", subjects=[f"{p}.in.>"], duplicate_window=_seconds(DUPLICATE_WINDOW))
+        self.stream_out = JStream(name=f"{p}_out", subjects=[f"{p}.out.>"], duplicate_window=_seconds(DUPLICATE_WINDOW))
+        self.stream_dlq = JStream(name=f"{p}_dlq", subjects=[f"{p}.dlq.>"])
+        if self.consume:
+            for kind, importer in (("leads", import_leads), ("events", import_lifecycle)):
+                self._subscribe(kind, importer)
+        self.out = self.broker.publisher(
+            f"{p}.out.{{aggregate}}.{{event}}",
+            stream=self.stream_out,
+            title=f"{p}.out.<aggregate>.<event>",
+            description="every huoke domain event, personal data left out (Nats-Msg-Id = the event id)",
+            schema=WireEvent,
+        )
+        self.dead = self.broker.publisher(
+            f"{p}.dlq.{{subject}}",
+            stream=self.stream_dlq,
+            title=f"{p}.dlq.<subject>",
+            description="inbound messages or items that could not be used, with the reason",
+            schema=DeadLetter,
+        )
+
+    async def db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._db, lambda: fn(*args, **kwargs))
+
+    def _subscribe(self, kind: str, importer: Callable[..., ImportReport]) -> None:
+        subject = f"{self.settings.bus_prefix}.in.{kind}"
+
+        async def handle(body: list[Any], msg: NatsMessage) -> None:
+            await self.apply(subject, importer, list(msg.raw_message))  # type: ignore[call-overload]
+
+        handle.__doc__ = (
+            f"{'Leads' if kind == 'leads' else 'Lifecycle events'}: one JSON object or an array, the "
+            f"columns of `huoke {kind} import` (and of POST /api/v1/{kind})."
+        )
+        self.broker.subscriber(
+            subject,
+            stream=self.stream_in,
+            durable=f"{self.settings.bus_prefix}-{kind}",
+            pull_sub=PullSub(batch_size=PULL_BATCH, timeout=PULL_TIMEOUT, batch=True),
+            config=ConsumerConfig(ack_wait=ACK_WAIT),  # a killed consumer's batch comes back this soon
+            ack_policy=AckPolicy.MANUAL,  # each message settled by ``apply``, after the commit
+            title=subject,
+        )(handle)
+
+    async def apply(self, subject: str, importer: Callable[..., ImportReport], raws: list[Any]) -> None:
+        """Apply one pulled batch: new messages only, every item validated; the unusable ones to
+        the dead-letter subject; remember the ids; then acknowledge. A lifecycle event for a lead
+        not captured yet (it may be on its way on the other subject) is redelivered a little
+        later, up to ``WAIT_FOR_LEAD`` times, before it is dead-lettered."""
+        ids = [message_id(r) for r in raws]
+        seen = await self.db(self.inbox.seen, ids)
+        rows: list[tuple[int, Any]] = []
+        origin: dict[int, tuple[int, int | None, Any]] = {}  # row -> (message, item index, item)
+        dead: list[DeadLetter] = []
+        fresh: dict[int, str] = {}
+        for m, (raw, mid) in enumerate(zip(raws, ids, strict=True)):
+            if mid in seen or mid in fresh.values():
+                self.counts["repeats"] += 1
+                continue
+            fresh[m] = mid
+            try:
+                body = json.loads(raw.data.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                dead.append(DeadLetter(subject=subject, message_id=mid, errors=[_problem("message", f"not JSON: {e}")]))
+                continue
+            items = body if isinstance(body, list) else [body]
+            for n, item in enumerate(items, 1):
+                row = len(rows) + 1
+                rows.append((row, item if isinstance(item, dict) else "each item must be a JSON object"))
+                origin[row] = (m, n if isinstance(body, list) else None, item)
+        later: set[int] = set()  # messages to deliver again
+        if rows:
+            s = self.settings
+            report = await self.db(
+                importer, self.engine, f"bus:{subject}", s.default_phone_region, ZoneInfo(s.timezone), rows=rows
+            )
+            problems: dict[int, list[dict[str, str]]] = {}
+            for p in report.errors:
+                problems.setdefault(p.line, []).append(_problem(p.field, p.problem))
+            for row, errors in sorted(problems.items()):
+                m, at, item = origin[row]
+                if _waits_for_lead(errors) and _deliveries(raws[m]) < WAIT_FOR_LEAD:
+                    later.add(m)
+                    continue
+                dead.append(DeadLetter(subject=subject, message_id=ids[m], index=at, errors=errors, item=item))
+            self.counts["applied"] += sum(1 for row in origin if row not in problems and origin[row][0] not in later)
+        for letter in dead:
+            await self.dead.publish(
+                letter.model_dump(by_alias=True),
+                subject=f"{self.settings.bus_prefix}.dlq.{subject}",
+                headers={"Nats-Msg-Id": f"dlq:{letter.message_id}:{letter.index or 0}"},
+            )
+        self.counts["dead"] += len(dead)
+        done = [mid for m, mid in fresh.items() if m not in later]
+        if done:
+            await self.db(self.inbox.remember, done, subject)
+        for m, raw in enumerate(raws):
+            if m in later:
+                await raw.nak(delay=LEAD_WAIT_DELAY)
+            else:
+                await raw.ack()
+
+    async def relay_once(self) -> int:
+        """Publish what the logs hold beyond the recorded positions; the number published."""
+        published = 0
+        for app in (self.engine.leads, self.engine.journeys, self.engine.deliveries):
+            position = await self.db(self.tracker.max_tracking_id, app.name)
+            notes = await self.db(
+                app.recorder.select_notifications, start=position, limit=RELAY_PAGE, inclusive_of_start=False
+            )
+            if not notes:
+                continue
+            messages = [wire_event(app, n) for n in notes]
+            await asyncio.gather(
+                *(
+                    self.out.publish(
+                        m.model_dump(by_alias=True),
+                        subject=f"{self.settings.bus_prefix}.out.{subject}",
+                        headers={"Nats-Msg-Id": m.id},
+                    )
+                    for subject, m in messages
+                )
+            )
+            await self.db(self.tracker.insert_tracking, Tracking(app.name, notes[-1].id))
+            published += len(notes)
+        self.counts["published"] += published
+        return published
+
+    async def relay_forever(self, pause: float = 0.2) -> None:
+        while True:
+            if not await self.relay_once():
+                await asyncio.sleep(pause)
+
+    def asyncapi(self) -> str:
+        spec = AsyncAPI(
+            self.broker,
+            title="huoke event bus",
+            version="1",
+            description=__doc__,
+        ).to_specification()
+        return spec.to_json()
+
+    def app(self) -> FastStream:
+        app = FastStream(self.broker)
+
+        @app.after_startup
+        async def start_relay() -> None:
+            if self.relay:
+                self._relay_task = asyncio.create_task(self.relay_forever())
+
+        @app.on_shutdown
+        async def stop_relay() -> None:
+            task = getattr(self, "_relay_task", None)
+            if task is not None:
+                task.cancel()
+
+        return app
+
+    def close(self) -> None:
+        self._db.shutdown(wait=True)
+
+
+def message_id(raw: Any) -> str:
+    """A message's id: its Nats-Msg-Id, else its place in the stream (stable on redelivery)."""
+    headers = raw.headers or {}
+    if headers.get("Nats-Msg-Id"):
+        return str(headers["Nats-Msg-Id"])[:200]
+    meta = raw.metadata
+    return f"{meta.stream}:{meta.sequence.stream}"
+
+
+def _waits_for_lead(errors: list[dict[str, str]]) -> bool:
+    return all(UNKNOWN_LEAD in e["problem"] for e in errors)
+
+
+def _deliveries(raw: Any) -> int:
+    meta = getattr(raw, "metadata", None)
+    return int(getattr(meta, "num_delivered", 1) or 1) if meta is not None else 1
+
+
+def _problem(field_name: str, problem: str) -> dict[str, str]:
+    return {"field": field_name, "problem": problem}
+
+
+def _seconds(window: timedelta) -> float:
+    return window.total_seconds()

@@ -1,0 +1,306 @@
+"""The event bus against the real NATS JetStream on 127.0.0.1:4222: inbound leads and events in
+pull batches (bad items to the dead-letter subject, redelivery changes nothing), and the relay
+publishing every domain event once, without personal data, across a crash between publishing
+and recording its position. Each test has its own subject prefix and deletes its streams."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+
+from engine.application.engine import Engine
+from engine.bootstrap import meta_for, relay_tracker
+from engine.entrypoints.bus import Bus, Inbox
+from engine.settings import Settings
+from tests.conftest import POSTGRES_URL, MakeEngine, base_settings
+
+NATS_URL = "nats://127.0.0.1:4222"
+
+
+def lead(n: int, **changes: Any) -> dict[str, Any]:
+    return {
+        "source_channel": "web_form",
+        "external_id": f"bus-{n}",
+        "name": f"Lead {n}",
+        "phone": f"138001390{n:02d}",
+        "consent_sms": "true",
+        **changes,
+    }
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    name = f"t{uuid.uuid4().hex[:10]}"
+    yield name
+
+    async def drop() -> None:
+        nc = await nats.connect(NATS_URL)
+        js = nc.jetstream()
+        for stream in (f"{name}_in", f"{name}_out", f"{name}_dlq"):
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.delete_stream(stream)
+        await nc.close()
+
+    asyncio.run(drop())
+
+
+@pytest.fixture
+def setup(make_engine: MakeEngine, tmp_path: Path, store: str, prefix: str, request: Any) -> tuple[Engine, Settings]:
+    engine = make_engine()
+    overrides: dict[str, Any] = {"nats_url": NATS_URL, "bus_prefix": prefix}
+    if store == "postgres":
+        overrides["database_url"] = f"{POSTGRES_URL}?schema={request.getfixturevalue('pg_schema')}"
+    return engine, base_settings(tmp_path, **overrides)
+
+
+def make_bus(engine: Engine, settings: Settings, **kwargs: Any) -> Bus:
+    return Bus(settings, engine, relay_tracker(settings), Inbox(meta_for(settings)), **kwargs)
+
+
+async def stream_messages(name: str, subject: str) -> list[dict[str, Any]]:
+    """Every message a stream holds (read with an ephemeral pull consumer)."""
+    nc = await nats.connect(NATS_URL)
+    js = nc.jetstream()
+    try:
+        count = (await js.stream_info(name)).state.messages
+        if not count:
+            return []
+        sub = await js.pull_subscribe(subject, stream=name)
+        out: list[dict[str, Any]] = []
+        while len(out) < count:
+            for m in await sub.fetch(min(256, count - len(out)), timeout=5):
+                out.append({"subject": m.subject, "id": (m.headers or {}).get("Nats-Msg-Id"), **json.loads(m.data)})
+                await m.ack()
+        return out
+    finally:
+        await nc.close()
+
+
+async def run_consumer(bus: Bus, until: Any, timeout: float = 20) -> None:
+    """Start the bus's broker (consumers on), wait until ``until()`` holds, stop."""
+    async with bus.broker:
+        await bus.broker.start()
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not until():
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"bus did not finish: {bus.counts}")
+            await asyncio.sleep(0.1)
+
+
+def test_inbound_batches_keep_valid_items_dead_letter_the_rest_and_apply_each_message_once(
+    setup: tuple[Engine, Settings], prefix: str
+) -> None:
+    engine, settings = setup
+    bus = make_bus(engine, settings, relay=False)
+
+    async def scenario() -> None:
+        nc = await nats.connect(NATS_URL)
+        js = nc.jetstream()
+        await js.add_stream(name=f"{prefix}_in", subjects=[f"{prefix}.in.>"], duplicate_window=7200)
+        leads = f"{prefix}.in.leads"
+        await js.publish(
+            leads, json.dumps([lead(1), lead(2), lead(3, phone="12")]).encode(), headers={"Nats-Msg-Id": "m1"}
+        )
+        await js.publish(leads, b"{not json", headers={"Nats-Msg-Id": "m2"})
+        await js.publish(leads, json.dumps(lead(4)).encode(), headers={"Nats-Msg-Id": "m3"})
+        await js.publish(leads, json.dumps([lead(1), lead(2)]).encode(), headers={"Nats-Msg-Id": "m1"})  # repeat
+        event = {
+            "type": "application_submitted",
+            "phone": "+8613800139001",
+            "application_id": "B1",
+            "loan_type": "consumer",
+            "amount": "30000",
+        }
+        await js.publish(f"{prefix}.in.events", json.dumps(event).encode())
+        await nc.close()
+        await run_consumer(bus, lambda: bus.counts["applied"] + bus.counts["dead"] >= 6)  # the event may wait
+
+    asyncio.run(scenario())
+    assert bus.counts == {"applied": 4, "dead": 2, "repeats": 0, "published": 0}
+    engine.refresh_views()
+    assert len(engine.funnel.leads({})) == 3
+    assert [r["stage"] for r in engine.funnel.leads({"stage": "applied"})] == ["applied"]
+    dead = asyncio.run(stream_messages(f"{prefix}_dlq", f"{prefix}.dlq.>"))
+    assert sorted((d["message_id"], d["index"]) for d in dead) == [("m1", 3), ("m2", None)]
+    assert all(d["subject"] == f"{prefix}.in.leads" and d["errors"] for d in dead), dead
+    # The same messages delivered again (a consumer killed before it acknowledged): nothing changes.
+    again = make_bus(engine, settings, relay=False)
+
+    class Raw:  # a delivered message as nats-py hands it over
+        def __init__(self, mid: str, body: Any) -> None:
+            self.headers, self.data, self.acked = {"Nats-Msg-Id": mid}, json.dumps(body).encode(), False
+
+        async def ack(self) -> None:
+            self.acked = True
+
+    asyncio.run(
+        again.apply(
+            f"{prefix}.in.leads",
+            __import__("engine.entrypoints.importing").entrypoints.importing.import_leads,
+            [Raw("m3", lead(4, name="Changed Name"))],
+        )
+    )
+    assert again.counts["repeats"] == 1 and again.counts["applied"] == 0
+    bus.close()
+    again.close()
+
+
+def test_the_relay_publishes_every_event_once_without_personal_data_across_a_crash(
+    setup: tuple[Engine, Settings], prefix: str
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    from engine.entrypoints.schemas import LeadRow
+
+    engine, settings = setup
+    commands = [
+        LeadRow.model_validate(lead(n)).to_command("CN", ZoneInfo("Asia/Shanghai"), f"t:{n}") for n in range(1, 6)
+    ]
+    engine.leads.capture_leads(commands)
+    engine.run()
+    logs = {
+        app.name: app.recorder.max_notification_id() or 0 for app in (engine.leads, engine.journeys, engine.deliveries)
+    }
+    total = sum(logs.values())
+    bus = make_bus(engine, settings, consume=False)
+    real_insert = bus.tracker.insert_tracking
+    crashed = []
+
+    def crash_once(tracking: Any) -> None:  # published, then killed before the position was recorded
+        if not crashed:
+            crashed.append(tracking)
+            raise RuntimeError("killed")
+        real_insert(tracking)
+
+    bus.tracker.insert_tracking = crash_once
+
+    async def scenario() -> None:
+        async with bus.broker:
+            await bus.broker.start()
+            with pytest.raises(RuntimeError, match="killed"):
+                await bus.relay_once()
+            while await bus.relay_once():  # restarted: from the recorded position
+                pass
+
+    asyncio.run(scenario())
+    out = asyncio.run(stream_messages(f"{prefix}_out", f"{prefix}.out.>"))
+    assert len(out) == total and len({m["id"] for m in out}) == total  # each event once
+    assert all(m["schema"] == "huoke.event/1" and m["id"] == f"{m['aggregate_id']}:{m['version']}" for m in out)
+    captured = [m for m in out if m["type"] == "Lead.Captured"]
+    assert len(captured) == 5 and all(m["subject"] == f"{prefix}.out.lead.captured" for m in captured)
+    assert captured[0]["data"]["source"]["channel"] == "web_form"
+    text = json.dumps(out)
+    assert "13800139001" not in text and "Lead 1" not in text  # no personal data on the bus
+    assert {m["log"] for m in out} == {name.lower() for name, n in logs.items() if n}
+    bus.close()
+
+
+@pytest.mark.slow
+def test_killing_the_bus_process_loses_and_duplicates_nothing(
+    tmp_path: Path, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`huoke bus run` as its own process, killed with SIGKILL twice while 1,000 lead messages
+    stream in and it relays their events out, then restarted: every lead captured once, every
+    event of the logs on the out stream exactly once."""
+    import signal
+    import subprocess
+    import time
+
+    from engine.bootstrap import bootstrap
+    from tests.e2e.test_crash_restart import command, env_for, huoke
+
+    env = {**env_for(tmp_path), "HUOKE_NATS_URL": NATS_URL, "HUOKE_BUS_PREFIX": prefix}
+    for key, value in env.items():
+        if key.startswith("HUOKE_"):
+            monkeypatch.setenv(key, value)
+    huoke(tmp_path, "db", "init")
+    n = 1000
+
+    async def publish() -> None:
+        nc = await nats.connect(NATS_URL)
+        js = nc.jetstream()
+        await js.add_stream(name=f"{prefix}_in", subjects=[f"{prefix}.in.>"], duplicate_window=7200)
+        for i in range(n):
+            body = json.dumps(lead(i % 100, external_id=f"kill-{i}", phone=f"+86139{i:08d}")).encode()
+            await js.publish(f"{prefix}.in.leads", body, headers={"Nats-Msg-Id": f"k{i}"})
+        await nc.close()
+
+    asyncio.run(publish())
+    logs = []
+
+    def start() -> subprocess.Popen[str]:
+        log = (tmp_path / f"bus{len(logs)}.log").open("w")
+        logs.append(log)
+        return subprocess.Popen(command("bus", "run"), env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+
+    def captured() -> int:
+        engine = bootstrap()
+        try:
+            return engine.leads.recorder.max_notification_id() or 0
+        finally:
+            engine.close()
+
+    for _ in range(2):  # killed mid-stream, twice
+        proc = start()
+        deadline = time.monotonic() + 60
+        before = captured()
+        while captured() < before + 40 and time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / f"bus{len(logs) - 1}.log").read_text()[-2000:]
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    ids = [f"k{i}" for i in range(n)]
+    assert 0 < len(meta_for(Settings()).seen_messages(ids)) < n  # killed with work left
+    proc = start()
+    engine = bootstrap()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / f"bus{len(logs) - 1}.log").read_text()[-2000:]
+            engine.refresh_views()
+            total = sum(
+                a.recorder.max_notification_id() or 0 for a in (engine.leads, engine.journeys, engine.deliveries)
+            )
+            out = (
+                asyncio.run(stream_messages(f"{prefix}_out", f"{prefix}.out.>"))
+                if len(engine.funnel.leads({}, limit=1000)) == n
+                else []
+            )
+            if len(out) >= total and total:
+                break
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        assert len(engine.funnel.leads({}, limit=1000)) == n  # every message applied, none twice
+        total = sum(a.recorder.max_notification_id() or 0 for a in (engine.leads, engine.journeys, engine.deliveries))
+        out = asyncio.run(stream_messages(f"{prefix}_out", f"{prefix}.out.>"))
+        assert len(out) == total and len({m["id"] for m in out}) == total  # each event once
+    finally:
+        engine.close()
+        for log in logs:
+            log.close()
+
+
+def test_the_asyncapi_document_names_every_subject_and_message(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from engine.application.delivery.links import LinkKeys
+    from engine.entrypoints.http import create_app
+    from tests.helpers import TEST_LINK_KEY
+
+    settings = base_settings(tmp_path, nats_url=NATS_URL, bus_prefix="docs")
+    doc = Bus(settings, None, None, Inbox(meta_for(settings))).asyncapi()  # no connection needed
+    spec = json.loads(doc)
+    assert spec["asyncapi"].startswith("3.") and {"docs.in.leads", "docs.in.events"} <= set(spec["channels"])
+    assert any("docs.out" in name for name in spec["channels"]) and any("docs.dlq" in n for n in spec["channels"])
+    assert "WireEvent" in json.dumps(spec["components"]) and "DeadLetter" in json.dumps(spec["components"])
+    served = TestClient(create_app(None, LinkKeys(TEST_LINK_KEY), asyncapi=doc)).get("/asyncapi")  # type: ignore[arg-type]
+    assert served.status_code == 200 and served.json() == spec
