@@ -68,6 +68,10 @@ def lock_space(schema: str) -> int:
     return zlib.crc32(schema.encode()) - 2**31
 
 
+#: huoke's own tables (beside the event stores and the views).
+TABLES = ("huoke_meta", "huoke_workers", "huoke_bus_inbox", "huoke_webhooks", "huoke_webhook_dead")
+
+
 @dataclass
 class Meta:
     """huoke's own tables: where set-up is recorded and workers report."""
@@ -100,8 +104,14 @@ class Meta:
             "partitions TEXT NOT NULL, views TEXT NOT NULL, report TEXT NOT NULL)",
             # Inbound bus messages already applied (a redelivery changes nothing).
             "CREATE TABLE IF NOT EXISTS {} (message_id TEXT PRIMARY KEY, subject TEXT NOT NULL, at TEXT NOT NULL)",
+            # Outgoing webhook subscriptions, how far each has delivered, and what it gave up on.
+            "CREATE TABLE IF NOT EXISTS {} (name TEXT PRIMARY KEY, url TEXT NOT NULL, events TEXT NOT NULL, "
+            "secret TEXT NOT NULL, positions TEXT NOT NULL, attempts INTEGER NOT NULL, next_try TEXT NOT NULL, "
+            "last_error TEXT NOT NULL, created_at TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS {} (name TEXT NOT NULL, event_id TEXT NOT NULL, at TEXT NOT NULL, "
+            "error TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (name, event_id))",
         ]
-        tables = ("huoke_meta", "huoke_workers", "huoke_bus_inbox")
+        tables = ("huoke_meta", "huoke_workers", "huoke_bus_inbox", "huoke_webhooks", "huoke_webhook_dead")
         if conn is not None:
             for statement, table in zip(ddl, tables, strict=True):
                 conn.execute(sql.SQL(statement).format(self._table(table)))
@@ -126,6 +136,20 @@ class Meta:
         except (sqlite3.OperationalError, psycopg.errors.UndefinedTable):
             return None
         return str(row[0]) if row else None
+
+    def query(self, statement: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run one statement on huoke's own tables (``{name}`` names a table, ``?`` a value);
+        the rows it returns, as dicts."""
+        if self.pg is None:
+            names = {t: t for t in TABLES}
+            with self._sqlite() as c:
+                c.row_factory = sqlite3.Row
+                lite = c.execute(statement.format(**names), tuple(params))
+                return [dict(r) for r in lite.fetchall()] if lite.description else []
+        names = {t: f'"{self.schema}"."{t}"' for t in TABLES}
+        with pg_connect(self.pg) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+            cur.execute(statement.format(**names).replace("?", "%s"), tuple(params))
+            return list(cur.fetchall()) if cur.description else []
 
     def seen_messages(self, ids: list[str]) -> list[str]:
         """Which of ``ids`` (inbound bus messages) were applied already."""

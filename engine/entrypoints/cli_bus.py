@@ -9,8 +9,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
-from engine.entrypoints.cli_common import app, console, engine_for, err, fail, require_secrets, settings
+from engine.entrypoints.cli_common import (
+    JsonOpt,
+    app,
+    console,
+    emit_json,
+    engine_for,
+    err,
+    fail,
+    require_secrets,
+    settings,
+)
 
 bus_app = typer.Typer(help="The NATS JetStream event bus (HUOKE_NATS_URL).", no_args_is_help=True)
 app.add_typer(bus_app, name="bus")
@@ -63,3 +74,124 @@ def bus_docs(out: Annotated[Path | None, typer.Option(help="write the AsyncAPI J
         return
     out.write_text(doc + "\n", encoding="utf-8")
     err.print(f"wrote {out}")
+
+
+hooks_app = typer.Typer(
+    help="Outgoing webhooks: huoke's events POSTed, signed, to other systems.", no_args_is_help=True
+)
+app.add_typer(hooks_app, name="webhooks")
+
+
+def _webhooks(with_engine: bool = False) -> Any:
+    from engine.bootstrap import meta_for
+    from engine.entrypoints.webhooks import Webhooks
+
+    s = settings()
+    return Webhooks(engine_for(s, journeys=False) if with_engine else None, meta_for(s))
+
+
+@hooks_app.command("add")
+def hooks_add(
+    name: Annotated[str, typer.Argument(help="the subscriber, e.g. crm")],
+    url: Annotated[str, typer.Option(help="where to POST (https://…)")],
+    events: Annotated[str, typer.Option(help="event types, comma-separated: Lead.StageChanged, Delivery.*, *")],
+    from_start: Annotated[bool, typer.Option("--from-start", help="send every stored event first")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Subscribe a URL to event types; the signing secret is printed once."""
+    from engine.domain.shared.errors import HuokeError
+
+    hooks = _webhooks(with_engine=True)
+    try:
+        secret = hooks.add(name, url, [e.strip() for e in events.split(",") if e.strip()], from_start)
+    except HuokeError as e:
+        fail(str(e))
+    finally:
+        hooks.logs.close()
+    if as_json:
+        emit_json({"name": name, "url": url, "secret": secret})
+        return
+    console.print(f"webhook [bold]{name}[/] → {url}\nsigning secret (shown once): {secret}", highlight=False)
+
+
+@hooks_app.command("list")
+def hooks_list(as_json: JsonOpt = False) -> None:
+    """Every subscription: URL, event types, failing tries, when it is tried next, dead letters."""
+    rows = _webhooks().subscriptions()
+    if as_json:
+        emit_json({"schema": "huoke.webhooks/1", "webhooks": rows})
+        return
+    table = Table(title="Webhooks")
+    for col in ("name", "url", "events", "failing", "next try", "dead letters"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(
+            r["name"], r["url"], ", ".join(r["events"]), str(r["attempts"] or ""), r["next_try"][:19], str(r["dead"])
+        )
+    console.print(table)
+
+
+@hooks_app.command("remove")
+def hooks_remove(name: str) -> None:
+    """Stop sending to a subscriber (its dead letters go too)."""
+    from engine.domain.shared.errors import HuokeError
+
+    try:
+        _webhooks().remove(name)
+    except HuokeError as e:
+        fail(str(e))
+    console.print(f"webhook {name} removed")
+
+
+@hooks_app.command("dead")
+def hooks_dead(name: str, as_json: JsonOpt = False) -> None:
+    """The events a subscriber never took (after every retry), with the last error."""
+    from engine.domain.shared.errors import HuokeError
+
+    try:
+        letters = _webhooks().dead(name)
+    except HuokeError as e:
+        fail(str(e))
+    if as_json:
+        emit_json({"schema": "huoke.webhook-dead/1", "name": name, "dead": letters})
+        return
+    table = Table(title=f"Dead letters of {name}")
+    for col in ("event", "type", "given up at", "error"):
+        table.add_column(col, overflow="fold")
+    for d in letters:
+        table.add_row(d["event_id"], d["body"].get("type", ""), d["at"][:19], d["error"])
+    console.print(table)
+
+
+@hooks_app.command("resend")
+def hooks_resend(name: str) -> None:
+    """Try a subscriber's dead letters once more (those it takes leave the list)."""
+    from datetime import UTC, datetime
+
+    from engine.domain.shared.errors import HuokeError
+
+    try:
+        done, failed = _webhooks().resend(name, datetime.now(UTC))
+    except HuokeError as e:
+        fail(str(e))
+    console.print(f"{done} delivered, {failed} still failing")
+
+
+@hooks_app.command("run")
+def hooks_run(every: Annotated[float, typer.Option(help="seconds between passes")] = 2.0) -> None:
+    """Service mode: deliver new events to every subscriber, retrying with back-off, until stopped."""
+    import time
+    from datetime import UTC, datetime
+
+    hooks = _webhooks(with_engine=True)
+    err.print(f"huoke webhooks: delivering every {every:g}s (Ctrl-C stops)")
+    try:
+        while True:
+            counts = hooks.deliver(datetime.now(UTC))
+            if any(counts.values()):
+                err.print(" · ".join(f"{k} {v}" for k, v in counts.items()))
+            time.sleep(every)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        hooks.logs.close()

@@ -1,0 +1,210 @@
+"""Outgoing webhooks, for systems without NATS: each subscription receives the bus's wire events
+(``huoke.event/1``, no personal data) of the types it asked for, as HTTP POSTs signed the
+Standard Webhooks way (``webhook-id``, ``webhook-timestamp``, ``webhook-signature: v1,<base64
+HMAC-SHA256 of "id.timestamp.body">``).
+
+Delivery is at least once and in log order per subscription: a subscriber that fails (an error,
+a timeout, any status but 2xx) is tried again later with exponential back-off (30 s doubling to
+an hour), holding its place; after ``MAX_ATTEMPTS`` tries that event goes to the subscription's
+dead-letter list (``huoke webhooks dead NAME``, resent with ``huoke webhooks resend``) and
+delivery moves on. Receivers drop repeats by ``webhook-id`` (the event id).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from engine.application.engine import Engine
+from engine.domain.shared.errors import HuokeError
+from engine.entrypoints.bus import wire_event
+
+MAX_ATTEMPTS = 8
+FIRST_BACKOFF = timedelta(seconds=30)
+MAX_BACKOFF = timedelta(hours=1)
+TIMEOUT = 10.0
+PAGE = 200
+LOGS = ("leads", "journeys", "deliveries")
+
+#: Sends one signed POST; returns the HTTP status (raises OSError when nothing answered).
+Post = Callable[[str, bytes, dict[str, str]], int]
+
+
+class WebhookError(HuokeError):
+    """A subscription cannot be made or found."""
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def sign(secret: str, event_id: str, timestamp: int, body: bytes) -> str:
+    """The Standard Webhooks signature of one delivery."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    mac = hmac.new(key, f"{event_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def http_post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - the operator's URL
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310
+            return int(response.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+
+
+def matches(patterns: list[str], event_type: str) -> bool:
+    """``Lead.StageChanged`` matches ``Lead.StageChanged``, ``Lead.*`` and ``*``."""
+    return any(p in ("*", event_type) or (p.endswith(".*") and event_type.startswith(p[:-1])) for p in patterns)
+
+
+@dataclass
+class Webhooks:
+    """Subscriptions (huoke's own tables) and their delivery from the event logs."""
+
+    engine: Engine | None
+    meta: Any
+    post: Post = http_post
+
+    def add(self, name: str, url: str, events: list[str], from_start: bool = False) -> str:
+        """A subscription; its signing secret is returned (shown once to the operator)."""
+        if not url.startswith(("https://", "http://")):
+            raise WebhookError(f"{url!r} is not an http(s) URL")
+        if not events:
+            raise WebhookError("name the event types to send, e.g. Lead.StageChanged, Delivery.* or *")
+        if self.meta.query("SELECT name FROM {huoke_webhooks} WHERE name = ?", (name,)):
+            raise WebhookError(f"a webhook is already named {name!r}")
+        positions = dict.fromkeys(LOGS, 0) if from_start else self._ends()
+        secret = new_secret()
+        self.meta.query(
+            "INSERT INTO {huoke_webhooks} VALUES (?, ?, ?, ?, ?, 0, '', '', ?)",
+            (name, url, json.dumps(events), secret, json.dumps(positions), datetime.now().astimezone().isoformat()),
+        )
+        return secret
+
+    @property
+    def logs(self) -> Engine:
+        """The engine whose logs are delivered (commands that only manage subscriptions have none)."""
+        if self.engine is None:
+            raise WebhookError("delivering webhooks needs the event store")
+        return self.engine
+
+    def _ends(self) -> dict[str, int]:
+        return {log: getattr(self.logs, log).recorder.max_notification_id() or 0 for log in LOGS}
+
+    def subscriptions(self) -> list[dict[str, Any]]:
+        rows = self.meta.query(
+            "SELECT w.name, w.url, w.events, w.attempts, w.next_try, w.last_error, w.created_at, "
+            "(SELECT COUNT(*) FROM {huoke_webhook_dead} d WHERE d.name = w.name) AS dead "
+            "FROM {huoke_webhooks} w ORDER BY w.name"
+        )
+        return [{**r, "events": json.loads(r["events"]), "dead": int(r["dead"])} for r in rows]
+
+    def remove(self, name: str) -> None:
+        self._get(name)
+        self.meta.query("DELETE FROM {huoke_webhook_dead} WHERE name = ?", (name,))
+        self.meta.query("DELETE FROM {huoke_webhooks} WHERE name = ?", (name,))
+
+    def dead(self, name: str) -> list[dict[str, Any]]:
+        self._get(name)
+        rows = self.meta.query(
+            "SELECT event_id, at, error, body FROM {huoke_webhook_dead} WHERE name = ? ORDER BY at", (name,)
+        )
+        return [{**r, "body": json.loads(r["body"])} for r in rows]
+
+    def resend(self, name: str, now: datetime) -> tuple[int, int]:
+        """Try every dead letter of ``name`` once more; (delivered, still failing)."""
+        hook = self._get(name)
+        done = failed = 0
+        for letter in self.dead(name):
+            body = json.dumps(letter["body"], ensure_ascii=False).encode()
+            error = self._send(hook, letter["event_id"], body, now)
+            if error:
+                failed += 1
+                continue
+            self.meta.query(
+                "DELETE FROM {huoke_webhook_dead} WHERE name = ? AND event_id = ?", (name, letter["event_id"])
+            )
+            done += 1
+        return done, failed
+
+    def _get(self, name: str) -> dict[str, Any]:
+        rows = self.meta.query("SELECT * FROM {huoke_webhooks} WHERE name = ?", (name,))
+        if not rows:
+            raise WebhookError(f"no webhook named {name!r} (huoke webhooks list)")
+        return dict(rows[0])
+
+    def _send(self, hook: dict[str, Any], event_id: str, body: bytes, now: datetime) -> str:
+        """POST one event; an error text, or '' when the subscriber took it."""
+        timestamp = int(now.timestamp())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "huoke-webhooks/1",
+            "webhook-id": event_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(hook["secret"], event_id, timestamp, body),
+        }
+        try:
+            status = self.post(hook["url"], body, headers)
+        except (OSError, ValueError) as e:
+            return f"{type(e).__name__}: {e}"[:300]
+        return "" if 200 <= status < 300 else f"HTTP {status}"
+
+    def deliver(self, now: datetime) -> dict[str, int]:
+        """One pass over every subscription that is due at ``now``; counts of what happened."""
+        counts = {"delivered": 0, "failed": 0, "dead": 0}
+        for row in self.meta.query("SELECT name FROM {huoke_webhooks} ORDER BY name"):
+            hook = self._get(row["name"])
+            if hook["next_try"] and datetime.fromisoformat(hook["next_try"]) > now:
+                continue
+            self._deliver_one(hook, now, counts)
+        return counts
+
+    def _deliver_one(self, hook: dict[str, Any], now: datetime, counts: dict[str, int]) -> None:
+        positions: dict[str, int] = json.loads(hook["positions"])
+        patterns: list[str] = json.loads(hook["events"])
+        attempts = int(hook["attempts"])
+        for log in LOGS:
+            app = getattr(self.logs, log)
+            while notes := app.recorder.select_notifications(
+                start=positions.get(log, 0), limit=PAGE, inclusive_of_start=False
+            ):
+                for note in notes:
+                    if matches(patterns, note.topic.partition(":")[2]):
+                        _, message = wire_event(app, note)
+                        body = message.model_dump_json(by_alias=True).encode()
+                        error = self._send(hook, message.id, body, now)
+                        if error:
+                            attempts += 1
+                            counts["failed"] += 1
+                            if attempts < MAX_ATTEMPTS:  # hold the place; try again after a pause
+                                wait = min(FIRST_BACKOFF * 2 ** (attempts - 1), MAX_BACKOFF)
+                                self._save(hook["name"], positions, attempts, (now + wait).isoformat(), error)
+                                return
+                            self.meta.query(
+                                "INSERT INTO {huoke_webhook_dead} VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                                (hook["name"], message.id, now.isoformat(), error, body.decode()),
+                            )
+                            counts["dead"] += 1
+                        else:
+                            counts["delivered"] += 1
+                        attempts = 0
+                    positions[log] = note.id
+                self._save(hook["name"], positions, attempts, "", "")
+
+    def _save(self, name: str, positions: dict[str, int], attempts: int, next_try: str, error: str) -> None:
+        self.meta.query(
+            "UPDATE {huoke_webhooks} SET positions = ?, attempts = ?, next_try = ?, "
+            "last_error = CASE WHEN ? = '' THEN last_error ELSE ? END WHERE name = ?",
+            (json.dumps(positions), attempts, next_try, error, error, name),
+        )

@@ -1,0 +1,123 @@
+"""Outgoing webhooks to a real HTTP server on loopback (SQLite and PostgreSQL): the subscribed
+event types only, signed (Standard Webhooks), in log order; a failing subscriber is retried
+with back-off on its own clock, holding its place, and an event it never takes goes to its
+dead-letter list, from which it can be resent."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from engine.adapters.clock import VirtualClock
+from engine.application.engine import Engine
+from engine.bootstrap import meta_for
+from engine.entrypoints.schemas import LeadRow
+from engine.entrypoints.webhooks import FIRST_BACKOFF, MAX_ATTEMPTS, Webhooks
+from tests.conftest import POSTGRES_URL, MakeEngine, base_settings
+
+
+class Receiver(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, Any]]] = []
+    status: ClassVar[int] = 204
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.status < 300:
+            self.received.append({"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
+        self.send_response(self.status)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[str]:
+    Receiver.received, Receiver.status = [], 204
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hooks"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def hooks(make_engine: MakeEngine, tmp_path: Path, store: str, request: Any) -> Webhooks:
+    engine = make_engine()
+    overrides = {}
+    if store == "postgres":
+        overrides["database_url"] = f"{POSTGRES_URL}?schema={request.getfixturevalue('pg_schema')}"
+    return Webhooks(engine, meta_for(base_settings(tmp_path, **overrides)))
+
+
+def capture(engine: Engine, *ns: int) -> None:
+    tz = ZoneInfo("Asia/Shanghai")
+    rows = [{"source_channel": "web_form", "external_id": f"w{n}", "name": f"Lead {n}", "phone": f"138001370{n:02d}",
+             "consent_sms": "true"} for n in ns]  # fmt: skip
+    engine.leads.capture_leads([LeadRow.model_validate(r).to_command("CN", tz, f"t:{r['external_id']}") for r in rows])
+
+
+def verify(secret: str, delivery: dict[str, Any]) -> bool:
+    h = delivery["headers"]
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{h['webhook-id']}.{h['webhook-timestamp']}.".encode() + delivery["body"]
+    expected = "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    return hmac.compare_digest(expected, h["webhook-signature"])
+
+
+def test_subscribed_events_arrive_signed_once_in_order(hooks: Webhooks, receiver: str, clock: VirtualClock) -> None:
+    capture(hooks.logs, 1)  # before the subscription: not sent
+    secret = hooks.add("crm", receiver, ["Lead.Captured"])
+    capture(hooks.logs, 2, 3)
+    counts = hooks.deliver(clock.now())
+    assert counts == {"delivered": 2, "failed": 0, "dead": 0}
+    bodies = [json.loads(d["body"]) for d in Receiver.received]
+    assert [b["type"] for b in bodies] == ["Lead.Captured"] * 2
+    assert [b["data"]["source"]["external_id"] for b in bodies] == ["w2", "w3"]  # in log order
+    assert all(verify(secret, d) for d in Receiver.received)
+    assert not verify("whsec_" + base64.b64encode(b"x" * 24).decode(), Receiver.received[0])
+    assert [d["headers"]["webhook-id"] for d in Receiver.received] == [b["id"] for b in bodies]
+    assert "13800137002" not in json.dumps(bodies)  # no personal data
+    assert hooks.deliver(clock.now()) == {"delivered": 0, "failed": 0, "dead": 0}  # nothing twice
+
+
+def test_a_failing_subscriber_backs_off_keeps_its_place_then_dead_letters(
+    hooks: Webhooks, receiver: str, clock: VirtualClock
+) -> None:
+    hooks.add("warehouse", receiver, ["Lead.Captured"])
+    capture(hooks.logs, 1, 2)
+    Receiver.status = 503
+    now = clock.now()
+    assert hooks.deliver(now)["failed"] == 1
+    assert hooks.deliver(now + FIRST_BACKOFF - timedelta(seconds=1))["failed"] == 0  # waits
+    assert hooks.deliver(now + FIRST_BACKOFF)["failed"] == 1  # tried again, after the pause
+    [hook] = hooks.subscriptions()
+    assert hook["attempts"] == 2 and hook["last_error"] == "HTTP 503"
+    Receiver.status = 204  # back: the held event first, then the next
+    assert hooks.deliver(now + timedelta(hours=1))["delivered"] == 2
+    assert len(Receiver.received) == 2
+    # Down for good: after MAX_ATTEMPTS tries the event is a dead letter and the next one goes.
+    capture(hooks.logs, 3, 4)
+    Receiver.status = 500
+    at = now + timedelta(hours=2)
+    for _ in range(MAX_ATTEMPTS):
+        hooks.deliver(at)
+        at += timedelta(hours=2)
+    [letter] = hooks.dead("warehouse")
+    assert letter["error"] == "HTTP 500" and letter["body"]["type"] == "Lead.Captured"
+    Receiver.status = 204
+    assert hooks.resend("warehouse", at) == (1, 0) and hooks.dead("warehouse") == []
+    hooks.deliver(at)
+    assert len(Receiver.received) == 4 and len({d["headers"]["webhook-id"] for d in Receiver.received}) == 4
