@@ -23,6 +23,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
 from bench.delivery import due_timer_query, smtp_rates
+from bench.integration import integration_section
 from bench.scoring import scoring_rates
 from bench.workers import one_run
 from engine.adapters.clock import VirtualClock
@@ -250,6 +251,8 @@ def main() -> None:
         )
         step("personal data at rest: sealed vs plain capture")
         encryption_section(folder, min(args.leads, 5_000))
+        step("other systems feeding huoke: HTTP API and NATS bus vs the engine's own capture")
+        integration_section(folder, min(args.leads, 5_000))
         step("SMTP: pooled channel vs raw aiosmtplib")
         smtp = smtp_rates()
         raw_smtp = smtp.pop("raw_one_connection")

@@ -44,7 +44,7 @@ from engine.settings import Settings
 #: Repeats of a message id within this window are dropped by JetStream itself.
 DUPLICATE_WINDOW = timedelta(hours=2)
 #: Messages pulled at once, and how long a pull waits for a full batch.
-PULL_BATCH = 200
+PULL_BATCH = 500
 PULL_TIMEOUT = 0.5
 #: Seconds before a pulled batch that was never acknowledged (its consumer died) is delivered again.
 ACK_WAIT = 10.0

@@ -18,3 +18,14 @@ def test_the_encryption_benchmark_runs_on_todays_capture_and_lookup(tmp_path: Pa
     for encrypt in (False, True):
         leads_per_s, lookups_per_s = capture_rates(tmp_path, 40, encrypt)
         assert leads_per_s > 0 and lookups_per_s > 0
+
+
+def test_the_integration_benchmark_runs_the_api_the_bus_and_the_relay(tmp_path: Path) -> None:
+    from zoneinfo import ZoneInfo
+
+    from bench.integration import _rows, api_rate, bus_rates, direct_rate
+
+    rows = _rows(60, ZoneInfo("Asia/Shanghai"), "smoke")
+    assert direct_rate(tmp_path, rows)[0] > 0 and api_rate(tmp_path, rows) > 0
+    rates = bus_rates(tmp_path, rows, burst=30)
+    assert set(rates) == {"bus_leads_per_s", "relay_events_per_s", "lag_to_zero_s"}
