@@ -45,7 +45,7 @@ from engine.settings import Settings
 DUPLICATE_WINDOW = timedelta(hours=2)
 #: Messages pulled at once, and how long a pull waits for a full batch.
 PULL_BATCH = 500
-PULL_TIMEOUT = 0.5
+PULL_TIMEOUT = 0.1
 #: Seconds before a pulled batch that was never acknowledged (its consumer died) is delivered again.
 ACK_WAIT = 10.0
 #: How often a lifecycle event for a lead not captured yet is delivered before it is dead-lettered,

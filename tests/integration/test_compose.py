@@ -24,7 +24,10 @@ def test_compose_describes_the_live_system() -> None:
     assert services["db-init"]["command"] == ["huoke", "db", "init"] and services["db-init"]["restart"] == "no"
     assert services["worker"]["deploy"]["replicas"] == 2
     assert services["projections"]["command"] == ["huoke", "projections", "run"]
-    for name in ("serve", "worker", "projections"):
+    assert services["bus"]["command"] == ["huoke", "bus", "run"]
+    assert services["bus"]["depends_on"]["nats"]["condition"] == "service_healthy"
+    assert services["webhooks"]["command"] == ["huoke", "webhooks", "run"]
+    for name in ("serve", "worker", "projections", "bus", "webhooks"):
         service = services[name]
         assert service["depends_on"]["db-init"]["condition"] == "service_completed_successfully"
         assert service["restart"] == "unless-stopped" and "healthcheck" in service
@@ -33,6 +36,7 @@ def test_compose_describes_the_live_system() -> None:
         assert env["HUOKE_DATABASE_URL"].startswith("postgresql://huoke:${POSTGRES_PASSWORD:?")
         assert (env["HUOKE_SMTP_HOST"], env["HUOKE_SMTP_PORT"]) == ("mailpit", "1025")
         assert env["HUOKE_WORKER_ADVANCES_VIEWS"] == "false"  # the runner is the views' one writer
+        assert env["HUOKE_NATS_URL"] == "nats://nats:4222"
     assert services["db-init"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert (ROOT / services["worker"]["build"] / "Dockerfile").is_file()
 
