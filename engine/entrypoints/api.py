@@ -395,13 +395,13 @@ def _report_routes(router: APIRouter, engine: Engine, access: Access) -> None:
     def report_funnel(_: Marketer) -> dict[str, Any]:
         """The document of ``huoke report funnel --json``."""
         engine.refresh_views()
-        return {"schema": "huoke.report.funnel/1", **funnel_report(engine)}
+        return funnel_report(engine)
 
     @router.get("/reports/journeys", tags=["reports"])
     def report_journeys(_: Marketer) -> dict[str, Any]:
         """The document of ``huoke report journeys --json``."""
         engine.refresh_views()
-        return {"schema": "huoke.report.journeys/1", **journeys_report(engine)}
+        return journeys_report(engine)
 
     @router.get("/audit", tags=["audit"])
     def audit(_: Admin, limit: int = Query(1000, ge=1, le=10000)) -> dict[str, Any]:

@@ -65,6 +65,12 @@ def bus_run(
         engine.close()
 
 
+@app.command("consume")
+def consume() -> None:
+    """Consume leads and lifecycle events from NATS only (huoke bus run --no-relay)."""
+    bus_run(consume=True, relay=False)
+
+
 @bus_app.command("docs")
 def bus_docs(out: Annotated[Path | None, typer.Option(help="write the AsyncAPI JSON here")] = None) -> None:
     """The AsyncAPI document of the bus: subjects, streams and message schemas."""

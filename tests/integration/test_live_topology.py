@@ -1,5 +1,6 @@
 """huoke as it runs in production, as separate processes: `db init` (three at once), `serve`, two
-workers sharing the work, `projections run`, imports while they run, opt-outs by the one-click
+workers sharing the work, `projections run`, imports while they run (a file, and on PostgreSQL
+leads posted to the HTTP API with an integrator's key), opt-outs by the one-click
 link, and a worker killed with SIGKILL. Against a real SMTP server on loopback and PostgreSQL (and
 the single-worker SQLite topology). Time runs 3,600× faster (HUOKE_CLOCK_SPEED), so a follow-up
 eight hours after the welcome e-mail fires eight seconds later.
@@ -153,8 +154,31 @@ def view_rows(database_url: str, schema: str) -> dict[str, list[tuple[Any, ...]]
     return out
 
 
-def live_run(topology: Topology, sink: Sink, workers: list[str], kill: str | None, base: str) -> None:
-    """Import, opt out a fifth of the leads after their welcome, import more, maybe kill a worker."""
+def post_leads(topology: Topology, base: str, path: Path) -> None:
+    """Send a lead file's rows through the HTTP API (``huoke serve``) with an integrator's key."""
+    import json
+
+    key = json.loads(topology.run("api-keys", "create", "--role", "integrator", "--name", "web-forms", "--json"))["key"]
+    with path.open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    request = urllib.request.Request(  # noqa: S310 - loopback
+        f"{base}/api/v1/leads",
+        data=json.dumps(rows).encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310 - loopback
+        doc = json.loads(answer.read())
+    assert (doc["created"], doc["refused"]) == (len(rows), 0), doc
+    audit = json.loads(topology.run("audit", "list", "--json"))["entries"]
+    assert [(e["key"], e["action"], e["status"]) for e in audit] == [("web-forms", "create_leads", 200)]
+
+
+def live_run(
+    topology: Topology, sink: Sink, workers: list[str], kill: str | None, base: str, via_api: bool = False
+) -> None:
+    """Import, opt out a fifth of the leads after their welcome, import more (a file, or through
+    the HTTP API), maybe kill a worker."""
     first = write_leads(topology.tmp / "first.csv", 0, 60)
     topology.run("leads", "import", str(topology.tmp / "first.csv"), "--json")
     wait_for(lambda: all(sink.by_recipient()[e] >= 1 for e in first), 60, "the first welcome e-mails")
@@ -167,7 +191,10 @@ def live_run(topology: Topology, sink: Sink, workers: list[str], kill: str | Non
     if kill:
         topology.stop(kill, signal.SIGKILL)
     second = write_leads(topology.tmp / "second.csv", 60, 60)
-    topology.run("leads", "import", str(topology.tmp / "second.csv"), "--json")
+    if via_api:
+        post_leads(topology, base, topology.tmp / "second.csv")
+    else:
+        topology.run("leads", "import", str(topology.tmp / "second.csv"), "--json")
     expected = {e: 2 for e in first + second if e not in opted} | dict.fromkeys(opted, 1)
     wait_for(lambda: all(sink.by_recipient()[e] >= n for e, n in expected.items()), 120, "every follow-up")
     time.sleep(3)  # anything wrongly due would go out now
@@ -204,7 +231,7 @@ def test_two_workers_serve_and_a_runner_on_postgresql(
         base = f"http://127.0.0.1:{http}"
         wait_for(partial(_healthy, base), 30, "huoke serve")
         wait_for(lambda: _shares(topology) == [2, 2], 30, "two workers sharing the four partitions")
-        live_run(topology, handler, ["worker1", "worker2"], kill="worker1", base=base)
+        live_run(topology, handler, ["worker1", "worker2"], kill="worker1", base=base, via_api=True)
         wait_for(lambda: _shares(topology) == [4], 40, "the surviving worker taking over every partition")
         status = topology.run("status", "--json")
         assert '"partitions": 4' in status
