@@ -77,3 +77,7 @@ class DeliveryStateError(HuokeError):
 
 class AccessError(HuokeError):
     """An API key cannot be created or used that way (unknown role, revoked, no such key)."""
+
+
+class ReferralStateError(HuokeError):
+    """A referral cannot do that now (not held, already paid, already decided)."""

@@ -1,0 +1,168 @@
+"""A referral and its reward, as events with their reasons: recorded (by which rule), qualified
+or not when the referee's loan is funded, held for review when a fraud check flags it, approved
+or rejected by a reviewer, capped, paid (both sides, once), clawed back. Its id derives from the
+referee, so the first referral of a referee is the only one (a later one is a refused attempt)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from engine.domain.shared.errors import ReferralStateError
+from engine.domain.shared.topics import keep_topics
+
+REFERRAL_NAMESPACE = UUID("5b8f3f0e-7a51-4c1e-9d0c-2f4c8f7b9a11")
+
+
+def referral_id(referee_id: UUID) -> UUID:
+    return uuid5(REFERRAL_NAMESPACE, f"referral:{referee_id}")
+
+
+def attempt_id(referee_id: UUID, code: str, at: datetime) -> UUID:
+    return uuid5(REFERRAL_NAMESPACE, f"attempt:{referee_id}:{code}:{at.isoformat()}")
+
+
+class Referral(Aggregate):
+    """One referee's referral: from recorded to paid (or not), with every reason."""
+
+    class Recorded(Aggregate.Created):
+        referee_id: UUID
+        referrer_id: UUID
+        code: str
+        rule: str
+        at: datetime
+
+    class Qualified(Aggregate.Event):
+        programme: str
+        application_id: str
+        amount: str
+        at: datetime
+
+    class NotQualified(Aggregate.Event):
+        programme: str
+        reason: str
+        at: datetime
+
+    class Held(Aggregate.Event):
+        reasons: list[str]
+        at: datetime
+
+    class Approved(Aggregate.Event):
+        by: str
+        note: str
+        at: datetime
+
+    class Rejected(Aggregate.Event):
+        by: str
+        note: str
+        at: datetime
+
+    class Capped(Aggregate.Event):
+        reason: str
+        at: datetime
+
+    class Paid(Aggregate.Event):
+        referrer_reward: dict[str, Any]
+        referee_reward: dict[str, Any]
+        at: datetime
+
+    class ClawedBack(Aggregate.Event):
+        reason: str
+        at: datetime
+
+    @staticmethod
+    def create_id(referee_id: UUID, referrer_id: UUID, code: str, rule: str, at: datetime) -> UUID:
+        return referral_id(referee_id)
+
+    @event(Recorded)
+    def __init__(self, referee_id: UUID, referrer_id: UUID, code: str, rule: str, at: datetime) -> None:
+        self.referee_id = referee_id
+        self.referrer_id = referrer_id
+        self.code = code
+        self.referred_at = at
+        self.status = "recorded"
+        self.programme = ""
+        self.funded_at: datetime | None = None
+        self.amount = ""
+        self.reasons: list[str] = []
+        self.rewards: dict[str, Any] = {}
+        self.paid_at: datetime | None = None
+
+    def _expect(self, *statuses: str) -> None:
+        if self.status not in statuses:
+            raise ReferralStateError(f"referral {self.id} is {self.status}, not {' or '.join(statuses)}")
+
+    @event(Qualified)
+    def qualify(self, programme: str, application_id: str, amount: str, at: datetime) -> None:
+        self.status, self.programme, self.amount, self.funded_at = "qualified", programme, amount, at
+
+    @event(NotQualified)
+    def disqualify(self, programme: str, reason: str, at: datetime) -> None:
+        self.status, self.programme, self.reasons = "not_qualified", programme, [reason]
+
+    @event(Held)
+    def hold(self, reasons: list[str], at: datetime) -> None:
+        self.status, self.reasons = "held", list(reasons)
+
+    def approve(self, by: str, note: str, at: datetime) -> None:
+        self._expect("held")
+        self._approved(by=by, note=note, at=at)
+
+    @event(Approved)
+    def _approved(self, by: str, note: str, at: datetime) -> None:
+        self.status = "approved"
+
+    def reject(self, by: str, note: str, at: datetime) -> None:
+        self._expect("held")
+        if not note.strip():
+            raise ReferralStateError("a rejection needs a note (why, for the referrer's complaint)")
+        self._rejected(by=by, note=note, at=at)
+
+    @event(Rejected)
+    def _rejected(self, by: str, note: str, at: datetime) -> None:
+        self.status, self.reasons = "rejected", [*self.reasons, note]
+
+    @event(Capped)
+    def cap(self, reason: str, at: datetime) -> None:
+        self.status, self.reasons = "capped", [reason]
+
+    def pay(self, referrer_reward: dict[str, Any], referee_reward: dict[str, Any], at: datetime) -> None:
+        self._expect("qualified", "approved")
+        self._paid(referrer_reward=referrer_reward, referee_reward=referee_reward, at=at)
+
+    @event(Paid)
+    def _paid(self, referrer_reward: dict[str, Any], referee_reward: dict[str, Any], at: datetime) -> None:
+        self.status, self.rewards, self.paid_at = "paid", {"referrer": referrer_reward, "referee": referee_reward}, at
+
+    def claw_back(self, reason: str, at: datetime) -> None:
+        self._expect("paid")
+        self._clawed_back(reason=reason, at=at)
+
+    @event(ClawedBack)
+    def _clawed_back(self, reason: str, at: datetime) -> None:
+        self.status, self.reasons = "clawed_back", [reason]
+
+
+class ReferralAttempt(Aggregate):
+    """A referral that was not recorded, with the rule that refused it."""
+
+    class Refused(Aggregate.Created):
+        referee_id: UUID
+        referrer_id: str
+        code: str
+        reason: str
+        at: datetime
+
+    @staticmethod
+    def create_id(referee_id: UUID, referrer_id: str, code: str, reason: str, at: datetime) -> UUID:
+        return attempt_id(referee_id, code, at)
+
+    @event(Refused)
+    def __init__(self, referee_id: UUID, referrer_id: str, code: str, reason: str, at: datetime) -> None:
+        self.referee_id, self.referrer_id, self.code, self.reason = referee_id, referrer_id, code, reason
+
+
+keep_topics("engine.domain.referrals.referral", Referral, ReferralAttempt)
