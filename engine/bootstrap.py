@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import os
 import tempfile
 from collections.abc import Iterator
@@ -35,6 +37,7 @@ from engine.application.journeys.validation import Definitions, load_definitions
 from engine.application.leads.app import Leads
 from engine.application.partitions import Partitions
 from engine.application.ports import Channel, Clock
+from engine.application.referrals import Referrals
 from engine.application.saving import POSTGRES_PROCESS_RECORDER_TOPIC, SQLITE_FACTORY_TOPIC
 from engine.domain.journeys.journey import Journey
 from engine.domain.leads.segments import SegmentRules
@@ -139,10 +142,11 @@ def init_database(settings: Settings) -> int:
         vault = vault_for(settings)
         if vault is not None:
             vault.create_table()
-        env = {name: store_env(settings, name, create=True) for name in (*APPS, "access", *VIEWS)}
+        env = {name: store_env(settings, name, create=True) for name in (*APPS, "access", "referrals", *VIEWS)}
         for app in (Leads, Journeys, Deliveries):
             app(env[app.name.lower()], *_app_args(app)).close()
         Access(env["access"], SystemClock()).close()
+        Referrals(env["referrals"], SystemClock(), b"").close()
         relay_tracker(settings, create=True).datastore.close()
         # Stores from before the identity index was hashed: index their people under hashed keys.
         leads = Leads(
@@ -177,6 +181,13 @@ def _app_args(app: type[Any]) -> tuple[Any, ...]:
     if app is Journeys:
         return (SystemClock(),)
     return (SystemClock(), None, {}, None)
+
+
+def referral_key(settings: Settings) -> bytes:
+    """The key of referral codes: derived from the suppression pepper, which never rotates (the
+    suppression list's hashes depend on it), so every lead's code stays the same."""
+    pepper = settings.suppression_pepper.get_secret_value().encode()
+    return hmac.new(pepper, b"huoke referral codes v1", hashlib.sha256).digest()
 
 
 def access_for(settings: Settings, clock: Clock | None = None) -> Access:
@@ -315,11 +326,20 @@ def bootstrap(
         ),
         vault=leads.vault,
     )
+    referrals = Referrals(
+        store_env(settings, "referrals"),
+        clock,
+        referral_key(settings),
+        definitions.programmes,
+        default_tz=settings.timezone,
+        public_url=settings.public_url,
+    )
     engine = Engine(
         clock=clock,
         leads=leads,
         journeys=journeys,
         deliveries=deliveries,
+        referrals=referrals,
         funnel=build_view(settings, "funnel"),
         index=build_view(settings, "journey_index"),
         schedule=build_view(settings, "delivery_schedule"),

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from engine.domain.delivery.contact_policy import DEFAULT_POLICY, ContactPolicy, parse_contact_policy
 from engine.domain.journeys.desk import NO_DESK, Desk, parse_desk
 from engine.domain.leads.segments import SegmentRules, parse_segment_rules
+from engine.domain.referrals.programme import NO_PROGRAMMES, Programmes, parse_programmes
 from engine.domain.screening.products import Catalogue, parse_catalogue
 from engine.domain.shared.errors import JourneyValidationError
 
@@ -21,8 +22,9 @@ SEGMENTS_FILE = "segments.yaml"
 POLICY_FILE = "contact_policy.yaml"
 PRODUCTS_FILE = "products.yaml"
 QUEUES_FILE = "queues.yaml"
+REFERRALS_FILE = "referrals.yaml"
 #: The configuration files; none of them is a journey.
-CONFIG_FILES = frozenset({SEGMENTS_FILE, POLICY_FILE, PRODUCTS_FILE, QUEUES_FILE})
+CONFIG_FILES = frozenset({SEGMENTS_FILE, POLICY_FILE, PRODUCTS_FILE, QUEUES_FILE, REFERRALS_FILE})
 NO_SEGMENTS = SegmentRules((), (), (), "none")
 
 
@@ -35,6 +37,8 @@ class Configuration:
     catalogue: Catalogue | None = None
     #: The agents' queues and officers (none: every task queue is worked by hand).
     desk: Desk = NO_DESK
+    #: Referral programmes (none: referrals are recorded but never rewarded).
+    programmes: Programmes = NO_PROGRAMMES
     #: The files read, by name (for messages).
     files: tuple[Path, ...] = ()
 
@@ -64,10 +68,11 @@ def load_configuration(
     policy = optional(POLICY_FILE, parse_contact_policy, DEFAULT_POLICY)
     catalogue: Catalogue | None = optional(PRODUCTS_FILE, parse_catalogue, None)
     desk = optional(QUEUES_FILE, parse_desk, NO_DESK)
+    programmes = optional(REFERRALS_FILE, parse_programmes, NO_PROGRAMMES)
     if catalogue is not None:
         unknown = sorted(catalogue.exclude_segments - rules.segment_ids)
         if unknown:
             problems.append(f"{folder / PRODUCTS_FILE}: policy: exclude_segments {unknown} are not in {SEGMENTS_FILE}")
     if problems:
         raise JourneyValidationError(problems)
-    return Configuration(rules, policy, catalogue, desk, tuple(files))
+    return Configuration(rules, policy, catalogue, desk, programmes, tuple(files))

@@ -66,6 +66,8 @@ class Engine:
     index: JourneyIndexView
     schedule: DeliveryScheduleView
     screening: ScreeningView
+    #: Referral attribution and rewards (a reactor on the leads log).
+    referrals: Any = None
     #: The loan officers' queues and who works them (routing, service levels).
     desk: Desk = NO_DESK
     #: The lead partitions this process works on (all of them unless workers share the work).
@@ -181,6 +183,8 @@ class Engine:
             parts, stop = self.parts, self._out_of_time
             moved = self.journeys.process_lead_events(self.leads, parts, stop=stop)
             moved += self.leads.apply_journey_updates(self.journeys, parts, stop=stop)
+            if self.referrals is not None:
+                moved += self.referrals.process_lead_events(self.leads, parts, stop=stop)
             report.lead_events += moved
             requested = self.deliveries.request_messages(self.journeys, parts, stop=stop)
             report.requested += requested
@@ -241,8 +245,9 @@ class Engine:
 
     def close(self) -> None:
         """Release database connections."""
-        for app in (self.leads, self.journeys, self.deliveries):
-            app.close()
+        for app in (self.leads, self.journeys, self.deliveries, self.referrals):
+            if app is not None:
+                app.close()
         for view in self.views.values():
             view.close()
 

@@ -77,6 +77,10 @@ class LeadRow(BaseModel):
     utm_source: str | None = None
     utm_medium: str | None = None
     utm_campaign: str | None = None
+    #: The code of the person who referred this lead (as they typed it).
+    referral_code: str | None = Field(None, max_length=40)
+    #: A hash of the device the lead applied from (fraud checks compare it; never shown).
+    device_id: str | None = Field(None, max_length=200)
     name: str = Field(min_length=1, max_length=200)
     phone: str | None = None
     email: str | None = None
@@ -90,6 +94,7 @@ class LeadRow(BaseModel):
     currency: str | None = None
     region: str | None = None
     city: str | None = None
+    address: str | None = None
     industry: str | None = None
     business_name: str | None = None
     business_years: Decimal | None = Field(None, ge=0)
@@ -156,6 +161,7 @@ class LeadRow(BaseModel):
             "external_id": self.external_id,
             "partner": self.partner,
             "campaign": self.campaign or self.utm_campaign,
+            "referral_code": self.referral_code,
             "utm": {
                 k: v
                 for k, v in (("source", self.utm_source), ("medium", self.utm_medium), ("campaign", self.utm_campaign))
@@ -172,6 +178,7 @@ class LeadRow(BaseModel):
             "currency": self.currency or "CNY",
             "region": self.region,
             "city": self.city,
+            "address": self.address,
             "industry": self.industry,
             "business_name": self.business_name,
             "business_years": num(self.business_years),
@@ -197,6 +204,7 @@ class LeadRow(BaseModel):
                 "email": email,
                 "language": self.language,
                 "timezone": zone_of(phone),
+                **({"device": self.device_id} if self.device_id else {}),
             },
             profile={k: v for k, v in profile.items() if v is not None},
             interest={k: v for k, v in interest.items() if v is not None},

@@ -14,6 +14,7 @@ from engine.domain.journeys.desk import NO_DESK, Desk
 from engine.domain.journeys.journey import BranchStep, Journey, TaskStep
 from engine.domain.journeys.parsing import parse_journey
 from engine.domain.leads.segments import SegmentRules
+from engine.domain.referrals.programme import NO_PROGRAMMES, Programmes
 from engine.domain.screening.products import Catalogue
 from engine.domain.shared.errors import JourneyValidationError
 
@@ -29,6 +30,8 @@ class Definitions:
     desk: Desk = NO_DESK
     #: What validation lets through but a reviewer should look at (file, line, why).
     warnings: tuple[str, ...] = ()
+    #: Referral programmes (referrals.yaml).
+    programmes: Programmes = NO_PROGRAMMES
 
 
 def journey_files(paths: list[Path]) -> list[Path]:
@@ -88,7 +91,13 @@ def load_definitions(
     if problems:
         raise JourneyValidationError(problems)
     return Definitions(
-        journeys, rules, configuration.policy, configuration.catalogue, configuration.desk, tuple(warnings)
+        journeys,
+        rules,
+        configuration.policy,
+        configuration.catalogue,
+        configuration.desk,
+        tuple(warnings),
+        configuration.programmes,
     )
 
 

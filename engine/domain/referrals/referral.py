@@ -6,6 +6,7 @@ referee, so the first referral of a referee is the only one (a later one is a re
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -165,4 +166,119 @@ class ReferralAttempt(Aggregate):
         self.referee_id, self.referrer_id, self.code, self.reason = referee_id, referrer_id, code, reason
 
 
-keep_topics("engine.domain.referrals.referral", Referral, ReferralAttempt)
+class ReferralCode(Aggregate):
+    """Index: a referral code → the lead it belongs to (claimed when the lead is first seen)."""
+
+    class Claimed(Aggregate.Created):
+        code: str
+        lead_id: UUID
+
+    @staticmethod
+    def create_id(code: str, lead_id: UUID) -> UUID:
+        return code_id(code)
+
+    @event(Claimed)
+    def __init__(self, code: str, lead_id: UUID) -> None:
+        self.code, self.lead_id = code, lead_id
+
+
+def code_id(code: str) -> UUID:
+    return uuid5(REFERRAL_NAMESPACE, f"code:{code}")
+
+
+def referrer_id(lead_id: UUID) -> UUID:
+    return uuid5(REFERRAL_NAMESPACE, f"referrer:{lead_id}")
+
+
+def budget_id(programme: str) -> UUID:
+    return uuid5(REFERRAL_NAMESPACE, f"budget:{programme}")
+
+
+class Referrer(Aggregate):
+    """One referrer's referrals and rewards: what velocity, rings and caps are counted on."""
+
+    class Started(Aggregate.Created):
+        lead_id: UUID
+
+    class Referred(Aggregate.Event):
+        referee_id: UUID
+        at: datetime
+
+    class Rewarded(Aggregate.Event):
+        referral_id: UUID
+        programme: str
+        cost: str
+        at: datetime
+
+    class RewardClawedBack(Aggregate.Event):
+        referral_id: UUID
+        at: datetime
+
+    @staticmethod
+    def create_id(lead_id: UUID) -> UUID:
+        return referrer_id(lead_id)
+
+    @event(Started)
+    def __init__(self, lead_id: UUID) -> None:
+        self.lead_id = lead_id
+        self.referees: list[tuple[UUID, datetime]] = []
+        self.rewards: dict[UUID, datetime] = {}
+
+    @event(Referred)
+    def referred(self, referee_id: UUID, at: datetime) -> None:
+        self.referees.append((referee_id, at))
+
+    @event(Rewarded)
+    def rewarded(self, referral_id: UUID, programme: str, cost: str, at: datetime) -> None:
+        self.rewards[referral_id] = at
+
+    @event(RewardClawedBack)
+    def clawed_back(self, referral_id: UUID, at: datetime) -> None:
+        self.rewards.pop(referral_id, None)
+
+    def referred_on(self, day: Any, tz: Any) -> int:
+        return sum(1 for _, at in self.referees if at.astimezone(tz).date() == day)
+
+    def rewarded_in(self, now: datetime, tz: Any) -> tuple[int, int]:
+        """Rewards kept (not clawed back) in ``now``'s month and year."""
+        local = now.astimezone(tz)
+        dates = [at.astimezone(tz) for at in self.rewards.values()]
+        month = sum(1 for d in dates if (d.year, d.month) == (local.year, local.month))
+        return month, sum(1 for d in dates if d.year == local.year)
+
+
+class ProgrammeBudget(Aggregate):
+    """What a programme has spent on rewards (both sides' cost), less what was clawed back."""
+
+    class Opened(Aggregate.Created):
+        programme: str
+
+    class Spent(Aggregate.Event):
+        referral_id: UUID
+        cost: str
+        at: datetime
+
+    class Refunded(Aggregate.Event):
+        referral_id: UUID
+        cost: str
+        at: datetime
+
+    @staticmethod
+    def create_id(programme: str) -> UUID:
+        return budget_id(programme)
+
+    @event(Opened)
+    def __init__(self, programme: str) -> None:
+        self.programme = programme
+        self.spent = Decimal(0)
+
+    @event(Spent)
+    def spend(self, referral_id: UUID, cost: str, at: datetime) -> None:
+        self.spent += Decimal(cost)
+
+    @event(Refunded)
+    def refund(self, referral_id: UUID, cost: str, at: datetime) -> None:
+        self.spent -= Decimal(cost)
+
+
+keep_topics("engine.domain.referrals.referral", Referral, ReferralAttempt, ReferralCode, Referrer, ProgrammeBudget)
