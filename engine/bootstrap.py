@@ -325,6 +325,7 @@ def bootstrap(
             stale_after=timedelta(hours=settings.stale_after_hours),
         ),
         vault=leads.vault,
+        referral_key=referral_key(settings),
     )
     referrals = Referrals(
         store_env(settings, "referrals"),

@@ -192,9 +192,9 @@ class Referrals(Application[UUID]):
         existing = batch.get(referral_id(referee), Referral)
         if existing is not None and existing.code == code and existing.referred_at == at:
             return  # the same event read again
-        verdict = attribute(
-            code, owner.lead_id if owner else None, referee, at, captured_at, existing.referrer_id if existing else None
-        )
+        shown = code if owner is not None else typed.strip()[:40]  # an unknown code, as it was typed
+        first = existing.referrer_id if existing else None
+        verdict = attribute(shown, owner.lead_id if owner else None, referee, at, captured_at, first)
         if not verdict.recorded:
             refused_by = str(owner.lead_id) if owner else ""
             batch.add(

@@ -452,6 +452,7 @@ import engine.entrypoints.cli_access  # noqa: E402 - registers api-keys and audi
 import engine.entrypoints.cli_bus  # noqa: E402 - registers bus run and bus docs
 import engine.entrypoints.cli_journeys  # noqa: E402 - registers the journeys and tasks commands
 import engine.entrypoints.cli_ops  # noqa: E402 - registers db, run, worker, status, projections
+import engine.entrypoints.cli_referrals  # noqa: E402 - registers the referrals commands
 import engine.entrypoints.cli_screening  # noqa: E402, F401 - registers the model and segments commands
 
 if __name__ == "__main__":

@@ -74,6 +74,7 @@ def create_app(
         return {"status": "ok"}
 
     _link_routes(app, engine, keys)
+    _referral_page(app)
     _sms_routes(app, engine, phone_region, callbacks, public_url)
     if asyncapi:
 
@@ -153,6 +154,25 @@ def _link_routes(app: FastAPI, engine: Engine, keys: LinkKeys) -> None:
 
     def check_confirm(lead_id: UUID, channel: str, token: str) -> None:
         verify(lead_id, channel, token, "confirm")
+
+
+def _referral_page(app: FastAPI) -> None:
+    """The link a customer shares with friends: the code to quote when applying (the referrer is
+    never named to the visitor)."""
+
+    @app.get("/r/{code}", response_class=HTMLResponse)
+    def referral_landing(code: str) -> str:
+        from engine.domain.referrals.codes import read_code
+
+        normal = read_code(code)
+        if normal is None:
+            raise HTTPException(status_code=404, detail="This referral link is not valid.")
+        body = (
+            f'<p>A friend invited you. Quote this code when you apply: <strong style="font-size: 1.4rem; '
+            f'letter-spacing: .1em">{escape(normal)}</strong></p>'
+            f"<p>朋友邀请您申请。申请时请填写推荐码：<strong>{escape(normal)}</strong></p>"
+        )
+        return PAGE.format(lang="en", title="Invited by a friend / 好友推荐", body=body)
 
 
 def _sms_routes(

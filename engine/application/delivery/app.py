@@ -55,6 +55,7 @@ from engine.domain.journeys.interpreter import Exit
 from engine.domain.journeys.journey import Journey, SendStep
 from engine.domain.leads.facts import lead_facts
 from engine.domain.leads.lead import Lead
+from engine.domain.referrals.codes import referral_code
 from engine.domain.shared.errors import DeliveryStateError
 from engine.domain.shared.values import ConsentChannel, ConsentPurpose, consent_key
 
@@ -168,9 +169,11 @@ class Deliveries(Application[UUID]):
         default_tz: str = "Asia/Shanghai",
         retries: Retries = Retries(),
         vault: PiiVault | None = None,
+        referral_key: bytes = b"",
     ) -> None:
         self.vault = vault  # before the application builds its mapper
         super().__init__(env)
+        self.referral_key = referral_key
         self.retries = retries
         #: Channels found unreachable: when they went down and when to try one message again.
         self.down: dict[str, tuple[datetime, datetime, str]] = {}
@@ -555,6 +558,12 @@ class Deliveries(Application[UUID]):
         base = self.sender.unsubscribe_url.rsplit("/", 1)[0]
         return f"{base}/confirm/{lead_id}/{channel}/{token}"
 
+    def referral_vars(self, lead_id: UUID) -> dict[str, str]:
+        """The lead's own referral code and the link friends open (served by ``huoke serve``)."""
+        code = referral_code(self.referral_key, lead_id)
+        base = self.sender.unsubscribe_url.rsplit("/", 1)[0]
+        return {"referral_code": code, "referral_link": f"{base}/r/{code}"}
+
     def render_for(
         self, lead: Lead, channel: str, template: str, journey_vars: dict[str, str], now: datetime
     ) -> RenderedMessage:
@@ -567,6 +576,7 @@ class Deliveries(Application[UUID]):
             "postal_address": self.sender.postal_address,
             "unsubscribe_url": self.unsubscribe_url(lead.id, channel),
             "confirm_url": self.confirm_url(lead.id, channel),
+            **self.referral_vars(lead.id),
         }
         return self.renderer.render(channel, template, facts["audience"], facts["language"], context)
 

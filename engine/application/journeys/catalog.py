@@ -8,7 +8,9 @@ from typing import Protocol
 from engine.domain.journeys.journey import BranchStep, Journey
 from engine.domain.shared.fields import FIELDS
 
-SYSTEM_VARS = frozenset({"sender_name", "postal_address", "unsubscribe_url", "confirm_url"})
+SYSTEM_VARS = frozenset(
+    {"sender_name", "postal_address", "unsubscribe_url", "confirm_url", "referral_code", "referral_link"}
+)
 #: The fact a template shows when it states a rate: the matched product's APR, by IRR, fees included.
 APR_FACT = "matched_apr"
 

@@ -186,6 +186,7 @@ def lead_timeline(engine: Engine, lead_id: UUID) -> dict[str, Any]:
             "email": lead.contact.get("email"),
             "phone": lead.contact.get("phone"),
             "consents": dict(sorted(lead.consents.items())),
+            "referral": engine.deliveries.referral_vars(lead.id),
             "contact_issues": lead.contact_issues,
             "scores": {
                 kind: {

@@ -1,0 +1,147 @@
+"""``huoke referrals``: the ledger, the held rewards and a reviewer's decisions, finance's
+payout file, and a lead's own code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from engine.domain.shared.errors import HuokeError
+from engine.entrypoints.cli_common import JsonOpt, app, console, current_user, emit_json, engine_for, fail, settings
+
+referrals_app = typer.Typer(help="Referral rewards: ledger, review, payouts.", no_args_is_help=True)
+app.add_typer(referrals_app, name="referrals")
+
+SCHEMA = "huoke.referrals/1"
+
+
+def _rows() -> list[dict[str, Any]]:
+    engine = engine_for(settings(), journeys=False)
+    try:
+        return list(engine.referrals.ledger())
+    finally:
+        engine.close()
+
+
+def _table(title: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=title, caption="ids shortened: give any unique start of one")
+    for col in ("referral", "referrer", "referee", "programme", "status", "rewards", "why"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        rewards = ""
+        if r["referrer_reward"]:
+            rewards = f"{_reward(r['referrer_reward'])} + {_reward(r['referee_reward'])}"
+        why = "; ".join(r["reasons"]) or r["rule"]
+        table.add_row(
+            r["referral_id"][:8], r["referrer_id"][:8], r["referee_id"][:8], r["programme"], r["status"], rewards, why
+        )
+    return table
+
+
+def _reward(reward: dict[str, Any]) -> str:
+    unit = {"cash": f" {reward.get('currency', '')}", "rate_discount": " pp off", "fee_waiver": " fee(s) waived"}
+    return f"{reward['amount']}{unit.get(reward['kind'], '')}"
+
+
+@referrals_app.command("ledger")
+def referrals_ledger(as_json: JsonOpt = False) -> None:
+    """Every referral and refused attempt: who referred whom, by which rule, the programme, the
+    status now (recorded, qualified, held, paid, capped, rejected, clawed back) and why."""
+    rows = _rows()
+    if as_json:
+        emit_json({"schema": SCHEMA, "referrals": rows})
+        return
+    console.print(_table(f"Referral ledger — {len(rows)} referral(s)", rows))
+
+
+@referrals_app.command("review")
+def referrals_review(as_json: JsonOpt = False) -> None:
+    """Rewards held by a fraud check: decide each with approve or reject --note."""
+    rows = [r for r in _rows() if r["status"] == "held"]
+    if as_json:
+        emit_json({"schema": SCHEMA, "referrals": rows})
+        return
+    console.print(_table(f"Held for review — {len(rows)}", rows))
+
+
+def _decide(ref: str, approve: bool, note: str) -> None:
+    engine = engine_for(settings())
+    try:
+        referral = engine.referrals.decide(ref, approve, current_user(), note, engine.leads)
+    except HuokeError as e:
+        fail(str(e))
+    finally:
+        engine.close()
+    console.print(f"referral {str(referral.id)[:8]} is {referral.status}" + (f": {referral.reasons[-1]}" if
+                  referral.status == "capped" else ""))  # fmt: skip
+
+
+@referrals_app.command("approve")
+def referrals_approve(
+    ref: Annotated[str, typer.Argument(help="referral id (or its start) or the referee's lead id")],
+    note: Annotated[str, typer.Option(help="what was checked")] = "",
+) -> None:
+    """Approve a held reward: it is paid at once, unless a cap or the budget stops it."""
+    _decide(ref, True, note)
+
+
+@referrals_app.command("reject")
+def referrals_reject(
+    ref: Annotated[str, typer.Argument(help="referral id (or its start) or the referee's lead id")],
+    note: Annotated[str, typer.Option(help="why (required; the referrer may ask)")],
+) -> None:
+    """Reject a held reward with a note: nothing is paid."""
+    _decide(ref, False, note)
+
+
+@referrals_app.command("payouts")
+def referrals_payouts(
+    out: Annotated[Path, typer.Option(help="CSV for finance")],
+    force: Annotated[bool, typer.Option("--force", help="replace an existing file")] = False,
+) -> None:
+    """Rewards paid (and those clawed back, as negative lines) as CSV: one line per side."""
+    from engine.adapters.model_data import write_rows
+
+    lines: list[list[Any]] = []
+    for r in _rows():
+        if r["status"] not in ("paid", "clawed_back") or not r["referrer_reward"]:
+            continue
+        sign = -1 if r["status"] == "clawed_back" else 1
+        for side, lead in (("referrer", r["referrer_id"]), ("referee", r["referee_id"])):
+            reward = r[f"{side}_reward"]
+            lines.append(
+                [r["referral_id"], r["programme"], side, lead, reward["kind"], str(sign * float(reward["amount"])),
+                 reward.get("currency", ""), str(sign * float(reward["cost"])), r["paid_at"], r["status"]]
+            )  # fmt: skip
+    header = ["referral_id", "programme", "side", "lead_id", "kind", "amount", "currency", "cost", "paid_at", "status"]
+    try:
+        write_rows(out, header, lines, force)
+    except FileExistsError as e:
+        fail(str(e))
+    console.print(f"{len(lines)} payout line(s) written to {out}")
+
+
+@referrals_app.command("code")
+def referrals_code(
+    ref: Annotated[str, typer.Argument(help="lead id, phone, e-mail or source_channel:external_id")],
+    as_json: JsonOpt = False,
+) -> None:
+    """A lead's own referral code and the link friends open."""
+    from engine.entrypoints.schemas import lead_ref
+
+    s = settings()
+    engine = engine_for(s, journeys=False)
+    try:
+        lead_id = engine.leads.find_lead(lead_ref(ref, s.default_phone_region))
+        found = engine.deliveries.referral_vars(lead_id)
+    except (HuokeError, ValueError) as e:
+        fail(str(e))
+    finally:
+        engine.close()
+    if as_json:
+        emit_json({"lead_id": str(lead_id), **found})
+        return
+    console.print(f"{found['referral_code']}  {found['referral_link']}")
