@@ -436,7 +436,16 @@ def demo(
         f"{doc['agent_tasks_escalated']} escalated overdue: huoke tasks list); "
         f"{sum(h['n'] for h in doc['held'])} message(s) held at the end (quiet hours, caps, retries)"
     )
+    ref = doc["referrals"]
+    console.print(
+        "referrals: "
+        + ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in ref["by_status"].items())
+        + f"; ¥{ref['paid_cash']:,.0f} paid to referrers in cash; {len(ref['held'])} reward(s) held for review:"
+    )
+    for held in ref["held"]:
+        console.print(f"  {held['referral_id'][:8]}  {'; '.join(held['reasons'])}", highlight=False)
     console.print(f"try: HUOKE_DATA_DIR={folder / 'data'} huoke leads show {doc['example_lead']}")
+    console.print(f"     HUOKE_DATA_DIR={folder / 'data'} huoke referrals review")
     console.print(f"     HUOKE_DATA_DIR={folder / 'data'} huoke report journeys")
     console.print(f"simulated {days} days for {leads} leads in {doc['seconds']:.1f}s")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -329,3 +330,62 @@ def bad_rows() -> list[dict[str, Any]]:
         },
         {"source_channel": "fax", "external_id": "BAD-3", "name": "Bob", "email": "bob@example.com"},
     ]
+
+
+def add_referrals(
+    leads: list[dict[str, Any]],
+    events: list[DemoEvent],
+    code_of: Callable[[dict[str, Any]], str],
+    end: datetime,
+    referrers: int = 30,
+    seed: int = 11,
+) -> int:
+    """Customers funded early bring friends who quote their code (``code_of`` a lead row):
+    most friends are genuine, a few share the referrer's device, and one referrer brings five
+    friends in a day. The friends and their loans join ``leads`` and ``events``; how many friends."""
+    rng = random.Random(seed)
+    rows = {(r["source_channel"], r["external_id"]): r for r in leads}
+    funded = sorted(
+        (e for e in events if e.row["type"] == "loan_funded" and e.at < end - timedelta(days=25)), key=lambda e: e.at
+    )
+    chosen = [e for e in funded if rows[(e.row["source_channel"], e.row["external_id"])]["loan_type"] != "business"]
+    friends: list[dict[str, Any]] = []
+    for n, fund in enumerate(chosen[:referrers]):
+        referrer = rows[(fund.row["source_channel"], fund.row["external_id"])]
+        referrer["device_id"] = f"device-{referrer['external_id']}"
+        many = 5 if n == 0 else rng.choice([1, 1, 2])
+        day = fund.at + timedelta(days=rng.uniform(2, 10))
+        for k in range(many):
+            i = len(friends)
+            friend = _lead(rng, 900_000 + i, day, 1)
+            friend.update(
+                source_channel="referral",
+                external_id=f"REF-{i:05d}",
+                loan_type="consumer",
+                loan_amount=rng.randrange(30_000, 120_000, 10_000),
+                referral_code=code_of(referrer),
+                captured_at=(day + timedelta(hours=k if n == 0 else rng.uniform(0, 8))).isoformat(),
+                device_id=referrer["device_id"] if n % 9 == 4 else f"device-friend-{i}",
+            )
+            friend.pop("partner", None)
+            friends.append(friend)
+            at = datetime.fromisoformat(friend["captured_at"])
+            if rng.random() < 0.7:
+                app = f"APP-{friend['external_id']}"
+                ref = {"source_channel": "referral", "external_id": friend["external_id"]}
+                for delay, kind in (
+                    (1.5, "application_submitted"),
+                    (3.0, "application_approved"),
+                    (5.0, "loan_funded"),
+                ):
+                    when = at + timedelta(days=delay)
+                    if when < end:
+                        fields = {"application_id": app, "amount": friend["loan_amount"], "loan_type": "consumer"}
+                        if kind == "loan_funded":
+                            fields["term_months"] = 24
+                        if kind == "application_approved":
+                            fields.pop("loan_type")
+                        events.append(DemoEvent(when, {**ref, "at": when.isoformat(), "type": kind, **fields}))
+    leads.extend(friends)
+    events.sort(key=lambda e: e.at)
+    return len(friends)

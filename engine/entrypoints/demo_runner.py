@@ -22,8 +22,10 @@ from engine.application.journeys.publishing import publish_new
 from engine.application.journeys.tasks import complete_task
 from engine.application.reports import funnel_report
 from engine.application.screening import models
-from engine.bootstrap import bootstrap, init_database, load_journey_definitions, renderer_for
-from engine.entrypoints.demo_data import BACK_BOOK_COLUMNS, back_book, bad_rows, generate
+from engine.bootstrap import bootstrap, init_database, load_journey_definitions, referral_key, renderer_for
+from engine.domain.leads.identity import lead_id_for
+from engine.domain.referrals.codes import referral_code
+from engine.entrypoints.demo_data import BACK_BOOK_COLUMNS, add_referrals, back_book, bad_rows, generate
 from engine.entrypoints.schemas import LeadRow, LifecycleRow, RowError
 from engine.settings import Settings
 
@@ -61,6 +63,7 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
     tz = ZoneInfo(s.timezone)
     start = datetime(2026, 3, 2, 8, 0, tzinfo=tz)
     leads, events = generate(n, start, capture_days=max(1, days * 2 // 3), sim_days=days)
+    _friends_by_code(s, leads, events, start + timedelta(days=days), n)
     write_samples(folder, leads, events)
     book = write_back_book(folder, start, max(4000, n * 2))
     started = time.perf_counter()
@@ -146,8 +149,33 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
         "score_bands": engine.screening.bands(),
         "segments": engine.screening.segment_sizes(),
         "held": engine.schedule.held(),
+        "referrals": _referrals_summary(engine),
         "example_lead": f"{example['source_channel']}:{example['external_id']}",
         "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def _friends_by_code(s: Settings, leads: list[dict[str, Any]], events: list[Any], end: datetime, n: int) -> None:
+    """Some early customers bring friends who quote their code (a few with fraud patterns)."""
+    key = referral_key(s)
+
+    def code_of(row: dict[str, Any]) -> str:
+        return referral_code(key, lead_id_for(f"source:{row['source_channel']}:{row['external_id']}"))
+
+    add_referrals(leads, events, code_of, end, referrers=max(3, n // 100))
+
+
+def _referrals_summary(engine: Engine) -> dict[str, Any]:
+    """Referrals by status, what was paid, and the rewards held for review (with why)."""
+    rows = engine.referrals.ledger()
+    by_status: dict[str, int] = defaultdict(int)
+    for row in rows:
+        by_status[row["status"]] += 1
+    paid = [r for r in rows if r["status"] == "paid"]
+    return {
+        "by_status": dict(sorted(by_status.items())),
+        "paid_cash": sum(float(r["referrer_reward"]["amount"]) for r in paid if r["referrer_reward"]["kind"] == "cash"),
+        "held": [{"referral_id": r["referral_id"], "reasons": r["reasons"]} for r in rows if r["status"] == "held"],
     }
 
 
