@@ -185,6 +185,7 @@ class Engine:
             moved += self.leads.apply_journey_updates(self.journeys, parts, stop=stop)
             if self.referrals is not None:
                 moved += self.referrals.process_lead_events(self.leads, parts, stop=stop)
+                moved += self.leads.apply_referral_news(self.referrals, parts, stop=stop)
             report.lead_events += moved
             requested = self.deliveries.request_messages(self.journeys, parts, stop=stop)
             report.requested += requested

@@ -52,7 +52,10 @@ from engine.domain.referrals.rules import (
 )
 from engine.domain.shared.errors import HuokeError
 
-LEAD_TOPICS = [get_topic(c) for c in (Lead.Captured, Lead.ProfileUpdated, Lead.LoanFunded, Lead.RepaymentMissed)]
+LEAD_TOPICS = [
+    get_topic(c)
+    for c in (Lead.Captured, Lead.ProfileUpdated, Lead.ApplicationSubmitted, Lead.LoanFunded, Lead.RepaymentMissed)
+]
 #: Other referees of a referrer compared with a new one (the most recent).
 SIBLINGS = 20
 A = TypeVar("A")
@@ -181,6 +184,10 @@ class Referrals(Application[UUID]):
         elif isinstance(e, Lead.ProfileUpdated) and (e.source or {}).get("referral_code"):
             lead = leads.get_lead(e.originator_id)
             self._attribute(str(e.source["referral_code"]), e.originator_id, e.at, lead.captured_at, batch)
+        elif isinstance(e, Lead.ApplicationSubmitted):
+            referral = batch.get(referral_id(e.originator_id), Referral)
+            if referral is not None and referral.referee_applied(e.application_id, e.at):
+                batch.add(referral)
         elif isinstance(e, Lead.LoanFunded):
             self._funded(e, leads, batch)
         elif isinstance(e, Lead.RepaymentMissed):

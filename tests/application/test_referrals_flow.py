@@ -16,7 +16,7 @@ from engine.adapters.clock import VirtualClock
 from engine.application.engine import Engine
 from engine.application.leads.commands import CaptureLead
 from tests.conftest import MakeEngine
-from tests.helpers import journeys_folder, lifecycle, young_pro
+from tests.helpers import journeys_folder, lifecycle, sms_lines, young_pro
 
 PROGRAMMES = """
 programmes:
@@ -130,3 +130,34 @@ def test_a_flagged_reward_waits_for_review_and_caps_stop_the_third(
     # Approving the held one pays it only if the cap allows: it does not this month.
     decided = engine.referrals.decide(str(leads[0].lead_id), True, "risk.team", "same household, checked", engine.leads)
     assert decided.status == "capped"
+
+
+def test_the_bundled_journeys_invite_thank_and_tell_both_about_the_reward(
+    make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
+    """With the bundled journeys and programmes: two weeks after funding the customer gets their
+    code; when the friend applies the referrer is thanked; when the friend's loan is funded both
+    are told about the reward — each message once, to the right person."""
+    engine = make_engine()
+    t0 = clock.now()
+    customer_row = young_pro(1)
+    [customer] = engine.leads.capture_leads([customer_row])
+    fund(engine, customer_row, t0, "A1")
+    engine.run(until=t0 + timedelta(days=15, hours=3))
+    code = engine.deliveries.referral_vars(customer.lead_id)["referral_code"]
+    friend_row = referred(2, code)
+    engine.leads.capture_leads([friend_row])
+    engine.run(until=t0 + timedelta(days=16))
+    fund(engine, friend_row, t0 + timedelta(days=17), "B1")
+    engine.run(until=t0 + timedelta(days=18))
+    sms = sms_lines(tmp_path / "outbox")
+
+    def to(phone: str, words: str) -> int:
+        return sum(1 for s in sms if s["to"] == phone and words in s["text"])
+
+    me, friend = customer_row.contact["phone"], friend_row.contact["phone"]
+    assert to(me, code) == 1  # the invitation carries the customer's own code
+    assert to(me, "a friend you referred has just applied") == 1
+    assert to(me, "your referral reward has been granted") == 1
+    assert to(friend, "your referral reward has been granted") == 1
+    assert to(friend, "a friend you referred") == 0

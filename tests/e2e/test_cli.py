@@ -118,7 +118,7 @@ def test_run_report_and_show(env: Path) -> None:
 
 def test_validate_lists_every_problem(env: Path, tmp_path: Path) -> None:
     ok = runner.invoke(app, ["journeys", "validate", "--json"])
-    assert ok.exit_code == 0 and len(json.loads(ok.stdout)["journeys"]) == 7
+    assert ok.exit_code == 0 and len(json.loads(ok.stdout)["journeys"]) == 10
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         "id: bad\nentry: {on: lead_captured}\nsteps:\n  - id: a\n    send: {channel: sms, template: gone}\n"

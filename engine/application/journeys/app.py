@@ -49,6 +49,8 @@ LIFECYCLE: dict[type[Any], str] = {
     Lead.ApplicationDeclined: "application_declined",
     Lead.LoanFunded: "loan_funded",
     Lead.RepaymentMissed: "repayment_missed",
+    Lead.ReferredFriendApplied: "referred_friend_applied",
+    Lead.ReferralRewarded: "referral_rewarded",
 }
 
 #: Lead events the reactor reacts to (filtered in the database).

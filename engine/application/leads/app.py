@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, Mapper, ProcessRecorder
+from eventsourcing.persistence import IntegrityError, Mapper, ProcessRecorder, Tracking
 from eventsourcing.utils import get_topic
 
 from engine.application.leads.commands import CaptureLead, LeadRef, RecordLifecycle
@@ -549,6 +549,41 @@ class Leads(Application[UUID]):
             touched[lead.id] = lead
         save_batch(self, touched.values(), page.trackings)
         return len(page.events)
+
+    def apply_referral_news(
+        self, referrals: Application[UUID], parts: Partitions = ALL, batch_size: int = 500, stop: Stop = never
+    ) -> int:
+        """Follow the Referrals log (in the process that decides referrals: the owner of lead
+        partition 0): a referee's application is news for the referrer, a paid reward for both
+        sides. Journeys react to these lead events. Exactly once, across crashes."""
+        if not parts.everything and 0 not in parts.owned:
+            return 0
+        from engine.domain.referrals.referral import Referral
+
+        topics = [get_topic(Referral.RefereeApplied), get_topic(Referral.Paid)]
+
+        def one_page() -> int | None:
+            page = next_page(referrals.recorder, self.recorder.max_tracking_id(referrals.name), topics, batch_size)
+            if page is None:
+                return None
+            touched: dict[UUID, Lead] = {}
+            for note in page.notes:
+                e: Any = referrals.mapper.to_domain_event(note)
+                referral: Referral = referrals.repository.get(e.originator_id, version=e.originator_version)
+                if isinstance(e, Referral.RefereeApplied):
+                    lead = touched.get(referral.referrer_id) or self.fresh_lead(referral.referrer_id)
+                    lead.friend_applied(referral.id, e.at)
+                    touched[lead.id] = lead
+                    continue
+                for role, lead_id in (("referrer", referral.referrer_id), ("referee", referral.referee_id)):
+                    lead = touched.get(lead_id) or self.fresh_lead(lead_id)
+                    lead.referral_rewarded(referral.id, role, dict(e.referrer_reward if role == "referrer" else
+                                                                   e.referee_reward), e.at)  # fmt: skip
+                    touched[lead.id] = lead
+            save_batch(self, touched.values(), Tracking(referrals.name, page.last))
+            return len(page.notes)
+
+        return drain(lambda: retry_conflicts(self, one_page, self._forget_cache), stop)
 
     def apply_delivery_effects(
         self,

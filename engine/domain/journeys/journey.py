@@ -25,6 +25,8 @@ LIFECYCLE_EVENTS = (
     "application_declined",
     "loan_funded",
     "repayment_missed",
+    "referred_friend_applied",
+    "referral_rewarded",
 )
 
 BranchOn = Literal["audience", "segment", "stage", "tier", "field"]

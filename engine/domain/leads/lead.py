@@ -165,6 +165,23 @@ class Lead(Aggregate):
         reason: str
         at: datetime
 
+    class ReferredFriendApplied(Aggregate.Event):
+        """A friend this customer referred applied for a loan (``application_id`` is the
+        referral's id: one thank-you per referral)."""
+
+        referral_id: UUID
+        application_id: str
+        at: datetime
+
+    class ReferralRewarded(Aggregate.Event):
+        """A referral reward was granted to this lead, as ``role`` (referrer or referee)."""
+
+        referral_id: UUID
+        application_id: str
+        role: str
+        reward: JSONDict
+        at: datetime
+
     class RepaymentMissed(Aggregate.Event):
         application_id: str
         days_past_due: int
@@ -204,6 +221,8 @@ class Lead(Aggregate):
         self.applications: dict[str, str] = {}
         self.missed_repayments = 0
         self.tags: set[str] = set()
+        #: Referral news already recorded on this lead (each once).
+        self.referral_news: set[str] = set()
         self.offer: JSONDict = {}
         self.last_applied_at: datetime | None = None
         self.last_funded_at: datetime | None = None
@@ -589,6 +608,32 @@ class Lead(Aggregate):
         self.last_missed_at = at
         if application_id in self.loans:
             self.loans[application_id]["missed"] += 1
+
+    def friend_applied(self, referral_id: UUID, at: datetime) -> bool:
+        """Record that a referred friend applied (once per referral)."""
+        if f"{referral_id}:applied" in self.referral_news:
+            return False
+        self._friend_applied(referral_id=referral_id, application_id=str(referral_id), at=at)
+        return True
+
+    @event(ReferredFriendApplied)
+    def _friend_applied(self, referral_id: UUID, application_id: str, at: datetime) -> None:
+        self.referral_news.add(f"{referral_id}:applied")
+
+    def referral_rewarded(self, referral_id: UUID, role: str, reward: JSONDict, at: datetime) -> bool:
+        """Record a referral reward granted to this lead (once per referral and role)."""
+        if f"{referral_id}:rewarded:{role}" in self.referral_news:
+            return False
+        self._referral_rewarded(
+            referral_id=referral_id, application_id=str(referral_id), role=role, reward=reward, at=at
+        )
+        return True
+
+    @event(ReferralRewarded)
+    def _referral_rewarded(
+        self, referral_id: UUID, application_id: str, role: str, reward: JSONDict, at: datetime
+    ) -> None:
+        self.referral_news.add(f"{referral_id}:rewarded:{role}")
 
     def tag(self, tag: str, reason: str, at: datetime) -> bool:
         """Add a tag (once)."""

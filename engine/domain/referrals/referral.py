@@ -36,6 +36,10 @@ class Referral(Aggregate):
         rule: str
         at: datetime
 
+    class RefereeApplied(Aggregate.Event):
+        application_id: str
+        at: datetime
+
     class Qualified(Aggregate.Event):
         programme: str
         application_id: str
@@ -91,6 +95,18 @@ class Referral(Aggregate):
         self.reasons: list[str] = []
         self.rewards: dict[str, Any] = {}
         self.paid_at: datetime | None = None
+        self.applied = False
+
+    def referee_applied(self, application_id: str, at: datetime) -> bool:
+        """The referee applied for a loan (recorded once: the referrer is thanked once)."""
+        if self.applied:
+            return False
+        self._referee_applied(application_id=application_id, at=at)
+        return True
+
+    @event(RefereeApplied)
+    def _referee_applied(self, application_id: str, at: datetime) -> None:
+        self.applied = True
 
     def _expect(self, *statuses: str) -> None:
         if self.status not in statuses:
