@@ -363,6 +363,7 @@ class Referrals(Application[UUID]):
 
 REFERRAL_EVENTS = (
     Referral.Recorded,
+    Referral.RefereeApplied,
     Referral.Qualified,
     Referral.NotQualified,
     Referral.Held,
@@ -389,6 +390,7 @@ def _row(rid: UUID, referee: UUID, referrer: Any, code: str, status: str, at: da
         "referrer_reward": None,
         "referee_reward": None,
         "paid_at": None,
+        "applied": False,
         "updated_at": at.isoformat(),
     }
 
@@ -396,6 +398,8 @@ def _row(rid: UUID, referee: UUID, referrer: Any, code: str, status: str, at: da
 def _fold(row: dict[str, Any], e: Any) -> None:
     row["updated_at"] = e.at.isoformat()
     match e:
+        case Referral.RefereeApplied():
+            row["applied"] = True
         case Referral.Qualified():
             row.update(status="qualified", programme=e.programme, funded_amount=e.amount)
         case Referral.NotQualified():

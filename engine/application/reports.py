@@ -113,3 +113,36 @@ def journeys_overview(engine: Engine, definitions: list[tuple[Any, Any]]) -> lis
         }
         for jid, live in sorted(engine.journeys.live.items())
     ]
+
+
+REFERRALS_SCHEMA = "huoke.report.referrals/1"
+#: How a referral is counted: each status includes the later ones it leads to.
+_FUNDED = {"qualified", "held", "approved", "paid", "capped", "rejected", "clawed_back"}
+
+
+def referrals_report(engine: Engine) -> dict[str, Any]:
+    """Per programme and month of the referral: referrals made, friends who applied, loans funded
+    and their volume, rewards paid (cost to the lender, both sides), held for review, capped,
+    clawed back, and the cost per funded referral."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in engine.referrals.ledger():
+        if r["status"] == "refused":
+            continue
+        key = (r["programme"] or "(not yet qualified)", r["referred_at"][:7])
+        row = rows.setdefault(key, {"programme": key[0], "month": key[1], "referrals": 0, "applied": 0, "funded": 0,
+                                    "funded_volume": 0.0, "paid": 0, "held": 0, "capped": 0, "clawed_back": 0,
+                                    "reward_cost": 0.0})  # fmt: skip
+        row["referrals"] += 1
+        row["applied"] += bool(r.get("applied"))
+        if r["status"] in _FUNDED:
+            row["funded"] += 1
+            row["funded_volume"] += float(r["funded_amount"] or 0)
+        if r["status"] in ("paid", "held", "capped", "clawed_back"):
+            row[r["status"]] += 1
+        if r["status"] == "paid":
+            row["reward_cost"] += float(r["referrer_reward"]["cost"]) + float(r["referee_reward"]["cost"])
+    out = sorted(rows.values(), key=lambda x: (x["programme"], x["month"]))
+    for row in out:
+        row["cost_per_funded"] = round(row["reward_cost"] / row["funded"], 2) if row["funded"] else None
+    refused = sum(1 for r in engine.referrals.ledger() if r["status"] == "refused")
+    return {"schema": REFERRALS_SCHEMA, "by_programme_month": out, "refused_attempts": refused}

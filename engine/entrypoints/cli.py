@@ -351,6 +351,42 @@ def report_funnel(as_json: JsonOpt = False) -> None:
         print_funnel(doc)
 
 
+@report_app.command("referrals")
+def report_referrals(as_json: JsonOpt = False) -> None:
+    """Referrals by programme and month: made, applied, funded and volume, rewards paid, held,
+    capped, clawed back, cost per funded referral."""
+    from engine.application.reports import referrals_report
+
+    engine = engine_for(settings(), journeys=False)
+    try:
+        doc = referrals_report(engine)
+    finally:
+        engine.close()
+    if as_json:
+        emit_json(doc)
+        return
+    from rich import box
+
+    rows = doc["by_programme_month"]
+    capped, back = sum(r["capped"] for r in rows), sum(r["clawed_back"] for r in rows)
+    table = Table(
+        title=f"Referrals by programme and month ({doc['refused_attempts']} refused attempts)",
+        caption=f"made: referrals recorded; volume: funded, in thousands; cost/funded: both sides' rewards "
+        f"paid per funded referral; {capped} capped and {back} clawed back in all (--json for each row)",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        collapse_padding=True,
+    )
+    for col in ("programme", "month", "made", "applied", "funded", "volume", "paid", "held", "cost/funded"):
+        table.add_column(col, justify="left" if col in ("programme", "month") else "right", no_wrap=col != "programme")
+    for r in rows:
+        per = "—" if r["cost_per_funded"] is None else f"{r['cost_per_funded']:,.0f}"
+        table.add_row(r["programme"] if r["programme"] != "(not yet qualified)" else "—", r["month"],
+                      str(r["referrals"]), str(r["applied"]), str(r["funded"]), f"{r['funded_volume'] / 1000:,.0f}",
+                      str(r["paid"]), str(r["held"]), per)  # fmt: skip
+    console.print(table)
+
+
 @report_app.command("journeys")
 def report_journeys(as_json: JsonOpt = False) -> None:
     """Per journey version: entered, refused, goals within the window, exits, split arms, tasks."""

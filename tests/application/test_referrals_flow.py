@@ -91,6 +91,17 @@ def test_a_friend_funded_pays_both_once_and_a_missed_repayment_claws_back(
     paid = ledger(engine)[str(friend.lead_id)]
     assert paid["status"] == "paid" and paid["programme"] == "friends"
     assert paid["referrer_reward"]["amount"] == "200" and paid["referee_reward"]["kind"] == "rate_discount"
+    from engine.application.reports import referrals_report
+
+    [month] = referrals_report(engine)["by_programme_month"]
+    assert (month["programme"], month["referrals"], month["applied"], month["funded"]) == ("friends", 1, 1, 1)
+    assert (month["funded_volume"], month["paid"], month["reward_cost"], month["cost_per_funded"]) == (
+        50000.0,
+        1,
+        350.0,
+        350.0,
+    )
+    assert referrals_report(engine)["refused_attempts"] == 1
     # The same rows and events again (a re-import): nothing changes, nothing is paid twice.
     engine.leads.capture_leads([young_pro(1), friend_row])
     fund(engine, friend_row, t0 + timedelta(days=10), "B1")
