@@ -258,6 +258,7 @@ LifecycleType = Literal[
     "stage_changed",
     "consent_granted",
     "consent_withdrawn",
+    "tagged",
 ]
 
 
@@ -281,6 +282,8 @@ class LifecycleRow(BaseModel):
     term_months: int | None = Field(None, ge=1, le=480)
     stage: Stage | None = None
     channel: Literal["email", "sms", "phone"] | None = None
+    #: tagged: a lead tag, e.g. employee, commissioned_partner, settlement_service_provider.
+    tag: str | None = Field(None, max_length=60, pattern=r"^[a-z][a-z0-9_]*$")
 
     @field_validator("*", mode="before")
     @classmethod
@@ -298,6 +301,7 @@ class LifecycleRow(BaseModel):
             "stage_changed": ["stage"],
             "consent_granted": ["channel"],
             "consent_withdrawn": ["channel"],
+            "tagged": ["tag"],
         }[self.type]
         for f in needs:
             if getattr(self, f) is None:
@@ -325,6 +329,7 @@ class LifecycleRow(BaseModel):
             term_months=self.term_months or 0,
             stage=self.stage.value if self.stage else "",
             channel=self.channel or "",
+            tag=self.tag or "",
             origin=origin,
         )
 

@@ -172,3 +172,18 @@ def test_the_bundled_journeys_invite_thank_and_tell_both_about_the_reward(
     assert to(me, "your referral reward has been granted") == 1
     assert to(friend, "your referral reward has been granted") == 1
     assert to(friend, "a friend you referred") == 0
+
+
+def test_an_employee_who_refers_gets_no_reward(engine: Engine, clock: VirtualClock, store: str) -> None:
+    """A lead the lender tags as an employee (events file: type tagged, tag employee) refers a
+    friend: the referral is recorded, and when the friend's loan funds it does not qualify."""
+    t0 = clock.now()
+    [staff] = engine.leads.capture_leads([young_pro(1)])
+    fund(engine, young_pro(1), t0, "A1")
+    engine.leads.record_lifecycle([lifecycle("tagged", young_pro(1), t0, tag="employee", reason="HR list")])
+    friend_row = referred(2, engine.referrals.code_of(staff.lead_id))
+    [friend] = engine.leads.capture_leads([friend_row])
+    fund(engine, friend_row, t0 + timedelta(days=3), "B1")
+    engine.run(until=t0 + timedelta(days=4))
+    row = ledger(engine)[str(friend.lead_id)]
+    assert (row["status"], row["reasons"]) == ("not_qualified", ["the referrer is excluded from rewards (employee)"])

@@ -525,6 +525,8 @@ class Leads(Application[UUID]):
                     cmd.reason or "opt-out reported",
                     at,
                 )
+            case "tagged":
+                lead.tag(cmd.tag, cmd.reason or "reported by the lender", at)
 
     def apply_journey_updates(
         self, journeys: Application[UUID], parts: Partitions = ALL, batch_size: int = 500, stop: Stop = never

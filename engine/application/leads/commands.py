@@ -33,6 +33,7 @@ LifecycleKind = Literal[
     "stage_changed",
     "consent_granted",
     "consent_withdrawn",
+    "tagged",
 ]
 
 
@@ -62,4 +63,5 @@ class RecordLifecycle:
     term_months: int = 0  # loan_funded: the loan's term, when the lender sends it
     stage: str = ""
     channel: str = ""
+    tag: str = ""
     origin: str = ""
