@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -56,6 +57,8 @@ LEAD_TOPICS = [
     get_topic(c)
     for c in (Lead.Captured, Lead.ProfileUpdated, Lead.ApplicationSubmitted, Lead.LoanFunded, Lead.RepaymentMissed)
 ]
+#: A referral reported after the friend's first contact counts within this many days of it.
+REPORT_WITHIN_DAYS = 30
 #: Other referees of a referrer compared with a new one (the most recent).
 SIBLINGS = 20
 A = TypeVar("A")
@@ -295,6 +298,47 @@ class Referrals(Application[UUID]):
             record.clawed_back(referral.id, e.at)
         if budget is not None:
             budget.refund(referral.id, str(programme.reward_cost), e.at)
+
+    # ---- reported later -----------------------------------------------------------------------
+
+    def report(self, referee_id: UUID, code: str, leads: Any) -> Any:
+        """A referral reported after the friend's first contact (they told an agent who sent them):
+        judged as of that first contact, if reported within ``REPORT_WITHIN_DAYS`` of it; a loan
+        the friend already has funded is judged at once. The Referral, or the refused attempt."""
+
+        def attempt() -> Any:
+            batch = Batch(self)
+            lead = leads.fresh_lead(referee_id)
+            now = self.clock.now()
+            days = (now - lead.captured_at) / timedelta(days=1)
+            if days > REPORT_WITHIN_DAYS:
+                reason = (
+                    f"reported {days:.0f} days after the friend's first contact; a referral may be reported "
+                    f"within {REPORT_WITHIN_DAYS} days"
+                )
+                result: Any = batch.add(
+                    ReferralAttempt(referee_id=referee_id, referrer_id="", code=code, reason=reason, at=now)
+                )
+            else:
+                self._attribute(code, referee_id, lead.captured_at, lead.captured_at, batch)
+                result = (
+                    batch.pending.get(referral_id(referee_id))
+                    or next(iter(batch.pending.values()), None)
+                    or batch.get(referral_id(referee_id), Referral)
+                )
+                for application_id, loan in lead.loans.items():  # funded before the report
+                    funded = SimpleNamespace(
+                        originator_id=referee_id,
+                        application_id=application_id,
+                        amount=loan["amount"],
+                        loan_type=loan["loan_type"],
+                        at=loan["funded_at"],
+                    )
+                    self._funded(funded, leads, batch)
+            save_batch(self, batch.pending.values())
+            return result
+
+        return retry_conflicts(self, attempt, self._forget)
 
     # ---- review -------------------------------------------------------------------------------
 

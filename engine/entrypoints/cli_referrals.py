@@ -97,6 +97,29 @@ def referrals_reject(
     _decide(ref, False, note)
 
 
+@referrals_app.command("record")
+def referrals_record(
+    referee: Annotated[str, typer.Argument(help="the friend: lead id, phone, e-mail or source_channel:external_id")],
+    code: Annotated[str, typer.Option(help="the referral code they quoted")],
+) -> None:
+    """A referral reported later (the friend told an agent who sent them): judged as of the
+    friend's first contact, within 30 days of it; a loan already funded is judged at once."""
+    from engine.entrypoints.schemas import lead_ref
+
+    s = settings()
+    engine = engine_for(s)
+    try:
+        referee_id = engine.leads.find_lead(lead_ref(referee, s.default_phone_region))
+        result = engine.referrals.report(referee_id, code, engine.leads)
+    except (HuokeError, ValueError) as e:
+        fail(str(e))
+    finally:
+        engine.close()
+    what = getattr(result, "status", "refused")
+    why = getattr(result, "reason", "") or "; ".join(getattr(result, "reasons", []))
+    console.print(f"referral {str(result.id)[:8]}: {what}" + (f" ({why})" if why else ""), highlight=False)
+
+
 @referrals_app.command("payouts")
 def referrals_payouts(
     out: Annotated[Path, typer.Option(help="CSV for finance")],

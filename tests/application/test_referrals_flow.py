@@ -187,3 +187,21 @@ def test_an_employee_who_refers_gets_no_reward(engine: Engine, clock: VirtualClo
     engine.run(until=t0 + timedelta(days=4))
     row = ledger(engine)[str(friend.lead_id)]
     assert (row["status"], row["reasons"]) == ("not_qualified", ["the referrer is excluded from rewards (employee)"])
+
+
+def test_a_referral_reported_later_counts_from_the_first_contact_within_30_days(
+    engine: Engine, clock: VirtualClock, store: str
+) -> None:
+    t0 = clock.now()
+    [customer] = engine.leads.capture_leads([young_pro(1)])
+    fund(engine, young_pro(1), t0, "A1")
+    [friend, late] = engine.leads.capture_leads([young_pro(2), young_pro(3)])
+    fund(engine, young_pro(2), t0 + timedelta(days=2), "B1")
+    engine.run(until=t0 + timedelta(days=5))
+    code = engine.referrals.code_of(customer.lead_id)
+    reported = engine.referrals.report(friend.lead_id, code, engine.leads)  # the friend told an agent
+    assert reported.status == "paid"  # judged as of the first contact; the funded loan at once
+    assert engine.referrals.report(friend.lead_id, code, engine.leads).status == "paid"  # again: unchanged
+    engine.run(until=t0 + timedelta(days=31))
+    refused = engine.referrals.report(late.lead_id, code, engine.leads)
+    assert "within 30 days" in refused.reason
