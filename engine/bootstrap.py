@@ -45,11 +45,18 @@ from engine.settings import Settings
 from projections.delivery_schedule import DeliverySchedulePostgres, DeliveryScheduleSQLite
 from projections.funnel import FunnelCountsPostgres, FunnelCountsSQLite
 from projections.journey_index import JourneyIndexPostgres, JourneyIndexSQLite
+from projections.referral_ledger import ReferralLedgerPostgres, ReferralLedgerSQLite
 from projections.screening import ScreeningPostgres, ScreeningSQLite
 
 APPS = ("leads", "journeys", "deliveries")
 #: Each view's store (its tables and tracking) and the engine attribute that holds it.
-VIEWS = {"funnel": "funnel", "journey_index": "index", "delivery_schedule": "schedule", "screening": "screening"}
+VIEWS = {
+    "funnel": "funnel",
+    "journey_index": "index",
+    "delivery_schedule": "schedule",
+    "screening": "screening",
+    "referral_ledger": "ledger",
+}
 
 
 def store_env(settings: Settings, name: str, create: bool = False) -> dict[str, str]:
@@ -212,6 +219,7 @@ def _view(settings: Settings, name: str, env: dict[str, str]) -> Any:
         "journey_index": JourneyIndexPostgres if pg else JourneyIndexSQLite,
         "delivery_schedule": DeliverySchedulePostgres if pg else DeliveryScheduleSQLite,
         "screening": ScreeningPostgres if pg else ScreeningSQLite,
+        "referral_ledger": ReferralLedgerPostgres if pg else ReferralLedgerSQLite,
     }[name]
     factory = InfrastructureFactory.construct(env=Environment(name, env))
     return factory.tracking_recorder(cls)
@@ -345,6 +353,7 @@ def bootstrap(
         index=build_view(settings, "journey_index"),
         schedule=build_view(settings, "delivery_schedule"),
         screening=build_view(settings, "screening"),
+        ledger=build_view(settings, "referral_ledger"),
         desk=definitions.desk,
         parts=Partitions.every(count),
     )

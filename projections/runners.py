@@ -18,6 +18,7 @@ from eventsourcing.projection import ProjectionRunner
 from projections.delivery_schedule import DeliverySchedulePostgres, DeliveryScheduleProjection
 from projections.funnel import FunnelCountsPostgres, FunnelDeliveriesProjection, FunnelProjection
 from projections.journey_index import JourneyIndexPostgres, JourneyIndexProjection
+from projections.referral_ledger import ReferralLedgerPostgres, ReferralLedgerProjection
 from projections.screening import ScreeningPostgres, ScreeningProjection
 
 
@@ -35,6 +36,10 @@ class DeliveriesLog(Application[UUID]):
     name = "Deliveries"
 
 
+class ReferralsLog(Application[UUID]):
+    name = "Referrals"
+
+
 #: (upstream log, projection, view class) for every runner of every view.
 RUNNERS: Sequence[tuple[type[Application[UUID]], type[Any], type[Any]]] = (
     (LeadsLog, FunnelProjection, FunnelCountsPostgres),
@@ -42,6 +47,7 @@ RUNNERS: Sequence[tuple[type[Application[UUID]], type[Any], type[Any]]] = (
     (JourneysLog, JourneyIndexProjection, JourneyIndexPostgres),
     (DeliveriesLog, DeliveryScheduleProjection, DeliverySchedulePostgres),
     (LeadsLog, ScreeningProjection, ScreeningPostgres),
+    (ReferralsLog, ReferralLedgerProjection, ReferralLedgerPostgres),
 )
 
 

@@ -23,7 +23,7 @@ BATCH_SPAN = timedelta(hours=1)
 #: last one's deadline (each a little late rather than a pass of the whole loop per task).
 ESCALATION_SPAN = timedelta(minutes=15)
 #: The engine's views (each has one writer at a time).
-VIEW_NAMES = ("index", "funnel", "schedule", "screening")
+VIEW_NAMES = ("index", "funnel", "schedule", "screening", "ledger")
 
 
 @dataclass
@@ -68,6 +68,8 @@ class Engine:
     screening: ScreeningView
     #: Referral attribution and rewards (a reactor on the leads log).
     referrals: Any = None
+    #: The referral ledger (a view of the referrals log).
+    ledger: Any = None
     #: The loan officers' queues and who works them (routing, service levels).
     desk: Desk = NO_DESK
     #: The lead partitions this process works on (all of them unless workers share the work).

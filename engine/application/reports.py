@@ -125,7 +125,8 @@ def referrals_report(engine: Engine) -> dict[str, Any]:
     and their volume, rewards paid (cost to the lender, both sides), held for review, capped,
     clawed back, and the cost per funded referral."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in engine.referrals.ledger():
+    ledger = engine.ledger.ledger()
+    for r in ledger:
         if r["status"] == "refused":
             continue
         key = (r["programme"] or "(not yet qualified)", r["referred_at"][:7])
@@ -144,5 +145,5 @@ def referrals_report(engine: Engine) -> dict[str, Any]:
     out = sorted(rows.values(), key=lambda x: (x["programme"], x["month"]))
     for row in out:
         row["cost_per_funded"] = round(row["reward_cost"] / row["funded"], 2) if row["funded"] else None
-    refused = sum(1 for r in engine.referrals.ledger() if r["status"] == "refused")
+    refused = sum(1 for r in ledger if r["status"] == "refused")
     return {"schema": REFERRALS_SCHEMA, "by_programme_month": out, "refused_attempts": refused}

@@ -21,7 +21,7 @@ SCHEMA = "huoke.referrals/1"
 def _rows() -> list[dict[str, Any]]:
     engine = engine_for(settings(), journeys=False)
     try:
-        return list(engine.referrals.ledger())
+        return list(engine.referrals.ledger())  # the log itself: a decision just made shows at once
     finally:
         engine.close()
 

@@ -167,7 +167,7 @@ def _friends_by_code(s: Settings, leads: list[dict[str, Any]], events: list[Any]
 
 def _referrals_summary(engine: Engine) -> dict[str, Any]:
     """Referrals by status, what was paid, and the rewards held for review (with why)."""
-    rows = engine.referrals.ledger()
+    rows = engine.ledger.ledger()
     by_status: dict[str, int] = defaultdict(int)
     for row in rows:
         by_status[row["status"]] += 1

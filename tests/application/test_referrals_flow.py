@@ -205,3 +205,25 @@ def test_a_referral_reported_later_counts_from_the_first_contact_within_30_days(
     engine.run(until=t0 + timedelta(days=31))
     refused = engine.referrals.report(late.lead_id, code, engine.leads)
     assert "within 30 days" in refused.reason
+
+
+def test_the_ledger_view_says_what_the_referrals_log_says(engine: Engine, clock: VirtualClock, store: str) -> None:
+    """One truth: the ledger projection (what reports, payouts and the CLI read) equals the
+    referrals log folded from the start, row for row."""
+    t0 = clock.now()
+    [customer] = engine.leads.capture_leads([young_pro(1)])
+    fund(engine, young_pro(1), t0, "A1")
+    code = engine.referrals.code_of(customer.lead_id)
+    rows = [referred(2, code), referred(3, code, device=None), referred(4, "NOPE")]
+    engine.leads.capture_leads(rows)
+    fund(engine, rows[0], t0 + timedelta(days=2), "B1")
+    engine.run(until=t0 + timedelta(days=3))
+    engine.refresh_views()
+    view = engine.ledger.ledger()
+    folded = engine.referrals.ledger()
+    keep = ("referral_id", "referee_id", "referrer_id", "code", "status", "rule", "programme", "reasons",
+            "referrer_reward", "referee_reward", "applied")  # fmt: skip
+    assert sorted([{k: r[k] for k in keep} for r in view], key=repr) == sorted(
+        [{k: r[k] for k in keep} for r in folded], key=repr
+    )
+    assert sorted(r["status"] for r in view) == ["paid", "recorded", "refused"]
