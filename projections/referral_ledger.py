@@ -53,8 +53,8 @@ class ReferralLedger(SqlView):
     def _insert(self, c: Any, e: Any, referrer: Any, status: str, rule: str, reasons: list[str]) -> None:
         c.execute(
             self.q(
-                "INSERT INTO {t_referral_ledger} VALUES (?, ?, ?, ?, ?, ?, ?, '', '', ?, 'null', 'null', '', 0, '', '', "
-                "?) ON CONFLICT (referral_id) DO NOTHING"
+                "INSERT INTO {t_referral_ledger} VALUES (?, ?, ?, ?, ?, ?, ?, '', '', ?, "
+                "'null', 'null', '', 0, '', '', ?) ON CONFLICT (referral_id) DO NOTHING"
             ),
             (str(e.originator_id), str(e.referee_id), str(referrer or ""), e.code, status, e.at.isoformat(), rule,
              json.dumps(reasons, ensure_ascii=False), e.at.isoformat()),
