@@ -10,23 +10,10 @@ from typing import Any
 
 from eventsourcing.utils import get_topic
 
-from engine.domain.referrals.referral import Referral, ReferralAttempt
+from engine.domain.referrals.referral import LEDGER_EVENTS, Referral, ReferralAttempt
 from projections.base import SqlView, ViewProjection, sqlite_and_postgres
 
-EVENTS = (
-    ReferralAttempt.Refused,
-    Referral.Recorded,
-    Referral.RefereeApplied,
-    Referral.Qualified,
-    Referral.NotQualified,
-    Referral.Held,
-    Referral.Approved,
-    Referral.Rejected,
-    Referral.Capped,
-    Referral.Paid,
-    Referral.ClawedBack,
-)
-TOPICS = [get_topic(c) for c in EVENTS]
+TOPICS = [get_topic(c) for c in LEDGER_EVENTS]
 COLUMNS = (
     "referral_id", "referee_id", "referrer_id", "code", "status", "referred_at", "rule", "programme", "funded_amount",
     "reasons", "referrer_reward", "referee_reward", "paid_at", "applied", "reviewed_by", "review_note", "updated_at",

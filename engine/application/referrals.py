@@ -32,6 +32,7 @@ from engine.domain.leads.lead import Lead
 from engine.domain.referrals.codes import read_code, referral_code
 from engine.domain.referrals.programme import NO_PROGRAMMES, Programme, Programmes
 from engine.domain.referrals.referral import (
+    LEDGER_EVENTS,
     ProgrammeBudget,
     Referral,
     ReferralAttempt,
@@ -396,27 +397,13 @@ class Referrals(Application[UUID]):
         return list(rows.values())
 
     def _notes(self) -> Iterable[Any]:
-        topics = [get_topic(c) for c in (ReferralAttempt.Refused, *REFERRAL_EVENTS)]
+        topics = [get_topic(c) for c in LEDGER_EVENTS]
         position = None
         while notes := self.recorder.select_notifications(
             start=position, limit=1000, topics=topics, inclusive_of_start=False
         ):
             yield from notes
             position = notes[-1].id
-
-
-REFERRAL_EVENTS = (
-    Referral.Recorded,
-    Referral.RefereeApplied,
-    Referral.Qualified,
-    Referral.NotQualified,
-    Referral.Held,
-    Referral.Approved,
-    Referral.Rejected,
-    Referral.Capped,
-    Referral.Paid,
-    Referral.ClawedBack,
-)
 
 
 def _row(rid: UUID, referee: UUID, referrer: Any, code: str, status: str, at: datetime) -> dict[str, Any]:

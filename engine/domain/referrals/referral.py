@@ -298,3 +298,18 @@ class ProgrammeBudget(Aggregate):
 
 
 keep_topics("engine.domain.referrals.referral", Referral, ReferralAttempt, ReferralCode, Referrer, ProgrammeBudget)
+
+#: What a referral's ledger row is made of: the refused attempts and each step of a referral.
+LEDGER_EVENTS: tuple[type[Any], ...] = (
+    ReferralAttempt.Refused,
+    Referral.Recorded,
+    Referral.RefereeApplied,
+    Referral.Qualified,
+    Referral.NotQualified,
+    Referral.Held,
+    Referral.Approved,
+    Referral.Rejected,
+    Referral.Capped,
+    Referral.Paid,
+    Referral.ClawedBack,
+)
