@@ -6,7 +6,6 @@ configured to post replies and status callbacks here.
 
 from __future__ import annotations
 
-from html import escape
 from uuid import UUID
 
 from fastapi import FastAPI, HTTPException, Request
@@ -18,14 +17,9 @@ from engine.application.engine import Engine
 from engine.application.ports import CallbackVerifier
 from engine.domain.delivery.suppression import is_opt_out
 from engine.domain.shared.errors import LeadNotFoundError
+from engine.entrypoints import pages
 from engine.entrypoints.schemas import normalise_phone
 from engine.settings import Settings
-
-PAGE = """<!doctype html><html lang="{lang}"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title></head>
-<body style="font-family: sans-serif; max-width: 32rem; margin: 3rem auto; line-height: 1.5">
-<h1 style="font-size: 1.4rem">{title}</h1>{body}</body></html>"""
-
 
 #: What Twilio may report about a message (anything else is refused, never recorded).
 SMS_STATUSES = frozenset(
@@ -74,7 +68,7 @@ def create_app(
         return {"status": "ok"}
 
     _link_routes(app, engine, keys)
-    _referral_page(app)
+    _referral_page(app, engine)
     _sms_routes(app, engine, phone_region, callbacks, public_url)
     if asyncapi:
 
@@ -90,89 +84,93 @@ def create_app(
     return app
 
 
-def _link_routes(app: FastAPI, engine: Engine, keys: LinkKeys) -> None:
-    """The pages a lead opens from a message: unsubscribe, and double opt-in confirmation."""
+class PageError(Exception):
+    """A public page's refusal (an invalid or expired link), shown as a page, not a document."""
 
-    def verify(lead_id: UUID, channel: str, token: str, purpose: str = "unsubscribe") -> None:
+    def __init__(self, status: int, key: str, language: str | None = None) -> None:
+        super().__init__(key)
+        self.status, self.key, self.language = status, key, language
+
+
+def _sender(engine: Engine | None) -> tuple[str, str]:
+    """The lender's name and postal address, as its messages show them."""
+    sender = getattr(getattr(engine, "deliveries", None), "sender", None)
+    return (sender.name, sender.postal_address) if sender is not None else ("", "")
+
+
+def _link_routes(app: FastAPI, engine: Engine, keys: LinkKeys) -> None:
+    """The pages a lead opens from a message: unsubscribe, and double opt-in confirmation, in
+    the lead's own language."""
+    lender, address = _sender(engine)
+
+    @app.exception_handler(PageError)
+    async def refused(request: Request, exc: PageError) -> HTMLResponse:
+        lang = pages.language_of(exc.language, request.headers.get("accept-language", ""))
+        return HTMLResponse(pages.tell(lang, exc.key, lender, address), status_code=exc.status)
+
+    def verify(lead_id: UUID, channel: str, token: str, purpose: str = "unsubscribe") -> str:
+        """The lead's language, once the link is genuine and current."""
         allowed = ("email", "sms", "phone") if purpose == "unsubscribe" else ("email",)
         verdict = LinkCheck.INVALID
         if channel in allowed:
             verdict = check_token(keys, purpose, lead_id, channel, token, engine.clock.now())
-        if verdict is LinkCheck.EXPIRED:
-            raise HTTPException(status_code=410, detail="This link has expired.")
-        if verdict is not LinkCheck.VALID:
-            raise HTTPException(status_code=404, detail="This link is not valid.")
+        if verdict not in (LinkCheck.VALID, LinkCheck.EXPIRED):
+            raise PageError(404, "invalid")  # anyone's guess: the browser's language
+        try:
+            language = engine.leads.get_lead(lead_id).contact.get("language")
+        except LeadNotFoundError:
+            raise PageError(404, "invalid") from None
+        if verdict is LinkCheck.EXPIRED:  # a genuine link, only old: the lead's own language
+            raise PageError(410, "expired", language)
+        return pages.language_of(language)
 
     @app.get("/unsubscribe/{lead_id}/{channel}/{token}", response_class=HTMLResponse)
     def confirm_page(lead_id: UUID, channel: str, token: str) -> str:
-        verify(lead_id, channel, token)
-        what = {"email": "e-mails", "sms": "text messages", "phone": "calls"}[channel]
-        form = (
-            f"<p>Stop marketing {escape(what)} from us? / 不再接收营销信息？</p>"
-            f'<form method="post"><button type="submit" style="font-size: 1.1rem; padding: .6rem 1.2rem">'
-            f"Unsubscribe / 退订</button></form>"
-        )
-        return PAGE.format(lang="en", title="Unsubscribe", body=form)
+        lang = verify(lead_id, channel, token)
+        return pages.ask(lang, "unsubscribe", lender, address, what=pages.text(lang, f"what.{channel}"))
 
     @app.post("/unsubscribe/{lead_id}/{channel}/{token}", response_class=HTMLResponse)
     def unsubscribe(lead_id: UUID, channel: str, token: str) -> str:
         """One click: the List-Unsubscribe-Post request of a mail client, or the page's button."""
-        verify(lead_id, channel, token)
+        lang = verify(lead_id, channel, token)
         try:
             engine.leads.opt_out(lead_id, channel, "unsubscribe link", "one-click unsubscribe", engine.clock.now())
         except LeadNotFoundError:
-            raise HTTPException(status_code=404, detail="This link is not valid.") from None
-        return PAGE.format(
-            lang="en",
-            title="You are unsubscribed / 已退订",
-            body="<p>You will not receive marketing messages on this channel again. 您将不再收到此渠道的营销信息。</p>",
-        )
+            raise PageError(404, "invalid") from None
+        return pages.tell(lang, "unsubscribed", lender, address, what=pages.text(lang, f"what.{channel}"))
 
     @app.get("/confirm/{lead_id}/{channel}/{token}", response_class=HTMLResponse)
     def confirm_form(lead_id: UUID, channel: str, token: str) -> str:
-        check_confirm(lead_id, channel, token)
-        body = (
-            "<p>Confirm that you want our offers by e-mail. / 确认接收我们的电子邮件信息。</p>"
-            '<form method="post"><button type="submit" style="font-size: 1.1rem; padding: .6rem 1.2rem">'
-            "Confirm / 确认</button></form>"
-        )
-        return PAGE.format(lang="en", title="Confirm your subscription / 确认订阅", body=body)
+        lang = verify(lead_id, channel, token, "confirm")
+        return pages.ask(lang, "confirm", lender, address)
 
     @app.post("/confirm/{lead_id}/{channel}/{token}", response_class=HTMLResponse)
     def confirm(lead_id: UUID, channel: str, token: str) -> str:
         """Double opt-in: consent starts when the lead confirms (a POST, so link scanners do not)."""
-        check_confirm(lead_id, channel, token)
+        lang = verify(lead_id, channel, token, "confirm")
         try:
             engine.leads.confirm_consent(
                 lead_id, channel, "confirmation link", "double opt-in confirmed", engine.clock.now()
             )
         except LeadNotFoundError:
-            raise HTTPException(status_code=404, detail="This link is not valid.") from None
-        return PAGE.format(
-            lang="en", title="Thank you / 谢谢", body="<p>Your subscription is confirmed. 订阅已确认。</p>"
-        )
-
-    def check_confirm(lead_id: UUID, channel: str, token: str) -> None:
-        verify(lead_id, channel, token, "confirm")
+            raise PageError(404, "invalid") from None
+        return pages.tell(lang, "confirmed", lender, address)
 
 
-def _referral_page(app: FastAPI) -> None:
+def _referral_page(app: FastAPI, engine: Engine | None) -> None:
     """The link a customer shares with friends: the code to quote when applying (the referrer is
-    never named to the visitor)."""
+    never named to the visitor), in the visitor's browser language."""
+    lender, address = _sender(engine)
 
     @app.get("/r/{code}", response_class=HTMLResponse)
-    def referral_landing(code: str) -> str:
+    def referral_landing(code: str, request: Request) -> HTMLResponse:
         from engine.domain.referrals.codes import read_code
 
+        lang = pages.language_of(None, request.headers.get("accept-language", ""))
         normal = read_code(code)
         if normal is None:
-            raise HTTPException(status_code=404, detail="This referral link is not valid.")
-        body = (
-            f'<p>A friend invited you. Quote this code when you apply: <strong style="font-size: 1.4rem; '
-            f'letter-spacing: .1em">{escape(normal)}</strong></p>'
-            f"<p>朋友邀请您申请。申请时请填写推荐码：<strong>{escape(normal)}</strong></p>"
-        )
-        return PAGE.format(lang="en", title="Invited by a friend / 好友推荐", body=body)
+            return HTMLResponse(pages.tell(lang, "invalid", lender, address), status_code=404)
+        return HTMLResponse(pages.referral(lang, normal, lender, address))
 
 
 def _sms_routes(

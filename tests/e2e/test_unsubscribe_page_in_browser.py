@@ -15,18 +15,19 @@ import uvicorn
 from engine.adapters.clock import VirtualClock
 from engine.application.delivery.links import LinkKeys
 from engine.entrypoints.http import create_app
-from tests.conftest import MakeEngine
+from tests.conftest import ROOT, MakeEngine
 from tests.e2e.smtp_server import free_port
-from tests.helpers import young_pro
+from tests.helpers import senior, young_pro
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed here")
 
 
 @pytest.fixture
-def served(make_engine: MakeEngine, clock: VirtualClock) -> Iterator[tuple[str, str]]:
+def served(make_engine: MakeEngine, clock: VirtualClock) -> Iterator[tuple[str, dict[str, str]]]:
     engine = make_engine(settings={"unsubscribe_secret": "s3cret"})
-    [out] = engine.leads.capture_leads([young_pro(1, captured_at=clock.now())])
+    english, chinese = young_pro(1, captured_at=clock.now()), senior(2)
+    leads = engine.leads.capture_leads([english, chinese])
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(engine, LinkKeys("s3cret")), host="127.0.0.1", port=port, log_level="warning")
@@ -35,33 +36,52 @@ def served(make_engine: MakeEngine, clock: VirtualClock) -> Iterator[tuple[str, 
     thread.start()
     while not server.started:
         thread.join(0.05)
-    path = urlparse(engine.deliveries.unsubscribe_url(out.lead_id, "sms")).path  # type: ignore[arg-type]
-    yield f"http://127.0.0.1:{port}", path
+    paths = {
+        lang: urlparse(engine.deliveries.unsubscribe_url(out.lead_id, "sms")).path  # type: ignore[arg-type]
+        for lang, out in zip(("en", "zh-CN"), leads, strict=True)
+    }
+    yield f"http://127.0.0.1:{port}", paths
     server.should_exit = True
     thread.join(5)
 
 
-def test_the_confirmation_page_renders_a_bilingual_button(served: tuple[str, str], tmp_path: Path) -> None:
-    base, path = served
-    dom = subprocess.run(
+def chromium(tmp_path: Path, *args: str) -> str:
+    return subprocess.run(
         [
-            CHROMIUM,
+            CHROMIUM,  # type: ignore[list-item]
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
             "--disable-quic",
-            "--no-first-run",  # type: ignore[list-item]
+            "--no-first-run",
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
+            "--hide-scrollbars",
             f"--user-data-dir={tmp_path / 'profile'}",
-            "--dump-dom",
-            base + path,
+            *args,
         ],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     ).stdout
-    assert "Stop marketing text messages from us? / 不再接收营销信息？" in dom
-    assert '<form method="post">' in dom and "Unsubscribe / 退订</button>" in dom
+
+
+def test_the_unsubscribe_page_speaks_the_leads_language_and_fits_a_phone(
+    served: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    base, paths = served
+    english = chromium(tmp_path, "--dump-dom", base + paths["en"])
+    assert "Stop marketing text messages from Huoke Lending?" in english and "Unsubscribe</button>" in english
+    assert "退订" not in english and 'lang="en"' in english
+    chinese = chromium(tmp_path, "--dump-dom", base + paths["zh-CN"])
+    assert "不再接收Huoke Lending的营销短信？" in chinese and "退订</button>" in chinese
+    assert "Unsubscribe" not in chinese and 'lang="zh-CN"' in chinese
+    # As a phone shows it (390 px wide): saved for people to look at.
+    out = ROOT / "var" / "screenshots"
+    out.mkdir(parents=True, exist_ok=True)
+    for lang, path in paths.items():
+        shot = out / f"unsubscribe-{lang}.png"
+        chromium(tmp_path, f"--screenshot={shot}", "--window-size=390,700", base + path)
+        assert shot.stat().st_size > 5_000
