@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -273,8 +274,19 @@ class Bus:
         return published
 
     async def relay_forever(self, pause: float = 0.2) -> None:
+        """Relay until cancelled; a failed round (NATS or the store unreachable) is retried after
+        a pause, from the recorded position (nothing is lost, JetStream drops the repeats)."""
+        failures = 0
         while True:
-            if not await self.relay_once():
+            try:
+                published = await self.relay_once()
+                failures = 0
+            except Exception as e:  # the relay outlives any one failure
+                failures += 1
+                print(f"huoke bus: relay round failed ({type(e).__name__}: {e}); retrying", file=sys.stderr)
+                await asyncio.sleep(min(30.0, pause * 2**failures))
+                continue
+            if not published:
                 await asyncio.sleep(pause)
 
     def asyncapi(self) -> str:

@@ -315,3 +315,29 @@ def test_the_asyncapi_document_names_every_subject_and_message(tmp_path: Path) -
     assert "WireEvent" in json.dumps(spec["components"]) and "DeadLetter" in json.dumps(spec["components"])
     served = TestClient(create_app(None, LinkKeys(TEST_LINK_KEY), asyncapi=doc)).get("/asyncapi")  # type: ignore[arg-type]
     assert served.status_code == 200 and served.json() == spec
+
+
+def test_the_relay_outlives_a_failed_round(tmp_path: Path) -> None:
+    """NATS or the store unreachable for a round: the relay retries (from its recorded position)
+    instead of dying while the process keeps consuming."""
+    settings = base_settings(tmp_path, nats_url=NATS_URL, bus_prefix="outlives")
+    bus = Bus(settings, None, None, Inbox(meta_for(settings)))  # type: ignore[arg-type]
+    rounds: list[str] = []
+
+    async def flaky() -> int:
+        rounds.append("failed" if not rounds else "ok")
+        if len(rounds) == 1:
+            raise ConnectionError("nats: no servers available")
+        return 0
+
+    bus.relay_once = flaky  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        task = asyncio.create_task(bus.relay_forever(pause=0.001))
+        while len(rounds) < 3:
+            await asyncio.sleep(0.001)
+        task.cancel()
+
+    asyncio.run(scenario())
+    assert rounds[:3] == ["failed", "ok", "ok"]
+    bus.close()
