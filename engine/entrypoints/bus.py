@@ -47,6 +47,8 @@ DUPLICATE_WINDOW = timedelta(hours=2)
 #: Messages pulled at once, and how long a pull waits for a full batch.
 PULL_BATCH = 500
 PULL_TIMEOUT = 0.1
+#: Pulled batches being applied at once (the next pull overlaps the store's work on this one).
+IN_FLIGHT = 2
 #: Seconds before a pulled batch that was never acknowledged (its consumer died) is delivered again.
 ACK_WAIT = 10.0
 #: How often a lifecycle event for a lead not captured yet is delivered before it is dead-lettered,
@@ -115,6 +117,19 @@ def wire_event(app: Any, note: Any) -> tuple[str, WireEvent]:
 
 
 @dataclass
+class Decided:
+    """What one pulled batch came to (decided in the store's thread)."""
+
+    applied: int = 0
+    repeats: int = 0
+    dead: list[DeadLetter] = field(default_factory=list)
+    #: Messages to deliver again later (an event for a lead not captured yet).
+    later: set[int] = field(default_factory=set)
+    #: Message ids now applied (remembered once the dead letters are out).
+    done: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Inbox:
     """The ids of inbound messages already applied (kept in huoke's own table)."""
 
@@ -140,6 +155,8 @@ class Bus:
     broker: NatsBroker = field(init=False)
     _db: ThreadPoolExecutor = field(init=False)
     counts: dict[str, int] = field(default_factory=lambda: {"applied": 0, "dead": 0, "repeats": 0, "published": 0})
+    _slot: asyncio.Semaphore | None = field(default=None, init=False)
+    _in_flight: set[asyncio.Task[None]] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
         p = self.settings.bus_prefix
@@ -173,7 +190,13 @@ class Bus:
         subject = f"{self.settings.bus_prefix}.in.{kind}"
 
         async def handle(body: list[Any], msg: NatsMessage) -> None:
-            await self.apply(subject, importer, list(msg.raw_message))  # type: ignore[call-overload]
+            # The next pull overlaps this batch's import (at most IN_FLIGHT batches at once; the
+            # store's single thread applies them in the order they came, and each is acknowledged
+            # only after its own commit).
+            await self._slots().acquire()
+            task = asyncio.create_task(self._apply_then_free(subject, importer, list(msg.raw_message)))  # type: ignore[call-overload]
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
 
         handle.__doc__ = (
             f"{'Leads' if kind == 'leads' else 'Lifecycle events'}: one JSON object or an array, the "
@@ -189,63 +212,88 @@ class Bus:
             title=subject,
         )(handle)
 
+    def _slots(self) -> asyncio.Semaphore:
+        if self._slot is None:
+            self._slot = asyncio.Semaphore(IN_FLIGHT)
+        return self._slot
+
+    async def _apply_then_free(self, subject: str, importer: Callable[..., ImportReport], raws: list[Any]) -> None:
+        try:
+            await self.apply(subject, importer, raws)
+        except Exception as e:  # unacknowledged: the batch comes back after ACK_WAIT
+            print(f"huoke bus: a batch of {subject} failed ({type(e).__name__}: {e}); it will be redelivered",
+                  file=sys.stderr)  # fmt: skip
+        finally:
+            self._slots().release()
+
+    async def drain(self) -> None:
+        """Wait for the batches being applied (on shutdown: each is committed and acknowledged)."""
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+
     async def apply(self, subject: str, importer: Callable[..., ImportReport], raws: list[Any]) -> None:
         """Apply one pulled batch: new messages only, every item validated; the unusable ones to
         the dead-letter subject; remember the ids; then acknowledge. A lifecycle event for a lead
         not captured yet (it may be on its way on the other subject) is redelivered a little
         later, up to ``WAIT_FOR_LEAD`` times, before it is dead-lettered."""
+        # One call in the store's thread: batches are checked and applied in the order pulled.
+        decided = await self.db(self._decide, subject, importer, raws)
+        self.counts["repeats"] += decided.repeats
+        self.counts["applied"] += decided.applied
+        for letter in decided.dead:
+            await self.dead.publish(
+                letter.model_dump(by_alias=True),
+                subject=f"{self.settings.bus_prefix}.dlq.{subject}",
+                headers={"Nats-Msg-Id": f"dlq:{letter.message_id}:{letter.index or 0}"},
+            )
+        self.counts["dead"] += len(decided.dead)
+        if decided.done:
+            await self.db(self.inbox.remember, decided.done, subject)
+        for m, raw in enumerate(raws):
+            if m in decided.later:
+                await raw.nak(delay=LEAD_WAIT_DELAY)
+            else:
+                await raw.ack()
+
+    def _decide(self, subject: str, importer: Callable[..., ImportReport], raws: list[Any]) -> Decided:
         ids = [message_id(r) for r in raws]
-        seen = await self.db(self.inbox.seen, ids)
+        seen = self.inbox.seen(ids)
+        decided = Decided()
         rows: list[tuple[int, Any]] = []
         origin: dict[int, tuple[int, int | None, Any]] = {}  # row -> (message, item index, item)
-        dead: list[DeadLetter] = []
         fresh: dict[int, str] = {}
         for m, (raw, mid) in enumerate(zip(raws, ids, strict=True)):
             if mid in seen or mid in fresh.values():
-                self.counts["repeats"] += 1
+                decided.repeats += 1
                 continue
             fresh[m] = mid
             try:
                 body = json.loads(raw.data.decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                dead.append(DeadLetter(subject=subject, message_id=mid, errors=[_problem("message", f"not JSON: {e}")]))
+                decided.dead.append(
+                    DeadLetter(subject=subject, message_id=mid, errors=[_problem("message", f"not JSON: {e}")])
+                )
                 continue
             items = body if isinstance(body, list) else [body]
             for n, item in enumerate(items, 1):
                 row = len(rows) + 1
                 rows.append((row, item if isinstance(item, dict) else "each item must be a JSON object"))
                 origin[row] = (m, n if isinstance(body, list) else None, item)
-        later: set[int] = set()  # messages to deliver again
         if rows:
             s = self.settings
-            report = await self.db(
-                importer, self.engine, f"bus:{subject}", s.default_phone_region, ZoneInfo(s.timezone), rows=rows
-            )
+            report = importer(self.engine, f"bus:{subject}", s.default_phone_region, ZoneInfo(s.timezone), rows=rows)
             problems: dict[int, list[dict[str, str]]] = {}
             for p in report.errors:
                 problems.setdefault(p.line, []).append(_problem(p.field, p.problem))
             for row, errors in sorted(problems.items()):
                 m, at, item = origin[row]
                 if _waits_for_lead(errors) and _deliveries(raws[m]) < WAIT_FOR_LEAD:
-                    later.add(m)
+                    decided.later.add(m)
                     continue
-                dead.append(DeadLetter(subject=subject, message_id=ids[m], index=at, errors=errors, item=item))
-            self.counts["applied"] += sum(1 for row in origin if row not in problems and origin[row][0] not in later)
-        for letter in dead:
-            await self.dead.publish(
-                letter.model_dump(by_alias=True),
-                subject=f"{self.settings.bus_prefix}.dlq.{subject}",
-                headers={"Nats-Msg-Id": f"dlq:{letter.message_id}:{letter.index or 0}"},
-            )
-        self.counts["dead"] += len(dead)
-        done = [mid for m, mid in fresh.items() if m not in later]
-        if done:
-            await self.db(self.inbox.remember, done, subject)
-        for m, raw in enumerate(raws):
-            if m in later:
-                await raw.nak(delay=LEAD_WAIT_DELAY)
-            else:
-                await raw.ack()
+                decided.dead.append(DeadLetter(subject=subject, message_id=ids[m], index=at, errors=errors, item=item))
+            decided.applied = sum(1 for row in origin if row not in problems and origin[row][0] not in decided.later)
+        decided.done = [mid for m, mid in fresh.items() if m not in decided.later]
+        return decided
 
     async def relay_once(self) -> int:
         """Publish what the logs hold beyond the recorded positions; the number published."""
@@ -311,6 +359,7 @@ class Bus:
             task = getattr(self, "_relay_task", None)
             if task is not None:
                 task.cancel()
+            await self.drain()
 
         return app
 
