@@ -16,7 +16,7 @@ from engine.application.delivery.links import LinkCheck, LinkKeys, check_token
 from engine.application.engine import Engine
 from engine.application.ports import CallbackVerifier
 from engine.domain.delivery.suppression import is_opt_out
-from engine.domain.shared.errors import LeadNotFoundError
+from engine.domain.shared.errors import HuokeError, LeadNotFoundError
 from engine.entrypoints import pages
 from engine.entrypoints.schemas import normalise_phone
 from engine.settings import Settings
@@ -84,7 +84,7 @@ def create_app(
     return app
 
 
-class PageError(Exception):
+class PageError(HuokeError):
     """A public page's refusal (an invalid or expired link), shown as a page, not a document."""
 
     def __init__(self, status: int, key: str, language: str | None = None) -> None:

@@ -305,3 +305,10 @@ def test_keys_are_made_listed_and_revoked_from_the_cli_and_audited(
     assert "web-forms" in runner.invoke(app, ["audit", "list"]).output
     engine.close()
     access.close()
+
+
+def test_public_pages_stay_pages_beside_the_api(api: Api) -> None:
+    """The API's problem documents do not leak onto the pages a lead opens: a bad link is a page."""
+    r = api.client.get("/unsubscribe/7519d62d-27d0-5bbb-8d11-2579f7613fce/email/bad", headers={"Accept-Language": "en"})
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+    assert "This link is not valid" in r.text and "Huoke Lending" in r.text
