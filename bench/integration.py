@@ -6,6 +6,7 @@ and how long after a burst of captures its lag is back to zero."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -106,6 +107,39 @@ def api_rate(folder: Path, rows: list[dict[str, Any]]) -> float:
     return len(rows) / elapsed
 
 
+async def _preload(js: Any, subject: str, rows: list[dict[str, Any]]) -> None:
+    """Publish one lead per message, 200 at a time, each acknowledged by JetStream."""
+    for i in range(0, len(rows), 200):
+        chunk = rows[i : i + 200]
+        acks = [
+            js.publish(subject, json.dumps(r).encode(), headers={"Nats-Msg-Id": f"m{i + k}"}, timeout=30)
+            for k, r in enumerate(chunk)
+        ]
+        await asyncio.gather(*acks)
+
+
+async def _lag_after_burst(bus: Any, engine: Any, settings: Settings, burst: int) -> float:
+    """A burst of direct captures while the relay runs: seconds from its end until caught up."""
+    relay = asyncio.create_task(bus.relay_forever(pause=0.05))
+    tz = ZoneInfo(settings.timezone)
+    commands = [
+        LeadRow.model_validate(r).to_command("CN", tz, f"burst:{i}") for i, r in enumerate(_rows(burst, tz, "burst"))
+    ]
+
+    def capture() -> None:
+        for i in range(0, len(commands), BATCH):
+            engine.leads.capture_leads(commands[i : i + BATCH])
+
+    await asyncio.get_running_loop().run_in_executor(None, capture)
+    end = time.perf_counter()
+    while (await bus.db(bus.tracker.max_tracking_id, engine.leads.name) or 0) < (
+        engine.leads.recorder.max_notification_id() or 0
+    ):
+        await asyncio.sleep(0.02)
+    relay.cancel()
+    return time.perf_counter() - end
+
+
 def bus_rates(folder: Path, rows: list[dict[str, Any]], burst: int) -> dict[str, float]:
     """Leads through the bus (published first, then consumed: leads/s); the relay publishing the
     whole log (events/s); and seconds from the end of a burst of ``burst`` captures to zero lag."""
@@ -122,10 +156,16 @@ def bus_rates(folder: Path, rows: list[dict[str, Any]], burst: int) -> dict[str,
         nc = await nats.connect(NATS_URL)
         js = nc.jetstream()
         await js.add_stream(name=f"{p}_in", subjects=[f"{p}.in.>"], duplicate_window=7200)
-        acks = [js.publish(f"{p}.in.leads", json.dumps(r).encode(), headers={"Nats-Msg-Id": f"m{i}"})
-                for i, r in enumerate(rows)]  # fmt: skip
-        for i in range(0, len(acks), 1000):
-            await asyncio.gather(*acks[i : i + 1000])
+        try:
+            await _preload(js, f"{p}.in.leads", rows)
+            await measure()
+        finally:
+            for stream in (f"{p}_in", f"{p}_out", f"{p}_dlq"):
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    await js.delete_stream(stream)
+            await nc.close()
+
+    async def measure() -> None:
         async with bus.broker:
             await bus.broker.start()
             t0 = time.perf_counter()
@@ -137,28 +177,7 @@ def bus_rates(folder: Path, rows: list[dict[str, Any]], burst: int) -> dict[str,
             while await bus.relay_once():
                 pass
             out["relay_events_per_s"] = events / (time.perf_counter() - t0)
-            # A burst of direct captures while the relay runs: how long until it has caught up.
-            relay = asyncio.create_task(bus.relay_forever(pause=0.05))
-            tz = ZoneInfo(settings.timezone)
-            more = _rows(burst, tz, "burst")
-            commands = [LeadRow.model_validate(r).to_command("CN", tz, f"burst:{i}") for i, r in enumerate(more)]
-
-            def capture() -> None:
-                for i in range(0, len(commands), BATCH):
-                    engine.leads.capture_leads(commands[i : i + BATCH])
-
-            await asyncio.get_running_loop().run_in_executor(None, capture)
-            end = time.perf_counter()
-            while True:
-                positions = [await bus.db(bus.tracker.max_tracking_id, a.name) or 0 for a in (engine.leads,)]
-                if positions[0] >= (engine.leads.recorder.max_notification_id() or 0):
-                    break
-                await asyncio.sleep(0.02)
-            out["lag_to_zero_s"] = time.perf_counter() - end
-            relay.cancel()
-        for stream in (f"{p}_in", f"{p}_out", f"{p}_dlq"):
-            await js.delete_stream(stream)
-        await nc.close()
+            out["lag_to_zero_s"] = await _lag_after_burst(bus, engine, settings, burst)
 
     try:
         asyncio.run(run())

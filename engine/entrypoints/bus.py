@@ -55,6 +55,9 @@ ACK_WAIT = 10.0
 #: and the pause between deliveries (seconds).
 WAIT_FOR_LEAD = 5
 LEAD_WAIT_DELAY = 2.0
+#: Seconds to wait for JetStream to acknowledge a publish (a page goes out at once; a busy server
+#: may take a while to acknowledge them all).
+PUBLISH_TIMEOUT = 30.0
 #: Events read from a log per relay round.
 RELAY_PAGE = 500
 #: Fields never published: personal data (sealed at rest) and the store's own bookkeeping.
@@ -245,6 +248,7 @@ class Bus:
                 letter.model_dump(by_alias=True),
                 subject=f"{self.settings.bus_prefix}.dlq.{subject}",
                 headers={"Nats-Msg-Id": f"dlq:{letter.message_id}:{letter.index or 0}"},
+                timeout=PUBLISH_TIMEOUT,
             )
         self.counts["dead"] += len(decided.dead)
         if decided.done:
@@ -312,6 +316,7 @@ class Bus:
                         m.model_dump(by_alias=True),
                         subject=f"{self.settings.bus_prefix}.out.{subject}",
                         headers={"Nats-Msg-Id": m.id},
+                        timeout=PUBLISH_TIMEOUT,
                     )
                     for subject, m in messages
                 )
