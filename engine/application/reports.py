@@ -69,6 +69,12 @@ def journeys_report(engine: Engine) -> dict[str, Any]:
         if r["kind"] == "reached":
             continue
         journeys[(r["journey_id"], int(r["journey_version"]))][r["kind"]][r["label"]] = int(r["n"])
+    # What became of the messages (sent, skipped, failed, held): the same counts as the funnel
+    # report and the outboxes. Per journey (every version), on its latest version's row.
+    delivered: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for m in engine.funnel.messages():
+        delivered[m["journey_id"]][f"{m['channel']} {m['outcome']}"] += int(m["n"])
+    latest = {jid: max(v for j, v in journeys if j == jid) for jid, _ in journeys}
     rows = []
     for (journey_id, version), kinds in sorted(journeys.items()):
         entered = sum(kinds.get("entered", {}).values())
@@ -84,6 +90,8 @@ def journeys_report(engine: Engine) -> dict[str, Any]:
                     kind: dict(sorted(kinds.get(kind, {}).items()))
                     for kind in ("refused", "goal", "exit", "split", "task", "message", "message skipped")
                 },
+                # "message" counts messages a step requested; "deliveries" what became of them.
+                "deliveries": dict(sorted(delivered[journey_id].items())) if version == latest[journey_id] else {},
             }
         )
     return {"schema": JOURNEYS_SCHEMA, "journeys": rows}

@@ -405,9 +405,12 @@ def report_journeys(as_json: JsonOpt = False) -> None:
         )
         table.add_column("outcome")
         table.add_column("leads", justify="right")
+        shown = {"message": "message requested", "message skipped": "step skipped"}
         for kind in ("goal", "exit", "split", "task", "message", "message skipped", "refused"):
             for label, n in row[kind].items():
-                table.add_row(f"{kind}: {label}", str(n))
+                table.add_row(f"{shown.get(kind, kind)}: {label}", str(n))
+        for label, n in row["deliveries"].items():  # the same counts as report funnel and the outboxes
+            table.add_row(f"delivery: {label}", str(n))
         console.print(table)
 
 

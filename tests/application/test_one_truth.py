@@ -280,3 +280,29 @@ def test_the_daily_review_redoes_a_batch_when_another_process_wrote_one_of_its_l
     lead = worker.leads.fresh_lead(lead_id)
     assert "reviewed" in lead.tags and not any(lead.consents.values())  # both changes kept
     assert worker.leads.last_reviewed_day() == day
+
+
+def test_sent_is_the_same_in_both_reports_and_the_outboxes(
+    make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
+    """One truth: what `report journeys`, `report funnel` and the outboxes say was sent agree
+    (the journeys report counts requested messages apart from their delivery outcomes)."""
+    from engine.application.reports import journeys_report
+
+    engine = make_engine()
+    engine.leads.capture_leads([young_pro(n) for n in range(1, 6)])
+    engine.run(until=clock.now() + timedelta(days=20))
+    engine.refresh_views()
+    journeys = journeys_report(engine)["journeys"]
+    by_report: dict[str, int] = {}
+    for row in journeys:
+        for label, n in row["deliveries"].items():
+            by_report[label] = by_report.get(label, 0) + n
+    funnel: dict[str, int] = {}
+    for m in funnel_report(engine)["messages"]:
+        for outcome in ("sent", "skipped", "failed", "retrying"):
+            key = f"{m['channel']} {outcome}"
+            funnel[key] = funnel.get(key, 0) + m[outcome]
+    assert {k: v for k, v in by_report.items() if k in funnel} == {k: v for k, v in funnel.items() if v}
+    assert by_report.get("email sent", 0) == len(emails(tmp_path / "outbox")) > 0
+    assert by_report.get("sms sent", 0) == len(sms_lines(tmp_path / "outbox")) > 0
