@@ -53,12 +53,10 @@ def _engine(folder: Path, name: str, **overrides: Any) -> tuple[Any, Settings]:
     return bootstrap(settings, clock, definitions=load_journey_definitions(settings)), settings
 
 
-def _events(engine: Any) -> int:
-    return sum(a.recorder.max_notification_id() or 0 for a in (engine.leads, engine.journeys, engine.deliveries))
-
-
 def direct_rate(folder: Path, rows: list[dict[str, Any]]) -> tuple[float, float]:
     """The engine's capture (rows validated into commands, 500 per batch): (leads/s, events/s)."""
+    from bench.run import events_in  # bench.run imports this module
+
     engine, settings = _engine(folder, "direct")
     tz = ZoneInfo(settings.timezone)
     t0 = time.perf_counter()
@@ -66,7 +64,7 @@ def direct_rate(folder: Path, rows: list[dict[str, Any]]) -> tuple[float, float]
     for i in range(0, len(commands), BATCH):
         engine.leads.capture_leads(commands[i : i + BATCH])
     elapsed = time.perf_counter() - t0
-    events = _events(engine)
+    events = events_in(engine)
     engine.close()
     return len(rows) / elapsed, events / elapsed
 
@@ -145,6 +143,7 @@ def bus_rates(folder: Path, rows: list[dict[str, Any]], burst: int) -> dict[str,
     whole log (events/s); and seconds from the end of a burst of ``burst`` captures to zero lag."""
     import nats
 
+    from bench.run import events_in  # bench.run imports this module
     from engine.entrypoints.bus import Bus, Inbox
 
     engine, settings = _engine(folder, "bus")
@@ -172,7 +171,7 @@ def bus_rates(folder: Path, rows: list[dict[str, Any]], burst: int) -> dict[str,
             while bus.counts["applied"] + bus.counts["dead"] < len(rows):
                 await asyncio.sleep(0.02)
             out["bus_leads_per_s"] = len(rows) / (time.perf_counter() - t0)
-            events = _events(engine)
+            events = events_in(engine)
             t0 = time.perf_counter()
             while await bus.relay_once():
                 pass

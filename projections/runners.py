@@ -15,6 +15,7 @@ from uuid import UUID
 from eventsourcing.application import Application
 from eventsourcing.projection import ProjectionRunner
 
+from engine.application.projecting import matching_notifications
 from projections.delivery_schedule import DeliverySchedulePostgres, DeliveryScheduleProjection
 from projections.funnel import FunnelCountsPostgres, FunnelDeliveriesProjection, FunnelProjection
 from projections.journey_index import JourneyIndexPostgres, JourneyIndexProjection
@@ -61,12 +62,10 @@ def start_runners(env: dict[str, str]) -> list[ProjectionRunner[Any, Any]]:
 
 def last_matching_id(app: Application[Any], topics: Sequence[str]) -> int:
     """The position of the newest notification a runner with ``topics`` will apply."""
-    last, start = 0, None
-    while True:
-        notes = app.recorder.select_notifications(start=start, limit=1000, topics=topics, inclusive_of_start=False)
-        if not notes:
-            return last
-        last = start = notes[-1].id
+    last = 0
+    for note in matching_notifications(app.recorder, topics):
+        last = note.id
+    return last
 
 
 def view_lags(engine: Any) -> list[dict[str, Any]]:

@@ -137,48 +137,43 @@ class Meta:
             return None
         return str(row[0]) if row else None
 
-    def query(self, statement: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        """Run one statement on huoke's own tables (``{name}`` names a table, ``?`` a value);
-        the rows it returns, as dicts."""
+    def query(
+        self, statement: str, params: Sequence[Any] = (), many: Sequence[Sequence[Any]] = ()
+    ) -> list[dict[str, Any]]:
+        """Run one statement on huoke's own tables (``{name}`` names a table, ``?`` a value),
+        once with ``params`` or once per row of ``many`` (one transaction); the rows it returns,
+        as dicts."""
         if self.pg is None:
             names = {t: t for t in TABLES}
             with self._sqlite() as c:
                 c.row_factory = sqlite3.Row
-                lite = c.execute(statement.format(**names), tuple(params))
+                text = statement.format(**names)
+                lite = c.executemany(text, [tuple(r) for r in many]) if many else c.execute(text, tuple(params))
                 return [dict(r) for r in lite.fetchall()] if lite.description else []
         names = {t: f'"{self.schema}"."{t}"' for t in TABLES}
-        with pg_connect(self.pg) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-            cur.execute(statement.format(**names).replace("?", "%s"), tuple(params))
+        text = statement.format(**names).replace("?", "%s")
+        with pg_connect(self.pg) as conn, conn.transaction(), conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+            if many:
+                cur.executemany(text, [tuple(r) for r in many])
+                return []
+            cur.execute(text, tuple(params))
             return list(cur.fetchall()) if cur.description else []
 
     def seen_messages(self, ids: list[str]) -> list[str]:
         """Which of ``ids`` (inbound bus messages) were applied already."""
         if not ids:
             return []
-        if self.pg is None:
-            marks = ", ".join("?" for _ in ids)
-            with self._sqlite() as c:
-                rows = c.execute(f"SELECT message_id FROM huoke_bus_inbox WHERE message_id IN ({marks})", ids)  # noqa: S608
-                return [r[0] for r in rows.fetchall()]
-        with pg_connect(self.pg) as conn:
-            query = sql.SQL("SELECT message_id FROM {} WHERE message_id = ANY(%s)").format(
-                self._table("huoke_bus_inbox")
-            )
-            return [r[0] for r in conn.execute(query, (ids,)).fetchall()]
+        marks = ", ".join("?" for _ in ids)
+        rows = self.query(f"SELECT message_id FROM {{huoke_bus_inbox}} WHERE message_id IN ({marks})", ids)  # noqa: S608
+        return [r["message_id"] for r in rows]
 
     def remember_messages(self, ids: list[str], subject: str) -> None:
         """Record inbound bus messages as applied."""
         at = datetime.now(UTC).isoformat()
-        rows = [(i, subject, at) for i in ids]
-        if self.pg is None:
-            with self._sqlite() as c:
-                c.executemany("INSERT INTO huoke_bus_inbox VALUES (?, ?, ?) ON CONFLICT DO NOTHING", rows)
-            return
-        with pg_connect(self.pg) as conn, conn.cursor() as cur:
-            query = sql.SQL("INSERT INTO {} VALUES (%s, %s, %s) ON CONFLICT DO NOTHING").format(
-                self._table("huoke_bus_inbox")
-            )
-            cur.executemany(query, rows)
+        self.query(
+            "INSERT INTO {huoke_bus_inbox} VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            many=[(i, subject, at) for i in ids],
+        )
 
     def put_default(self, key: str, value: str, conn: psycopg.Connection[Any] | None = None) -> str:
         """Set ``key`` unless it is set; return the value in force."""

@@ -13,6 +13,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 
 from engine.application.ports import Clock
+from engine.application.projecting import matching_notifications
 from engine.application.saving import fresh_get
 from engine.domain.access.api_key import KEY_PREFIX, ApiKey, AuditEntry, Role, key_hash, key_id
 from engine.domain.shared.errors import AccessError
@@ -114,9 +115,4 @@ class Access(Application[UUID]):
         return entries[-limit:]
 
     def _notes(self, topics: tuple[str, ...]) -> Iterator[Any]:
-        position = None
-        while notes := self.recorder.select_notifications(
-            start=position, limit=1000, topics=topics, inclusive_of_start=False
-        ):
-            yield from notes
-            position = notes[-1].id
+        return matching_notifications(self.recorder, topics)

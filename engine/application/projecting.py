@@ -12,7 +12,7 @@ in the same transaction as the events the page caused.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
@@ -38,6 +38,19 @@ def next_page(recorder: ApplicationRecorder, position: int | None, topics: Colle
         return None
     wanted = set(topics)
     return Page([n for n in scanned if n.topic in wanted], scanned[-1].id)
+
+
+def matching_notifications(
+    recorder: ApplicationRecorder, topics: Collection[str], page: int = 1000
+) -> Iterator[Notification]:
+    """Every notification of ``topics`` in the log, oldest first (read ``page`` at a time,
+    filtered in the database: for reading a whole log once, not for following it)."""
+    position = None
+    while notes := recorder.select_notifications(
+        start=position, limit=page, topics=list(topics), inclusive_of_start=False
+    ):
+        yield from notes
+        position = notes[-1].id
 
 
 @dataclass(frozen=True)

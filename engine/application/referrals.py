@@ -11,7 +11,6 @@ pays twice and a re-imported file changes nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -26,7 +25,7 @@ from eventsourcing.utils import get_topic
 
 from engine.application.partitions import ALL, Partitions, Stop, never
 from engine.application.ports import Clock
-from engine.application.projecting import drain, next_page
+from engine.application.projecting import drain, matching_notifications, next_page
 from engine.application.saving import fresh_get, retry_conflicts, save_batch
 from engine.domain.leads.lead import Lead
 from engine.domain.referrals.codes import read_code, referral_code
@@ -160,12 +159,7 @@ class Referrals(Application[UUID]):
         partition 0); the number of lead events read."""
         if not parts.everything and 0 not in parts.owned:
             return 0
-        return drain(lambda: retry_conflicts(self, lambda: self._page(leads, batch_size), self._forget), stop)
-
-    def _forget(self) -> None:
-        cache = getattr(self.repository, "cache", None)
-        if cache is not None:
-            cache.clear()
+        return drain(lambda: retry_conflicts(self, lambda: self._page(leads, batch_size)), stop)
 
     def _page(self, leads: Any, batch_size: int) -> int | None:
         position = self.recorder.max_tracking_id(leads.name)
@@ -339,7 +333,7 @@ class Referrals(Application[UUID]):
             save_batch(self, batch.pending.values())
             return result
 
-        return retry_conflicts(self, attempt, self._forget)
+        return retry_conflicts(self, attempt)
 
     # ---- review -------------------------------------------------------------------------------
 
@@ -364,7 +358,7 @@ class Referrals(Application[UUID]):
             save_batch(self, batch.pending.values())
             return found
 
-        return retry_conflicts(self, attempt, self._forget)
+        return retry_conflicts(self, attempt)
 
     def find(self, ref: str) -> Referral:
         """A referral by id, id prefix, or the referee's lead id."""
@@ -380,7 +374,7 @@ class Referrals(Application[UUID]):
     def ledger(self) -> list[dict[str, Any]]:
         """Every referral (and refused attempt) with its state now, in the order recorded."""
         rows: dict[UUID, dict[str, Any]] = {}
-        for note in self._notes():
+        for note in matching_notifications(self.recorder, [get_topic(c) for c in LEDGER_EVENTS]):
             e = self.mapper.to_domain_event(note)
             if isinstance(e, ReferralAttempt.Refused):
                 rows[e.originator_id] = _row(e.originator_id, e.referee_id, e.referrer_id, e.code, "refused", e.at)
@@ -395,15 +389,6 @@ class Referrals(Application[UUID]):
                 continue
             _fold(row, e)
         return list(rows.values())
-
-    def _notes(self) -> Iterable[Any]:
-        topics = [get_topic(c) for c in LEDGER_EVENTS]
-        position = None
-        while notes := self.recorder.select_notifications(
-            start=position, limit=1000, topics=topics, inclusive_of_start=False
-        ):
-            yield from notes
-            position = notes[-1].id
 
 
 def _row(rid: UUID, referee: UUID, referrer: Any, code: str, status: str, at: datetime) -> dict[str, Any]:
