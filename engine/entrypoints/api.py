@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from pathlib import Path
 from typing import Annotated, Any, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -35,6 +34,7 @@ from engine.application.journeys.publishing import MigrationPlan, change_status,
 from engine.application.journeys.tasks import claim_task, complete_task, reassign_task, task_documents
 from engine.application.leads.timeline import lead_timeline
 from engine.application.reports import funnel_report, journeys_overview, journeys_report
+from engine.bootstrap import load_journey_definitions, renderer_for
 from engine.domain.access.api_key import Role
 from engine.domain.journeys.agent_task import OUTCOMES
 from engine.domain.shared.errors import (
@@ -332,13 +332,13 @@ def _journey_routes(router: APIRouter, engine: Engine, settings: Settings) -> No
     @router.get("/journeys", tags=["journeys"])
     def list_journeys(_: Marketer) -> dict[str, Any]:
         """Published journeys: live version, status, entries so far and leads in them now."""
-        return {"schema": "huoke.journeys/1", "journeys": journeys_overview(engine, _definitions(settings, None))}
+        return {"schema": "huoke.journeys/1", "journeys": journeys_overview(engine, _definitions(settings))}
 
     @router.post("/journeys/validate", tags=["journeys"])
     def validate_journeys(_: Marketer) -> dict[str, Any]:
         """Validate the journeys folder, its configuration and templates (``journeys validate``)."""
         try:
-            defs = _load(settings)
+            defs = load_journey_definitions(settings)
         except JourneyValidationError as e:
             return {"valid": False, "problems": e.problems, "warnings": []}
         journeys = [{"id": j.id, "name": j.name, "file": j.source, "steps": len(j.steps)} for j, _ in defs.journeys]
@@ -348,10 +348,8 @@ def _journey_routes(router: APIRouter, engine: Engine, settings: Settings) -> No
     def publish(body: PublishIn, caller: Marketer) -> dict[str, Any]:
         """Publish every changed journey as a new version (``dry_run`` by default: shows the plan's
         moves and who would receive a message again, changes nothing)."""
-        from engine.bootstrap import renderer_for
-
         try:
-            defs = _load(settings)
+            defs = load_journey_definitions(settings)
             plan = MigrationPlan.from_dict(body.plan) if body.plan is not None else None
         except JourneyValidationError as e:
             raise ApiProblem(422, "nothing was published: the journeys are invalid", problems=e.problems) from None
@@ -409,15 +407,9 @@ def _report_routes(router: APIRouter, engine: Engine, access: Access) -> None:
         return {"schema": "huoke.audit/1", "entries": access.audit(limit=limit)}
 
 
-def _load(settings: Settings) -> Any:
-    from engine.bootstrap import load_journey_definitions
-
-    return load_journey_definitions(settings)
-
-
-def _definitions(settings: Settings, only: list[Path] | None) -> list[Any]:
+def _definitions(settings: Settings) -> list[Any]:
     try:
-        return list(_load(settings).journeys)
+        return list(load_journey_definitions(settings).journeys)
     except JourneyValidationError:
         return []  # `journeys validate` says why; the published versions still run
 
