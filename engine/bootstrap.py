@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
@@ -222,7 +223,10 @@ def _view(settings: Settings, name: str, env: dict[str, str]) -> Any:
         "referral_ledger": ReferralLedgerPostgres if pg else ReferralLedgerSQLite,
     }[name]
     factory = InfrastructureFactory.construct(env=Environment(name, env))
-    return factory.tracking_recorder(cls)
+    view = factory.tracking_recorder(cls)
+    if hasattr(view, "timezone"):  # views that count by day count the lender's days
+        view.timezone = ZoneInfo(settings.timezone)
+    return view
 
 
 def models_for(settings: Settings) -> ModelLab:

@@ -1,29 +1,65 @@
-"""FunnelCounts: leads by stage × audience × source channel, and messages per journey step."""
+"""FunnelCounts: leads by stage × audience × source channel, messages per journey step, and the
+marketing facts the reports and the dashboard group: one row per lead (first and last touch,
+when it reached each stage, funded volume), daily counts, score bands and split arms."""
 
 from __future__ import annotations
 
+from datetime import datetime, tzinfo
+from decimal import Decimal
 from functools import singledispatchmethod
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from eventsourcing.utils import get_topic
 
 from engine.domain.delivery.delivery import Delivery
-from engine.domain.leads.lead import Lead
+from engine.domain.journeys.enrolment import Enrolment
+from engine.domain.leads.lead import Lead, attribution_of
 from engine.domain.shared.values import STAGE_ORDER, Stage
 from projections.base import SqlView, ViewProjection, sqlite_and_postgres
+from projections.journey_index import parse_ts, ts
 
-LEAD_TOPICS = [get_topic(c) for c in (Lead.Captured, Lead.Segmented, Lead.StageChanged)]
+LEAD_TOPICS = [
+    get_topic(c)
+    for c in (Lead.Captured, Lead.Segmented, Lead.StageChanged, Lead.Touched, Lead.LoanFunded, Lead.Scored)
+]
 DELIVERY_TOPICS = [
     get_topic(c) for c in (Delivery.Sent, Delivery.Failed, Delivery.Skipped, Delivery.HeldForReview, Delivery.Released)
 ]
+JOURNEY_TOPICS = [get_topic(c) for c in (Enrolment.Started, Enrolment.SplitAssigned)]
+#: The attribution dimensions, as columns of ``lead_facts`` (``first_…`` and ``last_…``).
+DIMENSIONS = ("channel", "partner", "campaign", "utm_source", "utm_medium", "utm_campaign", "event")
+#: The funnel stages after capture, each with the column of when a lead first reached it.
+MILESTONES = tuple(s.value for s in STAGE_ORDER[1:])
+
+
+def dimension_values(source: dict[str, Any]) -> list[str]:
+    a = attribution_of(source)
+    return [a["channel"], a["partner"], a["campaign"], *(a["utm"][k] for k in ("source", "medium", "campaign")), a["event"]]
 
 
 class FunnelCounts(SqlView):
     """Current stage per lead, every stage each lead ever reached, and send outcomes per step."""
 
-    tables = ("funnel_leads", "funnel_reached", "funnel_messages", "lead_sources")
-    schema_version = 2  # 2: lead_sources
-    feeds = (("leads", LEAD_TOPICS), ("deliveries", DELIVERY_TOPICS))
+    tables = (
+        "funnel_leads",
+        "funnel_reached",
+        "funnel_messages",
+        "lead_sources",
+        "lead_facts",
+        "daily_counts",
+        "daily_messages",
+        "score_bands",
+        "split_enrolments",
+        "split_arms",
+    )
+    schema_version = 3  # 2: lead_sources; 3: the marketing facts
+    feeds = (("leads", LEAD_TOPICS), ("deliveries", DELIVERY_TOPICS), ("journeys", JOURNEY_TOPICS))
+    #: Days (daily counts) are the lender's (bootstrap sets it from HUOKE_TIMEZONE).
+    timezone: tzinfo = ZoneInfo("UTC")
+
+    def day(self, moment: datetime) -> str:
+        return moment.astimezone(self.timezone).date().isoformat()
 
     def ddl(self) -> list[str]:
         return [
@@ -39,6 +75,32 @@ class FunnelCounts(SqlView):
             "CREATE TABLE IF NOT EXISTS {t_funnel_messages} (journey_id TEXT NOT NULL, "
             "step TEXT NOT NULL, channel TEXT NOT NULL, outcome TEXT NOT NULL, "
             "n BIGINT NOT NULL, PRIMARY KEY (journey_id, step, channel, outcome))",
+            # One row per lead: where it came from first and last, when (UTC, ts format) it first
+            # reached each stage, and what it borrowed.
+            "CREATE TABLE IF NOT EXISTS {t_lead_facts} (lead_id TEXT PRIMARY KEY, captured_at TEXT NOT NULL, "
+            "captured_day TEXT NOT NULL, audience TEXT NOT NULL, "
+            + "".join(f"first_{d} TEXT NOT NULL, last_{d} TEXT NOT NULL, " for d in DIMENSIONS)
+            + "touches INTEGER NOT NULL, "
+            + "".join(f"{m}_at TEXT, " for m in MILESTONES)
+            + "lost_at TEXT, funded_loans INTEGER NOT NULL, funded_volume NUMERIC NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS lead_facts_day ON {t_lead_facts} (captured_day)",
+            # Activity per day (the lender's) and the lead's first-touch channel: leads captured,
+            # stages first reached, loans funded (n) and their volume (amount).
+            "CREATE TABLE IF NOT EXISTS {t_daily_counts} (day TEXT NOT NULL, channel TEXT NOT NULL, "
+            "measure TEXT NOT NULL, n BIGINT NOT NULL, amount NUMERIC NOT NULL, PRIMARY KEY (day, channel, measure))",
+            "CREATE TABLE IF NOT EXISTS {t_daily_messages} (day TEXT NOT NULL, journey_id TEXT NOT NULL, "
+            "channel TEXT NOT NULL, outcome TEXT NOT NULL, n BIGINT NOT NULL, "
+            "PRIMARY KEY (day, journey_id, channel, outcome))",
+            "CREATE TABLE IF NOT EXISTS {t_score_bands} (lead_id TEXT NOT NULL, kind TEXT NOT NULL, "
+            "band TEXT NOT NULL, PRIMARY KEY (lead_id, kind))",
+            "CREATE TABLE IF NOT EXISTS {t_split_enrolments} (enrolment_id TEXT PRIMARY KEY, lead_id TEXT NOT NULL, "
+            "journey_id TEXT NOT NULL)",
+            # Each split assignment, and how long after it the lead first reached each stage.
+            "CREATE TABLE IF NOT EXISTS {t_split_arms} (enrolment_id TEXT NOT NULL, step TEXT NOT NULL, "
+            "lead_id TEXT NOT NULL, journey_id TEXT NOT NULL, arm TEXT NOT NULL, assigned_at TEXT NOT NULL, "
+            + "".join(f"{m}_after NUMERIC, " for m in MILESTONES)
+            + "PRIMARY KEY (enrolment_id, step))",
+            "CREATE INDEX IF NOT EXISTS split_arms_lead ON {t_split_arms} (lead_id)",
         ]
 
     @singledispatchmethod
@@ -63,17 +125,146 @@ class FunnelCounts(SqlView):
             ),
         )
         self._reached(c, e.originator_id, Stage.NEW.value)
+        values = dimension_values(e.source)
+        marks = ", ".join("?" for _ in range(4 + 2 * len(DIMENSIONS) + 1 + len(MILESTONES) + 3))
+        c.execute(
+            self.q(f"INSERT INTO {{t_lead_facts}} VALUES ({marks}) ON CONFLICT (lead_id) DO NOTHING"),  # noqa: S608
+            (
+                str(e.originator_id),
+                ts(e.captured_at),
+                self.day(e.captured_at),
+                "general",
+                *(v for pair in zip(values, values, strict=True) for v in pair),
+                0,
+                *(None for _ in MILESTONES),
+                None,
+                0,
+                0,
+            ),
+        )
+        self._daily(c, e.captured_at, values[0], "captured")
+
+    def _daily(self, c: Any, at: datetime, channel: str, measure: str, amount: Decimal = Decimal(0)) -> None:
+        c.execute(
+            self.q(
+                "INSERT INTO {t_daily_counts} VALUES (?, ?, ?, 1, ?) ON CONFLICT (day, channel, measure) "
+                "DO UPDATE SET n = {t_daily_counts}.n + 1, amount = {t_daily_counts}.amount + excluded.amount"
+            ),
+            (self.day(at), channel, measure, str(amount) if self.is_postgres else float(amount)),
+        )
+
+    def _facts(self, c: Any, lead_id: Any, columns: str) -> dict[str, Any] | None:
+        c.execute(self.q(f"SELECT {columns} FROM {{t_lead_facts}} WHERE lead_id = ?"), (str(lead_id),))  # noqa: S608
+        row = c.fetchone()
+        return dict(row) if row is not None else None
+
+    @apply.register
+    def _(self, e: Lead.Touched, c: Any) -> None:
+        sets = ", ".join(f"last_{d} = ?" for d in DIMENSIONS)
+        c.execute(
+            self.q(f"UPDATE {{t_lead_facts}} SET {sets}, touches = touches + 1 WHERE lead_id = ?"),  # noqa: S608
+            (*dimension_values(e.source), str(e.originator_id)),
+        )
 
     @apply.register
     def _(self, e: Lead.Segmented, c: Any) -> None:
-        c.execute(
-            self.q("UPDATE {t_funnel_leads} SET audience = ? WHERE lead_id = ?"), (e.audience, str(e.originator_id))
-        )
+        for table in ("{t_funnel_leads}", "{t_lead_facts}"):
+            c.execute(self.q(f"UPDATE {table} SET audience = ? WHERE lead_id = ?"), (e.audience, str(e.originator_id)))
 
     @apply.register
     def _(self, e: Lead.StageChanged, c: Any) -> None:
         c.execute(self.q("UPDATE {t_funnel_leads} SET stage = ? WHERE lead_id = ?"), (e.to_stage, str(e.originator_id)))
         self._reached(c, e.originator_id, e.to_stage)
+        columns = ", ".join(f"{m}_at" for m in MILESTONES)
+        facts = self._facts(c, e.originator_id, f"first_channel, lost_at, {columns}")
+        if facts is None:
+            return
+        if e.to_stage == Stage.LOST.value:
+            if facts["lost_at"] is None:
+                c.execute(
+                    self.q("UPDATE {t_lead_facts} SET lost_at = ? WHERE lead_id = ?"), (ts(e.at), str(e.originator_id))
+                )
+                self._daily(c, e.at, facts["first_channel"], "lost")
+            return
+        if e.to_stage not in MILESTONES:
+            return
+        # Stages are reached in order: reaching one reaches every stage before it not yet reached.
+        new = [m for m in MILESTONES[: MILESTONES.index(e.to_stage) + 1] if facts[f"{m}_at"] is None]
+        if not new:
+            return
+        sets = ", ".join(f"{m}_at = ?" for m in new)
+        c.execute(
+            self.q(f"UPDATE {{t_lead_facts}} SET {sets} WHERE lead_id = ?"),  # noqa: S608
+            (*(ts(e.at) for _ in new), str(e.originator_id)),
+        )
+        for m in new:
+            self._daily(c, e.at, facts["first_channel"], m)
+        c.execute(
+            self.q("SELECT enrolment_id, step, assigned_at FROM {t_split_arms} WHERE lead_id = ?"),
+            (str(e.originator_id),),
+        )
+        for arm in [dict(r) for r in c.fetchall()]:
+            after = (e.at - parse_ts(arm["assigned_at"])).total_seconds()
+            if after < 0:
+                continue
+            sets = ", ".join(f"{m}_after = COALESCE({m}_after, ?)" for m in new)
+            c.execute(
+                self.q(f"UPDATE {{t_split_arms}} SET {sets} WHERE enrolment_id = ? AND step = ?"),  # noqa: S608
+                (*(after for _ in new), arm["enrolment_id"], arm["step"]),
+            )
+
+    @apply.register
+    def _(self, e: Lead.LoanFunded, c: Any) -> None:
+        facts = self._facts(c, e.originator_id, "first_channel")
+        if facts is None:
+            return
+        amount = Decimal(e.amount)
+        c.execute(
+            self.q(
+                "UPDATE {t_lead_facts} SET funded_loans = funded_loans + 1, funded_volume = funded_volume + ? "
+                "WHERE lead_id = ?"
+            ),
+            (str(amount) if self.is_postgres else float(amount), str(e.originator_id)),
+        )
+        self._daily(c, e.at, facts["first_channel"], "loans funded", amount)
+
+    @apply.register
+    def _(self, e: Lead.Scored, c: Any) -> None:
+        c.execute(
+            self.q(
+                "INSERT INTO {t_score_bands} VALUES (?, ?, ?) ON CONFLICT (lead_id, kind) DO UPDATE SET band = excluded.band"
+            ),
+            (str(e.originator_id), e.kind, e.band),
+        )
+
+    @apply.register
+    def _(self, e: Enrolment.Started, c: Any) -> None:
+        c.execute(
+            self.q("INSERT INTO {t_split_enrolments} VALUES (?, ?, ?) ON CONFLICT (enrolment_id) DO NOTHING"),
+            (str(e.originator_id), str(e.lead_id), e.journey_id),
+        )
+
+    @apply.register
+    def _(self, e: Enrolment.SplitAssigned, c: Any) -> None:
+        c.execute(
+            self.q("SELECT lead_id, journey_id FROM {t_split_enrolments} WHERE enrolment_id = ?"),
+            (str(e.originator_id),),
+        )
+        row = c.fetchone()
+        if row is None:
+            return
+        enrolment = dict(row)
+        facts = self._facts(c, enrolment["lead_id"], ", ".join(f"{m}_at" for m in MILESTONES)) or {}
+        after = []
+        for m in MILESTONES:  # the stages the lead already reached (from the leads log) after this
+            reached = facts.get(f"{m}_at")
+            seconds = (parse_ts(reached) - e.at).total_seconds() if reached else None
+            after.append(seconds if seconds is not None and seconds >= 0 else None)
+        marks = ", ".join("?" for _ in range(6 + len(MILESTONES)))
+        c.execute(
+            self.q(f"INSERT INTO {{t_split_arms}} VALUES ({marks}) ON CONFLICT (enrolment_id, step) DO NOTHING"),  # noqa: S608
+            (str(e.originator_id), e.step, enrolment["lead_id"], enrolment["journey_id"], e.arm, ts(e.at), *after),
+        )
 
     def _reached(self, c: Any, lead_id: Any, stage: str) -> None:
         c.execute(self.q("INSERT INTO {t_funnel_reached} VALUES (?, ?) ON CONFLICT DO NOTHING"), (str(lead_id), stage))
@@ -106,6 +297,14 @@ class FunnelCounts(SqlView):
         )
 
     def _message(self, c: Any, e: Any, outcome: str) -> None:
+        if outcome in ("sent", "failed", "skipped"):  # final outcomes, by the day they happened
+            c.execute(
+                self.q(
+                    "INSERT INTO {t_daily_messages} VALUES (?, ?, ?, ?, 1) "
+                    "ON CONFLICT (day, journey_id, channel, outcome) DO UPDATE SET n = {t_daily_messages}.n + 1"
+                ),
+                (self.day(e.at), e.journey_id, e.channel, outcome),
+            )
         c.execute(
             self.q(
                 "INSERT INTO {t_funnel_messages} VALUES (?, ?, ?, ?, 1) "
@@ -173,6 +372,13 @@ class FunnelDeliveriesProjection(ViewProjection):
 
     name = "funnel"
     topics = tuple(DELIVERY_TOPICS)
+
+
+class FunnelJourneysProjection(ViewProjection):
+    """The same view fed from Journeys (enrolments and split arms)."""
+
+    name = "funnel"
+    topics = tuple(JOURNEY_TOPICS)
 
 
 FunnelCountsSQLite, FunnelCountsPostgres = sqlite_and_postgres(FunnelCounts)

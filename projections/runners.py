@@ -11,13 +11,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from eventsourcing.application import Application
 from eventsourcing.projection import ProjectionRunner
 
 from engine.application.projecting import matching_notifications
 from projections.delivery_schedule import DeliverySchedulePostgres, DeliveryScheduleProjection
-from projections.funnel import FunnelCountsPostgres, FunnelDeliveriesProjection, FunnelProjection
+from projections.funnel import (
+    FunnelCountsPostgres,
+    FunnelDeliveriesProjection,
+    FunnelJourneysProjection,
+    FunnelProjection,
+)
 from projections.journey_index import JourneyIndexPostgres, JourneyIndexProjection
 from projections.referral_ledger import ReferralLedgerPostgres, ReferralLedgerProjection
 from projections.screening import ScreeningPostgres, ScreeningProjection
@@ -45,6 +51,7 @@ class ReferralsLog(Application[UUID]):
 RUNNERS: Sequence[tuple[type[Application[UUID]], type[Any], type[Any]]] = (
     (LeadsLog, FunnelProjection, FunnelCountsPostgres),
     (DeliveriesLog, FunnelDeliveriesProjection, FunnelCountsPostgres),
+    (JourneysLog, FunnelJourneysProjection, FunnelCountsPostgres),
     (JourneysLog, JourneyIndexProjection, JourneyIndexPostgres),
     (DeliveriesLog, DeliveryScheduleProjection, DeliverySchedulePostgres),
     (LeadsLog, ScreeningProjection, ScreeningPostgres),
@@ -52,10 +59,17 @@ RUNNERS: Sequence[tuple[type[Application[UUID]], type[Any], type[Any]]] = (
 )
 
 
-def start_runners(env: dict[str, str]) -> list[ProjectionRunner[Any, Any]]:
-    """Start one runner per (view, upstream); each runs in its own threads until stopped."""
+def start_runners(env: dict[str, str], timezone: str = "UTC") -> list[ProjectionRunner[Any, Any]]:
+    """Start one runner per (view, upstream); each runs in its own threads until stopped. Views
+    that count by day count the lender's days (``timezone``)."""
+    zone = ZoneInfo(timezone)
     return [
-        ProjectionRunner(application_class=app, projection_class=projection, view_class=view, env=env)
+        ProjectionRunner(
+            application_class=app,
+            projection_class=projection,
+            view_class=type(view.__name__, (view,), {"timezone": zone}) if hasattr(view, "timezone") else view,
+            env=env,
+        )
         for app, projection, view in RUNNERS
     ]
 

@@ -278,7 +278,7 @@ def projections_run() -> None:
             "HUOKE_WORKER_ADVANCES_VIEWS=false when a projection runner runs)"
         )
         leases.hold_views(wait=True)
-    runners = start_runners({**env, "CREATE_TABLE": "n"})
+    runners = start_runners({**env, "CREATE_TABLE": "n"}, s.timezone)
     err.print(f"huoke projections: {len(runners)} runners following Leads, Journeys and Deliveries (Ctrl-C stops)")
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())

@@ -77,6 +77,8 @@ class LeadRow(BaseModel):
     utm_source: str | None = None
     utm_medium: str | None = None
     utm_campaign: str | None = None
+    #: The offline event (fair, seminar, roadshow) where the lead was met.
+    event: str | None = Field(None, max_length=200)
     #: The code of the person who referred this lead (as they typed it).
     referral_code: str | None = Field(None, max_length=40)
     #: A hash of the device the lead applied from (fraud checks compare it; never shown).
@@ -162,6 +164,7 @@ class LeadRow(BaseModel):
             "partner": self.partner,
             "campaign": self.campaign or self.utm_campaign,
             "referral_code": self.referral_code,
+            "event": self.event,
             "utm": {
                 k: v
                 for k, v in (("source", self.utm_source), ("medium", self.utm_medium), ("campaign", self.utm_campaign))

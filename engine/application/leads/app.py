@@ -198,6 +198,7 @@ class Leads(Application[UUID]):
                     "interest": cmd.interest,
                     "contact_issues": list(cmd.contact_issues),
                 }
+                lead.touch(cmd.source, at)
                 lead.update(incoming, cmd.source, at)
                 conflicts = tuple(lead.conflicts[known_conflicts:])
             for key in keys:

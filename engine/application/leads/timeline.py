@@ -30,6 +30,11 @@ def describe(e: Any) -> tuple[str, str]:
         case Lead.ProfileUpdated():
             fields = ", ".join(f"{k}" for section in e.changes.values() if isinstance(section, dict) for k in section)
             return f"profile updated ({fields or 'contact issues'})", f"re-captured from {e.source.get('channel')}"
+        case Lead.Touched():
+            what = ", ".join(f"{k} {v}" for k, v in e.source.items() if k != "channel" and v and k != "utm")
+            utm = ", ".join(f"utm_{k} {v}" for k, v in (e.source.get("utm") or {}).items() if v)
+            detail = "; ".join(x for x in (what, utm) if x)
+            return f"came again through {e.source.get('channel')}{f' ({detail})' if detail else ''}", "a new touch"
         case Lead.Erased():
             return "erased on request: personal data unreadable for good", f"{e.by}: {e.reason}"
         case Lead.DataConflicted():

@@ -26,6 +26,25 @@ from engine.domain.shared.values import (
 )
 
 
+#: What a source says about where a lead came from (the attribution dimensions).
+ATTRIBUTION_KEYS = ("channel", "partner", "campaign", "event")
+UTM_KEYS = ("source", "medium", "campaign")
+
+
+def attribution_of(source: JSONDict) -> JSONDict:
+    """The attribution part of a lead source: channel, partner, campaign, event and UTM tags."""
+    utm = source.get("utm") or {}
+    return {
+        **{k: str(source.get(k) or "") for k in ATTRIBUTION_KEYS},
+        "utm": {k: str(utm.get(k) or "") for k in UTM_KEYS},
+    }
+
+
+def touch_key(source: JSONDict) -> str:
+    a = attribution_of(source)
+    return "\x1f".join([*(a[k] for k in ATTRIBUTION_KEYS), *(a["utm"][k] for k in UTM_KEYS)])
+
+
 class Lead(Aggregate):
     """A prospective borrower: contact, profile, interest, consent, stage and lifecycle."""
 
@@ -52,6 +71,13 @@ class Lead(Aggregate):
 
     class ProfileUpdated(Aggregate.Event):
         changes: JSONDict
+        source: JSONDict
+        at: datetime
+
+    class Touched(Aggregate.Event):
+        """The lead came again through another channel, partner, campaign or event than any seen
+        before (a touch, for first- and last-touch attribution); ``source`` holds only those."""
+
         source: JSONDict
         at: datetime
 
@@ -241,6 +267,22 @@ class Lead(Aggregate):
         return lead_id_for(keys[0])
 
     # ---- profile ---------------------------------------------------------------------------
+
+    #: The attribution key of every source the lead came through after the first (see ``touch``).
+    touches: tuple[str, ...] = ()
+
+    def touch(self, source: JSONDict, at: datetime) -> bool:
+        """Record that the lead came (again) through ``source``, once per distinct attribution
+        (channel, partner, campaign, UTM, event): importing the same rows again records nothing."""
+        key = touch_key(source)
+        if self.erased or key == touch_key(self.source) or key in self.touches:
+            return False
+        self._touched(source=attribution_of(source), at=at)
+        return True
+
+    @event(Touched)
+    def _touched(self, source: JSONDict, at: datetime) -> None:
+        self.touches = (*self.touches, touch_key(source))
 
     #: "section.field=value" of every conflict recorded (so a re-import records none again).
     conflicts: tuple[str, ...] = ()
