@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import os
@@ -36,8 +37,10 @@ from engine.application.journeys.app import Journeys
 from engine.application.journeys.publishing import publish_new
 from engine.application.journeys.validation import Definitions, load_definitions
 from engine.application.leads.app import Leads
+from engine.application.marketing import Marketing
 from engine.application.partitions import Partitions
 from engine.application.ports import Channel, Clock
+from engine.application.projecting import replay_until
 from engine.application.referrals import Referrals
 from engine.application.saving import POSTGRES_PROCESS_RECORDER_TOPIC, SQLITE_FACTORY_TOPIC
 from engine.domain.journeys.journey import Journey
@@ -150,10 +153,13 @@ def init_database(settings: Settings) -> int:
         vault = vault_for(settings)
         if vault is not None:
             vault.create_table()
-        env = {name: store_env(settings, name, create=True) for name in (*APPS, "access", "referrals", *VIEWS)}
+        env = {
+            name: store_env(settings, name, create=True) for name in (*APPS, "access", "referrals", "marketing", *VIEWS)
+        }
         for app in (Leads, Journeys, Deliveries):
             app(env[app.name.lower()], *_app_args(app)).close()
         Access(env["access"], SystemClock()).close()
+        Marketing(env["marketing"], SystemClock()).close()
         Referrals(env["referrals"], SystemClock(), b"").close()
         relay_tracker(settings, create=True).datastore.close()
         # Stores from before the identity index was hashed: index their people under hashed keys.
@@ -201,6 +207,11 @@ def referral_key(settings: Settings) -> bytes:
 def access_for(settings: Settings, clock: Clock | None = None) -> Access:
     """API keys and the audit trail (their own store, ``access``)."""
     return Access(store_env(settings, "access"), clock or SystemClock())
+
+
+def marketing_for(settings: Settings, clock: Clock | None = None) -> Marketing:
+    """Marketing costs (their own store, ``marketing``)."""
+    return Marketing(store_env(settings, "marketing"), clock or SystemClock())
 
 
 def relay_tracker(settings: Settings, create: bool = False) -> Any:
@@ -363,6 +374,28 @@ def bootstrap(
     )
     journeys.go_live(j.id for j, _ in definitions.journeys)
     return engine
+
+
+@contextmanager
+def engine_as_of(
+    settings: Settings, engine: Engine, moment: datetime, views: tuple[str, ...] = tuple(VIEWS)
+) -> Iterator[Engine]:
+    """The engine as it stood at ``moment``: the named views rebuilt from the event log (events
+    that happened by then) into scratch SQLite files, and a clock stopped at ``moment``. The
+    reports read it as they read the live engine; nothing of the live store changes."""
+    with tempfile.TemporaryDirectory(prefix="huoke-as-of-") as folder:
+        scratch = settings.model_copy(update={"data_dir": Path(folder), "database_url": ""})
+        built: dict[str, Any] = {}
+        try:
+            for name in views:
+                view = _view(scratch, name, store_env(scratch, name, create=True))
+                built[VIEWS[name]] = view
+                for log, topics in view.feeds:
+                    replay_until(view, getattr(engine, log), topics, moment)
+            yield dataclasses.replace(engine, clock=VirtualClock(moment), views_owned=frozenset(), **built)
+        finally:
+            for view in built.values():
+                view.close()
 
 
 @contextmanager

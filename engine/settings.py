@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, urlparse
@@ -104,6 +105,16 @@ class Settings(BaseSettings):
         "an outage, follows its step's stale policy",
     )
     timezone: str = Field("Asia/Shanghai", description="the lender's time zone for reports and the demo")
+    currency: str = Field(
+        "CNY", pattern=r"^[A-Z]{3}$", description="the currency of reports: funded volumes and marketing costs"
+    )
+    funded_margin: Decimal = Field(
+        Decimal("0.03"),
+        ge=0,
+        le=1,
+        description="share of funded volume counted as return in return on spend (the lender's net margin "
+        "over a loan's life; `report costs --margin` overrides it)",
+    )
     default_locale: str = Field("zh-CN", description="locale used when a lead's language has no template")
     default_phone_region: str = Field("CN", description="region for phone numbers written without +country")
     clock_speed: float = Field(

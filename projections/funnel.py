@@ -15,27 +15,31 @@ from eventsourcing.utils import get_topic
 from engine.domain.delivery.delivery import Delivery
 from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.leads.lead import Lead, attribution_of
+from engine.domain.marketing.costs import DIMENSIONS  # columns of lead_facts: first_… and last_…
 from engine.domain.shared.values import STAGE_ORDER, Stage
 from projections.base import SqlView, ViewProjection, sqlite_and_postgres
 from projections.journey_index import parse_ts, ts
 
 LEAD_TOPICS = [
-    get_topic(c)
-    for c in (Lead.Captured, Lead.Segmented, Lead.StageChanged, Lead.Touched, Lead.LoanFunded, Lead.Scored)
+    get_topic(c) for c in (Lead.Captured, Lead.Segmented, Lead.StageChanged, Lead.Touched, Lead.LoanFunded, Lead.Scored)
 ]
 DELIVERY_TOPICS = [
     get_topic(c) for c in (Delivery.Sent, Delivery.Failed, Delivery.Skipped, Delivery.HeldForReview, Delivery.Released)
 ]
 JOURNEY_TOPICS = [get_topic(c) for c in (Enrolment.Started, Enrolment.SplitAssigned)]
-#: The attribution dimensions, as columns of ``lead_facts`` (``first_…`` and ``last_…``).
-DIMENSIONS = ("channel", "partner", "campaign", "utm_source", "utm_medium", "utm_campaign", "event")
 #: The funnel stages after capture, each with the column of when a lead first reached it.
 MILESTONES = tuple(s.value for s in STAGE_ORDER[1:])
 
 
 def dimension_values(source: dict[str, Any]) -> list[str]:
     a = attribution_of(source)
-    return [a["channel"], a["partner"], a["campaign"], *(a["utm"][k] for k in ("source", "medium", "campaign")), a["event"]]
+    return [
+        a["channel"],
+        a["partner"],
+        a["campaign"],
+        *(a["utm"][k] for k in ("source", "medium", "campaign")),
+        a["event"],
+    ]
 
 
 class FunnelCounts(SqlView):
@@ -169,7 +173,8 @@ class FunnelCounts(SqlView):
     @apply.register
     def _(self, e: Lead.Segmented, c: Any) -> None:
         for table in ("{t_funnel_leads}", "{t_lead_facts}"):
-            c.execute(self.q(f"UPDATE {table} SET audience = ? WHERE lead_id = ?"), (e.audience, str(e.originator_id)))
+            sql = f"UPDATE {table} SET audience = ? WHERE lead_id = ?"  # noqa: S608 - fixed table names
+            c.execute(self.q(sql), (e.audience, str(e.originator_id)))
 
     @apply.register
     def _(self, e: Lead.StageChanged, c: Any) -> None:
@@ -232,7 +237,8 @@ class FunnelCounts(SqlView):
     def _(self, e: Lead.Scored, c: Any) -> None:
         c.execute(
             self.q(
-                "INSERT INTO {t_score_bands} VALUES (?, ?, ?) ON CONFLICT (lead_id, kind) DO UPDATE SET band = excluded.band"
+                "INSERT INTO {t_score_bands} VALUES (?, ?, ?) "
+                "ON CONFLICT (lead_id, kind) DO UPDATE SET band = excluded.band"
             ),
             (str(e.originator_id), e.kind, e.band),
         )
@@ -352,6 +358,105 @@ class FunnelCounts(SqlView):
         return self.rows(
             "SELECT journey_id, step, channel, outcome, n FROM {t_funnel_messages} "
             "ORDER BY journey_id, step, channel, outcome"
+        )
+
+    # ---- the marketing facts ----------------------------------------------------------------
+
+    @staticmethod
+    def _scope(
+        since: str | None, until: str | None, channel: str | None, day: str = "captured_day"
+    ) -> tuple[str, list[Any]]:
+        where, params = " WHERE 1 = 1", []
+        for clause, value in (
+            (f" AND {day} >= ?", since),
+            (f" AND {day} <= ?", until),
+            (" AND first_channel = ?", channel),
+        ):
+            if value:
+                where += clause
+                params.append(value)
+        return where, params
+
+    def cube(
+        self, touch: str = "first", since: str | None = None, until: str | None = None, channel: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Leads captured per day (the lender's, ``since``..``until``) and attribution (``touch``:
+        first or last), and how many of them reached each stage, with loans and volume funded."""
+        prefix = "first" if touch == "first" else "last"
+        dims = ", ".join(f"{prefix}_{d} AS {d}" for d in DIMENSIONS)
+        groups = ", ".join(f"{prefix}_{d}" for d in DIMENSIONS)
+        reached = ", ".join(f"COUNT({m}_at) AS {m}" for m in MILESTONES)
+        where, params = self._scope(since, until, channel)
+        return self.rows(
+            f"SELECT captured_day AS day, {dims}, COUNT(*) AS leads, {reached}, "  # noqa: S608
+            "SUM(CASE WHEN touches > 0 THEN 1 ELSE 0 END) AS multi_touch, SUM(funded_loans) AS loans, "
+            f"SUM(funded_volume) AS volume FROM {{t_lead_facts}}{where} GROUP BY captured_day, {groups}",
+            params,
+        )
+
+    def daily(
+        self, since: str | None = None, until: str | None = None, channel: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Activity per day: leads captured, stages first reached, lost, loans funded (n, amount)."""
+        where, params = self._scope(since, until, None, "day")
+        if channel:
+            where, params = where + " AND channel = ?", [*params, channel]
+        return self.rows(
+            f"SELECT day, measure, SUM(n) AS n, SUM(amount) AS amount FROM {{t_daily_counts}}{where} "  # noqa: S608
+            "GROUP BY day, measure ORDER BY day, measure",
+            params,
+        )
+
+    def daily_messages(
+        self, since: str | None = None, until: str | None = None, journey: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Messages sent, failed and skipped per day and channel."""
+        where, params = self._scope(since, until, None, "day")
+        if journey:
+            where, params = where + " AND journey_id = ?", [*params, journey]
+        return self.rows(
+            f"SELECT day, channel, outcome, SUM(n) AS n FROM {{t_daily_messages}}{where} "  # noqa: S608
+            "GROUP BY day, channel, outcome ORDER BY day, channel, outcome",
+            params,
+        )
+
+    def score_bands(
+        self, since: str | None = None, until: str | None = None, channel: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Leads per score kind and band (their latest score), and how many applied and funded."""
+        where, params = self._scope(since, until, channel)
+        return self.rows(
+            "SELECT b.kind, b.band, COUNT(*) AS leads, COUNT(f.applied_at) AS applied, "  # noqa: S608
+            "COUNT(f.funded_at) AS funded FROM {t_score_bands} b JOIN {t_lead_facts} f ON f.lead_id = b.lead_id"
+            f"{where} GROUP BY b.kind, b.band ORDER BY b.kind, b.band",
+            params,
+        )
+
+    def arms(
+        self, journey_id: str, windows: dict[str, float | None], since: str | None = None, until: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Per split step and arm of ``journey_id``: leads assigned, and how many then reached each
+        stage in ``windows`` (stage → seconds after the assignment; None: any time)."""
+        cases: list[str] = []
+        params: list[Any] = []
+        for stage, window in windows.items():
+            if stage not in MILESTONES:
+                continue
+            if window is None:
+                cases.append(f"COUNT({stage}_after) AS {stage}")
+            else:
+                cases.append(f"SUM(CASE WHEN {stage}_after <= ? THEN 1 ELSE 0 END) AS {stage}")
+                params.append(window)
+        where = " WHERE journey_id = ?"
+        params.append(journey_id)
+        for clause, value in ((" AND assigned_at >= ?", since), (" AND assigned_at < ?", until)):
+            if value:
+                where, params = where + clause, [*params, value]
+        reached = "".join(f", {c}" for c in cases)
+        return self.rows(
+            f"SELECT step, arm, COUNT(*) AS leads{reached} FROM {{t_split_arms}}{where} "  # noqa: S608
+            "GROUP BY step, arm ORDER BY step, arm",
+            params,
         )
 
 

@@ -407,6 +407,14 @@ class JourneyIndex(SqlView):
             sql += " AND d.outcome = ''"
         return self.rows(sql + " ORDER BY t.due_at, t.task_id", params)
 
+    def task_facts(self) -> list[dict[str, Any]]:
+        """Every task's queue now, when it was created and arrived there, escalations, outcome and
+        when it was last worked (its completion, once done): for the task report."""
+        return self.rows(
+            "SELECT d.queue, t.created_at, d.queue_since, d.escalations, d.outcome, d.updated_at "
+            "FROM {t_agent_tasks} t JOIN {t_desk_tasks} d ON d.task_id = t.task_id"
+        )
+
     def unrouted_tasks(
         self, queues: Sequence[str], parts: Partitions = ALL, limit: int = 500, held: bool = False
     ) -> list[dict[str, Any]]:

@@ -82,6 +82,15 @@ class Access(Application[UUID]):
             return None
         return Caller(key.id, key.name, key.role)
 
+    def caller(self, key: UUID) -> Caller | None:
+        """The caller of the key with id ``key``, read fresh; None when unknown or revoked (a
+        dashboard session ends at once when its key is revoked)."""
+        try:
+            found: ApiKey = fresh_get(self, key)
+        except AggregateNotFoundError:
+            return None
+        return Caller(found.id, found.name, found.role) if found.active else None
+
     def record(self, caller: Caller | None, action: str, target: str, status: int, client: str) -> None:
         """An audit entry for one state-changing call."""
         entry = AuditEntry(

@@ -15,7 +15,7 @@ from engine.application.journeys.desk import TaskDesk
 from engine.application.leads.app import Leads
 from engine.application.partitions import ALL, Partitions
 from engine.application.ports import Clock, DeliveryScheduleView, FunnelView, JourneyIndexView, ScreeningView, View
-from engine.application.projecting import catch_up, first_unread, next_page
+from engine.application.projecting import catch_up, event_time, first_unread, next_page
 from engine.domain.journeys.desk import NO_DESK, Desk
 
 BATCH_SPAN = timedelta(hours=1)
@@ -302,6 +302,4 @@ def _first_unprocessed(upstream: Any, position: int | None, topics: Any) -> date
         page = next_page(upstream.recorder, page.last, topics, 1000)
     if page is None:
         return None
-    e: Any = upstream.mapper.to_domain_event(page.notes[0])
-    moment: datetime = getattr(e, "at", None) or getattr(e, "captured_at", None) or e.timestamp
-    return moment
+    return event_time(upstream.mapper.to_domain_event(page.notes[0]))

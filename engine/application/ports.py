@@ -201,6 +201,26 @@ class FunnelView(View, Protocol):
 
     def messages(self) -> list[dict[str, Any]]: ...
 
+    def cube(
+        self, touch: str = "first", since: str | None = None, until: str | None = None, channel: str | None = None
+    ) -> list[dict[str, Any]]: ...
+
+    def daily(
+        self, since: str | None = None, until: str | None = None, channel: str | None = None
+    ) -> list[dict[str, Any]]: ...
+
+    def daily_messages(
+        self, since: str | None = None, until: str | None = None, journey: str | None = None
+    ) -> list[dict[str, Any]]: ...
+
+    def score_bands(
+        self, since: str | None = None, until: str | None = None, channel: str | None = None
+    ) -> list[dict[str, Any]]: ...
+
+    def arms(
+        self, journey_id: str, windows: dict[str, float | None], since: str | None = None, until: str | None = None
+    ) -> list[dict[str, Any]]: ...
+
 
 class CallbackVerifier(Protocol):
     """Tells a provider's genuine callback (delivery receipt, inbound reply) from a forgery."""
@@ -253,6 +273,8 @@ class JourneyIndexView(View, Protocol):
     ) -> list[dict[str, Any]]: ...
 
     def agent_loads(self) -> dict[str, int]: ...
+
+    def task_facts(self) -> list[dict[str, Any]]: ...
 
     def overdue_tasks(
         self, slas: dict[str, Any], now: datetime, parts: Partitions = ALL, limit: int = 500

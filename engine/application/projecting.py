@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -51,6 +52,28 @@ def matching_notifications(
     ):
         yield from notes
         position = notes[-1].id
+
+
+def event_time(event: Any) -> datetime:
+    """When an event happened by the engine's clock (``at``; a lead's ``captured_at``)."""
+    moment: datetime = getattr(event, "at", None) or getattr(event, "captured_at", None) or event.timestamp
+    return moment
+
+
+def replay_until(
+    view: Any, upstream: Application[Any], topics: Collection[str], moment: datetime, page: int = 1000
+) -> int:
+    """Apply to an empty ``view`` every event of ``topics`` in ``upstream``'s log that happened by
+    ``moment``: the view as it stood then. Returns how many events it applied."""
+    applied, position = 0, None
+    while notes := upstream.recorder.select_notifications(
+        start=position, limit=page, topics=list(topics), inclusive_of_start=False
+    ):
+        events = [e for e in map(upstream.mapper.to_domain_event, notes) if event_time(e) <= moment]
+        view.apply_batch(events, Tracking(upstream.name, notes[-1].id))
+        applied += len(events)
+        position = notes[-1].id
+    return applied
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import shutil
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -18,7 +18,6 @@ from rich.table import Table
 from engine.application.delivery.links import LinkKeys
 from engine.application.engine import Engine
 from engine.application.leads.timeline import lead_timeline
-from engine.application.reports import funnel_report
 from engine.domain.leads.lead import RETAINED
 from engine.domain.shared.errors import HuokeError, LeadNotFoundError
 from engine.entrypoints.cli_common import (
@@ -33,12 +32,12 @@ from engine.entrypoints.cli_common import (
     events_app,
     fail,
     leads_app,
-    report_app,
     require_secrets,
     settings,
     sms_app,
     with_progress,
 )
+from engine.entrypoints.cli_reports import print_funnel
 from engine.entrypoints.importing import ImportReport, count_rows, import_leads, import_lifecycle
 
 # ---- journeys ----------------------------------------------------------------------------
@@ -199,12 +198,13 @@ def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8080,
 ) -> None:
-    """HTTP: the API under /api/v1 (keys from huoke api-keys; OpenAPI at /openapi.json), one-click
-    unsubscribe links, inbound SMS replies, SMS delivery receipts."""
+    """HTTP: the API under /api/v1 (keys from huoke api-keys; OpenAPI at /openapi.json), the
+    marketing dashboard at /dashboard (a marketer or admin key signs in), one-click unsubscribe
+    links, inbound SMS replies, SMS delivery receipts."""
     import uvicorn
 
     from engine.adapters.twilio_sms import TwilioCallbacks
-    from engine.bootstrap import access_for
+    from engine.bootstrap import access_for, marketing_for
     from engine.entrypoints.cli_bus import bus_for
     from engine.entrypoints.http import create_app
 
@@ -220,6 +220,7 @@ def serve(
         s.public_url,
         api=(access_for(s), s),
         asyncapi=bus_for(s).asyncapi(),
+        costs=marketing_for(s).costs,
     )
     uvicorn.run(app, host=host, port=port)
 
@@ -297,121 +298,6 @@ def sms_import_receipts(file: Path, as_json: JsonOpt = False) -> None:
     console.print(f"{done} receipt(s) recorded; {len(problems)} row(s) refused")
     for p in problems:
         err.print(f"{file}:{p['line']}: {p['problem']}")
-
-
-# ---- reports -----------------------------------------------------------------------------
-
-
-def print_funnel(doc: dict[str, Any]) -> None:
-    audiences = list(doc["funnel"][0]["by_audience"]) if doc["funnel"] else []
-    table = Table(title=f"Conversion funnel — {doc['leads']} leads (ever reached each stage)")
-    table.add_column("stage")
-    for a in audiences:
-        table.add_column(a.replace("_", " "), justify="right")
-    table.add_column("total", justify="right")
-    table.add_column("of leads", justify="right")
-    for row in doc["funnel"]:
-        table.add_row(
-            row["stage"], *[str(row["by_audience"][a]) for a in audiences], str(row["total"]), f"{row['rate']:.1%}"
-        )
-    console.print(table)
-    stages = ["new", "contacted", "engaged", "applied", "approved", "funded", "lost"]
-    src = Table(title="Leads now at each stage, by source channel")
-    src.add_column("source channel")
-    for st in stages:
-        src.add_column(st, justify="right")
-    src.add_column("total", justify="right")
-    for row in doc["by_source_channel"]:
-        src.add_row(row["source_channel"], *[str(row["stages"].get(st, 0)) for st in stages], str(row["total"]))
-    console.print(src)
-    msg = Table(title="Messages per journey step")
-    for col in ("journey", "step", "channel", "sent", "skipped", "failed"):
-        msg.add_column(col, justify="right" if col in ("sent", "skipped", "failed") else "left")
-    for row in doc["messages"]:
-        msg.add_row(
-            row["journey_id"],
-            row["step"],
-            row["channel"],
-            str(row["sent"]),
-            str(row["skipped"]),
-            str(row["failed"] + row["retrying"]),
-        )
-    console.print(msg)
-
-
-@report_app.command("funnel")
-def report_funnel(as_json: JsonOpt = False) -> None:
-    """Leads by stage × audience × source channel, and messages sent per journey step."""
-    engine = engine_for(settings())
-    engine.refresh_views()
-    doc = funnel_report(engine)
-    if as_json:
-        emit_json(doc)
-    else:
-        print_funnel(doc)
-
-
-@report_app.command("referrals")
-def report_referrals(as_json: JsonOpt = False) -> None:
-    """Referrals by programme and month: made, applied, funded and volume, rewards paid, held,
-    capped, clawed back, cost per funded referral."""
-    from engine.application.reports import referrals_report
-
-    engine = engine_for(settings(), journeys=False)
-    try:
-        doc = referrals_report(engine)
-    finally:
-        engine.close()
-    if as_json:
-        emit_json(doc)
-        return
-    from rich import box
-
-    rows = doc["by_programme_month"]
-    capped, back = sum(r["capped"] for r in rows), sum(r["clawed_back"] for r in rows)
-    table = Table(
-        title=f"Referrals by programme and month ({doc['refused_attempts']} refused attempts)",
-        caption=f"made: referrals recorded; volume: funded, in thousands; cost/funded: both sides' rewards "
-        f"paid per funded referral; {capped} capped and {back} clawed back in all (--json for each row)",
-        box=box.SIMPLE_HEAD,
-        padding=(0, 1),
-        collapse_padding=True,
-    )
-    for col in ("programme", "month", "made", "applied", "funded", "volume", "paid", "held", "cost/funded"):
-        table.add_column(col, justify="left" if col in ("programme", "month") else "right", no_wrap=col != "programme")
-    for r in rows:
-        per = "—" if r["cost_per_funded"] is None else f"{r['cost_per_funded']:,.0f}"
-        table.add_row(r["programme"] if r["programme"] != "(not yet qualified)" else "—", r["month"],
-                      str(r["referrals"]), str(r["applied"]), str(r["funded"]), f"{r['funded_volume'] / 1000:,.0f}",
-                      str(r["paid"]), str(r["held"]), per)  # fmt: skip
-    console.print(table)
-
-
-@report_app.command("journeys")
-def report_journeys(as_json: JsonOpt = False) -> None:
-    """Per journey version: entered, refused, goals within the window, exits, split arms, tasks."""
-    from engine.application.reports import journeys_report
-
-    engine = engine_for(settings())
-    engine.refresh_views()
-    doc = journeys_report(engine)
-    if as_json:
-        emit_json(doc)
-        return
-    for row in doc["journeys"]:
-        table = Table(
-            title=f"{row['journey_id']} v{row['version']}: {row['entered']} entered, "
-            f"{row['conversion_rate']:.1%} converted within the goal window"
-        )
-        table.add_column("outcome")
-        table.add_column("leads", justify="right")
-        shown = {"message": "message requested", "message skipped": "step skipped"}
-        for kind in ("goal", "exit", "split", "task", "message", "message skipped", "refused"):
-            for label, n in row[kind].items():
-                table.add_row(f"{shown.get(kind, kind)}: {label}", str(n))
-        for label, n in row["deliveries"].items():  # the same counts as report funnel and the outboxes
-            table.add_row(f"delivery: {label}", str(n))
-        console.print(table)
 
 
 # ---- demo --------------------------------------------------------------------------------
@@ -501,6 +387,7 @@ import engine.entrypoints.cli_bus  # noqa: E402 - registers bus run and bus docs
 import engine.entrypoints.cli_journeys  # noqa: E402 - registers the journeys and tasks commands
 import engine.entrypoints.cli_ops  # noqa: E402 - registers db, run, worker, status, projections
 import engine.entrypoints.cli_referrals  # noqa: E402 - registers the referrals commands
+import engine.entrypoints.cli_reports  # noqa: E402 - registers the report and costs commands
 import engine.entrypoints.cli_screening  # noqa: E402, F401 - registers the model and segments commands
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from engine.domain.screening.scoring import CREDIT_FEATURES
@@ -176,7 +176,69 @@ def _lead(rng: random.Random, n: int, start: datetime, days: int) -> dict[str, A
     row["loan_term_months"] = rng.choice([12, 24, 36, 60] if row["loan_type"] != "mortgage" else [240, 360])
     captured = start + timedelta(days=rng.uniform(0, days), hours=0)
     row["captured_at"] = captured.isoformat()
+    # Campaigns and fairs (their own generator, so the rows above stay as they were).
+    extra = random.Random(n * 7919 + 1)
+    if row.get("utm_campaign"):
+        row["utm_campaign"] = extra.choice(CAMPAIGNS)
+        row["campaign"] = row["utm_campaign"]
+    if channel in FAIRS:
+        row["event"] = extra.choice(FAIRS[channel])
     return row
+
+
+#: Web campaigns (UTM campaign and campaign) and the fairs where leads were met.
+CAMPAIGNS = ["spring-2026", "spring-2026", "first-home-2026"]
+FAIRS = {"offline_fair": ["Shanghai Home Expo", "Shenzhen Auto Show", "Chengdu Finance Day"]}
+#: The demo's marketing costs (CNY): what each partner, campaign, fair and platform cost a month.
+MONTHLY_COSTS = [
+    ("partner", "Lianjia Xicheng", 60_000),
+    ("partner", "Centaline Pudong", 45_000),
+    ("partner", "5i5j Nanshan", 40_000),
+    ("partner", "BYD Chaoyang 4S", 30_000),
+    ("partner", "Geely Hangzhou Auto City", 25_000),
+    ("partner", "Toyota Tianhe", 25_000),
+    ("utm_campaign", "spring-2026", 80_000),
+    ("utm_campaign", "first-home-2026", 50_000),
+    ("channel", "loan_platform", 35_000),
+    ("utm_campaign", "retarget-2026", 15_000),
+    ("event", "Shanghai Home Expo", 70_000),
+    ("event", "Shenzhen Auto Show", 50_000),
+    ("event", "Chengdu Finance Day", 20_000),
+]
+
+
+def add_touches(leads: list[dict[str, Any]], seed: int = 7, share: float = 0.12) -> int:
+    """Some leads met at a fair or through a partner fill in the web form days later, after a
+    retargeting ad: the same person again (a second touch). The rows join ``leads``; how many."""
+    rng = random.Random(seed)
+    again = []
+    for i, row in enumerate(leads):
+        if row["source_channel"] not in ("offline_fair", "partner_estate_agent", "car_dealer") or not row.get("phone"):
+            continue
+        if rng.random() >= share:
+            continue
+        later = datetime.fromisoformat(row["captured_at"]) + timedelta(days=rng.uniform(1, 6))
+        copy = {k: v for k, v in row.items() if k not in ("partner", "event", "campaign", "external_id")}
+        copy.update(source_channel="web_form", external_id=f"WEB-R{i:06d}", utm_source="wechat",
+                    utm_medium="social", utm_campaign="retarget-2026", campaign="retarget-2026",
+                    captured_at=later.isoformat())  # fmt: skip
+        again.append(copy)
+    leads += again
+    return len(again)
+
+
+def demo_costs(start: datetime, days: int) -> list[dict[str, Any]]:
+    """The marketing costs file of the months leads were bought in (``days`` from ``start``), as
+    a finance team would send it."""
+    rows = []
+    month = date(start.year, start.month, 1)
+    last = (start + timedelta(days=days)).date()
+    while month <= last:
+        for kind, name, amount in MONTHLY_COSTS:
+            rows.append({"kind": kind, "name": name, "period": month.strftime("%Y-%m"), "amount": amount,
+                         "currency": "CNY", "note": "monthly fee"})  # fmt: skip
+        month = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    return rows
 
 
 def _lifecycle(rng: random.Random, row: dict[str, Any], end: datetime) -> list[DemoEvent]:

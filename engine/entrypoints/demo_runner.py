@@ -24,15 +24,27 @@ from engine.application.reports import funnel_report
 from engine.application.screening import models
 from engine.bootstrap import bootstrap, init_database, load_journey_definitions, referral_key, renderer_for
 from engine.domain.leads.identity import lead_id_for
+from engine.domain.marketing.costs import COST_COLUMNS
 from engine.domain.referrals.codes import referral_code
-from engine.entrypoints.demo_data import BACK_BOOK_COLUMNS, add_referrals, back_book, bad_rows, generate
+from engine.entrypoints.demo_data import (
+    BACK_BOOK_COLUMNS,
+    add_referrals,
+    add_touches,
+    back_book,
+    bad_rows,
+    demo_costs,
+    generate,
+)
+from engine.entrypoints.importing import import_costs
 from engine.entrypoints.schemas import LeadRow, LifecycleRow, RowError
 from engine.settings import Settings
 
 LEAD_COLUMNS = list(LeadRow.model_fields)
 
 
-def write_samples(folder: Path, leads: list[dict[str, Any]], events: list[Any]) -> None:
+def write_samples(
+    folder: Path, leads: list[dict[str, Any]], events: list[Any], costs: list[dict[str, Any]] | None = None
+) -> None:
     """Keep the generated inputs next to the outbox, as a partner or core system would send them."""
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / "leads.csv").open("w", encoding="utf-8", newline="") as f:
@@ -42,6 +54,11 @@ def write_samples(folder: Path, leads: list[dict[str, Any]], events: list[Any]) 
     with (folder / "events.jsonl").open("w", encoding="utf-8") as f:
         for e in events:
             f.write(json.dumps(e.row, ensure_ascii=False, default=str) + "\n")
+    if costs:
+        with (folder / "costs.csv").open("w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, [*COST_COLUMNS, "note"])
+            writer.writeheader()
+            writer.writerows(costs)
 
 
 #: The demo trains the propensity model from its own history on this day (leads captured in
@@ -58,19 +75,27 @@ def write_back_book(folder: Path, start: datetime, n: int) -> Path:
     return path
 
 
+def _inputs(s: Settings, n: int, days: int, folder: Path, start: datetime) -> tuple[list[Any], list[Any], Path]:
+    """The files a lender would have: leads (with referred friends and second touches), lifecycle
+    events, marketing costs and the back book the scorecard learns from."""
+    leads, events = generate(n, start, capture_days=max(1, days * 2 // 3), sim_days=days)
+    _friends_by_code(s, leads, events, start + timedelta(days=days), n)
+    add_touches(leads)
+    write_samples(folder, leads, events, demo_costs(start, max(1, days * 2 // 3)))  # costs of the capture days
+    return leads, events, write_back_book(folder, start, max(4000, n * 2))
+
+
 def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console: Console) -> dict[str, Any]:
     """Simulate ``days`` days: capture each day's leads and events, then run the engine to midnight."""
     tz = ZoneInfo(s.timezone)
     start = datetime(2026, 3, 2, 8, 0, tzinfo=tz)
-    leads, events = generate(n, start, capture_days=max(1, days * 2 // 3), sim_days=days)
-    _friends_by_code(s, leads, events, start + timedelta(days=days), n)
-    write_samples(folder, leads, events)
-    book = write_back_book(folder, start, max(4000, n * 2))
+    leads, events, book = _inputs(s, n, days, folder, start)
     started = time.perf_counter()
     clock = VirtualClock(start)
     init_database(s)  # set-up is explicit: tables, then the bundled journeys' first versions
     definitions = load_journey_definitions(s)
     engine = bootstrap(s, clock, definitions=definitions)
+    costs = import_costs(s, folder / "costs.csv", "demo", clock)  # finance's file of what marketing cost
     publish_new(engine, definitions.journeys, renderer_for(s).fingerprint(), "demo")
     # The credit scorecard learns from the lender's back book before the first lead arrives,
     # so every lead is pre-screened as it is captured.
@@ -150,6 +175,7 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
         "segments": engine.screening.segment_sizes(),
         "held": engine.schedule.held(),
         "referrals": _referrals_summary(engine),
+        "costs": {"entries": costs.created, "refused": len(costs.errors)},
         "example_lead": f"{example['source_channel']}:{example['external_id']}",
         "seconds": round(time.perf_counter() - started, 2),
     }

@@ -17,7 +17,12 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 
 from engine.application.engine import Engine
+from engine.application.marketing import CostImport
+from engine.bootstrap import marketing_for
+from engine.domain.marketing.costs import CostProblem, parse_cost_rows
+from engine.domain.shared.errors import CostImportError
 from engine.entrypoints.schemas import LeadRow, LifecycleRow, RowError, validation_problems
+from engine.settings import Settings
 
 BATCH = 500
 
@@ -220,3 +225,26 @@ def import_lifecycle(
             report.applied.append((line, kind, str(outcome.lead_id)))
 
     return _import(path, parse, apply, progress, rows)
+
+
+def import_costs(s: Settings, file: Path, by: str, clock: Any = None) -> CostImport:
+    """Validate every row of a costs file and record the valid ones."""
+    report = CostImport(str(file))
+    numbered: list[tuple[int, dict[str, Any]]] = []
+    try:
+        for line, row in read_rows(file):
+            report.rows += 1
+            if isinstance(row, str):
+                report.errors.append(CostProblem(line, "(row)", row))
+                continue
+            numbered.append((line, {str(k): None if v is None else str(v) for k, v in row.items()}))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise CostImportError(f"{file}: cannot read it ({e})") from e
+    lines, problems = parse_cost_rows(numbered, s.currency)
+    report.errors += problems
+    report.errors.sort(key=lambda e: e.line)
+    marketing = marketing_for(s, clock)
+    try:
+        return marketing.record_costs(lines, by, report)
+    finally:
+        marketing.close()

@@ -34,4 +34,4 @@ def test_the_domain_is_organised_by_bounded_context() -> None:
     import engine.domain
 
     top = {info.name for info in pkgutil.iter_modules(engine.domain.__path__)}
-    assert top == {"shared", "leads", "journeys", "delivery", "screening", "access", "referrals"}
+    assert top == {"shared", "leads", "journeys", "delivery", "screening", "access", "referrals", "marketing"}

@@ -19,7 +19,7 @@ from enum import StrEnum
 from uuid import UUID
 
 #: How long a link works after the message is sent, by purpose.
-LIFETIME = {"unsubscribe": timedelta(days=400), "confirm": timedelta(days=7)}
+LIFETIME = {"unsubscribe": timedelta(days=400), "confirm": timedelta(days=7), "dashboard": timedelta(days=1)}
 #: Longer than any token huoke makes; a longer one is refused before any work.
 MAX_TOKEN = 96
 _DAY = 86_400

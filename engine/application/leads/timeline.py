@@ -18,6 +18,13 @@ def _when(e: Any) -> datetime:
     return moment
 
 
+def _describe_touch(source: dict[str, Any]) -> tuple[str, str]:
+    what = ", ".join(f"{k} {v}" for k, v in source.items() if k not in ("channel", "utm") and v)
+    utm = ", ".join(f"utm_{k} {v}" for k, v in (source.get("utm") or {}).items() if v)
+    detail = "; ".join(x for x in (what, utm) if x)
+    return f"came again through {source.get('channel')}{f' ({detail})' if detail else ''}", "a new touch (attribution)"
+
+
 def describe(e: Any) -> tuple[str, str]:
     """(what happened, why) for one event, in a marketer's words."""
     if type(e).__qualname__.startswith("Delivery."):
@@ -31,10 +38,7 @@ def describe(e: Any) -> tuple[str, str]:
             fields = ", ".join(f"{k}" for section in e.changes.values() if isinstance(section, dict) for k in section)
             return f"profile updated ({fields or 'contact issues'})", f"re-captured from {e.source.get('channel')}"
         case Lead.Touched():
-            what = ", ".join(f"{k} {v}" for k, v in e.source.items() if k != "channel" and v and k != "utm")
-            utm = ", ".join(f"utm_{k} {v}" for k, v in (e.source.get("utm") or {}).items() if v)
-            detail = "; ".join(x for x in (what, utm) if x)
-            return f"came again through {e.source.get('channel')}{f' ({detail})' if detail else ''}", "a new touch"
+            return _describe_touch(e.source)
         case Lead.Erased():
             return "erased on request: personal data unreadable for good", f"{e.by}: {e.reason}"
         case Lead.DataConflicted():

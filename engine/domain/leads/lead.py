@@ -25,7 +25,6 @@ from engine.domain.shared.values import (
     stage_rank,
 )
 
-
 #: What a source says about where a lead came from (the attribution dimensions).
 ATTRIBUTION_KEYS = ("channel", "partner", "campaign", "event")
 UTM_KEYS = ("source", "medium", "campaign")

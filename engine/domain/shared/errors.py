@@ -81,3 +81,7 @@ class AccessError(HuokeError):
 
 class ReferralStateError(HuokeError):
     """A referral cannot do that now (not held, already paid, already decided)."""
+
+
+class CostImportError(HuokeError):
+    """A costs file cannot be read at all (missing, not CSV, no header)."""

@@ -1,0 +1,1 @@
+"""Marketing spend: what the lender paid for its leads (campaigns, partners, events)."""

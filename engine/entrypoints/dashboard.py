@@ -1,0 +1,552 @@
+"""The marketer's dashboard, served by ``huoke serve`` at ``/dashboard``.
+
+Signed in with a ``marketer`` or ``admin`` API key: the key is checked once and never kept; the
+browser holds a session cookie (HttpOnly, SameSite=Strict) signed with the link key, naming the
+key's id and expiring within a day, and every request re-reads the key (a revoked key's session
+ends at once). The page is rendered on the server from the same report documents as ``huoke
+report … --json`` and the API; charts are drawn by Plotly.js, which huoke serves from the
+``plotly`` Python package (no CDN: it works with no internet). Every table downloads as CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from fastapi import FastAPI, Form, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from engine.application.access import Access, Caller
+from engine.application.analytics import (
+    MILESTONES,
+    Scope,
+    attribution_report,
+    costs_report,
+    daily_report,
+    experiments_report,
+    flows_report,
+    scores_report,
+    tasks_report,
+)
+from engine.application.delivery.links import LinkCheck, LinkKeys, check_token, make_token
+from engine.application.engine import Engine
+from engine.application.marketing import Cost
+from engine.application.reports import funnel_report, referrals_report
+from engine.domain.access.api_key import Role
+from engine.domain.marketing.costs import DIMENSIONS
+from engine.domain.shared.values import SourceChannel
+from engine.settings import Settings
+
+STATIC = Path(__file__).parent / "static"
+COOKIE = "huoke_session"
+ROLES = (Role.MARKETER, Role.ADMIN)
+SCHEMA = "huoke.dashboard/1"
+
+
+class FilterError(ValueError):
+    """A filter the page cannot apply (shown on the page, nothing else changes)."""
+
+
+def scope_from(params: dict[str, str]) -> Scope:
+    """The page's filters: since, until (days), channel, journey, touch."""
+
+    def day(name: str) -> date | None:
+        text = (params.get(name) or "").strip()
+        if not text:
+            return None
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            raise FilterError(f"{name}: expected a day like 2026-03-31, got {text[:40]!r}") from None
+
+    channel = (params.get("channel") or "").strip() or None
+    if channel and channel not in {c.value for c in SourceChannel}:
+        raise FilterError(f"channel: {channel[:40]!r} is not a source channel")
+    touch = (params.get("touch") or "first").strip()
+    if touch not in ("first", "last"):
+        raise FilterError("touch: expected first or last")
+    scope = Scope(day("since"), day("until"), channel, (params.get("journey") or "").strip()[:100] or None, touch)
+    if scope.since and scope.until and scope.until < scope.since:
+        raise FilterError(f"until ({scope.until}) is before since ({scope.since})")
+    return scope
+
+
+class _OneCube:
+    """The funnel view for one page: the attribution cube is read once and shared by the
+    reports that group it."""
+
+    def __init__(self, view: Any) -> None:
+        self._view = view
+        self._cubes: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+
+    def cube(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        key = (*args, *sorted(kwargs.items()))
+        if key not in self._cubes:
+            self._cubes[key] = self._view.cube(*args, **kwargs)
+        return self._cubes[key]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._view, name)
+
+
+def dashboard_data(engine: Engine, costs: list[Cost], settings: Settings, scope: Scope) -> dict[str, Any]:
+    """Every report the page shows, for ``scope``: the same documents as the CLI and the API."""
+    engine.refresh_views()
+    page = dataclasses.replace(engine, funnel=_OneCube(engine.funnel), views_owned=frozenset())
+    funnel = funnel_report(page)
+    sent = {"email": 0, "sms": 0, "webhook": 0}
+    for m in funnel["messages"]:
+        sent[m["channel"]] = sent.get(m["channel"], 0) + m["sent"]
+    return {
+        "schema": SCHEMA,
+        "scope": scope.as_dict(),
+        "currency": settings.currency,
+        "sent": sent,
+        "attribution": attribution_report(page, scope),
+        "costs": costs_report(page, costs, settings.funded_margin, settings.currency, scope),
+        "experiments": experiments_report(page, scope),
+        "daily": daily_report(page, scope),
+        "scores": scores_report(page, scope),
+        "flows": flows_report(page, scope),
+        "tasks": tasks_report(page, settings.timezone, scope),
+        "referrals": referrals_report(page),
+    }
+
+
+# ---- the tables (page and CSV) -----------------------------------------------------------------
+
+Column = tuple[str, str]  # (key in the row, heading)
+
+
+def _funnel_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
+    total = d["attribution"]["total"]
+    rows = [{"stage": "captured", "leads": total["leads"], "rate": 1.0 if total["leads"] else 0.0}]
+    for m in MILESTONES:
+        rows.append(
+            {"stage": m, "leads": total[m], "rate": round(total[m] / total["leads"], 4) if total["leads"] else 0}
+        )
+    return rows
+
+
+def _attribution_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for dim in DIMENSIONS:
+        values = d["attribution"]["dimensions"][dim]
+        if len(values) == 1 and values[0]["value"] == "(none)":
+            continue
+        rows += [{"dimension": dim.replace("_", " "), **r} for r in values]
+    return rows
+
+
+def _experiment_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for split in d["experiments"]["splits"]:
+        for c in split["comparisons"]:
+            ci = c["absolute_ci95"] or [None, None]
+            rows.append({"journey": split["journey_id"], "step": split["step"], **c, "ci_low": ci[0], "ci_high": ci[1]})
+    return rows
+
+
+def _flow_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"journey": j["journey_id"], **s} for j in d["flows"]["journeys"] for s in j["steps"]]
+
+
+def _score_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"kind": k, **b} for k, bands in d["scores"]["kinds"].items() for b in bands]
+
+
+def _task_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            **q,
+            "median_hours": q["hours_to_first_contact"]["median"],
+            "p90_hours": q["hours_to_first_contact"]["p90"],
+            "outcomes": ", ".join(f"{k} {v}" for k, v in q["outcomes"].items()),
+        }
+        for q in d["tasks"]["queues"]
+    ]
+
+
+STAGE_COLUMNS: list[Column] = [
+    ("leads", "leads"),
+    ("contacted", "contacted"),
+    ("applied", "applied"),
+    ("approved", "approved"),
+    ("funded", "funded"),
+    ("funded_volume", "volume"),
+]
+#: name → (title, rows of the page's data, columns)
+TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]], list[Column]]] = {
+    "funnel": ("Funnel", _funnel_rows, [("stage", "stage"), ("leads", "leads"), ("rate", "of captured")]),
+    "attribution": (
+        "Attribution",
+        _attribution_rows,
+        [("dimension", "by"), ("value", "value"), *STAGE_COLUMNS, ("funded_rate", "funded of leads")],
+    ),
+    "costs": (
+        "Costs and return",
+        lambda d: d["costs"]["by_cost"],
+        [
+            ("kind", "kind"),
+            ("name", "name"),
+            ("spend", "spend"),
+            ("leads", "leads"),
+            ("applied", "applied"),
+            ("funded", "funded"),
+            ("funded_volume", "volume"),
+            ("cost_per_lead", "per lead"),
+            ("cost_per_application", "per application"),
+            ("cost_per_funded", "per funded loan"),
+            ("return_on_spend", "return on spend"),
+        ],
+    ),
+    "channels": (
+        "Cost per funded loan by channel",
+        lambda d: d["costs"]["by_channel"],
+        [
+            ("channel", "channel"),
+            ("spend", "spend"),
+            ("leads", "leads"),
+            ("funded", "funded"),
+            ("funded_volume", "volume"),
+            ("cost_per_lead", "per lead"),
+            ("cost_per_funded", "per funded loan"),
+            ("return_on_spend", "return on spend"),
+        ],
+    ),
+    "experiments": (
+        "Splits and holdouts",
+        _experiment_rows,
+        [
+            ("journey", "journey"),
+            ("step", "split"),
+            ("arm", "arm"),
+            ("control", "control"),
+            ("goal", "goal"),
+            ("arm_leads", "arm leads"),
+            ("arm_rate", "arm rate"),
+            ("control_leads", "control leads"),
+            ("control_rate", "control rate"),
+            ("absolute_lift", "lift"),
+            ("ci_low", "95% low"),
+            ("ci_high", "95% high"),
+            ("relative_lift", "relative lift"),
+            ("verdict", "verdict"),
+        ],
+    ),
+    "flows": (
+        "Journey flows",
+        _flow_rows,
+        [
+            ("journey", "journey"),
+            ("step", "step"),
+            ("kind", "kind"),
+            ("reached", "reached"),
+            ("active", "there now"),
+            ("sent", "sent"),
+            ("skipped", "skipped"),
+            ("failed", "failed"),
+        ],
+    ),
+    "daily": (
+        "Each day",
+        lambda d: d["daily"]["days"],
+        [
+            ("day", "day"),
+            ("captured", "captured"),
+            ("contacted", "contacted"),
+            ("applied", "applied"),
+            ("approved", "approved"),
+            ("funded", "funded"),
+            ("funded volume", "volume"),
+            ("sent", "sent"),
+            ("failed", "failed"),
+            ("skipped", "skipped"),
+        ],
+    ),
+    "scores": (
+        "Score bands",
+        _score_rows,
+        [
+            ("kind", "score"),
+            ("band", "band"),
+            ("leads", "leads"),
+            ("applied", "applied"),
+            ("funded", "funded"),
+            ("application_rate", "applied of leads"),
+            ("funded_rate", "funded of leads"),
+        ],
+    ),
+    "tasks": (
+        "Officers' task queues",
+        _task_rows,
+        [
+            ("queue", "queue"),
+            ("created", "created"),
+            ("open", "open"),
+            ("overdue", "overdue"),
+            ("done", "done"),
+            ("escalated", "escalated"),
+            ("median_hours", "median hours to contact"),
+            ("p90_hours", "p90 hours to contact"),
+            ("outcomes", "outcomes"),
+        ],
+    ),
+    "referrals": (
+        "Referral ledger",
+        lambda d: d["referrals"]["by_programme_month"],
+        [
+            ("programme", "programme"),
+            ("month", "month"),
+            ("referrals", "referrals"),
+            ("applied", "applied"),
+            ("funded", "funded"),
+            ("funded_volume", "volume"),
+            ("paid", "rewards paid"),
+            ("held", "held"),
+            ("reward_cost", "reward cost"),
+            ("cost_per_funded", "per funded referral"),
+        ],
+    ),
+}
+RATES = {"rate", "funded_rate", "application_rate", "arm_rate", "control_rate", "return_on_spend", "relative_lift"}
+POINTS = {"absolute_lift", "ci_low", "ci_high"}
+
+
+def shown(value: Any, key: str) -> str:
+    """A cell as the page shows it (the raw value stays in the cell's data-value)."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float) and key in RATES:
+        return f"{value:.1%}"
+    if isinstance(value, int | float) and key in POINTS:
+        return f"{value * 100:+.1f} pts"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def compact(value: Any) -> str:
+    """A large amount in a few characters (KPI tiles): 300.1M, 1.64M, 4,349."""
+    if value is None:
+        return "—"
+    v = float(value)
+    for limit, suffix in ((1e9, "B"), (1e6, "M")):
+        if abs(v) >= limit:
+            return f"{v / limit:,.2f}{suffix}"
+    return f"{v:,.0f}"
+
+
+def csv_text(rows: list[dict[str, Any]], columns: list[Column]) -> str:
+    """CSV of ``rows``; a text cell that a spreadsheet would run as a formula is quoted with '."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([label for _, label in columns])
+    for r in rows:
+        cells = []
+        for key, _ in columns:
+            v = r.get(key)
+            text = "" if v is None else str(v)
+            if isinstance(v, str) and text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+                text = "'" + text
+            cells.append(text)
+        writer.writerow(cells)
+    return out.getvalue()
+
+
+# ---- the routes --------------------------------------------------------------------------------
+
+
+@cache
+def _templates() -> Environment:
+    env = Environment(loader=FileSystemLoader(STATIC), autoescape=select_autoescape(["html", "j2"]))
+    env.filters["shown"] = shown
+    env.filters["compact"] = compact
+    env.globals["static_url"] = static_url
+    return env
+
+
+def _plotly_js() -> Path:
+    return Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
+
+
+@cache
+def _static_files() -> dict[str, tuple[Path, str]]:
+    """Each file the page loads, with a version (its content's hash) for the page's links, so a
+    browser caches it until huoke is upgraded."""
+    files = {"plotly.min.js": _plotly_js(), "dashboard.js": STATIC / "dashboard.js",
+             "dashboard.css": STATIC / "dashboard.css"}  # fmt: skip
+    return {name: (path, hashlib.sha256(path.read_bytes()).hexdigest()[:12]) for name, path in files.items()}
+
+
+def static_url(name: str) -> str:
+    return f"/dashboard/static/{name}?v={_static_files()[name][1]}"
+
+
+HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def add_dashboard(
+    app: FastAPI, engine: Engine, access: Access, settings: Settings, keys: LinkKeys, costs: Callable[[], list[Cost]]
+) -> None:
+    """Serve ``/dashboard`` (sign-in, the page, CSV downloads and the static files)."""
+    secure = settings.public_url.startswith("https://")
+    lender = engine.deliveries.sender.name if engine.deliveries is not None else "huoke"
+
+    def session(request: Request) -> Caller | None:
+        raw = request.cookies.get(COOKIE, "")
+        key, _, token = raw.partition(":")
+        try:
+            key_id = UUID(key)
+        except ValueError:
+            return None
+        if check_token(keys, "dashboard", key_id, "session", token, datetime.now(UTC)) is not LinkCheck.VALID:
+            return None
+        caller = access.caller(key_id)
+        return caller if caller is not None and caller.role in ROLES else None
+
+    def page(name: str, status: int = 200, **values: Any) -> HTMLResponse:
+        html = _templates().get_template(name).render(lender=lender, **values)
+        return HTMLResponse(html, status_code=status, headers=HEADERS)
+
+    _sign_in_routes(app, access, keys, page, secure)
+    _page_routes(app, engine, settings, costs, session, page)
+
+
+def _sign_in_routes(
+    app: FastAPI, access: Access, keys: LinkKeys, page: Callable[..., HTMLResponse], secure: bool
+) -> None:
+    @app.get("/dashboard/sign-in", include_in_schema=False)
+    def sign_in_page() -> HTMLResponse:
+        return page("sign_in.html.j2")
+
+    @app.post("/dashboard/sign-in", include_in_schema=False)
+    def sign_in(key: str = Form("", max_length=200)) -> Response:
+        caller = access.authenticate(key.strip())
+        if caller is None:
+            return page("sign_in.html.j2", 401, problem="That key is not valid (or was revoked).")
+        if caller.role not in ROLES:
+            return page(
+                "sign_in.html.j2",
+                403,
+                problem=f"A {caller.role} key cannot open the dashboard: use a marketer or admin key.",
+            )
+        response = RedirectResponse("/dashboard", status_code=303)
+        token = make_token(keys, "dashboard", caller.key_id, "session", datetime.now(UTC))
+        response.set_cookie(
+            COOKIE,
+            f"{caller.key_id}:{token}",
+            max_age=86_400,
+            path="/dashboard",
+            httponly=True,
+            samesite="strict",
+            secure=secure,
+        )
+        return response
+
+    @app.post("/dashboard/sign-out", include_in_schema=False)
+    def sign_out() -> Response:
+        response = RedirectResponse("/dashboard/sign-in", status_code=303)
+        response.delete_cookie(COOKIE, path="/dashboard")
+        return response
+
+
+def _page_routes(
+    app: FastAPI,
+    engine: Engine,
+    settings: Settings,
+    costs: Callable[[], list[Cost]],
+    session: Callable[[Request], Caller | None],
+    page: Callable[..., HTMLResponse],
+) -> None:
+    def data_for(request: Request) -> tuple[dict[str, Any], str]:
+        try:
+            scope = scope_from(dict(request.query_params))
+        except FilterError as e:
+            scope, problem = Scope(), str(e)
+        else:
+            problem = ""
+        return dashboard_data(engine, costs(), settings, scope), problem
+
+    @app.get("/dashboard", include_in_schema=False)
+    def dashboard(request: Request) -> Response:
+        caller = session(request)
+        if caller is None:
+            return RedirectResponse("/dashboard/sign-in", status_code=303)
+        data, problem = data_for(request)
+        tables = {name: (title, rows(data), columns) for name, (title, rows, columns) in TABLES.items()}
+        engine.journeys.refresh_live()
+        payload = json.dumps(data, ensure_ascii=False, default=str).replace("<", "\\u003c")
+        return page(
+            "dashboard.html.j2",
+            data=data,
+            payload=payload,
+            tables=tables,
+            problem=problem,
+            caller=caller,
+            query=request.url.query,
+            channels=[c.value for c in SourceChannel],
+            journeys=sorted(engine.journeys.live),
+        )
+
+    @app.get("/dashboard/data.json", include_in_schema=False)
+    def dashboard_json(request: Request) -> Response:
+        if session(request) is None:
+            return Response(json.dumps({"title": "sign in first"}), 401, media_type="application/problem+json")
+        data, problem = data_for(request)
+        if problem:
+            return Response(json.dumps({"title": problem}), 400, media_type="application/problem+json")
+        return Response(
+            json.dumps(data, ensure_ascii=False, default=str),
+            media_type="application/json",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    @app.get("/dashboard/csv/{name}", include_in_schema=False)
+    def dashboard_csv(name: str, request: Request) -> Response:
+        if session(request) is None:
+            return RedirectResponse("/dashboard/sign-in", status_code=303)
+        if name not in TABLES:
+            return Response(f"no table {name[:40]!r}", 404, media_type="text/plain")
+        data, problem = data_for(request)
+        if problem:
+            return Response(problem, 400, media_type="text/plain")
+        _, rows, columns = TABLES[name]
+        filename = f"huoke-{name}-{datetime.now(UTC).date().isoformat()}.csv"
+        return Response(
+            "\ufeff" + csv_text(rows(data), columns),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+        )
+
+    @app.get("/dashboard/static/{name}", include_in_schema=False)
+    def static(name: str) -> Response:
+        files = {
+            "plotly.min.js": _plotly_js(),
+            "dashboard.js": STATIC / "dashboard.js",
+            "dashboard.css": STATIC / "dashboard.css",
+        }
+        if name not in files:
+            return Response("not found", 404, media_type="text/plain")
+        return FileResponse(files[name], headers={"Cache-Control": "public, max-age=86400"})

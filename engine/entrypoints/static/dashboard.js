@@ -1,0 +1,90 @@
+// Draws the dashboard's charts from the page's own data (the same documents as its tables).
+(function () {
+  "use strict";
+  var data = JSON.parse(document.getElementById("dashboard-data").textContent);
+  var small = window.matchMedia("(max-width: 700px)").matches;
+  var config = { responsive: true, displaylogo: false, displayModeBar: small ? false : "hover",
+                 modeBarButtonsToRemove: ["lasso2d", "select2d"] };
+  var base = { margin: { l: 48, r: 12, t: 8, b: 40 }, font: { size: 12 }, legend: { orientation: "h", y: -0.2 },
+               paper_bgcolor: "#fff", plot_bgcolor: "#fff" };
+
+  function layout(extra) { return Object.assign({}, base, extra || {}); }
+  function draw(id, traces, extra) {
+    var el = document.getElementById(id);
+    if (!el) { return; }
+    if (!traces.length || traces.every(function (t) { return !(t.x || t.values || []).length; })) {
+      el.textContent = "Nothing yet.";
+      el.className += " empty";
+      return;
+    }
+    Plotly.newPlot(el, traces, layout(extra), config);
+  }
+
+  var total = data.attribution.total;
+  var stages = ["leads", "contacted", "engaged", "applied", "approved", "funded"];
+  draw("chart-funnel", [{
+    type: "funnel", y: ["captured", "contacted", "engaged", "applied", "approved", "funded"],
+    x: stages.map(function (s) { return total[s]; }), textinfo: "value+percent initial",
+    marker: { color: "#0b6e4f" }
+  }], { margin: { l: 80, r: 12, t: 8, b: 20 } });
+
+  var days = data.daily.days;
+  function series(measure, name, axis) {
+    return { type: "scatter", mode: "lines", name: name, yaxis: axis || "y",
+             x: days.map(function (d) { return d.day; }), y: days.map(function (d) { return d[measure]; }) };
+  }
+  draw("chart-daily", days.length ? [series("captured", "captured"), series("applied", "applied"),
+    series("funded", "funded"), series("sent", "messages sent", "y2")] : [],
+    { yaxis: { title: { text: "leads" } }, yaxis2: { title: { text: "messages" }, overlaying: "y", side: "right" } });
+
+  var channels = data.costs.by_channel.filter(function (c) { return c.cost_per_funded !== null; });
+  draw("chart-channels", [{
+    type: "bar", x: channels.map(function (c) { return c.channel.replace(/_/g, " "); }),
+    y: channels.map(function (c) { return c.cost_per_funded; }), marker: { color: "#2f5d8a" },
+    hovertemplate: "%{x}: %{y:,.0f} per funded loan<extra></extra>"
+  }], { yaxis: { title: { text: data.currency } } });
+
+  var comparisons = [];
+  data.experiments.splits.forEach(function (s) {
+    s.comparisons.forEach(function (c) { comparisons.push({ label: s.journey_id + " / " + c.arm + " → " + c.goal, c: c }); });
+  });
+  var withCi = comparisons.filter(function (x) { return x.c.absolute_ci95; });
+  draw("chart-lift", [{
+    type: "scatter", mode: "markers", orientation: "h",
+    y: withCi.map(function (x) { return x.label; }), x: withCi.map(function (x) { return x.c.absolute_lift * 100; }),
+    error_x: { type: "data", symmetric: false,
+      array: withCi.map(function (x) { return (x.c.absolute_ci95[1] - x.c.absolute_lift) * 100; }),
+      arrayminus: withCi.map(function (x) { return (x.c.absolute_lift - x.c.absolute_ci95[0]) * 100; }) },
+    marker: { size: 9, color: withCi.map(function (x) { return x.c.significant ? "#0b6e4f" : "#8a96a3"; }) },
+    hovertemplate: "%{y}: %{x:+.1f} points<extra></extra>"
+  }], { margin: { l: 220, r: 12, t: 8, b: 40 }, xaxis: { zeroline: true, title: { text: "percentage points" } },
+        yaxis: { automargin: true } });
+
+  var journeys = data.flows.journeys;
+  var chosen = data.scope.journey ? journeys : journeys.filter(function (j) { return j.entered > 0; }).slice(0, 4);
+  draw("chart-flow", chosen.map(function (j) {
+    return { type: "bar", orientation: "h", name: j.journey_id, y: j.steps.map(function (s) { return j.journey_id + ": " + s.step; }),
+             x: j.steps.map(function (s) { return s.reached; }) };
+  }), { margin: { l: 200, r: 12, t: 8, b: 40 }, yaxis: { automargin: true, autorange: "reversed" }, barmode: "group" });
+
+  var scoreTraces = [];
+  Object.keys(data.scores.kinds).forEach(function (kind) {
+    var bands = data.scores.kinds[kind];
+    scoreTraces.push({ type: "bar", name: kind + " leads", x: bands.map(function (b) { return kind + " " + b.band; }),
+                       y: bands.map(function (b) { return b.leads; }) });
+    scoreTraces.push({ type: "bar", name: kind + " funded", x: bands.map(function (b) { return kind + " " + b.band; }),
+                       y: bands.map(function (b) { return b.funded; }) });
+  });
+  draw("chart-scores", scoreTraces, { barmode: "group" });
+
+  var months = {};
+  data.referrals.by_programme_month.forEach(function (r) {
+    var m = months[r.month] || (months[r.month] = { referrals: 0, funded: 0 });
+    m.referrals += r.referrals; m.funded += r.funded;
+  });
+  var keys = Object.keys(months).sort();
+  draw("chart-referrals", keys.length ? [
+    { type: "bar", name: "referrals", x: keys, y: keys.map(function (k) { return months[k].referrals; }) },
+    { type: "bar", name: "funded", x: keys, y: keys.map(function (k) { return months[k].funded; }) }
+  ] : [], { barmode: "group", xaxis: { type: "category" } });
+})();
