@@ -84,6 +84,13 @@ def store(request: pytest.FixtureRequest) -> str:
 
 
 MakeEngine = Callable[..., Engine]
+#: The settings each live engine of a test was built with (by id), for code that takes settings.
+_SETTINGS: dict[int, Settings] = {}
+
+
+def settings_of(engine: Engine) -> Settings:
+    """The settings ``make_engine`` built ``engine`` with (its store, folders and secrets)."""
+    return _SETTINGS[id(engine)]
 
 
 @pytest.fixture
@@ -104,8 +111,10 @@ def make_engine(tmp_path: Path, clock: VirtualClock, request: pytest.FixtureRequ
         definitions = kwargs.get("definitions") or load_journey_definitions(settings)
         publish_new(engine, definitions.journeys, renderer_for(settings).fingerprint(), "test")
         engines.append(engine)
+        _SETTINGS[id(engine)] = settings
         return engine
 
     yield make
     for engine in engines:
+        _SETTINGS.pop(id(engine), None)
         engine.close()

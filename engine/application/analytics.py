@@ -55,6 +55,10 @@ class Scope:
         return {"since": since, "until": until, "channel": self.channel, "journey": self.journey, "touch": self.touch}
 
 
+#: Every lead, first touch (the reports' default scope).
+ALL_LEADS = Scope()
+
+
 def _rate(part: float, whole: float) -> float:
     return round(part / whole, 4) if whole else 0.0
 
@@ -94,7 +98,7 @@ def _measures(acc: dict[str, Any]) -> dict[str, Any]:
 ATTRIBUTION_SCHEMA = "huoke.report.attribution/1"
 
 
-def attribution_report(engine: Engine, scope: Scope = Scope()) -> dict[str, Any]:
+def attribution_report(engine: Engine, scope: Scope = ALL_LEADS) -> dict[str, Any]:
     """The funnel (captured → contacted → engaged → applied → approved → funded, and funded
     volume) by each attribution dimension: source channel, partner, campaign, UTM source, medium
     and campaign, offline event — by the first or the last touch of each lead."""
@@ -154,7 +158,7 @@ def _roi(spend: Decimal, volume: Decimal, margin: Decimal) -> float | None:
 
 
 def costs_report(
-    engine: Engine, costs: list[Cost], margin: Decimal, currency: str, scope: Scope = Scope()
+    engine: Engine, costs: list[Cost], margin: Decimal, currency: str, scope: Scope = ALL_LEADS
 ) -> dict[str, Any]:
     """Spend (the part of each cost's period within the scope's dates), and against it the leads
     captured in those days under that campaign, partner, channel or event: cost per lead, per
@@ -256,7 +260,7 @@ def costs_report(
 EXPERIMENTS_SCHEMA = "huoke.report.experiments/1"
 
 
-def experiments_report(engine: Engine, scope: Scope = Scope()) -> dict[str, Any]:
+def experiments_report(engine: Engine, scope: Scope = ALL_LEADS) -> dict[str, Any]:
     """For every split (and holdout) of every published journey: per arm, the leads assigned and
     how many reached each of the journey's goals within its window; each arm against the control
     (the holdout arm, else the first arm): absolute and relative lift with 95% intervals, and a
@@ -319,7 +323,7 @@ DAILY_SCHEMA = "huoke.report.daily/1"
 DAILY_MEASURES = ("captured", *MILESTONES, "lost", "loans funded", "funded volume", "sent", "failed", "skipped")
 
 
-def daily_report(engine: Engine, scope: Scope = Scope()) -> dict[str, Any]:
+def daily_report(engine: Engine, scope: Scope = ALL_LEADS) -> dict[str, Any]:
     """Each day (the lender's) in scope: leads captured, stages first reached, leads lost, loans
     funded and their volume, messages sent, failed and skipped (of one journey, in scope)."""
     since, until = scope.days
@@ -348,7 +352,7 @@ def daily_report(engine: Engine, scope: Scope = Scope()) -> dict[str, Any]:
 SCORES_SCHEMA = "huoke.report.scores/1"
 
 
-def scores_report(engine: Engine, scope: Scope = Scope()) -> dict[str, Any]:
+def scores_report(engine: Engine, scope: Scope = ALL_LEADS) -> dict[str, Any]:
     """Leads per score kind and band (each lead's latest score), with how many applied and were
     funded: whether the bands sort leads as they should."""
     since, until = scope.days
@@ -373,7 +377,7 @@ def scores_report(engine: Engine, scope: Scope = Scope()) -> dict[str, Any]:
 FLOWS_SCHEMA = "huoke.report.flows/1"
 
 
-def flows_report(engine: Engine, scope: Scope = Scope()) -> dict[str, Any]:
+def flows_report(engine: Engine, scope: Scope = ALL_LEADS) -> dict[str, Any]:
     """Each published journey's steps in order: leads that reached each (every version), leads
     there now, and what became of the messages it sent (all time: steps are not dated)."""
     engine.journeys.refresh_live()
@@ -419,7 +423,7 @@ def _hours(values: list[float]) -> dict[str, float | None]:
     return {"median": round(statistics.median(ordered), 2), "p90": round(p90, 2)}
 
 
-def tasks_report(engine: Engine, timezone: str, scope: Scope = Scope()) -> dict[str, Any]:
+def tasks_report(engine: Engine, timezone: str, scope: Scope = ALL_LEADS) -> dict[str, Any]:
     """Per queue: tasks created (in scope's dates), open now and overdue (past the queue's
     service level), done and their outcomes, escalated; hours from task to first contact (the
     task done), median and 90th percentile."""

@@ -15,6 +15,7 @@ Routes and roles (admin may call every route):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from http import HTTPStatus
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -33,7 +34,7 @@ from engine.application.engine import Engine
 from engine.application.journeys.publishing import MigrationPlan, change_status, publish_journey
 from engine.application.journeys.tasks import claim_task, complete_task, reassign_task, task_documents
 from engine.application.leads.timeline import lead_timeline
-from engine.application.reports import funnel_report, journeys_overview, journeys_report
+from engine.application.reports import journeys_overview
 from engine.bootstrap import load_journey_definitions, renderer_for
 from engine.domain.access.api_key import Role
 from engine.domain.journeys.agent_task import OUTCOMES
@@ -44,7 +45,9 @@ from engine.domain.shared.errors import (
     LeadNotFoundError,
     UnknownJourneyError,
 )
+from engine.entrypoints.dashboard import FilterError, scope_from
 from engine.entrypoints.importing import ImportReport, import_leads, import_lifecycle
+from engine.entrypoints.report_docs import report_document
 from engine.entrypoints.schemas import lead_ref
 from engine.settings import Settings
 
@@ -196,7 +199,7 @@ def add_api(app: FastAPI, engine: Engine, access: Access, settings: Settings) ->
     _lead_routes(router, engine, settings)
     _task_routes(router, engine)
     _journey_routes(router, engine, settings)
-    _report_routes(router, engine, access)
+    _report_routes(router, engine, access, settings)
     app.include_router(router)
     _add_audit(app)
     _add_problems(app)
@@ -386,20 +389,40 @@ def _journey_routes(router: APIRouter, engine: Engine, settings: Settings) -> No
         )
 
 
-def _report_routes(router: APIRouter, engine: Engine, access: Access) -> None:
+def _report_routes(router: APIRouter, engine: Engine, access: Access, settings: Settings) -> None:
     """The report documents and the audit trail."""
 
-    @router.get("/reports/funnel", tags=["reports"])
-    def report_funnel(_: Marketer) -> dict[str, Any]:
-        """The document of ``huoke report funnel --json``."""
-        engine.refresh_views()
-        return funnel_report(engine)
-
-    @router.get("/reports/journeys", tags=["reports"])
-    def report_journeys(_: Marketer) -> dict[str, Any]:
-        """The document of ``huoke report journeys --json``."""
-        engine.refresh_views()
-        return journeys_report(engine)
+    @router.get("/reports/{name}", tags=["reports"])
+    def report(
+        _: Marketer,
+        name: Literal[
+            "funnel",
+            "journeys",
+            "referrals",
+            "attribution",
+            "costs",
+            "experiments",
+            "daily",
+            "scores",
+            "flows",
+            "tasks",
+        ],
+        since: str = Query("", max_length=10, description="leads captured on or after this day (2026-03-01)"),
+        until: str = Query("", max_length=10, description="leads captured on or before this day"),
+        channel: str = Query("", max_length=40, description="first-touch source channel"),
+        journey: str = Query("", max_length=100),
+        touch: Literal["first", "last"] = "first",
+        as_of: Annotated[datetime | None, Query(description="the report as it stood then (from the event log)")] = None,
+    ) -> dict[str, Any]:
+        """The document of ``huoke report NAME --json`` (the same options)."""
+        try:
+            scope = scope_from({"since": since, "until": until, "channel": channel, "journey": journey, "touch": touch})
+        except FilterError as e:
+            raise ApiProblem(400, str(e)) from None
+        moment = None
+        if as_of is not None:
+            moment = as_of if as_of.tzinfo else as_of.replace(tzinfo=ZoneInfo(settings.timezone))
+        return report_document(name, engine, settings, scope, moment)
 
     @router.get("/audit", tags=["audit"])
     def audit(_: Admin, limit: int = Query(1000, ge=1, le=10000)) -> dict[str, Any]:

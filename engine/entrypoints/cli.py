@@ -204,7 +204,7 @@ def serve(
     import uvicorn
 
     from engine.adapters.twilio_sms import TwilioCallbacks
-    from engine.bootstrap import access_for, marketing_for
+    from engine.bootstrap import access_for
     from engine.entrypoints.cli_bus import bus_for
     from engine.entrypoints.http import create_app
 
@@ -220,7 +220,6 @@ def serve(
         s.public_url,
         api=(access_for(s), s),
         asyncapi=bus_for(s).asyncapi(),
-        costs=marketing_for(s).costs,
     )
     uvicorn.run(app, host=host, port=port)
 

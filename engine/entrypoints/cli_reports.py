@@ -7,8 +7,6 @@ them from the event log as it stood at that moment (scratch files; the store is 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -19,19 +17,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from engine.application.analytics import (
-    Scope,
-    attribution_report,
-    costs_report,
-    daily_report,
-    experiments_report,
-    flows_report,
-    scores_report,
-    tasks_report,
-)
-from engine.application.engine import Engine
-from engine.application.reports import funnel_report, journeys_report, referrals_report
-from engine.bootstrap import engine_as_of, marketing_for
+from engine.application.analytics import ALL_LEADS, Scope
 from engine.domain.marketing.costs import DIMENSIONS
 from engine.domain.shared.errors import CostImportError
 from engine.entrypoints.cli_common import (
@@ -48,7 +34,7 @@ from engine.entrypoints.cli_common import (
     settings,
 )
 from engine.entrypoints.importing import import_costs
-from engine.settings import Settings
+from engine.entrypoints.report_docs import REPORT_VIEWS, marketing_costs, report_document
 
 costs_app = typer.Typer(
     help="Marketing costs: what campaigns, partners, channels and events cost.", no_args_is_help=True
@@ -105,28 +91,17 @@ def scope_of(since: str | None, until: str | None, channel: str | None, journey:
     return scope
 
 
-#: The views each report reads (what --as-of rebuilds).
-FUNNEL_VIEWS = ("funnel",)
-JOURNEY_VIEWS = ("funnel", "journey_index")
-LEDGER_VIEWS = ("funnel", "referral_ledger")
-
-
-@contextmanager
-def report_engine(
-    as_of: str | None, views: tuple[str, ...], journeys: bool = True
-) -> Iterator[tuple[Engine, Settings]]:
-    """The engine a report reads: now, or as it stood at ``as_of`` (its views rebuilt from the log)."""
+def run_report(
+    name: str, as_of: str | None, scope: Scope = ALL_LEADS, margin: Decimal | None = None, journeys: bool = True
+) -> dict[str, Any]:
+    """The ``name`` report document: from the views now, or as it stood at ``as_of``."""
     s = settings()
+    moment = parse_moment(as_of, s.timezone) if as_of else None
     engine = engine_for(s, journeys=journeys)
     try:
-        if as_of is None:
-            engine.refresh_views()
-            yield engine, s
-            return
-        moment = parse_moment(as_of, s.timezone)
-        err.print(f"rebuilding {', '.join(views)} from the event log as of {moment.isoformat()} …")
-        with engine_as_of(s, engine, moment, views) as then:
-            yield then, s
+        if moment is not None:
+            err.print(f"rebuilding {', '.join(REPORT_VIEWS[name])} from the event log as of {moment.isoformat()} …")
+        return report_document(name, engine, s, scope, moment, margin)
     finally:
         engine.close()
 
@@ -221,8 +196,7 @@ def print_funnel(doc: dict[str, Any]) -> None:
 @report_app.command("funnel")
 def report_funnel(as_of: AsOf = None, as_json: JsonOpt = False) -> None:
     """Leads by stage × audience × source channel, and messages sent per journey step."""
-    with report_engine(as_of, FUNNEL_VIEWS) as (engine, _):
-        doc = funnel_report(engine)
+    doc = run_report("funnel", as_of)
     if as_json:
         emit_json(doc)
     else:
@@ -233,8 +207,7 @@ def report_funnel(as_of: AsOf = None, as_json: JsonOpt = False) -> None:
 def report_referrals(as_of: AsOf = None, as_json: JsonOpt = False) -> None:
     """Referrals by programme and month: made, applied, funded and volume, rewards paid, held,
     capped, clawed back, cost per funded referral."""
-    with report_engine(as_of, ("referral_ledger",), journeys=False) as (engine, _):
-        doc = referrals_report(engine)
+    doc = run_report("referrals", as_of, journeys=False)
     if as_json:
         emit_json(doc)
         return
@@ -257,8 +230,7 @@ def report_referrals(as_of: AsOf = None, as_json: JsonOpt = False) -> None:
 @report_app.command("journeys")
 def report_journeys(as_of: AsOf = None, as_json: JsonOpt = False) -> None:
     """Per journey version: entered, refused, goals within the window, exits, split arms, tasks."""
-    with report_engine(as_of, JOURNEY_VIEWS) as (engine, _):
-        doc = journeys_report(engine)
+    doc = run_report("journeys", as_of)
     if as_json:
         emit_json(doc)
         return
@@ -298,8 +270,7 @@ def report_attribution(
     unknown = sorted(set(dimension or []) - set(DIMENSIONS))
     if unknown:
         fail(f"--dimension: {', '.join(unknown)} unknown; use {', '.join(DIMENSIONS)}")
-    with report_engine(as_of, FUNNEL_VIEWS) as (engine, _):
-        doc = attribution_report(engine, scope)
+    doc = run_report("attribution", as_of, scope)
     if as_json:
         emit_json(doc)
         return
@@ -325,14 +296,6 @@ def report_attribution(
         console.print(table)
 
 
-def _costs(s: Settings, as_of: datetime | None = None) -> list[Any]:
-    marketing = marketing_for(s)
-    try:
-        return marketing.costs(as_of)
-    finally:
-        marketing.close()
-
-
 @report_app.command("costs")
 def report_costs(
     since: Since = None,
@@ -350,10 +313,7 @@ def report_costs(
     scope = scope_of(since, until, channel, None, touch)
     if margin is not None and not 0 <= margin <= 1:
         fail(f"--margin: expected a share between 0 and 1 (0.03 = 3%), got {margin}")
-    with report_engine(as_of, LEDGER_VIEWS) as (engine, s):
-        costs = _costs(s, parse_moment(as_of, s.timezone) if as_of else None)
-        rate = Decimal(str(margin)) if margin is not None else s.funded_margin
-        doc = costs_report(engine, costs, rate, s.currency, scope)
+    doc = run_report("costs", as_of, scope, Decimal(str(margin)) if margin is not None else None)
     if as_json:
         emit_json(doc)
         return
@@ -388,8 +348,7 @@ def report_experiments(
     """Every split and holdout: conversion per arm to each goal, lift over the control with 95%
     confidence intervals, and a verdict in plain words."""
     scope = scope_of(since, until, None, journey, "first")
-    with report_engine(as_of, FUNNEL_VIEWS) as (engine, _):
-        doc = experiments_report(engine, scope)
+    doc = run_report("experiments", as_of, scope)
     if as_json:
         emit_json(doc)
         return
@@ -423,8 +382,7 @@ def report_daily(
     """Each day: leads captured, contacted, applied, approved, funded and volume, messages sent
     (days are the lender's; --since/--until pick days of activity)."""
     scope = scope_of(since, until, channel, journey, "first")
-    with report_engine(as_of, FUNNEL_VIEWS) as (engine, _):
-        doc = daily_report(engine, scope)
+    doc = run_report("daily", as_of, scope)
     if as_json:
         emit_json(doc)
         return
@@ -446,8 +404,7 @@ def report_tasks(since: Since = None, until: Until = None, as_of: AsOf = None, a
     """Loan officers' tasks per queue: created, open, overdue (past the service level), done and
     outcomes, escalated, hours to first contact (median, 90th percentile)."""
     scope = scope_of(since, until, None, None, "first")
-    with report_engine(as_of, ("journey_index",)) as (engine, s):
-        doc = tasks_report(engine, s.timezone, scope)
+    doc = run_report("tasks", as_of, scope)
     if as_json:
         emit_json(doc)
         return
@@ -473,8 +430,7 @@ def report_scores(
 ) -> None:
     """Leads per score band (each lead's latest score of each kind), and how many applied and were funded."""
     scope = scope_of(since, until, channel, None, "first")
-    with report_engine(as_of, FUNNEL_VIEWS) as (engine, _):
-        doc = scores_report(engine, scope)
+    doc = run_report("scores", as_of, scope)
     if as_json:
         emit_json(doc)
         return
@@ -492,8 +448,7 @@ def report_scores(
 def report_flows(journey: JourneyOpt = None, as_of: AsOf = None, as_json: JsonOpt = False) -> None:
     """Each journey's steps in order: leads that reached each, leads there now, messages sent."""
     scope = scope_of(None, None, None, journey, "first")
-    with report_engine(as_of, JOURNEY_VIEWS) as (engine, _):
-        doc = flows_report(engine, scope)
+    doc = run_report("flows", as_of, scope)
     if as_json:
         emit_json(doc)
         return
@@ -543,7 +498,7 @@ def costs_list(as_json: JsonOpt = False) -> None:
     from engine.application.analytics import referral_costs
 
     s = settings()
-    costs = _costs(s)
+    costs = marketing_costs(s)
     engine = engine_for(s, journeys=False)
     try:
         referral = referral_costs(engine)

@@ -31,27 +31,21 @@ from engine.application.access import Access, Caller
 from engine.application.analytics import (
     MILESTONES,
     Scope,
-    attribution_report,
-    costs_report,
-    daily_report,
-    experiments_report,
-    flows_report,
-    scores_report,
-    tasks_report,
 )
 from engine.application.delivery.links import LinkCheck, LinkKeys, check_token, make_token
 from engine.application.engine import Engine
-from engine.application.marketing import Cost
-from engine.application.reports import funnel_report, referrals_report
 from engine.domain.access.api_key import Role
 from engine.domain.marketing.costs import DIMENSIONS
 from engine.domain.shared.values import SourceChannel
+from engine.entrypoints.report_docs import report_document
 from engine.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "huoke_session"
 ROLES = (Role.MARKETER, Role.ADMIN)
 SCHEMA = "huoke.dashboard/1"
+#: The report documents the page shows.
+PAGE_REPORTS = ("funnel", "attribution", "costs", "experiments", "daily", "scores", "flows", "tasks", "referrals")
 
 
 class FilterError(ValueError):
@@ -100,28 +94,15 @@ class _OneCube:
         return getattr(self._view, name)
 
 
-def dashboard_data(engine: Engine, costs: list[Cost], settings: Settings, scope: Scope) -> dict[str, Any]:
+def dashboard_data(engine: Engine, settings: Settings, scope: Scope) -> dict[str, Any]:
     """Every report the page shows, for ``scope``: the same documents as the CLI and the API."""
     engine.refresh_views()
     page = dataclasses.replace(engine, funnel=_OneCube(engine.funnel), views_owned=frozenset())
-    funnel = funnel_report(page)
+    docs = {name: report_document(name, page, settings, scope) for name in PAGE_REPORTS}
     sent = {"email": 0, "sms": 0, "webhook": 0}
-    for m in funnel["messages"]:
+    for m in docs["funnel"]["messages"]:
         sent[m["channel"]] = sent.get(m["channel"], 0) + m["sent"]
-    return {
-        "schema": SCHEMA,
-        "scope": scope.as_dict(),
-        "currency": settings.currency,
-        "sent": sent,
-        "attribution": attribution_report(page, scope),
-        "costs": costs_report(page, costs, settings.funded_margin, settings.currency, scope),
-        "experiments": experiments_report(page, scope),
-        "daily": daily_report(page, scope),
-        "scores": scores_report(page, scope),
-        "flows": flows_report(page, scope),
-        "tasks": tasks_report(page, settings.timezone, scope),
-        "referrals": referrals_report(page),
-    }
+    return {"schema": SCHEMA, "scope": scope.as_dict(), "currency": settings.currency, "sent": sent, **docs}
 
 
 # ---- the tables (page and CSV) -----------------------------------------------------------------
@@ -407,9 +388,7 @@ HEADERS = {
 }
 
 
-def add_dashboard(
-    app: FastAPI, engine: Engine, access: Access, settings: Settings, keys: LinkKeys, costs: Callable[[], list[Cost]]
-) -> None:
+def add_dashboard(app: FastAPI, engine: Engine, access: Access, settings: Settings, keys: LinkKeys) -> None:
     """Serve ``/dashboard`` (sign-in, the page, CSV downloads and the static files)."""
     secure = settings.public_url.startswith("https://")
     lender = engine.deliveries.sender.name if engine.deliveries is not None else "huoke"
@@ -431,7 +410,7 @@ def add_dashboard(
         return HTMLResponse(html, status_code=status, headers=HEADERS)
 
     _sign_in_routes(app, access, keys, page, secure)
-    _page_routes(app, engine, settings, costs, session, page)
+    _page_routes(app, engine, settings, session, page)
 
 
 def _sign_in_routes(
@@ -476,7 +455,6 @@ def _page_routes(
     app: FastAPI,
     engine: Engine,
     settings: Settings,
-    costs: Callable[[], list[Cost]],
     session: Callable[[Request], Caller | None],
     page: Callable[..., HTMLResponse],
 ) -> None:
@@ -487,7 +465,7 @@ def _page_routes(
             scope, problem = Scope(), str(e)
         else:
             problem = ""
-        return dashboard_data(engine, costs(), settings, scope), problem
+        return dashboard_data(engine, settings, scope), problem
 
     @app.get("/dashboard", include_in_schema=False)
     def dashboard(request: Request) -> Response:

@@ -6,7 +6,6 @@ configured to post replies and status callbacks here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from uuid import UUID
 
 from fastapi import FastAPI, HTTPException, Request
@@ -15,7 +14,6 @@ from fastapi.responses import HTMLResponse, Response
 from engine.application.access import Access
 from engine.application.delivery.links import LinkCheck, LinkKeys, check_token
 from engine.application.engine import Engine
-from engine.application.marketing import Cost
 from engine.application.ports import CallbackVerifier
 from engine.domain.delivery.suppression import is_opt_out
 from engine.domain.shared.errors import HuokeError, LeadNotFoundError
@@ -51,14 +49,13 @@ def create_app(
     public_url: str = "",
     api: tuple[Access, Settings] | None = None,
     asyncapi: str = "",
-    costs: Callable[[], list[Cost]] | None = None,
 ) -> FastAPI:
     """The HTTP API around one engine; numbers without +country are read in ``phone_region``.
     Provider callbacks are accepted only when ``callbacks`` verifies the provider's signature
     (the URL signed is ``public_url`` + path where huoke sits behind a proxy); without a
     verifier they are refused. With ``api`` (the key store and settings) the authenticated
     API is served under ``/api/v1`` (see ``engine.entrypoints.api``) and the marketer's dashboard
-    under ``/dashboard``, with the marketing ``costs`` (read on each page)."""
+    under ``/dashboard``."""
     app = FastAPI(
         title="huoke",
         version="1",
@@ -86,7 +83,7 @@ def create_app(
         from engine.entrypoints.dashboard import add_dashboard
 
         add_api(app, engine, *api)
-        add_dashboard(app, engine, *api, keys, costs=costs or list)
+        add_dashboard(app, engine, *api, keys)
     return app
 
 

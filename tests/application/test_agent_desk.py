@@ -195,3 +195,34 @@ def test_a_store_from_before_desk_tasks_keeps_every_task_as_it_was(
         "liu.yang",
         1,
     )
+
+
+def test_the_task_report_counts_each_queue_its_overdue_tasks_and_hours_to_first_contact(
+    engine: Engine, clock: VirtualClock
+) -> None:
+    from engine.application.analytics import tasks_report
+
+    t0 = clock.now()
+    engine.leads.capture_leads([lead_in(1, "Beijing"), lead_in(2, "Beijing"), lead_in(3, "Shanghai")])
+    engine.run(until=t0 + timedelta(hours=1))
+    tasks = tasks_by_lead(engine)
+    done_ones = sorted(t["task_id"] for t in tasks.values() if t["routed_to"] == "bob")
+    clock.advance_to(t0 + timedelta(hours=2))
+    complete_task(engine, done_ones[0], "reached", "", "bob")
+    clock.advance_to(t0 + timedelta(hours=3))
+    complete_task(engine, done_ones[1], "no_answer", "", "bob")
+    engine.run(until=t0 + timedelta(hours=5))  # the Shanghai task is past loan_officers' 4 h
+    engine.refresh_views()
+    doc = tasks_report(engine, "Asia/Shanghai")
+    queues = {q["queue"]: q for q in doc["queues"]}
+    officers = queues["loan_officers"]
+    assert (officers["created"], officers["done"], officers["open"]) == (2, 2, 0)
+    assert officers["outcomes"] == {"no_answer": 1, "reached": 1}
+    assert officers["hours_to_first_contact"] == {"median": 2.5, "p90": 3.0}
+    assert officers["sla_hours"] == 4.0
+    leads = queues["team_leads"]  # escalated there at 4 h, its stint's day not yet over
+    assert (leads["created"], leads["open"], leads["overdue"], leads["escalated"]) == (1, 1, 0, 1)
+    engine.run(until=t0 + timedelta(hours=29))
+    engine.refresh_views()
+    queues = {q["queue"]: q for q in tasks_report(engine, "Asia/Shanghai")["queues"]}
+    assert queues["team_leads"]["overdue"] == 1

@@ -105,7 +105,7 @@ class Page:
 def chromium_page(profile: Path) -> Iterator[Page]:
     """A fresh headless Chromium with one page, closed afterwards."""
     port = free_port()
-    process = subprocess.Popen(  # noqa: S603 - our own fixed command line
+    process = subprocess.Popen(
         [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--remote-debugging-port={port}", "about:blank"],  # type: ignore[list-item]
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -115,7 +115,7 @@ def chromium_page(profile: Path) -> Iterator[Page]:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=2) as r:  # noqa: S310
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=2) as r:
                     targets = [t for t in json.load(r) if t.get("type") == "page"]
                 if targets:
                     break

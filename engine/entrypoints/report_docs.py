@@ -1,0 +1,92 @@
+"""Every report document by name, now or as of a moment: what the CLI prints, the API returns
+and the dashboard draws come from here (one truth)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from engine.application.analytics import (
+    ALL_LEADS,
+    Scope,
+    attribution_report,
+    costs_report,
+    daily_report,
+    experiments_report,
+    flows_report,
+    scores_report,
+    tasks_report,
+)
+from engine.application.engine import Engine
+from engine.application.reports import funnel_report, journeys_report, referrals_report
+from engine.bootstrap import engine_as_of, marketing_for
+from engine.settings import Settings
+
+#: The views each report reads (what ``as_of`` rebuilds from the log).
+REPORT_VIEWS: dict[str, tuple[str, ...]] = {
+    "funnel": ("funnel",),
+    "journeys": ("funnel", "journey_index"),
+    "referrals": ("referral_ledger",),
+    "attribution": ("funnel",),
+    "costs": ("funnel", "referral_ledger"),
+    "experiments": ("funnel",),
+    "daily": ("funnel",),
+    "scores": ("funnel",),
+    "flows": ("funnel", "journey_index"),
+    "tasks": ("journey_index",),
+}
+REPORTS = tuple(REPORT_VIEWS)
+
+
+def marketing_costs(settings: Settings, as_of: datetime | None = None) -> list[Any]:
+    marketing = marketing_for(settings)
+    try:
+        return marketing.costs(as_of)
+    finally:
+        marketing.close()
+
+
+def _build(name: str, engine: Engine, settings: Settings, scope: Scope, margin: Decimal | None,
+           as_of: datetime | None) -> dict[str, Any]:  # fmt: skip
+    match name:
+        case "funnel":
+            return funnel_report(engine)
+        case "journeys":
+            return journeys_report(engine)
+        case "referrals":
+            return referrals_report(engine)
+        case "attribution":
+            return attribution_report(engine, scope)
+        case "costs":
+            rate = settings.funded_margin if margin is None else margin
+            return costs_report(engine, marketing_costs(settings, as_of), rate, settings.currency, scope)
+        case "experiments":
+            return experiments_report(engine, scope)
+        case "daily":
+            return daily_report(engine, scope)
+        case "scores":
+            return scores_report(engine, scope)
+        case "flows":
+            return flows_report(engine, scope)
+        case "tasks":
+            return tasks_report(engine, settings.timezone, scope)
+    raise KeyError(name)
+
+
+def report_document(
+    name: str,
+    engine: Engine,
+    settings: Settings,
+    scope: Scope = ALL_LEADS,
+    as_of: datetime | None = None,
+    margin: Decimal | None = None,
+) -> dict[str, Any]:
+    """The ``name`` report for ``scope``: from the views now, or (``as_of``) from views rebuilt
+    from the event log as it stood then."""
+    if as_of is None:
+        engine.refresh_views()
+        return _build(name, engine, settings, scope, margin, None)
+    with engine_as_of(settings, engine, as_of, REPORT_VIEWS[name]) as then:
+        doc = _build(name, then, settings, scope, margin, as_of)
+    return {**doc, "as_of": as_of.isoformat()}
