@@ -487,7 +487,7 @@ def costs_import(file: Path, as_json: JsonOpt = False) -> None:
             f"{report.unchanged} unchanged, [red]{len({p.line for p in report.errors})} refused[/]"
         )
         for p in report.errors:
-            err.print(f"{file}:{p.line}: {p.field}: {p.problem}")
+            err.print(f"{file}:{p.line}: {p.field}: {p.problem}", soft_wrap=True, markup=False, highlight=False)
     if report.errors:
         raise typer.Exit(1)
 
