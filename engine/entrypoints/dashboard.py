@@ -36,6 +36,7 @@ from engine.application.delivery.links import LinkCheck, LinkKeys, check_token, 
 from engine.application.engine import Engine
 from engine.domain.access.api_key import Role
 from engine.domain.marketing.costs import DIMENSIONS
+from engine.domain.shared.errors import HuokeError
 from engine.domain.shared.values import SourceChannel
 from engine.entrypoints.report_docs import report_document
 from engine.settings import Settings
@@ -48,7 +49,7 @@ SCHEMA = "huoke.dashboard/1"
 PAGE_REPORTS = ("funnel", "attribution", "costs", "experiments", "daily", "scores", "flows", "tasks", "referrals")
 
 
-class FilterError(ValueError):
+class FilterError(HuokeError):
     """A filter the page cannot apply (shown on the page, nothing else changes)."""
 
 

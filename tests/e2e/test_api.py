@@ -157,6 +157,13 @@ def test_journeys_and_reports(api: Api) -> None:
     assert api.call("GET", "/reports/journeys", "marketer").json() == json.loads(
         json.dumps(journeys_report(api.engine))
     )
+    from engine.application.analytics import Scope, attribution_report
+
+    web = api.call("GET", "/reports/attribution?channel=web_form&touch=last", "marketer").json()
+    assert web == json.loads(json.dumps(attribution_report(api.engine, Scope(channel="web_form", touch="last"))))
+    bad = api.call("GET", "/reports/daily?since=2026-02-30", "marketer")
+    assert bad.status_code == 400 and "since: expected a day like 2026-03-31" in bad.json()["detail"]
+    assert api.call("GET", "/reports/costs", "agent").status_code == 403
 
 
 #: Every route, the roles (besides admin) that may call it, and a body.
@@ -181,7 +188,6 @@ ROUTES: list[tuple[str, str, set[str], Any]] = [
     ("POST", "/journeys/nope/pause", {"marketer"}, {}),
     ("POST", "/journeys/nope/resume", {"marketer"}, {}),
     ("GET", "/reports/funnel", {"marketer"}, None),
-    ("GET", "/reports/journeys", {"marketer"}, None),
     ("GET", "/audit", set(), None),
 ]
 

@@ -16,7 +16,8 @@ from engine.entrypoints.report_docs import REPORTS
 from tests.helpers import cli_environment
 
 runner = CliRunner()
-LEADS = """source_channel,external_id,partner,campaign,utm_source,utm_medium,utm_campaign,event,name,phone,language,loan_type,captured_at
+COLUMNS = "source_channel,external_id,partner,campaign,utm_source,utm_medium,utm_campaign,event,name,phone,language"
+LEADS = f"""{COLUMNS},loan_type,captured_at
 car_dealer,D1,Geely Hangzhou Auto City Dealership,,,,,,Li Wei,13800138001,en,auto,2026-03-02T10:00
 car_dealer,D2,Geely Hangzhou Auto City Dealership,,,,,,Wang Fang,13800138002,en,auto,2026-03-02T11:00
 web_form,W1,,,baidu,cpc,first-home-2026,,Zhang Min,13800138003,en,consumer,2026-03-03T09:00

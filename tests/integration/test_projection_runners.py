@@ -8,8 +8,10 @@ from datetime import timedelta
 import pytest
 
 from engine.adapters.clock import VirtualClock
+from engine.application.analytics import attribution_report, daily_report
 from engine.application.reports import funnel_report
 from projections.funnel import DELIVERY_TOPICS, LEAD_TOPICS
+from projections.funnel import JOURNEY_TOPICS as FUNNEL_JOURNEY_TOPICS
 from projections.journey_index import TOPICS as INDEX_TOPICS
 from projections.runners import last_matching_id, start_runners
 from tests.conftest import MakeEngine
@@ -28,6 +30,7 @@ def test_runners_rebuild_the_views_from_the_logs(store: str, make_engine: MakeEn
     engine.leads.capture_leads([young_pro(n) for n in range(1, 8)] + [senior(n) for n in range(1, 5)])
     engine.run(until=clock.now() + timedelta(days=10))
     expected = funnel_report(engine)
+    marketing = (attribution_report(engine), daily_report(engine))
     timers = engine.index.pending_count()
     engine.funnel.reset()
     engine.index.reset()
@@ -37,7 +40,8 @@ def test_runners_rebuild_the_views_from_the_logs(store: str, make_engine: MakeEn
         targets = [
             (runners[0], last_matching_id(engine.leads, LEAD_TOPICS)),
             (runners[1], last_matching_id(engine.deliveries, DELIVERY_TOPICS)),
-            (runners[2], last_matching_id(engine.journeys, INDEX_TOPICS)),
+            (runners[2], last_matching_id(engine.journeys, FUNNEL_JOURNEY_TOPICS)),
+            (runners[3], last_matching_id(engine.journeys, INDEX_TOPICS)),
         ]
         for runner, position in targets:
             runner.wait(position, timeout=30)
@@ -45,6 +49,7 @@ def test_runners_rebuild_the_views_from_the_logs(store: str, make_engine: MakeEn
         for runner in runners:
             runner.stop()
     assert funnel_report(engine) == expected
+    assert (attribution_report(engine), daily_report(engine)) == marketing
     assert engine.index.pending_count() == timers
     # Restarted runners resume from tracking: one new lead is counted once, nothing twice.
     engine.leads.capture_leads([young_pro(99)])
