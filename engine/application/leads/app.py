@@ -137,7 +137,9 @@ class Leads(Application[UUID]):
             # known phone, e-mail or source id makes the insert fail and nothing is written.
             return self._capture(batch, look_up=False)
         except IntegrityError:
-            self._forget_cache()
+            # That pass changed no stored lead (it only made new ones), so the cache stays: a
+            # returning lead (a second touch) in a batch must not cost every cached lead a reload.
+            pass
         try:
             return self._capture(batch, look_up=True)
         except IntegrityError:
