@@ -3,7 +3,7 @@
 The machine is shared and noisy, so absolute rates drift between runs; the ratio to the raw
 baseline measured minutes apart in the same process is the figure to compare over time.
 
-    python -m bench.run [--full] [--leads N] [--worker-leads N]
+    python -m bench.run [--full] [--leads N] [--worker-leads N] [--report-leads N]
 
 The default (10k leads) takes a few minutes; --full runs 100k leads and 1M pending timers.
 """
@@ -24,6 +24,7 @@ from eventsourcing.domain import Aggregate, event
 
 from bench.delivery import due_timer_query, smtp_rates
 from bench.integration import integration_section
+from bench.reports import reports_section
 from bench.scoring import scoring_rates
 from bench.workers import one_run
 from engine.adapters.clock import VirtualClock
@@ -208,6 +209,22 @@ def workers_section(n: int) -> None:
     del two
 
 
+def scoring_section(folder: Path, n: int) -> None:
+    step(f"scoring {n:,} leads")
+    scores = scoring_rates(folder, n)
+    title = f"scoring {int(scores['leads']):,} leads, 1,000 per batch"
+    print(f"\n{title:<72} {'rate':>12}  {'unit':<9} {'× raw':>10}")
+    for kind in ("credit", "propensity"):
+        raw, flow, model = scores[f"{kind}_raw"], scores[f"{kind}_flow"], scores[f"{kind}_model_only"]
+        lines = [
+            (f"raw {kind} pipeline predict_proba, 1,000 rows per call (baseline)", raw, "rows/s"),
+            (f"huoke {kind} scorer only (scorecard lookup / pipeline), no store", model, "rows/s"),
+            (f"huoke {kind} in the flow (load, facts, score, record Lead.Scored)", flow, "leads/s"),
+        ]
+        for what, rate, unit in lines:
+            print(f"{what:<72} {rate:>12,.0f}  {unit:<9} {rate / raw:>10.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--full", action="store_true", help="100k leads and 1M pending timers (long)")
@@ -215,6 +232,9 @@ def main() -> None:
     parser.add_argument("--timers", type=int, default=None)
     parser.add_argument("--score-leads", type=int, default=20_000)
     parser.add_argument("--worker-leads", type=int, default=1_500, help="leads in the 1-vs-2 worker run (0: skip)")
+    parser.add_argument(
+        "--report-leads", type=int, default=100_000, help="leads in the reports and dashboard store (0: skip)"
+    )
     args = parser.parse_args()
     args.leads = args.leads or (100_000 if args.full else 10_000)
     args.timers = args.timers or (1_000_000 if args.full else 200_000)
@@ -261,21 +281,11 @@ def main() -> None:
         for name, rate in smtp.items():
             label = "huoke SmtpEmailChannel, " + name.removeprefix("huoke_").replace("_", " ")
             print(f"{label:<72} {rate:>12,.0f}  {'msgs/s':<9} {rate / raw_smtp:>10.2f}")
-        step(f"scoring {args.score_leads:,} leads")
-        scores = scoring_rates(folder, args.score_leads)
-        title = f"scoring {int(scores['leads']):,} leads, 1,000 per batch"
-        print(f"\n{title:<72} {'rate':>12}  {'unit':<9} {'× raw':>10}")
-        for kind in ("credit", "propensity"):
-            raw, flow, model = scores[f"{kind}_raw"], scores[f"{kind}_flow"], scores[f"{kind}_model_only"]
-            lines = [
-                (f"raw {kind} pipeline predict_proba, 1,000 rows per call (baseline)", raw, "rows/s"),
-                (f"huoke {kind} scorer only (scorecard lookup / pipeline), no store", model, "rows/s"),
-                (f"huoke {kind} in the flow (load, facts, score, record Lead.Scored)", flow, "leads/s"),
-            ]
-            for what, rate, unit in lines:
-                print(f"{what:<72} {rate:>12,.0f}  {unit:<9} {rate / raw:>10.2f}")
+        scoring_section(folder, args.score_leads)
         if args.worker_leads:
             workers_section(args.worker_leads)
+        if args.report_leads:
+            reports_section(folder, args.report_leads, step, bench_settings)
         step(f"due-timer query among {args.timers:,} pending timers")
         timers = due_timer_query(args.timers)
         print(
