@@ -306,3 +306,11 @@ def test_sent_is_the_same_in_both_reports_and_the_outboxes(
     assert {k: v for k, v in by_report.items() if k in funnel} == {k: v for k, v in funnel.items() if v}
     assert by_report.get("email sent", 0) == len(emails(tmp_path / "outbox")) > 0
     assert by_report.get("sms sent", 0) == len(sms_lines(tmp_path / "outbox")) > 0
+    # The dashboard's "sent" and its daily series count the same messages.
+    from engine.application.analytics import ALL_LEADS
+    from engine.entrypoints.dashboard import dashboard_data
+    from tests.conftest import settings_of
+
+    page = dashboard_data(engine, settings_of(engine), ALL_LEADS)
+    assert page["sent"]["email"] == by_report["email sent"] and page["sent"]["sms"] == by_report["sms sent"]
+    assert page["daily"]["totals"]["sent"] == by_report["email sent"] + by_report["sms sent"]

@@ -52,7 +52,7 @@ class Period:
 def parse_period(text: str) -> Period:
     """``2026-03`` (a month), ``2026-03-05`` (a day) or ``2026-03-01..2026-03-31``."""
     text = text.strip()
-    if m := _MONTH.match(text):
+    if (m := _MONTH.match(text)) and 1 <= int(m[2]) <= 12:
         first = date(int(m[1]), int(m[2]), 1)
         nxt = date(first.year + first.month // 12, first.month % 12 + 1, 1)
         return Period(first, nxt - timedelta(days=1))
