@@ -11,8 +11,10 @@ from datetime import datetime
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from engine.adapters.clock import AcceleratedClock, SystemClock
 from engine.adapters.coordination import NotInitialisedError
@@ -139,3 +141,23 @@ def with_progress(total: int, label: str, run: Callable[[Callable[[int], None]],
 
 def emit_json(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def report_table(title: str, columns: list[str], caption: str | None = None, wrap: int = 1) -> Table:
+    """A table that fits 80 columns: the first ``wrap`` columns are text that wraps (never cut),
+    the rest are right-aligned numbers."""
+    table = Table(
+        title=title,
+        caption=caption,
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        collapse_padding=True,
+        title_justify="left",
+        caption_justify="left",
+    )
+    for i, col in enumerate(columns):
+        if i < wrap:
+            table.add_column(col, overflow="fold")
+        else:
+            table.add_column(col, justify="right", no_wrap=True)
+    return table

@@ -36,6 +36,7 @@ from engine.entrypoints.cli_common import (
     err,
     fail,
     journeys_app,
+    report_table,
     settings,
     tasks_app,
 )
@@ -105,9 +106,8 @@ def journeys_list(as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json({"schema": "huoke.journeys/1", "journeys": rows})
         return
-    table = Table(title="Journeys")
-    for col in ("id", "name", "version", "status", "entries", "in journey now", "file changed"):
-        table.add_column(col)
+    legend = "now: leads in the journey now; file: the file differs from the published version"
+    table = report_table("Journeys", ["id", "name", "version", "status", "entries", "now", "file"], legend, wrap=4)
     for r in rows:
         table.add_row(
             r["id"],
@@ -116,7 +116,7 @@ def journeys_list(as_json: JsonOpt = False) -> None:
             r["status"],
             str(r["entries"]),
             str(r["active"]),
-            "yes — publish it" if r["unpublished_changes"] else "",
+            "changed" if r["unpublished_changes"] else "",
         )
     console.print(table)
 

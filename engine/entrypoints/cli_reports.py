@@ -14,8 +14,6 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from rich import box
-from rich.table import Table
 
 from engine.application.analytics import ALL_LEADS, Scope
 from engine.domain.marketing.costs import DIMENSIONS
@@ -31,6 +29,7 @@ from engine.entrypoints.cli_common import (
     err,
     fail,
     report_app,
+    report_table,
     settings,
 )
 from engine.entrypoints.importing import import_costs
@@ -106,26 +105,6 @@ def run_report(
         return report_document(name, engine, s, scope, moment, margin)
     finally:
         engine.close()
-
-
-def report_table(title: str, columns: list[str], caption: str | None = None, wrap: int = 1) -> Table:
-    """A table that fits 80 columns: the first ``wrap`` columns are text that wraps (never cut),
-    the rest are right-aligned numbers."""
-    table = Table(
-        title=title,
-        caption=caption,
-        box=box.SIMPLE_HEAD,
-        padding=(0, 1),
-        collapse_padding=True,
-        title_justify="left",
-        caption_justify="left",
-    )
-    for i, col in enumerate(columns):
-        if i < wrap:
-            table.add_column(col, overflow="fold")
-        else:
-            table.add_column(col, justify="right", no_wrap=True)
-    return table
 
 
 def short(value: float | int | None) -> str:

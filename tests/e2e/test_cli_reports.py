@@ -82,11 +82,13 @@ def test_a_costs_file_keeps_its_good_rows_and_names_each_bad_one(env: Path) -> N
 def test_every_report_fits_80_columns_and_agrees_with_its_json(env: Path) -> None:
     runner.invoke(app, ["costs", "import", str(env / "costs.csv")])
     invoke("run")
-    for name in REPORTS:
-        text = invoke("report", name)
+    commands = [("report", name) for name in REPORTS]
+    commands += [("costs", "list"), ("journeys", "list"), ("tasks", "list"), ("status",)]
+    for command in commands:
+        text = invoke(*command)
         too_wide = [line for line in text.splitlines() if len(line) > 80]
-        assert too_wide == [], name
-        assert "…" not in text, name  # wrapped or abbreviated with a legend, never cut
+        assert too_wide == [], command
+        assert "…" not in text, command  # wrapped or abbreviated with a legend, never cut
     attribution = json.loads(invoke("report", "attribution", "--json"))
     assert attribution["total"]["leads"] == 5 and attribution["total"]["multi_touch"] == 1
     partners = {r["value"]: r for r in attribution["dimensions"]["partner"]}
