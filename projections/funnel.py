@@ -31,6 +31,10 @@ JOURNEY_TOPICS = [get_topic(c) for c in (Enrolment.Started, Enrolment.SplitAssig
 MILESTONES = tuple(s.value for s in STAGE_ORDER[1:])
 
 
+#: What each row of the cube counts (and ``volume``, the funded amount).
+CUBE_COUNTS = ("leads", *MILESTONES, "multi_touch", "loans")
+
+
 def dimension_values(source: dict[str, Any]) -> list[str]:
     a = attribution_of(source)
     return [
@@ -56,6 +60,8 @@ class FunnelCounts(SqlView):
         "score_bands",
         "split_enrolments",
         "split_arms",
+        "lead_cube",
+        "band_counts",
     )
     schema_version = 3  # 2: lead_sources; 3: the marketing facts
     feeds = (("leads", LEAD_TOPICS), ("deliveries", DELIVERY_TOPICS), ("journeys", JOURNEY_TOPICS))
@@ -105,6 +111,20 @@ class FunnelCounts(SqlView):
             + "".join(f"{m}_after NUMERIC, " for m in MILESTONES)
             + "PRIMARY KEY (enrolment_id, step))",
             "CREATE INDEX IF NOT EXISTS split_arms_lead ON {t_split_arms} (lead_id)",
+            # The lead facts summed by capture day and attribution, once by each lead's first
+            # touch and once by its last: what the reports and the dashboard group (a few
+            # thousand rows however many leads there are).
+            "CREATE TABLE IF NOT EXISTS {t_lead_cube} (touch TEXT NOT NULL, day TEXT NOT NULL, "
+            + "".join(f"{d} TEXT NOT NULL, " for d in DIMENSIONS)
+            + "".join(f"{m} BIGINT NOT NULL, " for m in CUBE_COUNTS)
+            + "volume NUMERIC NOT NULL, PRIMARY KEY (touch, day, "
+            + ", ".join(DIMENSIONS)
+            + "))",
+            # Leads per score band by capture day and first-touch channel, with how many applied
+            # and were funded (kept as scores and stages change: no join of the leads per read).
+            "CREATE TABLE IF NOT EXISTS {t_band_counts} (kind TEXT NOT NULL, band TEXT NOT NULL, day TEXT NOT NULL, "
+            "channel TEXT NOT NULL, leads BIGINT NOT NULL, applied BIGINT NOT NULL, funded BIGINT NOT NULL, "
+            "PRIMARY KEY (kind, band, day, channel))",
         ]
 
     @singledispatchmethod
@@ -147,6 +167,33 @@ class FunnelCounts(SqlView):
             ),
         )
         self._daily(c, e.captured_at, values[0], "captured")
+        day = self.day(e.captured_at)
+        for touch in ("first", "last"):
+            self._cube(c, touch, day, values, {"leads": 1})
+
+    def _cube(self, c: Any, touch: str, day: str, dims: list[str], deltas: dict[str, Any]) -> None:
+        """Add ``deltas`` (count → change; ``volume`` → amount) to one row of the cube."""
+        marks = ", ".join("?" for _ in range(2 + len(DIMENSIONS) + len(CUBE_COUNTS) + 1))
+        sets = ", ".join(f"{m} = {{t_lead_cube}}.{m} + excluded.{m}" for m in (*CUBE_COUNTS, "volume"))
+        volume = Decimal(str(deltas.get("volume", 0)))
+        c.execute(
+            self.q(
+                f"INSERT INTO {{t_lead_cube}} VALUES ({marks}) "  # noqa: S608 - fixed names
+                f"ON CONFLICT (touch, day, {', '.join(DIMENSIONS)}) DO UPDATE SET {sets}"
+            ),
+            (
+                touch,
+                day,
+                *dims,
+                *(int(deltas.get(m, 0)) for m in CUBE_COUNTS),
+                str(volume) if self.is_postgres else float(volume),
+            ),
+        )
+
+    def _both(self, c: Any, facts: dict[str, Any], deltas: dict[str, Any]) -> None:
+        """Count ``deltas`` in the cube rows of the lead's first and last touch."""
+        for touch in ("first", "last"):
+            self._cube(c, touch, facts["captured_day"], [facts[f"{touch}_{d}"] for d in DIMENSIONS], deltas)
 
     def _daily(self, c: Any, at: datetime, channel: str, measure: str, amount: Decimal = Decimal(0)) -> None:
         c.execute(
@@ -164,6 +211,23 @@ class FunnelCounts(SqlView):
 
     @apply.register
     def _(self, e: Lead.Touched, c: Any) -> None:
+        facts = self._facts(c, e.originator_id, "*")
+        if facts is None:
+            return
+        # The lead's last touch moves: its whole count leaves the old last-touch row for the new.
+        was = {
+            "leads": 1,
+            **{m: int(facts[f"{m}_at"] is not None) for m in MILESTONES},
+            "multi_touch": int(facts["touches"] > 0),
+            "loans": facts["funded_loans"],
+            "volume": facts["funded_volume"],
+        }
+        old = [facts[f"last_{d}"] for d in DIMENSIONS]
+        self._cube(c, "last", facts["captured_day"], old, {k: -Decimal(str(v)) for k, v in was.items()})
+        self._cube(c, "last", facts["captured_day"], dimension_values(e.source), {**was, "multi_touch": 1})
+        if not facts["touches"]:
+            first = [facts[f"first_{d}"] for d in DIMENSIONS]
+            self._cube(c, "first", facts["captured_day"], first, {"multi_touch": 1})
         sets = ", ".join(f"last_{d} = ?" for d in DIMENSIONS)
         c.execute(
             self.q(f"UPDATE {{t_lead_facts}} SET {sets}, touches = touches + 1 WHERE lead_id = ?"),  # noqa: S608
@@ -180,8 +244,7 @@ class FunnelCounts(SqlView):
     def _(self, e: Lead.StageChanged, c: Any) -> None:
         c.execute(self.q("UPDATE {t_funnel_leads} SET stage = ? WHERE lead_id = ?"), (e.to_stage, str(e.originator_id)))
         self._reached(c, e.originator_id, e.to_stage)
-        columns = ", ".join(f"{m}_at" for m in MILESTONES)
-        facts = self._facts(c, e.originator_id, f"first_channel, lost_at, {columns}")
+        facts = self._facts(c, e.originator_id, "*")
         if facts is None:
             return
         if e.to_stage == Stage.LOST.value:
@@ -204,6 +267,12 @@ class FunnelCounts(SqlView):
         )
         for m in new:
             self._daily(c, e.at, facts["first_channel"], m)
+        self._both(c, facts, dict.fromkeys(new, 1))
+        if "applied" in new or "funded" in new:
+            c.execute(self.q("SELECT kind, band FROM {t_score_bands} WHERE lead_id = ?"), (str(e.originator_id),))
+            for scored in [dict(r) for r in c.fetchall()]:
+                counts = (0, int("applied" in new), int("funded" in new))
+                self._band(c, scored["kind"], scored["band"], facts, counts)
         c.execute(
             self.q("SELECT enrolment_id, step, assigned_at FROM {t_split_arms} WHERE lead_id = ?"),
             (str(e.originator_id),),
@@ -220,10 +289,11 @@ class FunnelCounts(SqlView):
 
     @apply.register
     def _(self, e: Lead.LoanFunded, c: Any) -> None:
-        facts = self._facts(c, e.originator_id, "first_channel")
+        facts = self._facts(c, e.originator_id, "*")
         if facts is None:
             return
         amount = Decimal(e.amount)
+        self._both(c, facts, {"loans": 1, "volume": amount})
         c.execute(
             self.q(
                 "UPDATE {t_lead_facts} SET funded_loans = funded_loans + 1, funded_volume = funded_volume + ? "
@@ -235,12 +305,36 @@ class FunnelCounts(SqlView):
 
     @apply.register
     def _(self, e: Lead.Scored, c: Any) -> None:
+        lead = str(e.originator_id)
+        c.execute(self.q("SELECT band FROM {t_score_bands} WHERE lead_id = ? AND kind = ?"), (lead, e.kind))
+        row = c.fetchone()
+        old = dict(row)["band"] if row is not None else None
+        if old == e.band:
+            return
         c.execute(
             self.q(
                 "INSERT INTO {t_score_bands} VALUES (?, ?, ?) "
                 "ON CONFLICT (lead_id, kind) DO UPDATE SET band = excluded.band"
             ),
-            (str(e.originator_id), e.kind, e.band),
+            (lead, e.kind, e.band),
+        )
+        facts = self._facts(c, lead, "captured_day, first_channel, applied_at, funded_at")
+        if facts is None:
+            return
+        counts = (1, int(facts["applied_at"] is not None), int(facts["funded_at"] is not None))
+        if old is not None:  # rescored into another band: the lead moves
+            self._band(c, e.kind, old, facts, tuple(-n for n in counts))
+        self._band(c, e.kind, e.band, facts, counts)
+
+    def _band(self, c: Any, kind: str, band: str, facts: dict[str, Any], counts: tuple[int, ...]) -> None:
+        c.execute(
+            self.q(
+                "INSERT INTO {t_band_counts} VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, band, day, channel) "
+                "DO UPDATE SET leads = {t_band_counts}.leads + excluded.leads, "
+                "applied = {t_band_counts}.applied + excluded.applied, "
+                "funded = {t_band_counts}.funded + excluded.funded"
+            ),
+            (kind, band, facts["captured_day"], facts["first_channel"], *counts),
         )
 
     @apply.register
@@ -380,19 +474,15 @@ class FunnelCounts(SqlView):
     def cube(
         self, touch: str = "first", since: str | None = None, until: str | None = None, channel: str | None = None
     ) -> list[dict[str, Any]]:
-        """Leads captured per day (the lender's, ``since``..``until``) and attribution (``touch``:
-        first or last), and how many of them reached each stage, with loans and volume funded."""
-        prefix = "first" if touch == "first" else "last"
-        dims = ", ".join(f"{prefix}_{d} AS {d}" for d in DIMENSIONS)
-        groups = ", ".join(f"{prefix}_{d}" for d in DIMENSIONS)
-        reached = ", ".join(f"COUNT({m}_at) AS {m}" for m in MILESTONES)
-        where, params = self._scope(since, until, channel)
-        return self.rows(
-            f"SELECT captured_day AS day, {dims}, COUNT(*) AS leads, {reached}, "  # noqa: S608
-            "SUM(CASE WHEN touches > 0 THEN 1 ELSE 0 END) AS multi_touch, SUM(funded_loans) AS loans, "
-            f"SUM(funded_volume) AS volume FROM {{t_lead_facts}}{where} GROUP BY captured_day, {groups}",
-            params,
-        )
+        """Leads captured per day (the lender's, ``since``..``until``) by attribution (``touch``:
+        first or last; ``channel``: of that touch), and how many of them reached each stage, with
+        loans and volume funded."""
+        where, params = " WHERE touch = ? AND leads > 0", ["first" if touch == "first" else "last"]
+        for clause, value in ((" AND day >= ?", since), (" AND day <= ?", until), (" AND channel = ?", channel)):
+            if value:
+                where, params = where + clause, [*params, value]
+        columns = ", ".join(("day", *DIMENSIONS, *CUBE_COUNTS, "volume"))
+        return self.rows(f"SELECT {columns} FROM {{t_lead_cube}}{where}", params)  # noqa: S608
 
     def daily(
         self, since: str | None = None, until: str | None = None, channel: str | None = None
@@ -424,11 +514,12 @@ class FunnelCounts(SqlView):
         self, since: str | None = None, until: str | None = None, channel: str | None = None
     ) -> list[dict[str, Any]]:
         """Leads per score kind and band (their latest score), and how many applied and funded."""
-        where, params = self._scope(since, until, channel)
+        where, params = self._scope(since, until, None, "day")
+        if channel:
+            where, params = where + " AND channel = ?", [*params, channel]
         return self.rows(
-            "SELECT b.kind, b.band, COUNT(*) AS leads, COUNT(f.applied_at) AS applied, "  # noqa: S608
-            "COUNT(f.funded_at) AS funded FROM {t_score_bands} b JOIN {t_lead_facts} f ON f.lead_id = b.lead_id"
-            f"{where} GROUP BY b.kind, b.band ORDER BY b.kind, b.band",
+            "SELECT kind, band, SUM(leads) AS leads, SUM(applied) AS applied, SUM(funded) AS funded "  # noqa: S608
+            f"FROM {{t_band_counts}}{where} GROUP BY kind, band HAVING SUM(leads) > 0 ORDER BY kind, band",
             params,
         )
 

@@ -34,8 +34,9 @@ MEASURES = ("leads", *MILESTONES, "loans", "volume")
 @dataclass(frozen=True)
 class Scope:
     """Which leads a report counts: captured ``since``..``until`` (the lender's days, inclusive),
-    from one first-touch source ``channel``, and (where a report is per journey) one ``journey``;
-    attribution by ``touch``: first or last."""
+    attributed to one source ``channel`` (by ``touch``: each lead's first or last; the daily
+    activity and score bands go by the first), and (where a report is per journey) one
+    ``journey``."""
 
     since: date | None = None
     until: date | None = None
@@ -165,7 +166,7 @@ def costs_report(
     application and per funded loan, and return on spend at ``margin`` of the funded volume.
     Referral rewards join as the ``referral`` channel's cost."""
     since, until = scope.days
-    everyone = engine.funnel.cube(scope.touch, since, until)  # spend is shared out over all channels
+    everyone = engine.funnel.cube(scope.touch, since, until, None)  # spend is shared out over all channels
     cube = [r for r in everyone if not scope.channel or r["channel"] == scope.channel]
     entries = []
     by_key: dict[tuple[str, str], dict[str, Any]] = {}

@@ -50,7 +50,9 @@ AsOf = Annotated[
 ]
 Since = Annotated[str | None, typer.Option("--since", help="leads captured on or after this day (2026-03-01)")]
 Until = Annotated[str | None, typer.Option("--until", help="leads captured on or before this day (2026-03-31)")]
-Channel = Annotated[str | None, typer.Option("--channel", help="only leads first captured from this source channel")]
+Channel = Annotated[
+    str | None, typer.Option("--channel", help="only leads attributed to this source channel (by --touch)")
+]
 JourneyOpt = Annotated[str | None, typer.Option("--journey", help="only this journey")]
 Touch = Annotated[str, typer.Option("--touch", help="attribute each lead to its first or its last touch")]
 

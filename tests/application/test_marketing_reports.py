@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from engine.adapters.clock import VirtualClock
-from engine.application.analytics import Scope, attribution_report, costs_report, daily_report, experiments_report
+from engine.application.analytics import (
+    Scope,
+    attribution_report,
+    costs_report,
+    daily_report,
+    experiments_report,
+    scores_report,
+)
 from engine.application.engine import Engine
 from engine.application.leads.commands import CaptureLead
 from engine.application.marketing import Cost
@@ -262,3 +269,31 @@ def test_daily_counts_are_the_lenders_days(make_engine: MakeEngine, clock: Virtu
     assert sum(d["captured"] for d in days.values()) == 9 and sum(d["funded"] for d in days.values()) == 2
     assert sum(d["funded volume"] for d in days.values()) == 300000.0
     assert [date.fromisoformat(d) for d in days] == sorted(date.fromisoformat(d) for d in days)
+
+
+def test_score_bands_follow_rescoring_and_the_leads_stages(
+    make_engine: MakeEngine, clock: VirtualClock, store: str
+) -> None:
+    engine = make_engine()
+    leads = market(engine, clock)
+    outcomes = engine.leads.capture_leads(list(leads.values()))  # known already: their ids
+    ids = {name: o.lead_id for name, o in zip(leads, outcomes, strict=True)}
+    at = clock.now()
+
+    def score(name: str, band: str) -> None:
+        lead = engine.leads.get_lead(ids[name])
+        lead.record_score("credit", 1 if band != "C" else 2, 0.1, 600, band, [], {"band": band}, at)
+        engine.leads.save(lead)
+
+    for name in ("dealer1", "dealer2", "web1", "fair1"):
+        score(name, "B")
+    score("dealer2", "C")  # rescored: moves from B to C
+    engine.leads.record_lifecycle([lifecycle("application_submitted", leads["dealer2"], at, application_id="D2",
+                                             loan_type="auto", amount="1")])  # fmt: skip
+    engine.run(until=at + timedelta(hours=1))
+    engine.refresh_views()
+    bands = {b["band"]: b for b in scores_report(engine)["kinds"]["credit"]}
+    # dealer1 and fair1 were funded, web1 applied; dealer2 applied after its rescoring.
+    assert {k: (b["leads"], b["applied"], b["funded"]) for k, b in bands.items()} == {"B": (3, 3, 2), "C": (1, 1, 0)}
+    dealers = {b["band"]: b["leads"] for b in scores_report(engine, Scope(channel="car_dealer"))["kinds"]["credit"]}
+    assert dealers == {"B": 1, "C": 1}
