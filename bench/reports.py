@@ -118,6 +118,11 @@ def reports_section(folder: Path, n: int, step: Any, bench_settings: Any) -> Non
     t0 = time.perf_counter()
     leads = build_store(settings, n, step)
     step(f"store built in {time.perf_counter() - t0:.0f}s; timing reports")
+    measure(settings, leads, step)
+
+
+def measure(settings: Settings, leads: int, step: Any) -> None:
+    """Time every report, each report command and the dashboard on the store of ``settings``."""
     raw = statistics.median(raw_group_by(settings) for _ in range(5))
     engine = bootstrap(settings, definitions=load_journey_definitions(settings))
     engine.owns_views = False

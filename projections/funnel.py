@@ -62,6 +62,7 @@ class FunnelCounts(SqlView):
         "split_arms",
         "lead_cube",
         "band_counts",
+        "reached_counts",
     )
     schema_version = 3  # 2: lead_sources; 3: the marketing facts
     feeds = (("leads", LEAD_TOPICS), ("deliveries", DELIVERY_TOPICS), ("journeys", JOURNEY_TOPICS))
@@ -111,6 +112,7 @@ class FunnelCounts(SqlView):
             + "".join(f"{m}_after NUMERIC, " for m in MILESTONES)
             + "PRIMARY KEY (enrolment_id, step))",
             "CREATE INDEX IF NOT EXISTS split_arms_lead ON {t_split_arms} (lead_id)",
+            "CREATE INDEX IF NOT EXISTS split_arms_journey ON {t_split_arms} (journey_id, assigned_at)",
             # The lead facts summed by capture day and attribution, once by each lead's first
             # touch and once by its last: what the reports and the dashboard group (a few
             # thousand rows however many leads there are).
@@ -125,6 +127,9 @@ class FunnelCounts(SqlView):
             "CREATE TABLE IF NOT EXISTS {t_band_counts} (kind TEXT NOT NULL, band TEXT NOT NULL, day TEXT NOT NULL, "
             "channel TEXT NOT NULL, leads BIGINT NOT NULL, applied BIGINT NOT NULL, funded BIGINT NOT NULL, "
             "PRIMARY KEY (kind, band, day, channel))",
+            # Leads that ever reached each stage, by their audience now (kept as audiences change).
+            "CREATE TABLE IF NOT EXISTS {t_reached_counts} (stage TEXT NOT NULL, audience TEXT NOT NULL, "
+            "n BIGINT NOT NULL, PRIMARY KEY (stage, audience))",
         ]
 
     @singledispatchmethod
@@ -236,6 +241,14 @@ class FunnelCounts(SqlView):
 
     @apply.register
     def _(self, e: Lead.Segmented, c: Any) -> None:
+        lead = str(e.originator_id)
+        c.execute(self.q("SELECT audience FROM {t_funnel_leads} WHERE lead_id = ?"), (lead,))
+        row = c.fetchone()
+        if row is not None and dict(row)["audience"] != e.audience:  # its stages move to the new audience
+            c.execute(self.q("SELECT stage FROM {t_funnel_reached} WHERE lead_id = ?"), (lead,))
+            for stage in [dict(r)["stage"] for r in c.fetchall()]:
+                self._count_reached(c, stage, dict(row)["audience"], -1)
+                self._count_reached(c, stage, e.audience, 1)
         for table in ("{t_funnel_leads}", "{t_lead_facts}"):
             sql = f"UPDATE {table} SET audience = ? WHERE lead_id = ?"  # noqa: S608 - fixed table names
             c.execute(self.q(sql), (e.audience, str(e.originator_id)))
@@ -367,7 +380,23 @@ class FunnelCounts(SqlView):
         )
 
     def _reached(self, c: Any, lead_id: Any, stage: str) -> None:
-        c.execute(self.q("INSERT INTO {t_funnel_reached} VALUES (?, ?) ON CONFLICT DO NOTHING"), (str(lead_id), stage))
+        lead = str(lead_id)
+        c.execute(self.q("SELECT 1 AS yes FROM {t_funnel_reached} WHERE lead_id = ? AND stage = ?"), (lead, stage))
+        if c.fetchone() is not None:
+            return
+        c.execute(self.q("INSERT INTO {t_funnel_reached} VALUES (?, ?)"), (lead, stage))
+        c.execute(self.q("SELECT audience FROM {t_funnel_leads} WHERE lead_id = ?"), (lead,))
+        row = c.fetchone()
+        self._count_reached(c, stage, dict(row)["audience"] if row is not None else "general", 1)
+
+    def _count_reached(self, c: Any, stage: str, audience: str, n: int) -> None:
+        c.execute(
+            self.q(
+                "INSERT INTO {t_reached_counts} VALUES (?, ?, ?) "
+                "ON CONFLICT (stage, audience) DO UPDATE SET n = {t_reached_counts}.n + excluded.n"
+            ),
+            (stage, audience, n),
+        )
 
     @apply.register
     def _(self, e: Delivery.Sent, c: Any) -> None:
@@ -442,11 +471,7 @@ class FunnelCounts(SqlView):
 
     def reached(self) -> list[dict[str, Any]]:
         """Leads that ever reached each stage, by audience (the conversion funnel)."""
-        return self.rows(
-            "SELECT r.stage AS stage, l.audience AS audience, COUNT(*) AS leads "
-            "FROM {t_funnel_reached} r JOIN {t_funnel_leads} l ON l.lead_id = r.lead_id "
-            "GROUP BY r.stage, l.audience"
-        )
+        return self.rows("SELECT stage, audience, n AS leads FROM {t_reached_counts} WHERE n > 0")
 
     def messages(self) -> list[dict[str, Any]]:
         return self.rows(
