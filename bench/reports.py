@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bench.data import lead_commands
 from engine.adapters.clock import VirtualClock
 from engine.application.leads.commands import LeadRef, RecordLifecycle
 from engine.application.marketing import CostImport
@@ -30,7 +31,6 @@ from engine.bootstrap import access_for, bootstrap, init_database, load_journey_
 from engine.domain.marketing.costs import CostLine, parse_period
 from engine.entrypoints.demo_data import MONTHLY_COSTS, add_touches, generate
 from engine.entrypoints.report_docs import REPORTS, report_document
-from engine.entrypoints.schemas import LeadRow, RowError
 from engine.settings import Settings
 
 SECRETS = {
@@ -45,12 +45,7 @@ def build_store(settings: Settings, n: int, step: Any) -> int:
     start = datetime(2026, 3, 2, 9, tzinfo=tz)
     rows, _ = generate(n, start, capture_days=30, sim_days=31)
     add_touches(rows)
-    commands = []
-    for line, row in enumerate(rows, 2):
-        try:
-            commands.append(LeadRow.model_validate(row).to_command("CN", tz, f"bench:{line}"))
-        except (ValueError, RowError):
-            continue
+    commands = lead_commands(rows, tz)
     commands.sort(key=lambda c: c.captured_at or start)
     init_database(settings)
     engine = bootstrap(settings, VirtualClock(start.astimezone(UTC)), definitions=load_journey_definitions(settings))
@@ -121,8 +116,9 @@ def reports_section(folder: Path, n: int, step: Any, bench_settings: Any) -> Non
     measure(settings, leads, step)
 
 
-def measure(settings: Settings, leads: int, step: Any) -> None:
-    """Time every report, each report command and the dashboard on the store of ``settings``."""
+def measure(settings: Settings, leads: int, step: Any, commands: bool = True, requests: int = 40) -> None:
+    """Time every report, each report command (``commands``) and the dashboard (``requests``
+    page loads) on the store of ``settings``."""
     raw = statistics.median(raw_group_by(settings) for _ in range(5))
     engine = bootstrap(settings, definitions=load_journey_definitions(settings))
     engine.owns_views = False
@@ -144,6 +140,14 @@ def measure(settings: Settings, leads: int, step: Any) -> None:
     as_of = time.perf_counter() - started
     print(f"{'huoke report attribution --as-of 2026-03-16 (funnel view rebuilt from the log)':<72} "
           f"{as_of:>12.3f}  {'s':<9} {as_of / raw:>10.1f}")  # fmt: skip
+    if commands:
+        command_timings(settings)
+    dashboard_timings(settings, engine, step, requests)
+    engine.close()
+
+
+def command_timings(settings: Settings) -> None:
+    """Each report as a command, against the interpreter and the CLI starting."""
     env = {**os.environ, **SECRETS, "HUOKE_DATA_DIR": str(settings.data_dir), "HUOKE_DATABASE_URL": ""}
     env |= {"HUOKE_JOURNEYS_DIR": str(settings.journeys_dir), "HUOKE_TEMPLATES_DIR": str(settings.templates_dir)}
     huoke = str(Path(sys.executable).parent / "huoke")
@@ -159,12 +163,10 @@ def measure(settings: Settings, leads: int, step: Any) -> None:
         subprocess.run([huoke, "report", name, "--json"], env=env, capture_output=True, check=True)  # noqa: S603
         seconds = time.perf_counter() - started
         print(f"{'huoke report ' + name + ' --json':<72} {seconds:>12.2f}  {'s':<9} {seconds / startup:>10.2f}")
-    dashboard_timings(settings, engine, step)
-    engine.close()
 
 
-def dashboard_timings(settings: Settings, engine: Any, step: Any) -> None:
-    """GET /dashboard over HTTP from a real server: 40 requests with varied filters."""
+def dashboard_timings(settings: Settings, engine: Any, step: Any, requests: int = 40) -> None:
+    """GET /dashboard over HTTP from a real server: ``requests`` page loads with varied filters."""
     import uvicorn
 
     from engine.application.delivery.links import LinkKeys
@@ -186,14 +188,14 @@ def dashboard_timings(settings: Settings, engine: Any, step: Any) -> None:
         filters = ["", "?touch=last", "?channel=web_form", "?since=2026-03-10&until=2026-03-20",
                    "?channel=car_dealer&touch=last", "?journey=young-professionals", "?since=2026-03-25"]  # fmt: skip
         opener.open(base + "/dashboard", timeout=60).read()  # warm
-        step("dashboard: 40 requests")
+        step(f"dashboard: {requests} requests")
         times = []
-        for i in range(40):
+        for i in range(requests):
             started = time.perf_counter()
             opener.open(base + "/dashboard" + filters[i % len(filters)], timeout=60).read()
             times.append(time.perf_counter() - started)
         p50, p95 = percentile(times, 0.5) * 1000, percentile(times, 0.95) * 1000
-        print(f"\nGET /dashboard over HTTP, 40 requests with 7 different filters: p50 {p50:.0f} ms, p95 {p95:.0f} ms")
+        print(f"\nGET /dashboard over HTTP, {requests} requests, 7 kinds of filter: p50 {p50:.0f} ms, p95 {p95:.0f} ms")
     finally:
         server.should_exit = True
         thread.join(10)

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
+from bench.data import lead_commands
 from bench.delivery import due_timer_query, smtp_rates
 from bench.integration import integration_section
 from bench.reports import reports_section
@@ -32,7 +33,6 @@ from engine.application.journeys.publishing import publish_new
 from engine.application.leads.commands import LeadRef
 from engine.bootstrap import bootstrap, init_database, load_journey_definitions, renderer_for
 from engine.entrypoints.demo_data import generate
-from engine.entrypoints.schemas import LeadRow, RowError
 from engine.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,12 +98,7 @@ def bench_huoke(folder: Path, n: int) -> dict[str, float]:
     engine = bootstrap(settings, clock, definitions=definitions)
     publish_new(engine, definitions.journeys, renderer_for(settings).fingerprint(), "bench")
     t0 = time.perf_counter()
-    commands = []
-    for line, row in enumerate(rows, 2):
-        try:
-            commands.append(LeadRow.model_validate(row).to_command("CN", tz, f"bench:{line}"))
-        except (ValueError, RowError):
-            continue  # the few rows with no valid contact, as an import would refuse them
+    commands = lead_commands(rows, tz)
     t1 = time.perf_counter()
     for i in range(0, len(commands), 500):
         engine.leads.capture_leads(commands[i : i + 500])
@@ -143,12 +138,7 @@ def capture_rates(folder: Path, n: int, encrypt: bool) -> tuple[float, float]:
     tz = ZoneInfo(settings.timezone)
     start = datetime(2026, 3, 2, 9, tzinfo=tz)
     rows, _ = generate(n, start, capture_days=1, sim_days=1)
-    commands = []
-    for line, row in enumerate(rows, 2):
-        try:
-            commands.append(LeadRow.model_validate(row).to_command("CN", tz, f"bench:{line}"))
-        except (ValueError, RowError):
-            continue
+    commands = lead_commands(rows, tz)
     init_database(settings)
     engine = bootstrap(settings, VirtualClock(start.astimezone(UTC)), definitions=load_journey_definitions(settings))
     t0 = time.perf_counter()

@@ -482,19 +482,12 @@ class FunnelCounts(SqlView):
     # ---- the marketing facts ----------------------------------------------------------------
 
     @staticmethod
-    def _scope(
-        since: str | None, until: str | None, channel: str | None, day: str = "captured_day"
-    ) -> tuple[str, list[Any]]:
-        where, params = " WHERE 1 = 1", []
-        for clause, value in (
-            (f" AND {day} >= ?", since),
-            (f" AND {day} <= ?", until),
-            (" AND first_channel = ?", channel),
-        ):
-            if value:
-                where += clause
-                params.append(value)
-        return where, params
+    def _where(since: str | None, until: str | None, **equal: str | None) -> tuple[str, list[Any]]:
+        """`` WHERE …`` for days ``since``..``until`` (inclusive) and columns equal to values
+        (None or empty: not filtered)."""
+        clauses = [("day >= ?", since), ("day <= ?", until), *((f"{k} = ?", v) for k, v in equal.items())]
+        used = [(clause, value) for clause, value in clauses if value]
+        return " WHERE 1 = 1" + "".join(f" AND {clause}" for clause, _ in used), [value for _, value in used]
 
     def cube(
         self, touch: str = "first", since: str | None = None, until: str | None = None, channel: str | None = None
@@ -502,20 +495,15 @@ class FunnelCounts(SqlView):
         """Leads captured per day (the lender's, ``since``..``until``) by attribution (``touch``:
         first or last; ``channel``: of that touch), and how many of them reached each stage, with
         loans and volume funded."""
-        where, params = " WHERE touch = ? AND leads > 0", ["first" if touch == "first" else "last"]
-        for clause, value in ((" AND day >= ?", since), (" AND day <= ?", until), (" AND channel = ?", channel)):
-            if value:
-                where, params = where + clause, [*params, value]
+        where, params = self._where(since, until, touch="first" if touch == "first" else "last", channel=channel)
         columns = ", ".join(("day", *DIMENSIONS, *CUBE_COUNTS, "volume"))
-        return self.rows(f"SELECT {columns} FROM {{t_lead_cube}}{where}", params)  # noqa: S608
+        return self.rows(f"SELECT {columns} FROM {{t_lead_cube}}{where} AND leads > 0", params)  # noqa: S608
 
     def daily(
         self, since: str | None = None, until: str | None = None, channel: str | None = None
     ) -> list[dict[str, Any]]:
         """Activity per day: leads captured, stages first reached, lost, loans funded (n, amount)."""
-        where, params = self._scope(since, until, None, "day")
-        if channel:
-            where, params = where + " AND channel = ?", [*params, channel]
+        where, params = self._where(since, until, channel=channel)
         return self.rows(
             f"SELECT day, measure, SUM(n) AS n, SUM(amount) AS amount FROM {{t_daily_counts}}{where} "  # noqa: S608
             "GROUP BY day, measure ORDER BY day, measure",
@@ -526,9 +514,7 @@ class FunnelCounts(SqlView):
         self, since: str | None = None, until: str | None = None, journey: str | None = None
     ) -> list[dict[str, Any]]:
         """Messages sent, failed and skipped per day and channel."""
-        where, params = self._scope(since, until, None, "day")
-        if journey:
-            where, params = where + " AND journey_id = ?", [*params, journey]
+        where, params = self._where(since, until, journey_id=journey)
         return self.rows(
             f"SELECT day, channel, outcome, SUM(n) AS n FROM {{t_daily_messages}}{where} "  # noqa: S608
             "GROUP BY day, channel, outcome ORDER BY day, channel, outcome",
@@ -539,9 +525,7 @@ class FunnelCounts(SqlView):
         self, since: str | None = None, until: str | None = None, channel: str | None = None
     ) -> list[dict[str, Any]]:
         """Leads per score kind and band (their latest score), and how many applied and funded."""
-        where, params = self._scope(since, until, None, "day")
-        if channel:
-            where, params = where + " AND channel = ?", [*params, channel]
+        where, params = self._where(since, until, channel=channel)
         return self.rows(
             "SELECT kind, band, SUM(leads) AS leads, SUM(applied) AS applied, SUM(funded) AS funded "  # noqa: S608
             f"FROM {{t_band_counts}}{where} GROUP BY kind, band HAVING SUM(leads) > 0 ORDER BY kind, band",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -16,10 +15,10 @@ from engine.adapters.clock import VirtualClock
 from engine.application.delivery.links import LinkKeys
 from engine.entrypoints.http import create_app
 from tests.conftest import ROOT, MakeEngine
+from tests.e2e.browser import CHROMIUM, FLAGS
 from tests.e2e.smtp_server import free_port
 from tests.helpers import senior, young_pro
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed here")
 
 
@@ -49,15 +48,7 @@ def chromium(tmp_path: Path, *args: str) -> str:
     return subprocess.run(
         [
             CHROMIUM,  # type: ignore[list-item]
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
+            *FLAGS,
             f"--user-data-dir={tmp_path / 'profile'}",
             *args,
         ],
