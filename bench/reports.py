@@ -173,7 +173,7 @@ def dashboard_timings(settings: Settings, engine: Any, step: Any, requests: int 
     from engine.entrypoints.http import create_app
 
     access = access_for(settings)
-    _, key = access.create_key("bench", "marketer", "bench")
+    _, key = access.create_key(f"bench-{time.monotonic_ns()}", "marketer", "bench")
     app = create_app(engine, LinkKeys(SECRETS["HUOKE_UNSUBSCRIBE_SECRET"]), api=(access, settings))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
