@@ -197,13 +197,14 @@ def costs_report(
         entries.append({**cost.as_dict(), "spend_in_scope": _money(spend), **_measures(_totals(rows))})
         key = by_key.setdefault(
             (cost.kind, cost.name),
-            {"kind": cost.kind, "name": cost.name, "spend": Decimal(0), "rows": []},
+            {"kind": cost.kind, "name": cost.name, "spend": Decimal(0), "rows": {}},
         )
         key["spend"] += spend
-        key["rows"] += rows
+        # A campaign's costs may overlap in time (a monthly fee, a one-off): each lead once.
+        key["rows"].update({(r["day"], *(r[d] for d in DIMENSIONS)): r for r in rows})
     table = []
     for key in by_key.values():
-        acc = _totals(key["rows"])
+        acc = _totals(key["rows"].values())
         spend = key["spend"]
         table.append(
             {

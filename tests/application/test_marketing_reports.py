@@ -117,34 +117,33 @@ def test_costs_give_cost_per_lead_per_funded_loan_and_return_on_spend(
     engine = make_engine()
     market(engine, clock)
     month = Period(clock.now().date().replace(day=1), clock.now().date().replace(day=28))
+    launch = clock.now().date() - timedelta(days=2)
     costs = [
         Cost("partner", "BYD Chaoyang 4S", month, Decimal("1000"), "CNY"),
         Cost("event", "Shanghai Home Expo", month, Decimal("500"), "CNY"),
         Cost("utm_campaign", "nobody-clicked", month, Decimal("300"), "CNY"),
+        # A one-off within the month (the dealer's launch day): the same leads, counted once.
+        Cost("partner", "BYD Chaoyang 4S", Period(launch, launch), Decimal("100"), "CNY"),
     ]
     doc = costs_report(engine, costs, Decimal("0.03"), "CNY")
     rows = {(r["kind"], r["name"]): r for r in doc["by_cost"]}
     dealer = rows[("partner", "BYD Chaoyang 4S")]
-    assert (dealer["spend"], dealer["leads"], dealer["funded"]) == (1000.0, 4, 1)
-    assert (dealer["cost_per_lead"], dealer["cost_per_application"], dealer["cost_per_funded"]) == (
-        250.0,
-        1000.0,
-        1000.0,
-    )
-    assert dealer["return_on_spend"] == 5.0  # (200,000 × 3% − 1,000) / 1,000
+    assert (dealer["spend"], dealer["leads"], dealer["funded"]) == (1100.0, 4, 1)
+    per = (dealer["cost_per_lead"], dealer["cost_per_application"], dealer["cost_per_funded"])
+    assert per == (275.0, 1100.0, 1100.0)
+    assert dealer["return_on_spend"] == round((200000 * 0.03 - 1100) / 1100, 4)
     fair = rows[("event", "Shanghai Home Expo")]
     assert (fair["cost_per_lead"], fair["cost_per_funded"], fair["return_on_spend"]) == (250.0, 500.0, 5.0)
     nothing = rows[("utm_campaign", "nobody-clicked")]
     assert (nothing["leads"], nothing["cost_per_lead"], nothing["return_on_spend"]) == (0, None, -1.0)
     channels = {r["channel"]: r for r in doc["by_channel"]}
-    assert channels["car_dealer"]["spend"] == 1000.0 and channels["(no leads)"]["spend"] == 300.0
-    assert doc["total"]["spend"] == 1800.0 and doc["total"]["cost_per_funded"] == 900.0
+    assert channels["car_dealer"]["spend"] == 1100.0 and channels["(no leads)"]["spend"] == 300.0
+    assert doc["total"]["spend"] == 1900.0 and doc["total"]["cost_per_funded"] == 950.0
 
-    # Seven of the 28 days: a quarter of each cost, against the leads captured in those days.
-    day = clock.now().date() - timedelta(days=2)
-    week = Scope(since=day, until=day + timedelta(days=6))
+    # Seven of the 28 days: a quarter of each monthly cost, against the leads captured in those days.
+    week = Scope(since=launch, until=launch + timedelta(days=6))
     part = {(r["kind"], r["name"]): r for r in costs_report(engine, costs, Decimal("0.03"), "CNY", week)["by_cost"]}
-    assert part[("partner", "BYD Chaoyang 4S")]["spend"] == 250.0
+    assert part[("partner", "BYD Chaoyang 4S")]["spend"] == 350.0  # 1,000 × 7/28, and the launch day
     assert part[("partner", "BYD Chaoyang 4S")]["leads"] == 4
 
 
