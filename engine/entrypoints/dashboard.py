@@ -77,28 +77,10 @@ def scope_from(params: dict[str, str]) -> Scope:
     return scope
 
 
-class _OneCube:
-    """The funnel view for one page: the attribution cube is read once and shared by the
-    reports that group it."""
-
-    def __init__(self, view: Any) -> None:
-        self._view = view
-        self._cubes: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-
-    def cube(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        key = (*args, *sorted(kwargs.items()))
-        if key not in self._cubes:
-            self._cubes[key] = self._view.cube(*args, **kwargs)
-        return self._cubes[key]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._view, name)
-
-
 def dashboard_data(engine: Engine, settings: Settings, scope: Scope) -> dict[str, Any]:
     """Every report the page shows, for ``scope``: the same documents as the CLI and the API."""
     engine.refresh_views()
-    page = dataclasses.replace(engine, funnel=_OneCube(engine.funnel), views_owned=frozenset())
+    page = dataclasses.replace(engine, views_owned=frozenset())  # caught up once, above
     docs = {name: report_document(name, page, settings, scope) for name in PAGE_REPORTS}
     sent = {"email": 0, "sms": 0, "webhook": 0}  # what the funnel report and the outboxes count
     for m in engine.funnel.messages():
