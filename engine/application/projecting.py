@@ -1,10 +1,9 @@
 """Follow an application's notification log in pages: the shared loop of every reactor and view.
 
-A page is the matching notifications between a position and the log's head, filtered by topic in
-SQL (so a follower of a few topics of a large log, e.g. split arms in the journeys log, is not
-sent every row), and the position recorded is the head read up to, not the last one that
-matched. (Tracking the last match instead makes every later read rescan all the non-matching
-events after it: measured here as the demo's largest cost before that was changed.)
+Pages are read by position only and filtered by topic in Python, and the position recorded is
+the last notification *read*, not the last one that matched. (Filtering by topic in SQL and
+tracking the last match makes every later read rescan all the non-matching events after it:
+measured here as the demo's largest cost before this change.)
 
 Reactors that several workers share follow the log per lead partition (``next_owned_page``):
 one read serves every partition the worker owns, and each owned partition's position advances
@@ -34,15 +33,12 @@ class Page:
 
 
 def next_page(recorder: ApplicationRecorder, position: int | None, topics: Collection[str], limit: int) -> Page | None:
-    """Up to ``limit`` notifications of ``topics`` after ``position``, and the position to record
-    after them (the head when the page reached it); None when nothing is after ``position``."""
-    head = recorder.max_notification_id()
-    if head is None or (position or 0) >= head:
+    """The next ``limit`` notifications after ``position``, keeping those with ``topics``; None at the end."""
+    scanned = recorder.select_notifications(start=position, limit=limit, inclusive_of_start=False)
+    if not scanned:
         return None
-    notes = recorder.select_notifications(
-        start=position, limit=limit, stop=head, topics=list(topics), inclusive_of_start=False
-    )
-    return Page(list(notes), notes[-1].id if len(notes) == limit else head)
+    wanted = set(topics)
+    return Page([n for n in scanned if n.topic in wanted], scanned[-1].id)
 
 
 def matching_notifications(
