@@ -35,7 +35,8 @@
   }
   draw("chart-daily", days.length ? [series("captured", "captured"), series("applied", "applied"),
     series("funded", "funded"), series("sent", "messages sent", "y2")] : [],
-    { yaxis: { title: { text: "leads" } }, yaxis2: { title: { text: "messages" }, overlaying: "y", side: "right" } });
+    { xaxis: { type: "date", tickformat: "%b %d" }, yaxis: { title: { text: "leads" } },
+      yaxis2: { title: { text: "messages" }, overlaying: "y", side: "right" } });
 
   var channels = data.costs.by_channel.filter(function (c) { return c.cost_per_funded !== null; });
   draw("chart-channels", [{
