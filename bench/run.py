@@ -5,7 +5,7 @@ baseline measured minutes apart in the same process is the figure to compare ove
 
     python -m bench.run [--full] [--leads N] [--worker-leads N] [--report-leads N]
 
-The default (10k leads; reports over 20k) takes about ten minutes; --full runs 100k leads, 1M
+The default (5k leads; reports over 10k) takes under ten minutes; --full runs 100k leads, 1M
 pending timers and the reports and dashboard over 100k leads (`--report-leads 100000 --leads 1000
 --worker-leads 0 --timers 1000 --score-leads 1000` runs that last part alone).
 """
@@ -222,16 +222,16 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="100k leads and 1M pending timers (long)")
     parser.add_argument("--leads", type=int, default=None)
     parser.add_argument("--timers", type=int, default=None)
-    parser.add_argument("--score-leads", type=int, default=20_000)
-    parser.add_argument("--worker-leads", type=int, default=1_500, help="leads in the 1-vs-2 worker run (0: skip)")
+    parser.add_argument("--score-leads", type=int, default=10_000)
+    parser.add_argument("--worker-leads", type=int, default=600, help="leads in the 1-vs-2 worker run (0: skip)")
     parser.add_argument(
         "--report-leads", type=int, default=None, help="leads in the reports and dashboard store (0: skip)"
     )
     args = parser.parse_args()
-    args.leads = args.leads or (100_000 if args.full else 10_000)
+    args.leads = args.leads or (100_000 if args.full else 5_000)
     args.timers = args.timers or (1_000_000 if args.full else 200_000)
     if args.report_leads is None:  # building a 100k-lead store alone takes about 8 minutes here
-        args.report_leads = 100_000 if args.full else 20_000
+        args.report_leads = 100_000 if args.full else 10_000
     folder = Path(tempfile.mkdtemp(prefix="huoke-bench-"))
     try:
         print(f"huoke bench: {args.leads} leads; SQLite files in {folder}")
