@@ -18,6 +18,7 @@ import typer
 from engine.application.analytics import ALL_LEADS, Scope
 from engine.domain.marketing.costs import DIMENSIONS
 from engine.domain.shared.errors import CostImportError
+from engine.domain.shared.values import SourceChannel
 from engine.entrypoints.cli_common import (
     JsonOpt,
     app,
@@ -86,6 +87,9 @@ def parse_day(text: str | None, option: str) -> date | None:
 def scope_of(since: str | None, until: str | None, channel: str | None, journey: str | None, touch: str) -> Scope:
     if touch not in ("first", "last"):
         fail(f"--touch: expected first or last, got {touch!r}")
+    channels = [c.value for c in SourceChannel]
+    if channel and channel not in channels:
+        fail(f"--channel: {channel!r} is not a source channel; use one of {', '.join(channels)}")
     scope = Scope(parse_day(since, "--since"), parse_day(until, "--until"), channel or None, journey or None, touch)
     if scope.since and scope.until and scope.until < scope.since:
         fail(f"--until ({scope.until}) is before --since ({scope.since})")
@@ -127,7 +131,7 @@ def pct(value: float | None) -> str:
 def scope_caption(scope: dict[str, Any]) -> str:
     parts = []
     if scope.get("since") or scope.get("until"):
-        parts.append(f"captured {scope.get('since') or '…'} to {scope.get('until') or '…'}")
+        parts.append(f"captured {scope.get('since') or 'from the start'} to {scope.get('until') or 'today'}")
     if scope.get("channel"):
         parts.append(f"channel {scope['channel']}")
     if scope.get("journey"):
