@@ -53,7 +53,6 @@ class FunnelCounts(SqlView):
         "funnel_leads",
         "funnel_reached",
         "funnel_messages",
-        "lead_sources",
         "lead_facts",
         "daily_counts",
         "daily_messages",
@@ -64,7 +63,7 @@ class FunnelCounts(SqlView):
         "band_counts",
         "reached_counts",
     )
-    schema_version = 3  # 2: lead_sources; 3: the marketing facts
+    schema_version = 3  # 2: lead_sources; 3: the marketing facts (lead_facts replaces lead_sources)
     feeds = (("leads", LEAD_TOPICS), ("deliveries", DELIVERY_TOPICS), ("journeys", JOURNEY_TOPICS))
     #: Days (daily counts) are the lender's (bootstrap sets it from HUOKE_TIMEZONE).
     timezone: tzinfo = ZoneInfo("UTC")
@@ -73,28 +72,26 @@ class FunnelCounts(SqlView):
         return moment.astimezone(self.timezone).date().isoformat()
 
     def ddl(self) -> list[str]:
+        # Version 2's table of each lead's first source: lead_facts holds it now.
+        old = f'"{self.datastore.schema}"."lead_sources"' if self.is_postgres else "lead_sources"  # type: ignore[attr-defined]
         return [
+            f"DROP TABLE IF EXISTS {old}",
             "CREATE TABLE IF NOT EXISTS {t_funnel_leads} (lead_id TEXT PRIMARY KEY, "
             "source_channel TEXT NOT NULL, audience TEXT NOT NULL, stage TEXT NOT NULL)",
-            # Where each lead came from, for filters and attribution (the first source's values).
-            "CREATE TABLE IF NOT EXISTS {t_lead_sources} (lead_id TEXT PRIMARY KEY, partner TEXT NOT NULL, "
-            "campaign TEXT NOT NULL, utm_source TEXT NOT NULL, utm_medium TEXT NOT NULL, utm_campaign TEXT NOT NULL, "
-            "event TEXT NOT NULL, captured_at TEXT NOT NULL)",
             "CREATE INDEX IF NOT EXISTS funnel_leads_stage ON {t_funnel_leads} (stage, lead_id)",
             "CREATE TABLE IF NOT EXISTS {t_funnel_reached} (lead_id TEXT NOT NULL, "
             "stage TEXT NOT NULL, PRIMARY KEY (lead_id, stage))",
             "CREATE TABLE IF NOT EXISTS {t_funnel_messages} (journey_id TEXT NOT NULL, "
             "step TEXT NOT NULL, channel TEXT NOT NULL, outcome TEXT NOT NULL, "
             "n BIGINT NOT NULL, PRIMARY KEY (journey_id, step, channel, outcome))",
-            # One row per lead: where it came from first and last, when (UTC, ts format) it first
-            # reached each stage, and what it borrowed.
+            # One row per lead: when it was captured (ISO, as the lead said), where it came from
+            # first and last, when (UTC, ts format) it first reached each stage, what it borrowed.
             "CREATE TABLE IF NOT EXISTS {t_lead_facts} (lead_id TEXT PRIMARY KEY, captured_at TEXT NOT NULL, "
-            "captured_day TEXT NOT NULL, audience TEXT NOT NULL, "
+            "captured_day TEXT NOT NULL, "
             + "".join(f"first_{d} TEXT NOT NULL, last_{d} TEXT NOT NULL, " for d in DIMENSIONS)
             + "touches INTEGER NOT NULL, "
             + "".join(f"{m}_at TEXT, " for m in MILESTONES)
             + "lost_at TEXT, funded_loans INTEGER NOT NULL, funded_volume NUMERIC NOT NULL)",
-            "CREATE INDEX IF NOT EXISTS lead_facts_day ON {t_lead_facts} (captured_day)",
             # Activity per day (the lender's) and the lead's first-touch channel: leads captured,
             # stages first reached, loans funded (n) and their volume (amount).
             "CREATE TABLE IF NOT EXISTS {t_daily_counts} (day TEXT NOT NULL, channel TEXT NOT NULL, "
@@ -142,27 +139,15 @@ class FunnelCounts(SqlView):
             self.q("INSERT INTO {t_funnel_leads} VALUES (?, ?, 'general', 'new') ON CONFLICT (lead_id) DO NOTHING"),
             (str(e.originator_id), e.source["channel"]),
         )
-        source, utm = e.source, e.source.get("utm") or {}
-        c.execute(
-            self.q("INSERT INTO {t_lead_sources} VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (lead_id) DO NOTHING"),
-            (
-                str(e.originator_id),
-                *(str(source.get(k) or "") for k in ("partner", "campaign")),
-                *(str(utm.get(k) or "") for k in ("source", "medium", "campaign")),
-                str(source.get("event") or ""),
-                e.captured_at.isoformat(),
-            ),
-        )
         self._reached(c, e.originator_id, Stage.NEW.value)
         values = dimension_values(e.source)
-        marks = ", ".join("?" for _ in range(4 + 2 * len(DIMENSIONS) + 1 + len(MILESTONES) + 3))
+        marks = ", ".join("?" for _ in range(3 + 2 * len(DIMENSIONS) + 1 + len(MILESTONES) + 3))
         c.execute(
             self.q(f"INSERT INTO {{t_lead_facts}} VALUES ({marks}) ON CONFLICT (lead_id) DO NOTHING"),  # noqa: S608
             (
                 str(e.originator_id),
-                ts(e.captured_at),
+                e.captured_at.isoformat(),
                 self.day(e.captured_at),
-                "general",
                 *(v for pair in zip(values, values, strict=True) for v in pair),
                 0,
                 *(None for _ in MILESTONES),
@@ -191,7 +176,7 @@ class FunnelCounts(SqlView):
                 day,
                 *dims,
                 *(int(deltas.get(m, 0)) for m in CUBE_COUNTS),
-                str(volume) if self.is_postgres else float(volume),
+                self._amount(volume),
             ),
         )
 
@@ -206,8 +191,12 @@ class FunnelCounts(SqlView):
                 "INSERT INTO {t_daily_counts} VALUES (?, ?, ?, 1, ?) ON CONFLICT (day, channel, measure) "
                 "DO UPDATE SET n = {t_daily_counts}.n + 1, amount = {t_daily_counts}.amount + excluded.amount"
             ),
-            (self.day(at), channel, measure, str(amount) if self.is_postgres else float(amount)),
+            (self.day(at), channel, measure, self._amount(amount)),
         )
+
+    def _amount(self, value: Decimal) -> Any:
+        """A money amount as this dialect's NUMERIC column takes it."""
+        return str(value) if self.is_postgres else float(value)
 
     def _facts(self, c: Any, lead_id: Any, columns: str) -> dict[str, Any] | None:
         c.execute(self.q(f"SELECT {columns} FROM {{t_lead_facts}} WHERE lead_id = ?"), (str(lead_id),))  # noqa: S608
@@ -249,9 +238,7 @@ class FunnelCounts(SqlView):
             for stage in [dict(r)["stage"] for r in c.fetchall()]:
                 self._count_reached(c, stage, dict(row)["audience"], -1)
                 self._count_reached(c, stage, e.audience, 1)
-        for table in ("{t_funnel_leads}", "{t_lead_facts}"):
-            sql = f"UPDATE {table} SET audience = ? WHERE lead_id = ?"  # noqa: S608 - fixed table names
-            c.execute(self.q(sql), (e.audience, str(e.originator_id)))
+        c.execute(self.q("UPDATE {t_funnel_leads} SET audience = ? WHERE lead_id = ?"), (e.audience, lead))
 
     @apply.register
     def _(self, e: Lead.StageChanged, c: Any) -> None:
@@ -312,7 +299,7 @@ class FunnelCounts(SqlView):
                 "UPDATE {t_lead_facts} SET funded_loans = funded_loans + 1, funded_volume = funded_volume + ? "
                 "WHERE lead_id = ?"
             ),
-            (str(amount) if self.is_postgres else float(amount), str(e.originator_id)),
+            (self._amount(amount), str(e.originator_id)),
         )
         self._daily(c, e.at, facts["first_channel"], "loans funded", amount)
 
@@ -448,15 +435,20 @@ class FunnelCounts(SqlView):
     def leads(self, filters: dict[str, str], after: str = "", limit: int = 100) -> list[dict[str, Any]]:
         """Leads (id order, after ``after``) matching ``filters``: stage, audience, source (the
         channel), partner; at most ``limit``."""
-        columns = {"stage": "l.stage", "audience": "l.audience", "source": "l.source_channel", "partner": "s.partner"}
+        columns = {
+            "stage": "l.stage",
+            "audience": "l.audience",
+            "source": "l.source_channel",
+            "partner": "f.first_partner",
+        }
         where, params = "", []
         for key, value in filters.items():
             where += f" AND {columns[key]} = ?"
             params.append(value)
         return self.rows(
-            "SELECT l.lead_id, l.stage, l.audience, l.source_channel, COALESCE(s.partner, '') AS partner, "  # noqa: S608
-            "COALESCE(s.campaign, '') AS campaign, COALESCE(s.captured_at, '') AS captured_at "
-            "FROM {t_funnel_leads} l LEFT JOIN {t_lead_sources} s ON s.lead_id = l.lead_id "
+            "SELECT l.lead_id, l.stage, l.audience, l.source_channel, COALESCE(f.first_partner, '') AS partner, "  # noqa: S608
+            "COALESCE(f.first_campaign, '') AS campaign, COALESCE(f.captured_at, '') AS captured_at "
+            "FROM {t_funnel_leads} l LEFT JOIN {t_lead_facts} f ON f.lead_id = l.lead_id "
             f"WHERE l.lead_id > ?{where} ORDER BY l.lead_id LIMIT ?",
             (after, *params, limit),
         )
