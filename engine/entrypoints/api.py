@@ -45,9 +45,8 @@ from engine.domain.shared.errors import (
     LeadNotFoundError,
     UnknownJourneyError,
 )
-from engine.entrypoints.dashboard import FilterError, scope_from
 from engine.entrypoints.importing import ImportReport, import_leads, import_lifecycle
-from engine.entrypoints.report_docs import report_document
+from engine.entrypoints.report_docs import FilterError, report_document, scope_from
 from engine.entrypoints.schemas import lead_ref
 from engine.settings import Settings
 

@@ -18,7 +18,6 @@ import typer
 from engine.application.analytics import ALL_LEADS, Scope
 from engine.domain.marketing.costs import DIMENSIONS
 from engine.domain.shared.errors import CostImportError
-from engine.domain.shared.values import SourceChannel
 from engine.entrypoints.cli_common import (
     JsonOpt,
     app,
@@ -34,7 +33,7 @@ from engine.entrypoints.cli_common import (
     settings,
 )
 from engine.entrypoints.importing import import_costs
-from engine.entrypoints.report_docs import REPORT_VIEWS, marketing_costs, report_document
+from engine.entrypoints.report_docs import REPORT_VIEWS, FilterError, marketing_costs, report_document, scope_from
 
 costs_app = typer.Typer(
     help="Marketing costs: what campaigns, partners, channels and events cost.", no_args_is_help=True
@@ -75,25 +74,12 @@ def parse_moment(text: str, timezone: str, option: str = "--as-of") -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=tz)
 
 
-def parse_day(text: str | None, option: str) -> date | None:
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text.strip())
-    except ValueError:
-        fail(f"{option}: expected a day like 2026-03-31, got {text!r}")
-
-
 def scope_of(since: str | None, until: str | None, channel: str | None, journey: str | None, touch: str) -> Scope:
-    if touch not in ("first", "last"):
-        fail(f"--touch: expected first or last, got {touch!r}")
-    channels = [c.value for c in SourceChannel]
-    if channel and channel not in channels:
-        fail(f"--channel: {channel!r} is not a source channel; use one of {', '.join(channels)}")
-    scope = Scope(parse_day(since, "--since"), parse_day(until, "--until"), channel or None, journey or None, touch)
-    if scope.since and scope.until and scope.until < scope.since:
-        fail(f"--until ({scope.until}) is before --since ({scope.since})")
-    return scope
+    filters = {"since": since, "until": until, "channel": channel, "journey": journey, "touch": touch}
+    try:
+        return scope_from(filters, prefix="--")
+    except FilterError as e:
+        fail(str(e))
 
 
 def run_report(

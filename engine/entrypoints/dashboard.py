@@ -16,7 +16,7 @@ import hashlib
 import io
 import json
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -36,9 +36,8 @@ from engine.application.delivery.links import LinkCheck, LinkKeys, check_token, 
 from engine.application.engine import Engine
 from engine.domain.access.api_key import Role
 from engine.domain.marketing.costs import DIMENSIONS
-from engine.domain.shared.errors import HuokeError
 from engine.domain.shared.values import SourceChannel
-from engine.entrypoints.report_docs import report_document
+from engine.entrypoints.report_docs import FilterError, report_document, scope_from
 from engine.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
@@ -47,34 +46,6 @@ ROLES = (Role.MARKETER, Role.ADMIN)
 SCHEMA = "huoke.dashboard/1"
 #: The report documents the page shows.
 PAGE_REPORTS = ("attribution", "costs", "experiments", "daily", "scores", "flows", "tasks", "referrals")
-
-
-class FilterError(HuokeError):
-    """A filter the page cannot apply (shown on the page, nothing else changes)."""
-
-
-def scope_from(params: dict[str, str]) -> Scope:
-    """The page's filters: since, until (days), channel, journey, touch."""
-
-    def day(name: str) -> date | None:
-        text = (params.get(name) or "").strip()
-        if not text:
-            return None
-        try:
-            return date.fromisoformat(text)
-        except ValueError:
-            raise FilterError(f"{name}: expected a day like 2026-03-31, got {text[:40]!r}") from None
-
-    channel = (params.get("channel") or "").strip() or None
-    if channel and channel not in {c.value for c in SourceChannel}:
-        raise FilterError(f"channel: {channel[:40]!r} is not a source channel")
-    touch = (params.get("touch") or "first").strip()
-    if touch not in ("first", "last"):
-        raise FilterError("touch: expected first or last")
-    scope = Scope(day("since"), day("until"), channel, (params.get("journey") or "").strip()[:100] or None, touch)
-    if scope.since and scope.until and scope.until < scope.since:
-        raise FilterError(f"until ({scope.until}) is before since ({scope.since})")
-    return scope
 
 
 def dashboard_data(engine: Engine, settings: Settings, scope: Scope) -> dict[str, Any]:

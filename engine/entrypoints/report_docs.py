@@ -3,7 +3,7 @@ and the dashboard draws come from here (one truth)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +21,8 @@ from engine.application.analytics import (
 from engine.application.engine import Engine
 from engine.application.reports import funnel_report, journeys_report, referrals_report
 from engine.bootstrap import engine_as_of, marketing_for
+from engine.domain.shared.errors import HuokeError
+from engine.domain.shared.values import SourceChannel
 from engine.settings import Settings
 
 #: The views each report reads (what ``as_of`` rebuilds from the log).
@@ -37,6 +39,38 @@ REPORT_VIEWS: dict[str, tuple[str, ...]] = {
     "tasks": ("journey_index",),
 }
 REPORTS = tuple(REPORT_VIEWS)
+
+
+class FilterError(HuokeError):
+    """A filter the page cannot apply (shown on the page, nothing else changes)."""
+
+
+def scope_from(params: dict[str, str | None], prefix: str = "") -> Scope:
+    """Report filters (the page's, the API's, the CLI's): since, until (days), channel, journey,
+    touch. A refusal names the filter as ``prefix`` + its name (``--since`` on the CLI)."""
+
+    def day(name: str) -> date | None:
+        text = (params.get(name) or "").strip()
+        if not text:
+            return None
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            raise FilterError(f"{prefix}{name}: expected a day like 2026-03-31, got {text[:40]!r}") from None
+
+    channel = (params.get("channel") or "").strip() or None
+    channels = [c.value for c in SourceChannel]
+    if channel and channel not in channels:
+        raise FilterError(
+            f"{prefix}channel: {channel[:40]!r} is not a source channel; use one of {', '.join(channels)}"
+        )
+    touch = (params.get("touch") or "first").strip()
+    if touch not in ("first", "last"):
+        raise FilterError(f"{prefix}touch: expected first or last, got {touch[:40]!r}")
+    scope = Scope(day("since"), day("until"), channel, (params.get("journey") or "").strip()[:100] or None, touch)
+    if scope.since and scope.until and scope.until < scope.since:
+        raise FilterError(f"{prefix}until ({scope.until}) is before {prefix}since ({scope.since})")
+    return scope
 
 
 def marketing_costs(settings: Settings, as_of: datetime | None = None) -> list[Any]:
