@@ -8,14 +8,13 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from engine.entrypoints import cli_common
 from engine.entrypoints.cli import app
 from engine.entrypoints.report_docs import REPORTS
+from tests.e2e.test_cli_referrals import invoke, runner
 from tests.helpers import cli_environment
 
-runner = CliRunner()
 COLUMNS = "source_channel,external_id,partner,campaign,utm_source,utm_medium,utm_campaign,event,name,phone,language"
 LEADS = f"""{COLUMNS},loan_type,captured_at
 car_dealer,D1,Geely Hangzhou Auto City Dealership,,,,,,Li Wei,13800138001,en,auto,2026-03-02T10:00
@@ -38,12 +37,6 @@ tv,spring,2026-03,100,CNY,
 event,Shanghai International Home Finance Expo,2026-03-04,2500,CNY,stand
 partner,Geely Hangzhou Auto City Dealership,2026-02-30,10,USD,
 """
-
-
-def invoke(*args: str) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-    return result.stdout
 
 
 @pytest.fixture
