@@ -247,12 +247,15 @@ def test_killing_the_bus_process_loses_and_duplicates_nothing(
         await nc.close()
 
     asyncio.run(publish())
-    logs = []
+    ids = [f"k{i}" for i in range(n)]
+    logs: list[Any] = []
+    procs: list[subprocess.Popen[str]] = []
 
     def start() -> subprocess.Popen[str]:
         log = (tmp_path / f"bus{len(logs)}.log").open("w")
         logs.append(log)
-        return subprocess.Popen(command("bus", "run"), env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        procs.append(subprocess.Popen(command("bus", "run"), env=env, stdout=log, stderr=subprocess.STDOUT, text=True))
+        return procs[-1]
 
     def captured() -> int:
         engine = bootstrap()
@@ -261,41 +264,52 @@ def test_killing_the_bus_process_loses_and_duplicates_nothing(
         finally:
             engine.close()
 
-    for _ in range(2):  # killed mid-stream, twice
-        proc = start()
-        deadline = time.monotonic() + 60
-        before = captured()
-        while captured() < before + 40 and time.monotonic() < deadline:
-            assert proc.poll() is None, (tmp_path / f"bus{len(logs) - 1}.log").read_text()[-2000:]
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    ids = [f"k{i}" for i in range(n)]
-    assert 0 < len(meta_for(Settings()).seen_messages(ids)) < n  # killed with work left
-    proc = start()
-    engine = bootstrap()
+    def remembered() -> int:
+        return len(meta_for(Settings()).seen_messages(ids))
+
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (tmp_path / f"bus{len(logs) - 1}.log").read_text()[-2000:]
-            engine.refresh_views()
+        # Killed mid-stream, twice: first as soon as leads are being captured (anywhere in a
+        # batch: between its commit and its ids being remembered, say), then only after some
+        # batch was remembered, so the restart below always has work done and work left.
+        for progress in (captured, remembered):
+            proc = start()
+            deadline = time.monotonic() + 90
+            before = progress()
+            while progress() < before + 40 and time.monotonic() < deadline:
+                assert proc.poll() is None, (tmp_path / f"bus{len(logs) - 1}.log").read_text()[-2000:]
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        assert 0 < remembered() < n  # killed with work done and work left
+        proc = start()
+        engine = bootstrap()
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                assert proc.poll() is None, (tmp_path / f"bus{len(logs) - 1}.log").read_text()[-2000:]
+                engine.refresh_views()
+                total = count_events(engine)
+                out = (
+                    asyncio.run(stream_messages(f"{prefix}_out", f"{prefix}.out.>"))
+                    if sum(int(r["leads"]) for r in engine.funnel.stages()) == n
+                    else []
+                )
+                if len(out) >= total and total:
+                    break
+                time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+            assert sum(int(r["leads"]) for r in engine.funnel.stages()) == n  # every message applied, none twice
             total = count_events(engine)
-            out = (
-                asyncio.run(stream_messages(f"{prefix}_out", f"{prefix}.out.>"))
-                if sum(int(r["leads"]) for r in engine.funnel.stages()) == n
-                else []
-            )
-            if len(out) >= total and total:
-                break
-            time.sleep(0.5)
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-        assert sum(int(r["leads"]) for r in engine.funnel.stages()) == n  # every message applied, none twice
-        total = count_events(engine)
-        out = asyncio.run(stream_messages(f"{prefix}_out", f"{prefix}.out.>"))
-        assert len(out) == total and len({m["id"] for m in out}) == total  # each event once
+            out = asyncio.run(stream_messages(f"{prefix}_out", f"{prefix}.out.>"))
+            assert len(out) == total and len({m["id"] for m in out}) == total  # each event once
+        finally:
+            engine.close()
     finally:
-        engine.close()
+        for running in procs:  # a failed assertion leaves none behind
+            if running.poll() is None:
+                running.kill()
+                running.wait()
         for log in logs:
             log.close()
 
