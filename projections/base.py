@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.postgres import PostgresTrackingRecorder
@@ -19,6 +19,27 @@ from eventsourcing.sqlite import SQLiteTrackingRecorder
 
 from engine.application.partitions import Partitions
 from engine.application.saving import record_tracking
+
+#: Qualified statements a view remembers (beyond it, it starts over).
+QUALIFIED_KEPT = 2048
+
+
+class Tally:
+    """Additions to a view's counter rows made while a batch is applied: summed per row and
+    written at the end of the batch, once per row (a batch adding to the same few rows
+    thousands of times writes each once), in key order (concurrent writers meet rows in the
+    same order)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[tuple[Any, ...], list[Any]]] = {}
+
+    def add(self, table: str, key: tuple[Any, ...], deltas: Sequence[Any]) -> None:
+        row = self.rows.setdefault(table, {}).get(key)
+        if row is None:
+            self.rows[table][key] = list(deltas)
+        else:
+            for i, d in enumerate(deltas):
+                row[i] += d
 
 
 class SqlView(TrackingRecorder):
@@ -30,13 +51,27 @@ class SqlView(TrackingRecorder):
     schema_version: int = 1
     #: (engine attribute of a log, topics read from it) for each log the view follows
     feeds: Sequence[tuple[str, Sequence[str]]] = ()
+    #: Counter tables: table -> (key columns, columns added to); see ``count``.
+    counters: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {}
+    #: Counter columns holding money (summed as Decimal, stored as the dialect takes NUMERIC).
+    money: frozenset[str] = frozenset()
 
     @property
     def is_postgres(self) -> bool:
         return isinstance(self, PostgresTrackingRecorder)
 
     def q(self, sql: str) -> str:
-        """Qualify table names and convert parameter markers for this dialect."""
+        """Qualify table names and convert parameter markers for this dialect (remembered: a
+        view runs the same few statements for every event)."""
+        known: dict[str, str] = self.__dict__.setdefault("_qualified", {})
+        done = known.get(sql)
+        if done is None:
+            if len(known) >= QUALIFIED_KEPT:  # statements built with varying IN lists
+                known.clear()
+            done = known[sql] = self._qualify(sql)
+        return done
+
+    def _qualify(self, sql: str) -> str:
         names = {}
         for t in self.tables:
             names[f"t_{t}"] = f'"{self.datastore.schema}"."{t}"' if self.is_postgres else t  # type: ignore[attr-defined]
@@ -86,8 +121,40 @@ class SqlView(TrackingRecorder):
         """Apply events and record ``tracking`` atomically; a replayed position is refused."""
         with self.transaction() as c:
             record_tracking(self, c, tracking)
-            for event in events:
-                self.apply(event, c)
+            tallies = self.__dict__.setdefault("_tallies", {})
+            tallies[id(c)] = Tally()
+            try:
+                for event in events:
+                    self.apply(event, c)
+                self._write_tally(c, tallies[id(c)])
+            finally:
+                del tallies[id(c)]
+
+    def count(self, c: Any, table: str, key: Sequence[Any], deltas: Sequence[Any]) -> None:
+        """Add ``deltas`` to the counter row ``key`` of ``table`` (written when the batch ends)."""
+        self.__dict__["_tallies"][id(c)].add(table, tuple(key), deltas)
+
+    def _write_tally(self, c: Any, tally: Tally) -> None:
+        for table, rows in sorted(tally.rows.items()):
+            keys, values = self.counters[table]
+            marks = ", ".join("?" for _ in (*keys, *values))
+            sets = ", ".join(f"{v} = {{t_{table}}}.{v} + excluded.{v}" for v in values)
+            statement = self.q(
+                f"INSERT INTO {{t_{table}}} ({', '.join((*keys, *values))}) VALUES ({marks}) "  # noqa: S608
+                f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}"
+            )
+            money = [v in self.money for v in values]
+            changed = [
+                (*key, *(self._amount(d) if m else d for d, m in zip(deltas, money, strict=True)))
+                for key, deltas in sorted(rows.items())
+                if any(deltas)
+            ]
+            if changed:
+                c.executemany(statement, changed)
+
+    def _amount(self, value: Any) -> Any:
+        """A money amount as this dialect's NUMERIC column takes it."""
+        return str(value) if self.is_postgres else float(value)
 
     def close(self) -> None:
         self.datastore.close()  # type: ignore[attr-defined]

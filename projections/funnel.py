@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from decimal import Decimal
 from functools import singledispatchmethod
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from eventsourcing.utils import get_topic
@@ -64,6 +64,15 @@ class FunnelCounts(SqlView):
         "reached_counts",
     )
     schema_version = 3  # 2: lead_sources; 3: the marketing facts (lead_facts replaces lead_sources)
+    counters: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
+        "lead_cube": (("touch", "day", *DIMENSIONS), (*CUBE_COUNTS, "volume")),
+        "daily_counts": (("day", "channel", "measure"), ("n", "amount")),
+        "daily_messages": (("day", "journey_id", "channel", "outcome"), ("n",)),
+        "band_counts": (("kind", "band", "day", "channel"), ("leads", "applied", "funded")),
+        "reached_counts": (("stage", "audience"), ("n",)),
+        "funnel_messages": (("journey_id", "step", "channel", "outcome"), ("n",)),
+    }
+    money = frozenset({"volume", "amount"})
     feeds = (("leads", LEAD_TOPICS), ("deliveries", DELIVERY_TOPICS), ("journeys", JOURNEY_TOPICS))
     #: Days (daily counts) are the lender's (bootstrap sets it from HUOKE_TIMEZONE).
     timezone: tzinfo = ZoneInfo("UTC")
@@ -165,22 +174,8 @@ class FunnelCounts(SqlView):
 
     def _cube(self, c: Any, touch: str, day: str, dims: list[str], deltas: dict[str, Any]) -> None:
         """Add ``deltas`` (count → change; ``volume`` → amount) to one row of the cube."""
-        marks = ", ".join("?" for _ in range(2 + len(DIMENSIONS) + len(CUBE_COUNTS) + 1))
-        sets = ", ".join(f"{m} = {{t_lead_cube}}.{m} + excluded.{m}" for m in (*CUBE_COUNTS, "volume"))
         volume = Decimal(str(deltas.get("volume", 0)))
-        c.execute(
-            self.q(
-                f"INSERT INTO {{t_lead_cube}} VALUES ({marks}) "  # noqa: S608 - fixed names
-                f"ON CONFLICT (touch, day, {', '.join(DIMENSIONS)}) DO UPDATE SET {sets}"
-            ),
-            (
-                touch,
-                day,
-                *dims,
-                *(int(deltas.get(m, 0)) for m in CUBE_COUNTS),
-                self._amount(volume),
-            ),
-        )
+        self.count(c, "lead_cube", (touch, day, *dims), (*(int(deltas.get(m, 0)) for m in CUBE_COUNTS), volume))
 
     def _both(self, c: Any, facts: dict[str, Any], deltas: dict[str, Any]) -> None:
         """Count ``deltas`` in the cube rows of the lead's first and last touch."""
@@ -188,17 +183,7 @@ class FunnelCounts(SqlView):
             self._cube(c, touch, facts["captured_day"], [facts[f"{touch}_{d}"] for d in DIMENSIONS], deltas)
 
     def _daily(self, c: Any, at: datetime, channel: str, measure: str, amount: Decimal = Decimal(0)) -> None:
-        c.execute(
-            self.q(
-                "INSERT INTO {t_daily_counts} VALUES (?, ?, ?, 1, ?) ON CONFLICT (day, channel, measure) "
-                "DO UPDATE SET n = {t_daily_counts}.n + 1, amount = {t_daily_counts}.amount + excluded.amount"
-            ),
-            (self.day(at), channel, measure, self._amount(amount)),
-        )
-
-    def _amount(self, value: Decimal) -> Any:
-        """A money amount as this dialect's NUMERIC column takes it."""
-        return str(value) if self.is_postgres else float(value)
+        self.count(c, "daily_counts", (self.day(at), channel, measure), (1, amount))
 
     def _facts(self, c: Any, lead_id: Any, columns: str) -> dict[str, Any] | None:
         c.execute(self.q(f"SELECT {columns} FROM {{t_lead_facts}} WHERE lead_id = ?"), (str(lead_id),))  # noqa: S608
@@ -329,15 +314,7 @@ class FunnelCounts(SqlView):
         self._band(c, e.kind, e.band, facts, counts)
 
     def _band(self, c: Any, kind: str, band: str, facts: dict[str, Any], counts: tuple[int, ...]) -> None:
-        c.execute(
-            self.q(
-                "INSERT INTO {t_band_counts} VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, band, day, channel) "
-                "DO UPDATE SET leads = {t_band_counts}.leads + excluded.leads, "
-                "applied = {t_band_counts}.applied + excluded.applied, "
-                "funded = {t_band_counts}.funded + excluded.funded"
-            ),
-            (kind, band, facts["captured_day"], facts["first_channel"], *counts),
-        )
+        self.count(c, "band_counts", (kind, band, facts["captured_day"], facts["first_channel"]), counts)
 
     @apply.register
     def _(self, e: Enrolment.Started, c: Any) -> None:
@@ -379,13 +356,7 @@ class FunnelCounts(SqlView):
         self._count_reached(c, stage, dict(row)["audience"] if row is not None else "general", 1)
 
     def _count_reached(self, c: Any, stage: str, audience: str, n: int) -> None:
-        c.execute(
-            self.q(
-                "INSERT INTO {t_reached_counts} VALUES (?, ?, ?) "
-                "ON CONFLICT (stage, audience) DO UPDATE SET n = {t_reached_counts}.n + excluded.n"
-            ),
-            (stage, audience, n),
-        )
+        self.count(c, "reached_counts", (stage, audience), (n,))
 
     @apply.register
     def _(self, e: Delivery.Sent, c: Any) -> None:
@@ -406,31 +377,12 @@ class FunnelCounts(SqlView):
     @apply.register
     def _(self, e: Delivery.Released, c: Any) -> None:
         """Released to be sent again: no longer held (its send counts when it happens)."""
-        c.execute(
-            self.q(
-                "UPDATE {t_funnel_messages} SET n = n - 1 "
-                "WHERE journey_id = ? AND step = ? AND channel = ? AND outcome = 'held for review'"
-            ),
-            (e.journey_id, e.step, e.channel),
-        )
+        self.count(c, "funnel_messages", (e.journey_id, e.step, e.channel, "held for review"), (-1,))
 
     def _message(self, c: Any, e: Any, outcome: str) -> None:
         if outcome in ("sent", "failed", "skipped"):  # final outcomes, by the day they happened
-            c.execute(
-                self.q(
-                    "INSERT INTO {t_daily_messages} VALUES (?, ?, ?, ?, 1) "
-                    "ON CONFLICT (day, journey_id, channel, outcome) DO UPDATE SET n = {t_daily_messages}.n + 1"
-                ),
-                (self.day(e.at), e.journey_id, e.channel, outcome),
-            )
-        c.execute(
-            self.q(
-                "INSERT INTO {t_funnel_messages} VALUES (?, ?, ?, ?, 1) "
-                "ON CONFLICT (journey_id, step, channel, outcome) "
-                "DO UPDATE SET n = {t_funnel_messages}.n + 1"
-            ),
-            (e.journey_id, e.step, e.channel, outcome),
-        )
+            self.count(c, "daily_messages", (self.day(e.at), e.journey_id, e.channel, outcome), (1,))
+        self.count(c, "funnel_messages", (e.journey_id, e.step, e.channel, outcome), (1,))
 
     # ---- queries (plain values) ------------------------------------------------------------
 

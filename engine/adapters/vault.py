@@ -184,6 +184,14 @@ class KeyVault:
                 )
                 self._load(new)  # whatever won a race between processes is the key
 
+    def warm(self, lead_ids: Iterable[UUID]) -> None:
+        """Load (once per ``KEY_TTL``) the data keys of leads about to be read."""
+        with self._lock:
+            now = time.monotonic()
+            missing = [i for i in lead_ids if i not in self._cache or self._cache[i][0] < now]
+            if missing:
+                self._load(missing)
+
     def _load(self, lead_ids: list[UUID]) -> None:
         expires = time.monotonic() + KEY_TTL
         for start in range(0, len(lead_ids), 500):

@@ -22,6 +22,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import ApplicationRecorder, Notification, Tracking, TrackingRecorder
 
 from engine.application.partitions import Partitions, Stop, never
+from engine.application.saving import decode_page
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def replay_until(
     while notes := upstream.recorder.select_notifications(
         start=position, limit=page, topics=list(topics), inclusive_of_start=False
     ):
-        events = [e for e in map(upstream.mapper.to_domain_event, notes) if event_time(e) <= moment]
+        events = [e for e in decode_page(upstream.mapper, notes) if event_time(e) <= moment]
         view.apply_batch(events, Tracking(upstream.name, notes[-1].id))
         applied += len(events)
         position = notes[-1].id
@@ -111,19 +112,16 @@ def next_owned_page(
     if not scanned:
         return None
     wanted = set(topics)
-    events = []
-    for note in scanned:
-        if note.topic not in wanted:
-            continue
-        if lead_of is None:
-            p = parts.of(UUID(str(note.originator_id)))
-            if p in positions and note.id > positions[p]:
-                events.append(upstream.mapper.to_domain_event(note))
-            continue
-        event = upstream.mapper.to_domain_event(note)
-        p = parts.of(lead_of(event))
-        if p in positions and note.id > positions[p]:
-            events.append(event)
+    notes = [n for n in scanned if n.topic in wanted]
+    if lead_of is None:  # the originator's partition: the others' notifications are not decoded
+        notes = [n for n in notes if n.id > positions.get(parts.of(UUID(str(n.originator_id))), n.id)]
+        events = decode_page(upstream.mapper, notes)
+    else:
+        events = [
+            e
+            for n, e in zip(notes, decode_page(upstream.mapper, notes), strict=True)
+            if n.id > positions.get(parts.of(lead_of(e)), n.id)
+        ]
     last = scanned[-1].id
     trackings = [Tracking(parts.tracking_name(upstream.name, p), last) for p, pos in positions.items() if last > pos]
     return OwnedPage(events, trackings)
@@ -161,6 +159,6 @@ def catch_up(view: BatchView, upstream: Application[Any], topics: Sequence[str],
         found = next_page(upstream.recorder, view.max_tracking_id(upstream.name), topics, page)
         if found is None:
             return done
-        events = [upstream.mapper.to_domain_event(n) for n in found.notes]
+        events = decode_page(upstream.mapper, found.notes)
         view.apply_batch(events, Tracking(upstream.name, found.last))
         done += len(events)
