@@ -378,11 +378,12 @@ def bootstrap(
 
 @contextmanager
 def engine_as_of(
-    settings: Settings, engine: Engine, moment: datetime, views: tuple[str, ...] = tuple(VIEWS)
+    settings: Settings, engine: Engine, moment: datetime, views: tuple[str, ...] = tuple(VIEWS), page: int = 1000
 ) -> Iterator[Engine]:
     """The engine as it stood at ``moment``: the named views rebuilt from the event log (events
-    that happened by then) into scratch SQLite files, and a clock stopped at ``moment``. The
-    reports read it as they read the live engine; nothing of the live store changes."""
+    that happened by then, ``page`` at a time) into scratch SQLite files, and a clock stopped at
+    ``moment``. The reports read it as they read the live engine; nothing of the live store
+    changes."""
     with tempfile.TemporaryDirectory(prefix="huoke-as-of-") as folder:
         scratch = settings.model_copy(update={"data_dir": Path(folder), "database_url": ""})
         built: dict[str, Any] = {}
@@ -391,7 +392,7 @@ def engine_as_of(
                 view = _view(scratch, name, store_env(scratch, name, create=True))
                 built[VIEWS[name]] = view
                 for log, topics in view.feeds:
-                    replay_until(view, getattr(engine, log), topics, moment)
+                    replay_until(view, getattr(engine, log), topics, moment, page)
             yield dataclasses.replace(engine, clock=VirtualClock(moment), views_owned=frozenset(), **built)
         finally:
             for view in built.values():

@@ -144,13 +144,15 @@ class SqlView(TrackingRecorder):
                 f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}"
             )
             money = [v in self.money for v in values]
-            changed = [
-                (*key, *(self._amount(d) if m else d for d, m in zip(deltas, money, strict=True)))
-                for key, deltas in sorted(rows.items())
-                if any(deltas)
-            ]
-            if changed:
-                c.executemany(statement, changed)
+            # Every row touched is written, a sum of nothing included: the rows are the same
+            # however the events were batched (applied live or in a rebuild).
+            c.executemany(
+                statement,
+                [
+                    (*key, *(self._amount(d) if m else d for d, m in zip(deltas, money, strict=True)))
+                    for key, deltas in sorted(rows.items())
+                ],
+            )
 
     def _amount(self, value: Any) -> Any:
         """A money amount as this dialect's NUMERIC column takes it."""
