@@ -63,7 +63,9 @@ class FunnelCounts(SqlView):
         "band_counts",
         "reached_counts",
     )
-    schema_version = 3  # 2: lead_sources; 3: the marketing facts (lead_facts replaces lead_sources)
+    # 2: lead_sources; 3: the marketing facts (lead_facts replaces lead_sources); 4: reaching a
+    # stage reaches the stages before it
+    schema_version = 4
     counters: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
         "lead_cube": (("touch", "day", *DIMENSIONS), (*CUBE_COUNTS, "volume")),
         "daily_counts": (("day", "channel", "measure"), ("n", "amount")),
@@ -230,7 +232,11 @@ class FunnelCounts(SqlView):
     @apply.register
     def _(self, e: Lead.StageChanged, c: Any) -> None:
         c.execute(self.q("UPDATE {t_funnel_leads} SET stage = ? WHERE lead_id = ?"), (e.to_stage, str(e.originator_id)))
-        self._reached(c, e.originator_id, e.to_stage)
+        # Stages are passed in order: a lead that applied straight away was contacted and engaged
+        # (the conversion funnel counts as the lead facts below and the attribution report do).
+        passed = MILESTONES[: MILESTONES.index(e.to_stage) + 1] if e.to_stage in MILESTONES else (e.to_stage,)
+        for stage in passed:
+            self._reached(c, e.originator_id, stage)
         facts = self._facts(c, e.originator_id, "*")
         if facts is None:
             return

@@ -21,11 +21,14 @@ from engine.application.analytics import (
 from engine.application.engine import Engine
 from engine.application.leads.commands import CaptureLead
 from engine.application.marketing import Cost
+from engine.application.reports import funnel_report
 from engine.bootstrap import engine_as_of, marketing_for
 from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.leads.lead import Lead
 from engine.domain.marketing.costs import Period, parse_cost_rows
+from engine.domain.shared.values import STAGE_ORDER
 from engine.entrypoints.report_docs import REPORTS, report_document
+from projections.funnel import MILESTONES
 from tests.application.test_journey_features import SPLIT, engine_with
 from tests.conftest import MakeEngine, settings_of
 from tests.helpers import lifecycle, young_pro
@@ -278,6 +281,26 @@ def test_the_funnel_view_is_the_same_however_its_events_are_batched(
     assert one_at_a_time == rows(10_000)
     assert one_at_a_time["lead_cube"] and one_at_a_time["daily_messages"] and one_at_a_time["reached_counts"]
     assert sum(r["leads"] for r in one_at_a_time["lead_cube"] if r["touch"] == "first") == 9
+
+
+def test_the_conversion_funnel_and_attribution_count_the_same_leads_at_each_stage(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """One funnel: a lead that applies before any message counts as contacted and engaged in
+    `report funnel` as in `report attribution`, and no stage has more leads than the one before."""
+    engine = make_engine()
+    market(engine, clock)
+    quick = lead(30, "web_form")
+    engine.leads.capture_leads([quick])
+    engine.leads.record_lifecycle([lifecycle("application_submitted", quick, clock.now(), application_id="Q1",
+                                             loan_type="consumer", amount="1")])  # fmt: skip
+    engine.refresh_views()
+    funnel = {r["stage"]: r["total"] for r in funnel_report(engine)["funnel"]}
+    total = attribution_report(engine)["total"]
+    assert funnel["new"] == total["leads"] == 10
+    assert {m: funnel[m] for m in MILESTONES} == {m: total[m] for m in MILESTONES}
+    reached = [funnel[s.value] for s in STAGE_ORDER]
+    assert reached == sorted(reached, reverse=True) and total["applied"] == 4
 
 
 def test_daily_counts_are_the_lenders_days(make_engine: MakeEngine, clock: VirtualClock) -> None:
