@@ -84,6 +84,11 @@ class DemoEvent:
 
     at: datetime
     row: dict[str, Any]
+    #: A response to marketing: the click on a message's link and what follows from it. It
+    #: happens only if the lender reached the lead first (a message sent, an officer's call) …
+    response: bool = False
+    #: … unless the lead would have done it unprompted (never for the click itself).
+    unprompted: bool = True
 
 
 def _phone(rng: random.Random) -> str:
@@ -245,13 +250,14 @@ def _lifecycle(rng: random.Random, row: dict[str, Any], end: datetime) -> list[D
     ref = {"source_channel": row["source_channel"], "external_id": row["external_id"]}
     t = datetime.fromisoformat(row["captured_at"])
     out: list[DemoEvent] = []
+    response, unprompted = False, True
 
     def add(delay_days: float, **fields: Any) -> bool:
         nonlocal t
         t = t + timedelta(days=delay_days, hours=rng.uniform(0, 8))
         if t >= end:
             return False
-        out.append(DemoEvent(t, {**ref, "at": t.isoformat(), **fields}))
+        out.append(DemoEvent(t, {**ref, "at": t.isoformat(), **fields}, response, unprompted))
         return True
 
     if rng.random() < 0.04 and row.get("phone"):
@@ -260,11 +266,14 @@ def _lifecycle(rng: random.Random, row: dict[str, Any], end: datetime) -> list[D
     # Who responds depends on where the lead came from and how stretched they are (what the
     # propensity model learns); who misses a repayment depends on capacity and stability.
     lift = CHANNEL_LIFT.get(row["source_channel"], 1.0) * (0.6 if _dti(row) > 0.45 else 1.0)
-    if rng.random() < 0.30 * lift and not add(
-        rng.uniform(0.5, 5), type="stage_changed", stage="engaged", reason="clicked the application link"
-    ):
-        return out
-    if rng.random() < min(0.9, (0.45 if out else 0.08) * lift):
+    clicked, unclicked = min(0.9, 0.45 * lift), min(0.9, 0.08 * lift)  # chances to apply
+    if rng.random() < 0.30 * lift:
+        response, unprompted = True, False
+        if not add(rng.uniform(0.5, 5), type="stage_changed", stage="engaged", reason="clicked the application link"):
+            return out
+        # What follows the click happens without it as often as an unclicked lead applies.
+        unprompted = rng.random() < unclicked / clicked
+    if rng.random() < (clicked if out else unclicked):
         app = f"APP-{row['external_id']}"
         if not add(
             rng.uniform(0.5, 8),

@@ -26,8 +26,11 @@ from engine.bootstrap import bootstrap, init_database, load_journey_definitions,
 from engine.domain.leads.identity import lead_id_for
 from engine.domain.marketing.costs import COST_COLUMNS
 from engine.domain.referrals.codes import referral_code
+from engine.domain.shared.errors import HuokeError
+from engine.domain.shared.values import Stage
 from engine.entrypoints.demo_data import (
     BACK_BOOK_COLUMNS,
+    DemoEvent,
     add_referrals,
     add_touches,
     back_book,
@@ -85,6 +88,33 @@ def _inputs(s: Settings, n: int, days: int, folder: Path, start: datetime) -> tu
     return leads, events, write_back_book(folder, start, max(4000, n * 2))
 
 
+class Responses:
+    """Which generated responses happen in the simulation: a lead clicks only a link it was sent
+    (the lender reached it first: its stage moved past new), so a holdout or an unreachable lead
+    applies only as often as it would have unprompted, and split lift in the demo is real."""
+
+    def __init__(self) -> None:
+        self.clicked: dict[str, bool] = {}  # lead (source:external id) -> clicked a link it was sent
+        self.unreached = 0  # responses that did not happen: nobody had reached the lead
+
+    def happening(self, engine: Engine, offered: list[tuple[Any, DemoEvent]]) -> list[Any]:
+        facts = [record for record, fact in offered if self._happens(engine, record, fact)]
+        self.unreached += len(offered) - len(facts)
+        return facts
+
+    def _happens(self, engine: Engine, record: Any, fact: DemoEvent) -> bool:
+        if not fact.response:
+            return True
+        lead = f"{fact.row['source_channel']}:{fact.row['external_id']}"
+        if lead not in self.clicked:  # the click: decided once, when it would happen
+            try:
+                reached = engine.leads.get_lead(engine.leads.find_lead(record.lead)).stage != Stage.NEW
+            except HuokeError:
+                reached = False
+            self.clicked[lead] = reached
+        return self.clicked[lead] or fact.unprompted
+
+
 def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console: Console) -> dict[str, Any]:
     """Simulate ``days`` days: capture each day's leads and events, then run the engine to midnight."""
     tz = ZoneInfo(s.timezone)
@@ -113,7 +143,8 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
     by_day_events: dict[int, list[Any]] = defaultdict(list)
     for line, fact in enumerate(events, 1):
         record = LifecycleRow.model_validate(fact.row).to_command(s.default_phone_region, tz, f"events.jsonl:{line}")
-        by_day_events[(fact.at - start).days].append(record)
+        by_day_events[(fact.at - start).days].append((record, fact))
+    responses = Responses()
 
     with Progress(
         TextColumn("{task.description}"),
@@ -129,7 +160,7 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
             day_start = start + timedelta(days=day)
             arrivals = sorted(
                 [(c.captured_at or day_start, 0, c) for c in by_day_leads.get(day, [])]
-                + [(c.at or day_start, 1, c) for c in by_day_events.get(day, [])],
+                + [(c.at or day_start, 1, (c, fact)) for c, fact in by_day_events.get(day, [])],
                 key=lambda t: (t[0], t[1]),
             )
             for hour in range(24):
@@ -137,7 +168,7 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
                 due = [a for a in arrivals if a[0] < cutoff]
                 arrivals = arrivals[len(due) :]
                 new_leads = [c for _, kind, c in due if kind == 0]
-                facts = [c for _, kind, c in due if kind == 1]
+                facts = responses.happening(engine, [item for _, kind, item in due if kind == 1])
                 if new_leads:
                     engine.leads.capture_leads(new_leads)
                 if facts:
@@ -160,7 +191,8 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
         "schema": "huoke.demo/1",
         "leads": n,
         "days": days,
-        "lifecycle_events": len(events),
+        "lifecycle_events": len(events) - responses.unreached,
+        "responses_without_contact": responses.unreached,
         "refused_rows": refused,
         "funnel": funnel_report(engine),
         "outbox": {"emails": emails, "sms": sms},
