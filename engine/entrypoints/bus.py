@@ -58,6 +58,35 @@ LEAD_WAIT_DELAY = 2.0
 #: Seconds to wait for JetStream to acknowledge a publish (a page goes out at once; a busy server
 #: may take a while to acknowledge them all).
 PUBLISH_TIMEOUT = 30.0
+
+
+def _fetch_times_out_as_nats_says() -> None:
+    """nats-py (2.15, 2.16) sometimes ends a pull ``fetch`` whose time ran out with a bare
+    ``asyncio.TimeoutError`` instead of its own ``nats.errors.TimeoutError``; FastStream's pull
+    loop (0.7.8) catches only the latter, so the loop dies, the batch it was gathering comes back
+    only after ``ACK_WAIT``, and an error with a traceback is logged. Raise nats-py's own error
+    there, as its other time-outs do. Idempotent."""
+    from nats.errors import TimeoutError as NatsTimeout
+    from nats.js.client import JetStreamContext
+
+    pull = JetStreamContext.PullSubscription
+    if getattr(pull.fetch, "huoke_fetch", False):
+        return
+    fetch = pull.fetch
+
+    async def fetch_or_time_out(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fetch(self, *args, **kwargs)
+        except NatsTimeout:
+            raise
+        except TimeoutError as e:
+            raise NatsTimeout from e
+
+    fetch_or_time_out.huoke_fetch = True  # type: ignore[attr-defined]
+    pull.fetch = fetch_or_time_out  # type: ignore[method-assign]
+
+
+_fetch_times_out_as_nats_says()
 #: Events read from a log per relay round.
 RELAY_PAGE = 500
 #: Fields never published: personal data (sealed at rest) and the store's own bookkeeping.

@@ -355,3 +355,26 @@ def test_the_relay_outlives_a_failed_round(tmp_path: Path) -> None:
     asyncio.run(scenario())
     assert rounds[:3] == ["failed", "ok", "ok"]
     bus.close()
+
+
+def test_a_pull_that_runs_out_of_time_ends_with_the_error_faststream_expects(prefix: str) -> None:
+    """A fetch whose time runs out before its waiting request can be sent raises nats-py's own
+    TimeoutError (huoke's shim; nats-py raises a bare one there, which FastStream's pull loop does
+    not catch: the loop died and its half-gathered batch came back only after the ack wait)."""
+    import nats.errors
+
+    import engine.entrypoints.bus  # noqa: F401 - applies the shim
+
+    async def scenario() -> None:
+        nc = await nats.connect(NATS_URL)
+        try:
+            js = nc.jetstream()
+            await js.add_stream(name=f"{prefix}_in", subjects=[f"{prefix}.in.>"])
+            sub = await js.pull_subscribe(f"{prefix}.in.leads", durable=f"{prefix}-empty")
+            for _ in range(3):  # nothing to fetch: a time-out, always nats-py's own
+                with pytest.raises(nats.errors.TimeoutError):
+                    await sub.fetch(batch=10, timeout=0.0001)
+        finally:
+            await nc.close()
+
+    asyncio.run(scenario())
