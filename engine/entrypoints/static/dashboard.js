@@ -35,7 +35,8 @@
   }
   draw("chart-daily", days.length ? [series("captured", "captured"), series("applied", "applied"),
     series("funded", "funded"), series("sent", "messages sent", "y2")] : [],
-    { xaxis: { type: "date", tickformat: "%b %d" }, yaxis: { title: { text: "leads" } },
+    { xaxis: Object.assign({ type: "date", tickformat: "%b %d" }, days.length <= 14 ? { dtick: 86400000 } : {}),
+      yaxis: { title: { text: "leads" } },
       yaxis2: { title: { text: "messages" }, overlaying: "y", side: "right" } });
 
   var channels = data.costs.by_channel.filter(function (c) { return c.cost_per_funded !== null; });
@@ -62,7 +63,12 @@
         yaxis: { automargin: true } });
 
   var journeys = data.flows.journeys;
-  var chosen = data.scope.journey ? journeys : journeys.filter(function (j) { return j.entered > 0; }).slice(0, 4);
+  // The four journeys most leads entered (all of them when the page is filtered to one).
+  var chosen = data.scope.journey ? journeys : journeys.filter(function (j) { return j.entered > 0; })
+    .sort(function (a, b) { return b.entered - a.entered || (a.journey_id < b.journey_id ? -1 : 1); }).slice(0, 4);
+  var bars = chosen.reduce(function (n, j) { return n + j.steps.length; }, 0);
+  var flow = document.getElementById("chart-flow");
+  if (flow && bars > 12) { flow.style.height = Math.min(900, 120 + 16 * bars) + "px"; }  // a readable row per step
   draw("chart-flow", chosen.map(function (j) {
     return { type: "bar", orientation: "h", name: j.journey_id, y: j.steps.map(function (s) { return j.journey_id + ": " + s.step; }),
              x: j.steps.map(function (s) { return s.reached; }) };
