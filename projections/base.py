@@ -55,6 +55,9 @@ class SqlView(TrackingRecorder):
     counters: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {}
     #: Counter columns holding money (summed as Decimal, stored as the dialect takes NUMERIC).
     money: frozenset[str] = frozenset()
+    #: Whether the view reads personal fields sealed in events (then they are decrypted for it);
+    #: without, it gets their placeholders, as for an erased lead: views hold no personal data.
+    personal: bool = False
 
     @property
     def is_postgres(self) -> bool:

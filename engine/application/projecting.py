@@ -61,6 +61,12 @@ def event_time(event: Any) -> datetime:
     return moment
 
 
+def reads_personal(view: Any) -> bool:
+    """Whether a view reads the personal fields sealed in events (views declare it; by default
+    they hold counts and states, never personal data, so nothing is decrypted for them)."""
+    return bool(getattr(view, "personal", True))
+
+
 def replay_until(
     view: Any, upstream: Application[Any], topics: Collection[str], moment: datetime, page: int = 1000
 ) -> int:
@@ -70,7 +76,7 @@ def replay_until(
     while notes := upstream.recorder.select_notifications(
         start=position, limit=page, topics=list(topics), inclusive_of_start=False
     ):
-        events = [e for e in decode_page(upstream.mapper, notes) if event_time(e) <= moment]
+        events = [e for e in decode_page(upstream.mapper, notes, reads_personal(view)) if event_time(e) <= moment]
         view.apply_batch(events, Tracking(upstream.name, notes[-1].id))
         applied += len(events)
         position = notes[-1].id
@@ -159,6 +165,6 @@ def catch_up(view: BatchView, upstream: Application[Any], topics: Sequence[str],
         found = next_page(upstream.recorder, view.max_tracking_id(upstream.name), topics, page)
         if found is None:
             return done
-        events = decode_page(upstream.mapper, found.notes)
+        events = decode_page(upstream.mapper, found.notes, reads_personal(view))
         view.apply_batch(events, Tracking(upstream.name, found.last))
         done += len(events)

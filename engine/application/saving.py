@@ -107,6 +107,14 @@ class SealingMapper(Mapper[UUID]):
             {UUID(str(n.originator_id)) for n in stored_events if n.topic in self.fields and n.topic not in self.owners}
         )
 
+    def to_domain_event_unopened(self, stored_event: StoredEvent) -> Any:
+        """The event with its personal fields' placeholders: nothing is decrypted."""
+        event = super().to_domain_event(stored_event)
+        state = vars(event)
+        if state.pop(SEALED, None) is not None:
+            state.update(_placeholders(self.fields.get(stored_event.topic, {})))
+        return event
+
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         event = super().to_domain_event(stored_event)
         state = vars(event)
@@ -119,9 +127,13 @@ class SealingMapper(Mapper[UUID]):
         return event
 
 
-def decode_page(mapper: Mapper[UUID], stored_events: Sequence[StoredEvent]) -> list[Any]:
-    """A page of stored events as domain events (a sealing mapper loads the page's keys first)."""
+def decode_page(mapper: Mapper[UUID], stored_events: Sequence[StoredEvent], personal: bool = True) -> list[Any]:
+    """A page of stored events as domain events: a sealing mapper loads the page's keys first,
+    or (``personal`` False: a reader that holds no personal data) leaves the sealed fields shut
+    and puts their placeholders in, as for an erased lead."""
     if isinstance(mapper, SealingMapper):
+        if not personal:
+            return [mapper.to_domain_event_unopened(n) for n in stored_events]
         mapper.warm(stored_events)
     return [mapper.to_domain_event(n) for n in stored_events]
 

@@ -187,3 +187,24 @@ def test_branch_values_are_sealed_with_the_leads_key(make_engine: MakeEngine) ->
     engine.run()
     raw = stored_bytes(engine, "journeys")
     assert b'"case":' in raw and b'"values":' not in raw  # the young-professional branch read credit_band
+
+
+def test_views_are_built_without_opening_personal_data(
+    make_engine: MakeEngine, store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The views hold counts and states, never personal data: rebuilding them from the log opens
+    no sealed field (no data key is even loaded), and they count the same as before."""
+    engine = make_engine()
+    engine.leads.capture_leads([young_pro(n) for n in range(1, 6)])
+    engine.run()
+    engine.refresh_views()
+    before = funnel_report(engine)
+    vault: Any = engine.leads.vault
+    opened: list[UUID] = []
+    monkeypatch.setattr(vault, "open", lambda lead_id, *a: opened.append(lead_id))
+    monkeypatch.setattr(vault, "warm", lambda lead_ids: opened.extend(lead_ids))
+    for view in (engine.funnel, engine.index, engine.schedule, engine.screening):
+        view.reset()  # type: ignore[attr-defined]
+    engine.refresh_views()
+    assert funnel_report(engine) == before and before["leads"] == 5
+    assert opened == []
