@@ -202,7 +202,7 @@ def test_views_are_built_without_opening_personal_data(
     vault: Any = engine.leads.vault
     opened: list[UUID] = []
     monkeypatch.setattr(vault, "open", lambda lead_id, *a: opened.append(lead_id))
-    monkeypatch.setattr(vault, "warm", lambda lead_ids: opened.extend(lead_ids))
+    monkeypatch.setattr(vault, "warm", opened.extend)
     for view in (engine.funnel, engine.index, engine.schedule, engine.screening):
         view.reset()  # type: ignore[attr-defined]
     engine.refresh_views()
