@@ -134,9 +134,9 @@ def print_funnel(doc: dict[str, Any]) -> None:
     shown = [abbreviations.get(a, a.replace("_", " ")) for a in audiences]
     legend = ", ".join(f"{abbreviations[a]} = {a}" for a in audiences if a in abbreviations)
     table = report_table(
-        f"Conversion funnel — {doc['leads']} leads (ever reached each stage)",
+        f"Conversion funnel — {doc['leads']} leads",
         ["stage", *shown, "total", "of leads"],
-        caption=legend or None,
+        caption="; ".join(["a stage counts the leads that reached it or a later one", *([legend] if legend else [])]),
     )
     for row in doc["funnel"]:
         table.add_row(
