@@ -10,7 +10,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,7 +19,7 @@ from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 
 from engine.adapters.clock import SystemClock, VirtualClock
-from engine.adapters.coordination import Meta, init_lock
+from engine.adapters.coordination import Meta, file_lock, init_lock
 from engine.adapters.dry_run import DryRunChannel
 from engine.adapters.model_files import ModelLab
 from engine.adapters.outbox import OutboxEmailChannel, OutboxSmsChannel
@@ -376,20 +376,44 @@ def bootstrap(
     return engine
 
 
+#: Past moments whose rebuilt views each view keeps (the most recently asked for).
+AS_OF_KEPT = 4
+
+
 @contextmanager
 def engine_as_of(
-    settings: Settings, engine: Engine, moment: datetime, views: tuple[str, ...] = tuple(VIEWS), page: int = 1000
+    settings: Settings,
+    engine: Engine,
+    moment: datetime,
+    views: tuple[str, ...] = tuple(VIEWS),
+    page: int = 1000,
+    keep: bool = True,
 ) -> Iterator[Engine]:
     """The engine as it stood at ``moment``: the named views rebuilt from the event log (events
-    that happened by then, ``page`` at a time) into scratch SQLite files, and a clock stopped at
-    ``moment``. The reports read it as they read the live engine; nothing of the live store
-    changes."""
-    with tempfile.TemporaryDirectory(prefix="huoke-as-of-") as folder:
-        scratch = settings.model_copy(update={"data_dir": Path(folder), "database_url": ""})
+    that happened by then, ``page`` at a time) into SQLite files of their own, and a clock stopped
+    at ``moment``. The reports read it as they read the live engine; nothing of the live store
+    changes.
+
+    With ``keep``, the rebuilt views stay in ``<data dir>/as-of`` (``AS_OF_KEPT`` moments per
+    view): asked again for the same moment, a view applies only what the log gained since (an
+    event recorded late with an earlier time included), so month-end reports after the first are
+    quick. Without, they are built in a temporary folder and dropped. One process at a time uses
+    a view's kept moments (others wait for it)."""
+    with contextlib.ExitStack() as stack:
+        if keep:
+            folder = settings.data_dir / "as-of"
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        else:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="huoke-as-of-")))
+        for name in sorted(views):  # always in the same order: two processes never deadlock
+            stack.enter_context(file_lock(folder / f"{name}.lock"))
+        scratch = settings.model_copy(update={"data_dir": folder, "database_url": ""})
+        stamp = moment.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         built: dict[str, Any] = {}
         try:
             for name in views:
-                view = _view(scratch, name, store_env(scratch, name, create=True))
+                env = {**store_env(scratch, name, create=True), "SQLITE_DBNAME": str(folder / f"{name}-{stamp}.db")}
+                view = _view(scratch, name, env)
                 built[VIEWS[name]] = view
                 for log, topics in view.feeds:
                     replay_until(view, getattr(engine, log), topics, moment, page)
@@ -397,6 +421,19 @@ def engine_as_of(
         finally:
             for view in built.values():
                 view.close()
+            if keep:
+                for name in views:
+                    _forget_old_moments(folder, name, stamp)
+
+
+def _forget_old_moments(folder: Path, name: str, used: str) -> None:
+    """Keep the ``AS_OF_KEPT`` moments of view ``name`` asked for most recently (``used`` now);
+    called holding the view's lock."""
+    (folder / f"{name}-{used}.db").touch()
+    kept = sorted(folder.glob(f"{name}-*.db"), key=lambda f: f.stat().st_mtime_ns, reverse=True)
+    for old in kept[AS_OF_KEPT:]:
+        for part in (old, Path(f"{old}-wal"), Path(f"{old}-shm")):
+            part.unlink(missing_ok=True)
 
 
 @contextmanager

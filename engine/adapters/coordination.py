@@ -230,6 +230,17 @@ class Meta:
 
 
 @contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created) among the processes of this machine."""
+    with path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextmanager
 def init_lock(pg: dict[str, str] | None, data_dir: Path | None = None) -> Iterator[psycopg.Connection[Any] | None]:
     """Hold the set-up lock, so concurrent ``db init`` runs never collide: on PostgreSQL an
     advisory lock (yields the locked connection), on SQLite a file lock in ``data_dir``."""
@@ -238,12 +249,8 @@ def init_lock(pg: dict[str, str] | None, data_dir: Path | None = None) -> Iterat
             yield None
             return
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with (data_dir / ".init.lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield None
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with file_lock(data_dir / ".init.lock"):
+            yield None
         return
     with pg_connect(pg) as conn:
         space = lock_space(pg["POSTGRES_SCHEMA"])

@@ -70,9 +70,10 @@ def reads_personal(view: Any) -> bool:
 def replay_until(
     view: Any, upstream: Application[Any], topics: Collection[str], moment: datetime, page: int = 1000
 ) -> int:
-    """Apply to an empty ``view`` every event of ``topics`` in ``upstream``'s log that happened by
-    ``moment``: the view as it stood then. Returns how many events it applied."""
-    applied, position = 0, None
+    """Apply to ``view`` every event of ``topics`` in ``upstream``'s log that happened by
+    ``moment``, from where the view got to (an empty view: from the start): the view as it stood
+    then. Returns how many events it applied."""
+    applied, position = 0, view.max_tracking_id(upstream.name)
     while notes := upstream.recorder.select_notifications(
         start=position, limit=page, topics=list(topics), inclusive_of_start=False
     ):

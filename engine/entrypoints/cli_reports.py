@@ -93,7 +93,10 @@ def run_report(
     engine = engine_for(s, journeys=journeys and name == "tasks")
     try:
         if moment is not None:
-            err.print(f"rebuilding {', '.join(REPORT_VIEWS[name])} from the event log as of {moment.isoformat()} …")
+            err.print(
+                f"{', '.join(REPORT_VIEWS[name])} as of {moment.isoformat()}, from the event log "
+                "(the first report as of a moment rebuilds them; the next ones reuse them) …"
+            )
         return report_document(name, engine, s, scope, moment, margin)
     finally:
         engine.close()

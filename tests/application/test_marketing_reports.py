@@ -326,6 +326,41 @@ def test_a_store_from_before_the_views_last_change_is_rebuilt_by_db_init(
     assert upgraded.funnel._stored_version() == 4  # type: ignore[attr-defined]
 
 
+def test_a_report_as_of_a_moment_again_applies_only_what_the_log_gained(
+    make_engine: MakeEngine, clock: VirtualClock, monkeypatch: Any
+) -> None:
+    """The views rebuilt for a past moment are kept: asked again, they apply only the events
+    recorded since (a fact recorded late with an earlier time counts), and give what a rebuild
+    from nothing gives. Each view keeps the moments asked for most recently."""
+    from engine import bootstrap
+
+    engine = make_engine()
+    settings = settings_of(engine)
+    leads = market(engine, clock)
+    then = clock.now()
+    clock.advance_to(then + timedelta(days=1))
+    applied: list[int] = []
+    replay = bootstrap.replay_until
+    monkeypatch.setattr(bootstrap, "replay_until", lambda *a: applied.append(replay(*a)) or applied[-1])
+    first = report_document("attribution", engine, settings, as_of=then)
+    assert sum(applied) > 20 and (settings.data_dir / "as-of").is_dir()
+    # Recorded now, happened before ``then``: the report as of ``then`` changes.
+    engine.leads.record_lifecycle([lifecycle("application_submitted", leads["web3"], then - timedelta(hours=1),
+                                             application_id="W3", loan_type="consumer", amount="1")])  # fmt: skip
+    engine.leads.capture_leads([lead(60, "web_form")])  # after ``then``: not in it
+    applied.clear()
+    again = report_document("attribution", engine, settings, as_of=then)
+    assert 0 < sum(applied) <= 2  # the late application only (the new lead is after the moment)
+    with engine_as_of(settings, engine, then, ("funnel",), keep=False) as cold:
+        assert again == {**report_document("attribution", cold, settings), "as_of": then.isoformat()}
+    assert again["total"]["applied"] == first["total"]["applied"] + 1
+    assert again["total"]["leads"] == first["total"]["leads"]
+    for hours in range(1, 6):  # five other moments: the oldest asked for are forgotten
+        report_document("funnel", engine, settings, as_of=then - timedelta(hours=hours))
+    kept = sorted(p.name for p in (settings.data_dir / "as-of").glob("funnel-*.db"))
+    assert len(kept) == bootstrap.AS_OF_KEPT
+
+
 def test_daily_counts_are_the_lenders_days(make_engine: MakeEngine, clock: VirtualClock) -> None:
     engine = make_engine()
     market(engine, clock)
