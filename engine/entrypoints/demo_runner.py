@@ -54,14 +54,18 @@ def write_samples(
         writer = csv.DictWriter(f, LEAD_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows([*leads, *bad_rows()])
-    with (folder / "events.jsonl").open("w", encoding="utf-8") as f:
-        for e in events:
-            f.write(json.dumps(e.row, ensure_ascii=False, default=str) + "\n")
+    write_events(folder, events)
     if costs:
         with (folder / "costs.csv").open("w", encoding="utf-8", newline="") as f:
             writer = csv.DictWriter(f, [*COST_COLUMNS, "note"])
             writer.writeheader()
             writer.writerows(costs)
+
+
+def write_events(folder: Path, events: list[Any]) -> None:
+    with (folder / "events.jsonl").open("w", encoding="utf-8") as f:
+        for e in events:
+            f.write(json.dumps(e.row, ensure_ascii=False, default=str) + "\n")
 
 
 #: The demo trains the propensity model from its own history on this day (leads captured in
@@ -95,11 +99,15 @@ class Responses:
 
     def __init__(self) -> None:
         self.clicked: dict[str, bool] = {}  # lead (source:external id) -> clicked a link it was sent
-        self.unreached = 0  # responses that did not happen: nobody had reached the lead
+        self.unreached: set[int] = set()  # responses that did not happen (ids of their DemoEvents)
 
     def happening(self, engine: Engine, offered: list[tuple[Any, DemoEvent]]) -> list[Any]:
-        facts = [record for record, fact in offered if self._happens(engine, record, fact)]
-        self.unreached += len(offered) - len(facts)
+        facts = []
+        for record, fact in offered:
+            if self._happens(engine, record, fact):
+                facts.append(record)
+            else:
+                self.unreached.add(id(fact))
         return facts
 
     def _happens(self, engine: Engine, record: Any, fact: DemoEvent) -> bool:
@@ -182,6 +190,8 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
                 trained.append(
                     models.train(engine, "propensity", models.dataset_from_store(engine, "propensity"), "demo")
                 )
+    # The lender's file of lifecycle facts holds what happened (not the clicks nobody prompted).
+    write_events(folder, [e for e in events if id(e) not in responses.unreached])
     engine.refresh_views()
     outbox = s.outbox_dir
     sms = (outbox / "sms.jsonl").read_bytes().count(b"\n") if (outbox / "sms.jsonl").exists() else 0
@@ -191,8 +201,8 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
         "schema": "huoke.demo/1",
         "leads": n,
         "days": days,
-        "lifecycle_events": len(events) - responses.unreached,
-        "responses_without_contact": responses.unreached,
+        "lifecycle_events": len(events) - len(responses.unreached),
+        "responses_without_contact": len(responses.unreached),
         "refused_rows": refused,
         "funnel": funnel_report(engine),
         "outbox": {"emails": emails, "sms": sms},

@@ -34,7 +34,7 @@ def test_a_demo_lead_clicks_only_a_link_it_was_sent(make_engine: MakeEngine, clo
     responses = Responses()
     kept = responses.happening(engine, answer(reached, False) + answer(unreached, False))
     assert kept == [record for record, _ in answer(reached, False)]
-    assert responses.unreached == 2
+    assert len(responses.unreached) == 2
     # A lead nobody reached still applies when it would have unprompted; facts that are not
     # answers to marketing (a decision, a loan) always happen.
     again = Responses()

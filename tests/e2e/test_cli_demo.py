@@ -34,6 +34,8 @@ def test_demo_refuses_a_folder_it_did_not_make_and_remakes_its_own(
     doc = json.loads(first.stdout)
     assert doc["agent_tasks_done"] > 0  # the demo's loan officers work the tasks the desk routes them
     assert set(doc["referrals"]) == {"by_status", "paid_cash", "held"}  # 4 days: too short for funded friends
+    lines = (mine / "events.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == doc["lifecycle_events"] > 0  # the lender's file holds the facts that happened
     again = runner.invoke(app, ["demo", "--dir", str(mine), *SMALL])
     assert again.exit_code == 0 and json.loads(again.stdout)["funnel"] == json.loads(first.stdout)["funnel"]
 
