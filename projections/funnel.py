@@ -16,7 +16,7 @@ from engine.domain.delivery.delivery import Delivery
 from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.leads.lead import Lead, attribution_of
 from engine.domain.marketing.costs import DIMENSIONS  # columns of lead_facts: first_… and last_…
-from engine.domain.shared.values import STAGE_ORDER, Stage
+from engine.domain.shared.values import MILESTONES, STAGE_ORDER, Stage
 from projections.base import SqlView, ViewProjection, sqlite_and_postgres
 from projections.journey_index import parse_ts, ts
 
@@ -27,8 +27,6 @@ DELIVERY_TOPICS = [
     get_topic(c) for c in (Delivery.Sent, Delivery.Failed, Delivery.Skipped, Delivery.HeldForReview, Delivery.Released)
 ]
 JOURNEY_TOPICS = [get_topic(c) for c in (Enrolment.Started, Enrolment.SplitAssigned)]
-#: The funnel stages after capture, each with the column of when a lead first reached it.
-MILESTONES = tuple(s.value for s in STAGE_ORDER[1:])
 
 
 #: What each row of the cube counts (and ``volume``, the funded amount).
@@ -152,7 +150,7 @@ class FunnelCounts(SqlView):
             self.q("INSERT INTO {t_funnel_leads} VALUES (?, ?, 'general', 'new') ON CONFLICT (lead_id) DO NOTHING"),
             (str(e.originator_id), e.source["channel"]),
         )
-        self._reached(c, e.originator_id, Stage.NEW.value)
+        self._reached(c, e.originator_id, (Stage.NEW.value,))
         values = dimension_values(e.source)
         marks = ", ".join("?" for _ in range(3 + 2 * len(DIMENSIONS) + 1 + len(MILESTONES) + 3))
         c.execute(
@@ -235,8 +233,7 @@ class FunnelCounts(SqlView):
         # Stages are passed in order: a lead that applied straight away was contacted and engaged
         # (the conversion funnel counts as the lead facts below and the attribution report do).
         passed = MILESTONES[: MILESTONES.index(e.to_stage) + 1] if e.to_stage in MILESTONES else (e.to_stage,)
-        for stage in passed:
-            self._reached(c, e.originator_id, stage)
+        self._reached(c, e.originator_id, passed)
         facts = self._facts(c, e.originator_id, "*")
         if facts is None:
             return
@@ -351,15 +348,19 @@ class FunnelCounts(SqlView):
             (str(e.originator_id), e.step, enrolment["lead_id"], enrolment["journey_id"], e.arm, ts(e.at), *after),
         )
 
-    def _reached(self, c: Any, lead_id: Any, stage: str) -> None:
+    def _reached(self, c: Any, lead_id: Any, stages: tuple[str, ...]) -> None:
+        """Record the ``stages`` the lead reaches for the first time, counted under its audience."""
         lead = str(lead_id)
-        c.execute(self.q("SELECT 1 AS yes FROM {t_funnel_reached} WHERE lead_id = ? AND stage = ?"), (lead, stage))
-        if c.fetchone() is not None:
+        c.execute(self.q("SELECT stage FROM {t_funnel_reached} WHERE lead_id = ?"), (lead,))
+        known = {dict(r)["stage"] for r in c.fetchall()}
+        new = [stage for stage in stages if stage not in known]
+        if not new:
             return
-        c.execute(self.q("INSERT INTO {t_funnel_reached} VALUES (?, ?)"), (lead, stage))
+        c.executemany(self.q("INSERT INTO {t_funnel_reached} VALUES (?, ?)"), [(lead, stage) for stage in new])
         c.execute(self.q("SELECT audience FROM {t_funnel_leads} WHERE lead_id = ?"), (lead,))
         row = c.fetchone()
-        self._count_reached(c, stage, dict(row)["audience"] if row is not None else "general", 1)
+        for stage in new:
+            self._count_reached(c, stage, dict(row)["audience"] if row is not None else "general", 1)
 
     def _count_reached(self, c: Any, stage: str, audience: str, n: int) -> None:
         self.count(c, "reached_counts", (stage, audience), (n,))

@@ -24,10 +24,8 @@ from engine.application.marketing import Cost
 from engine.domain.journeys.journey import SplitStep
 from engine.domain.marketing.costs import DIMENSIONS, parse_period
 from engine.domain.marketing.lift import Lift
-from engine.domain.shared.values import STAGE_ORDER
+from engine.domain.shared.values import MILESTONES
 
-#: The funnel after capture, in order (each a count of leads that reached it).
-MILESTONES = tuple(s.value for s in STAGE_ORDER[1:])
 MEASURES = ("leads", *MILESTONES, "loans", "volume")
 
 

@@ -28,15 +28,12 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from engine.application.access import Access, Caller
-from engine.application.analytics import (
-    MILESTONES,
-    Scope,
-)
+from engine.application.analytics import Scope
 from engine.application.delivery.links import LinkCheck, LinkKeys, check_token, make_token
 from engine.application.engine import Engine
 from engine.domain.access.api_key import Role
 from engine.domain.marketing.costs import DIMENSIONS
-from engine.domain.shared.values import SourceChannel
+from engine.domain.shared.values import MILESTONES, SourceChannel
 from engine.entrypoints.report_docs import FilterError, report_document, scope_from
 from engine.settings import Settings
 

@@ -26,9 +26,8 @@ from engine.bootstrap import engine_as_of, marketing_for
 from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.leads.lead import Lead
 from engine.domain.marketing.costs import Period, parse_cost_rows
-from engine.domain.shared.values import STAGE_ORDER
+from engine.domain.shared.values import MILESTONES, STAGE_ORDER
 from engine.entrypoints.report_docs import REPORTS, report_document
-from projections.funnel import MILESTONES
 from tests.application.test_journey_features import SPLIT, engine_with
 from tests.conftest import MakeEngine, settings_of
 from tests.helpers import lifecycle, young_pro

@@ -51,6 +51,8 @@ STAGE_ORDER: tuple[Stage, ...] = (
     Stage.APPROVED,
     Stage.FUNDED,
 )
+#: The funnel's stages after capture, in order (the reports count the leads that reached each).
+MILESTONES: tuple[str, ...] = tuple(s.value for s in STAGE_ORDER[1:])
 
 
 def stage_rank(stage: Stage) -> int:
