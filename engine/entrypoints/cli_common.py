@@ -143,9 +143,11 @@ def emit_json(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
-def report_table(title: str, columns: list[str], caption: str | None = None, wrap: int = 1) -> Table:
-    """A table that fits 80 columns: the first ``wrap`` columns are text that wraps (never cut),
-    the rest are right-aligned numbers."""
+def report_table(
+    title: str, columns: list[str], caption: str | None = None, wrap: int = 1, text_last: bool = False
+) -> Table:
+    """A table that fits 80 columns: the first ``wrap`` columns (and the last, ``text_last``) are
+    text that wraps (never cut), the rest are right-aligned numbers."""
     table = Table(
         title=title,
         caption=caption,
@@ -156,7 +158,7 @@ def report_table(title: str, columns: list[str], caption: str | None = None, wra
         caption_justify="left",
     )
     for i, col in enumerate(columns):
-        if i < wrap:
+        if i < wrap or (text_last and i == len(columns) - 1):
             table.add_column(col, overflow="fold")
         else:
             table.add_column(col, justify="right", no_wrap=True)

@@ -336,8 +336,8 @@ def report_experiments(
             f"{split['journey_id']} / {split['step']} — against arm {split['control']} (leads: {arms})",
             ["arm → goal", "rate", "control", "lift", "95% interval", "verdict"],
             caption="lift in percentage points of conversion; interval: of the lift",
+            text_last=True,
         )
-        table.columns[-1].justify, table.columns[-1].no_wrap, table.columns[-1].overflow = "left", False, "fold"
         for c in split["comparisons"]:
             ci = c["absolute_ci95"]
             interval = "—" if ci is None else f"{ci[0] * 100:+.1f} to {ci[1] * 100:+.1f}"
@@ -484,8 +484,8 @@ def costs_list(as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json({"schema": "huoke.costs/1", "currency": s.currency, "costs": rows})
         return
-    table = report_table(f"Marketing costs ({s.currency})", ["kind: name", "period", "amount", "note"], wrap=2)
-    table.columns[-1].justify, table.columns[-1].no_wrap, table.columns[-1].overflow = "left", False, "fold"
+    table = report_table(f"Marketing costs ({s.currency})", ["kind: name", "period", "amount", "note"], wrap=2,
+                         text_last=True)  # fmt: skip
     for r in rows:
         table.add_row(f"{r['kind']}: {r['name']}", r["period"], f"{r['amount']:,.2f}", r["note"] or r["source"])
     console.print(table)
