@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from calendar import monthrange
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -242,7 +243,7 @@ def demo_costs(start: datetime, days: int) -> list[dict[str, Any]]:
         for kind, name, amount in MONTHLY_COSTS:
             rows.append({"kind": kind, "name": name, "period": month.strftime("%Y-%m"), "amount": amount,
                          "currency": "CNY", "note": "monthly fee"})  # fmt: skip
-        month = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+        month += timedelta(days=monthrange(month.year, month.month)[1])
     return rows
 
 

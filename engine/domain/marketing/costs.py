@@ -8,9 +8,10 @@ evenly over its period's days and set it against the leads captured in those day
 from __future__ import annotations
 
 import re
+from calendar import monthrange
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from uuid import UUID, uuid5
 
@@ -53,9 +54,8 @@ def parse_period(text: str) -> Period:
     """``2026-03`` (a month), ``2026-03-05`` (a day) or ``2026-03-01..2026-03-31``."""
     text = text.strip()
     if (m := _MONTH.match(text)) and 1 <= int(m[2]) <= 12:
-        first = date(int(m[1]), int(m[2]), 1)
-        nxt = date(first.year + first.month // 12, first.month % 12 + 1, 1)
-        return Period(first, nxt - timedelta(days=1))
+        year, month = int(m[1]), int(m[2])
+        return Period(date(year, month, 1), date(year, month, monthrange(year, month)[1]))
     start, sep, end = text.partition("..")
     try:
         period = Period(date.fromisoformat(start.strip()), date.fromisoformat((end if sep else start).strip()))

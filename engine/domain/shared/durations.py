@@ -6,8 +6,9 @@ Years and months move by the calendar; weeks, days, hours and minutes are plain 
 from __future__ import annotations
 
 import re
+from calendar import monthrange
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 _DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$")
@@ -25,13 +26,8 @@ class CalendarOffset:
     def after(self, moment: datetime) -> datetime:
         month = moment.month - 1 + self.months + 12 * self.years
         year, month = moment.year + month // 12, month % 12 + 1
-        day = min(moment.day, _days_in(year, month))
+        day = min(moment.day, monthrange(year, month)[1])
         return moment.replace(year=year, month=month, day=day) + self.delta
-
-
-def _days_in(year: int, month: int) -> int:
-    nxt = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
-    return (nxt - timedelta(days=1)).day
 
 
 def parse_duration(text: Any) -> timedelta | None:
