@@ -46,7 +46,7 @@ from engine.domain.shared.errors import (
     UnknownJourneyError,
 )
 from engine.entrypoints.importing import ImportReport, import_leads, import_lifecycle
-from engine.entrypoints.report_docs import FilterError, report_document, scope_from
+from engine.entrypoints.report_docs import FilterError, ReportName, report_document, scope_from
 from engine.entrypoints.schemas import lead_ref
 from engine.settings import Settings
 
@@ -394,18 +394,7 @@ def _report_routes(router: APIRouter, engine: Engine, access: Access, settings: 
     @router.get("/reports/{name}", tags=["reports"])
     def report(
         _: Marketer,
-        name: Literal[
-            "funnel",
-            "journeys",
-            "referrals",
-            "attribution",
-            "costs",
-            "experiments",
-            "daily",
-            "scores",
-            "flows",
-            "tasks",
-        ],
+        name: ReportName,
         since: str = Query("", max_length=10, description="leads captured on or after this day (2026-03-01)"),
         until: str = Query("", max_length=10, description="leads captured on or before this day"),
         channel: str = Query("", max_length=40, description="first-touch source channel"),

@@ -33,7 +33,14 @@ from engine.entrypoints.cli_common import (
     settings,
 )
 from engine.entrypoints.importing import import_costs
-from engine.entrypoints.report_docs import REPORT_VIEWS, FilterError, marketing_costs, report_document, scope_from
+from engine.entrypoints.report_docs import (
+    REPORT_VIEWS,
+    FilterError,
+    ReportName,
+    marketing_costs,
+    report_document,
+    scope_from,
+)
 
 costs_app = typer.Typer(
     help="Marketing costs: what campaigns, partners, channels and events cost.", no_args_is_help=True
@@ -83,7 +90,7 @@ def scope_of(since: str | None, until: str | None, channel: str | None, journey:
 
 
 def run_report(
-    name: str, as_of: str | None, scope: Scope = ALL_LEADS, margin: Decimal | None = None, journeys: bool = True
+    name: ReportName, as_of: str | None, scope: Scope = ALL_LEADS, margin: Decimal | None = None, journeys: bool = True
 ) -> dict[str, Any]:
     """The ``name`` report document: from the views now, or as it stood at ``as_of``."""
     s = settings()

@@ -34,7 +34,7 @@ from engine.application.engine import Engine
 from engine.domain.access.api_key import Role
 from engine.domain.marketing.costs import DIMENSIONS
 from engine.domain.shared.values import MILESTONES, SourceChannel
-from engine.entrypoints.report_docs import FilterError, report_document, scope_from
+from engine.entrypoints.report_docs import FilterError, ReportName, report_document, scope_from
 from engine.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
@@ -42,14 +42,23 @@ COOKIE = "huoke_session"
 ROLES = (Role.MARKETER, Role.ADMIN)
 SCHEMA = "huoke.dashboard/1"
 #: The report documents the page shows.
-PAGE_REPORTS = ("attribution", "costs", "experiments", "daily", "scores", "flows", "tasks", "referrals")
+PAGE_REPORTS: tuple[ReportName, ...] = (
+    "attribution",
+    "costs",
+    "experiments",
+    "daily",
+    "scores",
+    "flows",
+    "tasks",
+    "referrals",
+)
 
 
 def dashboard_data(engine: Engine, settings: Settings, scope: Scope) -> dict[str, Any]:
     """Every report the page shows, for ``scope``: the same documents as the CLI and the API."""
     engine.refresh_views()
     page = dataclasses.replace(engine, views_owned=frozenset())  # caught up once, above
-    docs = {name: report_document(name, page, settings, scope) for name in PAGE_REPORTS}
+    docs: dict[str, Any] = {name: report_document(name, page, settings, scope) for name in PAGE_REPORTS}
     sent = {"email": 0, "sms": 0, "webhook": 0}  # what the funnel report and the outboxes count
     for m in engine.funnel.messages():
         if m["outcome"] == "sent":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, get_args
 
 from engine.application.analytics import (
     ALL_LEADS,
@@ -25,8 +25,12 @@ from engine.domain.shared.errors import HuokeError
 from engine.domain.shared.values import SourceChannel
 from engine.settings import Settings
 
+#: The reports, by name (the CLI's ``huoke report NAME``, the API's ``/reports/NAME``).
+ReportName = Literal[
+    "funnel", "journeys", "referrals", "attribution", "costs", "experiments", "daily", "scores", "flows", "tasks"
+]
 #: The views each report reads (what ``as_of`` rebuilds from the log).
-REPORT_VIEWS: dict[str, tuple[str, ...]] = {
+REPORT_VIEWS: dict[ReportName, tuple[str, ...]] = {
     "funnel": ("funnel",),
     "journeys": ("funnel", "journey_index"),
     "referrals": ("referral_ledger",),
@@ -38,7 +42,7 @@ REPORT_VIEWS: dict[str, tuple[str, ...]] = {
     "flows": ("funnel", "journey_index"),
     "tasks": ("journey_index",),
 }
-REPORTS = tuple(REPORT_VIEWS)
+REPORTS: tuple[ReportName, ...] = get_args(ReportName)
 
 
 class FilterError(HuokeError):
@@ -81,7 +85,7 @@ def marketing_costs(settings: Settings, as_of: datetime | None = None) -> list[A
         marketing.close()
 
 
-def _build(name: str, engine: Engine, settings: Settings, scope: Scope, margin: Decimal | None,
+def _build(name: ReportName, engine: Engine, settings: Settings, scope: Scope, margin: Decimal | None,
            as_of: datetime | None) -> dict[str, Any]:  # fmt: skip
     match name:
         case "funnel":
@@ -109,7 +113,7 @@ def _build(name: str, engine: Engine, settings: Settings, scope: Scope, margin: 
 
 
 def report_document(
-    name: str,
+    name: ReportName,
     engine: Engine,
     settings: Settings,
     scope: Scope = ALL_LEADS,
