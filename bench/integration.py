@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
-import threading
 import time
 import urllib.request
 import uuid
@@ -24,6 +22,7 @@ from engine.bootstrap import access_for, bootstrap, init_database, load_journey_
 from engine.entrypoints.demo_data import generate
 from engine.entrypoints.schemas import LeadRow, RowError
 from engine.settings import Settings
+from tests.e2e.smtp_server import serving
 
 NATS_URL = "nats://127.0.0.1:4222"
 BATCH = 500
@@ -71,33 +70,22 @@ def direct_rate(folder: Path, rows: list[dict[str, Any]]) -> tuple[float, float]
 
 def api_rate(folder: Path, rows: list[dict[str, Any]]) -> float:
     """POST /api/v1/leads in batches of 500 to uvicorn on loopback: leads/s."""
-    import uvicorn
-
     from engine.entrypoints.http import create_app
 
     engine, settings = _engine(folder, "api")
     access = access_for(settings)
     _, key = access.create_key("bench", "integrator", "bench")
     app = create_app(engine, LinkKeys("bench-link-key-0123456789abcdefghijklmnop"), "CN", api=(access, settings))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     created = 0
-    t0 = time.perf_counter()
-    for i in range(0, len(rows), BATCH):
-        body = json.dumps(rows[i : i + BATCH]).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/leads", body, headers, method="POST")
-        with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310 - loopback
-            created += json.loads(response.read())["created"]
-    elapsed = time.perf_counter() - t0
-    server.should_exit = True
-    thread.join()
+    with serving(app) as base:
+        t0 = time.perf_counter()
+        for i in range(0, len(rows), BATCH):
+            body = json.dumps(rows[i : i + BATCH]).encode()
+            request = urllib.request.Request(f"{base}/api/v1/leads", body, headers, method="POST")  # noqa: S310
+            with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310 - loopback
+                created += json.loads(response.read())["created"]
+        elapsed = time.perf_counter() - t0
     access.close()
     engine.close()
     if created != len(rows):

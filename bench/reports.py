@@ -10,11 +10,9 @@ every partner, campaign and fair, then the views caught up from the log.
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -32,6 +30,7 @@ from engine.domain.marketing.costs import CostLine, parse_period
 from engine.entrypoints.demo_data import MONTHLY_COSTS, add_touches, generate
 from engine.entrypoints.report_docs import REPORTS, report_document
 from engine.settings import Settings
+from tests.e2e.smtp_server import serving
 
 SECRETS = {
     "HUOKE_UNSUBSCRIBE_SECRET": "bench-link-key-0123456789abcdefghijklmnop",
@@ -93,12 +92,6 @@ def raw_group_by(settings: Settings) -> float:
     elapsed = time.perf_counter() - started
     db.close()
     return elapsed
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -169,22 +162,13 @@ def command_timings(settings: Settings) -> None:
 
 def dashboard_timings(settings: Settings, engine: Any, step: Any, requests: int = 40) -> None:
     """GET /dashboard over HTTP from a real server: ``requests`` page loads with varied filters."""
-    import uvicorn
-
     from engine.application.delivery.links import LinkKeys
     from engine.entrypoints.http import create_app
 
     access = access_for(settings)
     _, key = access.create_key(f"bench-{time.monotonic_ns()}", "marketer", "bench")
     app = create_app(engine, LinkKeys(SECRETS["HUOKE_UNSUBSCRIBE_SECRET"]), api=(access, settings))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        thread.join(0.05)
-    base = f"http://127.0.0.1:{port}"
-    try:
+    with serving(app) as base:
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
         opener.open(base + "/dashboard/sign-in", data=f"key={key}".encode(), timeout=60).read()
         filters = ["", "?touch=last", "?channel=web_form", "?since=2026-03-10&until=2026-03-20",
@@ -198,7 +182,4 @@ def dashboard_timings(settings: Settings, engine: Any, step: Any, requests: int 
             times.append(time.perf_counter() - started)
         p50, p95 = percentile(times, 0.5) * 1000, percentile(times, 0.95) * 1000
         print(f"\nGET /dashboard over HTTP, {requests} requests, 7 kinds of filter: p50 {p50:.0f} ms, p95 {p95:.0f} ms")
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        access.close()
+    access.close()

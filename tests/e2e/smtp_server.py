@@ -1,4 +1,5 @@
-"""A real SMTP server (aiosmtpd) on loopback that records what it accepts."""
+"""A real SMTP server (aiosmtpd) on loopback that records what it accepts, and the other
+loopback servers tests and benchmarks talk to."""
 
 from __future__ import annotations
 
@@ -23,6 +24,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """``app`` (ASGI) served by uvicorn on a free loopback port in a background thread, as a
+    client reaches ``huoke serve``; yields the base URL and stops the server on leaving."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        thread.join(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(5)
 
 
 @dataclass

@@ -6,7 +6,6 @@ without sideways scrolling, and a revoked key's session ends. Screenshots go to 
 from __future__ import annotations
 
 import json
-import threading
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from engine.adapters.clock import VirtualClock
 from engine.application.access import Access
@@ -30,7 +28,7 @@ from engine.entrypoints.http import create_app
 from tests.application.test_marketing_reports import market
 from tests.conftest import ROOT, MakeEngine, settings_of
 from tests.e2e.browser import CHROMIUM, chromium_page
-from tests.e2e.smtp_server import free_port
+from tests.e2e.smtp_server import serving
 from tests.helpers import TEST_LINK_KEY, emails, sms_lines
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed here")
@@ -66,15 +64,8 @@ def served(make_engine: MakeEngine, clock: VirtualClock) -> Iterator[Served]:
     access = access_for(settings, clock)
     keys = {role: access.create_key(f"{role}-1", role, "test")[1] for role in ("marketer", "agent")}
     app = create_app(engine, LinkKeys(TEST_LINK_KEY), api=(access, settings))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        thread.join(0.05)
-    yield Served(f"http://127.0.0.1:{port}", engine, access, keys)
-    server.should_exit = True
-    thread.join(5)
+    with serving(app) as base:
+        yield Served(base, engine, access, keys)
     access.close()
 
 

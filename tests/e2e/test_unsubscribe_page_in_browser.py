@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-import uvicorn
 
 from engine.adapters.clock import VirtualClock
 from engine.application.delivery.links import LinkKeys
 from engine.entrypoints.http import create_app
 from tests.conftest import ROOT, MakeEngine
 from tests.e2e.browser import CHROMIUM, FLAGS
-from tests.e2e.smtp_server import free_port
+from tests.e2e.smtp_server import serving
 from tests.helpers import senior, young_pro
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed here")
@@ -27,21 +25,12 @@ def served(make_engine: MakeEngine, clock: VirtualClock) -> Iterator[tuple[str, 
     engine = make_engine(settings={"unsubscribe_secret": "s3cret"})
     english, chinese = young_pro(1, captured_at=clock.now()), senior(2)
     leads = engine.leads.capture_leads([english, chinese])
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(engine, LinkKeys("s3cret")), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        thread.join(0.05)
     paths = {
         lang: urlparse(engine.deliveries.unsubscribe_url(out.lead_id, "sms")).path  # type: ignore[arg-type]
         for lang, out in zip(("en", "zh-CN"), leads, strict=True)
     }
-    yield f"http://127.0.0.1:{port}", paths
-    server.should_exit = True
-    thread.join(5)
+    with serving(create_app(engine, LinkKeys("s3cret"))) as base:
+        yield base, paths
 
 
 def chromium(tmp_path: Path, *args: str) -> str:
