@@ -3,8 +3,10 @@ and (where it sends e-mail) a real aiosmtpd server on loopback."""
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import os
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -52,13 +54,24 @@ def clock() -> VirtualClock:
     return VirtualClock(START)
 
 
+#: Shared by the test processes (pytest-xdist workers) of this machine: see ``pg_schema``.
+PG_TURNS = Path(tempfile.gettempdir()) / "huoke-tests-postgresql.lock"
+
+
 @pytest.fixture
-def pg_schema() -> Iterator[str]:
-    """A fresh PostgreSQL schema, dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    yield name
-    with psycopg.connect(POSTGRES_URL.replace("postgresql://", "postgres://"), autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+def pg_schema(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh PostgreSQL schema, dropped afterwards. The server takes 100 connections: a test
+    marked ``pg_heavy`` (several huoke processes or runners at once, ~80 connections) has it to
+    itself; the others share it."""
+    heavy = request.node.get_closest_marker("pg_heavy") is not None
+    with PG_TURNS.open("a") as turn:
+        fcntl.flock(turn, fcntl.LOCK_EX if heavy else fcntl.LOCK_SH)
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        try:
+            yield name
+        finally:
+            with psycopg.connect(POSTGRES_URL.replace("postgresql://", "postgres://"), autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
 def _bundled(settings: Settings) -> bool:

@@ -34,6 +34,7 @@ def test_three_inits_at_once_on_sqlite(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
+@pytest.mark.pg_heavy
 def test_three_inits_at_once_on_a_new_postgresql_schema(tmp_path: Path, pg_schema: str) -> None:
     env = {
         **os.environ,

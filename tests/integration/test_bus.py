@@ -215,6 +215,7 @@ def test_the_relay_publishes_every_event_once_without_personal_data_across_a_cra
 
 
 @pytest.mark.slow
+@pytest.mark.pg_heavy
 def test_killing_the_bus_process_loses_and_duplicates_nothing(
     tmp_path: Path, prefix: str, monkeypatch: pytest.MonkeyPatch, store: str, request: Any
 ) -> None:

@@ -209,6 +209,7 @@ def live_run(
 
 @pytest.mark.slow
 @pytest.mark.postgres
+@pytest.mark.pg_heavy
 def test_two_workers_serve_and_a_runner_on_postgresql(
     tmp_path: Path, mail_server: tuple[Sink, int, str], pg_schema: str
 ) -> None:

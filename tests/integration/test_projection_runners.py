@@ -17,7 +17,7 @@ from projections.runners import last_matching_id, start_runners
 from tests.conftest import MakeEngine
 from tests.helpers import senior, young_pro
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.pg_heavy]  # seven runners, each with its connections
 
 
 @pytest.fixture
