@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -149,9 +150,15 @@ def test_a_loan_officer_claims_hands_on_and_completes_a_task(env: Path) -> None:
     assert lead["consents"] and not any(lead["consents"].values())  # opted out on every channel
 
 
-def test_an_operator_reviews_and_releases_a_message_held_in_doubt(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_operator_reviews_and_releases_a_message_held_in_doubt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With HUOKE_IN_DOUBT=hold, an SMS marked as leaving just before a crash is held; the
-    operator lists it, checks the provider's log and releases it: it goes out once."""
+    operator lists it, checks the provider's log and releases it: it goes out once, in the
+    lead's next contact window (the operator works on the wall clock, so the last run reaches a
+    day ahead: at 20:07 in Shanghai the released SMS waits for the morning)."""
+    cli_environment(tmp_path, monkeypatch)
+    set_up()
     monkeypatch.setenv("HUOKE_IN_DOUBT", "hold")
     engine = engine_for(settings())
     try:
@@ -166,6 +173,7 @@ def test_an_operator_reviews_and_releases_a_message_held_in_doubt(env: Path, mon
     assert undecided.exit_code == 1 and "--resend (it did not leave) or --was-sent (it did)" in undecided.stderr
     released = runner.invoke(app, ["messages", "release", held["send_id"][:8], "--resend", "--note", "not in log"])
     assert released.exit_code == 0 and "released" in released.stdout
-    assert runner.invoke(app, ["run"]).exit_code == 0
-    sent = [line["send_id"] for line in sms_lines(env / "outbox")]
+    tomorrow = (datetime.now(UTC) + timedelta(hours=25)).isoformat(timespec="minutes")
+    assert runner.invoke(app, ["run", "--until", tomorrow]).exit_code == 0
+    sent = [line["send_id"] for line in sms_lines(tmp_path / "outbox")]
     assert sent.count(str(sms.id)) == 1 and invoke_json("messages", "review")["messages"] == []
