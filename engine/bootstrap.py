@@ -42,7 +42,7 @@ from engine.application.partitions import Partitions
 from engine.application.ports import Channel, Clock
 from engine.application.projecting import replay_until
 from engine.application.referrals import Referrals
-from engine.application.saving import POSTGRES_PROCESS_RECORDER_TOPIC, SQLITE_FACTORY_TOPIC
+from engine.application.saving import POSTGRES_FACTORY_TOPIC, SQLITE_FACTORY_TOPIC
 from engine.domain.journeys.journey import Journey
 from engine.domain.leads.segments import SegmentRules
 from engine.settings import Settings
@@ -70,8 +70,8 @@ def store_env(settings: Settings, name: str, create: bool = False) -> dict[str, 
     if pg is not None:
         return {
             **pg,
+            "PERSISTENCE_MODULE": POSTGRES_FACTORY_TOPIC,  # one connection pool per process
             "CREATE_TABLE": "y" if create else "n",
-            "PROCESS_RECORDER_TOPIC": POSTGRES_PROCESS_RECORDER_TOPIC,
             **_cache_env(name),
         }
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -27,6 +27,12 @@ class Settings(BaseSettings):
         "",
         description="empty: SQLite files in HUOKE_DATA_DIR; or postgresql://user:pw@host:5432/db?schema=huoke",
     )
+    pg_connections: int = Field(
+        20,
+        ge=10,
+        description="most PostgreSQL connections one process opens: its stores share one pool, 2 kept open "
+        "(the projections runner holds one per runner to listen)",
+    )
     data_dir: Path = Field(Path("var/data"), description="folder of the SQLite files (embedded mode)")
     journeys_dir: Path = Field(Path("journeys"), description="journey YAML files")
     config_dir: Path | None = Field(
@@ -178,7 +184,8 @@ class Settings(BaseSettings):
             "POSTGRES_USER": url.username or "postgres",
             "POSTGRES_PASSWORD": url.password or "",
             "POSTGRES_SCHEMA": query.get("schema", ["public"])[0],
-            # One idle connection per store; more only under load (a process opens ~7 stores).
-            "POSTGRES_POOL_SIZE": "1",
-            "POSTGRES_MAX_OVERFLOW": "4",
+            # One pool per process, shared by its stores (bootstrap's factory): two connections
+            # kept open, more only under load.
+            "POSTGRES_POOL_SIZE": "2",
+            "POSTGRES_MAX_OVERFLOW": str(self.pg_connections - 2),
         }

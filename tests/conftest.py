@@ -61,8 +61,8 @@ PG_TURNS = Path(tempfile.gettempdir()) / "huoke-tests-postgresql.lock"
 @pytest.fixture
 def pg_schema(request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh PostgreSQL schema, dropped afterwards. The server takes 100 connections: a test
-    marked ``pg_heavy`` (several huoke processes or runners at once, ~80 connections) has it to
-    itself; the others share it."""
+    marked ``pg_heavy`` (several huoke processes or runners at once) has it to itself; the
+    others share it."""
     heavy = request.node.get_closest_marker("pg_heavy") is not None
     with PG_TURNS.open("a") as turn:
         fcntl.flock(turn, fcntl.LOCK_EX if heavy else fcntl.LOCK_SH)

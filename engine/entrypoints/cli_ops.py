@@ -18,7 +18,7 @@ from engine.adapters.vault import new_master_key
 from engine.application.engine import VIEW_NAMES, Engine, RunReport
 from engine.application.partitions import Partitions
 from engine.application.saving import forget_cache
-from engine.bootstrap import VIEWS, init_database, meta_for, vault_for
+from engine.bootstrap import VIEWS, init_database, meta_for, store_env, vault_for
 from engine.domain.shared.errors import HuokeError
 from engine.entrypoints.cli_common import (
     JsonOpt,
@@ -266,8 +266,7 @@ def projections_run() -> None:
     from projections.runners import start_runners
 
     s = settings()
-    env = s.postgres_env()
-    if env is None:
+    if s.postgres_env() is None:
         fail("projections run needs HUOKE_DATABASE_URL=postgresql://… (on SQLite the worker keeps the views)")
     meta = meta_for(s)
     count = meta.partitions()
@@ -278,7 +277,7 @@ def projections_run() -> None:
             "HUOKE_WORKER_ADVANCES_VIEWS=false when a projection runner runs)"
         )
         leases.hold_views(wait=True)
-    runners = start_runners({**env, "CREATE_TABLE": "n"}, s.timezone)
+    runners = start_runners(store_env(s, "projections"), s.timezone)
     err.print(f"huoke projections: {len(runners)} runners following Leads, Journeys and Deliveries (Ctrl-C stops)")
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())

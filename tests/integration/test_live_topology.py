@@ -12,10 +12,12 @@ views the runner kept equal a rebuild from the logs.
 
 from __future__ import annotations
 
+import collections
 import csv
 import os
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 from datetime import UTC, datetime
@@ -120,6 +122,48 @@ class Topology:
     def stop_all(self) -> None:
         for name in list(self.procs):
             self.stop(name)
+
+
+def pg_connections(pid: int) -> int:
+    """How many TCP connections to PostgreSQL's port the process ``pid`` holds now (its socket
+    inodes matched against the kernel's TCP tables)."""
+    try:
+        sockets = {
+            os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1]
+            for fd in os.listdir(f"/proc/{pid}/fd")
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:[")
+        }
+    except (FileNotFoundError, ProcessLookupError):
+        return 0  # it has just exited
+    held = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table, encoding="ascii") as f:
+            for line in list(f)[1:]:
+                fields = line.split()
+                if fields[2].endswith(":1538") and fields[3] == "01" and fields[9] in sockets:  # 5432, ESTABLISHED
+                    held += 1
+    return held
+
+
+class ConnectionWatch:
+    """The most PostgreSQL connections each running process of a topology held, sampled every
+    quarter second in a thread until stopped."""
+
+    def __init__(self, topology: Topology) -> None:
+        self.topology, self.most = topology, collections.Counter[str]()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.25):
+            for name, proc in list(self.topology.procs.items()):
+                self.most[name] = max(self.most[name], pg_connections(proc.pid))
+
+    def stop(self) -> dict[str, int]:
+        self._stop.set()
+        self._thread.join()
+        return dict(self.most)
 
 
 def wait_for(condition: Any, timeout: float, what: str) -> None:
@@ -229,6 +273,7 @@ def test_two_workers_serve_and_a_runner_on_postgresql(
         for name in ("worker1", "worker2"):
             topology.start(name, "worker", "--every", "0.5", HUOKE_WORKER_ADVANCES_VIEWS="false")
         topology.start("projections", "projections", "run")
+        watch = ConnectionWatch(topology)
         base = f"http://127.0.0.1:{http}"
         wait_for(partial(_healthy, base), 30, "huoke serve")
         wait_for(lambda: _shares(topology) == [2, 2], 30, "two workers sharing the four partitions")
@@ -236,6 +281,11 @@ def test_two_workers_serve_and_a_runner_on_postgresql(
         wait_for(lambda: _shares(topology) == [4], 40, "the surviving worker taking over every partition")
         status = topology.run("status", "--json")
         assert '"partitions": 4' in status
+        most = watch.stop()
+        print("most PostgreSQL connections held:", most)
+        # Each process's stores share one pool of at most HUOKE_PG_CONNECTIONS (20); outside it
+        # only the coordination connection that holds the process's leases.
+        assert len(most) == 4 and max(most.values()) <= 20 + 1, most
         topology.stop_all()
         before = view_rows(url, pg_schema)
         topology.run("projections", "rebuild")

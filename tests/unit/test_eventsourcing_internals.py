@@ -14,8 +14,9 @@ import pytest
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError, Tracking
-from eventsourcing.postgres import PostgresProcessRecorder
+from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool, SQLiteProcessRecorder
+from eventsourcing.utils import Environment
 
 from engine.application import saving
 from tests.helpers import ROOT
@@ -49,6 +50,18 @@ def test_each_internal_attribute_is_there() -> None:
     assert app._repository is app.repository
     assert hasattr(app.repository, "fastforward") and hasattr(app.repository, "cache")
     assert isinstance(ProcessingEvent().saved_kwargs, dict)
+
+
+def test_a_postgres_store_opens_its_pool_on_first_use() -> None:
+    """SharedPoolPostgresFactory swaps each store's pool for the process's shared one before
+    first use: a datastore's pool is built closed, keeps its connection settings in ``kwargs``
+    and is opened by ``get_connection``; ``close`` closes it."""
+    env = {"POSTGRES_DBNAME": "huoke", "POSTGRES_HOST": "127.0.0.1", "POSTGRES_PORT": "5432"}
+    factory = PostgresFactory(Environment("internals", {**env, "POSTGRES_USER": "u", "POSTGRES_PASSWORD": ""}))
+    pool = factory.datastore.pool
+    assert pool.closed and isinstance(pool.kwargs, dict) and pool.kwargs["dbname"] == "huoke"
+    assert "self.pool.open(" in inspect.getsource(PostgresDatastore.get_connection)
+    assert "self.pool.close()" in inspect.getsource(PostgresDatastore.close)
 
 
 def test_sqlite_file_connections_use_synchronous_normal(tmp_path: Path) -> None:
