@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import sys
 from collections.abc import Callable
@@ -174,6 +175,19 @@ class Inbox:
         self.meta.remember_messages(ids, subject)
 
 
+def bus_logger() -> logging.Logger:
+    """FastStream's lines in the process's log (stderr) as plain text: its own logger writes
+    colour codes even into a file."""
+    logger = logging.getLogger("huoke.bus")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logger
+
+
 @dataclass
 class Bus:
     """One bus process: the inbound consumers and the outbound relay around one engine."""
@@ -192,7 +206,12 @@ class Bus:
 
     def __post_init__(self) -> None:
         p = self.settings.bus_prefix
-        self.broker = NatsBroker(self.settings.nats_url or "nats://127.0.0.1:4222", graceful_timeout=10)
+        self.broker = NatsBroker(
+            self.settings.nats_url or "nats://127.0.0.1:4222",
+            graceful_timeout=10,
+            logger=bus_logger(),
+            log_level=logging.DEBUG,  # a line per batch received: not in the log at INFO
+        )
         self._db = ThreadPoolExecutor(1, thread_name_prefix="huoke-bus-db")  # one thread owns the store
         self.stream_in = JStream(name=f"{p}_in", subjects=[f"{p}.in.>"], duplicate_window=_seconds(DUPLICATE_WINDOW))
         self.stream_out = JStream(name=f"{p}_out", subjects=[f"{p}.out.>"], duplicate_window=_seconds(DUPLICATE_WINDOW))
@@ -381,7 +400,7 @@ class Bus:
         return spec.to_json()
 
     def app(self) -> FastStream:
-        app = FastStream(self.broker)
+        app = FastStream(self.broker, logger=bus_logger())
 
         @app.after_startup
         async def start_relay() -> None:

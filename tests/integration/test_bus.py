@@ -304,6 +304,8 @@ def test_killing_the_bus_process_loses_and_duplicates_nothing(
             total = count_events(engine)
             out = asyncio.run(stream_messages(f"{prefix}_out", f"{prefix}.out.>"))
             assert len(out) == total and len({m["id"] for m in out}) == total  # each event once
+            last = (tmp_path / f"bus{len(logs) - 1}.log").read_text()
+            assert "\x1b[" not in last and "Traceback" not in last  # a plain log a person can read
         finally:
             engine.close()
     finally:
