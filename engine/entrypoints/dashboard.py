@@ -283,6 +283,17 @@ def shown(value: Any, key: str) -> str:
     return str(value)
 
 
+def numeric_keys(rows: list[dict[str, Any]], columns: list[Column]) -> set[str]:
+    """The columns of numbers (right-aligned, heading and empty cells too): rates, points and
+    those whose first value is a number."""
+    found = {key for key, _ in columns if key in RATES or key in POINTS}
+    for key, _ in columns:
+        first = next((r[key] for r in rows if r.get(key) is not None), None)
+        if isinstance(first, int | float) and not isinstance(first, bool):
+            found.add(key)
+    return found
+
+
 def compact(value: Any) -> str:
     """A large amount in a few characters (KPI tiles): 300.1M, 1.64M, 4,349."""
     if value is None:
@@ -320,6 +331,7 @@ def _templates() -> Environment:
     env.filters["shown"] = shown
     env.filters["compact"] = compact
     env.globals["static_url"] = static_url
+    env.globals["numeric_keys"] = numeric_keys
     return env
 
 

@@ -123,6 +123,13 @@ def test_the_dashboard_shows_the_reports_numbers_on_a_laptop_and_a_phone(served:
         page.go(base + "/dashboard?since=2026-13-01")
         assert "Filter not applied — since: expected a day" in page.evaluate("document.body.innerText")
         page.go(base + "/dashboard")
+        page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+        sideways = "[...document.querySelectorAll('.scroll')].filter(e => e.scrollWidth > e.clientWidth).length"
+        assert page.evaluate(sideways) == 0  # on a laptop every table fits: headings wrap, verdicts wrap
+        assert page.evaluate(  # numbers, their headings and their empty cells align right
+            "[...document.querySelectorAll('[data-table=experiments] th')].filter(t => t.classList.contains('n'))"
+            ".map(t => t.textContent)"
+        ) == ["arm leads", "arm rate", "control leads", "control rate", "lift", "95% low", "95% high", "relative lift"]
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(SHOTS / "dashboard-laptop.png")
 
