@@ -327,11 +327,12 @@ class SharedPoolPostgresFactory(PostgresFactory):
     """PostgresFactory whose stores share one connection pool per process and database.
 
     A process opens a dozen stores (the applications, the views, the vault) and eventsourcing
-    gives each its own pool, each with its own idle connection, overflow and three threads: a
-    worker held 19 connections, the projections runner 29, so two workers, a runner and
-    ``huoke serve`` took 78 of PostgreSQL's default 100. Here the first store's pool serves them
-    all (``POSTGRES_POOL_SIZE`` kept open, up to ``POSTGRES_MAX_OVERFLOW`` more under load);
-    closing a store gives its share back and the last one closes the pool."""
+    gives each its own pool, each with its own idle connection, overflow and three threads: in
+    the live topology test a worker held 13 connections, the projections runner 29 and
+    ``huoke serve`` 10 (65 of PostgreSQL's default 100 for two workers, a runner and serve). Here
+    the first store's pool serves them all (``POSTGRES_POOL_SIZE`` kept open, up to
+    ``POSTGRES_MAX_OVERFLOW`` more under load): 4, 16 and 3. Closing a store gives its share
+    back; the last one closes the pool."""
 
     process_recorder_class = ManyTrackingPostgresProcessRecorder
 
