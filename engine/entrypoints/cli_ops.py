@@ -278,7 +278,8 @@ def projections_run() -> None:
         )
         leases.hold_views(wait=True)
     runners = start_runners(store_env(s, "projections"), s.timezone)
-    err.print(f"huoke projections: {len(runners)} runners following Leads, Journeys, Deliveries and Referrals (Ctrl-C stops)")
+    logs = "Leads, Journeys, Deliveries and Referrals"
+    err.print(f"huoke projections: {len(runners)} runners following {logs} (Ctrl-C stops)")
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     failed: BaseException | None = None
