@@ -46,7 +46,7 @@ from engine.domain.shared.errors import (
     UnknownJourneyError,
 )
 from engine.entrypoints.importing import ImportReport, import_leads, import_lifecycle
-from engine.entrypoints.report_docs import FilterError, ReportName, report_document, scope_from
+from engine.entrypoints.report_docs import FilterError, ReportName, check_journey, report_document, scope_from
 from engine.entrypoints.schemas import lead_ref
 from engine.settings import Settings
 
@@ -405,6 +405,7 @@ def _report_routes(router: APIRouter, engine: Engine, access: Access, settings: 
         """The document of ``huoke report NAME --json`` (the same options)."""
         try:
             scope = scope_from({"since": since, "until": until, "channel": channel, "journey": journey, "touch": touch})
+            check_journey(engine, scope)
         except FilterError as e:
             raise ApiProblem(400, str(e)) from None
         moment = None

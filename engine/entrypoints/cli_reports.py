@@ -37,6 +37,7 @@ from engine.entrypoints.report_docs import (
     REPORT_VIEWS,
     FilterError,
     ReportName,
+    check_journey,
     marketing_costs,
     report_document,
     scope_from,
@@ -99,6 +100,10 @@ def run_report(
     # configuration files (the desk's service levels), so the others skip reading the folder.
     engine = engine_for(s, journeys=journeys and name == "tasks")
     try:
+        try:
+            check_journey(engine, scope, prefix="--")
+        except FilterError as e:
+            fail(str(e))
         if moment is not None:
             err.print(
                 f"{', '.join(REPORT_VIEWS[name])} as of {moment.isoformat()}, from the event log "

@@ -34,7 +34,7 @@ from engine.application.engine import Engine
 from engine.domain.access.api_key import Role
 from engine.domain.marketing.costs import DIMENSIONS
 from engine.domain.shared.values import MILESTONES, SourceChannel
-from engine.entrypoints.report_docs import FilterError, ReportName, report_document, scope_from
+from engine.entrypoints.report_docs import FilterError, ReportName, check_journey, report_document, scope_from
 from engine.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
@@ -434,6 +434,7 @@ def _page_routes(
     def data_for(request: Request) -> tuple[dict[str, Any], str]:
         try:
             scope = scope_from(dict(request.query_params))
+            check_journey(engine, scope)
         except FilterError as e:
             scope, problem = Scope(), str(e)
         else:

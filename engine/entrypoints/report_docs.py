@@ -77,6 +77,15 @@ def scope_from(params: dict[str, str | None], prefix: str = "") -> Scope:
     return scope
 
 
+def check_journey(engine: Engine, scope: Scope, prefix: str = "") -> None:
+    """Refuse a journey filter under which no journey was ever published: a typo would
+    otherwise show empty reports as if nothing had happened."""
+    if scope.journey and engine.journeys.publication(scope.journey) is None:
+        engine.journeys.refresh_live()
+        known = ", ".join(sorted(engine.journeys.live)) or "none yet"
+        raise FilterError(f"{prefix}journey: no journey {scope.journey[:40]!r} was published; published: {known}")
+
+
 def marketing_costs(settings: Settings, as_of: datetime | None = None) -> list[Any]:
     marketing = marketing_for(settings)
     try:

@@ -122,6 +122,10 @@ def test_the_dashboard_shows_the_reports_numbers_on_a_laptop_and_a_phone(served:
         assert "BYD Chaoyang 4S,1000.0,4" in csv_text
         page.go(base + "/dashboard?since=2026-13-01")
         assert "Filter not applied — since: expected a day" in page.evaluate("document.body.innerText")
+        page.go(base + "/dashboard?journey=young-profesionals")
+        assert "Filter not applied — journey: no journey 'young-profesionals' was published" in page.evaluate(
+            "document.body.innerText"
+        )
         page.go(base + "/dashboard")
         page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
         sideways = "[...document.querySelectorAll('.scroll')].filter(e => e.scrollWidth > e.clientWidth).length"
