@@ -32,6 +32,7 @@ from engine.entrypoints.cli_common import (
     events_app,
     fail,
     leads_app,
+    one_line_summaries,
     require_secrets,
     settings,
     sms_app,
@@ -388,6 +389,8 @@ import engine.entrypoints.cli_ops  # noqa: E402 - registers db, run, worker, sta
 import engine.entrypoints.cli_referrals  # noqa: E402 - registers the referrals commands
 import engine.entrypoints.cli_reports  # noqa: E402 - registers the report and costs commands
 import engine.entrypoints.cli_screening  # noqa: E402, F401 - registers the model and segments commands
+
+one_line_summaries(app)
 
 if __name__ == "__main__":
     main()

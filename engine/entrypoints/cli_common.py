@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import inspect
 import json
 import os
 import sys
@@ -30,6 +31,18 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def one_line_summaries(typer_app: typer.Typer) -> None:
+    """A command list shows each command's first paragraph as one flowing line (Typer's rich
+    help keeps a docstring's line breaks there, which made ragged half-empty lines)."""
+    for info in typer_app.registered_commands:
+        if info.short_help is None:
+            doc = info.help or inspect.getdoc(info.callback) or ""
+            info.short_help = " ".join(doc.split("\n\n")[0].split())
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            one_line_summaries(group.typer_instance)
 
 
 @app.callback()

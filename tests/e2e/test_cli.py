@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -171,3 +172,22 @@ def test_sms_replies_and_receipts_import(env: Path) -> None:
     assert doc["opt_outs"] == 1 and doc["errors"] == [{"line": 4, "problem": "not a phone number: 'nobody'"}]
     shown = json.loads(runner.invoke(app, ["leads", "show", "web_form:W1", "--json"]).stdout)
     assert shown["lead"]["consents"]["sms:marketing"] is False
+
+
+def test_command_lists_show_each_summary_as_flowing_text() -> None:
+    """Every command list (huoke --help, huoke costs --help …) shows the first paragraph of each
+    command's help as one flowing text: a docstring's line breaks made ragged half-empty lines."""
+    import typer
+
+    def commands(group: Any) -> list[Any]:
+        found: list[Any] = []
+        for command in group.commands.values():
+            found.append(command)
+            found.extend(commands(command) if hasattr(command, "commands") else [])
+        return found
+
+    every = commands(typer.main.get_group(app))
+    assert len(every) > 60
+    assert [c.name for c in every if "\n" in (c.short_help or "")] == []
+    shown = runner.invoke(app, ["--help"], env={"COLUMNS": "80"}).stdout
+    assert "│              at /openapi.json), the marketing dashboard at /dashboard (a     │" in shown.splitlines()
