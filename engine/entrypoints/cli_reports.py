@@ -498,6 +498,6 @@ def costs_list(as_json: JsonOpt = False) -> None:
         return
     table = report_table(f"Marketing costs ({s.currency})", ["kind: name", "period", "amount", "note"], wrap=2,
                          text_last=True)  # fmt: skip
-    for r in rows:
-        table.add_row(f"{r['kind']}: {r['name']}", r["period"], f"{r['amount']:,.2f}", r["note"] or r["source"])
+    for cost, r in zip([*costs, *referral], rows, strict=True):
+        table.add_row(f"{r['kind']}: {r['name']}", cost.period.label, f"{r['amount']:,.2f}", r["note"] or r["source"])
     console.print(table)

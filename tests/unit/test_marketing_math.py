@@ -54,3 +54,10 @@ def test_cost_periods_as_finance_writes_them() -> None:
     for bad in ("2026-13", "March", "2026-03-07..2026-03-01", ""):
         with pytest.raises(ValueError, match=r"expected a month|ends \(2026-03-01\) before"):
             parse_period(bad)
+
+
+def test_a_period_reads_back_as_finance_wrote_it() -> None:
+    for text in ("2026-02", "2028-02", "2026-12", "2026-03-05", "2026-03-01..2026-03-07", "2026-03-01..2026-04-30"):
+        assert parse_period(text).label == text
+        assert parse_period(parse_period(text).label) == parse_period(text)
+    assert str(parse_period("2026-02")) == "2026-02-01..2026-02-28"  # the JSON documents keep both days

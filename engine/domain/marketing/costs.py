@@ -49,6 +49,14 @@ class Period:
     def __str__(self) -> str:
         return self.start.isoformat() if self.start == self.end else f"{self.start}..{self.end}"
 
+    @property
+    def label(self) -> str:
+        """As a person writes it: ``2026-03`` for a whole month, else as ``str``."""
+        whole_month = self.start.day == 1 and self.end == self.start.replace(
+            day=monthrange(self.start.year, self.start.month)[1]
+        )
+        return f"{self.start:%Y-%m}" if whole_month else str(self)
+
 
 def parse_period(text: str) -> Period:
     """``2026-03`` (a month), ``2026-03-05`` (a day) or ``2026-03-01..2026-03-31``."""
