@@ -13,8 +13,9 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich import box
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.segment import Segment
 from rich.table import Table
 
 from engine.adapters.clock import AcceleratedClock, SystemClock
@@ -156,15 +157,25 @@ def emit_json(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
+class _ReportTable(Table):
+    """A report's table, set apart from what was printed before it by a blank line."""
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield Segment.line()
+        yield from super().__rich_console__(console, options)
+
+
 def report_table(
     title: str, columns: list[str], caption: str | None = None, wrap: int = 1, text_last: bool = False
 ) -> Table:
     """A table that fits 80 columns: the first ``wrap`` columns (and the last, ``text_last``) are
     text that wraps (never cut), the rest are right-aligned numbers."""
-    table = Table(
+    table = _ReportTable(
         title=title,
         caption=caption,
         box=box.SIMPLE_HEAD,
+        show_edge=False,  # no margin on either side: four more columns for names
+        pad_edge=False,
         padding=(0, 1),
         collapse_padding=True,
         title_justify="left",

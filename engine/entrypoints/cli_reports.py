@@ -159,11 +159,11 @@ def print_funnel(doc: dict[str, Any]) -> None:
         )
     console.print(table)
     stages = ["new", "contacted", "engaged", "applied", "approved", "funded", "lost"]
-    heads = ["new", "contact", "engage", "applied", "approv", "funded", "lost"]
+    heads = ["new", "cont.", "eng.", "appl.", "appr.", "fund.", "lost"]  # narrow: channel names stay whole
     src = report_table(
         "Leads now at each stage, by source channel",
         ["source channel", *heads, "total"],
-        caption="contact = contacted, engage = engaged, approv = approved",
+        caption="cont. = contacted, eng. = engaged, appl. = applied, appr. = approved, fund. = funded",
     )
     for row in doc["by_source_channel"]:
         src.add_row(row["source_channel"], *[str(row["stages"].get(st, 0)) for st in stages], str(row["total"]))

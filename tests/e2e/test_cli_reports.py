@@ -87,7 +87,7 @@ def test_every_report_fits_80_columns_and_agrees_with_its_json(env: Path) -> Non
     partners = {r["value"]: r for r in attribution["dimensions"]["partner"]}
     assert partners["Geely Hangzhou Auto City Dealership"]["funded"] == 1
     text = invoke("report", "attribution", "--dimension", "partner")
-    assert "Geely Hangzhou Auto" in text and "City Dealership" in text  # wrapped at a space, whole
+    assert "Geely Hangzhou Auto City " in text and "\nDealership " in text  # wrapped at a space, whole
     costs = json.loads(invoke("report", "costs", "--json", "--margin", "0.02"))
     rows = {r["name"]: r for r in costs["by_cost"]}
     dealer = rows["Geely Hangzhou Auto City Dealership"]
@@ -120,3 +120,27 @@ def test_a_report_as_of_an_earlier_day_counts_what_had_happened_by_then(env: Pat
     assert typo.exit_code == 1  # not an empty report as if the journey had no leads
     assert "--journey: no journey 'young-profesionals' was published; published: " in typo.stderr
     assert "young-professionals" in typo.stderr.split("published: ")[1]
+
+
+def test_a_report_table_keeps_the_longest_channel_name_whole_at_80_columns() -> None:
+    """The widest table (stages by source channel) with the longest channel name: whole on one
+    line with five-digit counts; with seven-digit counts it folds, and nothing is cut."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from engine.domain.shared.values import SourceChannel
+    from engine.entrypoints.cli_common import report_table
+
+    longest = max((c.value for c in SourceChannel), key=len)
+    heads = ["new", "cont.", "eng.", "appl.", "appr.", "fund.", "lost", "total"]  # as report funnel prints them
+    for count, whole in (("99999", True), ("1234567", False)):
+        table = report_table("Leads now at each stage, by source channel", ["source channel", *heads])
+        table.add_row(longest, *[count] * len(heads))
+        out = StringIO()
+        Console(file=out, width=80).print(table)
+        lines = out.getvalue().splitlines()
+        assert max(len(line) for line in lines) <= 80 and "…" not in out.getvalue()
+        assert next(line for line in lines if count in line).count(count) == len(heads)  # every count whole
+        if whole:
+            assert any(line.startswith(longest + " ") for line in lines), out.getvalue()
