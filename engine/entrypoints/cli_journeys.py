@@ -6,10 +6,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import typer
+from rich.console import Group
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from engine.adapters.yaml_files import load_yaml, strip_lines
 from engine.application.journeys.diagrams import mermaid
@@ -358,41 +362,60 @@ def tasks_list(
     as_json: JsonOpt = False,
 ) -> None:
     """Call and visit tasks journeys created, by due time, with who to call and why."""
-    engine = engine_for(settings())
-    engine.refresh_views()
-    tasks = task_documents(engine, queue, include_done)
+    s = settings()
+    engine = engine_for(s)
+    try:
+        engine.refresh_views()
+        tasks = task_documents(engine, queue, include_done)
+        now = engine.clock.now()
+    finally:
+        engine.close()
     if as_json:
         emit_json({"schema": "huoke.tasks/1", "tasks": tasks})
         return
-    table = Table(title=f"Agent tasks{f' for {queue}' if queue else ''}")
-    for col in ("task", "due (UTC)", "kind / queue", "lead", "phone", "why", "status"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("task", "phone"))
+    zone = ZoneInfo(s.timezone)
     for t in tasks:
-        lead = t["lead"]
-        who = t["agent"] or t["routed_to"]
-        status = t["status"] + (f": {who}" if who else "") + (f" ({t['outcome']})" if t["outcome"] else "")
-        if t["held_reason"] and not who and t["status"] != "done":
-            status += f" — nobody can take it: {t['held_reason']}"
-        if t["escalations"]:
-            status += f" [escalated ×{t['escalations']}]"
-        money = lead["affordability"]
-        figures = [
-            f"DTI {float(money['dti']):.0%}" if "dti" in money else "",
-            f"LTV {float(money['ltv']):.0%}" if "ltv" in money else "",
+        console.print(_task_card(t, zone, now), highlight=False)
+    overdue = sum(1 for t in tasks if t["status"] != "done" and _is_past(t["overdue_at"], now))
+    err.print(f"{len(tasks)} task(s){f', {overdue} overdue' if overdue else ''}; times in {s.timezone}")
+
+
+def _is_past(moment: str | None, now: datetime) -> bool:
+    return bool(moment) and datetime.fromisoformat(str(moment).replace("Z", "+00:00")) <= now
+
+
+def _task_card(t: dict[str, Any], zone: ZoneInfo, now: datetime) -> Group:
+    """One task as a loan officer reads it at 80 columns: what and when, who to call (with
+    the figures that matter), why, and where it stands."""
+    lead = t["lead"]
+    due = datetime.fromisoformat(t["due_at"].replace("Z", "+00:00")).astimezone(zone)
+    late = t["status"] != "done" and _is_past(t["overdue_at"], now)
+    who = t["agent"] or t["routed_to"]
+    status = t["status"] + (f": {who}" if who else "") + (f" ({t['outcome']})" if t["outcome"] else "")
+    if t["held_reason"] and not who and t["status"] != "done":
+        status += f" — nobody can take it: {t['held_reason']}"
+    if t["escalations"]:
+        status += f" · escalated ×{t['escalations']}"
+    money = lead["affordability"]
+    figures = [
+        f"DTI {float(money['dti']):.0%}" if "dti" in money else "",
+        f"LTV {float(money['ltv']):.0%}" if "ltv" in money else "",
+    ]
+    if money.get("max_affordable"):
+        figures.append(f"max {max(float(m['amount']) for m in money['max_affordable']):,.0f}")
+    head = Text(f"{str(t['task_id'])[:8]}", style="bold")
+    head.append(f"  {t['kind']} · {t['queue']} · due {due:%Y-%m-%d %H:%M}", style="")
+    if late:
+        head.append("  OVERDUE", style="bold red")
+    person = f"{lead['name'] or '—'} ({lead['language'] or '?'})  {lead['phone'] or 'no phone'}"
+    body = Text("\n").join(
+        [
+            Text(person + "".join(f" · {f}" for f in figures if f)),
+            Text(t["note"]),
+            Text(f"{t['journey_id']} / {t['step']} · {status}", style="dim"),
         ]
-        if money.get("max_affordable"):
-            figures.append(f"max {max(float(m['amount']) for m in money['max_affordable']):,.0f}")
-        table.add_row(
-            str(t["task_id"])[:8],
-            t["due_at"][:16].replace("T", " "),
-            f"{t['kind']} / {t['queue']}",
-            f"{lead['name'] or '—'} ({lead['language'] or '?'})" + "".join(f" · {f}" for f in figures if f),
-            lead["phone"] or "—",
-            f"{t['note']} [{t['journey_id']} / {t['step']}]",
-            status,
-        )
-    console.print(table)
-    err.print(f"{len(tasks)} task(s)")
+    )
+    return Group(Text(""), head, Padding(body, (0, 0, 0, 2)))
 
 
 Agent = Annotated[str, typer.Option("--agent", help="who works the task (default: you)")]

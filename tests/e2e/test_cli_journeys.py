@@ -7,6 +7,7 @@ import json
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from typer.testing import CliRunner
@@ -116,9 +117,14 @@ def test_a_loan_officer_claims_hands_on_and_completes_a_task(env: Path) -> None:
     # The desk routed it to the senior advisor who speaks the lead's language and has room.
     assert (task["status"], task["routed_to"], task["queue"]) == ("assigned", "sun.li", "senior_advisors")
     assert task["overdue_at"] == "2026-03-04T02:00:00+00:00"  # created 03-02 02:00 UTC, SLA 2d
-    table = runner.invoke(app, ["tasks", "list"]).stdout
-    assert task["lead"]["phone"] in table and str(task["task_id"])[:8] in table
+    listed = runner.invoke(app, ["tasks", "list"])
     ref = str(task["task_id"])[:8]
+    due = datetime.fromisoformat(task["due_at"].replace("Z", "+00:00")).astimezone(ZoneInfo("Asia/Shanghai"))
+    # A card per task at 80 columns: what, queue and when (the lender's time; past its service
+    # level by the wall clock), who to call, why.
+    assert f"{ref}  call · senior_advisors · due {due:%Y-%m-%d %H:%M}  OVERDUE" in listed.stdout
+    assert f"  {task['lead']['name']} ({task['lead']['language']})  {task['lead']['phone']}" in listed.stdout
+    assert "times in Asia/Shanghai" in listed.stderr and max(len(x) for x in listed.stdout.splitlines()) <= 80
     taken = runner.invoke(app, ["tasks", "claim", ref, "--agent", "wang"])
     assert taken.exit_code == 1 and "routed to sun.li; reassign it first" in taken.stderr
     assert runner.invoke(app, ["tasks", "claim", ref, "--agent", "sun.li"]).exit_code == 0
