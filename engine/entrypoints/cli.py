@@ -33,6 +33,7 @@ from engine.entrypoints.cli_common import (
     fail,
     leads_app,
     one_line_summaries,
+    plain_table,
     require_secrets,
     settings,
     sms_app,
@@ -180,8 +181,10 @@ def leads_show(
             console.print(
                 f"  {r['code']} {r['characteristic']} = {r['value']}: {r['points']:.0f} of {r['max_points']:.0f} points"
             )
-    table = Table(show_lines=False, caption=f"times in {s.timezone}; L lead, J journey, D delivery")
-    for col in ("when", "", "what", "why"):
+    table = plain_table(caption=f"times in {s.timezone}; L lead, J journey, D delivery")
+    for col in ("when", ""):
+        table.add_column(col, no_wrap=True)
+    for col in ("what", "why"):
         table.add_column(col, overflow="fold")
     for item in doc["timeline"]:
         if item["event"] == "Enrolment.StepReached":

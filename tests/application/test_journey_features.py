@@ -425,4 +425,7 @@ def test_products_are_matched_at_capture_and_journeys_branch_on_fit(make_engine:
     assert lead.tags == {"offer-ready"}
     assert [t["note"] for t in engine.index.tasks("debt_advisors")] == ["No product fits; offer advice"]
     whats = [(t["what"], t["why"]) for t in lead_timeline(engine, b.lead_id)["timeline"]]  # type: ignore[arg-type]
-    assert ("no product fits", "quick-consumer: DTI 67% > 55%; consumer-instalment: DTI 67% > 55%") in whats
+    assert (
+        "no product fits",
+        "quick-consumer: DTI with this loan 67% > 55%; consumer-instalment: DTI with this loan 67% > 55%",
+    ) in whats

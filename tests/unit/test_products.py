@@ -50,7 +50,7 @@ def test_flat_fee_product_shows_its_true_apr() -> None:
     [
         ({"loan_amount": D(900_000)}, "amount 900,000 above maximum"),
         ({"monthly_income": D(4_000)}, "monthly income 4,000 below 5,000"),
-        ({"monthly_debt": D(11_000)}, "DTI 77% > 55%"),
+        ({"monthly_debt": D(11_000)}, "DTI with this loan 77% > 55%"),
     ],
 )
 def test_no_fit_says_why(kw: dict[str, Any], reason: str) -> None:

@@ -81,7 +81,7 @@ def match(catalogue: Catalogue, facts: dict[str, Any]) -> Match | None:
         if amount is not None and income:
             dti_after = ((debt + p.payment_for(amount, months)) / income).quantize(Decimal("0.0001"))
             if dti_after > p.max_dti:
-                refused.append(f"DTI {dti_after:.0%} > {p.max_dti:.0%}")
+                refused.append(f"DTI with this loan {dti_after:.0%} > {p.max_dti:.0%}")
         if refused:  # every rule the lead fails, so an officer can say what would change it
             reasons[p.id] = "; ".join(refused)
             continue
