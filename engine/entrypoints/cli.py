@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 
 import typer
 from pydantic import SecretStr
-from rich.table import Table
 
 from engine.application.delivery.links import LinkKeys
 from engine.application.engine import Engine
@@ -58,7 +57,7 @@ def _print_import(report: ImportReport, as_json: bool) -> None:
         f"[red]{len({e.line for e in report.errors})} refused[/]"
     )
     if report.errors:
-        table = Table(title="Refused rows (nothing of them was stored)")
+        table = plain_table("Refused rows (nothing of them was stored)")
         for col in ("line", "field", "problem"):
             table.add_column(col)
         for e in report.errors[:50]:

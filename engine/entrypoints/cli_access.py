@@ -5,12 +5,21 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from engine.application.access import Access
 from engine.domain.access.api_key import Role
 from engine.domain.shared.errors import HuokeError
-from engine.entrypoints.cli_common import JsonOpt, app, console, current_user, emit_json, err, fail, settings
+from engine.entrypoints.cli_common import (
+    JsonOpt,
+    app,
+    console,
+    current_user,
+    emit_json,
+    err,
+    fail,
+    plain_table,
+    settings,
+)
 
 keys_app = typer.Typer(help="API keys for the HTTP API (each with a role).", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail of every state-changing API call.", no_args_is_help=True)
@@ -74,7 +83,7 @@ def keys_list(as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json({"schema": "huoke.api-keys/1", "keys": rows})
         return
-    table = Table(title="API keys")
+    table = plain_table("API keys")
     for col in ("name", "role", "key", "created", "by", "revoked"):
         table.add_column(col, overflow="fold")
     for r in rows:
@@ -114,7 +123,7 @@ def audit_list(
     if as_json:
         emit_json({"schema": "huoke.audit/1", "entries": entries})
         return
-    table = Table(title=f"Audit trail (latest {len(entries)})")
+    table = plain_table(f"Audit trail (latest {len(entries)})")
     for col in ("when", "key", "role", "action", "target", "status", "client"):
         table.add_column(col, overflow="fold")
     for e in entries:

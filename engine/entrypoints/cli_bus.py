@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from engine.entrypoints.cli_common import (
     JsonOpt,
@@ -19,6 +18,7 @@ from engine.entrypoints.cli_common import (
     engine_for,
     err,
     fail,
+    plain_table,
     require_secrets,
     settings,
 )
@@ -127,7 +127,7 @@ def hooks_list(as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json({"schema": "huoke.webhooks/1", "webhooks": rows})
         return
-    table = Table(title="Webhooks")
+    table = plain_table("Webhooks")
     for col in ("name", "url", "events", "failing", "next try", "dead letters"):
         table.add_column(col, overflow="fold")
     for r in rows:
@@ -161,7 +161,7 @@ def hooks_dead(name: str, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json({"schema": "huoke.webhook-dead/1", "name": name, "dead": letters})
         return
-    table = Table(title=f"Dead letters of {name}")
+    table = plain_table(f"Dead letters of {name}")
     for col in ("event", "type", "given up at", "error"):
         table.add_column(col, overflow="fold")
     for d in letters:

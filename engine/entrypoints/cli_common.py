@@ -17,6 +17,7 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.segment import Segment
 from rich.table import Table
+from rich.text import Text
 
 from engine.adapters.clock import AcceleratedClock, SystemClock
 from engine.adapters.coordination import NotInitialisedError
@@ -158,27 +159,32 @@ def emit_json(doc: Any) -> None:
 
 
 class _ReportTable(Table):
-    """A report's table, set apart from what was printed before it by a blank line."""
+    """A report's table, set apart from what was printed before it by a blank line; its heading
+    on a line of its own (a table's own title wraps to the table's width)."""
+
+    heading: str | None = None
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         yield Segment.line()
+        if self.heading:
+            yield Text(self.heading, style="table.title")
         yield from super().__rich_console__(console, options)
 
 
 def plain_table(title: str | None = None, caption: str | None = None) -> Table:
     """huoke's table style: a rule under the headings, no box, no margins (more room for names
     at 80 columns), a blank line before."""
-    return _ReportTable(
-        title=title,
+    table = _ReportTable(
         caption=caption,
         box=box.SIMPLE_HEAD,
         show_edge=False,
         pad_edge=False,
         padding=(0, 1),
         collapse_padding=True,
-        title_justify="left",
         caption_justify="left",
     )
+    table.heading = title
+    return table
 
 
 def report_table(

@@ -12,7 +12,6 @@ import typer
 from rich.console import Group
 from rich.markup import escape
 from rich.padding import Padding
-from rich.table import Table
 from rich.text import Text
 
 from engine.adapters.yaml_files import load_yaml, strip_lines
@@ -40,6 +39,7 @@ from engine.entrypoints.cli_common import (
     err,
     fail,
     journeys_app,
+    plain_table,
     report_table,
     settings,
     tasks_app,
@@ -86,7 +86,7 @@ def journeys_validate(
             {"valid": True, "journeys": rows, "segment_rules": defs.rules.version, "warnings": list(defs.warnings)}
         )
         return
-    table = Table(title="Valid journeys")
+    table = plain_table("Valid journeys")
     for col in ("id", "name", "steps", "sends", "locales", "file"):
         table.add_column(col)
     for r in rows:
@@ -169,7 +169,7 @@ def journeys_publish(
         verb = "would publish" if dry_run else "published"
         console.print(f"[bold]{r['journey_id']}[/]: {verb} v{r['version']} (was v{r['previous_version']})")
         if r["moves"]:
-            table = Table(title="In-flight enrolments")
+            table = plain_table("In-flight enrolments")
             for col in ("from version", "at step", "moves to", "enrolments"):
                 table.add_column(col)
             for m in r["moves"]:
@@ -333,14 +333,14 @@ def _print_simulation(reports: list[dict[str, Any]]) -> None:
     console.print(
         f"[bold]{first['journey_id']}[/] over {first['leads']} leads, {first['days']} days (nothing was sent)"
     )
-    table = Table(title="Per step: leads that reached it")
+    table = plain_table("Per step: leads that reached it")
     table.add_column("step")
     for n in names:
         table.add_column(n, justify="right")
     for step in dict.fromkeys(s for r in reports for s in r["steps"]):
         table.add_row(step, *[str(r["steps"].get(step, "—")) for r in reports])
     console.print(table)
-    summary = Table(title="Outcomes")
+    summary = plain_table("Outcomes")
     summary.add_column("")
     for n in names:
         summary.add_column(n, justify="right")

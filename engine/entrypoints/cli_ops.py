@@ -10,7 +10,6 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.table import Table
 
 from engine.adapters.clock import VirtualClock
 from engine.adapters.coordination import AlreadyRunningError, FileLease, PostgresLeases
@@ -29,6 +28,7 @@ from engine.entrypoints.cli_common import (
     engine_for,
     err,
     fail,
+    plain_table,
     projections_app,
     require_secrets,
     settings,
@@ -217,13 +217,13 @@ def status(as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(doc)
         return
-    table = Table(title="Views (events not yet applied)")
+    table = plain_table("Views (events not yet applied)")
     for col in ("view", "log", "applied up to", "log at", "behind"):
         table.add_column(col, justify="left" if col in {"view", "log"} else "right")
     for row in lags:
         table.add_row(row["view"], row["log"], str(row["applied"]), str(row["head"]), str(row["behind"]))
     console.print(table)
-    wt = Table(title="Workers")
+    wt = plain_table("Workers")
     for col in ("worker", "last tick", "partitions", "views", "last report"):
         wt.add_column(col, overflow="fold")
     for w in workers:
@@ -331,7 +331,7 @@ def messages_review(as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json({"schema": "huoke.held_messages/1", "messages": held})
         return
-    table = Table(title="Messages held for review")
+    table = plain_table("Messages held for review")
     for col in ("message", "held (UTC)", "channel", "to", "journey / step", "template"):
         table.add_column(col, overflow="fold", no_wrap=col == "message")
     for m in held:

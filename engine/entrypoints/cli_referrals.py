@@ -10,7 +10,17 @@ import typer
 from rich.table import Table
 
 from engine.domain.shared.errors import HuokeError
-from engine.entrypoints.cli_common import JsonOpt, app, console, current_user, emit_json, engine_for, fail, settings
+from engine.entrypoints.cli_common import (
+    JsonOpt,
+    app,
+    console,
+    current_user,
+    emit_json,
+    engine_for,
+    fail,
+    plain_table,
+    settings,
+)
 
 referrals_app = typer.Typer(help="Referral rewards: ledger, review, payouts.", no_args_is_help=True)
 app.add_typer(referrals_app, name="referrals")
@@ -27,7 +37,7 @@ def _rows() -> list[dict[str, Any]]:
 
 
 def _table(title: str, rows: list[dict[str, Any]]) -> Table:
-    table = Table(title=title, caption="ids shortened: give any unique start of one")
+    table = plain_table(title, caption="ids shortened: give any unique start of one")
     for col in ("referral", "referrer", "referee", "programme", "status", "rewards", "why"):
         table.add_column(col, overflow="fold")
     for r in rows:

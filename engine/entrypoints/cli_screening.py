@@ -25,6 +25,7 @@ from engine.entrypoints.cli_common import (
     engine_for,
     err,
     fail,
+    plain_table,
     settings,
     with_progress,
 )
@@ -69,7 +70,7 @@ def _csv_data(
 
 
 def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
-    table = Table(title=title)
+    table = plain_table(title)
     for col in ("rows", "positives", "AUC", "Gini", "KS", "Brier"):
         table.add_column(col, justify="right")
     table.add_row(
@@ -82,7 +83,7 @@ def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
 
 
 def _calibration_table(metrics: dict[str, Any]) -> Table:
-    table = Table(title="calibration by band (held-out rows)")
+    table = plain_table("calibration by band (held-out rows)")
     for col in ("band", "rows", "predicted", "observed"):
         table.add_column(col, justify="right")
     for row in metrics.get("calibration", []):
@@ -147,7 +148,7 @@ def model_list(as_json: JsonOpt = False) -> None:
     if not rows:
         console.print("no models yet: huoke model train propensity --from-store (or credit --csv FILE --target COLUMN)")
         return
-    table = Table(title="models (* in use; metrics on each one's held-out later window)")
+    table = plain_table("models (* in use; metrics on each one's held-out later window)")
     for col in ("kind", "v", "trained", "rows", "AUC", "Gini", "KS", "Brier"):
         table.add_column(col, no_wrap=True)
     for r in rows:
@@ -231,7 +232,7 @@ def model_drift(
     if as_json:
         emit_json({"schema": "huoke.model.drift/1", **doc})
         return
-    table = Table(title=f"{kind} v{doc['version']}: {doc['population']} against the training sample")
+    table = plain_table(f"{kind} v{doc['version']}: {doc['population']} against the training sample")
     for col in ("characteristic", "PSI", "verdict"):
         table.add_column(col)
     colour = {"stable": "green", "investigate": "yellow", "shifted": "red"}
@@ -253,7 +254,7 @@ def segments_list(as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json({"schema": "huoke.segments/1", "rules_version": rules.version, "segments": rows, "bands": bands})
         return
-    table = Table(title=f"segments (rules {rules.version})")
+    table = plain_table(f"segments (rules {rules.version})")
     table.add_column("segment")
     table.add_column("leads", justify="right")
     table.add_column("what it is", overflow="fold")
@@ -261,7 +262,7 @@ def segments_list(as_json: JsonOpt = False) -> None:
         table.add_row(r["segment"], str(r["leads"]), r["description"])
     console.print(table)
     if bands:
-        t = Table(title="score bands")
+        t = plain_table("score bands")
         for col in ("model", "version", "band", "leads"):
             t.add_column(col)
         for b in bands:
