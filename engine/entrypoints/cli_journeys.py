@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Group
-from rich.markup import escape
 from rich.padding import Padding
 from rich.text import Text
 
@@ -249,22 +248,28 @@ def journeys_preview(
     for item in path:
         if item["decision"] == "Reach":
             continue
-        when = item["at"][:16].replace("T", " ")
-        text = escape(item["say"])
+        line = Text(item["at"][:16].replace("T", " ") + " ", style="dim")
         if item["decision"] in ("Send", "Exit"):  # what the lead sees, and the way out, stand out
-            verb, _, rest = text.partition(" ")
-            text = f"[bold]{verb}[/] {rest}"
-        console.print(f"[dim]{when}[/] {text}", soft_wrap=True, highlight=False)
+            verb, _, rest = item["say"].partition(" ")
+            line.append(verb, style="bold")
+            line.append(" " + rest, style="")
+        else:
+            line.append(item["say"], style="")
+        console.print(line, highlight=False)
         message = item.get("message")
-        if message:
+        if message:  # the message as the lead would read it, indented (Text: never read as markup)
             if message.get("error"):
-                console.print(f"   [red]would fail:[/] {message['error']}")
-                continue
-            if message.get("refusal"):
-                console.print(f"   [yellow]would not be sent now:[/] {message['refusal']}")
-            if message.get("subject"):
-                console.print(f"   subject: {message['subject']}")
-            console.print("   " + message["text"].strip().replace("\n", "\n   "), highlight=False)
+                body = Text.assemble(("would fail: ", "red"), message["error"])
+            else:
+                parts = (
+                    [Text.assemble(("would not be sent now: ", "yellow"), message["refusal"])]
+                    if message.get("refusal")
+                    else []
+                )
+                parts += [Text(f"subject: {message['subject']}")] if message.get("subject") else []
+                parts.append(Text(message["text"].strip()))
+                body = Text("\n").join(parts)
+            console.print(Padding(body, (0, 0, 0, 3)), highlight=False)
 
 
 def _arrivals_from_files(leads: Path, events: Path | None) -> list[Arrival]:
