@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 from pydantic import SecretStr
+from rich.text import Text
 
 from engine.application.delivery.links import LinkKeys
 from engine.application.engine import Engine
@@ -52,9 +53,12 @@ def _print_import(report: ImportReport, as_json: bool) -> None:
         emit_json(report.as_dict())
         return
     console.print(
-        f"{report.file}: {report.rows} rows — [green]{report.created} new[/], "
-        f"{report.updated} updated, {report.unchanged} unchanged, "
-        f"[red]{len({e.line for e in report.errors})} refused[/]"
+        Text.assemble(
+            f"{report.file}: {report.rows} rows — ",
+            (f"{report.created} new", "green"),
+            f", {report.updated} updated, {report.unchanged} unchanged, ",
+            (f"{len({e.line for e in report.errors})} refused", "red"),
+        )
     )
     if report.errors:
         table = plain_table("Refused rows (nothing of them was stored)")
@@ -66,9 +70,13 @@ def _print_import(report: ImportReport, as_json: bool) -> None:
         if len(report.errors) > 50:
             console.print(f"… and {len(report.errors) - 50} more (use --json for all)")
     if report.flagged:
-        console.print(f"[yellow]{len(report.flagged)} contact detail(s) flagged and not used[/] (see huoke leads show)")
+        console.print(
+            Text.assemble(
+                (f"{len(report.flagged)} contact detail(s) flagged and not used", "yellow"), " (see huoke leads show)"
+            )
+        )
     for c in report.conflicts:
-        console.print(f"[yellow]conflict[/] {Path(c.file).name}:{c.line}: {c.field}: {c.problem}", highlight=False)
+        console.print(Text.assemble(("conflict", "yellow"), f" {Path(c.file).name}:{c.line}: {c.field}: {c.problem}"))
 
 
 Importer = Callable[[Engine, Path, str, ZoneInfo, Callable[[int], None]], ImportReport]
@@ -163,10 +171,16 @@ def leads_show(
         return
     lead = doc["lead"]
     if lead["erased"]:
-        console.print("[bold red]erased[/]: this person asked to be forgotten; personal data is unreadable")
+        console.print(
+            Text.assemble(("erased", "bold red"), ": this person asked to be forgotten; personal data is unreadable")
+        )
     console.print(
-        f"[bold]{lead['name'] or '(erased)'}[/] {lead['id']}  stage [cyan]{lead['stage']}[/]  "
-        f"audience {lead['audience']}  tier {lead['tier']}  language {lead['language']}"
+        Text.assemble(
+            (lead["name"] or "(erased)", "bold"),
+            f" {lead['id']}  stage ",
+            (lead["stage"], "cyan"),
+            f"  audience {lead['audience']}  tier {lead['tier']}  language {lead['language']}",
+        )
     )
     console.print(
         f"source {lead['source'].get('channel')} {lead['source'].get('partner') or ''}  "
@@ -175,7 +189,8 @@ def leads_show(
     )
     for kind, sc in lead["scores"].items():
         score = f"score {sc['score']}, " if sc["score"] is not None else ""
-        console.print(f"{kind} v{sc['model_version']}: {score}band [bold]{sc['band']}[/] (p={sc['probability']:.1%})")
+        band = Text.assemble(f"{kind} v{sc['model_version']}: {score}band ", (str(sc["band"]), "bold"))
+        console.print(band.append(f" (p={sc['probability']:.1%})"))
         for r in sc["reasons"]:
             console.print(
                 f"  {r['code']} {r['characteristic']} = {r['value']}: {r['points']:.0f} of {r['max_points']:.0f} points"

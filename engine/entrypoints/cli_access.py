@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from engine.application.access import Access
 from engine.domain.access.api_key import Role
@@ -57,7 +58,9 @@ def keys_create(
     if as_json:
         emit_json({"key": text, "id": str(key.id), "name": key.name, "role": str(key.role)})
         return
-    console.print(f"API key [bold]{key.name}[/] ({key.role}):\n\n  {text}\n", highlight=False, soft_wrap=True)
+    console.print(
+        Text.assemble("API key ", (key.name, "bold"), f" ({key.role}):\n\n  {text}\n"), highlight=False, soft_wrap=True
+    )
     err.print("Shown once: store it in the calling system's secrets now. Revoke with huoke api-keys revoke NAME.")
 
 

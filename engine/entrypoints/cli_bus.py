@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from engine.entrypoints.cli_common import (
     JsonOpt,
@@ -117,7 +118,9 @@ def hooks_add(
     if as_json:
         emit_json({"name": name, "url": url, "secret": secret})
         return
-    console.print(f"webhook [bold]{name}[/] → {url}\nsigning secret (shown once): {secret}", highlight=False)
+    console.print(
+        Text.assemble("webhook ", (name, "bold"), f" → {url}\nsigning secret (shown once): {secret}"), highlight=False
+    )
 
 
 @hooks_app.command("list")

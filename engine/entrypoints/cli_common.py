@@ -71,8 +71,10 @@ sms_app = typer.Typer(help="SMS replies from leads.", no_args_is_help=True)
 app.add_typer(consent_app, name="consent")
 app.add_typer(sms_app, name="sms")
 
-console = Console()
-err = Console(stderr=True)
+# Markup is off: names, partners, file contents and error messages are printed as given (a
+# lead named '[/]' once crashed `leads show`); styled lines are built as Text.
+console = Console(markup=False)
+err = Console(stderr=True, markup=False)
 JsonOpt = Annotated[bool, typer.Option("--json", help="print a JSON document instead of tables")]
 
 
@@ -85,7 +87,7 @@ def current_user() -> str:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
+    err.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True, highlight=False)
     raise typer.Exit(code)
 
 

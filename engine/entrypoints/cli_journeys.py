@@ -91,9 +91,9 @@ def journeys_validate(
     for r in rows:
         table.add_row(r["id"], r["name"], str(r["steps"]), str(r["sends"]), ", ".join(r["locales"]), r["file"])
     console.print(table)
-    console.print(f"[green]✓[/] configuration valid (segment rules {defs.rules.version})")
+    console.print(Text.assemble(("✓", "green"), f" configuration valid (segment rules {defs.rules.version})"))
     for warning in defs.warnings:
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        err.print(Text.assemble(("warning:", "yellow"), f" {warning}"), highlight=False)
 
 
 @journeys_app.command("list")
@@ -166,7 +166,9 @@ def journeys_publish(
             console.print(f"{r['journey_id']}: unchanged (v{r['version']})")
             continue
         verb = "would publish" if dry_run else "published"
-        console.print(f"[bold]{r['journey_id']}[/]: {verb} v{r['version']} (was v{r['previous_version']})")
+        console.print(
+            Text.assemble((r["journey_id"], "bold"), f": {verb} v{r['version']} (was v{r['previous_version']})")
+        )
         if r["moves"]:
             table = plain_table("In-flight enrolments")
             for col in ("from version", "at step", "moves to", "enrolments"):
@@ -336,7 +338,9 @@ def _print_simulation(reports: list[dict[str, Any]]) -> None:
     first = reports[0]
     names = [f"v{r['version']}" for r in reports]
     console.print(
-        f"[bold]{first['journey_id']}[/] over {first['leads']} leads, {first['days']} days (nothing was sent)"
+        Text.assemble(
+            (first["journey_id"], "bold"), f" over {first['leads']} leads, {first['days']} days (nothing was sent)"
+        )
     )
     table = plain_table("Per step: leads that reached it")
     table.add_column("step")

@@ -10,6 +10,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import typer
+from rich.text import Text
 
 from engine.adapters.clock import VirtualClock
 from engine.adapters.coordination import AlreadyRunningError, FileLease, PostgresLeases
@@ -166,7 +167,7 @@ def worker(
             lease.rebalance()
             report = engine.run(budget=TICK_BUDGET)
         except Exception as e:  # a failed tick is logged and retried on the next one
-            err.print(f"[red]tick failed:[/] {type(e).__name__}: {e}", soft_wrap=True)
+            err.print(Text.assemble(("tick failed:", "red"), f" {type(e).__name__}: {e}"), soft_wrap=True)
             return
         lease.heartbeat(report, started)
         if any(report.as_dict().values()):

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
+from rich.text import Text
 
 from engine.application.analytics import ALL_LEADS, Scope
 from engine.domain.marketing.costs import DIMENSIONS
@@ -264,9 +265,12 @@ def report_attribution(
         return
     total = doc["total"]
     console.print(
-        f"[bold]{total['leads']:,} leads[/] ({scope_caption(doc['scope'])}; {touch} touch): "
-        f"{total['applied']:,} applied, {total['funded']:,} funded, volume {short(total['funded_volume'])}; "
-        f"{total['multi_touch']:,} came through more than one source"
+        Text.assemble(
+            (f"{total['leads']:,} leads", "bold"),
+            f" ({scope_caption(doc['scope'])}; {touch} touch): "
+            f"{total['applied']:,} applied, {total['funded']:,} funded, volume {short(total['funded_volume'])}; "
+            f"{total['multi_touch']:,} came through more than one source",
+        )
     )
     for d in dimension or DIMENSIONS:
         rows = doc["dimensions"][d]
@@ -307,10 +311,13 @@ def report_costs(
         return
     t = doc["total"]
     console.print(
-        f"[bold]{doc['currency']} {t['spend']:,.2f} spent[/] ({scope_caption(doc['scope'])}): "
-        f"{t['leads']:,} leads, {t['funded']:,} funded, volume {short(t['funded_volume'])}; per lead "
-        f"{short(t['cost_per_lead'])}, per funded loan {short(t['cost_per_funded'])}; return on spend "
-        f"{pct(t['return_on_spend'])} at a {doc['margin']:.1%} margin"
+        Text.assemble(
+            (f"{doc['currency']} {t['spend']:,.2f} spent", "bold"),
+            f" ({scope_caption(doc['scope'])}): "
+            f"{t['leads']:,} leads, {t['funded']:,} funded, volume {short(t['funded_volume'])}; per lead "
+            f"{short(t['cost_per_lead'])}, per funded loan {short(t['cost_per_funded'])}; return on spend "
+            f"{pct(t['return_on_spend'])} at a {doc['margin']:.1%} margin",
+        )
     )
     legend = "per lead/app/funded: spend per lead, application, funded loan; ROS: return on spend"
     table = report_table("By cost", ["cost", "spend", "leads", "funded", "per lead", "per app", "per fund", "ROS"],
@@ -471,8 +478,12 @@ def costs_import(file: Path, as_json: JsonOpt = False) -> None:
         emit_json(report.as_dict())
     else:
         console.print(
-            f"{file}: {report.rows} rows — [green]{report.created} new[/], {report.revised} revised, "
-            f"{report.unchanged} unchanged, [red]{len({p.line for p in report.errors})} refused[/]"
+            Text.assemble(
+                f"{file}: {report.rows} rows — ",
+                (f"{report.created} new", "green"),
+                f", {report.revised} revised, {report.unchanged} unchanged, ",
+                (f"{len({p.line for p in report.errors})} refused", "red"),
+            )
         )
         for p in report.errors:
             err.print(f"{file}:{p.line}: {p.field}: {p.problem}", soft_wrap=True, markup=False, highlight=False)

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from engine.adapters.model_data import read_csv, write_rows
 from engine.application.engine import Engine
@@ -126,15 +127,18 @@ def model_train(
         return
     t = doc["training"]
     console.print(
-        f"[bold]{kind} v{doc['version']}[/] registered — {t['method']}\n"
-        f"trained on {t['train_rows']} rows, tested on {t['test_rows']} ({t['holdout']}) from {t['source']}"
+        Text.assemble(
+            (f"{kind} v{doc['version']}", "bold"),
+            f" registered — {t['method']}\n"
+            f"trained on {t['train_rows']} rows, tested on {t['test_rows']} ({t['holdout']}) from {t['source']}",
+        )
     )
     console.print(_metrics_table("held-out performance", doc["metrics"]))
     console.print(_calibration_table(doc["metrics"]))
     console.print(f"features: {', '.join(doc['features'])}")
     console.print(f"file {doc['artefact']}  sha256 {doc['sha256'][:16]}…  leads rescored: {doc['leads_rescored']}")
     for w in doc["warnings"]:
-        err.print(f"[yellow]note:[/] {w}")
+        err.print(Text.assemble(("note:", "yellow"), f" {w}"))
 
 
 @model_app.command("list")
@@ -183,7 +187,7 @@ def model_evaluate(
     if as_json:
         emit_json({"schema": "huoke.model.evaluation/1", **doc})
         return
-    console.print(f"[bold]{kind} v{doc['version']}[/] on {doc['data']}")
+    console.print(Text.assemble((f"{kind} v{doc['version']}", "bold"), f" on {doc['data']}"))
     console.print(_metrics_table("now", doc["metrics"]))
     console.print(_metrics_table("when trained (its held-out window)", doc["at_training"]))
     console.print(_calibration_table(doc["metrics"]))
@@ -213,7 +217,8 @@ def model_score(
     bands = ", ".join(f"{b} {n}" for b, n in doc["bands"].items())
     console.print(f"scored {doc['rows']} rows with {kind} v{doc['version']} → {doc['out']}  ({bands})")
     if doc["missing_features"]:
-        err.print(f"[yellow]note:[/] the file has no {', '.join(doc['missing_features'])}: scored as missing")
+        missing = ", ".join(doc["missing_features"])
+        err.print(Text.assemble(("note:", "yellow"), f" the file has no {missing}: scored as missing"))
 
 
 @model_app.command("drift")
@@ -237,7 +242,7 @@ def model_drift(
         table.add_column(col)
     colour = {"stable": "green", "investigate": "yellow", "shifted": "red"}
     for row in doc["psi"]:
-        table.add_row(row["characteristic"], f"{row['psi']:.3f}", f"[{colour[row['verdict']]}]{row['verdict']}[/]")
+        table.add_row(row["characteristic"], f"{row['psi']:.3f}", Text(row["verdict"], style=colour[row["verdict"]]))
     console.print(table)
 
 

@@ -224,3 +224,25 @@ def test_a_hostile_template_fails_its_message_and_never_the_sender(tmp_path: Pat
         (folder / "_layout" / layout.name).write_text(layout.read_text(encoding="utf-8"), encoding="utf-8")
     with pytest.raises(RenderError, match=reason.replace("(", r"\(").replace(")", r"\)")):
         JinjaRenderer(tmp_path / "templates").render("sms", "evil", "general", "en", {"first_name": "Ann"})
+
+
+def test_text_that_looks_like_terminal_markup_is_printed_as_given(env: Path) -> None:
+    """A name, partner or cell value with square brackets is data, never rich markup: a lead
+    named '[/]' made `leads show` and `report attribution` crash with a MarkupError."""
+    path = env / "brackets.csv"
+    path.write_text(
+        "source_channel,external_id,name,phone,partner,consent_sms,birth_year\n"
+        "car_dealer,D1,[/],13800138001,[bold]Auto[/bold] [/],yes,1990\n"
+        "web_form,W1,Ann,13800138002,,yes,[red]x\n",
+        encoding="utf-8",
+    )
+    imported = runner.invoke(app, ["leads", "import", str(path)])
+    assert imported.exit_code == 0 and "'[red]x'" in imported.stdout  # the bad cell as written; the rest kept
+    assert runner.invoke(app, ["run"]).exit_code == 0
+    shown = runner.invoke(app, ["leads", "show", "car_dealer:D1"])
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.startswith("[/] ") and "[bold]Auto[/bold] [/]" in shown.stdout
+    report = runner.invoke(app, ["report", "attribution", "--dimension", "partner"])
+    assert report.exit_code == 0 and "[bold]Auto[/bold] [/]" in report.stdout
+    refused = runner.invoke(app, ["report", "funnel", "--as-of", "[/]"])
+    assert refused.exit_code == 1 and "got '[/]'" in refused.stderr
