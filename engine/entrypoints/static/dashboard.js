@@ -24,7 +24,7 @@
   var stages = ["leads", "contacted", "engaged", "applied", "approved", "funded"];
   draw("chart-funnel", [{
     type: "funnel", y: ["captured", "contacted", "engaged", "applied", "approved", "funded"],
-    x: stages.map(function (s) { return total[s]; }), textinfo: "value+percent initial",
+    x: stages.map(function (s) { return total[s]; }), texttemplate: "%{value:,}<br>%{percentInitial:.0%}",
     marker: { color: "#0b6e4f" }
   }], { margin: { l: 80, r: 12, t: 8, b: 20 } });
 
@@ -37,7 +37,8 @@
     series("funded", "funded"), series("sent", "messages sent", "y2")] : [],
     { xaxis: Object.assign({ type: "date", tickformat: "%b %d" }, days.length <= 14 ? { dtick: 86400000 } : {}),
       yaxis: { title: { text: "leads" } },
-      yaxis2: { title: { text: "messages" }, overlaying: "y", side: "right" } });
+      yaxis2: { title: { text: "messages" }, overlaying: "y", side: "right" },
+      margin: { l: 48, r: 56, t: 8, b: 40 } });  // room for the messages axis on the right
 
   var channels = data.costs.by_channel.filter(function (c) { return c.cost_per_funded !== null; });
   draw("chart-channels", [{
