@@ -77,6 +77,7 @@ def journeys_report(engine: Engine) -> dict[str, Any]:
     latest = {jid: max(v for j, v in journeys if j == jid) for jid, _ in journeys}
     rows = []
     for (journey_id, version), kinds in sorted(journeys.items()):
+        has_goals = bool(engine.journeys.definition(journey_id, version).goals)
         entered = sum(kinds.get("entered", {}).values())
         goals = kinds.get("goal", {})
         within = sum(n for label, n in goals.items() if not label.endswith("(late)"))
@@ -85,7 +86,8 @@ def journeys_report(engine: Engine) -> dict[str, Any]:
                 "journey_id": journey_id,
                 "version": version,
                 "entered": entered,
-                "conversion_rate": round(within / entered, 4) if entered else 0.0,
+                # None: the journey sets no goal (a 0% there would read as failure).
+                "conversion_rate": (round(within / entered, 4) if entered else 0.0) if has_goals else None,
                 **{
                     kind: dict(sorted(kinds.get(kind, {}).items()))
                     for kind in ("refused", "goal", "exit", "split", "task", "message", "message skipped")

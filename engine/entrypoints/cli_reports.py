@@ -224,11 +224,10 @@ def report_journeys(as_of: AsOf = None, as_json: JsonOpt = False) -> None:
         emit_json(doc)
         return
     for row in doc["journeys"]:
-        table = report_table(
-            f"{row['journey_id']} v{row['version']}: {row['entered']} entered, "
-            f"{row['conversion_rate']:.1%} converted within the goal window",
-            ["outcome", "leads"],
-        )
+        rate = row["conversion_rate"]
+        converted = "no goal set" if rate is None else f"{rate:.1%} converted within the goal window"
+        table = report_table(f"{row['journey_id']} v{row['version']}: {row['entered']:,} entered, {converted}",
+                             ["outcome", "leads"])  # fmt: skip
         shown = {"message": "message requested", "message skipped": "step skipped"}
         for kind in ("goal", "exit", "split", "task", "message", "message skipped", "refused"):
             for label, n in row[kind].items():

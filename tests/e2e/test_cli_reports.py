@@ -99,6 +99,11 @@ def test_every_report_fits_80_columns_and_agrees_with_its_json(env: Path) -> Non
     )
     assert dealer["return_on_spend"] == round((150000 * 0.02 - 3100) / 3100, 4)
     assert rows["first-home-2026"]["cost_per_lead"] == 3100.0
+    rates = {
+        r["journey_id"]: r["conversion_rate"] for r in json.loads(invoke("report", "journeys", "--json"))["journeys"]
+    }
+    assert rates["after-funding"] is None and isinstance(rates["application-follow-up"], float)  # no goal: no 0%
+    assert "after-funding v1: 1 entered, no goal set" in invoke("report", "journeys")
     last = json.loads(invoke("report", "attribution", "--touch", "last", "--json"))
     assert {r["value"]: r["leads"] for r in last["dimensions"]["utm_campaign"]}["retarget-2026"] == 1
 
