@@ -386,7 +386,8 @@ def tasks_list(
     for t in tasks:
         console.print(_task_card(t, zone, now), highlight=False)
     overdue = sum(1 for t in tasks if t["status"] != "done" and _is_past(t["overdue_at"], now))
-    err.print(f"{len(tasks)} task(s){f', {overdue} overdue' if overdue else ''}; times in {s.timezone}")
+    where = f" in {queue}" if queue else ""
+    err.print(f"{len(tasks)} task(s){where}{f', {overdue} overdue' if overdue else ''}; times in {s.timezone}")
 
 
 def _is_past(moment: str | None, now: datetime) -> bool:
