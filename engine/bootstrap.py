@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -388,6 +388,7 @@ def engine_as_of(
     views: tuple[str, ...] = tuple(VIEWS),
     page: int = 1000,
     keep: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[Engine]:
     """The engine as it stood at ``moment``: the named views rebuilt from the event log (events
     that happened by then, ``page`` at a time) into SQLite files of their own, and a clock stopped
@@ -398,7 +399,8 @@ def engine_as_of(
     view): asked again for the same moment, a view applies only what the log gained since (an
     event recorded late with an earlier time included), so month-end reports after the first are
     quick. Without, they are built in a temporary folder and dropped. One process at a time uses
-    a view's kept moments (others wait for it)."""
+    a view's kept moments (others wait for it). ``progress(done, total)`` hears how many log
+    positions are replayed of how many there are to replay."""
     with contextlib.ExitStack() as stack:
         if keep:
             folder = settings.data_dir / "as-of"
@@ -413,10 +415,24 @@ def engine_as_of(
         try:
             for name in views:
                 env = {**store_env(scratch, name, create=True), "SQLITE_DBNAME": str(folder / f"{name}-{stamp}.db")}
-                view = _view(scratch, name, env)
-                built[VIEWS[name]] = view
-                for log, topics in view.feeds:
-                    replay_until(view, getattr(engine, log), topics, moment, page)
+                built[VIEWS[name]] = _view(scratch, name, env)
+            feeds = [(view, getattr(engine, log), topics) for view in built.values() for log, topics in view.feeds]
+            total = sum(
+                max(0, (app.recorder.max_notification_id() or 0) - (view.max_tracking_id(app.name) or 0))
+                for view, app, _ in feeds
+            )
+            done = 0
+
+            def advance(n: int) -> None:
+                nonlocal done
+                done += n
+                if progress is not None:
+                    progress(min(done, total), total)
+
+            for view, app, topics in feeds:
+                replay_until(view, app, topics, moment, page, advance)
+            if progress is not None and done:
+                progress(total, total)  # the log's tail past the last event a view reads
             yield dataclasses.replace(engine, clock=VirtualClock(moment), views_owned=frozenset(), **built)
         finally:
             for view in built.values():

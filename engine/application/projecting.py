@@ -68,11 +68,17 @@ def reads_personal(view: Any) -> bool:
 
 
 def replay_until(
-    view: Any, upstream: Application[Any], topics: Collection[str], moment: datetime, page: int = 1000
+    view: Any,
+    upstream: Application[Any],
+    topics: Collection[str],
+    moment: datetime,
+    page: int = 1000,
+    advance: Callable[[int], None] | None = None,
 ) -> int:
     """Apply to ``view`` every event of ``topics`` in ``upstream``'s log that happened by
     ``moment``, from where the view got to (an empty view: from the start): the view as it stood
-    then. Returns how many events it applied."""
+    then. Returns how many events it applied; ``advance(n)`` hears how far along the log each
+    page moved it."""
     applied, position = 0, view.max_tracking_id(upstream.name)
     while notes := upstream.recorder.select_notifications(
         start=position, limit=page, topics=list(topics), inclusive_of_start=False
@@ -80,6 +86,8 @@ def replay_until(
         events = [e for e in decode_page(upstream.mapper, notes, reads_personal(view)) if event_time(e) <= moment]
         view.apply_batch(events, Tracking(upstream.name, notes[-1].id))
         applied += len(events)
+        if advance is not None:
+            advance(notes[-1].id - (position or 0))
         position = notes[-1].id
     return applied
 

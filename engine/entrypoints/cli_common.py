@@ -7,14 +7,22 @@ import inspect
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich import box
 from rich.console import Console, ConsoleOptions, RenderResult
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
@@ -154,6 +162,29 @@ def with_progress(total: int, label: str, run: Callable[[Callable[[int], None]],
     ) as progress:
         task = progress.add_task(label, total=total)
         return run(lambda n: progress.advance(task, n))
+
+
+@contextmanager
+def log_progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr for work measured in log positions (``progress(done, total)``),
+    shown only once there is work (nothing to replay: nothing printed)."""
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(), console=err
+    )
+    task: list[Any] = []
+
+    def progress(done: int, total: int) -> None:
+        if not task and total:
+            bar.start()
+            task.append(bar.add_task(label, total=total))
+        if task:
+            bar.update(task[0], completed=done, total=total)
+
+    try:
+        yield progress
+    finally:
+        if task:
+            bar.stop()
 
 
 def emit_json(doc: Any) -> None:

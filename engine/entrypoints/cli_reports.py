@@ -29,6 +29,7 @@ from engine.entrypoints.cli_common import (
     engine_for,
     err,
     fail,
+    log_progress,
     report_app,
     report_table,
     settings,
@@ -105,12 +106,11 @@ def run_report(
             check_journey(engine, scope, prefix="--")
         except FilterError as e:
             fail(str(e))
-        if moment is not None:
-            err.print(
-                f"{', '.join(REPORT_VIEWS[name])} as of {moment.isoformat()}, from the event log "
-                "(the first report as of a moment rebuilds them; the next ones reuse them) …"
-            )
-        return report_document(name, engine, s, scope, moment, margin)
+        if moment is None:
+            return report_document(name, engine, s, scope, moment, margin)
+        views = ", ".join(REPORT_VIEWS[name])
+        with log_progress(f"{views} as of {moment:%Y-%m-%d %H:%M}, from the event log") as progress:
+            return report_document(name, engine, s, scope, moment, margin, progress)
     finally:
         engine.close()
 

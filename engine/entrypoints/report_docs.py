@@ -3,6 +3,7 @@ and the dashboard draws come from here (one truth)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal, get_args
@@ -128,12 +129,13 @@ def report_document(
     scope: Scope = ALL_LEADS,
     as_of: datetime | None = None,
     margin: Decimal | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """The ``name`` report for ``scope``: from the views now, or (``as_of``) from views rebuilt
     from the event log as it stood then."""
     if as_of is None:
         engine.refresh_views()
         return _build(name, engine, settings, scope, margin, None)
-    with engine_as_of(settings, engine, as_of, REPORT_VIEWS[name]) as then:
+    with engine_as_of(settings, engine, as_of, REPORT_VIEWS[name], progress=progress) as then:
         doc = _build(name, then, settings, scope, margin, as_of)
     return {**doc, "as_of": as_of.isoformat()}

@@ -117,6 +117,10 @@ def test_a_report_as_of_an_earlier_day_counts_what_had_happened_by_then(env: Pat
     march_7 = json.loads(invoke("report", "attribution", "--as-of", "2026-03-07T18:00", "--json"))
     assert (march_7["total"]["funded"], march_7["total"]["applied"], march_7["total"]["multi_touch"]) == (1, 1, 1)
     assert now["total"]["applied"] == 2
+    first = runner.invoke(app, ["report", "scores", "--as-of", "2026-03-05"])
+    assert "funnel as of 2026-03-05 23:59, from the event log" in first.stderr and "100%" in first.stderr
+    again = runner.invoke(app, ["report", "scores", "--as-of", "2026-03-05"])
+    assert again.exit_code == 0 and again.stderr == ""  # kept: nothing to replay, no progress bar
     daily = json.loads(invoke("report", "daily", "--as-of", "2026-03-03", "--json"))
     assert [d["day"] for d in daily["days"]] == ["2026-03-02", "2026-03-03"]
     bad = runner.invoke(app, ["report", "funnel", "--as-of", "last tuesday"])
