@@ -358,6 +358,7 @@ def demo(
         emit_json(doc)
         return
     print_funnel(doc["funnel"])
+    console.print()
     for m in doc["models"]:
         metrics, t = m["metrics"], m["training"]
         console.print(
@@ -389,6 +390,8 @@ def demo(
     console.print(f"try: HUOKE_DATA_DIR={folder / 'data'} huoke leads show {doc['example_lead']}")
     console.print(f"     HUOKE_DATA_DIR={folder / 'data'} huoke referrals review")
     console.print(f"     HUOKE_DATA_DIR={folder / 'data'} huoke report journeys")
+    console.print(f"     HUOKE_DATA_DIR={folder / 'data'} huoke report attribution")
+    console.print(f"     HUOKE_DATA_DIR={folder / 'data'} huoke report experiments")
     console.print(f"simulated {days} days for {leads} leads in {doc['seconds']:.1f}s")
 
 
