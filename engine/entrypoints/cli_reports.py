@@ -360,7 +360,8 @@ def report_experiments(
             ci = c["absolute_ci95"]
             interval = "—" if ci is None else f"{ci[0] * 100:+.1f} to {ci[1] * 100:+.1f}"
             table.add_row(f"{c['arm']} → {c['goal']}", pct(c["arm_rate"]), pct(c["control_rate"]),
-                          f"{c['absolute_lift'] * 100:+.1f}", interval, c["verdict"])  # fmt: skip
+                          "—" if c["absolute_lift"] is None else f"{c['absolute_lift'] * 100:+.1f}", interval,
+                          c["verdict"])  # fmt: skip
         console.print(table)
 
 

@@ -40,6 +40,8 @@ def test_a_clear_difference_is_significant_and_said_so() -> None:
 
 def test_nothing_to_compare_is_said_plainly() -> None:
     assert Lift(0, 0, 10, 1).verdict("B", "A") == "no leads yet in A"
+    empty = Lift(0, 0, 10, 1).as_dict("B", "A")  # an arm with no leads has no rate, and no lift
+    assert (empty["control_rate"], empty["absolute_lift"], empty["arm_rate"]) == (None, None, 0.1)
     none = Lift(50, 0, 50, 0)
     assert none.absolute_ci is None and none.relative is None and not none.significant
     assert none.verdict("B", "A") == "no difference seen yet: keep it running"
