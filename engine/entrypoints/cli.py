@@ -345,14 +345,20 @@ def demo(
     # The demo keeps its own store; e-mail goes where HUOKE_EMAIL_TRANSPORT says (the outbox by
     # default, or an SMTP server such as Mailpit with HUOKE_EMAIL_TRANSPORT=smtp).
     s = base.model_copy(update={"data_dir": folder / "data", "outbox_dir": folder / "outbox", "database_url": ""})
+    store_env = {"HUOKE_DATA_DIR": str(s.data_dir.resolve()), "HUOKE_OUTBOX_DIR": str(s.outbox_dir.resolve())}
     if s.secret_problems():  # the demo signs its links with keys of its own, never the empty or a published one
-        s = s.model_copy(
-            update={
-                "unsubscribe_secret": SecretStr(secrets.token_urlsafe(32)),
-                "suppression_pepper": SecretStr(secrets.token_urlsafe(32)),
-                "unsubscribe_old_secrets": SecretStr(""),
-            }
-        )
+        own = {"unsubscribe_secret": secrets.token_urlsafe(32), "suppression_pepper": secrets.token_urlsafe(32)}
+        s = s.model_copy(update={**{k: SecretStr(v) for k, v in own.items()}, "unsubscribe_old_secrets": SecretStr("")})
+        store_env |= {f"HUOKE_{k.upper()}": v for k, v in own.items()}
+    # What the demo's store needs to be opened again (huoke serve for the dashboard, reports):
+    # its folders and, when the demo made them, its own link key and pepper. Private, like the store.
+    (folder / "huoke.env").write_text(
+        "# made by huoke demo; load with: set -a; . "
+        + str(folder / "huoke.env")
+        + "; set +a\n"
+        + "".join(f"{k}={v}\n" for k, v in store_env.items()),
+        encoding="utf-8",
+    )
     doc = run_demo(s, leads, days, folder, quiet=as_json, console=err)
     if as_json:
         emit_json(doc)
@@ -392,6 +398,10 @@ def demo(
     console.print(f"     HUOKE_DATA_DIR={folder / 'data'} huoke report journeys")
     console.print(f"     HUOKE_DATA_DIR={folder / 'data'} huoke report attribution")
     console.print(f"     HUOKE_DATA_DIR={folder / 'data'} huoke report experiments")
+    console.print(
+        f"the dashboard: set -a; . {folder / 'huoke.env'}; set +a; huoke api-keys create --role marketer "
+        "--name me; huoke serve  (then open http://127.0.0.1:8080/dashboard with the key)"
+    )
     console.print(f"simulated {days} days for {leads} leads in {doc['seconds']:.1f}s")
 
 

@@ -57,3 +57,27 @@ def test_demo_sends_e_mail_over_smtp_when_told_to(
     doc = json.loads(result.stdout)
     assert doc["outbox"]["emails"] == len(sink.ids) > 0
     assert not list((tmp_path / "demo" / "outbox").glob("email/*.eml"))
+
+
+def test_the_demo_store_opens_again_from_its_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no secrets of the user's own, the demo signs with keys it makes and writes them, with
+    its folders, to a private huoke.env: loading it opens the store again (reports, huoke serve
+    for the dashboard), which the services refuse without them."""
+    cli_environment(tmp_path, monkeypatch)
+    for key in ("HUOKE_UNSUBSCRIBE_SECRET", "HUOKE_SUPPRESSION_PEPPER"):
+        monkeypatch.delenv(key)
+    mine = tmp_path / "demo"
+    made = runner.invoke(app, ["demo", "--dir", str(mine), *SMALL])
+    assert made.exit_code == 0, made.stderr
+    env_file = mine / "huoke.env"
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    values = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if not line.startswith("#"))
+    assert set(values) == {"HUOKE_DATA_DIR", "HUOKE_OUTBOX_DIR", "HUOKE_UNSUBSCRIBE_SECRET", "HUOKE_SUPPRESSION_PEPPER"}
+    monkeypatch.setenv("HUOKE_DATA_DIR", values["HUOKE_DATA_DIR"])
+    refused = runner.invoke(app, ["run"])
+    assert refused.exit_code != 0 and "HUOKE_UNSUBSCRIBE_SECRET is not set" in refused.output
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    assert runner.invoke(app, ["run"]).exit_code == 0
+    created = runner.invoke(app, ["api-keys", "create", "--role", "marketer", "--name", "me", "--json"])
+    assert created.exit_code == 0 and json.loads(created.stdout)["key"].startswith("hk_")
