@@ -31,6 +31,7 @@ from engine.entrypoints.cli_common import (
     err,
     events_app,
     fail,
+    import_summary,
     leads_app,
     one_line_summaries,
     plain_table,
@@ -52,13 +53,9 @@ def _print_import(report: ImportReport, as_json: bool) -> None:
     if as_json:
         emit_json(report.as_dict())
         return
+    refused = len({e.line for e in report.errors})
     console.print(
-        Text.assemble(
-            f"{report.file}: {report.rows} rows — ",
-            (f"{report.created} new", "green"),
-            f", {report.updated} updated, {report.unchanged} unchanged, ",
-            (f"{len({e.line for e in report.errors})} refused", "red"),
-        )
+        import_summary(report.file, report.rows, report.created, f"{report.updated} updated", report.unchanged, refused)
     )
     if report.errors:
         table = plain_table("Refused rows (nothing of them was stored)")

@@ -187,6 +187,17 @@ def log_progress(label: str) -> Iterator[Callable[[int, int], None]]:
             bar.stop()
 
 
+def import_summary(file: Any, rows: int, new: int, changed: str, unchanged: int, refused: int) -> Text:
+    """An import's one-line outcome: ``file: 9 rows — 5 new, 1 updated, 2 unchanged, 1 refused``
+    (``changed`` is the middle count with its word, new in green, refused in red)."""
+    return Text.assemble(
+        f"{file}: {rows} rows — ",
+        (f"{new} new", "green"),
+        f", {changed}, {unchanged} unchanged, ",
+        (f"{refused} refused", "red"),
+    )
+
+
 def emit_json(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2, default=str) + "\n")
 

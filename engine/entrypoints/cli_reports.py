@@ -29,6 +29,7 @@ from engine.entrypoints.cli_common import (
     engine_for,
     err,
     fail,
+    import_summary,
     log_progress,
     report_app,
     report_table,
@@ -477,16 +478,12 @@ def costs_import(file: Path, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(report.as_dict())
     else:
+        refused = len({p.line for p in report.errors})
         console.print(
-            Text.assemble(
-                f"{file}: {report.rows} rows — ",
-                (f"{report.created} new", "green"),
-                f", {report.revised} revised, {report.unchanged} unchanged, ",
-                (f"{len({p.line for p in report.errors})} refused", "red"),
-            )
+            import_summary(file, report.rows, report.created, f"{report.revised} revised", report.unchanged, refused)
         )
         for p in report.errors:
-            err.print(f"{file}:{p.line}: {p.field}: {p.problem}", soft_wrap=True, markup=False, highlight=False)
+            err.print(f"{file}:{p.line}: {p.field}: {p.problem}", soft_wrap=True, highlight=False)
     if report.errors:
         raise typer.Exit(1)
 
