@@ -383,23 +383,23 @@ def tasks_list(
         emit_json({"schema": "huoke.tasks/1", "tasks": tasks})
         return
     zone = ZoneInfo(s.timezone)
-    for t in tasks:
-        console.print(_task_card(t, zone, now), highlight=False)
-    overdue = sum(1 for t in tasks if t["status"] != "done" and _is_past(t["overdue_at"], now))
+    late = [t["status"] != "done" and _is_past(t["overdue_at"], now) for t in tasks]
+    for t, overdue_now in zip(tasks, late, strict=True):
+        console.print(_task_card(t, zone, overdue_now), highlight=False)
+    overdue = sum(late)
     where = f" in {queue}" if queue else ""
     err.print(f"{len(tasks)} task(s){where}{f', {overdue} overdue' if overdue else ''}; times in {s.timezone}")
 
 
 def _is_past(moment: str | None, now: datetime) -> bool:
-    return bool(moment) and datetime.fromisoformat(str(moment).replace("Z", "+00:00")) <= now
+    return bool(moment) and datetime.fromisoformat(str(moment)) <= now
 
 
-def _task_card(t: dict[str, Any], zone: ZoneInfo, now: datetime) -> Group:
-    """One task as a loan officer reads it at 80 columns: what and when, who to call (with
-    the figures that matter), why, and where it stands."""
+def _task_card(t: dict[str, Any], zone: ZoneInfo, late: bool) -> Group:
+    """One task as a loan officer reads it at 80 columns: what and when (``late``: past its
+    service level), who to call (with the figures that matter), why, and where it stands."""
     lead = t["lead"]
-    due = datetime.fromisoformat(t["due_at"].replace("Z", "+00:00")).astimezone(zone)
-    late = t["status"] != "done" and _is_past(t["overdue_at"], now)
+    due = datetime.fromisoformat(t["due_at"]).astimezone(zone)
     who = t["agent"] or t["routed_to"]
     status = t["status"] + (f": {who}" if who else "") + (f" ({t['outcome']})" if t["outcome"] else "")
     if t["held_reason"] and not who and t["status"] != "done":
