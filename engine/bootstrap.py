@@ -109,6 +109,11 @@ def master_keys(settings: Settings) -> MasterKeys:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError:
+            if settings.master_key_file is None and settings.legacy_master_key_path.exists():
+                raise VaultKeyError(
+                    f"the master key is still inside the data folder ({settings.legacy_master_key_path}): "
+                    f"run huoke db init, which moves it out to {path}"
+                ) from None
             raise VaultKeyError(
                 f"no master key: set HUOKE_MASTER_KEY or run huoke db init (which writes {path})"
             ) from None
@@ -125,17 +130,46 @@ def vault_for(settings: Settings) -> KeyVault | None:
 
 
 def _ensure_master_key(settings: Settings) -> None:
-    """Embedded set-up writes a master key file (owner-only) when none is configured."""
+    """Embedded set-up writes a master key file (owner-only) when none is configured, outside the
+    data folder; a key left inside it by an older huoke is moved out (a copy of the data folder
+    must not carry the key that opens it)."""
     path = settings.master_key_path
-    if settings.encrypt_pii and not settings.master_key.get_secret_value() and not path.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not settings.encrypt_pii or settings.master_key.get_secret_value() or path.exists():
+        return
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    legacy = settings.legacy_master_key_path
+    if settings.master_key_file is None and legacy.exists():
+        _move_out(legacy, path)
+        return
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".master.", delete=False) as f:
+        os.chmod(f.name, 0o600)
+        f.write(new_master_key() + "\n")
+    try:
+        os.link(f.name, path)  # appears whole, or not at all; a concurrent init's key wins
+    finally:
+        os.unlink(f.name)
+
+
+def _move_out(legacy: Path, path: Path) -> None:
+    """Move the key file: a hard link (it appears whole) then the old name removed; across file
+    systems, a private copy, synced, before the old file is overwritten and removed."""
+    try:
+        os.link(legacy, path)
+    except FileExistsError:
+        pass  # another set-up moved it first
+    except OSError:
         with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".master.", delete=False) as f:
             os.chmod(f.name, 0o600)
-            f.write(new_master_key() + "\n")
-        try:
-            os.link(f.name, path)  # appears whole, or not at all; a concurrent init's key wins
-        finally:
-            os.unlink(f.name)
+            f.write(legacy.read_text(encoding="utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(f.name, path)
+        os.unlink(f.name)
+        with legacy.open("r+b") as old:  # the old copy is not left readable on that file system
+            old.write(b"\0" * legacy.stat().st_size)
+            old.flush()
+            os.fsync(old.fileno())
+    legacy.unlink(missing_ok=True)
 
 
 def meta_for(settings: Settings) -> Meta:

@@ -76,7 +76,9 @@ class Settings(BaseSettings):
         SecretStr(""), description="key that wraps each lead's data key (32 bytes, URL-safe base64: huoke keys new)"
     )
     master_key_file: Path | None = Field(
-        None, description="file holding the master key instead (default: master.key in the data folder)"
+        None,
+        description="file holding the master key instead (default: <data folder>-keys/master.key, beside the "
+        "data folder, never in it: keep it out of the data backups)",
     )
     master_key_old: SecretStr = Field(
         SecretStr(""), description="earlier master keys, comma-separated, until huoke keys rotate has rewrapped"
@@ -142,7 +144,14 @@ class Settings(BaseSettings):
 
     @property
     def master_key_path(self) -> Path:
-        return self.master_key_file or self.data_dir / "master.key"
+        """The master key's file: never inside the data folder by default, so a copy of the data
+        (a backup, a stolen disk image of it) does not carry the key that opens it."""
+        return self.master_key_file or self.data_dir.parent / f"{self.data_dir.name}-keys" / "master.key"
+
+    @property
+    def legacy_master_key_path(self) -> Path:
+        """Where huoke kept the key before (inside the data folder): ``db init`` moves it out."""
+        return self.data_dir / "master.key"
 
     @property
     def link_keys(self) -> tuple[str, tuple[str, ...]]:

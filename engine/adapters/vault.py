@@ -33,6 +33,10 @@ from engine.domain.shared.errors import HuokeError
 #: reaches every process within this time (the store itself forgets at once).
 KEY_TTL = 300.0
 NONCE = 12
+#: Partitions of the PostgreSQL key table: an erasure rewrites one (1/32 of the keys).
+KEY_PARTITIONS = 32
+#: Seconds an erasure waits for other SQLite readers before it can empty the key log.
+SCRUB_WAIT = 30.0
 #: The row of the index key among the data keys (no lead has the nil id).
 INDEX_KEY_ID = UUID(int=0)
 
@@ -137,11 +141,48 @@ class KeyVault:
             return cursor.fetchall() if cursor.description else []
 
     def create_table(self) -> None:
-        self._execute(
-            "CREATE TABLE IF NOT EXISTS {} (lead_id TEXT PRIMARY KEY, kek TEXT NOT NULL, "
-            + ("wrapped BYTEA" if self.pg else "wrapped BLOB")
-            + ", erased_at TEXT)"
-        )
+        """The data keys' table. On PostgreSQL it is hash-partitioned, so an erasure can rewrite the
+        one small partition that held the key (``VACUUM FULL``: no dead tuple keeps it); a table
+        from before partitioning is moved into the partitioned one, in one transaction."""
+        if self.pg is None:
+            self._execute(
+                "CREATE TABLE IF NOT EXISTS {} (lead_id TEXT PRIMARY KEY, kek TEXT NOT NULL, wrapped BLOB, "
+                "erased_at TEXT)"
+            )
+            return
+        schema = self.pg["POSTGRES_SCHEMA"]
+        with pg_connect(self.pg) as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{schema}.lead_keys",))
+            kind = conn.execute(
+                "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = 'lead_keys'",
+                (schema,),
+            ).fetchone()
+            if kind is not None and kind[0] == "p":
+                return
+            table, old = sql.Identifier(schema, "lead_keys"), sql.Identifier(schema, "lead_keys_unpartitioned")
+            if kind is not None:
+                conn.execute(sql.SQL("ALTER TABLE {} RENAME TO lead_keys_unpartitioned").format(table))
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} RENAME CONSTRAINT lead_keys_pkey TO lead_keys_unpartitioned_pkey").format(
+                        old
+                    )
+                )
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE {} (lead_id TEXT PRIMARY KEY, kek TEXT NOT NULL, wrapped BYTEA, erased_at TEXT) "
+                    "PARTITION BY HASH (lead_id)"
+                ).format(table)
+            )
+            for n in range(KEY_PARTITIONS):
+                conn.execute(
+                    sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES WITH (MODULUS {}, REMAINDER {})").format(
+                        sql.Identifier(schema, f"lead_keys_{n:02d}"), table, sql.Literal(KEY_PARTITIONS), sql.Literal(n)
+                    )
+                )
+            if kind is not None:
+                conn.execute(sql.SQL("INSERT INTO {} SELECT * FROM {}").format(table, old))
+                conn.execute(sql.SQL("DROP TABLE {}").format(old))  # its files go with it
 
     def close(self) -> None:
         if self._conn is not None:
@@ -219,10 +260,12 @@ class KeyVault:
 
     # ---- sealing ---------------------------------------------------------------------------
 
-    def seal(self, lead_id: UUID, plaintext: bytes, aad: bytes) -> bytes:
+    def seal(self, lead_id: UUID, plaintext: bytes, aad: bytes) -> bytes | None:
+        """The sealed bytes, or None when the lead was erased: nothing personal is recorded for
+        an erased person again (the caller stores the fields' placeholders instead)."""
         dek = self._dek(lead_id, create=True)
         if dek is None:
-            raise VaultKeyError(f"lead {lead_id} was erased: nothing personal can be recorded for it again")
+            return None
         nonce = os.urandom(NONCE)
         return nonce + AESGCM(dek).encrypt(nonce, plaintext, aad)
 
@@ -239,14 +282,58 @@ class KeyVault:
             ) from None
 
     def erase(self, lead_id: UUID, at: str) -> None:
-        """Delete the lead's data key for good (the row stays, keyless, as the record of it)."""
+        """Delete the lead's data key for good (the row stays, keyless, as the record of it), and
+        scrub it from where the database would still keep it: SQLite's write-ahead log (its frames
+        keep the old page until a checkpoint truncates it; freed space is zeroed by
+        ``secure_delete``), PostgreSQL's dead tuple (the key's partition is rewritten). Idempotent:
+        run again, it scrubs again."""
         self._execute(
             "INSERT INTO {} (lead_id, kek, wrapped, erased_at) VALUES (?, '', NULL, ?) "
-            "ON CONFLICT (lead_id) DO UPDATE SET kek = '', wrapped = NULL, erased_at = excluded.erased_at",
+            "ON CONFLICT (lead_id) DO UPDATE SET kek = '', wrapped = NULL, "
+            "erased_at = COALESCE(lead_keys.erased_at, excluded.erased_at)",
             (str(lead_id), at),
         )
         with self._lock:
             self._cache[lead_id] = (time.monotonic() + KEY_TTL, None)
+        if self.pg is None:
+            self._truncate_wal()
+        else:
+            self._rewrite_partition(self.pg, lead_id)
+
+    def _truncate_wal(self) -> None:
+        """Copy every page into keys.db and empty keys.db-wal. The checkpoint waits (busy timeout)
+        for readers on an older snapshot; the vault's own reads are short, so it soon can."""
+        deadline = time.monotonic() + SCRUB_WAIT
+        while True:
+            with self._lock:
+                busy, _, _ = self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy:
+                return
+            if time.monotonic() > deadline:
+                raise VaultKeyError(
+                    "the erased key is deleted but another process kept keys.db-wal open too long to empty it; "
+                    "run the erasure again (it is idempotent) once the other process has settled"
+                )
+            time.sleep(0.05)
+
+    def _rewrite_partition(self, pg: dict[str, str], lead_id: UUID) -> None:
+        """``VACUUM FULL`` the partition that held the key: a new file with only the live rows
+        (the dead tuple with the old key goes with the old file). Outside any transaction."""
+        schema = pg["POSTGRES_SCHEMA"]
+        with pg_connect(pg) as conn:
+            row = conn.execute(
+                sql.SQL(
+                    "SELECT (SELECT relname FROM pg_class WHERE oid = k.tableoid) FROM {} k WHERE lead_id = %s"
+                ).format(self._table),
+                (str(lead_id),),
+            ).fetchone()
+            if row is not None and row[0] != "lead_keys":  # a partition
+                conn.execute(sql.SQL("VACUUM FULL {}").format(sql.Identifier(schema, row[0])))
+
+    def forget(self, lead_id: UUID) -> None:
+        """Drop a lead's key from this process's cache (it saw the lead's erasure in the log)."""
+        with self._lock:
+            self._cache.pop(lead_id, None)
 
     def index_key(self) -> bytes:
         """The key of the keyed hashes that index leads by phone, e-mail and source id: random,

@@ -79,13 +79,22 @@ class SealingMapper(Mapper[UUID]):
     The rest of each event stays as eventsourcing stores it."""
 
     def __init__(
-        self, base: Mapper[UUID], vault: Any, fields: dict[str, dict[str, Any]], owners: dict[str, str] | None = None
+        self,
+        base: Mapper[UUID],
+        vault: Any,
+        fields: dict[str, dict[str, Any]],
+        owners: dict[str, str | UUID] | None = None,
     ) -> None:
         super().__init__(base.transcoder, base.compressor, base.cipher)
         self.vault = vault
         self.fields = fields
-        #: topic -> the field naming whose key seals it (default: the event's originator).
+        #: topic -> the field naming whose key seals it (default: the event's originator), or a
+        #: fixed key's id (operators' notes are not the lead's data and outlive an erasure).
         self.owners = owners or {}
+
+    def _owner(self, topic: str, state: dict[str, Any]) -> Any:
+        owner = self.owners.get(topic, "originator_id")
+        return owner if isinstance(owner, UUID) else state.get(owner)
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         topic = get_topic(type(domain_event))
@@ -93,12 +102,15 @@ class SealingMapper(Mapper[UUID]):
         if not personal:
             return super().to_stored_event(domain_event)
         state = dict(vars(domain_event))
-        lead_id = state.get(self.owners.get(topic, "originator_id"))
+        lead_id = self._owner(topic, state)
         if lead_id is None:  # nobody's key to seal it with (an event from before owners were named)
             return super().to_stored_event(domain_event)
         secret = {k: state.pop(k) for k in personal if k in state}
         blob = self.vault.seal(lead_id, self.transcoder.encode(secret), _aad(topic, lead_id))
-        state[SEALED] = base64.urlsafe_b64encode(blob).decode()
+        if blob is None:  # the lead was erased: its placeholders, never its data
+            state.update({k: v for k, v in _placeholders(personal).items() if k in secret})
+        else:
+            state[SEALED] = base64.urlsafe_b64encode(blob).decode()
         proxy = object.__new__(type(domain_event))
         object.__setattr__(proxy, "__dict__", state)
         return super().to_stored_event(proxy)
@@ -123,7 +135,7 @@ class SealingMapper(Mapper[UUID]):
         sealed = state.pop(SEALED, None)
         if sealed is not None:
             personal = self.fields.get(stored_event.topic, {})
-            lead_id = state[self.owners.get(stored_event.topic, "originator_id")]
+            lead_id = self._owner(stored_event.topic, state)
             opened = self.vault.open(lead_id, base64.urlsafe_b64decode(sealed), _aad(stored_event.topic, lead_id))
             state.update(self.transcoder.decode(opened) if opened is not None else _placeholders(personal))
         return event
@@ -141,14 +153,21 @@ def decode_page(mapper: Mapper[UUID], stored_events: Sequence[StoredEvent], pers
 
 
 def sealing_mapper(
-    base: Mapper[UUID], vault: Any, personal: dict[type[Any], dict[str, Any]], owner: str | None = None
+    base: Mapper[UUID],
+    vault: Any,
+    personal: dict[type[Any], dict[str, Any]],
+    owner: str | None = None,
+    owners: dict[type[Any], UUID] | None = None,
 ) -> Mapper[UUID]:
     """``base``, sealing the ``personal`` fields of those event classes when there is a vault;
-    ``owner`` names the field holding the lead whose key seals them (default: the originator)."""
+    ``owner`` names the field holding the lead whose key seals them (default: the originator);
+    ``owners`` gives event classes sealed under a fixed key instead."""
     if vault is None:
         return base
     topics = {get_topic(cls): fields for cls, fields in personal.items()}
-    return SealingMapper(base, vault, topics, dict.fromkeys(topics, owner) if owner else None)
+    by_topic: dict[str, str | UUID] = dict.fromkeys(topics, owner) if owner else {}
+    by_topic.update({get_topic(cls): key for cls, key in (owners or {}).items()})
+    return SealingMapper(base, vault, topics, by_topic)
 
 
 def _aad(topic: str, originator_id: Any) -> bytes:

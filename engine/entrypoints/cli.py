@@ -17,6 +17,7 @@ from rich.text import Text
 
 from engine.application.delivery.links import LinkKeys
 from engine.application.engine import Engine
+from engine.application.erasure import erase_lead
 from engine.application.leads.timeline import lead_timeline
 from engine.domain.leads.lead import RETAINED
 from engine.domain.shared.errors import HuokeError, LeadNotFoundError
@@ -137,16 +138,28 @@ def leads_erase(
     engine = engine_for(s, journeys=False)
     try:
         lead_id = _resolve_lead(engine, ref)
-        lead = engine.leads.erase(lead_id, reason, by or current_user())
+        done = erase_lead(engine, lead_id, reason, by or current_user())
     except HuokeError as e:
         fail(str(e))
     finally:
         engine.close()
-    doc = {"schema": "huoke.erasure/1", "lead_id": str(lead.id), "erased": True, "retained": list(RETAINED)}
+    doc = {
+        "schema": "huoke.erasure/1",
+        "lead_id": str(done.lead.id),
+        "erased": True,
+        "enrolments_ended": done.enrolments_ended,
+        "messages_cancelled": done.messages_cancelled,
+        "tasks_closed": done.tasks_closed,
+        "retained": list(RETAINED),
+    }
     if as_json:
         emit_json(doc)
         return
-    console.print(f"lead {lead.id} erased; kept: " + "; ".join(RETAINED))
+    console.print(
+        f"lead {done.lead.id} erased: {done.enrolments_ended} journey(s) ended, "
+        f"{done.messages_cancelled} pending message(s) cancelled, {done.tasks_closed} open task(s) closed"
+    )
+    console.print("kept: " + "; ".join(RETAINED))
 
 
 @leads_app.command("show")

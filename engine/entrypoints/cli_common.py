@@ -29,6 +29,7 @@ from rich.text import Text
 
 from engine.adapters.clock import AcceleratedClock, SystemClock
 from engine.adapters.coordination import NotInitialisedError
+from engine.adapters.vault import VaultKeyError
 from engine.application.engine import Engine
 from engine.application.journeys.validation import Definitions
 from engine.bootstrap import bootstrap
@@ -141,7 +142,7 @@ def engine_for(s: Settings, clock: Any = None, journeys: bool = True) -> Engine:
         engine = bootstrap(s, clock or clock_for(s), definitions=none)
     except JourneyValidationError as e:
         fail("journeys are invalid; nothing was run:\n  " + "\n  ".join(e.problems))
-    except NotInitialisedError as e:
+    except (NotInitialisedError, VaultKeyError) as e:
         fail(str(e))
     engine.owns_views = False
     return engine

@@ -50,10 +50,20 @@ def db_init(as_json: JsonOpt = False) -> None:
     s = settings()
     count = init_database(s)
     where = "PostgreSQL" if s.database_url else f"SQLite files in {s.data_dir}"
+    key = _master_key_source(s)
     if as_json:
-        emit_json({"schema": "huoke.db.init/1", "store": where, "partitions": count})
+        emit_json({"schema": "huoke.db.init/1", "store": where, "partitions": count, "master_key": key})
         return
     console.print(f"database ready ({where}); {count} lead partition(s)")
+    if key:
+        console.print(f"master key: {key} (keep it out of the data backups: it opens every lead's data)")
+
+
+def _master_key_source(s: Settings) -> str | None:
+    """Where the master key comes from (never the key itself); None without encryption."""
+    if not s.encrypt_pii:
+        return None
+    return "HUOKE_MASTER_KEY" if s.master_key.get_secret_value() else str(s.master_key_path.resolve())
 
 
 class Lease:

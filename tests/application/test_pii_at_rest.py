@@ -94,9 +94,11 @@ def test_a_sealed_field_cannot_be_moved_to_another_lead(make_engine: MakeEngine)
 def test_master_keys_rotate_and_a_missing_key_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cli_environment(tmp_path, monkeypatch)
     runner = CliRunner()
-    assert runner.invoke(app, ["db", "init"]).exit_code == 0
-    key_file = tmp_path / "data" / "master.key"
-    assert key_file.stat().st_mode & 0o777 == 0o600
+    init = runner.invoke(app, ["db", "init"])
+    key_file = tmp_path / "data-keys" / "master.key"  # beside the data folder, never in it
+    assert init.exit_code == 0 and f"master key: {key_file}" in init.stdout.replace("\n", "")
+    assert key_file.stat().st_mode & 0o777 == 0o600 and key_file.parent.stat().st_mode & 0o777 == 0o700
+    assert not list((tmp_path / "data").glob("*.key"))
     (tmp_path / "leads.csv").write_text(
         "source_channel,external_id,name,phone\nweb_form,R1,Ann Rotated,+8613800138077\n", encoding="utf-8"
     )
@@ -117,6 +119,22 @@ def test_master_keys_rotate_and_a_missing_key_is_a_clear_error(tmp_path: Path, m
     with pytest.raises(VaultKeyError, match="no master key"):
         master_keys(settings_of(tmp_path))
     assert vault_for(settings_of(tmp_path, encrypt_pii=False)) is None
+
+
+def test_a_master_key_left_in_the_data_folder_is_moved_out_by_db_init(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli_environment(tmp_path, monkeypatch)
+    runner = CliRunner()
+    assert runner.invoke(app, ["db", "init"]).exit_code == 0
+    key_file = tmp_path / "data-keys" / "master.key"
+    key = key_file.read_text(encoding="utf-8")
+    (tmp_path / "data" / "master.key").write_text(key, encoding="utf-8")  # where huoke kept it before
+    key_file.unlink()
+    refused = runner.invoke(app, ["leads", "show", "web_form:R1"])
+    assert refused.exit_code == 1 and "still inside the data folder" in refused.stderr and "db init" in refused.stderr
+    assert runner.invoke(app, ["db", "init"]).exit_code == 0
+    assert key_file.read_text(encoding="utf-8") == key and not (tmp_path / "data" / "master.key").exists()
 
 
 def settings_of(tmp_path: Path, **overrides: Any) -> Any:

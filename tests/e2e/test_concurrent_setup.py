@@ -30,7 +30,7 @@ def test_three_inits_at_once_on_sqlite(tmp_path: Path) -> None:
     env = {**os.environ, **SERVICE_SECRETS, "HUOKE_DATA_DIR": str(tmp_path / "data"), "HUOKE_DATABASE_URL": ""}
     results = three_inits(env, tmp_path / "logs")
     assert [code for code, _ in results] == [0, 0, 0], results
-    assert len((tmp_path / "data" / "master.key").read_text(encoding="utf-8").strip()) == 43  # one whole key
+    assert len((tmp_path / "data-keys" / "master.key").read_text(encoding="utf-8").strip()) == 43  # one whole key
 
 
 @pytest.mark.postgres

@@ -11,7 +11,7 @@ Two steps, each exactly-once against a notification log:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -534,6 +534,8 @@ class Deliveries(Application[UUID]):
         Marketing needs marketing consent on the channel; service messages (about the lead's own
         application) need none, but still a valid contact.
         """
+        if lead.erased:
+            return ERASED_REFUSAL
         if channel == "webhook":
             return ""  # goes to the lender's own systems, not to the lead
         consent_channel = ConsentChannel(channel)
@@ -622,12 +624,31 @@ class Deliveries(Application[UUID]):
 
         return retry_conflicts(self, attempt)
 
+    def cancel_unsent(self, send_ids: Iterable[UUID], reason: str) -> int:
+        """Settle as skipped, with ``reason``, every one of these messages that has not gone
+        (deferred, held for review, or not yet tried); the number cancelled."""
+        ids = list(send_ids)
+
+        def cancel() -> int:
+            pending = [d for d in map(self.get_delivery, ids) if d is not None and not d.is_settled]
+            now = self.clock.now()
+            for d in pending:
+                d.mark_skipped(reason, max(now, d.requested_at))
+            save_batch(self, pending)
+            return len(pending)
+
+        return retry_conflicts(self, cancel)
+
     def get_delivery(self, send_id: UUID) -> Delivery | None:
         try:
             delivery: Delivery = self.repository.get(send_id)
         except AggregateNotFoundError:
             return None
         return delivery
+
+
+#: Why nothing goes to (or about) an erased person.
+ERASED_REFUSAL = "erased: the person asked to be erased"
 
 
 def _span(delta: timedelta) -> str:

@@ -62,8 +62,11 @@ _REACTS_TO: list[type[Any]] = [
     Lead.ConsentWithdrawn,
     Lead.Tagged,
     Lead.ConsentRequested,
+    Lead.Erased,
     *LIFECYCLE.keys(),
 ]
+#: Why an erased person's enrolments end (and their waits and pending messages with them).
+ERASED = Exit("erased", "the person asked to be erased: no further messages, tasks or waits")
 LEAD_TOPICS = [get_topic(cls) for cls in _REACTS_TO]
 PUBLICATION_TOPICS = [get_topic(PublishedJourney.Created)]
 
@@ -212,6 +215,9 @@ class Journeys(Application[UUID]):
     def _react(self, lead_event: Any, leads: Leads, batch: Batch) -> None:
         lead = batch.leads.get(lead_event.originator_id) or leads.get_lead(lead_event.originator_id)
         at = getattr(lead_event, "at", None) or getattr(lead_event, "captured_at", None) or self.clock.now()
+        if lead.erased:  # a normal state: the person's journeys end, nothing new starts
+            self._end_for_erasure(lead.id, batch, at)
+            return
         facts = lead_facts(lead, at)
         history = self._history(batch, lead.id, new=isinstance(lead_event, Lead.Captured))
         observed = None
@@ -229,6 +235,13 @@ class Journeys(Application[UUID]):
         for trigger, key in _triggers(lead_event):
             for live in self.live.values():
                 self._maybe_enter(live, trigger, key, lead.id, facts, at, history, batch)
+
+    def _end_for_erasure(self, lead_id: UUID, batch: Batch, at: datetime) -> None:
+        history = self._history(batch, lead_id)
+        for eid in list(history.active):
+            self.advance(self._enrolment(batch, eid), [ERASED], at, history)
+        if self.vault is not None:
+            self.vault.forget(lead_id)  # this process holds no key of the person from now on
 
     def _maybe_enter(
         self,
@@ -366,8 +379,11 @@ class Journeys(Application[UUID]):
     def _fire(self, enrolment: Enrolment, timer: DueTimer, leads: Leads, batch: Batch) -> None:
         journey = self.definition(enrolment.journey_id, enrolment.journey_version)
         lead = batch.leads.get(enrolment.lead_id) or leads.get_lead(enrolment.lead_id)
-        facts = lead_facts(lead, timer.due_at)
         history = self._history(batch, lead.id)
+        if lead.erased:
+            self.advance(enrolment, [ERASED], max(timer.due_at, self.clock.now()), history)
+            return
+        facts = lead_facts(lead, timer.due_at)
         live = self.live.get(journey.id)
         pub = live.publication if live is not None else self.publication(journey.id)
         # A timer that fires long after it fell due (the journey was paused, or no worker ran)
@@ -379,6 +395,20 @@ class Journeys(Application[UUID]):
         self.advance(enrolment, interpreter.on_timer(journey, timer.step, ctx), now, history)
 
     # ---- operations on live enrolments -----------------------------------------------------
+
+    def end_for_erasure(self, lead_id: UUID) -> list[Enrolment]:
+        """End every active enrolment of an erased person at once (the reactor would, when it
+        reads the erasure); the enrolments ended, for their pending messages to be cancelled."""
+
+        def end() -> list[Enrolment]:
+            batch = Batch()
+            history = self._history(batch, lead_id)
+            active = [self._enrolment(batch, eid) for eid in history.active]
+            self._end_for_erasure(lead_id, batch, self.clock.now())
+            save_batch(self, batch.aggregates())
+            return active
+
+        return retry_conflicts(self, end, self.forget_cached_state)
 
     def exit_all(self, enrolment_ids: Iterable[UUID], reason: str, detail: str) -> int:
         """End enrolments (e.g. when a journey is archived); retried when a worker wrote one of

@@ -34,7 +34,7 @@ from engine.domain.journeys.calendar_review import CALENDAR_REVIEW_ID, CalendarR
 from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.leads.facts import lead_facts
 from engine.domain.leads.identity import LeadIdentity, identity_id_for, identity_keys, lead_id_for
-from engine.domain.leads.lead import PII_FIELDS, RETAINED, Lead
+from engine.domain.leads.lead import PII_FIELDS, PII_OWNERS, RETAINED, Lead
 from engine.domain.leads.segments import SegmentRules, classify
 from engine.domain.screening.model_registry import MODEL_KINDS, ModelRegistry, check_kind, registry_id
 from engine.domain.screening.products import Catalogue, affordability, match
@@ -125,7 +125,7 @@ class Leads(Application[UUID]):
 
     def construct_mapper(self) -> Mapper[UUID]:
         """Personal fields are sealed with each lead's own key when a vault is configured."""
-        return sealing_mapper(super().construct_mapper(), self.vault, PII_FIELDS)
+        return sealing_mapper(super().construct_mapper(), self.vault, PII_FIELDS, owners=PII_OWNERS)
 
     # ---- capture ---------------------------------------------------------------------------
 
@@ -651,6 +651,7 @@ class Leads(Application[UUID]):
         at = at or self.clock.now()
         lead = self.fresh_lead(lead_id)
         if lead.erased:
+            self.vault.erase(lead_id, at.isoformat())  # scrubs again (the first scrub may have waited in vain)
             return lead
         self.opt_out(lead_id, "all", "erasure", "erased on request", at)
 
@@ -790,6 +791,9 @@ class Leads(Application[UUID]):
             ref.source_channel or "", ref.external_id if ref.source_channel else None, ref.phone, ref.email
         )
         found = self._resolve(keys, {})
+        by_contact_only = not (ref.source_channel and ref.external_id)
+        if found is not None and by_contact_only and self.get_lead(found).erased:
+            found = None  # an erased person's phone or e-mail no longer leads to them
         if found is None:
             raise InvalidLeadError("lead", f"{UNKNOWN_LEAD} {_describe(ref)}")
         return found

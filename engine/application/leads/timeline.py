@@ -54,7 +54,8 @@ def describe(e: Any) -> tuple[str, str]:
         case Lead.ProductsMatched():
             if e.product:
                 return (
-                    f"matched {e.name}: APR {float(e.apr):.2%}, {e.monthly_payment}/month",
+                    f"matched {e.name}: APR {float(e.apr):.2%}"
+                    + (f", {e.monthly_payment}/month" if e.monthly_payment else ""),
                     f"cheapest eligible product (catalogue {e.catalogue_version})"
                     + (f"; not: {'; '.join(f'{k} ({v})' for k, v in e.reasons.items())}" if e.reasons else ""),
                 )

@@ -16,6 +16,8 @@ from engine.domain.shared.topics import keep_topics
 
 #: How a task can end; ``opted_out`` also withdraws the lead's marketing consent on every channel.
 OUTCOMES = ("reached", "no_answer", "callback_requested", "applied", "not_interested", "wrong_number", "opted_out")
+#: How a task ends when its lead is erased.
+ERASED_OUTCOME = "erased"
 
 
 class AgentTask(Aggregate):
@@ -154,6 +156,12 @@ class AgentTask(Aggregate):
         if self.done:
             raise TaskStateError(f"task {self.id} is already done ({self.outcome})")
         self._completed(outcome=outcome, note=note, by=by, at=at)
+
+    def close_for_erasure(self, by: str, at: datetime) -> None:
+        """The lead was erased: nobody is to call the person, so the task ends (not an agent's
+        outcome, hence not among ``OUTCOMES``)."""
+        if not self.done:
+            self._completed(outcome=ERASED_OUTCOME, note="the person asked to be erased", by=by, at=at)
 
     @event(Completed)
     def _completed(self, outcome: str, note: str, by: str, at: datetime) -> None:

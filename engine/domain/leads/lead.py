@@ -298,6 +298,8 @@ class Lead(Aggregate):
         self.contact, self.profile, self.interest, self.contact_issues = {}, {}, {}, []
         self.conflicts = ()
         self.scores = {k: {**v, "inputs": {}, "reasons": []} for k, v in self.scores.items()}
+        if self.offer:  # the payment and DTI with the loan reveal income (income = payment / DTI)
+            self.offer = {**self.offer, "monthly_payment": "", "dti_after": ""}
 
     def owned_by(self, source: JSONDict) -> bool:
         """Whether ``source`` is the record this lead was captured from (its system of record)."""
@@ -715,9 +717,17 @@ PII_FIELDS: dict[type[Any], dict[str, Any]] = {
     Lead.ProfileUpdated: {"changes": {}},
     Lead.DataConflicted: {"conflicts": {}},
     Lead.Segmented: {"reasons": {}},
-    Lead.ProductsMatched: {"inputs": {}},
+    # The payment and the DTI with the loan together give the income: personal like the inputs.
+    Lead.ProductsMatched: {"inputs": {}, "monthly_payment": "", "dti_after": ""},
     Lead.Scored: {"inputs": {}, "reasons": []},
     Lead.ConsentGranted: {"evidence": "(erased)"},
     Lead.ConsentRequested: {"evidence": "(erased)"},
     Lead.ConsentWithdrawn: {"evidence": "(erased)"},
+    # The operator's words (they may quote the request): sealed, never on the bus or webhooks.
+    Lead.Erased: {"reason": "(sealed)"},
 }
+#: The key that seals operators' notes (not the lead's own key: the reason an erasure was carried
+#: out must stay readable to the lender after it).
+OPERATOR_NOTES_KEY = UUID(int=1)
+#: Events sealed under a fixed key instead of their lead's.
+PII_OWNERS: dict[type[Any], UUID] = {Lead.Erased: OPERATOR_NOTES_KEY}
