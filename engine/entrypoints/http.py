@@ -12,7 +12,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
 from engine.application.access import Access
-from engine.application.delivery.links import LinkCheck, LinkKeys, check_token
+from engine.application.delivery.links import LinkCheck, LinkKeys, check_token, issued_at
 from engine.application.engine import Engine
 from engine.application.ports import CallbackVerifier
 from engine.domain.delivery.suppression import is_opt_out
@@ -151,12 +151,19 @@ def _link_routes(app: FastAPI, engine: Engine, keys: LinkKeys) -> None:
     def confirm(lead_id: UUID, channel: str, token: str) -> str:
         """Double opt-in: consent starts when the lead confirms (a POST, so link scanners do not)."""
         lang = verify(lead_id, channel, token, "confirm")
+        issued = issued_at("confirm", token)
         try:
-            engine.leads.confirm_consent(
-                lead_id, channel, "confirmation link", "double opt-in confirmed", engine.clock.now()
+            refused = (
+                "no moment"
+                if issued is None
+                else engine.leads.confirm_consent(
+                    lead_id, channel, "confirmation link", "double opt-in confirmed", issued, engine.clock.now()
+                )
             )
         except LeadNotFoundError:
             raise PageError(404, "invalid") from None
+        if refused:  # opted out (or erased) since the link was sent: the link is spent
+            raise PageError(410, "expired", lang)
         return pages.tell(lang, "confirmed", lender, address)
 
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from engine.adapters.clock import VirtualClock
 from engine.adapters.twilio_sms import TwilioCallbacks
-from engine.application.delivery.links import LinkCheck, LinkKeys, check_token, make_token
+from engine.application.delivery.links import LinkCheck, LinkKeys, _mac, check_token, issued_at, key_id, make_token
 from engine.application.leads.timeline import lead_timeline
 from engine.entrypoints.cli import app
 from engine.entrypoints.http import create_app
@@ -47,11 +47,26 @@ def test_a_token_is_bound_to_its_purpose_lead_channel_and_key(clock: VirtualCloc
     assert check_token(LinkKeys(KEY), "unsubscribe", me, "sms", token, now) is LinkCheck.INVALID
     assert check_token(LinkKeys(KEY), "confirm", me, "email", token, now) is LinkCheck.INVALID  # no cross-use
     assert check_token(LinkKeys("x" * 40), "unsubscribe", me, "email", token, now) is LinkCheck.INVALID
-    kid, day, mac = token.split(".")
-    later = f"{kid}.{int(day, 16) + 1000:x}.{mac}"  # an attacker stretching the expiry breaks the MAC
+    kid, day, issued, mac = token.split(".")
+    later = f"{kid}.{int(day, 16) + 1000:x}.{issued}.{mac}"  # an attacker stretching the expiry breaks the MAC
     assert check_token(LinkKeys(KEY), "unsubscribe", me, "email", later, now) is LinkCheck.INVALID
-    for hostile in ("é" * 30, "x" * 10_000, "", "..", f"{kid}.zz.{mac}", "\x00"):
+    younger = f"{kid}.{day}.{int(issued, 16) + 60:x}.{mac}"  # or making it look issued later
+    assert check_token(LinkKeys(KEY), "unsubscribe", me, "email", younger, now) is LinkCheck.INVALID
+    assert issued_at("unsubscribe", token) == now.replace(microsecond=0)
+    for hostile in ("é" * 30, "x" * 10_000, "", "..", f"{kid}.zz.{issued}.{mac}", f"{kid}.{day}.zz.{mac}", "\x00"):
         assert check_token(LinkKeys(KEY), "unsubscribe", me, "email", hostile, now) is LinkCheck.INVALID
+
+
+def test_links_sent_before_tokens_named_their_moment_still_work(clock: VirtualClock) -> None:
+    lead, now = uuid4(), clock.now()
+    expires = int((now + timedelta(days=7)).timestamp()) // 86_400
+    old_confirm = f"{key_id(KEY)}.{expires:x}.{_mac(KEY, f'confirm|{lead}|email|{expires}')}"
+    assert check_token(LinkKeys(KEY), "confirm", lead, "email", old_confirm, now) is LinkCheck.VALID
+    issued = issued_at("confirm", old_confirm)
+    assert issued is not None and issued <= now  # the earliest it can have been sent
+    expires = int((now + timedelta(days=1)).timestamp()) // 86_400
+    old_session = f"{key_id(KEY)}.{expires:x}.{_mac(KEY, f'dashboard|{lead}|session|{expires}')}"
+    assert check_token(LinkKeys(KEY), "dashboard", lead, "session", old_session, now) is LinkCheck.INVALID
 
 
 def test_confirmation_links_expire_in_days_and_unsubscribe_links_last(clock: VirtualClock) -> None:

@@ -21,7 +21,9 @@ from twilio.request_validator import RequestValidator
 from engine.adapters.clock import VirtualClock
 from engine.adapters.twilio_sms import TwilioCallbacks
 from engine.application.delivery.links import LinkKeys
+from engine.application.erasure import erase_lead
 from engine.application.leads.timeline import lead_timeline
+from engine.domain.shared.values import ConsentChannel, ConsentPurpose
 from engine.domain.delivery.suppression import is_opt_out
 from engine.entrypoints.http import create_app
 from tests.conftest import MakeEngine
@@ -238,3 +240,44 @@ def test_double_opt_in_starts_marketing_email_only_after_the_link_is_confirmed(
     whats = [t["what"] for t in lead_timeline(engine, out.lead_id)["timeline"]]  # type: ignore[arg-type]
     assert "email marketing consent requested (awaiting confirmation)" in whats
     assert "email marketing consent granted" in whats
+
+
+@pytest.mark.parametrize(
+    "order, confirmed",
+    [
+        (["link", "confirm"], True),
+        (["link", "opt out", "confirm"], False),  # the link is older than the opt-out
+        (["link", "erase", "confirm"], False),
+        (["link", "opt out", "ask again", "confirm"], False),  # asked again, but this link is the old one
+        (["link", "opt out", "ask again", "new link", "confirm"], True),  # the person's own new act
+        (["link", "confirm", "opt out", "confirm"], False),  # a second click never undoes the opt-out
+        (["link", "confirm", "confirm"], True),
+    ],
+)
+def test_a_confirmation_link_never_grants_consent_past_a_later_opt_out(
+    make_engine: MakeEngine, clock: VirtualClock, order: list[str], confirmed: bool
+) -> None:
+    engine = make_engine(settings={"unsubscribe_secret": "s3cret", "email_double_opt_in": True})
+    [out] = engine.leads.capture_leads([young_pro(1, captured_at=clock.now())])
+    lead_id = out.lead_id
+    assert lead_id is not None
+    client = app_for(engine)
+    path = ""
+    for step in order:
+        clock.advance_to(clock.now() + timedelta(minutes=5))
+        if step in ("link", "new link"):
+            path = urllib.parse.urlparse(engine.deliveries.confirm_url(lead_id, "email")).path
+        elif step == "confirm":
+            client.post(path)
+        elif step == "opt out":
+            engine.leads.opt_out(lead_id, "email", "unsubscribe link", "one-click unsubscribe")
+        elif step == "ask again":  # the web form again, with e-mail consent ticked
+            lead = engine.leads.fresh_lead(lead_id)
+            lead.request_consent(ConsentChannel.EMAIL, ConsentPurpose.MARKETING, "web form", "ticked", clock.now())
+            engine.leads.save(lead)
+        elif step == "erase":
+            erase_lead(engine, lead_id, "request", "dpo")
+    lead = engine.leads.fresh_lead(lead_id)
+    assert lead.has_consent(ConsentChannel.EMAIL, ConsentPurpose.MARKETING) is confirmed
+    last = client.post(path)
+    assert last.status_code == (200 if confirmed else 410)

@@ -53,10 +53,13 @@ def _mac(secret: str, message: str) -> str:
 
 
 def make_token(keys: LinkKeys, purpose: str, lead_id: UUID, channel: str, now: datetime) -> str:
-    """``kid.expiry-day.mac``: URL-safe, about 40 characters."""
+    """``kid.expiry-day.issued-second.mac``: URL-safe, about 50 characters. The moment it was
+    issued is signed too: a confirmation link older than an opt-out grants nothing, and a
+    dashboard session older than a sign-out is over."""
     expires = int((now + LIFETIME[purpose]).timestamp()) // _DAY
-    mac = _mac(keys.current, f"{purpose}|{lead_id}|{channel}|{expires}")
-    return f"{key_id(keys.current)}.{expires:x}.{mac}"
+    issued = int(now.timestamp())
+    mac = _mac(keys.current, f"{purpose}|{lead_id}|{channel}|{expires}|{issued}")
+    return f"{key_id(keys.current)}.{expires:x}.{issued:x}.{mac}"
 
 
 def check_token(keys: LinkKeys, purpose: str, lead_id: UUID, channel: str, token: str, now: datetime) -> LinkCheck:
@@ -68,19 +71,39 @@ def check_token(keys: LinkKeys, purpose: str, lead_id: UUID, channel: str, token
         # Links sent before tokens carried a purpose and an expiry: opting out must keep working.
         legacy = [_legacy(k, lead_id, channel) for k in (keys.current, *keys.old)]
         return LinkCheck.VALID if any(hmac.compare_digest(t, token) for t in legacy) else LinkCheck.INVALID
-    if len(parts) != 3:
+    if len(parts) == 3 and purpose in ("unsubscribe", "confirm"):  # sent before links named their moment
+        (kid, day, mac), moment = parts, ""
+    elif len(parts) == 4 and _hex(parts[2]) is not None:
+        kid, day, issued, mac = parts
+        moment = f"|{_hex(issued)}"
+    else:
         return LinkCheck.INVALID
-    kid, day, mac = parts
-    secret = keys.by_id(kid)
-    try:
-        expires = int(day, 16)
-    except ValueError:
+    secret, expires = keys.by_id(kid), _hex(day)
+    if secret is None or expires is None:
         return LinkCheck.INVALID
-    if secret is None or not hmac.compare_digest(_mac(secret, f"{purpose}|{lead_id}|{channel}|{expires}"), mac):
+    if not hmac.compare_digest(_mac(secret, f"{purpose}|{lead_id}|{channel}|{expires}{moment}"), mac):
         return LinkCheck.INVALID
     if now.astimezone(UTC).timestamp() // _DAY > expires:
         return LinkCheck.EXPIRED
     return LinkCheck.VALID
+
+
+def issued_at(purpose: str, token: str) -> datetime | None:
+    """When a token (already checked) was issued; for links from before tokens said so, the
+    earliest moment it can have been (its expiry day less its lifetime)."""
+    parts = token.split(".")
+    if len(parts) == 4 and (issued := _hex(parts[2])) is not None:
+        return datetime.fromtimestamp(issued, UTC)
+    if len(parts) == 3 and (expires := _hex(parts[1])) is not None:
+        return datetime.fromtimestamp(expires * _DAY, UTC) - LIFETIME[purpose]
+    return None
+
+
+def _hex(text: str) -> int | None:
+    try:
+        return int(text, 16) if 0 < len(text) <= 12 else None
+    except ValueError:
+        return None
 
 
 def _legacy(secret: str, lead_id: UUID, channel: str) -> str:

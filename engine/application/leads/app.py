@@ -441,15 +441,29 @@ class Leads(Application[UUID]):
             lead.withdraw_consent(ch, ConsentPurpose.MARKETING, source, "no consent at capture", at)
 
     def confirm_consent(
-        self, lead_id: UUID, channel: str, source: str, evidence: str, at: datetime | None = None
-    ) -> bool:
-        """The lead confirmed a double opt-in (clicked the link): consent starts now."""
-        lead = self.get_lead(lead_id)
-        if consent_key(channel, ConsentPurpose.MARKETING) not in lead.pending_consents:
-            return False
-        lead.grant_consent(ConsentChannel(channel), ConsentPurpose.MARKETING, source, evidence, at or self.clock.now())
-        save_batch(self, [lead])
-        return True
+        self,
+        lead_id: UUID,
+        channel: str,
+        source: str,
+        evidence: str,
+        link_issued: datetime,
+        at: datetime | None = None,
+    ) -> str:
+        """The lead confirmed a double opt-in (clicked a link issued at ``link_issued``): consent
+        starts now — unless nothing awaits confirmation, or the person opted out (or was erased)
+        after the link was sent. '' when consent is in force afterwards, else why not."""
+
+        def attempt() -> str:
+            lead = self.fresh_lead(lead_id)  # an opt-out just taken by another process counts
+            ch, purpose = ConsentChannel(channel), ConsentPurpose.MARKETING
+            refused = lead.check_confirmation(ch, purpose, link_issued)
+            if refused:
+                return "" if lead.has_consent(ch, purpose) and not lead.erased else refused
+            lead.grant_consent(ch, purpose, source, evidence, at or self.clock.now())
+            save_batch(self, [lead])
+            return ""
+
+        return str(retry_conflicts(self, attempt, self._forget_cache))
 
     def grant_consent(
         self, lead_id: UUID, channel: str, source: str, evidence: str, at: datetime | None = None

@@ -243,6 +243,8 @@ class Lead(Aggregate):
         self.segments: tuple[str, ...] = ()
         self.consents: dict[str, bool] = {}
         self.pending_consents: set[str] = set()
+        #: When each consent was last withdrawn (a confirmation link older than that grants nothing).
+        self.withdrawn_at: dict[str, datetime] = {}
         self.applications: dict[str, str] = {}
         self.missed_repayments = 0
         self.tags: set[str] = set()
@@ -548,6 +550,21 @@ class Lead(Aggregate):
     @event(ConsentWithdrawn)
     def _consent_withdrawn(self, channel: str, purpose: str, source: str, evidence: str, at: datetime) -> None:
         self.consents[consent_key(channel, purpose)] = False
+        self.pending_consents.discard(consent_key(channel, purpose))  # an open confirmation is void
+        self.withdrawn_at[consent_key(channel, purpose)] = at
+
+    def check_confirmation(self, channel: ConsentChannel, purpose: ConsentPurpose, link_issued: datetime) -> str:
+        """Why a confirmation link issued at ``link_issued`` may not start consent ('' when it
+        may): consent moves forward only by the person's own act, never past a later opt-out."""
+        key = consent_key(channel, purpose)
+        if self.erased:
+            return "the person was erased"
+        if key not in self.pending_consents:
+            return "no confirmation is awaited"
+        withdrawn = self.withdrawn_at.get(key)
+        if withdrawn is not None and withdrawn >= link_issued:
+            return f"the link is older than the opt-out of {withdrawn:%Y-%m-%d %H:%M} UTC"
+        return ""
 
     # ---- stage and lifecycle ---------------------------------------------------------------
 
