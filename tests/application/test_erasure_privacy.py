@@ -5,6 +5,7 @@ open — and the key cannot be unwrapped any more."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -56,7 +57,7 @@ def erase_with_another_process_reading(make_engine: MakeEngine) -> tuple[Engine,
 
 
 def test_nothing_of_an_erased_person_is_left_in_any_file_of_the_store(make_engine: MakeEngine, tmp_path: Path) -> None:
-    engine, reader, lead_id, secrets = erase_with_another_process_reading(make_engine)
+    engine, _reader, lead_id, secrets = erase_with_another_process_reading(make_engine)
     data = settings_of(engine).data_dir
     files = [p for p in data.rglob("*") if p.is_file()]
     assert any(p.name == "keys.db" for p in files) and any(p.name.endswith("-wal") for p in files)
@@ -71,7 +72,7 @@ def test_nothing_of_an_erased_person_is_left_in_any_file_of_the_store(make_engin
 def test_nothing_of_an_erased_person_is_left_in_any_postgresql_table_or_page(
     make_engine: MakeEngine, pg_schema: str, store: str
 ) -> None:
-    engine, reader, lead_id, secrets = erase_with_another_process_reading(make_engine)
+    _, _reader, lead_id, secrets = erase_with_another_process_reading(make_engine)
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         tables = [
             r[0]
@@ -90,10 +91,8 @@ def test_nothing_of_an_erased_person_is_left_in_any_postgresql_table_or_page(
             ]
         assert not {k: v for k, v in leaks.items() if v}
         # The raw pages of every key partition: no dead tuple still holds the wrapped key.
-        try:
+        with contextlib.suppress(psycopg.errors.UniqueViolation):  # another test made it at the same moment
             conn.execute("CREATE EXTENSION IF NOT EXISTS pageinspect")
-        except psycopg.errors.UniqueViolation:
-            pass  # another test created it at the same moment
         pages = b""
         for table in (t for t in tables if t.startswith("lead_keys_")):
             name = f'"{pg_schema}"."{table}"'

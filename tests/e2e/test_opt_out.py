@@ -23,8 +23,8 @@ from engine.adapters.twilio_sms import TwilioCallbacks
 from engine.application.delivery.links import LinkKeys
 from engine.application.erasure import erase_lead
 from engine.application.leads.timeline import lead_timeline
-from engine.domain.shared.values import ConsentChannel, ConsentPurpose
 from engine.domain.delivery.suppression import is_opt_out
+from engine.domain.shared.values import ConsentChannel, ConsentPurpose
 from engine.entrypoints.http import create_app
 from tests.conftest import MakeEngine
 from tests.helpers import emails, sms_lines, young_pro
@@ -243,7 +243,7 @@ def test_double_opt_in_starts_marketing_email_only_after_the_link_is_confirmed(
 
 
 @pytest.mark.parametrize(
-    "order, confirmed",
+    ("order", "confirmed"),
     [
         (["link", "confirm"], True),
         (["link", "opt out", "confirm"], False),  # the link is older than the opt-out

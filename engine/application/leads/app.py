@@ -40,7 +40,7 @@ from engine.domain.screening.model_registry import MODEL_KINDS, ModelRegistry, c
 from engine.domain.screening.products import Catalogue, affordability, match
 from engine.domain.screening.scoring import model_inputs
 from engine.domain.shared.errors import HuokeError, InvalidLeadError, LeadNotFoundError
-from engine.domain.shared.values import ConsentChannel, ConsentPurpose, JSONDict, Stage, consent_key
+from engine.domain.shared.values import ConsentChannel, ConsentPurpose, JSONDict, Stage
 
 UPDATE_TOPICS = [get_topic(Enrolment.LeadUpdateRequested)]
 EFFECT_TOPICS = [get_topic(Delivery.Sent), get_topic(Delivery.AddressBounced)]
