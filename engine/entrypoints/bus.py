@@ -35,6 +35,7 @@ from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, Pu
 from faststream.specification import AsyncAPI
 from pydantic import BaseModel, Field
 
+from engine.adapters.json_input import MAX_DEPTH, JsonInputError, parse_json
 from engine.application.engine import Engine
 from engine.application.leads.app import UNKNOWN_LEAD
 from engine.domain.delivery.delivery import PII_FIELDS as DELIVERY_PII
@@ -113,14 +114,33 @@ class WireEvent(BaseModel):
 
 
 class DeadLetter(BaseModel):
-    """An inbound message (or one item of it) that could not be used, and why."""
+    """An inbound message (or one item of it) that could not be used, and why. Personal data is
+    left out: the item is named by its reference fields, so the producer can find and fix it."""
 
-    schema_: str = Field("huoke.dead-letter/1", alias="schema")
+    schema_: str = Field("huoke.dead-letter/2", alias="schema")
     subject: str
     message_id: str
     index: int | None = Field(None, description="the item of an array (from 1); none: the whole message")
     errors: list[dict[str, str]]
-    item: Any = None
+    item: dict[str, str] = Field(
+        default_factory=dict,
+        description="the item's reference fields only (source_channel, external_id, kind, application_id, ...)",
+    )
+
+
+#: What a dead letter keeps of an item: where it came from and which fact it was, nothing personal.
+REFERENCE_FIELDS = ("source_channel", "external_id", "kind", "application_id", "lead_id", "source", "at")
+
+
+def reference_of(item: Any) -> dict[str, str]:
+    """The reference fields of an inbound item (never its name, phone, e-mail or profile)."""
+    if not isinstance(item, dict):
+        return {"type": type(item).__name__}
+    found = {k: item[k] for k in REFERENCE_FIELDS if k in item and isinstance(item[k], str | int)}
+    source = item.get("source")
+    if isinstance(source, dict):
+        found.update({f"source.{k}": source[k] for k in ("channel", "external_id") if isinstance(source.get(k), str)})
+    return {k: str(v)[:200] for k, v in found.items()}
 
 
 def snake(name: str) -> str:
@@ -320,11 +340,9 @@ class Bus:
                 continue
             fresh[m] = mid
             try:
-                body = json.loads(raw.data.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                decided.dead.append(
-                    DeadLetter(subject=subject, message_id=mid, errors=[_problem("message", f"not JSON: {e}")])
-                )
+                body = _body(raw.data)
+            except JsonInputError as e:
+                decided.dead.append(DeadLetter(subject=subject, message_id=mid, errors=[_problem("message", str(e))]))
                 continue
             items = body if isinstance(body, list) else [body]
             for n, item in enumerate(items, 1):
@@ -332,20 +350,64 @@ class Bus:
                 rows.append((row, item if isinstance(item, dict) else "each item must be a JSON object"))
                 origin[row] = (m, n if isinstance(body, list) else None, item)
         if rows:
-            s = self.settings
-            report = importer(self.engine, f"bus:{subject}", s.default_phone_region, ZoneInfo(s.timezone), rows=rows)
-            problems: dict[int, list[dict[str, str]]] = {}
-            for p in report.errors:
-                problems.setdefault(p.line, []).append(_problem(p.field, p.problem))
+            problems = self._import(subject, importer, rows, origin, decided, ids)
             for row, errors in sorted(problems.items()):
                 m, at, item = origin[row]
                 if _waits_for_lead(errors) and _deliveries(raws[m]) < WAIT_FOR_LEAD:
                     decided.later.add(m)
                     continue
-                decided.dead.append(DeadLetter(subject=subject, message_id=ids[m], index=at, errors=errors, item=item))
+                decided.dead.append(
+                    DeadLetter(
+                        subject=subject,
+                        message_id=ids[m],
+                        index=at,
+                        errors=[_problem(e["field"], _unquoted(e["problem"], item)) for e in errors],
+                        item=reference_of(item),
+                    )
+                )
             decided.applied = sum(1 for row in origin if row not in problems and origin[row][0] not in decided.later)
         decided.done = [mid for m, mid in fresh.items() if m not in decided.later]
         return decided
+
+    def _import(
+        self,
+        subject: str,
+        importer: Callable[..., ImportReport],
+        rows: list[tuple[int, Any]],
+        origin: dict[int, tuple[int, int | None, Any]],
+        decided: Decided,
+        ids: list[str],
+    ) -> dict[int, list[dict[str, str]]]:
+        """Import the rows: each bad one is a problem of its own row. Should an item break the
+        import itself, each message is applied on its own, so only the one that breaks is
+        dead-lettered (and none while the store does not answer: the batch is redelivered)."""
+        s = self.settings
+
+        def run(part: list[tuple[int, Any]]) -> dict[int, list[dict[str, str]]]:
+            report = importer(self.engine, f"bus:{subject}", s.default_phone_region, ZoneInfo(s.timezone), rows=part)
+            problems: dict[int, list[dict[str, str]]] = {}
+            for p in report.errors:
+                problems.setdefault(p.line, []).append(_problem(p.field, p.problem))
+            return problems
+
+        try:
+            return run(rows)
+        except Exception:
+            self._store_answers()  # a store that does not answer: the batch comes back later
+        problems: dict[int, list[dict[str, str]]] = {}
+        for m in dict.fromkeys(origin[row][0] for row, _ in rows):  # one message's fault: find it
+            part = [(row, item) for row, item in rows if origin[row][0] == m]
+            try:
+                problems.update(run(part))
+            except Exception as e:
+                self._store_answers()
+                for row, _ in part:
+                    problems[row] = [_problem("message", f"could not be applied: {type(e).__name__}")]
+        return problems
+
+    def _store_answers(self) -> None:
+        """Raise if the store does not answer (then nothing is dead-lettered for its sake)."""
+        self.engine.leads.recorder.max_notification_id()
 
     async def relay_once(self) -> int:
         """Publish what the logs hold beyond the recorded positions; the number published."""
@@ -418,6 +480,26 @@ class Bus:
 
     def close(self) -> None:
         self._db.shutdown(wait=True)
+
+
+def _unquoted(problem: str, item: Any) -> str:
+    """A problem as a dead letter says it: the item's personal values it quotes left out."""
+    if isinstance(item, dict):
+        for key, value in item.items():
+            if key not in REFERENCE_FIELDS and isinstance(value, str) and len(value) > 1:
+                problem = problem.replace(value, "…")
+    return problem
+
+
+#: Largest inbound message read (a batch of a thousand leads is far smaller).
+MAX_MESSAGE = 4 * 1024 * 1024
+
+
+def _body(data: bytes) -> Any:
+    """One message's JSON, parsed on its own with size and depth limits."""
+    if len(data) > MAX_MESSAGE:
+        raise JsonInputError(f"message of {len(data):,} bytes; at most {MAX_MESSAGE:,}")
+    return parse_json(data, MAX_DEPTH + 1)  # +1: the array around the items
 
 
 def message_id(raw: Any) -> str:

@@ -7,7 +7,6 @@ problem and nothing of it is stored. Valid rows are applied in batches (one tran
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
+from engine.adapters.json_input import JsonInputError, parse_json
 from engine.application.engine import Engine
 from engine.application.marketing import CostImport
 from engine.bootstrap import marketing_for
@@ -85,9 +85,9 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
                     yield n, f"line of {len(line):,} characters; a record may have {MAX_LINE:,}"
                     continue
                 try:
-                    value = json.loads(line)
-                except json.JSONDecodeError as e:
-                    yield n, f"not valid JSON ({e.msg} at column {e.colno})"
+                    value = parse_json(line)
+                except JsonInputError as e:
+                    yield n, str(e)
                     continue
                 yield n, value if isinstance(value, dict) else "each line must be a JSON object"
     elif path.suffix.lower() == ".csv":

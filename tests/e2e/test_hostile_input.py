@@ -137,6 +137,22 @@ def test_a_runaway_jsonl_line_fails_alone(env: Path) -> None:
     assert "a record may have 1,048,576" in doc["errors"][0]["problem"]
 
 
+def test_a_deeply_nested_jsonl_line_fails_alone(env: Path) -> None:
+    path = env / "leads.jsonl"
+    good = {"source_channel": "web_form", "external_id": "J1", "name": "Ann", "phone": "+8613800138000"}
+    lines = [
+        json.dumps(good),
+        "[" * 2000 + "]" * 2000,  # json.loads alone raises RecursionError on this
+        '{"a": ' * 12 + "1" + "}" * 12,
+        json.dumps({**good, "external_id": "J2", "phone": "+8613800138001"}),
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = runner.invoke(app, ["leads", "import", str(path), "--json"])
+    doc = json.loads(result.stdout)
+    assert doc["created"] == 2 and [e["line"] for e in doc["errors"]] == [2, 3]
+    assert all(e["problem"] == "nested more than 8 levels deep" for e in doc["errors"])
+
+
 def test_files_huoke_writes_are_readable_by_their_owner_only(env: Path) -> None:
     path = write_csv(env / "leads.csv", [HEAD, ["web_form", "P1", "Ann", "+8613800138000", "ann@x.example", "yes"]])
     assert runner.invoke(app, ["leads", "import", str(path)]).exit_code == 0

@@ -381,3 +381,65 @@ def test_a_pull_that_runs_out_of_time_ends_with_the_error_faststream_expects(pre
             await nc.close()
 
     asyncio.run(scenario())
+
+
+def test_a_hostile_message_is_dead_lettered_alone_and_the_rest_of_its_batch_is_applied(
+    setup: tuple[Engine, Settings], prefix: str
+) -> None:
+    """Five valid leads beside a 3,000-deep array, a deep object, an oversized message and a
+    non-UTF-8 one, all in one pull batch: each hostile message goes to the dead-letter subject
+    with its reason and nothing personal; the five are captured; nothing is redelivered."""
+    engine, settings = setup
+    bus = make_bus(engine, settings, relay=False)
+    hostile = {
+        "deep-array": b"[" * 3000 + b"]" * 3000,
+        "deep-object": json.dumps(lead(9, profile={"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {}}}}}}}}})).encode(),
+        "not-utf8": b'{"name": "\xff\xfe"}',
+        "huge": json.dumps(lead(8, name="x" * (5 * 1024 * 1024))).encode(),
+    }
+
+    async def scenario() -> None:
+        nc = await nats.connect(NATS_URL)
+        js = nc.jetstream()
+        await js.add_stream(name=f"{prefix}_in", subjects=[f"{prefix}.in.>"], duplicate_window=7200)
+        subject = f"{prefix}.in.leads"
+        for n in range(1, 4):
+            await js.publish(subject, json.dumps(lead(n)).encode(), headers={"Nats-Msg-Id": f"ok{n}"})
+        for name, body in hostile.items():
+            if len(body) < nc.max_payload:  # the server refuses a payload over its limit itself
+                await js.publish(subject, body, headers={"Nats-Msg-Id": name})
+        await js.publish(subject, json.dumps([lead(4), lead(5)]).encode(), headers={"Nats-Msg-Id": "ok45"})
+        await nc.close()
+        await run_consumer(bus, lambda: bus.counts["applied"] >= 5 and bus.counts["dead"] >= 3)
+
+    asyncio.run(scenario())
+    assert bus.counts["applied"] == 5
+    engine.refresh_views()
+    assert len(engine.funnel.leads({})) == 5
+    dead = asyncio.run(stream_messages(f"{prefix}_dlq", f"{prefix}.dlq.>"))
+    reasons = {d["message_id"]: d["errors"][0]["problem"] for d in dead}
+    assert reasons["deep-array"] == "nested more than 9 levels deep"
+    assert reasons["deep-object"] == "nested more than 9 levels deep"
+    assert reasons["not-utf8"] == "not UTF-8 text"
+    assert all(d["schema"] == "huoke.dead-letter/2" for d in dead)
+    bus.close()
+
+
+def test_a_dead_letter_names_the_item_without_its_personal_data(setup: tuple[Engine, Settings], prefix: str) -> None:
+    engine, settings = setup
+    bus = make_bus(engine, settings, relay=False)
+
+    async def scenario() -> None:
+        nc = await nats.connect(NATS_URL)
+        js = nc.jetstream()
+        await js.add_stream(name=f"{prefix}_in", subjects=[f"{prefix}.in.>"], duplicate_window=7200)
+        bad = lead(1, phone="12", email="not-an-address", name="Secret Person")
+        await js.publish(f"{prefix}.in.leads", json.dumps([bad]).encode(), headers={"Nats-Msg-Id": "p1"})
+        await nc.close()
+        await run_consumer(bus, lambda: bus.counts["dead"] >= 1)
+
+    asyncio.run(scenario())
+    [letter] = asyncio.run(stream_messages(f"{prefix}_dlq", f"{prefix}.dlq.>"))
+    assert letter["item"] == {"source_channel": "web_form", "external_id": "bus-1"}
+    assert "Secret Person" not in json.dumps(letter) and "not-an-address" not in json.dumps(letter)
+    bus.close()
