@@ -43,6 +43,7 @@ from engine.domain.shared.errors import (
     HuokeError,
     JourneyValidationError,
     LeadNotFoundError,
+    TaskNotYoursError,
     UnknownJourneyError,
 )
 from engine.entrypoints.importing import ImportReport, import_leads, import_lifecycle
@@ -311,13 +312,15 @@ def _task_routes(router: APIRouter, engine: Engine) -> None:
     def claim(task_id: str, caller: Agent) -> dict[str, Any]:
         """The calling officer (the key's name) takes the task."""
         engine.refresh_views()
-        return task_doc(claim_task(engine, task_id, caller.name))
+        return task_doc(claim_task(engine, task_id, caller.name, caller.role is Role.ADMIN))
 
     @router.post("/tasks/{task_id}/complete", tags=["tasks"])
     def complete(task_id: str, body: CompleteIn, caller: Agent) -> dict[str, Any]:
         """Done, with its outcome (``opted_out`` withdraws consent on every channel)."""
         engine.refresh_views()
-        return task_doc(complete_task(engine, task_id, body.outcome, body.note, caller.name))
+        return task_doc(
+            complete_task(engine, task_id, body.outcome, body.note, caller.name, caller.role is Role.ADMIN)
+        )
 
     @router.post("/tasks/{task_id}/reassign", tags=["tasks"])
     def reassign(task_id: str, body: ReassignIn, caller: Agent) -> dict[str, Any]:
@@ -325,7 +328,9 @@ def _task_routes(router: APIRouter, engine: Engine) -> None:
         if not body.queue and not body.agent:
             raise ApiProblem(422, "name a queue, an agent or both")
         engine.refresh_views()
-        return task_doc(reassign_task(engine, task_id, body.queue, body.agent, caller.name))
+        return task_doc(
+            reassign_task(engine, task_id, body.queue, body.agent, caller.name, caller.role is Role.ADMIN)
+        )
 
 
 def _journey_routes(router: APIRouter, engine: Engine, settings: Settings) -> None:
@@ -497,6 +502,10 @@ def _add_problems(app: FastAPI) -> None:
     @app.exception_handler(UnknownJourneyError)
     async def no_journey(request: Request, exc: UnknownJourneyError) -> JSONResponse:
         return problem(404, str(exc))
+
+    @app.exception_handler(TaskNotYoursError)
+    async def not_yours(request: Request, exc: TaskNotYoursError) -> JSONResponse:
+        return problem(403, str(exc))
 
     @app.exception_handler(HuokeError)
     async def refused(request: Request, exc: HuokeError) -> JSONResponse:

@@ -17,7 +17,7 @@ from engine.application.engine import Engine
 from engine.application.journeys.tasks import claim_task, complete_task, reassign_task, task_documents
 from engine.domain.journeys.agent_task import AgentTask
 from engine.domain.journeys.desk import parse_desk
-from engine.domain.shared.errors import HuokeError, JourneyValidationError
+from engine.domain.shared.errors import HuokeError, JourneyValidationError, TaskNotYoursError
 from tests.builders import done, journey
 from tests.conftest import MakeEngine
 from tests.helpers import journeys_folder, young_pro
@@ -119,7 +119,9 @@ def test_reassigning_names_only_queues_and_officers_on_the_desk(engine: Engine, 
         reassign_task(engine, task["task_id"], "loan_oficers", "", "me")
     with pytest.raises(HuokeError, match="no officer 'lina' on the desk"):
         reassign_task(engine, task["task_id"], "", "lina", "me")
-    assert reassign_task(engine, task["task_id"], "loan_officers", "li.na", "me").agent == "li.na"
+    with pytest.raises(TaskNotYoursError, match="routed to bob: only they or a team lead"):
+        reassign_task(engine, task["task_id"], "loan_officers", "li.na", "me")
+    assert reassign_task(engine, task["task_id"], "loan_officers", "li.na", "me", admin=True).agent == "li.na"
 
 
 def test_the_desk_file_and_the_journeys_that_name_queues_are_validated(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -320,3 +321,57 @@ def test_public_pages_stay_pages_beside_the_api(api: Api) -> None:
     r = api.client.get("/unsubscribe/7519d62d-27d0-5bbb-8d11-2579f7613fce/email/bad", headers={"Accept-Language": "en"})
     assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
     assert "This link is not valid" in r.text and "Huoke Lending" in r.text
+
+
+def test_an_agent_acts_only_on_tasks_they_hold_unless_a_team_lead_or_admin(api: Api, clock: VirtualClock) -> None:
+    """Every task route with another officer's key: refused (403), and the task and the lead are
+    as they were; the holder, a team lead of the queue, and an admin may."""
+    keys = {name: api.access.create_key(name, "agent", "test")[1] for name in ("li.na", "zhao.min", "liu.yang")}
+
+    def as_(name: str, method: str, path: str, **kwargs: Any) -> Any:
+        return api.client.request(method, f"/api/v1{path}", headers={"Authorization": f"Bearer {keys[name]}"}, **kwargs)
+
+    task_ids = []
+    for n in (1, 2):
+        lead_id = api.call("POST", "/leads", "integrator", json=lead(n)).json()["items"][0]["lead_id"]
+        event = {
+            "type": "application_submitted",
+            "lead_id": lead_id,
+            "application_id": f"A{n}",
+            "loan_type": "consumer",
+            "amount": "50000",
+        }
+        assert api.call("POST", "/events", "integrator", json=[event]).json()["updated"] == 1
+    api.engine.run(until=clock.now() + timedelta(days=6))  # no decision in five days: call tasks
+    tasks = api.call("GET", "/tasks").json()["tasks"]
+    task_ids = [t["task_id"] for t in tasks]
+    assert len(task_ids) == 2
+    for task_id in task_ids:  # an admin hands both to li.na
+        assert (
+            api.call(
+                "POST", f"/tasks/{task_id}/reassign", json={"queue": "loan_officers", "agent": "li.na"}
+            ).status_code
+            == 200
+        )
+    first, second = task_ids
+    before = api.engine.journeys.repository.get(UUID(first)).version
+    for method, path, body in (
+        ("POST", f"/tasks/{first}/claim", None),
+        ("POST", f"/tasks/{first}/complete", {"outcome": "opted_out", "note": "not really"}),
+        ("POST", f"/tasks/{first}/reassign", {"queue": "loan_officers", "agent": "zhao.min"}),
+    ):
+        refused = as_("zhao.min", method, path, json=body)
+        assert refused.status_code == 403, (path, refused.text)
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "li.na" in refused.json()["detail"]
+    assert api.engine.journeys.repository.get(UUID(first)).version == before  # nothing recorded
+    lead_ids = {t["task_id"]: t["lead"]["id"] for t in tasks}
+    assert api.engine.leads.fresh_lead(UUID(lead_ids[first])).has_consent(
+        ConsentChannel.EMAIL, ConsentPurpose.MARKETING
+    )
+    assert as_("li.na", "POST", f"/tasks/{first}/claim").status_code == 200
+    done = as_("li.na", "POST", f"/tasks/{first}/complete", json={"outcome": "reached"})
+    assert done.status_code == 200 and done.json()["outcome"] == "reached"
+    # A team lead of the queue (loan_officers escalates to team_leads, which liu.yang works).
+    lead_done = as_("liu.yang", "POST", f"/tasks/{second}/complete", json={"outcome": "no_answer"})
+    assert lead_done.status_code == 200 and lead_done.json()["outcome"] == "no_answer"

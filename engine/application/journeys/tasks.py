@@ -25,24 +25,26 @@ def find_task(engine: Engine, ref: str) -> dict[str, Any]:
     return found[0]
 
 
-def _act(engine: Engine, ref: str, action: Any) -> AgentTask:
+def _act(engine: Engine, ref: str, by: str, admin: bool, action: Any) -> AgentTask:
+    """Run ``action(task, now, supervisor)`` on the task as committed now; ``supervisor`` when
+    ``by`` is an admin or a team lead of the task's queue (who may act on anyone's task)."""
     row = find_task(engine, ref)
     now = engine.clock.now()
 
     def attempt() -> AgentTask:
         task = task_of(engine.journeys, row, now)
-        action(task, now)
+        action(task, now, admin or engine.desk.supervises(by, task.queue))
         save_batch(engine.journeys, [task])
         return task
 
     return retry_conflicts(engine.journeys, attempt)
 
 
-def claim_task(engine: Engine, ref: str, agent: str) -> AgentTask:
-    return _act(engine, ref, lambda task, now: task.claim(agent, now))
+def claim_task(engine: Engine, ref: str, agent: str, admin: bool = False) -> AgentTask:
+    return _act(engine, ref, agent, admin, lambda task, now, sup: task.claim(agent, now, sup))
 
 
-def reassign_task(engine: Engine, ref: str, queue: str, agent: str, by: str) -> AgentTask:
+def reassign_task(engine: Engine, ref: str, queue: str, agent: str, by: str, admin: bool = False) -> AgentTask:
     """Hand a task on; with a desk file, only to one of its queues and officers (a typo would
     strand the task where no one looks)."""
     desk = engine.desk
@@ -50,11 +52,11 @@ def reassign_task(engine: Engine, ref: str, queue: str, agent: str, by: str) -> 
         raise HuokeError(f"no queue {queue!r} on the desk (queues: {', '.join(sorted(desk.queues))})")
     if agent and desk.officers and agent not in {o.id for o in desk.officers}:
         raise HuokeError(f"no officer {agent!r} on the desk (see queues.yaml)")
-    return _act(engine, ref, lambda task, now: task.reassign(queue, agent, by, now))
+    return _act(engine, ref, by, admin, lambda task, now, sup: task.reassign(queue, agent, by, now, sup))
 
 
-def complete_task(engine: Engine, ref: str, outcome: str, note: str, by: str) -> AgentTask:
-    task = _act(engine, ref, lambda task, now: task.complete(outcome, note, by, now))
+def complete_task(engine: Engine, ref: str, outcome: str, note: str, by: str, admin: bool = False) -> AgentTask:
+    task = _act(engine, ref, by, admin, lambda task, now, sup: task.complete(outcome, note, by, now, sup))
     if outcome == "opted_out":  # said on the call: consent goes on every channel, before any send
         engine.leads.opt_out(task.lead_id, "all", "agent call", f"told {by} on a call: {note}".strip(": "))
     return task

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from engine.domain.shared.errors import TaskStateError
+from engine.domain.shared.errors import TaskNotYoursError, TaskStateError
 from engine.domain.shared.topics import keep_topics
 
 #: How a task can end; ``opted_out`` also withdraws the lead's marketing consent on every channel.
@@ -87,14 +87,25 @@ class AgentTask(Aggregate):
     def done(self) -> bool:
         return bool(self.outcome)
 
-    def claim(self, agent: str, at: datetime) -> None:
-        """Take the task; a task another agent holds must be reassigned first."""
+    @property
+    def holder(self) -> str:
+        """Who holds the task: the agent who claimed it, else the officer the desk routed it to."""
+        return self.agent or self.assigned
+
+    def check_may_act(self, agent: str, supervisor: bool = False) -> None:
+        """One rule for claiming, completing and reassigning: a task someone holds is theirs (or
+        a team lead's, or an admin's); a task nobody holds, anyone of the desk may take."""
         if self.done:
             raise TaskStateError(f"task {self.id} is already done ({self.outcome})")
-        if self.agent and self.agent != agent:
-            raise TaskStateError(f"task {self.id} is claimed by {self.agent}; reassign it first")
-        if not self.agent and self.assigned and self.assigned != agent:
-            raise TaskStateError(f"task {self.id} is routed to {self.assigned}; reassign it first")
+        if self.holder and self.holder != agent and not supervisor:
+            how = "claimed by" if self.agent else "routed to"
+            raise TaskNotYoursError(
+                f"task {self.id} is {how} {self.holder}: only they or a team lead may act on it (reassign it first)"
+            )
+
+    def claim(self, agent: str, at: datetime, supervisor: bool = False) -> None:
+        """Take the task (a task another agent holds: only a team lead takes it over)."""
+        self.check_may_act(agent, supervisor)
         if self.agent != agent:
             self._claimed(agent=agent, at=at)
 
@@ -102,10 +113,9 @@ class AgentTask(Aggregate):
     def _claimed(self, agent: str, at: datetime) -> None:
         self.agent = agent
 
-    def reassign(self, queue: str, agent: str, by: str, at: datetime) -> None:
+    def reassign(self, queue: str, agent: str, by: str, at: datetime, supervisor: bool = False) -> None:
         """Hand the task to another queue or agent (or back to the queue, with no agent)."""
-        if self.done:
-            raise TaskStateError(f"task {self.id} is already done ({self.outcome})")
+        self.check_may_act(by, supervisor)
         self._reassigned(queue=queue or self.queue, agent=agent, by=by, at=at)
 
     @event(Reassigned)
@@ -150,11 +160,10 @@ class AgentTask(Aggregate):
             self.overdue = True
         self.escalations += 1
 
-    def complete(self, outcome: str, note: str, by: str, at: datetime) -> None:
+    def complete(self, outcome: str, note: str, by: str, at: datetime, supervisor: bool = False) -> None:
         if outcome not in OUTCOMES:
             raise TaskStateError(f"unknown outcome {outcome!r}: use one of {', '.join(OUTCOMES)}")
-        if self.done:
-            raise TaskStateError(f"task {self.id} is already done ({self.outcome})")
+        self.check_may_act(by, supervisor)
         self._completed(outcome=outcome, note=note, by=by, at=at)
 
     def close_for_erasure(self, by: str, at: datetime) -> None:

@@ -91,6 +91,17 @@ class Desk:
         taken = load.get(best.id, 0)
         return best, f"{best.skills(lead)}; {taken} of {best.capacity} open"
 
+    def supervises(self, officer_id: str, queue: str) -> bool:
+        """Whether ``officer_id`` is a team lead for ``queue``: an officer of a queue its overdue
+        tasks escalate to (directly or further up)."""
+        above, seen = self.queues[queue].escalate_to if queue in self.queues else "", {queue}
+        while above and above not in seen:
+            if any(o.id == officer_id and above in o.queues for o in self.officers):
+                return True
+            seen.add(above)
+            above = self.queues[above].escalate_to if above in self.queues else ""
+        return False
+
     @property
     def slas(self) -> dict[str, timedelta]:
         return {q.id: q.sla for q in self.queues.values() if q.sla is not None}

@@ -71,6 +71,10 @@ class TaskStateError(HuokeError):
     """An agent task cannot do that now (already done, claimed by someone else, unknown outcome)."""
 
 
+class TaskNotYoursError(TaskStateError):
+    """Raised when an agent acts on a task another agent holds (only they or a team lead may)."""
+
+
 class DeliveryStateError(HuokeError):
     """A message cannot do that now (not held for review, already settled)."""
 
