@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     bus_prefix: str = Field(
         "huoke", description="first token of every bus subject and stream name (one per installation)"
     )
+    outbound_allow: str = Field(
+        "",
+        description="internal hosts or networks webhook subscriptions may reach, comma-separated (10.0.0.0/8, "
+        "crm.internal); every other loopback, private, link-local or metadata address is refused",
+    )
     webhook_url: str = Field("", description="where webhook steps POST their JSON (empty: webhook steps fail)")
     stale_after_hours: float = Field(
         24.0,

@@ -318,9 +318,7 @@ def _task_routes(router: APIRouter, engine: Engine) -> None:
     def complete(task_id: str, body: CompleteIn, caller: Agent) -> dict[str, Any]:
         """Done, with its outcome (``opted_out`` withdraws consent on every channel)."""
         engine.refresh_views()
-        return task_doc(
-            complete_task(engine, task_id, body.outcome, body.note, caller.name, caller.role is Role.ADMIN)
-        )
+        return task_doc(complete_task(engine, task_id, body.outcome, body.note, caller.name, caller.role is Role.ADMIN))
 
     @router.post("/tasks/{task_id}/reassign", tags=["tasks"])
     def reassign(task_id: str, body: ReassignIn, caller: Agent) -> dict[str, Any]:
@@ -328,9 +326,7 @@ def _task_routes(router: APIRouter, engine: Engine) -> None:
         if not body.queue and not body.agent:
             raise ApiProblem(422, "name a queue, an agent or both")
         engine.refresh_views()
-        return task_doc(
-            reassign_task(engine, task_id, body.queue, body.agent, caller.name, caller.role is Role.ADMIN)
-        )
+        return task_doc(reassign_task(engine, task_id, body.queue, body.agent, caller.name, caller.role is Role.ADMIN))
 
 
 def _journey_routes(router: APIRouter, engine: Engine, settings: Settings) -> None:

@@ -90,11 +90,13 @@ app.add_typer(hooks_app, name="webhooks")
 
 
 def _webhooks(with_engine: bool = False) -> Any:
+    from engine.adapters.http_client import OutboundPolicy
     from engine.bootstrap import meta_for
     from engine.entrypoints.webhooks import Webhooks
 
     s = settings()
-    return Webhooks(engine_for(s, journeys=False) if with_engine else None, meta_for(s))
+    policy = OutboundPolicy.parse(s.outbound_allow)
+    return Webhooks(engine_for(s, journeys=False) if with_engine else None, meta_for(s), policy)
 
 
 @hooks_app.command("add")

@@ -17,13 +17,13 @@ import hashlib
 import hmac
 import json
 import secrets
-import urllib.error
-import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from engine.adapters.http_client import OutboundPolicy, OutboundRefusedError
+from engine.adapters.http_client import post as http_post
 from engine.application.engine import Engine
 from engine.domain.shared.errors import HuokeError
 from engine.entrypoints.bus import wire_event
@@ -54,15 +54,6 @@ def sign(secret: str, event_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(mac).decode()
 
 
-def http_post(url: str, body: bytes, headers: dict[str, str]) -> int:
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - the operator's URL
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310
-            return int(response.status)
-    except urllib.error.HTTPError as e:
-        return int(e.code)
-
-
 def matches(patterns: list[str], event_type: str) -> bool:
     """``Lead.StageChanged`` matches ``Lead.StageChanged``, ``Lead.*`` and ``*``."""
     return any(p in ("*", event_type) or (p.endswith(".*") and event_type.startswith(p[:-1])) for p in patterns)
@@ -74,12 +65,21 @@ class Webhooks:
 
     engine: Engine | None
     meta: Any
-    post: Post = http_post
+    #: Which internal addresses subscriptions may reach (none: public addresses only).
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
+    post: Post | None = None
+
+    def __post_init__(self) -> None:
+        if self.post is None:
+            self.post = lambda url, body, headers: http_post(self.outbound, url, body, headers, TIMEOUT)
 
     def add(self, name: str, url: str, events: list[str], from_start: bool = False) -> str:
-        """A subscription; its signing secret is returned (shown once to the operator)."""
-        if not url.startswith(("https://", "http://")):
-            raise WebhookError(f"{url!r} is not an http(s) URL")
+        """A subscription; its signing secret is returned (shown once to the operator). A URL
+        that resolves to an internal address is refused (``HUOKE_OUTBOUND_ALLOW``)."""
+        try:
+            self.outbound.target(url)
+        except OutboundRefusedError as e:
+            raise WebhookError(str(e)) from None
         if not events:
             raise WebhookError("name the event types to send, e.g. Lead.StageChanged, Delivery.* or *")
         if self.meta.query("SELECT name FROM {huoke_webhooks} WHERE name = ?", (name,)):
@@ -154,9 +154,10 @@ class Webhooks:
             "webhook-timestamp": str(timestamp),
             "webhook-signature": sign(hook["secret"], event_id, timestamp, body),
         }
+        assert self.post is not None  # noqa: S101 - set in __post_init__
         try:
             status = self.post(hook["url"], body, headers)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, OutboundRefusedError) as e:
             return f"{type(e).__name__}: {e}"[:300]
         return "" if 200 <= status < 300 else f"HTTP {status}"
 

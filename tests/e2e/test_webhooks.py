@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -20,8 +21,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from engine.adapters.clock import VirtualClock
+from engine.adapters.http_client import OutboundPolicy
 from engine.application.engine import Engine
 from engine.bootstrap import meta_for
+from engine.domain.shared.errors import HuokeError
 from engine.entrypoints.schemas import LeadRow
 from engine.entrypoints.webhooks import FIRST_BACKOFF, MAX_ATTEMPTS, Webhooks
 from tests.conftest import POSTGRES_URL, MakeEngine, base_settings
@@ -36,6 +39,8 @@ class Receiver(BaseHTTPRequestHandler):
         if self.status < 300:
             self.received.append({"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
         self.send_response(self.status)
+        if 300 <= self.status < 400:
+            self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
         self.end_headers()
 
     def log_message(self, *args: Any) -> None:
@@ -59,7 +64,8 @@ def hooks(make_engine: MakeEngine, tmp_path: Path, store: str, request: Any) -> 
     overrides = {}
     if store == "postgres":
         overrides["database_url"] = f"{POSTGRES_URL}?schema={request.getfixturevalue('pg_schema')}"
-    return Webhooks(engine, meta_for(base_settings(tmp_path, **overrides)))
+    # The receiver runs on loopback: the one internal address these subscriptions may reach.
+    return Webhooks(engine, meta_for(base_settings(tmp_path, **overrides)), OutboundPolicy.parse("127.0.0.1"))
 
 
 def capture(engine: Engine, *ns: int) -> None:
@@ -121,3 +127,65 @@ def test_a_failing_subscriber_backs_off_keeps_its_place_then_dead_letters(
     assert hooks.resend("warehouse", at) == (1, 0) and hooks.dead("warehouse") == []
     hooks.deliver(at)
     assert len(Receiver.received) == 4 and len({d["headers"]["webhook-id"] for d in Receiver.received}) == 4
+
+
+INTERNAL = [
+    ("http://127.0.0.1:5432/", "loopback"),
+    ("http://localhost:8222/varz", "loopback"),  # the NATS monitor
+    ("http://169.254.169.254/latest/meta-data/", "link-local"),  # cloud metadata
+    ("http://[::ffff:169.254.169.254]/", "link-local"),
+    ("http://2130706433/", "loopback"),  # 127.0.0.1 as a decimal number
+    ("http://0x7f.1/", "loopback"),
+    ("http://10.1.2.3/hook", "private"),
+    ("http://[::1]:8080/", "loopback"),
+    ("http://224.0.0.1/", "multicast"),
+    ("http://0.0.0.0:8080/", "unspecified"),
+    ("http://metadata.google.internal/", "does not resolve"),
+    ("ftp://example.com/", "is not an http\\(s\\) URL"),
+]
+
+
+@pytest.mark.parametrize(("url", "why"), INTERNAL)
+def test_a_subscription_to_an_internal_address_is_refused(
+    make_engine: MakeEngine, tmp_path: Path, url: str, why: str
+) -> None:
+    hooks = Webhooks(make_engine(), meta_for(base_settings(tmp_path)))
+    with pytest.raises(HuokeError, match=why):
+        hooks.add("crm", url, ["*"])
+    assert hooks.subscriptions() == []
+
+
+def test_an_allowed_internal_network_may_be_subscribed(make_engine: MakeEngine, tmp_path: Path) -> None:
+    hooks = Webhooks(make_engine(), meta_for(base_settings(tmp_path)), OutboundPolicy.parse("10.0.0.0/8, crm.internal"))
+    hooks.add("crm", "http://10.1.2.3/hook", ["*"])
+    assert [h["name"] for h in hooks.subscriptions()] == ["crm"]
+
+
+def test_delivery_checks_the_address_again_and_never_follows_a_redirect(
+    hooks: Webhooks, receiver: str, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hooks.add("crm", receiver, ["Lead.Captured"])
+    capture(hooks.logs, 1)
+    Receiver.status = 302  # a redirect towards the metadata service: the answer, never followed
+    assert hooks.deliver(clock.now()) == {"delivered": 0, "failed": 1, "dead": 0}
+    assert hooks.subscriptions()[0]["last_error"] == "HTTP 302"
+    # A name that resolved to a public address when subscribed now resolves to loopback (DNS
+    # rebinding): refused before any request is made.
+    answers = {"hooks.example": "93.184.216.34"}
+    real = socket.getaddrinfo
+
+    def fake_dns(host: str, *args: Any, **kwargs: Any) -> Any:
+        return real(answers.get(host, host), *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_dns)
+    public = Webhooks(hooks.engine, hooks.meta)  # no internal address allowed
+    port = receiver.split(":")[2].split("/", maxsplit=1)[0]
+    public.add("rebound", f"http://hooks.example:{port}/hooks", ["Lead.Captured"])
+    answers["hooks.example"] = "127.0.0.1"
+    capture(hooks.logs, 2)
+    Receiver.status = 204
+    clock.advance_to(clock.now() + timedelta(hours=2))
+    public.deliver(clock.now())
+    rebound = next(h for h in public.subscriptions() if h["name"] == "rebound")
+    assert "hooks.example resolves to 127.0.0.1 (loopback)" in rebound["last_error"]
+    assert Receiver.received == []
