@@ -91,12 +91,14 @@ app.add_typer(hooks_app, name="webhooks")
 
 def _webhooks(with_engine: bool = False) -> Any:
     from engine.adapters.http_client import OutboundPolicy
-    from engine.bootstrap import meta_for
+    from engine.bootstrap import meta_for, vault_for
     from engine.entrypoints.webhooks import Webhooks
 
     s = settings()
     policy = OutboundPolicy.parse(s.outbound_allow)
-    return Webhooks(engine_for(s, journeys=False) if with_engine else None, meta_for(s), policy)
+    engine = engine_for(s, journeys=False) if with_engine else None
+    vault = engine.leads.vault if engine is not None else vault_for(s)  # signing secrets are sealed
+    return Webhooks(engine, meta_for(s), policy, vault=vault)
 
 
 @hooks_app.command("add")

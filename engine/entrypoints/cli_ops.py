@@ -49,6 +49,7 @@ def db_init(as_json: JsonOpt = False) -> None:
     """Create every table and index (idempotent; safe when several processes run it at once)."""
     s = settings()
     count = init_database(s)
+    _seal_webhook_secrets(s)
     where = "PostgreSQL" if s.database_url else f"SQLite files in {s.data_dir}"
     key = _master_key_source(s)
     if as_json:
@@ -57,6 +58,19 @@ def db_init(as_json: JsonOpt = False) -> None:
     console.print(f"database ready ({where}); {count} lead partition(s)")
     if key:
         console.print(f"master key: {key} (keep it out of the data backups: it opens every lead's data)")
+
+
+def _seal_webhook_secrets(s: Settings) -> None:
+    """Stores from before: the webhooks' signing secrets are sealed under the master key."""
+    from engine.bootstrap import meta_for, vault_for
+    from engine.entrypoints.webhooks import Webhooks
+
+    vault = vault_for(s)
+    if vault is not None:
+        try:
+            Webhooks(None, meta_for(s), vault=vault).seal_stored_secrets()
+        finally:
+            vault.close()
 
 
 def _master_key_source(s: Settings) -> str | None:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from engine.adapters.http_client import OutboundPolicy, OutboundRefusedError
 from engine.adapters.http_client import post as http_post
@@ -37,6 +38,11 @@ LOGS = ("leads", "journeys", "deliveries")
 
 #: Sends one signed POST; returns the HTTP status (raises OSError when nothing answered).
 Post = Callable[[str, bytes, dict[str, str]], int]
+
+
+#: The vault key that seals subscriptions' signing secrets (not a lead's key: never erased).
+WEBHOOK_SECRETS_KEY = UUID(int=2)
+SEALED_PREFIX = "sealed:"
 
 
 class WebhookError(HuokeError):
@@ -68,6 +74,9 @@ class Webhooks:
     #: Which internal addresses subscriptions may reach (none: public addresses only).
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
     post: Post | None = None
+    #: Seals the signing secrets at rest under a key wrapped by the master key (None: plain,
+    #: when personal data is not encrypted either).
+    vault: Any = None
 
     def __post_init__(self) -> None:
         if self.post is None:
@@ -86,11 +95,44 @@ class Webhooks:
             raise WebhookError(f"a webhook is already named {name!r}")
         positions = dict.fromkeys(LOGS, 0) if from_start else self._ends()
         secret = new_secret()
+        stored = self._sealed(name, secret)
         self.meta.query(
             "INSERT INTO {huoke_webhooks} VALUES (?, ?, ?, ?, ?, 0, '', '', ?)",
-            (name, url, json.dumps(events), secret, json.dumps(positions), datetime.now().astimezone().isoformat()),
+            (name, url, json.dumps(events), stored, json.dumps(positions), datetime.now().astimezone().isoformat()),
         )
         return secret
+
+    def _sealed(self, name: str, secret: str) -> str:
+        """How a signing secret is stored: sealed when there is a vault."""
+        if self.vault is None:
+            return secret
+        blob = self.vault.seal(WEBHOOK_SECRETS_KEY, secret.encode(), f"webhook|{name}".encode())
+        return SEALED_PREFIX + base64.urlsafe_b64encode(blob).decode()
+
+    def _secret(self, hook: dict[str, Any]) -> str:
+        stored = str(hook["secret"])
+        if not stored.startswith(SEALED_PREFIX):
+            return stored  # stored before secrets were sealed (``db init`` seals them)
+        if self.vault is None:
+            raise WebhookError("webhook secrets are sealed: the master key is needed to sign deliveries")
+        blob = base64.urlsafe_b64decode(stored.removeprefix(SEALED_PREFIX))
+        opened = self.vault.open(WEBHOOK_SECRETS_KEY, blob, f"webhook|{hook['name']}".encode())
+        if opened is None:  # pragma: no cover - the webhook key is never erased
+            raise WebhookError(f"the signing secret of {hook['name']!r} cannot be opened")
+        return bytes(opened).decode()
+
+    def seal_stored_secrets(self) -> int:
+        """Seal every signing secret stored in plain (stores from before); the number sealed."""
+        if self.vault is None:
+            return 0
+        rows = self.meta.query("SELECT name, secret FROM {huoke_webhooks}")
+        plain = [r for r in rows if not str(r["secret"]).startswith(SEALED_PREFIX)]
+        for r in plain:
+            self.meta.query(
+                "UPDATE {huoke_webhooks} SET secret = ? WHERE name = ?",
+                (self._sealed(r["name"], r["secret"]), r["name"]),
+            )
+        return len(plain)
 
     @property
     def logs(self) -> Engine:
@@ -152,7 +194,7 @@ class Webhooks:
             "User-Agent": "huoke-webhooks/1",
             "webhook-id": event_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(hook["secret"], event_id, timestamp, body),
+            "webhook-signature": sign(self._secret(hook), event_id, timestamp, body),
         }
         assert self.post is not None  # noqa: S101 - set in __post_init__
         try:

@@ -189,3 +189,22 @@ def test_delivery_checks_the_address_again_and_never_follows_a_redirect(
     rebound = next(h for h in public.subscriptions() if h["name"] == "rebound")
     assert "hooks.example resolves to 127.0.0.1 (loopback)" in rebound["last_error"]
     assert Receiver.received == []
+
+
+def test_signing_secrets_are_sealed_at_rest(
+    make_engine: MakeEngine, tmp_path: Path, receiver: str, clock: VirtualClock
+) -> None:
+    engine = make_engine()
+    meta = meta_for(base_settings(tmp_path))
+    plain = Webhooks(engine, meta, OutboundPolicy.parse("127.0.0.1"))  # as huoke stored them before
+    old_secret = plain.add("old", receiver, ["Lead.Captured"])
+    hooks = Webhooks(engine, meta, OutboundPolicy.parse("127.0.0.1"), vault=engine.leads.vault)
+    secret = hooks.add("new", receiver, ["Lead.Captured"])
+    assert hooks.seal_stored_secrets() == 1 and hooks.seal_stored_secrets() == 0  # what db init does
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "data").iterdir() if p.is_file())
+    for s in (secret, old_secret):
+        assert s.encode() not in stored and s.removeprefix("whsec_").encode() not in stored
+    capture(engine, 1)
+    assert hooks.deliver(clock.now())["delivered"] == 2
+    by_key = {d["headers"]["webhook-signature"]: d for d in Receiver.received}
+    assert len(by_key) == 2 and sum(verify(s, d) for s in (secret, old_secret) for d in Receiver.received) == 2
