@@ -3,6 +3,7 @@ the HTTP API's authentication. Its own event log (store ``access``)."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 
 from engine.application.ports import Clock
 from engine.application.projecting import matching_notifications
-from engine.application.saving import fresh_get
+from engine.application.saving import fresh_get, retry_conflicts, save_batch
 from engine.domain.access.api_key import KEY_PREFIX, ApiKey, AuditEntry, Role, key_hash, key_id
 from engine.domain.shared.errors import AccessError
 
@@ -81,6 +82,26 @@ class Access(Application[UUID]):
         if not key.active or not secrets.compare_digest(key.key_sha256, key_hash(text)):
             return None
         return Caller(key.id, key.name, key.role)
+
+    def session_caller(self, key: UUID, issued: datetime) -> Caller | None:
+        """The caller of a dashboard session opened at ``issued``, read fresh; None when the key
+        is revoked or was signed out of since."""
+        try:
+            found: ApiKey = fresh_get(self, key)
+        except AggregateNotFoundError:
+            return None
+        return Caller(found.id, found.name, found.role) if found.session_open(issued) else None
+
+    def sign_out(self, key: UUID, at: datetime) -> None:
+        """End every dashboard session of the key opened until ``at``."""
+
+        def attempt() -> None:
+            found: ApiKey = fresh_get(self, key)
+            found.sign_out(at)
+            save_batch(self, [found])
+
+        with contextlib.suppress(AggregateNotFoundError):
+            retry_conflicts(self, attempt)
 
     def caller(self, key: UUID) -> Caller | None:
         """The caller of the key with id ``key``, read fresh; None when unknown or revoked (a

@@ -47,7 +47,14 @@ from engine.domain.shared.errors import (
     UnknownJourneyError,
 )
 from engine.entrypoints.importing import ImportReport, import_leads, import_lifecycle
-from engine.entrypoints.report_docs import FilterError, ReportName, check_journey, report_document, scope_from
+from engine.entrypoints.report_docs import (
+    FilterError,
+    ReportName,
+    check_day,
+    check_journey,
+    report_document,
+    scope_from,
+)
 from engine.entrypoints.schemas import lead_ref
 from engine.settings import Settings
 
@@ -407,8 +414,10 @@ def _report_routes(router: APIRouter, engine: Engine, access: Access, settings: 
         try:
             scope = scope_from({"since": since, "until": until, "channel": channel, "journey": journey, "touch": touch})
             check_journey(engine, scope)
+            if as_of is not None:
+                check_day(as_of, "as_of")
         except FilterError as e:
-            raise ApiProblem(400, str(e)) from None
+            raise ApiProblem(422, str(e)) from None
         moment = None
         if as_of is not None:
             moment = as_of if as_of.tzinfo else as_of.replace(tzinfo=ZoneInfo(settings.timezone))

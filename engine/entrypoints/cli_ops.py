@@ -34,6 +34,7 @@ from engine.entrypoints.cli_common import (
     require_secrets,
     settings,
 )
+from engine.entrypoints.report_docs import FilterError, check_day
 from engine.settings import Settings
 
 #: Seconds a worker's tick may start new work; then it looks at its share again (a new worker
@@ -132,8 +133,11 @@ class Lease:
 def _parse_until(text: str, tz: ZoneInfo) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
+        check_day(moment, "--until")
+    except FilterError as e:
+        fail(str(e), 2)
     except ValueError:
-        fail(f"--until {text!r} is not a date/time like 2026-03-01 or 2026-03-01T09:00")
+        fail(f"--until {text!r} is not a date/time like 2026-03-01 or 2026-03-01T09:00", 2)
     return moment if moment.tzinfo else moment.replace(tzinfo=tz)
 
 

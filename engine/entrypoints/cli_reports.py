@@ -40,6 +40,7 @@ from engine.entrypoints.report_docs import (
     REPORT_VIEWS,
     FilterError,
     ReportName,
+    check_day,
     check_journey,
     marketing_costs,
     report_document,
@@ -72,16 +73,23 @@ Touch = Annotated[str, typer.Option("--touch", help="attribute each lead to its 
 
 
 def parse_moment(text: str, timezone: str, option: str = "--as-of") -> datetime:
-    """A day (its end) or a date and time; without an offset, in the lender's time zone."""
+    """A day (its end) or a date and time; without an offset, in the lender's time zone. A
+    moment outside the days huoke knows (1970 to 2199) is refused (exit 2)."""
     tz = ZoneInfo(timezone)
     try:
         if len(text.strip()) == 10:
-            return datetime.combine(date.fromisoformat(text.strip()) + timedelta(days=1), time(), tz) - timedelta(
-                microseconds=1
-            )
+            day = date.fromisoformat(text.strip())
+            check_day(day, option)
+            return datetime.combine(day + timedelta(days=1), time(), tz) - timedelta(microseconds=1)
         moment = datetime.fromisoformat(text.strip())
+    except FilterError as e:
+        fail(str(e), 2)
     except ValueError:
-        fail(f"{option}: expected a day like 2026-03-31 or a time like 2026-03-31T18:00, got {text!r}")
+        fail(f"{option}: expected a day like 2026-03-31 or a time like 2026-03-31T18:00, got {text!r}", 2)
+    try:
+        check_day(moment, option)
+    except FilterError as e:
+        fail(str(e), 2)
     return moment if moment.tzinfo else moment.replace(tzinfo=tz)
 
 

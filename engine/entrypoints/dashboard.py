@@ -21,6 +21,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from fastapi import FastAPI, Form, Request
@@ -29,7 +30,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from engine.application.access import Access, Caller
 from engine.application.analytics import Scope
-from engine.application.delivery.links import LinkCheck, LinkKeys, check_token, make_token
+from engine.application.delivery.links import LinkCheck, LinkKeys, check_token, issued_at, make_token
 from engine.application.engine import Engine
 from engine.domain.access.api_key import Role
 from engine.domain.marketing.costs import DIMENSIONS
@@ -356,7 +357,7 @@ HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data: blob:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # the sign-in form's Origin reaches huoke (no-referrer sends "null")
     "Cache-Control": "no-store",
 }
 
@@ -375,26 +376,47 @@ def add_dashboard(app: FastAPI, engine: Engine, access: Access, settings: Settin
             return None
         if check_token(keys, "dashboard", key_id, "session", token, datetime.now(UTC)) is not LinkCheck.VALID:
             return None
-        caller = access.caller(key_id)
+        issued = issued_at("dashboard", token)
+        caller = access.session_caller(key_id, issued) if issued is not None else None
         return caller if caller is not None and caller.role in ROLES else None
 
     def page(name: str, status: int = 200, **values: Any) -> HTMLResponse:
         html = _templates().get_template(name).render(lender=lender, **values)
         return HTMLResponse(html, status_code=status, headers=HEADERS)
 
-    _sign_in_routes(app, access, keys, page, secure)
+    _sign_in_routes(app, access, keys, page, secure, session, settings.public_url)
     _page_routes(app, engine, settings, session, page)
 
 
 def _sign_in_routes(
-    app: FastAPI, access: Access, keys: LinkKeys, page: Callable[..., HTMLResponse], secure: bool
+    app: FastAPI,
+    access: Access,
+    keys: LinkKeys,
+    page: Callable[..., HTMLResponse],
+    secure: bool,
+    session: Callable[[Request], Caller | None],
+    public_url: str,
 ) -> None:
+    def same_origin(request: Request) -> bool:
+        """A sign-in or sign-out form posted from huoke's own page, never from another site's
+        (login CSRF): the browser's Origin (else Referer) must be huoke's own."""
+        sent = request.headers.get("origin") or request.headers.get("referer", "")
+        if not sent or sent == "null":
+            return False
+        ours = {f"{request.url.scheme}://{request.headers.get('host', '')}"}
+        if public_url:
+            ours.add(public_url.rstrip("/"))
+        parts = urlsplit(sent)
+        return f"{parts.scheme}://{parts.netloc}" in ours
+
     @app.get("/dashboard/sign-in", include_in_schema=False)
     def sign_in_page() -> HTMLResponse:
         return page("sign_in.html.j2")
 
     @app.post("/dashboard/sign-in", include_in_schema=False)
-    def sign_in(key: str = Form("", max_length=200)) -> Response:
+    def sign_in(request: Request, key: str = Form("", max_length=200)) -> Response:
+        if not same_origin(request):
+            return page("sign_in.html.j2", 403, problem="Sign in from huoke's own sign-in page.")
         caller = access.authenticate(key.strip())
         if caller is None:
             return page("sign_in.html.j2", 401, problem="That key is not valid (or was revoked).")
@@ -418,7 +440,10 @@ def _sign_in_routes(
         return response
 
     @app.post("/dashboard/sign-out", include_in_schema=False)
-    def sign_out() -> Response:
+    def sign_out(request: Request) -> Response:
+        caller = session(request) if same_origin(request) else None
+        if caller is not None:  # the session is over on the server too, not only in this browser
+            access.sign_out(caller.key_id, datetime.now(UTC))
         response = RedirectResponse("/dashboard/sign-in", status_code=303)
         response.delete_cookie(COOKIE, path="/dashboard")
         return response

@@ -18,6 +18,7 @@ from engine.application.ports import CallbackVerifier
 from engine.domain.delivery.suppression import is_opt_out
 from engine.domain.shared.errors import HuokeError, LeadNotFoundError
 from engine.entrypoints import pages
+from engine.entrypoints.http_edge import Edge
 from engine.entrypoints.schemas import normalise_phone
 from engine.settings import Settings
 
@@ -63,6 +64,8 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
+
+    app.add_middleware(Edge)  # before any route: the body cap and the security headers
 
     @app.get("/health")
     def health() -> dict[str, str]:

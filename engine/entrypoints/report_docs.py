@@ -50,6 +50,18 @@ class FilterError(HuokeError):
     """A filter the page cannot apply (shown on the page, nothing else changes)."""
 
 
+#: The days huoke accepts in filters and report moments: a lender's marketing has no use for the
+#: year 1 or 9999, and date arithmetic near them overflows (a 500 instead of an answer).
+FIRST_DAY, LAST_DAY = date(1970, 1, 2), date(2199, 12, 31)
+
+
+def check_day(value: date | datetime, name: str) -> None:
+    """Refuse a day or moment outside ``FIRST_DAY``..``LAST_DAY`` with a plain ``FilterError``."""
+    day = value.date() if isinstance(value, datetime) else value
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise FilterError(f"{name}: {value.isoformat()[:32]} is out of range ({FIRST_DAY} to {LAST_DAY})")
+
+
 def scope_from(params: dict[str, str | None], prefix: str = "") -> Scope:
     """Report filters (the page's, the API's, the CLI's): since, until (days), channel, journey,
     touch. A refusal names the filter as ``prefix`` + its name (``--since`` on the CLI)."""
@@ -59,9 +71,11 @@ def scope_from(params: dict[str, str | None], prefix: str = "") -> Scope:
         if not text:
             return None
         try:
-            return date.fromisoformat(text)
+            found = date.fromisoformat(text)
         except ValueError:
             raise FilterError(f"{prefix}{name}: expected a day like 2026-03-31, got {text[:40]!r}") from None
+        check_day(found, prefix + name)
+        return found
 
     channel = (params.get("channel") or "").strip() or None
     channels = [c.value for c in SourceChannel]

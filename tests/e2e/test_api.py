@@ -163,9 +163,9 @@ def test_journeys_and_reports(api: Api) -> None:
     web = api.call("GET", "/reports/attribution?channel=web_form&touch=last", "marketer").json()
     assert web == json.loads(json.dumps(attribution_report(api.engine, Scope(channel="web_form", touch="last"))))
     bad = api.call("GET", "/reports/daily?since=2026-02-30", "marketer")
-    assert bad.status_code == 400 and "since: expected a day like 2026-03-31" in bad.json()["detail"]
+    assert bad.status_code == 422 and "since: expected a day like 2026-03-31" in bad.json()["detail"]
     typo = api.call("GET", "/reports/flows?journey=nope", "marketer")
-    assert typo.status_code == 400 and "journey: no journey 'nope' was published" in typo.json()["detail"]
+    assert typo.status_code == 422 and "journey: no journey 'nope' was published" in typo.json()["detail"]
     assert api.call("GET", "/reports/costs", "agent").status_code == 403
 
 

@@ -53,11 +53,11 @@ def _mac(secret: str, message: str) -> str:
 
 
 def make_token(keys: LinkKeys, purpose: str, lead_id: UUID, channel: str, now: datetime) -> str:
-    """``kid.expiry-day.issued-second.mac``: URL-safe, about 50 characters. The moment it was
-    issued is signed too: a confirmation link older than an opt-out grants nothing, and a
+    """``kid.expiry-day.issued-millisecond.mac``: URL-safe, about 50 characters. The moment it
+    was issued is signed too: a confirmation link older than an opt-out grants nothing, and a
     dashboard session older than a sign-out is over."""
     expires = int((now + LIFETIME[purpose]).timestamp()) // _DAY
-    issued = int(now.timestamp())
+    issued = int(now.timestamp() * 1000)
     mac = _mac(keys.current, f"{purpose}|{lead_id}|{channel}|{expires}|{issued}")
     return f"{key_id(keys.current)}.{expires:x}.{issued:x}.{mac}"
 
@@ -93,7 +93,7 @@ def issued_at(purpose: str, token: str) -> datetime | None:
     earliest moment it can have been (its expiry day less its lifetime)."""
     parts = token.split(".")
     if len(parts) == 4 and (issued := _hex(parts[2])) is not None:
-        return datetime.fromtimestamp(issued, UTC)
+        return datetime.fromtimestamp(issued / 1000, UTC)
     if len(parts) == 3 and (expires := _hex(parts[1])) is not None:
         return datetime.fromtimestamp(expires * _DAY, UTC) - LIFETIME[purpose]
     return None
@@ -101,7 +101,7 @@ def issued_at(purpose: str, token: str) -> datetime | None:
 
 def _hex(text: str) -> int | None:
     try:
-        return int(text, 16) if 0 < len(text) <= 12 else None
+        return int(text, 16) if 0 < len(text) <= 16 else None
     except ValueError:
         return None
 

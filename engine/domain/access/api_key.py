@@ -54,6 +54,11 @@ class ApiKey(Aggregate):
         reason: str
         at: datetime
 
+    class SignedOut(Aggregate.Event):
+        """Every dashboard session the key opened until ``at`` is over (a sign-out)."""
+
+        at: datetime
+
     @staticmethod
     def create_id(name: str, role: str, key_sha256: str, hint: str, by: str, at: datetime) -> UUID:
         return uuid5(KEY_NAMESPACE, key_sha256)
@@ -72,6 +77,7 @@ class ApiKey(Aggregate):
         self.created_by = by
         self.created_at = at
         self.revoked_at: datetime | None = None
+        self.signed_out_at: datetime | None = None
 
     @property
     def active(self) -> bool:
@@ -85,6 +91,18 @@ class ApiKey(Aggregate):
     @event(Revoked)
     def _revoked(self, by: str, reason: str, at: datetime) -> None:
         self.revoked_at = at
+
+    def sign_out(self, at: datetime) -> None:
+        """End the key's dashboard sessions opened until now (in every browser)."""
+        self._signed_out(at=at)
+
+    @event(SignedOut)
+    def _signed_out(self, at: datetime) -> None:
+        self.signed_out_at = at
+
+    def session_open(self, issued: datetime) -> bool:
+        """Whether a session issued at ``issued`` is still good: the key active, not signed out since."""
+        return self.active and (self.signed_out_at is None or issued > self.signed_out_at)
 
 
 class AuditEntry(Aggregate):
