@@ -46,6 +46,7 @@ from engine.domain.shared.errors import (
     TaskNotYoursError,
     UnknownJourneyError,
 )
+from engine.entrypoints.http_logging import redact_path
 from engine.entrypoints.importing import ImportReport, import_leads, import_lifecycle
 from engine.entrypoints.report_docs import (
     FilterError,
@@ -208,7 +209,7 @@ def add_api(app: FastAPI, engine: Engine, access: Access, settings: Settings) ->
     _journey_routes(router, engine, settings)
     _report_routes(router, engine, access, settings)
     app.include_router(router)
-    _add_audit(app)
+    _add_audit(app, settings)
     _add_problems(app)
 
 
@@ -461,8 +462,9 @@ def batch_result(report: ImportReport, received: int) -> BatchResult:
     )
 
 
-def _add_audit(app: FastAPI) -> None:
+def _add_audit(app: FastAPI, settings: Settings) -> None:
     access: Access = app.state.access
+    key = settings.suppression_pepper.get_secret_value().encode()
 
     @app.middleware("http")
     async def audit(request: Request, call_next: Any) -> Any:
@@ -472,7 +474,8 @@ def _add_audit(app: FastAPI) -> None:
             route = request.scope.get("route")
             action = getattr(route, "name", "") or "unknown route"
             client = request.client.host if request.client else ""
-            await run_in_threadpool(access.record, caller, action, request.url.path, response.status_code, client)
+            target = redact_path(request.url.path, key)  # a lead by id or keyed hash, never its phone
+            await run_in_threadpool(access.record, caller, action, target, response.status_code, client)
         return response
 
 

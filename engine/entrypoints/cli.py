@@ -235,6 +235,7 @@ def serve(
     from engine.bootstrap import access_for
     from engine.entrypoints.cli_bus import bus_for
     from engine.entrypoints.http import create_app
+    from engine.entrypoints.http_logging import log_config
 
     s = settings()
     require_secrets(s, "serve")
@@ -249,7 +250,8 @@ def serve(
         api=(access_for(s), s),
         asyncapi=bus_for(s).asyncapi(),
     )
-    uvicorn.run(app, host=host, port=port)
+    # The request lines in the log name no phone, e-mail or link token (http_logging).
+    uvicorn.run(app, host=host, port=port, log_config=log_config(s.suppression_pepper.get_secret_value().encode()))
 
 
 @consent_app.command("opt-out")

@@ -229,6 +229,18 @@ def test_every_change_is_an_audit_entry(api: Api) -> None:
     assert all(e["target"] == "/api/v1/leads" and e["client"] for e in entries)
 
 
+def test_the_audit_trail_names_a_lead_by_id_or_keyed_hash_never_by_phone_or_email(api: Api) -> None:
+    lead_id = api.call("POST", "/leads", "integrator", json=lead(1)).json()["items"][0]["lead_id"]
+    body = {"channel": "email", "action": "withdraw", "evidence": "asked by phone"}
+    for ref in ("+8613800138001", "lead1@example.com", lead_id):
+        assert api.call("POST", f"/leads/{ref}/consent", "agent", json=body).status_code == 200
+    targets = [e["target"] for e in api.call("GET", "/audit", "admin").json()["entries"]][1:]
+    assert targets[2] == f"/api/v1/leads/{lead_id}/consent"
+    assert all(t.startswith("/api/v1/leads/ref#") and t.endswith("/consent") for t in targets[:2])
+    assert targets[0] != targets[1]  # the phone and the e-mail are told apart, and neither is shown
+    assert not any("138001" in t or "@" in t for t in targets)
+
+
 def test_openapi_served_and_no_input_yields_a_server_error(api: Api) -> None:
     """Schemathesis over /openapi.json with an admin key: generated requests to every route
     (bounded examples), none answered with a 5xx."""

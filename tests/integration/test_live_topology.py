@@ -13,12 +13,14 @@ views the runner kept equal a rebuild from the logs.
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import os
 import signal
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from functools import partial
@@ -315,6 +317,12 @@ def test_one_worker_and_serve_on_sqlite_and_a_second_worker_is_refused(
         )
         assert second.returncode == 1 and "SQLite allows one worker at a time" in second.stderr
         live_run(topology, handler, ["worker"], kill=None, base=base)
+        # A lead asked for by phone: the request line in serve's log names a keyed hash instead.
+        with contextlib.suppress(urllib.error.HTTPError):
+            urllib.request.urlopen(f"{base}/api/v1/leads/+8613800000007", timeout=10)  # noqa: S310 - loopback
+        served = topology.log("serve")
+        assert "POST /unsubscribe/… HTTP/1.1" in served and "GET /api/v1/leads/ref#" in served
+        assert "@example.com" not in served and "+86138" not in served and "/email/" not in served
     finally:
         topology.stop_all()
 
