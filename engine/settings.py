@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -14,8 +16,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 MIN_SECRET = 32
 #: Values that appeared in huoke's docs or defaults: never a secret.
 WEAK_SECRETS = frozenset({"change-me", "changeme", "huoke-suppression", "secret", "s3cret", "password", "huoke"})
+#: Least estimated randomness of a secret, in bits (a 32-character random token has about 150;
+#: 40 repetitions of one letter has none).
+MIN_SECRET_BITS = 96
 #: How to make a good one (shown with the problems).
 KEY_RECIPE = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def estimated_bits(secret: str) -> float:
+    """A rough upper bound of a secret's randomness: its length times the Shannon entropy of its
+    own characters (``aaaa…`` has none; a random token about 4.5-6 bits a character)."""
+    counts = Counter(secret)
+    return -len(secret) * sum(n / len(secret) * math.log2(n / len(secret)) for n in counts.values())
 
 
 class Settings(BaseSettings):
@@ -180,6 +192,11 @@ class Settings(BaseSettings):
                 problems.append(f"{name} is a published default ({role}); choose your own")
             elif len(value) < MIN_SECRET:
                 problems.append(f"{name} has {len(value)} characters ({role}); use at least {MIN_SECRET}")
+            elif estimated_bits(value) < MIN_SECRET_BITS:
+                problems.append(
+                    f"{name} is too predictable ({role}): about {estimated_bits(value):.0f} bits of randomness, "
+                    f"at least {MIN_SECRET_BITS} needed (repeated or few distinct characters)"
+                )
         return problems
 
     def postgres_env(self) -> dict[str, str] | None:

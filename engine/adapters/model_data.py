@@ -5,6 +5,8 @@ atomically."""
 from __future__ import annotations
 
 import csv
+import os
+import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -113,14 +115,40 @@ def safe_cell(value: Any) -> Any:
     return value
 
 
-def write_rows(out: Path, header: list[str], rows: list[list[Any]], force: bool = False) -> None:
-    """Write a CSV atomically (a temporary file, then a rename), formula cells neutralised; an
-    existing file is replaced only with ``force``."""
+class OutputFileError(HuokeError):
+    """Raised when an output file cannot be written where it was asked for (no such folder, an
+    existing file without ``--force``, a symbolic link)."""
+
+
+def check_output(out: Path, force: bool) -> Path:
+    """The folder ``out`` goes in, or ``OutputFileError`` saying plainly why it cannot be written."""
+    if out.is_symlink():
+        raise OutputFileError(f"{out} is a symbolic link: name the file itself")
     if out.exists() and not force:
-        raise FileExistsError(f"{out} exists: choose another file, or pass --force to replace it")
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow([safe_cell(h) for h in header])
-        writer.writerows([safe_cell(v) for v in row] for row in rows)
-    tmp.replace(out)
+        raise OutputFileError(f"{out} exists: choose another file, or pass --force to replace it")
+    if out.exists() and not out.is_file():
+        raise OutputFileError(f"{out} is not a file")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputFileError(f"{folder} is not a folder: create it first, or choose another place for {out.name}")
+    return folder
+
+
+def write_rows(out: Path, header: list[str], rows: list[list[Any]], force: bool = False) -> None:
+    """Write a CSV atomically (a private temporary file beside it, then a rename), formula cells
+    neutralised; an existing file is replaced only with ``force``, a symbolic link never (the
+    rename would leave the link's target alone, but what the operator meant is unclear)."""
+    folder = check_output(out, force)
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=f".{out.name}.", suffix=".tmp")  # O_EXCL, never a link
+    except OSError as e:
+        raise OutputFileError(f"cannot write in {folder}: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow([safe_cell(h) for h in header])
+            writer.writerows([safe_cell(v) for v in row] for row in rows)
+        os.replace(name, out)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise

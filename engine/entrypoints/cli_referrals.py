@@ -136,7 +136,7 @@ def referrals_payouts(
     force: Annotated[bool, typer.Option("--force", help="replace an existing file")] = False,
 ) -> None:
     """Rewards paid (and those clawed back, as negative lines) as CSV: one line per side."""
-    from engine.adapters.model_data import write_rows
+    from engine.adapters.model_data import OutputFileError, write_rows
 
     lines: list[list[Any]] = []
     for r in _rows():
@@ -152,8 +152,8 @@ def referrals_payouts(
     header = ["referral_id", "programme", "side", "lead_id", "kind", "amount", "currency", "cost", "paid_at", "status"]
     try:
         write_rows(out, header, lines, force)
-    except FileExistsError as e:
-        fail(str(e))
+    except OutputFileError as e:
+        fail(str(e), 2)
     console.print(f"{len(lines)} payout line(s) written to {out}")
 
 

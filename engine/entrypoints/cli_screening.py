@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from engine.adapters.model_data import read_csv, write_rows
+from engine.adapters.model_data import OutputFileError, check_output, read_csv, write_rows
 from engine.application.engine import Engine
 from engine.application.screening import models
 from engine.application.screening.datasets import Dataset
@@ -204,12 +204,17 @@ def model_score(
     as_json: JsonOpt = False,
 ) -> None:
     """Score a prospect list (e.g. a partner's) without importing it: ids, probability, score, band, reasons."""
-    if out.exists() and not force:
-        fail(f"{out} exists: choose another file, or pass --force to replace it")
+    try:
+        check_output(out, force)
+    except OutputFileError as e:  # before an hour of scoring, not after it
+        fail(str(e), 2)
     with _engine() as engine:
         data = read_csv(csv, None, None, id_column, [])
         doc, header, rows = models.score_dataset(engine, kind, data, version)
-        write_rows(out, header, rows, force=force)
+        try:
+            write_rows(out, header, rows, force=force)
+        except OutputFileError as e:
+            fail(str(e), 2)
         doc["out"] = str(out)
     if as_json:
         emit_json({"schema": "huoke.model.scored/1", **doc})

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from engine.adapters.model_data import write_rows
+from engine.adapters.model_data import OutputFileError, write_rows
 from engine.adapters.yaml_files import MAX_NODES, load_yaml
 from engine.domain.shared.errors import JourneyValidationError
 from engine.entrypoints.cli import app
@@ -168,15 +168,35 @@ def test_an_export_never_overwrites_without_force_and_never_carries_a_formula(en
     precious = tmp_path / "q3.csv"
     precious.write_text("precious", encoding="utf-8")
     refused = runner.invoke(app, ["model", "score", "credit", "--csv", str(precious), "--out", str(precious)])
-    assert refused.exit_code == 1 and "exists: choose another file, or pass --force" in refused.stderr
+    assert refused.exit_code == 2 and "exists: choose another file, or pass --force" in refused.stderr
     assert precious.read_text(encoding="utf-8") == "precious"
     out = tmp_path / "scored.csv"
     write_rows(out, ["id", "name", "amount"], [["1", "=cmd|' /C calc'!A0", "-5"], ["2", "@SUM(A1)", "+12"]])
     with out.open(encoding="utf-8") as f:
         rows = list(csv.reader(f))
     assert rows[1:] == [["1", "'=cmd|' /C calc'!A0", "-5"], ["2", "'@SUM(A1)", "+12"]]
-    with pytest.raises(FileExistsError):
+    with pytest.raises(OutputFileError, match="exists"):
         write_rows(out, ["id"], [])
+
+
+def test_an_export_into_a_missing_folder_or_through_a_link_is_a_plain_error(env: Path, tmp_path: Path) -> None:
+    prospects = tmp_path / "prospects.csv"
+    prospects.write_text("id,monthly_income\n1,9000\n", encoding="utf-8")
+    missing = runner.invoke(
+        app, ["model", "score", "credit", "--csv", str(prospects), "--out", str(tmp_path / "no" / "x.csv")]
+    )
+    assert missing.exit_code == 2 and "is not a folder: create it first" in missing.stderr
+    assert "Traceback" not in missing.stderr + missing.stdout
+    target = tmp_path / "target.csv"
+    target.write_text("keep", encoding="utf-8")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    linked = runner.invoke(app, ["referrals", "payouts", "--out", str(link), "--force"])
+    assert linked.exit_code == 2 and "is a symbolic link" in linked.stderr
+    assert target.read_text(encoding="utf-8") == "keep" and link.is_symlink()
+    (tmp_path / "payouts.csv.tmp").symlink_to(target)  # a trap where a predictable temporary name would go
+    assert runner.invoke(app, ["referrals", "payouts", "--out", str(tmp_path / "payouts.csv")]).exit_code == 0
+    assert target.read_text(encoding="utf-8") == "keep"
 
 
 def test_reimporting_rows_that_share_a_phone_changes_nothing_and_never_redirects_a_leads_email(env: Path) -> None:
@@ -261,4 +281,4 @@ def test_text_that_looks_like_terminal_markup_is_printed_as_given(env: Path) -> 
     report = runner.invoke(app, ["report", "attribution", "--dimension", "partner"])
     assert report.exit_code == 0 and "[bold]Auto[/bold] [/]" in report.stdout
     refused = runner.invoke(app, ["report", "funnel", "--as-of", "[/]"])
-    assert refused.exit_code == 1 and "got '[/]'" in refused.stderr
+    assert refused.exit_code == 2 and "got '[/]'" in refused.stderr

@@ -132,6 +132,8 @@ def test_sms_callbacks_need_the_providers_signature(engine: Any, tmp_path: Path)
         ("change-me", "p" * 40, "HUOKE_UNSUBSCRIBE_SECRET is a published default"),
         ("short", "p" * 40, "HUOKE_UNSUBSCRIBE_SECRET has 5 characters"),
         ("s" * 40, "huoke-suppression", "HUOKE_SUPPRESSION_PEPPER is a published default"),
+        ("k" * 36, "q8Vx2-pLr0TzW5mN_c7yHbA3uJdEe9Kf4GsQ", "HUOKE_UNSUBSCRIBE_SECRET is too predictable"),
+        ("ab" * 20, "q8Vx2-pLr0TzW5mN_c7yHbA3uJdEe9Kf4GsQ", "about 40 bits of randomness"),
     ],
 )
 def test_services_refuse_to_start_with_weak_secrets(

@@ -147,6 +147,8 @@ class Delivery(Aggregate):
         self.trouble_since: datetime | None = None
         #: Waiting for an operator's word on an in-doubt send (see HeldForReview).
         self.held_for_review = False
+        #: The provider's receipts recorded (each status once: a replayed callback changes nothing).
+        self.receipts: set[str] = set()
 
     @staticmethod
     def create_id(send_id: UUID, **_: Any) -> UUID:
@@ -248,13 +250,18 @@ class Delivery(Aggregate):
         """Handed to the channel with no outcome recorded since (a crash came in between)."""
         return self.outcome is None and self.pending_attempt
 
-    def record_receipt(self, status: str, error_code: str, at: datetime) -> None:
-        """What the provider later said about delivery (delivered, undelivered, failed …)."""
+    def record_receipt(self, status: str, error_code: str, at: datetime) -> bool:
+        """What the provider later said about delivery (delivered, undelivered, failed …); False
+        for a status already recorded (a provider retry, or a replayed callback)."""
+        if status in self.receipts:
+            return False
         self._receipt_recorded(status=status, error_code=error_code, at=at)
+        return True
 
     @event(ReceiptRecorded)
     def _receipt_recorded(self, status: str, error_code: str, at: datetime) -> None:
         self.receipt = status
+        self.receipts.add(status)
 
     def flag_bounced(self, recipient: str, reason: str, at: datetime) -> None:
         """Record that ``recipient`` was refused for good (after a permanent failure)."""
