@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from engine.domain.shared.errors import HuokeError
+
 #: Deepest nesting accepted: a lead or event row is an object of scalars, with a few small
 #: objects inside (source, contact, consents) — 8 levels leave room for any real producer.
 MAX_DEPTH = 8
 
 
-class JsonInputError(ValueError):
+class JsonInputError(HuokeError, ValueError):
     """Raised when outside JSON is not JSON, or is nested deeper than ``MAX_DEPTH``."""
 
 

@@ -98,7 +98,7 @@ def scope_of(since: str | None, until: str | None, channel: str | None, journey:
     try:
         return scope_from(filters, prefix="--")
     except FilterError as e:
-        fail(str(e))
+        fail(str(e), 2)
 
 
 def run_report(
@@ -114,7 +114,7 @@ def run_report(
         try:
             check_journey(engine, scope, prefix="--")
         except FilterError as e:
-            fail(str(e))
+            fail(str(e), 2)
         if moment is None:
             return report_document(name, engine, s, scope, moment, margin)
         views = ", ".join(REPORT_VIEWS[name])

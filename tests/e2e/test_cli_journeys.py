@@ -126,10 +126,10 @@ def test_a_loan_officer_claims_hands_on_and_completes_a_task(env: Path) -> None:
     assert f"  {task['lead']['name']} ({task['lead']['language']})  {task['lead']['phone']}" in listed.stdout
     assert "times in Asia/Shanghai" in listed.stderr and max(len(x) for x in listed.stdout.splitlines()) <= 80
     taken = runner.invoke(app, ["tasks", "claim", ref, "--agent", "wang"])
-    assert taken.exit_code == 1 and "routed to sun.li; reassign it first" in taken.stderr
+    assert taken.exit_code == 1 and "routed to sun.li: only they or a team lead may act on it" in taken.stderr
     assert runner.invoke(app, ["tasks", "claim", ref, "--agent", "sun.li"]).exit_code == 0
     taken = runner.invoke(app, ["tasks", "claim", ref, "--agent", "li.na"])
-    assert taken.exit_code == 1 and "claimed by sun.li; reassign it first" in taken.stderr
+    assert taken.exit_code == 1 and "claimed by sun.li: only they or a team lead may act on it" in taken.stderr
     nowhere = runner.invoke(app, ["tasks", "reassign", ref, "--queue", "branch_sh", "--agent", "sun.li"])
     assert nowhere.exit_code == 1 and "no queue 'branch_sh' on the desk" in nowhere.stderr
     moved = runner.invoke(

@@ -102,4 +102,4 @@ def test_referrals_from_code_to_payout_file(env: Path) -> None:
     assert len(lines) == 4 and sorted(line["side"] for line in lines) == ["referee", "referee", "referrer", "referrer"]
     assert {line["amount"] for line in lines if line["side"] == "referrer"} == {"200.0"}
     again = runner.invoke(app, ["referrals", "payouts", "--out", str(out)])
-    assert again.exit_code == 1 and "--force" in again.output
+    assert again.exit_code == 2 and "--force" in again.output

@@ -124,9 +124,9 @@ def test_a_report_as_of_an_earlier_day_counts_what_had_happened_by_then(env: Pat
     daily = json.loads(invoke("report", "daily", "--as-of", "2026-03-03", "--json"))
     assert [d["day"] for d in daily["days"]] == ["2026-03-02", "2026-03-03"]
     bad = runner.invoke(app, ["report", "funnel", "--as-of", "last tuesday"])
-    assert bad.exit_code == 1 and "--as-of: expected a day like 2026-03-31" in bad.output
+    assert bad.exit_code == 2 and "--as-of: expected a day like 2026-03-31" in bad.output
     typo = runner.invoke(app, ["report", "experiments", "--journey", "young-profesionals"])
-    assert typo.exit_code == 1  # not an empty report as if the journey had no leads
+    assert typo.exit_code == 2  # not an empty report as if the journey had no leads
     assert "--journey: no journey 'young-profesionals' was published; published: " in typo.stderr
     assert "young-professionals" in typo.stderr.split("published: ")[1]
 
