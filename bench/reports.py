@@ -170,11 +170,8 @@ def dashboard_timings(settings: Settings, engine: Any, step: Any, requests: int 
     app = create_app(engine, LinkKeys(SECRETS["HUOKE_UNSUBSCRIBE_SECRET"]), api=(access, settings))
     with serving(app) as base:
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
-        sign_in = urllib.request.Request(
-            base + "/dashboard/sign-in",
-            data=f"key={key}".encode(),
-            headers={"Origin": base},  # noqa: S310 - loopback
-        )
+        form = f"key={key}".encode()
+        sign_in = urllib.request.Request(base + "/dashboard/sign-in", data=form, headers={"Origin": base})  # noqa: S310
         opener.open(sign_in, timeout=60).read()  # from huoke's own page, as a browser posts it
         filters = ["", "?touch=last", "?channel=web_form", "?since=2026-03-10&until=2026-03-20",
                    "?channel=car_dealer&touch=last", "?journey=young-professionals", "?since=2026-03-25"]  # fmt: skip
