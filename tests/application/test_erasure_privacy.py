@@ -17,6 +17,7 @@ from engine.application.engine import Engine
 from engine.application.erasure import erase_lead
 from engine.application.leads.commands import LeadRef
 from engine.domain.shared.errors import HuokeError
+from engine.entrypoints.bus import wire_event
 from tests.conftest import POSTGRES_URL, MakeEngine, settings_of
 from tests.helpers import young_pro
 
@@ -64,7 +65,19 @@ def test_nothing_of_an_erased_person_is_left_in_any_file_of_the_store(make_engin
     leaks = {str(p.relative_to(data)): found_in(p.read_bytes(), secrets) for p in files}
     assert not {k: v for k, v in leaks.items() if v}
     assert not list(data.glob("*.key"))  # the master key is not in the data folder
+    assert not found_in(published(engine), secrets)  # nor on the bus or the webhooks
     assert_erased_everywhere(make_engine(), lead_id)
+
+
+def published(engine: Engine) -> bytes:
+    """Every event of the three logs as the bus relay and the webhooks publish it."""
+    out = []
+    for app in (engine.leads, engine.journeys, engine.deliveries):
+        for note in app.recorder.select_notifications(start=None, limit=1_000_000):
+            _, message = wire_event(app, note)
+            out.append(message.model_dump_json(by_alias=True).encode())
+    assert any(b'"Lead.Erased"' in m for m in out)
+    return b"\n".join(out)
 
 
 @pytest.mark.postgres
