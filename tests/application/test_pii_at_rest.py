@@ -226,3 +226,43 @@ def test_views_are_built_without_opening_personal_data(
     engine.refresh_views()
     assert funnel_report(engine) == before and before["leads"] == 5
     assert opened == []
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store", ["postgres"])
+def test_a_key_table_from_before_partitioning_is_moved_into_partitions_by_db_init(
+    make_engine: MakeEngine, store: str
+) -> None:
+    import psycopg
+    from psycopg import sql
+
+    from tests.conftest import POSTGRES_URL, settings_of
+
+    engine = make_engine()
+    [out] = engine.leads.capture_leads([young_pro(1)])
+    settings = settings_of(engine)
+    schema = settings.postgres_env()["POSTGRES_SCHEMA"]  # type: ignore[index]
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:  # the table as huoke made it before
+        rows = conn.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(schema, "lead_keys"))).fetchall()
+        conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, "lead_keys")))
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE {} (lead_id TEXT PRIMARY KEY, kek TEXT NOT NULL, wrapped BYTEA, erased_at TEXT)"
+            ).format(sql.Identifier(schema, "lead_keys"))
+        )
+        with conn.cursor() as c:
+            c.executemany(
+                sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s)").format(sql.Identifier(schema, "lead_keys")), rows
+            )
+    again = make_engine()  # make_engine runs db init first
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        kind = conn.execute(
+            "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = 'lead_keys'",
+            (schema,),
+        ).fetchone()
+        assert kind == ("p",)
+        assert conn.execute(
+            sql.SQL("SELECT COUNT(*) FROM {}").format(sql.Identifier(schema, "lead_keys"))
+        ).fetchone() == (len(rows),)
+    assert again.leads.fresh_lead(out.lead_id).contact["name"] == "Alex Chen1"  # type: ignore[arg-type]
