@@ -21,6 +21,7 @@ from eventsourcing.utils import Environment
 from engine.adapters.clock import SystemClock, VirtualClock
 from engine.adapters.coordination import Meta, file_lock, init_lock
 from engine.adapters.dry_run import DryRunChannel
+from engine.adapters.link_tracking import TrackedLinks
 from engine.adapters.model_files import ModelLab
 from engine.adapters.outbox import OutboxEmailChannel, OutboxSmsChannel
 from engine.adapters.smtp import SmtpEmailChannel
@@ -43,6 +44,7 @@ from engine.application.ports import Channel, Clock
 from engine.application.projecting import replay_until
 from engine.application.referrals import Referrals
 from engine.application.saving import POSTGRES_FACTORY_TOPIC, SQLITE_FACTORY_TOPIC
+from engine.domain.delivery.tracking import tracking_key
 from engine.domain.journeys.journey import Journey
 from engine.domain.leads.segments import SegmentRules
 from engine.settings import Settings
@@ -231,6 +233,14 @@ def _app_args(app: type[Any]) -> tuple[Any, ...]:
     return (SystemClock(), None, {}, None)
 
 
+def link_tracker(settings: Settings) -> TrackedLinks | None:
+    """Tracked links on ``HUOKE_PUBLIC_URL`` (None: tracking off, or nowhere for clicks to land)."""
+    current, _ = settings.link_keys
+    if not settings.track_links or not settings.public_url or not current:
+        return None
+    return TrackedLinks(settings.public_url.rstrip("/"), tracking_key(current), opens=settings.track_opens)
+
+
 def referral_key(settings: Settings) -> bytes:
     """The key of referral codes: derived from the suppression pepper, which never rotates (the
     suppression list's hashes depend on it), so every lead's code stays the same."""
@@ -383,6 +393,7 @@ def bootstrap(
         ),
         vault=leads.vault,
         referral_key=referral_key(settings),
+        tracker=link_tracker(settings),
     )
     referrals = Referrals(
         store_env(settings, "referrals"),

@@ -111,7 +111,15 @@ class Settings(BaseSettings):
     twilio_from: str = Field("", description="the sending number or messaging service")
     twilio_base_url: str = Field("https://api.twilio.com", description="Twilio API base URL")
     sms_rate: float = Field(0.0, description="at most this many SMS a second (0: no limit)")
-    public_url: str = Field("", description="where huoke serve is reachable (SMS status callbacks)")
+    public_url: str = Field(
+        "", description="where huoke serve is reachable (SMS status callbacks; tracked links /l/<code> point there)"
+    )
+    track_links: bool = Field(
+        True, description="rewrite message links to tracked links on HUOKE_PUBLIC_URL (needs it set) and record clicks"
+    )
+    track_opens: bool = Field(
+        False, description="add an open pixel to HTML e-mails (opens are reported apart, and are unreliable)"
+    )
     nats_url: str = Field(
         "", description="NATS with JetStream for the event bus, e.g. nats://127.0.0.1:4222 (empty: no bus)"
     )

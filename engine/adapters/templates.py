@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ from engine.application.journeys.catalog import TemplateReport
 from engine.application.ports import RenderedMessage, RenderError
 
 PARTS = {"email": ("subject", "txt", "html"), "sms": ("txt",), "webhook": ("txt",)}
+#: What the ``notrack`` filter puts after a URL (an invisible separator), taken out after rendering.
+NOTRACK = "\u2063"
+_UNTRACKED = re.compile(r"(https?://[^\s<>\"']+?)" + NOTRACK)
 #: Jinja tags and expressions (removed before looking at what a template's own text states).
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 #: A rate stated in a template's text: a percentage figure, or the words for a rate or APR.
@@ -80,6 +84,8 @@ class JinjaRenderer:
             lstrip_blocks=True,
             keep_trailing_newline=False,
         )
+        # ``{{ url | notrack }}``: this link goes out as written, never as a tracked link.
+        self.env.filters["notrack"] = lambda url: f"{url}{NOTRACK}"
 
     # ---- rendering -------------------------------------------------------------------------
 
@@ -106,8 +112,14 @@ class JinjaRenderer:
             # fails this message with the reason, never the worker.
             raise RenderError(f"{type(e).__name__}: {str(e)[:300]}") from e
         subject = " ".join(parts["subject"].split()) if "subject" in parts else None
+        found = _UNTRACKED.findall(text) + [unescape(u) for u in _UNTRACKED.findall(html or "")]
         return RenderedMessage(
-            subject=subject, text=text.strip() + "\n", html=html, locale=used_locale, variant=variant
+            subject=subject.replace(NOTRACK, "") if subject else subject,
+            text=text.replace(NOTRACK, "").strip() + "\n",
+            html=html.replace(NOTRACK, "") if html else html,
+            locale=used_locale,
+            variant=variant,
+            untracked=tuple(dict.fromkeys(found)),
         )
 
     @staticmethod

@@ -29,6 +29,18 @@ class RenderedMessage:
     html: str | None
     locale: str
     variant: str
+    #: Links the template marked ``| notrack``: never rewritten to tracked links.
+    untracked: tuple[str, ...] = ()
+
+
+class LinkTracker(Protocol):
+    """Rewrites a rendered message's links to huoke's tracked short links (``/l/<code>``)."""
+
+    def track(
+        self, send_id: UUID, channel: str, body: RenderedMessage, untracked: Sequence[str]
+    ) -> tuple[RenderedMessage, tuple[str, ...]]:
+        """The message with its tracked links, and where they lead (link 1 first)."""
+        ...
 
 
 class RenderError(HuokeError):
@@ -53,6 +65,8 @@ class OutgoingMessage:
     body: RenderedMessage
     unsubscribe_url: str
     headers: dict[str, str] = field(default_factory=dict)
+    #: Where its tracked links lead (link 1 first), recorded with the dispatch marker.
+    links: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -6,16 +6,20 @@ configured to post replies and status callbacks here.
 
 from __future__ import annotations
 
+import asyncio
 from uuid import UUID
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from engine.adapters.user_agents import is_bot
 from engine.application.access import Access
+from engine.application.delivery.clicks import Click, Clicks, ClickWriter, Followed
 from engine.application.delivery.links import LinkCheck, LinkKeys, check_token, issued_at
 from engine.application.engine import Engine
 from engine.application.ports import CallbackVerifier
 from engine.domain.delivery.suppression import is_opt_out
+from engine.domain.delivery.tracking import is_code, tracking_key
 from engine.domain.shared.errors import HuokeError, LeadNotFoundError
 from engine.entrypoints import pages
 from engine.entrypoints.http_edge import Edge
@@ -72,6 +76,8 @@ def create_app(
         return {"status": "ok"}
 
     _link_routes(app, engine, keys)
+    if engine is not None:
+        _tracked_link_routes(app, engine, keys)
     _referral_page(app, engine)
     _sms_routes(app, engine, phone_region, callbacks, public_url)
     if asyncapi:
@@ -168,6 +174,36 @@ def _link_routes(app: FastAPI, engine: Engine, keys: LinkKeys) -> None:
         if refused:  # opted out (or erased) since the link was sent: the link is spent
             raise PageError(410, "expired", lang)
         return pages.tell(lang, "confirmed", lender, address)
+
+
+#: The open pixel: a transparent 1×1 GIF.
+PIXEL = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
+
+
+def _tracked_link_routes(app: FastAPI, engine: Engine, keys: LinkKeys) -> None:
+    """``/l/<code>``: a tracked link, redirected to the destination huoke rendered into that
+    message (never anywhere else) once the click is recorded; ``/o/<code>``: the open pixel."""
+    clicks = Clicks(engine.deliveries, [tracking_key(k) for k in (keys.current, *keys.old) if k], is_bot)
+    writer = ClickWriter(clicks)
+    no_store = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+    async def follow(code: str, request: Request) -> Followed | None:
+        if not is_code(code):
+            return None
+        agent = request.headers.get("user-agent", "")[:500]
+        return await asyncio.wrap_future(writer.submit(Click(code, request.method, agent, engine.clock.now())))
+
+    @app.api_route("/l/{code}", methods=["GET", "HEAD"], include_in_schema=False)
+    async def tracked_link(code: str, request: Request) -> Response:
+        followed = await follow(code, request)
+        if followed is None or followed.url is None:
+            raise PageError(404, "invalid")  # not a link huoke sent (or its message's lead was erased)
+        return RedirectResponse(followed.url, status_code=302, headers=no_store)
+
+    @app.get("/o/{code}", include_in_schema=False)
+    async def open_pixel(code: str, request: Request) -> Response:
+        await follow(code, request)
+        return Response(PIXEL, media_type="image/gif", headers=no_store)
 
 
 def _referral_page(app: FastAPI, engine: Engine | None) -> None:

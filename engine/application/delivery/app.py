@@ -30,6 +30,7 @@ from engine.application.partitions import ALL, Partitions, Stop, never
 from engine.application.ports import (
     Channel,
     Clock,
+    LinkTracker,
     OutgoingMessage,
     PiiVault,
     RenderedMessage,
@@ -170,9 +171,12 @@ class Deliveries(Application[UUID]):
         retries: Retries = Retries(),
         vault: PiiVault | None = None,
         referral_key: bytes = b"",
+        tracker: LinkTracker | None = None,
     ) -> None:
         self.vault = vault  # before the application builds its mapper
         super().__init__(env)
+        #: Rewrites messages' links to tracked links (None: links go out as written).
+        self.tracker = tracker
         self.referral_key = referral_key
         self.retries = retries
         #: Channels found unreachable: when they went down and when to try one message again.
@@ -375,11 +379,12 @@ class Deliveries(Application[UUID]):
         d.defer(until, f"{channel} paused: {why} (down since {since:%Y-%m-%d %H:%M} UTC)", now, transient=True)
         state.report.deferred += 1
 
-    def _marked(self, d: Delivery, leads: Leads, state: _Pass) -> bool:
-        """Commit the dispatch marker of one message, then look at its lead once more: an
-        opt-out, goal or exit committed by any process before the marker stops it."""
+    def _marked(self, d: Delivery, leads: Leads, state: _Pass, links: tuple[str, ...] = ()) -> bool:
+        """Commit the dispatch marker of one message (with where its tracked links lead), then
+        look at its lead once more: an opt-out, goal or exit committed by any process before the
+        marker stops it."""
         now = self._now_for(d)
-        d.dispatching(now)
+        d.dispatching(now, list(links))
         save_batch(self, [d])
         if latest_versions(leads, [d.lead_id]).get(d.lead_id) == state.lead_versions[d.id]:
             return True
@@ -586,7 +591,19 @@ class Deliveries(Application[UUID]):
         unsubscribe = self.unsubscribe_url(lead.id, d.channel)
         body = self.render_for(lead, d.channel, d.template, self._journey_vars(d), now)
         to = {"email": lead.contact.get("email"), "sms": lead.contact.get("phone")}.get(d.channel) or ""
-        return OutgoingMessage(send_id=d.id, channel=d.channel, to=to, body=body, unsubscribe_url=unsubscribe)
+        links: tuple[str, ...] = ()
+        if self.tracker is not None and d.channel in ("email", "sms") and self._may_track(lead, d.channel):
+            base = self.sender.unsubscribe_url.rsplit("/", 1)[0]
+            own = (self.sender.unsubscribe_url, f"{base}/confirm/", f"{base}/r/")  # never tracked
+            body, links = self.tracker.track(d.id, d.channel, body, own)
+        return OutgoingMessage(
+            send_id=d.id, channel=d.channel, to=to, body=body, unsubscribe_url=unsubscribe, links=links
+        )
+
+    @staticmethod
+    def _may_track(lead: Lead, channel: str) -> bool:
+        """Clicks are tracked unless the lead withdrew tracking on the channel (or was erased)."""
+        return not lead.erased and lead.consents.get(consent_key(channel, ConsentPurpose.TRACKING)) is not False
 
     def record_receipt(self, send_id: UUID, status: str, error_code: str, at: datetime) -> bool:
         """Record a provider's delivery receipt; False for an unknown send id."""
@@ -669,7 +686,7 @@ class _Progress:
 
     def sending(self, message: OutgoingMessage) -> bool:
         d, _ = self.items[message.send_id]
-        return self.deliveries._marked(d, self.leads, self.state)
+        return self.deliveries._marked(d, self.leads, self.state, message.links)
 
     def sent(self, result: SendResult) -> None:
         d, m = self.items[result.send_id]

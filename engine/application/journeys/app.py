@@ -33,8 +33,8 @@ from engine.application.saving import (
 from engine.domain.journeys import interpreter
 from engine.domain.journeys.enrolment import PII_FIELDS as ENROLMENT_PII
 from engine.domain.journeys.enrolment import Enrolment
-from engine.domain.journeys.interpreter import Context, Decision, Entry, Exit, Observed, Reaction
-from engine.domain.journeys.journey import Journey
+from engine.domain.journeys.interpreter import Context, Decision, Entry, Exit, Observed, Reaction, click_key
+from engine.domain.journeys.journey import LINK_CLICKED, Journey
 from engine.domain.journeys.lead_journeys import LeadJourneys, lead_journeys_id
 from engine.domain.journeys.parsing import parse_journey
 from engine.domain.journeys.publication import PublishedJourney, published_journey_id
@@ -63,6 +63,7 @@ _REACTS_TO: list[type[Any]] = [
     Lead.Tagged,
     Lead.ConsentRequested,
     Lead.Erased,
+    Lead.LinkClicked,
     *LIFECYCLE.keys(),
 ]
 #: Why an erased person's enrolments end (and their waits and pending messages with them).
@@ -223,6 +224,9 @@ class Journeys(Application[UUID]):
         observed = None
         if type(lead_event) in LIFECYCLE:
             observed = Observed(LIFECYCLE[type(lead_event)], lead_event.application_id, at)
+        elif isinstance(lead_event, Lead.LinkClicked):
+            key = click_key(lead_event.journey_id, lead_event.step, lead_event.template)
+            observed = Observed(LINK_CLICKED, key, at)
         for eid in list(history.active):
             enrolment = self._enrolment(batch, eid)
             journey = self.definition(enrolment.journey_id, enrolment.journey_version)

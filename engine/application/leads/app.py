@@ -30,6 +30,7 @@ from engine.application.saving import (
 )
 from engine.domain.delivery.delivery import Delivery
 from engine.domain.delivery.suppression import Suppression, contact_hash, suppression_id
+from engine.domain.delivery.tracking import ClickKind
 from engine.domain.journeys.calendar_review import CALENDAR_REVIEW_ID, CalendarReview
 from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.leads.facts import lead_facts
@@ -43,7 +44,7 @@ from engine.domain.shared.errors import HuokeError, InvalidLeadError, LeadNotFou
 from engine.domain.shared.values import ConsentChannel, ConsentPurpose, JSONDict, Stage
 
 UPDATE_TOPICS = [get_topic(Enrolment.LeadUpdateRequested)]
-EFFECT_TOPICS = [get_topic(Delivery.Sent), get_topic(Delivery.AddressBounced)]
+EFFECT_TOPICS = [get_topic(Delivery.Sent), get_topic(Delivery.AddressBounced), get_topic(Delivery.Clicked)]
 CAPTURED_TOPICS = [get_topic(Lead.Captured)]
 #: The facts product matching reads, recorded with each match (affordability inputs).
 MATCH_INPUTS = (
@@ -613,7 +614,8 @@ class Leads(Application[UUID]):
         stop: Stop = never,
     ) -> int:
         """Follow the Deliveries log: a lead sent its first message moves from NEW to CONTACTED;
-        an address refused for good is flagged on the lead. Exactly once, across crashes."""
+        an address refused for good is flagged on the lead; a person's click on a tracked link is
+        recorded on the lead (and makes it engaged). Exactly once, across crashes."""
 
         def lead_of(e: Any) -> UUID:
             return UUID(str(e.lead_id)) if e.lead_id is not None else lead_of_send(e.originator_id)
@@ -634,6 +636,9 @@ class Leads(Application[UUID]):
                             {"channel": "bounce"},
                             e.at,
                         )
+                elif isinstance(e, Delivery.Clicked):
+                    if e.kind == ClickKind.HUMAN:  # a scanner's click is never engagement
+                        lead.record_click(UUID(str(e.originator_id)), e.journey_id, e.step, e.template, e.link, e.at)
                 elif lead.stage is Stage.NEW:
                     lead.advance_to(Stage.CONTACTED, "first message sent", e.at)
                 touched[lead_id] = lead

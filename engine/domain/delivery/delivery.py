@@ -67,8 +67,20 @@ class Delivery(Aggregate):
         at: datetime
 
     class Dispatching(Aggregate.Event):
+        """v2 names the lead and keeps the message's tracked links (the destinations its short
+        links redirect to, in order; sealed with the lead's key), so a click on any of them is
+        resolved from the delivery itself."""
+
+        class_version = 2
+        lead_id: UUID | None
         attempt: int
+        links: list[str]
         at: datetime
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["lead_id"] = None
+            state["links"] = []
 
     class ReceiptRecorded(Aggregate.Event):
         status: str
@@ -114,6 +126,31 @@ class Delivery(Aggregate):
         resend: bool
         at: datetime
 
+    class Clicked(Aggregate.Event):
+        """A tracked link of the message was followed: by a person or by a machine (``kind``,
+        with the rule that decided it). Recorded once per link and kind: a repeated or replayed
+        request changes nothing. Names the lead and the step, for the followers (Leads:
+        engagement; the journeys: waits for a click) and the reports."""
+
+        lead_id: UUID
+        journey_id: str
+        step: str
+        template: str
+        link: int
+        url: str
+        kind: str
+        reason: str
+        at: datetime
+
+    class Opened(Aggregate.Event):
+        """The open pixel of an HTML e-mail was fetched (optional, and unreliable: privacy
+        features of mail clients fetch it for every message). Once per message."""
+
+        lead_id: UUID
+        journey_id: str
+        step: str
+        at: datetime
+
     @event(Requested)
     def __init__(
         self,
@@ -149,6 +186,13 @@ class Delivery(Aggregate):
         self.held_for_review = False
         #: The provider's receipts recorded (each status once: a replayed callback changes nothing).
         self.receipts: set[str] = set()
+        #: When the message left (clicks sooner than a person could are a machine's).
+        self.sent_at: datetime | None = None
+        #: (link, kind) of the clicks recorded, and whether the open pixel was fetched.
+        self.clicks: set[tuple[int, str]] = set()
+        self.opened = False
+        #: Where the message's tracked links lead (recorded with the dispatch marker).
+        self.links: list[str] = []
 
     @staticmethod
     def create_id(send_id: UUID, **_: Any) -> UUID:
@@ -193,6 +237,7 @@ class Delivery(Aggregate):
     ) -> None:
         self.outcome = DeliveryOutcome.SENT
         self.pending_attempt = False
+        self.sent_at = at
 
     def mark_failed(self, reason: str, permanent: bool, at: datetime) -> None:
         """Record a failure; a transient one leaves the delivery open for a retry."""
@@ -235,15 +280,23 @@ class Delivery(Aggregate):
             self.transient_failures += 1
             self.trouble_since = self.trouble_since or at
 
-    def dispatching(self, at: datetime) -> None:
+    def dispatching(self, at: datetime, links: list[str] | None = None) -> None:
         """Recorded just before the message is handed to the channel: after a crash, a delivery
-        with this and no outcome is *in doubt* and is reconciled by its id, not blindly resent."""
-        self._dispatching(attempt=self.attempts + 1, at=at)
+        with this and no outcome is *in doubt* and is reconciled by its id, not blindly resent.
+        ``links``: where the message's tracked links lead (link 1 first)."""
+        self._dispatching(lead_id=self.lead_id, attempt=self.attempts + 1, links=list(links or []), at=at)
 
     @event(Dispatching)
-    def _dispatching(self, attempt: int, at: datetime) -> None:
+    def _dispatching(self, lead_id: UUID | None, attempt: int, links: list[str], at: datetime) -> None:
         self.attempts = attempt
         self.pending_attempt = True
+        if links:
+            self.links = links
+
+    def link(self, n: int) -> str | None:
+        """Where tracked link ``n`` (from 1) of this message leads; None if it has no such link."""
+        links: list[str] = getattr(self, "links", [])
+        return links[n - 1] if 1 <= n <= len(links) else None
 
     @property
     def in_doubt(self) -> bool:
@@ -297,6 +350,48 @@ class Delivery(Aggregate):
         if resend:
             self.deferred_until = at
 
+    def record_click(self, link: int, url: str, kind: str, reason: str, at: datetime) -> bool:
+        """A tracked link followed; False when this link already has a click of this kind."""
+        if (link, kind) in self.clicks:
+            return False
+        self._clicked(
+            lead_id=self.lead_id,
+            journey_id=self.journey_id,
+            step=self.step,
+            template=self.template,
+            link=link,
+            url=url,
+            kind=kind,
+            reason=reason,
+            at=at,
+        )
+        return True
+
+    @event(Clicked)
+    def _clicked(
+        self,
+        lead_id: UUID,
+        journey_id: str,
+        step: str,
+        template: str,
+        link: int,
+        url: str,
+        kind: str,
+        reason: str,
+        at: datetime,
+    ) -> None:
+        self.clicks.add((link, kind))
+
+    def record_open(self, at: datetime) -> bool:
+        if self.opened:
+            return False
+        self._opened(lead_id=self.lead_id, journey_id=self.journey_id, step=self.step, at=at)
+        return True
+
+    @event(Opened)
+    def _opened(self, lead_id: UUID, journey_id: str, step: str, at: datetime) -> None:
+        self.opened = True
+
     def mark_skipped(self, reason: str, at: datetime) -> None:
         """Record that policy (consent, contact) stopped the message, with the reason."""
         if self.is_settled:
@@ -317,4 +412,6 @@ keep_topics("engine.domain.delivery", Delivery)
 PII_FIELDS: dict[type[Any], dict[str, Any]] = {
     Delivery.Sent: {"recipient": "(erased)"},
     Delivery.AddressBounced: {"recipient": "(erased)"},
+    Delivery.Clicked: {"url": ""},  # a template may put something personal in a URL
+    Delivery.Dispatching: {"links": []},
 }

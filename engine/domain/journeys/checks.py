@@ -3,7 +3,11 @@ wait, date fields that exist, and fair lending (no offer decided on a prohibited
 
 from __future__ import annotations
 
+from typing import Any
+
 from engine.domain.journeys.journey import (
+    CLICKED,
+    LINK_CLICKED,
     BranchStep,
     Journey,
     SendStep,
@@ -50,6 +54,33 @@ def check_graph(j: Journey, p: Problems) -> None:
         p.add(f"step '{sid}'", "no path from here ever ends (add an exit)", j.steps[sid].line)
     for sid in sorted(_cycles_without_wait(j)):
         p.add(f"step '{sid}'", "is on a loop without a wait step", j.steps[sid].line)
+
+
+def check_clicks(j: Journey, p: Problems) -> None:
+    """A click wait or a ``clicked`` branch names a step of this journey that sends an e-mail or
+    an SMS (a webhook's or a task's links are never tracked)."""
+
+    def check(step: Step, target: str, what: str) -> None:
+        sender = j.steps.get(target)
+        if not isinstance(sender, SendStep):
+            p.add(f"step '{step.id}'", f"{what} {target!r}, which is not a send step of this journey", step.line)
+        elif sender.channel not in ("email", "sms"):
+            p.add(
+                f"step '{step.id}'", f"{what} {target!r}, a {sender.channel} step: its links are not tracked", step.line
+            )
+
+    for step in j.steps.values():
+        if isinstance(step, WaitForStep) and step.event == LINK_CLICKED and step.click_step:
+            check(step, step.click_step, "waits for a click on")
+        if isinstance(step, BranchStep) and step.field == CLICKED:
+            for case in step.cases:
+                for value in _values(case.when):
+                    check(step, value, "branches on a click on")
+
+
+def _values(cond: dict[str, Any]) -> list[str]:
+    value = cond.get("eq", cond.get("in", cond.get("not_in", [])))
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
 def _has_end_arm(step: Step) -> bool:

@@ -13,6 +13,8 @@ from enum import StrEnum
 from typing import Any, assert_never
 
 from engine.domain.journeys.journey import (
+    CLICKED,
+    LINK_CLICKED,
     BranchStep,
     ExitStep,
     Journey,
@@ -320,7 +322,8 @@ def _step(step: Step, ctx: Context, out: list[Decision]) -> tuple[str | None, bo
         case WaitForStep():
             return _wait_for(step, ctx, out)
         case BranchStep():
-            branch = choose(step, ctx.facts)
+            facts = {**ctx.facts, CLICKED: clicked_steps(ctx)} if step.field == CLICKED else ctx.facts
+            branch = choose(step, facts)
             out.append(branch)
             return branch.to, False
         case SplitStep():
@@ -406,7 +409,31 @@ def _wait_for(step: WaitForStep, ctx: Context, out: list[Decision]) -> tuple[str
 def _matches(step: WaitForStep, observed: Observed, ctx: Context) -> bool:
     if observed.event != step.event or observed.at < ctx.entered_at:
         return False
+    if step.event == LINK_CLICKED:
+        journey, sent_by, template = click_key_parts(observed.key)
+        if step.click_step:
+            return journey == ctx.journey_id and sent_by == step.click_step
+        return template == step.click_template
     return not step.same_key or observed.key == ctx.entry_key
+
+
+def click_key(journey_id: str, step: str, template: str) -> str:
+    """How a click is keyed when an enrolment observes it: which journey, step and template sent
+    the message clicked."""
+    return f"{journey_id}|{step}|{template}"
+
+
+def click_key_parts(key: str) -> tuple[str, str, str]:
+    journey, _, rest = key.partition("|")
+    step, _, template = rest.partition("|")
+    return journey, step, template
+
+
+def clicked_steps(ctx: Context) -> list[str]:
+    """The steps of this journey whose message the lead clicked since entering (the ``clicked``
+    fact a branch reads)."""
+    found = [click_key_parts(o.key) for o in ctx.observed if o.event == LINK_CLICKED and o.at >= ctx.entered_at]
+    return sorted({step for journey, step, _ in found if journey == ctx.journey_id})
 
 
 def choose(step: BranchStep, facts: dict[str, Any]) -> Branch:

@@ -29,7 +29,7 @@ LIFECYCLE_EVENTS = (
     "referral_rewarded",
 )
 
-BranchOn = Literal["audience", "segment", "stage", "tier", "field"]
+BranchOn = Literal["audience", "segment", "stage", "tier", "field", "clicked"]
 EntryOn = Literal["lead_captured", "stage_reached", "segment_entered", "lifecycle_event", "consent_requested"]
 Reentry = Literal["never", "after_exit", "always"]
 StalePolicy = Literal["skip", "send", "reschedule"]
@@ -79,9 +79,17 @@ class WaitStep:
     line: int = 0
 
 
+#: The lifecycle event of a person's click on a tracked link (see ``engine.domain.delivery.tracking``).
+LINK_CLICKED = "link_clicked"
+#: The fact a branch reads for the steps of this enrolment whose message the lead clicked.
+CLICKED = "clicked"
+
+
 @dataclass(frozen=True)
 class WaitForStep:
-    """Wait for a lifecycle event (optionally with the entry key) or time out."""
+    """Wait for a lifecycle event (optionally with the entry key), or for a click on a tracked
+    link (``event`` ``link_clicked``: of the message an earlier step of the same enrolment sent,
+    ``click_step``, or of any message from a template, ``click_template``), or time out."""
 
     KIND: ClassVar[str] = "wait_for"
 
@@ -92,6 +100,8 @@ class WaitForStep:
     next: str
     on_timeout: str
     line: int = 0
+    click_step: str = ""
+    click_template: str = ""
 
 
 @dataclass(frozen=True)
@@ -261,5 +271,9 @@ class Journey:
         return [s for s in self.steps.values() if isinstance(s, SendStep)]
 
     def watched_events(self) -> set[str]:
-        """Lifecycle events some wait_for step of this journey listens for."""
-        return {s.event for s in self.steps.values() if isinstance(s, WaitForStep)}
+        """Lifecycle events some wait_for step of this journey listens for (and clicks, when a
+        branch asks which steps' messages were clicked)."""
+        events = {s.event for s in self.steps.values() if isinstance(s, WaitForStep)}
+        if any(isinstance(s, BranchStep) and s.field == CLICKED for s in self.steps.values()):
+            events.add(LINK_CLICKED)
+        return events

@@ -8,7 +8,7 @@ import re
 from datetime import timedelta
 from typing import Any, cast, get_args
 
-from engine.domain.journeys.checks import check_date_fields, check_fair_lending, check_graph
+from engine.domain.journeys.checks import check_clicks, check_date_fields, check_fair_lending, check_graph
 from engine.domain.journeys.journey import (
     LIFECYCLE_EVENTS,
     LINE_KEY,
@@ -113,6 +113,7 @@ def parse_journey(data: Any, source: str = "<journey>") -> Journey:
         content_hash=content_hash(data),
     )
     check_graph(journey, p)
+    check_clicks(journey, p)
     check_date_fields(journey, p)
     check_fair_lending(journey, p)
     if p.items:

@@ -13,6 +13,7 @@ from typing import Any, get_args
 from engine.domain.journeys.journey import (
     LIFECYCLE_EVENTS,
     LINE_KEY,
+    LINK_CLICKED,
     BranchCase,
     BranchOn,
     BranchStep,
@@ -114,8 +115,14 @@ def _wait(sid: str, body: Any, raw: dict[str, Any], nxt: str | None, line: int, 
 def _wait_for(
     sid: str, body: Any, raw: dict[str, Any], nxt: str | None, line: int, where: str, p: Problems
 ) -> Step | None:
-    if not isinstance(body, dict) or body.get("event") not in LIFECYCLE_EVENTS:
-        p.add(where, f"wait_for needs 'event': one of {', '.join(LIFECYCLE_EVENTS)}", line)
+    clicks = isinstance(body, dict) and ("click" in body or "click_template" in body)
+    if not clicks and (not isinstance(body, dict) or body.get("event") not in LIFECYCLE_EVENTS):
+        p.add(
+            where,
+            f"wait_for needs 'event': one of {', '.join(LIFECYCLE_EVENTS)}; or 'click': a send step of this "
+            "journey (or 'click_template': a template)",
+            line,
+        )
         return None
     timeout = parse_duration(body.get("timeout"))
     if timeout is None:
@@ -124,6 +131,18 @@ def _wait_for(
     if nxt is None or raw.get("on_timeout") is None:
         p.add(where, "wait_for needs 'next' (when the event comes) and 'on_timeout'", line)
         return None
+    if clicks:
+        return WaitForStep(
+            sid,
+            LINK_CLICKED,
+            False,
+            timeout,
+            nxt,
+            str(raw["on_timeout"]),
+            line,
+            click_step=str(body.get("click") or ""),
+            click_template=str(body.get("click_template") or "") if "click" not in body else "",
+        )
     return WaitForStep(
         sid, body["event"], bool(body.get("same_key", False)), timeout, nxt, str(raw["on_timeout"]), line
     )
@@ -136,7 +155,7 @@ def _branch(
         p.add(where, f"branch needs 'on': {' | '.join(get_args(BranchOn))}", line)
         return None
     on = body["on"]
-    fieldname = "segments" if on == "segment" else str(on)
+    fieldname = "segments" if on == "segment" else str(on)  # on: clicked reads the ``clicked`` fact
     if on == "field":
         fieldname = str(body.get("field") or "")
     if "default" not in body:

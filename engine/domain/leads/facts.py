@@ -6,6 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from engine.domain.leads.engagement import engagement_score
 from engine.domain.screening.affordability import loan_to_value
 from engine.domain.shared.durations import CalendarOffset, days_between, whole_months
 
@@ -32,6 +33,7 @@ def lead_facts(lead: Lead, now: datetime) -> dict[str, Any]:
         "tier": lead.tier.value,
         "segments": list(lead.segments),
         "stage": lead.stage.value,
+        "engagement_score": engagement_score(getattr(lead, "clicks", []), now),
         "source_channel": s["channel"],
         "has_email": "yes" if c.get("email") else "no",
         "has_phone": "yes" if c.get("phone") else "no",

@@ -212,6 +212,17 @@ class Lead(Aggregate):
         days_past_due: int
         at: datetime
 
+    class LinkClicked(Aggregate.Event):
+        """The person clicked a tracked link of a message (a scanner's click is never this):
+        which message (send id, journey, step, template) and which link of it."""
+
+        send_id: UUID
+        journey_id: str
+        step: str
+        template: str
+        link: int
+        at: datetime
+
     class Erased(Aggregate.Event):
         """The person asked to be forgotten: their data key is deleted, so every personal field of
         every event of this lead is unreadable for good; ``retained`` says what stays and why."""
@@ -245,6 +256,9 @@ class Lead(Aggregate):
         self.pending_consents: set[str] = set()
         #: When each consent was last withdrawn (a confirmation link older than that grants nothing).
         self.withdrawn_at: dict[str, datetime] = {}
+        #: The person's clicks on tracked links (the latest ``KEPT_CLICKS``: the engagement score).
+        self.clicks: list[datetime] = []
+        self.clicked_links: set[tuple[UUID, int]] = set()
         self.applications: dict[str, str] = {}
         self.missed_repayments = 0
         self.tags: set[str] = set()
@@ -289,6 +303,21 @@ class Lead(Aggregate):
     conflicts: tuple[str, ...] = ()
     #: Erased on request: personal data unreadable, nothing personal recorded again.
     erased: bool = False
+
+    def record_click(self, send_id: UUID, journey_id: str, step: str, template: str, link: int, at: datetime) -> bool:
+        """A person's click on link ``link`` of a message (once per link); the first makes the
+        lead engaged, with the message and link as the reason, unless it is further on."""
+        if self.erased or (send_id, link) in self.clicked_links:
+            return False
+        self._link_clicked(send_id=send_id, journey_id=journey_id, step=step, template=template, link=link, at=at)
+        if self.stage in (Stage.NEW, Stage.CONTACTED):
+            self.advance_to(Stage.ENGAGED, f"clicked link {link} of {template} ({journey_id}, step {step})", at)
+        return True
+
+    @event(LinkClicked)
+    def _link_clicked(self, send_id: UUID, journey_id: str, step: str, template: str, link: int, at: datetime) -> None:
+        self.clicked_links.add((send_id, link))
+        self.clicks = [*self.clicks, at][-KEPT_CLICKS:]
 
     def erase(self, reason: str, by: str, retained: list[str], at: datetime) -> None:
         if not self.erased:
@@ -713,6 +742,10 @@ class Lead(Aggregate):
 
 
 keep_topics("engine.domain.lead", Lead)
+
+
+#: Clicks a lead keeps for its engagement score (older ones weigh almost nothing).
+KEPT_CLICKS = 50
 
 
 #: What an erasure keeps, and why (lending and consent records the lender must retain; none of it

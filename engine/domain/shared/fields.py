@@ -30,6 +30,12 @@ FIELDS: dict[str, FieldSpec] = {
     "tier": FieldSpec("text", True, "prime, near_prime or other"),
     "segments": FieldSpec("list", True, "ids of the segments the lead is in"),
     "stage": FieldSpec("text", True, "new, contacted, engaged, applied, approved, funded, lost"),
+    "engagement_score": FieldSpec(
+        "number", True, "recency-weighted clicks on tracked links: each counts 1, halving every 14 days"
+    ),
+    "clicked": FieldSpec(
+        "list", False, "journey branches only: the steps of this enrolment whose message the lead clicked"
+    ),
     "source_channel": FieldSpec("text", True, "where the lead came from"),
     "partner": FieldSpec("text", False, "partner that referred the lead"),
     "campaign": FieldSpec("text", False, "campaign / UTM campaign"),

@@ -90,6 +90,8 @@ class ConsentPurpose(StrEnum):
     MARKETING = "marketing"
     SERVICE = "service"
     PARTNER_SHARING = "partner_sharing"
+    #: Clicks on a channel's messages may be tracked (withdrawn: links go out as written).
+    TRACKING = "tracking"
 
 
 class ConsentChannel(StrEnum):
