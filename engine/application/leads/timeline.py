@@ -10,6 +10,7 @@ from engine.application.engine import Engine
 from engine.domain.delivery.delivery import Delivery
 from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.journeys.lead_journeys import LeadJourneys
+from engine.domain.leads.engagement import engagement_score
 from engine.domain.leads.lead import Lead
 
 
@@ -85,6 +86,11 @@ def describe(e: Any) -> tuple[str, str]:
                 if reasons
                 else "model inputs: " + ", ".join(f"{k}={v}" for k, v in e.inputs.items()),
             )
+        case Lead.LinkClicked():
+            return (
+                f"clicked link {e.link} of {e.template}",
+                f"step {e.step} of {e.journey_id}: a person's click, not a scanner's",
+            )
         case Lead.RepaymentMissed():
             return f"repayment missed on {e.application_id} ({e.days_past_due} days past due)", "lender system"
         case Enrolment.Started():
@@ -152,6 +158,11 @@ def _describe_delivery(e: Any) -> tuple[str, str]:
             )
         case Delivery.AddressBounced():
             return f"{e.channel} address {e.recipient} refused for good", e.reason
+        case Delivery.Clicked():
+            who = "clicked" if e.kind == "human" else "followed by a scanner (not counted)"
+            return f"link {e.link} of {e.template} {who}", f"{e.reason}; step {e.step} of {e.journey_id}"
+        case Delivery.Opened():
+            return "open pixel fetched (unreliable)", f"step {e.step} of {e.journey_id}"
     return type(e).__qualname__, ""
 
 
@@ -211,6 +222,7 @@ def lead_timeline(engine: Engine, lead_id: UUID) -> dict[str, Any]:
             },
             "offer": lead.offer,
             "affordability": engine.leads.affordability(lead),
+            "engagement_score": engagement_score(lead.clicks, engine.clock.now()),
             "erased": lead.erased,
         },
         "enrolments": [

@@ -1,0 +1,125 @@
+"""Clicks on tracked links drive journeys: a lead clicks the link taken from the e-mail huoke
+wrote, and the journey waiting for that click goes on at once; another lead's wait times out;
+scanners never count; a replayed click counts once; the lead becomes engaged, with the reason."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from email import message_from_bytes, policy
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from fastapi.testclient import TestClient
+
+from engine.adapters.clock import VirtualClock
+from engine.application.delivery.links import LinkKeys
+from engine.application.engine import Engine
+from engine.application.leads.timeline import lead_timeline
+from engine.entrypoints.http import create_app
+from tests.conftest import MakeEngine
+from tests.helpers import ALL_CONFIG, TEST_LINK_KEY, emails, journeys_folder, sms_lines, young_pro
+
+PUBLIC = "https://huoke.example"
+BROWSER = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 Safari/604.1"
+OFFER = """
+    id: offer-clicks
+    name: Offer, then a call for those who click
+    locales: [zh-CN, en]
+    entry: {on: lead_captured}
+    vars: {apply_url: "https://lender.example/apply?src=mail", hotline: 400-800-8888}
+    start: offer
+    steps:
+      - id: offer
+        send: {channel: email, template: yp_quick_apply}
+        next: clicked_offer
+      - id: clicked_offer
+        wait_for: {click: offer, timeout: 2d}
+        next: call
+        on_timeout: reminder
+      - id: call
+        task: {kind: call, queue: loan_officers, note: clicked the offer, due_in: 1d}
+        next: done
+      - id: reminder
+        send: {channel: sms, template: yp_reminder}
+        next: done
+      - {id: done, exit: completed}
+"""
+
+
+@pytest.fixture
+def engine(make_engine: MakeEngine, tmp_path: Path) -> Engine:
+    folder = journeys_folder(tmp_path, config=ALL_CONFIG, offer=OFFER)
+    return make_engine(settings={"journeys_dir": folder, "public_url": PUBLIC, "unsubscribe_secret": TEST_LINK_KEY})
+
+
+def tracked_links(eml: Path) -> dict[str, list[str]]:
+    """The links of an e-mail huoke wrote: its HTML hrefs and the URLs of its text part."""
+    message = message_from_bytes(eml.read_bytes(), policy=policy.default)
+    html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    return {"html": re.findall(r'href="([^"]+)"', html), "text": re.findall(r"https?://\S+", text)}
+
+
+def client_for(engine: Engine) -> TestClient:
+    return TestClient(create_app(engine, LinkKeys(TEST_LINK_KEY)), follow_redirects=False)
+
+
+def test_a_click_on_the_emailed_link_moves_the_journey_and_a_timeout_fires_for_the_other(
+    engine: Engine, clock: VirtualClock, tmp_path: Path
+) -> None:
+    [clicker, other] = engine.leads.capture_leads([young_pro(1), young_pro(2)])
+    engine.run()
+    by_lead = {}
+    for eml in emails(tmp_path / "outbox"):
+        to = message_from_bytes(eml.read_bytes(), policy=policy.default)["To"]
+        by_lead[str(to)] = tracked_links(eml)
+    links = by_lead["alex1@example.com"]
+    offer = [u for u in links["html"] if "/l/" in u]
+    assert offer and all(u.startswith(f"{PUBLIC}/l/") for u in offer)
+    assert [u for u in links["text"] if "/l/" in u] == offer  # the same link in both parts
+    assert any("/unsubscribe/" in u for u in links["html"])  # never tracked
+    assert "lender.example/apply" not in str(links)  # the destination is not in the message
+    client = client_for(engine)
+    path = urlsplit(offer[0]).path
+    clock.advance_to(clock.now() + timedelta(hours=2))
+    assert client.head(path, headers={"User-Agent": BROWSER}).status_code == 302  # a link checker's HEAD
+    scanner = client.get(path, headers={"User-Agent": "Mozilla/5.0 (compatible; Barracuda Sentinel (EE))"})
+    assert scanner.status_code == 302
+    engine.run()
+    assert engine.leads.fresh_lead(clicker.lead_id).stage.value == "contacted"  # scanners are not engagement
+    for _ in range(100):  # the person's click, replayed a hundred times
+        answer = client.get(path, headers={"User-Agent": BROWSER})
+        assert answer.status_code == 302
+    destination = urlsplit(answer.headers["location"])
+    assert (destination.netloc, destination.path) == ("lender.example", "/apply")
+    assert parse_qs(destination.query) == {"src": ["mail"], "hk": [path.rsplit("/", 1)[1]]}
+    engine.run(until=clock.now() + timedelta(days=3))
+    lead = engine.leads.fresh_lead(clicker.lead_id)
+    assert lead.stage.value == "engaged" and len(lead.clicks) == 1
+    events = list(engine.deliveries.repository.event_store.get(lead.clicked_links.pop()[0]))
+    kinds = sorted((e.kind, e.reason) for e in events if type(e).__name__ == "Clicked")
+    assert [k for k, _ in kinds] == ["human", "scanner"]  # one each, however often it was followed
+    timeline = lead_timeline(engine, clicker.lead_id)["timeline"]  # type: ignore[arg-type]
+    assert any("clicked link 1 of yp_quick_apply (offer-clicks, step offer)" in t["why"] for t in timeline)
+    tasks = {str(t["lead_id"]) for t in engine.index.tasks()}
+    assert str(clicker.lead_id) in tasks and str(other.lead_id) not in tasks  # the click led to the call
+    reminders = sms_lines(tmp_path / "outbox")
+    assert [r["to"] for r in reminders] == ["+8613800130002"]  # the other's wait timed out: a reminder
+    assert "/l/" in reminders[0]["text"]
+
+
+def test_a_forged_or_unknown_code_is_never_redirected(engine: Engine) -> None:
+    client = client_for(engine)
+    for code in ("x" * 31, "A" * 31, "not-a-code", "../../etc/passwd", "%2e%2e"):
+        answer = client.get(f"/l/{code}", headers={"User-Agent": BROWSER})
+        assert answer.status_code == 404 and "location" not in answer.headers
+
+
+def test_tracking_is_off_without_a_public_url(make_engine: MakeEngine, tmp_path: Path) -> None:
+    engine = make_engine(settings={"journeys_dir": journeys_folder(tmp_path, config=ALL_CONFIG, offer=OFFER)})
+    engine.leads.capture_leads([young_pro(1)])
+    engine.run()
+    [eml] = emails(tmp_path / "outbox")
+    assert "https://lender.example/apply?src=mail" in str(tracked_links(eml))
