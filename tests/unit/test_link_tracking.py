@@ -95,7 +95,7 @@ def test_scanners_and_prefetchers_are_told_apart_from_people() -> None:
         "Proofpoint URL Defense": True,
         "Mimecast Web Security": True,
         "python-requests/2.31.0": True,
-        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0 Safari/537.36": True,
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0": True,
         "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)": True,
         person: False,
         "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36": False,
