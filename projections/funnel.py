@@ -24,7 +24,16 @@ LEAD_TOPICS = [
     get_topic(c) for c in (Lead.Captured, Lead.Segmented, Lead.StageChanged, Lead.Touched, Lead.LoanFunded, Lead.Scored)
 ]
 DELIVERY_TOPICS = [
-    get_topic(c) for c in (Delivery.Sent, Delivery.Failed, Delivery.Skipped, Delivery.HeldForReview, Delivery.Released)
+    get_topic(c)
+    for c in (
+        Delivery.Sent,
+        Delivery.Failed,
+        Delivery.Skipped,
+        Delivery.HeldForReview,
+        Delivery.Released,
+        Delivery.Clicked,
+        Delivery.Opened,
+    )
 ]
 JOURNEY_TOPICS = [get_topic(c) for c in (Enrolment.Started, Enrolment.SplitAssigned)]
 
@@ -60,10 +69,11 @@ class FunnelCounts(SqlView):
         "lead_cube",
         "band_counts",
         "reached_counts",
+        "message_clicks",
     )
     # 2: lead_sources; 3: the marketing facts (lead_facts replaces lead_sources); 4: reaching a
-    # stage reaches the stages before it
-    schema_version = 4
+    # stage reaches the stages before it; 5: clicks (message_clicks, split_arms.clicked_after)
+    schema_version = 5
     counters: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
         "lead_cube": (("touch", "day", *DIMENSIONS), (*CUBE_COUNTS, "volume")),
         "daily_counts": (("day", "channel", "measure"), ("n", "amount")),
@@ -118,8 +128,13 @@ class FunnelCounts(SqlView):
             "CREATE TABLE IF NOT EXISTS {t_split_arms} (enrolment_id TEXT NOT NULL, step TEXT NOT NULL, "
             "lead_id TEXT NOT NULL, journey_id TEXT NOT NULL, arm TEXT NOT NULL, assigned_at TEXT NOT NULL, "
             + "".join(f"{m}_after NUMERIC, " for m in MILESTONES)
-            + "PRIMARY KEY (enrolment_id, step))",
+            + "clicked_after NUMERIC, PRIMARY KEY (enrolment_id, step))",
             "CREATE INDEX IF NOT EXISTS split_arms_lead ON {t_split_arms} (lead_id)",
+            # The first click of each kind (a person's, a scanner's) on each message, for unique
+            # clicks per step and what the clickers did after.
+            "CREATE TABLE IF NOT EXISTS {t_message_clicks} (send_id TEXT NOT NULL, kind TEXT NOT NULL, "
+            "lead_id TEXT NOT NULL, journey_id TEXT NOT NULL, step TEXT NOT NULL, channel TEXT NOT NULL, "
+            "at TEXT NOT NULL, PRIMARY KEY (send_id, kind))",
             "CREATE INDEX IF NOT EXISTS split_arms_journey ON {t_split_arms} (journey_id, assigned_at)",
             # The lead facts summed by capture day and attribution, once by each lead's first
             # touch and once by its last: what the reports and the dashboard group (a few
@@ -342,11 +357,12 @@ class FunnelCounts(SqlView):
             reached = facts.get(f"{m}_at")
             seconds = (parse_ts(reached) - e.at).total_seconds() if reached else None
             after.append(seconds if seconds is not None and seconds >= 0 else None)
-        marks = ", ".join("?" for _ in range(6 + len(MILESTONES)))
+        marks = ", ".join("?" for _ in range(7 + len(MILESTONES)))
         c.execute(
             self.q(f"INSERT INTO {{t_split_arms}} VALUES ({marks}) ON CONFLICT (enrolment_id, step) DO NOTHING"),  # noqa: S608
-            (str(e.originator_id), e.step, enrolment["lead_id"], enrolment["journey_id"], e.arm, ts(e.at), *after),
-        )
+            (str(e.originator_id), e.step, enrolment["lead_id"], enrolment["journey_id"], e.arm, ts(e.at), *after,
+             None),
+        )  # fmt: skip
 
     def _reached(self, c: Any, lead_id: Any, stages: tuple[str, ...]) -> None:
         """Record the ``stages`` the lead reaches for the first time, counted under its audience."""
@@ -385,6 +401,42 @@ class FunnelCounts(SqlView):
     def _(self, e: Delivery.Released, c: Any) -> None:
         """Released to be sent again: no longer held (its send counts when it happens)."""
         self.count(c, "funnel_messages", (e.journey_id, e.step, e.channel, "held for review"), (-1,))
+
+    @apply.register
+    def _(self, e: Delivery.Clicked, c: Any) -> None:
+        """A message's first click of a kind: a unique click of its step (a person's, or a
+        scanner's, counted apart); a person's also counts for the lead's split arms in the journey."""
+        c.execute(
+            self.q("SELECT 1 FROM {t_message_clicks} WHERE send_id = ? AND kind = ?"), (str(e.originator_id), e.kind)
+        )
+        if c.fetchone() is not None:
+            return
+        c.execute(
+            self.q("INSERT INTO {t_message_clicks} VALUES (?, ?, ?, ?, ?, ?, ?)"),
+            (str(e.originator_id), e.kind, str(e.lead_id), e.journey_id, e.step, e.channel, ts(e.at)),
+        )
+        outcome = "clicked" if e.kind == "human" else "scanner clicked"
+        self.count(c, "funnel_messages", (e.journey_id, e.step, e.channel, outcome), (1,))
+        if e.kind != "human":
+            return
+        c.execute(
+            self.q(
+                "SELECT enrolment_id, step, assigned_at FROM {t_split_arms} WHERE lead_id = ? AND journey_id = ? "
+                "AND clicked_after IS NULL"
+            ),
+            (str(e.lead_id), e.journey_id),
+        )
+        for row in [dict(r) for r in c.fetchall()]:
+            seconds = (e.at - parse_ts(row["assigned_at"])).total_seconds()
+            if seconds >= 0:
+                c.execute(
+                    self.q("UPDATE {t_split_arms} SET clicked_after = ? WHERE enrolment_id = ? AND step = ?"),
+                    (seconds, row["enrolment_id"], row["step"]),
+                )
+
+    @apply.register
+    def _(self, e: Delivery.Opened, c: Any) -> None:
+        self.count(c, "funnel_messages", (e.journey_id, e.step, "email", "opened"), (1,))
 
     def _message(self, c: Any, e: Any, outcome: str) -> None:
         if outcome in ("sent", "failed", "skipped"):  # final outcomes, by the day they happened
@@ -430,6 +482,16 @@ class FunnelCounts(SqlView):
         return self.rows(
             "SELECT journey_id, step, channel, outcome, n FROM {t_funnel_messages} "
             "ORDER BY journey_id, step, channel, outcome"
+        )
+
+    def clicks_then_applied(self) -> list[dict[str, Any]]:
+        """Per journey step: messages a person clicked, and how many of those leads applied after
+        their click."""
+        return self.rows(
+            "SELECT c.journey_id, c.step, COUNT(*) AS clicked, "
+            "SUM(CASE WHEN f.applied_at IS NOT NULL AND f.applied_at >= c.at THEN 1 ELSE 0 END) AS applied "
+            "FROM {t_message_clicks} c LEFT JOIN {t_lead_facts} f ON f.lead_id = c.lead_id "
+            "WHERE c.kind = 'human' GROUP BY c.journey_id, c.step ORDER BY c.journey_id, c.step"
         )
 
     # ---- the marketing facts ----------------------------------------------------------------
@@ -493,7 +555,7 @@ class FunnelCounts(SqlView):
         cases: list[str] = []
         params: list[Any] = []
         for stage, window in windows.items():
-            if stage not in MILESTONES:
+            if stage not in (*MILESTONES, "clicked"):
                 continue
             if window is None:
                 cases.append(f"COUNT({stage}_after) AS {stage}")

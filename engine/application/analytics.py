@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from engine.application.engine import Engine
 from engine.application.marketing import Cost
-from engine.domain.journeys.journey import SplitStep
+from engine.domain.journeys.journey import SendStep, SplitStep
 from engine.domain.marketing.costs import DIMENSIONS, parse_period
 from engine.domain.marketing.lift import Lift
 from engine.domain.shared.values import MILESTONES
@@ -262,8 +262,9 @@ EXPERIMENTS_SCHEMA = "huoke.report.experiments/1"
 
 def experiments_report(engine: Engine, scope: Scope = ALL_LEADS) -> dict[str, Any]:
     """For every split (and holdout) of every published journey: per arm, the leads assigned and
-    how many reached each of the journey's goals within its window; each arm against the control
-    (the holdout arm, else the first arm): absolute and relative lift with 95% intervals, and a
+    how many reached each of the journey's goals within its window, and how many clicked a
+    tracked link of the journey (``clicked``: click-through); each arm against the control (the
+    holdout arm, else the first arm): absolute and relative lift with 95% intervals, and a
     verdict in plain words."""
     engine.journeys.refresh_live()
     since = scope.since.isoformat() if scope.since else None
@@ -278,6 +279,7 @@ def experiments_report(engine: Engine, scope: Scope = ALL_LEADS) -> dict[str, An
             continue
         goals = {g.stage.value: (g.within.total_seconds() if g.within else None) for g in journey.goals}
         goals = {k: v for k, v in goals.items() if k in MILESTONES} or {"applied": None, "funded": None}
+        goals["clicked"] = None  # click-through: a person clicked a tracked link of the journey
         counts: dict[tuple[str, str], dict[str, Any]] = {
             (r["step"], r["arm"]): r for r in engine.funnel.arms(jid, goals, since, until)
         }
@@ -309,12 +311,68 @@ def experiments_report(engine: Engine, scope: Scope = ALL_LEADS) -> dict[str, An
                     "journey_id": jid,
                     "step": split.id,
                     "control": control.label,
-                    "goals": {g: (None if w is None else w / 3600) for g, w in goals.items()},
+                    "goals": {g: (None if w is None else w / 3600) for g, w in goals.items() if g != "clicked"},
                     "arms": arm_rows,
                     "comparisons": comparisons,
                 }
             )
     return {"schema": EXPERIMENTS_SCHEMA, "scope": scope.as_dict(), "splits": out}
+
+
+# ---- engagement --------------------------------------------------------------------------------
+
+ENGAGEMENT_SCHEMA = "huoke.report.engagement/1"
+
+
+def engagement_report(engine: Engine, scope: Scope = ALL_LEADS) -> dict[str, Any]:
+    """Per send step of every published journey: its template and channel, messages sent, unique
+    clicks by people and click-through rate, clicks by scanners (apart: never engagement), opens
+    (unreliable), and how many clickers applied after their click."""
+    engine.journeys.refresh_live()
+    counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for m in engine.funnel.messages():
+        counts[(m["journey_id"], m["step"])][m["outcome"]] += int(m["n"])
+    applied = {(r["journey_id"], r["step"]): int(r["applied"] or 0) for r in engine.funnel.clicks_then_applied()}
+    rows: list[dict[str, Any]] = []
+    for jid, live in sorted(engine.journeys.live.items()):
+        if scope.journey and jid != scope.journey:
+            continue
+        for step in live.journey.steps.values():
+            if not isinstance(step, SendStep) or step.channel not in ("email", "sms"):
+                continue
+            c = counts.get((jid, step.id), {})
+            sent, clicked = c.get("sent", 0), c.get("clicked", 0)
+            rows.append(
+                {
+                    "journey_id": jid,
+                    "step": step.id,
+                    "template": step.template,
+                    "channel": step.channel,
+                    "sent": sent,
+                    "clicked": clicked,
+                    "click_through_rate": round(clicked / sent, 4) if sent else None,
+                    "scanner_clicked": c.get("scanner clicked", 0),
+                    "opened": c.get("opened", 0) if step.channel == "email" else None,
+                    "applied_after_click": applied.get((jid, step.id), 0),
+                }
+            )
+    total_sent = sum(int(r["sent"] or 0) for r in rows)
+    total_clicked = sum(int(r["clicked"] or 0) for r in rows)
+    return {
+        "schema": ENGAGEMENT_SCHEMA,
+        "scope": scope.as_dict(),
+        "sent": total_sent,
+        "clicked": total_clicked,
+        "click_through_rate": round(total_clicked / total_sent, 4) if total_sent else None,
+        "scanner_clicked": sum(int(r["scanner_clicked"] or 0) for r in rows),
+        "steps": rows,
+        "notes": [
+            "clicked: messages a person clicked at least once (unique clicks); scanner_clicked: clicks by mail "
+            "security gateways and link checkers, never counted as engagement",
+            "opened: the open pixel was fetched (HUOKE_TRACK_OPENS); unreliable, mail clients fetch it for every "
+            "message",
+        ],
+    }
 
 
 # ---- over time ---------------------------------------------------------------------------------

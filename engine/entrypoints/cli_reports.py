@@ -348,8 +348,8 @@ def report_costs(
 def report_experiments(
     journey: JourneyOpt = None, since: Since = None, until: Until = None, as_of: AsOf = None, as_json: JsonOpt = False
 ) -> None:
-    """Every split and holdout: conversion per arm to each goal, lift over the control with 95%
-    confidence intervals, and a verdict in plain words."""
+    """Every split and holdout: conversion per arm to each goal and click-through (goal
+    'clicked'), lift over the control with 95% confidence intervals, and a verdict in plain words."""
     scope = scope_of(since, until, None, journey, "first")
     doc = run_report("experiments", as_of, scope)
     if as_json:
@@ -372,6 +372,28 @@ def report_experiments(
                           "—" if c["absolute_lift"] is None else f"{c['absolute_lift'] * 100:+.1f}", interval,
                           c["verdict"])  # fmt: skip
         console.print(table)
+
+
+@report_app.command("engagement")
+def report_engagement(journey: JourneyOpt = None, as_of: AsOf = None, as_json: JsonOpt = False) -> None:
+    """Per journey step: messages sent, unique clicks by people and click-through rate, scanner
+    clicks (never engagement), opens (unreliable) and clickers who applied after."""
+    doc = run_report("engagement", as_of, scope_of(None, None, None, journey, "first"))
+    if as_json:
+        emit_json(doc)
+        return
+    total = "—" if doc["click_through_rate"] is None else pct(doc["click_through_rate"])
+    table = report_table(
+        f"Clicks on tracked links: {doc['clicked']:,} of {doc['sent']:,} messages clicked ({total}); "
+        f"{doc['scanner_clicked']:,} scanner clicks not counted",
+        ["journey / step", "template", "sent", "clicked", "CTR", "scanners", "then applied"],
+        caption="clicked: unique clicks by people; CTR: clicked ÷ sent",
+    )
+    for r in doc["steps"]:
+        ctr = "—" if r["click_through_rate"] is None else pct(r["click_through_rate"])
+        table.add_row(f"{r['journey_id']} / {r['step']}", r["template"], f"{r['sent']:,}", f"{r['clicked']:,}", ctr,
+                      f"{r['scanner_clicked']:,}", f"{r['applied_after_click']:,}")  # fmt: skip
+    console.print(table)
 
 
 @report_app.command("daily")

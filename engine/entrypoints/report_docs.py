@@ -14,6 +14,7 @@ from engine.application.analytics import (
     attribution_report,
     costs_report,
     daily_report,
+    engagement_report,
     experiments_report,
     flows_report,
     scores_report,
@@ -28,7 +29,17 @@ from engine.settings import Settings
 
 #: The reports, by name (the CLI's ``huoke report NAME``, the API's ``/reports/NAME``).
 ReportName = Literal[
-    "funnel", "journeys", "referrals", "attribution", "costs", "experiments", "daily", "scores", "flows", "tasks"
+    "funnel",
+    "journeys",
+    "referrals",
+    "attribution",
+    "costs",
+    "experiments",
+    "engagement",
+    "daily",
+    "scores",
+    "flows",
+    "tasks",
 ]
 #: The views each report reads (what ``as_of`` rebuilds from the log).
 REPORT_VIEWS: dict[ReportName, tuple[str, ...]] = {
@@ -38,6 +49,7 @@ REPORT_VIEWS: dict[ReportName, tuple[str, ...]] = {
     "attribution": ("funnel",),
     "costs": ("funnel", "referral_ledger"),
     "experiments": ("funnel",),
+    "engagement": ("funnel",),
     "daily": ("funnel",),
     "scores": ("funnel",),
     "flows": ("funnel", "journey_index"),
@@ -125,6 +137,8 @@ def _build(name: ReportName, engine: Engine, settings: Settings, scope: Scope, m
             return costs_report(engine, marketing_costs(settings, as_of), rate, settings.currency, scope)
         case "experiments":
             return experiments_report(engine, scope)
+        case "engagement":
+            return engagement_report(engine, scope)
         case "daily":
             return daily_report(engine, scope)
         case "scores":

@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from engine.adapters.clock import VirtualClock
+from engine.application.analytics import engagement_report
 from engine.application.delivery.links import LinkKeys
 from engine.application.engine import Engine
 from engine.application.leads.timeline import lead_timeline
@@ -108,6 +109,11 @@ def test_a_click_on_the_emailed_link_moves_the_journey_and_a_timeout_fires_for_t
     reminders = sms_lines(tmp_path / "outbox")
     assert [r["to"] for r in reminders] == ["+8613800130002"]  # the other's wait timed out: a reminder
     assert "/l/" in reminders[0]["text"]
+    engine.refresh_views()
+    report = engagement_report(engine)
+    [offer_row] = [r for r in report["steps"] if r["step"] == "offer"]
+    assert (offer_row["sent"], offer_row["clicked"], offer_row["click_through_rate"]) == (2, 1, 0.5)
+    assert offer_row["scanner_clicked"] == 1 and offer_row["template"] == "yp_quick_apply"
 
 
 def test_a_forged_or_unknown_code_is_never_redirected(engine: Engine) -> None:

@@ -135,6 +135,7 @@ class Delivery(Aggregate):
         lead_id: UUID
         journey_id: str
         step: str
+        channel: str
         template: str
         link: int
         url: str
@@ -358,6 +359,7 @@ class Delivery(Aggregate):
             lead_id=self.lead_id,
             journey_id=self.journey_id,
             step=self.step,
+            channel=self.channel,
             template=self.template,
             link=link,
             url=url,
@@ -373,6 +375,7 @@ class Delivery(Aggregate):
         lead_id: UUID,
         journey_id: str,
         step: str,
+        channel: str,
         template: str,
         link: int,
         url: str,
