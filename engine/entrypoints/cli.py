@@ -357,7 +357,13 @@ def demo(
     # The demo keeps its own store; e-mail goes where HUOKE_EMAIL_TRANSPORT says (the outbox by
     # default, or an SMTP server such as Mailpit with HUOKE_EMAIL_TRANSPORT=smtp).
     s = base.model_copy(update={"data_dir": folder / "data", "outbox_dir": folder / "outbox", "database_url": ""})
-    store_env = {"HUOKE_DATA_DIR": str(s.data_dir.resolve()), "HUOKE_OUTBOX_DIR": str(s.outbox_dir.resolve())}
+    # Tracked links point at huoke serve on this machine, so a link opened from the outbox works.
+    s = s if s.public_url else s.model_copy(update={"public_url": "http://127.0.0.1:8080"})
+    store_env = {
+        "HUOKE_DATA_DIR": str(s.data_dir.resolve()),
+        "HUOKE_OUTBOX_DIR": str(s.outbox_dir.resolve()),
+        "HUOKE_PUBLIC_URL": s.public_url,
+    }
     if s.secret_problems():  # the demo signs its links with keys of its own, never the empty or a published one
         own = {"unsubscribe_secret": secrets.token_urlsafe(32), "suppression_pepper": secrets.token_urlsafe(32)}
         s = s.model_copy(update={**{k: SecretStr(v) for k, v in own.items()}, "unsubscribe_old_secrets": SecretStr("")})
@@ -397,6 +403,14 @@ def demo(
         f"{doc['agent_tasks_escalated']} escalated overdue: huoke tasks list); "
         f"{sum(h['n'] for h in doc['held'])} message(s) held at the end (quiet hours, caps, retries)"
     )
+    clicks = doc["engagement"]
+    if clicks["sent"]:
+        console.print(
+            f"clicks on tracked links: {clicks['clicked']:,} of {clicks['sent']:,} messages "
+            f"({(clicks['click_through_rate'] or 0) * 100:.1f}%), {clicks['scanner_clicked']:,} gateway scanner "
+            "clicks not counted; by journey: "
+            + ", ".join(f"{j} {(c['click_through_rate'] or 0) * 100:.1f}%" for j, c in clicks["journeys"].items())
+        )
     ref = doc["referrals"]
     console.print(
         "referrals: "
@@ -410,6 +424,7 @@ def demo(
     console.print(f"     HUOKE_DATA_DIR={folder / 'data'} huoke report journeys")
     console.print(f"     HUOKE_DATA_DIR={folder / 'data'} huoke report attribution")
     console.print(f"     HUOKE_DATA_DIR={folder / 'data'} huoke report experiments")
+    console.print(f"     HUOKE_DATA_DIR={folder / 'data'} huoke report engagement")
     console.print(
         f"the dashboard: set -a; . {folder / 'huoke.env'}; set +a; huoke api-keys create --role marketer "
         "--name me; huoke serve  (then open http://127.0.0.1:8080/dashboard with the key)"

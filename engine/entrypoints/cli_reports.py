@@ -386,12 +386,13 @@ def report_engagement(journey: JourneyOpt = None, as_of: AsOf = None, as_json: J
     table = report_table(
         f"Clicks on tracked links: {doc['clicked']:,} of {doc['sent']:,} messages clicked ({total}); "
         f"{doc['scanner_clicked']:,} scanner clicks not counted",
-        ["journey / step", "template", "sent", "clicked", "CTR", "scanners", "then applied"],
-        caption="clicked: unique clicks by people; CTR: clicked ÷ sent",
+        ["journey", "step", "sent", "clicked", "CTR", "scan", "applied"],
+        caption="clicked: unique clicks by people; CTR: clicked ÷ sent; scan: scanner clicks (not counted); "
+        "applied: clickers who applied after (templates: --json)",
     )
-    for r in doc["steps"]:
+    for r in (r for r in doc["steps"] if r["sent"]):
         ctr = "—" if r["click_through_rate"] is None else pct(r["click_through_rate"])
-        table.add_row(f"{r['journey_id']} / {r['step']}", r["template"], f"{r['sent']:,}", f"{r['clicked']:,}", ctr,
+        table.add_row(r["journey_id"], r["step"], f"{r['sent']:,}", f"{r['clicked']:,}", ctr,
                       f"{r['scanner_clicked']:,}", f"{r['applied_after_click']:,}")  # fmt: skip
     console.print(table)
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import re
 import time
 from collections import defaultdict
 from datetime import datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
@@ -17,12 +22,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from engine.adapters.clock import VirtualClock
 from engine.adapters.model_data import read_csv
+from engine.adapters.user_agents import is_bot
+from engine.application.analytics import engagement_report
+from engine.application.delivery.clicks import Click, Clicks
 from engine.application.engine import Engine
 from engine.application.journeys.publishing import publish_new
 from engine.application.journeys.tasks import complete_task
 from engine.application.reports import funnel_report
 from engine.application.screening import models
 from engine.bootstrap import bootstrap, init_database, load_journey_definitions, referral_key, renderer_for
+from engine.domain.delivery.contact_history import contact_history_id
+from engine.domain.delivery.tracking import tracking_key
 from engine.domain.leads.identity import lead_id_for
 from engine.domain.marketing.costs import COST_COLUMNS
 from engine.domain.referrals.codes import referral_code
@@ -92,18 +102,45 @@ def _inputs(s: Settings, n: int, days: int, folder: Path, start: datetime) -> tu
     return leads, events, write_back_book(folder, start, max(4000, n * 2))
 
 
+#: How the generated data marks a click on a message's link (a response to marketing).
+CLICK_REASON = "clicked the application link"
+#: The phone browser the demo's people click with, and the mail gateway some of their employers run.
+BROWSER = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 Safari/604.1"
+GATEWAY = "Mozilla/5.0 (compatible; Barracuda Sentinel (EE))"
+#: Share of e-mail recipients behind a security gateway that follows every link as it arrives.
+GATEWAY_SHARE = 0.15
+_TRACKED = re.compile(r"https?://\S+?/l/([A-Za-z0-9_-]{31})")
+
+
+def _email_text(eml: Path) -> str:
+    """The text and HTML parts of an e-mail file, decoded (as a mail client shows them)."""
+    message = message_from_bytes(eml.read_bytes(), policy=policy.default)
+    parts = [message.get_body(("plain",)), message.get_body(("html",))]
+    return "\n".join(str(p.get_content()) for p in parts if isinstance(p, EmailMessage))
+
+
 class Responses:
     """Which generated responses happen in the simulation: a lead clicks only a link it was sent
-    (the lender reached it first: its stage moved past new), so a holdout or an unreachable lead
-    applies only as often as it would have unprompted, and split lift in the demo is real."""
+    (the lender reached it first), so a holdout or an unreachable lead applies only as often as it
+    would have unprompted, and split lift in the demo is real. With ``clicks`` (tracked links on),
+    the click itself is real: the lead follows the first tracked link of the latest message huoke
+    wrote to it (read from the outbox), through the same use case as ``/l/<code>``."""
 
-    def __init__(self) -> None:
+    def __init__(self, clicks: Clicks | None = None, outbox: Path | None = None) -> None:
         self.clicked: dict[str, bool] = {}  # lead (source:external id) -> clicked a link it was sent
         self.unreached: set[int] = set()  # responses that did not happen (ids of their DemoEvents)
+        self.clicks, self.outbox = clicks, outbox
+        self._sms: dict[str, str] = {}  # send id -> text, read from sms.jsonl as it grows
+        self._sms_read = 0
+        self._gated: set[str] = set()  # e-mails whose links a gateway has followed
 
     def happening(self, engine: Engine, offered: list[tuple[Any, DemoEvent]]) -> list[Any]:
         facts = []
         for record, fact in offered:
+            if self.clicks is not None and fact.row.get("reason") == CLICK_REASON:
+                if not self._click(engine, record, fact):
+                    self.unreached.add(id(fact))
+                continue  # the click is recorded on the message, never as a lifecycle fact
             if self._happens(engine, record, fact):
                 facts.append(record)
             else:
@@ -121,6 +158,68 @@ class Responses:
                 reached = False
             self.clicked[lead] = reached
         return self.clicked[lead] or fact.unprompted
+
+    def _click(self, engine: Engine, record: Any, fact: DemoEvent) -> bool:
+        lead = f"{fact.row['source_channel']}:{fact.row['external_id']}"
+        if lead in self.clicked:
+            return self.clicked[lead]
+        try:
+            lead_id = engine.leads.find_lead(record.lead)
+        except HuokeError:
+            self.clicked[lead] = False
+            return False
+        code = self._latest_link(engine, lead_id)
+        if code is None or self.clicks is None:
+            self.clicked[lead] = False
+            return False
+        [followed] = self.clicks.follow([Click(code, "GET", BROWSER, fact.at)])
+        self.clicked[lead] = followed.url is not None
+        return self.clicked[lead]
+
+    def _latest_link(self, engine: Engine, lead_id: UUID) -> str | None:
+        """The code of the first tracked link of the latest message huoke wrote to the lead."""
+        sends = [e.send_id for e in engine.deliveries.events.get(contact_history_id(lead_id)) if hasattr(e, "send_id")]
+        for send_id in reversed(sends):
+            found = _TRACKED.search(self._message_text(str(send_id)))
+            if found:
+                return found.group(1)
+        return None
+
+    def _message_text(self, send_id: str) -> str:
+        assert self.outbox is not None  # noqa: S101 - set with clicks
+        eml = self.outbox / "email" / f"{send_id}.eml"
+        if eml.exists():
+            return _email_text(eml)
+        path = self.outbox / "sms.jsonl"
+        if send_id not in self._sms and path.exists():
+            with path.open(encoding="utf-8") as f:
+                f.seek(self._sms_read)
+                for line in f:
+                    item = json.loads(line)
+                    self._sms[item["send_id"]] = item["text"]
+                self._sms_read = f.tell()
+        return self._sms.get(send_id, "")
+
+    def gateways(self, engine: Engine) -> int:
+        """Mail gateways follow every tracked link of the e-mails that reached their users, within
+        two seconds of arrival: recorded as scanner clicks, never engagement. The number followed."""
+        if self.clicks is None or self.outbox is None or not (self.outbox / "email").exists():
+            return 0
+        batch = []
+        for eml in (self.outbox / "email").glob("*.eml"):
+            send_id = eml.stem
+            if send_id in self._gated:
+                continue
+            self._gated.add(send_id)
+            if int(hashlib.sha256(send_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF >= GATEWAY_SHARE:
+                continue
+            delivery = engine.deliveries.get_delivery(UUID(send_id))
+            if delivery is None or delivery.sent_at is None:
+                continue
+            at = delivery.sent_at + timedelta(seconds=2)
+            codes = dict.fromkeys(_TRACKED.findall(_email_text(eml)))
+            batch += [Click(code, "GET", GATEWAY, at) for code in codes]
+        return len(self.clicks.follow(batch)) if batch else 0
 
 
 def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console: Console) -> dict[str, Any]:
@@ -152,7 +251,7 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
     for line, fact in enumerate(events, 1):
         record = LifecycleRow.model_validate(fact.row).to_command(s.default_phone_region, tz, f"events.jsonl:{line}")
         by_day_events[(fact.at - start).days].append((record, fact))
-    responses = Responses()
+    responses = _responses(s, engine)
 
     with Progress(
         TextColumn("{task.description}"),
@@ -184,6 +283,7 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
                 engine.run(until=cutoff)
                 if hour == 17:
                     _officers_work(engine)
+            responses.gateways(engine)
             progress.advance(task)
             if day + 1 == PROPENSITY_DAY and days > PROPENSITY_DAY:
                 # Enough response history: learn who applies, and rescore everyone with it.
@@ -193,9 +293,7 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
     # The lender's file of lifecycle facts holds what happened (not the clicks nobody prompted).
     write_events(folder, [e for e in events if id(e) not in responses.unreached])
     engine.refresh_views()
-    outbox = s.outbox_dir
-    sms = (outbox / "sms.jsonl").read_bytes().count(b"\n") if (outbox / "sms.jsonl").exists() else 0
-    emails = sum(int(r["n"]) for r in engine.funnel.messages() if r["channel"] == "email" and r["outcome"] == "sent")
+    emails, sms = _sent_counts(s, engine)
     example = next((r for r in leads if r["source_channel"] == "car_dealer" and r.get("email")), leads[0])
     return {
         "schema": "huoke.demo/1",
@@ -217,6 +315,7 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
         "segments": engine.screening.segment_sizes(),
         "held": engine.schedule.held(),
         "referrals": _referrals_summary(engine),
+        "engagement": _engagement_summary(engine),
         "costs": {"entries": costs.created, "refused": len(costs.errors)},
         "example_lead": f"{example['source_channel']}:{example['external_id']}",
         "seconds": round(time.perf_counter() - started, 2),
@@ -231,6 +330,42 @@ def _friends_by_code(s: Settings, leads: list[dict[str, Any]], events: list[Any]
         return referral_code(key, lead_id_for(f"source:{row['source_channel']}:{row['external_id']}"))
 
     add_referrals(leads, events, code_of, end, referrers=max(3, n // 100))
+
+
+def _sent_counts(s: Settings, engine: Engine) -> tuple[int, int]:
+    """E-mails sent (as the funnel counts them) and SMS lines in the outbox."""
+    path = s.outbox_dir / "sms.jsonl"
+    sms = path.read_bytes().count(b"\n") if path.exists() else 0
+    emails = sum(int(r["n"]) for r in engine.funnel.messages() if r["channel"] == "email" and r["outcome"] == "sent")
+    return emails, sms
+
+
+def _responses(s: Settings, engine: Engine) -> Responses:
+    """The demo's people: with tracked links on, they click the links huoke sent them."""
+    if engine.deliveries.tracker is None:
+        return Responses()
+    keys = [tracking_key(k) for k in (s.link_keys[0], *s.link_keys[1]) if k]
+    return Responses(Clicks(engine.deliveries, keys, is_bot), s.outbox_dir)
+
+
+def _engagement_summary(engine: Engine) -> dict[str, Any]:
+    """Click-through per journey (people's unique clicks over messages sent), scanners apart."""
+    doc = engagement_report(engine)
+    journeys: dict[str, dict[str, int]] = defaultdict(lambda: {"sent": 0, "clicked": 0, "scanner_clicked": 0})
+    for r in doc["steps"]:
+        for k in ("sent", "clicked", "scanner_clicked"):
+            journeys[r["journey_id"]][k] += r[k]
+    return {
+        "sent": doc["sent"],
+        "clicked": doc["clicked"],
+        "click_through_rate": doc["click_through_rate"],
+        "scanner_clicked": doc["scanner_clicked"],
+        "journeys": {
+            j: {**c, "click_through_rate": round(c["clicked"] / c["sent"], 4) if c["sent"] else None}
+            for j, c in sorted(journeys.items())
+            if c["sent"]
+        },
+    }
 
 
 def _referrals_summary(engine: Engine) -> dict[str, Any]:

@@ -72,7 +72,13 @@ def test_the_demo_store_opens_again_from_its_env_file(tmp_path: Path, monkeypatc
     env_file = mine / "huoke.env"
     assert env_file.stat().st_mode & 0o777 == 0o600
     values = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if not line.startswith("#"))
-    assert set(values) == {"HUOKE_DATA_DIR", "HUOKE_OUTBOX_DIR", "HUOKE_UNSUBSCRIBE_SECRET", "HUOKE_SUPPRESSION_PEPPER"}
+    assert set(values) == {
+        "HUOKE_DATA_DIR",
+        "HUOKE_OUTBOX_DIR",
+        "HUOKE_PUBLIC_URL",
+        "HUOKE_UNSUBSCRIBE_SECRET",
+        "HUOKE_SUPPRESSION_PEPPER",
+    }
     monkeypatch.setenv("HUOKE_DATA_DIR", values["HUOKE_DATA_DIR"])
     refused = runner.invoke(app, ["run"])
     assert refused.exit_code != 0 and "HUOKE_UNSUBSCRIBE_SECRET is not set" in refused.output
