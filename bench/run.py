@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
+from bench.clicks import clicks_section
 from bench.data import lead_commands
 from bench.delivery import due_timer_query, smtp_rates
 from bench.integration import integration_section
@@ -275,6 +276,7 @@ def main() -> None:
         for name, rate in smtp.items():
             label = "huoke SmtpEmailChannel, " + name.removeprefix("huoke_").replace("_", " ")
             print(f"{label:<72} {rate:>12,.0f}  {'msgs/s':<9} {rate / raw_smtp:>10.2f}")
+        clicks_section(folder, min(args.leads, 2_000), step, bench_settings)
         scoring_section(folder, args.score_leads)
         if args.worker_leads:
             workers_section(args.worker_leads)

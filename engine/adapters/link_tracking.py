@@ -31,7 +31,7 @@ class TrackedLinks:
     def track(
         self, send_id: UUID, channel: str, body: RenderedMessage, untracked: Sequence[str]
     ) -> tuple[RenderedMessage, tuple[str, ...]]:
-        skip = [*untracked, *body.untracked, self.base_url + "/"]
+        skip = (*untracked, *body.untracked, self.base_url + "/")
         links: dict[str, str] = {}  # destination -> short link, in order of first appearance
 
         def short(url: str) -> str | None:
@@ -52,9 +52,9 @@ class TrackedLinks:
     def _html(self, html: str, short: Callable[[str], str | None], send_id: UUID) -> str:
         tree = LexborHTMLParser(html)
         changed = False
-        for a in tree.css("a[href]"):
-            url = (a.attributes.get("href") or "").strip()
-            new = short(url)
+        for a in tree.tags("a"):  # not a CSS query: lexbor compiles a selector on every call
+            url = (a.attrs.get("href") or "").strip()
+            new = short(url) if url else None
             if new is not None:
                 a.attrs["href"] = new
                 changed = True

@@ -61,7 +61,7 @@ def tracking_key(link_key: str) -> bytes:
 def link_code(key: bytes, send_id: UUID, n: int) -> str:
     """The code of link ``n`` (1 to 255) of the message ``send_id``."""
     body = send_id.bytes + bytes([n])
-    mac = hmac.new(key, body, hashlib.sha256).digest()[:6]
+    mac = hmac.digest(key, body, "sha256")[:6]
     return base64.urlsafe_b64encode(body + mac).decode().rstrip("=")
 
 
@@ -76,7 +76,7 @@ def read_code(keys: Iterable[bytes], code: str) -> tuple[UUID, int] | None:
     if len(raw) != 23:
         return None
     body, mac = raw[:17], raw[17:]
-    if not any(hmac.compare_digest(hmac.new(k, body, hashlib.sha256).digest()[:6], mac) for k in keys):
+    if not any(hmac.compare_digest(hmac.digest(k, body, "sha256")[:6], mac) for k in keys):
         return None
     return UUID(bytes=body[:16]), body[16]
 
@@ -109,7 +109,7 @@ def replace_links(text: str, replace: dict[str, str]) -> str:
 def tracked(url: str, untracked: Iterable[str]) -> bool:
     """Whether a rendered link is tracked: http(s), and not one that must reach huoke itself or
     stay the lead's own (unsubscribe, confirmation, referral links and the template's ``notrack``)."""
-    return url.startswith(("http://", "https://")) and not any(url.startswith(u) for u in untracked if u)
+    return url.startswith(("http://", "https://")) and not url.startswith(tuple(u for u in untracked if u))
 
 
 def classify_click(method: str, user_agent: str, known_bot: bool, since_sent: timedelta | None) -> ClickVerdict:
