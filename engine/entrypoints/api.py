@@ -119,6 +119,9 @@ class ConsentIn(BaseModel):
 
     channel: Literal["email", "sms", "phone", "all"]
     action: Literal["grant", "withdraw"]
+    purpose: Literal["marketing", "tracking"] = Field(
+        "marketing", description="marketing messages, or click tracking of the channel's messages"
+    )
     evidence: str = Field(min_length=1, description="what the lead signed or said, and where")
     source: str = Field("", description="the system or person that took it (default: the API key's name)")
 
@@ -278,6 +281,9 @@ def _lead_routes(router: APIRouter, engine: Engine, settings: Settings) -> None:
         """Consent given or withdrawn, with its evidence; a withdrawal applies before the next send."""
         lead_id = resolve(ref)
         source = body.source or f"api:{caller.name}"
+        if body.purpose == "tracking":
+            changed = engine.leads.set_tracking(lead_id, body.channel, body.action == "grant", source, body.evidence)
+            return {"lead_id": str(lead_id), "channel": body.channel, "action": body.action, "changed": changed}
         if body.action == "withdraw":
             engine.leads.opt_out(lead_id, body.channel, source, body.evidence)
             changed = True

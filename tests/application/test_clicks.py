@@ -129,3 +129,13 @@ def test_tracking_is_off_without_a_public_url(make_engine: MakeEngine, tmp_path:
     engine.run()
     [eml] = emails(tmp_path / "outbox")
     assert "https://lender.example/apply?src=mail" in str(tracked_links(eml))
+
+
+def test_a_lead_who_withdrew_tracking_gets_links_as_written(engine: Engine, tmp_path: Path) -> None:
+    [out] = engine.leads.capture_leads([young_pro(1)])
+    assert engine.leads.set_tracking(out.lead_id, "all", False, "api:crm", "asked not to be tracked")  # type: ignore[arg-type]
+    assert not engine.leads.set_tracking(out.lead_id, "email", False, "api:crm", "again")  # type: ignore[arg-type]
+    engine.run()
+    [eml] = emails(tmp_path / "outbox")
+    links = tracked_links(eml)
+    assert "https://lender.example/apply?src=mail" in links["text"] and not any("/l/" in u for u in links["html"])

@@ -466,6 +466,28 @@ class Leads(Application[UUID]):
 
         return str(retry_conflicts(self, attempt, self._forget_cache))
 
+    def set_tracking(
+        self, lead_id: UUID, channel: str, allowed: bool, source: str, evidence: str, at: datetime | None = None
+    ) -> bool:
+        """Whether clicks on the lead's messages of ``channel`` ('all': every channel) may be
+        tracked (withdrawn: links go out as written); False when nothing changed."""
+        channels = [c for c in ConsentChannel if channel in ("all", c.value)]
+
+        def attempt() -> bool:
+            lead = self.fresh_lead(lead_id)
+            moment = at or self.clock.now()
+            purpose = ConsentPurpose.TRACKING
+            changed = [
+                lead.grant_consent(c, purpose, source, evidence, moment)
+                if allowed
+                else lead.withdraw_consent(c, purpose, source, evidence, moment)
+                for c in channels
+            ]
+            save_batch(self, [lead])
+            return any(changed)
+
+        return bool(retry_conflicts(self, attempt, self._forget_cache))
+
     def grant_consent(
         self, lead_id: UUID, channel: str, source: str, evidence: str, at: datetime | None = None
     ) -> bool:
