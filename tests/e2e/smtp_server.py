@@ -4,6 +4,7 @@ loopback servers tests and benchmarks talk to."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import urllib.parse
@@ -84,14 +85,20 @@ class Sink:
     def __init__(self) -> None:
         self.got: list[tuple[str, str]] = []
         self.ids: list[str] = []
+        #: Recipient -> the tracked links (``/l/…``) of the messages they got, in arrival order.
+        self.links: dict[str, list[str]] = {}
         self.lock = threading.Lock()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = message_from_bytes(envelope.content, policy=policy.default)  # type: ignore[arg-type]
         message_id = str(message["Message-ID"]).strip().strip("<>")
+        body = message.get_body(("plain",))  # type: ignore[attr-defined]
+        links = re.findall(r"https?://\S+?/l/[A-Za-z0-9_-]{31}", body.get_content() if body is not None else "")
         with self.lock:
-            self.got.append((str(message["To"]).strip(), message_id))
+            to = str(message["To"]).strip()
+            self.got.append((to, message_id))
             self.ids.append(message_id)
+            self.links.setdefault(to, []).extend(links)
         return "250 OK"
 
     def by_recipient(self) -> Counter[str]:

@@ -234,6 +234,8 @@ def live_run(
     arrived = list(dict.fromkeys(to for to in sink.recipients() if to in welcomed))  # by first arrival
     opted = arrived[-12:]
     opt_out(base, opted)
+    clicking = threading.Thread(target=click_welcomes, args=(sink, arrived[:20]))
+    clicking.start()  # people click their welcome's link while the workers send and serve records
     if kill:
         topology.stop(kill, signal.SIGKILL)
     second = write_leads(topology.tmp / "second.csv", 60, 60)
@@ -243,6 +245,10 @@ def live_run(
         topology.run("leads", "import", str(topology.tmp / "second.csv"), "--json")
     expected = {e: 2 for e in first + second if e not in opted} | dict.fromkeys(opted, 1)
     wait_for(lambda: all(sink.by_recipient()[e] >= n for e, n in expected.items()), 120, "every follow-up")
+    clicking.join(60)
+    # Twenty people clicked (each five times, a gateway once before them): twenty messages
+    # clicked by people, twenty by scanners, once each, in the views the reports read.
+    wait_for(lambda: _clicks(topology) == (20, 20), 60, "the clicks in the engagement report")
     time.sleep(3)  # anything wrongly due would go out now
     got = sink.by_recipient()
     assert {e: got[e] for e in expected} == expected  # opted-out leads never got their follow-up
@@ -271,6 +277,7 @@ def test_two_workers_serve_and_a_runner_on_postgresql(
         assert [p.returncode for p in inits] == [0, 0, 0], "\n".join(err.decode()[-3000:] for _, err in outputs)
         topology.run("journeys", "publish")
         http = free_port()
+        topology.env["HUOKE_PUBLIC_URL"] = f"http://127.0.0.1:{http}"  # tracked links land on serve
         topology.start("serve", "serve", "--port", str(http))
         for name in ("worker1", "worker2"):
             topology.start(name, "worker", "--every", "0.5", HUOKE_WORKER_ADVANCES_VIEWS="false")
@@ -306,6 +313,7 @@ def test_one_worker_and_serve_on_sqlite_and_a_second_worker_is_refused(
         topology.run("db", "init")
         topology.run("journeys", "publish")
         http = free_port()
+        topology.env["HUOKE_PUBLIC_URL"] = f"http://127.0.0.1:{http}"  # tracked links land on serve
         topology.start("serve", "serve", "--port", str(http))
         topology.start("worker", "worker", "--every", "0.5")
         base = f"http://127.0.0.1:{http}"
@@ -325,6 +333,33 @@ def test_one_worker_and_serve_on_sqlite_and_a_second_worker_is_refused(
         assert "@example.com" not in served and "+86138" not in served and "/email/" not in served
     finally:
         topology.stop_all()
+
+
+BROWSER = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 Safari/604.1"
+
+
+def click_welcomes(sink: Sink, recipients: list[str]) -> None:
+    """A mail gateway, then each person five times, follows the first tracked link of the welcome."""
+    for to in recipients:
+        link = sink.links[to][0]
+        for agent in ["Mozilla/5.0 (compatible; Barracuda Sentinel (EE))", *[BROWSER] * 5]:
+            request = urllib.request.Request(link, headers={"User-Agent": agent})  # noqa: S310 - loopback
+            opener = urllib.request.build_opener(NoRedirect)
+            with pytest.raises(urllib.error.HTTPError) as answer:  # urllib reports an unfollowed 302 so
+                opener.open(request, timeout=30)
+            assert answer.value.code == 302 and answer.value.headers["Location"].startswith("https://lender.example/")
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any) -> None:
+        return None
+
+
+def _clicks(topology: Topology) -> tuple[int, int]:
+    import json
+
+    doc = json.loads(topology.run("report", "engagement", "--json"))
+    return doc["clicked"], doc["scanner_clicked"]
 
 
 def _healthy(base: str) -> bool:
