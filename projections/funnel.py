@@ -32,6 +32,7 @@ DELIVERY_TOPICS = [
         Delivery.HeldForReview,
         Delivery.Released,
         Delivery.Clicked,
+        Delivery.Converted,
         Delivery.Opened,
     )
 ]
@@ -435,6 +436,11 @@ class FunnelCounts(SqlView):
                 )
 
     @apply.register
+    def _(self, e: Delivery.Converted, c: Any) -> None:
+        """An application that came through the message's link (its reference sent back)."""
+        self.count(c, "funnel_messages", (e.journey_id, e.step, e.channel, "converted"), (1,))
+
+    @apply.register
     def _(self, e: Delivery.Opened, c: Any) -> None:
         self.count(c, "funnel_messages", (e.journey_id, e.step, "email", "opened"), (1,))
 
@@ -482,6 +488,17 @@ class FunnelCounts(SqlView):
         return self.rows(
             "SELECT journey_id, step, channel, outcome, n FROM {t_funnel_messages} "
             "ORDER BY journey_id, step, channel, outcome"
+        )
+
+    def last_clicks(self) -> list[dict[str, Any]]:
+        """Per journey step: leads whose last click before they first applied was on its message
+        (last-click attribution of applications)."""
+        return self.rows(
+            "SELECT c.journey_id, c.step, COUNT(*) AS applications FROM {t_message_clicks} c "
+            "JOIN {t_lead_facts} f ON f.lead_id = c.lead_id "
+            "WHERE c.kind = 'human' AND f.applied_at IS NOT NULL AND c.at <= f.applied_at AND c.at = ("
+            "SELECT MAX(l.at) FROM {t_message_clicks} l WHERE l.lead_id = c.lead_id AND l.kind = 'human' "
+            "AND l.at <= f.applied_at) GROUP BY c.journey_id, c.step ORDER BY c.journey_id, c.step"
         )
 
     def clicks_then_applied(self) -> list[dict[str, Any]]:

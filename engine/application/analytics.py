@@ -117,7 +117,23 @@ def attribution_report(engine: Engine, scope: Scope = ALL_LEADS) -> dict[str, An
         "scope": scope.as_dict(),
         "total": _measures(_totals(cube)),
         "dimensions": dimensions,
+        "last_click_messages": _last_click_messages(engine),
     }
+
+
+def _last_click_messages(engine: Engine) -> list[dict[str, Any]]:
+    """Applications by the message whose tracked link the applicant clicked last before applying
+    (all leads: a message is not a capture-time dimension), with those the lender's site reported
+    through the link's reference (exact)."""
+    exact: dict[tuple[str, str], int] = defaultdict(int)
+    for m in engine.funnel.messages():
+        if m["outcome"] == "converted":
+            exact[(m["journey_id"], m["step"])] += int(m["n"])
+    rows = {(r["journey_id"], r["step"]): int(r["applications"] or 0) for r in engine.funnel.last_clicks()}
+    keys = sorted(set(rows) | set(exact))
+    found = [{"journey_id": j, "step": s, "applications": rows.get((j, s), 0), "reported": exact.get((j, s), 0)}
+             for j, s in keys]  # fmt: skip
+    return sorted(found, key=lambda r: (-r["applications"], r["journey_id"], r["step"]))
 
 
 # ---- costs and return on spend -----------------------------------------------------------------
@@ -333,6 +349,7 @@ def engagement_report(engine: Engine, scope: Scope = ALL_LEADS) -> dict[str, Any
     for m in engine.funnel.messages():
         counts[(m["journey_id"], m["step"])][m["outcome"]] += int(m["n"])
     applied = {(r["journey_id"], r["step"]): int(r["applied"] or 0) for r in engine.funnel.clicks_then_applied()}
+    last = {(r["journey_id"], r["step"]): int(r["applications"] or 0) for r in engine.funnel.last_clicks()}
     rows: list[dict[str, Any]] = []
     for jid, live in sorted(engine.journeys.live.items()):
         if scope.journey and jid != scope.journey:
@@ -354,6 +371,10 @@ def engagement_report(engine: Engine, scope: Scope = ALL_LEADS) -> dict[str, Any
                     "scanner_clicked": c.get("scanner clicked", 0),
                     "opened": c.get("opened", 0) if step.channel == "email" else None,
                     "applied_after_click": applied.get((jid, step.id), 0),
+                    # Applications whose applicant's last click before applying was on this message.
+                    "last_click_applications": last.get((jid, step.id), 0),
+                    # Applications the lender's site reported with this message's link reference.
+                    "converted": c.get("converted", 0),
                 }
             )
     total_sent = sum(int(r["sent"] or 0) for r in rows)

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 
 from engine.adapters.json_input import JsonInputError, parse_json
+from engine.application.delivery.clicks import Conversion, record_conversions
 from engine.application.engine import Engine
 from engine.application.marketing import CostImport
 from engine.bootstrap import marketing_for
@@ -216,13 +217,18 @@ def import_lifecycle(
         return LifecycleRow.model_validate(raw).to_command(phone_region, tz, origin)
 
     def apply(batch: Batch, report: ImportReport) -> None:
-        for (line, _), outcome in zip(batch, engine.leads.record_lifecycle([c for _, c in batch]), strict=True):
+        conversions = []
+        for (line, command), outcome in zip(batch, engine.leads.record_lifecycle([c for _, c in batch]), strict=True):
             if outcome.error:
                 report.errors.append(RowProblem(str(path), line, "event", outcome.error))
                 continue
             kind = "updated" if outcome.changed else "unchanged"
             setattr(report, kind, getattr(report, kind) + 1)
             report.applied.append((line, kind, str(outcome.lead_id)))
+            if command.click_ref and command.kind == "application_submitted" and outcome.lead_id is not None:
+                at = command.at or engine.clock.now()
+                conversions.append(Conversion(command.click_ref, outcome.lead_id, command.application_id, at))
+        record_conversions(engine.deliveries, conversions)
 
     return _import(path, parse, apply, progress, rows)
 

@@ -287,6 +287,9 @@ class LifecycleRow(BaseModel):
     channel: Literal["email", "sms", "phone"] | None = None
     #: tagged: a lead tag, e.g. employee, commissioned_partner, settlement_service_provider.
     tag: str | None = Field(None, max_length=60, pattern=r"^[a-z][a-z0-9_]*$")
+    #: application_submitted: the ``hk`` reference of the tracked link the applicant came through
+    #: (the lender's site passes it on), attributing the application to that message.
+    click_ref: str | None = Field(None, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")
 
     @field_validator("*", mode="before")
     @classmethod
@@ -333,6 +336,7 @@ class LifecycleRow(BaseModel):
             stage=self.stage.value if self.stage else "",
             channel=self.channel or "",
             tag=self.tag or "",
+            click_ref=self.click_ref or "",
             origin=origin,
         )
 

@@ -9,16 +9,18 @@ from datetime import timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
 
 from engine.adapters.clock import VirtualClock
-from engine.application.analytics import engagement_report
+from engine.application.analytics import attribution_report, engagement_report
 from engine.application.delivery.links import LinkKeys
 from engine.application.engine import Engine
 from engine.application.leads.timeline import lead_timeline
 from engine.entrypoints.http import create_app
+from engine.entrypoints.importing import import_lifecycle
 from tests.conftest import MakeEngine
 from tests.helpers import ALL_CONFIG, TEST_LINK_KEY, emails, journeys_folder, sms_lines, young_pro
 
@@ -139,3 +141,36 @@ def test_a_lead_who_withdrew_tracking_gets_links_as_written(engine: Engine, tmp_
     [eml] = emails(tmp_path / "outbox")
     links = tracked_links(eml)
     assert "https://lender.example/apply?src=mail" in links["text"] and not any("/l/" in u for u in links["html"])
+
+
+def test_an_application_is_attributed_to_the_message_whose_link_it_came_through(
+    engine: Engine, clock: VirtualClock, tmp_path: Path
+) -> None:
+    [clicker, other] = engine.leads.capture_leads([young_pro(1), young_pro(2)])
+    engine.run()
+    by_lead = {
+        str(message_from_bytes(e.read_bytes(), policy=policy.default)["To"]): tracked_links(e)
+        for e in emails(tmp_path / "outbox")
+    }
+    path = urlsplit(next(u for u in by_lead["alex1@example.com"]["html"] if "/l/" in u)).path
+    clock.advance_to(clock.now() + timedelta(hours=3))
+    answer = client_for(engine).get(path, headers={"User-Agent": BROWSER})
+    ref = parse_qs(urlsplit(answer.headers["location"]).query)["hk"][0]  # what the lender's site keeps
+    rows = [
+        {"type": "application_submitted", "lead_id": str(clicker.lead_id), "application_id": "A1",
+         "loan_type": "consumer", "amount": "50000", "click_ref": ref},
+        # Another lead's application quoting that reference proves nothing: not attributed.
+        {"type": "application_submitted", "lead_id": str(other.lead_id), "application_id": "B1",
+         "loan_type": "consumer", "amount": "50000", "click_ref": ref},
+        {"type": "application_submitted", "lead_id": str(other.lead_id), "application_id": "B2",
+         "loan_type": "consumer", "amount": "50000", "click_ref": "forged" + ref[6:]},
+    ]  # fmt: skip
+    report = import_lifecycle(engine, "crm", "CN", ZoneInfo("Asia/Shanghai"), rows=iter(enumerate(rows, 1)))
+    assert not report.errors
+    import_lifecycle(engine, "crm", "CN", ZoneInfo("Asia/Shanghai"), rows=iter(enumerate(rows, 1)))  # again
+    engine.run()
+    engine.refresh_views()
+    [offer] = [r for r in engagement_report(engine)["steps"] if r["step"] == "offer"]
+    assert (offer["converted"], offer["last_click_applications"], offer["applied_after_click"]) == (1, 1, 1)
+    last = attribution_report(engine)["last_click_messages"]
+    assert last == [{"journey_id": "offer-clicks", "step": "offer", "applications": 1, "reported": 1}]

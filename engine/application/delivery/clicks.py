@@ -20,7 +20,7 @@ from uuid import UUID
 from engine.application.delivery.app import Deliveries
 from engine.application.saving import current_aggregates, retry_conflicts, save_batch
 from engine.domain.delivery.delivery import Delivery
-from engine.domain.delivery.tracking import CLICK_REF, ClickKind, classify_click, read_code
+from engine.domain.delivery.tracking import CLICK_REF, ClickKind, classify_click, read_code, tracking_key
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,39 @@ class Clicks:
             out.append(Followed(with_click_ref(url, click.code), verdict.kind, recorded))
         save_batch(self.deliveries, touched.values())
         return out
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """An application the lender's site says came through a tracked link (its ``hk`` reference)."""
+
+    click_ref: str
+    lead_id: UUID
+    application_id: str
+    at: datetime
+
+
+def record_conversions(deliveries: Deliveries, conversions: Sequence[Conversion]) -> int:
+    """Attribute each application to the message whose link it came through; a reference that is
+    not huoke's, or names another lead's message, is ignored (it proves nothing). The number
+    recorded (an application is recorded once)."""
+    link_keys = deliveries.sender.link_keys
+    keys = [tracking_key(k) for k in (link_keys.current, *link_keys.old) if k]
+    read = [(c, read_code(keys, c.click_ref)) for c in conversions]
+
+    def record() -> int:
+        found = current_aggregates(deliveries, {r[0] for _, r in read if r is not None})
+        touched: dict[UUID, Delivery] = {}
+        for conversion, ref in read:
+            delivery = found.get(ref[0]) if ref is not None else None
+            if not isinstance(delivery, Delivery) or delivery.lead_id != conversion.lead_id:
+                continue  # not huoke's reference, or another lead's message: it proves nothing
+            if delivery.record_conversion(conversion.application_id, conversion.at):
+                touched[delivery.id] = delivery
+        save_batch(deliveries, touched.values())
+        return len(touched)
+
+    return retry_conflicts(deliveries, record) if read else 0
 
 
 class ClickWriter:

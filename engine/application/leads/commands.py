@@ -64,4 +64,6 @@ class RecordLifecycle:
     stage: str = ""
     channel: str = ""
     tag: str = ""
+    #: application_submitted: the reference of the tracked link it came through (a conversion).
+    click_ref: str = ""
     origin: str = ""

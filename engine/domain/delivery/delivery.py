@@ -143,6 +143,18 @@ class Delivery(Aggregate):
         reason: str
         at: datetime
 
+    class Converted(Aggregate.Event):
+        """An application came through a tracked link of this message: the lender's site sent
+        back the link's reference with it (last-click attribution, exact)."""
+
+        lead_id: UUID
+        journey_id: str
+        step: str
+        channel: str
+        template: str
+        application_id: str
+        at: datetime
+
     class Opened(Aggregate.Event):
         """The open pixel of an HTML e-mail was fetched (optional, and unreliable: privacy
         features of mail clients fetch it for every message). Once per message."""
@@ -194,6 +206,8 @@ class Delivery(Aggregate):
         self.opened = False
         #: Where the message's tracked links lead (recorded with the dispatch marker).
         self.links: list[str] = []
+        #: Applications that came through its links.
+        self.conversions: set[str] = set()
 
     @staticmethod
     def create_id(send_id: UUID, **_: Any) -> UUID:
@@ -384,6 +398,27 @@ class Delivery(Aggregate):
         at: datetime,
     ) -> None:
         self.clicks.add((link, kind))
+
+    def record_conversion(self, application_id: str, at: datetime) -> bool:
+        """An application that came through one of this message's links (once per application)."""
+        if application_id in self.conversions:
+            return False
+        self._converted(
+            lead_id=self.lead_id,
+            journey_id=self.journey_id,
+            step=self.step,
+            channel=self.channel,
+            template=self.template,
+            application_id=application_id,
+            at=at,
+        )
+        return True
+
+    @event(Converted)
+    def _converted(
+        self, lead_id: UUID, journey_id: str, step: str, channel: str, template: str, application_id: str, at: datetime
+    ) -> None:
+        self.conversions.add(application_id)
 
     def record_open(self, at: datetime) -> bool:
         if self.opened:
