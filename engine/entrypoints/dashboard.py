@@ -47,6 +47,7 @@ PAGE_REPORTS: tuple[ReportName, ...] = (
     "attribution",
     "costs",
     "experiments",
+    "engagement",
     "daily",
     "scores",
     "flows",
@@ -188,6 +189,22 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]], l
             ("verdict", "verdict"),
         ],
     ),
+    "engagement": (
+        "Clicks on tracked links",
+        lambda d: [r for r in d["engagement"]["steps"] if r["sent"]],
+        [
+            ("journey_id", "journey"),
+            ("step", "step"),
+            ("template", "template"),
+            ("channel", "channel"),
+            ("sent", "sent"),
+            ("clicked", "clicked"),
+            ("click_through_rate", "click-through"),
+            ("scanner_clicked", "scanner clicks"),
+            ("applied_after_click", "applied after"),
+            ("last_click_applications", "last-click applications"),
+        ],
+    ),
     "flows": (
         "Journey flows",
         _flow_rows,
@@ -263,7 +280,16 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]], l
         ],
     ),
 }
-RATES = {"rate", "funded_rate", "application_rate", "arm_rate", "control_rate", "return_on_spend", "relative_lift"}
+RATES = {
+    "rate",
+    "funded_rate",
+    "application_rate",
+    "arm_rate",
+    "control_rate",
+    "return_on_spend",
+    "relative_lift",
+    "click_through_rate",
+}
 POINTS = {"absolute_lift", "ci_low", "ci_high"}
 
 

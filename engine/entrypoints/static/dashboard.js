@@ -63,6 +63,19 @@
   }], { margin: { l: 220, r: 12, t: 8, b: 40 }, xaxis: { zeroline: true, title: { text: "percentage points" } },
         yaxis: { automargin: true } });
 
+  // The twelve messages sent most often that carry links anyone followed.
+  var clicked = data.engagement.steps.filter(function (r) { return r.sent > 0 && (r.clicked + r.scanner_clicked) > 0; })
+    .sort(function (a, b) { return b.sent - a.sent; }).slice(0, 12);
+  draw("chart-clicks", [
+    { type: "bar", orientation: "h", name: "people", y: clicked.map(function (r) { return r.journey_id + ": " + r.step; }),
+      x: clicked.map(function (r) { return r.click_through_rate * 100; }), marker: { color: "#2f5d8a" },
+      hovertemplate: "%{y}: %{x:.1f}% clicked<extra></extra>" },
+    { type: "bar", orientation: "h", name: "scanners", y: clicked.map(function (r) { return r.journey_id + ": " + r.step; }),
+      x: clicked.map(function (r) { return r.sent ? r.scanner_clicked / r.sent * 100 : 0; }), marker: { color: "#c8cdd3" },
+      hovertemplate: "%{y}: %{x:.1f}% followed by scanners<extra></extra>" }
+  ], { margin: { l: 200, r: 12, t: 36, b: 44 }, yaxis: { automargin: true, autorange: "reversed" }, barmode: "group",
+       xaxis: { title: { text: "% of messages sent" } }, legend: { orientation: "h", x: 0, y: 1.12 } });
+
   var journeys = data.flows.journeys;
   // The four journeys most leads entered (all of them when the page is filtered to one).
   var chosen = data.scope.journey ? journeys : journeys.filter(function (j) { return j.entered > 0; })
