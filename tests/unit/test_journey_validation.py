@@ -378,3 +378,63 @@ def test_the_bundled_rate_messages_show_the_matched_apr_or_say_where_it_is() -> 
                 "email", template, "general", locale, {**matched, "postal_address": "1 Rd", "unsubscribe_url": "u"}
             )
             assert "7.20%" in mail.text and "7.20%" in (mail.html or "")
+
+
+CLICK_WAIT = {"id": "w", "wait_for": {"click": "a", "timeout": "2d"}, "next": "z", "on_timeout": "z"}
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [
+        (
+            [{**CLICK_WAIT, "wait_for": {"click": "nope", "timeout": "2d"}}],
+            "waits for a click on 'nope', which is not a send step",
+        ),
+        (
+            [{**CLICK_WAIT, "wait_for": {"click": "t", "timeout": "2d"}}],
+            "waits for a click on 't', which is not a send step",
+        ),
+        (
+            [
+                {"id": "h", "send": {"channel": "webhook", "template": "t"}, "next": "w"},
+                {**CLICK_WAIT, "wait_for": {"click": "h", "timeout": "2d"}},
+            ],
+            "a webhook step: its links are not tracked",
+        ),
+        (
+            [{"id": "b", "branch": {"on": "clicked", "cases": [{"when": "wx", "next": "z"}], "default": "z"}}],
+            "branches on a click on 'wx', which is not a send step",
+        ),
+        ([{**CLICK_WAIT, "wait_for": {"timeout": "2d"}}], "or 'click': a send step of this journey"),
+    ],
+)
+def test_a_click_wait_or_branch_must_name_a_step_that_sends_mail_or_sms(
+    steps: list[dict[str, Any]], expected: str
+) -> None:
+    base = [
+        {"id": "a", "send": {"channel": "email", "template": "t"}, "next": steps[0]["id"]},
+        {"id": "t", "wait": "1d", "next": "z"},
+    ]
+    problems = problems_of({"steps": [*base, *steps, {"id": "z", "exit": "done"}]})
+    assert any(expected in p for p in problems), problems
+
+
+def test_a_click_wait_and_branch_parse_and_draw() -> None:
+    from engine.application.journeys.diagrams import mermaid
+
+    parsed = parse_journey(
+        {
+            "id": "j",
+            "entry": {"on": "lead_captured"},
+            "steps": [
+                {"id": "a", "send": {"channel": "email", "template": "t"}, "next": "w"},
+                CLICK_WAIT,
+                {"id": "z", "branch": {"on": "clicked", "cases": [{"when": "a", "next": "y"}], "default": "y"}},
+                {"id": "y", "exit": "done"},
+            ],
+        },
+        "j.yaml",
+    )
+    assert "link_clicked" in parsed.watched_events()
+    drawn = mermaid(parsed)
+    assert "wait for a click on a (≤ 2d)" in drawn and "clicked a" in drawn

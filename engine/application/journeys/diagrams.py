@@ -37,6 +37,10 @@ def _label(step: Step) -> str:
             if step.until_field is not None:
                 return f"wait until {step.until_field} + offset"
             return f"wait until {step.at_local} local"
+        case WaitForStep() if step.click_step:
+            return f"wait for a click on {step.click_step} (≤ {_span(step.timeout)})"
+        case WaitForStep() if step.click_template:
+            return f"wait for a click on {step.click_template} (≤ {_span(step.timeout)})"
         case WaitForStep():
             return f"wait for {step.event} (≤ {_span(step.timeout)})"
         case BranchStep():

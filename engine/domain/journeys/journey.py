@@ -203,7 +203,8 @@ def edges(step: Step) -> list[tuple[str, str | None]]:
         case SplitStep():
             return [(f"{a.label} {a.percent:g}%", a.next) for a in step.arms]
         case WaitForStep():
-            return [(step.event, step.next), ("timeout", step.on_timeout)]
+            came = f"clicked {step.click_step or step.click_template}" if step.event == LINK_CLICKED else step.event
+            return [(came, step.next), ("timeout", step.on_timeout)]
         case ExitStep():
             return []
         case SendStep() | WaitStep() | TaskStep() | UpdateStep():
