@@ -128,14 +128,17 @@ def render_times(engine: Any, codes: list[str], n: int = 2000) -> tuple[float, f
     lead = engine.leads.get_lead(lead_id)
     now = engine.clock.now()
     vars_ = {"apply_url": "https://lender.example/apply", "hotline": "400-800-8888"}
+    ids = [uuid4() for _ in range(n)]
     times = {}
-    for label, track in (("plain", False), ("tracked", True)):
+    for label, track in (("plain", False), ("tracked", True), ("plain", False), ("tracked", True)):
         started = time.perf_counter()
-        for _ in range(n):
-            body = deliveries.render_for(lead, "email", "yp_quick_apply", vars_, now)
-            if track:
-                deliveries.tracker.track(uuid4(), "email", body, (deliveries.sender.unsubscribe_url,))
-        times[label] = (time.perf_counter() - started) / n
+        for send_id in ids:
+            if track:  # as a send composes it: URLs tracked as the template outputs them
+                session = deliveries.tracker.session(send_id, (deliveries.sender.unsubscribe_url,))
+                session.finish(deliveries.render_for(lead, "email", "yp_quick_apply", vars_, now, session.short))
+            else:
+                deliveries.render_for(lead, "email", "yp_quick_apply", vars_, now)
+        times[label] = (time.perf_counter() - started) / n  # the second round of each (warm)
     return times["plain"], times["tracked"]
 
 

@@ -7,12 +7,13 @@ on, an HTML e-mail also carries a 1×1 open pixel (``/o/<code>``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from uuid import UUID
 
 from selectolax.lexbor import LexborHTMLParser
 
+from engine.adapters.templates import NOTRACK
 from engine.application.ports import RenderedMessage
 from engine.domain.delivery.tracking import link_code, replace_links, text_links, tracked
 
@@ -28,38 +29,80 @@ class TrackedLinks:
     key: bytes
     opens: bool = False
 
+    def session(self, send_id: UUID, untracked: Sequence[str]) -> LinkSession:
+        return LinkSession(self, send_id, (*untracked, self.base_url + "/"))
+
     def track(
         self, send_id: UUID, channel: str, body: RenderedMessage, untracked: Sequence[str]
     ) -> tuple[RenderedMessage, tuple[str, ...]]:
-        skip = (*untracked, *body.untracked, self.base_url + "/")
-        links: dict[str, str] = {}  # destination -> short link, in order of first appearance
+        return self.session(send_id, untracked).finish(body)
 
-        def short(url: str) -> str | None:
-            if not tracked(url, skip) or url.endswith(("/l/", "/o/")):
+
+@dataclass
+class LinkSession:
+    """One message's tracked links. The renderer hands every URL a template outputs to ``short``
+    as it renders (no parsing); ``finish`` then looks for URLs the template wrote literally and
+    only then parses the HTML (selectolax) and the text to rewrite them too."""
+
+    tracker: TrackedLinks
+    send_id: UUID
+    skip: tuple[str, ...]
+    #: destination -> short link, in order of first appearance (link 1 first).
+    links: dict[str, str] = field(default_factory=dict)
+    #: URLs the template output through ``short`` (tracked or not): when the rendered message
+    #: holds no other, it needs no scan for literal ones.
+    seen: int = 0
+
+    def short(self, url: str) -> str:
+        self.seen += 1
+        if url.endswith(NOTRACK):  # ``| notrack``: as written (the renderer takes the mark out)
+            return url
+        found = self._short(url)
+        return url if found is None else found
+
+    def _short(self, url: str) -> str | None:
+        url = url.strip()
+        if not tracked(url, self.skip) or url.endswith(("/l/", "/o/")):
+            return None
+        if url not in self.links:
+            if len(self.links) >= MAX_LINKS:
                 return None
-            if url not in links:
-                if len(links) >= MAX_LINKS:
-                    return None
-                links[url] = f"{self.base_url}/l/{link_code(self.key, send_id, len(links) + 1)}"
-            return links[url]
+            self.links[url] = (
+                f"{self.tracker.base_url}/l/{link_code(self.tracker.key, self.send_id, len(self.links) + 1)}"
+            )
+        return self.links[url]
 
-        html = self._html(body.html, short, send_id) if body.html is not None else None
-        for _, _, url in text_links(body.text):
-            short(url)
-        text = replace_links(body.text, links)
-        return replace(body, text=text, html=html), tuple(links)
+    def finish(self, body: RenderedMessage) -> tuple[RenderedMessage, tuple[str, ...]]:
+        self.skip = (*self.skip, *body.untracked)
+        written = body.text.count("://") + (body.html or "").count("://") + (body.subject or "").count("://")
+        if written == self.seen and not self.tracker.opens:  # every URL came through ``short``
+            return body, tuple(self.links)
+        html = body.html
+        if html is not None and (self.tracker.opens or self._untouched(html)):
+            html = self._html(html)
+        text = body.text
+        if self._untouched(text):
+            for _, _, url in text_links(text):
+                self._short(url)
+            text = replace_links(text, self.links)
+        return replace(body, text=text, html=html), tuple(self.links)
 
-    def _html(self, html: str, short: Callable[[str], str | None], send_id: UUID) -> str:
+    def _untouched(self, text: str) -> bool:
+        """Whether ``text`` still holds a URL that should be tracked (a template's literal one)."""
+        return any(tracked(url, self.skip) for _, _, url in text_links(text))
+
+    def _html(self, html: str) -> str:
         tree = LexborHTMLParser(html)
         changed = False
         for a in tree.tags("a"):  # not a CSS query: lexbor compiles a selector on every call
             url = (a.attrs.get("href") or "").strip()
-            new = short(url) if url else None
+            new = self._short(url) if url else None
             if new is not None:
                 a.attrs["href"] = new
                 changed = True
-        if self.opens and tree.body is not None:
-            pixel = f'<img src="{self.base_url}/o/{link_code(self.key, send_id, 0)}" width="1" height="1" alt="">'
+        if self.tracker.opens and tree.body is not None:
+            code = link_code(self.tracker.key, self.send_id, 0)
+            pixel = f'<img src="{self.tracker.base_url}/o/{code}" width="1" height="1" alt="">'
             tree.body.insert_child(LexborHTMLParser(pixel).css_first("img"))  # type: ignore[arg-type]
             changed = True
         return str(tree.html) if changed and tree.html is not None else html

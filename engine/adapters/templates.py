@@ -17,16 +17,18 @@ from html import unescape
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound, meta, nodes
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound, meta, nodes, pass_context
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
 from engine.application.journeys.catalog import TemplateReport
-from engine.application.ports import RenderedMessage, RenderError
+from engine.application.ports import TRACK_CONTEXT, RenderedMessage, RenderError
 
 PARTS = {"email": ("subject", "txt", "html"), "sms": ("txt",), "webhook": ("txt",)}
 #: What the ``notrack`` filter puts after a URL (an invisible separator), taken out after rendering.
 NOTRACK = "\u2063"
+_SPACE = re.compile(r"\s")
 _UNTRACKED = re.compile(r"(https?://[^\s<>\"']+?)" + NOTRACK)
 #: Jinja tags and expressions (removed before looking at what a template's own text states).
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
@@ -69,6 +71,18 @@ def _guarded(ast: nodes.Template) -> set[str]:
     return {name for name, guarded in uses.items() if all(guarded)}
 
 
+@pass_context
+def _track_urls(ctx: Context, value: Any) -> Any:
+    """Every ``{{ … }}`` a template outputs passes here: a URL (from a journey variable, say) is
+    handed to the message's tracked-link session, when it has one, which gives back its short
+    link (or the URL itself, when it is not tracked). A template's literal URLs are caught after
+    rendering (``TrackedLinks.finish``)."""
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")) or _SPACE.search(value):
+        return value  # most of what a template outputs (and a whole body or sentence): not one URL
+    track = ctx.get(TRACK_CONTEXT)
+    return value if track is None else track(value)
+
+
 class JinjaRenderer:
     """Renders message templates from a folder; compiled templates are cached."""
 
@@ -83,6 +97,7 @@ class JinjaRenderer:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=False,
+            finalize=_track_urls,
         )
         # ``{{ url | notrack }}``: this link goes out as written, never as a tracked link.
         self.env.filters["notrack"] = lambda url: f"{url}{NOTRACK}"

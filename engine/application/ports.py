@@ -33,13 +33,33 @@ class RenderedMessage:
     untracked: tuple[str, ...] = ()
 
 
+#: Where a template's context holds the send's tracked-link session (``LinkSession.short``).
+TRACK_CONTEXT = "_huoke_track"
+
+
+class LinkSession(Protocol):
+    """One message's tracked links while it renders."""
+
+    def short(self, url: str) -> str:
+        """The tracked link for ``url`` (the URL itself when it is not tracked)."""
+        ...
+
+    def finish(self, body: RenderedMessage) -> tuple[RenderedMessage, tuple[str, ...]]:
+        """The rendered message with every tracked link in place, and where they lead."""
+        ...
+
+
 class LinkTracker(Protocol):
-    """Rewrites a rendered message's links to huoke's tracked short links (``/l/<code>``)."""
+    """Rewrites a message's links to huoke's tracked short links (``/l/<code>``)."""
+
+    def session(self, send_id: UUID, untracked: Sequence[str]) -> LinkSession:
+        """A session for one message: URLs its template outputs go through ``short``."""
+        ...
 
     def track(
         self, send_id: UUID, channel: str, body: RenderedMessage, untracked: Sequence[str]
     ) -> tuple[RenderedMessage, tuple[str, ...]]:
-        """The message with its tracked links, and where they lead (link 1 first)."""
+        """The rendered message with its tracked links, and where they lead (link 1 first)."""
         ...
 
 

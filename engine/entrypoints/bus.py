@@ -480,6 +480,8 @@ class Bus:
 
     def close(self) -> None:
         self._db.shutdown(wait=True)
+        if self.tracker is not None:
+            self.tracker.datastore.close()  # its share of the process's connection pool
 
 
 def _unquoted(problem: str, item: Any) -> str:

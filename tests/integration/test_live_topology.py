@@ -347,6 +347,7 @@ def click_welcomes(sink: Sink, recipients: list[str]) -> None:
             opener = urllib.request.build_opener(NoRedirect)
             with pytest.raises(urllib.error.HTTPError) as answer:  # urllib reports an unfollowed 302 so
                 opener.open(request, timeout=30)
+            answer.value.close()
             assert answer.value.code == 302 and answer.value.headers["Location"].startswith("https://lender.example/")
 
 

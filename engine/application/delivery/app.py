@@ -28,6 +28,7 @@ from engine.application.journeys.app import Journeys
 from engine.application.leads.app import Leads
 from engine.application.partitions import ALL, Partitions, Stop, never
 from engine.application.ports import (
+    TRACK_CONTEXT,
     Channel,
     Clock,
     LinkTracker,
@@ -572,9 +573,16 @@ class Deliveries(Application[UUID]):
         return {"referral_code": code, "referral_link": f"{base}/r/{code}"}
 
     def render_for(
-        self, lead: Lead, channel: str, template: str, journey_vars: dict[str, str], now: datetime
+        self,
+        lead: Lead,
+        channel: str,
+        template: str,
+        journey_vars: dict[str, str],
+        now: datetime,
+        track: Callable[[str], str] | None = None,
     ) -> RenderedMessage:
-        """Render one template for one lead, exactly as a send would."""
+        """Render one template for one lead, exactly as a send would (``track``: the send's
+        tracked-link session, which every URL the template outputs passes through)."""
         facts = lead_facts(lead, now)
         context = {
             **journey_vars,
@@ -584,18 +592,22 @@ class Deliveries(Application[UUID]):
             "unsubscribe_url": self.unsubscribe_url(lead.id, channel),
             "confirm_url": self.confirm_url(lead.id, channel),
             **self.referral_vars(lead.id),
+            **({TRACK_CONTEXT: track} if track is not None else {}),
         }
         return self.renderer.render(channel, template, facts["audience"], facts["language"], context)
 
     def _compose(self, d: Delivery, lead: Lead, now: datetime) -> OutgoingMessage:
         unsubscribe = self.unsubscribe_url(lead.id, d.channel)
-        body = self.render_for(lead, d.channel, d.template, self._journey_vars(d), now)
         to = {"email": lead.contact.get("email"), "sms": lead.contact.get("phone")}.get(d.channel) or ""
         links: tuple[str, ...] = ()
         if self.tracker is not None and d.channel in ("email", "sms") and self._may_track(lead, d.channel):
             base = self.sender.unsubscribe_url.rsplit("/", 1)[0]
             own = (self.sender.unsubscribe_url, f"{base}/confirm/", f"{base}/r/")  # never tracked
-            body, links = self.tracker.track(d.id, d.channel, body, own)
+            session = self.tracker.session(d.id, own)
+            body = self.render_for(lead, d.channel, d.template, self._journey_vars(d), now, session.short)
+            body, links = session.finish(body)
+        else:
+            body = self.render_for(lead, d.channel, d.template, self._journey_vars(d), now)
         return OutgoingMessage(
             send_id=d.id, channel=d.channel, to=to, body=body, unsubscribe_url=unsubscribe, links=links
         )
