@@ -15,7 +15,7 @@ from selectolax.lexbor import LexborHTMLParser
 
 from engine.adapters.templates import NOTRACK
 from engine.application.ports import RenderedMessage
-from engine.domain.delivery.tracking import link_code, replace_links, text_links, tracked
+from engine.domain.delivery.tracking import LinkSigner, replace_links, text_links, tracked
 
 #: Most links tracked in one message (a code holds the link's place in one byte; 0 is the pixel).
 MAX_LINKS = 255
@@ -28,9 +28,13 @@ class TrackedLinks:
     base_url: str
     key: bytes
     opens: bool = False
+    signer: LinkSigner = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "signer", LinkSigner(self.key))
 
     def session(self, send_id: UUID, untracked: Sequence[str]) -> LinkSession:
-        return LinkSession(self, send_id, (*untracked, self.base_url + "/"))
+        return LinkSession(self, send_id, tuple(u for u in (*untracked, self.base_url + "/") if u))
 
     def track(
         self, send_id: UUID, channel: str, body: RenderedMessage, untracked: Sequence[str]
@@ -62,18 +66,17 @@ class LinkSession:
 
     def _short(self, url: str) -> str | None:
         url = url.strip()
-        if not tracked(url, self.skip) or url.endswith(("/l/", "/o/")):
+        # ``tracked``, inlined: this runs for every URL of every message
+        if not url.startswith(("http://", "https://")) or url.startswith(self.skip) or url.endswith(("/l/", "/o/")):
             return None
         if url not in self.links:
             if len(self.links) >= MAX_LINKS:
                 return None
-            self.links[url] = (
-                f"{self.tracker.base_url}/l/{link_code(self.tracker.key, self.send_id, len(self.links) + 1)}"
-            )
+            self.links[url] = f"{self.tracker.base_url}/l/{self.tracker.signer.code(self.send_id, len(self.links) + 1)}"
         return self.links[url]
 
     def finish(self, body: RenderedMessage) -> tuple[RenderedMessage, tuple[str, ...]]:
-        self.skip = (*self.skip, *body.untracked)
+        self.skip = (*self.skip, *(u for u in body.untracked if u))
         written = body.text.count("://") + (body.html or "").count("://") + (body.subject or "").count("://")
         if written == self.seen and not self.tracker.opens:  # every URL came through ``short``
             return body, tuple(self.links)
@@ -101,7 +104,7 @@ class LinkSession:
                 a.attrs["href"] = new
                 changed = True
         if self.tracker.opens and tree.body is not None:
-            code = link_code(self.tracker.key, self.send_id, 0)
+            code = self.tracker.signer.code(self.send_id, 0)
             pixel = f'<img src="{self.tracker.base_url}/o/{code}" width="1" height="1" alt="">'
             tree.body.insert_child(LexborHTMLParser(pixel).css_first("img"))  # type: ignore[arg-type]
             changed = True
