@@ -51,9 +51,28 @@ OFFER = """
 """
 
 
+#: A second journey, waiting for a click on any message from the offer's template.
+WATCHER = """
+    id: offer-watch
+    name: Call whoever clicks the quick-apply e-mail
+    locales: [zh-CN, en]
+    entry: {on: lead_captured}
+    start: clicked
+    steps:
+      - id: clicked
+        wait_for: {click_template: yp_quick_apply, timeout: 10d}
+        next: tag
+        on_timeout: done
+      - id: tag
+        update: {tag: clicked_quick_apply}
+        next: done
+      - {id: done, exit: completed}
+"""
+
+
 @pytest.fixture
 def engine(make_engine: MakeEngine, tmp_path: Path) -> Engine:
-    folder = journeys_folder(tmp_path, config=ALL_CONFIG, offer=OFFER)
+    folder = journeys_folder(tmp_path, config=ALL_CONFIG, offer=OFFER, watch=WATCHER)
     return make_engine(settings={"journeys_dir": folder, "public_url": PUBLIC, "unsubscribe_secret": TEST_LINK_KEY})
 
 
@@ -108,6 +127,8 @@ def test_a_click_on_the_emailed_link_moves_the_journey_and_a_timeout_fires_for_t
     assert any("clicked link 1 of yp_quick_apply (offer-clicks, step offer)" in t["why"] for t in timeline)
     tasks = {str(t["lead_id"]) for t in engine.index.tasks()}
     assert str(clicker.lead_id) in tasks and str(other.lead_id) not in tasks  # the click led to the call
+    assert "clicked_quick_apply" in lead.tags  # the other journey, waiting for a click on that template
+    assert "clicked_quick_apply" not in engine.leads.fresh_lead(other.lead_id).tags
     reminders = sms_lines(tmp_path / "outbox")
     assert [r["to"] for r in reminders] == ["+8613800130002"]  # the other's wait timed out: a reminder
     assert "/l/" in reminders[0]["text"]
