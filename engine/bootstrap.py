@@ -499,21 +499,28 @@ def _forget_old_moments(folder: Path, name: str, used: str) -> None:
 
 @contextmanager
 def sandbox(
-    settings: Settings, journey: Journey, raw: dict[str, Any], start: datetime
+    settings: Settings,
+    journey: Journey,
+    raw: dict[str, Any],
+    start: datetime,
+    others: list[tuple[Journey, dict[str, Any]]] | None = None,
 ) -> Iterator[tuple[Engine, dict[str, DryRunChannel]]]:
     """A throwaway embedded engine for a backtest: SQLite files in a temporary folder, a virtual
-    clock at ``start``, only ``journey`` published, and channels that record instead of sending."""
-    rules = load_journey_definitions(settings).rules
+    clock at ``start``, ``journey`` published (with ``others``: the journeys it runs beside live,
+    which compete with it for a lead's contact caps and spacing), and channels that record instead
+    of sending."""
+    # The lender's whole configuration (segments, products, contact policy, the desk), as live:
+    # product matching, windows and caps decide in the backtest as they would in production.
+    beside = [(j, r) for j, r in others or [] if j.id != journey.id]
+    definitions = dataclasses.replace(load_journey_definitions(settings, only=[]), journeys=[(journey, raw), *beside])
     with tempfile.TemporaryDirectory(prefix="huoke-sim-") as folder:
         scratch = settings.model_copy(
             update={"data_dir": Path(folder) / "data", "outbox_dir": Path(folder) / "out", "database_url": ""}
         )
         channels = {name: DryRunChannel(name) for name in ("email", "sms", "webhook")}
         init_database(scratch)
-        engine = bootstrap(
-            scratch, VirtualClock(start), channels=dict(channels), definitions=Definitions([(journey, raw)], rules)
-        )
-        publish_new(engine, [(journey, raw)], renderer_for(scratch).fingerprint(), "simulation")
+        engine = bootstrap(scratch, VirtualClock(start), channels=dict(channels), definitions=definitions)
+        publish_new(engine, definitions.journeys, renderer_for(scratch).fingerprint(), "simulation")
         try:
             yield engine, channels
         finally:

@@ -217,18 +217,43 @@ def _definition(engine: Any, journey_id: str, version: int | None) -> tuple[Jour
         fail(str(e))
 
 
+def is_draft(ref: str) -> bool:
+    """Whether a journey reference names a file (a draft) rather than a published journey's id."""
+    return ref.endswith((".yaml", ".yml")) or Path(ref).is_file()
+
+
+def load_draft(ref: str) -> tuple[Journey, dict[str, Any]]:
+    """A journey file, validated as ``journeys validate`` would (configuration and templates
+    included); every problem is printed with its file and line."""
+    path = Path(ref)
+    if not path.is_file():
+        fail(f"{ref}: no such journey file", 2)
+    try:
+        defs = load_journey_definitions(settings(), only=[path])
+    except JourneyValidationError as e:
+        fail(f"{ref} is not valid ({len(e.problems)} problem(s)):\n  " + "\n  ".join(e.problems))
+    [(journey, raw)] = defs.journeys
+    err.print(Text(f"using the draft {path} (journey {journey.id}, not published)"), highlight=False)
+    return journey, raw
+
+
 @journeys_app.command("graph")
 def journeys_graph(
-    journey_id: str,
+    journey: Annotated[str, typer.Argument(help="a published journey's id, or a journey file (a draft)")],
     version: Annotated[int | None, typer.Option(help="a published version (default: live)")] = None,
     counts: Annotated[bool, typer.Option(help="annotate each step with how many leads are there now")] = True,
 ) -> None:
-    """Print the journey as a Mermaid flowchart."""
+    """Print the journey as a Mermaid flowchart: a published version (with how many leads are at
+    each step), or a draft file (no store needed)."""
+    if is_draft(journey):
+        typer.echo(mermaid(load_draft(journey)[0]), nl=False)
+        return
     engine = engine_for(settings())
-    journey, number = _definition(engine, journey_id, version)
+    definition, number = _definition(engine, journey, version)
     engine.refresh_views()
-    live = engine.index.step_counts(journey_id, number) if counts else None
-    typer.echo(mermaid(journey, live), nl=False)
+    live = engine.index.step_counts(journey, number) if counts else None
+    err.print(Text(f"using journey {journey} v{number}, published"), highlight=False)
+    typer.echo(mermaid(definition, live), nl=False)
 
 
 @journeys_app.command("preview")
@@ -299,9 +324,19 @@ def _arrivals_from_files(leads: Path, events: Path | None) -> list[Arrival]:
     return out
 
 
+def _journeys_beside(s: Any) -> list[tuple[Journey, dict[str, Any]]]:
+    """The other journeys of the journeys folder: a backtest runs beside them, as live (they
+    compete for each lead's caps and spacing); none if the folder does not validate."""
+    try:
+        return load_journey_definitions(s).journeys
+    except JourneyValidationError:
+        err.print(Text("note: the journeys folder does not validate; the backtest runs the journey alone"))
+        return []
+
+
 @app.command("simulate")
 def simulate_command(
-    journey_id: str,
+    journey_id: Annotated[str, typer.Argument(help="a published journey's id, or a journey file (a draft)")],
     version: Annotated[int | None, typer.Option(help="published version (default: live)")] = None,
     leads: Annotated[Path | None, typer.Option(help="CSV/JSONL of leads (the import format)")] = None,
     events: Annotated[Path | None, typer.Option(help="CSV/JSONL of lifecycle events to replay")] = None,
@@ -316,17 +351,30 @@ def simulate_command(
     Nothing is sent: channels record instead of sending, in a throwaway store.
     """
     s = settings()
-    engine = engine_for(s)
     if from_store == bool(leads):
-        fail("give either --leads FILE or --from-store")
-    since = engine.clock.now() - timedelta(days=since_days) if since_days else None
-    arrivals = arrivals_from_store(engine, since) if from_store else _arrivals_from_files(leads, events)  # type: ignore[arg-type]
-    versions = list(compare) if compare else [version or 0]
+        fail("give either --leads FILE or --from-store", 2)
+    draft = is_draft(journey_id)
+    # A draft backtested on files needs no store; published versions and stored leads do.
+    engine = engine_for(s) if from_store or not draft else None
+    arrivals: list[Arrival]
+    if engine is not None and from_store:
+        since = engine.clock.now() - timedelta(days=since_days) if since_days else None
+        arrivals = arrivals_from_store(engine, since)
+    else:
+        arrivals = _arrivals_from_files(leads, events)  # type: ignore[arg-type]
+    runs: list[tuple[Journey, dict[str, Any], int]] = []
+    if draft:
+        journey, raw = load_draft(journey_id)
+        runs.append((journey, raw, 0))
+    else:
+        assert engine is not None  # noqa: S101 - a published journey needs the store, opened above
+        for v in list(compare) if compare else [version or 0]:
+            journey, number = _definition(engine, journey_id, v or None)
+            runs.append((journey, engine.journeys.publication(journey_id).versions[number], number))  # type: ignore[union-attr]
+    beside = _journeys_beside(s)
     reports = []
-    for v in versions:
-        journey, number = _definition(engine, journey_id, v or None)
-        raw = engine.journeys.publication(journey_id).versions[number]  # type: ignore[union-attr]
-        with sandbox(s, journey, raw, first_moment(arrivals)) as (scratch, recorded):
+    for journey, raw, number in runs:
+        with sandbox(s, journey, raw, first_moment(arrivals), beside) as (scratch, recorded):
             reports.append(replay(scratch, journey, number, arrivals, days, recorded))
     if as_json:
         emit_json(reports[0] if len(reports) == 1 else {"schema": "huoke.simulation.compare/1", "runs": reports})
@@ -336,7 +384,7 @@ def simulate_command(
 
 def _print_simulation(reports: list[dict[str, Any]]) -> None:
     first = reports[0]
-    names = [f"v{r['version']}" for r in reports]
+    names = [f"v{r['version']}" if r["version"] else "draft" for r in reports]
     console.print(
         Text.assemble(
             (first["journey_id"], "bold"), f" over {first['leads']} leads, {first['days']} days (nothing was sent)"

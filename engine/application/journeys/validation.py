@@ -86,7 +86,7 @@ def load_definitions(
         problems += _check_queues(journey, configuration.desk)
         warnings += offer_warnings(journey, catalog)
         journeys.append((journey, strip(data)))
-    if not paths:
+    if not paths and only != []:  # ``only=[]``: the configuration alone, no journey asked for
         problems.append(f"{', '.join(str(p) for p in only or [folder])}: no journey files (*.yaml) found")
     if problems:
         raise JourneyValidationError(problems)
