@@ -15,13 +15,13 @@ from rich.text import Text
 
 from engine.adapters.yaml_files import load_yaml, strip_lines
 from engine.application.journeys.diagrams import mermaid
-from engine.application.journeys.preview import preview
+from engine.application.journeys.preview import live_preview
 from engine.application.journeys.publishing import (
     MigrationPlan,
     change_status,
     publish_journey,
 )
-from engine.application.journeys.simulation import Arrival, arrivals_from_store, first_moment, replay
+from engine.application.journeys.simulation import Arrival, arrivals_from_store, first_moment, lead_as_capture, replay
 from engine.application.journeys.tasks import claim_task, complete_task, reassign_task, task_documents
 from engine.application.reports import journeys_overview
 from engine.bootstrap import load_journey_definitions, renderer_for, sandbox
@@ -258,45 +258,75 @@ def journeys_graph(
 
 @journeys_app.command("preview")
 def journeys_preview(
-    journey_id: str,
+    journey_ref: Annotated[str, typer.Argument(help="a published journey's id, or a journey file (a draft)")],
     lead: Annotated[str, typer.Option(help="lead id, phone, e-mail or source_channel:external_id")],
-    version: Annotated[int | None, typer.Option()] = None,
+    version: Annotated[int | None, typer.Option(help="a published version (default: live)")] = None,
+    at: Annotated[str | None, typer.Option(help="the moment the lead enters (default: now)")] = None,
+    days: Annotated[int, typer.Option(help="how many days to follow it")] = 30,
     as_json: JsonOpt = False,
 ) -> None:
-    """The path one lead would take (if no event intervenes) and every message it would receive."""
+    """What one lead would go through, as the engine would do it (its own code, on a throwaway
+    store and clock): the entry decision and why, screening and the matched product, each step,
+    branch and wait, and every message rendered in the lead's language with the time it would
+    leave (contact windows, spacing and caps applied) and why it waited. Nothing is sent."""
     from engine.entrypoints.cli import _resolve_lead
+    from engine.entrypoints.cli_reports import parse_moment
 
-    engine = engine_for(settings())
-    journey, number = _definition(engine, journey_id, version)
-    path = preview(engine, journey, _resolve_lead(engine, lead))
-    if as_json:
-        emit_json({"schema": "huoke.preview/1", "journey_id": journey_id, "version": number, "path": path})
-        return
-    for item in path:
-        if item["decision"] == "Reach":
-            continue
-        line = Text(item["at"][:16].replace("T", " ") + " ", style="dim")
-        if item["decision"] in ("Send", "Exit"):  # what the lead sees, and the way out, stand out
-            verb, _, rest = item["say"].partition(" ")
-            line.append(verb, style="bold")
-            line.append(" " + rest, style="")
+    s = settings()
+    engine = engine_for(s)
+    try:
+        lead_id = _resolve_lead(engine, lead)
+        capture = lead_as_capture(engine, engine.leads.get_lead(lead_id))
+        moment = parse_moment(at, s.timezone, "--at") if at else engine.clock.now()
+        if is_draft(journey_ref):
+            journey, raw = load_draft(journey_ref)
+            label: str | int = "draft"
         else:
-            line.append(item["say"], style="")
+            journey, number = _definition(engine, journey_ref, version)
+            raw = engine.journeys.publication(journey_ref).versions[number]  # type: ignore[union-attr]
+            label = number
+            err.print(Text(f"using journey {journey.id} v{number}, published"), highlight=False)
+    finally:
+        engine.close()
+    with sandbox(s, journey, raw, moment, _journeys_beside(s)) as (scratch, recorded):
+        seen = live_preview(scratch, recorded, journey, capture, days)
+    doc = {"schema": "huoke.preview/2", "journey_id": journey.id, "version": label, "at": moment.isoformat(), **seen}
+    if as_json:
+        emit_json(doc)
+        return
+    _print_preview(doc, ZoneInfo(s.timezone))
+
+
+def _print_preview(doc: dict[str, Any], zone: ZoneInfo) -> None:
+    def when(iso: str) -> str:
+        return f"{datetime.fromisoformat(iso).astimezone(zone):%Y-%m-%d %H:%M}"
+
+    if not doc["entered"]:
+        console.print(Text.assemble(("not entered: ", "bold yellow"), doc["why"] or "the entry filter did not match"))
+        return
+    lead = doc["lead"]
+    offer = (lead.get("offer") or {}).get("name") or "no product fits"
+    console.print(
+        Text(f"lead: {lead.get('audience')}, {lead.get('tier')}, segments {', '.join(lead.get('segments', []))}; "
+             f"offer: {offer}"),
+        highlight=False,
+    )  # fmt: skip
+    for item in doc["path"]:
+        line = Text(when(item["at"]) + " ", style="dim")
+        line.append(
+            item["what"], style="bold" if item["event"] in ("Enrolment.MessageRequested", "Enrolment.Exited") else ""
+        )
+        if item["why"]:
+            line.append(f" — {item['why']}", style="dim")
         console.print(line, highlight=False)
-        message = item.get("message")
-        if message:  # the message as the lead would read it, indented (Text: never read as markup)
-            if message.get("error"):
-                body = Text.assemble(("would fail: ", "red"), message["error"])
-            else:
-                parts = (
-                    [Text.assemble(("would not be sent now: ", "yellow"), message["refusal"])]
-                    if message.get("refusal")
-                    else []
-                )
-                parts += [Text(f"subject: {message['subject']}")] if message.get("subject") else []
-                parts.append(Text(message["text"].strip()))
-                body = Text("\n").join(parts)
-            console.print(Padding(body, (0, 0, 0, 3)), highlight=False)
+    for m in doc["messages"]:
+        head = Text.assemble((f"{when(m['at'])} {m['channel']} {m['template']} ({m['locale']})", "bold"))
+        parts: list[Text | Padding] = [head]
+        parts += [Text.assemble(("waited: ", "yellow"), reason) for reason in m["held"]]
+        parts += [Text(f"subject: {m['subject']}")] if m.get("subject") else []
+        parts.append(Padding(Text(m["text"].strip()), (0, 0, 0, 3)))
+        console.print(Group(*parts), highlight=False)
+    console.print(Text(f"times in {zone.key}; nothing was sent", style="dim"))
 
 
 def _arrivals_from_files(leads: Path, events: Path | None) -> list[Arrival]:

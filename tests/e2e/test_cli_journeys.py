@@ -45,11 +45,14 @@ def test_list_graph_and_preview(env: Path) -> None:
     graph = runner.invoke(app, ["journeys", "graph", "young-professionals"])
     assert graph.stdout.startswith("flowchart TD") and "wait_3d<br/>wait 3d<br/><b>2 here</b>" in graph.stdout
     assert '-->|"engaged"|' in graph.stdout
-    path = invoke_json("journeys", "preview", "seniors-advisor", "--lead", "offline_fair:F1")["path"]
-    sends = [p for p in path if p["decision"] == "Send"]
-    assert [s["template"] for s in sends] == ["senior_advisor_call", "senior_reminder"]
-    assert sends[0]["message"]["text"].startswith("【Huoke Lending】王建国您好")
-    assert path[-1]["decision"] == "Exit"
+    seen = invoke_json("journeys", "preview", "seniors-advisor", "--lead", "offline_fair:F1")
+    assert seen["schema"] == "huoke.preview/2" and seen["entered"] and seen["version"] == 1
+    messages = seen["messages"]
+    assert [m["template"] for m in messages] == ["senior_advisor_call", "senior_reminder"]
+    assert messages[0]["text"].startswith("【Huoke Lending】王建国您好")
+    assert seen["path"][-1]["event"] == "Enrolment.Exited"
+    refused = invoke_json("journeys", "preview", "young-professionals", "--lead", "offline_fair:F1")
+    assert not refused["entered"] and refused["why"] == "entry filter did not match" and not refused["messages"]
 
 
 def test_publish_dry_run_then_publish_with_a_plan(env: Path) -> None:
@@ -100,7 +103,7 @@ def test_simulate_from_a_file_and_from_the_store(env: Path) -> None:
     table = runner.invoke(app, ["simulate", "young-professionals", "--from-store", "--compare", "1", "1"])
     assert table.exit_code == 0 and "Per step" in table.stdout
     neither = runner.invoke(app, ["simulate", "young-professionals"])
-    assert neither.exit_code == 1 and "--leads FILE or --from-store" in neither.stderr
+    assert neither.exit_code == 2 and "--leads FILE or --from-store" in neither.stderr
 
 
 def test_tasks_list(env: Path) -> None:
@@ -183,3 +186,26 @@ def test_an_operator_reviews_and_releases_a_message_held_in_doubt(
     assert runner.invoke(app, ["run", "--until", tomorrow]).exit_code == 0
     sent = [line["send_id"] for line in sms_lines(tmp_path / "outbox")]
     assert sent.count(str(sms.id)) == 1 and invoke_json("messages", "review")["messages"] == []
+
+
+def test_a_draft_is_drawn_previewed_and_backtested_from_its_file(env: Path) -> None:
+    """A journey nobody published: the same commands take its file, validate it and say so."""
+    draft = env / "draft.yaml"
+    draft.write_text(
+        (env / "journeys" / "seniors.yaml")
+        .read_text(encoding="utf-8")
+        .replace("id: seniors-advisor", "id: seniors-draft"),
+        encoding="utf-8",
+    )
+    graph = runner.invoke(app, ["journeys", "graph", str(draft)])
+    assert graph.exit_code == 0 and graph.stdout.startswith("flowchart TD") and "seniors-draft" in graph.stdout
+    assert f"using the draft {draft}" in " ".join(graph.stderr.split())
+    seen = invoke_json("journeys", "preview", str(draft), "--lead", "offline_fair:F1")
+    assert seen["version"] == "draft" and seen["entered"]
+    assert [m["template"] for m in seen["messages"]] == ["senior_advisor_call", "senior_reminder"]
+    sim = invoke_json("simulate", str(draft), "--leads", str(env / "leads.csv"), "--days", "20")
+    assert sim["journey_id"] == "seniors-draft" and sim["entered"] >= 1
+    broken = env / "broken.yaml"
+    broken.write_text("id: x\nsteps: []\n", encoding="utf-8")
+    refused = runner.invoke(app, ["journeys", "graph", str(broken)])
+    assert refused.exit_code == 1 and "broken.yaml is not valid" in refused.stderr

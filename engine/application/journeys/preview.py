@@ -1,15 +1,24 @@
 """Preview: the path one lead would take through a journey if no event intervened (every wait
-elapses), with each message rendered as it would be sent."""
+elapses), with each message rendered as it would be sent.
+
+``live_preview`` runs the engine's own code for it — entry filters, screening and product
+matching, the interpreter, the dispatcher's consent, contact windows, spacing and caps — on a
+throwaway store and a virtual clock (bootstrap's ``sandbox``); ``preview`` walks the interpreter
+alone (kept for the API's quick look)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, assert_never
 from uuid import UUID
 
 from engine.application.engine import Engine
+from engine.application.leads.commands import CaptureLead
+from engine.application.leads.timeline import describe, lead_timeline
+from engine.domain.delivery.delivery import Delivery
 from engine.domain.journeys import interpreter
+from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.journeys.interpreter import (
     Branch,
     Decision,
@@ -25,6 +34,7 @@ from engine.domain.journeys.interpreter import (
     Wait,
 )
 from engine.domain.journeys.journey import Journey
+from engine.domain.journeys.lead_journeys import LeadJourneys
 from engine.domain.leads.facts import lead_facts
 from engine.domain.leads.lead import Lead
 
@@ -60,6 +70,78 @@ def preview(engine: Engine, journey: Journey, lead_id: UUID, horizon_steps: int 
         ctx = replace(ctx, now=last.due_at, facts=lead_facts(lead, last.due_at))
         decisions = interpreter.resume(journey, last.step, ctx)
     return path
+
+
+def event_time(e: Any) -> datetime:
+    moment: datetime = getattr(e, "at", None) or e.timestamp
+    return moment
+
+
+def live_preview(
+    scratch: Engine, recorded: dict[str, Any], journey: Journey, lead: CaptureLead, days: int
+) -> dict[str, Any]:
+    """Capture ``lead`` in the sandbox ``scratch`` (its clock at the moment previewed), run ``days``
+    on the virtual clock, and tell what happened in ``journey``: entered or refused (and why), each
+    step, branch and wait with its reason, and every message as the channel got it, with the
+    time it would leave (windows, spacing and caps applied) and why it waited."""
+    start = scratch.clock.now()
+    [out] = scratch.leads.capture_leads([lead])
+    if out.lead_id is None:
+        return {"entered": False, "why": out.error or "the lead could not be captured", "path": [], "messages": []}
+    scratch.run(until=start + timedelta(days=days))
+    scratch.refresh_views()
+    doc = lead_timeline(scratch, out.lead_id)
+    events: list[Any] = []
+    for row in scratch.index.enrolments_of(out.lead_id):
+        if row["journey_id"] != journey.id:
+            continue  # the journeys beside it ran too (caps), but are not what is previewed
+        for e in scratch.journeys.enrolment_events(UUID(row["enrolment_id"])):
+            events.append(e)
+            if isinstance(e, Enrolment.MessageRequested):
+                events += [
+                    d
+                    for d in scratch.deliveries.events.get(e.send_id)
+                    if not isinstance(d, Delivery.Requested | Delivery.Dispatching)
+                ]
+    refused = [
+        e
+        for e in scratch.journeys.history_events(out.lead_id)
+        if isinstance(e, LeadJourneys.Refused) and e.journey_id == journey.id
+    ]
+    events.sort(key=event_time)
+    mine = []
+    for e in events:
+        what, why = describe(e)
+        mine.append({"at": event_time(e).isoformat(), "event": type(e).__qualname__, "what": what, "why": why})
+    messages = []
+    for channel in recorded.values():
+        for m in channel.messages:
+            d = scratch.deliveries.get_delivery(m.send_id)
+            if d is None or d.journey_id != journey.id:
+                continue
+            held = [e.reason for e in scratch.deliveries.events.get(m.send_id) if isinstance(e, Delivery.Deferred)]
+            messages.append(
+                {
+                    "at": (d.sent_at or start).isoformat(),
+                    "step": d.step,
+                    "channel": m.channel,
+                    "template": d.template,
+                    "held": held,  # why it waited before leaving: contact window, spacing, a cap
+                    "subject": m.body.subject,
+                    "text": m.body.text,
+                    "locale": m.body.locale,
+                    "variant": m.body.variant,
+                }
+            )
+    messages.sort(key=lambda m: str(m["at"]))
+    lead_now = doc["lead"]
+    return {
+        "entered": any(t["event"] == "Enrolment.Started" for t in mine),
+        "why": refused[0].reason if refused else "",
+        "lead": {k: lead_now[k] for k in ("audience", "tier", "segments", "stage", "offer", "scores") if k in lead_now},
+        "path": mine,
+        "messages": messages,
+    }
 
 
 def _render(engine: Engine, lead: Lead, journey: Journey, send: Send, now: datetime) -> dict[str, Any]:

@@ -70,6 +70,21 @@ def _recapture(engine: Engine, lead: Lead) -> CaptureLead:
     )
 
 
+def lead_as_capture(engine: Engine, lead: Lead) -> CaptureLead:
+    """The lead as it stands now, as a capture: its contact, profile and interest, and its
+    marketing consents in force now (a preview starts it in a journey from this)."""
+    consents = {channel: bool(lead.consents.get(f"{channel}:marketing")) for channel in ("email", "sms", "phone")}
+    return CaptureLead(
+        source=lead.source,
+        contact=lead.contact,
+        profile=lead.profile,
+        interest=lead.interest,
+        consents={k: v for k, v in consents.items() if v},
+        contact_issues=tuple(lead.contact_issues),
+        origin="preview",
+    )
+
+
 def _lifecycle_of(engine: Engine, lead: Lead) -> list[Arrival]:
     ref = LeadRef(lead_id=lead.id)
     out = []
