@@ -132,6 +132,11 @@ class Settings(BaseSettings):
         "crm.internal); every other loopback, private, link-local or metadata address is refused",
     )
     webhook_url: str = Field("", description="where webhook steps POST their JSON (empty: webhook steps fail)")
+    test_recipients: str = Field(
+        "",
+        description="the seed list: e-mail addresses and phones test sends may go to, comma-separated "
+        "(journeys test-send refuses any other)",
+    )
     stale_after_hours: float = Field(
         24.0,
         description="a follow-up firing this long after it fell due, or a message held up this long by "
@@ -166,6 +171,10 @@ class Settings(BaseSettings):
         True,
         description="workers keep the views current (set false when `huoke projections run` does, distributed mode)",
     )
+
+    @property
+    def seed_list(self) -> set[str]:
+        return {r.strip() for r in self.test_recipients.split(",") if r.strip()}
 
     @property
     def master_key_path(self) -> Path:

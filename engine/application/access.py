@@ -112,6 +112,15 @@ class Access(Application[UUID]):
             return None
         return Caller(found.id, found.name, found.role) if found.active else None
 
+    def record_as(self, name: str, role: str, action: str, target: str, status: int, client: str) -> None:
+        """An audit entry for an action taken outside the API (the CLI: who ran it)."""
+        self.save(
+            AuditEntry(
+                key_name=name, role=role, action=action, target=target[:200], status=status, client=client[:64],
+                at=self.clock.now(),
+            )
+        )  # fmt: skip
+
     def record(self, caller: Caller | None, action: str, target: str, status: int, client: str) -> None:
         """An audit entry for one state-changing call."""
         entry = AuditEntry(

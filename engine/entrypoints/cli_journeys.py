@@ -297,6 +297,49 @@ def journeys_preview(
     _print_preview(doc, ZoneInfo(s.timezone))
 
 
+@journeys_app.command("test-send")
+def journeys_test_send(
+    journey_ref: Annotated[str, typer.Argument(help="a published journey's id, or a journey file (a draft)")],
+    step: Annotated[str, typer.Option(help="the send step whose message goes out")],
+    lead: Annotated[str, typer.Option(help="the lead it is rendered for (id, phone, e-mail or channel:id)")],
+    to: Annotated[str, typer.Option(help="an e-mail address or phone on HUOKE_TEST_RECIPIENTS")],
+    version: Annotated[int | None, typer.Option(help="a published version (default: live)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send a step's real message, rendered for a real lead, through the real channel to your own
+    inbox or phone (the seed list only), marked [TEST]. Audited; never on the lead's timeline, in
+    a report or against a cap."""
+    from engine.application.journeys.trial_sends import TrialSendError, as_dict, audit_target, send_trial
+    from engine.bootstrap import access_for
+    from engine.entrypoints.cli import _resolve_lead
+
+    s = settings()
+    engine = engine_for(s)
+    try:
+        lead_id = _resolve_lead(engine, lead)
+        draft = is_draft(journey_ref)
+        journey = load_draft(journey_ref)[0] if draft else _definition(engine, journey_ref, version)[0]
+        sent = send_trial(engine, journey, step, lead_id, to, s.seed_list, engine.clock.now())
+    except TrialSendError as e:
+        fail(str(e), 2)
+    finally:
+        engine.close()
+    access = access_for(s)
+    try:
+        access.record_as(current_user(), "cli", "test_send", audit_target(journey, step, lead_id, to),
+                         200 if sent.result.ok else 502, "cli")  # fmt: skip
+    finally:
+        access.close()
+    if as_json:
+        emit_json({"schema": "huoke.test-send/1", "journey_id": journey.id, "step": step, **as_dict(sent)})
+        return
+    if not sent.result.ok:
+        fail(f"the {sent.channel} channel refused the test message: {sent.result.reason}")
+    console.print(
+        f"test {sent.channel} '{sent.template}' sent to {sent.to}" + (f": {sent.subject}" if sent.subject else "")
+    )
+
+
 def _print_preview(doc: dict[str, Any], zone: ZoneInfo) -> None:
     def when(iso: str) -> str:
         return f"{datetime.fromisoformat(iso).astimezone(zone):%Y-%m-%d %H:%M}"

@@ -209,3 +209,29 @@ def test_a_draft_is_drawn_previewed_and_backtested_from_its_file(env: Path) -> N
     broken.write_text("id: x\nsteps: []\n", encoding="utf-8")
     refused = runner.invoke(app, ["journeys", "graph", str(broken)])
     assert refused.exit_code == 1 and "broken.yaml is not valid" in refused.stderr
+
+
+def test_a_test_send_reaches_the_seed_inbox_and_leaves_the_lead_and_reports_alone(
+    env: Path, monkeypatch: pytest.MonkeyPatch, mail_server: Any
+) -> None:
+    sink, port, _ = mail_server
+    monkeypatch.setenv("HUOKE_EMAIL_TRANSPORT", "smtp")
+    monkeypatch.setenv("HUOKE_SMTP_PORT", str(port))
+    monkeypatch.setenv("HUOKE_TEST_RECIPIENTS", "anna@lender.example, +8613700000000")
+    before = invoke_json("leads", "show", "web_form:W1")["timeline"]
+    funnel = invoke_json("report", "engagement")
+    refused = runner.invoke(app, ["journeys", "test-send", "young-professionals", "--step", "welcome_email",
+                                  "--lead", "web_form:W1", "--to", "alex@example.com"])  # fmt: skip
+    assert refused.exit_code == 2 and "not on the test recipients' list" in refused.stderr
+    not_a_send = runner.invoke(app, ["journeys", "test-send", "young-professionals", "--step", "wait_3d",
+                                     "--lead", "web_form:W1", "--to", "anna@lender.example"])  # fmt: skip
+    assert not_a_send.exit_code == 2 and "does not send an e-mail or SMS" in not_a_send.stderr
+    sent = invoke_json("journeys", "test-send", "young-professionals", "--step", "welcome_email",
+                       "--lead", "web_form:W1", "--to", "anna@lender.example")  # fmt: skip
+    assert sent["sent"] and sent["subject"].startswith("[TEST] ")
+    assert sink.by_recipient()["anna@lender.example"] == 1 and sink.by_recipient()["alex@example.com"] == 0
+    assert invoke_json("leads", "show", "web_form:W1")["timeline"] == before  # never on the lead's timeline
+    assert invoke_json("report", "engagement") == funnel  # nor in a report
+    audit = invoke_json("audit", "list")["entries"]
+    assert [(e["action"], e["status"]) for e in audit] == [("test_send", 200)]
+    assert "anna@" not in audit[0]["target"] and "young-professionals/welcome_email" in audit[0]["target"]
