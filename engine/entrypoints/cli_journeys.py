@@ -14,7 +14,7 @@ from rich.padding import Padding
 from rich.text import Text
 
 from engine.adapters.yaml_files import load_yaml, strip_lines
-from engine.application.journeys.diagrams import mermaid
+from engine.application.journeys.diagrams import journey_diff, mermaid
 from engine.application.journeys.preview import live_preview
 from engine.application.journeys.publishing import (
     MigrationPlan,
@@ -179,6 +179,66 @@ def journeys_publish(
             console.print(f"{r['would_receive_again']} lead(s) would receive a message they already had")
         else:
             console.print("in-flight enrolments stay on their version (no migration plan)")
+
+
+@journeys_app.command("diff")
+def journeys_diff(
+    path: Annotated[Path, typer.Argument(help="the journey file (a draft of a published journey)")],
+    plan: Annotated[Path | None, typer.Option(help="migration plan YAML: {steps: {old: new|exit}, default}")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What a draft changes against the live version: steps added, removed and changed, messages
+    whose template changed, and where the leads in the journey now are and would go (the plan
+    publishing would apply), with counts. Changes nothing."""
+    s = settings()
+    draft, raw = load_draft(str(path))
+    try:
+        migration = MigrationPlan.from_dict(strip_lines(load_yaml(plan))) if plan else None
+    except (JourneyValidationError, MigrationPlanError) as e:
+        fail("the plan is not valid:\n  " + "\n  ".join(getattr(e, "problems", [str(e)])), 2)
+    engine = engine_for(s)
+    try:
+        engine.journeys.refresh_live()
+        live = engine.journeys.live.get(draft.id)
+        engine.refresh_views()
+        doc = journey_diff(draft, live.journey if live else None, live.version if live else None)
+        doc["leads_now"] = engine.index.step_counts(draft.id, live.version) if live else {}
+        report = publish_journey(
+            engine, draft, raw, current_user(), "", migration, True, renderer_for(s).fingerprint()
+        ).as_dict()
+        doc["moves"] = report["moves"]
+        doc["would_receive_again"] = report.get("would_receive_again", 0)
+    finally:
+        engine.close()
+    if as_json:
+        emit_json({"schema": "huoke.journey-diff/1", **doc})
+        return
+    _print_diff(doc)
+
+
+def _print_diff(doc: dict[str, Any]) -> None:
+    if doc["live_version"] is None:
+        console.print(f"{doc['journey_id']} is not published yet: every step is new")
+        return
+    console.print(Text.assemble((doc["journey_id"], "bold"), f": the draft against live v{doc['live_version']}"))
+    for kind in ("added", "removed", "changed"):
+        if doc[kind]:
+            console.print(f"  steps {kind}: " + ", ".join(doc[kind]), highlight=False)
+    for t in doc["templates"]:
+        console.print(f"  step {t['step']}: template {t['from']} → {t['to']}", highlight=False)
+    if not any(doc[k] for k in ("added", "removed", "changed", "templates")):
+        console.print("  no step changed")
+    now = ", ".join(f"{step} {n}" for step, n in sorted(doc["leads_now"].items()) if n) or "none"
+    console.print(f"leads in the journey now: {now}", highlight=False)
+    if doc["moves"]:
+        table = plain_table("With the plan, publishing would move")
+        for col in ("from version", "at step", "moves to", "enrolments"):
+            table.add_column(col)
+        for m in doc["moves"]:
+            table.add_row(f"v{m['from_version']}", m["from_step"], m["to"], str(m["enrolments"]))
+        console.print(table)
+    else:
+        console.print("without a plan, leads in the journey stay on their version (--plan moves them)")
 
 
 def _status(journey_id: str, action: str, reason: str, author: str) -> None:

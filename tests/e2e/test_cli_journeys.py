@@ -236,3 +236,26 @@ def test_a_test_send_reaches_the_seed_inbox_and_leaves_the_lead_and_reports_alon
     audit = invoke_json("audit", "list")["entries"]
     assert [(e["action"], e["status"]) for e in audit] == [("test_send", 200)]
     assert "anna@" not in audit[0]["target"] and "young-professionals/welcome_email" in audit[0]["target"]
+
+
+def test_diff_shows_what_a_draft_changes_and_where_the_leads_would_go(env: Path) -> None:
+    path = env / "journeys" / "young_professionals.yaml"
+    path.write_text(
+        path.read_text()
+        .replace("wait: 3d", "wait: 2d")
+        .replace("id: wait_3d", "id: wait_2d")
+        .replace("next: wait_3d", "next: wait_2d")
+        .replace("template: yp_last_call", "template: yp_finish_application"),
+        encoding="utf-8",
+    )
+    diff = invoke_json("journeys", "diff", str(path))
+    assert (diff["added"], diff["removed"]) == (["wait_2d"], ["wait_3d"])
+    assert "welcome_email" in diff["changed"] or "budget_first" in diff["changed"]  # they now lead to wait_2d
+    assert {"step": "last_call", "from": "yp_last_call", "to": "yp_finish_application"} in diff["templates"]
+    assert diff["leads_now"] == {"wait_3d": 2} and diff["moves"] == []
+    plan = env / "plan.yaml"
+    plan.write_text("steps:\n  wait_3d: wait_2d\n", encoding="utf-8")
+    planned = invoke_json("journeys", "diff", str(path), "--plan", str(plan))
+    assert planned["moves"] == [{"from_version": 1, "from_step": "wait_3d", "to": "wait_2d", "enrolments": 2}]
+    listed = {j["id"]: j for j in invoke_json("journeys", "list")["journeys"]}
+    assert listed["young-professionals"]["version"] == 1  # nothing was published

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
-from typing import assert_never
+from typing import Any, assert_never
 
 from engine.domain.journeys.journey import (
     BranchStep,
@@ -94,3 +95,32 @@ def mermaid(journey: Journey, counts: dict[str, int] | None = None) -> str:
             else:
                 lines.append(f"    {source} --> {_id(target)}")
     return "\n".join(lines) + "\n"
+
+
+def journey_diff(draft: Journey, live: Journey | None, live_version: int | None) -> dict[str, Any]:
+    """Steps added, removed and changed (their definition, not where they sit in the file), and
+    send steps whose template changed, of a draft against the live version."""
+    if live is None:
+        return {"journey_id": draft.id, "live_version": None, "added": sorted(draft.steps), "removed": [],
+                "changed": [], "templates": []}  # fmt: skip
+    same = set(draft.steps) & set(live.steps)
+
+    def plain(step: Step) -> Step:
+        return dataclasses.replace(step, line=0)
+
+    changed = sorted(sid for sid in same if plain(draft.steps[sid]) != plain(live.steps[sid]))
+    templates = [
+        {"step": sid, "from": live.steps[sid].template, "to": draft.steps[sid].template}  # type: ignore[union-attr]
+        for sid in sorted(same)
+        if isinstance(draft.steps[sid], SendStep)
+        and isinstance(live.steps[sid], SendStep)
+        and draft.steps[sid].template != live.steps[sid].template  # type: ignore[union-attr]
+    ]
+    return {
+        "journey_id": draft.id,
+        "live_version": live_version,
+        "added": sorted(set(draft.steps) - set(live.steps)),
+        "removed": sorted(set(live.steps) - set(draft.steps)),
+        "changed": changed,
+        "templates": templates,
+    }
