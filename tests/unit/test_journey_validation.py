@@ -273,7 +273,7 @@ def test_every_bundled_journey_is_valid() -> None:
         "referral-news",
     }
     assert defs.warnings == ()  # every journey offering a product keeps out the leads none fits
-    audiences = {j.audience.value for j, _ in defs.journeys if j.audience}
+    audiences = {j.audience for j, _ in defs.journeys if j.audience}
     assert audiences == {"young_professional", "sme", "senior"}
     for j, _ in defs.journeys:
         assert set(j.locales) == {"zh-CN", "en"}
@@ -438,3 +438,12 @@ def test_a_click_wait_and_branch_parse_and_draw() -> None:
     assert "link_clicked" in parsed.watched_events()
     drawn = mermaid(parsed)
     assert "wait for a click on a (≤ 2d)" in drawn and "clicked a" in drawn
+
+
+def test_audience_is_documentation_any_text_is_kept() -> None:
+    parsed = parse_journey(
+        {"id": "j", "audience": "mixed: seniors and their children", "entry": {"on": "lead_captured"},
+         "steps": VALID_STEPS},
+        "j.yaml",
+    )  # fmt: skip
+    assert parsed.audience == "mixed: seniors and their children"

@@ -14,7 +14,7 @@ from datetime import datetime, time, timedelta
 from typing import Any, ClassVar, Literal, assert_never, get_args
 
 from engine.domain.shared.durations import NO_OFFSET, CalendarOffset
-from engine.domain.shared.values import Audience, Stage
+from engine.domain.shared.values import Stage
 
 LINE_KEY = "__line__"  # set by the YAML loader on every mapping, for error messages
 
@@ -244,7 +244,8 @@ class Journey:
     id: str
     name: str
     description: str
-    audience: Audience | None
+    #: Who the journey is written for, as its author put it (documentation; the entry filter decides).
+    audience: str | None
     entry: Entry
     goals: tuple[Goal, ...]
     exit_when: Any

@@ -27,7 +27,7 @@ from engine.domain.shared.conditions import check_condition
 from engine.domain.shared.durations import parse_duration
 from engine.domain.shared.errors import JourneyValidationError
 from engine.domain.shared.fields import FIELDS, LOAN_TYPES
-from engine.domain.shared.values import Audience, Stage
+from engine.domain.shared.values import Stage
 
 _TOP_KEYS = {
     "purpose",
@@ -64,12 +64,9 @@ def parse_journey(data: Any, source: str = "<journey>") -> Journey:
     jid = str(data.get("id") or "")
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", jid):
         p.add("journey", "'id' must be lower-case letters, digits, '-' or '_'")
-    audience = None
-    if data.get("audience") is not None:
-        try:
-            audience = Audience(data["audience"])
-        except ValueError:
-            p.add("journey", f"unknown audience {data['audience']!r}")
+    # Documentation for the marketer (who the journey is written for): any text; the entry
+    # filter decides who enters.
+    audience = str(data["audience"]).strip() or None if data.get("audience") is not None else None
     entry = _parse_entry(data.get("entry"), p)
     goals = _parse_goals(data.get("goals") or [], p)
     exit_when = data.get("exit_when")
