@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import traceback
 from dataclasses import dataclass
 from html import unescape
 from pathlib import Path
@@ -83,6 +84,18 @@ def _track_urls(ctx: Context, value: Any) -> Any:
     return value if track is None else track(value)
 
 
+def _template_line(error: BaseException, root: Path) -> str:
+    """``templates/email/x/en.txt.j2:3: `` — where in which template a rendering failed (Jinja
+    rewrites tracebacks so their frames name the template's own lines); '' when unknown."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename.endswith(".j2")]
+    if not frames:
+        return ""
+    frame = frames[-1]
+    name = Path(frame.filename)
+    shown = name.relative_to(root.parent) if name.is_relative_to(root.parent) else name
+    return f"{shown}:{frame.lineno}: "
+
+
 class JinjaRenderer:
     """Renders message templates from a folder; compiled templates are cached."""
 
@@ -125,7 +138,8 @@ class JinjaRenderer:
         except (TemplateError, ArithmeticError, TypeError, ValueError, LookupError, AttributeError) as e:
             # A template's mistake (or a sandbox refusal: unsafe attribute, a range over 100,000)
             # fails this message with the reason, never the worker.
-            raise RenderError(f"{type(e).__name__}: {str(e)[:300]}") from e
+            where = _template_line(e, self.root)
+            raise RenderError(f"{where}{type(e).__name__}: {str(e)[:300]}") from e
         subject = " ".join(parts["subject"].split()) if "subject" in parts else None
         found = _UNTRACKED.findall(text) + [unescape(u) for u in _UNTRACKED.findall(html or "")]
         return RenderedMessage(

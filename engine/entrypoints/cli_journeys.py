@@ -293,7 +293,7 @@ def load_draft(ref: str) -> tuple[Journey, dict[str, Any]]:
     except JourneyValidationError as e:
         fail(f"{ref} is not valid ({len(e.problems)} problem(s)):\n  " + "\n  ".join(e.problems))
     [(journey, raw)] = defs.journeys
-    err.print(Text(f"using the draft {path} (journey {journey.id}, not published)"), highlight=False)
+    err.print(Text(f"using the draft {path} (journey {journey.id}, not published)"), highlight=False, soft_wrap=True)
     return journey, raw
 
 
