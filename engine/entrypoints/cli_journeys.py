@@ -3,7 +3,7 @@ backtests (simulate) and agent tasks."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -21,7 +21,15 @@ from engine.application.journeys.publishing import (
     change_status,
     publish_journey,
 )
-from engine.application.journeys.simulation import Arrival, arrivals_from_store, first_moment, lead_as_capture, replay
+from engine.application.journeys.simulation import (
+    Arrival,
+    arrivals_from_store,
+    first_moment,
+    hypothetical_lead,
+    lead_as_capture,
+    replay,
+    with_facts,
+)
 from engine.application.journeys.tasks import claim_task, complete_task, reassign_task, task_documents
 from engine.application.reports import journeys_overview
 from engine.bootstrap import load_journey_definitions, renderer_for, sandbox
@@ -319,7 +327,11 @@ def journeys_graph(
 @journeys_app.command("preview")
 def journeys_preview(
     journey_ref: Annotated[str, typer.Argument(help="a published journey's id, or a journey file (a draft)")],
-    lead: Annotated[str, typer.Option(help="lead id, phone, e-mail or source_channel:external_id")],
+    lead: Annotated[str | None, typer.Option(help="lead id, phone, e-mail or source_channel:external_id")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="a fact for this preview, field=value (repeat); e.g. loan_amount=300000"),
+    ] = None,
     version: Annotated[int | None, typer.Option(help="a published version (default: live)")] = None,
     at: Annotated[str | None, typer.Option(help="the moment the lead enters (default: now)")] = None,
     days: Annotated[int, typer.Option(help="how many days to follow it")] = 30,
@@ -328,26 +340,35 @@ def journeys_preview(
     """What one lead would go through, as the engine would do it (its own code, on a throwaway
     store and clock): the entry decision and why, screening and the matched product, each step,
     branch and wait, and every message rendered in the lead's language with the time it would
-    leave (contact windows, spacing and caps applied) and why it waited. Nothing is sent."""
+    leave (contact windows, spacing and caps applied) and why it waited. A real lead (--lead),
+    or a hypothetical one (no --lead), changed by --set. Nothing is sent."""
     from engine.entrypoints.cli import _resolve_lead
     from engine.entrypoints.cli_reports import parse_moment
 
     s = settings()
-    engine = engine_for(s)
+    draft = is_draft(journey_ref)
+    engine = engine_for(s) if lead or not draft else None  # a draft with a made-up lead needs no store
     try:
-        lead_id = _resolve_lead(engine, lead)
-        capture = lead_as_capture(engine, engine.leads.get_lead(lead_id))
-        moment = parse_moment(at, s.timezone, "--at") if at else engine.clock.now()
-        if is_draft(journey_ref):
+        capture = hypothetical_lead(s.default_locale)
+        if engine is not None and lead:
+            capture = lead_as_capture(engine, engine.leads.get_lead(_resolve_lead(engine, lead)))
+        capture = with_facts(capture, set_ or [])
+        now = engine.clock.now() if engine is not None else datetime.now(UTC)
+        moment = parse_moment(at, s.timezone, "--at") if at else now
+        if draft:
             journey, raw = load_draft(journey_ref)
             label: str | int = "draft"
         else:
+            assert engine is not None  # noqa: S101 - opened above for a published journey
             journey, number = _definition(engine, journey_ref, version)
             raw = engine.journeys.publication(journey_ref).versions[number]  # type: ignore[union-attr]
             label = number
             err.print(Text(f"using journey {journey.id} v{number}, published"), highlight=False)
+    except ValueError as e:
+        fail(str(e), 2)
     finally:
-        engine.close()
+        if engine is not None:
+            engine.close()
     with sandbox(s, journey, raw, moment, _journeys_beside(s)) as (scratch, recorded):
         seen = live_preview(scratch, recorded, journey, capture, days)
     doc = {"schema": "huoke.preview/2", "journey_id": journey.id, "version": label, "at": moment.isoformat(), **seen}

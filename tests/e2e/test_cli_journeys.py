@@ -259,3 +259,23 @@ def test_diff_shows_what_a_draft_changes_and_where_the_leads_would_go(env: Path)
     assert planned["moves"] == [{"from_version": 1, "from_step": "wait_3d", "to": "wait_2d", "enrolments": 2}]
     listed = {j["id"]: j for j in invoke_json("journeys", "list")["journeys"]}
     assert listed["young-professionals"]["version"] == 1  # nothing was published
+
+
+def test_preview_of_a_made_up_lead_shows_when_each_message_would_leave_and_why(env: Path) -> None:
+    """No lead needed: --set describes one. Entered at 21:30 Shanghai, its SMS and e-mail wait for
+    the contact window's opening at 09:00 the next morning, and say so."""
+    facts = ["birth_year=1996", "employment_type=salaried", "monthly_income=25000", "loan_type=consumer",
+             "loan_amount=80000", "language=en"]  # fmt: skip
+    args = [a for f in facts for a in ("--set", f)]
+    seen = invoke_json("journeys", "preview", str(env / "journeys" / "young_professionals.yaml"), *args,
+                       "--at", "2026-03-02T21:30", "--days", "2")  # fmt: skip
+    assert seen["entered"] and seen["lead"]["audience"] == "young_professional"
+    assert seen["lead"]["offer"]["name"]  # product matching ran: an offer fits
+    first = next(m for m in seen["messages"] if m["channel"] == "sms")
+    assert first["at"].startswith("2026-03-03T01:00")  # 09:00 in Shanghai
+    assert any("outside contact window 09:00-20:00 Asia/Shanghai" in h for h in first["held"])
+    bad = runner.invoke(app, ["journeys", "preview", "young-professionals", "--set", "salary=1"])
+    assert bad.exit_code == 2 and "--set salary: not a fact a lead is captured with" in bad.stderr
+    refused = invoke_json("journeys", "preview", "young-professionals", "--set", "birth_year=1950",
+                          "--set", "employment_type=retired")  # fmt: skip
+    assert not refused["entered"] and refused["why"]

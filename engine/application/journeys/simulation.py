@@ -85,6 +85,84 @@ def lead_as_capture(engine: Engine, lead: Lead) -> CaptureLead:
     )
 
 
+#: Where a lead fact a marketer may set for a preview lives in a capture (``--set field=value``).
+SETTABLE: dict[str, tuple[str, str]] = {
+    "name": ("contact", "name"),
+    "full_name": ("contact", "name"),
+    "phone": ("contact", "phone"),
+    "email": ("contact", "email"),
+    "language": ("contact", "language"),
+    "timezone": ("contact", "timezone"),
+    "source_channel": ("source", "channel"),
+    "partner": ("source", "partner"),
+    "campaign": ("source", "campaign"),
+    "loan_type": ("interest", "loan_type"),
+    "loan_amount": ("interest", "amount"),
+    "loan_term_months": ("interest", "term_months"),
+    "loan_purpose": ("interest", "purpose"),
+    "collateral_value": ("interest", "collateral_value"),
+    **{
+        f: ("profile", f)
+        for f in (
+            "birth_year",
+            "employment_type",
+            "employer_kind",
+            "employer",
+            "monthly_income",
+            "monthly_debt",
+            "currency",
+            "region",
+            "city",
+            "industry",
+            "business_name",
+            "business_years",
+            "business_revenue",
+        )
+    },
+}
+
+
+def hypothetical_lead(language: str) -> CaptureLead:
+    """A lead that exists only in a preview: consents given, reachable on every channel."""
+    return CaptureLead(
+        source={"channel": "web_form", "external_id": "preview"},
+        contact={"name": "Preview Lead", "phone": "+8613800000000", "email": "preview@lender.example",
+                 "language": language},
+        profile={},
+        interest={},
+        consents={"email": True, "sms": True, "phone": True},
+        origin="preview",
+    )  # fmt: skip
+
+
+def with_facts(capture: CaptureLead, sets: list[str]) -> CaptureLead:
+    """The capture with ``field=value`` settings applied (``consent_email=no`` withdraws one);
+    ``ValueError`` names a setting it cannot apply."""
+    sections = {k: dict(getattr(capture, k)) for k in ("source", "contact", "profile", "interest")}
+    consents = dict(capture.consents)
+    for item in sets:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"--set {item!r}: expected field=value, e.g. monthly_income=30000")
+        if name.startswith("consent_") and name[8:] in ("email", "sms", "phone"):
+            consents[name[8:]] = value.strip().lower() in ("yes", "true", "1", "y")
+            continue
+        if name not in SETTABLE:
+            raise ValueError(f"--set {name}: not a fact a lead is captured with (one of {', '.join(sorted(SETTABLE))})")
+        section, key = SETTABLE[name]
+        sections[section][key] = value.strip()
+    return CaptureLead(
+        source=sections["source"],
+        contact=sections["contact"],
+        profile=sections["profile"],
+        interest=sections["interest"],
+        consents=consents,
+        contact_issues=capture.contact_issues,
+        origin=capture.origin,
+    )
+
+
 def _lifecycle_of(engine: Engine, lead: Lead) -> list[Arrival]:
     ref = LeadRef(lead_id=lead.id)
     out = []
