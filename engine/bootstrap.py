@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import hmac
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,10 +44,11 @@ from engine.application.partitions import Partitions
 from engine.application.ports import Channel, Clock
 from engine.application.projecting import replay_until
 from engine.application.referrals import Referrals
-from engine.application.saving import POSTGRES_FACTORY_TOPIC, SQLITE_FACTORY_TOPIC
+from engine.application.saving import POSTGRES_FACTORY_TOPIC, SQLITE_FACTORY_TOPIC, copy_aggregates
 from engine.domain.delivery.tracking import tracking_key
 from engine.domain.journeys.journey import Journey
 from engine.domain.leads.segments import SegmentRules
+from engine.domain.screening.model_registry import MODEL_KINDS, registry_id
 from engine.settings import Settings
 from projections.delivery_schedule import DeliverySchedulePostgres, DeliveryScheduleSQLite
 from projections.funnel import FunnelCountsPostgres, FunnelCountsSQLite
@@ -497,6 +499,18 @@ def _forget_old_moments(folder: Path, name: str, used: str) -> None:
             part.unlink(missing_ok=True)
 
 
+def _copy_models(settings: Settings, scratch: Settings, engine: Engine) -> None:
+    """The registered models (their registry's events and their files) into a sandbox's store."""
+    models = settings.data_dir / "models"
+    if models.is_dir():
+        shutil.copytree(models, scratch.data_dir / "models", dirs_exist_ok=True)
+    target = Leads(store_env(scratch, "leads"), SegmentRules((), (), (), "copy"), SystemClock())
+    try:
+        copy_aggregates(engine.leads, target, [registry_id(kind) for kind in MODEL_KINDS])
+    finally:
+        target.close()
+
+
 @contextmanager
 def sandbox(
     settings: Settings,
@@ -504,6 +518,7 @@ def sandbox(
     raw: dict[str, Any],
     start: datetime,
     others: list[tuple[Journey, dict[str, Any]]] | None = None,
+    models_from: Engine | None = None,
 ) -> Iterator[tuple[Engine, dict[str, DryRunChannel]]]:
     """A throwaway embedded engine for a backtest: SQLite files in a temporary folder, a virtual
     clock at ``start``, ``journey`` published (with ``others``: the journeys it runs beside live,
@@ -519,6 +534,8 @@ def sandbox(
         )
         channels = {name: DryRunChannel(name) for name in ("email", "sms", "webhook")}
         init_database(scratch)
+        if models_from is not None:  # the lender's scorecards score the leads as they would live
+            _copy_models(settings, scratch, models_from)
         engine = bootstrap(scratch, VirtualClock(start), channels=dict(channels), definitions=definitions)
         publish_new(engine, definitions.journeys, renderer_for(scratch).fingerprint(), "simulation")
         try:

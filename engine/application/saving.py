@@ -179,6 +179,15 @@ def _placeholders(personal: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.copy() if isinstance(v, dict | list) else v) for k, v in personal.items()}
 
 
+def copy_aggregates(source: Application[Any], target: Application[Any], aggregate_ids: Iterable[UUID]) -> int:
+    """Copy the stored events of these aggregates, exactly as stored, from one store into another
+    (a sandbox gets the lender's model registry this way); the number copied."""
+    events = [e for i in aggregate_ids for e in source.recorder.select_events(i)]
+    if events:
+        target.recorder.insert_events(events)
+    return len(events)
+
+
 def delete_snapshots(app: Application[Any], aggregate_id: UUID) -> None:
     """Forget an aggregate's snapshots (they hold its whole state, personal data included)."""
     recorder: Any = app.snapshots.recorder if app.snapshots is not None else None

@@ -364,13 +364,13 @@ def journeys_preview(
             raw = engine.journeys.publication(journey_ref).versions[number]  # type: ignore[union-attr]
             label = number
             err.print(Text(f"using journey {journey.id} v{number}, published"), highlight=False)
+        with sandbox(s, journey, raw, moment, _journeys_beside(s), models_from=engine) as (scratch, recorded):
+            seen = live_preview(scratch, recorded, journey, capture, days)
     except ValueError as e:
         fail(str(e), 2)
     finally:
         if engine is not None:
             engine.close()
-    with sandbox(s, journey, raw, moment, _journeys_beside(s)) as (scratch, recorded):
-        seen = live_preview(scratch, recorded, journey, capture, days)
     doc = {"schema": "huoke.preview/2", "journey_id": journey.id, "version": label, "at": moment.isoformat(), **seen}
     if as_json:
         emit_json(doc)
@@ -528,7 +528,7 @@ def simulate_command(
     beside = _journeys_beside(s)
     reports = []
     for journey, raw, number in runs:
-        with sandbox(s, journey, raw, first_moment(arrivals), beside) as (scratch, recorded):
+        with sandbox(s, journey, raw, first_moment(arrivals), beside, models_from=engine) as (scratch, recorded):
             reports.append(replay(scratch, journey, number, arrivals, days, recorded))
     if as_json:
         emit_json(reports[0] if len(reports) == 1 else {"schema": "huoke.simulation.compare/1", "runs": reports})
