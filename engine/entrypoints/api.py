@@ -33,6 +33,8 @@ from engine.application.access import Access, Caller
 from engine.application.engine import Engine
 from engine.application.journeys.publishing import MigrationPlan, change_status, publish_journey
 from engine.application.journeys.tasks import claim_task, complete_task, reassign_task, task_documents
+from engine.application.journeys.trial_sends import TrialSendError, send_trial
+from engine.application.journeys.trial_sends import as_dict as trial_dict
 from engine.application.leads.timeline import lead_timeline
 from engine.application.reports import journeys_overview
 from engine.bootstrap import load_journey_definitions, renderer_for
@@ -124,6 +126,14 @@ class ConsentIn(BaseModel):
     )
     evidence: str = Field(min_length=1, description="what the lead signed or said, and where")
     source: str = Field("", description="the system or person that took it (default: the API key's name)")
+
+
+class TestSendIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, str_max_length=200)
+
+    step: str = Field(min_length=1, description="the send step whose message goes out")
+    lead: str = Field(min_length=1, description="the lead it is rendered for: id, phone, e-mail or channel:id")
+    to: str = Field(min_length=3, description="an e-mail address or phone on HUOKE_TEST_RECIPIENTS")
 
 
 class CompleteIn(BaseModel):
@@ -360,6 +370,25 @@ def _journey_routes(router: APIRouter, engine: Engine, settings: Settings) -> No
             return {"valid": False, "problems": e.problems, "warnings": []}
         journeys = [{"id": j.id, "name": j.name, "file": j.source, "steps": len(j.steps)} for j, _ in defs.journeys]
         return {"valid": True, "problems": [], "warnings": list(defs.warnings), "journeys": journeys}
+
+    @router.post("/journeys/{journey_id}/test-send", tags=["journeys"])
+    def test_send(journey_id: str, body: TestSendIn, caller: Marketer) -> dict[str, Any]:
+        """Send a step's real message, rendered for a real lead, through the real channel to an
+        address or phone on the seed list (``HUOKE_TEST_RECIPIENTS``) only, marked [TEST]; never on
+        the lead's timeline, in a report or against a cap (``journeys test-send``)."""
+        engine.journeys.refresh_live()
+        live = engine.journeys.live.get(journey_id)
+        if live is None:
+            raise ApiProblem(404, f"no journey {journey_id!r} is published")
+        try:
+            lead_id = engine.leads.find_lead(lead_ref(body.lead, settings.default_phone_region))
+        except (ValueError, HuokeError) as e:
+            raise ApiProblem(404, str(e)) from None
+        try:
+            sent = send_trial(engine, live.journey, body.step, lead_id, body.to, settings.seed_list, engine.clock.now())
+        except TrialSendError as e:
+            raise ApiProblem(422, str(e)) from None
+        return {"schema": "huoke.test-send/1", "journey_id": journey_id, "step": body.step, **trial_dict(sent)}
 
     @router.post("/journeys/publish", tags=["journeys"])
     def publish(body: PublishIn, caller: Marketer) -> dict[str, Any]:

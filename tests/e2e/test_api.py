@@ -190,6 +190,7 @@ ROUTES: list[tuple[str, str, set[str], Any]] = [
     ("POST", "/journeys/publish", {"marketer"}, {"dry_run": True}),
     ("POST", "/journeys/nope/pause", {"marketer"}, {}),
     ("POST", "/journeys/nope/resume", {"marketer"}, {}),
+    ("POST", "/journeys/young-professionals/test-send", {"marketer"}, {"step": "x", "lead": "f-9", "to": "a@b.cn"}),
     ("GET", "/reports/funnel", {"marketer"}, None),
     ("GET", "/audit", set(), None),
 ]
@@ -387,3 +388,29 @@ def test_an_agent_acts_only_on_tasks_they_hold_unless_a_team_lead_or_admin(api: 
     # A team lead of the queue (loan_officers escalates to team_leads, which liu.yang works).
     lead_done = as_("liu.yang", "POST", f"/tasks/{second}/complete", json={"outcome": "no_answer"})
     assert lead_done.status_code == 200 and lead_done.json()["outcome"] == "no_answer"
+
+
+def test_a_marketer_test_sends_to_the_seed_list_only(api: Api, tmp_path: Path) -> None:
+    from engine.application.delivery.links import LinkKeys
+    from tests.conftest import settings_of
+    from tests.helpers import emails
+
+    api.call("POST", "/leads", "integrator", json=lead(1))
+    body = {"step": "welcome_email", "lead": "+8613800138001", "to": "anna@lender.example"}
+    refused = api.call("POST", "/journeys/young-professionals/test-send", "marketer", json=body)
+    assert refused.status_code == 422 and "not on the test recipients' list" in refused.json()["detail"]
+    seeded = settings_of(api.engine).model_copy(update={"test_recipients": "anna@lender.example"})
+    client = TestClient(create_app(api.engine, LinkKeys(TEST_LINK_KEY), "CN", None, "", api=(api.access, seeded)))
+    headers = {"Authorization": f"Bearer {api.keys['marketer']}"}
+    sent = client.post("/api/v1/journeys/young-professionals/test-send", json=body, headers=headers)
+    assert sent.status_code == 200 and sent.json()["sent"] and sent.json()["subject"].startswith("[TEST] ")
+    [eml] = emails(tmp_path / "outbox")
+    assert (
+        b"To: anna@lender.example" in eml.read_bytes()
+        and b"X-Huoke-Test: journey young-professionals" in eml.read_bytes()
+    )
+    not_a_send = client.post("/api/v1/journeys/young-professionals/test-send", json={**body, "step": "wait_3d"},
+                             headers=headers)  # fmt: skip
+    assert not_a_send.status_code == 422
+    actions = [e["action"] for e in api.call("GET", "/audit", "admin").json()["entries"]]
+    assert actions.count("test_send") == 3  # every try is an audit entry
