@@ -481,7 +481,7 @@ def flows_report(engine: Engine, scope: Scope = ALL_LEADS) -> dict[str, Any]:
                 "kind": type(step).KIND,
                 "reached": reached[(jid, step_id)],
                 "active": now.get(step_id, 0),
-                **{k: messages[(jid, step_id)].get(k, 0) for k in ("sent", "skipped", "failed")},
+                **{k: messages[(jid, step_id)].get(k, 0) for k in ("sent", "skipped", "failed", "clicked")},
             }
             for step_id, step in live.journey.steps.items()
         ]

@@ -35,6 +35,7 @@ from engine.application.engine import Engine
 from engine.domain.access.api_key import Role
 from engine.domain.marketing.costs import DIMENSIONS
 from engine.domain.shared.values import MILESTONES, SourceChannel
+from engine.entrypoints.journey_page import add_journey_page
 from engine.entrypoints.report_docs import FilterError, ReportName, check_journey, report_document, scope_from
 from engine.settings import Settings
 
@@ -217,6 +218,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]], l
             ("sent", "sent"),
             ("skipped", "skipped"),
             ("failed", "failed"),
+            ("clicked", "clicked"),
         ],
     ),
     "daily": (
@@ -371,7 +373,7 @@ def _static_files() -> dict[str, tuple[Path, str]]:
     """Each file the page loads, with a version (its content's hash) for the page's links, so a
     browser caches it until huoke is upgraded."""
     files = {"plotly.min.js": _plotly_js(), "dashboard.js": STATIC / "dashboard.js",
-             "dashboard.css": STATIC / "dashboard.css"}  # fmt: skip
+             "journey.js": STATIC / "journey.js", "dashboard.css": STATIC / "dashboard.css"}  # fmt: skip
     return {name: (path, hashlib.sha256(path.read_bytes()).hexdigest()[:12]) for name, path in files.items()}
 
 
@@ -412,6 +414,7 @@ def add_dashboard(app: FastAPI, engine: Engine, access: Access, settings: Settin
 
     _sign_in_routes(app, access, keys, page, secure, session, settings.public_url)
     _page_routes(app, engine, settings, session, page)
+    add_journey_page(app, engine, settings, session, page)
 
 
 def _sign_in_routes(
@@ -548,6 +551,7 @@ def _page_routes(
         files = {
             "plotly.min.js": _plotly_js(),
             "dashboard.js": STATIC / "dashboard.js",
+            "journey.js": STATIC / "journey.js",
             "dashboard.css": STATIC / "dashboard.css",
         }
         if name not in files:

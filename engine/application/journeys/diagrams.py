@@ -124,3 +124,36 @@ def journey_diff(draft: Journey, live: Journey | None, live_version: int | None)
         "changed": changed,
         "templates": templates,
     }
+
+
+def layered(journey: Journey) -> dict[str, Any]:
+    """The journey as a layered drawing: each step at its depth (the fewest steps from the start)
+    and a column within that depth, with the edges between them; a holdout arm or a last step's
+    way out ends at an "out" node. The dashboard draws it; the layout is computed here, once, so
+    every browser draws the same picture."""
+    depth: dict[str, int] = {journey.start: 0}
+    order = [journey.start]
+    for sid in order:  # breadth first: a step's depth is its shortest distance from the start
+        for _, target in edges(journey.steps[sid]):
+            if target is not None and target not in depth:
+                depth[target] = depth[sid] + 1
+                order.append(target)
+    for sid in journey.steps:  # unreachable steps (validate refuses them) still get drawn
+        if sid not in depth:
+            depth[sid] = max(depth.values()) + 1
+            order.append(sid)
+    rows: dict[int, list[str]] = {}
+    for sid in order:
+        rows.setdefault(depth[sid], []).append(sid)
+    widest = max(len(r) for r in rows.values())
+    nodes = []
+    for d, sids in sorted(rows.items()):
+        for i, sid in enumerate(sids):
+            step = journey.steps[sid]
+            x = (i + 0.5) * widest / len(sids)  # each row centred under the widest
+            nodes.append({"id": sid, "kind": type(step).KIND, "label": _label(step), "x": x, "y": -d})
+    links = []
+    for sid in order:
+        for label, target in edges(journey.steps[sid]):
+            links.append({"from": sid, "to": target, "label": label})
+    return {"nodes": nodes, "edges": links, "width": widest, "depth": max(rows) + 1}

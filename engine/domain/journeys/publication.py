@@ -57,6 +57,8 @@ class PublishedJourney(Aggregate):
         self.journey_id = journey_id
         self.versions: dict[int, JSONDict] = {}
         self.hashes: dict[int, str] = {}
+        #: who published each version, when, from which file and why (the dashboard's history)
+        self.published: dict[int, dict[str, Any]] = {}
         self.status = JourneyStatus.LIVE
         self.pauses: list[tuple[datetime, datetime | None]] = []
         self.entries = 0
@@ -119,6 +121,7 @@ class PublishedJourney(Aggregate):
     ) -> None:
         self.versions[number] = definition
         self.hashes[number] = content_hash
+        self.published[number] = {"author": author, "summary": summary, "at": at, "source": source}
 
     def pause(self, by: str, reason: str, at: datetime) -> None:
         if self.status != JourneyStatus.LIVE:
