@@ -136,6 +136,14 @@ def _link_routes(app: FastAPI, engine: Engine, keys: LinkKeys) -> None:
             raise PageError(410, "expired", language)
         return pages.language_of(language)
 
+    @app.api_route("/unsubscribe/test-send", methods=["GET", "POST"], include_in_schema=False)
+    @app.api_route("/confirm/test-send", methods=["GET", "POST"], include_in_schema=False)
+    def test_send_link(request: Request) -> HTMLResponse:
+        """The unsubscribe and confirmation links of a test send (``journeys test-send``): they
+        answer, in the reader's language, and change no one's consent."""
+        lang = pages.language_of(None, request.headers.get("accept-language", ""))
+        return HTMLResponse(pages.tell(lang, "test", lender, address))
+
     @app.get("/unsubscribe/{lead_id}/{channel}/{token}", response_class=HTMLResponse)
     def confirm_page(lead_id: UUID, channel: str, token: str) -> str:
         lang = verify(lead_id, channel, token)

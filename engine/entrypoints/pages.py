@@ -32,6 +32,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "referral.title": "Invited by a friend",
         "referral.body": "A friend invited you to {lender}. Quote this code when you apply:",
         "referral.note": "When your loan is funded, you and your friend both get a reward.",
+        "test.title": "This was a test message",
+        "test.body": "Links in {lender}'s test sends do nothing: no one's subscription changed.",
     },
     "zh-CN": {
         "what.email": "邮件",
@@ -56,6 +58,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "referral.title": "好友推荐",
         "referral.body": "您的朋友邀请您了解{lender}。申请时请填写推荐码：",
         "referral.note": "贷款发放后，您和朋友都将获得奖励。",
+        "test.title": "这是一条测试消息",
+        "test.body": "{lender}测试消息中的链接不起作用：任何人的订阅均未改变。",
     },
 }
 

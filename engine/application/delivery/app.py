@@ -560,6 +560,12 @@ class Deliveries(Application[UUID]):
         token = make_token(self.sender.link_keys, "unsubscribe", lead_id, channel, self.clock.now())
         return f"{self.sender.unsubscribe_url}/{lead_id}/{channel}/{token}"
 
+    def inert_url(self, kind: str) -> str:
+        """A link of a test send in place of ``kind`` (unsubscribe, confirm): huoke answers it
+        with "this link is not valid" and changes nothing."""
+        base = self.sender.unsubscribe_url if kind == "unsubscribe" else self.sender.unsubscribe_url.rsplit("/", 1)[0]
+        return f"{base}/{'' if kind == 'unsubscribe' else 'confirm/'}test-send"
+
     def confirm_url(self, lead_id: UUID, channel: str) -> str:
         """The signed double opt-in link (served by huoke serve at /confirm/…)."""
         token = make_token(self.sender.link_keys, "confirm", lead_id, channel, self.clock.now())
@@ -580,17 +586,20 @@ class Deliveries(Application[UUID]):
         journey_vars: dict[str, str],
         now: datetime,
         track: Callable[[str], str] | None = None,
+        inert: bool = False,
     ) -> RenderedMessage:
         """Render one template for one lead, exactly as a send would (``track``: the send's
-        tracked-link session, which every URL the template outputs passes through)."""
+        tracked-link session, which every URL the template outputs passes through). ``inert``
+        (a test send): the unsubscribe and confirmation links are shown but do nothing, so the
+        seed inbox that clicks one never changes the real lead's consent."""
         facts = lead_facts(lead, now)
         context = {
             **journey_vars,
             **facts,
             "sender_name": self.sender.name,
             "postal_address": self.sender.postal_address,
-            "unsubscribe_url": self.unsubscribe_url(lead.id, channel),
-            "confirm_url": self.confirm_url(lead.id, channel),
+            "unsubscribe_url": self.inert_url("unsubscribe") if inert else self.unsubscribe_url(lead.id, channel),
+            "confirm_url": self.inert_url("confirm") if inert else self.confirm_url(lead.id, channel),
             **self.referral_vars(lead.id),
             **({TRACK_CONTEXT: track} if track is not None else {}),
         }

@@ -45,7 +45,8 @@ class _Progress:
 
 
 def normalised(recipient: str) -> str:
-    return recipient.strip().lower().replace(" ", "").replace("-", "")
+    """An address or phone as the seed list is compared: no case, spaces, dashes or brackets."""
+    return "".join(ch for ch in recipient.strip().lower() if ch not in " -()")
 
 
 def send_trial(
@@ -63,11 +64,14 @@ def send_trial(
         raise TrialSendError(
             f"step {step_id!r} of {journey.id} does not send an e-mail or SMS (those that do: {sends})"
         )
+    if (step.channel == "email") != ("@" in to):
+        want = "an e-mail address" if step.channel == "email" else "a phone number"
+        raise TrialSendError(f"step {step_id!r} sends {step.channel}: --to must be {want}, not {to}")
     channel = engine.deliveries.channels.get(step.channel)
     if channel is None:
         raise TrialSendError(f"no {step.channel} channel is configured")
     lead = engine.leads.get_lead(lead_id)
-    body = engine.deliveries.render_for(lead, step.channel, step.template, dict(journey.vars), now)
+    body = engine.deliveries.render_for(lead, step.channel, step.template, dict(journey.vars), now, inert=True)
     body = replace(
         body,
         subject=TEST_MARK + (body.subject or "") if body.subject is not None else None,
@@ -77,9 +81,9 @@ def send_trial(
     message = OutgoingMessage(
         send_id=send_id,
         channel=step.channel,
-        to=to.strip(),
+        to=normalised(to) if step.channel == "sms" else to.strip(),  # a phone as the provider wants it
         body=body,
-        unsubscribe_url=engine.deliveries.unsubscribe_url(lead_id, step.channel),
+        unsubscribe_url=engine.deliveries.inert_url("unsubscribe"),  # a seed's click never opts the lead out
         headers={"X-Huoke-Test": f"journey {journey.id} step {step_id}"},
     )
     progress = _Progress()
