@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import hmac
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
+from pydantic import SecretStr
 
 from engine.adapters.clock import SystemClock, VirtualClock
 from engine.adapters.coordination import Meta, file_lock, init_lock
@@ -530,7 +532,15 @@ def sandbox(
     definitions = dataclasses.replace(load_journey_definitions(settings, only=[]), journeys=[(journey, raw), *beside])
     with tempfile.TemporaryDirectory(prefix="huoke-sim-") as folder:
         scratch = settings.model_copy(
-            update={"data_dir": Path(folder) / "data", "outbox_dir": Path(folder) / "out", "database_url": ""}
+            update={
+                "data_dir": Path(folder) / "data",
+                "outbox_dir": Path(folder) / "out",
+                "database_url": "",
+                # Links in a preview are signed with a throwaway key: shown, but an unsubscribe or
+                # tracked link copied from a preview never acts on the real lead.
+                "unsubscribe_secret": SecretStr(secrets.token_urlsafe(32)),
+                "unsubscribe_old_secrets": SecretStr(""),
+            }
         )
         channels = {name: DryRunChannel(name) for name in ("email", "sms", "webhook")}
         init_database(scratch)

@@ -5,6 +5,7 @@ and a preview of the live version and of the draft for a chosen lead that sends 
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from datetime import timedelta
@@ -22,7 +23,7 @@ from tests.conftest import ROOT, MakeEngine, settings_of
 from tests.e2e.browser import CHROMIUM, chromium_page
 from tests.e2e.smtp_server import serving
 from tests.e2e.test_dashboard_in_browser import SHOTS, Served, sign_in
-from tests.helpers import TEST_LINK_KEY, emails, sms_lines
+from tests.helpers import emails, sms_lines
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed here")
 JOURNEY = "young-professionals"
@@ -43,7 +44,7 @@ def served(make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path) -> Iter
     settings = settings_of(engine).model_copy(update={"journeys_dir": folder})
     access = access_for(settings, clock)
     keys = {"marketer": access.create_key("marketer-1", "marketer", "test")[1]}
-    app = create_app(engine, LinkKeys(TEST_LINK_KEY), api=(access, settings))
+    app = create_app(engine, LinkKeys(*settings.link_keys), api=(access, settings))  # the keys the engine signs with
     with serving(app) as base:
         yield Served(base, engine, access, keys)
     access.close()
@@ -94,6 +95,10 @@ def test_the_journey_page_draws_the_graph_counts_versions_and_previews(served: S
         assert live_path and messages > 0
         texts = page.evaluate("[...document.querySelectorAll('#preview .message pre')].map(p => p.textContent)")
         assert any(t.startswith("Hi Alex") for t in texts)  # rendered for this lead, in its language
+        links = {m.group(1) for t in texts for m in re.finditer(r"https?://[^/\s]+(/unsubscribe/\S+)", t)}
+        statuses = [page.evaluate(f"fetch({link!r}).then(r => r.status)") for link in sorted(links)]
+        assert links and statuses == [404] * len(links)  # signed with a throwaway key: never the real lead's
+        page.errors.clear()  # the browser logs that 404
         page.go(f"{base}/dashboard/journeys/{JOURNEY}?lead=car_dealer:car-2&draft=true")
         assert "The draft for this lead" in page.evaluate("document.getElementById('preview').innerText")
         draft_path = page.evaluate("[...document.querySelectorAll('#preview .path li')].map(l => l.innerText)")
