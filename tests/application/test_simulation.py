@@ -133,6 +133,17 @@ def test_a_backtest_of_every_bundled_journey_reaches_each_step_as_often_as_live(
         offers += sim["steps"].get("fits_an_offer", 0)
     assert compared >= 3 and offers > 0  # the audiences' journeys had leads; product fit was decided
 
+    # From the store (`huoke simulate ID --from-store`): the leads and facts as recorded replay
+    # to the same counts, for the journeys that had leads.
+    stored = arrivals_from_store(engine, since=None)
+    for jid in ("young-professionals", "seniors-advisor", "sme-one-stop"):
+        lj = live[jid]
+        real = {(r["kind"], r["label"]): r["n"] for r in engine.index.outcomes(jid)}
+        raw = lj.publication.versions[lj.version]  # type: ignore[union-attr]
+        with sandbox(base_settings(tmp_path / f"store-{jid}"), lj.journey, raw, start, beside) as (scratch, recorded):
+            sim = replay(scratch, lj.journey, lj.version, stored, 14, recorded)
+        assert sim["steps"] == {s: real.get(("reached", s), 0) for s in lj.journey.steps}, jid
+
 
 def test_a_sandbox_scores_leads_with_the_lenders_registered_models(
     make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path

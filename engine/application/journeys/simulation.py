@@ -4,6 +4,7 @@ journey version on a virtual clock, in a throwaway engine whose channels record 
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -163,6 +164,12 @@ def with_facts(capture: CaptureLead, sets: list[str]) -> CaptureLead:
     )
 
 
+#: The stage changes the engine makes itself from a replayed fact (an application declined, a
+#: journey's update step); the others (reported by the lender, a click) are replayed as facts. A
+#: lender's reason that merely mentions an application ("clicked the application link") is one.
+_DERIVED = re.compile(r"application \S+ (submitted|approved|declined: .*)$|loan \S+ funded$|journey step '.*'$")
+
+
 def _lifecycle_of(engine: Engine, lead: Lead) -> list[Arrival]:
     ref = LeadRef(lead_id=lead.id)
     out = []
@@ -185,7 +192,7 @@ def _lifecycle_of(engine: Engine, lead: Lead) -> list[Arrival]:
                     ),
                 )
             )
-        elif isinstance(e, Lead.StageChanged) and e.to_stage in ("engaged", "lost") and "application" not in e.reason:
+        elif isinstance(e, Lead.StageChanged) and e.to_stage in ("engaged", "lost") and not _DERIVED.match(e.reason):
             out.append(
                 Arrival(
                     e.at, RecordLifecycle(lead=ref, kind="stage_changed", at=e.at, stage=e.to_stage, reason=e.reason)
