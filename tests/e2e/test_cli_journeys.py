@@ -279,3 +279,17 @@ def test_preview_of_a_made_up_lead_shows_when_each_message_would_leave_and_why(e
     refused = invoke_json("journeys", "preview", "young-professionals", "--set", "birth_year=1950",
                           "--set", "employment_type=retired")  # fmt: skip
     assert not refused["entered"] and refused["why"]
+
+
+def test_preview_of_a_journey_entered_on_an_application_or_a_funding(env: Path) -> None:
+    """A journey entered on a lifecycle event is previewed as the lead reaching it: its own
+    application (from its interest), approved and funded as the entry needs, one minute on."""
+    facts = ["birth_year=1990", "employment_type=salaried", "monthly_income=30000", "loan_type=consumer",
+             "loan_amount=80000", "language=en"]  # fmt: skip
+    args = [a for f in facts for a in ("--set", f)]
+    for name, journey_id in (("application_follow_up", "application-follow-up"), ("after_funding", "after-funding")):
+        seen = invoke_json("journeys", "preview", str(env / "journeys" / f"{name}.yaml"), *args,
+                           "--at", "2026-03-02T10:00", "--days", "35")  # fmt: skip
+        assert seen["journey_id"] == journey_id and seen["entered"], (journey_id, seen["why"])
+        assert seen["path"][0]["what"].startswith(f"entered journey {journey_id}")
+        assert seen["messages"], journey_id  # the follow-up e-mail; the satisfaction SMS a month on

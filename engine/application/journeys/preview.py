@@ -14,7 +14,7 @@ from typing import Any, assert_never
 from uuid import UUID
 
 from engine.application.engine import Engine
-from engine.application.leads.commands import CaptureLead
+from engine.application.leads.commands import CaptureLead, LeadRef, RecordLifecycle
 from engine.application.leads.timeline import describe, lead_timeline
 from engine.domain.delivery.delivery import Delivery
 from engine.domain.journeys import interpreter
@@ -77,6 +77,48 @@ def event_time(e: Any) -> datetime:
     return moment
 
 
+#: The facts that lead to each lifecycle event or stage, in order: what a preview records for a
+#: journey entered on that event or on reaching that stage.
+_LEADING_TO: dict[str, tuple[str, ...]] = {
+    "application_submitted": ("application_submitted",),
+    "application_approved": ("application_submitted", "application_approved"),
+    "application_declined": ("application_submitted", "application_declined"),
+    "loan_funded": ("application_submitted", "application_approved", "loan_funded"),
+}
+_STAGE_EVENT = {"applied": "application_submitted", "approved": "application_approved", "funded": "loan_funded"}
+
+
+def entry_facts(journey: Journey, lead: CaptureLead, lead_id: UUID, at: datetime) -> list[RecordLifecycle]:
+    """What a preview records after the capture so that a journey entered on a lifecycle event
+    (``application_submitted``, ``loan_funded``…) or on reaching a stage sees its trigger: the
+    lead's own application as its interest describes it (loan type, amount, term), one minute on."""
+    entry, ref = journey.entry, LeadRef(lead_id=lead_id)
+    interest = lead.interest or {}
+    application = {
+        "application_id": "PREVIEW-1",
+        "loan_type": str(interest.get("loan_type") or ""),
+        "amount": str(interest.get("amount") or ""),
+    }
+    kinds: tuple[str, ...] = ()
+    if entry.on == "lifecycle_event" and entry.event:
+        kinds = _LEADING_TO.get(entry.event, (entry.event,))
+    elif entry.on == "stage_reached" and entry.stage is not None:
+        stage = str(entry.stage)
+        kinds = _LEADING_TO[_STAGE_EVENT[stage]] if stage in _STAGE_EVENT else ("stage_changed",)
+    when = at + timedelta(minutes=1)
+    facts = []
+    for kind in kinds:
+        extra: dict[str, Any] = {}
+        if kind.startswith(("application_", "loan_")):
+            extra = dict(application)
+            if kind == "loan_funded":
+                extra["term_months"] = int(interest.get("term_months") or 36)
+        elif kind == "stage_changed":
+            extra = {"stage": str(entry.stage), "reason": "preview"}
+        facts.append(RecordLifecycle(lead=ref, kind=kind, at=when, origin="preview", **extra))  # type: ignore[arg-type]
+    return facts
+
+
 def live_preview(
     scratch: Engine, recorded: dict[str, Any], journey: Journey, lead: CaptureLead, days: int
 ) -> dict[str, Any]:
@@ -88,6 +130,9 @@ def live_preview(
     [out] = scratch.leads.capture_leads([lead])
     if out.lead_id is None:
         return {"entered": False, "why": out.error or "the lead could not be captured", "path": [], "messages": []}
+    trigger = entry_facts(journey, lead, out.lead_id, start)
+    if trigger:  # a journey entered on an application, a funding or a stage: that fact, now
+        scratch.leads.record_lifecycle(trigger)
     scratch.run(until=start + timedelta(days=days))
     scratch.refresh_views()
     doc = lead_timeline(scratch, out.lead_id)
