@@ -298,7 +298,7 @@ class FunnelCounts(SqlView):
         facts = self._facts(c, e.originator_id, "*")
         if facts is None:
             return
-        amount = Decimal(e.amount)
+        amount = Decimal(e.amount or "0")  # stored before an amount was required: volume unknown
         self._both(c, facts, {"loans": 1, "volume": amount})
         c.execute(
             self.q(

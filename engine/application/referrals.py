@@ -223,7 +223,7 @@ class Referrals(Application[UUID]):
         if programme is None:
             referral.disqualify("", f"no referral programme rewards {loan_type or 'this'} loans", e.at)
             return
-        refusal = qualification_refusal(programme, Decimal(str(e.amount)), referral.referred_at, e.at)
+        refusal = qualification_refusal(programme, Decimal(str(e.amount or "0")), referral.referred_at, e.at)
         referrer = person(leads.get_lead(referral.referrer_id))
         refusal = refusal or referrer_refusal(programme, referrer)
         if refusal:

@@ -302,7 +302,7 @@ class LifecycleRow(BaseModel):
             "application_submitted": ["application_id"],
             "application_approved": ["application_id"],
             "application_declined": ["application_id"],
-            "loan_funded": ["application_id"],
+            "loan_funded": ["application_id", "amount"],
             "repayment_missed": ["application_id", "days_past_due"],
             "stage_changed": ["stage"],
             "consent_granted": ["channel"],

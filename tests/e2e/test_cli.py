@@ -92,7 +92,15 @@ def test_run_report_and_show(env: Path) -> None:
         )
         + "\n"
         + "{broken json\n"
-        + json.dumps({"type": "loan_funded", "source_channel": "web_form", "external_id": "W9", "application_id": "A1"})
+        + json.dumps(
+            {
+                "type": "loan_funded",
+                "source_channel": "web_form",
+                "external_id": "W9",
+                "application_id": "A1",
+                "amount": 50000,
+            }
+        )
         + "\n",
         encoding="utf-8",
     )

@@ -53,6 +53,18 @@ def test_application_lifecycle_moves_stage() -> None:
     ]
 
 
+def test_a_funded_loan_needs_its_amount() -> None:
+    """A funding with no amount stopped the funnel view and the referral rewards for good
+    (Decimal(''): every report after it was stale); it is refused, and nothing is recorded."""
+    lead = new_lead()
+    lead.submit_application("A1", "consumer", "50000", AT)
+    lead.collect_events()
+    for amount in ("", "abc", "0", "-5"):
+        with pytest.raises(InvalidLeadError, match="a funded loan needs its amount"):
+            lead.fund_loan("A1", amount, AT)
+    assert lead.collect_events() == []
+
+
 def test_approving_unknown_application_is_refused_without_events() -> None:
     lead = new_lead()
     lead.collect_events()

@@ -52,4 +52,4 @@ def test_naive_capture_time_is_in_the_lenders_zone() -> None:
 def test_lifecycle_row_needs_its_fields() -> None:
     with pytest.raises(RowError) as info:
         LifecycleRow.model_validate({"type": "loan_funded"}).to_command("CN", TZ, "f")
-    assert {f for f, _ in info.value.problems} == {"application_id", "lead"}
+    assert {f for f, _ in info.value.problems} == {"application_id", "amount", "lead"}

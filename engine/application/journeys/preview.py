@@ -85,19 +85,22 @@ _LEADING_TO: dict[str, tuple[str, ...]] = {
     "application_declined": ("application_submitted", "application_declined"),
     "loan_funded": ("application_submitted", "application_approved", "loan_funded"),
 }
+#: The loan amount of a preview's application when the lead's interest names none.
+PREVIEW_AMOUNT = "100000"
 _STAGE_EVENT = {"applied": "application_submitted", "approved": "application_approved", "funded": "loan_funded"}
 
 
 def entry_facts(journey: Journey, lead: CaptureLead, lead_id: UUID, at: datetime) -> list[RecordLifecycle]:
     """What a preview records after the capture so that a journey entered on a lifecycle event
     (``application_submitted``, ``loan_funded``…) or on reaching a stage sees its trigger: the
-    lead's own application as its interest describes it (loan type, amount, term), one minute on."""
+    lead's own application as its interest describes it (loan type, amount, term; 100,000 when it
+    names no amount), one minute on."""
     entry, ref = journey.entry, LeadRef(lead_id=lead_id)
     interest = lead.interest or {}
     application = {
         "application_id": "PREVIEW-1",
         "loan_type": str(interest.get("loan_type") or ""),
-        "amount": str(interest.get("amount") or ""),
+        "amount": str(interest.get("amount") or PREVIEW_AMOUNT),
     }
     kinds: tuple[str, ...] = ()
     if entry.on == "lifecycle_event" and entry.event:
@@ -119,6 +122,30 @@ def entry_facts(journey: Journey, lead: CaptureLead, lead_id: UUID, at: datetime
     return facts
 
 
+def journey_path(engine: Engine, lead_id: UUID, journey_id: str) -> list[dict[str, Any]]:
+    """What happened to a lead in a journey, in time order: its enrolments' events (each step,
+    branch, wait and message request) and what became of each message (sent, deferred and why,
+    skipped), as the timeline describes them. The same for a preview and for a live store."""
+    events: list[Any] = []
+    for row in engine.index.enrolments_of(lead_id):
+        if row["journey_id"] != journey_id:
+            continue  # the journeys beside it ran too (caps), but are not what is asked about
+        for e in engine.journeys.enrolment_events(UUID(row["enrolment_id"])):
+            events.append(e)
+            if isinstance(e, Enrolment.MessageRequested):
+                events += [
+                    d
+                    for d in engine.deliveries.events.get(e.send_id)
+                    if not isinstance(d, Delivery.Requested | Delivery.Dispatching)
+                ]
+    events.sort(key=event_time)
+    path = []
+    for e in events:
+        what, why = describe(e)
+        path.append({"at": event_time(e).isoformat(), "event": type(e).__qualname__, "what": what, "why": why})
+    return path
+
+
 def live_preview(
     scratch: Engine, recorded: dict[str, Any], journey: Journey, lead: CaptureLead, days: int
 ) -> dict[str, Any]:
@@ -136,28 +163,12 @@ def live_preview(
     scratch.run(until=start + timedelta(days=days))
     scratch.refresh_views()
     doc = lead_timeline(scratch, out.lead_id)
-    events: list[Any] = []
-    for row in scratch.index.enrolments_of(out.lead_id):
-        if row["journey_id"] != journey.id:
-            continue  # the journeys beside it ran too (caps), but are not what is previewed
-        for e in scratch.journeys.enrolment_events(UUID(row["enrolment_id"])):
-            events.append(e)
-            if isinstance(e, Enrolment.MessageRequested):
-                events += [
-                    d
-                    for d in scratch.deliveries.events.get(e.send_id)
-                    if not isinstance(d, Delivery.Requested | Delivery.Dispatching)
-                ]
+    mine = journey_path(scratch, out.lead_id, journey.id)
     refused = [
         e
         for e in scratch.journeys.history_events(out.lead_id)
         if isinstance(e, LeadJourneys.Refused) and e.journey_id == journey.id
     ]
-    events.sort(key=event_time)
-    mine = []
-    for e in events:
-        what, why = describe(e)
-        mine.append({"at": event_time(e).isoformat(), "event": type(e).__qualname__, "what": what, "why": why})
     messages = []
     for channel in recorded.values():
         for m in channel.messages:

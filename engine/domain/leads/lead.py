@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import UUID
 
@@ -661,6 +662,8 @@ class Lead(Aggregate):
             return False
         if term_months < 0:
             raise InvalidLeadError("term_months", f"must be 0 (unknown) or more, got {term_months}")
+        if not _positive_amount(amount):  # the reports and the referral rewards add it up
+            raise InvalidLeadError("amount", f"a funded loan needs its amount (a number above 0), got {amount!r}")
         self._loan_funded(
             application_id=application_id,
             amount=amount,
@@ -781,3 +784,10 @@ PII_FIELDS: dict[type[Any], dict[str, Any]] = {
 OPERATOR_NOTES_KEY = UUID(int=1)
 #: Events sealed under a fixed key instead of their lead's.
 PII_OWNERS: dict[type[Any], UUID] = {Lead.Erased: OPERATOR_NOTES_KEY}
+
+
+def _positive_amount(amount: str) -> bool:
+    try:
+        return Decimal(amount) > 0
+    except (InvalidOperation, ValueError):
+        return False
