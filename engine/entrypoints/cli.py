@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -336,6 +337,21 @@ def sms_import_receipts(file: Path, as_json: JsonOpt = False) -> None:
 DEMO_MARKER = ".huoke-demo"
 
 
+def _program() -> str:
+    """How the reader's shell runs huoke: ``huoke`` when it is on the PATH, else the path this
+    command was started by (``.venv/bin/huoke`` after ``make demo``)."""
+    started = Path(sys.argv[0])
+    found = shutil.which("huoke")
+    if found and started.name == "huoke" and Path(found).resolve() == started.resolve():
+        return "huoke"
+    if started.name != "huoke":
+        return "huoke"  # started some other way (python -m, a test): the installed name
+    try:
+        return str(started.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(started)
+
+
 @app.command("demo")
 def demo(
     leads: Annotated[int, typer.Option(help="how many leads to simulate")] = 3000,
@@ -419,15 +435,16 @@ def demo(
     )
     for held in ref["held"]:
         console.print(f"  {held['referral_id'][:8]}  {'; '.join(held['reasons'])}", highlight=False)
-    console.print(f"try: HUOKE_DATA_DIR={folder / 'data'} huoke leads show {doc['example_lead']}")
-    console.print(f"     HUOKE_DATA_DIR={folder / 'data'} huoke referrals review")
-    console.print(f"     HUOKE_DATA_DIR={folder / 'data'} huoke report journeys")
-    console.print(f"     HUOKE_DATA_DIR={folder / 'data'} huoke report attribution")
-    console.print(f"     HUOKE_DATA_DIR={folder / 'data'} huoke report experiments")
-    console.print(f"     HUOKE_DATA_DIR={folder / 'data'} huoke report engagement")
+    huoke, env = _program(), f"HUOKE_DATA_DIR={folder / 'data'}"
+    console.print(f"try: {env} {huoke} leads show {doc['example_lead']}", highlight=False, soft_wrap=True)
+    for command in ("referrals review", "report journeys", "report attribution", "report experiments",
+                    "report engagement"):  # fmt: skip
+        console.print(f"     {env} {huoke} {command}", highlight=False, soft_wrap=True)
     console.print(
-        f"the dashboard: set -a; . {folder / 'huoke.env'}; set +a; huoke api-keys create --role marketer "
-        "--name me; huoke serve  (then open http://127.0.0.1:8080/dashboard with the key)"
+        f"the dashboard: set -a; . {folder / 'huoke.env'}; set +a; {huoke} api-keys create --role marketer "
+        f"--name me; {huoke} serve  (then open http://127.0.0.1:8080/dashboard with the key)",
+        highlight=False,
+        soft_wrap=True,
     )
     console.print(f"simulated {days} days for {leads} leads in {doc['seconds']:.1f}s")
 

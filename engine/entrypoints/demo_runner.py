@@ -222,6 +222,12 @@ class Responses:
         return len(self.clicks.follow(batch)) if batch else 0
 
 
+def _plain_progress(console: Console, quiet: bool, done: int, days: int) -> None:
+    """Piped or logged (CI, ``make demo | tee``), no bar is drawn: a line every ten days instead."""
+    if not quiet and not console.is_terminal and (done % 10 == 0 or done == days):
+        console.print(f"simulated day {done} of {days}", highlight=False)
+
+
 def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console: Console) -> dict[str, Any]:
     """Simulate ``days`` days: capture each day's leads and events, then run the engine to midnight."""
     tz = ZoneInfo(s.timezone)
@@ -285,6 +291,7 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
                     _officers_work(engine)
             responses.gateways(engine)
             progress.advance(task)
+            _plain_progress(console, quiet, day + 1, days)
             if day + 1 == PROPENSITY_DAY and days > PROPENSITY_DAY:
                 # Enough response history: learn who applies, and rescore everyone with it.
                 trained.append(

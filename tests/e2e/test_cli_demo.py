@@ -4,12 +4,15 @@ e-mail where HUOKE_EMAIL_TRANSPORT says."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from engine.entrypoints.cli import app
+from tests.conftest import ROOT
 from tests.e2e.smtp_server import Sink
 from tests.helpers import cli_environment
 
@@ -87,3 +90,19 @@ def test_the_demo_store_opens_again_from_its_env_file(tmp_path: Path, monkeypatc
     assert runner.invoke(app, ["run"]).exit_code == 0
     created = runner.invoke(app, ["api-keys", "create", "--role", "marketer", "--name", "me", "--json"])
     assert created.exit_code == 0 and json.loads(created.stdout)["key"].startswith("hk_")
+
+
+def test_the_demo_piped_prints_progress_lines_and_hints_a_shell_can_run(tmp_path: Path) -> None:
+    """`make demo | tee` (CI, a log): no bar is drawn, so plain progress lines; and the closing
+    hints name the huoke the reader's shell finds (.venv/bin/huoke after `make demo`)."""
+    huoke = ROOT / ".venv" / "bin" / "huoke"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUOKE_")}
+    env["PATH"] = "/usr/bin:/bin"  # as a newcomer's shell: huoke not on the PATH
+    done = subprocess.run(
+        [str(huoke.relative_to(ROOT)), "demo", "--dir", str(tmp_path / "demo"), "--leads", "150", "--days", "4"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "simulated day 4 of 4" in done.stdout + done.stderr
+    assert f"try: HUOKE_DATA_DIR={tmp_path / 'demo' / 'data'} .venv/bin/huoke leads show" in done.stdout
+    assert ".venv/bin/huoke serve" in done.stdout

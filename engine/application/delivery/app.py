@@ -58,6 +58,7 @@ from engine.domain.journeys.journey import Journey, SendStep
 from engine.domain.leads.facts import lead_facts
 from engine.domain.leads.lead import Lead
 from engine.domain.referrals.codes import referral_code
+from engine.domain.shared.durations import utc_text
 from engine.domain.shared.errors import DeliveryStateError
 from engine.domain.shared.values import ConsentChannel, ConsentPurpose, consent_key
 
@@ -377,7 +378,7 @@ class Deliveries(Application[UUID]):
         now = self._now_for(d)
         if self._gave_up(d, now, since, why, state):
             return
-        d.defer(until, f"{channel} paused: {why} (down since {since:%Y-%m-%d %H:%M} UTC)", now, transient=True)
+        d.defer(until, f"{channel} paused: {why} (down since {utc_text(since)})", now, transient=True)
         state.report.deferred += 1
 
     def _marked(self, d: Delivery, leads: Leads, state: _Pass, links: tuple[str, ...] = ()) -> bool:
@@ -408,7 +409,7 @@ class Deliveries(Application[UUID]):
             return ""
         return (
             f"stale: {late.total_seconds() / 3600:.0f} h late, held up since "
-            f"{d.trouble_since:%Y-%m-%d %H:%M} UTC by {d.channel} trouble "
+            f"{utc_text(d.trouble_since)} by {d.channel} trouble "
             f"(limit {_span(self.retries.stale_after)}); the step says stale: skip"
         )
 
@@ -502,7 +503,7 @@ class Deliveries(Application[UUID]):
             return ""
         journey, at = last
         reason = (
-            f"spacing: {journey} sent this lead marketing at {at:%Y-%m-%d %H:%M} UTC; "
+            f"spacing: {journey} sent this lead marketing at {utc_text(at)}; "
             f"one journey's marketing per {_span(spacing)}"
         )
         if step is not None and step.when_capped == "skip":

@@ -37,6 +37,7 @@ from engine.domain.journeys.journey import Journey
 from engine.domain.journeys.lead_journeys import LeadJourneys
 from engine.domain.leads.facts import lead_facts
 from engine.domain.leads.lead import Lead
+from engine.domain.shared.durations import utc_text
 
 
 def preview(engine: Engine, journey: Journey, lead_id: UUID, horizon_steps: int = 50) -> list[dict[str, Any]]:
@@ -224,7 +225,7 @@ def say(d: Decision) -> str:
         case SkipSend():
             return f"skip {d.step}: {d.reason}"
         case Wait():
-            return f"wait at {d.step} until {d.due_at:%Y-%m-%d %H:%M} UTC"
+            return f"wait at {d.step} until {utc_text(d.due_at)}"
         case EndWait():
             return f"… {d.step} over ({d.outcome})"
         case Branch():

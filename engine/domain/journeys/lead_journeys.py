@@ -14,6 +14,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from engine.domain.shared.durations import utc_text
 from engine.domain.shared.topics import keep_topics
 from engine.domain.shared.values import derive_id
 
@@ -79,7 +80,7 @@ class LeadJourneys(Aggregate):
         left = self.last_exit.get(slot)
         if left is not None and cooldown and now - left < cooldown:
             until = left + cooldown
-            return Admission(False, f"cool-down after leaving until {until:%Y-%m-%d %H:%M} UTC", count + 1)
+            return Admission(False, f"cool-down after leaving until {utc_text(until)}", count + 1)
         return Admission(True, "", count + 1)
 
     def enter(self, enrolment_id: UUID, journey_id: str, key: str, number: int, at: datetime) -> None:

@@ -11,6 +11,7 @@ from eventsourcing.domain import Aggregate, event
 
 from engine.domain.leads.identity import identity_keys, lead_id_for
 from engine.domain.leads.records import Loan, Offer, ScoreRecord
+from engine.domain.shared.durations import utc_text
 from engine.domain.shared.errors import InvalidLeadError
 from engine.domain.shared.topics import keep_topics
 from engine.domain.shared.values import (
@@ -593,7 +594,7 @@ class Lead(Aggregate):
             return "no confirmation is awaited"
         withdrawn = self.withdrawn_at.get(key)
         if withdrawn is not None and withdrawn >= link_issued:
-            return f"the link is older than the opt-out of {withdrawn:%Y-%m-%d %H:%M} UTC"
+            return f"the link is older than the opt-out of {utc_text(withdrawn)}"
         return ""
 
     # ---- stage and lifecycle ---------------------------------------------------------------

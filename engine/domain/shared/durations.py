@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from calendar import monthrange
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 _DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$")
@@ -65,3 +65,9 @@ def days_between(start: datetime, end: datetime) -> int:
 
 #: No offset: the moment itself.
 NO_OFFSET = CalendarOffset()
+
+
+def utc_text(moment: datetime) -> str:
+    """A moment for a reason or a message, labelled UTC and converted to it first (a moment kept
+    in the lender's zone once printed 22:40 "UTC" for a send at 14:40 UTC)."""
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"

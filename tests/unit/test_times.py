@@ -1,0 +1,14 @@
+"""Moments printed in reasons say UTC and are UTC, whatever zone they were kept in."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from engine.domain.shared.durations import utc_text
+
+
+def test_a_moment_kept_in_the_lenders_zone_is_printed_in_utc() -> None:
+    shanghai = datetime(2026, 11, 2, 22, 40, tzinfo=ZoneInfo("Asia/Shanghai"))
+    assert utc_text(shanghai) == "2026-11-02 14:40 UTC"  # printed "22:40 UTC" before
+    assert utc_text(datetime(2026, 11, 2, 14, 40, tzinfo=UTC)) == "2026-11-02 14:40 UTC"
