@@ -130,7 +130,7 @@ class LeadRow(BaseModel):
     @field_validator("language", mode="before")
     @classmethod
     def _language(cls, value: Any) -> Any:
-        if value is None:
+        if _blank_to_none(value) is None:  # an empty cell is a missing one (this runs before `_blanks`)
             return "zh-CN"
         return {"zh": "zh-CN", "zh-cn": "zh-CN", "cn": "zh-CN", "en": "en", "en-us": "en", "en-gb": "en"}.get(
             str(value).strip().lower(), value

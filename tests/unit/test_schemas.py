@@ -53,3 +53,12 @@ def test_lifecycle_row_needs_its_fields() -> None:
     with pytest.raises(RowError) as info:
         LifecycleRow.model_validate({"type": "loan_funded"}).to_command("CN", TZ, "f")
     assert {f for f, _ in info.value.problems} == {"application_id", "amount", "lead"}
+
+
+def test_an_empty_language_cell_is_the_default_language() -> None:
+    """It refused the whole row ("Input should be 'zh-CN' or 'en' (got None)"); a file without
+    the column imported fine."""
+    row = {"name": "Li Wei", "source_channel": "web_form", "external_id": "W1", "phone": "13800138000"}
+    assert LeadRow.model_validate({**row, "language": ""}).language == "zh-CN"
+    assert LeadRow.model_validate({**row, "language": "  "}).language == "zh-CN"
+    assert LeadRow.model_validate({**row, "language": "EN"}).language == "en"
