@@ -50,14 +50,13 @@ def journey_page_data(engine: Engine, settings: Settings, journey_id: str) -> di
     [flow] = flows["journeys"]
     counts = {s["step"]: s for s in flow["steps"]}
     graph = layered(live.journey)
+    shown = ("active", "reached", "sent", "skipped", "clicked")
     for node in graph["nodes"]:
-        node["counts"] = {k: counts.get(node["id"], {}).get(k, 0) for k in ("active", "reached", "sent", "skipped",
-                                                                            "clicked")}  # fmt: skip
+        node["counts"] = {k: counts.get(node["id"], {}).get(k, 0) for k in shown}
     versions = [
-        {"version": n, "current": n == live.version, **{k: str(v) for k, v in getattr(pub, "published", {}).get(n,
-                                                                                                          {}).items()}}
+        {"version": n, "current": n == live.version, **{k: str(v) for k, v in pub.published.get(n, {}).items()}}
         for n in sorted(pub.versions, reverse=True)
-    ]  # fmt: skip
+    ]
     defs, problem = _folder(settings)
     draft = next(((j, raw) for j, raw in defs if j.id == journey_id), None)
     changed = draft is not None and draft[0].content_hash != pub.hashes.get(pub.latest)
