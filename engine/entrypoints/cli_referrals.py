@@ -130,6 +130,10 @@ def referrals_record(
     console.print(f"referral {str(result.id)[:8]}: {what}" + (f" ({why})" if why else ""), highlight=False)
 
 
+#: What a reward's amount counts, for the kinds that are not money.
+_UNITS = {"rate_discount": "percentage points", "fee_waiver": "fees waived"}
+
+
 @referrals_app.command("payouts")
 def referrals_payouts(
     out: Annotated[Path, typer.Option(help="CSV for finance")],
@@ -147,9 +151,13 @@ def referrals_payouts(
             reward = r[f"{side}_reward"]
             lines.append(
                 [r["referral_id"], r["programme"], side, lead, reward["kind"], str(sign * float(reward["amount"])),
-                 reward.get("currency", ""), str(sign * float(reward["cost"])), r["paid_at"], r["status"]]
+                 _UNITS.get(reward["kind"]) or reward.get("currency", ""), reward.get("currency", ""),
+                 str(sign * float(reward["cost"])), r["paid_at"], r["status"]]
             )  # fmt: skip
-    header = ["referral_id", "programme", "side", "lead_id", "kind", "amount", "currency", "cost", "paid_at", "status"]
+    # `unit` is what `amount` counts (a 0.25 rate discount is 0.25 percentage points, not 0.25 CNY);
+    # `currency` is the cost's (and a cash reward's).
+    header = ["referral_id", "programme", "side", "lead_id", "kind", "amount", "unit", "currency", "cost", "paid_at",
+              "status"]  # fmt: skip
     try:
         write_rows(out, header, lines, force)
     except OutputFileError as e:

@@ -101,5 +101,9 @@ def test_referrals_from_code_to_payout_file(env: Path) -> None:
         lines = list(csv.DictReader(f))
     assert len(lines) == 4 and sorted(line["side"] for line in lines) == ["referee", "referee", "referrer", "referrer"]
     assert {line["amount"] for line in lines if line["side"] == "referrer"} == {"200.0"}
+    assert {(line["amount"], line["unit"]) for line in lines if line["side"] == "referrer"} == {("200.0", "CNY")}
+    # The friend's 0.25-point rate discount is not 0.25 CNY; what it costs the lender is in CNY.
+    assert {(line["kind"], line["amount"], line["unit"], line["currency"]) for line in lines
+            if line["side"] == "referee"} == {("rate_discount", "0.25", "percentage points", "CNY")}  # fmt: skip
     again = runner.invoke(app, ["referrals", "payouts", "--out", str(out)])
     assert again.exit_code == 2 and "--force" in again.output
