@@ -98,20 +98,22 @@ def _import_file(file: Path, as_json: bool, importer: Importer, label: str) -> I
     finally:
         engine.close()
     _print_import(report, as_json)
+    if report.errors:  # one rule for every import: 1 when a row was refused (the valid ones are kept)
+        raise typer.Exit(1)
     return report
 
 
 @leads_app.command("import")
 def leads_import(file: Path, as_json: JsonOpt = False) -> None:
-    """Import leads from CSV or JSONL; valid rows are kept, bad rows listed with line numbers."""
-    report = _import_file(file, as_json, import_leads, "importing leads")
-    if report.errors and report.rows == len({e.line for e in report.errors}):
-        raise typer.Exit(1)  # nothing in the file was usable
+    """Import leads from CSV or JSONL; valid rows are kept, bad rows listed with line numbers
+    (exit 1 when any row was refused)."""
+    _import_file(file, as_json, import_leads, "importing leads")
 
 
 @events_app.command("import")
 def events_import(file: Path, as_json: JsonOpt = False) -> None:
-    """Import lifecycle events (applications, approvals, funding, opt-outs…) from CSV or JSONL."""
+    """Import lifecycle events (applications, approvals, funding, opt-outs…) from CSV or JSONL;
+    valid rows are kept, bad rows listed with line numbers (exit 1 when any row was refused)."""
     _import_file(file, as_json, import_lifecycle, "importing events")
 
 

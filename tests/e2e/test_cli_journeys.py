@@ -29,7 +29,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cli_environment(tmp_path, monkeypatch, journeys)
     set_up()
     (tmp_path / "leads.csv").write_text(LEADS_CSV, encoding="utf-8")
-    assert runner.invoke(app, ["leads", "import", str(tmp_path / "leads.csv")]).exit_code == 0
+    assert runner.invoke(app, ["leads", "import", str(tmp_path / "leads.csv")]).exit_code == 1  # two rows refused
     assert runner.invoke(app, ["run", "--until", "2026-03-03"]).exit_code == 0
     return tmp_path
 

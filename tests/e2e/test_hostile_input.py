@@ -273,7 +273,7 @@ def test_text_that_looks_like_terminal_markup_is_printed_as_given(env: Path) -> 
         encoding="utf-8",
     )
     imported = runner.invoke(app, ["leads", "import", str(path)])
-    assert imported.exit_code == 0 and "'[red]x'" in imported.stdout  # the bad cell as written; the rest kept
+    assert imported.exit_code == 1 and "'[red]x'" in imported.stdout  # the bad cell as written; the rest kept
     assert runner.invoke(app, ["run"]).exit_code == 0
     shown = runner.invoke(app, ["leads", "show", "car_dealer:D1"])
     assert shown.exit_code == 0, shown.output
