@@ -16,7 +16,7 @@ from aiosmtpd.controller import Controller
 
 from engine.adapters.email_message import build_email
 from engine.adapters.smtp import SmtpEmailChannel
-from engine.application.ports import OutgoingMessage, RenderedMessage, SendResult
+from engine.application.ports import CollectedResults, OutgoingMessage, RenderedMessage
 from engine.bootstrap import build_view, init_database
 from engine.settings import Settings
 from projections.journey_index import ts
@@ -44,19 +44,6 @@ async def _raw(port: int, messages: list[OutgoingMessage]) -> None:
     await client.quit()
 
 
-class _Collect:
-    """The channel's per-message reports, kept (the dispatcher would commit each one)."""
-
-    def __init__(self) -> None:
-        self.results: list[SendResult] = []
-
-    def sending(self, message: OutgoingMessage) -> bool:
-        return True
-
-    def sent(self, result: SendResult) -> None:
-        self.results.append(result)
-
-
 def smtp_rates(n: int = 1500) -> dict[str, float]:
     from tests.e2e.smtp_server import free_port
 
@@ -76,7 +63,7 @@ def smtp_rates(n: int = 1500) -> dict[str, float]:
             batch = _messages(n)
             started = time.perf_counter()
             for i in range(0, n, 200):
-                progress = _Collect()
+                progress = CollectedResults()
                 channel.send_batch(batch[i : i + 200], progress)
                 assert len(progress.results) == len(batch[i : i + 200]) and all(r.ok for r in progress.results)
             rates[f"huoke_{connections}_connections"] = n / (time.perf_counter() - started)

@@ -116,6 +116,20 @@ class Progress(Protocol):
         ...
 
 
+class CollectedResults:
+    """A ``Progress`` that lets every message go and keeps each outcome: for sends no dispatcher
+    records (a test send, a benchmark)."""
+
+    def __init__(self) -> None:
+        self.results: list[SendResult] = []
+
+    def sending(self, message: OutgoingMessage) -> bool:
+        return True
+
+    def sent(self, result: SendResult) -> None:
+        self.results.append(result)
+
+
 class Channel(Protocol):
     """Sends messages of one kind (e-mail, SMS, webhook); reports each through ``progress``."""
 

@@ -12,7 +12,7 @@ from typing import Any
 from uuid import UUID, uuid5
 
 from engine.application.engine import Engine
-from engine.application.ports import OutgoingMessage, SendResult
+from engine.application.ports import CollectedResults, OutgoingMessage, SendResult
 from engine.domain.journeys.journey import Journey, SendStep
 from engine.domain.shared.errors import HuokeError
 
@@ -31,17 +31,6 @@ class TrialSent:
     template: str
     subject: str | None
     result: SendResult
-
-
-class _Progress:
-    def __init__(self) -> None:
-        self.results: list[SendResult] = []
-
-    def sending(self, message: OutgoingMessage) -> bool:
-        return True
-
-    def sent(self, result: SendResult) -> None:
-        self.results.append(result)
 
 
 def normalised(recipient: str) -> str:
@@ -86,7 +75,7 @@ def send_trial(
         unsubscribe_url=engine.deliveries.inert_url("unsubscribe"),  # a seed's click never opts the lead out
         headers={"X-Huoke-Test": f"journey {journey.id} step {step_id}"},
     )
-    progress = _Progress()
+    progress = CollectedResults()
     channel.send_batch([message], progress)
     [result] = progress.results or [SendResult(send_id, False, reason="the channel gave no answer")]
     return TrialSent(step.channel, message.to, step.template, body.subject, result)
