@@ -548,12 +548,7 @@ def _page_routes(
 
     @app.get("/dashboard/static/{name}", include_in_schema=False)
     def static(name: str) -> Response:
-        files = {
-            "plotly.min.js": _plotly_js(),
-            "dashboard.js": STATIC / "dashboard.js",
-            "journey.js": STATIC / "journey.js",
-            "dashboard.css": STATIC / "dashboard.css",
-        }
+        files = _static_files()  # the same list the page's links are versioned from
         if name not in files:
             return Response("not found", 404, media_type="text/plain")
-        return FileResponse(files[name], headers={"Cache-Control": "public, max-age=86400"})
+        return FileResponse(files[name][0], headers={"Cache-Control": "public, max-age=86400"})

@@ -12,6 +12,7 @@ from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.journeys.lead_journeys import LeadJourneys
 from engine.domain.leads.engagement import engagement_score
 from engine.domain.leads.lead import Lead
+from engine.domain.shared.durations import utc_text
 
 
 def _when(e: Any) -> datetime:
@@ -99,7 +100,7 @@ def describe(e: Any) -> tuple[str, str]:
             return f"reached step {e.step}", ""
         case Enrolment.WaitStarted():
             what = "waiting for an event" if e.kind == "event" else "waiting"
-            return f"{what} at {e.step} until {e.due_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC", f"{e.kind} wait"
+            return f"{what} at {e.step} until {utc_text(e.due_at)}", f"{e.kind} wait"
         case Enrolment.WaitEnded():
             return f"wait at {e.step} ended", e.outcome
         case Enrolment.MessageSkipped():
@@ -143,7 +144,7 @@ def _describe_delivery(e: Any) -> tuple[str, str]:
             kind = "failed" if e.permanent else "failed, will retry"
             return f"{e.channel} at {e.step} of {e.journey_id} {kind}", e.reason
         case Delivery.Deferred():
-            until = f"{e.until.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+            until = utc_text(e.until)
             return f"{e.channel} at {e.step} of {e.journey_id} held until {until}", e.reason
         case Delivery.ReceiptRecorded():
             return f"delivery receipt: {e.status}", f"provider error {e.error_code}" if e.error_code else "provider"
