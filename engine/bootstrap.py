@@ -51,6 +51,7 @@ from engine.domain.delivery.tracking import tracking_key
 from engine.domain.journeys.journey import Journey
 from engine.domain.leads.segments import SegmentRules
 from engine.domain.screening.model_registry import MODEL_KINDS, registry_id
+from engine.domain.shared.errors import JourneyValidationError
 from engine.settings import Settings
 from projections.delivery_schedule import DeliverySchedulePostgres, DeliveryScheduleSQLite
 from projections.funnel import FunnelCountsPostgres, FunnelCountsSQLite
@@ -295,6 +296,15 @@ def models_for(settings: Settings) -> ModelLab:
 
 def renderer_for(settings: Settings) -> JinjaRenderer:
     return JinjaRenderer(settings.templates_dir, settings.default_locale)
+
+
+def folder_journeys(settings: Settings) -> tuple[list[tuple[Journey, dict[str, Any]]], str]:
+    """The journeys folder as loaded, or none and why (the published versions run regardless):
+    what a preview or a backtest runs beside the journey it tries."""
+    try:
+        return load_journey_definitions(settings).journeys, ""
+    except JourneyValidationError as e:
+        return [], f"the journeys folder does not validate ({len(e.problems)} problem(s)): {e.problems[0]}"
 
 
 def load_journey_definitions(settings: Settings, only: list[Path] | None = None) -> Definitions:

@@ -32,7 +32,7 @@ from engine.application.journeys.simulation import (
 )
 from engine.application.journeys.tasks import claim_task, complete_task, reassign_task, task_documents
 from engine.application.reports import journeys_overview
-from engine.bootstrap import load_journey_definitions, renderer_for, sandbox
+from engine.bootstrap import folder_journeys, load_journey_definitions, renderer_for, sandbox
 from engine.domain.journeys.agent_task import OUTCOMES
 from engine.domain.journeys.journey import Journey
 from engine.domain.shared.errors import HuokeError, JourneyValidationError, MigrationPlanError
@@ -481,11 +481,10 @@ def _arrivals_from_files(leads: Path, events: Path | None) -> list[Arrival]:
 def _journeys_beside(s: Any) -> list[tuple[Journey, dict[str, Any]]]:
     """The other journeys of the journeys folder: a backtest runs beside them, as live (they
     compete for each lead's caps and spacing); none if the folder does not validate."""
-    try:
-        return load_journey_definitions(s).journeys
-    except JourneyValidationError:
+    defs, problem = folder_journeys(s)
+    if problem:
         err.print(Text("note: the journeys folder does not validate; the backtest runs the journey alone"))
-        return []
+    return defs
 
 
 @app.command("simulate")

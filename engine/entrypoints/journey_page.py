@@ -22,21 +22,12 @@ from engine.application.engine import Engine
 from engine.application.journeys.diagrams import journey_diff, layered
 from engine.application.journeys.preview import live_preview
 from engine.application.journeys.simulation import lead_as_capture
-from engine.bootstrap import load_journey_definitions, sandbox
-from engine.domain.journeys.journey import Journey
-from engine.domain.shared.errors import HuokeError, JourneyValidationError
+from engine.bootstrap import folder_journeys, sandbox
+from engine.domain.shared.errors import HuokeError
 from engine.entrypoints.schemas import lead_ref
 from engine.settings import Settings
 
 PREVIEW_DAYS = 30
-
-
-def _folder(settings: Settings) -> tuple[list[tuple[Journey, dict[str, Any]]], str]:
-    """The journeys folder as loaded, or why it could not be (the live versions still run)."""
-    try:
-        return load_journey_definitions(settings).journeys, ""
-    except JourneyValidationError as e:
-        return [], f"the journeys folder does not validate ({len(e.problems)} problem(s)): {e.problems[0]}"
 
 
 def journey_page_data(engine: Engine, settings: Settings, journey_id: str) -> dict[str, Any] | None:
@@ -57,7 +48,7 @@ def journey_page_data(engine: Engine, settings: Settings, journey_id: str) -> di
         {"version": n, "current": n == live.version, **{k: str(v) for k, v in pub.published.get(n, {}).items()}}
         for n in sorted(pub.versions, reverse=True)
     ]
-    defs, problem = _folder(settings)
+    defs, problem = folder_journeys(settings)
     draft = next(((j, raw) for j, raw in defs if j.id == journey_id), None)
     changed = draft is not None and draft[0].content_hash != pub.hashes.get(pub.latest)
     return {
@@ -84,7 +75,7 @@ def page_preview(
     """A preview of the live version (or the folder's draft) for the lead ``ref``, as the CLI's."""
     lead_id = engine.leads.find_lead(lead_ref(ref, settings.default_phone_region))
     capture = lead_as_capture(engine, engine.leads.get_lead(lead_id))
-    defs, problem = _folder(settings)
+    defs, problem = folder_journeys(settings)
     if use_draft:
         found = next(((j, raw) for j, raw in defs if j.id == journey_id), None)
         if found is None:
