@@ -431,6 +431,7 @@ def bootstrap(
         desk=definitions.desk,
         parts=Partitions.every(count),
     )
+    deliveries.open_before = engine.schedule.open_before  # each enrolment's messages in order
     journeys.go_live(j.id for j, _ in definitions.journeys)
     return engine
 

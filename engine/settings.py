@@ -235,5 +235,8 @@ class Settings(BaseSettings):
             # One pool per process, shared by its stores (bootstrap's factory): two connections
             # kept open, more only under load.
             "POSTGRES_POOL_SIZE": "2",
+            # How long a store waits for a connection (eventsourcing tries ten times): 5 s, not
+            # its 30 s, so a process notices an outage in under a minute instead of five.
+            "POSTGRES_CONNECT_TIMEOUT": "5",
             "POSTGRES_MAX_OVERFLOW": str(self.pg_connections - 2),
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from functools import singledispatchmethod
 from typing import Any
@@ -31,8 +32,11 @@ TOPICS = [
 class DeliverySchedule(SqlView):
     """Held deliveries by the time they may be tried again (indexed), and why they wait."""
 
-    tables = ("held_deliveries", "delivery_buckets", "review_holds")
+    tables = ("held_deliveries", "delivery_buckets", "review_holds", "open_sends")
     feeds = (("deliveries", TOPICS),)
+    #: 2: open_sends, every message not yet settled by enrolment (the dispatcher keeps each
+    #: enrolment's messages in order).
+    schema_version = 2
 
     def ddl(self) -> list[str]:
         return [
@@ -44,6 +48,10 @@ class DeliverySchedule(SqlView):
             # In-doubt messages waiting for an operator's word (HUOKE_IN_DOUBT=hold).
             "CREATE TABLE IF NOT EXISTS {t_review_holds} (send_id TEXT PRIMARY KEY, channel TEXT NOT NULL, "
             "journey_id TEXT NOT NULL, step TEXT NOT NULL, reason TEXT NOT NULL, held_at TEXT NOT NULL)",
+            # Every message requested and not yet sent, failed or skipped, by its enrolment.
+            "CREATE TABLE IF NOT EXISTS {t_open_sends} (send_id TEXT PRIMARY KEY, enrolment_id TEXT NOT NULL, "
+            "requested_at TEXT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS open_sends_enrolment ON {t_open_sends} (enrolment_id, requested_at)",
         ]
 
     @singledispatchmethod
@@ -55,6 +63,10 @@ class DeliverySchedule(SqlView):
         c.execute(
             self.q("INSERT INTO {t_delivery_buckets} VALUES (?, ?) ON CONFLICT (send_id) DO NOTHING"),
             (str(e.originator_id), bucket_of(e.lead_id)),
+        )
+        c.execute(
+            self.q("INSERT INTO {t_open_sends} VALUES (?, ?, ?) ON CONFLICT (send_id) DO NOTHING"),
+            (str(e.originator_id), str(e.enrolment_id), ts(e.at)),
         )
 
     @apply.register
@@ -96,6 +108,37 @@ class DeliverySchedule(SqlView):
     def _(self, e: Any, c: Any) -> None:
         c.execute(self.q("DELETE FROM {t_held_deliveries} WHERE send_id = ?"), (str(e.originator_id),))
         c.execute(self.q("DELETE FROM {t_review_holds} WHERE send_id = ?"), (str(e.originator_id),))
+        c.execute(self.q("DELETE FROM {t_open_sends} WHERE send_id = ?"), (str(e.originator_id),))
+
+    def open_before(
+        self, sends: Sequence[tuple[UUID, UUID, datetime]]
+    ) -> dict[UUID, list[tuple[UUID, datetime | None]]]:
+        """For each (send id, enrolment id, requested at) with earlier messages of the same
+        enrolment still unsettled: those (send id, when next due; None when not held to a time,
+        e.g. in review). As of this view, which may lag its log a little."""
+        enrolments = sorted({str(e) for _, e, _ in sends})
+        if not enrolments:
+            return {}
+        marks = ", ".join("?" * len(enrolments))
+        rows = self.rows(
+            f"SELECT o.send_id, o.enrolment_id, o.requested_at, h.due_at FROM {{t_open_sends}} o "  # noqa: S608
+            f"LEFT JOIN {{t_held_deliveries}} h ON h.send_id = o.send_id WHERE o.enrolment_id IN ({marks})",
+            enrolments,
+        )
+        by_enrolment: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            by_enrolment.setdefault(r["enrolment_id"], []).append(r)
+        out: dict[UUID, list[tuple[UUID, datetime | None]]] = {}
+        for send_id, enrolment_id, requested_at in sends:
+            mine = (ts(requested_at), str(send_id))
+            earlier = [
+                (UUID(r["send_id"]), parse_ts(r["due_at"]) if r["due_at"] else None)
+                for r in by_enrolment.get(str(enrolment_id), [])
+                if r["send_id"] != str(send_id) and (r["requested_at"], r["send_id"]) < mine
+            ]
+            if earlier:
+                out[send_id] = earlier
+        return out
 
     def due(self, until: datetime, limit: int = 1000, parts: Partitions = ALL) -> list[UUID]:
         owned, params = partition_filter(parts)

@@ -29,6 +29,7 @@ DELIVERY_TOPICS = [
         Delivery.Sent,
         Delivery.Failed,
         Delivery.Skipped,
+        Delivery.Deferred,
         Delivery.HeldForReview,
         Delivery.Released,
         Delivery.Clicked,
@@ -71,10 +72,12 @@ class FunnelCounts(SqlView):
         "band_counts",
         "reached_counts",
         "message_clicks",
+        "waiting_sends",
     )
     # 2: lead_sources; 3: the marketing facts (lead_facts replaces lead_sources); 4: reaching a
-    # stage reaches the stages before it; 5: clicks (message_clicks, split_arms.clicked_after)
-    schema_version = 5
+    # stage reaches the stages before it; 5: clicks (message_clicks, split_arms.clicked_after);
+    # 6: messages waiting now, as "retrying" (channel trouble) or "held" (a window, a cap, order)
+    schema_version = 6
     counters: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
         "lead_cube": (("touch", "day", *DIMENSIONS), (*CUBE_COUNTS, "volume")),
         "daily_counts": (("day", "channel", "measure"), ("n", "amount")),
@@ -137,6 +140,10 @@ class FunnelCounts(SqlView):
             "lead_id TEXT NOT NULL, journey_id TEXT NOT NULL, step TEXT NOT NULL, channel TEXT NOT NULL, "
             "at TEXT NOT NULL, PRIMARY KEY (send_id, kind))",
             "CREATE INDEX IF NOT EXISTS split_arms_journey ON {t_split_arms} (journey_id, assigned_at)",
+            # Each message waiting now (deferred, not yet settled) and how: "retrying" after
+            # channel trouble, "held" for a contact window, a cap or its enrolment's order.
+            "CREATE TABLE IF NOT EXISTS {t_waiting_sends} (send_id TEXT PRIMARY KEY, journey_id TEXT NOT NULL, "
+            "step TEXT NOT NULL, channel TEXT NOT NULL, kind TEXT NOT NULL)",
             # The lead facts summed by capture day and attribution, once by each lead's first
             # touch and once by its last: what the reports and the dashboard group (a few
             # thousand rows however many leads there are).
@@ -384,19 +391,53 @@ class FunnelCounts(SqlView):
 
     @apply.register
     def _(self, e: Delivery.Sent, c: Any) -> None:
+        self._waited(c, e, None)
         self._message(c, e, "sent")
 
     @apply.register
     def _(self, e: Delivery.Failed, c: Any) -> None:
-        self._message(c, e, "failed" if e.permanent else "retrying")
+        if e.permanent:
+            self._waited(c, e, None)
+            self._message(c, e, "failed")
+        else:
+            self._waited(c, e, "retrying")
+
+    @apply.register
+    def _(self, e: Delivery.Deferred, c: Any) -> None:
+        self._waited(c, e, "retrying" if e.transient else "held")
 
     @apply.register
     def _(self, e: Delivery.Skipped, c: Any) -> None:
+        self._waited(c, e, None)
         self._message(c, e, "skipped")
 
     @apply.register
     def _(self, e: Delivery.HeldForReview, c: Any) -> None:
+        self._waited(c, e, None)
         self._message(c, e, "held for review")
+
+    def _waited(self, c: Any, e: Any, kind: str | None) -> None:
+        """Move a message's "waiting now" count: into ``kind`` ("retrying" or "held"), or out of
+        waiting (None) once it is settled or handed to an operator."""
+        send_id = str(e.originator_id)
+        c.execute(self.q("SELECT kind FROM {t_waiting_sends} WHERE send_id = ?"), (send_id,))
+        row = c.fetchone()
+        was = dict(row)["kind"] if row is not None else None
+        if was == kind:
+            return
+        if was is not None:
+            self.count(c, "funnel_messages", (e.journey_id, e.step, e.channel, was), (-1,))
+        if kind is None:
+            c.execute(self.q("DELETE FROM {t_waiting_sends} WHERE send_id = ?"), (send_id,))
+            return
+        self.count(c, "funnel_messages", (e.journey_id, e.step, e.channel, kind), (1,))
+        c.execute(
+            self.q(
+                "INSERT INTO {t_waiting_sends} VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (send_id) DO UPDATE SET kind = excluded.kind"
+            ),
+            (send_id, e.journey_id, e.step, e.channel, kind),
+        )
 
     @apply.register
     def _(self, e: Delivery.Released, c: Any) -> None:

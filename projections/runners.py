@@ -82,15 +82,17 @@ def last_matching_id(app: Application[Any], topics: Sequence[str]) -> int:
     return last
 
 
-def view_lags(engine: Any) -> list[dict[str, Any]]:
-    """How far each view is behind each log it follows (notifications not yet read)."""
+def view_lags(engine: Any, page: int = 5000) -> list[dict[str, Any]]:
+    """How far each view is behind each log it follows: the events it reads (its topics) not yet
+    applied. A view that follows a few kinds of event is settled when it has applied the last of
+    those, however far the log's newest notification is past it."""
     rows = []
     for view_name, view in engine.views.items():
-        for log_name, _ in view.feeds:
+        for log_name, topics in view.feeds:
             app = getattr(engine, log_name)
             applied = view.max_tracking_id(app.name) or 0
-            head = app.recorder.max_notification_id() or 0
-            rows.append(
-                {"view": view_name, "log": app.name, "applied": applied, "head": head, "behind": head - applied}
-            )
+            head, behind = applied, 0
+            for note in matching_notifications(app.recorder, topics, start=applied, page=page):
+                head, behind = note.id, behind + 1
+            rows.append({"view": view_name, "log": app.name, "applied": applied, "head": head, "behind": behind})
     return rows

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import math
 import os
@@ -52,8 +53,9 @@ class AlreadyRunningError(HuokeError):
     """Raised when a second worker starts on a single-writer (SQLite) store."""
 
 
-def pg_connect(pg: dict[str, str]) -> psycopg.Connection[Any]:
+def pg_connect(pg: dict[str, str], timeout: float = 10) -> psycopg.Connection[Any]:
     return psycopg.connect(
+        connect_timeout=max(1, round(timeout)),
         dbname=pg["POSTGRES_DBNAME"],
         host=pg["POSTGRES_HOST"],
         port=int(pg["POSTGRES_PORT"]),
@@ -61,6 +63,26 @@ def pg_connect(pg: dict[str, str]) -> psycopg.Connection[Any]:
         password=pg["POSTGRES_PASSWORD"] or None,
         autocommit=True,
     )
+
+
+def pg_probe(pg: dict[str, str]) -> Any:
+    """A callable that raises unless PostgreSQL answers ``SELECT 1`` (on one connection of its
+    own, opened again after a loss, waiting at most two seconds for it)."""
+    held: list[psycopg.Connection[Any]] = []
+
+    def probe() -> None:
+        try:
+            if not held or held[0].closed:
+                held[:] = [pg_connect(pg, timeout=2)]
+            held[0].execute("SELECT 1")
+        except psycopg.Error:
+            if held:
+                with contextlib.suppress(psycopg.Error):
+                    held[0].close()
+                held.clear()
+            raise
+
+    return probe
 
 
 def lock_space(schema: str) -> int:
@@ -302,7 +324,8 @@ class PostgresLeases:
         self.conn.execute(
             sql.SQL(
                 "INSERT INTO {} VALUES (%s, %s, %s, pg_backend_pid(), %s, %s, %s, %s, %s) ON CONFLICT (worker_id) "
-                "DO UPDATE SET last_tick = excluded.last_tick, partitions = excluded.partitions, "
+                "DO UPDATE SET backend_pid = excluded.backend_pid, last_tick = excluded.last_tick, "
+                "partitions = excluded.partitions, "
                 "views = excluded.views, report = excluded.report"
             ).format(table),
             (
@@ -325,17 +348,24 @@ class PostgresLeases:
     def rebalance(self) -> bool:
         """Take or give up partitions so each live worker holds an equal share; True when this
         worker gained a partition (its caches of that partition's aggregates are then stale).
-        If the session was lost (and with it every lease), start again with a new one."""
+        If the session was lost (and with it every lease), start again with a new one: its
+        heartbeat names the new session, so the other workers see this one alive again."""
         try:
             return self._rebalance()
         except psycopg.OperationalError:
-            self.owned.clear()
-            self.views.clear()
-            try:
-                self.conn.close()
-            finally:
-                self.conn = pg_connect(self.meta.pg)  # type: ignore[arg-type]
+            self.reconnect()
             return self._rebalance()
+
+    def reconnect(self) -> None:
+        """A new session after the old one was lost (a database restart ends every session and
+        with it every lease): nothing is held until claimed again. Raises while the database
+        does not answer; the old, broken session is kept until a new one opens."""
+        self.owned.clear()
+        self.views.clear()
+        fresh = pg_connect(self.meta.pg)  # type: ignore[arg-type]
+        with contextlib.suppress(psycopg.Error):
+            self.conn.close()
+        self.conn = fresh
 
     def _rebalance(self) -> bool:
         self.heartbeat()

@@ -13,6 +13,7 @@ import json
 import logging
 import urllib.parse
 import urllib.request
+import zlib
 from uuid import UUID
 
 import aiosmtplib
@@ -100,10 +101,25 @@ class SmtpEmailChannel:
         )
 
     async def _send_all(self, messages: list[OutgoingMessage], progress: Progress) -> None:
-        lanes = [messages[i :: self.connections] for i in range(self.connections)]
-        await asyncio.gather(*(self._lane(lane, progress) for lane in lanes if lane))
+        # One recipient's messages share a lane, in the order given: they arrive in that order.
+        lanes: list[list[OutgoingMessage]] = [[] for _ in range(self.connections)]
+        for m in messages:
+            lanes[zlib.crc32(m.to.lower().encode()) % self.connections].append(m)
+        # A lane that cannot record (the store went away) stops every lane before its next
+        # message: nothing leaves that could not be recorded, at most what was on the wire.
+        stopped: list[BaseException] = []
 
-    async def _lane(self, messages: list[OutgoingMessage], progress: Progress) -> None:
+        async def lane(share: list[OutgoingMessage]) -> None:
+            try:
+                await self._lane(share, progress, stopped)
+            except Exception as e:
+                stopped.append(e)
+
+        await asyncio.gather(*(lane(share) for share in lanes if share))
+        if stopped:
+            raise stopped[0]
+
+    async def _lane(self, messages: list[OutgoingMessage], progress: Progress, stopped: list[BaseException]) -> None:
         """One connection's share: each message is marked just before it goes on the wire and
         its outcome recorded as soon as the server answers, so at most one message per
         connection is in doubt at any moment."""
@@ -115,6 +131,8 @@ class SmtpEmailChannel:
 
         try:
             for n, m in enumerate(messages):
+                if stopped:
+                    return None
                 if self.halted:
                     return never_left(messages[n:], self.halted)
                 if client is None or not client.is_connected:

@@ -352,6 +352,10 @@ class DeliveryScheduleView(View, Protocol):
 
     def review_holds(self) -> list[dict[str, Any]]: ...
 
+    def open_before(
+        self, sends: Sequence[tuple[UUID, UUID, datetime]]
+    ) -> dict[UUID, list[tuple[UUID, datetime | None]]]: ...
+
 
 class ScreeningView(View, Protocol):
     """Segment members, score bands and the leads whose facts move with the calendar."""

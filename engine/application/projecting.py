@@ -43,11 +43,12 @@ def next_page(recorder: ApplicationRecorder, position: int | None, topics: Colle
 
 
 def matching_notifications(
-    recorder: ApplicationRecorder, topics: Collection[str], page: int = 1000
+    recorder: ApplicationRecorder, topics: Collection[str], page: int = 1000, start: int | None = None
 ) -> Iterator[Notification]:
-    """Every notification of ``topics`` in the log, oldest first (read ``page`` at a time,
-    filtered in the database: for reading a whole log once, not for following it)."""
-    position = None
+    """Every notification of ``topics`` in the log after ``start`` (all by default), oldest first
+    (read ``page`` at a time, filtered in the database: for reading a log once, not for following
+    it)."""
+    position = start or None
     while notes := recorder.select_notifications(
         start=position, limit=page, topics=list(topics), inclusive_of_start=False
     ):

@@ -51,7 +51,7 @@ def funnel_report(engine: Engine) -> dict[str, Any]:
                 "journey_id": j,
                 "step": s,
                 "channel": c,
-                **{k: v.get(k, 0) for k in ("sent", "skipped", "failed", "retrying")},
+                **{k: v.get(k, 0) for k in ("sent", "skipped", "failed", "retrying", "held")},
             }
             for (j, s, c), v in sorted(messages.items())
         ],

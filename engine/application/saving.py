@@ -393,6 +393,48 @@ class SharedPoolPostgresFactory(PostgresFactory):
         datastore.close = give_back  # type: ignore[method-assign]
 
 
+def refresh_pools() -> None:
+    """After the database went away, drop this process's pooled connections that died with it
+    (a restart ends every session; eventsourcing would otherwise hand them out one by one, each
+    failing a statement): each open pool tests its idle connections and replaces the broken."""
+    with _SHARED_POOLS_LOCK:
+        pools = [shared.pool for shared in _SHARED_POOLS.values()]
+    for pool in pools:
+        if not pool.closed:
+            pool.check()
+
+
 #: The settings bootstrap gives eventsourcing to use the recorders above.
 SQLITE_FACTORY_TOPIC = "engine.application.saving:TunedSQLiteFactory"
 POSTGRES_FACTORY_TOPIC = "engine.application.saving:SharedPoolPostgresFactory"
+
+
+#: What SQLite says when the file cannot be written or read now (a full or read-only disk, a
+#: vanished folder, a lock held too long), as opposed to a mistake in a statement.
+_SQLITE_TRANSIENT = ("readonly", "read-only", "disk i/o", "unable to open", "locked", "disk is full", "busy")
+
+
+def store_unreachable(error: BaseException) -> bool:
+    """Whether ``error`` says the store does not answer (or cannot record) right now: a lost or
+    refused PostgreSQL connection, a pool that gave up waiting for one, a SQLite file that cannot
+    be written. Such an error is waited out and retried; it never stops a long-running process
+    and never shows a user a traceback."""
+    import sqlite3
+
+    import psycopg
+    from eventsourcing.persistence import InterfaceError as StoreInterfaceError
+    from eventsourcing.persistence import OperationalError as StoreOperationalError
+
+    seen: set[int] = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, sqlite3.OperationalError):
+            return any(word in str(e).lower() for word in _SQLITE_TRANSIENT)
+        if isinstance(e, psycopg.OperationalError | psycopg.InterfaceError):
+            return True
+        nxt = e.__cause__ or e.__context__
+        if isinstance(e, StoreOperationalError | StoreInterfaceError) and nxt is None:
+            return True  # eventsourcing's own, raised without the driver's error behind it
+        e = nxt
+    return False

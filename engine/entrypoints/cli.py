@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -40,6 +40,7 @@ from engine.entrypoints.cli_common import (
     require_secrets,
     settings,
     sms_app,
+    unreachable_message,
     with_progress,
 )
 from engine.entrypoints.cli_reports import print_funnel
@@ -234,15 +235,21 @@ def serve(
     links, inbound SMS replies, SMS delivery receipts."""
     import uvicorn
 
+    from engine.adapters.coordination import pg_probe
     from engine.adapters.twilio_sms import TwilioCallbacks
+    from engine.application.saving import refresh_pools
     from engine.bootstrap import access_for
     from engine.entrypoints.cli_bus import bus_for
     from engine.entrypoints.http import create_app
+    from engine.entrypoints.http_edge import StoreWatch
     from engine.entrypoints.http_logging import log_config
 
     s = settings()
     require_secrets(s, "serve")
     engine = engine_for(s)
+    pg = s.postgres_env()
+    store = StoreWatch(pg_probe(pg), on_back=refresh_pools) if pg is not None else StoreWatch()
+    store.start()
     token = s.twilio_auth_token.get_secret_value()
     app = create_app(
         engine,
@@ -252,6 +259,7 @@ def serve(
         s.public_url,
         api=(access_for(s), s),
         asyncapi=bus_for(s).asyncapi(),
+        store=store,
     )
     # The request lines in the log name no phone, e-mail or link token (http_logging).
     uvicorn.run(app, host=host, port=port, log_config=log_config(s.suppression_pepper.get_secret_value().encode()))
@@ -452,10 +460,24 @@ def demo(
 
 
 def main() -> None:
+    from engine.application.saving import store_unreachable
+
     try:
         app()
     except HuokeError as e:
-        fail(str(e))
+        fail_plain(str(e))
+    except Exception as e:
+        if not store_unreachable(e):
+            raise
+        fail_plain(unreachable_message(settings(), e))
+
+
+def fail_plain(message: str) -> NoReturn:
+    """``fail`` outside the Typer app: print and exit 1."""
+    try:
+        fail(message)
+    except typer.Exit as done:
+        raise SystemExit(done.exit_code) from None
 
 
 import engine.entrypoints.cli_access  # noqa: E402 - registers api-keys and audit

@@ -22,6 +22,7 @@ from engine.entrypoints.cli_common import (
     plain_table,
     require_secrets,
     settings,
+    store_trouble,
 )
 
 bus_app = typer.Typer(help="The NATS JetStream event bus (HUOKE_NATS_URL).", no_args_is_help=True)
@@ -196,14 +197,26 @@ def hooks_run(every: Annotated[float, typer.Option(help="seconds between passes"
     import time
     from datetime import UTC, datetime
 
+    from engine.application.saving import store_unreachable
+
     hooks = _webhooks(with_engine=True)
     err.print(f"huoke webhooks: delivering every {every:g}s (Ctrl-C stops)")
+    failures = 0
     try:
         while True:
-            counts = hooks.deliver(datetime.now(UTC))
+            pause = every
+            try:
+                counts = hooks.deliver(datetime.now(UTC))
+                failures = 0
+            except Exception as e:  # the store went away: wait for it, deliver from where it stopped
+                if not store_unreachable(e):
+                    raise
+                failures += 1
+                pause = max(every, store_trouble("webhooks", e, failures))
+                counts = {}
             if any(counts.values()):
                 err.print(" · ".join(f"{k} {v}" for k, v in counts.items()))
-            time.sleep(every)
+            time.sleep(pause)
     except KeyboardInterrupt:
         pass
     finally:

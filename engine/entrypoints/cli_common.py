@@ -100,6 +100,30 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def store_trouble(process: str, error: BaseException, failures: int) -> float:
+    """Say in one line (no traceback) that the store does not answer; return how many seconds to
+    wait before trying again: 1, 2, 4 … at most 30, so a restart is noticed quickly and a long
+    outage is not hammered."""
+    pause = min(30.0, 2.0 ** min(failures - 1, 5))
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    err.print(
+        Text.assemble(("store unreachable:", "yellow"), f" {process}: {reason}; trying again in {pause:g}s"),
+        soft_wrap=True,
+        highlight=False,
+    )
+    return pause
+
+
+def unreachable_message(s: Settings, error: BaseException) -> str:
+    """What a user reads when a command finds the store down."""
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if s.database_url:
+        pg = s.postgres_env() or {}
+        where = f"PostgreSQL at {pg.get('POSTGRES_HOST')}:{pg.get('POSTGRES_PORT')}"
+        return f"the store does not answer ({where}: {reason}); is the database running? Try again when it is"
+    return f"the store cannot be read or written ({s.data_dir}: {reason}); check the folder and the disk"
+
+
 def settings() -> Settings:
     try:
         return Settings()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -17,7 +18,7 @@ from engine.adapters.coordination import AlreadyRunningError, FileLease, Postgre
 from engine.adapters.vault import new_master_key
 from engine.application.engine import VIEW_NAMES, Engine, RunReport
 from engine.application.partitions import Partitions
-from engine.application.saving import forget_cache
+from engine.application.saving import forget_cache, refresh_pools, store_unreachable
 from engine.bootstrap import VIEWS, init_database, meta_for, store_env, vault_for
 from engine.domain.shared.errors import HuokeError
 from engine.entrypoints.cli_common import (
@@ -33,6 +34,7 @@ from engine.entrypoints.cli_common import (
     projections_app,
     require_secrets,
     settings,
+    store_trouble,
 )
 from engine.entrypoints.report_docs import FilterError, check_day
 from engine.settings import Settings
@@ -189,27 +191,42 @@ def worker(
     lease = Lease(s, engine, one_off=False)
     started = datetime.now(UTC)
     scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
+    failures = 0
 
     def tick() -> None:
+        """One pass, then the next one ``every`` seconds after this one ends (a long pass never
+        has a second one waiting behind it). While the store does not answer, nothing is sent
+        (every message's marker must be recorded before it leaves) and the passes back off."""
+        nonlocal failures
+        pause = every
         try:
             lease.rebalance()
             report = engine.run(budget=TICK_BUDGET)
-        except Exception as e:  # a failed tick is logged and retried on the next one
-            err.print(Text.assemble(("tick failed:", "red"), f" {type(e).__name__}: {e}"), soft_wrap=True)
-            return
-        lease.heartbeat(report, started)
-        if any(report.as_dict().values()):
-            err.print(
-                f"partitions {engine.parts.describe()}: "
-                + " · ".join(f"{k} {v}" for k, v in report.as_dict().items() if v),
-                soft_wrap=True,
-            )
+            lease.heartbeat(report, started)
+            failures = 0
+            if any(report.as_dict().values()):
+                err.print(
+                    f"partitions {engine.parts.describe()}: "
+                    + " · ".join(f"{k} {v}" for k, v in report.as_dict().items() if v),
+                    soft_wrap=True,
+                )
+        except Exception as e:  # a failed tick is logged and retried
+            if store_unreachable(e):
+                failures += 1
+                pause = max(every, store_trouble("worker", e, failures))
+                with contextlib.suppress(Exception):
+                    refresh_pools()  # the connections that died with the old sessions
+            else:
+                err.print(Text.assemble(("tick failed:", "red"), f" {type(e).__name__}: {e}"), soft_wrap=True)
+        finally:
+            if scheduler.running:
+                scheduler.add_job(tick, "date", run_date=datetime.now(UTC) + timedelta(seconds=pause))
 
     def stop(*_: Any) -> None:
         scheduler.shutdown(wait=True)  # the tick under way finishes first
 
     signal.signal(signal.SIGTERM, stop)
-    scheduler.add_job(tick, "interval", seconds=every, next_run_time=datetime.now(UTC))
+    scheduler.add_job(tick, "date", run_date=datetime.now(UTC))
     err.print(f"huoke worker: running every {every:g}s (Ctrl-C stops)")
     try:
         scheduler.start()
@@ -288,18 +305,45 @@ def projections_rebuild(
 @projections_app.command("run")
 def projections_run() -> None:
     """Distributed mode (PostgreSQL): keep every view current from the logs, until stopped. The
-    one writer of the views: it waits while another process holds that role. A runner thread that
-    fails stops the process with its error."""
+    one writer of the views: it waits while another process holds that role. When the database
+    goes away (a restart, a failover) it says so, waits with back-off and carries on from each
+    view's tracking once it answers again; any other error stops the process with its message."""
     import threading
-
-    from projections.runners import start_runners
 
     s = settings()
     if s.postgres_env() is None:
         fail("projections run needs HUOKE_DATABASE_URL=postgresql://… (on SQLite the worker keeps the views)")
     meta = meta_for(s)
-    count = meta.partitions()
-    leases = PostgresLeases(meta, count, True, VIEW_NAMES)
+    leases = PostgresLeases(meta, meta.partitions(), True, VIEW_NAMES)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    failures, broken = 0, False
+    try:
+        while not stopping.is_set():
+            try:
+                if broken:
+                    leases.reconnect()
+                    refresh_pools()
+                    broken, failures = False, 0
+                    err.print("projections: the store answers again; following the logs from each view's tracking")
+                _follow_views(s, leases, stopping)
+                failures = 0
+            except Exception as e:
+                if not store_unreachable(e):
+                    fail(f"a projection runner stopped: {type(e).__name__}: {e}")
+                broken, failures = True, failures + 1
+                stopping.wait(store_trouble("projections", e, failures))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        leases.close()
+
+
+def _follow_views(s: Settings, leases: PostgresLeases, stopping: Any) -> None:
+    """Hold the views' writer role, then run one runner per (view, log) until ``stopping`` is set
+    or a runner fails (its error is raised)."""
+    from projections.runners import start_runners
+
     if not leases.hold_views(wait=False):
         err.print(
             "another process keeps the views current; waiting until it stops (workers: set "
@@ -309,25 +353,14 @@ def projections_run() -> None:
     runners = start_runners(store_env(s, "projections"), s.timezone)
     logs = "Leads, Journeys, Deliveries and Referrals"
     err.print(f"huoke projections: {len(runners)} runners following {logs} (Ctrl-C stops)")
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    failed: BaseException | None = None
     try:
-        while not stopping.is_set() and failed is None:
+        while not stopping.is_set():
             for runner in runners:
-                try:
-                    runner.run_forever(timeout=0.2)
-                except Exception as e:
-                    failed = e
-                    break
-    except KeyboardInterrupt:
-        pass
+                runner.run_forever(timeout=0.2)
     finally:
         for runner in runners:
-            runner.stop()
-        leases.close()
-    if failed is not None:
-        fail(f"a projection runner stopped: {type(failed).__name__}: {failed}")
+            with contextlib.suppress(Exception):
+                runner.stop()
 
 
 messages_app = typer.Typer(

@@ -178,15 +178,18 @@ def print_funnel(doc: dict[str, Any]) -> None:
     for row in doc["by_source_channel"]:
         src.add_row(row["source_channel"], *[str(row["stages"].get(st, 0)) for st in stages], str(row["total"]))
     console.print(src)
-    msg = report_table("Messages per journey step", ["journey", "step", "channel", "sent", "skipped", "failed"], wrap=3)
+    msg = report_table(
+        "Messages per journey step",
+        ["journey", "step", "channel", "sent", "skipped", "failed", "retrying", "held"],
+        wrap=3,
+        caption="retrying and held: waiting now (channel trouble; a contact window, a cap or an earlier message)",
+    )
     for row in doc["messages"]:
         msg.add_row(
             row["journey_id"],
             row["step"],
             row["channel"],
-            str(row["sent"]),
-            str(row["skipped"]),
-            str(row["failed"] + row["retrying"]),
+            *(str(row[k]) for k in ("sent", "skipped", "failed", "retrying", "held")),
         )
     console.print(msg)
 

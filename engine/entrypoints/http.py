@@ -18,11 +18,12 @@ from engine.application.delivery.clicks import Click, Clicks, ClickWriter, Follo
 from engine.application.delivery.links import LinkCheck, LinkKeys, check_token, issued_at
 from engine.application.engine import Engine
 from engine.application.ports import CallbackVerifier
+from engine.application.saving import store_unreachable
 from engine.domain.delivery.suppression import is_opt_out
 from engine.domain.delivery.tracking import is_code, tracking_key
 from engine.domain.shared.errors import HuokeError, LeadNotFoundError
 from engine.entrypoints import pages
-from engine.entrypoints.http_edge import Edge
+from engine.entrypoints.http_edge import Edge, StoreGate, StoreWatch
 from engine.entrypoints.schemas import normalise_phone
 from engine.settings import Settings
 
@@ -54,6 +55,7 @@ def create_app(
     public_url: str = "",
     api: tuple[Access, Settings] | None = None,
     asyncapi: str = "",
+    store: StoreWatch | None = None,
 ) -> FastAPI:
     """The HTTP API around one engine; numbers without +country are read in ``phone_region``.
     Provider callbacks are accepted only when ``callbacks`` verifies the provider's signature
@@ -69,11 +71,14 @@ def create_app(
         redoc_url=None,
     )
 
+    watch = store or StoreWatch()
+    app.add_middleware(StoreGate, watch=watch, unreachable=store_unreachable)
     app.add_middleware(Edge)  # before any route: the body cap and the security headers
 
     @app.get("/health")
     def health() -> dict[str, str]:
-        return {"status": "ok"}
+        """The process answers (always 200); ``store`` says whether the store does too."""
+        return {"status": "ok", "store": "down" if watch.down else "up"}
 
     _link_routes(app, engine, keys)
     if engine is not None:

@@ -1,11 +1,16 @@
 """What every HTTP request meets before any route, authentication included: a cap on the body
 (a 200 MB upload is refused with 413 before a byte of it is kept, where the server used to read
-it whole first) and the headers every page and document carries (never framed by another site,
-no referrer leaking a link's token, no content sniffing)."""
+it whole first), the headers every page and document carries (never framed by another site,
+no referrer leaking a link's token, no content sniffing), and 503 with Retry-After at once while
+the store does not answer."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import threading
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -110,3 +115,131 @@ def _with_headers(send: Send) -> Send:
         await send(message)
 
     return wrapped
+
+
+#: Seconds a client is told to wait (``Retry-After``) while the store does not answer.
+RETRY_AFTER = 5
+#: Seconds between looks at the watch while a request is under way.
+POLL = 0.25
+#: What answers without the store.
+STORELESS = ("/health", "/openapi.json", "/asyncapi", "/dashboard/static/")
+
+
+class StoreWatch:
+    """Whether the store answers, as this process last saw it. With a ``probe`` (PostgreSQL: a
+    ``SELECT 1`` on its own connection) a thread checks every ``every`` seconds, so an outage is
+    noticed before a request waits on it; without one, a request that met an unreachable store
+    marks it down and, ``RETRY_AFTER`` seconds later, the next request tries it again."""
+
+    def __init__(
+        self, probe: Callable[[], None] | None = None, every: float = 1.0, on_back: Callable[[], None] | None = None
+    ) -> None:
+        self.probe, self.every, self.on_back = probe, every, on_back
+        self.down_since: float | None = None
+        self.reason = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def down(self) -> bool:
+        if self.down_since is None:
+            return False
+        # Without a probe, the next request after RETRY_AFTER finds out.
+        return self.probe is not None or time.monotonic() - self.down_since < RETRY_AFTER
+
+    def failed(self, error: BaseException) -> None:
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+        self.reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+    def answered(self) -> None:
+        self.down_since, self.reason = None, ""
+
+    def start(self) -> None:
+        if self.probe is not None and self._thread is None:
+            self._thread = threading.Thread(target=self._watch, name="store-watch", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                if self.probe is not None:
+                    self.probe()
+            except Exception as e:  # any failure to answer a SELECT 1 is an outage
+                self.failed(e)
+                continue
+            if self.down_since is not None and self.on_back is not None:
+                with contextlib.suppress(Exception):
+                    self.on_back()  # before the first request is let through again
+            self.answered()
+
+
+class StoreGate:
+    """ASGI middleware: while the store does not answer, every request that needs it gets 503
+    with ``Retry-After`` at once (a problem document under /api, a short page elsewhere) instead
+    of waiting on the connection pool; a request that meets the outage first gets the same."""
+
+    def __init__(self, app: App, watch: StoreWatch, unreachable: Callable[[BaseException], bool]) -> None:
+        self.app, self.watch, self.unreachable = app, watch, unreachable
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(STORELESS):
+            await self.app(scope, receive, send)
+            return
+        if self.watch.down:
+            await self._unavailable(scope, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        # A request under way when the store goes away is answered 503 as soon as the watch
+        # notices, not after the pool's retries (the route's thread finishes on its own; a write
+        # it makes later is one the client's retry finds done: every API write is idempotent).
+        task = asyncio.ensure_future(self.app(scope, receive, tracking))
+        while not task.done():
+            await asyncio.wait({task}, timeout=POLL)
+            if not task.done() and not started and self.watch.down and self.watch.probe is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+                await self._unavailable(scope, send)
+                return
+        try:
+            task.result()
+        except Exception as e:
+            if not self.unreachable(e):
+                raise
+            self.watch.failed(e)
+            if started:
+                raise
+            await self._unavailable(scope, send)
+
+    async def _unavailable(self, scope: Scope, send: Send) -> None:
+        detail = "the store does not answer; try again shortly"
+        if scope["path"].startswith("/api/"):
+            body = json.dumps(
+                {"type": "about:blank", "title": "Service Unavailable", "status": 503, "detail": detail}
+            ).encode()
+            kind = b"application/problem+json"
+        else:
+            body = f"<!doctype html><title>Try again shortly</title><p>{detail}.</p>".encode()
+            kind = b"text/html; charset=utf-8"
+        await _with_headers(send)(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [
+                    (b"content-type", kind),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", str(RETRY_AFTER).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -217,6 +218,9 @@ def test_a_two_hour_outage_pauses_e_mail_and_loses_nothing(make_engine: MakeEngi
     assert waiting >= 4  # the welcome e-mails, all held
     assert all(h["reason"].startswith("email paused") for h in held)
     assert "down since" in " ".join(h["reason"] for h in held)  # the others wait for the probe
+    engine.refresh_views()
+    during = funnel_report(engine)["messages"]
+    assert sum(m["retrying"] for m in during if m["channel"] == "email") == waiting  # the funnel shows them
     handler = RecordingHandler()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
@@ -226,6 +230,8 @@ def test_a_two_hour_outage_pauses_e_mail_and_loses_nothing(make_engine: MakeEngi
         controller.stop()
     assert back.dispatch.failed == 0
     assert len(handler.received) == waiting and [h for h in engine.schedule.held() if h["channel"] == "email"] == []
+    engine.refresh_views()
+    assert all(m["retrying"] == 0 for m in funnel_report(engine)["messages"])  # none waits any more
 
 
 def test_retries_end_after_the_retry_window_and_say_so(make_engine: MakeEngine, clock: VirtualClock) -> None:
@@ -265,3 +271,115 @@ def test_a_message_held_up_by_a_long_outage_follows_its_steps_stale_policy(
     skipped = [t["why"] for t in lead_timeline(engine, out.lead_id)["timeline"] if t["event"] == "Delivery.Skipped"]  # type: ignore[arg-type]
     assert len(skipped) == 1 and skipped[0].startswith("stale: 24 h late, held up since")
     assert skipped[0].endswith("by email trouble (limit 24 h); the step says stale: skip")
+
+
+def test_new_e_mail_goes_while_the_reconcile_search_api_is_down(make_engine: MakeEngine, clock: VirtualClock) -> None:
+    """Only a message that may have left (its marker recorded, no outcome) is looked up by
+    Message-ID: with the search API down and SMTP up, every new e-mail still goes."""
+    from tests.e2e.smtp_server import free_port
+
+    handler = RecordingHandler()
+    with smtp_server(handler) as port:
+        settings = {**smtp_settings(port), "smtp_reconcile_url": f"http://127.0.0.1:{free_port()}"}  # nothing there
+        engine = make_engine(settings=settings)
+        engine.leads.capture_leads([young_pro(n) for n in range(1, 6)])
+        report = engine.run(until=clock.now() + timedelta(hours=1))
+    assert report.dispatch.deferred == 0  # none waits for the search API
+    assert len(handler.received) == 4  # every welcome e-mail (one lead has none; the SMS go to the outbox)
+
+
+WELCOME_THEN_FOLLOW_UP = """
+id: in-order
+name: A welcome, then a follow-up eight hours later
+locales: [zh-CN, en]
+entry: {on: lead_captured}
+vars: {apply_url: "https://lender.example/apply", hotline: 400-800-8888}
+start: welcome
+steps:
+  - id: welcome
+    send: {channel: email, template: yp_quick_apply}
+    next: wait_8h
+  - id: wait_8h
+    wait: 8h
+    next: follow_up
+  - id: follow_up
+    send: {channel: email, template: yp_finish_application}
+"""
+
+
+def test_a_follow_up_never_overtakes_its_welcome_after_an_outage(
+    store: str, make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
+    """SMTP is down for ten virtual hours: the welcomes wait for the probe, the follow-ups fall
+    due behind them. When it answers again each lead gets its welcome first, then the
+    follow-up, and the follow-up's record says why it waited."""
+    from aiosmtpd.controller import Controller
+
+    from tests.e2e.smtp_server import free_port
+    from tests.helpers import ALL_CONFIG, journeys_folder
+
+    port = free_port()  # the server is down
+    folder = journeys_folder(tmp_path, config=ALL_CONFIG, in_order=WELCOME_THEN_FOLLOW_UP)
+    engine = make_engine(settings={**smtp_settings(port), "journeys_dir": folder})
+    out = engine.leads.capture_leads([young_pro(n) for n in range(1, 9)])
+    for _ in range(20):  # the worker's passes through the outage, every half hour
+        engine.run(until=clock.now() + timedelta(minutes=30))
+    handler = RecordingHandler()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        for _ in range(12):
+            engine.run(until=clock.now() + timedelta(minutes=10))
+    finally:
+        controller.stop()
+    subjects: dict[str, list[str]] = {}
+    for m in handler.received:
+        subjects.setdefault(m["To"], []).append("welcome" if "3 steps" in m["Subject"] else "follow-up")
+    assert len(subjects) >= 7 and all(s == ["welcome", "follow-up"] for s in subjects.values()), subjects
+    reasons = [t["why"] for o in out for t in lead_timeline(engine, o.lead_id)["timeline"]]  # type: ignore[arg-type]
+    assert any("waits for the earlier message" in r for r in reasons)
+
+
+def test_a_worker_that_cannot_record_stops_sending_until_it_can(
+    make_engine: MakeEngine, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch, mail_server: Any
+) -> None:
+    """The store stops taking writes after a few messages (a full or read-only disk, a lost
+    database): the pass stops on every connection, nothing leaves without its dispatch marker
+    recorded, and passes while the store still fails send nothing. When it records again every
+    message goes, none twice (the one in doubt is found by Message-ID)."""
+    from eventsourcing.persistence import OperationalError
+
+    import engine.application.delivery.app as delivery_app
+
+    sink, port, api = mail_server
+    engine = make_engine(settings={**smtp_settings(port), "smtp_connections": 3, "smtp_reconcile_url": api})
+    engine.leads.capture_leads([young_pro(n, contact=_contact(n)) for n in range(1, 31)])
+    real_save = delivery_app.save_batch
+    recorded: list[int] = []
+    broken = {"after": 5}
+
+    def failing_save(app: Any, aggregates: Any, tracking: Any = None) -> int:
+        if len(recorded) >= broken["after"]:
+            raise OperationalError("disk I/O error")
+        recorded.append(1)
+        return real_save(app, aggregates, tracking)
+
+    monkeypatch.setattr(delivery_app, "save_batch", failing_save)
+    for _ in range(3):  # the first pass fails mid-way, the next two fail at once
+        with pytest.raises(OperationalError):
+            engine.run(until=clock.now() + timedelta(minutes=10))
+    # Five records: markers and outcomes. Every message that reached the server had its marker
+    # recorded first, and nothing left after the store stopped taking writes but what was on the
+    # wire on the other two connections then.
+    assert len(sink.message_ids()) <= 5
+    monkeypatch.setattr(delivery_app, "save_batch", real_save)
+    engine.run(until=clock.now() + timedelta(minutes=10))
+    engine.refresh_views()
+    emails = sum(m["sent"] for m in funnel_report(engine)["messages"] if m["channel"] == "email")
+    assert engine.schedule.held() == []  # nothing left waiting
+    ids = sink.message_ids()
+    assert len(ids) == len(set(ids)) == emails >= 25  # each welcome e-mail once
+
+
+def _contact(n: int) -> dict[str, str]:
+    return {"name": f"Alex {n}", "phone": f"+86138001{n:05d}", "email": f"alex{n}@example.com", "language": "en"}

@@ -77,6 +77,9 @@ def test_a_code_resolves_only_with_huokes_key_and_unaltered() -> None:
     assert read_code([tracking_key("another-key-0123456789abcdefghijklm")], code) is None
     flipped = code[:-1] + ("A" if code[-1] != "A" else "B")
     assert read_code([KEY], flipped) is None
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    spare = code[:-1] + alphabet[alphabet.index(code[-1]) ^ 1]  # only the unused low bit differs
+    assert read_code([KEY], spare) is None  # a second spelling of the same code is no code
     assert read_code([KEY], link_code(KEY, send_id, 3)[:-2] + "==") is None
     assert read_code([KEY], "é" * CODE_LENGTH) is None
 

@@ -145,6 +145,12 @@ class DispatchReport:
         return sum(getattr(self, f.name) for f in fields(self))
 
 
+#: How long after the earlier message of its enrolment is next due a later one is tried again.
+ORDER_GAP = timedelta(minutes=2)
+#: The schedule view's look-up of each send's earlier unsettled messages.
+OpenBefore = Callable[[Sequence[tuple[UUID, UUID, datetime]]], dict[UUID, list[tuple[UUID, datetime | None]]]]
+
+
 @dataclass
 class _Pass:
     """What one dispatch pass keeps while it decides: counts, contact histories, and messages
@@ -155,6 +161,7 @@ class _Pass:
     planned: dict[tuple[UUID, str], int] = field(default_factory=dict)
     lead_versions: dict[UUID, int] = field(default_factory=dict)  # per send: the lead's version decided on
     marketing: dict[UUID, str] = field(default_factory=dict)  # lead -> journey of a marketing message this pass
+    going: set[UUID] = field(default_factory=set)  # sends handed to a channel in this pass
 
 
 class Deliveries(Application[UUID]):
@@ -190,6 +197,9 @@ class Deliveries(Application[UUID]):
         self.definition = definition
         self.policy = policy
         self.default_tz = ZoneInfo(default_tz)
+        #: Earlier unsettled messages of each send's enrolment (the delivery schedule view; None:
+        #: only the messages of one pass are kept in order).
+        self.open_before: OpenBefore | None = None
 
     recorder: ProcessRecorder
 
@@ -286,32 +296,18 @@ class Deliveries(Application[UUID]):
         report = state.report
         outgoing: dict[str, list[tuple[Delivery, OutgoingMessage]]] = {}
         current = leads.current(d.lead_id for d in batch)  # as committed now, in any process
-        for d in sorted(batch, key=self._priority, reverse=True):  # stable: equal priorities keep their order
+        in_order = sorted(batch, key=lambda d: (d.requested_at, str(d.id)))
+        ahead = self._ahead(in_order)
+        for d in sorted(in_order, key=self._priority, reverse=True):  # stable: each enrolment keeps its order
             now = self._now_for(d)
             channel = self.channels.get(d.channel)
             if channel is None:
                 d.mark_failed(f"no {d.channel} channel is configured", permanent=True, at=now)
                 report.failed += 1
                 continue
-            try:
-                ref = channel.already_sent(d.id) if d.in_doubt or d.attempts == 0 else None
-            except ConnectionError as e:  # cannot tell whether it left: hold it, never guess
-                d.defer(now + backoff(d.id, d.transient_failures), str(e), now, transient=True)
-                report.deferred += 1
-                continue
-            if ref is not None:
-                # Sent before a crash, outcome not recorded: reconcile, never resend.
-                lead = current.get(d.lead_id) or leads.get_lead(d.lead_id)
-                d.mark_sent(lead.contact.get(_ADDRESS.get(d.channel, "")) or "", "", "", "", ref, now)
-                report.reconciled += 1
-                continue
-            if d.in_doubt and self.retries.in_doubt == "hold":
-                d.hold_for_review(
-                    "in doubt: handed to the channel before a crash and not confirmed; held for review, "
-                    "not resent (HUOKE_IN_DOUBT=hold): see huoke messages review",
-                    now,
-                )
-                report.held += 1
+            if d.in_doubt and self._reconciled(
+                d, channel, current.get(d.lead_id) or leads.get_lead(d.lead_id), now, report
+            ):
                 continue
             lead = current.get(d.lead_id) or leads.get_lead(d.lead_id)
             state.lead_versions[d.id] = lead.version
@@ -323,6 +319,8 @@ class Deliveries(Application[UUID]):
                 elif not d.is_settled:
                     d.mark_skipped(held, now)
                     report.skipped += 1
+                continue
+            if self._behind(d, ahead.get(d.id, []), now, state):
                 continue
             stale = self._stale(d, now)
             if stale:
@@ -336,9 +334,66 @@ class Deliveries(Application[UUID]):
                 report.failed += 1
                 continue
             state.planned[(d.lead_id, d.channel)] = state.planned.get((d.lead_id, d.channel), 0) + 1
+            state.going.add(d.id)
             outgoing.setdefault(d.channel, []).append((d, message))
         for channel_name, items in outgoing.items():
             self._send(channel_name, items, leads, state)
+
+    def _reconciled(self, d: Delivery, channel: Channel, lead: Lead, now: datetime, report: DispatchReport) -> bool:
+        """An in-doubt message (handed to the channel before a crash, no outcome recorded): True
+        when it is settled or put aside here: found sent (reconciled, never resent), held for an
+        operator (HUOKE_IN_DOUBT=hold), or deferred while the channel cannot say. False: resend."""
+        try:
+            ref = channel.already_sent(d.id)
+        except ConnectionError as e:  # cannot tell whether it left: hold it, never guess
+            d.defer(now + backoff(d.id, d.transient_failures), str(e), now, transient=True)
+            report.deferred += 1
+            return True
+        if ref is not None:
+            d.mark_sent(lead.contact.get(_ADDRESS.get(d.channel, "")) or "", "", "", "", ref, now)
+            report.reconciled += 1
+            return True
+        if self.retries.in_doubt == "hold":
+            d.hold_for_review(
+                "in doubt: handed to the channel before a crash and not confirmed; held for review, "
+                "not resent (HUOKE_IN_DOUBT=hold): see huoke messages review",
+                now,
+            )
+            report.held += 1
+            return True
+        return False
+
+    def _ahead(self, batch: list[Delivery]) -> dict[UUID, list[tuple[UUID, datetime | None]]]:
+        """Each send's earlier messages of its enrolment not yet settled: those in this batch
+        (in request order) and, from the schedule view, those outside it."""
+        out: dict[UUID, list[tuple[UUID, datetime | None]]] = {}
+        if self.open_before is not None:
+            out = self.open_before([(d.id, d.enrolment_id, d.requested_at) for d in batch])
+        earlier: dict[UUID, list[Delivery]] = {}
+        for d in batch:  # in request order
+            siblings = earlier.setdefault(d.enrolment_id, [])
+            known = {sid for sid, _ in out.get(d.id, [])}
+            extra = [(x.id, x.deferred_until) for x in siblings if x.id not in known and not x.is_settled]
+            if extra:
+                out[d.id] = [*out.get(d.id, []), *extra]
+            siblings.append(d)
+        return out
+
+    def _behind(self, d: Delivery, earlier: list[tuple[UUID, datetime | None]], now: datetime, state: _Pass) -> bool:
+        """Defer ``d`` while an earlier message of its enrolment is unsettled and not going out in
+        this same pass: a follow-up never overtakes its welcome after an outage, a retry or a
+        crash. It is tried again shortly after the earlier one is next due."""
+        waiting = [(sid, due) for sid, due in earlier if sid not in state.going]
+        if not waiting:
+            return False
+        due = max((due for _, due in waiting if due is not None), default=now)
+        d.defer(
+            max(due, now) + ORDER_GAP,
+            f"waits for the earlier message {waiting[0][0]} of its journey to go first",
+            now,
+        )
+        state.report.deferred += 1
+        return True
 
     def _send(
         self, channel_name: str, items: list[tuple[Delivery, OutgoingMessage]], leads: Leads, state: _Pass

@@ -85,8 +85,8 @@ def read_code(keys: Iterable[bytes], code: str) -> tuple[UUID, int] | None:
         raw = base64.urlsafe_b64decode(code + "=")
     except ValueError:
         return None
-    if len(raw) != 23:
-        return None
+    if len(raw) != 23 or base64.urlsafe_b64encode(raw).decode().rstrip("=") != code:
+        return None  # the last character's two spare bits set: one code, one spelling
     body, mac = raw[:17], raw[17:]
     if not any(hmac.compare_digest(hmac.digest(k, body, "sha256")[:6], mac) for k in keys):
         return None
