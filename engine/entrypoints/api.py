@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from enum import Enum
 from http import HTTPStatus
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -24,8 +25,9 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -45,9 +47,11 @@ from engine.domain.shared.errors import (
     HuokeError,
     JourneyValidationError,
     LeadNotFoundError,
+    MigrationPlanError,
     TaskNotYoursError,
     UnknownJourneyError,
 )
+from engine.domain.shared.values import Audience, SourceChannel, Stage
 from engine.entrypoints.http_logging import redact_path
 from engine.entrypoints.importing import ImportReport, import_leads, import_lifecycle
 from engine.entrypoints.report_docs import (
@@ -93,6 +97,35 @@ class ItemProblem(BaseModel):
     problem: str
 
 
+class Problem(BaseModel):
+    """An error (RFC 9457 problem details); a refused request body lists each field's problem."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[ItemProblem] | None = None
+
+
+def _problem_response(what: str) -> dict[str, Any]:
+    return {"description": what, "content": {PROBLEM: {"schema": Problem.model_json_schema()}}}
+
+
+#: Every answer of the API that is not a success, as documented for every route.
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    400: _problem_response("the request cannot be read (a NUL byte, a malformed value)"),
+    401: _problem_response("no API key, or not a valid one (WWW-Authenticate: Bearer)"),
+    403: _problem_response("the key's role may not do this"),
+    404: _problem_response("no such lead, task, journey or report"),
+    405: _problem_response("the method is not allowed here (Allow names those that are)"),
+    409: _problem_response("refused in the current state (a task another agent holds, a key in use)"),
+    413: _problem_response("the request body is over the limit"),
+    422: _problem_response("the request is not valid: each field's problem"),
+    503: _problem_response("the store does not answer; try again after Retry-After seconds"),
+}
+
+
 class ItemResult(BaseModel):
     """What became of one item of a batch (``index`` counts from 1, as lines do in a file)."""
 
@@ -116,6 +149,56 @@ class BatchResult(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
 
+#: A day the reports take (1970-01-02 to 2199-12-31), or none: what the schema promises.
+DAY = (
+    r"^$|^(?!1970-01-01)(19[7-9][0-9]|2[01][0-9]{2})-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])"
+    r"|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8]))$"
+)
+#: A moment in that range (ISO 8601; the rest of it as date-time says).
+MOMENT = r"^(?!1970-01-01)(19[7-9][0-9]|2[01][0-9]{2})-"
+#: Text that is not only spaces (fields are stripped: the schema says what is kept), no NUL.
+NOT_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"
+#: What no text of the API may hold (no store keeps it): said of every string in the document.
+NO_NUL = "^[^\\u0000]*$"
+#: A lead id (lower-case UUID) or nothing.
+LEAD_ID_OR_NONE = r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$"
+#: Leads read at a time while a page of matches is filled.
+SCAN_PAGE = 1000
+#: Routes taking a batch of items: a NUL refuses its item, not the call.
+BATCH_ROUTES = frozenset({"create_leads", "record_events"})
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
+def _bad_item(row: Any) -> str:
+    if not isinstance(row, dict):
+        return "each item must be a JSON object"
+    return "the item holds a NUL character (\\u0000), which no field may contain"
+
+
+def no_nul_strings(node: Any) -> None:
+    """Say in the OpenAPI document that no string holds NUL (every free string schema gets the
+    pattern; those with their own pattern, format or choices already say more)."""
+    if isinstance(node, dict):
+        if node.get("type") == "string" and not {"pattern", "format", "enum", "const"} & node.keys():
+            node["pattern"] = NO_NUL
+        if node.get("type") == "object" and "additionalProperties" in node:
+            node.setdefault("propertyNames", {"pattern": NO_NUL})
+        for value in node.values():
+            no_nul_strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            no_nul_strings(value)
+
+
 class ConsentIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, str_max_length=1000)
 
@@ -124,16 +207,22 @@ class ConsentIn(BaseModel):
     purpose: Literal["marketing", "tracking"] = Field(
         "marketing", description="marketing messages, or click tracking of the channel's messages"
     )
-    evidence: str = Field(min_length=1, description="what the lead signed or said, and where")
+    evidence: str = Field(min_length=1, pattern=NOT_BLANK, description="what the lead signed or said, and where")
     source: str = Field("", description="the system or person that took it (default: the API key's name)")
 
 
 class TestSendIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, str_max_length=200)
 
-    step: str = Field(min_length=1, description="the send step whose message goes out")
-    lead: str = Field(min_length=1, description="the lead it is rendered for: id, phone, e-mail or channel:id")
-    to: str = Field(min_length=3, description="an e-mail address or phone on HUOKE_TEST_RECIPIENTS")
+    step: str = Field(min_length=1, pattern=NOT_BLANK, description="the send step whose message goes out")
+    lead: str = Field(
+        min_length=1, pattern=NOT_BLANK, description="the lead it is rendered for: id, phone, e-mail or channel:id"
+    )
+    to: str = Field(
+        min_length=3,
+        pattern=r"^[^\x00]*[^\s\x00][^\x00]+[^\s\x00][^\x00]*$",
+        description="an e-mail address or phone on HUOKE_TEST_RECIPIENTS",
+    )
 
 
 class CompleteIn(BaseModel):
@@ -144,10 +233,35 @@ class CompleteIn(BaseModel):
 
 
 class ReassignIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, str_max_length=200)
+    """A queue, an agent or both (at least one, not blank)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        str_max_length=200,
+        json_schema_extra={
+            "anyOf": [{"required": [name], "properties": {name: {"pattern": "\\S"}}} for name in ("queue", "agent")]
+        },
+    )
 
     queue: str = ""
     agent: str = ""
+
+    @model_validator(mode="after")
+    def _one_named(self) -> ReassignIn:
+        if not self.queue and not self.agent:
+            raise ValueError("name a queue, an agent or both")
+        return self
+
+
+class PlanIn(BaseModel):
+    """A migration plan: each old step to a new step, ``exit`` or ``stay``; the rest by default."""
+
+    model_config = ConfigDict(extra="forbid", str_max_length=200)
+
+    steps: dict[str, str] = Field(default_factory=dict, description="old step -> new step, exit or stay")
+    default: Literal["stay", "exit"] = "stay"
+    from_versions: list[int] | None = Field(None, description="only enrolments on these versions")
 
 
 class PublishIn(BaseModel):
@@ -155,7 +269,7 @@ class PublishIn(BaseModel):
 
     dry_run: bool = True
     message: str = ""
-    plan: dict[str, Any] | None = Field(None, description="migration plan: {steps: {old: new|exit|stay}, default}")
+    plan: PlanIn | None = Field(None, description="how enrolments on older versions move to the new one")
 
 
 class StatusIn(BaseModel):
@@ -167,9 +281,30 @@ class StatusIn(BaseModel):
 async def refuse_nul(request: Request) -> None:
     """No NUL character anywhere in a call: no store keeps one in text, and a view that met one
     in an event could never apply it."""
-    body = await request.body()
+    route = request.scope.get("route")
+    body = b"" if getattr(route, "name", "") in BATCH_ROUTES else await request.body()  # batches: per item
     if "\x00" in request.url.path or "%00" in request.url.query or b"\\u0000" in body or b"\x00" in body:
         raise ApiProblem(400, "the request holds a NUL character (\\u0000), which no field may contain")
+    names = [name for name, _ in request.query_params.multi_items()]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:  # no parameter of the API takes several values: one would silently win
+        raise ApiProblem(400, f"query parameter {', '.join(repeated)} given more than once; give it once")
+    if isinstance(route, APIRoute):  # a misspelt filter must not be ignored silently
+        known = _query_names(route.dependant)
+        unknown = sorted(set(names) - known)
+        if unknown:
+            allowed = ", ".join(sorted(known)) or "none"
+            raise ApiProblem(
+                400, f"unknown query parameter {', '.join(map(repr, unknown))} (this call takes: {allowed})"
+            )
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameters a route (with its dependencies) declares."""
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
 
 
 # ---- keys and roles -----------------------------------------------------------------------
@@ -215,7 +350,7 @@ Items = Annotated[
 
 def add_api(app: FastAPI, engine: Engine, access: Access, settings: Settings) -> None:
     """Mount ``/api/v1`` on ``app``: routes, key checks, the audit trail, problem documents."""
-    router = APIRouter(prefix=PREFIX, dependencies=[Depends(refuse_nul)])
+    router = APIRouter(prefix=PREFIX, dependencies=[Depends(refuse_nul)], responses=PROBLEMS)
     app.state.access = access
     _lead_routes(router, engine, settings)
     _task_routes(router, engine)
@@ -224,6 +359,33 @@ def add_api(app: FastAPI, engine: Engine, access: Access, settings: Settings) ->
     app.include_router(router)
     _add_audit(app, settings)
     _add_problems(app)
+    document = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            no_nul_strings(document())
+        return app.openapi_schema or document()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def matching_leads(engine: Engine, filters: dict[str, str], segment: str | None, after: str, n: int) -> list[Any]:
+    """The first ``n`` leads after ``after`` (by id) matching ``filters`` and ``segment``: read a
+    page at a time to the end of the view if need be, so no match is skipped."""
+    found: list[dict[str, Any]] = []
+    while len(found) < n:
+        rows = engine.funnel.leads(filters, after, SCAN_PAGE)
+        if not rows:
+            break
+        after = rows[-1]["lead_id"]
+        if segment:
+            members = engine.screening.members(segment, [r["lead_id"] for r in rows])
+            found.extend(r for r in rows if r["lead_id"] in members)
+        else:
+            found.extend(rows)
+        if len(rows) < SCAN_PAGE:
+            break
+    return found[:n]
 
 
 def _lead_routes(router: APIRouter, engine: Engine, settings: Settings) -> None:
@@ -234,8 +396,8 @@ def _lead_routes(router: APIRouter, engine: Engine, settings: Settings) -> None:
     def resolve(ref: str) -> UUID:
         try:
             return engine.leads.find_lead(lead_ref(ref, region))
-        except ValueError as e:
-            raise ApiProblem(400, str(e)) from None
+        except ValueError as e:  # names no lead: there is no such resource
+            raise ApiProblem(404, f"no such lead: {e}") from None
         except HuokeError as e:
             raise ApiProblem(404, str(e)) from None
 
@@ -244,7 +406,8 @@ def _lead_routes(router: APIRouter, engine: Engine, settings: Settings) -> None:
         if len(rows) > MAX_BATCH:
             raise ApiProblem(413, f"{len(rows):,} items in one call; send at most {MAX_BATCH:,} per batch")
         numbered: Iterable[tuple[int, dict[str, Any] | str]] = (
-            (n, row if isinstance(row, dict) else "each item must be a JSON object") for n, row in enumerate(rows, 1)
+            (n, row if isinstance(row, dict) and not _holds_nul(row) else _bad_item(row))
+            for n, row in enumerate(rows, 1)
         )
         report = importer(engine, source, region, tz, rows=numbered)
         return batch_result(report, len(rows))
@@ -258,26 +421,23 @@ def _lead_routes(router: APIRouter, engine: Engine, settings: Settings) -> None:
     @router.get("/leads", tags=["leads"])
     def list_leads(
         _: Marketer,
-        stage: str | None = None,
-        audience: str | None = None,
-        segment: str | None = None,
-        source: str | None = Query(None, description="source channel"),
-        partner: str | None = None,
-        after: str = Query("", description="the last lead id of the previous page", max_length=64),
+        stage: Stage | None = None,
+        audience: Audience | None = None,
+        segment: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z][a-z0-9_]*$")] = None,
+        source: Annotated[SourceChannel | None, Query(description="source channel")] = None,
+        partner: Annotated[str | None, Query(max_length=200)] = None,
+        after: Annotated[str, Query(description="the last lead id of the previous page", pattern=LEAD_ID_OR_NONE)] = "",
         limit: int = Query(100, ge=1, le=1000),
     ) -> dict[str, Any]:
-        """Leads matching every filter, by id; page on with ``after`` = the ``next`` of a page."""
+        """Leads matching every filter, by id; page on with ``after`` = the ``next`` of a page
+        (every match is on some page: the filters are applied page by page to the end)."""
         engine.refresh_views()
-        filters = {
-            k: v for k, v in (("stage", stage), ("audience", audience), ("source", source), ("partner", partner)) if v
-        }
-        rows = engine.funnel.leads(filters, after, limit + 1 if not segment else 10 * limit)
-        if segment:
-            members = engine.screening.members(segment, [r["lead_id"] for r in rows])
-            rows = [r for r in rows if r["lead_id"] in members]
-        page = rows[:limit]
-        more = len(rows) > limit
-        return {"schema": "huoke.leads/1", "leads": page, "next": page[-1]["lead_id"] if more and page else None}
+        named = (("stage", stage), ("audience", audience), ("source", source), ("partner", partner))
+        filters = {k: str(v.value if isinstance(v, Enum) else v) for k, v in named if v}
+        page = matching_leads(engine, filters, segment, after, limit + 1)
+        more = len(page) > limit
+        page = page[:limit]
+        return {"schema": "huoke.leads/1", "leads": page, "next": page[-1]["lead_id"] if more else None}
 
     @router.get("/leads/{ref}", tags=["leads"])
     def get_lead(ref: str, _: Reader) -> dict[str, Any]:
@@ -396,22 +556,25 @@ def _journey_routes(router: APIRouter, engine: Engine, settings: Settings) -> No
         moves and who would receive a message again, changes nothing)."""
         try:
             defs = load_journey_definitions(settings)
-            plan = MigrationPlan.from_dict(body.plan) if body.plan is not None else None
+            plan = MigrationPlan.from_dict(body.plan.model_dump()) if body.plan is not None else None
         except JourneyValidationError as e:
             raise ApiProblem(422, "nothing was published: the journeys are invalid", problems=e.problems) from None
-        reports = [
-            publish_journey(
-                engine,
-                journey,
-                raw,
-                f"api:{caller.name}",
-                body.message,
-                plan,
-                body.dry_run,
-                renderer_for(settings).fingerprint(),
-            ).as_dict()
-            for journey, raw in defs.journeys
-        ]
+        try:
+            reports = [
+                publish_journey(
+                    engine,
+                    journey,
+                    raw,
+                    f"api:{caller.name}",
+                    body.message,
+                    plan,
+                    body.dry_run,
+                    renderer_for(settings).fingerprint(),
+                ).as_dict()
+                for journey, raw in defs.journeys
+            ]
+        except MigrationPlanError as e:  # the plan names steps the journeys as they are do not have
+            raise ApiProblem(409, str(e)) from None
         return {"schema": "huoke.publish/1", "dry_run": body.dry_run, "journeys": reports}
 
     def status_route(action: str) -> Callable[..., dict[str, Any]]:
@@ -439,21 +602,40 @@ def _report_routes(router: APIRouter, engine: Engine, access: Access, settings: 
     def report(
         _: Marketer,
         name: ReportName,
-        since: str = Query("", max_length=10, description="leads captured on or after this day (2026-03-01)"),
-        until: str = Query("", max_length=10, description="leads captured on or before this day"),
-        channel: str = Query("", max_length=40, description="first-touch source channel"),
-        journey: str = Query("", max_length=100),
+        since: str = Query(
+            "",
+            max_length=10,
+            description="leads captured on or after this day (2026-03-01)",
+            json_schema_extra={"pattern": DAY},
+        ),
+        until: str = Query(
+            "", max_length=10, description="leads captured on or before this day", json_schema_extra={"pattern": DAY}
+        ),
+        channel: Annotated[SourceChannel | None, Query(description="first-touch source channel")] = None,
+        journey: str = Query("", max_length=100, description="a published journey's id (404 when none was)"),
         touch: Literal["first", "last"] = "first",
-        as_of: Annotated[datetime | None, Query(description="the report as it stood then (from the event log)")] = None,
+        as_of: Annotated[
+            datetime | None,
+            Query(
+                description="the report as it stood then (from the event log)", json_schema_extra={"pattern": MOMENT}
+            ),
+        ] = None,
     ) -> dict[str, Any]:
         """The document of ``huoke report NAME --json`` (the same options)."""
         try:
-            scope = scope_from({"since": since, "until": until, "channel": channel, "journey": journey, "touch": touch})
-            check_journey(engine, scope)
+            scope = scope_from(
+                {"since": since, "until": until, "channel": channel.value if channel else "", "journey": journey,
+                 "touch": touch},
+                empty_ok=True,
+            )  # fmt: skip
             if as_of is not None:
                 check_day(as_of, "as_of")
         except FilterError as e:
             raise ApiProblem(422, str(e)) from None
+        try:
+            check_journey(engine, scope)
+        except FilterError as e:  # names a journey that does not exist
+            raise ApiProblem(404, str(e)) from None
         moment = None
         if as_of is not None:
             moment = as_of if as_of.tzinfo else as_of.replace(tzinfo=ZoneInfo(settings.timezone))

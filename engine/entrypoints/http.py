@@ -7,10 +7,12 @@ configured to post replies and status callbacks here.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 from uuid import UUID
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Match
 
 from engine.adapters.user_agents import is_bot
 from engine.application.access import Access
@@ -80,6 +82,17 @@ def create_app(
         """The process answers (always 200); ``store`` says whether the store does too."""
         return {"status": "ok", "store": "down" if watch.down else "up"}
 
+    @app.exception_handler(405)
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        """405 with ``Allow`` naming every method the path takes (Starlette names only those of
+        the first route whose path matched: ``GET`` for a link page that takes POST too)."""
+        allowed = ", ".join(sorted(allowed_methods(app, request.scope))) or "GET"
+        if request.url.path.startswith("/api/"):
+            body = {"type": "about:blank", "title": "Method Not Allowed", "status": 405,
+                    "detail": f"{request.method} is not allowed here; allowed: {allowed}"}  # fmt: skip
+            return JSONResponse(body, 405, {"Allow": allowed}, media_type="application/problem+json")
+        return JSONResponse({"detail": "Method Not Allowed"}, 405, {"Allow": allowed})
+
     _link_routes(app, engine, keys)
     if engine is not None:
         _tracked_link_routes(app, engine, keys)
@@ -99,6 +112,16 @@ def create_app(
         add_api(app, engine, *api)
         add_dashboard(app, engine, *api, keys)
     return app
+
+
+def allowed_methods(app: FastAPI, scope: dict[str, Any] | Any) -> set[str]:
+    """Every method some route of ``app`` takes at the request's path."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return methods
 
 
 class PageError(HuokeError):

@@ -74,9 +74,11 @@ def check_day(value: date | datetime, name: str) -> None:
         raise FilterError(f"{name}: {value.isoformat()[:32]} is out of range ({FIRST_DAY} to {LAST_DAY})")
 
 
-def scope_from(params: dict[str, str | None], prefix: str = "") -> Scope:
+def scope_from(params: dict[str, str | None], prefix: str = "", empty_ok: bool = False) -> Scope:
     """Report filters (the page's, the API's, the CLI's): since, until (days), channel, journey,
-    touch. A refusal names the filter as ``prefix`` + its name (``--since`` on the CLI)."""
+    touch. A refusal names the filter as ``prefix`` + its name (``--since`` on the CLI). With
+    ``empty_ok`` (the API, whose schema cannot relate two parameters) ``until`` before ``since``
+    is an empty window, not a mistake."""
 
     def day(name: str) -> date | None:
         text = (params.get(name) or "").strip()
@@ -99,7 +101,7 @@ def scope_from(params: dict[str, str | None], prefix: str = "") -> Scope:
     if touch not in ("first", "last"):
         raise FilterError(f"{prefix}touch: expected first or last, got {touch[:40]!r}")
     scope = Scope(day("since"), day("until"), channel, (params.get("journey") or "").strip()[:100] or None, touch)
-    if scope.since and scope.until and scope.until < scope.since:
+    if scope.since and scope.until and scope.until < scope.since and not empty_ok:
         raise FilterError(f"{prefix}until ({scope.until}) is before {prefix}since ({scope.since})")
     return scope
 

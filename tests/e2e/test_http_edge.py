@@ -93,3 +93,19 @@ def test_signing_out_ends_the_session_on_the_server(api: Api) -> None:
     assert replay.status_code in (303, 307) and replay.headers["location"].endswith("/dashboard/sign-in")
     api.client.cookies = signed_in(api)  # a new sign-in works at once
     assert api.client.get("/dashboard", follow_redirects=False).status_code == 200
+
+
+def test_a_method_a_path_does_not_take_is_405_with_every_method_it_does(api: Api) -> None:
+    """``Allow`` names every method of the path: the link pages take GET and POST (one-click
+    unsubscribe posts), not only the method of the first route that matched."""
+    engine = api.engine
+    [out] = engine.leads.capture_leads([young_pro(1)])
+    unsubscribe = "/unsubscribe" + engine.deliveries.unsubscribe_url(out.lead_id, "email").split("/unsubscribe", 1)[1]
+    confirm = "/confirm" + engine.deliveries.confirm_url(out.lead_id, "email").split("/confirm", 1)[1]
+    for path in (unsubscribe, confirm):
+        for method in ("OPTIONS", "PUT", "DELETE"):
+            r = api.client.request(method, path)
+            assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "POST"}, path
+    r = api.call("DELETE", "/tasks", "agent")
+    assert r.status_code == 405 and r.headers["content-type"] == "application/problem+json"
+    assert r.headers["allow"] == "GET"
