@@ -80,7 +80,7 @@ class ReferralLedger(SqlView):
 
     @apply.register
     def _(self, e: Referral.NotQualified, c: Any) -> None:
-        self._set(c, e, status="not_qualified", programme=e.programme, reasons=[e.reason])
+        self._set(c, e, status="not_qualified", programme=e.programme, reasons=[e.reason], funded_amount=e.amount)
 
     @apply.register
     def _(self, e: Referral.Held, c: Any) -> None:

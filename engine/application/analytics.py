@@ -157,9 +157,34 @@ def referral_costs(engine: Engine) -> list[Cost]:
                     Decimal(str(row["reward_cost"])),
                     "",
                     f"rewards of programme {row['programme']}",
-                    "referral ledger",
+                    REWARDS,
                 )
             )
+    return out
+
+
+#: The source of the costs that are referral rewards.
+REWARDS = "referral ledger"
+
+
+def _referral_totals(engine: Engine, scope: Scope) -> dict[str, Any]:
+    """Referrals made in the scope's days (by the day referred), as a cost line's measures:
+    ``leads`` the friends referred, ``applied`` and ``funded`` (rewarded or not) as report
+    referrals counts them, ``volume`` their funded loans."""
+    from engine.application.reports import FUNDED_REFERRAL
+
+    since, until = scope.days
+    out = _totals(())
+    for r in engine.ledger.ledger():
+        day = r["referred_at"][:10]
+        if r["status"] == "refused" or (since and day < since) or (until and day > until):
+            continue
+        out["leads"] += 1
+        out["applied"] += bool(r.get("applied"))
+        if r["status"] in FUNDED_REFERRAL:
+            out["funded"] += 1
+            out["loans"] += 1
+            out["volume"] += Decimal(str(r["funded_amount"] or 0))
     return out
 
 
@@ -211,14 +236,17 @@ def costs_report(
         entries.append({**cost.as_dict(), "spend_in_scope": _money(spend), **_measures(_totals(rows))})
         key = by_key.setdefault(
             (cost.kind, cost.name),
-            {"kind": cost.kind, "name": cost.name, "spend": Decimal(0), "rows": {}},
+            {"kind": cost.kind, "name": cost.name, "spend": Decimal(0), "rows": {}, "rewards": False},
         )
+        key["rewards"] = key["rewards"] or cost.source == REWARDS
         key["spend"] += spend
         # A campaign's costs may overlap in time (a monthly fee, a one-off): each lead once.
         key["rows"].update({(r["day"], *(r[d] for d in DIMENSIONS)): r for r in rows})
     table = []
     for key in by_key.values():
-        acc = _totals(key["rows"].values())
+        # The referral programme's rewards are set against its referrals (the figures of report
+        # referrals), not against the leads whose first touch was the referral channel.
+        acc = _referral_totals(engine, scope) if key["rewards"] else _totals(key["rows"].values())
         spend = key["spend"]
         table.append(
             {

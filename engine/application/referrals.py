@@ -221,13 +221,15 @@ class Referrals(Application[UUID]):
         loan_type = e.loan_type or str(referee.interest.get("loan_type") or "")
         programme = self.programmes.for_loan(loan_type)
         if programme is None:
-            referral.disqualify("", f"no referral programme rewards {loan_type or 'this'} loans", e.at)
+            referral.disqualify(
+                "", f"no referral programme rewards {loan_type or 'this'} loans", str(e.amount or ""), e.at
+            )
             return
         refusal = qualification_refusal(programme, Decimal(str(e.amount or "0")), referral.referred_at, e.at)
         referrer = person(leads.get_lead(referral.referrer_id))
         refusal = refusal or referrer_refusal(programme, referrer)
         if refusal:
-            referral.disqualify(programme.id, refusal, e.at)
+            referral.disqualify(programme.id, refusal, str(e.amount or ""), e.at)
             return
         referral.qualify(programme.id, e.application_id, str(e.amount), e.at)
         flags = self._flags(programme, referral, referrer, person(referee), leads, batch)
@@ -235,6 +237,20 @@ class Referrals(Application[UUID]):
             referral.hold(flags, e.at)
             return
         self._reward(programme, referral, batch, e.at)
+
+    def suspicion(self, referral: Referral, leads: Any) -> list[str]:
+        """The fraud flags this referral's reward would be held for, judged now (before the
+        friend's loan is funded): news of the friend is not sent to a referrer the lender would
+        not thank (a second identity, a ring, a burst of referrals)."""
+        try:
+            referee = leads.get_lead(referral.referee_id)
+            referrer = leads.get_lead(referral.referrer_id)
+        except HuokeError:
+            return []
+        programme = self.programmes.for_loan(str(referee.interest.get("loan_type") or ""))
+        if programme is None:
+            return []
+        return self._flags(programme, referral, person(referrer), person(referee), leads, Batch(self))
 
     def _flags(
         self, programme: Programme, referral: Referral, referrer: Person, referee: Person, leads: Any, batch: Batch
@@ -419,7 +435,7 @@ def _fold(row: dict[str, Any], e: Any) -> None:
         case Referral.Qualified():
             row.update(status="qualified", programme=e.programme, funded_amount=e.amount)
         case Referral.NotQualified():
-            row.update(status="not_qualified", programme=e.programme, reasons=[e.reason])
+            row.update(status="not_qualified", programme=e.programme, reasons=[e.reason], funded_amount=e.amount)
         case Referral.Held():
             row.update(status="held", reasons=list(e.reasons))
         case Referral.Approved():

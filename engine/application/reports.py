@@ -127,7 +127,11 @@ def journeys_overview(engine: Engine, definitions: list[tuple[Any, Any]]) -> lis
 
 REFERRALS_SCHEMA = "huoke.report.referrals/1"
 #: How a referral is counted: each status includes the later ones it leads to.
-_FUNDED = {"qualified", "held", "approved", "paid", "capped", "rejected", "clawed_back"}
+#: A referral whose friend's loan was funded: every status decided at funding or after it
+#: (``not_qualified`` included: funded, though not rewarded).
+FUNDED_REFERRAL = frozenset(
+    {"qualified", "not_qualified", "held", "approved", "paid", "capped", "rejected", "clawed_back"}
+)
 
 
 def referrals_report(engine: Engine) -> dict[str, Any]:
@@ -145,7 +149,7 @@ def referrals_report(engine: Engine) -> dict[str, Any]:
                                     "reward_cost": 0.0})  # fmt: skip
         row["referrals"] += 1
         row["applied"] += bool(r.get("applied"))
-        if r["status"] in _FUNDED:
+        if r["status"] in FUNDED_REFERRAL:
             row["funded"] += 1
             row["funded_volume"] += float(r["funded_amount"] or 0)
         if r["status"] in ("paid", "held", "capped", "clawed_back"):

@@ -438,8 +438,10 @@ def demo(
             + ", ".join(f"{j} {(c['click_through_rate'] or 0) * 100:.1f}%" for j, c in clicks["journeys"].items())
         )
     ref = doc["referrals"]
+    per_funded = f"¥{ref['cost_per_funded']:,.2f}" if ref["cost_per_funded"] is not None else "—"
     console.print(
-        "referrals: "
+        f"referrals: {ref['referrals']} made, {ref['funded']} funded, rewards ¥{ref['reward_cost']:,.0f}, "
+        f"{per_funded} per funded referral (report referrals); "
         + ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in ref["by_status"].items())
         + f"; ¥{ref['paid_cash']:,.0f} paid to referrers in cash; {len(ref['held'])} reward(s) held for review:"
     )

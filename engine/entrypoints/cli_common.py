@@ -172,6 +172,26 @@ def engine_for(s: Settings, clock: Any = None, journeys: bool = True) -> Engine:
     return engine
 
 
+def advance_views_if_alone(s: Settings, engine: Engine, names: frozenset[str]) -> None:
+    """After a command changed what the views ``names`` show: on SQLite with no worker running,
+    bring them up to date now (a report just after shows the change); with a worker, or on
+    PostgreSQL with its projections runner, their writer does so within seconds."""
+    from engine.adapters.coordination import AlreadyRunningError, FileLease
+
+    if s.database_url:
+        return
+    try:
+        lease = FileLease(s.data_dir)
+    except AlreadyRunningError:
+        return
+    try:
+        engine.views_owned = names
+        engine.refresh_views()
+    finally:
+        engine.owns_views = False
+        lease.close()
+
+
 T = TypeVar("T")
 
 

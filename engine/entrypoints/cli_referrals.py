@@ -12,6 +12,7 @@ from rich.table import Table
 from engine.domain.shared.errors import HuokeError
 from engine.entrypoints.cli_common import (
     JsonOpt,
+    advance_views_if_alone,
     app,
     console,
     current_user,
@@ -78,9 +79,11 @@ def referrals_review(as_json: JsonOpt = False) -> None:
 
 
 def _decide(ref: str, approve: bool, note: str) -> None:
-    engine = engine_for(settings())
+    s = settings()
+    engine = engine_for(s)
     try:
         referral = engine.referrals.decide(ref, approve, current_user(), note, engine.leads)
+        advance_views_if_alone(s, engine, frozenset({"ledger"}))  # report referrals shows it at once
     except HuokeError as e:
         fail(str(e))
     finally:

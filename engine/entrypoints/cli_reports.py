@@ -339,7 +339,10 @@ def report_costs(
                       pct(r["return_on_spend"]))  # fmt: skip
     console.print(table)
     table = report_table("By channel (each cost shared over its leads' channels)",
-                         ["channel", "spend", "leads", "funded", "volume", "per lead", "per fund", "ROS"])  # fmt: skip
+                         ["channel", "spend", "leads", "funded", "volume", "per lead", "per fund", "ROS"],
+                         caption="spend: every cost's share for the channel's leads (referral: its rewards and "
+                                 "the campaigns its leads came through); the referral programme's cost per "
+                                 "funded referral is its rewards' (By cost, report referrals)")  # fmt: skip
     for r in doc["by_channel"]:
         table.add_row(r["channel"], short(r["spend"]), f"{r['leads']:,}", f"{r['funded']:,}",
                       short(r["funded_volume"]), short(r["cost_per_lead"]), short(r["cost_per_funded"]),

@@ -28,7 +28,7 @@ from engine.application.delivery.clicks import Click, Clicks
 from engine.application.engine import Engine
 from engine.application.journeys.publishing import publish_new
 from engine.application.journeys.tasks import complete_task
-from engine.application.reports import funnel_report
+from engine.application.reports import funnel_report, referrals_report
 from engine.application.screening import models
 from engine.bootstrap import bootstrap, init_database, load_journey_definitions, referral_key, renderer_for
 from engine.domain.delivery.contact_history import contact_history_id
@@ -382,7 +382,14 @@ def _referrals_summary(engine: Engine) -> dict[str, Any]:
     for row in rows:
         by_status[row["status"]] += 1
     paid = [r for r in rows if r["status"] == "paid"]
+    report = referrals_report(engine)["by_programme_month"]  # the figures report referrals shows
+    funded = sum(r["funded"] for r in report)
+    cost = sum(r["reward_cost"] for r in report)
     return {
+        "referrals": sum(r["referrals"] for r in report),
+        "funded": funded,
+        "reward_cost": round(cost, 2),
+        "cost_per_funded": round(cost / funded, 2) if funded else None,
         "by_status": dict(sorted(by_status.items())),
         "paid_cash": sum(float(r["referrer_reward"]["amount"]) for r in paid if r["referrer_reward"]["kind"] == "cash"),
         "held": [{"referral_id": r["referral_id"], "reasons": r["reasons"]} for r in rows if r["status"] == "held"],

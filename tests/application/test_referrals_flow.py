@@ -227,3 +227,91 @@ def test_the_ledger_view_says_what_the_referrals_log_says(engine: Engine, clock:
         [{k: r[k] for k in keep} for r in folded], key=repr
     )
     assert sorted(r["status"] for r in view) == ["paid", "recorded", "refused"]
+
+
+def test_every_referral_figure_is_one_number_everywhere(
+    engine: Engine, clock: VirtualClock, store: str, tmp_path: Path
+) -> None:
+    """One friend funded and rewarded, one funded below the programme's minimum (funded, not
+    rewarded): report referrals, report costs (the referral channel's cost line) and the
+    dashboard's referral panel all say two funded and the same cost per funded referral."""
+    from decimal import Decimal
+
+    from engine.application.analytics import costs_report
+    from engine.application.reports import referrals_report
+
+    t0 = clock.now()
+    [customer] = engine.leads.capture_leads([young_pro(1)])
+    fund(engine, young_pro(1), t0, "A1")
+    engine.run()
+    code = engine.referrals.code_of(customer.lead_id)
+    rows = [referred(2, code), referred(3, code)]
+    for n, row in enumerate(rows):
+        engine.run(until=t0 + timedelta(days=n, hours=1))
+        engine.leads.capture_leads([row])
+    fund(engine, rows[0], t0 + timedelta(days=5), "R0")
+    fund(engine, rows[1], t0 + timedelta(days=6), "R1", amount="5000")  # under min_funded_amount
+    engine.run(until=t0 + timedelta(days=7))
+    report = referrals_report(engine)["by_programme_month"]
+    assert sum(r["funded"] for r in report) == 2  # the unrewarded one was funded all the same
+    assert sum(r["funded_volume"] for r in report) == 55000.0
+    cost = sum(r["reward_cost"] for r in report)
+    assert cost == 350.0  # 200 cash + the discount's 150
+    costs = costs_report(engine, [], Decimal("0.03"), "CNY")
+    [line] = [c for c in costs["by_cost"] if c["name"] == "referral"]
+    assert line["funded"] == 2 and line["cost_per_funded"] == round(cost / 2, 2)
+    assert {r["cost_per_funded"] for r in report if r["funded"]} == {round(cost / 2, 2)}
+
+
+def test_no_thank_you_for_a_friend_whose_referral_would_be_held(
+    make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
+    """With the bundled journeys: a friend sharing the referrer's device applies. The referrer
+    is not thanked (the reward would be held as possible fraud); a clean friend's referrer is.
+    Both leads' timelines show the referral and the hold."""
+    from engine.application.leads.timeline import lead_timeline
+
+    engine = make_engine()
+    t0 = clock.now()
+    customer_row = young_pro(1, contact={**young_pro(1).contact, "device": "dev-1"})
+    [customer] = engine.leads.capture_leads([customer_row])
+    fund(engine, customer_row, t0, "A1")
+    engine.run(until=t0 + timedelta(days=15, hours=3))
+    code = engine.referrals.code_of(customer.lead_id)
+    friend_row = referred(2, code, device="dev-1")
+    [friend] = engine.leads.capture_leads([friend_row])
+    engine.run(until=t0 + timedelta(days=16))
+    fund(engine, friend_row, t0 + timedelta(days=17), "B1")
+    engine.run(until=t0 + timedelta(days=18))
+    me = customer_row.contact["phone"]
+    assert not any(s["to"] == me and "a friend you referred has just applied" in s["text"]
+                   for s in sms_lines(tmp_path / "outbox"))  # fmt: skip
+    assert ledger(engine)[str(friend.lead_id)]["status"] == "held"
+    for lead_id in (customer.lead_id, friend.lead_id):
+        whats = [t["what"] for t in lead_timeline(engine, lead_id)["timeline"]]  # type: ignore[arg-type]
+        assert any("reward held for review" in w for w in whats), whats
+    engine.referrals.decide(str(friend.lead_id), False, "risk.team", "same person", engine.leads)
+    whats = [t["what"] for t in lead_timeline(engine, customer.lead_id)["timeline"]]  # type: ignore[arg-type]
+    assert "a referral by this lead: reward rejected by risk.team" in whats
+
+
+def test_a_funded_referral_stored_before_it_recorded_the_amount_still_counts(engine: Engine, store: str) -> None:
+    """Fixture: a referral's events as stored before NotQualified carried the funded amount."""
+    import json
+    from uuid import UUID
+
+    from eventsourcing.persistence import StoredEvent
+
+    from engine.application.reports import referrals_report
+    from engine.domain.referrals.referral import Referral
+    from tests.conftest import ROOT
+
+    doc = json.loads((ROOT / "tests" / "fixtures" / "referral_v1_events.json").read_text(encoding="utf-8"))
+    rid = UUID(doc["referral_id"])
+    engine.referrals.recorder.insert_events(
+        [StoredEvent(rid, e["originator_version"], e["topic"], e["state"].encode()) for e in doc["events"]]
+    )
+    referral: Referral = engine.referrals.repository.get(rid)
+    assert referral.status == "not_qualified" and referral.amount == ""
+    engine.refresh_views()
+    assert sum(r["funded"] for r in referrals_report(engine)["by_programme_month"]) == 1

@@ -613,6 +613,9 @@ class Leads(Application[UUID]):
                 e: Any = referrals.mapper.to_domain_event(note)
                 referral: Referral = referrals.repository.get(e.originator_id, version=e.originator_version)
                 if isinstance(e, Referral.RefereeApplied):
+                    suspicion = getattr(referrals, "suspicion", None)
+                    if suspicion is not None and suspicion(referral, self):
+                        continue  # would be held for review: no thank-you before a reviewer's word
                     lead = touched.get(referral.referrer_id) or self.fresh_lead(referral.referrer_id)
                     lead.friend_applied(referral.id, e.at)
                     touched[lead.id] = lead

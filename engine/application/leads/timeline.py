@@ -6,12 +6,15 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.application import AggregateNotFoundError
+
 from engine.application.engine import Engine
 from engine.domain.delivery.delivery import Delivery
 from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.journeys.lead_journeys import LeadJourneys
 from engine.domain.leads.engagement import engagement_score
 from engine.domain.leads.lead import Lead
+from engine.domain.referrals.referral import Referral, Referrer, referral_id, referrer_id
 from engine.domain.shared.durations import utc_text
 
 
@@ -167,6 +170,47 @@ def _describe_delivery(e: Any) -> tuple[str, str]:
     return type(e).__qualname__, ""
 
 
+def _describe_referral(e: Any, lead_id: UUID) -> tuple[str, str]:
+    """A referral's decision, told from this lead's side (the friend's or the referrer's)."""
+    side = "the referral of this lead" if e.originator_id == referral_id(lead_id) else "a referral by this lead"
+    match e:
+        case Referral.Recorded():
+            return f"{side} recorded (code {e.code})", e.rule
+        case Referral.RefereeApplied():
+            return f"{side}: the friend applied", f"application {e.application_id}"
+        case Referral.Qualified():
+            return f"{side} qualified for programme {e.programme}", f"loan funded, amount {e.amount}"
+        case Referral.NotQualified():
+            return f"{side}: no reward", e.reason
+        case Referral.Held():
+            return f"{side}: reward held for review", "; ".join(e.reasons)
+        case Referral.Approved():
+            return f"{side}: reward approved by {e.by}", e.note or "reviewed"
+        case Referral.Rejected():
+            return f"{side}: reward rejected by {e.by}", e.note
+        case Referral.Capped():
+            return f"{side}: reward not paid (cap)", e.reason
+        case Referral.Paid():
+            return f"{side}: rewards paid", "to both sides"
+        case Referral.ClawedBack():
+            return f"{side}: reward clawed back", e.reason
+    return type(e).__qualname__, ""
+
+
+def _referral_events(engine: Engine, lead_id: UUID) -> list[Any]:
+    """The decisions on the referral that brought this lead and on those it made."""
+    ids = [referral_id(lead_id)]
+    try:
+        referrer: Referrer = engine.referrals.repository.get(referrer_id(lead_id))
+        ids += [referral_id(referee) for referee, _ in referrer.referees]
+    except AggregateNotFoundError:
+        pass
+    out: list[Any] = []
+    for rid in dict.fromkeys(ids):
+        out += list(engine.referrals.events.get(rid))
+    return out
+
+
 def lead_timeline(engine: Engine, lead_id: UUID) -> dict[str, Any]:
     """The stable JSON document behind ``huoke leads show`` (see README)."""
     lead = engine.leads.get_lead(lead_id)
@@ -182,10 +226,11 @@ def lead_timeline(engine: Engine, lead_id: UUID) -> dict[str, Any]:
                     for d in engine.deliveries.events.get(e.send_id)
                     if not isinstance(d, Delivery.Requested | Delivery.Dispatching)  # the marker is bookkeeping
                 ]
+    events += [("referral", e) for e in _referral_events(engine, lead_id)]
     events.sort(key=lambda pair: _when(pair[1]))
     timeline = []
     for origin, e in events:
-        what, why = describe(e)
+        what, why = _describe_referral(e, lead_id) if origin == "referral" else describe(e)
         timeline.append(
             {
                 "at": _when(e).astimezone(UTC).isoformat(),

@@ -47,9 +47,18 @@ class Referral(Aggregate):
         at: datetime
 
     class NotQualified(Aggregate.Event):
+        """v2 records the funded amount (a funded referral counts in every report, rewarded or
+        not; v1 did not say how much)."""
+
+        class_version = 2
         programme: str
         reason: str
+        amount: str
         at: datetime
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["amount"] = ""  # funded, amount not recorded
 
     class Held(Aggregate.Event):
         reasons: list[str]
@@ -117,8 +126,10 @@ class Referral(Aggregate):
         self.status, self.programme, self.amount, self.funded_at = "qualified", programme, amount, at
 
     @event(NotQualified)
-    def disqualify(self, programme: str, reason: str, at: datetime) -> None:
+    def disqualify(self, programme: str, reason: str, amount: str, at: datetime) -> None:
+        """The friend's loan (``amount``) was funded, but the referral earns no reward."""
         self.status, self.programme, self.reasons = "not_qualified", programme, [reason]
+        self.amount, self.funded_at = amount, at
 
     @event(Held)
     def hold(self, reasons: list[str], at: datetime) -> None:
