@@ -161,6 +161,11 @@ class Settings(BaseSettings):
     clock_origin: str = Field(
         "", description="the instant from which a faster clock runs (ISO 8601 with offset; needed with a speed)"
     )
+    clock: Literal["wall", "store"] = Field(
+        "wall",
+        description="wall: the real time; store: the store's own time, the last moment its work reached "
+        "(a demo or a simulation: an agent's call or an opt-out is recorded when the simulation stands)",
+    )
     partitions: int = Field(
         8,
         ge=1,

@@ -408,10 +408,12 @@ class JourneyIndex(SqlView):
         return self.rows(sql + " ORDER BY t.due_at, t.task_id", params)
 
     def task_facts(self) -> list[dict[str, Any]]:
-        """Every task's queue now, when it was created and arrived there, escalations, outcome and
-        when it was last worked (its completion, once done): for the task report."""
+        """Every task's queue now (or the one it ended in), the queue it was created in, when it
+        was created and arrived where it is, escalations, outcome and when it was last worked (its
+        completion, once done): for the task report."""
         return self.rows(
-            "SELECT d.queue, t.created_at, d.queue_since, d.escalations, d.outcome, d.updated_at "
+            "SELECT d.queue, t.queue AS created_queue, t.created_at, d.queue_since, d.escalations, d.outcome, "
+            "d.updated_at "
             "FROM {t_agent_tasks} t JOIN {t_desk_tasks} d ON d.task_id = t.task_id"
         )
 

@@ -41,6 +41,8 @@ VIEWS_LOCK = 1_000_000
 ALIVE = "last_tick > %s AND backend_pid IN (SELECT pid FROM pg_stat_activity)"
 #: Seconds between a worker's first heartbeat and its first claim.
 JOIN_DELAY = 1.0
+#: The meta key of the moment simulated runs reached (a store on its own clock stands there).
+REACHED = "clock_reached"
 #: Serialises ``db init`` across processes.
 INIT_LOCK = 1_000_001
 
@@ -180,6 +182,20 @@ class Meta:
                 return []
             cur.execute(text, tuple(params))
             return list(cur.fetchall()) if cur.description else []
+
+    def reached(self) -> datetime | None:
+        """The moment a simulated run last reached (``run --until``; None if none did)."""
+        value = self.get(REACHED)
+        return datetime.fromisoformat(value) if value else None
+
+    def reach(self, moment: datetime) -> None:
+        """Record that a simulated run reached ``moment`` (kept when later than the last)."""
+        if (self.reached() or moment) > moment:
+            return
+        self.query(
+            "INSERT INTO {huoke_meta} VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (REACHED, moment.isoformat()),
+        )
 
     def seen_messages(self, ids: list[str]) -> list[str]:
         """Which of ``ids`` (inbound bus messages) were applied already."""

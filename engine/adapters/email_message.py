@@ -27,7 +27,7 @@ def build_email(m: OutgoingMessage, sender_name: str, sender_email: str, now: da
     msg["From"] = formataddr((sender_name, sender_email), charset="utf-8")
     msg["To"] = m.to
     msg["Subject"] = Header(m.body.subject or "", "utf-8")  # type: ignore[assignment]  # compat32 takes a Header
-    msg["Date"] = format_datetime(now or datetime.now(UTC))
+    msg["Date"] = format_datetime(now or m.at or datetime.now(UTC))  # the send time by the engine's clock
     msg["Message-ID"] = message_id(m.send_id, sender_email)
     msg["List-Unsubscribe"] = f"<{m.unsubscribe_url}>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"

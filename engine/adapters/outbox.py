@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 from uuid import UUID
@@ -84,6 +85,7 @@ class OutboxSmsChannel:
             f = opened[0]
             line = {
                 "send_id": str(m.send_id),
+                "at": (m.at or datetime.now(UTC)).isoformat(),  # the send time by the engine's clock
                 "to": m.to,
                 "text": m.body.text.strip(),
                 "locale": m.body.locale,

@@ -531,9 +531,10 @@ def _hours(values: list[float]) -> dict[str, float | None]:
 
 
 def tasks_report(engine: Engine, timezone: str, scope: Scope = ALL_LEADS) -> dict[str, Any]:
-    """Per queue: tasks created (in scope's dates), open now and overdue (past the queue's
-    service level), done and their outcomes, escalated; hours from task to first contact (the
-    task done), median and 90th percentile."""
+    """Per queue: tasks created there (in scope's dates) and how many of those were escalated on;
+    tasks that arrived by escalation; open now and overdue (past the queue's service level), done
+    and their outcomes, by the queue they sit in or ended in; hours from task to first contact
+    (the task done), median and 90th percentile."""
     now = engine.clock.now()
     tz = ZoneInfo(timezone)
     slas = engine.desk.slas
@@ -544,13 +545,20 @@ def tasks_report(engine: Engine, timezone: str, scope: Scope = ALL_LEADS) -> dic
         day = created.astimezone(tz).date()
         if (scope.since and day < scope.since) or (scope.until and day > scope.until):
             continue
-        q = queues.setdefault(
-            t["queue"],
-            {"queue": t["queue"], "created": 0, "open": 0, "overdue": 0, "done": 0, "escalated": 0, "outcomes": {}},
-        )
-        q["created"] += 1
-        q["escalated"] += int(t["escalations"]) > 0
-        if t["outcome"]:
+
+        def queue(name: str) -> dict[str, Any]:
+            return queues.setdefault(
+                name,
+                {"queue": name, "created": 0, "escalated": 0, "escalated_in": 0, "open": 0, "overdue": 0, "done": 0,
+                 "outcomes": {}},
+            )  # fmt: skip
+
+        origin, q = queue(t["created_queue"]), queue(t["queue"])
+        origin["created"] += 1  # where it was created
+        if t["queue"] != t["created_queue"]:
+            origin["escalated"] += 1  # moved on from there
+            q["escalated_in"] += 1  # and arrived here
+        if t["outcome"]:  # done, open and overdue: where it ended, or sits now
             q["done"] += 1
             q["outcomes"][t["outcome"]] = q["outcomes"].get(t["outcome"], 0) + 1
             done_at = datetime.fromisoformat(t["updated_at"])

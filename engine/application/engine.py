@@ -77,6 +77,8 @@ class Engine:
     #: The views this process advances (each view has one writer); readers own none.
     views_owned: frozenset[str] = frozenset(VIEW_NAMES)
     _deadline: float | None = None
+    #: The moment a run with ``until`` ends at: lead events after it wait for a later run.
+    _horizon: datetime | None = None
     _task_desk: TaskDesk | None = None
     _last_reviewed: date | None = None
     _review_known: bool = False
@@ -89,6 +91,7 @@ class Engine:
         """
         report = RunReport()
         self._deadline = None if budget is None else monotonic() + budget
+        self._horizon = until
         self.journeys.refresh_live()
         self._settle(report)
         desk_moves = True  # False once a due deadline moved nothing: the rest of the run skips them
@@ -183,7 +186,7 @@ class Engine:
         desk = -1  # the desk looks once per settle, then again only after something moved
         while not self._out_of_time():
             parts, stop = self.parts, self._out_of_time
-            moved = self.journeys.process_lead_events(self.leads, parts, stop=stop)
+            moved = self.journeys.process_lead_events(self.leads, parts, stop=stop, before=self._horizon)
             moved += self.leads.apply_journey_updates(self.journeys, parts, stop=stop)
             if self.referrals is not None:
                 moved += self.referrals.process_lead_events(self.leads, parts, stop=stop)
@@ -225,6 +228,20 @@ class Engine:
         except HuokeError:
             lead_id = None  # not a lead (yet): the number is still listed
         self.leads.opt_out(lead_id, "sms", "sms reply", f"replied {text.strip()!r}", at, phone=phone)
+
+    def last_moment(self) -> datetime | None:
+        """When the store's work stands: the time of the newest event of its journeys and
+        deliveries (None before any). A virtual clock never starts before it: work imported late
+        is done then, not back in time."""
+        moments = []
+        for app in (self.journeys, self.deliveries):
+            head = app.recorder.max_notification_id()
+            if not head:
+                continue
+            notes = app.recorder.select_notifications(start=head, limit=1)
+            if notes:
+                moments.append(event_time(app.mapper.to_domain_event(notes[0])))
+        return max(moments, default=None)
 
     def earliest_pending(self) -> datetime | None:
         """The time of the oldest work not yet done: an unprocessed lead event, message request or

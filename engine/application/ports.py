@@ -87,6 +87,8 @@ class OutgoingMessage:
     headers: dict[str, str] = field(default_factory=dict)
     #: Where its tracked links lead (link 1 first), recorded with the dispatch marker.
     links: tuple[str, ...] = ()
+    #: When it leaves by the engine's clock (a simulation's time; the Date header, the SMS log).
+    at: datetime | None = None
 
 
 @dataclass(frozen=True)

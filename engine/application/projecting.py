@@ -113,11 +113,14 @@ def next_owned_page(
     parts: Partitions,
     limit: int,
     lead_of: Callable[[Any], UUID] | None = None,
+    before: datetime | None = None,
 ) -> OwnedPage | None:
     """The next page of ``upstream``'s log for the partitions in ``parts``; None at the end.
 
     An event's partition is its lead's: ``lead_of(event)``, or the notification's originator
-    (then notifications of other partitions are not even decoded).
+    (then notifications of other partitions are not even decoded). With ``before``, the page
+    ends at the first event that happened after it (a run up to a moment leaves later events,
+    such as leads captured after it, for a later run); None when that is the first.
     """
     positions = owned_positions(follower, upstream.name, parts)
     if not positions:
@@ -131,14 +134,22 @@ def next_owned_page(
     notes = [n for n in scanned if n.topic in wanted]
     if lead_of is None:  # the originator's partition: the others' notifications are not decoded
         notes = [n for n in notes if n.id > positions.get(parts.of(UUID(str(n.originator_id))), n.id)]
-        events = decode_page(upstream.mapper, notes)
+        pairs = list(zip(notes, decode_page(upstream.mapper, notes), strict=True))
     else:
-        events = [
-            e
+        pairs = [
+            (n, e)
             for n, e in zip(notes, decode_page(upstream.mapper, notes), strict=True)
             if n.id > positions.get(parts.of(lead_of(e)), n.id)
         ]
     last = scanned[-1].id
+    if before is not None:
+        later = next((i for i, (_, e) in enumerate(pairs) if event_time(e) > before), None)
+        if later is not None:
+            if later == 0:
+                return None
+            last = pairs[later][0].id - 1  # up to the event before it
+            pairs = pairs[:later]
+    events = [e for _, e in pairs]
     trackings = [Tracking(parts.tracking_name(upstream.name, p), last) for p, pos in positions.items() if last > pos]
     return OwnedPage(events, trackings)
 

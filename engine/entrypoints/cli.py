@@ -370,6 +370,7 @@ def demo(
     as_json: JsonOpt = False,
 ) -> None:
     """Run the bundled journeys over a realistic sample for 60 simulated days; print the funnel."""
+    from engine.bootstrap import meta_for
     from engine.entrypoints.demo_runner import run_demo
 
     base = settings()
@@ -389,6 +390,7 @@ def demo(
         "HUOKE_DATA_DIR": str(s.data_dir.resolve()),
         "HUOKE_OUTBOX_DIR": str(s.outbox_dir.resolve()),
         "HUOKE_PUBLIC_URL": s.public_url,
+        "HUOKE_CLOCK": "store",  # its commands (tasks complete, opt-outs) happen when the simulation stands
     }
     if s.secret_problems():  # the demo signs its links with keys of its own, never the empty or a published one
         own = {"unsubscribe_secret": secrets.token_urlsafe(32), "suppression_pepper": secrets.token_urlsafe(32)}
@@ -404,6 +406,7 @@ def demo(
         encoding="utf-8",
     )
     doc = run_demo(s, leads, days, folder, quiet=as_json, console=err)
+    meta_for(s).reach(datetime.fromisoformat(doc["clock_reached"]))  # where its later commands happen
     if as_json:
         emit_json(doc)
         return

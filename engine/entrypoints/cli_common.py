@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -27,7 +27,7 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from engine.adapters.clock import AcceleratedClock, SystemClock
+from engine.adapters.clock import AcceleratedClock, SystemClock, VirtualClock
 from engine.adapters.coordination import NotInitialisedError
 from engine.adapters.vault import VaultKeyError
 from engine.application.engine import Engine
@@ -162,14 +162,27 @@ def engine_for(s: Settings, clock: Any = None, journeys: bool = True) -> Engine:
     role through their leases). Commands that need no journeys (``journeys=False``) do not read
     the journeys folder at all."""
     none = Definitions([], SegmentRules((), (), (), "none")) if not journeys else None
+    # HUOKE_CLOCK=store (a demo's or a simulation's store): its commands happen when its work stands.
+    store_time = VirtualClock(datetime.now(UTC)) if s.clock == "store" and clock is None else None
     try:
-        engine = bootstrap(s, clock or clock_for(s), definitions=none)
+        engine = bootstrap(s, clock or store_time or clock_for(s), definitions=none)
     except JourneyValidationError as e:
         fail("journeys are invalid; nothing was run:\n  " + "\n  ".join(e.problems))
     except (NotInitialisedError, VaultKeyError) as e:
         fail(str(e))
     engine.owns_views = False
+    if store_time is not None:  # where the store's work stands (now for a store with none yet)
+        store_time.rewind_to(store_stands(s, engine) or store_time.now())
     return engine
+
+
+def store_stands(s: Settings, engine: Engine) -> datetime | None:
+    """Where a simulated store's time stands: the later of the last moment a run reached and the
+    newest event of its journeys and deliveries."""
+    from engine.bootstrap import meta_for
+
+    moments = [t for t in (meta_for(s).reached(), engine.last_moment()) if t is not None]
+    return max(moments, default=None)
 
 
 def advance_views_if_alone(s: Settings, engine: Engine, names: frozenset[str]) -> None:

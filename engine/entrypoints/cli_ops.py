@@ -34,6 +34,7 @@ from engine.entrypoints.cli_common import (
     projections_app,
     require_secrets,
     settings,
+    store_stands,
     store_trouble,
 )
 from engine.entrypoints.report_docs import FilterError, check_day
@@ -161,10 +162,12 @@ def run(
     try:
         if until:
             engine.refresh_views()
-            pending = engine.earliest_pending()
-            if pending is not None:
-                clock.rewind_to(pending)  # the virtual clock starts where the work starts
+            pending, reached = engine.earliest_pending(), store_stands(s, engine)
+            start = max((t for t in (pending, reached) if t is not None), default=None)
+            if start is not None:  # where the work starts, never before where it already stands
+                clock.rewind_to(start)
             report = engine.run(until=moment)
+            meta_for(s).reach(moment)
         else:
             report = engine.run()
         doc = report.as_dict()

@@ -443,14 +443,15 @@ def report_tasks(since: Since = None, until: Until = None, as_of: AsOf = None, a
         return
     table = report_table(
         "Officers' task queues",
-        ["queue", "created", "open", "overdue", "done", "escal", "median h", "p90 h"],
-        caption="overdue: open past the queue's service level now; escal: escalated; median/p90 h: hours from "
-        "task to first contact (task done)",
+        ["queue", "created", "escal out", "escal in", "open", "overdue", "done", "median h", "p90 h"],
+        caption="created: in this queue; escal out: of those, escalated on; escal in: arrived by escalation; "
+        "open, overdue (past the queue's service level now) and done: where tasks sit or ended; median/p90 h: "
+        "hours from task to first contact (task done)",
     )
     for q in doc["queues"]:
         h = q["hours_to_first_contact"]
-        table.add_row(q["queue"], str(q["created"]), str(q["open"]), str(q["overdue"]), str(q["done"]),
-                      str(q["escalated"]), short(h["median"]), short(h["p90"]))  # fmt: skip
+        table.add_row(q["queue"], str(q["created"]), str(q["escalated"]), str(q["escalated_in"]), str(q["open"]),
+                      str(q["overdue"]), str(q["done"]), short(h["median"]), short(h["p90"]))  # fmt: skip
     console.print(table)
     for q in doc["queues"]:
         if q["outcomes"]:

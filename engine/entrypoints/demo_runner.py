@@ -306,6 +306,7 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
         "schema": "huoke.demo/1",
         "leads": n,
         "days": days,
+        "clock_reached": clock.now().isoformat(),
         "lifecycle_events": len(events) - len(responses.unreached),
         "responses_without_contact": len(responses.unreached),
         "refused_rows": refused,

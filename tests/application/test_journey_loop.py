@@ -3,14 +3,14 @@ files and on PostgreSQL (the `store` fixture runs each test on both)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
 from engine.adapters.clock import VirtualClock
 from engine.application.leads.timeline import lead_timeline
 from engine.application.reports import funnel_report
-from tests.conftest import MakeEngine
+from tests.conftest import START, MakeEngine
 from tests.helpers import emails, lifecycle, senior, sms_lines, young_pro
 
 
@@ -187,3 +187,22 @@ def test_a_funded_borrower_gets_a_satisfaction_check_a_month_later_or_a_call_aft
     engine.refresh_views()
     calls = [t for t in engine.index.tasks(include_done=True) if t["journey_id"] == "after-funding"]
     assert [(t["step"], t["lead_id"]) for t in calls] == [("missed_call", str(late_out.lead_id))]
+
+
+def test_outbox_files_carry_the_send_time_by_the_engines_clock(
+    make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
+    """On a virtual clock the outbox says when each message left in the simulation (the e-mail's
+    Date header, the SMS line's ``at``), not when the file was written."""
+    from email import message_from_bytes, policy
+    from email.utils import parsedate_to_datetime
+
+    engine = make_engine()
+    engine.leads.capture_leads([young_pro(1)])
+    engine.run(until=clock.now() + timedelta(days=4))
+    [first, *_] = sms_lines(tmp_path / "outbox")
+    sent = datetime.fromisoformat(first["at"])
+    assert START <= sent <= clock.now()
+    for path in emails(tmp_path / "outbox"):
+        date = parsedate_to_datetime(str(message_from_bytes(path.read_bytes(), policy=policy.default)["Date"]))
+        assert START <= date <= clock.now(), path

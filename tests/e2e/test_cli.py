@@ -199,3 +199,58 @@ def test_command_lists_show_each_summary_as_flowing_text() -> None:
     assert [c.name for c in every if "\n" in (c.short_help or "")] == []
     shown = runner.invoke(app, ["--help"], env={"COLUMNS": "80"}).stdout
     assert "│              at /openapi.json), the marketing dashboard at /dashboard (a     │" in shown.splitlines()
+
+
+def test_run_until_a_moment_with_an_offset_leaves_later_leads_for_a_later_run(env: Path) -> None:
+    """Leads captured on 11-04 are not processed by ``run --until 2026-11-03T08:00:00+08:00``
+    (the moment is honoured exactly, offset and all); the next run reaches them."""
+    path = env / "leads.csv"
+    path.write_text(
+        "source_channel,external_id,name,phone,email,language,birth_year,employment_type,consent_email,"
+        "consent_sms,captured_at\n"
+        "web_form,E1,Early Bird,13800138011,early@example.com,en,1995,salaried,yes,yes,2026-11-03T07:30:00+08:00\n"
+        "web_form,L1,Late Comer,13800138012,late@example.com,en,1995,salaried,yes,yes,2026-11-04T10:00:00+08:00\n",
+        encoding="utf-8",
+    )
+    assert runner.invoke(app, ["leads", "import", str(path)]).exit_code == 0
+    first = json.loads(runner.invoke(app, ["run", "--until", "2026-11-03T08:00:00+08:00", "--json"]).stdout)
+    assert first["lead_events"] > 0  # the early one's
+    late = json.loads(runner.invoke(app, ["leads", "show", "web_form:L1", "--json"]).stdout)
+    assert not any(t["source"] == "journey" for t in late["timeline"])  # not enrolled yet
+    early = json.loads(runner.invoke(app, ["leads", "show", "web_form:E1", "--json"]).stdout)
+    assert any(t["source"] == "journey" for t in early["timeline"])
+    assert runner.invoke(app, ["run", "--until", "2026-11-05"]).exit_code == 0
+    late = json.loads(runner.invoke(app, ["leads", "show", "web_form:L1", "--json"]).stdout)
+    assert any(t["source"] == "journey" for t in late["timeline"])
+
+
+def _one_lead(path: Path, external_id: str, phone: str, captured_at: str) -> Path:
+    path.write_text(
+        "source_channel,external_id,name,phone,email,language,birth_year,employment_type,consent_email,"
+        f"consent_sms,captured_at\nweb_form,{external_id},Alex Chen,{phone},{external_id.lower()}@example.com,en,"
+        f"1995,salaried,yes,yes,{captured_at}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_a_store_on_its_own_clock_does_late_work_when_it_stands_not_back_in_time(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HUOKE_CLOCK=store (what the demo's huoke.env says): the store's work reached 11-25; a lead
+    captured on 11-20 and imported now gets its first message at 11-25 or later, never dated
+    11-20; an agent's opt-out is recorded when the store stands, not at the wall clock's date."""
+    monkeypatch.setenv("HUOKE_CLOCK", "store")
+    first = _one_lead(env / "a.csv", "A1", "13800138021", "2026-11-20T09:00:00+08:00")
+    assert runner.invoke(app, ["leads", "import", str(first)]).exit_code == 0
+    assert runner.invoke(app, ["run", "--until", "2026-11-25T12:00:00+08:00"]).exit_code == 0
+    late = _one_lead(env / "b.csv", "B1", "13800138022", "2026-11-20T09:00:00+08:00")
+    assert runner.invoke(app, ["leads", "import", str(late)]).exit_code == 0
+    assert runner.invoke(app, ["run", "--until", "2026-11-26T12:00:00+08:00"]).exit_code == 0
+    doc = json.loads(runner.invoke(app, ["leads", "show", "web_form:B1", "--json"]).stdout)
+    sent = [t["at"] for t in doc["timeline"] if t["event"] == "Delivery.Sent"]
+    assert sent and min(sent) >= "2026-11-25T04:00"  # UTC: 12:00 in Shanghai
+    assert runner.invoke(app, ["consent", "opt-out", "web_form:A1", "--channel", "sms"]).exit_code == 0
+    doc = json.loads(runner.invoke(app, ["leads", "show", "web_form:A1", "--json"]).stdout)
+    [opted] = [t["at"] for t in doc["timeline"] if "opted out" in t["what"] or "withdrawn" in t["what"]]
+    assert opted.startswith("2026-11-2")  # the store's time, not today's wall-clock date

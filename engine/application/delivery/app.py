@@ -674,7 +674,7 @@ class Deliveries(Application[UUID]):
         else:
             body = self.render_for(lead, d.channel, d.template, self._journey_vars(d), now)
         return OutgoingMessage(
-            send_id=d.id, channel=d.channel, to=to, body=body, unsubscribe_url=unsubscribe, links=links
+            send_id=d.id, channel=d.channel, to=to, body=body, unsubscribe_url=unsubscribe, links=links, at=now
         )
 
     @staticmethod

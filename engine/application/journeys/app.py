@@ -188,17 +188,24 @@ class Journeys(Application[UUID]):
     # ---- reacting to lead events -----------------------------------------------------------
 
     def process_lead_events(
-        self, leads: Leads, parts: Partitions = ALL, batch_size: int = 500, stop: Stop = never
+        self,
+        leads: Leads,
+        parts: Partitions = ALL,
+        batch_size: int = 500,
+        stop: Stop = never,
+        before: datetime | None = None,
     ) -> int:
-        """Apply every new lead event of the owned partitions (or pages until ``stop()``); return
-        how many were processed."""
+        """Apply every new lead event of the owned partitions (or pages until ``stop()``; with
+        ``before``, up to the first event after that moment); return how many were processed."""
         return drain(
-            lambda: retry_conflicts(self, lambda: self._react_page(leads, parts, batch_size), self.forget_cached_state),
+            lambda: retry_conflicts(
+                self, lambda: self._react_page(leads, parts, batch_size, before), self.forget_cached_state
+            ),
             stop,
         )
 
-    def _react_page(self, leads: Leads, parts: Partitions, batch_size: int) -> int | None:
-        page = next_owned_page(self.recorder, leads, LEAD_TOPICS, parts, batch_size)
+    def _react_page(self, leads: Leads, parts: Partitions, batch_size: int, before: datetime | None) -> int | None:
+        page = next_owned_page(self.recorder, leads, LEAD_TOPICS, parts, batch_size, before=before)
         if page is None:
             return None
         batch = Batch(leads=leads.current(e.originator_id for e in page.events))
