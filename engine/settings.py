@@ -163,7 +163,7 @@ class Settings(BaseSettings):
     )
     clock: Literal["wall", "store"] = Field(
         "wall",
-        description="wall: the real time; store: the store's own time, the last moment its work reached "
+        description="wall: the real time; store: the store's own time, the last moment its runs reached "
         "(a demo or a simulation: an agent's call or an opt-out is recorded when the simulation stands)",
     )
     partitions: int = Field(

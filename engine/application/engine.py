@@ -230,18 +230,11 @@ class Engine:
         self.leads.opt_out(lead_id, "sms", "sms reply", f"replied {text.strip()!r}", at, phone=phone)
 
     def last_moment(self) -> datetime | None:
-        """When the store's work stands: the time of the newest event of its journeys and
-        deliveries (None before any). A virtual clock never starts before it: work imported late
-        is done then, not back in time."""
-        moments = []
-        for app in (self.journeys, self.deliveries):
-            head = app.recorder.max_notification_id()
-            if not head:
-                continue
-            notes = app.recorder.select_notifications(start=head, limit=1)
-            if notes:
-                moments.append(event_time(app.mapper.to_domain_event(notes[0])))
-        return max(moments, default=None)
+        """When the store's sending stands: the time of the newest event of its deliveries (None
+        before any). A store on its own clock (HUOKE_CLOCK=store) works from there."""
+        head = self.deliveries.recorder.max_notification_id()
+        notes = self.deliveries.recorder.select_notifications(start=head, limit=1) if head else []
+        return event_time(self.deliveries.mapper.to_domain_event(notes[0])) if notes else None
 
     def earliest_pending(self) -> datetime | None:
         """The time of the oldest work not yet done: an unprocessed lead event, message request or

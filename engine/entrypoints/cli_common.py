@@ -177,8 +177,8 @@ def engine_for(s: Settings, clock: Any = None, journeys: bool = True) -> Engine:
 
 
 def store_stands(s: Settings, engine: Engine) -> datetime | None:
-    """Where a simulated store's time stands: the later of the last moment a run reached and the
-    newest event of its journeys and deliveries."""
+    """Where a simulated store's time stands: the later of the last moment a run reached and its
+    newest delivery event."""
     from engine.bootstrap import meta_for
 
     moments = [t for t in (meta_for(s).reached(), engine.last_moment()) if t is not None]

@@ -34,7 +34,6 @@ from engine.entrypoints.cli_common import (
     projections_app,
     require_secrets,
     settings,
-    store_stands,
     store_trouble,
 )
 from engine.entrypoints.report_docs import FilterError, check_day
@@ -162,7 +161,7 @@ def run(
     try:
         if until:
             engine.refresh_views()
-            pending, reached = engine.earliest_pending(), store_stands(s, engine)
+            pending, reached = engine.earliest_pending(), meta_for(s).reached()
             start = max((t for t in (pending, reached) if t is not None), default=None)
             if start is not None:  # where the work starts, never before where it already stands
                 clock.rewind_to(start)

@@ -87,6 +87,7 @@ def test_the_demo_store_opens_again_from_its_env_file(tmp_path: Path, monkeypatc
         "HUOKE_DATA_DIR",
         "HUOKE_OUTBOX_DIR",
         "HUOKE_PUBLIC_URL",
+        "HUOKE_CLOCK",
         "HUOKE_UNSUBSCRIBE_SECRET",
         "HUOKE_SUPPRESSION_PEPPER",
     }

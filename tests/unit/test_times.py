@@ -1,4 +1,4 @@
-"""Moments printed in reasons say UTC and are UTC, whatever zone they were kept in."""
+"""Moments printed in reasons are told in the lender's zone (or UTC), the zone always named."""
 
 from __future__ import annotations
 
@@ -12,3 +12,11 @@ def test_a_moment_kept_in_the_lenders_zone_is_printed_in_utc() -> None:
     shanghai = datetime(2026, 11, 2, 22, 40, tzinfo=ZoneInfo("Asia/Shanghai"))
     assert utc_text(shanghai) == "2026-11-02 14:40 UTC"  # printed "22:40 UTC" before
     assert utc_text(datetime(2026, 11, 2, 14, 40, tzinfo=UTC)) == "2026-11-02 14:40 UTC"
+
+
+def test_a_moment_told_in_the_lenders_zone_names_the_zone() -> None:
+    from engine.domain.shared.durations import zone_text
+
+    sent = datetime(2026, 11, 2, 14, 40, tzinfo=UTC)
+    assert zone_text(sent, ZoneInfo("Asia/Shanghai")) == "2026-11-02 22:40 Asia/Shanghai"
+    assert zone_text(sent, UTC) == "2026-11-02 14:40 UTC"

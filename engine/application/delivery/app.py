@@ -58,7 +58,7 @@ from engine.domain.journeys.journey import Journey, SendStep
 from engine.domain.leads.facts import lead_facts
 from engine.domain.leads.lead import Lead
 from engine.domain.referrals.codes import referral_code
-from engine.domain.shared.durations import utc_text
+from engine.domain.shared.durations import zone_text
 from engine.domain.shared.errors import DeliveryStateError
 from engine.domain.shared.values import ConsentChannel, ConsentPurpose, consent_key
 
@@ -433,7 +433,7 @@ class Deliveries(Application[UUID]):
         now = self._now_for(d)
         if self._gave_up(d, now, since, why, state):
             return
-        d.defer(until, f"{channel} paused: {why} (down since {utc_text(since)})", now, transient=True)
+        d.defer(until, f"{channel} paused: {why} (down since {zone_text(since, self.default_tz)})", now, transient=True)
         state.report.deferred += 1
 
     def _marked(self, d: Delivery, leads: Leads, state: _Pass, links: tuple[str, ...] = ()) -> bool:
@@ -464,7 +464,7 @@ class Deliveries(Application[UUID]):
             return ""
         return (
             f"stale: {late.total_seconds() / 3600:.0f} h late, held up since "
-            f"{utc_text(d.trouble_since)} by {d.channel} trouble "
+            f"{zone_text(d.trouble_since, self.default_tz)} by {d.channel} trouble "
             f"(limit {_span(self.retries.stale_after)}); the step says stale: skip"
         )
 
@@ -558,7 +558,7 @@ class Deliveries(Application[UUID]):
             return ""
         journey, at = last
         reason = (
-            f"spacing: {journey} sent this lead marketing at {utc_text(at)}; "
+            f"spacing: {journey} sent this lead marketing at {zone_text(at, self.default_tz)}; "
             f"one journey's marketing per {_span(spacing)}"
         )
         if step is not None and step.when_capped == "skip":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 from uuid import UUID
 
@@ -15,7 +15,7 @@ from engine.domain.journeys.lead_journeys import LeadJourneys
 from engine.domain.leads.engagement import engagement_score
 from engine.domain.leads.lead import Lead
 from engine.domain.referrals.referral import Referral, Referrer, referral_id, referrer_id
-from engine.domain.shared.durations import utc_text
+from engine.domain.shared.durations import zone_text
 
 
 def _when(e: Any) -> datetime:
@@ -30,10 +30,10 @@ def _describe_touch(source: dict[str, Any]) -> tuple[str, str]:
     return f"came again through {source.get('channel')}{f' ({detail})' if detail else ''}", "a new touch (attribution)"
 
 
-def describe(e: Any) -> tuple[str, str]:
+def describe(e: Any, zone: tzinfo = UTC) -> tuple[str, str]:
     """(what happened, why) for one event, in a marketer's words."""
     if type(e).__qualname__.startswith("Delivery."):
-        return _describe_delivery(e)
+        return _describe_delivery(e, zone)
     match e:
         case Lead.Captured():
             partner = f" via {e.source['partner']}" if e.source.get("partner") else ""
@@ -103,7 +103,7 @@ def describe(e: Any) -> tuple[str, str]:
             return f"reached step {e.step}", ""
         case Enrolment.WaitStarted():
             what = "waiting for an event" if e.kind == "event" else "waiting"
-            return f"{what} at {e.step} until {utc_text(e.due_at)}", f"{e.kind} wait"
+            return f"{what} at {e.step} until {zone_text(e.due_at, zone)}", f"{e.kind} wait"
         case Enrolment.WaitEnded():
             return f"wait at {e.step} ended", e.outcome
         case Enrolment.MessageSkipped():
@@ -137,7 +137,7 @@ def describe(e: Any) -> tuple[str, str]:
     return type(e).__qualname__, ""
 
 
-def _describe_delivery(e: Any) -> tuple[str, str]:
+def _describe_delivery(e: Any, zone: tzinfo = UTC) -> tuple[str, str]:
     match e:
         case Delivery.Sent():
             locale = f" ({e.locale})" if e.locale else ""
@@ -147,7 +147,7 @@ def _describe_delivery(e: Any) -> tuple[str, str]:
             kind = "failed" if e.permanent else "failed, will retry"
             return f"{e.channel} at {e.step} of {e.journey_id} {kind}", e.reason
         case Delivery.Deferred():
-            until = utc_text(e.until)
+            until = zone_text(e.until, zone)
             return f"{e.channel} at {e.step} of {e.journey_id} held until {until}", e.reason
         case Delivery.ReceiptRecorded():
             return f"delivery receipt: {e.status}", f"provider error {e.error_code}" if e.error_code else "provider"
@@ -227,10 +227,11 @@ def lead_timeline(engine: Engine, lead_id: UUID) -> dict[str, Any]:
                     if not isinstance(d, Delivery.Requested | Delivery.Dispatching)  # the marker is bookkeeping
                 ]
     events += [("referral", e) for e in _referral_events(engine, lead_id)]
+    zone = engine.deliveries.default_tz  # the lender's: every moment in a reason is told in it
     events.sort(key=lambda pair: _when(pair[1]))
     timeline = []
     for origin, e in events:
-        what, why = _describe_referral(e, lead_id) if origin == "referral" else describe(e)
+        what, why = _describe_referral(e, lead_id) if origin == "referral" else describe(e, zone)
         timeline.append(
             {
                 "at": _when(e).astimezone(UTC).isoformat(),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from calendar import monthrange
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 _DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$")
@@ -70,4 +70,10 @@ NO_OFFSET = CalendarOffset()
 def utc_text(moment: datetime) -> str:
     """A moment for a reason or a message, labelled UTC and converted to it first (a moment kept
     in the lender's zone once printed 22:40 "UTC" for a send at 14:40 UTC)."""
-    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    return zone_text(moment, UTC)
+
+
+def zone_text(moment: datetime, zone: tzinfo) -> str:
+    """A moment in ``zone`` (the lender's), the zone named: ``2026-11-02 22:40 Asia/Shanghai``."""
+    local = moment.astimezone(zone)
+    return f"{local:%Y-%m-%d %H:%M} {getattr(zone, 'key', None) or local.tzname() or 'UTC'}"
