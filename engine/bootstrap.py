@@ -17,12 +17,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 from pydantic import SecretStr
 
 from engine.adapters.clock import SystemClock, VirtualClock
-from engine.adapters.coordination import Meta, file_lock, init_lock
 from engine.adapters.dry_run import DryRunChannel
 from engine.adapters.link_tracking import TrackedLinks
 from engine.adapters.model_files import ModelLab
@@ -30,7 +28,6 @@ from engine.adapters.outbox import OutboxEmailChannel, OutboxSmsChannel
 from engine.adapters.smtp import SmtpEmailChannel
 from engine.adapters.templates import JinjaRenderer
 from engine.adapters.twilio_sms import TwilioSmsChannel
-from engine.adapters.vault import KeyVault, MasterKeys, VaultKeyError, new_master_key, parse_master_key
 from engine.adapters.webhook import WebhookChannel
 from engine.adapters.yaml_files import load_yaml, strip_lines
 from engine.application.access import Access
@@ -46,12 +43,15 @@ from engine.application.partitions import Partitions
 from engine.application.ports import Channel, Clock
 from engine.application.projecting import replay_until
 from engine.application.referrals import Referrals
-from engine.application.saving import POSTGRES_FACTORY_TOPIC, SQLITE_FACTORY_TOPIC, copy_aggregates
 from engine.domain.delivery.tracking import tracking_key
 from engine.domain.journeys.journey import Journey
 from engine.domain.leads.segments import SegmentRules
 from engine.domain.screening.model_registry import MODEL_KINDS, registry_id
 from engine.domain.shared.errors import JourneyValidationError
+from engine.eventstore import InfrastructureFactory
+from engine.eventstore.coordination import Meta, file_lock, init_lock
+from engine.eventstore.saving import POSTGRES_FACTORY_TOPIC, SQLITE_FACTORY_TOPIC, copy_aggregates
+from engine.eventstore.vault import KeyVault, MasterKeys, VaultKeyError, new_master_key, parse_master_key
 from engine.settings import Settings
 from projections.delivery_schedule import DeliverySchedulePostgres, DeliveryScheduleSQLite
 from projections.funnel import FunnelCountsPostgres, FunnelCountsSQLite

@@ -12,6 +12,8 @@ from urllib.parse import parse_qs, urlparse
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from engine.eventstore import POSTGRES_MODULE
+
 #: Secrets shorter than this are refused by the commands that serve or send.
 MIN_SECRET = 32
 #: Values that appeared in huoke's docs or defaults: never a secret.
@@ -230,7 +232,7 @@ class Settings(BaseSettings):
             raise ValueError(f"HUOKE_DATABASE_URL must start with postgresql://, got {url.scheme}://")
         query = parse_qs(url.query)
         return {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "PERSISTENCE_MODULE": POSTGRES_MODULE,
             "POSTGRES_DBNAME": (url.path or "/huoke").lstrip("/") or "huoke",
             "POSTGRES_HOST": url.hostname or "127.0.0.1",
             "POSTGRES_PORT": str(url.port or 5432),

@@ -12,13 +12,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
-from eventsourcing.persistence import Tracking, TrackingRecorder
-from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.projection import Projection
-from eventsourcing.sqlite import SQLiteTrackingRecorder
 
 from engine.application.partitions import Partitions
-from engine.application.saving import record_tracking
+from engine.eventstore import PostgresTrackingRecorder, SQLiteTrackingRecorder, Tracking, TrackingRecorder
+from engine.eventstore.saving import record_tracking
 
 #: Qualified statements a view remembers (beyond it, it starts over).
 QUALIFIED_KEPT = 2048

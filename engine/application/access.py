@@ -15,9 +15,9 @@ from eventsourcing.application import AggregateNotFoundError, Application
 
 from engine.application.ports import Clock
 from engine.application.projecting import matching_notifications
-from engine.application.saving import fresh_get, retry_conflicts, save_batch
 from engine.domain.access.api_key import KEY_PREFIX, ApiKey, AuditEntry, Role, key_hash, key_id
 from engine.domain.shared.errors import AccessError
+from engine.eventstore.saving import fresh_get, retry_conflicts, save_batch
 
 KEY_TOPICS = (ApiKey.Created.TOPIC,)  # type: ignore[attr-defined]
 AUDIT_TOPICS = (AuditEntry.Recorded.TOPIC,)  # type: ignore[attr-defined]

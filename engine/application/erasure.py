@@ -11,10 +11,10 @@ from uuid import UUID
 from engine.application.delivery.app import ERASED_REFUSAL
 from engine.application.engine import Engine
 from engine.application.journeys.desk import task_of
-from engine.application.saving import retry_conflicts, save_batch
 from engine.domain.journeys.enrolment import Enrolment, send_id_for
 from engine.domain.journeys.journey import SendStep
 from engine.domain.leads.lead import Lead
+from engine.eventstore.saving import retry_conflicts, save_batch
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import ApplicationRecorder, Notification, Tracking, TrackingRecorder
 
 from engine.application.partitions import Partitions, Stop, never
-from engine.application.saving import decode_page
+from engine.eventstore import ApplicationRecorder, Notification, Tracking, TrackingRecorder
+from engine.eventstore.saving import decode_page
 
 
 @dataclass(frozen=True)

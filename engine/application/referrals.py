@@ -20,13 +20,11 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import ProcessRecorder, Tracking
 from eventsourcing.utils import get_topic
 
 from engine.application.partitions import ALL, Partitions, Stop, never
 from engine.application.ports import Clock
 from engine.application.projecting import drain, matching_notifications, next_page
-from engine.application.saving import fresh_get, retry_conflicts, save_batch
 from engine.domain.leads.lead import Lead
 from engine.domain.referrals.codes import read_code, referral_code
 from engine.domain.referrals.programme import NO_PROGRAMMES, Programme, Programmes
@@ -52,6 +50,8 @@ from engine.domain.referrals.rules import (
     referrer_refusal,
 )
 from engine.domain.shared.errors import HuokeError
+from engine.eventstore import ProcessRecorder, Tracking
+from engine.eventstore.saving import fresh_get, retry_conflicts, save_batch
 
 LEAD_TOPICS = [
     get_topic(c)

@@ -28,7 +28,6 @@ from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from eventsourcing.persistence import Tracking
 from eventsourcing.utils import get_topic
 from faststream import AckPolicy, FastStream
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, PullSub
@@ -42,6 +41,7 @@ from engine.domain.delivery.delivery import PII_FIELDS as DELIVERY_PII
 from engine.domain.journeys.enrolment import PII_FIELDS as ENROLMENT_PII
 from engine.domain.leads.lead import PII_FIELDS as LEAD_PII
 from engine.entrypoints.importing import ImportReport, import_leads, import_lifecycle
+from engine.eventstore import Tracking
 from engine.settings import Settings
 
 #: Repeats of a message id within this window are dropped by JetStream itself.

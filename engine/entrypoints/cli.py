@@ -235,14 +235,14 @@ def serve(
     links, inbound SMS replies, SMS delivery receipts."""
     import uvicorn
 
-    from engine.adapters.coordination import pg_probe
     from engine.adapters.twilio_sms import TwilioCallbacks
-    from engine.application.saving import refresh_pools
     from engine.bootstrap import access_for
     from engine.entrypoints.cli_bus import bus_for
     from engine.entrypoints.http import create_app
     from engine.entrypoints.http_edge import StoreWatch
     from engine.entrypoints.http_logging import log_config
+    from engine.eventstore.coordination import pg_probe
+    from engine.eventstore.saving import refresh_pools
 
     s = settings()
     require_secrets(s, "serve")
@@ -465,7 +465,7 @@ def demo(
 
 
 def main() -> None:
-    from engine.application.saving import store_unreachable
+    from engine.eventstore.saving import store_unreachable
 
     try:
         app()

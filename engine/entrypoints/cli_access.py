@@ -29,8 +29,8 @@ app.add_typer(audit_app, name="audit")
 
 
 def _access() -> Access:
-    from engine.adapters.coordination import NotInitialisedError
     from engine.bootstrap import access_for, meta_for
+    from engine.eventstore.coordination import NotInitialisedError
 
     s = settings()
     try:

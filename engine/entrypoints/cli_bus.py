@@ -197,7 +197,7 @@ def hooks_run(every: Annotated[float, typer.Option(help="seconds between passes"
     import time
     from datetime import UTC, datetime
 
-    from engine.application.saving import store_unreachable
+    from engine.eventstore.saving import store_unreachable
 
     hooks = _webhooks(with_engine=True)
     err.print(f"huoke webhooks: delivering every {every:g}s (Ctrl-C stops)")

@@ -28,13 +28,13 @@ from rich.table import Table
 from rich.text import Text
 
 from engine.adapters.clock import AcceleratedClock, SystemClock, VirtualClock
-from engine.adapters.coordination import NotInitialisedError
-from engine.adapters.vault import VaultKeyError
 from engine.application.engine import Engine
 from engine.application.journeys.validation import Definitions
 from engine.bootstrap import bootstrap
 from engine.domain.leads.segments import SegmentRules
 from engine.domain.shared.errors import JourneyValidationError
+from engine.eventstore.coordination import NotInitialisedError
+from engine.eventstore.vault import VaultKeyError
 from engine.settings import KEY_RECIPE, Settings
 
 app = typer.Typer(
@@ -189,7 +189,7 @@ def advance_views_if_alone(s: Settings, engine: Engine, names: frozenset[str]) -
     """After a command changed what the views ``names`` show: on SQLite with no worker running,
     bring them up to date now (a report just after shows the change); with a worker, or on
     PostgreSQL with its projections runner, their writer does so within seconds."""
-    from engine.adapters.coordination import AlreadyRunningError, FileLease
+    from engine.eventstore.coordination import AlreadyRunningError, FileLease
 
     if s.database_url:
         return

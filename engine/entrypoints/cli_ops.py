@@ -14,11 +14,8 @@ import typer
 from rich.text import Text
 
 from engine.adapters.clock import VirtualClock
-from engine.adapters.coordination import AlreadyRunningError, FileLease, PostgresLeases
-from engine.adapters.vault import new_master_key
 from engine.application.engine import VIEW_NAMES, Engine, RunReport
 from engine.application.partitions import Partitions
-from engine.application.saving import forget_cache, refresh_pools, store_unreachable
 from engine.bootstrap import VIEWS, init_database, meta_for, store_env, vault_for
 from engine.domain.shared.errors import HuokeError
 from engine.entrypoints.cli_common import (
@@ -37,6 +34,9 @@ from engine.entrypoints.cli_common import (
     store_trouble,
 )
 from engine.entrypoints.report_docs import FilterError, check_day
+from engine.eventstore.coordination import AlreadyRunningError, FileLease, PostgresLeases
+from engine.eventstore.saving import forget_cache, refresh_pools, store_unreachable
+from engine.eventstore.vault import new_master_key
 from engine.settings import Settings
 
 #: Seconds a worker's tick may start new work; then it looks at its share again (a new worker

@@ -20,13 +20,13 @@ from engine.application.delivery.clicks import Click, Clicks, ClickWriter, Follo
 from engine.application.delivery.links import LinkCheck, LinkKeys, check_token, issued_at
 from engine.application.engine import Engine
 from engine.application.ports import CallbackVerifier
-from engine.application.saving import store_unreachable
 from engine.domain.delivery.suppression import is_opt_out
 from engine.domain.delivery.tracking import is_code, tracking_key
 from engine.domain.shared.errors import HuokeError, LeadNotFoundError
 from engine.entrypoints import pages
 from engine.entrypoints.http_edge import Edge, StoreGate, StoreWatch
 from engine.entrypoints.schemas import normalise_phone
+from engine.eventstore.saving import store_unreachable
 from engine.settings import Settings
 
 #: What Twilio may report about a message (anything else is refused, never recorded).

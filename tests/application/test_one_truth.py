@@ -13,14 +13,14 @@ import pytest
 from eventsourcing.persistence import StoredEvent
 
 from engine.adapters.clock import VirtualClock
-from engine.adapters.coordination import NotInitialisedError
 from engine.application.engine import Engine
 from engine.application.leads.timeline import lead_timeline
 from engine.application.reports import funnel_report
-from engine.application.saving import latest_versions
 from engine.bootstrap import bootstrap
 from engine.domain.delivery.delivery import Delivery
 from engine.domain.shared.errors import HuokeError
+from engine.eventstore.coordination import NotInitialisedError
+from engine.eventstore.saving import latest_versions
 from tests.conftest import ROOT, MakeEngine, base_settings
 from tests.helpers import emails, lifecycle, sms_in_doubt, sms_lines, young_pro
 

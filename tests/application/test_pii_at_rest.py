@@ -10,7 +10,6 @@ from uuid import UUID
 import pytest
 from typer.testing import CliRunner
 
-from engine.adapters.vault import VaultKeyError, new_master_key
 from engine.application.leads.app import Leads
 from engine.application.leads.commands import LeadRef
 from engine.application.leads.timeline import lead_timeline
@@ -18,6 +17,7 @@ from engine.application.reports import funnel_report
 from engine.bootstrap import master_keys, vault_for
 from engine.domain.leads.lead import Lead
 from engine.entrypoints.cli import app
+from engine.eventstore.vault import VaultKeyError, new_master_key
 from tests.conftest import MakeEngine
 from tests.helpers import cli_environment, lifecycle, young_pro
 

@@ -35,3 +35,30 @@ def test_the_domain_is_organised_by_bounded_context() -> None:
 
     top = {info.name for info in pkgutil.iter_modules(engine.domain.__path__)}
     assert top == {"shared", "leads", "journeys", "delivery", "screening", "access", "referrals", "marketing"}
+
+
+PERSISTENCE = ("eventsourcing.persistence", "eventsourcing.sqlite", "eventsourcing.postgres", "psycopg", "sqlite3")
+
+
+def test_only_the_event_store_package_imports_the_persistence_modules() -> None:
+    """One seam: outside ``engine.eventstore`` no module imports eventsourcing's persistence,
+    SQLite or PostgreSQL modules, psycopg or sqlite3, at the top or inside a function (the import
+    contract covers the drivers; eventsourcing's submodules are checked here)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(engine.__file__).parent.parent
+    found = []
+    for path in [*root.glob("engine/**/*.py"), *root.glob("projections/**/*.py")]:
+        if path.is_relative_to(root / "engine" / "eventstore"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            found += [f"{path.relative_to(root)}: {n}" for n in names if n.startswith(PERSISTENCE)]
+    assert found == []

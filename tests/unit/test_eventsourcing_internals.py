@@ -1,4 +1,4 @@
-"""Pins every eventsourcing internal huoke uses (all of them in engine/application/saving.py)
+"""Pins every eventsourcing internal huoke uses (all of them in engine/eventstore/saving.py)
 against the locked version: an upgrade that moves one fails here, by name."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresP
 from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool, SQLiteProcessRecorder
 from eventsourcing.utils import Environment
 
-from engine.application import saving
+from engine.eventstore import saving
 from tests.helpers import ROOT
 
 

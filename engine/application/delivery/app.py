@@ -20,7 +20,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import Mapper, ProcessRecorder, Tracking
 from eventsourcing.utils import get_topic
 
 from engine.application.delivery.links import LinkKeys, make_token
@@ -40,14 +39,6 @@ from engine.application.ports import (
     SendResult,
 )
 from engine.application.projecting import drain, next_owned_page
-from engine.application.saving import (
-    forget_cache,
-    fresh_get,
-    latest_versions,
-    retry_conflicts,
-    save_batch,
-    sealing_mapper,
-)
 from engine.domain.delivery.contact_history import ContactHistory, contact_history_id
 from engine.domain.delivery.contact_policy import DEFAULT_POLICY, ContactPolicy
 from engine.domain.delivery.delivery import PII_FIELDS, Delivery
@@ -61,6 +52,15 @@ from engine.domain.referrals.codes import referral_code
 from engine.domain.shared.durations import zone_text
 from engine.domain.shared.errors import DeliveryStateError
 from engine.domain.shared.values import ConsentChannel, ConsentPurpose, consent_key
+from engine.eventstore import Mapper, ProcessRecorder, Tracking
+from engine.eventstore.saving import (
+    forget_cache,
+    fresh_get,
+    latest_versions,
+    retry_conflicts,
+    save_batch,
+    sealing_mapper,
+)
 
 REQUESTED_TOPICS = [get_topic(Enrolment.MessageRequested)]
 DELIVERY_TOPICS = [get_topic(Delivery.Requested)]

@@ -18,9 +18,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from uuid import UUID
 
 from engine.application.delivery.app import Deliveries
-from engine.application.saving import current_aggregates, retry_conflicts, save_batch
 from engine.domain.delivery.delivery import Delivery
 from engine.domain.delivery.tracking import CLICK_REF, ClickKind, classify_click, read_code, tracking_key
+from engine.eventstore.saving import current_aggregates, retry_conflicts, save_batch
 
 
 @dataclass(frozen=True)

@@ -15,21 +15,12 @@ from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import Mapper, ProcessRecorder
 from eventsourcing.utils import get_topic
 
 from engine.application.leads.app import Leads
 from engine.application.partitions import ALL, Partitions, Stop, never
 from engine.application.ports import Clock, DueTimer, PiiVault
 from engine.application.projecting import drain, next_owned_page
-from engine.application.saving import (
-    forget_cache,
-    fresh_get,
-    latest_versions,
-    retry_conflicts,
-    save_batch,
-    sealing_mapper,
-)
 from engine.domain.journeys import interpreter
 from engine.domain.journeys.enrolment import PII_FIELDS as ENROLMENT_PII
 from engine.domain.journeys.enrolment import Enrolment
@@ -42,6 +33,15 @@ from engine.domain.leads.facts import lead_facts
 from engine.domain.leads.lead import Lead
 from engine.domain.shared.errors import UnknownJourneyError
 from engine.domain.shared.values import JourneyStatus
+from engine.eventstore import Mapper, ProcessRecorder
+from engine.eventstore.saving import (
+    forget_cache,
+    fresh_get,
+    latest_versions,
+    retry_conflicts,
+    save_batch,
+    sealing_mapper,
+)
 
 LIFECYCLE: dict[type[Any], str] = {
     Lead.ApplicationSubmitted: "application_submitted",

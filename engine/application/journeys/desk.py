@@ -15,10 +15,10 @@ from eventsourcing.application import AggregateNotFoundError
 
 from engine.application.partitions import Partitions
 from engine.application.ports import JourneyIndexView
-from engine.application.saving import fresh_get, retry_conflicts, save_batch
 from engine.domain.journeys.agent_task import AgentTask
 from engine.domain.journeys.desk import Desk
 from engine.domain.leads.lead import Lead
+from engine.eventstore.saving import fresh_get, retry_conflicts, save_batch
 
 P = TypeVar("P", bound=tuple[Any, ...])
 

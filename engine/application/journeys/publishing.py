@@ -13,7 +13,6 @@ from typing import Any
 from uuid import UUID
 
 from engine.application.engine import Engine
-from engine.application.saving import save_batch
 from engine.domain.journeys import interpreter
 from engine.domain.journeys.interpreter import Decision, Exit, Reach, Send, Wait
 from engine.domain.journeys.journey import Journey, WaitForStep, WaitStep
@@ -21,6 +20,7 @@ from engine.domain.journeys.publication import PublishedJourney
 from engine.domain.leads.facts import lead_facts
 from engine.domain.shared.errors import MigrationPlanError
 from engine.domain.shared.values import JSONDict
+from engine.eventstore.saving import save_batch
 
 STAY, EXIT = "stay", "exit"
 

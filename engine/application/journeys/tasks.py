@@ -9,9 +9,9 @@ from uuid import UUID
 
 from engine.application.engine import Engine
 from engine.application.journeys.desk import queue_since, task_of
-from engine.application.saving import retry_conflicts, save_batch
 from engine.domain.journeys.agent_task import AgentTask
 from engine.domain.shared.errors import HuokeError
+from engine.eventstore.saving import retry_conflicts, save_batch
 
 
 def find_task(engine: Engine, ref: str) -> dict[str, Any]:

@@ -12,22 +12,12 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, Mapper, ProcessRecorder, Tracking
 from eventsourcing.utils import get_topic
 
 from engine.application.leads.commands import CaptureLead, LeadRef, RecordLifecycle
 from engine.application.partitions import ALL, Partitions, Stop, never
 from engine.application.ports import Clock, ModelStore, PiiVault, Scorer
 from engine.application.projecting import drain, next_owned_page, next_page
-from engine.application.saving import (
-    current_aggregates,
-    delete_snapshots,
-    forget_cache,
-    fresh_get,
-    retry_conflicts,
-    save_batch,
-    sealing_mapper,
-)
 from engine.domain.delivery.delivery import Delivery
 from engine.domain.delivery.suppression import Suppression, contact_hash, suppression_id
 from engine.domain.delivery.tracking import ClickKind
@@ -42,6 +32,16 @@ from engine.domain.screening.products import Catalogue, affordability, match
 from engine.domain.screening.scoring import model_inputs
 from engine.domain.shared.errors import HuokeError, InvalidLeadError, LeadNotFoundError
 from engine.domain.shared.values import ConsentChannel, ConsentPurpose, JSONDict, Stage
+from engine.eventstore import IntegrityError, Mapper, ProcessRecorder, Tracking
+from engine.eventstore.saving import (
+    current_aggregates,
+    delete_snapshots,
+    forget_cache,
+    fresh_get,
+    retry_conflicts,
+    save_batch,
+    sealing_mapper,
+)
 
 UPDATE_TOPICS = [get_topic(Enrolment.LeadUpdateRequested)]
 EFFECT_TOPICS = [get_topic(Delivery.Sent), get_topic(Delivery.AddressBounced), get_topic(Delivery.Clicked)]

@@ -74,7 +74,7 @@ SEALED = "_sealed"
 
 class SealingMapper(Mapper[UUID]):
     """A mapper that seals the personal fields of some events with their originator's own data
-    key (``vault``, see ``engine.adapters.vault``) before they are stored, and opens them when
+    key (``vault``, see ``engine.eventstore.vault``) before they are stored, and opens them when
     they are read — or, once the originator was erased, puts the placeholders in their place.
     The rest of each event stays as eventsourcing stores it."""
 
@@ -405,8 +405,8 @@ def refresh_pools() -> None:
 
 
 #: The settings bootstrap gives eventsourcing to use the recorders above.
-SQLITE_FACTORY_TOPIC = "engine.application.saving:TunedSQLiteFactory"
-POSTGRES_FACTORY_TOPIC = "engine.application.saving:SharedPoolPostgresFactory"
+SQLITE_FACTORY_TOPIC = "engine.eventstore.saving:TunedSQLiteFactory"
+POSTGRES_FACTORY_TOPIC = "engine.eventstore.saving:SharedPoolPostgresFactory"
 
 
 #: What SQLite says when the file cannot be written or read now (a full or read-only disk, a

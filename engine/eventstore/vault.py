@@ -26,8 +26,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from psycopg import sql
 
-from engine.adapters.coordination import pg_connect
 from engine.domain.shared.errors import HuokeError
+from engine.eventstore.coordination import pg_connect
 
 #: A data key read from the store is trusted this long in a process; an erasure elsewhere
 #: reaches every process within this time (the store itself forgets at once).
