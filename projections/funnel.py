@@ -16,7 +16,7 @@ from engine.domain.delivery.delivery import Delivery
 from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.leads.lead import Lead, attribution_of
 from engine.domain.marketing.costs import DIMENSIONS  # columns of lead_facts: first_… and last_…
-from engine.domain.shared.values import MILESTONES, STAGE_ORDER, Stage
+from engine.domain.shared.values import MILESTONES, Stage
 from projections.base import SqlView, ViewProjection, sqlite_and_postgres
 from projections.journey_index import parse_ts, ts
 
@@ -631,11 +631,6 @@ class FunnelCounts(SqlView):
             "GROUP BY step, arm ORDER BY step, arm",
             params,
         )
-
-
-def stage_sort_key(stage: str) -> int:
-    order = [s.value for s in STAGE_ORDER] + [Stage.LOST.value]
-    return order.index(stage) if stage in order else len(order)
 
 
 class FunnelProjection(ViewProjection):

@@ -135,23 +135,6 @@ class Referrals(Application[UUID]):
     def code_of(self, lead_id: UUID) -> str:
         return referral_code(self.code_key, lead_id)
 
-    def link_of(self, lead_id: UUID) -> str:
-        base = self.public_url.rstrip("/") or "https://example.invalid"
-        return f"{base}/r/{self.code_of(lead_id)}"
-
-    def owner_of(self, code: str) -> UUID | None:
-        """The lead a code belongs to (as typed: forgiving case, hyphens, I/L/O)."""
-        normal = read_code(code)
-        if normal is None:
-            return None
-        try:
-            found: ReferralCode = fresh_get(self, code_id(normal))
-        except AggregateNotFoundError:
-            return None
-        return found.lead_id
-
-    # ---- reacting to lead events -----------------------------------------------------------
-
     def process_lead_events(
         self, leads: Any, parts: Partitions = ALL, batch_size: int = 500, stop: Stop = never
     ) -> int:

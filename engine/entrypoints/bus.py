@@ -40,6 +40,7 @@ from engine.application.leads.app import UNKNOWN_LEAD
 from engine.domain.delivery.delivery import PII_FIELDS as DELIVERY_PII
 from engine.domain.journeys.enrolment import PII_FIELDS as ENROLMENT_PII
 from engine.domain.leads.lead import PII_FIELDS as LEAD_PII
+from engine.domain.shared.durations import backoff
 from engine.entrypoints.importing import ImportReport, import_leads, import_lifecycle
 from engine.eventstore import Tracking
 from engine.settings import Settings
@@ -53,6 +54,8 @@ PULL_TIMEOUT = 0.1
 IN_FLIGHT = 2
 #: Seconds before a pulled batch that was never acknowledged (its consumer died) is delivered again.
 ACK_WAIT = 10.0
+#: The longest pause between failed relay rounds.
+RELAY_PAUSE_CAP = timedelta(seconds=30)
 #: How often a lifecycle event for a lead not captured yet is delivered before it is dead-lettered,
 #: and the pause between deliveries (seconds).
 WAIT_FOR_LEAD = 5
@@ -447,7 +450,7 @@ class Bus:
             except Exception as e:  # the relay outlives any one failure
                 failures += 1
                 print(f"huoke bus: relay round failed ({type(e).__name__}: {e}); retrying", file=sys.stderr)
-                await asyncio.sleep(min(30.0, pause * 2**failures))
+                await asyncio.sleep(backoff(failures, timedelta(seconds=pause), RELAY_PAUSE_CAP).total_seconds())
                 continue
             if not published:
                 await asyncio.sleep(pause)

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -32,6 +32,7 @@ from engine.application.engine import Engine
 from engine.application.journeys.validation import Definitions
 from engine.bootstrap import bootstrap
 from engine.domain.leads.segments import SegmentRules
+from engine.domain.shared.durations import backoff
 from engine.domain.shared.errors import JourneyValidationError
 from engine.eventstore.coordination import NotInitialisedError
 from engine.eventstore.vault import VaultKeyError
@@ -104,7 +105,7 @@ def store_trouble(process: str, error: BaseException, failures: int) -> float:
     """Say in one line (no traceback) that the store does not answer; return how many seconds to
     wait before trying again: 1, 2, 4 … at most 30, so a restart is noticed quickly and a long
     outage is not hammered."""
-    pause = min(30.0, 2.0 ** min(failures - 1, 5))
+    pause = backoff(failures - 1, timedelta(seconds=1), timedelta(seconds=30)).total_seconds()
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     err.print(
         Text.assemble(("store unreachable:", "yellow"), f" {process}: {reason}; trying again in {pause:g}s"),

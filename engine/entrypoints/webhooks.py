@@ -26,6 +26,7 @@ from uuid import UUID
 from engine.adapters.http_client import OutboundPolicy, OutboundRefusedError
 from engine.adapters.http_client import post as http_post
 from engine.application.engine import Engine
+from engine.domain.shared.durations import backoff
 from engine.domain.shared.errors import HuokeError
 from engine.entrypoints.bus import wire_event
 
@@ -231,7 +232,7 @@ class Webhooks:
                             attempts += 1
                             counts["failed"] += 1
                             if attempts < MAX_ATTEMPTS:  # hold the place; try again after a pause
-                                wait = min(FIRST_BACKOFF * 2 ** (attempts - 1), MAX_BACKOFF)
+                                wait = backoff(attempts - 1, FIRST_BACKOFF, MAX_BACKOFF)
                                 self._save(hook["name"], positions, attempts, (now + wait).isoformat(), error)
                                 return
                             self.meta.query(

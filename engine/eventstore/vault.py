@@ -344,10 +344,6 @@ class KeyVault:
             raise VaultKeyError("the index key was erased")
         return dek
 
-    def is_erased(self, lead_id: UUID) -> bool:
-        rows = self._execute("SELECT erased_at FROM {} WHERE lead_id = ?", (str(lead_id),))
-        return bool(rows and rows[0][0])
-
     def rotate(self) -> int:
         """Rewrap every data key still wrapped by an older master key; the number rewrapped."""
         current = key_id(self.master.current)

@@ -62,3 +62,34 @@ def test_only_the_event_store_package_imports_the_persistence_modules() -> None:
             )
             found += [f"{path.relative_to(root)}: {n}" for n in names if n.startswith(PERSISTENCE)]
     assert found == []
+
+
+#: All the domain may import besides the standard library and itself: eventsourcing's aggregate
+#: base and its topic helpers. Anything else (a framework, a driver, a file format) is I/O.
+DOMAIN_MAY_IMPORT = ("eventsourcing.domain", "eventsourcing.utils", "engine.domain")
+
+
+def test_the_domain_imports_only_what_an_allow_list_names() -> None:
+    """The purity rule as an allow-list (a block-list missed fastapi, pydantic, cryptography and
+    twilio): the standard library, eventsourcing's domain module, the domain itself."""
+    import ast
+    import sys
+    from pathlib import Path
+
+    root = Path(engine.__file__).parent
+    found = []
+    for path in (root / "domain").glob("**/*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
+            found += [
+                f"{path.relative_to(root)}: {n}"
+                for n in names
+                if n.split(".")[0] not in sys.stdlib_module_names and not n.startswith(DOMAIN_MAY_IMPORT)
+            ]
+    assert found == []

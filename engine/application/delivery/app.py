@@ -49,7 +49,7 @@ from engine.domain.journeys.journey import Journey, SendStep
 from engine.domain.leads.facts import lead_facts
 from engine.domain.leads.lead import Lead
 from engine.domain.referrals.codes import referral_code
-from engine.domain.shared.durations import zone_text
+from engine.domain.shared.durations import backoff, zone_text
 from engine.domain.shared.errors import DeliveryStateError
 from engine.domain.shared.values import ConsentChannel, ConsentPurpose, consent_key
 from engine.eventstore import Mapper, ProcessRecorder, Tracking
@@ -92,12 +92,9 @@ class Retries:
     stale_after: timedelta = timedelta(hours=24)
 
 
-def backoff(send_id: UUID, attempt: int) -> timedelta:
-    """Exponential back-off with jitter: 5 min, 10, 20… capped at 6 h, ±20% (deterministic per send)."""
-    base = min(timedelta(minutes=5) * (2**attempt), timedelta(hours=6))
-    jitter = int.from_bytes(hashlib.sha256(f"{send_id}{attempt}".encode()).digest()[:2], "big") / 65535
-    delay: timedelta = base * (0.8 + 0.4 * jitter)
-    return delay
+def retry_delay(send_id: UUID, attempt: int) -> timedelta:
+    """A message's wait before its next try: 5 min, 10, 20… capped at 6 h, ±20% (deterministic per send)."""
+    return backoff(attempt, timedelta(minutes=5), timedelta(hours=6), f"{send_id}{attempt}")
 
 
 #: Where a channel's messages go, in the lead's contact details.
@@ -346,7 +343,7 @@ class Deliveries(Application[UUID]):
         try:
             ref = channel.already_sent(d.id)
         except ConnectionError as e:  # cannot tell whether it left: hold it, never guess
-            d.defer(now + backoff(d.id, d.transient_failures), str(e), now, transient=True)
+            d.defer(now + retry_delay(d.id, d.transient_failures), str(e), now, transient=True)
             report.deferred += 1
             return True
         if ref is not None:
@@ -503,7 +500,7 @@ class Deliveries(Application[UUID]):
             d.defer(probe_at, f"{d.channel} paused until it answers: {result.reason}", now, transient=True)
             report.deferred += 1
         else:
-            d.defer(now + backoff(d.id, d.transient_failures), f"retry after: {result.reason}", now, transient=True)
+            d.defer(now + retry_delay(d.id, d.transient_failures), f"retry after: {result.reason}", now, transient=True)
             report.deferred += 1
 
     def _hold(

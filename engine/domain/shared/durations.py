@@ -5,6 +5,7 @@ Years and months move by the calendar; weeks, days, hours and minutes are plain 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from calendar import monthrange
 from dataclasses import dataclass
@@ -77,3 +78,14 @@ def zone_text(moment: datetime, zone: tzinfo) -> str:
     """A moment in ``zone`` (the lender's), the zone named: ``2026-11-02 22:40 Asia/Shanghai``."""
     local = moment.astimezone(zone)
     return f"{local:%Y-%m-%d %H:%M} {getattr(zone, 'key', None) or local.tzname() or 'UTC'}"
+
+
+def backoff(attempt: int, first: timedelta, cap: timedelta, jitter_key: str = "") -> timedelta:
+    """The one exponential back-off: ``first`` before the first retry (``attempt`` 0), doubling
+    each time, at most ``cap``; with a ``jitter_key`` spread ±20%, the same for the same key (many
+    items that failed together do not all come due at once, and a re-run decides alike)."""
+    delay: timedelta = min(first * (2 ** min(max(attempt, 0), 40)), cap)
+    if jitter_key:
+        share = int.from_bytes(hashlib.sha256(jitter_key.encode()).digest()[:2], "big") / 65535
+        delay = delay * (0.8 + 0.4 * share)
+    return delay

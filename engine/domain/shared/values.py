@@ -77,13 +77,6 @@ class Tier(StrEnum):
     OTHER = "other"
 
 
-class MessageChannel(StrEnum):
-    """Channels a journey can send on."""
-
-    EMAIL = "email"
-    SMS = "sms"
-
-
 class ConsentPurpose(StrEnum):
     """Why a lead may be contacted."""
 
