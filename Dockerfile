@@ -4,6 +4,7 @@ COPY pyproject.toml requirements.lock README.md ./
 RUN pip install --no-cache-dir -r requirements.lock
 COPY engine ./engine
 COPY projections ./projections
+COPY demo ./demo
 COPY journeys ./journeys
 COPY templates ./templates
 RUN pip install --no-cache-dir --no-deps .

@@ -25,14 +25,14 @@ test-fast: $(STAMP)  ## under a minute: SQLite only, without the crash, live-top
 	$(BIN)/pytest -n 2 --dist worksteal -m "not postgres and not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check engine projections tests bench
-	$(BIN)/ruff format --check engine projections tests bench
+	$(BIN)/ruff check engine projections demo tests bench
+	$(BIN)/ruff format --check engine projections demo tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 fmt: $(STAMP)
-	$(BIN)/ruff format engine projections tests bench
-	$(BIN)/ruff check --fix engine projections tests bench
+	$(BIN)/ruff format engine projections demo tests bench
+	$(BIN)/ruff check --fix engine projections demo tests bench
 
 bench: $(STAMP)  ## ratios against raw library baselines measured in the same run
 	$(BIN)/python -m bench.run

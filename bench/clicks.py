@@ -19,11 +19,11 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
 from bench.data import lead_commands
+from demo.data import generate
 from engine.adapters.clock import VirtualClock
 from engine.application.delivery.links import LinkKeys
 from engine.application.journeys.publishing import publish_new
 from engine.bootstrap import bootstrap, init_database, load_journey_definitions, renderer_for
-from engine.entrypoints.demo_data import generate
 from engine.entrypoints.http import create_app
 from tests.e2e.smtp_server import serving
 

@@ -31,11 +31,11 @@ from bench.integration import integration_section
 from bench.reports import reports_section
 from bench.scoring import scoring_rates
 from bench.workers import one_run
+from demo.data import generate
 from engine.adapters.clock import VirtualClock
 from engine.application.journeys.publishing import publish_new
 from engine.application.leads.commands import LeadRef
 from engine.bootstrap import bootstrap, init_database, load_journey_definitions, renderer_for
-from engine.entrypoints.demo_data import generate
 from engine.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

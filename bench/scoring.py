@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from demo.data import CHANNEL_LIFT, generate
+from demo.runner import write_back_book
 from engine.adapters.clock import VirtualClock
 from engine.adapters.model_data import read_csv
 from engine.application.screening import models
@@ -22,8 +24,6 @@ from engine.application.screening.datasets import Dataset, infer_kinds, to_matri
 from engine.bootstrap import bootstrap, init_database
 from engine.domain.leads.facts import lead_facts
 from engine.domain.screening.scoring import DEFAULT_FEATURES, model_inputs
-from engine.entrypoints.demo_data import CHANNEL_LIFT, generate
-from engine.entrypoints.demo_runner import write_back_book
 from engine.entrypoints.schemas import LeadRow, RowError
 from engine.settings import Settings
 

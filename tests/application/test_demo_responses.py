@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from demo.data import DemoEvent, generate
+from demo.runner import Responses
 from engine.adapters.clock import VirtualClock
 from engine.application.leads.commands import CaptureLead
 from engine.domain.shared.values import Stage
-from engine.entrypoints.demo_data import DemoEvent, generate
-from engine.entrypoints.demo_runner import Responses
 from tests.conftest import MakeEngine
 from tests.helpers import lifecycle, young_pro
 

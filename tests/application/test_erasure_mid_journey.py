@@ -11,11 +11,11 @@ from pathlib import Path
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
+from demo.data import generate
 from engine.adapters.clock import VirtualClock
 from engine.application.engine import Engine
 from engine.application.erasure import erase_lead
 from engine.domain.delivery.delivery import Delivery
-from engine.entrypoints.demo_data import generate
 from engine.entrypoints.importing import import_leads, import_lifecycle
 from tests.conftest import START, MakeEngine
 

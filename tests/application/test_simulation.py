@@ -94,7 +94,7 @@ def test_a_backtest_of_every_bundled_journey_reaches_each_step_as_often_as_live(
     live): every step of every journey is reached as often, the same messages would go out."""
     from zoneinfo import ZoneInfo
 
-    from engine.entrypoints.demo_data import generate
+    from demo.data import generate
     from engine.entrypoints.schemas import LeadRow, LifecycleRow, RowError
 
     rows, facts = generate(60, clock.now(), capture_days=2, sim_days=14, seed=5)
@@ -150,9 +150,9 @@ def test_a_sandbox_scores_leads_with_the_lenders_registered_models(
 ) -> None:
     """Preview and simulate decide on the same credit bands as live: the sandbox gets the model
     registry (its events) and the model files."""
+    from demo.runner import write_back_book
     from engine.adapters.model_data import read_csv
     from engine.application.screening import models
-    from engine.entrypoints.demo_runner import write_back_book
     from tests.conftest import settings_of
 
     engine = make_engine()

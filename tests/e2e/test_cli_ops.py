@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from demo.data import BACK_BOOK_COLUMNS, back_book
 from engine.entrypoints.cli import app
-from engine.entrypoints.demo_data import BACK_BOOK_COLUMNS, back_book
 from tests.helpers import cli_environment
 
 runner = CliRunner()

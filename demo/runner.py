@@ -20,6 +20,16 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from demo.data import (
+    BACK_BOOK_COLUMNS,
+    DemoEvent,
+    add_referrals,
+    add_touches,
+    back_book,
+    bad_rows,
+    demo_costs,
+    generate,
+)
 from engine.adapters.clock import VirtualClock
 from engine.adapters.model_data import read_csv
 from engine.adapters.user_agents import is_bot
@@ -38,16 +48,6 @@ from engine.domain.marketing.costs import COST_COLUMNS
 from engine.domain.referrals.codes import referral_code
 from engine.domain.shared.errors import HuokeError
 from engine.domain.shared.values import Stage
-from engine.entrypoints.demo_data import (
-    BACK_BOOK_COLUMNS,
-    DemoEvent,
-    add_referrals,
-    add_touches,
-    back_book,
-    bad_rows,
-    demo_costs,
-    generate,
-)
 from engine.entrypoints.importing import import_costs
 from engine.entrypoints.schemas import LeadRow, LifecycleRow, RowError
 from engine.settings import Settings
