@@ -367,16 +367,19 @@ def report_experiments(
         arms = ", ".join(f"{a['arm']} {a['leads']:,}" for a in split["arms"])
         table = report_table(
             f"{split['journey_id']} / {split['step']} — against arm {split['control']} (leads: {arms})",
-            ["arm → goal", "rate", "control", "lift", "95% interval", "verdict"],
-            caption="lift in percentage points of conversion; interval: of the lift",
+            ["arm → goal", "rate", "control", "lift", "95% interval", "any-look", "act now", "verdict"],
+            caption="lift in percentage points of conversion; 95% interval: of the lift, read once at a size "
+            "set beforehand; any-look: the always-valid 95% interval, right however often you look; act now: "
+            "stop (a winner or a loser) or keep going, on that basis",
             text_last=True,
         )
         for c in split["comparisons"]:
-            ci = c["absolute_ci95"]
+            ci, seq = c["absolute_ci95"], c["always_valid"]["ci95"]
             interval = "—" if ci is None else f"{ci[0] * 100:+.1f} to {ci[1] * 100:+.1f}"
+            anytime = "—" if seq is None else f"{seq[0] * 100:+.1f} to {seq[1] * 100:+.1f}"
             table.add_row(f"{c['arm']} → {c['goal']}", pct(c["arm_rate"]), pct(c["control_rate"]),
                           "—" if c["absolute_lift"] is None else f"{c['absolute_lift'] * 100:+.1f}", interval,
-                          c["verdict"])  # fmt: skip
+                          anytime, c["always_valid"]["verdict"], c["verdict"])  # fmt: skip
         console.print(table)
 
 

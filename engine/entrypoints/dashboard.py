@@ -94,12 +94,20 @@ def _attribution_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _points(pair: list[float] | None) -> str:
+    """An interval of lifts in percentage points: ``+1.2 to +4.5``."""
+    return "—" if pair is None else f"{pair[0] * 100:+.1f} to {pair[1] * 100:+.1f}"
+
+
 def _experiment_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for split in d["experiments"]["splits"]:
         for c in split["comparisons"]:
-            ci = c["absolute_ci95"] or [None, None]
-            rows.append({"journey": split["journey_id"], "step": split["step"], **c, "ci_low": ci[0], "ci_high": ci[1]})
+            rows.append(
+                {"journey": split["journey_id"], "step": split["step"], **c,
+                 "interval": _points(c["absolute_ci95"]), "any_look": _points(c["always_valid"]["ci95"]),
+                 "act_now": c["always_valid"]["verdict"]}
+            )  # fmt: skip
     return rows
 
 
@@ -177,17 +185,14 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]], l
             ("journey", "journey"),
             ("step", "split"),
             ("arm", "arm"),
-            ("control", "control"),
             ("goal", "goal"),
-            ("arm_leads", "arm leads"),
-            ("arm_rate", "arm rate"),
-            ("control_leads", "control leads"),
-            ("control_rate", "control rate"),
+            ("arm_leads", "leads"),
+            ("arm_rate", "rate"),
+            ("control_rate", "control"),
             ("absolute_lift", "lift"),
-            ("ci_low", "95% low"),
-            ("ci_high", "95% high"),
-            ("relative_lift", "relative lift"),
-            ("verdict", "verdict"),
+            ("interval", "95% (read once)"),
+            ("any_look", "95% (any look)"),
+            ("act_now", "act now"),
         ],
     ),
     "engagement": (

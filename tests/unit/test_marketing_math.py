@@ -63,3 +63,44 @@ def test_a_period_reads_back_as_finance_wrote_it() -> None:
         assert parse_period(text).label == text
         assert parse_period(parse_period(text).label) == parse_period(text)
     assert str(parse_period("2026-02")) == "2026-02-01..2026-02-28"  # the JSON documents keep both days
+
+
+def _peeked_experiments(lift_b: float, runs: int = 400, days: int = 30, per_day: int = 60) -> tuple[float, float]:
+    """Share of ``runs`` experiments (control converts 10%, arm B ``lift_b`` points more) that a
+    marketer reading the report every day would stop as a significant difference: by the naive
+    95% interval, and by the always-valid verdict. Seeded: the same numbers every run."""
+    import numpy as np
+
+    rng = np.random.default_rng(20261206)
+    naive = always = 0
+    for _ in range(runs):
+        a = rng.binomial(1, 0.10, size=(days, per_day)).sum(axis=1).cumsum()
+        b = rng.binomial(1, 0.10 + lift_b, size=(days, per_day)).sum(axis=1).cumsum()
+        looks = [Lift(per_day * (d + 1), int(a[d]), per_day * (d + 1), int(b[d])) for d in range(days)]
+        naive += any(look.significant for look in looks)
+        always += any(look.sequential_verdict("B") != "keep going" for look in looks)
+    return naive / runs, always / runs
+
+
+def test_peeking_every_day_at_an_a_a_test_keeps_false_winners_at_5_percent_only_when_always_valid() -> None:
+    """Two identical arms, read every day for 30 days: the fixed-horizon interval declares a
+    difference far more often than 5% of the time; the always-valid verdict stays at or under 5%."""
+    naive, always = _peeked_experiments(0.0)
+    assert naive > 0.10  # the classic peeking mistake: several times the nominal 5%
+    assert always <= 0.05
+
+
+def test_a_real_lift_is_found_by_the_always_valid_verdict() -> None:
+    """Three points on a 10% base, 100 leads a day per arm: the always-valid verdict says stop within
+    the month in most runs (it pays for its guarantee with some power: the naive one 'finds' it more)."""
+    _, found = _peeked_experiments(0.03, runs=200, per_day=100)
+    assert found > 0.6
+
+
+def test_the_always_valid_interval_is_wider_and_agrees_with_its_verdict() -> None:
+    lift = Lift(2000, 200, 2000, 290)  # 10% against 14.5%
+    fixed, seq = lift.absolute_ci, lift.confidence_sequence
+    assert fixed is not None and seq is not None
+    assert seq[0] < fixed[0] < fixed[1] < seq[1]
+    assert seq[0] > 0 and lift.sequential_verdict("B") == "stop: B wins" and lift.always_valid_p < 0.05
+    assert Lift(0, 0, 10, 1).sequential_verdict("B") == "keep going" and Lift(0, 0, 10, 1).always_valid_p == 1.0

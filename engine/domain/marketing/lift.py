@@ -4,6 +4,16 @@ interval, and a verdict in plain words (significant, or how many more leads it n
 Normal approximation for two independent proportions: the absolute lift's interval is Wald's,
 the relative lift's is Katz's (log of the risk ratio); the leads needed per arm are those that
 would detect the difference seen with 80% power at the 5% level (two-sided).
+
+That interval is right only when read once, at a size fixed beforehand; marketers read the
+report every day, and stopping the first day it excludes zero makes a false winner several
+times likelier than 5%. Beside it, an **always-valid** result that stays correct however often
+it is read (Johari, Pekelis and Walsh, "Always valid inference", 2017; the mixture sequential
+probability ratio test with a normal mixing distribution over the lift, on the normal
+approximation of the difference): a p-value and a 95% confidence sequence for the lift, and a
+verdict, "stop: B wins", "stop: B loses" or "keep going", that a marketer may act on the first
+day it says stop. The mixing scale ``MIXING_SD`` (3 points of conversion) only decides how
+quickly lifts of about that size are found; the guarantee holds for any.
 """
 
 from __future__ import annotations
@@ -15,6 +25,10 @@ from typing import Any
 
 Z95 = NormalDist().inv_cdf(0.975)
 Z_POWER80 = NormalDist().inv_cdf(0.80)
+#: The spread of lifts the always-valid test is tuned to find (a fraction: 0.03 = 3 points).
+MIXING_SD = 0.03
+#: The always-valid test's level: a false "stop" at most this often, however often it is read.
+ALPHA = 0.05
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,49 @@ class Lift:
             return None
         return math.ceil((Z95 + Z_POWER80) ** 2 * variance / self.absolute**2)
 
+    @property
+    def _variance(self) -> float | None:
+        """The variance of the absolute lift (None without leads in both arms, or when it is 0)."""
+        if not self.control_leads or not self.arm_leads:
+            return None
+        p1, p2 = self.control_rate, self.arm_rate
+        v = p1 * (1 - p1) / self.control_leads + p2 * (1 - p2) / self.arm_leads
+        return v or None
+
+    @property
+    def likelihood_ratio(self) -> float:
+        """The mixture likelihood ratio of "the arms differ" against "they do not" (1 without
+        evidence); "stop" when it reaches 1/ALPHA, by Ville's inequality at most ALPHA of the time
+        when they do not differ, at whatever look."""
+        v = self._variance
+        if v is None:
+            return 1.0
+        tau2 = MIXING_SD**2
+        exponent = self.absolute**2 * tau2 / (2 * v * (v + tau2))
+        return math.sqrt(v / (v + tau2)) * math.exp(min(exponent, 700.0))
+
+    @property
+    def always_valid_p(self) -> float:
+        """The always-valid p-value: min(1, 1 / likelihood ratio)."""
+        return min(1.0, 1.0 / self.likelihood_ratio)
+
+    @property
+    def confidence_sequence(self) -> tuple[float, float] | None:
+        """The lifts not rejected at level ALPHA at this look: a 95% interval that holds at every
+        look at once (wider than the fixed-horizon one)."""
+        v = self._variance
+        if v is None:
+            return None
+        tau2 = MIXING_SD**2
+        half = math.sqrt(2 * v * (v + tau2) / tau2 * (math.log(1 / ALPHA) + 0.5 * math.log((v + tau2) / v)))
+        return (self.absolute - half, self.absolute + half)
+
+    def sequential_verdict(self, arm: str) -> str:
+        """What to do now, read as often as one likes: stop (a winner or a loser) or keep going."""
+        if self.likelihood_ratio < 1 / ALPHA:
+            return "keep going"
+        return f"stop: {arm} wins" if self.absolute > 0 else f"stop: {arm} loses"
+
     def verdict(self, arm: str, control: str) -> str:
         if not self.control_leads or not self.arm_leads:
             return f"no leads yet in {control if not self.control_leads else arm}"
@@ -113,4 +170,10 @@ class Lift:
             "significant": self.significant,
             "leads_needed_per_arm": self.leads_needed_per_arm,
             "verdict": self.verdict(arm, control),
+            # Valid however often it is read (the fixed-horizon figures above are not).
+            "always_valid": {
+                "p_value": round(self.always_valid_p, 4),
+                "ci95": rounded(self.confidence_sequence),
+                "verdict": self.sequential_verdict(arm),
+            },
         }
