@@ -24,6 +24,7 @@ from engine.application.marketing import Cost
 from engine.domain.journeys.journey import SendStep, SplitStep
 from engine.domain.marketing.costs import DIMENSIONS, parse_period
 from engine.domain.marketing.lift import Lift
+from engine.domain.screening.model_registry import CALIBRATION_MIN_ROWS, MODEL_KINDS, calibration_warnings
 from engine.domain.shared.values import MILESTONES
 
 MEASURES = ("leads", *MILESTONES, "loans", "volume")
@@ -464,6 +465,7 @@ def scores_report(engine: Engine, scope: Scope = ALL_LEADS) -> dict[str, Any]:
     funded: whether the bands sort leads as they should."""
     since, until = scope.days
     kinds: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    checks = _calibration_by_band(engine)
     for r in engine.funnel.score_bands(since, until, scope.channel):
         leads = int(r["leads"])
         kinds[r["kind"]].append(
@@ -474,9 +476,27 @@ def scores_report(engine: Engine, scope: Scope = ALL_LEADS) -> dict[str, Any]:
                 "funded": int(r["funded"]),
                 "application_rate": _rate(int(r["applied"]), leads),
                 "funded_rate": _rate(int(r["funded"]), leads),
+                "calibration": checks.get((r["kind"], r["band"])),
             }
         )
     return {"schema": SCORES_SCHEMA, "scope": scope.as_dict(), "kinds": dict(sorted(kinds.items()))}
+
+
+def _calibration_by_band(engine: Engine) -> dict[tuple[str, str], str]:
+    """How the model in use did on its later window, band by band: predicted against observed,
+    and "off" where they differ by more than 20% among enough leads (model list flags it too)."""
+    out = {}
+    for kind in MODEL_KINDS:
+        versions = engine.leads.registry(kind).versions
+        if not versions:
+            continue
+        for band in versions[-1]["metrics"].get("calibration", []):
+            few = int(band["rows"]) < CALIBRATION_MIN_ROWS
+            verdict = "too few to say" if few else "off" if calibration_warnings([band]) else "ok"
+            out[(kind, band["band"])] = (
+                f"predicts {band['predicted']:.1%}, observed {band['observed']:.1%} ({band['rows']:,}): {verdict}"
+            )
+    return out
 
 
 # ---- journey flows -----------------------------------------------------------------------------

@@ -474,10 +474,16 @@ def report_scores(
     if not doc["kinds"]:
         console.print("No lead has been scored yet.")
     for kind, bands in doc["kinds"].items():
-        table = report_table(f"Score bands: {kind}", ["band", "leads", "applied", "funded", "applied%", "funded%"])
+        table = report_table(
+            f"Score bands: {kind}",
+            ["band", "leads", "applied", "funded", "applied%", "funded%", "model on its later window"],
+            caption="the model in use: its average predicted probability against what its held-out later "
+            "leads did (off: more than 20% apart among 50 or more)",
+            text_last=True,
+        )
         for b in bands:
             table.add_row(b["band"], f"{b['leads']:,}", f"{b['applied']:,}", f"{b['funded']:,}",
-                          pct(b["application_rate"]), pct(b["funded_rate"]))  # fmt: skip
+                          pct(b["application_rate"]), pct(b["funded_rate"]), b["calibration"] or "—")  # fmt: skip
         console.print(table)
 
 

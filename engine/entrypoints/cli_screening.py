@@ -166,6 +166,12 @@ def model_list(as_json: JsonOpt = False) -> None:
     console.print(table)
     for r in rows:
         console.print(f"{r['kind']} v{r['version']}: by {r['trained_by']} from {r['source']}; file {r['artefact']}")
+        for warning in r["calibration_warnings"]:
+            console.print(
+                Text.assemble(("  calibration off: ", "yellow"), warning, " — its probabilities are not to be "
+                              "read as rates; retrain on recent outcomes"),
+                highlight=False,
+            )  # fmt: skip
 
 
 @model_app.command("evaluate")

@@ -253,6 +253,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]], l
             ("funded", "funded"),
             ("application_rate", "applied of leads"),
             ("funded_rate", "funded of leads"),
+            ("calibration", "model on its later window"),
         ],
     ),
     "tasks": (

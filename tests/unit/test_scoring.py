@@ -198,3 +198,18 @@ def test_psi_verdicts() -> None:
     assert psi_verdict(psi(base, [110, 190, 310, 390])) == "stable"
     assert psi_verdict(psi(base, [400, 300, 200, 100])) == "shifted"
     assert psi_verdict(0.15) == "investigate"
+
+
+def test_a_band_whose_predictions_miss_what_happened_flags_the_model() -> None:
+    """Out of time the base rate moved: the top band predicted 25.6% and 47.1% applied (the
+    issue's measurement) — flagged; a close band, or one with too few leads to say, is not."""
+    from engine.domain.screening.model_registry import calibration_warnings
+
+    bands = [
+        {"band": "high", "rows": 1200, "predicted": 0.256, "observed": 0.471},
+        {"band": "medium", "rows": 1800, "predicted": 0.10, "observed": 0.11},
+        {"band": "low", "rows": 20, "predicted": 0.02, "observed": 0.10},
+    ]
+    [warning] = calibration_warnings(bands)
+    assert warning.startswith("band high: predicts 25.6%, observed 47.1% among 1,200 leads")
+    assert calibration_warnings([{"band": "x", "rows": 500, "predicted": 0.05, "observed": 0.0}])  # none applied

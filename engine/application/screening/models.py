@@ -14,7 +14,7 @@ from engine.application.ports import ModelLab, TrainedModel
 from engine.application.screening.datasets import Dataset, distribution, infer_kinds, score_values
 from engine.application.screening.training import training_rows
 from engine.domain.leads.facts import lead_facts
-from engine.domain.screening.model_registry import check_kind
+from engine.domain.screening.model_registry import calibration_warnings, check_kind
 from engine.domain.screening.scoring import DEFAULT_FEATURES, model_inputs, psi, psi_verdict
 from engine.domain.shared.errors import HuokeError, TrainingError
 from engine.domain.shared.fields import FIELDS
@@ -102,6 +102,9 @@ def model_list(engine: Engine) -> list[dict[str, Any]]:
                     "gini": v["metrics"].get("gini"),
                     "ks": v["metrics"].get("ks"),
                     "brier": v["metrics"].get("brier"),
+                    "calibration": v["metrics"].get("calibration", []),
+                    # Bands whose later-window probability is more than 20% off what happened.
+                    "calibration_warnings": calibration_warnings(v["metrics"].get("calibration", [])),
                     "artefact": v["artefact"],
                     "sha256": v["sha256"],
                 }

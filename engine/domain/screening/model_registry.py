@@ -131,3 +131,27 @@ def registry_id(kind: str) -> UUID:
 
 
 keep_topics("engine.domain.model_registry", ModelRegistry)
+
+
+#: A band whose predicted rate is off its observed rate by more than this share (of the observed)...
+CALIBRATION_TOLERANCE = 0.20
+#: ...among at least this many held-out leads flags the model (fewer say too little either way).
+CALIBRATION_MIN_ROWS = 50
+
+
+def calibration_warnings(calibration: list[dict[str, Any]]) -> list[str]:
+    """What is wrong with a model's calibration on its later window, band by band: a band with
+    enough leads whose average predicted probability is more than 20% off the share that did
+    convert (the base rate moved since training, say). Empty when every such band is close."""
+    out = []
+    for band in calibration:
+        rows, predicted, observed = int(band["rows"]), float(band["predicted"]), float(band["observed"])
+        if rows < CALIBRATION_MIN_ROWS:
+            continue
+        off = abs(predicted - observed) / observed if observed else (1.0 if predicted >= 0.01 else 0.0)
+        if off > CALIBRATION_TOLERANCE:
+            out.append(
+                f"band {band['band']}: predicts {predicted:.1%}, observed {observed:.1%} among {rows:,} leads "
+                f"({off:.0%} off)"
+            )
+    return out
