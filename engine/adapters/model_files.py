@@ -60,6 +60,7 @@ class ModelFiles:
                 "columns": scorer.columns,
                 "kinds": scorer.kinds,
                 "bands": [[b.id, b.min] for b in scorer.bands],
+                "calibrator": scorer.calibrator,
             }
             _write_atomically(path, sio.dumps(payload))
         return Artefact(path, sha256_of(path))
@@ -88,7 +89,8 @@ class ModelFiles:
             raise HuokeError(f"model file {path} holds types huoke does not trust: {', '.join(unknown)}")
         payload = sio.loads(data, trusted=untrusted)
         bands = [Band(str(b[0]), float(b[1])) for b in payload["bands"]]
-        return PipelineScorer(payload["pipeline"], list(payload["columns"]), dict(payload["kinds"]), bands)
+        calibrator = payload.get("calibrator")  # files from before calibration have none
+        return PipelineScorer(payload["pipeline"], list(payload["columns"]), dict(payload["kinds"]), bands, calibrator)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
+from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, roc_auc_score, roc_curve
 from sklearn.pipeline import Pipeline
@@ -47,6 +48,8 @@ from engine.domain.shared.errors import TrainingError
 
 MIN_ROWS = 200
 MIN_CLASS = 20
+#: The latest share of the training window a propensity model is calibrated on (never fitted on).
+CALIBRATION_SHARE = 0.2
 
 
 # ---- the later-window holdout ---------------------------------------------------------------
@@ -298,11 +301,21 @@ def scorecard_from(pipeline: Pipeline, columns: list[str]) -> Scorecard:
 class PipelineScorer:
     """A fitted pipeline behind the scorer interface: rows in, probabilities and bands out."""
 
-    def __init__(self, pipeline: Pipeline, columns: list[str], kinds: dict[str, str], bands: Sequence[Band]) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        columns: list[str],
+        kinds: dict[str, str],
+        bands: Sequence[Band],
+        calibrator: IsotonicRegression | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.columns = columns
         self.kinds = kinds
         self.bands = tuple(bands)
+        #: Maps the model's raw probability to the rate seen in the latest window before the
+        #: test window (None: a model from before calibration, or too few outcomes to calibrate).
+        self.calibrator = calibrator
 
     @property
     def features(self) -> list[str]:
@@ -313,6 +326,8 @@ class PipelineScorer:
             return []
         with _one_thread():
             probabilities = self.pipeline.predict_proba(to_matrix(rows, self.columns, self.kinds))[:, 1]
+            if self.calibrator is not None:
+                probabilities = self.calibrator.predict(probabilities)
         return [float(p) for p in probabilities]
 
     def score_many(self, rows: Sequence[dict[str, Any]]) -> list[Scored]:
@@ -320,10 +335,18 @@ class PipelineScorer:
 
 
 def train_propensity(data: Dataset, holdout: float = 0.3) -> Trained:
-    """Propensity to apply/respond: impute + one-hot + gradient boosting; bands by training quantiles."""
+    """Propensity to apply/respond: impute + one-hot + gradient boosting, calibrated out of time
+    (isotonic regression on the latest 20% of the training window, which the model never saw: its
+    probabilities follow the recent rate, not the average of the whole window); bands by the
+    training window's quantiles. Evaluated on the later test window, as every model."""
     check_trainable(data, data.source)
     split = time_split(data, holdout)
-    train = data.subset(split.train)
+    cut = round(len(split.train) * (1 - CALIBRATION_SHARE))
+    fit_rows, calibration_rows = split.train[:cut], split.train[cut:]
+    fit = data.subset(fit_rows)
+    recent: Dataset | None = data.subset(calibration_rows)
+    if recent is None or _too_few(recent.y) or _too_few(fit.y):  # too few outcomes to calibrate: fit on all
+        fit, recent = data.subset(split.train), None
     numeric = [j for j, c in enumerate(data.columns) if data.kinds[c] == "numeric"]
     categorical = [j for j, c in enumerate(data.columns) if data.kinds[c] != "numeric"]
     prep = ColumnTransformer(
@@ -338,17 +361,31 @@ def train_propensity(data: Dataset, holdout: float = 0.3) -> Trained:
     )
     model = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05, max_leaf_nodes=15, random_state=0)
     pipeline = Pipeline([("prep", prep), ("model", model)])
+    calibrator = None
     with _one_thread():
-        pipeline.fit(train.matrix(), train.y)
-        p_train = pipeline.predict_proba(train.matrix())[:, 1]
-    # Bands by rank in the training sample: the top 20% high, the next 30% medium, the rest low.
-    bands = (
+        pipeline.fit(fit.matrix(), fit.y)
+        if recent is not None:
+            calibrator = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+            calibrator.fit(pipeline.predict_proba(recent.matrix())[:, 1], recent.y)
+    scorer = PipelineScorer(pipeline, data.columns, data.kinds, (), calibrator)
+    p_train = np.asarray(scorer.probabilities(data.subset(split.train).rows))
+    # Bands by rank in the training window: the top 20% high, the next 30% medium, the rest low.
+    scorer.bands = (
         Band("high", float(np.quantile(p_train, 0.8))),
         Band("medium", float(np.quantile(p_train, 0.5))),
         Band("low", float("-inf")),
     )
-    scorer = PipelineScorer(pipeline, data.columns, data.kinds, bands)
-    return _trained("propensity", data, split, pipeline, scorer, "impute + one-hot + histogram gradient boosting")
+    how = "impute + one-hot + histogram gradient boosting"
+    if recent is not None:
+        how += f", calibrated (isotonic) on the latest {len(calibration_rows)} rows of the training window"
+    trained = _trained("propensity", data, split, pipeline, scorer, how)
+    trained.training["calibration_rows"] = len(calibration_rows) if recent is not None else 0
+    return trained
+
+
+def _too_few(y: NDArray[Any]) -> bool:
+    positives = int(np.asarray(y).sum())
+    return positives < MIN_CLASS // 2 or len(y) - positives < MIN_CLASS // 2
 
 
 def _training(data: Dataset, split: Split, method: str) -> dict[str, Any]:
