@@ -6,6 +6,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -102,17 +103,24 @@ def model_train(
     id_column: IdOpt = None,
     exclude: ExcludeOpt = None,
     rescore: Annotated[bool, typer.Option(help="score every lead with the new version")] = True,
+    window: Annotated[
+        str | None,
+        typer.Option(help="train on the last DAYS only, e.g. 180d (rolling; older versions stay)"),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a model, evaluate it on a later time window, register it, and score the leads with it."""
     if from_store == (csv is not None):
         fail("give exactly one of --from-store or --csv FILE --target COLUMN")
+    days = _window_days(window)
     with _engine() as engine:
         data = (
             models.dataset_from_store(engine, kind)
             if csv is None
             else _csv_data(csv, target, time_column, id_column, exclude)
         )
+        if days is not None:
+            data = data.latest(timedelta(days=days))
         user = getpass.getuser()
         if as_json or not rescore:
             doc = models.train(engine, kind, data, user, rescore)
@@ -139,6 +147,16 @@ def model_train(
     console.print(f"file {doc['artefact']}  sha256 {doc['sha256'][:16]}…  leads rescored: {doc['leads_rescored']}")
     for w in doc["warnings"]:
         err.print(Text.assemble(("note:", "yellow"), f" {w}"))
+
+
+def _window_days(text: str | None) -> int | None:
+    """``180d`` (or ``180``) as a number of days; None without a window."""
+    if text is None:
+        return None
+    digits = text.strip().lower().removesuffix("d")
+    if not digits.isdigit() or int(digits) < 1:
+        fail(f"--window {text!r} is not a number of days like 180d", 2)
+    return int(digits)
 
 
 @model_app.command("list")

@@ -143,3 +143,23 @@ def test_segments_list_shows_sizes(env: Path) -> None:  # noqa: F811
     assert sizes["renovation_cross_sell"] == 0
     table = runner.invoke(app, ["segments", "list"]).stdout
     assert "renovation_cross_sell" in table and "high_dti" in table
+
+
+def test_retraining_on_a_rolling_window_keeps_the_older_version(env: Path) -> None:  # noqa: F811
+    """``--window 180d`` trains on the newest 180 days of the file only; the first version stays
+    listed (for comparison, and to go back to); a window without a time column is refused."""
+    book = back_book(2000, datetime(2026, 3, 2, tzinfo=UTC))
+    path = write_csv(env / "book.csv", book, BACK_BOOK_COLUMNS)
+    args = ["model", "train", "credit", "--csv", str(path), "--target", "bad", "--time-column", "funded_at"]
+    first = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    rolled = runner.invoke(app, [*args, "--window", "180d", "--json"])
+    assert rolled.exit_code == 0, rolled.output
+    doc = json.loads(rolled.stdout)
+    assert doc["version"] == 2 and doc["training"]["rows"] < first["training"]["rows"]
+    assert "the 180 days to" in doc["training"]["source"]
+    listed = json.loads(runner.invoke(app, ["model", "list", "--json"]).stdout)["models"]
+    assert [(m["version"], m["active"]) for m in listed] == [(1, False), (2, True)]
+    no_time = runner.invoke(app, ["model", "train", "credit", "--csv", str(path), "--target", "bad", "--window", "90d"])
+    assert no_time.exit_code != 0 and "needs a time column" in no_time.output
+    bad = runner.invoke(app, [*args, "--window", "six months"])
+    assert bad.exit_code == 2 and "not a number of days" in bad.output

@@ -7,13 +7,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from engine.domain.screening.scoring import MISSING, Scored
+from engine.domain.shared.errors import TrainingError
 
 
 @dataclass
@@ -41,6 +42,16 @@ class Dataset:
             [self.ids[i] for i in index] if self.ids else [],
             self.source,
         )
+
+    def latest(self, window: timedelta) -> Dataset:
+        """Only the rows of the last ``window`` before the newest row's time (a rolling window:
+        a model retrained on it follows recent outcomes); refused without a time column."""
+        if not self.times:
+            raise TrainingError(f"{self.source}: a training window needs a time column (--time-column)")
+        since = max(self.times) - window
+        kept = self.subset(np.array([i for i, t in enumerate(self.times) if t >= since], dtype=np.int_))
+        kept.source = f"{self.source} (the {window.days} days to {max(self.times).date()})"
+        return kept
 
 
 def to_matrix(rows: Sequence[dict[str, Any]], columns: Sequence[str], kinds: dict[str, str]) -> NDArray[Any]:
