@@ -192,6 +192,28 @@ def model_list(as_json: JsonOpt = False) -> None:
             )  # fmt: skip
 
 
+@model_app.command("rollback")
+def model_rollback(
+    kind: Kind,
+    to: Annotated[int, typer.Option("--to", help="the earlier version to use again")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Use an earlier version again (registered anew as the newest, so the history says who went
+    back when) and rescore every lead with it."""
+    with _engine() as engine:
+        try:
+            doc = models.roll_back(engine, kind, to, getpass.getuser())
+        except HuokeError as e:
+            fail(str(e))
+    if as_json:
+        emit_json({"schema": "huoke.model.rollback/1", **doc})
+        return
+    console.print(
+        f"{kind} v{doc['version']} registered: the model of v{doc['restored_from']} again "
+        f"(replacing v{doc['replaced']}); leads rescored: {doc['leads_rescored']}"
+    )
+
+
 @model_app.command("evaluate")
 def model_evaluate(
     kind: Kind,

@@ -163,3 +163,24 @@ def test_retraining_on_a_rolling_window_keeps_the_older_version(env: Path) -> No
     assert no_time.exit_code != 0 and "needs a time column" in no_time.output
     bad = runner.invoke(app, [*args, "--window", "six months"])
     assert bad.exit_code == 2 and "not a number of days" in bad.output
+
+
+def test_rolling_back_to_an_earlier_version_uses_its_file_again_and_says_so(env: Path) -> None:  # noqa: F811
+    book = back_book(2000, datetime(2026, 3, 2, tzinfo=UTC))
+    path = write_csv(env / "book.csv", book, BACK_BOOK_COLUMNS)
+    args = ["model", "train", "credit", "--csv", str(path), "--target", "bad", "--time-column", "funded_at"]
+    first = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    assert runner.invoke(app, [*args, "--window", "120d"]).exit_code == 0
+    back = runner.invoke(app, ["model", "rollback", "credit", "--to", "1", "--json"])
+    assert back.exit_code == 0, back.output
+    doc = json.loads(back.stdout)
+    assert (doc["version"], doc["restored_from"], doc["replaced"]) == (3, 1, 2)
+    listed = json.loads(runner.invoke(app, ["model", "list", "--json"]).stdout)["models"]
+    assert [(m["version"], m["active"], m["restored_from"]) for m in listed] == [
+        (1, False, None),
+        (2, False, None),
+        (3, True, 1),
+    ]
+    assert listed[2]["sha256"] == first["sha256"] and listed[2]["auc"] == first["metrics"]["auc"]
+    again = runner.invoke(app, ["model", "rollback", "credit", "--to", "3"])
+    assert again.exit_code == 1 and "already" in again.stderr

@@ -83,6 +83,29 @@ def train(
     }
 
 
+def roll_back(engine: Engine, kind: str, to: int, by: str, progress: Any = None) -> dict[str, Any]:
+    """Use an earlier version again: it is registered as the newest version (same file, same
+    features and metrics, ``training.restored_from`` naming it), so the registry's history stays
+    append-only and says who went back when; then every lead is rescored with it."""
+    entry, _ = _load(engine, kind, to)  # its file must still be there and unchanged
+    newest = engine.leads.registry(kind).versions[-1]["version"]
+    if to == newest:
+        raise HuokeError(f"{kind} v{to} is the version in use already")
+    number = engine.leads.register_model(
+        kind,
+        by,
+        features=entry["features"],
+        kinds=entry["kinds"],
+        metrics=entry["metrics"],
+        training={**entry["training"], "restored_from": to, "replaced": newest},
+        reference=entry["reference"],
+        artefact=entry["artefact"],
+        sha256=entry["sha256"],
+    )
+    return {"kind": kind, "version": number, "restored_from": to, "replaced": newest,
+            "leads_rescored": engine.leads.score_all(progress=progress)}  # fmt: skip
+
+
 def model_list(engine: Engine) -> list[dict[str, Any]]:
     out = []
     for kind in ("propensity", "credit"):
@@ -96,6 +119,7 @@ def model_list(engine: Engine) -> list[dict[str, Any]]:
                     "trained_at": v["at"].isoformat(),
                     "trained_by": v["trained_by"],
                     "source": v["training"].get("source", ""),
+                    "restored_from": v["training"].get("restored_from"),
                     "rows": v["training"].get("rows"),
                     "features": v["features"],
                     "auc": v["metrics"].get("auc"),
