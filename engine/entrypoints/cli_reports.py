@@ -367,20 +367,25 @@ def report_experiments(
         arms = ", ".join(f"{a['arm']} {a['leads']:,}" for a in split["arms"])
         table = report_table(
             f"{split['journey_id']} / {split['step']} — against arm {split['control']} (leads: {arms})",
-            ["arm → goal", "rate", "control", "lift", "95% interval", "any-look", "act now", "verdict"],
-            caption="lift in percentage points of conversion; 95% interval: of the lift, read once at a size "
-            "set beforehand; any-look: the always-valid 95% interval, right however often you look; act now: "
-            "stop (a winner or a loser) or keep going, on that basis",
-            text_last=True,
+            ["arm → goal", "rate / control", "lift", "95% once", "95% any look", "act now"],
+            caption="lift in percentage points; 95% once: read once at a size set beforehand; 95% any look: "
+            "right however often you look, and act now says so: stop (the arm wins or loses) or keep going",
+            wrap=1,
         )
+        verdicts = []
         for c in split["comparisons"]:
-            ci, seq = c["absolute_ci95"], c["always_valid"]["ci95"]
-            interval = "—" if ci is None else f"{ci[0] * 100:+.1f} to {ci[1] * 100:+.1f}"
-            anytime = "—" if seq is None else f"{seq[0] * 100:+.1f} to {seq[1] * 100:+.1f}"
-            table.add_row(f"{c['arm']} → {c['goal']}", pct(c["arm_rate"]), pct(c["control_rate"]),
-                          "—" if c["absolute_lift"] is None else f"{c['absolute_lift'] * 100:+.1f}", interval,
-                          anytime, c["always_valid"]["verdict"], c["verdict"])  # fmt: skip
+            act = c["always_valid"]["verdict"].replace(f"stop: {c['arm']} ", "stop: ")
+            table.add_row(f"{c['arm']} → {c['goal']}", f"{pct(c['arm_rate'])} / {pct(c['control_rate'])}",
+                          "—" if c["absolute_lift"] is None else f"{c['absolute_lift'] * 100:+.1f}",
+                          _span(c["absolute_ci95"]), _span(c["always_valid"]["ci95"]), act)  # fmt: skip
+            verdicts.append(f"  {c['arm']} → {c['goal']}: {c['verdict']}")
         console.print(table)
+        console.print("\n".join(verdicts), highlight=False, soft_wrap=True)
+
+
+def _span(pair: list[float] | None) -> str:
+    """An interval of lifts in points, compactly: ``+2.5…+15.0``."""
+    return "—" if pair is None else f"{pair[0] * 100:+.1f}…{pair[1] * 100:+.1f}"
 
 
 @report_app.command("engagement")
