@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from enum import Enum
-from http import HTTPStatus
 from typing import Annotated, Any, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -52,6 +51,7 @@ from engine.domain.shared.errors import (
     UnknownJourneyError,
 )
 from engine.domain.shared.values import Audience, SourceChannel, Stage
+from engine.entrypoints.http_edge import PROBLEM, problem_document
 from engine.entrypoints.http_logging import redact_path
 from engine.entrypoints.importing import ImportReport, import_leads, import_lifecycle
 from engine.entrypoints.report_docs import (
@@ -68,7 +68,6 @@ from engine.settings import Settings
 PREFIX = "/api/v1"
 #: Most items one batch call may carry.
 MAX_BATCH = 1000
-PROBLEM = "application/problem+json"
 #: Methods that change state: each call is an audit entry, whatever its outcome.
 CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -84,7 +83,7 @@ class ApiProblem(HuokeError):
 
 
 def problem(status: int, detail: str, **extra: Any) -> JSONResponse:
-    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail, **extra}
+    body = problem_document(status, detail, **extra)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 

@@ -101,12 +101,18 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _first_line(error: BaseException) -> str:
+    """An error's first line (drivers add context lines a user need not read), or its kind."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def store_trouble(process: str, error: BaseException, failures: int) -> float:
     """Say in one line (no traceback) that the store does not answer; return how many seconds to
     wait before trying again: 1, 2, 4 … at most 30, so a restart is noticed quickly and a long
     outage is not hammered."""
     pause = backoff(failures - 1, timedelta(seconds=1), timedelta(seconds=30)).total_seconds()
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    reason = _first_line(error)
     err.print(
         Text.assemble(("store unreachable:", "yellow"), f" {process}: {reason}; trying again in {pause:g}s"),
         soft_wrap=True,
@@ -117,7 +123,7 @@ def store_trouble(process: str, error: BaseException, failures: int) -> float:
 
 def unreachable_message(s: Settings, error: BaseException) -> str:
     """What a user reads when a command finds the store down."""
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    reason = _first_line(error)
     if s.database_url:
         pg = s.postgres_env() or {}
         where = f"PostgreSQL at {pg.get('POSTGRES_HOST')}:{pg.get('POSTGRES_PORT')}"

@@ -24,7 +24,7 @@ from engine.domain.delivery.suppression import is_opt_out
 from engine.domain.delivery.tracking import is_code, tracking_key
 from engine.domain.shared.errors import HuokeError, LeadNotFoundError
 from engine.entrypoints import pages
-from engine.entrypoints.http_edge import Edge, StoreGate, StoreWatch
+from engine.entrypoints.http_edge import PROBLEM, Edge, StoreGate, StoreWatch, problem_document
 from engine.entrypoints.schemas import normalise_phone
 from engine.eventstore.saving import store_unreachable
 from engine.settings import Settings
@@ -88,9 +88,8 @@ def create_app(
         the first route whose path matched: ``GET`` for a link page that takes POST too)."""
         allowed = ", ".join(sorted(allowed_methods(app, request.scope))) or "GET"
         if request.url.path.startswith("/api/"):
-            body = {"type": "about:blank", "title": "Method Not Allowed", "status": 405,
-                    "detail": f"{request.method} is not allowed here; allowed: {allowed}"}  # fmt: skip
-            return JSONResponse(body, 405, {"Allow": allowed}, media_type="application/problem+json")
+            body = problem_document(405, f"{request.method} is not allowed here; allowed: {allowed}")
+            return JSONResponse(body, 405, {"Allow": allowed}, media_type=PROBLEM)
         return JSONResponse({"detail": "Method Not Allowed"}, 405, {"Allow": allowed})
 
     _link_routes(app, engine, keys)

@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from http import HTTPStatus
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -71,26 +72,31 @@ class Edge:
                 return b"".join(chunks)
 
     async def _too_large(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "type": "about:blank",
-                "title": "Content Too Large",
-                "status": 413,
-                "detail": f"request bodies are at most {self.max_body:,} bytes",
-            }
-        ).encode()
-        await _with_headers(send)(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/problem+json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
+        detail = f"request bodies are at most {self.max_body:,} bytes"
+        await _send_body(
+            send, 413, json.dumps(problem_document(413, detail)).encode(), PROBLEM, [(b"connection", b"close")]
         )
-        await send({"type": "http.response.body", "body": body})
+
+
+def problem_document(status: int, detail: str, **extra: Any) -> dict[str, Any]:
+    """An RFC 9457 problem document: every error huoke's HTTP side answers has this shape."""
+    return {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail, **extra}
+
+
+#: The media type of a problem document.
+PROBLEM = "application/problem+json"
+
+
+async def _send_body(send: Send, status: int, body: bytes, kind: str, headers: list[tuple[bytes, bytes]]) -> None:
+    """A whole response from the edge (no route reached), with the security headers."""
+    await _with_headers(send)(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", kind.encode()), (b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def _replay(body: bytes) -> Receive:
@@ -136,7 +142,6 @@ class StoreWatch:
     ) -> None:
         self.probe, self.every, self.on_back = probe, every, on_back
         self.down_since: float | None = None
-        self.reason = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -147,13 +152,12 @@ class StoreWatch:
         # Without a probe, the next request after RETRY_AFTER finds out.
         return self.probe is not None or time.monotonic() - self.down_since < RETRY_AFTER
 
-    def failed(self, error: BaseException) -> None:
+    def failed(self) -> None:
         if self.down_since is None:
             self.down_since = time.monotonic()
-        self.reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
     def answered(self) -> None:
-        self.down_since, self.reason = None, ""
+        self.down_since = None
 
     def start(self) -> None:
         if self.probe is not None and self._thread is None:
@@ -168,8 +172,8 @@ class StoreWatch:
             try:
                 if self.probe is not None:
                     self.probe()
-            except Exception as e:  # any failure to answer a SELECT 1 is an outage
-                self.failed(e)
+            except Exception:  # any failure to answer a SELECT 1 is an outage
+                self.failed()
                 continue
             if self.down_since is not None and self.on_back is not None:
                 with contextlib.suppress(Exception):
@@ -199,47 +203,42 @@ class StoreGate:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        # A request under way when the store goes away is answered 503 as soon as the watch
-        # notices, not after the pool's retries (the route's thread finishes on its own; a write
-        # it makes later is one the client's retry finds done: every API write is idempotent).
-        task = asyncio.ensure_future(self.app(scope, receive, tracking))
-        while not task.done():
-            await asyncio.wait({task}, timeout=POLL)
-            if not task.done() and not started and self.watch.down and self.watch.probe is not None:
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
-                await self._unavailable(scope, send)
-                return
         try:
-            task.result()
+            if self.watch.probe is None:  # nothing notices an outage mid-request: just run it
+                await self.app(scope, receive, tracking)
+            elif not await self._unless_the_store_goes(self.app(scope, receive, tracking), lambda: started):
+                await self._unavailable(scope, send)
         except Exception as e:
             if not self.unreachable(e):
                 raise
-            self.watch.failed(e)
+            self.watch.failed()
             if started:
                 raise
             await self._unavailable(scope, send)
 
+    async def _unless_the_store_goes(self, call: Awaitable[None], started: Callable[[], bool]) -> bool:
+        """Run ``call``; False if it was given up because the watch saw the store go before the
+        response started. A request under way then is answered 503 at once, not after the pool's
+        retries (the route's thread finishes on its own; a write it makes later is one the
+        client's retry finds done: every API write is idempotent)."""
+        task = asyncio.ensure_future(call)
+        while not task.done():
+            await asyncio.wait({task}, timeout=POLL)
+            if not task.done() and not started() and self.watch.down:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+                return False
+        task.result()  # the route's own error, if any
+        return True
+
     async def _unavailable(self, scope: Scope, send: Send) -> None:
         detail = "the store does not answer; try again shortly"
         if scope["path"].startswith("/api/"):
-            body = json.dumps(
-                {"type": "about:blank", "title": "Service Unavailable", "status": 503, "detail": detail}
-            ).encode()
-            kind = b"application/problem+json"
+            body, kind = json.dumps(problem_document(503, detail)).encode(), PROBLEM
         else:
-            body = f"<!doctype html><title>Try again shortly</title><p>{detail}.</p>".encode()
-            kind = b"text/html; charset=utf-8"
-        await _with_headers(send)(
-            {
-                "type": "http.response.start",
-                "status": 503,
-                "headers": [
-                    (b"content-type", kind),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", str(RETRY_AFTER).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+            body, kind = (
+                f"<!doctype html><title>Try again shortly</title><p>{detail}.</p>".encode(),
+                "text/html; charset=utf-8",
+            )
+        await _send_body(send, 503, body, kind, [(b"retry-after", str(RETRY_AFTER).encode())])
