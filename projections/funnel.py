@@ -420,7 +420,10 @@ class FunnelCounts(SqlView):
         """Move a message's "waiting now" count: into ``kind`` ("retrying" or "held"), or out of
         waiting (None) once it is settled or handed to an operator."""
         send_id = str(e.originator_id)
-        c.execute(self.q("SELECT kind FROM {t_waiting_sends} WHERE send_id = ?"), (send_id,))
+        if kind is None:  # settled: one statement (most messages never waited)
+            c.execute(self.q("DELETE FROM {t_waiting_sends} WHERE send_id = ? RETURNING kind"), (send_id,))
+        else:
+            c.execute(self.q("SELECT kind FROM {t_waiting_sends} WHERE send_id = ?"), (send_id,))
         row = c.fetchone()
         was = dict(row)["kind"] if row is not None else None
         if was == kind:
@@ -428,7 +431,6 @@ class FunnelCounts(SqlView):
         if was is not None:
             self.count(c, "funnel_messages", (e.journey_id, e.step, e.channel, was), (-1,))
         if kind is None:
-            c.execute(self.q("DELETE FROM {t_waiting_sends} WHERE send_id = ?"), (send_id,))
             return
         self.count(c, "funnel_messages", (e.journey_id, e.step, e.channel, kind), (1,))
         c.execute(

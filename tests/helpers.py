@@ -34,6 +34,28 @@ def journeys_folder(root: Path, config: Iterable[str] = ("segments.yaml",), **jo
     return folder
 
 
+def welcome_then_follow_up(journey_id: str) -> str:
+    """A journey of two e-mails: a welcome, then a follow-up eight hours later."""
+    return f"id: {journey_id}\n" + WELCOME_THEN_FOLLOW_UP
+
+
+WELCOME_THEN_FOLLOW_UP = """name: A welcome, then a follow-up eight hours later
+locales: [zh-CN, en]
+entry: {on: lead_captured}
+vars: {apply_url: "https://lender.example/apply", hotline: 400-800-8888}
+start: welcome
+steps:
+  - id: welcome
+    send: {channel: email, template: yp_quick_apply}
+    next: wait_8h
+  - id: wait_8h
+    wait: 8h
+    next: follow_up
+  - id: follow_up
+    send: {channel: email, template: yp_finish_application}
+"""
+
+
 TEST_LINK_KEY = "test-link-key-0123456789abcdefghijklmnop"
 #: Services refuse weak secrets: tests set their own (never used outside tests).
 SERVICE_SECRETS = {

@@ -172,7 +172,7 @@ def _referral_totals(engine: Engine, scope: Scope) -> dict[str, Any]:
     """Referrals made in the scope's days (by the day referred), as a cost line's measures:
     ``leads`` the friends referred, ``applied`` and ``funded`` (rewarded or not) as report
     referrals counts them, ``volume`` their funded loans."""
-    from engine.application.reports import FUNDED_REFERRAL
+    from engine.application.reports import funded_amount
 
     since, until = scope.days
     out = _totals(())
@@ -182,10 +182,10 @@ def _referral_totals(engine: Engine, scope: Scope) -> dict[str, Any]:
             continue
         out["leads"] += 1
         out["applied"] += bool(r.get("applied"))
-        if r["status"] in FUNDED_REFERRAL:
+        if (amount := funded_amount(r)) is not None:
             out["funded"] += 1
             out["loans"] += 1
-            out["volume"] += Decimal(str(r["funded_amount"] or 0))
+            out["volume"] += amount
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from decimal import Decimal
 from typing import Any
 
 from engine.application.engine import Engine
@@ -134,6 +135,12 @@ FUNDED_REFERRAL = frozenset(
 )
 
 
+def funded_amount(referral: dict[str, Any]) -> Decimal | None:
+    """The friend's funded loan when the referral's friend was funded (rewarded or not): what
+    every referral figure counts as funded; None before funding."""
+    return Decimal(str(referral["funded_amount"] or 0)) if referral["status"] in FUNDED_REFERRAL else None
+
+
 def referrals_report(engine: Engine) -> dict[str, Any]:
     """Per programme and month of the referral: referrals made, friends who applied, loans funded
     and their volume, rewards paid (cost to the lender, both sides), held for review, capped,
@@ -149,9 +156,9 @@ def referrals_report(engine: Engine) -> dict[str, Any]:
                                     "reward_cost": 0.0})  # fmt: skip
         row["referrals"] += 1
         row["applied"] += bool(r.get("applied"))
-        if r["status"] in FUNDED_REFERRAL:
+        if (amount := funded_amount(r)) is not None:
             row["funded"] += 1
-            row["funded_volume"] += float(r["funded_amount"] or 0)
+            row["funded_volume"] += float(amount)
         if r["status"] in ("paid", "held", "capped", "clawed_back"):
             row[r["status"]] += 1
         if r["status"] == "paid":

@@ -42,6 +42,7 @@ from engine.entrypoints.report_docs import (
     ReportName,
     check_day,
     check_journey,
+    lift_span,
     marketing_costs,
     report_document,
     scope_from,
@@ -377,15 +378,11 @@ def report_experiments(
             act = c["always_valid"]["verdict"].replace(f"stop: {c['arm']} ", "stop: ")
             table.add_row(f"{c['arm']} → {c['goal']}", f"{pct(c['arm_rate'])} / {pct(c['control_rate'])}",
                           "—" if c["absolute_lift"] is None else f"{c['absolute_lift'] * 100:+.1f}",
-                          _span(c["absolute_ci95"]), _span(c["always_valid"]["ci95"]), act)  # fmt: skip
+                          lift_span(c["absolute_ci95"], "…"), lift_span(c["always_valid"]["ci95"], "…"),
+                          act)  # fmt: skip
             verdicts.append(f"  {c['arm']} → {c['goal']}: {c['verdict']}")
         console.print(table)
         console.print("\n".join(verdicts), highlight=False, soft_wrap=True)
-
-
-def _span(pair: list[float] | None) -> str:
-    """An interval of lifts in points, compactly: ``+2.5…+15.0``."""
-    return "—" if pair is None else f"{pair[0] * 100:+.1f}…{pair[1] * 100:+.1f}"
 
 
 @report_app.command("engagement")

@@ -36,7 +36,14 @@ from engine.domain.access.api_key import Role
 from engine.domain.marketing.costs import DIMENSIONS
 from engine.domain.shared.values import MILESTONES, SourceChannel
 from engine.entrypoints.journey_page import add_journey_page
-from engine.entrypoints.report_docs import FilterError, ReportName, check_journey, report_document, scope_from
+from engine.entrypoints.report_docs import (
+    FilterError,
+    ReportName,
+    check_journey,
+    lift_span,
+    report_document,
+    scope_from,
+)
 from engine.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
@@ -94,18 +101,13 @@ def _attribution_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _points(pair: list[float] | None) -> str:
-    """An interval of lifts in percentage points: ``+1.2 to +4.5``."""
-    return "—" if pair is None else f"{pair[0] * 100:+.1f} to {pair[1] * 100:+.1f}"
-
-
 def _experiment_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for split in d["experiments"]["splits"]:
         for c in split["comparisons"]:
             rows.append(
                 {"journey": split["journey_id"], "step": split["step"], **c,
-                 "interval": _points(c["absolute_ci95"]), "any_look": _points(c["always_valid"]["ci95"]),
+                 "interval": lift_span(c["absolute_ci95"]), "any_look": lift_span(c["always_valid"]["ci95"]),
                  "act_now": c["always_valid"]["verdict"]}
             )  # fmt: skip
     return rows

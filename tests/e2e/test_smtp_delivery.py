@@ -288,25 +288,6 @@ def test_new_e_mail_goes_while_the_reconcile_search_api_is_down(make_engine: Mak
     assert len(handler.received) == 4  # every welcome e-mail (one lead has none; the SMS go to the outbox)
 
 
-WELCOME_THEN_FOLLOW_UP = """
-id: in-order
-name: A welcome, then a follow-up eight hours later
-locales: [zh-CN, en]
-entry: {on: lead_captured}
-vars: {apply_url: "https://lender.example/apply", hotline: 400-800-8888}
-start: welcome
-steps:
-  - id: welcome
-    send: {channel: email, template: yp_quick_apply}
-    next: wait_8h
-  - id: wait_8h
-    wait: 8h
-    next: follow_up
-  - id: follow_up
-    send: {channel: email, template: yp_finish_application}
-"""
-
-
 def test_a_follow_up_never_overtakes_its_welcome_after_an_outage(
     store: str, make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
 ) -> None:
@@ -316,10 +297,10 @@ def test_a_follow_up_never_overtakes_its_welcome_after_an_outage(
     from aiosmtpd.controller import Controller
 
     from tests.e2e.smtp_server import free_port
-    from tests.helpers import ALL_CONFIG, journeys_folder
+    from tests.helpers import ALL_CONFIG, journeys_folder, welcome_then_follow_up
 
     port = free_port()  # the server is down
-    folder = journeys_folder(tmp_path, config=ALL_CONFIG, in_order=WELCOME_THEN_FOLLOW_UP)
+    folder = journeys_folder(tmp_path, config=ALL_CONFIG, in_order=welcome_then_follow_up("in-order"))
     engine = make_engine(settings={**smtp_settings(port), "journeys_dir": folder})
     out = engine.leads.capture_leads([young_pro(n) for n in range(1, 9)])
     for _ in range(20):  # the worker's passes through the outage, every half hour

@@ -39,25 +39,7 @@ from projections.screening import Screening
 from tests.conftest import POSTGRES_URL, ROOT
 from tests.e2e.smtp_server import Sink, free_port
 from tests.e2e.test_crash_restart import command
-from tests.helpers import ALL_CONFIG, SERVICE_SECRETS, TEST_LINK_KEY, journeys_folder
-
-JOURNEY = """
-id: live-check
-name: Live check — welcome, then a follow-up eight hours later
-locales: [zh-CN, en]
-entry: {on: lead_captured}
-vars: {apply_url: "https://lender.example/apply", hotline: 400-800-8888}
-start: welcome
-steps:
-  - id: welcome
-    send: {channel: email, template: yp_quick_apply}
-    next: wait_8h
-  - id: wait_8h
-    wait: 8h
-    next: follow_up
-  - id: follow_up
-    send: {channel: email, template: yp_finish_application}
-"""
+from tests.helpers import ALL_CONFIG, SERVICE_SECRETS, TEST_LINK_KEY, journeys_folder, welcome_then_follow_up
 
 
 def write_leads(path: Path, start: int, n: int) -> list[str]:
@@ -72,7 +54,7 @@ def write_leads(path: Path, start: int, n: int) -> list[str]:
 
 
 def environment(tmp: Path, port: int, api: str, database_url: str) -> dict[str, str]:
-    journeys = journeys_folder(tmp, config=ALL_CONFIG, live_check=JOURNEY)
+    journeys = journeys_folder(tmp, config=ALL_CONFIG, live_check=welcome_then_follow_up("live-check"))
     return {
         **os.environ,
         "HUOKE_DATA_DIR": str(tmp / "data"),
