@@ -72,8 +72,22 @@ def count_events(engine: Engine) -> int:
     return total
 
 
+_OPEN_BUSES: list[Bus] = []
+
+
+@pytest.fixture(autouse=True)
+def close_buses() -> Iterator[None]:
+    """Every bus a test made is closed after it, passed or failed: a bus left open keeps its share
+    of the process's connection pool (and another test's pool would outlive its last store)."""
+    yield
+    while _OPEN_BUSES:
+        _OPEN_BUSES.pop().close()
+
+
 def make_bus(engine: Engine, settings: Settings, **kwargs: Any) -> Bus:
-    return Bus(settings, engine, relay_tracker(settings), Inbox(meta_for(settings)), **kwargs)
+    bus = Bus(settings, engine, relay_tracker(settings), Inbox(meta_for(settings)), **kwargs)
+    _OPEN_BUSES.append(bus)
+    return bus
 
 
 async def stream_messages(name: str, subject: str) -> list[dict[str, Any]]:
