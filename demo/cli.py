@@ -12,7 +12,7 @@ import shutil
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import SecretStr
@@ -100,6 +100,7 @@ def demo(
             f"{m['kind']} model v{m['version']}: AUC {metrics['auc']}, Gini {metrics['gini']}, KS {metrics['ks']} "
             f"on {t['test_rows']} held-out rows ({t['holdout']}; trained on {t['train_rows']} from {t['source']})"
         )
+    _print_uplift(doc["uplift"])
     bands = ", ".join(f"{b['kind']} {b['band']}: {b['leads']}" for b in doc["score_bands"])
     console.print(f"leads by score band — {bands}")
     where = f"in {folder / 'outbox' / 'email'}" if s.email_transport == "outbox" else f"to {s.smtp_host}:{s.smtp_port}"
@@ -144,3 +145,25 @@ def demo(
         soft_wrap=True,
     )
     console.print(f"simulated {days} days for {leads} leads in {doc['seconds']:.1f}s")
+
+
+def _print_uplift(uplift: dict[str, Any]) -> None:
+    """The uplift model the demo learnt from its holdout, and what targeting by it gains."""
+    if "skipped" in uplift:
+        console.print(f"uplift model for {uplift['journey']}: not trained — {uplift['skipped']}")
+    else:
+        m, truth = uplift["metrics"], uplift["truth"]
+        share = truth["top_30_share_of_extra_applications"]
+        console.print(
+            f"uplift model v{uplift['version']} for {uplift['journey']}, learnt from its holdout "
+            f"({uplift['training']['control_rows']} held out, {uplift['training']['treated_rows']} messaged): "
+            + (
+                f"messaging the top 30% of its {truth['leads']:,} leads by predicted uplift brings {share:.0%} of the "
+                "extra applications messaging all of them would (30% at random: 30%), by the simulation's truth; "
+                if share is not None
+                else ""
+            )
+            + f"later window: {m['held_out']} held out (Qini {m['qini']}); leads by band — "
+            + ", ".join(f"{b.replace('_', ' ')} {n:,}" for b, n in uplift["leads_by_band"].items()),
+            highlight=False,
+        )

@@ -266,8 +266,8 @@ def _lifecycle(rng: random.Random, row: dict[str, Any], end: datetime) -> list[D
         return out
     # Who responds depends on where the lead came from and how stretched they are (what the
     # propensity model learns); who misses a repayment depends on capacity and stability.
-    lift = CHANNEL_LIFT.get(row["source_channel"], 1.0) * (0.6 if _dti(row) > 0.45 else 1.0)
-    clicked, unclicked = min(0.9, 0.45 * lift), min(0.9, 0.08 * lift)  # chances to apply
+    lift = _response_lift(row)
+    clicked, unclicked = _apply_chances(lift)
     if rng.random() < 0.30 * lift:
         response, unprompted = True, False
         if not add(rng.uniform(0.5, 5), type="stage_changed", stage="engaged", reason="clicked the application link"):
@@ -310,6 +310,24 @@ def _lifecycle(rng: random.Random, row: dict[str, Any], end: datetime) -> list[D
                 reason=rng.choice(["DTI above policy", "insufficient credit history", "income not verified"]),
             )
     return out
+
+
+def _response_lift(row: dict[str, Any]) -> float:
+    return CHANNEL_LIFT.get(row["source_channel"], 1.0) * (0.6 if _dti(row) > 0.45 else 1.0)
+
+
+def _apply_chances(lift: float) -> tuple[float, float]:
+    """A lead's chance to apply after clicking a message's link, and without a click."""
+    return min(0.9, 0.45 * lift), min(0.9, 0.08 * lift)
+
+
+def true_uplift(row: dict[str, Any]) -> float:
+    """What messaging really adds to this generated lead's chance to apply (the simulation's own
+    truth, which an uplift model can only estimate): it clicks with chance 0.30 x lift, and a click
+    raises its chance to apply from the unclicked to the clicked one; a lead held out never clicks."""
+    lift = _response_lift(row)
+    clicked, unclicked = _apply_chances(lift)
+    return min(1.0, 0.30 * lift) * (clicked - unclicked)
 
 
 CHANNEL_LIFT = {

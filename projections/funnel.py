@@ -607,11 +607,26 @@ class FunnelCounts(SqlView):
             params,
         )
 
+    def split_assignments(self, journey_id: str) -> list[dict[str, Any]]:
+        """Every split assignment of ``journey_id`` (lead, step, arm, when), oldest first: the
+        random experiment an uplift model learns from."""
+        return self.rows(
+            "SELECT lead_id, step, arm, assigned_at FROM {t_split_arms} WHERE journey_id = ? "
+            "ORDER BY assigned_at, enrolment_id",
+            [journey_id],
+        )
+
     def arms(
-        self, journey_id: str, windows: dict[str, float | None], since: str | None = None, until: str | None = None
+        self,
+        journey_id: str,
+        windows: dict[str, float | None],
+        since: str | None = None,
+        until: str | None = None,
+        band_of: str | None = None,
     ) -> list[dict[str, Any]]:
         """Per split step and arm of ``journey_id``: leads assigned, and how many then reached each
-        stage in ``windows`` (stage → seconds after the assignment; None: any time)."""
+        stage in ``windows`` (stage → seconds after the assignment; None: any time). With
+        ``band_of`` (a score kind), per band of the leads' current score of that kind too."""
         cases: list[str] = []
         params: list[Any] = []
         for stage, window in windows.items():
@@ -622,15 +637,21 @@ class FunnelCounts(SqlView):
             else:
                 cases.append(f"SUM(CASE WHEN {stage}_after <= ? THEN 1 ELSE 0 END) AS {stage}")
                 params.append(window)
-        where = " WHERE journey_id = ?"
+        joined, band = "{t_split_arms} a", ""
+        if band_of is not None:
+            joined += " JOIN {t_score_bands} b ON b.lead_id = a.lead_id AND b.kind = ?"
+            band = ", b.band AS band"
+            params.append(band_of)
+        where = " WHERE a.journey_id = ?"
         params.append(journey_id)
-        for clause, value in ((" AND assigned_at >= ?", since), (" AND assigned_at < ?", until)):
+        for clause, value in ((" AND a.assigned_at >= ?", since), (" AND a.assigned_at < ?", until)):
             if value:
                 where, params = where + clause, [*params, value]
         reached = "".join(f", {c}" for c in cases)
+        group = "step, arm" + (", band" if band else "")
         return self.rows(
-            f"SELECT step, arm, COUNT(*) AS leads{reached} FROM {{t_split_arms}}{where} "  # noqa: S608
-            "GROUP BY step, arm ORDER BY step, arm",
+            f"SELECT step, arm{band}, COUNT(*) AS leads{reached} FROM {joined}{where} "  # noqa: S608
+            f"GROUP BY {group} ORDER BY {group}",
             params,
         )
 

@@ -36,9 +36,11 @@ def read_csv(
     time_column: str | None = None,
     id_columns: list[str] | None = None,
     exclude: list[str] | None = None,
+    treatment: str | None = None,
 ) -> Dataset:
-    """A CSV as a dataset: the target as 0/1, the time column parsed, ids and exclusions set aside.
-    Refuses (naming file, line and column) a bad target or time value, or a prohibited column."""
+    """A CSV as a dataset: the target as 0/1, the time column parsed, ids and exclusions set aside
+    (and, for an uplift model, the treatment column as 1 messaged / 0 held out). Refuses (naming
+    file, line and column) a bad target, treatment or time value, or a prohibited column."""
     try:
         with path.open(encoding="utf-8-sig", newline="") as f:
             reader = csv.DictReader(f)
@@ -47,7 +49,7 @@ def read_csv(
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DataError([f"{path}: cannot read ({e})"]) from None
     problems: list[str] = []
-    for needed, what in ((target, "--target"), (time_column, "--time-column")):
+    for needed, what in ((target, "--target"), (time_column, "--time-column"), (treatment, "--treatment")):
         if needed and needed not in header:
             problems.append(f"{path}:1: {what} column {needed!r} is not in the header ({', '.join(header)})")
     for col in [*(id_columns or []), *(exclude or [])]:
@@ -56,9 +58,10 @@ def read_csv(
     if problems:
         raise DataError(problems)
     ids = [c for c in header if c in (id_columns or []) or (id_columns is None and c.lower() in ID_COLUMNS)]
-    features = [c for c in header if c not in {target, time_column, *ids, *(exclude or [])}]
+    features = [c for c in header if c not in {target, time_column, treatment, *ids, *(exclude or [])}]
     refuse_prohibited(features)
     y: list[int] = []
+    treated: list[int] = []
     times: list[datetime] = []
     for line, row in enumerate(raw, 2):
         if target:
@@ -66,6 +69,13 @@ def read_csv(
             if value not in _TRUE | _FALSE:
                 problems.append(f"{path}:{line}: {target} is {row.get(target)!r}; use 1/0, yes/no or bad/good")
             y.append(int(value in _TRUE))
+        if treatment:
+            value = (row.get(treatment) or "").strip().lower()
+            if value not in _TRUE | _FALSE:
+                problems.append(
+                    f"{path}:{line}: {treatment} is {row.get(treatment)!r}; use 1 (messaged) or 0 (held out)"
+                )
+            treated.append(int(value in _TRUE))
         if time_column:
             try:
                 times.append(datetime.fromisoformat((row.get(time_column) or "").strip()))
@@ -96,6 +106,7 @@ def read_csv(
         times or None,
         [{c: r.get(c) or "" for c in ids} for r in raw],
         str(path),
+        np.array(treated, dtype=int) if treatment else None,
     )
 
 

@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from engine.domain.screening.model_registry import check_kind
 from engine.domain.screening.scoring import Band, Scorecard, Scored
+from engine.domain.screening.uplift import UPLIFT, UpliftBands
 from engine.domain.shared.errors import HuokeError
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from engine.adapters.modeling import PipelineScorer, Trained
+    from engine.adapters.uplift_modeling import UpliftScorer
     from engine.application.screening.datasets import Dataset
 
 
@@ -50,6 +52,21 @@ class ModelFiles:
             doc = trained.scorer.to_json()
             doc["meta"] = {"version": version, "features": trained.features}
             _write_atomically(path, json.dumps(doc, indent=1, ensure_ascii=False).encode())
+        elif trained.kind == UPLIFT:
+            path = self.folder / f"uplift-v{version}.skops"
+            import skops.io as sio
+
+            uplift: UpliftScorer = trained.scorer
+            payload = {
+                "prep": uplift.prep,
+                "uplift_model": uplift.model,
+                "columns": uplift.columns,
+                "kinds": uplift.kinds,
+                "uplift_bands": uplift.bands.as_dict(),
+                "typical": uplift.typical,
+                "interaction_scale": uplift.scale,
+            }
+            _write_atomically(path, sio.dumps(payload))
         else:
             path = self.folder / f"{trained.kind}-v{version}.skops"
             import skops.io as sio
@@ -88,6 +105,18 @@ class ModelFiles:
         if unknown:
             raise HuokeError(f"model file {path} holds types huoke does not trust: {', '.join(unknown)}")
         payload = sio.loads(data, trusted=untrusted)
+        if "uplift_model" in payload:
+            from engine.adapters.uplift_modeling import UpliftScorer
+
+            return UpliftScorer(
+                payload["prep"],
+                payload["uplift_model"],
+                list(payload["columns"]),
+                dict(payload["kinds"]),
+                UpliftBands.of(dict(payload["uplift_bands"])),
+                {str(k): [list(p) for p in v] for k, v in dict(payload["typical"]).items()},
+                float(payload["interaction_scale"]),
+            )
         bands = [Band(str(b[0]), float(b[1])) for b in payload["bands"]]
         calibrator = payload.get("calibrator")  # files from before calibration have none
         return PipelineScorer(payload["pipeline"], list(payload["columns"]), dict(payload["kinds"]), bands, calibrator)
@@ -106,9 +135,18 @@ class ModelLab(ModelFiles):
         """Train (and evaluate on the later window) without registering anything."""
         from engine.adapters.modeling import train_credit, train_propensity
 
-        return train_credit(data) if check_kind(kind) == "credit" else train_propensity(data)
+        if check_kind(kind) == UPLIFT:
+            from engine.adapters.uplift_modeling import train_uplift
+
+            return train_uplift(data)
+        return train_credit(data) if kind == "credit" else train_propensity(data)
 
     def evaluate(self, y: NDArray[Any], scored: Sequence[Scored]) -> dict[str, Any]:
         from engine.adapters.modeling import evaluate
 
         return evaluate(y, scored)
+
+    def evaluate_uplift(self, y: NDArray[Any], treatment: NDArray[Any], scored: Sequence[Scored]) -> dict[str, Any]:
+        from engine.adapters.uplift_modeling import evaluate_uplift
+
+        return evaluate_uplift(y, treatment, scored)

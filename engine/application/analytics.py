@@ -25,6 +25,7 @@ from engine.domain.journeys.journey import SendStep, SplitStep
 from engine.domain.marketing.costs import DIMENSIONS, parse_period
 from engine.domain.marketing.lift import Lift
 from engine.domain.screening.model_registry import CALIBRATION_MIN_ROWS, MODEL_KINDS, calibration_warnings
+from engine.domain.screening.uplift import PERSUADABLE, UPLIFT, uplift_kind
 from engine.domain.shared.values import MILESTONES
 
 MEASURES = ("leads", *MILESTONES, "loans", "volume")
@@ -359,9 +360,48 @@ def experiments_report(engine: Engine, scope: Scope = ALL_LEADS) -> dict[str, An
                     "goals": {g: (None if w is None else w / 3600) for g, w in goals.items() if g != "clicked"},
                     "arms": arm_rows,
                     "comparisons": comparisons,
+                    "uplift_targeting": _uplift_targeting(engine, jid, split, goals, until)
+                    if control.holdout
+                    else None,
                 }
             )
     return {"schema": EXPERIMENTS_SCHEMA, "scope": scope.as_dict(), "splits": out}
+
+
+def _uplift_targeting(
+    engine: Engine, journey_id: str, split: SplitStep, goals: dict[str, float | None], until: str | None
+) -> dict[str, Any] | None:
+    """What targeting by the journey's uplift model achieves, measured in the holdout that came
+    after it was trained (a new experiment it never learnt from): the lift of messaging among the
+    leads it calls persuadable, against the lift among every lead — what messaging at random
+    achieves. None while the journey has no uplift model."""
+    entry = engine.leads.registry(UPLIFT).in_use().get(uplift_kind(journey_id))
+    if entry is None:
+        return None
+    since = entry["at"].isoformat()
+    goal = "applied" if "applied" in goals else next(g for g in goals if g != "clicked")
+    held = {a.label for a in split.arms if a.holdout}
+    by_band: dict[str, list[int]] = {}  # band -> [messaged, converted, held out, converted]
+    for r in engine.funnel.arms(journey_id, {goal: goals[goal]}, since, until, band_of=uplift_kind(journey_id)):
+        if r["step"] != split.id:
+            continue
+        counts = by_band.setdefault(r["band"], [0, 0, 0, 0])
+        at = 2 if r["arm"] in held else 0
+        counts[at] += int(r["leads"] or 0)
+        counts[at + 1] += int(r[goal] or 0)
+
+    def lift(rows: list[list[int]], label: str) -> dict[str, Any]:
+        m, mc, h, hc = (sum(c[i] for c in rows) for i in range(4))
+        return Lift(h, hc, m, mc).as_dict(label, "held out")
+
+    return {
+        "model_version": entry["version"],
+        "since": since,
+        "goal": goal,
+        "targeted": lift([c for b, c in by_band.items() if b == PERSUADABLE], "persuadable, messaged"),
+        "random": lift(list(by_band.values()), "everyone, messaged"),
+        "by_band": {b: lift([c], f"{b}, messaged") for b, c in sorted(by_band.items())},
+    }
 
 
 # ---- engagement --------------------------------------------------------------------------------

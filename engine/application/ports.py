@@ -208,6 +208,8 @@ class ModelLab(ModelStore, Protocol):
 
     def evaluate(self, y: Any, scored: Sequence[Scored]) -> dict[str, Any]: ...
 
+    def evaluate_uplift(self, y: Any, treatment: Any, scored: Sequence[Scored]) -> dict[str, Any]: ...
+
 
 # The views: projections of the event logs the use cases read (implemented in ``projections``).
 # ``feeds`` names, for each log the view follows, the engine attribute of that log and the
@@ -271,8 +273,15 @@ class FunnelView(View, Protocol):
         self, since: str | None = None, until: str | None = None, channel: str | None = None
     ) -> list[dict[str, Any]]: ...
 
+    def split_assignments(self, journey_id: str) -> list[dict[str, Any]]: ...
+
     def arms(
-        self, journey_id: str, windows: dict[str, float | None], since: str | None = None, until: str | None = None
+        self,
+        journey_id: str,
+        windows: dict[str, float | None],
+        since: str | None = None,
+        until: str | None = None,
+        band_of: str | None = None,
     ) -> list[dict[str, Any]]: ...
 
 

@@ -383,6 +383,23 @@ def report_experiments(
             verdicts.append(f"  {c['arm']} → {c['goal']}: {c['verdict']}")
         console.print(table)
         console.print("\n".join(verdicts), highlight=False, soft_wrap=True)
+        if split.get("uplift_targeting"):
+            console.print(_uplift_targeting_text(split["uplift_targeting"]), highlight=False, soft_wrap=True)
+
+
+def _uplift_targeting_text(u: dict[str, Any]) -> str:
+    """Targeting by the uplift model against messaging at random, in the holdout since it was trained."""
+
+    def said(c: dict[str, Any]) -> str:
+        lift = "—" if c["absolute_lift"] is None else f"{c['absolute_lift'] * 100:+.1f} points"
+        return f"{lift} (95% any look {lift_span(c['always_valid']['ci95'], '…')}; {c['arm_leads']:,} messaged, " \
+               f"{c['control_leads']:,} held out)"  # fmt: skip
+
+    head = f"  uplift targeting (model v{u['model_version']}, leads assigned since {u['since'][:10]})"
+    everyone = u["random"]
+    if not everyone["arm_leads"] and not everyone["control_leads"]:
+        return f"{head}: no lead assigned since the model was trained yet; its lift is measured on those"
+    return f"{head}, lift in {u['goal']}: persuadables {said(u['targeted'])}; everyone (at random) {said(everyone)}"
 
 
 @report_app.command("engagement")

@@ -39,7 +39,7 @@ segments_app = typer.Typer(help="Segments and their sizes.", no_args_is_help=Tru
 app.add_typer(model_app, name="model")
 app.add_typer(segments_app, name="segments")
 
-Kind = Annotated[str, typer.Argument(help="propensity or credit")]
+Kind = Annotated[str, typer.Argument(help="propensity, credit or uplift")]
 CsvOpt = Annotated[Path | None, typer.Option("--csv", help="a CSV file with one row per lead or loan")]
 TargetOpt = Annotated[str | None, typer.Option(help="the CSV's outcome column (1/0, yes/no or bad/good)")]
 TimeOpt = Annotated[
@@ -48,6 +48,12 @@ TimeOpt = Annotated[
 IdOpt = Annotated[list[str] | None, typer.Option("--id-column", help="an id column: kept, never a feature")]
 ExcludeOpt = Annotated[list[str] | None, typer.Option("--exclude", help="a column to leave out")]
 VersionOpt = Annotated[int | None, typer.Option(help="model version (default: the one in use)")]
+JourneyOpt = Annotated[
+    str | None, typer.Option("--journey", help="uplift: the journey whose random holdout it learns from and serves")
+]
+TreatmentOpt = Annotated[
+    str | None, typer.Option("--treatment", help="uplift from a CSV: the column saying 1 messaged, 0 held out")
+]
 
 
 @contextmanager
@@ -64,11 +70,44 @@ def _engine(definitions: bool = False) -> Iterator[Engine]:
 
 
 def _csv_data(
-    csv: Path, target: str | None, time_column: str | None, ids: list[str] | None, exclude: list[str] | None
+    csv: Path,
+    target: str | None,
+    time_column: str | None,
+    ids: list[str] | None,
+    exclude: list[str] | None,
+    treatment: str | None = None,
 ) -> Dataset:
     if target is None:
         fail("--csv needs --target COLUMN (the outcome to learn)")
-    return read_csv(csv, target, time_column, ids, exclude)
+    return read_csv(csv, target, time_column, ids, exclude, treatment)
+
+
+def _uplift_tables(metrics: dict[str, Any]) -> list[Table]:
+    """An uplift model's later-window results: the Qini curve against random targeting, and per
+    band the predicted against the observed lift."""
+    curve = plain_table(
+        f"targeting by uplift vs at random ({metrics['rows']} held-out leads: {metrics['messaged']} messaged, "
+        f"{metrics['held_out']} held out; Qini {_num(metrics['qini'], '.4f')})"
+    )
+    for col in ("top", "leads", "extra applications", "at random"):
+        curve.add_column(col, justify="right")
+    for p in metrics["curve"]:
+        curve.add_row(f"{p['share']:.0%}", str(p["leads"]), _num(p["model"], ".1f"), _num(p["random"], ".1f"))
+    bands = plain_table("lift by uplift band (messaged rate less held-out rate)")
+    for col in ("band", "leads", "messaged", "held out", "predicted", "observed"):
+        bands.add_column(col, justify="right")
+    for b in metrics["bands"]:
+        bands.add_row(
+            b["band"], str(b["rows"]), str(b["messaged"]), str(b["held_out"]),
+            f"{b['predicted_lift']:+.1%}", "—" if b["observed_lift"] is None else f"{b['observed_lift']:+.1%}",
+        )  # fmt: skip
+    if metrics.get("note"):
+        bands.caption = f"note: {metrics['note']}"
+    return [curve, bands]
+
+
+def _num(value: Any, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
 
 
 def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
@@ -102,6 +141,8 @@ def model_train(
     time_column: TimeOpt = None,
     id_column: IdOpt = None,
     exclude: ExcludeOpt = None,
+    journey: JourneyOpt = None,
+    treatment: TreatmentOpt = None,
     rescore: Annotated[bool, typer.Option(help="score every lead with the new version")] = True,
     window: Annotated[
         str | None,
@@ -109,26 +150,29 @@ def model_train(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train a model, evaluate it on a later time window, register it, and score the leads with it."""
+    """Train a model, evaluate it on a later time window, register it, and score the leads with it.
+    An uplift model learns from one journey's random holdout (--journey) who is persuadable."""
     if from_store == (csv is not None):
         fail("give exactly one of --from-store or --csv FILE --target COLUMN")
+    if (kind == "uplift") != (journey is not None):
+        fail("an uplift model needs --journey ID (and only an uplift model takes one)", 2)
     days = _window_days(window)
     with _engine() as engine:
         data = (
-            models.dataset_from_store(engine, kind)
+            models.dataset_from_store(engine, kind, journey)
             if csv is None
-            else _csv_data(csv, target, time_column, id_column, exclude)
+            else _csv_data(csv, target, time_column, id_column, exclude, treatment)
         )
         if days is not None:
             data = data.latest(timedelta(days=days))
         user = getpass.getuser()
         if as_json or not rescore:
-            doc = models.train(engine, kind, data, user, rescore)
+            doc = models.train(engine, kind, data, user, rescore, journey=journey)
         else:
             doc = with_progress(
                 len(engine.leads.lead_ids()),
                 "scoring leads",
-                lambda advance: models.train(engine, kind, data, user, rescore, advance),
+                lambda advance: models.train(engine, kind, data, user, rescore, advance, journey=journey),
             )
     if as_json:
         emit_json({"schema": "huoke.model.trained/1", **doc})
@@ -141,8 +185,17 @@ def model_train(
             f"trained on {t['train_rows']} rows, tested on {t['test_rows']} ({t['holdout']}) from {t['source']}",
         )
     )
-    console.print(_metrics_table("held-out performance", doc["metrics"]))
-    console.print(_calibration_table(doc["metrics"]))
+    if kind == "uplift":
+        console.print(*_uplift_tables(doc["metrics"]))
+        bands = t.get("bands", {})
+        console.print(
+            f"bands: persuadable from {bands.get('persuadable_at', 0):+.1%} lift, do-not-disturb below "
+            f"{bands.get('disturb_below', 0):+.1%}, sure thing from {bands.get('sure_thing_at', 0):.1%} unprompted; "
+            f"journey {doc['journey']} branches on uplift_band"
+        )
+    else:
+        console.print(_metrics_table("held-out performance", doc["metrics"]))
+        console.print(_calibration_table(doc["metrics"]))
     console.print(f"features: {', '.join(doc['features'])}")
     console.print(f"file {doc['artefact']}  sha256 {doc['sha256'][:16]}…  leads rescored: {doc['leads_rescored']}")
     for w in doc["warnings"]:
@@ -173,7 +226,7 @@ def model_list(as_json: JsonOpt = False) -> None:
     table = plain_table("models (* in use; metrics on each one's held-out later window)")
     for col in ("kind", "v", "trained", "rows", "AUC", "Gini", "KS", "Brier"):
         table.add_column(col, no_wrap=True)
-    for r in rows:
+    for r in (r for r in rows if r["kind"] != "uplift"):
         table.add_row(
             r["kind"],
             f"{r['version']}{' *' if r['active'] else ''}",
@@ -181,7 +234,22 @@ def model_list(as_json: JsonOpt = False) -> None:
             str(r["rows"]),
             *("—" if r[k] is None else f"{r[k]:.3f}" for k in ("auc", "gini", "ks", "brier")),
         )
-    console.print(table)
+    if table.row_count:
+        console.print(table)
+    uplift = plain_table("uplift models (* in use for their journey; Qini on the held-out later window)")
+    for col in ("journey", "v", "trained", "rows", "Qini", "top 30% vs random"):
+        uplift.add_column(col, no_wrap=True)
+    for r in (r for r in rows if r["kind"] == "uplift"):
+        uplift.add_row(
+            r["journey"] or "—",
+            f"{r['version']}{' *' if r['active'] else ''}",
+            r["trained_at"][:10],
+            str(r["rows"]),
+            _num(r["qini"], ".4f"),
+            "—" if r["gain_top_30"] is None else f"{r['gain_top_30']:.2f}×",
+        )
+    if uplift.row_count:
+        console.print(uplift)
     for r in rows:
         console.print(f"{r['kind']} v{r['version']}: by {r['trained_by']} from {r['source']}; file {r['artefact']}")
         for warning in r["calibration_warnings"]:
@@ -223,17 +291,21 @@ def model_evaluate(
     time_column: TimeOpt = None,
     id_column: IdOpt = None,
     exclude: ExcludeOpt = None,
+    treatment: TreatmentOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Measure a registered model on outcomes it has not seen: the store's after its training
     window (default), or a CSV's."""
     with _engine() as engine:
-        data = _csv_data(csv, target, time_column, id_column, exclude) if csv else None
+        data = _csv_data(csv, target, time_column, id_column, exclude, treatment) if csv else None
         doc = models.evaluate_version(engine, kind, version, data)
     if as_json:
         emit_json({"schema": "huoke.model.evaluation/1", **doc})
         return
     console.print(Text.assemble((f"{kind} v{doc['version']}", "bold"), f" on {doc['data']}"))
+    if kind == "uplift":
+        console.print(*_uplift_tables(doc["metrics"]))
+        return
     console.print(_metrics_table("now", doc["metrics"]))
     console.print(_metrics_table("when trained (its held-out window)", doc["at_training"]))
     console.print(_calibration_table(doc["metrics"]))

@@ -110,6 +110,14 @@ def _experiment_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
                  "interval": lift_span(c["absolute_ci95"]), "any_look": lift_span(c["always_valid"]["ci95"]),
                  "act_now": c["always_valid"]["verdict"]}
             )  # fmt: skip
+        targeting = split.get("uplift_targeting")
+        for c in (targeting["targeted"], targeting["random"]) if targeting else ():
+            rows.append(
+                {"journey": split["journey_id"], "step": f"{split['step']}: uplift v{targeting['model_version']} "
+                 f"since {targeting['since'][:10]}", **c, "goal": targeting["goal"],
+                 "interval": lift_span(c["absolute_ci95"]), "any_look": lift_span(c["always_valid"]["ci95"]),
+                 "act_now": c["always_valid"]["verdict"]}
+            )  # fmt: skip
     return rows
 
 

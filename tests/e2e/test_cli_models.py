@@ -184,3 +184,38 @@ def test_rolling_back_to_an_earlier_version_uses_its_file_again_and_says_so(env:
     assert listed[2]["sha256"] == first["sha256"] and listed[2]["auc"] == first["metrics"]["auc"]
     again = runner.invoke(app, ["model", "rollback", "credit", "--to", "3"])
     assert again.exit_code == 1 and "already" in again.stderr
+
+
+def test_an_uplift_model_from_a_csv_experiment_serves_its_journey_and_explains_itself(env: Path) -> None:  # noqa: F811
+    """``model train uplift --csv … --treatment`` for a published journey with a holdout: the
+    Qini table against random targeting, the bands' rules, the list's uplift table; a prohibited
+    column, a missing --journey or a journey without a holdout are refused with nothing registered."""
+    from tests.unit.test_uplift import synthetic
+
+    data = synthetic(3000)
+    rows = [
+        {**r, "applied": int(y), "messaged": int(t), "at": when.isoformat()}
+        for r, y, t, when in zip(data.rows, data.y, data.treatment, data.times, strict=True)  # type: ignore[arg-type]
+    ]
+    path = write_csv(env / "experiment.csv", rows, ["segment", "income", "applied", "messaged", "at"])
+    base = ["model", "train", "uplift", "--csv", str(path), "--target", "applied", "--time-column", "at"]
+    missing = runner.invoke(app, [*base, "--treatment", "messaged"])
+    assert missing.exit_code == 2 and "needs --journey" in missing.output
+    no_holdout = runner.invoke(app, [*base, "--treatment", "messaged", "--journey", "seniors-advisor"])
+    assert no_holdout.exit_code == 1 and "has no random holdout" in no_holdout.output
+    untreated = runner.invoke(app, [*base, "--journey", "young-professionals"])
+    assert untreated.exit_code == 1 and "who was messaged" in untreated.output
+    assert json.loads(runner.invoke(app, ["model", "list", "--json"]).stdout)["models"] == []
+
+    trained = runner.invoke(app, [*base, "--treatment", "messaged", "--journey", "young-professionals"])
+    assert trained.exit_code == 0, trained.output
+    assert "targeting by uplift vs at random" in trained.output and "persuadable from +2.0% lift" in trained.output
+    [listed] = json.loads(runner.invoke(app, ["model", "list", "--json"]).stdout)["models"]
+    assert listed["kind"] == "uplift" and listed["journey"] == "young-professionals" and listed["gain_top_30"] > 2
+    shown = runner.invoke(app, ["model", "list"])
+    assert "uplift models" in shown.output and "young-professionals" in shown.output
+    result = runner.invoke(app, ["model", "evaluate", "uplift", "--csv", str(path), "--target", "applied",
+                                 "--time-column", "at", "--treatment", "messaged", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    evaluated = json.loads(result.stdout)
+    assert evaluated["metrics"]["qini"] > 0 and {b["band"] for b in evaluated["metrics"]["bands"]} >= {"persuadable"}

@@ -328,14 +328,14 @@ class Leads(Application[UUID]):
         scorers: dict[str, tuple[int, Scorer]] = {}
         if self.models is not None:
             for kind in MODEL_KINDS:
-                entry = self.registry(kind).active
-                if entry is None:
-                    continue
-                known = self._scorers.get(kind)
-                if known and known[0] == entry["version"]:
-                    scorers[kind] = known
-                else:
-                    scorers[kind] = (entry["version"], self.models.load(kind, entry["artefact"], entry["sha256"]))
+                # One scorer per score kind: each kind's newest version, and each journey's uplift.
+                for scored_as, entry in self.registry(kind).in_use().items():
+                    known = self._scorers.get(scored_as)
+                    if known and known[0] == entry["version"]:
+                        scorers[scored_as] = known
+                    else:
+                        loaded = self.models.load(kind, entry["artefact"], entry["sha256"])
+                        scorers[scored_as] = (entry["version"], loaded)
         self._scorers = scorers
         self._models_loaded = True
 

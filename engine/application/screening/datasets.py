@@ -28,6 +28,8 @@ class Dataset:
     times: list[datetime] | None = None
     ids: list[dict[str, str]] = field(default_factory=list)
     source: str = ""
+    #: 1 where the row was messaged, 0 where it was held out (uplift models only).
+    treatment: NDArray[np.int_] | None = None
 
     def matrix(self, rows: Sequence[dict[str, Any]] | None = None) -> NDArray[Any]:
         return to_matrix(rows if rows is not None else self.rows, self.columns, self.kinds)
@@ -41,6 +43,7 @@ class Dataset:
             [self.times[i] for i in index] if self.times else None,
             [self.ids[i] for i in index] if self.ids else [],
             self.source,
+            None if self.treatment is None else self.treatment[index],
         )
 
     def latest(self, window: timedelta) -> Dataset:

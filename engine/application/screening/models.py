@@ -12,10 +12,12 @@ import numpy as np
 from engine.application.engine import Engine
 from engine.application.ports import ModelLab, TrainedModel
 from engine.application.screening.datasets import Dataset, distribution, infer_kinds, score_values
-from engine.application.screening.training import training_rows
+from engine.application.screening.training import training_rows, uplift_rows
+from engine.domain.journeys.journey import SplitStep
 from engine.domain.leads.facts import lead_facts
-from engine.domain.screening.model_registry import calibration_warnings, check_kind
+from engine.domain.screening.model_registry import MODEL_KINDS, calibration_warnings, check_kind, score_kind
 from engine.domain.screening.scoring import DEFAULT_FEATURES, model_inputs, psi, psi_verdict
+from engine.domain.screening.uplift import UPLIFT
 from engine.domain.shared.errors import HuokeError, TrainingError
 from engine.domain.shared.fields import FIELDS
 
@@ -28,10 +30,18 @@ def lab_of(engine: Engine) -> ModelLab:
     return lab
 
 
-def dataset_from_store(engine: Engine, kind: str) -> Dataset:
-    """Outcomes from the lead history (see ``training.training_rows``), on the default features."""
-    features = list(DEFAULT_FEATURES[check_kind(kind)])
-    data = training_rows(engine.leads, kind, features, engine.clock.now())
+def dataset_from_store(engine: Engine, kind: str, journey: str | None = None) -> Dataset:
+    """Outcomes from the lead history (see ``training.training_rows``), on the default features;
+    for an uplift model, the random experiment of ``journey`` (``training.uplift_rows``), on the
+    propensity features."""
+    if check_kind(kind) == UPLIFT:
+        held_out = holdout_arms(engine, journey)
+        features = list(DEFAULT_FEATURES["propensity"])
+        assignments = engine.funnel.split_assignments(journey or "")
+        data = uplift_rows(engine.leads, assignments, held_out, features, engine.clock.now())
+    else:
+        features = list(DEFAULT_FEATURES[kind])
+        data = training_rows(engine.leads, kind, features, engine.clock.now())
     used = [f for f in features if any(f in r for r in data.rows)]
     return Dataset(
         used,
@@ -40,8 +50,34 @@ def dataset_from_store(engine: Engine, kind: str) -> Dataset:
         np.array(data.outcomes, dtype=int),
         data.times,
         data.ids,
-        data.description,
+        data.description + (f", journey {journey}" if journey else ""),
+        None if data.treatment is None else np.array(data.treatment, dtype=int),
     )
+
+
+def holdout_arms(engine: Engine, journey: str | None) -> set[tuple[str, str]]:
+    """The (split step, arm) pairs of a published journey's random holdouts: who was never
+    messaged. Refused for a journey that is not published or has no holdout."""
+    if not journey:
+        raise HuokeError("an uplift model is trained for one journey: give --journey ID")
+    engine.journeys.refresh_live()
+    live = engine.journeys.live.get(journey)
+    if live is None:
+        known = ", ".join(sorted(engine.journeys.live)) or "none"
+        raise HuokeError(f"journey {journey!r} is not published (published: {known})")
+    held = {
+        (step.id, arm.label)
+        for step in live.journey.steps.values()
+        if isinstance(step, SplitStep)
+        for arm in step.arms
+        if arm.holdout
+    }
+    if not held:
+        raise HuokeError(
+            f"journey {journey!r} has no random holdout (a split arm with holdout: true): an uplift model "
+            "learns from leads who were not messaged"
+        )
+    return held
 
 
 def train(
@@ -52,10 +88,16 @@ def train(
     rescore: bool = True,
     progress: Any = None,
     trained: TrainedModel | None = None,
+    journey: str | None = None,
 ) -> dict[str, Any]:
-    """Train, save the file, register the version, and (by default) rescore every lead with it."""
+    """Train, save the file, register the version, and (by default) rescore every lead with it.
+    An uplift model is for one journey (``journey``): its leads' ``uplift_band`` comes from it."""
     lab = lab_of(engine)
+    if kind == UPLIFT:
+        holdout_arms(engine, journey)  # a published journey with a holdout, before any training
     trained = trained or lab.fit(kind, data)
+    if kind == UPLIFT:
+        trained.training["journey"] = journey
     artefact = lab.save(trained, engine.leads.registry(kind).next_version)
     number = engine.leads.register_model(
         kind,
@@ -73,6 +115,7 @@ def train(
     return {
         "kind": kind,
         "version": number,
+        "journey": journey if kind == UPLIFT else None,
         "features": trained.features,
         "metrics": trained.metrics,
         "training": trained.training,
@@ -88,7 +131,7 @@ def roll_back(engine: Engine, kind: str, to: int, by: str, progress: Any = None)
     features and metrics, ``training.restored_from`` naming it), so the registry's history stays
     append-only and says who went back when; then every lead is rescored with it."""
     entry, _ = _load(engine, kind, to)  # its file must still be there and unchanged
-    newest = engine.leads.registry(kind).versions[-1]["version"]
+    newest = engine.leads.registry(kind).in_use()[score_kind(kind, entry)]["version"]
     if to == newest:
         raise HuokeError(f"{kind} v{to} is the version in use already")
     number = engine.leads.register_model(
@@ -108,14 +151,16 @@ def roll_back(engine: Engine, kind: str, to: int, by: str, progress: Any = None)
 
 def model_list(engine: Engine) -> list[dict[str, Any]]:
     out = []
-    for kind in ("propensity", "credit"):
+    for kind in MODEL_KINDS:
         registry = engine.leads.registry(kind)
-        for n, v in enumerate(registry.versions, 1):
+        in_use = {entry["version"] for entry in registry.in_use().values()}
+        for v in registry.versions:
             out.append(
                 {
                     "kind": kind,
+                    "journey": v["training"].get("journey"),
                     "version": v["version"],
-                    "active": n == len(registry.versions),
+                    "active": v["version"] in in_use,
                     "trained_at": v["at"].isoformat(),
                     "trained_by": v["trained_by"],
                     "source": v["training"].get("source", ""),
@@ -126,6 +171,8 @@ def model_list(engine: Engine) -> list[dict[str, Any]]:
                     "gini": v["metrics"].get("gini"),
                     "ks": v["metrics"].get("ks"),
                     "brier": v["metrics"].get("brier"),
+                    "qini": v["metrics"].get("qini"),
+                    "gain_top_30": v["metrics"].get("gain_top_30"),
                     "calibration": v["metrics"].get("calibration", []),
                     # Bands whose later-window probability is more than 20% off what happened.
                     "calibration_warnings": calibration_warnings(v["metrics"].get("calibration", [])),
@@ -145,7 +192,7 @@ def evaluate_version(engine: Engine, kind: str, version: int | None, data: Datas
     """Metrics of a registered version on data it was not trained on: by default the store's
     outcomes after its training window (out of time); or a CSV with outcomes."""
     entry, scorer = _load(engine, kind, version)
-    data = data or dataset_from_store(engine, kind)
+    data = data or dataset_from_store(engine, kind, entry["training"].get("journey"))
     note = f"all {len(data.rows)} rows of {data.source}"
     train_end = (entry["training"].get("train_window") or ["", ""])[1]
     if data.times and train_end:
@@ -157,11 +204,17 @@ def evaluate_version(engine: Engine, kind: str, version: int | None, data: Datas
     scored = scorer.score_many(data.rows)  # a scorer reads its own features and ignores other columns
     if not scored:
         raise TrainingError(f"{data.source}: no rows to evaluate on")
+    if kind == UPLIFT:
+        if data.treatment is None:
+            raise TrainingError(f"{data.source}: an uplift model is evaluated on who was messaged (--treatment)")
+        metrics = lab_of(engine).evaluate_uplift(data.y, data.treatment, scored)
+    else:
+        metrics = lab_of(engine).evaluate(data.y, scored)
     return {
         "kind": kind,
         "version": entry["version"],
         "data": note,
-        "metrics": lab_of(engine).evaluate(data.y, scored),
+        "metrics": metrics,
         "at_training": entry["metrics"],
     }
 

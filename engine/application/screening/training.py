@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from uuid import UUID
 
 from engine.application.leads.app import Leads
 from engine.domain.leads.facts import lead_facts
@@ -26,6 +27,7 @@ class TrainingRows:
     times: list[datetime]
     ids: list[dict[str, str]]
     description: str
+    treatment: list[int] | None = None
 
 
 def training_rows(leads: Leads, kind: str, features: list[str], now: datetime) -> TrainingRows:
@@ -63,3 +65,38 @@ def training_rows(leads: Leads, kind: str, features: list[str], now: datetime) -
         else f"loans {MIN_MONTHS_ON_BOOK}+ months on book; outcome: any missed repayment"
     )
     return TrainingRows(rows, outcomes, times, ids, f"store ({what})")
+
+
+def uplift_rows(
+    leads: Leads, assignments: list[JSONDict], held_out: set[tuple[str, str]], features: list[str], now: datetime
+) -> TrainingRows:
+    """A journey's random experiment as training data: each lead assigned to an arm of a split
+    with a holdout (``held_out``: its (step, arm) pairs; every other arm was messaged), with the
+    inputs as they were at the assignment and whether the lead applied within
+    RESPONSE_WINDOW_DAYS of it. Assignments younger than that window are not settled yet, and a
+    lead who had applied before it was assigned tells nothing about persuasion: both left out."""
+    steps = {step for step, _ in held_out}
+    rows: list[JSONDict] = []
+    outcomes: list[int] = []
+    times: list[datetime] = []
+    ids: list[dict[str, str]] = []
+    treatment: list[int] = []
+    window = timedelta(days=RESPONSE_WINDOW_DAYS)
+    for a in assignments:
+        at = datetime.fromisoformat(a["assigned_at"])
+        if a["step"] not in steps or at > now - window:
+            continue
+        lead = leads.get_lead(UUID(a["lead_id"]))
+        applied = lead.first_applied_at
+        if lead.erased or (applied is not None and applied <= at):
+            continue
+        rows.append(model_inputs(lead_facts(lead, at), features))
+        outcomes.append(int(applied is not None and applied <= at + window))
+        times.append(at)
+        ids.append({"lead_id": str(lead.id)})
+        treatment.append(0 if (a["step"], a["arm"]) in held_out else 1)
+    what = (
+        f"split assignments {RESPONSE_WINDOW_DAYS}+ days ago; treatment: messaged, not held out; "
+        f"outcome: applied within {RESPONSE_WINDOW_DAYS} days"
+    )
+    return TrainingRows(rows, outcomes, times, ids, f"store ({what})", treatment)

@@ -27,6 +27,7 @@ from engine.domain.journeys.journey import (
     WaitStep,
 )
 from engine.domain.shared.conditions import evaluate
+from engine.domain.shared.fields import UPLIFT_BY_JOURNEY
 from engine.domain.shared.values import JourneyStatus
 
 #: A journey validated to have no wait-less loop cannot exceed this; it guards corrupt state.
@@ -157,10 +158,18 @@ class EntryVerdict:
         return self.entry is Entry.ACCEPTED
 
 
+def journey_facts(journey_id: str, facts: dict[str, Any]) -> dict[str, Any]:
+    """The lead's facts as one journey reads them: with its own uplift model's ``uplift_band``
+    and ``uplift`` (a lead holds one per journey that has an uplift model)."""
+    own = facts.get(UPLIFT_BY_JOURNEY, {}).get(journey_id)
+    return {**facts, **own} if own else facts
+
+
 def check_entry(journey: Journey, trigger: str, facts: dict[str, Any]) -> EntryVerdict:
     """Decide entry on the journey's own terms for a trigger: lead_captured, stage:<s>,
     segment:<s>, event:<e> or consent_requested."""
     entry = journey.entry
+    facts = journey_facts(journey.id, facts)
     expected = {
         "lead_captured": "lead_captured",
         "stage_reached": f"stage:{entry.stage.value if entry.stage else ''}",
@@ -285,6 +294,7 @@ def goal_or_exit(
     journey: Journey, facts: dict[str, Any], entered_at: datetime | None, now: datetime | None
 ) -> list[Decision]:
     """A goal reached (counted, with its window) or an exit criterion met ends the enrolment."""
+    facts = journey_facts(journey.id, facts)
     stage = facts.get("stage")
     for goal in journey.goals:
         if goal.stage.value == stage:
@@ -322,7 +332,8 @@ def _step(step: Step, ctx: Context, out: list[Decision]) -> tuple[str | None, bo
         case WaitForStep():
             return _wait_for(step, ctx, out)
         case BranchStep():
-            facts = {**ctx.facts, CLICKED: clicked_steps(ctx)} if step.field == CLICKED else ctx.facts
+            facts = journey_facts(ctx.journey_id, ctx.facts)
+            facts = {**facts, CLICKED: clicked_steps(ctx)} if step.field == CLICKED else facts
             branch = choose(step, facts)
             out.append(branch)
             return branch.to, False

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from engine.domain.leads.engagement import engagement_score
 from engine.domain.screening.affordability import loan_to_value
+from engine.domain.screening.uplift import journey_of
 from engine.domain.shared.durations import CalendarOffset, days_between, whole_months
+from engine.domain.shared.fields import UPLIFT_BY_JOURNEY
 
 if TYPE_CHECKING:
     from engine.domain.leads.lead import Lead
@@ -119,6 +121,14 @@ def score_facts(lead: Lead) -> dict[str, Any]:
     if propensity:
         facts["propensity"] = propensity.probability
         facts["propensity_band"] = propensity.band
+    by_journey = {}
+    for kind in lead.scores:
+        journey = journey_of(kind)
+        uplift = lead.score_of(kind) if journey else None
+        if journey and uplift:
+            by_journey[journey] = {"uplift_band": uplift.band, "uplift": (uplift.score or 0) / 100}
+    if by_journey:
+        facts[UPLIFT_BY_JOURNEY] = by_journey
     return facts
 
 

@@ -9,17 +9,25 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from engine.domain.screening.scoring import refuse_prohibited
+from engine.domain.screening.uplift import UPLIFT, uplift_kind
 from engine.domain.shared.errors import HuokeError
 from engine.domain.shared.topics import keep_topics
 from engine.domain.shared.values import JSONDict, derive_id
 
-MODEL_KINDS = ("propensity", "credit")
+#: One registry per kind. The uplift registry holds every journey's uplift models (each version
+#: names its journey in ``training["journey"]``); the newest version per journey is in use.
+MODEL_KINDS = ("propensity", "credit", UPLIFT)
 
 
 def check_kind(kind: str) -> str:
     if kind not in MODEL_KINDS:
-        raise HuokeError(f"unknown model kind {kind!r}: use {' or '.join(MODEL_KINDS)}")
+        raise HuokeError(f"unknown model kind {kind!r}: use {', '.join(MODEL_KINDS[:-1])} or {MODEL_KINDS[-1]}")
     return kind
+
+
+def score_kind(kind: str, entry: JSONDict) -> str:
+    """The kind a version's scores are recorded under: its kind, or ``uplift:<journey>``."""
+    return uplift_kind(entry["training"]["journey"]) if kind == UPLIFT else kind
 
 
 class ModelRegistry(Aggregate):
@@ -115,6 +123,13 @@ class ModelRegistry(Aggregate):
     @property
     def active(self) -> JSONDict | None:
         return self.versions[-1] if self.versions else None
+
+    def in_use(self) -> dict[str, JSONDict]:
+        """The version in use per score kind: the newest one (uplift: the newest per journey)."""
+        out: dict[str, JSONDict] = {}
+        for entry in self.versions:
+            out[score_kind(self.kind, entry)] = entry
+        return out
 
     def get(self, version: int | None) -> JSONDict:
         if not self.versions:

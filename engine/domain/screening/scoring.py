@@ -134,24 +134,32 @@ class Characteristic:
 
 @dataclass(frozen=True)
 class Reason:
-    """Why a score is not higher: a characteristic whose points fall short of its best bin."""
+    """Why a score is not higher: a characteristic whose points fall short of its best bin. An
+    uplift model's reason (``unit="lift"``) says how far the value moves the lead's uplift, in
+    percentage points, from what a typical lead's value would give."""
 
     code: str
     characteristic: str
     value: str
     points: float
     max_points: float
+    unit: str = "points"
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "code": self.code,
             "characteristic": self.characteristic,
             "value": self.value,
             "points": round(self.points, 1),
             "max_points": round(self.max_points, 1),
         }
+        if self.unit != "points":
+            doc["unit"] = self.unit
+        return doc
 
     def text(self) -> str:
+        if self.unit == "lift":
+            return f"{self.code} {self.characteristic} = {self.value}: {self.points:+.1f} points of lift"
         return f"{self.code} {self.characteristic} = {self.value}: {self.points:.0f} of {self.max_points:.0f} points"
 
 

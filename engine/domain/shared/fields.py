@@ -80,7 +80,17 @@ FIELDS: dict[str, FieldSpec] = {
     "credit_reasons": FieldSpec("list", False, "reason codes: characteristics furthest below their best"),
     "propensity": FieldSpec("number", False, "probability the lead applies (propensity model)"),
     "propensity_band": FieldSpec("text", False, "high, medium or low propensity to apply"),
+    "uplift_band": FieldSpec(
+        "text",
+        False,
+        "this journey's uplift model: persuadable, sure_thing, lost_cause or do_not_disturb",
+    ),
+    "uplift": FieldSpec("number", False, "this journey's uplift model: points messaging adds to the chance to apply"),
 }
+
+#: The facts each journey's own uplift model holds about a lead, by journey id; a journey reads
+#: its own as ``uplift_band`` and ``uplift`` (``journey_facts`` in the journey interpreter).
+UPLIFT_BY_JOURNEY = "uplift_by_journey"
 
 #: Per loan type (mortgage, auto, business, ...): the life-event facts cross-sell triggers read,
 #: from the latest funded loan of that type (DOMAIN.md cross-sell triggers).
