@@ -43,6 +43,7 @@ from engine.application.partitions import Partitions
 from engine.application.ports import Channel, Clock
 from engine.application.projecting import replay_until
 from engine.application.referrals import Referrals
+from engine.application.screening.models import monitor
 from engine.domain.delivery.tracking import tracking_key
 from engine.domain.journeys.journey import Journey
 from engine.domain.leads.segments import SegmentRules
@@ -430,6 +431,7 @@ def bootstrap(
         ledger=build_view(settings, "referral_ledger"),
         desk=definitions.desk,
         parts=Partitions.every(count),
+        monitor_models=monitor,
     )
     deliveries.open_before = engine.schedule.open_before  # each enrolment's messages in order
     journeys.go_live(j.id for j, _ in definitions.journeys)

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from engine.application.engine import Engine
 from engine.application.marketing import Cost
+from engine.application.screening.models import monitoring_history
 from engine.domain.journeys.journey import SendStep, SplitStep
 from engine.domain.marketing.costs import DIMENSIONS, parse_period
 from engine.domain.marketing.lift import Lift
@@ -519,7 +520,17 @@ def scores_report(engine: Engine, scope: Scope = ALL_LEADS) -> dict[str, Any]:
                 "calibration": checks.get((r["kind"], r["band"])),
             }
         )
-    return {"schema": SCORES_SCHEMA, "scope": scope.as_dict(), "kinds": dict(sorted(kinds.items()))}
+    return {
+        "schema": SCORES_SCHEMA,
+        "scope": scope.as_dict(),
+        "kinds": dict(sorted(kinds.items())),
+        # The scheduled monitoring's measurements, newest first: drift and calibration over time.
+        "monitoring": monitoring_history(engine)[::-1][:MONITORING_SHOWN],
+    }
+
+
+#: The scheduled model measurements the scores report shows (the newest).
+MONITORING_SHOWN = 24
 
 
 def _calibration_by_band(engine: Engine) -> dict[tuple[str, str], str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from time import monotonic
@@ -76,6 +76,8 @@ class Engine:
     parts: Partitions = ALL
     #: The views this process advances (each view has one writer); readers own none.
     views_owned: frozenset[str] = frozenset(VIEW_NAMES)
+    #: The scheduled model monitoring the daily review runs (``screening.models.monitor``).
+    monitor_models: Callable[[Engine], Any] | None = None
     _deadline: float | None = None
     #: The moment a run with ``until`` ends at: lead events after it wait for a later run.
     _horizon: datetime | None = None
@@ -166,6 +168,8 @@ class Engine:
         self.leads.review_calendar(day, ids, self.clock.now())
         self._last_reviewed = day
         report.days_reviewed += 1
+        if self.monitor_models is not None:
+            self.monitor_models(self)  # each model in use, weekly: drift and calibration recorded
 
     @property
     def task_desk(self) -> TaskDesk:

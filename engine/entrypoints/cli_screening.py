@@ -369,6 +369,30 @@ def model_drift(
     console.print(table)
 
 
+@model_app.command("monitor")
+def model_monitor(as_json: JsonOpt = False) -> None:
+    """Measure every model in use now, as the worker does weekly (drift of the last 30 days' leads
+    against the training sample; calibration on the outcomes settled since), record it, and show
+    every measurement so far: drift and calibration over time."""
+    with _engine() as engine:
+        measured = models.monitor(engine, force=True)
+        history = models.monitoring_history(engine)
+    if as_json:
+        emit_json({"schema": "huoke.model.monitoring/1", "measured": measured, "history": history})
+        return
+    if not history:
+        console.print("nothing measured: no model in use has 50 leads captured in the last 30 days")
+        return
+    table = plain_table("models in use over time (PSI of the score: < 0.10 stable, 0.10-0.25 investigate)")
+    for col in ("measured", "model", "leads", "score PSI", "moved", "calibration"):
+        table.add_column(col)
+    for m in history:
+        model = f"{m['kind']} v{m['version']}" + (f" ({m['journey']})" if m["journey"] else "")
+        table.add_row(m["at"][:10], model, m["population"].split()[0], f"{m['score_psi']:.3f} {m['verdict']}",
+                      ", ".join(m["moved"]) or "none", "; ".join(m["calibration_off"]) or "ok")  # fmt: skip
+    console.print(table)
+
+
 @segments_app.command("list")
 def segments_list(as_json: JsonOpt = False) -> None:
     """Every segment in segments.yaml with how many leads are in it now."""

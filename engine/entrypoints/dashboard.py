@@ -129,6 +129,19 @@ def _score_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"kind": k, **b} for k, bands in d["scores"]["kinds"].items() for b in bands]
 
 
+def _monitoring_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            **m,
+            "day": m["at"][:10],
+            "model": f"{m['kind']} v{m['version']}" + (f" ({m['journey']})" if m["journey"] else ""),
+            "moved": ", ".join(m["moved"]) or "none",
+            "calibration_off": "; ".join(m["calibration_off"]) or "ok",
+        }
+        for m in d["scores"]["monitoring"]
+    ]
+
+
 def _task_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         {
@@ -264,6 +277,28 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]], l
             ("application_rate", "applied of leads"),
             ("funded_rate", "funded of leads"),
             ("calibration", "model on its later window"),
+        ],
+    ),
+    "monitoring": (
+        "Models in use, measured weekly: drift and calibration over time",
+        lambda d: [
+            {
+                **m,
+                "day": m["at"][:10],
+                "model": f"{m['kind']} v{m['version']}" + (f" ({m['journey']})" if m["journey"] else ""),
+                "moved": ", ".join(m["moved"]) or "none",
+                "calibration_off": "; ".join(m["calibration_off"]) or "ok",
+            }
+            for m in d["scores"]["monitoring"]
+        ],
+        [
+            ("day", "measured"),
+            ("model", "model"),
+            ("population", "population"),
+            ("score_psi", "score PSI"),
+            ("verdict", "verdict"),
+            ("moved", "characteristics moved"),
+            ("calibration_off", "calibration on recent outcomes"),
         ],
     ),
     "tasks": (

@@ -11,7 +11,7 @@ import random
 from datetime import timedelta
 from pathlib import Path
 
-from engine.application.analytics import experiments_report
+from engine.application.analytics import experiments_report, scores_report
 from engine.application.screening import models
 from engine.domain.journeys.interpreter import journey_facts
 from engine.domain.leads.facts import lead_facts
@@ -103,6 +103,19 @@ def test_uplift_is_learnt_from_the_journey_holdout_and_steers_its_branch(
         if a["arm"] == "messaged" and engine.leads.get_lead(_uuid(a["lead_id"])).source["channel"] == "web_form"
     )
     assert new_sends == messaged_web > 0
+
+    # The daily review measured the model in use on its journey's recent leads (weekly, recorded).
+    [measured] = engine.leads.registry("uplift").drift
+    assert measured["version"] == 1 and measured["population"].endswith(f"leads of {JOURNEY} since 2026-03-12")
+    assert {p["characteristic"] for p in measured["psi"]} >= {"score", "source_channel"}
+    engine.clock.advance_to(engine.clock.now() + timedelta(days=3))
+    engine.run(until=engine.clock.now())
+    assert len(engine.leads.registry("uplift").drift) == 1  # not again within the week
+    engine.clock.advance_to(engine.clock.now() + timedelta(days=5))
+    engine.run(until=engine.clock.now())
+    assert len(engine.leads.registry("uplift").drift) == 2
+    [latest, _] = scores_report(engine)["monitoring"]
+    assert latest["kind"] == "uplift" and latest["journey"] == JOURNEY and latest["score_psi"] is not None
 
     # The experiments report measures the targeting in the holdout since the training.
     [split] = [s for s in experiments_report(engine)["splits"] if s["journey_id"] == JOURNEY]

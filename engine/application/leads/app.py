@@ -356,6 +356,12 @@ class Leads(Application[UUID]):
         self.reload_models()
         return number
 
+    def record_drift(self, kind: str, version: int, **measured: Any) -> None:
+        """Record a model's scheduled drift and calibration measurement on its registry."""
+        registry = self.registry(kind)
+        registry.drift_measured(version=version, at=self.clock.now(), **measured)
+        save_batch(self, [registry])
+
     def score_all(self, batch_size: int = 1000, progress: Any = None) -> int:
         """Score every lead with the registered models (after a new version); returns events recorded."""
         recorded = 0

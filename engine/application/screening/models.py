@@ -4,15 +4,16 @@ prospect list and measure drift. Training and model files are the ``ModelLab`` p
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import numpy as np
 
 from engine.application.engine import Engine
 from engine.application.ports import ModelLab, TrainedModel
 from engine.application.screening.datasets import Dataset, distribution, infer_kinds, score_values
-from engine.application.screening.training import training_rows, uplift_rows
+from engine.application.screening.training import RESPONSE_WINDOW_DAYS, training_rows, uplift_rows
 from engine.domain.journeys.journey import SplitStep
 from engine.domain.leads.facts import lead_facts
 from engine.domain.screening.model_registry import MODEL_KINDS, calibration_warnings, check_kind, score_kind
@@ -257,16 +258,25 @@ def score_dataset(
     return doc, [*id_cols, "probability", "score", "band", "reasons"], rows
 
 
-def drift(engine: Engine, kind: str, version: int | None, data: Dataset | None) -> dict[str, Any]:
-    """PSI of the score and of each characteristic: the population now (leads in the store, or a
-    CSV) against the training sample."""
+def drift(
+    engine: Engine, kind: str, version: int | None, data: Dataset | None, since: datetime | None = None
+) -> dict[str, Any]:
+    """PSI of the score and of each characteristic: the population now (leads in the store — with
+    ``since``, those captured since then — or a CSV) against the training sample."""
     entry, scorer = _load(engine, kind, version)
     if data is None:
         now = engine.clock.now()
-        rows = [
-            model_inputs(lead_facts(engine.leads.get_lead(i), now), entry["features"]) for i in engine.leads.lead_ids()
-        ]
-        source = f"{len(rows)} leads in the store"
+        journey = entry["training"].get("journey")
+        if journey:  # an uplift model serves its journey's leads: those assigned to its experiment
+            ids = [UUID(a["lead_id"]) for a in engine.funnel.split_assignments(journey)
+                   if since is None or datetime.fromisoformat(a["assigned_at"]) >= since]  # fmt: skip
+        else:
+            ids = list(engine.leads.lead_ids())
+        leads = [engine.leads.get_lead(i) for i in dict.fromkeys(ids)]
+        leads = [lead for lead in leads if not lead.erased and (journey or since is None or lead.captured_at >= since)]
+        rows = [model_inputs(lead_facts(lead, now), entry["features"]) for lead in leads]
+        whose = f"leads of {journey}" if journey else "leads in the store"
+        source = f"{len(rows)} {whose}" + (f" since {since.date()}" if since else "")
     else:
         rows, source = data.rows, f"{len(data.rows)} rows of {data.source}"
     if not rows:
@@ -280,3 +290,78 @@ def drift(engine: Engine, kind: str, version: int | None, data: Dataset | None) 
         value = psi(spec["counts"], distribution(column, spec))
         out.append({"characteristic": name, "psi": round(value, 4), "verdict": psi_verdict(value)})
     return {"kind": kind, "version": entry["version"], "population": source, "psi": out}
+
+
+#: How often the worker measures each model in use, the population it measures (leads captured
+#: in the last ``MONITOR_WINDOW``) and the fewest leads worth measuring.
+MONITOR_EVERY = timedelta(days=7)
+MONITOR_WINDOW = timedelta(days=30)
+MONITOR_MIN_LEADS = 50
+
+
+def monitor(engine: Engine, force: bool = False) -> list[dict[str, Any]]:
+    """The scheduled model monitoring (the daily review runs it; ``huoke model monitor`` now):
+    each model in use whose drift was last measured ``MONITOR_EVERY`` ago or never is measured on
+    the leads captured in the last ``MONITOR_WINDOW`` (PSI against its training sample), and a
+    propensity model also on the outcomes settled since (calibration by band); each measurement is
+    recorded on its registry (``ModelRegistry.DriftMeasured``). Returns what was measured."""
+    if engine.leads.models is None:
+        return []
+    now = engine.clock.now()
+    out = []
+    for kind in MODEL_KINDS:
+        registry = engine.leads.registry(kind)
+        for entry in registry.in_use().values():
+            last = registry.last_measured(entry["version"])
+            if not force and last is not None and now - last < MONITOR_EVERY:
+                continue
+            doc = drift(engine, kind, entry["version"], None, since=now - MONITOR_WINDOW)
+            if int(doc["population"].split()[0]) < MONITOR_MIN_LEADS:
+                continue
+            calibration = _recent_calibration(engine, kind, entry["version"], now) if kind == "propensity" else []
+            engine.leads.record_drift(
+                kind, entry["version"], population=doc["population"], psi=doc["psi"], calibration=calibration
+            )
+            out.append({**doc, "calibration": calibration, "journey": entry["training"].get("journey")})
+    return out
+
+
+def _recent_calibration(engine: Engine, kind: str, version: int, now: datetime) -> list[dict[str, Any]]:
+    """Predicted against observed per band on the outcomes settled in the last window."""
+    _, scorer = _load(engine, kind, version)
+    data = dataset_from_store(engine, kind)
+    recent = np.array([i for i, t in enumerate(data.times or []) if t >= now - MONITOR_WINDOW - RESPONSE_WINDOW])
+    if len(recent) < MONITOR_MIN_LEADS:
+        return []
+    data = data.subset(recent)
+    return list(lab_of(engine).evaluate(data.y, scorer.score_many(data.rows))["calibration"])
+
+
+RESPONSE_WINDOW = timedelta(days=RESPONSE_WINDOW_DAYS)
+
+
+def monitoring_history(engine: Engine) -> list[dict[str, Any]]:
+    """Every recorded measurement of every model, oldest first: drift and calibration over time."""
+    out = []
+    for kind in MODEL_KINDS:
+        registry = engine.leads.registry(kind)
+        journeys = {v["version"]: v["training"].get("journey") for v in registry.versions}
+        for d in registry.drift:
+            score = next((p for p in d["psi"] if p["characteristic"] == "score"), None)
+            moved = [
+                p["characteristic"] for p in d["psi"] if p["verdict"] != "stable" and p["characteristic"] != "score"
+            ]
+            out.append(
+                {
+                    "kind": kind,
+                    "journey": journeys.get(d["version"]),
+                    "version": d["version"],
+                    "at": d["at"].isoformat(),
+                    "population": d["population"],
+                    "score_psi": None if score is None else score["psi"],
+                    "verdict": None if score is None else score["verdict"],
+                    "moved": moved,
+                    "calibration_off": calibration_warnings(d["calibration"]),
+                }
+            )
+    return sorted(out, key=lambda r: r["at"])

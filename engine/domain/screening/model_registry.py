@@ -48,10 +48,22 @@ class ModelRegistry(Aggregate):
         trained_by: str
         at: datetime
 
+    class DriftMeasured(Aggregate.Event):
+        """A model in use measured on today's population (the scheduled monitoring): PSI of its
+        score and characteristics against its training sample, and its calibration on the
+        latest settled outcomes (empty when too few)."""
+
+        version: int
+        population: str
+        psi: list[JSONDict]
+        calibration: list[JSONDict]
+        at: datetime
+
     @event(Opened)
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.versions: list[JSONDict] = []
+        self.drift: list[JSONDict] = []
 
     @staticmethod
     def create_id(kind: str, **_: Any) -> UUID:
@@ -114,6 +126,22 @@ class ModelRegistry(Aggregate):
                 "at": at,
             }
         )
+
+    def drift_measured(
+        self, version: int, population: str, psi: list[JSONDict], calibration: list[JSONDict], at: datetime
+    ) -> None:
+        self._drift_measured(version=version, population=population, psi=psi, calibration=calibration, at=at)
+
+    @event(DriftMeasured)
+    def _drift_measured(
+        self, version: int, population: str, psi: list[JSONDict], calibration: list[JSONDict], at: datetime
+    ) -> None:
+        self.drift.append({"version": version, "population": population, "psi": psi, "calibration": calibration,
+                           "at": at})  # fmt: skip
+
+    def last_measured(self, version: int) -> datetime | None:
+        """When a version's drift was last measured (None: never)."""
+        return max((d["at"] for d in self.drift if d["version"] == version), default=None)
 
     @property
     def next_version(self) -> int:
