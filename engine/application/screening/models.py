@@ -313,9 +313,12 @@ def monitor(engine: Engine, force: bool = False) -> list[dict[str, Any]]:
         registry = engine.leads.registry(kind)
         for entry in registry.in_use().values():
             last = registry.last_measured(entry["version"])
-            if not force and last is not None and now - last < MONITOR_EVERY:
+            if not entry["reference"].get("score") or (not force and last and now - last < MONITOR_EVERY):
+                continue  # a model registered without a training sample has nothing to drift from
+            try:
+                doc = drift(engine, kind, entry["version"], None, since=now - MONITOR_WINDOW)
+            except HuokeError:  # too few leads yet, or its file is gone: nothing to record
                 continue
-            doc = drift(engine, kind, entry["version"], None, since=now - MONITOR_WINDOW)
             if int(doc["population"].split()[0]) < MONITOR_MIN_LEADS:
                 continue
             calibration = _recent_calibration(engine, kind, entry["version"], now) if kind == "propensity" else []
