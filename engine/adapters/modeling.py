@@ -11,6 +11,7 @@ The data they train on is ``application.screening.datasets.Dataset``; the files 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -225,18 +226,37 @@ def _one_thread() -> Any:
 
 
 def train_credit(data: Dataset, holdout: float = 0.3) -> Trained:
-    """A credit pre-screen scorecard: WOE binning + logistic regression, as a points table."""
+    """A credit pre-screen scorecard: WOE binning + logistic regression, as a points table whose
+    probabilities are calibrated out of time (Platt scaling of the score on the latest 20% of the
+    training window, which the points were not fitted on: the bad rate moves with the economy,
+    the ranking much less), unless that window holds too few outcomes."""
     check_trainable(data, data.source)
     split = time_split(data, holdout)
-    train = data.subset(split.train)
+    fit, recent = _fit_and_calibration(data, split)
     kinds = tuple(data.kinds[c] for c in data.columns)
     pipeline = Pipeline([("woe", WoeBinning(kinds)), ("logit", LogisticRegression(C=1.0, max_iter=1000))])
+    how = "WOE binning + logistic regression, points 600 @ 50:1, PDO 20"
     with _one_thread():
-        pipeline.fit(train.matrix(), train.y)
+        pipeline.fit(fit.matrix(), fit.y)
         card = scorecard_from(pipeline, data.columns)
-        return _trained(
-            "credit", data, split, pipeline, card, "WOE binning + logistic regression, points 600 @ 50:1, PDO 20"
-        )
+        if recent is not None:
+            scores = np.array([[(s.score or 0) - OFFSET] for s in card.score_many(recent.rows)]) / FACTOR
+            platt = LogisticRegression(C=1e6, max_iter=1000).fit(scores, recent.y)
+            card = dataclasses.replace(card, calibration=(float(platt.coef_[0][0]), float(platt.intercept_[0])))
+            how += f", probabilities calibrated (Platt) on the latest {len(recent.rows)} rows of the training window"
+        trained = _trained("credit", data, split, pipeline, card, how)
+    trained.training["calibration_rows"] = len(recent.rows) if recent is not None else 0
+    return trained
+
+
+def _fit_and_calibration(data: Dataset, split: Split) -> tuple[Dataset, Dataset | None]:
+    """The training window's earlier rows to fit on and its latest ``CALIBRATION_SHARE`` to
+    calibrate on; or all of it and None when either part holds too few of an outcome."""
+    cut = round(len(split.train) * (1 - CALIBRATION_SHARE))
+    fit, recent = data.subset(split.train[:cut]), data.subset(split.train[cut:])
+    if _too_few(recent.y) or _too_few(fit.y):
+        return data.subset(split.train), None
+    return fit, recent
 
 
 def _trained(kind: str, data: Dataset, split: Split, pipeline: Pipeline, scorer: Any, method: str) -> Trained:
@@ -341,12 +361,7 @@ def train_propensity(data: Dataset, holdout: float = 0.3) -> Trained:
     training window's quantiles. Evaluated on the later test window, as every model."""
     check_trainable(data, data.source)
     split = time_split(data, holdout)
-    cut = round(len(split.train) * (1 - CALIBRATION_SHARE))
-    fit_rows, calibration_rows = split.train[:cut], split.train[cut:]
-    fit = data.subset(fit_rows)
-    recent: Dataset | None = data.subset(calibration_rows)
-    if recent is None or _too_few(recent.y) or _too_few(fit.y):  # too few outcomes to calibrate: fit on all
-        fit, recent = data.subset(split.train), None
+    fit, recent = _fit_and_calibration(data, split)
     numeric = [j for j, c in enumerate(data.columns) if data.kinds[c] == "numeric"]
     categorical = [j for j, c in enumerate(data.columns) if data.kinds[c] != "numeric"]
     prep = ColumnTransformer(
@@ -377,9 +392,9 @@ def train_propensity(data: Dataset, holdout: float = 0.3) -> Trained:
     )
     how = "impute + one-hot + histogram gradient boosting"
     if recent is not None:
-        how += f", calibrated (isotonic) on the latest {len(calibration_rows)} rows of the training window"
+        how += f", calibrated (isotonic) on the latest {len(recent.rows)} rows of the training window"
     trained = _trained("propensity", data, split, pipeline, scorer, how)
-    trained.training["calibration_rows"] = len(calibration_rows) if recent is not None else 0
+    trained.training["calibration_rows"] = len(recent.rows) if recent is not None else 0
     return trained
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import random
@@ -71,7 +72,28 @@ def test_a_scorecards_points_add_up_to_its_probability(credit: object) -> None:
         scored = card.score(row)
         assert scored.score == round(points)
         assert score_to_probability(points) == pytest.approx(p, abs=1e-9)  # the pipeline's own probability
-        assert scored.probability == pytest.approx(p, abs=1e-9)
+        # The probability it reports is the points' odds, calibrated on the latest training rows.
+        assert scored.probability == pytest.approx(card.probability(points), abs=1e-12)
+        uncalibrated = dataclasses.replace(card, calibration=None)
+        assert uncalibrated.score(row).probability == pytest.approx(p, abs=1e-9)
+
+
+def test_the_credit_scorecard_is_calibrated_out_of_time_and_its_points_stay() -> None:
+    """On data whose bad rate climbs, the scorecard's Platt scaling (fitted on the latest fifth of
+    its training window) brings its later-window probabilities much closer to what happened than
+    the points' own odds, and survives its JSON file; the points and bands are the points table's."""
+    data = _drifting(6000)
+    trained = train_credit(data)
+    card: Scorecard = trained.scorer  # type: ignore[attr-defined]
+    assert card.calibration is not None and "calibrated (Platt)" in trained.training["method"]
+    test = data.subset(time_split(data).test)
+    observed = float(test.y.mean())
+    calibrated = float(np.mean([s.probability for s in card.score_many(test.rows)]))
+    raw = float(np.mean([s.probability for s in dataclasses.replace(card, calibration=None).score_many(test.rows)]))
+    assert abs(calibrated - observed) < abs(raw - observed) / 2, (calibrated, raw, observed)
+    again = Scorecard.from_json(card.to_json())
+    assert again.calibration == card.calibration
+    assert [s.score for s in again.score_many(test.rows[:50])] == [s.score for s in card.score_many(test.rows[:50])]
 
 
 def test_reason_codes_name_the_characteristics_furthest_below_their_best(credit: object) -> None:

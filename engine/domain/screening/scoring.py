@@ -207,6 +207,18 @@ class Scorecard:
     bands: tuple[Band, ...] = DEFAULT_SCORE_BANDS
     target: str = "bad"
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Platt scaling fitted on a later window than the points (slope, intercept on the score's
+    #: log-odds): the probability of going bad follows recent outcomes while the points, the
+    #: bands and the reason codes stay as the points table says. None: the scaling's own odds.
+    calibration: tuple[float, float] | None = None
+
+    def probability(self, score: float) -> float:
+        """The probability of going bad for a score (calibrated when the scorecard is)."""
+        if self.calibration is None:
+            return score_to_probability(score)
+        slope, intercept = self.calibration
+        z = slope * (score - OFFSET) / FACTOR + intercept
+        return 1.0 / (1.0 + math.exp(-max(-700.0, min(700.0, z))))
 
     @property
     def features(self) -> list[str]:
@@ -241,7 +253,7 @@ class Scorecard:
             for _, n, c, b in shortfalls[:MAX_REASONS]
         )
         return Scored(
-            probability=score_to_probability(total),
+            probability=self.probability(total),
             score=round(total),
             band=band_of(self.bands, total),
             reasons=reasons,
@@ -269,7 +281,9 @@ class Scorecard:
                 for c in self.characteristics
             ],
             "meta": self.meta,
-        }
+            **({"calibration": {"slope": self.calibration[0], "intercept": self.calibration[1]}}
+               if self.calibration else {}),
+        }  # fmt: skip
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Scorecard:
@@ -290,7 +304,9 @@ class Scorecard:
         )
         refuse_prohibited(c.name for c in chars)
         bands = tuple(Band(b["id"], float("-inf") if b["min"] is None else float(b["min"])) for b in doc["bands"])
-        return cls(chars, bands, doc.get("target", "bad"), dict(doc.get("meta") or {}))
+        calibration = doc.get("calibration")  # scorecards from before calibration have none
+        platt = (float(calibration["slope"]), float(calibration["intercept"])) if calibration else None
+        return cls(chars, bands, doc.get("target", "bad"), dict(doc.get("meta") or {}), platt)
 
 
 def _shown(value: Any, b: Bin) -> str:
