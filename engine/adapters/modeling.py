@@ -49,8 +49,11 @@ from engine.domain.shared.errors import TrainingError
 
 MIN_ROWS = 200
 MIN_CLASS = 20
-#: The latest share of the training window a propensity model is calibrated on (never fitted on).
+#: The latest share of the training window a model is calibrated on (never fitted on).
 CALIBRATION_SHARE = 0.2
+#: Isotonic calibration from this many calibration rows; Platt scaling below (scikit-learn's
+#: advice: isotonic regression overfits small calibration sets).
+ISOTONIC_MIN_ROWS = 1000
 
 
 # ---- the later-window holdout ---------------------------------------------------------------
@@ -327,7 +330,7 @@ class PipelineScorer:
         columns: list[str],
         kinds: dict[str, str],
         bands: Sequence[Band],
-        calibrator: IsotonicRegression | None = None,
+        calibrator: IsotonicRegression | LogisticRegression | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.columns = columns
@@ -346,7 +349,9 @@ class PipelineScorer:
             return []
         with _one_thread():
             probabilities = self.pipeline.predict_proba(to_matrix(rows, self.columns, self.kinds))[:, 1]
-            if self.calibrator is not None:
+            if isinstance(self.calibrator, LogisticRegression):  # Platt: on the raw log-odds
+                probabilities = self.calibrator.predict_proba(_log_odds(probabilities))[:, 1]
+            elif self.calibrator is not None:
                 probabilities = self.calibrator.predict(probabilities)
         return [float(p) for p in probabilities]
 
@@ -376,12 +381,15 @@ def train_propensity(data: Dataset, holdout: float = 0.3) -> Trained:
     )
     model = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05, max_leaf_nodes=15, random_state=0)
     pipeline = Pipeline([("prep", prep), ("model", model)])
-    calibrator = None
+    calibrator: IsotonicRegression | LogisticRegression | None = None
     with _one_thread():
         pipeline.fit(fit.matrix(), fit.y)
         if recent is not None:
-            calibrator = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
-            calibrator.fit(pipeline.predict_proba(recent.matrix())[:, 1], recent.y)
+            raw = pipeline.predict_proba(recent.matrix())[:, 1]
+            if len(recent.rows) >= ISOTONIC_MIN_ROWS:
+                calibrator = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, recent.y)
+            else:  # isotonic steps overfit a small window (a band predicted 0% that applied 11%)
+                calibrator = LogisticRegression(C=1e6, max_iter=1000).fit(_log_odds(raw), recent.y)
     scorer = PipelineScorer(pipeline, data.columns, data.kinds, (), calibrator)
     p_train = np.asarray(scorer.probabilities(data.subset(split.train).rows))
     # Bands by rank in the training window: the top 20% high, the next 30% medium, the rest low.
@@ -392,10 +400,16 @@ def train_propensity(data: Dataset, holdout: float = 0.3) -> Trained:
     )
     how = "impute + one-hot + histogram gradient boosting"
     if recent is not None:
-        how += f", calibrated (isotonic) on the latest {len(recent.rows)} rows of the training window"
+        method = "isotonic" if isinstance(calibrator, IsotonicRegression) else "Platt"
+        how += f", calibrated ({method}) on the latest {len(recent.rows)} rows of the training window"
     trained = _trained("propensity", data, split, pipeline, scorer, how)
     trained.training["calibration_rows"] = len(recent.rows) if recent is not None else 0
     return trained
+
+
+def _log_odds(p: NDArray[Any]) -> NDArray[np.float64]:
+    q = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    return np.log(q / (1 - q))[:, None]
 
 
 def _too_few(y: NDArray[Any]) -> bool:

@@ -135,6 +135,8 @@ def _monitoring_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
             **m,
             "day": m["at"][:10],
             "model": f"{m['kind']} v{m['version']}" + (f" ({m['journey']})" if m["journey"] else ""),
+            "leads": int(m["population"].split()[0]),
+            "drift": m["verdict"],
             "moved": ", ".join(m["moved"]) or "none",
             "calibration_off": "; ".join(m["calibration_off"]) or "ok",
         }
@@ -286,6 +288,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]], l
                 **m,
                 "day": m["at"][:10],
                 "model": f"{m['kind']} v{m['version']}" + (f" ({m['journey']})" if m["journey"] else ""),
+                "leads": int(m["population"].split()[0]),
+                "drift": m["verdict"],
                 "moved": ", ".join(m["moved"]) or "none",
                 "calibration_off": "; ".join(m["calibration_off"]) or "ok",
             }
@@ -294,9 +298,9 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]], l
         [
             ("day", "measured"),
             ("model", "model"),
-            ("population", "population"),
+            ("leads", "leads (30 days)"),
             ("score_psi", "score PSI"),
-            ("verdict", "verdict"),
+            ("drift", "drift"),
             ("moved", "characteristics moved"),
             ("calibration_off", "calibration on recent outcomes"),
         ],
