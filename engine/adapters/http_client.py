@@ -1,11 +1,12 @@
-"""huoke's outbound HTTP client for URLs that are data (webhook subscriptions): it calls only
-public addresses. A URL is resolved, and refused when any address it resolves to is loopback,
-private, link-local (the cloud metadata service at 169.254.169.254), multicast, reserved or
-otherwise not global — written as a name, a dotted or decimal IPv4, or an IPv4-mapped IPv6
-address alike — unless ``HUOKE_OUTBOUND_ALLOW`` names its host or network. The check runs
-again at every request and the connection goes to the very address checked (a name that
-resolves to a public address for the check and an internal one a moment later — DNS
-rebinding — gets nowhere). Redirects are never followed: a 3xx is the answer."""
+"""huoke's one outbound HTTP client (``request``): the SMS provider, the webhook channel and
+webhook subscriptions all POST through it. For URLs that are data (webhook subscriptions) it is
+given an ``OutboundPolicy`` and calls only public addresses: a URL is resolved, and refused when
+any address it resolves to is loopback, private, link-local (the cloud metadata service at
+169.254.169.254), multicast, reserved or otherwise not global — written as a name, a dotted or
+decimal IPv4, or an IPv4-mapped IPv6 address alike — unless ``HUOKE_OUTBOUND_ALLOW`` names its
+host or network. The check runs again at every request and the connection goes to the very
+address checked (a name that resolves to a public address for the check and an internal one a
+moment later — DNS rebinding — gets nowhere). Redirects are never followed: a 3xx is the answer."""
 
 from __future__ import annotations
 
@@ -96,21 +97,48 @@ def resolve(host: str, port: int) -> list[Address]:
     return found
 
 
-def post(policy: OutboundPolicy, url: str, body: bytes, headers: dict[str, str], timeout: float = 10.0) -> int:
-    """POST ``body`` to ``url`` if the policy allows its address now; the HTTP status (no
-    redirect is followed). Raises ``OutboundRefusedError``, or ``OSError`` when nothing answered."""
-    scheme, host, port, address = policy.target(url)
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    body: bytes
+
+
+def request(
+    url: str,
+    body: bytes | None,
+    headers: dict[str, str],
+    timeout: float = 10.0,
+    policy: OutboundPolicy | None = None,
+) -> HttpResponse:
+    """POST ``body`` to ``url`` (GET when there is no body): the status and body of the
+    answer, whatever the status (no redirect is followed). With a ``policy`` (a URL that is data)
+    only an address the policy allows now is called, and the connection goes to the very address
+    checked; without one the URL is the lender's own configuration. Raises ``OutboundRefusedError``, or ``OSError`` when
+    nothing answered (refused, unreachable, timed out)."""
     parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OutboundRefusedError(f"{url!r} is not an http(s) URL with a host")
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection: Any = cls(parts.hostname, parts.port, timeout=timeout)
+    if policy is not None:
+        _, _, port, address = policy.target(url)
+
+        def pinned(_: Any, timeout: Any = None, source: Any = None) -> socket.socket:
+            return socket.create_connection((str(address), port), timeout, source)
+
+        connection._create_connection = pinned  # connect to the address checked; TLS still checks the host name
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-    connection: Any = cls(host, port, timeout=timeout)
-
-    def pinned(_: Any, timeout: Any = None, source: Any = None) -> socket.socket:
-        return socket.create_connection((str(address), port), timeout, source)
-
-    connection._create_connection = pinned  # connect to the address checked; TLS still checks the host name
     try:
-        connection.request("POST", path, body=body, headers={"Host": parts.netloc.rpartition("@")[2], **headers})
-        return int(connection.getresponse().status)
+        method = "GET" if body is None else "POST"
+        connection.request(method, path, body=body, headers={"Host": parts.netloc.rpartition("@")[2], **headers})
+        answer = connection.getresponse()
+        return HttpResponse(int(answer.status), answer.read())
+    except http.client.HTTPException as e:  # a garbled answer: as if nothing usable answered
+        raise OSError(f"{type(e).__name__}: {e}") from None
     finally:
         connection.close()
+
+
+def post(policy: OutboundPolicy, url: str, body: bytes, headers: dict[str, str], timeout: float = 10.0) -> int:
+    """POST to a URL that is data (a webhook subscription): the HTTP status."""
+    return request(url, body, headers, timeout, policy).status

@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 import urllib.parse
-import urllib.request
 import zlib
 from uuid import UUID
 
@@ -20,6 +19,7 @@ import aiosmtplib
 
 from engine.adapters.email_message import build_email
 from engine.adapters.email_message import message_id as build_message_id
+from engine.adapters.http_client import OutboundRefusedError, request
 from engine.adapters.rate_limit import RateLimiter
 from engine.application.ports import OutgoingMessage, Progress, SendResult
 
@@ -74,9 +74,11 @@ class SmtpEmailChannel:
         message_id = build_message_id(send_id, self.sender_email).strip("<>")
         query = urllib.parse.urlencode({"query": f"message-id:{message_id}"})
         try:
-            with urllib.request.urlopen(f"{self.reconcile_url}/api/v1/search?{query}", timeout=10) as r:  # noqa: S310
-                found = int(json.loads(r.read()).get("messages_count", 0))
-        except (OSError, ValueError) as e:
+            answer = request(f"{self.reconcile_url}/api/v1/search?{query}", None, {"Accept": "application/json"})
+            if answer.status != 200:
+                raise ValueError(f"the search API answered HTTP {answer.status}")
+            found = int(json.loads(answer.body).get("messages_count", 0))
+        except (OSError, ValueError, OutboundRefusedError) as e:
             raise ConnectionError(
                 f"cannot reconcile in-doubt e-mail {message_id} with {self.reconcile_url}: {e}"
             ) from e

@@ -9,14 +9,14 @@ from __future__ import annotations
 import base64
 import json
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
+from http import HTTPStatus
 from uuid import UUID
 
 from twilio.request_validator import RequestValidator
 
+from engine.adapters.http_client import OutboundRefusedError, request
 from engine.adapters.rate_limit import RateLimiter
 from engine.application.ports import OutgoingMessage, Progress, SendResult, send_each
 
@@ -75,30 +75,26 @@ class TwilioSmsChannel:
         fields = {"To": m.to, "From": self.from_number, "Body": m.body.text.strip()}
         if self.status_callback:
             fields["StatusCallback"] = f"{self.status_callback}?send_id={m.send_id}"
-        request = urllib.request.Request(  # noqa: S310 - the scheme is checked in __init__
-            self.url,
-            data=urllib.parse.urlencode(fields).encode(),
-            method="POST",
-            headers={
-                "Authorization": self.auth,
-                "Content-Type": "application/x-www-form-urlencoded",
-                "I-Twilio-Idempotency-Token": str(m.send_id),
-            },
-        )
+        headers = {
+            "Authorization": self.auth,
+            "Content-Type": "application/x-www-form-urlencoded",
+            "I-Twilio-Idempotency-Token": str(m.send_id),
+        }
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                sid = json.loads(response.read() or b"{}").get("sid", "")
-                return SendResult(m.send_id, True, provider_ref=f"twilio:{sid}")
-        except urllib.error.HTTPError as e:
-            try:
-                detail = json.loads(e.read() or b"{}")
-            except ValueError:
-                detail = {}
-            code = int(detail.get("code") or 0)
-            reason = f"SMS provider HTTP {e.code}: {detail.get('message') or e.reason} (code {code})"
-            if e.code == 401:
-                reason += "; check HUOKE_TWILIO_ACCOUNT_SID / HUOKE_TWILIO_AUTH_TOKEN"
-            permanent = code in PERMANENT_CODES or (400 <= e.code < 500 and e.code not in (401, 429))
-            return SendResult(m.send_id, False, reason=reason, permanent=permanent)
-        except (urllib.error.URLError, TimeoutError, OSError) as e:
+            answer = request(self.url, urllib.parse.urlencode(fields).encode(), headers, self.timeout)
+        except (OSError, OutboundRefusedError) as e:
             return SendResult(m.send_id, False, reason=f"SMS provider unreachable: {e}", unreachable=True)
+        try:
+            detail = json.loads(answer.body or b"{}")
+        except ValueError:
+            detail = {}
+        detail = detail if isinstance(detail, dict) else {}
+        if 200 <= answer.status < 300:
+            return SendResult(m.send_id, True, provider_ref=f"twilio:{detail.get('sid', '')}")
+        code = int(detail.get("code") or 0)
+        status = HTTPStatus(answer.status).phrase if answer.status in HTTPStatus._value2member_map_ else ""
+        reason = f"SMS provider HTTP {answer.status}: {detail.get('message') or status} (code {code})"
+        if answer.status == 401:
+            reason += "; check HUOKE_TWILIO_ACCOUNT_SID / HUOKE_TWILIO_AUTH_TOKEN"
+        permanent = code in PERMANENT_CODES or (400 <= answer.status < 500 and answer.status not in (401, 429))
+        return SendResult(m.send_id, False, reason=reason, permanent=permanent)

@@ -5,10 +5,9 @@ The send id travels as the Idempotency-Key header, so the receiver can drop a re
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from uuid import UUID
 
+from engine.adapters.http_client import OutboundRefusedError, request
 from engine.application.ports import OutgoingMessage, Progress, SendResult, send_each
 
 RETRYABLE = {408, 425, 429}
@@ -32,21 +31,16 @@ class WebhookChannel:
         send_each(messages, progress, self._post)
 
     def _post(self, m: OutgoingMessage) -> SendResult:
-        request = urllib.request.Request(  # noqa: S310 - the scheme is checked in __init__
-            self.url,
-            data=m.body.text.encode(),
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "Idempotency-Key": str(m.send_id),
-                "X-Huoke-Send-Id": str(m.send_id),
-            },
-        )
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": str(m.send_id),
+            "X-Huoke-Send-Id": str(m.send_id),
+        }
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                return SendResult(m.send_id, True, provider_ref=f"HTTP {response.status}")
-        except urllib.error.HTTPError as e:
-            permanent = 400 <= e.code < 500 and e.code not in RETRYABLE
-            return SendResult(m.send_id, False, reason=f"webhook answered HTTP {e.code}", permanent=permanent)
-        except (urllib.error.URLError, TimeoutError, OSError) as e:
+            answer = request(self.url, m.body.text.encode(), headers, self.timeout)
+        except (OSError, OutboundRefusedError) as e:
             return SendResult(m.send_id, False, reason=f"webhook unreachable: {e}", unreachable=True)
+        if 200 <= answer.status < 300:
+            return SendResult(m.send_id, True, provider_ref=f"HTTP {answer.status}")
+        permanent = 400 <= answer.status < 500 and answer.status not in RETRYABLE
+        return SendResult(m.send_id, False, reason=f"webhook answered HTTP {answer.status}", permanent=permanent)

@@ -40,17 +40,16 @@ def test_the_domain_is_organised_by_bounded_context() -> None:
 PERSISTENCE = ("eventsourcing.persistence", "eventsourcing.sqlite", "eventsourcing.postgres", "psycopg", "sqlite3")
 
 
-def test_only_the_event_store_package_imports_the_persistence_modules() -> None:
-    """One seam: outside ``engine.eventstore`` no module imports eventsourcing's persistence,
-    SQLite or PostgreSQL modules, psycopg or sqlite3, at the top or inside a function (the import
-    contract covers the drivers; eventsourcing's submodules are checked here)."""
+def _importers(prefixes: tuple[str, ...], allowed: str) -> list[str]:
+    """Every import of a module starting with one of ``prefixes`` in engine and projections, at
+    the top or inside a function, outside the file or package ``allowed``."""
     import ast
     from pathlib import Path
 
     root = Path(engine.__file__).parent.parent
     found = []
     for path in [*root.glob("engine/**/*.py"), *root.glob("projections/**/*.py")]:
-        if path.is_relative_to(root / "engine" / "eventstore"):
+        if path.is_relative_to(root / allowed):
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = (
@@ -60,8 +59,21 @@ def test_only_the_event_store_package_imports_the_persistence_modules() -> None:
                 if isinstance(node, ast.ImportFrom)
                 else []
             )
-            found += [f"{path.relative_to(root)}: {n}" for n in names if n.startswith(PERSISTENCE)]
-    assert found == []
+            found += [f"{path.relative_to(root)}: {n}" for n in names if n.startswith(prefixes)]
+    return found
+
+
+def test_only_the_event_store_package_imports_the_persistence_modules() -> None:
+    """One seam: outside ``engine.eventstore`` no module imports eventsourcing's persistence,
+    SQLite or PostgreSQL modules, psycopg or sqlite3 (the import contract covers the drivers;
+    eventsourcing's submodules are checked here)."""
+    assert _importers(PERSISTENCE, "engine/eventstore") == []
+
+
+def test_one_http_client_makes_every_outbound_request() -> None:
+    """The SMS provider, the webhook channel, webhook subscriptions and the reconcile search all
+    go through ``adapters.http_client`` (there were two urllib clients beside it)."""
+    assert _importers(("urllib.request", "http.client", "requests", "httpx"), "engine/adapters/http_client.py") == []
 
 
 #: All the domain may import besides the standard library and itself: eventsourcing's aggregate
