@@ -409,7 +409,8 @@ def train_propensity(data: Dataset, holdout: float = 0.3) -> Trained:
 
 def _log_odds(p: NDArray[Any]) -> NDArray[np.float64]:
     q = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
-    return np.log(q / (1 - q))[:, None]
+    odds: NDArray[np.float64] = np.log(q / (1 - q))[:, None]
+    return odds
 
 
 def _too_few(y: NDArray[Any]) -> bool:
