@@ -13,7 +13,7 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -139,6 +139,15 @@ def request(
         connection.close()
 
 
-def post(policy: OutboundPolicy, url: str, body: bytes, headers: dict[str, str], timeout: float = 10.0) -> int:
-    """POST to a URL that is data (a webhook subscription): the HTTP status."""
-    return request(url, body, headers, timeout, policy).status
+@dataclass(frozen=True)
+class GuardedPoster:
+    """POSTs to URLs that are data (webhook subscriptions) under an ``OutboundPolicy``."""
+
+    policy: OutboundPolicy = field(default_factory=OutboundPolicy)
+    timeout: float = 10.0
+
+    def check(self, url: str) -> None:
+        self.policy.target(url)
+
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        return request(url, body, headers, self.timeout, self.policy).status

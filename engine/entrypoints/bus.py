@@ -17,9 +17,7 @@ data is never on the bus; subscribers look a lead up through the API.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +26,6 @@ from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from eventsourcing.utils import get_topic
 from faststream import AckPolicy, FastStream
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, PullSub
 from faststream.specification import AsyncAPI
@@ -36,10 +33,8 @@ from pydantic import BaseModel, Field
 
 from engine.adapters.json_input import MAX_DEPTH, JsonInputError, parse_json
 from engine.application.engine import Engine
+from engine.application.events_out import WireEvent, wire_event
 from engine.application.leads.app import UNKNOWN_LEAD
-from engine.domain.delivery.delivery import PII_FIELDS as DELIVERY_PII
-from engine.domain.journeys.enrolment import PII_FIELDS as ENROLMENT_PII
-from engine.domain.leads.lead import PII_FIELDS as LEAD_PII
 from engine.domain.shared.durations import backoff
 from engine.entrypoints.importing import ImportReport, import_leads, import_lifecycle
 from engine.eventstore import Tracking
@@ -94,26 +89,6 @@ def _fetch_times_out_as_nats_says() -> None:
 _fetch_times_out_as_nats_says()
 #: Events read from a log per relay round.
 RELAY_PAGE = 500
-#: Fields never published: personal data (sealed at rest) and the store's own bookkeeping.
-PERSONAL = {
-    get_topic(cls): set(fields) for reg in (LEAD_PII, DELIVERY_PII, ENROLMENT_PII) for cls, fields in reg.items()
-}
-BOOKKEEPING = {"originator_id", "originator_version", "timestamp", "originator_topic", "_sealed"}
-
-
-class WireEvent(BaseModel):
-    """What the relay publishes for each domain event (version 1)."""
-
-    schema_: str = Field("huoke.event/1", alias="schema")
-    id: str = Field(description="<aggregate id>:<version>, also the Nats-Msg-Id")
-    type: str = Field(description="Aggregate.Event, e.g. Lead.StageChanged")
-    aggregate: str
-    aggregate_id: str
-    version: int
-    log: str = Field(description="the huoke log it comes from: leads, journeys or deliveries")
-    position: int = Field(description="its position in that log")
-    at: str = Field(description="when it happened (ISO 8601)")
-    data: dict[str, Any] = Field(description="the event's fields, personal data left out")
 
 
 class DeadLetter(BaseModel):
@@ -144,32 +119,6 @@ def reference_of(item: Any) -> dict[str, str]:
     if isinstance(source, dict):
         found.update({f"source.{k}": source[k] for k in ("channel", "external_id") if isinstance(source.get(k), str)})
     return {k: str(v)[:200] for k, v in found.items()}
-
-
-def snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-def wire_event(app: Any, note: Any) -> tuple[str, WireEvent]:
-    """The subject and wire message of one stored event (a notification of ``app``'s log)."""
-    qualname = note.topic.partition(":")[2]
-    aggregate, _, event = qualname.partition(".")
-    state = app.mapper.transcoder.decode(note.state)
-    hidden = BOOKKEEPING | PERSONAL.get(note.topic, set())
-    data = {k: v for k, v in state.items() if k not in hidden}
-    at = data.get("at") or data.get("captured_at") or state.get("timestamp")
-    message = WireEvent(
-        id=f"{note.originator_id}:{note.originator_version}",
-        type=qualname,
-        aggregate=snake(aggregate),
-        aggregate_id=str(note.originator_id),
-        version=note.originator_version,
-        log=app.name.lower(),
-        position=note.id,
-        at=at.isoformat() if hasattr(at, "isoformat") else str(at),
-        data=json.loads(json.dumps(data, default=str)),
-    )
-    return f"{snake(aggregate)}.{snake(event)}", message
 
 
 @dataclass

@@ -91,15 +91,15 @@ app.add_typer(hooks_app, name="webhooks")
 
 
 def _webhooks(with_engine: bool = False) -> Any:
-    from engine.adapters.http_client import OutboundPolicy
+    from engine.adapters.http_client import GuardedPoster, OutboundPolicy
+    from engine.application.webhooks import Webhooks
     from engine.bootstrap import meta_for, vault_for
-    from engine.entrypoints.webhooks import Webhooks
 
     s = settings()
     policy = OutboundPolicy.parse(s.outbound_allow)
     engine = engine_for(s, journeys=False) if with_engine else None
     vault = engine.leads.vault if engine is not None else vault_for(s)  # signing secrets are sealed
-    return Webhooks(engine, meta_for(s), policy, vault=vault)
+    return Webhooks(engine, meta_for(s), GuardedPoster(policy), vault=vault)
 
 
 @hooks_app.command("add")

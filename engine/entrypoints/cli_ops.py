@@ -65,8 +65,8 @@ def db_init(as_json: JsonOpt = False) -> None:
 
 def _seal_webhook_secrets(s: Settings) -> None:
     """Stores from before: the webhooks' signing secrets are sealed under the master key."""
+    from engine.application.webhooks import Webhooks
     from engine.bootstrap import meta_for, vault_for
-    from engine.entrypoints.webhooks import Webhooks
 
     vault = vault_for(s)
     if vault is not None:

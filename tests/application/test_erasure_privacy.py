@@ -15,9 +15,9 @@ import pytest
 
 from engine.application.engine import Engine
 from engine.application.erasure import erase_lead
+from engine.application.events_out import wire_event
 from engine.application.leads.commands import LeadRef
 from engine.domain.shared.errors import HuokeError
-from engine.entrypoints.bus import wire_event
 from tests.conftest import POSTGRES_URL, MakeEngine, settings_of
 from tests.helpers import young_pro
 

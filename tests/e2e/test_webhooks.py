@@ -21,12 +21,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from engine.adapters.clock import VirtualClock
-from engine.adapters.http_client import OutboundPolicy
+from engine.adapters.http_client import GuardedPoster, OutboundPolicy
 from engine.application.engine import Engine
+from engine.application.webhooks import FIRST_BACKOFF, MAX_ATTEMPTS, Webhooks
 from engine.bootstrap import meta_for
 from engine.domain.shared.errors import HuokeError
 from engine.entrypoints.schemas import LeadRow
-from engine.entrypoints.webhooks import FIRST_BACKOFF, MAX_ATTEMPTS, Webhooks
 from tests.conftest import POSTGRES_URL, MakeEngine, base_settings
 
 
@@ -65,7 +65,9 @@ def hooks(make_engine: MakeEngine, tmp_path: Path, store: str, request: Any) -> 
     if store == "postgres":
         overrides["database_url"] = f"{POSTGRES_URL}?schema={request.getfixturevalue('pg_schema')}"
     # The receiver runs on loopback: the one internal address these subscriptions may reach.
-    return Webhooks(engine, meta_for(base_settings(tmp_path, **overrides)), OutboundPolicy.parse("127.0.0.1"))
+    return Webhooks(
+        engine, meta_for(base_settings(tmp_path, **overrides)), GuardedPoster(OutboundPolicy.parse("127.0.0.1"))
+    )
 
 
 def capture(engine: Engine, *ns: int) -> None:
@@ -149,14 +151,18 @@ INTERNAL = [
 def test_a_subscription_to_an_internal_address_is_refused(
     make_engine: MakeEngine, tmp_path: Path, url: str, why: str
 ) -> None:
-    hooks = Webhooks(make_engine(), meta_for(base_settings(tmp_path)))
+    hooks = Webhooks(make_engine(), meta_for(base_settings(tmp_path)), GuardedPoster())
     with pytest.raises(HuokeError, match=why):
         hooks.add("crm", url, ["*"])
     assert hooks.subscriptions() == []
 
 
 def test_an_allowed_internal_network_may_be_subscribed(make_engine: MakeEngine, tmp_path: Path) -> None:
-    hooks = Webhooks(make_engine(), meta_for(base_settings(tmp_path)), OutboundPolicy.parse("10.0.0.0/8, crm.internal"))
+    hooks = Webhooks(
+        make_engine(),
+        meta_for(base_settings(tmp_path)),
+        GuardedPoster(OutboundPolicy.parse("10.0.0.0/8, crm.internal")),
+    )
     hooks.add("crm", "http://10.1.2.3/hook", ["*"])
     assert [h["name"] for h in hooks.subscriptions()] == ["crm"]
 
@@ -178,7 +184,7 @@ def test_delivery_checks_the_address_again_and_never_follows_a_redirect(
         return real(answers.get(host, host), *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", fake_dns)
-    public = Webhooks(hooks.engine, hooks.meta)  # no internal address allowed
+    public = Webhooks(hooks.engine, hooks.meta, GuardedPoster())  # no internal address allowed
     port = receiver.split(":")[2].split("/", maxsplit=1)[0]
     public.add("rebound", f"http://hooks.example:{port}/hooks", ["Lead.Captured"])
     answers["hooks.example"] = "127.0.0.1"
@@ -196,9 +202,9 @@ def test_signing_secrets_are_sealed_at_rest(
 ) -> None:
     engine = make_engine()
     meta = meta_for(base_settings(tmp_path))
-    plain = Webhooks(engine, meta, OutboundPolicy.parse("127.0.0.1"))  # as huoke stored them before
+    plain = Webhooks(engine, meta, GuardedPoster(OutboundPolicy.parse("127.0.0.1")))  # as huoke stored them before
     old_secret = plain.add("old", receiver, ["Lead.Captured"])
-    hooks = Webhooks(engine, meta, OutboundPolicy.parse("127.0.0.1"), vault=engine.leads.vault)
+    hooks = Webhooks(engine, meta, GuardedPoster(OutboundPolicy.parse("127.0.0.1")), vault=engine.leads.vault)
     secret = hooks.add("new", receiver, ["Lead.Captured"])
     assert hooks.seal_stored_secrets() == 1 and hooks.seal_stored_secrets() == 0  # what db init does
     stored = b"".join(p.read_bytes() for p in (tmp_path / "data").iterdir() if p.is_file())

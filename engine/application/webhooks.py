@@ -17,28 +17,32 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
-from engine.adapters.http_client import OutboundPolicy, OutboundRefusedError
-from engine.adapters.http_client import post as http_post
 from engine.application.engine import Engine
+from engine.application.events_out import wire_event
 from engine.domain.shared.durations import backoff
 from engine.domain.shared.errors import HuokeError
-from engine.entrypoints.bus import wire_event
 
 MAX_ATTEMPTS = 8
 FIRST_BACKOFF = timedelta(seconds=30)
 MAX_BACKOFF = timedelta(hours=1)
-TIMEOUT = 10.0
 PAGE = 200
 LOGS = ("leads", "journeys", "deliveries")
 
-#: Sends one signed POST; returns the HTTP status (raises OSError when nothing answered).
-Post = Callable[[str, bytes, dict[str, str]], int]
+
+class WebhookTransport(Protocol):
+    """How deliveries reach subscribers (``adapters.http_client.GuardedPoster``): URLs that are
+    data, so an address the lender did not allow is refused (a ``HuokeError``)."""
+
+    def check(self, url: str) -> None:
+        """Raise a ``HuokeError`` saying why ``url`` may not be called."""
+
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        """POST; the HTTP status (``OSError`` when nothing answered)."""
 
 
 #: The vault key that seals subscriptions' signing secrets (not a lead's key: never erased).
@@ -72,23 +76,24 @@ class Webhooks:
 
     engine: Engine | None
     meta: Any
-    #: Which internal addresses subscriptions may reach (none: public addresses only).
-    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
-    post: Post | None = None
+    #: How deliveries are POSTed (None: only managing stored secrets, nothing is sent).
+    transport: WebhookTransport | None = None
     #: Seals the signing secrets at rest under a key wrapped by the master key (None: plain,
     #: when personal data is not encrypted either).
     vault: Any = None
 
-    def __post_init__(self) -> None:
-        if self.post is None:
-            self.post = lambda url, body, headers: http_post(self.outbound, url, body, headers, TIMEOUT)
+    @property
+    def http(self) -> WebhookTransport:
+        if self.transport is None:
+            raise WebhookError("webhooks need an outbound HTTP client to check and call subscribers")
+        return self.transport
 
     def add(self, name: str, url: str, events: list[str], from_start: bool = False) -> str:
         """A subscription; its signing secret is returned (shown once to the operator). A URL
         that resolves to an internal address is refused (``HUOKE_OUTBOUND_ALLOW``)."""
         try:
-            self.outbound.target(url)
-        except OutboundRefusedError as e:
+            self.http.check(url)
+        except HuokeError as e:
             raise WebhookError(str(e)) from None
         if not events:
             raise WebhookError("name the event types to send, e.g. Lead.StageChanged, Delivery.* or *")
@@ -197,10 +202,9 @@ class Webhooks:
             "webhook-timestamp": str(timestamp),
             "webhook-signature": sign(self._secret(hook), event_id, timestamp, body),
         }
-        assert self.post is not None  # noqa: S101 - set in __post_init__
         try:
-            status = self.post(hook["url"], body, headers)
-        except (OSError, ValueError, OutboundRefusedError) as e:
+            status = self.http.post(hook["url"], body, headers)
+        except (OSError, ValueError, HuokeError) as e:
             return f"{type(e).__name__}: {e}"[:300]
         return "" if 200 <= status < 300 else f"HTTP {status}"
 
