@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from engine.adapters.lead_rows import LeadRow
+from engine.application.importing import RowError
 from engine.application.leads.commands import CaptureLead
-from engine.entrypoints.schemas import LeadRow, RowError
 
 
 def lead_commands(rows: list[dict[str, Any]], tz: ZoneInfo) -> list[CaptureLead]:

@@ -18,9 +18,10 @@ from zoneinfo import ZoneInfo
 
 from demo.data import generate
 from engine.adapters.clock import VirtualClock
+from engine.adapters.lead_rows import LeadRow
 from engine.application.delivery.links import LinkKeys
+from engine.application.importing import RowError
 from engine.bootstrap import access_for, bootstrap, init_database, load_journey_definitions, meta_for, relay_tracker
-from engine.entrypoints.schemas import LeadRow, RowError
 from engine.settings import Settings
 from tests.e2e.smtp_server import serving
 

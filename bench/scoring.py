@@ -18,13 +18,14 @@ import numpy as np
 from demo.data import CHANNEL_LIFT, generate
 from demo.runner import write_back_book
 from engine.adapters.clock import VirtualClock
+from engine.adapters.lead_rows import LeadRow
 from engine.adapters.model_data import read_csv
+from engine.application.importing import RowError
 from engine.application.screening import models
 from engine.application.screening.datasets import Dataset, infer_kinds, to_matrix
 from engine.bootstrap import bootstrap, init_database
 from engine.domain.leads.facts import lead_facts
 from engine.domain.screening.scoring import DEFAULT_FEATURES, model_inputs
-from engine.entrypoints.schemas import LeadRow, RowError
 from engine.settings import Settings
 
 START = datetime(2026, 3, 2, tzinfo=UTC)

@@ -32,11 +32,13 @@ from demo.data import (
     true_uplift,
 )
 from engine.adapters.clock import VirtualClock
+from engine.adapters.lead_rows import LeadRow, LifecycleRow
 from engine.adapters.model_data import read_csv
 from engine.adapters.user_agents import is_bot
 from engine.application.analytics import engagement_report
 from engine.application.delivery.clicks import Click, Clicks
 from engine.application.engine import Engine
+from engine.application.importing import RowError
 from engine.application.journeys.publishing import publish_new
 from engine.application.journeys.tasks import complete_task
 from engine.application.leads.commands import LeadRef
@@ -51,7 +53,6 @@ from engine.domain.referrals.codes import referral_code
 from engine.domain.shared.errors import HuokeError
 from engine.domain.shared.values import Stage
 from engine.entrypoints.importing import import_costs
-from engine.entrypoints.schemas import LeadRow, LifecycleRow, RowError
 from engine.settings import Settings
 
 LEAD_COLUMNS = list(LeadRow.model_fields)

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from engine.adapters.lead_rows import lead_ref
 from engine.application.access import Access, Caller
 from engine.application.engine import Engine
 from engine.application.journeys.publishing import MigrationPlan, change_status, publish_journey
@@ -62,7 +63,6 @@ from engine.entrypoints.report_docs import (
     report_document,
     scope_from,
 )
-from engine.entrypoints.schemas import lead_ref
 from engine.settings import Settings
 
 PREFIX = "/api/v1"

@@ -116,7 +116,7 @@ def events_import(file: Path, as_json: JsonOpt = False) -> None:
 
 def _resolve_lead(engine: Engine, ref: str) -> UUID:
     """A lead id from a UUID, a phone number, an e-mail or source_channel:external_id."""
-    from engine.entrypoints.schemas import lead_ref
+    from engine.adapters.lead_rows import lead_ref
 
     try:
         return engine.leads.find_lead(lead_ref(ref, settings().default_phone_region))
@@ -280,9 +280,9 @@ def consent_opt_out(
 @sms_app.command("import-replies")
 def sms_import_replies(file: Path, as_json: JsonOpt = False) -> None:
     """Replies from a provider export (CSV/JSONL with from, body): opt-out keywords take effect."""
+    from engine.adapters.lead_rows import normalise_phone
     from engine.domain.delivery.suppression import is_opt_out
     from engine.entrypoints.importing import read_rows
-    from engine.entrypoints.schemas import normalise_phone
 
     s = settings()
     engine = engine_for(s)

@@ -13,7 +13,9 @@ from rich.console import Group
 from rich.padding import Padding
 from rich.text import Text
 
+from engine.adapters.lead_rows import LeadRow, LifecycleRow
 from engine.adapters.yaml_files import load_yaml, strip_lines
+from engine.application.importing import RowError
 from engine.application.journeys.diagrams import journey_diff, mermaid
 from engine.application.journeys.preview import live_preview
 from engine.application.journeys.publishing import (
@@ -52,7 +54,6 @@ from engine.entrypoints.cli_common import (
     tasks_app,
 )
 from engine.entrypoints.importing import read_rows
-from engine.entrypoints.schemas import LeadRow, LifecycleRow, RowError
 
 Author = Annotated[str, typer.Option(help="who publishes or changes the journey (recorded)")]
 

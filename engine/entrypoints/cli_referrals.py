@@ -117,7 +117,7 @@ def referrals_record(
 ) -> None:
     """A referral reported later (the friend told an agent who sent them): judged as of the
     friend's first contact, within 30 days of it; a loan already funded is judged at once."""
-    from engine.entrypoints.schemas import lead_ref
+    from engine.adapters.lead_rows import lead_ref
 
     s = settings()
     engine = engine_for(s)
@@ -174,7 +174,7 @@ def referrals_code(
     as_json: JsonOpt = False,
 ) -> None:
     """A lead's own referral code and the link friends open."""
-    from engine.entrypoints.schemas import lead_ref
+    from engine.adapters.lead_rows import lead_ref
 
     s = settings()
     engine = engine_for(s, journeys=False)

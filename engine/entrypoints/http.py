@@ -14,6 +14,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Match
 
+from engine.adapters.lead_rows import normalise_phone
 from engine.adapters.user_agents import is_bot
 from engine.application.access import Access
 from engine.application.delivery.clicks import Click, Clicks, ClickWriter, Followed
@@ -25,7 +26,6 @@ from engine.domain.delivery.tracking import is_code, tracking_key
 from engine.domain.shared.errors import HuokeError, LeadNotFoundError
 from engine.entrypoints import pages
 from engine.entrypoints.http_edge import PROBLEM, Edge, StoreGate, StoreWatch, problem_document
-from engine.entrypoints.schemas import normalise_phone
 from engine.eventstore.saving import store_unreachable
 from engine.settings import Settings
 

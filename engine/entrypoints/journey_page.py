@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from engine.adapters.lead_rows import lead_ref
 from engine.application.access import Caller
 from engine.application.analytics import Scope, flows_report
 from engine.application.engine import Engine
@@ -24,7 +25,6 @@ from engine.application.journeys.preview import live_preview
 from engine.application.journeys.simulation import lead_as_capture
 from engine.bootstrap import folder_journeys, sandbox
 from engine.domain.shared.errors import HuokeError
-from engine.entrypoints.schemas import lead_ref
 from engine.settings import Settings
 
 PREVIEW_DAYS = 30

@@ -95,7 +95,8 @@ def test_a_backtest_of_every_bundled_journey_reaches_each_step_as_often_as_live(
     from zoneinfo import ZoneInfo
 
     from demo.data import generate
-    from engine.entrypoints.schemas import LeadRow, LifecycleRow, RowError
+    from engine.adapters.lead_rows import LeadRow, LifecycleRow
+    from engine.application.importing import RowError
 
     rows, facts = generate(60, clock.now(), capture_days=2, sim_days=14, seed=5)
     zone = ZoneInfo("Asia/Shanghai")

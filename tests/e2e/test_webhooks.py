@@ -22,11 +22,11 @@ import pytest
 
 from engine.adapters.clock import VirtualClock
 from engine.adapters.http_client import GuardedPoster, OutboundPolicy
+from engine.adapters.lead_rows import LeadRow
 from engine.application.engine import Engine
 from engine.application.webhooks import FIRST_BACKOFF, MAX_ATTEMPTS, Webhooks
 from engine.bootstrap import meta_for
 from engine.domain.shared.errors import HuokeError
-from engine.entrypoints.schemas import LeadRow
 from tests.conftest import POSTGRES_URL, MakeEngine, base_settings
 
 

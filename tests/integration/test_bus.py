@@ -183,7 +183,7 @@ def test_the_relay_publishes_every_event_once_without_personal_data_across_a_cra
 ) -> None:
     from zoneinfo import ZoneInfo
 
-    from engine.entrypoints.schemas import LeadRow
+    from engine.adapters.lead_rows import LeadRow
 
     engine, settings = setup
     commands = [

@@ -7,7 +7,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from engine.entrypoints.schemas import LeadRow, LifecycleRow, RowError
+from engine.adapters.lead_rows import LeadRow, LifecycleRow
+from engine.application.importing import RowError
 
 TZ = ZoneInfo("Asia/Shanghai")
 

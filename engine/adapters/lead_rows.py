@@ -18,8 +18,8 @@ from email_validator import EmailNotValidError, validate_email
 from phonenumbers import timezone as phone_timezone
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from engine.application.importing import Parse, RowError
 from engine.application.leads.commands import CaptureLead, LeadRef, RecordLifecycle
-from engine.domain.shared.errors import HuokeError
 from engine.domain.shared.values import EmployerKind, EmploymentType, LoanType, SourceChannel, Stage
 
 _TRUE = {"1", "true", "yes", "y", "t", "是"}
@@ -55,14 +55,6 @@ def shown(value: Any, limit: int = 40) -> str:
     if len(text) <= limit:
         return repr(text) if isinstance(value, str) else text
     return f"{text[:limit]!r}… ({len(text):,} characters)"
-
-
-class RowError(HuokeError):
-    """Raised when a row cannot become a command; ``problems`` are (field, message) pairs."""
-
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
-        super().__init__("; ".join(f"{f}: {m}" for f, m in problems))
-        self.problems = problems
 
 
 class LeadRow(BaseModel):
@@ -372,3 +364,27 @@ def lead_ref(ref: str, phone_region: str) -> LeadRef:
         channel, _, external = ref.partition(":")
         return LeadRef(source_channel=channel, external_id=external)
     raise ValueError(f"{ref[:80]!r} is not a lead id, phone, e-mail or source_channel:external_id")
+
+
+def lead_parser(phone_region: str, tz: ZoneInfo) -> Parse:
+    """Lead rows into capture commands (a refusal as ``RowError``, field by field)."""
+
+    def parse(raw: dict[str, Any], origin: str) -> CaptureLead:
+        try:
+            return LeadRow.model_validate(raw).to_command(phone_region, tz, origin)
+        except ValidationError as e:
+            raise RowError(validation_problems(e)) from None
+
+    return parse
+
+
+def lifecycle_parser(phone_region: str, tz: ZoneInfo) -> Parse:
+    """Lifecycle rows into commands (a refusal as ``RowError``, field by field)."""
+
+    def parse(raw: dict[str, Any], origin: str) -> RecordLifecycle:
+        try:
+            return LifecycleRow.model_validate(raw).to_command(phone_region, tz, origin)
+        except ValidationError as e:
+            raise RowError(validation_problems(e)) from None
+
+    return parse
