@@ -30,8 +30,8 @@ app.add_typer(bus_app, name="bus")
 
 
 def bus_for(s: Any, engine: Any = None, consume: bool = True, relay: bool = True) -> Any:
+    from engine.adapters.nats_bus import Bus, Inbox
     from engine.bootstrap import meta_for, relay_tracker
-    from engine.entrypoints.bus import Bus, Inbox
 
     tracker = relay_tracker(s) if engine is not None else None
     return Bus(s, engine, tracker, Inbox(meta_for(s)), consume=consume, relay=relay)

@@ -16,9 +16,9 @@ from typing import Any
 import nats
 import pytest
 
+from engine.adapters.nats_bus import Bus, Inbox
 from engine.application.engine import Engine
 from engine.bootstrap import meta_for, relay_tracker
-from engine.entrypoints.bus import Bus, Inbox
 from engine.settings import Settings
 from tests.conftest import POSTGRES_URL, MakeEngine, base_settings
 
@@ -380,7 +380,7 @@ def test_a_pull_that_runs_out_of_time_ends_with_the_error_faststream_expects(pre
     not catch: the loop died and its half-gathered batch came back only after the ack wait)."""
     import nats.errors
 
-    import engine.entrypoints.bus  # noqa: F401 - applies the shim
+    import engine.adapters.nats_bus  # noqa: F401 - applies the shim
 
     async def scenario() -> None:
         nc = await nats.connect(NATS_URL)

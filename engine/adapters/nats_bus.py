@@ -32,11 +32,13 @@ from faststream.specification import AsyncAPI
 from pydantic import BaseModel, Field
 
 from engine.adapters.json_input import MAX_DEPTH, JsonInputError, parse_json
+from engine.adapters.lead_rows import lead_parser, lifecycle_parser
+from engine.application import importing
 from engine.application.engine import Engine
 from engine.application.events_out import WireEvent, wire_event
+from engine.application.importing import ImportReport, Rows
 from engine.application.leads.app import UNKNOWN_LEAD
 from engine.domain.shared.durations import backoff
-from engine.entrypoints.importing import ImportReport, import_leads, import_lifecycle
 from engine.eventstore import Tracking
 from engine.settings import Settings
 
@@ -189,8 +191,17 @@ class Bus:
         self.stream_out = JStream(name=f"{p}_out", subjects=[f"{p}.out.>"], duplicate_window=_seconds(DUPLICATE_WINDOW))
         self.stream_dlq = JStream(name=f"{p}_dlq", subjects=[f"{p}.dlq.>"])
         if self.consume:
-            for kind, importer in (("leads", import_leads), ("events", import_lifecycle)):
-                self._subscribe(kind, importer)
+            region, tz = self.settings.default_phone_region, ZoneInfo(self.settings.timezone)
+            leads, facts = lead_parser(region, tz), lifecycle_parser(region, tz)
+
+            def import_leads(engine: Engine, label: str, rows: Rows) -> ImportReport:
+                return importing.import_leads(engine, label, rows, leads)
+
+            def import_facts(engine: Engine, label: str, rows: Rows) -> ImportReport:
+                return importing.import_lifecycle(engine, label, rows, facts)
+
+            self._subscribe("leads", import_leads)
+            self._subscribe("events", import_facts)
         self.out = self.broker.publisher(
             f"{p}.out.{{aggregate}}.{{event}}",
             stream=self.stream_out,
@@ -334,10 +345,9 @@ class Bus:
         """Import the rows: each bad one is a problem of its own row. Should an item break the
         import itself, each message is applied on its own, so only the one that breaks is
         dead-lettered (and none while the store does not answer: the batch is redelivered)."""
-        s = self.settings
 
         def run(part: list[tuple[int, Any]]) -> dict[int, list[dict[str, str]]]:
-            report = importer(self.engine, f"bus:{subject}", s.default_phone_region, ZoneInfo(s.timezone), rows=part)
+            report = importer(self.engine, f"bus:{subject}", part)
             problems: dict[int, list[dict[str, str]]] = {}
             for p in report.errors:
                 problems.setdefault(p.line, []).append(_problem(p.field, p.problem))
