@@ -40,7 +40,14 @@ from engine.application.ports import (
 )
 from engine.application.projecting import drain, next_owned_page
 from engine.domain.delivery.contact_history import ContactHistory, contact_history_id
-from engine.domain.delivery.contact_policy import DEFAULT_POLICY, ContactPolicy
+from engine.domain.delivery.contact_policy import (
+    DEFAULT_POLICY,
+    ContactPolicy,
+    cap_hold,
+    spacing_hold,
+    span_text,
+    window_hold,
+)
 from engine.domain.delivery.delivery import PII_FIELDS, Delivery
 from engine.domain.journeys import interpreter
 from engine.domain.journeys.enrolment import Enrolment
@@ -422,7 +429,7 @@ class Deliveries(Application[UUID]):
         first failure) for the whole retry window; the reason says so."""
         if now - (d.trouble_since or since) < self.retries.retry_for:
             return False
-        d.mark_failed(f"gave up after {_span(self.retries.retry_for)} of retries: {why}", True, now)
+        d.mark_failed(f"gave up after {span_text(self.retries.retry_for)} of retries: {why}", True, now)
         state.report.failed += 1
         return True
 
@@ -462,7 +469,7 @@ class Deliveries(Application[UUID]):
         return (
             f"stale: {late.total_seconds() / 3600:.0f} h late, held up since "
             f"{zone_text(d.trouble_since, self.default_tz)} by {d.channel} trouble "
-            f"(limit {_span(self.retries.stale_after)}); the step says stale: skip"
+            f"(limit {span_text(self.retries.stale_after)}); the step says stale: skip"
         )
 
     def refusal(self, d: Delivery, lead: Lead, purpose: str, now: datetime) -> str:
@@ -511,57 +518,44 @@ class Deliveries(Application[UUID]):
         now: datetime,
         state: _Pass,
     ) -> str:
-        """Quiet hours or a frequency cap: defer (or skip, by the step's policy); '' if it may go now."""
+        """Quiet hours, a frequency cap or another journey's marketing too recent (the domain's
+        rules, ``contact_policy``): the message waits, or is skipped by its step's policy; ''
+        when it may go now."""
         step = self._step(d)
         zone = _zone(lead.contact.get("timezone"))
         window = self.policy.window(country_of(lead.contact), d.channel, zone is not None)
-        if window is not None and d.channel != "webhook":
-            tz = zone or self.default_tz
-            opening = window.next_opening(now, tz)
-            if opening is not None:
-                reason = f"outside contact window {window.describe(tz)}"
-                if step is not None and step.outside_window == "skip":
-                    return reason
-                d.defer(opening, reason, now)
-                return reason
-        cap = self.policy.cap(d.channel, purpose)
-        if cap is not None:
-            sent = self._history(d.lead_id, state.histories).sent_since(d.channel, purpose, now - cap.per)
-            if len(sent) + state.planned.get((d.lead_id, d.channel), 0) >= cap.max:
-                reason = f"frequency cap: {cap.describe()}"
-                if step is not None and step.when_capped == "skip":
-                    return reason
-                # Capped by sends on record, or by messages going out in this very pass (then
-                # look again in a minute, when those are on record).
-                until = sent[-cap.max] + cap.per if len(sent) >= cap.max else now + timedelta(minutes=1)
-                d.defer(until, reason, now)
-                return reason
-        return self._spacing(d, purpose, now, state, step)
-
-    def _spacing(self, d: Delivery, purpose: str, now: datetime, state: _Pass, step: SendStep | None) -> str:
-        """Marketing from two journeys meets the lead at most once per ``spacing``: the later one
-        (or, in the same pass, the lower-priority one) waits, or is skipped by the step's policy."""
-        spacing = self.policy.spacing
-        if purpose != "marketing" or not spacing:
+        skip_window = step is not None and step.outside_window == "skip"
+        hold = window_hold(window, zone or self.default_tz, now, skip_window) if d.channel != "webhook" else None
+        if hold is None:
+            cap = self.policy.cap(d.channel, purpose)
+            sent = (
+                self._history(d.lead_id, state.histories).sent_since(d.channel, purpose, now - cap.per) if cap else []
+            )
+            skip_capped = step is not None and step.when_capped == "skip"
+            hold = cap_hold(cap, sent, state.planned.get((d.lead_id, d.channel), 0), now, skip_capped)
+        if hold is None and purpose == "marketing":
+            hold = spacing_hold(self.policy.spacing, self._last_marketing(d, now, state), now, self.default_tz,
+                                step is not None and step.when_capped == "skip")  # fmt: skip
+        if hold is None:
             return ""
+        if hold.until is not None:
+            d.defer(hold.until, hold.reason, now)
+        return hold.reason
+
+    def _last_marketing(self, d: Delivery, now: datetime, state: _Pass) -> tuple[str, datetime] | None:
+        """Another journey's marketing to this lead within the spacing (one going out in this very
+        pass counts as now); the first journey of a pass claims the lead for it."""
+        spacing = self.policy.spacing
+        if not spacing:
+            return None
         other = state.marketing.get(d.lead_id)
         if other is not None and other != d.journey_id:
-            last: tuple[str, datetime] | None = (other, now)
-        else:
-            history = self._history(d.lead_id, state.histories)
-            last = history.last_from_another_journey(d.journey_id, purpose, now - spacing)
+            return other, now
+        last = self._history(d.lead_id, state.histories).last_from_another_journey(d.journey_id, "marketing",
+                                                                                  now - spacing)  # fmt: skip
         if last is None:
             state.marketing.setdefault(d.lead_id, d.journey_id)
-            return ""
-        journey, at = last
-        reason = (
-            f"spacing: {journey} sent this lead marketing at {zone_text(at, self.default_tz)}; "
-            f"one journey's marketing per {_span(spacing)}"
-        )
-        if step is not None and step.when_capped == "skip":
-            return reason
-        d.defer(max(at + spacing, now + timedelta(minutes=1)), reason, now)
-        return reason
+        return last
 
     def _priority(self, d: Delivery) -> int:
         return self.definition(d.journey_id, d.journey_version).priority if self.definition else 50
@@ -740,11 +734,6 @@ class Deliveries(Application[UUID]):
 
 #: Why nothing goes to (or about) an erased person.
 ERASED_REFUSAL = "erased: the person asked to be erased"
-
-
-def _span(delta: timedelta) -> str:
-    hours = delta.total_seconds() / 3600
-    return f"{hours:g} h" if hours >= 1 else f"{delta.total_seconds() / 60:g} min"
 
 
 class _Progress:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
 from typing import Any
 
-from engine.domain.shared.durations import parse_duration
+from engine.domain.shared.durations import parse_duration, zone_text
 from engine.domain.shared.errors import JourneyValidationError
 
 
@@ -75,6 +75,53 @@ class ContactPolicy:
 
     def cap(self, channel: str, purpose: str) -> Cap | None:
         return next((c for c in self.caps if c.channel == channel and c.purpose == purpose), None)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Why a message may not go now, and until when it waits (``None``: the step says skip)."""
+
+    reason: str
+    until: datetime | None
+
+
+def window_hold(window: Window | None, tz: tzinfo, now: datetime, skip: bool) -> Hold | None:
+    """Outside the lead's contact window: wait for it to open (None inside it, or no window)."""
+    opening = window.next_opening(now, tz) if window is not None else None
+    if window is None or opening is None:
+        return None
+    return Hold(f"outside contact window {window.describe(tz)}", None if skip else opening)
+
+
+def cap_hold(cap: Cap | None, sent: list[datetime], planned: int, now: datetime, skip: bool) -> Hold | None:
+    """Over a frequency cap: ``sent`` are the messages on record within the cap's period (oldest
+    first), ``planned`` those going out in this very pass. It waits until the oldest that counts
+    leaves the period (or a minute, for those of this pass to be on record)."""
+    if cap is None or len(sent) + planned < cap.max:
+        return None
+    until = sent[-cap.max] + cap.per if len(sent) >= cap.max else now + timedelta(minutes=1)
+    return Hold(f"frequency cap: {cap.describe()}", None if skip else until)
+
+
+def spacing_hold(
+    spacing: timedelta, last: tuple[str, datetime] | None, now: datetime, lender_tz: tzinfo, skip: bool
+) -> Hold | None:
+    """Marketing from two journeys meets a lead at most once per ``spacing``: ``last`` is another
+    journey's marketing within it (journey, when), if any; the later message waits."""
+    if last is None or not spacing:
+        return None
+    journey, at = last
+    reason = (
+        f"spacing: {journey} sent this lead marketing at {zone_text(at, lender_tz)}; "
+        f"one journey's marketing per {span_text(spacing)}"
+    )
+    return Hold(reason, None if skip else max(at + spacing, now + timedelta(minutes=1)))
+
+
+def span_text(delta: timedelta) -> str:
+    """A period in words: ``36 h`` or ``30 min``."""
+    hours = delta.total_seconds() / 3600
+    return f"{hours:g} h" if hours >= 1 else f"{delta.total_seconds() / 60:g} min"
 
 
 def parse_contact_policy(data: Any, source: str = "contact_policy.yaml") -> ContactPolicy:
