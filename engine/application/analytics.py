@@ -27,6 +27,7 @@ from engine.domain.marketing.costs import DIMENSIONS, parse_period
 from engine.domain.marketing.lift import Lift
 from engine.domain.screening.model_registry import CALIBRATION_MIN_ROWS, MODEL_KINDS, calibration_warnings
 from engine.domain.screening.uplift import PERSUADABLE, UPLIFT, uplift_kind
+from engine.domain.shared.money import Money
 from engine.domain.shared.values import MILESTONES
 
 MEASURES = ("leads", *MILESTONES, "loans", "volume")
@@ -214,20 +215,24 @@ def costs_report(
     by_key: dict[tuple[str, str], dict[str, Any]] = {}
     channel_spend: dict[str, Decimal] = defaultdict(Decimal)
     for cost in [*costs, *referral_costs(engine)]:
-        share = Decimal(cost.period.overlap(scope.since, scope.until)) / Decimal(cost.period.days)
+        # The part of the cost's period within the scope's days, in whole fen (Money is exact).
+        in_scope = Money(cost.amount, cost.currency).prorate(
+            cost.period.overlap(scope.since, scope.until), cost.period.days
+        )
         first, last = cost.period.start.isoformat(), cost.period.end.isoformat()
         rows = [r for r in everyone if r[cost.kind] == cost.name and first <= r["day"] <= last]
         # The spend goes to the channels its leads came through, in proportion to their leads
-        # (all of it to its own channel when it bought none).
+        # (all of it to its own channel when it bought none); the shares add up to it exactly.
         per_channel: dict[str, int] = defaultdict(int)
         for r in rows:
             per_channel[r["channel"]] += int(r["leads"])
         total = sum(per_channel.values())
-        parts = (
-            {ch: cost.amount * share * n / total for ch, n in per_channel.items()}
+        shares = (
+            in_scope.allocate(per_channel)
             if total
-            else {cost.name if cost.kind == "channel" else "(no leads)": cost.amount * share}
+            else {cost.name if cost.kind == "channel" else "(no leads)": in_scope}
         )
+        parts = {ch: m.amount for ch, m in shares.items()}
         if scope.channel:
             parts = {ch: v for ch, v in parts.items() if ch == scope.channel}
             rows = [r for r in rows if r["channel"] == scope.channel]

@@ -144,7 +144,11 @@ def test_costs_give_cost_per_lead_per_funded_loan_and_return_on_spend(
 
     # Seven of the 28 days: a quarter of each monthly cost, against the leads captured in those days.
     week = Scope(since=launch, until=launch + timedelta(days=6))
-    part = {(r["kind"], r["name"]): r for r in costs_report(engine, costs, Decimal("0.03"), "CNY", week)["by_cost"]}
+    weekly = costs_report(engine, costs, Decimal("0.03"), "CNY", week)
+    part = {(r["kind"], r["name"]): r for r in weekly["by_cost"]}
+    # The channels' shares of the spend add up to it to the fen (Money allocates whole fen).
+    fen = sum(round(Decimal(str(r["spend"])) * 100) for r in weekly["by_channel"])
+    assert fen == round(Decimal(str(weekly["total"]["spend"])) * 100)
     assert part[("partner", "BYD Chaoyang 4S")]["spend"] == 350.0  # 1,000 × 7/28, and the launch day
     assert part[("partner", "BYD Chaoyang 4S")]["leads"] == 4
 

@@ -219,3 +219,51 @@ def test_offsets_parse_with_their_sign(years: int, months: int, neg: bool) -> No
         return
     sign = -1 if neg else 1
     assert parsed == CalendarOffset(sign * years, sign * months)
+
+
+# ---- money: exact sums and shares --------------------------------------------------------
+
+amounts = st.decimals(min_value=Decimal("-1000000"), max_value=Decimal("10000000"), places=2)
+currencies = st.sampled_from(["CNY", "JPY", "KWD"])
+
+
+@given(amounts, currencies, st.lists(st.integers(min_value=0, max_value=10_000), min_size=1, max_size=12))
+@settings(max_examples=300, deadline=None)
+def test_a_costs_shares_sum_to_the_spend_exactly_and_follow_the_weights(
+    amount: Decimal, currency: str, weights: list[int]
+) -> None:
+    from engine.domain.shared.money import Money
+
+    if not any(weights):
+        weights[0] = 1
+    spend = Money(amount, currency)
+    shares = spend.allocate(dict(enumerate(weights)))
+    assert sum((s.minor_units for s in shares.values()), 0) == spend.minor_units
+    total = sum(weights)
+    for k, w in enumerate(weights):
+        exact = Decimal(spend.minor_units) * w / total
+        assert abs(shares[k].minor_units - exact) < 1  # each within one minor unit of its exact share
+        assert shares[k].currency == spend.currency
+
+
+@given(amounts, st.integers(min_value=1, max_value=366), st.data())
+@settings(max_examples=200, deadline=None)
+def test_a_period_shared_out_day_by_day_adds_up_to_its_cost(amount: Decimal, days: int, data: Any) -> None:
+    from engine.domain.shared.money import Money
+
+    cost = Money(amount, "CNY")
+    assert cost.prorate(days, days) == cost
+    cut = data.draw(st.integers(min_value=0, max_value=days))
+    first = cost.prorate(cut, days)
+    assert abs((first + cost.prorate(days - cut, days)).minor_units - cost.minor_units) <= 1  # each part rounds once
+    [a, b] = cost.allocate({"in": cut, "out": days - cut}).values()
+    assert (a + b) == cost
+
+
+def test_money_of_two_currencies_does_not_add() -> None:
+    from engine.domain.shared.money import CurrencyMismatchError, Money
+
+    assert Money(Decimal("1.005"), "cny") == Money(Decimal("1.00"), "CNY")  # half-even to the fen
+    assert str(Money(Decimal(1500), "JPY")) == "1500 JPY"
+    with pytest.raises(CurrencyMismatchError):
+        Money(Decimal(1), "CNY") + Money(Decimal(1), "USD")
