@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, ClassVar
 
 from eventsourcing.projection import Projection
@@ -51,7 +52,9 @@ class SqlView(TrackingRecorder):
     feeds: Sequence[tuple[str, Sequence[str]]] = ()
     #: Counter tables: table -> (key columns, columns added to); see ``count``.
     counters: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {}
-    #: Counter columns holding money (summed as Decimal, stored as the dialect takes NUMERIC).
+    #: Counter columns holding money, stored as whole hundredths of the currency unit (fen,
+    #: cents) in integer columns: sums stay exact in both dialects (SQLite's NUMERIC keeps a
+    #: fraction as a binary float). ``amount_of`` reads one back.
     money: frozenset[str] = frozenset()
     #: Whether the view reads personal fields sealed in events (then they are decrypted for it);
     #: without, it gets their placeholders, as for an erased lead: views hold no personal data.
@@ -155,9 +158,9 @@ class SqlView(TrackingRecorder):
                 ],
             )
 
-    def _amount(self, value: Any) -> Any:
-        """A money amount as this dialect's NUMERIC column takes it."""
-        return str(value) if self.is_postgres else float(value)
+    def _amount(self, value: Any) -> int:
+        """A money amount as its column keeps it: whole hundredths (half-even)."""
+        return int((Decimal(str(value)) * HUNDREDTHS).to_integral_value(rounding=ROUND_HALF_EVEN))
 
     def close(self) -> None:
         self.datastore.close()  # type: ignore[attr-defined]
@@ -203,3 +206,12 @@ def sqlite_and_postgres(mixin: type[Any]) -> tuple[type[Any], type[Any]]:
     lite = type(f"{mixin.__name__}SQLite", (mixin, SQLiteTrackingRecorder), attrs)
     pg = type(f"{mixin.__name__}Postgres", (mixin, PostgresTrackingRecorder), attrs)
     return lite, pg
+
+
+#: Money columns keep hundredths of the currency unit.
+HUNDREDTHS = 100
+
+
+def amount_of(stored: Any) -> Decimal:
+    """A money column's value (a sum of hundredths, an int or a NUMERIC) in currency units."""
+    return Decimal(str(stored or 0)) / HUNDREDTHS

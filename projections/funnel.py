@@ -17,7 +17,7 @@ from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.leads.lead import Lead, attribution_of
 from engine.domain.marketing.costs import DIMENSIONS  # columns of lead_facts: first_… and last_…
 from engine.domain.shared.values import MILESTONES, Stage
-from projections.base import SqlView, ViewProjection, sqlite_and_postgres
+from projections.base import SqlView, ViewProjection, amount_of, sqlite_and_postgres
 from projections.journey_index import parse_ts, ts
 
 LEAD_TOPICS = [
@@ -76,8 +76,9 @@ class FunnelCounts(SqlView):
     )
     # 2: lead_sources; 3: the marketing facts (lead_facts replaces lead_sources); 4: reaching a
     # stage reaches the stages before it; 5: clicks (message_clicks, split_arms.clicked_after);
-    # 6: messages waiting now, as "retrying" (channel trouble) or "held" (a window, a cap, order)
-    schema_version = 6
+    # 6: messages waiting now, as "retrying" (channel trouble) or "held" (a window, a cap, order);
+    # 7: money in whole hundredths (BIGINT), exact in SQLite too (its NUMERIC kept binary floats)
+    schema_version = 7
     counters: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
         "lead_cube": (("touch", "day", *DIMENSIONS), (*CUBE_COUNTS, "volume")),
         "daily_counts": (("day", "channel", "measure"), ("n", "amount")),
@@ -116,11 +117,11 @@ class FunnelCounts(SqlView):
             + "".join(f"first_{d} TEXT NOT NULL, last_{d} TEXT NOT NULL, " for d in DIMENSIONS)
             + "touches INTEGER NOT NULL, "
             + "".join(f"{m}_at TEXT, " for m in MILESTONES)
-            + "lost_at TEXT, funded_loans INTEGER NOT NULL, funded_volume NUMERIC NOT NULL)",
+            + "lost_at TEXT, funded_loans INTEGER NOT NULL, funded_volume BIGINT NOT NULL)",
             # Activity per day (the lender's) and the lead's first-touch channel: leads captured,
             # stages first reached, loans funded (n) and their volume (amount).
             "CREATE TABLE IF NOT EXISTS {t_daily_counts} (day TEXT NOT NULL, channel TEXT NOT NULL, "
-            "measure TEXT NOT NULL, n BIGINT NOT NULL, amount NUMERIC NOT NULL, PRIMARY KEY (day, channel, measure))",
+            "measure TEXT NOT NULL, n BIGINT NOT NULL, amount BIGINT NOT NULL, PRIMARY KEY (day, channel, measure))",
             "CREATE TABLE IF NOT EXISTS {t_daily_messages} (day TEXT NOT NULL, journey_id TEXT NOT NULL, "
             "channel TEXT NOT NULL, outcome TEXT NOT NULL, n BIGINT NOT NULL, "
             "PRIMARY KEY (day, journey_id, channel, outcome))",
@@ -150,7 +151,7 @@ class FunnelCounts(SqlView):
             "CREATE TABLE IF NOT EXISTS {t_lead_cube} (touch TEXT NOT NULL, day TEXT NOT NULL, "
             + "".join(f"{d} TEXT NOT NULL, " for d in DIMENSIONS)
             + "".join(f"{m} BIGINT NOT NULL, " for m in CUBE_COUNTS)
-            + "volume NUMERIC NOT NULL, PRIMARY KEY (touch, day, "
+            + "volume BIGINT NOT NULL, PRIMARY KEY (touch, day, "
             + ", ".join(DIMENSIONS)
             + "))",
             # Leads per score band by capture day and first-touch channel, with how many applied
@@ -224,7 +225,7 @@ class FunnelCounts(SqlView):
             **{m: int(facts[f"{m}_at"] is not None) for m in MILESTONES},
             "multi_touch": int(facts["touches"] > 0),
             "loans": facts["funded_loans"],
-            "volume": facts["funded_volume"],
+            "volume": amount_of(facts["funded_volume"]),
         }
         old = [facts[f"last_{d}"] for d in DIMENSIONS]
         self._cube(c, "last", facts["captured_day"], old, {k: -Decimal(str(v)) for k, v in was.items()})
@@ -572,18 +573,20 @@ class FunnelCounts(SqlView):
         loans and volume funded."""
         where, params = self._where(since, until, touch="first" if touch == "first" else "last", channel=channel)
         columns = ", ".join(("day", *DIMENSIONS, *CUBE_COUNTS, "volume"))
-        return self.rows(f"SELECT {columns} FROM {{t_lead_cube}}{where} AND leads > 0", params)  # noqa: S608
+        rows = self.rows(f"SELECT {columns} FROM {{t_lead_cube}}{where} AND leads > 0", params)  # noqa: S608
+        return [{**r, "volume": amount_of(r["volume"])} for r in rows]
 
     def daily(
         self, since: str | None = None, until: str | None = None, channel: str | None = None
     ) -> list[dict[str, Any]]:
         """Activity per day: leads captured, stages first reached, lost, loans funded (n, amount)."""
         where, params = self._where(since, until, channel=channel)
-        return self.rows(
+        rows = self.rows(
             f"SELECT day, measure, SUM(n) AS n, SUM(amount) AS amount FROM {{t_daily_counts}}{where} "  # noqa: S608
             "GROUP BY day, measure ORDER BY day, measure",
             params,
         )
+        return [{**r, "amount": amount_of(r["amount"])} for r in rows]
 
     def daily_messages(
         self, since: str | None = None, until: str | None = None, journey: str | None = None

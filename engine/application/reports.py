@@ -152,19 +152,20 @@ def referrals_report(engine: Engine) -> dict[str, Any]:
             continue
         key = (r["programme"] or "(not yet qualified)", r["referred_at"][:7])
         row = rows.setdefault(key, {"programme": key[0], "month": key[1], "referrals": 0, "applied": 0, "funded": 0,
-                                    "funded_volume": 0.0, "paid": 0, "held": 0, "capped": 0, "clawed_back": 0,
-                                    "reward_cost": 0.0})  # fmt: skip
+                                    "funded_volume": Decimal(0), "paid": 0, "held": 0, "capped": 0,
+                                    "clawed_back": 0, "reward_cost": Decimal(0)})  # fmt: skip
         row["referrals"] += 1
         row["applied"] += bool(r.get("applied"))
         if (amount := funded_amount(r)) is not None:
             row["funded"] += 1
-            row["funded_volume"] += float(amount)
+            row["funded_volume"] += amount
         if r["status"] in ("paid", "held", "capped", "clawed_back"):
             row[r["status"]] += 1
         if r["status"] == "paid":
-            row["reward_cost"] += float(r["referrer_reward"]["cost"]) + float(r["referee_reward"]["cost"])
+            row["reward_cost"] += Decimal(str(r["referrer_reward"]["cost"])) + Decimal(str(r["referee_reward"]["cost"]))
     out = sorted(rows.values(), key=lambda x: (x["programme"], x["month"]))
-    for row in out:
-        row["cost_per_funded"] = round(row["reward_cost"] / row["funded"], 2) if row["funded"] else None
+    for row in out:  # sums kept exact (Decimal); the document carries numbers to the fen
+        row["cost_per_funded"] = float(round(row["reward_cost"] / row["funded"], 2)) if row["funded"] else None
+        row["funded_volume"], row["reward_cost"] = float(row["funded_volume"]), float(row["reward_cost"])
     refused = sum(1 for r in ledger if r["status"] == "refused")
     return {"schema": REFERRALS_SCHEMA, "by_programme_month": out, "refused_attempts": refused}

@@ -9,6 +9,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from engine.adapters.clock import VirtualClock
 from engine.application.analytics import (
     Scope,
@@ -403,3 +405,27 @@ def test_score_bands_follow_rescoring_and_the_leads_stages(
     assert {k: (b["leads"], b["applied"], b["funded"]) for k, b in bands.items()} == {"B": (3, 3, 2), "C": (1, 1, 0)}
     dealers = {b["band"]: b["leads"] for b in scores_report(engine, Scope(channel="car_dealer"))["kinds"]["credit"]}
     assert dealers == {"B": 1, "C": 1}
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_funded_volume_sums_exactly_to_the_fen_in_the_views(make_engine: MakeEngine, store: str) -> None:
+    """Money in the views is kept in whole fen: forty loans of 1,000.10 and 1,000.20 sum to
+    exactly 40,006.00 in the cube and the daily counts (SQLite's NUMERIC kept binary floats, and
+    summed them to 40,005.999999999985)."""
+    engine = make_engine()
+    leads = [young_pro(n) for n in range(1, 41)]
+    engine.leads.capture_leads(leads)
+    now = engine.clock.now()
+    amounts = [Decimal("1000.10") if n % 2 else Decimal("1000.20") for n in range(40)]  # 40,006.00 in all
+    for n, (lead, amount) in enumerate(zip(leads, amounts, strict=True)):
+        ref = f"F{n}"
+        engine.leads.record_lifecycle(
+            [lifecycle(kind, lead, now + timedelta(minutes=1), application_id=ref, amount=str(amount))
+             for kind in ("application_submitted", "application_approved", "loan_funded")]
+        )  # fmt: skip
+        engine.refresh_views()  # one loan a batch: the view adds each to its stored sum
+    volume = sum((Decimal(str(r["volume"])) for r in engine.funnel.cube("first")), Decimal(0))
+    daily = sum(
+        (Decimal(str(r["amount"])) for r in engine.funnel.daily() if r["measure"] == "loans funded"), Decimal(0)
+    )
+    assert volume == daily == sum(amounts, Decimal(0))
