@@ -37,7 +37,7 @@ from engine.application import importing
 from engine.application.engine import Engine
 from engine.application.events_out import WireEvent, wire_event
 from engine.application.importing import ImportReport, Rows
-from engine.application.leads.app import UNKNOWN_LEAD
+from engine.application.leads.base import UNKNOWN_LEAD
 from engine.domain.shared.durations import backoff
 from engine.eventstore import Tracking
 from engine.settings import Settings

@@ -244,7 +244,7 @@ class Engine:
         """The time of the oldest work not yet done: an unprocessed lead event, message request or
         delivery, a due timer, a held delivery. A virtual clock starts there."""
         from engine.application.delivery.app import DELIVERY_TOPICS, REQUESTED_TOPICS
-        from engine.application.leads.app import EFFECT_TOPICS, UPDATE_TOPICS
+        from engine.application.leads.base import EFFECT_TOPICS, UPDATE_TOPICS
 
         candidates = [t for t in (self.schedule.next_due(self.parts), self.index.next_due(self.parts)) if t]
         followers: list[tuple[Any, Any, list[str]]] = [
