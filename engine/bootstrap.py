@@ -31,7 +31,8 @@ from engine.adapters.twilio_sms import TwilioSmsChannel
 from engine.adapters.webhook import WebhookChannel
 from engine.adapters.yaml_files import load_yaml, strip_lines
 from engine.application.access import Access
-from engine.application.delivery.app import Deliveries, Retries, Sender
+from engine.application.delivery.app import Deliveries
+from engine.application.delivery.base import Retries, Sender
 from engine.application.delivery.links import LinkKeys
 from engine.application.engine import Engine
 from engine.application.journeys.app import Journeys

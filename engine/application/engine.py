@@ -9,7 +9,8 @@ from time import monotonic
 from typing import Any
 from uuid import UUID
 
-from engine.application.delivery.app import Deliveries, DispatchReport
+from engine.application.delivery.app import Deliveries
+from engine.application.delivery.base import DispatchReport
 from engine.application.journeys.app import LEAD_TOPICS, Journeys
 from engine.application.journeys.desk import TaskDesk
 from engine.application.leads.app import Leads
@@ -243,7 +244,7 @@ class Engine:
     def earliest_pending(self) -> datetime | None:
         """The time of the oldest work not yet done: an unprocessed lead event, message request or
         delivery, a due timer, a held delivery. A virtual clock starts there."""
-        from engine.application.delivery.app import DELIVERY_TOPICS, REQUESTED_TOPICS
+        from engine.application.delivery.base import DELIVERY_TOPICS, REQUESTED_TOPICS
         from engine.application.leads.base import EFFECT_TOPICS, UPDATE_TOPICS
 
         candidates = [t for t in (self.schedule.next_due(self.parts), self.index.next_due(self.parts)) if t]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from engine.application.delivery.app import ERASED_REFUSAL
+from engine.application.delivery.base import ERASED_REFUSAL
 from engine.application.engine import Engine
 from engine.application.journeys.desk import task_of
 from engine.domain.journeys.enrolment import Enrolment, send_id_for

@@ -1,0 +1,144 @@
+"""The contact rules a message meets at send time: consent and contact, the journey's exit, quiet
+hours, caps, spacing, staleness."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+
+from engine.application.delivery.base import (
+    ERASED_REFUSAL,
+    DeliveriesBase,
+    _Pass,
+    _zone,
+    country_of,
+)
+from engine.domain.delivery.contact_history import ContactHistory, contact_history_id
+from engine.domain.delivery.contact_policy import (
+    cap_hold,
+    spacing_hold,
+    span_text,
+    window_hold,
+)
+from engine.domain.delivery.delivery import Delivery
+from engine.domain.journeys import interpreter
+from engine.domain.journeys.interpreter import Exit
+from engine.domain.journeys.journey import SendStep
+from engine.domain.leads.facts import lead_facts
+from engine.domain.leads.lead import Lead
+from engine.domain.shared.durations import zone_text
+from engine.domain.shared.values import ConsentChannel, ConsentPurpose, consent_key
+
+
+class RuleJobs(DeliveriesBase):
+    """Whether a message may go now, and what holds it (the rules are the domain's)."""
+
+    def _stale(self, d: Delivery, now: datetime) -> str:
+        """Why a message held up by channel trouble (an outage, failed tries) is too late to send
+        ('' when it is not, or its step says ``stale: send`` or ``reschedule``)."""
+        late = now - d.requested_at
+        if d.trouble_since is None or late <= self.retries.stale_after or self.definition is None:
+            return ""
+        step = self.definition(d.journey_id, d.journey_version).steps.get(d.step)
+        if not isinstance(step, SendStep) or step.stale != "skip":
+            return ""
+        return (
+            f"stale: {late.total_seconds() / 3600:.0f} h late, held up since "
+            f"{zone_text(d.trouble_since, self.default_tz)} by {d.channel} trouble "
+            f"(limit {span_text(self.retries.stale_after)}); the step says stale: skip"
+        )
+
+    def refusal(self, d: Delivery, lead: Lead, purpose: str, now: datetime) -> str:
+        """Why this message may not go out now ('' when it may): consent and contact, then the
+        journey's goal and exit criteria on the lead as it is now."""
+        refused = self.policy_refusal(lead, d.channel, purpose)
+        if refused or self.definition is None:
+            return refused
+        journey = self.definition(d.journey_id, d.journey_version)
+        for decision in interpreter.goal_or_exit(journey, lead_facts(lead, now), None, None):
+            if isinstance(decision, Exit):
+                return f"lead left the journey before sending: {decision.reason} ({decision.detail})"
+        return ""
+
+    def _hold(
+        self,
+        d: Delivery,
+        lead: Lead,
+        purpose: str,
+        now: datetime,
+        state: _Pass,
+    ) -> str:
+        """Quiet hours, a frequency cap or another journey's marketing too recent (the domain's
+        rules, ``contact_policy``): the message waits, or is skipped by its step's policy; ''
+        when it may go now."""
+        step = self._step(d)
+        zone = _zone(lead.contact.get("timezone"))
+        window = self.policy.window(country_of(lead.contact), d.channel, zone is not None)
+        skip_window = step is not None and step.outside_window == "skip"
+        hold = window_hold(window, zone or self.default_tz, now, skip_window) if d.channel != "webhook" else None
+        if hold is None:
+            cap = self.policy.cap(d.channel, purpose)
+            sent = (
+                self._history(d.lead_id, state.histories).sent_since(d.channel, purpose, now - cap.per) if cap else []
+            )
+            skip_capped = step is not None and step.when_capped == "skip"
+            hold = cap_hold(cap, sent, state.planned.get((d.lead_id, d.channel), 0), now, skip_capped)
+        if hold is None and purpose == "marketing":
+            hold = spacing_hold(self.policy.spacing, self._last_marketing(d, now, state), now, self.default_tz,
+                                step is not None and step.when_capped == "skip")  # fmt: skip
+        if hold is None:
+            return ""
+        if hold.until is not None:
+            d.defer(hold.until, hold.reason, now)
+        return hold.reason
+
+    def _last_marketing(self, d: Delivery, now: datetime, state: _Pass) -> tuple[str, datetime] | None:
+        """Another journey's marketing to this lead within the spacing (one going out in this very
+        pass counts as now); the first journey of a pass claims the lead for it."""
+        spacing = self.policy.spacing
+        if not spacing:
+            return None
+        other = state.marketing.get(d.lead_id)
+        if other is not None and other != d.journey_id:
+            return other, now
+        last = self._history(d.lead_id, state.histories).last_from_another_journey(d.journey_id, "marketing",
+                                                                                  now - spacing)  # fmt: skip
+        if last is None:
+            state.marketing.setdefault(d.lead_id, d.journey_id)
+        return last
+
+    def _priority(self, d: Delivery) -> int:
+        return self.definition(d.journey_id, d.journey_version).priority if self.definition else 50
+
+    def _history(self, lead_id: UUID, histories: dict[UUID, ContactHistory]) -> ContactHistory:
+        if lead_id not in histories:
+            try:
+                histories[lead_id] = self.repository.get(contact_history_id(lead_id))
+            except AggregateNotFoundError:
+                histories[lead_id] = ContactHistory(lead_id=lead_id)
+        return histories[lead_id]
+
+    @staticmethod
+    def policy_refusal(lead: Lead, channel: str, purpose: str = "marketing") -> str:
+        """Why this message may not go out now ('' when it may). Checked at send time.
+
+        Marketing needs marketing consent on the channel; service messages (about the lead's own
+        application) need none, but still a valid contact.
+        """
+        if lead.erased:
+            return ERASED_REFUSAL
+        if channel == "webhook":
+            return ""  # goes to the lender's own systems, not to the lead
+        consent_channel = ConsentChannel(channel)
+        if purpose == "marketing" and not lead.has_consent(consent_channel, ConsentPurpose.MARKETING):
+            state = lead.consents.get(consent_key(channel, ConsentPurpose.MARKETING))
+            return "consent withdrawn" if state is False else f"no {channel} marketing consent"
+        address = lead.contact.get("email" if channel == "email" else "phone")
+        kind = "e-mail" if channel == "email" else "phone"
+        if address and any(i.startswith(f"{kind} {address} bounced") for i in lead.contact_issues):
+            return f"{kind} address bounced earlier"
+        if not address:
+            return f"no valid {'e-mail address' if channel == 'email' else 'phone number'}"
+        return ""
