@@ -125,7 +125,7 @@ def measure(settings: Settings, leads: int, step: Any, commands: bool = True, re
         timings[name] = statistics.median(runs)
     print(f"\n{f'reports over {leads:,} leads (median of 3, in process)':<72} {'seconds':>12}  {'':<9} {'× raw':>10}")
     print(f"{'raw sqlite3: one GROUP BY channel over the lead facts (baseline)':<72} {raw:>12.3f}  {'s':<9} {1:>10.1f}")
-    for name, seconds in timings.items():
+    for name, seconds in timings.items():  # type: ignore[assignment]
         print(f"{'huoke report ' + name + ' (the document)':<72} {seconds:>12.3f}  {'s':<9} {seconds / raw:>10.1f}")
     step("a report as of a past day: its views rebuilt from the event log, then reused")
     past = datetime(2026, 3, 16, tzinfo=ZoneInfo(settings.timezone))

@@ -56,7 +56,7 @@ class Probe(Aggregate):
 
 def raw_eventsourcing(folder: Path, n: int, batch: int) -> float:
     """Events/s saving ``n`` aggregates ``batch`` at a time with plain eventsourcing on SQLite."""
-    app: Application = Application(
+    app: Application = Application(  # type: ignore[type-arg]
         env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(folder / f"raw_{batch}.db")}
     )
     payload = {"channel": "web_form", "city": "Shenzhen", "income": "25000", "loan": "consumer", "text": "x" * 120}

@@ -77,10 +77,10 @@ def scoring_rates(folder: Path, n: int) -> dict[str, float]:
             scored = engine.leads.score_all(batch_size=1000)
             out[f"{kind}_flow"] = scored / (time.perf_counter() - started)
             inputs = [model_inputs(lead_facts(engine.leads.get_lead(i), START), trained.features) for i in ids]
-            out[f"{kind}_raw"] = _raw_rate(trained.pipeline, inputs, trained.features, trained.kinds)
+            out[f"{kind}_raw"] = _raw_rate(trained.pipeline, inputs, trained.features, trained.kinds)  # type: ignore[attr-defined]
             started = time.perf_counter()
             for i in range(0, len(inputs), 1000):
-                trained.scorer.score_many(inputs[i : i + 1000])
+                trained.scorer.score_many(inputs[i : i + 1000])  # type: ignore[attr-defined]
             out[f"{kind}_model_only"] = len(inputs) / (time.perf_counter() - started)
         return out
     finally:

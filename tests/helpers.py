@@ -113,7 +113,7 @@ def senior(n: int = 1, email: str | None = None) -> CaptureLead:
 def lifecycle(kind: str, ref: CaptureLead, at: datetime, **fields: Any) -> RecordLifecycle:
     return RecordLifecycle(
         lead=LeadRef(source_channel=ref.source["channel"], external_id=ref.source["external_id"]),
-        kind=kind,
+        kind=kind,  # type: ignore[arg-type]
         at=at,
         **fields,
     )  # type: ignore[arg-type]

@@ -373,3 +373,6 @@ one_line_summaries(app)
 
 if __name__ == "__main__":
     main()
+
+
+__all__ = ["app", "main"]

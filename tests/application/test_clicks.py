@@ -19,6 +19,7 @@ from engine.application.analytics import attribution_report, engagement_report
 from engine.application.delivery.links import LinkKeys
 from engine.application.engine import Engine
 from engine.application.leads.timeline import lead_timeline
+from engine.domain.delivery.delivery import Delivery
 from engine.entrypoints.http import create_app
 from engine.entrypoints.importing import import_lifecycle
 from tests.conftest import MakeEngine
@@ -92,6 +93,7 @@ def test_a_click_on_the_emailed_link_moves_the_journey_and_a_timeout_fires_for_t
     engine: Engine, clock: VirtualClock, tmp_path: Path
 ) -> None:
     [clicker, other] = engine.leads.capture_leads([young_pro(1), young_pro(2)])
+    assert clicker.lead_id is not None and other.lead_id is not None
     engine.run()
     by_lead = {}
     for eml in emails(tmp_path / "outbox"):
@@ -121,7 +123,7 @@ def test_a_click_on_the_emailed_link_moves_the_journey_and_a_timeout_fires_for_t
     lead = engine.leads.fresh_lead(clicker.lead_id)
     assert lead.stage.value == "engaged" and len(lead.clicks) == 1
     events = list(engine.deliveries.repository.event_store.get(lead.clicked_links.pop()[0]))
-    kinds = sorted((e.kind, e.reason) for e in events if type(e).__name__ == "Clicked")
+    kinds = sorted((e.kind, e.reason) for e in events if isinstance(e, Delivery.Clicked))
     assert [k for k, _ in kinds] == ["human", "scanner"]  # one each, however often it was followed
     timeline = lead_timeline(engine, clicker.lead_id)["timeline"]  # type: ignore[arg-type]
     assert any("clicked link 1 of yp_quick_apply (offer-clicks, step offer)" in t["why"] for t in timeline)

@@ -126,6 +126,7 @@ def test_a_follow_up_firing_long_after_it_fell_due_follows_the_stale_policy(
 ) -> None:
     engine = make_engine(settings={"journeys_dir": journeys_folder(tmp_path, stale=STALE)})
     [out] = engine.leads.capture_leads([young_pro(1, captured_at=clock.now(), consents={"sms": True})])
+    assert out.lead_id is not None
     engine.run()
     clock.advance_to(clock.now() + timedelta(days=4))  # no worker ran for four days
     engine.run()

@@ -74,7 +74,7 @@ def live_run(engine: Engine, erase: bool) -> tuple[dict[UUID, set[str]], list[De
         done = erase_lead(engine, lead_id, "customer request", "dpo")
         assert done.lead.erased and done.enrolments_ended + done.messages_cancelled + done.tasks_closed >= 1
         states_seen.update(states)
-        erased[lead_id] = sent
+        erased[lead_id] = sent  # type: ignore[assignment]
     engine.run(until=START + timedelta(days=60))
     if erase:
         assert {"waiting for time", "waiting for event", "message held", "task open"} <= set(states_seen), states_seen
@@ -96,7 +96,7 @@ def test_people_erased_mid_journey_stop_everything_and_the_others_go_on(
         for d in (d for d in after if d.lead_id == lead_id):
             assert d.is_settled  # nothing left pending ...
             if d.id not in settled_before:  # ... and nothing sent after the erasure
-                assert d.outcome is not None and d.outcome.value == "skipped", d
+                assert d.outcome is not None and d.outcome.value == "skipped", d  # type: ignore[attr-defined]
         assert all(str(t["lead_id"]) != str(lead_id) for t in engine.index.tasks())
     # Everyone else got exactly the messages they get when nobody is erased.
     outcome = {d.id: (d.outcome, d.step) for d in after if d.lead_id not in erased}

@@ -59,7 +59,7 @@ def test_an_opt_out_committed_just_before_the_dispatch_marker_stops_the_message(
             serve.leads.opt_out(lead_id, "all", "unsubscribe link", "one-click unsubscribe", clock.now())
         return verdict
 
-    worker.deliveries.refusal = refusal_then_opt_out  # type: ignore[method-assign]
+    worker.deliveries.refusal = refusal_then_opt_out  # type: ignore[assignment,method-assign]
     worker.run()
     assert looks[0] == "" and looks[-1] == "consent withdrawn"  # decided before, looked again after
     timeline = lead_timeline(worker, lead_id)["timeline"]

@@ -153,6 +153,7 @@ def test_the_bundled_journeys_invite_thank_and_tell_both_about_the_reward(
     t0 = clock.now()
     customer_row = young_pro(1)
     [customer] = engine.leads.capture_leads([customer_row])
+    assert customer.lead_id is not None
     fund(engine, customer_row, t0, "A1")
     engine.run(until=t0 + timedelta(days=15, hours=3))
     code = engine.deliveries.referral_vars(customer.lead_id)["referral_code"]

@@ -68,7 +68,7 @@ def test_leads_are_scored_once_as_captured_and_journeys_branch_on_the_band(make_
     engine = make_engine()
     register_scorecard(engine)
     good, weak = young_pro(1), stretched(2)
-    ids = [o.lead_id for o in engine.leads.capture_leads([good, weak])]
+    ids = [o.lead_id for o in engine.leads.capture_leads([good, weak])]  # type: ignore[list-item]
     assert all(ids)
     scores = [engine.leads.get_lead(i).scores["credit"] for i in ids]  # type: ignore[arg-type]
     assert [(s["score"], s["band"], s["model_version"]) for s in scores] == [(620, "B", 1), (500, "E", 1)]
@@ -77,7 +77,7 @@ def test_leads_are_scored_once_as_captured_and_journeys_branch_on_the_band(make_
 
     # Re-importing the same leads scores nothing again: same model, same inputs.
     before = engine.leads.recorder.max_notification_id()
-    assert not any(o.changed for o in engine.leads.capture_leads([good, weak]))
+    assert not any(o.changed for o in engine.leads.capture_leads([good, weak]))  # type: ignore[list-item]
     assert engine.leads.recorder.max_notification_id() == before
 
     engine.run(until=START + timedelta(hours=2))
@@ -94,7 +94,7 @@ def test_leads_are_scored_once_as_captured_and_journeys_branch_on_the_band(make_
 def test_replay_reads_the_recorded_score_and_never_rescores(make_engine: MakeEngine) -> None:
     engine = make_engine()
     register_scorecard(engine)
-    lead_id = engine.leads.capture_leads([stretched(3)])[0].lead_id
+    lead_id = engine.leads.capture_leads([stretched(3)])[0].lead_id  # type: ignore[list-item]
     assert lead_id is not None
     for f in engine.leads.models.folder.iterdir():  # type: ignore[union-attr]
         f.unlink()  # the model is gone: a replay that re-scored would fail
@@ -107,7 +107,7 @@ def test_a_better_lead_profile_is_rescored_in_the_same_batch_as_its_update(make_
     engine = make_engine()
     register_scorecard(engine)
     weak = stretched(4)
-    lead_id = engine.leads.capture_leads([weak])[0].lead_id
+    lead_id = engine.leads.capture_leads([weak])[0].lead_id  # type: ignore[list-item]
     better = young_pro(
         4,
         profile={"birth_year": 1996, "employment_type": "salaried", "monthly_income": "30000", "monthly_debt": "1000"},
@@ -210,7 +210,7 @@ def test_a_missed_repayment_or_a_decline_keeps_a_lead_out_of_offers(make_engine:
     engine.run(until=START)
     lead_id, cmd = _mortgage_customer(engine, funded_day=1)
     engine.leads.record_lifecycle(
-        [lifecycle("repayment_missed", cmd, START + timedelta(days=20), application_id="M1", days_past_due=15)]
+        [lifecycle("repayment_missed", cmd, START + timedelta(days=20), application_id="M1", days_past_due=15)]  # type: ignore[arg-type]
     )
     lead = engine.leads.get_lead(lead_id)
     assert "delinquent" in lead.segments

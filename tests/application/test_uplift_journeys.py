@@ -8,10 +8,13 @@ holdout that came after the training, the lift among persuadables against everyo
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from uuid import UUID
 
+from engine.adapters.clock import VirtualClock
 from engine.application.analytics import experiments_report, scores_report
+from engine.application.engine import Engine
 from engine.application.screening import models
 from engine.domain.journeys.interpreter import journey_facts
 from engine.domain.leads.facts import lead_facts
@@ -61,13 +64,13 @@ def capture_wave(engine, first: int, n: int, rng: random.Random, day: int) -> No
 
 
 def test_uplift_is_learnt_from_the_journey_holdout_and_steers_its_branch(
-    make_engine: MakeEngine, tmp_path: Path
+    make_engine: MakeEngine, tmp_path: Path, clock: VirtualClock
 ) -> None:
     engine = make_engine(settings={"journeys_dir": journeys_folder(tmp_path, nudge=NUDGE)})
     rng = random.Random(11)
     for wave in range(4):
         capture_wave(engine, wave * 150, 150, rng, wave * 4)
-    engine.clock.advance_to(engine.clock.now() + timedelta(days=15))  # every outcome window has closed
+    clock.advance_to(clock.now() + timedelta(days=15))  # every outcome window has closed
     engine.refresh_views()
 
     data = models.dataset_from_store(engine, "uplift", JOURNEY)
@@ -108,11 +111,11 @@ def test_uplift_is_learnt_from_the_journey_holdout_and_steers_its_branch(
     [measured] = engine.leads.registry("uplift").drift
     assert measured["version"] == 1 and measured["population"].endswith(f"leads of {JOURNEY} since 2026-03-12")
     assert {p["characteristic"] for p in measured["psi"]} >= {"score", "source_channel"}
-    engine.clock.advance_to(engine.clock.now() + timedelta(days=3))
-    engine.run(until=engine.clock.now())
+    clock.advance_to(clock.now() + timedelta(days=3))
+    engine.run(until=clock.now())
     assert len(engine.leads.registry("uplift").drift) == 1  # not again within the week
-    engine.clock.advance_to(engine.clock.now() + timedelta(days=5))
-    engine.run(until=engine.clock.now())
+    clock.advance_to(clock.now() + timedelta(days=5))
+    engine.run(until=clock.now())
     assert len(engine.leads.registry("uplift").drift) == 2
     [latest, _] = scores_report(engine)["monitoring"]
     assert latest["kind"] == "uplift" and latest["journey"] == JOURNEY and latest["score_psi"] is not None
@@ -127,11 +130,10 @@ def test_uplift_is_learnt_from_the_journey_holdout_and_steers_its_branch(
     assert set(targeting["by_band"]) == {PERSUADABLE, DO_NOT_DISTURB}
 
 
-def doc_since(engine) -> str:  # type: ignore[no-untyped-def]
-    return engine.leads.registry("uplift").in_use()[uplift_kind(JOURNEY)]["at"].isoformat()
+def doc_since(engine: Engine) -> str:
+    moment: datetime = engine.leads.registry("uplift").in_use()[uplift_kind(JOURNEY)]["at"]
+    return moment.isoformat()
 
 
-def _uuid(text: str):  # type: ignore[no-untyped-def]
-    from uuid import UUID
-
+def _uuid(text: str) -> UUID:
     return UUID(text)

@@ -125,7 +125,7 @@ def chromium_page(profile: Path) -> Iterator[Page]:
         if not targets:
             raise RuntimeError("chromium did not open its DevTools port")
         with connect(targets[0]["webSocketDebuggerUrl"], max_size=64 * 1024 * 1024) as ws:
-            page = Page(ws)
+            page = Page(ws)  # type: ignore[arg-type]
             for domain in ("Page", "Runtime", "Log", "Network"):
                 page.send(f"{domain}.enable")
             yield page

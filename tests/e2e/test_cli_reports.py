@@ -76,7 +76,7 @@ def test_every_report_fits_80_columns_and_agrees_with_its_json(env: Path) -> Non
     runner.invoke(app, ["costs", "import", str(env / "costs.csv")])
     invoke("run")
     commands = [("report", name) for name in REPORTS]
-    commands += [("costs", "list"), ("journeys", "list"), ("tasks", "list"), ("status",)]
+    commands += [("costs", "list"), ("journeys", "list"), ("tasks", "list"), ("status",)]  # type: ignore[list-item]
     for command in commands:
         text = invoke(*command)
         too_wide = [line for line in text.splitlines() if len(line) > 80]

@@ -104,7 +104,7 @@ def test_the_dashboard_shows_the_reports_numbers_on_a_laptop_and_a_phone(served:
         # Every table's cells are the report documents' values, as the API serves them.
         docs = {name: served.api(f"/api/v1/reports/{name}") for name in PAGE_REPORTS}
         for name, (_, rows_of, columns) in TABLES.items():
-            expected = [["" if r.get(k) is None else str(r.get(k)) for k, _ in columns] for r in rows_of(docs)]
+            expected = [["" if r.get(k) is None else str(r.get(k)) for k, _ in columns] for r in rows_of(docs)]  # type: ignore[arg-type]
             assert page.evaluate(TABLE_CELLS % name) == expected, name
         kpi = page.evaluate(
             "Object.fromEntries([...document.querySelectorAll('[data-kpi]')].map(e => [e.dataset.kpi, e.textContent]))"

@@ -31,6 +31,7 @@ def test_an_unauthenticated_oversized_body_is_refused_before_anything_reads_it(a
 def test_every_page_and_document_refuses_to_be_framed(api: Api) -> None:
     engine = api.engine
     [out] = engine.leads.capture_leads([young_pro(1)])
+    assert out.lead_id is not None
     unsubscribe = engine.deliveries.unsubscribe_url(out.lead_id, "email").split("/unsubscribe", 1)[1]
     confirm = engine.deliveries.confirm_url(out.lead_id, "email").split("/confirm", 1)[1]
     for path in (f"/unsubscribe{unsubscribe}", f"/confirm{confirm}", "/r/ABCD-EFGH", "/dashboard/sign-in", "/health"):
@@ -100,6 +101,7 @@ def test_a_method_a_path_does_not_take_is_405_with_every_method_it_does(api: Api
     unsubscribe posts), not only the method of the first route that matched."""
     engine = api.engine
     [out] = engine.leads.capture_leads([young_pro(1)])
+    assert out.lead_id is not None
     unsubscribe = "/unsubscribe" + engine.deliveries.unsubscribe_url(out.lead_id, "email").split("/unsubscribe", 1)[1]
     confirm = "/confirm" + engine.deliveries.confirm_url(out.lead_id, "email").split("/confirm", 1)[1]
     for path in (unsubscribe, confirm):

@@ -44,7 +44,7 @@ def test_a_run_killed_while_rewarding_pays_each_reward_once(tmp_path: Path) -> N
     env = env_for(tmp_path)
     huoke(tmp_path, "db", "init")
     huoke(tmp_path, "journeys", "publish")
-    settings = Settings(**{k.removeprefix("HUOKE_").lower(): v for k, v in env.items() if k.startswith("HUOKE_")})
+    settings = Settings(**{k.removeprefix("HUOKE_").lower(): v for k, v in env.items() if k.startswith("HUOKE_")})  # type: ignore[arg-type]
     key = referral_key(settings)
     with (tmp_path / "leads.csv").open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)

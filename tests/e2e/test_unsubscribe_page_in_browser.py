@@ -34,7 +34,7 @@ def served(make_engine: MakeEngine, clock: VirtualClock) -> Iterator[tuple[str, 
 
 
 def chromium(tmp_path: Path, *args: str) -> str:
-    return subprocess.run(
+    return subprocess.run(  # type: ignore[no-any-return]
         [
             CHROMIUM,  # type: ignore[list-item]
             *FLAGS,

@@ -18,9 +18,9 @@ pytestmark = pytest.mark.postgres
 
 def pools(engine: Engine) -> set[Any]:
     stores = [engine.leads, engine.journeys, engine.deliveries, engine.referrals]
-    datastores = [app.recorder.datastore for app in stores] + [v.datastore for v in engine.views.values()]
+    datastores = [app.recorder.datastore for app in stores] + [v.datastore for v in engine.views.values()]  # type: ignore[attr-defined]
     if engine.leads.vault is not None:
-        datastores.append(engine.leads.vault.datastore)
+        datastores.append(engine.leads.vault.datastore)  # type: ignore[attr-defined]
     return {d.pool for d in datastores}
 
 

@@ -26,7 +26,7 @@ def _aggregates() -> list[type[Aggregate]]:
     return found
 
 
-def _events(aggregate: type[Aggregate]) -> list[type[CanMutateAggregate[object]]]:
+def _events(aggregate: type[Aggregate]) -> list[type[CanMutateAggregate[object]]]:  # type: ignore[type-var]
     return [e for e in vars(aggregate).values() if isinstance(e, type) and issubclass(e, CanMutateAggregate)]
 
 

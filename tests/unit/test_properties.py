@@ -169,7 +169,7 @@ def test_any_valid_split_assigns_every_lead_to_exactly_one_arm(percents: list[in
     shares = [p * 100 / total for p in percents]
     shares[-1] = 100 - sum(shares[:-1])
     arms = [{"label": f"arm{i}", "percent": round(s, 6), "next": "end"} for i, s in enumerate(shares)]
-    arms[-1]["percent"] = round(100 - sum(a["percent"] for a in arms[:-1]), 6)
+    arms[-1]["percent"] = round(100 - sum(a["percent"] for a in arms[:-1]), 6)  # type: ignore[misc]
     data = {
         "id": "s",
         "entry": {"on": "lead_captured"},
