@@ -118,6 +118,7 @@ class FunnelCounts(SqlView):
             + "touches INTEGER NOT NULL, "
             + "".join(f"{m}_at TEXT, " for m in MILESTONES)
             + "lost_at TEXT, funded_loans INTEGER NOT NULL, funded_volume BIGINT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS lead_facts_captured ON {t_lead_facts} (captured_day)",
             # Activity per day (the lender's) and the lead's first-touch channel: leads captured,
             # stages first reached, loans funded (n) and their volume (amount).
             "CREATE TABLE IF NOT EXISTS {t_daily_counts} (day TEXT NOT NULL, channel TEXT NOT NULL, "
@@ -609,6 +610,18 @@ class FunnelCounts(SqlView):
             f"FROM {{t_band_counts}}{where} GROUP BY kind, band HAVING SUM(leads) > 0 ORDER BY kind, band",
             params,
         )
+
+    def captured_between(self, since: str, until: str | None = None, limit: int = 5000) -> list[str]:
+        """The leads captured on the lender's days ``since``..``until``, newest first (at most
+        ``limit``): the recent population a model is monitored on."""
+        where, params = " WHERE captured_day >= ?", [since]
+        if until:
+            where, params = where + " AND captured_day <= ?", [*params, until]
+        rows = self.rows(
+            f"SELECT lead_id FROM {{t_lead_facts}}{where} ORDER BY captured_day DESC, lead_id LIMIT ?",  # noqa: S608
+            [*params, limit],
+        )
+        return [str(r["lead_id"]) for r in rows]
 
     def split_assignments(self, journey_id: str) -> list[dict[str, Any]]:
         """Every split assignment of ``journey_id`` (lead, step, arm, when), oldest first: the

@@ -275,6 +275,8 @@ class FunnelView(View, Protocol):
 
     def split_assignments(self, journey_id: str) -> list[dict[str, Any]]: ...
 
+    def captured_between(self, since: str, until: str | None = None, limit: int = 5000) -> list[str]: ...
+
     def arms(
         self,
         journey_id: str,

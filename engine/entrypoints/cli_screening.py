@@ -389,8 +389,14 @@ def model_monitor(as_json: JsonOpt = False) -> None:
     for m in history:
         model = f"{m['kind']} v{m['version']}" + (f" ({m['journey']})" if m["journey"] else "")
         table.add_row(m["at"][:10], model, m["population"].split()[0], f"{m['score_psi']:.3f} {m['verdict']}",
-                      ", ".join(m["moved"]) or "none", "; ".join(m["calibration_off"]) or "ok")  # fmt: skip
+                      ", ".join(m["moved"]) or "none", _calibration_said(m))  # fmt: skip
     console.print(table)
+
+
+def _calibration_said(m: dict[str, Any]) -> str:
+    if not m["calibration_measured"]:
+        return "—" if m["kind"] != "propensity" else "too few settled outcomes"
+    return "; ".join(m["calibration_off"]) or "ok"
 
 
 @segments_app.command("list")

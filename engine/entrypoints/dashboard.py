@@ -138,7 +138,7 @@ def _monitoring_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
             "leads": int(m["population"].split()[0]),
             "drift": m["verdict"],
             "moved": ", ".join(m["moved"]) or "none",
-            "calibration_off": "; ".join(m["calibration_off"]) or "ok",
+            "calibration_off": "; ".join(m["calibration_off"]) or ("ok" if m["calibration_measured"] else "—"),
         }
         for m in d["scores"]["monitoring"]
     ]
@@ -291,7 +291,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]], l
                 "leads": int(m["population"].split()[0]),
                 "drift": m["verdict"],
                 "moved": ", ".join(m["moved"]) or "none",
-                "calibration_off": "; ".join(m["calibration_off"]) or "ok",
+                "calibration_off": "; ".join(m["calibration_off"]) or ("ok" if m["calibration_measured"] else "—"),
             }
             for m in d["scores"]["monitoring"]
         ],

@@ -270,6 +270,8 @@ def drift(
         if journey:  # an uplift model serves its journey's leads: those assigned to its experiment
             ids = [UUID(a["lead_id"]) for a in engine.funnel.split_assignments(journey)
                    if since is None or datetime.fromisoformat(a["assigned_at"]) >= since]  # fmt: skip
+        elif since is not None:  # the leads captured since (the view finds them; no log scan)
+            ids = [UUID(i) for i in engine.funnel.captured_between(_day(engine, since), limit=MONITOR_SAMPLE)]
         else:
             ids = list(engine.leads.lead_ids())
         leads = [engine.leads.get_lead(i) for i in dict.fromkeys(ids)]
@@ -297,6 +299,8 @@ def drift(
 MONITOR_EVERY = timedelta(days=7)
 MONITOR_WINDOW = timedelta(days=30)
 MONITOR_MIN_LEADS = 50
+#: The most recent leads a measurement reads (PSI on a sample of the newest is as telling).
+MONITOR_SAMPLE = 5000
 
 
 def monitor(engine: Engine, force: bool = False) -> list[dict[str, Any]]:
@@ -330,14 +334,21 @@ def monitor(engine: Engine, force: bool = False) -> list[dict[str, Any]]:
 
 
 def _recent_calibration(engine: Engine, kind: str, version: int, now: datetime) -> list[dict[str, Any]]:
-    """Predicted against observed per band on the outcomes settled in the last window."""
-    _, scorer = _load(engine, kind, version)
-    data = dataset_from_store(engine, kind)
-    recent = np.array([i for i, t in enumerate(data.times or []) if t >= now - MONITOR_WINDOW - RESPONSE_WINDOW])
-    if len(recent) < MONITOR_MIN_LEADS:
+    """Predicted against observed per band on the outcomes settled in the last window (leads
+    captured in the ``MONITOR_WINDOW`` before their response window closed)."""
+    entry, scorer = _load(engine, kind, version)
+    since, until = now - MONITOR_WINDOW - RESPONSE_WINDOW, now - RESPONSE_WINDOW
+    ids = engine.funnel.captured_between(_day(engine, since), _day(engine, until), limit=MONITOR_SAMPLE)
+    data = training_rows(engine.leads, kind, entry["features"], now, [UUID(i) for i in ids])
+    if len(data.rows) < MONITOR_MIN_LEADS:
         return []
-    data = data.subset(recent)
-    return list(lab_of(engine).evaluate(data.y, scorer.score_many(data.rows))["calibration"])
+    scored = scorer.score_many(data.rows)
+    return list(lab_of(engine).evaluate(np.array(data.outcomes, dtype=int), scored)["calibration"])
+
+
+def _day(engine: Engine, moment: datetime) -> str:
+    """The lender's day of a moment (the views' days)."""
+    return moment.astimezone(engine.journeys.default_tz).date().isoformat()
 
 
 RESPONSE_WINDOW = timedelta(days=RESPONSE_WINDOW_DAYS)
@@ -365,6 +376,7 @@ def monitoring_history(engine: Engine) -> list[dict[str, Any]]:
                     "verdict": None if score is None else score["verdict"],
                     "moved": moved,
                     "calibration_off": calibration_warnings(d["calibration"]),
+                    "calibration_measured": bool(d["calibration"]),
                 }
             )
     return sorted(out, key=lambda r: r["at"])

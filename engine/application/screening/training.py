@@ -30,16 +30,18 @@ class TrainingRows:
     treatment: list[int] | None = None
 
 
-def training_rows(leads: Leads, kind: str, features: list[str], now: datetime) -> TrainingRows:
+def training_rows(
+    leads: Leads, kind: str, features: list[str], now: datetime, lead_ids: list[UUID] | None = None
+) -> TrainingRows:
     """Outcomes from the lead history, with the inputs as they were at the time:
     propensity — did a lead apply within RESPONSE_WINDOW_DAYS of capture (time: capture);
     credit — did a loan funded MIN_MONTHS_ON_BOOK or more months ago miss a repayment
-    (time: funding)."""
+    (time: funding). ``lead_ids``: only these leads (default: every lead)."""
     rows: list[JSONDict] = []
     outcomes: list[int] = []
     times: list[datetime] = []
     ids: list[dict[str, str]] = []
-    for lead_id in leads.lead_ids():
+    for lead_id in leads.lead_ids() if lead_ids is None else lead_ids:
         lead = leads.get_lead(lead_id)
         if check_kind(kind) == "propensity":
             if lead.captured_at > now - timedelta(days=RESPONSE_WINDOW_DAYS):
