@@ -25,7 +25,7 @@ from engine.application.screening import models
 from engine.application.screening.datasets import Dataset, infer_kinds, to_matrix
 from engine.bootstrap import bootstrap, init_database
 from engine.domain.leads.facts import lead_facts
-from engine.domain.screening.scoring import DEFAULT_FEATURES, model_inputs
+from engine.domain.screening.features import DEFAULT_FEATURES, model_inputs
 from engine.settings import Settings
 
 START = datetime(2026, 3, 2, tzinfo=UTC)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from engine.domain.screening.scoring import CREDIT_FEATURES
+from engine.domain.screening.features import CREDIT_FEATURES
 
 ZH_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐"
 ZH_GIVEN = [

@@ -142,7 +142,7 @@ class ModelLab(ModelFiles):
         return train_credit(data) if kind == "credit" else train_propensity(data)
 
     def evaluate(self, y: NDArray[Any], scored: Sequence[Scored]) -> dict[str, Any]:
-        from engine.adapters.modeling import evaluate
+        from engine.adapters.model_evaluation import evaluate
 
         return evaluate(y, scored)
 

@@ -12,25 +12,24 @@ The data they train on is ``application.screening.datasets.Dataset``; the files 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss, roc_auc_score, roc_curve
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 from threadpoolctl import ThreadpoolController
 
-from engine.application.screening.datasets import Dataset, as_float, distribution, to_matrix
+from engine.adapters.model_evaluation import evaluate, reference_of
+from engine.adapters.woe_binning import WoeBinning
+from engine.application.screening.datasets import Dataset, to_matrix
 from engine.domain.screening.scoring import (
     DEFAULT_SCORE_BANDS,
     FACTOR,
@@ -101,104 +100,6 @@ def check_trainable(data: Dataset, where: str) -> None:
         )
     if not data.columns:
         raise TrainingError(f"{where}: no feature columns left to train on")
-
-
-# ---- WOE binning (a scikit-learn transformer) ---------------------------------------------
-
-
-class WoeBinning(TransformerMixin, BaseEstimator):  # type: ignore[misc]
-    """Bins each column (numeric by quantiles, categorical by frequent values) and replaces each
-    value by its bin's weight of evidence, ln(share of goods / share of bads)."""
-
-    def __init__(self, kinds: tuple[str, ...] = (), max_bins: int = 5, min_share: float = 0.05) -> None:
-        self.kinds = kinds
-        self.max_bins = max_bins
-        self.min_share = min_share
-
-    def fit(self, X: NDArray[Any], y: NDArray[Any]) -> WoeBinning:
-        y = np.asarray(y).astype(int)
-        self.bins_: list[dict[str, Any]] = []
-        for j, kind in enumerate(self.kinds):
-            col = X[:, j]
-            if kind == "numeric":
-                values = col.astype(float)
-                present = values[~np.isnan(values)]
-                qs = np.quantile(present, np.linspace(0, 1, self.max_bins + 1)[1:-1]) if present.size else []
-                edges = sorted({float(q) for q in qs})
-                labels = _numeric_labels(edges)
-                keys = [_numeric_key(v, edges) for v in values]
-                spec: dict[str, Any] = {"kind": kind, "edges": edges, "labels": labels}
-            else:
-                texts = col.astype(str)
-                values_, counts = np.unique(texts[texts != MISSING], return_counts=True)
-                frequent = [str(v) for v, c in zip(values_, counts, strict=True) if c >= self.min_share * len(texts)]
-                labels = [*frequent, OTHER]
-                keys = [t if t == MISSING or t in frequent else OTHER for t in texts]
-                spec = {"kind": kind, "labels": labels}
-            names = [str(n) for n in range(len(labels))] if kind == "numeric" else list(labels)
-            spec["woe"], spec["count"], spec["bad_rate"] = _woe(keys, y, [*names, MISSING])
-            self.bins_.append(spec)
-        return self
-
-    def keys_for(self, X: NDArray[Any]) -> list[list[str]]:
-        out = []
-        for j, spec in enumerate(self.bins_):
-            col = X[:, j]
-            if spec["kind"] == "numeric":
-                out.append([_numeric_key(v, spec["edges"]) for v in col.astype(float)])
-            else:
-                labels = set(spec["labels"])
-                out.append([t if t == MISSING or t in labels else OTHER for t in col.astype(str)])
-        return out
-
-    def transform(self, X: NDArray[Any]) -> NDArray[np.float64]:
-        keys = self.keys_for(X)
-        out = np.empty((X.shape[0], len(self.bins_)), dtype=float)
-        for j, spec in enumerate(self.bins_):
-            woe = spec["woe"]
-            out[:, j] = [woe[k] for k in keys[j]]
-        return out
-
-
-def _numeric_key(v: float, edges: list[float]) -> str:
-    if math.isnan(v):
-        return MISSING
-    for n, e in enumerate(edges):
-        if v <= e:
-            return str(n)
-    return str(len(edges))
-
-
-def _numeric_labels(edges: list[float]) -> list[str]:
-    bounds = [-math.inf, *edges, math.inf]
-    return [_interval(bounds[n], bounds[n + 1]) for n in range(len(bounds) - 1)]
-
-
-def _interval(lo: float, hi: float) -> str:
-    if math.isinf(lo):
-        return f"<= {hi:g}"
-    if math.isinf(hi):
-        return f"> {lo:g}"
-    return f"{lo:g} – {hi:g}"
-
-
-def _woe(
-    keys: list[str], y: NDArray[Any], names: list[str]
-) -> tuple[dict[str, float], dict[str, int], dict[str, float]]:
-    """Weight of evidence per bin, ln(share of goods / share of bads), with +0.5 smoothing so an
-    empty bin stays finite; also each bin's count and bad rate."""
-    pos = {k: n for n, k in enumerate(names)}
-    goods, bads = np.zeros(len(names)), np.zeros(len(names))
-    for k, t in zip(keys, y, strict=True):
-        (bads if t else goods)[pos[k]] += 1
-    g, b = goods.sum(), bads.sum()
-    woe = np.log((goods + 0.5) / (g + 0.5 * len(names))) - np.log((bads + 0.5) / (b + 0.5 * len(names)))
-    totals = goods + bads
-    return (
-        {k: float(woe[i]) for k, i in pos.items()},
-        {k: int(totals[i]) for k, i in pos.items()},
-        {k: float(bads[i] / max(totals[i], 1)) for k, i in pos.items()},
-    )
 
 
 # ---- training -------------------------------------------------------------------------------
@@ -430,72 +331,3 @@ def _training(data: Dataset, split: Split, method: str) -> dict[str, Any]:
         "test_window": list(split.test_window),
         "positive_rate": round(float(data.y.mean()), 4),
     }
-
-
-# ---- evaluation -----------------------------------------------------------------------------
-
-
-def evaluate(y: NDArray[Any], scored: Sequence[Scored]) -> dict[str, Any]:
-    """AUC, Gini, KS and Brier on held-out rows, and calibration (predicted vs observed) by band."""
-    y = np.asarray(y).astype(int)
-    probs = np.asarray([s.probability for s in scored], dtype=float)
-    out: dict[str, Any] = {"rows": len(y), "positives": int(y.sum())}
-    if 0 < y.sum() < len(y):
-        auc = float(roc_auc_score(y, probs))
-        fpr, tpr, _ = roc_curve(y, probs)
-        out.update(auc=round(auc, 4), gini=round(2 * auc - 1, 4), ks=round(float(np.max(tpr - fpr)), 4))
-    else:
-        out.update(auc=None, gini=None, ks=None)
-    out["brier"] = round(float(brier_score_loss(y, probs)), 4) if len(y) else None
-    bands: dict[str, list[int]] = {}
-    predicted: dict[str, float] = {}
-    for s, t in zip(scored, y, strict=True):
-        bands.setdefault(s.band, []).append(int(t))
-        predicted[s.band] = predicted.get(s.band, 0.0) + s.probability
-    out["calibration"] = [
-        {
-            "band": band,
-            "rows": len(ts),
-            "predicted": round(predicted[band] / len(ts), 4),
-            "observed": round(sum(ts) / len(ts), 4),
-        }
-        for band, ts in sorted(bands.items())
-    ]
-    return out
-
-
-# ---- drift reference: how the training sample was spread ------------------------------------
-
-
-def reference_of(
-    scorer: Any, rows: Sequence[dict[str, Any]], columns: list[str], kinds: dict[str, str]
-) -> dict[str, Any]:
-    """Bins and counts of the score and of each characteristic in the training sample (for PSI)."""
-    scored = scorer.score_many(rows)
-    values = [s.score if s.score is not None else s.probability for s in scored]
-    ref: dict[str, Any] = {"score": _numeric_reference(values), "features": {}}
-    for col in columns:
-        column = [r.get(col) for r in rows]
-        ref["features"][col] = (
-            _numeric_reference([as_float(v) for v in column])
-            if kinds[col] == "numeric"
-            else _categorical_reference(column)
-        )
-    return ref
-
-
-def _numeric_reference(values: Sequence[float]) -> dict[str, Any]:
-    present = np.array([v for v in values if not math.isnan(v)], dtype=float)
-    edges = sorted({float(q) for q in np.quantile(present, np.linspace(0, 1, 11)[1:-1])}) if present.size else []
-    return {"kind": "numeric", "edges": edges, "counts": distribution(values, {"kind": "numeric", "edges": edges})}
-
-
-def _categorical_reference(values: Sequence[Any]) -> dict[str, Any]:
-    texts = [MISSING if v in (None, "") else str(v) for v in values]
-    uniq, counts = np.unique(np.array(texts, dtype=object), return_counts=True)
-    top = [str(u) for u, _ in sorted(zip(uniq, counts, strict=True), key=lambda t: -t[1])[:20]]
-    spec = {"kind": "categorical", "categories": top}
-    return {**spec, "counts": distribution(values, spec)}
-
-
-# ---- model files ----------------------------------------------------------------------------

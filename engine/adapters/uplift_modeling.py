@@ -33,7 +33,8 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from engine.adapters.modeling import Trained, _one_thread, _training, reference_of, time_split
+from engine.adapters.model_evaluation import reference_of
+from engine.adapters.modeling import Trained, _one_thread, _training, time_split
 from engine.application.screening.datasets import Dataset, to_matrix
 from engine.domain.screening.scoring import MISSING, Reason, Scored, refuse_prohibited
 from engine.domain.screening.uplift import BASIS_POINTS, UPLIFT, UPLIFT_BANDS, UpliftBands

@@ -16,9 +16,9 @@ from engine.domain.journeys.calendar_review import CALENDAR_REVIEW_ID, CalendarR
 from engine.domain.leads.facts import lead_facts
 from engine.domain.leads.lead import Lead
 from engine.domain.leads.segments import classify
+from engine.domain.screening.features import model_inputs
 from engine.domain.screening.model_registry import MODEL_KINDS, ModelRegistry, check_kind, registry_id
 from engine.domain.screening.products import affordability, match
-from engine.domain.screening.scoring import model_inputs
 from engine.domain.shared.values import JSONDict
 from engine.eventstore.saving import (
     fresh_get,

@@ -16,8 +16,9 @@ from engine.application.screening.datasets import Dataset, distribution, infer_k
 from engine.application.screening.training import RESPONSE_WINDOW_DAYS, training_rows, uplift_rows
 from engine.domain.journeys.journey import SplitStep
 from engine.domain.leads.facts import lead_facts
+from engine.domain.screening.features import DEFAULT_FEATURES, model_inputs
 from engine.domain.screening.model_registry import MODEL_KINDS, calibration_warnings, check_kind, score_kind
-from engine.domain.screening.scoring import DEFAULT_FEATURES, model_inputs, psi, psi_verdict
+from engine.domain.screening.scoring import psi, psi_verdict
 from engine.domain.screening.uplift import UPLIFT
 from engine.domain.shared.errors import HuokeError, TrainingError
 from engine.domain.shared.fields import FIELDS

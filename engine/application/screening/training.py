@@ -9,8 +9,8 @@ from uuid import UUID
 
 from engine.application.leads.app import Leads
 from engine.domain.leads.facts import lead_facts
+from engine.domain.screening.features import model_inputs
 from engine.domain.screening.model_registry import check_kind
-from engine.domain.screening.scoring import model_inputs
 from engine.domain.shared.durations import whole_months
 from engine.domain.shared.values import JSONDict
 
