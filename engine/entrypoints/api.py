@@ -37,6 +37,7 @@ from engine.application.journeys.publishing import MigrationPlan, change_status,
 from engine.application.journeys.tasks import claim_task, complete_task, reassign_task, task_documents
 from engine.application.journeys.trial_sends import TrialSendError, send_trial
 from engine.application.journeys.trial_sends import as_dict as trial_dict
+from engine.application.leads.listing import list_leads_page
 from engine.application.leads.timeline import lead_timeline
 from engine.application.reports import journeys_overview
 from engine.bootstrap import load_journey_definitions, renderer_for
@@ -161,8 +162,6 @@ NOT_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"
 NO_NUL = "^[^\\u0000]*$"
 #: A lead id (lower-case UUID) or nothing.
 LEAD_ID_OR_NONE = r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$"
-#: Leads read at a time while a page of matches is filled.
-SCAN_PAGE = 1000
 #: Routes taking a batch of items: a NUL refuses its item, not the call.
 BATCH_ROUTES = frozenset({"create_leads", "record_events"})
 
@@ -368,25 +367,6 @@ def add_api(app: FastAPI, engine: Engine, access: Access, settings: Settings) ->
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def matching_leads(engine: Engine, filters: dict[str, str], segment: str | None, after: str, n: int) -> list[Any]:
-    """The first ``n`` leads after ``after`` (by id) matching ``filters`` and ``segment``: read a
-    page at a time to the end of the view if need be, so no match is skipped."""
-    found: list[dict[str, Any]] = []
-    while len(found) < n:
-        rows = engine.funnel.leads(filters, after, SCAN_PAGE)
-        if not rows:
-            break
-        after = rows[-1]["lead_id"]
-        if segment:
-            members = engine.screening.members(segment, [r["lead_id"] for r in rows])
-            found.extend(r for r in rows if r["lead_id"] in members)
-        else:
-            found.extend(rows)
-        if len(rows) < SCAN_PAGE:
-            break
-    return found[:n]
-
-
 def _lead_routes(router: APIRouter, engine: Engine, settings: Settings) -> None:
     """Leads in (one or a batch), out (one with its timeline; a filtered list), consent, events."""
     tz = ZoneInfo(settings.timezone)
@@ -433,10 +413,7 @@ def _lead_routes(router: APIRouter, engine: Engine, settings: Settings) -> None:
         engine.refresh_views()
         named = (("stage", stage), ("audience", audience), ("source", source), ("partner", partner))
         filters = {k: str(v.value if isinstance(v, Enum) else v) for k, v in named if v}
-        page = matching_leads(engine, filters, segment, after, limit + 1)
-        more = len(page) > limit
-        page = page[:limit]
-        return {"schema": "huoke.leads/1", "leads": page, "next": page[-1]["lead_id"] if more else None}
+        return {"schema": "huoke.leads/1", **list_leads_page(engine, filters, segment, after, limit)}
 
     @router.get("/leads/{ref}", tags=["leads"])
     def get_lead(ref: str, _: Reader) -> dict[str, Any]:
