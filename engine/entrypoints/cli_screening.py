@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from engine.adapters.model_data import OutputFileError, check_output, read_csv, write_rows
@@ -31,6 +30,7 @@ from engine.entrypoints.cli_common import (
     settings,
     with_progress,
 )
+from engine.entrypoints.cli_model_tables import calibration_said, calibration_table, metrics_table, num, uplift_tables
 
 model_app = typer.Typer(
     help="Train, evaluate and apply the propensity and credit pre-screen models.", no_args_is_help=True
@@ -80,56 +80,6 @@ def _csv_data(
     if target is None:
         fail("--csv needs --target COLUMN (the outcome to learn)")
     return read_csv(csv, target, time_column, ids, exclude, treatment)
-
-
-def _uplift_tables(metrics: dict[str, Any]) -> list[Table]:
-    """An uplift model's later-window results: the Qini curve against random targeting, and per
-    band the predicted against the observed lift."""
-    curve = plain_table(
-        f"targeting by uplift vs at random ({metrics['rows']} held-out leads: {metrics['messaged']} messaged, "
-        f"{metrics['held_out']} held out; Qini {_num(metrics['qini'], '.4f')})"
-    )
-    for col in ("top", "leads", "extra applications", "at random"):
-        curve.add_column(col, justify="right")
-    for p in metrics["curve"]:
-        curve.add_row(f"{p['share']:.0%}", str(p["leads"]), _num(p["model"], ".1f"), _num(p["random"], ".1f"))
-    bands = plain_table("lift by uplift band (messaged rate less held-out rate)")
-    for col in ("band", "leads", "messaged", "held out", "predicted", "observed"):
-        bands.add_column(col, justify="right")
-    for b in metrics["bands"]:
-        bands.add_row(
-            b["band"], str(b["rows"]), str(b["messaged"]), str(b["held_out"]),
-            f"{b['predicted_lift']:+.1%}", "—" if b["observed_lift"] is None else f"{b['observed_lift']:+.1%}",
-        )  # fmt: skip
-    if metrics.get("note"):
-        bands.caption = f"note: {metrics['note']}"
-    return [curve, bands]
-
-
-def _num(value: Any, spec: str) -> str:
-    return "—" if value is None else format(value, spec)
-
-
-def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
-    table = plain_table(title)
-    for col in ("rows", "positives", "AUC", "Gini", "KS", "Brier"):
-        table.add_column(col, justify="right")
-    table.add_row(
-        *(
-            str(metrics.get(k) if metrics.get(k) is not None else "—")
-            for k in ("rows", "positives", "auc", "gini", "ks", "brier")
-        )
-    )
-    return table
-
-
-def _calibration_table(metrics: dict[str, Any]) -> Table:
-    table = plain_table("calibration by band (held-out rows)")
-    for col in ("band", "rows", "predicted", "observed"):
-        table.add_column(col, justify="right")
-    for row in metrics.get("calibration", []):
-        table.add_row(row["band"], str(row["rows"]), f"{row['predicted']:.1%}", f"{row['observed']:.1%}")
-    return table
 
 
 @model_app.command("train")
@@ -186,7 +136,7 @@ def model_train(
         )
     )
     if kind == "uplift":
-        console.print(*_uplift_tables(doc["metrics"]))
+        console.print(*uplift_tables(doc["metrics"]))
         bands = t.get("bands", {})
         console.print(
             f"bands: persuadable from {bands.get('persuadable_at', 0):+.1%} lift, do-not-disturb below "
@@ -194,8 +144,8 @@ def model_train(
             f"journey {doc['journey']} branches on uplift_band"
         )
     else:
-        console.print(_metrics_table("held-out performance", doc["metrics"]))
-        console.print(_calibration_table(doc["metrics"]))
+        console.print(metrics_table("held-out performance", doc["metrics"]))
+        console.print(calibration_table(doc["metrics"]))
     console.print(f"features: {', '.join(doc['features'])}")
     console.print(f"file {doc['artefact']}  sha256 {doc['sha256'][:16]}…  leads rescored: {doc['leads_rescored']}")
     for w in doc["warnings"]:
@@ -245,7 +195,7 @@ def model_list(as_json: JsonOpt = False) -> None:
             f"{r['version']}{' *' if r['active'] else ''}",
             r["trained_at"][:10],
             str(r["rows"]),
-            _num(r["qini"], ".4f"),
+            num(r["qini"], ".4f"),
             "—" if r["gain_top_30"] is None else f"{r['gain_top_30']:.2f}×",
         )
     if uplift.row_count:
@@ -304,11 +254,11 @@ def model_evaluate(
         return
     console.print(Text.assemble((f"{kind} v{doc['version']}", "bold"), f" on {doc['data']}"))
     if kind == "uplift":
-        console.print(*_uplift_tables(doc["metrics"]))
+        console.print(*uplift_tables(doc["metrics"]))
         return
-    console.print(_metrics_table("now", doc["metrics"]))
-    console.print(_metrics_table("when trained (its held-out window)", doc["at_training"]))
-    console.print(_calibration_table(doc["metrics"]))
+    console.print(metrics_table("now", doc["metrics"]))
+    console.print(metrics_table("when trained (its held-out window)", doc["at_training"]))
+    console.print(calibration_table(doc["metrics"]))
 
 
 @model_app.command("score")
@@ -389,14 +339,8 @@ def model_monitor(as_json: JsonOpt = False) -> None:
     for m in history:
         model = f"{m['kind']} v{m['version']}" + (f" ({m['journey']})" if m["journey"] else "")
         table.add_row(m["at"][:10], model, m["population"].split()[0], f"{m['score_psi']:.3f} {m['verdict']}",
-                      ", ".join(m["moved"]) or "none", _calibration_said(m))  # fmt: skip
+                      ", ".join(m["moved"]) or "none", calibration_said(m))  # fmt: skip
     console.print(table)
-
-
-def _calibration_said(m: dict[str, Any]) -> str:
-    if not m["calibration_measured"]:
-        return "—" if m["kind"] != "propensity" else "too few settled outcomes"
-    return "; ".join(m["calibration_off"]) or "ok"
 
 
 @segments_app.command("list")
