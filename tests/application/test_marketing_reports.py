@@ -338,7 +338,7 @@ def test_a_report_as_of_a_moment_again_applies_only_what_the_log_gained(
     """The views rebuilt for a past moment are kept: asked again, they apply only the events
     recorded since (a fact recorded late with an earlier time counts), and give what a rebuild
     from nothing gives. Each view keeps the moments asked for most recently."""
-    from engine import bootstrap
+    from engine.bootstrap import moments as bootstrap  # where engine_as_of replays the log
 
     engine = make_engine()
     settings = settings_of(engine)
