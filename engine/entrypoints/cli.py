@@ -360,6 +360,7 @@ def fail_plain(message: str) -> NoReturn:
 import engine.entrypoints.cli_access  # noqa: E402 - registers api-keys and audit
 import engine.entrypoints.cli_bus  # noqa: E402 - registers bus run and bus docs
 import engine.entrypoints.cli_journeys  # noqa: E402 - registers the journeys and tasks commands
+import engine.entrypoints.cli_messages  # noqa: E402 - registers the messages and keys commands
 import engine.entrypoints.cli_ops  # noqa: E402 - registers db, run, worker, status, projections
 import engine.entrypoints.cli_referrals  # noqa: E402 - registers the referrals commands
 import engine.entrypoints.cli_reports  # noqa: E402 - registers the report and costs commands
