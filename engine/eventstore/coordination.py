@@ -47,6 +47,10 @@ REACHED = "clock_reached"
 INIT_LOCK = 1_000_001
 
 
+#: Seconds between tries for a view's writer lock while another process holds it.
+VIEW_LOCK_POLL = 0.5
+
+
 class NotInitialisedError(HuokeError):
     """Raised when the database has not been set up with ``huoke db init``."""
 
@@ -434,7 +438,10 @@ class PostgresLeases:
             if name in self.views:
                 continue
             if wait:
-                self.conn.execute("SELECT pg_advisory_lock(%s, %s)", (self.space, self._view_lock(name)))
+                # Polled, not a blocking pg_advisory_lock: a session waiting in one holds a snapshot
+                # all along, and an erasure's scrub waits for every snapshot older than it.
+                while not self._try(self._view_lock(name)):
+                    time.sleep(VIEW_LOCK_POLL)
                 self.views.add(name)
             elif self._try(self._view_lock(name)):
                 self.views.add(name)

@@ -35,7 +35,8 @@ KEY_TTL = 300.0
 NONCE = 12
 #: Partitions of the PostgreSQL key table: an erasure rewrites one (1/32 of the keys).
 KEY_PARTITIONS = 32
-#: Seconds an erasure waits for other SQLite readers before it can empty the key log.
+#: Seconds an erasure waits for other readers (SQLite's log readers; PostgreSQL transactions
+#: that began before it) before it can scrub the old key.
 SCRUB_WAIT = 30.0
 #: The row of the index key among the data keys (no lead has the nil id).
 INDEX_KEY_ID = UUID(int=0)
@@ -318,7 +319,10 @@ class KeyVault:
 
     def _rewrite_partition(self, pg: dict[str, str], lead_id: UUID) -> None:
         """``VACUUM FULL`` the partition that held the key: a new file with only the live rows
-        (the dead tuple with the old key goes with the old file). Outside any transaction."""
+        (the dead tuple with the old key goes with the old file). Outside any transaction, and
+        only once no transaction that began before the key was deleted is still open anywhere in
+        the database: VACUUM keeps a dead tuple such a transaction might still see, and the old
+        key would survive in the new file (a report open in another session was enough)."""
         schema = pg["POSTGRES_SCHEMA"]
         with pg_connect(pg) as conn:
             row = conn.execute(
@@ -327,8 +331,33 @@ class KeyVault:
                 ).format(self._table),
                 (str(lead_id),),
             ).fetchone()
-            if row is not None and row[0] != "lead_keys":  # a partition
-                conn.execute(sql.SQL("VACUUM FULL {}").format(sql.Identifier(schema, row[0])))
+            if row is None or row[0] == "lead_keys":  # not a partition: nothing to rewrite
+                return
+            self._wait_for_older_transactions(conn)
+            conn.execute(sql.SQL("VACUUM FULL {}").format(sql.Identifier(schema, row[0])))
+
+    @staticmethod
+    def _wait_for_older_transactions(conn: Any) -> None:
+        """Wait (at most ``SCRUB_WAIT``) until no other session of the database holds a snapshot
+        or a transaction older than now (the key's deletion is committed by now)."""
+        [mark] = conn.execute("SELECT pg_current_xact_id()::xid::text").fetchone()  # the 32-bit xid
+        deadline = time.monotonic() + SCRUB_WAIT
+        while True:
+            [older] = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND ("
+                "(backend_xmin IS NOT NULL AND age(backend_xmin) >= age(%s::xid)) OR "
+                "(backend_xid IS NOT NULL AND age(backend_xid) >= age(%s::xid)))",
+                (mark, mark),
+            ).fetchone()
+            if not older:
+                return
+            if time.monotonic() > deadline:
+                raise VaultKeyError(
+                    "the erased key is deleted but a transaction open since before the erasure keeps its old "
+                    "version readable; run the erasure again (it is idempotent) once it has ended"
+                )
+            time.sleep(0.05)
 
     def forget(self, lead_id: UUID) -> None:
         """Drop a lead's key from this process's cache (it saw the lead's erasure in the log)."""
