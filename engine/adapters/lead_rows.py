@@ -19,7 +19,7 @@ from phonenumbers import timezone as phone_timezone
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine.application.importing import Parse, RowError
-from engine.application.leads.commands import CaptureLead, LeadRef, RecordLifecycle
+from engine.application.leads.commands import CaptureLead, LeadRef, LifecycleKind, RecordLifecycle
 from engine.domain.shared.values import EmployerKind, EmploymentType, LoanType, SourceChannel, Stage
 
 _TRUE = {"1", "true", "yes", "y", "t", "是"}
@@ -244,25 +244,12 @@ def normalise_email(raw: str | None, issues: list[str]) -> str | None:
         return None
 
 
-LifecycleType = Literal[
-    "application_submitted",
-    "application_approved",
-    "application_declined",
-    "loan_funded",
-    "repayment_missed",
-    "stage_changed",
-    "consent_granted",
-    "consent_withdrawn",
-    "tagged",
-]
-
-
 class LifecycleRow(BaseModel):
     """One lifecycle fact from the lender's systems, naming its lead one of several ways."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, str_max_length=MAX_TEXT)
 
-    type: LifecycleType
+    type: LifecycleKind
     at: datetime | None = None
     lead_id: UUID | None = None
     source_channel: SourceChannel | None = None
@@ -368,22 +355,18 @@ def lead_ref(ref: str, phone_region: str) -> LeadRef:
 
 def lead_parser(phone_region: str, tz: ZoneInfo) -> Parse:
     """Lead rows into capture commands (a refusal as ``RowError``, field by field)."""
-
-    def parse(raw: dict[str, Any], origin: str) -> CaptureLead:
-        try:
-            return LeadRow.model_validate(raw).to_command(phone_region, tz, origin)
-        except ValidationError as e:
-            raise RowError(validation_problems(e)) from None
-
-    return parse
+    return _parser(LeadRow, phone_region, tz)
 
 
 def lifecycle_parser(phone_region: str, tz: ZoneInfo) -> Parse:
     """Lifecycle rows into commands (a refusal as ``RowError``, field by field)."""
+    return _parser(LifecycleRow, phone_region, tz)
 
-    def parse(raw: dict[str, Any], origin: str) -> RecordLifecycle:
+
+def _parser(row: type[LeadRow] | type[LifecycleRow], phone_region: str, tz: ZoneInfo) -> Parse:
+    def parse(raw: dict[str, Any], origin: str) -> CaptureLead | RecordLifecycle:
         try:
-            return LifecycleRow.model_validate(raw).to_command(phone_region, tz, origin)
+            return row.model_validate(raw).to_command(phone_region, tz, origin)
         except ValidationError as e:
             raise RowError(validation_problems(e)) from None
 

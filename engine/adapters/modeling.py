@@ -24,7 +24,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import ThreadpoolController
 
 from engine.adapters.model_evaluation import evaluate, reference_of
@@ -268,18 +268,7 @@ def train_propensity(data: Dataset, holdout: float = 0.3) -> Trained:
     check_trainable(data, data.source)
     split = time_split(data, holdout)
     fit, recent = _fit_and_calibration(data, split)
-    numeric = [j for j, c in enumerate(data.columns) if data.kinds[c] == "numeric"]
-    categorical = [j for j, c in enumerate(data.columns) if data.kinds[c] != "numeric"]
-    prep = ColumnTransformer(
-        [
-            ("num", SimpleImputer(strategy="median", keep_empty_features=True), numeric),
-            (
-                "cat",
-                OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=10, sparse_output=False),
-                categorical,
-            ),
-        ]
-    )
+    prep = feature_prep(data, min_frequency=10)
     model = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05, max_leaf_nodes=15, random_state=0)
     pipeline = Pipeline([("prep", prep), ("model", model)])
     calibrator: IsotonicRegression | LogisticRegression | None = None
@@ -306,6 +295,25 @@ def train_propensity(data: Dataset, holdout: float = 0.3) -> Trained:
     trained = _trained("propensity", data, split, pipeline, scorer, how)
     trained.training["calibration_rows"] = len(recent.rows) if recent is not None else 0
     return trained
+
+
+def feature_prep(data: Dataset, min_frequency: int, scale: bool = False) -> ColumnTransformer:
+    """The models' preprocessing: numbers median-imputed (and standardised, for a linear model),
+    categories one-hot (rare ones, under ``min_frequency`` rows, together; unseen ones too)."""
+    numeric = [j for j, c in enumerate(data.columns) if data.kinds[c] == "numeric"]
+    categorical = [j for j, c in enumerate(data.columns) if data.kinds[c] != "numeric"]
+    impute = SimpleImputer(strategy="median", keep_empty_features=True)
+    numbers: Any = Pipeline([("impute", impute), ("scale", StandardScaler())]) if scale else impute
+    return ColumnTransformer(
+        [
+            ("num", numbers, numeric),
+            (
+                "cat",
+                OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=min_frequency, sparse_output=False),
+                categorical,
+            ),
+        ]
+    )
 
 
 def _log_odds(p: NDArray[Any]) -> NDArray[np.float64]:

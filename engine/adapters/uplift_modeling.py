@@ -26,15 +26,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from engine.adapters.model_evaluation import reference_of
-from engine.adapters.modeling import Trained, _one_thread, _training, time_split
+from engine.adapters.modeling import Trained, _one_thread, _training, feature_prep, time_split
 from engine.application.screening.datasets import Dataset, to_matrix
 from engine.domain.screening.scoring import MISSING, Reason, Scored, refuse_prohibited
 from engine.domain.screening.uplift import BASIS_POINTS, UPLIFT, UPLIFT_BANDS, UpliftBands
@@ -148,30 +146,6 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def _prep(data: Dataset) -> ColumnTransformer:
-    numeric = [j for j, c in enumerate(data.columns) if data.kinds[c] == "numeric"]
-    categorical = [j for j, c in enumerate(data.columns) if data.kinds[c] != "numeric"]
-    return ColumnTransformer(
-        [
-            (
-                "num",
-                Pipeline(
-                    [
-                        ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-                        ("scale", StandardScaler()),
-                    ]
-                ),
-                numeric,
-            ),
-            (
-                "cat",
-                OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=5, sparse_output=False),
-                categorical,
-            ),
-        ]
-    )
-
-
 #: The interactions enter scaled by one of these, so their coefficients pay 1/x² the baseline's
 #: penalty (64x to 1x): the smaller, the more every lead gets the common effect. The scale is
 #: chosen by cross-validated log-loss (five folds of the training window).
@@ -245,7 +219,7 @@ def train_uplift(data: Dataset, holdout: float = 0.3, bands: UpliftBands | None 
     check_uplift_trainable(train, f"{data.source} (its earlier {1 - holdout:.0%})")
     t = np.asarray(train.treatment, dtype=float)
     matrix = train.matrix()
-    prep, model = _prep(data), LogisticRegression(C=1.0, max_iter=5000)
+    prep, model = feature_prep(data, min_frequency=5, scale=True), LogisticRegression(C=1.0, max_iter=5000)
     with _one_thread():
         z = np.asarray(prep.fit_transform(matrix), dtype=float)
         scale = _choose_scale(z, t, np.asarray(train.y, dtype=int))

@@ -60,9 +60,3 @@ def calibration_table(metrics: dict[str, Any]) -> Table:
     for row in metrics.get("calibration", []):
         table.add_row(row["band"], str(row["rows"]), f"{row['predicted']:.1%}", f"{row['observed']:.1%}")
     return table
-
-
-def calibration_said(m: dict[str, Any]) -> str:
-    if not m["calibration_measured"]:
-        return "—" if m["kind"] != "propensity" else "too few settled outcomes"
-    return "; ".join(m["calibration_off"]) or "ok"

@@ -30,7 +30,7 @@ from engine.entrypoints.cli_common import (
     settings,
     with_progress,
 )
-from engine.entrypoints.cli_model_tables import calibration_said, calibration_table, metrics_table, num, uplift_tables
+from engine.entrypoints.cli_model_tables import calibration_table, metrics_table, num, uplift_tables
 
 model_app = typer.Typer(
     help="Train, evaluate and apply the propensity and credit pre-screen models.", no_args_is_help=True
@@ -337,9 +337,8 @@ def model_monitor(as_json: JsonOpt = False) -> None:
     for col in ("measured", "model", "leads", "score PSI", "moved", "calibration"):
         table.add_column(col)
     for m in history:
-        model = f"{m['kind']} v{m['version']}" + (f" ({m['journey']})" if m["journey"] else "")
-        table.add_row(m["at"][:10], model, m["population"].split()[0], f"{m['score_psi']:.3f} {m['verdict']}",
-                      ", ".join(m["moved"]) or "none", calibration_said(m))  # fmt: skip
+        table.add_row(m["at"][:10], m["model"], str(m["leads"]), f"{m['score_psi']:.3f} {m['verdict']}",
+                      ", ".join(m["moved"]) or "none", m["calibration"])  # fmt: skip
     console.print(table)
 
 

@@ -134,11 +134,8 @@ def _monitoring_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
         {
             **m,
             "day": m["at"][:10],
-            "model": f"{m['kind']} v{m['version']}" + (f" ({m['journey']})" if m["journey"] else ""),
-            "leads": int(m["population"].split()[0]),
             "drift": m["verdict"],
             "moved": ", ".join(m["moved"]) or "none",
-            "calibration_off": "; ".join(m["calibration_off"]) or ("ok" if m["calibration_measured"] else "—"),
         }
         for m in d["scores"]["monitoring"]
     ]
@@ -283,18 +280,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]], l
     ),
     "monitoring": (
         "Models in use, measured weekly: drift and calibration over time",
-        lambda d: [
-            {
-                **m,
-                "day": m["at"][:10],
-                "model": f"{m['kind']} v{m['version']}" + (f" ({m['journey']})" if m["journey"] else ""),
-                "leads": int(m["population"].split()[0]),
-                "drift": m["verdict"],
-                "moved": ", ".join(m["moved"]) or "none",
-                "calibration_off": "; ".join(m["calibration_off"]) or ("ok" if m["calibration_measured"] else "—"),
-            }
-            for m in d["scores"]["monitoring"]
-        ],
+        _monitoring_rows,
         [
             ("day", "measured"),
             ("model", "model"),
@@ -302,7 +288,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]], l
             ("score_psi", "score PSI"),
             ("drift", "drift"),
             ("moved", "characteristics moved"),
-            ("calibration_off", "calibration on recent outcomes"),
+            ("calibration", "calibration on recent outcomes"),
         ],
     ),
     "tasks": (

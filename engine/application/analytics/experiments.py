@@ -26,6 +26,7 @@ def experiments_report(engine: Engine, scope: Scope = ALL_LEADS) -> dict[str, An
     engine.journeys.refresh_live()
     since = scope.since.isoformat() if scope.since else None
     until = (scope.until + timedelta(days=1)).isoformat() if scope.until else None
+    uplift_models = engine.leads.registry(UPLIFT).in_use()  # read once, for every split
     out = []
     for jid, live in sorted(engine.journeys.live.items()):
         if scope.journey and jid != scope.journey:
@@ -71,22 +72,28 @@ def experiments_report(engine: Engine, scope: Scope = ALL_LEADS) -> dict[str, An
                     "goals": {g: (None if w is None else w / 3600) for g, w in goals.items() if g != "clicked"},
                     "arms": arm_rows,
                     "comparisons": comparisons,
-                    "uplift_targeting": _uplift_targeting(engine, jid, split, goals, until)
-                    if control.holdout
-                    else None,
+                    "uplift_targeting": (
+                        _uplift_targeting(engine, uplift_models.get(uplift_kind(jid)), jid, split, goals, until)
+                        if control.holdout
+                        else None
+                    ),
                 }
             )
     return {"schema": EXPERIMENTS_SCHEMA, "scope": scope.as_dict(), "splits": out}
 
 
 def _uplift_targeting(
-    engine: Engine, journey_id: str, split: SplitStep, goals: dict[str, float | None], until: str | None
+    engine: Engine,
+    entry: dict[str, Any] | None,
+    journey_id: str,
+    split: SplitStep,
+    goals: dict[str, float | None],
+    until: str | None,
 ) -> dict[str, Any] | None:
     """What targeting by the journey's uplift model achieves, measured in the holdout that came
     after it was trained (a new experiment it never learnt from): the lift of messaging among the
     leads it calls persuadable, against the lift among every lead — what messaging at random
-    achieves. None while the journey has no uplift model."""
-    entry = engine.leads.registry(UPLIFT).in_use().get(uplift_kind(journey_id))
+    achieves. None while the journey has no uplift model (``entry``: the one in use)."""
     if entry is None:
         return None
     since = entry["at"].isoformat()

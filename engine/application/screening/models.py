@@ -292,7 +292,7 @@ def drift(
     for name, spec, column in items:
         value = psi(spec["counts"], distribution(column, spec))
         out.append({"characteristic": name, "psi": round(value, 4), "verdict": psi_verdict(value)})
-    return {"kind": kind, "version": entry["version"], "population": source, "psi": out}
+    return {"kind": kind, "version": entry["version"], "population": source, "leads": len(rows), "psi": out}
 
 
 #: How often the worker measures each model in use, the population it measures (leads captured
@@ -302,6 +302,7 @@ MONITOR_WINDOW = timedelta(days=30)
 MONITOR_MIN_LEADS = 50
 #: The most recent leads a measurement reads (PSI on a sample of the newest is as telling).
 MONITOR_SAMPLE = 5000
+RESPONSE_WINDOW = timedelta(days=RESPONSE_WINDOW_DAYS)
 
 
 def monitor(engine: Engine, force: bool = False) -> list[dict[str, Any]]:
@@ -324,12 +325,11 @@ def monitor(engine: Engine, force: bool = False) -> list[dict[str, Any]]:
                 doc = drift(engine, kind, entry["version"], None, since=now - MONITOR_WINDOW)
             except HuokeError:  # too few leads yet, or its file is gone: nothing to record
                 continue
-            if int(doc["population"].split()[0]) < MONITOR_MIN_LEADS:
+            if doc["leads"] < MONITOR_MIN_LEADS:
                 continue
             calibration = _recent_calibration(engine, kind, entry["version"], now) if kind == "propensity" else []
-            engine.leads.record_drift(
-                kind, entry["version"], population=doc["population"], psi=doc["psi"], calibration=calibration
-            )
+            engine.leads.record_drift(kind, entry["version"], population=doc["population"], leads=doc["leads"],
+                                      psi=doc["psi"], calibration=calibration)  # fmt: skip
             out.append({**doc, "calibration": calibration, "journey": entry["training"].get("journey")})
     return out
 
@@ -352,9 +352,6 @@ def _day(engine: Engine, moment: datetime) -> str:
     return moment.astimezone(engine.journeys.default_tz).date().isoformat()
 
 
-RESPONSE_WINDOW = timedelta(days=RESPONSE_WINDOW_DAYS)
-
-
 def monitoring_history(engine: Engine) -> list[dict[str, Any]]:
     """Every recorded measurement of every model, oldest first: drift and calibration over time."""
     out = []
@@ -366,18 +363,28 @@ def monitoring_history(engine: Engine) -> list[dict[str, Any]]:
             moved = [
                 p["characteristic"] for p in d["psi"] if p["verdict"] != "stable" and p["characteristic"] != "score"
             ]
+            journey = journeys.get(d["version"])
+            off = calibration_warnings(d["calibration"])
             out.append(
                 {
                     "kind": kind,
-                    "journey": journeys.get(d["version"]),
+                    "journey": journey,
                     "version": d["version"],
+                    "model": f"{kind} v{d['version']}" + (f" ({journey})" if journey else ""),
                     "at": d["at"].isoformat(),
                     "population": d["population"],
+                    "leads": d["leads"],
                     "score_psi": None if score is None else score["psi"],
                     "verdict": None if score is None else score["verdict"],
                     "moved": moved,
-                    "calibration_off": calibration_warnings(d["calibration"]),
+                    "calibration_off": off,
                     "calibration_measured": bool(d["calibration"]),
+                    "calibration": ("; ".join(off) or "ok") if d["calibration"] else _UNMEASURED.get(kind, "—"),
                 }
             )
     return sorted(out, key=lambda r: r["at"])
+
+
+#: What the history says of a measurement without calibration (only propensity is measured on
+#: settled outcomes; the others have none to compare with).
+_UNMEASURED = {"propensity": "too few settled outcomes"}

@@ -55,6 +55,7 @@ class ModelRegistry(Aggregate):
 
         version: int
         population: str
+        leads: int
         psi: list[JSONDict]
         calibration: list[JSONDict]
         at: datetime
@@ -128,16 +129,30 @@ class ModelRegistry(Aggregate):
         )
 
     def drift_measured(
-        self, version: int, population: str, psi: list[JSONDict], calibration: list[JSONDict], at: datetime
+        self,
+        version: int,
+        population: str,
+        leads: int,
+        psi: list[JSONDict],
+        calibration: list[JSONDict],
+        at: datetime,
     ) -> None:
-        self._drift_measured(version=version, population=population, psi=psi, calibration=calibration, at=at)
+        self._drift_measured(
+            version=version, population=population, leads=leads, psi=psi, calibration=calibration, at=at
+        )
 
     @event(DriftMeasured)
     def _drift_measured(
-        self, version: int, population: str, psi: list[JSONDict], calibration: list[JSONDict], at: datetime
+        self,
+        version: int,
+        population: str,
+        leads: int,
+        psi: list[JSONDict],
+        calibration: list[JSONDict],
+        at: datetime,
     ) -> None:
-        self.drift.append({"version": version, "population": population, "psi": psi, "calibration": calibration,
-                           "at": at})  # fmt: skip
+        self.drift.append({"version": version, "population": population, "leads": leads, "psi": psi,
+                           "calibration": calibration, "at": at})  # fmt: skip
 
     def last_measured(self, version: int) -> datetime | None:
         """When a version's drift was last measured (None: never)."""
