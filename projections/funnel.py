@@ -304,7 +304,7 @@ class FunnelCounts(FunnelQueries):
         facts = self._facts(c, e.originator_id, "*")
         if facts is None:
             return
-        amount = Decimal(e.amount or "0")  # stored before an amount was required: volume unknown
+        amount = e.amount.amount if e.amount else Decimal(0)  # None: stored before an amount was required
         self._both(c, facts, {"loans": 1, "volume": amount})
         c.execute(
             self.q(

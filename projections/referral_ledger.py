@@ -11,6 +11,7 @@ from typing import Any
 from eventsourcing.utils import get_topic
 
 from engine.domain.referrals.referral import LEDGER_EVENTS, Referral, ReferralAttempt
+from engine.domain.shared.money import amount_text
 from projections.base import SqlView, ViewProjection, sqlite_and_postgres
 
 TOPICS = [get_topic(c) for c in LEDGER_EVENTS]
@@ -76,11 +77,13 @@ class ReferralLedger(SqlView):
 
     @apply.register
     def _(self, e: Referral.Qualified, c: Any) -> None:
-        self._set(c, e, status="qualified", programme=e.programme, funded_amount=e.amount)
+        self._set(c, e, status="qualified", programme=e.programme, funded_amount=amount_text(e.amount))
 
     @apply.register
     def _(self, e: Referral.NotQualified, c: Any) -> None:
-        self._set(c, e, status="not_qualified", programme=e.programme, reasons=[e.reason], funded_amount=e.amount)
+        self._set(
+            c, e, status="not_qualified", programme=e.programme, reasons=[e.reason], funded_amount=amount_text(e.amount)
+        )
 
     @apply.register
     def _(self, e: Referral.Held, c: Any) -> None:

@@ -17,6 +17,7 @@ from eventsourcing.application import Application
 from eventsourcing.projection import ProjectionRunner
 
 from engine.application.projecting import matching_notifications
+from engine.eventstore.values import StoreApplication
 from projections.delivery_schedule import DeliverySchedulePostgres, DeliveryScheduleProjection
 from projections.funnel import (
     FunnelCountsPostgres,
@@ -29,21 +30,21 @@ from projections.referral_ledger import ReferralLedgerPostgres, ReferralLedgerPr
 from projections.screening import ScreeningPostgres, ScreeningProjection
 
 
-class LeadsLog(Application[UUID]):
+class LeadsLog(StoreApplication):
     """Read-only handle on the Leads application's log (same name, so the same tables)."""
 
     name = "Leads"
 
 
-class JourneysLog(Application[UUID]):
+class JourneysLog(StoreApplication):
     name = "Journeys"
 
 
-class DeliveriesLog(Application[UUID]):
+class DeliveriesLog(StoreApplication):
     name = "Deliveries"
 
 
-class ReferralsLog(Application[UUID]):
+class ReferralsLog(StoreApplication):
     name = "Referrals"
 
 

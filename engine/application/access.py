@@ -11,13 +11,14 @@ from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError
 
 from engine.application.ports import Clock
 from engine.application.projecting import matching_notifications
 from engine.domain.access.api_key import KEY_PREFIX, ApiKey, AuditEntry, Role, key_hash, key_id
 from engine.domain.shared.errors import AccessError
 from engine.eventstore.saving import fresh_get, retry_conflicts, save_batch
+from engine.eventstore.values import StoreApplication
 
 KEY_TOPICS = (ApiKey.Created.TOPIC,)  # type: ignore[attr-defined]
 AUDIT_TOPICS = (AuditEntry.Recorded.TOPIC,)  # type: ignore[attr-defined]
@@ -32,7 +33,7 @@ class Caller:
     role: Role
 
 
-class Access(Application[UUID]):
+class Access(StoreApplication):
     """API keys (created, revoked, checked) and the audit entries of what callers changed."""
 
     name = "Access"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import asdict, is_dataclass
 from typing import Any
 
 from eventsourcing.utils import get_topic
@@ -14,6 +15,7 @@ from pydantic import BaseModel, Field
 from engine.domain.delivery.delivery import PII_FIELDS as DELIVERY_PII
 from engine.domain.journeys.enrolment import PII_FIELDS as ENROLMENT_PII
 from engine.domain.leads.lead import PII_FIELDS as LEAD_PII
+from engine.domain.shared.money import Money
 
 #: Fields never published: personal data (sealed at rest) and the store's own bookkeeping.
 PERSONAL = {
@@ -41,6 +43,16 @@ def snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+def _wire_value(value: Any) -> Any:
+    """Money as ``{"amount": "1250.50", "currency": "CNY"}`` (exact text); a record as its fields;
+    anything else (times, ids, decimals) as its text."""
+    if isinstance(value, Money):
+        return {"amount": str(value.amount), "currency": value.currency}
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    return str(value)
+
+
 def wire_event(app: Any, note: Any) -> tuple[str, WireEvent]:
     """The subject and wire message of one stored event (a notification of ``app``'s log)."""
     qualname = note.topic.partition(":")[2]
@@ -58,6 +70,6 @@ def wire_event(app: Any, note: Any) -> tuple[str, WireEvent]:
         log=app.name.lower(),
         position=note.id,
         at=at.isoformat() if hasattr(at, "isoformat") else str(at),
-        data=json.loads(json.dumps(data, default=str)),
+        data=json.loads(json.dumps(data, default=_wire_value)),
     )
     return f"{snake(aggregate)}.{snake(event)}", message

@@ -8,11 +8,13 @@ from decimal import Decimal
 from typing import Any, ClassVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError
 
 from engine.application.ports import Clock
 from engine.application.projecting import matching_notifications
 from engine.domain.marketing.costs import CostEntry, CostLine, CostProblem, Period, cost_id
+from engine.domain.shared.money import Money
+from engine.eventstore.values import StoreApplication
 
 COST_TOPICS = (CostEntry.Recorded.TOPIC,)  # type: ignore[attr-defined]
 
@@ -66,7 +68,7 @@ class Cost:
         }
 
 
-class Marketing(Application[UUID]):
+class Marketing(StoreApplication):
     """Cost entries (recorded, revised) for the cost and return reports."""
 
     name = "Marketing"
@@ -88,8 +90,7 @@ class Marketing(Application[UUID]):
                     name=line.name,
                     start=line.period.start.isoformat(),
                     end=line.period.end.isoformat(),
-                    amount=str(line.amount),
-                    currency=line.currency,
+                    amount=Money(line.amount, line.currency),
                     note=line.note,
                     by=by,
                     at=now,
@@ -118,6 +119,6 @@ class Marketing(Application[UUID]):
                         entry = e.mutate(entry)  # type: ignore[attr-defined]
             if entry is not None:
                 out.append(
-                    Cost(entry.kind, entry.name, entry.period, Decimal(entry.amount), entry.currency, entry.note)
+                    Cost(entry.kind, entry.name, entry.period, entry.amount.amount, entry.amount.currency, entry.note)
                 )
         return out

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.utils import get_topic
 
 from engine.application.partitions import ALL, Partitions, Stop, never
@@ -50,8 +50,10 @@ from engine.domain.referrals.rules import (
     referrer_refusal,
 )
 from engine.domain.shared.errors import HuokeError
+from engine.domain.shared.money import amount_text
 from engine.eventstore import ProcessRecorder, Tracking
 from engine.eventstore.saving import fresh_get, retry_conflicts, save_batch
+from engine.eventstore.values import StoreApplication
 
 LEAD_TOPICS = [
     get_topic(c)
@@ -104,7 +106,7 @@ class Batch:
         return aggregate
 
 
-class Referrals(Application[UUID]):
+class Referrals(StoreApplication):
     """Referrals, their rewards, and the code index."""
 
     name = "Referrals"
@@ -204,17 +206,16 @@ class Referrals(Application[UUID]):
         loan_type = e.loan_type or str(referee.interest.get("loan_type") or "")
         programme = self.programmes.for_loan(loan_type)
         if programme is None:
-            referral.disqualify(
-                "", f"no referral programme rewards {loan_type or 'this'} loans", str(e.amount or ""), e.at
-            )
+            referral.disqualify("", f"no referral programme rewards {loan_type or 'this'} loans", e.amount, e.at)
             return
-        refusal = qualification_refusal(programme, Decimal(str(e.amount or "0")), referral.referred_at, e.at)
+        funded = e.amount.amount if e.amount else Decimal(0)
+        refusal = qualification_refusal(programme, funded, referral.referred_at, e.at)
         referrer = person(leads.get_lead(referral.referrer_id))
         refusal = refusal or referrer_refusal(programme, referrer)
         if refusal:
-            referral.disqualify(programme.id, refusal, str(e.amount or ""), e.at)
+            referral.disqualify(programme.id, refusal, e.amount, e.at)
             return
-        referral.qualify(programme.id, e.application_id, str(e.amount), e.at)
+        referral.qualify(programme.id, e.application_id, e.amount, e.at)
         flags = self._flags(programme, referral, referrer, person(referee), leads, batch)
         if flags:
             referral.hold(flags, e.at)
@@ -320,13 +321,13 @@ class Referrals(Application[UUID]):
                     or next(iter(batch.pending.values()), None)
                     or batch.get(referral_id(referee_id), Referral)
                 )
-                for application_id, loan in lead.loans.items():  # funded before the report
+                for loan in lead.funded_loans():  # funded before the report
                     funded = SimpleNamespace(
                         originator_id=referee_id,
-                        application_id=application_id,
-                        amount=loan["amount"],
-                        loan_type=loan["loan_type"],
-                        at=loan["funded_at"],
+                        application_id=loan.application_id,
+                        amount=loan.amount,
+                        loan_type=loan.loan_type,
+                        at=loan.funded_at,
                     )
                     self._funded(funded, leads, batch)
             save_batch(self, batch.pending.values())
@@ -416,9 +417,11 @@ def _fold(row: dict[str, Any], e: Any) -> None:
         case Referral.RefereeApplied():
             row["applied"] = True
         case Referral.Qualified():
-            row.update(status="qualified", programme=e.programme, funded_amount=e.amount)
+            row.update(status="qualified", programme=e.programme, funded_amount=amount_text(e.amount))
         case Referral.NotQualified():
-            row.update(status="not_qualified", programme=e.programme, reasons=[e.reason], funded_amount=e.amount)
+            row.update(
+                status="not_qualified", programme=e.programme, reasons=[e.reason], funded_amount=amount_text(e.amount)
+            )
         case Referral.Held():
             row.update(status="held", reasons=list(e.reasons))
         case Referral.Approved():

@@ -40,6 +40,7 @@ from engine.domain.delivery.tracking import tracking_key
 from engine.domain.journeys.journey import Journey
 from engine.domain.leads.segments import SegmentRules
 from engine.domain.shared.errors import JourneyValidationError
+from engine.domain.shared.money import assume_currency
 from engine.eventstore import InfrastructureFactory
 from engine.eventstore.coordination import Meta, init_lock
 from engine.eventstore.saving import POSTGRES_FACTORY_TOPIC, SQLITE_FACTORY_TOPIC
@@ -65,6 +66,7 @@ VIEWS: dict[str, str] = {
 def store_env(settings: Settings, name: str, create: bool = False) -> dict[str, str]:
     """eventsourcing settings for one application or view: its own SQLite file, or PostgreSQL.
     Tables are created only by ``huoke db init`` (``create``), never as a side effect."""
+    assume_currency(settings.currency)  # what amounts stored before events carried Money were in
     pg = settings.postgres_env()
     if pg is not None:
         return {
@@ -365,6 +367,7 @@ def bootstrap(
         models_for(settings),
         vault_for(settings),
         legacy_identities=meta.get("identities_hashed") is None,
+        currency=settings.currency,
     )
     if leads.vault is not None and settings.postgres_env() is not None:
         leads.vault.datastore = leads.recorder.datastore  # type: ignore[attr-defined]  # share its pool

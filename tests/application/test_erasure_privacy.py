@@ -128,7 +128,7 @@ def assert_erased_everywhere(engine: Engine, lead_id: UUID) -> None:
     vault: Any = engine.leads.vault
     assert vault._dek(lead_id, create=False) is None
     lead = engine.leads.fresh_lead(lead_id)
-    assert lead.erased and lead.contact == {} and lead.offer.get("monthly_payment", "") == ""
+    assert lead.erased and lead.contact == {} and (lead.offer is None or lead.offer.monthly_payment == "")
     for ref in (LeadRef(phone="+8613800130001"), LeadRef(email="alex1@example.com")):
         with pytest.raises(HuokeError):
             engine.leads.find_lead(ref)

@@ -421,7 +421,7 @@ def test_products_are_matched_at_capture_and_journeys_branch_on_fit(make_engine:
     a, b = engine.leads.capture_leads([fits, stretched])
     engine.run()
     lead = engine.leads.get_lead(a.lead_id)  # type: ignore[arg-type]
-    assert lead.offer["product"] == "quick-consumer" and lead.offer["apr"] == "0.0720"
+    assert lead.offer is not None and (lead.offer.product, lead.offer.apr) == ("quick-consumer", "0.0720")
     assert lead.tags == {"offer-ready"}
     assert [t["note"] for t in engine.index.tasks("debt_advisors")] == ["No product fits; offer advice"]
     whats = [(t["what"], t["why"]) for t in lead_timeline(engine, b.lead_id)["timeline"]]  # type: ignore[arg-type]

@@ -71,9 +71,9 @@ def test_leads_are_scored_once_as_captured_and_journeys_branch_on_the_band(make_
     ids = [o.lead_id for o in engine.leads.capture_leads([good, weak])]  # type: ignore[list-item]
     assert all(ids)
     scores = [engine.leads.get_lead(i).scores["credit"] for i in ids]  # type: ignore[arg-type]
-    assert [(s["score"], s["band"], s["model_version"]) for s in scores] == [(620, "B", 1), (500, "E", 1)]
-    assert scores[1]["inputs"] == {"dti": 0.5, "monthly_income": 8000.0}
-    assert {r["characteristic"] for r in scores[1]["reasons"]} == {"dti", "monthly_income"}
+    assert [(s.score, s.band, s.model_version) for s in scores] == [(620, "B", 1), (500, "E", 1)]
+    assert scores[1].inputs == {"dti": 0.5, "monthly_income": 8000.0}
+    assert {r["characteristic"] for r in scores[1].reasons} == {"dti", "monthly_income"}
 
     # Re-importing the same leads scores nothing again: same model, same inputs.
     before = engine.leads.recorder.max_notification_id()
@@ -100,7 +100,7 @@ def test_replay_reads_the_recorded_score_and_never_rescores(make_engine: MakeEng
         f.unlink()  # the model is gone: a replay that re-scored would fail
     again = make_engine()
     lead = again.leads.get_lead(lead_id)
-    assert lead.scores["credit"]["band"] == "E" and lead.scores["credit"]["score"] == 500
+    assert lead.scores["credit"].band == "E" and lead.scores["credit"].score == 500
 
 
 def test_a_better_lead_profile_is_rescored_in_the_same_batch_as_its_update(make_engine: MakeEngine) -> None:
@@ -214,7 +214,7 @@ def test_a_missed_repayment_or_a_decline_keeps_a_lead_out_of_offers(make_engine:
     )
     lead = engine.leads.get_lead(lead_id)
     assert "delinquent" in lead.segments
-    assert lead.offer["product"] == "" and "delinquent" in lead.offer["reasons"]["policy"]
+    assert lead.offer is not None and lead.offer.product == "" and "delinquent" in lead.offer.reasons["policy"]
     matched = [e for e in engine.leads.events.get(lead_id) if isinstance(e, Lead.ProductsMatched)][-1]
     assert matched.inputs["segments"] and "monthly_income" in matched.inputs  # the inputs the decision used
     engine.run(until=START + timedelta(days=40))
@@ -242,7 +242,7 @@ def test_a_missed_repayment_or_a_decline_keeps_a_lead_out_of_offers(make_engine:
     engine.run(until=declined_at + timedelta(days=92))
     lead = engine.leads.get_lead(other_id)  # type: ignore[arg-type]
     assert "recently_declined" not in lead.segments  # the flag lapses after 90 days, by the daily review
-    assert lead.offer["product"]  # and offers resume
+    assert lead.offer is not None and lead.offer.product  # and offers resume
 
 
 def test_events_stored_before_loans_had_terms_still_load(make_engine: MakeEngine) -> None:
@@ -254,8 +254,9 @@ def test_events_stored_before_loans_had_terms_still_load(make_engine: MakeEngine
         [StoredEvent(lead_id, e["originator_version"], e["topic"], e["state"].encode()) for e in doc["events"]]
     )
     lead = engine.leads.get_lead(lead_id)
-    assert lead.loans["M1" if "M1" in lead.loans else "APP-1"]["loan_type"] == "mortgage"  # from the application
-    assert lead.loans["APP-1"]["term_months"] == 0
+    assert lead.loans["M1" if "M1" in lead.loans else "APP-1"].loan_type == "mortgage"  # from the application
+    assert lead.loans["APP-1"].term_months == 0
+    assert lead.loans["APP-1"].amount is not None and lead.loans["APP-1"].amount.currency == "CNY"
     matched = [e for e in engine.leads.events.get(lead_id) if isinstance(e, Lead.ProductsMatched)]
     assert matched and matched[0].inputs == {}
     funded = next(e for e in engine.leads.events.get(lead_id) if isinstance(e, Lead.LoanFunded))

@@ -160,12 +160,12 @@ def test_a_sandbox_scores_leads_with_the_lenders_registered_models(
     book = write_back_book(tmp_path, clock.now(), 1500)
     models.train(engine, "credit", read_csv(book, "bad", "funded_at", ["loan_id"]), "test", False)
     [out] = engine.leads.capture_leads([young_pro(1)])
-    live_band = engine.leads.get_lead(out.lead_id).scores["credit"]["band"]  # type: ignore[arg-type]
+    live_band = engine.leads.get_lead(out.lead_id).scores["credit"].band  # type: ignore[arg-type]
     journey = engine.journeys.definition("young-professionals", 1)
     raw = engine.journeys.publication("young-professionals").versions[1]  # type: ignore[union-attr]
     with sandbox(settings_of(engine), journey, raw, clock.now(), models_from=engine) as (scratch, _):
         [again] = scratch.leads.capture_leads([young_pro(1)])
-        assert scratch.leads.get_lead(again.lead_id).scores["credit"]["band"] == live_band  # type: ignore[arg-type]
+        assert scratch.leads.get_lead(again.lead_id).scores["credit"].band == live_band  # type: ignore[arg-type]
     with sandbox(settings_of(engine), journey, raw, clock.now()) as (bare, _):
         [alone] = bare.leads.capture_leads([young_pro(1)])
         assert "credit" not in bare.leads.get_lead(alone.lead_id).scores  # type: ignore[arg-type]

@@ -22,7 +22,9 @@ def test_a_stored_funding_without_an_amount_is_counted_and_the_views_go_on(
     engine.leads.record_lifecycle([lifecycle("application_submitted", first, clock.now(), application_id="A1",
                                              loan_type="consumer", amount="50000")])  # fmt: skip
     lead = engine.leads.get_lead(out.lead_id)
-    lead._loan_funded(application_id="A1", amount="", at=clock.now(), loan_type="consumer", term_months=0)  # as stored
+    lead._loan_funded(
+        application_id="A1", amount=None, at=clock.now(), loan_type="consumer", term_months=0
+    )  # as stored
     lead.advance_to(Stage.FUNDED, "loan A1 funded", clock.now())
     engine.leads.save(lead)
     later = clock.now() + timedelta(hours=1)

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
 from engine.domain.leads.lead import Lead
 from engine.domain.shared.errors import InvalidLeadError
+from engine.domain.shared.money import Money
 from engine.domain.shared.values import ConsentChannel, ConsentPurpose, Stage
 
 AT = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def cny(amount: int) -> Money:
+    return Money(Decimal(amount), "CNY")
 
 
 def new_lead() -> Lead:
@@ -39,9 +45,9 @@ def test_stage_moves_forward_only_except_lost() -> None:
 
 def test_application_lifecycle_moves_stage() -> None:
     lead = new_lead()
-    lead.submit_application("A1", "consumer", "50000", AT)
-    lead.approve_application("A1", "50000", AT)
-    lead.fund_loan("A1", "50000", AT)
+    lead.submit_application("A1", "consumer", cny(50000), AT)
+    lead.approve_application("A1", cny(50000), AT)
+    lead.fund_loan("A1", cny(50000), AT)
     assert lead.stage is Stage.FUNDED
     assert [type(e).__name__ for e in lead.collect_events()][-6:] == [
         "ApplicationSubmitted",
@@ -57,9 +63,9 @@ def test_a_funded_loan_needs_its_amount() -> None:
     """A funding with no amount stopped the funnel view and the referral rewards for good
     (Decimal(''): every report after it was stale); it is refused, and nothing is recorded."""
     lead = new_lead()
-    lead.submit_application("A1", "consumer", "50000", AT)
+    lead.submit_application("A1", "consumer", cny(50000), AT)
     lead.collect_events()
-    for amount in ("", "abc", "0", "-5"):
+    for amount in (None, cny(0), cny(-5)):
         with pytest.raises(InvalidLeadError, match="a funded loan needs its amount"):
             lead.fund_loan("A1", amount, AT)
     assert lead.collect_events() == []
@@ -69,14 +75,14 @@ def test_approving_unknown_application_is_refused_without_events() -> None:
     lead = new_lead()
     lead.collect_events()
     with pytest.raises(InvalidLeadError, match="no application 'A9'"):
-        lead.approve_application("A9", "1", AT)
+        lead.approve_application("A9", cny(1), AT)
     assert lead.collect_events() == []
 
 
 def test_decline_loses_the_lead_unless_another_application_is_open() -> None:
     lead = new_lead()
-    lead.submit_application("A1", "consumer", "1", AT)
-    lead.submit_application("A2", "auto", "1", AT)
+    lead.submit_application("A1", "consumer", cny(1), AT)
+    lead.submit_application("A2", "auto", cny(1), AT)
     lead.decline_application("A1", "DTI", AT)
     assert lead.stage is Stage.APPLIED
     lead.decline_application("A2", "DTI", AT)

@@ -25,6 +25,7 @@ from engine.domain.referrals.rules import (
     referrer_refusal,
 )
 from engine.domain.shared.errors import JourneyValidationError, ReferralStateError
+from engine.domain.shared.money import Money
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 KEY = b"test-referral-key-0123456789abcdef"
@@ -167,14 +168,14 @@ def test_a_referral_is_paid_once_and_can_be_clawed_back() -> None:
     referee, referrer = uuid4(), uuid4()
     r = Referral(referee_id=referee, referrer_id=referrer, code="ABCD1234", rule="valid", at=T0)
     assert r.id == referral_id(referee) and isinstance(r.id, UUID)
-    r.qualify("friends", "A1", "50000", T0 + timedelta(days=10))
+    r.qualify("friends", "A1", Money(Decimal(50000), "CNY"), T0 + timedelta(days=10))
     r.pay({"kind": "cash", "amount": "200"}, {"kind": "rate_discount", "amount": "0.25"}, T0 + timedelta(days=10))
     with pytest.raises(ReferralStateError, match="is paid, not qualified or approved"):
         r.pay({}, {}, T0 + timedelta(days=11))
     r.claw_back("missed repayment 30 days after funding", T0 + timedelta(days=40))
     assert r.status == "clawed_back"
     held = Referral(referee_id=uuid4(), referrer_id=referrer, code="ABCD1234", rule="valid", at=T0)
-    held.qualify("friends", "A2", "50000", T0)
+    held.qualify("friends", "A2", Money(Decimal(50000), "CNY"), T0)
     held.hold(["ring: the referee referred the referrer"], T0)
     with pytest.raises(ReferralStateError):
         held.pay({}, {}, T0)  # never paid automatically

@@ -10,7 +10,6 @@ from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from eventsourcing.application import Application
 from eventsourcing.utils import get_topic
 
 from engine.application.delivery.links import LinkKeys
@@ -34,6 +33,7 @@ from engine.eventstore import Mapper, ProcessRecorder
 from engine.eventstore.saving import (
     sealing_mapper,
 )
+from engine.eventstore.values import StoreApplication
 
 REQUESTED_TOPICS = [get_topic(Enrolment.MessageRequested)]
 DELIVERY_TOPICS = [get_topic(Delivery.Requested)]
@@ -134,7 +134,7 @@ class _Pass:
     going: set[UUID] = field(default_factory=set)  # sends handed to a channel in this pass
 
 
-class DeliveriesBase(Application[UUID]):
+class DeliveriesBase(StoreApplication):
     """One Delivery aggregate per send id; its log is the outbox of record."""
 
     recorder: ProcessRecorder

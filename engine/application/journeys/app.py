@@ -14,7 +14,7 @@ from typing import Any, ClassVar, cast
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.utils import get_topic
 
 from engine.application.leads.app import Leads
@@ -42,6 +42,7 @@ from engine.eventstore.saving import (
     save_batch,
     sealing_mapper,
 )
+from engine.eventstore.values import StoreApplication
 
 LIFECYCLE: dict[type[Any], str] = {
     Lead.ApplicationSubmitted: "application_submitted",
@@ -98,7 +99,7 @@ class Batch:
         yield from self.publications.values()
 
 
-class Journeys(Application[UUID]):
+class Journeys(StoreApplication):
     """Enrolments, each lead's journey history, and published journey versions."""
 
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Enrolment: 50, LeadJourneys: 50}

@@ -18,6 +18,7 @@ from engine.application.journeys.app import LIFECYCLE
 from engine.application.leads.commands import CaptureLead, LeadRef, RecordLifecycle
 from engine.domain.journeys.journey import Journey
 from engine.domain.leads.lead import Lead
+from engine.domain.shared.money import amount_text
 from engine.domain.shared.values import DeliveryOutcome
 
 SIM_SCHEMA = "huoke.simulation/1"
@@ -185,7 +186,7 @@ def _lifecycle_of(engine: Engine, lead: Lead) -> list[Arrival]:
                         at=e.at,
                         application_id=e.application_id,
                         loan_type=getattr(e, "loan_type", ""),
-                        amount=getattr(e, "amount", ""),
+                        amount=amount_text(getattr(e, "amount", None)),
                         reason=getattr(e, "reason", ""),
                         days_past_due=getattr(e, "days_past_due", 0),
                         term_months=getattr(e, "term_months", 0),

@@ -73,10 +73,9 @@ def task_documents(engine: Engine, queue: str | None, include_done: bool) -> lis
         lead = leads.get(UUID(str(t["lead_id"]))) or engine.leads.get_lead(UUID(str(t["lead_id"])))
         contact = {k: lead.contact.get(k) for k in ("name", "phone", "email", "language")}
         scores = {
-            kind: {"score": s["score"], "band": s["band"], "reasons": s["reasons"]}
-            for kind, s in sorted(lead.scores.items())
+            kind: {"score": s.score, "band": s.band, "reasons": s.reasons} for kind, s in sorted(lead.scores.items())
         }
-        offer = dict(lead.offer or {})
+        offer = lead.offer.as_dict() if lead.offer else {}
         brief = {
             "id": str(lead.id),
             **contact,

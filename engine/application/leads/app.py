@@ -19,6 +19,7 @@ from engine.application.leads.scoring import ScoringJobs
 from engine.domain.leads.identity import LeadIdentity, identity_id_for, identity_keys, lead_id_for
 from engine.domain.leads.lead import Lead
 from engine.domain.shared.errors import HuokeError, InvalidLeadError
+from engine.domain.shared.money import Money, money_of
 from engine.domain.shared.values import ConsentChannel, ConsentPurpose, Stage
 from engine.eventstore import IntegrityError
 from engine.eventstore.saving import (
@@ -160,16 +161,23 @@ class Leads(ScoringJobs, ConsentJobs, ReactionJobs, LeadsBase):
         save_batch(self, pending.values())
         return outcomes
 
+    def _amount(self, cmd: RecordLifecycle) -> Money | None:
+        """The command's amount in the lender's currency (None when it states none)."""
+        try:
+            return money_of(cmd.amount, self.currency)
+        except ArithmeticError:
+            raise InvalidLeadError("amount", f"expected a number, got {cmd.amount!r}") from None
+
     def _apply_lifecycle(self, lead: Lead, cmd: RecordLifecycle, at: datetime) -> None:
         match cmd.kind:
             case "application_submitted":
-                lead.submit_application(cmd.application_id, cmd.loan_type, cmd.amount, at)
+                lead.submit_application(cmd.application_id, cmd.loan_type, self._amount(cmd), at)
             case "application_approved":
-                lead.approve_application(cmd.application_id, cmd.amount, at)
+                lead.approve_application(cmd.application_id, self._amount(cmd), at)
             case "application_declined":
                 lead.decline_application(cmd.application_id, cmd.reason or "not stated", at)
             case "loan_funded":
-                lead.fund_loan(cmd.application_id, cmd.amount, at, cmd.term_months)
+                lead.fund_loan(cmd.application_id, self._amount(cmd), at, cmd.term_months)
             case "repayment_missed":
                 lead.miss_repayment(cmd.application_id, cmd.days_past_due, at)
             case "stage_changed":

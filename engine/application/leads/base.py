@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.utils import get_topic
 
 from engine.application.ports import Clock, ModelStore, PiiVault, Scorer
@@ -28,6 +28,7 @@ from engine.eventstore.saving import (
     fresh_get,
     sealing_mapper,
 )
+from engine.eventstore.values import StoreApplication
 
 UPDATE_TOPICS = [get_topic(Enrolment.LeadUpdateRequested)]
 EFFECT_TOPICS = [get_topic(Delivery.Sent), get_topic(Delivery.AddressBounced), get_topic(Delivery.Clicked)]
@@ -66,7 +67,7 @@ class Outcome:
 UNKNOWN_LEAD = "no captured lead matches"
 
 
-class LeadsBase(Application[UUID]):
+class LeadsBase(StoreApplication):
     """The leads bounded context's application: the store, the sealing mapper, the queries the
     jobs share (capture, scoring, consent and erasure, reactions each in its own module)."""
 
@@ -86,6 +87,7 @@ class LeadsBase(Application[UUID]):
         models: ModelStore | None = None,
         vault: PiiVault | None = None,
         legacy_identities: bool = True,
+        currency: str = "CNY",
     ) -> None:
         self.vault = vault  # before the application builds its mapper
         self._index_key: bytes | None = None
@@ -101,6 +103,8 @@ class LeadsBase(Application[UUID]):
         self.catalogue = catalogue
         self.clock = clock
         self.pepper = pepper
+        #: The lender's currency: the currency of the amounts lifecycle events report.
+        self.currency = currency
 
     def construct_recorder(self) -> ProcessRecorder:
         return self.factory.process_recorder()

@@ -74,13 +74,13 @@ def describe(e: Any, zone: tzinfo = UTC) -> tuple[str, str]:
         case Lead.StageChanged():
             return f"stage {e.from_stage} → {e.to_stage}", e.reason
         case Lead.ApplicationSubmitted():
-            return f"application {e.application_id} submitted ({e.loan_type} {e.amount})".strip(), "lender system"
+            return f"application {e.application_id} submitted ({e.loan_type} {e.amount or ''})".strip(), "lender system"
         case Lead.ApplicationApproved():
-            return f"application {e.application_id} approved {e.amount}".strip(), "lender system"
+            return f"application {e.application_id} approved {e.amount or ''}".strip(), "lender system"
         case Lead.ApplicationDeclined():
             return f"application {e.application_id} declined", e.reason
         case Lead.LoanFunded():
-            return f"loan {e.application_id} funded {e.amount}".strip(), "lender system"
+            return f"loan {e.application_id} funded {e.amount or ''}".strip(), "lender system"
         case Lead.Scored():
             score = f"score {e.score}, " if e.score is not None else ""
             reasons = "; ".join(f"{r['code']} {r['characteristic']} = {r['value']}" for r in e.reasons)
@@ -179,7 +179,7 @@ def _describe_referral(e: Any, lead_id: UUID) -> tuple[str, str]:
         case Referral.RefereeApplied():
             return f"{side}: the friend applied", f"application {e.application_id}"
         case Referral.Qualified():
-            return f"{side} qualified for programme {e.programme}", f"loan funded, amount {e.amount}"
+            return f"{side} qualified for programme {e.programme}", f"loan funded, amount {e.amount or 'not recorded'}"
         case Referral.NotQualified():
             return f"{side}: no reward", e.reason
         case Referral.Held():
@@ -258,16 +258,16 @@ def lead_timeline(engine: Engine, lead_id: UUID) -> dict[str, Any]:
             "contact_issues": lead.contact_issues,
             "scores": {
                 kind: {
-                    "model_version": s["model_version"],
-                    "probability": float(s["probability"]),
-                    "score": s["score"],
-                    "band": s["band"],
-                    "reasons": s["reasons"],
-                    "at": s["at"].astimezone(UTC).isoformat(),
+                    "model_version": s.model_version,
+                    "probability": float(s.probability),
+                    "score": s.score,
+                    "band": s.band,
+                    "reasons": s.reasons,
+                    "at": s.at.astimezone(UTC).isoformat(),
                 }
                 for kind, s in sorted(lead.scores.items())
             },
-            "offer": lead.offer,
+            "offer": lead.offer.as_dict() if lead.offer else {},
             "affordability": engine.leads.affordability(lead),
             "engagement_score": engagement_score(lead.clicks, engine.clock.now()),
             "erased": lead.erased,

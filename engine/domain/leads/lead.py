@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -13,6 +14,7 @@ from engine.domain.leads.identity import identity_keys, lead_id_for
 from engine.domain.leads.records import Loan, Offer, ScoreRecord
 from engine.domain.shared.durations import utc_text
 from engine.domain.shared.errors import InvalidLeadError
+from engine.domain.shared.money import Money, stored_amount
 from engine.domain.shared.topics import keep_topics
 from engine.domain.shared.values import (
     OPEN_APPLICATION,
@@ -50,8 +52,10 @@ class Lead(Aggregate):
     """A prospective borrower: contact, profile, interest, consent, stage and lifecycle."""
 
     INITIAL_VERSION = 1
-    #: v2 keeps loans, scores and decline/arrears dates; a v1 snapshot starts them empty.
-    class_version = 2
+    #: v2 keeps loans, scores and decline/arrears dates; a v1 snapshot starts them empty. v3
+    #: keeps them as typed records (loans with Money) instead of dicts. Leads take no snapshots
+    #: today (a snapshot would hold personal data unsealed); these keep any older one readable.
+    class_version = 3
 
     @staticmethod
     def upcast_v1_v2(state: JSONDict) -> None:
@@ -61,6 +65,12 @@ class Lead(Aggregate):
         state.setdefault("first_applied_at", state.get("last_applied_at"))
         state.setdefault("last_declined_at", None)
         state.setdefault("last_missed_at", None)
+
+    @staticmethod
+    def upcast_v2_v3(state: JSONDict) -> None:
+        state["loans"] = {a: Loan.of(a, loan) for a, loan in state["loans"].items()}
+        state["scores"] = {k: ScoreRecord.of(k, score) for k, score in state["scores"].items()}
+        state["offer"] = Offer.of(state["offer"]) if state.get("offer") else None
 
     class Captured(Aggregate.Created):
         source: JSONDict
@@ -145,15 +155,29 @@ class Lead(Aggregate):
         at: datetime
 
     class ApplicationSubmitted(Aggregate.Event):
+        """v2: the amount as Money (None when the application did not say)."""
+
+        class_version = 2
         application_id: str
         loan_type: str
-        amount: str
+        amount: Money | None
         at: datetime
 
+        @staticmethod
+        def upcast_v1_v2(state: JSONDict) -> None:
+            state["amount"] = stored_amount(state["amount"])
+
     class ApplicationApproved(Aggregate.Event):
+        """v2: the amount as Money (None when the approval did not say)."""
+
+        class_version = 2
         application_id: str
-        amount: str
+        amount: Money | None
         at: datetime
+
+        @staticmethod
+        def upcast_v1_v2(state: JSONDict) -> None:
+            state["amount"] = stored_amount(state["amount"])
 
     class ApplicationDeclined(Aggregate.Event):
         application_id: str
@@ -161,11 +185,12 @@ class Lead(Aggregate):
         at: datetime
 
     class LoanFunded(Aggregate.Event):
-        """v2 adds the loan's type and term (for maturity and cross-sell triggers)."""
+        """v2 adds the loan's type and term (for maturity and cross-sell triggers); v3 the
+        amount as Money (None only in loans stored before an amount was required)."""
 
-        class_version = 2
+        class_version = 3
         application_id: str
-        amount: str
+        amount: Money | None
         at: datetime
         loan_type: str
         term_months: int
@@ -174,6 +199,10 @@ class Lead(Aggregate):
         def upcast_v1_v2(state: JSONDict) -> None:
             state["loan_type"] = ""  # taken from the application when the loan is replayed
             state["term_months"] = 0  # unknown
+
+        @staticmethod
+        def upcast_v2_v3(state: JSONDict) -> None:
+            state["amount"] = stored_amount(state["amount"])
 
     class Scored(Aggregate.Event):
         """A model's score, decided once with the inputs it saw; replay never re-scores."""
@@ -266,15 +295,15 @@ class Lead(Aggregate):
         self.tags: set[str] = set()
         #: Referral news already recorded on this lead (each once).
         self.referral_news: set[str] = set()
-        self.offer: JSONDict = {}
+        self.offer: Offer | None = None
         self.last_applied_at: datetime | None = None
         self.last_funded_at: datetime | None = None
         self.first_applied_at: datetime | None = None
         self.last_declined_at: datetime | None = None
         self.last_missed_at: datetime | None = None
         self.application_types: dict[str, str] = {}
-        self.loans: dict[str, JSONDict] = {}
-        self.scores: dict[str, JSONDict] = {}
+        self.loans: dict[str, Loan] = {}
+        self.scores: dict[str, ScoreRecord] = {}
 
     @staticmethod
     def create_id(
@@ -330,9 +359,9 @@ class Lead(Aggregate):
         self.erased = True
         self.contact, self.profile, self.interest, self.contact_issues = {}, {}, {}, []
         self.conflicts = ()
-        self.scores = {k: {**v, "inputs": {}, "reasons": []} for k, v in self.scores.items()}
+        self.scores = {k: replace(v, inputs={}, reasons=[]) for k, v in self.scores.items()}
         if self.offer:  # the payment and DTI with the loan reveal income (income = payment / DTI)
-            self.offer = {**self.offer, "monthly_payment": "", "dti_after": ""}
+            self.offer = replace(self.offer, monthly_payment="", dti_after="")
 
     def owned_by(self, source: JSONDict) -> bool:
         """Whether ``source`` is the record this lead was captured from (its system of record)."""
@@ -422,7 +451,7 @@ class Lead(Aggregate):
 
     def record_match(self, offer: JSONDict, inputs: JSONDict, catalogue_version: str, at: datetime) -> bool:
         """Record the product match (with the inputs it used) when it differs from the one on file."""
-        if offer == self.offer:
+        if self.offer is not None and Offer.of(offer) == self.offer:
             return False
         self._products_matched(
             product=offer.get("product", ""),
@@ -450,14 +479,7 @@ class Lead(Aggregate):
         at: datetime,
         inputs: JSONDict,
     ) -> None:
-        self.offer = {
-            "product": product,
-            "name": name,
-            "apr": apr,
-            "monthly_payment": monthly_payment,
-            "dti_after": dti_after,
-            "reasons": reasons,
-        }
+        self.offer = Offer(product, name, apr, monthly_payment, dti_after, reasons)
 
     # ---- scores ----------------------------------------------------------------------------
 
@@ -500,31 +522,22 @@ class Lead(Aggregate):
         inputs: JSONDict,
         at: datetime,
     ) -> None:
-        self.scores[kind] = {
-            "model_version": model_version,
-            "probability": probability,
-            "score": score,
-            "band": band,
-            "reasons": reasons,
-            "inputs": inputs,
-            "at": at,
-        }
+        self.scores[kind] = ScoreRecord(kind, model_version, Decimal(probability), score, band, reasons, inputs, at)
 
-    # ---- typed views of the recorded loans, scores and offer -------------------------------
+    # ---- the recorded loans, scores and offer ----------------------------------------------
 
     def funded_loans(self) -> list[Loan]:
         """The loans this lender funded for the lead, in the order they were funded."""
-        return [Loan.of(application_id, state) for application_id, state in self.loans.items()]
+        return list(self.loans.values())
 
     def score_of(self, kind: str) -> ScoreRecord | None:
         """The latest score of ``kind`` (credit or propensity), if the lead was scored."""
-        state = self.scores.get(kind)
-        return ScoreRecord.of(kind, state) if state else None
+        return self.scores.get(kind)
 
     @property
     def matched_offer(self) -> Offer | None:
         """The product match on file (None before any match was recorded)."""
-        return Offer.of(self.offer) if self.offer else None
+        return self.offer
 
     # ---- consent ---------------------------------------------------------------------------
 
@@ -613,7 +626,7 @@ class Lead(Aggregate):
     def _stage_changed(self, from_stage: str, to_stage: str, reason: str, at: datetime) -> None:
         self.stage = Stage(to_stage)
 
-    def submit_application(self, application_id: str, loan_type: str, amount: str, at: datetime) -> bool:
+    def submit_application(self, application_id: str, loan_type: str, amount: Money | None, at: datetime) -> bool:
         """Record an application (once per application id) and move the lead to APPLIED."""
         if application_id in self.applications:
             return False
@@ -622,13 +635,13 @@ class Lead(Aggregate):
         return True
 
     @event(ApplicationSubmitted)
-    def _application_submitted(self, application_id: str, loan_type: str, amount: str, at: datetime) -> None:
+    def _application_submitted(self, application_id: str, loan_type: str, amount: Money | None, at: datetime) -> None:
         self.applications[application_id] = ApplicationStatus.SUBMITTED
         self.application_types[application_id] = loan_type
         self.last_applied_at = at
         self.first_applied_at = self.first_applied_at or at
 
-    def approve_application(self, application_id: str, amount: str, at: datetime) -> bool:
+    def approve_application(self, application_id: str, amount: Money | None, at: datetime) -> bool:
         """Record an approval and move the lead to APPROVED."""
         self.check_application(application_id)
         if self.applications[application_id] in (ApplicationStatus.APPROVED, ApplicationStatus.FUNDED):
@@ -638,7 +651,7 @@ class Lead(Aggregate):
         return True
 
     @event(ApplicationApproved)
-    def _application_approved(self, application_id: str, amount: str, at: datetime) -> None:
+    def _application_approved(self, application_id: str, amount: Money | None, at: datetime) -> None:
         self.applications[application_id] = ApplicationStatus.APPROVED
 
     def decline_application(self, application_id: str, reason: str, at: datetime) -> bool:
@@ -656,15 +669,16 @@ class Lead(Aggregate):
         self.applications[application_id] = ApplicationStatus.DECLINED
         self.last_declined_at = at
 
-    def fund_loan(self, application_id: str, amount: str, at: datetime, term_months: int = 0) -> bool:
+    def fund_loan(self, application_id: str, amount: Money | None, at: datetime, term_months: int = 0) -> bool:
         """Record funding (with the term, when known) and move the lead to FUNDED."""
         self.check_application(application_id)
         if self.applications[application_id] == ApplicationStatus.FUNDED:
             return False
         if term_months < 0:
             raise InvalidLeadError("term_months", f"must be 0 (unknown) or more, got {term_months}")
-        if not _positive_amount(amount):  # the reports and the referral rewards add it up
-            raise InvalidLeadError("amount", f"a funded loan needs its amount (a number above 0), got {amount!r}")
+        if amount is None or amount.amount <= 0:  # the reports and the referral rewards add it up
+            shown = "nothing" if amount is None else str(amount)
+            raise InvalidLeadError("amount", f"a funded loan needs its amount (a number above 0), got {shown}")
         self._loan_funded(
             application_id=application_id,
             amount=amount,
@@ -676,16 +690,14 @@ class Lead(Aggregate):
         return True
 
     @event(LoanFunded)
-    def _loan_funded(self, application_id: str, amount: str, at: datetime, loan_type: str, term_months: int) -> None:
+    def _loan_funded(
+        self, application_id: str, amount: Money | None, at: datetime, loan_type: str, term_months: int
+    ) -> None:
         self.applications[application_id] = ApplicationStatus.FUNDED
         self.last_funded_at = at
-        self.loans[application_id] = {
-            "loan_type": loan_type or self.application_types.get(application_id, ""),
-            "amount": amount,
-            "funded_at": at,
-            "term_months": term_months,
-            "missed": 0,
-        }
+        self.loans[application_id] = Loan(
+            application_id, loan_type or self.application_types.get(application_id, ""), amount, at, term_months, 0
+        )
 
     def miss_repayment(self, application_id: str, days_past_due: int, at: datetime) -> bool:
         """Record a missed repayment on a funded loan."""
@@ -699,8 +711,8 @@ class Lead(Aggregate):
     def _repayment_missed(self, application_id: str, days_past_due: int, at: datetime) -> None:
         self.missed_repayments += 1
         self.last_missed_at = at
-        if application_id in self.loans:
-            self.loans[application_id]["missed"] += 1
+        if (loan := self.loans.get(application_id)) is not None:
+            self.loans[application_id] = replace(loan, missed=loan.missed + 1)
 
     def friend_applied(self, referral_id: UUID, at: datetime) -> bool:
         """Record that a referred friend applied (once per referral)."""
@@ -785,10 +797,3 @@ PII_FIELDS: dict[type[Any], dict[str, Any]] = {
 OPERATOR_NOTES_KEY = UUID(int=1)
 #: Events sealed under a fixed key instead of their lead's.
 PII_OWNERS: dict[type[Any], UUID] = {Lead.Erased: OPERATOR_NOTES_KEY}
-
-
-def _positive_amount(amount: str) -> bool:
-    try:
-        return Decimal(amount) > 0
-    except (InvalidOperation, ValueError):
-        return False

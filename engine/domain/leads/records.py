@@ -1,15 +1,17 @@
 """What a lead's history says about its loans, scores and matched offer, as value objects.
 
-The Lead keeps them as plain dicts (that is what its stored snapshots hold); these are the
-typed views every reader uses instead of string keys.
+The Lead keeps them as these typed values (stored with their own transcodings, see
+``engine.eventstore.values``); ``of`` reads the dicts an older snapshot kept.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+
+from engine.domain.shared.money import Money, stored_amount
 
 
 @dataclass(frozen=True)
@@ -18,17 +20,18 @@ class Loan:
 
     application_id: str
     loan_type: str
-    amount: str
+    amount: Money | None  # None: funded before huoke required the amount
     funded_at: datetime
     term_months: int
     missed: int
 
     @classmethod
     def of(cls, application_id: str, state: dict[str, Any]) -> Loan:
+        """A loan as a version-2 snapshot kept it (a dict, the amount as bare text)."""
         return cls(
             application_id,
             state["loan_type"],
-            state["amount"],
+            stored_amount(state["amount"]),
             state["funded_at"],
             int(state["term_months"] or 0),
             int(state["missed"]),
@@ -87,6 +90,9 @@ class Offer:
             state.get("dti_after", ""),
             state.get("reasons", {}),
         )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
     @property
     def fits(self) -> bool:

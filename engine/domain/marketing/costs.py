@@ -13,10 +13,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from typing import Any
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
+from engine.domain.shared.money import Money
 from engine.domain.shared.topics import keep_topics
 
 COST_NAMESPACE = UUID("3f6d0e8e-5a4b-4c1f-9d2e-7b8a6c5d4e3f")
@@ -161,21 +163,34 @@ class CostEntry(Aggregate):
     """What one campaign, partner, channel or event cost over one period; revised, never deleted."""
 
     class Recorded(Aggregate.Created):
+        """v2: the amount as Money (v1 kept the amount and its currency as two texts)."""
+
+        class_version = 2
         kind: str
         name: str
         start: str  # ISO dates
         end: str
-        amount: str
-        currency: str
+        amount: Money
         note: str
         by: str
         at: datetime
 
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["amount"] = Money(Decimal(state["amount"]), state.pop("currency"))
+
     class Revised(Aggregate.Event):
-        amount: str
+        """v2: the corrected amount as a Decimal (in the entry's currency, fixed when recorded)."""
+
+        class_version = 2
+        amount: Decimal
         note: str
         by: str
         at: datetime
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["amount"] = Decimal(state["amount"])
 
     @staticmethod
     def create_id(kind: str, name: str, start: str, end: str, **_: object) -> UUID:
@@ -183,10 +198,10 @@ class CostEntry(Aggregate):
 
     @event(Recorded)
     def __init__(
-        self, kind: str, name: str, start: str, end: str, amount: str, currency: str, note: str, by: str, at: datetime
+        self, kind: str, name: str, start: str, end: str, amount: Money, note: str, by: str, at: datetime
     ) -> None:
         self.kind, self.name, self.start, self.end = kind, name, start, end
-        self.amount, self.currency, self.note = amount, currency, note
+        self.amount, self.note = amount, note
         self.recorded_at = at
         self.revisions = 0
 
@@ -196,14 +211,14 @@ class CostEntry(Aggregate):
 
     def revise(self, amount: Decimal, note: str, by: str, at: datetime) -> bool:
         """Record a corrected amount or note; False when nothing differs."""
-        if (Decimal(self.amount), self.note) == (amount, note):
+        if (self.amount.amount, self.note) == (amount, note):
             return False
-        self._revised(amount=str(amount), note=note, by=by, at=at)
+        self._revised(amount=amount, note=note, by=by, at=at)
         return True
 
     @event(Revised)
-    def _revised(self, amount: str, note: str, by: str, at: datetime) -> None:
-        self.amount, self.note = amount, note
+    def _revised(self, amount: Decimal, note: str, by: str, at: datetime) -> None:
+        self.amount, self.note = Money(amount, self.amount.currency), note
         self.revisions += 1
 
 

@@ -13,6 +13,7 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from engine.domain.shared.errors import ReferralStateError
+from engine.domain.shared.money import Money, stored_amount
 from engine.domain.shared.topics import keep_topics
 
 REFERRAL_NAMESPACE = UUID("5b8f3f0e-7a51-4c1e-9d0c-2f4c8f7b9a11")
@@ -41,24 +42,35 @@ class Referral(Aggregate):
         at: datetime
 
     class Qualified(Aggregate.Event):
-        programme: str
-        application_id: str
-        amount: str
-        at: datetime
-
-    class NotQualified(Aggregate.Event):
-        """v2 records the funded amount (a funded referral counts in every report, rewarded or
-        not; v1 did not say how much)."""
+        """v2: the friend's funded amount as Money."""
 
         class_version = 2
         programme: str
+        application_id: str
+        amount: Money | None
+        at: datetime
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["amount"] = stored_amount(state["amount"])
+
+    class NotQualified(Aggregate.Event):
+        """v2 records the funded amount (a funded referral counts in every report, rewarded or
+        not; v1 did not say how much); v3 as Money (None: not recorded)."""
+
+        class_version = 3
+        programme: str
         reason: str
-        amount: str
+        amount: Money | None
         at: datetime
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["amount"] = ""  # funded, amount not recorded
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state["amount"] = stored_amount(state["amount"])
 
     class Held(Aggregate.Event):
         reasons: list[str]
@@ -100,7 +112,7 @@ class Referral(Aggregate):
         self.status = "recorded"
         self.programme = ""
         self.funded_at: datetime | None = None
-        self.amount = ""
+        self.amount: Money | None = None
         self.reasons: list[str] = []
         self.rewards: dict[str, Any] = {}
         self.paid_at: datetime | None = None
@@ -122,11 +134,11 @@ class Referral(Aggregate):
             raise ReferralStateError(f"referral {self.id} is {self.status}, not {' or '.join(statuses)}")
 
     @event(Qualified)
-    def qualify(self, programme: str, application_id: str, amount: str, at: datetime) -> None:
+    def qualify(self, programme: str, application_id: str, amount: Money | None, at: datetime) -> None:
         self.status, self.programme, self.amount, self.funded_at = "qualified", programme, amount, at
 
     @event(NotQualified)
-    def disqualify(self, programme: str, reason: str, amount: str, at: datetime) -> None:
+    def disqualify(self, programme: str, reason: str, amount: Money | None, at: datetime) -> None:
         """The friend's loan (``amount``) was funded, but the referral earns no reward."""
         self.status, self.programme, self.reasons = "not_qualified", programme, [reason]
         self.amount, self.funded_at = amount, at

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from engine.domain.shared.errors import HuokeError
 
@@ -93,3 +93,33 @@ class Money:
 
     def __str__(self) -> str:
         return f"{self.amount} {self.currency}"
+
+
+#: The currency of amounts stored as bare text, before events carried ``Money``: the lender's
+#: report currency (bootstrap sets it from ``HUOKE_CURRENCY``), which is what those figures
+#: were always read as.
+_unstated_currency = ["CNY"]
+
+
+def assume_currency(currency: str) -> None:
+    """Say which currency amounts stored without one are in (once, at start-up)."""
+    _unstated_currency[0] = currency.upper()
+
+
+def stored_amount(text: Any) -> Money | None:
+    """An amount stored as bare text by an earlier version ("" or None: not stated)."""
+    if text is None or str(text).strip() == "":
+        return None
+    return Money(Decimal(str(text)), _unstated_currency[0])
+
+
+def amount_text(money: Money | None) -> str:
+    """The amount as exact decimal text, "" when none was stated (a view's TEXT column)."""
+    return "" if money is None else str(money.amount)
+
+
+def money_of(amount: Any, currency: str) -> Money | None:
+    """An amount given as text or a number, in ``currency`` ("" or None: not stated)."""
+    if amount is None or str(amount).strip() == "":
+        return None
+    return Money(Decimal(str(amount).replace(",", "")), currency)
