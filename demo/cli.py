@@ -18,7 +18,7 @@ import typer
 from pydantic import SecretStr
 
 from engine.entrypoints.cli_common import JsonOpt, console, emit_json, err, fail, settings
-from engine.entrypoints.cli_reports import print_funnel
+from engine.presentation import reports
 
 
 def register(app: typer.Typer) -> None:
@@ -92,7 +92,8 @@ def demo(
     if as_json:
         emit_json(doc)
         return
-    print_funnel(doc["funnel"])
+    for shown in reports.funnel(doc["funnel"]):
+        console.print(shown)
     console.print()
     for m in doc["models"]:
         metrics, t = m["metrics"], m["training"]

@@ -30,10 +30,8 @@ from engine.entrypoints.cli_common import (
     err,
     events_app,
     fail,
-    import_summary,
     leads_app,
     one_line_summaries,
-    plain_table,
     require_secrets,
     settings,
     sms_app,
@@ -41,6 +39,7 @@ from engine.entrypoints.cli_common import (
     with_progress,
 )
 from engine.entrypoints.importing import ImportReport, count_rows, import_leads, import_lifecycle
+from engine.presentation.tables import import_summary, plain_table
 
 # ---- journeys ----------------------------------------------------------------------------
 

@@ -18,9 +18,9 @@ from engine.entrypoints.cli_common import (
     emit_json,
     err,
     fail,
-    plain_table,
     settings,
 )
+from engine.presentation.tables import plain_table
 
 keys_app = typer.Typer(help="API keys for the HTTP API (each with a role).", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail of every state-changing API call.", no_args_is_help=True)

@@ -19,11 +19,11 @@ from engine.entrypoints.cli_common import (
     engine_for,
     err,
     fail,
-    plain_table,
     require_secrets,
     settings,
     store_trouble,
 )
+from engine.presentation.tables import plain_table
 
 bus_app = typer.Typer(help="The NATS JetStream event bus (HUOKE_NATS_URL).", no_args_is_help=True)
 app.add_typer(bus_app, name="bus")

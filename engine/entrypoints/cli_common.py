@@ -13,8 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
-from rich import box
-from rich.console import Console, ConsoleOptions, RenderResult
+from rich.console import Console, RenderableType
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -23,8 +22,6 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.segment import Segment
-from rich.table import Table
 from rich.text import Text
 
 from engine.adapters.clock import AcceleratedClock, SystemClock, VirtualClock
@@ -252,59 +249,18 @@ def log_progress(label: str) -> Iterator[Callable[[int, int], None]]:
             bar.stop()
 
 
-def import_summary(file: Any, rows: int, new: int, changed: str, unchanged: int, refused: int) -> Text:
-    """An import's one-line outcome: ``file: 9 rows — 5 new, 1 updated, 2 unchanged, 1 refused``
-    (``changed`` is the middle count with its word, new in green, refused in red)."""
-    return Text.assemble(
-        f"{file}: {rows} rows — ",
-        (f"{new} new", "green"),
-        f", {changed}, {unchanged} unchanged, ",
-        (f"{refused} refused", "red"),
-    )
-
-
 def emit_json(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
-class _ReportTable(Table):
-    """A report's table, set apart from what was printed before it by a blank line; its heading
-    on a line of its own (a table's own title wraps to the table's width)."""
-
-    heading: str | None = None
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield Segment.line()
-        if self.heading:
-            yield Text(self.heading, style="table.title")
-        yield from super().__rich_console__(console, options)
-
-
-def plain_table(title: str | None = None, caption: str | None = None) -> Table:
-    """huoke's table style: a rule under the headings, no box, no margins (more room for names
-    at 80 columns), a blank line before."""
-    table = _ReportTable(
-        caption=caption,
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-        padding=(0, 1),
-        collapse_padding=True,
-        caption_justify="left",
-    )
-    table.heading = title
-    return table
-
-
-def report_table(
-    title: str, columns: list[str], caption: str | None = None, wrap: int = 1, text_last: bool = False
-) -> Table:
-    """A table that fits 80 columns: the first ``wrap`` columns (and the last, ``text_last``) are
-    text that wraps (never cut), the rest are right-aligned numbers."""
-    table = plain_table(title, caption)
-    for i, col in enumerate(columns):
-        if i < wrap or (text_last and i == len(columns) - 1):
-            table.add_column(col, overflow="fold")
+def show(doc: Any, as_json: bool, render: Callable[[Any], list[RenderableType]]) -> None:
+    """Print a use case's document: as JSON (``--json``), or as ``render`` shows it to a person
+    (lines of text are printed as they are: never wrapped mid-line, never highlighted)."""
+    if as_json:
+        emit_json(doc)
+        return
+    for shown in render(doc):
+        if isinstance(shown, str):
+            console.print(shown, highlight=False, soft_wrap=True)
         else:
-            table.add_column(col, justify="right", no_wrap=True)
-    return table
+            console.print(shown)

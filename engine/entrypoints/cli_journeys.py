@@ -48,12 +48,11 @@ from engine.entrypoints.cli_common import (
     err,
     fail,
     journeys_app,
-    plain_table,
-    report_table,
     settings,
     tasks_app,
 )
 from engine.entrypoints.importing import read_rows
+from engine.presentation.tables import plain_table, report_table
 
 Author = Annotated[str, typer.Option(help="who publishes or changes the journey (recorded)")]
 

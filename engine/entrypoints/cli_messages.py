@@ -20,10 +20,10 @@ from engine.entrypoints.cli_common import (
     engine_for,
     err,
     fail,
-    plain_table,
     settings,
 )
 from engine.eventstore.vault import new_master_key
+from engine.presentation.tables import plain_table
 
 #: Seconds a worker's tick may start new work; then it looks at its share again (a new worker
 #: gets partitions within about this long).

@@ -24,15 +24,18 @@ from engine.entrypoints.cli_common import (
     engine_for,
     err,
     fail,
-    plain_table,
     projections_app,
     require_secrets,
     settings,
     store_trouble,
 )
-from engine.entrypoints.report_docs import FilterError, check_day
+from engine.entrypoints.report_docs import (
+    FilterError,
+    check_day,
+)
 from engine.eventstore.coordination import AlreadyRunningError, FileLease, PostgresLeases
 from engine.eventstore.saving import forget_cache, refresh_pools, store_unreachable
+from engine.presentation.tables import plain_table
 from engine.settings import Settings
 
 #: Seconds a worker's tick may start new work; then it looks at its share again (a new worker

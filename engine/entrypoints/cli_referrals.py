@@ -19,9 +19,9 @@ from engine.entrypoints.cli_common import (
     emit_json,
     engine_for,
     fail,
-    plain_table,
     settings,
 )
+from engine.presentation.tables import plain_table
 
 referrals_app = typer.Typer(help="Referral rewards: ledger, review, payouts.", no_args_is_help=True)
 app.add_typer(referrals_app, name="referrals")

@@ -26,11 +26,11 @@ from engine.entrypoints.cli_common import (
     engine_for,
     err,
     fail,
-    plain_table,
     settings,
     with_progress,
 )
-from engine.entrypoints.cli_model_tables import calibration_table, metrics_table, num, uplift_tables
+from engine.presentation.model_tables import calibration_table, metrics_table, num, uplift_tables
+from engine.presentation.tables import plain_table
 
 model_app = typer.Typer(
     help="Train, evaluate and apply the propensity and credit pre-screen models.", no_args_is_help=True

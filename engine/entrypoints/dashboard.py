@@ -40,10 +40,10 @@ from engine.entrypoints.report_docs import (
     FilterError,
     ReportName,
     check_journey,
-    lift_span,
     report_document,
     scope_from,
 )
+from engine.presentation.tables import lift_span
 from engine.settings import Settings
 
 STATIC = Path(__file__).parent / "static"

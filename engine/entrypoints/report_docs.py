@@ -31,7 +31,6 @@ __all__ = [
     "ReportName",
     "check_day",
     "check_journey",
-    "lift_span",
     "report_document",
     "scope_from",
 ]
@@ -63,8 +62,3 @@ def report_document(
     with engine_as_of(settings, engine, as_of, REPORT_VIEWS[name], progress=progress) as then:
         doc = build_report(name, then, settings, scope, margin, costs)
     return {**doc, "as_of": as_of.isoformat()}
-
-
-def lift_span(pair: list[float] | None, joiner: str = " to ") -> str:
-    """An interval of lifts in percentage points, ``+1.2 to +4.5`` (``—`` when there is none)."""
-    return "—" if pair is None else f"{pair[0] * 100:+.1f}{joiner}{pair[1] * 100:+.1f}"

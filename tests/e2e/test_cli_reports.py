@@ -139,7 +139,7 @@ def test_a_report_table_keeps_the_longest_channel_name_whole_at_80_columns() -> 
     from rich.console import Console
 
     from engine.domain.shared.values import SourceChannel
-    from engine.entrypoints.cli_common import report_table
+    from engine.presentation.tables import report_table
 
     longest = max((c.value for c in SourceChannel), key=len)
     heads = ["new", "cont.", "eng.", "appl.", "appr.", "fund.", "lost", "total"]  # as report funnel prints them

@@ -1,5 +1,5 @@
 """How the model commands show a model's results: held-out metrics, calibration by band, the
-uplift model's Qini curve and lift per band (rich tables for ``huoke model``)."""
+uplift model's Qini curve and lift per band."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
-from engine.entrypoints.cli_common import (
-    plain_table,
-)
+from engine.presentation.tables import plain_table
 
 
 def uplift_tables(metrics: dict[str, Any]) -> list[Table]:
