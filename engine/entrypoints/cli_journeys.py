@@ -9,8 +9,6 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.console import Group
-from rich.padding import Padding
 from rich.text import Text
 
 from engine.adapters.lead_rows import LeadRow, LifecycleRow
@@ -52,7 +50,8 @@ from engine.entrypoints.cli_common import (
     tasks_app,
 )
 from engine.entrypoints.importing import read_rows
-from engine.presentation.tables import plain_table, report_table
+from engine.presentation import journeys
+from engine.presentation.tables import plain_table
 
 Author = Annotated[str, typer.Option(help="who publishes or changes the journey (recorded)")]
 
@@ -93,13 +92,7 @@ def journeys_validate(
             {"valid": True, "journeys": rows, "segment_rules": defs.rules.version, "warnings": list(defs.warnings)}
         )
         return
-    table = plain_table("Valid journeys")
-    for col in ("id", "name", "steps", "sends", "locales", "file"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["id"], r["name"], str(r["steps"]), str(r["sends"]), ", ".join(r["locales"]), r["file"])
-    console.print(table)
-    console.print(Text.assemble(("✓", "green"), f" configuration valid (segment rules {defs.rules.version})"))
+    console.print(journeys.valid(rows, defs.rules.version))
     for warning in defs.warnings:
         err.print(Text.assemble(("warning:", "yellow"), f" {warning}"), highlight=False)
 
@@ -117,19 +110,7 @@ def journeys_list(as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json({"schema": "huoke.journeys/1", "journeys": rows})
         return
-    legend = "now: leads in the journey now; file: the file differs from the published version"
-    table = report_table("Journeys", ["id", "name", "version", "status", "entries", "now", "file"], legend, wrap=4)
-    for r in rows:
-        table.add_row(
-            r["id"],
-            r["name"],
-            f"v{r['version']}",
-            r["status"],
-            str(r["entries"]),
-            str(r["active"]),
-            "changed" if r["unpublished_changes"] else "",
-        )
-    console.print(table)
+    console.print(journeys.overview(rows))
 
 
 @journeys_app.command("publish")
@@ -221,32 +202,8 @@ def journeys_diff(
     if as_json:
         emit_json({"schema": "huoke.journey-diff/1", **doc})
         return
-    _print_diff(doc)
-
-
-def _print_diff(doc: dict[str, Any]) -> None:
-    if doc["live_version"] is None:
-        console.print(f"{doc['journey_id']} is not published yet: every step is new")
-        return
-    console.print(Text.assemble((doc["journey_id"], "bold"), f": the draft against live v{doc['live_version']}"))
-    for kind in ("added", "removed", "changed"):
-        if doc[kind]:
-            console.print(f"  steps {kind}: " + ", ".join(doc[kind]), highlight=False)
-    for t in doc["templates"]:
-        console.print(f"  step {t['step']}: template {t['from']} → {t['to']}", highlight=False)
-    if not any(doc[k] for k in ("added", "removed", "changed", "templates")):
-        console.print("  no step changed")
-    now = ", ".join(f"{step} {n}" for step, n in sorted(doc["leads_now"].items()) if n) or "none"
-    console.print(f"leads in the journey now: {now}", highlight=False)
-    if doc["moves"]:
-        table = plain_table("With the plan, publishing would move")
-        for col in ("from version", "at step", "moves to", "enrolments"):
-            table.add_column(col)
-        for m in doc["moves"]:
-            table.add_row(f"v{m['from_version']}", m["from_step"], m["to"], str(m["enrolments"]))
-        console.print(table)
-    else:
-        console.print("without a plan, leads in the journey stay on their version (--plan moves them)")
+    for shown in journeys.diff(doc):
+        console.print(shown, highlight=False)
 
 
 def _status(journey_id: str, action: str, reason: str, author: str) -> None:
@@ -375,7 +332,8 @@ def journeys_preview(
     if as_json:
         emit_json(doc)
         return
-    _print_preview(doc, ZoneInfo(s.timezone))
+    for shown in journeys.preview(doc, ZoneInfo(s.timezone)):
+        console.print(shown, highlight=False)
 
 
 @journeys_app.command("test-send")
@@ -419,38 +377,6 @@ def journeys_test_send(
     console.print(
         f"test {sent.channel} '{sent.template}' sent to {sent.to}" + (f": {sent.subject}" if sent.subject else "")
     )
-
-
-def _print_preview(doc: dict[str, Any], zone: ZoneInfo) -> None:
-    def when(iso: str) -> str:
-        return f"{datetime.fromisoformat(iso).astimezone(zone):%Y-%m-%d %H:%M}"
-
-    if not doc["entered"]:
-        console.print(Text.assemble(("not entered: ", "bold yellow"), doc["why"] or "the entry filter did not match"))
-        return
-    lead = doc["lead"]
-    offer = (lead.get("offer") or {}).get("name") or "no product fits"
-    console.print(
-        Text(f"lead: {lead.get('audience')}, {lead.get('tier')}, segments {', '.join(lead.get('segments', []))}; "
-             f"offer: {offer}"),
-        highlight=False,
-    )  # fmt: skip
-    for item in doc["path"]:
-        line = Text(when(item["at"]) + " ", style="dim")
-        line.append(
-            item["what"], style="bold" if item["event"] in ("Enrolment.MessageRequested", "Enrolment.Exited") else ""
-        )
-        if item["why"]:
-            line.append(f" — {item['why']}", style="dim")
-        console.print(line, highlight=False)
-    for m in doc["messages"]:
-        head = Text.assemble((f"{when(m['at'])} {m['channel']} {m['template']} ({m['locale']})", "bold"))
-        parts: list[Text | Padding] = [head]
-        parts += [Text.assemble(("waited: ", "yellow"), reason) for reason in m["held"]]
-        parts += [Text(f"subject: {m['subject']}")] if m.get("subject") else []
-        parts.append(Padding(Text(m["text"].strip()), (0, 0, 0, 3)))
-        console.print(Group(*parts), highlight=False)
-    console.print(Text(f"times in {zone.key}; nothing was sent", style="dim"))
 
 
 def _arrivals_from_files(leads: Path, events: Path | None) -> list[Arrival]:
@@ -532,37 +458,8 @@ def simulate_command(
     if as_json:
         emit_json(reports[0] if len(reports) == 1 else {"schema": "huoke.simulation.compare/1", "runs": reports})
         return
-    _print_simulation(reports)
-
-
-def _print_simulation(reports: list[dict[str, Any]]) -> None:
-    first = reports[0]
-    names = [f"v{r['version']}" if r["version"] else "draft" for r in reports]
-    console.print(
-        Text.assemble(
-            (first["journey_id"], "bold"), f" over {first['leads']} leads, {first['days']} days (nothing was sent)"
-        )
-    )
-    table = plain_table("Per step: leads that reached it")
-    table.add_column("step")
-    for n in names:
-        table.add_column(n, justify="right")
-    for step in dict.fromkeys(s for r in reports for s in r["steps"]):
-        table.add_row(step, *[str(r["steps"].get(step, "—")) for r in reports])
-    console.print(table)
-    summary = plain_table("Outcomes")
-    summary.add_column("")
-    for n in names:
-        summary.add_column(n, justify="right")
-    summary.add_row("entered", *[str(r["entered"]) for r in reports])
-    for kind in ("refused", "goals", "exits", "splits", "tasks", "skipped"):
-        labels = dict.fromkeys(k for r in reports for k in r[kind])
-        for label in labels:
-            summary.add_row(f"{kind}: {label}", *[str(r[kind].get(label, 0)) for r in reports])
-    for key in dict.fromkeys((m["channel"], m["template"]) for r in reports for m in r["messages"]):
-        counts = [sum(m["would_send"] for m in r["messages"] if (m["channel"], m["template"]) == key) for r in reports]
-        summary.add_row(f"would send: {key[0]} {key[1]}", *[str(c) for c in counts])
-    console.print(summary)
+    for shown in journeys.simulation(reports):
+        console.print(shown)
 
 
 @tasks_app.command("list")
@@ -584,49 +481,12 @@ def tasks_list(
         emit_json({"schema": "huoke.tasks/1", "tasks": tasks})
         return
     zone = ZoneInfo(s.timezone)
-    late = [t["status"] != "done" and _is_past(t["overdue_at"], now) for t in tasks]
+    late = [t["status"] != "done" and journeys.is_past(t["overdue_at"], now) for t in tasks]
     for t, overdue_now in zip(tasks, late, strict=True):
-        console.print(_task_card(t, zone, overdue_now), highlight=False)
+        console.print(journeys.task_card(t, zone, overdue_now), highlight=False)
     overdue = sum(late)
     where = f" in {queue}" if queue else ""
     err.print(f"{len(tasks)} task(s){where}{f', {overdue} overdue' if overdue else ''}; times in {s.timezone}")
-
-
-def _is_past(moment: str | None, now: datetime) -> bool:
-    return bool(moment) and datetime.fromisoformat(str(moment)) <= now
-
-
-def _task_card(t: dict[str, Any], zone: ZoneInfo, late: bool) -> Group:
-    """One task as a loan officer reads it at 80 columns: what and when (``late``: past its
-    service level), who to call (with the figures that matter), why, and where it stands."""
-    lead = t["lead"]
-    due = datetime.fromisoformat(t["due_at"]).astimezone(zone)
-    who = t["agent"] or t["routed_to"]
-    status = t["status"] + (f": {who}" if who else "") + (f" ({t['outcome']})" if t["outcome"] else "")
-    if t["held_reason"] and not who and t["status"] != "done":
-        status += f" — nobody can take it: {t['held_reason']}"
-    if t["escalations"]:
-        status += f" · escalated ×{t['escalations']}"
-    money = lead["affordability"]
-    figures = [
-        f"DTI {float(money['dti']):.0%}" if "dti" in money else "",
-        f"LTV {float(money['ltv']):.0%}" if "ltv" in money else "",
-    ]
-    if money.get("max_affordable"):
-        figures.append(f"max {max(float(m['amount']) for m in money['max_affordable']):,.0f}")
-    head = Text(f"{str(t['task_id'])[:8]}", style="bold")
-    head.append(f"  {t['kind']} · {t['queue']} · due {due:%Y-%m-%d %H:%M}", style="")
-    if late:
-        head.append("  OVERDUE", style="bold red")
-    person = f"{lead['name'] or '—'} ({lead['language'] or '?'})  {lead['phone'] or 'no phone'}"
-    body = Text("\n").join(
-        [
-            Text(person + "".join(f" · {f}" for f in figures if f)),
-            Text(t["note"]),
-            Text(f"{t['journey_id']} / {t['step']} · {status}", style="dim"),
-        ]
-    )
-    return Group(Text(""), head, Padding(body, (0, 0, 0, 2)))
 
 
 Agent = Annotated[str, typer.Option("--agent", help="who works the task (default: you)")]

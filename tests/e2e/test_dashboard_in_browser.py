@@ -23,8 +23,9 @@ from engine.application.engine import Engine
 from engine.application.marketing import CostImport
 from engine.bootstrap import access_for, marketing_for
 from engine.domain.marketing.costs import CostLine, Period
-from engine.entrypoints.dashboard import PAGE_REPORTS, TABLES
+from engine.entrypoints.dashboard import PAGE_REPORTS
 from engine.entrypoints.http import create_app
+from engine.presentation.dashboard import TABLES
 from tests.application.test_marketing_reports import market
 from tests.conftest import ROOT, MakeEngine, settings_of
 from tests.e2e.browser import CHROMIUM, chromium_page
