@@ -6,6 +6,7 @@ erasure, but an erased person must not wait for a worker's next tick)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from engine.application.delivery.base import ERASED_REFUSAL
@@ -13,7 +14,7 @@ from engine.application.engine import Engine
 from engine.application.journeys.desk import task_of
 from engine.domain.journeys.enrolment import Enrolment, send_id_for
 from engine.domain.journeys.journey import SendStep
-from engine.domain.leads.lead import Lead
+from engine.domain.leads.lead import RETAINED, Lead
 from engine.eventstore.saving import retry_conflicts, save_batch
 
 
@@ -25,6 +26,17 @@ class Erasure:
     enrolments_ended: int
     messages_cancelled: int
     tasks_closed: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "schema": "huoke.erasure/1",
+            "lead_id": str(self.lead.id),
+            "erased": True,
+            "enrolments_ended": self.enrolments_ended,
+            "messages_cancelled": self.messages_cancelled,
+            "tasks_closed": self.tasks_closed,
+            "retained": list(RETAINED),
+        }
 
 
 def erase_lead(engine: Engine, lead_id: UUID, reason: str, by: str) -> Erasure:

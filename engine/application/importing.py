@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from engine.application.delivery.clicks import Conversion, record_conversions
 from engine.application.engine import Engine
@@ -176,3 +177,54 @@ def import_costs(marketing: Any, label: str, rows: Rows, by: str, currency: str)
     report.errors.sort(key=lambda e: e.line)
     recorded: CostImport = marketing.record_costs(lines, by, report)
     return recorded
+
+
+@dataclass
+class ReplyImport:
+    """What a file of SMS replies or delivery receipts did: how many took effect, and the
+    refused rows with why."""
+
+    schema: str
+    done: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self, counted: str) -> dict[str, Any]:
+        return {"schema": self.schema, counted: self.done, "errors": self.errors}
+
+
+def import_sms_replies(engine: Engine, rows: Rows, phone_of: Callable[[str], str | None]) -> ReplyImport:
+    """Replies from a provider export (``from``, ``body``): an opt-out keyword takes effect at once."""
+    from engine.domain.delivery.suppression import is_opt_out
+
+    report = ReplyImport("huoke.sms.replies/1")
+    for line, row in rows:
+        if isinstance(row, str) or not row.get("from") or row.get("body") is None:
+            report.errors.append({"line": line, "problem": "needs 'from' and 'body'"})
+            continue
+        phone = phone_of(str(row["from"]))
+        if phone is None:
+            report.errors.append({"line": line, "problem": f"not a phone number: {row['from']!r}"})
+            continue
+        if is_opt_out(str(row["body"])):
+            engine.sms_reply_opt_out(phone, str(row["body"]), engine.clock.now())
+            report.done += 1
+    return report
+
+
+def import_sms_receipts(engine: Engine, rows: Rows) -> ReplyImport:
+    """Delivery receipts from a provider export (``send_id``, ``status``, ``error_code``)."""
+    report = ReplyImport("huoke.sms.receipts/1")
+    for line, row in rows:
+        try:
+            if isinstance(row, str):
+                raise ValueError(row)
+            send_id = UUID(str(row["send_id"]))
+            status = str(row["status"]).strip()
+        except (KeyError, ValueError) as e:
+            report.errors.append({"line": line, "problem": f"needs send_id (a UUID) and status: {e}"})
+            continue
+        if engine.deliveries.record_receipt(send_id, status, str(row.get("error_code") or ""), engine.clock.now()):
+            report.done += 1
+        else:
+            report.errors.append({"line": line, "problem": f"no message was sent with id {send_id}"})
+    return report

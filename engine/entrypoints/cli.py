@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from functools import partial
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -11,13 +11,11 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.text import Text
 
 from engine.application.delivery.links import LinkKeys
 from engine.application.engine import Engine
 from engine.application.erasure import erase_lead
 from engine.application.leads.timeline import lead_timeline
-from engine.domain.leads.lead import RETAINED
 from engine.domain.shared.errors import HuokeError, LeadNotFoundError
 from engine.entrypoints.cli_common import (
     JsonOpt,
@@ -25,53 +23,32 @@ from engine.entrypoints.cli_common import (
     consent_app,
     console,
     current_user,
-    emit_json,
     engine_for,
-    err,
     events_app,
     fail,
     leads_app,
     one_line_summaries,
     require_secrets,
     settings,
+    show,
     sms_app,
     unreachable_message,
     with_progress,
 )
-from engine.entrypoints.importing import ImportReport, count_rows, import_leads, import_lifecycle
-from engine.presentation.tables import import_summary, plain_table
+from engine.entrypoints.importing import (
+    ImportReport,
+    count_rows,
+    import_leads,
+    import_lifecycle,
+    import_sms_receipts,
+    import_sms_replies,
+)
+from engine.presentation import imports, leads
 
 # ---- journeys ----------------------------------------------------------------------------
 
 
 # ---- import ------------------------------------------------------------------------------
-
-
-def _print_import(report: ImportReport, as_json: bool) -> None:
-    if as_json:
-        emit_json(report.as_dict())
-        return
-    refused = len({e.line for e in report.errors})
-    console.print(
-        import_summary(report.file, report.rows, report.created, f"{report.updated} updated", report.unchanged, refused)
-    )
-    if report.errors:
-        table = plain_table("Refused rows (nothing of them was stored)")
-        for col in ("line", "field", "problem"):
-            table.add_column(col)
-        for e in report.errors[:50]:
-            table.add_row(str(e.line), e.field, e.problem)
-        console.print(table)
-        if len(report.errors) > 50:
-            console.print(f"… and {len(report.errors) - 50} more (use --json for all)")
-    if report.flagged:
-        console.print(
-            Text.assemble(
-                (f"{len(report.flagged)} contact detail(s) flagged and not used", "yellow"), " (see huoke leads show)"
-            )
-        )
-    for c in report.conflicts:
-        console.print(Text.assemble(("conflict", "yellow"), f" {Path(c.file).name}:{c.line}: {c.field}: {c.problem}"))
 
 
 Importer = Callable[[Engine, Path, str, ZoneInfo, Callable[[int], None]], ImportReport]
@@ -93,7 +70,7 @@ def _import_file(file: Path, as_json: bool, importer: Importer, label: str) -> I
         fail(str(e))
     finally:
         engine.close()
-    _print_import(report, as_json)
+    show(report.as_dict(), as_json, imports.import_report)
     if report.errors:  # one rule for every import: 1 when a row was refused (the valid ones are kept)
         raise typer.Exit(1)
     return report
@@ -142,23 +119,7 @@ def leads_erase(
         fail(str(e))
     finally:
         engine.close()
-    doc = {
-        "schema": "huoke.erasure/1",
-        "lead_id": str(done.lead.id),
-        "erased": True,
-        "enrolments_ended": done.enrolments_ended,
-        "messages_cancelled": done.messages_cancelled,
-        "tasks_closed": done.tasks_closed,
-        "retained": list(RETAINED),
-    }
-    if as_json:
-        emit_json(doc)
-        return
-    console.print(
-        f"lead {done.lead.id} erased: {done.enrolments_ended} journey(s) ended, "
-        f"{done.messages_cancelled} pending message(s) cancelled, {done.tasks_closed} open task(s) closed"
-    )
-    console.print("kept: " + "; ".join(RETAINED))
+    show(done.as_dict(), as_json, leads.erasure)
 
 
 @leads_app.command("show")
@@ -175,46 +136,7 @@ def leads_show(
         doc = lead_timeline(engine, _resolve_lead(engine, ref))
     except LeadNotFoundError as e:
         fail(str(e))
-    if as_json:
-        emit_json({"schema": "huoke.lead/1", **doc})
-        return
-    lead = doc["lead"]
-    if lead["erased"]:
-        console.print(
-            Text.assemble(("erased", "bold red"), ": this person asked to be forgotten; personal data is unreadable")
-        )
-    console.print(
-        Text.assemble(
-            (lead["name"] or "(erased)", "bold"),
-            f" {lead['id']}  stage ",
-            (lead["stage"], "cyan"),
-            f"  audience {lead['audience']}  tier {lead['tier']}  language {lead['language']}",
-        )
-    )
-    console.print(
-        f"source {lead['source'].get('channel')} {lead['source'].get('partner') or ''}  "
-        f"segments {', '.join(lead['segments']) or '—'}  consents "
-        + (", ".join(f"{k}={'yes' if v else 'no'}" for k, v in lead["consents"].items()) or "none")
-    )
-    for kind, sc in lead["scores"].items():
-        score = f"score {sc['score']}, " if sc["score"] is not None else ""
-        band = Text.assemble(f"{kind} v{sc['model_version']}: {score}band ", (str(sc["band"]), "bold"))
-        console.print(band.append(f" (p={sc['probability']:.1%})"))
-        for r in sc["reasons"]:
-            console.print(
-                f"  {r['code']} {r['characteristic']} = {r['value']}: {r['points']:.0f} of {r['max_points']:.0f} points"
-            )
-    table = plain_table(caption=f"times in {s.timezone}; L lead, J journey, D delivery")
-    for col in ("when", ""):
-        table.add_column(col, no_wrap=True)
-    for col in ("what", "why"):
-        table.add_column(col, overflow="fold")
-    for item in doc["timeline"]:
-        if item["event"] == "Enrolment.StepReached":
-            continue
-        when = datetime.fromisoformat(item["at"]).astimezone(tz)
-        table.add_row(f"{when:%Y-%m-%d %H:%M}", item["source"][0].upper(), item["what"], item["why"])
-    console.print(table)
+    show({"schema": "huoke.lead/1", **doc}, as_json, partial(leads.timeline, zone=tz))
 
 
 # ---- serving ------------------------------------------------------------------------------
@@ -279,60 +201,16 @@ def consent_opt_out(
 @sms_app.command("import-replies")
 def sms_import_replies(file: Path, as_json: JsonOpt = False) -> None:
     """Replies from a provider export (CSV/JSONL with from, body): opt-out keywords take effect."""
-    from engine.adapters.lead_rows import normalise_phone
-    from engine.domain.delivery.suppression import is_opt_out
-    from engine.entrypoints.importing import read_rows
-
     s = settings()
-    engine = engine_for(s)
-    done, problems = 0, []
-    for line, row in read_rows(file):
-        if isinstance(row, str) or not row.get("from") or row.get("body") is None:
-            problems.append({"line": line, "problem": "needs 'from' and 'body'"})
-            continue
-        phone = normalise_phone(str(row["from"]), s.default_phone_region, [])
-        if phone is None:
-            problems.append({"line": line, "problem": f"not a phone number: {row['from']!r}"})
-            continue
-        if is_opt_out(str(row["body"])):
-            engine.sms_reply_opt_out(phone, str(row["body"]), engine.clock.now())
-            done += 1
-    if as_json:
-        emit_json({"schema": "huoke.sms.replies/1", "opt_outs": done, "errors": problems})
-        return
-    console.print(f"{done} opt-out(s) recorded; {len(problems)} row(s) refused")
-    for p in problems:
-        err.print(f"{file}:{p['line']}: {p['problem']}")
+    report = import_sms_replies(engine_for(s), file, s.default_phone_region)
+    show(report.as_dict("opt_outs"), as_json, partial(imports.provider_rows, file=file, counted="opt-out(s) recorded"))
 
 
 @sms_app.command("import-receipts")
 def sms_import_receipts(file: Path, as_json: JsonOpt = False) -> None:
     """Delivery receipts from a provider export (CSV/JSONL with send_id, status, error_code)."""
-    from uuid import UUID as _UUID
-
-    from engine.entrypoints.importing import read_rows
-
-    engine = engine_for(settings())
-    done, problems = 0, []
-    for line, row in read_rows(file):
-        try:
-            if isinstance(row, str):
-                raise ValueError(row)
-            send_id = _UUID(str(row["send_id"]))
-            status = str(row["status"]).strip()
-        except (KeyError, ValueError) as e:
-            problems.append({"line": line, "problem": f"needs send_id (a UUID) and status: {e}"})
-            continue
-        if engine.deliveries.record_receipt(send_id, status, str(row.get("error_code") or ""), engine.clock.now()):
-            done += 1
-        else:
-            problems.append({"line": line, "problem": f"no message was sent with id {send_id}"})
-    if as_json:
-        emit_json({"schema": "huoke.sms.receipts/1", "recorded": done, "errors": problems})
-        return
-    console.print(f"{done} receipt(s) recorded; {len(problems)} row(s) refused")
-    for p in problems:
-        err.print(f"{file}:{p['line']}: {p['problem']}")
+    report = import_sms_receipts(engine_for(settings()), file)
+    show(report.as_dict("recorded"), as_json, partial(imports.provider_rows, file=file, counted="receipt(s) recorded"))
 
 
 def main() -> None:

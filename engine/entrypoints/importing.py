@@ -8,17 +8,26 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine.adapters.lead_rows import lead_parser, lifecycle_parser
+from engine.adapters.lead_rows import lead_parser, lifecycle_parser, normalise_phone
 from engine.adapters.row_files import count_rows, read_rows
 from engine.application import importing
 from engine.application.engine import Engine
-from engine.application.importing import ImportReport, Rows
+from engine.application.importing import ImportReport, ReplyImport, Rows
 from engine.application.marketing import CostImport
 from engine.bootstrap import marketing_for
 from engine.domain.shared.errors import CostImportError
 from engine.settings import Settings
 
-__all__ = ["ImportReport", "count_rows", "import_costs", "import_leads", "import_lifecycle", "read_rows"]
+__all__ = [
+    "ImportReport",
+    "count_rows",
+    "import_costs",
+    "import_leads",
+    "import_lifecycle",
+    "import_sms_receipts",
+    "import_sms_replies",
+    "read_rows",
+]
 
 
 def import_leads(
@@ -58,3 +67,13 @@ def import_costs(s: Settings, file: Path, by: str, clock: Any = None) -> CostImp
         return importing.import_costs(marketing, str(file), rows, by, s.currency)
     finally:
         marketing.close()
+
+
+def import_sms_replies(engine: Engine, file: Path, phone_region: str) -> ReplyImport:
+    """Apply the opt-outs in a provider's export of SMS replies."""
+    return importing.import_sms_replies(engine, read_rows(file), lambda raw: normalise_phone(raw, phone_region, []))
+
+
+def import_sms_receipts(engine: Engine, file: Path) -> ReplyImport:
+    """Record the delivery receipts in a provider's export."""
+    return importing.import_sms_receipts(engine, read_rows(file))
