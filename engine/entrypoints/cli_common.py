@@ -33,6 +33,7 @@ from engine.domain.shared.durations import backoff
 from engine.domain.shared.errors import JourneyValidationError
 from engine.eventstore.coordination import NotInitialisedError
 from engine.eventstore.vault import VaultKeyError
+from engine.presentation.tables import Note
 from engine.settings import KEY_RECIPE, Settings
 
 app = typer.Typer(
@@ -255,12 +256,15 @@ def emit_json(doc: Any) -> None:
 
 def show(doc: Any, as_json: bool, render: Callable[[Any], list[RenderableType]]) -> None:
     """Print a use case's document: as JSON (``--json``), or as ``render`` shows it to a person
-    (lines of text are printed as they are: never wrapped mid-line, never highlighted)."""
+    (lines of text are printed as they are: never wrapped mid-line, never highlighted; notes go
+    to stderr)."""
     if as_json:
         emit_json(doc)
         return
     for shown in render(doc):
-        if isinstance(shown, str):
+        if isinstance(shown, Note):
+            err.print(shown, highlight=False, soft_wrap=True)
+        elif isinstance(shown, str):
             console.print(shown, highlight=False, soft_wrap=True)
         else:
             console.print(shown)

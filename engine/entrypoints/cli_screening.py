@@ -7,11 +7,11 @@ import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.text import Text
 
 from engine.adapters.model_data import OutputFileError, check_output, read_csv, write_rows
 from engine.application.engine import Engine
@@ -21,16 +21,13 @@ from engine.domain.shared.errors import HuokeError
 from engine.entrypoints.cli_common import (
     JsonOpt,
     app,
-    console,
-    emit_json,
     engine_for,
-    err,
     fail,
     settings,
+    show,
     with_progress,
 )
-from engine.presentation.model_tables import calibration_table, metrics_table, num, uplift_tables
-from engine.presentation.tables import plain_table
+from engine.presentation import model_tables as models_shown
 
 model_app = typer.Typer(
     help="Train, evaluate and apply the propensity and credit pre-screen models.", no_args_is_help=True
@@ -124,32 +121,7 @@ def model_train(
                 "scoring leads",
                 lambda advance: models.train(engine, kind, data, user, rescore, advance, journey=journey),
             )
-    if as_json:
-        emit_json({"schema": "huoke.model.trained/1", **doc})
-        return
-    t = doc["training"]
-    console.print(
-        Text.assemble(
-            (f"{kind} v{doc['version']}", "bold"),
-            f" registered — {t['method']}\n"
-            f"trained on {t['train_rows']} rows, tested on {t['test_rows']} ({t['holdout']}) from {t['source']}",
-        )
-    )
-    if kind == "uplift":
-        console.print(*uplift_tables(doc["metrics"]))
-        bands = t.get("bands", {})
-        console.print(
-            f"bands: persuadable from {bands.get('persuadable_at', 0):+.1%} lift, do-not-disturb below "
-            f"{bands.get('disturb_below', 0):+.1%}, sure thing from {bands.get('sure_thing_at', 0):.1%} unprompted; "
-            f"journey {doc['journey']} branches on uplift_band"
-        )
-    else:
-        console.print(metrics_table("held-out performance", doc["metrics"]))
-        console.print(calibration_table(doc["metrics"]))
-    console.print(f"features: {', '.join(doc['features'])}")
-    console.print(f"file {doc['artefact']}  sha256 {doc['sha256'][:16]}…  leads rescored: {doc['leads_rescored']}")
-    for w in doc["warnings"]:
-        err.print(Text.assemble(("note:", "yellow"), f" {w}"))
+    show({"schema": "huoke.model.trained/1", **doc}, as_json, partial(models_shown.train, kind=kind))
 
 
 def _window_days(text: str | None) -> int | None:
@@ -167,47 +139,7 @@ def model_list(as_json: JsonOpt = False) -> None:
     """Every registered model version, with its held-out metrics."""
     with _engine() as engine:
         rows = models.model_list(engine)
-    if as_json:
-        emit_json({"schema": "huoke.models/1", "models": rows})
-        return
-    if not rows:
-        console.print("no models yet: huoke model train propensity --from-store (or credit --csv FILE --target COLUMN)")
-        return
-    table = plain_table("models (* in use; metrics on each one's held-out later window)")
-    for col in ("kind", "v", "trained", "rows", "AUC", "Gini", "KS", "Brier"):
-        table.add_column(col, no_wrap=True)
-    for r in (r for r in rows if r["kind"] != "uplift"):
-        table.add_row(
-            r["kind"],
-            f"{r['version']}{' *' if r['active'] else ''}",
-            r["trained_at"][:10],
-            str(r["rows"]),
-            *("—" if r[k] is None else f"{r[k]:.3f}" for k in ("auc", "gini", "ks", "brier")),
-        )
-    if table.row_count:
-        console.print(table)
-    uplift = plain_table("uplift models (* in use for their journey; Qini on the held-out later window)")
-    for col in ("journey", "v", "trained", "rows", "Qini", "top 30% vs random"):
-        uplift.add_column(col, no_wrap=True)
-    for r in (r for r in rows if r["kind"] == "uplift"):
-        uplift.add_row(
-            r["journey"] or "—",
-            f"{r['version']}{' *' if r['active'] else ''}",
-            r["trained_at"][:10],
-            str(r["rows"]),
-            num(r["qini"], ".4f"),
-            "—" if r["gain_top_30"] is None else f"{r['gain_top_30']:.2f}×",
-        )
-    if uplift.row_count:
-        console.print(uplift)
-    for r in rows:
-        console.print(f"{r['kind']} v{r['version']}: by {r['trained_by']} from {r['source']}; file {r['artefact']}")
-        for warning in r["calibration_warnings"]:
-            console.print(
-                Text.assemble(("  calibration off: ", "yellow"), warning, " — its probabilities are not to be "
-                              "read as rates; retrain on recent outcomes"),
-                highlight=False,
-            )  # fmt: skip
+    show({"schema": "huoke.models/1", "models": rows}, as_json, models_shown.model_list)
 
 
 @model_app.command("rollback")
@@ -223,13 +155,7 @@ def model_rollback(
             doc = models.roll_back(engine, kind, to, getpass.getuser())
         except HuokeError as e:
             fail(str(e))
-    if as_json:
-        emit_json({"schema": "huoke.model.rollback/1", **doc})
-        return
-    console.print(
-        f"{kind} v{doc['version']} registered: the model of v{doc['restored_from']} again "
-        f"(replacing v{doc['replaced']}); leads rescored: {doc['leads_rescored']}"
-    )
+    show({"schema": "huoke.model.rollback/1", **doc}, as_json, partial(models_shown.rollback, kind=kind))
 
 
 @model_app.command("evaluate")
@@ -249,16 +175,7 @@ def model_evaluate(
     with _engine() as engine:
         data = _csv_data(csv, target, time_column, id_column, exclude, treatment) if csv else None
         doc = models.evaluate_version(engine, kind, version, data)
-    if as_json:
-        emit_json({"schema": "huoke.model.evaluation/1", **doc})
-        return
-    console.print(Text.assemble((f"{kind} v{doc['version']}", "bold"), f" on {doc['data']}"))
-    if kind == "uplift":
-        console.print(*uplift_tables(doc["metrics"]))
-        return
-    console.print(metrics_table("now", doc["metrics"]))
-    console.print(metrics_table("when trained (its held-out window)", doc["at_training"]))
-    console.print(calibration_table(doc["metrics"]))
+    show({"schema": "huoke.model.evaluation/1", **doc}, as_json, partial(models_shown.evaluate, kind=kind))
 
 
 @model_app.command("score")
@@ -284,14 +201,7 @@ def model_score(
         except OutputFileError as e:
             fail(str(e), 2)
         doc["out"] = str(out)
-    if as_json:
-        emit_json({"schema": "huoke.model.scored/1", **doc})
-        return
-    bands = ", ".join(f"{b} {n}" for b, n in doc["bands"].items())
-    console.print(f"scored {doc['rows']} rows with {kind} v{doc['version']} → {doc['out']}  ({bands})")
-    if doc["missing_features"]:
-        missing = ", ".join(doc["missing_features"])
-        err.print(Text.assemble(("note:", "yellow"), f" the file has no {missing}: scored as missing"))
+    show({"schema": "huoke.model.scored/1", **doc}, as_json, partial(models_shown.score, kind=kind))
 
 
 @model_app.command("drift")
@@ -307,16 +217,7 @@ def model_drift(
     with _engine() as engine:
         data = read_csv(csv, None, None, id_column, []) if csv else None
         doc = models.drift(engine, kind, version, data)
-    if as_json:
-        emit_json({"schema": "huoke.model.drift/1", **doc})
-        return
-    table = plain_table(f"{kind} v{doc['version']}: {doc['population']} against the training sample")
-    for col in ("characteristic", "PSI", "verdict"):
-        table.add_column(col)
-    colour = {"stable": "green", "investigate": "yellow", "shifted": "red"}
-    for row in doc["psi"]:
-        table.add_row(row["characteristic"], f"{row['psi']:.3f}", Text(row["verdict"], style=colour[row["verdict"]]))
-    console.print(table)
+    show({"schema": "huoke.model.drift/1", **doc}, as_json, partial(models_shown.drift, kind=kind))
 
 
 @model_app.command("monitor")
@@ -327,19 +228,9 @@ def model_monitor(as_json: JsonOpt = False) -> None:
     with _engine() as engine:
         measured = models.monitor(engine, force=True)
         history = models.monitoring_history(engine)
-    if as_json:
-        emit_json({"schema": "huoke.model.monitoring/1", "measured": measured, "history": history})
-        return
-    if not history:
-        console.print("nothing measured: no model in use has 50 leads captured in the last 30 days")
-        return
-    table = plain_table("models in use over time (PSI of the score: < 0.10 stable, 0.10-0.25 investigate)")
-    for col in ("measured", "model", "leads", "score PSI", "moved", "calibration"):
-        table.add_column(col)
-    for m in history:
-        table.add_row(m["at"][:10], m["model"], str(m["leads"]), f"{m['score_psi']:.3f} {m['verdict']}",
-                      ", ".join(m["moved"]) or "none", m["calibration"])  # fmt: skip
-    console.print(table)
+    show(
+        {"schema": "huoke.model.monitoring/1", "measured": measured, "history": history}, as_json, models_shown.monitor
+    )
 
 
 @segments_app.command("list")
@@ -352,20 +243,5 @@ def segments_list(as_json: JsonOpt = False) -> None:
             {"segment": r.id, "leads": sizes.get(r.id, 0), "description": r.description} for r in rules.segments
         ]
         bands = engine.screening.bands()
-    if as_json:
-        emit_json({"schema": "huoke.segments/1", "rules_version": rules.version, "segments": rows, "bands": bands})
-        return
-    table = plain_table(f"segments (rules {rules.version})")
-    table.add_column("segment")
-    table.add_column("leads", justify="right")
-    table.add_column("what it is", overflow="fold")
-    for r in rows:
-        table.add_row(r["segment"], str(r["leads"]), r["description"])
-    console.print(table)
-    if bands:
-        t = plain_table("score bands")
-        for col in ("model", "version", "band", "leads"):
-            t.add_column(col)
-        for b in bands:
-            t.add_row(b["kind"], str(b["model_version"]), b["band"], str(b["leads"]))
-        console.print(t)
+    doc = {"schema": "huoke.segments/1", "rules_version": rules.version, "segments": rows, "bands": bands}
+    show(doc, as_json, models_shown.segments)

@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import RenderableType
 from rich.text import Text
 
-from engine.presentation.tables import import_summary, plain_table
+from engine.presentation.tables import import_summary, note, plain_table
 
 #: Refused rows listed in the terminal (``--json`` lists every one).
 SHOWN_ERRORS = 50
@@ -49,5 +49,5 @@ def provider_rows(doc: dict[str, Any], file: Path, counted: str) -> list[Rendera
     done = next(v for k, v in doc.items() if k not in ("schema", "errors"))
     return [
         f"{done} {counted}; {len(doc['errors'])} row(s) refused",
-        *(Text(f"{file}:{p['line']}: {p['problem']}", style="red") for p in doc["errors"]),
+        *(note(f"{file}:{p['line']}: {p['problem']}") for p in doc["errors"]),
     ]

@@ -13,6 +13,21 @@ from rich.table import Table
 from rich.text import Text
 
 
+class Note(Text):
+    """A remark to the person at the terminal rather than part of the output (a warning, a
+    refused row): the CLI prints it on stderr, so piped output stays clean."""
+
+
+def note(*parts: str | tuple[str, str]) -> Note:
+    shown = Note()
+    for part in parts:
+        if isinstance(part, tuple):
+            shown.append(*part)
+        else:
+            shown.append(part)
+    return shown
+
+
 class _ReportTable(Table):
     """A report's table, set apart from what was printed before it by a blank line; its heading
     on a line of its own (a table's own title wraps to the table's width)."""
