@@ -13,9 +13,9 @@ import typer
 from rich.text import Text
 
 from engine.adapters.clock import VirtualClock
-from engine.application.engine import VIEW_NAMES, Engine, RunReport
-from engine.application.partitions import Partitions
+from engine.application.engine import VIEW_NAMES
 from engine.bootstrap import VIEWS, init_database, meta_for, store_env, vault_for
+from engine.bootstrap.processes import Lease, status_document
 from engine.entrypoints.cli_common import (
     JsonOpt,
     app,
@@ -27,15 +27,16 @@ from engine.entrypoints.cli_common import (
     projections_app,
     require_secrets,
     settings,
+    show,
     store_trouble,
 )
 from engine.entrypoints.report_docs import (
     FilterError,
     check_day,
 )
-from engine.eventstore.coordination import AlreadyRunningError, FileLease, PostgresLeases
-from engine.eventstore.saving import forget_cache, refresh_pools, store_unreachable
-from engine.presentation.tables import plain_table
+from engine.eventstore.coordination import PostgresLeases
+from engine.eventstore.saving import refresh_pools, store_unreachable
+from engine.presentation import operations
 from engine.settings import Settings
 
 #: Seconds a worker's tick may start new work; then it looks at its share again (a new worker
@@ -80,55 +81,6 @@ def _master_key_source(s: Settings) -> str | None:
     if not s.encrypt_pii:
         return None
     return "HUOKE_MASTER_KEY" if s.master_key.get_secret_value() else str(s.master_key_path.resolve())
-
-
-class Lease:
-    """What a writing process holds: on SQLite the single-writer file lock, on PostgreSQL its
-    share of the lead partitions (and maybe the views)."""
-
-    def __init__(self, s: Settings, engine: Engine, one_off: bool) -> None:
-        self.engine = engine
-        self.file: FileLease | None = None
-        self.pg: PostgresLeases | None = None
-        self.one_off = one_off
-        meta = meta_for(s)
-        if meta.pg is None:
-            try:
-                self.file = FileLease(s.data_dir)
-            except AlreadyRunningError as e:
-                fail(str(e))
-            engine.owns_views = True
-            return
-        self.pg = PostgresLeases(meta, engine.parts.count, s.worker_advances_views, VIEW_NAMES)
-        engine.owns_views = False
-        if one_off:
-            self.pg.take_free()
-            self._apply(gained=True)
-
-    def rebalance(self) -> None:
-        if self.pg is not None and not self.one_off:
-            self._apply(self.pg.rebalance())
-
-    def _apply(self, gained: bool) -> None:
-        owned, views = (self.pg.owned, self.pg.views) if self.pg is not None else ({0}, set(VIEW_NAMES))
-        self.engine.parts = Partitions(self.engine.parts.count, frozenset(owned))
-        self.engine.views_owned = frozenset(views)
-        if gained:  # another worker may have written these partitions' aggregates meanwhile
-            forget_cache(self.engine.deliveries)
-            self.engine.journeys.forget_cached_state()
-
-    def heartbeat(self, report: RunReport, started: datetime) -> None:
-        summary = " · ".join(f"{k} {v}" for k, v in report.as_dict().items() if v) or "idle"
-        if self.pg is not None:
-            self.pg.heartbeat(summary)
-        else:
-            meta_for(settings()).report_sqlite("worker", started, self.engine.parts.describe(), summary)
-
-    def close(self) -> None:
-        if self.pg is not None:
-            self.pg.close()
-        if self.file is not None:
-            self.file.close()
 
 
 def _parse_until(text: str, tz: ZoneInfo) -> datetime:
@@ -242,42 +194,13 @@ def worker(
 def status(as_json: JsonOpt = False) -> None:
     """What is running and how far behind it is: each view's lag behind its logs, each worker's
     last tick and share, pending follow-up timers and held messages."""
-    from projections.runners import view_lags
-
     s = settings()
     engine = engine_for(s)
     try:
-        lags = view_lags(engine)
-        workers = meta_for(s).workers()
-        doc = {
-            "schema": "huoke.status/1",
-            "store": "postgresql" if s.database_url else "sqlite",
-            "partitions": engine.parts.count,
-            "views": lags,
-            "workers": workers,
-            "pending_timers": engine.index.pending_count(),
-            "held_messages": engine.schedule.held_count(),
-            "next_timer": engine.index.next_due(),
-        }
+        doc = status_document(s, engine)
     finally:
         engine.close()
-    if as_json:
-        emit_json(doc)
-        return
-    table = plain_table("Views (events not yet applied)")
-    for col in ("view", "log", "applied up to", "log at", "behind"):
-        table.add_column(col, justify="left" if col in {"view", "log"} else "right")
-    for row in lags:
-        table.add_row(row["view"], row["log"], str(row["applied"]), str(row["head"]), str(row["behind"]))
-    console.print(table)
-    wt = plain_table("Workers")
-    for col in ("worker", "last tick", "partitions", "views", "last report"):
-        wt.add_column(col, overflow="fold")
-    for w in workers:
-        state = "" if w["alive"] else " (gone)"
-        wt.add_row(w["worker_id"] + state, w["last_tick"][:19], w["partitions"], w["views"], w["report"])
-    console.print(wt if workers else "no worker has reported")
-    console.print(f"{doc['pending_timers']} follow-up timer(s) pending; {doc['held_messages']} message(s) held")
+    show(doc, as_json, operations.status)
 
 
 @projections_app.command("rebuild")
