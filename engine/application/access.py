@@ -57,6 +57,21 @@ class Access(StoreApplication):
         """Every key ever created, oldest first (revoked ones included)."""
         return [fresh_get(self, n.originator_id) for n in self._notes(KEY_TOPICS)]
 
+    def key_rows(self) -> list[dict[str, str]]:
+        """Every key as ``huoke api-keys list`` and its JSON show it (never the key itself)."""
+        return [
+            {
+                "id": str(k.id),
+                "name": k.name,
+                "role": str(k.role),
+                "hint": k.hint,
+                "created_by": k.created_by,
+                "created_at": k.created_at.isoformat(),
+                "revoked_at": k.revoked_at.isoformat() if k.revoked_at else "",
+            }
+            for k in self.keys()
+        ]
+
     def find_key(self, ref: str) -> ApiKey:
         """An active key by name, or any key by id."""
         keys = self.keys()

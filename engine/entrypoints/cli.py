@@ -152,11 +152,11 @@ def serve(
     links, inbound SMS replies, SMS delivery receipts."""
     import uvicorn
 
+    from engine.adapters.store_watch import StoreWatch
     from engine.adapters.twilio_sms import TwilioCallbacks
     from engine.bootstrap import access_for
     from engine.entrypoints.cli_bus import bus_for
     from engine.entrypoints.http import create_app
-    from engine.entrypoints.http_edge import StoreWatch
     from engine.entrypoints.http_logging import log_config
     from engine.eventstore.coordination import pg_probe
     from engine.eventstore.saving import refresh_pools

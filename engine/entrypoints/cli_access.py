@@ -19,7 +19,9 @@ from engine.entrypoints.cli_common import (
     err,
     fail,
     settings,
+    show,
 )
+from engine.presentation import admin
 from engine.presentation.tables import plain_table
 
 keys_app = typer.Typer(help="API keys for the HTTP API (each with a role).", no_args_is_help=True)
@@ -69,31 +71,10 @@ def keys_list(as_json: JsonOpt = False) -> None:
     """Every key: name, role, start of the key, who made it and when, revoked or not."""
     access = _access()
     try:
-        rows: list[dict[str, str]] = [
-            {
-                "id": str(k.id),
-                "name": k.name,
-                "role": str(k.role),
-                "hint": k.hint,
-                "created_by": k.created_by,
-                "created_at": k.created_at.isoformat(),
-                "revoked_at": k.revoked_at.isoformat() if k.revoked_at else "",
-            }
-            for k in access.keys()  # noqa: SIM118 - the API keys, not a dict
-        ]
+        rows = access.key_rows()
     finally:
         access.close()
-    if as_json:
-        emit_json({"schema": "huoke.api-keys/1", "keys": rows})
-        return
-    table = plain_table("API keys")
-    for col in ("name", "role", "key", "created", "by", "revoked"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(
-            r["name"], r["role"], r["hint"] + "…", r["created_at"][:16], r["created_by"], (r["revoked_at"] or "")[:16]
-        )
-    console.print(table)
+    show({"schema": "huoke.api-keys/1", "keys": rows}, as_json, admin.api_keys)
 
 
 @keys_app.command("revoke")

@@ -21,9 +21,10 @@ from engine.entrypoints.cli_common import (
     fail,
     require_secrets,
     settings,
+    show,
     store_trouble,
 )
-from engine.presentation.tables import plain_table
+from engine.presentation import admin
 
 bus_app = typer.Typer(help="The NATS JetStream event bus (HUOKE_NATS_URL).", no_args_is_help=True)
 app.add_typer(bus_app, name="bus")
@@ -132,17 +133,7 @@ def hooks_add(
 def hooks_list(as_json: JsonOpt = False) -> None:
     """Every subscription: URL, event types, failing tries, when it is tried next, dead letters."""
     rows = _webhooks().subscriptions()
-    if as_json:
-        emit_json({"schema": "huoke.webhooks/1", "webhooks": rows})
-        return
-    table = plain_table("Webhooks")
-    for col in ("name", "url", "events", "failing", "next try", "dead letters"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(
-            r["name"], r["url"], ", ".join(r["events"]), str(r["attempts"] or ""), r["next_try"][:19], str(r["dead"])
-        )
-    console.print(table)
+    show({"schema": "huoke.webhooks/1", "webhooks": rows}, as_json, admin.webhooks)
 
 
 @hooks_app.command("remove")
@@ -166,15 +157,7 @@ def hooks_dead(name: str, as_json: JsonOpt = False) -> None:
         letters = _webhooks().dead(name)
     except HuokeError as e:
         fail(str(e))
-    if as_json:
-        emit_json({"schema": "huoke.webhook-dead/1", "name": name, "dead": letters})
-        return
-    table = plain_table(f"Dead letters of {name}")
-    for col in ("event", "type", "given up at", "error"):
-        table.add_column(col, overflow="fold")
-    for d in letters:
-        table.add_row(d["event_id"], d["body"].get("type", ""), d["at"][:19], d["error"])
-    console.print(table)
+    show({"schema": "huoke.webhook-dead/1", "name": name, "dead": letters}, as_json, admin.dead_letters)
 
 
 @hooks_app.command("resend")

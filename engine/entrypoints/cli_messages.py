@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 import typer
 
-from engine.application.engine import Engine
+from engine.application.delivery.operator import held_messages
 from engine.bootstrap import vault_for
 from engine.domain.shared.errors import HuokeError
 from engine.entrypoints.cli_common import (
@@ -18,12 +18,12 @@ from engine.entrypoints.cli_common import (
     current_user,
     emit_json,
     engine_for,
-    err,
     fail,
     settings,
+    show,
 )
 from engine.eventstore.vault import new_master_key
-from engine.presentation.tables import plain_table
+from engine.presentation import admin
 
 #: Seconds a worker's tick may start new work; then it looks at its share again (a new worker
 #: gets partitions within about this long).
@@ -35,17 +35,6 @@ messages_app = typer.Typer(
 app.add_typer(messages_app, name="messages")
 
 
-def _held_messages(engine: Engine) -> list[dict[str, Any]]:
-    out = []
-    for row in engine.schedule.review_holds():
-        d = engine.deliveries.get_delivery(UUID(row["send_id"]))
-        lead = engine.leads.get_lead(d.lead_id) if d is not None else None
-        contact = lead.contact if lead is not None else {}
-        address = contact.get("email" if row["channel"] == "email" else "phone")
-        out.append({**row, "template": d.template if d else "", "lead_id": str(d.lead_id) if d else "", "to": address})
-    return out
-
-
 @messages_app.command("review")
 def messages_review(as_json: JsonOpt = False) -> None:
     """Messages held in doubt: handed to the channel just before a crash, never confirmed. Check
@@ -53,26 +42,10 @@ def messages_review(as_json: JsonOpt = False) -> None:
     engine = engine_for(settings())
     try:
         engine.refresh_views()
-        held = _held_messages(engine)
+        held = held_messages(engine)
     finally:
         engine.close()
-    if as_json:
-        emit_json({"schema": "huoke.held_messages/1", "messages": held})
-        return
-    table = plain_table("Messages held for review")
-    for col in ("message", "held (UTC)", "channel", "to", "journey / step", "template"):
-        table.add_column(col, overflow="fold", no_wrap=col == "message")
-    for m in held:
-        table.add_row(
-            m["send_id"][:8],
-            m["held_at"][:16].replace("T", " "),
-            m["channel"],
-            m["to"] or "—",
-            f"{m['journey_id']} / {m['step']}",
-            m["template"],
-        )
-    console.print(table)
-    err.print(f"{len(held)} message(s) held; huoke messages release ID --resend | --was-sent")
+    show({"schema": "huoke.held_messages/1", "messages": held}, as_json, admin.held_messages)
 
 
 @messages_app.command("release")

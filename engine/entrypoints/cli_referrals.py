@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from engine.domain.shared.errors import HuokeError
 from engine.entrypoints.cli_common import (
@@ -21,7 +20,7 @@ from engine.entrypoints.cli_common import (
     fail,
     settings,
 )
-from engine.presentation.tables import plain_table
+from engine.presentation import admin
 
 referrals_app = typer.Typer(help="Referral rewards: ledger, review, payouts.", no_args_is_help=True)
 app.add_typer(referrals_app, name="referrals")
@@ -37,26 +36,6 @@ def _rows() -> list[dict[str, Any]]:
         engine.close()
 
 
-def _table(title: str, rows: list[dict[str, Any]]) -> Table:
-    table = plain_table(title, caption="ids shortened: give any unique start of one")
-    for col in ("referral", "referrer", "referee", "programme", "status", "rewards", "why"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        rewards = ""
-        if r["referrer_reward"]:
-            rewards = f"{_reward(r['referrer_reward'])} + {_reward(r['referee_reward'])}"
-        why = "; ".join(r["reasons"]) or r["rule"]
-        table.add_row(
-            r["referral_id"][:8], r["referrer_id"][:8], r["referee_id"][:8], r["programme"], r["status"], rewards, why
-        )
-    return table
-
-
-def _reward(reward: dict[str, Any]) -> str:
-    unit = {"cash": f" {reward.get('currency', '')}", "rate_discount": " pp off", "fee_waiver": " fee(s) waived"}
-    return f"{reward['amount']}{unit.get(reward['kind'], '')}"
-
-
 @referrals_app.command("ledger")
 def referrals_ledger(as_json: JsonOpt = False) -> None:
     """Every referral and refused attempt: who referred whom, by which rule, the programme, the
@@ -65,7 +44,7 @@ def referrals_ledger(as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json({"schema": SCHEMA, "referrals": rows})
         return
-    console.print(_table(f"Referral ledger — {len(rows)} referral(s)", rows))
+    console.print(admin.referral_table(f"Referral ledger — {len(rows)} referral(s)", rows))
 
 
 @referrals_app.command("review")
@@ -75,7 +54,7 @@ def referrals_review(as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json({"schema": SCHEMA, "referrals": rows})
         return
-    console.print(_table(f"Held for review — {len(rows)}", rows))
+    console.print(admin.referral_table(f"Held for review — {len(rows)}", rows))
 
 
 def _decide(ref: str, approve: bool, note: str) -> None:

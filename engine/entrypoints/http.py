@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.routing import Match
 
 from engine.adapters.lead_rows import normalise_phone
+from engine.adapters.store_watch import StoreWatch
 from engine.adapters.user_agents import is_bot
 from engine.application.access import Access
 from engine.application.delivery.clicks import Click, Clicks, ClickWriter, Followed
@@ -24,9 +25,9 @@ from engine.application.ports import CallbackVerifier
 from engine.domain.delivery.suppression import is_opt_out
 from engine.domain.delivery.tracking import is_code, tracking_key
 from engine.domain.shared.errors import HuokeError, LeadNotFoundError
-from engine.entrypoints import pages
-from engine.entrypoints.http_edge import PROBLEM, Edge, StoreGate, StoreWatch, problem_document
+from engine.entrypoints.http_edge import PROBLEM, Edge, StoreGate, problem_document
 from engine.eventstore.saving import store_unreachable
+from engine.presentation import pages
 from engine.settings import Settings
 
 #: What Twilio may report about a message (anything else is refused, never recorded).

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -81,3 +82,16 @@ class OperatorJobs(DeliveriesBase):
         except AggregateNotFoundError:
             return None
         return delivery
+
+
+def held_messages(engine: Any) -> list[dict[str, Any]]:
+    """Messages held in doubt after a crash, with where each was going (for an operator to check
+    the channel's own log before releasing it)."""
+    out = []
+    for row in engine.schedule.review_holds():
+        d = engine.deliveries.get_delivery(UUID(row["send_id"]))
+        lead = engine.leads.get_lead(d.lead_id) if d is not None else None
+        contact = lead.contact if lead is not None else {}
+        address = contact.get("email" if row["channel"] == "email" else "phone")
+        out.append({**row, "template": d.template if d else "", "lead_id": str(d.lead_id) if d else "", "to": address})
+    return out
