@@ -17,7 +17,7 @@ from eventsourcing.projection import Projection
 
 from engine.application.partitions import Partitions
 from engine.eventstore import PostgresTrackingRecorder, SQLiteTrackingRecorder, Tracking, TrackingRecorder
-from engine.eventstore.saving import record_tracking
+from engine.eventstore.recorders import record_tracking
 
 #: Qualified statements a view remembers (beyond it, it starts over).
 QUALIFIED_KEPT = 2048

@@ -26,7 +26,6 @@ from engine.application.projecting import replay_until
 from engine.bootstrap import (  # noqa: F401 - the composition root this builds on
     VIEWS,
     _app_args,
-    _view,
     bootstrap,
     build_view,
     init_database,
@@ -34,6 +33,7 @@ from engine.bootstrap import (  # noqa: F401 - the composition root this builds 
     renderer_for,
     store_env,
 )
+from engine.bootstrap.stores import _view
 from engine.domain.journeys.journey import Journey
 from engine.domain.leads.segments import SegmentRules
 from engine.domain.screening.model_registry import MODEL_KINDS, registry_id

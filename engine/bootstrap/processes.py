@@ -10,7 +10,7 @@ from typing import Any
 from engine.application.engine import VIEW_NAMES, Engine, RunReport
 from engine.application.partitions import Partitions
 from engine.bootstrap import meta_for
-from engine.eventstore.coordination import FileLease, PostgresLeases
+from engine.eventstore.leases import FileLease, PostgresLeases
 from engine.eventstore.saving import forget_cache
 from engine.settings import Settings
 

@@ -159,7 +159,7 @@ def serve(
     from engine.entrypoints.http import create_app
     from engine.entrypoints.http_logging import log_config
     from engine.eventstore.coordination import pg_probe
-    from engine.eventstore.saving import refresh_pools
+    from engine.eventstore.recorders import refresh_pools
 
     s = settings()
     require_secrets(s, "serve")

@@ -31,7 +31,8 @@ app.add_typer(bus_app, name="bus")
 
 
 def bus_for(s: Any, engine: Any = None, consume: bool = True, relay: bool = True) -> Any:
-    from engine.adapters.nats_bus import Bus, Inbox
+    from engine.adapters.bus_messages import Inbox
+    from engine.adapters.nats_bus import Bus
     from engine.bootstrap import meta_for, relay_tracker
 
     tracker = relay_tracker(s) if engine is not None else None

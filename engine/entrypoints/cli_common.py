@@ -194,7 +194,8 @@ def advance_views_if_alone(s: Settings, engine: Engine, names: frozenset[str]) -
     """After a command changed what the views ``names`` show: on SQLite with no worker running,
     bring them up to date now (a report just after shows the change); with a worker, or on
     PostgreSQL with its projections runner, their writer does so within seconds."""
-    from engine.eventstore.coordination import AlreadyRunningError, FileLease
+    from engine.eventstore.coordination import AlreadyRunningError
+    from engine.eventstore.leases import FileLease
 
     if s.database_url:
         return

@@ -34,8 +34,9 @@ from engine.entrypoints.report_docs import (
     FilterError,
     check_day,
 )
-from engine.eventstore.coordination import PostgresLeases
-from engine.eventstore.saving import refresh_pools, store_unreachable
+from engine.eventstore.leases import PostgresLeases
+from engine.eventstore.recorders import refresh_pools
+from engine.eventstore.saving import store_unreachable
 from engine.presentation import operations
 from engine.settings import Settings
 

@@ -20,26 +20,21 @@ single saves, LIBRARIES.md); a power cut can lose the last commits but never cor
 from __future__ import annotations
 
 import base64
-import os
-import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
-from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent, Tracking, TrackingRecorder
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory, PostgresProcessRecorder
-from eventsourcing.sqlite import (
-    SQLiteConnection,
-    SQLiteConnectionPool,
-    SQLiteCursor,
-    SQLiteFactory,
-    SQLiteProcessRecorder,
-)
+from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent, Tracking
+from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import get_topic
-from psycopg import Cursor
 from psycopg import sql as psql
-from psycopg.rows import DictRow
+
+from engine.eventstore import recorders
+
+#: Stores set up before the recorders had a module of their own name their factories here.
+TunedSQLiteFactory = recorders.TunedSQLiteFactory
+SharedPoolPostgresFactory = recorders.SharedPoolPostgresFactory
 
 T = TypeVar("T")
 
@@ -281,132 +276,6 @@ def retry_conflicts(
             drop()
             raise
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def record_tracking(recorder: TrackingRecorder, cursor: Any, tracking: Tracking) -> None:
-    """Insert a tracking record in the caller's transaction (a view's batch): a position already
-    recorded raises ``IntegrityError``, so the batch is applied once."""
-    recorder._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]
-
-
-# ---- recorders -------------------------------------------------------------------------------
-
-
-class TunedSQLiteConnectionPool(SQLiteConnectionPool):
-    """Connection pool whose file connections use synchronous=NORMAL."""
-
-    def _create_connection(self) -> SQLiteConnection:
-        connection = super()._create_connection()
-        if not self.is_sqlite_memory_mode:
-            connection._sqlite_conn.execute("PRAGMA synchronous=NORMAL")
-        return connection
-
-
-class ManyTrackingSQLiteProcessRecorder(SQLiteProcessRecorder):
-    """Also records ``trackings=[...]`` (one per lead partition) in the events' transaction."""
-
-    accepts_many_trackings = True
-
-    def _insert_events(
-        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        returning = super()._insert_events(c, stored_events, **kwargs)
-        trackings: Sequence[Tracking] = kwargs.get("trackings", ())
-        for tracking in trackings:
-            self._insert_tracking(c, tracking)
-        return returning
-
-
-class TunedSQLiteFactory(SQLiteFactory):
-    """SQLiteFactory using the tuned pool and the many-tracking process recorder."""
-
-    process_recorder_class = ManyTrackingSQLiteProcessRecorder
-
-    def __init__(self, env: Any) -> None:
-        super().__init__(env)
-        old = self.datastore.pool
-        self.datastore.pool = TunedSQLiteConnectionPool(db_name=old.db_name, lock_timeout=old.lock_timeout)
-
-
-class ManyTrackingPostgresProcessRecorder(PostgresProcessRecorder):
-    """Also records ``trackings=[...]`` in the events' transaction."""
-
-    accepts_many_trackings = True
-
-    def _insert_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
-        trackings: Sequence[Tracking] = kwargs.get("trackings", ())
-        for tracking in trackings:
-            self._insert_tracking(curs, tracking)
-        super()._insert_events(curs, stored_events, **kwargs)
-
-
-class _SharedPool:
-    """One process's connection pool to one database, and how many stores use it."""
-
-    def __init__(self, pool: Any) -> None:
-        self.pool, self.users = pool, 0
-
-
-_SHARED_POOLS: dict[tuple[Any, ...], _SharedPool] = {}
-_SHARED_POOLS_LOCK = threading.Lock()
-
-
-class SharedPoolPostgresFactory(PostgresFactory):
-    """PostgresFactory whose stores share one connection pool per process and database.
-
-    A process opens a dozen stores (the applications, the views, the vault) and eventsourcing
-    gives each its own pool, each with its own idle connection, overflow and three threads: in
-    the live topology test a worker held 13 connections, the projections runner 29 and
-    ``huoke serve`` 10 (65 of PostgreSQL's default 100 for two workers, a runner and serve). Here
-    the first store's pool serves them all (``POSTGRES_POOL_SIZE`` kept open, up to
-    ``POSTGRES_MAX_OVERFLOW`` more under load): 4, 16 and 3. Closing a store gives its share
-    back; the last one closes the pool."""
-
-    process_recorder_class = ManyTrackingPostgresProcessRecorder
-
-    def __init__(self, env: Any) -> None:
-        super().__init__(env)
-        datastore = self.datastore
-        own = datastore.pool  # not opened yet: eventsourcing opens a pool on first use
-        kwargs: dict[str, Any] = own.kwargs if isinstance(own.kwargs, dict) else {}
-        key = (os.getpid(), *sorted((k, str(v)) for k, v in kwargs.items() if k != "row_factory"))
-        with _SHARED_POOLS_LOCK:
-            shared = _SHARED_POOLS.get(key)
-            if shared is None or shared.pool.closed:
-                shared = _SHARED_POOLS[key] = _SharedPool(own)
-            shared.users += 1
-        datastore.pool = shared.pool
-        released = threading.Event()
-
-        def give_back() -> None:
-            """This store is done with the pool (once, however often it is closed)."""
-            with _SHARED_POOLS_LOCK:
-                if released.is_set():
-                    return
-                released.set()
-                shared.users -= 1
-                if shared.users == 0:
-                    shared.pool.close()
-                    if _SHARED_POOLS.get(key) is shared:
-                        del _SHARED_POOLS[key]
-
-        datastore.close = give_back  # type: ignore[method-assign]
-
-
-def refresh_pools() -> None:
-    """After the database went away, drop this process's pooled connections that died with it
-    (a restart ends every session; eventsourcing would otherwise hand them out one by one, each
-    failing a statement): each open pool tests its idle connections and replaces the broken."""
-    with _SHARED_POOLS_LOCK:
-        pools = [shared.pool for shared in _SHARED_POOLS.values()]
-    for pool in pools:
-        if not pool.closed:
-            pool.check()
-
-
-#: The settings bootstrap gives eventsourcing to use the recorders above.
-SQLITE_FACTORY_TOPIC = "engine.eventstore.saving:TunedSQLiteFactory"
-POSTGRES_FACTORY_TOPIC = "engine.eventstore.saving:SharedPoolPostgresFactory"
 
 
 #: What SQLite says when the file cannot be written or read now (a full or read-only disk, a

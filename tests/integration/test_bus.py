@@ -16,7 +16,8 @@ from typing import Any
 import nats
 import pytest
 
-from engine.adapters.nats_bus import Bus, Inbox
+from engine.adapters.bus_messages import Inbox
+from engine.adapters.nats_bus import Bus
 from engine.application.engine import Engine
 from engine.bootstrap import meta_for, relay_tracker
 from engine.settings import Settings

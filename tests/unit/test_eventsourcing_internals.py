@@ -1,5 +1,5 @@
-"""Pins every eventsourcing internal huoke uses (all of them in engine/eventstore/saving.py)
-against the locked version: an upgrade that moves one fails here, by name."""
+"""Pins every eventsourcing internal huoke uses (all of them in engine/eventstore/saving.py and
+recorders.py) against the locked version: an upgrade that moves one fails here, by name."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresP
 from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool, SQLiteProcessRecorder
 from eventsourcing.utils import Environment
 
-from engine.eventstore import saving
+from engine.eventstore import recorders, saving
 from tests.helpers import ROOT
 
 
@@ -65,7 +65,7 @@ def test_a_postgres_store_opens_its_pool_on_first_use() -> None:
 
 
 def test_sqlite_file_connections_use_synchronous_normal(tmp_path: Path) -> None:
-    pool = saving.TunedSQLiteConnectionPool(db_name=str(tmp_path / "sync.db"))
+    pool = recorders.TunedSQLiteConnectionPool(db_name=str(tmp_path / "sync.db"))
     connection = pool.get_connection()
     try:
         assert isinstance(connection, SQLiteConnection)
@@ -92,7 +92,7 @@ class Counters(Application[Any]):
 
 def _app(tmp_path: Path, **env: str) -> Counters:
     return Counters(
-        env={"PERSISTENCE_MODULE": saving.SQLITE_FACTORY_TOPIC, "SQLITE_DBNAME": str(tmp_path / "pin.db"), **env}
+        env={"PERSISTENCE_MODULE": recorders.SQLITE_FACTORY_TOPIC, "SQLITE_DBNAME": str(tmp_path / "pin.db"), **env}
     )
 
 
