@@ -133,8 +133,8 @@ def bus_rates(folder: Path, rows: list[dict[str, Any]], burst: int) -> dict[str,
     import nats
 
     from bench.run import events_in  # bench.run imports this module
-    from engine.adapters.nats_bus import Bus
     from engine.adapters.bus_messages import Inbox
+    from engine.adapters.nats_bus import Bus
 
     engine, settings = _engine(folder, "bus")
     p = settings.bus_prefix

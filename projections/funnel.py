@@ -14,11 +14,14 @@ from eventsourcing.utils import get_topic
 
 from engine.domain.delivery.delivery import Delivery
 from engine.domain.journeys.enrolment import Enrolment
-from engine.domain.leads.lead import Lead, attribution_of
+from engine.domain.leads.attribution import dimension_values
+from engine.domain.leads.lead import Lead
 from engine.domain.marketing.costs import DIMENSIONS  # columns of lead_facts: first_… and last_…
 from engine.domain.shared.values import MILESTONES, Stage
 from projections.base import ViewProjection, amount_of, sqlite_and_postgres
+from projections.funnel_messages import first_click, waiting_moved
 from projections.funnel_queries import CUBE_COUNTS, FunnelQueries
+from projections.funnel_schema import funnel_ddl
 from projections.journey_index import parse_ts, ts
 
 LEAD_TOPICS = [
@@ -39,17 +42,6 @@ DELIVERY_TOPICS = [
     )
 ]
 JOURNEY_TOPICS = [get_topic(c) for c in (Enrolment.Started, Enrolment.SplitAssigned)]
-
-
-def dimension_values(source: dict[str, Any]) -> list[str]:
-    a = attribution_of(source)
-    return [
-        a["channel"],
-        a["partner"],
-        a["campaign"],
-        *(a["utm"][k] for k in ("source", "medium", "campaign")),
-        a["event"],
-    ]
 
 
 class FunnelCounts(FunnelQueries):
@@ -95,72 +87,7 @@ class FunnelCounts(FunnelQueries):
     def ddl(self) -> list[str]:
         # Version 2's table of each lead's first source: lead_facts holds it now.
         old = f'"{self.datastore.schema}"."lead_sources"' if self.is_postgres else "lead_sources"  # type: ignore[attr-defined]
-        return [
-            f"DROP TABLE IF EXISTS {old}",
-            "CREATE TABLE IF NOT EXISTS {t_funnel_leads} (lead_id TEXT PRIMARY KEY, "
-            "source_channel TEXT NOT NULL, audience TEXT NOT NULL, stage TEXT NOT NULL)",
-            "CREATE INDEX IF NOT EXISTS funnel_leads_stage ON {t_funnel_leads} (stage, lead_id)",
-            # Covers the count of leads now at each stage (read without touching the table).
-            "CREATE INDEX IF NOT EXISTS funnel_leads_counts ON {t_funnel_leads} (stage, audience, source_channel)",
-            "CREATE TABLE IF NOT EXISTS {t_funnel_reached} (lead_id TEXT NOT NULL, "
-            "stage TEXT NOT NULL, PRIMARY KEY (lead_id, stage))",
-            "CREATE TABLE IF NOT EXISTS {t_funnel_messages} (journey_id TEXT NOT NULL, "
-            "step TEXT NOT NULL, channel TEXT NOT NULL, outcome TEXT NOT NULL, "
-            "n BIGINT NOT NULL, PRIMARY KEY (journey_id, step, channel, outcome))",
-            # One row per lead: when it was captured (ISO, as the lead said), where it came from
-            # first and last, when (UTC, ts format) it first reached each stage, what it borrowed.
-            "CREATE TABLE IF NOT EXISTS {t_lead_facts} (lead_id TEXT PRIMARY KEY, captured_at TEXT NOT NULL, "
-            "captured_day TEXT NOT NULL, "
-            + "".join(f"first_{d} TEXT NOT NULL, last_{d} TEXT NOT NULL, " for d in DIMENSIONS)
-            + "touches INTEGER NOT NULL, "
-            + "".join(f"{m}_at TEXT, " for m in MILESTONES)
-            + "lost_at TEXT, funded_loans INTEGER NOT NULL, funded_volume BIGINT NOT NULL)",
-            "CREATE INDEX IF NOT EXISTS lead_facts_captured ON {t_lead_facts} (captured_day)",
-            # Activity per day (the lender's) and the lead's first-touch channel: leads captured,
-            # stages first reached, loans funded (n) and their volume (amount).
-            "CREATE TABLE IF NOT EXISTS {t_daily_counts} (day TEXT NOT NULL, channel TEXT NOT NULL, "
-            "measure TEXT NOT NULL, n BIGINT NOT NULL, amount BIGINT NOT NULL, PRIMARY KEY (day, channel, measure))",
-            "CREATE TABLE IF NOT EXISTS {t_daily_messages} (day TEXT NOT NULL, journey_id TEXT NOT NULL, "
-            "channel TEXT NOT NULL, outcome TEXT NOT NULL, n BIGINT NOT NULL, "
-            "PRIMARY KEY (day, journey_id, channel, outcome))",
-            "CREATE TABLE IF NOT EXISTS {t_score_bands} (lead_id TEXT NOT NULL, kind TEXT NOT NULL, "
-            "band TEXT NOT NULL, PRIMARY KEY (lead_id, kind))",
-            "CREATE TABLE IF NOT EXISTS {t_split_enrolments} (enrolment_id TEXT PRIMARY KEY, lead_id TEXT NOT NULL, "
-            "journey_id TEXT NOT NULL)",
-            # Each split assignment, and how long after it the lead first reached each stage.
-            "CREATE TABLE IF NOT EXISTS {t_split_arms} (enrolment_id TEXT NOT NULL, step TEXT NOT NULL, "
-            "lead_id TEXT NOT NULL, journey_id TEXT NOT NULL, arm TEXT NOT NULL, assigned_at TEXT NOT NULL, "
-            + "".join(f"{m}_after NUMERIC, " for m in MILESTONES)
-            + "clicked_after NUMERIC, PRIMARY KEY (enrolment_id, step))",
-            "CREATE INDEX IF NOT EXISTS split_arms_lead ON {t_split_arms} (lead_id)",
-            # The first click of each kind (a person's, a scanner's) on each message, for unique
-            # clicks per step and what the clickers did after.
-            "CREATE TABLE IF NOT EXISTS {t_message_clicks} (send_id TEXT NOT NULL, kind TEXT NOT NULL, "
-            "lead_id TEXT NOT NULL, journey_id TEXT NOT NULL, step TEXT NOT NULL, channel TEXT NOT NULL, "
-            "at TEXT NOT NULL, PRIMARY KEY (send_id, kind))",
-            "CREATE INDEX IF NOT EXISTS split_arms_journey ON {t_split_arms} (journey_id, assigned_at)",
-            # Each message waiting now (deferred, not yet settled) and how: "retrying" after
-            # channel trouble, "held" for a contact window, a cap or its enrolment's order.
-            "CREATE TABLE IF NOT EXISTS {t_waiting_sends} (send_id TEXT PRIMARY KEY, journey_id TEXT NOT NULL, "
-            "step TEXT NOT NULL, channel TEXT NOT NULL, kind TEXT NOT NULL)",
-            # The lead facts summed by capture day and attribution, once by each lead's first
-            # touch and once by its last: what the reports and the dashboard group (a few
-            # thousand rows however many leads there are).
-            "CREATE TABLE IF NOT EXISTS {t_lead_cube} (touch TEXT NOT NULL, day TEXT NOT NULL, "
-            + "".join(f"{d} TEXT NOT NULL, " for d in DIMENSIONS)
-            + "".join(f"{m} BIGINT NOT NULL, " for m in CUBE_COUNTS)
-            + "volume BIGINT NOT NULL, PRIMARY KEY (touch, day, "
-            + ", ".join(DIMENSIONS)
-            + "))",
-            # Leads per score band by capture day and first-touch channel, with how many applied
-            # and were funded (kept as scores and stages change: no join of the leads per read).
-            "CREATE TABLE IF NOT EXISTS {t_band_counts} (kind TEXT NOT NULL, band TEXT NOT NULL, day TEXT NOT NULL, "
-            "channel TEXT NOT NULL, leads BIGINT NOT NULL, applied BIGINT NOT NULL, funded BIGINT NOT NULL, "
-            "PRIMARY KEY (kind, band, day, channel))",
-            # Leads that ever reached each stage, by their audience now (kept as audiences change).
-            "CREATE TABLE IF NOT EXISTS {t_reached_counts} (stage TEXT NOT NULL, audience TEXT NOT NULL, "
-            "n BIGINT NOT NULL, PRIMARY KEY (stage, audience))",
-        ]
+        return funnel_ddl(old)
 
     @singledispatchmethod
     def apply(self, event: Any, cursor: Any) -> None:
@@ -416,29 +343,7 @@ class FunnelCounts(FunnelQueries):
         self._message(c, e, "held for review")
 
     def _waited(self, c: Any, e: Any, kind: str | None) -> None:
-        """Move a message's "waiting now" count: into ``kind`` ("retrying" or "held"), or out of
-        waiting (None) once it is settled or handed to an operator."""
-        send_id = str(e.originator_id)
-        if kind is None:  # settled: one statement (most messages never waited)
-            c.execute(self.q("DELETE FROM {t_waiting_sends} WHERE send_id = ? RETURNING kind"), (send_id,))
-        else:
-            c.execute(self.q("SELECT kind FROM {t_waiting_sends} WHERE send_id = ?"), (send_id,))
-        row = c.fetchone()
-        was = dict(row)["kind"] if row is not None else None
-        if was == kind:
-            return
-        if was is not None:
-            self.count(c, "funnel_messages", (e.journey_id, e.step, e.channel, was), (-1,))
-        if kind is None:
-            return
-        self.count(c, "funnel_messages", (e.journey_id, e.step, e.channel, kind), (1,))
-        c.execute(
-            self.q(
-                "INSERT INTO {t_waiting_sends} VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (send_id) DO UPDATE SET kind = excluded.kind"
-            ),
-            (send_id, e.journey_id, e.step, e.channel, kind),
-        )
+        waiting_moved(self, c, e, kind)
 
     @apply.register
     def _(self, e: Delivery.Released, c: Any) -> None:
@@ -447,35 +352,8 @@ class FunnelCounts(FunnelQueries):
 
     @apply.register
     def _(self, e: Delivery.Clicked, c: Any) -> None:
-        """A message's first click of a kind: a unique click of its step (a person's, or a
-        scanner's, counted apart); a person's also counts for the lead's split arms in the journey."""
-        c.execute(
-            self.q("SELECT 1 FROM {t_message_clicks} WHERE send_id = ? AND kind = ?"), (str(e.originator_id), e.kind)
-        )
-        if c.fetchone() is not None:
-            return
-        c.execute(
-            self.q("INSERT INTO {t_message_clicks} VALUES (?, ?, ?, ?, ?, ?, ?)"),
-            (str(e.originator_id), e.kind, str(e.lead_id), e.journey_id, e.step, e.channel, ts(e.at)),
-        )
-        outcome = "clicked" if e.kind == "human" else "scanner clicked"
-        self.count(c, "funnel_messages", (e.journey_id, e.step, e.channel, outcome), (1,))
-        if e.kind != "human":
-            return
-        c.execute(
-            self.q(
-                "SELECT enrolment_id, step, assigned_at FROM {t_split_arms} WHERE lead_id = ? AND journey_id = ? "
-                "AND clicked_after IS NULL"
-            ),
-            (str(e.lead_id), e.journey_id),
-        )
-        for row in [dict(r) for r in c.fetchall()]:
-            seconds = (e.at - parse_ts(row["assigned_at"])).total_seconds()
-            if seconds >= 0:
-                c.execute(
-                    self.q("UPDATE {t_split_arms} SET clicked_after = ? WHERE enrolment_id = ? AND step = ?"),
-                    (seconds, row["enrolment_id"], row["step"]),
-                )
+        """A message's first click of a kind (see ``first_click``)."""
+        first_click(self, c, e)
 
     @apply.register
     def _(self, e: Delivery.Converted, c: Any) -> None:

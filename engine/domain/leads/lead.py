@@ -10,6 +10,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from engine.domain.leads.attribution import attribution_of, touch_key
 from engine.domain.leads.identity import identity_keys, lead_id_for
 from engine.domain.leads.records import Loan, Offer, ScoreRecord
 from engine.domain.shared.durations import utc_text
@@ -28,24 +29,6 @@ from engine.domain.shared.values import (
     consent_key,
     stage_rank,
 )
-
-#: What a source says about where a lead came from (the attribution dimensions).
-ATTRIBUTION_KEYS = ("channel", "partner", "campaign", "event")
-UTM_KEYS = ("source", "medium", "campaign")
-
-
-def attribution_of(source: JSONDict) -> JSONDict:
-    """The attribution part of a lead source: channel, partner, campaign, event and UTM tags."""
-    utm = source.get("utm") or {}
-    return {
-        **{k: str(source.get(k) or "") for k in ATTRIBUTION_KEYS},
-        "utm": {k: str(utm.get(k) or "") for k in UTM_KEYS},
-    }
-
-
-def touch_key(source: JSONDict) -> str:
-    a = attribution_of(source)
-    return "\x1f".join([*(a[k] for k in ATTRIBUTION_KEYS), *(a["utm"][k] for k in UTM_KEYS)])
 
 
 class Lead(Aggregate):
