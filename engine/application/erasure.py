@@ -14,7 +14,8 @@ from engine.application.engine import Engine
 from engine.application.journeys.desk import task_of
 from engine.domain.journeys.enrolment import Enrolment, send_id_for
 from engine.domain.journeys.journey import SendStep
-from engine.domain.leads.lead import RETAINED, Lead
+from engine.domain.leads.lead import Lead
+from engine.domain.leads.privacy import RETAINED
 from engine.eventstore.saving import retry_conflicts, save_batch
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from engine.domain.delivery.delivery import PII_FIELDS as DELIVERY_PII
 from engine.domain.journeys.enrolment import PII_FIELDS as ENROLMENT_PII
-from engine.domain.leads.lead import PII_FIELDS as LEAD_PII
+from engine.domain.leads.privacy import PII_FIELDS as LEAD_PII
 from engine.domain.shared.money import Money
 
 #: Fields never published: personal data (sealed at rest) and the store's own bookkeeping.

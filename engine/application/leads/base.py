@@ -17,7 +17,8 @@ from engine.application.projecting import next_page
 from engine.domain.delivery.delivery import Delivery
 from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.leads.identity import LeadIdentity, identity_id_for
-from engine.domain.leads.lead import PII_FIELDS, PII_OWNERS, Lead
+from engine.domain.leads.lead import Lead
+from engine.domain.leads.privacy import PII_FIELDS, PII_OWNERS
 from engine.domain.leads.segments import SegmentRules
 from engine.domain.screening.products import Catalogue
 from engine.domain.shared.errors import LeadNotFoundError

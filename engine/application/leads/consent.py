@@ -10,7 +10,8 @@ from eventsourcing.application import AggregateNotFoundError
 
 from engine.application.leads.base import LeadsBase, Outcome
 from engine.domain.delivery.suppression import Suppression, contact_hash, suppression_id
-from engine.domain.leads.lead import RETAINED, Lead
+from engine.domain.leads.lead import Lead
+from engine.domain.leads.privacy import RETAINED
 from engine.domain.shared.errors import HuokeError, InvalidLeadError
 from engine.domain.shared.values import ConsentChannel, ConsentPurpose, JSONDict
 from engine.eventstore import IntegrityError

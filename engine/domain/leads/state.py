@@ -1,0 +1,91 @@
+"""Everything a Lead knows, typed: the one list of its state (what its snapshots would hold),
+which the Lead and each of its rule mixins read."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from engine.domain.leads.records import Loan, Offer, ScoreRecord
+from engine.domain.shared.values import Audience, JSONDict, Stage, Tier
+
+
+class LeadState:
+    """A lead's state, as its events left it."""
+
+    source: JSONDict
+    contact: JSONDict
+    profile: JSONDict
+    interest: JSONDict
+    contact_issues: list[str]
+    captured_at: datetime
+    stage: Stage
+    audience: Audience
+    tier: Tier
+    segments: tuple[str, ...]
+    consents: dict[str, bool]
+    pending_consents: set[str]
+    #: When each consent was last withdrawn (a confirmation link older than that grants nothing).
+    withdrawn_at: dict[str, datetime]
+    #: The person's clicks on tracked links (the latest ``KEPT_CLICKS``: the engagement score).
+    clicks: list[datetime]
+    clicked_links: set[tuple[UUID, int]]
+    applications: dict[str, str]
+    missed_repayments: int
+    tags: set[str]
+    #: Referral news already recorded on this lead (each once).
+    referral_news: set[str]
+    offer: Offer | None
+    last_applied_at: datetime | None
+    last_funded_at: datetime | None
+    first_applied_at: datetime | None
+    last_declined_at: datetime | None
+    last_missed_at: datetime | None
+    application_types: dict[str, str]
+    loans: dict[str, Loan]
+    scores: dict[str, ScoreRecord]
+    #: The attribution key of every source the lead came through after the first (see ``touch``).
+    touches: tuple[str, ...] = ()
+    #: "section.field=value" of every conflict recorded (so a re-import records none again).
+    conflicts: tuple[str, ...] = ()
+    #: Erased on request: personal data unreadable, nothing personal recorded again.
+    erased: bool = False
+
+    def start(
+        self,
+        source: JSONDict,
+        contact: JSONDict,
+        profile: JSONDict,
+        interest: JSONDict,
+        contact_issues: list[str],
+        captured_at: datetime,
+    ) -> None:
+        """The state of a lead just captured."""
+        self.source = source
+        self.contact = contact
+        self.profile = profile
+        self.interest = interest
+        self.contact_issues = list(contact_issues)
+        self.captured_at = captured_at
+        self.stage = Stage.NEW
+        self.audience = Audience.GENERAL
+        self.tier = Tier.OTHER
+        self.segments = ()
+        self.consents = {}
+        self.pending_consents = set()
+        self.withdrawn_at = {}
+        self.clicks = []
+        self.clicked_links = set()
+        self.applications = {}
+        self.missed_repayments = 0
+        self.tags = set()
+        self.referral_news = set()
+        self.offer = None
+        self.last_applied_at = None
+        self.last_funded_at = None
+        self.first_applied_at = None
+        self.last_declined_at = None
+        self.last_missed_at = None
+        self.application_types = {}
+        self.loans = {}
+        self.scores = {}
