@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from engine.domain.journeys import interpreter
-from engine.domain.journeys.interpreter import (
+from engine.domain.journeys.decisions import (
     Branch,
     Context,
     EndWait,

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from engine.adapters.yaml_files import load_yaml
 from engine.domain.journeys import interpreter
-from engine.domain.journeys.interpreter import SPLIT_BUCKETS, Context, Exit, Wait
+from engine.domain.journeys.decisions import Context, Exit, Wait
+from engine.domain.journeys.interpreter import SPLIT_BUCKETS
 from engine.domain.journeys.journey import Journey, SplitStep
 from engine.domain.journeys.parsing import parse_journey
 from engine.domain.screening.affordability import apr, level_payment, max_affordable_principal

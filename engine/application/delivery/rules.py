@@ -24,7 +24,7 @@ from engine.domain.delivery.contact_policy import (
 )
 from engine.domain.delivery.delivery import Delivery
 from engine.domain.journeys import interpreter
-from engine.domain.journeys.interpreter import Exit
+from engine.domain.journeys.decisions import Exit
 from engine.domain.journeys.journey import SendStep
 from engine.domain.leads.facts import lead_facts
 from engine.domain.leads.lead import Lead

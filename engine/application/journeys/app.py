@@ -22,9 +22,10 @@ from engine.application.partitions import ALL, Partitions, Stop, never
 from engine.application.ports import Clock, DueTimer, PiiVault
 from engine.application.projecting import drain, next_owned_page
 from engine.domain.journeys import interpreter
+from engine.domain.journeys.decisions import Context, Decision, Exit, Observed
 from engine.domain.journeys.enrolment import PII_FIELDS as ENROLMENT_PII
 from engine.domain.journeys.enrolment import Enrolment
-from engine.domain.journeys.interpreter import Context, Decision, Entry, Exit, Observed, Reaction, click_key
+from engine.domain.journeys.interpreter import Entry, Reaction, click_key
 from engine.domain.journeys.journey import LINK_CLICKED, Journey
 from engine.domain.journeys.lead_journeys import LeadJourneys, lead_journeys_id
 from engine.domain.journeys.parsing import parse_journey

@@ -18,9 +18,9 @@ from engine.application.leads.commands import CaptureLead, LeadRef, RecordLifecy
 from engine.application.leads.timeline import describe, lead_timeline
 from engine.domain.delivery.delivery import Delivery
 from engine.domain.journeys import interpreter
-from engine.domain.journeys.enrolment import Enrolment
-from engine.domain.journeys.interpreter import (
+from engine.domain.journeys.decisions import (
     Branch,
+    Context,
     Decision,
     EndWait,
     Exit,
@@ -33,6 +33,7 @@ from engine.domain.journeys.interpreter import (
     Update,
     Wait,
 )
+from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.journeys.journey import Journey
 from engine.domain.journeys.lead_journeys import LeadJourneys
 from engine.domain.leads.facts import lead_facts
@@ -44,7 +45,7 @@ def preview(engine: Engine, journey: Journey, lead_id: UUID, horizon_steps: int 
     """The path one lead would take if no event intervened (waits elapse), with each message rendered."""
     lead = engine.leads.get_lead(lead_id)
     now = engine.clock.now()
-    ctx = interpreter.Context(
+    ctx = Context(
         lead_id=str(lead.id),
         journey_id=journey.id,
         facts=lead_facts(lead, now),

@@ -14,7 +14,7 @@ from uuid import UUID
 
 from engine.application.engine import Engine
 from engine.domain.journeys import interpreter
-from engine.domain.journeys.interpreter import Decision, Exit, Reach, Send, Wait
+from engine.domain.journeys.decisions import Context, Decision, Exit, Reach, Send, Wait
 from engine.domain.journeys.journey import Journey, WaitForStep, WaitStep
 from engine.domain.journeys.publication import PublishedJourney
 from engine.domain.leads.facts import lead_facts
@@ -168,9 +168,7 @@ def _migrate(engine: Engine, journey: Journey, version: int, plan: MigrationPlan
     return touched
 
 
-def _decisions_after_move(
-    ctx: interpreter.Context, journey: Journey, target: str, due: Any, kind: str | None
-) -> list[Decision]:
+def _decisions_after_move(ctx: Context, journey: Journey, target: str, due: Any, kind: str | None) -> list[Decision]:
     """Run from the new step; a wait mapped to a wait keeps the time it was already due."""
     step = journey.step(target)
     if due is not None and isinstance(step, (WaitStep, WaitForStep)):

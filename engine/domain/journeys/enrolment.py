@@ -8,7 +8,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from engine.domain.journeys.interpreter import (
+from engine.domain.journeys.decisions import (
     Branch,
     Decision,
     EndWait,
