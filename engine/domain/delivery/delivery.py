@@ -8,13 +8,15 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from engine.domain.delivery.delivery_state import DeliveryState
+from engine.domain.delivery.responses import ResponseDecisions
 from engine.domain.shared.errors import DeliveryStateError
 from engine.domain.shared.topics import keep_topics
 from engine.domain.shared.values import DeliveryOutcome
 
 
 #: Transient failures (4xx, connection errors) retried on later runs before giving up.
-class Delivery(Aggregate):
+class Delivery(ResponseDecisions, DeliveryState, Aggregate):
     """A requested message: requested → sent | failed | skipped. Its id is the send id."""
 
     class Requested(Aggregate.Created):
@@ -178,36 +180,7 @@ class Delivery(Aggregate):
         reason: str,
         at: datetime,
     ) -> None:
-        self.lead_id = lead_id
-        self.enrolment_id = enrolment_id
-        self.journey_id = journey_id
-        self.journey_version = journey_version
-        self.step = step
-        self.channel = channel
-        self.template = template
-        self.reason = reason
-        self.requested_at = at
-        self.outcome: str | None = None
-        self.transient_failures = 0
-        self.deferred_until: datetime | None = None
-        self.attempts = 0
-        #: A dispatch marker with no outcome or retry after it: the message may be on the wire.
-        self.pending_attempt = False
-        #: When its first try failed or its channel was first found down (retries are bounded by time).
-        self.trouble_since: datetime | None = None
-        #: Waiting for an operator's word on an in-doubt send (see HeldForReview).
-        self.held_for_review = False
-        #: The provider's receipts recorded (each status once: a replayed callback changes nothing).
-        self.receipts: set[str] = set()
-        #: When the message left (clicks sooner than a person could are a machine's).
-        self.sent_at: datetime | None = None
-        #: (link, kind) of the clicks recorded, and whether the open pixel was fetched.
-        self.clicks: set[tuple[int, str]] = set()
-        self.opened = False
-        #: Where the message's tracked links lead (recorded with the dispatch marker).
-        self.links: list[str] = []
-        #: Applications that came through its links.
-        self.conversions: set[str] = set()
+        self.start(send_id, lead_id, enrolment_id, journey_id, journey_version, step, channel, template, reason, at)
 
     @staticmethod
     def create_id(send_id: UUID, **_: Any) -> UUID:
@@ -365,24 +338,6 @@ class Delivery(Aggregate):
         if resend:
             self.deferred_until = at
 
-    def record_click(self, link: int, url: str, kind: str, reason: str, at: datetime) -> bool:
-        """A tracked link followed; False when this link already has a click of this kind."""
-        if (link, kind) in self.clicks:
-            return False
-        self._clicked(
-            lead_id=self.lead_id,
-            journey_id=self.journey_id,
-            step=self.step,
-            channel=self.channel,
-            template=self.template,
-            link=link,
-            url=url,
-            kind=kind,
-            reason=reason,
-            at=at,
-        )
-        return True
-
     @event(Clicked)
     def _clicked(
         self,
@@ -399,32 +354,11 @@ class Delivery(Aggregate):
     ) -> None:
         self.clicks.add((link, kind))
 
-    def record_conversion(self, application_id: str, at: datetime) -> bool:
-        """An application that came through one of this message's links (once per application)."""
-        if application_id in self.conversions:
-            return False
-        self._converted(
-            lead_id=self.lead_id,
-            journey_id=self.journey_id,
-            step=self.step,
-            channel=self.channel,
-            template=self.template,
-            application_id=application_id,
-            at=at,
-        )
-        return True
-
     @event(Converted)
     def _converted(
         self, lead_id: UUID, journey_id: str, step: str, channel: str, template: str, application_id: str, at: datetime
     ) -> None:
         self.conversions.add(application_id)
-
-    def record_open(self, at: datetime) -> bool:
-        if self.opened:
-            return False
-        self._opened(lead_id=self.lead_id, journey_id=self.journey_id, step=self.step, at=at)
-        return True
 
     @event(Opened)
     def _opened(self, lead_id: UUID, journey_id: str, step: str, at: datetime) -> None:
