@@ -11,8 +11,9 @@ from uuid import UUID
 
 from engine.application.delivery.app import Deliveries
 from engine.application.delivery.base import DispatchReport
-from engine.application.journeys.app import LEAD_TOPICS, Journeys
+from engine.application.journeys.app import Journeys
 from engine.application.journeys.desk import TaskDesk
+from engine.application.journeys.triggers import LEAD_TOPICS
 from engine.application.leads.app import Leads
 from engine.application.partitions import ALL, Partitions
 from engine.application.ports import Clock, DeliveryScheduleView, FunnelView, JourneyIndexView, ScreeningView, View

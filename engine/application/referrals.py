@@ -27,6 +27,7 @@ from engine.application.ports import Clock
 from engine.application.projecting import drain, matching_notifications, next_page
 from engine.domain.leads.lead import Lead
 from engine.domain.referrals.codes import read_code, referral_code
+from engine.domain.referrals.ledger import fold_into_row, ledger_row
 from engine.domain.referrals.programme import NO_PROGRAMMES, Programme, Programmes
 from engine.domain.referrals.referral import (
     LEDGER_EVENTS,
@@ -50,7 +51,6 @@ from engine.domain.referrals.rules import (
     referrer_refusal,
 )
 from engine.domain.shared.errors import HuokeError
-from engine.domain.shared.money import amount_text
 from engine.eventstore import ProcessRecorder, Tracking
 from engine.eventstore.saving import fresh_get, retry_conflicts, save_batch
 from engine.eventstore.values import StoreApplication
@@ -377,61 +377,19 @@ class Referrals(StoreApplication):
         for note in matching_notifications(self.recorder, [get_topic(c) for c in LEDGER_EVENTS]):
             e = self.mapper.to_domain_event(note)
             if isinstance(e, ReferralAttempt.Refused):
-                rows[e.originator_id] = _row(e.originator_id, e.referee_id, e.referrer_id, e.code, "refused", e.at)
+                rows[e.originator_id] = ledger_row(
+                    e.originator_id, e.referee_id, e.referrer_id, e.code, "refused", e.at
+                )
                 rows[e.originator_id]["reasons"] = [e.reason]
                 continue
             if isinstance(e, Referral.Recorded):
-                rows[e.originator_id] = _row(e.originator_id, e.referee_id, e.referrer_id, e.code, "recorded", e.at)
+                rows[e.originator_id] = ledger_row(
+                    e.originator_id, e.referee_id, e.referrer_id, e.code, "recorded", e.at
+                )
                 rows[e.originator_id]["rule"] = e.rule
                 continue
             row = rows.get(e.originator_id)
             if row is None:
                 continue
-            _fold(row, e)
+            fold_into_row(row, e)
         return list(rows.values())
-
-
-def _row(rid: UUID, referee: UUID, referrer: Any, code: str, status: str, at: datetime) -> dict[str, Any]:
-    return {
-        "referral_id": str(rid),
-        "referee_id": str(referee),
-        "referrer_id": str(referrer or ""),
-        "code": code,
-        "status": status,
-        "referred_at": at.isoformat(),
-        "rule": "",
-        "programme": "",
-        "funded_amount": "",
-        "reasons": [],
-        "referrer_reward": None,
-        "referee_reward": None,
-        "paid_at": None,
-        "applied": False,
-        "updated_at": at.isoformat(),
-    }
-
-
-def _fold(row: dict[str, Any], e: Any) -> None:
-    row["updated_at"] = e.at.isoformat()
-    match e:
-        case Referral.RefereeApplied():
-            row["applied"] = True
-        case Referral.Qualified():
-            row.update(status="qualified", programme=e.programme, funded_amount=amount_text(e.amount))
-        case Referral.NotQualified():
-            row.update(
-                status="not_qualified", programme=e.programme, reasons=[e.reason], funded_amount=amount_text(e.amount)
-            )
-        case Referral.Held():
-            row.update(status="held", reasons=list(e.reasons))
-        case Referral.Approved():
-            row.update(status="approved", reviewed_by=e.by, review_note=e.note)
-        case Referral.Rejected():
-            row.update(status="rejected", reviewed_by=e.by, review_note=e.note)
-        case Referral.Capped():
-            row.update(status="capped", reasons=[e.reason])
-        case Referral.Paid():
-            row.update(status="paid", referrer_reward=e.referrer_reward, referee_reward=e.referee_reward)
-            row["paid_at"] = e.at.isoformat()
-        case Referral.ClawedBack():
-            row.update(status="clawed_back", reasons=[e.reason])

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.utils import get_topic
 
+from engine.application.journeys.live import LiveJourney, LiveVersions
+from engine.application.journeys.triggers import LEAD_TOPICS, LIFECYCLE, entry_triggers
 from engine.application.leads.app import Leads
 from engine.application.partitions import ALL, Partitions, Stop, never
 from engine.application.ports import Clock, DueTimer, PiiVault
@@ -28,60 +29,21 @@ from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.journeys.interpreter import Entry, Reaction, click_key
 from engine.domain.journeys.journey import LINK_CLICKED, Journey
 from engine.domain.journeys.lead_journeys import LeadJourneys, lead_journeys_id
-from engine.domain.journeys.parsing import parse_journey
-from engine.domain.journeys.publication import PublishedJourney, published_journey_id
+from engine.domain.journeys.publication import PublishedJourney
 from engine.domain.leads.facts import lead_facts
 from engine.domain.leads.lead import Lead
-from engine.domain.shared.errors import UnknownJourneyError
 from engine.domain.shared.values import JourneyStatus
 from engine.eventstore import Mapper, ProcessRecorder
 from engine.eventstore.saving import (
     forget_cache,
-    fresh_get,
-    latest_versions,
     retry_conflicts,
     save_batch,
     sealing_mapper,
 )
 from engine.eventstore.values import StoreApplication
 
-LIFECYCLE: dict[type[Any], str] = {
-    Lead.ApplicationSubmitted: "application_submitted",
-    Lead.ApplicationApproved: "application_approved",
-    Lead.ApplicationDeclined: "application_declined",
-    Lead.LoanFunded: "loan_funded",
-    Lead.RepaymentMissed: "repayment_missed",
-    Lead.ReferredFriendApplied: "referred_friend_applied",
-    Lead.ReferralRewarded: "referral_rewarded",
-}
-
-#: Lead events the reactor reacts to (filtered in the database).
-_REACTS_TO: list[type[Any]] = [
-    Lead.Captured,
-    Lead.StageChanged,
-    Lead.Segmented,
-    Lead.ProfileUpdated,
-    Lead.ConsentWithdrawn,
-    Lead.Tagged,
-    Lead.ConsentRequested,
-    Lead.Erased,
-    Lead.LinkClicked,
-    *LIFECYCLE.keys(),
-]
 #: Why an erased person's enrolments end (and their waits and pending messages with them).
 ERASED = Exit("erased", "the person asked to be erased: no further messages, tasks or waits")
-LEAD_TOPICS = [get_topic(cls) for cls in _REACTS_TO]
-PUBLICATION_TOPICS = [get_topic(PublishedJourney.Created)]
-
-
-@dataclass(frozen=True)
-class LiveJourney:
-    """A journey's live version, its definition and status."""
-
-    version: int
-    journey: Journey
-    status: str = JourneyStatus.LIVE
-    publication: PublishedJourney | None = None
 
 
 @dataclass
@@ -100,7 +62,7 @@ class Batch:
         yield from self.publications.values()
 
 
-class Journeys(StoreApplication):
+class Journeys(LiveVersions, StoreApplication):
     """Enrolments, each lead's journey history, and published journey versions."""
 
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Enrolment: 50, LeadJourneys: 50}
@@ -130,62 +92,6 @@ class Journeys(StoreApplication):
     def construct_mapper(self) -> Mapper[UUID]:
         """Branch values are sealed with the lead's own key when a vault is configured."""
         return sealing_mapper(super().construct_mapper(), self.vault, ENROLMENT_PII, owner="lead_id")
-
-    # ---- published versions ----------------------------------------------------------------
-
-    def publication(self, journey_id: str) -> PublishedJourney | None:
-        """The journey's publication as committed now (another process may publish or pause)."""
-        try:
-            pub: PublishedJourney = fresh_get(self, published_journey_id(journey_id))
-        except AggregateNotFoundError:
-            return None
-        return pub
-
-    def go_live(self, journey_ids: Iterable[str]) -> None:
-        """Make the latest published version of each journey the one new leads enter."""
-        for jid in journey_ids:
-            pub = self.publication(jid)
-            if pub is not None:
-                self._make_live(pub)
-
-    def _make_live(self, pub: PublishedJourney) -> None:
-        if pub.latest:
-            jid = pub.journey_id
-            self.live[jid] = LiveJourney(pub.latest, self.definition(jid, pub.latest), pub.status, pub)
-        self._publication_versions[pub.id] = pub.version
-
-    def refresh_live(self) -> None:
-        """Pick up journeys published, paused, resumed or archived by any process since the last
-        look (publications are rare: one indexed read of the new part of the log)."""
-        top = self.recorder.max_notification_id() or 0
-        if top > self._publications_seen:
-            notes = self.recorder.select_notifications(
-                start=self._publications_seen or None,
-                limit=1_000_000,
-                stop=top,
-                topics=PUBLICATION_TOPICS,
-                inclusive_of_start=False,
-            )
-            for note in notes:
-                self._publication_versions.setdefault(UUID(str(note.originator_id)), 0)
-            self._publications_seen = top
-        # One query tells which publications changed; only those are read again.
-        for pid, version in latest_versions(self, self._publication_versions).items():
-            if version != self._publication_versions[pid]:
-                self._make_live(cast(PublishedJourney, fresh_get(self, pid)))
-
-    def definition(self, journey_id: str, version: int) -> Journey:
-        """The definition of a published version (parsed once, then cached)."""
-        key = (journey_id, version)
-        if key not in self._definitions:
-            pub = self.publication(journey_id)
-            if pub is None or version not in pub.versions:
-                raise UnknownJourneyError(f"journey {journey_id!r} has no published version {version}")
-            self._definitions[key] = parse_journey(pub.versions[version], f"{journey_id} v{version}")
-        return self._definitions[key]
-
-    def paused_journeys(self) -> list[str]:
-        return [jid for jid, live in self.live.items() if live.status == JourneyStatus.PAUSED]
 
     # ---- reacting to lead events -----------------------------------------------------------
 
@@ -245,7 +151,7 @@ class Journeys(StoreApplication):
             if reacted.reaction is Reaction.OBSERVED and observed is not None:
                 enrolment.observe(observed)
             self.advance(enrolment, reacted.decisions, at, history)
-        for trigger, key in _triggers(lead_event):
+        for trigger, key in entry_triggers(lead_event):
             for live in self.live.values():
                 self._maybe_enter(live, trigger, key, lead.id, facts, at, history, batch)
 
@@ -458,18 +364,3 @@ class Journeys(StoreApplication):
         except AggregateNotFoundError:
             return None
         return enrolment
-
-
-def _triggers(e: Any) -> list[tuple[str, str]]:
-    """The entry triggers a lead event carries, with the entry key (application id)."""
-    if isinstance(e, Lead.Captured):
-        return [("lead_captured", "")]
-    if isinstance(e, Lead.StageChanged):
-        return [(f"stage:{e.to_stage}", "")]
-    if isinstance(e, Lead.Segmented):
-        return [(f"segment:{s}", "") for s in e.entered]
-    if type(e) in LIFECYCLE:
-        return [(f"event:{LIFECYCLE[type(e)]}", e.application_id)]
-    if isinstance(e, Lead.ConsentRequested):
-        return [("consent_requested", "")]
-    return []

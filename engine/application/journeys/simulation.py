@@ -14,7 +14,7 @@ from uuid import UUID
 from eventsourcing.utils import get_topic
 
 from engine.application.engine import Engine
-from engine.application.journeys.app import LIFECYCLE
+from engine.application.journeys.triggers import LIFECYCLE
 from engine.application.leads.commands import CaptureLead, LeadRef, RecordLifecycle
 from engine.domain.journeys.journey import Journey
 from engine.domain.leads.lead import Lead
