@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -378,3 +379,24 @@ class ScreeningView(View, Protocol):
     def bands(self) -> list[dict[str, Any]]: ...
 
     def calendar_leads(self, after: UUID | None = None, limit: int = 1000) -> list[UUID]: ...
+
+
+class JourneyFolder(Protocol):
+    """The journeys folder as the team edits it, and the throwaway engines that try a journey
+    (bootstrap builds both from the settings)."""
+
+    def load(self, only: list[Path] | None = None) -> Any:
+        """The folder's definitions (or ``only`` these files), validated: raises
+        ``JourneyValidationError`` listing every problem."""
+
+    def journeys(self) -> tuple[list[tuple[Any, dict[str, Any]]], str]:
+        """The folder's journeys as loaded, or none and why (a trial runs beside them)."""
+
+    def sandbox(
+        self, journey: Any, raw: dict[str, Any], start: datetime, others: list[Any], models_from: Any
+    ) -> AbstractContextManager[tuple[Any, dict[str, Any]]]:
+        """A throwaway engine on a virtual clock at ``start`` with ``journey`` published beside
+        ``others``, whose channels record instead of sending."""
+
+    def fingerprint(self) -> str:
+        """The templates' fingerprint, recorded with each published version."""

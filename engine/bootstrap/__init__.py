@@ -300,3 +300,22 @@ def bootstrap(
 from engine.bootstrap.moments import AS_OF_KEPT as AS_OF_KEPT  # noqa: E402
 from engine.bootstrap.moments import engine_as_of as engine_as_of  # noqa: E402
 from engine.bootstrap.moments import sandbox as sandbox  # noqa: E402
+
+
+class FolderWorkshop:
+    """The journeys folder of ``settings`` and its sandboxes (the ``JourneyFolder`` port)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def load(self, only: list[Path] | None = None) -> Definitions:
+        return load_journey_definitions(self.settings, only)
+
+    def journeys(self) -> tuple[list[tuple[Journey, dict[str, Any]]], str]:
+        return folder_journeys(self.settings)
+
+    def sandbox(self, journey: Journey, raw: dict[str, Any], start: Any, others: list[Any], models_from: Any) -> Any:
+        return sandbox(self.settings, journey, raw, start, others, models_from=models_from)
+
+    def fingerprint(self) -> str:
+        return renderer_for(self.settings).fingerprint()

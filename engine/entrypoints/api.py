@@ -33,14 +33,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from engine.adapters.lead_rows import lead_ref
 from engine.application.access import Access, Caller
 from engine.application.engine import Engine
-from engine.application.journeys.publishing import MigrationPlan, change_status, publish_journey
+from engine.application.journeys import workshop
+from engine.application.journeys.publishing import MigrationPlan, change_status
 from engine.application.journeys.tasks import claim_task, complete_task, reassign_task, task_documents
 from engine.application.journeys.trial_sends import TrialSendError, send_trial
 from engine.application.journeys.trial_sends import as_dict as trial_dict
 from engine.application.leads.listing import list_leads_page
 from engine.application.leads.timeline import lead_timeline
 from engine.application.reports import journeys_overview
-from engine.bootstrap import load_journey_definitions, renderer_for
+from engine.bootstrap import FolderWorkshop
 from engine.domain.access.api_key import Role
 from engine.domain.journeys.agent_task import OUTCOMES
 from engine.domain.shared.errors import (
@@ -495,17 +496,15 @@ def _journey_routes(router: APIRouter, engine: Engine, settings: Settings) -> No
     @router.get("/journeys", tags=["journeys"])
     def list_journeys(_: Marketer) -> dict[str, Any]:
         """Published journeys: live version, status, entries so far and leads in them now."""
-        return {"schema": "huoke.journeys/1", "journeys": journeys_overview(engine, _definitions(settings))}
+        return {
+            "schema": "huoke.journeys/1",
+            "journeys": journeys_overview(engine, workshop.folder_definitions(FolderWorkshop(settings))),
+        }
 
     @router.post("/journeys/validate", tags=["journeys"])
     def validate_journeys(_: Marketer) -> dict[str, Any]:
         """Validate the journeys folder, its configuration and templates (``journeys validate``)."""
-        try:
-            defs = load_journey_definitions(settings)
-        except JourneyValidationError as e:
-            return {"valid": False, "problems": e.problems, "warnings": []}
-        journeys = [{"id": j.id, "name": j.name, "file": j.source, "steps": len(j.steps)} for j, _ in defs.journeys]
-        return {"valid": True, "problems": [], "warnings": list(defs.warnings), "journeys": journeys}
+        return workshop.validation(FolderWorkshop(settings))
 
     @router.post("/journeys/{journey_id}/test-send", tags=["journeys"])
     def test_send(journey_id: str, body: TestSendIn, caller: Marketer) -> dict[str, Any]:
@@ -531,24 +530,12 @@ def _journey_routes(router: APIRouter, engine: Engine, settings: Settings) -> No
         """Publish every changed journey as a new version (``dry_run`` by default: shows the plan's
         moves and who would receive a message again, changes nothing)."""
         try:
-            defs = load_journey_definitions(settings)
             plan = MigrationPlan.from_dict(body.plan.model_dump()) if body.plan is not None else None
+            reports = workshop.publish_folder(
+                engine, FolderWorkshop(settings), f"api:{caller.name}", body.message, plan, body.dry_run
+            )
         except JourneyValidationError as e:
             raise ApiProblem(422, "nothing was published: the journeys are invalid", problems=e.problems) from None
-        try:
-            reports = [
-                publish_journey(
-                    engine,
-                    journey,
-                    raw,
-                    f"api:{caller.name}",
-                    body.message,
-                    plan,
-                    body.dry_run,
-                    renderer_for(settings).fingerprint(),
-                ).as_dict()
-                for journey, raw in defs.journeys
-            ]
         except MigrationPlanError as e:  # the plan names steps the journeys as they are do not have
             raise ApiProblem(409, str(e)) from None
         return {"schema": "huoke.publish/1", "dry_run": body.dry_run, "journeys": reports}
@@ -621,13 +608,6 @@ def _report_routes(router: APIRouter, engine: Engine, access: Access, settings: 
     def audit(_: Admin, limit: int = Query(1000, ge=1, le=10000)) -> dict[str, Any]:
         """The latest state-changing calls: key, role, action, target, status, client, time."""
         return {"schema": "huoke.audit/1", "entries": access.audit(limit=limit)}
-
-
-def _definitions(settings: Settings) -> list[Any]:
-    try:
-        return list(load_journey_definitions(settings).journeys)
-    except JourneyValidationError:
-        return []  # `journeys validate` says why; the published versions still run
 
 
 def batch_result(report: ImportReport, received: int) -> BatchResult:

@@ -14,8 +14,8 @@ from rich.text import Text
 from engine.adapters.lead_rows import LeadRow, LifecycleRow
 from engine.adapters.yaml_files import load_yaml, strip_lines
 from engine.application.importing import RowError
+from engine.application.journeys import workshop
 from engine.application.journeys.diagrams import journey_diff, mermaid
-from engine.application.journeys.preview import live_preview
 from engine.application.journeys.publishing import (
     MigrationPlan,
     change_status,
@@ -24,15 +24,13 @@ from engine.application.journeys.publishing import (
 from engine.application.journeys.simulation import (
     Arrival,
     arrivals_from_store,
-    first_moment,
     hypothetical_lead,
     lead_as_capture,
-    replay,
     with_facts,
 )
 from engine.application.journeys.tasks import claim_task, complete_task, reassign_task, task_documents
 from engine.application.reports import journeys_overview
-from engine.bootstrap import folder_journeys, load_journey_definitions, renderer_for, sandbox
+from engine.bootstrap import FolderWorkshop
 from engine.domain.journeys.agent_task import OUTCOMES
 from engine.domain.journeys.journey import Journey
 from engine.domain.shared.errors import HuokeError, JourneyValidationError, MigrationPlanError
@@ -69,31 +67,17 @@ def journeys_validate(
     if paths and len(paths) == 1 and paths[0].is_dir():
         s = s.model_copy(update={"journeys_dir": paths[0]})  # a journeys folder, with its own config/
         paths = None
-    try:
-        defs = load_journey_definitions(s, only=paths or None)
-    except JourneyValidationError as e:
+    doc = workshop.validation(FolderWorkshop(s), paths or None)
+    if not doc["valid"]:
         if as_json:
-            emit_json({"valid": False, "problems": e.problems})
-            raise typer.Exit(1) from None
-        fail(f"{len(e.problems)} problem(s):\n  " + "\n  ".join(e.problems))
-    rows: list[dict[str, Any]] = [
-        {
-            "id": j.id,
-            "name": j.name,
-            "file": j.source,
-            "steps": len(j.steps),
-            "sends": len(j.sends()),
-            "locales": list(j.locales),
-        }
-        for j, _ in defs.journeys
-    ]
+            emit_json({"valid": False, "problems": doc["problems"]})
+            raise typer.Exit(1)
+        fail(f"{len(doc['problems'])} problem(s):\n  " + "\n  ".join(doc["problems"]))
     if as_json:
-        emit_json(
-            {"valid": True, "journeys": rows, "segment_rules": defs.rules.version, "warnings": list(defs.warnings)}
-        )
+        emit_json({k: v for k, v in doc.items() if k != "problems"})
         return
-    console.print(journeys.valid(rows, defs.rules.version))
-    for warning in defs.warnings:
+    console.print(journeys.valid(doc["journeys"], doc["segment_rules"]))
+    for warning in doc["warnings"]:
         err.print(Text.assemble(("warning:", "yellow"), f" {warning}"), highlight=False)
 
 
@@ -102,11 +86,7 @@ def journeys_list(as_json: JsonOpt = False) -> None:
     """Published journeys: live version, status, entries so far and leads in them now."""
     s = settings()
     engine = engine_for(s)
-    try:
-        defs = load_journey_definitions(s).journeys
-    except JourneyValidationError:
-        defs = []  # `journeys validate` says why; the published versions still run
-    rows = journeys_overview(engine, defs)
+    rows = journeys_overview(engine, workshop.folder_definitions(FolderWorkshop(s)))
     if as_json:
         emit_json({"schema": "huoke.journeys/1", "journeys": rows})
         return
@@ -125,28 +105,15 @@ def journeys_publish(
     """Publish changed journeys as new immutable versions; in-flight leads stay unless a plan moves them."""
     s = settings()
     try:
-        defs = load_journey_definitions(s, only=paths or None)
         migration = MigrationPlan.from_dict(strip_lines(load_yaml(plan))) if plan else None
+        engine = engine_for(s)
+        reports = workshop.publish_folder(
+            engine, FolderWorkshop(s), author or current_user(), message, migration, dry_run, paths or None
+        )
     except (JourneyValidationError, MigrationPlanError) as e:
         fail("nothing was published:\n  " + "\n  ".join(getattr(e, "problems", [str(e)])))
-    engine = engine_for(s)
-    reports = []
-    for journey, raw in defs.journeys:
-        try:
-            reports.append(
-                publish_journey(
-                    engine,
-                    journey,
-                    raw,
-                    author or current_user(),
-                    message,
-                    migration,
-                    dry_run,
-                    renderer_for(s).fingerprint(),
-                ).as_dict()
-            )
-        except HuokeError as e:
-            fail(f"{journey.id}: {e}")
+    except HuokeError as e:
+        fail(str(e))
     if as_json:
         emit_json({"schema": "huoke.publish/1", "dry_run": dry_run, "journeys": reports})
         return
@@ -193,7 +160,7 @@ def journeys_diff(
         doc = journey_diff(draft, live.journey if live else None, live.version if live else None)
         doc["leads_now"] = engine.index.step_counts(draft.id, live.version) if live else {}
         report = publish_journey(
-            engine, draft, raw, current_user(), "", migration, True, renderer_for(s).fingerprint()
+            engine, draft, raw, current_user(), "", migration, True, FolderWorkshop(s).fingerprint()
         ).as_dict()
         doc["moves"] = report["moves"]
         doc["would_receive_again"] = report.get("would_receive_again", 0)
@@ -234,12 +201,11 @@ def journeys_archive(journey_id: str, reason: Annotated[str, typer.Option()] = "
 
 
 def _definition(engine: Any, journey_id: str, version: int | None) -> tuple[Journey, int]:
-    live = engine.journeys.live.get(journey_id)
-    number = version or (live.version if live else 0)
     try:
-        return engine.journeys.definition(journey_id, number), number
+        journey, _, number = workshop.published(engine, journey_id, version)
     except HuokeError as e:
         fail(str(e))
+    return journey, number
 
 
 def is_draft(ref: str) -> bool:
@@ -254,10 +220,9 @@ def load_draft(ref: str) -> tuple[Journey, dict[str, Any]]:
     if not path.is_file():
         fail(f"{ref}: no such journey file", 2)
     try:
-        defs = load_journey_definitions(settings(), only=[path])
+        journey, raw = workshop.draft(FolderWorkshop(settings()), path)
     except JourneyValidationError as e:
         fail(f"{ref} is not valid ({len(e.problems)} problem(s)):\n  " + "\n  ".join(e.problems))
-    [(journey, raw)] = defs.journeys
     err.print(Text(f"using the draft {path} (journey {journey.id}, not published)"), highlight=False, soft_wrap=True)
     return journey, raw
 
@@ -321,8 +286,10 @@ def journeys_preview(
             raw = engine.journeys.publication(journey_ref).versions[number]  # type: ignore[union-attr]
             label = number
             err.print(Text(f"using journey {journey.id} v{number}, published"), highlight=False)
-        with sandbox(s, journey, raw, moment, _journeys_beside(s), models_from=engine) as (scratch, recorded):
-            seen = live_preview(scratch, recorded, journey, capture, days)
+        folder = FolderWorkshop(s)
+        if folder.journeys()[1]:
+            err.print(Text("note: the journeys folder does not validate; the preview runs the journey alone"))
+        seen = workshop.preview(folder, engine, journey, raw, capture, moment, days)
     except ValueError as e:
         fail(str(e), 2)
     finally:
@@ -404,15 +371,6 @@ def _arrivals_from_files(leads: Path, events: Path | None) -> list[Arrival]:
     return out
 
 
-def _journeys_beside(s: Any) -> list[tuple[Journey, dict[str, Any]]]:
-    """The other journeys of the journeys folder: a backtest runs beside them, as live (they
-    compete for each lead's caps and spacing); none if the folder does not validate."""
-    defs, problem = folder_journeys(s)
-    if problem:
-        err.print(Text("note: the journeys folder does not validate; the backtest runs the journey alone"))
-    return defs
-
-
 @app.command("simulate")
 def simulate_command(
     journey_id: Annotated[str, typer.Argument(help="a published journey's id, or a journey file (a draft)")],
@@ -450,11 +408,9 @@ def simulate_command(
         for v in list(compare) if compare else [version or 0]:
             journey, number = _definition(engine, journey_id, v or None)
             runs.append((journey, engine.journeys.publication(journey_id).versions[number], number))  # type: ignore[union-attr]
-    beside = _journeys_beside(s)
-    reports = []
-    for journey, raw, number in runs:
-        with sandbox(s, journey, raw, first_moment(arrivals), beside, models_from=engine) as (scratch, recorded):
-            reports.append(replay(scratch, journey, number, arrivals, days, recorded))
+    reports, problem = workshop.backtest(FolderWorkshop(s), engine, runs, arrivals, days)
+    if problem:
+        err.print(Text("note: the journeys folder does not validate; the backtest runs the journey alone"))
     if as_json:
         emit_json(reports[0] if len(reports) == 1 else {"schema": "huoke.simulation.compare/1", "runs": reports})
         return
