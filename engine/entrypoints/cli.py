@@ -241,7 +241,8 @@ import engine.entrypoints.cli_messages  # noqa: E402 - registers the messages an
 import engine.entrypoints.cli_ops  # noqa: E402 - registers db, run, worker, status, projections
 import engine.entrypoints.cli_referrals  # noqa: E402 - registers the referrals commands
 import engine.entrypoints.cli_reports  # noqa: E402 - registers the report and costs commands
-import engine.entrypoints.cli_screening  # noqa: E402, F401 - registers the model and segments commands
+import engine.entrypoints.cli_screening  # noqa: E402 - registers the model and segments commands
+import engine.entrypoints.cli_tasks  # noqa: E402, F401 - registers the tasks commands
 
 # Commands other packages add (the demo: see demo/cli.py), by the ``huoke.commands`` entry point.
 for command in entry_points(group="huoke.commands"):

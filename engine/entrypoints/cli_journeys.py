@@ -11,9 +11,7 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.text import Text
 
-from engine.adapters.lead_rows import LeadRow, LifecycleRow
 from engine.adapters.yaml_files import load_yaml, strip_lines
-from engine.application.importing import RowError
 from engine.application.journeys import workshop
 from engine.application.journeys.diagrams import journey_diff, mermaid
 from engine.application.journeys.publishing import (
@@ -28,10 +26,8 @@ from engine.application.journeys.simulation import (
     lead_as_capture,
     with_facts,
 )
-from engine.application.journeys.tasks import claim_task, complete_task, reassign_task, task_documents
 from engine.application.reports import journeys_overview
 from engine.bootstrap import FolderWorkshop
-from engine.domain.journeys.agent_task import OUTCOMES
 from engine.domain.journeys.journey import Journey
 from engine.domain.shared.errors import HuokeError, JourneyValidationError, MigrationPlanError
 from engine.entrypoints.cli_common import (
@@ -45,9 +41,8 @@ from engine.entrypoints.cli_common import (
     fail,
     journeys_app,
     settings,
-    tasks_app,
 )
-from engine.entrypoints.importing import read_rows
+from engine.entrypoints.importing import arrivals_from_files
 from engine.presentation import journeys
 from engine.presentation.tables import plain_table
 
@@ -346,31 +341,6 @@ def journeys_test_send(
     )
 
 
-def _arrivals_from_files(leads: Path, events: Path | None) -> list[Arrival]:
-    s = settings()
-    from zoneinfo import ZoneInfo
-
-    tz = ZoneInfo(s.timezone)
-    out: list[Arrival] = []
-    for line, row in read_rows(leads):
-        if isinstance(row, str):
-            continue
-        try:
-            cmd = LeadRow.model_validate(row).to_command(s.default_phone_region, tz, f"{leads.name}:{line}")
-        except (ValueError, RowError):
-            continue  # the import command reports bad rows; a backtest skips them
-        out.append(Arrival(cmd.captured_at or datetime.now(tz), cmd))
-    for line, row in read_rows(events) if events else []:
-        if isinstance(row, str):
-            continue
-        try:
-            fact = LifecycleRow.model_validate(row).to_command(s.default_phone_region, tz, f"{events}:{line}")
-        except (ValueError, RowError):
-            continue
-        out.append(Arrival(fact.at or datetime.now(tz), fact))
-    return out
-
-
 @app.command("simulate")
 def simulate_command(
     journey_id: Annotated[str, typer.Argument(help="a published journey's id, or a journey file (a draft)")],
@@ -398,7 +368,7 @@ def simulate_command(
         since = engine.clock.now() - timedelta(days=since_days) if since_days else None
         arrivals = arrivals_from_store(engine, since)
     else:
-        arrivals = _arrivals_from_files(leads, events)  # type: ignore[arg-type]
+        arrivals = arrivals_from_files(leads, events, s.default_phone_region, ZoneInfo(s.timezone))  # type: ignore[arg-type]
     runs: list[tuple[Journey, dict[str, Any], int]] = []
     if draft:
         journey, raw = load_draft(journey_id)
@@ -416,80 +386,3 @@ def simulate_command(
         return
     for shown in journeys.simulation(reports):
         console.print(shown)
-
-
-@tasks_app.command("list")
-def tasks_list(
-    queue: Annotated[str | None, typer.Option()] = None,
-    include_done: Annotated[bool, typer.Option("--all", help="done tasks too")] = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Call and visit tasks journeys created, by due time, with who to call and why."""
-    s = settings()
-    engine = engine_for(s)
-    try:
-        engine.refresh_views()
-        tasks = task_documents(engine, queue, include_done)
-        now = engine.clock.now()
-    finally:
-        engine.close()
-    if as_json:
-        emit_json({"schema": "huoke.tasks/1", "tasks": tasks})
-        return
-    zone = ZoneInfo(s.timezone)
-    late = [t["status"] != "done" and journeys.is_past(t["overdue_at"], now) for t in tasks]
-    for t, overdue_now in zip(tasks, late, strict=True):
-        console.print(journeys.task_card(t, zone, overdue_now), highlight=False)
-    overdue = sum(late)
-    where = f" in {queue}" if queue else ""
-    err.print(f"{len(tasks)} task(s){where}{f', {overdue} overdue' if overdue else ''}; times in {s.timezone}")
-
-
-Agent = Annotated[str, typer.Option("--agent", help="who works the task (default: you)")]
-
-
-def _task_action(run: Any) -> None:
-    engine = engine_for(settings())
-    try:
-        engine.refresh_views()
-        task = run(engine)
-    except HuokeError as e:
-        fail(str(e))
-    finally:
-        engine.close()
-    state = task.outcome or (
-        f"claimed by {task.agent}"
-        if task.agent
-        else f"routed to {task.assigned}"
-        if task.assigned
-        else f"open in {task.queue}"
-    )
-    console.print(f"task {str(task.id)[:8]}: {state}")
-
-
-@tasks_app.command("claim")
-def tasks_claim(task: str, agent: Agent = "") -> None:
-    """Take a task (by id or the first characters of it, as tasks list shows)."""
-    _task_action(lambda engine: claim_task(engine, task, agent or current_user()))
-
-
-@tasks_app.command("complete")
-def tasks_complete(
-    task: str,
-    outcome: Annotated[str, typer.Option(help=f"one of {', '.join(OUTCOMES)}")],
-    note: Annotated[str, typer.Option(help="what was said")] = "",
-    agent: Agent = "",
-) -> None:
-    """Close a task with its outcome; opted_out withdraws the lead's marketing consent at once."""
-    _task_action(lambda engine: complete_task(engine, task, outcome, note, agent or current_user()))
-
-
-@tasks_app.command("reassign")
-def tasks_reassign(
-    task: str,
-    queue: Annotated[str, typer.Option(help="another queue")] = "",
-    to: Annotated[str, typer.Option("--to", help="another agent (empty: back to the queue)")] = "",
-    agent: Agent = "",
-) -> None:
-    """Hand a task to another queue or agent."""
-    _task_action(lambda engine: reassign_task(engine, task, queue, to, agent or current_user()))

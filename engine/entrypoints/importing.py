@@ -4,6 +4,7 @@ message) parsed by the adapters and applied by the use cases in ``application.im
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -13,6 +14,7 @@ from engine.adapters.row_files import count_rows, read_rows
 from engine.application import importing
 from engine.application.engine import Engine
 from engine.application.importing import ImportReport, ReplyImport, Rows
+from engine.application.journeys.simulation import Arrival, arrivals_from_rows
 from engine.application.marketing import CostImport
 from engine.bootstrap import marketing_for
 from engine.domain.shared.errors import CostImportError
@@ -20,6 +22,7 @@ from engine.settings import Settings
 
 __all__ = [
     "ImportReport",
+    "arrivals_from_files",
     "count_rows",
     "import_costs",
     "import_leads",
@@ -77,3 +80,15 @@ def import_sms_replies(engine: Engine, file: Path, phone_region: str) -> ReplyIm
 def import_sms_receipts(engine: Engine, file: Path) -> ReplyImport:
     """Record the delivery receipts in a provider's export."""
     return importing.import_sms_receipts(engine, read_rows(file))
+
+
+def arrivals_from_files(leads: Path, events: Path | None, phone_region: str, tz: ZoneInfo) -> list[Arrival]:
+    """A backtest's arrivals from a leads file and, optionally, a lifecycle events file."""
+    return arrivals_from_rows(
+        read_rows(leads),
+        read_rows(events) if events else [],
+        lead_parser(phone_region, tz),
+        lifecycle_parser(phone_region, tz),
+        (leads.name, str(events)),
+        datetime.now(tz),
+    )

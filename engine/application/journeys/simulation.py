@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from engine.application.journeys.triggers import LIFECYCLE
 from engine.application.leads.commands import CaptureLead, LeadRef, RecordLifecycle
 from engine.domain.journeys.journey import Journey
 from engine.domain.leads.lead import Lead
+from engine.domain.shared.errors import HuokeError
 from engine.domain.shared.money import amount_text
 from engine.domain.shared.values import DeliveryOutcome
 
@@ -281,3 +283,27 @@ def _report(engine: Engine, journey: Journey, version: int, days: int, channels:
 
 def funnel_leads(engine: Engine) -> int:
     return sum(int(r["leads"]) for r in engine.funnel.stages())
+
+
+def arrivals_from_rows(
+    leads: Iterable[tuple[int, dict[str, Any] | str]],
+    events: Iterable[tuple[int, dict[str, Any] | str]],
+    parse_lead: Callable[[dict[str, Any], str], Any],
+    parse_event: Callable[[dict[str, Any], str], Any],
+    origin: tuple[str, str],
+    now: datetime,
+) -> list[Arrival]:
+    """Lead and lifecycle rows (the import formats) as a backtest's arrivals, in the order given;
+    a row the import would refuse is skipped (``huoke leads import`` reports it)."""
+    out: list[Arrival] = []
+    for rows, parse, name in ((leads, parse_lead, origin[0]), (events, parse_event, origin[1])):
+        for line, row in rows:
+            if isinstance(row, str):
+                continue
+            try:
+                cmd = parse(row, f"{name}:{line}")
+            except (ValueError, HuokeError):
+                continue
+            moment = cmd.captured_at if isinstance(cmd, CaptureLead) else cmd.at
+            out.append(Arrival(moment or now, cmd))
+    return out
