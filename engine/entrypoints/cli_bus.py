@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
+from engine.bootstrap.services import run_webhooks
 from engine.entrypoints.cli_common import (
     JsonOpt,
     app,
@@ -20,9 +21,9 @@ from engine.entrypoints.cli_common import (
     err,
     fail,
     require_secrets,
+    say,
     settings,
     show,
-    store_trouble,
 )
 from engine.presentation import admin
 
@@ -178,30 +179,8 @@ def hooks_resend(name: str) -> None:
 @hooks_app.command("run")
 def hooks_run(every: Annotated[float, typer.Option(help="seconds between passes")] = 2.0) -> None:
     """Service mode: deliver new events to every subscriber, retrying with back-off, until stopped."""
-    import time
-    from datetime import UTC, datetime
-
-    from engine.eventstore.saving import store_unreachable
-
     hooks = _webhooks(with_engine=True)
-    err.print(f"huoke webhooks: delivering every {every:g}s (Ctrl-C stops)")
-    failures = 0
     try:
-        while True:
-            pause = every
-            try:
-                counts = hooks.deliver(datetime.now(UTC))
-                failures = 0
-            except Exception as e:  # the store went away: wait for it, deliver from where it stopped
-                if not store_unreachable(e):
-                    raise
-                failures += 1
-                pause = max(every, store_trouble("webhooks", e, failures))
-                counts = {}
-            if any(counts.values()):
-                err.print(" · ".join(f"{k} {v}" for k, v in counts.items()))
-            time.sleep(pause)
-    except KeyboardInterrupt:
-        pass
+        run_webhooks(hooks, every, say)
     finally:
         hooks.logs.close()

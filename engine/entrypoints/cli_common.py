@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -28,8 +28,8 @@ from engine.adapters.clock import AcceleratedClock, SystemClock, VirtualClock
 from engine.application.engine import Engine
 from engine.application.journeys.validation import Definitions
 from engine.bootstrap import bootstrap
+from engine.bootstrap.services import first_line
 from engine.domain.leads.segments import SegmentRules
-from engine.domain.shared.durations import backoff
 from engine.domain.shared.errors import JourneyValidationError
 from engine.eventstore.coordination import NotInitialisedError
 from engine.eventstore.vault import VaultKeyError
@@ -99,29 +99,20 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _first_line(error: BaseException) -> str:
-    """An error's first line (drivers add context lines a user need not read), or its kind."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def store_trouble(process: str, error: BaseException, failures: int) -> float:
-    """Say in one line (no traceback) that the store does not answer; return how many seconds to
-    wait before trying again: 1, 2, 4 … at most 30, so a restart is noticed quickly and a long
-    outage is not hammered."""
-    pause = backoff(failures - 1, timedelta(seconds=1), timedelta(seconds=30)).total_seconds()
-    reason = _first_line(error)
-    err.print(
-        Text.assemble(("store unreachable:", "yellow"), f" {process}: {reason}; trying again in {pause:g}s"),
-        soft_wrap=True,
-        highlight=False,
-    )
-    return pause
+def say(line: str, kind: str = "") -> None:
+    """A long-running service's line on stderr (no traceback): the store away in yellow, a
+    failed pass in red."""
+    if kind == "trouble":
+        err.print(Text.assemble(("store unreachable:", "yellow"), f" {line}"), soft_wrap=True, highlight=False)
+    elif kind == "failed":
+        err.print(Text.assemble(("tick failed:", "red"), f" {line}"), soft_wrap=True)
+    else:
+        err.print(line, soft_wrap=True, highlight=False)
 
 
 def unreachable_message(s: Settings, error: BaseException) -> str:
     """What a user reads when a command finds the store down."""
-    reason = _first_line(error)
+    reason = first_line(error)
     if s.database_url:
         pg = s.postgres_env() or {}
         where = f"PostgreSQL at {pg.get('POSTGRES_HOST')}:{pg.get('POSTGRES_PORT')}"

@@ -25,10 +25,6 @@ from engine.entrypoints.cli_common import (
 from engine.eventstore.vault import new_master_key
 from engine.presentation import admin
 
-#: Seconds a worker's tick may start new work; then it looks at its share again (a new worker
-#: gets partitions within about this long).
-TICK_BUDGET = 2.0
-
 messages_app = typer.Typer(
     help="Messages held in doubt after a crash (HUOKE_IN_DOUBT=hold): review and release.", no_args_is_help=True
 )

@@ -2,47 +2,36 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.text import Text
 
 from engine.adapters.clock import VirtualClock
-from engine.application.engine import VIEW_NAMES
-from engine.bootstrap import VIEWS, init_database, meta_for, store_env, vault_for
+from engine.bootstrap import VIEWS, init_database, meta_for, vault_for
 from engine.bootstrap.processes import Lease, status_document
+from engine.bootstrap.services import run_projections, run_worker
 from engine.entrypoints.cli_common import (
     JsonOpt,
     app,
     console,
     emit_json,
     engine_for,
-    err,
     fail,
     projections_app,
     require_secrets,
+    say,
     settings,
     show,
-    store_trouble,
 )
 from engine.entrypoints.report_docs import (
     FilterError,
     check_day,
 )
-from engine.eventstore.leases import PostgresLeases
-from engine.eventstore.recorders import refresh_pools
-from engine.eventstore.saving import store_unreachable
 from engine.presentation import operations
 from engine.settings import Settings
-
-#: Seconds a worker's tick may start new work; then it looks at its share again (a new worker
-#: gets partitions within about this long).
-TICK_BUDGET = 2.0
 
 db_app = typer.Typer(help="Set up the database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -137,57 +126,12 @@ def worker(
 ) -> None:
     """Service mode: run everything due every few seconds (one APScheduler interval job). On
     PostgreSQL several workers share the lead partitions; on SQLite one worker runs at a time."""
-    from apscheduler.schedulers.blocking import BlockingScheduler
-
     s = settings()
     require_secrets(s, "worker")
     engine = engine_for(s)
-    lease = Lease(s, engine, one_off=False)
-    started = datetime.now(UTC)
-    scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
-    failures = 0
-
-    def tick() -> None:
-        """One pass, then the next one ``every`` seconds after this one ends (a long pass never
-        has a second one waiting behind it). While the store does not answer, nothing is sent
-        (every message's marker must be recorded before it leaves) and the passes back off."""
-        nonlocal failures
-        pause = every
-        try:
-            lease.rebalance()
-            report = engine.run(budget=TICK_BUDGET)
-            lease.heartbeat(report, started)
-            failures = 0
-            if any(report.as_dict().values()):
-                err.print(
-                    f"partitions {engine.parts.describe()}: "
-                    + " · ".join(f"{k} {v}" for k, v in report.as_dict().items() if v),
-                    soft_wrap=True,
-                )
-        except Exception as e:  # a failed tick is logged and retried
-            if store_unreachable(e):
-                failures += 1
-                pause = max(every, store_trouble("worker", e, failures))
-                with contextlib.suppress(Exception):
-                    refresh_pools()  # the connections that died with the old sessions
-            else:
-                err.print(Text.assemble(("tick failed:", "red"), f" {type(e).__name__}: {e}"), soft_wrap=True)
-        finally:
-            if scheduler.running:
-                scheduler.add_job(tick, "date", run_date=datetime.now(UTC) + timedelta(seconds=pause))
-
-    def stop(*_: Any) -> None:
-        scheduler.shutdown(wait=True)  # the tick under way finishes first
-
-    signal.signal(signal.SIGTERM, stop)
-    scheduler.add_job(tick, "date", run_date=datetime.now(UTC))
-    err.print(f"huoke worker: running every {every:g}s (Ctrl-C stops)")
     try:
-        scheduler.start()
-    except (KeyboardInterrupt, SystemExit):
-        pass
+        run_worker(s, engine, every, say)
     finally:
-        lease.close()
         engine.close()
 
 
@@ -233,56 +177,7 @@ def projections_run() -> None:
     one writer of the views: it waits while another process holds that role. When the database
     goes away (a restart, a failover) it says so, waits with back-off and carries on from each
     view's tracking once it answers again; any other error stops the process with its message."""
-    import threading
-
     s = settings()
     if s.postgres_env() is None:
         fail("projections run needs HUOKE_DATABASE_URL=postgresql://… (on SQLite the worker keeps the views)")
-    meta = meta_for(s)
-    leases = PostgresLeases(meta, meta.partitions(), True, VIEW_NAMES)
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    failures, broken = 0, False
-    try:
-        while not stopping.is_set():
-            try:
-                if broken:
-                    leases.reconnect()
-                    refresh_pools()
-                    broken, failures = False, 0
-                    err.print("projections: the store answers again; following the logs from each view's tracking")
-                _follow_views(s, leases, stopping)
-                failures = 0
-            except Exception as e:
-                if not store_unreachable(e):
-                    fail(f"a projection runner stopped: {type(e).__name__}: {e}")
-                broken, failures = True, failures + 1
-                stopping.wait(store_trouble("projections", e, failures))
-    except KeyboardInterrupt:
-        pass
-    finally:
-        leases.close()
-
-
-def _follow_views(s: Settings, leases: PostgresLeases, stopping: Any) -> None:
-    """Hold the views' writer role, then run one runner per (view, log) until ``stopping`` is set
-    or a runner fails (its error is raised)."""
-    from projections.runners import start_runners
-
-    if not leases.hold_views(wait=False):
-        err.print(
-            "another process keeps the views current; waiting until it stops (workers: set "
-            "HUOKE_WORKER_ADVANCES_VIEWS=false when a projection runner runs)"
-        )
-        leases.hold_views(wait=True)
-    runners = start_runners(store_env(s, "projections"), s.timezone)
-    logs = "Leads, Journeys, Deliveries and Referrals"
-    err.print(f"huoke projections: {len(runners)} runners following {logs} (Ctrl-C stops)")
-    try:
-        while not stopping.is_set():
-            for runner in runners:
-                runner.run_forever(timeout=0.2)
-    finally:
-        for runner in runners:
-            with contextlib.suppress(Exception):
-                runner.stop()
+    run_projections(s, say)

@@ -1,0 +1,177 @@
+"""huoke's long-running services, as ``huoke worker``, ``projections run`` and ``webhooks run``
+start them (a supervisor could start them the same way): each runs until it is stopped (SIGTERM
+or Ctrl-C), says what it does in one line at a time, and rides out a store that stops answering —
+it says so, backs off (1 s doubling to 30 s), reconnects and carries on from where it stood."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from engine.application.engine import VIEW_NAMES, Engine
+from engine.bootstrap.processes import Lease
+from engine.bootstrap.stores import meta_for, store_env
+from engine.domain.shared.durations import backoff
+from engine.domain.shared.errors import HuokeError
+from engine.eventstore.leases import PostgresLeases
+from engine.eventstore.recorders import refresh_pools
+from engine.eventstore.saving import store_unreachable
+from engine.settings import Settings
+
+#: Seconds a worker's tick may start new work; then it looks at its share again (a new worker
+#: gets partitions within about this long).
+TICK_BUDGET = 2.0
+
+#: How a service tells what it does: a line, and its kind ("" plain, "trouble", "failed").
+Say = Callable[[str, str], None]
+
+
+class ServiceStoppedError(HuokeError):
+    """Raised when a service meets an error that is not the store being away."""
+
+
+def first_line(error: BaseException) -> str:
+    """An error's first line (drivers add context lines a user need not read), or its kind."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def trouble_pause(process: str, error: BaseException, failures: int, say: Say) -> float:
+    """Say in one line that the store does not answer; return the seconds to wait before trying
+    again: 1, 2, 4 … at most 30, so a restart is noticed quickly and a long outage not hammered."""
+    pause = backoff(failures - 1, timedelta(seconds=1), timedelta(seconds=30)).total_seconds()
+    say(f"{process}: {first_line(error)}; trying again in {pause:g}s", "trouble")
+    return pause
+
+
+def run_worker(s: Settings, engine: Engine, every: float, say: Say) -> None:
+    """Run everything due every ``every`` seconds (one APScheduler job that schedules its next
+    run when it ends: a long pass never has another waiting behind it). On PostgreSQL several
+    workers share the lead partitions; on SQLite one worker runs at a time. While the store does
+    not answer nothing is sent (every message's marker is recorded before it leaves)."""
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    lease = Lease(s, engine, one_off=False)
+    started = datetime.now(UTC)
+    scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
+    failures = 0
+
+    def tick() -> None:
+        nonlocal failures
+        pause = every
+        try:
+            lease.rebalance()
+            report = engine.run(budget=TICK_BUDGET)
+            lease.heartbeat(report, started)
+            failures = 0
+            if any(report.as_dict().values()):
+                done = " · ".join(f"{k} {v}" for k, v in report.as_dict().items() if v)
+                say(f"partitions {engine.parts.describe()}: {done}", "")
+        except Exception as e:  # a failed tick is logged and retried
+            if store_unreachable(e):
+                failures += 1
+                pause = max(every, trouble_pause("worker", e, failures, say))
+                with contextlib.suppress(Exception):
+                    refresh_pools()  # the connections that died with the old sessions
+            else:
+                say(f"{type(e).__name__}: {e}", "failed")
+        finally:
+            if scheduler.running:
+                scheduler.add_job(tick, "date", run_date=datetime.now(UTC) + timedelta(seconds=pause))
+
+    def stop(*_: Any) -> None:
+        scheduler.shutdown(wait=True)  # the tick under way finishes first
+
+    signal.signal(signal.SIGTERM, stop)
+    scheduler.add_job(tick, "date", run_date=datetime.now(UTC))
+    say(f"huoke worker: running every {every:g}s (Ctrl-C stops)", "")
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        lease.close()
+
+
+def run_projections(s: Settings, say: Say) -> None:
+    """Distributed mode (PostgreSQL): keep every view current from the logs until stopped, as
+    the views' one writer (waiting while another process holds that role). A store that goes
+    away is waited for; any other error stops the service (``ServiceStoppedError``)."""
+    meta = meta_for(s)
+    leases = PostgresLeases(meta, meta.partitions(), True, VIEW_NAMES)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    failures, broken = 0, False
+    try:
+        while not stopping.is_set():
+            try:
+                if broken:
+                    leases.reconnect()
+                    refresh_pools()
+                    broken, failures = False, 0
+                    say("projections: the store answers again; following the logs from each view's tracking", "")
+                _follow_views(s, leases, stopping, say)
+                failures = 0
+            except Exception as e:
+                if not store_unreachable(e):
+                    raise ServiceStoppedError(f"a projection runner stopped: {type(e).__name__}: {e}") from e
+                broken, failures = True, failures + 1
+                stopping.wait(trouble_pause("projections", e, failures, say))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        leases.close()
+
+
+def _follow_views(s: Settings, leases: PostgresLeases, stopping: threading.Event, say: Say) -> None:
+    """Hold the views' writer role, then run one runner per (view, log) until ``stopping`` is set
+    or a runner fails (its error is raised)."""
+    from projections.runners import start_runners
+
+    if not leases.hold_views(wait=False):
+        say(
+            "another process keeps the views current; waiting until it stops (workers: set "
+            "HUOKE_WORKER_ADVANCES_VIEWS=false when a projection runner runs)",
+            "",
+        )
+        leases.hold_views(wait=True)
+    runners = start_runners(store_env(s, "projections"), s.timezone)
+    logs = "Leads, Journeys, Deliveries and Referrals"
+    say(f"huoke projections: {len(runners)} runners following {logs} (Ctrl-C stops)", "")
+    try:
+        while not stopping.is_set():
+            for runner in runners:
+                runner.run_forever(timeout=0.2)
+    finally:
+        for runner in runners:
+            with contextlib.suppress(Exception):
+                runner.stop()
+
+
+def run_webhooks(hooks: Any, every: float, say: Say) -> None:
+    """Deliver new events to every subscriber every ``every`` seconds, retrying with back-off,
+    until stopped; a store that goes away is waited for and delivery goes on from where it stood."""
+    say(f"huoke webhooks: delivering every {every:g}s (Ctrl-C stops)", "")
+    failures = 0
+    try:
+        while True:
+            pause = every
+            try:
+                counts = hooks.deliver(datetime.now(UTC))
+                failures = 0
+            except Exception as e:
+                if not store_unreachable(e):
+                    raise
+                failures += 1
+                pause = max(every, trouble_pause("webhooks", e, failures, say))
+                counts = {}
+            if any(counts.values()):
+                say(" · ".join(f"{k} {v}" for k, v in counts.items()), "")
+            time.sleep(pause)
+    except KeyboardInterrupt:
+        pass
