@@ -15,7 +15,7 @@ from typing import Any
 
 from engine.application.engine import VIEW_NAMES, Engine
 from engine.bootstrap.processes import Lease
-from engine.bootstrap.stores import meta_for, store_env
+from engine.bootstrap.stores import meta_for, store_env, vault_for
 from engine.domain.shared.durations import backoff
 from engine.domain.shared.errors import HuokeError
 from engine.eventstore.leases import PostgresLeases
@@ -175,3 +175,59 @@ def run_webhooks(hooks: Any, every: float, say: Say) -> None:
             time.sleep(pause)
     except KeyboardInterrupt:
         pass
+
+
+def set_up_store(s: Settings) -> dict[str, Any]:
+    """Create every table huoke uses (idempotent), seal what older stores kept in the clear,
+    and say where the store and the master key are (never the key itself)."""
+    from engine.bootstrap import init_database
+
+    count = init_database(s)
+    _seal_webhook_secrets(s)
+    return {
+        "schema": "huoke.db.init/1",
+        "store": "PostgreSQL" if s.database_url else f"SQLite files in {s.data_dir}",
+        "partitions": count,
+        "master_key": _master_key_source(s),
+    }
+
+
+def _seal_webhook_secrets(s: Settings) -> None:
+    """Stores from before: the webhooks' signing secrets are sealed under the master key."""
+    from engine.application.webhooks import Webhooks
+    from engine.bootstrap import meta_for
+
+    vault = vault_for(s)
+    if vault is not None:
+        try:
+            Webhooks(None, meta_for(s), vault=vault).seal_stored_secrets()
+        finally:
+            vault.close()
+
+
+def _master_key_source(s: Settings) -> str | None:
+    """Where the master key comes from (never the key itself); None without encryption."""
+    if not s.encrypt_pii:
+        return None
+    return "HUOKE_MASTER_KEY" if s.master_key.get_secret_value() else str(s.master_key_path.resolve())
+
+
+def run_once(s: Settings, engine: Engine, until: datetime | None) -> dict[str, Any]:
+    """Process everything pending up to now (or ``until``, on the engine's virtual clock, from
+    where the work starts and never before where the store already stands), on the partitions
+    no running worker owns."""
+    lease = Lease(s, engine, one_off=True)
+    try:
+        if until is not None:
+            engine.refresh_views()
+            pending, reached = engine.earliest_pending(), meta_for(s).reached()
+            start = max((t for t in (pending, reached) if t is not None), default=None)
+            if start is not None:
+                engine.clock.rewind_to(start)  # type: ignore[attr-defined]  # the virtual clock
+            report = engine.run(until=until)
+            meta_for(s).reach(until)
+        else:
+            report = engine.run()
+        return report.as_dict()
+    finally:
+        lease.close()

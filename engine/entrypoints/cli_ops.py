@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
 
 from engine.adapters.clock import VirtualClock
-from engine.bootstrap import VIEWS, init_database, meta_for, vault_for
+from engine.bootstrap import VIEWS
 from engine.bootstrap.processes import Lease, status_document
-from engine.bootstrap.services import run_projections, run_worker
+from engine.bootstrap.services import run_once, run_projections, run_worker, set_up_store
 from engine.entrypoints.cli_common import (
     JsonOpt,
     app,
@@ -31,7 +31,6 @@ from engine.entrypoints.report_docs import (
     check_day,
 )
 from engine.presentation import operations
-from engine.settings import Settings
 
 db_app = typer.Typer(help="Set up the database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -41,36 +40,14 @@ app.add_typer(db_app, name="db")
 def db_init(as_json: JsonOpt = False) -> None:
     """Create every table and index (idempotent; safe when several processes run it at once)."""
     s = settings()
-    count = init_database(s)
-    _seal_webhook_secrets(s)
-    where = "PostgreSQL" if s.database_url else f"SQLite files in {s.data_dir}"
-    key = _master_key_source(s)
+    doc = set_up_store(s)
+    where, count, key = doc["store"], doc["partitions"], doc["master_key"]
     if as_json:
-        emit_json({"schema": "huoke.db.init/1", "store": where, "partitions": count, "master_key": key})
+        emit_json(doc)
         return
     console.print(f"database ready ({where}); {count} lead partition(s)")
     if key:
         console.print(f"master key: {key} (keep it out of the data backups: it opens every lead's data)")
-
-
-def _seal_webhook_secrets(s: Settings) -> None:
-    """Stores from before: the webhooks' signing secrets are sealed under the master key."""
-    from engine.application.webhooks import Webhooks
-    from engine.bootstrap import meta_for
-
-    vault = vault_for(s)
-    if vault is not None:
-        try:
-            Webhooks(None, meta_for(s), vault=vault).seal_stored_secrets()
-        finally:
-            vault.close()
-
-
-def _master_key_source(s: Settings) -> str | None:
-    """Where the master key comes from (never the key itself); None without encryption."""
-    if not s.encrypt_pii:
-        return None
-    return "HUOKE_MASTER_KEY" if s.master_key.get_secret_value() else str(s.master_key_path.resolve())
 
 
 def _parse_until(text: str, tz: ZoneInfo) -> datetime:
@@ -93,26 +70,12 @@ def run(
     On PostgreSQL it works on the partitions no running worker owns."""
     s = settings()
     require_secrets(s, "run")
-    clock: Any = None
-    if until:
-        moment = _parse_until(until, ZoneInfo(s.timezone))
-        clock = VirtualClock(min(datetime.now(UTC), moment))
+    moment = _parse_until(until, ZoneInfo(s.timezone)) if until else None
+    clock = VirtualClock(min(datetime.now(UTC), moment)) if moment else None
     engine = engine_for(s, clock)
-    lease = Lease(s, engine, one_off=True)
     try:
-        if until:
-            engine.refresh_views()
-            pending, reached = engine.earliest_pending(), meta_for(s).reached()
-            start = max((t for t in (pending, reached) if t is not None), default=None)
-            if start is not None:  # where the work starts, never before where it already stands
-                clock.rewind_to(start)
-            report = engine.run(until=moment)
-            meta_for(s).reach(moment)
-        else:
-            report = engine.run()
-        doc = report.as_dict()
+        doc = run_once(s, engine, moment)
     finally:
-        lease.close()
         engine.close()
     if as_json:
         emit_json({"schema": "huoke.run/1", **doc, "partitions": engine.parts.describe()})
