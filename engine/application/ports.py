@@ -383,20 +383,15 @@ class ScreeningView(View, Protocol):
 
 class JourneyFolder(Protocol):
     """The journeys folder as the team edits it, and the throwaway engines that try a journey
-    (bootstrap builds both from the settings)."""
+    (bootstrap builds both from the settings): ``load`` validates the folder (or ``only`` these
+    files; ``JourneyValidationError`` lists every problem), ``journeys`` gives its journeys or
+    none and why, ``sandbox`` is an engine on a virtual clock at ``start`` with ``journey``
+    published beside ``others`` and channels that record instead of sending, ``fingerprint``
+    the templates' (recorded with each published version)."""
 
-    def load(self, only: list[Path] | None = None) -> Any:
-        """The folder's definitions (or ``only`` these files), validated: raises
-        ``JourneyValidationError`` listing every problem."""
-
-    def journeys(self) -> tuple[list[tuple[Any, dict[str, Any]]], str]:
-        """The folder's journeys as loaded, or none and why (a trial runs beside them)."""
-
+    def load(self, only: list[Path] | None = None) -> Any: ...
+    def journeys(self) -> tuple[list[tuple[Any, dict[str, Any]]], str]: ...
     def sandbox(
         self, journey: Any, raw: dict[str, Any], start: datetime, others: list[Any], models_from: Any
-    ) -> AbstractContextManager[tuple[Any, dict[str, Any]]]:
-        """A throwaway engine on a virtual clock at ``start`` with ``journey`` published beside
-        ``others``, whose channels record instead of sending."""
-
-    def fingerprint(self) -> str:
-        """The templates' fingerprint, recorded with each published version."""
+    ) -> AbstractContextManager[tuple[Any, dict[str, Any]]]: ...
+    def fingerprint(self) -> str: ...
