@@ -26,9 +26,10 @@ from demo.data import MONTHLY_COSTS, add_touches, generate
 from engine.adapters.clock import VirtualClock
 from engine.application.leads.commands import LeadRef, RecordLifecycle
 from engine.application.marketing import CostImport
+from engine.application.report_catalog import REPORTS
 from engine.bootstrap import access_for, bootstrap, init_database, load_journey_definitions, marketing_for
+from engine.bootstrap.reports import report_document
 from engine.domain.marketing.costs import CostLine, parse_period
-from engine.entrypoints.report_docs import REPORTS, report_document
 from engine.settings import Settings
 from tests.e2e.smtp_server import serving
 

@@ -13,9 +13,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from engine.adapters.clock import AcceleratedClock, SystemClock, VirtualClock
 from engine.application.engine import VIEW_NAMES, Engine
+from engine.application.journeys.validation import Definitions
 from engine.bootstrap.processes import Lease
 from engine.bootstrap.stores import meta_for, store_env, vault_for
+from engine.domain.leads.segments import SegmentRules
 from engine.domain.shared.durations import backoff
 from engine.domain.shared.errors import HuokeError
 from engine.eventstore.leases import PostgresLeases
@@ -29,6 +32,10 @@ TICK_BUDGET = 2.0
 
 #: How a service tells what it does: a line, and its kind ("" plain, "trouble", "failed").
 Say = Callable[[str, str], None]
+
+
+class SettingsError(HuokeError):
+    """Raised when the settings cannot make what a command needs (a clock, say)."""
 
 
 class ServiceStoppedError(HuokeError):
@@ -230,4 +237,65 @@ def run_once(s: Settings, engine: Engine, until: datetime | None) -> dict[str, A
             report = engine.run()
         return report.as_dict()
     finally:
+        lease.close()
+
+
+def clock_for(s: Settings) -> Any:
+    """The wall clock, or a faster one for a live rehearsal (HUOKE_CLOCK_SPEED)."""
+    if s.clock_speed == 1:
+        return SystemClock()
+    if not s.clock_origin:
+        raise SettingsError("HUOKE_CLOCK_SPEED needs HUOKE_CLOCK_ORIGIN: the instant the faster clock runs from")
+    try:
+        origin = datetime.fromisoformat(s.clock_origin)
+    except ValueError:
+        raise SettingsError(f"HUOKE_CLOCK_ORIGIN {s.clock_origin!r} is not an ISO 8601 date/time") from None
+    if origin.tzinfo is None:
+        raise SettingsError("HUOKE_CLOCK_ORIGIN needs a UTC offset, e.g. 2026-01-01T00:00:00+00:00")
+    return AcceleratedClock(origin, s.clock_speed)
+
+
+def command_engine(s: Settings, clock: Any = None, journeys: bool = True) -> Engine:
+    """The engine for one command: a reader of the views (``run`` and ``worker`` take the writer's
+    role through their leases). Commands that need no journeys (``journeys=False``) do not read
+    the journeys folder at all."""
+    none = Definitions([], SegmentRules((), (), (), "none")) if not journeys else None
+    # HUOKE_CLOCK=store (a demo's or a simulation's store): its commands happen when its work stands.
+    store_time = VirtualClock(datetime.now(UTC)) if s.clock == "store" and clock is None else None
+    from engine.bootstrap import bootstrap
+
+    engine = bootstrap(s, clock or store_time or clock_for(s), definitions=none)
+    engine.owns_views = False
+    if store_time is not None:  # where the store's work stands (now for a store with none yet)
+        store_time.rewind_to(store_stands(s, engine) or store_time.now())
+    return engine
+
+
+def store_stands(s: Settings, engine: Engine) -> datetime | None:
+    """Where a simulated store's time stands: the later of the last moment a run reached and its
+    newest delivery event."""
+    from engine.bootstrap import meta_for
+
+    moments = [t for t in (meta_for(s).reached(), engine.last_moment()) if t is not None]
+    return max(moments, default=None)
+
+
+def advance_views_if_alone(s: Settings, engine: Engine, names: frozenset[str]) -> None:
+    """After a command changed what the views ``names`` show: on SQLite with no worker running,
+    bring them up to date now (a report just after shows the change); with a worker, or on
+    PostgreSQL with its projections runner, their writer does so within seconds."""
+    from engine.eventstore.coordination import AlreadyRunningError
+    from engine.eventstore.leases import FileLease
+
+    if s.database_url:
+        return
+    try:
+        lease = FileLease(s.data_dir)
+    except AlreadyRunningError:
+        return
+    try:
+        engine.views_owned = names
+        engine.refresh_views()
+    finally:
+        engine.owns_views = False
         lease.close()

@@ -24,8 +24,10 @@ from engine.application.journeys.trial_sends import TrialSendError, send_trial
 from engine.application.journeys.trial_sends import as_dict as trial_dict
 from engine.application.leads.listing import list_leads_page
 from engine.application.leads.timeline import lead_timeline
+from engine.application.report_catalog import FilterError, ReportName, check_day, check_journey, scope_from
 from engine.application.reports import journeys_overview
 from engine.bootstrap import FolderWorkshop
+from engine.bootstrap.reports import report_document
 from engine.domain.access.api_key import Role
 from engine.domain.shared.errors import (
     HuokeError,
@@ -52,14 +54,6 @@ from engine.entrypoints.api_wire import (
     bearer,
 )
 from engine.entrypoints.importing import ImportReport, import_leads, import_lifecycle
-from engine.entrypoints.report_docs import (
-    FilterError,
-    ReportName,
-    check_day,
-    check_journey,
-    report_document,
-    scope_from,
-)
 from engine.settings import Settings
 
 # ---- keys and roles -----------------------------------------------------------------------

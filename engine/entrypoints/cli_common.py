@@ -9,7 +9,6 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -24,12 +23,9 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from engine.adapters.clock import AcceleratedClock, SystemClock, VirtualClock
 from engine.application.engine import Engine
-from engine.application.journeys.validation import Definitions
-from engine.bootstrap import bootstrap
-from engine.bootstrap.services import first_line
-from engine.domain.leads.segments import SegmentRules
+from engine.bootstrap import services
+from engine.bootstrap.services import SettingsError, command_engine, first_line
 from engine.domain.shared.errors import JourneyValidationError
 from engine.eventstore.coordination import NotInitialisedError
 from engine.eventstore.vault import VaultKeyError
@@ -127,21 +123,6 @@ def settings() -> Settings:
         fail(f"bad HUOKE_ setting: {e}")
 
 
-def clock_for(s: Settings) -> Any:
-    """The wall clock, or a faster one for a live rehearsal (HUOKE_CLOCK_SPEED)."""
-    if s.clock_speed == 1:
-        return SystemClock()
-    if not s.clock_origin:
-        fail("HUOKE_CLOCK_SPEED needs HUOKE_CLOCK_ORIGIN: the instant the faster clock runs from")
-    try:
-        origin = datetime.fromisoformat(s.clock_origin)
-    except ValueError:
-        fail(f"HUOKE_CLOCK_ORIGIN {s.clock_origin!r} is not an ISO 8601 date/time")
-    if origin.tzinfo is None:
-        fail("HUOKE_CLOCK_ORIGIN needs a UTC offset, e.g. 2026-01-01T00:00:00+00:00")
-    return AcceleratedClock(origin, s.clock_speed)
-
-
 def require_secrets(s: Settings, command: str) -> None:
     """Commands that sign links, verify them or hash contacts refuse to start on weak secrets."""
     problems = s.secret_problems()
@@ -154,52 +135,20 @@ def require_secrets(s: Settings, command: str) -> None:
 
 
 def engine_for(s: Settings, clock: Any = None, journeys: bool = True) -> Engine:
-    """The engine for one command: a reader of the views (``run`` and ``worker`` take the writer's
-    role through their leases). Commands that need no journeys (``journeys=False``) do not read
-    the journeys folder at all."""
-    none = Definitions([], SegmentRules((), (), (), "none")) if not journeys else None
-    # HUOKE_CLOCK=store (a demo's or a simulation's store): its commands happen when its work stands.
-    store_time = VirtualClock(datetime.now(UTC)) if s.clock == "store" and clock is None else None
+    """The engine for one command (see ``services.command_engine``); what stops it is said plainly."""
     try:
-        engine = bootstrap(s, clock or store_time or clock_for(s), definitions=none)
+        return command_engine(s, clock, journeys)
     except JourneyValidationError as e:
         fail("journeys are invalid; nothing was run:\n  " + "\n  ".join(e.problems))
-    except (NotInitialisedError, VaultKeyError) as e:
+    except (NotInitialisedError, VaultKeyError, SettingsError) as e:
         fail(str(e))
-    engine.owns_views = False
-    if store_time is not None:  # where the store's work stands (now for a store with none yet)
-        store_time.rewind_to(store_stands(s, engine) or store_time.now())
-    return engine
 
 
-def store_stands(s: Settings, engine: Engine) -> datetime | None:
-    """Where a simulated store's time stands: the later of the last moment a run reached and its
-    newest delivery event."""
-    from engine.bootstrap import meta_for
-
-    moments = [t for t in (meta_for(s).reached(), engine.last_moment()) if t is not None]
-    return max(moments, default=None)
-
-
-def advance_views_if_alone(s: Settings, engine: Engine, names: frozenset[str]) -> None:
-    """After a command changed what the views ``names`` show: on SQLite with no worker running,
-    bring them up to date now (a report just after shows the change); with a worker, or on
-    PostgreSQL with its projections runner, their writer does so within seconds."""
-    from engine.eventstore.coordination import AlreadyRunningError
-    from engine.eventstore.leases import FileLease
-
-    if s.database_url:
-        return
+def clock_for(s: Settings) -> Any:
     try:
-        lease = FileLease(s.data_dir)
-    except AlreadyRunningError:
-        return
-    try:
-        engine.views_owned = names
-        engine.refresh_views()
-    finally:
-        engine.owns_views = False
-        lease.close()
+        return services.clock_for(s)
+    except SettingsError as e:
+        fail(str(e))
 
 
 T = TypeVar("T")

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import typer
 
 from engine.adapters.clock import VirtualClock
+from engine.application.report_catalog import FilterError, check_day
 from engine.bootstrap import VIEWS
 from engine.bootstrap.processes import Lease, status_document
 from engine.bootstrap.services import run_once, run_projections, run_worker, set_up_store
@@ -25,10 +26,6 @@ from engine.entrypoints.cli_common import (
     say,
     settings,
     show,
-)
-from engine.entrypoints.report_docs import (
-    FilterError,
-    check_day,
 )
 from engine.presentation import operations
 

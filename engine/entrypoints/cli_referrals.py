@@ -8,18 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
+from engine.bootstrap.services import advance_views_if_alone
 from engine.domain.shared.errors import HuokeError
-from engine.entrypoints.cli_common import (
-    JsonOpt,
-    advance_views_if_alone,
-    app,
-    console,
-    current_user,
-    emit_json,
-    engine_for,
-    fail,
-    settings,
-)
+from engine.entrypoints.cli_common import JsonOpt, app, console, current_user, emit_json, engine_for, fail, settings
 from engine.presentation import admin
 
 referrals_app = typer.Typer(help="Referral rewards: ledger, review, payouts.", no_args_is_help=True)

@@ -17,6 +17,15 @@ from zoneinfo import ZoneInfo
 import typer
 
 from engine.application.analytics import ALL_LEADS, Scope
+from engine.application.report_catalog import (
+    REPORT_VIEWS,
+    FilterError,
+    ReportName,
+    check_day,
+    check_journey,
+    scope_from,
+)
+from engine.bootstrap.reports import marketing_costs, report_document
 from engine.domain.marketing.costs import DIMENSIONS
 from engine.domain.shared.errors import CostImportError
 from engine.entrypoints.cli_common import (
@@ -35,16 +44,6 @@ from engine.entrypoints.cli_common import (
     show,
 )
 from engine.entrypoints.importing import import_costs
-from engine.entrypoints.report_docs import (
-    REPORT_VIEWS,
-    FilterError,
-    ReportName,
-    check_day,
-    check_journey,
-    marketing_costs,
-    report_document,
-    scope_from,
-)
 from engine.presentation import reports
 from engine.presentation.tables import import_summary, report_table
 

@@ -10,7 +10,6 @@ report … --json`` and the API; charts are drawn by Plotly.js, which huoke serv
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -30,47 +29,17 @@ from engine.application.access import Access, Caller
 from engine.application.analytics import Scope
 from engine.application.delivery.links import LinkCheck, LinkKeys, check_token, issued_at, make_token
 from engine.application.engine import Engine
+from engine.application.report_catalog import FilterError, check_journey, scope_from
+from engine.bootstrap.reports import dashboard_data
 from engine.domain.access.api_key import Role
 from engine.domain.shared.values import SourceChannel
 from engine.entrypoints.journey_page import add_journey_page
-from engine.entrypoints.report_docs import (
-    FilterError,
-    ReportName,
-    check_journey,
-    report_document,
-    scope_from,
-)
 from engine.presentation.dashboard import TABLES, compact, csv_text, numeric_keys, shown
 from engine.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "huoke_session"
 ROLES = (Role.MARKETER, Role.ADMIN)
-SCHEMA = "huoke.dashboard/1"
-#: The report documents the page shows.
-PAGE_REPORTS: tuple[ReportName, ...] = (
-    "attribution",
-    "costs",
-    "experiments",
-    "engagement",
-    "daily",
-    "scores",
-    "flows",
-    "tasks",
-    "referrals",
-)
-
-
-def dashboard_data(engine: Engine, settings: Settings, scope: Scope) -> dict[str, Any]:
-    """Every report the page shows, for ``scope``: the same documents as the CLI and the API."""
-    engine.refresh_views()
-    page = dataclasses.replace(engine, views_owned=frozenset())  # caught up once, above
-    docs: dict[str, Any] = {name: report_document(name, page, settings, scope) for name in PAGE_REPORTS}
-    sent = {"email": 0, "sms": 0, "webhook": 0}  # what the funnel report and the outboxes count
-    for m in engine.funnel.messages():
-        if m["outcome"] == "sent":
-            sent[m["channel"]] = sent.get(m["channel"], 0) + int(m["n"])
-    return {"schema": SCHEMA, "scope": scope.as_dict(), "currency": settings.currency, "sent": sent, **docs}
 
 
 # ---- the routes --------------------------------------------------------------------------------

@@ -23,13 +23,14 @@ from engine.application.analytics import (
 from engine.application.engine import Engine
 from engine.application.leads.commands import CaptureLead
 from engine.application.marketing import Cost
+from engine.application.report_catalog import REPORTS
 from engine.application.reports import funnel_report
 from engine.bootstrap import engine_as_of, marketing_for
+from engine.bootstrap.reports import report_document
 from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.leads.lead import Lead
 from engine.domain.marketing.costs import Period, parse_cost_rows
 from engine.domain.shared.values import MILESTONES, STAGE_ORDER
-from engine.entrypoints.report_docs import REPORTS, report_document
 from tests.application.test_journey_features import SPLIT, engine_with
 from tests.conftest import MakeEngine, settings_of
 from tests.helpers import lifecycle, young_pro

@@ -308,7 +308,7 @@ def test_sent_is_the_same_in_both_reports_and_the_outboxes(
     assert by_report.get("sms sent", 0) == len(sms_lines(tmp_path / "outbox")) > 0
     # The dashboard's "sent" and its daily series count the same messages.
     from engine.application.analytics import ALL_LEADS
-    from engine.entrypoints.dashboard import dashboard_data
+    from engine.bootstrap.reports import dashboard_data
     from tests.conftest import settings_of
 
     page = dashboard_data(engine, settings_of(engine), ALL_LEADS)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from engine.application.report_catalog import REPORTS
 from engine.entrypoints import cli_common
 from engine.entrypoints.cli import app
-from engine.entrypoints.report_docs import REPORTS
 from tests.e2e.test_cli_referrals import invoke, runner
 from tests.helpers import cli_environment
 

@@ -22,8 +22,8 @@ from engine.application.delivery.links import LinkKeys
 from engine.application.engine import Engine
 from engine.application.marketing import CostImport
 from engine.bootstrap import access_for, marketing_for
+from engine.bootstrap.reports import PAGE_REPORTS
 from engine.domain.marketing.costs import CostLine, Period
-from engine.entrypoints.dashboard import PAGE_REPORTS
 from engine.entrypoints.http import create_app
 from engine.presentation.dashboard import TABLES
 from tests.application.test_marketing_reports import market
