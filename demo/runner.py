@@ -45,6 +45,7 @@ from engine.application.leads.commands import LeadRef
 from engine.application.reports import funnel_report, referrals_report
 from engine.application.screening import models
 from engine.bootstrap import bootstrap, init_database, load_journey_definitions, referral_key, renderer_for
+from engine.bootstrap.importing import import_costs
 from engine.domain.delivery.contact_history import contact_history_id
 from engine.domain.delivery.tracking import tracking_key
 from engine.domain.leads.identity import lead_id_for
@@ -52,7 +53,6 @@ from engine.domain.marketing.costs import COST_COLUMNS
 from engine.domain.referrals.codes import referral_code
 from engine.domain.shared.errors import HuokeError
 from engine.domain.shared.values import Stage
-from engine.entrypoints.importing import import_costs
 from engine.settings import Settings
 
 LEAD_COLUMNS = list(LeadRow.model_fields)

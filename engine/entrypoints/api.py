@@ -23,6 +23,7 @@ from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from engine.adapters.request_logging import redact_path
 from engine.application.access import Access, Caller
 from engine.application.engine import Engine
 from engine.domain.shared.errors import (
@@ -47,7 +48,6 @@ from engine.entrypoints.api_wire import (
     no_nul_strings,
     problem,
 )
-from engine.entrypoints.http_logging import redact_path
 from engine.settings import Settings
 
 

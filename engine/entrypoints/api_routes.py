@@ -27,6 +27,7 @@ from engine.application.leads.timeline import lead_timeline
 from engine.application.report_catalog import FilterError, ReportName, check_day, check_journey, scope_from
 from engine.application.reports import journeys_overview
 from engine.bootstrap import FolderWorkshop
+from engine.bootstrap.importing import ImportReport, import_leads, import_lifecycle
 from engine.bootstrap.reports import report_document
 from engine.domain.access.api_key import Role
 from engine.domain.shared.errors import (
@@ -53,7 +54,6 @@ from engine.entrypoints.api_wire import (
     batch_result,
     bearer,
 )
-from engine.entrypoints.importing import ImportReport, import_leads, import_lifecycle
 from engine.settings import Settings
 
 # ---- keys and roles -----------------------------------------------------------------------

@@ -9,12 +9,12 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from engine.bootstrap.importing import ImportReport
 from engine.domain.journeys.agent_task import OUTCOMES
 from engine.domain.shared.errors import (
     HuokeError,
 )
 from engine.entrypoints.http_edge import PROBLEM, problem_document
-from engine.entrypoints.importing import ImportReport
 
 PREFIX = "/api/v1"
 #: Most items one batch call may carry.

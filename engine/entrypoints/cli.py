@@ -16,6 +16,14 @@ from engine.application.delivery.links import LinkKeys
 from engine.application.engine import Engine
 from engine.application.erasure import erase_lead
 from engine.application.leads.timeline import lead_timeline
+from engine.bootstrap.importing import (
+    ImportReport,
+    count_rows,
+    import_leads,
+    import_lifecycle,
+    import_sms_receipts,
+    import_sms_replies,
+)
 from engine.domain.shared.errors import HuokeError, LeadNotFoundError
 from engine.entrypoints.cli_common import (
     JsonOpt,
@@ -34,14 +42,6 @@ from engine.entrypoints.cli_common import (
     sms_app,
     unreachable_message,
     with_progress,
-)
-from engine.entrypoints.importing import (
-    ImportReport,
-    count_rows,
-    import_leads,
-    import_lifecycle,
-    import_sms_receipts,
-    import_sms_replies,
 )
 from engine.presentation import imports, leads
 
@@ -152,12 +152,12 @@ def serve(
     links, inbound SMS replies, SMS delivery receipts."""
     import uvicorn
 
+    from engine.adapters.request_logging import log_config
     from engine.adapters.store_watch import StoreWatch
     from engine.adapters.twilio_sms import TwilioCallbacks
     from engine.bootstrap import access_for
     from engine.entrypoints.cli_bus import bus_for
     from engine.entrypoints.http import create_app
-    from engine.entrypoints.http_logging import log_config
     from engine.eventstore.coordination import pg_probe
     from engine.eventstore.recorders import refresh_pools
 
@@ -178,7 +178,7 @@ def serve(
         asyncapi=bus_for(s).asyncapi(),
         store=store,
     )
-    # The request lines in the log name no phone, e-mail or link token (http_logging).
+    # The request lines in the log name no phone, e-mail or link token (adapters/request_logging).
     uvicorn.run(app, host=host, port=port, log_config=log_config(s.suppression_pepper.get_secret_value().encode()))
 
 

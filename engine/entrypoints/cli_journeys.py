@@ -28,6 +28,7 @@ from engine.application.journeys.simulation import (
 )
 from engine.application.reports import journeys_overview
 from engine.bootstrap import FolderWorkshop
+from engine.bootstrap.importing import arrivals_from_files
 from engine.domain.journeys.journey import Journey
 from engine.domain.shared.errors import HuokeError, JourneyValidationError, MigrationPlanError
 from engine.entrypoints.cli_common import (
@@ -42,7 +43,6 @@ from engine.entrypoints.cli_common import (
     journeys_app,
     settings,
 )
-from engine.entrypoints.importing import arrivals_from_files
 from engine.presentation import journeys
 from engine.presentation.tables import plain_table
 

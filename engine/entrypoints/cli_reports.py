@@ -25,6 +25,7 @@ from engine.application.report_catalog import (
     check_journey,
     scope_from,
 )
+from engine.bootstrap.importing import import_costs
 from engine.bootstrap.reports import marketing_costs, report_document
 from engine.domain.marketing.costs import DIMENSIONS
 from engine.domain.shared.errors import CostImportError
@@ -43,7 +44,6 @@ from engine.entrypoints.cli_common import (
     settings,
     show,
 )
-from engine.entrypoints.importing import import_costs
 from engine.presentation import reports
 from engine.presentation.tables import import_summary, report_table
 

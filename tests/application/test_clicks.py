@@ -19,9 +19,9 @@ from engine.application.analytics import attribution_report, engagement_report
 from engine.application.delivery.links import LinkKeys
 from engine.application.engine import Engine
 from engine.application.leads.timeline import lead_timeline
+from engine.bootstrap.importing import import_lifecycle
 from engine.domain.delivery.delivery import Delivery
 from engine.entrypoints.http import create_app
-from engine.entrypoints.importing import import_lifecycle
 from tests.conftest import MakeEngine
 from tests.helpers import ALL_CONFIG, TEST_LINK_KEY, emails, journeys_folder, sms_lines, young_pro
 

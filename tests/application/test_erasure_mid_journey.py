@@ -15,8 +15,8 @@ from demo.data import generate
 from engine.adapters.clock import VirtualClock
 from engine.application.engine import Engine
 from engine.application.erasure import erase_lead
+from engine.bootstrap.importing import import_leads, import_lifecycle
 from engine.domain.delivery.delivery import Delivery
-from engine.entrypoints.importing import import_leads, import_lifecycle
 from tests.conftest import START, MakeEngine
 
 

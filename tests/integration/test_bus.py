@@ -170,7 +170,7 @@ def test_inbound_batches_keep_valid_items_dead_letter_the_rest_and_apply_each_me
     asyncio.run(
         again.apply(
             f"{prefix}.in.leads",
-            __import__("engine.entrypoints.importing").entrypoints.importing.import_leads,
+            __import__("engine.bootstrap.importing").bootstrap.importing.import_leads,
             [Raw("m3", lead(4, name="Changed Name"))],
         )
     )

@@ -1,5 +1,6 @@
-"""Imports as the CLI, the API and the bus start them: a file (or rows sent in a request or a
-message) parsed by the adapters and applied by the use cases in ``application.importing``."""
+"""Imports as the CLI, the API and the bus start them — composition: a file (or rows sent in a
+request or a message) read and parsed by the adapters and applied by the use cases in
+``application.importing``."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from engine.application.engine import Engine
 from engine.application.importing import ImportReport, ReplyImport, Rows
 from engine.application.journeys.simulation import Arrival, arrivals_from_rows
 from engine.application.marketing import CostImport
-from engine.bootstrap import marketing_for
 from engine.domain.shared.errors import CostImportError
 from engine.settings import Settings
 
@@ -61,6 +61,8 @@ def import_lifecycle(
 
 def import_costs(s: Settings, file: Path, by: str, clock: Any = None) -> CostImport:
     """Validate every row of a costs file and record the valid ones."""
+    from engine.bootstrap import marketing_for
+
     marketing = marketing_for(s, clock)
     try:
         try:
