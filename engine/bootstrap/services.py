@@ -299,3 +299,25 @@ def advance_views_if_alone(s: Settings, engine: Engine, names: frozenset[str]) -
     finally:
         engine.owns_views = False
         lease.close()
+
+
+def run_bus(bus: Any, say: Say) -> None:
+    """Consume leads and lifecycle events from NATS and publish huoke's events to it until
+    stopped (SIGTERM or Ctrl-C); each message is acknowledged after the store committed it."""
+    import asyncio
+
+    settings = bus.settings
+    say(f"huoke bus: {settings.nats_url} (prefix {settings.bus_prefix}; consume {bus.consume}, relay {bus.relay})", "")
+
+    async def main() -> None:
+        app = bus.app()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, app.exit)
+        await app.run()
+
+    try:
+        asyncio.run(main())
+    finally:
+        say(" · ".join(f"{k} {v}" for k, v in bus.counts.items()), "")
+        bus.close()

@@ -3,15 +3,13 @@ AsyncAPI document."""
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.text import Text
 
-from engine.bootstrap.services import run_webhooks
+from engine.bootstrap.services import run_bus, run_webhooks
 from engine.entrypoints.cli_common import (
     JsonOpt,
     app,
@@ -52,21 +50,9 @@ def bus_run(
         fail("the bus is off: set HUOKE_NATS_URL (e.g. nats://127.0.0.1:4222)")
     require_secrets(s, "bus run")
     engine = engine_for(s)
-    bus = bus_for(s, engine, consume, relay)
-    err.print(f"huoke bus: {s.nats_url} (prefix {s.bus_prefix}; consume {consume}, relay {relay})")
-
-    async def main() -> None:
-        faststream_app = bus.app()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, faststream_app.exit)
-        await faststream_app.run()
-
     try:
-        asyncio.run(main())
+        run_bus(bus_for(s, engine, consume, relay), say)
     finally:
-        err.print(" · ".join(f"{k} {v}" for k, v in bus.counts.items()))
-        bus.close()
         engine.close()
 
 

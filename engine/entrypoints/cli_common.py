@@ -7,20 +7,11 @@ import inspect
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console, RenderableType
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.text import Text
 
 from engine.application.engine import Engine
@@ -29,6 +20,7 @@ from engine.bootstrap.services import SettingsError, command_engine, first_line
 from engine.domain.shared.errors import JourneyValidationError
 from engine.eventstore.coordination import NotInitialisedError
 from engine.eventstore.vault import VaultKeyError
+from engine.presentation import progress
 from engine.presentation.tables import Note
 from engine.settings import KEY_RECIPE, Settings
 
@@ -156,39 +148,12 @@ T = TypeVar("T")
 
 def with_progress(total: int, label: str, run: Callable[[Callable[[int], None]], T]) -> T:
     """Run ``run(advance)`` under a progress bar on stderr counting up to ``total``."""
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=False,
-    ) as progress:
-        task = progress.add_task(label, total=total)
-        return run(lambda n: progress.advance(task, n))
+    return progress.counted(err, total, label, run)
 
 
-@contextmanager
-def log_progress(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar on stderr for work measured in log positions (``progress(done, total)``),
-    shown only once there is work (nothing to replay: nothing printed)."""
-    bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(), console=err
-    )
-    task: list[Any] = []
-
-    def progress(done: int, total: int) -> None:
-        if not task and total:
-            bar.start()
-            task.append(bar.add_task(label, total=total))
-        if task:
-            bar.update(task[0], completed=done, total=total)
-
-    try:
-        yield progress
-    finally:
-        if task:
-            bar.stop()
+def log_progress(label: str) -> Any:
+    """A progress bar on stderr for work measured in log positions, shown once there is work."""
+    return progress.positions(err, label)
 
 
 def emit_json(doc: Any) -> None:

@@ -13,11 +13,10 @@ from rich.text import Text
 
 from engine.adapters.yaml_files import load_yaml, strip_lines
 from engine.application.journeys import workshop
-from engine.application.journeys.diagrams import journey_diff, mermaid
+from engine.application.journeys.diagrams import mermaid
 from engine.application.journeys.publishing import (
     MigrationPlan,
     change_status,
-    publish_journey,
 )
 from engine.application.journeys.simulation import (
     Arrival,
@@ -42,9 +41,9 @@ from engine.entrypoints.cli_common import (
     fail,
     journeys_app,
     settings,
+    show,
 )
 from engine.presentation import journeys
-from engine.presentation.tables import plain_table
 
 Author = Annotated[str, typer.Option(help="who publishes or changes the journey (recorded)")]
 
@@ -109,27 +108,8 @@ def journeys_publish(
         fail("nothing was published:\n  " + "\n  ".join(getattr(e, "problems", [str(e)])))
     except HuokeError as e:
         fail(str(e))
-    if as_json:
-        emit_json({"schema": "huoke.publish/1", "dry_run": dry_run, "journeys": reports})
-        return
-    for r in reports:
-        if not r["changed"]:
-            console.print(f"{r['journey_id']}: unchanged (v{r['version']})")
-            continue
-        verb = "would publish" if dry_run else "published"
-        console.print(
-            Text.assemble((r["journey_id"], "bold"), f": {verb} v{r['version']} (was v{r['previous_version']})")
-        )
-        if r["moves"]:
-            table = plain_table("In-flight enrolments")
-            for col in ("from version", "at step", "moves to", "enrolments"):
-                table.add_column(col)
-            for m in r["moves"]:
-                table.add_row(f"v{m['from_version']}", m["from_step"], m["to"], str(m["enrolments"]))
-            console.print(table)
-            console.print(f"{r['would_receive_again']} lead(s) would receive a message they already had")
-        else:
-            console.print("in-flight enrolments stay on their version (no migration plan)")
+    doc = {"schema": "huoke.publish/1", "dry_run": dry_run, "journeys": reports}
+    show(doc, as_json, journeys.published)
 
 
 @journeys_app.command("diff")
@@ -149,16 +129,7 @@ def journeys_diff(
         fail("the plan is not valid:\n  " + "\n  ".join(getattr(e, "problems", [str(e)])), 2)
     engine = engine_for(s)
     try:
-        engine.journeys.refresh_live()
-        live = engine.journeys.live.get(draft.id)
-        engine.refresh_views()
-        doc = journey_diff(draft, live.journey if live else None, live.version if live else None)
-        doc["leads_now"] = engine.index.step_counts(draft.id, live.version) if live else {}
-        report = publish_journey(
-            engine, draft, raw, current_user(), "", migration, True, FolderWorkshop(s).fingerprint()
-        ).as_dict()
-        doc["moves"] = report["moves"]
-        doc["would_receive_again"] = report.get("would_receive_again", 0)
+        doc = workshop.draft_diff(engine, FolderWorkshop(s), draft, raw, migration, current_user())
     finally:
         engine.close()
     if as_json:

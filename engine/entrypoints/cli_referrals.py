@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from engine.bootstrap.services import advance_views_if_alone
+from engine.domain.referrals.ledger import payout_lines
 from engine.domain.shared.errors import HuokeError
 from engine.entrypoints.cli_common import JsonOpt, app, console, current_user, emit_json, engine_for, fail, settings
 from engine.presentation import admin
@@ -103,10 +104,6 @@ def referrals_record(
     console.print(f"referral {str(result.id)[:8]}: {what}" + (f" ({why})" if why else ""), highlight=False)
 
 
-#: What a reward's amount counts, for the kinds that are not money.
-_UNITS = {"rate_discount": "percentage points", "fee_waiver": "fees waived"}
-
-
 @referrals_app.command("payouts")
 def referrals_payouts(
     out: Annotated[Path, typer.Option(help="CSV for finance")],
@@ -115,22 +112,7 @@ def referrals_payouts(
     """Rewards paid (and those clawed back, as negative lines) as CSV: one line per side."""
     from engine.adapters.model_data import OutputFileError, write_rows
 
-    lines: list[list[Any]] = []
-    for r in _rows():
-        if r["status"] not in ("paid", "clawed_back") or not r["referrer_reward"]:
-            continue
-        sign = -1 if r["status"] == "clawed_back" else 1
-        for side, lead in (("referrer", r["referrer_id"]), ("referee", r["referee_id"])):
-            reward = r[f"{side}_reward"]
-            lines.append(
-                [r["referral_id"], r["programme"], side, lead, reward["kind"], str(sign * float(reward["amount"])),
-                 _UNITS.get(reward["kind"]) or reward.get("currency", ""), reward.get("currency", ""),
-                 str(sign * float(reward["cost"])), r["paid_at"], r["status"]]
-            )  # fmt: skip
-    # `unit` is what `amount` counts (a 0.25 rate discount is 0.25 percentage points, not 0.25 CNY);
-    # `currency` is the cost's (and a cash reward's).
-    header = ["referral_id", "programme", "side", "lead_id", "kind", "amount", "unit", "currency", "cost", "paid_at",
-              "status"]  # fmt: skip
+    header, lines = payout_lines(_rows())
     try:
         write_rows(out, header, lines, force)
     except OutputFileError as e:

@@ -19,7 +19,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-from uuid import UUID
 
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -27,11 +26,11 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from engine.application.access import Access, Caller
 from engine.application.analytics import Scope
-from engine.application.delivery.links import LinkCheck, LinkKeys, check_token, issued_at, make_token
+from engine.application.dashboard_sessions import ROLES, open_session, session_caller
+from engine.application.delivery.links import LinkKeys
 from engine.application.engine import Engine
 from engine.application.report_catalog import FilterError, check_journey, scope_from
 from engine.bootstrap.reports import dashboard_data
-from engine.domain.access.api_key import Role
 from engine.domain.shared.values import SourceChannel
 from engine.entrypoints.journey_page import add_journey_page
 from engine.presentation.dashboard import TABLES, compact, csv_text, numeric_keys, shown
@@ -39,7 +38,6 @@ from engine.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "huoke_session"
-ROLES = (Role.MARKETER, Role.ADMIN)
 
 
 # ---- the routes --------------------------------------------------------------------------------
@@ -87,17 +85,7 @@ def add_dashboard(app: FastAPI, engine: Engine, access: Access, settings: Settin
     lender = engine.deliveries.sender.name if engine.deliveries is not None else "huoke"
 
     def session(request: Request) -> Caller | None:
-        raw = request.cookies.get(COOKIE, "")
-        key, _, token = raw.partition(":")
-        try:
-            key_id = UUID(key)
-        except ValueError:
-            return None
-        if check_token(keys, "dashboard", key_id, "session", token, datetime.now(UTC)) is not LinkCheck.VALID:
-            return None
-        issued = issued_at("dashboard", token)
-        caller = access.session_caller(key_id, issued) if issued is not None else None
-        return caller if caller is not None and caller.role in ROLES else None
+        return session_caller(access, keys, request.cookies.get(COOKIE, ""), datetime.now(UTC))
 
     def page(name: str, status: int = 200, **values: Any) -> HTMLResponse:
         html = _templates().get_template(name).render(lender=lender, **values)
@@ -147,10 +135,9 @@ def _sign_in_routes(
                 problem=f"A {caller.role} key cannot open the dashboard: use a marketer or admin key.",
             )
         response = RedirectResponse("/dashboard", status_code=303)
-        token = make_token(keys, "dashboard", caller.key_id, "session", datetime.now(UTC))
         response.set_cookie(
             COOKIE,
-            f"{caller.key_id}:{token}",
+            open_session(keys, caller, datetime.now(UTC)),
             max_age=86_400,
             path="/dashboard",
             httponly=True,

@@ -173,3 +173,26 @@ def task_card(t: dict[str, Any], zone: ZoneInfo, late: bool) -> Group:
         ]
     )
     return Group(Text(""), head, Padding(body, (0, 0, 0, 2)))
+
+
+def published(doc: dict[str, Any]) -> list[RenderableType]:
+    """What a publish did (or, dry run, would do): each journey's new version and the moves of
+    its leads in flight."""
+    out: list[RenderableType] = []
+    for r in doc["journeys"]:
+        if not r["changed"]:
+            out.append(f"{r['journey_id']}: unchanged (v{r['version']})")
+            continue
+        verb = "would publish" if doc["dry_run"] else "published"
+        out.append(Text.assemble((r["journey_id"], "bold"), f": {verb} v{r['version']} (was v{r['previous_version']})"))
+        if r["moves"]:
+            table = plain_table("In-flight enrolments")
+            for col in ("from version", "at step", "moves to", "enrolments"):
+                table.add_column(col)
+            for m in r["moves"]:
+                table.add_row(f"v{m['from_version']}", m["from_step"], m["to"], str(m["enrolments"]))
+            out.append(table)
+            out.append(f"{r['would_receive_again']} lead(s) would receive a message they already had")
+        else:
+            out.append("in-flight enrolments stay on their version (no migration plan)")
+    return out

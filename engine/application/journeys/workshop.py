@@ -180,3 +180,19 @@ def page_preview(
     seen = preview(folder, engine, journey, raw, capture, at, days)
     return {"schema": "huoke.preview/2", "journey_id": journey_id, "version": "draft" if use_draft else "live",
             "at": at.isoformat(), **seen}  # fmt: skip
+
+
+def draft_diff(
+    engine: Engine, folder: JourneyFolder, draft: Journey, raw: dict[str, Any], plan: MigrationPlan | None, by: str
+) -> dict[str, Any]:
+    """What a draft changes against the live version (steps, templates), where the leads in the
+    journey are now, and where the plan publishing would apply moves them. Changes nothing."""
+    engine.journeys.refresh_live()
+    live = engine.journeys.live.get(draft.id)
+    engine.refresh_views()
+    doc = journey_diff(draft, live.journey if live else None, live.version if live else None)
+    doc["leads_now"] = engine.index.step_counts(draft.id, live.version) if live else {}
+    report = publish_journey(engine, draft, raw, by, "", plan, True, folder.fingerprint()).as_dict()
+    doc["moves"] = report["moves"]
+    doc["would_receive_again"] = report.get("would_receive_again", 0)
+    return doc

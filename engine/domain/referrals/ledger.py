@@ -57,3 +57,29 @@ def fold_into_row(row: dict[str, Any], e: Any) -> None:
             row["paid_at"] = e.at.isoformat()
         case Referral.ClawedBack():
             row.update(status="clawed_back", reasons=[e.reason])
+
+
+#: What a reward's amount counts, for the kinds that are not money.
+_UNITS = {"rate_discount": "percentage points", "fee_waiver": "fees waived"}
+
+
+def payout_lines(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """The rewards paid (and those clawed back, as negative lines) for finance: a header and one
+    line per side of each referral."""
+    lines: list[list[Any]] = []
+    for r in rows:
+        if r["status"] not in ("paid", "clawed_back") or not r["referrer_reward"]:
+            continue
+        sign = -1 if r["status"] == "clawed_back" else 1
+        for side, lead in (("referrer", r["referrer_id"]), ("referee", r["referee_id"])):
+            reward = r[f"{side}_reward"]
+            lines.append(
+                [r["referral_id"], r["programme"], side, lead, reward["kind"], str(sign * float(reward["amount"])),
+                 _UNITS.get(reward["kind"]) or reward.get("currency", ""), reward.get("currency", ""),
+                 str(sign * float(reward["cost"])), r["paid_at"], r["status"]]
+            )  # fmt: skip
+    # `unit` is what `amount` counts (a 0.25 rate discount is 0.25 percentage points, not 0.25 CNY);
+    # `currency` is the cost's (and a cash reward's).
+    header = ["referral_id", "programme", "side", "lead_id", "kind", "amount", "unit", "currency", "cost", "paid_at",
+              "status"]  # fmt: skip
+    return header, lines
