@@ -73,3 +73,13 @@ def dashboard_data(engine: Engine, settings: Settings, scope: Scope) -> dict[str
         if m["outcome"] == "sent":
             sent[m["channel"]] = sent.get(m["channel"], 0) + int(m["n"])
     return {"schema": DASHBOARD_SCHEMA, "scope": scope.as_dict(), "currency": settings.currency, "sent": sent, **docs}
+
+
+def costs_document(settings: Settings, engine: Engine) -> dict[str, Any]:
+    """Every marketing cost as last revised and the referral rewards paid (from the ledger),
+    each with its period as people write it."""
+    from engine.application.analytics import referral_costs
+
+    costs = [*marketing_costs(settings), *referral_costs(engine)]
+    rows = [{**c.as_dict(), "period_label": c.period.label} for c in costs]
+    return {"schema": "huoke.costs/1", "currency": settings.currency, "costs": rows}

@@ -26,7 +26,7 @@ from engine.application.report_catalog import (
     scope_from,
 )
 from engine.bootstrap.importing import import_costs
-from engine.bootstrap.reports import marketing_costs, report_document
+from engine.bootstrap.reports import costs_document, report_document
 from engine.domain.marketing.costs import DIMENSIONS
 from engine.domain.shared.errors import CostImportError
 from engine.entrypoints.cli_common import (
@@ -45,7 +45,7 @@ from engine.entrypoints.cli_common import (
     show,
 )
 from engine.presentation import reports
-from engine.presentation.tables import import_summary, report_table
+from engine.presentation.tables import import_summary
 
 costs_app = typer.Typer(
     help="Marketing costs: what campaigns, partners, channels and events cost.", no_args_is_help=True
@@ -287,21 +287,10 @@ def costs_import(file: Path, as_json: JsonOpt = False) -> None:
 @costs_app.command("list")
 def costs_list(as_json: JsonOpt = False) -> None:
     """Every cost recorded (as last revised) and the referral rewards paid (from the ledger)."""
-    from engine.application.analytics import referral_costs
-
     s = settings()
-    costs = marketing_costs(s)
     engine = engine_for(s, journeys=False)
     try:
-        referral = referral_costs(engine)
+        doc = costs_document(s, engine)
     finally:
         engine.close()
-    rows = [c.as_dict() for c in [*costs, *referral]]
-    if as_json:
-        emit_json({"schema": "huoke.costs/1", "currency": s.currency, "costs": rows})
-        return
-    table = report_table(f"Marketing costs ({s.currency})", ["kind: name", "period", "amount", "note"], wrap=2,
-                         text_last=True)  # fmt: skip
-    for cost, r in zip([*costs, *referral], rows, strict=True):
-        table.add_row(f"{r['kind']}: {r['name']}", cost.period.label, f"{r['amount']:,.2f}", r["note"] or r["source"])
-    console.print(table)
+    show(doc, as_json, reports.costs_list)

@@ -64,14 +64,7 @@ def _task_action(run: Any) -> None:
         fail(str(e))
     finally:
         engine.close()
-    state = task.outcome or (
-        f"claimed by {task.agent}"
-        if task.agent
-        else f"routed to {task.assigned}"
-        if task.assigned
-        else f"open in {task.queue}"
-    )
-    console.print(f"task {str(task.id)[:8]}: {state}")
+    console.print(journeys.task_state(task))
 
 
 @tasks_app.command("claim")

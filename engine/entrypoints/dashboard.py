@@ -10,19 +10,14 @@ report … --json`` and the API; charts are drawn by Plotly.js, which huoke serv
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import cache
-from importlib import resources
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from engine.application.access import Access, Caller
 from engine.application.analytics import Scope
@@ -33,41 +28,14 @@ from engine.application.report_catalog import FilterError, check_journey, scope_
 from engine.bootstrap.reports import dashboard_data
 from engine.domain.shared.values import SourceChannel
 from engine.entrypoints.journey_page import add_journey_page
-from engine.presentation.dashboard import TABLES, compact, csv_text, numeric_keys, shown
+from engine.presentation.dashboard import TABLES, csv_text
+from engine.presentation.dashboard_page import page_template, static_files
 from engine.settings import Settings
 
-STATIC = Path(__file__).parent / "static"
 COOKIE = "huoke_session"
 
 
 # ---- the routes --------------------------------------------------------------------------------
-
-
-@cache
-def _templates() -> Environment:
-    env = Environment(loader=FileSystemLoader(STATIC), autoescape=select_autoescape(["html", "j2"]))
-    env.filters["shown"] = shown
-    env.filters["compact"] = compact
-    env.globals["static_url"] = static_url
-    env.globals["numeric_keys"] = numeric_keys
-    return env
-
-
-def _plotly_js() -> Path:
-    return Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
-
-
-@cache
-def _static_files() -> dict[str, tuple[Path, str]]:
-    """Each file the page loads, with a version (its content's hash) for the page's links, so a
-    browser caches it until huoke is upgraded."""
-    files = {"plotly.min.js": _plotly_js(), "dashboard.js": STATIC / "dashboard.js",
-             "journey.js": STATIC / "journey.js", "dashboard.css": STATIC / "dashboard.css"}  # fmt: skip
-    return {name: (path, hashlib.sha256(path.read_bytes()).hexdigest()[:12]) for name, path in files.items()}
-
-
-def static_url(name: str) -> str:
-    return f"/dashboard/static/{name}?v={_static_files()[name][1]}"
 
 
 HEADERS = {
@@ -88,7 +56,7 @@ def add_dashboard(app: FastAPI, engine: Engine, access: Access, settings: Settin
         return session_caller(access, keys, request.cookies.get(COOKIE, ""), datetime.now(UTC))
 
     def page(name: str, status: int = 200, **values: Any) -> HTMLResponse:
-        html = _templates().get_template(name).render(lender=lender, **values)
+        html = page_template(name).render(lender=lender, **values)
         return HTMLResponse(html, status_code=status, headers=HEADERS)
 
     _sign_in_routes(app, access, keys, page, secure, session, settings.public_url)
@@ -226,7 +194,7 @@ def _page_routes(
 
     @app.get("/dashboard/static/{name}", include_in_schema=False)
     def static(name: str) -> Response:
-        files = _static_files()  # the same list the page's links are versioned from
+        files = static_files()  # the same list the page's links are versioned from
         if name not in files:
             return Response("not found", 404, media_type="text/plain")
         return FileResponse(files[name][0], headers={"Cache-Control": "public, max-age=86400"})

@@ -196,3 +196,15 @@ def published(doc: dict[str, Any]) -> list[RenderableType]:
         else:
             out.append("in-flight enrolments stay on their version (no migration plan)")
     return out
+
+
+def task_state(task: Any) -> str:
+    """Where a task stands after an officer's action: its outcome, who has it, or its queue."""
+    state = task.outcome or (
+        f"claimed by {task.agent}"
+        if task.agent
+        else f"routed to {task.assigned}"
+        if task.assigned
+        else f"open in {task.queue}"
+    )
+    return f"task {str(task.id)[:8]}: {state}"

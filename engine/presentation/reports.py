@@ -295,3 +295,12 @@ def _uplift_targeting_text(u: dict[str, Any]) -> str:
     if not everyone["arm_leads"] and not everyone["control_leads"]:
         return f"{head}: no lead assigned since the model was trained yet; its lift is measured on those"
     return f"{head}, lift in {u['goal']}: persuadables {said(u['targeted'])}; everyone (at random) {said(everyone)}"
+
+
+def costs_list(doc: dict[str, Any]) -> list[Shown]:
+    """Every cost recorded and the referral rewards paid."""
+    table = report_table(f"Marketing costs ({doc['currency']})", ["kind: name", "period", "amount", "note"], wrap=2,
+                         text_last=True)  # fmt: skip
+    for r in doc["costs"]:
+        table.add_row(f"{r['kind']}: {r['name']}", r["period_label"], f"{r['amount']:,.2f}", r["note"] or r["source"])
+    return [table]
