@@ -24,12 +24,33 @@ from engine.application.ports import OutgoingMessage, Progress, SendResult, send
 PERMANENT_CODES = {21211, 21408, 21610, 21612, 21614, 30003, 30005, 30006}
 
 
+#: What Twilio may report about a message (anything else is refused, never recorded).
+STATUSES = frozenset(
+    {
+        "accepted",
+        "scheduled",
+        "canceled",
+        "queued",
+        "sending",
+        "sent",
+        "failed",
+        "delivered",
+        "undelivered",
+        "receiving",
+        "received",
+        "read",
+        "partially_delivered",
+    }
+)
+
+
 class TwilioCallbacks:
     """Verifies Twilio's callbacks: ``X-Twilio-Signature`` is the HMAC-SHA1, under the account's
     auth token, of the full URL and the sorted form parameters (Twilio's own validator)."""
 
     name = "Twilio"
     header = "X-Twilio-Signature"
+    statuses = STATUSES
 
     def __init__(self, auth_token: str) -> None:
         self.validator = RequestValidator(auth_token)

@@ -289,9 +289,11 @@ class FunnelView(View, Protocol):
 
 
 class CallbackVerifier(Protocol):
-    """Tells a provider's genuine callback (delivery receipt, inbound reply) from a forgery."""
+    """Tells a provider's genuine callback (delivery receipt, inbound reply) from a forgery;
+    ``statuses`` are the delivery statuses the provider may report."""
 
     name: str
+    statuses: frozenset[str]
 
     def verify(self, url: str, params: Mapping[str, str], headers: Mapping[str, str]) -> bool: ...
 

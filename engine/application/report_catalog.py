@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Literal, get_args
+from zoneinfo import ZoneInfo
 
 from engine.application.analytics import (
     Scope,
@@ -70,6 +71,26 @@ def check_day(value: date | datetime, name: str) -> None:
     day = value.date() if isinstance(value, datetime) else value
     if not FIRST_DAY <= day <= LAST_DAY:
         raise FilterError(f"{name}: {value.isoformat()[:32]} is out of range ({FIRST_DAY} to {LAST_DAY})")
+
+
+def parse_moment(text: str, timezone: str, option: str, day_ends: bool = True) -> datetime:
+    """A moment as people write it: a day (its end, or with ``day_ends=False`` its start) or a
+    date and time, in the lender's time zone unless an offset is given; one outside the days
+    huoke knows is refused (``FilterError`` naming ``option``)."""
+    tz = ZoneInfo(timezone)
+    text = text.strip()
+    try:
+        if day_ends and len(text) == 10:
+            day = date.fromisoformat(text)
+            check_day(day, option)
+            return datetime.combine(day + timedelta(days=1), time(), tz) - timedelta(microseconds=1)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise FilterError(
+            f"{option}: expected a day like 2026-03-31 or a time like 2026-03-31T18:00, got {text!r}"
+        ) from None
+    check_day(moment, option)
+    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
 
 
 def scope_from(params: dict[str, str | None], prefix: str = "", empty_ok: bool = False) -> Scope:

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from engine.adapters.lead_rows import lead_parser, lifecycle_parser, normalise_phone
+from engine.adapters.lead_rows import lead_parser, lead_ref, lifecycle_parser, normalise_phone
 from engine.adapters.row_files import count_rows, read_rows
 from engine.application import importing
 from engine.application.engine import Engine
@@ -24,6 +25,7 @@ __all__ = [
     "ImportReport",
     "arrivals_from_files",
     "count_rows",
+    "find_lead",
     "import_costs",
     "import_leads",
     "import_lifecycle",
@@ -94,3 +96,9 @@ def arrivals_from_files(leads: Path, events: Path | None, phone_region: str, tz:
         (leads.name, str(events)),
         datetime.now(tz),
     )
+
+
+def find_lead(engine: Engine, ref: str, phone_region: str) -> UUID:
+    """A lead by its id, phone number, e-mail or source_channel:external_id (``ValueError``
+    when ``ref`` is none of these, ``LeadNotFoundError`` when no lead has it)."""
+    return engine.leads.find_lead(lead_ref(ref, phone_region))

@@ -14,12 +14,11 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials
 
-from engine.adapters.lead_rows import lead_ref
 from engine.application.access import Access, Caller
 from engine.application.engine import Engine
 from engine.application.journeys import workshop
 from engine.application.journeys.publishing import MigrationPlan, change_status
-from engine.application.journeys.tasks import claim_task, complete_task, reassign_task, task_documents
+from engine.application.journeys.tasks import claim_task, complete_task, reassign_task, task_documents, task_summary
 from engine.application.journeys.trial_sends import TrialSendError, send_trial
 from engine.application.journeys.trial_sends import as_dict as trial_dict
 from engine.application.leads.listing import list_leads_page
@@ -27,7 +26,7 @@ from engine.application.leads.timeline import lead_timeline
 from engine.application.report_catalog import FilterError, ReportName, check_day, check_journey, scope_from
 from engine.application.reports import journeys_overview
 from engine.bootstrap import FolderWorkshop
-from engine.bootstrap.importing import ImportReport, import_leads, import_lifecycle
+from engine.bootstrap.importing import ImportReport, find_lead, import_leads, import_lifecycle
 from engine.bootstrap.reports import report_document
 from engine.domain.access.api_key import Role
 from engine.domain.shared.errors import (
@@ -101,7 +100,7 @@ def _lead_routes(router: APIRouter, engine: Engine, settings: Settings) -> None:
 
     def resolve(ref: str) -> UUID:
         try:
-            return engine.leads.find_lead(lead_ref(ref, region))
+            return find_lead(engine, ref, region)
         except ValueError as e:  # names no lead: there is no such resource
             raise ApiProblem(404, f"no such lead: {e}") from None
         except HuokeError as e:
@@ -154,16 +153,8 @@ def _lead_routes(router: APIRouter, engine: Engine, settings: Settings) -> None:
         """Consent given or withdrawn, with its evidence; a withdrawal applies before the next send."""
         lead_id = resolve(ref)
         source = body.source or f"api:{caller.name}"
-        if body.purpose == "tracking":
-            changed = engine.leads.set_tracking(lead_id, body.channel, body.action == "grant", source, body.evidence)
-            return {"lead_id": str(lead_id), "channel": body.channel, "action": body.action, "changed": changed}
-        if body.action == "withdraw":
-            engine.leads.opt_out(lead_id, body.channel, source, body.evidence)
-            changed = True
-        elif body.channel == "all":
-            raise ApiProblem(422, "grant consent one channel at a time (email, sms or phone)")
-        else:
-            changed = engine.leads.grant_consent(lead_id, body.channel, source, body.evidence)
+        grant = body.action == "grant"
+        changed = engine.leads.change_consent(lead_id, body.channel, body.purpose, grant, source, body.evidence)
         return {"lead_id": str(lead_id), "channel": body.channel, "action": body.action, "changed": changed}
 
     @router.post("/events", tags=["events"], response_model=BatchResult, response_model_by_alias=True)
@@ -186,26 +177,19 @@ def _task_routes(router: APIRouter, engine: Engine) -> None:
         engine.refresh_views()
         return {"schema": "huoke.tasks/1", "tasks": task_documents(engine, queue, include_done)}
 
-    def task_doc(task: Any) -> dict[str, Any]:
-        return {
-            "task_id": str(task.id),
-            "lead_id": str(task.lead_id),
-            "queue": task.queue,
-            "agent": task.agent,
-            "outcome": task.outcome,
-        }
-
     @router.post("/tasks/{task_id}/claim", tags=["tasks"])
     def claim(task_id: str, caller: Agent) -> dict[str, Any]:
         """The calling officer (the key's name) takes the task."""
         engine.refresh_views()
-        return task_doc(claim_task(engine, task_id, caller.name, caller.role is Role.ADMIN))
+        return task_summary(claim_task(engine, task_id, caller.name, caller.role is Role.ADMIN))
 
     @router.post("/tasks/{task_id}/complete", tags=["tasks"])
     def complete(task_id: str, body: CompleteIn, caller: Agent) -> dict[str, Any]:
         """Done, with its outcome (``opted_out`` withdraws consent on every channel)."""
         engine.refresh_views()
-        return task_doc(complete_task(engine, task_id, body.outcome, body.note, caller.name, caller.role is Role.ADMIN))
+        return task_summary(
+            complete_task(engine, task_id, body.outcome, body.note, caller.name, caller.role is Role.ADMIN)
+        )
 
     @router.post("/tasks/{task_id}/reassign", tags=["tasks"])
     def reassign(task_id: str, body: ReassignIn, caller: Agent) -> dict[str, Any]:
@@ -213,7 +197,9 @@ def _task_routes(router: APIRouter, engine: Engine) -> None:
         if not body.queue and not body.agent:
             raise ApiProblem(422, "name a queue, an agent or both")
         engine.refresh_views()
-        return task_doc(reassign_task(engine, task_id, body.queue, body.agent, caller.name, caller.role is Role.ADMIN))
+        return task_summary(
+            reassign_task(engine, task_id, body.queue, body.agent, caller.name, caller.role is Role.ADMIN)
+        )
 
 
 def _journey_routes(router: APIRouter, engine: Engine, settings: Settings) -> None:
@@ -242,7 +228,7 @@ def _journey_routes(router: APIRouter, engine: Engine, settings: Settings) -> No
         if live is None:
             raise ApiProblem(404, f"no journey {journey_id!r} is published")
         try:
-            lead_id = engine.leads.find_lead(lead_ref(body.lead, settings.default_phone_region))
+            lead_id = find_lead(engine, body.lead, settings.default_phone_region)
         except (ValueError, HuokeError) as e:
             raise ApiProblem(404, str(e)) from None
         try:

@@ -19,12 +19,13 @@ from engine.application.leads.timeline import lead_timeline
 from engine.bootstrap.importing import (
     ImportReport,
     count_rows,
+    find_lead,
     import_leads,
     import_lifecycle,
     import_sms_receipts,
     import_sms_replies,
 )
-from engine.domain.shared.errors import HuokeError, LeadNotFoundError
+from engine.domain.shared.errors import HuokeError
 from engine.entrypoints.cli_common import (
     JsonOpt,
     app,
@@ -36,6 +37,7 @@ from engine.entrypoints.cli_common import (
     fail,
     leads_app,
     one_line_summaries,
+    opened,
     require_secrets,
     settings,
     show,
@@ -92,10 +94,8 @@ def events_import(file: Path, as_json: JsonOpt = False) -> None:
 
 def _resolve_lead(engine: Engine, ref: str) -> UUID:
     """A lead id from a UUID, a phone number, an e-mail or source_channel:external_id."""
-    from engine.adapters.lead_rows import lead_ref
-
     try:
-        return engine.leads.find_lead(lead_ref(ref, settings().default_phone_region))
+        return find_lead(engine, ref, settings().default_phone_region)
     except (HuokeError, ValueError) as e:
         fail(str(e))
 
@@ -111,14 +111,9 @@ def leads_erase(
     keyed hash on the suppression list, then the lead's data key deleted so every personal field
     of every event is unreadable for good. Lending and consent records stay (README)."""
     s = settings()
-    engine = engine_for(s, journeys=False)
-    try:
+    with opened(s, journeys=False) as engine:
         lead_id = _resolve_lead(engine, ref)
         done = erase_lead(engine, lead_id, reason, by or current_user())
-    except HuokeError as e:
-        fail(str(e))
-    finally:
-        engine.close()
     show(done.as_dict(), as_json, leads.erasure)
 
 
@@ -130,12 +125,9 @@ def leads_show(
     """A lead's timeline: every event with its reason, including why each message was sent."""
     s = settings()
     tz = ZoneInfo(s.timezone)
-    engine = engine_for(s)
-    engine.refresh_views()
-    try:
+    with opened(s) as engine:
+        engine.refresh_views()
         doc = lead_timeline(engine, _resolve_lead(engine, ref))
-    except LeadNotFoundError as e:
-        fail(str(e))
     show({"schema": "huoke.lead/1", **doc}, as_json, partial(leads.timeline, zone=tz))
 
 
@@ -192,9 +184,8 @@ def consent_opt_out(
     """Record an opt-out an agent took (call, branch, letter); it applies before the next send."""
     if channel not in ("email", "sms", "phone", "all"):
         fail(f"--channel must be email, sms, phone or all, not {channel!r}")
-    engine = engine_for(settings())
-    lead_id = _resolve_lead(engine, ref)
-    engine.leads.opt_out(lead_id, channel, f"agent {agent}", note)
+    with opened(settings()) as engine:
+        engine.leads.opt_out(_resolve_lead(engine, ref), channel, f"agent {agent}", note)
     console.print(f"opted out of {channel} marketing: {ref}")
 
 

@@ -18,6 +18,7 @@ from engine.entrypoints.cli_common import (
     engine_for,
     err,
     fail,
+    opened,
     require_secrets,
     say,
     settings,
@@ -49,11 +50,8 @@ def bus_run(
     if not s.nats_url:
         fail("the bus is off: set HUOKE_NATS_URL (e.g. nats://127.0.0.1:4222)")
     require_secrets(s, "bus run")
-    engine = engine_for(s)
-    try:
+    with opened(s) as engine:
         run_bus(bus_for(s, engine, consume, relay), say)
-    finally:
-        engine.close()
 
 
 @app.command("consume")

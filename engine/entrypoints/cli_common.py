@@ -7,7 +7,8 @@ import inspect
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -17,7 +18,7 @@ from rich.text import Text
 from engine.application.engine import Engine
 from engine.bootstrap import services
 from engine.bootstrap.services import SettingsError, command_engine, first_line
-from engine.domain.shared.errors import JourneyValidationError
+from engine.domain.shared.errors import HuokeError, JourneyValidationError
 from engine.eventstore.coordination import NotInitialisedError
 from engine.eventstore.vault import VaultKeyError
 from engine.presentation import progress
@@ -134,6 +135,19 @@ def engine_for(s: Settings, clock: Any = None, journeys: bool = True) -> Engine:
         fail("journeys are invalid; nothing was run:\n  " + "\n  ".join(e.problems))
     except (NotInitialisedError, VaultKeyError, SettingsError) as e:
         fail(str(e))
+
+
+@contextmanager
+def opened(s: Settings, clock: Any = None, journeys: bool = True) -> Iterator[Engine]:
+    """The engine for one command, closed when it is done; a refusal (``HuokeError``) is said
+    plainly and exits 1."""
+    engine = engine_for(s, clock, journeys)
+    try:
+        yield engine
+    except (HuokeError, ValueError) as e:  # a refusal, or a reference that names nothing
+        fail(str(e))
+    finally:
+        engine.close()
 
 
 def clock_for(s: Settings) -> Any:

@@ -40,6 +40,7 @@ from engine.entrypoints.cli_common import (
     err,
     fail,
     journeys_app,
+    opened,
     settings,
     show,
 )
@@ -127,11 +128,8 @@ def journeys_diff(
         migration = MigrationPlan.from_dict(strip_lines(load_yaml(plan))) if plan else None
     except (JourneyValidationError, MigrationPlanError) as e:
         fail("the plan is not valid:\n  " + "\n  ".join(getattr(e, "problems", [str(e)])), 2)
-    engine = engine_for(s)
-    try:
+    with opened(s) as engine:
         doc = workshop.draft_diff(engine, FolderWorkshop(s), draft, raw, migration, current_user())
-    finally:
-        engine.close()
     if as_json:
         emit_json({"schema": "huoke.journey-diff/1", **doc})
         return
@@ -140,11 +138,8 @@ def journeys_diff(
 
 
 def _status(journey_id: str, action: str, reason: str, author: str) -> None:
-    engine = engine_for(settings())
-    try:
+    with opened(settings()) as engine:
         status = change_status(engine, journey_id, action, author or current_user(), reason)
-    except HuokeError as e:
-        fail(str(e))
     console.print(f"{journey_id} is {status}")
 
 

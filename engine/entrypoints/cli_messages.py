@@ -17,8 +17,8 @@ from engine.entrypoints.cli_common import (
     console,
     current_user,
     emit_json,
-    engine_for,
     fail,
+    opened,
     settings,
     show,
 )
@@ -35,12 +35,9 @@ app.add_typer(messages_app, name="messages")
 def messages_review(as_json: JsonOpt = False) -> None:
     """Messages held in doubt: handed to the channel just before a crash, never confirmed. Check
     the mail server's or SMS provider's log for each, then release it."""
-    engine = engine_for(settings())
-    try:
+    with opened(settings()) as engine:
         engine.refresh_views()
         held = held_messages(engine)
-    finally:
-        engine.close()
     show({"schema": "huoke.held_messages/1", "messages": held}, as_json, admin.held_messages)
 
 
@@ -55,18 +52,13 @@ def messages_release(
     """Give a held message its outcome: resent (same Message-ID, consent checked again) or sent."""
     if resend == was_sent:
         fail("say what the log showed: --resend (it did not leave) or --was-sent (it did)")
-    engine = engine_for(settings())
-    try:
+    with opened(settings()) as engine:
         engine.refresh_views()
         found = [m["send_id"] for m in engine.schedule.review_holds() if m["send_id"].startswith(message.lower())]
         if len(found) != 1:
             fail(f"{message!r} names {len(found)} held messages: see huoke messages review")
         who = by or current_user()
         engine.deliveries.review(UUID(found[0]), engine.leads, who, note, left=was_sent)
-    except HuokeError as e:
-        fail(str(e))
-    finally:
-        engine.close()
     console.print(f"message {found[0][:8]}: " + ("recorded sent" if was_sent else "released: sends on the next run"))
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 import typer
 
 from engine.adapters.clock import VirtualClock
-from engine.application.report_catalog import FilterError, check_day
+from engine.application import report_catalog
+from engine.application.report_catalog import FilterError
 from engine.bootstrap import VIEWS
 from engine.bootstrap.processes import Lease, status_document
 from engine.bootstrap.services import run_once, run_projections, run_worker, set_up_store
@@ -21,6 +21,7 @@ from engine.entrypoints.cli_common import (
     emit_json,
     engine_for,
     fail,
+    opened,
     projections_app,
     require_secrets,
     say,
@@ -47,17 +48,6 @@ def db_init(as_json: JsonOpt = False) -> None:
         console.print(f"master key: {key} (keep it out of the data backups: it opens every lead's data)")
 
 
-def _parse_until(text: str, tz: ZoneInfo) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-        check_day(moment, "--until")
-    except FilterError as e:
-        fail(str(e), 2)
-    except ValueError:
-        fail(f"--until {text!r} is not a date/time like 2026-03-01 or 2026-03-01T09:00", 2)
-    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
-
-
 @app.command("run")
 def run(
     until: Annotated[str | None, typer.Option(help="simulate up to this date/time on a virtual clock")] = None,
@@ -67,13 +57,13 @@ def run(
     On PostgreSQL it works on the partitions no running worker owns."""
     s = settings()
     require_secrets(s, "run")
-    moment = _parse_until(until, ZoneInfo(s.timezone)) if until else None
-    clock = VirtualClock(min(datetime.now(UTC), moment)) if moment else None
-    engine = engine_for(s, clock)
     try:
+        moment = report_catalog.parse_moment(until, s.timezone, "--until", day_ends=False) if until else None
+    except FilterError as e:
+        fail(str(e), 2)
+    clock = VirtualClock(min(datetime.now(UTC), moment)) if moment else None
+    with opened(s, clock) as engine:
         doc = run_once(s, engine, moment)
-    finally:
-        engine.close()
     if as_json:
         emit_json({"schema": "huoke.run/1", **doc, "partitions": engine.parts.describe()})
         return
@@ -88,11 +78,8 @@ def worker(
     PostgreSQL several workers share the lead partitions; on SQLite one worker runs at a time."""
     s = settings()
     require_secrets(s, "worker")
-    engine = engine_for(s)
-    try:
+    with opened(s) as engine:
         run_worker(s, engine, every, say)
-    finally:
-        engine.close()
 
 
 @app.command("status")
@@ -100,11 +87,8 @@ def status(as_json: JsonOpt = False) -> None:
     """What is running and how far behind it is: each view's lag behind its logs, each worker's
     last tick and share, pending follow-up timers and held messages."""
     s = settings()
-    engine = engine_for(s)
-    try:
+    with opened(s) as engine:
         doc = status_document(s, engine)
-    finally:
-        engine.close()
     show(doc, as_json, operations.status)
 
 

@@ -8,10 +8,19 @@ from typing import Annotated, Any
 
 import typer
 
+from engine.bootstrap.importing import find_lead
 from engine.bootstrap.services import advance_views_if_alone
 from engine.domain.referrals.ledger import payout_lines
-from engine.domain.shared.errors import HuokeError
-from engine.entrypoints.cli_common import JsonOpt, app, console, current_user, emit_json, engine_for, fail, settings
+from engine.entrypoints.cli_common import (
+    JsonOpt,
+    app,
+    console,
+    current_user,
+    emit_json,
+    fail,
+    opened,
+    settings,
+)
 from engine.presentation import admin
 
 referrals_app = typer.Typer(help="Referral rewards: ledger, review, payouts.", no_args_is_help=True)
@@ -21,11 +30,8 @@ SCHEMA = "huoke.referrals/1"
 
 
 def _rows() -> list[dict[str, Any]]:
-    engine = engine_for(settings(), journeys=False)
-    try:
+    with opened(settings(), journeys=False) as engine:
         return list(engine.referrals.ledger())  # the log itself: a decision just made shows at once
-    finally:
-        engine.close()
 
 
 @referrals_app.command("ledger")
@@ -51,14 +57,9 @@ def referrals_review(as_json: JsonOpt = False) -> None:
 
 def _decide(ref: str, approve: bool, note: str) -> None:
     s = settings()
-    engine = engine_for(s)
-    try:
+    with opened(s) as engine:
         referral = engine.referrals.decide(ref, approve, current_user(), note, engine.leads)
         advance_views_if_alone(s, engine, frozenset({"ledger"}))  # report referrals shows it at once
-    except HuokeError as e:
-        fail(str(e))
-    finally:
-        engine.close()
     console.print(f"referral {str(referral.id)[:8]} is {referral.status}" + (f": {referral.reasons[-1]}" if
                   referral.status == "capped" else ""))  # fmt: skip
 
@@ -88,17 +89,10 @@ def referrals_record(
 ) -> None:
     """A referral reported later (the friend told an agent who sent them): judged as of the
     friend's first contact, within 30 days of it; a loan already funded is judged at once."""
-    from engine.adapters.lead_rows import lead_ref
-
     s = settings()
-    engine = engine_for(s)
-    try:
-        referee_id = engine.leads.find_lead(lead_ref(referee, s.default_phone_region))
+    with opened(s) as engine:
+        referee_id = find_lead(engine, referee, s.default_phone_region)
         result = engine.referrals.report(referee_id, code, engine.leads)
-    except (HuokeError, ValueError) as e:
-        fail(str(e))
-    finally:
-        engine.close()
     what = getattr(result, "status", "refused")
     why = getattr(result, "reason", "") or "; ".join(getattr(result, "reasons", []))
     console.print(f"referral {str(result.id)[:8]}: {what}" + (f" ({why})" if why else ""), highlight=False)
@@ -126,17 +120,10 @@ def referrals_code(
     as_json: JsonOpt = False,
 ) -> None:
     """A lead's own referral code and the link friends open."""
-    from engine.adapters.lead_rows import lead_ref
-
     s = settings()
-    engine = engine_for(s, journeys=False)
-    try:
-        lead_id = engine.leads.find_lead(lead_ref(ref, s.default_phone_region))
+    with opened(s, journeys=False) as engine:
+        lead_id = find_lead(engine, ref, s.default_phone_region)
         found = engine.deliveries.referral_vars(lead_id)
-    except (HuokeError, ValueError) as e:
-        fail(str(e))
-    finally:
-        engine.close()
     if as_json:
         emit_json({"lead_id": str(lead_id), **found})
         return

@@ -7,21 +7,20 @@ them from the event log as it stood at that moment (scratch files; the store is 
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import datetime
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 import typer
 
+from engine.application import report_catalog
 from engine.application.analytics import ALL_LEADS, Scope
 from engine.application.report_catalog import (
     REPORT_VIEWS,
     FilterError,
     ReportName,
-    check_day,
     check_journey,
     scope_from,
 )
@@ -36,10 +35,10 @@ from engine.entrypoints.cli_common import (
     console,
     current_user,
     emit_json,
-    engine_for,
     err,
     fail,
     log_progress,
+    opened,
     report_app,
     settings,
     show,
@@ -73,24 +72,11 @@ Touch = Annotated[str, typer.Option("--touch", help="attribute each lead to its 
 
 
 def parse_moment(text: str, timezone: str, option: str = "--as-of") -> datetime:
-    """A day (its end) or a date and time; without an offset, in the lender's time zone. A
-    moment outside the days huoke knows (1970 to 2199) is refused (exit 2)."""
-    tz = ZoneInfo(timezone)
+    """A day (its end) or a date and time (see ``report_catalog.parse_moment``); refused: exit 2."""
     try:
-        if len(text.strip()) == 10:
-            day = date.fromisoformat(text.strip())
-            check_day(day, option)
-            return datetime.combine(day + timedelta(days=1), time(), tz) - timedelta(microseconds=1)
-        moment = datetime.fromisoformat(text.strip())
+        return report_catalog.parse_moment(text, timezone, option)
     except FilterError as e:
         fail(str(e), 2)
-    except ValueError:
-        fail(f"{option}: expected a day like 2026-03-31 or a time like 2026-03-31T18:00, got {text!r}", 2)
-    try:
-        check_day(moment, option)
-    except FilterError as e:
-        fail(str(e), 2)
-    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
 
 
 def scope_of(since: str | None, until: str | None, channel: str | None, journey: str | None, touch: str) -> Scope:
@@ -109,8 +95,7 @@ def run_report(
     moment = parse_moment(as_of, s.timezone) if as_of else None
     # Reports read the published journeys from the store; only the task report needs the
     # configuration files (the desk's service levels), so the others skip reading the folder.
-    engine = engine_for(s, journeys=journeys and name == "tasks")
-    try:
+    with opened(s, journeys=journeys and name == "tasks") as engine:
         try:
             check_journey(engine, scope, prefix="--")
         except FilterError as e:
@@ -120,8 +105,6 @@ def run_report(
         views = ", ".join(REPORT_VIEWS[name])
         with log_progress(f"{views} as of {moment:%Y-%m-%d %H:%M}, from the event log") as progress:
             return report_document(name, engine, s, scope, moment, margin, progress)
-    finally:
-        engine.close()
 
 
 # ---- the funnel, journeys and referrals -------------------------------------------------------
@@ -288,9 +271,6 @@ def costs_import(file: Path, as_json: JsonOpt = False) -> None:
 def costs_list(as_json: JsonOpt = False) -> None:
     """Every cost recorded (as last revised) and the referral rewards paid (from the ledger)."""
     s = settings()
-    engine = engine_for(s, journeys=False)
-    try:
+    with opened(s, journeys=False) as engine:
         doc = costs_document(s, engine)
-    finally:
-        engine.close()
     show(doc, as_json, reports.costs_list)

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import getpass
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -14,15 +12,14 @@ from typing import Annotated, Any
 import typer
 
 from engine.adapters.model_data import OutputFileError, check_output, read_csv, write_rows
-from engine.application.engine import Engine
 from engine.application.screening import models
 from engine.application.screening.datasets import Dataset
 from engine.domain.shared.errors import HuokeError
 from engine.entrypoints.cli_common import (
     JsonOpt,
     app,
-    engine_for,
     fail,
+    opened,
     settings,
     show,
     with_progress,
@@ -51,19 +48,6 @@ JourneyOpt = Annotated[
 TreatmentOpt = Annotated[
     str | None, typer.Option("--treatment", help="uplift from a CSV: the column saying 1 messaged, 0 held out")
 ]
-
-
-@contextmanager
-def _engine(definitions: bool = False) -> Iterator[Engine]:
-    """The engine for one command; a HuokeError becomes a plain error message, and the
-    engine is always closed. Only ``definitions=True`` reads the journeys folder (segments)."""
-    engine = engine_for(settings(), journeys=definitions)
-    try:
-        yield engine
-    except HuokeError as e:
-        fail(str(e))
-    finally:
-        engine.close()
 
 
 def _csv_data(
@@ -104,7 +88,7 @@ def model_train(
     if (kind == "uplift") != (journey is not None):
         fail("an uplift model needs --journey ID (and only an uplift model takes one)", 2)
     days = _window_days(window)
-    with _engine() as engine:
+    with opened(settings(), journeys=False) as engine:
         data = (
             models.dataset_from_store(engine, kind, journey)
             if csv is None
@@ -137,7 +121,7 @@ def _window_days(text: str | None) -> int | None:
 @model_app.command("list")
 def model_list(as_json: JsonOpt = False) -> None:
     """Every registered model version, with its held-out metrics."""
-    with _engine() as engine:
+    with opened(settings(), journeys=False) as engine:
         rows = models.model_list(engine)
     show({"schema": "huoke.models/1", "models": rows}, as_json, models_shown.model_list)
 
@@ -150,7 +134,7 @@ def model_rollback(
 ) -> None:
     """Use an earlier version again (registered anew as the newest, so the history says who went
     back when) and rescore every lead with it."""
-    with _engine() as engine:
+    with opened(settings(), journeys=False) as engine:
         try:
             doc = models.roll_back(engine, kind, to, getpass.getuser())
         except HuokeError as e:
@@ -172,7 +156,7 @@ def model_evaluate(
 ) -> None:
     """Measure a registered model on outcomes it has not seen: the store's after its training
     window (default), or a CSV's."""
-    with _engine() as engine:
+    with opened(settings(), journeys=False) as engine:
         data = _csv_data(csv, target, time_column, id_column, exclude, treatment) if csv else None
         doc = models.evaluate_version(engine, kind, version, data)
     show({"schema": "huoke.model.evaluation/1", **doc}, as_json, partial(models_shown.evaluate, kind=kind))
@@ -193,7 +177,7 @@ def model_score(
         check_output(out, force)
     except OutputFileError as e:  # before an hour of scoring, not after it
         fail(str(e), 2)
-    with _engine() as engine:
+    with opened(settings(), journeys=False) as engine:
         data = read_csv(csv, None, None, id_column, [])
         doc, header, rows = models.score_dataset(engine, kind, data, version)
         try:
@@ -214,7 +198,7 @@ def model_drift(
 ) -> None:
     """PSI of the score and of each characteristic, now against the training sample
     (< 0.10 stable, 0.10–0.25 investigate, > 0.25 shifted)."""
-    with _engine() as engine:
+    with opened(settings(), journeys=False) as engine:
         data = read_csv(csv, None, None, id_column, []) if csv else None
         doc = models.drift(engine, kind, version, data)
     show({"schema": "huoke.model.drift/1", **doc}, as_json, partial(models_shown.drift, kind=kind))
@@ -225,7 +209,7 @@ def model_monitor(as_json: JsonOpt = False) -> None:
     """Measure every model in use now, as the worker does weekly (drift of the last 30 days' leads
     against the training sample; calibration on the outcomes settled since), record it, and show
     every measurement so far: drift and calibration over time."""
-    with _engine() as engine:
+    with opened(settings(), journeys=False) as engine:
         measured = models.monitor(engine, force=True)
         history = models.monitoring_history(engine)
     show(
@@ -236,7 +220,7 @@ def model_monitor(as_json: JsonOpt = False) -> None:
 @segments_app.command("list")
 def segments_list(as_json: JsonOpt = False) -> None:
     """Every segment in segments.yaml with how many leads are in it now."""
-    with _engine(definitions=True) as engine:
+    with opened(settings(), journeys=True) as engine:
         sizes = engine.screening.segment_sizes()
         rules = engine.leads.rules
         rows: list[dict[str, Any]] = [

@@ -10,15 +10,13 @@ import typer
 
 from engine.application.journeys.tasks import claim_task, complete_task, reassign_task, task_documents
 from engine.domain.journeys.agent_task import OUTCOMES
-from engine.domain.shared.errors import HuokeError
 from engine.entrypoints.cli_common import (
     JsonOpt,
     console,
     current_user,
     emit_json,
-    engine_for,
     err,
-    fail,
+    opened,
     settings,
     tasks_app,
 )
@@ -33,13 +31,10 @@ def tasks_list(
 ) -> None:
     """Call and visit tasks journeys created, by due time, with who to call and why."""
     s = settings()
-    engine = engine_for(s)
-    try:
+    with opened(s) as engine:
         engine.refresh_views()
         tasks = task_documents(engine, queue, include_done)
         now = engine.clock.now()
-    finally:
-        engine.close()
     if as_json:
         emit_json({"schema": "huoke.tasks/1", "tasks": tasks})
         return
@@ -56,14 +51,9 @@ Agent = Annotated[str, typer.Option("--agent", help="who works the task (default
 
 
 def _task_action(run: Any) -> None:
-    engine = engine_for(settings())
-    try:
+    with opened(settings()) as engine:
         engine.refresh_views()
         task = run(engine)
-    except HuokeError as e:
-        fail(str(e))
-    finally:
-        engine.close()
     console.print(journeys.task_state(task))
 
 

@@ -19,7 +19,7 @@ from engine.adapters.store_watch import StoreWatch
 from engine.adapters.user_agents import is_bot
 from engine.application.access import Access
 from engine.application.delivery.clicks import Click, Clicks, ClickWriter, Followed
-from engine.application.delivery.links import LinkCheck, LinkKeys, check_token, issued_at
+from engine.application.delivery.links import LinkCheck, LinkKeys, check_lead_link, issued_at
 from engine.application.engine import Engine
 from engine.application.ports import CallbackVerifier
 from engine.domain.delivery.suppression import is_opt_out
@@ -29,25 +29,6 @@ from engine.entrypoints.http_edge import PROBLEM, Edge, StoreGate, problem_docum
 from engine.eventstore.saving import store_unreachable
 from engine.presentation import pages
 from engine.settings import Settings
-
-#: What Twilio may report about a message (anything else is refused, never recorded).
-SMS_STATUSES = frozenset(
-    {
-        "accepted",
-        "scheduled",
-        "canceled",
-        "queued",
-        "sending",
-        "sent",
-        "failed",
-        "delivered",
-        "undelivered",
-        "receiving",
-        "received",
-        "read",
-        "partially_delivered",
-    }
-)
 
 
 def create_app(
@@ -150,16 +131,9 @@ def _link_routes(app: FastAPI, engine: Engine, keys: LinkKeys) -> None:
 
     def verify(lead_id: UUID, channel: str, token: str, purpose: str = "unsubscribe") -> str:
         """The lead's language, once the link is genuine and current."""
-        allowed = ("email", "sms", "phone") if purpose == "unsubscribe" else ("email",)
-        verdict = LinkCheck.INVALID
-        if channel in allowed:
-            verdict = check_token(keys, purpose, lead_id, channel, token, engine.clock.now())
-        if verdict not in (LinkCheck.VALID, LinkCheck.EXPIRED):
+        verdict, language = check_lead_link(engine, keys, purpose, lead_id, channel, token)
+        if verdict is LinkCheck.INVALID:
             raise PageError(404, "invalid")  # anyone's guess: the browser's language
-        try:
-            language = engine.leads.get_lead(lead_id).contact.get("language")
-        except LeadNotFoundError:
-            raise PageError(404, "invalid") from None
         if verdict is LinkCheck.EXPIRED:  # a genuine link, only old: the lead's own language
             raise PageError(410, "expired", language)
         return pages.language_of(language)
@@ -295,7 +269,7 @@ def _sms_routes(
         """A delivery receipt for the SMS with ``send_id`` (in the StatusCallback URL, signed)."""
         form = await signed_form(request)
         status = form.get("MessageStatus", "")
-        if status not in SMS_STATUSES:
+        if callbacks is None or status not in callbacks.statuses:
             raise HTTPException(status_code=400, detail=f"unknown MessageStatus {status[:40]!r}")
         error = form.get("ErrorCode", "")[:16]
         if not engine.deliveries.record_receipt(send_id, status, error, engine.clock.now()):

@@ -15,11 +15,11 @@ from zoneinfo import ZoneInfo
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from engine.adapters.lead_rows import lead_ref
 from engine.application.access import Caller
 from engine.application.engine import Engine
 from engine.application.journeys import workshop
 from engine.bootstrap import FolderWorkshop
+from engine.bootstrap.importing import find_lead
 from engine.domain.shared.errors import HuokeError
 from engine.settings import Settings
 
@@ -48,7 +48,7 @@ def add_journey_page(
         preview, problem = None, ""
         if lead.strip():
             try:
-                lead_id = engine.leads.find_lead(lead_ref(lead.strip()[:200], settings.default_phone_region))
+                lead_id = find_lead(engine, lead.strip()[:200], settings.default_phone_region)
                 now = engine.clock.now()
                 preview = workshop.page_preview(engine, folder, journey_id, lead_id, draft, now, PREVIEW_DAYS)
             except (HuokeError, ValueError) as e:

@@ -16,7 +16,10 @@ import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 from uuid import UUID
+
+from engine.domain.shared.errors import LeadNotFoundError
 
 #: How long a link works after the message is sent, by purpose.
 LIFETIME = {"unsubscribe": timedelta(days=400), "confirm": timedelta(days=7), "dashboard": timedelta(days=1)}
@@ -108,3 +111,20 @@ def _hex(text: str) -> int | None:
 
 def _legacy(secret: str, lead_id: UUID, channel: str) -> str:
     return _mac(secret, f"{lead_id}:{channel}")
+
+
+def check_lead_link(
+    engine: Any, keys: LinkKeys, purpose: str, lead_id: UUID, channel: str, token: str
+) -> tuple[LinkCheck, str | None]:
+    """Whether a lead's own link (unsubscribe on any channel, confirm by e-mail) is genuine and
+    current, and the lead's language (None when the link names no lead of this store)."""
+    allowed = ("email", "sms", "phone") if purpose == "unsubscribe" else ("email",)
+    if channel not in allowed:
+        return LinkCheck.INVALID, None
+    verdict = check_token(keys, purpose, lead_id, channel, token, engine.clock.now())
+    if verdict is LinkCheck.INVALID:
+        return verdict, None
+    try:
+        return verdict, engine.leads.get_lead(lead_id).contact.get("language")
+    except LeadNotFoundError:
+        return LinkCheck.INVALID, None

@@ -99,3 +99,14 @@ def _deadline(engine: Engine, task: dict[str, Any]) -> str | None:
     if queue is None or queue.sla is None or task["status"] == "done":
         return None
     return (queue_since(task) + queue.sla).isoformat()
+
+
+def task_summary(task: Any) -> dict[str, Any]:
+    """Where a task stands after an officer's action (the API's answer)."""
+    return {
+        "task_id": str(task.id),
+        "lead_id": str(task.lead_id),
+        "queue": task.queue,
+        "agent": task.agent,
+        "outcome": task.outcome,
+    }

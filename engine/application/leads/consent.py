@@ -59,6 +59,20 @@ class ConsentJobs(LeadsBase):
 
         return str(retry_conflicts(self, attempt, self._forget_cache))
 
+    def change_consent(
+        self, lead_id: UUID, channel: str, purpose: str, grant: bool, source: str, evidence: str
+    ) -> bool:
+        """Consent given or withdrawn (``purpose`` marketing or tracking), with its evidence; a
+        withdrawal applies before the next send and is always recorded. False: nothing changed."""
+        if purpose == "tracking":
+            return self.set_tracking(lead_id, channel, grant, source, evidence)
+        if not grant:
+            self.opt_out(lead_id, channel, source, evidence)
+            return True
+        if channel == "all":
+            raise InvalidLeadError("channel", "grant consent one channel at a time (email, sms or phone)")
+        return self.grant_consent(lead_id, channel, source, evidence)
+
     def set_tracking(
         self, lead_id: UUID, channel: str, allowed: bool, source: str, evidence: str, at: datetime | None = None
     ) -> bool:
