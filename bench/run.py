@@ -13,6 +13,7 @@ pending timers and the reports and dashboard over 100k leads (`--report-leads 10
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
 import tempfile
 import time
@@ -118,7 +119,11 @@ def bench_huoke(folder: Path, n: int) -> dict[str, float]:
     t4 = time.perf_counter()
     follow_events = events_in(engine) - captured_events - run_events
     engine.close()
+    store_bytes = sum(f.stat().st_size for f in settings.data_dir.rglob("*") if f.is_file())
     return {
+        "days": 30,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "store_kb_per_lead": store_bytes / 1024 / len(commands),
         "leads": len(commands),
         "validate_rows_per_s": len(commands) / (t1 - t0),
         "import_leads_per_s": len(commands) / (t2 - t1),
@@ -174,7 +179,7 @@ def encryption_section(folder: Path, n: int) -> None:
         print(f"{what:<72} {rate:>12,.0f}  {unit:<9} {rate / base:>10.2f}")
 
 
-def workers_section(n: int) -> None:
+def workers_section(n: int) -> dict[int, dict[str, float]]:
     """Send and follow-up with one worker process, then two, on PostgreSQL (separate processes)."""
     results = {}
     for count in (1, 2):
@@ -200,6 +205,7 @@ def workers_section(n: int) -> None:
             f"{label:<72} {r['emails_per_s']:>12,.1f}  {'msgs/s':<9} {r['emails_per_s'] / one['emails_per_s']:>10.2f}"
         )
     del two
+    return results
 
 
 def scoring_section(folder: Path, n: int) -> None:
@@ -216,6 +222,49 @@ def scoring_section(folder: Path, n: int) -> None:
         ]
         for what, rate, unit in lines:
             print(f"{what:<72} {rate:>12,.0f}  {unit:<9} {rate / raw:>10.2f}")
+
+
+def summary(h: dict[str, float], baseline: float, raw_smtp: float, workers: dict[int, dict[str, float]]) -> None:
+    """The figures issue 27 sets, one a row: what this run measured, the target, and whether it is
+    met ("—": not measured in this run)."""
+    leads = h["leads"]
+    seconds_per_lead = h["total_seconds"] / leads
+    one, two = workers.get(1), workers.get(2)
+    # Projected linearly from this run's leads and days (the bench runs 30; --full should run
+    # 100k leads × 60 days to measure it).
+    million_minutes = seconds_per_lead * (60 / h["days"]) * 1_000_000 / 60
+    rows: list[tuple[str, float | None, str, str]] = [
+        ("events per lead (30 days, bundled journeys)", h["total_events"] / leads, ".1f", "≤ 18"),
+        ("cost per lead in raw events (s per lead ÷ s per raw batched event)", seconds_per_lead * baseline, ".0f",
+         "≤ 40"),
+        ("PostgreSQL, one worker: commits per e-mail (the server's count)",
+         one["commits_per_email"] if one else None, ".1f", "≤ 1"),
+        ("PostgreSQL, one worker: statements per e-mail", None, "", "≤ 8"),
+        ("PostgreSQL, one worker: e-mails/s ÷ raw aiosmtplib to the same sink",
+         one["emails_per_s"] / raw_smtp if one else None, ".2f", "≥ 0.5"),
+        ("PostgreSQL: two workers ÷ one", two["emails_per_s"] / one["emails_per_s"] if one and two else None,
+         ".2f", "≥ 1.5"),
+        (f"1M leads × 60 days, minutes (projected from {leads:,.0f} leads × {h['days']:.0f} days)", million_minutes,
+         ",.0f", "≤ 30"),
+        (f"peak RSS of the process running the engine, MB ({leads:,.0f} leads)", h["rss_mb"], ",.0f",
+         "≤ 1,024 at 100k"),
+        ("store, KB per lead", h["store_kb_per_lead"], ".1f", "≤ 12"),
+    ]  # fmt: skip
+    checks = {
+        "≤": lambda v, t: v <= t,
+        "≥": lambda v, t: v >= t,
+    }
+    print(f"\n{'summary: the figures of issue 27':<72} {'now':>10}  {'target':<16} {'met':<4}")
+    for what, value, spec, target in rows:
+        shown = "—" if value is None else format(value, spec)
+        sign, _, bound = target.partition(" ")
+        limit = float(bound.split()[0].replace(",", ""))
+        met = (
+            "—"
+            if value is None or ("at 100k" in target and leads < 100_000)
+            else ("yes" if checks[sign](value, limit) else "no")
+        )
+        print(f"{what:<72} {shown:>10}  {target:<16} {met:<4}")
 
 
 def main() -> None:
@@ -278,8 +327,7 @@ def main() -> None:
             print(f"{label:<72} {rate:>12,.0f}  {'msgs/s':<9} {rate / raw_smtp:>10.2f}")
         clicks_section(folder, min(args.leads, 2_000), step, bench_settings)
         scoring_section(folder, args.score_leads)
-        if args.worker_leads:
-            workers_section(args.worker_leads)
+        workers = workers_section(args.worker_leads) if args.worker_leads else {}
         if args.report_leads:
             reports_section(folder, args.report_leads, step, bench_settings)
         step(f"due-timer query among {args.timers:,} pending timers")
@@ -288,6 +336,7 @@ def main() -> None:
             f"\ndue-timer query, next 500 of {timers['pending']:,.0f} pending timers (indexed): "
             f"median {timers['median_ms']:.2f} ms, worst {timers['max_ms']:.2f} ms"
         )
+        summary(h, baseline, raw_smtp, workers)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -113,6 +113,7 @@ def one_run(workers: int, n: int, progress: Any) -> dict[str, float]:
         _leads(folder / "leads.csv", n)
         leads = _cli("leads", "import", str(folder / "leads.csv"), "--json")
         subprocess.run(leads, env=env, check=True, capture_output=True)  # noqa: S603 - huoke itself
+        commits_before = _commits()
         started = time.perf_counter()
         for i in range(workers):
             log = (folder / f"worker{i}.log").open("wb")
@@ -127,6 +128,8 @@ def one_run(workers: int, n: int, progress: Any) -> dict[str, float]:
             progress(now - done)
             done = now
         elapsed = time.perf_counter() - started
+        time.sleep(1.2)  # the server publishes its transaction counts within a second
+        commits = _commits() - commits_before
     finally:
         for proc in procs:
             proc.terminate()
@@ -148,4 +151,13 @@ def one_run(workers: int, n: int, progress: Any) -> dict[str, float]:
         "delivered": delivered,
         "duplicates": delivered - unique,
         "conflicts": text.count("IntegrityError") + text.count("tick failed"),
+        "commits_per_email": commits / delivered if delivered else 0.0,
     }
+
+
+def _commits() -> int:
+    """Transactions committed in the bench's database so far (every process's, read-only ones
+    included: what the server counts)."""
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        row = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()").fetchone()
+    return int(row[0]) if row else 0
