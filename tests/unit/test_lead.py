@@ -126,3 +126,31 @@ def test_a_delivery_is_in_doubt_only_between_its_marker_and_an_outcome_or_retry(
     d.dispatching(at)
     d.mark_sent("a@example.com", "en", "v", "sha", "ref", at)
     assert not d.in_doubt and d.is_settled
+
+
+@pytest.mark.parametrize("scored", [False, True])
+def test_facts_refreshed_after_screening_equal_facts_read_again(scored: bool) -> None:
+    """Capture reads a lead's facts once and refreshes only what screening changed (segments,
+    scores): the result is exactly what reading every fact again gives."""
+    from engine.domain.leads.facts import lead_facts, with_screening
+    from engine.domain.shared.values import Audience, Tier
+
+    lead = Lead(
+        source={"channel": "partner_estate_agent", "external_id": "EA-9", "partner": "Lianjia"},
+        contact={"name": "Grace Lee", "phone": "+8613800138000", "email": "grace@example.com", "language": "en"},
+        profile={"birth_year": 1990, "employment_type": "salaried", "monthly_income": "40000", "monthly_debt": "2000"},
+        interest={"loan_type": "mortgage", "amount": "1000000", "collateral_value": "1500000"},
+        contact_issues=[],
+        captured_at=AT,
+    )
+    lead.record_score("credit", 1, 0.02, 640, "B", [{"code": "R01", "characteristic": "dti"}], {"dti": 0.05}, AT)
+    before = lead_facts(lead, AT)
+    lead.segment(Audience.YOUNG_PROFESSIONAL, Tier.PRIME, ["mortgage_interest"], {}, "v1", AT)
+    if scored:
+        lead.record_score("credit", 2, 0.01, 700, "A", [], {"dti": 0.05}, AT)
+        lead.record_score("propensity", 1, 0.3, None, "high", [], {}, AT)
+        lead.record_score("uplift:young-professionals", 1, 0.1, 5, "persuadable", [], {}, AT)
+    refreshed = with_screening(before, lead)
+    assert refreshed == lead_facts(lead, AT)
+    assert refreshed["audience"] == "young_professional" and refreshed["segments"] == ["mortgage_interest"]
+    assert refreshed["credit_band"] == ("A" if scored else "B")

@@ -13,7 +13,7 @@ from eventsourcing.application import AggregateNotFoundError
 from engine.application.leads.base import MATCH_INPUTS, LeadsBase
 from engine.application.ports import Scorer
 from engine.domain.journeys.calendar_review import CALENDAR_REVIEW_ID, CalendarReview
-from engine.domain.leads.facts import lead_facts
+from engine.domain.leads.facts import lead_facts, with_screening
 from engine.domain.leads.lead import Lead
 from engine.domain.leads.segments import classify
 from engine.domain.screening.features import model_inputs
@@ -35,17 +35,19 @@ class ScoringJobs(LeadsBase):
         segments and credit band). Each decision is recorded once, as of ``at`` (default: the
         lead's latest change)."""
         moments = self._moments(leads, at)
+        facts = {lead.id: lead_facts(lead, moments[lead.id]) for lead in leads}  # once per lead
         for lead in leads:
-            c = classify(self.rules, lead_facts(lead, moments[lead.id]))
+            c = classify(self.rules, facts[lead.id])
             lead.segment(c.audience, c.tier, c.segments, dict(c.reasons), self.rules.version, moments[lead.id])
-        self._score(leads, moments)
+            facts[lead.id] = with_screening(facts[lead.id], lead)
+        self._score(leads, moments, facts)
         for lead in leads:
-            self._match(lead, moments[lead.id])
+            self._match(lead, moments[lead.id], with_screening(facts[lead.id], lead))
 
-    def _match(self, lead: Lead, at: datetime) -> None:
+    def _match(self, lead: Lead, at: datetime, facts: JSONDict | None = None) -> None:
         if self.catalogue is None:
             return
-        facts = lead_facts(lead, at)
+        facts = facts if facts is not None else lead_facts(lead, at)
         found = match(self.catalogue, facts)
         if found is None:
             return
@@ -78,12 +80,14 @@ class ScoringJobs(LeadsBase):
         """When each lead's decisions are taken: ``at``, else its latest change, else now."""
         return {lead.id: at or _last_event_time(lead) or self.clock.now() for lead in leads}
 
-    def _score(self, leads: list[Lead], moments: dict[UUID, datetime]) -> int:
+    def _score(
+        self, leads: list[Lead], moments: dict[UUID, datetime], facts: dict[UUID, JSONDict] | None = None
+    ) -> int:
         scorers = self.active_scorers()
         if not scorers:
             return 0
         # Model inputs never include a score, so one set of facts per lead serves every model.
-        facts = {lead.id: lead_facts(lead, moments[lead.id]) for lead in leads}
+        facts = facts if facts is not None else {lead.id: lead_facts(lead, moments[lead.id]) for lead in leads}
         recorded = 0
         for kind, (version, scorer) in scorers.items():
             todo: list[tuple[Lead, JSONDict, datetime]] = []

@@ -82,6 +82,22 @@ def lead_facts(lead: Lead, now: datetime) -> dict[str, Any]:
     return {k: v for k, v in facts.items() if v is not None and v != ""}
 
 
+#: The facts screening changes: a lead's segments (``segment``) and scores (``record_score``).
+SCREENED = ("audience", "tier", "segments", "credit_score", "credit_band", "credit_reasons", "propensity",
+            "propensity_band", UPLIFT_BY_JOURNEY)  # fmt: skip
+
+
+def with_screening(facts: dict[str, Any], lead: Lead) -> dict[str, Any]:
+    """``facts`` of ``lead`` (from ``lead_facts``) with what screening changed since read again —
+    its audience, tier, segments and scores — and everything else as it was: equal to
+    ``lead_facts(lead, now)`` when only segments and scores changed, without recomputing it all."""
+    out = {k: v for k, v in facts.items() if k not in SCREENED}
+    fresh = {"audience": lead.audience.value, "tier": lead.tier.value, "segments": list(lead.segments)}
+    fresh.update(score_facts(lead))
+    out.update({k: v for k, v in fresh.items() if v is not None and v != ""})
+    return out
+
+
 def loan_facts(lead: Lead, now: datetime) -> dict[str, Any]:
     """Life-event facts: loans on book, instalments paid, maturity, arrears and declines."""
 
