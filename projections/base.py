@@ -170,8 +170,13 @@ class SqlView(TrackingRecorder):
             c.execute(self.q(sql), tuple(params))
             return [dict(r) for r in c.fetchall()]
 
+    #: How many times this view object was reset (a reader that remembers where the view stood
+    #: knows to look again).
+    resets: int = 0
+
     def reset(self) -> None:
         """Forget everything, tracking included, in one transaction (for a rebuild)."""
+        self.resets += 1
         tracking = (
             f'"{self.datastore.schema}"."{self.tracking_table_name}"'  # type: ignore[attr-defined]
             if self.is_postgres

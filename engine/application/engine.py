@@ -86,6 +86,9 @@ class Engine:
     _task_desk: TaskDesk | None = None
     _last_reviewed: date | None = None
     _review_known: bool = False
+    #: (view, log) → the log's head (and the view's resets) when this process last brought the
+    #: view to its end: a view whose logs did not move since is not asked where it stands.
+    _caught_up: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict, repr=False)
 
     def run(self, until: datetime | None = None, timer_batch: int = 500, budget: float | None = None) -> RunReport:
         """Process everything pending, then fire timers due up to ``until`` (default: now).
@@ -286,11 +289,23 @@ class Engine:
         return {"index", "schedule"} <= self.views_owned
 
     def refresh_views(self) -> None:
-        """Advance the views this process writes to the end of their logs."""
+        """Advance the views this process writes to the end of their logs. Each log's head is
+        read once; a view is caught up only from the logs that moved since it last was, or after
+        it was reset (a view moves only forward, and only under its writer's lease, so nothing is
+        skipped)."""
+        heads: dict[str, int] = {}
         for name, view in self.views.items():
-            if name in self.views_owned:
-                for log, topics in view.feeds:
-                    catch_up(view, getattr(self, log), topics)
+            if name not in self.views_owned:
+                continue
+            for log, topics in view.feeds:
+                upstream = getattr(self, log)
+                if log not in heads:
+                    heads[log] = upstream.recorder.max_notification_id() or 0
+                stands = (heads[log], view.resets)
+                if self._caught_up.get((name, log)) == stands:
+                    continue
+                catch_up(view, upstream, topics)
+                self._caught_up[(name, log)] = stands
 
     def rebuild_views(self, names: Iterable[str]) -> None:
         """Forget the named views and rebuild them from the logs; this process becomes the

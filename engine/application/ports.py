@@ -224,6 +224,7 @@ class View(Protocol):
     """What every view offers the engine: what it follows, catching up, and a rebuild."""
 
     feeds: Sequence[Feed]
+    resets: int
 
     def max_tracking_id(self, application_name: str) -> int | None: ...
 
