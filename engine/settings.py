@@ -168,6 +168,12 @@ class Settings(BaseSettings):
         description="wall: the real time; store: the store's own time, the last moment its runs reached "
         "(a demo or a simulation: an agent's call or an opt-out is recorded when the simulation stands)",
     )
+    aggregate_cache: int = Field(
+        500_000,
+        ge=1,
+        description="aggregates each store keeps in memory (leads, enrolments, deliveries…, least recently "
+        "used first out): memory grows with it, reads fall with it",
+    )
     partitions: int = Field(
         8,
         ge=1,

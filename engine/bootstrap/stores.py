@@ -45,7 +45,7 @@ def store_env(settings: Settings, name: str, create: bool = False) -> dict[str, 
             **pg,
             "PERSISTENCE_MODULE": POSTGRES_FACTORY_TOPIC,  # one connection pool per process
             "CREATE_TABLE": "y" if create else "n",
-            **_cache_env(name),
+            **_cache_env(name, settings.aggregate_cache),
         }
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     return {
@@ -53,13 +53,13 @@ def store_env(settings: Settings, name: str, create: bool = False) -> dict[str, 
         "SQLITE_DBNAME": str(settings.data_dir / f"{name}.db"),
         "SQLITE_LOCK_TIMEOUT": "30",
         "CREATE_TABLE": "y" if create else "n",
-        **_cache_env(name),
+        **_cache_env(name, settings.aggregate_cache),
     }
 
 
-def _cache_env(name: str) -> dict[str, str]:
+def _cache_env(name: str, size: int) -> dict[str, str]:
     return {
-        "AGGREGATE_CACHE_MAXSIZE": "500000",
+        "AGGREGATE_CACHE_MAXSIZE": str(size),
         # Leads are written by every process (serve takes opt-outs, imports capture, workers
         # advance stages): each cached lead is brought up to date from the store before use (one
         # indexed read), so a decision always sees what other processes committed. Enrolments
