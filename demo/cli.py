@@ -126,11 +126,20 @@ def demo(
         )
     ref = doc["referrals"]
     per_funded = f"¥{ref['cost_per_funded']:,.2f}" if ref["cost_per_funded"] is not None else "—"
+    statuses = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in ref["by_status"].items())
+    held = f"{len(ref['held'])} reward(s) held for review" + (":" if ref["held"] else "")
     console.print(
-        f"referrals: {ref['referrals']} made, {ref['funded']} funded, rewards ¥{ref['reward_cost']:,.0f}, "
-        f"{per_funded} per funded referral (report referrals); "
-        + ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in ref["by_status"].items())
-        + f"; ¥{ref['paid_cash']:,.0f} paid to referrers in cash; {len(ref['held'])} reward(s) held for review:"
+        "; ".join(
+            part
+            for part in (
+                f"referrals: {ref['referrals']} made, {ref['funded']} funded, rewards ¥{ref['reward_cost']:,.0f}, "
+                f"{per_funded} per funded referral (report referrals)",
+                statuses,
+                f"¥{ref['paid_cash']:,.0f} paid to referrers in cash",
+                held,
+            )
+            if part
+        )
     )
     for held in ref["held"]:
         console.print(f"  {held['referral_id'][:8]}  {'; '.join(held['reasons'])}", highlight=False)
