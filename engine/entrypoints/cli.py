@@ -193,14 +193,16 @@ def consent_opt_out(
 def sms_import_replies(file: Path, as_json: JsonOpt = False) -> None:
     """Replies from a provider export (CSV/JSONL with from, body): opt-out keywords take effect."""
     s = settings()
-    report = import_sms_replies(engine_for(s), file, s.default_phone_region)
+    with opened(s) as engine:
+        report = import_sms_replies(engine, file, s.default_phone_region)
     show(report.as_dict("opt_outs"), as_json, partial(imports.provider_rows, file=file, counted="opt-out(s) recorded"))
 
 
 @sms_app.command("import-receipts")
 def sms_import_receipts(file: Path, as_json: JsonOpt = False) -> None:
     """Delivery receipts from a provider export (CSV/JSONL with send_id, status, error_code)."""
-    report = import_sms_receipts(engine_for(settings()), file)
+    with opened(settings()) as engine:
+        report = import_sms_receipts(engine, file)
     show(report.as_dict("recorded"), as_json, partial(imports.provider_rows, file=file, counted="receipt(s) recorded"))
 
 

@@ -63,8 +63,8 @@ class Leads(ScoringJobs, ConsentJobs, ReactionJobs, LeadsBase):
         pending: dict[UUID, Any] = {}
         claimed: dict[str, UUID] = {}
         outcomes = []
-        listed = self.suppressed_contacts(cmd.contact for cmd in batch)
-        for cmd in batch:
+        suppressed = self.suppressed_contacts([cmd.contact for cmd in batch])
+        for cmd, listed in zip(batch, suppressed, strict=True):
             at = cmd.captured_at or self.clock.now()
             keys = identity_keys(
                 cmd.source["channel"],
@@ -79,7 +79,7 @@ class Leads(ScoringJobs, ConsentJobs, ReactionJobs, LeadsBase):
             if known is not None and known.erased:
                 outcomes.append(Outcome(None, error="this person asked to be erased; not re-imported"))
                 continue
-            if created and self._suppressed(cmd.contact, listed):
+            if created and listed:
                 outcomes.append(
                     Outcome(None, error="this phone or e-mail opted out earlier (suppression list); not re-imported")
                 )

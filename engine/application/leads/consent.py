@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -118,24 +118,15 @@ class ConsentJobs(LeadsBase):
 
         return bool(retry_conflicts(self, attempt, self._forget_cache))
 
-    def suppressed_contacts(self, contacts: Iterable[JSONDict]) -> set[UUID]:
-        """Which of these contacts' phones and e-mails are on the suppression list, in one query
-        (the ids of their suppression entries): a batch's check, not a read per row."""
-        ids = {
-            suppression_id(contact_hash(self.pepper, kind, contact[kind]))
-            for contact in contacts
-            for kind in ("phone", "email")
-            if contact.get(kind)
-        }
-        return set(latest_versions(self, ids))
-
-    def _suppressed(self, contact: JSONDict, listed: set[UUID]) -> bool:
-        """Whether the contact's phone or e-mail is among ``listed`` (see ``suppressed_contacts``)."""
-        return any(
-            suppression_id(contact_hash(self.pepper, kind, contact[kind])) in listed
-            for kind in ("phone", "email")
-            if contact.get(kind)
-        )
+    def suppressed_contacts(self, contacts: Sequence[JSONDict]) -> list[bool]:
+        """Whether each contact's phone or e-mail is on the suppression list, in one query for
+        the batch (not a read per row), each contact hashed once."""
+        ids = [
+            [suppression_id(contact_hash(self.pepper, kind, c[kind])) for kind in ("phone", "email") if c.get(kind)]
+            for c in contacts
+        ]
+        listed = set(latest_versions(self, {i for own in ids for i in own}))
+        return [any(i in listed for i in own) for own in ids]
 
     def erase(self, lead_id: UUID, reason: str, by: str, at: datetime | None = None) -> Lead:
         """Forget a person (right to erasure) by crypto-shredding: every channel opted out and the

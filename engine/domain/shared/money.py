@@ -108,9 +108,7 @@ def assume_currency(currency: str) -> None:
 
 def stored_amount(text: Any) -> Money | None:
     """An amount stored as bare text by an earlier version ("" or None: not stated)."""
-    if text is None or str(text).strip() == "":
-        return None
-    return Money(Decimal(str(text)), _unstated_currency[0])
+    return money_of(text, _unstated_currency[0])
 
 
 def amount_text(money: Money | None) -> str:
