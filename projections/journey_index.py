@@ -41,6 +41,8 @@ TOPICS = [
         Enrolment.Migrated,
         Enrolment.MessageRequested,
         Enrolment.MessageSkipped,
+        Enrolment.BranchTaken,
+        Enrolment.LeadUpdateRequested,
         LeadJourneys.Refused,
         AgentTask.Claimed,
         AgentTask.Reassigned,
@@ -179,6 +181,27 @@ class JourneyIndex(JourneyIndexQueries):
         )
         self._outcome(c, e.originator_id, "reached", e.step)
 
+    def _arrived(self, c: Any, e: Any) -> None:
+        """A step's own event where the enrolment was at another step records reaching it (as
+        ``Enrolment._arrive``; before the lean log a ``StepReached`` came first and put it there)."""
+        c.execute(
+            self.q(
+                "UPDATE {t_lead_enrolments} SET current_step = ? "
+                "WHERE enrolment_id = ? AND (current_step IS NULL OR current_step <> ?) RETURNING enrolment_id"
+            ),
+            (e.step, str(e.originator_id), e.step),
+        )
+        if c.fetchone() is not None:
+            self._outcome(c, e.originator_id, "reached", e.step)
+
+    @apply.register
+    def _(self, e: Enrolment.BranchTaken, c: Any) -> None:
+        self._arrived(c, e)
+
+    @apply.register
+    def _(self, e: Enrolment.LeadUpdateRequested, c: Any) -> None:
+        self._arrived(c, e)
+
     @apply.register
     def _(self, e: LeadJourneys.Refused, c: Any) -> None:
         c.execute(
@@ -191,6 +214,7 @@ class JourneyIndex(JourneyIndexQueries):
 
     @apply.register
     def _(self, e: Enrolment.WaitStarted, c: Any) -> None:
+        self._arrived(c, e)
         c.execute(
             self.q(
                 "INSERT INTO {t_due_timers} SELECT ?, journey_id, ?, ?, bucket FROM {t_lead_enrolments} "
@@ -229,18 +253,22 @@ class JourneyIndex(JourneyIndexQueries):
 
     @apply.register
     def _(self, e: Enrolment.SplitAssigned, c: Any) -> None:
+        self._arrived(c, e)
         self._outcome(c, e.originator_id, "split", f"{e.step}: {e.arm}")
 
     @apply.register
     def _(self, e: Enrolment.MessageRequested, c: Any) -> None:
+        self._arrived(c, e)
         self._outcome(c, e.originator_id, "message", f"{e.channel} {e.template}")
 
     @apply.register
     def _(self, e: Enrolment.MessageSkipped, c: Any) -> None:
+        self._arrived(c, e)
         self._outcome(c, e.originator_id, "message skipped", e.step)
 
     @apply.register
     def _(self, e: Enrolment.TaskCreated, c: Any) -> None:
+        self._arrived(c, e)
         c.execute(
             self.q(
                 "INSERT INTO {t_agent_tasks} SELECT ?, lead_id, journey_id, ?, ?, ?, ?, ?, ? "

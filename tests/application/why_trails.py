@@ -33,7 +33,9 @@ def why_trails(folder: Path) -> dict[str, list[dict[str, Any]]]:
     each item as (event, what, why, at)."""
     s = base_settings(folder)
     doc = run_demo(s, LEADS, DAYS, folder, quiet=True, console=Console(file=io.StringIO()))
-    engine = bootstrap(s, VirtualClock(datetime.fromisoformat(doc["clock_reached"])), definitions=load_journey_definitions(s))
+    engine = bootstrap(
+        s, VirtualClock(datetime.fromisoformat(doc["clock_reached"])), definitions=load_journey_definitions(s)
+    )
     try:
         with (folder / "leads.csv").open(encoding="utf-8") as rows:
             refs = sorted((r["source_channel"], r["external_id"]) for r in csv.DictReader(rows))

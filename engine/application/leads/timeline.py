@@ -111,7 +111,7 @@ def describe(e: Any, zone: tzinfo = UTC) -> tuple[str, str]:
         case Enrolment.SplitAssigned():
             return f"split {e.step} → arm '{e.arm}'", f"bucket {e.bucket} of 10000 (deterministic per lead)"
         case Enrolment.TaskCreated():
-            return f"{e.kind} task for {e.queue}", e.note
+            return f"{e.kind} task for {e.queue} at step {e.step}", e.note
         case Enrolment.LeadUpdateRequested():
             changes = ", ".join(
                 x for x in (f"stage {e.stage}" if e.stage else "", f"tag {e.tag}" if e.tag else "") if x

@@ -181,11 +181,36 @@ class Enrolment(Aggregate):
             raise ValueError(f"enrolment {self.id} is not waiting at {step!r}")
 
     def apply(self, decisions: list[Decision], at: datetime) -> None:
-        """Record the interpreter's decisions as events, in order."""
-        for d in decisions:
+        """Record the interpreter's decisions as events, in order. Reaching a step is recorded
+        by the step's own event when it has one (a send, a wait, a branch...: each names its
+        step), so a step costs one event, not two; ``StepReached`` remains for a step without
+        an event of its own (an exit step) and for a step reached again from itself."""
+        for i, d in enumerate(decisions):
             if not self.is_active:
                 return
+            if isinstance(d, Reach) and self._reach_told_by(d.step, decisions[i + 1 : i + 2]):
+                continue
             self._apply_one(d, at)
+
+    def _reach_told_by(self, step: str, following: list[Decision]) -> bool:
+        """Whether the next decision's event records the reach of ``step`` (see ``_arrive``)."""
+        return (
+            self.current_step != step
+            and bool(following)
+            and isinstance(following[0], STEP_DECISIONS)
+            and following[0].step == step
+        )
+
+    def _visit(self, step: str) -> int:
+        """The visit of ``step`` a send or task belongs to (its deterministic ids depend on it)."""
+        return self.visits.get(step, 1) if self.current_step == step else self.visits.get(step, 0) + 1
+
+    def _arrive(self, step: str) -> None:
+        """A step's own event arriving at a step the enrolment is not at counts as reaching it
+        (stores before the lean log recorded ``StepReached`` first: then it is already there)."""
+        if self.current_step != step:
+            self.current_step = step
+            self.visits[step] = self.visits.get(step, 0) + 1
 
     def _apply_one(self, d: Decision, at: datetime) -> None:
         match d:
@@ -194,7 +219,7 @@ class Enrolment(Aggregate):
             case Send():
                 self._message_requested(
                     step=d.step,
-                    send_id=send_id_for(self.id, d.step, self.visits.get(d.step, 1)),
+                    send_id=send_id_for(self.id, d.step, self._visit(d.step)),
                     channel=d.channel,
                     template=d.template,
                     reason=f"journey '{self.journey_id}' v{self.journey_version} step '{d.step}' "
@@ -215,7 +240,7 @@ class Enrolment(Aggregate):
             case Task():
                 self._task_created(
                     step=d.step,
-                    task_id=derive_id("task", self.id, d.step, self.visits.get(d.step, 1)),
+                    task_id=derive_id("task", self.id, d.step, self._visit(d.step)),
                     kind=d.kind,
                     queue=d.queue,
                     note=d.note,
@@ -255,15 +280,18 @@ class Enrolment(Aggregate):
     def _message_requested(
         self, step: str, send_id: UUID, channel: str, template: str, reason: str, at: datetime
     ) -> None:
+        self._arrive(step)
         self.sent_templates.add(template)
         self.last_decision = f"after step '{step}'"
 
     @event(MessageSkipped)
     def _message_skipped(self, step: str, reason: str, at: datetime) -> None:
+        self._arrive(step)
         self.last_decision = f"after skipping '{step}'"
 
     @event(WaitStarted)
     def _wait_started(self, step: str, due_at: datetime, kind: str, at: datetime) -> None:
+        self._arrive(step)
         self.waiting_step = step
         self.waiting_kind = kind
         self.due_at = due_at
@@ -279,24 +307,27 @@ class Enrolment(Aggregate):
     def _branch_taken(
         self, step: str, to: str, case: str, values: dict[str, Any], at: datetime, lead_id: UUID | None
     ) -> None:
+        self._arrive(step)
         # The values stay in the (sealed) event; the state, which snapshots keep, names none.
         self.last_decision = f"branch '{step}' took '{case}' on {', '.join(values) or 'no value'}"
 
     @event(SplitAssigned)
     def _split_assigned(self, step: str, arm: str, bucket: int, at: datetime) -> None:
+        self._arrive(step)
         self.last_decision = f"split '{step}' assigned arm '{arm}' (bucket {bucket})"
 
     @event(TaskCreated)
     def _task_created(
         self, step: str, task_id: UUID, kind: str, queue: str, note: str, due_at: datetime, at: datetime
     ) -> None:
+        self._arrive(step)
         self.last_decision = f"after {kind} task for {queue}"
 
     @event(LeadUpdateRequested)
     def _lead_update_requested(
         self, lead_id: UUID, step: str, stage: str | None, tag: str | None, at: datetime
     ) -> None:
-        pass
+        self._arrive(step)
 
     @event(EventObserved)
     def _event_observed(self, event: str, key: str, at: datetime) -> None:
@@ -325,6 +356,21 @@ class Enrolment(Aggregate):
 
 
 keep_topics("engine.domain.enrolment", Enrolment)
+
+#: Decisions whose own event names their step, and so records reaching it.
+STEP_DECISIONS = (Send, SkipSend, Wait, Branch, Split, Task, Update)
+
+#: The events that record reaching their step when the enrolment was elsewhere (views count
+#: reaches from these the way ``Enrolment._arrive`` does).
+STEP_EVENTS = (
+    Enrolment.MessageRequested,
+    Enrolment.MessageSkipped,
+    Enrolment.WaitStarted,
+    Enrolment.BranchTaken,
+    Enrolment.SplitAssigned,
+    Enrolment.TaskCreated,
+    Enrolment.LeadUpdateRequested,
+)
 
 
 #: Personal values in Enrolment events, sealed with the lead's own key (named by ``lead_id``).

@@ -1,0 +1,96 @@
+"""The lean event log (issue 27) loses no answer ``huoke leads show`` gave: the why-trails of 60
+demo leads, recorded before the log was made lean, read the same today, line by line in meaning."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.domain.journeys import enrolment
+from tests.application.why_trails import why_trails
+
+#: The events that name the step they belong to (an exit names its step only in words).
+STEP_EVENTS = {f"Enrolment.{e.__name__}" for e in enrolment.STEP_EVENTS}
+
+BEFORE = Path(__file__).resolve().parent.parent / "fixtures" / "why_trails_before_lean_log.json"
+
+
+def _step_named(item: dict[str, Any], step: str) -> bool:
+    """Whether a line of the trail names ``step`` (its what or its why)."""
+    pattern = rf"(?<![\w-]){re.escape(step)}(?![\w-])"
+    return bool(re.search(pattern, item["what"]) or re.search(pattern, item["why"]))
+
+
+def _reached(item: dict[str, Any]) -> str:
+    return str(item["what"]).removeprefix("reached step ")
+
+
+def _told_by_next(trail: list[dict[str, Any]], i: int) -> bool:
+    """A 'reached step X' line whose next line, at the same moment, is X's own event naming X:
+    the lean log records that reach with the step's event alone."""
+    reached, nxt = trail[i], (trail[i + 1] if i + 1 < len(trail) else None)
+    return (
+        nxt is not None
+        and nxt["at"] == reached["at"]
+        and nxt["source"] == "journey"
+        and nxt["event"] in STEP_EVENTS
+        and _step_named(_told(nxt, _reached(reached)), _reached(reached))
+    )
+
+
+def _told(item: dict[str, Any], step: str) -> dict[str, Any]:
+    """A task line names its step now (it was the line before that did)."""
+    if item["event"] == "Enrolment.TaskCreated":
+        return {**item, "what": f"{item['what']} at step {step}"}
+    return item
+
+
+def lean(trail: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A trail from before the lean log as the lean log tells it."""
+    out: list[dict[str, Any]] = []
+    for i, item in enumerate(trail):
+        if item["event"] == "Enrolment.StepReached":
+            if not _told_by_next(trail, i):
+                out.append(item)
+            continue
+        before = trail[i - 1] if i else None
+        told_by = before is not None and before["event"] == "Enrolment.StepReached" and before["at"] == item["at"]
+        out.append(_told(item, _reached(before)) if told_by and before else item)
+    return out
+
+
+def test_a_step_reached_and_told_by_its_own_event_is_one_line() -> None:
+    at = "2026-03-02T01:00:00+00:00"
+    trail = [
+        {"at": at, "source": "journey", "event": "Enrolment.StepReached", "what": "reached step welcome", "why": ""},
+        {
+            "at": at,
+            "source": "journey",
+            "event": "Enrolment.MessageRequested",
+            "what": "email message 'yp_welcome' requested",
+            "why": "journey 'young-professionals' v1 step 'welcome' (first entry)",
+        },
+        {"at": at, "source": "journey", "event": "Enrolment.StepReached", "what": "reached step leave", "why": ""},
+        {"at": at, "source": "journey", "event": "Enrolment.Exited", "what": "left journey: done", "why": "exit"},
+    ]
+    # The exit step has no event of its own naming it: its reach stays.
+    assert lean(trail) == trail[1:]
+    task = {"at": at, "source": "journey", "event": "Enrolment.TaskCreated", "what": "call task for rm", "why": "x"}
+    reach = {**trail[0], "what": "reached step call"}
+    assert lean([reach, task]) == [{**task, "what": "call task for rm at step call"}]
+
+
+@pytest.mark.slow
+def test_the_why_trails_of_demo_leads_read_the_same_as_before_the_lean_log(tmp_path: Path) -> None:
+    before = json.loads(BEFORE.read_text(encoding="utf-8"))
+    now = why_trails(tmp_path)
+    assert list(now) == list(before)
+    for ref, trail in before.items():
+        assert now[ref] == lean(trail), ref
+    lines_before = sum(len(t) for t in before.values())
+    lines_now = sum(len(t) for t in now.values())
+    assert lines_now < lines_before  # the reaches told twice are told once
