@@ -18,7 +18,7 @@ class DryRunChannel:
         return None
 
     def send_batch(self, messages: list[OutgoingMessage], progress: Progress) -> None:
-        send_each(messages, progress, self._record)
+        send_each(messages, progress, self._record, together=64)
 
     def _record(self, m: OutgoingMessage) -> SendResult:
         self.messages.append(m)

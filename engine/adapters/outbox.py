@@ -16,6 +16,10 @@ from uuid import UUID
 from engine.adapters.email_message import build_email
 from engine.application.ports import OutgoingMessage, Progress, SendResult, send_each
 
+#: How many messages leave between one commit of markers and one of outcomes: the folder tells
+#: exactly which of them left before a crash (``already_sent``), so none is sent twice.
+FOUND_EXACTLY = 64
+
 
 class OutboxEmailChannel:
     """Writes each e-mail to <outbox>/email/<send_id>.eml."""
@@ -36,7 +40,7 @@ class OutboxEmailChannel:
         return str(path) if path.exists() else None
 
     def send_batch(self, messages: list[OutgoingMessage], progress: Progress) -> None:
-        send_each(messages, progress, self._write)
+        send_each(messages, progress, self._write, together=FOUND_EXACTLY)
 
     def _write(self, m: OutgoingMessage) -> SendResult:
         path = self._path(m.send_id)
@@ -97,7 +101,7 @@ class OutboxSmsChannel:
             return SendResult(m.send_id, ok=True, provider_ref=f"{self.path}#{m.send_id}")
 
         try:
-            send_each(messages, progress, append)
+            send_each(messages, progress, append, together=FOUND_EXACTLY)
         finally:
             for f in opened:
                 os.fsync(f.fileno())

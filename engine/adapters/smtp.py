@@ -13,6 +13,7 @@ import json
 import logging
 import urllib.parse
 import zlib
+from collections import deque
 from uuid import UUID
 
 import aiosmtplib
@@ -86,8 +87,7 @@ class SmtpEmailChannel:
 
     def send_batch(self, messages: list[OutgoingMessage], progress: Progress) -> None:
         if self.halted:
-            for m in messages:
-                progress.sent(SendResult(m.send_id, False, reason=self.halted, unreachable=True))
+            progress.sent(_never_left(messages, self.halted))
             return
         asyncio.run(self._send_all(messages, progress))
 
@@ -103,65 +103,64 @@ class SmtpEmailChannel:
         )
 
     async def _send_all(self, messages: list[OutgoingMessage], progress: Progress) -> None:
-        # One recipient's messages share a lane, in the order given: they arrive in that order.
-        lanes: list[list[OutgoingMessage]] = [[] for _ in range(self.connections)]
+        """Send in rounds of one message per connection: a round's markers are committed
+        together just before it goes on the wire and its outcomes together as soon as every
+        server has answered, so at most one message per connection is in doubt at any moment,
+        at two commits a round instead of two a message. One recipient's messages share a
+        connection, in the order given: they arrive in that order. A round that cannot be
+        recorded (the store went away) stops the batch: nothing more leaves."""
+        lanes: list[deque[OutgoingMessage]] = [deque() for _ in range(self.connections)]
         for m in messages:
             lanes[zlib.crc32(m.to.lower().encode()) % self.connections].append(m)
-        # A lane that cannot record (the store went away) stops every lane before its next
-        # message: nothing leaves that could not be recorded, at most what was on the wire.
-        stopped: list[BaseException] = []
-
-        async def lane(share: list[OutgoingMessage]) -> None:
-            try:
-                await self._lane(share, progress, stopped)
-            except Exception as e:
-                stopped.append(e)
-
-        await asyncio.gather(*(lane(share) for share in lanes if share))
-        if stopped:
-            raise stopped[0]
-
-    async def _lane(self, messages: list[OutgoingMessage], progress: Progress, stopped: list[BaseException]) -> None:
-        """One connection's share: each message is marked just before it goes on the wire and
-        its outcome recorded as soon as the server answers, so at most one message per
-        connection is in doubt at any moment."""
-        client: aiosmtplib.SMTP | None = None
-
-        def never_left(rest: list[OutgoingMessage], reason: str) -> None:
-            for x in rest:
-                progress.sent(SendResult(x.send_id, False, reason=reason, unreachable=True))
-
+        clients: dict[int, aiosmtplib.SMTP] = {}
         try:
-            for n, m in enumerate(messages):
-                if stopped:
-                    return None
+            while live := [i for i, lane in enumerate(lanes) if lane]:
                 if self.halted:
-                    return never_left(messages[n:], self.halted)
-                if client is None or not client.is_connected:
-                    try:
-                        client = self._client()
-                        await client.connect()
-                    except aiosmtplib.SMTPAuthenticationError as e:
-                        self.halted = (
-                            f"SMTP authentication failed ({e.code}); e-mail is halted until the "
-                            "settings are fixed (HUOKE_SMTP_USERNAME / HUOKE_SMTP_PASSWORD)"
-                        )
-                        log.error(self.halted)
-                        return never_left(messages[n:], self.halted)
-                    except _TRANSIENT as e:
-                        return never_left(messages[n:], f"cannot reach SMTP server {self.host}:{self.port}: {e}")
-                wait = self.limiter.delay()
+                    progress.sent(_never_left([m for i in live for m in lanes[i]], self.halted))
+                    return
+                for i, reason in (await self._connect(live, clients)).items():
+                    progress.sent(_never_left(list(lanes[i]), reason))
+                    lanes[i].clear()
+                live = [i for i in live if i in clients and lanes[i]]
+                if not live or self.halted:
+                    continue
+                going = [(i, lanes[i].popleft()) for i in live]
+                wait = max(self.limiter.delay() for _ in going)  # the round's last token decides
                 if wait:
                     await asyncio.sleep(wait)
-                if progress.sending(m):
-                    progress.sent(await self._send_one(client, m))
+                marked = progress.sending([m for _, m in going])
+                leaving = [(i, m) for (i, m), go in zip(going, marked, strict=True) if go]
+                results = await asyncio.gather(*(self._send_one(clients[i], m) for i, m in leaving))
+                progress.sent(list(results))
+                for i, _ in leaving:
+                    if not clients[i].is_connected:
+                        del clients[i]  # reconnect for its next message
         finally:
-            if client is not None and client.is_connected:
-                try:
-                    await client.quit()
-                except aiosmtplib.SMTPException:
-                    client.close()
-        return None
+            await asyncio.gather(*(_quit(c) for c in clients.values()))
+
+    async def _connect(self, lanes: list[int], clients: dict[int, aiosmtplib.SMTP]) -> dict[int, str]:
+        """Open a connection for each lane without one; the lanes that cannot connect, with why
+        (an authentication failure halts the channel: every lane stops)."""
+        missing = [i for i in lanes if i not in clients or not clients[i].is_connected]
+
+        async def connect(i: int) -> str:
+            client = self._client()
+            try:
+                await client.connect()
+            except aiosmtplib.SMTPAuthenticationError as e:
+                self.halted = (
+                    f"SMTP authentication failed ({e.code}); e-mail is halted until the "
+                    "settings are fixed (HUOKE_SMTP_USERNAME / HUOKE_SMTP_PASSWORD)"
+                )
+                log.error(self.halted)
+                return self.halted
+            except _TRANSIENT as e:
+                return f"cannot reach SMTP server {self.host}:{self.port}: {e}"
+            clients[i] = client
+            return ""
+
+        reasons = await asyncio.gather(*(connect(i) for i in missing))
+        return {i: reason for i, reason in zip(missing, reasons, strict=True) if reason}
 
     async def _send_one(self, client: aiosmtplib.SMTP, m: OutgoingMessage) -> SendResult:
         msg = build_email(m, self.sender_name, self.sender_email)
@@ -182,3 +181,15 @@ class SmtpEmailChannel:
             codes = "; ".join(f"{r}: {c[0]} {c[1]}" for r, c in refused.items())
             return SendResult(m.send_id, False, reason=f"recipient refused: {codes}", permanent=True, bounced=True)
         return SendResult(m.send_id, True, provider_ref=reply)
+
+
+def _never_left(messages: list[OutgoingMessage], reason: str) -> list[SendResult]:
+    return [SendResult(m.send_id, False, reason=reason, unreachable=True) for m in messages]
+
+
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    if client.is_connected:
+        try:
+            await client.quit()
+        except aiosmtplib.SMTPException:
+            client.close()

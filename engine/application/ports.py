@@ -106,16 +106,18 @@ class SendResult:
 
 
 class Progress(Protocol):
-    """What a channel tells the dispatcher about each message as it goes, so that after a crash
-    at most the messages on the wire at that moment are in doubt."""
+    """What a channel tells the dispatcher about the messages as they go, so that after a crash
+    at most the messages on the wire at that moment are in doubt. Messages that leave together
+    (one per connection, or a group a channel can reconcile exactly) are marked in one commit
+    and their outcomes recorded in one."""
 
-    def sending(self, message: OutgoingMessage) -> bool:
-        """Just before ``message`` leaves: its dispatch marker is committed. False: drop it (the
-        lead changed since the decision; the dispatcher has recorded why)."""
+    def sending(self, messages: list[OutgoingMessage]) -> list[bool]:
+        """Just before ``messages`` leave: their dispatch markers are committed. For each, False:
+        drop it (its lead changed since the decision; the dispatcher has recorded why)."""
         ...
 
-    def sent(self, result: SendResult) -> None:
-        """The outcome of one message (sent or not), recorded at once."""
+    def sent(self, results: list[SendResult]) -> None:
+        """The outcomes of messages (sent or not), recorded at once."""
         ...
 
 
@@ -126,11 +128,11 @@ class CollectedResults:
     def __init__(self) -> None:
         self.results: list[SendResult] = []
 
-    def sending(self, message: OutgoingMessage) -> bool:
-        return True
+    def sending(self, messages: list[OutgoingMessage]) -> list[bool]:
+        return [True] * len(messages)
 
-    def sent(self, result: SendResult) -> None:
-        self.results.append(result)
+    def sent(self, results: list[SendResult]) -> None:
+        self.results += results
 
 
 class Channel(Protocol):
@@ -146,13 +148,18 @@ class Channel(Protocol):
 
 
 def send_each(
-    messages: list[OutgoingMessage], progress: Progress, send_one: Callable[[OutgoingMessage], SendResult]
+    messages: list[OutgoingMessage],
+    progress: Progress,
+    send_one: Callable[[OutgoingMessage], SendResult],
+    together: int = 1,
 ) -> None:
-    """Send one message at a time, each between its marker and its outcome (for channels that
-    send sequentially)."""
-    for message in messages:
-        if progress.sending(message):
-            progress.sent(send_one(message))
+    """Send one message at a time, ``together`` between one commit of their markers and one of
+    their outcomes: 1 for a channel whose in-doubt messages are resent on trust (a provider's
+    idempotency key), more for one that finds exactly what left (an outbox folder)."""
+    for i in range(0, len(messages), together):
+        group = messages[i : i + together]
+        going = progress.sending(group)
+        progress.sent([send_one(m) for m, go in zip(group, going, strict=True) if go])
 
 
 class Scorer(Protocol):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from engine.application.delivery.base import (
@@ -271,22 +272,26 @@ class Deliveries(RuleJobs, ComposingJobs, OperatorJobs, DeliveriesBase):
         d.defer(until, f"{channel} paused: {why} (down since {zone_text(since, self.default_tz)})", now, transient=True)
         state.report.deferred += 1
 
-    def _marked(self, d: Delivery, leads: Leads, state: _Pass, links: tuple[str, ...] = ()) -> bool:
-        """Commit the dispatch marker of one message (with where its tracked links lead), then
-        look at its lead once more: an opt-out, goal or exit committed by any process before the
-        marker stops it."""
-        now = self._now_for(d)
-        d.dispatching(now, list(links))
-        save_batch(self, [d])
-        if latest_versions(leads, [d.lead_id]).get(d.lead_id) == state.lead_versions[d.id]:
-            return True
-        refused = self.refusal(d, leads.fresh_lead(d.lead_id), self._purpose(d), now)
-        if not refused:
-            return True
-        d.mark_skipped(refused, now)
-        save_batch(self, [d])
-        state.report.skipped += 1
-        return False
+    def _marked(self, going: list[tuple[Delivery, tuple[str, ...]]], leads: Leads, state: _Pass) -> list[bool]:
+        """Commit the dispatch markers of messages about to leave together (each with where its
+        tracked links lead), then look at their leads once more: an opt-out, goal or exit
+        committed by any process before the markers stops its message."""
+        for d, links in going:
+            d.dispatching(self._now_for(d), list(links))
+        save_batch(self, [d for d, _ in going])
+        versions = latest_versions(leads, list({d.lead_id for d, _ in going}))
+        stopped: list[Delivery] = []
+        for d, _ in going:
+            if versions.get(d.lead_id) == state.lead_versions[d.id]:
+                continue
+            refused = self.refusal(d, leads.fresh_lead(d.lead_id), self._purpose(d), self._now_for(d))
+            if refused:
+                d.mark_skipped(refused, self._now_for(d))
+                stopped.append(d)
+                state.report.skipped += 1
+        if stopped:
+            save_batch(self, stopped)
+        return [d not in stopped for d, _ in going]
 
     def _settle(self, d: Delivery, m: OutgoingMessage, result: SendResult, state: _Pass) -> None:
         now, report = self._now_for(d), state.report
@@ -316,9 +321,10 @@ class Deliveries(RuleJobs, ComposingJobs, OperatorJobs, DeliveriesBase):
 
 
 class _Progress:
-    """The dispatcher's side of a channel's sending: each message's marker is committed just
-    before it leaves and its outcome as soon as it is known, so a crash leaves at most the
-    messages on the wire in doubt (one per connection), never a whole batch."""
+    """The dispatcher's side of a channel's sending: the markers of the messages leaving together
+    are committed just before they leave and their outcomes as soon as they are known, so a
+    crash leaves at most the messages on the wire in doubt (one per connection), never a whole
+    batch."""
 
     def __init__(
         self, deliveries: Deliveries, leads: Leads, state: _Pass, items: list[tuple[Delivery, OutgoingMessage]]
@@ -326,12 +332,16 @@ class _Progress:
         self.deliveries, self.leads, self.state = deliveries, leads, state
         self.items = {m.send_id: (d, m) for d, m in items}
 
-    def sending(self, message: OutgoingMessage) -> bool:
-        d, _ = self.items[message.send_id]
-        return self.deliveries._marked(d, self.leads, self.state, message.links)
+    def sending(self, messages: list[OutgoingMessage]) -> list[bool]:
+        return self.deliveries._marked([(self.items[m.send_id][0], m.links) for m in messages], self.leads, self.state)
 
-    def sent(self, result: SendResult) -> None:
-        d, m = self.items[result.send_id]
-        self.deliveries._settle(d, m, result, self.state)
-        history = self.state.histories.get(d.lead_id)  # a sent message counts towards the caps
-        save_batch(self.deliveries, [d, history] if history is not None else [d])
+    def sent(self, results: list[SendResult]) -> None:
+        settled: list[Any] = []
+        for result in results:
+            d, m = self.items[result.send_id]
+            self.deliveries._settle(d, m, result, self.state)
+            settled.append(d)
+        # A sent message counts towards its lead's caps: the histories go in the same commit.
+        leads = {d.lead_id for d in settled}
+        settled += [h for lead, h in self.state.histories.items() if lead in leads]
+        save_batch(self.deliveries, settled)
