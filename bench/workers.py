@@ -9,6 +9,7 @@ runs are measured minutes apart in the same bench, and the ratio is the figure t
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import socket
@@ -26,6 +27,7 @@ import psycopg
 from aiosmtpd.controller import Controller
 
 ROOT = Path(__file__).resolve().parent.parent
+SQL_COUNT = Path(__file__).resolve().parent / "sql_count"
 POSTGRES_URL = os.environ.get("HUOKE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 JOURNEY = """
 id: bench-follow-up
@@ -74,20 +76,12 @@ def _leads(path: Path, n: int) -> None:
             w.writerow(["web_form", f"B{i}", f"Lead {i}", f"+86139{i:08d}", f"bench{i}@example.com", "en", "yes"])
 
 
-def one_run(workers: int, n: int, progress: Any) -> dict[str, float]:
-    """Deliver 2·n e-mails with ``workers`` worker processes; return the rate and errors seen."""
-    folder = Path(tempfile.mkdtemp(prefix="huoke-bench-workers-"))
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    sink = Counter()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
+def _env(folder: Path, schema: str, port: int) -> dict[str, str]:
+    """The workers' settings: their own schema and journey, e-mail to the sink on ``port``."""
     journeys = folder / "journeys"
     shutil.copytree(ROOT / "journeys" / "config", journeys / "config")
     (journeys / "bench.yaml").write_text(JOURNEY, encoding="utf-8")
-    env = {
+    return {
         **os.environ,
         "HUOKE_DATABASE_URL": f"{POSTGRES_URL}?schema={schema}",
         "HUOKE_DATA_DIR": str(folder / "data"),
@@ -105,6 +99,19 @@ def one_run(workers: int, n: int, progress: Any) -> dict[str, float]:
         "HUOKE_UNSUBSCRIBE_SECRET": "bench-link-key-0123456789abcdefghijklmnop",
         "HUOKE_SUPPRESSION_PEPPER": "bench-suppression-pepper-0123456789abcdef",
     }
+
+
+def one_run(workers: int, n: int, progress: Any) -> dict[str, float]:
+    """Deliver 2·n e-mails with ``workers`` worker processes; return the rate and errors seen."""
+    folder = Path(tempfile.mkdtemp(prefix="huoke-bench-workers-"))
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    sink = Counter()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    env = _env(folder, schema, port)
     procs: list[subprocess.Popen[bytes]] = []
     logs = []
     try:
@@ -113,13 +120,20 @@ def one_run(workers: int, n: int, progress: Any) -> dict[str, float]:
         _leads(folder / "leads.csv", n)
         leads = _cli("leads", "import", str(folder / "leads.csv"), "--json")
         subprocess.run(leads, env=env, check=True, capture_output=True)  # noqa: S603 - huoke itself
-        commits_before = _commits()
+        commits_before, writes_before = _commits(), _xid()
+        counted = folder / "sql"
+        # The workers count their own statements (bench/sql_count: pg_stat_statements is not preloaded here).
+        counting = {
+            **env,
+            "HUOKE_BENCH_SQL_COUNT": str(counted),
+            "PYTHONPATH": os.pathsep.join(filter(None, (str(SQL_COUNT), env.get("PYTHONPATH")))),
+        }
         started = time.perf_counter()
         for i in range(workers):
             log = (folder / f"worker{i}.log").open("wb")
             logs.append(log)
             worker = _cli("worker", "--every", "0.5")
-            procs.append(subprocess.Popen(worker, env=env, stdout=log, stderr=log))  # noqa: S603 - huoke itself
+            procs.append(subprocess.Popen(worker, env=counting, stdout=log, stderr=log))  # noqa: S603 - huoke itself
         done = 0
         while done < 2 * n and time.perf_counter() - started < 600:
             time.sleep(0.5)
@@ -129,7 +143,7 @@ def one_run(workers: int, n: int, progress: Any) -> dict[str, float]:
             done = now
         elapsed = time.perf_counter() - started
         time.sleep(1.2)  # the server publishes its transaction counts within a second
-        commits = _commits() - commits_before
+        commits, writes = _commits() - commits_before, _xid() - writes_before - 1
     finally:
         for proc in procs:
             proc.terminate()
@@ -144,6 +158,7 @@ def one_run(workers: int, n: int, progress: Any) -> dict[str, float]:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     text = "".join((folder / f"worker{i}.log").read_text(errors="replace") for i in range(workers))
+    statements = sum(json.loads(p.read_text())["statements"] for p in folder.glob("sql.*"))
     with sink.lock:
         delivered, unique = len(sink.ids), len(set(sink.ids))
     return {
@@ -152,7 +167,17 @@ def one_run(workers: int, n: int, progress: Any) -> dict[str, float]:
         "duplicates": delivered - unique,
         "conflicts": text.count("IntegrityError") + text.count("tick failed"),
         "commits_per_email": commits / delivered if delivered else 0.0,
+        "writes_per_email": writes / delivered if delivered else 0.0,
+        "statements_per_email": statements / delivered if delivered else 0.0,
     }
+
+
+def _xid() -> int:
+    """The server's next transaction id: the difference over a run is how many transactions
+    wrote anything, in every process (a read-only transaction takes no id; this call takes one)."""
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()
+    return int(row[0]) if row else 0
 
 
 def _commits() -> int:

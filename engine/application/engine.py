@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -89,6 +90,9 @@ class Engine:
     #: (view, log) → the log's head (and the view's resets) when this process last brought the
     #: view to its end: a view whose logs did not move since is not asked where it stands.
     _caught_up: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict, repr=False)
+    #: (follower, log) → the log's head, the partitions owned (and the follower's horizon) when
+    #: the follower last read the log to its end in this process.
+    _followed: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict, repr=False)
 
     def run(self, until: datetime | None = None, timer_batch: int = 500, budget: float | None = None) -> RunReport:
         """Process everything pending, then fire timers due up to ``until`` (default: now).
@@ -194,19 +198,24 @@ class Engine:
         any_moved = False
         desk = -1  # the desk looks once per settle, then again only after something moved
         while not self._out_of_time():
-            parts, stop = self.parts, self._out_of_time
-            moved = self.journeys.process_lead_events(self.leads, parts, stop=stop, before=self._horizon)
-            moved += self.leads.apply_journey_updates(self.journeys, parts, stop=stop)
+            parts, stop, heads = self.parts, self._out_of_time, _Heads()
+            follow = functools.partial(self._follow, heads, parts, stop)
+            moved = follow(self.journeys.process_lead_events, self.leads, before=self._horizon)
+            moved += follow(self.leads.apply_journey_updates, self.journeys)
             if self.referrals is not None:
-                moved += self.referrals.process_lead_events(self.leads, parts, stop=stop)
-                moved += self.leads.apply_referral_news(self.referrals, parts, stop=stop)
+                moved += follow(self.referrals.process_lead_events, self.leads)
+                moved += follow(self.leads.apply_referral_news, self.referrals)
             report.lead_events += moved
-            requested = self.deliveries.request_messages(self.journeys, parts, stop=stop)
+            requested = follow(self.deliveries.request_messages, self.journeys)
             report.requested += requested
             due = self.schedule.due(self.clock.now(), parts=parts)
-            d = self.deliveries.dispatch(self.leads, due, parts, stop=stop)
+            if due or not self._quiet(heads, "dispatch", self.deliveries):
+                d = self.deliveries.dispatch(self.leads, due, parts, stop=stop)
+                self._mark_quiet(heads, "dispatch", self.deliveries)
+            else:
+                d = DispatchReport()
             report.dispatch.add(d)
-            effects = self.leads.apply_delivery_effects(self.deliveries, self._lead_of_send, parts, stop=stop)
+            effects = follow(self.leads.apply_delivery_effects, self.deliveries, self._lead_of_send)
             self.refresh_views()
             if desk != 0 or moved or requested or d.moved or effects:
                 desk = self.task_desk.work(parts, self.clock.now())
@@ -215,6 +224,30 @@ class Engine:
                 return any_moved
             any_moved = True
         return any_moved
+
+    def _follow(
+        self, heads: _Heads, parts: Partitions, stop: Callable[[], bool], work: Callable[..., int], upstream: Any,
+        *args: Any, before: datetime | None = None,
+    ) -> int:  # fmt: skip
+        """Run a follower's ``work`` over ``upstream``'s log unless that log has not moved since
+        the follower last read it to its end with the same partitions (and horizon ``before``):
+        no polling queries when nothing changed. Returns how many events it processed."""
+        follower = f"{work.__self__.name}.{work.__name__}"  # type: ignore[attr-defined]
+        if self._quiet(heads, follower, upstream, before):
+            return 0
+        extra = {"before": before} if before is not None else {}
+        done = int(work(upstream, *args, parts, stop=stop, **extra))
+        self._mark_quiet(heads, follower, upstream, before)
+        return done
+
+    def _quiet(self, heads: _Heads, follower: str, upstream: Any, *extra: Any) -> bool:
+        return self._followed.get((follower, upstream.name)) == (heads.of(upstream), self.parts.owned, extra)
+
+    def _mark_quiet(self, heads: _Heads, follower: str, upstream: Any, *extra: Any) -> None:
+        """Remember where ``upstream`` stood when the follower read it to its end (not when the
+        pass ran out of time: then it stopped part way)."""
+        if not self._out_of_time():
+            self._followed[(follower, upstream.name)] = (heads.of(upstream), self.parts.owned, extra)
 
     def _out_of_time(self) -> bool:
         """A worker's tick stops starting new work after its budget, so the worker can hand
@@ -324,6 +357,20 @@ class Engine:
         advance = getattr(self.clock, "advance_to", None)
         if advance is not None:
             advance(moment)
+
+
+class _Heads:
+    """Each log's head, read once per settle pass (before any follower reads the log: whatever a
+    follower processes is at or before it, or moves the head for the next pass)."""
+
+    def __init__(self) -> None:
+        self.heads: dict[str, int] = {}
+
+    def of(self, upstream: Any) -> int:
+        name = upstream.name
+        if name not in self.heads:
+            self.heads[name] = upstream.recorder.max_notification_id() or 0
+        return self.heads[name]
 
 
 def _first_unprocessed(upstream: Any, position: int | None, topics: Any) -> datetime | None:
