@@ -9,6 +9,7 @@ import os
 import threading
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent, Tracking, TrackingRecorder
 from eventsourcing.postgres import PostgresFactory, PostgresProcessRecorder
@@ -43,16 +44,32 @@ class TunedSQLiteConnectionPool(SQLiteConnectionPool):
 
 
 class ManyTrackingSQLiteProcessRecorder(SQLiteProcessRecorder):
-    """Also records ``trackings=[...]`` (one per lead partition) in the events' transaction."""
+    """Inserts a batch's events with one statement, and also records ``trackings=[...]`` (one
+    per lead partition) in the events' transaction."""
 
     accepts_many_trackings = True
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        returning = super()._insert_events(c, stored_events, **kwargs)
+        """eventsourcing inserts one event per statement to read each one's rowid (its
+        notification id). One ``executemany`` instead: the transaction holds SQLite's write lock
+        from its first insert, and a new row's rowid is the largest plus one, so the batch's ids
+        are the consecutive ones ending at the largest after it. A version already taken still
+        raises IntegrityError and the whole transaction rolls back."""
+        c.executemany(
+            self.insert_events_statement,
+            [(s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
+              s.originator_version, s.topic, s.state) for s in stored_events],
+        )  # fmt: skip
+        returning: list[int] = []
+        if stored_events:
+            c.execute(self.select_max_notification_id_statement)
+            last = int(c.fetchone()[0])
+            returning = list(range(last - len(stored_events) + 1, last + 1))
+        single: Tracking | None = kwargs.get("tracking")
         trackings: Sequence[Tracking] = kwargs.get("trackings", ())
-        for tracking in trackings:
+        for tracking in (single, *trackings) if single is not None else trackings:
             self._insert_tracking(c, tracking)
         return returning
 

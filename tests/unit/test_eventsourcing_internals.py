@@ -123,3 +123,25 @@ def test_fresh_reads_bypass_the_cache_and_forgetting_drops_it(tmp_path: Path) ->
     before = app.repository
     saving.forget_cache(app)
     assert app.repository is not before
+
+
+def test_a_batch_of_events_is_inserted_in_one_statement_with_its_notification_ids(tmp_path: Path) -> None:
+    """The tuned SQLite recorder inserts a batch with one executemany and gives back each
+    event's notification id, as eventsourcing's one-by-one inserts did; a version already
+    taken rolls the whole batch back."""
+    app = _app(tmp_path)
+    first, second = Counter(), Counter()
+    first.count()
+    recordings = app.save(first, second)
+    notes = app.recorder.select_notifications(start=1, limit=10)
+    assert [r.notification.id for r in recordings] == [n.id for n in notes] == [1, 2, 3]
+    assert [(n.originator_id, n.originator_version) for n in notes] == [(first.id, 1), (first.id, 2), (second.id, 1)]
+    stale = app.repository.get(second.id)
+    second.count()
+    app.save(second)
+    stale.count()  # the same version again, after a new aggregate in the same batch
+    with pytest.raises(IntegrityError):
+        app.save(Counter(), stale)
+    assert app.recorder.max_notification_id() == 4  # nothing of the refused batch was stored
+    third = Counter()
+    assert [r.notification.id for r in app.save(third)] == [5]
