@@ -12,7 +12,7 @@ from eventsourcing.utils import get_topic
 from engine.application.partitions import bucket_of
 from engine.domain.journeys.agent_task import AgentTask
 from engine.domain.journeys.enrolment import Enrolment
-from engine.domain.journeys.lead_journeys import LeadJourneys
+from engine.domain.journeys.lead_journeys import LeadJourneys, refusals_in
 from projections.base import ViewProjection, sqlite_and_postgres
 from projections.journey_index_queries import TS_FORMAT, JourneyIndexQueries, parse_ts, ts
 
@@ -44,6 +44,7 @@ TOPICS = [
         Enrolment.BranchTaken,
         Enrolment.LeadUpdateRequested,
         LeadJourneys.Refused,
+        LeadJourneys.EntriesRefused,
         AgentTask.Claimed,
         AgentTask.Reassigned,
         AgentTask.Completed,
@@ -202,14 +203,15 @@ class JourneyIndex(JourneyIndexQueries):
     def _(self, e: Enrolment.LeadUpdateRequested, c: Any) -> None:
         self._arrived(c, e)
 
-    @apply.register
-    def _(self, e: LeadJourneys.Refused, c: Any) -> None:
-        c.execute(
+    @apply.register(LeadJourneys.Refused)
+    @apply.register(LeadJourneys.EntriesRefused)
+    def _(self, e: Any, c: Any) -> None:
+        c.executemany(
             self.q(
                 "INSERT INTO {t_journey_outcomes} VALUES (?, ?, 'refused', ?, 1) "
                 "ON CONFLICT (journey_id, journey_version, kind, label) DO UPDATE SET n = {t_journey_outcomes}.n + 1"
             ),
-            (e.journey_id, e.version, e.reason),
+            [(r.journey_id, r.version, r.reason) for r in refusals_in(e)],
         )
 
     @apply.register

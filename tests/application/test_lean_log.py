@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from engine.adapters.clock import VirtualClock
+from engine.application.leads.timeline import lead_timeline
 from engine.domain.journeys import enrolment
+from engine.domain.journeys.lead_journeys import LeadJourneys
 from tests.application.why_trails import why_trails
+from tests.conftest import MakeEngine
+from tests.helpers import young_pro
 
 #: The events that name the step they belong to (an exit names its step only in words).
 STEP_EVENTS = {f"Enrolment.{e.__name__}" for e in enrolment.STEP_EVENTS}
@@ -50,9 +56,13 @@ def _told(item: dict[str, Any], step: str) -> dict[str, Any]:
 
 
 def lean(trail: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A trail from before the lean log as the lean log tells it."""
+    """A trail from before the lean log as the lean log tells it: a step told once, and the
+    journeys a lead event did not enter the lead into recorded in one event (a line each)."""
     out: list[dict[str, Any]] = []
     for i, item in enumerate(trail):
+        if item["event"] == "LeadJourneys.Refused":
+            out.append({**item, "event": "LeadJourneys.EntriesRefused"})
+            continue
         if item["event"] == "Enrolment.StepReached":
             if not _told_by_next(trail, i):
                 out.append(item)
@@ -94,3 +104,34 @@ def test_the_why_trails_of_demo_leads_read_the_same_as_before_the_lean_log(tmp_p
     lines_before = sum(len(t) for t in before.values())
     lines_now = sum(len(t) for t in now.values())
     assert lines_now < lines_before  # the reaches told twice are told once
+
+
+def test_refusals_stored_one_event_each_and_in_one_event_read_the_same(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """A captured lead's refusals are one event; a store from before kept one event per refused
+    journey, and both tell the same lines and counts."""
+    engine = make_engine()
+    [outcome] = engine.leads.capture_leads([young_pro(1)])
+    assert outcome.lead_id is not None
+    engine.run(until=clock.now() + timedelta(minutes=5))
+    history = engine.journeys.history_of(outcome.lead_id)
+    events = engine.journeys.history_events(outcome.lead_id)
+    batched = [e for e in events if isinstance(e, LeadJourneys.EntriesRefused)]
+    assert len(batched) == 1 and len(batched[0].refusals) >= 2  # all the journeys it did not enter
+    assert not any(isinstance(e, LeadJourneys.Refused) for e in events)
+    # As a store before the lean log recorded it: one Refused per journey.
+    history._refused(journey_id="old-journey", version=3, trigger="lead_captured", reason="old filter", at=clock.now())
+    engine.journeys.save(history)
+    engine.refresh_views()
+    lines = [t for t in lead_timeline(engine, outcome.lead_id)["timeline"] if t["what"].startswith("not entered")]
+    told = {(t["event"], t["what"], t["why"]) for t in lines}
+    expected = {
+        ("LeadJourneys.EntriesRefused", f"not entered into {r['journey_id']} v{r['version']}", r["reason"])
+        for r in batched[0].refusals
+    }
+    assert told == expected | {("LeadJourneys.Refused", "not entered into old-journey v3", "old filter")}
+    counts = {(o["journey_id"], o["label"]): o["n"] for o in engine.index.outcomes() if o["kind"] == "refused"}
+    assert counts[("old-journey", "old filter")] == 1
+    for r in batched[0].refusals:
+        assert counts[(r["journey_id"], r["reason"])] >= 1

@@ -28,7 +28,7 @@ from engine.domain.journeys.enrolment import PII_FIELDS as ENROLMENT_PII
 from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.journeys.interpreter import Entry, Reaction, click_key
 from engine.domain.journeys.journey import LINK_CLICKED, Journey
-from engine.domain.journeys.lead_journeys import LeadJourneys, lead_journeys_id
+from engine.domain.journeys.lead_journeys import LeadJourneys, Refusal, lead_journeys_id
 from engine.domain.journeys.publication import PublishedJourney
 from engine.domain.leads.facts import lead_facts
 from engine.domain.leads.lead import Lead
@@ -151,9 +151,12 @@ class Journeys(LiveVersions, StoreApplication):
             if reacted.reaction is Reaction.OBSERVED and observed is not None:
                 enrolment.observe(observed)
             self.advance(enrolment, reacted.decisions, at, history)
+        refused: list[Refusal] = []
         for trigger, key in entry_triggers(lead_event):
             for live in self.live.values():
-                self._maybe_enter(live, trigger, key, lead.id, facts, at, history, batch)
+                if (refusal := self._maybe_enter(live, trigger, key, lead.id, facts, at, history, batch)) is not None:
+                    refused.append(refusal)
+        history.refuse(refused, at)
 
     def _end_for_erasure(self, lead_id: UUID, batch: Batch, at: datetime) -> None:
         history = self._history(batch, lead_id)
@@ -172,7 +175,9 @@ class Journeys(LiveVersions, StoreApplication):
         at: datetime,
         history: LeadJourneys,
         batch: Batch,
-    ) -> None:
+    ) -> Refusal | None:
+        """Enter the lead into ``live`` if ``trigger`` and its rules say so; the refusal if not
+        (the caller records them together)."""
         journey = live.journey
         key = key if journey.entry.key else ""
         admission = history.admission(journey.id, key, journey.entry.reentry, journey.entry.cooldown, at)
@@ -181,10 +186,9 @@ class Journeys(LiveVersions, StoreApplication):
             journey, trigger, facts, live.status, (admission.allowed, admission.reason), entries
         )
         if verdict.entry is Entry.NOT_TRIGGERED:
-            return
+            return None
         if verdict.entry is Entry.REFUSED:
-            history.refuse(journey.id, live.version, trigger, verdict.reason, at)
-            return
+            return Refusal(journey.id, live.version, trigger, verdict.reason)
         enrolment = Enrolment(
             lead_id=lead_id,
             journey_id=journey.id,
@@ -199,6 +203,7 @@ class Journeys(LiveVersions, StoreApplication):
         batch.new_entries[journey.id] = batch.new_entries.get(journey.id, 0) + 1
         ctx = self.context(enrolment, journey, lead_id, facts, at)
         self.advance(enrolment, interpreter.start(journey, ctx), at, history)
+        return None
 
     def _entries(self, batch: Batch, journey_id: str) -> int:
         pub = batch.publications.get(journey_id) or self.publication(journey_id)

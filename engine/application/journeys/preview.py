@@ -35,7 +35,7 @@ from engine.domain.journeys.decisions import (
 )
 from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.journeys.journey import Journey
-from engine.domain.journeys.lead_journeys import LeadJourneys
+from engine.domain.journeys.lead_journeys import refusals_in
 from engine.domain.leads.facts import lead_facts
 from engine.domain.leads.lead import Lead
 from engine.domain.shared.durations import utc_text
@@ -167,9 +167,7 @@ def live_preview(
     doc = lead_timeline(scratch, out.lead_id)
     mine = journey_path(scratch, out.lead_id, journey.id)
     refused = [
-        e
-        for e in scratch.journeys.history_events(out.lead_id)
-        if isinstance(e, LeadJourneys.Refused) and e.journey_id == journey.id
+        r for e in scratch.journeys.history_events(out.lead_id) for r in refusals_in(e) if r.journey_id == journey.id
     ]
     messages = []
     for channel in recorded.values():

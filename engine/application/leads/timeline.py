@@ -11,11 +11,22 @@ from eventsourcing.application import AggregateNotFoundError
 from engine.application.engine import Engine
 from engine.domain.delivery.delivery import Delivery
 from engine.domain.journeys.enrolment import Enrolment
-from engine.domain.journeys.lead_journeys import LeadJourneys
+from engine.domain.journeys.lead_journeys import Refusal, refusals_in
 from engine.domain.leads.engagement import engagement_score
 from engine.domain.leads.lead import Lead
 from engine.domain.referrals.referral import Referral, Referrer, referral_id, referrer_id
 from engine.domain.shared.durations import zone_text
+
+
+class _Refused:
+    """One journey of a refusal event, as a timeline line: the event's moment and name."""
+
+    def __init__(self, e: Any, refusal: Refusal) -> None:
+        self.refusal, self.at, self.event = refusal, e.at, type(e).__qualname__
+
+
+def _name(e: Any) -> str:
+    return e.event if isinstance(e, _Refused) else type(e).__qualname__
 
 
 def _when(e: Any) -> datetime:
@@ -123,7 +134,7 @@ def describe(e: Any, zone: tzinfo = UTC) -> tuple[str, str]:
             return f"goal reached: {e.stage}", "within the conversion window" if e.within_window else "after the window"
         case Enrolment.Migrated():
             return f"moved from v{e.from_version} to v{e.to_version}", f"step {e.from_step} → {e.to_step}"
-        case LeadJourneys.Refused():
+        case Refusal():
             return f"not entered into {e.journey_id} v{e.version}", e.reason
         case Lead.Tagged():
             return f"tagged {e.tag}", e.reason
@@ -215,7 +226,8 @@ def lead_timeline(engine: Engine, lead_id: UUID) -> dict[str, Any]:
     """The stable JSON document behind ``huoke leads show`` (see README)."""
     lead = engine.leads.get_lead(lead_id)
     events: list[tuple[str, Any]] = [("lead", e) for e in engine.leads.events.get(lead_id)]
-    events += [("journey", e) for e in engine.journeys.history_events(lead_id) if isinstance(e, LeadJourneys.Refused)]
+    for e in engine.journeys.history_events(lead_id):  # each refused journey a line of its own
+        events += [("journey", _Refused(e, refusal)) for refusal in refusals_in(e)]
     enrolments = engine.index.enrolments_of(lead_id)
     for row in enrolments:
         for e in engine.journeys.enrolment_events(UUID(row["enrolment_id"])):
@@ -231,12 +243,13 @@ def lead_timeline(engine: Engine, lead_id: UUID) -> dict[str, Any]:
     events.sort(key=lambda pair: _when(pair[1]))
     timeline = []
     for origin, e in events:
-        what, why = _describe_referral(e, lead_id) if origin == "referral" else describe(e, zone)
+        told = e.refusal if isinstance(e, _Refused) else e
+        what, why = _describe_referral(e, lead_id) if origin == "referral" else describe(told, zone)
         timeline.append(
             {
                 "at": _when(e).astimezone(UTC).isoformat(),
                 "source": origin,
-                "event": type(e).__qualname__,
+                "event": _name(e),
                 "what": what,
                 "why": why,
             }

@@ -32,6 +32,28 @@ class Admission:
     entry_number: int
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A journey that did not take the lead, on which trigger, and why."""
+
+    journey_id: str
+    version: int
+    trigger: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"journey_id": self.journey_id, "version": self.version, "trigger": self.trigger, "reason": self.reason}
+
+
+def refusals_in(e: Any) -> list[Refusal]:
+    """The refusals an event of a lead's journey history records (none for other events)."""
+    if isinstance(e, LeadJourneys.EntriesRefused):
+        return [Refusal(r["journey_id"], int(r["version"]), r["trigger"], r["reason"]) for r in e.refusals]
+    if isinstance(e, LeadJourneys.Refused):
+        return [Refusal(e.journey_id, e.version, e.trigger, e.reason)]
+    return []
+
+
 class LeadJourneys(Aggregate):
     """The journey history of one lead."""
 
@@ -46,10 +68,20 @@ class LeadJourneys(Aggregate):
         at: datetime
 
     class Refused(Aggregate.Event):
+        """One journey that did not take the lead (stores before ``EntriesRefused``)."""
+
         journey_id: str
         version: int
         trigger: str
         reason: str
+        at: datetime
+
+    class EntriesRefused(Aggregate.Event):
+        """Every journey one lead event did not enter the lead into, each with its trigger and
+        why (``journey_id``, ``version``, ``trigger``, ``reason``): one event for all of them,
+        since most journeys' entry filters refuse most captured leads."""
+
+        refusals: list[dict[str, Any]]
         at: datetime
 
     class Left(Aggregate.Event):
@@ -92,11 +124,17 @@ class LeadJourneys(Aggregate):
         slot = f"{journey_id}\x1f{entry_key}"
         self.entries[slot] = max(self.entries.get(slot, 0), entry_number)
 
-    def refuse(self, journey_id: str, version: int, trigger: str, reason: str, at: datetime) -> None:
-        self._refused(journey_id=journey_id, version=version, trigger=trigger, reason=reason, at=at)
+    def refuse(self, refusals: list[Refusal], at: datetime) -> None:
+        """Record the journeys one lead event did not enter the lead into (nothing if none)."""
+        if refusals:
+            self._entries_refused(refusals=[r.as_dict() for r in refusals], at=at)
 
     @event(Refused)
     def _refused(self, journey_id: str, version: int, trigger: str, reason: str, at: datetime) -> None:
+        pass
+
+    @event(EntriesRefused)
+    def _entries_refused(self, refusals: list[dict[str, Any]], at: datetime) -> None:
         pass
 
     def leave(self, enrolment_id: UUID, reason: str, at: datetime) -> None:
