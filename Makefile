@@ -21,7 +21,7 @@ demo: $(STAMP)  ## the main job: bundled journeys, 3,000 leads, 60 simulated day
 test: $(STAMP)  ## the whole suite (SQLite and PostgreSQL, real SMTP and NATS)
 	$(BIN)/pytest -n 2 --dist worksteal
 
-test-fast: $(STAMP)  ## a few minutes (2.5 here): SQLite only, without the crash, live-topology and demo tests (marked slow)
+test-fast: $(STAMP)  ## a few minutes (about 4 here): SQLite only, without the crash, live-topology and demo tests (marked slow)
 	$(BIN)/pytest -n 2 --dist worksteal -m "not postgres and not slow"
 
 lint: $(STAMP)

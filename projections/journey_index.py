@@ -242,6 +242,8 @@ class JourneyIndex(JourneyIndexQueries):
 
     @apply.register
     def _(self, e: Enrolment.Exited, c: Any) -> None:
+        if e.step is not None:
+            self._arrived(c, e)
         c.execute(self.q("DELETE FROM {t_due_timers} WHERE enrolment_id = ?"), (str(e.originator_id),))
         c.execute(
             self.q("UPDATE {t_lead_enrolments} SET status = ? WHERE enrolment_id = ?"),

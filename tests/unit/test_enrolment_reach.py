@@ -79,3 +79,12 @@ def test_an_enrolment_stored_with_step_reached_events_reads_the_same() -> None:
     assert again is not None
     assert (again.current_step, again.visits) == (lean.current_step, lean.visits)
     assert _names(old) == ["Started", "StepReached", "TaskCreated", "StepReached", "WaitStarted"]
+
+
+def test_an_exit_step_is_reached_by_its_exit() -> None:
+    e = _enrolment()
+    e.apply(
+        [Reach("welcome"), Send("welcome", "email", "t"), Reach("done"), Exit("completed", "exit step", "done")], AT
+    )
+    assert _names(e.collect_events()) == ["Started", "MessageRequested", "Exited"]
+    assert e.current_step == "done" and e.visits == {"welcome": 1, "done": 1} and not e.is_active

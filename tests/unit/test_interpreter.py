@@ -181,7 +181,7 @@ def test_wait_until_past_date_continues_at_once() -> None:
     assert interpreter.start(j, ctx())[-3:] == [
         EndWait("w", "already due"),
         Reach("end"),
-        Exit("completed", "reached exit step 'end'"),
+        Exit("completed", "reached exit step 'end'", "end"),
     ]
 
 
@@ -336,8 +336,12 @@ def test_field_branch_with_numeric_operator() -> None:
             {"id": "small", "exit": "small"},
         ]
     )
-    assert interpreter.start(j, ctx({"loan_amount": Decimal("2000000")}))[-1] == Exit("big", "reached exit step 'big'")
-    assert interpreter.start(j, ctx({"loan_amount": Decimal("5000")}))[-1] == Exit("small", "reached exit step 'small'")
+    assert interpreter.start(j, ctx({"loan_amount": Decimal("2000000")}))[-1] == Exit(
+        "big", "reached exit step 'big'", "big"
+    )
+    assert interpreter.start(j, ctx({"loan_amount": Decimal("5000")}))[-1] == Exit(
+        "small", "reached exit step 'small'", "small"
+    )
 
 
 # ---- the whole entry decision and the reaction to new facts, as pure verdicts ---------------

@@ -82,6 +82,7 @@ class GoalReached:
 class Exit:
     reason: str
     detail: str
+    step: str | None = None  # the exit step that ended it, if one did
 
 
 Decision = Reach | Send | SkipSend | Wait | EndWait | Branch | Split | Task | Update | GoalReached | Exit

@@ -132,9 +132,18 @@ class Enrolment(Aggregate):
         at: datetime
 
     class Exited(Aggregate.Event):
+        """v2 names the exit step that ended the enrolment (None: it ended otherwise), which
+        records reaching that step as well."""
+
+        class_version = 2
         reason: str
         detail: str
         at: datetime
+        step: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["step"] = None  # v1 recorded the exit step's reach as a StepReached before it
 
     @event(Started)
     def __init__(
@@ -184,7 +193,7 @@ class Enrolment(Aggregate):
         """Record the interpreter's decisions as events, in order. Reaching a step is recorded
         by the step's own event when it has one (a send, a wait, a branch...: each names its
         step), so a step costs one event, not two; ``StepReached`` remains for a step without
-        an event of its own (an exit step) and for a step reached again from itself."""
+        an event of its own and for a step reached again from itself."""
         for i, d in enumerate(decisions):
             if not self.is_active:
                 return
@@ -252,7 +261,7 @@ class Enrolment(Aggregate):
             case GoalReached():
                 self._goal_reached(stage=d.stage, within_window=d.within_window, at=at)
             case Exit():
-                self._exited(reason=d.reason, detail=d.detail, at=at)
+                self._exited(reason=d.reason, detail=d.detail, at=at, step=d.step)
             case _:
                 assert_never(d)
 
@@ -348,7 +357,9 @@ class Enrolment(Aggregate):
         self.last_decision = f"migrated from v{from_version} step '{from_step}'"
 
     @event(Exited)
-    def _exited(self, reason: str, detail: str, at: datetime) -> None:
+    def _exited(self, reason: str, detail: str, at: datetime, step: str | None) -> None:
+        if step is not None:
+            self._arrive(step)
         self.exit_reason = reason
         self.exited_at = at
         self.waiting_step = None
@@ -358,7 +369,7 @@ class Enrolment(Aggregate):
 keep_topics("engine.domain.enrolment", Enrolment)
 
 #: Decisions whose own event names their step, and so records reaching it.
-STEP_DECISIONS = (Send, SkipSend, Wait, Branch, Split, Task, Update)
+STEP_DECISIONS = (Send, SkipSend, Wait, Branch, Split, Task, Update, Exit)
 
 #: The events that record reaching their step when the enrolment was elsewhere (views count
 #: reaches from these the way ``Enrolment._arrive`` does).
@@ -370,6 +381,7 @@ STEP_EVENTS = (
     Enrolment.SplitAssigned,
     Enrolment.TaskCreated,
     Enrolment.LeadUpdateRequested,
+    Enrolment.Exited,  # when an exit step ended it (``step`` set)
 )
 
 

@@ -264,7 +264,7 @@ def _step(step: Step, ctx: Context, out: list[Decision]) -> tuple[str | None, bo
             out.append(Update(step.id, step.stage.value if step.stage else None, step.tag))
             return step.next, False
         case ExitStep():
-            out.append(Exit(step.reason, f"reached exit step '{step.id}'"))
+            out.append(Exit(step.reason, f"reached exit step '{step.id}'", step.id))
             return None, True
         case _:
             assert_never(step)
