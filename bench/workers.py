@@ -101,8 +101,16 @@ def _env(folder: Path, schema: str, port: int) -> dict[str, str]:
     }
 
 
-def one_run(workers: int, n: int, progress: Any) -> dict[str, float]:
-    """Deliver 2·n e-mails with ``workers`` worker processes; return the rate and errors seen."""
+def _start(log_path: Path, args: list[str], env: dict[str, str], procs: list[Any], logs: list[Any]) -> None:
+    log = log_path.open("wb")
+    logs.append(log)
+    procs.append(subprocess.Popen(args, env=env, stdout=log, stderr=log))  # noqa: S603 - huoke itself
+
+
+def one_run(workers: int, n: int, progress: Any, views_runner: bool = False) -> dict[str, float]:
+    """Deliver 2·n e-mails with ``workers`` worker processes (and, with ``views_runner``, the
+    views in a ``huoke projections run`` process of their own, as deployed distributed); return
+    the rate and errors seen."""
     folder = Path(tempfile.mkdtemp(prefix="huoke-bench-workers-"))
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     sink = Counter()
@@ -111,7 +119,7 @@ def one_run(workers: int, n: int, progress: Any) -> dict[str, float]:
         port = probe.getsockname()[1]
     controller = Controller(sink, hostname="127.0.0.1", port=port)
     controller.start()
-    env = _env(folder, schema, port)
+    env = _env(folder, schema, port) | ({"HUOKE_WORKER_ADVANCES_VIEWS": "false"} if views_runner else {})
     procs: list[subprocess.Popen[bytes]] = []
     logs = []
     try:
@@ -129,11 +137,10 @@ def one_run(workers: int, n: int, progress: Any) -> dict[str, float]:
             "PYTHONPATH": os.pathsep.join(filter(None, (str(SQL_COUNT), env.get("PYTHONPATH")))),
         }
         started = time.perf_counter()
+        if views_runner:
+            _start(folder / "views.log", _cli("projections", "run"), env, procs, logs)
         for i in range(workers):
-            log = (folder / f"worker{i}.log").open("wb")
-            logs.append(log)
-            worker = _cli("worker", "--every", "0.5")
-            procs.append(subprocess.Popen(worker, env=counting, stdout=log, stderr=log))  # noqa: S603 - huoke itself
+            _start(folder / f"worker{i}.log", _cli("worker", "--every", "0.5"), counting, procs, logs)
         done = 0
         while done < 2 * n and time.perf_counter() - started < 600:
             time.sleep(0.5)

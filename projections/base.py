@@ -204,6 +204,10 @@ class ViewProjection(Projection[Any]):
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         self.view.apply_batch([domain_event], tracking)
 
+    def process_events(self, batch: Sequence[tuple[Any, Tracking]]) -> None:
+        """Apply events in one transaction with the last one's tracking record."""
+        self.view.apply_batch([e for e, _ in batch], batch[-1][1])
+
 
 def sqlite_and_postgres(mixin: type[Any]) -> tuple[type[Any], type[Any]]:
     """The concrete SQLite and PostgreSQL classes of a view mixin."""

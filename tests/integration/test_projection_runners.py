@@ -9,6 +9,7 @@ import pytest
 
 from engine.adapters.clock import VirtualClock
 from engine.application.analytics import attribution_report, daily_report
+from engine.application.projecting import matching_notifications
 from engine.application.reports import funnel_report
 from projections.funnel import DELIVERY_TOPICS, LEAD_TOPICS
 from projections.funnel import JOURNEY_TOPICS as FUNNEL_JOURNEY_TOPICS
@@ -51,6 +52,12 @@ def test_runners_rebuild_the_views_from_the_logs(store: str, make_engine: MakeEn
     assert funnel_report(engine) == expected
     assert (attribution_report(engine), daily_report(engine)) == marketing
     assert engine.index.pending_count() == timers
+    # The runners apply what their subscription has read in one transaction (a tracking record
+    # each), not one event per transaction.
+    index_events = len(list(matching_notifications(engine.journeys.recorder, INDEX_TOPICS)))
+    table = f'"{engine.index.datastore.schema}".{engine.index.tracking_table_name}'  # type: ignore[attr-defined]
+    [row] = engine.index.rows(f"SELECT COUNT(*) AS n FROM {table} WHERE application_name = 'Journeys'")  # noqa: S608
+    assert 1 <= row["n"] < index_events / 10
     # Restarted runners resume from tracking: one new lead is counted once, nothing twice.
     engine.leads.capture_leads([young_pro(99)])
     more = start_runners(dict(env))

@@ -145,3 +145,17 @@ def test_a_batch_of_events_is_inserted_in_one_statement_with_its_notification_id
     assert app.recorder.max_notification_id() == 4  # nothing of the refused batch was stored
     third = Counter()
     assert [r.notification.id for r in app.save(third)] == [5]
+
+
+def test_the_subscription_internals_the_batching_runner_reads_are_there() -> None:
+    """projections.runners.BatchingProjectionRunner replaces the runner's event loop and asks a
+    ListenNotifySubscription whether it holds notifications already read."""
+    from eventsourcing.persistence import ListenNotifySubscription
+    from eventsourcing.projection import ProjectionRunner
+
+    params = ["subscription", "projection", "is_stopping", "runner"]
+    assert list(inspect.signature(ProjectionRunner._process_events_loop).parameters) == params
+    source = inspect.getsource(ListenNotifySubscription.__init__)
+    for name in ("self._notifications:", "self._notifications_index:", "self._notifications_queue:"):
+        assert name in source
+    assert "target=self._process_events_loop" in inspect.getsource(ProjectionRunner.__mro__[1].__init__)
