@@ -158,4 +158,5 @@ def test_the_subscription_internals_the_batching_runner_reads_are_there() -> Non
     source = inspect.getsource(ListenNotifySubscription.__init__)
     for name in ("self._notifications:", "self._notifications_index:", "self._notifications_queue:"):
         assert name in source
-    assert "target=self._process_events_loop" in inspect.getsource(ProjectionRunner.__mro__[1].__init__)
+    base: Any = ProjectionRunner.__mro__[1]
+    assert "target=self._process_events_loop" in inspect.getsource(base.__init__)
