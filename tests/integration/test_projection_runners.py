@@ -4,6 +4,7 @@ the embedded catch-up, applying each event exactly once."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -55,8 +56,9 @@ def test_runners_rebuild_the_views_from_the_logs(store: str, make_engine: MakeEn
     # The runners apply what their subscription has read in one transaction (a tracking record
     # each), not one event per transaction.
     index_events = len(list(matching_notifications(engine.journeys.recorder, INDEX_TOPICS)))
-    table = f'"{engine.index.datastore.schema}".{engine.index.tracking_table_name}'  # type: ignore[attr-defined]
-    [row] = engine.index.rows(f"SELECT COUNT(*) AS n FROM {table} WHERE application_name = 'Journeys'")  # noqa: S608
+    index: Any = engine.index
+    table = f'"{index.datastore.schema}".{index.tracking_table_name}'
+    [row] = index.rows(f"SELECT COUNT(*) AS n FROM {table} WHERE application_name = 'Journeys'")  # noqa: S608
     assert 1 <= row["n"] < index_events / 10
     # Restarted runners resume from tracking: one new lead is counted once, nothing twice.
     engine.leads.capture_leads([young_pro(99)])
