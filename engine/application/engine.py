@@ -40,6 +40,8 @@ class RunReport:
     #: Agent-task events the desk wrote (routed, held, escalated).
     task_updates: int = 0
     dispatch: DispatchReport = field(default_factory=DispatchReport)
+    #: The run stopped at its time budget with work left (a worker goes on without pausing).
+    unfinished: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -153,6 +155,7 @@ class Engine:
                 break
         if until is not None:
             self._move_clock_to(until)
+        report.unfinished = self._out_of_time()
         return report
 
     def _next_review(self) -> tuple[date, datetime]:

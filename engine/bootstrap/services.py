@@ -58,7 +58,8 @@ def trouble_pause(process: str, error: BaseException, failures: int, say: Say) -
 
 def run_worker(s: Settings, engine: Engine, every: float, say: Say) -> None:
     """Run everything due every ``every`` seconds (one APScheduler job that schedules its next
-    run when it ends: a long pass never has another waiting behind it). On PostgreSQL several
+    run when it ends: a long pass never has another waiting behind it; one that stopped at its
+    time budget with work left is followed at once). On PostgreSQL several
     workers share the lead partitions; on SQLite one worker runs at a time. While the store does
     not answer nothing is sent (every message's marker is recorded before it leaves)."""
     from apscheduler.schedulers.blocking import BlockingScheduler
@@ -76,6 +77,8 @@ def run_worker(s: Settings, engine: Engine, every: float, say: Say) -> None:
             report = engine.run(budget=TICK_BUDGET)
             lease.heartbeat(report, started)
             failures = 0
+            if report.unfinished:
+                pause = 0  # work is waiting: the next tick starts now (partitions rebalance first)
             if any(report.as_dict().values()):
                 done = " · ".join(f"{k} {v}" for k, v in report.as_dict().items() if v)
                 say(f"partitions {engine.parts.describe()}: {done}", "")
