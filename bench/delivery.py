@@ -16,7 +16,8 @@ from aiosmtpd.controller import Controller
 
 from engine.adapters.email_message import build_email
 from engine.adapters.smtp import SmtpEmailChannel
-from engine.application.ports import CollectedResults, OutgoingMessage, RenderedMessage
+from engine.application.ports import OutgoingMessage, RenderedMessage
+from engine.application.sending import CollectedResults
 from engine.bootstrap import build_view, init_database
 from engine.settings import Settings
 from projections.journey_index import ts

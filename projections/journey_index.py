@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import singledispatchmethod
-from typing import Any
+from typing import Any, ClassVar
 
 from eventsourcing.utils import get_topic
 
@@ -58,7 +58,10 @@ TOPICS = [
 class JourneyIndex(JourneyIndexQueries):
     """Due timers (indexed by due time), enrolments, agent tasks and outcome counts."""
 
-    tables = ("due_timers", "lead_enrolments", "agent_tasks", "desk_tasks", "journey_outcomes")
+    tables = ("due_timers", "lead_enrolments", "agent_tasks", "desk_tasks", "journey_outcomes", "desk_changes")
+    #: One counter, moved by every event the task desk reads (a task opened, routed, held,
+    #: claimed, handed on, escalated or closed): the desk passes only when it moved.
+    counters: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {"desk_changes": (("id",), ("n",))}
     feeds = (("journeys", TOPICS),)
 
     def ddl(self) -> list[str]:
@@ -93,6 +96,7 @@ class JourneyIndex(JourneyIndexQueries):
             "CREATE TABLE IF NOT EXISTS {t_journey_outcomes} (journey_id TEXT NOT NULL, journey_version INTEGER "
             "NOT NULL, kind TEXT NOT NULL, label TEXT NOT NULL, n BIGINT NOT NULL, "
             "PRIMARY KEY (journey_id, journey_version, kind, label))",
+            "CREATE TABLE IF NOT EXISTS {t_desk_changes} (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)",
         ]
 
     def create_table(self) -> None:
@@ -272,6 +276,7 @@ class JourneyIndex(JourneyIndexQueries):
 
     @apply.register
     def _(self, e: Enrolment.TaskCreated, c: Any) -> None:
+        self.count(c, "desk_changes", (1,), (1,))
         self._arrived(c, e)
         c.execute(
             self.q(
@@ -291,6 +296,7 @@ class JourneyIndex(JourneyIndexQueries):
 
     @apply.register
     def _(self, e: AgentTask.Claimed, c: Any) -> None:
+        self.count(c, "desk_changes", (1,), (1,))
         c.execute(
             self.q("UPDATE {t_desk_tasks} SET agent = ?, holder = ?, updated_at = ? WHERE task_id = ?"),
             (e.agent, e.agent, ts(e.at), str(e.originator_id)),
@@ -298,6 +304,7 @@ class JourneyIndex(JourneyIndexQueries):
 
     @apply.register
     def _(self, e: AgentTask.Reassigned, c: Any) -> None:
+        self.count(c, "desk_changes", (1,), (1,))
         c.execute(
             self.q("UPDATE {t_desk_tasks} SET queue = ?, agent = ?, updated_at = ? WHERE task_id = ?"),
             (e.queue, e.agent, ts(e.at), str(e.originator_id)),
@@ -306,6 +313,7 @@ class JourneyIndex(JourneyIndexQueries):
 
     @apply.register
     def _(self, e: AgentTask.Completed, c: Any) -> None:
+        self.count(c, "desk_changes", (1,), (1,))
         c.execute(
             self.q(
                 "UPDATE {t_desk_tasks} SET outcome = ?, note = ?, agent = CASE WHEN agent = '' THEN ? ELSE agent END, "
@@ -316,6 +324,7 @@ class JourneyIndex(JourneyIndexQueries):
 
     @apply.register
     def _(self, e: AgentTask.Routed, c: Any) -> None:
+        self.count(c, "desk_changes", (1,), (1,))
         c.execute(
             self.q(
                 "UPDATE {t_desk_tasks} SET routed_to = ?, held_reason = '', "
@@ -326,12 +335,14 @@ class JourneyIndex(JourneyIndexQueries):
 
     @apply.register
     def _(self, e: AgentTask.RoutingHeld, c: Any) -> None:
+        self.count(c, "desk_changes", (1,), (1,))
         c.execute(
             self.q("UPDATE {t_desk_tasks} SET held_reason = ? WHERE task_id = ?"), (e.reason, str(e.originator_id))
         )
 
     @apply.register
     def _(self, e: AgentTask.Escalated, c: Any) -> None:
+        self.count(c, "desk_changes", (1,), (1,))
         task = str(e.originator_id)
         c.execute(self.q("UPDATE {t_desk_tasks} SET escalations = escalations + 1 WHERE task_id = ?"), (task,))
         if e.to_queue == e.from_queue:  # flagged where it is
@@ -342,6 +353,11 @@ class JourneyIndex(JourneyIndexQueries):
             (e.to_queue, ts(e.at), task),
         )
         self._new_stint(c, e.originator_id, e.at)
+
+    def desk_changes(self) -> int:
+        """How often what the task desk reads has changed (grows only; 0 when never)."""
+        rows = self.rows("SELECT COALESCE(MAX(n), 0) AS n FROM {t_desk_changes}")
+        return int(rows[0]["n"]) if rows else 0
 
     def _new_stint(self, c: Any, task_id: Any, at: datetime) -> None:
         """The task arrived in a queue (handed on or escalated): routed and timed afresh; it is

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from engine.application.ports import OutgoingMessage, Progress, SendResult, send_each
+from engine.application.ports import OutgoingMessage, Progress, SendResult
+from engine.application.sending import send_each
 
 
 class DryRunChannel:

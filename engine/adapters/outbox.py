@@ -14,7 +14,8 @@ from typing import TextIO
 from uuid import UUID
 
 from engine.adapters.email_message import build_email
-from engine.application.ports import OutgoingMessage, Progress, SendResult, send_each
+from engine.application.ports import OutgoingMessage, Progress, SendResult
+from engine.application.sending import send_each
 
 #: How many messages leave between one commit of markers and one of outcomes: the folder tells
 #: exactly which of them left before a crash (``already_sent``), so none is sent twice.

@@ -18,7 +18,8 @@ from twilio.request_validator import RequestValidator
 
 from engine.adapters.http_client import OutboundRefusedError, request
 from engine.adapters.rate_limit import RateLimiter
-from engine.application.ports import OutgoingMessage, Progress, SendResult, send_each
+from engine.application.ports import OutgoingMessage, Progress, SendResult
+from engine.application.sending import send_each
 
 #: Twilio error codes that will not succeed on retry (invalid or unreachable numbers, opted out).
 PERMANENT_CODES = {21211, 21408, 21610, 21612, 21614, 30003, 30005, 30006}

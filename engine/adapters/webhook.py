@@ -8,7 +8,8 @@ from __future__ import annotations
 from uuid import UUID
 
 from engine.adapters.http_client import OutboundRefusedError, request
-from engine.application.ports import OutgoingMessage, Progress, SendResult, send_each
+from engine.application.ports import OutgoingMessage, Progress, SendResult
+from engine.application.sending import send_each
 
 RETRYABLE = {408, 425, 429}
 

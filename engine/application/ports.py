@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -121,20 +121,6 @@ class Progress(Protocol):
         ...
 
 
-class CollectedResults:
-    """A ``Progress`` that lets every message go and keeps each outcome: for sends no dispatcher
-    records (a test send, a benchmark)."""
-
-    def __init__(self) -> None:
-        self.results: list[SendResult] = []
-
-    def sending(self, messages: list[OutgoingMessage]) -> list[bool]:
-        return [True] * len(messages)
-
-    def sent(self, results: list[SendResult]) -> None:
-        self.results += results
-
-
 class Channel(Protocol):
     """Sends messages of one kind (e-mail, SMS, webhook); reports each through ``progress``."""
 
@@ -145,21 +131,6 @@ class Channel(Protocol):
     def already_sent(self, send_id: UUID) -> str | None:
         """The provider reference if this send id is known to have left, else None."""
         ...
-
-
-def send_each(
-    messages: list[OutgoingMessage],
-    progress: Progress,
-    send_one: Callable[[OutgoingMessage], SendResult],
-    together: int = 1,
-) -> None:
-    """Send one message at a time, ``together`` between one commit of their markers and one of
-    their outcomes: 1 for a channel whose in-doubt messages are resent on trust (a provider's
-    idempotency key), more for one that finds exactly what left (an outbox folder)."""
-    for i in range(0, len(messages), together):
-        group = messages[i : i + together]
-        going = progress.sending(group)
-        progress.sent([send_one(m) for m, go in zip(group, going, strict=True) if go])
 
 
 class Scorer(Protocol):
@@ -357,6 +328,8 @@ class JourneyIndexView(View, Protocol):
     ) -> list[dict[str, Any]]: ...
 
     def next_task_deadline(self, slas: dict[str, Any], parts: Partitions = ALL) -> datetime | None: ...
+
+    def desk_changes(self) -> int: ...
 
     def last_task_deadline(self, slas: dict[str, Any], until: datetime, parts: Partitions = ALL) -> datetime | None: ...
 

@@ -229,3 +229,27 @@ def test_the_task_report_counts_each_queue_its_overdue_tasks_and_hours_to_first_
     engine.refresh_views()
     queues = {q["queue"]: q for q in tasks_report(engine, "Asia/Shanghai")["queues"]}
     assert queues["team_leads"]["overdue"] == 1
+
+
+def test_the_desk_passes_only_when_a_task_changed_or_a_deadline_came(
+    engine: Engine, clock: VirtualClock, store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t0 = clock.now()
+    engine.leads.capture_leads([lead_in(1, "Beijing")])
+    engine.run(until=t0 + timedelta(hours=1))
+    engine.refresh_views()
+    looked: list[int] = []
+    real = engine.index.unrouted_tasks
+    monkeypatch.setattr(engine.index, "unrouted_tasks", lambda *a, **k: looked.append(1) or real(*a, **k))
+    desk = engine.task_desk
+    changes = engine.index.desk_changes()
+    assert changes >= 2  # the task was opened and routed
+    desk.work(engine.parts, clock.now())  # the first pass of this desk looks
+    looked.clear()
+    assert desk.work(engine.parts, clock.now() + timedelta(hours=1)) == 0
+    assert looked == []  # nothing changed, no deadline passed: no query
+    # The service level (4 h) runs out: the desk passes again and escalates.
+    assert desk.work(engine.parts, t0 + timedelta(hours=4, minutes=1)) == 1
+    assert looked
+    engine.refresh_views()
+    assert engine.index.desk_changes() == changes + 1

@@ -48,11 +48,29 @@ class TaskDesk:
     #: The officers' loads after the last pass: tasks already waiting are planned again only
     #: when someone's load went down since (the reasons they wait for cannot have changed).
     _loads: dict[str, int] | None = field(default=None, repr=False)
+    #: How often the tasks in the index had changed (and the partitions) at the last pass, and
+    #: when the next open task runs out of its service level: until one of them moves, another
+    #: pass finds nothing.
+    _settled: tuple[Any, ...] | None = field(default=None, repr=False)
+    _next_deadline: datetime | None = field(default=None, repr=False)
 
     def work(self, parts: Partitions, now: datetime) -> int:
-        """Route and escalate what is due at ``now``; the number of task events written."""
+        """Route and escalate what is due at ``now``; the number of task events written. A pass
+        is skipped when no task changed in the index since the last one (none opened, routed,
+        claimed, escalated or closed) and no task's service level has run out: routing reads
+        only the tasks, the officers' loads and the leads of the tasks it routes, escalation
+        only the tasks and the clock."""
         if not self.desk.queues:
             return 0
+        stands = (self.index.desk_changes(), parts.owned)
+        if stands == self._settled and (self._next_deadline is None or now < self._next_deadline):
+            return 0
+        done = self._work(parts, now)
+        self._settled = stands
+        self._next_deadline = self.index.next_task_deadline(self.desk.slas, parts)
+        return done
+
+    def _work(self, parts: Partitions, now: datetime) -> int:
         written = _escalate(self.desk, self.journeys, self.index, parts, now)
         routed_queues = sorted({q for o in self.desk.officers for q in o.queues})
         rows = self.index.unrouted_tasks(routed_queues, parts)

@@ -12,7 +12,8 @@ from typing import Any
 from uuid import UUID, uuid5
 
 from engine.application.engine import Engine
-from engine.application.ports import CollectedResults, OutgoingMessage, SendResult
+from engine.application.ports import OutgoingMessage, SendResult
+from engine.application.sending import CollectedResults
 from engine.domain.journeys.journey import Journey, SendStep
 from engine.domain.shared.errors import HuokeError
 
