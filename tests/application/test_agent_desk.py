@@ -240,7 +240,12 @@ def test_the_desk_passes_only_when_a_task_changed_or_a_deadline_came(
     engine.refresh_views()
     looked: list[int] = []
     real = engine.index.unrouted_tasks
-    monkeypatch.setattr(engine.index, "unrouted_tasks", lambda *a, **k: looked.append(1) or real(*a, **k))
+
+    def unrouted_tasks(*args: Any, **kwargs: Any) -> Any:
+        looked.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine.index, "unrouted_tasks", unrouted_tasks)
     desk = engine.task_desk
     changes = engine.index.desk_changes()
     assert changes >= 2  # the task was opened and routed
