@@ -184,7 +184,7 @@ def workers_section(n: int) -> dict[str, dict[str, float]]:
     views in a ``huoke projections run`` of their own (distributed mode as deployed), and one
     worker keeping the views itself (HUOKE_WORKER_ADVANCES_VIEWS, the default)."""
     results = {}
-    for key, count, runner in (("one", 1, True), ("two", 2, True), ("one, views in the worker", 1, False)):
+    for key, count, runner in (("one", 1, True), ("two", 2, True), ("one keeping the views", 1, False)):
         print(f"\n{key}: {n} leads, {2 * n} e-mails to an SMTP sink …", flush=True)
         sent = [0]
 
@@ -198,8 +198,7 @@ def workers_section(n: int) -> dict[str, dict[str, float]]:
     print(f"\n{'send and follow-up on PostgreSQL, separate processes':<72} {'rate':>12}  {'unit':<9} {'× one':>10}")
     for key, r in results.items():
         label = (
-            f"{key} worker(s): delivered {r['delivered']:.0f}, "
-            f"duplicates {r['duplicates']:.0f}, conflicts {r['conflicts']:.0f}"
+            f"{key}: delivered {r['delivered']:.0f}, duplicates {r['duplicates']:.0f}, conflicts {r['conflicts']:.0f}"
         )
         print(
             f"{label:<72} {r['emails_per_s']:>12,.1f}  {'msgs/s':<9} {r['emails_per_s'] / one['emails_per_s']:>10.2f}"
@@ -233,7 +232,7 @@ def summary(h: dict[str, float], baseline: float, raw_smtp: float, workers: dict
     met ("—": not measured in this run)."""
     leads = h["leads"]
     seconds_per_lead = h["total_seconds"] / leads
-    one, two, alone = workers.get("one"), workers.get("two"), workers.get("one, views in the worker")
+    one, two, alone = workers.get("one"), workers.get("two"), workers.get("one keeping the views")
     # Projected linearly from this run's leads and days (the bench runs 30; --full should run
     # 100k leads × 60 days to measure it).
     million_minutes = seconds_per_lead * (60 / h["days"]) * 1_000_000 / 60
@@ -241,17 +240,17 @@ def summary(h: dict[str, float], baseline: float, raw_smtp: float, workers: dict
         ("events per lead (30 days, bundled journeys)", h["total_events"] / leads, ".1f", "≤ 18"),
         ("cost per lead in raw events (s per lead ÷ s per raw batched event)", seconds_per_lead * baseline, ".0f",
          "≤ 40"),
-        ("PostgreSQL, one worker + views runner: transactions that wrote, per e-mail (server xids)",
+        ("PostgreSQL, worker + views runner: transactions that wrote, per e-mail",
          one["writes_per_email"] if one else None, ".2f", "≤ 1"),
-        ("PostgreSQL, one worker + views runner: commits per e-mail (server, reads included)",
+        ("PostgreSQL, worker + views runner: commits per e-mail, reads included",
          one["commits_per_email"] if one else None, ".1f", "—"),
-        ("PostgreSQL, one worker + views runner: the worker's statements per e-mail",
+        ("PostgreSQL, worker + views runner: the worker's statements per e-mail",
          one["statements_per_email"] if one else None, ".1f", "≤ 8"),
-        ("PostgreSQL, one worker + views runner: e-mails/s ÷ raw aiosmtplib, same sink",
+        ("PostgreSQL, worker + views runner: e-mails/s ÷ raw aiosmtplib",
          one["emails_per_s"] / raw_smtp if one else None, ".2f", "≥ 0.5"),
         ("PostgreSQL, one worker keeping the views: e-mails/s ÷ raw aiosmtplib",
          alone["emails_per_s"] / raw_smtp if alone else None, ".2f", "—"),
-        ("PostgreSQL: two workers ÷ one (views runner with both)",
+        ("PostgreSQL: two workers ÷ one (with one views runner)",
          two["emails_per_s"] / one["emails_per_s"] if one and two else None, ".2f", "≥ 1.5"),
         (f"1M leads × 60 days, minutes (projected from {leads:,.0f} leads × {h['days']:.0f} days)", million_minutes,
          ",.0f", "≤ 30"),

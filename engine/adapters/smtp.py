@@ -104,22 +104,24 @@ class SmtpEmailChannel:
 
     async def _send_all(self, messages: list[OutgoingMessage], progress: Progress) -> None:
         """Send in rounds of one message per connection: a round's markers are committed
-        together just before it goes on the wire and its outcomes together as soon as every
-        server has answered, so at most one message per connection is in doubt at any moment,
-        at two commits a round instead of two a message. One recipient's messages share a
+        together just before it goes on the wire, with the outcomes of the round before (the
+        last round's outcomes on their own), so at most one message per connection is in doubt
+        at any moment, at one commit a round instead of two a message. One recipient's messages share a
         connection, in the order given: they arrive in that order. A round that cannot be
         recorded (the store went away) stops the batch: nothing more leaves."""
         lanes: list[deque[OutgoingMessage]] = [deque() for _ in range(self.connections)]
         for m in messages:
             lanes[zlib.crc32(m.to.lower().encode()) % self.connections].append(m)
         clients: dict[int, aiosmtplib.SMTP] = {}
+        answered: list[SendResult] = []  # the last round's outcomes: committed with the next markers
         try:
             while live := [i for i, lane in enumerate(lanes) if lane]:
                 if self.halted:
-                    progress.sent(_never_left([m for i in live for m in lanes[i]], self.halted))
+                    progress.sent([*answered, *_never_left([m for i in live for m in lanes[i]], self.halted)])
                     return
                 for i, reason in (await self._connect(live, clients)).items():
-                    progress.sent(_never_left(list(lanes[i]), reason))
+                    progress.sent([*answered, *_never_left(list(lanes[i]), reason)])
+                    answered = []
                     lanes[i].clear()
                 live = [i for i in live if i in clients and lanes[i]]
                 if not live or self.halted:
@@ -128,13 +130,14 @@ class SmtpEmailChannel:
                 wait = max(self.limiter.delay() for _ in going)  # the round's last token decides
                 if wait:
                     await asyncio.sleep(wait)
-                marked = progress.sending([m for _, m in going])
+                marked = progress.sending([m for _, m in going], settled=answered)
                 leaving = [(i, m) for (i, m), go in zip(going, marked, strict=True) if go]
-                results = await asyncio.gather(*(self._send_one(clients[i], m) for i, m in leaving))
-                progress.sent(list(results))
+                answered = list(await asyncio.gather(*(self._send_one(clients[i], m) for i, m in leaving)))
                 for i, _ in leaving:
                     if not clients[i].is_connected:
                         del clients[i]  # reconnect for its next message
+            if answered:
+                progress.sent(answered)
         finally:
             await asyncio.gather(*(_quit(c) for c in clients.values()))
 

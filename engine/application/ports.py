@@ -111,12 +111,13 @@ class Progress(Protocol):
     (one per connection, or a group a channel can reconcile exactly) are marked in one commit
     and their outcomes recorded in one."""
 
-    def sending(self, messages: list[OutgoingMessage]) -> list[bool]:
-        """Just before ``messages`` leave: their dispatch markers are committed. For each, False:
-        drop it (its lead changed since the decision; the dispatcher has recorded why)."""
+    def sending(self, messages: list[OutgoingMessage], settled: Sequence[SendResult] = ()) -> list[bool]:
+        """Just before ``messages`` leave: their dispatch markers are committed, in the same
+        commit as the outcomes ``settled`` of messages that left before. For each message,
+        False: drop it (its lead changed since the decision; the dispatcher has recorded why)."""
         ...
 
-    def sent(self, results: list[SendResult]) -> None:
+    def sent(self, results: Sequence[SendResult]) -> None:
         """The outcomes of messages (sent or not), recorded at once."""
         ...
 

@@ -272,13 +272,16 @@ class Deliveries(RuleJobs, ComposingJobs, OperatorJobs, DeliveriesBase):
         d.defer(until, f"{channel} paused: {why} (down since {zone_text(since, self.default_tz)})", now, transient=True)
         state.report.deferred += 1
 
-    def _marked(self, going: list[tuple[Delivery, tuple[str, ...]]], leads: Leads, state: _Pass) -> list[bool]:
+    def _marked(
+        self, going: list[tuple[Delivery, tuple[str, ...]]], leads: Leads, state: _Pass, settled: Sequence[Any] = ()
+    ) -> list[bool]:
         """Commit the dispatch markers of messages about to leave together (each with where its
-        tracked links lead), then look at their leads once more: an opt-out, goal or exit
-        committed by any process before the markers stops its message."""
+        tracked links lead), with the ``settled`` outcomes of those that left before, then look
+        at their leads once more: an opt-out, goal or exit committed by any process before the
+        markers stops its message."""
         for d, links in going:
             d.dispatching(self._now_for(d), list(links))
-        save_batch(self, [d for d, _ in going])
+        save_batch(self, [*settled, *(d for d, _ in going)])
         versions = latest_versions(leads, list({d.lead_id for d, _ in going}))
         stopped: list[Delivery] = []
         for d, _ in going:
@@ -332,16 +335,20 @@ class _Progress:
         self.deliveries, self.leads, self.state = deliveries, leads, state
         self.items = {m.send_id: (d, m) for d, m in items}
 
-    def sending(self, messages: list[OutgoingMessage]) -> list[bool]:
-        return self.deliveries._marked([(self.items[m.send_id][0], m.links) for m in messages], self.leads, self.state)
+    def sending(self, messages: list[OutgoingMessage], settled: Sequence[SendResult] = ()) -> list[bool]:
+        going = [(self.items[m.send_id][0], m.links) for m in messages]
+        return self.deliveries._marked(going, self.leads, self.state, self._settled(settled))
 
-    def sent(self, results: list[SendResult]) -> None:
+    def sent(self, results: Sequence[SendResult]) -> None:
+        save_batch(self.deliveries, self._settled(results))
+
+    def _settled(self, results: Sequence[SendResult]) -> list[Any]:
+        """The deliveries with these outcomes applied and, since a sent message counts towards
+        its lead's caps, their leads' contact histories (to be saved in the same commit)."""
         settled: list[Any] = []
         for result in results:
             d, m = self.items[result.send_id]
             self.deliveries._settle(d, m, result, self.state)
             settled.append(d)
-        # A sent message counts towards its lead's caps: the histories go in the same commit.
         leads = {d.lead_id for d in settled}
-        settled += [h for lead, h in self.state.histories.items() if lead in leads]
-        save_batch(self.deliveries, settled)
+        return settled + [h for lead, h in self.state.histories.items() if lead in leads]
