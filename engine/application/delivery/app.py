@@ -132,6 +132,7 @@ class Deliveries(RuleJobs, ComposingJobs, OperatorJobs, DeliveriesBase):
         report = state.report
         outgoing: dict[str, list[tuple[Delivery, OutgoingMessage]]] = {}
         current = leads.current(d.lead_id for d in batch)  # as committed now, in any process
+        self._load_histories({d.lead_id for d in batch if not d.is_settled}, state.histories)
         in_order = sorted(batch, key=lambda d: (d.requested_at, str(d.id)))
         ahead = self._ahead(in_order)
         for d in sorted(in_order, key=self._priority, reverse=True):  # stable: each enrolment keeps its order
