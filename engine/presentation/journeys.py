@@ -59,12 +59,7 @@ def diff(doc: dict[str, Any]) -> list[RenderableType]:
     now = ", ".join(f"{step} {n}" for step, n in sorted(doc["leads_now"].items()) if n) or "none"
     out.append(f"leads in the journey now: {now}")
     if doc["moves"]:
-        table = plain_table("With the plan, publishing would move")
-        for col in ("from version", "at step", "moves to", "enrolments"):
-            table.add_column(col)
-        for m in doc["moves"]:
-            table.add_row(f"v{m['from_version']}", m["from_step"], m["to"], str(m["enrolments"]))
-        out.append(table)
+        out.append(_moves("With the plan, publishing would move", doc["moves"]))
     else:
         out.append("without a plan, leads in the journey stay on their version (--plan moves them)")
     return out
@@ -186,16 +181,21 @@ def published(doc: dict[str, Any]) -> list[RenderableType]:
         verb = "would publish" if doc["dry_run"] else "published"
         out.append(Text.assemble((r["journey_id"], "bold"), f": {verb} v{r['version']} (was v{r['previous_version']})"))
         if r["moves"]:
-            table = plain_table("In-flight enrolments")
-            for col in ("from version", "at step", "moves to", "enrolments"):
-                table.add_column(col)
-            for m in r["moves"]:
-                table.add_row(f"v{m['from_version']}", m["from_step"], m["to"], str(m["enrolments"]))
-            out.append(table)
+            out.append(_moves("In-flight enrolments", r["moves"]))
             out.append(f"{r['would_receive_again']} lead(s) would receive a message they already had")
         else:
             out.append("in-flight enrolments stay on their version (no migration plan)")
     return out
+
+
+def _moves(title: str, moves: list[dict[str, Any]]) -> Table:
+    """Where a migration plan moves in-flight enrolments: from which version and step, to where."""
+    table = plain_table(title)
+    for col in ("from version", "at step", "moves to", "enrolments"):
+        table.add_column(col)
+    for m in moves:
+        table.add_row(f"v{m['from_version']}", m["from_step"], m["to"], str(m["enrolments"]))
+    return table
 
 
 def task_state(task: Any) -> str:
