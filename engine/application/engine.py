@@ -329,15 +329,13 @@ class Engine:
         read once; a view is caught up only from the logs that moved since it last was, or after
         it was reset (a view moves only forward, and only under its writer's lease, so nothing is
         skipped)."""
-        heads: dict[str, int] = {}
+        heads = _Heads()
         for name, view in self.views.items():
             if name not in self.views_owned:
                 continue
             for log, topics in view.feeds:
                 upstream = getattr(self, log)
-                if log not in heads:
-                    heads[log] = upstream.recorder.max_notification_id() or 0
-                stands = (heads[log], view.resets)
+                stands = (heads.of(upstream), view.resets)
                 if self._caught_up.get((name, log)) == stands:
                     continue
                 catch_up(view, upstream, topics)
