@@ -128,7 +128,7 @@ def one_run(workers: int, n: int, progress: Any, views_runner: bool = False) -> 
         _leads(folder / "leads.csv", n)
         leads = _cli("leads", "import", str(folder / "leads.csv"), "--json")
         subprocess.run(leads, env=env, check=True, capture_output=True)  # noqa: S603 - huoke itself
-        commits_before, writes_before = _commits(), _xid()
+        commits_before, writes_before = _server_counts()
         counted = folder / "sql"
         # The workers count their own statements (bench/sql_count: pg_stat_statements is not preloaded here).
         counting = {
@@ -150,7 +150,8 @@ def one_run(workers: int, n: int, progress: Any, views_runner: bool = False) -> 
             done = now
         elapsed = time.perf_counter() - started
         time.sleep(1.2)  # the server publishes its transaction counts within a second
-        commits, writes = _commits() - commits_before, _xid() - writes_before - 1
+        commits, writes = _server_counts()
+        commits, writes = commits - commits_before, writes - writes_before - 1
     finally:
         for proc in procs:
             proc.terminate()
@@ -179,17 +180,12 @@ def one_run(workers: int, n: int, progress: Any, views_runner: bool = False) -> 
     }
 
 
-def _xid() -> int:
-    """The server's next transaction id: the difference over a run is how many transactions
-    wrote anything, in every process (a read-only transaction takes no id; this call takes one)."""
+def _server_counts() -> tuple[int, int]:
+    """(transactions committed in the bench's database so far, every process's, read-only ones
+    included: what the server counts; the server's next transaction id: the difference over a
+    run is how many transactions wrote anything, in every process — a read-only transaction
+    takes no id, this call takes one)."""
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        row = conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()
-    return int(row[0]) if row else 0
-
-
-def _commits() -> int:
-    """Transactions committed in the bench's database so far (every process's, read-only ones
-    included: what the server counts)."""
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        row = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()").fetchone()
-    return int(row[0]) if row else 0
+        commits = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()").fetchone()
+        xid = conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()
+    return (int(commits[0]) if commits else 0), (int(xid[0]) if xid else 0)
