@@ -8,13 +8,14 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 
 from engine.adapters.clock import VirtualClock
 from engine.application.leads.timeline import lead_timeline
 from engine.domain.journeys import enrolment
-from engine.domain.journeys.lead_journeys import LeadJourneys
+from engine.domain.journeys.lead_journeys import LeadJourneys, refusals_in
 from tests.application.why_trails import why_trails
 from tests.conftest import MakeEngine
 from tests.helpers import young_pro
@@ -135,3 +136,31 @@ def test_refusals_stored_one_event_each_and_in_one_event_read_the_same(
     assert counts[("old-journey", "old filter")] == 1
     for r in batched[0].refusals:
         assert counts[(r["journey_id"], r["reason"])] >= 1
+
+
+def test_an_enrolment_and_history_stored_before_the_lean_log_read_the_same(make_engine: MakeEngine) -> None:
+    """Fixture from a store written before the lean log: a StepReached before each step's event,
+    Exited v1 without its step, one LeadJourneys.Refused per journey. The enrolment loads to the
+    same state, the journey index counts each step reached once, and the refusals read."""
+    from eventsourcing.persistence import StoredEvent
+
+    doc = json.loads((BEFORE.parent / "enrolment_before_lean_log.json").read_text(encoding="utf-8"))
+    engine = make_engine()
+    enrolment_id, history_id = UUID(doc["enrolment_id"]), UUID(doc["history_id"])
+    stored = [(enrolment_id, e) for e in doc["events"]] + [(history_id, e) for e in doc["history_events"]]
+    engine.journeys.recorder.insert_events(
+        [StoredEvent(i, e["originator_version"], e["topic"], e["state"].encode()) for i, e in stored]
+    )
+    loaded = engine.journeys.repository.get(enrolment_id)
+    assert loaded.current_step == "done" and loaded.exit_reason == "completed"
+    assert loaded.visits == {"acknowledge": 1, "await_approval": 1, "stalled_call": 1, "done": 1}
+    [exited] = [e for e in engine.journeys.enrolment_events(enrolment_id) if isinstance(e, enrolment.Enrolment.Exited)]
+    assert exited.step is None  # v1: its StepReached came before it
+    engine.refresh_views()
+    reached = {o["label"]: o["n"] for o in engine.index.outcomes() if o["kind"] == "reached"}
+    assert reached == {"acknowledge": 1, "await_approval": 1, "stalled_call": 1, "done": 1}
+    refused = [r for e in engine.journeys.history_events(UUID(doc["lead_id"])) for r in refusals_in(e)]
+    assert [(r.journey_id, r.reason) for r in refused] == [
+        ("seniors-advisor", "entry filter did not match"),
+        ("young-professionals", "entry filter did not match"),
+    ]
