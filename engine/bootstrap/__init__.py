@@ -63,8 +63,11 @@ from engine.domain.delivery.tracking import tracking_key
 from engine.domain.journeys.journey import Journey
 from engine.domain.leads.segments import SegmentRules
 from engine.domain.shared.errors import JourneyValidationError
-from engine.eventstore.coordination import init_lock
+from engine.eventstore.coordination import NotInitialisedError, init_lock
 from engine.settings import Settings
+
+#: The meta entry ``db init`` writes once the identity index is the leads store's claims.
+IDENTITIES_CLAIMED = "identities_claimed"
 
 
 def init_database(settings: Settings) -> int:
@@ -87,7 +90,8 @@ def init_database(settings: Settings) -> int:
         Marketing(env["marketing"], SystemClock()).close()
         Referrals(env["referrals"], SystemClock(), b"").close()
         relay_tracker(settings, create=True).datastore.close()
-        # Stores from before the identity index was hashed: index their people under hashed keys.
+        # Stores from before the identity index was the leads store's claims (its people were
+        # LeadIdentity aggregates, under plain keys before the index was hashed): index them.
         leads = Leads(
             env["leads"],
             SegmentRules((), (), (), "set-up"),
@@ -96,9 +100,9 @@ def init_database(settings: Settings) -> int:
             vault=vault,
         )
         try:
-            if meta.get("identities_hashed") is None:
+            if meta.get(IDENTITIES_CLAIMED) is None:
                 leads.migrate_identities()
-                meta.put_default("identities_hashed", "yes", conn)
+                meta.put_default(IDENTITIES_CLAIMED, "yes", conn)
         finally:
             leads.close()
         for name in VIEWS:
@@ -219,6 +223,10 @@ def bootstrap(
     clock = clock or SystemClock()
     meta = meta_for(settings)
     count = meta.partitions()
+    if meta.get(IDENTITIES_CLAIMED) is None:
+        raise NotInitialisedError(
+            "this store was made by an older huoke: run `huoke db init` once, which indexes its leads"
+        )
     definitions = definitions if definitions is not None else load_journey_definitions(settings)
     renderer = renderer_for(settings)
     leads = Leads(
@@ -230,7 +238,6 @@ def bootstrap(
         settings.email_double_opt_in,
         models_for(settings),
         vault_for(settings),
-        legacy_identities=meta.get("identities_hashed") is None,
         currency=settings.currency,
     )
     if leads.vault is not None and settings.postgres_env() is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -21,6 +21,7 @@ from eventsourcing.sqlite import (
     SQLiteProcessRecorder,
 )
 from psycopg import Cursor
+from psycopg import sql as psql
 from psycopg.rows import DictRow
 
 
@@ -43,11 +44,54 @@ class TunedSQLiteConnectionPool(SQLiteConnectionPool):
         return connection
 
 
+#: Where a store keeps its claims: the events table's name with this suffix.
+CLAIMS_SUFFIX = "_claims"
+
+
 class ManyTrackingSQLiteProcessRecorder(SQLiteProcessRecorder):
     """Inserts a batch's events with one statement, and also records ``trackings=[...]`` (one
-    per lead partition) in the events' transaction."""
+    per lead partition) and ``claims={name: value}`` in the events' transaction.
+
+    A claim is a unique name recorded with the events that make it true (an identity key and the
+    lead it names): a name already claimed raises IntegrityError and nothing of the batch is
+    written, as a version already taken does. It is the events' index, not a view: written in
+    their transaction, never behind them."""
 
     accepts_many_trackings = True
+
+    def __init__(self, datastore: Any, *, events_table_name: str = "stored_events") -> None:
+        self.claims_table_name = table = events_table_name + CLAIMS_SUFFIX
+        self.insert_claim_statement = f"INSERT INTO {table} VALUES (?, ?)"  # noqa: S608 - own table
+        self.count_claims_statement = f"SELECT COUNT(*) FROM {table}"  # noqa: S608 - own table
+        super().__init__(datastore, events_table_name=events_table_name)
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            f"CREATE TABLE IF NOT EXISTS {self.claims_table_name} (name TEXT PRIMARY KEY, value TEXT NOT NULL) "
+            "WITHOUT ROWID",
+        ]
+
+    def select_claims(self, names: Collection[str]) -> dict[str, str]:
+        """The value claimed under each of ``names`` that is claimed (one statement per 500)."""
+        found: dict[str, str] = {}
+        ordered = sorted(names)
+        with self.datastore.transaction(commit=False) as c:
+            for i in range(0, len(ordered), 500):
+                chunk = ordered[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                c.execute(f"SELECT name, value FROM {self.claims_table_name} WHERE name IN ({marks})", chunk)  # noqa: S608
+                found.update((row[0], row[1]) for row in c.fetchall())
+        return found
+
+    def add_claims(self, claims: Mapping[str, str]) -> int:
+        """Claim each name not yet claimed (a store's migration; idempotent); how many were new."""
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(self.count_claims_statement)
+            before = int(c.fetchone()[0])
+            c.executemany(self.insert_claim_statement.replace("INSERT", "INSERT OR IGNORE", 1), list(claims.items()))
+            c.execute(self.count_claims_statement)
+            return int(c.fetchone()[0]) - before
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -71,6 +115,9 @@ class ManyTrackingSQLiteProcessRecorder(SQLiteProcessRecorder):
         trackings: Sequence[Tracking] = kwargs.get("trackings", ())
         for tracking in (single, *trackings) if single is not None else trackings:
             self._insert_tracking(c, tracking)
+        claims: Mapping[str, str] = kwargs.get("claims", {})
+        if claims:
+            c.executemany(self.insert_claim_statement, list(claims.items()))
         return returning
 
 
@@ -86,15 +133,55 @@ class TunedSQLiteFactory(SQLiteFactory):
 
 
 class ManyTrackingPostgresProcessRecorder(PostgresProcessRecorder):
-    """Also records ``trackings=[...]`` in the events' transaction."""
+    """Also records ``trackings=[...]`` and ``claims={name: value}`` in the events' transaction
+    (see the SQLite recorder)."""
 
     accepts_many_trackings = True
+
+    def __init__(self, datastore: Any, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self.claims_table_name = self.events_table_name + CLAIMS_SUFFIX
+        self.check_identifier_length(self.claims_table_name)
+        self.sql_create_statements.append(
+            psql.SQL("CREATE TABLE IF NOT EXISTS {schema}.{table} (name text PRIMARY KEY, value text NOT NULL)").format(
+                schema=psql.Identifier(self.datastore.schema), table=psql.Identifier(self.claims_table_name)
+            )
+        )
+
+    def _claims(self) -> psql.Composed:
+        return psql.SQL("{schema}.{table}").format(
+            schema=psql.Identifier(self.datastore.schema), table=psql.Identifier(self.claims_table_name)
+        )
 
     def _insert_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         trackings: Sequence[Tracking] = kwargs.get("trackings", ())
         for tracking in trackings:
             self._insert_tracking(curs, tracking)
+        claims: Mapping[str, str] = kwargs.get("claims", {})
+        if claims:
+            curs.executemany(psql.SQL("INSERT INTO {} VALUES (%s, %s)").format(self._claims()), list(claims.items()))
         super()._insert_events(curs, stored_events, **kwargs)
+
+    def select_claims(self, names: Collection[str]) -> dict[str, str]:
+        """The value claimed under each of ``names`` that is claimed (one statement)."""
+        if not names:
+            return {}
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                psql.SQL("SELECT name, value FROM {} WHERE name = ANY(%s)").format(self._claims()), (list(names),)
+            )
+            return {row["name"]: row["value"] for row in curs.fetchall()}
+
+    def add_claims(self, claims: Mapping[str, str]) -> int:
+        """Claim each name not yet claimed (a store's migration; idempotent); how many were new."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                psql.SQL("INSERT INTO {} SELECT * FROM unnest(%s::text[], %s::text[]) ON CONFLICT DO NOTHING").format(
+                    self._claims()
+                ),
+                (list(claims), list(claims.values())),
+            )
+            return int(curs.rowcount)
 
 
 class _SharedPool:

@@ -20,7 +20,7 @@ single saves, LIBRARIES.md); a power cut can lose the last commits but never cor
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -43,20 +43,27 @@ _LATEST = 2**31
 
 
 def save_batch(
-    app: Application[Any], aggregates: Iterable[Any], tracking: Tracking | Sequence[Tracking] | None = None
+    app: Application[Any],
+    aggregates: Iterable[Any],
+    tracking: Tracking | Sequence[Tracking] | None = None,
+    claims: Mapping[str, str] | None = None,
 ) -> int:
-    """Record every pending event of ``aggregates`` (and the tracking records) atomically; return
-    the count. A tracking position already recorded raises ``IntegrityError`` and writes nothing."""
+    """Record every pending event of ``aggregates`` (and the tracking records and ``claims``)
+    atomically; return the count. A tracking position already recorded, or a name already
+    claimed, raises ``IntegrityError`` and writes nothing."""
     trackings = [tracking] if isinstance(tracking, Tracking) else list(tracking or ())
     pe: ProcessingEvent[UUID] = ProcessingEvent(tracking=trackings[0] if len(trackings) == 1 else None)
-    if len(trackings) > 1:
+    if len(trackings) > 1 or claims:
         if not getattr(app.recorder, "accepts_many_trackings", False):
-            raise TypeError(f"{type(app.recorder).__name__} cannot record several tracking records at once")
-        pe.saved_kwargs["trackings"] = trackings
+            raise TypeError(f"{type(app.recorder).__name__} cannot record tracking records or claims with events")
+        if len(trackings) > 1:
+            pe.saved_kwargs["trackings"] = trackings
+        if claims:
+            pe.saved_kwargs["claims"] = dict(claims)
     for aggregate in aggregates:
         pe.events.extend(aggregate.collect_events())
         pe.aggregates[aggregate.id] = aggregate
-    if not pe.events and not trackings:
+    if not pe.events and not trackings and not claims:
         return 0
     app._record(pe)
     app._take_snapshots(pe)
@@ -251,6 +258,16 @@ def current_aggregates(app: Application[Any], aggregate_ids: Collection[UUID]) -
                 app.repository.get(aggregate_id) if app.repository.fastforward else fresh_get(app, aggregate_id)
             )
     return found
+
+
+def claimed(app: Application[Any], names: Collection[str]) -> dict[str, str]:
+    """What each of ``names`` that is claimed in ``app``'s store names (see ``save_batch``)."""
+    return app.recorder.select_claims(names) if names else {}  # type: ignore[attr-defined]
+
+
+def add_claims(app: Application[Any], claims: Mapping[str, str]) -> int:
+    """Claim in ``app``'s store each name not claimed yet (migrations; idempotent): how many."""
+    return app.recorder.add_claims(claims) if claims else 0  # type: ignore[attr-defined]
 
 
 def forget_cache(app: Application[Any]) -> None:

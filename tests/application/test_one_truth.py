@@ -117,6 +117,23 @@ def test_nothing_runs_before_db_init(tmp_path: Path, clock: VirtualClock) -> Non
         bootstrap(base_settings(tmp_path), clock)
 
 
+def test_a_store_an_older_huoke_made_asks_for_db_init(tmp_path: Path, clock: VirtualClock) -> None:
+    """A store from before the identity index was claims must be migrated by ``db init`` first,
+    and is after it."""
+    import sqlite3
+
+    from engine.bootstrap import IDENTITIES_CLAIMED, init_database
+
+    settings = base_settings(tmp_path)
+    init_database(settings)
+    with sqlite3.connect(settings.data_dir / "huoke.db") as meta:  # as an older huoke left it
+        meta.execute("DELETE FROM huoke_meta WHERE key = ?", (IDENTITIES_CLAIMED,))
+    with pytest.raises(NotInitialisedError, match="older huoke: run `huoke db init` once"):
+        bootstrap(settings, clock)
+    init_database(settings)
+    bootstrap(settings, clock).close()
+
+
 def test_opening_the_store_publishes_nothing(tmp_path: Path, clock: VirtualClock, make_engine: MakeEngine) -> None:
     from engine.bootstrap import init_database
 

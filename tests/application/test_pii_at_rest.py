@@ -15,8 +15,10 @@ from engine.application.leads.commands import LeadRef
 from engine.application.leads.timeline import lead_timeline
 from engine.application.reports import funnel_report
 from engine.bootstrap import master_keys, vault_for
+from engine.domain.leads.identity import LeadIdentity
 from engine.domain.leads.lead import Lead
 from engine.entrypoints.cli import app
+from engine.eventstore.saving import save_batch
 from engine.eventstore.vault import VaultKeyError, new_master_key
 from tests.conftest import MakeEngine
 from tests.helpers import cli_environment, lifecycle, young_pro
@@ -162,14 +164,22 @@ def test_erase_from_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 def test_a_store_indexed_under_plain_keys_is_migrated_by_db_init(
     make_engine: MakeEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Stores from before the index was hashed find their people after the migration ``huoke db
-    init`` runs once, and a new capture of a known phone merges instead of duplicating."""
+    """Stores from before the identity index was the leads store's claims kept one LeadIdentity
+    aggregate per key (the oldest under plain keys): they find their people after the migration
+    ``huoke db init`` runs once, and a new capture of a known phone merges instead of duplicating."""
+
+    def as_earlier_versions_saved(app: Any, aggregates: Any, tracking: Any = None, claims: Any = None) -> int:
+        identities = [LeadIdentity(key=name, lead_id=UUID(value)) for name, value in (claims or {}).items()]
+        return save_batch(app, [*aggregates, *identities], tracking)
+
     with monkeypatch.context() as old_code:
-        old_code.setattr(Leads, "_hashed_key", lambda self, key: key)  # what earlier versions stored
+        old_code.setattr(Leads, "_hashed_key", lambda self, key: key)  # the oldest stores' plain keys
+        old_code.setattr("engine.application.leads.app.save_batch", as_earlier_versions_saved)
         old = make_engine()
         [known] = old.leads.capture_leads([young_pro(1)])
         assert b"phone:+8613800130001" in stored_bytes(old)
     upgraded = make_engine()
+    assert upgraded.leads.find_lead(LeadRef(lead_id=known.lead_id)) == known.lead_id
     assert upgraded.leads.migrate_identities() == 3  # what huoke db init does once on an old store
     [again] = upgraded.leads.capture_leads([young_pro(1, source={"channel": "car_dealer", "external_id": "C1"})])
     assert again.lead_id == known.lead_id and not again.created

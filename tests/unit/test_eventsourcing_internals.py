@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+import psycopg
 import pytest
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.domain import Aggregate, event
@@ -19,6 +20,8 @@ from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool, SQLiteP
 from eventsourcing.utils import Environment
 
 from engine.eventstore import recorders, saving
+from engine.settings import Settings
+from tests.conftest import POSTGRES_URL
 from tests.helpers import ROOT
 
 
@@ -160,3 +163,32 @@ def test_the_subscription_internals_the_batching_runner_reads_are_there() -> Non
         assert name in source
     base: Any = ProjectionRunner.__mro__[1]
     assert "target=self._process_events_loop" in inspect.getsource(base.__init__)
+
+
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_claims_are_written_with_the_events_or_not_at_all(
+    store: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A name claimed with a batch's events is there exactly when they are: a name already
+    claimed refuses the whole batch; the migration's claims skip the names already taken."""
+    if store == "sqlite":
+        app = _app(tmp_path)
+    else:
+        schema = request.getfixturevalue("pg_schema")
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+        env = Settings(database_url=f"{POSTGRES_URL}?schema={schema}").postgres_env() or {}
+        app = Counters(env={**env, "PERSISTENCE_MODULE": recorders.POSTGRES_FACTORY_TOPIC})
+    try:
+        first = Counter()
+        assert saving.save_batch(app, [first], claims={"phone#a": "1", "email#b": "1"}) == 1
+        assert saving.claimed(app, ["phone#a", "email#b", "phone#c"]) == {"phone#a": "1", "email#b": "1"}
+        second = Counter()
+        with pytest.raises(IntegrityError):
+            saving.save_batch(app, [second], claims={"phone#c": "2", "phone#a": "2"})
+        assert app.recorder.max_notification_id() == 1  # nothing of the refused batch was stored
+        assert saving.claimed(app, ["phone#a", "phone#c"]) == {"phone#a": "1"}
+        assert saving.add_claims(app, {"phone#a": "3", "phone#c": "3"}) == 1
+        assert saving.claimed(app, ["phone#a", "phone#c"]) == {"phone#a": "1", "phone#c": "3"}
+    finally:
+        app.close()

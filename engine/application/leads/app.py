@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from eventsourcing.utils import get_topic
@@ -16,16 +15,13 @@ from engine.application.leads.commands import CaptureLead, LeadRef, RecordLifecy
 from engine.application.leads.consent import ConsentJobs
 from engine.application.leads.reactions import ReactionJobs
 from engine.application.leads.scoring import ScoringJobs
-from engine.domain.leads.identity import LeadIdentity, identity_id_for, identity_keys, lead_id_for
+from engine.domain.leads.identity import LeadIdentity, identity_keys, lead_id_for
 from engine.domain.leads.lead import Lead
 from engine.domain.shared.errors import HuokeError, InvalidLeadError
 from engine.domain.shared.money import Money, money_of
 from engine.domain.shared.values import ConsentChannel, ConsentPurpose, Stage
 from engine.eventstore import IntegrityError
-from engine.eventstore.saving import (
-    retry_conflicts,
-    save_batch,
-)
+from engine.eventstore.saving import add_claims, retry_conflicts, save_batch
 
 
 class Leads(ScoringJobs, ConsentJobs, ReactionJobs, LeadsBase):
@@ -60,19 +56,22 @@ class Leads(ScoringJobs, ConsentJobs, ReactionJobs, LeadsBase):
         return Outcome(None, error="could not capture: concurrent writers kept conflicting")
 
     def _capture(self, batch: list[CaptureLead], look_up: bool) -> list[Outcome]:
-        pending: dict[UUID, Any] = {}
-        claimed: dict[str, UUID] = {}
+        pending: dict[UUID, Lead] = {}
+        claims: dict[str, str] = {}  # the identity index's new entries, written with the events
+        keys_of = [
+            identity_keys(
+                cmd.source["channel"], cmd.source.get("external_id"), cmd.contact.get("phone"), cmd.contact.get("email")
+            )
+            for cmd in batch
+        ]
+        # Every key the batch names, with the lead it names already (one query): a key not in it
+        # is new, and the batch claims it for the first lead that has it.
+        claimed = self._identities({key for keys in keys_of for key in keys}) if look_up else {}
         outcomes = []
         suppressed = self.suppressed_contacts([cmd.contact for cmd in batch])
-        for cmd, listed in zip(batch, suppressed, strict=True):
+        for cmd, listed, keys in zip(batch, suppressed, keys_of, strict=True):
             at = cmd.captured_at or self.clock.now()
-            keys = identity_keys(
-                cmd.source["channel"],
-                cmd.source.get("external_id"),
-                cmd.contact.get("phone"),
-                cmd.contact.get("email"),
-            )
-            lead_id = self._resolve(keys, claimed, look_up)
+            lead_id = self._resolve(keys, claimed)
             created = lead_id is None
             conflicts: tuple[str, ...] = ()
             known: Lead | None = None if lead_id is None else (pending.get(lead_id) or self.repository.get(lead_id))
@@ -109,34 +108,25 @@ class Leads(ScoringJobs, ConsentJobs, ReactionJobs, LeadsBase):
             for key in keys:
                 if key not in claimed:
                     claimed[key] = lead_id
-                    hashed = self._hashed_key(key)
-                    pending[identity_id_for(hashed)] = LeadIdentity(key=hashed, lead_id=lead_id)
+                    claims[self._hashed_key(key)] = str(lead_id)
             for channel, granted in cmd.consents.items():
                 self._consent(lead, channel, granted, cmd.origin or "capture", at)
             pending[lead_id] = lead
             outcomes.append(Outcome(lead_id, created=created, changed=created, conflicts=conflicts))
         if self.vault is not None:  # one transaction for the new leads' data keys
-            self.vault.prepare(a.id for a in pending.values() if isinstance(a, Lead))
-        self.screen([a for a in pending.values() if isinstance(a, Lead)], None)
+            self.vault.prepare(pending)
+        self.screen(list(pending.values()), None)
         outcomes = [
             replace(o, changed=o.created or bool(pending[o.lead_id].pending_events)) if o.lead_id is not None else o
             for o in outcomes
         ]
-        save_batch(self, pending.values())
+        save_batch(self, pending.values(), claims=claims)
         return outcomes
 
-    def _resolve(self, keys: list[str], claimed: dict[str, UUID], look_up: bool = True) -> UUID | None:
-        """The lead known under the strongest of ``keys``; records every key already taken."""
-        found: UUID | None = None
-        for key in keys:
-            if key not in claimed and look_up:
-                identity = self._identity(key)
-                if identity is None:
-                    continue
-                claimed[key] = identity.lead_id
-            if found is None and key in claimed:
-                found = claimed[key]
-        return found
+    @staticmethod
+    def _resolve(keys: list[str], claimed: dict[str, UUID]) -> UUID | None:
+        """The lead known under the strongest of ``keys`` (``claimed``: every key known so far)."""
+        return next((claimed[key] for key in keys if key in claimed), None)
 
     def record_lifecycle(self, commands: Iterable[RecordLifecycle]) -> list[Outcome]:
         """Apply lifecycle facts in one transaction; each bad fact is reported, not stored. A lead
@@ -203,22 +193,19 @@ class Leads(ScoringJobs, ConsentJobs, ReactionJobs, LeadsBase):
                 lead.tag(cmd.tag, cmd.reason or "reported by the lender", at)
 
     def migrate_identities(self) -> int:
-        """Give every identity indexed under a plain key (stores from before hashed keys) its hashed
-        entry, so look-ups and new captures find it; the number added. Idempotent."""
+        """Index every person a store from before the identity index names in its
+        ``LeadIdentity`` aggregates (one each per key, plain keys in the oldest stores), so
+        look-ups and new captures find them; the number of entries added. Idempotent."""
         topic = get_topic(LeadIdentity.Claimed)
         added, start = 0, 1
         while page := self.recorder.select_notifications(start, 1000, topics=[topic]):
+            entries: dict[str, str] = {}
             for note in page:
-                claimed = self.mapper.to_domain_event(note)
-                key = str(getattr(claimed, "key", ""))
-                if "#" in key or not key:
-                    continue
-                hashed = self._hashed_key(key)
-                try:
-                    save_batch(self, [LeadIdentity(key=hashed, lead_id=claimed.lead_id)])  # type: ignore[attr-defined]
-                    added += 1
-                except IntegrityError:
-                    self._forget_cache()  # already there
+                identity = self.mapper.to_domain_event(note)
+                key = str(getattr(identity, "key", ""))
+                if key:
+                    entries[key if "#" in key else self._hashed_key(key)] = str(identity.lead_id)  # type: ignore[attr-defined]
+            added += add_claims(self, entries)
             start = page[-1].id + 1
         return added
 
@@ -230,7 +217,7 @@ class Leads(ScoringJobs, ConsentJobs, ReactionJobs, LeadsBase):
         keys = identity_keys(
             ref.source_channel or "", ref.external_id if ref.source_channel else None, ref.phone, ref.email
         )
-        found = self._resolve(keys, {})
+        found = self._resolve(keys, self._identities(keys))
         by_contact_only = not (ref.source_channel and ref.external_id)
         if found is not None and by_contact_only and self.get_lead(found).erased:
             found = None  # an erased person's phone or e-mail no longer leads to them

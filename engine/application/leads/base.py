@@ -16,7 +16,6 @@ from engine.application.ports import Clock, ModelStore, PiiVault, Scorer
 from engine.application.projecting import next_page
 from engine.domain.delivery.delivery import Delivery
 from engine.domain.journeys.enrolment import Enrolment
-from engine.domain.leads.identity import LeadIdentity, identity_id_for
 from engine.domain.leads.lead import Lead
 from engine.domain.leads.privacy import PII_FIELDS, PII_OWNERS
 from engine.domain.leads.segments import SegmentRules
@@ -24,6 +23,7 @@ from engine.domain.screening.products import Catalogue
 from engine.domain.shared.errors import LeadNotFoundError
 from engine.eventstore import Mapper, ProcessRecorder
 from engine.eventstore.saving import (
+    claimed,
     current_aggregates,
     forget_cache,
     fresh_get,
@@ -87,14 +87,10 @@ class LeadsBase(StoreApplication):
         double_opt_in: bool = False,
         models: ModelStore | None = None,
         vault: PiiVault | None = None,
-        legacy_identities: bool = True,
         currency: str = "CNY",
     ) -> None:
         self.vault = vault  # before the application builds its mapper
         self._index_key: bytes | None = None
-        #: Whether the identity index may still hold plain keys (a store ``db init`` has not
-        #: migrated yet): only then does a look-up that misses try the plain key too.
-        self.legacy_identities = legacy_identities
         super().__init__(env)
         self.models = models
         self._scorers: dict[str, tuple[int, Scorer]] = {}
@@ -159,15 +155,11 @@ class LeadsBase(StoreApplication):
         digest = hmac.new(self._index_key, key.encode(), hashlib.sha256).hexdigest()[:40]
         return f"{kind}#{digest}"
 
-    def _identity(self, key: str) -> LeadIdentity | None:
-        """The index entry of ``key`` (stores from before hashed keys: its plain entry)."""
-        for stored_key in (self._hashed_key(key), key) if self.legacy_identities else (self._hashed_key(key),):
-            try:
-                identity: LeadIdentity = self.repository.get(identity_id_for(stored_key))
-            except AggregateNotFoundError:
-                continue
-            return identity
-        return None
+    def _identities(self, keys: Iterable[str]) -> dict[str, UUID]:
+        """The lead each of ``keys`` already names, from the identity index (one query): it is
+        the leads store's claims, written with the events that capture a lead under a key."""
+        hashed = {self._hashed_key(key): key for key in keys}
+        return {hashed[name]: UUID(value) for name, value in claimed(self, hashed).items()}
 
     def _forget_cache(self) -> None:
         forget_cache(self)

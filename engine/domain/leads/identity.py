@@ -1,5 +1,7 @@
-"""Who a lead is: the identity keys that mean the same person (source id, phone, e-mail), the
-index aggregate that maps each key to one lead, and the ids derived from them."""
+"""Who a lead is: the identity keys that mean the same person (source id, phone, e-mail) and the
+ids derived from them. The index that maps each key to one lead is the leads store's claims,
+written with the capture's events; stores from before it kept one ``LeadIdentity`` aggregate
+per key, which ``db init`` indexes once and which is kept here to read them."""
 
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ def identity_keys(source_channel: str, external_id: str | None, phone: str | Non
 
 
 class LeadIdentity(Aggregate):
-    """Index aggregate: one identity key (source id, phone or e-mail) → one lead."""
+    """One identity key (source id, phone or e-mail) → one lead, as stores before the claims
+    index kept it (read only by the migration; nothing writes it now)."""
 
     class Claimed(Aggregate.Created):
         key: str
