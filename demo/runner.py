@@ -46,7 +46,6 @@ from engine.application.reports import funnel_report, referrals_report
 from engine.application.screening import models
 from engine.bootstrap import bootstrap, init_database, load_journey_definitions, referral_key, renderer_for
 from engine.bootstrap.importing import import_costs
-from engine.domain.delivery.contact_history import contact_history_id
 from engine.domain.delivery.tracking import tracking_key
 from engine.domain.leads.identity import lead_id_for
 from engine.domain.marketing.costs import COST_COLUMNS
@@ -181,7 +180,7 @@ class Responses:
 
     def _latest_link(self, engine: Engine, lead_id: UUID) -> str | None:
         """The code of the first tracked link of the latest message huoke wrote to the lead."""
-        sends = [e.send_id for e in engine.deliveries.events.get(contact_history_id(lead_id)) if hasattr(e, "send_id")]
+        sends = [c.send_id for c in engine.deliveries.contact_log(lead_id).sends]
         for send_id in reversed(sends):
             found = _TRACKED.search(self._message_text(str(send_id)))
             if found:

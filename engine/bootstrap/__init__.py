@@ -66,8 +66,9 @@ from engine.domain.shared.errors import JourneyValidationError
 from engine.eventstore.coordination import NotInitialisedError, init_lock
 from engine.settings import Settings
 
-#: The meta entry ``db init`` writes once the identity index is the leads store's claims.
-IDENTITIES_CLAIMED = "identities_claimed"
+#: The meta entries ``db init`` writes once the identity index is the leads store's claims, and
+#: once the leads' contact logs are the deliveries store's.
+IDENTITIES_CLAIMED, CONTACTS_CLAIMED = "identities_claimed", "contacts_claimed"
 
 
 def init_database(settings: Settings) -> int:
@@ -84,8 +85,15 @@ def init_database(settings: Settings) -> int:
         env = {
             name: store_env(settings, name, create=True) for name in (*APPS, "access", "referrals", "marketing", *VIEWS)
         }
-        for app in (Leads, Journeys, Deliveries):
+        for app in (Leads, Journeys):
             app(env[app.name.lower()], *_app_args(app)).close()
+        deliveries = Deliveries(env["deliveries"], *_app_args(Deliveries))
+        try:  # stores from before contact logs kept a ContactHistory aggregate per lead: index them
+            if meta.get(CONTACTS_CLAIMED) is None:
+                deliveries.migrate_contacts()
+                meta.put_default(CONTACTS_CLAIMED, "yes", conn)
+        finally:
+            deliveries.close()
         Access(env["access"], SystemClock()).close()
         Marketing(env["marketing"], SystemClock()).close()
         Referrals(env["referrals"], SystemClock(), b"").close()
@@ -223,9 +231,10 @@ def bootstrap(
     clock = clock or SystemClock()
     meta = meta_for(settings)
     count = meta.partitions()
-    if meta.get(IDENTITIES_CLAIMED) is None:
+    if meta.get(IDENTITIES_CLAIMED) is None or meta.get(CONTACTS_CLAIMED) is None:
         raise NotInitialisedError(
-            "this store was made by an older huoke: run `huoke db init` once, which indexes its leads"
+            "this store was made by an older huoke: "
+            "run `huoke db init` once, which indexes its leads and their contacts"
         )
     definitions = definitions if definitions is not None else load_journey_definitions(settings)
     renderer = renderer_for(settings)

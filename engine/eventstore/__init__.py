@@ -7,8 +7,8 @@ imports those (an import contract and ``tests/unit/test_architecture.py`` say so
 - ``coordination``: huoke's own tables, worker leases and heartbeats, the SQLite writer lock.
 - ``vault``: the per-lead data keys (crypto-shredding) in their own store.
 
-The persistence types the layers above name (a tracking record, a recorder in a signature, the
-integrity error a duplicate raises) are re-exported here.
+The persistence types the layers above name (a claim recorded with events, a tracking record, a
+recorder in a signature, the integrity error a duplicate raises) are re-exported here.
 """
 
 from __future__ import annotations
@@ -26,12 +26,15 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
+from engine.eventstore.recorders import Claim
+
 #: eventsourcing's PostgreSQL module (the ``PERSISTENCE_MODULE`` a PostgreSQL store names).
 POSTGRES_MODULE = "eventsourcing.postgres"
 
 __all__ = [
     "POSTGRES_MODULE",
     "ApplicationRecorder",
+    "Claim",
     "InfrastructureFactory",
     "IntegrityError",
     "Mapper",

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from collections.abc import Collection, Sequence
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent, Tracking, TrackingRecorder
@@ -48,48 +48,67 @@ class TunedSQLiteConnectionPool(SQLiteConnectionPool):
 CLAIMS_SUFFIX = "_claims"
 
 
+class Claim(NamedTuple):
+    """A unique ``name`` recorded with the events that make it true, and what it names; claims
+    of one ``owner`` (a lead's contacts, say) are read together."""
+
+    name: str
+    value: str
+    owner: str = ""
+
+
 class ManyTrackingSQLiteProcessRecorder(SQLiteProcessRecorder):
     """Inserts a batch's events with one statement, and also records ``trackings=[...]`` (one
-    per lead partition) and ``claims={name: value}`` in the events' transaction.
+    per lead partition) and ``claims=[Claim, ...]`` in the events' transaction.
 
     A claim is a unique name recorded with the events that make it true (an identity key and the
-    lead it names): a name already claimed raises IntegrityError and nothing of the batch is
-    written, as a version already taken does. It is the events' index, not a view: written in
-    their transaction, never behind them."""
+    lead it names, the n-th message sent to a lead): a name already claimed raises
+    IntegrityError and nothing of the batch is written, as a version already taken does. It is
+    the events' index, not a view: written in their transaction, never behind them."""
 
     accepts_many_trackings = True
 
     def __init__(self, datastore: Any, *, events_table_name: str = "stored_events") -> None:
         self.claims_table_name = table = events_table_name + CLAIMS_SUFFIX
-        self.insert_claim_statement = f"INSERT INTO {table} VALUES (?, ?)"  # noqa: S608 - own table
+        self.insert_claim_statement = f"INSERT INTO {table} VALUES (?, ?, ?)"  # noqa: S608 - own table
         self.count_claims_statement = f"SELECT COUNT(*) FROM {table}"  # noqa: S608 - own table
         super().__init__(datastore, events_table_name=events_table_name)
 
     def construct_create_table_statements(self) -> list[str]:
+        table = self.claims_table_name
         return [
             *super().construct_create_table_statements(),
-            f"CREATE TABLE IF NOT EXISTS {self.claims_table_name} (name TEXT PRIMARY KEY, value TEXT NOT NULL) "
+            f"CREATE TABLE IF NOT EXISTS {table} (name TEXT PRIMARY KEY, value TEXT NOT NULL, owner TEXT NOT NULL) "
             "WITHOUT ROWID",
+            f"CREATE INDEX IF NOT EXISTS {table}_owner ON {table} (owner) WHERE owner != ''",
         ]
 
     def select_claims(self, names: Collection[str]) -> dict[str, str]:
         """The value claimed under each of ``names`` that is claimed (one statement per 500)."""
-        found: dict[str, str] = {}
-        ordered = sorted(names)
+        return {row[0]: row[1] for row in self._select("name", names)}
+
+    def select_owned_claims(self, owners: Collection[str]) -> list[Claim]:
+        """The claims of each of ``owners``, in the order of their names (one statement per 500)."""
+        return sorted(Claim(*row) for row in self._select("owner", owners))
+
+    def _select(self, column: str, keys: Collection[str]) -> list[tuple[str, str, str]]:
+        rows: list[tuple[str, str, str]] = []
+        ordered = sorted(keys)
         with self.datastore.transaction(commit=False) as c:
             for i in range(0, len(ordered), 500):
                 chunk = ordered[i : i + 500]
                 marks = ",".join("?" * len(chunk))
-                c.execute(f"SELECT name, value FROM {self.claims_table_name} WHERE name IN ({marks})", chunk)  # noqa: S608
-                found.update((row[0], row[1]) for row in c.fetchall())
-        return found
+                where = f"{column} IN ({marks})" + (" AND owner != ''" if column == "owner" else "")
+                c.execute(f"SELECT name, value, owner FROM {self.claims_table_name} WHERE {where}", chunk)  # noqa: S608
+                rows.extend(c.fetchall())
+        return rows
 
-    def add_claims(self, claims: Mapping[str, str]) -> int:
+    def add_claims(self, claims: Sequence[Claim]) -> int:
         """Claim each name not yet claimed (a store's migration; idempotent); how many were new."""
         with self.datastore.transaction(commit=True) as c:
             c.execute(self.count_claims_statement)
             before = int(c.fetchone()[0])
-            c.executemany(self.insert_claim_statement.replace("INSERT", "INSERT OR IGNORE", 1), list(claims.items()))
+            c.executemany(self.insert_claim_statement.replace("INSERT", "INSERT OR IGNORE", 1), list(claims))
             c.execute(self.count_claims_statement)
             return int(c.fetchone()[0]) - before
 
@@ -115,9 +134,9 @@ class ManyTrackingSQLiteProcessRecorder(SQLiteProcessRecorder):
         trackings: Sequence[Tracking] = kwargs.get("trackings", ())
         for tracking in (single, *trackings) if single is not None else trackings:
             self._insert_tracking(c, tracking)
-        claims: Mapping[str, str] = kwargs.get("claims", {})
+        claims: Sequence[Claim] = kwargs.get("claims", ())
         if claims:
-            c.executemany(self.insert_claim_statement, list(claims.items()))
+            c.executemany(self.insert_claim_statement, claims)
         return returning
 
 
@@ -141,12 +160,19 @@ class ManyTrackingPostgresProcessRecorder(PostgresProcessRecorder):
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         self.claims_table_name = self.events_table_name + CLAIMS_SUFFIX
-        self.check_identifier_length(self.claims_table_name)
-        self.sql_create_statements.append(
-            psql.SQL("CREATE TABLE IF NOT EXISTS {schema}.{table} (name text PRIMARY KEY, value text NOT NULL)").format(
-                schema=psql.Identifier(self.datastore.schema), table=psql.Identifier(self.claims_table_name)
-            )
-        )
+        self.check_identifier_length(self.claims_table_name + "_owner")
+        table = psql.Identifier(self.claims_table_name)
+        self.sql_create_statements += [
+            psql.SQL(
+                "CREATE TABLE IF NOT EXISTS {schema}.{table} "
+                "(name text PRIMARY KEY, value text NOT NULL, owner text NOT NULL)"
+            ).format(schema=psql.Identifier(self.datastore.schema), table=table),
+            psql.SQL("CREATE INDEX IF NOT EXISTS {index} ON {schema}.{table} (owner) WHERE owner != ''").format(
+                index=psql.Identifier(self.claims_table_name + "_owner"),
+                schema=psql.Identifier(self.datastore.schema),
+                table=table,
+            ),
+        ]
 
     def _claims(self) -> psql.Composed:
         return psql.SQL("{schema}.{table}").format(
@@ -157,29 +183,38 @@ class ManyTrackingPostgresProcessRecorder(PostgresProcessRecorder):
         trackings: Sequence[Tracking] = kwargs.get("trackings", ())
         for tracking in trackings:
             self._insert_tracking(curs, tracking)
-        claims: Mapping[str, str] = kwargs.get("claims", {})
+        claims: Sequence[Claim] = kwargs.get("claims", ())
         if claims:
-            curs.executemany(psql.SQL("INSERT INTO {} VALUES (%s, %s)").format(self._claims()), list(claims.items()))
+            curs.executemany(psql.SQL("INSERT INTO {} VALUES (%s, %s, %s)").format(self._claims()), claims)
         super()._insert_events(curs, stored_events, **kwargs)
 
     def select_claims(self, names: Collection[str]) -> dict[str, str]:
         """The value claimed under each of ``names`` that is claimed (one statement)."""
-        if not names:
-            return {}
+        return {claim.name: claim.value for claim in self._select("name", names)}
+
+    def select_owned_claims(self, owners: Collection[str]) -> list[Claim]:
+        """The claims of each of ``owners``, in the order of their names (one statement)."""
+        return sorted(self._select("owner", owners))
+
+    def _select(self, column: str, keys: Collection[str]) -> list[Claim]:
+        if not keys:
+            return []
+        where = psql.SQL("owner = ANY(%s) AND owner != ''" if column == "owner" else "name = ANY(%s)")
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
-                psql.SQL("SELECT name, value FROM {} WHERE name = ANY(%s)").format(self._claims()), (list(names),)
+                psql.SQL("SELECT name, value, owner FROM {} WHERE ").format(self._claims()) + where, (list(keys),)
             )
-            return {row["name"]: row["value"] for row in curs.fetchall()}
+            return [Claim(row["name"], row["value"], row["owner"]) for row in curs.fetchall()]
 
-    def add_claims(self, claims: Mapping[str, str]) -> int:
+    def add_claims(self, claims: Sequence[Claim]) -> int:
         """Claim each name not yet claimed (a store's migration; idempotent); how many were new."""
+        columns: list[list[str]] = [[c.name for c in claims], [c.value for c in claims], [c.owner for c in claims]]
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(
-                psql.SQL("INSERT INTO {} SELECT * FROM unnest(%s::text[], %s::text[]) ON CONFLICT DO NOTHING").format(
-                    self._claims()
-                ),
-                (list(claims), list(claims.values())),
+                psql.SQL(
+                    "INSERT INTO {} SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) ON CONFLICT DO NOTHING"
+                ).format(self._claims()),
+                columns,
             )
             return int(curs.rowcount)
 

@@ -20,7 +20,7 @@ single saves, LIBRARIES.md); a power cut can lose the last commits but never cor
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -31,6 +31,7 @@ from eventsourcing.utils import get_topic
 from psycopg import sql as psql
 
 from engine.eventstore import recorders
+from engine.eventstore.recorders import Claim
 
 #: Stores set up before the recorders had a module of their own name their factories here.
 TunedSQLiteFactory = recorders.TunedSQLiteFactory
@@ -46,7 +47,7 @@ def save_batch(
     app: Application[Any],
     aggregates: Iterable[Any],
     tracking: Tracking | Sequence[Tracking] | None = None,
-    claims: Mapping[str, str] | None = None,
+    claims: Sequence[Claim] = (),
 ) -> int:
     """Record every pending event of ``aggregates`` (and the tracking records and ``claims``)
     atomically; return the count. A tracking position already recorded, or a name already
@@ -59,7 +60,7 @@ def save_batch(
         if len(trackings) > 1:
             pe.saved_kwargs["trackings"] = trackings
         if claims:
-            pe.saved_kwargs["claims"] = dict(claims)
+            pe.saved_kwargs["claims"] = list(claims)
     for aggregate in aggregates:
         pe.events.extend(aggregate.collect_events())
         pe.aggregates[aggregate.id] = aggregate
@@ -265,7 +266,12 @@ def claimed(app: Application[Any], names: Collection[str]) -> dict[str, str]:
     return app.recorder.select_claims(names) if names else {}  # type: ignore[attr-defined]
 
 
-def add_claims(app: Application[Any], claims: Mapping[str, str]) -> int:
+def owned_claims(app: Application[Any], owners: Collection[str]) -> list[Claim]:
+    """The claims of each of ``owners`` in ``app``'s store, in the order of their names."""
+    return app.recorder.select_owned_claims(owners) if owners else []  # type: ignore[attr-defined]
+
+
+def add_claims(app: Application[Any], claims: Sequence[Claim]) -> int:
     """Claim in ``app``'s store each name not claimed yet (migrations; idempotent): how many."""
     return app.recorder.add_claims(claims) if claims else 0  # type: ignore[attr-defined]
 

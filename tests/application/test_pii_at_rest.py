@@ -169,7 +169,7 @@ def test_a_store_indexed_under_plain_keys_is_migrated_by_db_init(
     ``huoke db init`` runs once, and a new capture of a known phone merges instead of duplicating."""
 
     def as_earlier_versions_saved(app: Any, aggregates: Any, tracking: Any = None, claims: Any = None) -> int:
-        identities = [LeadIdentity(key=name, lead_id=UUID(value)) for name, value in (claims or {}).items()]
+        identities = [LeadIdentity(key=claim.name, lead_id=UUID(claim.value)) for claim in claims or ()]
         return save_batch(app, [*aggregates, *identities], tracking)
 
     with monkeypatch.context() as old_code:

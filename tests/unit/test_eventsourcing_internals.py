@@ -19,7 +19,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresP
 from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool, SQLiteProcessRecorder
 from eventsourcing.utils import Environment
 
-from engine.eventstore import recorders, saving
+from engine.eventstore import Claim, recorders, saving
 from engine.settings import Settings
 from tests.conftest import POSTGRES_URL
 from tests.helpers import ROOT
@@ -181,14 +181,18 @@ def test_claims_are_written_with_the_events_or_not_at_all(
         app = Counters(env={**env, "PERSISTENCE_MODULE": recorders.POSTGRES_FACTORY_TOPIC})
     try:
         first = Counter()
-        assert saving.save_batch(app, [first], claims={"phone#a": "1", "email#b": "1"}) == 1
+        mine = [Claim("phone#a", "1"), Claim("email#b", "1"), Claim("contact:1:1", "x", "contact:1")]
+        assert saving.save_batch(app, [first], claims=mine) == 1
         assert saving.claimed(app, ["phone#a", "email#b", "phone#c"]) == {"phone#a": "1", "email#b": "1"}
         second = Counter()
         with pytest.raises(IntegrityError):
-            saving.save_batch(app, [second], claims={"phone#c": "2", "phone#a": "2"})
+            saving.save_batch(app, [second], claims=[Claim("contact:1:2", "y", "contact:1"), Claim("phone#a", "2")])
         assert app.recorder.max_notification_id() == 1  # nothing of the refused batch was stored
-        assert saving.claimed(app, ["phone#a", "phone#c"]) == {"phone#a": "1"}
-        assert saving.add_claims(app, {"phone#a": "3", "phone#c": "3"}) == 1
-        assert saving.claimed(app, ["phone#a", "phone#c"]) == {"phone#a": "1", "phone#c": "3"}
+        assert saving.claimed(app, ["phone#a", "contact:1:2"]) == {"phone#a": "1"}
+        assert saving.add_claims(app, [Claim("phone#a", "3"), Claim("contact:1:0", "w", "contact:1")]) == 1
+        assert saving.owned_claims(app, ["contact:1", "contact:2"]) == [
+            Claim("contact:1:0", "w", "contact:1"),
+            Claim("contact:1:1", "x", "contact:1"),
+        ]
     finally:
         app.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from engine.application.delivery.base import (
@@ -39,7 +38,7 @@ from engine.domain.delivery.contact_policy import (
 from engine.domain.delivery.delivery import Delivery
 from engine.domain.leads.lead import Lead
 from engine.domain.shared.durations import zone_text
-from engine.eventstore import Tracking
+from engine.eventstore import Claim, Tracking
 from engine.eventstore.saving import (
     forget_cache,
     latest_versions,
@@ -123,7 +122,7 @@ class Deliveries(RuleJobs, ComposingJobs, OperatorJobs, DeliveriesBase):
         ]
         try:
             self._dispatch_batch(ready, leads, state)
-            save_batch(self, [*deliveries, *state.histories.values()], trackings)
+            save_batch(self, deliveries, trackings, self._contact_claims(state.histories.values()))
         except Exception:
             forget_cache(self)
             raise
@@ -274,15 +273,20 @@ class Deliveries(RuleJobs, ComposingJobs, OperatorJobs, DeliveriesBase):
         state.report.deferred += 1
 
     def _marked(
-        self, going: list[tuple[Delivery, tuple[str, ...]]], leads: Leads, state: _Pass, settled: Sequence[Any] = ()
+        self,
+        going: list[tuple[Delivery, tuple[str, ...]]],
+        leads: Leads,
+        state: _Pass,
+        settled: tuple[list[Delivery], list[Claim]] = ([], []),
     ) -> list[bool]:
         """Commit the dispatch markers of messages about to leave together (each with where its
-        tracked links lead), with the ``settled`` outcomes of those that left before, then look
-        at their leads once more: an opt-out, goal or exit committed by any process before the
-        markers stops its message."""
+        tracked links lead), with the ``settled`` outcomes of those that left before (and the
+        sends they add to their leads' contact logs), then look at their leads once more: an
+        opt-out, goal or exit committed by any process before the markers stops its message."""
         for d, links in going:
             d.dispatching(self._now_for(d), list(links))
-        save_batch(self, [*settled, *(d for d, _ in going)])
+        outcomes, contacts = settled
+        save_batch(self, [*outcomes, *(d for d, _ in going)], claims=contacts)
         versions = latest_versions(leads, list({d.lead_id for d, _ in going}))
         stopped: list[Delivery] = []
         for d, _ in going:
@@ -341,15 +345,17 @@ class _Progress:
         return self.deliveries._marked(going, self.leads, self.state, self._settled(settled))
 
     def sent(self, results: Sequence[SendResult]) -> None:
-        save_batch(self.deliveries, self._settled(results))
+        settled, contacts = self._settled(results)
+        save_batch(self.deliveries, settled, claims=contacts)
 
-    def _settled(self, results: Sequence[SendResult]) -> list[Any]:
+    def _settled(self, results: Sequence[SendResult]) -> tuple[list[Delivery], list[Claim]]:
         """The deliveries with these outcomes applied and, since a sent message counts towards
-        its lead's caps, their leads' contact histories (to be saved in the same commit)."""
-        settled: list[Any] = []
+        its lead's caps, the sends they add to their leads' contact logs (saved in the same
+        commit)."""
+        settled: list[Delivery] = []
         for result in results:
             d, m = self.items[result.send_id]
             self.deliveries._settle(d, m, result, self.state)
             settled.append(d)
         leads = {d.lead_id for d in settled}
-        return settled + [h for lead, h in self.state.histories.items() if lead in leads]
+        return settled, self.deliveries._contact_claims(h for lead, h in self.state.histories.items() if lead in leads)

@@ -20,7 +20,7 @@ from engine.application.ports import (
     PiiVault,
     Renderer,
 )
-from engine.domain.delivery.contact_history import ContactHistory
+from engine.domain.delivery.contact_history import ContactLog
 from engine.domain.delivery.contact_policy import (
     DEFAULT_POLICY,
     ContactPolicy,
@@ -127,7 +127,7 @@ class _Pass:
     already planned for a lead in this pass (for caps)."""
 
     report: DispatchReport
-    histories: dict[UUID, ContactHistory] = field(default_factory=dict)
+    histories: dict[UUID, ContactLog] = field(default_factory=dict)
     planned: dict[tuple[UUID, str], int] = field(default_factory=dict)
     lead_versions: dict[UUID, int] = field(default_factory=dict)  # per send: the lead's version decided on
     marketing: dict[UUID, str] = field(default_factory=dict)  # lead -> journey of a marketing message this pass

@@ -3,10 +3,12 @@ hours, caps, spacing, staleness."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from datetime import datetime
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.utils import get_topic
 
 from engine.application.delivery.base import (
     ERASED_REFUSAL,
@@ -15,7 +17,7 @@ from engine.application.delivery.base import (
     _zone,
     country_of,
 )
-from engine.domain.delivery.contact_history import ContactHistory, contact_history_id
+from engine.domain.delivery.contact_history import Contact, ContactHistory, ContactLog
 from engine.domain.delivery.contact_policy import (
     cap_hold,
     spacing_hold,
@@ -30,7 +32,8 @@ from engine.domain.leads.facts import lead_facts
 from engine.domain.leads.lead import Lead
 from engine.domain.shared.durations import zone_text
 from engine.domain.shared.values import ConsentChannel, ConsentPurpose, consent_key
-from engine.eventstore.saving import current_aggregates
+from engine.eventstore import Claim
+from engine.eventstore.saving import add_claims, owned_claims
 
 
 class RuleJobs(DeliveriesBase):
@@ -113,21 +116,55 @@ class RuleJobs(DeliveriesBase):
     def _priority(self, d: Delivery) -> int:
         return self.definition(d.journey_id, d.journey_version).priority if self.definition else 50
 
-    def _load_histories(self, lead_ids: set[UUID], histories: dict[UUID, ContactHistory]) -> None:
-        """The contact histories of a batch's leads as committed now, in one version query (and a
-        read only of those not cached at their current version), not a read per lead."""
-        wanted = {contact_history_id(lead): lead for lead in lead_ids if lead not in histories}
-        found = current_aggregates(self, list(wanted))
-        for history_id, lead in wanted.items():
-            histories[lead] = found.get(history_id) or ContactHistory(lead_id=lead)
+    def _load_histories(self, lead_ids: set[UUID], histories: dict[UUID, ContactLog]) -> None:
+        """The contact logs of a batch's leads as committed now, in one query (the store's claims
+        of each lead's sends), not a read per lead."""
+        wanted = {_contacts_of(lead): lead for lead in lead_ids if lead not in histories}
+        for lead in wanted.values():
+            histories[lead] = ContactLog(lead)
+        for claim in owned_claims(self, list(wanted)):
+            histories[wanted[claim.owner]].sends.append(_contact_from(claim.value))
 
-    def _history(self, lead_id: UUID, histories: dict[UUID, ContactHistory]) -> ContactHistory:
+    def contact_log(self, lead_id: UUID) -> ContactLog:
+        """Every message sent to the lead, oldest first, as committed now."""
+        return self._history(lead_id, {})
+
+    def _history(self, lead_id: UUID, histories: dict[UUID, ContactLog]) -> ContactLog:
         if lead_id not in histories:
-            try:
-                histories[lead_id] = self.repository.get(contact_history_id(lead_id))
-            except AggregateNotFoundError:
-                histories[lead_id] = ContactHistory(lead_id=lead_id)
+            self._load_histories({lead_id}, histories)
         return histories[lead_id]
+
+    @staticmethod
+    def _contact_claims(logs: Iterable[ContactLog]) -> list[Claim]:
+        """The claims that store the sends recorded in ``logs`` since they were read: the lead's
+        n-th send under its own name, so a second writer of the same lead's n-th send fails."""
+        claims = []
+        for log in logs:
+            owner, n = _contacts_of(log.lead_id), log.stored_count()
+            claims += [
+                Claim(f"{owner}:{n + i:06d}", _contact_value(c), owner) for i, c in enumerate(log.take_recorded(), 1)
+            ]
+        return claims
+
+    def migrate_contacts(self) -> int:
+        """Index the sends a store from before contact logs kept as ``ContactHistory`` aggregates
+        (its n-th ``Contacted`` as the lead's n-th send); the number added. Idempotent."""
+        opened, contacted = get_topic(ContactHistory.Opened), get_topic(ContactHistory.Contacted)
+        lead_of: dict[UUID, UUID] = {}
+        added, start = 0, 1
+        while page := self.recorder.select_notifications(start, 1000, topics=[opened, contacted]):
+            claims = []
+            for note in page:
+                e = self.mapper.to_domain_event(note)
+                if note.topic == opened:
+                    lead_of[e.originator_id] = e.lead_id  # type: ignore[attr-defined]
+                    continue
+                owner = _contacts_of(lead_of[e.originator_id])
+                sent = Contact(e.channel, e.purpose, e.at, e.journey_id, e.send_id)  # type: ignore[attr-defined]
+                claims.append(Claim(f"{owner}:{e.originator_version - 1:06d}", _contact_value(sent), owner))
+            added += add_claims(self, claims)
+            start = page[-1].id + 1
+        return added
 
     @staticmethod
     def policy_refusal(lead: Lead, channel: str, purpose: str = "marketing") -> str:
@@ -151,3 +188,26 @@ class RuleJobs(DeliveriesBase):
         if not address:
             return f"no valid {'e-mail address' if channel == 'email' else 'phone number'}"
         return ""
+
+
+def _contacts_of(lead_id: UUID) -> str:
+    """The owner of a lead's contact claims (each named ``<owner>:<n>``, n from 1)."""
+    return f"contact:{lead_id.hex}"
+
+
+def _contact_value(c: Contact) -> str:
+    return json.dumps(
+        {
+            "channel": c.channel,
+            "purpose": c.purpose,
+            "at": c.at.isoformat(),
+            "journey": c.journey_id,
+            "send": c.send_id.hex,
+        },
+        separators=(",", ":"),
+    )
+
+
+def _contact_from(value: str) -> Contact:
+    d = json.loads(value)
+    return Contact(d["channel"], d["purpose"], datetime.fromisoformat(d["at"]), d["journey"], UUID(d["send"]))

@@ -20,7 +20,7 @@ from engine.domain.leads.lead import Lead
 from engine.domain.shared.errors import HuokeError, InvalidLeadError
 from engine.domain.shared.money import Money, money_of
 from engine.domain.shared.values import ConsentChannel, ConsentPurpose, Stage
-from engine.eventstore import IntegrityError
+from engine.eventstore import Claim, IntegrityError
 from engine.eventstore.saving import add_claims, retry_conflicts, save_batch
 
 
@@ -57,7 +57,7 @@ class Leads(ScoringJobs, ConsentJobs, ReactionJobs, LeadsBase):
 
     def _capture(self, batch: list[CaptureLead], look_up: bool) -> list[Outcome]:
         pending: dict[UUID, Lead] = {}
-        claims: dict[str, str] = {}  # the identity index's new entries, written with the events
+        claims: list[Claim] = []  # the identity index's new entries, written with the events
         keys_of = [
             identity_keys(
                 cmd.source["channel"], cmd.source.get("external_id"), cmd.contact.get("phone"), cmd.contact.get("email")
@@ -108,7 +108,7 @@ class Leads(ScoringJobs, ConsentJobs, ReactionJobs, LeadsBase):
             for key in keys:
                 if key not in claimed:
                     claimed[key] = lead_id
-                    claims[self._hashed_key(key)] = str(lead_id)
+                    claims.append(Claim(self._hashed_key(key), str(lead_id)))
             for channel, granted in cmd.consents.items():
                 self._consent(lead, channel, granted, cmd.origin or "capture", at)
             pending[lead_id] = lead
@@ -199,12 +199,13 @@ class Leads(ScoringJobs, ConsentJobs, ReactionJobs, LeadsBase):
         topic = get_topic(LeadIdentity.Claimed)
         added, start = 0, 1
         while page := self.recorder.select_notifications(start, 1000, topics=[topic]):
-            entries: dict[str, str] = {}
+            entries: list[Claim] = []
             for note in page:
                 identity = self.mapper.to_domain_event(note)
                 key = str(getattr(identity, "key", ""))
                 if key:
-                    entries[key if "#" in key else self._hashed_key(key)] = str(identity.lead_id)  # type: ignore[attr-defined]
+                    hashed = key if "#" in key else self._hashed_key(key)
+                    entries.append(Claim(hashed, str(identity.lead_id)))  # type: ignore[attr-defined]
             added += add_claims(self, entries)
             start = page[-1].id + 1
         return added
