@@ -340,7 +340,7 @@ def test_a_worker_that_cannot_record_stops_sending_until_it_can(
     marked: set[str] = set()  # the e-mails whose dispatch marker was committed
     broken = {"after": 5}
 
-    def failing_save(app: Any, aggregates: Any, tracking: Any = None) -> int:
+    def failing_save(app: Any, aggregates: Any, tracking: Any = None, claims: Any = ()) -> int:
         if len(recorded) >= broken["after"]:
             raise OperationalError("disk I/O error")
         recorded.append(1)
@@ -349,7 +349,7 @@ def test_a_worker_that_cannot_record_stops_sending_until_it_can(
             for a in aggregates
             if getattr(a, "channel", "") == "email" and any(type(e).__name__ == "Dispatching" for e in a.pending_events)
         ]
-        saved = real_save(app, aggregates, tracking)
+        saved = real_save(app, aggregates, tracking, claims)
         marked.update(str(x) for x in going)
         return saved  # type: ignore[no-any-return]
 
