@@ -114,7 +114,7 @@ class Engine:
             # The next timer only: most passes of this loop move to something else first.
             timers = self.index.due(horizon, limit=1, exclude=paused, parts=self.parts)
             held = self.schedule.next_due(self.parts)
-            overdue = self.index.next_task_deadline(self.desk.slas, self.parts) if desk_moves else None
+            overdue = self.index.next_task_deadline(self.desk.escalating_slas, self.parts) if desk_moves else None
             review = self._next_review()
             if review[1] <= horizon and self.reviews_calendar:
                 first_other = min(
@@ -132,7 +132,7 @@ class Engine:
                     # A task runs out of its service level first: with those soon after it, up to
                     # whatever else comes first.
                     until_ = min(t for t in (overdue + ESCALATION_SPAN, first_other, horizon) if t is not None)
-                    last = self.index.last_task_deadline(self.desk.slas, until_, self.parts)
+                    last = self.index.last_task_deadline(self.desk.escalating_slas, until_, self.parts)
                     self._move_clock_to(max(overdue, last or overdue))
                     desk_moves = self._settle(report)
                     continue

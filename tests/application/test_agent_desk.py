@@ -99,13 +99,13 @@ def test_overdue_tasks_escalate_at_their_deadline_once(engine: Engine, clock: Vi
     [task] = tasks_by_lead(engine).values()
     history = list(engine.journeys.events.get(UUID(task["task_id"])))  # type: ignore[attr-defined]
     escalated = [e for e in history if isinstance(e, AgentTask.Escalated)]
-    # loan_officers: 4 h, then team_leads (1 d) flags it in place; each exactly at its deadline.
+    # loan_officers: 4 h, exactly at its deadline; team_leads (1 d) escalates nowhere: the task
+    # stays there, overdue by the clock from 28 h (no second event says so).
     assert [(e.from_queue, e.to_queue, e.at - t0) for e in escalated] == [
         ("loan_officers", "team_leads", timedelta(hours=4)),
-        ("team_leads", "team_leads", timedelta(hours=28)),
     ]
     assert escalated[0].deadline == t0 + timedelta(hours=4)
-    assert (task["queue"], task["routed_to"], task["escalations"]) == ("team_leads", "liu.yang", 2)
+    assert (task["queue"], task["routed_to"], task["escalations"]) == ("team_leads", "liu.yang", 1)
     assert engine.run(until=t0 + timedelta(days=9)).task_updates == 0  # nothing escalates twice
     [doc] = task_documents(engine, None, False)
     assert doc["lead"]["id"] == str(out.lead_id) and doc["overdue_at"] == (t0 + timedelta(hours=28)).isoformat()

@@ -88,9 +88,10 @@ def test_lead_leaves_journey_when_it_applies(
     assert doc["lead"]["stage"] == "applied"
     assert engine.index.pending_count() == 0
     # No approval came within five days: the application follow-up handed it to a loan officer;
-    # nobody worked it within the queue's day, so it went on to the team leads (overdue there too).
+    # nobody worked it within the queue's day, so it went on to the team leads (overdue there too,
+    # by the clock: team leads escalate nowhere, so no second event).
     [task] = engine.index.tasks()
-    assert (task["step"], task["queue"], task["escalations"]) == ("stalled_call", "team_leads", 2)
+    assert (task["step"], task["queue"], task["escalations"]) == ("stalled_call", "team_leads", 1)
 
 
 def test_withdrawn_consent_skips_the_follow_up_with_a_reason(

@@ -67,7 +67,7 @@ class TaskDesk:
             return 0
         done = self._work(parts, now)
         self._settled = stands
-        self._next_deadline = self.index.next_task_deadline(self.desk.slas, parts)
+        self._next_deadline = self.index.next_task_deadline(self.desk.escalating_slas, parts)
         return done
 
     def _work(self, parts: Partitions, now: datetime) -> int:
@@ -115,7 +115,7 @@ class TaskDesk:
 
 
 def _escalate(desk: Desk, journeys: Any, index: JourneyIndexView, parts: Partitions, now: datetime) -> int:
-    plans = [(row,) for row in index.overdue_tasks(desk.slas, now, parts)]
+    plans = [(row,) for row in index.overdue_tasks(desk.escalating_slas, now, parts)]
 
     def decide(task: AgentTask, plan: tuple[dict[str, Any]]) -> bool:
         queue = desk.queues[plan[0]["queue"]]

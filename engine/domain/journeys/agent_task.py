@@ -145,9 +145,10 @@ class AgentTask(Aggregate):
         self.held_reason = reason
 
     def escalate(self, in_queue: str, to_queue: str, deadline: datetime, at: datetime) -> bool:
-        """Move a task overdue in ``in_queue`` to ``to_queue`` ('' flags it where it is), once:
-        a task done, moved on or already escalated there is left alone."""
-        if self.done or self.overdue or self.queue != in_queue:
+        """Move a task overdue in ``in_queue`` to ``to_queue``, once: a task done, moved on or
+        already escalated there is left alone, and so is one whose queue escalates nowhere (it is
+        overdue by the clock; stores from before kept an ``Escalated`` to the same queue)."""
+        if self.done or self.overdue or self.queue != in_queue or not to_queue or to_queue == in_queue:
             return False
         self._escalated(from_queue=self.queue, to_queue=to_queue or self.queue, deadline=deadline, at=at)
         return True

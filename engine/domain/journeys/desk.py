@@ -106,6 +106,12 @@ class Desk:
     def slas(self) -> dict[str, timedelta]:
         return {q.id: q.sla for q in self.queues.values() if q.sla is not None}
 
+    @property
+    def escalating_slas(self) -> dict[str, timedelta]:
+        """The service levels after which a task moves on (its queue escalates to another): a
+        task overdue in a queue that escalates nowhere stays where it is, overdue by the clock."""
+        return {q.id: q.sla for q in self.queues.values() if q.sla is not None and q.escalate_to}
+
 
 NO_DESK = Desk()
 
