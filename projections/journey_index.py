@@ -43,6 +43,7 @@ TOPICS = [
         Enrolment.MessageSkipped,
         Enrolment.BranchTaken,
         Enrolment.LeadUpdateRequested,
+        LeadJourneys.Opened,
         LeadJourneys.Refused,
         LeadJourneys.EntriesRefused,
         AgentTask.Claimed,
@@ -207,6 +208,7 @@ class JourneyIndex(JourneyIndexQueries):
     def _(self, e: Enrolment.LeadUpdateRequested, c: Any) -> None:
         self._arrived(c, e)
 
+    @apply.register(LeadJourneys.Opened)
     @apply.register(LeadJourneys.Refused)
     @apply.register(LeadJourneys.EntriesRefused)
     def _(self, e: Any, c: Any) -> None:

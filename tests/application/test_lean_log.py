@@ -110,17 +110,19 @@ def test_the_why_trails_of_demo_leads_read_the_same_as_before_the_lean_log(tmp_p
 def test_refusals_stored_one_event_each_and_in_one_event_read_the_same(
     make_engine: MakeEngine, clock: VirtualClock
 ) -> None:
-    """A captured lead's refusals are one event; a store from before kept one event per refused
-    journey, and both tell the same lines and counts."""
+    """A captured lead's refusals are recorded by the event that opens its journey history (a
+    later lead event's by one EntriesRefused); a store from before kept one event per refused
+    journey, and all tell the same lines and counts."""
     engine = make_engine()
     [outcome] = engine.leads.capture_leads([young_pro(1)])
     assert outcome.lead_id is not None
     engine.run(until=clock.now() + timedelta(minutes=5))
     history = engine.journeys.history_of(outcome.lead_id)
     events = engine.journeys.history_events(outcome.lead_id)
-    batched = [e for e in events if isinstance(e, LeadJourneys.EntriesRefused)]
+    batched = [e for e in events if isinstance(e, LeadJourneys.Opened)]
     assert len(batched) == 1 and len(batched[0].refusals) >= 2  # all the journeys it did not enter
-    assert not any(isinstance(e, LeadJourneys.Refused) for e in events)
+    assert not any(isinstance(e, LeadJourneys.Refused | LeadJourneys.EntriesRefused) for e in events)
+    assert [type(e).__name__ for e in events] == ["Opened", "Entered"]  # one event where there were two
     # As a store before the lean log recorded it: one Refused per journey.
     history._refused(journey_id="old-journey", version=3, trigger="lead_captured", reason="old filter", at=clock.now())
     engine.journeys.save(history)

@@ -135,7 +135,9 @@ class Journeys(LiveVersions, StoreApplication):
             self._end_for_erasure(lead.id, batch, at)
             return
         facts = lead_facts(lead, at)
+        opening = lead_journeys_id(lead.id) not in batch.histories
         history = self._history(batch, lead.id, new=isinstance(lead_event, Lead.Captured))
+        opening = opening and history.version == len(history.pending_events)  # made just now
         observed = None
         if type(lead_event) in LIFECYCLE:
             observed = Observed(LIFECYCLE[type(lead_event)], lead_event.application_id, at)
@@ -156,7 +158,10 @@ class Journeys(LiveVersions, StoreApplication):
             for live in self.live.values():
                 if (refusal := self._maybe_enter(live, trigger, key, lead.id, facts, at, history, batch)) is not None:
                     refused.append(refusal)
-        history.refuse(refused, at)
+        if opening and refused:  # the lead's first event: its refusals go in the history's Opened
+            batch.histories[history.id] = history.opened_with(refused, at)
+        else:
+            history.refuse(refused, at)
 
     def _end_for_erasure(self, lead_id: UUID, batch: Batch, at: datetime) -> None:
         history = self._history(batch, lead_id)

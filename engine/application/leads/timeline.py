@@ -11,7 +11,7 @@ from eventsourcing.application import AggregateNotFoundError
 from engine.application.engine import Engine
 from engine.domain.delivery.delivery import Delivery
 from engine.domain.journeys.enrolment import Enrolment
-from engine.domain.journeys.lead_journeys import Refusal, refusals_in
+from engine.domain.journeys.lead_journeys import LeadJourneys, Refusal, refusals_in
 from engine.domain.leads.engagement import engagement_score
 from engine.domain.leads.lead import Lead
 from engine.domain.referrals.referral import Referral, Referrer, referral_id, referrer_id
@@ -19,10 +19,13 @@ from engine.domain.shared.durations import zone_text
 
 
 class _Refused:
-    """One journey of a refusal event, as a timeline line: the event's moment and name."""
+    """One journey of a refusal event, as a timeline line: the event's moment and name (the
+    refusals of a lead's first event, which its history's ``Opened`` records, are told as the
+    ``EntriesRefused`` of every later event are)."""
 
     def __init__(self, e: Any, refusal: Refusal) -> None:
-        self.refusal, self.at, self.event = refusal, e.at, type(e).__qualname__
+        self.refusal, self.at = refusal, e.at
+        self.event = "LeadJourneys.EntriesRefused" if isinstance(e, LeadJourneys.Opened) else type(e).__qualname__
 
 
 def _name(e: Any) -> str:

@@ -47,8 +47,8 @@ class Refusal:
 
 def refusals_in(e: Any) -> list[Refusal]:
     """The refusals an event of a lead's journey history records (none for other events)."""
-    if isinstance(e, LeadJourneys.EntriesRefused):
-        return [Refusal(r["journey_id"], int(r["version"]), r["trigger"], r["reason"]) for r in e.refusals]
+    if isinstance(e, LeadJourneys.EntriesRefused | LeadJourneys.Opened):
+        return [Refusal(r["journey_id"], int(r["version"]), r["trigger"], r["reason"]) for r in e.refusals or ()]
     if isinstance(e, LeadJourneys.Refused):
         return [Refusal(e.journey_id, e.version, e.trigger, e.reason)]
     return []
@@ -58,7 +58,17 @@ class LeadJourneys(Aggregate):
     """The journey history of one lead."""
 
     class Opened(Aggregate.Created):
+        """v2 records the refusals of the lead's first event, with their time (almost every
+        lead is refused by some journey at capture): one event where there were two."""
+
+        class_version = 2
         lead_id: UUID
+        refusals: list[dict[str, Any]]
+        at: datetime | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["refusals"], state["at"] = [], None
 
     class Entered(Aggregate.Event):
         enrolment_id: UUID
@@ -90,7 +100,7 @@ class LeadJourneys(Aggregate):
         at: datetime
 
     @event(Opened)
-    def __init__(self, lead_id: UUID) -> None:
+    def __init__(self, lead_id: UUID, refusals: list[dict[str, Any]] | None = None, at: datetime | None = None) -> None:
         self.lead_id = lead_id
         self.active: dict[UUID, tuple[str, str]] = {}
         self.entries: dict[str, int] = {}
@@ -128,6 +138,22 @@ class LeadJourneys(Aggregate):
         """Record the journeys one lead event did not enter the lead into (nothing if none)."""
         if refusals:
             self._entries_refused(refusals=[r.as_dict() for r in refusals], at=at)
+
+    def opened_with(self, refusals: list[Refusal], at: datetime) -> LeadJourneys:
+        """This history, new and not saved yet, opened again so that its ``Opened`` records
+        the refusals of its lead's first event, with what happened to it since (entries, exits)."""
+        pending = self.collect_events()
+        if self.version != len(pending):
+            raise ValueError("only a history that was never saved can be opened again")
+        opened = LeadJourneys(self.lead_id, [r.as_dict() for r in refusals], at)
+        for e in pending[1:]:
+            if isinstance(e, LeadJourneys.Entered):
+                opened.enter(e.enrolment_id, e.journey_id, e.entry_key, e.entry_number, e.at)
+            elif isinstance(e, LeadJourneys.Left):
+                opened.leave(e.enrolment_id, e.reason, e.at)
+            else:
+                raise ValueError(f"cannot open a history again after {type(e).__name__}")
+        return opened
 
     @event(Refused)
     def _refused(self, journey_id: str, version: int, trigger: str, reason: str, at: datetime) -> None:
