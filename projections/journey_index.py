@@ -186,6 +186,14 @@ class JourneyIndex(JourneyIndexQueries):
             (e.step, str(e.originator_id)),
         )
         self._outcome(c, e.originator_id, "reached", e.step)
+        self._wait_over(c, e)
+
+    def _wait_over(self, c: Any, e: Any) -> None:
+        """Arriving at another step ends a wait still open (a wait that ended as planned has no
+        ``WaitEnded`` of its own): its timer goes with it."""
+        c.execute(
+            self.q("DELETE FROM {t_due_timers} WHERE enrolment_id = ? AND step <> ?"), (str(e.originator_id), e.step)
+        )
 
     def _arrived(self, c: Any, e: Any) -> None:
         """A step's own event where the enrolment was at another step records reaching it (as
@@ -199,6 +207,7 @@ class JourneyIndex(JourneyIndexQueries):
         )
         if c.fetchone() is not None:
             self._outcome(c, e.originator_id, "reached", e.step)
+            self._wait_over(c, e)
 
     @apply.register
     def _(self, e: Enrolment.BranchTaken, c: Any) -> None:

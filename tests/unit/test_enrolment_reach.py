@@ -88,3 +88,32 @@ def test_an_exit_step_is_reached_by_its_exit() -> None:
     )
     assert _names(e.collect_events()) == ["Started", "MessageRequested", "Exited"]
     assert e.current_step == "done" and e.visits == {"welcome": 1, "done": 1} and not e.is_active
+
+
+def test_a_wait_that_ends_as_planned_is_ended_by_the_next_steps_event() -> None:
+    """Its time came: the next step's event arriving elsewhere ends it (no WaitEnded), with the
+    state and the send's reason a WaitEnded gave; a wait ended otherwise keeps its event."""
+    folded, stored_before = _enrolment(), _enrolment()
+    due = AT + timedelta(days=2)
+    for e in (folded, stored_before):
+        e.apply([Reach("pause"), Wait("pause", due)], AT)
+    folded.apply([EndWait("pause"), Reach("nudge"), Send("nudge", "email", "t")], due)
+    # As stores before wrote it: WaitEnded first, then the send.
+    stored_before._wait_ended(step="pause", outcome="elapsed", at=due)
+    stored_before.apply([Reach("nudge"), Send("nudge", "email", "t")], due)
+    events, before = folded.collect_events(), stored_before.collect_events()
+    assert _names(events)[-2:] == ["WaitStarted", "MessageRequested"]
+    assert _names(before)[-3:] == ["WaitStarted", "WaitEnded", "MessageRequested"]
+    assert events[-1].reason == before[-1].reason  # type: ignore[attr-defined]
+    assert "after waiting at 'pause': elapsed" in events[-1].reason  # type: ignore[attr-defined]
+    for e in (folded, stored_before):
+        assert (e.waiting_step, e.due_at, e.current_step, e.visits) == (None, None, "nudge", {"pause": 1, "nudge": 1})
+    # An event that came (and a wait that ends the journey) keep their WaitEnded.
+    observed = _enrolment()
+    observed.apply([Reach("hold"), Wait("hold", due, "event")], AT)
+    observed.apply([EndWait("hold", "event"), Reach("next"), Send("next", "sms", "t")], AT + timedelta(hours=1))
+    assert _names(observed.collect_events())[-3:] == ["WaitStarted", "WaitEnded", "MessageRequested"]
+    ending = _enrolment()
+    ending.apply([Reach("last"), Wait("last", due)], AT)
+    ending.apply([EndWait("last"), Exit("completed", "journey ended after step 'last'")], due)
+    assert _names(ending.collect_events())[-2:] == ["WaitEnded", "Exited"]

@@ -10,7 +10,7 @@ from eventsourcing.application import AggregateNotFoundError
 
 from engine.application.engine import Engine
 from engine.domain.delivery.delivery import Delivery
-from engine.domain.journeys.enrolment import Enrolment
+from engine.domain.journeys.enrolment import ELAPSED, Enrolment
 from engine.domain.journeys.lead_journeys import LeadJourneys, Refusal, refusals_in
 from engine.domain.leads.engagement import engagement_score
 from engine.domain.leads.lead import Lead
@@ -225,6 +225,23 @@ def _referral_events(engine: Engine, lead_id: UUID) -> list[Any]:
     return out
 
 
+def _ended_as_planned(waiting: Enrolment.WaitStarted | None, e: Any) -> Enrolment.WaitEnded | None:
+    """The end of the wait ``waiting`` when ``e`` is the event of another step: the log records
+    a wait that ended as planned by the next step's event alone (``Enrolment._arrive``); the
+    timeline tells it as its own line, as it told the ``WaitEnded`` stored before."""
+    step = getattr(e, "step", None)
+    if waiting is None or not step or step == waiting.step or isinstance(e, Enrolment.WaitEnded):
+        return None
+    return Enrolment.WaitEnded(  # type: ignore[call-arg]  # the event class's fields, as eventsourcing makes it
+        originator_id=e.originator_id,
+        originator_version=e.originator_version,
+        timestamp=e.timestamp,
+        step=waiting.step,
+        outcome=ELAPSED,
+        at=e.at,
+    )
+
+
 def lead_timeline(engine: Engine, lead_id: UUID) -> dict[str, Any]:
     """The stable JSON document behind ``huoke leads show`` (see README)."""
     lead = engine.leads.get_lead(lead_id)
@@ -233,7 +250,13 @@ def lead_timeline(engine: Engine, lead_id: UUID) -> dict[str, Any]:
         events += [("journey", _Refused(e, refusal)) for refusal in refusals_in(e)]
     enrolments = engine.index.enrolments_of(lead_id)
     for row in enrolments:
+        waiting: Enrolment.WaitStarted | None = None
         for e in engine.journeys.enrolment_events(UUID(row["enrolment_id"])):
+            ended = _ended_as_planned(waiting, e)
+            if ended is not None:
+                events.append(("journey", ended))
+            if isinstance(e, Enrolment.WaitStarted | Enrolment.WaitEnded) or ended is not None:
+                waiting = e if isinstance(e, Enrolment.WaitStarted) else None
             events.append(("journey", e))
             if isinstance(e, Enrolment.MessageRequested):
                 events += [

@@ -199,7 +199,22 @@ class Enrolment(Aggregate):
                 return
             if isinstance(d, Reach) and self._reach_told_by(d.step, decisions[i + 1 : i + 2]):
                 continue
+            if isinstance(d, EndWait) and self._wait_end_told_by(d, decisions[i + 1 : i + 2]):
+                self.check_waiting_at(d.step)
+                continue
             self._apply_one(d, at)
+
+    @staticmethod
+    def _wait_end_told_by(d: EndWait, following: list[Decision]) -> bool:
+        """Whether the next decision's event records that the wait at ``d.step`` ended as
+        planned (its time came): it arrives at another step, and arriving there ends the wait
+        (see ``_arrive``), so ``WaitEnded`` would say it twice. Other endings (an event came, a
+        timeout, a reschedule) keep their event."""
+        if d.outcome != ELAPSED or not following:
+            return False
+        nxt = following[0]
+        named = nxt.step if isinstance(nxt, (Reach, *STEP_DECISIONS)) else None
+        return bool(named) and named != d.step
 
     def _reach_told_by(self, step: str, following: list[Decision]) -> bool:
         """Whether the next decision's event records the reach of ``step`` (see ``_arrive``)."""
@@ -210,13 +225,24 @@ class Enrolment(Aggregate):
             and following[0].step == step
         )
 
+    def _decided_before(self, step: str) -> str:
+        """What was decided last, as of reaching ``step``: a wait still open at another step
+        ends as planned on arriving (see ``_arrive``)."""
+        if self.waiting_step is not None and self.waiting_step != step:
+            return _after_waiting(self.waiting_step, ELAPSED)
+        return self.last_decision
+
     def _visit(self, step: str) -> int:
         """The visit of ``step`` a send or task belongs to (its deterministic ids depend on it)."""
         return self.visits.get(step, 1) if self.current_step == step else self.visits.get(step, 0) + 1
 
     def _arrive(self, step: str) -> None:
         """A step's own event arriving at a step the enrolment is not at counts as reaching it
-        (stores before the lean log recorded ``StepReached`` first: then it is already there)."""
+        (stores before the lean log recorded ``StepReached`` first: then it is already there),
+        and ends a wait still open at another step as planned (stores before recorded
+        ``WaitEnded`` first: then none is open)."""
+        if self.waiting_step is not None and self.waiting_step != step:
+            self._end_wait(self.waiting_step, ELAPSED)
         if self.current_step != step:
             self.current_step = step
             self.visits[step] = self.visits.get(step, 0) + 1
@@ -232,7 +258,7 @@ class Enrolment(Aggregate):
                     channel=d.channel,
                     template=d.template,
                     reason=f"journey '{self.journey_id}' v{self.journey_version} step '{d.step}' "
-                    f"({self.last_decision})",
+                    f"({self._decided_before(d.step)})",
                     at=at,
                 )
             case SkipSend():
@@ -282,6 +308,8 @@ class Enrolment(Aggregate):
 
     @event(StepReached)
     def _step_reached(self, step: str, at: datetime) -> None:
+        if self.waiting_step is not None and self.waiting_step != step:
+            self._end_wait(self.waiting_step, ELAPSED)
         self.current_step = step
         self.visits[step] = self.visits.get(step, 0) + 1
 
@@ -307,10 +335,13 @@ class Enrolment(Aggregate):
 
     @event(WaitEnded)
     def _wait_ended(self, step: str, outcome: str, at: datetime) -> None:
+        self._end_wait(step, outcome)
+
+    def _end_wait(self, step: str, outcome: str) -> None:
         self.waiting_step = None
         self.waiting_kind = None
         self.due_at = None
-        self.last_decision = f"after waiting at '{step}': {outcome}"
+        self.last_decision = _after_waiting(step, outcome)
 
     @event(BranchTaken)
     def _branch_taken(
@@ -370,6 +401,14 @@ keep_topics("engine.domain.enrolment", Enrolment)
 
 #: Decisions whose own event names their step, and so records reaching it.
 STEP_DECISIONS = (Send, SkipSend, Wait, Branch, Split, Task, Update, Exit)
+
+#: How a wait ends when its time comes, as planned.
+ELAPSED = "elapsed"
+
+
+def _after_waiting(step: str, outcome: str) -> str:
+    return f"after waiting at '{step}': {outcome}"
+
 
 #: The events that record reaching their step when the enrolment was elsewhere (views count
 #: reaches from these the way ``Enrolment._arrive`` does).
