@@ -12,7 +12,7 @@ from eventsourcing.utils import get_topic
 from engine.application.partitions import bucket_of
 from engine.domain.journeys.agent_task import AgentTask
 from engine.domain.journeys.enrolment import Enrolment
-from engine.domain.journeys.lead_journeys import LeadJourneys, refusals_in
+from engine.domain.journeys.lead_journeys import EntryRefusals, LeadJourneys, refusals_in
 from projections.base import ViewProjection, sqlite_and_postgres
 from projections.journey_index_queries import TS_FORMAT, JourneyIndexQueries, parse_ts, ts
 
@@ -43,9 +43,9 @@ TOPICS = [
         Enrolment.MessageSkipped,
         Enrolment.BranchTaken,
         Enrolment.LeadUpdateRequested,
-        LeadJourneys.Opened,
         LeadJourneys.Refused,
         LeadJourneys.EntriesRefused,
+        EntryRefusals.Recorded,
         AgentTask.Claimed,
         AgentTask.Reassigned,
         AgentTask.Completed,
@@ -217,9 +217,9 @@ class JourneyIndex(JourneyIndexQueries):
     def _(self, e: Enrolment.LeadUpdateRequested, c: Any) -> None:
         self._arrived(c, e)
 
-    @apply.register(LeadJourneys.Opened)
     @apply.register(LeadJourneys.Refused)
     @apply.register(LeadJourneys.EntriesRefused)
+    @apply.register(EntryRefusals.Recorded)
     def _(self, e: Any, c: Any) -> None:
         c.executemany(
             self.q(

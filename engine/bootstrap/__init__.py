@@ -69,6 +69,10 @@ from engine.settings import Settings
 #: The meta entries ``db init`` writes once the identity index is the leads store's claims, and
 #: once the leads' contact logs are the deliveries store's.
 IDENTITIES_CLAIMED, CONTACTS_CLAIMED = "identities_claimed", "contacts_claimed"
+#: ... and once the leads' journey histories (entries and exits) are the journeys store's.
+HISTORIES_CLAIMED = "journey_histories_claimed"
+#: Every such entry: a store without one of them was made by an older huoke.
+CLAIMED = (IDENTITIES_CLAIMED, CONTACTS_CLAIMED, HISTORIES_CLAIMED)
 
 
 def init_database(settings: Settings) -> int:
@@ -85,8 +89,14 @@ def init_database(settings: Settings) -> int:
         env = {
             name: store_env(settings, name, create=True) for name in (*APPS, "access", "referrals", "marketing", *VIEWS)
         }
-        for app in (Leads, Journeys):
-            app(env[app.name.lower()], *_app_args(app)).close()
+        Leads(env["leads"], *_app_args(Leads)).close()
+        journeys = Journeys(env["journeys"], *_app_args(Journeys))
+        try:  # stores from before kept each lead's entries and exits as LeadJourneys events
+            if meta.get(HISTORIES_CLAIMED) is None:
+                journeys.migrate_histories()
+                meta.put_default(HISTORIES_CLAIMED, "yes", conn)
+        finally:
+            journeys.close()
         deliveries = Deliveries(env["deliveries"], *_app_args(Deliveries))
         try:  # stores from before contact logs kept a ContactHistory aggregate per lead: index them
             if meta.get(CONTACTS_CLAIMED) is None:
@@ -231,10 +241,10 @@ def bootstrap(
     clock = clock or SystemClock()
     meta = meta_for(settings)
     count = meta.partitions()
-    if meta.get(IDENTITIES_CLAIMED) is None or meta.get(CONTACTS_CLAIMED) is None:
+    if any(meta.get(name) is None for name in CLAIMED):
         raise NotInitialisedError(
             "this store was made by an older huoke: "
-            "run `huoke db init` once, which indexes its leads and their contacts"
+            "run `huoke db init` once, which indexes its leads, their contacts and journeys"
         )
     definitions = definitions if definitions is not None else load_journey_definitions(settings)
     renderer = renderer_for(settings)

@@ -15,7 +15,7 @@ import pytest
 from engine.adapters.clock import VirtualClock
 from engine.application.leads.timeline import lead_timeline
 from engine.domain.journeys import enrolment
-from engine.domain.journeys.lead_journeys import LeadJourneys, refusals_in
+from engine.domain.journeys.lead_journeys import EntryRefusals, LeadJourneys, refusals_in
 from tests.application.why_trails import why_trails
 from tests.conftest import MakeEngine
 from tests.helpers import young_pro
@@ -110,20 +110,21 @@ def test_the_why_trails_of_demo_leads_read_the_same_as_before_the_lean_log(tmp_p
 def test_refusals_stored_one_event_each_and_in_one_event_read_the_same(
     make_engine: MakeEngine, clock: VirtualClock
 ) -> None:
-    """A captured lead's refusals are recorded by the event that opens its journey history (a
-    later lead event's by one EntriesRefused); a store from before kept one event per refused
-    journey, and all tell the same lines and counts."""
+    """A captured lead's refusals are one event (of the lead event's own EntryRefusals); a store
+    from before kept one event per refused journey in the lead's LeadJourneys, and both tell the
+    same lines and counts."""
     engine = make_engine()
     [outcome] = engine.leads.capture_leads([young_pro(1)])
     assert outcome.lead_id is not None
     engine.run(until=clock.now() + timedelta(minutes=5))
-    history = engine.journeys.history_of(outcome.lead_id)
-    events = engine.journeys.history_events(outcome.lead_id)
-    batched = [e for e in events if isinstance(e, LeadJourneys.Opened)]
+    version = engine.leads.get_lead(outcome.lead_id).version
+    events = engine.journeys.history_events(outcome.lead_id, version)
+    batched = [e for e in events if isinstance(e, EntryRefusals.Recorded)]
     assert len(batched) == 1 and len(batched[0].refusals) >= 2  # all the journeys it did not enter
-    assert not any(isinstance(e, LeadJourneys.Refused | LeadJourneys.EntriesRefused) for e in events)
-    assert [type(e).__name__ for e in events] == ["Opened", "Entered"]  # one event where there were two
-    # As a store before the lean log recorded it: one Refused per journey.
+    assert [type(e).__qualname__ for e in events] == ["EntryRefusals.Recorded"]  # entries are claims
+    assert list(engine.journeys.history_of(outcome.lead_id).active)  # it entered one
+    # As a store before the lean log recorded it: one Refused per journey, in its LeadJourneys.
+    history = LeadJourneys(lead_id=outcome.lead_id)
     history._refused(journey_id="old-journey", version=3, trigger="lead_captured", reason="old filter", at=clock.now())
     engine.journeys.save(history)
     engine.refresh_views()
@@ -161,8 +162,14 @@ def test_an_enrolment_and_history_stored_before_the_lean_log_read_the_same(make_
     engine.refresh_views()
     reached = {o["label"]: o["n"] for o in engine.index.outcomes() if o["kind"] == "reached"}
     assert reached == {"acknowledge": 1, "await_approval": 1, "stalled_call": 1, "done": 1}
-    refused = [r for e in engine.journeys.history_events(UUID(doc["lead_id"])) for r in refusals_in(e)]
+    refused = [r for e in engine.journeys.history_events(UUID(doc["lead_id"]), 0) for r in refusals_in(e)]
     assert [(r.journey_id, r.reason) for r in refused] == [
         ("seniors-advisor", "entry filter did not match"),
         ("young-professionals", "entry filter did not match"),
     ]
+    # Its entries and exits, indexed once by db init, give the history a new store keeps as claims.
+    old = engine.journeys.repository.get(history_id)
+    assert engine.journeys.migrate_histories() == 4  # two entries, two exits
+    assert engine.journeys.migrate_histories() == 0  # idempotent
+    now = engine.journeys.history_of(UUID(doc["lead_id"]))
+    assert (now.active, now.entries, now.last_exit) == (old.active, old.entries, old.last_exit)

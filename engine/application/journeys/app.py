@@ -7,6 +7,7 @@ in one transaction.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
@@ -15,6 +16,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.utils import get_topic
 
 from engine.application.journeys.live import LiveJourney, LiveVersions
 from engine.application.journeys.triggers import LEAD_TOPICS, LIFECYCLE, entry_triggers
@@ -28,14 +30,25 @@ from engine.domain.journeys.enrolment import PII_FIELDS as ENROLMENT_PII
 from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.journeys.interpreter import Entry, Reaction, click_key
 from engine.domain.journeys.journey import LINK_CLICKED, Journey
-from engine.domain.journeys.lead_journeys import LeadJourneys, Refusal, lead_journeys_id
+from engine.domain.journeys.lead_journeys import (
+    EntryOrExit,
+    EntryRefusals,
+    JourneyHistory,
+    LeadJourneys,
+    Refusal,
+    entry_refusals_id,
+    lead_journeys_id,
+)
 from engine.domain.journeys.publication import PublishedJourney
 from engine.domain.leads.facts import lead_facts
 from engine.domain.leads.lead import Lead
 from engine.domain.shared.values import JourneyStatus
-from engine.eventstore import Mapper, ProcessRecorder
+from engine.eventstore import Claim, Mapper, ProcessRecorder, Tracking
 from engine.eventstore.saving import (
+    add_claims,
     forget_cache,
+    latest_versions,
+    owned_claims,
     retry_conflicts,
     save_batch,
     sealing_mapper,
@@ -51,21 +64,26 @@ class Batch:
     """Aggregates touched while processing one batch; saved together."""
 
     enrolments: dict[UUID, Enrolment] = field(default_factory=dict)
-    histories: dict[UUID, LeadJourneys] = field(default_factory=dict)
+    histories: dict[UUID, JourneyHistory] = field(default_factory=dict)  # by lead
+    refusals: list[EntryRefusals] = field(default_factory=list)
     publications: dict[str, PublishedJourney] = field(default_factory=dict)
     new_entries: dict[str, int] = field(default_factory=dict)
     leads: dict[UUID, Lead] = field(default_factory=dict)  # read as committed, once per batch
 
     def aggregates(self) -> Iterable[Any]:
         yield from self.enrolments.values()
-        yield from self.histories.values()
+        yield from self.refusals
         yield from self.publications.values()
+
+    def claims(self) -> list[Claim]:
+        """The entries and exits recorded in the leads' histories, to be stored with the events."""
+        return history_claims(self.histories.values())
 
 
 class Journeys(LiveVersions, StoreApplication):
     """Enrolments, each lead's journey history, and published journey versions."""
 
-    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Enrolment: 50, LeadJourneys: 50}
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Enrolment: 50}
     recorder: ProcessRecorder
 
     def __init__(
@@ -117,10 +135,11 @@ class Journeys(LiveVersions, StoreApplication):
         if page is None:
             return None
         batch = Batch(leads=leads.current(e.originator_id for e in page.events))
+        self._load_histories({e.originator_id for e in page.events}, batch)
         for event in page.events:
             self._react(event, leads, batch)
         self._count_entries(batch)
-        save_batch(self, batch.aggregates(), page.trackings)
+        self._save(batch, page.trackings)
         return len(page.events)
 
     def forget_cached_state(self) -> None:
@@ -135,9 +154,7 @@ class Journeys(LiveVersions, StoreApplication):
             self._end_for_erasure(lead.id, batch, at)
             return
         facts = lead_facts(lead, at)
-        opening = lead_journeys_id(lead.id) not in batch.histories
-        history = self._history(batch, lead.id, new=isinstance(lead_event, Lead.Captured))
-        opening = opening and history.version == len(history.pending_events)  # made just now
+        history = self._history(batch, lead.id)
         observed = None
         if type(lead_event) in LIFECYCLE:
             observed = Observed(LIFECYCLE[type(lead_event)], lead_event.application_id, at)
@@ -158,10 +175,10 @@ class Journeys(LiveVersions, StoreApplication):
             for live in self.live.values():
                 if (refusal := self._maybe_enter(live, trigger, key, lead.id, facts, at, history, batch)) is not None:
                     refused.append(refusal)
-        if opening and refused:  # the lead's first event: its refusals go in the history's Opened
-            batch.histories[history.id] = history.opened_with(refused, at)
-        else:
-            history.refuse(refused, at)
+        if refused:
+            batch.refusals.append(
+                EntryRefusals(lead.id, lead_event.originator_version, [r.as_dict() for r in refused], at)
+            )
 
     def _end_for_erasure(self, lead_id: UUID, batch: Batch, at: datetime) -> None:
         history = self._history(batch, lead_id)
@@ -178,7 +195,7 @@ class Journeys(LiveVersions, StoreApplication):
         lead_id: UUID,
         facts: dict[str, Any],
         at: datetime,
-        history: LeadJourneys,
+        history: JourneyHistory,
         batch: Batch,
     ) -> Refusal | None:
         """Enter the lead into ``live`` if ``trigger`` and its rules say so; the refusal if not
@@ -228,7 +245,7 @@ class Journeys(LiveVersions, StoreApplication):
                 pub.count_entries(added, self.clock.now())
                 batch.publications[journey_id] = pub
 
-    def advance(self, enrolment: Enrolment, decisions: list[Decision], at: datetime, history: LeadJourneys) -> None:
+    def advance(self, enrolment: Enrolment, decisions: list[Decision], at: datetime, history: JourneyHistory) -> None:
         enrolment.apply(decisions, at)
         if not enrolment.is_active:
             history.leave(enrolment.id, enrolment.exit_reason or "", at)
@@ -261,20 +278,54 @@ class Journeys(LiveVersions, StoreApplication):
         except (ZoneInfoNotFoundError, ValueError):
             return self.default_tz
 
-    def _history(self, batch: Batch, lead_id: UUID, new: bool = False) -> LeadJourneys:
-        hid = lead_journeys_id(lead_id)
-        if new and hid not in batch.histories:
-            batch.histories[hid] = LeadJourneys(lead_id=lead_id)  # a lead's first event: no history yet
-        if hid not in batch.histories:
-            try:
-                batch.histories[hid] = self.repository.get(hid)
-            except AggregateNotFoundError:
-                batch.histories[hid] = LeadJourneys(lead_id=lead_id)
-        return batch.histories[hid]
+    def history_in(self, batch: Batch, lead_id: UUID) -> JourneyHistory:
+        """The lead's journey history as ``batch`` has it (read on first use)."""
+        return self._history(batch, lead_id)
 
-    def history_of(self, lead_id: UUID) -> LeadJourneys:
-        """A lead's journey history, loaded or new (outside a reactor batch)."""
+    def record(self, batch: Batch) -> None:
+        """Store what ``batch`` changed (events and claims) in one transaction."""
+        self._save(batch)
+
+    def _history(self, batch: Batch, lead_id: UUID) -> JourneyHistory:
+        if lead_id not in batch.histories:
+            self._load_histories({lead_id}, batch)
+        return batch.histories[lead_id]
+
+    def _load_histories(self, lead_ids: set[UUID], batch: Batch) -> None:
+        """The journey histories of a batch's leads as committed now, in one query (the store's
+        claims of each lead's entries and exits)."""
+        wanted = [lead for lead in lead_ids if lead not in batch.histories]
+        batch.histories.update(histories_from(owned_claims(self, [journeys_of(lead) for lead in wanted]), wanted))
+
+    def _save(self, batch: Batch, trackings: Sequence[Tracking] = ()) -> None:
+        save_batch(self, batch.aggregates(), trackings, batch.claims())
+
+    def history_of(self, lead_id: UUID) -> JourneyHistory:
+        """A lead's journey history as committed now (outside a reactor batch)."""
         return self._history(Batch(), lead_id)
+
+    def migrate_histories(self) -> int:
+        """Index the entries and exits a store from before kept as ``LeadJourneys`` events (one
+        aggregate per lead); the number added. Idempotent."""
+        topics = [get_topic(c) for c in (LeadJourneys.Opened, LeadJourneys.Entered, LeadJourneys.Left)]
+        lead_of: dict[UUID, UUID] = {}
+        added, start = 0, 1
+        while page := self.recorder.select_notifications(start, 1000, topics=topics):
+            recorded: dict[UUID, JourneyHistory] = {}
+            for note in page:
+                e = self.mapper.to_domain_event(note)
+                if isinstance(e, LeadJourneys.Opened):
+                    lead_of[e.originator_id] = e.lead_id
+                    continue
+                lead = lead_of[e.originator_id]
+                h = recorded.setdefault(lead, JourneyHistory(lead))
+                if isinstance(e, LeadJourneys.Entered):
+                    h.recorded.append(EntryOrExit(e.enrolment_id, e.journey_id, e.entry_key, e.entry_number, e.at))
+                else:
+                    h.recorded.append(EntryOrExit(e.enrolment_id, "", "", 0, e.at, left=True, reason=e.reason))  # type: ignore[attr-defined]
+            added += add_claims(self, history_claims(recorded.values()))
+            start = page[-1].id + 1
+        return added
 
     def _enrolment(self, batch: Batch, eid: UUID) -> Enrolment:
         if eid not in batch.enrolments:
@@ -298,11 +349,12 @@ class Journeys(LiveVersions, StoreApplication):
                 continue
             due.append((timer, enrolment))
         batch = Batch(leads=leads.current(e.lead_id for _, e in due))
+        self._load_histories({e.lead_id for _, e in due}, batch)
         for timer, enrolment in due:
             batch.enrolments[enrolment.id] = enrolment
             self._fire(enrolment, timer, leads, batch)
         fired = len(due)
-        save_batch(self, batch.aggregates())
+        self._save(batch)
         return fired
 
     def _fire(self, enrolment: Enrolment, timer: DueTimer, leads: Leads, batch: Batch) -> None:
@@ -334,7 +386,7 @@ class Journeys(LiveVersions, StoreApplication):
             history = self._history(batch, lead_id)
             active = [self._enrolment(batch, eid) for eid in history.active]
             self._end_for_erasure(lead_id, batch, self.clock.now())
-            save_batch(self, batch.aggregates())
+            self._save(batch)
             return active
 
         return retry_conflicts(self, end, self.forget_cached_state)
@@ -353,7 +405,7 @@ class Journeys(LiveVersions, StoreApplication):
                     continue
                 batch.enrolments[eid] = enrolment
                 self.advance(enrolment, [Exit(reason, detail)], now, self._history(batch, enrolment.lead_id))
-            save_batch(self, batch.aggregates())
+            self._save(batch)
             return len(batch.enrolments)
 
         return retry_conflicts(self, end, self.forget_cached_state)
@@ -364,9 +416,13 @@ class Journeys(LiveVersions, StoreApplication):
         """Every recorded event of one enrolment, oldest first."""
         return list(self.events.get(enrolment_id))
 
-    def history_events(self, lead_id: UUID) -> list[Any]:
-        """Every entry, refusal and exit recorded for one lead."""
-        return list(self.events.get(lead_journeys_id(lead_id)))
+    def history_events(self, lead_id: UUID, lead_version: int) -> list[Any]:
+        """Every refusal recorded for one lead, whose latest event is ``lead_version`` (and the
+        entries and exits a store from before recorded as events)."""
+        before = list(self.events.get(lead_journeys_id(lead_id)))
+        ids = [entry_refusals_id(lead_id, v) for v in range(1, lead_version + 1)]
+        stored = latest_versions(self, ids)  # one query: which of the lead's events had refusals
+        return before + [e for i in ids if i in stored for e in self.events.get(i)]
 
     def get_enrolment(self, enrolment_id: UUID) -> Enrolment | None:
         try:
@@ -374,3 +430,41 @@ class Journeys(LiveVersions, StoreApplication):
         except AggregateNotFoundError:
             return None
         return enrolment
+
+
+def journeys_of(lead_id: UUID) -> str:
+    """The owner of a lead's journey-history claims."""
+    return f"journeys:{lead_id.hex}"
+
+
+def history_claims(histories: Iterable[JourneyHistory]) -> list[Claim]:
+    """The claims that store the entries and exits recorded in ``histories`` since they were
+    read: an entry under its journey, key and number (taken once), an exit under its enrolment."""
+    claims = []
+    for h in histories:
+        owner = journeys_of(h.lead_id)
+        for e in h.take_recorded():
+            value: dict[str, Any] = {"enrolment": e.enrolment_id.hex, "at": e.at.isoformat()}
+            if e.left:
+                claims.append(
+                    Claim(f"{owner}:out:{e.enrolment_id.hex}", json.dumps({**value, "reason": e.reason}), owner)
+                )
+            else:
+                value.update(journey=e.journey_id, key=e.entry_key, n=e.number)
+                name = f"{owner}:in:{e.journey_id}\x1f{e.entry_key}:{e.number:06d}"
+                claims.append(Claim(name, json.dumps(value), owner))
+    return claims
+
+
+def histories_from(claims: Iterable[Claim], lead_ids: Iterable[UUID]) -> dict[UUID, JourneyHistory]:
+    """The journey histories of ``lead_ids`` from their claims (entries sort before exits)."""
+    histories = {lead: JourneyHistory(lead) for lead in lead_ids}
+    by_owner = {journeys_of(lead): h for lead, h in histories.items()}
+    for claim in claims:
+        v = json.loads(claim.value)
+        at, enrolment = datetime.fromisoformat(v["at"]), UUID(v["enrolment"])
+        if ":out:" in claim.name[len(claim.owner) :]:
+            by_owner[claim.owner].load(EntryOrExit(enrolment, "", "", 0, at, left=True, reason=v.get("reason", "")))
+        else:
+            by_owner[claim.owner].load(EntryOrExit(enrolment, v["journey"], v["key"], int(v["n"]), at))
+    return histories

@@ -167,7 +167,10 @@ def live_preview(
     doc = lead_timeline(scratch, out.lead_id)
     mine = journey_path(scratch, out.lead_id, journey.id)
     refused = [
-        r for e in scratch.journeys.history_events(out.lead_id) for r in refusals_in(e) if r.journey_id == journey.id
+        r
+        for e in scratch.journeys.history_events(out.lead_id, scratch.leads.get_lead(out.lead_id).version)
+        for r in refusals_in(e)
+        if r.journey_id == journey.id
     ]
     messages = []
     for channel in recorded.values():

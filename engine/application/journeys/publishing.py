@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from engine.application.engine import Engine
+from engine.application.journeys.app import Batch
 from engine.domain.journeys import interpreter
 from engine.domain.journeys.decisions import Context, Decision, Exit, Reach, Send, Wait
 from engine.domain.journeys.journey import Journey, WaitForStep, WaitStep
@@ -107,7 +108,7 @@ def publish_journey(
     if not changed:
         return report
     engine.refresh_views()
-    touched = _migrate(engine, journey, version, plan, report) if plan is not None else []
+    touched = _migrate(engine, journey, version, plan, report) if plan is not None else Batch()
     if dry_run:
         engine.journeys.forget_cached_state()
         return report
@@ -121,7 +122,8 @@ def publish_journey(
         summary,
         plan.as_dict() if plan else None,
     )
-    save_batch(journeys, [pub, *touched])
+    touched.publications[journey.id] = pub
+    journeys.record(touched)
     journeys.go_live([journey.id])
     return report
 
@@ -132,10 +134,10 @@ def _check_plan(plan: MigrationPlan, journey: Journey) -> None:
         raise MigrationPlanError(f"migration plan maps to steps that {journey.id} does not have: {', '.join(unknown)}")
 
 
-def _migrate(engine: Engine, journey: Journey, version: int, plan: MigrationPlan, report: PublishReport) -> list[Any]:
+def _migrate(engine: Engine, journey: Journey, version: int, plan: MigrationPlan, report: PublishReport) -> Batch:
     """Apply the plan to every active enrolment on an older version; return what changed."""
     journeys, now = engine.journeys, engine.journeys.clock.now()
-    touched: list[Any] = []
+    touched = Batch()
     for row in engine.index.active_in(journey.id):
         old_version = int(row["journey_version"])
         if plan.from_versions is not None and old_version not in plan.from_versions:
@@ -148,7 +150,8 @@ def _migrate(engine: Engine, journey: Journey, version: int, plan: MigrationPlan
         report.moves[(old_version, from_step, target)] += 1
         if target == STAY:
             continue
-        history = journeys.history_of(enrolment.lead_id)
+        history = journeys.history_in(touched, enrolment.lead_id)
+        touched.enrolments[enrolment.id] = enrolment
         if target == EXIT:
             decisions: list[Decision] = [
                 Exit("migrated", f"v{old_version} step '{from_step}' mapped to exit in v{version}")
@@ -164,7 +167,6 @@ def _migrate(engine: Engine, journey: Journey, version: int, plan: MigrationPlan
             if any(isinstance(d, Send) and d.template in enrolment.sent_templates for d in decisions):
                 report.resend.append(str(enrolment.lead_id))
             journeys.advance(enrolment, decisions, now, history)
-        touched += [enrolment, history]
     return touched
 
 

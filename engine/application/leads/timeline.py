@@ -11,7 +11,7 @@ from eventsourcing.application import AggregateNotFoundError
 from engine.application.engine import Engine
 from engine.domain.delivery.delivery import Delivery
 from engine.domain.journeys.enrolment import ELAPSED, Enrolment
-from engine.domain.journeys.lead_journeys import LeadJourneys, Refusal, refusals_in
+from engine.domain.journeys.lead_journeys import EntryRefusals, Refusal, refusals_in
 from engine.domain.leads.engagement import engagement_score
 from engine.domain.leads.lead import Lead
 from engine.domain.referrals.referral import Referral, Referrer, referral_id, referrer_id
@@ -19,13 +19,12 @@ from engine.domain.shared.durations import zone_text
 
 
 class _Refused:
-    """One journey of a refusal event, as a timeline line: the event's moment and name (the
-    refusals of a lead's first event, which its history's ``Opened`` records, are told as the
-    ``EntriesRefused`` of every later event are)."""
+    """One journey of a refusal event, as a timeline line: the event's moment and name."""
 
     def __init__(self, e: Any, refusal: Refusal) -> None:
         self.refusal, self.at = refusal, e.at
-        self.event = "LeadJourneys.EntriesRefused" if isinstance(e, LeadJourneys.Opened) else type(e).__qualname__
+        # Told as they were when the lead's journey history kept them (README: leads show).
+        self.event = "LeadJourneys.EntriesRefused" if isinstance(e, EntryRefusals.Recorded) else type(e).__qualname__
 
 
 def _name(e: Any) -> str:
@@ -246,7 +245,7 @@ def lead_timeline(engine: Engine, lead_id: UUID) -> dict[str, Any]:
     """The stable JSON document behind ``huoke leads show`` (see README)."""
     lead = engine.leads.get_lead(lead_id)
     events: list[tuple[str, Any]] = [("lead", e) for e in engine.leads.events.get(lead_id)]
-    for e in engine.journeys.history_events(lead_id):  # each refused journey a line of its own
+    for e in engine.journeys.history_events(lead_id, lead.version):  # each refused journey a line of its own
         events += [("journey", _Refused(e, refusal)) for refusal in refusals_in(e)]
     enrolments = engine.index.enrolments_of(lead_id)
     for row in enrolments:

@@ -1,15 +1,21 @@
-"""LeadJourneys: one lead's journey history — entries, refusals and exits — for entry rules.
+"""One lead's journey history — entries, exits and refusals — for entry rules and the why-trail.
 
-It answers, without scanning the store: which enrolments of this lead are active, how often
-the lead entered a journey (per entry key), when it last left (cool-down), and keeps every
-refused entry with its reason for `huoke leads show`.
+``JourneyHistory`` answers, without scanning the store: which enrolments of this lead are
+active, how often the lead entered a journey (per entry key), when it last left (cool-down).
+The journeys store keeps its entries and exits as claims written with the enrolments' own
+events (``Started``, ``Exited``), so an entry number is taken once, as a version would be.
+``EntryRefusals`` keeps, for each lead event that had any, the journeys it did not enter the
+lead into and why, for `huoke leads show`: its id derives from the lead event, so recording one
+reads nothing. Stores from before kept a ``LeadJourneys`` aggregate per lead (entries, exits
+and refusals as its events): ``db init`` indexes its entries and exits once, and its refusals
+are still read.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -47,28 +53,126 @@ class Refusal:
 
 def refusals_in(e: Any) -> list[Refusal]:
     """The refusals an event of a lead's journey history records (none for other events)."""
-    if isinstance(e, LeadJourneys.EntriesRefused | LeadJourneys.Opened):
-        return [Refusal(r["journey_id"], int(r["version"]), r["trigger"], r["reason"]) for r in e.refusals or ()]
+    if isinstance(e, LeadJourneys.EntriesRefused | EntryRefusals.Recorded):
+        return [Refusal(r["journey_id"], int(r["version"]), r["trigger"], r["reason"]) for r in e.refusals]
     if isinstance(e, LeadJourneys.Refused):
         return [Refusal(e.journey_id, e.version, e.trigger, e.reason)]
     return []
 
 
+def _slot(journey_id: str, key: str) -> str:
+    return f"{journey_id}\x1f{key}"
+
+
+def _admission(
+    entries: dict[str, int],
+    active: dict[UUID, tuple[str, str]],
+    last_exit: dict[str, datetime],
+    journey_id: str,
+    key: str,
+    reentry: str,
+    cooldown: timedelta,
+    now: datetime,
+) -> Admission:
+    """The re-entry policy and cool-down for one more entry into ``journey_id``/``key``."""
+    slot = _slot(journey_id, key)
+    count = entries.get(slot, 0)
+    running = any(v == (journey_id, key) for v in active.values())
+    if count and reentry == "never":
+        return Admission(False, "already entered this journey once (re-entry: never)", count + 1)
+    if running and reentry != "always":
+        return Admission(False, "still in this journey", count + 1)
+    left = last_exit.get(slot)
+    if left is not None and cooldown and now - left < cooldown:
+        until = left + cooldown
+        return Admission(False, f"cool-down after leaving until {utc_text(until)}", count + 1)
+    return Admission(True, "", count + 1)
+
+
+class EntryOrExit(NamedTuple):
+    """An entry into a journey (``number`` from 1) or, with ``left`` set, an exit from it."""
+
+    enrolment_id: UUID
+    journey_id: str
+    entry_key: str
+    number: int
+    at: datetime
+    left: bool = False
+    reason: str = ""
+
+
+@dataclass
+class JourneyHistory:
+    """A lead's entries and exits as stored, then those recorded since (``recorded``), which are
+    stored with the events of the batch that made them."""
+
+    lead_id: UUID
+    active: dict[UUID, tuple[str, str]] = field(default_factory=dict)
+    entries: dict[str, int] = field(default_factory=dict)
+    last_exit: dict[str, datetime] = field(default_factory=dict)
+    recorded: list[EntryOrExit] = field(default_factory=list)
+    _slots: dict[UUID, tuple[str, str]] = field(default_factory=dict)
+
+    def admission(self, journey_id: str, key: str, reentry: str, cooldown: timedelta, now: datetime) -> Admission:
+        return _admission(self.entries, self.active, self.last_exit, journey_id, key, reentry, cooldown, now)
+
+    def enter(self, enrolment_id: UUID, journey_id: str, key: str, number: int, at: datetime) -> None:
+        self.recorded.append(EntryOrExit(enrolment_id, journey_id, key, number, at))
+        self.load(self.recorded[-1])
+
+    def leave(self, enrolment_id: UUID, reason: str, at: datetime) -> None:
+        if enrolment_id in self.active:
+            journey_id, key = self.active[enrolment_id]
+            self.recorded.append(EntryOrExit(enrolment_id, journey_id, key, 0, at, left=True, reason=reason))
+            self.load(self.recorded[-1])
+
+    def load(self, e: EntryOrExit) -> None:
+        """Apply one stored (or just recorded) entry or exit; an exit's journey is its entry's."""
+        if not e.left:
+            self.active[e.enrolment_id] = self._slots[e.enrolment_id] = (e.journey_id, e.entry_key)
+            slot = _slot(e.journey_id, e.entry_key)
+            self.entries[slot] = max(self.entries.get(slot, 0), e.number)
+            return
+        self.active.pop(e.enrolment_id, None)
+        journey_id, key = self._slots.get(e.enrolment_id, (e.journey_id, e.entry_key))
+        slot = _slot(journey_id, key)
+        self.last_exit[slot] = max(self.last_exit.get(slot, e.at), e.at)
+
+    def take_recorded(self) -> list[EntryOrExit]:
+        """The entries and exits recorded since the history was read (now counted as stored)."""
+        taken, self.recorded = self.recorded, []
+        return taken
+
+
+def entry_refusals_id(lead_id: UUID, lead_version: int) -> UUID:
+    return derive_id("entry-refusals", lead_id, lead_version)
+
+
+class EntryRefusals(Aggregate):
+    """The journeys one lead event (the lead's ``lead_version``) did not enter the lead into,
+    each with its trigger and why (``journey_id``, ``version``, ``trigger``, ``reason``)."""
+
+    class Recorded(Aggregate.Created):
+        lead_id: UUID
+        lead_version: int
+        refusals: list[dict[str, Any]]
+        at: datetime
+
+    @event(Recorded)
+    def __init__(self, lead_id: UUID, lead_version: int, refusals: list[dict[str, Any]], at: datetime) -> None:
+        self.lead_id = lead_id
+
+    @staticmethod
+    def create_id(lead_id: UUID, lead_version: int, **_: Any) -> UUID:
+        return entry_refusals_id(lead_id, lead_version)
+
+
 class LeadJourneys(Aggregate):
-    """The journey history of one lead."""
+    """The journey history of one lead, as stores before ``JourneyHistory`` and
+    ``EntryRefusals`` kept it (read by the migration and for its refusals; nothing writes it)."""
 
     class Opened(Aggregate.Created):
-        """v2 records the refusals of the lead's first event, with their time (almost every
-        lead is refused by some journey at capture): one event where there were two."""
-
-        class_version = 2
         lead_id: UUID
-        refusals: list[dict[str, Any]]
-        at: datetime | None
-
-        @staticmethod
-        def upcast_v1_v2(state: dict[str, Any]) -> None:
-            state["refusals"], state["at"] = [], None
 
     class Entered(Aggregate.Event):
         enrolment_id: UUID
@@ -100,7 +204,7 @@ class LeadJourneys(Aggregate):
         at: datetime
 
     @event(Opened)
-    def __init__(self, lead_id: UUID, refusals: list[dict[str, Any]] | None = None, at: datetime | None = None) -> None:
+    def __init__(self, lead_id: UUID) -> None:
         self.lead_id = lead_id
         self.active: dict[UUID, tuple[str, str]] = {}
         self.entries: dict[str, int] = {}
@@ -111,19 +215,7 @@ class LeadJourneys(Aggregate):
         return lead_journeys_id(lead_id)
 
     def admission(self, journey_id: str, key: str, reentry: str, cooldown: timedelta, now: datetime) -> Admission:
-        """Apply the re-entry policy and cool-down for one more entry into ``journey_id``/``key``."""
-        slot = f"{journey_id}\x1f{key}"
-        count = self.entries.get(slot, 0)
-        running = any(v == (journey_id, key) for v in self.active.values())
-        if count and reentry == "never":
-            return Admission(False, "already entered this journey once (re-entry: never)", count + 1)
-        if running and reentry != "always":
-            return Admission(False, "still in this journey", count + 1)
-        left = self.last_exit.get(slot)
-        if left is not None and cooldown and now - left < cooldown:
-            until = left + cooldown
-            return Admission(False, f"cool-down after leaving until {utc_text(until)}", count + 1)
-        return Admission(True, "", count + 1)
+        return _admission(self.entries, self.active, self.last_exit, journey_id, key, reentry, cooldown, now)
 
     def enter(self, enrolment_id: UUID, journey_id: str, key: str, number: int, at: datetime) -> None:
         self._entered(enrolment_id=enrolment_id, journey_id=journey_id, entry_key=key, entry_number=number, at=at)
@@ -138,22 +230,6 @@ class LeadJourneys(Aggregate):
         """Record the journeys one lead event did not enter the lead into (nothing if none)."""
         if refusals:
             self._entries_refused(refusals=[r.as_dict() for r in refusals], at=at)
-
-    def opened_with(self, refusals: list[Refusal], at: datetime) -> LeadJourneys:
-        """This history, new and not saved yet, opened again so that its ``Opened`` records
-        the refusals of its lead's first event, with what happened to it since (entries, exits)."""
-        pending = self.collect_events()
-        if self.version != len(pending):
-            raise ValueError("only a history that was never saved can be opened again")
-        opened = LeadJourneys(self.lead_id, [r.as_dict() for r in refusals], at)
-        for e in pending[1:]:
-            if isinstance(e, LeadJourneys.Entered):
-                opened.enter(e.enrolment_id, e.journey_id, e.entry_key, e.entry_number, e.at)
-            elif isinstance(e, LeadJourneys.Left):
-                opened.leave(e.enrolment_id, e.reason, e.at)
-            else:
-                raise ValueError(f"cannot open a history again after {type(e).__name__}")
-        return opened
 
     @event(Refused)
     def _refused(self, journey_id: str, version: int, trigger: str, reason: str, at: datetime) -> None:
@@ -173,4 +249,4 @@ class LeadJourneys(Aggregate):
         self.last_exit[f"{journey_id}\x1f{key}"] = at
 
 
-keep_topics("engine.domain.lead_journeys", LeadJourneys)
+keep_topics("engine.domain.lead_journeys", LeadJourneys, EntryRefusals)
