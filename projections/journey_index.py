@@ -62,7 +62,12 @@ class JourneyIndex(JourneyIndexQueries):
     tables = ("due_timers", "lead_enrolments", "agent_tasks", "desk_tasks", "journey_outcomes", "desk_changes")
     #: One counter, moved by every event the task desk reads (a task opened, routed, held,
     #: claimed, handed on, escalated or closed): the desk passes only when it moved.
-    counters: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {"desk_changes": (("id",), ("n",))}
+    #: And the reach of each step, summed per batch (a reach names the enrolment's journey as
+    #: the update that records it returns it).
+    counters: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
+        "desk_changes": (("id",), ("n",)),
+        "journey_outcomes": (("journey_id", "journey_version", "kind", "label"), ("n",)),
+    }
     feeds = (("journeys", TOPICS),)
 
     def ddl(self) -> list[str]:
@@ -200,13 +205,17 @@ class JourneyIndex(JourneyIndexQueries):
         ``Enrolment._arrive``; before the lean log a ``StepReached`` came first and put it there)."""
         c.execute(
             self.q(
-                "UPDATE {t_lead_enrolments} SET current_step = ? "
-                "WHERE enrolment_id = ? AND (current_step IS NULL OR current_step <> ?) RETURNING enrolment_id"
+                "UPDATE {t_lead_enrolments} SET current_step = ? WHERE enrolment_id = ? "
+                "AND (current_step IS NULL OR current_step <> ?) RETURNING journey_id, journey_version"
             ),
             (e.step, str(e.originator_id), e.step),
         )
-        if c.fetchone() is not None:
-            self._outcome(c, e.originator_id, "reached", e.step)
+        row = c.fetchone()
+        if row is not None:
+            journey = dict(row)
+            self.count(
+                c, "journey_outcomes", (journey["journey_id"], int(journey["journey_version"]), "reached", e.step), (1,)
+            )
             self._wait_over(c, e)
 
     @apply.register
