@@ -131,10 +131,18 @@ def emails(outbox: Path) -> list[Path]:
 def sms_in_doubt(engine: Engine, lead_id: UUID) -> Delivery:
     """The lead's first SMS, requested and marked as leaving — and then the process dies."""
     engine.journeys.process_lead_events(engine.leads)
-    engine.deliveries.request_messages(engine.journeys)
-    notes = engine.deliveries.recorder.select_notifications(start=None, limit=100_000)
-    deliveries = (engine.deliveries.get_delivery(UUID(str(n.originator_id))) for n in notes)
-    sms = next(d for d in deliveries if d is not None and d.lead_id == lead_id and d.channel == "sms")
-    sms.dispatching(engine.clock.now())
-    engine.deliveries.save(sms)
-    return sms
+    sms = next(d for d in requested_deliveries(engine) if d.lead_id == lead_id and d.channel == "sms")
+    leaving = sms.requested_dispatching(engine.clock.now())  # what the dispatcher commits first
+    engine.deliveries.save(leaving)
+    return leaving
+
+
+def requested_deliveries(engine: Engine) -> list[Delivery]:
+    """The deliveries of every message the journeys requested, as the dispatcher takes them up
+    (not stored)."""
+    from engine.application.delivery.base import REQUESTED_TOPICS
+
+    notes = engine.journeys.recorder.select_notifications(start=None, limit=100_000, topics=REQUESTED_TOPICS)
+    return engine.deliveries.requested_deliveries(
+        [engine.journeys.mapper.to_domain_event(n) for n in notes], engine.journeys
+    )

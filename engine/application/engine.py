@@ -209,15 +209,15 @@ class Engine:
                 moved += follow(self.referrals.process_lead_events, self.leads)
                 moved += follow(self.leads.apply_referral_news, self.referrals)
             report.lead_events += moved
-            requested = follow(self.deliveries.request_messages, self.journeys)
-            report.requested += requested
             due = self.schedule.due(self.clock.now(), parts=parts)
-            if due or not self._quiet(heads, "dispatch", self.deliveries):
-                d = self.deliveries.dispatch(self.leads, due, parts, stop=stop)
-                self._mark_quiet(heads, "dispatch", self.deliveries)
+            if due or not self._quiet(heads, "dispatch", self.journeys):
+                d = self.deliveries.dispatch(self.leads, self.journeys, due, parts, stop=stop)
+                self._mark_quiet(heads, "dispatch", self.journeys)
             else:
                 d = DispatchReport()
             report.dispatch.add(d)
+            report.requested += d.requested
+            requested = d.requested
             effects = follow(self.leads.apply_delivery_effects, self.deliveries, self._lead_of_send)
             self.refresh_views()
             if desk != 0 or moved or requested or d.moved or effects:
@@ -284,7 +284,7 @@ class Engine:
     def earliest_pending(self) -> datetime | None:
         """The time of the oldest work not yet done: an unprocessed lead event, message request or
         delivery, a due timer, a held delivery. A virtual clock starts there."""
-        from engine.application.delivery.base import DELIVERY_TOPICS, REQUESTED_TOPICS
+        from engine.application.delivery.base import REQUESTED_TOPICS
         from engine.application.leads.base import EFFECT_TOPICS, UPDATE_TOPICS
 
         candidates = [t for t in (self.schedule.next_due(self.parts), self.index.next_due(self.parts)) if t]
@@ -292,7 +292,6 @@ class Engine:
             (self.leads, self.journeys, LEAD_TOPICS),
             (self.journeys, self.deliveries, REQUESTED_TOPICS),
             (self.journeys, self.leads, UPDATE_TOPICS),
-            (self.deliveries, self.deliveries, DELIVERY_TOPICS),
             (self.deliveries, self.leads, EFFECT_TOPICS),
         ]
         for upstream, follower, topics in followers:

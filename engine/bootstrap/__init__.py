@@ -71,8 +71,10 @@ from engine.settings import Settings
 IDENTITIES_CLAIMED, CONTACTS_CLAIMED = "identities_claimed", "contacts_claimed"
 #: ... and once the leads' journey histories (entries and exits) are the journeys store's.
 HISTORIES_CLAIMED = "journey_histories_claimed"
+#: ... and once the deliveries an older huoke requested and had not dispatched went to the schedule.
+REQUESTS_HANDED_OVER = "requests_handed_over"
 #: Every such entry: a store without one of them was made by an older huoke.
-CLAIMED = (IDENTITIES_CLAIMED, CONTACTS_CLAIMED, HISTORIES_CLAIMED)
+UPGRADES = (IDENTITIES_CLAIMED, CONTACTS_CLAIMED, HISTORIES_CLAIMED, REQUESTS_HANDED_OVER)
 
 
 def init_database(settings: Settings) -> int:
@@ -102,6 +104,9 @@ def init_database(settings: Settings) -> int:
             if meta.get(CONTACTS_CLAIMED) is None:
                 deliveries.migrate_contacts()
                 meta.put_default(CONTACTS_CLAIMED, "yes", conn)
+            if meta.get(REQUESTS_HANDED_OVER) is None:  # requests are taken up from the journeys now
+                deliveries.hand_over_requests()
+                meta.put_default(REQUESTS_HANDED_OVER, "yes", conn)
         finally:
             deliveries.close()
         Access(env["access"], SystemClock()).close()
@@ -241,7 +246,7 @@ def bootstrap(
     clock = clock or SystemClock()
     meta = meta_for(settings)
     count = meta.partitions()
-    if any(meta.get(name) is None for name in CLAIMED):
+    if any(meta.get(name) is None for name in UPGRADES):
         raise NotInitialisedError(
             "this store was made by an older huoke: "
             "run `huoke db init` once, which indexes its leads, their contacts and journeys"

@@ -22,7 +22,7 @@ from engine.domain.shared.errors import HuokeError
 from engine.eventstore.coordination import NotInitialisedError
 from engine.eventstore.saving import latest_versions
 from tests.conftest import ROOT, MakeEngine, base_settings
-from tests.helpers import emails, lifecycle, sms_in_doubt, sms_lines, young_pro
+from tests.helpers import emails, lifecycle, requested_deliveries, sms_in_doubt, sms_lines, young_pro
 
 
 def test_an_opt_out_by_another_process_stops_the_follow_up(
@@ -229,11 +229,7 @@ def test_a_message_that_left_just_before_a_crash_is_reconciled_with_its_recipien
     engine = make_engine()
     [outcome] = engine.leads.capture_leads([young_pro()])
     engine.journeys.process_lead_events(engine.leads)
-    engine.deliveries.request_messages(engine.journeys)
-    notes = engine.deliveries.recorder.select_notifications(start=None, limit=10)
-    deliveries = [engine.deliveries.get_delivery(UUID(str(n.originator_id))) for n in notes]
-    sms = next(d for d in deliveries if d is not None and d.channel == "sms")
-    sms.dispatching(clock.now())
+    sms = next(d for d in requested_deliveries(engine) if d.channel == "sms").requested_dispatching(clock.now())
     engine.deliveries.save(sms)
     outbox = tmp_path / "outbox"
     outbox.mkdir(exist_ok=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from engine.application.delivery.base import (
@@ -31,7 +32,7 @@ from engine.application.ports import (
     RenderError,
     SendResult,
 )
-from engine.application.projecting import drain, next_owned_page
+from engine.application.projecting import next_owned_page
 from engine.domain.delivery.contact_policy import (
     span_text,
 )
@@ -40,6 +41,7 @@ from engine.domain.leads.lead import Lead
 from engine.domain.shared.durations import zone_text
 from engine.eventstore import Claim, Tracking
 from engine.eventstore.saving import (
+    current_aggregates,
     forget_cache,
     latest_versions,
     save_batch,
@@ -49,66 +51,83 @@ from engine.eventstore.saving import (
 class Deliveries(RuleJobs, ComposingJobs, OperatorJobs, DeliveriesBase):
     """One Delivery aggregate per send id; its log is the outbox of record."""
 
-    def request_messages(
-        self, journeys: Journeys, parts: Partitions = ALL, batch_size: int = 1000, stop: Stop = never
-    ) -> int:
-        """Record a requested Delivery for every new Enrolment.MessageRequested (of owned partitions)."""
-
-        def one_page() -> int | None:
-            page = next_owned_page(self.recorder, journeys, REQUESTED_TOPICS, parts, batch_size)
-            if page is None:
-                return None
-            requested: list[Delivery] = []
-            for e in page.events:
-                enrolment = journeys.get_enrolment(e.originator_id)
-                if enrolment is None:  # cannot happen: the request was recorded on it
-                    raise LookupError(f"enrolment {e.originator_id} vanished")
-                requested.append(
-                    Delivery(
-                        send_id=e.send_id,
-                        lead_id=enrolment.lead_id,
-                        enrolment_id=e.originator_id,
-                        journey_id=enrolment.journey_id,
-                        journey_version=enrolment.journey_version,
-                        step=e.step,
-                        channel=e.channel,
-                        template=e.template,
-                        reason=e.reason,
-                        at=e.at,
-                    )
-                )
-            save_batch(self, requested, page.trackings)
-            return len(page.events)
-
-        return drain(one_page, stop)
-
     def dispatch(
         self,
         leads: Leads,
+        journeys: Journeys,
         due: Sequence[UUID] = (),
         parts: Partitions = ALL,
         batch_size: int = 200,
         stop: Stop = never,
     ) -> DispatchReport:
-        """Send new requests and the deferred deliveries now ``due``; return what happened.
+        """Send the messages the journeys requested since the last pass (of owned partitions)
+        and the deferred deliveries now ``due``; return what happened.
 
         Every delivery ends a pass sent, skipped, failed, or deferred to a time (quiet hours,
-        a frequency cap, a retry after a transient failure): none blocks the ones after it.
+        a frequency cap, a retry after a transient failure): none blocks the ones after it. A
+        request becomes its Delivery here, in the pass that decides on it: one that leaves at
+        once is recorded by one event, request and dispatch marker together (committed before
+        it leaves); the others with their decision. The page's position in the Journeys log is
+        committed with the last of them, so a pass that dies is done again: what it stored is
+        read back (in doubt, reconciled), what it did not is decided afresh.
         """
         report = DispatchReport()
         for i in range(0, len(due), batch_size):
             held: list[Delivery] = [self.repository.get(d) for d in due[i : i + batch_size]]
             self._process([d for d in held if parts.owns(d.lead_id)], leads, report, ())
         while True:
-            page = next_owned_page(
-                self.recorder, self, DELIVERY_TOPICS, parts, batch_size, lead_of=lambda e: UUID(str(e.lead_id))
-            )
+            page = next_owned_page(self.recorder, journeys, REQUESTED_TOPICS, parts, batch_size)
             if page is None:
                 return report
-            fresh: list[Delivery] = [self.repository.get(e.originator_id) for e in page.events]
-            self._process(fresh, leads, report, page.trackings)
+            report.requested += len(page.events)
+            self._process(self.requested_deliveries(page.events, journeys), leads, report, page.trackings)
             if stop():
                 return report
+
+    def requested_deliveries(self, requests: Sequence[Any], journeys: Journeys) -> list[Delivery]:
+        """The deliveries of a page of ``Enrolment.MessageRequested``: as stored by a pass that
+        died before its end, else new (not stored yet)."""
+        stored = current_aggregates(self, [e.send_id for e in requests])
+        deliveries: list[Delivery] = []
+        for e in requests:
+            if e.send_id in stored:
+                deliveries.append(stored[e.send_id])
+                continue
+            enrolment = journeys.get_enrolment(e.originator_id)
+            if enrolment is None:  # cannot happen: the request was recorded on it
+                raise LookupError(f"enrolment {e.originator_id} vanished")
+            deliveries.append(
+                Delivery(
+                    send_id=e.send_id,
+                    lead_id=enrolment.lead_id,
+                    enrolment_id=e.originator_id,
+                    journey_id=enrolment.journey_id,
+                    journey_version=enrolment.journey_version,
+                    step=e.step,
+                    channel=e.channel,
+                    template=e.template,
+                    reason=e.reason,
+                    at=e.at,
+                )
+            )
+        return deliveries
+
+    def hand_over_requests(self) -> int:
+        """Give the schedule, due now, every delivery an older huoke requested and had not yet
+        dispatched (it dispatched from its own Requested events; requests are taken up from the
+        Journeys log now): ``db init`` runs it once. The number handed over."""
+        handed, start = 0, 1
+        now = self.clock.now()
+        topic = DELIVERY_TOPICS[0]
+        while page := self.recorder.select_notifications(start, 1000, topics=[topic]):
+            found = current_aggregates(self, [UUID(str(n.originator_id)) for n in page])
+            waiting = [d for d in found.values() if d.version == 1 and d.outcome is None and not d.attempts]
+            for d in waiting:
+                d.defer(now, "requested before an upgrade: dispatched now", now)
+            save_batch(self, waiting)
+            handed += len(waiting)
+            start = page[-1].id + 1
+        return handed
 
     def _process(
         self, deliveries: list[Delivery], leads: Leads, report: DispatchReport, trackings: Sequence[Tracking]
@@ -122,7 +141,13 @@ class Deliveries(RuleJobs, ComposingJobs, OperatorJobs, DeliveriesBase):
         ]
         try:
             self._dispatch_batch(ready, leads, state)
-            save_batch(self, deliveries, trackings, self._contact_claims(state.histories.values()))
+            for d in deliveries:  # every path decides; should one not, the schedule takes it up
+                if d.unsaved_request:
+                    d.defer(now, "not decided in the pass that took it up: tried again", now)
+            # Not the requests that left as new Deliveries (requested_dispatching): their old
+            # objects hold nothing to store, and must not go back into the cache.
+            changed = [d for d in deliveries if d.pending_events]
+            save_batch(self, changed, trackings, self._contact_claims(state.histories.values()))
         except Exception:
             forget_cache(self)
             raise
@@ -283,8 +308,11 @@ class Deliveries(RuleJobs, ComposingJobs, OperatorJobs, DeliveriesBase):
         tracked links lead), with the ``settled`` outcomes of those that left before (and the
         sends they add to their leads' contact logs), then look at their leads once more: an
         opt-out, goal or exit committed by any process before the markers stops its message."""
-        for d, links in going:
-            d.dispatching(self._now_for(d), list(links))
+        for i, (d, links) in enumerate(going):
+            if d.unsaved_request:  # its request and its marker in one event
+                going[i] = (d.requested_dispatching(self._now_for(d), list(links)), links)
+            else:
+                d.dispatching(self._now_for(d), list(links))
         outcomes, contacts = settled
         save_batch(self, [*outcomes, *(d for d, _ in going)], claims=contacts)
         versions = latest_versions(leads, list({d.lead_id for d, _ in going}))
@@ -342,7 +370,10 @@ class _Progress:
 
     def sending(self, messages: list[OutgoingMessage], settled: Sequence[SendResult] = ()) -> list[bool]:
         going = [(self.items[m.send_id][0], m.links) for m in messages]
-        return self.deliveries._marked(going, self.leads, self.state, self._settled(settled))
+        leaving = self.deliveries._marked(going, self.leads, self.state, self._settled(settled))
+        for m, (d, _) in zip(messages, going, strict=True):  # a new request is a new Delivery now
+            self.items[m.send_id] = (d, m)
+        return leaving
 
     def sent(self, results: Sequence[SendResult]) -> None:
         settled, contacts = self._settled(results)

@@ -99,6 +99,7 @@ def _zone(name: str | None) -> ZoneInfo | None:
 class DispatchReport:
     """Counts of what one dispatch pass did."""
 
+    requested: int = 0  # requests taken up from the journeys
     sent: int = 0
     failed: int = 0
     skipped: int = 0

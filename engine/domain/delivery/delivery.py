@@ -20,6 +20,11 @@ class Delivery(ResponseDecisions, DeliveryState, Aggregate):
     """A requested message: requested → sent | failed | skipped. Its id is the send id."""
 
     class Requested(Aggregate.Created):
+        """v2: a message the dispatcher hands to its channel as soon as it takes the request up
+        is recorded by one event, request and dispatch marker together (``dispatching_at``, with
+        where its tracked links lead), where it was ``Requested`` then ``Dispatching``."""
+
+        class_version = 2
         send_id: UUID
         lead_id: UUID
         enrolment_id: UUID
@@ -30,6 +35,12 @@ class Delivery(ResponseDecisions, DeliveryState, Aggregate):
         template: str
         reason: str
         at: datetime
+        dispatching_at: datetime | None
+        links: list[str]
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["dispatching_at"], state["links"] = None, []
 
     class Sent(Aggregate.Event):
         """v2 names the lead, so whoever follows the sends (Leads: first contact) can tell the
@@ -179,8 +190,12 @@ class Delivery(ResponseDecisions, DeliveryState, Aggregate):
         template: str,
         reason: str,
         at: datetime,
+        dispatching_at: datetime | None = None,
+        links: list[str] | None = None,
     ) -> None:
         self.start(send_id, lead_id, enrolment_id, journey_id, journey_version, step, channel, template, reason, at)
+        if dispatching_at is not None:
+            self._mark_dispatching(1, list(links or []))
 
     @staticmethod
     def create_id(send_id: UUID, **_: Any) -> UUID:
@@ -276,10 +291,41 @@ class Delivery(ResponseDecisions, DeliveryState, Aggregate):
 
     @event(Dispatching)
     def _dispatching(self, lead_id: UUID | None, attempt: int, links: list[str], at: datetime) -> None:
+        self._mark_dispatching(attempt, links)
+
+    def _mark_dispatching(self, attempt: int, links: list[str]) -> None:
         self.attempts = attempt
         self.pending_attempt = True
         if links:
             self.links = links
+
+    @property
+    def unsaved_request(self) -> bool:
+        """Requested in this process and not stored yet, nothing else decided on it."""
+        return self.version == 1 and len(self.pending_events) == 1
+
+    def requested_dispatching(self, at: datetime, links: list[str] | None = None) -> Delivery:
+        """This delivery, requested and not stored yet, as one that is handed to its channel now
+        (``dispatching`` in its request): one event where there were two. The caller uses the
+        delivery returned in its place."""
+        if not self.unsaved_request:
+            raise ValueError(f"delivery {self.id} is stored already: mark it dispatching")
+        [requested] = self.collect_events()
+        r: Any = requested
+        return Delivery(
+            send_id=self.id,
+            lead_id=r.lead_id,
+            enrolment_id=r.enrolment_id,
+            journey_id=r.journey_id,
+            journey_version=r.journey_version,
+            step=r.step,
+            channel=r.channel,
+            template=r.template,
+            reason=r.reason,
+            at=r.at,
+            dispatching_at=at,
+            links=list(links or []),
+        )
 
     def link(self, n: int) -> str | None:
         """Where tracked link ``n`` (from 1) of this message leads; None if it has no such link."""
