@@ -284,18 +284,19 @@ class Engine:
     def earliest_pending(self) -> datetime | None:
         """The time of the oldest work not yet done: an unprocessed lead event, message request or
         delivery, a due timer, a held delivery. A virtual clock starts there."""
+        from engine.application.delivery.app import REQUESTS_TRACKED_AS
         from engine.application.delivery.base import REQUESTED_TOPICS
         from engine.application.leads.base import EFFECT_TOPICS, UPDATE_TOPICS
 
         candidates = [t for t in (self.schedule.next_due(self.parts), self.index.next_due(self.parts)) if t]
-        followers: list[tuple[Any, Any, list[str]]] = [
-            (self.leads, self.journeys, LEAD_TOPICS),
-            (self.journeys, self.deliveries, REQUESTED_TOPICS),
-            (self.journeys, self.leads, UPDATE_TOPICS),
-            (self.deliveries, self.leads, EFFECT_TOPICS),
+        followers: list[tuple[Any, Any, list[str], str]] = [
+            (self.leads, self.journeys, LEAD_TOPICS, self.leads.name),
+            (self.journeys, self.deliveries, REQUESTED_TOPICS, REQUESTS_TRACKED_AS),
+            (self.journeys, self.leads, UPDATE_TOPICS, self.journeys.name),
+            (self.deliveries, self.leads, EFFECT_TOPICS, self.deliveries.name),
         ]
-        for upstream, follower, topics in followers:
-            moment = _first_unprocessed(upstream, first_unread(follower.recorder, upstream.name, self.parts), topics)
+        for upstream, follower, topics, tracked_as in followers:
+            moment = _first_unprocessed(upstream, first_unread(follower.recorder, tracked_as, self.parts), topics)
             if moment is not None:
                 candidates.append(moment)
         return min(candidates, default=None)

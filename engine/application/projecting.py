@@ -114,15 +114,18 @@ def next_owned_page(
     limit: int,
     lead_of: Callable[[Any], UUID] | None = None,
     before: datetime | None = None,
+    tracked_as: str | None = None,
 ) -> OwnedPage | None:
     """The next page of ``upstream``'s log for the partitions in ``parts``; None at the end.
 
     An event's partition is its lead's: ``lead_of(event)``, or the notification's originator
     (then notifications of other partitions are not even decoded). With ``before``, the page
     ends at the first event that happened after it (a run up to a moment leaves later events,
-    such as leads captured after it, for a later run); None when that is the first.
+    such as leads captured after it, for a later run); None when that is the first. The
+    follower's positions are kept under ``tracked_as`` (default: the upstream's name).
     """
-    positions = owned_positions(follower, upstream.name, parts)
+    name = tracked_as or upstream.name
+    positions = owned_positions(follower, name, parts)
     if not positions:
         return None
     scanned = upstream.recorder.select_notifications(
@@ -150,7 +153,7 @@ def next_owned_page(
             last = pairs[later][0].id - 1  # up to the event before it
             pairs = pairs[:later]
     events = [e for _, e in pairs]
-    trackings = [Tracking(parts.tracking_name(upstream.name, p), last) for p, pos in positions.items() if last > pos]
+    trackings = [Tracking(parts.tracking_name(name, p), last) for p, pos in positions.items() if last > pos]
     return OwnedPage(events, trackings)
 
 

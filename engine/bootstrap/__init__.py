@@ -105,7 +105,8 @@ def init_database(settings: Settings) -> int:
                 deliveries.migrate_contacts()
                 meta.put_default(CONTACTS_CLAIMED, "yes", conn)
             if meta.get(REQUESTS_HANDED_OVER) is None:  # requests are taken up from the journeys now
-                deliveries.hand_over_requests()
+                count = int(meta.get("partitions") or (settings.partitions if meta.pg is not None else 1))
+                deliveries.hand_over_requests(Journeys.name, count)
                 meta.put_default(REQUESTS_HANDED_OVER, "yes", conn)
         finally:
             deliveries.close()

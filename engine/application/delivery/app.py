@@ -47,6 +47,9 @@ from engine.eventstore.saving import (
     save_batch,
 )
 
+#: Where the dispatcher keeps its positions in the Journeys log (per lead partition).
+REQUESTS_TRACKED_AS = "Journeys.requests"
+
 
 class Deliveries(RuleJobs, ComposingJobs, OperatorJobs, DeliveriesBase):
     """One Delivery aggregate per send id; its log is the outbox of record."""
@@ -76,7 +79,15 @@ class Deliveries(RuleJobs, ComposingJobs, OperatorJobs, DeliveriesBase):
             held: list[Delivery] = [self.repository.get(d) for d in due[i : i + batch_size]]
             self._process([d for d in held if parts.owns(d.lead_id)], leads, report, ())
         while True:
-            page = next_owned_page(self.recorder, journeys, REQUESTED_TOPICS, parts, batch_size)
+            page = next_owned_page(
+                self.recorder,
+                journeys,
+                REQUESTED_TOPICS,
+                parts,
+                batch_size,
+                lead_of=lambda e: e.lead_id or journeys.lead_of_enrolment(e.originator_id),
+                tracked_as=REQUESTS_TRACKED_AS,
+            )
             if page is None:
                 return report
             report.requested += len(page.events)
@@ -112,10 +123,20 @@ class Deliveries(RuleJobs, ComposingJobs, OperatorJobs, DeliveriesBase):
             )
         return deliveries
 
-    def hand_over_requests(self) -> int:
-        """Give the schedule, due now, every delivery an older huoke requested and had not yet
-        dispatched (it dispatched from its own Requested events; requests are taken up from the
-        Journeys log now): ``db init`` runs it once. The number handed over."""
+    def hand_over_requests(self, journeys_name: str, partitions: int) -> int:
+        """Take over from an older huoke, which turned each request into a Delivery in a pass
+        of its own (partitioned by enrolment) and dispatched from those: ``db init`` runs it once.
+
+        The requests are read again from where the earliest of its partitions got to, partitioned
+        by lead (a request it had turned into a Delivery is found stored, never made twice), and
+        every delivery it had requested and not yet dispatched goes to the schedule, due now. The
+        number handed over."""
+        parts = Partitions.every(partitions)
+        old = [self.recorder.max_tracking_id(parts.tracking_name(journeys_name, p)) or 0 for p in range(partitions)]
+        names = [parts.tracking_name(REQUESTS_TRACKED_AS, p) for p in range(partitions)]
+        start_at = [Tracking(n, min(old)) for n in names if (self.recorder.max_tracking_id(n) or 0) < min(old)]
+        if start_at:
+            save_batch(self, [], start_at)
         handed, start = 0, 1
         now = self.clock.now()
         topic = DELIVERY_TOPICS[0]

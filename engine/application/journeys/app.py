@@ -412,6 +412,13 @@ class Journeys(LiveVersions, StoreApplication):
 
     # ---- queries ---------------------------------------------------------------------------
 
+    def lead_of_enrolment(self, enrolment_id: UUID) -> UUID:
+        """The lead an enrolment belongs to (events stored before they named it)."""
+        enrolment = self.get_enrolment(enrolment_id)
+        if enrolment is None:
+            raise LookupError(f"enrolment {enrolment_id} vanished")
+        return enrolment.lead_id
+
     def enrolment_events(self, enrolment_id: UUID) -> list[Any]:
         """Every recorded event of one enrolment, oldest first."""
         return list(self.events.get(enrolment_id))

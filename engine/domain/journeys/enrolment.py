@@ -54,12 +54,21 @@ class Enrolment(Aggregate):
         at: datetime
 
     class MessageRequested(Aggregate.Event):
+        """v2 names the lead, so the dispatcher of the lead's partition takes the request up
+        without reading the enrolment."""
+
+        class_version = 2
         step: str
         send_id: UUID
         channel: str
         template: str
         reason: str
         at: datetime
+        lead_id: UUID | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["lead_id"] = None
 
     class MessageSkipped(Aggregate.Event):
         step: str
@@ -260,6 +269,7 @@ class Enrolment(Aggregate):
                     reason=f"journey '{self.journey_id}' v{self.journey_version} step '{d.step}' "
                     f"({self._decided_before(d.step)})",
                     at=at,
+                    lead_id=self.lead_id,
                 )
             case SkipSend():
                 self._message_skipped(step=d.step, reason=d.reason, at=at)
@@ -315,7 +325,7 @@ class Enrolment(Aggregate):
 
     @event(MessageRequested)
     def _message_requested(
-        self, step: str, send_id: UUID, channel: str, template: str, reason: str, at: datetime
+        self, step: str, send_id: UUID, channel: str, template: str, reason: str, at: datetime, lead_id: UUID | None
     ) -> None:
         self._arrive(step)
         self.sent_templates.add(template)
