@@ -11,7 +11,7 @@ from uuid import UUID
 from eventsourcing.utils import get_topic
 
 from engine.application.partitions import ALL, Partitions, bucket_of
-from engine.domain.delivery.delivery import Delivery
+from engine.domain.delivery.delivery import Delivery, told
 from projections.base import SqlView, ViewProjection, partition_filter, sqlite_and_postgres
 from projections.journey_index import parse_ts, ts
 
@@ -68,6 +68,8 @@ class DeliverySchedule(SqlView):
             self.q("INSERT INTO {t_open_sends} VALUES (?, ?, ?) ON CONFLICT (send_id) DO NOTHING"),
             (str(e.originator_id), str(e.enrolment_id), ts(e.at)),
         )
+        for decided in told(e)[1:]:  # a first decision recorded with the request
+            self.apply(decided, c)
 
     @apply.register
     def _(self, e: Delivery.Deferred, c: Any) -> None:

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from eventsourcing.utils import get_topic
 
-from engine.domain.delivery.delivery import Delivery
+from engine.domain.delivery.delivery import Delivery, told
 from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.leads.attribution import dimension_values
 from engine.domain.leads.lead import Lead
@@ -30,6 +30,7 @@ LEAD_TOPICS = [
 DELIVERY_TOPICS = [
     get_topic(c)
     for c in (
+        Delivery.Requested,  # for a first decision recorded with the request (see ``told``)
         Delivery.Sent,
         Delivery.Failed,
         Delivery.Skipped,
@@ -327,6 +328,11 @@ class FunnelCounts(FunnelQueries):
             self._message(c, e, "failed")
         else:
             self._waited(c, e, "retrying")
+
+    @apply.register
+    def _(self, e: Delivery.Requested, c: Any) -> None:
+        for decided in told(e)[1:]:  # a first decision recorded with the request
+            self.apply(decided, c)
 
     @apply.register
     def _(self, e: Delivery.Deferred, c: Any) -> None:

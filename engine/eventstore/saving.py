@@ -108,6 +108,8 @@ class SealingMapper(Mapper[UUID]):
         lead_id = self._owner(topic, state)
         if lead_id is None:  # nobody's key to seal it with (an event from before owners were named)
             return super().to_stored_event(domain_event)
+        if not any(state.get(k) for k in personal):  # nothing personal in it (no links, say)
+            return super().to_stored_event(domain_event)
         secret = {k: state.pop(k) for k in personal if k in state}
         blob = self.vault.seal(lead_id, self.transcoder.encode(secret), _aad(topic, lead_id))
         if blob is None:  # the lead was erased: its placeholders, never its data

@@ -167,7 +167,8 @@ class Deliveries(RuleJobs, ComposingJobs, OperatorJobs, DeliveriesBase):
                     d.defer(now, "not decided in the pass that took it up: tried again", now)
             # Not the requests that left as new Deliveries (requested_dispatching): their old
             # objects hold nothing to store, and must not go back into the cache.
-            changed = [d for d in deliveries if d.pending_events]
+            # A new request held or stopped at once is stored as one event (with_first_decision).
+            changed = [d.with_first_decision() for d in deliveries if d.pending_events]
             save_batch(self, changed, trackings, self._contact_claims(state.histories.values()))
         except Exception:
             forget_cache(self)

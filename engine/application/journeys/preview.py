@@ -16,7 +16,7 @@ from uuid import UUID
 from engine.application.engine import Engine
 from engine.application.leads.commands import CaptureLead, LeadRef, RecordLifecycle
 from engine.application.leads.timeline import describe, lead_timeline
-from engine.domain.delivery.delivery import Delivery
+from engine.domain.delivery.delivery import Delivery, told
 from engine.domain.journeys import interpreter
 from engine.domain.journeys.decisions import (
     Branch,
@@ -137,7 +137,8 @@ def journey_path(engine: Engine, lead_id: UUID, journey_id: str) -> list[dict[st
             if isinstance(e, Enrolment.MessageRequested):
                 events += [
                     d
-                    for d in engine.deliveries.events.get(e.send_id)
+                    for stored in engine.deliveries.events.get(e.send_id)
+                    for d in told(stored)
                     if not isinstance(d, Delivery.Requested | Delivery.Dispatching)
                 ]
     events.sort(key=event_time)
@@ -178,7 +179,8 @@ def live_preview(
             d = scratch.deliveries.get_delivery(m.send_id)
             if d is None or d.journey_id != journey.id:
                 continue
-            held = [e.reason for e in scratch.deliveries.events.get(m.send_id) if isinstance(e, Delivery.Deferred)]
+            stored = scratch.deliveries.events.get(m.send_id)
+            held = [e.reason for s in stored for e in told(s) if isinstance(e, Delivery.Deferred)]
             messages.append(
                 {
                     "at": (d.sent_at or start).isoformat(),

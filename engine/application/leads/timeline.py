@@ -9,7 +9,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 
 from engine.application.engine import Engine
-from engine.domain.delivery.delivery import Delivery
+from engine.domain.delivery.delivery import Delivery, told
 from engine.domain.journeys.enrolment import ELAPSED, Enrolment
 from engine.domain.journeys.lead_journeys import EntryRefusals, Refusal, refusals_in
 from engine.domain.leads.engagement import engagement_score
@@ -260,7 +260,8 @@ def lead_timeline(engine: Engine, lead_id: UUID) -> dict[str, Any]:
             if isinstance(e, Enrolment.MessageRequested):
                 events += [
                     ("delivery", d)
-                    for d in engine.deliveries.events.get(e.send_id)
+                    for stored in engine.deliveries.events.get(e.send_id)
+                    for d in told(stored)  # a request tells a first decision recorded with it
                     if not isinstance(d, Delivery.Requested | Delivery.Dispatching)  # the marker is bookkeeping
                 ]
     events += [("referral", e) for e in _referral_events(engine, lead_id)]
@@ -268,8 +269,8 @@ def lead_timeline(engine: Engine, lead_id: UUID) -> dict[str, Any]:
     events.sort(key=lambda pair: _when(pair[1]))
     timeline = []
     for origin, e in events:
-        told = e.refusal if isinstance(e, _Refused) else e
-        what, why = _describe_referral(e, lead_id) if origin == "referral" else describe(told, zone)
+        shown = e.refusal if isinstance(e, _Refused) else e
+        what, why = _describe_referral(e, lead_id) if origin == "referral" else describe(shown, zone)
         timeline.append(
             {
                 "at": _when(e).astimezone(UTC).isoformat(),

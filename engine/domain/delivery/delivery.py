@@ -20,9 +20,12 @@ class Delivery(ResponseDecisions, DeliveryState, Aggregate):
     """A requested message: requested → sent | failed | skipped. Its id is the send id."""
 
     class Requested(Aggregate.Created):
-        """v2: a message the dispatcher hands to its channel as soon as it takes the request up
-        is recorded by one event, request and dispatch marker together (``dispatching_at``, with
-        where its tracked links lead), where it was ``Requested`` then ``Dispatching``."""
+        """v2: the dispatcher takes a request up in the pass that decides on it, and records the
+        request with that first decision in one event: a message handed to its channel at once
+        with its dispatch marker (``dispatching_at``, with where its tracked links lead), one
+        held or stopped at once with that ``first`` decision (the fields of the ``Deferred`` or
+        ``Skipped`` it would have been, and its ``event`` name; ``told`` gives it back as that
+        event), where each was ``Requested`` and then the other."""
 
         class_version = 2
         send_id: UUID
@@ -37,10 +40,11 @@ class Delivery(ResponseDecisions, DeliveryState, Aggregate):
         at: datetime
         dispatching_at: datetime | None
         links: list[str]
+        first: dict[str, Any] | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
-            state["dispatching_at"], state["links"] = None, []
+            state["dispatching_at"], state["links"], state["first"] = None, [], None
 
     class Sent(Aggregate.Event):
         """v2 names the lead, so whoever follows the sends (Leads: first contact) can tell the
@@ -192,10 +196,15 @@ class Delivery(ResponseDecisions, DeliveryState, Aggregate):
         at: datetime,
         dispatching_at: datetime | None = None,
         links: list[str] | None = None,
+        first: dict[str, Any] | None = None,
     ) -> None:
         self.start(send_id, lead_id, enrolment_id, journey_id, journey_version, step, channel, template, reason, at)
         if dispatching_at is not None:
             self._mark_dispatching(1, list(links or []))
+        if first is not None and first["event"] == "Deferred":
+            self._hold_until(first["until"], bool(first["transient"]), first["at"])
+        elif first is not None and first["event"] == "Skipped":
+            self._settle_skipped()
 
     @staticmethod
     def create_id(send_id: UUID, **_: Any) -> UUID:
@@ -277,6 +286,9 @@ class Delivery(ResponseDecisions, DeliveryState, Aggregate):
     def _deferred(
         self, journey_id: str, step: str, channel: str, until: datetime, reason: str, transient: bool, at: datetime
     ) -> None:
+        self._hold_until(until, transient, at)
+
+    def _hold_until(self, until: datetime, transient: bool, at: datetime) -> None:
         self.deferred_until = until
         self.pending_attempt = False
         if transient:
@@ -418,8 +430,50 @@ class Delivery(ResponseDecisions, DeliveryState, Aggregate):
 
     @event(Skipped)
     def _skipped(self, journey_id: str, step: str, channel: str, reason: str, at: datetime) -> None:
+        self._settle_skipped()
+
+    def _settle_skipped(self) -> None:
         self.outcome = DeliveryOutcome.SKIPPED
         self.pending_attempt = False
+
+    def with_first_decision(self) -> Delivery:
+        """This delivery, requested in this pass and then held (deferred) or stopped (skipped)
+        at once, as one request recording that decision (``Requested.first``): one event where
+        there were two. Itself when it is anything else. The caller stores the one returned."""
+        if self.version != 2 or len(self.pending_events) != 2:
+            return self
+        requested, decided = self.pending_events
+        if not isinstance(requested, Delivery.Requested) or not isinstance(
+            decided, Delivery.Deferred | Delivery.Skipped
+        ):
+            return self
+        self.collect_events()
+        r: Any = requested
+        first = {k: v for k, v in vars(decided).items() if k not in _BOOKKEEPING}
+        return Delivery(
+            send_id=self.id, lead_id=r.lead_id, enrolment_id=r.enrolment_id, journey_id=r.journey_id,
+            journey_version=r.journey_version, step=r.step, channel=r.channel, template=r.template,
+            reason=r.reason, at=r.at, first={"event": type(decided).__name__, **first},
+        )  # fmt: skip
+
+
+#: The fields every event has, not the decision's own.
+_BOOKKEEPING = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
+
+
+def told(e: Any) -> list[Any]:
+    """A delivery's stored event as the events it tells: a request with its first decision is
+    the request and that decision (a ``Deferred`` or ``Skipped``, rebuilt for readers: the
+    schedule, the funnel, the why-trail); any other event is itself."""
+    first = getattr(e, "first", None) if isinstance(e, Delivery.Requested) else None
+    if not first:
+        return [e]
+    cls = Delivery.Deferred if first["event"] == "Deferred" else Delivery.Skipped
+    fields = {k: v for k, v in first.items() if k != "event"}
+    decided = cls(
+        originator_id=e.originator_id, originator_version=e.originator_version, timestamp=e.timestamp, **fields
+    )
+    return [e, decided]
 
 
 keep_topics("engine.domain.delivery", Delivery)
@@ -432,4 +486,5 @@ PII_FIELDS: dict[type[Any], dict[str, Any]] = {
     Delivery.AddressBounced: {"recipient": "(erased)"},
     Delivery.Clicked: {"url": ""},  # a template may put something personal in a URL
     Delivery.Dispatching: {"links": []},
+    Delivery.Requested: {"links": []},  # v2: a request recorded with its dispatch marker
 }
