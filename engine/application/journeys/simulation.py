@@ -18,7 +18,7 @@ from engine.application.engine import Engine
 from engine.application.journeys.triggers import LIFECYCLE
 from engine.application.leads.commands import CaptureLead, LeadRef, RecordLifecycle
 from engine.domain.journeys.journey import Journey
-from engine.domain.leads.lead import Lead
+from engine.domain.leads.lead import Lead, told
 from engine.domain.shared.errors import HuokeError
 from engine.domain.shared.money import amount_text
 from engine.domain.shared.values import DeliveryOutcome
@@ -59,7 +59,8 @@ def _recapture(engine: Engine, lead: Lead) -> CaptureLead:
     """The lead as first captured: consents given at capture (later changes are replayed as facts)."""
     consents: dict[str, bool] = {
         e.channel: True
-        for e in engine.leads.events.get(lead.id)
+        for stored in engine.leads.events.get(lead.id)
+        for e in told(stored)  # consents given with the capture are recorded in it
         if isinstance(e, Lead.ConsentGranted) and e.purpose == "marketing" and e.at <= lead.captured_at
     }
     return CaptureLead(

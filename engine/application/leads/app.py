@@ -111,6 +111,8 @@ class Leads(ScoringJobs, ConsentJobs, ReactionJobs, LeadsBase):
                     claims.append(Claim(self._hashed_key(key), str(lead_id)))
             for channel, granted in cmd.consents.items():
                 self._consent(lead, channel, granted, cmd.origin or "capture", at)
+            if created:  # its consents in its Captured: one event
+                lead = lead.with_consents_in_capture()
             pending[lead_id] = lead
             outcomes.append(Outcome(lead_id, created=created, changed=created, conflicts=conflicts))
         if self.vault is not None:  # one transaction for the new leads' data keys

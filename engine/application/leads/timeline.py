@@ -14,6 +14,7 @@ from engine.domain.journeys.enrolment import ELAPSED, Enrolment
 from engine.domain.journeys.lead_journeys import EntryRefusals, Refusal, refusals_in
 from engine.domain.leads.engagement import engagement_score
 from engine.domain.leads.lead import Lead
+from engine.domain.leads.lead import told as told_lead
 from engine.domain.referrals.referral import Referral, Referrer, referral_id, referrer_id
 from engine.domain.shared.durations import zone_text
 
@@ -244,7 +245,7 @@ def _ended_as_planned(waiting: Enrolment.WaitStarted | None, e: Any) -> Enrolmen
 def lead_timeline(engine: Engine, lead_id: UUID) -> dict[str, Any]:
     """The stable JSON document behind ``huoke leads show`` (see README)."""
     lead = engine.leads.get_lead(lead_id)
-    events: list[tuple[str, Any]] = [("lead", e) for e in engine.leads.events.get(lead_id)]
+    events: list[tuple[str, Any]] = [("lead", e) for s in engine.leads.events.get(lead_id) for e in told_lead(s)]
     for e in engine.journeys.history_events(lead_id, lead.version):  # each refused journey a line of its own
         events += [("journey", _Refused(e, refusal)) for refusal in refusals_in(e)]
     enrolments = engine.index.enrolments_of(lead_id)

@@ -44,12 +44,24 @@ class Lead(ActivityDecisions, ProfileDecisions, ConsentDecisions, LendingDecisio
     upcast_v2_v3 = staticmethod(upcasts.lead_v2_v3)
 
     class Captured(Aggregate.Created):
+        """v2 records the consents given with the capture, where each was a ``ConsentGranted``
+        after it: ``consents`` (channel, purpose, source and time of each: proof of consent,
+        kept through an erasure) and ``consent_evidence`` (what the person agreed to, in the
+        same order; sealed). ``told`` gives them back as those events."""
+
+        class_version = 2
         source: JSONDict
         contact: JSONDict
         profile: JSONDict
         interest: JSONDict
         contact_issues: list[str]
         captured_at: datetime
+        consents: list[JSONDict]
+        consent_evidence: list[str]
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["consents"], state["consent_evidence"] = [], []
 
     class ProfileUpdated(Aggregate.Event):
         changes: JSONDict
@@ -231,8 +243,37 @@ class Lead(ActivityDecisions, ProfileDecisions, ConsentDecisions, LendingDecisio
         interest: JSONDict,
         contact_issues: list[str],
         captured_at: datetime,
+        consents: list[JSONDict] | None = None,
+        consent_evidence: list[str] | None = None,
     ) -> None:
         self.start(source, contact, profile, interest, contact_issues, captured_at)
+        for c in consents or ():
+            self._grant(c["channel"], c["purpose"])
+
+    def with_consents_in_capture(self) -> Lead:
+        """This lead, captured in this batch and given consents with it (nothing else yet), as
+        one ``Captured`` that records them: one event where there were one and one per consent.
+        Itself when it is anything else. The caller keeps the one returned."""
+        pending = list(self.pending_events)
+        if (
+            self.version != len(pending)
+            or len(pending) < 2
+            or not all(isinstance(e, Lead.ConsentGranted) for e in pending[1:])
+        ):
+            return self
+        captured: Any = pending[0]
+        grants: list[Any] = pending[1:]
+        self.collect_events()
+        return Lead(
+            source=captured.source,
+            contact=captured.contact,
+            profile=captured.profile,
+            interest=captured.interest,
+            contact_issues=captured.contact_issues,
+            captured_at=captured.captured_at,
+            consents=[{"channel": g.channel, "purpose": g.purpose, "source": g.source, "at": g.at} for g in grants],
+            consent_evidence=[g.evidence for g in grants],
+        )
 
     @staticmethod
     def create_id(
@@ -322,6 +363,9 @@ class Lead(ActivityDecisions, ProfileDecisions, ConsentDecisions, LendingDecisio
 
     @event(ConsentGranted)
     def _consent_granted(self, channel: str, purpose: str, source: str, evidence: str, at: datetime) -> None:
+        self._grant(channel, purpose)
+
+    def _grant(self, channel: str, purpose: str) -> None:
         self.consents[consent_key(channel, purpose)] = True
         self.pending_consents.discard(consent_key(channel, purpose))
 
@@ -394,3 +438,27 @@ keep_topics("engine.domain.lead", Lead)
 
 #: Clicks a lead keeps for its engagement score (older ones weigh almost nothing).
 KEPT_CLICKS = 50
+
+
+def told(e: Any) -> list[Any]:
+    """A lead's stored event as the events it tells: a capture with its consents is the
+    capture and a ``ConsentGranted`` for each (rebuilt for readers: the why-trail, the
+    backtest); any other event is itself."""
+    consents = getattr(e, "consents", None) if isinstance(e, Lead.Captured) else None
+    if not consents:
+        return [e]
+    evidence = list(getattr(e, "consent_evidence", None) or [])
+    granted = [
+        Lead.ConsentGranted(  # type: ignore[call-arg]  # the event class's fields, as eventsourcing makes it
+            originator_id=e.originator_id,
+            originator_version=e.originator_version,
+            timestamp=e.timestamp,
+            channel=c["channel"],
+            purpose=c["purpose"],
+            source=c["source"],
+            evidence=evidence[i] if i < len(evidence) else "(erased)",
+            at=c["at"],
+        )
+        for i, c in enumerate(consents)
+    ]
+    return [e, *granted]
