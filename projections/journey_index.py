@@ -11,6 +11,7 @@ from eventsourcing.utils import get_topic
 
 from engine.application.partitions import bucket_of
 from engine.domain.journeys.agent_task import AgentTask
+from engine.domain.journeys.agent_task import told as told_task
 from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.journeys.lead_journeys import EntryRefusals, LeadJourneys, refusals_in
 from projections.base import ViewProjection, sqlite_and_postgres
@@ -49,6 +50,7 @@ TOPICS = [
         AgentTask.Claimed,
         AgentTask.Reassigned,
         AgentTask.Completed,
+        AgentTask.Opened,  # for the desk's first word recorded with it (see ``told``)
         AgentTask.Routed,
         AgentTask.RoutingHeld,
         AgentTask.Escalated,
@@ -341,6 +343,11 @@ class JourneyIndex(JourneyIndexQueries):
             ),
             (e.outcome, e.note, e.by, ts(e.at), str(e.originator_id)),
         )
+
+    @apply.register
+    def _(self, e: AgentTask.Opened, c: Any) -> None:
+        for decided in told_task(e)[1:]:
+            self.apply(decided, c)
 
     @apply.register
     def _(self, e: AgentTask.Routed, c: Any) -> None:

@@ -16,6 +16,7 @@ from engine.adapters.clock import VirtualClock
 from engine.application.engine import Engine
 from engine.application.journeys.tasks import claim_task, complete_task, reassign_task, task_documents
 from engine.domain.journeys.agent_task import AgentTask
+from engine.domain.journeys.agent_task import told as told_task
 from engine.domain.journeys.desk import parse_desk
 from engine.domain.shared.errors import HuokeError, JourneyValidationError, TaskNotYoursError
 from tests.builders import done, journey
@@ -88,8 +89,10 @@ def test_tasks_go_to_an_officer_with_the_skills_and_room_else_wait_with_the_reas
     assert tasks_by_lead(engine)[second["lead_id"]]["routed_to"] == "li.na"
     task = engine.journeys.repository.get(UUID(second["task_id"]))
     assert isinstance(task, AgentTask) and task.assigned == "li.na"
-    events = [type(e).__name__ for e in engine.journeys.events.get(task.id)]  # type: ignore[attr-defined]
-    assert events == ["Opened", "RoutingHeld", "Routed"]
+    stored: list[Any] = list(engine.journeys.events.get(task.id))  # type: ignore[attr-defined]
+    assert [type(e).__name__ for e in stored] == ["Opened", "Routed"]  # opened and held: one event
+    assert stored[0].first["event"] == "RoutingHeld" and "at capacity" in stored[0].first["reason"]
+    assert [type(e).__name__ for s in stored for e in told_task(s)] == ["Opened", "RoutingHeld", "Routed"]
 
 
 def test_overdue_tasks_escalate_at_their_deadline_once(engine: Engine, clock: VirtualClock, store: str) -> None:

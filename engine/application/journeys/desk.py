@@ -133,7 +133,8 @@ def _act_on(journeys: Any, plans: list[P], decide: Callable[[AgentTask, P], bool
 
     def attempt() -> int:
         changed = [task for plan in plans if decide(task := task_of(journeys, plan[0], now), plan)]
-        save_batch(journeys, changed)
+        # A task opened and routed (or held) at once is one event (AgentTask.with_first_decision).
+        save_batch(journeys, [task.with_first_decision() for task in changed])
         return len(changed)
 
     return int(retry_conflicts(journeys, attempt))

@@ -24,10 +24,20 @@ class AgentTask(Aggregate):
     """One task's working history."""
 
     class Opened(Aggregate.Created):
+        """v2 records the desk's first word on the task when it opens it (``first``: the fields
+        of the ``Routed`` or ``RoutingHeld`` it was, and its ``event`` name; ``told`` gives it
+        back as that event), where it was ``Opened`` and then the other."""
+
+        class_version = 2
         task_id: UUID
         lead_id: UUID
         queue: str
         at: datetime
+        first: dict[str, Any] | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["first"] = None
 
     class Claimed(Aggregate.Event):
         agent: str
@@ -67,7 +77,9 @@ class AgentTask(Aggregate):
         at: datetime
 
     @event(Opened)
-    def __init__(self, task_id: UUID, lead_id: UUID, queue: str, at: datetime) -> None:
+    def __init__(
+        self, task_id: UUID, lead_id: UUID, queue: str, at: datetime, first: dict[str, Any] | None = None
+    ) -> None:
         self.lead_id = lead_id
         self.queue = queue
         self.agent = ""
@@ -78,6 +90,10 @@ class AgentTask(Aggregate):
         self.escalations = 0
         #: Whether the task is overdue in the queue it is in now (escalated there already).
         self.overdue = False
+        if first is not None and first["event"] == "Routed":
+            self.assigned = first["agent"]
+        elif first is not None and first["event"] == "RoutingHeld":
+            self.held_reason = first["reason"]
 
     @staticmethod
     def create_id(task_id: UUID, **_: Any) -> UUID:
@@ -133,6 +149,29 @@ class AgentTask(Aggregate):
     def _routed(self, agent: str, reason: str, at: datetime) -> None:
         self.assigned, self.held_reason = agent, ""
 
+    def with_first_decision(self) -> AgentTask:
+        """This task, opened in this pass and then routed or held at once, as one ``Opened``
+        recording that (``Opened.first``): one event where there were two. Itself when it is
+        anything else. The caller stores the one returned."""
+        pending = list(self.pending_events)
+        if (
+            self.version != 2
+            or len(pending) != 2
+            or not isinstance(pending[1], AgentTask.Routed | AgentTask.RoutingHeld)
+        ):
+            return self
+        opened: Any = pending[0]
+        decided = pending[1]
+        self.collect_events()
+        first = {k: v for k, v in vars(decided).items() if k not in _BOOKKEEPING}
+        return AgentTask(
+            task_id=self.id,
+            lead_id=opened.lead_id,
+            queue=opened.queue,
+            at=opened.at,
+            first={"event": type(decided).__name__, **first},
+        )
+
     def hold(self, reason: str, at: datetime) -> bool:
         """Record why nobody could take the task (once per distinct reason)."""
         if self.done or self.agent or self.assigned or reason == self.held_reason:
@@ -177,6 +216,25 @@ class AgentTask(Aggregate):
     def _completed(self, outcome: str, note: str, by: str, at: datetime) -> None:
         self.outcome = outcome
         self.agent = self.agent or by
+
+
+#: The fields every event has, not the decision's own.
+_BOOKKEEPING = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
+
+
+def told(e: Any) -> list[Any]:
+    """A task's stored event as the events it tells: an ``Opened`` with the desk's first word
+    is the opening and that ``Routed`` or ``RoutingHeld`` (rebuilt for readers: the journey
+    index, the bus); any other event is itself."""
+    first = getattr(e, "first", None) if isinstance(e, AgentTask.Opened) else None
+    if not first:
+        return [e]
+    cls = AgentTask.Routed if first["event"] == "Routed" else AgentTask.RoutingHeld
+    fields = {k: v for k, v in first.items() if k != "event"}
+    return [
+        e,
+        cls(originator_id=e.originator_id, originator_version=e.originator_version, timestamp=e.timestamp, **fields),
+    ]
 
 
 keep_topics("engine.domain.journeys.agent_task", AgentTask)
