@@ -11,6 +11,7 @@ from eventsourcing.domain import Aggregate, event
 from engine.domain.delivery.delivery_state import DeliveryState
 from engine.domain.delivery.responses import ResponseDecisions
 from engine.domain.shared.errors import DeliveryStateError
+from engine.domain.shared.folding import decision_of, told_decision
 from engine.domain.shared.topics import keep_topics
 from engine.domain.shared.values import DeliveryOutcome
 
@@ -449,31 +450,20 @@ class Delivery(ResponseDecisions, DeliveryState, Aggregate):
             return self
         self.collect_events()
         r: Any = requested
-        first = {k: v for k, v in vars(decided).items() if k not in _BOOKKEEPING}
         return Delivery(
             send_id=self.id, lead_id=r.lead_id, enrolment_id=r.enrolment_id, journey_id=r.journey_id,
             journey_version=r.journey_version, step=r.step, channel=r.channel, template=r.template,
-            reason=r.reason, at=r.at, first={"event": type(decided).__name__, **first},
+            reason=r.reason, at=r.at, first=decision_of(decided),
         )  # fmt: skip
-
-
-#: The fields every event has, not the decision's own.
-_BOOKKEEPING = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
 
 
 def told(e: Any) -> list[Any]:
     """A delivery's stored event as the events it tells: a request with its first decision is
     the request and that decision (a ``Deferred`` or ``Skipped``, rebuilt for readers: the
     schedule, the funnel, the why-trail); any other event is itself."""
-    first = getattr(e, "first", None) if isinstance(e, Delivery.Requested) else None
-    if not first:
+    if not isinstance(e, Delivery.Requested):
         return [e]
-    cls = Delivery.Deferred if first["event"] == "Deferred" else Delivery.Skipped
-    fields = {k: v for k, v in first.items() if k != "event"}
-    decided = cls(
-        originator_id=e.originator_id, originator_version=e.originator_version, timestamp=e.timestamp, **fields
-    )
-    return [e, decided]
+    return told_decision(e, {"Deferred": Delivery.Deferred, "Skipped": Delivery.Skipped})
 
 
 keep_topics("engine.domain.delivery", Delivery)

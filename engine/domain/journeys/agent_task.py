@@ -12,6 +12,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from engine.domain.shared.errors import TaskNotYoursError, TaskStateError
+from engine.domain.shared.folding import decision_of, told_decision
 from engine.domain.shared.topics import keep_topics
 
 #: How a task can end; ``opted_out`` also withdraws the lead's marketing consent on every channel.
@@ -161,15 +162,9 @@ class AgentTask(Aggregate):
         ):
             return self
         opened: Any = pending[0]
-        decided = pending[1]
         self.collect_events()
-        first = {k: v for k, v in vars(decided).items() if k not in _BOOKKEEPING}
         return AgentTask(
-            task_id=self.id,
-            lead_id=opened.lead_id,
-            queue=opened.queue,
-            at=opened.at,
-            first={"event": type(decided).__name__, **first},
+            task_id=self.id, lead_id=opened.lead_id, queue=opened.queue, at=opened.at, first=decision_of(pending[1])
         )
 
     def hold(self, reason: str, at: datetime) -> bool:
@@ -218,23 +213,13 @@ class AgentTask(Aggregate):
         self.agent = self.agent or by
 
 
-#: The fields every event has, not the decision's own.
-_BOOKKEEPING = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
-
-
 def told(e: Any) -> list[Any]:
     """A task's stored event as the events it tells: an ``Opened`` with the desk's first word
     is the opening and that ``Routed`` or ``RoutingHeld`` (rebuilt for readers: the journey
     index, the bus); any other event is itself."""
-    first = getattr(e, "first", None) if isinstance(e, AgentTask.Opened) else None
-    if not first:
+    if not isinstance(e, AgentTask.Opened):
         return [e]
-    cls = AgentTask.Routed if first["event"] == "Routed" else AgentTask.RoutingHeld
-    fields = {k: v for k, v in first.items() if k != "event"}
-    return [
-        e,
-        cls(originator_id=e.originator_id, originator_version=e.originator_version, timestamp=e.timestamp, **fields),
-    ]
+    return told_decision(e, {"Routed": AgentTask.Routed, "RoutingHeld": AgentTask.RoutingHeld})
 
 
 keep_topics("engine.domain.journeys.agent_task", AgentTask)
