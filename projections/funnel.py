@@ -16,6 +16,7 @@ from engine.domain.delivery.delivery import Delivery, told
 from engine.domain.journeys.enrolment import Enrolment
 from engine.domain.leads.attribution import dimension_values
 from engine.domain.leads.lead import Lead
+from engine.domain.leads.lead import told as told_lead
 from engine.domain.marketing.costs import DIMENSIONS  # columns of lead_facts: first_… and last_…
 from engine.domain.shared.values import MILESTONES, Stage
 from projections.base import ViewProjection, amount_of, sqlite_and_postgres
@@ -118,6 +119,8 @@ class FunnelCounts(FunnelQueries):
             ),
         )
         self._daily(c, e.captured_at, values[0], "captured")
+        for decided in told_lead(e)[1:]:  # its first screening, if it records it
+            self.apply(decided, c)
         day = self.day(e.captured_at)
         for touch in ("first", "last"):
             self._cube(c, touch, day, values, {"leads": 1})

@@ -9,11 +9,19 @@ from uuid import UUID
 
 from eventsourcing.utils import get_topic
 
-from engine.domain.leads.lead import Lead
+from engine.domain.leads.lead import Lead, told
 from projections.base import SqlView, ViewProjection, sqlite_and_postgres
 
 TOPICS = [
-    get_topic(c) for c in (Lead.Segmented, Lead.Scored, Lead.LoanFunded, Lead.ApplicationDeclined, Lead.RepaymentMissed)
+    get_topic(c)
+    for c in (
+        Lead.Captured,
+        Lead.Segmented,
+        Lead.Scored,
+        Lead.LoanFunded,
+        Lead.ApplicationDeclined,
+        Lead.RepaymentMissed,
+    )
 ]
 
 
@@ -37,6 +45,11 @@ class Screening(SqlView):
     @singledispatchmethod
     def apply(self, event: Any, cursor: Any) -> None:
         """Events this view does not read are ignored."""
+
+    @apply.register
+    def _(self, e: Lead.Captured, c: Any) -> None:
+        for decided in told(e)[1:]:  # its first screening, if it records it
+            self.apply(decided, c)
 
     @apply.register
     def _(self, e: Lead.Segmented, c: Any) -> None:

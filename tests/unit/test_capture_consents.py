@@ -30,7 +30,7 @@ def test_a_capture_with_its_consents_is_one_event_and_reads_back_the_same() -> N
     for channel in (ConsentChannel.EMAIL, ConsentChannel.SMS):
         two.grant_consent(channel, ConsentPurpose.MARKETING, "capture", "opt-in recorded at capture", AT)
     expected = dict(two.consents)
-    one = two.with_consents_in_capture()
+    one = two.as_one_capture()
     events = list(one.pending_events)
     assert [type(e).__name__ for e in events] == ["Captured"]
     app: Application[Any] = Application()
@@ -46,11 +46,11 @@ def test_a_capture_with_its_consents_is_one_event_and_reads_back_the_same() -> N
 
 def test_only_a_new_lead_given_nothing_but_consents_is_folded() -> None:
     plain = _captured()
-    assert plain.with_consents_in_capture() is plain  # no consents
+    assert plain.as_one_capture() is plain  # no consents
     awaiting = _captured()
     awaiting.request_consent(ConsentChannel.EMAIL, ConsentPurpose.MARKETING, "capture", "double opt-in", AT)
-    assert awaiting.with_consents_in_capture() is awaiting  # a request waits for confirmation
+    assert awaiting.as_one_capture() is awaiting  # a request waits for confirmation
     stored = _captured()
     stored.collect_events()
     stored.grant_consent(ConsentChannel.SMS, ConsentPurpose.MARKETING, "import", "later", AT)
-    assert stored.with_consents_in_capture() is stored  # its capture is stored already
+    assert stored.as_one_capture() is stored  # its capture is stored already

@@ -7,7 +7,7 @@ from typing import Any
 
 from eventsourcing.utils import get_topic
 
-from engine.domain.leads.lead import Lead
+from engine.domain.leads.lead import Lead, told
 
 LIFECYCLE: dict[type[Any], str] = {
     Lead.ApplicationSubmitted: "application_submitted",
@@ -37,8 +37,11 @@ LEAD_TOPICS = [get_topic(cls) for cls in _REACTS_TO]
 
 def entry_triggers(e: Any) -> list[tuple[str, str]]:
     """The entry triggers a lead event carries, with the entry key (application id)."""
-    if isinstance(e, Lead.Captured):
-        return [("lead_captured", "")]
+    if isinstance(e, Lead.Captured):  # and the segments its first screening entered, if it records it
+        return [
+            ("lead_captured", ""),
+            *(t for s in told(e)[1:] if isinstance(s, Lead.Segmented) for t in entry_triggers(s)),
+        ]
     if isinstance(e, Lead.StageChanged):
         return [(f"stage:{e.to_stage}", "")]
     if isinstance(e, Lead.Segmented):

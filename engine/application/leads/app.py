@@ -111,13 +111,13 @@ class Leads(ScoringJobs, ConsentJobs, ReactionJobs, LeadsBase):
                     claims.append(Claim(self._hashed_key(key), str(lead_id)))
             for channel, granted in cmd.consents.items():
                 self._consent(lead, channel, granted, cmd.origin or "capture", at)
-            if created:  # its consents in its Captured: one event
-                lead = lead.with_consents_in_capture()
             pending[lead_id] = lead
             outcomes.append(Outcome(lead_id, created=created, changed=created, conflicts=conflicts))
         if self.vault is not None:  # one transaction for the new leads' data keys
             self.vault.prepare(pending)
         self.screen(list(pending.values()), None)
+        # A lead captured now: its consents and first screening in its Captured (one event).
+        pending = {lead_id: lead.as_one_capture() for lead_id, lead in pending.items()}
         outcomes = [
             replace(o, changed=o.created or bool(pending[o.lead_id].pending_events)) if o.lead_id is not None else o
             for o in outcomes

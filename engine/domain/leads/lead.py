@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
@@ -19,6 +20,7 @@ from engine.domain.leads.lending import LendingDecisions
 from engine.domain.leads.profile import ProfileDecisions
 from engine.domain.leads.records import Loan, Offer, ScoreRecord
 from engine.domain.leads.state import LeadState
+from engine.domain.shared.folding import decision_of
 from engine.domain.shared.money import Money
 from engine.domain.shared.topics import keep_topics
 from engine.domain.shared.values import (
@@ -44,10 +46,13 @@ class Lead(ActivityDecisions, ProfileDecisions, ConsentDecisions, LendingDecisio
     upcast_v2_v3 = staticmethod(upcasts.lead_v2_v3)
 
     class Captured(Aggregate.Created):
-        """v2 records the consents given with the capture, where each was a ``ConsentGranted``
-        after it: ``consents`` (channel, purpose, source and time of each: proof of consent,
-        kept through an erasure) and ``consent_evidence`` (what the person agreed to, in the
-        same order; sealed). ``told`` gives them back as those events."""
+        """v2 records what the capture decided with it, where each was an event after it: the
+        consents given (``consents``: channel, purpose, source and time of each, proof of
+        consent kept through an erasure; ``consent_evidence``: what the person agreed to, in the
+        same order, sealed) and the first screening (``screened``: the ``Segmented``, ``Scored``
+        and ``ProductsMatched`` it was, each with its ``event`` name, without their personal fields,
+        which ``screened_personal`` keeps sealed in the same order). ``told`` gives them back as
+        those events."""
 
         class_version = 2
         source: JSONDict
@@ -58,10 +63,13 @@ class Lead(ActivityDecisions, ProfileDecisions, ConsentDecisions, LendingDecisio
         captured_at: datetime
         consents: list[JSONDict]
         consent_evidence: list[str]
+        screened: list[JSONDict]
+        screened_personal: list[JSONDict]
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["consents"], state["consent_evidence"] = [], []
+            state["screened"], state["screened_personal"] = [], []
 
     class ProfileUpdated(Aggregate.Event):
         changes: JSONDict
@@ -245,24 +253,32 @@ class Lead(ActivityDecisions, ProfileDecisions, ConsentDecisions, LendingDecisio
         captured_at: datetime,
         consents: list[JSONDict] | None = None,
         consent_evidence: list[str] | None = None,
+        screened: list[JSONDict] | None = None,
+        screened_personal: list[JSONDict] | None = None,
     ) -> None:
         self.start(source, contact, profile, interest, contact_issues, captured_at)
         for c in consents or ():
             self._grant(c["channel"], c["purpose"])
+        for d in _screenings(screened or [], screened_personal or []):
+            if d.cls is Lead.Segmented:
+                self._set_segments(d.audience, d.tier, d.segments)
+            elif d.cls is Lead.Scored:
+                self._set_score(d.kind, d.model_version, d.probability, d.score, d.band, d.reasons, d.inputs, d.at)
+            else:
+                self._set_offer(d)
 
-    def with_consents_in_capture(self) -> Lead:
-        """This lead, captured in this batch and given consents with it (nothing else yet), as
-        one ``Captured`` that records them: one event where there were one and one per consent.
-        Itself when it is anything else. The caller keeps the one returned."""
+    def as_one_capture(self) -> Lead:
+        """This lead, captured in this batch, given consents and screened with it (nothing else
+        yet), as one ``Captured`` that records it all: one event where there were one, one per
+        consent, a ``Segmented``, a ``Scored`` per model and a ``ProductsMatched``. Itself when it
+        is anything else (a consent awaiting confirmation...). The caller keeps the one returned."""
         pending = list(self.pending_events)
-        if (
-            self.version != len(pending)
-            or len(pending) < 2
-            or not all(isinstance(e, Lead.ConsentGranted) for e in pending[1:])
-        ):
+        folded = (Lead.ConsentGranted, Lead.Segmented, Lead.Scored, Lead.ProductsMatched)
+        if self.version != len(pending) or len(pending) < 2 or not all(isinstance(e, folded) for e in pending[1:]):
             return self
         captured: Any = pending[0]
-        grants: list[Any] = pending[1:]
+        grants: list[Any] = [e for e in pending[1:] if isinstance(e, Lead.ConsentGranted)]
+        screenings = [e for e in pending[1:] if not isinstance(e, Lead.ConsentGranted)]
         self.collect_events()
         return Lead(
             source=captured.source,
@@ -273,6 +289,10 @@ class Lead(ActivityDecisions, ProfileDecisions, ConsentDecisions, LendingDecisio
             captured_at=captured.captured_at,
             consents=[{"channel": g.channel, "purpose": g.purpose, "source": g.source, "at": g.at} for g in grants],
             consent_evidence=[g.evidence for g in grants],
+            screened=[
+                {k: v for k, v in d.items() if k not in _PERSONAL[d["event"]]} for d in map(decision_of, screenings)
+            ],
+            screened_personal=[{k: d[k] for k in _PERSONAL[d["event"]]} for d in map(decision_of, screenings)],
         )
 
     @staticmethod
@@ -324,6 +344,9 @@ class Lead(ActivityDecisions, ProfileDecisions, ConsentDecisions, LendingDecisio
         rules_version: str,
         at: datetime,
     ) -> None:
+        self._set_segments(audience, tier, segments)
+
+    def _set_segments(self, audience: str, tier: str, segments: list[str]) -> None:
         self.audience = Audience(audience)
         self.tier = Tier(tier)
         self.segments = tuple(segments)
@@ -343,10 +366,26 @@ class Lead(ActivityDecisions, ProfileDecisions, ConsentDecisions, LendingDecisio
     ) -> None:
         self.offer = Offer(product, name, apr, monthly_payment, dti_after, reasons)
 
+    def _set_offer(self, m: Any) -> None:
+        self.offer = Offer(m.product, m.name, m.apr, m.monthly_payment, m.dti_after, m.reasons)
+
     # ---- scores ----------------------------------------------------------------------------
 
     @event(Scored)
     def _scored(
+        self,
+        kind: str,
+        model_version: int,
+        probability: str,
+        score: int | None,
+        band: str,
+        reasons: list[JSONDict],
+        inputs: JSONDict,
+        at: datetime,
+    ) -> None:
+        self._set_score(kind, model_version, probability, score, band, reasons, inputs, at)
+
+    def _set_score(
         self,
         kind: str,
         model_version: int,
@@ -440,13 +479,38 @@ keep_topics("engine.domain.lead", Lead)
 KEPT_CLICKS = 50
 
 
+#: The personal fields of the screening events a capture records (sealed in
+#: ``screened_personal``), and what a reader gets in their place once the lead is erased.
+_PERSONAL: dict[str, dict[str, Any]] = {
+    "Segmented": {"reasons": {}},
+    "Scored": {"inputs": {}, "reasons": []},
+    "ProductsMatched": {"inputs": {}, "monthly_payment": "", "dti_after": ""},
+}
+_SCREENING: dict[str, type[Any]] = {
+    "Segmented": Lead.Segmented,
+    "Scored": Lead.Scored,
+    "ProductsMatched": Lead.ProductsMatched,
+}
+
+
+def _screenings(screened: list[JSONDict], personal: list[JSONDict]) -> list[Any]:
+    """The screening events a capture records, with their personal fields (or placeholders)."""
+    out = []
+    for i, public in enumerate(screened):
+        name = public["event"]
+        merged = {**_PERSONAL[name], **(personal[i] if i < len(personal) else {}), **public}
+        out.append(SimpleNamespace(**merged, cls=_SCREENING[name]))
+    return out
+
+
 def told(e: Any) -> list[Any]:
-    """A lead's stored event as the events it tells: a capture with its consents is the
-    capture and a ``ConsentGranted`` for each (rebuilt for readers: the why-trail, the
+    """A lead's stored event as the events it tells: a capture with its consents and first
+    screening is the capture, a ``ConsentGranted`` for each consent, its ``Segmented``,
+    ``Scored`` and ``ProductsMatched`` (rebuilt for readers: the why-trail, the views, the
     backtest); any other event is itself."""
-    consents = getattr(e, "consents", None) if isinstance(e, Lead.Captured) else None
-    if not consents:
+    if not isinstance(e, Lead.Captured) or not (getattr(e, "consents", None) or getattr(e, "screened", None)):
         return [e]
+    consents = list(getattr(e, "consents", None) or [])
     evidence = list(getattr(e, "consent_evidence", None) or [])
     granted = [
         Lead.ConsentGranted(  # type: ignore[call-arg]  # the event class's fields, as eventsourcing makes it
@@ -461,4 +525,15 @@ def told(e: Any) -> list[Any]:
         )
         for i, c in enumerate(consents)
     ]
-    return [e, *granted]
+    screened = [
+        d.cls(
+            originator_id=e.originator_id,
+            originator_version=e.originator_version,
+            timestamp=e.timestamp,
+            **{k: v for k, v in vars(d).items() if k not in ("cls", "event")},
+        )
+        for d in _screenings(
+            list(getattr(e, "screened", None) or []), list(getattr(e, "screened_personal", None) or [])
+        )
+    ]
+    return [e, *granted, *screened]

@@ -23,7 +23,14 @@ RETAINED = (
 #: stages, applications, loans, consent channel and time, scores' bands — stays readable, as
 #: lending rules require it kept (README: erasure).
 PII_FIELDS: dict[type[Any], dict[str, Any]] = {
-    Lead.Captured: {"contact": {}, "profile": {}, "interest": {}, "contact_issues": [], "consent_evidence": []},
+    Lead.Captured: {
+        "contact": {},
+        "profile": {},
+        "interest": {},
+        "contact_issues": [],
+        "consent_evidence": [],
+        "screened_personal": [],
+    },
     Lead.ProfileUpdated: {"changes": {}},
     Lead.DataConflicted: {"conflicts": {}},
     Lead.Segmented: {"reasons": {}},
