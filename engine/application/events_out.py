@@ -57,7 +57,8 @@ def wire_event(app: Any, note: Any) -> tuple[str, WireEvent]:
     """The subject and wire message of one stored event (a notification of ``app``'s log)."""
     qualname = note.topic.partition(":")[2]
     aggregate, _, event = qualname.partition(".")
-    state = app.mapper.transcoder.decode(note.state)
+    compressor = getattr(app.mapper, "compressor", None)  # stored states are compressed
+    state = app.mapper.transcoder.decode(compressor.decompress(note.state) if compressor else note.state)
     hidden = BOOKKEEPING | PERSONAL.get(note.topic, set())
     data = {k: v for k, v in state.items() if k not in hidden}
     at = data.get("at") or data.get("captured_at") or state.get("timestamp")

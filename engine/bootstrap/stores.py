@@ -15,7 +15,7 @@ from eventsourcing.utils import Environment
 from engine.domain.shared.money import assume_currency
 from engine.eventstore import InfrastructureFactory
 from engine.eventstore.coordination import Meta
-from engine.eventstore.recorders import POSTGRES_FACTORY_TOPIC, SQLITE_FACTORY_TOPIC
+from engine.eventstore.recorders import COMPRESSOR_TOPIC, POSTGRES_FACTORY_TOPIC, SQLITE_FACTORY_TOPIC
 from engine.eventstore.vault import KeyVault, MasterKeys, VaultKeyError, new_master_key, parse_master_key
 from engine.settings import Settings
 from projections.delivery_schedule import DeliverySchedulePostgres, DeliveryScheduleSQLite
@@ -59,6 +59,7 @@ def store_env(settings: Settings, name: str, create: bool = False) -> dict[str, 
 
 def _cache_env(name: str, size: int) -> dict[str, str]:
     return {
+        "COMPRESSOR_TOPIC": COMPRESSOR_TOPIC,  # event states compressed (read back either way)
         "AGGREGATE_CACHE_MAXSIZE": str(size),
         # Leads are written by every process (serve takes opt-outs, imports capture, workers
         # advance stages): each cached lead is brought up to date from the store before use (one

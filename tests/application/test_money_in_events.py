@@ -15,6 +15,7 @@ from engine.domain.leads.lead import Lead
 from engine.domain.marketing.costs import CostEntry
 from engine.domain.referrals.referral import Referral
 from engine.domain.shared.money import Money
+from engine.eventstore.recorders import StoredStateCompressor
 from engine.eventstore.values import StoreApplication
 from tests.conftest import ROOT, START, MakeEngine
 from tests.helpers import lifecycle, young_pro
@@ -77,7 +78,7 @@ def test_new_events_carry_money_and_the_lead_keeps_typed_loans(make_engine: Make
 
     # the stored state says the currency (a reader in another currency is not misled)
     stored = next(s for s in engine.leads.recorder.select_events(lead_id) if s.topic.endswith("LoanFunded"))
-    assert json.loads(stored.state)["amount"] == {
+    assert json.loads(StoredStateCompressor().decompress(stored.state))["amount"] == {
         "_type_": "money",
         "_data_": {"amount": "80000.00", "currency": "HKD"},
     }

@@ -196,3 +196,18 @@ def test_claims_are_written_with_the_events_or_not_at_all(
         ]
     finally:
         app.close()
+
+
+def test_event_states_are_stored_compressed_and_states_stored_before_read_as_they_are(tmp_path: Path) -> None:
+    app = _app(tmp_path, COMPRESSOR_TOPIC=recorders.COMPRESSOR_TOPIC)
+    counter = Counter()
+    counter.count()
+    saving.save_batch(app, [counter])
+    [created, _] = app.recorder.select_events(counter.id)
+    assert created.state[:1] == b"\x78" and b"originator_topic" not in created.state  # compressed
+    before = Counter()  # as a store from before compression wrote it: plain JSON
+    plain = Application[Any](env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": ":memory:"})
+    [stored] = [plain.mapper.to_stored_event(e) for e in before.collect_events()]
+    assert stored.state[:1] == b"{"
+    app.recorder.insert_events([stored])
+    assert app.repository.get(before.id).n == 0 and app.repository.get(counter.id).n == 1
