@@ -104,16 +104,24 @@ class Deliveries(RuleJobs, ComposingJobs, OperatorJobs, DeliveriesBase):
             if e.send_id in stored:
                 deliveries.append(stored[e.send_id])
                 continue
-            enrolment = journeys.get_enrolment(e.originator_id)
-            if enrolment is None:  # cannot happen: the request was recorded on it
-                raise LookupError(f"enrolment {e.originator_id} vanished")
+            if e.lead_id is not None and e.journey_version:  # v2 names them: nothing to read
+                lead_id, journey_id, journey_version = e.lead_id, e.journey_id, e.journey_version
+            else:
+                enrolment = journeys.get_enrolment(e.originator_id)
+                if enrolment is None:  # cannot happen: the request was recorded on it
+                    raise LookupError(f"enrolment {e.originator_id} vanished")
+                lead_id, journey_id, journey_version = (
+                    enrolment.lead_id,
+                    enrolment.journey_id,
+                    enrolment.journey_version,
+                )
             deliveries.append(
                 Delivery(
                     send_id=e.send_id,
-                    lead_id=enrolment.lead_id,
+                    lead_id=lead_id,
                     enrolment_id=e.originator_id,
-                    journey_id=enrolment.journey_id,
-                    journey_version=enrolment.journey_version,
+                    journey_id=journey_id,
+                    journey_version=journey_version,
                     step=e.step,
                     channel=e.channel,
                     template=e.template,

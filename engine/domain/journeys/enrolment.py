@@ -54,8 +54,8 @@ class Enrolment(Aggregate):
         at: datetime
 
     class MessageRequested(Aggregate.Event):
-        """v2 names the lead, so the dispatcher of the lead's partition takes the request up
-        without reading the enrolment."""
+        """v2 names the lead and the journey version, so the dispatcher of the lead's partition
+        takes the request up without reading the enrolment."""
 
         class_version = 2
         step: str
@@ -65,10 +65,12 @@ class Enrolment(Aggregate):
         reason: str
         at: datetime
         lead_id: UUID | None
+        journey_id: str
+        journey_version: int
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
-            state["lead_id"] = None
+            state["lead_id"], state["journey_id"], state["journey_version"] = None, "", 0
 
     class MessageSkipped(Aggregate.Event):
         step: str
@@ -270,6 +272,8 @@ class Enrolment(Aggregate):
                     f"({self._decided_before(d.step)})",
                     at=at,
                     lead_id=self.lead_id,
+                    journey_id=self.journey_id,
+                    journey_version=self.journey_version,
                 )
             case SkipSend():
                 self._message_skipped(step=d.step, reason=d.reason, at=at)
@@ -325,7 +329,16 @@ class Enrolment(Aggregate):
 
     @event(MessageRequested)
     def _message_requested(
-        self, step: str, send_id: UUID, channel: str, template: str, reason: str, at: datetime, lead_id: UUID | None
+        self,
+        step: str,
+        send_id: UUID,
+        channel: str,
+        template: str,
+        reason: str,
+        at: datetime,
+        lead_id: UUID | None,
+        journey_id: str,
+        journey_version: int,
     ) -> None:
         self._arrive(step)
         self.sent_templates.add(template)
