@@ -269,9 +269,10 @@ class Lead(ActivityDecisions, ProfileDecisions, ConsentDecisions, LendingDecisio
 
     def as_one_capture(self) -> Lead:
         """This lead, captured in this batch, given consents and screened with it (nothing else
-        yet), as one ``Captured`` that records it all: one event where there were one, one per
-        consent, a ``Segmented``, a ``Scored`` per model and a ``ProductsMatched``. Itself when it
-        is anything else (a consent awaiting confirmation...). The caller keeps the one returned."""
+        yet), as one ``Captured`` that records it all: one event where there were the capture's,
+        one per consent, a ``Segmented``, a ``Scored`` per model and a ``ProductsMatched``. Itself
+        when it is anything else (a consent awaiting confirmation...). The caller keeps the one
+        returned."""
         pending = list(self.pending_events)
         folded = (Lead.ConsentGranted, Lead.Segmented, Lead.Scored, Lead.ProductsMatched)
         if self.version != len(pending) or len(pending) < 2 or not all(isinstance(e, folded) for e in pending[1:]):
