@@ -11,7 +11,7 @@ from eventsourcing.domain import Aggregate, event
 from engine.domain.delivery.delivery_state import DeliveryState
 from engine.domain.delivery.responses import ResponseDecisions
 from engine.domain.shared.errors import DeliveryStateError
-from engine.domain.shared.folding import decision_of, told_decision
+from engine.domain.shared.folding import apply_decision, decision_of, told_decision
 from engine.domain.shared.topics import keep_topics
 from engine.domain.shared.values import DeliveryOutcome
 
@@ -202,10 +202,7 @@ class Delivery(ResponseDecisions, DeliveryState, Aggregate):
         self.start(send_id, lead_id, enrolment_id, journey_id, journey_version, step, channel, template, reason, at)
         if dispatching_at is not None:
             self._mark_dispatching(1, list(links or []))
-        if first is not None and first["event"] == "Deferred":
-            self._hold_until(first["until"], bool(first["transient"]), first["at"])
-        elif first is not None and first["event"] == "Skipped":
-            self._settle_skipped()
+        apply_decision(self, first, _FIRST)
 
     @staticmethod
     def create_id(send_id: UUID, **_: Any) -> UUID:
@@ -287,9 +284,6 @@ class Delivery(ResponseDecisions, DeliveryState, Aggregate):
     def _deferred(
         self, journey_id: str, step: str, channel: str, until: datetime, reason: str, transient: bool, at: datetime
     ) -> None:
-        self._hold_until(until, transient, at)
-
-    def _hold_until(self, until: datetime, transient: bool, at: datetime) -> None:
         self.deferred_until = until
         self.pending_attempt = False
         if transient:
@@ -324,21 +318,7 @@ class Delivery(ResponseDecisions, DeliveryState, Aggregate):
         if not self.unsaved_request:
             raise ValueError(f"delivery {self.id} is stored already: mark it dispatching")
         [requested] = self.collect_events()
-        r: Any = requested
-        return Delivery(
-            send_id=self.id,
-            lead_id=r.lead_id,
-            enrolment_id=r.enrolment_id,
-            journey_id=r.journey_id,
-            journey_version=r.journey_version,
-            step=r.step,
-            channel=r.channel,
-            template=r.template,
-            reason=r.reason,
-            at=r.at,
-            dispatching_at=at,
-            links=list(links or []),
-        )
+        return _requested_again(requested, dispatching_at=at, links=list(links or []))
 
     def link(self, n: int) -> str | None:
         """Where tracked link ``n`` (from 1) of this message leads; None if it has no such link."""
@@ -431,9 +411,6 @@ class Delivery(ResponseDecisions, DeliveryState, Aggregate):
 
     @event(Skipped)
     def _skipped(self, journey_id: str, step: str, channel: str, reason: str, at: datetime) -> None:
-        self._settle_skipped()
-
-    def _settle_skipped(self) -> None:
         self.outcome = DeliveryOutcome.SKIPPED
         self.pending_attempt = False
 
@@ -449,22 +426,28 @@ class Delivery(ResponseDecisions, DeliveryState, Aggregate):
         ):
             return self
         self.collect_events()
-        r: Any = requested
-        return Delivery(
-            send_id=self.id, lead_id=r.lead_id, enrolment_id=r.enrolment_id, journey_id=r.journey_id,
-            journey_version=r.journey_version, step=r.step, channel=r.channel, template=r.template,
-            reason=r.reason, at=r.at, first=decision_of(decided),
-        )  # fmt: skip
+        return _requested_again(requested, first=decision_of(decided))
+
+
+def _requested_again(r: Any, **recorded: Any) -> Delivery:
+    """A new Delivery made from the ``Requested`` of one not stored yet, recording ``recorded``
+    with it (its dispatch marker, or its first decision)."""
+    return Delivery(
+        send_id=r.originator_id, lead_id=r.lead_id, enrolment_id=r.enrolment_id, journey_id=r.journey_id,
+        journey_version=r.journey_version, step=r.step, channel=r.channel, template=r.template,
+        reason=r.reason, at=r.at, **recorded,
+    )  # fmt: skip
 
 
 def told(e: Any) -> list[Any]:
     """A delivery's stored event as the events it tells: a request with its first decision is
     the request and that decision (a ``Deferred`` or ``Skipped``, rebuilt for readers: the
     schedule, the funnel, the why-trail); any other event is itself."""
-    if not isinstance(e, Delivery.Requested):
-        return [e]
-    return told_decision(e, {"Deferred": Delivery.Deferred, "Skipped": Delivery.Skipped})
+    return told_decision(e, _FIRST) if isinstance(e, Delivery.Requested) else [e]
 
+
+#: The decisions a request can record with it.
+_FIRST: dict[str, type[Any]] = {"Deferred": Delivery.Deferred, "Skipped": Delivery.Skipped}
 
 keep_topics("engine.domain.delivery", Delivery)
 

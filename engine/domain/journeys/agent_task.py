@@ -12,7 +12,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from engine.domain.shared.errors import TaskNotYoursError, TaskStateError
-from engine.domain.shared.folding import decision_of, told_decision
+from engine.domain.shared.folding import apply_decision, decision_of, told_decision
 from engine.domain.shared.topics import keep_topics
 
 #: How a task can end; ``opted_out`` also withdraws the lead's marketing consent on every channel.
@@ -91,10 +91,7 @@ class AgentTask(Aggregate):
         self.escalations = 0
         #: Whether the task is overdue in the queue it is in now (escalated there already).
         self.overdue = False
-        if first is not None and first["event"] == "Routed":
-            self.assigned = first["agent"]
-        elif first is not None and first["event"] == "RoutingHeld":
-            self.held_reason = first["reason"]
+        apply_decision(self, first, _FIRST)
 
     @staticmethod
     def create_id(task_id: UUID, **_: Any) -> UUID:
@@ -217,9 +214,10 @@ def told(e: Any) -> list[Any]:
     """A task's stored event as the events it tells: an ``Opened`` with the desk's first word
     is the opening and that ``Routed`` or ``RoutingHeld`` (rebuilt for readers: the journey
     index, the bus); any other event is itself."""
-    if not isinstance(e, AgentTask.Opened):
-        return [e]
-    return told_decision(e, {"Routed": AgentTask.Routed, "RoutingHeld": AgentTask.RoutingHeld})
+    return told_decision(e, _FIRST) if isinstance(e, AgentTask.Opened) else [e]
 
+
+#: The desk's first words a task's opening can record with it.
+_FIRST: dict[str, type[Any]] = {"Routed": AgentTask.Routed, "RoutingHeld": AgentTask.RoutingHeld}
 
 keep_topics("engine.domain.journeys.agent_task", AgentTask)

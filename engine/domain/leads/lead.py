@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
-from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
@@ -20,7 +19,7 @@ from engine.domain.leads.lending import LendingDecisions
 from engine.domain.leads.profile import ProfileDecisions
 from engine.domain.leads.records import Loan, Offer, ScoreRecord
 from engine.domain.leads.state import LeadState
-from engine.domain.shared.folding import decision_of
+from engine.domain.shared.folding import decision_of, rebuilt
 from engine.domain.shared.money import Money
 from engine.domain.shared.topics import keep_topics
 from engine.domain.shared.values import (
@@ -257,15 +256,10 @@ class Lead(ActivityDecisions, ProfileDecisions, ConsentDecisions, LendingDecisio
         screened_personal: list[JSONDict] | None = None,
     ) -> None:
         self.start(source, contact, profile, interest, contact_issues, captured_at)
-        for c in consents or ():
-            self._grant(c["channel"], c["purpose"])
-        for d in _screenings(screened or [], screened_personal or []):
-            if d.cls is Lead.Segmented:
-                self._set_segments(d.audience, d.tier, d.segments)
-            elif d.cls is Lead.Scored:
-                self._set_score(d.kind, d.model_version, d.probability, d.score, d.band, d.reasons, d.inputs, d.at)
-            else:
-                self._set_offer(d)
+        # What it records with it sets the state each did as an event of its own (its @event method).
+        recorded = _recorded(consents or [], consent_evidence or [], screened or [], screened_personal or [])
+        for decided in _rebuilt(recorded, self.id, self.version, self.created_on):
+            decided.apply(self)
 
     def as_one_capture(self) -> Lead:
         """This lead, captured in this batch, given consents and screened with it (nothing else
@@ -345,9 +339,6 @@ class Lead(ActivityDecisions, ProfileDecisions, ConsentDecisions, LendingDecisio
         rules_version: str,
         at: datetime,
     ) -> None:
-        self._set_segments(audience, tier, segments)
-
-    def _set_segments(self, audience: str, tier: str, segments: list[str]) -> None:
         self.audience = Audience(audience)
         self.tier = Tier(tier)
         self.segments = tuple(segments)
@@ -367,26 +358,10 @@ class Lead(ActivityDecisions, ProfileDecisions, ConsentDecisions, LendingDecisio
     ) -> None:
         self.offer = Offer(product, name, apr, monthly_payment, dti_after, reasons)
 
-    def _set_offer(self, m: Any) -> None:
-        self.offer = Offer(m.product, m.name, m.apr, m.monthly_payment, m.dti_after, m.reasons)
-
     # ---- scores ----------------------------------------------------------------------------
 
     @event(Scored)
     def _scored(
-        self,
-        kind: str,
-        model_version: int,
-        probability: str,
-        score: int | None,
-        band: str,
-        reasons: list[JSONDict],
-        inputs: JSONDict,
-        at: datetime,
-    ) -> None:
-        self._set_score(kind, model_version, probability, score, band, reasons, inputs, at)
-
-    def _set_score(
         self,
         kind: str,
         model_version: int,
@@ -403,9 +378,6 @@ class Lead(ActivityDecisions, ProfileDecisions, ConsentDecisions, LendingDecisio
 
     @event(ConsentGranted)
     def _consent_granted(self, channel: str, purpose: str, source: str, evidence: str, at: datetime) -> None:
-        self._grant(channel, purpose)
-
-    def _grant(self, channel: str, purpose: str) -> None:
         self.consents[consent_key(channel, purpose)] = True
         self.pending_consents.discard(consent_key(channel, purpose))
 
@@ -487,21 +459,32 @@ _PERSONAL: dict[str, dict[str, Any]] = {
     "Scored": {"inputs": {}, "reasons": []},
     "ProductsMatched": {"inputs": {}, "monthly_payment": "", "dti_after": ""},
 }
-_SCREENING: dict[str, type[Any]] = {
+_RECORDED: dict[str, type[Any]] = {
+    "ConsentGranted": Lead.ConsentGranted,
     "Segmented": Lead.Segmented,
     "Scored": Lead.Scored,
     "ProductsMatched": Lead.ProductsMatched,
 }
 
 
-def _screenings(screened: list[JSONDict], personal: list[JSONDict]) -> list[Any]:
-    """The screening events a capture records, with their personal fields (or placeholders)."""
-    out = []
-    for i, public in enumerate(screened):
-        name = public["event"]
-        merged = {**_PERSONAL[name], **(personal[i] if i < len(personal) else {}), **public}
-        out.append(SimpleNamespace(**merged, cls=_SCREENING[name]))
-    return out
+def _recorded(
+    consents: list[JSONDict], evidence: list[str], screened: list[JSONDict], personal: list[JSONDict]
+) -> list[JSONDict]:
+    """The events a capture records, in order, as their fields with their ``event`` name: each
+    consent with its evidence, each screening with its personal fields (placeholders where the
+    lead was erased)."""
+    granted = [
+        {"event": "ConsentGranted", **c, "evidence": evidence[i] if i < len(evidence) else "(erased)"}
+        for i, c in enumerate(consents)
+    ]
+    screenings = [
+        {**_PERSONAL[d["event"]], **(personal[i] if i < len(personal) else {}), **d} for i, d in enumerate(screened)
+    ]
+    return granted + screenings
+
+
+def _rebuilt(recorded: list[JSONDict], originator_id: Any, version: int, timestamp: Any) -> list[Any]:
+    return [rebuilt(_RECORDED[d["event"]], d, originator_id, version, timestamp) for d in recorded]
 
 
 def told(e: Any) -> list[Any]:
@@ -509,32 +492,12 @@ def told(e: Any) -> list[Any]:
     screening is the capture, a ``ConsentGranted`` for each consent, its ``Segmented``,
     ``Scored`` and ``ProductsMatched`` (rebuilt for readers: the why-trail, the views, the
     backtest); any other event is itself."""
-    if not isinstance(e, Lead.Captured) or not (getattr(e, "consents", None) or getattr(e, "screened", None)):
+    if not isinstance(e, Lead.Captured):
         return [e]
-    consents = list(getattr(e, "consents", None) or [])
-    evidence = list(getattr(e, "consent_evidence", None) or [])
-    granted = [
-        Lead.ConsentGranted(  # type: ignore[call-arg]  # the event class's fields, as eventsourcing makes it
-            originator_id=e.originator_id,
-            originator_version=e.originator_version,
-            timestamp=e.timestamp,
-            channel=c["channel"],
-            purpose=c["purpose"],
-            source=c["source"],
-            evidence=evidence[i] if i < len(evidence) else "(erased)",
-            at=c["at"],
-        )
-        for i, c in enumerate(consents)
-    ]
-    screened = [
-        d.cls(
-            originator_id=e.originator_id,
-            originator_version=e.originator_version,
-            timestamp=e.timestamp,
-            **{k: v for k, v in vars(d).items() if k not in ("cls", "event")},
-        )
-        for d in _screenings(
-            list(getattr(e, "screened", None) or []), list(getattr(e, "screened_personal", None) or [])
-        )
-    ]
-    return [e, *granted, *screened]
+    recorded = _recorded(
+        list(getattr(e, "consents", None) or []),
+        list(getattr(e, "consent_evidence", None) or []),
+        list(getattr(e, "screened", None) or []),
+        list(getattr(e, "screened_personal", None) or []),
+    )
+    return [e, *_rebuilt(recorded, e.originator_id, e.originator_version, e.timestamp)]
