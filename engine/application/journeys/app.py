@@ -139,7 +139,7 @@ class Journeys(LiveVersions, StoreApplication):
         for event in page.events:
             self._react(event, leads, batch)
         self._count_entries(batch)
-        self._save(batch, page.trackings)
+        self.record(batch, page.trackings)
         return len(page.events)
 
     def forget_cached_state(self) -> None:
@@ -154,7 +154,7 @@ class Journeys(LiveVersions, StoreApplication):
             self._end_for_erasure(lead.id, batch, at)
             return
         facts = lead_facts(lead, at)
-        history = self._history(batch, lead.id)
+        history = self.history_in(batch, lead.id)
         observed = None
         if type(lead_event) in LIFECYCLE:
             observed = Observed(LIFECYCLE[type(lead_event)], lead_event.application_id, at)
@@ -181,7 +181,7 @@ class Journeys(LiveVersions, StoreApplication):
             )
 
     def _end_for_erasure(self, lead_id: UUID, batch: Batch, at: datetime) -> None:
-        history = self._history(batch, lead_id)
+        history = self.history_in(batch, lead_id)
         for eid in list(history.active):
             self.advance(self._enrolment(batch, eid), [ERASED], at, history)
         if self.vault is not None:
@@ -280,13 +280,6 @@ class Journeys(LiveVersions, StoreApplication):
 
     def history_in(self, batch: Batch, lead_id: UUID) -> JourneyHistory:
         """The lead's journey history as ``batch`` has it (read on first use)."""
-        return self._history(batch, lead_id)
-
-    def record(self, batch: Batch) -> None:
-        """Store what ``batch`` changed (events and claims) in one transaction."""
-        self._save(batch)
-
-    def _history(self, batch: Batch, lead_id: UUID) -> JourneyHistory:
         if lead_id not in batch.histories:
             self._load_histories({lead_id}, batch)
         return batch.histories[lead_id]
@@ -297,12 +290,13 @@ class Journeys(LiveVersions, StoreApplication):
         wanted = [lead for lead in lead_ids if lead not in batch.histories]
         batch.histories.update(histories_from(owned_claims(self, [journeys_of(lead) for lead in wanted]), wanted))
 
-    def _save(self, batch: Batch, trackings: Sequence[Tracking] = ()) -> None:
+    def record(self, batch: Batch, trackings: Sequence[Tracking] = ()) -> None:
+        """Store what ``batch`` changed (events and claims) in one transaction."""
         save_batch(self, batch.aggregates(), trackings, batch.claims())
 
     def history_of(self, lead_id: UUID) -> JourneyHistory:
         """A lead's journey history as committed now (outside a reactor batch)."""
-        return self._history(Batch(), lead_id)
+        return self.history_in(Batch(), lead_id)
 
     def migrate_histories(self) -> int:
         """Index the entries and exits a store from before kept as ``LeadJourneys`` events (one
@@ -354,13 +348,13 @@ class Journeys(LiveVersions, StoreApplication):
             batch.enrolments[enrolment.id] = enrolment
             self._fire(enrolment, timer, leads, batch)
         fired = len(due)
-        self._save(batch)
+        self.record(batch)
         return fired
 
     def _fire(self, enrolment: Enrolment, timer: DueTimer, leads: Leads, batch: Batch) -> None:
         journey = self.definition(enrolment.journey_id, enrolment.journey_version)
         lead = batch.leads.get(enrolment.lead_id) or leads.get_lead(enrolment.lead_id)
-        history = self._history(batch, lead.id)
+        history = self.history_in(batch, lead.id)
         if lead.erased:
             self.advance(enrolment, [ERASED], max(timer.due_at, self.clock.now()), history)
             return
@@ -383,10 +377,10 @@ class Journeys(LiveVersions, StoreApplication):
 
         def end() -> list[Enrolment]:
             batch = Batch()
-            history = self._history(batch, lead_id)
+            history = self.history_in(batch, lead_id)
             active = [self._enrolment(batch, eid) for eid in history.active]
             self._end_for_erasure(lead_id, batch, self.clock.now())
-            self._save(batch)
+            self.record(batch)
             return active
 
         return retry_conflicts(self, end, self.forget_cached_state)
@@ -404,8 +398,8 @@ class Journeys(LiveVersions, StoreApplication):
                 if enrolment is None or not enrolment.is_active:
                     continue
                 batch.enrolments[eid] = enrolment
-                self.advance(enrolment, [Exit(reason, detail)], now, self._history(batch, enrolment.lead_id))
-            self._save(batch)
+                self.advance(enrolment, [Exit(reason, detail)], now, self.history_in(batch, enrolment.lead_id))
+            self.record(batch)
             return len(batch.enrolments)
 
         return retry_conflicts(self, end, self.forget_cached_state)

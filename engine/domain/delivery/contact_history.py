@@ -107,9 +107,6 @@ class ContactHistory(Aggregate):
     def create_id(lead_id: UUID, **_: Any) -> UUID:
         return contact_history_id(lead_id)
 
-    def record(self, channel: str, purpose: str, send_id: UUID, at: datetime, journey_id: str = "") -> None:
-        self._contacted(channel=channel, purpose=purpose, send_id=send_id, at=at, journey_id=journey_id)
-
     @event(Contacted)
     def _contacted(self, channel: str, purpose: str, send_id: UUID, at: datetime, journey_id: str) -> None:
         self.sends.append((channel, purpose, at, journey_id))

@@ -64,31 +64,6 @@ def _slot(journey_id: str, key: str) -> str:
     return f"{journey_id}\x1f{key}"
 
 
-def _admission(
-    entries: dict[str, int],
-    active: dict[UUID, tuple[str, str]],
-    last_exit: dict[str, datetime],
-    journey_id: str,
-    key: str,
-    reentry: str,
-    cooldown: timedelta,
-    now: datetime,
-) -> Admission:
-    """The re-entry policy and cool-down for one more entry into ``journey_id``/``key``."""
-    slot = _slot(journey_id, key)
-    count = entries.get(slot, 0)
-    running = any(v == (journey_id, key) for v in active.values())
-    if count and reentry == "never":
-        return Admission(False, "already entered this journey once (re-entry: never)", count + 1)
-    if running and reentry != "always":
-        return Admission(False, "still in this journey", count + 1)
-    left = last_exit.get(slot)
-    if left is not None and cooldown and now - left < cooldown:
-        until = left + cooldown
-        return Admission(False, f"cool-down after leaving until {utc_text(until)}", count + 1)
-    return Admission(True, "", count + 1)
-
-
 class EntryOrExit(NamedTuple):
     """An entry into a journey (``number`` from 1) or, with ``left`` set, an exit from it."""
 
@@ -114,7 +89,19 @@ class JourneyHistory:
     _slots: dict[UUID, tuple[str, str]] = field(default_factory=dict)
 
     def admission(self, journey_id: str, key: str, reentry: str, cooldown: timedelta, now: datetime) -> Admission:
-        return _admission(self.entries, self.active, self.last_exit, journey_id, key, reentry, cooldown, now)
+        """The re-entry policy and cool-down for one more entry into ``journey_id``/``key``."""
+        slot = _slot(journey_id, key)
+        count = self.entries.get(slot, 0)
+        running = any(v == (journey_id, key) for v in self.active.values())
+        if count and reentry == "never":
+            return Admission(False, "already entered this journey once (re-entry: never)", count + 1)
+        if running and reentry != "always":
+            return Admission(False, "still in this journey", count + 1)
+        left = self.last_exit.get(slot)
+        if left is not None and cooldown and now - left < cooldown:
+            until = left + cooldown
+            return Admission(False, f"cool-down after leaving until {utc_text(until)}", count + 1)
+        return Admission(True, "", count + 1)
 
     def enter(self, enrolment_id: UUID, journey_id: str, key: str, number: int, at: datetime) -> None:
         self.recorded.append(EntryOrExit(enrolment_id, journey_id, key, number, at))
@@ -214,22 +201,11 @@ class LeadJourneys(Aggregate):
     def create_id(lead_id: UUID, **_: Any) -> UUID:
         return lead_journeys_id(lead_id)
 
-    def admission(self, journey_id: str, key: str, reentry: str, cooldown: timedelta, now: datetime) -> Admission:
-        return _admission(self.entries, self.active, self.last_exit, journey_id, key, reentry, cooldown, now)
-
-    def enter(self, enrolment_id: UUID, journey_id: str, key: str, number: int, at: datetime) -> None:
-        self._entered(enrolment_id=enrolment_id, journey_id=journey_id, entry_key=key, entry_number=number, at=at)
-
     @event(Entered)
     def _entered(self, enrolment_id: UUID, journey_id: str, entry_key: str, entry_number: int, at: datetime) -> None:
         self.active[enrolment_id] = (journey_id, entry_key)
-        slot = f"{journey_id}\x1f{entry_key}"
+        slot = _slot(journey_id, entry_key)
         self.entries[slot] = max(self.entries.get(slot, 0), entry_number)
-
-    def refuse(self, refusals: list[Refusal], at: datetime) -> None:
-        """Record the journeys one lead event did not enter the lead into (nothing if none)."""
-        if refusals:
-            self._entries_refused(refusals=[r.as_dict() for r in refusals], at=at)
 
     @event(Refused)
     def _refused(self, journey_id: str, version: int, trigger: str, reason: str, at: datetime) -> None:
@@ -239,14 +215,10 @@ class LeadJourneys(Aggregate):
     def _entries_refused(self, refusals: list[dict[str, Any]], at: datetime) -> None:
         pass
 
-    def leave(self, enrolment_id: UUID, reason: str, at: datetime) -> None:
-        if enrolment_id in self.active:
-            self._left(enrolment_id=enrolment_id, reason=reason, at=at)
-
     @event(Left)
     def _left(self, enrolment_id: UUID, reason: str, at: datetime) -> None:
         journey_id, key = self.active.pop(enrolment_id)
-        self.last_exit[f"{journey_id}\x1f{key}"] = at
+        self.last_exit[_slot(journey_id, key)] = at
 
 
 keep_topics("engine.domain.lead_journeys", LeadJourneys, EntryRefusals)
