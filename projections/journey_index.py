@@ -208,7 +208,9 @@ class JourneyIndex(JourneyIndexQueries):
         c.execute(
             self.q(
                 "UPDATE {t_lead_enrolments} SET current_step = ? WHERE enrolment_id = ? "
-                "AND (current_step IS NULL OR current_step <> ?) RETURNING journey_id, journey_version"
+                "AND (current_step IS NULL OR current_step <> ?) RETURNING journey_id, journey_version, "
+                "(SELECT step FROM {t_due_timers} t WHERE t.enrolment_id = {t_lead_enrolments}.enrolment_id) "
+                "AS timer_step"
             ),
             (e.step, str(e.originator_id), e.step),
         )
@@ -218,7 +220,8 @@ class JourneyIndex(JourneyIndexQueries):
             self.count(
                 c, "journey_outcomes", (journey["journey_id"], int(journey["journey_version"]), "reached", e.step), (1,)
             )
-            self._wait_over(c, e)
+            if journey["timer_step"] not in (None, e.step):  # a wait still open elsewhere: over
+                self._wait_over(c, e)
 
     @apply.register
     def _(self, e: Enrolment.BranchTaken, c: Any) -> None:

@@ -17,6 +17,7 @@ from engine.domain.leads.lead import Lead
 from engine.domain.leads.lead import told as told_lead
 from engine.domain.referrals.referral import Referral, Referrer, referral_id, referrer_id
 from engine.domain.shared.durations import zone_text
+from engine.domain.shared.folding import rebuilt
 
 
 class _Refused:
@@ -232,14 +233,8 @@ def _ended_as_planned(waiting: Enrolment.WaitStarted | None, e: Any) -> Enrolmen
     step = getattr(e, "step", None)
     if waiting is None or not step or step == waiting.step or isinstance(e, Enrolment.WaitEnded):
         return None
-    return Enrolment.WaitEnded(  # type: ignore[call-arg]  # the event class's fields, as eventsourcing makes it
-        originator_id=e.originator_id,
-        originator_version=e.originator_version,
-        timestamp=e.timestamp,
-        step=waiting.step,
-        outcome=ELAPSED,
-        at=e.at,
-    )
+    ended = {"step": waiting.step, "outcome": ELAPSED, "at": e.at}
+    return rebuilt(Enrolment.WaitEnded, ended, e.originator_id, e.originator_version, e.timestamp)  # type: ignore[no-any-return]
 
 
 def lead_timeline(engine: Engine, lead_id: UUID) -> dict[str, Any]:

@@ -273,7 +273,7 @@ class Lead(ActivityDecisions, ProfileDecisions, ConsentDecisions, LendingDecisio
             return self
         captured: Any = pending[0]
         grants: list[Any] = [e for e in pending[1:] if isinstance(e, Lead.ConsentGranted)]
-        screenings = [e for e in pending[1:] if not isinstance(e, Lead.ConsentGranted)]
+        screenings = [decision_of(e) for e in pending[1:] if not isinstance(e, Lead.ConsentGranted)]
         self.collect_events()
         return Lead(
             source=captured.source,
@@ -284,10 +284,8 @@ class Lead(ActivityDecisions, ProfileDecisions, ConsentDecisions, LendingDecisio
             captured_at=captured.captured_at,
             consents=[{"channel": g.channel, "purpose": g.purpose, "source": g.source, "at": g.at} for g in grants],
             consent_evidence=[g.evidence for g in grants],
-            screened=[
-                {k: v for k, v in d.items() if k not in _PERSONAL[d["event"]]} for d in map(decision_of, screenings)
-            ],
-            screened_personal=[{k: d[k] for k in _PERSONAL[d["event"]]} for d in map(decision_of, screenings)],
+            screened=[{k: v for k, v in d.items() if k not in _PERSONAL[d["event"]]} for d in screenings],
+            screened_personal=[{k: d[k] for k in _PERSONAL[d["event"]]} for d in screenings],
         )
 
     @staticmethod
