@@ -282,11 +282,21 @@ class SharedPoolPostgresFactory(PostgresFactory):
                 released.set()
                 shared.users -= 1
                 if shared.users == 0:
-                    shared.pool.close()
+                    _close_pool(shared.pool)
                     if _SHARED_POOLS.get(key) is shared:
                         del _SHARED_POOLS[key]
 
         datastore.close = give_back  # type: ignore[method-assign]
+
+
+def _close_pool(pool: Any) -> None:
+    """Close a pool, waiting for its threads; from one of those threads (a store dropped by the
+    garbage collector while a pool thread ran: ``__del__`` closes it there) a thread cannot wait
+    for itself, so another thread closes it."""
+    if threading.current_thread().name.startswith(f"{pool.name}-"):
+        threading.Thread(target=pool.close, name=f"{pool.name}-closer", daemon=True).start()
+    else:
+        pool.close()
 
 
 def refresh_pools() -> None:
