@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import threading
-import zlib
 from collections.abc import Collection, Sequence
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -25,21 +24,8 @@ from psycopg import Cursor
 from psycopg import sql as psql
 from psycopg.rows import DictRow
 
-
-class StoredStateCompressor:
-    """Compresses each stored event's state (JSON, whose field names and values repeat) with
-    zlib, level 1 (fast), and reads back states stored before compression as they are: a zlib
-    stream starts with 0x78, a JSON object with ``{``."""
-
-    def compress(self, data: bytes) -> bytes:
-        return zlib.compress(data, 1)
-
-    def decompress(self, data: bytes) -> bytes:
-        return zlib.decompress(data) if data[:1] == b"\x78" else data
-
-
 #: The compressor every store's events go through (eventsourcing's ``COMPRESSOR_TOPIC``).
-COMPRESSOR_TOPIC = "engine.eventstore.recorders:StoredStateCompressor"
+COMPRESSOR_TOPIC = "engine.eventstore.compression:StoredStateCompressor"
 
 
 def record_tracking(recorder: TrackingRecorder, cursor: Any, tracking: Tracking) -> None:

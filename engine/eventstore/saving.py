@@ -30,7 +30,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import get_topic
 from psycopg import sql as psql
 
-from engine.eventstore import recorders
+from engine.eventstore import compression, recorders
 from engine.eventstore.recorders import Claim
 
 #: Stores set up before the recorders had a module of their own name their factories here.
@@ -111,7 +111,8 @@ class SealingMapper(Mapper[UUID]):
         if not any(state.get(k) for k in personal):  # nothing personal in it (no links, say)
             return super().to_stored_event(domain_event)
         secret = {k: state.pop(k) for k in personal if k in state}
-        blob = self.vault.seal(lead_id, self.transcoder.encode(secret), _aad(topic, lead_id))
+        # compressed before it is sealed (ciphertext does not compress), as the rest of the state is
+        blob = self.vault.seal(lead_id, compression.compress(self.transcoder.encode(secret)), _aad(topic, lead_id))
         if blob is None:  # the lead was erased: its placeholders, never its data
             state.update({k: v for k, v in _placeholders(personal).items() if k in secret})
         else:
@@ -142,7 +143,10 @@ class SealingMapper(Mapper[UUID]):
             personal = self.fields.get(stored_event.topic, {})
             lead_id = self._owner(stored_event.topic, state)
             opened = self.vault.open(lead_id, base64.urlsafe_b64decode(sealed), _aad(stored_event.topic, lead_id))
-            state.update(self.transcoder.decode(opened) if opened is not None else _placeholders(personal))
+            if opened is None:
+                state.update(_placeholders(personal))
+            else:  # sealed before compression (older stores): read as it is
+                state.update(self.transcoder.decode(compression.decompress(opened)))
         return event
 
 

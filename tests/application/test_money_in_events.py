@@ -15,7 +15,7 @@ from engine.domain.leads.lead import Lead
 from engine.domain.marketing.costs import CostEntry
 from engine.domain.referrals.referral import Referral
 from engine.domain.shared.money import Money
-from engine.eventstore.recorders import StoredStateCompressor
+from engine.eventstore.compression import StoredStateCompressor
 from engine.eventstore.values import StoreApplication
 from tests.conftest import ROOT, START, MakeEngine
 from tests.helpers import lifecycle, young_pro

@@ -3,6 +3,7 @@ for good once the lead is erased, while lending records stay; master keys rotate
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -18,7 +19,8 @@ from engine.bootstrap import master_keys, vault_for
 from engine.domain.leads.identity import LeadIdentity
 from engine.domain.leads.lead import Lead
 from engine.entrypoints.cli import app
-from engine.eventstore.recorders import StoredStateCompressor
+from engine.eventstore import compression
+from engine.eventstore.compression import StoredStateCompressor
 from engine.eventstore.saving import save_batch
 from engine.eventstore.vault import VaultKeyError, new_master_key
 from tests.conftest import MakeEngine
@@ -85,6 +87,25 @@ def test_erasure_makes_every_personal_field_unreadable_and_keeps_the_lending_rec
     [partner] = again.leads.capture_leads([young_pro(1, source={"channel": "car_dealer", "external_id": "NEW"})])
     assert partner.error  # known identity (erased) or suppression list
     funnel_report(again)  # reports still read every lead
+
+
+def test_personal_fields_are_compressed_before_they_are_sealed_and_older_seals_still_open(
+    make_engine: MakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine()
+    [now] = engine.leads.capture_leads([young_pro(1)])
+    with monkeypatch.context() as m:  # sealed as a huoke before compression sealed them
+        m.setattr(compression, "compress", lambda data: data)
+        [before] = engine.leads.capture_leads([young_pro(2)])
+    sealed = []
+    for lead_id in (now.lead_id, before.lead_id):
+        assert lead_id is not None
+        [captured, *_] = engine.leads.recorder.select_events(lead_id)
+        sealed.append(len(json.loads(StoredStateCompressor().decompress(captured.state))["_sealed"]))
+    assert sealed[0] < sealed[1] * 0.8  # compressed before sealing
+    for out, n in ((now, 1), (before, 2)):
+        lead = engine.leads.fresh_lead(out.lead_id)  # type: ignore[arg-type]
+        assert (lead.contact["name"], lead.profile["monthly_income"]) == (f"Alex Chen{n}", "25000")
 
 
 def test_a_sealed_field_cannot_be_moved_to_another_lead(make_engine: MakeEngine) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.metadata
 import inspect
 import re
+import zlib
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -14,12 +15,12 @@ import psycopg
 import pytest
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.domain import Aggregate, event
-from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool, SQLiteProcessRecorder
 from eventsourcing.utils import Environment
 
-from engine.eventstore import Claim, recorders, saving
+from engine.eventstore import Claim, compression, recorders, saving
 from engine.settings import Settings
 from tests.conftest import POSTGRES_URL
 from tests.helpers import ROOT
@@ -205,9 +206,33 @@ def test_event_states_are_stored_compressed_and_states_stored_before_read_as_the
     saving.save_batch(app, [counter])
     [created, _] = app.recorder.select_events(counter.id)
     assert created.state[:1] == b"\x78" and b"originator_topic" not in created.state  # compressed
-    before = Counter()  # as a store from before compression wrote it: plain JSON
+    # with the current dictionary, named by its checksum in the zlib header (FDICT)
+    assert created.state[1] & 0x20 and created.state[2:6] == compression.CHECKSUMS[compression.CURRENT].to_bytes(
+        4, "big"
+    )
     plain = Application[Any](env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": ":memory:"})
+    before = Counter()  # as a store from before compression wrote it: plain JSON
     [stored] = [plain.mapper.to_stored_event(e) for e in before.collect_events()]
     assert stored.state[:1] == b"{"
-    app.recorder.insert_events([stored])
+    zlibbed = Counter()  # as a store from before dictionaries wrote it: plain zlib
+    [z] = [plain.mapper.to_stored_event(e) for e in zlibbed.collect_events()]
+    z = StoredEvent(z.originator_id, z.originator_version, z.topic, zlib.compress(z.state, 1))
+    app.recorder.insert_events([stored, z])
     assert app.repository.get(before.id).n == 0 and app.repository.get(counter.id).n == 1
+    assert app.repository.get(zlibbed.id).n == 0
+
+
+def test_the_released_state_dictionaries_never_change() -> None:
+    """A stored state names its dictionary by checksum: editing a released one would leave every
+    state compressed with it unreadable. A new dictionary is a new file (bench/zdict.py)."""
+    assert set(compression.RELEASED) == set(compression.CHECKSUMS) and compression.CURRENT in compression.RELEASED
+    for name in compression.RELEASED:
+        assert zlib.adler32(compression.dictionary(name)) == compression.CHECKSUMS[name], name
+
+
+def test_a_state_compressed_with_a_dictionary_this_huoke_lacks_is_a_clear_error() -> None:
+    newer = zlib.compressobj(6, zdict=b'{"timestamp":{"_type_":"datetime_iso"} from a newer huoke')
+    state = newer.compress(b'{"n": 1}') + newer.flush()
+    with pytest.raises(compression.UnknownDictionaryError, match="written by a newer huoke"):
+        compression.decompress(state)
+    assert compression.decompress(compression.compress(b'{"n": 1}')) == b'{"n": 1}'
