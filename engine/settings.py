@@ -169,10 +169,11 @@ class Settings(BaseSettings):
         "(a demo or a simulation: an agent's call or an opt-out is recorded when the simulation stands)",
     )
     aggregate_cache: int = Field(
-        500_000,
+        50_000,
         ge=1,
-        description="aggregates each store keeps in memory (leads, enrolments, deliveries…, least recently "
-        "used first out): memory grows with it, reads fall with it",
+        description="aggregates each store keeps in memory (leads, enrolments…, least recently used first "
+        "out; a settled message, an enrolment that exited, a finished task leave at once): memory grows "
+        "with it, reads fall with it",
     )
     partitions: int = Field(
         8,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -27,6 +28,14 @@ BATCH_SPAN = timedelta(hours=1)
 ESCALATION_SPAN = timedelta(minutes=15)
 #: The engine's views (each has one writer at a time).
 VIEW_NAMES = ("index", "funnel", "schedule", "screening", "ledger")
+
+#: Lead events the journeys take up in one settle pass before the rest of the pass (dispatch,
+#: the leads' updates, the views) runs on what they decided, in pages of ``LEAD_PAGE``: a backlog
+#: of 100k captured leads flows through in rounds of 2,000, each while its leads, enrolments and
+#: messages are still in the aggregate cache, instead of every stage reading all 100k in turn (an
+#: LRU cache smaller than the backlog would then miss on every one).
+ROUND = 2_000
+LEAD_PAGE = 500
 
 
 @dataclass
@@ -83,6 +92,9 @@ class Engine:
     views_owned: frozenset[str] = frozenset(VIEW_NAMES)
     #: The scheduled model monitoring the daily review runs (``screening.models.monitor``).
     monitor_models: Callable[[Engine], Any] | None = None
+    #: Lead events a settle pass's round takes up, in pages of ``lead_page`` (see ``ROUND``).
+    round: int = ROUND
+    lead_page: int = LEAD_PAGE
     _deadline: float | None = None
     #: The moment a run with ``until`` ends at: lead events after it wait for a later run.
     _horizon: datetime | None = None
@@ -203,7 +215,11 @@ class Engine:
         while not self._out_of_time():
             parts, stop, heads = self.parts, self._out_of_time, _Heads()
             follow = functools.partial(self._follow, heads, parts, stop)
-            moved = follow(self.journeys.process_lead_events, self.leads, before=self._horizon)
+            cut: list[bool] = []  # set when the journeys stopped at the round's last page
+            moved = follow(
+                self.journeys.process_lead_events, self.leads, before=self._horizon,
+                pages=(max(1, self.round // self.lead_page), cut), batch_size=self.lead_page,
+            )  # fmt: skip
             moved += follow(self.leads.apply_journey_updates, self.journeys)
             if self.referrals is not None:
                 moved += follow(self.referrals.process_lead_events, self.leads)
@@ -220,7 +236,7 @@ class Engine:
             requested = d.requested
             effects = follow(self.leads.apply_delivery_effects, self.deliveries, self._lead_of_send)
             self.refresh_views()
-            if desk != 0 or moved or requested or d.moved or effects:
+            if not cut and (desk != 0 or moved or requested or d.moved or effects):  # once a backlog is through
                 desk = self.task_desk.work(parts, self.clock.now())
                 report.task_updates += desk
             if not moved and not requested and not d.moved and not effects and not desk:
@@ -230,17 +246,32 @@ class Engine:
 
     def _follow(
         self, heads: _Heads, parts: Partitions, stop: Callable[[], bool], work: Callable[..., int], upstream: Any,
-        *args: Any, before: datetime | None = None,
+        *args: Any, before: datetime | None = None, pages: tuple[int, list[bool]] | None = None, **options: Any,
     ) -> int:  # fmt: skip
         """Run a follower's ``work`` over ``upstream``'s log unless that log has not moved since
         the follower last read it to its end with the same partitions (and horizon ``before``):
-        no polling queries when nothing changed. Returns how many events it processed."""
+        no polling queries when nothing changed. Returns how many events it processed. With
+        ``pages`` (a count and a flag list), it stops after that many pages and says so."""
         follower = f"{work.__self__.name}.{work.__name__}"  # type: ignore[attr-defined]
         if self._quiet(heads, follower, upstream, before):
             return 0
-        extra = {"before": before} if before is not None else {}
-        done = int(work(upstream, *args, parts, stop=stop, **extra))
-        self._mark_quiet(heads, follower, upstream, before)
+        extra = {"before": before, **options} if before is not None else options
+        until = stop
+        if pages is not None:
+            limit, cut = pages
+            taken = itertools.count(1)
+
+            def until() -> bool:
+                if stop():
+                    return True
+                if next(taken) >= limit:
+                    cut.append(True)
+                    return True
+                return False
+
+        done = int(work(upstream, *args, parts, stop=until, **extra))
+        if not (pages and pages[1]):  # read to its end (not cut at the round's last page)
+            self._mark_quiet(heads, follower, upstream, before)
         return done
 
     def _quiet(self, heads: _Heads, follower: str, upstream: Any, *extra: Any) -> bool:

@@ -132,6 +132,10 @@ class Referrals(StoreApplication):
     def construct_recorder(self) -> ProcessRecorder:
         return self.factory.process_recorder()
 
+    def finished(self, aggregate: Any) -> bool:
+        """Every lead gets a code; few codes are ever used: the store serves those."""
+        return isinstance(aggregate, ReferralCode)
+
     # ---- codes ---------------------------------------------------------------------------
 
     def code_of(self, lead_id: UUID) -> str:

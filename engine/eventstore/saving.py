@@ -20,6 +20,7 @@ single saves, LIBRARIES.md); a power cut can lose the last commits but never cor
 from __future__ import annotations
 
 import base64
+import contextlib
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
@@ -68,7 +69,22 @@ def save_batch(
         return 0
     app._record(pe)
     app._take_snapshots(pe)
+    _uncache_finished(app, pe.aggregates.values())
     return len(pe.events)
+
+
+def _uncache_finished(app: Application[Any], aggregates: Iterable[Any]) -> None:
+    """Saved aggregates the application says are finished leave its cache (eventsourcing's
+    ``_record`` has just put them there): memory follows the work in flight, not every lead
+    ever seen. One is read from the store again if it is ever needed."""
+    finished = getattr(app, "finished", None)
+    cache = app.repository.cache
+    if finished is None or cache is None:
+        return
+    for aggregate in aggregates:
+        if finished(aggregate):
+            with contextlib.suppress(KeyError):
+                cache.get(aggregate.id, evict=True)
 
 
 #: Where a stored event keeps its sealed personal fields (URL-safe base64 of nonce + ciphertext).

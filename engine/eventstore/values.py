@@ -76,3 +76,8 @@ class StoreApplication(Application[UUID]):
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         register_values(transcoder)
+
+    def finished(self, aggregate: Any) -> bool:
+        """Whether a saved aggregate is done with: nothing in the usual flow loads it again (a
+        settled message, an enrolment that exited). It leaves the aggregate cache once saved."""
+        return False

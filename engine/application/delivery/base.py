@@ -181,6 +181,11 @@ class DeliveriesBase(StoreApplication):
         """Recipients are sealed with their lead's own key when a vault is configured."""
         return sealing_mapper(super().construct_mapper(), self.vault, PII_FIELDS, owner="lead_id")
 
+    def finished(self, aggregate: Any) -> bool:
+        """A settled message is read again only for what its recipient does with it (a click, a
+        bounce), rarely: the store serves those."""
+        return isinstance(aggregate, Delivery) and aggregate.is_settled
+
     def _now_for(self, d: Delivery) -> datetime:
         """Never record an outcome before its request (a virtual clock may lag an import)."""
         return max(self.clock.now(), d.requested_at)

@@ -25,6 +25,7 @@ from engine.application.partitions import ALL, Partitions, Stop, never
 from engine.application.ports import Clock, DueTimer, PiiVault
 from engine.application.projecting import drain, next_owned_page
 from engine.domain.journeys import interpreter
+from engine.domain.journeys.agent_task import AgentTask
 from engine.domain.journeys.decisions import Context, Decision, Exit, Observed
 from engine.domain.journeys.enrolment import PII_FIELDS as ENROLMENT_PII
 from engine.domain.journeys.enrolment import Enrolment
@@ -110,6 +111,15 @@ class Journeys(LiveVersions, StoreApplication):
     def construct_mapper(self) -> Mapper[UUID]:
         """Branch values are sealed with the lead's own key when a vault is configured."""
         return sealing_mapper(super().construct_mapper(), self.vault, ENROLMENT_PII, owner="lead_id")
+
+    def finished(self, aggregate: Any) -> bool:
+        """A lead event's refusals are written once; an enrolment that exited and a task that is
+        done are only read again to be shown."""
+        if isinstance(aggregate, Enrolment):
+            return not aggregate.is_active
+        if isinstance(aggregate, AgentTask):
+            return aggregate.done
+        return isinstance(aggregate, EntryRefusals)
 
     # ---- reacting to lead events -----------------------------------------------------------
 

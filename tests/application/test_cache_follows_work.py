@@ -1,0 +1,75 @@
+"""Memory follows the work in flight (issue 27): an aggregate nothing in the usual flow loads again
+— a settled message, an enrolment that exited, a finished task, a lead event's refusals, a
+referral code — leaves the aggregate cache once saved, and is read from the store if it is ever
+needed; what is still at work stays cached."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.adapters.clock import VirtualClock
+from engine.domain.delivery.delivery import Delivery
+from engine.domain.journeys.enrolment import Enrolment
+from tests.conftest import START, MakeEngine
+from tests.helpers import emails, requested_deliveries, young_pro
+
+
+def _cached(app: Any) -> list[Any]:
+    return [link[3] for link in app.repository.cache.cache.values()]
+
+
+def test_finished_aggregates_leave_the_cache_and_are_read_from_the_store_again(
+    store: str, make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    engine = make_engine()
+    engine.leads.capture_leads([young_pro(n) for n in range(1, 4)])
+    engine.run(until=clock.now() + timedelta(hours=2))  # first messages out, waits started
+    waiting = [e for e in _cached(engine.journeys) if isinstance(e, Enrolment)]
+    assert waiting and all(e.is_active for e in waiting)  # still at work: cached
+    engine.run(until=clock.now() + timedelta(days=45))  # every journey over
+    apps = [engine.journeys, engine.deliveries, *([engine.referrals] if engine.referrals else [])]
+    assert [a for app in apps for a in _cached(app) if app.finished(a)] == []
+    assert not [d for d in _cached(engine.deliveries) if isinstance(d, Delivery)]
+    assert len([lead for lead in _cached(engine.leads) if type(lead).__name__ == "Lead"]) == 3  # leads stay
+    sent = [d for d in requested_deliveries(engine) if d.is_settled]
+    assert sent
+    again = engine.deliveries.get_delivery(sent[0].id)  # from the store
+    assert again is not None and again.is_settled and again.attempts == sent[0].attempts
+    exited = [e for e in waiting if not engine.journeys.repository.get(e.id).is_active]
+    assert exited  # an enrolment that exited reads back from the store as it was left
+
+
+def _log(engine: Any) -> Counter[str]:
+    """Every stored event of the engine's stores, by originator and kind (not by position)."""
+    return Counter(
+        f"{n.originator_id}:{n.originator_version}:{n.topic}"
+        for app in (engine.leads, engine.journeys, engine.deliveries)
+        for n in app.recorder.select_notifications(start=None, limit=100_000)
+    )
+
+
+def test_a_backlog_flows_through_in_rounds_to_what_one_pass_records(
+    make_engine: MakeEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A settle pass takes up a round of lead events (2,000 by default), then dispatches and
+    updates on what they decided before the next round: the same events, the same e-mails."""
+    one = make_engine(clock=VirtualClock(START))
+    rounds = make_engine(
+        clock=VirtualClock(START),
+        settings={"data_dir": tmp_path / "r" / "data", "outbox_dir": tmp_path / "r" / "outbox"},
+    )
+    rounds.round, rounds.lead_page = 2, 1  # rounds of two lead events
+    dispatches: list[int] = []
+    dispatch = rounds.deliveries.dispatch
+    monkeypatch.setattr(rounds.deliveries, "dispatch", lambda *a, **k: dispatches.append(1) or dispatch(*a, **k))
+    for engine in (one, rounds):
+        engine.leads.capture_leads([young_pro(n) for n in range(1, 8)])
+        engine.run(until=START + timedelta(days=1))
+    assert len(dispatches) >= 4  # seven captures: four rounds before the first pass settles
+    assert _log(rounds) == _log(one) and sum(_log(one).values()) > 40
+    assert len(emails(tmp_path / "r" / "outbox")) == len(emails(tmp_path / "outbox")) > 0
