@@ -119,6 +119,19 @@ def lifecycle(kind: str, ref: CaptureLead, at: datetime, **fields: Any) -> Recor
     )  # type: ignore[arg-type]
 
 
+def count_calls(monkeypatch: pytest.MonkeyPatch, target: Any, name: str) -> list[int]:
+    """Spy on ``target.name``: each call appends to the returned list, then runs the original."""
+    real = getattr(target, name)
+    calls: list[int] = []
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, counted)
+    return calls
+
+
 def sms_lines(outbox: Path) -> list[dict[str, Any]]:
     path = outbox / "sms.jsonl"
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []

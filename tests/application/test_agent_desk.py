@@ -21,7 +21,7 @@ from engine.domain.journeys.desk import parse_desk
 from engine.domain.shared.errors import HuokeError, JourneyValidationError, TaskNotYoursError
 from tests.builders import done, journey
 from tests.conftest import MakeEngine
-from tests.helpers import journeys_folder, young_pro
+from tests.helpers import count_calls, journeys_folder, young_pro
 
 DESK = """
     queues:
@@ -241,14 +241,7 @@ def test_the_desk_passes_only_when_a_task_changed_or_a_deadline_came(
     engine.leads.capture_leads([lead_in(1, "Beijing")])
     engine.run(until=t0 + timedelta(hours=1))
     engine.refresh_views()
-    looked: list[int] = []
-    real = engine.index.unrouted_tasks
-
-    def unrouted_tasks(*args: Any, **kwargs: Any) -> Any:
-        looked.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(engine.index, "unrouted_tasks", unrouted_tasks)
+    looked = count_calls(monkeypatch, engine.index, "unrouted_tasks")
     desk = engine.task_desk
     changes = engine.index.desk_changes()
     assert changes >= 2  # the task was opened and routed

@@ -16,7 +16,7 @@ from engine.adapters.clock import VirtualClock
 from engine.domain.delivery.delivery import Delivery
 from engine.domain.journeys.enrolment import Enrolment
 from tests.conftest import START, MakeEngine
-from tests.helpers import emails, requested_deliveries, young_pro
+from tests.helpers import count_calls, emails, requested_deliveries, young_pro
 
 
 def _cached(app: Any) -> list[Any]:
@@ -64,14 +64,7 @@ def test_a_backlog_flows_through_in_rounds_to_what_one_pass_records(
         settings={"data_dir": tmp_path / "r" / "data", "outbox_dir": tmp_path / "r" / "outbox"},
     )
     rounds.round, rounds.lead_page = 2, 1  # rounds of two lead events
-    dispatches: list[int] = []
-    dispatch = rounds.deliveries.dispatch
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        dispatches.append(1)
-        return dispatch(*args, **kwargs)
-
-    monkeypatch.setattr(rounds.deliveries, "dispatch", counted)
+    dispatches = count_calls(monkeypatch, rounds.deliveries, "dispatch")
     for engine in (one, rounds):
         engine.leads.capture_leads([young_pro(n) for n in range(1, 8)])
         engine.run(until=START + timedelta(days=1))
