@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from time import monotonic
@@ -19,7 +19,7 @@ from engine.application.journeys.triggers import LEAD_TOPICS
 from engine.application.leads.app import Leads
 from engine.application.partitions import ALL, Partitions
 from engine.application.ports import Clock, DeliveryScheduleView, FunnelView, JourneyIndexView, ScreeningView, View
-from engine.application.projecting import catch_up, event_time, first_unread, next_page
+from engine.application.projecting import catch_up_together, event_time, first_unread, next_page
 from engine.domain.journeys.desk import NO_DESK, Desk
 
 BATCH_SPAN = timedelta(hours=1)
@@ -361,16 +361,18 @@ class Engine:
         it was reset (a view moves only forward, and only under its writer's lease, so nothing is
         skipped)."""
         heads = _Heads()
+        behind: dict[str, list[tuple[str, View, Sequence[str]]]] = {}
         for name, view in self.views.items():
             if name not in self.views_owned:
                 continue
             for log, topics in view.feeds:
-                upstream = getattr(self, log)
-                stands = (heads.of(upstream), view.resets)
-                if self._caught_up.get((name, log)) == stands:
-                    continue
-                catch_up(view, upstream, topics)
-                self._caught_up[(name, log)] = stands
+                if self._caught_up.get((name, log)) != (heads.of(getattr(self, log)), view.resets):
+                    behind.setdefault(log, []).append((name, view, topics))
+        for log, followers in behind.items():  # one read of each log for the views behind on it
+            upstream = getattr(self, log)
+            catch_up_together([(view, topics) for _, view, topics in followers], upstream)
+            for name, view, _ in followers:
+                self._caught_up[(name, log)] = (heads.of(upstream), view.resets)
 
     def rebuild_views(self, names: Iterable[str]) -> None:
         """Forget the named views and rebuild them from the logs; this process becomes the

@@ -184,11 +184,40 @@ class BatchView(Protocol):
 
 def catch_up(view: BatchView, upstream: Application[Any], topics: Sequence[str], page: int = 2000) -> int:
     """Apply every new matching event of ``upstream`` to ``view``; return how many."""
+    return catch_up_together([(view, topics)], upstream, page)
+
+
+def catch_up_together(
+    followers: Sequence[tuple[BatchView, Collection[str]]], upstream: Application[Any], page: int = 2000
+) -> int:
+    """Bring every (view, topics) of ``followers`` to the end of ``upstream``'s log with one read
+    of each page and one decoding of each event, however many of the views want it; each view
+    gets the events of its topics after its own position, with the page's last position as its
+    tracking record (as ``catch_up`` gives it alone). Returns how many events were applied."""
     done = 0
+    positions = [view.max_tracking_id(upstream.name) or 0 for view, _ in followers]
+    wanted = [set(topics) for _, topics in followers]
+    personal = [reads_personal(view) for view, _ in followers]
     while True:
-        found = next_page(upstream.recorder, view.max_tracking_id(upstream.name), topics, page)
-        if found is None:
+        scanned = upstream.recorder.select_notifications(
+            start=min(positions) or None, limit=page, inclusive_of_start=False
+        )
+        if not scanned:
             return done
-        events = decode_page(upstream.mapper, found.notes, reads_personal(view))
-        view.apply_batch(events, Tracking(upstream.name, found.last))
-        done += len(events)
+        last = scanned[-1].id
+        picked = [
+            [n for n in scanned if n.id > at and n.topic in topics]
+            for at, topics in zip(positions, wanted, strict=True)
+        ]
+        decoded: dict[tuple[int, bool], Any] = {}
+        for opened in (False, True):  # each wanted event decoded once (opened for views that read sealed fields)
+            ids = {n.id for p, notes in zip(personal, picked, strict=True) if p is opened for n in notes}
+            notes = [n for n in scanned if n.id in ids]
+            for n, event in zip(notes, decode_page(upstream.mapper, notes, opened) if notes else (), strict=True):
+                decoded[(n.id, opened)] = event
+        for i, (view, _) in enumerate(followers):
+            if last <= positions[i]:
+                continue  # ahead of this page already (a view rebuilt after the others)
+            view.apply_batch([decoded[(n.id, personal[i])] for n in picked[i]], Tracking(upstream.name, last))
+            done += len(picked[i])
+            positions[i] = last

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID
+
+import pytest
 
 from engine.adapters.clock import VirtualClock
 from engine.application.leads.timeline import lead_timeline
 from engine.application.reports import funnel_report
 from tests.conftest import START, MakeEngine
-from tests.helpers import emails, lifecycle, senior, sms_lines, young_pro
+from tests.helpers import count_calls, emails, lifecycle, senior, sms_lines, young_pro
 
 
 def test_young_professional_gets_welcome_then_follow_ups_then_completes(
@@ -145,6 +148,41 @@ def test_rebuilt_projections_match(store: str, make_engine: MakeEngine, clock: V
     engine.refresh_views()
     assert funnel_report(engine) == before
     assert engine.index.pending_count() == timers
+
+
+def test_views_on_one_log_share_its_reads_and_a_rebuilt_view_catches_up_past_the_others(
+    make_engine: MakeEngine, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The views behind on a log are caught up with one read of each page and one decoding of
+    each event (issue 27); a view rebuilt from nothing reads from the start while a view already
+    at the end gets nothing twice."""
+    from engine.application import projecting
+
+    engine = make_engine()
+    engine.leads.capture_leads([young_pro(n) for n in range(1, 6)])
+    engine.run(until=clock.now() + timedelta(days=3))
+    before, timers = funnel_report(engine), engine.index.pending_count()
+    engine.funnel.reset()
+    engine.index.reset()
+    reads = count_calls(monkeypatch, engine.journeys.recorder, "select_notifications")
+    decoded: list[int] = []
+    real_decode = projecting.decode_page
+
+    def decode(mapper: Any, notes: Any, personal: bool = True) -> list[Any]:
+        if mapper is engine.journeys.mapper:
+            decoded.extend(n.id for n in notes)
+        return real_decode(mapper, notes, personal)
+
+    monkeypatch.setattr(projecting, "decode_page", decode)
+    engine.refresh_views()  # the index and the funnel both follow the journeys log
+    assert funnel_report(engine) == before and engine.index.pending_count() == timers
+    assert len(reads) == 2  # one page, then the end: once for both views
+    assert decoded and len(decoded) == len(set(decoded))  # each event decoded once for both
+    index_batches = count_calls(monkeypatch, engine.index, "apply_batch")
+    engine.funnel.reset()
+    engine.refresh_views()
+    assert funnel_report(engine) == before
+    assert engine.index.pending_count() == timers and index_batches == []  # the index was at the end
 
 
 def test_bad_lifecycle_fact_is_reported_and_the_rest_kept(
