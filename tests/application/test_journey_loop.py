@@ -157,6 +157,7 @@ def test_views_on_one_log_share_its_reads_and_a_rebuilt_view_catches_up_past_the
     each event (issue 27); a view rebuilt from nothing reads from the start while a view already
     at the end gets nothing twice."""
     from engine.application import projecting
+    from engine.eventstore import saving
 
     engine = make_engine()
     engine.leads.capture_leads([young_pro(n) for n in range(1, 6)])
@@ -166,7 +167,7 @@ def test_views_on_one_log_share_its_reads_and_a_rebuilt_view_catches_up_past_the
     engine.index.reset()
     reads = count_calls(monkeypatch, engine.journeys.recorder, "select_notifications")
     decoded: list[int] = []
-    real_decode = projecting.decode_page
+    real_decode = saving.decode_page
 
     def decode(mapper: Any, notes: Any, personal: bool = True) -> list[Any]:
         if mapper is engine.journeys.mapper:
