@@ -11,7 +11,7 @@ from uuid import UUID
 
 from engine.application.delivery.base import ERASED_REFUSAL
 from engine.application.engine import Engine
-from engine.application.journeys.desk import task_of
+from engine.application.journeys.desk import tasks_of
 from engine.domain.journeys.enrolment import Enrolment, send_id_for
 from engine.domain.journeys.journey import SendStep
 from engine.domain.leads.lead import Lead
@@ -63,7 +63,7 @@ def _close_tasks(engine: Engine, lead_id: UUID, by: str) -> int:
 
     def close() -> int:
         now = engine.clock.now()
-        tasks = [task_of(engine.journeys, row, now) for row in rows]
+        tasks = tasks_of(engine.journeys, rows, now)
         for task in tasks:
             task.close_for_erasure(by, now)
         save_batch(engine.journeys, tasks)

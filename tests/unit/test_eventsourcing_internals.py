@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.metadata
 import inspect
 import re
+import sqlite3
 import zlib
 from pathlib import Path
 from typing import Any
@@ -68,15 +69,35 @@ def test_a_postgres_store_opens_its_pool_on_first_use() -> None:
     assert "self.pool.close()" in inspect.getsource(PostgresDatastore.close)
 
 
-def test_sqlite_file_connections_use_synchronous_normal(tmp_path: Path) -> None:
+def test_sqlite_file_connections_use_wal_synchronous_normal_and_keep_their_statements(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """huoke's pool opens SQLite connections as eventsourcing does (autocommit, WAL, rows), with
+    synchronous=NORMAL and a statement cache of many statements: eventsourcing's own asks for
+    ``cached_statements=True``, a cache of one, and every statement after another is compiled again."""
+    opened: list[dict[str, Any]] = []
+    real_connect = sqlite3.connect
+
+    def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        opened.append(kwargs)
+        connection: sqlite3.Connection = real_connect(*args, **kwargs)
+        return connection
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
     pool = recorders.TunedSQLiteConnectionPool(db_name=str(tmp_path / "sync.db"))
     connection = pool.get_connection()
     try:
         assert isinstance(connection, SQLiteConnection)
-        assert connection._sqlite_conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        raw = connection._sqlite_conn
+        assert raw.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal" and pool.is_journal_mode_wal
+        assert raw.isolation_level is None and raw.row_factory is sqlite3.Row
+        assert opened[-1]["cached_statements"] == recorders.CACHED_STATEMENTS >= 64
     finally:
         pool.put_connection(connection)
         pool.close()
+    # what the pool stands in for: eventsourcing's connections keep one statement
+    assert "cached_statements=True" in inspect.getsource(SQLiteConnectionPool._create_connection)
 
 
 class Counter(Aggregate):

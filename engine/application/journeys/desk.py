@@ -18,7 +18,7 @@ from engine.application.ports import JourneyIndexView
 from engine.domain.journeys.agent_task import AgentTask
 from engine.domain.journeys.desk import Desk
 from engine.domain.leads.lead import Lead
-from engine.eventstore.saving import fresh_get, retry_conflicts, save_batch
+from engine.eventstore.saving import current_aggregates, fresh_get, retry_conflicts, save_batch
 
 P = TypeVar("P", bound=tuple[Any, ...])
 
@@ -132,7 +132,8 @@ def _act_on(journeys: Any, plans: list[P], decide: Callable[[AgentTask, P], bool
         return 0
 
     def attempt() -> int:
-        changed = [task for plan in plans if decide(task := task_of(journeys, plan[0], now), plan)]
+        tasks = tasks_of(journeys, [plan[0] for plan in plans], now)
+        changed = [task for plan, task in zip(plans, tasks, strict=True) if decide(task, plan)]
         # A task opened and routed (or held) at once is one event (AgentTask.with_first_decision).
         save_batch(journeys, [task.with_first_decision() for task in changed])
         return len(changed)
@@ -149,6 +150,18 @@ def task_of(journeys: Any, row: dict[str, Any], now: datetime) -> AgentTask:
     except AggregateNotFoundError:
         task = AgentTask(task_id=task_id, lead_id=UUID(str(row["lead_id"])), queue=row["queue"], at=now)
     return task
+
+
+def tasks_of(journeys: Any, rows: list[dict[str, Any]], now: datetime) -> list[AgentTask]:
+    """``task_of`` for each row, with one version query for them all: a cached task proven
+    current is used as it is, the others are read from the store, and the tasks nobody acted on
+    yet (no events) are opened from their rows without a read."""
+    ids = [UUID(str(row["task_id"])) for row in rows]
+    found = current_aggregates(journeys, ids)
+    return [
+        found.get(task_id) or AgentTask(task_id=task_id, lead_id=UUID(str(row["lead_id"])), queue=row["queue"], at=now)
+        for task_id, row in zip(ids, rows, strict=True)
+    ]
 
 
 def queue_since(row: dict[str, Any]) -> datetime:
