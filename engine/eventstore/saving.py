@@ -69,8 +69,20 @@ def save_batch(
         return 0
     app._record(pe)
     app._take_snapshots(pe)
+    _cache_saved(app, pe.aggregates)
     _uncache_finished(app, pe.aggregates.values())
     return len(pe.events)
+
+
+def _cache_saved(app: Application[Any], aggregates: dict[UUID, Any]) -> None:
+    """Saved aggregates go into a fast-forwarding cache too: eventsourcing's ``_record`` puts
+    them there only when the cache does not fast-forward, so each new lead was read back from
+    the store by the next use case that needed it. What was just saved is current; should
+    another process write it later, the next ``get`` fast-forwards it as it would any other."""
+    cache = app.repository.cache
+    if cache is not None and app.repository.fastforward:
+        for aggregate_id, aggregate in aggregates.items():
+            cache.put(aggregate_id, aggregate)
 
 
 def _uncache_finished(app: Application[Any], aggregates: Iterable[Any]) -> None:

@@ -15,7 +15,7 @@ import pytest
 from engine.adapters.clock import VirtualClock
 from engine.domain.delivery.delivery import Delivery
 from engine.domain.journeys.enrolment import Enrolment
-from tests.conftest import START, MakeEngine
+from tests.conftest import START, MakeEngine, settings_of
 from tests.helpers import count_calls, emails, requested_deliveries, young_pro
 
 
@@ -71,3 +71,22 @@ def test_a_backlog_flows_through_in_rounds_to_what_one_pass_records(
     assert len(dispatches) >= 4  # seven captures: four rounds before the first pass settles
     assert _log(rounds) == _log(one) and sum(_log(one).values()) > 40
     assert len(emails(tmp_path / "r" / "outbox")) == len(emails(tmp_path / "outbox")) > 0
+
+
+def test_a_lead_saved_here_stays_cached_and_another_process_s_change_is_still_seen(
+    store: str, make_engine: MakeEngine, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lead this process captured is used from the cache, not read back from the store by the
+    next use case (eventsourcing caches what it saves only when the cache does not fast-forward,
+    and the leads' cache does); what another process commits later is still seen."""
+    engine = make_engine()
+    other = make_engine()  # another process on the same store
+    lead_id = engine.leads.capture_leads([young_pro(1)])[0].lead_id
+    read_back = count_calls(monkeypatch, engine.leads.repository, "_reconstruct_aggregate")
+    version = engine.leads.repository.get(lead_id).version
+    assert read_back == [] and version == engine.leads.fresh_lead(lead_id).version
+    other.leads.opt_out(lead_id, "email", "unsubscribe link", "clicked unsubscribe", clock.now())
+    seen = engine.leads.get_lead(lead_id)  # fast-forwarded from the cached version
+    assert seen.version == other.leads.fresh_lead(lead_id).version > version
+    engine.run(until=clock.now() + timedelta(days=1))
+    assert emails(settings_of(engine).outbox_dir) == []  # the opt-out another process took stops the welcome
