@@ -126,9 +126,9 @@ def bench_huoke(folder: Path, n: int, days: int = 30) -> dict[str, float]:
             events_30 = events_in(engine)
         if day % 10 == 0 and day < days:
             step(f"day {day} of {days}: {events_in(engine):,} events")
-    t4 = time.perf_counter()
     follow_events = events_in(engine) - captured_events - run_events
-    engine.close()
+    engine.close()  # counted: closing checkpoints what the stores' write-ahead logs still hold
+    t4 = time.perf_counter()
     store_bytes = sum(f.stat().st_size for f in settings.data_dir.rglob("*") if f.is_file())
     return {
         "days": days,

@@ -44,11 +44,18 @@ def record_tracking(recorder: TrackingRecorder, cursor: Any, tracking: Tracking)
 #: run after a different one was compiled again (a read transaction's BEGIN and SELECT took
 #: 15 µs instead of 7; a view's statements, which take turns event after event, each time).
 CACHED_STATEMENTS = 256
+#: WAL pages written before a commit copies them into the database file (SQLite's default is
+#: 1,000, 4 MB). A store's hot pages (its index roots, the tracking and claims tables) are written
+#: by almost every commit; checkpointed less often, each is copied once for many commits. Measured
+#: on 1,000 leads x 30 days: commits took 8.3% of the run at 1,000 pages, 6.2% at 5,000, 5.6% at
+#: 10,000 (at most 40 MB of WAL a store between checkpoints) and 4.5% at 20,000.
+WAL_AUTOCHECKPOINT = 10_000
 
 
 class TunedSQLiteConnectionPool(SQLiteConnectionPool):
     """Connection pool whose connections keep their prepared statements and whose file
-    connections use WAL with synchronous=NORMAL (eventsourcing's own connections, otherwise)."""
+    connections use WAL with synchronous=NORMAL and fewer checkpoints (eventsourcing's own
+    connections, otherwise)."""
 
     def _create_connection(self) -> SQLiteConnection:
         try:
@@ -69,6 +76,7 @@ class TunedSQLiteConnectionPool(SQLiteConnectionPool):
                     self.journal_mode_was_changed_to_wal = True
                 self.is_journal_mode_wal = True
             c.execute("PRAGMA synchronous=NORMAL")
+            c.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
         c.row_factory = sqlite3.Row
         return SQLiteConnection(sqlite_conn=c, max_age=self.max_age)
 

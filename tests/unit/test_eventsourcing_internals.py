@@ -73,8 +73,9 @@ def test_sqlite_file_connections_use_wal_synchronous_normal_and_keep_their_state
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """huoke's pool opens SQLite connections as eventsourcing does (autocommit, WAL, rows), with
-    synchronous=NORMAL and a statement cache of many statements: eventsourcing's own asks for
-    ``cached_statements=True``, a cache of one, and every statement after another is compiled again."""
+    synchronous=NORMAL, a checkpoint every ``WAL_AUTOCHECKPOINT`` pages and a statement cache of
+    many statements: eventsourcing's own asks for ``cached_statements=True``, a cache of one, and
+    every statement after another is compiled again."""
     opened: list[dict[str, Any]] = []
     real_connect = sqlite3.connect
 
@@ -90,6 +91,7 @@ def test_sqlite_file_connections_use_wal_synchronous_normal_and_keep_their_state
         assert isinstance(connection, SQLiteConnection)
         raw = connection._sqlite_conn
         assert raw.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == recorders.WAL_AUTOCHECKPOINT
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal" and pool.is_journal_mode_wal
         assert raw.isolation_level is None and raw.row_factory is sqlite3.Row
         assert opened[-1]["cached_statements"] == recorders.CACHED_STATEMENTS >= 64
