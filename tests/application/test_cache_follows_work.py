@@ -82,6 +82,7 @@ def test_a_lead_saved_here_stays_cached_and_another_process_s_change_is_still_se
     engine = make_engine()
     other = make_engine()  # another process on the same store
     lead_id = engine.leads.capture_leads([young_pro(1)])[0].lead_id
+    assert lead_id is not None
     read_back = count_calls(monkeypatch, engine.leads.repository, "_reconstruct_aggregate")
     version = engine.leads.repository.get(lead_id).version
     assert read_back == [] and version == engine.leads.fresh_lead(lead_id).version
