@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TextIO
 from uuid import UUID
 
-from engine.adapters.email_message import build_email
+from engine.adapters.email_message import email_bytes
 from engine.application.ports import OutgoingMessage, Progress, SendResult
 from engine.application.sending import send_each
 
@@ -46,7 +46,7 @@ class OutboxEmailChannel:
     def _write(self, m: OutgoingMessage) -> SendResult:
         path = self._path(m.send_id)
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(build_email(m, self.sender_name, self.sender_email).as_bytes())
+        tmp.write_bytes(email_bytes(m, self.sender_name, self.sender_email))
         os.replace(tmp, path)
         return SendResult(m.send_id, ok=True, provider_ref=str(path))
 
