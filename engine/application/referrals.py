@@ -52,7 +52,7 @@ from engine.domain.referrals.rules import (
 )
 from engine.domain.shared.errors import HuokeError
 from engine.eventstore import ProcessRecorder, Tracking
-from engine.eventstore.saving import fresh_get, retry_conflicts, save_batch
+from engine.eventstore.saving import decode_page, fresh_get, latest_versions, retry_conflicts, save_batch
 from engine.eventstore.values import StoreApplication
 
 LEAD_TOPICS = [
@@ -90,11 +90,20 @@ class Batch:
 
     app: Referrals
     pending: dict[UUID, Any] = field(default_factory=dict)
+    #: Aggregates known to have no events yet (``get`` needs no read for them).
+    absent: set[UUID] = field(default_factory=set)
+
+    def look_for(self, aggregate_ids: list[UUID]) -> None:
+        """Find out in one query which of these aggregates exist (each new lead's code does not)."""
+        found = latest_versions(self.app, aggregate_ids)
+        self.absent.update(i for i in aggregate_ids if i not in found)
 
     def get(self, aggregate_id: UUID, kind: type[A]) -> A | None:
         if aggregate_id in self.pending:
             found: A = self.pending[aggregate_id]
             return found
+        if aggregate_id in self.absent:
+            return None
         try:
             loaded: A = self.app.repository.get(aggregate_id)
         except AggregateNotFoundError:
@@ -156,8 +165,10 @@ class Referrals(StoreApplication):
         if page is None:
             return None
         batch = Batch(self)
-        for note in page.notes:
-            self._react(leads.mapper.to_domain_event(note), leads, batch)
+        events = decode_page(leads.mapper, page.notes)
+        batch.look_for([code_id(self.code_of(e.originator_id)) for e in events if isinstance(e, Lead.Captured)])
+        for event in events:
+            self._react(event, leads, batch)
         save_batch(self, batch.pending.values(), Tracking(leads.name, page.last))
         return len(page.notes)
 

@@ -15,8 +15,9 @@ import pytest
 from engine.adapters.clock import VirtualClock
 from engine.application.engine import Engine
 from engine.application.leads.commands import CaptureLead
+from engine.domain.referrals.referral import code_id
 from tests.conftest import MakeEngine
-from tests.helpers import journeys_folder, lifecycle, sms_lines, young_pro
+from tests.helpers import count_calls, journeys_folder, lifecycle, sms_lines, young_pro
 
 PROGRAMMES = """
 programmes:
@@ -316,3 +317,22 @@ def test_a_funded_referral_stored_before_it_recorded_the_amount_still_counts(eng
     assert referral.status == "not_qualified" and referral.amount is None
     engine.refresh_views()
     assert sum(r["funded"] for r in referrals_report(engine)["by_programme_month"]) == 1
+
+
+def test_new_leads_get_their_codes_without_a_read_each(
+    engine: Engine, store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether a new lead's referral code exists is asked in one query per page, not one read of
+    the store per lead (issue 27); a code that exists is still found, and a friend who names it
+    is attributed."""
+    referrals = engine.referrals
+    assert referrals is not None
+    first = engine.leads.capture_leads([young_pro(n) for n in range(1, 6)])
+    reads = count_calls(monkeypatch, referrals.repository, "get")
+    referrals.process_lead_events(engine.leads)
+    assert reads == []
+    assert all(referrals.repository.get(code_id(referrals.code_of(c.lead_id))) for c in first if c.lead_id)
+    code = referrals.code_of(first[0].lead_id)  # type: ignore[arg-type]
+    engine.leads.capture_leads([referred(9, code, email="friend@example.com")])
+    engine.run()
+    assert [row["code"] for row in ledger(engine).values()] == [code]
