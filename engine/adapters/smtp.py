@@ -14,11 +14,12 @@ import logging
 import urllib.parse
 import zlib
 from collections import deque
+from email.utils import getaddresses
 from uuid import UUID
 
 import aiosmtplib
 
-from engine.adapters.email_message import build_email
+from engine.adapters.email_message import build_email, email_bytes
 from engine.adapters.email_message import message_id as build_message_id
 from engine.adapters.http_client import OutboundRefusedError, request
 from engine.adapters.rate_limit import RateLimiter
@@ -166,9 +167,13 @@ class SmtpEmailChannel:
         return {i: reason for i, reason in zip(missing, reasons, strict=True) if reason}
 
     async def _send_one(self, client: aiosmtplib.SMTP, m: OutgoingMessage) -> SendResult:
-        msg = build_email(m, self.sender_name, self.sender_email)
+        recipients = [address for _, address in getaddresses([m.to]) if address]
         try:
-            refused, reply = await client.send_message(msg)
+            if recipients and self._plain(m, recipients):  # the bytes send_message would send
+                data = email_bytes(m, self.sender_name, self.sender_email)
+                refused, reply = await client.sendmail(self.sender_email, recipients, data)
+            else:
+                refused, reply = await client.send_message(build_email(m, self.sender_name, self.sender_email))
         except aiosmtplib.SMTPRecipientsRefused as e:
             # The reason is stored in the clear: it names no address (servers often echo it).
             codes = "; ".join(f"{r.code} {r.message.replace(r.recipient, 'the recipient')}" for r in e.recipients)
@@ -184,6 +189,19 @@ class SmtpEmailChannel:
             codes = "; ".join(f"{r}: {c[0]} {c[1]}" for r, c in refused.items())
             return SendResult(m.send_id, False, reason=f"recipient refused: {codes}", permanent=True, bounced=True)
         return SendResult(m.send_id, True, provider_ref=reply)
+
+    def _plain(self, m: OutgoingMessage, recipients: list[str]) -> bool:
+        """Whether aiosmtplib's ``send_message`` would send this message as ``email_bytes``
+        writes it (0.05 ms instead of 0.46 to build), to ``recipients`` and from the sender:
+        ASCII addresses (no SMTPUTF8 to negotiate) and no extra header naming senders or
+        recipients (Sender, Cc, Bcc, Resent-*)."""
+        if not (self.sender_email.isascii() and all(r.isascii() for r in recipients)):
+            return False
+        return not any(k.lower() in _ADDRESSING or k.lower().startswith("resent-") for k in m.headers)
+
+
+#: Headers that change whom aiosmtplib's ``send_message`` sends to or as.
+_ADDRESSING = frozenset({"sender", "from", "to", "cc", "bcc"})
 
 
 def _never_left(messages: list[OutgoingMessage], reason: str) -> list[SendResult]:

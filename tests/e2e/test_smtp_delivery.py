@@ -5,16 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 
+from engine.adapters import smtp as smtp_module
 from engine.adapters.clock import VirtualClock
 from engine.application.delivery.links import LinkCheck, LinkKeys, check_token
 from engine.application.leads.timeline import lead_timeline
 from engine.application.reports import funnel_report
 from tests.conftest import MakeEngine
 from tests.e2e.smtp_server import RecordingHandler, smtp_server
-from tests.helpers import sms_lines, young_pro
+from tests.helpers import count_calls, sms_lines, young_pro
 
 pytestmark = pytest.mark.smtp
 
@@ -381,3 +383,46 @@ def _marks(e: Any) -> bool:
 
 def _contact(n: int) -> dict[str, str]:
     return {"name": f"Alex {n}", "phone": f"+86138001{n:05d}", "email": f"alex{n}@example.com", "language": "en"}
+
+
+class _Envelopes(RecordingHandler):
+    """Keeps each accepted message's envelope and raw content too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.envelopes: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.mark.parametrize("to", ["alex@example.com", "陈先生 <chen@example.com>"])
+def test_an_email_sent_as_bytes_arrives_as_the_built_message_would(to: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SMTP channel sends ``email_bytes`` with the sender and recipients ``send_message``
+    would take from the built message (issue 27): the same envelope, headers and bodies arrive."""
+    from engine.adapters.smtp import SmtpEmailChannel
+    from engine.application.ports import OutgoingMessage, RenderedMessage
+    from engine.application.sending import CollectedResults
+
+    body = RenderedMessage("您的贷款预批已就绪", "您好,\nyour offer is ready.\n", "<p>您好</p>", "zh-CN", "zh-CN")
+    m = OutgoingMessage(uuid4(), "email", to, body, "https://l.example/u/x", {"X-Campaign": "spring"})
+    handler = _Envelopes()
+    bytes_sent = count_calls(monkeypatch, smtp_module, "email_bytes")
+    with smtp_server(handler) as port:
+        channel = SmtpEmailChannel("127.0.0.1", port, "", "", "", "好客 Lender", "news@bank.example", connections=1)
+        channel.send_batch([m], CollectedResults())
+        monkeypatch.setattr(SmtpEmailChannel, "_plain", lambda self, m, recipients: False)  # as send_message sends it
+        channel.send_batch([m], CollectedResults())
+    assert len(bytes_sent) == 1  # the first went as bytes, the second as send_message built it
+    (fast_from, fast_to, _), (built_from, built_to, _) = handler.envelopes
+    assert (
+        (fast_from, fast_to)
+        == (built_from, built_to)
+        == ("news@bank.example", ["alex@example.com"] if "alex" in to else ["chen@example.com"])
+    )
+    fast, built = handler.received
+    assert [(k, v) for k, v in fast.items() if k != "Content-Type"] == [
+        (k, v) for k, v in built.items() if k != "Content-Type"
+    ]
+    assert [p.get_content() for p in fast.iter_parts()] == [p.get_content() for p in built.iter_parts()]
