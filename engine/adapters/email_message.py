@@ -104,8 +104,10 @@ def new_boundary() -> str:
     return "=" * 15 + f"{random.randrange(sys.maxsize):019d}=="
 
 
-#: Every boundary ``new_boundary`` makes has this shape (no space or ";" to fold at), so the
-#: multipart Content-Type folds the same way for each: folded once, the boundary put in after.
+#: Every boundary ``new_boundary`` makes has this shape (none of the characters compat32 folds
+#: at), so the multipart Content-Type folds the same way for each: folded once, the boundary put
+#: in after.
+_SPLIT_CHARS = ";, \t"
 _SHAPE = "=" * 15 + "0" * 19 + "=="
 _CONTENT_TYPE = POLICY.fold_binary("Content-Type", f'multipart/alternative; boundary="{_SHAPE}"')
 _MIME_VERSION = POLICY.fold_binary("MIME-Version", "1.0")
@@ -125,7 +127,7 @@ def email_bytes(
     the same policy, each body base64-encoded by the same codec. Measured here on 3,000 messages
     with Chinese text: 0.05 ms a message against 0.46 ms for building and writing the objects."""
     boundary = boundary or new_boundary()
-    if len(boundary) == len(_SHAPE) and " " not in boundary and ";" not in boundary:
+    if len(boundary) == len(_SHAPE) and not any(c in boundary for c in _SPLIT_CHARS):
         content_type = _CONTENT_TYPE.replace(_SHAPE.encode(), boundary.encode())
     else:
         content_type = POLICY.fold_binary("Content-Type", f'multipart/alternative; boundary="{boundary}"')

@@ -11,14 +11,12 @@ from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
-
 from engine.application.partitions import Partitions
 from engine.application.ports import JourneyIndexView
 from engine.domain.journeys.agent_task import AgentTask
 from engine.domain.journeys.desk import Desk
 from engine.domain.leads.lead import Lead
-from engine.eventstore.saving import current_aggregates, fresh_get, retry_conflicts, save_batch
+from engine.eventstore.saving import current_aggregates, retry_conflicts, save_batch
 
 P = TypeVar("P", bound=tuple[Any, ...])
 
@@ -142,14 +140,9 @@ def _act_on(journeys: Any, plans: list[P], decide: Callable[[AgentTask, P], bool
 
 
 def task_of(journeys: Any, row: dict[str, Any], now: datetime) -> AgentTask:
-    """A task's working history as committed now (read fresh: a loan officer's command in another
-    process may have written it), opened from its view row if nobody acted on it yet."""
-    task_id = UUID(str(row["task_id"]))
-    try:
-        task: AgentTask = fresh_get(journeys, task_id)
-    except AggregateNotFoundError:
-        task = AgentTask(task_id=task_id, lead_id=UUID(str(row["lead_id"])), queue=row["queue"], at=now)
-    return task
+    """A task's working history as committed now (a loan officer's command in another process may
+    have written it), opened from its view row if nobody acted on it yet."""
+    return tasks_of(journeys, [row], now)[0]
 
 
 def tasks_of(journeys: Any, rows: list[dict[str, Any]], now: datetime) -> list[AgentTask]:
