@@ -4,7 +4,7 @@ eventsourcing's ProjectionRunner subscribes to an application's notification log
 LISTEN/NOTIFY) and applies events with their tracking record, exactly once (here in batches of
 what the subscription has already read); the runners resume from the view's tracking after a
 restart. SQLite cannot be subscribed to: embedded
-mode catches views up in-process instead (engine.application.projecting.catch_up).
+mode catches views up in-process instead (engine.application.projecting.catch_up_together).
 """
 
 from __future__ import annotations

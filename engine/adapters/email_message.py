@@ -90,8 +90,12 @@ _UTF8 = Charset("utf-8")
 
 
 def _part_head(subtype: str) -> bytes:
-    fields = (("Content-Type", f'text/{subtype}; charset="utf-8"'), ("MIME-Version", "1.0"))
-    return b"".join(POLICY.fold_binary(n, v) for n, v in (*fields, ("Content-Transfer-Encoding", "base64"))) + b"\n"
+    fields = (
+        ("Content-Type", f'text/{subtype}; charset="utf-8"'),
+        ("MIME-Version", "1.0"),
+        ("Content-Transfer-Encoding", "base64"),
+    )
+    return b"".join(POLICY.fold_binary(n, v) for n, v in fields) + b"\n"
 
 
 #: Each body part's headers as a part of ``build_email``'s is written with them.

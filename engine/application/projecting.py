@@ -182,18 +182,13 @@ class BatchView(Protocol):
     def apply_batch(self, events: Sequence[Any], tracking: Tracking) -> None: ...
 
 
-def catch_up(view: BatchView, upstream: Application[Any], topics: Sequence[str], page: int = 2000) -> int:
-    """Apply every new matching event of ``upstream`` to ``view``; return how many."""
-    return catch_up_together([(view, topics)], upstream, page)
-
-
 def catch_up_together(
     followers: Sequence[tuple[BatchView, Collection[str]]], upstream: Application[Any], page: int = 2000
 ) -> int:
     """Bring every (view, topics) of ``followers`` to the end of ``upstream``'s log with one read
     of each page and one decoding of each event, however many of the views want it; each view
     gets the events of its topics after its own position, with the page's last position as its
-    tracking record (as ``catch_up`` gives it alone). Returns how many events were applied."""
+    tracking record. Returns how many events were applied."""
     done = 0
     positions = [view.max_tracking_id(upstream.name) or 0 for view, _ in followers]
     wanted = [set(topics) for _, topics in followers]

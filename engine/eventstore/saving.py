@@ -70,33 +70,27 @@ def save_batch(
     app._record(pe)
     app._take_snapshots(pe)
     _cache_saved(app, pe.aggregates)
-    _uncache_finished(app, pe.aggregates.values())
     return len(pe.events)
 
 
 def _cache_saved(app: Application[Any], aggregates: dict[UUID, Any]) -> None:
-    """Saved aggregates go into a fast-forwarding cache too: eventsourcing's ``_record`` puts
-    them there only when the cache does not fast-forward, so each new lead was read back from
-    the store by the next use case that needed it. What was just saved is current; should
-    another process write it later, the next ``get`` fast-forwards it as it would any other."""
+    """What the cache keeps of the aggregates just saved. One the application says is finished
+    leaves it (eventsourcing's ``_record`` has just put it there): memory follows the work in
+    flight, not every lead ever seen, and one is read from the store again if it is ever needed.
+    The others go into a fast-forwarding cache too: ``_record`` puts them there only when the
+    cache does not fast-forward, so each new lead was read back from the store by the next use
+    case that needed it. What was just saved is current; should another process write it later,
+    the next ``get`` fast-forwards it as it would any other."""
     cache = app.repository.cache
-    if cache is not None and app.repository.fastforward:
-        for aggregate_id, aggregate in aggregates.items():
-            cache.put(aggregate_id, aggregate)
-
-
-def _uncache_finished(app: Application[Any], aggregates: Iterable[Any]) -> None:
-    """Saved aggregates the application says are finished leave its cache (eventsourcing's
-    ``_record`` has just put them there): memory follows the work in flight, not every lead
-    ever seen. One is read from the store again if it is ever needed."""
-    finished = getattr(app, "finished", None)
-    cache = app.repository.cache
-    if finished is None or cache is None:
+    if cache is None:
         return
-    for aggregate in aggregates:
-        if finished(aggregate):
+    finished = getattr(app, "finished", None)
+    for aggregate_id, aggregate in aggregates.items():
+        if finished is not None and finished(aggregate):
             with contextlib.suppress(KeyError):
-                cache.get(aggregate.id, evict=True)
+                cache.get(aggregate_id, evict=True)
+        elif app.repository.fastforward:
+            cache.put(aggregate_id, aggregate)
 
 
 #: Where a stored event keeps its sealed personal fields (URL-safe base64 of nonce + ciphertext).
