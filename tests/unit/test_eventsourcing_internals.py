@@ -8,12 +8,15 @@ import inspect
 import re
 import sqlite3
 import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 import psycopg
 import pytest
+import zstandard
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
@@ -228,29 +231,41 @@ def test_event_states_are_stored_compressed_and_states_stored_before_read_as_the
     counter.count()
     saving.save_batch(app, [counter])
     [created, _] = app.recorder.select_events(counter.id)
-    assert created.state[:1] == b"\x78" and b"originator_topic" not in created.state  # compressed
-    # with the current dictionary, named by its checksum in the zlib header (FDICT)
-    assert created.state[1] & 0x20 and created.state[2:6] == compression.CHECKSUMS[compression.CURRENT].to_bytes(
-        4, "big"
-    )
+    # a Zstandard frame naming the current dictionary by its ID
+    assert created.state[:4] == b"\x28\xb5\x2f\xfd" and b"originator_topic" not in created.state
+    current = compression.zstd_dictionary(compression.CURRENT).dict_id()
+    assert zstandard.get_frame_parameters(created.state).dict_id == current == 0x48554B02
     plain = Application[Any](env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": ":memory:"})
+
+    def stored_as(aggregate: Counter, encode: Callable[[bytes], bytes]) -> StoredEvent:
+        [e] = [plain.mapper.to_stored_event(e) for e in aggregate.collect_events()]
+        return StoredEvent(e.originator_id, e.originator_version, e.topic, encode(e.state))
+
+    def with_states_1(state: bytes) -> bytes:  # the zlib dictionary huoke released first
+        c = zlib.compressobj(6, zdict=compression.dictionary("states-1.zdict"))
+        return c.compress(state) + c.flush()
+
     before = Counter()  # as a store from before compression wrote it: plain JSON
-    [stored] = [plain.mapper.to_stored_event(e) for e in before.collect_events()]
-    assert stored.state[:1] == b"{"
     zlibbed = Counter()  # as a store from before dictionaries wrote it: plain zlib
-    [z] = [plain.mapper.to_stored_event(e) for e in zlibbed.collect_events()]
-    z = StoredEvent(z.originator_id, z.originator_version, z.topic, zlib.compress(z.state, 1))
-    app.recorder.insert_events([stored, z])
+    primed = Counter()  # as a store from before Zstandard wrote it: zlib with states-1.zdict
+    stored = [stored_as(before, lambda s: s), stored_as(zlibbed, lambda s: zlib.compress(s, 1))]
+    stored.append(stored_as(primed, with_states_1))
+    assert stored[0].state[:1] == b"{"
+    assert stored[2].state[2:6] == compression.CHECKSUMS["states-1.zdict"].to_bytes(4, "big")
+    app.recorder.insert_events(stored)
     assert app.repository.get(before.id).n == 0 and app.repository.get(counter.id).n == 1
-    assert app.repository.get(zlibbed.id).n == 0
+    assert app.repository.get(zlibbed.id).n == 0 and app.repository.get(primed.id).n == 0
 
 
 def test_the_released_state_dictionaries_never_change() -> None:
-    """A stored state names its dictionary by checksum: editing a released one would leave every
-    state compressed with it unreadable. A new dictionary is a new file (bench/zdict.py)."""
+    """A stored state names its dictionary (by ID, or by checksum for zlib's): editing a released
+    one would leave every state compressed with it unreadable. A new dictionary is a new file
+    (bench/zdict.py)."""
     assert set(compression.RELEASED) == set(compression.CHECKSUMS) and compression.CURRENT in compression.RELEASED
     for name in compression.RELEASED:
         assert zlib.adler32(compression.dictionary(name)) == compression.CHECKSUMS[name], name
+    ids = [compression.zstd_dictionary(n).dict_id() for n in compression.RELEASED if n.endswith(".zstd")]
+    assert len(set(ids)) == len(ids) and all(32768 <= i < 2**31 for i in ids)  # unique, not reserved
 
 
 def test_a_state_compressed_with_a_dictionary_this_huoke_lacks_is_a_clear_error() -> None:
@@ -258,4 +273,24 @@ def test_a_state_compressed_with_a_dictionary_this_huoke_lacks_is_a_clear_error(
     state = newer.compress(b'{"n": 1}') + newer.flush()
     with pytest.raises(compression.UnknownDictionaryError, match="written by a newer huoke"):
         compression.decompress(state)
+    samples: list[bytes | bytearray | memoryview] = [
+        b'{"n": %d, "topic": "engine.domain:Counter.Counted", "at": %d}' % (i, i * 7919) for i in range(3000)
+    ]
+    unreleased = zstandard.train_dictionary(4096, samples, dict_id=0x48554BFF)
+    state = zstandard.ZstdCompressor(dict_data=unreleased).compress(b'{"n": 1}')
+    with pytest.raises(compression.UnknownDictionaryError, match=r"0x48554bff.*written by a newer huoke"):
+        compression.decompress(state)
     assert compression.decompress(compression.compress(b'{"n": 1}')) == b'{"n": 1}'
+
+
+def test_each_thread_compresses_with_its_own_context() -> None:
+    """Zstandard contexts are not thread-safe: threads compressing and reading states at once
+    each get their own, and every state reads back as it was."""
+    states = [b'{"n": %d, "text": "%s"}' % (i, b"x" * (i % 300)) for i in range(3000)]
+
+    def round_trip(part: list[bytes]) -> list[bytes]:
+        return [compression.decompress(compression.compress(s)) for s in part]
+
+    with ThreadPoolExecutor(4) as pool:
+        back = list(pool.map(round_trip, [states[i::4] for i in range(4)]))
+    assert [s for i in range(4) for s in states[i::4]] == [s for part in back for s in part]
