@@ -13,11 +13,12 @@ from decimal import Decimal
 from typing import Any, ClassVar, Generic, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import Application
+from eventsourcing.application import Application, Repository
 from eventsourcing.persistence import JSONTranscoder, Transcoding
 
 from engine.domain.leads.records import Loan, Offer, ScoreRecord
 from engine.domain.shared.money import Money
+from engine.eventstore import saving
 
 V = TypeVar("V")
 
@@ -76,6 +77,9 @@ class StoreApplication(Application[UUID]):
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         register_values(transcoder)
+
+    def construct_repository(self) -> Repository[UUID]:
+        return saving.construct_repository(self)
 
     def finished(self, aggregate: Any) -> bool:
         """Whether a saved aggregate is done with: nothing in the usual flow loads it again (a

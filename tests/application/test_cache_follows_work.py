@@ -9,12 +9,14 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 
 from engine.adapters.clock import VirtualClock
 from engine.domain.delivery.delivery import Delivery
 from engine.domain.journeys.enrolment import Enrolment
+from engine.eventstore.saving import warm_cache
 from tests.conftest import START, MakeEngine, settings_of
 from tests.helpers import count_calls, emails, requested_deliveries, young_pro
 
@@ -91,3 +93,31 @@ def test_a_lead_saved_here_stays_cached_and_another_process_s_change_is_still_se
     assert seen.version == other.leads.fresh_lead(lead_id).version > version
     engine.run(until=clock.now() + timedelta(days=1))
     assert emails(settings_of(engine).outbox_dir) == []  # the opt-out another process took stops the welcome
+
+
+def test_aggregates_not_cached_are_read_together_and_built_as_one_read_each_builds_them(
+    store: str, make_engine: MakeEngine, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's leads and enrolments that a process does not hold (a new process, or ones its
+    cache let go at scale) are read in one query for the batch, not one read each: each is
+    built as the store's own read builds it, personal fields open; ids with no events are left
+    out."""
+    engine = make_engine()
+    engine.leads.capture_leads([young_pro(n) for n in range(1, 5)])
+    engine.run(until=clock.now() + timedelta(hours=2))  # first messages out, waits started
+    leads = sorted(lead.id for lead in _cached(engine.leads) if type(lead).__name__ == "Lead")
+    enrolments = sorted(e.id for e in _cached(engine.journeys) if isinstance(e, Enrolment))
+    assert len(leads) == 4 and len(enrolments) >= 2
+    fresh = make_engine()  # another process: nothing cached
+    one_each = [count_calls(monkeypatch, app.recorder, "select_events") for app in (fresh.leads, fresh.journeys)]
+    unknown = uuid4()
+    read = fresh.leads.current([*leads, unknown])
+    warm_cache(fresh.journeys, [*enrolments, unknown])
+    built = {eid: fresh.journeys.repository.get(eid) for eid in enrolments}  # from the cache now
+    assert one_each == [[], []]  # no aggregate read on its own
+    assert sorted(read) == leads and unknown not in fresh.journeys.repository.cache.cache  # type: ignore[union-attr]
+    for lead_id in leads:
+        alone = engine.leads.fresh_lead(lead_id)  # read on its own, as the store's repository reads
+        assert vars(read[lead_id]) == vars(alone) and "@example.com" in read[lead_id].contact["email"]  # opened
+    for eid in enrolments:
+        assert vars(built[eid]) == vars(engine.journeys.repository.get(eid, version=10**6))

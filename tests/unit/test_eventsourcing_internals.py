@@ -17,7 +17,7 @@ from uuid import uuid4
 import psycopg
 import pytest
 import zstandard
-from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.application import Application, LRUCache, ProcessingEvent, Repository, project_aggregate
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresProcessRecorder
@@ -36,6 +36,18 @@ def test_the_installed_eventsourcing_is_the_locked_one() -> None:
     assert importlib.metadata.version("eventsourcing") == locked.group(1)
 
 
+#: What ``saving.construct_repository`` builds a repository with, as eventsourcing's does.
+REPOSITORY_SETTINGS = (
+    "self",
+    "event_store",
+    "snapshot_store",
+    "cache_maxsize",
+    "fastforward",
+    "fastforward_skipping",
+    "deepcopy_from_cache",
+)
+
+
 @pytest.mark.parametrize(
     ("owner", "name", "parameters"),
     [
@@ -47,10 +59,30 @@ def test_the_installed_eventsourcing_is_the_locked_one() -> None:
         (PostgresProcessRecorder, "_insert_tracking", ["self", "curs", "tracking"]),
         (PostgresProcessRecorder, "_insert_events", ["self", "curs", "stored_events", "kwargs"]),
         (SQLiteConnectionPool, "_create_connection", ["self"]),
+        (
+            Repository,
+            "get",
+            ["self", "aggregate_id", "version", "projector_func", "fastforward_skipping", "deepcopy_from_cache"],
+        ),
+        (Repository, "__init__", [*REPOSITORY_SETTINGS]),
     ],
 )
 def test_each_internal_method_is_there_with_the_signature_used(owner: type, name: str, parameters: list[str]) -> None:
     assert list(inspect.signature(getattr(owner, name)).parameters) == parameters
+
+
+def test_stores_rebuild_aggregates_without_the_per_event_protocol_check(tmp_path: Path) -> None:
+    """eventsourcing's projector checks every event against a runtime Protocol (the reason for
+    ``mutate_each``); huoke's repositories keep every setting of the one eventsourcing builds."""
+    assert "isinstance(domain_event, CanMutateProtocol)" in inspect.getsource(project_aggregate)
+    app = _app(tmp_path, AGGREGATE_CACHE_MAXSIZE="7", AGGREGATE_CACHE_FASTFORWARD="n")
+    repository = saving.construct_repository(app)
+    assert isinstance(repository, saving.MutatingRepository) and not repository.fastforward
+    assert isinstance(repository.cache, LRUCache) and repository.cache.maxsize == 7
+    counter = Counter()
+    counter.count()
+    saving.save_batch(app, [counter])
+    assert repository.get(counter.id).n == 1 and repository.get(counter.id, version=1).n == 0
 
 
 def test_each_internal_attribute_is_there() -> None:

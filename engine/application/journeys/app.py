@@ -53,6 +53,7 @@ from engine.eventstore.saving import (
     retry_conflicts,
     save_batch,
     sealing_mapper,
+    warm_cache,
 )
 from engine.eventstore.values import StoreApplication
 
@@ -146,6 +147,7 @@ class Journeys(LiveVersions, StoreApplication):
             return None
         batch = Batch(leads=leads.current(e.originator_id for e in page.events))
         self._load_histories({e.originator_id for e in page.events}, batch)
+        warm_cache(self, (eid for history in batch.histories.values() for eid in history.active))
         for event in page.events:
             self._react(event, leads, batch)
         self._count_entries(batch)
@@ -344,6 +346,7 @@ class Journeys(LiveVersions, StoreApplication):
 
     def _fire_batch(self, timers: Sequence[DueTimer], leads: Leads) -> int:
         due: list[tuple[DueTimer, Enrolment]] = []
+        warm_cache(self, (timer.enrolment_id for timer in timers))
         for timer in timers:
             enrolment = self.get_enrolment(timer.enrolment_id)
             if enrolment is None or enrolment.waiting_step != timer.step or not enrolment.is_due(timer.due_at):
