@@ -122,7 +122,8 @@ def test_a_click_on_the_emailed_link_moves_the_journey_and_a_timeout_fires_for_t
     engine.run(until=clock.now() + timedelta(days=3))
     lead = engine.leads.fresh_lead(clicker.lead_id)
     assert lead.stage.value == "engaged" and len(lead.clicks) == 1
-    events = list(engine.deliveries.repository.event_store.get(lead.clicked_links.pop()[0]))
+    [(send_id, _)] = lead.clicked_links
+    events = list(engine.deliveries.repository.event_store.get(send_id))
     kinds = sorted((e.kind, e.reason) for e in events if isinstance(e, Delivery.Clicked))
     assert [k for k, _ in kinds] == ["human", "scanner"]  # one each, however often it was followed
     timeline = lead_timeline(engine, clicker.lead_id)["timeline"]  # type: ignore[arg-type]

@@ -303,7 +303,7 @@ class Lead(ActivityDecisions, ProfileDecisions, ConsentDecisions, LendingDecisio
 
     @event(LinkClicked)
     def _link_clicked(self, send_id: UUID, journey_id: str, step: str, template: str, link: int, at: datetime) -> None:
-        self.clicked_links.add((send_id, link))
+        self.clicked_links |= {(send_id, link)}
         self.clicks = [*self.clicks, at][-KEPT_CLICKS:]
 
     @event(Erased)
@@ -377,16 +377,16 @@ class Lead(ActivityDecisions, ProfileDecisions, ConsentDecisions, LendingDecisio
     @event(ConsentGranted)
     def _consent_granted(self, channel: str, purpose: str, source: str, evidence: str, at: datetime) -> None:
         self.consents[consent_key(channel, purpose)] = True
-        self.pending_consents.discard(consent_key(channel, purpose))
+        self.pending_consents -= {consent_key(channel, purpose)}
 
     @event(ConsentRequested)
     def _consent_requested(self, channel: str, purpose: str, source: str, evidence: str, at: datetime) -> None:
-        self.pending_consents.add(consent_key(channel, purpose))
+        self.pending_consents |= {consent_key(channel, purpose)}
 
     @event(ConsentWithdrawn)
     def _consent_withdrawn(self, channel: str, purpose: str, source: str, evidence: str, at: datetime) -> None:
         self.consents[consent_key(channel, purpose)] = False
-        self.pending_consents.discard(consent_key(channel, purpose))  # an open confirmation is void
+        self.pending_consents -= {consent_key(channel, purpose)}  # an open confirmation is void
         self.withdrawn_at[consent_key(channel, purpose)] = at
 
     # ---- stage and lifecycle ---------------------------------------------------------------
@@ -430,17 +430,17 @@ class Lead(ActivityDecisions, ProfileDecisions, ConsentDecisions, LendingDecisio
 
     @event(ReferredFriendApplied)
     def _friend_applied(self, referral_id: UUID, application_id: str, at: datetime) -> None:
-        self.referral_news.add(f"{referral_id}:applied")
+        self.referral_news |= {f"{referral_id}:applied"}
 
     @event(ReferralRewarded)
     def _referral_rewarded(
         self, referral_id: UUID, application_id: str, role: str, reward: JSONDict, at: datetime
     ) -> None:
-        self.referral_news.add(f"{referral_id}:rewarded:{role}")
+        self.referral_news |= {f"{referral_id}:rewarded:{role}"}
 
     @event(Tagged)
     def _tagged(self, tag: str, reason: str, at: datetime) -> None:
-        self.tags.add(tag)
+        self.tags |= {tag}
 
 
 keep_topics("engine.domain.lead", Lead)

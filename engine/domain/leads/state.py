@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from engine.domain.leads.records import Loan, Offer, ScoreRecord
@@ -25,6 +26,12 @@ def shared_keys(values: JSONDict, texts: bool = True) -> JSONDict:
     }
 
 
+#: The empty set each of a lead's sets starts as: one object for every lead (an empty set takes
+#: 216 bytes, a lead has four and most stay empty; Python has no shared empty frozenset since
+#: 3.10). The sets are frozen: adding makes a new one.
+EMPTY: frozenset[Any] = frozenset()
+
+
 class LeadState:
     """A lead's state, as its events left it."""
 
@@ -39,17 +46,17 @@ class LeadState:
     tier: Tier
     segments: tuple[str, ...]
     consents: dict[str, bool]
-    pending_consents: set[str]
+    pending_consents: frozenset[str]
     #: When each consent was last withdrawn (a confirmation link older than that grants nothing).
     withdrawn_at: dict[str, datetime]
     #: The person's clicks on tracked links (the latest ``KEPT_CLICKS``: the engagement score).
     clicks: list[datetime]
-    clicked_links: set[tuple[UUID, int]]
+    clicked_links: frozenset[tuple[UUID, int]]
     applications: dict[str, str]
     missed_repayments: int
-    tags: set[str]
+    tags: frozenset[str]
     #: Referral news already recorded on this lead (each once).
-    referral_news: set[str]
+    referral_news: frozenset[str]
     offer: Offer | None
     last_applied_at: datetime | None
     last_funded_at: datetime | None
@@ -87,14 +94,14 @@ class LeadState:
         self.tier = Tier.OTHER
         self.segments = ()
         self.consents = {}
-        self.pending_consents = set()
+        self.pending_consents = EMPTY
         self.withdrawn_at = {}
         self.clicks = []
-        self.clicked_links = set()
+        self.clicked_links = EMPTY
         self.applications = {}
         self.missed_repayments = 0
-        self.tags = set()
-        self.referral_news = set()
+        self.tags = EMPTY
+        self.referral_news = EMPTY
         self.offer = None
         self.last_applied_at = None
         self.last_funded_at = None
