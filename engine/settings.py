@@ -169,7 +169,7 @@ class Settings(BaseSettings):
         "(a demo or a simulation: an agent's call or an opt-out is recorded when the simulation stands)",
     )
     aggregate_cache: int = Field(
-        50_000,
+        100_000,
         ge=1,
         description="aggregates each store keeps in memory (leads, enrolments…, least recently used first "
         "out; a settled message, an enrolment that exited, a finished task leave at once): memory grows "
