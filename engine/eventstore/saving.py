@@ -315,11 +315,27 @@ def warm_cache(app: Application[Any], aggregate_ids: Iterable[UUID]) -> None:
 
 
 def read_aggregates(app: Application[Any], aggregate_ids: Collection[UUID]) -> dict[UUID, Any]:
-    """Aggregates rebuilt from all their stored events, read for all of them in one query (and
-    their personal fields opened with their keys loaded at once). Ids without events are left
-    out."""
+    """Aggregates rebuilt from all their stored events, read together (one query for each 500
+    ids), their personal fields opened with their keys loaded at once. Ids without events are
+    left out."""
+    ids = list(aggregate_ids)
+    stored: list[StoredEvent] = []
+    for start in range(0, len(ids), _READ_TOGETHER):
+        stored += _events_of(app, ids[start : start + _READ_TOGETHER])
+    by_id: dict[UUID, Any] = {}
+    for event in decode_page(app.mapper, stored):
+        by_id[event.originator_id] = event.mutate(by_id.get(event.originator_id))
+    return {aggregate_id: aggregate for aggregate_id, aggregate in by_id.items() if aggregate is not None}
+
+
+#: Ids a query of ``read_aggregates`` names at most (well within SQLite's limit of variables).
+_READ_TOGETHER = 500
+
+
+def _events_of(app: Application[Any], aggregate_ids: Sequence[UUID]) -> list[StoredEvent]:
+    """Every stored event of ``aggregate_ids``, by aggregate and version, in one query."""
     if not aggregate_ids:
-        return {}
+        return []
     recorder: Any = app.recorder
     columns = "originator_id, originator_version, topic, state"
     if isinstance(recorder, PostgresApplicationRecorder):
@@ -333,14 +349,10 @@ def read_aggregates(app: Application[Any], aggregate_ids: Collection[UUID]) -> d
     query += "ORDER BY originator_id, originator_version"
     with recorder.datastore.transaction(commit=False) as cursor:
         cursor.execute(query, params)
-        stored = [
+        return [
             StoredEvent(UUID(str(row["originator_id"])), row["originator_version"], row["topic"], bytes(row["state"]))
             for row in cursor.fetchall()
         ]
-    by_id: dict[UUID, Any] = {}
-    for event in decode_page(app.mapper, stored):
-        by_id[event.originator_id] = event.mutate(by_id.get(event.originator_id))
-    return {aggregate_id: aggregate for aggregate_id, aggregate in by_id.items() if aggregate is not None}
 
 
 def mutate_each(aggregate: Any, domain_events: Iterable[Any]) -> Any:

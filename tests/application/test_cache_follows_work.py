@@ -16,6 +16,7 @@ import pytest
 from engine.adapters.clock import VirtualClock
 from engine.domain.delivery.delivery import Delivery
 from engine.domain.journeys.enrolment import Enrolment
+from engine.eventstore import saving
 from engine.eventstore.saving import warm_cache
 from tests.conftest import START, MakeEngine, settings_of
 from tests.helpers import count_calls, emails, requested_deliveries, young_pro
@@ -111,6 +112,7 @@ def test_aggregates_not_cached_are_read_together_and_built_as_one_read_each_buil
     fresh = make_engine()  # another process: nothing cached
     one_each = [count_calls(monkeypatch, app.recorder, "select_events") for app in (fresh.leads, fresh.journeys)]
     unknown = uuid4()
+    monkeypatch.setattr(saving, "_READ_TOGETHER", 3)  # a batch read in several queries reads the same
     read = fresh.leads.current([*leads, unknown])
     warm_cache(fresh.journeys, [*enrolments, unknown])
     built = {eid: fresh.journeys.repository.get(eid) for eid in enrolments}  # from the cache now
