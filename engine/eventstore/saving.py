@@ -245,13 +245,18 @@ def fresh_get(app: Application[Any], aggregate_id: UUID) -> Any:
     return aggregate
 
 
+def as_uuid(value: Any) -> UUID:
+    """``value`` as a UUID: itself when it is one, else parsed from its text (a view's row)."""
+    return value if isinstance(value, UUID) else UUID(str(value))
+
+
 def latest_versions(app: Application[Any], aggregate_ids: Collection[UUID]) -> dict[UUID, int]:
     """The version each aggregate has in the store now, in one query (the check that proves a
     cached aggregate current; an id with no events is absent)."""
     if not aggregate_ids:
         return {}
     recorder: Any = app.recorder
-    ids = sorted({UUID(str(i)).hex for i in aggregate_ids})  # SQLite stores ids as hex text
+    ids = sorted({as_uuid(i).hex for i in aggregate_ids})  # SQLite stores ids as hex text
     if isinstance(recorder, PostgresApplicationRecorder):
         table = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
         query = f"SELECT originator_id, MAX(originator_version) AS v FROM {table} WHERE originator_id = ANY(%s) "  # noqa: S608
@@ -341,11 +346,11 @@ def _events_of(app: Application[Any], aggregate_ids: Sequence[UUID]) -> list[Sto
     if isinstance(recorder, PostgresApplicationRecorder):
         table = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
         query = f"SELECT {columns} FROM {table} WHERE originator_id = ANY(%s) "  # noqa: S608 - own table
-        params: tuple[Any, ...] = ([UUID(str(i)) for i in aggregate_ids],)
+        params: tuple[Any, ...] = ([as_uuid(i) for i in aggregate_ids],)
     else:
         marks = ", ".join("?" for _ in aggregate_ids)
         query = f"SELECT {columns} FROM {recorder.events_table_name} WHERE originator_id IN ({marks}) "  # noqa: S608
-        params = tuple(UUID(str(i)).hex for i in aggregate_ids)  # SQLite stores ids as hex text
+        params = tuple(as_uuid(i).hex for i in aggregate_ids)  # SQLite stores ids as hex text
     query += "ORDER BY originator_id, originator_version"
     with recorder.datastore.transaction(commit=False) as cursor:
         cursor.execute(query, params)

@@ -23,6 +23,7 @@ from engine.domain.screening.products import Catalogue
 from engine.domain.shared.errors import LeadNotFoundError
 from engine.eventstore import Mapper, ProcessRecorder
 from engine.eventstore.saving import (
+    as_uuid,
     claimed,
     current_aggregates,
     forget_cache,
@@ -137,7 +138,7 @@ class LeadsBase(StoreApplication):
 
     def current(self, lead_ids: Iterable[UUID]) -> dict[UUID, Lead]:
         """Leads as committed now, for a batch (one version query; only changed leads are read)."""
-        return current_aggregates(self, {UUID(str(i)) for i in lead_ids})
+        return current_aggregates(self, {as_uuid(i) for i in lead_ids})
 
     def fresh_lead(self, lead_id: UUID) -> Lead:
         """The lead as committed now, read from the store whatever this process cached."""
