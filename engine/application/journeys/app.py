@@ -213,6 +213,8 @@ class Journeys(LiveVersions, StoreApplication):
         """Enter the lead into ``live`` if ``trigger`` and its rules say so; the refusal if not
         (the caller records them together)."""
         journey = live.journey
+        if trigger != live.trigger:
+            return None  # not this journey's entry trigger: nothing to decide or record
         key = key if journey.entry.key else ""
         admission = history.admission(journey.id, key, journey.entry.reentry, journey.entry.cooldown, at)
         entries = self._entries(batch, journey.id) if journey.entry.cap is not None else None

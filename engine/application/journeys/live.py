@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.utils import get_topic
 
+from engine.domain.journeys.interpreter import entry_trigger
 from engine.domain.journeys.journey import Journey
 from engine.domain.journeys.parsing import parse_journey
 from engine.domain.journeys.publication import PublishedJourney, published_journey_id
@@ -31,6 +33,11 @@ class LiveJourney:
     journey: Journey
     status: str = JourneyStatus.LIVE
     publication: PublishedJourney | None = None
+
+    @cached_property
+    def trigger(self) -> str:
+        """The one trigger that can enter a lead into this journey."""
+        return entry_trigger(self.journey)
 
 
 class LiveVersions:

@@ -78,20 +78,25 @@ def journey_facts(journey_id: str, facts: dict[str, Any]) -> dict[str, Any]:
     return {**facts, **own} if own else facts
 
 
-def check_entry(journey: Journey, trigger: str, facts: dict[str, Any]) -> EntryVerdict:
-    """Decide entry on the journey's own terms for a trigger: lead_captured, stage:<s>,
+def entry_trigger(journey: Journey) -> str:
+    """The one trigger that can enter a lead into ``journey``: lead_captured, stage:<s>,
     segment:<s>, event:<e> or consent_requested."""
     entry = journey.entry
-    facts = journey_facts(journey.id, facts)
-    expected = {
+    return {
         "lead_captured": "lead_captured",
         "stage_reached": f"stage:{entry.stage.value if entry.stage else ''}",
         "segment_entered": f"segment:{entry.segment}",
         "lifecycle_event": f"event:{entry.event}",
         "consent_requested": "consent_requested",
     }[entry.on]
-    if trigger != expected:
+
+
+def check_entry(journey: Journey, trigger: str, facts: dict[str, Any]) -> EntryVerdict:
+    """Decide entry on the journey's own terms for a trigger (see ``entry_trigger``)."""
+    if trigger != entry_trigger(journey):
         return EntryVerdict(Entry.NOT_TRIGGERED, "not an entry trigger")
+    entry = journey.entry
+    facts = journey_facts(journey.id, facts)
     if not evaluate(entry.when, facts):
         return EntryVerdict(Entry.REFUSED, "entry filter did not match")
     missing = [f for f in entry.requires if f not in facts]
