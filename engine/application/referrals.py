@@ -165,7 +165,9 @@ class Referrals(StoreApplication):
         if page is None:
             return None
         batch = Batch(self)
-        events = decode_page(leads.mapper, page.notes)
+        # Sealed fields shut: what referrals read of a lead event (its source, times, loans) is
+        # never personal; the person's details for the fraud checks come from the lead itself.
+        events = decode_page(leads.mapper, page.notes, personal=False)
         batch.look_for([code_id(self.code_of(e.originator_id)) for e in events if isinstance(e, Lead.Captured)])
         for event in events:
             self._react(event, leads, batch)

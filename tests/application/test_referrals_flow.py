@@ -336,3 +336,22 @@ def test_new_leads_get_their_codes_without_a_read_each(
     engine.leads.capture_leads([referred(9, code, email="friend@example.com")])
     engine.run()
     assert [row["code"] for row in ledger(engine).values()] == [code]
+
+
+def test_referrals_read_lead_events_with_their_personal_fields_shut(
+    engine: Engine, store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing referrals read of a lead event is personal (the source, times, loans): their pages
+    are decoded with sealed fields shut, so the person's details never reach them that way; a
+    friend's code in the source is still attributed."""
+    referrals = engine.referrals
+    assert referrals is not None
+    [owner] = engine.leads.capture_leads([young_pro(1)])
+    opened = count_calls(monkeypatch, engine.leads.mapper, "to_domain_event")
+    referrals.process_lead_events(engine.leads)
+    code = referrals.code_of(owner.lead_id)  # type: ignore[arg-type]
+    engine.leads.capture_leads([referred(9, code, email="friend@example.com")])
+    referrals.process_lead_events(engine.leads)
+    assert opened == []
+    engine.run()
+    assert [row["code"] for row in ledger(engine).values()] == [code]
