@@ -115,6 +115,7 @@ def next_owned_page(
     lead_of: Callable[[Any], UUID] | None = None,
     before: datetime | None = None,
     tracked_as: str | None = None,
+    personal: bool = True,
 ) -> OwnedPage | None:
     """The next page of ``upstream``'s log for the partitions in ``parts``; None at the end.
 
@@ -123,6 +124,8 @@ def next_owned_page(
     ends at the first event that happened after it (a run up to a moment leaves later events,
     such as leads captured after it, for a later run); None when that is the first. The
     follower's positions are kept under ``tracked_as`` (default: the upstream's name).
+    ``personal`` False: the events' sealed fields stay shut (placeholders in their place), for a
+    follower that reads nothing personal from them.
     """
     name = tracked_as or upstream.name
     positions = owned_positions(follower, name, parts)
@@ -137,11 +140,11 @@ def next_owned_page(
     notes = [n for n in scanned if n.topic in wanted]
     if lead_of is None:  # the originator's partition: the others' notifications are not decoded
         notes = [n for n in notes if n.id > positions.get(parts.of(UUID(str(n.originator_id))), n.id)]
-        pairs = list(zip(notes, decode_page(upstream.mapper, notes), strict=True))
+        pairs = list(zip(notes, decode_page(upstream.mapper, notes, personal), strict=True))
     else:
         pairs = [
             (n, e)
-            for n, e in zip(notes, decode_page(upstream.mapper, notes), strict=True)
+            for n, e in zip(notes, decode_page(upstream.mapper, notes, personal), strict=True)
             if n.id > positions.get(parts.of(lead_of(e)), n.id)
         ]
     last = scanned[-1].id

@@ -246,3 +246,29 @@ def test_outbox_files_carry_the_send_time_by_the_engines_clock(
     for path in emails(tmp_path / "outbox"):
         date = parsedate_to_datetime(str(message_from_bytes(path.read_bytes(), policy=policy.default)["Date"]))
         assert START <= date <= clock.now(), path
+
+
+def test_the_journeys_read_lead_events_with_their_personal_fields_shut(
+    store: str, make_engine: MakeEngine, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journeys take a lead event's triggers, times and ids from the event and the person's
+    facts from the lead: the event's sealed fields stay shut (no key opened for them), and a
+    capture, its first segments and an application still enrol, welcome and end as before."""
+    engine = make_engine()
+    lead = young_pro()
+    [captured] = engine.leads.capture_leads([lead])
+    opened = count_calls(monkeypatch, engine.leads.mapper, "to_domain_event")
+    engine.journeys.process_lead_events(engine.leads, engine.parts)
+    engine.leads.record_lifecycle(
+        [
+            lifecycle(
+                "application_submitted", lead, clock.now(), application_id="A1", loan_type="consumer", amount="80000"
+            )
+        ]
+    )
+    engine.journeys.process_lead_events(engine.leads, engine.parts)
+    assert opened == []
+    engine.run(until=clock.now() + timedelta(days=2))
+    doc = lead_timeline(engine, captured.lead_id)  # type: ignore[arg-type]
+    entered = {e["journey_id"]: e["status"] for e in doc["enrolments"]}
+    assert entered["young-professionals"] == "exited: goal_reached"

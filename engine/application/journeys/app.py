@@ -142,7 +142,9 @@ class Journeys(LiveVersions, StoreApplication):
         )
 
     def _react_page(self, leads: Leads, parts: Partitions, batch_size: int, before: datetime | None) -> int | None:
-        page = next_owned_page(self.recorder, leads, LEAD_TOPICS, parts, batch_size, before=before)
+        # Sealed fields shut: the journeys read a lead event for its triggers, times and ids; the
+        # person's facts come from the lead itself (batch.leads).
+        page = next_owned_page(self.recorder, leads, LEAD_TOPICS, parts, batch_size, before=before, personal=False)
         if page is None:
             return None
         batch = Batch(leads=leads.current(e.originator_id for e in page.events))

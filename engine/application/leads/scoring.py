@@ -26,6 +26,9 @@ from engine.eventstore.saving import (
     save_batch,
 )
 
+#: Attempts a calendar review batch gets before its tick fails (see ``review_calendar``).
+REVIEW_ATTEMPTS = 20
+
 
 class ScoringJobs(LeadsBase):
     """Scoring leads: segments, model scores, product matches, the model registry and the daily calendar review."""
@@ -211,7 +214,11 @@ class ScoringJobs(LeadsBase):
 
         for start in range(0, max(len(ids), 1), batch_size):
             batch, last = ids[start : start + batch_size], start + batch_size >= len(ids)
-            changed += retry_conflicts(self, partial(one_batch, batch, last), self._forget_cache)
+            # Its leads are every partition's: while the workers that own them are busy, one of
+            # a thousand is often written between this batch's read and its write. Each attempt
+            # reads again, so more attempts are what it takes (a live topology's review failed
+            # its tick after five conflicts in a row).
+            changed += retry_conflicts(self, partial(one_batch, batch, last), self._forget_cache, REVIEW_ATTEMPTS)
         return changed
 
     def _review_record(self) -> CalendarReview:
