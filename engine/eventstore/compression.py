@@ -94,13 +94,12 @@ class StoredStateCompressor:
         self._local = threading.local()
 
     def _compressor(self) -> zstandard.ZstdCompressor:
-        try:
-            return self._local.compressor  # type: ignore[no-any-return]
-        except AttributeError:
-            self._local.compressor = zstandard.ZstdCompressor(
+        c: zstandard.ZstdCompressor | None = getattr(self._local, "compressor", None)
+        if c is None:
+            c = self._local.compressor = zstandard.ZstdCompressor(
                 level=LEVEL, dict_data=self._current, write_checksum=False, write_content_size=True, write_dict_id=True
             )
-            return self._local.compressor  # type: ignore[no-any-return]
+        return c
 
     def _decompressor(self, dictid: int) -> zstandard.ZstdDecompressor:
         found: dict[int, zstandard.ZstdDecompressor] = self._local.__dict__.setdefault("decompressors", {})

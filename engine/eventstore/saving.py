@@ -250,26 +250,29 @@ def as_uuid(value: Any) -> UUID:
     return value if isinstance(value, UUID) else UUID(str(value))
 
 
+def _of_ids(recorder: Any, columns: str, aggregate_ids: Collection[Any], tail: str) -> tuple[str, tuple[Any, ...]]:
+    """A query of ``columns`` over the stored events of ``aggregate_ids`` (then ``tail``) and its
+    parameters, in the recorder's dialect."""
+    if isinstance(recorder, PostgresApplicationRecorder):
+        table = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
+        query = f"SELECT {columns} FROM {table} WHERE originator_id = ANY(%s) {tail}"  # noqa: S608 - own table
+        return query, ([as_uuid(i) for i in aggregate_ids],)
+    marks = ", ".join("?" for _ in aggregate_ids)
+    query = f"SELECT {columns} FROM {recorder.events_table_name} WHERE originator_id IN ({marks}) {tail}"  # noqa: S608
+    return query, tuple(as_uuid(i).hex for i in aggregate_ids)  # SQLite stores ids as hex text
+
+
 def latest_versions(app: Application[Any], aggregate_ids: Collection[UUID]) -> dict[UUID, int]:
     """The version each aggregate has in the store now, in one query (the check that proves a
     cached aggregate current; an id with no events is absent)."""
     if not aggregate_ids:
         return {}
     recorder: Any = app.recorder
-    ids = sorted({as_uuid(i).hex for i in aggregate_ids})  # SQLite stores ids as hex text
-    if isinstance(recorder, PostgresApplicationRecorder):
-        table = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
-        query = f"SELECT originator_id, MAX(originator_version) AS v FROM {table} WHERE originator_id = ANY(%s) "  # noqa: S608
-        query += "GROUP BY originator_id"
-        params: tuple[Any, ...] = ([UUID(i) for i in ids],)
-    else:
-        marks = ", ".join("?" for _ in ids)
-        query = f"SELECT originator_id, MAX(originator_version) AS v FROM {recorder.events_table_name} "  # noqa: S608
-        query += f"WHERE originator_id IN ({marks}) GROUP BY originator_id"
-        params = tuple(ids)
+    ids = sorted({as_uuid(i) for i in aggregate_ids})
+    query, params = _of_ids(recorder, "originator_id, MAX(originator_version) AS v", ids, "GROUP BY originator_id")
     with recorder.datastore.transaction(commit=False) as cursor:
         cursor.execute(query, params)
-        return {UUID(str(row["originator_id"])): int(row["v"]) for row in cursor.fetchall()}
+        return {as_uuid(row["originator_id"]): int(row["v"]) for row in cursor.fetchall()}
 
 
 def current_aggregates(app: Application[Any], aggregate_ids: Collection[UUID]) -> dict[UUID, Any]:
@@ -294,11 +297,7 @@ def current_aggregates(app: Application[Any], aggregate_ids: Collection[UUID]) -
             found[aggregate_id] = (
                 app.repository.get(aggregate_id) if app.repository.fastforward else fresh_get(app, aggregate_id)
             )
-    read = read_aggregates(app, uncached)
-    if cache is not None:
-        for aggregate_id, aggregate in read.items():
-            cache.put(aggregate_id, aggregate)
-    found.update(read)
+    found.update(_read_into_cache(app, uncached))
     return found
 
 
@@ -315,8 +314,17 @@ def warm_cache(app: Application[Any], aggregate_ids: Iterable[UUID]) -> None:
             cache.get(aggregate_id)
         except KeyError:
             wanted.append(aggregate_id)
-    for aggregate_id, aggregate in read_aggregates(app, wanted).items():
-        cache.put(aggregate_id, aggregate)
+    _read_into_cache(app, wanted)
+
+
+def _read_into_cache(app: Application[Any], aggregate_ids: Collection[UUID]) -> dict[UUID, Any]:
+    """``read_aggregates``, each one read also put into ``app``'s aggregate cache."""
+    read = read_aggregates(app, aggregate_ids)
+    cache = app.repository.cache
+    if cache is not None:
+        for aggregate_id, aggregate in read.items():
+            cache.put(aggregate_id, aggregate)
+    return read
 
 
 def read_aggregates(app: Application[Any], aggregate_ids: Collection[UUID]) -> dict[UUID, Any]:
@@ -343,19 +351,11 @@ def _events_of(app: Application[Any], aggregate_ids: Sequence[UUID]) -> list[Sto
         return []
     recorder: Any = app.recorder
     columns = "originator_id, originator_version, topic, state"
-    if isinstance(recorder, PostgresApplicationRecorder):
-        table = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
-        query = f"SELECT {columns} FROM {table} WHERE originator_id = ANY(%s) "  # noqa: S608 - own table
-        params: tuple[Any, ...] = ([as_uuid(i) for i in aggregate_ids],)
-    else:
-        marks = ", ".join("?" for _ in aggregate_ids)
-        query = f"SELECT {columns} FROM {recorder.events_table_name} WHERE originator_id IN ({marks}) "  # noqa: S608
-        params = tuple(as_uuid(i).hex for i in aggregate_ids)  # SQLite stores ids as hex text
-    query += "ORDER BY originator_id, originator_version"
+    query, params = _of_ids(recorder, columns, aggregate_ids, "ORDER BY originator_id, originator_version")
     with recorder.datastore.transaction(commit=False) as cursor:
         cursor.execute(query, params)
         return [
-            StoredEvent(UUID(str(row["originator_id"])), row["originator_version"], row["topic"], bytes(row["state"]))
+            StoredEvent(as_uuid(row["originator_id"]), row["originator_version"], row["topic"], bytes(row["state"]))
             for row in cursor.fetchall()
         ]
 
