@@ -45,6 +45,7 @@ from engine.application.leads.commands import LeadRef
 from engine.application.reports import funnel_report, referrals_report
 from engine.application.screening import models
 from engine.bootstrap import bootstrap, init_database, load_journey_definitions, referral_key, renderer_for
+from engine.bootstrap.helper import with_helper
 from engine.bootstrap.importing import import_costs
 from engine.domain.delivery.tracking import tracking_key
 from engine.domain.leads.identity import lead_id_for
@@ -230,6 +231,23 @@ def _plain_progress(console: Console, quiet: bool, done: int, days: int) -> None
         console.print(f"simulated day {done} of {days}", highlight=False)
 
 
+def _leads_by_day(
+    s: Settings, leads: list[dict[str, Any]], start: datetime, tz: ZoneInfo
+) -> tuple[dict[int, list[Any]], list[str]]:
+    """Each valid row's capture command by the simulated day it arrives on, and the refused rows
+    (the bad rows a real file has among them) with their line and problem."""
+    by_day: dict[int, list[Any]] = defaultdict(list)
+    refused: list[str] = []
+    for line, row in enumerate([*leads, *bad_rows()], 2):
+        try:
+            cmd = LeadRow.model_validate(row).to_command(s.default_phone_region, tz, f"leads.csv:{line}")
+        except (ValidationError, RowError) as problem:
+            refused.append(f"leads.csv:{line}: {problem}".splitlines()[0])
+            continue
+        by_day[((cmd.captured_at or start) - start).days].append(cmd)
+    return by_day, refused
+
+
 def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console: Console) -> dict[str, Any]:
     """Simulate ``days`` days: capture each day's leads and events, then run the engine to midnight."""
     tz = ZoneInfo(s.timezone)
@@ -239,22 +257,15 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
     clock = VirtualClock(start)
     init_database(s)  # set-up is explicit: tables, then the bundled journeys' first versions
     definitions = load_journey_definitions(s)
-    engine = bootstrap(s, clock, definitions=definitions)
+    # Both cores (HUOKE_CORES): a helper process works most lead partitions; it ends with the
+    # engine (closed below, or with this process).
+    engine = with_helper(bootstrap(s, clock, definitions=definitions), s, clock)
     costs = import_costs(s, folder / "costs.csv", "demo", clock)  # finance's file of what marketing cost
     publish_new(engine, definitions.journeys, renderer_for(s).fingerprint(), "demo")
     # The credit scorecard learns from the lender's back book before the first lead arrives,
     # so every lead is pre-screened as it is captured.
     trained = [models.train(engine, "credit", read_csv(book, "bad", "funded_at", ["loan_id"]), "demo", False)]
-    by_day_leads: dict[int, list[Any]] = defaultdict(list)
-    refused: list[str] = []
-    for line, row in enumerate([*leads, *bad_rows()], 2):
-        try:
-            cmd = LeadRow.model_validate(row).to_command(s.default_phone_region, tz, f"leads.csv:{line}")
-        except (ValidationError, RowError) as problem:
-            refused.append(f"leads.csv:{line}: {problem}".splitlines()[0])
-            continue
-        day = ((cmd.captured_at or start) - start).days
-        by_day_leads[day].append(cmd)
+    by_day_leads, refused = _leads_by_day(s, leads, start, tz)
     by_day_events: dict[int, list[Any]] = defaultdict(list)
     for line, fact in enumerate(events, 1):
         record = LifecycleRow.model_validate(fact.row).to_command(s.default_phone_region, tz, f"events.jsonl:{line}")
@@ -304,7 +315,7 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
     engine.refresh_views()
     emails, sms = _sent_counts(s, engine)
     example = next((r for r in leads if r["source_channel"] == "car_dealer" and r.get("email")), leads[0])
-    return {
+    doc = {
         "schema": "huoke.demo/1",
         "leads": n,
         "days": days,
@@ -331,6 +342,8 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
         "example_lead": f"{example['source_channel']}:{example['external_id']}",
         "seconds": round(time.perf_counter() - started, 2),
     }
+    engine.close()
+    return doc
 
 
 #: The journey whose random holdout the demo learns persuadability from.

@@ -179,7 +179,15 @@ class Settings(BaseSettings):
         8,
         ge=1,
         le=256,
-        description="lead partitions workers share on PostgreSQL (fixed by `huoke db init`; SQLite uses 1)",
+        description="lead partitions the processes share (workers on PostgreSQL, an embedded run and its "
+        "helper on SQLite); fixed by `huoke db init` for a new store",
+    )
+    cores: int = Field(
+        2,
+        ge=1,
+        le=2,
+        description="processes an embedded run (`huoke demo`, `huoke run` on SQLite) uses: with 2, a helper "
+        "process works most of the lead partitions on the second core while the first keeps the views",
     )
     worker_advances_views: bool = Field(
         True,

@@ -143,7 +143,7 @@ def emails(outbox: Path) -> list[Path]:
 
 def sms_in_doubt(engine: Engine, lead_id: UUID) -> Delivery:
     """The lead's first SMS, requested and marked as leaving — and then the process dies."""
-    engine.journeys.process_lead_events(engine.leads)
+    engine.journeys.process_lead_events(engine.leads, engine.parts)
     sms = next(d for d in requested_deliveries(engine) if d.lead_id == lead_id and d.channel == "sms")
     leaving = sms.requested_dispatching(engine.clock.now())  # what the dispatcher commits first
     engine.deliveries.save(leaving)

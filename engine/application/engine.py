@@ -18,7 +18,16 @@ from engine.application.journeys.desk import TaskDesk
 from engine.application.journeys.triggers import LEAD_TOPICS
 from engine.application.leads.app import Leads
 from engine.application.partitions import ALL, Partitions
-from engine.application.ports import Clock, DeliveryScheduleView, FunnelView, JourneyIndexView, ScreeningView, View
+from engine.application.ports import (
+    Clock,
+    DeliveryScheduleView,
+    DueTimer,
+    FunnelView,
+    Helper,
+    JourneyIndexView,
+    ScreeningView,
+    View,
+)
 from engine.application.projecting import catch_up_together, event_time, first_unread, next_page
 from engine.domain.journeys.desk import NO_DESK, Desk
 
@@ -35,6 +44,9 @@ VIEW_NAMES = ("index", "funnel", "schedule", "screening", "ledger")
 #: messages are still in the aggregate cache, instead of every stage reading all 100k in turn (an
 #: LRU cache smaller than the backlog would then miss on every one).
 ROUND = 2_000
+#: How long the engine waits for its helper's answer (it comes back the moment the answer is in)
+#: before it looks at the views again.
+HELPER_POLL = 0.02
 LEAD_PAGE = 500
 
 
@@ -51,6 +63,15 @@ class RunReport:
     dispatch: DispatchReport = field(default_factory=DispatchReport)
     #: The run stopped at its time budget with work left (a worker goes on without pausing).
     unfinished: bool = False
+
+    def add(self, other: RunReport) -> None:
+        """Count in what another process's part of the run did (see ``Engine.helper``)."""
+        self.lead_events += other.lead_events
+        self.timers_fired += other.timers_fired
+        self.days_reviewed += other.days_reviewed
+        self.requested += other.requested
+        self.task_updates += other.task_updates
+        self.dispatch.add(other.dispatch)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -90,6 +111,13 @@ class Engine:
     parts: Partitions = ALL
     #: The views this process advances (each view has one writer); readers own none.
     views_owned: frozenset[str] = frozenset(VIEW_NAMES)
+    #: Embedded on two cores: a second process owning the partitions this one does not, working
+    #: each step of the run with this one (this process keeps the views, the calendar review and
+    #: the loop's decisions: when the clock moves, and to what).
+    helper: Helper | None = None
+    #: Whether this process routes and escalates its agent tasks (a helper leaves its tasks to
+    #: the engine process, which keeps the index the desk decides on).
+    works_desk: bool = True
     #: The scheduled model monitoring the daily review runs (``screening.models.monitor``).
     monitor_models: Callable[[Engine], Any] | None = None
     #: Lead events a settle pass's round takes up, in pages of ``lead_page`` (see ``ROUND``).
@@ -118,15 +146,19 @@ class Engine:
         self._deadline = None if budget is None else monotonic() + budget
         self._horizon = until
         self.journeys.refresh_live()
-        self._settle(report)
+        if self.helper is not None:
+            self.helper.begin("start", self._deadline, until)
+            self.helper.finish()
+        self._settle_all(report)
+        everything = self._run_parts
         desk_moves = True  # False once a due deadline moved nothing: the rest of the run skips them
         while not self._out_of_time():
             horizon = until or self.clock.now()
             paused = self.journeys.paused_journeys()
             # The next timer only: most passes of this loop move to something else first.
-            timers = self.index.due(horizon, limit=1, exclude=paused, parts=self.parts)
-            held = self.schedule.next_due(self.parts)
-            overdue = self.index.next_task_deadline(self.desk.escalating_slas, self.parts) if desk_moves else None
+            timers = self.index.due(horizon, limit=1, exclude=paused, parts=everything)
+            held = self.schedule.next_due(everything)
+            overdue = self.index.next_task_deadline(self.desk.escalating_slas, everything) if desk_moves else None
             review = self._next_review()
             if review[1] <= horizon and self.reviews_calendar:
                 first_other = min(
@@ -136,7 +168,7 @@ class Engine:
                     # Local midnight comes first: calendar-driven segments change before the day's work.
                     self._move_clock_to(review[1])
                     self._review_day(review[0], report)
-                    self._settle(report)
+                    self._settle_all(report)
                     continue
             if overdue is not None and overdue <= horizon:
                 first_other = min([t for t in (held, timers[0].due_at if timers else None) if t], default=None)
@@ -144,13 +176,13 @@ class Engine:
                     # A task runs out of its service level first: with those soon after it, up to
                     # whatever else comes first.
                     until_ = min(t for t in (overdue + ESCALATION_SPAN, first_other, horizon) if t is not None)
-                    last = self.index.last_task_deadline(self.desk.escalating_slas, until_, self.parts)
+                    last = self.index.last_task_deadline(self.desk.escalating_slas, until_, everything)
                     self._move_clock_to(max(overdue, last or overdue))
-                    desk_moves = self._settle(report)
+                    desk_moves = self._settle_all(report)
                     continue
             if held is not None and held <= horizon and (not timers or held < timers[0].due_at):
                 self._move_clock_to(held)  # held deliveries come due before the next timer
-                if not self._settle(report) and not self._reads_own_schedule:
+                if not self._settle_all(report) and not self._reads_own_schedule:
                     break  # the view lags behind another process's work: look again next tick
                 continue
             if not timers:
@@ -159,16 +191,64 @@ class Engine:
             # sent within an hour of its time (quiet hours and staleness see the right clock),
             # and ends where a held delivery comes due.
             last = min(t for t in (horizon, timers[0].due_at + BATCH_SPAN, held) if t is not None)
-            timers = self.index.due(last, limit=timer_batch, exclude=paused, parts=self.parts) or timers
-            self._move_clock_to(timers[-1].due_at)
-            fired = self.journeys.fire_timers(timers, self.leads)
+            fired = self._fire_all(last, timer_batch, paused)
             report.timers_fired += fired
-            if not self._settle(report) and not fired and not self._reads_own_schedule:
+            if not self._settle_all(report) and not fired and not self._reads_own_schedule:
                 break
         if until is not None:
             self._move_clock_to(until)
         report.unfinished = self._out_of_time()
         return report
+
+    @property
+    def _run_parts(self) -> Partitions:
+        """The partitions the loop decides for: its own, and with a helper every one."""
+        return self.parts if self.helper is None else Partitions.every(self.parts.count)
+
+    def _fire_all(self, last: datetime, limit: int, paused: Sequence[str]) -> int:
+        """Fire the earliest timers due by ``last`` (up to ``limit`` in each process); the clock
+        moves to the last one fired. Returns how many fired."""
+        if self.helper is not None:
+            self.helper.begin("fire", last, limit, paused)
+        timers = self.index.due(last, limit=limit, exclude=paused, parts=self.parts)
+        fired = self._fire(timers)
+        if self.helper is not None:
+            helper_fired, helper_now = self.helper.finish()
+            fired += helper_fired
+            self._move_clock_to(max(self.clock.now(), helper_now))
+        return fired
+
+    def _fire(self, timers: Sequence[DueTimer]) -> int:
+        if not timers:
+            return 0
+        self._move_clock_to(timers[-1].due_at)
+        return self.journeys.fire_timers(timers, self.leads)
+
+    def _settle_all(self, report: RunReport) -> bool:
+        """``_settle`` here and in the helper at once, again until neither moves (what one did
+        can give the other work: the views this process keeps feed the helper's desk)."""
+        if self.helper is None:
+            return self._settle(report)
+        any_moved = False
+        while True:
+            self.helper.begin("settle", self.clock.now())
+            moved = self._settle(report)
+            self._while_helper_works()
+            helper_moved, helper_report = self.helper.finish()
+            report.add(helper_report)
+            if not moved and not helper_moved:
+                return any_moved
+            any_moved = True
+            if self._out_of_time():
+                return any_moved
+
+    def _while_helper_works(self) -> None:
+        """Keep the views up with what the helper records until it has done its step: the
+        loop decides on them once it has, so what is left then is its last few events."""
+        helper = self.helper
+        while helper is not None and not helper.ready():
+            if not self.refresh_views():
+                helper.ready(HELPER_POLL)
 
     def _next_review(self) -> tuple[date, datetime]:
         """The next day to review and when (local midnight; now for a first, overdue review)."""
@@ -205,13 +285,13 @@ class Engine:
     @property
     def reviews_calendar(self) -> bool:
         """The daily calendar review is one process's job: the owner of partition 0."""
-        return 0 in self.parts.owned
+        return 0 in self.parts.owned or self.helper is not None
 
     def _settle(self, report: RunReport) -> bool:
         """React to new lead events and send what was requested, until nothing moves; True if
         anything did."""
         any_moved = False
-        desk = -1  # the desk looks once per settle, then again only after something moved
+        desk = -1 if self.works_desk else 0  # the desk looks once per settle, then after a move
         while not self._out_of_time():
             parts, stop, heads = self.parts, self._out_of_time, _Heads()
             follow = functools.partial(self._follow, heads, parts, stop)
@@ -236,8 +316,8 @@ class Engine:
             requested = d.requested
             effects = follow(self.leads.apply_delivery_effects, self.deliveries, self._lead_of_send)
             self.refresh_views()
-            if not cut and (desk != 0 or moved or requested or d.moved or effects):  # once a backlog is through
-                desk = self.task_desk.work(parts, self.clock.now())
+            if self.works_desk and not cut and (desk != 0 or moved or requested or d.moved or effects):
+                desk = self.task_desk.work(self._run_parts, self.clock.now())  # once a backlog is through
                 report.task_updates += desk
             if not moved and not requested and not d.moved and not effects and not desk:
                 return any_moved
@@ -319,7 +399,7 @@ class Engine:
         from engine.application.delivery.base import REQUESTED_TOPICS
         from engine.application.leads.base import EFFECT_TOPICS, UPDATE_TOPICS
 
-        candidates = [t for t in (self.schedule.next_due(self.parts), self.index.next_due(self.parts)) if t]
+        candidates = [t for t in (self.schedule.next_due(self._run_parts), self.index.next_due(self._run_parts)) if t]
         followers: list[tuple[Any, Any, list[str], str]] = [
             (self.leads, self.journeys, LEAD_TOPICS, self.leads.name),
             (self.journeys, self.deliveries, REQUESTED_TOPICS, REQUESTS_TRACKED_AS),
@@ -327,13 +407,16 @@ class Engine:
             (self.deliveries, self.leads, EFFECT_TOPICS, self.deliveries.name),
         ]
         for upstream, follower, topics, tracked_as in followers:
-            moment = _first_unprocessed(upstream, first_unread(follower.recorder, tracked_as, self.parts), topics)
+            moment = _first_unprocessed(upstream, first_unread(follower.recorder, tracked_as, self._run_parts), topics)
             if moment is not None:
                 candidates.append(moment)
         return min(candidates, default=None)
 
     def close(self) -> None:
-        """Release database connections."""
+        """Release database connections (and stop the helper)."""
+        if self.helper is not None:
+            self.helper.close()
+            self.helper = None
         for app in (self.leads, self.journeys, self.deliveries, self.referrals):
             if app is not None:
                 app.close()
@@ -355,11 +438,11 @@ class Engine:
         lag behind the work of another process, and the loop must not wait on them)."""
         return {"index", "schedule"} <= self.views_owned
 
-    def refresh_views(self) -> None:
+    def refresh_views(self) -> bool:
         """Advance the views this process writes to the end of their logs. Each log's head is
         read once; a view is caught up only from the logs that moved since it last was, or after
         it was reset (a view moves only forward, and only under its writer's lease, so nothing is
-        skipped)."""
+        skipped). True if any view had a log to read."""
         heads = _Heads()
         behind: dict[str, list[tuple[str, View, Sequence[str]]]] = {}
         for name, view in self.views.items():
@@ -373,6 +456,7 @@ class Engine:
             catch_up_together([(view, topics) for _, view, topics in followers], upstream)
             for name, view, _ in followers:
                 self._caught_up[(name, log)] = (heads.of(upstream), view.resets)
+        return bool(behind)
 
     def rebuild_views(self, names: Iterable[str]) -> None:
         """Forget the named views and rebuild them from the logs; this process becomes the

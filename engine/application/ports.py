@@ -214,6 +214,22 @@ class View(Protocol):
     def close(self) -> None: ...
 
 
+class Helper(Protocol):
+    """A second process of an embedded engine: it owns the lead partitions this one does not and
+    works them step by step with this one (each step begun here, then finished together), so the
+    engine's Python runs on two cores against the one store."""
+
+    parts: Partitions
+
+    def begin(self, step: str, *args: Any) -> None: ...
+
+    def ready(self, timeout: float = 0.0) -> bool: ...
+
+    def finish(self) -> Any: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class DueTimer:
     """A wait that falls due: the schedule row the timer view keeps."""

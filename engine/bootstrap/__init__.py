@@ -82,6 +82,10 @@ def init_database(settings: Settings) -> int:
     once) and fix the partition count; returns it."""
     meta = meta_for(settings)
     with init_lock(meta.pg, settings.data_dir) as conn:
+        # A new store is made with HUOKE_PARTITIONS partitions; a SQLite store made before SQLite
+        # stores had partitions keeps its one (its followers' positions are kept under that).
+        fresh = meta.pg is not None or not (settings.data_dir / "leads.db").exists()
+        count = int(meta.get("partitions") or (settings.partitions if fresh else 1))
         meta.create(conn)
         with contextlib.suppress(FileExistsError):  # another process wrote it first
             _ensure_master_key(settings)
@@ -105,7 +109,6 @@ def init_database(settings: Settings) -> int:
                 deliveries.migrate_contacts()
                 meta.put_default(CONTACTS_CLAIMED, "yes", conn)
             if meta.get(REQUESTS_HANDED_OVER) is None:  # requests are taken up from the journeys now
-                count = int(meta.get("partitions") or (settings.partitions if meta.pg is not None else 1))
                 deliveries.hand_over_requests(Journeys.name, count)
                 meta.put_default(REQUESTS_HANDED_OVER, "yes", conn)
         finally:
@@ -131,7 +134,6 @@ def init_database(settings: Settings) -> int:
             leads.close()
         for name in VIEWS:
             _view(settings, name, env[name]).datastore.close()
-        count = settings.partitions if meta.pg is not None else 1
         partitions = int(meta.put_default("partitions", str(count), conn))
     if meta.pg is None:  # stores made before files were private become private too
         settings.data_dir.chmod(0o700)

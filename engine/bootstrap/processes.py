@@ -41,7 +41,8 @@ class Lease:
             self._apply(self.pg.rebalance())
 
     def _apply(self, gained: bool) -> None:
-        owned, views = (self.pg.owned, self.pg.views) if self.pg is not None else ({0}, set(VIEW_NAMES))
+        every = range(self.engine.parts.count)
+        owned, views = (self.pg.owned, self.pg.views) if self.pg is not None else (every, VIEW_NAMES)
         self.engine.parts = Partitions(self.engine.parts.count, frozenset(owned))
         self.engine.views_owned = frozenset(views)
         if gained:  # another worker may have written these partitions' aggregates meanwhile

@@ -16,6 +16,7 @@ from typing import Any
 from engine.adapters.clock import AcceleratedClock, SystemClock, VirtualClock
 from engine.application.engine import VIEW_NAMES, Engine
 from engine.application.journeys.validation import Definitions
+from engine.bootstrap.helper import with_helper
 from engine.bootstrap.processes import Lease
 from engine.bootstrap.stores import meta_for, store_env, vault_for
 from engine.domain.leads.segments import SegmentRules
@@ -234,10 +235,11 @@ def run_once(s: Settings, engine: Engine, until: datetime | None) -> dict[str, A
             start = max((t for t in (pending, reached) if t is not None), default=None)
             if start is not None:
                 engine.clock.rewind_to(start)  # type: ignore[attr-defined]  # the virtual clock
+            with_helper(engine, s, engine.clock)  # both cores (HUOKE_CORES), on the clock as it starts
             report = engine.run(until=until)
             meta_for(s).reach(until)
         else:
-            report = engine.run()
+            report = with_helper(engine, s, engine.clock).run()
         return report.as_dict()
     finally:
         lease.close()

@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -21,6 +22,7 @@ from eventsourcing.sqlite import (
     SQLiteCursor,
     SQLiteFactory,
     SQLiteProcessRecorder,
+    SQLiteTransaction,
 )
 from psycopg import Cursor
 from psycopg import sql as psql
@@ -52,6 +54,25 @@ CACHED_STATEMENTS = 256
 WAL_AUTOCHECKPOINT = 10_000
 
 
+class _WritingTransaction(SQLiteTransaction):
+    """A transaction that writes takes the store's write lock first (``BEGIN IMMEDIATE``). With
+    a deferred ``BEGIN``, a transaction that reads before it writes cannot get the lock when
+    another process (an embedded engine's helper, an import) committed since its read began:
+    SQLite refuses it at once (busy snapshot) instead of waiting for the lock."""
+
+    def __enter__(self) -> SQLiteCursor:
+        cursor = self.connection.cursor()
+        cursor.execute("BEGIN IMMEDIATE" if self.commit else "BEGIN")
+        return cursor
+
+
+class TunedSQLiteConnection(SQLiteConnection):
+    @contextmanager
+    def transaction(self, *, commit: bool) -> Iterator[SQLiteCursor]:
+        with _WritingTransaction(self, commit=commit) as curs, curs:
+            yield curs
+
+
 class TunedSQLiteConnectionPool(SQLiteConnectionPool):
     """Connection pool whose connections keep their prepared statements and whose file
     connections use WAL with synchronous=NORMAL and fewer checkpoints (eventsourcing's own
@@ -78,7 +99,7 @@ class TunedSQLiteConnectionPool(SQLiteConnectionPool):
             c.execute("PRAGMA synchronous=NORMAL")
             c.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
         c.row_factory = sqlite3.Row
-        return SQLiteConnection(sqlite_conn=c, max_age=self.max_age)
+        return TunedSQLiteConnection(sqlite_conn=c, max_age=self.max_age)
 
 
 #: Where a store keeps its claims: the events table's name with this suffix.

@@ -228,7 +228,7 @@ def test_a_message_that_left_just_before_a_crash_is_reconciled_with_its_recipien
     run finds it there and records it sent, to the lead's number, without sending it again."""
     engine = make_engine()
     [outcome] = engine.leads.capture_leads([young_pro()])
-    engine.journeys.process_lead_events(engine.leads)
+    engine.journeys.process_lead_events(engine.leads, engine.parts)
     sms = next(d for d in requested_deliveries(engine) if d.channel == "sms").requested_dispatching(clock.now())
     engine.deliveries.save(sms)
     outbox = tmp_path / "outbox"

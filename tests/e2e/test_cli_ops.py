@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,7 +30,18 @@ def test_commands_ask_for_db_init_first(bare: Path) -> None:
     assert result.exit_code == 1 and "run `huoke db init` first" in result.stderr
     first = json.loads(runner.invoke(app, ["db", "init", "--json"]).stdout)
     again = json.loads(runner.invoke(app, ["db", "init", "--json"]).stdout)
-    assert first == again and first["partitions"] == 1  # idempotent; SQLite has one partition
+    # idempotent; a new SQLite store has HUOKE_PARTITIONS partitions (an embedded run and its helper share them)
+    assert first == again and first["partitions"] == 8
+
+
+def test_a_sqlite_store_made_before_sqlite_partitions_keeps_its_one(bare: Path) -> None:
+    """Its followers' positions are kept under the logs' own names: eight partitions would read
+    every log again from the start."""
+    assert runner.invoke(app, ["db", "init"]).exit_code == 0
+    with sqlite3.connect(bare / "data" / "huoke.db") as c:  # as such a store's set-up left it
+        c.execute("DELETE FROM huoke_meta WHERE key = 'partitions'")
+    again = json.loads(runner.invoke(app, ["db", "init", "--json"]).stdout)
+    assert again["partitions"] == 1
 
 
 def test_the_first_publish_can_be_a_dry_run_and_previews_publish_nothing(bare: Path) -> None:
