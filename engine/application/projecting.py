@@ -103,7 +103,14 @@ class OwnedPage:
 
 
 def owned_positions(follower: TrackingRecorder, upstream: str, parts: Partitions) -> dict[int, int]:
-    return {p: follower.max_tracking_id(parts.tracking_name(upstream, p)) or 0 for p in sorted(parts.owned)}
+    """Where each owned partition stands in ``upstream``'s log (0: nothing read yet); one query
+    for them all where the follower's recorder reads several names at once."""
+    names = {p: parts.tracking_name(upstream, p) for p in sorted(parts.owned)}
+    many = getattr(follower, "max_tracking_ids", None)
+    if many is None or len(names) == 1:
+        return {p: follower.max_tracking_id(name) or 0 for p, name in names.items()}
+    known = many(list(names.values()))
+    return {p: known.get(name, 0) for p, name in names.items()}
 
 
 def next_owned_page(

@@ -161,6 +161,18 @@ class ManyTrackingSQLiteProcessRecorder(SQLiteProcessRecorder):
                 rows.extend(c.fetchall())
         return rows
 
+    def max_tracking_ids(self, names: Sequence[str]) -> dict[str, int]:
+        """The position recorded under each of ``names`` (a follower's, one per lead partition),
+        in one statement; a name with none is left out."""
+        marks = ",".join("?" * len(names))
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(  # eventsourcing's tracking table; the names are parameters
+                "SELECT application_name, MAX(notification_id) FROM tracking "  # noqa: S608
+                f"WHERE application_name IN ({marks}) GROUP BY application_name",
+                list(names),
+            )
+            return {row[0]: int(row[1]) for row in c.fetchall() if row[1] is not None}
+
     def add_claims(self, claims: Sequence[Claim]) -> int:
         """Claim each name not yet claimed (a store's migration; idempotent); how many were new."""
         with self.datastore.transaction(commit=True) as c:
@@ -249,6 +261,17 @@ class ManyTrackingPostgresProcessRecorder(PostgresProcessRecorder):
     def select_claims(self, names: Collection[str]) -> dict[str, str]:
         """The value claimed under each of ``names`` that is claimed (one statement)."""
         return {claim.name: claim.value for claim in self._select("name", names)}
+
+    def max_tracking_ids(self, names: Sequence[str]) -> dict[str, int]:
+        """The position recorded under each of ``names`` (see the SQLite recorder), one statement."""
+        query = psql.SQL(
+            "SELECT application_name, MAX(notification_id) FROM {schema}.{table} "
+            "WHERE application_name = ANY(%s) GROUP BY application_name"
+        ).format(schema=psql.Identifier(self.datastore.schema), table=psql.Identifier(self.tracking_table_name))
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(query, (list(names),), prepare=True)
+            rows = curs.fetchall()
+        return {row["application_name"]: int(row["max"]) for row in rows if row["max"] is not None}
 
     def select_owned_claims(self, owners: Collection[str]) -> list[Claim]:
         """The claims of each of ``owners``, in the order of their names (one statement)."""

@@ -9,10 +9,12 @@ from pathlib import Path
 from uuid import uuid4
 
 import pytest
+from eventsourcing.persistence import Tracking
 
 from engine.adapters.clock import VirtualClock
 from engine.application.delivery.base import REQUESTED_TOPICS
-from engine.application.projecting import next_owned_page
+from engine.application.partitions import Partitions
+from engine.application.projecting import next_owned_page, owned_positions
 from engine.domain.delivery.delivery import Delivery
 from engine.eventstore.saving import save_batch
 from tests.conftest import START, MakeEngine
@@ -73,3 +75,17 @@ def test_requests_an_older_huoke_recorded_but_did_not_dispatch_go_out_after_db_i
     assert sent == requested > 6  # every request, once (some arms of the split send nothing)
     engine.run(until=clock.now() + timedelta(minutes=30))
     assert len(emails(tmp_path / "outbox")) + len(sms_lines(tmp_path / "outbox")) == len(requested_deliveries(engine))
+
+
+def test_a_followers_partition_positions_are_read_in_one_query(
+    store: str, make_engine: MakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every page a follower reads starts from its partitions' positions: one query for all of
+    them (eight partitions were eight read transactions a page)."""
+    engine = make_engine()
+    recorder = engine.deliveries.recorder
+    recorder.insert_events([], trackings=[Tracking("Journeys#0", 5), Tracking("Journeys#2", 9)])
+    one_by_one = {p: recorder.max_tracking_id(f"Journeys#{p}") or 0 for p in range(4)}
+    monkeypatch.setattr(recorder, "max_tracking_id", None)  # not asked per partition
+    assert owned_positions(recorder, "Journeys", Partitions.every(4)) == one_by_one == {0: 5, 1: 0, 2: 9, 3: 0}
+    assert owned_positions(recorder, "Journeys", Partitions(4, frozenset({1, 2}))) == {1: 0, 2: 9}
