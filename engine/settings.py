@@ -189,6 +189,12 @@ class Settings(BaseSettings):
         description="processes an embedded run (`huoke demo`, `huoke run` on SQLite) uses: with 2, a helper "
         "process works most of the lead partitions on the second core while the first keeps the views",
     )
+    helper_from: int = Field(
+        1000,
+        ge=0,
+        description="with HUOKE_CORES=2, a run lends the helper its partitions when at least this many lead events "
+        "and due timers wait; smaller runs stay in one process (a step's round trip costs more than it saves)",
+    )
     worker_advances_views: bool = Field(
         True,
         description="workers keep the views current (set false when `huoke projections run` does, distributed mode)",

@@ -68,6 +68,9 @@ class OutboxSmsChannel:
         self.path = outbox / "sms.jsonl"
         self._sent: set[str] = set()
         self._drop_torn_tail()
+        self._read_sent()
+
+    def _read_sent(self) -> None:
         if self.path.exists():
             with self.path.open(encoding="utf-8") as f:
                 for line in f:
@@ -86,6 +89,10 @@ class OutboxSmsChannel:
                 f.truncate(data.rfind(b"\n") + 1)
 
     def already_sent(self, send_id: UUID) -> str | None:
+        """Where the SMS left, if it did; the file is read again for one not known here (another
+        process of this store, an embedded run's helper, may have appended it)."""
+        if str(send_id) not in self._sent:
+            self._read_sent()
         return f"{self.path}#{send_id}" if str(send_id) in self._sent else None
 
     def send_batch(self, messages: list[OutgoingMessage], progress: Progress) -> None:

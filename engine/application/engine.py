@@ -30,6 +30,7 @@ from engine.application.ports import (
 )
 from engine.application.projecting import catch_up_together, event_time, first_unread, next_page
 from engine.domain.journeys.desk import NO_DESK, Desk
+from engine.eventstore.saving import forget_cache
 
 BATCH_SPAN = timedelta(hours=1)
 #: Tasks whose service levels run out within this of the first are escalated together, at the
@@ -111,10 +112,13 @@ class Engine:
     parts: Partitions = ALL
     #: The views this process advances (each view has one writer); readers own none.
     views_owned: frozenset[str] = frozenset(VIEW_NAMES)
-    #: Embedded on two cores: a second process owning the partitions this one does not, working
-    #: each step of the run with this one (this process keeps the views, the calendar review and
-    #: the loop's decisions: when the clock moves, and to what).
+    #: Embedded on two cores: a second process this one lends most of its partitions to for a
+    #: run with enough waiting work, working each step of the run with it (this process keeps
+    #: the views, the desk, the calendar review and the loop's decisions: when the clock moves,
+    #: and to what). See ``engine.bootstrap.helper``.
     helper: Helper | None = None
+    #: The waiting work (lead events and due timers) from which a run lends the helper its share.
+    helper_from: int = 1000
     #: Whether this process routes and escalates its agent tasks (a helper leaves its tasks to
     #: the engine process, which keeps the index the desk decides on).
     works_desk: bool = True
@@ -128,6 +132,15 @@ class Engine:
     _horizon: datetime | None = None
     _task_desk: TaskDesk | None = None
     _last_reviewed: date | None = None
+    #: Each log's head (by name) when this process's last settle found nothing to do.
+    _quiet_heads: dict[str, int] = field(default_factory=dict, repr=False)
+    #: The helper's quiet heads and the horizon it settled to (None: it moved at its last step,
+    #: or has not settled yet): while they stand, and nothing of its comes due, it has no work.
+    _helper_quiet: tuple[dict[str, int], datetime | None] | None = field(default=None, repr=False)
+    #: Runs begun (the helper reads the journeys' live versions afresh at each).
+    _runs: int = 0
+    #: The partitions this process owns while the helper has its share (None: not lent).
+    _lent: Partitions | None = field(default=None, repr=False)
     _review_known: bool = False
     #: (view, log) → the log's head (and the view's resets) when this process last brought the
     #: view to its end: a view whose logs did not move since is not asked where it stands.
@@ -146,9 +159,13 @@ class Engine:
         self._deadline = None if budget is None else monotonic() + budget
         self._horizon = until
         self.journeys.refresh_live()
-        if self.helper is not None:
-            self.helper.begin("start", self._deadline, until)
-            self.helper.finish()
+        self._lend_if_worth_it(until)
+        try:
+            return self._run(report, until, timer_batch)
+        finally:
+            self._take_back()
+
+    def _run(self, report: RunReport, until: datetime | None, timer_batch: int) -> RunReport:
         self._settle_all(report)
         everything = self._run_parts
         desk_moves = True  # False once a due deadline moved nothing: the rest of the run skips them
@@ -178,11 +195,11 @@ class Engine:
                     until_ = min(t for t in (overdue + ESCALATION_SPAN, first_other, horizon) if t is not None)
                     last = self.index.last_task_deadline(self.desk.escalating_slas, until_, everything)
                     self._move_clock_to(max(overdue, last or overdue))
-                    desk_moves = self._settle_all(report)
+                    desk_moves = self._settle_all(report)[1]
                     continue
             if held is not None and held <= horizon and (not timers or held < timers[0].due_at):
                 self._move_clock_to(held)  # held deliveries come due before the next timer
-                if not self._settle_all(report) and not self._reads_own_schedule:
+                if not self._settle_all(report)[1] and not self._reads_own_schedule:
                     break  # the view lags behind another process's work: look again next tick
                 continue
             if not timers:
@@ -191,9 +208,9 @@ class Engine:
             # sent within an hour of its time (quiet hours and staleness see the right clock),
             # and ends where a held delivery comes due.
             last = min(t for t in (horizon, timers[0].due_at + BATCH_SPAN, held) if t is not None)
-            fired = self._fire_all(last, timer_batch, paused)
+            fired, moved = self._settle_all(report, fire=(last, timer_batch, paused))
             report.timers_fired += fired
-            if not self._settle_all(report) and not fired and not self._reads_own_schedule:
+            if not moved and not fired and not self._reads_own_schedule:
                 break
         if until is not None:
             self._move_clock_to(until)
@@ -202,45 +219,104 @@ class Engine:
 
     @property
     def _run_parts(self) -> Partitions:
-        """The partitions the loop decides for: its own, and with a helper every one."""
-        return self.parts if self.helper is None else Partitions.every(self.parts.count)
+        """The partitions the loop decides for: its own, with the helper's share while lent."""
+        return self.parts if self._lent is None else Partitions.every(self.parts.count)
 
-    def _fire_all(self, last: datetime, limit: int, paused: Sequence[str]) -> int:
-        """Fire the earliest timers due by ``last`` (up to ``limit`` in each process); the clock
-        moves to the last one fired. Returns how many fired."""
-        if self.helper is not None:
-            self.helper.begin("fire", last, limit, paused)
-        timers = self.index.due(last, limit=limit, exclude=paused, parts=self.parts)
-        fired = self._fire(timers)
-        if self.helper is not None:
-            helper_fired, helper_now = self.helper.finish()
-            fired += helper_fired
-            self._move_clock_to(max(self.clock.now(), helper_now))
-        return fired
+    def _lend_if_worth_it(self, until: datetime | None) -> None:
+        """Lend the helper its share of the partitions for this run if at least ``helper_from``
+        lead events and due timers wait: for less, a step's round trip between the processes
+        costs more than the second core saves. This process drops its cached enrolments and
+        messages when it takes them back (the helper changed those of its share)."""
+        helper = self.helper
+        if helper is None or self._out_of_time():
+            return
+        horizon = until or self.clock.now()
+        read = first_unread(self.journeys.recorder, self.leads.name, self.parts) or 0
+        waiting = (self.leads.recorder.max_notification_id() or 0) - read
+        if waiting < self.helper_from:
+            waiting += len(self.index.due(horizon, limit=self.helper_from - waiting, parts=self.parts))
+        if waiting < self.helper_from:
+            return
+        self._lent = self.parts
+        self.parts = Partitions(self.parts.count, self.parts.owned - helper.parts.owned)
+        self._runs += 1
+        self._helper_quiet = None  # the helper looks at its partitions at least once
+
+    def _take_back(self) -> None:
+        if self._lent is None:
+            return
+        self.parts, self._lent = self._lent, None
+        self.journeys.forget_cached_state()
+        forget_cache(self.deliveries)
+        if self.referrals is not None:
+            forget_cache(self.referrals)
 
     def _fire(self, timers: Sequence[DueTimer]) -> int:
+        """Fire ``timers`` (this process's), the clock at the last one's due time."""
         if not timers:
             return 0
         self._move_clock_to(timers[-1].due_at)
         return self.journeys.fire_timers(timers, self.leads)
 
-    def _settle_all(self, report: RunReport) -> bool:
-        """``_settle`` here and in the helper at once, again until neither moves (what one did
-        can give the other work: the views this process keeps feed the helper's desk)."""
-        if self.helper is None:
-            return self._settle(report)
+    def _settle_all(
+        self, report: RunReport, fire: tuple[datetime, int, Sequence[str]] | None = None
+    ) -> tuple[int, bool]:
+        """Fire the earliest timers due by ``fire``'s moment (up to its limit, excluding its paused
+        journeys; each process its own, the clock at the last it fired), then ``_settle``, here
+        and in the helper at once. Returns the timers fired and whether anything moved.
+
+        The helper settles until its partitions are quiet, so it is given another round only
+        when this process moved (what it did may concern the helper's leads); this process
+        settles again after any move (the views it keeps feed the desk)."""
+        fired = 0
+        helper_works = self._helper_begins(fire)
+        if fire is not None:
+            last, limit, paused = fire
+            fired = self._fire(self.index.due(last, limit=limit, exclude=paused, parts=self.parts))
         any_moved = False
         while True:
-            self.helper.begin("settle", self.clock.now())
             moved = self._settle(report)
-            self._while_helper_works()
-            helper_moved, helper_report = self.helper.finish()
-            report.add(helper_report)
-            if not moved and not helper_moved:
-                return any_moved
+            helper_moved = False
+            if helper_works and self.helper is not None:
+                self._while_helper_works()
+                helper_fired, helper_moved, helper_report, helper_now, quiet = self.helper.finish()
+                fired += helper_fired
+                report.add(helper_report)
+                self._move_clock_to(helper_now)
+                self._helper_quiet = None if helper_moved else (quiet, self._horizon)
+            if self._lent is None or (not moved and not helper_moved) or self._out_of_time():
+                return fired, any_moved or moved or helper_moved
             any_moved = True
-            if self._out_of_time():
-                return any_moved
+            helper_works = moved and self._helper_begins(None)
+
+    def _helper_begins(self, fire: tuple[datetime, int, Sequence[str]] | None) -> bool:
+        """Begin the helper's step (fire, then settle; or settle) unless it has nothing to do:
+        no log it follows moved since it last found its partitions quiet, the run's horizon is
+        the same, and none of its timers or held messages is due. True if it was begun."""
+        helper = self.helper
+        if helper is None or self._lent is None:
+            return False
+        now = self.clock.now()
+        quiet = self._helper_quiet
+        if (
+            quiet is not None
+            and quiet[1] == self._horizon
+            and all(self._log(name).recorder.max_notification_id() == head for name, head in quiet[0].items())
+            and not self.schedule.due(now, limit=1, parts=helper.parts)
+            and not (fire and self.index.due(fire[0], limit=1, exclude=fire[2], parts=helper.parts))
+        ):
+            return False
+        run = (self._runs, self._deadline, self._horizon)
+        if fire is not None:
+            helper.begin("fire", run, now, *fire)
+        else:
+            helper.begin("settle", run, now)
+        return True
+
+    def _log(self, name: str) -> Any:
+        """The log (an application) by its name."""
+        logs = (self.leads, self.journeys, self.deliveries, self.referrals)
+        return next(app for app in logs if app is not None and app.name == name)
 
     def _while_helper_works(self) -> None:
         """Keep the views up with what the helper records until it has done its step: the
@@ -285,7 +361,7 @@ class Engine:
     @property
     def reviews_calendar(self) -> bool:
         """The daily calendar review is one process's job: the owner of partition 0."""
-        return 0 in self.parts.owned or self.helper is not None
+        return 0 in self.parts.owned
 
     def _settle(self, report: RunReport) -> bool:
         """React to new lead events and send what was requested, until nothing moves; True if
@@ -320,6 +396,7 @@ class Engine:
                 desk = self.task_desk.work(self._run_parts, self.clock.now())  # once a backlog is through
                 report.task_updates += desk
             if not moved and not requested and not d.moved and not effects and not desk:
+                self._quiet_heads = heads.heads
                 return any_moved
             any_moved = True
         return any_moved

@@ -1,20 +1,23 @@
-"""An embedded engine on both cores: a helper process that owns most of the lead partitions.
+"""An embedded engine on both cores: a helper process that a big run lends most partitions to.
 
 An embedded engine is one Python process, so it used one core. With a helper (``HUOKE_CORES=2``,
-the default), the engine process keeps a quarter of the partitions, the views, the agent desk, the
-calendar review and the loop's decisions (when the clock moves and to what); the helper process
-owns the other partitions and works each step of the loop with it: its leads' lead events,
-their journeys' timers, their messages and the messages' effects. Both write to the same SQLite
-files: SQLite takes one writer at a time, and every write transaction asks for the lock first
-(``BEGIN IMMEDIATE``, see ``engine.eventstore.recorders``). No two processes ever write the same
-lead's enrolments, deliveries or contact history (``engine.application.partitions``).
+the default), a run that finds ``HUOKE_HELPER_FROM`` lead events and due timers waiting lends the
+helper ``HELPER_SHARE`` of the lead partitions; the engine process keeps the rest, the views, the
+agent desk, the calendar review and the loop's decisions (when the clock moves and to what). The
+helper works each step of the loop with it: its leads' lead events, their journeys' timers,
+their messages and the messages' effects. Both write to the same SQLite files: SQLite takes one
+writer at a time, and every write transaction asks for the lock first (``BEGIN IMMEDIATE``, see
+``engine.eventstore.recorders``). No two processes ever write the same lead's enrolments,
+deliveries or contact history (``engine.application.partitions``); whichever process takes the
+partitions up next reads their enrolments and messages afresh.
 
 A step is begun in the helper, done here, then finished together, so a run is the same run with
 or without a helper: one clock (the helper's is moved to this one's at every step), one loop,
 each partition's own position in each log. While the helper works, this process keeps the views
-up with what it records. If the helper dies, the run stops with an error, and what it had not
-recorded is still pending at its partitions' positions: the next run takes it up, and a message
-that left before the crash is found in the outbox and not sent again.
+up with what it records. A smaller run stays in one process: a step's round trip costs more
+than the second core saves. If the helper dies, the run stops with an error, and what it had
+not recorded is still pending at its partitions' positions: the next run takes it up, and a
+message that left before the crash is found in the outbox and not sent again.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from engine.application.engine import Engine, RunReport
 from engine.application.partitions import Partitions
 from engine.application.ports import Clock
 from engine.domain.shared.errors import HuokeError
+from engine.eventstore.saving import forget_cache
 from engine.settings import Settings
 
 #: The share of the partitions the helper owns: the engine process also keeps the views and the
@@ -50,21 +54,26 @@ class HelperProcess:
 
     def __init__(self, settings: Settings, parts: Partitions, clock: Clock) -> None:
         self.parts = parts
-        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited connections
-        self._conn, theirs = context.Pipe()
-        self._process = context.Process(
-            target=serve, args=(settings, parts, clock, theirs, os.getpid()), name="huoke-helper", daemon=True
-        )
-        self._process.start()
-        theirs.close()
+        self._settings, self._clock = settings, clock
+        self._process: Any = None  # started for the first run lent to it
         self._step = ""
         self._pending = False
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid
+    def _start(self) -> None:
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited connections
+        self._conn, theirs = context.Pipe()
+        self._process = context.Process(
+            target=serve,
+            args=(self._settings, self.parts, self._clock, theirs, os.getpid()),
+            name="huoke-helper",
+            daemon=True,
+        )
+        self._process.start()
+        theirs.close()
 
     def begin(self, step: str, *args: Any) -> None:
+        if self._process is None:
+            self._start()
         if self._pending:  # the engine's own part of the last step failed: its answer is not wanted
             self.finish()
         self._step = step
@@ -100,6 +109,8 @@ class HelperProcess:
 
     def close(self) -> None:
         """Ask the helper to close its stores and end; a helper that does not is ended."""
+        if self._process is None:
+            return
         if self._process.is_alive():
             try:
                 if self._pending:
@@ -153,37 +164,59 @@ def _die_with(parent: int) -> None:
 PR_SET_PDEATHSIG = 1
 
 
-def _start(engine: Engine, deadline: float | None, until: datetime | None) -> None:
-    """A run begins: its time budget, its horizon, the journeys live now."""
-    engine._deadline, engine._horizon = deadline, until
-    engine.journeys.refresh_live()
-
-
-def _settle(engine: Engine, now: datetime) -> tuple[bool, RunReport]:
+def _settle(
+    engine: Engine, run: tuple[int, float | None, datetime | None], now: datetime, fired: int = 0
+) -> tuple[int, bool, RunReport, datetime, dict[str, int]]:
+    """Settle this process's partitions at ``now`` in the engine's run ``run`` (its number, time
+    budget and horizon): the timers fired, whether anything moved, what was done, the clock
+    after, and each log's head when it found nothing more to do."""
+    _join(engine, run)
     engine._move_clock_to(now)
     report = RunReport()
-    return engine._settle(report), report
+    moved = engine._settle(report)
+    return fired, moved, report, engine.clock.now(), dict(engine._quiet_heads)
 
 
-def _fire(engine: Engine, last: datetime, limit: int, paused: list[str]) -> tuple[int, datetime]:
-    timers = engine.index.due(last, limit=limit, exclude=paused, parts=engine.parts)
-    return engine._fire(timers), engine.clock.now()
+def _fire(
+    engine: Engine, run: tuple[int, float | None, datetime | None], now: datetime, last: datetime, limit: int,
+    paused: list[str],
+) -> tuple[int, bool, RunReport, datetime, dict[str, int]]:  # fmt: skip
+    """From ``now``, fire this process's earliest timers due by ``last``, then settle (as
+    ``_settle``)."""
+    _join(engine, run)
+    engine._move_clock_to(now)
+    fired = engine._fire(engine.index.due(last, limit=limit, exclude=paused, parts=engine.parts))
+    return _settle(engine, run, engine.clock.now(), fired)
+
+
+def _join(engine: Engine, run: tuple[int, float | None, datetime | None]) -> None:
+    """At the first step of a run: its time budget, its horizon, the journeys live now."""
+    number, deadline, until = run
+    if number != engine._runs:
+        engine._runs, engine._deadline, engine._horizon = number, deadline, until
+        engine.journeys.refresh_live()
+        # The engine process worked these partitions between the runs it lent them.
+        engine.journeys.forget_cached_state()
+        forget_cache(engine.deliveries)
+        if engine.referrals is not None:
+            forget_cache(engine.referrals)
 
 
 #: What the helper does for each step the engine process begins.
-STEPS: dict[str, Callable[..., Any]] = {"start": _start, "settle": _settle, "fire": _fire}
+STEPS: dict[str, Callable[..., Any]] = {"settle": _settle, "fire": _fire}
 
 
 def with_helper(engine: Engine, settings: Settings, clock: Clock) -> Engine:
-    """Give an embedded engine a helper process (``HUOKE_CORES=2``) owning ``HELPER_SHARE`` of its
-    store's partitions. The engine stays one process on PostgreSQL (workers share partitions
-    there), with ``HUOKE_CORES=1``, and on a store with one partition (made before SQLite stores
-    had more). The engine must use the settings' channels: the helper builds its own from them."""
+    """Give an embedded engine a helper (``HUOKE_CORES=2``): a process started for the first run
+    with ``HUOKE_HELPER_FROM`` lead events and due timers waiting, which takes ``HELPER_SHARE`` of
+    the store's partitions for such runs. The engine stays one process on PostgreSQL (workers
+    share partitions there), with ``HUOKE_CORES=1``, and on a store with one partition (made
+    before SQLite stores had more). The engine must use the settings' channels: the helper
+    builds its own from them."""
     count = engine.parts.count
     if settings.cores < 2 or settings.postgres_env() is not None or count < 2 or engine.helper is not None:
         return engine
     taken = min(count - 1, max(1, round(count * HELPER_SHARE)))
-    helper_parts = frozenset(range(count - taken, count))
-    engine.parts = Partitions(count, frozenset(range(count)) - helper_parts)
-    engine.helper = HelperProcess(settings, Partitions(count, helper_parts), clock)
+    engine.helper = HelperProcess(settings, Partitions(count, frozenset(range(count - taken, count))), clock)
+    engine.helper_from = settings.helper_from
     return engine

@@ -1,7 +1,7 @@
-"""An embedded run on both cores (``HUOKE_CORES=2``, the default): ``huoke run`` starts a helper
-process that owns most lead partitions (``engine.bootstrap.helper``). What it sends is what one
-process sends; a helper killed mid-send loses nothing and sends nothing twice; a helper never
-outlives its engine process.
+"""An embedded run on both cores (``HUOKE_CORES=2``, the default): a ``huoke run`` with enough
+waiting work lends most lead partitions to a helper process (``engine.bootstrap.helper``). What
+it sends is what one process sends; a helper killed mid-send loses nothing and sends nothing
+twice; a helper never outlives its engine process; a small run starts none.
 
 Kills are timed by progress (messages in the outbox), not by the clock."""
 
@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from engine.bootstrap.helper import with_helper
+from tests.conftest import MakeEngine, settings_of
 from tests.e2e.test_crash_restart import UNTIL, command, env_for, huoke, outbox_count, sent_ids, write_leads
+from tests.helpers import young_pro
 
 
 def helper_of(pid: int) -> int | None:
@@ -70,7 +73,7 @@ def test_a_helper_killed_mid_send_loses_nothing_and_sends_nothing_twice(tmp_path
     assert len(expected) == len(set(expected)) > 400
 
     rng = random.Random(5)
-    env = env_for(crashed)
+    env = {**env_for(crashed), "HUOKE_HELPER_FROM": "1"}  # these 240 leads are worth a helper
     helpers_killed = 0
     for _ in range(5):
         target = outbox_count(crashed) + rng.randint(3, 40)
@@ -104,7 +107,8 @@ def test_the_helper_dies_with_its_engine_process(tmp_path: Path) -> None:
     leads = tmp_path / "leads.csv"
     write_leads(leads, 120)
     (folder,) = stores(tmp_path, leads, "store")
-    proc = subprocess.Popen(command("run", "--until", UNTIL), env=env_for(folder), stdout=subprocess.DEVNULL)
+    env = {**env_for(folder), "HUOKE_HELPER_FROM": "1"}
+    proc = subprocess.Popen(command("run", "--until", UNTIL), env=env, stdout=subprocess.DEVNULL)
     helper = None
     while proc.poll() is None and (helper is None or outbox_count(folder) < 5):
         helper = helper or helper_of(proc.pid)
@@ -116,3 +120,16 @@ def test_the_helper_dies_with_its_engine_process(tmp_path: Path) -> None:
     while alive(helper) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not alive(helper)
+
+
+def test_a_run_with_little_waiting_stays_in_one_process(make_engine: MakeEngine) -> None:
+    """Below HUOKE_HELPER_FROM waiting lead events and timers, a step's round trip between two
+    processes costs more than the second core saves: no helper is started."""
+    engine = make_engine()
+    settings = settings_of(engine)
+    with_helper(engine, settings.model_copy(update={"helper_from": 5}), engine.clock)
+    assert engine.helper is not None
+    engine.leads.capture_leads([young_pro(i) for i in range(3)])
+    report = engine.run()
+    assert report.requested and engine.helper._process is None  # type: ignore[attr-defined]
+    assert engine.parts.everything
