@@ -103,7 +103,7 @@ def bench_huoke(folder: Path, n: int, days: int = 30, cores: int = 2) -> dict[st
     clock = VirtualClock(start.astimezone(UTC))
     init_database(settings)
     definitions = load_journey_definitions(settings)
-    engine = with_helper(bootstrap(settings, clock, definitions=definitions), settings, clock)
+    engine = with_helper(bootstrap(settings, clock, definitions=definitions), settings, clock, start=True)
     publish_new(engine, definitions.journeys, renderer_for(settings).fingerprint(), "bench")
     t0 = time.perf_counter()
     commands = lead_commands(rows, tz)

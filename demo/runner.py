@@ -257,9 +257,9 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
     clock = VirtualClock(start)
     init_database(s)  # set-up is explicit: tables, then the bundled journeys' first versions
     definitions = load_journey_definitions(s)
-    # Both cores (HUOKE_CORES): a helper process works most lead partitions; it ends with the
-    # engine (closed below, or with this process).
-    engine = with_helper(bootstrap(s, clock, definitions=definitions), s, clock)
+    # Both cores (HUOKE_CORES): a helper process takes most lead partitions in runs with enough
+    # waiting work; it ends with the engine (closed below, or with this process).
+    engine = with_helper(bootstrap(s, clock, definitions=definitions), s, clock, start=True)
     costs = import_costs(s, folder / "costs.csv", "demo", clock)  # finance's file of what marketing cost
     publish_new(engine, definitions.journeys, renderer_for(s).fingerprint(), "demo")
     # The credit scorecard learns from the lender's back book before the first lead arrives,

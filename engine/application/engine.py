@@ -141,6 +141,11 @@ class Engine:
     _runs: int = 0
     #: The partitions this process owns while the helper has its share (None: not lent).
     _lent: Partitions | None = field(default=None, repr=False)
+    #: What this process holds of the helper's share may be stale: the helper worked it since.
+    _share_stale: bool = field(default=False, repr=False)
+    #: Runs this process worked every partition in (the helper's cache of its share is stale
+    #: once there has been one since its last run).
+    _runs_alone: int = field(default=0, repr=False)
     _review_known: bool = False
     #: (view, log) → the log's head (and the view's resets) when this process last brought the
     #: view to its end: a view whose logs did not move since is not asked where it stands.
@@ -236,6 +241,10 @@ class Engine:
         if waiting < self.helper_from:
             waiting += len(self.index.due(horizon, limit=self.helper_from - waiting, parts=self.parts))
         if waiting < self.helper_from:
+            if self._share_stale:  # the helper changed its share's enrolments and messages
+                self._forget_cached()
+                self._share_stale = False
+            self._runs_alone += 1
             return
         self._lent = self.parts
         self.parts = Partitions(self.parts.count, self.parts.owned - helper.parts.owned)
@@ -243,9 +252,15 @@ class Engine:
         self._helper_quiet = None  # the helper looks at its partitions at least once
 
     def _take_back(self) -> None:
+        """The run is over: this process owns every partition again (and reads the helper's
+        share afresh before it next works it alone)."""
         if self._lent is None:
             return
-        self.parts, self._lent = self._lent, None
+        self.parts, self._lent, self._share_stale = self._lent, None, True
+
+    def _forget_cached(self) -> None:
+        """Drop the cached enrolments, tasks, messages and referrals (leads are brought up to
+        date at every use)."""
         self.journeys.forget_cached_state()
         forget_cache(self.deliveries)
         if self.referrals is not None:
@@ -306,7 +321,7 @@ class Engine:
             and not (fire and self.index.due(fire[0], limit=1, exclude=fire[2], parts=helper.parts))
         ):
             return False
-        run = (self._runs, self._deadline, self._horizon)
+        run = (self._runs, self._runs_alone, self._deadline, self._horizon)
         if fire is not None:
             helper.begin("fire", run, now, *fire)
         else:

@@ -36,7 +36,6 @@ from engine.application.engine import Engine, RunReport
 from engine.application.partitions import Partitions
 from engine.application.ports import Clock
 from engine.domain.shared.errors import HuokeError
-from engine.eventstore.saving import forget_cache
 from engine.settings import Settings
 
 #: The share of the partitions the helper owns: the engine process also keeps the views and the
@@ -55,9 +54,15 @@ class HelperProcess:
     def __init__(self, settings: Settings, parts: Partitions, clock: Clock) -> None:
         self.parts = parts
         self._settings, self._clock = settings, clock
-        self._process: Any = None  # started for the first run lent to it
+        self._process: Any = None  # started now (``start``) or for the first run lent to it
         self._step = ""
         self._pending = False
+        self._used = False
+
+    def start(self) -> None:
+        """Start the helper process now, so it is ready (about a second) when a run needs it."""
+        if self._process is None:
+            self._start()
 
     def _start(self) -> None:
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited connections
@@ -74,6 +79,7 @@ class HelperProcess:
     def begin(self, step: str, *args: Any) -> None:
         if self._process is None:
             self._start()
+        self._used = True
         if self._pending:  # the engine's own part of the last step failed: its answer is not wanted
             self.finish()
         self._step = step
@@ -111,7 +117,10 @@ class HelperProcess:
         """Ask the helper to close its stores and end; a helper that does not is ended."""
         if self._process is None:
             return
-        if self._process.is_alive():
+        if not self._used:  # started, never given work: nothing to finish or close cleanly
+            self._process.terminate()
+            self._process.join(timeout=5)
+        elif self._process.is_alive():
             try:
                 if self._pending:
                     self._conn.recv()
@@ -164,8 +173,13 @@ def _die_with(parent: int) -> None:
 PR_SET_PDEATHSIG = 1
 
 
+#: A run as the engine process gives it: its number, the runs it worked alone so far, its time
+#: budget's deadline and its horizon.
+Run = tuple[int, int, float | None, datetime | None]
+
+
 def _settle(
-    engine: Engine, run: tuple[int, float | None, datetime | None], now: datetime, fired: int = 0
+    engine: Engine, run: Run, now: datetime, fired: int = 0
 ) -> tuple[int, bool, RunReport, datetime, dict[str, int]]:
     """Settle this process's partitions at ``now`` in the engine's run ``run`` (its number, time
     budget and horizon): the timers fired, whether anything moved, what was done, the clock
@@ -178,7 +192,7 @@ def _settle(
 
 
 def _fire(
-    engine: Engine, run: tuple[int, float | None, datetime | None], now: datetime, last: datetime, limit: int,
+    engine: Engine, run: Run, now: datetime, last: datetime, limit: int,
     paused: list[str],
 ) -> tuple[int, bool, RunReport, datetime, dict[str, int]]:  # fmt: skip
     """From ``now``, fire this process's earliest timers due by ``last``, then settle (as
@@ -189,34 +203,36 @@ def _fire(
     return _settle(engine, run, engine.clock.now(), fired)
 
 
-def _join(engine: Engine, run: tuple[int, float | None, datetime | None]) -> None:
-    """At the first step of a run: its time budget, its horizon, the journeys live now."""
-    number, deadline, until = run
+def _join(engine: Engine, run: Run) -> None:
+    """At the first step of a run: its time budget, its horizon, the journeys live now; what
+    the helper holds is dropped if the engine process worked its partitions alone since."""
+    number, alone, deadline, until = run
     if number != engine._runs:
         engine._runs, engine._deadline, engine._horizon = number, deadline, until
         engine.journeys.refresh_live()
-        # The engine process worked these partitions between the runs it lent them.
-        engine.journeys.forget_cached_state()
-        forget_cache(engine.deliveries)
-        if engine.referrals is not None:
-            forget_cache(engine.referrals)
+        if alone != engine._runs_alone:
+            engine._runs_alone = alone
+            engine._forget_cached()
 
 
 #: What the helper does for each step the engine process begins.
 STEPS: dict[str, Callable[..., Any]] = {"settle": _settle, "fire": _fire}
 
 
-def with_helper(engine: Engine, settings: Settings, clock: Clock) -> Engine:
+def with_helper(engine: Engine, settings: Settings, clock: Clock, start: bool = False) -> Engine:
     """Give an embedded engine a helper (``HUOKE_CORES=2``): a process started for the first run
     with ``HUOKE_HELPER_FROM`` lead events and due timers waiting, which takes ``HELPER_SHARE`` of
     the store's partitions for such runs. The engine stays one process on PostgreSQL (workers
     share partitions there), with ``HUOKE_CORES=1``, and on a store with one partition (made
     before SQLite stores had more). The engine must use the settings' channels: the helper
-    builds its own from them."""
+    builds its own from them. ``start``: start the process now (a caller about to run a big
+    backlog: it starts while the caller captures, instead of when the first run waits for it)."""
     count = engine.parts.count
     if settings.cores < 2 or settings.postgres_env() is not None or count < 2 or engine.helper is not None:
         return engine
     taken = min(count - 1, max(1, round(count * HELPER_SHARE)))
-    engine.helper = HelperProcess(settings, Partitions(count, frozenset(range(count - taken, count))), clock)
-    engine.helper_from = settings.helper_from
+    helper = HelperProcess(settings, Partitions(count, frozenset(range(count - taken, count))), clock)
+    if start:
+        helper.start()
+    engine.helper, engine.helper_from = helper, settings.helper_from
     return engine
