@@ -230,8 +230,8 @@ class Engine:
     def _lend_if_worth_it(self, until: datetime | None) -> None:
         """Lend the helper its share of the partitions for this run if at least ``helper_from``
         lead events and due timers wait: for less, a step's round trip between the processes
-        costs more than the second core saves. This process drops its cached enrolments and
-        messages when it takes them back (the helper changed those of its share)."""
+        costs more than the second core saves. Before a run it works alone after lending, this
+        process drops its cached enrolments and messages (the helper changed its share's)."""
         helper = self.helper
         if helper is None or self._out_of_time():
             return
