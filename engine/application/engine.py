@@ -117,8 +117,6 @@ class Engine:
     #: the views, the desk, the calendar review and the loop's decisions: when the clock moves,
     #: and to what). See ``engine.bootstrap.helper``.
     helper: Helper | None = None
-    #: The waiting work (lead events and due timers) from which a run lends the helper its share.
-    helper_from: int = 1000
     #: Whether this process routes and escalates its agent tasks (a helper leaves its tasks to
     #: the engine process, which keeps the index the desk decides on).
     works_desk: bool = True
@@ -137,7 +135,7 @@ class Engine:
     #: The helper's quiet heads and the horizon it settled to (None: it moved at its last step,
     #: or has not settled yet): while they stand, and nothing of its comes due, it has no work.
     _helper_quiet: tuple[dict[str, int], datetime | None] | None = field(default=None, repr=False)
-    #: Runs begun (the helper reads the journeys' live versions afresh at each).
+    #: Runs lent to the helper (it takes each one's budget, horizon and live journeys afresh).
     _runs: int = 0
     #: The partitions this process owns while the helper has its share (None: not lent).
     _lent: Partitions | None = field(default=None, repr=False)
@@ -228,8 +226,8 @@ class Engine:
         return self.parts if self._lent is None else Partitions.every(self.parts.count)
 
     def _lend_if_worth_it(self, until: datetime | None) -> None:
-        """Lend the helper its share of the partitions for this run if at least ``helper_from``
-        lead events and due timers wait: for less, a step's round trip between the processes
+        """Lend the helper its share of the partitions for this run if at least its
+        ``lends_from`` lead events and due timers wait: for less, a step's round trip between the processes
         costs more than the second core saves. Before a run it works alone after lending, this
         process drops its cached enrolments and messages (the helper changed its share's)."""
         helper = self.helper
@@ -238,9 +236,9 @@ class Engine:
         horizon = until or self.clock.now()
         read = first_unread(self.journeys.recorder, self.leads.name, self.parts) or 0
         waiting = (self.leads.recorder.max_notification_id() or 0) - read
-        if waiting < self.helper_from:
-            waiting += len(self.index.due(horizon, limit=self.helper_from - waiting, parts=self.parts))
-        if waiting < self.helper_from:
+        if waiting < helper.lends_from:
+            waiting += len(self.index.due(horizon, limit=helper.lends_from - waiting, parts=self.parts))
+        if waiting < helper.lends_from:
             if self._share_stale:  # the helper changed its share's enrolments and messages
                 self._forget_cached()
                 self._share_stale = False
@@ -311,12 +309,11 @@ class Engine:
         helper = self.helper
         if helper is None or self._lent is None:
             return False
-        now = self.clock.now()
-        quiet = self._helper_quiet
+        now, quiet, heads = self.clock.now(), self._helper_quiet, _Heads()
         if (
             quiet is not None
             and quiet[1] == self._horizon
-            and all(self._log(name).recorder.max_notification_id() == head for name, head in quiet[0].items())
+            and all(heads.of(self._log(name)) == head for name, head in quiet[0].items())
             and not self.schedule.due(now, limit=1, parts=helper.parts)
             and not (fire and self.index.due(fire[0], limit=1, exclude=fire[2], parts=helper.parts))
         ):

@@ -220,6 +220,8 @@ class Helper(Protocol):
     engine's Python runs on two cores against the one store."""
 
     parts: Partitions
+    #: The waiting work (lead events and due timers) from which a run lends it ``parts``.
+    lends_from: int
 
     def begin(self, step: str, *args: Any) -> None: ...
 

@@ -52,7 +52,7 @@ class HelperProcess:
     """The engine's side of the helper: starts it, gives it a step, takes its answer."""
 
     def __init__(self, settings: Settings, parts: Partitions, clock: Clock) -> None:
-        self.parts = parts
+        self.parts, self.lends_from = parts, settings.helper_from
         self._settings, self._clock = settings, clock
         self._process: Any = None  # started now (``start``) or for the first run lent to it
         self._step = ""
@@ -234,5 +234,5 @@ def with_helper(engine: Engine, settings: Settings, clock: Clock, start: bool = 
     helper = HelperProcess(settings, Partitions(count, frozenset(range(count - taken, count))), clock)
     if start:
         helper.start()
-    engine.helper, engine.helper_from = helper, settings.helper_from
+    engine.helper = helper
     return engine

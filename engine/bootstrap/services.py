@@ -228,6 +228,7 @@ def run_once(s: Settings, engine: Engine, until: datetime | None) -> dict[str, A
     where the work starts and never before where the store already stands), on the partitions
     no running worker owns."""
     lease = Lease(s, engine, one_off=True)
+    with_helper(engine, s, engine.clock)  # both cores (HUOKE_CORES); it starts on the clock as the run does
     try:
         if until is not None:
             engine.refresh_views()
@@ -235,11 +236,10 @@ def run_once(s: Settings, engine: Engine, until: datetime | None) -> dict[str, A
             start = max((t for t in (pending, reached) if t is not None), default=None)
             if start is not None:
                 engine.clock.rewind_to(start)  # type: ignore[attr-defined]  # the virtual clock
-            with_helper(engine, s, engine.clock)  # both cores (HUOKE_CORES), on the clock as it starts
             report = engine.run(until=until)
             meta_for(s).reach(until)
         else:
-            report = with_helper(engine, s, engine.clock).run()
+            report = engine.run()
         return report.as_dict()
     finally:
         lease.close()
