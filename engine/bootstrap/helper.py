@@ -36,6 +36,7 @@ from engine.application.engine import Engine, RunReport
 from engine.application.partitions import Partitions
 from engine.application.ports import Clock
 from engine.domain.shared.errors import HuokeError
+from engine.eventstore.saving import cache_share
 from engine.settings import Settings
 
 #: The share of the partitions the helper owns: the engine process also keeps the views and the
@@ -137,12 +138,8 @@ class HelperProcess:
 def serve(settings: Settings, parts: Partitions, clock: Clock, conn: Any, parent: int) -> None:
     """The helper process: an engine owning ``parts``, no view and no desk, doing the steps it is
     given until it is told to close (or the engine process goes away)."""
-    from engine.bootstrap import bootstrap
-
     _die_with(parent)
-
-    engine = bootstrap(settings, clock)
-    engine.parts, engine.views_owned, engine.works_desk = parts, frozenset(), False
+    engine = helper_engine(settings, parts, clock)
     try:
         while True:
             try:
@@ -158,6 +155,16 @@ def serve(settings: Settings, parts: Partitions, clock: Clock, conn: Any, parent
             conn.send(answer)
     finally:
         engine.close()
+
+
+def helper_engine(settings: Settings, parts: Partitions, clock: Clock) -> Engine:
+    """The helper's engine: it owns ``parts`` and caches their leads, with no view and no desk."""
+    from engine.bootstrap import bootstrap
+
+    engine = bootstrap(settings, clock)
+    engine.parts, engine.views_owned, engine.works_desk = parts, frozenset(), False
+    cache_share(engine.leads, parts.owns)
+    return engine
 
 
 def _die_with(parent: int) -> None:
@@ -232,6 +239,9 @@ def with_helper(engine: Engine, settings: Settings, clock: Clock, start: bool = 
         return engine
     taken = min(count - 1, max(1, round(count * HELPER_SHARE)))
     helper = HelperProcess(settings, Partitions(count, frozenset(range(count - taken, count))), clock)
+    # Each lead is cached in one process: the helper caches its share, this process the rest
+    # (and a few thousand of the helper's share it last used, for its desk and review).
+    cache_share(engine.leads, Partitions(count, frozenset(range(count - taken))).owns)
     if start:
         helper.start()
     engine.helper = helper

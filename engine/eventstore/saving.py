@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import Application, ProcessingEvent, Repository
+from eventsourcing.application import Application, LRUCache, ProcessingEvent, Repository
 from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent, Tracking
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import get_topic
@@ -392,10 +392,11 @@ class MutatingRepository(Repository[UUID]):
 
 def construct_repository(app: Application[Any]) -> Repository[UUID]:
     """``app``'s repository as ``Application.construct_repository`` builds it from its settings
-    (cache size, fast-forwarding, deep copies), as a ``MutatingRepository``."""
+    (cache size, fast-forwarding, deep copies), as a ``MutatingRepository``; its cache is a
+    ``ShareCache`` if the application was given its share (``cache_share``)."""
     built = Application.construct_repository(app)
     maxsize = app.env.get(app.AGGREGATE_CACHE_MAXSIZE)
-    return MutatingRepository(
+    repository = MutatingRepository(
         event_store=built.event_store,
         snapshot_store=built.snapshot_store,
         cache_maxsize=int(maxsize) if maxsize else None,
@@ -403,6 +404,43 @@ def construct_repository(app: Application[Any]) -> Repository[UUID]:
         fastforward_skipping=built.fastforward_skipping,
         deepcopy_from_cache=built.deepcopy_from_cache,
     )
+    share: Callable[[UUID], bool] | None = getattr(app, "_cache_share", None)
+    if share is not None and isinstance(repository.cache, LRUCache):
+        repository.cache = ShareCache(repository.cache.maxsize, share)
+    return repository
+
+
+#: How many aggregates outside its share a ``ShareCache`` keeps (least recently used first out).
+OTHERS_CACHED = 10_000
+
+
+class ShareCache(LRUCache[UUID, Any]):
+    """An aggregate cache for a process that shares its aggregates with another: up to
+    ``maxsize`` of its own share (``ours``), and the last ``OTHERS_CACHED`` it used of the
+    others', which the other process caches. Two processes that each cached every aggregate
+    they touched would each end up holding most of them."""
+
+    def __init__(self, maxsize: int, ours: Callable[[UUID], bool]) -> None:
+        super().__init__(maxsize)
+        self.ours = ours
+        self.others: LRUCache[UUID, Any] = LRUCache(min(maxsize, OTHERS_CACHED))
+
+    def get(self, key: UUID, *, evict: bool = False) -> Any:
+        if self.ours(key):
+            return super().get(key, evict=evict)
+        return self.others.get(key, evict=evict)
+
+    def put(self, key: UUID, value: Any) -> Any:
+        if self.ours(key):
+            return super().put(key, value)
+        return self.others.put(key, value)
+
+
+def cache_share(app: Application[Any], ours: Callable[[UUID], bool]) -> None:
+    """From now on ``app`` caches mostly ``ours`` of its aggregates (see ``ShareCache``); what it
+    held is dropped."""
+    app._cache_share = ours  # type: ignore[attr-defined]
+    forget_cache(app)
 
 
 def claimed(app: Application[Any], names: Collection[str]) -> dict[str, str]:

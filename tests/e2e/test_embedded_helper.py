@@ -14,10 +14,12 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from engine.bootstrap.helper import with_helper
+from engine.bootstrap.helper import helper_engine, with_helper
+from engine.eventstore.saving import ShareCache
 from tests.conftest import MakeEngine, settings_of
 from tests.e2e.test_crash_restart import UNTIL, command, env_for, huoke, outbox_count, sent_ids, write_leads
 from tests.helpers import young_pro
@@ -133,3 +135,33 @@ def test_a_run_with_little_waiting_stays_in_one_process(make_engine: MakeEngine)
     report = engine.run()
     assert report.requested and engine.helper._process is None  # type: ignore[attr-defined]
     assert engine.parts.everything
+
+
+def share_cache(engine: Any) -> ShareCache:
+    cache = engine.leads.repository.cache
+    assert isinstance(cache, ShareCache)
+    return cache
+
+
+def test_each_lead_is_cached_in_one_process(make_engine: MakeEngine) -> None:
+    """With a helper, the engine process caches the leads of the partitions it keeps and the
+    helper those of its share (each also keeps the last few of the other's it used): a lead
+    cached twice would double the memory a big store takes."""
+    engine = make_engine()
+    settings = settings_of(engine)
+    with_helper(engine, settings, engine.clock)
+    helper = engine.helper
+    assert helper is not None
+    theirs = helper_engine(settings, helper.parts, engine.clock)
+    try:
+        leads = engine.leads.capture_leads([young_pro(i) for i in range(40)])
+        ids = [lead.lead_id for lead in leads if lead.lead_id is not None]
+        engine.run()
+        theirs.leads.current(ids)
+        here, there = share_cache(engine), share_cache(theirs)
+        ours_here, ours_there = {i for i in ids if here.ours(i)}, {i for i in ids if there.ours(i)}
+        assert ours_here and ours_there and not ours_here & ours_there and ours_here | ours_there == set(ids)
+        assert ours_there == {i for i in ids if helper.parts.owns(i)}
+        assert set(here.cache) == ours_here and set(there.cache) == ours_there
+    finally:
+        theirs.close()

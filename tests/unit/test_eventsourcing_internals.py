@@ -65,6 +65,8 @@ REPOSITORY_SETTINGS = (
             ["self", "aggregate_id", "version", "projector_func", "fastforward_skipping", "deepcopy_from_cache"],
         ),
         (Repository, "__init__", [*REPOSITORY_SETTINGS]),
+        (LRUCache, "get", ["self", "key", "evict"]),
+        (LRUCache, "put", ["self", "key", "value"]),
     ],
 )
 def test_each_internal_method_is_there_with_the_signature_used(owner: type, name: str, parameters: list[str]) -> None:
@@ -185,6 +187,41 @@ def test_fresh_reads_bypass_the_cache_and_forgetting_drops_it(tmp_path: Path) ->
     before = app.repository
     saving.forget_cache(app)
     assert app.repository is not before
+
+
+class OwnCounters(Counters):
+    def construct_repository(self) -> Repository[Any]:
+        return saving.construct_repository(self)
+
+
+def test_a_share_cache_keeps_its_share_and_the_last_few_of_the_others(tmp_path: Path, monkeypatch: Any) -> None:
+    """A process that shares its aggregates with another (the embedded helper) caches up to its
+    cache's size of its own share and the last ``OTHERS_CACHED`` it used of the others'. Every
+    aggregate still reads as stored, and the share outlives a cache reset."""
+    monkeypatch.setattr(saving, "OTHERS_CACHED", 2)
+    app = OwnCounters(
+        env={
+            "PERSISTENCE_MODULE": recorders.SQLITE_FACTORY_TOPIC,
+            "SQLITE_DBNAME": str(tmp_path / "share.db"),
+            "AGGREGATE_CACHE_MAXSIZE": "100",
+            "AGGREGATE_CACHE_FASTFORWARD": "y",
+        }
+    )
+    counters = [Counter() for _ in range(12)]
+    for counter in counters[::2]:
+        counter.count()
+    saving.save_batch(app, counters)
+    ours = {c.id for c in counters[:6]}
+    saving.cache_share(app, ours.__contains__)
+    cache = app.repository.cache
+    assert isinstance(cache, saving.ShareCache) and not cache.cache
+    found = saving.current_aggregates(app, [c.id for c in counters])
+    assert {i: a.n for i, a in found.items()} == {c.id: c.n for c in counters}
+    assert set(cache.cache) == ours
+    assert len(cache.others.cache) == 2 and not ours & set(cache.others.cache)
+    assert [app.repository.get(c.id).n for c in counters] == [c.n for c in counters]
+    saving.forget_cache(app)
+    assert isinstance(app.repository.cache, saving.ShareCache) and app.repository.cache.ours == cache.ours
 
 
 def test_a_batch_of_events_is_inserted_in_one_statement_with_its_notification_ids(tmp_path: Path) -> None:

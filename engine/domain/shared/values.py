@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from enum import StrEnum
 from typing import Any
@@ -96,8 +97,9 @@ class ConsentChannel(StrEnum):
 
 
 def consent_key(channel: str, purpose: str) -> str:
-    """How a lead's state keys a consent: ``"sms:marketing"`` (the one place the key is built)."""
-    return f"{channel}:{purpose}"
+    """How a lead's state keys a consent: ``"sms:marketing"`` (the one place the key is built;
+    one string for every lead holding it)."""
+    return sys.intern(f"{channel}:{purpose}")
 
 
 class ApplicationStatus(StrEnum):
