@@ -8,9 +8,10 @@ notification, so each event is applied exactly once, and a rebuild starts from n
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from decimal import ROUND_HALF_EVEN, Decimal
+from functools import singledispatchmethod
 from typing import Any, ClassVar
 
 from eventsourcing.projection import Projection
@@ -21,6 +22,27 @@ from engine.eventstore.recorders import record_tracking
 
 #: Qualified statements a view remembers (beyond it, it starts over).
 QUALIFIED_KEPT = 2048
+
+
+#: Each view class's handler for each event class (``_handler``).
+_HANDLERS: dict[type, dict[type, Callable[[Any, Any, Any], None]]] = {}
+
+
+def _handlers(view: type) -> dict[type, Callable[[Any, Any, Any], None]]:
+    return _HANDLERS.setdefault(view, {})
+
+
+def _handler(view: type, event: type) -> Callable[[Any, Any, Any], None]:
+    """The function ``view.apply`` dispatches ``event`` to, looked up once: in Python 3.11 each
+    ``self.apply`` of a ``singledispatchmethod`` builds and wraps a new function (6 µs; half a
+    million a run of 40,000 leads' first day)."""
+    for klass in view.__mro__:
+        apply = klass.__dict__.get("apply")
+        if isinstance(apply, singledispatchmethod):
+            return apply.dispatcher.dispatch(event)
+        if apply is not None:
+            return apply  # type: ignore[no-any-return]
+    raise TypeError(f"{view.__name__} has no apply")
 
 
 class Tally:
@@ -129,10 +151,18 @@ class SqlView(TrackingRecorder):
             tallies[id(c)] = Tally()
             try:
                 for event in events:
-                    self.apply(event, c)
+                    self.apply_one(event, c)
                 self._write_tally(c, tallies[id(c)])
             finally:
                 del tallies[id(c)]
+
+    def apply_one(self, event: Any, cursor: Any) -> None:
+        """``apply``, its handler for the event's class looked up once (see ``_handler``)."""
+        handlers = _handlers(type(self))
+        handler = handlers.get(type(event))
+        if handler is None:
+            handler = handlers[type(event)] = _handler(type(self), type(event))
+        handler(self, event, cursor)
 
     def _pipelined(self, c: Any) -> AbstractContextManager[Any]:
         """On PostgreSQL, a batch's statements go out in pipeline mode: each is sent without

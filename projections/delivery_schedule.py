@@ -69,7 +69,7 @@ class DeliverySchedule(SqlView):
             (str(e.originator_id), str(e.enrolment_id), ts(e.at)),
         )
         for decided in told(e)[1:]:  # a first decision recorded with the request
-            self.apply(decided, c)
+            self.apply_one(decided, c)
 
     @apply.register
     def _(self, e: Delivery.Deferred, c: Any) -> None:

@@ -120,7 +120,7 @@ class FunnelCounts(FunnelQueries):
         )
         self._daily(c, e.captured_at, values[0], "captured")
         for decided in told_lead(e)[1:]:  # its first screening, if it records it
-            self.apply(decided, c)
+            self.apply_one(decided, c)
         day = self.day(e.captured_at)
         for touch in ("first", "last"):
             self._cube(c, touch, day, values, {"leads": 1})
@@ -335,7 +335,7 @@ class FunnelCounts(FunnelQueries):
     @apply.register
     def _(self, e: Delivery.Requested, c: Any) -> None:
         for decided in told(e)[1:]:  # a first decision recorded with the request
-            self.apply(decided, c)
+            self.apply_one(decided, c)
 
     @apply.register
     def _(self, e: Delivery.Deferred, c: Any) -> None:

@@ -350,7 +350,7 @@ class JourneyIndex(JourneyIndexQueries):
     @apply.register
     def _(self, e: AgentTask.Opened, c: Any) -> None:
         for decided in told_task(e)[1:]:
-            self.apply(decided, c)
+            self.apply_one(decided, c)
 
     @apply.register
     def _(self, e: AgentTask.Routed, c: Any) -> None:

@@ -49,7 +49,7 @@ class Screening(SqlView):
     @apply.register
     def _(self, e: Lead.Captured, c: Any) -> None:
         for decided in told(e)[1:]:  # its first screening, if it records it
-            self.apply(decided, c)
+            self.apply_one(decided, c)
 
     @apply.register
     def _(self, e: Lead.Segmented, c: Any) -> None:

@@ -14,11 +14,12 @@ from typing import Any, ClassVar, Generic, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import Application, Repository
-from eventsourcing.persistence import JSONTranscoder, Transcoding
+from eventsourcing.persistence import JSONTranscoder, Transcoding, UUIDAsHex
 
 from engine.domain.leads.records import Loan, Offer, ScoreRecord
 from engine.domain.shared.money import Money
 from engine.eventstore import saving
+from engine.eventstore.recorders import uuid_of
 
 V = TypeVar("V")
 
@@ -63,7 +64,21 @@ class OfferAsDict(RecordAsDict[Offer]):
     name = "huoke_offer"
 
 
-VALUE_TRANSCODINGS: tuple[type[Transcoding], ...] = (MoneyAsDict, LoanAsDict, ScoreRecordAsDict, OfferAsDict)
+class SharedUUIDAsHex(UUIDAsHex):
+    """eventsourcing's own UUID transcoding (the same name: stored events read either way), one
+    object for the same id while it is among the last read (``recorders.uuid_of``)."""
+
+    def decode(self, data: str) -> UUID:
+        return uuid_of(data)
+
+
+VALUE_TRANSCODINGS: tuple[type[Transcoding], ...] = (
+    MoneyAsDict,
+    LoanAsDict,
+    ScoreRecordAsDict,
+    OfferAsDict,
+    SharedUUIDAsHex,
+)
 
 
 def register_values(transcoder: JSONTranscoder) -> None:

@@ -65,6 +65,7 @@ REPOSITORY_SETTINGS = (
             ["self", "aggregate_id", "version", "projector_func", "fastforward_skipping", "deepcopy_from_cache"],
         ),
         (Repository, "__init__", [*REPOSITORY_SETTINGS]),
+        (SQLiteProcessRecorder, "convert_originator_id", ["self", "originator_id"]),
         (LRUCache, "get", ["self", "key", "evict"]),
         (LRUCache, "put", ["self", "key", "value"]),
     ],
@@ -222,6 +223,32 @@ def test_a_share_cache_keeps_its_share_and_the_last_few_of_the_others(tmp_path: 
     assert [app.repository.get(c.id).n for c in counters] == [c.n for c in counters]
     saving.forget_cache(app)
     assert isinstance(app.repository.cache, saving.ShareCache) and app.repository.cache.ours == cache.ours
+
+
+def test_ids_read_from_a_log_are_shared_objects_with_the_same_stored_form(tmp_path: Path) -> None:
+    """Notifications' originator ids and the UUIDs in events' bodies are read through one cache
+    (``recorders.uuid_of``): the same id text gives the same object, and what is stored is
+    eventsourcing's own ``uuid_hex``, so stores read either way."""
+    from eventsourcing.persistence import JSONTranscoder, UUIDAsHex
+
+    from engine.eventstore.values import register_values
+
+    some = uuid4()
+    assert recorders.uuid_of(str(some)) == some and recorders.uuid_of(str(some)) is recorders.uuid_of(str(some))
+    plain, ours = JSONTranscoder(), JSONTranscoder()
+    plain.register(UUIDAsHex())
+    register_values(ours)
+    stored = plain.encode({"lead_id": some})
+    assert ours.encode({"lead_id": some}) == stored and b"uuid_hex" in stored
+    assert ours.decode(stored)["lead_id"] == some and ours.decode(stored)["lead_id"] is ours.decode(stored)["lead_id"]
+    app = _app(tmp_path)
+    counter = Counter()
+    saving.save_batch(app, [counter])
+    notes = [
+        *app.recorder.select_notifications(start=1, limit=10),
+        *app.recorder.select_notifications(start=1, limit=10),
+    ]
+    assert notes[0].originator_id == counter.id and notes[0].originator_id is notes[1].originator_id
 
 
 def test_a_batch_of_events_is_inserted_in_one_statement_with_its_notification_ids(tmp_path: Path) -> None:
