@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, timedelta
 from time import monotonic
 from typing import Any
@@ -66,13 +66,14 @@ class RunReport:
     unfinished: bool = False
 
     def add(self, other: RunReport) -> None:
-        """Count in what another process's part of the run did (see ``Engine.helper``)."""
-        self.lead_events += other.lead_events
-        self.timers_fired += other.timers_fired
-        self.days_reviewed += other.days_reviewed
-        self.requested += other.requested
-        self.task_updates += other.task_updates
-        self.dispatch.add(other.dispatch)
+        """Count in what another process's part of the run did (see ``Engine.helper``); whether
+        the run stopped at its budget stays this process's to say."""
+        for f in fields(self):
+            mine = getattr(self, f.name)
+            if isinstance(mine, DispatchReport):
+                mine.add(getattr(other, f.name))
+            elif not isinstance(mine, bool):
+                setattr(self, f.name, mine + getattr(other, f.name))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -318,12 +319,43 @@ class Engine:
             and not (fire and self.index.due(fire[0], limit=1, exclude=fire[2], parts=helper.parts))
         ):
             return False
-        run = (self._runs, self._runs_alone, self._deadline, self._horizon)
+        run: LentRun = (self._runs, self._runs_alone, self._deadline, self._horizon)
         if fire is not None:
             helper.begin("fire", run, now, *fire)
         else:
             helper.begin("settle", run, now)
         return True
+
+    # ---- the helper's side of a lent run (``engine.bootstrap.helper`` runs these in the helper) --
+
+    def settle_lent(self, run: LentRun, now: datetime, fired: int = 0) -> StepAnswer:
+        """Settle this process's partitions at ``now`` in the engine process's run ``run``: the
+        timers fired, whether anything moved, what was done, the clock after, and each log's
+        head when it found nothing more to do."""
+        self._join_lent(run)
+        self._move_clock_to(now)
+        report = RunReport()
+        moved = self._settle(report)
+        return fired, moved, report, self.clock.now(), dict(self._quiet_heads)
+
+    def fire_lent(self, run: LentRun, now: datetime, last: datetime, limit: int, paused: list[str]) -> StepAnswer:
+        """From ``now``, fire this process's earliest timers due by ``last``, then settle (as
+        ``settle_lent``)."""
+        self._join_lent(run)
+        self._move_clock_to(now)
+        fired = self._fire(self.index.due(last, limit=limit, exclude=paused, parts=self.parts))
+        return self.settle_lent(run, self.clock.now(), fired)
+
+    def _join_lent(self, run: LentRun) -> None:
+        """At the first step of a run: its time budget, its horizon, the journeys live now; what
+        the helper holds is dropped if the engine process worked its partitions alone since."""
+        number, alone, deadline, until = run
+        if number != self._runs:
+            self._runs, self._deadline, self._horizon = number, deadline, until
+            self.journeys.refresh_live()
+            if alone != self._runs_alone:
+                self._runs_alone = alone
+                self._forget_cached()
 
     def _log(self, name: str) -> Any:
         """The log (an application) by its name."""
@@ -564,6 +596,14 @@ class Engine:
         advance = getattr(self.clock, "advance_to", None)
         if advance is not None:
             advance(moment)
+
+
+#: A run as the engine process lends it to the helper: its number, the runs it worked alone so
+#: far, its time budget's deadline and its horizon.
+LentRun = tuple[int, int, float | None, datetime | None]
+#: The helper's answer to a step: the timers it fired, whether anything moved, what it did, its
+#: clock after, and each log's head when it found nothing more to do.
+StepAnswer = tuple[int, bool, RunReport, datetime, dict[str, int]]
 
 
 class _Heads:

@@ -29,10 +29,9 @@ import os
 import signal
 import traceback
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
-from engine.application.engine import Engine, RunReport
+from engine.application.engine import Engine
 from engine.application.partitions import Partitions
 from engine.application.ports import Clock
 from engine.domain.shared.errors import HuokeError
@@ -180,50 +179,8 @@ def _die_with(parent: int) -> None:
 PR_SET_PDEATHSIG = 1
 
 
-#: A run as the engine process gives it: its number, the runs it worked alone so far, its time
-#: budget's deadline and its horizon.
-Run = tuple[int, int, float | None, datetime | None]
-
-
-def _settle(
-    engine: Engine, run: Run, now: datetime, fired: int = 0
-) -> tuple[int, bool, RunReport, datetime, dict[str, int]]:
-    """Settle this process's partitions at ``now`` in the engine's run ``run`` (its number, time
-    budget and horizon): the timers fired, whether anything moved, what was done, the clock
-    after, and each log's head when it found nothing more to do."""
-    _join(engine, run)
-    engine._move_clock_to(now)
-    report = RunReport()
-    moved = engine._settle(report)
-    return fired, moved, report, engine.clock.now(), dict(engine._quiet_heads)
-
-
-def _fire(
-    engine: Engine, run: Run, now: datetime, last: datetime, limit: int,
-    paused: list[str],
-) -> tuple[int, bool, RunReport, datetime, dict[str, int]]:  # fmt: skip
-    """From ``now``, fire this process's earliest timers due by ``last``, then settle (as
-    ``_settle``)."""
-    _join(engine, run)
-    engine._move_clock_to(now)
-    fired = engine._fire(engine.index.due(last, limit=limit, exclude=paused, parts=engine.parts))
-    return _settle(engine, run, engine.clock.now(), fired)
-
-
-def _join(engine: Engine, run: Run) -> None:
-    """At the first step of a run: its time budget, its horizon, the journeys live now; what
-    the helper holds is dropped if the engine process worked its partitions alone since."""
-    number, alone, deadline, until = run
-    if number != engine._runs:
-        engine._runs, engine._deadline, engine._horizon = number, deadline, until
-        engine.journeys.refresh_live()
-        if alone != engine._runs_alone:
-            engine._runs_alone = alone
-            engine._forget_cached()
-
-
 #: What the helper does for each step the engine process begins.
-STEPS: dict[str, Callable[..., Any]] = {"settle": _settle, "fire": _fire}
+STEPS: dict[str, Callable[..., Any]] = {"settle": Engine.settle_lent, "fire": Engine.fire_lent}
 
 
 def with_helper(engine: Engine, settings: Settings, clock: Clock, start: bool = False) -> Engine:
