@@ -197,7 +197,7 @@ def with_helper(engine: Engine, settings: Settings, clock: Clock, start: bool = 
     taken = min(count - 1, max(1, round(count * HELPER_SHARE)))
     helper = HelperProcess(settings, Partitions(count, frozenset(range(count - taken, count))), clock)
     # Each lead is cached in one process: the helper caches its share, this process the rest
-    # (and a few thousand of the helper's share it last used, for its desk and review).
+    # (and the last OTHERS_CACHED of the helper's share it used, for its desk and review).
     cache_share(engine.leads, Partitions(count, frozenset(range(count - taken))).owns)
     if start:
         helper.start()
