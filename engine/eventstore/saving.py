@@ -411,7 +411,7 @@ def construct_repository(app: Application[Any]) -> Repository[UUID]:
 
 
 #: How many aggregates outside its share a ``ShareCache`` keeps (least recently used first out).
-OTHERS_CACHED = 10_000
+OTHERS_CACHED = 5_000
 
 
 class ShareCache(LRUCache[UUID, Any]):

@@ -8,10 +8,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from numpy.typing import NDArray
+if TYPE_CHECKING:  # numpy is imported when a dataset is built: an engine that only sends never needs it
+    import numpy as np
+    from numpy.typing import NDArray
 
 from engine.domain.screening.scoring import MISSING, Scored
 from engine.domain.shared.errors import TrainingError
@@ -52,6 +53,8 @@ class Dataset:
         if not self.times:
             raise TrainingError(f"{self.source}: a training window needs a time column (--time-column)")
         since = max(self.times) - window
+        import numpy as np
+
         kept = self.subset(np.array([i for i, t in enumerate(self.times) if t >= since], dtype=np.int_))
         kept.source = f"{self.source} (the {window.days} days to {max(self.times).date()})"
         return kept
@@ -59,6 +62,8 @@ class Dataset:
 
 def to_matrix(rows: Sequence[dict[str, Any]], columns: Sequence[str], kinds: dict[str, str]) -> NDArray[Any]:
     """An object matrix: floats (NaN when missing) for numeric columns, strings for the rest."""
+    import numpy as np
+
     out = np.empty((len(rows), len(columns)), dtype=object)
     for j, col in enumerate(columns):
         numeric = kinds[col] == "numeric"

@@ -8,8 +8,6 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-import numpy as np
-
 from engine.application.engine import Engine
 from engine.application.ports import ModelLab, TrainedModel
 from engine.application.screening.datasets import Dataset, distribution, infer_kinds, score_values
@@ -36,6 +34,8 @@ def dataset_from_store(engine: Engine, kind: str, journey: str | None = None) ->
     """Outcomes from the lead history (see ``training.training_rows``), on the default features;
     for an uplift model, the random experiment of ``journey`` (``training.uplift_rows``), on the
     propensity features."""
+    import numpy as np  # when a model is trained or checked, not on every import
+
     if check_kind(kind) == UPLIFT:
         held_out = holdout_arms(engine, journey)
         features = list(DEFAULT_FEATURES["propensity"])
@@ -193,6 +193,8 @@ def _load(engine: Engine, kind: str, version: int | None) -> tuple[dict[str, Any
 def evaluate_version(engine: Engine, kind: str, version: int | None, data: Dataset | None) -> dict[str, Any]:
     """Metrics of a registered version on data it was not trained on: by default the store's
     outcomes after its training window (out of time); or a CSV with outcomes."""
+    import numpy as np  # when a model is trained or checked, not on every import
+
     entry, scorer = _load(engine, kind, version)
     data = data or dataset_from_store(engine, kind, entry["training"].get("journey"))
     note = f"all {len(data.rows)} rows of {data.source}"
@@ -337,6 +339,8 @@ def monitor(engine: Engine, force: bool = False) -> list[dict[str, Any]]:
 def _recent_calibration(engine: Engine, kind: str, version: int, now: datetime) -> list[dict[str, Any]]:
     """Predicted against observed per band on the outcomes settled in the last window (leads
     captured in the ``MONITOR_WINDOW`` before their response window closed)."""
+    import numpy as np  # when a model is trained or checked, not on every import
+
     entry, scorer = _load(engine, kind, version)
     since, until = now - MONITOR_WINDOW - RESPONSE_WINDOW, now - RESPONSE_WINDOW
     ids = engine.funnel.captured_between(_day(engine, since), _day(engine, until), limit=MONITOR_SAMPLE)
