@@ -11,7 +11,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from decimal import ROUND_HALF_EVEN, Decimal
-from functools import singledispatchmethod
+from functools import cache, singledispatchmethod
 from typing import Any, ClassVar
 
 from eventsourcing.projection import Projection
@@ -24,14 +24,7 @@ from engine.eventstore.recorders import record_tracking
 QUALIFIED_KEPT = 2048
 
 
-#: Each view class's handler for each event class (``_handler``).
-_HANDLERS: dict[type, dict[type, Callable[[Any, Any, Any], None]]] = {}
-
-
-def _handlers(view: type) -> dict[type, Callable[[Any, Any, Any], None]]:
-    return _HANDLERS.setdefault(view, {})
-
-
+@cache
 def _handler(view: type, event: type) -> Callable[[Any, Any, Any], None]:
     """The function ``view.apply`` dispatches ``event`` to, looked up once: in Python 3.11 each
     ``self.apply`` of a ``singledispatchmethod`` builds and wraps a new function (6 µs; half a
@@ -158,11 +151,8 @@ class SqlView(TrackingRecorder):
 
     def apply_one(self, event: Any, cursor: Any) -> None:
         """``apply``, its handler for the event's class looked up once (see ``_handler``)."""
-        handlers = _handlers(type(self))
-        handler = handlers.get(type(event))
-        if handler is None:
-            handler = handlers[type(event)] = _handler(type(self), type(event))
-        handler(self, event, cursor)
+        kind: type = type(event)
+        _handler(type(self), kind)(self, event, cursor)
 
     def _pipelined(self, c: Any) -> AbstractContextManager[Any]:
         """On PostgreSQL, a batch's statements go out in pipeline mode: each is sent without
