@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import random
+import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
@@ -464,11 +466,29 @@ def forget_cache(app: Application[Any]) -> None:
     app._repository = app.construct_repository()
 
 
+#: Tries of a unit of work that meets a concurrency conflict before the conflict propagates.
+#: Each try reads again; a conflict comes from another process writing one of its aggregates
+#: meanwhile, and a page of a worker's follower touches many leads while ``huoke serve`` records
+#: one person's opt-out or click after another: five tries without a pause between them were
+#: once all lost to such a burst in a live topology (its worker logged a failed tick).
+CONFLICT_ATTEMPTS = 10
+
+
+def conflict_pause(attempt: int) -> float:
+    """Seconds to wait before try ``attempt + 2``: random (two processes that conflicted do not
+    retry in step) up to 5 ms, doubling, at most 200 ms; about a second in all over every try."""
+    return random.uniform(0, min(0.2, 0.005 * 2**attempt))
+
+
 def retry_conflicts(
-    app: Application[Any], work: Callable[[], T], forget: Callable[[], None] | None = None, attempts: int = 5
+    app: Application[Any],
+    work: Callable[[], T],
+    forget: Callable[[], None] | None = None,
+    attempts: int = CONFLICT_ATTEMPTS,
 ) -> T:
     """Run ``work`` (load → decide → save) again after a concurrency conflict: another process
-    wrote one of its aggregates first. Any other failure drops the cache and propagates."""
+    wrote one of its aggregates first (after a short pause, see ``conflict_pause``). Any other
+    failure drops the cache and propagates."""
     drop = forget or (lambda: forget_cache(app))
     for attempt in range(attempts):
         try:
@@ -477,6 +497,7 @@ def retry_conflicts(
             drop()
             if attempt + 1 == attempts:
                 raise
+            time.sleep(conflict_pause(attempt))
         except Exception:
             drop()
             raise

@@ -390,3 +390,35 @@ def test_each_thread_compresses_with_its_own_context() -> None:
     with ThreadPoolExecutor(4) as pool:
         back = list(pool.map(round_trip, [states[i::4] for i in range(4)]))
     assert [s for i in range(4) for s in states[i::4]] == [s for part in back for s in part]
+
+
+def test_a_conflicting_unit_of_work_is_tried_again_after_a_short_pause_then_gives_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of another process's writes can make several tries in a row conflict: each is
+    retried after a short random pause (at most 200 ms), reading afresh, up to
+    ``CONFLICT_ATTEMPTS``; then the conflict propagates."""
+    app = _app(tmp_path)
+    counter = Counter()
+    saving.save_batch(app, [counter])
+    paused: list[float] = []
+    monkeypatch.setattr("engine.eventstore.saving.time.sleep", paused.append)
+    tries: list[int] = []
+
+    def work(conflicts: int) -> int:
+        tries.append(1)
+        mine = app.repository.get(counter.id)
+        if len(tries) <= conflicts:  # another process writes it between this read and its save
+            other = saving.fresh_get(app, counter.id)
+            other.count()
+            saving.save_batch(app, [other])
+        mine.count()
+        saving.save_batch(app, [mine])
+        return int(mine.n)
+
+    assert saving.retry_conflicts(app, lambda: work(7)) == 8  # 7 counts by the other, then ours
+    assert len(tries) == 8 and len(paused) == 7 and all(0 <= p <= 0.2 for p in paused)
+    tries.clear()
+    with pytest.raises(IntegrityError):
+        saving.retry_conflicts(app, lambda: work(saving.CONFLICT_ATTEMPTS))
+    assert len(tries) == saving.CONFLICT_ATTEMPTS

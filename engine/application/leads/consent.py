@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,8 @@ from engine.domain.shared.errors import HuokeError, InvalidLeadError
 from engine.domain.shared.values import ConsentChannel, ConsentPurpose, JSONDict
 from engine.eventstore import IntegrityError
 from engine.eventstore.saving import (
+    CONFLICT_ATTEMPTS,
+    conflict_pause,
     delete_snapshots,
     latest_versions,
     retry_conflicts,
@@ -168,11 +171,12 @@ class ConsentJobs(LeadsBase):
         """Withdraw marketing consent on ``channel`` ('all' for every channel), effective before the next
         send, and list the contact so no import brings it back. Works even for an unknown contact."""
         at = at or self.clock.now()
-        for _ in range(3):
+        for attempt in range(CONFLICT_ATTEMPTS):
             try:
                 return self._opt_out(lead_id, channel, source, evidence, at, phone, email)
             except IntegrityError:
                 self._forget_cache()
+                time.sleep(conflict_pause(attempt))
         return Outcome(lead_id, error="could not record the opt-out: concurrent writers kept conflicting")
 
     def _opt_out(
