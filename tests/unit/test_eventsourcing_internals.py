@@ -174,6 +174,39 @@ def test_a_batch_with_several_tracking_records_is_one_transaction(tmp_path: Path
     assert len(list(app.repository.event_store.get(counter.id))) == 2
 
 
+def test_a_read_on_sqlite_is_one_statement_without_begin(tmp_path: Path) -> None:
+    """A read issues its statement alone (SQLite reads one snapshot for it), with no BEGIN and
+    ROLLBACK around it; a write still takes the write lock first (BEGIN IMMEDIATE) and commits,
+    and a failed write still writes nothing."""
+    app = _app(tmp_path)
+    counter = Counter()
+    saving.save_batch(app, [counter], [Tracking("Up#0", 1)])
+    said: list[str] = []
+    conn = app.recorder.datastore.pool.get_connection()  # type: ignore[attr-defined]
+    conn._sqlite_conn.set_trace_callback(said.append)
+    app.recorder.datastore.pool.put_connection(conn)  # type: ignore[attr-defined]
+    assert app.recorder.max_notification_id() == 1
+    assert [n.originator_id for n in app.recorder.select_notifications(start=1, limit=10)] == [counter.id]
+    assert app.recorder.max_tracking_ids(["Up#0", "Up#1"]) == {"Up#0": 1}  # type: ignore[attr-defined]
+    assert saving.latest_versions(app, [counter.id]) == {counter.id: 1}
+    assert said and all(s.lstrip().upper().startswith("SELECT") for s in said), said
+    said.clear()
+    counter.count()
+    saving.save_batch(app, [counter])
+    assert said[0] == "BEGIN IMMEDIATE" and said[-1] == "COMMIT", said
+    stale = app.repository.get(counter.id)
+    counter.count()
+    saving.save_batch(app, [counter])
+    stale.count()
+    with pytest.raises(IntegrityError):
+        saving.save_batch(app, [stale])
+    assert app.recorder.max_notification_id() == 3 and fresh_version(app, counter.id) == 3
+
+
+def fresh_version(app: Application[Any], aggregate_id: Any) -> int:
+    return int(saving.fresh_get(app, aggregate_id).version)
+
+
 def test_fresh_reads_bypass_the_cache_and_forgetting_drops_it(tmp_path: Path) -> None:
     app = _app(tmp_path, AGGREGATE_CACHE_MAXSIZE="100")
     counter = Counter()
