@@ -254,3 +254,38 @@ def test_the_desk_passes_only_when_a_task_changed_or_a_deadline_came(
     assert looked
     engine.refresh_views()
     assert engine.index.desk_changes() == changes + 1
+
+
+def test_a_freed_slot_reads_the_lead_of_the_task_it_takes_not_of_every_waiting_one(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, store: str
+) -> None:
+    """Forty Shanghai tasks wait for li.na's one slot. When she finishes a call, the desk reads
+    the lead of the oldest waiting task and routes it to her; the others, held for her being
+    full, keep their reason as it is, and no other lead is read."""
+    engine.leads.capture_leads([lead_in(n, "Shanghai") for n in range(1, 42)])
+    engine.run()
+    tasks = tasks_by_lead(engine)
+    [busy] = [t for t in tasks.values() if t["status"] == "assigned"]
+    held = {t["task_id"]: t["held_reason"] for t in tasks.values() if t["status"] == "open"}
+    assert len(held) == 40 and set(held.values()) == {
+        "li.na is at capacity (1 of 1 open); bob is not licensed in Shanghai"
+    }
+    complete_task(engine, busy["task_id"], "reached", "", "li.na")
+    read: list[UUID] = []
+    desk = engine.task_desk
+    real = desk.leads_of
+
+    def leads_of(ids: list[UUID]) -> Any:
+        read.extend(ids)
+        return real(ids)
+
+    monkeypatch.setattr(desk, "leads_of", leads_of)
+    assert engine.run().task_updates == 1
+    after = tasks_by_lead(engine)
+    [routed] = [t for t in after.values() if t["task_id"] in held and t["status"] == "assigned"]
+    assert routed["routed_to"] == "li.na" and read == [UUID(routed["lead_id"])]
+    oldest = min((t for t in tasks.values() if t["task_id"] in held), key=lambda t: (t["queue_since"], t["task_id"]))
+    assert routed["task_id"] == oldest["task_id"]
+    assert {t["task_id"]: t["held_reason"] for t in after.values() if t["status"] == "open"} == {
+        k: v for k, v in held.items() if k != routed["task_id"]
+    }

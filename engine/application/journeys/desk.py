@@ -20,8 +20,51 @@ from engine.eventstore.saving import current_aggregates, retry_conflicts, save_b
 
 P = TypeVar("P", bound=tuple[Any, ...])
 
-#: The officers a held task's reason names as full (``Desk.route`` writes "X is at capacity").
+#: The officers a held task's reason names as full (``Desk.route`` writes "X is at capacity
+#: (n of c open)").
 AT_CAPACITY = re.compile(r"(\S+) is at capacity")
+_FULL = re.compile(r"(\S+) is at capacity \((\d+) of (\d+) open\)")
+
+#: Leads read together while routing: of the next this many tasks, those that may move (a pass
+#: moves a held task only into a free slot: after the first few, the officers are full again).
+LEADS_READ = 64
+
+
+def _next_reads(rows: list[dict[str, Any]], loads: dict[str, int], capacity: dict[str, int]) -> list[UUID]:
+    """The leads to read together, from the next ``LEADS_READ`` rows (the first is routed now):
+    each new task's, and each held one's that may still move once the held ones before it took
+    the free slots they wait for. Only a read ahead: a lead left out is read when its task's turn
+    comes and it may move then."""
+    after = dict(loads)
+    out: list[UUID] = []
+    for n, row in enumerate(rows[:LEADS_READ]):
+        reason = row["held_reason"]
+        if reason:
+            room = [o for o, *_ in _FULL.findall(reason) if after.get(o, 0) < capacity.get(o, 0)]
+            if room:
+                after[room[0]] = after.get(room[0], 0) + 1
+            elif n and not _worded_anew(reason, after, capacity):
+                continue
+        out.append(UUID(str(row["lead_id"])))
+    return out
+
+
+def _may_move(reason: str, loads: dict[str, int], capacity: dict[str, int]) -> bool:
+    """Whether routing a task held for ``reason`` again could give anything else: an officer it
+    names as full has room now, or routing would word the reason anew. Officers' skills do not
+    change between passes, so one it names as unable stays so."""
+    return any(loads.get(o, 0) < capacity.get(o, 0) for o, *_ in _FULL.findall(reason)) or _worded_anew(
+        reason, loads, capacity
+    )
+
+
+def _worded_anew(reason: str, loads: dict[str, int], capacity: dict[str, int]) -> bool:
+    """Whether an officer ``reason`` names as full has another load or capacity now (or the
+    reason does not say them: worded by an older version)."""
+    full = _FULL.findall(reason)
+    return len(full) != len(AT_CAPACITY.findall(reason)) or any(
+        (loads.get(o, 0), capacity.get(o, 0)) != (int(n), int(c)) for o, n, c in full
+    )
 
 
 def routing_facts(lead: Lead | None) -> dict[str, Any]:
@@ -92,10 +135,19 @@ class TaskDesk:
         self._loads = dict(loads)
         if not rows:
             return written
-        leads = self.leads_of([UUID(str(r["lead_id"])) for r in rows])
+        capacity = {o.id: o.capacity for o in self.desk.officers}
+        leads: dict[UUID, Lead] = {}
+        read: set[UUID] = set()
         plans: list[tuple[dict[str, Any], str, str]] = []
-        for row in rows:  # decided on the view; only tasks that change are read from the store
-            facts = routing_facts(leads.get(UUID(str(row["lead_id"]))))
+        for i, row in enumerate(rows):  # decided on the view; only tasks that change are read from the store
+            if row["held_reason"] and not _may_move(row["held_reason"], loads, capacity):
+                continue  # its officers filled up again in this pass: routed again, it is held as it is
+            lead_id = UUID(str(row["lead_id"]))
+            if lead_id not in read:
+                ids = _next_reads(rows[i:], loads, capacity)
+                read.update(ids)
+                leads.update(self.leads_of(ids))
+            facts = routing_facts(leads.get(lead_id))
             officer, reason = self.desk.route(row["queue"], facts, loads)
             if officer is not None:
                 loads[officer.id] = loads.get(officer.id, 0) + 1
