@@ -156,6 +156,31 @@ def test_facts_refreshed_after_screening_equal_facts_read_again(scored: bool) ->
     assert refreshed["credit_band"] == ("A" if scored else "B")
 
 
+def test_facts_read_again_at_the_same_moment_are_a_copy_and_follow_every_event() -> None:
+    """``lead_facts`` remembers the last few (lead, version, moment): the checks before a send and
+    its rendering read them once. What a caller changes stays in its copy; an event (a new
+    version) or another moment reads them afresh."""
+    from engine.domain.leads.facts import lead_facts
+    from engine.domain.shared.values import Audience, Tier
+
+    lead = Lead(
+        source={"channel": "web_form"},
+        contact={"name": "Wei Zhang", "email": "wei@example.com"},
+        profile={"birth_year": 1990},
+        interest={"loan_type": "personal", "amount": "50000"},
+        contact_issues=[],
+        captured_at=AT,
+    )
+    first = lead_facts(lead, AT)
+    first["audience"] = "changed by a caller"
+    again = lead_facts(lead, AT)
+    assert again is not first and again["audience"] == lead.audience.value and "segments" in again
+    lead.segment(Audience.YOUNG_PROFESSIONAL, Tier.PRIME, ["personal_interest"], {}, "v1", AT)
+    assert lead_facts(lead, AT)["segments"] == ["personal_interest"]
+    later = AT.replace(year=AT.year + 3)
+    assert lead_facts(lead, later)["age"] == lead_facts(lead, AT)["age"] + 3
+
+
 def test_a_lead_keeps_what_it_always_has_in_slots() -> None:
     """A cached lead's state is in slots (``LeadState.__slots__``): a state attribute every lead
     has that is left out of them lands in the instance dict, which CPython stops sharing between

