@@ -22,7 +22,7 @@ from eventsourcing.application import Application
 
 from engine.application.partitions import Partitions, Stop, never
 from engine.eventstore import ApplicationRecorder, Notification, Tracking, TrackingRecorder
-from engine.eventstore.saving import decode_page
+from engine.eventstore.saving import decode_page, keep_recent_events, recent_events
 
 
 @dataclass(frozen=True)
@@ -147,11 +147,11 @@ def next_owned_page(
     notes = [n for n in scanned if n.topic in wanted]
     if lead_of is None:  # the originator's partition: the others' notifications are not decoded
         notes = [n for n in notes if n.id > positions.get(parts.of(UUID(str(n.originator_id))), n.id)]
-        pairs = list(zip(notes, decode_page(upstream.mapper, notes, personal), strict=True))
+        pairs = list(zip(notes, decode_page(upstream.mapper, notes, personal, recent_events(upstream)), strict=True))
     else:
         pairs = [
             (n, e)
-            for n, e in zip(notes, decode_page(upstream.mapper, notes, personal), strict=True)
+            for n, e in zip(notes, decode_page(upstream.mapper, notes, personal, recent_events(upstream)), strict=True)
             if n.id > positions.get(parts.of(lead_of(e)), n.id)
         ]
     last = scanned[-1].id
@@ -203,6 +203,7 @@ def catch_up_together(
     positions = [view.max_tracking_id(upstream.name) or 0 for view, _ in followers]
     wanted = [set(topics) for _, topics in followers]
     personal = [reads_personal(view) for view, _ in followers]
+    recent = keep_recent_events(upstream)  # what this process saves is read from memory
     while True:
         scanned = upstream.recorder.select_notifications(
             start=min(positions) or None, limit=page, inclusive_of_start=False
@@ -218,7 +219,8 @@ def catch_up_together(
         for opened in (False, True):  # each wanted event decoded once (opened for views that read sealed fields)
             ids = {n.id for p, notes in zip(personal, picked, strict=True) if p is opened for n in notes}
             notes = [n for n in scanned if n.id in ids]
-            for n, event in zip(notes, decode_page(upstream.mapper, notes, opened) if notes else (), strict=True):
+            decoding = decode_page(upstream.mapper, notes, opened, recent) if notes else ()
+            for n, event in zip(notes, decoding, strict=True):
                 decoded[(n.id, opened)] = event
         for i, (view, _) in enumerate(followers):
             if last <= positions[i]:

@@ -52,7 +52,14 @@ from engine.domain.referrals.rules import (
 )
 from engine.domain.shared.errors import HuokeError
 from engine.eventstore import ProcessRecorder, Tracking
-from engine.eventstore.saving import decode_page, fresh_get, latest_versions, retry_conflicts, save_batch
+from engine.eventstore.saving import (
+    decode_page,
+    fresh_get,
+    latest_versions,
+    recent_events,
+    retry_conflicts,
+    save_batch,
+)
 from engine.eventstore.values import StoreApplication
 
 LEAD_TOPICS = [
@@ -167,7 +174,7 @@ class Referrals(StoreApplication):
         batch = Batch(self)
         # Sealed fields shut: what referrals read of a lead event (its source, times, loans) is
         # never personal; the person's details for the fraud checks come from the lead itself.
-        events = decode_page(leads.mapper, page.notes, personal=False)
+        events = decode_page(leads.mapper, page.notes, personal=False, recent=recent_events(leads))
         batch.look_for([code_id(self.code_of(e.originator_id)) for e in events if isinstance(e, Lead.Captured)])
         for event in events:
             self._react(event, leads, batch)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import random
+import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
@@ -69,9 +70,12 @@ def save_batch(
         pe.aggregates[aggregate.id] = aggregate
     if not pe.events and not trackings and not claims:
         return 0
-    app._record(pe)
+    recordings = app._record(pe)
     app._take_snapshots(pe)
     _cache_saved(app, pe.aggregates)
+    recent = recent_events(app)
+    if recent is not None:
+        recent.remember(app.mapper, recordings)
     return len(pe.events)
 
 
@@ -145,6 +149,21 @@ class SealingMapper(Mapper[UUID]):
         object.__setattr__(proxy, "__dict__", state)
         return super().to_stored_event(proxy)
 
+    def shut(self, domain_event: Any) -> Any:
+        """``domain_event`` as ``to_domain_event_unopened`` reads it back once stored: the
+        placeholders in place of the personal fields it seals (the event itself when it seals
+        none)."""
+        topic = get_topic(type(domain_event))
+        personal = self.fields.get(topic)
+        if not personal:
+            return domain_event
+        state = vars(domain_event)
+        if self._owner(topic, state) is None or not any(state.get(k) for k in personal):
+            return domain_event  # stored as it is (see ``to_stored_event``)
+        proxy = object.__new__(type(domain_event))
+        object.__setattr__(proxy, "__dict__", {**state, **_placeholders(personal)})
+        return proxy
+
     def warm(self, stored_events: Sequence[StoredEvent]) -> None:
         """Load the data keys of these events' leads in one go (instead of a query per lead)."""
         self.vault.warm(
@@ -174,15 +193,67 @@ class SealingMapper(Mapper[UUID]):
         return event
 
 
-def decode_page(mapper: Mapper[UUID], stored_events: Sequence[StoredEvent], personal: bool = True) -> list[Any]:
+def decode_page(
+    mapper: Mapper[UUID],
+    stored_events: Sequence[StoredEvent],
+    personal: bool = True,
+    recent: RecentEvents | None = None,
+) -> list[Any]:
     """A page of stored events as domain events: a sealing mapper loads the page's keys first,
     or (``personal`` False: a reader that holds no personal data) leaves the sealed fields shut
-    and puts their placeholders in, as for an erased lead."""
+    and puts their placeholders in, as for an erased lead. Such a reader takes the events this
+    process saved from ``recent`` (by their notification ids) instead of decoding them again."""
+    if not personal and recent is not None and recent.events:
+        known = recent.events
+        return [e if (e := known.get(getattr(n, "id", 0))) is not None else _unopened(mapper, n) for n in stored_events]
     if isinstance(mapper, SealingMapper):
         if not personal:
             return [mapper.to_domain_event_unopened(n) for n in stored_events]
         mapper.warm(stored_events)
     return [mapper.to_domain_event(n) for n in stored_events]
+
+
+def _unopened(mapper: Mapper[UUID], stored_event: StoredEvent) -> Any:
+    if isinstance(mapper, SealingMapper):
+        return mapper.to_domain_event_unopened(stored_event)
+    return mapper.to_domain_event(stored_event)
+
+
+class RecentEvents:
+    """The last ``limit`` events this process saved to one log, by notification id, as a reader
+    without personal data reads them back (``SealingMapper.shut``). The views of an engine that
+    keeps them, and its followers that read no personal data (the journeys and the referrals
+    following the leads log), read a page of the log and take what this process wrote from here
+    instead of decoding it again; what another process wrote (an embedded engine's helper, an
+    import) they decode. Each reader comes to an event at its own time in the loop (a follower
+    in the next pass, the views in this one), so the oldest are dropped, not the ones read."""
+
+    def __init__(self, limit: int = 5_000) -> None:
+        self.limit = limit
+        self.events: dict[int, Any] = {}
+        self._lock = threading.Lock()  # threads of one process (huoke serve's) save at once
+
+    def remember(self, mapper: Mapper[UUID], recordings: Sequence[Any]) -> None:
+        shut = mapper.shut if isinstance(mapper, SealingMapper) else None
+        with self._lock:
+            events = self.events
+            for r in recordings:
+                events[r.notification.id] = r.domain_event if shut is None else shut(r.domain_event)
+            while len(events) > self.limit:
+                del events[next(iter(events))]  # the oldest first
+
+
+def recent_events(app: Application[Any]) -> RecentEvents | None:
+    """The events ``app`` saved lately, if this process keeps them (``keep_recent_events``)."""
+    return getattr(app, "_recent_events", None)
+
+
+def keep_recent_events(app: Application[Any]) -> RecentEvents:
+    """From now on ``app`` keeps the events it saves for its views to read (see ``RecentEvents``)."""
+    recent = recent_events(app)
+    if recent is None:
+        recent = app._recent_events = RecentEvents()  # type: ignore[attr-defined]
+    return recent
 
 
 def sealing_mapper(

@@ -169,10 +169,10 @@ def test_views_on_one_log_share_its_reads_and_a_rebuilt_view_catches_up_past_the
     decoded: list[int] = []
     real_decode = saving.decode_page
 
-    def decode(mapper: Any, notes: Any, personal: bool = True) -> list[Any]:
+    def decode(mapper: Any, notes: Any, personal: bool = True, recent: Any = None) -> list[Any]:
         if mapper is engine.journeys.mapper:
             decoded.extend(n.id for n in notes)
-        return real_decode(mapper, notes, personal)
+        return real_decode(mapper, notes, personal, recent)
 
     monkeypatch.setattr(projecting, "decode_page", decode)
     engine.refresh_views()  # the index and the funnel both follow the journeys log
