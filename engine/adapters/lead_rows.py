@@ -39,7 +39,9 @@ def clean_text(value: Any) -> Any:
     or invisible formatting characters removed, so they never reach a subject line or a terminal."""
     if not isinstance(value, str):
         return value
-    text = value.translate(_DIRECTION)
+    text = value if value.isascii() else value.translate(_DIRECTION)  # those characters are not ASCII
+    if text.isprintable():  # most cells: nothing to remove, found without a loop in Python
+        return text
     return "".join(c for c in text if c.isprintable() or c == " ")
 
 
@@ -131,7 +133,7 @@ class LeadRow(BaseModel):
     def to_command(self, phone_region: str, tz: ZoneInfo, origin: str) -> CaptureLead:
         """Normalise contact details and build the capture command."""
         issues: list[str] = []
-        phone = normalise_phone(self.phone, phone_region, issues)
+        phone, zone = _phone(self.phone, phone_region, issues)
         email = normalise_email(self.email, issues)
         if not phone and not email:
             raise RowError(
@@ -198,7 +200,7 @@ class LeadRow(BaseModel):
                 "phone": phone,
                 "email": email,
                 "language": self.language,
-                "timezone": zone_of(phone),
+                "timezone": zone,
                 **({"device": self.device_id} if self.device_id else {}),
             },
             profile={k: v for k, v in profile.items() if v is not None},
@@ -212,24 +214,28 @@ class LeadRow(BaseModel):
 
 def normalise_phone(raw: str | None, region: str, issues: list[str]) -> str | None:
     """E.164 form of a valid number, else None with the reason added to ``issues``."""
+    return _phone(raw, region, issues)[0]
+
+
+def _phone(raw: str | None, region: str, issues: list[str]) -> tuple[str | None, str | None]:
+    """A valid number's E.164 form and its time zone (see ``_zone``), from one parse (a
+    parse is a tenth of a millisecond); else None, None with the reason added to ``issues``."""
     if not raw:
-        return None
+        return None, None
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException as e:
         issues.append(f"phone {shown(raw)} is not a phone number ({e})")
-        return None
+        return None, None
     if not phonenumbers.is_valid_number(number):
         issues.append(f"phone {shown(raw)} is not a valid number")
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return None, None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), _zone(number)
 
 
-def zone_of(e164: str | None) -> str | None:
+def _zone(number: phonenumbers.PhoneNumber) -> str | None:
     """The IANA time zone of a phone number when it has exactly one (else unknown)."""
-    if not e164:
-        return None
-    zones = phone_timezone.time_zones_for_number(phonenumbers.parse(e164))
+    zones = phone_timezone.time_zones_for_number(number)
     return zones[0] if len(zones) == 1 and zones[0] != "Etc/Unknown" else None
 
 

@@ -268,3 +268,24 @@ def test_money_of_two_currencies_does_not_add() -> None:
     assert str(Money(Decimal(1500), "JPY")) == "1500 JPY"
     with pytest.raises(CurrencyMismatchError):
         Money(Decimal(1), "CNY") + Money(Decimal(1), "USD")
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=60) | st.text(max_size=60))
+def test_cleaned_text_is_what_dropping_every_unprintable_and_hiding_character_leaves(text: str) -> None:
+    """``clean_text`` skips the work for the usual cell (ASCII, all printable): whatever the
+    text, it leaves exactly what removing every direction or invisible formatting character and
+    every unprintable one (but spaces) leaves."""
+    from engine.adapters.lead_rows import _DIRECTION, clean_text
+
+    assert clean_text(text) == "".join(c for c in text if ord(c) not in _DIRECTION and (c.isprintable() or c == " "))
+
+
+def test_a_phone_number_gives_its_e164_form_and_its_one_time_zone() -> None:
+    from engine.adapters.lead_rows import _phone as phone
+    from engine.adapters.lead_rows import normalise_phone
+
+    assert phone("138 0013 8000", "CN", []) == ("+8613800138000", "Asia/Shanghai")
+    assert phone("+1 212 555 0100", "CN", []) == ("+12125550100", "America/New_York")
+    issues: list[str] = []
+    assert phone("12", "CN", issues) == (None, None) and issues
+    assert normalise_phone("+44 20 7946 0018", "CN", []) == "+442079460018"
