@@ -34,12 +34,22 @@ class Page:
 
 
 def next_page(recorder: ApplicationRecorder, position: int | None, topics: Collection[str], limit: int) -> Page | None:
-    """The next ``limit`` notifications after ``position``, keeping those with ``topics``; None at the end."""
-    scanned = recorder.select_notifications(start=position, limit=limit, inclusive_of_start=False)
-    if not scanned:
+    """The next ``limit`` notifications of ``topics`` after ``position``; None at the end."""
+    return scan(recorder, position or 0, topics, limit)
+
+
+def scan(recorder: ApplicationRecorder, position: int, topics: Collection[str], limit: int) -> Page | None:
+    """Up to ``limit`` notifications of ``topics`` after ``position``, and the position the page
+    reaches: its last one's if it is full, else the log's head as read before it (the rest up to
+    the head has other topics: a follower never reads it again). None at the head. The database
+    filters the topics: the rows of other topics are neither fetched nor made notifications."""
+    head = recorder.max_notification_id() or 0
+    if position >= head:
         return None
-    wanted = set(topics)
-    return Page([n for n in scanned if n.topic in wanted], scanned[-1].id)
+    notes = recorder.select_notifications(
+        start=position or None, limit=limit, stop=head, topics=sorted(topics), inclusive_of_start=False
+    )
+    return Page(list(notes), notes[-1].id if len(notes) == limit else head)
 
 
 def matching_notifications(
@@ -138,13 +148,10 @@ def next_owned_page(
     positions = owned_positions(follower, name, parts)
     if not positions:
         return None
-    scanned = upstream.recorder.select_notifications(
-        start=min(positions.values()) or None, limit=limit, inclusive_of_start=False
-    )
-    if not scanned:
+    page = scan(upstream.recorder, min(positions.values()), topics, limit)
+    if page is None:
         return None
-    wanted = set(topics)
-    notes = [n for n in scanned if n.topic in wanted]
+    notes = page.notes
     if lead_of is None:  # the originator's partition: the others' notifications are not decoded
         notes = [n for n in notes if n.id > positions.get(parts.of(UUID(str(n.originator_id))), n.id)]
         pairs = list(zip(notes, decode_page(upstream.mapper, notes, personal, recent_events(upstream)), strict=True))
@@ -154,7 +161,7 @@ def next_owned_page(
             for n, e in zip(notes, decode_page(upstream.mapper, notes, personal, recent_events(upstream)), strict=True)
             if n.id > positions.get(parts.of(lead_of(e)), n.id)
         ]
-    last = scanned[-1].id
+    last = page.last
     if before is not None:
         later = next((i for i, (_, e) in enumerate(pairs) if event_time(e) > before), None)
         if later is not None:

@@ -455,3 +455,27 @@ def test_a_conflicting_unit_of_work_is_tried_again_after_a_short_pause_then_give
     with pytest.raises(IntegrityError):
         saving.retry_conflicts(app, lambda: work(saving.CONFLICT_ATTEMPTS))
     assert len(tries) == saving.CONFLICT_ATTEMPTS
+
+
+def test_a_page_of_some_topics_is_filtered_in_the_database_and_reaches_the_head(tmp_path: Path) -> None:
+    """``scan`` fetches only the notifications of the topics asked for; a full page ends at its
+    last one, a page that is not full at the head read before it (what lies between has other
+    topics and is never read again); at the head there is no page."""
+    from eventsourcing.utils import get_topic
+
+    from engine.application.projecting import scan
+
+    app = _app(tmp_path)
+    first, second = Counter(), Counter()
+    first.count()
+    second.count()
+    first.count()
+    saving.save_batch(app, [first, second])  # 1 Created, 2-3 Counted (first), 4 Created, 5 Counted
+    created, counted = get_topic(Counter.Created), get_topic(Counter.Counted)  # type: ignore[attr-defined]
+    full = scan(app.recorder, 0, [counted], 2)  # type: ignore[arg-type]
+    assert full is not None and [n.id for n in full.notes] == [2, 3] and full.last == 3
+    rest = scan(app.recorder, full.last, [counted], 2)  # type: ignore[arg-type]
+    assert rest is not None and [n.id for n in rest.notes] == [5] and rest.last == 5
+    none_left = scan(app.recorder, 1, [created], 5)  # type: ignore[arg-type]
+    assert none_left is not None and [n.id for n in none_left.notes] == [4] and none_left.last == 5
+    assert scan(app.recorder, 5, [created, counted], 5) is None  # type: ignore[arg-type]
