@@ -34,8 +34,14 @@ class Page:
 
 
 def next_page(recorder: ApplicationRecorder, position: int | None, topics: Collection[str], limit: int) -> Page | None:
-    """The next ``limit`` notifications of ``topics`` after ``position``; None at the end."""
-    return scan(recorder, position or 0, topics, limit)
+    """The next ``limit`` notifications after ``position``, keeping those with ``topics``; None at
+    the end. (The referrals' followers read so: a page is a slice of the log, its rewards one
+    transaction of a few, not every reward due at once.)"""
+    scanned = recorder.select_notifications(start=position, limit=limit, inclusive_of_start=False)
+    if not scanned:
+        return None
+    wanted = set(topics)
+    return Page([n for n in scanned if n.topic in wanted], scanned[-1].id)
 
 
 def scan(recorder: ApplicationRecorder, position: int, topics: Collection[str], limit: int) -> Page | None:
