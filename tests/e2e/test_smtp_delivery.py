@@ -406,7 +406,10 @@ def test_an_email_sent_as_bytes_arrives_as_the_built_message_would(to: str, monk
     from engine.application.sending import CollectedResults
 
     body = RenderedMessage("您的贷款预批已就绪", "您好,\nyour offer is ready.\n", "<p>您好</p>", "zh-CN", "zh-CN")
-    m = OutgoingMessage(uuid4(), "email", to, body, "https://l.example/u/x", {"X-Campaign": "spring"})
+    # Sent at one moment by the engine's clock: both sends carry its Date (without it, each took
+    # the wall clock's, and the two differed when a second ticked between them).
+    at = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    m = OutgoingMessage(uuid4(), "email", to, body, "https://l.example/u/x", {"X-Campaign": "spring"}, at=at)
     handler = _Envelopes()
     bytes_sent = count_calls(monkeypatch, smtp_module, "email_bytes")
     with smtp_server(handler) as port:
