@@ -49,6 +49,22 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def failed_where(error: BaseException, frames: int = 5) -> str:
+    """Where in huoke ``error`` was raised: its innermost ``frames`` frames in huoke's own code,
+    innermost first ("saving.save_batch < reactions.one_page < saving.retry_conflicts …"), so a
+    failed tick's one line names the use case without a traceback."""
+    import traceback
+    from pathlib import Path
+
+    ours = Path(__file__).resolve().parents[1]  # the engine package
+    found = [
+        f"{Path(f.filename).stem}.{f.name}"
+        for f in traceback.extract_tb(error.__traceback__)
+        if Path(f.filename).resolve().is_relative_to(ours) and not f.filename.endswith("services.py")
+    ]
+    return " < ".join(reversed(found[-frames:]))
+
+
 def trouble_pause(process: str, error: BaseException, failures: int, say: Say) -> float:
     """Say in one line that the store does not answer; return the seconds to wait before trying
     again: 1, 2, 4 … at most 30, so a restart is noticed quickly and a long outage not hammered."""
@@ -90,7 +106,8 @@ def run_worker(s: Settings, engine: Engine, every: float, say: Say) -> None:
                 with contextlib.suppress(Exception):
                     refresh_pools()  # the connections that died with the old sessions
             else:
-                say(f"{type(e).__name__}: {e}", "failed")
+                where = failed_where(e)
+                say(f"{type(e).__name__}{f' in {where}' if where else ''}: {e}", "failed")
         finally:
             if scheduler.running:
                 scheduler.add_job(tick, "date", run_date=datetime.now(UTC) + timedelta(seconds=pause))

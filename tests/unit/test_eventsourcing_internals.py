@@ -479,3 +479,26 @@ def test_a_page_of_some_topics_is_filtered_in_the_database_and_reaches_the_head(
     none_left = scan(app.recorder, 1, [created], 5)  # type: ignore[arg-type]
     assert none_left is not None and [n.id for n in none_left.notes] == [4] and none_left.last == 5
     assert scan(app.recorder, 5, [created, counted], 5) is None  # type: ignore[arg-type]
+
+
+def test_a_failed_tick_says_where_in_huoke_it_failed(tmp_path: Path) -> None:
+    """A worker's failed tick is one line without a traceback; it names the innermost frames of
+    huoke's own code the error came through (a conflict that outlived every try, say)."""
+    from engine.bootstrap.services import failed_where
+
+    app = _app(tmp_path)
+    counter = Counter()
+    saving.save_batch(app, [counter])
+
+    def conflicting() -> None:
+        stale = app.repository.get(counter.id)
+        other = saving.fresh_get(app, counter.id)
+        other.count()
+        saving.save_batch(app, [other])
+        stale.count()
+        saving.save_batch(app, [stale])
+
+    with pytest.raises(IntegrityError) as raised:
+        saving.retry_conflicts(app, conflicting, attempts=1)
+    # (the test's own function is not huoke's: a worker's line names its use case there)
+    assert failed_where(raised.value) == "recorders.transaction < saving.save_batch < saving.retry_conflicts"
