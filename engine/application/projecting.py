@@ -157,14 +157,14 @@ def next_owned_page(
     page = scan(upstream.recorder, min(positions.values()), topics, limit)
     if page is None:
         return None
-    notes = page.notes
+    notes, recent = page.notes, recent_events(upstream)
     if lead_of is None:  # the originator's partition: the others' notifications are not decoded
         notes = [n for n in notes if n.id > positions.get(parts.of(UUID(str(n.originator_id))), n.id)]
-        pairs = list(zip(notes, decode_page(upstream.mapper, notes, personal, recent_events(upstream)), strict=True))
+        pairs = list(zip(notes, decode_page(upstream.mapper, notes, personal, recent), strict=True))
     else:
         pairs = [
             (n, e)
-            for n, e in zip(notes, decode_page(upstream.mapper, notes, personal, recent_events(upstream)), strict=True)
+            for n, e in zip(notes, decode_page(upstream.mapper, notes, personal, recent), strict=True)
             if n.id > positions.get(parts.of(lead_of(e)), n.id)
         ]
     last = page.last

@@ -9,8 +9,10 @@ import contextlib
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from engine.adapters.clock import AcceleratedClock, SystemClock, VirtualClock
@@ -53,9 +55,6 @@ def failed_where(error: BaseException, frames: int = 5) -> str:
     """Where in huoke ``error`` was raised: its innermost ``frames`` frames in huoke's own code,
     innermost first ("saving.save_batch < reactions.one_page < saving.retry_conflicts …"), so a
     failed tick's one line names the use case without a traceback."""
-    import traceback
-    from pathlib import Path
-
     ours = Path(__file__).resolve().parents[1]  # the engine package
     found = [
         f"{Path(f.filename).stem}.{f.name}"

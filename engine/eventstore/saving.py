@@ -203,20 +203,13 @@ def decode_page(
     or (``personal`` False: a reader that holds no personal data) leaves the sealed fields shut
     and puts their placeholders in, as for an erased lead. Such a reader takes the events this
     process saved from ``recent`` (by their notification ids) instead of decoding them again."""
-    if not personal and recent is not None and recent.events:
-        known = recent.events
-        return [e if (e := known.get(getattr(n, "id", 0))) is not None else _unopened(mapper, n) for n in stored_events]
+    if not personal:
+        shut = mapper.to_domain_event_unopened if isinstance(mapper, SealingMapper) else mapper.to_domain_event
+        known = recent.events if recent is not None else {}
+        return [e if (e := known.get(getattr(n, "id", 0))) is not None else shut(n) for n in stored_events]
     if isinstance(mapper, SealingMapper):
-        if not personal:
-            return [mapper.to_domain_event_unopened(n) for n in stored_events]
         mapper.warm(stored_events)
     return [mapper.to_domain_event(n) for n in stored_events]
-
-
-def _unopened(mapper: Mapper[UUID], stored_event: StoredEvent) -> Any:
-    if isinstance(mapper, SealingMapper):
-        return mapper.to_domain_event_unopened(stored_event)
-    return mapper.to_domain_event(stored_event)
 
 
 class RecentEvents:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -18,8 +17,6 @@ from engine.domain.shared.errors import HuokeError, InvalidLeadError
 from engine.domain.shared.values import ConsentChannel, ConsentPurpose, JSONDict
 from engine.eventstore import IntegrityError
 from engine.eventstore.saving import (
-    CONFLICT_ATTEMPTS,
-    conflict_pause,
     delete_snapshots,
     latest_versions,
     retry_conflicts,
@@ -171,13 +168,12 @@ class ConsentJobs(LeadsBase):
         """Withdraw marketing consent on ``channel`` ('all' for every channel), effective before the next
         send, and list the contact so no import brings it back. Works even for an unknown contact."""
         at = at or self.clock.now()
-        for attempt in range(CONFLICT_ATTEMPTS):
-            try:
-                return self._opt_out(lead_id, channel, source, evidence, at, phone, email)
-            except IntegrityError:
-                self._forget_cache()
-                time.sleep(conflict_pause(attempt))
-        return Outcome(lead_id, error="could not record the opt-out: concurrent writers kept conflicting")
+        try:
+            return retry_conflicts(
+                self, lambda: self._opt_out(lead_id, channel, source, evidence, at, phone, email), self._forget_cache
+            )
+        except IntegrityError:
+            return Outcome(lead_id, error="could not record the opt-out: concurrent writers kept conflicting")
 
     def _opt_out(
         self,
