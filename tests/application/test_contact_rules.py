@@ -212,3 +212,63 @@ def test_two_journeys_marketing_to_one_lead_are_spaced_a_day_apart_by_priority(
     engine.run(until=clock.now() + timedelta(days=2))
     sent = [t["what"] for t in lead_timeline(engine, out.lead_id)["timeline"] if t["event"] == "Delivery.Sent"]  # type: ignore[arg-type]
     assert len(sent) == 2
+
+
+SMS_THEN_EMAIL = journey(
+    "sms-then-email", send("hello", "sms", "yp_welcome"), send("details", "email", "yp_quick_apply"), done()
+)
+
+
+def _held_and_sent(engine: object, lead_id: object) -> tuple[list[str], list[tuple[str, str]]]:
+    timeline = lead_timeline(engine, lead_id)["timeline"]  # type: ignore[arg-type]
+    held = [t["what"] for t in timeline if t["event"] == "Delivery.Deferred"]
+    sent = [(t["why"], t["at"]) for t in timeline if t["event"] == "Delivery.Sent"]
+    return held, sent
+
+
+def test_a_message_behind_one_skipped_in_the_same_pass_goes_at_once(
+    make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
+) -> None:
+    """Each lead lacks one channel's consent: that message is skipped in the pass that takes both
+    requests up, and the other, even when it is the one behind (requests of one moment go in
+    send-id order), has nothing to wait for: it goes in that pass. It waited two minutes for the
+    skipped one before (issue 27: a step of the run for each such lead)."""
+    engine = make_engine(settings={"journeys_dir": journeys_folder(tmp_path, one=SMS_THEN_EMAIL)})
+    now = clock.now()
+    leads = [young_pro(n, captured_at=now, consents={"email" if n % 2 else "sms": True}) for n in range(1, 9)]
+    out = engine.leads.capture_leads(leads)
+    engine.run(until=now + timedelta(hours=1))
+    for o in out:
+        held, sent = _held_and_sent(engine, o.lead_id)
+        assert held == [] and len(sent) == 1 and sent[0][1] == now.isoformat()
+
+
+def test_a_message_behind_one_held_for_the_night_is_held_once_until_just_after_it(
+    make_engine: MakeEngine, tmp_path: Path
+) -> None:
+    """New York at 11pm: each lead's SMS is held until 08:00 there. An e-mail behind its SMS is
+    held once, until two minutes after it (it was held two minutes first, then again until
+    08:02), and leaves then; an e-mail ahead of it goes at once."""
+    eleven_pm = datetime(2026, 3, 10, 23, 0, tzinfo=NEW_YORK)
+    clock = VirtualClock(eleven_pm.astimezone(UTC))
+    engine = make_engine(clock=clock, settings={"journeys_dir": journeys_folder(tmp_path, one=SMS_THEN_EMAIL)})
+    leads = []
+    for n in range(1, 9):
+        lead = {**new_yorker(n), "consents": {"sms": True, "email": True}}
+        lead["contact"] = {**lead["contact"], "email": f"ann{n}@example.com"}  # type: ignore[dict-item]
+        leads.append(young_pro(n, captured_at=clock.now(), **lead))
+    out = engine.leads.capture_leads(leads)
+    engine.run(until=clock.now() + timedelta(days=1))
+    eight = datetime(2026, 3, 11, 8, 0, tzinfo=NEW_YORK).astimezone(UTC)
+    behind = 0
+    for o in out:
+        held, sent = _held_and_sent(engine, o.lead_id)
+        assert ("step hello of sms-then-email", eight.isoformat()) in sent
+        e_mail = next(at for why, at in sent if why == "step details of sms-then-email")
+        if e_mail == eleven_pm.astimezone(UTC).isoformat():  # ahead of its SMS
+            assert len(held) == 1
+            continue
+        behind += 1
+        assert e_mail == (eight + timedelta(minutes=2)).isoformat()
+        assert len(held) == 2 and held[1].startswith("email at details of sms-then-email held until 2026-03-11 20:02")
+    assert behind  # some e-mail was behind its SMS

@@ -188,6 +188,7 @@ class Deliveries(RuleJobs, ComposingJobs, OperatorJobs, DeliveriesBase):
         current = leads.current(d.lead_id for d in batch)  # as committed now, in any process
         self._load_histories({d.lead_id for d in batch if not d.is_settled}, state.histories)
         in_order = sorted(batch, key=lambda d: (d.requested_at, str(d.id)))
+        state.batch = {d.id: d for d in in_order}
         ahead = self._ahead(in_order)
         for d in sorted(in_order, key=self._priority, reverse=True):  # stable: each enrolment keeps its order
             now = self._now_for(d)
@@ -273,8 +274,16 @@ class Deliveries(RuleJobs, ComposingJobs, OperatorJobs, DeliveriesBase):
     def _behind(self, d: Delivery, earlier: list[tuple[UUID, datetime | None]], now: datetime, state: _Pass) -> bool:
         """Defer ``d`` while an earlier message of its enrolment is unsettled and not going out in
         this same pass: a follow-up never overtakes its welcome after an outage, a retry or a
-        crash. It is tried again shortly after the earlier one is next due."""
-        waiting = [(sid, due) for sid, due in earlier if sid not in state.going]
+        crash. It is tried again shortly after the earlier one is next due (as this pass just
+        decided, for one in the same batch: held for a contact window, say). An earlier message
+        this pass settled without sending (skipped: no consent, say; failed for good) holds
+        nothing up: it will never leave."""
+        batch = state.batch
+        waiting = [
+            (sid, batch[sid].deferred_until if sid in batch else due)  # as this pass decided it
+            for sid, due in earlier
+            if sid not in state.going and not (sid in batch and batch[sid].is_settled)
+        ]
         if not waiting:
             return False
         due = max((due for _, due in waiting if due is not None), default=now)

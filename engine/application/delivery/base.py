@@ -138,6 +138,7 @@ class _Pass:
     lead_versions: dict[UUID, int] = field(default_factory=dict)  # per send: the lead's version decided on
     marketing: dict[UUID, str] = field(default_factory=dict)  # lead -> journey of a marketing message this pass
     going: set[UUID] = field(default_factory=set)  # sends handed to a channel in this pass
+    batch: dict[UUID, Delivery] = field(default_factory=dict)  # the messages this pass decides on
 
 
 class DeliveriesBase(StoreApplication):
