@@ -136,9 +136,10 @@ class Engine:
     #: The helper's quiet heads and the horizon it settled to (None: it moved at its last step,
     #: or has not settled yet): while they stand, and nothing of its comes due, it has no work.
     _helper_quiet: tuple[dict[str, int], datetime | None] | None = field(default=None, repr=False)
-    #: Whether this process's last settle recorded anything for leads of any partition (the desk's
-    #: task updates, referral news): what the helper may have to react to. The rest of what it
-    #: records (its own partitions' journeys, messages and their effects) is none of the helper's.
+    #: Whether this process's last settle recorded lead events for leads of any partition (referral
+    #: news): what the helper may have to react to. The rest of what it records is none of the
+    #: helper's: its own partitions' journeys, messages and their effects, and the desk's task
+    #: updates (tasks of any partition, but no follower of the helper reads a task's events).
     _moved_across: bool = field(default=False, repr=False)
     #: Runs lent to the helper (it takes each one's budget, horizon and live journeys afresh).
     _runs: int = 0
@@ -284,8 +285,8 @@ class Engine:
         and in the helper at once. Returns the timers fired and whether anything moved.
 
         The helper settles until its partitions are quiet, so it is given another round only
-        when this process recorded something that may concern the helper's leads (the desk's
-        task updates, referral news: ``_moved_across``), not for its own partitions' work (a
+        when this process recorded something the helper's followers may have to react to
+        (referral news: ``_moved_across``), not for its own partitions' work or the desk's (a
         round that found nothing cost each such step about 10 ms); this process settles again
         after any move (the views it keeps feed the desk)."""
         fired = 0
@@ -447,7 +448,6 @@ class Engine:
             if self.works_desk and not cut and (desk != 0 or moved or requested or d.moved or effects):
                 desk = self.task_desk.work(self._run_parts, self.clock.now())  # once a backlog is through
                 report.task_updates += desk
-                self._moved_across |= desk > 0  # tasks of any partition
             if not moved and not requested and not d.moved and not effects and not desk:
                 self._quiet_heads = heads.heads
                 return any_moved
