@@ -13,6 +13,7 @@ from uuid import UUID
 import pytest
 
 from engine.adapters.clock import VirtualClock
+from engine.application.delivery.base import ORDER_GAP
 from engine.application.leads.timeline import lead_timeline
 from engine.domain.journeys import enrolment
 from engine.domain.journeys.lead_journeys import EntryRefusals, LeadJourneys, refusals_in
@@ -74,8 +75,6 @@ def lean(trail: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-#: How long a message waits after the earlier message of its journey is next due (``ORDER_GAP``).
-GAP = timedelta(minutes=2)
 _WAITS = "waits for the earlier message "
 
 
@@ -99,7 +98,7 @@ def without_needless_waits(trail: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if item["event"] != "Delivery.Deferred" or not item["why"].startswith(_WAITS):
             i += 1
             continue
-        after = _moment(item) + GAP
+        after = _moment(item) + ORDER_GAP  # how long it waited after the earlier one was due
         again = next(
             (j for j in range(i + 1, len(out)) if out[j]["event"] == "Delivery.Deferred"
              and out[j]["why"] == item["why"] and _moment(out[j]) == after),
