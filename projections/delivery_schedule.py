@@ -32,14 +32,17 @@ TOPICS = [
 class DeliverySchedule(SqlView):
     """Held deliveries by the time they may be tried again (indexed), and why they wait."""
 
-    tables = ("held_deliveries", "delivery_buckets", "review_holds", "open_sends")
+    tables = ("held_deliveries", "delivery_buckets", "review_holds", "unsettled_sends")
     feeds = (("deliveries", TOPICS),)
     #: 2: open_sends, every message not yet settled by enrolment (the dispatcher keeps each
-    #: enrolment's messages in order).
-    schema_version = 2
+    #: enrolment's messages in order). 3: unsettled_sends in its place, with each request's
+    #: position (messages requested at the same moment go in their steps' order).
+    schema_version = 3
 
     def ddl(self) -> list[str]:
+        old = f'"{self.datastore.schema}"."open_sends"' if self.is_postgres else "open_sends"  # type: ignore[attr-defined]
         return [
+            f"DROP TABLE IF EXISTS {old}",  # version 2's, without the positions
             "CREATE TABLE IF NOT EXISTS {t_held_deliveries} (send_id TEXT PRIMARY KEY, due_at TEXT NOT NULL, "
             "channel TEXT NOT NULL, reason TEXT NOT NULL, bucket INTEGER NOT NULL)",
             "CREATE INDEX IF NOT EXISTS held_deliveries_order ON {t_held_deliveries} (due_at, send_id)",
@@ -48,10 +51,11 @@ class DeliverySchedule(SqlView):
             # In-doubt messages waiting for an operator's word (HUOKE_IN_DOUBT=hold).
             "CREATE TABLE IF NOT EXISTS {t_review_holds} (send_id TEXT PRIMARY KEY, channel TEXT NOT NULL, "
             "journey_id TEXT NOT NULL, step TEXT NOT NULL, reason TEXT NOT NULL, held_at TEXT NOT NULL)",
-            # Every message requested and not yet sent, failed or skipped, by its enrolment.
-            "CREATE TABLE IF NOT EXISTS {t_open_sends} (send_id TEXT PRIMARY KEY, enrolment_id TEXT NOT NULL, "
-            "requested_at TEXT NOT NULL)",
-            "CREATE INDEX IF NOT EXISTS open_sends_enrolment ON {t_open_sends} (enrolment_id, requested_at)",
+            # Every message requested and not yet sent, failed or skipped, by its enrolment, with
+            # its request's position in the enrolment's log (request_order).
+            "CREATE TABLE IF NOT EXISTS {t_unsettled_sends} (send_id TEXT PRIMARY KEY, enrolment_id TEXT NOT NULL, "
+            "requested_at TEXT NOT NULL, position INTEGER NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS unsettled_sends_enrolment ON {t_unsettled_sends} (enrolment_id)",
         ]
 
     @singledispatchmethod
@@ -65,8 +69,8 @@ class DeliverySchedule(SqlView):
             (str(e.originator_id), bucket_of(e.lead_id)),
         )
         c.execute(
-            self.q("INSERT INTO {t_open_sends} VALUES (?, ?, ?) ON CONFLICT (send_id) DO NOTHING"),
-            (str(e.originator_id), str(e.enrolment_id), ts(e.at)),
+            self.q("INSERT INTO {t_unsettled_sends} VALUES (?, ?, ?, ?) ON CONFLICT (send_id) DO NOTHING"),
+            (str(e.originator_id), str(e.enrolment_id), ts(e.at), e.request_position),
         )
         for decided in told(e)[1:]:  # a first decision recorded with the request
             self.apply_one(decided, c)
@@ -110,20 +114,21 @@ class DeliverySchedule(SqlView):
     def _(self, e: Any, c: Any) -> None:
         c.execute(self.q("DELETE FROM {t_held_deliveries} WHERE send_id = ?"), (str(e.originator_id),))
         c.execute(self.q("DELETE FROM {t_review_holds} WHERE send_id = ?"), (str(e.originator_id),))
-        c.execute(self.q("DELETE FROM {t_open_sends} WHERE send_id = ?"), (str(e.originator_id),))
+        c.execute(self.q("DELETE FROM {t_unsettled_sends} WHERE send_id = ?"), (str(e.originator_id),))
 
     def open_before(
-        self, sends: Sequence[tuple[UUID, UUID, datetime]]
+        self, sends: Sequence[tuple[UUID, UUID, datetime, int]]
     ) -> dict[UUID, list[tuple[UUID, datetime | None]]]:
-        """For each (send id, enrolment id, requested at) with earlier messages of the same
-        enrolment still unsettled: those (send id, when next due; None when not held to a time,
-        e.g. in review). As of this view, which may lag its log a little."""
-        enrolments = sorted({str(e) for _, e, _ in sends})
+        """For each (send id, enrolment id, requested at, request position) with earlier messages
+        of the same enrolment still unsettled (in the dispatcher's ``request_order``): those
+        (send id, when next due; None when not held to a time, e.g. in review). As of this view,
+        which may lag its log a little."""
+        enrolments = sorted({str(e) for _, e, _, _ in sends})
         if not enrolments:
             return {}
         marks = ", ".join("?" * len(enrolments))
         rows = self.rows(
-            f"SELECT o.send_id, o.enrolment_id, o.requested_at, h.due_at FROM {{t_open_sends}} o "  # noqa: S608
+            f"SELECT o.send_id, o.enrolment_id, o.requested_at, o.position, h.due_at FROM {{t_unsettled_sends}} o "  # noqa: S608
             f"LEFT JOIN {{t_held_deliveries}} h ON h.send_id = o.send_id WHERE o.enrolment_id IN ({marks})",
             enrolments,
         )
@@ -131,12 +136,12 @@ class DeliverySchedule(SqlView):
         for r in rows:
             by_enrolment.setdefault(r["enrolment_id"], []).append(r)
         out: dict[UUID, list[tuple[UUID, datetime | None]]] = {}
-        for send_id, enrolment_id, requested_at in sends:
-            mine = (ts(requested_at), str(send_id))
+        for send_id, enrolment_id, requested_at, position in sends:
+            mine = (ts(requested_at), position, str(send_id))
             earlier = [
                 (UUID(r["send_id"]), parse_ts(r["due_at"]) if r["due_at"] else None)
                 for r in by_enrolment.get(str(enrolment_id), [])
-                if r["send_id"] != str(send_id) and (r["requested_at"], r["send_id"]) < mine
+                if r["send_id"] != str(send_id) and (r["requested_at"], int(r["position"]), r["send_id"]) < mine
             ]
             if earlier:
                 out[send_id] = earlier

@@ -367,7 +367,7 @@ class DeliveryScheduleView(View, Protocol):
     def review_holds(self) -> list[dict[str, Any]]: ...
 
     def open_before(
-        self, sends: Sequence[tuple[UUID, UUID, datetime]]
+        self, sends: Sequence[tuple[UUID, UUID, datetime, int]]
     ) -> dict[UUID, list[tuple[UUID, datetime | None]]]: ...
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.adapters.clock import VirtualClock
@@ -217,6 +218,9 @@ def test_two_journeys_marketing_to_one_lead_are_spaced_a_day_apart_by_priority(
 SMS_THEN_EMAIL = journey(
     "sms-then-email", send("hello", "sms", "yp_welcome"), send("details", "email", "yp_quick_apply"), done()
 )
+EMAIL_THEN_SMS = journey(
+    "email-then-sms", send("details", "email", "yp_quick_apply"), send("hello", "sms", "yp_welcome"), done()
+)
 
 
 def _held_and_sent(engine: object, lead_id: object) -> tuple[list[str], list[tuple[str, str]]]:
@@ -230,9 +234,9 @@ def test_a_message_behind_one_skipped_in_the_same_pass_goes_at_once(
     make_engine: MakeEngine, clock: VirtualClock, tmp_path: Path
 ) -> None:
     """Each lead lacks one channel's consent: that message is skipped in the pass that takes both
-    requests up, and the other, even when it is the one behind (requests of one moment go in
-    send-id order), has nothing to wait for: it goes in that pass. It waited two minutes for the
-    skipped one before (issue 27: a step of the run for each such lead)."""
+    requests up, and the other, even the e-mail behind its SMS, has nothing to wait for: it goes
+    in that pass. It waited two minutes for the skipped one before (issue 27: a step of the run
+    for each such lead)."""
     engine = make_engine(settings={"journeys_dir": journeys_folder(tmp_path, one=SMS_THEN_EMAIL)})
     now = clock.now()
     leads = [young_pro(n, captured_at=now, consents={"email" if n % 2 else "sms": True}) for n in range(1, 9)]
@@ -243,15 +247,12 @@ def test_a_message_behind_one_skipped_in_the_same_pass_goes_at_once(
         assert held == [] and len(sent) == 1 and sent[0][1] == now.isoformat()
 
 
-def test_a_message_behind_one_held_for_the_night_is_held_once_until_just_after_it(
-    make_engine: MakeEngine, tmp_path: Path
-) -> None:
-    """New York at 11pm: each lead's SMS is held until 08:00 there. An e-mail behind its SMS is
-    held once, until two minutes after it (it was held two minutes first, then again until
-    08:02), and leaves then; an e-mail ahead of it goes at once."""
+def _night_in_new_york(make_engine: MakeEngine, tmp_path: Path, one: str) -> tuple[Any, list[Any], datetime]:
+    """Eight New Yorkers captured at 11pm there (SMS and e-mail consent) into journey ``one``,
+    run for a day: (engine, capture outcomes, 08:00 the next morning there, in UTC)."""
     eleven_pm = datetime(2026, 3, 10, 23, 0, tzinfo=NEW_YORK)
     clock = VirtualClock(eleven_pm.astimezone(UTC))
-    engine = make_engine(clock=clock, settings={"journeys_dir": journeys_folder(tmp_path, one=SMS_THEN_EMAIL)})
+    engine = make_engine(clock=clock, settings={"journeys_dir": journeys_folder(tmp_path, one=one)})
     leads = []
     for n in range(1, 9):
         lead = {**new_yorker(n), "consents": {"sms": True, "email": True}}
@@ -259,16 +260,35 @@ def test_a_message_behind_one_held_for_the_night_is_held_once_until_just_after_i
         leads.append(young_pro(n, captured_at=clock.now(), **lead))
     out = engine.leads.capture_leads(leads)
     engine.run(until=clock.now() + timedelta(days=1))
-    eight = datetime(2026, 3, 11, 8, 0, tzinfo=NEW_YORK).astimezone(UTC)
-    behind = 0
+    return engine, out, datetime(2026, 3, 11, 8, 0, tzinfo=NEW_YORK).astimezone(UTC)
+
+
+def test_a_message_behind_one_held_for_the_night_is_held_once_until_just_after_it(
+    make_engine: MakeEngine, tmp_path: Path
+) -> None:
+    """New York at 11pm: each lead's SMS is held until 08:00 there. The e-mail of the step after
+    it, requested at the same moment, is behind it for every lead (the steps' order, not the
+    send ids': issue 27), held once, until two minutes after it (it was held two minutes first,
+    then again until 08:02), and leaves then."""
+    engine, out, eight = _night_in_new_york(make_engine, tmp_path, SMS_THEN_EMAIL)
     for o in out:
         held, sent = _held_and_sent(engine, o.lead_id)
-        assert ("step hello of sms-then-email", eight.isoformat()) in sent
-        e_mail = next(at for why, at in sent if why == "step details of sms-then-email")
-        if e_mail == eleven_pm.astimezone(UTC).isoformat():  # ahead of its SMS
-            assert len(held) == 1
-            continue
-        behind += 1
-        assert e_mail == (eight + timedelta(minutes=2)).isoformat()
+        assert sorted(sent) == [
+            ("step details of sms-then-email", (eight + timedelta(minutes=2)).isoformat()),
+            ("step hello of sms-then-email", eight.isoformat()),
+        ]
         assert len(held) == 2 and held[1].startswith("email at details of sms-then-email held until 2026-03-11 20:02")
-    assert behind  # some e-mail was behind its SMS
+
+
+def test_messages_of_one_moment_go_in_their_steps_order(make_engine: MakeEngine, tmp_path: Path) -> None:
+    """The same two messages, the e-mail's step first: every lead's e-mail goes at 11pm, at once,
+    and its SMS at 08:00 (behind nothing unsettled by then)."""
+    engine, out, eight = _night_in_new_york(make_engine, tmp_path, EMAIL_THEN_SMS)
+    eleven_pm = (eight - timedelta(hours=9)).isoformat()
+    for o in out:
+        held, sent = _held_and_sent(engine, o.lead_id)
+        assert sorted(sent) == [
+            ("step details of email-then-sms", eleven_pm),
+            ("step hello of email-then-sms", eight.isoformat()),
+        ]
+        assert len(held) == 1 and held[0].startswith("sms at hello of email-then-sms held until")

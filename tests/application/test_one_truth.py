@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from eventsourcing.persistence import StoredEvent
@@ -159,6 +159,31 @@ def test_sends_stored_before_they_named_the_lead_still_count(store: str, make_en
     assert sent.lead_id is None and sent.recipient
     delivery = engine.deliveries.get_delivery(delivery_id)
     assert delivery is not None and delivery.outcome == "sent" and str(delivery.lead_id) == doc["lead_id"]
+    # Requested v1 → v3: no position recorded (same-moment messages go by send id, as they went).
+    assert delivery.request_position == 0
+    engine.refresh_views()  # the schedule reads the old request too
+    assert engine.schedule.open_before([(delivery_id, delivery.enrolment_id, delivery.requested_at, 0)]) == {}
+
+
+def test_the_schedule_orders_unsettled_messages_of_one_moment_by_their_steps(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """Two messages of one enrolment requested at the same moment, the later step's with the
+    smaller send id: the schedule view puts the earlier step's first, as the dispatcher does."""
+    engine = make_engine()
+    now, enrolment_id, lead_id = clock.now(), uuid4(), uuid4()
+    small, large = sorted((uuid4(), uuid4()), key=str)
+
+    def requested(send_id: UUID, step: str, position: int) -> Delivery:
+        return Delivery(
+            send_id=send_id, lead_id=lead_id, enrolment_id=enrolment_id, journey_id="j", journey_version=1,
+            step=step, channel="email", template="yp_welcome", reason="test", at=now, request_position=position,
+        )  # fmt: skip
+
+    engine.deliveries.save(requested(small, "second", 5), requested(large, "first", 3))
+    engine.refresh_views()
+    asked = [(small, enrolment_id, now, 5), (large, enrolment_id, now, 3)]
+    assert engine.schedule.open_before(asked) == {small: [(large, None)]}
 
 
 def test_the_version_check_sees_committed_versions(store: str, make_engine: MakeEngine) -> None:

@@ -36,7 +36,7 @@ from engine.application.projecting import next_owned_page
 from engine.domain.delivery.contact_policy import (
     span_text,
 )
-from engine.domain.delivery.delivery import Delivery
+from engine.domain.delivery.delivery import Delivery, request_order
 from engine.domain.leads.lead import Lead
 from engine.domain.shared.durations import zone_text
 from engine.eventstore import Claim, Tracking
@@ -127,6 +127,7 @@ class Deliveries(RuleJobs, ComposingJobs, OperatorJobs, DeliveriesBase):
                     template=e.template,
                     reason=e.reason,
                     at=e.at,
+                    request_position=e.originator_version,
                 )
             )
         return deliveries
@@ -187,7 +188,7 @@ class Deliveries(RuleJobs, ComposingJobs, OperatorJobs, DeliveriesBase):
         outgoing: dict[str, list[tuple[Delivery, OutgoingMessage]]] = {}
         current = leads.current(d.lead_id for d in batch)  # as committed now, in any process
         self._load_histories({d.lead_id for d in batch if not d.is_settled}, state.histories)
-        in_order = sorted(batch, key=lambda d: (d.requested_at, str(d.id)))
+        in_order = sorted(batch, key=request_order)
         state.batch = {d.id: d for d in in_order}
         ahead = self._ahead(in_order)
         for d in sorted(in_order, key=self._priority, reverse=True):  # stable: each enrolment keeps its order
@@ -260,7 +261,7 @@ class Deliveries(RuleJobs, ComposingJobs, OperatorJobs, DeliveriesBase):
         (in request order) and, from the schedule view, those outside it."""
         out: dict[UUID, list[tuple[UUID, datetime | None]]] = {}
         if self.open_before is not None:
-            out = self.open_before([(d.id, d.enrolment_id, d.requested_at) for d in batch])
+            out = self.open_before([(d.id, d.enrolment_id, d.requested_at, d.request_position) for d in batch])
         earlier: dict[UUID, list[Delivery]] = {}
         for d in batch:  # in request order
             siblings = earlier.setdefault(d.enrolment_id, [])

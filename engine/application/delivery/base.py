@@ -123,8 +123,9 @@ class DispatchReport:
 
 #: How long after the earlier message of its enrolment is next due a later one is tried again.
 ORDER_GAP = timedelta(minutes=2)
-#: The schedule view's look-up of each send's earlier unsettled messages.
-OpenBefore = Callable[[Sequence[tuple[UUID, UUID, datetime]]], dict[UUID, list[tuple[UUID, datetime | None]]]]
+#: The schedule view's look-up of each send's earlier unsettled messages, for (send id,
+#: enrolment id, requested at, request position) each.
+OpenBefore = Callable[[Sequence[tuple[UUID, UUID, datetime, int]]], dict[UUID, list[tuple[UUID, datetime | None]]]]
 
 
 @dataclass

@@ -26,9 +26,13 @@ class Delivery(ResponseDecisions, DeliveryState, Aggregate):
         with its dispatch marker (``dispatching_at``, with where its tracked links lead), one
         held or stopped at once with that ``first`` decision (the fields of the ``Deferred`` or
         ``Skipped`` it would have been, and its ``event`` name; ``told`` gives it back as that
-        event), where each was ``Requested`` and then the other."""
+        event), where each was ``Requested`` and then the other.
 
-        class_version = 2
+        v3: ``request_position``, the version of the enrolment's event that asked for it: messages
+        of steps reached at the same moment go in the order of their steps (0 in a store from
+        before: they go by send id, as they did)."""
+
+        class_version = 3
         send_id: UUID
         lead_id: UUID
         enrolment_id: UUID
@@ -42,10 +46,15 @@ class Delivery(ResponseDecisions, DeliveryState, Aggregate):
         dispatching_at: datetime | None
         links: list[str]
         first: dict[str, Any] | None
+        request_position: int
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["dispatching_at"], state["links"], state["first"] = None, [], None
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state["request_position"] = 0
 
     class Sent(Aggregate.Event):
         """v2 names the lead, so whoever follows the sends (Leads: first contact) can tell the
@@ -198,8 +207,10 @@ class Delivery(ResponseDecisions, DeliveryState, Aggregate):
         dispatching_at: datetime | None = None,
         links: list[str] | None = None,
         first: dict[str, Any] | None = None,
+        request_position: int = 0,
     ) -> None:
         self.start(send_id, lead_id, enrolment_id, journey_id, journey_version, step, channel, template, reason, at)
+        self.request_position = request_position
         if dispatching_at is not None:
             self._mark_dispatching(1, list(links or []))
         apply_decision(self, first, _FIRST)
@@ -429,13 +440,20 @@ class Delivery(ResponseDecisions, DeliveryState, Aggregate):
         return _requested_again(requested, first=decision_of(decided))
 
 
+def request_order(d: Delivery) -> tuple[datetime, int, str]:
+    """The order an enrolment's messages go in: by when they were requested; those requested at
+    the same moment by their steps' order (their requests' places in the enrolment's log), then
+    by send id. The schedule view's ``open_before`` keeps the same order."""
+    return (d.requested_at, d.request_position, str(d.id))
+
+
 def _requested_again(r: Any, **recorded: Any) -> Delivery:
     """A new Delivery made from the ``Requested`` of one not stored yet, recording ``recorded``
     with it (its dispatch marker, or its first decision)."""
     return Delivery(
         send_id=r.originator_id, lead_id=r.lead_id, enrolment_id=r.enrolment_id, journey_id=r.journey_id,
         journey_version=r.journey_version, step=r.step, channel=r.channel, template=r.template,
-        reason=r.reason, at=r.at, **recorded,
+        reason=r.reason, at=r.at, request_position=r.request_position, **recorded,
     )  # fmt: skip
 
 

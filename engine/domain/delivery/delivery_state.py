@@ -18,6 +18,9 @@ class DeliveryState:
     template: str
     reason: str
     requested_at: datetime
+    #: Its request's place in the enrolment's log: of messages requested at the same moment, the
+    #: earlier step's goes first (0 when stored before this was recorded).
+    request_position: int
     outcome: str | None
     transient_failures: int
     deferred_until: datetime | None
