@@ -327,6 +327,10 @@ def summary(h: dict[str, float], baseline: float, raw_smtp: float, workers: dict
          alone["emails_per_s"] / raw_smtp if alone else None, ".2f", "—"),
         ("PostgreSQL: two workers ÷ one (with one views runner)",
          two["emails_per_s"] / one["emails_per_s"] if one and two else None, ".2f", "≥ 1.5"),
+        # One worker's run keeps the machine this busy (the worker, the views runner, PostgreSQL,
+        # the SMTP sink): two workers can go at most as much faster as the idle cores allow.
+        (f"  the most {os.cpu_count()} cores allow: cores ÷ cores busy with one worker",
+         (os.cpu_count() or 1) / one["cores_machine"] if one and one.get("cores_machine") else None, ".2f", "—"),
         (f"1M leads × 60 days, minutes (projected from {leads:,.0f} leads × {h['days']:.0f} days)", million_minutes,
          ",.0f", "≤ 30"),
         (f"both cores: s per lead on one process ÷ with the helper ({h['cores_gain_leads']:,.0f} leads)",
