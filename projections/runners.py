@@ -13,6 +13,7 @@ import logging
 import weakref
 from collections.abc import Sequence
 from threading import Event
+from time import monotonic
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -68,6 +69,11 @@ RUNNERS: Sequence[tuple[type[Application[UUID]], type[Any], type[Any]]] = (
 
 #: The most events a runner applies in one transaction.
 BATCH = 500
+#: How long a runner gathers what arrives after an event before it applies them together: the
+#: workers commit a few events at a time, and each view applied each commit's in a transaction
+#: of its own (the runner used as much CPU as a worker). A view lags its log by up to this more.
+GATHER = 0.05
+GATHER_POLL = 0.005
 
 
 def _ready(subscription: ApplicationSubscription[Any]) -> bool:
@@ -92,7 +98,13 @@ class BatchingProjectionRunner(ProjectionRunner[Any, Any]):
         try:
             for first in subscription:
                 batch = [first]
-                while len(batch) < BATCH and _ready(subscription):
+                gather_until = monotonic() + GATHER
+                while len(batch) < BATCH:
+                    if not _ready(subscription):
+                        if monotonic() >= gather_until or is_stopping.is_set():
+                            break
+                        is_stopping.wait(GATHER_POLL)
+                        continue
                     try:
                         batch.append(next(subscription))
                     except StopIteration:
