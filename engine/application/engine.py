@@ -30,7 +30,7 @@ from engine.application.ports import (
 )
 from engine.application.projecting import catch_up_together, event_time, first_unread, next_page
 from engine.domain.journeys.desk import NO_DESK, Desk
-from engine.eventstore.saving import forget_cache, forget_cached_unless
+from engine.eventstore.saving import forget_cache
 
 BATCH_SPAN = timedelta(hours=1)
 #: Tasks whose service levels run out within this of the first are escalated together, at the
@@ -147,12 +147,9 @@ class Engine:
     _lent: Partitions | None = field(default=None, repr=False)
     #: What this process holds of the helper's share may be stale: the helper worked it since.
     _share_stale: bool = field(default=False, repr=False)
-    #: Runs this process worked every partition in and recorded something in the logs the
-    #: helper's share lives in (the helper's cache of its share is stale once there has been one
-    #: since its last run; a run alone that found nothing to do leaves it current).
+    #: Runs this process worked every partition in (the helper's cache of its share is stale
+    #: once there has been one since its last run).
     _runs_alone: int = field(default=0, repr=False)
-    #: The heads of those logs when the run alone under way began (None: this run is lent).
-    _alone_from: dict[str, int] | None = field(default=None, repr=False)
     _review_known: bool = False
     #: (view, log) → the log's head (and the view's resets) when this process last brought the
     #: view to its end: a view whose logs did not move since is not asked where it stands.
@@ -176,7 +173,6 @@ class Engine:
             return self._run(report, until, timer_batch)
         finally:
             self._take_back()
-            self._end_alone()
 
     def _run(self, report: RunReport, until: datetime | None, timer_batch: int) -> RunReport:
         self._settle_all(report)
@@ -250,9 +246,9 @@ class Engine:
             waiting += len(self.index.due(horizon, limit=helper.lends_from - waiting, parts=self.parts))
         if waiting < helper.lends_from:
             if self._share_stale:  # the helper changed its share's enrolments and messages
-                self._forget_helpers_share(helper.parts)
+                self._forget_cached()
                 self._share_stale = False
-            self._alone_from = self._share_heads()
+            self._runs_alone += 1
             return
         self._lent = self.parts
         self.parts = Partitions(self.parts.count, self.parts.owned - helper.parts.owned)
@@ -265,34 +261,6 @@ class Engine:
         if self._lent is None:
             return
         self.parts, self._lent, self._share_stale = self._lent, None, True
-
-    def _end_alone(self) -> None:
-        """A run alone is over: if it recorded anything where the helper's share lives, the
-        helper drops what it holds of its share before its next run."""
-        if self._alone_from is not None and (self.helper is None or self._share_heads() != self._alone_from):
-            self._runs_alone += 1
-        self._alone_from = None
-
-    def _share_heads(self) -> dict[str, int]:
-        """The heads of the logs the helper's share of the partitions lives in."""
-        logs = (self.journeys, self.deliveries, self.referrals)
-        return {app.name: app.recorder.max_notification_id() or 0 for app in logs if app is not None}
-
-    def _forget_helpers_share(self, helpers: Partitions) -> None:
-        """Before this process works every partition again: drop the cached enrolments, tasks
-        and messages of the helper's partitions' leads (it changed them meanwhile), and every
-        cached aggregate that is not a lead's; keep this process's own share's (no other process
-        works them). Referrals (of any partition) are all dropped."""
-
-        def ours(aggregate: Any) -> bool:
-            lead_id = getattr(aggregate, "lead_id", None)
-            return isinstance(lead_id, UUID) and not helpers.owns(lead_id)
-
-        forget_cached_unless(self.journeys, ours)
-        self.journeys.go_live(list(self.journeys.live))
-        forget_cached_unless(self.deliveries, ours)
-        if self.referrals is not None:
-            forget_cache(self.referrals)
 
     def _forget_cached(self) -> None:
         """Drop the cached enrolments, tasks, messages and referrals (leads are brought up to

@@ -524,18 +524,6 @@ def add_claims(app: Application[Any], claims: Sequence[Claim]) -> int:
     return app.recorder.add_claims(claims) if claims else 0  # type: ignore[attr-defined]
 
 
-def forget_cached_unless(app: Application[Any], keep: Callable[[Any], bool]) -> None:
-    """Drop each cached aggregate of ``app`` that ``keep`` does not keep (the rest stay cached):
-    what another process may have changed since, when this process knows which those are."""
-    cache = app.repository.cache
-    if not isinstance(cache, LRUCache):
-        forget_cache(app)
-        return
-    for key, link in list(cache.cache.items()):
-        if not keep(link[LRUCache.RESULT]):
-            cache.get(key, evict=True)
-
-
 def forget_cache(app: Application[Any]) -> None:
     """Drop every cached aggregate (after a failed batch their state may be unsaved, or after
     another process took over some of this process's work)."""

@@ -13,14 +13,12 @@ import signal
 import subprocess
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine.bootstrap.helper import helper_engine, with_helper
-from engine.domain.journeys.enrolment import Enrolment
 from engine.eventstore.saving import ShareCache
 from tests.conftest import MakeEngine, settings_of
 from tests.e2e.test_crash_restart import UNTIL, command, env_for, huoke, outbox_count, sent_ids, write_leads
@@ -167,40 +165,3 @@ def test_each_lead_is_cached_in_one_process(make_engine: MakeEngine) -> None:
         assert set(here.cache) == ours_here and set(there.cache) == ours_there
     finally:
         theirs.close()
-
-
-def _cached_enrolments(engine: Any) -> dict[Any, Any]:
-    """The enrolments the engine process holds in its cache, by id."""
-    links = engine.journeys.repository.cache.cache
-    return {key: link[3] for key, link in links.items() if isinstance(link[3], Enrolment)}
-
-
-def test_a_run_alone_keeps_its_own_share_cached_and_tells_the_helper_only_what_moved(
-    make_engine: MakeEngine, clock: Any
-) -> None:
-    """After runs lent to the helper, a run this process works alone drops what it holds of
-    the helper's share (the helper changed it) and keeps its own share's enrolments (no other
-    process works them); and only a run alone that recorded something makes the helper drop its
-    cache before its next run (issue 27: both caches were dropped after every run alone, and the
-    next day's timers read every enrolment again)."""
-    engine = make_engine()
-    with_helper(engine, settings_of(engine).model_copy(update={"helper_from": 5}), engine.clock)
-    helper = engine.helper
-    assert helper is not None
-    out = engine.leads.capture_leads([young_pro(i) for i in range(40)])
-    engine.run()  # lent: the helper enrols and welcomes its share's leads
-    assert engine._runs == 1 and helper._process is not None  # type: ignore[attr-defined]
-    own = {i: e for i, e in _cached_enrolments(engine).items() if not helper.parts.owns(e.lead_id)}
-    assert own and len(own) == len(_cached_enrolments(engine))  # it worked its own share only
-    theirs = next(o.lead_id for o in out if o.lead_id is not None and helper.parts.owns(o.lead_id))
-    [(enrolment_id, _)] = engine.journeys.history_of(theirs).active.items()
-    assert engine.journeys.get_enrolment(enrolment_id) is not None  # now cached here too
-    helper.lends_from = 10**9  # the runs from here on are this process's alone
-    alone = engine._runs_alone
-    engine.run()  # nothing is due
-    cached = _cached_enrolments(engine)
-    assert all(cached.get(i) is e for i, e in own.items())  # its own share stayed cached
-    assert enrolment_id not in cached  # the helper's was dropped
-    assert engine._runs_alone == alone  # it recorded nothing: the helper's cache stays current
-    report = engine.run(until=clock.now() + timedelta(days=4))  # every partition's follow-ups
-    assert report.timers_fired and engine._runs_alone == alone + 1

@@ -223,25 +223,6 @@ def test_fresh_reads_bypass_the_cache_and_forgetting_drops_it(tmp_path: Path) ->
     assert app.repository is not before
 
 
-def test_forgetting_some_keeps_the_rest_cached(tmp_path: Path) -> None:
-    """``forget_cached_unless`` drops what its predicate does not keep; those are read again as
-    stored, the others stay the very objects cached."""
-    app = _app(tmp_path, AGGREGATE_CACHE_MAXSIZE="100")
-    counters = [Counter() for _ in range(6)]
-    for counter in counters[:3]:
-        counter.count()
-    saving.save_batch(app, counters)
-    for c in counters:
-        app.repository.get(c.id)
-    cache = app.repository.cache
-    assert isinstance(cache, LRUCache)
-    held = {key: link[LRUCache.RESULT] for key, link in cache.cache.items()}
-    assert set(held) == {c.id for c in counters}
-    saving.forget_cached_unless(app, lambda aggregate: aggregate.n == 1)
-    assert {key: link[LRUCache.RESULT] for key, link in cache.cache.items()} == {c.id: held[c.id] for c in counters[:3]}
-    assert [app.repository.get(c.id).n for c in counters] == [1, 1, 1, 0, 0, 0]
-
-
 class OwnCounters(Counters):
     def construct_repository(self) -> Repository[Any]:
         return saving.construct_repository(self)
