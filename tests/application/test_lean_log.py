@@ -82,6 +82,11 @@ def _moment(item: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(item["at"])
 
 
+def _as_the_timeline_lists(trail: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The timeline lists a lead's own events first, then the others, each kept in time order."""
+    return sorted(trail, key=lambda line: (_moment(line), line["source"] != "lead"))
+
+
 def without_needless_waits(trail: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A trail as the dispatcher tells it since it stopped waiting needlessly for the earlier
     message of a journey decided in the same pass (issue 27):
@@ -120,8 +125,7 @@ def without_needless_waits(trail: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 if line["why"] == "first message sent" and _moment(line) == after:
                     line["at"] = item["at"]
         i += 1
-    # The timeline lists a lead's own events first, then the others, each kept in time order.
-    return sorted(out, key=lambda line: (_moment(line), line["source"] != "lead"))
+    return _as_the_timeline_lists(out)
 
 
 _HELD = re.compile(r"^(\w+) at (\S+) of (\S+) held until (\d{4}-\d\d-\d\d \d\d:\d\d) (.+)$")
@@ -180,7 +184,7 @@ def in_step_order(trail: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for line in out:
             if line["why"] == "first message sent":
                 line["at"] = first.isoformat()
-    return sorted(out, key=lambda line: (_moment(line), line["source"] != "lead"))
+    return _as_the_timeline_lists(out)
 
 
 def test_a_step_reached_and_told_by_its_own_event_is_one_line() -> None:
