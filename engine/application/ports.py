@@ -75,6 +75,12 @@ class Renderer(Protocol):
         self, channel: str, template: str, audience: str, locale: str, context: dict[str, Any]
     ) -> RenderedMessage: ...
 
+    def holding(self) -> AbstractContextManager[None]:
+        """While open, each template is read as it was when first used in it (a dispatcher's
+        pass renders every message of the pass from the same files; an edit counts from the
+        next pass)."""
+        ...
+
 
 @dataclass(frozen=True)
 class OutgoingMessage:

@@ -184,13 +184,28 @@ class Deliveries(RuleJobs, ComposingJobs, OperatorJobs, DeliveriesBase):
             raise
 
     def _dispatch_batch(self, batch: list[Delivery], leads: Leads, state: _Pass) -> None:
-        report = state.report
         outgoing: dict[str, list[tuple[Delivery, OutgoingMessage]]] = {}
         current = leads.current(d.lead_id for d in batch)  # as committed now, in any process
         self._load_histories({d.lead_id for d in batch if not d.is_settled}, state.histories)
         in_order = sorted(batch, key=request_order)
         state.batch = {d.id: d for d in in_order}
         ahead = self._ahead(in_order)
+        with self.renderer.holding():  # the pass renders from the templates as they are now
+            self._decide_each(in_order, ahead, current, leads, state, outgoing)
+        for channel_name, items in outgoing.items():
+            self._send(channel_name, items, leads, state)
+
+    def _decide_each(
+        self,
+        in_order: list[Delivery],
+        ahead: dict[UUID, list[tuple[UUID, datetime | None]]],
+        current: dict[UUID, Lead],
+        leads: Leads,
+        state: _Pass,
+        outgoing: dict[str, list[tuple[Delivery, OutgoingMessage]]],
+    ) -> None:
+        """Send, hold, skip or fail each message of the pass (``outgoing``: those to send, by channel)."""
+        report = state.report
         for d in sorted(in_order, key=self._priority, reverse=True):  # stable: each enrolment keeps its order
             now = self._now_for(d)
             channel = self.channels.get(d.channel)
@@ -229,8 +244,6 @@ class Deliveries(RuleJobs, ComposingJobs, OperatorJobs, DeliveriesBase):
             state.planned[(d.lead_id, d.channel)] = state.planned.get((d.lead_id, d.channel), 0) + 1
             state.going.add(d.id)
             outgoing.setdefault(d.channel, []).append((d, message))
-        for channel_name, items in outgoing.items():
-            self._send(channel_name, items, leads, state)
 
     def _reconciled(self, d: Delivery, channel: Channel, lead: Lead, now: datetime, report: DispatchReport) -> bool:
         """An in-doubt message (handed to the channel before a crash, no outcome recorded): True
