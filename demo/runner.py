@@ -296,7 +296,7 @@ def run_demo(s: Settings, n: int, days: int, folder: Path, quiet: bool, console:
                 new_leads = [c for _, kind, c in due if kind == 0]
                 facts = responses.happening(engine, [item for _, kind, item in due if kind == 1])
                 if new_leads:
-                    engine.leads.capture_leads(new_leads)
+                    engine.capture_leads(new_leads)
                 if facts:
                     engine.leads.record_lifecycle(facts)
                 engine.run(until=cutoff)

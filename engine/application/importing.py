@@ -117,7 +117,7 @@ def import_leads(
     """Capture every valid lead row; invalid contact details are flagged."""
 
     def apply(batch: Batch, report: ImportReport) -> None:
-        for (line, command), outcome in zip(batch, engine.leads.capture_leads([c for _, c in batch]), strict=True):
+        for (line, command), outcome in zip(batch, engine.capture_leads([c for _, c in batch]), strict=True):
             report.flagged += [RowProblem(label, line, "contact", i) for i in command.contact_issues]
             report.conflicts += [
                 RowProblem(

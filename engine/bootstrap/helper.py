@@ -58,6 +58,7 @@ class HelperProcess:
         self._step = ""
         self._pending = False
         self._used = False
+        self._booted = False  # it said it is ready (its stores open) and has no step now
 
     def start(self) -> None:
         """Start the helper process now, so it is ready (about a second) when a run needs it."""
@@ -89,6 +90,17 @@ class HelperProcess:
             raise self._failed(f"could not be given its {step} step ({e})") from None
         self._pending = True
 
+    def idle(self) -> bool:
+        """Started, ready for work (its stores open: it says so once) and given no step now."""
+        if self._process is None or self._pending:
+            return False
+        if not self._booted:
+            try:
+                self._booted = bool(self._conn.poll()) and self._conn.recv() == ("booted", None)
+            except (EOFError, OSError):
+                return False
+        return self._booted
+
     def ready(self, timeout: float = 0.0) -> bool:
         """Whether the step's answer is in (waiting up to ``timeout`` seconds for it)."""
         try:
@@ -99,18 +111,30 @@ class HelperProcess:
     def finish(self) -> Any:
         self._pending = False
         try:
-            kind, value = self._conn.recv()
+            kind, value = self._recv()
         except (EOFError, OSError):
             raise self._failed(f"stopped during its {self._step} step") from None
         if kind == "error":
             raise HelperFailedError(f"the helper process failed in its {self._step} step:\n{value}")
         return value
 
+    def _recv(self) -> Any:
+        """The helper's next answer (past its word that it booted, if not read yet)."""
+        message = self._conn.recv()
+        if message == ("booted", None):
+            self._booted = True
+            message = self._conn.recv()
+        return message
+
     def _failed(self, what: str) -> HelperFailedError:
         self._process.join(timeout=5)
+        again = (
+            "Import the rows again: the leads captured already are recognised, not captured twice"
+            if self._step == "capture"
+            else "What it had not recorded is still pending: run again"
+        )
         return HelperFailedError(
-            f"the helper process (pid {self._process.pid}) {what}; exit code {self._process.exitcode}. "
-            "What it had not recorded is still pending: run again"
+            f"the helper process (pid {self._process.pid}) {what}; exit code {self._process.exitcode}. {again}"
         )
 
     def close(self) -> None:
@@ -123,7 +147,7 @@ class HelperProcess:
         elif self._process.is_alive():
             try:
                 if self._pending:
-                    self._conn.recv()
+                    self._recv()
                 self._conn.send(("close", ()))
             except (EOFError, OSError):
                 pass
@@ -139,6 +163,7 @@ def serve(settings: Settings, parts: Partitions, clock: Clock, conn: Any, parent
     given until it is told to close (or the engine process goes away)."""
     _die_with(parent)
     engine = helper_engine(settings, parts, clock)
+    conn.send(("booted", None))  # the engine process gives it a batch of captures only now
     try:
         while True:
             try:
@@ -180,7 +205,11 @@ PR_SET_PDEATHSIG = 1
 
 
 #: What the helper does for each step the engine process begins.
-STEPS: dict[str, Callable[..., Any]] = {"settle": Engine.settle_lent, "fire": Engine.fire_lent}
+STEPS: dict[str, Callable[..., Any]] = {
+    "settle": Engine.settle_lent,
+    "fire": Engine.fire_lent,
+    "capture": Engine.capture_lent,
+}
 
 
 def with_helper(engine: Engine, settings: Settings, clock: Clock, start: bool = False) -> Engine:

@@ -16,7 +16,9 @@ from engine.application.delivery.links import LinkKeys
 from engine.application.engine import Engine
 from engine.application.erasure import erase_lead
 from engine.application.leads.timeline import lead_timeline
+from engine.bootstrap.helper import with_helper
 from engine.bootstrap.importing import (
+    IMPORT_HELPER_FROM,
     ImportReport,
     count_rows,
     find_lead,
@@ -56,18 +58,22 @@ from engine.presentation import imports, leads
 Importer = Callable[[Engine, Path, str, ZoneInfo, Callable[[int], None]], ImportReport]
 
 
-def _import_file(file: Path, as_json: bool, importer: Importer, label: str) -> ImportReport:
-    """Run one importer over ``file`` with a progress bar (or quietly for --json)."""
+def _import_file(file: Path, as_json: bool, importer: Importer, label: str, both_cores: bool = False) -> ImportReport:
+    """Run one importer over ``file`` with a progress bar (or quietly for --json); ``both_cores``:
+    an embedded store's big file is worked with a helper process (``HUOKE_CORES``)."""
     if not file.is_file():
         fail(f"{file}: no such file")
     s = settings()
     engine = engine_for(s)
+    rows = count_rows(file)
+    if both_cores and rows >= IMPORT_HELPER_FROM:
+        with_helper(engine, s, engine.clock, start=True)  # captured on both cores once it is up
 
     def run(advance: Callable[[int], None]) -> ImportReport:
         return importer(engine, file, s.default_phone_region, ZoneInfo(s.timezone), advance)
 
     try:
-        report = run(lambda _: None) if as_json else with_progress(count_rows(file), label, run)
+        report = run(lambda _: None) if as_json else with_progress(rows, label, run)
     except ValueError as e:
         fail(str(e))
     finally:
@@ -82,7 +88,7 @@ def _import_file(file: Path, as_json: bool, importer: Importer, label: str) -> I
 def leads_import(file: Path, as_json: JsonOpt = False) -> None:
     """Import leads from CSV or JSONL; valid rows are kept, bad rows listed with line numbers
     (exit 1 when any row was refused)."""
-    _import_file(file, as_json, import_leads, "importing leads")
+    _import_file(file, as_json, import_leads, "importing leads", both_cores=True)
 
 
 @events_app.command("import")

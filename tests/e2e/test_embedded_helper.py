@@ -7,6 +7,8 @@ Kills are timed by progress (messages in the outbox), not by the clock."""
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import random
 import signal
@@ -18,7 +20,10 @@ from typing import Any
 
 import pytest
 
+from engine.application.erasure import erase_lead
+from engine.application.leads.app import by_person
 from engine.bootstrap.helper import helper_engine, with_helper
+from engine.bootstrap.importing import IMPORT_HELPER_FROM
 from engine.eventstore.saving import ShareCache
 from tests.conftest import MakeEngine, settings_of
 from tests.e2e.test_crash_restart import UNTIL, command, env_for, huoke, outbox_count, sent_ids, write_leads
@@ -165,3 +170,110 @@ def test_each_lead_is_cached_in_one_process(make_engine: MakeEngine) -> None:
         assert set(here.cache) == ours_here and set(there.cache) == ours_there
     finally:
         theirs.close()
+
+
+def test_a_batch_is_grouped_by_the_person_its_rows_name() -> None:
+    """Rows sharing a source id, phone or e-mail, directly or through another row, are one person;
+    each group keeps its rows' order, and groups come in the order of their first row."""
+    a = young_pro(1)
+    b = young_pro(2)
+    a_again = young_pro(3, contact={**a.contact, "email": "a.new@example.com"}, source={"channel": "partner"})
+    joins = young_pro(4, contact={"phone": b.contact["phone"], "email": "a.new@example.com", "language": "en"})
+    loner = young_pro(5)
+    assert by_person([a, b, loner, a_again, joins]) == [[0, 1, 3, 4], [2]]
+    assert by_person([a, loner, b]) == [[0], [1], [2]]
+
+
+def person_and_outcome(engine: Any, outcome: Any) -> tuple[Any, ...]:
+    """What a capture's outcome said and what the lead it names holds (not the clock's moments)."""
+    if outcome.lead_id is None:
+        return (outcome.error,)
+    lead = engine.leads.fresh_lead(outcome.lead_id)
+    return (
+        outcome.lead_id, outcome.created, outcome.changed, outcome.conflicts, lead.version, lead.contact,
+        lead.profile, lead.interest, sorted(lead.consents.items()), lead.conflicts, lead.segments, lead.source,
+    )  # fmt: skip
+
+
+def test_a_batch_captured_on_both_cores_is_captured_as_one_process_captures_it(
+    make_engine: MakeEngine, tmp_path: Path
+) -> None:
+    """With a helper up, ``Engine.capture_leads`` captures a big batch's people of the helper's
+    partitions there and the others here, at once: new people, people captured by an earlier
+    batch coming back with another income (a conflict kept for review), a partner's touch of a
+    known person, two rows joined only through a third, and an erased person (refused) come out
+    exactly as one process captures them."""
+    one = make_engine(settings={"data_dir": tmp_path / "one", "outbox_dir": tmp_path / "one-outbox"})
+    engine = make_engine()
+    with_helper(engine, settings_of(engine), engine.clock, start=True)
+    helper = engine.helper
+    assert helper is not None
+    deadline = time.monotonic() + 60
+    while not helper.idle():  # up: its stores open (a second or so)
+        assert time.monotonic() < deadline, "the helper did not start"
+        time.sleep(0.02)
+    steps: list[str] = []
+    begin = helper.begin
+
+    def begun(step: str, *args: Any) -> None:
+        steps.append(step)
+        begin(step, *args)
+
+    helper.begin = begun  # type: ignore[method-assign]
+
+    first = [young_pro(i) for i in range(120)]
+    returning = [young_pro(i, profile={**young_pro(i).profile, "monthly_income": "31000"}) for i in range(0, 120, 7)]
+    partner = [
+        young_pro(
+            1000 + i,
+            source={"channel": "partner", "external_id": f"P{i}"},
+            contact={**young_pro(i).contact},
+            profile={**young_pro(i).profile, "monthly_income": "40000"},
+        )
+        for i in range(130, 150)
+    ]
+    a = young_pro(2000, contact={"phone": "+8613900000001", "language": "en"})
+    b = young_pro(2001, contact={"email": "b2001@example.com", "language": "en"})
+    joins = young_pro(2002, contact={"phone": "+8613900000001", "email": "b2001@example.com", "language": "en"})
+    erased = young_pro(3000)
+    second = [*[young_pro(i) for i in range(120, 200)], *returning, *partner, a, b, joins, erased]
+    for store in (one, engine):
+        [done] = store.leads.capture_leads([erased])
+        assert done.lead_id is not None
+        erase_lead(store, done.lead_id, "asked to be forgotten", "test")
+
+    expected = [one.leads.capture_leads(batch) for batch in (first, second)]
+    got = [engine.capture_leads(batch) for batch in (first, second)]
+    assert steps == ["capture", "capture"]  # the helper captured part of each batch
+    for want, have in zip(expected, got, strict=True):
+        assert [person_and_outcome(one, o) for o in want] == [person_and_outcome(engine, o) for o in have]
+    assert any(o.conflicts for o in got[1]) and any(o.error for o in got[1]) and any(o.created for o in got[1])
+    assert sum(1 for o in got[1] if o.lead_id is not None and not o.created) >= len(returning) + 2
+
+
+@pytest.mark.slow
+def test_a_big_lead_file_imported_on_both_cores_gives_what_one_process_gives(tmp_path: Path) -> None:
+    """``huoke leads import`` of a file of ``IMPORT_HELPER_FROM`` rows or more captures on both
+    cores once its helper is up; its report (each row's lead, created or updated) and the leads
+    are those of the same import on one process. A tenth of the rows are a partner's second
+    touch of a person named earlier in the file."""
+    leads = tmp_path / "leads.csv"
+    write_leads(leads, IMPORT_HELPER_FROM + 400)
+    with leads.open(encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    for n, row in enumerate(rows[1 : len(rows) : 10]):
+        rows.append(["car_dealer", f"P{n}", *row[2:6], "1975", *row[7:]])  # another birth year: kept for review
+    with leads.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    reports = {}
+    for cores in ("1", "2"):
+        folder = tmp_path / f"cores-{cores}"
+        huoke(folder, "db", "init")
+        done = subprocess.run(
+            command("leads", "import", str(leads), "--json"), env={**env_for(folder), "HUOKE_CORES": cores},
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        reports[cores] = json.loads(done.stdout)
+    assert reports["1"] == reports["2"]
+    assert reports["2"]["created"] == IMPORT_HELPER_FROM + 400 and reports["2"]["updated"] > 200

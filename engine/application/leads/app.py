@@ -3,7 +3,7 @@ their own modules (scoring, consent and erasure, reactions)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from uuid import UUID
@@ -58,12 +58,7 @@ class Leads(ScoringJobs, ConsentJobs, ReactionJobs, LeadsBase):
     def _capture(self, batch: list[CaptureLead], look_up: bool) -> list[Outcome]:
         pending: dict[UUID, Lead] = {}
         claims: list[Claim] = []  # the identity index's new entries, written with the events
-        keys_of = [
-            identity_keys(
-                cmd.source["channel"], cmd.source.get("external_id"), cmd.contact.get("phone"), cmd.contact.get("email")
-            )
-            for cmd in batch
-        ]
+        keys_of = [capture_keys(cmd) for cmd in batch]
         # Every key the batch names, with the lead it names already (one query): a key not in it
         # is new, and the batch claims it for the first lead that has it.
         claimed = self._identities({key for keys in keys_of for key in keys}) if look_up else {}
@@ -229,9 +224,41 @@ class Leads(ScoringJobs, ConsentJobs, ReactionJobs, LeadsBase):
         return found
 
 
+def capture_keys(command: CaptureLead) -> list[str]:
+    """The identity keys a capture names (strongest first)."""
+    source, contact = command.source, command.contact
+    return identity_keys(source["channel"], source.get("external_id"), contact.get("phone"), contact.get("email"))
+
+
+def by_person(commands: Sequence[CaptureLead]) -> list[list[int]]:
+    """The positions of ``commands`` grouped by the person they name: two rows sharing any
+    identity key (source id, phone or e-mail), directly or through others, are one group, in
+    the order of the rows. Groups are independent: capturing them apart, in any order or at
+    once, gives what capturing the batch in order gives (a group keeps its rows' order)."""
+    parent = list(range(len(commands)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[str, int] = {}
+    for i, command in enumerate(commands):
+        for key in capture_keys(command):
+            j = first.setdefault(key, i)
+            a, b = root(i), root(j)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(commands)):
+        groups.setdefault(root(i), []).append(i)
+    return list(groups.values())
+
+
 def _describe(ref: LeadRef) -> str:
     parts = [f"{k}={v}" for k, v in vars(ref).items() if v]
     return ", ".join(parts) or "nothing (give lead_id, source_channel+external_id, phone or email)"
 
 
-__all__ = ["Leads", "Outcome", "lead_id_for"]
+__all__ = ["Leads", "Outcome", "by_person", "capture_keys", "lead_id_for"]
