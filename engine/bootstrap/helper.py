@@ -91,8 +91,8 @@ class HelperProcess:
         self._pending = True
 
     def idle(self) -> bool:
-        """Started, ready for work (its stores open: it says so once) and given no step now."""
-        if self._process is None or self._pending:
+        """Alive, ready for work (its stores open: it says so once) and given no step now."""
+        if self._process is None or self._pending or not self._process.is_alive():
             return False
         if not self._booted:
             try:

@@ -12,6 +12,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -21,8 +22,8 @@ from typing import Any
 import pytest
 
 from engine.application.erasure import erase_lead
-from engine.application.leads.app import by_person
-from engine.bootstrap.helper import helper_engine, with_helper
+from engine.application.leads.app import by_person, capture_keys, lead_id_for
+from engine.bootstrap.helper import HelperFailedError, helper_engine, with_helper
 from engine.bootstrap.importing import IMPORT_HELPER_FROM
 from engine.eventstore.saving import ShareCache
 from tests.conftest import MakeEngine, settings_of
@@ -277,3 +278,93 @@ def test_a_big_lead_file_imported_on_both_cores_gives_what_one_process_gives(tmp
         reports[cores] = json.loads(done.stdout)
     assert reports["1"] == reports["2"]
     assert reports["2"]["created"] == IMPORT_HELPER_FROM + 400 and reports["2"]["updated"] > 200
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is on a core now (not sleeping, say on its pipe)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "R"
+    except OSError:
+        return False
+
+
+def captured(folder: Path) -> list[str]:
+    """The leads captured so far (their ``Captured`` events' ids), read beside the writers."""
+    path = folder / "data" / "leads.db"
+    if not path.exists():
+        return []
+    with sqlite3.connect(path, timeout=30) as c:
+        try:
+            rows = c.execute("SELECT originator_id FROM stored_events WHERE topic LIKE '%:Lead.Captured'").fetchall()
+        except sqlite3.OperationalError:
+            return []
+    return [str(row[0]) for row in rows]
+
+
+@pytest.mark.slow
+def test_a_helper_killed_mid_import_loses_no_row_and_captures_none_twice(tmp_path: Path) -> None:
+    """SIGKILL the helper while a big import captures on both cores: killed in its step, the
+    import stops with a message saying to import again; killed between steps, the engine
+    process goes on alone. Either way, once the file is imported again every row's person is
+    captured once, as one process captures them."""
+    leads = tmp_path / "leads.csv"
+    n = IMPORT_HELPER_FROM * 3
+    write_leads(leads, n)
+    reference, crashed = tmp_path / "reference", tmp_path / "crashed"
+    for folder in (reference, crashed):
+        huoke(folder, "db", "init")
+    huoke(reference, "leads", "import", str(leads), "--json")
+    proc = subprocess.Popen(command("leads", "import", str(leads), "--json"), env=env_for(crashed),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    helper = None
+    # Killed while it captures its half of a batch (running, not waiting for its next step).
+    while proc.poll() is None and (helper is None or len(captured(crashed)) < n // 3 or not running(helper)):
+        helper = helper or helper_of(proc.pid)
+        time.sleep(0.002)
+    assert helper is not None and proc.poll() is None, "the import ended before its helper was killed"
+    os.kill(helper, signal.SIGKILL)
+    out, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:  # it had answered its step: the engine process captured the rest alone
+        assert json.loads(out)["created"] + json.loads(out)["unchanged"] == n
+    else:  # killed in its step: the import stops and says what to do
+        assert proc.returncode == 1 and "the helper process" in err and "Import the rows again" in err
+        assert 0 < len(captured(crashed)) < n  # some rows were captured, not all
+    again = json.loads(huoke(crashed, "leads", "import", str(leads), "--json").stdout)
+    assert again["created"] + again["unchanged"] == n and not again["errors"] and again["unchanged"]
+    # Each person is the lead one process makes of them, captured once.
+    got, want = captured(crashed), captured(reference)
+    assert len(got) == len(set(got)) == n and sorted(got) == sorted(want)
+
+
+def test_a_helper_lost_in_its_capture_step_stops_the_batch_and_the_batch_again_captures_all_once(
+    make_engine: MakeEngine,
+) -> None:
+    """The helper is killed the moment it is given its half of a batch: the engine process's own
+    half is captured, ``capture_leads`` raises with what to do, and the batch captured again
+    (the helper gone: by the engine process alone) captures the rest, nobody twice."""
+    engine = make_engine()
+    with_helper(engine, settings_of(engine), engine.clock, start=True)
+    helper = engine.helper
+    assert helper is not None
+    deadline = time.monotonic() + 60
+    while not helper.idle():
+        assert time.monotonic() < deadline, "the helper did not start"
+        time.sleep(0.02)
+    begin = helper.begin
+
+    def begun_then_killed(step: str, *args: Any) -> None:
+        begin(step, *args)
+        os.kill(helper._process.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+
+    helper.begin = begun_then_killed  # type: ignore[method-assign]
+    batch = [young_pro(i) for i in range(200)]
+    with pytest.raises(HelperFailedError, match="Import the rows again"):
+        engine.capture_leads(batch)
+    helper.begin = begin  # type: ignore[method-assign]
+    ids = {lead_id_for(capture_keys(c)[0]) for c in batch}
+    assert 0 < len(engine.leads.current(ids)) < len(batch)  # the engine process's half only
+    assert not helper.idle()  # gone: the batch again is captured here alone
+    outcomes = engine.capture_leads(batch)
+    assert not any(o.error for o in outcomes)
+    assert {o.lead_id for o in outcomes} == ids and len(engine.leads.current(ids)) == len(batch)
+    assert sum(o.created for o in outcomes) + sum(not o.created and not o.changed for o in outcomes) == len(batch)
