@@ -368,3 +368,21 @@ def test_a_helper_lost_in_its_capture_step_stops_the_batch_and_the_batch_again_c
     assert not any(o.error for o in outcomes)
     assert {o.lead_id for o in outcomes} == ids and len(engine.leads.current(ids)) == len(batch)
     assert sum(o.created for o in outcomes) + sum(not o.created and not o.changed for o in outcomes) == len(batch)
+
+
+@pytest.mark.slow
+def test_the_reports_of_a_lent_run_are_those_of_one_process(tmp_path: Path) -> None:
+    """A run lent to the helper records what the same run on one process records, as the
+    reports read it: the funnel, engagement and the daily figures (each event counted once
+    whichever process recorded it, and the views kept by the engine process alone)."""
+    leads = tmp_path / "leads.csv"
+    write_leads(leads, 240)
+    reference, lent = stores(tmp_path, leads, "reference", "lent")
+    for folder, env in ((reference, {"HUOKE_CORES": "1"}), (lent, {"HUOKE_HELPER_FROM": "1"})):
+        done = subprocess.run(command("run", "--until", UNTIL), env={**env_for(folder), **env},
+                              capture_output=True, text=True, timeout=180, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    for report in ("funnel", "engagement", "daily"):
+        one, two = (json.loads(huoke(f, "report", report, "--json").stdout) for f in (reference, lent))
+        one.pop("generated_at", None), two.pop("generated_at", None)
+        assert one == two, report
