@@ -373,7 +373,8 @@ class Engine:
     # ---- the helper's side of a lent run (``engine.bootstrap.helper`` runs these in the helper) --
 
     def capture_lent(self, now: datetime, commands: list[CaptureLead]) -> list[Outcome]:
-        """Capture the engine process's batch's people of this process's partitions, at ``now``."""
+        """Capture this process's part of a batch the engine process splits (``capture_leads``),
+        at ``now``."""
         self._move_clock_to(now)
         return self.leads.capture_leads(commands)
 
