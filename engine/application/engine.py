@@ -352,8 +352,8 @@ class Engine:
         theirs: list[int] = []
         ours: list[int] = []
         for rows in by_person(commands):
-            lead_id = lead_id_for(capture_keys(commands[rows[0]])[0])  # a new person's id
-            helpers = helper.parts.owns(lead_id)
+            keys = capture_keys(commands[rows[0]])
+            helpers = bool(keys) and helper.parts.owns(lead_id_for(keys[0]))  # by a new person's id
             if helpers and len(theirs) + len(rows) > CAPTURE_SHARE * len(commands):
                 helpers = False  # its share is full: the rest here (the share's owner reads them later)
             elif not helpers and len(ours) + len(rows) > (1 - CAPTURE_SHARE) * len(commands):
