@@ -97,11 +97,27 @@ class FunnelCounts(FunnelQueries):
 
     @apply.register
     def _(self, e: Lead.Captured, c: Any) -> None:
+        told = told_lead(e)[1:]  # its first screening, if it records it
+        segmented = next((d for d in told if isinstance(d, Lead.Segmented)), None)
+        audience = segmented.audience if segmented is not None else "general"
         c.execute(
-            self.q("INSERT INTO {t_funnel_leads} VALUES (?, ?, 'general', 'new') ON CONFLICT (lead_id) DO NOTHING"),
-            (str(e.originator_id), e.source["channel"]),
+            self.q(
+                "INSERT INTO {t_funnel_leads} VALUES (?, ?, ?, 'new') "
+                "ON CONFLICT (lead_id) DO NOTHING RETURNING lead_id"
+            ),
+            (str(e.originator_id), e.source["channel"], audience),
         )
-        self._reached(c, e.originator_id, (Stage.NEW.value,))
+        if c.fetchone() is not None:
+            # A new lead, in its first screening's audience from the start: the same rows as
+            # counting it under "general" and then moving it (that row touched, by nothing),
+            # with three statements instead of eight.
+            c.execute(self.q("INSERT INTO {t_funnel_reached} VALUES (?, ?)"), (str(e.originator_id), Stage.NEW.value))
+            self._count_reached(c, Stage.NEW.value, audience, 1)
+            if audience != "general":
+                self._count_reached(c, Stage.NEW.value, "general", 0)
+            told = [d for d in told if d is not segmented]
+        else:
+            self._reached(c, e.originator_id, (Stage.NEW.value,))
         values = dimension_values(e.source)
         marks = ", ".join("?" for _ in range(3 + 2 * len(DIMENSIONS) + 1 + len(MILESTONES) + 3))
         c.execute(
@@ -119,7 +135,7 @@ class FunnelCounts(FunnelQueries):
             ),
         )
         self._daily(c, e.captured_at, values[0], "captured")
-        for decided in told_lead(e)[1:]:  # its first screening, if it records it
+        for decided in told:
             self.apply_one(decided, c)
         day = self.day(e.captured_at)
         for touch in ("first", "last"):
