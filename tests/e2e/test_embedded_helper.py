@@ -317,8 +317,9 @@ def test_a_helper_killed_mid_import_loses_no_row_and_captures_none_twice(tmp_pat
     proc = subprocess.Popen(command("leads", "import", str(leads), "--json"), env=env_for(crashed),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     helper = None
-    # Killed while it captures its half of a batch (running, not waiting for its next step).
-    while proc.poll() is None and (helper is None or len(captured(crashed)) < n // 3 or not running(helper)):
+    # Killed while it captures its half of a batch (running, not waiting for its next step), once
+    # two thirds are in: by then it is up (the first batches go alone while it starts).
+    while proc.poll() is None and (helper is None or len(captured(crashed)) < n * 2 // 3 or not running(helper)):
         helper = helper or helper_of(proc.pid)
         time.sleep(0.002)
     assert helper is not None and proc.poll() is None, "the import ended before its helper was killed"
