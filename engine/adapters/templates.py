@@ -144,8 +144,8 @@ class JinjaRenderer:
     def holding(self) -> Iterator[None]:
         """While open (in this thread), each template is read as it was when first used in it:
         a dispatcher's pass renders all its messages from the same files, and Jinja is not asked
-        whether a file changed for every part of every message (a stat each: about 7% of
-        rendering). An edit counts from the next pass."""
+        whether a file changed for every part of every message (a stat each: 31% of rendering's
+        time in a one-process bench run). An edit counts from the next pass."""
         outer = getattr(self._held, "templates", None)
         if outer is None:
             self._held.templates = {}

@@ -361,14 +361,13 @@ class Engine:
             (theirs if helpers else ours).extend(rows)
         if not theirs or not ours:
             return self.leads.capture_leads(commands)
-        helper.begin("capture", self.clock.now(), [commands[i] for i in sorted(theirs)])
-        own = self.leads.capture_leads([commands[i] for i in sorted(ours)])
+        theirs.sort()  # each side in row order: a person's rows stay in theirs
+        ours.sort()
+        helper.begin("capture", self.clock.now(), [commands[i] for i in theirs])
+        own = self.leads.capture_leads([commands[i] for i in ours])
         helped: list[Outcome] = helper.finish()
-        outcomes: list[Outcome | None] = [None] * len(commands)
-        for indexes, done in ((sorted(theirs), helped), (sorted(ours), own)):
-            for i, outcome in zip(indexes, done, strict=True):
-                outcomes[i] = outcome
-        return [o for o in outcomes if o is not None]
+        by_row = dict(zip(theirs, helped, strict=True)) | dict(zip(ours, own, strict=True))
+        return [by_row[i] for i in range(len(commands))]
 
     # ---- the helper's side of a lent run (``engine.bootstrap.helper`` runs these in the helper) --
 

@@ -58,7 +58,7 @@ class HelperProcess:
         self._step = ""
         self._pending = False
         self._used = False
-        self._booted = False  # it said it is ready (its stores open) and has no step now
+        self._booted = False  # it said it is up (its stores open); read by idle() or with an answer
 
     def start(self) -> None:
         """Start the helper process now, so it is ready (about a second) when a run needs it."""

@@ -65,7 +65,7 @@ def _import_file(file: Path, as_json: bool, importer: Importer, label: str, both
         fail(f"{file}: no such file")
     s = settings()
     engine = engine_for(s)
-    rows = count_rows(file)
+    rows = count_rows(file) if both_cores or not as_json else 0  # read only when needed
     if both_cores and rows >= IMPORT_HELPER_FROM:
         with_helper(engine, s, engine.clock, start=True)  # captured on both cores once it is up
 
